@@ -1,0 +1,232 @@
+package proto
+
+import (
+	"bytes"
+	"encoding/json"
+	"unicode/utf8"
+)
+
+// Limits of the client envelope (PROTOCOL section 2).
+const (
+	MaxEventLen = 64 // characters of an event name
+	MaxRefLen   = 64 // characters (Unicode code points) of a ref
+)
+
+// EventPattern is the pattern every event name matches, for error messages
+// and documentation; ValidEventName implements it without regexp.
+const EventPattern = `^[A-Za-z][A-Za-z0-9_-]{0,63}$`
+
+// Envelope is a message a client sends over its WebSocket:
+// {"event": "...", "args": <any JSON>, "ref": "..."}.
+type Envelope struct {
+	// Event is the handler to run; it always matches EventPattern.
+	Event string
+	// Args is the raw JSON value of "args", or nil when it was absent.
+	// It aliases the buffer passed to DecodeEnvelope.
+	Args json.RawMessage
+	// Ref is the client's correlation id, or "" when none was sent.
+	Ref string
+}
+
+var (
+	errNotJSON      = &Error{Code: CodeBadRequest, Message: "frame is not valid JSON"}
+	errNotObject    = &Error{Code: CodeBadRequest, Message: "frame must be a JSON object"}
+	errEventMissing = &Error{Code: CodeBadRequest, Message: "event is required"}
+	errEventType    = &Error{Code: CodeBadRequest, Message: "event must be a string"}
+	errEventName    = &Error{Code: CodeBadRequest, Message: "event must match " + EventPattern}
+	errRefType      = &Error{Code: CodeBadRequest, Message: "ref must be a string"}
+	errRefLen       = &Error{Code: CodeBadRequest, Message: "ref must be at most 64 characters"}
+)
+
+// DecodeEnvelope parses and validates one client frame. On failure it returns
+// a *Error with code bad_request whose message names what is wrong; the
+// returned Envelope then still carries Ref when the frame held a valid one, so
+// the error frame can echo it. Unknown fields are ignored; when a key repeats,
+// the last value wins, as with encoding/json. Keys match exactly (unlike
+// encoding/json, "Event" is not "event"). The returned Args aliases data.
+func DecodeEnvelope(data []byte) (Envelope, error) {
+	var env Envelope
+	if !json.Valid(data) {
+		return env, errNotJSON
+	}
+	i := skipSpace(data, 0)
+	if data[i] != '{' {
+		return env, errNotObject
+	}
+	var event, ref []byte
+	i++
+	for {
+		i = skipSpace(data, i)
+		if data[i] == '}' {
+			break
+		}
+		if data[i] == ',' {
+			i = skipSpace(data, i+1)
+		}
+		keyEnd := stringEnd(data, i)
+		key := data[i:keyEnd]
+		i = skipSpace(data, keyEnd) + 1 // past ':'
+		i = skipSpace(data, i)
+		valEnd := valueEnd(data, i)
+		val := data[i:valEnd]
+		i = valEnd
+		switch keyName(key) {
+		case "event":
+			event = val
+		case "ref":
+			ref = val
+		case "args":
+			env.Args = json.RawMessage(val)
+		}
+	}
+	if ref != nil && !isNull(ref) {
+		if ref[0] != '"' {
+			return env, errRefType
+		}
+		s := decodeString(ref)
+		if utf8.RuneCountInString(s) > MaxRefLen {
+			return env, errRefLen
+		}
+		env.Ref = s
+	}
+	if event == nil || isNull(event) {
+		return env, errEventMissing
+	}
+	if event[0] != '"' {
+		return env, errEventType
+	}
+	name := event[1 : len(event)-1]
+	if bytes.IndexByte(name, '\\') >= 0 {
+		// An escaped name cannot match the pattern unless the escape spelled
+		// an allowed ASCII character; decode and check it like any other.
+		s := decodeString(event)
+		if !ValidEventName(s) {
+			return env, errEventName
+		}
+		env.Event = s
+		return env, nil
+	}
+	if !validEventBytes(name) {
+		return env, errEventName
+	}
+	env.Event = string(name)
+	return env, nil
+}
+
+// ValidEventName reports whether s matches EventPattern.
+func ValidEventName(s string) bool {
+	if len(s) == 0 || len(s) > MaxEventLen || !isLetter(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !isLetter(c) && !(c >= '0' && c <= '9') && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func validEventBytes(b []byte) bool {
+	if len(b) == 0 || len(b) > MaxEventLen || !isLetter(b[0]) {
+		return false
+	}
+	for _, c := range b[1:] {
+		if !isLetter(c) && !(c >= '0' && c <= '9') && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func isLetter(c byte) bool { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') }
+
+func isNull(v []byte) bool { return len(v) == 4 && string(v) == "null" }
+
+// The scanning helpers below assume data is valid JSON (checked by json.Valid
+// first), so they only find boundaries and never validate.
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) {
+		switch data[i] {
+		case ' ', '\t', '\r', '\n':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// stringEnd returns the index just past the string that starts at data[i].
+func stringEnd(data []byte, i int) int {
+	for j := i + 1; j < len(data); j++ {
+		switch data[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return len(data)
+}
+
+// valueEnd returns the index just past the value that starts at data[i].
+func valueEnd(data []byte, i int) int {
+	switch data[i] {
+	case '"':
+		return stringEnd(data, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(data); j++ {
+			switch data[j] {
+			case '"':
+				j = stringEnd(data, j) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(data)
+	default:
+		for j := i; j < len(data); j++ {
+			switch data[j] {
+			case ',', '}', ']', ' ', '\t', '\r', '\n':
+				return j
+			}
+		}
+		return len(data)
+	}
+}
+
+// keyName returns a quoted key's text; it allocates only for escaped keys.
+func keyName(key []byte) string {
+	inner := key[1 : len(key)-1]
+	if bytes.IndexByte(inner, '\\') < 0 {
+		switch string(inner) { // no allocation: compared, not converted
+		case "event":
+			return "event"
+		case "ref":
+			return "ref"
+		case "args":
+			return "args"
+		}
+		return ""
+	}
+	return decodeString(key)
+}
+
+// decodeString returns the text of a valid quoted JSON string.
+func decodeString(quoted []byte) string {
+	inner := quoted[1 : len(quoted)-1]
+	if bytes.IndexByte(inner, '\\') < 0 {
+		return string(inner)
+	}
+	var s string
+	_ = json.Unmarshal(quoted, &s) // cannot fail: quoted is a valid JSON string
+	return s
+}

@@ -1,0 +1,133 @@
+package proto
+
+import (
+	"encoding/json"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Frame is a message the gateway sends to a client:
+// {"event": "...", "id": "<user>", "ref": "...", "args": <any JSON>}.
+// It is the decoded form, for clients and tests; the gateway encodes frames
+// with the Append functions, which do not allocate.
+type Frame struct {
+	Event string          `json:"event"`
+	ID    string          `json:"id"`
+	Ref   string          `json:"ref,omitempty"`
+	Args  json.RawMessage `json:"args,omitempty"`
+}
+
+// Connected is the args of the "connected" frame.
+type Connected struct {
+	Conn   string `json:"conn"`
+	Worker int    `json:"worker"`
+}
+
+// AppendEvent appends the frame {"event":event,"id":user,"args":args} to dst.
+// args must be valid JSON, or empty (nil or zero-length: then "args" is left
+// out, so the frame is valid JSON either way).
+func AppendEvent(dst []byte, event, user string, args json.RawMessage) []byte {
+	dst = append(dst, `{"event":`...)
+	dst = AppendString(dst, event)
+	dst = append(dst, `,"id":`...)
+	dst = AppendString(dst, user)
+	if len(args) != 0 {
+		dst = append(dst, `,"args":`...)
+		dst = append(dst, args...)
+	}
+	return append(dst, '}')
+}
+
+// AppendConnected appends the "connected" frame sent first on every socket.
+func AppendConnected(dst []byte, user, conn string, worker int) []byte {
+	dst = append(dst, `{"event":"connected","id":`...)
+	dst = AppendString(dst, user)
+	dst = append(dst, `,"args":{"conn":`...)
+	dst = AppendString(dst, conn)
+	dst = append(dst, `,"worker":`...)
+	dst = strconv.AppendInt(dst, int64(worker), 10)
+	return append(dst, "}}"...)
+}
+
+// AppendAck appends the "ack" frame for ref.
+func AppendAck(dst []byte, user, ref string) []byte {
+	dst = append(dst, `{"event":"ack","id":`...)
+	dst = AppendString(dst, user)
+	dst = append(dst, `,"ref":`...)
+	dst = AppendString(dst, ref)
+	return append(dst, '}')
+}
+
+// AppendError appends an "error" frame; ref is left out when empty.
+func AppendError(dst []byte, user, ref string, e *Error) []byte {
+	dst = append(dst, `{"event":"error","id":`...)
+	dst = AppendString(dst, user)
+	if ref != "" {
+		dst = append(dst, `,"ref":`...)
+		dst = AppendString(dst, ref)
+	}
+	dst = append(dst, `,"args":`...)
+	dst = appendErrorObject(dst, e)
+	return append(dst, '}')
+}
+
+func appendErrorObject(dst []byte, e *Error) []byte {
+	dst = append(dst, `{"code":`...)
+	dst = AppendString(dst, e.Code)
+	dst = append(dst, `,"message":`...)
+	dst = AppendString(dst, e.Message)
+	return append(dst, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// AppendString appends s as a JSON string. Like encoding/json it escapes
+// control characters, quotes, backslashes, <, >, & and U+2028/U+2029, and
+// replaces invalid UTF-8 with U+FFFD, so the output is always valid JSON.
+func AppendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

@@ -1,0 +1,3 @@
+module github.com/switchboard/switchboard/proto
+
+go 1.26

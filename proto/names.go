@@ -1,0 +1,34 @@
+package proto
+
+// NATS subjects and the queue group of handlers-svc (PROTOCOL section 3).
+const (
+	// SubjectPrefix is prepended to an event name to form its request subject.
+	SubjectPrefix = "handlers."
+	// SubjectAll is the wildcard handlers-svc instances subscribe to.
+	SubjectAll = "handlers.>"
+	// QueueGroup is the queue group that shares requests between instances.
+	QueueGroup = "handlers-svc"
+)
+
+// Channel is the Redis pub/sub channel every gateway worker subscribes to
+// (PROTOCOL section 4).
+const Channel = "switchboard:outgoing"
+
+// Server-side event names the gateway itself sends (PROTOCOL section 2).
+const (
+	EventConnected = "connected"
+	EventAck       = "ack"
+	EventError     = "error"
+)
+
+// Subject returns the NATS subject that carries requests for event.
+func Subject(event string) string { return SubjectPrefix + event }
+
+// EventFromSubject returns the event name of a request subject, and false if
+// subject does not start with SubjectPrefix.
+func EventFromSubject(subject string) (string, bool) {
+	if len(subject) <= len(SubjectPrefix) || subject[:len(SubjectPrefix)] != SubjectPrefix {
+		return "", false
+	}
+	return subject[len(SubjectPrefix):], true
+}
