@@ -1,0 +1,111 @@
+// Command gateway is switchboard's edge process. Run plainly it is the
+// supervisor: it binds GATEWAY_ADDR and keeps GATEWAY_WORKERS worker
+// processes (copies of itself) serving WebSockets on it. "gateway token USER"
+// prints a token for USER signed with the configured secret.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/switchboard/switchboard/gateway/internal/auth"
+	"github.com/switchboard/switchboard/gateway/internal/config"
+	"github.com/switchboard/switchboard/gateway/internal/logging"
+	"github.com/switchboard/switchboard/gateway/internal/supervisor"
+	"github.com/switchboard/switchboard/gateway/internal/worker"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := realMain(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(1)
+	}
+}
+
+func realMain(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "token" {
+		return mintToken(args[1:], stdout)
+	}
+	cfg, err := config.Load(args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	log, err := logging.New(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	if idx := os.Getenv(supervisor.WorkerEnv); idx != "" {
+		index, err := strconv.Atoi(idx)
+		if err != nil {
+			return fmt.Errorf("%s=%q: %w", supervisor.WorkerEnv, idx, err)
+		}
+		return runWorker(ctx, cfg, index, log.With(zap.Int("worker", index), zap.Int("pid", os.Getpid())))
+	}
+	if cfg.Dev {
+		log.Warn("dev mode: demo endpoints on and, unless GATEWAY_JWT_SECRET is set, a public dev secret")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	sup := supervisor.New(supervisor.Config{
+		Addr:        cfg.Addr,
+		Workers:     cfg.Workers,
+		StopTimeout: cfg.ShutdownTimeout + 5*time.Second,
+	}, supervisor.ExecStart(exe, args), log.Named("supervisor"))
+	return sup.Run(ctx)
+}
+
+func runWorker(ctx context.Context, cfg config.Config, index int, log *zap.Logger) error {
+	f := os.NewFile(supervisor.ListenerFD, "listener")
+	if f == nil {
+		return errors.New("worker started without a listener on fd 3")
+	}
+	ln, err := net.FileListener(f)
+	_ = f.Close()
+	if err != nil {
+		return fmt.Errorf("worker listener: %w", err)
+	}
+	return worker.New(cfg, index, log).Run(ctx, ln)
+}
+
+// mintToken prints a token: gateway token [-ttl 24h] USER.
+func mintToken(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime of the token (0 = no expiry)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || fs.Arg(0) == "" {
+		return errors.New("usage: gateway token [-ttl 24h] USER")
+	}
+	secret := os.Getenv("GATEWAY_JWT_SECRET")
+	if secret == "" {
+		if dev, _ := strconv.ParseBool(os.Getenv("GATEWAY_DEV")); !dev {
+			return errors.New("set GATEWAY_JWT_SECRET (or GATEWAY_DEV=1 for the dev secret)")
+		}
+		secret = config.DevSecret
+	}
+	tok, err := auth.Mint(secret, fs.Arg(0), *ttl)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(stdout, tok)
+	return err
+}

@@ -1,0 +1,183 @@
+// Package config holds the gateway's one Config: defaults in code, read from
+// the environment and from flags of the same names (PROTOCOL section 1).
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DevSecret is the JWT secret used in dev mode when GATEWAY_JWT_SECRET is not
+// set. It is public: never run dev mode where tokens matter.
+const DevSecret = "switchboard-dev-secret-do-not-use-in-production"
+
+// Config is everything one gateway process (supervisor or worker) needs.
+type Config struct {
+	Addr            string        // GATEWAY_ADDR: client WebSocket + HTTP address
+	Workers         int           // GATEWAY_WORKERS: worker processes
+	JWTSecret       string        // GATEWAY_JWT_SECRET: HS256 secret
+	JWTAudience     string        // GATEWAY_JWT_AUDIENCE: required "aud" when set
+	NATSURL         string        // NATS_URL
+	RedisURL        string        // REDIS_URL
+	MaxFrame        int64         // GATEWAY_MAX_FRAME: max client message in bytes
+	HandlerTimeout  time.Duration // GATEWAY_HANDLER_TIMEOUT
+	AllowedOrigins  []string      // GATEWAY_ALLOWED_ORIGINS; nil = own host only ("*" = any)
+	Dev             bool          // GATEWAY_DEV
+	LogLevel        string        // LOG_LEVEL
+	SendQueueLen    int           // GATEWAY_SEND_QUEUE: max frames queued per socket
+	SendQueueBytes  int           // GATEWAY_SEND_QUEUE_BYTES: max bytes queued per socket
+	MaxInFlight     int           // GATEWAY_MAX_INFLIGHT: handler requests in flight per socket
+	ShutdownTimeout time.Duration // GATEWAY_SHUTDOWN_TIMEOUT: graceful stop deadline
+}
+
+// Default returns the configuration with every default of the contract.
+func Default() Config {
+	return Config{
+		Addr:            ":7999",
+		Workers:         runtime.NumCPU(),
+		NATSURL:         "nats://127.0.0.1:4222",
+		RedisURL:        "redis://127.0.0.1:6379/0",
+		MaxFrame:        65536,
+		HandlerTimeout:  5 * time.Second,
+		LogLevel:        "info",
+		SendQueueLen:    1024,
+		SendQueueBytes:  1 << 20,
+		MaxInFlight:     64,
+		ShutdownTimeout: 10 * time.Second,
+	}
+}
+
+// Load returns Default overridden by the environment (through getenv) and
+// then by flags in args. Each setting's flag is its environment name in lower
+// case with dashes: GATEWAY_ADDR is -gateway-addr.
+func Load(args []string, getenv func(string) string) (Config, error) {
+	c := Default()
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var origins string
+	vars := []struct {
+		env   string
+		value flag.Value
+	}{
+		{"GATEWAY_ADDR", (*stringValue)(&c.Addr)},
+		{"GATEWAY_WORKERS", (*intValue)(&c.Workers)},
+		{"GATEWAY_JWT_SECRET", (*stringValue)(&c.JWTSecret)},
+		{"GATEWAY_JWT_AUDIENCE", (*stringValue)(&c.JWTAudience)},
+		{"NATS_URL", (*stringValue)(&c.NATSURL)},
+		{"REDIS_URL", (*stringValue)(&c.RedisURL)},
+		{"GATEWAY_MAX_FRAME", (*int64Value)(&c.MaxFrame)},
+		{"GATEWAY_HANDLER_TIMEOUT", (*durationValue)(&c.HandlerTimeout)},
+		{"GATEWAY_ALLOWED_ORIGINS", (*stringValue)(&origins)},
+		{"GATEWAY_DEV", (*boolValue)(&c.Dev)},
+		{"LOG_LEVEL", (*stringValue)(&c.LogLevel)},
+		{"GATEWAY_SEND_QUEUE", (*intValue)(&c.SendQueueLen)},
+		{"GATEWAY_SEND_QUEUE_BYTES", (*intValue)(&c.SendQueueBytes)},
+		{"GATEWAY_MAX_INFLIGHT", (*intValue)(&c.MaxInFlight)},
+		{"GATEWAY_SHUTDOWN_TIMEOUT", (*durationValue)(&c.ShutdownTimeout)},
+	}
+	for _, v := range vars {
+		if s := getenv(v.env); s != "" {
+			if err := v.value.Set(s); err != nil {
+				return c, fmt.Errorf("%s=%q: %w", v.env, s, err)
+			}
+		}
+		fs.Var(v.value, FlagName(v.env), "same as $"+v.env)
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if origins != "" {
+		for _, o := range strings.Split(origins, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				c.AllowedOrigins = append(c.AllowedOrigins, o)
+			}
+		}
+	}
+	if c.JWTSecret == "" && c.Dev {
+		c.JWTSecret = DevSecret
+	}
+	return c, c.Validate()
+}
+
+// FlagName returns the flag that mirrors an environment variable.
+func FlagName(env string) string { return strings.ReplaceAll(strings.ToLower(env), "_", "-") }
+
+// Validate reports every setting that cannot work, joined into one error.
+func (c Config) Validate() error {
+	var errs []error
+	if c.JWTSecret == "" {
+		errs = append(errs, errors.New("GATEWAY_JWT_SECRET is required (or set GATEWAY_DEV=1 for the dev secret)"))
+	}
+	if c.Workers < 1 {
+		errs = append(errs, fmt.Errorf("GATEWAY_WORKERS must be at least 1, got %d", c.Workers))
+	}
+	if c.MaxFrame < 64 {
+		errs = append(errs, fmt.Errorf("GATEWAY_MAX_FRAME must be at least 64 bytes, got %d", c.MaxFrame))
+	}
+	if c.HandlerTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("GATEWAY_HANDLER_TIMEOUT must be positive, got %s", c.HandlerTimeout))
+	}
+	if c.SendQueueLen < 1 || c.SendQueueBytes < 1 {
+		errs = append(errs, errors.New("GATEWAY_SEND_QUEUE and GATEWAY_SEND_QUEUE_BYTES must be positive"))
+	}
+	if c.MaxInFlight < 1 {
+		errs = append(errs, errors.New("GATEWAY_MAX_INFLIGHT must be positive"))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("GATEWAY_SHUTDOWN_TIMEOUT must be positive"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("LOG_LEVEL must be debug, info, warn or error, got %q", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+type stringValue string
+
+func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
+func (v *stringValue) String() string     { return string(*v) }
+
+type intValue int
+
+func (v *intValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	*v = intValue(n)
+	return err
+}
+func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
+
+type int64Value int64
+
+func (v *int64Value) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 64)
+	*v = int64Value(n)
+	return err
+}
+func (v *int64Value) String() string { return strconv.FormatInt(int64(*v), 10) }
+
+type boolValue bool
+
+func (v *boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	*v = boolValue(b)
+	return err
+}
+func (v *boolValue) String() string   { return strconv.FormatBool(bool(*v)) }
+func (v *boolValue) IsBoolFlag() bool { return true }
+
+type durationValue time.Duration
+
+func (v *durationValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	*v = durationValue(d)
+	return err
+}
+func (v *durationValue) String() string { return time.Duration(*v).String() }

@@ -1,0 +1,138 @@
+// Package forward turns client envelopes into NATS requests to handlers-svc
+// and relays the reply to the socket as an ack or an error frame
+// (PROTOCOL sections 2 and 3).
+//
+// Each request runs in its own goroutine so a socket can have several in
+// flight, up to a per-socket limit beyond which its read loop waits, which
+// pushes back on the client through TCP. Shutdown
+// stops new requests and waits for the running ones.
+package forward
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/switchboard/switchboard/gateway/internal/ws"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// Requester is the part of a NATS connection the forwarder uses.
+type Requester interface {
+	RequestWithContext(ctx context.Context, subj string, data []byte) (*nats.Msg, error)
+	IsConnected() bool
+}
+
+var (
+	errUnavailable = proto.NewError(proto.CodeUnavailable, "handlers are unavailable, try again later")
+	errShutdown    = proto.NewError(proto.CodeUnavailable, "gateway is shutting down, reconnect and retry")
+	errTimeout     = proto.NewError(proto.CodeTimeout, "handler did not answer in time")
+)
+
+// Forwarder implements ws.FrameHandler.
+type Forwarder struct {
+	nc      Requester
+	timeout time.Duration
+	log     *zap.Logger
+
+	mu       sync.Mutex
+	stopped  bool
+	inFlight sync.WaitGroup
+}
+
+// New returns a Forwarder sending requests over nc with the handler timeout.
+// How many requests one socket may have in flight is the socket's own limit
+// (ws.Limits.MaxInFlight).
+func New(nc Requester, timeout time.Duration, log *zap.Logger) *Forwarder {
+	return &Forwarder{nc: nc, timeout: timeout, log: log}
+}
+
+// HandleFrame validates one client frame and forwards it.
+func (f *Forwarder) HandleFrame(c *ws.Conn, data []byte) {
+	env, err := proto.DecodeEnvelope(data)
+	if err != nil {
+		var pe *proto.Error
+		if !errors.As(err, &pe) {
+			pe = proto.NewError(proto.CodeBadRequest, "invalid frame")
+		}
+		c.SendError(env.Ref, pe)
+		return
+	}
+	if !c.AcquireSlot() {
+		return // the socket ended while waiting
+	}
+	f.mu.Lock()
+	if f.stopped {
+		f.mu.Unlock()
+		c.ReleaseSlot()
+		c.SendError(env.Ref, errShutdown)
+		return
+	}
+	f.inFlight.Add(1)
+	f.mu.Unlock()
+	go func() {
+		defer f.inFlight.Done()
+		defer c.ReleaseSlot()
+		f.forward(c, &env)
+	}()
+}
+
+func (f *Forwarder) forward(c *ws.Conn, env *proto.Envelope) {
+	log := f.log.With(zap.String("user", c.User()), zap.String("conn", c.ID()), zap.String("event", env.Event))
+	if !f.nc.IsConnected() {
+		log.Debug("nats not connected")
+		c.SendError(env.Ref, errUnavailable)
+		return
+	}
+	body := proto.AppendRequest(make([]byte, 0, 128+len(env.Args)), &proto.Request{
+		Event: env.Event, Args: env.Args, User: c.User(), Conn: c.ID(), Ref: env.Ref,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
+	defer cancel()
+	msg, err := f.nc.RequestWithContext(ctx, proto.Subject(env.Event), body)
+	switch {
+	case err == nil:
+	case errors.Is(err, nats.ErrNoResponders):
+		log.Warn("no handlers-svc responds")
+		c.SendError(env.Ref, errUnavailable)
+		return
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		log.Warn("handler timed out", zap.Duration("timeout", f.timeout))
+		c.SendError(env.Ref, errTimeout)
+		return
+	default:
+		log.Warn("handler request failed", zap.Error(err))
+		c.SendError(env.Ref, errUnavailable)
+		return
+	}
+	if perr := proto.DecodeReply(msg.Data); perr != nil {
+		c.SendError(env.Ref, perr)
+		return
+	}
+	if env.Ref != "" {
+		c.SendAck(env.Ref)
+	}
+}
+
+// Shutdown stops forwarding new envelopes (they get unavailable) and waits
+// until the requests in flight have been answered or ctx is done.
+func (f *Forwarder) Shutdown(ctx context.Context) error {
+	f.mu.Lock()
+	f.stopped = true
+	f.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		f.inFlight.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

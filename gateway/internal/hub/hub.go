@@ -1,0 +1,163 @@
+// Package hub is the registry of one worker's local sockets: by connection id
+// and by user id, many sockets per user. It is safe for concurrent use, and
+// Deliver never blocks: it hands frames to the sockets' bounded queues.
+package hub
+
+import (
+	"sync"
+
+	"github.com/switchboard/switchboard/proto"
+)
+
+// Conn is what the hub needs of a socket.
+type Conn interface {
+	ID() string
+	User() string
+	// Send queues a frame without blocking; data may be shared by sockets.
+	Send(data []byte) bool
+}
+
+// Hub indexes local sockets. The zero value is not usable; call New.
+type Hub[C Conn] struct {
+	mu    sync.RWMutex
+	users map[string]map[string]C // user id -> conn id -> conn
+	conns map[string]C            // conn id -> conn
+}
+
+// New returns an empty Hub.
+func New[C Conn]() *Hub[C] {
+	return &Hub[C]{users: make(map[string]map[string]C), conns: make(map[string]C)}
+}
+
+// Add registers c for delivery.
+func (h *Hub[C]) Add(c C) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.conns[c.ID()] = c
+	byConn := h.users[c.User()]
+	if byConn == nil {
+		byConn = make(map[string]C, 1)
+		h.users[c.User()] = byConn
+	}
+	byConn[c.ID()] = c
+}
+
+// Remove unregisters c; removing an unknown socket does nothing.
+func (h *Hub[C]) Remove(c C) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.conns[c.ID()]; !ok {
+		return
+	}
+	delete(h.conns, c.ID())
+	if byConn := h.users[c.User()]; byConn != nil {
+		delete(byConn, c.ID())
+		if len(byConn) == 0 {
+			delete(h.users, c.User())
+		}
+	}
+}
+
+// Len returns the number of local sockets.
+func (h *Hub[C]) Len() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.conns)
+}
+
+// UserLen returns the number of local sockets of user.
+func (h *Hub[C]) UserLen(user string) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.users[user])
+}
+
+// Each calls fn for every local socket, for pings and shutdown. fn must not
+// call back into the hub.
+func (h *Hub[C]) Each(fn func(C)) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, c := range h.conns {
+		fn(c)
+	}
+}
+
+// Snapshot returns the local sockets.
+func (h *Hub[C]) Snapshot() []C {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]C, 0, len(h.conns))
+	for _, c := range h.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Deliver sends d to its local targets and returns how many sockets it was
+// queued for. The frame carries the receiving socket's user id, so it is
+// encoded once per target user and shared by that user's sockets. A socket
+// named several times (as a user's and as a connection) gets it once.
+func (h *Hub[C]) Deliver(d *proto.Dispatch) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	if d.Broadcast {
+		for user, byConn := range h.users {
+			frame := proto.AppendEvent(nil, d.Event, user, d.Args)
+			for _, c := range byConn {
+				if c.Send(frame) {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	var seen map[string]struct{} // users already delivered to, when needed
+	if len(d.Users) > 1 || (len(d.Users) > 0 && len(d.Conns) > 0) {
+		seen = make(map[string]struct{}, len(d.Users))
+	}
+	for _, user := range d.Users {
+		byConn := h.users[user]
+		if len(byConn) == 0 {
+			continue
+		}
+		if seen != nil {
+			if _, dup := seen[user]; dup {
+				continue
+			}
+			seen[user] = struct{}{}
+		}
+		frame := proto.AppendEvent(nil, d.Event, user, d.Args)
+		for _, c := range byConn {
+			if c.Send(frame) {
+				n++
+			}
+		}
+	}
+	if len(d.Conns) == 0 {
+		return n
+	}
+	var sentConns map[string]struct{}
+	if len(d.Conns) > 1 {
+		sentConns = make(map[string]struct{}, len(d.Conns))
+	}
+	for _, id := range d.Conns {
+		c, ok := h.conns[id]
+		if !ok {
+			continue
+		}
+		if _, done := seen[c.User()]; done {
+			continue // reached through its user
+		}
+		if sentConns != nil {
+			if _, dup := sentConns[id]; dup {
+				continue
+			}
+			sentConns[id] = struct{}{}
+		}
+		if c.Send(proto.AppendEvent(nil, d.Event, c.User(), d.Args)) {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,38 @@
+package supervisor
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+)
+
+// WorkerEnv is the environment variable that tells a gateway process it is
+// worker number N, not a supervisor.
+const WorkerEnv = "SWITCHBOARD_WORKER_INDEX"
+
+// ListenerFD is the file descriptor a worker finds its listener on.
+const ListenerFD = 3
+
+// ExecStart returns a StartFunc that runs the executable at path with args as
+// a worker, inheriting stdout, stderr and the environment. The worker is sent
+// SIGTERM if the supervisor dies.
+func ExecStart(path string, args []string) StartFunc {
+	return func(index int, ln *os.File) (Process, error) {
+		cmd := exec.Command(path, args...)
+		cmd.Env = append(os.Environ(), WorkerEnv+"="+strconv.Itoa(index))
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		cmd.ExtraFiles = []*os.File{ln}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		return execProcess{cmd}, nil
+	}
+}
+
+type execProcess struct{ cmd *exec.Cmd }
+
+func (p execProcess) Pid() int                   { return p.cmd.Process.Pid }
+func (p execProcess) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+func (p execProcess) Wait() error                { return p.cmd.Wait() }

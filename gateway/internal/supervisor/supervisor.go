@@ -1,0 +1,236 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// Process is a running worker.
+type Process interface {
+	Pid() int
+	Signal(sig os.Signal) error
+	// Wait blocks until the process has exited; it is called once.
+	Wait() error
+}
+
+// StartFunc starts worker index with its listener, which the process must
+// inherit; the caller closes its own copy of ln after StartFunc returns.
+type StartFunc func(index int, ln *os.File) (Process, error)
+
+// Config tunes a Supervisor; zero fields take the defaults noted.
+type Config struct {
+	Addr    string // address every worker serves
+	Workers int    // number of workers
+	// StopTimeout is how long a worker may take to stop after SIGTERM
+	// before it is killed.
+	StopTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the restart delay (100ms, 30s); it
+	// doubles with each crash and resets once a worker has run StableAfter
+	// (30s).
+	MinBackoff, MaxBackoff, StableAfter time.Duration
+}
+
+// Supervisor keeps Config.Workers worker processes running.
+type Supervisor struct {
+	cfg   Config
+	start StartFunc
+	log   *zap.Logger
+
+	mu       sync.Mutex
+	addr     string // resolved, with the real port
+	restarts int
+}
+
+// New returns a Supervisor.
+func New(cfg Config, start StartFunc, log *zap.Logger) *Supervisor {
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 100 * time.Millisecond
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	if cfg.StableAfter <= 0 {
+		cfg.StableAfter = 30 * time.Second
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = 15 * time.Second
+	}
+	return &Supervisor{cfg: cfg, start: start, log: log}
+}
+
+// Addr returns the address the workers serve, with the real port, once Run
+// has bound it.
+func (s *Supervisor) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Restarts returns how many times a worker has been restarted.
+func (s *Supervisor) Restarts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restarts
+}
+
+// Run starts the workers and keeps them running until ctx is done, then
+// stops them and returns after all have exited.
+func (s *Supervisor) Run(ctx context.Context) error {
+	first, err := listen(s.cfg.Addr)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.addr = first.Addr().String()
+	s.mu.Unlock()
+	s.log.Info("gateway listening", zap.String("addr", s.addr), zap.Int("workers", s.cfg.Workers))
+
+	var wg sync.WaitGroup
+	for i := range s.cfg.Workers {
+		ln := first
+		if i > 0 {
+			if ln, err = listen(s.addr); err != nil {
+				_ = first.Close()
+				return err
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.keep(ctx, i, ln)
+		}()
+	}
+	wg.Wait()
+	s.log.Info("gateway stopped")
+	return nil
+}
+
+// keep runs worker index until ctx is done, restarting it when it dies.
+func (s *Supervisor) keep(ctx context.Context, index int, ln *net.TCPListener) {
+	log := s.log.With(zap.Int("worker", index))
+	backoff := s.cfg.MinBackoff
+	crashes := 0
+	for {
+		if ln == nil {
+			var err error
+			if ln, err = listen(s.Addr()); err != nil {
+				log.Error("cannot bind worker listener", zap.Error(err))
+				if !sleep(ctx, backoff) {
+					return
+				}
+				backoff = min(backoff*2, s.cfg.MaxBackoff)
+				continue
+			}
+		}
+		p, err := s.startWith(index, ln)
+		ln = nil // the worker owns the socket now; a restart binds a new one
+		if err != nil {
+			log.Error("cannot start worker", zap.Error(err))
+			if !sleep(ctx, backoff) {
+				return
+			}
+			backoff = min(backoff*2, s.cfg.MaxBackoff)
+			continue
+		}
+		started := time.Now()
+		log.Info("worker started", zap.Int("pid", p.Pid()))
+		exited := make(chan error, 1)
+		go func() { exited <- p.Wait() }()
+
+		select {
+		case err := <-exited:
+			if ctx.Err() != nil {
+				return
+			}
+			if time.Since(started) >= s.cfg.StableAfter {
+				backoff, crashes = s.cfg.MinBackoff, 0
+			}
+			crashes++
+			s.mu.Lock()
+			s.restarts++
+			s.mu.Unlock()
+			log.Error("worker exited, restarting", zap.Int("pid", p.Pid()), zap.Error(errOrExit(err)),
+				zap.Duration("ran", time.Since(started)), zap.Duration("backoff", backoff), zap.Int("crashes_in_a_row", crashes))
+			if !sleep(ctx, backoff) {
+				return
+			}
+			backoff = min(backoff*2, s.cfg.MaxBackoff)
+		case <-ctx.Done():
+			s.stop(log, p, exited)
+			return
+		}
+	}
+}
+
+// startWith hands ln to a new worker and closes the supervisor's copy, so
+// the socket's life is the worker's: when it dies, its queue is dropped and
+// the other workers' sockets take the new connections.
+func (s *Supervisor) startWith(index int, ln *net.TCPListener) (Process, error) {
+	defer ln.Close()
+	f, err := ln.File()
+	if err != nil {
+		return nil, fmt.Errorf("listener file: %w", err)
+	}
+	defer f.Close()
+	return s.start(index, f)
+}
+
+func (s *Supervisor) stop(log *zap.Logger, p Process, exited <-chan error) {
+	_ = p.Signal(syscall.SIGTERM)
+	t := time.NewTimer(s.cfg.StopTimeout)
+	defer t.Stop()
+	select {
+	case err := <-exited:
+		log.Info("worker stopped", zap.Int("pid", p.Pid()), zap.Error(err))
+	case <-t.C:
+		log.Error("worker did not stop in time, killing it", zap.Int("pid", p.Pid()))
+		_ = p.Signal(syscall.SIGKILL)
+		<-exited
+	}
+}
+
+func errOrExit(err error) error {
+	if err == nil {
+		return errors.New("exited with status 0")
+	}
+	return err
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// listen binds addr with SO_REUSEPORT so every worker has its own accept
+// queue on the same port and the kernel spreads connections among them.
+func listen(addr string) (*net.TCPListener, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	return ln.(*net.TCPListener), nil
+}

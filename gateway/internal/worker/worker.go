@@ -1,0 +1,305 @@
+// Package worker wires one gateway worker process: its listener, the
+// WebSocket endpoint, the hub of local sockets, the forwarder to NATS and the
+// Redis fan-out. Run serves until its context ends, then shuts down in order:
+// stop accepting, finish handler requests in flight, close every socket with
+// 1001, close NATS and Redis.
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/switchboard/switchboard/gateway/internal/auth"
+	"github.com/switchboard/switchboard/gateway/internal/config"
+	"github.com/switchboard/switchboard/gateway/internal/connid"
+	"github.com/switchboard/switchboard/gateway/internal/fanout"
+	"github.com/switchboard/switchboard/gateway/internal/forward"
+	"github.com/switchboard/switchboard/gateway/internal/hub"
+	"github.com/switchboard/switchboard/gateway/internal/ws"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// Worker is one worker process's server.
+type Worker struct {
+	cfg      config.Config
+	index    int
+	log      *zap.Logger
+	verifier *auth.Verifier
+	ids      *connid.Generator
+	hub      *hub.Hub[*ws.Conn]
+	upgrader websocket.Upgrader
+
+	nc  *nats.Conn
+	rdb *redis.Client
+	fwd *forward.Forwarder
+	sub *fanout.Subscriber
+
+	conns    sync.WaitGroup // sockets whose read loop runs
+	mu       sync.Mutex
+	draining bool
+}
+
+// New returns a Worker with the given 0-based index.
+func New(cfg config.Config, index int, log *zap.Logger) *Worker {
+	w := &Worker{
+		cfg:      cfg,
+		index:    index,
+		log:      log,
+		verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTAudience),
+		ids:      connid.New(),
+		hub:      hub.New[*ws.Conn](),
+	}
+	w.upgrader = websocket.Upgrader{
+		ReadBufferSize:  1024,
+		WriteBufferSize: 4096,
+		WriteBufferPool: &sync.Pool{},
+		CheckOrigin:     w.checkOrigin,
+		Error:           func(http.ResponseWriter, *http.Request, int, error) {}, // checked before the upgrade
+	}
+	return w
+}
+
+// Run serves on ln until ctx is done, then shuts down gracefully within the
+// configured shutdown timeout. It returns after every goroutine it started
+// has ended.
+func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
+	if err := w.connect(ctx); err != nil {
+		return err
+	}
+	defer w.rdb.Close()
+	defer w.nc.Close()
+
+	w.fwd = forward.New(w.nc, w.cfg.HandlerTimeout, w.log.Named("forward"))
+	w.sub = fanout.New(w.rdb, w.hub, w.log.Named("fanout"))
+
+	bg, stopBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = w.sub.Run(bg) }()
+	go func() { defer wg.Done(); w.pingLoop(bg) }()
+
+	srv := &http.Server{
+		Handler:           w.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          zap.NewStdLog(w.log.Named("http")),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	w.log.Info("worker serving", zap.String("addr", ln.Addr().String()))
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		w.log.Error("serve failed", zap.Error(err))
+	}
+	w.shutdown(srv)
+	stopBG()
+	wg.Wait()
+	return err
+}
+
+// connect waits for NATS and Redis, retrying and logging each failure.
+func (w *Worker) connect(ctx context.Context) error {
+	log := w.log.Named("nats")
+	var err error
+	w.nc, err = nats.Connect(w.cfg.NATSURL,
+		nats.Name("switchboard-gateway"),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectBufSize(-1), // fail requests at once while disconnected
+		nats.ConnectHandler(func(*nats.Conn) { log.Info("nats connected") }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Error("nats disconnected", zap.Error(err)) }),
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }),
+	)
+	if err != nil {
+		return err
+	}
+	opts, err := redis.ParseURL(w.cfg.RedisURL)
+	if err != nil {
+		w.nc.Close()
+		return err
+	}
+	w.rdb = redis.NewClient(opts)
+	// Redis is waited for by the subscriber, which retries by itself; NATS
+	// by RetryOnFailedConnect. Log here once if either is not up yet.
+	if !w.nc.IsConnected() {
+		log.Warn("nats not reachable yet, retrying in the background", zap.String("url", redactURL(w.cfg.NATSURL)))
+	}
+	return nil
+}
+
+func (w *Worker) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /socket", w.serveSocket)
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
+		writeJSON(rw, http.StatusOK, map[string]any{"status": "ok", "worker": w.index})
+	})
+	mux.HandleFunc("GET /readyz", w.serveReady)
+	return mux
+}
+
+func (w *Worker) serveReady(rw http.ResponseWriter, _ *http.Request) {
+	var reasons []string
+	if !w.nc.IsConnected() {
+		reasons = append(reasons, "nats not connected")
+	}
+	if !w.sub.Live() {
+		reasons = append(reasons, "redis subscription not live")
+	}
+	if len(reasons) > 0 {
+		writeJSON(rw, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "reasons": reasons, "worker": w.index})
+		return
+	}
+	writeJSON(rw, http.StatusOK, map[string]any{"status": "ready", "worker": w.index})
+}
+
+func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
+	if !w.checkOrigin(r) {
+		writeError(rw, http.StatusForbidden, proto.CodeForbiddenOrigin, "origin not allowed")
+		return
+	}
+	user, err := w.verifier.Verify(auth.FromRequest(r))
+	if err != nil {
+		var ae *auth.Error
+		msg := "unauthorized"
+		if errors.As(err, &ae) {
+			msg = ae.Message
+		}
+		w.log.Debug("upgrade refused", zap.String("reason", msg), zap.String("remote", r.RemoteAddr))
+		writeError(rw, http.StatusUnauthorized, proto.CodeUnauthorized, msg)
+		return
+	}
+	w.mu.Lock()
+	draining := w.draining
+	if !draining {
+		w.conns.Add(1)
+	}
+	w.mu.Unlock()
+	if draining {
+		writeError(rw, http.StatusServiceUnavailable, proto.CodeUnavailable, "gateway is shutting down")
+		return
+	}
+	wsc, err := w.upgrader.Upgrade(rw, r, nil)
+	if err != nil {
+		w.conns.Done()
+		http.Error(rw, "websocket upgrade failed", http.StatusBadRequest)
+		return
+	}
+	c := ws.NewConn(wsc, w.ids.Next(), user, ws.Limits{
+		QueueLen: w.cfg.SendQueueLen, QueueBytes: w.cfg.SendQueueBytes, MaxInFlight: w.cfg.MaxInFlight,
+	}, w.log.With(zap.String("user", user)))
+	// Registered for delivery before the connected frame is queued, so
+	// nothing dispatched after the client sees "connected" is missed.
+	w.hub.Add(c)
+	c.Send(proto.AppendConnected(nil, user, c.ID(), w.index))
+	w.mu.Lock()
+	if w.draining { // shutdown began during the upgrade and may not have seen c
+		c.Close(websocket.CloseGoingAway, "gateway shutting down")
+	}
+	w.mu.Unlock()
+	w.log.Info("socket opened", zap.String("user", user), zap.String("conn", c.ID()))
+	// Reading goes on in its own goroutine so this handler returns and
+	// net/http releases its per-request state.
+	go w.readSocket(c)
+}
+
+func (w *Worker) readSocket(c *ws.Conn) {
+	defer w.conns.Done()
+	c.ReadLoop(w.fwd, w.cfg.MaxFrame)
+	w.hub.Remove(c)
+	code, reason := c.CloseCode()
+	w.log.Info("socket closed", zap.String("user", c.User()), zap.String("conn", c.ID()),
+		zap.Int("code", code), zap.String("reason", reason), zap.Duration("duration", time.Since(c.Opened())))
+}
+
+// checkOrigin applies GATEWAY_ALLOWED_ORIGINS (PROTOCOL section 1).
+func (w *Worker) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if len(w.cfg.AllowedOrigins) == 0 {
+		if w.cfg.Dev {
+			return true
+		}
+		u, err := url.Parse(origin)
+		return err == nil && strings.EqualFold(u.Host, r.Host)
+	}
+	for _, o := range w.cfg.AllowedOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *Worker) pingLoop(ctx context.Context) {
+	t := time.NewTicker(ws.PingPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			w.hub.Each(func(c *ws.Conn) { c.Ping() })
+		}
+	}
+}
+
+// shutdown stops accepting, lets handler requests in flight finish, then
+// closes every socket with 1001 and waits for them, all within the deadline.
+func (w *Worker) shutdown(srv *http.Server) {
+	deadline := time.Now().Add(w.cfg.ShutdownTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	w.log.Info("worker shutting down", zap.Int("sockets", w.hub.Len()))
+	w.mu.Lock()
+	w.draining = true
+	w.mu.Unlock()
+	_ = srv.Shutdown(ctx) // stops accepting; sockets are hijacked, so not waited for
+	if err := w.fwd.Shutdown(ctx); err != nil {
+		w.log.Warn("handler requests still in flight at the deadline", zap.Error(err))
+	}
+	w.hub.Each(func(c *ws.Conn) { c.Close(websocket.CloseGoingAway, "gateway shutting down") })
+	done := make(chan struct{})
+	go func() { w.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		w.log.Warn("sockets still open at the shutdown deadline", zap.Int("sockets", w.hub.Len()))
+	}
+	w.log.Info("worker stopped")
+}
+
+func writeJSON(rw http.ResponseWriter, status int, v any) {
+	rw.Header().Set("Content-Type", "application/json")
+	rw.WriteHeader(status)
+	_ = json.NewEncoder(rw).Encode(v)
+}
+
+func writeError(rw http.ResponseWriter, status int, code, msg string) {
+	writeJSON(rw, status, map[string]any{"error": proto.Error{Code: code, Message: msg}})
+}
+
+// redactURL drops credentials from a URL before it is logged.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable url)"
+	}
+	return u.Redacted()
+}

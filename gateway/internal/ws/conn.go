@@ -1,0 +1,342 @@
+package ws
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+
+	"github.com/switchboard/switchboard/proto"
+)
+
+// Timing of the socket (PROTOCOL section 2): the gateway pings every
+// PingPeriod and closes a socket that has not answered for PongWait.
+const (
+	PingPeriod = 25 * time.Second
+	PongWait   = 60 * time.Second
+	// WriteWait bounds one write to the network.
+	WriteWait = 10 * time.Second
+	// CloseGrace is how long a closing socket waits for the peer's close.
+	CloseGrace = 2 * time.Second
+)
+
+// FrameHandler is what the read loop hands every valid text frame to. It
+// must not keep data after it returns unless it owns it (ReadLoop gives it a
+// fresh slice per frame, so keeping it is safe).
+type FrameHandler interface {
+	HandleFrame(c *Conn, data []byte)
+}
+
+// Limits bound one socket's outgoing queue.
+type Limits struct {
+	QueueLen    int // frames
+	QueueBytes  int // bytes
+	MaxInFlight int // handler requests in flight (see AcquireSlot)
+}
+
+type item struct {
+	data []byte
+	ping bool
+}
+
+// Conn is one authenticated client socket.
+type Conn struct {
+	ws     *websocket.Conn
+	id     string
+	user   string
+	limits Limits
+	log    *zap.Logger
+
+	mu          sync.Mutex
+	queue       []item
+	queuedBytes int
+	writing     bool // a writer goroutine is running
+	closing     bool // no more frames are accepted
+	closeCode   int
+	closeReason string
+	slots       chan struct{} // in-flight request slots, made on first use by the reader
+	done        chan struct{} // closed when the reader and writer are gone
+	writerDone  chan struct{} // closed by the last writer after the close frame
+	opened      time.Time
+}
+
+// NewConn wraps an upgraded socket of user with connection id id.
+func NewConn(wsc *websocket.Conn, id, user string, limits Limits, log *zap.Logger) *Conn {
+	return &Conn{
+		ws:         wsc,
+		id:         id,
+		user:       user,
+		limits:     limits,
+		log:        log,
+		done:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+		opened:     time.Now(),
+	}
+}
+
+// ID returns the connection id.
+func (c *Conn) ID() string { return c.id }
+
+// User returns the verified user id of the socket.
+func (c *Conn) User() string { return c.user }
+
+// Done is closed when the connection has ended.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Send queues one text frame. It never blocks; it reports false when the
+// socket is closing or its queue overflowed (the socket is then closed with
+// 1008). data must not be modified afterwards; it may be shared by many
+// sockets.
+func (c *Conn) Send(data []byte) bool {
+	return c.enqueue(item{data: data})
+}
+
+// Ping queues a ping; a socket that does not answer within PongWait of its
+// last message is closed by the read deadline.
+func (c *Conn) Ping() { c.enqueue(item{ping: true}) }
+
+func (c *Conn) enqueue(it item) bool {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	if len(c.queue) >= c.limits.QueueLen || c.queuedBytes+len(it.data) > c.limits.QueueBytes {
+		c.mu.Unlock()
+		c.Close(proto.ClosePolicy, proto.ReasonSlowConsumer)
+		return false
+	}
+	c.queue = append(c.queue, it)
+	c.queuedBytes += len(it.data)
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	return true
+}
+
+// Close closes the socket with code and reason after the frames already
+// queued (unless the close is for a slow consumer, whose queue is dropped).
+// It never blocks and only the first call counts.
+func (c *Conn) Close(code int, reason string) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.closing = true
+	c.closeCode, c.closeReason = code, reason
+	if code == proto.ClosePolicy && reason == proto.ReasonSlowConsumer {
+		c.queue, c.queuedBytes = nil, 0
+	}
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+}
+
+// CloseCode returns the code the gateway closed the socket with, or 0.
+func (c *Conn) CloseCode() (int, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeCode, c.closeReason
+}
+
+// writeLoop drains the queue; it is the only writer of the socket while it
+// runs and it exits when the queue is empty, or after the close frame.
+func (c *Conn) writeLoop() {
+	var batch []item
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 {
+			if !c.closing {
+				c.writing = false
+				c.mu.Unlock()
+				return
+			}
+			code, reason := c.closeCode, c.closeReason
+			c.mu.Unlock()
+			c.writeClose(code, reason)
+			return
+		}
+		batch, c.queue = c.queue, batch[:0]
+		c.queuedBytes = 0
+		c.mu.Unlock()
+
+		for i := range batch {
+			if err := c.write(batch[i]); err != nil {
+				c.failWrite(err)
+				return
+			}
+			batch[i] = item{}
+		}
+	}
+}
+
+func (c *Conn) write(it item) error {
+	deadline := time.Now().Add(WriteWait)
+	if it.ping {
+		return c.ws.WriteControl(websocket.PingMessage, nil, deadline)
+	}
+	if err := c.ws.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
+	return c.ws.WriteMessage(websocket.TextMessage, it.data)
+}
+
+// failWrite ends a socket whose write failed: nothing more can be sent.
+func (c *Conn) failWrite(err error) {
+	c.mu.Lock()
+	c.closing = true
+	if c.closeCode == 0 {
+		c.closeCode, c.closeReason = websocket.CloseAbnormalClosure, "write failed"
+	}
+	c.queue, c.queuedBytes = nil, 0
+	c.mu.Unlock()
+	c.log.Debug("write failed", zap.Error(err))
+	_ = c.ws.NetConn().Close() // unblocks the reader
+	close(c.writerDone)
+}
+
+func (c *Conn) writeClose(code int, reason string) {
+	msg := websocket.FormatCloseMessage(code, reason)
+	_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(WriteWait))
+	// Give the peer CloseGrace to answer; the reader then sees its close
+	// frame, or the deadline, and ends the connection.
+	_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(CloseGrace))
+	close(c.writerDone)
+}
+
+// ReadLoop reads frames until the socket ends and hands each valid text
+// frame to h. It enforces the read limit, UTF-8 and the pong deadline, and
+// answers binary frames with bad_request. It returns after the socket is
+// closed and the writer has finished; call it once.
+func (c *Conn) ReadLoop(h FrameHandler, maxFrame int64) {
+	defer c.finish()
+	c.ws.SetReadLimit(maxFrame)
+	_ = c.ws.SetReadDeadline(time.Now().Add(PongWait))
+	c.ws.SetPongHandler(func(string) error {
+		c.extendReadDeadline()
+		return nil
+	})
+	for {
+		mt, data, err := c.ws.ReadMessage()
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		if !c.extendReadDeadline() {
+			continue // closing: drain until the peer's close frame or the grace deadline
+		}
+		if mt != websocket.TextMessage {
+			c.SendError("", proto.NewError(proto.CodeBadRequest, "binary frames are not supported: send JSON in text frames"))
+			continue
+		}
+		if !utf8.Valid(data) {
+			c.Close(proto.CloseInvalidData, "text frame is not valid UTF-8")
+			continue
+		}
+		h.HandleFrame(c, data)
+	}
+}
+
+// extendReadDeadline pushes the read deadline PongWait ahead unless the
+// socket is closing, whose shorter grace deadline must stand. It reports
+// whether the socket is still open.
+func (c *Conn) extendReadDeadline() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return false
+	}
+	_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(PongWait))
+	return true
+}
+
+func (c *Conn) readFailed(err error) {
+	var ce *websocket.CloseError
+	switch {
+	case errors.Is(err, websocket.ErrReadLimit):
+		// gorilla has already sent 1009; record it and stop writing.
+		c.mu.Lock()
+		if !c.closing {
+			c.closing = true
+			c.closeCode, c.closeReason = proto.CloseMessageTooBig, "message too big"
+			c.queue, c.queuedBytes = nil, 0
+		}
+		c.mu.Unlock()
+	case errors.As(err, &ce):
+		// The peer closed; gorilla has echoed its close frame.
+		c.mu.Lock()
+		if !c.closing {
+			c.closing = true
+			c.closeCode, c.closeReason = ce.Code, "closed by client"
+		}
+		c.mu.Unlock()
+	default:
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			c.Close(websocket.CloseGoingAway, "ping timeout")
+		}
+		c.mu.Lock()
+		if c.closeCode == 0 {
+			c.closeCode, c.closeReason = websocket.CloseAbnormalClosure, "connection lost"
+		}
+		c.closing = true
+		c.mu.Unlock()
+	}
+}
+
+// finish waits for a running writer, then releases the socket.
+func (c *Conn) finish() {
+	c.mu.Lock()
+	writing := c.writing
+	c.mu.Unlock()
+	if writing {
+		select {
+		case <-c.writerDone:
+		case <-time.After(WriteWait + CloseGrace):
+		}
+	}
+	_ = c.ws.NetConn().Close()
+	close(c.done)
+}
+
+// AcquireSlot takes one of the socket's MaxInFlight request slots, waiting
+// while all are taken; it reports false if the socket ended meanwhile. Only
+// the read loop's goroutine may call it (through its FrameHandler).
+func (c *Conn) AcquireSlot() bool {
+	if c.slots == nil {
+		c.slots = make(chan struct{}, c.limits.MaxInFlight)
+	}
+	select {
+	case c.slots <- struct{}{}:
+		return true
+	case <-c.done:
+		return false
+	}
+}
+
+// ReleaseSlot returns a slot taken with AcquireSlot; any goroutine may call it.
+func (c *Conn) ReleaseSlot() { <-c.slots }
+
+// SendError queues an error frame for ref ("" when none).
+func (c *Conn) SendError(ref string, e *proto.Error) {
+	c.Send(proto.AppendError(nil, c.user, ref, e))
+}
+
+// SendAck queues an ack frame for ref.
+func (c *Conn) SendAck(ref string) {
+	c.Send(proto.AppendAck(nil, c.user, ref))
+}
+
+// Opened returns when the socket was accepted.
+func (c *Conn) Opened() time.Time { return c.opened }

@@ -1,0 +1,10 @@
+// Package ws owns the client WebSockets: the upgrade and the Conn with its
+// read loop and write loop. It knows gorilla/websocket; nothing else does.
+//
+// Concurrency contract: each Conn has exactly one reader, the goroutine
+// running ReadLoop, and at most one writer goroutine, started when frames are
+// queued and ended when the queue is empty, so an idle socket costs one
+// goroutine. Send, Close and Ping never block: they append to a queue bounded
+// by frame count and bytes, and a socket whose queue overflows is closed with
+// 1008 (slow consumer) instead of being waited for.
+package ws
