@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# `make run`: NATS, Redis, handlers-svc and a gateway with 2+ workers, in the
+# foreground, in dev mode. Ctrl-C stops everything. Reuses a NATS or Redis
+# that already answers on its port.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export GATEWAY_DEV=1
+export LOG_LEVEL="${LOG_LEVEL:-info}"
+export GATEWAY_WORKERS="${GATEWAY_WORKERS:-2}"
+export GATEWAY_ADDR="${GATEWAY_ADDR:-:7999}"
+NATS_PORT="${NATS_PORT:-4222}"
+REDIS_PORT="${REDIS_PORT:-6379}"
+export NATS_URL="${NATS_URL:-nats://127.0.0.1:$NATS_PORT}"
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}"
+export HANDLERS_ADDR="${HANDLERS_ADDR:-127.0.0.1:8081}"
+data="$(mktemp -d)"
+pids=()
+
+stop() {
+  trap - INT TERM EXIT
+  echo >&2
+  echo "stopping switchboard..." >&2
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$data"
+  echo "stopped." >&2
+}
+trap stop INT TERM EXIT
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_for() { # wait_for WHAT CMD...
+  local what="$1"; shift
+  for _ in $(seq 1 100); do "$@" && return 0; sleep 0.1; done
+  echo "run: $what did not come up" >&2; exit 1
+}
+
+if port_open "$REDIS_PORT"; then
+  echo "run: using the Redis already on port $REDIS_PORT" >&2
+else
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$data" --loglevel warning &
+  pids+=($!)
+  wait_for "redis" port_open "$REDIS_PORT"
+fi
+if port_open "$NATS_PORT"; then
+  echo "run: using the NATS already on port $NATS_PORT" >&2
+else
+  nats-server -a 127.0.0.1 -p "$NATS_PORT" &
+  pids+=($!)
+  wait_for "nats" port_open "$NATS_PORT"
+fi
+
+./bin/handlers-svc &
+pids+=($!)
+wait_for "handlers-svc" curl -fsS -o /dev/null "http://$HANDLERS_ADDR/readyz"
+./bin/gateway &
+pids+=($!)
+port="${GATEWAY_ADDR##*:}"
+wait_for "gateway" curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz"
+
+token="$(./bin/gateway token alice)"
+cat >&2 <<MSG
+
+  switchboard is up: NATS $NATS_URL, Redis $REDIS_URL, handlers-svc, gateway with $GATEWAY_WORKERS workers.
+
+  WebSocket:   ws://localhost:$port/socket?token=$token
+  (user alice; a token for any user: make token ID=bob)
+  Health:      http://localhost:$port/readyz
+
+  Try it:      websocat "ws://localhost:$port/socket?token=$token"
+               {"event":"sendMessage","args":{"to":"bob","text":"hi"},"ref":"1"}
+
+  Ctrl-C stops everything.
+
+MSG
+wait -n "${pids[@]}"
+echo "run: a process exited; stopping the rest" >&2

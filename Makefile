@@ -1,0 +1,41 @@
+# switchboard: `make run` brings the whole stack up in the foreground,
+# `make test` runs vet and every test with the race detector.
+SHELL := /usr/bin/env bash
+export PATH := $(PATH):/usr/local/go/bin
+MODULES := proto gateway handlers-svc
+FUZZTIME ?= 5s
+
+.PHONY: all build run test vet unit fuzz deps token clean
+
+all: build
+
+build:
+	go build -o bin/gateway ./gateway/cmd/gateway
+	go build -o bin/handlers-svc ./handlers-svc/cmd/handlers-svc
+
+deps:
+	@bash .ci/deps.sh
+
+run: deps build
+	@bash .ci/run-stack.sh
+
+test: deps vet unit fuzz
+
+vet:
+	@for m in $(MODULES); do echo "go vet ./$$m/..."; (cd $$m && go vet ./...) || exit 1; done
+
+unit:
+	@for m in $(MODULES); do echo "go test -race ./$$m/..."; (cd $$m && go test -race -count=1 -timeout 20m ./...) || exit 1; done
+
+# Each fuzz target of an outside-input decoder, briefly (FUZZTIME each).
+fuzz:
+	@cd proto && for f in $$(go test -list '^Fuzz' . | grep '^Fuzz'); do \
+		echo "go test -fuzz=^$$f\$$ -fuzztime=$(FUZZTIME) ./proto"; \
+		go test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) . || exit 1; done
+
+# make token ID=alice prints a dev token for any user id.
+token: build
+	@GATEWAY_DEV=1 ./bin/gateway token $(or $(ID),alice)
+
+clean:
+	rm -rf bin

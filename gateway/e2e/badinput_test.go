@@ -1,0 +1,139 @@
+package e2e
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/gorilla/websocket"
+
+	"github.com/switchboard/switchboard/gateway/internal/auth"
+	"github.com/switchboard/switchboard/gateway/internal/testkit"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// TestBadFramesGetErrorsAndSocketStaysUsable covers every bad envelope of
+// PROTOCOL section 2 that must be answered, not disconnected.
+func TestBadFramesGetErrorsAndSocketStaysUsable(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2})
+	c := s.Dial("alice")
+	long := strings.Repeat("r", 65)
+	cases := []struct {
+		name    string
+		mt      int
+		frame   string
+		code    string
+		wantRef string // "" = the error frame must carry no ref
+	}{
+		{"unknown event", websocket.TextMessage, `{"event":"noSuchEvent","ref":"u1"}`, proto.CodeUnknownEvent, "u1"},
+		{"not JSON", websocket.TextMessage, `this is not json`, proto.CodeBadRequest, ""},
+		{"not an object", websocket.TextMessage, `["sendMessage"]`, proto.CodeBadRequest, ""},
+		{"no event", websocket.TextMessage, `{"args":{},"ref":"b1"}`, proto.CodeBadRequest, "b1"},
+		{"bad event name", websocket.TextMessage, `{"event":"9lives","ref":"b2"}`, proto.CodeBadRequest, "b2"},
+		{"event with a space", websocket.TextMessage, `{"event":"send message","ref":"b3"}`, proto.CodeBadRequest, "b3"},
+		{"ref too long", websocket.TextMessage, `{"event":"sendMessage","ref":"` + long + `"}`, proto.CodeBadRequest, ""},
+		{"binary frame", websocket.BinaryMessage, `{"event":"sendMessage"}`, proto.CodeBadRequest, ""},
+		{"args rejected by handler", websocket.TextMessage, `{"event":"sendMessage","args":{"to":"bob"},"ref":"b4"}`, proto.CodeBadRequest, "b4"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c.SendRaw(tc.mt, []byte(tc.frame))
+			f := c.ExpectEvent(wait, proto.EventError)
+			var e proto.Error
+			if err := json.Unmarshal(f.Args, &e); err != nil {
+				t.Fatal(err)
+			}
+			if e.Code != tc.code || e.Message == "" || f.Ref != tc.wantRef || f.ID != "alice" {
+				t.Fatalf("got ref %q id %q %+v, want code %s ref %q", f.Ref, f.ID, e, tc.code, tc.wantRef)
+			}
+			// The socket is still usable.
+			c.Send("sendMessage", map[string]any{"text": "still here"}, "ok-"+tc.name)
+			if f := c.ExpectRef(wait, "ok-"+tc.name); f.Event != proto.EventAck {
+				t.Fatalf("after %s: got %+v, want ack", tc.name, f)
+			}
+		})
+	}
+}
+
+// TestOversizedFrameCloses1009: one byte over the max frame closes with 1009;
+// exactly the max is answered normally.
+func TestOversizedFrameCloses1009(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_MAX_FRAME=4096"}})
+	c := s.Dial("alice")
+	frame := func(size int) []byte {
+		// Padding in an unknown field, which the gateway ignores.
+		head := `{"event":"sendMessage","ref":"big","args":{"text":"big"},"pad":"`
+		tail := `"}`
+		return []byte(head + strings.Repeat("x", size-len(head)-len(tail)) + tail)
+	}
+	c.SendRaw(websocket.TextMessage, frame(4096))
+	if f := c.ExpectRef(wait, "big"); f.Event != proto.EventAck {
+		t.Fatalf("a frame of exactly the max: got %+v, want ack", f)
+	}
+	c.SendRaw(websocket.TextMessage, frame(4097))
+	if code := testkit.CloseCode(c.WaitClosed(wait)); code != websocket.CloseMessageTooBig {
+		t.Fatalf("close code %d, want 1009", code)
+	}
+}
+
+// TestInvalidUTF8Closes1007 sends a text frame that is not UTF-8.
+func TestInvalidUTF8Closes1007(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2})
+	c := s.Dial("alice")
+	c.SendRaw(websocket.TextMessage, []byte("{\"event\":\"sendMessage\",\"args\":{\"text\":\"\xff\xfe\"}}"))
+	if code := testkit.CloseCode(c.WaitClosed(wait)); code != websocket.CloseInvalidFramePayloadData {
+		t.Fatalf("close code %d, want 1007", code)
+	}
+}
+
+// TestUnauthorizedUpgrades: no token, a bad signature and an expired token
+// each get HTTP 401 with the JSON error body.
+func TestUnauthorizedUpgrades(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2})
+	wrongSecret, _ := auth.Mint("not-the-secret", "mallory", time.Hour)
+	expired, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+		Subject: "alice", ExpiresAt: jwt.NewNumericDate(time.Now().Add(-time.Hour)),
+	}).SignedString([]byte(testkit.Secret))
+	noSub, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+		ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour)),
+	}).SignedString([]byte(testkit.Secret))
+	cases := []struct {
+		name, url string
+		header    http.Header
+	}{
+		{"no token", s.URL(), nil},
+		{"bad signature", s.URL(), http.Header{"Authorization": {"Bearer " + wrongSecret}}},
+		{"bad signature in query", s.URL() + "?token=" + wrongSecret, nil},
+		{"expired", s.URL(), http.Header{"Authorization": {"Bearer " + expired}}},
+		{"no sub", s.URL() + "?token=" + noSub, nil},
+		{"garbage", s.URL(), http.Header{"Authorization": {"Bearer not.a.jwt"}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, resp, err := websocket.DefaultDialer.Dial(tc.url, tc.header)
+			if err == nil {
+				t.Fatal("upgrade succeeded")
+			}
+			if resp == nil || resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("response %v, want 401", resp)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Fatalf("Content-Type %q", ct)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			var e struct{ Error proto.Error }
+			if err := json.Unmarshal(body, &e); err != nil || e.Error.Code != proto.CodeUnauthorized || e.Error.Message == "" {
+				t.Fatalf("body %s", body)
+			}
+		})
+	}
+	// A token in the query parameter works for browsers.
+	ok := testkit.Dial(t, s.URL()+"?token="+s.Token("alice"), "")
+	if ok.User != "alice" {
+		t.Fatalf("user %q", ok.User)
+	}
+}

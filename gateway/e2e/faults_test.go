@@ -1,0 +1,106 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/gateway/internal/testkit"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// TestWorkerKilledIsRestarted: SIGKILL one worker; the supervisor restarts
+// it with the same index, sockets on the other worker keep receiving, and
+// new connections succeed, also on the restarted worker.
+func TestWorkerKilledIsRestarted(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2})
+	a0, a1 := s.DialOn("alice", 0), s.DialOn("alice", 1)
+	bob := s.DialOn("bob", 0)
+
+	pids := s.WorkerPids()
+	victim := pids[1]
+	if victim == 0 || pids[0] == 0 {
+		t.Fatalf("worker pids %v", pids)
+	}
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	a1.WaitClosed(wait)
+
+	bob.Send("sendMessage", map[string]any{"to": "alice", "text": "still there?"}, "k1")
+	if f := bob.ExpectRef(wait, "k1"); f.Event != proto.EventAck {
+		t.Fatalf("got %+v, want ack", f)
+	}
+	a0.ExpectEvent(wait, "message")
+
+	testkit.Eventually(t, 20*time.Second, "worker 1 is restarted with a new pid", func() bool {
+		p := s.WorkerPids()[1]
+		return p != 0 && p != victim
+	})
+	s.WaitReady()
+	again := s.DialOn("alice", 1)
+	bob.Send("sendMessage", map[string]any{"to": "alice", "text": "welcome back"}, "k2")
+	bob.ExpectRef(wait, "k2")
+	for _, c := range []*testkit.Client{a0, again} {
+		f := c.ExpectEvent(wait, "message")
+		if m := decodeMessage(t, f); m.Text != "welcome back" {
+			t.Fatalf("worker %d got %s", c.Worker, f.Args)
+		}
+	}
+	if pids[0] != s.WorkerPids()[0] {
+		t.Fatal("worker 0 was restarted too")
+	}
+}
+
+// TestHandlersDownGivesUnavailable: with handlers-svc stopped, clients get
+// unavailable at once; started again, service resumes without touching the
+// gateway.
+func TestHandlersDownGivesUnavailable(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2})
+	c := s.Dial("alice")
+	s.StopHandlers()
+
+	start := time.Now()
+	c.Send("sendMessage", map[string]any{"text": "anyone?"}, "d1")
+	f := c.ExpectRef(wait, "d1")
+	var e proto.Error
+	_ = json.Unmarshal(f.Args, &e)
+	if f.Event != proto.EventError || e.Code != proto.CodeUnavailable {
+		t.Fatalf("got %s %s, want unavailable", f.Event, f.Args)
+	}
+	if took := time.Since(start); took >= 5*time.Second {
+		t.Fatalf("unavailable took %s: it waited for the handler timeout", took)
+	}
+
+	s.StartHandlers()
+	gatewayPid := s.Gateway.Pid()
+	i := 0
+	testkit.Eventually(t, wait, "sendMessage is acked again", func() bool {
+		i++
+		ref := fmt.Sprintf("r%d", i)
+		c.Send("sendMessage", map[string]any{"text": "back?"}, ref)
+		return c.ExpectRef(wait, ref).Event == proto.EventAck
+	})
+	c.ExpectEvent(wait, "message_sent")
+	if s.Gateway.Exited() || s.Gateway.Pid() != gatewayPid {
+		t.Fatal("gateway was restarted")
+	}
+}
+
+// TestGracefulShutdownClosesWith1001: SIGTERM to the supervisor closes every
+// socket with 1001 and the gateway exits cleanly.
+func TestGracefulShutdownClosesWith1001(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2})
+	a0, a1 := s.DialOn("alice", 0), s.DialOn("alice", 1)
+	s.Gateway.Signal(syscall.SIGTERM)
+	for _, c := range []*testkit.Client{a0, a1} {
+		if code := testkit.CloseCode(c.WaitClosed(wait)); code != 1001 {
+			t.Fatalf("worker %d closed with %d, want 1001", c.Worker, code)
+		}
+	}
+	if err := s.Gateway.Wait(15 * time.Second); err != nil {
+		t.Fatalf("gateway exit: %v", err)
+	}
+}
