@@ -16,15 +16,23 @@ export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}"
 export HANDLERS_ADDR="${HANDLERS_ADDR:-127.0.0.1:8081}"
 data="$(mktemp -d)"
 pids=()
+# NATS and Redis run in their own sessions so a terminal Ctrl-C reaches only
+# the switchboard processes; the stop trap then stops NATS and Redis last.
 
 stop() {
   trap - INT TERM EXIT
   echo >&2
   echo "stopping switchboard..." >&2
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # In reverse start order, each one gone before the next is asked: the
+  # gateway finishes its requests while handlers-svc still answers, and
+  # handlers-svc drains while NATS and Redis are still there.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
   rm -rf "$data"
   echo "stopped." >&2
+  exit 0
 }
 trap stop INT TERM EXIT
 
@@ -38,25 +46,25 @@ wait_for() { # wait_for WHAT CMD...
 if port_open "$REDIS_PORT"; then
   echo "run: using the Redis already on port $REDIS_PORT" >&2
 else
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$data" --loglevel warning &
+  setsid redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$data" --loglevel warning &
   pids+=($!)
   wait_for "redis" port_open "$REDIS_PORT"
 fi
 if port_open "$NATS_PORT"; then
   echo "run: using the NATS already on port $NATS_PORT" >&2
 else
-  nats-server -a 127.0.0.1 -p "$NATS_PORT" &
+  setsid nats-server -a 127.0.0.1 -p "$NATS_PORT" &
   pids+=($!)
   wait_for "nats" port_open "$NATS_PORT"
 fi
 
 ./bin/handlers-svc &
 pids+=($!)
-wait_for "handlers-svc" curl -fsS -o /dev/null "http://$HANDLERS_ADDR/readyz"
+wait_for "handlers-svc" curl -fs -o /dev/null "http://$HANDLERS_ADDR/readyz"
 ./bin/gateway &
 pids+=($!)
 port="${GATEWAY_ADDR##*:}"
-wait_for "gateway" curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz"
+wait_for "gateway" curl -fs -o /dev/null "http://127.0.0.1:$port/readyz"
 
 token="$(./bin/gateway token alice)"
 cat >&2 <<MSG

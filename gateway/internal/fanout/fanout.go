@@ -7,6 +7,7 @@ package fanout
 import (
 	"context"
 	"errors"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -21,10 +22,12 @@ type Deliverer interface {
 	Deliver(d *proto.Dispatch) int
 }
 
-// Retry bounds of the resubscribe back-off.
+// Retry bounds of the resubscribe back-off, and how long the channel may be
+// quiet before the connection is checked with a PING.
 const (
-	minBackoff = 50 * time.Millisecond
-	maxBackoff = 2 * time.Second
+	healthInterval = 15 * time.Second
+	minBackoff     = 50 * time.Millisecond
+	maxBackoff     = 2 * time.Second
 )
 
 // Subscriber reads the dispatch channel and delivers each message.
@@ -48,6 +51,9 @@ func (s *Subscriber) Live() bool { return s.live.Load() }
 func (s *Subscriber) Run(ctx context.Context) error {
 	ps := s.rdb.Subscribe(ctx)
 	defer ps.Close()
+	// A blocked Receive does not watch ctx; closing the PubSub ends it.
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
+	defer stop()
 	// Subscribe with no channel returns at once; subscribing through the
 	// PubSub makes it resubscribe after every reconnect.
 	backoff := minBackoff
@@ -64,10 +70,18 @@ func (s *Subscriber) Run(ctx context.Context) error {
 			}
 			subscribed = true
 		}
-		msg, err := ps.Receive(ctx)
+		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Quiet channel: check that the connection still works, so
+				// a Redis that vanished without a reset is noticed.
+				if err = ps.Ping(ctx); err == nil {
+					continue
+				}
 			}
 			s.lost(&down, err)
 			if !sleep(ctx, &backoff) {

@@ -122,7 +122,11 @@ func (w *Worker) connect(ctx context.Context) error {
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.ReconnectBufSize(-1), // fail requests at once while disconnected
 		nats.ConnectHandler(func(*nats.Conn) { log.Info("nats connected") }),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Error("nats disconnected", zap.Error(err)) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil when the worker closes the connection itself
+				log.Error("nats disconnected", zap.Error(err))
+			}
+		}),
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }),
 	)
 	if err != nil {
