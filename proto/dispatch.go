@@ -49,9 +49,9 @@ func appendStrings(dst []byte, ss []string) []byte {
 	return append(dst, ']')
 }
 
-// DecodeDispatch parses a dispatch message and checks it: the event must be a
-// non-empty name of at most MaxEventLen bytes without control characters, and
-// args, when present, valid JSON; args of null are returned as nil.
+// DecodeDispatch parses a dispatch message and checks it: the event must match
+// EventPattern, and args, when present, be valid JSON; args of null are
+// returned as nil.
 func DecodeDispatch(data []byte) (Dispatch, error) {
 	var d Dispatch
 	if err := json.Unmarshal(data, &d); err != nil {

@@ -1,0 +1,137 @@
+package proto_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/switchboard/switchboard/proto"
+)
+
+func TestAppendDispatch(t *testing.T) {
+	ds := []proto.Dispatch{
+		{Event: "message", Args: json.RawMessage(`{"from":"alice","to":"bob","text":"hi","ts":1764072000123,"msg_id":"m1"}`),
+			Users: []string{"alice", "bob"}},
+		{Event: "post_updated_notification", Args: json.RawMessage(`{"post":"p1"}`), Conns: []string{"c1", "c2"}},
+		{Event: "announce", Args: json.RawMessage(`"hello"`), Broadcast: true},
+		{Event: "bare"}, // nil args and lists
+		{Event: "e", Args: json.RawMessage(`null`), Users: []string{}, Conns: []string{}},
+		{Event: "e", Args: json.RawMessage(`[1]`), Users: []string{`we"ird\`, "\u2028", "é😀", ""}, Conns: []string{"<&>"}},
+	}
+	for _, d := range ds {
+		out := appendTo(t, func(dst []byte) []byte { return proto.AppendDispatch(dst, &d) })
+		// encoding/json writes nil lists as null; AppendDispatch as [].
+		norm := d
+		if norm.Users == nil {
+			norm.Users = []string{}
+		}
+		if norm.Conns == nil {
+			norm.Conns = []string{}
+		}
+		if want := mustMarshal(t, &norm); !bytes.Equal(out, want) {
+			t.Errorf("AppendDispatch(%+v) = %s, encoding/json gives %s", d, out, want)
+		}
+		got, err := proto.DecodeDispatch(out)
+		if err != nil {
+			t.Fatalf("DecodeDispatch(%s): %v", out, err)
+		}
+		wantArgs := d.Args
+		if string(wantArgs) == "null" {
+			wantArgs = nil
+		}
+		if got.Event != d.Event || !bytes.Equal(got.Args, wantArgs) || (got.Args == nil) != (wantArgs == nil) ||
+			!slices.Equal(got.Users, d.Users) || !slices.Equal(got.Conns, d.Conns) || got.Broadcast != d.Broadcast {
+			t.Errorf("DecodeDispatch(AppendDispatch(%+v)) = %+v", d, got)
+		}
+	}
+}
+
+func TestAppendDispatchEmptyArgs(t *testing.T) {
+	out := proto.AppendDispatch(nil, &proto.Dispatch{Event: "e", Args: json.RawMessage{}})
+	if want := `{"event":"e","args":null,"users":[],"conns":[],"broadcast":false}`; string(out) != want {
+		t.Errorf("AppendDispatch with empty args = %s, want %s", out, want)
+	}
+}
+
+func TestDecodeDispatch(t *testing.T) {
+	tests := []struct {
+		name  string
+		in    string
+		want  proto.Dispatch
+		field string // non-empty: an error naming this is expected
+	}{
+		{name: "to two users", in: `{"event":"message","args":{"text":"hi"},"users":["alice","bob"],"conns":[],"broadcast":false}`,
+			want: proto.Dispatch{Event: "message", Args: json.RawMessage(`{"text":"hi"}`), Users: []string{"alice", "bob"}, Conns: []string{}}},
+		{name: "to conns", in: `{"event":"message","args":1,"conns":["c1"]}`,
+			want: proto.Dispatch{Event: "message", Args: json.RawMessage(`1`), Conns: []string{"c1"}}},
+		{name: "broadcast", in: `{"event":"announce","broadcast":true}`,
+			want: proto.Dispatch{Event: "announce", Broadcast: true}},
+		{name: "args null is nil", in: `{"event":"e","args":null,"users":["u"]}`,
+			want: proto.Dispatch{Event: "e", Users: []string{"u"}}},
+		{name: "args absent is nil", in: `{"event":"e","users":["u"]}`,
+			want: proto.Dispatch{Event: "e", Users: []string{"u"}}},
+		{name: "args kept raw", in: `{"event":"e","args":{ "a" : [1, 2] }}`,
+			want: proto.Dispatch{Event: "e", Args: json.RawMessage(`{ "a" : [1, 2] }`)}},
+		{name: "unknown fields", in: `{"event":"e","v":2,"users":null}`, want: proto.Dispatch{Event: "e"}},
+		{name: "escaped user", in: `{"event":"e","users":["\u00e9\"\\"]}`,
+			want: proto.Dispatch{Event: "e", Users: []string{"é\"\\"}}},
+
+		{name: "empty", in: ``, field: "JSON"},
+		{name: "not JSON", in: `{"event":"e"`, field: "JSON"},
+		{name: "array", in: `[{"event":"e"}]`, field: "JSON"},
+		{name: "args invalid", in: `{"event":"e","args":{]}`, field: "JSON"},
+		{name: "users not a list", in: `{"event":"e","users":"alice"}`, field: "JSON"},
+		{name: "users of numbers", in: `{"event":"e","users":[1]}`, field: "JSON"},
+		{name: "broadcast not a bool", in: `{"event":"e","broadcast":"yes"}`, field: "JSON"},
+		{name: "event missing", in: `{"users":["u"]}`, field: "event"},
+		{name: "event empty", in: `{"event":""}`, field: "event"},
+		{name: "event invalid", in: `{"event":"a b"}`, field: "event"},
+		{name: "event control char", in: `{"event":"a\u0000"}`, field: "event"},
+		{name: "event too long", in: `{"event":"` + strings.Repeat("a", 65) + `"}`, field: "event"},
+		{name: "event not a string", in: `{"event":1}`, field: "JSON"},
+		{name: "null", in: `null`, field: "event"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := proto.DecodeDispatch([]byte(tt.in))
+			if tt.field != "" {
+				if err == nil {
+					t.Fatalf("DecodeDispatch(%q) = %+v, want an error", tt.in, got)
+				}
+				pe := wireError(t, err)
+				if pe.Code != proto.CodeBadRequest || !strings.Contains(pe.Message, tt.field) {
+					t.Errorf("DecodeDispatch(%q) error = %v, want bad_request naming %q", tt.in, err, tt.field)
+				}
+				if got.Event != "" || got.Args != nil || got.Users != nil || got.Conns != nil || got.Broadcast {
+					t.Errorf("DecodeDispatch(%q) = %+v on error, want the zero Dispatch", tt.in, got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("DecodeDispatch(%q): %v", tt.in, err)
+			}
+			if got.Event != tt.want.Event || !bytes.Equal(got.Args, tt.want.Args) || (got.Args == nil) != (tt.want.Args == nil) ||
+				!slices.Equal(got.Users, tt.want.Users) || !slices.Equal(got.Conns, tt.want.Conns) || got.Broadcast != tt.want.Broadcast {
+				t.Errorf("DecodeDispatch(%q) = %+v, want %+v", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestDecodeDispatchCopiesArgs checks that Args does not alias the input: a
+// fan-out worker may reuse its read buffer while deliveries are queued.
+func TestDecodeDispatchCopiesArgs(t *testing.T) {
+	in := []byte(`{"event":"e","args":[1,2,3],"users":["u"]}`)
+	d, err := proto.DecodeDispatch(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range in {
+		in[i] = ' '
+	}
+	if string(d.Args) != `[1,2,3]` {
+		t.Errorf("Args changed with the input buffer: %q", d.Args)
+	}
+}

@@ -1,0 +1,326 @@
+package proto_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/switchboard/switchboard/proto"
+)
+
+// More seeds live in testdata/fuzz/<FuzzName>/.
+
+var envelopeSeeds = []string{
+	`{"event":"sendMessage","args":{"to":"bob","text":"hi"},"ref":"c1"}`,
+	`{"event":"ping"}`,
+	`{"\u0065vent":"e","r\u0065f":"\u00e9","\u0061rgs":[1,"}"]}`,
+	`{"event":"a","event":"b","ref":"1","ref":null}`,
+	`{"event":1,"ref":"r"}`,
+	`{"event":"e","ref":2}`,
+	`{"ref":"` + strings.Repeat("é", 65) + `"}`,
+	" {\t\"event\" :\n\"e\" , \"args\" : [ 1 , 2 ] }\r\n",
+	`[{"event":"e"}]`,
+	`null`,
+	`{"event":"e","args":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`,
+	`{"event":"e","args":123456789012345678901234567890e999}`,
+	`{"Event":"e","event":"a b"}`,
+	"{\"event\":\"e\",\"ref\":\"\xff\"}",
+	`{"event":"e",}`,
+}
+
+func FuzzDecodeEnvelope(f *testing.F) {
+	for _, s := range envelopeSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		orig := bytes.Clone(data)
+		env, err := proto.DecodeEnvelope(data)
+		if !bytes.Equal(data, orig) {
+			t.Fatalf("DecodeEnvelope modified its input")
+		}
+
+		// Invariants of any result.
+		if n := utf8.RuneCountInString(env.Ref); n > proto.MaxRefLen {
+			t.Fatalf("Ref has %d code points", n)
+		}
+		if err != nil {
+			var pe *proto.Error
+			if !errors.As(err, &pe) || pe.Code != proto.CodeBadRequest {
+				t.Fatalf("error %v is not a bad_request *proto.Error", err)
+			}
+			if env.Event != "" {
+				t.Fatalf("Event = %q with error %v", env.Event, err)
+			}
+		} else {
+			if !proto.ValidEventName(env.Event) {
+				t.Fatalf("Event %q does not match %s", env.Event, proto.EventPattern)
+			}
+			if env.Args != nil && !json.Valid(env.Args) {
+				t.Fatalf("Args %q is not valid JSON", env.Args)
+			}
+		}
+
+		// Oracle: encoding/json decoding the same bytes into a map, which
+		// matches keys exactly (after unescaping) and keeps the last of
+		// duplicate keys, exactly as DecodeEnvelope promises.
+		want, wantErr := oracleEnvelope(data)
+		if (err != nil) != (wantErr != "") {
+			t.Fatalf("DecodeEnvelope(%q) = %+v, %v; oracle says error %q", data, env, err, wantErr)
+		}
+		if err != nil {
+			if msg := err.(*proto.Error).Message; !strings.Contains(msg, wantErr) {
+				// Where both ref and event are bad, either may be reported.
+				if !(wantErr == "ref|event" && (strings.Contains(msg, "ref") || strings.Contains(msg, "event"))) {
+					t.Fatalf("DecodeEnvelope(%q) error %q, oracle says it is about %q", data, msg, wantErr)
+				}
+			}
+		}
+		if env.Event != want.Event {
+			t.Fatalf("DecodeEnvelope(%q).Event = %q, oracle %q", data, env.Event, want.Event)
+		}
+		// encoding/json turns each invalid UTF-8 byte into U+FFFD; DecodeEnvelope
+		// may keep it (AppendString replaces it when echoing), so compare the
+		// code points; for valid UTF-8 the strings must be identical.
+		if utf8.Valid(data) {
+			if env.Ref != want.Ref {
+				t.Fatalf("DecodeEnvelope(%q).Ref = %q, oracle %q", data, env.Ref, want.Ref)
+			}
+		} else if string([]rune(env.Ref)) != want.Ref {
+			t.Fatalf("DecodeEnvelope(%q).Ref = %q, oracle %q", data, env.Ref, want.Ref)
+		}
+		if !bytes.Equal(env.Args, want.Args) || (env.Args == nil) != (want.Args == nil) {
+			t.Fatalf("DecodeEnvelope(%q).Args = %q, oracle %q", data, env.Args, want.Args)
+		}
+
+		// Whatever was decoded must encode into valid frames and requests.
+		if err == nil {
+			if !json.Valid(proto.AppendEvent(nil, env.Event, "u", env.Args)) {
+				t.Fatalf("AppendEvent of decoded envelope is not valid JSON")
+			}
+			req := proto.Request{Event: env.Event, Args: env.Args, User: "u", Conn: "c", Ref: env.Ref}
+			if _, err := proto.DecodeRequest(proto.AppendRequest(nil, &req)); err != nil {
+				t.Fatalf("request of decoded envelope does not decode: %v", err)
+			}
+		} else if !json.Valid(proto.AppendError(nil, "u", env.Ref, err.(*proto.Error))) {
+			t.Fatalf("AppendError of decoded envelope is not valid JSON")
+		}
+	})
+}
+
+// oracleEnvelope decodes data with encoding/json and applies the envelope
+// rules of PROTOCOL section 2. It returns the envelope DecodeEnvelope must
+// return, and on failure the word the error must be about: "JSON",
+// "object", "event", "ref", or "ref|event" when both are bad.
+func oracleEnvelope(data []byte) (proto.Envelope, string) {
+	var env proto.Envelope
+	if !json.Valid(data) {
+		return env, "JSON"
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(data, &m); err != nil || m == nil {
+		return env, "object" // valid JSON that is not an object (or null)
+	}
+	env.Args = m["args"]
+
+	refBad := false
+	if raw, ok := m["ref"]; ok && string(raw) != "null" {
+		var ref string
+		if err := json.Unmarshal(raw, &ref); err != nil || utf8.RuneCountInString(ref) > proto.MaxRefLen {
+			refBad = true
+		} else {
+			env.Ref = ref
+		}
+	}
+
+	eventBad := true
+	var event string
+	if raw, ok := m["event"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &event); err == nil && proto.ValidEventName(event) {
+			eventBad = false
+		}
+	}
+	switch {
+	case refBad && eventBad:
+		return env, "ref|event"
+	case refBad:
+		return env, "ref"
+	case eventBad:
+		return env, "event"
+	}
+	env.Event = event
+	return env, ""
+}
+
+func FuzzDecodeDispatch(f *testing.F) {
+	for _, s := range []string{
+		`{"event":"message","args":{"text":"hi"},"users":["alice","bob"],"conns":[],"broadcast":false}`,
+		`{"event":"announce","args":null,"broadcast":true}`,
+		`{"event":"e","conns":["c1","c1"],"users":null}`,
+		`{"EVENT":"e","Users":["u"]}`,
+		`{"event":"a b"}`,
+		`{"event":"e","users":[1]}`,
+		`{"event":"e","args":` + strings.Repeat("[", 50) + strings.Repeat("]", 50) + `}`,
+		`[]`,
+		``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, err := proto.DecodeDispatch(data)
+		if err != nil {
+			var pe *proto.Error
+			if !errors.As(err, &pe) || pe.Code != proto.CodeBadRequest || pe.Message == "" {
+				t.Fatalf("error %v is not a bad_request *proto.Error with a message", err)
+			}
+			return
+		}
+		if !json.Valid(data) {
+			t.Fatalf("DecodeDispatch accepted invalid JSON %q", data)
+		}
+		if !proto.ValidEventName(d.Event) {
+			t.Fatalf("Event %q does not match %s", d.Event, proto.EventPattern)
+		}
+		if d.Args != nil && (!json.Valid(d.Args) || string(d.Args) == "null") {
+			t.Fatalf("Args = %q, want nil or valid JSON other than null", d.Args)
+		}
+		// Round trip: what a gateway decoded, handlers-svc can re-encode.
+		out := proto.AppendDispatch(nil, &d)
+		if !json.Valid(out) {
+			t.Fatalf("AppendDispatch(%+v) = %q is not valid JSON", d, out)
+		}
+		d2, err := proto.DecodeDispatch(out)
+		if err != nil {
+			t.Fatalf("DecodeDispatch(AppendDispatch(%+v)): %v", d, err)
+		}
+		if d2.Event != d.Event || !bytes.Equal(d2.Args, d.Args) || (d2.Args == nil) != (d.Args == nil) ||
+			!slices.Equal(d2.Users, d.Users) || !slices.Equal(d2.Conns, d.Conns) || d2.Broadcast != d.Broadcast {
+			t.Fatalf("round trip of %q: %+v became %+v", data, d, d2)
+		}
+	})
+}
+
+func FuzzDecodeReply(f *testing.F) {
+	for _, s := range []string{
+		`{"ok":true}`,
+		`{"error":{"code":"bad_request","message":"to is required"}}`,
+		`{"ok":true,"error":{"code":"timeout","message":"x"}}`,
+		`{"ok":false}`,
+		`{"error":{"code":""}}`,
+		`{"error":"boom"}`,
+		`null`,
+		` {"ok" : true} `,
+		``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		e := proto.DecodeReply(data)
+		if e == nil {
+			// Success only for a JSON object with "ok": true and no error code.
+			// (Keys match case-insensitively and the last duplicate wins, as
+			// encoding/json does for any struct.)
+			var obj map[string]json.RawMessage
+			if err := json.Unmarshal(data, &obj); err != nil || obj == nil {
+				t.Fatalf("DecodeReply(%q) = nil, but it is not a JSON object", data)
+			}
+			var r struct {
+				OK    bool
+				Error *proto.Error
+			}
+			if err := json.Unmarshal(data, &r); err != nil || !r.OK || (r.Error != nil && r.Error.Code != "") {
+				t.Fatalf("DecodeReply(%q) = nil, but it is not an ok reply", data)
+			}
+			return
+		}
+		if e.Code == "" {
+			t.Fatalf("DecodeReply(%q) returned an error without a code", data)
+		}
+		if !json.Valid(data) && e.Code != proto.CodeHandlerError {
+			t.Fatalf("DecodeReply(%q) = %v, want handler_error for invalid JSON", data, e)
+		}
+		// The error survives a round trip through AppendReply.
+		out := proto.AppendReply(nil, e)
+		if !json.Valid(out) {
+			t.Fatalf("AppendReply(%v) = %q is not valid JSON", e, out)
+		}
+		if e2 := proto.DecodeReply(out); e2 == nil || *e2 != *e {
+			t.Fatalf("DecodeReply(AppendReply(%v)) = %v", e, e2)
+		}
+	})
+}
+
+func FuzzDecodeRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"event":"sendMessage","args":{"to":"bob"},"user":"alice","conn":"c1","ref":"r1"}`,
+		`{"event":"ping","user":"u"}`,
+		`{"event":"ping","user":""}`,
+		`{"event":"1","user":"u"}`,
+		`{"event":"e","user":5}`,
+		`null`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := proto.DecodeRequest(data)
+		if err != nil {
+			var pe *proto.Error
+			if !errors.As(err, &pe) || pe.Code != proto.CodeBadRequest {
+				t.Fatalf("error %v is not a bad_request *proto.Error", err)
+			}
+			return
+		}
+		if !proto.ValidEventName(r.Event) || r.User == "" {
+			t.Fatalf("DecodeRequest(%q) = %+v without a valid event and user", data, r)
+		}
+		out := proto.AppendRequest(nil, &r)
+		r2, err := proto.DecodeRequest(out)
+		if err != nil {
+			t.Fatalf("DecodeRequest(AppendRequest(%+v)) = %v", r, err)
+		}
+		wantArgs := r.Args
+		if len(wantArgs) == 0 {
+			wantArgs = json.RawMessage("null")
+		}
+		if r2.Event != r.Event || r2.User != r.User || r2.Conn != r.Conn || r2.Ref != r.Ref || !bytes.Equal(r2.Args, wantArgs) {
+			t.Fatalf("round trip of %q: %+v became %+v", data, r, r2)
+		}
+	})
+}
+
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "plain", `"\`, "\x00\b\f\n\r\t\x1f\x7f", "<>&", "\u2028\u2029", "é日本😀",
+		"\xff", "\xed\xa0\x80", "a\xe6\x97", "\uFFFD"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := proto.AppendString([]byte("x"), s)
+		if out[0] != 'x' {
+			t.Fatalf("AppendString lost dst")
+		}
+		out = out[1:]
+		if !json.Valid(out) {
+			t.Fatalf("AppendString(%q) = %q is not valid JSON", s, out)
+		}
+		if !utf8.Valid(out) {
+			t.Fatalf("AppendString(%q) = %q is not valid UTF-8", s, out)
+		}
+		var got string
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("AppendString(%q) = %q does not decode: %v", s, out, err)
+		}
+		want := s
+		if !utf8.ValidString(s) {
+			want = string([]rune(s)) // each invalid byte becomes U+FFFD
+		}
+		if got != want {
+			t.Fatalf("AppendString(%q) decodes to %q, want %q", s, got, want)
+		}
+		if std := stdString(t, s); !bytes.Equal(out, std) {
+			t.Fatalf("AppendString(%q) = %s, encoding/json gives %s", s, out, std)
+		}
+	})
+}
