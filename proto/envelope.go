@@ -24,8 +24,11 @@ type Envelope struct {
 	// Args is the raw JSON value of "args", or nil when it was absent.
 	// It aliases the buffer passed to DecodeEnvelope.
 	Args json.RawMessage
-	// Ref is the client's correlation id, or "" when none was sent.
+	// Ref is the client's correlation id.
 	Ref string
+	// HasRef reports whether the client sent a valid ref, even "": only
+	// then is an ack sent and the ref echoed in error frames.
+	HasRef bool
 }
 
 var (
@@ -41,7 +44,7 @@ var (
 // DecodeEnvelope parses and validates one client frame. On failure it returns
 // a *Error with code bad_request whose message names what is wrong; the
 // returned Envelope then still carries Ref when the frame held a valid one, so
-// the error frame can echo it. Unknown fields are ignored; when a key repeats,
+// the error frame can echo it (HasRef). Unknown fields are ignored; when a key repeats,
 // the last value wins, as with encoding/json. Keys match exactly (unlike
 // encoding/json, "Event" is not "event"). The returned Args aliases data.
 func DecodeEnvelope(data []byte) (Envelope, error) {
@@ -87,7 +90,7 @@ func DecodeEnvelope(data []byte) (Envelope, error) {
 		if utf8.RuneCountInString(s) > MaxRefLen {
 			return env, errRefLen
 		}
-		env.Ref = s
+		env.Ref, env.HasRef = s, true
 	}
 	if event == nil || isNull(event) {
 		return env, errEventMissing

@@ -95,9 +95,9 @@ func TestDecodeEnvelopeValid(t *testing.T) {
 		{name: "event 64 characters", in: `{"event":"` + event64 + `"}`, want: proto.Envelope{Event: event64}},
 		{name: "event digits dash underscore", in: `{"event":"Z9-_a"}`, want: proto.Envelope{Event: "Z9-_a"}},
 
-		// Refs: null is absent, "" is absent, the limit counts code points.
+		// Refs: null is absent, "" is a ref, the limit counts code points.
 		{name: "ref null is absent", in: `{"event":"e","ref":null}`, want: proto.Envelope{Event: "e"}},
-		{name: "ref empty", in: `{"event":"e","ref":""}`, want: proto.Envelope{Event: "e"}},
+		{name: "ref empty is sent", in: `{"event":"e","ref":""}`, want: proto.Envelope{Event: "e", HasRef: true}},
 		{name: "ref 64 ASCII", in: `{"event":"e","ref":"` + strings.Repeat("r", 64) + `"}`,
 			want: proto.Envelope{Event: "e", Ref: strings.Repeat("r", 64)}},
 		{name: "ref 64 two-byte code points", in: `{"event":"e","ref":"` + ref64Runes + `"}`,
@@ -122,6 +122,9 @@ func TestDecodeEnvelopeValid(t *testing.T) {
 			}
 			if got.Ref != tt.want.Ref {
 				t.Errorf("Ref = %q, want %q", got.Ref, tt.want.Ref)
+			}
+			if wantHas := tt.want.Ref != "" || tt.want.HasRef; got.HasRef != wantHas {
+				t.Errorf("HasRef = %v, want %v", got.HasRef, wantHas)
 			}
 			if tt.args == "" {
 				if got.Args != nil {

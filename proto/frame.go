@@ -58,11 +58,12 @@ func AppendAck(dst []byte, user, ref string) []byte {
 	return append(dst, '}')
 }
 
-// AppendError appends an "error" frame; ref is left out when empty.
-func AppendError(dst []byte, user, ref string, e *Error) []byte {
+// AppendError appends an "error" frame; ref is written only when hasRef
+// (the client sent a valid one, which may be "").
+func AppendError(dst []byte, user, ref string, hasRef bool, e *Error) []byte {
 	dst = append(dst, `{"event":"error","id":`...)
 	dst = AppendString(dst, user)
-	if ref != "" {
+	if hasRef {
 		dst = append(dst, `,"ref":`...)
 		dst = AppendString(dst, ref)
 	}

@@ -258,6 +258,16 @@ func TestAppendAck(t *testing.T) {
 	}
 }
 
+func TestAppendErrorEmptyRef(t *testing.T) {
+	e := proto.NewError(proto.CodeBadRequest, "x")
+	if out := string(proto.AppendError(nil, "u", "", true, e)); !strings.Contains(out, `"ref":""`) {
+		t.Fatalf("AppendError with an empty ref the client sent = %s, want \"ref\":\"\"", out)
+	}
+	if out := string(proto.AppendError(nil, "u", "", false, e)); strings.Contains(out, `"ref"`) {
+		t.Fatalf("AppendError without a ref = %s, want no ref", out)
+	}
+}
+
 func TestAppendError(t *testing.T) {
 	errs := []*proto.Error{
 		proto.NewError(proto.CodeBadRequest, "event must match "+proto.EventPattern),
@@ -268,7 +278,7 @@ func TestAppendError(t *testing.T) {
 	for _, user := range tricky {
 		for _, ref := range []string{"", "c1", `r"\`} {
 			for _, e := range errs {
-				out := appendTo(t, func(dst []byte) []byte { return proto.AppendError(dst, user, ref, e) })
+				out := appendTo(t, func(dst []byte) []byte { return proto.AppendError(dst, user, ref, ref != "", e) })
 				want := mustMarshal(t, proto.Frame{Event: proto.EventError, ID: user, Ref: ref, Args: mustMarshal(t, e)})
 				if !bytes.Equal(out, want) {
 					t.Errorf("AppendError(%q, %q, %v) = %s, want %s", user, ref, e, out, want)
@@ -305,7 +315,7 @@ func TestEncodersDoNotAllocate(t *testing.T) {
 		"AppendEvent":     func() { buf = proto.AppendEvent(buf[:0], "message", "bob", args) },
 		"AppendConnected": func() { buf = proto.AppendConnected(buf[:0], "bob", "c-1", 3) },
 		"AppendAck":       func() { buf = proto.AppendAck(buf[:0], "bob", "r1") },
-		"AppendError":     func() { buf = proto.AppendError(buf[:0], "bob", "r1", e) },
+		"AppendError":     func() { buf = proto.AppendError(buf[:0], "bob", "r1", true, e) },
 		"AppendRequest":   func() { buf = proto.AppendRequest(buf[:0], req) },
 		"AppendReply":     func() { buf = proto.AppendReply(buf[:0], e) },
 		"AppendDispatch":  func() { buf = proto.AppendDispatch(buf[:0], d) },

@@ -105,7 +105,7 @@ func FuzzDecodeEnvelope(f *testing.F) {
 			if _, err := proto.DecodeRequest(proto.AppendRequest(nil, &req)); err != nil {
 				t.Fatalf("request of decoded envelope does not decode: %v", err)
 			}
-		} else if !json.Valid(proto.AppendError(nil, "u", env.Ref, err.(*proto.Error))) {
+		} else if !json.Valid(proto.AppendError(nil, "u", env.Ref, env.HasRef, err.(*proto.Error))) {
 			t.Fatalf("AppendError of decoded envelope is not valid JSON")
 		}
 	})

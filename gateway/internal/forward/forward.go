@@ -59,7 +59,7 @@ func (f *Forwarder) HandleFrame(c *ws.Conn, data []byte) {
 		if !errors.As(err, &pe) {
 			pe = proto.NewError(proto.CodeBadRequest, "invalid frame")
 		}
-		c.SendError(env.Ref, pe)
+		c.SendError(env.Ref, env.HasRef, pe)
 		return
 	}
 	if !c.AcquireSlot() {
@@ -69,7 +69,7 @@ func (f *Forwarder) HandleFrame(c *ws.Conn, data []byte) {
 	if f.stopped {
 		f.mu.Unlock()
 		c.ReleaseSlot()
-		c.SendError(env.Ref, errShutdown)
+		c.SendError(env.Ref, env.HasRef, errShutdown)
 		return
 	}
 	f.inFlight.Add(1)
@@ -85,7 +85,7 @@ func (f *Forwarder) forward(c *ws.Conn, env *proto.Envelope) {
 	log := f.log.With(zap.String("user", c.User()), zap.String("conn", c.ID()), zap.String("event", env.Event))
 	if !f.nc.IsConnected() {
 		log.Debug("nats not connected")
-		c.SendError(env.Ref, errUnavailable)
+		c.SendError(env.Ref, env.HasRef, errUnavailable)
 		return
 	}
 	body := proto.AppendRequest(make([]byte, 0, 128+len(env.Args)), &proto.Request{
@@ -98,22 +98,22 @@ func (f *Forwarder) forward(c *ws.Conn, env *proto.Envelope) {
 	case err == nil:
 	case errors.Is(err, nats.ErrNoResponders):
 		log.Warn("no handlers-svc responds")
-		c.SendError(env.Ref, errUnavailable)
+		c.SendError(env.Ref, env.HasRef, errUnavailable)
 		return
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		log.Warn("handler timed out", zap.Duration("timeout", f.timeout))
-		c.SendError(env.Ref, errTimeout)
+		c.SendError(env.Ref, env.HasRef, errTimeout)
 		return
 	default:
 		log.Warn("handler request failed", zap.Error(err))
-		c.SendError(env.Ref, errUnavailable)
+		c.SendError(env.Ref, env.HasRef, errUnavailable)
 		return
 	}
 	if perr := proto.DecodeReply(msg.Data); perr != nil {
-		c.SendError(env.Ref, perr)
+		c.SendError(env.Ref, env.HasRef, perr)
 		return
 	}
-	if env.Ref != "" {
+	if env.HasRef {
 		c.SendAck(env.Ref)
 	}
 }

@@ -237,7 +237,7 @@ func (c *Conn) ReadLoop(h FrameHandler, maxFrame int64) {
 			continue // closing: drain until the peer's close frame or the grace deadline
 		}
 		if mt != websocket.TextMessage {
-			c.SendError("", proto.NewError(proto.CodeBadRequest, "binary frames are not supported: send JSON in text frames"))
+			c.SendError("", false, proto.NewError(proto.CodeBadRequest, "binary frames are not supported: send JSON in text frames"))
 			continue
 		}
 		if !utf8.Valid(data) {
@@ -328,9 +328,9 @@ func (c *Conn) AcquireSlot() bool {
 // ReleaseSlot returns a slot taken with AcquireSlot; any goroutine may call it.
 func (c *Conn) ReleaseSlot() { <-c.slots }
 
-// SendError queues an error frame for ref ("" when none).
-func (c *Conn) SendError(ref string, e *proto.Error) {
-	c.Send(proto.AppendError(nil, c.user, ref, e))
+// SendError queues an error frame, echoing ref when hasRef.
+func (c *Conn) SendError(ref string, hasRef bool, e *proto.Error) {
+	c.Send(proto.AppendError(nil, c.user, ref, hasRef, e))
 }
 
 // SendAck queues an ack frame for ref.
