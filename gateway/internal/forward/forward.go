@@ -77,6 +77,13 @@ func (f *Forwarder) HandleFrame(c *ws.Conn, data []byte) {
 	go func() {
 		defer f.inFlight.Done()
 		defer c.ReleaseSlot()
+		defer func() {
+			if r := recover(); r != nil { // this socket's bug must not take the worker down
+				f.log.Error("panic forwarding an envelope; closing the socket", zap.String("user", c.User()),
+					zap.String("conn", c.ID()), zap.String("event", env.Event), zap.Any("panic", r), zap.Stack("stack"))
+				c.Close(proto.CloseInternalError, "internal error")
+			}
+		}()
 		f.forward(c, &env)
 	}()
 }

@@ -38,6 +38,10 @@ type Limits struct {
 	MaxInFlight int // handler requests in flight (see AcquireSlot)
 }
 
+// keptBatchCap is the largest write batch buffer a socket keeps between
+// bursts.
+const keptBatchCap = 16
+
 type item struct {
 	data []byte
 	ping bool
@@ -178,6 +182,9 @@ func (c *Conn) writeLoop() {
 			}
 			batch[i] = item{}
 		}
+		if cap(batch) > keptBatchCap {
+			batch = nil // a burst's buffer is not kept by an idle socket
+		}
 	}
 }
 
@@ -244,8 +251,21 @@ func (c *Conn) ReadLoop(h FrameHandler, maxFrame int64) {
 			c.Close(proto.CloseInvalidData, "text frame is not valid UTF-8")
 			continue
 		}
-		h.HandleFrame(c, data)
+		c.handle(h, data)
 	}
+}
+
+// handle runs h on one frame; a panic in it closes this socket only, with
+// 1011, and is logged with its stack.
+func (c *Conn) handle(h FrameHandler, data []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("panic handling a frame; closing the socket", zap.String("conn", c.id),
+				zap.Any("panic", r), zap.Stack("stack"))
+			c.Close(proto.CloseInternalError, "internal error")
+		}
+	}()
+	h.HandleFrame(c, data)
 }
 
 // extendReadDeadline pushes the read deadline PongWait ahead unless the

@@ -1,0 +1,580 @@
+package ws_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/switchboard/switchboard/gateway/internal/testkit"
+	"github.com/switchboard/switchboard/gateway/internal/ws"
+	"github.com/switchboard/switchboard/proto"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const wait = 5 * time.Second
+
+var defaultLimits = ws.Limits{QueueLen: 256, QueueBytes: 1 << 20, MaxInFlight: 4}
+
+// recorder is a FrameHandler that hands every frame to a channel.
+type recorder struct {
+	frames chan []byte
+}
+
+func (r *recorder) HandleFrame(_ *ws.Conn, data []byte) { r.frames <- data }
+
+// server is a real HTTP server that upgrades every request with gorilla,
+// wraps the socket in a ws.Conn for user "alice" and runs its read loop.
+type server struct {
+	srv   *httptest.Server
+	conns chan *ws.Conn
+	rec   *recorder
+}
+
+func startServer(t *testing.T, limits ws.Limits, maxFrame int64) *server {
+	t.Helper()
+	s := &server{conns: make(chan *ws.Conn, 128), rec: &recorder{frames: make(chan []byte, 1024)}}
+	up := websocket.Upgrader{}
+	var n int
+	var mu sync.Mutex
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		wsc, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		mu.Lock()
+		n++
+		id := fmt.Sprintf("c%d", n)
+		mu.Unlock()
+		c := ws.NewConn(wsc, id, "alice", limits, zap.NewNop())
+		s.conns <- c
+		c.ReadLoop(s.rec, maxFrame)
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// dial connects a gorilla client and returns it with the server's Conn. When
+// the test ends the client is closed and the server's Conn awaited.
+func (s *server) dial(t *testing.T, d *websocket.Dialer) (*websocket.Conn, *ws.Conn) {
+	t.Helper()
+	if d == nil {
+		d = websocket.DefaultDialer
+	}
+	cl, _, err := d.Dial("ws"+strings.TrimPrefix(s.srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	var c *ws.Conn
+	select {
+	case c = <-s.conns:
+	case <-time.After(wait):
+		t.Fatal("server did not accept the socket")
+	}
+	t.Cleanup(func() {
+		_ = cl.Close()
+		select {
+		case <-c.Done():
+		case <-time.After(ws.WriteWait + ws.CloseGrace + wait):
+			t.Errorf("conn %s not done after the client went away", c.ID())
+		}
+	})
+	return cl, c
+}
+
+// read reads one message with a deadline.
+func read(t *testing.T, cl *websocket.Conn) (int, []byte, error) {
+	t.Helper()
+	_ = cl.SetReadDeadline(time.Now().Add(wait))
+	return cl.ReadMessage()
+}
+
+// readClose reads until the server's close frame and returns it.
+func readClose(t *testing.T, cl *websocket.Conn) *websocket.CloseError {
+	t.Helper()
+	for {
+		_, data, err := read(t, cl)
+		if err == nil {
+			t.Logf("frame before close: %s", data)
+			continue
+		}
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) {
+			t.Fatalf("read: %v, want a close frame", err)
+		}
+		return ce
+	}
+}
+
+func waitDone(t *testing.T, c *ws.Conn, timeout time.Duration) {
+	t.Helper()
+	select {
+	case <-c.Done():
+	case <-time.After(timeout):
+		t.Fatalf("conn %s not done within %s", c.ID(), timeout)
+	}
+}
+
+func TestSendInOrder(t *testing.T) {
+	s := startServer(t, defaultLimits, 65536)
+	cl, c := s.dial(t, nil)
+	const n = 500
+	for i := range n {
+		if !c.Send(fmt.Appendf(nil, `{"n":%d}`, i)) {
+			t.Fatalf("Send %d refused", i)
+		}
+	}
+	for i := range n {
+		mt, data, err := read(t, cl)
+		if err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		if want := fmt.Sprintf(`{"n":%d}`, i); mt != websocket.TextMessage || string(data) != want {
+			t.Fatalf("frame %d = type %d %s, want text %s", i, mt, data, want)
+		}
+	}
+}
+
+// TestSendConcurrent has many producers share one socket: every frame
+// arrives once, and each producer's frames in its order.
+func TestSendConcurrent(t *testing.T) {
+	s := startServer(t, ws.Limits{QueueLen: 10000, QueueBytes: 1 << 22, MaxInFlight: 1}, 65536)
+	cl, c := s.dial(t, nil)
+	const producers, each = 8, 200
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if !c.Send(fmt.Appendf(nil, `{"p":%d,"i":%d}`, p, i)) {
+					t.Errorf("Send refused")
+					return
+				}
+			}
+		}()
+	}
+	next := make([]int, producers)
+	for range producers * each {
+		_, data, err := read(t, cl)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		var f struct{ P, I int }
+		if err := json.Unmarshal(data, &f); err != nil {
+			t.Fatal(err)
+		}
+		if f.I != next[f.P] {
+			t.Fatalf("producer %d: frame %d arrived, want %d", f.P, f.I, next[f.P])
+		}
+		next[f.P]++
+	}
+	wg.Wait()
+}
+
+func TestReadLoopHandsTextFrames(t *testing.T) {
+	s := startServer(t, defaultLimits, 65536)
+	cl, _ := s.dial(t, nil)
+	sent := []string{`{"event":"a"}`, `{"event":"b","args":[1,2]}`, `not even json`, "héllo ✓"}
+	for _, m := range sent {
+		if err := cl.WriteMessage(websocket.TextMessage, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got [][]byte
+	for range sent {
+		select {
+		case data := <-s.rec.frames:
+			got = append(got, data)
+		case <-time.After(wait):
+			t.Fatalf("handler got %q, want %q", got, sent)
+		}
+	}
+	// The handler may keep what it was given: every slice is its own.
+	for i, m := range sent {
+		if string(got[i]) != m {
+			t.Errorf("frame %d = %q, want %q", i, got[i], m)
+		}
+	}
+}
+
+func TestBinaryFrameGetsBadRequest(t *testing.T) {
+	s := startServer(t, defaultLimits, 65536)
+	cl, _ := s.dial(t, nil)
+	if err := cl.WriteMessage(websocket.BinaryMessage, []byte(`{"event":"x","ref":"r1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	mt, data, err := read(t, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f proto.Frame
+	if err := json.Unmarshal(data, &f); err != nil || mt != websocket.TextMessage {
+		t.Fatalf("got type %d %q (%v), want a JSON text frame", mt, data, err)
+	}
+	var e proto.Error
+	if err := json.Unmarshal(f.Args, &e); err != nil {
+		t.Fatal(err)
+	}
+	if f.Event != proto.EventError || f.ID != "alice" || f.Ref != "" || e.Code != proto.CodeBadRequest || e.Message == "" {
+		t.Errorf("got %s, want an error frame for alice with code bad_request and no ref", data)
+	}
+	// The binary frame never reached the handler, and the socket stays open.
+	if err := cl.WriteMessage(websocket.TextMessage, []byte(`{"event":"after"}`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-s.rec.frames:
+		if string(got) != `{"event":"after"}` {
+			t.Errorf("handler got %q, want only the text frame", got)
+		}
+	case <-time.After(wait):
+		t.Fatal("text frame after the binary one did not reach the handler")
+	}
+}
+
+func TestBadInputCloses(t *testing.T) {
+	const maxFrame = 1024
+	tests := []struct {
+		name   string
+		write  func(cl *websocket.Conn) error
+		dialer *websocket.Dialer
+		code   int
+	}{
+		{name: "invalid UTF-8", code: proto.CloseInvalidData, write: func(cl *websocket.Conn) error {
+			return cl.WriteMessage(websocket.TextMessage, []byte{'{', 0xff, 0xfe, '}'})
+		}},
+		{name: "truncated UTF-8 sequence", code: proto.CloseInvalidData, write: func(cl *websocket.Conn) error {
+			return cl.WriteMessage(websocket.TextMessage, []byte("caf\xc3"))
+		}},
+		{name: "oversized frame", code: proto.CloseMessageTooBig, write: func(cl *websocket.Conn) error {
+			return cl.WriteMessage(websocket.TextMessage, bytes.Repeat([]byte("a"), maxFrame+1))
+		}},
+		{name: "oversized binary frame", code: proto.CloseMessageTooBig, write: func(cl *websocket.Conn) error {
+			return cl.WriteMessage(websocket.BinaryMessage, bytes.Repeat([]byte("a"), 4*maxFrame))
+		}},
+		{name: "oversized in small fragments", code: proto.CloseMessageTooBig,
+			dialer: &websocket.Dialer{WriteBufferSize: 256},
+			write: func(cl *websocket.Conn) error {
+				w, err := cl.NextWriter(websocket.TextMessage)
+				if err != nil {
+					return err
+				}
+				// Each write fills the 256-byte buffer at most, so the
+				// message goes out as many fragments below the limit.
+				for range 8 {
+					if _, err := w.Write(bytes.Repeat([]byte("b"), 200)); err != nil {
+						return err
+					}
+				}
+				return w.Close()
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := startServer(t, defaultLimits, maxFrame)
+			cl, c := s.dial(t, tt.dialer)
+			if err := tt.write(cl); err != nil {
+				t.Fatal(err)
+			}
+			if ce := readClose(t, cl); ce.Code != tt.code {
+				t.Errorf("client saw close %d %q, want %d", ce.Code, ce.Text, tt.code)
+			}
+			waitDone(t, c, wait)
+			if code, _ := c.CloseCode(); code != tt.code {
+				t.Errorf("CloseCode = %d, want %d", code, tt.code)
+			}
+			select {
+			case f := <-s.rec.frames:
+				t.Errorf("handler got %q from a frame that must be refused", f)
+			default:
+			}
+		})
+	}
+}
+
+func TestFrameAtTheLimitIsAccepted(t *testing.T) {
+	const maxFrame = 1024
+	s := startServer(t, defaultLimits, maxFrame)
+	cl, _ := s.dial(t, &websocket.Dialer{WriteBufferSize: 256})
+	w, err := cl.NextWriter(websocket.TextMessage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(bytes.Repeat([]byte("x"), maxFrame)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-s.rec.frames:
+		if len(got) != maxFrame {
+			t.Errorf("handler got %d bytes, want %d", len(got), maxFrame)
+		}
+	case <-time.After(wait):
+		t.Fatal("a frame of exactly the max size did not reach the handler")
+	}
+}
+
+func TestClose(t *testing.T) {
+	tests := []struct {
+		name       string
+		do         func(c *ws.Conn)
+		wantFrames []string
+		wantCode   int
+		wantReason string
+	}{
+		{name: "going away with a reason", do: func(c *ws.Conn) { c.Close(proto.CloseGoingAway, "gateway shutting down") },
+			wantCode: proto.CloseGoingAway, wantReason: "gateway shutting down"},
+		{name: "normal without a reason", do: func(c *ws.Conn) { c.Close(proto.CloseNormal, "") },
+			wantCode: proto.CloseNormal},
+		{name: "after the queued frames", do: func(c *ws.Conn) {
+			c.Send([]byte(`{"n":1}`))
+			c.Send([]byte(`{"n":2}`))
+			c.Close(proto.CloseGoingAway, "bye")
+		}, wantFrames: []string{`{"n":1}`, `{"n":2}`}, wantCode: proto.CloseGoingAway, wantReason: "bye"},
+		{name: "only the first close counts", do: func(c *ws.Conn) {
+			c.Close(proto.CloseGoingAway, "first")
+			c.Close(proto.CloseNormal, "second")
+		}, wantCode: proto.CloseGoingAway, wantReason: "first"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := startServer(t, defaultLimits, 65536)
+			cl, c := s.dial(t, nil)
+			tt.do(c)
+			if c.Send([]byte(`{"late":true}`)) {
+				t.Error("Send after Close reported true")
+			}
+			var got []string
+			var ce *websocket.CloseError
+			for ce == nil {
+				_, data, err := read(t, cl)
+				if err != nil {
+					if !errors.As(err, &ce) {
+						t.Fatalf("read: %v, want a close frame", err)
+					}
+					break
+				}
+				got = append(got, string(data))
+			}
+			if strings.Join(got, " ") != strings.Join(tt.wantFrames, " ") {
+				t.Errorf("frames before the close = %q, want %q", got, tt.wantFrames)
+			}
+			if ce.Code != tt.wantCode || ce.Text != tt.wantReason {
+				t.Errorf("client saw close %d %q, want %d %q", ce.Code, ce.Text, tt.wantCode, tt.wantReason)
+			}
+			waitDone(t, c, wait)
+			if code, reason := c.CloseCode(); code != tt.wantCode || reason != tt.wantReason {
+				t.Errorf("CloseCode = %d %q, want %d %q", code, reason, tt.wantCode, tt.wantReason)
+			}
+		})
+	}
+}
+
+func TestClientCloses(t *testing.T) {
+	tests := []struct {
+		name     string
+		close    func(cl *websocket.Conn) error
+		wantCode int
+	}{
+		{"close frame", func(cl *websocket.Conn) error {
+			return cl.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"), time.Now().Add(wait))
+		}, websocket.CloseNormalClosure},
+		{"close frame going away", func(cl *websocket.Conn) error {
+			return cl.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, ""), time.Now().Add(wait))
+		}, websocket.CloseGoingAway},
+		{"connection dropped", func(cl *websocket.Conn) error { return cl.NetConn().Close() }, websocket.CloseAbnormalClosure},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := startServer(t, defaultLimits, 65536)
+			cl, c := s.dial(t, nil)
+			if err := tt.close(cl); err != nil {
+				t.Fatal(err)
+			}
+			waitDone(t, c, wait)
+			if code, _ := c.CloseCode(); code != tt.wantCode {
+				t.Errorf("CloseCode = %d, want %d", code, tt.wantCode)
+			}
+			if c.Send([]byte(`{}`)) {
+				t.Error("Send on an ended socket reported true")
+			}
+		})
+	}
+}
+
+func TestPing(t *testing.T) {
+	s := startServer(t, defaultLimits, 65536)
+	cl, c := s.dial(t, nil)
+	pinged := make(chan struct{}, 1)
+	cl.SetPingHandler(func(string) error {
+		pinged <- struct{}{}
+		return nil
+	})
+	c.Ping()
+	c.Send([]byte(`{"after":"ping"}`))
+	// ReadMessage runs the ping handler before it returns the data frame.
+	if _, data, err := read(t, cl); err != nil || string(data) != `{"after":"ping"}` {
+		t.Fatalf("read = %q, %v", data, err)
+	}
+	select {
+	case <-pinged:
+	default:
+		t.Fatal("no ping arrived before the frame queued after it")
+	}
+}
+
+// TestSlowConsumer sends large frames at a steady pace: a client that reads
+// keeps up and gets them all, while one that never reads fills its TCP
+// buffers, then its queue, and is dropped with 1008 instead of being waited
+// for; its socket ends within the write deadline.
+func TestSlowConsumer(t *testing.T) {
+	limits := ws.Limits{QueueLen: 8, QueueBytes: 256 << 10, MaxInFlight: 1}
+	frame := bytes.Repeat([]byte("z"), 32<<10)
+	const pace = time.Millisecond
+
+	t.Run("reading client keeps up", func(t *testing.T) {
+		s := startServer(t, limits, 65536)
+		cl, c := s.dial(t, nil)
+		const n = 300
+		got := make(chan int, 1)
+		go func() {
+			i := 0
+			for ; i < n; i++ {
+				_ = cl.SetReadDeadline(time.Now().Add(wait))
+				if _, _, err := cl.ReadMessage(); err != nil {
+					break
+				}
+			}
+			got <- i
+		}()
+		tick := time.NewTicker(pace)
+		defer tick.Stop()
+		for i := range n {
+			<-tick.C
+			if !c.Send(frame) {
+				t.Fatalf("Send %d refused to a client that reads", i)
+			}
+		}
+		if i := <-got; i != n {
+			t.Fatalf("client read %d frames, want %d", i, n)
+		}
+		if code, _ := c.CloseCode(); code != 0 {
+			t.Errorf("CloseCode = %d, want 0 (open)", code)
+		}
+	})
+
+	t.Run("client that never reads", func(t *testing.T) {
+		s := startServer(t, limits, 65536)
+		_, c := s.dial(t, &websocket.Dialer{ReadBufferSize: 1024})
+		tick := time.NewTicker(pace)
+		defer tick.Stop()
+		deadline := time.Now().Add(30 * time.Second)
+		sent := 0
+		for c.Send(frame) {
+			sent++
+			if time.Now().After(deadline) {
+				t.Fatalf("Send still accepted frames after %d of them to a client that does not read", sent)
+			}
+			<-tick.C
+		}
+		t.Logf("queue overflowed after %d frames (%d KiB)", sent, sent*len(frame)>>10)
+		if sent <= limits.QueueLen {
+			t.Errorf("overflowed after %d frames: the TCP buffers should have taken some first", sent)
+		}
+		if code, reason := c.CloseCode(); code != proto.ClosePolicy || reason != proto.ReasonSlowConsumer {
+			t.Errorf("CloseCode = %d %q, want %d %q", code, reason, proto.ClosePolicy, proto.ReasonSlowConsumer)
+		}
+		if c.Send([]byte(`{}`)) {
+			t.Error("Send after the overflow reported true")
+		}
+		start := time.Now()
+		waitDone(t, c, ws.WriteWait+ws.CloseGrace+wait)
+		t.Logf("socket ended %s after the overflow", time.Since(start))
+		if code, reason := c.CloseCode(); code != proto.ClosePolicy || reason != proto.ReasonSlowConsumer {
+			t.Errorf("CloseCode after the end = %d %q, want %d %q", code, reason, proto.ClosePolicy, proto.ReasonSlowConsumer)
+		}
+	})
+}
+
+// TestIdleConnHasNoWriter checks the doc.go contract: an idle socket costs
+// its reader goroutine only; the writer exits once the queue is empty.
+func TestIdleConnHasNoWriter(t *testing.T) {
+	s := startServer(t, defaultLimits, 65536)
+	const n = 50
+	before := runtime.NumGoroutine()
+	for i := range n {
+		cl, c := s.dial(t, nil)
+		if !c.Send([]byte(`{"hello":true}`)) {
+			t.Fatal("Send refused")
+		}
+		if _, _, err := read(t, cl); err != nil {
+			t.Fatalf("conn %d: %v", i, err)
+		}
+	}
+	// One reader per socket is expected; a writer that stayed would double it.
+	slack := n / 4
+	var extra int
+	testkit.Eventually(t, wait, fmt.Sprintf("at most %d more goroutines for %d idle sockets", n+slack, n), func() bool {
+		extra = runtime.NumGoroutine() - before
+		return extra <= n+slack
+	})
+	if extra < n {
+		t.Errorf("%d more goroutines for %d open sockets; each should have its reader", extra, n)
+	}
+	t.Logf("%d idle sockets: %d more goroutines", n, extra)
+}
+
+// TestNoLeakAfterClose opens sockets, uses them and ends them every way,
+// then checks that no goroutine is left behind.
+func TestNoLeakAfterClose(t *testing.T) {
+	s := startServer(t, defaultLimits, 1024)
+	ends := []func(cl *websocket.Conn, c *ws.Conn){
+		func(_ *websocket.Conn, c *ws.Conn) { c.Close(proto.CloseGoingAway, "bye") },
+		func(cl *websocket.Conn, _ *ws.Conn) {
+			_ = cl.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(wait))
+		},
+		func(cl *websocket.Conn, _ *ws.Conn) { _ = cl.NetConn().Close() },
+		func(cl *websocket.Conn, _ *ws.Conn) { _ = cl.WriteMessage(websocket.TextMessage, []byte{0xff}) },
+		func(cl *websocket.Conn, _ *ws.Conn) { _ = cl.WriteMessage(websocket.TextMessage, bytes.Repeat([]byte("a"), 2048)) },
+	}
+	var conns []*ws.Conn
+	for _, end := range ends {
+		cl, c := s.dial(t, nil)
+		c.Send([]byte(`{"n":1}`))
+		c.Ping()
+		if _, _, err := read(t, cl); err != nil {
+			t.Fatal(err)
+		}
+		end(cl, c)
+		// Read until the socket ends so the client answers a close frame.
+		go func() {
+			for {
+				if _, _, err := cl.ReadMessage(); err != nil {
+					_ = cl.Close()
+					return
+				}
+			}
+		}()
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		waitDone(t, c, ws.WriteWait+ws.CloseGrace+wait)
+	}
+	s.srv.Close()
+	goleak.VerifyNone(t)
+}
