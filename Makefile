@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 MODULES := proto gateway handlers-svc
 FUZZTIME ?= 5s
 
-.PHONY: all build run test vet unit fuzz deps token clean
+.PHONY: all build run test vet unit fuzz bench deps token clean
 
 all: build
 
@@ -32,6 +32,10 @@ fuzz:
 	@cd proto && for f in $$(go test -list '^Fuzz' . | grep '^Fuzz'); do \
 		echo "go test -fuzz=^$$f\$$ -fuzztime=$(FUZZTIME) ./proto"; \
 		go test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) . || exit 1; done
+
+# Go benchmarks of the hot paths, with allocations.
+bench:
+	@for m in $(MODULES); do (cd $$m && go test -run='^$$' -bench=. -benchmem ./...) || exit 1; done
 
 # make token ID=alice prints a dev token for any user id.
 token: build

@@ -103,7 +103,7 @@ func (h *Hub[C]) Deliver(d *proto.Dispatch) int {
 	n := 0
 	if d.Broadcast {
 		for user, byConn := range h.users {
-			frame := proto.AppendEvent(nil, d.Event, user, d.Args)
+			frame := frame(d, user)
 			for _, c := range byConn {
 				if c.Send(frame) {
 					n++
@@ -127,7 +127,7 @@ func (h *Hub[C]) Deliver(d *proto.Dispatch) int {
 			}
 			seen[user] = struct{}{}
 		}
-		frame := proto.AppendEvent(nil, d.Event, user, d.Args)
+		frame := frame(d, user)
 		for _, c := range byConn {
 			if c.Send(frame) {
 				n++
@@ -155,9 +155,16 @@ func (h *Hub[C]) Deliver(d *proto.Dispatch) int {
 			}
 			sentConns[id] = struct{}{}
 		}
-		if c.Send(proto.AppendEvent(nil, d.Event, c.User(), d.Args)) {
+		if c.Send(frame(d, c.User())) {
 			n++
 		}
 	}
 	return n
+}
+
+// frame encodes d for the sockets of user in one allocation of the right
+// size; the frame is shared by those sockets and never modified.
+func frame(d *proto.Dispatch, user string) []byte {
+	size := len(`{"event":"","id":"","args":}`) + len(d.Event) + len(user) + len(d.Args) + 8
+	return proto.AppendEvent(make([]byte, 0, size), d.Event, user, d.Args)
 }
