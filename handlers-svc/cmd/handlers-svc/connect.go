@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+)
+
+// Start-up retry of Redis: the first wait, doubled after each failure up to
+// the last.
+const (
+	redisRetryMin  = 250 * time.Millisecond
+	redisRetryMax  = 2 * time.Second
+	redisPingLimit = 2 * time.Second
+)
+
+// connectNATS returns a connection to url that is still connecting when the
+// server is not up yet: it retries forever, at start-up and after any
+// disconnect. Until the first connection every failed attempt is logged;
+// after it, each state change (disconnected, reconnected) is logged once.
+func connectNATS(url string, log *zap.Logger) (*nats.Conn, error) {
+	var connected atomic.Bool
+	nc, err := nats.Connect(url,
+		nats.Name("handlers-svc"),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			if !connected.Swap(true) {
+				log.Info("connected", zap.String("server", nc.ConnectedUrlRedacted()))
+			}
+		}),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			if !connected.Load() {
+				log.Warn("waiting for NATS", zap.Error(err))
+			}
+		}),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if connected.Load() && !nc.IsClosed() {
+				log.Warn("disconnected", zap.Error(err))
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("reconnected", zap.String("server", nc.ConnectedUrlRedacted()))
+		}),
+		nats.ClosedHandler(func(*nats.Conn) {
+			log.Info("connection closed")
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			fields := []zap.Field{zap.Error(err)}
+			if sub != nil {
+				fields = append(fields, zap.String("subject", sub.Subject))
+			}
+			log.Error("async error", fields...)
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("nats connect: %w", err)
+	}
+	if nc.IsConnected() && !connected.Swap(true) {
+		log.Info("connected", zap.String("server", nc.ConnectedUrlRedacted()))
+	}
+	return nc, nil
+}
+
+// waitNATS waits until nc is connected or ctx is done.
+func waitNATS(ctx context.Context, nc *nats.Conn, log *zap.Logger) error {
+	if nc.IsConnected() {
+		return nil
+	}
+	// A status listener wakes the wait; IsConnected is the truth.
+	changes := nc.StatusChanged(nats.CONNECTED, nats.CLOSED)
+	defer nc.RemoveStatusListener(changes)
+	for !nc.IsConnected() {
+		select {
+		case <-changes:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if nc.IsClosed() {
+			return fmt.Errorf("nats connection closed")
+		}
+	}
+	return nil
+}
+
+// waitRedis pings rdb until it answers or ctx is done, logging each failure.
+func waitRedis(ctx context.Context, rdb *redis.Client, log *zap.Logger) error {
+	wait := redisRetryMin
+	for {
+		pingCtx, cancel := context.WithTimeout(ctx, redisPingLimit)
+		err := rdb.Ping(pingCtx).Err()
+		cancel()
+		if err == nil {
+			log.Info("connected", zap.String("addr", rdb.Options().Addr))
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log.Warn("waiting for Redis", zap.Error(err), zap.Duration("retry_in", wait))
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+		wait = min(2*wait, redisRetryMax)
+	}
+}
+
+// redactRedisURL hides the password of a Redis URL, for logs.
+func redactRedisURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(invalid)"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,213 @@
+// Command handlers-svc serves switchboard events: it takes requests from
+// every gateway over a NATS queue subscription, runs the registered handlers
+// and dispatches their events through Redis (PROTOCOL sections 3 to 5).
+//
+// It reads its configuration from the environment and flags (see
+// internal/config), logs JSON lines to stderr, serves GET /healthz and
+// GET /readyz on HANDLERS_ADDR, and stops cleanly on SIGTERM or SIGINT:
+// it drains the NATS subscription, lets running handlers finish, closes
+// its connections and exits 0.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/handlers-svc/event/middleware"
+	"github.com/switchboard/switchboard/handlers-svc/handlers"
+	"github.com/switchboard/switchboard/handlers-svc/internal/config"
+	"github.com/switchboard/switchboard/handlers-svc/internal/natserve"
+	"github.com/switchboard/switchboard/handlers-svc/internal/redisdispatch"
+)
+
+// httpShutdownTimeout bounds the health server's shutdown, the last step.
+const httpShutdownTimeout = 2 * time.Second
+
+func main() {
+	cfg, err := config.Load(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "handlers-svc: configuration: %v\n", err)
+		os.Exit(2)
+	}
+	log, err := newLogger(cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "handlers-svc: logger: %v\n", err)
+		os.Exit(2)
+	}
+
+	// go-redis logs through a process-wide logger; send it to zap once, here.
+	redis.SetLogger(redisLogger{log: log.Named("go-redis")})
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	// After the first signal, a second one stops the process at once.
+	context.AfterFunc(ctx, stop)
+	err = realMain(ctx, cfg, log)
+	stop()
+	if err != nil {
+		log.Error("handlers-svc failed", zap.Error(err))
+		_ = log.Sync()
+		os.Exit(1)
+	}
+	log.Info("handlers-svc stopped")
+	_ = log.Sync()
+}
+
+// newLogger returns a zap logger writing JSON lines to stderr at cfg's level.
+func newLogger(cfg config.Config) (*zap.Logger, error) {
+	lvl, err := cfg.Level()
+	if err != nil {
+		return nil, err
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.Sampling = nil // every failure is logged: they are per request, and rare
+	zc.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	zc.OutputPaths = []string{"stderr"}
+	zc.ErrorOutputPaths = []string{"stderr"}
+	log, err := zc.Build()
+	if err != nil {
+		return nil, err
+	}
+	return log.Named("handlers-svc"), nil
+}
+
+// redisLogger writes go-redis's own log lines (such as dial failures of its
+// pool) at debug level: the service logs the failures that matter itself,
+// with their request.
+type redisLogger struct{ log *zap.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	if ce := l.log.Check(zap.DebugLevel, "go-redis"); ce != nil {
+		ce.Write(zap.String("detail", fmt.Sprintf(format, v...)))
+	}
+}
+
+// realMain runs handlers-svc until ctx is done, then shuts down in order:
+// mark not ready, drain the NATS subscription and wait for running handlers,
+// close NATS, close Redis, stop the health server. It returns nil after a
+// clean shutdown, also when ctx ends while still waiting for NATS or Redis.
+func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
+	log.Info("starting",
+		zap.String("nats_url", cfg.NATSURL),
+		zap.String("redis_url", redactRedisURL(cfg.RedisURL)),
+		zap.String("addr", cfg.Addr),
+		zap.Duration("timeout", cfg.Timeout),
+		zap.Duration("shutdown_timeout", cfg.ShutdownTimeout))
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	}
+	nc, err := connectNATS(cfg.NATSURL, log.Named("nats"))
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	redisOpts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		nc.Close()
+		_ = ln.Close()
+		return fmt.Errorf("redis url: %w", err)
+	}
+	rdb := redis.NewClient(redisOpts)
+
+	mux := event.NewMux()
+	evLog := log.Named("event")
+	mux.Use(middleware.Recover(evLog), middleware.Log(evLog))
+	handlers.Register(mux, redisdispatch.New(rdb))
+	srv := natserve.New(nc, mux, log, natserve.Config{
+		Timeout:         cfg.Timeout,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+	})
+
+	health := newHealth(nc, rdb, srv.Ready())
+	httpSrv := &http.Server{
+		Handler:           health,
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	}
+	var httpErr error
+	httpDone := make(chan struct{}) // closed once Serve has returned httpErr
+	go func() {
+		defer close(httpDone)
+		httpErr = httpSrv.Serve(ln)
+	}()
+	log.Info("health server listening", zap.String("addr", ln.Addr().String()))
+	// Report not ready from the first moment of shutdown, through the drain.
+	context.AfterFunc(ctx, func() { health.stopping.Store(true) })
+
+	var runErr error
+	if err := waitNATS(ctx, nc, log.Named("nats")); err != nil {
+		runErr = startupError(ctx, log, "NATS", err)
+	} else if err := waitRedis(ctx, rdb, log.Named("redis")); err != nil {
+		runErr = startupError(ctx, log, "Redis", err)
+	} else {
+		runErr = serve(ctx, srv, httpDone)
+	}
+
+	// The ordered shutdown list. Not ready (also when start-up failed); the
+	// subscription is drained and its replies flushed, so NATS can go; the
+	// handlers have finished, so Redis can go; the health server goes last.
+	health.stopping.Store(true)
+	nc.Close()
+	if err := rdb.Close(); err != nil {
+		log.Warn("close redis", zap.Error(err))
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpShutdownTimeout)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("stop health server", zap.Error(err))
+	}
+	<-httpDone
+	if !errors.Is(httpErr, http.ErrServerClosed) {
+		runErr = errors.Join(runErr, fmt.Errorf("health server: %w", httpErr))
+	}
+	return runErr
+}
+
+// startupError returns the error of waiting for a dependency, or nil when the
+// wait ended because ctx did: a signal during start-up is a clean stop.
+func startupError(ctx context.Context, log *zap.Logger, what string, err error) error {
+	if ctx.Err() != nil {
+		log.Info("stopped while waiting for " + what)
+		return nil
+	}
+	return fmt.Errorf("wait for %s: %w", what, err)
+}
+
+// serve runs srv until ctx is done or the health server stops (its error is
+// reported by the caller), and returns once srv has drained.
+func serve(ctx context.Context, srv *natserve.Server, httpDone <-chan struct{}) error {
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(runCtx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-httpDone:
+		stopRun()
+		return <-done
+	case <-ctx.Done():
+		return <-done
+	}
+}

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/switchboard/switchboard/handlers-svc/internal/config"
+	"github.com/switchboard/switchboard/proto"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// startNATS runs an embedded NATS server on port (-1: random) until the test
+// ends.
+func startNATS(t *testing.T, port int) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatalf("nats server: %v", err)
+	}
+	ns.Start()
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	if !ns.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	return ns
+}
+
+// app is realMain running in the background.
+type app struct {
+	base   string // http://host:port of the health server
+	logs   *observer.ObservedLogs
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+func startApp(t *testing.T, natsPort, redisPort int) *app {
+	t.Helper()
+	cfg := config.Default()
+	cfg.NATSURL = "nats://127.0.0.1:" + strconv.Itoa(natsPort)
+	cfg.RedisURL = fmt.Sprintf("redis://127.0.0.1:%d/0", redisPort)
+	cfg.Addr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	cfg.ShutdownTimeout = 5 * time.Second
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.DebugLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &app{base: "http://" + cfg.Addr, logs: logs, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		a.err = realMain(ctx, cfg, zap.New(core))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-a.done
+	})
+	return a
+}
+
+// stop cancels realMain's context, as SIGTERM does, and returns its error.
+func (a *app) stop(t *testing.T) error {
+	t.Helper()
+	a.cancel()
+	select {
+	case <-a.done:
+		return a.err
+	case <-time.After(30 * time.Second):
+		t.Fatal("realMain did not return")
+		return nil
+	}
+}
+
+var httpClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+// get returns the status and decoded JSON body of GET path; status 0 means
+// the server did not answer.
+func (a *app) get(path string) (int, map[string]string) {
+	resp, err := httpClient.Get(a.base + path)
+	if err != nil {
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var m map[string]string
+	_ = json.Unmarshal(body, &m)
+	return resp.StatusCode, m
+}
+
+// awaitReady polls GET path until it returns want and the body's reason
+// satisfies reason ("" accepts any).
+func (a *app) await(t *testing.T, path string, want int, reason string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var code int
+	var body map[string]string
+	for time.Now().Before(deadline) {
+		code, body = a.get(path)
+		if code == want && (reason == "" || body["reason"] == reason) {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-a.done:
+			t.Fatalf("realMain returned early: %v", a.err)
+		}
+	}
+	t.Fatalf("GET %s = %d %v, want %d %q", path, code, body, want, reason)
+}
+
+func request(t *testing.T, nc *nats.Conn, req proto.Request) *proto.Error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	msg, err := nc.RequestWithContext(ctx, proto.Subject(req.Event), proto.AppendRequest(nil, &req))
+	if err != nil {
+		t.Fatalf("request %s: %v", req.Event, err)
+	}
+	return proto.DecodeReply(msg.Data)
+}
+
+func TestServesEndToEnd(t *testing.T) {
+	ns := startNATS(t, -1)
+	redisPort := freePort(t)
+	rs := startRedis(t, redisPort)
+	a := startApp(t, ns.Addr().(*net.TCPAddr).Port, redisPort)
+	a.await(t, "/readyz", http.StatusOK, "")
+	if code, body := a.get("/healthz"); code != http.StatusOK || body["status"] != "ok" {
+		t.Fatalf("/healthz = %d %v", code, body)
+	}
+
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	defer rdb.Close()
+	ps := rdb.Subscribe(context.Background(), proto.Channel)
+	defer ps.Close()
+	if _, err := ps.Receive(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+
+	if got := request(t, nc, proto.Request{Event: "sendMessage", Args: json.RawMessage(`{"to":"bob","text":"hi"}`), User: "alice", Conn: "c1", Ref: "r1"}); got != nil {
+		t.Fatalf("sendMessage: %+v", got)
+	}
+	for _, want := range []struct{ event, user string }{{"message", "bob"}, {"message_sent", "alice"}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		msg, err := ps.ReceiveMessage(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := proto.DecodeDispatch([]byte(msg.Payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Event != want.event || len(d.Users) != 1 || d.Users[0] != want.user {
+			t.Fatalf("dispatch %s, want %s to %s", msg.Payload, want.event, want.user)
+		}
+	}
+
+	for _, tt := range []struct {
+		req  proto.Request
+		want string
+	}{
+		{proto.Request{Event: "postUpdated", Args: json.RawMessage(`{"post":1}`), User: "alice"}, proto.CodeBadRequest},
+		{proto.Request{Event: "nope", User: "alice"}, proto.CodeUnknownEvent},
+	} {
+		if got := request(t, nc, tt.req); got == nil || got.Code != tt.want {
+			t.Fatalf("%s: %+v, want %s", tt.req.Event, got, tt.want)
+		}
+	}
+
+	if err := a.stop(t); err != nil {
+		t.Fatalf("realMain: %v", err)
+	}
+	if a.logs.FilterMessage("drained").Len() != 1 {
+		t.Fatal("no drain on shutdown")
+	}
+}
+
+func TestWaitsForDependencies(t *testing.T) {
+	natsPort, redisPort := freePort(t), freePort(t)
+	a := startApp(t, natsPort, redisPort)
+
+	a.await(t, "/healthz", http.StatusOK, "")
+	a.await(t, "/readyz", http.StatusServiceUnavailable, "nats not connected")
+	awaitLog(t, a, "waiting for NATS")
+
+	startNATS(t, natsPort)
+	a.await(t, "/readyz", http.StatusServiceUnavailable, "redis not answering")
+	awaitLog(t, a, "waiting for Redis")
+
+	rs := startRedis(t, redisPort)
+	a.await(t, "/readyz", http.StatusOK, "")
+
+	rs.Stop()
+	a.await(t, "/readyz", http.StatusServiceUnavailable, "redis not answering")
+
+	if err := a.stop(t); err != nil {
+		t.Fatalf("realMain: %v", err)
+	}
+}
+
+func TestStopsWhileWaiting(t *testing.T) {
+	a := startApp(t, freePort(t), freePort(t))
+	a.await(t, "/readyz", http.StatusServiceUnavailable, "nats not connected")
+	if err := a.stop(t); err != nil {
+		t.Fatalf("realMain: %v, want a clean exit", err)
+	}
+}
+
+func awaitLog(t *testing.T, a *app, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for a.logs.FilterMessage(msg).Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q log", msg)
+		}
+		<-tick.C
+	}
+}

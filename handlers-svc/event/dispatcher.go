@@ -1,0 +1,50 @@
+package event
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+)
+
+// Dispatcher delivers events to clients through every gateway worker. It is
+// the handler's view of the dispatch path: a handler is given one and calls
+// it as many times as it needs.
+//
+// An event name must match proto.EventPattern. args is marshalled to JSON with
+// EncodeArgs: a json.RawMessage passes through unchanged and nil becomes null.
+// Each method returns once the dispatch has been handed to the delivery path,
+// not once clients received it; a failure to reach it is an *Error with code
+// unavailable. Dispatching to no users or no connections does nothing.
+type Dispatcher interface {
+	// ToUsers delivers the event to every connected device of each user.
+	ToUsers(ctx context.Context, users []string, event string, args any) error
+	// ToConns delivers the event to each of the given connections.
+	ToConns(ctx context.Context, conns []string, event string, args any) error
+	// Broadcast delivers the event to every connected socket.
+	Broadcast(ctx context.Context, event string, args any) error
+}
+
+// EncodeArgs marshals the args of a dispatch to JSON the way every Dispatcher
+// does: nil stays nil (sent as null), a json.RawMessage is passed through
+// after checking that it is valid JSON, and anything else goes through
+// json.Marshal. A value that cannot be marshalled is a programming error and
+// yields a plain error.
+func EncodeArgs(args any) (json.RawMessage, error) {
+	switch a := args.(type) {
+	case nil:
+		return nil, nil
+	case json.RawMessage:
+		if a == nil {
+			return nil, nil
+		}
+		if !json.Valid(a) {
+			return nil, fmt.Errorf("encode args: invalid json.RawMessage")
+		}
+		return a, nil
+	}
+	b, err := json.Marshal(args)
+	if err != nil {
+		return nil, fmt.Errorf("encode args: %w", err)
+	}
+	return b, nil
+}

@@ -1,0 +1,117 @@
+// Package eventtest provides utilities for testing event handlers without
+// NATS or Redis, as net/http/httptest does for HTTP handlers: a Recorder that
+// implements event.Dispatcher and records every dispatch, and NewRequest to
+// build a request.
+//
+// A Recorder is safe for concurrent use, so it can record the dispatches of
+// handlers that run in parallel.
+package eventtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// Recorder is an event.Dispatcher that records the dispatches a handler
+// makes instead of delivering them. It applies the same checks as the real
+// dispatcher: the event name must be valid, args must marshal to JSON, and a
+// context that has ended fails the dispatch with the context's error.
+type Recorder struct {
+	mu         sync.Mutex
+	dispatches []proto.Dispatch
+	err        error
+}
+
+var _ event.Dispatcher = (*Recorder)(nil)
+
+// NewRecorder returns an empty Recorder.
+func NewRecorder() *Recorder { return &Recorder{} }
+
+// ToUsers records a dispatch to users.
+func (rec *Recorder) ToUsers(ctx context.Context, users []string, name string, args any) error {
+	return rec.record(ctx, proto.Dispatch{Event: name, Users: slices.Clone(users)}, args, len(users) == 0)
+}
+
+// ToConns records a dispatch to conns.
+func (rec *Recorder) ToConns(ctx context.Context, conns []string, name string, args any) error {
+	return rec.record(ctx, proto.Dispatch{Event: name, Conns: slices.Clone(conns)}, args, len(conns) == 0)
+}
+
+// Broadcast records a dispatch to every socket.
+func (rec *Recorder) Broadcast(ctx context.Context, name string, args any) error {
+	return rec.record(ctx, proto.Dispatch{Event: name, Broadcast: true}, args, false)
+}
+
+func (rec *Recorder) record(ctx context.Context, d proto.Dispatch, args any, empty bool) error {
+	if !proto.ValidEventName(d.Event) {
+		return fmt.Errorf("dispatch: invalid event name %q", d.Event)
+	}
+	raw, err := event.EncodeArgs(args)
+	if err != nil {
+		return fmt.Errorf("dispatch %s: %w", d.Event, err)
+	}
+	if empty {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("dispatch %s: %w", d.Event, err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.err != nil {
+		return rec.err
+	}
+	d.Args = slices.Clone(raw)
+	rec.dispatches = append(rec.dispatches, d)
+	return nil
+}
+
+// Dispatches returns a copy of the dispatches recorded so far, in order.
+func (rec *Recorder) Dispatches() []proto.Dispatch {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return slices.Clone(rec.dispatches)
+}
+
+// Reset forgets the recorded dispatches.
+func (rec *Recorder) Reset() {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	rec.dispatches = nil
+}
+
+// FailWith makes every later dispatch return err and record nothing, to test
+// how a handler reacts to a dispatch failure; nil restores normal recording.
+// Use an *event.Error with code unavailable to act like a Redis outage.
+func (rec *Recorder) FailWith(err error) {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	rec.err = err
+}
+
+// NewRequest returns a request for the event name sent by user on the
+// connection "<user>-conn", with args marshalled to JSON: nil leaves Args
+// absent and a json.RawMessage is used as is, so a test can send any JSON.
+// Change the returned fields to test other cases. NewRequest panics if args
+// cannot be marshalled, as a test mistake.
+func NewRequest(name, user string, args any) *event.Request {
+	r := &event.Request{Event: name, User: user, Conn: user + "-conn"}
+	switch a := args.(type) {
+	case nil:
+	case json.RawMessage:
+		r.Args = a
+	default:
+		b, err := json.Marshal(args)
+		if err != nil {
+			panic(fmt.Sprintf("eventtest: marshal args: %v", err))
+		}
+		r.Args = b
+	}
+	return r
+}

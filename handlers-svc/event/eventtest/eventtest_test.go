@@ -1,0 +1,102 @@
+package eventtest_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/handlers-svc/event/eventtest"
+	"github.com/switchboard/switchboard/proto"
+)
+
+func TestRecorder(t *testing.T) {
+	ctx := context.Background()
+	rec := eventtest.NewRecorder()
+	users := []string{"bob"}
+	if err := rec.ToUsers(ctx, users, "message", map[string]string{"text": "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	users[0] = "mallory" // the recorder keeps its own copy
+	if err := rec.ToConns(ctx, []string{"c1", "c2"}, "ping", json.RawMessage(`[1, 2]`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Broadcast(ctx, "news", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.ToUsers(ctx, nil, "nobody", 1); err != nil {
+		t.Fatal(err)
+	}
+
+	got := rec.Dispatches()
+	if len(got) != 3 {
+		t.Fatalf("recorded %d dispatches, want 3: %+v", len(got), got)
+	}
+	if d := got[0]; d.Event != "message" || len(d.Users) != 1 || d.Users[0] != "bob" || string(d.Args) != `{"text":"hi"}` {
+		t.Fatalf("dispatch 0 = %+v (args %s)", d, d.Args)
+	}
+	if d := got[1]; d.Event != "ping" || len(d.Conns) != 2 || string(d.Args) != `[1, 2]` {
+		t.Fatalf("dispatch 1 = %+v (args %s)", d, d.Args)
+	}
+	if d := got[2]; d.Event != "news" || !d.Broadcast || d.Args != nil {
+		t.Fatalf("dispatch 2 = %+v", d)
+	}
+
+	rec.Reset()
+	if n := len(rec.Dispatches()); n != 0 {
+		t.Fatalf("%d dispatches after Reset", n)
+	}
+}
+
+func TestRecorderChecks(t *testing.T) {
+	ctx := context.Background()
+	rec := eventtest.NewRecorder()
+	if err := rec.ToUsers(ctx, []string{"a"}, "bad name", nil); err == nil {
+		t.Fatal("invalid event name accepted")
+	}
+	if err := rec.Broadcast(ctx, "e", make(chan int)); err == nil {
+		t.Fatal("unmarshallable args accepted")
+	}
+	if err := rec.Broadcast(ctx, "e", json.RawMessage(`{`)); err == nil {
+		t.Fatal("invalid raw JSON accepted")
+	}
+
+	down := &event.Error{Code: proto.CodeUnavailable, Message: "dispatch unavailable", Err: errors.New("redis down")}
+	rec.FailWith(down)
+	if err := rec.ToUsers(ctx, []string{"a"}, "e", nil); !errors.Is(err, down) {
+		t.Fatalf("got %v, want the injected failure", err)
+	}
+	rec.FailWith(nil)
+	if err := rec.ToUsers(ctx, []string{"a"}, "e", nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rec.Dispatches()); n != 1 {
+		t.Fatalf("recorded %d, want 1 (failed dispatches are not recorded)", n)
+	}
+}
+
+func TestNewRequest(t *testing.T) {
+	r := eventtest.NewRequest("sendMessage", "alice", map[string]any{"to": "bob"})
+	if r.Event != "sendMessage" || r.User != "alice" || r.Conn != "alice-conn" || string(r.Args) != `{"to":"bob"}` {
+		t.Fatalf("NewRequest = %+v (args %s)", r, r.Args)
+	}
+	if r := eventtest.NewRequest("e", "u", nil); r.Args != nil {
+		t.Fatalf("nil args = %s, want absent", r.Args)
+	}
+	if r := eventtest.NewRequest("e", "u", json.RawMessage(`"raw"`)); string(r.Args) != `"raw"` {
+		t.Fatalf("raw args = %s", r.Args)
+	}
+}
+
+func TestRecorderContextEnded(t *testing.T) {
+	rec := eventtest.NewRecorder()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := rec.ToUsers(ctx, []string{"a"}, "e", nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+	if n := len(rec.Dispatches()); n != 0 {
+		t.Fatalf("recorded %d", n)
+	}
+}

@@ -1,0 +1,218 @@
+package event
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+)
+
+// Request is one event a client sent, as handlers-svc received it.
+type Request struct {
+	// Event is the event name; it matches proto.EventPattern.
+	Event string
+	// User is the verified user id of the socket that sent the event. It
+	// comes from the client's token, never from anything the client sent.
+	User string
+	// Conn is the id of the connection the event arrived on; dispatch to it
+	// with Dispatcher.ToConns to answer that device only.
+	Conn string
+	// Ref is the client's correlation id, or "" when it sent none. The
+	// gateway uses it to ack; handlers rarely need it.
+	Ref string
+	// Args is the raw JSON of the event's args, or nil when absent or null.
+	Args json.RawMessage
+}
+
+// Decode decodes r.Args into v, which must be a non-nil pointer. Absent or
+// null args leave v unchanged, so a struct target reads them as {}; checking
+// required fields is the handler's job. Unknown fields are ignored, so clients
+// may send fields a newer handler will read.
+//
+// A value of the wrong type is reported as a bad_request *Error whose
+// message names the field for a person, as in "args.to must be a string" or
+// "args must be an object"; the decoder's own text is never returned. A type
+// whose UnmarshalJSON returns an *Error has it returned as is; any other error
+// from UnmarshalJSON becomes "args is invalid". A v that is not a non-nil
+// pointer is a programming error and yields a plain (handler_error) error.
+func (r *Request) Decode(v any) error {
+	if len(r.Args) == 0 {
+		return nil
+	}
+	err := json.Unmarshal(r.Args, v)
+	if err == nil {
+		return nil
+	}
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e
+	}
+	if e, ok := errors.AsType[*json.InvalidUnmarshalError](err); ok {
+		return e
+	}
+	if e, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		return typeError(reflect.TypeOf(v), e)
+	}
+	if _, ok := errors.AsType[*json.SyntaxError](err); ok {
+		return BadRequest("args is not valid JSON")
+	}
+	return BadRequest("args is invalid")
+}
+
+// typeError makes the message for a value of the wrong type: it walks the
+// target type along the JSON field path the decoder reported, so it can say
+// what the field must be ("an array of strings") rather than what one element
+// was.
+func typeError(target reflect.Type, e *json.UnmarshalTypeError) *Error {
+	var path []string
+	if e.Field != "" {
+		path = strings.Split(e.Field, ".")
+	}
+	name, t := walk(target, path)
+	if t == nil {
+		// The path could not be followed; fall back to what the decoder
+		// expected at the failing value.
+		name, t = "args", e.Type
+		if e.Field != "" {
+			name = "args." + e.Field
+		}
+	}
+	return BadRequest("%s must be %s", name, describe(t))
+}
+
+// walk follows path (JSON field names, with embedded struct type names
+// interleaved, as encoding/json reports them) from t. It returns the field
+// path for people ("args.a.b") and the declared type of its last field, or a
+// nil type when the path does not fit t.
+func walk(t reflect.Type, path []string) (string, reflect.Type) {
+	name := "args"
+	t = deref(t)
+	for len(path) > 0 {
+		t = container(t)
+		if t.Kind() != reflect.Struct {
+			return "", nil
+		}
+		f, ok := fieldByJSONName(t, path[0])
+		if !ok {
+			return "", nil
+		}
+		if !(f.Anonymous && f.Tag.Get("json") == "") {
+			name += "." + path[0]
+		}
+		t = deref(f.Type)
+		path = path[1:]
+	}
+	return name, t
+}
+
+// container skips the slices, arrays and maps whose elements the decoder
+// descends into without naming them in the path.
+func container(t reflect.Type) reflect.Type {
+	for {
+		switch t.Kind() {
+		case reflect.Slice, reflect.Array, reflect.Map:
+			t = deref(t.Elem())
+		default:
+			return t
+		}
+	}
+}
+
+func deref(t reflect.Type) reflect.Type {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t
+}
+
+// fieldByJSONName finds the field of struct t that encoding/json decodes key
+// into: by its JSON name, exactly or case-insensitively, or an embedded
+// struct by its type name, as the decoder names it in error paths.
+func fieldByJSONName(t reflect.Type, key string) (reflect.StructField, bool) {
+	var folded reflect.StructField
+	found := false
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		jsonName, _, _ := strings.Cut(tag, ",")
+		if jsonName == "" {
+			jsonName = f.Name
+		}
+		if f.Anonymous && tag == "" && f.Name == key {
+			return f, true
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if jsonName == key {
+			return f, true
+		}
+		if !found && strings.EqualFold(jsonName, key) {
+			folded, found = f, true
+		}
+	}
+	return folded, found
+}
+
+// describe says, for a person, what JSON value t accepts: "a string",
+// "an array of strings", "an object whose values are integers".
+func describe(t reflect.Type) string {
+	t = deref(t)
+	switch t.Kind() {
+	case reflect.Slice, reflect.Array:
+		if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 {
+			return "a base64 string"
+		}
+		return "an array of " + plural(t.Elem())
+	case reflect.Map:
+		if deref(t.Elem()).Kind() == reflect.Interface {
+			return "an object"
+		}
+		return "an object whose values are " + plural(t.Elem())
+	}
+	return singular(t)
+}
+
+func singular(t reflect.Type) string {
+	switch deref(t).Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return "a non-negative integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	default:
+		return "a valid value"
+	}
+}
+
+func plural(t reflect.Type) string {
+	switch deref(t).Kind() {
+	case reflect.String:
+		return "strings"
+	case reflect.Bool:
+		return "booleans"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "integers"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return "non-negative integers"
+	case reflect.Float32, reflect.Float64:
+		return "numbers"
+	case reflect.Struct, reflect.Map:
+		return "objects"
+	case reflect.Slice, reflect.Array:
+		return "arrays"
+	default:
+		return "valid values"
+	}
+}

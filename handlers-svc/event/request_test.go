@@ -1,0 +1,153 @@
+package event_test
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/proto"
+)
+
+type chatArgs struct {
+	To   string `json:"to"`
+	Text string `json:"text"`
+}
+
+type Base struct {
+	Post string `json:"post"`
+}
+
+type nested struct {
+	Base
+	Mentions []string       `json:"mentions"`
+	Items    []item         `json:"items"`
+	Counts   map[string]int `json:"counts"`
+	Limit    *uint8         `json:"limit"`
+	Ratio    float64        `json:"ratio"`
+	Flag     bool
+	Blob     []byte `json:"blob"`
+}
+
+type item struct {
+	ID int `json:"id"`
+}
+
+// strictID rejects non-numeric ids with its own message.
+type strictID string
+
+func (s *strictID) UnmarshalJSON(b []byte) error {
+	if len(b) == 0 || b[0] != '"' {
+		return event.BadRequest("args.id must be a quoted id")
+	}
+	if string(b) == `"secret"` {
+		return errors.New("internal: lookup table corrupt")
+	}
+	return json.Unmarshal(b, (*string)(s))
+}
+
+type withID struct {
+	ID strictID `json:"id"`
+}
+
+func TestDecode(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    string // "" means absent
+		into    func() any
+		want    any    // the decoded value when wantErr is ""
+		wantErr string // the bad_request message
+	}{
+		{"absent into struct", "", func() any { return &chatArgs{} }, &chatArgs{}, ""},
+		{"null into struct", "null", func() any { return &chatArgs{} }, &chatArgs{}, ""},
+		{"object", `{"to":"bob","text":"hi"}`, func() any { return &chatArgs{} }, &chatArgs{To: "bob", Text: "hi"}, ""},
+		{"unknown fields ignored", `{"to":"bob","x":1}`, func() any { return &chatArgs{} }, &chatArgs{To: "bob"}, ""},
+		{"case-insensitive key", `{"TO":"bob"}`, func() any { return &chatArgs{} }, &chatArgs{To: "bob"}, ""},
+		{"to wrong type", `{"to":5,"text":"hi"}`, func() any { return &chatArgs{} }, nil, "args.to must be a string"},
+		{"text object", `{"text":{"a":1}}`, func() any { return &chatArgs{} }, nil, "args.text must be a string"},
+		{"args string", `"hello"`, func() any { return &chatArgs{} }, nil, "args must be an object"},
+		{"args array", `[1,2]`, func() any { return &chatArgs{} }, nil, "args must be an object"},
+		{"args number", `12`, func() any { return &chatArgs{} }, nil, "args must be an object"},
+		{"mentions not array", `{"mentions":"bob"}`, func() any { return &nested{} }, nil, "args.mentions must be an array of strings"},
+		{"mentions element", `{"mentions":["bob",7]}`, func() any { return &nested{} }, nil, "args.mentions must be an array of strings"},
+		{"embedded field", `{"post":1}`, func() any { return &nested{} }, nil, "args.post must be a string"},
+		{"struct in slice", `{"items":[{"id":"x"}]}`, func() any { return &nested{} }, nil, "args.items.id must be an integer"},
+		{"slice of structs", `{"items":{"id":1}}`, func() any { return &nested{} }, nil, "args.items must be an array of objects"},
+		{"map value", `{"counts":{"a":"b"}}`, func() any { return &nested{} }, nil, "args.counts must be an object whose values are integers"},
+		{"uint overflow", `{"limit":300}`, func() any { return &nested{} }, nil, "args.limit must be a non-negative integer"},
+		{"uint negative", `{"limit":-1}`, func() any { return &nested{} }, nil, "args.limit must be a non-negative integer"},
+		{"float", `{"ratio":"1"}`, func() any { return &nested{} }, nil, "args.ratio must be a number"},
+		{"bool by Go name", `{"Flag":"yes"}`, func() any { return &nested{} }, nil, "args.Flag must be a boolean"},
+		{"bytes", `{"blob":1}`, func() any { return &nested{} }, nil, "args.blob must be a base64 string"},
+		{"top-level slice", `["a",1]`, func() any { return &[]string{} }, nil, "args must be an array of strings"},
+		{"top-level string", `{}`, func() any { var s string; return &s }, nil, "args must be a string"},
+		{"map target", `{"a":1}`, func() any { return &map[string]any{} }, &map[string]any{"a": 1.0}, ""},
+		{"invalid JSON", `{"to":`, func() any { return &chatArgs{} }, nil, "args is not valid JSON"},
+		{"custom *Error kept", `{"id":5}`, func() any { return &withID{} }, nil, "args.id must be a quoted id"},
+		{"custom error hidden", `{"id":"secret"}`, func() any { return &withID{} }, nil, "args is invalid"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &event.Request{Event: "e", User: "u"}
+			if tt.args != "" {
+				r.Args = json.RawMessage(tt.args)
+			}
+			v := tt.into()
+			err := r.Decode(v)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Decode: %v", err)
+				}
+				if !reflect.DeepEqual(v, tt.want) {
+					t.Fatalf("decoded %#v, want %#v", v, tt.want)
+				}
+				return
+			}
+			e, ok := errors.AsType[*event.Error](err)
+			if !ok {
+				t.Fatalf("Decode error %v (%T), want *event.Error", err, err)
+			}
+			if e.Code != proto.CodeBadRequest || e.Message != tt.wantErr {
+				t.Fatalf("Decode error %q %q, want bad_request %q", e.Code, e.Message, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestDecodeNotAPointer(t *testing.T) {
+	r := &event.Request{Args: json.RawMessage(`{}`)}
+	var v chatArgs
+	err := r.Decode(v)
+	if err == nil {
+		t.Fatal("Decode into a non-pointer succeeded")
+	}
+	if w := event.WireError(err); w.Code != proto.CodeHandlerError {
+		t.Fatalf("code %s, want handler_error: a programming error is not the client's fault", w.Code)
+	}
+}
+
+// FuzzDecode checks that Decode never panics on outside input and that every
+// failure is a bad_request naming args, never decoder text.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{`{"to":"bob","text":"hi"}`, `null`, `"x"`, `{"mentions":["a",1]}`, `{"items":[{"id":"x"}]}`, `{"limit":1e400}`, `[`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := &event.Request{Args: data}
+		var v nested
+		err := r.Decode(&v)
+		if err == nil {
+			return
+		}
+		e, ok := errors.AsType[*event.Error](err)
+		if !ok || e.Code != proto.CodeBadRequest {
+			t.Fatalf("Decode(%q) = %v, want a bad_request *event.Error", data, err)
+		}
+		if !strings.HasPrefix(e.Message, "args") || strings.Contains(e.Message, "json:") || !utf8.ValidString(e.Message) {
+			t.Fatalf("Decode(%q) message %q leaks decoder text", data, e.Message)
+		}
+	})
+}

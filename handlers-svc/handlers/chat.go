@@ -1,0 +1,87 @@
+package handlers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"time"
+	"unicode/utf8"
+
+	"github.com/switchboard/switchboard/handlers-svc/event"
+)
+
+// Events of the chat family: the request a client sends, and what it
+// dispatches.
+const (
+	EventSendMessage = "sendMessage"  // client -> handler
+	EventMessage     = "message"      // to every device of the recipient
+	EventMessageSent = "message_sent" // to every device of the sender
+)
+
+// MaxTextLen is the most characters (Unicode code points) a message text may
+// have.
+const MaxTextLen = 4000
+
+// Message is the args of both the message and the message_sent events.
+type Message struct {
+	From  string `json:"from"`
+	To    string `json:"to,omitempty"` // absent for a message to no one
+	Text  string `json:"text"`
+	TS    int64  `json:"ts"` // Unix epoch milliseconds
+	MsgID string `json:"msg_id"`
+}
+
+// Chat serves the chat events.
+type Chat struct {
+	d event.Dispatcher
+}
+
+// NewChat returns a Chat that dispatches through d.
+func NewChat(d event.Dispatcher) *Chat { return &Chat{d: d} }
+
+// SendMessage serves sendMessage: {"to":"<user id>","text":"..."}, with "to"
+// optional. It dispatches a Message as "message" to every device of the
+// recipient, then as "message_sent" to every device of the sender, so the
+// sender's other devices show it too. Without "to" only message_sent is
+// dispatched. A user who writes to themself gets both events, as any other
+// recipient and sender would; clients tell them apart by event name and may
+// merge them by msg_id.
+func (c *Chat) SendMessage(ctx context.Context, r *event.Request) error {
+	var in struct {
+		To   *string `json:"to"`
+		Text *string `json:"text"`
+	}
+	if err := r.Decode(&in); err != nil {
+		return err // already a bad_request naming the field
+	}
+	if in.To != nil && *in.To == "" {
+		return event.BadRequest("args.to must be a non-empty string")
+	}
+	if in.Text == nil {
+		return event.BadRequest("args.text is required")
+	}
+	if n := utf8.RuneCountInString(*in.Text); n < 1 || n > MaxTextLen {
+		return event.BadRequest("args.text must be 1 to %d characters", MaxTextLen)
+	}
+
+	msg := Message{
+		From:  r.User,
+		Text:  *in.Text,
+		TS:    time.Now().UnixMilli(),
+		MsgID: newMsgID(),
+	}
+	if in.To != nil {
+		msg.To = *in.To
+		if err := c.d.ToUsers(ctx, []string{msg.To}, EventMessage, msg); err != nil {
+			return err // already an unavailable *event.Error
+		}
+	}
+	return c.d.ToUsers(ctx, []string{r.User}, EventMessageSent, msg)
+}
+
+// newMsgID returns a unique message id: 128 random bits in hex.
+func newMsgID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails, per crypto/rand
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,166 @@
+package handlers_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/handlers-svc/event/eventtest"
+	"github.com/switchboard/switchboard/handlers-svc/handlers"
+	"github.com/switchboard/switchboard/proto"
+)
+
+var msgIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// decodeMessage decodes the args of a dispatch into a map, to check the exact
+// set of fields on the wire.
+func decodeMessage(t *testing.T, d proto.Dispatch) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(d.Args, &m); err != nil {
+		t.Fatalf("args %s: %v", d.Args, err)
+	}
+	return m
+}
+
+func TestSendMessage(t *testing.T) {
+	rec := eventtest.NewRecorder()
+	chat := handlers.NewChat(rec)
+	before := time.Now().UnixMilli()
+
+	err := chat.SendMessage(context.Background(), eventtest.NewRequest("sendMessage", "alice", map[string]any{"to": "bob", "text": "hi <b>"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now().UnixMilli()
+
+	got := rec.Dispatches()
+	if len(got) != 2 {
+		t.Fatalf("dispatched %d, want 2: %+v", len(got), got)
+	}
+	if got[0].Event != "message" || !slices.Equal(got[0].Users, []string{"bob"}) {
+		t.Fatalf("first dispatch %+v, want message to bob", got[0])
+	}
+	if got[1].Event != "message_sent" || !slices.Equal(got[1].Users, []string{"alice"}) {
+		t.Fatalf("second dispatch %+v, want message_sent to alice", got[1])
+	}
+	if string(got[0].Args) != string(got[1].Args) {
+		t.Fatalf("args differ:\n%s\n%s", got[0].Args, got[1].Args)
+	}
+	m := decodeMessage(t, got[0])
+	if len(m) != 5 || m["from"] != "alice" || m["to"] != "bob" || m["text"] != "hi <b>" {
+		t.Fatalf("args %v", m)
+	}
+	if ts, _ := m["ts"].(float64); int64(ts) < before || int64(ts) > after {
+		t.Fatalf("ts %v not within [%d, %d] (Unix ms)", m["ts"], before, after)
+	}
+	if id, _ := m["msg_id"].(string); !msgIDPattern.MatchString(id) {
+		t.Fatalf("msg_id %q", m["msg_id"])
+	}
+}
+
+func TestSendMessageWithoutTo(t *testing.T) {
+	for _, args := range []string{`{"text":"note"}`, `{"text":"note","to":null}`} {
+		rec := eventtest.NewRecorder()
+		err := handlers.NewChat(rec).SendMessage(context.Background(), eventtest.NewRequest("sendMessage", "alice", json.RawMessage(args)))
+		if err != nil {
+			t.Fatalf("%s: %v", args, err)
+		}
+		got := rec.Dispatches()
+		if len(got) != 1 || got[0].Event != "message_sent" || !slices.Equal(got[0].Users, []string{"alice"}) {
+			t.Fatalf("%s: dispatched %+v, want one message_sent to alice", args, got)
+		}
+		m := decodeMessage(t, got[0])
+		if _, has := m["to"]; has || len(m) != 4 || m["text"] != "note" {
+			t.Fatalf("%s: args %v, want from, text, ts, msg_id and no to", args, m)
+		}
+	}
+}
+
+func TestSendMessageToSelf(t *testing.T) {
+	rec := eventtest.NewRecorder()
+	err := handlers.NewChat(rec).SendMessage(context.Background(), eventtest.NewRequest("sendMessage", "alice", map[string]any{"to": "alice", "text": "me"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rec.Dispatches()
+	if len(got) != 2 || got[0].Event != "message" || got[1].Event != "message_sent" ||
+		!slices.Equal(got[0].Users, []string{"alice"}) || !slices.Equal(got[1].Users, []string{"alice"}) {
+		t.Fatalf("dispatched %+v, want message and message_sent to alice", got)
+	}
+}
+
+func TestSendMessageUniqueIDs(t *testing.T) {
+	rec := eventtest.NewRecorder()
+	chat := handlers.NewChat(rec)
+	seen := map[string]bool{}
+	for range 100 {
+		if err := chat.SendMessage(context.Background(), eventtest.NewRequest("sendMessage", "a", map[string]any{"text": "x"})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range rec.Dispatches() {
+		id := decodeMessage(t, d)["msg_id"].(string)
+		if seen[id] {
+			t.Fatalf("msg_id %s repeated", id)
+		}
+		seen[id] = true
+	}
+}
+
+func TestSendMessageBadArgs(t *testing.T) {
+	tests := []struct {
+		name, args, want string
+	}{
+		{"absent args", ``, "args.text is required"},
+		{"no text", `{"to":"bob"}`, "args.text is required"},
+		{"null text", `{"text":null}`, "args.text is required"},
+		{"empty text", `{"text":""}`, "args.text must be 1 to 4000 characters"},
+		{"long text", `{"text":"` + strings.Repeat("é", 4001) + `"}`, "args.text must be 1 to 4000 characters"},
+		{"text number", `{"text":5}`, "args.text must be a string"},
+		{"to number", `{"to":5,"text":"x"}`, "args.to must be a string"},
+		{"to empty", `{"to":"","text":"x"}`, "args.to must be a non-empty string"},
+		{"args array", `["x"]`, "args must be an object"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := eventtest.NewRecorder()
+			r := eventtest.NewRequest("sendMessage", "alice", nil)
+			if tt.args != "" {
+				r.Args = json.RawMessage(tt.args)
+			}
+			err := handlers.NewChat(rec).SendMessage(context.Background(), r)
+			if w := event.WireError(err); w == nil || w.Code != proto.CodeBadRequest || w.Message != tt.want {
+				t.Fatalf("got %+v, want bad_request %q", w, tt.want)
+			}
+			if n := len(rec.Dispatches()); n != 0 {
+				t.Fatalf("dispatched %d on bad args", n)
+			}
+		})
+	}
+}
+
+func TestSendMessageTextLimitCountsCodePoints(t *testing.T) {
+	rec := eventtest.NewRecorder()
+	text := strings.Repeat("😀", handlers.MaxTextLen) // 4 bytes each, 4000 code points
+	err := handlers.NewChat(rec).SendMessage(context.Background(), eventtest.NewRequest("sendMessage", "a", map[string]any{"text": text}))
+	if err != nil {
+		t.Fatalf("4000 code points rejected: %v", err)
+	}
+}
+
+func TestSendMessageDispatchFailure(t *testing.T) {
+	rec := eventtest.NewRecorder()
+	down := &event.Error{Code: proto.CodeUnavailable, Message: "dispatch unavailable", Err: errors.New("redis down")}
+	rec.FailWith(down)
+	err := handlers.NewChat(rec).SendMessage(context.Background(), eventtest.NewRequest("sendMessage", "a", map[string]any{"to": "b", "text": "x"}))
+	if w := event.WireError(err); w == nil || w.Code != proto.CodeUnavailable {
+		t.Fatalf("got %v, want unavailable", err)
+	}
+}

@@ -1,0 +1,158 @@
+// Package config holds the one Config of handlers-svc: defaults in code,
+// read from the environment and then from flags, and checked by Validate.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap/zapcore"
+)
+
+// Config is the configuration of handlers-svc (PROTOCOL section 1).
+type Config struct {
+	NATSURL         string        // NATS_URL
+	RedisURL        string        // REDIS_URL
+	Addr            string        // HANDLERS_ADDR: health endpoints
+	LogLevel        string        // LOG_LEVEL: debug, info, warn or error
+	Timeout         time.Duration // HANDLERS_TIMEOUT: per request; match GATEWAY_HANDLER_TIMEOUT
+	ShutdownTimeout time.Duration // HANDLERS_SHUTDOWN_TIMEOUT: drain and wait on SIGTERM
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	return Config{
+		NATSURL:         "nats://127.0.0.1:4222",
+		RedisURL:        "redis://127.0.0.1:6379/0",
+		Addr:            ":8081",
+		LogLevel:        "info",
+		Timeout:         5 * time.Second,
+		ShutdownTimeout: 10 * time.Second,
+	}
+}
+
+// setting is one configuration value: its environment variable, whose
+// lower-cased, dashed form is its flag name.
+type setting struct {
+	env   string
+	usage string
+	str   *string
+	dur   *time.Duration
+}
+
+func (c *Config) settings() []setting {
+	return []setting{
+		{env: "NATS_URL", usage: "NATS server URL", str: &c.NATSURL},
+		{env: "REDIS_URL", usage: "Redis URL", str: &c.RedisURL},
+		{env: "HANDLERS_ADDR", usage: "HTTP address of /healthz and /readyz", str: &c.Addr},
+		{env: "LOG_LEVEL", usage: "log level: debug, info, warn or error", str: &c.LogLevel},
+		{env: "HANDLERS_TIMEOUT", usage: "per-request handler timeout; match GATEWAY_HANDLER_TIMEOUT", dur: &c.Timeout},
+		{env: "HANDLERS_SHUTDOWN_TIMEOUT", usage: "how long shutdown waits for running handlers", dur: &c.ShutdownTimeout},
+	}
+}
+
+// FlagName returns the flag that sets the environment variable env:
+// NATS_URL is -nats-url.
+func FlagName(env string) string {
+	return strings.ReplaceAll(strings.ToLower(env), "_", "-")
+}
+
+// Load returns the defaults overridden by the environment (read through
+// getenv; an empty value counts as unset) and then by the flags in args. It
+// does not validate. Usage and flag errors are written to output; -h yields
+// flag.ErrHelp.
+func Load(args []string, getenv func(string) string, output io.Writer) (Config, error) {
+	c := Default()
+	fs := flag.NewFlagSet("handlers-svc", flag.ContinueOnError)
+	fs.SetOutput(output)
+	for _, s := range c.settings() {
+		name := FlagName(s.env)
+		usage := s.usage + " (env " + s.env + ")"
+		v := getenv(s.env)
+		switch {
+		case s.str != nil:
+			if v != "" {
+				*s.str = v
+			}
+			fs.StringVar(s.str, name, *s.str, usage)
+		case s.dur != nil:
+			if v != "" {
+				d, err := time.ParseDuration(v)
+				if err != nil {
+					return Config{}, fmt.Errorf("%s: %q is not a duration such as 5s", s.env, v)
+				}
+				*s.dur = d
+			}
+			fs.DurationVar(s.dur, name, *s.dur, usage)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	return c, nil
+}
+
+// Validate reports every invalid value, naming its environment variable.
+func (c Config) Validate() error {
+	var errs []error
+	if err := validateNATSURL(c.NATSURL); err != nil {
+		errs = append(errs, fmt.Errorf("NATS_URL: %w", err))
+	}
+	if _, err := redis.ParseURL(c.RedisURL); err != nil {
+		errs = append(errs, fmt.Errorf("REDIS_URL: %w", err))
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("HANDLERS_ADDR: %w", err))
+	}
+	if _, err := c.Level(); err != nil {
+		errs = append(errs, fmt.Errorf("LOG_LEVEL: %w", err))
+	}
+	if c.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("HANDLERS_TIMEOUT: must be positive, got %s", c.Timeout))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("HANDLERS_SHUTDOWN_TIMEOUT: must be positive, got %s", c.ShutdownTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// Level returns the zap level named by LogLevel.
+func (c Config) Level() (zapcore.Level, error) {
+	lvl, err := zapcore.ParseLevel(c.LogLevel)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	return lvl, nil
+}
+
+// validateNATSURL checks each URL of a comma-separated NATS server list.
+func validateNATSURL(s string) error {
+	if strings.TrimSpace(s) == "" {
+		return errors.New("must not be empty")
+	}
+	for u := range strings.SplitSeq(s, ",") {
+		parsed, err := url.Parse(strings.TrimSpace(u))
+		if err != nil {
+			return fmt.Errorf("%q is not a URL", u)
+		}
+		switch parsed.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return fmt.Errorf("%q: scheme must be nats, tls, ws or wss", u)
+		}
+		if parsed.Host == "" {
+			return fmt.Errorf("%q has no host", u)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,134 @@
+package config_test
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/handlers-svc/internal/config"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoad(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want func(*config.Config)
+	}{
+		{"defaults", nil, nil, func(*config.Config) {}},
+		{"env", map[string]string{
+			"NATS_URL":                  "nats://nats:4222",
+			"REDIS_URL":                 "redis://redis:6379/1",
+			"HANDLERS_ADDR":             ":9000",
+			"LOG_LEVEL":                 "debug",
+			"HANDLERS_TIMEOUT":          "3s",
+			"HANDLERS_SHUTDOWN_TIMEOUT": "1m",
+		}, nil, func(c *config.Config) {
+			c.NATSURL, c.RedisURL, c.Addr, c.LogLevel = "nats://nats:4222", "redis://redis:6379/1", ":9000", "debug"
+			c.Timeout, c.ShutdownTimeout = 3*time.Second, time.Minute
+		}},
+		{"flags override env", map[string]string{"NATS_URL": "nats://env:4222", "HANDLERS_TIMEOUT": "3s"},
+			[]string{"-nats-url", "nats://flag:4222", "-handlers-timeout=2s", "-log-level", "warn", "-redis-url=redis://r:1/2", "-handlers-addr", "127.0.0.1:1", "-handlers-shutdown-timeout", "4s"},
+			func(c *config.Config) {
+				c.NATSURL, c.Timeout, c.LogLevel, c.RedisURL, c.Addr, c.ShutdownTimeout = "nats://flag:4222", 2*time.Second, "warn", "redis://r:1/2", "127.0.0.1:1", 4*time.Second
+			}},
+		{"empty env is unset", map[string]string{"LOG_LEVEL": ""}, nil, func(*config.Config) {}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := config.Load(tt.args, env(tt.env), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := config.Default()
+			tt.want(&want)
+			if got != want {
+				t.Fatalf("Load = %+v, want %+v", got, want)
+			}
+			if err := got.Validate(); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+		})
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c := config.Default()
+	want := config.Config{
+		NATSURL: "nats://127.0.0.1:4222", RedisURL: "redis://127.0.0.1:6379/0", Addr: ":8081",
+		LogLevel: "info", Timeout: 5 * time.Second, ShutdownTimeout: 10 * time.Second,
+	}
+	if c != want {
+		t.Fatalf("Default = %+v, want %+v", c, want)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		wantErr string
+	}{
+		{"bad env duration", map[string]string{"HANDLERS_TIMEOUT": "5"}, nil, "HANDLERS_TIMEOUT"},
+		{"bad flag duration", nil, []string{"-handlers-timeout", "x"}, "handlers-timeout"},
+		{"unknown flag", nil, []string{"-nope"}, "nope"},
+		{"stray argument", nil, []string{"extra"}, "unexpected arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Load(tt.args, env(tt.env), io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err %v, want it to mention %q", err, tt.wantErr)
+			}
+		})
+	}
+	if _, err := config.Load([]string{"-h"}, env(nil), io.Discard); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v, want flag.ErrHelp", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		change  func(*config.Config)
+		wantErr string
+	}{
+		{"nats scheme", func(c *config.Config) { c.NATSURL = "http://x:4222" }, "NATS_URL"},
+		{"nats empty", func(c *config.Config) { c.NATSURL = "" }, "NATS_URL"},
+		{"nats no host", func(c *config.Config) { c.NATSURL = "nats://" }, "NATS_URL"},
+		{"redis", func(c *config.Config) { c.RedisURL = "mysql://x" }, "REDIS_URL"},
+		{"addr", func(c *config.Config) { c.Addr = "8081" }, "HANDLERS_ADDR"},
+		{"log level", func(c *config.Config) { c.LogLevel = "loud" }, "LOG_LEVEL"},
+		{"timeout", func(c *config.Config) { c.Timeout = 0 }, "HANDLERS_TIMEOUT"},
+		{"shutdown timeout", func(c *config.Config) { c.ShutdownTimeout = -time.Second }, "HANDLERS_SHUTDOWN_TIMEOUT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := config.Default()
+			tt.change(&c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Validate = %v, want an error naming %s", err, tt.wantErr)
+			}
+		})
+	}
+	c := config.Default()
+	c.NATSURL = "nats://a:4222, tls://b:4222"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("server list rejected: %v", err)
+	}
+}
+
+func TestFlagName(t *testing.T) {
+	if got := config.FlagName("HANDLERS_SHUTDOWN_TIMEOUT"); got != "handlers-shutdown-timeout" {
+		t.Fatalf("FlagName = %q", got)
+	}
+}

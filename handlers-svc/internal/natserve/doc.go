@@ -1,0 +1,28 @@
+// Package natserve binds an event.Handler to the NATS queue subscription on
+// proto.SubjectAll in the queue group proto.QueueGroup, so any number of
+// handlers-svc instances share the requests of every gateway (PROTOCOL
+// section 3).
+//
+// # Concurrency
+//
+// A Server is run once, by Run. The NATS client delivers the subscription's
+// messages one at a time on its own goroutine; for each, the Server decodes
+// the request, takes one of Config.MaxConcurrent slots and runs the handler in
+// a new goroutine, which replies and frees the slot. The per-request context
+// has the deadline Config.Timeout from when the message was taken from the
+// subscription, and is not cancelled when Run's context is.
+//
+// Overflow: when every slot is busy, the delivery goroutine waits for one,
+// but no longer than the request's deadline; a request that gets no slot in
+// time is answered unavailable ("handlers-svc is overloaded"). While it
+// waits, later messages queue in the subscription's pending buffer, whose
+// limits are nats.go's defaults; beyond them NATS drops messages, the client
+// library reports a slow consumer, and the gateway answers timeout.
+//
+// Shutdown: when Run's context is done, Run drains the subscription (interest
+// is removed at once, so new requests go to other instances, and messages
+// already queued are still served), waits for every running handler, flushes
+// the replies and returns. All of that is bounded by Config.ShutdownTimeout;
+// past it Run cancels the handlers' contexts and returns an error without
+// waiting for handlers that ignore their context.
+package natserve

@@ -1,0 +1,252 @@
+package natserve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// Defaults of Config.
+const (
+	DefaultTimeout         = 5 * time.Second // matches the gateway's handler timeout
+	DefaultShutdownTimeout = 10 * time.Second
+	DefaultMaxConcurrent   = 1024
+)
+
+// flushTimeout bounds the final flush of replies when the shutdown deadline
+// leaves less.
+const flushTimeout = time.Second
+
+// Config tunes a Server. Zero fields take the defaults.
+type Config struct {
+	// Timeout is the deadline of each request's context, counted from when
+	// the message is taken from the subscription. It should equal the
+	// gateway's handler timeout: a later reply is dropped by the gateway.
+	Timeout time.Duration
+	// ShutdownTimeout bounds Run's drain and wait once its context is done.
+	ShutdownTimeout time.Duration
+	// MaxConcurrent is the most handlers running at once.
+	MaxConcurrent int
+}
+
+func (c Config) withDefaults() Config {
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.MaxConcurrent <= 0 {
+		c.MaxConcurrent = DefaultMaxConcurrent
+	}
+	return c
+}
+
+// Server serves NATS requests with an event.Handler.
+type Server struct {
+	nc      *nats.Conn
+	h       event.Handler
+	log     *zap.Logger
+	cfg     Config
+	slots   chan struct{} // a handler holds one while it runs
+	ready   chan struct{} // closed once subscribed
+	started atomic.Bool
+}
+
+// New returns a Server that serves requests arriving on nc with h. The caller
+// owns nc: it must stay open until Run returns, and be closed after.
+func New(nc *nats.Conn, h event.Handler, log *zap.Logger, cfg Config) *Server {
+	cfg = cfg.withDefaults()
+	return &Server{
+		nc:    nc,
+		h:     h,
+		log:   log.Named("natserve"),
+		cfg:   cfg,
+		slots: make(chan struct{}, cfg.MaxConcurrent),
+		ready: make(chan struct{}),
+	}
+}
+
+// Ready returns a channel that is closed once Run has subscribed, so the
+// Server receives requests.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Run subscribes and serves requests until ctx is done, then drains the
+// subscription, waits for running handlers and returns; see the package
+// documentation for the bounds. It returns nil after a clean shutdown, and an
+// error if it could not subscribe or had to give up on handlers. Run may be
+// called only once.
+func (s *Server) Run(ctx context.Context) error {
+	if s.started.Swap(true) {
+		return errors.New("natserve: Run called twice")
+	}
+	// Handlers outlive ctx: they are cancelled only at the shutdown deadline.
+	base, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandlers()
+
+	sub, err := s.nc.QueueSubscribe(proto.SubjectAll, proto.QueueGroup, func(m *nats.Msg) {
+		s.serve(base, m)
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", proto.SubjectAll, err)
+	}
+	closed := sub.StatusChanged(nats.SubscriptionClosed)
+	if err := s.nc.Flush(); err != nil {
+		// The subscription is kept and sent again on reconnect.
+		s.log.Warn("flush subscription", zap.Error(err))
+	}
+	s.log.Info("serving", zap.String("subject", proto.SubjectAll), zap.String("queue", proto.QueueGroup))
+	close(s.ready)
+
+	<-ctx.Done()
+	s.log.Info("draining")
+	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
+	timer := time.NewTimer(s.cfg.ShutdownTimeout)
+	defer timer.Stop()
+
+	if err := sub.Drain(); err != nil {
+		s.log.Warn("drain subscription", zap.Error(err))
+		_ = sub.Unsubscribe()
+	}
+	select {
+	case <-closed:
+	case <-timer.C:
+		// Stop taking messages; a delivery callback may still be waiting
+		// for a slot until its request's deadline.
+		_ = sub.Unsubscribe()
+		cancelHandlers()
+		return fmt.Errorf("natserve: drain did not finish within %s", s.cfg.ShutdownTimeout)
+	}
+
+	// Every slot taken back means every handler has replied.
+	for taken := 0; taken < cap(s.slots); taken++ {
+		select {
+		case s.slots <- struct{}{}:
+		case <-timer.C:
+			cancelHandlers()
+			running := cap(s.slots) - taken
+			return fmt.Errorf("natserve: %d handlers still running after %s", running, s.cfg.ShutdownTimeout)
+		}
+	}
+
+	if err := s.nc.FlushTimeout(max(time.Until(deadline), flushTimeout)); err != nil {
+		// NATS is gone: the replies are lost with it, and the gateway
+		// answers their clients unavailable or timeout.
+		s.log.Warn("flush replies", zap.Error(err))
+	}
+	s.log.Info("drained")
+	return nil
+}
+
+// serve handles one message on the subscription's delivery goroutine.
+func (s *Server) serve(base context.Context, m *nats.Msg) {
+	ctx, cancel := context.WithTimeout(base, s.cfg.Timeout)
+	req, err := proto.DecodeRequest(m.Data)
+	if err != nil {
+		cancel()
+		s.log.Debug("bad request", zap.String("subject", m.Subject), zap.Error(err))
+		s.respond(m, nil, event.WireError(err))
+		return
+	}
+	r := &event.Request{Event: req.Event, User: req.User, Conn: req.Conn, Ref: req.Ref, Args: req.Args}
+	if string(r.Args) == "null" {
+		r.Args = nil // the gateway sends null for absent args
+	}
+	if name, ok := proto.EventFromSubject(m.Subject); !ok || name != req.Event {
+		cancel()
+		s.respond(m, r, &proto.Error{Code: proto.CodeBadRequest, Message: "request event does not match its subject"})
+		return
+	}
+
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		select {
+		case s.slots <- struct{}{}:
+		case <-ctx.Done():
+			cancel()
+			s.log.Warn("overloaded: no handler slot before the request deadline",
+				zap.String("event", r.Event), zap.String("user", r.User), zap.String("conn", r.Conn),
+				zap.Int("max_concurrent", s.cfg.MaxConcurrent))
+			s.respond(m, r, &proto.Error{Code: proto.CodeUnavailable, Message: "handlers-svc is overloaded"})
+			return
+		}
+	}
+	go func() {
+		defer func() { <-s.slots }()
+		defer cancel()
+		err := s.call(ctx, r)
+		s.logFailure(r, err)
+		s.respond(m, r, event.WireError(err))
+	}()
+}
+
+// call runs the handler. A panic the handler's middleware did not recover is
+// recovered here, as net/http does, so one bad request cannot stop the
+// service.
+func (s *Server) call(ctx context.Context, r *event.Request) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("handler panicked",
+				zap.String("event", r.Event), zap.String("user", r.User), zap.String("conn", r.Conn),
+				zap.Any("panic", p), zap.Stack("stack"))
+			err = event.NewError(proto.CodeHandlerError, "handler failed")
+		}
+	}()
+	return s.h.ServeEvent(ctx, r)
+}
+
+// logFailure logs a failed request once: at debug level when the handler
+// chose the answer (a typed error without a cause), at error level for a
+// handler_error and at warn level otherwise (unavailable, timeout).
+func (s *Server) logFailure(r *event.Request, err error) {
+	if err == nil {
+		return
+	}
+	lvl := zap.WarnLevel
+	code := event.WireError(err).Code
+	switch {
+	case isAnswer(err):
+		lvl = zap.DebugLevel
+	case code == proto.CodeHandlerError:
+		lvl = zap.ErrorLevel
+	}
+	if ce := s.log.Check(lvl, "handler failed"); ce != nil {
+		ce.Write(
+			zap.String("event", r.Event), zap.String("user", r.User), zap.String("conn", r.Conn),
+			zap.String("code", code), zap.Error(err))
+	}
+}
+
+// isAnswer reports whether err is an answer the handler chose for the client
+// (a typed error without a cause) rather than a failure to investigate.
+func isAnswer(err error) bool {
+	if e, ok := errors.AsType[*event.Error](err); ok {
+		return e.Err == nil && e.Code != ""
+	}
+	_, ok := errors.AsType[*proto.Error](err)
+	return ok
+}
+
+// respond sends the reply for werr (nil for success), if the message asked
+// for one.
+func (s *Server) respond(m *nats.Msg, r *event.Request, werr *proto.Error) {
+	if m.Reply == "" {
+		return
+	}
+	if err := m.Respond(proto.AppendReply(make([]byte, 0, 64), werr)); err != nil {
+		fields := []zap.Field{zap.String("subject", m.Subject), zap.Error(err)}
+		if r != nil {
+			fields = append(fields, zap.String("event", r.Event), zap.String("user", r.User), zap.String("conn", r.Conn))
+		}
+		s.log.Warn("reply failed", fields...)
+	}
+}

@@ -1,0 +1,175 @@
+package redisdispatch_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/handlers-svc/internal/redisdispatch"
+	"github.com/switchboard/switchboard/proto"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// subscribe subscribes to proto.Channel and waits for the confirmation, so
+// no later publish is missed.
+func subscribe(t *testing.T, rdb *redis.Client) *redis.PubSub {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ps := rdb.Subscribe(ctx, proto.Channel)
+	t.Cleanup(func() { _ = ps.Close() })
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	return ps
+}
+
+func receive(t *testing.T, ps *redis.PubSub) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	msg, err := ps.ReceiveMessage(ctx)
+	if err != nil {
+		t.Fatalf("receive: %v", err)
+	}
+	if msg.Channel != proto.Channel {
+		t.Fatalf("channel %q, want %q", msg.Channel, proto.Channel)
+	}
+	return msg.Payload
+}
+
+func newClient(t *testing.T, addr string) *redis.Client {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+func TestPublish(t *testing.T) {
+	srv := startRedis(t)
+	rdb := newClient(t, srv.Addr)
+	ps := subscribe(t, newClient(t, srv.Addr))
+	d := redisdispatch.New(rdb)
+	ctx := context.Background()
+
+	type msg struct {
+		Text string `json:"text"`
+	}
+	tests := []struct {
+		name string
+		do   func() error
+		want string
+	}{
+		{"to users", func() error { return d.ToUsers(ctx, []string{"bob", "b\"o"}, "message", msg{Text: "hi <3"}) },
+			`{"event":"message","args":{"text":"hi \u003c3"},"users":["bob","b\"o"],"conns":[],"broadcast":false}`},
+		{"to conns, raw args", func() error { return d.ToConns(ctx, []string{"c1"}, "ping", json.RawMessage(`[1,2]`)) },
+			`{"event":"ping","args":[1,2],"users":[],"conns":["c1"],"broadcast":false}`},
+		{"broadcast, nil args", func() error { return d.Broadcast(ctx, "news", nil) },
+			`{"event":"news","args":null,"users":[],"conns":[],"broadcast":true}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.do(); err != nil {
+				t.Fatal(err)
+			}
+			got := receive(t, ps)
+			if got != tt.want {
+				t.Fatalf("published\n%s\nwant\n%s", got, tt.want)
+			}
+			if _, err := proto.DecodeDispatch([]byte(got)); err != nil {
+				t.Fatalf("the gateway would reject it: %v", err)
+			}
+		})
+	}
+}
+
+func TestNothingToDispatch(t *testing.T) {
+	srv := startRedis(t)
+	ps := subscribe(t, newClient(t, srv.Addr))
+	d := redisdispatch.New(newClient(t, srv.Addr))
+	ctx := context.Background()
+
+	if err := d.ToUsers(ctx, nil, "message", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ToConns(ctx, []string{}, "message", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ToUsers(ctx, nil, "bad name", nil); err == nil {
+		t.Fatal("invalid event name accepted for an empty list")
+	}
+	// The next message on the channel is the marker: nothing came before it.
+	if err := d.Broadcast(ctx, "marker", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := receive(t, ps); got != `{"event":"marker","args":null,"users":[],"conns":[],"broadcast":true}` {
+		t.Fatalf("first message %s, want the marker", got)
+	}
+}
+
+func TestProgrammingErrors(t *testing.T) {
+	srv := startRedis(t)
+	d := redisdispatch.New(newClient(t, srv.Addr))
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{"invalid event", d.ToUsers(ctx, []string{"a"}, "no spaces", nil)},
+		{"unmarshallable args", d.Broadcast(ctx, "e", func() {})},
+		{"invalid raw args", d.ToConns(ctx, []string{"c"}, "e", json.RawMessage(`{"a":`))},
+	}
+	for _, tt := range tests {
+		if tt.err == nil {
+			t.Errorf("%s: accepted", tt.name)
+			continue
+		}
+		if w := event.WireError(tt.err); w.Code != proto.CodeHandlerError {
+			t.Errorf("%s: code %s, want handler_error", tt.name, w.Code)
+		}
+	}
+}
+
+func TestRedisDown(t *testing.T) {
+	srv := startRedis(t)
+	rdb := newClient(t, srv.Addr)
+	d := redisdispatch.New(rdb)
+	ctx := context.Background()
+	if err := d.Broadcast(ctx, "e", nil); err != nil {
+		t.Fatalf("before stop: %v", err)
+	}
+
+	srv.Stop()
+	err := d.ToUsers(ctx, []string{"bob"}, "message", map[string]string{"text": "hi"})
+	var e *event.Error
+	if !errors.As(err, &e) || e.Code != proto.CodeUnavailable || e.Message != "dispatch unavailable" {
+		t.Fatalf("got %v, want unavailable \"dispatch unavailable\"", err)
+	}
+	if e.Err == nil {
+		t.Fatal("the cause is not wrapped")
+	}
+	if w := event.WireError(err); w.Code != proto.CodeUnavailable || w.Message != "dispatch unavailable" {
+		t.Fatalf("wire error %+v", w)
+	}
+}
+
+func TestContextEnded(t *testing.T) {
+	srv := startRedis(t)
+	d := redisdispatch.New(newClient(t, srv.Addr))
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	err := d.Broadcast(ctx, "e", nil)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want the context's error", err)
+	}
+	if w := event.WireError(err); w.Code != proto.CodeTimeout {
+		t.Fatalf("code %s, want timeout", w.Code)
+	}
+}
