@@ -34,21 +34,21 @@ var (
 // Verifier checks HS256 tokens against one secret. It is safe for
 // concurrent use.
 type Verifier struct {
-	secret []byte
-	parser *jwt.Parser
+	secret   []byte
+	audience string
+	parser   *jwt.Parser
 }
 
 // NewVerifier returns a Verifier for secret; when audience is not empty,
 // tokens must carry it in "aud".
 func NewVerifier(secret, audience string) *Verifier {
-	opts := []jwt.ParserOption{
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithLeeway(Leeway),
-	}
+	// The algorithm is pinned in the key function rather than with
+	// jwt.WithValidMethods, which reports a wrong alg as a bad signature.
+	opts := []jwt.ParserOption{jwt.WithLeeway(Leeway)}
 	if audience != "" {
 		opts = append(opts, jwt.WithAudience(audience))
 	}
-	return &Verifier{secret: []byte(secret), parser: jwt.NewParser(opts...)}
+	return &Verifier{secret: []byte(secret), audience: audience, parser: jwt.NewParser(opts...)}
 }
 
 // Verify checks token and returns its subject, the user id.
@@ -57,9 +57,11 @@ func (v *Verifier) Verify(token string) (string, error) {
 		return "", ErrNoToken
 	}
 	var claims jwt.RegisteredClaims
-	_, err := v.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return v.secret, nil })
+	_, err := v.parser.ParseWithClaims(token, &claims, v.key)
 	switch {
 	case err == nil:
+	case errors.Is(err, ErrAlgorithm):
+		return "", ErrAlgorithm
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return "", ErrExpired
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
@@ -68,7 +70,8 @@ func (v *Verifier) Verify(token string) (string, error) {
 		return "", ErrBadSignature
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
 		return "", ErrAlgorithm
-	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+	case errors.Is(err, jwt.ErrTokenInvalidAudience),
+		v.audience != "" && errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
 		return "", ErrAudience
 	default:
 		return "", ErrMalformed
@@ -77,6 +80,15 @@ func (v *Verifier) Verify(token string) (string, error) {
 		return "", ErrNoSubject
 	}
 	return claims.Subject, nil
+}
+
+// key returns the secret for HS256 tokens and refuses every other alg,
+// "none" included.
+func (v *Verifier) key(t *jwt.Token) (any, error) {
+	if t.Method != jwt.SigningMethodHS256 {
+		return nil, ErrAlgorithm
+	}
+	return v.secret, nil
 }
 
 // FromRequest returns the token of an upgrade request: the Authorization
@@ -90,11 +102,11 @@ func FromRequest(r *http.Request) string {
 	return r.URL.Query().Get("token")
 }
 
-// Mint returns an HS256 token for user that expires after ttl (never when
-// ttl is 0), for development and tests.
+// Mint returns an HS256 token for user that expires after ttl: never when
+// ttl is 0, already when it is negative. It is for development and tests.
 func Mint(secret, user string, ttl time.Duration) (string, error) {
 	claims := jwt.RegisteredClaims{Subject: user, IssuedAt: jwt.NewNumericDate(time.Now())}
-	if ttl > 0 {
+	if ttl != 0 {
 		claims.ExpiresAt = jwt.NewNumericDate(time.Now().Add(ttl))
 	}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))

@@ -481,3 +481,108 @@ func TestInFlightLimit(t *testing.T) {
 		}
 	}
 }
+
+// dialRaw connects a bare gorilla client for user, reads its connected
+// frame and returns it with the server's Conn, for checks on the exact bytes.
+func (g *gateway) dialRaw(t *testing.T, user string) (*websocket.Conn, *ws.Conn) {
+	t.Helper()
+	cl, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(g.srv.URL, "http")+"/?user="+user, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := <-g.conns
+	t.Cleanup(func() {
+		_ = cl.Close()
+		select {
+		case <-c.Done():
+		case <-time.After(ws.WriteWait + ws.CloseGrace + wait):
+			t.Errorf("conn %s not done after its client went away", c.ID())
+		}
+	})
+	if got := readRaw(t, cl); !strings.Contains(got, `"event":"connected"`) {
+		t.Fatalf("first frame = %s, want connected", got)
+	}
+	return cl, c
+}
+
+func readRaw(t *testing.T, cl *websocket.Conn) string {
+	t.Helper()
+	_ = cl.SetReadDeadline(time.Now().Add(wait))
+	_, data, err := cl.ReadMessage()
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return string(data)
+}
+
+// TestEmptyRefIsARef checks that a ref of "" is a ref like any other: it is
+// acked and echoed, while an absent or null ref gets neither.
+func TestEmptyRefIsARef(t *testing.T) {
+	n := testkit.StartNATS(t)
+	respond(t, n, func(m *nats.Msg) {
+		if m.Subject == "handlers.fail" {
+			_ = m.Respond([]byte(`{"error":{"code":"handler_error","message":"no"}}`))
+			return
+		}
+		_ = m.Respond([]byte(`{"ok":true}`))
+	})
+	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
+	cl, _ := g.dialRaw(t, "alice")
+	tests := []struct {
+		name, frame, want string
+	}{
+		{"ack", `{"event":"ok","ref":""}`, `{"event":"ack","id":"alice","ref":""}`},
+		{"handler error", `{"event":"fail","ref":""}`, `{"event":"error","id":"alice","ref":"","args":{"code":"handler_error","message":"no"}}`},
+		{"bad envelope", `{"event":"9","ref":""}`, `"ref":""`},
+		{"no ref on a bad envelope", `{"event":"9"}`, `{"event":"error","id":"alice","args":`},
+		{"null ref on a bad envelope", `{"event":"9","ref":null}`, `{"event":"error","id":"alice","args":`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := cl.WriteMessage(websocket.TextMessage, []byte(tt.frame)); err != nil {
+				t.Fatal(err)
+			}
+			if got := readRaw(t, cl); !strings.Contains(got, tt.want) {
+				t.Errorf("reply to %s = %s, want %s", tt.frame, got, tt.want)
+			}
+		})
+	}
+}
+
+// panicky is a NATS connection whose requests for event "boom" hit a bug.
+type panicky struct{ *nats.Conn }
+
+func (p panicky) RequestWithContext(ctx context.Context, subj string, data []byte) (*nats.Msg, error) {
+	if subj == proto.Subject("boom") {
+		panic("bug while forwarding")
+	}
+	return p.Conn.RequestWithContext(ctx, subj, data)
+}
+
+// TestPanicClosesOnlyThatSocket checks that a panic while forwarding closes
+// the socket concerned with 1011, frees its slot and leaves the forwarder
+// and the other sockets working.
+func TestPanicClosesOnlyThatSocket(t *testing.T) {
+	n := testkit.StartNATS(t)
+	respond(t, n, func(m *nats.Msg) { _ = m.Respond([]byte(`{"ok":true}`)) })
+	g := startGateway(t, panicky{natsConn(t, n)}, wait, defaultLimits)
+	bad, badConn := g.dial(t, "mallory")
+	good, _ := g.dial(t, "alice")
+	bad.Send("boom", nil, "b1")
+	if code := testkit.CloseCode(bad.WaitClosed(wait)); code != proto.CloseInternalError {
+		t.Errorf("socket whose request panicked closed with %d, want 1011", code)
+	}
+	if code, _ := badConn.CloseCode(); code != proto.CloseInternalError {
+		t.Errorf("CloseCode = %d, want 1011", code)
+	}
+	good.Send("fine", nil, "g1")
+	if f := good.ExpectRef(wait, "g1"); f.Event != proto.EventAck {
+		t.Errorf("other socket got %+v after the panic, want ack", f)
+	}
+	// The panicking request was counted out: Shutdown does not wait for it.
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := g.fwd.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown = %v: the panicked request is still counted in flight", err)
+	}
+}

@@ -94,15 +94,21 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	s.log.Info("gateway listening", zap.String("addr", s.addr), zap.Int("workers", s.cfg.Workers))
 
-	var wg sync.WaitGroup
-	for i := range s.cfg.Workers {
-		ln := first
-		if i > 0 {
-			if ln, err = listen(s.addr); err != nil {
-				_ = first.Close()
-				return err
+	// Bind every listener before starting any worker, so a failure leaves
+	// nothing running.
+	lns := []*net.TCPListener{first}
+	for len(lns) < s.cfg.Workers {
+		ln, err := listen(s.addr)
+		if err != nil {
+			for _, l := range lns {
+				_ = l.Close()
 			}
+			return err
 		}
+		lns = append(lns, ln)
+	}
+	var wg sync.WaitGroup
+	for i, ln := range lns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

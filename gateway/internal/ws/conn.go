@@ -63,6 +63,7 @@ type Conn struct {
 	closeCode   int
 	closeReason string
 	slots       chan struct{} // in-flight request slots, made on first use by the reader
+	closed      chan struct{} // closed when closing is set
 	done        chan struct{} // closed when the reader and writer are gone
 	writerDone  chan struct{} // closed by the last writer after the close frame
 	opened      time.Time
@@ -76,6 +77,7 @@ func NewConn(wsc *websocket.Conn, id, user string, limits Limits, log *zap.Logge
 		user:       user,
 		limits:     limits,
 		log:        log,
+		closed:     make(chan struct{}),
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 		opened:     time.Now(),
@@ -130,14 +132,9 @@ func (c *Conn) enqueue(it item) bool {
 // It never blocks and only the first call counts.
 func (c *Conn) Close(code int, reason string) {
 	c.mu.Lock()
-	if c.closing {
+	if !c.markClosing(code, reason, code == proto.ClosePolicy && reason == proto.ReasonSlowConsumer) {
 		c.mu.Unlock()
 		return
-	}
-	c.closing = true
-	c.closeCode, c.closeReason = code, reason
-	if code == proto.ClosePolicy && reason == proto.ReasonSlowConsumer {
-		c.queue, c.queuedBytes = nil, 0
 	}
 	start := !c.writing
 	c.writing = true
@@ -145,6 +142,22 @@ func (c *Conn) Close(code int, reason string) {
 	if start {
 		go c.writeLoop()
 	}
+}
+
+// markClosing records the first close of the socket and reports whether
+// this was it; when drop is set the queued frames are discarded. c.mu must
+// be held.
+func (c *Conn) markClosing(code int, reason string, drop bool) bool {
+	if c.closing {
+		return false
+	}
+	c.closing = true
+	c.closeCode, c.closeReason = code, reason
+	if drop {
+		c.queue, c.queuedBytes = nil, 0
+	}
+	close(c.closed)
+	return true
 }
 
 // CloseCode returns the code the gateway closed the socket with, or 0.
@@ -202,10 +215,7 @@ func (c *Conn) write(it item) error {
 // failWrite ends a socket whose write failed: nothing more can be sent.
 func (c *Conn) failWrite(err error) {
 	c.mu.Lock()
-	c.closing = true
-	if c.closeCode == 0 {
-		c.closeCode, c.closeReason = websocket.CloseAbnormalClosure, "write failed"
-	}
+	c.markClosing(websocket.CloseAbnormalClosure, "write failed", true)
 	c.queue, c.queuedBytes = nil, 0
 	c.mu.Unlock()
 	c.log.Debug("write failed", zap.Error(err))
@@ -287,19 +297,12 @@ func (c *Conn) readFailed(err error) {
 	case errors.Is(err, websocket.ErrReadLimit):
 		// gorilla has already sent 1009; record it and stop writing.
 		c.mu.Lock()
-		if !c.closing {
-			c.closing = true
-			c.closeCode, c.closeReason = proto.CloseMessageTooBig, "message too big"
-			c.queue, c.queuedBytes = nil, 0
-		}
+		c.markClosing(proto.CloseMessageTooBig, "message too big", true)
 		c.mu.Unlock()
 	case errors.As(err, &ce):
 		// The peer closed; gorilla has echoed its close frame.
 		c.mu.Lock()
-		if !c.closing {
-			c.closing = true
-			c.closeCode, c.closeReason = ce.Code, "closed by client"
-		}
+		c.markClosing(ce.Code, "closed by client", false)
 		c.mu.Unlock()
 	default:
 		var ne net.Error
@@ -307,10 +310,7 @@ func (c *Conn) readFailed(err error) {
 			c.Close(websocket.CloseGoingAway, "ping timeout")
 		}
 		c.mu.Lock()
-		if c.closeCode == 0 {
-			c.closeCode, c.closeReason = websocket.CloseAbnormalClosure, "connection lost"
-		}
-		c.closing = true
+		c.markClosing(websocket.CloseAbnormalClosure, "connection lost", false)
 		c.mu.Unlock()
 	}
 }
@@ -331,8 +331,10 @@ func (c *Conn) finish() {
 }
 
 // AcquireSlot takes one of the socket's MaxInFlight request slots, waiting
-// while all are taken; it reports false if the socket ended meanwhile. Only
-// the read loop's goroutine may call it (through its FrameHandler).
+// while all are taken; it reports false, at once, if the gateway is closing
+// the socket meanwhile. Only the read loop's goroutine may call it (through
+// its FrameHandler), so a client that disconnects while the read loop waits
+// is noticed once a slot frees, within the handler timeout.
 func (c *Conn) AcquireSlot() bool {
 	if c.slots == nil {
 		c.slots = make(chan struct{}, c.limits.MaxInFlight)
@@ -340,7 +342,7 @@ func (c *Conn) AcquireSlot() bool {
 	select {
 	case c.slots <- struct{}{}:
 		return true
-	case <-c.done:
+	case <-c.closed:
 		return false
 	}
 }

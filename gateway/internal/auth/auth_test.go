@@ -1,0 +1,339 @@
+package auth_test
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/switchboard/switchboard/gateway/internal/auth"
+)
+
+const secret = "test-secret"
+
+// sign returns an HS256 token over claims, signed with key.
+func sign(t *testing.T, key string, claims jwt.Claims) string {
+	t.Helper()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// craft builds a token by hand from a header and claims, with an HS256
+// signature computed with key whatever the header says; withSig false leaves
+// the signature segment empty.
+func craft(t *testing.T, header, claims map[string]any, key string, withSig bool) string {
+	t.Helper()
+	enc := func(v any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	signing := enc(header) + "." + enc(claims)
+	if !withSig {
+		return signing + "."
+	}
+	mac := hmac.New(sha256.New, []byte(key))
+	mac.Write([]byte(signing))
+	return signing + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+func at(d time.Duration) *jwt.NumericDate { return jwt.NewNumericDate(time.Now().Add(d)) }
+
+func TestVerify(t *testing.T) {
+	good := map[string]any{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()}
+	tests := []struct {
+		name     string
+		audience string // configured on the Verifier
+		token    func(t *testing.T) string
+		wantUser string
+		wantErr  *auth.Error
+	}{
+		{name: "good", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", ExpiresAt: at(time.Hour)})
+		}, wantUser: "alice"},
+		{name: "good without exp", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "bob"})
+		}, wantUser: "bob"},
+		{name: "expired within leeway", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", ExpiresAt: at(-10 * time.Second)})
+		}, wantUser: "alice"},
+		{name: "nbf in the future within leeway", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", NotBefore: at(10 * time.Second)})
+		}, wantUser: "alice"},
+		{name: "nbf in the past", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", NotBefore: at(-time.Minute)})
+		}, wantUser: "alice"},
+		{name: "right audience", audience: "switchboard", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", Audience: jwt.ClaimStrings{"switchboard"}})
+		}, wantUser: "alice"},
+		{name: "one of several audiences", audience: "switchboard", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", Audience: jwt.ClaimStrings{"other", "switchboard"}})
+		}, wantUser: "alice"},
+		{name: "audience ignored when none configured", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", Audience: jwt.ClaimStrings{"anything"}})
+		}, wantUser: "alice"},
+
+		{name: "no token", token: func(*testing.T) string { return "" }, wantErr: auth.ErrNoToken},
+		{name: "alg none", token: func(t *testing.T) string {
+			return craft(t, map[string]any{"alg": "none", "typ": "JWT"}, good, "", false)
+		}, wantErr: auth.ErrAlgorithm},
+		{name: "alg none with a signature", token: func(t *testing.T) string {
+			return craft(t, map[string]any{"alg": "none", "typ": "JWT"}, good, secret, true)
+		}, wantErr: auth.ErrAlgorithm},
+		{name: "RS256 header with an HS256 signature", token: func(t *testing.T) string {
+			return craft(t, map[string]any{"alg": "RS256", "typ": "JWT"}, good, secret, true)
+		}, wantErr: auth.ErrAlgorithm},
+		{name: "HS512", token: func(t *testing.T) string {
+			tok, err := jwt.NewWithClaims(jwt.SigningMethodHS512, jwt.RegisteredClaims{Subject: "alice"}).SignedString([]byte(secret))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok
+		}, wantErr: auth.ErrAlgorithm},
+		{name: "unknown alg", token: func(t *testing.T) string {
+			return craft(t, map[string]any{"alg": "XX999", "typ": "JWT"}, good, secret, true)
+		}, wantErr: auth.ErrAlgorithm},
+		{name: "no alg", token: func(t *testing.T) string {
+			return craft(t, map[string]any{"typ": "JWT"}, good, secret, true)
+		}, wantErr: auth.ErrAlgorithm},
+		{name: "wrong secret", token: func(t *testing.T) string {
+			return sign(t, "another-secret", jwt.RegisteredClaims{Subject: "alice"})
+		}, wantErr: auth.ErrBadSignature},
+		{name: "tampered claims", token: func(t *testing.T) string {
+			tok := sign(t, secret, jwt.RegisteredClaims{Subject: "alice"})
+			parts := strings.Split(tok, ".")
+			parts[1] = base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"mallory"}`))
+			return strings.Join(parts, ".")
+		}, wantErr: auth.ErrBadSignature},
+		{name: "expired beyond leeway", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", ExpiresAt: at(-auth.Leeway - 30*time.Second)})
+		}, wantErr: auth.ErrExpired},
+		{name: "nbf beyond leeway", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", NotBefore: at(auth.Leeway + 30*time.Second)})
+		}, wantErr: auth.ErrNotYetValid},
+		{name: "missing sub", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{ExpiresAt: at(time.Hour)})
+		}, wantErr: auth.ErrNoSubject},
+		{name: "empty sub", token: func(t *testing.T) string {
+			return craft(t, map[string]any{"alg": "HS256", "typ": "JWT"}, map[string]any{"sub": ""}, secret, true)
+		}, wantErr: auth.ErrNoSubject},
+		{name: "wrong audience", audience: "switchboard", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", Audience: jwt.ClaimStrings{"other"}})
+		}, wantErr: auth.ErrAudience},
+		{name: "no audience when one is configured", audience: "switchboard", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice"})
+		}, wantErr: auth.ErrAudience},
+		{name: "one segment", token: func(*testing.T) string { return "abc" }, wantErr: auth.ErrMalformed},
+		{name: "two segments", token: func(*testing.T) string { return "abc.def" }, wantErr: auth.ErrMalformed},
+		{name: "four segments", token: func(*testing.T) string { return "a.b.c.d" }, wantErr: auth.ErrMalformed},
+		{name: "dots only", token: func(*testing.T) string { return ".." }, wantErr: auth.ErrMalformed},
+		{name: "header not base64", token: func(*testing.T) string { return "!!!.e30.sig" }, wantErr: auth.ErrMalformed},
+		{name: "header not JSON", token: func(*testing.T) string {
+			return base64.RawURLEncoding.EncodeToString([]byte("nope")) + ".e30.c2ln"
+		}, wantErr: auth.ErrMalformed},
+		{name: "claims not JSON", token: func(*testing.T) string {
+			return base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256"}`)) + "." +
+				base64.RawURLEncoding.EncodeToString([]byte("[")) + ".c2ln"
+		}, wantErr: auth.ErrMalformed},
+		{name: "sub not a string", token: func(t *testing.T) string {
+			return craft(t, map[string]any{"alg": "HS256", "typ": "JWT"}, map[string]any{"sub": 42}, secret, true)
+		}, wantErr: auth.ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := auth.NewVerifier(secret, tt.audience)
+			tok := tt.token(t)
+			user, err := v.Verify(tok)
+			if tt.wantErr == nil {
+				if err != nil || user != tt.wantUser {
+					t.Fatalf("Verify = %q, %v; want %q, nil", user, err, tt.wantUser)
+				}
+				return
+			}
+			if user != "" {
+				t.Errorf("Verify returned user %q with an error", user)
+			}
+			var ae *auth.Error
+			if !errors.As(err, &ae) {
+				t.Fatalf("Verify error = %v (%T), want *auth.Error %q", err, err, tt.wantErr.Message)
+			}
+			if ae != tt.wantErr {
+				t.Errorf("Verify error = %q, want %q", ae.Message, tt.wantErr.Message)
+			}
+			if tok != "" && strings.Contains(ae.Message, tok) {
+				t.Errorf("error message %q holds the token", ae.Message)
+			}
+		})
+	}
+}
+
+func TestFromRequest(t *testing.T) {
+	tests := []struct {
+		name   string
+		header string // Authorization, "" for none
+		query  string // token parameter, "" for none
+		want   string
+	}{
+		{"bearer header", "Bearer abc.def.ghi", "", "abc.def.ghi"},
+		{"lower-case bearer", "bearer abc", "", "abc"},
+		{"upper-case bearer", "BEARER abc", "", "abc"},
+		{"mixed-case bearer", "BeArEr abc", "", "abc"},
+		{"spaces around the token", "Bearer   abc  ", "", "abc"},
+		{"query parameter", "", "q.r.s", "q.r.s"},
+		{"header wins over query", "Bearer fromheader", "fromquery", "fromheader"},
+		{"other scheme falls back to query", "Basic dXNlcjpwYXNz", "fromquery", "fromquery"},
+		{"other scheme, no query", "Basic dXNlcjpwYXNz", "", ""},
+		{"bearer without a token", "Bearer", "", ""},
+		{"nothing", "", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			target := "/socket"
+			if tt.query != "" {
+				target += "?token=" + url.QueryEscape(tt.query)
+			}
+			r := httptest.NewRequest("GET", target, nil)
+			if tt.header != "" {
+				r.Header.Set("Authorization", tt.header)
+			}
+			if got := auth.FromRequest(r); got != tt.want {
+				t.Errorf("FromRequest = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestVerifyFromRequest runs a real token through both ways of presenting it.
+func TestVerifyFromRequest(t *testing.T) {
+	tok, err := auth.Mint(secret, "alice", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := auth.NewVerifier(secret, "")
+	for _, r := range []struct{ header, query string }{
+		{header: "bearer " + tok},
+		{header: "Bearer " + tok},
+		{query: tok},
+	} {
+		req := httptest.NewRequest("GET", "/socket", nil)
+		if r.header != "" {
+			req.Header.Set("Authorization", r.header)
+		}
+		if r.query != "" {
+			req.URL.RawQuery = url.Values{"token": {r.query}}.Encode()
+		}
+		user, err := v.Verify(auth.FromRequest(req))
+		if err != nil || user != "alice" {
+			t.Errorf("header %q query %q: Verify = %q, %v; want alice", r.header, r.query, user, err)
+		}
+	}
+	if _, err := v.Verify(auth.FromRequest(httptest.NewRequest("GET", "/socket", nil))); err != auth.ErrNoToken {
+		t.Errorf("no token: Verify error = %v, want ErrNoToken", err)
+	}
+}
+
+func TestMintRoundTrip(t *testing.T) {
+	tests := []struct {
+		name    string
+		user    string
+		ttl     time.Duration
+		wantExp bool
+	}{
+		{"with ttl", "alice", time.Hour, true},
+		{"without ttl", "bob", 0, false},
+		{"odd user id", "user/é 1", time.Minute, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok, err := auth.Mint(secret, tt.user, tt.ttl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			user, err := auth.NewVerifier(secret, "").Verify(tok)
+			if err != nil || user != tt.user {
+				t.Fatalf("Verify(Mint) = %q, %v; want %q", user, err, tt.user)
+			}
+			if _, err := auth.NewVerifier("other", "").Verify(tok); err != auth.ErrBadSignature {
+				t.Errorf("Verify with another secret = %v, want ErrBadSignature", err)
+			}
+			var claims jwt.RegisteredClaims
+			parsed, err := jwt.ParseWithClaims(tok, &claims, func(*jwt.Token) (any, error) { return []byte(secret), nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if parsed.Method.Alg() != "HS256" {
+				t.Errorf("alg = %s, want HS256", parsed.Method.Alg())
+			}
+			if (claims.ExpiresAt != nil) != tt.wantExp {
+				t.Errorf("exp = %v, want present: %v", claims.ExpiresAt, tt.wantExp)
+			}
+			if tt.wantExp {
+				if d := time.Until(claims.ExpiresAt.Time); d > tt.ttl || d < tt.ttl-time.Minute {
+					t.Errorf("exp in %s, want about %s", d, tt.ttl)
+				}
+			}
+		})
+	}
+}
+
+func TestMintExpires(t *testing.T) {
+	tok, err := auth.Mint(secret, "alice", time.Nanosecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// exp is rounded to the second and has Leeway, so a 1ns token is still
+	// accepted now; the check is that exp is set at all and near now.
+	var claims jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(tok, &claims); err != nil {
+		t.Fatal(err)
+	}
+	if claims.ExpiresAt == nil || time.Until(claims.ExpiresAt.Time) > time.Second {
+		t.Errorf("exp = %v, want about now", claims.ExpiresAt)
+	}
+}
+
+// FuzzVerify feeds Verify arbitrary tokens: it never panics, refuses with an
+// *auth.Error, and accepts only what the secret signed.
+func FuzzVerify(f *testing.F) {
+	good, err := auth.Mint(secret, "alice", time.Hour)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add("")
+	f.Add("a.b.c")
+	f.Add("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSJ9.")
+	f.Add(good + "x")
+	f.Add(strings.Replace(good, ".", "..", 1))
+	v := auth.NewVerifier(secret, "")
+	other := auth.NewVerifier("not-"+secret, "")
+	f.Fuzz(func(t *testing.T, tok string) {
+		user, err := v.Verify(tok)
+		if err != nil {
+			var ae *auth.Error
+			if !errors.As(err, &ae) || user != "" {
+				t.Fatalf("Verify(%q) = %q, %v (%T); want \"\" and an *auth.Error", tok, user, err, err)
+			}
+			return
+		}
+		if user == "" {
+			t.Fatalf("Verify(%q) accepted an empty user", tok)
+		}
+		if _, err := other.Verify(tok); err == nil {
+			t.Fatalf("Verify(%q) accepted it under two secrets", tok)
+		}
+	})
+}

@@ -1,0 +1,334 @@
+package hub_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+
+	"github.com/switchboard/switchboard/gateway/internal/hub"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// conn is a socket as the hub sees it: it records the frames it is sent.
+type conn struct {
+	id, user string
+	refuse   bool // Send reports a full queue
+
+	mu     sync.Mutex
+	frames [][]byte
+}
+
+func (c *conn) ID() string   { return c.id }
+func (c *conn) User() string { return c.user }
+func (c *conn) Send(data []byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refuse {
+		return false
+	}
+	c.frames = append(c.frames, data)
+	return true
+}
+
+func (c *conn) received() [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([][]byte(nil), c.frames...)
+}
+
+func TestAddRemoveLen(t *testing.T) {
+	h := hub.New[*conn]()
+	a1 := &conn{id: "a1", user: "alice"}
+	a2 := &conn{id: "a2", user: "alice"}
+	b1 := &conn{id: "b1", user: "bob"}
+	type counts struct{ all, alice, bob int }
+	steps := []struct {
+		name string
+		do   func()
+		want counts
+	}{
+		{"empty", func() {}, counts{0, 0, 0}},
+		{"add a1", func() { h.Add(a1) }, counts{1, 1, 0}},
+		{"add a2", func() { h.Add(a2) }, counts{2, 2, 0}},
+		{"add b1", func() { h.Add(b1) }, counts{3, 2, 1}},
+		{"add a1 again", func() { h.Add(a1) }, counts{3, 2, 1}},
+		{"remove a1", func() { h.Remove(a1) }, counts{2, 1, 1}},
+		{"remove a1 again", func() { h.Remove(a1) }, counts{2, 1, 1}},
+		{"remove unknown", func() { h.Remove(&conn{id: "x", user: "alice"}) }, counts{2, 1, 1}},
+		{"remove a2", func() { h.Remove(a2) }, counts{1, 0, 1}},
+		{"remove b1", func() { h.Remove(b1) }, counts{0, 0, 0}},
+		{"add a1 back", func() { h.Add(a1) }, counts{1, 1, 0}},
+	}
+	for _, s := range steps {
+		s.do()
+		got := counts{h.Len(), h.UserLen("alice"), h.UserLen("bob")}
+		if got != s.want {
+			t.Fatalf("after %s: Len, UserLen(alice), UserLen(bob) = %v, want %v", s.name, got, s.want)
+		}
+		var ids []string
+		for _, c := range h.Snapshot() {
+			ids = append(ids, c.ID())
+		}
+		if len(ids) != got.all {
+			t.Fatalf("after %s: Snapshot has %v, want %d sockets", s.name, ids, got.all)
+		}
+		n := 0
+		h.Each(func(*conn) { n++ })
+		if n != got.all {
+			t.Fatalf("after %s: Each visited %d sockets, want %d", s.name, n, got.all)
+		}
+	}
+	if h.UserLen("nobody") != 0 {
+		t.Error("UserLen of an unknown user is not 0")
+	}
+}
+
+// TestRemoveAfterUserGone checks that a user's index entry goes with its
+// last socket, so a later socket of the same user is indexed afresh.
+func TestRemoveAfterUserGone(t *testing.T) {
+	h := hub.New[*conn]()
+	a1 := &conn{id: "a1", user: "alice"}
+	h.Add(a1)
+	h.Remove(a1)
+	a2 := &conn{id: "a2", user: "alice"}
+	h.Add(a2)
+	if n := h.Deliver(&proto.Dispatch{Event: "e", Users: []string{"alice"}}); n != 1 {
+		t.Fatalf("Deliver = %d, want 1", n)
+	}
+	if len(a1.received()) != 0 || len(a2.received()) != 1 {
+		t.Errorf("a1 got %d frames, a2 %d; want 0 and 1", len(a1.received()), len(a2.received()))
+	}
+}
+
+func TestDeliver(t *testing.T) {
+	args := json.RawMessage(`{"text":"hi","n":1}`)
+	tests := []struct {
+		name  string
+		d     proto.Dispatch
+		want  map[string]int // conn id -> frames it must get; others get none
+		count int            // Deliver's result
+	}{
+		{name: "one user, all of its sockets",
+			d:    proto.Dispatch{Users: []string{"alice"}},
+			want: map[string]int{"a1": 1, "a2": 1}, count: 2},
+		{name: "two users",
+			d:    proto.Dispatch{Users: []string{"alice", "bob"}},
+			want: map[string]int{"a1": 1, "a2": 1, "b1": 1}, count: 3},
+		{name: "user listed twice",
+			d:    proto.Dispatch{Users: []string{"alice", "alice"}},
+			want: map[string]int{"a1": 1, "a2": 1}, count: 2},
+		{name: "user listed twice among others",
+			d:    proto.Dispatch{Users: []string{"alice", "bob", "alice", "bob"}},
+			want: map[string]int{"a1": 1, "a2": 1, "b1": 1}, count: 3},
+		{name: "one conn",
+			d:    proto.Dispatch{Conns: []string{"a2"}},
+			want: map[string]int{"a2": 1}, count: 1},
+		{name: "two conns of two users",
+			d:    proto.Dispatch{Conns: []string{"a1", "c1"}},
+			want: map[string]int{"a1": 1, "c1": 1}, count: 2},
+		{name: "conn listed twice",
+			d:    proto.Dispatch{Conns: []string{"b1", "b1"}},
+			want: map[string]int{"b1": 1}, count: 1},
+		{name: "conn via its user and directly",
+			d:    proto.Dispatch{Users: []string{"alice"}, Conns: []string{"a1"}},
+			want: map[string]int{"a1": 1, "a2": 1}, count: 2},
+		{name: "conn via its user and directly twice",
+			d:    proto.Dispatch{Users: []string{"alice"}, Conns: []string{"a1", "a1", "a2"}},
+			want: map[string]int{"a1": 1, "a2": 1}, count: 2},
+		{name: "user and another user's conn",
+			d:    proto.Dispatch{Users: []string{"bob"}, Conns: []string{"a1"}},
+			want: map[string]int{"b1": 1, "a1": 1}, count: 2},
+		{name: "user and another user's conn twice",
+			d:    proto.Dispatch{Users: []string{"bob"}, Conns: []string{"a1", "a1"}},
+			want: map[string]int{"b1": 1, "a1": 1}, count: 2},
+		{name: "unknown users and conns ignored",
+			d:    proto.Dispatch{Users: []string{"ghost", "alice", "nobody"}, Conns: []string{"zz", "c1", "yy"}},
+			want: map[string]int{"a1": 1, "a2": 1, "c1": 1}, count: 3},
+		{name: "only unknown targets",
+			d:    proto.Dispatch{Users: []string{"ghost"}, Conns: []string{"zz"}},
+			want: map[string]int{}, count: 0},
+		{name: "no targets",
+			d:    proto.Dispatch{},
+			want: map[string]int{}, count: 0},
+		{name: "broadcast",
+			d:    proto.Dispatch{Broadcast: true},
+			want: map[string]int{"a1": 1, "a2": 1, "b1": 1, "c1": 1}, count: 4},
+		{name: "broadcast with targets too",
+			d:    proto.Dispatch{Broadcast: true, Users: []string{"alice"}, Conns: []string{"a1", "b1"}},
+			want: map[string]int{"a1": 1, "a2": 1, "b1": 1, "c1": 1}, count: 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := hub.New[*conn]()
+			conns := []*conn{
+				{id: "a1", user: "alice"}, {id: "a2", user: "alice"},
+				{id: "b1", user: "bob"}, {id: "c1", user: "carol"},
+			}
+			for _, c := range conns {
+				h.Add(c)
+			}
+			d := tt.d
+			d.Event, d.Args = "message", args
+			if n := h.Deliver(&d); n != tt.count {
+				t.Errorf("Deliver = %d, want %d", n, tt.count)
+			}
+			for _, c := range conns {
+				got := c.received()
+				if len(got) != tt.want[c.id] {
+					t.Errorf("%s got %d frames %q, want %d", c.id, len(got), got, tt.want[c.id])
+					continue
+				}
+				for _, data := range got {
+					var f proto.Frame
+					if err := json.Unmarshal(data, &f); err != nil {
+						t.Fatalf("%s got invalid JSON %q: %v", c.id, data, err)
+					}
+					if f.Event != "message" || f.ID != c.user || string(f.Args) != string(args) || f.Ref != "" {
+						t.Errorf("%s got %s, want event message, id %s, args %s", c.id, data, c.user, args)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestDeliverWithoutArgs(t *testing.T) {
+	h := hub.New[*conn]()
+	c := &conn{id: "a1", user: "alice"}
+	h.Add(c)
+	h.Deliver(&proto.Dispatch{Event: "ping", Users: []string{"alice"}})
+	got := c.received()
+	if len(got) != 1 || string(got[0]) != `{"event":"ping","id":"alice"}` {
+		t.Errorf("frames = %q, want one {\"event\":\"ping\",\"id\":\"alice\"}", got)
+	}
+}
+
+// TestDeliverEscapesUserID checks the frame stays valid JSON whatever the
+// user id holds.
+func TestDeliverEscapesUserID(t *testing.T) {
+	h := hub.New[*conn]()
+	user := "we\"ird\\ <user>\n"
+	c := &conn{id: "x", user: user}
+	h.Add(c)
+	h.Deliver(&proto.Dispatch{Event: "e", Args: json.RawMessage(`1`), Conns: []string{"x"}})
+	got := c.received()
+	if len(got) != 1 {
+		t.Fatalf("got %d frames, want 1", len(got))
+	}
+	var f proto.Frame
+	if err := json.Unmarshal(got[0], &f); err != nil || f.ID != user {
+		t.Errorf("frame %q: id %q, err %v; want id %q", got[0], f.ID, err, user)
+	}
+}
+
+// TestDeliverCountsOnlyQueued checks that a socket whose queue refuses the
+// frame is not counted, and does not keep the others from getting it.
+func TestDeliverCountsOnlyQueued(t *testing.T) {
+	h := hub.New[*conn]()
+	full := &conn{id: "a1", user: "alice", refuse: true}
+	ok := &conn{id: "a2", user: "alice"}
+	other := &conn{id: "b1", user: "bob"}
+	for _, c := range []*conn{full, ok, other} {
+		h.Add(c)
+	}
+	if n := h.Deliver(&proto.Dispatch{Event: "e", Users: []string{"alice"}, Conns: []string{"b1"}}); n != 2 {
+		t.Errorf("Deliver = %d, want 2 (one socket refused)", n)
+	}
+	if len(ok.received()) != 1 || len(other.received()) != 1 {
+		t.Errorf("a2 got %d, b1 got %d frames; want 1 each", len(ok.received()), len(other.received()))
+	}
+}
+
+// TestConcurrent runs Add, Remove, Deliver, Each and the counters at once;
+// run it with -race.
+func TestConcurrent(t *testing.T) {
+	h := hub.New[*conn]()
+	const users, perUser, rounds = 8, 4, 200
+	var wg sync.WaitGroup
+	all := make([][]*conn, users)
+	for u := range users {
+		for i := range perUser {
+			all[u] = append(all[u], &conn{id: fmt.Sprintf("u%d-c%d", u, i), user: fmt.Sprintf("u%d", u)})
+		}
+	}
+	for u := range users {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range rounds {
+				for _, c := range all[u] {
+					h.Add(c)
+				}
+				for _, c := range all[u][:perUser/2] {
+					h.Remove(c)
+				}
+			}
+		}()
+	}
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				switch (g + i) % 4 {
+				case 0:
+					h.Deliver(&proto.Dispatch{Event: "e", Users: []string{"u0", "u1", "u0"}, Conns: []string{"u2-c3"}})
+				case 1:
+					h.Deliver(&proto.Dispatch{Event: "e", Broadcast: true})
+				case 2:
+					h.Each(func(c *conn) { _ = c.ID() })
+					_ = h.Snapshot()
+				case 3:
+					_, _ = h.Len(), h.UserLen("u3")
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Every user ends with the second half of its sockets registered.
+	if h.Len() != users*perUser/2 {
+		t.Errorf("Len = %d, want %d", h.Len(), users*perUser/2)
+	}
+	var ids []string
+	for _, c := range h.Snapshot() {
+		ids = append(ids, c.ID())
+	}
+	sort.Strings(ids)
+	var want []string
+	for u := range users {
+		for _, c := range all[u][perUser/2:] {
+			want = append(want, c.id)
+		}
+		if n := h.UserLen(fmt.Sprintf("u%d", u)); n != perUser/2 {
+			t.Errorf("UserLen(u%d) = %d, want %d", u, n, perUser/2)
+		}
+	}
+	sort.Strings(want)
+	if !slices.Equal(ids, want) {
+		t.Errorf("registered %v, want %v", ids, want)
+	}
+	// A final delivery reaches each registered socket exactly once more.
+	before := map[string]int{}
+	for _, cs := range all {
+		for _, c := range cs {
+			before[c.id] = len(c.received())
+		}
+	}
+	if n := h.Deliver(&proto.Dispatch{Event: "last", Broadcast: true}); n != len(want) {
+		t.Errorf("final broadcast reached %d sockets, want %d", n, len(want))
+	}
+	for _, cs := range all {
+		for i, c := range cs {
+			wantMore := 0
+			if i >= perUser/2 {
+				wantMore = 1
+			}
+			if got := len(c.received()) - before[c.id]; got != wantMore {
+				t.Errorf("%s got %d frames from the final broadcast, want %d", c.id, got, wantMore)
+			}
+		}
+	}
+}

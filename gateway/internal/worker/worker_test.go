@@ -1,0 +1,464 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/switchboard/switchboard/gateway/internal/auth"
+	"github.com/switchboard/switchboard/gateway/internal/config"
+	"github.com/switchboard/switchboard/gateway/internal/testkit"
+	"github.com/switchboard/switchboard/proto"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	secret = "worker-test-secret"
+	wait   = 10 * time.Second
+)
+
+func testConfig() config.Config {
+	c := config.Default()
+	c.JWTSecret = secret
+	c.Workers = 1
+	return c
+}
+
+func token(t *testing.T, user string, ttl time.Duration) string {
+	t.Helper()
+	tok, err := auth.Mint(secret, user, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestCheckOrigin(t *testing.T) {
+	tests := []struct {
+		name    string
+		allowed []string
+		dev     bool
+		origin  string // "" = no Origin header
+		want    bool
+	}{
+		{name: "no Origin header", origin: "", want: true},
+		{name: "no Origin header with a list", allowed: []string{"https://app.example"}, origin: "", want: true},
+		{name: "same host", origin: "http://gw.example:7999", want: true},
+		{name: "same host over https", origin: "https://gw.example:7999", want: true},
+		{name: "same host other case", origin: "http://GW.example:7999", want: true},
+		{name: "same name other port", origin: "http://gw.example:8000", want: false},
+		{name: "other origin", origin: "https://evil.example", want: false},
+		{name: "subdomain of the host", origin: "http://x.gw.example:7999", want: false},
+		{name: "null origin", origin: "null", want: false},
+		{name: "unparsable origin", origin: "http://%zz", want: false},
+		{name: "dev mode allows any", dev: true, origin: "https://evil.example", want: true},
+		{name: "list match", allowed: []string{"https://app.example", "https://admin.example"}, origin: "https://admin.example", want: true},
+		{name: "list match other case", allowed: []string{"https://app.example"}, origin: "https://APP.example", want: true},
+		{name: "list miss", allowed: []string{"https://app.example"}, origin: "https://evil.example", want: false},
+		{name: "list miss on scheme", allowed: []string{"https://app.example"}, origin: "http://app.example", want: false},
+		{name: "list miss on port", allowed: []string{"https://app.example"}, origin: "https://app.example:8443", want: false},
+		{name: "list replaces own host", allowed: []string{"https://app.example"}, origin: "http://gw.example:7999", want: false},
+		{name: "list applies in dev mode too", allowed: []string{"https://app.example"}, dev: true, origin: "https://evil.example", want: false},
+		{name: "star", allowed: []string{"*"}, origin: "https://anything.example", want: true},
+		{name: "star among others", allowed: []string{"https://app.example", "*"}, origin: "https://anything.example", want: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.AllowedOrigins, cfg.Dev = tt.allowed, tt.dev
+			w := New(cfg, 0, zap.NewNop())
+			r := httptest.NewRequest("GET", "http://gw.example:7999/socket", nil)
+			if tt.origin != "" {
+				r.Header.Set("Origin", tt.origin)
+			}
+			if got := w.checkOrigin(r); got != tt.want {
+				t.Errorf("checkOrigin(Origin %q, Host %s) = %v, want %v", tt.origin, r.Host, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestSocketRefusals runs the worker's routes on a real server and checks
+// every refused upgrade: status, content type and the JSON body shape.
+func TestSocketRefusals(t *testing.T) {
+	cfg := testConfig()
+	cfg.AllowedOrigins = []string{"https://app.example"}
+	w := New(cfg, 0, zap.NewNop())
+	srv := httptest.NewServer(w.routes())
+	defer srv.Close()
+	good := token(t, "alice", time.Hour)
+	expired, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+		Subject: "alice", ExpiresAt: jwt.NewNumericDate(time.Now().Add(-time.Hour)),
+	}).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		query   string
+		header  http.Header
+		status  int
+		code    string
+		message string // "" = any
+	}{
+		{name: "no token", status: http.StatusUnauthorized, code: proto.CodeUnauthorized, message: auth.ErrNoToken.Message},
+		{name: "garbage token", header: http.Header{"Authorization": {"Bearer nope"}},
+			status: http.StatusUnauthorized, code: proto.CodeUnauthorized, message: auth.ErrMalformed.Message},
+		{name: "wrong secret", header: http.Header{"Authorization": {"Bearer " + mustMint(t, "other", "alice")}},
+			status: http.StatusUnauthorized, code: proto.CodeUnauthorized, message: auth.ErrBadSignature.Message},
+		{name: "expired", query: "token=" + expired,
+			status: http.StatusUnauthorized, code: proto.CodeUnauthorized, message: auth.ErrExpired.Message},
+		{name: "no sub", header: http.Header{"Authorization": {"Bearer " + mustMint(t, secret, "")}},
+			status: http.StatusUnauthorized, code: proto.CodeUnauthorized, message: auth.ErrNoSubject.Message},
+		{name: "forbidden origin with a good token",
+			header: http.Header{"Authorization": {"Bearer " + good}, "Origin": {"https://evil.example"}},
+			status: http.StatusForbidden, code: proto.CodeForbiddenOrigin},
+		{name: "forbidden origin without a token", header: http.Header{"Origin": {"https://evil.example"}},
+			status: http.StatusForbidden, code: proto.CodeForbiddenOrigin},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/socket"
+			if tt.query != "" {
+				url += "?" + tt.query
+			}
+			wsc, resp, err := websocket.DefaultDialer.Dial(url, tt.header)
+			if err == nil {
+				_ = wsc.Close()
+				t.Fatal("upgrade succeeded, want it refused")
+			}
+			if resp == nil {
+				t.Fatalf("no HTTP response: %v", err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Errorf("status = %d, want %d", resp.StatusCode, tt.status)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type = %q, want application/json", ct)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			var got map[string]map[string]any
+			if err := json.Unmarshal(body, &got); err != nil {
+				t.Fatalf("body %q is not JSON: %v", body, err)
+			}
+			e := got["error"]
+			if len(got) != 1 || len(e) != 2 || e["code"] != tt.code {
+				t.Fatalf("body = %s, want {\"error\":{\"code\":%q,\"message\":...}}", body, tt.code)
+			}
+			msg, _ := e["message"].(string)
+			if msg == "" || (tt.message != "" && msg != tt.message) {
+				t.Errorf("message = %q, want %q", msg, tt.message)
+			}
+			if strings.Contains(msg, good) || strings.Contains(msg, expired) {
+				t.Errorf("message %q holds the token", msg)
+			}
+		})
+	}
+}
+
+func mustMint(t *testing.T, key, user string) string {
+	t.Helper()
+	tok, err := auth.Mint(key, user, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestHealthz(t *testing.T) {
+	w := New(testConfig(), 3, zap.NewNop())
+	srv := httptest.NewServer(w.routes())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Worker int    `json:"worker"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || body.Status != "ok" || body.Worker != 3 {
+		t.Errorf("/healthz = %d %+v, want 200 ok for worker 3", resp.StatusCode, body)
+	}
+}
+
+// running is a Worker serving on a real listener against real NATS and
+// Redis.
+type running struct {
+	w      *Worker
+	addr   string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startWorker(t *testing.T, cfg config.Config, index int) *running {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{w: New(cfg, index, zap.NewNop()), addr: ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- r.w.Run(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(cfg.ShutdownTimeout + wait):
+			t.Error("Run did not return after its context was cancelled")
+		}
+	})
+	testkit.Eventually(t, wait, "the worker is ready", func() bool {
+		return status("http://"+r.addr+"/readyz") == http.StatusOK
+	})
+	return r
+}
+
+func (r *running) stop(t *testing.T) error {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		r.done <- err
+		return err
+	case <-time.After(wait + wait):
+		t.Fatal("Run did not return after its context was cancelled")
+		return nil
+	}
+}
+
+var plain = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+func status(url string) int {
+	resp, err := plain.Get(url)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestRun is a whole worker against real NATS and Redis: connected frame,
+// a handler round trip, a dispatch, and 1001 on shutdown.
+func TestRun(t *testing.T) {
+	n := testkit.StartNATS(t)
+	rd := testkit.StartRedis(t)
+	nc, err := nats.Connect(n.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	reqs := make(chan proto.Request, 10)
+	if _, err := nc.QueueSubscribe(proto.SubjectAll, proto.QueueGroup, func(m *nats.Msg) {
+		req, _ := proto.DecodeRequest(m.Data)
+		reqs <- req
+		_ = m.Respond(proto.AppendReply(nil, nil))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := redis.ParseURL(rd.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := redis.NewClient(opts)
+	defer pub.Close()
+
+	cfg := testConfig()
+	cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
+	cfg.ShutdownTimeout = 5 * time.Second
+	r := startWorker(t, cfg, 3)
+	url := "ws://" + r.addr + "/socket"
+
+	a1 := testkit.Dial(t, url, token(t, "alice", time.Hour))
+	a2 := testkit.Dial(t, url, token(t, "alice", time.Hour))
+	b := testkit.Dial(t, url, token(t, "bob", time.Hour))
+	for _, c := range []*testkit.Client{a1, a2, b} {
+		if c.Worker != 3 || c.Conn == "" {
+			t.Errorf("%s: connected frame says worker %d conn %q, want worker 3 and a conn id", c.User, c.Worker, c.Conn)
+		}
+	}
+	if a1.User != "alice" || b.User != "bob" {
+		t.Errorf("connected frames name %q and %q, want alice and bob", a1.User, b.User)
+	}
+	if a1.Conn == a2.Conn {
+		t.Errorf("two sockets share the conn id %q", a1.Conn)
+	}
+	testkit.Eventually(t, wait, "three sockets in the hub", func() bool { return r.w.hub.Len() == 3 })
+
+	// Handler round trip: the request names the socket's user and conn.
+	a2.Send("sendMessage", map[string]any{"to": "bob", "text": "hi"}, "r1")
+	if f := a2.ExpectRef(wait, "r1"); f.Event != proto.EventAck || f.ID != "alice" {
+		t.Errorf("reply = %+v, want an ack for alice", f)
+	}
+	if req := <-reqs; req.User != "alice" || req.Conn != a2.Conn || req.Event != "sendMessage" {
+		t.Errorf("request = %+v, want sendMessage from alice on %s", req, a2.Conn)
+	}
+
+	// Dispatch over Redis to every socket of alice, and to bob's by conn.
+	d := proto.Dispatch{Event: "message", Args: json.RawMessage(`{"text":"hi"}`), Users: []string{"alice", "alice"}, Conns: []string{b.Conn, a1.Conn}}
+	if err := pub.Publish(context.Background(), proto.Channel, proto.AppendDispatch(nil, &d)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*testkit.Client{a1, a2, b} {
+		f := c.ExpectEvent(wait, "message")
+		if f.ID != c.User || string(f.Args) != `{"text":"hi"}` {
+			t.Errorf("%s got %+v", c.User, f)
+		}
+	}
+
+	// Shutdown closes every socket with 1001 and Run returns.
+	if err := r.stop(t); err != nil {
+		t.Errorf("Run = %v, want nil", err)
+	}
+	for _, c := range []*testkit.Client{a1, a2, b} {
+		if code := testkit.CloseCode(c.WaitClosed(wait)); code != proto.CloseGoingAway {
+			t.Errorf("%s's socket closed with %d, want 1001", c.User, code)
+		}
+		// Nothing was delivered twice.
+		for _, f := range c.Frames() {
+			if f.Event == "message" {
+				t.Errorf("%s got a second message frame: %+v", c.User, f)
+			}
+		}
+	}
+	if r.w.hub.Len() != 0 {
+		t.Errorf("%d sockets left in the hub after Run returned", r.w.hub.Len())
+	}
+}
+
+// TestReadyz follows /readyz as Redis goes away and comes back.
+func TestReadyz(t *testing.T) {
+	n := testkit.StartNATS(t)
+	rd := testkit.StartRedis(t)
+	cfg := testConfig()
+	cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
+	cfg.ShutdownTimeout = 5 * time.Second
+	r := startWorker(t, cfg, 0)
+	ready := "http://" + r.addr + "/readyz"
+	rd.Stop()
+	testkit.Eventually(t, wait, "/readyz answers 503 with Redis down", func() bool { return status(ready) == http.StatusServiceUnavailable })
+	rd.Start()
+	testkit.Eventually(t, wait, "/readyz answers 200 with Redis back", func() bool { return status(ready) == http.StatusOK })
+	n.Stop()
+	testkit.Eventually(t, wait, "/readyz answers 503 with NATS down", func() bool { return status(ready) == http.StatusServiceUnavailable })
+}
+
+// TestRunWithoutNATS checks a worker whose NATS
+// is not reachable still serves sockets and answers envelopes at once.
+func TestRunWithoutNATS(t *testing.T) {
+	rd := testkit.StartRedis(t)
+	cfg := testConfig()
+	cfg.NATSURL = "nats://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
+	cfg.RedisURL = rd.URL()
+	cfg.ShutdownTimeout = 5 * time.Second
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := New(cfg, 0, zap.NewNop())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, ln) }()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(cfg.ShutdownTimeout + wait):
+			t.Error("Run did not return")
+		}
+	}()
+	testkit.Eventually(t, wait, "/healthz answers", func() bool { return status("http://"+ln.Addr().String()+"/healthz") == http.StatusOK })
+	if got := status("http://" + ln.Addr().String() + "/readyz"); got != http.StatusServiceUnavailable {
+		t.Errorf("/readyz without NATS = %d, want 503", got)
+	}
+	c := testkit.Dial(t, "ws://"+ln.Addr().String()+"/socket", token(t, "alice", time.Hour))
+	c.Send("sendMessage", nil, "r1")
+	f := c.ExpectRef(wait, "r1")
+	var e proto.Error
+	_ = json.Unmarshal(f.Args, &e)
+	if f.Event != proto.EventError || e.Code != proto.CodeUnavailable {
+		t.Errorf("reply without NATS = %+v, want unavailable", f)
+	}
+}
+
+// TestShutdownFinishesRequestsInFlight checks the order of a worker's
+// shutdown: a handler request in flight when it begins is still answered on
+// its socket, and only then is the socket closed with 1001.
+func TestShutdownFinishesRequestsInFlight(t *testing.T) {
+	n := testkit.StartNATS(t)
+	rd := testkit.StartRedis(t)
+	nc, err := nats.Connect(n.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	asked := make(chan *nats.Msg, 1)
+	if _, err := nc.Subscribe(proto.SubjectAll, func(m *nats.Msg) { asked <- m }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
+	cfg.ShutdownTimeout = 5 * time.Second
+	r := startWorker(t, cfg, 0)
+	c := testkit.Dial(t, "ws://"+r.addr+"/socket", token(t, "alice", time.Hour))
+	c.Send("slow", nil, "r1")
+	var m *nats.Msg
+	select {
+	case m = <-asked:
+	case <-time.After(wait):
+		t.Fatal("the handler was not asked")
+	}
+	r.cancel()
+	// Shutdown has begun once the listener is closed.
+	testkit.Eventually(t, wait, "the worker stops accepting", func() bool {
+		conn, err := net.DialTimeout("tcp", r.addr, time.Second)
+		if err == nil {
+			conn.Close()
+		}
+		return err != nil
+	})
+	if err := m.Respond(proto.AppendReply(nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if f := c.ExpectRef(wait, "r1"); f.Event != proto.EventAck {
+		t.Errorf("request in flight at shutdown got %+v, want its ack", f)
+	}
+	if code := testkit.CloseCode(c.WaitClosed(wait)); code != proto.CloseGoingAway {
+		t.Errorf("socket closed with %d, want 1001", code)
+	}
+	select {
+	case err := <-r.done:
+		r.done <- err
+		if err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Run did not return")
+	}
+}
