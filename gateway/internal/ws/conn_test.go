@@ -546,9 +546,6 @@ func TestIdleConnHasNoWriter(t *testing.T) {
 		extra = runtime.NumGoroutine() - before
 		return extra <= n+slack
 	})
-	if extra < n {
-		t.Errorf("%d more goroutines for %d open sockets; each should have its reader", extra, n)
-	}
 	t.Logf("%d idle sockets: %d more goroutines", n, extra)
 }
 
