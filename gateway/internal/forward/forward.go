@@ -42,13 +42,33 @@ type Forwarder struct {
 	mu       sync.Mutex
 	stopped  bool
 	inFlight sync.WaitGroup
+	conn     context.Context // cancelled when NATS disconnects, then renewed
+	lose     context.CancelFunc
 }
 
 // New returns a Forwarder sending requests over nc with the handler timeout.
 // How many requests one socket may have in flight is the socket's own limit
 // (ws.Limits.MaxInFlight).
 func New(nc Requester, timeout time.Duration, log *zap.Logger) *Forwarder {
-	return &Forwarder{nc: nc, timeout: timeout, log: log}
+	conn, lose := context.WithCancel(context.Background())
+	return &Forwarder{nc: nc, timeout: timeout, log: log, conn: conn, lose: lose}
+}
+
+// Disconnected tells the forwarder that NATS went away: the requests in
+// flight cannot get their replies any more, so they end at once with
+// unavailable instead of waiting for the handler timeout. Wire it to the
+// connection's disconnect handler.
+func (f *Forwarder) Disconnected() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lose()
+	f.conn, f.lose = context.WithCancel(context.Background())
+}
+
+func (f *Forwarder) connContext() context.Context {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.conn
 }
 
 // HandleFrame validates one client frame and forwards it.
@@ -98,11 +118,16 @@ func (f *Forwarder) forward(c *ws.Conn, env *proto.Envelope) {
 	body := proto.AppendRequest(make([]byte, 0, 128+len(env.Args)), &proto.Request{
 		Event: env.Event, Args: env.Args, User: c.User(), Conn: c.ID(), Ref: env.Ref,
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
+	conn := f.connContext()
+	ctx, cancel := context.WithTimeout(conn, f.timeout)
 	defer cancel()
 	msg, err := f.nc.RequestWithContext(ctx, proto.Subject(env.Event), body)
 	switch {
 	case err == nil:
+	case conn.Err() != nil:
+		log.Warn("nats connection lost during the request")
+		c.SendError(env.Ref, env.HasRef, errUnavailable)
+		return
 	case errors.Is(err, nats.ErrNoResponders):
 		log.Warn("no handlers-svc responds")
 		c.SendError(env.Ref, env.HasRef, errUnavailable)

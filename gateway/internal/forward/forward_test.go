@@ -586,3 +586,24 @@ func TestPanicClosesOnlyThatSocket(t *testing.T) {
 		t.Errorf("Shutdown = %v: the panicked request is still counted in flight", err)
 	}
 }
+
+// TestNATSLostDuringRequest: a request in flight when NATS goes away ends
+// with unavailable at once, not with timeout after the handler timeout.
+func TestNATSLostDuringRequest(t *testing.T) {
+	n := testkit.StartNATS(t)
+	received := make(chan struct{}, 1)
+	respond(t, n, func(*nats.Msg) { received <- struct{}{} }) // never answers
+	nc := natsConn(t, n)
+	const timeout = time.Minute
+	g := startGateway(t, nc, timeout, defaultLimits)
+	nc.SetDisconnectErrHandler(func(*nats.Conn, error) { g.fwd.Disconnected() })
+	cl, _ := g.dial(t, "alice")
+	cl.Send("sendMessage", nil, "r1")
+	<-received
+	start := time.Now()
+	n.Stop()
+	expectError(t, cl, "r1", proto.CodeUnavailable)
+	if d := time.Since(start); d >= wait {
+		t.Errorf("unavailable %s after NATS went away, want it at once", d)
+	}
+}

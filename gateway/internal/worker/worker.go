@@ -82,6 +82,13 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 	defer w.nc.Close()
 
 	w.fwd = forward.New(w.nc, w.cfg.HandlerTimeout, w.log.Named("forward"))
+	natsLog := w.log.Named("nats")
+	w.nc.SetDisconnectErrHandler(func(_ *nats.Conn, err error) {
+		w.fwd.Disconnected()
+		if err != nil { // nil when the worker closes the connection itself
+			natsLog.Error("nats disconnected", zap.Error(err))
+		}
+	})
 	w.sub = fanout.New(w.rdb, w.hub, w.log.Named("fanout"))
 
 	bg, stopBG := context.WithCancel(context.Background())
@@ -90,9 +97,19 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 	go func() { defer wg.Done(); _ = w.sub.Run(bg) }()
 	go func() { defer wg.Done(); w.pingLoop(bg) }()
 
+	// Serve only once NATS is connected and the Redis subscription is
+	// live: a socket accepted earlier would miss dispatches. Meanwhile the
+	// kernel's backlog holds new connections.
+	if !w.waitDeps(ctx) {
+		_ = ln.Close()
+		stopBG()
+		wg.Wait()
+		return nil
+	}
 	srv := &http.Server{
 		Handler:           w.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       60 * time.Second,
 		ErrorLog:          zap.NewStdLog(w.log.Named("http")),
 	}
 	serveErr := make(chan error, 1)
@@ -122,11 +139,6 @@ func (w *Worker) connect(ctx context.Context) error {
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.ReconnectBufSize(-1), // fail requests at once while disconnected
 		nats.ConnectHandler(func(*nats.Conn) { log.Info("nats connected") }),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil { // nil when the worker closes the connection itself
-				log.Error("nats disconnected", zap.Error(err))
-			}
-		}),
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }),
 	)
 	if err != nil {
@@ -144,6 +156,35 @@ func (w *Worker) connect(ctx context.Context) error {
 		log.Warn("nats not reachable yet, retrying in the background", zap.String("url", redactURL(w.cfg.NATSURL)))
 	}
 	return nil
+}
+
+// waitDeps waits until NATS is connected and the Redis subscription is
+// live, logging what it waits for every few seconds; it reports false if ctx
+// ended first.
+func (w *Worker) waitDeps(ctx context.Context) bool {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	start, logged := time.Now(), time.Now()
+	for {
+		natsUp, redisUp := w.nc.IsConnected(), w.sub.Live()
+		if natsUp && redisUp {
+			if time.Since(start) > time.Second {
+				w.log.Info("dependencies up, serving", zap.Duration("waited", time.Since(start)))
+			}
+			return true
+		}
+		if time.Since(logged) >= 5*time.Second {
+			logged = time.Now()
+			w.log.Warn("waiting for dependencies before serving",
+				zap.Bool("nats_connected", natsUp), zap.Bool("redis_subscribed", redisUp),
+				zap.Duration("waited", time.Since(start)))
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
 }
 
 func (w *Worker) routes() http.Handler {
@@ -206,10 +247,12 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	c := ws.NewConn(wsc, w.ids.Next(), user, ws.Limits{
 		QueueLen: w.cfg.SendQueueLen, QueueBytes: w.cfg.SendQueueBytes, MaxInFlight: w.cfg.MaxInFlight,
 	}, w.log.With(zap.String("user", user)))
-	// Registered for delivery before the connected frame is queued, so
-	// nothing dispatched after the client sees "connected" is missed.
-	w.hub.Add(c)
+	// "connected" is queued first and held; the socket is registered for
+	// delivery; only then does ReadLoop let the writer run. So "connected"
+	// is the first frame, and nothing dispatched after the client has seen
+	// it is missed.
 	c.Send(proto.AppendConnected(nil, user, c.ID(), w.index))
+	w.hub.Add(c)
 	w.mu.Lock()
 	if w.draining { // shutdown began during the upgrade and may not have seen c
 		c.Close(websocket.CloseGoingAway, "gateway shutting down")

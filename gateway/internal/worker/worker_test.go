@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -366,13 +365,15 @@ func TestReadyz(t *testing.T) {
 	testkit.Eventually(t, wait, "/readyz answers 503 with NATS down", func() bool { return status(ready) == http.StatusServiceUnavailable })
 }
 
-// TestRunWithoutNATS checks a worker whose NATS
-// is not reachable still serves sockets and answers envelopes at once.
-func TestRunWithoutNATS(t *testing.T) {
+// TestRunWaitsForNATS checks that a worker accepts no socket until NATS is
+// connected (section 1: wait for NATS and Redis at start-up), and that a
+// socket whose NATS goes away later stays open and gets unavailable at once.
+func TestRunWaitsForNATS(t *testing.T) {
 	rd := testkit.StartRedis(t)
+	n := testkit.StartNATS(t)
+	n.Stop()
 	cfg := testConfig()
-	cfg.NATSURL = "nats://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
-	cfg.RedisURL = rd.URL()
+	cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
 	cfg.ShutdownTimeout = 5 * time.Second
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -390,17 +391,28 @@ func TestRunWithoutNATS(t *testing.T) {
 			t.Error("Run did not return")
 		}
 	}()
-	testkit.Eventually(t, wait, "/healthz answers", func() bool { return status("http://"+ln.Addr().String()+"/healthz") == http.StatusOK })
-	if got := status("http://" + ln.Addr().String() + "/readyz"); got != http.StatusServiceUnavailable {
-		t.Errorf("/readyz without NATS = %d, want 503", got)
+	base := "http://" + ln.Addr().String()
+	quick := &http.Client{Timeout: 300 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
+	if resp, err := quick.Get(base + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("served /healthz (%d) before NATS was reachable", resp.StatusCode)
 	}
+	n.Start()
+	testkit.Eventually(t, wait, "the worker serves once NATS is up", func() bool { return status(base+"/readyz") == http.StatusOK })
+
 	c := testkit.Dial(t, "ws://"+ln.Addr().String()+"/socket", token(t, "alice", time.Hour))
+	n.Stop()
+	testkit.Eventually(t, wait, "/readyz answers 503 with NATS down", func() bool { return status(base+"/readyz") == http.StatusServiceUnavailable })
+	start := time.Now()
 	c.Send("sendMessage", nil, "r1")
 	f := c.ExpectRef(wait, "r1")
 	var e proto.Error
 	_ = json.Unmarshal(f.Args, &e)
 	if f.Event != proto.EventError || e.Code != proto.CodeUnavailable {
 		t.Errorf("reply without NATS = %+v, want unavailable", f)
+	}
+	if took := time.Since(start); took >= cfg.HandlerTimeout {
+		t.Errorf("unavailable took %s, as long as the handler timeout", took)
 	}
 }
 

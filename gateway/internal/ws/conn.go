@@ -58,7 +58,7 @@ type Conn struct {
 	mu          sync.Mutex
 	queue       []item
 	queuedBytes int
-	writing     bool // a writer goroutine is running
+	writing     bool // a writer goroutine runs, or is held until ReadLoop starts
 	closing     bool // no more frames are accepted
 	closeCode   int
 	closeReason string
@@ -69,7 +69,11 @@ type Conn struct {
 	opened      time.Time
 }
 
-// NewConn wraps an upgraded socket of user with connection id id.
+// NewConn wraps an upgraded socket of user with connection id id. Frames
+// sent before ReadLoop starts are queued and held, so a caller can queue the
+// first frame, register the socket for delivery, and only then let the
+// writer run: the first frame is then both first on the wire and sent after
+// registration.
 func NewConn(wsc *websocket.Conn, id, user string, limits Limits, log *zap.Logger) *Conn {
 	return &Conn{
 		ws:         wsc,
@@ -77,6 +81,7 @@ func NewConn(wsc *websocket.Conn, id, user string, limits Limits, log *zap.Logge
 		user:       user,
 		limits:     limits,
 		log:        log,
+		writing:    true, // held until ReadLoop releases the writer
 		closed:     make(chan struct{}),
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
@@ -238,6 +243,7 @@ func (c *Conn) writeClose(code int, reason string) {
 // closed and the writer has finished; call it once.
 func (c *Conn) ReadLoop(h FrameHandler, maxFrame int64) {
 	defer c.finish()
+	go c.writeLoop() // releases the frames held since NewConn
 	c.ws.SetReadLimit(maxFrame)
 	_ = c.ws.SetReadDeadline(time.Now().Add(PongWait))
 	c.ws.SetPongHandler(func(string) error {
