@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -135,5 +137,49 @@ func TestUnauthorizedUpgrades(t *testing.T) {
 	ok := testkit.Dial(t, s.URL()+"?token="+s.Token("alice"), "")
 	if ok.User != "alice" {
 		t.Fatalf("user %q", ok.User)
+	}
+}
+
+// TestRateLimit: over its allowance a socket gets rate_limited errors with
+// its ref; one that keeps sending is closed with 1008 and a reason.
+func TestRateLimit(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{
+		"GATEWAY_RATE_LIMIT=2", "GATEWAY_RATE_BURST=5", "GATEWAY_RATE_CLOSE_AFTER=20",
+	}})
+	c := s.Dial("alice")
+	for i := range 10 {
+		c.Send("sendMessage", map[string]any{"text": "spam"}, fmt.Sprintf("s%d", i))
+	}
+	acks, limited := 0, 0
+	for i := range 10 {
+		f := c.ExpectRef(wait, fmt.Sprintf("s%d", i))
+		switch {
+		case f.Event == proto.EventAck:
+			acks++
+		case f.Event == proto.EventError && strings.Contains(string(f.Args), proto.CodeRateLimited):
+			limited++
+		default:
+			t.Fatalf("s%d: got %s %s", i, f.Event, f.Args)
+		}
+	}
+	// The burst of 5, plus at most one token refilled at 2/s meanwhile.
+	if acks < 5 || acks > 6 || limited != 10-acks {
+		t.Fatalf("%d acks and %d rate_limited for 10 envelopes, want 5-6 acks and the rest limited", acks, limited)
+	}
+	for i := range 30 {
+		if c.TrySend("sendMessage", map[string]any{"text": "spam"}, fmt.Sprintf("t%d", i)) != nil {
+			break // closed already
+		}
+	}
+	err := c.WaitClosed(wait)
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.ClosePolicyViolation || ce.Text != proto.ReasonRateLimited {
+		t.Fatalf("close: %v, want 1008 %q", err, proto.ReasonRateLimited)
+	}
+	// Other users are untouched.
+	b := s.Dial("bob")
+	b.Send("sendMessage", map[string]any{"text": "hello"}, "b1")
+	if f := b.ExpectRef(wait, "b1"); f.Event != proto.EventAck {
+		t.Fatalf("bob got %+v", f)
 	}
 }

@@ -33,6 +33,9 @@ type Config struct {
 	SendQueueLen    int           // GATEWAY_SEND_QUEUE: max frames queued per socket
 	SendQueueBytes  int           // GATEWAY_SEND_QUEUE_BYTES: max bytes queued per socket
 	MaxInFlight     int           // GATEWAY_MAX_INFLIGHT: handler requests in flight per socket
+	RateLimit       float64       // GATEWAY_RATE_LIMIT: envelopes per second per socket; 0 = unlimited
+	RateBurst       float64       // GATEWAY_RATE_BURST: envelopes a socket may send at once
+	RateCloseAfter  int           // GATEWAY_RATE_CLOSE_AFTER: refusals within 10s that close the socket; 0 = never
 	ShutdownTimeout time.Duration // GATEWAY_SHUTDOWN_TIMEOUT: graceful stop deadline
 }
 
@@ -49,6 +52,9 @@ func Default() Config {
 		SendQueueLen:    1024,
 		SendQueueBytes:  1 << 20,
 		MaxInFlight:     64,
+		RateLimit:       50,
+		RateBurst:       100,
+		RateCloseAfter:  50,
 		ShutdownTimeout: 10 * time.Second,
 	}
 }
@@ -79,6 +85,9 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 		{"GATEWAY_SEND_QUEUE", (*intValue)(&c.SendQueueLen)},
 		{"GATEWAY_SEND_QUEUE_BYTES", (*intValue)(&c.SendQueueBytes)},
 		{"GATEWAY_MAX_INFLIGHT", (*intValue)(&c.MaxInFlight)},
+		{"GATEWAY_RATE_LIMIT", (*float64Value)(&c.RateLimit)},
+		{"GATEWAY_RATE_BURST", (*float64Value)(&c.RateBurst)},
+		{"GATEWAY_RATE_CLOSE_AFTER", (*intValue)(&c.RateCloseAfter)},
 		{"GATEWAY_SHUTDOWN_TIMEOUT", (*durationValue)(&c.ShutdownTimeout)},
 	}
 	for _, v := range vars {
@@ -129,6 +138,9 @@ func (c Config) Validate() error {
 	if c.MaxInFlight < 1 {
 		errs = append(errs, errors.New("GATEWAY_MAX_INFLIGHT must be positive"))
 	}
+	if c.RateLimit < 0 || c.RateCloseAfter < 0 || (c.RateLimit > 0 && c.RateBurst < 1) {
+		errs = append(errs, errors.New("GATEWAY_RATE_LIMIT and GATEWAY_RATE_CLOSE_AFTER must not be negative, and GATEWAY_RATE_BURST must be at least 1"))
+	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("GATEWAY_SHUTDOWN_TIMEOUT must be positive"))
 	}
@@ -162,6 +174,15 @@ func (v *int64Value) Set(s string) error {
 	return err
 }
 func (v *int64Value) String() string { return strconv.FormatInt(int64(*v), 10) }
+
+type float64Value float64
+
+func (v *float64Value) Set(s string) error {
+	f, err := strconv.ParseFloat(s, 64)
+	*v = float64Value(f)
+	return err
+}
+func (v *float64Value) String() string { return strconv.FormatFloat(float64(*v), 'g', -1, 64) }
 
 type boolValue bool
 

@@ -97,6 +97,16 @@ func (c *Client) Send(event string, args any, ref string) {
 	c.SendRaw(websocket.TextMessage, data)
 }
 
+// TrySend writes an envelope like Send and returns the write error instead
+// of failing the test, for sends that may race the server closing.
+func (c *Client) TrySend(event string, args any, ref string) error {
+	data, err := json.Marshal(map[string]any{"event": event, "args": args, "ref": ref})
+	if err != nil {
+		return err
+	}
+	return c.ws.WriteMessage(websocket.TextMessage, data)
+}
+
 // SendRaw writes one frame of type mt as is.
 func (c *Client) SendRaw(mt int, data []byte) {
 	c.t.Helper()

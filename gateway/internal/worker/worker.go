@@ -27,6 +27,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/fanout"
 	"github.com/switchboard/switchboard/gateway/internal/forward"
 	"github.com/switchboard/switchboard/gateway/internal/hub"
+	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -40,6 +41,7 @@ type Worker struct {
 	ids      *connid.Generator
 	hub      *hub.Hub[*ws.Conn]
 	upgrader websocket.Upgrader
+	limits   ws.Limits
 
 	nc  *nats.Conn
 	rdb *redis.Client
@@ -60,6 +62,12 @@ func New(cfg config.Config, index int, log *zap.Logger) *Worker {
 		verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTAudience),
 		ids:      connid.New(),
 		hub:      hub.New[*ws.Conn](),
+		limits: ws.Limits{
+			QueueLen: cfg.SendQueueLen, QueueBytes: cfg.SendQueueBytes, MaxInFlight: cfg.MaxInFlight,
+			Rate: ratelimit.Policy{
+				Rate: cfg.RateLimit, Burst: cfg.RateBurst, CloseAfter: cfg.RateCloseAfter, Window: 10 * time.Second,
+			},
+		},
 	}
 	w.upgrader = websocket.Upgrader{
 		ReadBufferSize:  1024,
@@ -244,9 +252,7 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "websocket upgrade failed", http.StatusBadRequest)
 		return
 	}
-	c := ws.NewConn(wsc, w.ids.Next(), user, ws.Limits{
-		QueueLen: w.cfg.SendQueueLen, QueueBytes: w.cfg.SendQueueBytes, MaxInFlight: w.cfg.MaxInFlight,
-	}, w.log.With(zap.String("user", user)))
+	c := ws.NewConn(wsc, w.ids.Next(), user, w.limits, w.log.With(zap.String("user", user)))
 	// "connected" is queued first and held; the socket is registered for
 	// delivery; only then does ReadLoop let the writer run. So "connected"
 	// is the first frame, and nothing dispatched after the client has seen

@@ -10,6 +10,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
+	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -33,10 +34,13 @@ type FrameHandler interface {
 
 // Limits bound one socket's outgoing queue.
 type Limits struct {
-	QueueLen    int // frames
-	QueueBytes  int // bytes
-	MaxInFlight int // handler requests in flight (see AcquireSlot)
+	QueueLen    int              // frames
+	QueueBytes  int              // bytes
+	MaxInFlight int              // handler requests in flight (see AcquireSlot)
+	Rate        ratelimit.Policy // allowance of incoming frames
 }
+
+var errRateLimited = proto.NewError(proto.CodeRateLimited, "too many messages: slow down")
 
 // keptBatchCap is the largest write batch buffer a socket keeps between
 // bursts.
@@ -62,10 +66,11 @@ type Conn struct {
 	closing     bool // no more frames are accepted
 	closeCode   int
 	closeReason string
-	slots       chan struct{} // in-flight request slots, made on first use by the reader
-	closed      chan struct{} // closed when closing is set
-	done        chan struct{} // closed when the reader and writer are gone
-	writerDone  chan struct{} // closed by the last writer after the close frame
+	slots       chan struct{}    // in-flight request slots, made on first use by the reader
+	bucket      ratelimit.Bucket // the reader's only
+	closed      chan struct{}    // closed when closing is set
+	done        chan struct{}    // closed when the reader and writer are gone
+	writerDone  chan struct{}    // closed by the last writer after the close frame
 	opened      time.Time
 }
 
@@ -258,6 +263,15 @@ func (c *Conn) ReadLoop(h FrameHandler, maxFrame int64) {
 		}
 		if !c.extendReadDeadline() {
 			continue // closing: drain until the peer's close frame or the grace deadline
+		}
+		switch c.bucket.Take(&c.limits.Rate, time.Now()) {
+		case ratelimit.Refuse:
+			env, _ := proto.DecodeEnvelope(data) // only to echo a valid ref
+			c.SendError(env.Ref, env.HasRef, errRateLimited)
+			continue
+		case ratelimit.Abusive:
+			c.Close(proto.ClosePolicy, proto.ReasonRateLimited)
+			continue
 		}
 		if mt != websocket.TextMessage {
 			c.SendError("", false, proto.NewError(proto.CodeBadRequest, "binary frames are not supported: send JSON in text frames"))

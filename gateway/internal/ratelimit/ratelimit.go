@@ -1,0 +1,60 @@
+// Package ratelimit is the per-connection allowance of incoming envelopes: a
+// token bucket, and a count of refusals that tells a client that keeps
+// sending over its limit (to be disconnected) from one that bursts.
+//
+// A Bucket belongs to one connection's read loop and is not safe for
+// concurrent use; it costs 64 bytes and no goroutine or timer.
+package ratelimit
+
+import "time"
+
+// Policy is the allowance every connection gets.
+type Policy struct {
+	Rate  float64 // envelopes per second, refilled continuously; 0 = unlimited
+	Burst float64 // bucket size: envelopes allowed at once
+	// CloseAfter refusals within Window mark the client as abusive.
+	CloseAfter int
+	Window     time.Duration
+}
+
+// Verdict is what to do with one envelope.
+type Verdict int
+
+const (
+	Allow   Verdict = iota // within the allowance
+	Refuse                 // over it: answer rate_limited
+	Abusive                // over it persistently: close the connection
+)
+
+// Bucket tracks one connection.
+type Bucket struct {
+	tokens      float64
+	last        time.Time // of the last refill; zero = full bucket
+	refusals    int
+	windowStart time.Time
+}
+
+// Take spends one token at now and says what to do with the envelope.
+func (b *Bucket) Take(p *Policy, now time.Time) Verdict {
+	if p.Rate <= 0 {
+		return Allow
+	}
+	if b.last.IsZero() {
+		b.tokens = p.Burst
+	} else {
+		b.tokens = min(p.Burst, b.tokens+now.Sub(b.last).Seconds()*p.Rate)
+	}
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return Allow
+	}
+	if now.Sub(b.windowStart) > p.Window {
+		b.windowStart, b.refusals = now, 0
+	}
+	b.refusals++
+	if p.CloseAfter > 0 && b.refusals >= p.CloseAfter {
+		return Abusive
+	}
+	return Refuse
+}

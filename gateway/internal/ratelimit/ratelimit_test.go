@@ -1,0 +1,82 @@
+package ratelimit
+
+import (
+	"testing"
+	"time"
+)
+
+func TestBucket(t *testing.T) {
+	p := &Policy{Rate: 10, Burst: 5, CloseAfter: 3, Window: 10 * time.Second}
+	var b Bucket
+	now := time.Unix(1000, 0)
+	for i := range 5 {
+		if v := b.Take(p, now); v != Allow {
+			t.Fatalf("envelope %d of the burst: %v, want Allow", i, v)
+		}
+	}
+	if v := b.Take(p, now); v != Refuse {
+		t.Fatalf("over the burst: %v, want Refuse", v)
+	}
+	// 100ms later one token has been refilled at 10/s.
+	now = now.Add(100 * time.Millisecond)
+	if v := b.Take(p, now); v != Allow {
+		t.Fatalf("after a refill: %v, want Allow", v)
+	}
+	if v := b.Take(p, now); v != Refuse {
+		t.Fatalf("second refusal: %v, want Refuse", v)
+	}
+	if v := b.Take(p, now); v != Abusive {
+		t.Fatalf("third refusal in the window: %v, want Abusive", v)
+	}
+}
+
+func TestRefusalsForgottenAfterWindow(t *testing.T) {
+	p := &Policy{Rate: 1, Burst: 1, CloseAfter: 2, Window: time.Second}
+	var b Bucket
+	now := time.Unix(1000, 0)
+	b.Take(p, now) // spends the token
+	if v := b.Take(p, now); v != Refuse {
+		t.Fatalf("got %v, want Refuse", v)
+	}
+	// Past the window (and refilled), a later refusal starts a new count.
+	now = now.Add(3 * time.Second)
+	b.Take(p, now)
+	if v := b.Take(p, now); v != Refuse {
+		t.Fatalf("first refusal of a new window: %v, want Refuse", v)
+	}
+}
+
+func TestBucketNeverExceedsBurst(t *testing.T) {
+	p := &Policy{Rate: 1000, Burst: 3, Window: time.Second}
+	var b Bucket
+	now := time.Unix(1000, 0)
+	b.Take(p, now)
+	now = now.Add(time.Hour) // a long idle time refills to Burst only
+	allowed := 0
+	for b.Take(p, now) == Allow {
+		allowed++
+	}
+	if allowed != 3 {
+		t.Fatalf("allowed %d after idling, want the burst of 3", allowed)
+	}
+}
+
+func TestUnlimited(t *testing.T) {
+	var b Bucket
+	p := &Policy{}
+	for range 1000 {
+		if b.Take(p, time.Unix(0, 0)) != Allow {
+			t.Fatal("a zero rate must mean unlimited")
+		}
+	}
+}
+
+func BenchmarkTake(b *testing.B) {
+	p := &Policy{Rate: 1e9, Burst: 1e9, CloseAfter: 10, Window: time.Second}
+	var bk Bucket
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		bk.Take(p, now)
+	}
+}
