@@ -58,7 +58,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		return runWorker(ctx, cfg, index, log.With(zap.Int("worker", index), zap.Int("pid", os.Getpid())))
 	}
 	if cfg.Dev {
-		log.Warn("dev mode: demo endpoints on and, unless GATEWAY_JWT_SECRET is set, a public dev secret")
+		log.Warn("dev mode: GET /dev/token mints tokens, any Origin is allowed, and unless GATEWAY_JWT_SECRET is set the secret is public")
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -68,7 +68,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		Addr:        cfg.Addr,
 		Workers:     cfg.Workers,
 		StopTimeout: cfg.ShutdownTimeout + 5*time.Second,
-	}, supervisor.ExecStart(exe, args), log.Named("supervisor"))
+	}, supervisor.ExecStart(exe, nil, cfg.Environ()), log.Named("supervisor"))
 	return sup.Run(ctx)
 }
 

@@ -7,10 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // DevSecret is the JWT secret used in dev mode when GATEWAY_JWT_SECRET is not
@@ -67,29 +70,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var origins string
-	vars := []struct {
-		env   string
-		value flag.Value
-	}{
-		{"GATEWAY_ADDR", (*stringValue)(&c.Addr)},
-		{"GATEWAY_WORKERS", (*intValue)(&c.Workers)},
-		{"GATEWAY_JWT_SECRET", (*stringValue)(&c.JWTSecret)},
-		{"GATEWAY_JWT_AUDIENCE", (*stringValue)(&c.JWTAudience)},
-		{"NATS_URL", (*stringValue)(&c.NATSURL)},
-		{"REDIS_URL", (*stringValue)(&c.RedisURL)},
-		{"GATEWAY_MAX_FRAME", (*int64Value)(&c.MaxFrame)},
-		{"GATEWAY_HANDLER_TIMEOUT", (*durationValue)(&c.HandlerTimeout)},
-		{"GATEWAY_ALLOWED_ORIGINS", (*stringValue)(&origins)},
-		{"GATEWAY_DEV", (*boolValue)(&c.Dev)},
-		{"LOG_LEVEL", (*stringValue)(&c.LogLevel)},
-		{"GATEWAY_SEND_QUEUE", (*intValue)(&c.SendQueueLen)},
-		{"GATEWAY_SEND_QUEUE_BYTES", (*intValue)(&c.SendQueueBytes)},
-		{"GATEWAY_MAX_INFLIGHT", (*intValue)(&c.MaxInFlight)},
-		{"GATEWAY_RATE_LIMIT", (*float64Value)(&c.RateLimit)},
-		{"GATEWAY_RATE_BURST", (*float64Value)(&c.RateBurst)},
-		{"GATEWAY_RATE_CLOSE_AFTER", (*intValue)(&c.RateCloseAfter)},
-		{"GATEWAY_SHUTDOWN_TIMEOUT", (*durationValue)(&c.ShutdownTimeout)},
-	}
+	vars := c.settings(&origins)
 	for _, v := range vars {
 		if s := getenv(v.env); s != "" {
 			if err := v.value.Set(s); err != nil {
@@ -114,6 +95,49 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	return c, c.Validate()
 }
 
+// Environ returns every setting of a loaded Config as KEY=value. The
+// supervisor hands its settings to workers this way rather than as flags,
+// so a secret given as a flag does not show on every worker's command line.
+func (c Config) Environ() []string {
+	origins := strings.Join(c.AllowedOrigins, ",")
+	vars := c.settings(&origins)
+	env := make([]string, 0, len(vars))
+	for _, v := range vars {
+		env = append(env, v.env+"="+v.value.String())
+	}
+	return env
+}
+
+type setting struct {
+	env   string
+	value flag.Value
+}
+
+// settings lists every setting with the field it sets; origins stands in
+// for AllowedOrigins, which is parsed from it.
+func (c *Config) settings(origins *string) []setting {
+	return []setting{
+		{"GATEWAY_ADDR", (*stringValue)(&c.Addr)},
+		{"GATEWAY_WORKERS", (*intValue)(&c.Workers)},
+		{"GATEWAY_JWT_SECRET", (*stringValue)(&c.JWTSecret)},
+		{"GATEWAY_JWT_AUDIENCE", (*stringValue)(&c.JWTAudience)},
+		{"NATS_URL", (*stringValue)(&c.NATSURL)},
+		{"REDIS_URL", (*stringValue)(&c.RedisURL)},
+		{"GATEWAY_MAX_FRAME", (*int64Value)(&c.MaxFrame)},
+		{"GATEWAY_HANDLER_TIMEOUT", (*durationValue)(&c.HandlerTimeout)},
+		{"GATEWAY_ALLOWED_ORIGINS", (*stringValue)(origins)},
+		{"GATEWAY_DEV", (*boolValue)(&c.Dev)},
+		{"LOG_LEVEL", (*stringValue)(&c.LogLevel)},
+		{"GATEWAY_SEND_QUEUE", (*intValue)(&c.SendQueueLen)},
+		{"GATEWAY_SEND_QUEUE_BYTES", (*intValue)(&c.SendQueueBytes)},
+		{"GATEWAY_MAX_INFLIGHT", (*intValue)(&c.MaxInFlight)},
+		{"GATEWAY_RATE_LIMIT", (*float64Value)(&c.RateLimit)},
+		{"GATEWAY_RATE_BURST", (*float64Value)(&c.RateBurst)},
+		{"GATEWAY_RATE_CLOSE_AFTER", (*intValue)(&c.RateCloseAfter)},
+		{"GATEWAY_SHUTDOWN_TIMEOUT", (*durationValue)(&c.ShutdownTimeout)},
+	}
+}
+
 // FlagName returns the flag that mirrors an environment variable.
 func FlagName(env string) string { return strings.ReplaceAll(strings.ToLower(env), "_", "-") }
 
@@ -125,6 +149,12 @@ func (c Config) Validate() error {
 	}
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("GATEWAY_WORKERS must be at least 1, got %d", c.Workers))
+	}
+	if u, err := url.Parse(c.NATSURL); err != nil || u.Host == "" {
+		errs = append(errs, fmt.Errorf("NATS_URL must be a URL such as nats://127.0.0.1:4222"))
+	}
+	if _, err := redis.ParseURL(c.RedisURL); err != nil {
+		errs = append(errs, fmt.Errorf("REDIS_URL must be a URL such as redis://127.0.0.1:6379/0"))
 	}
 	if c.MaxFrame < 64 {
 		errs = append(errs, fmt.Errorf("GATEWAY_MAX_FRAME must be at least 64 bytes, got %d", c.MaxFrame))

@@ -257,3 +257,24 @@ func TestValidateJoinsErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestEnvironRoundTrip: what the supervisor hands its workers loads back
+// into the same Config, flags included.
+func TestEnvironRoundTrip(t *testing.T) {
+	want, err := config.Load([]string{"-gateway-jwt-secret=from-flag", "-gateway-workers=3", "-gateway-allowed-origins=https://a.example,https://b.example", "-gateway-rate-limit=2.5"}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, kv := range want.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	got, err := config.Load(nil, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("round trip through Environ:\n%+v\nwant\n%+v", got, want)
+	}
+}

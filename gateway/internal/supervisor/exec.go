@@ -15,12 +15,13 @@ const WorkerEnv = "SWITCHBOARD_WORKER_INDEX"
 const ListenerFD = 3
 
 // ExecStart returns a StartFunc that runs the executable at path with args as
-// a worker, inheriting stdout, stderr and the environment. The worker is sent
-// SIGTERM if the supervisor dies.
-func ExecStart(path string, args []string) StartFunc {
+// a worker, inheriting stdout, stderr and the environment, plus env
+// (KEY=value, which win over inherited ones). The worker is sent SIGTERM if
+// the supervisor dies.
+func ExecStart(path string, args, env []string) StartFunc {
 	return func(index int, ln *os.File) (Process, error) {
 		cmd := exec.Command(path, args...)
-		cmd.Env = append(os.Environ(), WorkerEnv+"="+strconv.Itoa(index))
+		cmd.Env = append(append(os.Environ(), env...), WorkerEnv+"="+strconv.Itoa(index))
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		cmd.ExtraFiles = []*os.File{ln}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

@@ -539,7 +539,7 @@ func TestExecStart(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := ExecStart("/bin/sh", []string{"-c", tt.script})(2, f)
+			p, err := ExecStart("/bin/sh", []string{"-c", tt.script}, nil)(2, f)
 			if err != nil {
 				t.Fatal(err)
 			}

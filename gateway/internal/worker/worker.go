@@ -202,7 +202,29 @@ func (w *Worker) routes() http.Handler {
 		writeJSON(rw, http.StatusOK, map[string]any{"status": "ok", "worker": w.index})
 	})
 	mux.HandleFunc("GET /readyz", w.serveReady)
+	if w.cfg.Dev {
+		mux.HandleFunc("GET /dev/token", w.serveDevToken)
+	}
 	return mux
+}
+
+// devTokenTTL is the lifetime of tokens minted by /dev/token.
+const devTokenTTL = 24 * time.Hour
+
+// serveDevToken mints a token for ?user= (dev mode only, PROTOCOL 1).
+func (w *Worker) serveDevToken(rw http.ResponseWriter, r *http.Request) {
+	user := r.URL.Query().Get("user")
+	if user == "" {
+		writeError(rw, http.StatusBadRequest, proto.CodeBadRequest, "user is required: /dev/token?user=<id>")
+		return
+	}
+	tok, err := auth.Mint(w.cfg.JWTSecret, user, devTokenTTL)
+	if err != nil {
+		writeError(rw, http.StatusInternalServerError, proto.CodeHandlerError, "cannot mint a token")
+		return
+	}
+	rw.Header().Set("Cache-Control", "no-store")
+	writeJSON(rw, http.StatusOK, map[string]any{"token": tok, "user": user, "expires_in": int(devTokenTTL.Seconds())})
 }
 
 func (w *Worker) serveReady(rw http.ResponseWriter, _ *http.Request) {

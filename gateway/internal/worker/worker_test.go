@@ -474,3 +474,33 @@ func TestShutdownFinishesRequestsInFlight(t *testing.T) {
 		t.Fatal("Run did not return")
 	}
 }
+
+// TestDevToken: /dev/token mints a working token in dev mode only.
+func TestDevToken(t *testing.T) {
+	for _, dev := range []bool{false, true} {
+		cfg := testConfig()
+		cfg.Dev = dev
+		srv := httptest.NewServer(New(cfg, 0, zap.NewNop()).routes())
+		resp, err := http.Get(srv.URL + "/dev/token?user=carol")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct{ Token, User string }
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		srv.Close()
+		if !dev {
+			if resp.StatusCode != http.StatusNotFound {
+				t.Errorf("/dev/token outside dev mode: %d, want 404", resp.StatusCode)
+			}
+			continue
+		}
+		if resp.StatusCode != http.StatusOK || body.User != "carol" {
+			t.Fatalf("/dev/token: %d %+v", resp.StatusCode, body)
+		}
+		user, err := auth.NewVerifier(cfg.JWTSecret, "").Verify(body.Token)
+		if err != nil || user != "carol" {
+			t.Fatalf("minted token verifies as %q, %v", user, err)
+		}
+	}
+}

@@ -593,9 +593,17 @@ func TestNoLeakAfterClose(t *testing.T) {
 
 // slotTaker is a FrameHandler that takes a request slot per frame and
 // never gives it back, like a handler request that has not finished.
-type slotTaker struct{ acquired chan bool }
+type slotTaker struct {
+	acquired chan bool
+	entered  chan struct{} // optional: told before each AcquireSlot
+}
 
-func (h *slotTaker) HandleFrame(c *ws.Conn, _ []byte) { h.acquired <- c.AcquireSlot() }
+func (h *slotTaker) HandleFrame(c *ws.Conn, _ []byte) {
+	if h.entered != nil {
+		h.entered <- struct{}{}
+	}
+	h.acquired <- c.AcquireSlot()
+}
 
 func TestAcquireSlot(t *testing.T) {
 	h := &slotTaker{acquired: make(chan bool, 8)}
@@ -641,7 +649,7 @@ func TestAcquireSlot(t *testing.T) {
 // gives up at once when the gateway closes the socket, so shutdown does not
 // wait for the handler timeout.
 func TestAcquireSlotSocketCloses(t *testing.T) {
-	h := &slotTaker{acquired: make(chan bool, 8)}
+	h := &slotTaker{acquired: make(chan bool, 8), entered: make(chan struct{}, 8)}
 	s := startServerWith(t, ws.Limits{QueueLen: 8, QueueBytes: 1 << 16, MaxInFlight: 1}, 65536, h)
 	cl, c := s.dial(t, nil)
 	for range 2 {
@@ -652,6 +660,8 @@ func TestAcquireSlotSocketCloses(t *testing.T) {
 	if ok := <-h.acquired; !ok {
 		t.Fatal("first slot refused")
 	}
+	<-h.entered
+	<-h.entered
 	// The read loop now waits in AcquireSlot for the second frame.
 	c.Close(websocket.CloseGoingAway, "shutting down")
 	defer c.ReleaseSlot()
