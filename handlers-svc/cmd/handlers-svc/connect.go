@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -115,11 +116,17 @@ func waitRedis(ctx context.Context, rdb *redis.Client, log *zap.Logger) error {
 	}
 }
 
-// redactRedisURL hides the password of a Redis URL, for logs.
-func redactRedisURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(invalid)"
+// redactURL hides the credentials of a URL, or of each URL of a
+// comma-separated list (NATS_URL may be one), for logs.
+func redactURL(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil {
+			parts[i] = "(invalid)"
+			continue
+		}
+		parts[i] = u.Redacted()
 	}
-	return u.Redacted()
+	return strings.Join(parts, ",")
 }

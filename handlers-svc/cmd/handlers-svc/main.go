@@ -107,8 +107,8 @@ func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
 // clean shutdown, also when ctx ends while still waiting for NATS or Redis.
 func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	log.Info("starting",
-		zap.String("nats_url", cfg.NATSURL),
-		zap.String("redis_url", redactRedisURL(cfg.RedisURL)),
+		zap.String("nats_url", redactURL(cfg.NATSURL)),
+		zap.String("redis_url", redactURL(cfg.RedisURL)),
 		zap.String("addr", cfg.Addr),
 		zap.Duration("timeout", cfg.Timeout),
 		zap.Duration("shutdown_timeout", cfg.ShutdownTimeout))

@@ -141,17 +141,18 @@ func validateNATSURL(s string) error {
 		return errors.New("must not be empty")
 	}
 	for u := range strings.SplitSeq(s, ",") {
+		// Errors name the URL only with its credentials hidden.
 		parsed, err := url.Parse(strings.TrimSpace(u))
 		if err != nil {
-			return fmt.Errorf("%q is not a URL", u)
+			return errors.New("a server is not a URL")
 		}
 		switch parsed.Scheme {
 		case "nats", "tls", "ws", "wss":
 		default:
-			return fmt.Errorf("%q: scheme must be nats, tls, ws or wss", u)
+			return fmt.Errorf("%q: scheme must be nats, tls, ws or wss", parsed.Redacted())
 		}
 		if parsed.Host == "" {
-			return fmt.Errorf("%q has no host", u)
+			return fmt.Errorf("%q has no host", parsed.Redacted())
 		}
 	}
 	return nil
