@@ -14,9 +14,10 @@ build:
 	go build -o bin/handlers-svc ./handlers-svc/cmd/handlers-svc
 
 deps:
-	@bash .ci/deps.sh
+	@bash .ci/deps.sh test
 
-run: deps build
+run: build
+	@bash .ci/deps.sh run
 	@bash .ci/run-stack.sh
 
 test: deps vet unit fuzz

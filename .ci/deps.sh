@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# Installs what switchboard's tests and `make run` need and a fresh machine
-# lacks: redis-server and nats-server from Debian's packages. Go itself is
-# expected at /usr/local/go or on PATH.
+# Installs from Debian's packages what a fresh machine lacks.
+#   deps.sh test   redis-server (the tests embed their NATS server)
+#   deps.sh run    redis-server, nats-server and curl, for `make run`
+# Extra package names may follow the mode. Go itself must be present.
 set -euo pipefail
 
+mode="${1:-test}"
+shift || true
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+
 need=()
-command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
-command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
-command -v curl >/dev/null 2>&1 || need+=(curl)
+have redis-server || need+=(redis-server)
+if [ "$mode" = run ]; then
+  have nats-server || need+=(nats-server)
+  have curl || need+=(curl)
+fi
 for pkg in "$@"; do
-  case "$pkg" in
-    chromium) command -v chromium >/dev/null 2>&1 || need+=(chromium) ;;
-    *) need+=("$pkg") ;;
-  esac
+  have "$pkg" || need+=("$pkg")
 done
 
 if ((${#need[@]})); then

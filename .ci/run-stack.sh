@@ -15,9 +15,11 @@ export NATS_URL="${NATS_URL:-nats://127.0.0.1:$NATS_PORT}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}"
 export HANDLERS_ADDR="${HANDLERS_ADDR:-127.0.0.1:8081}"
 data="$(mktemp -d)"
+PATH="$PATH:/usr/sbin"
+status=0
 pids=()
-# NATS and Redis run in their own sessions so a terminal Ctrl-C reaches only
-# the switchboard processes; the stop trap then stops NATS and Redis last.
+# Every process runs in its own session, so a terminal Ctrl-C reaches only
+# this script, whose stop trap then stops them in order.
 
 stop() {
   trap - INT TERM EXIT
@@ -32,7 +34,7 @@ stop() {
   done
   rm -rf "$data"
   echo "stopped." >&2
-  exit 0
+  exit "$status"
 }
 trap stop INT TERM EXIT
 
@@ -40,7 +42,7 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_for() { # wait_for WHAT CMD...
   local what="$1"; shift
   for _ in $(seq 1 100); do "$@" && return 0; sleep 0.1; done
-  echo "run: $what did not come up" >&2; exit 1
+  echo "run: $what did not come up" >&2; status=1; exit 1
 }
 
 if port_open "$REDIS_PORT"; then
@@ -58,10 +60,10 @@ else
   wait_for "nats" port_open "$NATS_PORT"
 fi
 
-./bin/handlers-svc &
+setsid ./bin/handlers-svc &
 pids+=($!)
 wait_for "handlers-svc" curl -fs -o /dev/null "http://$HANDLERS_ADDR/readyz"
-./bin/gateway &
+setsid ./bin/gateway &
 pids+=($!)
 port="${GATEWAY_ADDR##*:}"
 wait_for "gateway" curl -fs -o /dev/null "http://127.0.0.1:$port/readyz"
@@ -72,7 +74,8 @@ cat >&2 <<MSG
   switchboard is up: NATS $NATS_URL, Redis $REDIS_URL, handlers-svc, gateway with $GATEWAY_WORKERS workers.
 
   WebSocket:   ws://localhost:$port/socket?token=$token
-  (user alice; a token for any user: make token ID=bob)
+  (user alice; a token for any user: make token ID=bob,
+   or http://localhost:$port/dev/token?user=bob)
   Health:      http://localhost:$port/readyz
 
   Try it:      websocat "ws://localhost:$port/socket?token=$token"
@@ -81,5 +84,6 @@ cat >&2 <<MSG
   Ctrl-C stops everything.
 
 MSG
-wait -n "${pids[@]}"
-echo "run: a process exited; stopping the rest" >&2
+wait -n "${pids[@]}" || true
+echo "run: a process exited on its own; stopping the rest" >&2
+status=1
