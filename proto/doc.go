@@ -5,6 +5,7 @@
 //
 // The package depends on the standard library only. Decoders of outside input
 // (DecodeEnvelope, DecodeDispatch, DecodeReply) never panic and return an
-// *Error whose Message says, for a person, what is wrong. Encoders append to a
+// *Error whose Message says, for a person, what is wrong; these values may
+// be shared between calls, so callers must not modify them. Encoders append to a
 // caller's buffer so the hot paths can reuse memory.
 package proto

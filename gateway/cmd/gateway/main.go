@@ -95,14 +95,11 @@ func mintToken(args []string, stdout io.Writer) error {
 	if fs.NArg() != 1 || fs.Arg(0) == "" {
 		return errors.New("usage: gateway token [-ttl 24h] USER")
 	}
-	secret := os.Getenv("GATEWAY_JWT_SECRET")
-	if secret == "" {
-		if dev, _ := strconv.ParseBool(os.Getenv("GATEWAY_DEV")); !dev {
-			return errors.New("set GATEWAY_JWT_SECRET (or GATEWAY_DEV=1 for the dev secret)")
-		}
-		secret = config.DevSecret
+	cfg, err := config.Load(nil, os.Getenv) // the secret, or the dev secret in dev mode
+	if err != nil {
+		return err
 	}
-	tok, err := auth.Mint(secret, fs.Arg(0), *ttl)
+	tok, err := auth.Mint(cfg.JWTSecret, fs.Arg(0), *ttl)
 	if err != nil {
 		return err
 	}
