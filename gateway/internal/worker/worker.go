@@ -42,6 +42,7 @@ type Worker struct {
 	hub      *hub.Hub[*ws.Conn]
 	upgrader websocket.Upgrader
 	limits   ws.Limits
+	wsLog    *zap.Logger // shared by every socket
 
 	nc  *nats.Conn
 	rdb *redis.Client
@@ -62,6 +63,7 @@ func New(cfg config.Config, index int, log *zap.Logger) *Worker {
 		verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTAudience),
 		ids:      connid.New(),
 		hub:      hub.New[*ws.Conn](),
+		wsLog:    log.Named("ws"),
 		limits: ws.Limits{
 			QueueLen: cfg.SendQueueLen, QueueBytes: cfg.SendQueueBytes, MaxInFlight: cfg.MaxInFlight,
 			Rate: ratelimit.Policy{
@@ -274,7 +276,7 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "websocket upgrade failed", http.StatusBadRequest)
 		return
 	}
-	c := ws.NewConn(wsc, w.ids.Next(), user, w.limits, w.log.With(zap.String("user", user)))
+	c := ws.NewConn(wsc, w.ids.Next(), user, w.limits, w.wsLog)
 	// "connected" is queued first and held; the socket is registered for
 	// delivery; only then does ReadLoop let the writer run. So "connected"
 	// is the first frame, and nothing dispatched after the client has seen

@@ -32,7 +32,8 @@ type FrameHandler interface {
 	HandleFrame(c *Conn, data []byte)
 }
 
-// Limits bound one socket's outgoing queue.
+// Limits bound one socket: its outgoing queue, its handler requests in
+// flight and the rate of its incoming frames.
 type Limits struct {
 	QueueLen    int              // frames
 	QueueBytes  int              // bytes
@@ -74,7 +75,8 @@ type Conn struct {
 	opened      time.Time
 }
 
-// NewConn wraps an upgraded socket of user with connection id id. Frames
+// NewConn wraps an upgraded socket of user with connection id id; log is
+// shared by sockets (Conn adds the user and conn fields itself). Frames
 // sent before ReadLoop starts are queued and held, so a caller can queue the
 // first frame, register the socket for delivery, and only then let the
 // writer run: the first frame is then both first on the wire and sent after
@@ -228,7 +230,7 @@ func (c *Conn) failWrite(err error) {
 	c.markClosing(websocket.CloseAbnormalClosure, "write failed", true)
 	c.queue, c.queuedBytes = nil, 0
 	c.mu.Unlock()
-	c.log.Debug("write failed", zap.Error(err))
+	c.log.Debug("write failed", zap.String("user", c.user), zap.String("conn", c.id), zap.Error(err))
 	_ = c.ws.NetConn().Close() // unblocks the reader
 	close(c.writerDone)
 }
@@ -290,7 +292,7 @@ func (c *Conn) ReadLoop(h FrameHandler, maxFrame int64) {
 func (c *Conn) handle(h FrameHandler, data []byte) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error("panic handling a frame; closing the socket", zap.String("conn", c.id),
+			c.log.Error("panic handling a frame; closing the socket", zap.String("user", c.user), zap.String("conn", c.id),
 				zap.Any("panic", r), zap.Stack("stack"))
 			c.Close(proto.CloseInternalError, "internal error")
 		}
