@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
@@ -20,29 +19,11 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/switchboard/switchboard/handlers-svc/internal/config"
+	"github.com/switchboard/switchboard/handlers-svc/internal/testserver"
 	"github.com/switchboard/switchboard/proto"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// startNATS runs an embedded NATS server on port (-1: random) until the test
-// ends.
-func startNATS(t *testing.T, port int) *server.Server {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatalf("nats server: %v", err)
-	}
-	ns.Start()
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	if !ns.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	return ns
-}
 
 // app is realMain running in the background.
 type app struct {
@@ -58,7 +39,7 @@ func startApp(t *testing.T, natsPort, redisPort int) *app {
 	cfg := config.Default()
 	cfg.NATSURL = "nats://127.0.0.1:" + strconv.Itoa(natsPort)
 	cfg.RedisURL = fmt.Sprintf("redis://127.0.0.1:%d/0", redisPort)
-	cfg.Addr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	cfg.Addr = "127.0.0.1:" + strconv.Itoa(testserver.FreePort(t))
 	cfg.ShutdownTimeout = 5 * time.Second
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -141,10 +122,9 @@ func request(t *testing.T, nc *nats.Conn, req proto.Request) *proto.Error {
 }
 
 func TestServesEndToEnd(t *testing.T) {
-	ns := startNATS(t, -1)
-	redisPort := freePort(t)
-	rs := startRedis(t, redisPort)
-	a := startApp(t, ns.Addr().(*net.TCPAddr).Port, redisPort)
+	ns := testserver.StartNATS(t, 0)
+	rs := testserver.StartRedis(t, 0)
+	a := startApp(t, ns.Addr().(*net.TCPAddr).Port, rs.Port)
 	a.await(t, "/readyz", http.StatusOK, "")
 	if code, body := a.get("/healthz"); code != http.StatusOK || body["status"] != "ok" {
 		t.Fatalf("/healthz = %d %v", code, body)
@@ -204,18 +184,18 @@ func TestServesEndToEnd(t *testing.T) {
 }
 
 func TestWaitsForDependencies(t *testing.T) {
-	natsPort, redisPort := freePort(t), freePort(t)
+	natsPort, redisPort := testserver.FreePort(t), testserver.FreePort(t)
 	a := startApp(t, natsPort, redisPort)
 
 	a.await(t, "/healthz", http.StatusOK, "")
 	a.await(t, "/readyz", http.StatusServiceUnavailable, "nats not connected")
 	awaitLog(t, a, "waiting for NATS")
 
-	startNATS(t, natsPort)
+	testserver.StartNATS(t, natsPort)
 	a.await(t, "/readyz", http.StatusServiceUnavailable, "redis not answering")
 	awaitLog(t, a, "waiting for Redis")
 
-	rs := startRedis(t, redisPort)
+	rs := testserver.StartRedis(t, redisPort)
 	a.await(t, "/readyz", http.StatusOK, "")
 
 	rs.Stop()
@@ -227,7 +207,7 @@ func TestWaitsForDependencies(t *testing.T) {
 }
 
 func TestStopsWhileWaiting(t *testing.T) {
-	a := startApp(t, freePort(t), freePort(t))
+	a := startApp(t, testserver.FreePort(t), testserver.FreePort(t))
 	a.await(t, "/readyz", http.StatusServiceUnavailable, "nats not connected")
 	if err := a.stop(t); err != nil {
 		t.Fatalf("realMain: %v, want a clean exit", err)

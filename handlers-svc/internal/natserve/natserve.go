@@ -137,9 +137,11 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 
-	if err := s.nc.FlushTimeout(max(time.Until(deadline), flushTimeout)); err != nil {
-		// NATS is gone: the replies are lost with it, and the gateway
-		// answers their clients unavailable or timeout.
+	// With NATS gone the replies are lost with it (the gateway answers their
+	// clients unavailable), and a flush would only wait for the deadline.
+	if !s.nc.IsConnected() {
+		s.log.Warn("nats is down at shutdown: replies not yet flushed are lost")
+	} else if err := s.nc.FlushTimeout(max(time.Until(deadline), flushTimeout)); err != nil {
 		s.log.Warn("flush replies", zap.Error(err))
 	}
 	s.log.Info("drained")

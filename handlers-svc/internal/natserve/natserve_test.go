@@ -17,28 +17,11 @@ import (
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/handlers-svc/internal/natserve"
+	"github.com/switchboard/switchboard/handlers-svc/internal/testserver"
 	"github.com/switchboard/switchboard/proto"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// startNATS runs an embedded NATS server on a random port until the test ends.
-func startNATS(t *testing.T) *server.Server {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatalf("nats server: %v", err)
-	}
-	ns.Start()
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	if !ns.ReadyForConnections(5 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	return ns
-}
 
 func connect(t *testing.T, ns *server.Server) *nats.Conn {
 	t.Helper()
@@ -113,7 +96,7 @@ func requestRaw(t *testing.T, nc *nats.Conn, subject string, body []byte) *proto
 }
 
 func TestReplies(t *testing.T) {
-	ns := startNATS(t)
+	ns := testserver.StartNATS(t, 0)
 	core, logs := observer.New(zapcore.DebugLevel)
 
 	var got atomic.Pointer[event.Request]
@@ -295,7 +278,7 @@ func async(t *testing.T, nc *nats.Conn, ref string) <-chan *proto.Error {
 }
 
 func TestGracefulDrain(t *testing.T) {
-	ns := startNATS(t)
+	ns := testserver.StartNATS(t, 0)
 	g := newGate()
 	r := serve(t, ns, g, zap.NewNop(), natserve.Config{MaxConcurrent: 1, Timeout: 20 * time.Second})
 	nc := connect(t, ns)
@@ -330,7 +313,7 @@ func TestGracefulDrain(t *testing.T) {
 }
 
 func TestNoNewRequestsAfterDrain(t *testing.T) {
-	ns := startNATS(t)
+	ns := testserver.StartNATS(t, 0)
 	g := newGate()
 	close(g.release)
 	r := serve(t, ns, g, zap.NewNop(), natserve.Config{})
@@ -347,7 +330,7 @@ func TestNoNewRequestsAfterDrain(t *testing.T) {
 }
 
 func TestShutdownTimeout(t *testing.T) {
-	ns := startNATS(t)
+	ns := testserver.StartNATS(t, 0)
 	g := newGate()
 	defer close(g.release) // let the stuck handler end before the leak check
 	r := serve(t, ns, g, zap.NewNop(), natserve.Config{Timeout: 20 * time.Second, ShutdownTimeout: 100 * time.Millisecond})
@@ -367,7 +350,7 @@ func TestShutdownTimeout(t *testing.T) {
 }
 
 func TestOverloaded(t *testing.T) {
-	ns := startNATS(t)
+	ns := testserver.StartNATS(t, 0)
 	g := newGate()
 	r := serve(t, ns, g, zap.NewNop(), natserve.Config{MaxConcurrent: 1, Timeout: 100 * time.Millisecond})
 	nc := connect(t, ns)
@@ -388,7 +371,7 @@ func TestOverloaded(t *testing.T) {
 }
 
 func TestQueueGroupSharesRequests(t *testing.T) {
-	ns := startNATS(t)
+	ns := testserver.StartNATS(t, 0)
 	var mu sync.Mutex
 	calls := map[int]int{}
 	for i := range 2 {
@@ -415,7 +398,7 @@ func TestQueueGroupSharesRequests(t *testing.T) {
 }
 
 func TestRunTwice(t *testing.T) {
-	ns := startNATS(t)
+	ns := testserver.StartNATS(t, 0)
 	r := serve(t, ns, event.NewMux(), zap.NewNop(), natserve.Config{})
 	if err := r.srv.Run(context.Background()); err == nil {
 		t.Fatal("second Run succeeded")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/handlers-svc/internal/redisdispatch"
+	"github.com/switchboard/switchboard/handlers-svc/internal/testserver"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -53,7 +54,7 @@ func newClient(t *testing.T, addr string) *redis.Client {
 }
 
 func TestPublish(t *testing.T) {
-	srv := startRedis(t)
+	srv := testserver.StartRedis(t, 0)
 	rdb := newClient(t, srv.Addr)
 	ps := subscribe(t, newClient(t, srv.Addr))
 	d := redisdispatch.New(rdb)
@@ -91,7 +92,7 @@ func TestPublish(t *testing.T) {
 }
 
 func TestNothingToDispatch(t *testing.T) {
-	srv := startRedis(t)
+	srv := testserver.StartRedis(t, 0)
 	ps := subscribe(t, newClient(t, srv.Addr))
 	d := redisdispatch.New(newClient(t, srv.Addr))
 	ctx := context.Background()
@@ -115,7 +116,7 @@ func TestNothingToDispatch(t *testing.T) {
 }
 
 func TestProgrammingErrors(t *testing.T) {
-	srv := startRedis(t)
+	srv := testserver.StartRedis(t, 0)
 	d := redisdispatch.New(newClient(t, srv.Addr))
 	ctx := context.Background()
 	tests := []struct {
@@ -138,7 +139,7 @@ func TestProgrammingErrors(t *testing.T) {
 }
 
 func TestRedisDown(t *testing.T) {
-	srv := startRedis(t)
+	srv := testserver.StartRedis(t, 0)
 	rdb := newClient(t, srv.Addr)
 	d := redisdispatch.New(rdb)
 	ctx := context.Background()
@@ -161,7 +162,7 @@ func TestRedisDown(t *testing.T) {
 }
 
 func TestContextEnded(t *testing.T) {
-	srv := startRedis(t)
+	srv := testserver.StartRedis(t, 0)
 	d := redisdispatch.New(newClient(t, srv.Addr))
 	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer cancel()
