@@ -48,3 +48,26 @@ func EncodeArgs(args any) (json.RawMessage, error) {
 	}
 	return b, nil
 }
+
+// Batcher is implemented by a Dispatcher that can deliver several
+// dispatches together: all of them, or none.
+type Batcher interface {
+	// Batch runs fn with a Dispatcher that collects dispatches; when fn
+	// returns nil they are delivered all together, or none is and an error
+	// (code unavailable) is returned. When fn fails nothing is delivered
+	// and its error is returned.
+	Batch(ctx context.Context, fn func(d Dispatcher) error) error
+}
+
+// Atomically runs fn so that the dispatches it makes through its Dispatcher
+// are delivered all together or not at all, when d supports it (it is a
+// Batcher, as the Redis dispatcher and eventtest.Recorder are); otherwise
+// fn's dispatches go out one by one through d. Use it when a client would
+// see a half-done action: sendMessage must not deliver "message" to the
+// recipient and fail to tell the sender's devices with "message_sent".
+func Atomically(ctx context.Context, d Dispatcher, fn func(d Dispatcher) error) error {
+	if b, ok := d.(Batcher); ok {
+		return b.Batch(ctx, fn)
+	}
+	return fn(d)
+}

@@ -70,13 +70,17 @@ func (c *Chat) SendMessage(ctx context.Context, r *event.Request) error {
 		TS:    time.Now().UnixMilli(),
 		MsgID: newMsgID(),
 	}
-	if in.To != nil {
-		msg.To = *in.To
-		if err := c.d.ToUsers(ctx, []string{msg.To}, EventMessage, msg); err != nil {
-			return err // already an unavailable *event.Error
+	// Both events or neither: a recipient must never have a message whose
+	// sender was told it failed (and would send it again).
+	return event.Atomically(ctx, c.d, func(d event.Dispatcher) error {
+		if in.To != nil {
+			msg.To = *in.To
+			if err := d.ToUsers(ctx, []string{msg.To}, EventMessage, msg); err != nil {
+				return err
+			}
 		}
-	}
-	return c.d.ToUsers(ctx, []string{r.User}, EventMessageSent, msg)
+		return d.ToUsers(ctx, []string{r.User}, EventMessageSent, msg)
+	}) // a failure is already an unavailable *event.Error
 }
 
 // newMsgID returns a unique message id: 128 random bits in hex.

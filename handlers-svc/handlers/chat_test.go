@@ -163,4 +163,7 @@ func TestSendMessageDispatchFailure(t *testing.T) {
 	if w := event.WireError(err); w == nil || w.Code != proto.CodeUnavailable {
 		t.Fatalf("got %v, want unavailable", err)
 	}
+	if d := rec.Dispatches(); len(d) != 0 {
+		t.Fatalf("a failed sendMessage dispatched %d events, want none (all or nothing)", len(d))
+	}
 }

@@ -28,7 +28,10 @@ type Recorder struct {
 	err        error
 }
 
-var _ event.Dispatcher = (*Recorder)(nil)
+var (
+	_ event.Dispatcher = (*Recorder)(nil)
+	_ event.Batcher    = (*Recorder)(nil)
+)
 
 // NewRecorder returns an empty Recorder.
 func NewRecorder() *Recorder { return &Recorder{} }
@@ -69,6 +72,23 @@ func (rec *Recorder) record(ctx context.Context, d proto.Dispatch, args any, emp
 	}
 	d.Args = slices.Clone(raw)
 	rec.dispatches = append(rec.dispatches, d)
+	return nil
+}
+
+// Batch records the dispatches fn makes all together, after fn returns nil,
+// or none of them: when fn fails, or FailWith set an error, which it
+// returns.
+func (rec *Recorder) Batch(ctx context.Context, fn func(event.Dispatcher) error) error {
+	var b Recorder
+	if err := fn(&b); err != nil {
+		return err
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.err != nil {
+		return rec.err
+	}
+	rec.dispatches = append(rec.dispatches, b.dispatches...)
 	return nil
 }
 

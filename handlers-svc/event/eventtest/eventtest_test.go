@@ -100,3 +100,51 @@ func TestRecorderContextEnded(t *testing.T) {
 		t.Fatalf("recorded %d", n)
 	}
 }
+
+// TestRecorderBatch: a batch is recorded whole after fn succeeds, and not at
+// all when fn or the recorder fails.
+func TestRecorderBatch(t *testing.T) {
+	ctx := context.Background()
+	rec := eventtest.NewRecorder()
+	two := func(d event.Dispatcher) error {
+		if err := d.ToUsers(ctx, []string{"b"}, "message", nil); err != nil {
+			return err
+		}
+		return d.ToUsers(ctx, []string{"a"}, "message_sent", nil)
+	}
+	if err := event.Atomically(ctx, rec, two); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.Dispatches(); len(got) != 2 || got[0].Event != "message" || got[1].Event != "message_sent" {
+		t.Fatalf("recorded %+v, want message then message_sent", got)
+	}
+	rec.Reset()
+	boom := errors.New("boom")
+	if err := event.Atomically(ctx, rec, func(d event.Dispatcher) error { _ = two(d); return boom }); !errors.Is(err, boom) {
+		t.Fatalf("got %v, want fn's error", err)
+	}
+	rec.FailWith(boom)
+	if err := event.Atomically(ctx, rec, two); !errors.Is(err, boom) {
+		t.Fatalf("got %v, want the recorder's error", err)
+	}
+	if got := rec.Dispatches(); len(got) != 0 {
+		t.Fatalf("recorded %d dispatches of failed batches, want none", len(got))
+	}
+}
+
+// TestAtomicallyWithoutBatcher: with a Dispatcher that cannot batch,
+// Atomically sends fn's dispatches directly.
+func TestAtomicallyWithoutBatcher(t *testing.T) {
+	ctx := context.Background()
+	rec := eventtest.NewRecorder()
+	notBatcher := struct{ event.Dispatcher }{rec} // hides Recorder.Batch
+	err := event.Atomically(ctx, notBatcher, func(d event.Dispatcher) error {
+		if _, ok := d.(event.Batcher); ok {
+			t.Error("fn got a Batcher, want the plain dispatcher")
+		}
+		return d.Broadcast(ctx, "news", nil)
+	})
+	if err != nil || len(rec.Dispatches()) != 1 {
+		t.Fatalf("err %v, %d dispatches; want the one dispatch sent directly", err, len(rec.Dispatches()))
+	}
+}

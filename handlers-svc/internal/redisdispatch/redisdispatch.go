@@ -20,7 +20,10 @@ type Dispatcher struct {
 	rdb redis.UniversalClient
 }
 
-var _ event.Dispatcher = (*Dispatcher)(nil)
+var (
+	_ event.Dispatcher = (*Dispatcher)(nil)
+	_ event.Batcher    = (*Dispatcher)(nil)
+)
 
 // New returns a Dispatcher that publishes with rdb. The caller owns rdb and
 // closes it after the last dispatch.
@@ -31,7 +34,11 @@ func (d *Dispatcher) ToUsers(ctx context.Context, users []string, name string, a
 	if len(users) == 0 {
 		return checkOnly(name, args)
 	}
-	return d.publish(ctx, &proto.Dispatch{Event: name, Users: users}, args)
+	body, err := encode(&proto.Dispatch{Event: name, Users: users}, args)
+	if err != nil {
+		return err
+	}
+	return d.publish(ctx, body)
 }
 
 // ToConns publishes the event for each of conns.
@@ -39,12 +46,74 @@ func (d *Dispatcher) ToConns(ctx context.Context, conns []string, name string, a
 	if len(conns) == 0 {
 		return checkOnly(name, args)
 	}
-	return d.publish(ctx, &proto.Dispatch{Event: name, Conns: conns}, args)
+	body, err := encode(&proto.Dispatch{Event: name, Conns: conns}, args)
+	if err != nil {
+		return err
+	}
+	return d.publish(ctx, body)
 }
 
 // Broadcast publishes the event for every socket of every gateway worker.
 func (d *Dispatcher) Broadcast(ctx context.Context, name string, args any) error {
-	return d.publish(ctx, &proto.Dispatch{Event: name, Broadcast: true}, args)
+	body, err := encode(&proto.Dispatch{Event: name, Broadcast: true}, args)
+	if err != nil {
+		return err
+	}
+	return d.publish(ctx, body)
+}
+
+// Batch runs fn with a Dispatcher that collects its dispatches, then
+// publishes them in one MULTI/EXEC transaction: every gateway worker gets
+// all of them, in order, or none is published.
+func (d *Dispatcher) Batch(ctx context.Context, fn func(event.Dispatcher) error) error {
+	var b batch
+	if err := fn(&b); err != nil {
+		return err
+	}
+	switch len(b.bodies) {
+	case 0:
+		return nil
+	case 1:
+		return d.publish(ctx, b.bodies[0])
+	}
+	_, err := d.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for _, body := range b.bodies {
+			p.Publish(ctx, proto.Channel, body)
+		}
+		return nil
+	})
+	return publishError(ctx, err)
+}
+
+// batch collects encoded dispatches for Batch. It is used by one handler
+// call at a time, so it needs no lock.
+type batch struct{ bodies [][]byte }
+
+func (b *batch) ToUsers(_ context.Context, users []string, name string, args any) error {
+	if len(users) == 0 {
+		return checkOnly(name, args)
+	}
+	return b.add(&proto.Dispatch{Event: name, Users: users}, args)
+}
+
+func (b *batch) ToConns(_ context.Context, conns []string, name string, args any) error {
+	if len(conns) == 0 {
+		return checkOnly(name, args)
+	}
+	return b.add(&proto.Dispatch{Event: name, Conns: conns}, args)
+}
+
+func (b *batch) Broadcast(_ context.Context, name string, args any) error {
+	return b.add(&proto.Dispatch{Event: name, Broadcast: true}, args)
+}
+
+func (b *batch) add(msg *proto.Dispatch, args any) error {
+	body, err := encode(msg, args)
+	if err != nil {
+		return err
+	}
+	b.bodies = append(b.bodies, body)
+	return nil
 }
 
 // checkOnly reports the programming errors a dispatch to nobody would have
@@ -59,29 +128,39 @@ func checkOnly(name string, args any) error {
 	return nil
 }
 
-// publish sends msg with args on proto.Channel using ctx. A failure to reach
-// Redis is an *event.Error with code unavailable wrapping the cause, unless
-// ctx itself ended, which is returned as the context's error (so a handler
-// that ran out of time reports timeout).
-func (d *Dispatcher) publish(ctx context.Context, msg *proto.Dispatch, args any) error {
+// encode checks msg's event name and args and returns the JSON body of the
+// dispatch. Its errors are programming errors, not outages.
+func encode(msg *proto.Dispatch, args any) ([]byte, error) {
 	if !proto.ValidEventName(msg.Event) {
-		return fmt.Errorf("dispatch: invalid event name %q", msg.Event)
+		return nil, fmt.Errorf("dispatch: invalid event name %q", msg.Event)
 	}
 	raw, err := event.EncodeArgs(args)
 	if err != nil {
-		return fmt.Errorf("dispatch %s: %w", msg.Event, err)
+		return nil, fmt.Errorf("dispatch %s: %w", msg.Event, err)
 	}
 	msg.Args = raw
-	body := proto.AppendDispatch(make([]byte, 0, 128+len(raw)), msg)
-	if err := d.rdb.Publish(ctx, proto.Channel, body).Err(); err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return fmt.Errorf("publish %s: %w", proto.Channel, ctxErr)
-		}
-		return &event.Error{
-			Code:    proto.CodeUnavailable,
-			Message: "dispatch unavailable",
-			Err:     fmt.Errorf("publish %s: %w", proto.Channel, err),
-		}
+	return proto.AppendDispatch(make([]byte, 0, 128+len(raw)), msg), nil
+}
+
+// publish sends body on proto.Channel using ctx.
+func (d *Dispatcher) publish(ctx context.Context, body []byte) error {
+	return publishError(ctx, d.rdb.Publish(ctx, proto.Channel, body).Err())
+}
+
+// publishError turns a failure to reach Redis into an *event.Error with
+// code unavailable wrapping the cause, unless ctx itself ended, which is
+// returned as the context's error (so a handler that ran out of time
+// reports timeout).
+func publishError(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
 	}
-	return nil
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("publish %s: %w", proto.Channel, ctxErr)
+	}
+	return &event.Error{
+		Code:    proto.CodeUnavailable,
+		Message: "dispatch unavailable",
+		Err:     fmt.Errorf("publish %s: %w", proto.Channel, err),
+	}
 }

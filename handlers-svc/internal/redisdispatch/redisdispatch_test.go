@@ -174,3 +174,64 @@ func TestContextEnded(t *testing.T) {
 		t.Fatalf("code %s, want timeout", w.Code)
 	}
 }
+
+// TestBatch: the dispatches of a batch are published together and in order;
+// a batch whose fn fails publishes none of them.
+func TestBatch(t *testing.T) {
+	srv := testserver.StartRedis(t, 0)
+	ps := subscribe(t, newClient(t, srv.Addr))
+	d := redisdispatch.New(newClient(t, srv.Addr))
+	ctx := context.Background()
+
+	err := d.Batch(ctx, func(b event.Dispatcher) error {
+		if err := b.ToUsers(ctx, []string{"bob"}, "message", map[string]string{"n": "1"}); err != nil {
+			return err
+		}
+		return b.ToUsers(ctx, []string{"alice"}, "message_sent", map[string]string{"n": "1"})
+	})
+	if err != nil {
+		t.Fatalf("Batch: %v", err)
+	}
+	for _, want := range []string{
+		`{"event":"message","args":{"n":"1"},"users":["bob"],"conns":[],"broadcast":false}`,
+		`{"event":"message_sent","args":{"n":"1"},"users":["alice"],"conns":[],"broadcast":false}`,
+	} {
+		if got := receive(t, ps); got != want {
+			t.Fatalf("published %s, want %s", got, want)
+		}
+	}
+
+	failed := errors.New("handler gave up")
+	err = d.Batch(ctx, func(b event.Dispatcher) error {
+		if err := b.ToUsers(ctx, []string{"bob"}, "message", "dropped"); err != nil {
+			return err
+		}
+		return failed
+	})
+	if !errors.Is(err, failed) {
+		t.Fatalf("Batch = %v, want fn's error", err)
+	}
+	// The channel is ordered: the next message is the marker, not "dropped".
+	if err := d.Broadcast(ctx, "marker", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := receive(t, ps); got != `{"event":"marker","args":null,"users":[],"conns":[],"broadcast":true}` {
+		t.Fatalf("after a failed batch got %s, want the marker", got)
+	}
+}
+
+// TestBatchRedisDown: a batch that cannot reach Redis is unavailable.
+func TestBatchRedisDown(t *testing.T) {
+	srv := testserver.StartRedis(t, 0)
+	d := redisdispatch.New(newClient(t, srv.Addr))
+	srv.Stop()
+	ctx := context.Background()
+	err := d.Batch(ctx, func(b event.Dispatcher) error {
+		_ = b.ToUsers(ctx, []string{"bob"}, "message", nil)
+		return b.ToUsers(ctx, []string{"alice"}, "message_sent", nil)
+	})
+	var e *event.Error
+	if !errors.As(err, &e) || e.Code != proto.CodeUnavailable {
+		t.Fatalf("Batch with Redis down = %v, want unavailable", err)
+	}
+}
