@@ -28,11 +28,15 @@ vet:
 unit:
 	@for m in $(MODULES); do echo "go test -race ./$$m/..."; (cd $$m && go test -race -count=1 -timeout 20m ./...) || exit 1; done
 
-# Each fuzz target of an outside-input decoder, briefly (FUZZTIME each).
+# Each fuzz target of a decoder of outside input, briefly (FUZZTIME each):
+# envelopes, dispatches, NATS requests and replies, JWTs, handler args.
+FUZZ_DIRS := proto gateway/internal/auth handlers-svc/event
 fuzz:
-	@cd proto && for f in $$(go test -list '^Fuzz' . | grep '^Fuzz'); do \
-		echo "go test -fuzz=^$$f\$$ -fuzztime=$(FUZZTIME) ./proto"; \
-		go test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) . || exit 1; done
+	@for d in $(FUZZ_DIRS); do \
+		for f in $$(cd $$d && go test -list '^Fuzz' . | grep '^Fuzz'); do \
+			echo "go test -fuzz=^$$f\$$ -fuzztime=$(FUZZTIME) ./$$d"; \
+			(cd $$d && go test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) .) || exit 1; \
+		done; done
 
 # Go benchmarks of the hot paths, with allocations.
 bench:
