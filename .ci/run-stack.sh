@@ -21,10 +21,14 @@ pids=()
 # Every process runs in its own session, so a terminal Ctrl-C reaches only
 # this script, whose stop trap then stops them in order.
 
-stop() {
-  trap - INT TERM EXIT
+stop() { # stop EXIT-STATUS
+  local rc="$1"
+  ((status)) && rc=$status
+  # A second Ctrl-C kills everything at once rather than leave orphans.
+  trap 'kill -KILL "${pids[@]}" 2>/dev/null; rm -rf "$data"; exit 130' INT TERM
+  trap - EXIT
   echo >&2
-  echo "stopping switchboard..." >&2
+  echo "stopping switchboard... (Ctrl-C again to kill)" >&2
   # In reverse start order, each one gone before the next is asked: the
   # gateway finishes its requests while handlers-svc still answers, and
   # handlers-svc drains while NATS and Redis are still there.
@@ -34,9 +38,10 @@ stop() {
   done
   rm -rf "$data"
   echo "stopped." >&2
-  exit "$status"
+  exit "$rc"
 }
-trap stop INT TERM EXIT
+trap 'stop 0' INT TERM
+trap 'stop $?' EXIT
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_for() { # wait_for WHAT CMD...
@@ -62,11 +67,11 @@ fi
 
 setsid ./bin/handlers-svc &
 pids+=($!)
-wait_for "handlers-svc" curl -fs -o /dev/null "http://$HANDLERS_ADDR/readyz"
+wait_for "handlers-svc" curl -fs -m 1 -o /dev/null "http://$HANDLERS_ADDR/readyz"
 setsid ./bin/gateway &
 pids+=($!)
 port="${GATEWAY_ADDR##*:}"
-wait_for "gateway" curl -fs -o /dev/null "http://127.0.0.1:$port/readyz"
+wait_for "gateway" curl -fs -m 1 -o /dev/null "http://127.0.0.1:$port/readyz"
 
 token="$(./bin/gateway token alice)"
 cat >&2 <<MSG

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"runtime"
 	"strconv"
@@ -150,8 +151,11 @@ func (c Config) Validate() error {
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("GATEWAY_WORKERS must be at least 1, got %d", c.Workers))
 	}
-	if u, err := url.Parse(c.NATSURL); err != nil || u.Host == "" {
-		errs = append(errs, fmt.Errorf("NATS_URL must be a URL such as nats://127.0.0.1:4222"))
+	for s := range strings.SplitSeq(c.NATSURL, ",") { // a list of servers is allowed
+		if u, err := url.Parse(strings.TrimSpace(s)); err != nil || u.Host == "" {
+			errs = append(errs, fmt.Errorf("NATS_URL must be a URL, or a comma-separated list of URLs, such as nats://127.0.0.1:4222"))
+			break
+		}
 	}
 	if _, err := redis.ParseURL(c.RedisURL); err != nil {
 		errs = append(errs, fmt.Errorf("REDIS_URL must be a URL such as redis://127.0.0.1:6379/0"))
@@ -168,7 +172,8 @@ func (c Config) Validate() error {
 	if c.MaxInFlight < 1 {
 		errs = append(errs, errors.New("GATEWAY_MAX_INFLIGHT must be positive"))
 	}
-	if c.RateLimit < 0 || c.RateCloseAfter < 0 || (c.RateLimit > 0 && c.RateBurst < 1) {
+	if !(c.RateLimit >= 0) || math.IsInf(c.RateLimit, 0) || c.RateCloseAfter < 0 ||
+		(c.RateLimit > 0 && (!(c.RateBurst >= 1) || math.IsInf(c.RateBurst, 0))) { // !(x >= n) also refuses NaN
 		errs = append(errs, errors.New("GATEWAY_RATE_LIMIT and GATEWAY_RATE_CLOSE_AFTER must not be negative, and GATEWAY_RATE_BURST must be at least 1"))
 	}
 	if c.ShutdownTimeout <= 0 {

@@ -278,3 +278,26 @@ func TestEnvironRoundTrip(t *testing.T) {
 		t.Fatalf("round trip through Environ:\n%+v\nwant\n%+v", got, want)
 	}
 }
+
+// TestValidateRefusesNaNAndLists: NaN or infinite rates are refused, and a
+// comma-separated list of NATS servers is accepted.
+func TestValidateRefusesNaNAndLists(t *testing.T) {
+	for _, env := range []map[string]string{
+		{"GATEWAY_RATE_LIMIT": "NaN"},
+		{"GATEWAY_RATE_LIMIT": "+Inf"},
+		{"GATEWAY_RATE_BURST": "NaN"},
+		{"GATEWAY_RATE_BURST": "Inf"},
+		{"NATS_URL": "nats://a:4222, ::bad"},
+	} {
+		env["GATEWAY_JWT_SECRET"] = "s"
+		if _, err := config.Load(nil, func(k string) string { return env[k] }); err == nil {
+			t.Errorf("Load(%v) accepted it", env)
+		}
+	}
+	for _, nats := range []string{"nats://a:4222, nats://b:4222", "nats://[::1]:4222,nats://[::1]:4223", "nats://u:p@a:4222"} {
+		env := map[string]string{"GATEWAY_JWT_SECRET": "s", "NATS_URL": nats}
+		if _, err := config.Load(nil, func(k string) string { return env[k] }); err != nil {
+			t.Errorf("NATS_URL=%q refused: %v", nats, err)
+		}
+	}
+}

@@ -31,6 +31,8 @@ var (
 	errUnavailable = proto.NewError(proto.CodeUnavailable, "handlers are unavailable, try again later")
 	errShutdown    = proto.NewError(proto.CodeUnavailable, "gateway is shutting down, reconnect and retry")
 	errTimeout     = proto.NewError(proto.CodeTimeout, "handler did not answer in time")
+	// The request may have run: the client is told so before it retries.
+	errLostInFlight = proto.NewError(proto.CodeUnavailable, "connection to the handlers was lost before they answered; the event may or may not have been handled")
 )
 
 // Forwarder implements ws.FrameHandler.
@@ -126,7 +128,7 @@ func (f *Forwarder) forward(c *ws.Conn, env *proto.Envelope) {
 	case err == nil:
 	case conn.Err() != nil:
 		log.Warn("nats connection lost during the request")
-		c.SendError(env.Ref, env.HasRef, errUnavailable)
+		c.SendError(env.Ref, env.HasRef, errLostInFlight)
 		return
 	case errors.Is(err, nats.ErrNoResponders):
 		log.Warn("no handlers-svc responds")

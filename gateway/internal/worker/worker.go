@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -50,6 +51,7 @@ type Worker struct {
 	sub *fanout.Subscriber
 
 	conns    sync.WaitGroup // sockets whose read loop runs
+	started  atomic.Bool    // NATS and the Redis subscription have been up
 	mu       sync.Mutex
 	draining bool
 }
@@ -103,19 +105,19 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); _ = w.sub.Run(bg) }()
 	go func() { defer wg.Done(); w.pingLoop(bg) }()
-
-	// Serve only once NATS is connected and the Redis subscription is
-	// live: a socket accepted earlier would miss dispatches. Meanwhile the
-	// kernel's backlog holds new connections.
-	if !w.waitDeps(ctx) {
-		_ = ln.Close()
-		stopBG()
-		wg.Wait()
-		return nil
-	}
+	// Sockets are accepted only once NATS is connected and the Redis
+	// subscription is live (a socket accepted earlier would miss
+	// dispatches); until then /socket answers 503 at once, so a client
+	// retries and, through SO_REUSEPORT, likely reaches another worker.
+	go func() {
+		defer wg.Done()
+		if w.waitDeps(bg) {
+			w.started.Store(true)
+		}
+	}()
 	srv := &http.Server{
 		Handler:           w.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -231,6 +233,9 @@ func (w *Worker) serveDevToken(rw http.ResponseWriter, r *http.Request) {
 
 func (w *Worker) serveReady(rw http.ResponseWriter, _ *http.Request) {
 	var reasons []string
+	if !w.started.Load() {
+		reasons = append(reasons, "starting: waiting for NATS and Redis")
+	}
 	if !w.nc.IsConnected() {
 		reasons = append(reasons, "nats not connected")
 	}
@@ -258,6 +263,10 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 		}
 		w.log.Debug("upgrade refused", zap.String("reason", msg), zap.String("remote", r.RemoteAddr))
 		writeError(rw, http.StatusUnauthorized, proto.CodeUnauthorized, msg)
+		return
+	}
+	if !w.started.Load() {
+		writeError(rw, http.StatusServiceUnavailable, proto.CodeUnavailable, "gateway is starting: waiting for NATS and Redis, retry shortly")
 		return
 	}
 	w.mu.Lock()
@@ -372,11 +381,17 @@ func writeError(rw http.ResponseWriter, status int, code, msg string) {
 	writeJSON(rw, status, map[string]any{"error": proto.Error{Code: code, Message: msg}})
 }
 
-// redactURL drops credentials from a URL before it is logged.
+// redactURL drops credentials from a URL, or from each URL of a
+// comma-separated list, before it is logged.
 func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable url)"
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil {
+			parts[i] = "(unparsable url)"
+			continue
+		}
+		parts[i] = u.Redacted()
 	}
-	return u.Redacted()
+	return strings.Join(parts, ",")
 }

@@ -366,7 +366,8 @@ func TestReadyz(t *testing.T) {
 }
 
 // TestRunWaitsForNATS checks that a worker accepts no socket until NATS is
-// connected (section 1: wait for NATS and Redis at start-up), and that a
+// connected (section 1: wait for NATS and Redis at start-up): it refuses
+// upgrades with 503 unavailable meanwhile, and answers /healthz. And that a
 // socket whose NATS goes away later stays open and gets unavailable at once.
 func TestRunWaitsForNATS(t *testing.T) {
 	rd := testkit.StartRedis(t)
@@ -392,10 +393,17 @@ func TestRunWaitsForNATS(t *testing.T) {
 		}
 	}()
 	base := "http://" + ln.Addr().String()
-	quick := &http.Client{Timeout: 300 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
-	if resp, err := quick.Get(base + "/healthz"); err == nil {
-		resp.Body.Close()
-		t.Fatalf("served /healthz (%d) before NATS was reachable", resp.StatusCode)
+	testkit.Eventually(t, wait, "/healthz answers while waiting", func() bool { return status(base+"/healthz") == http.StatusOK })
+	if got := status(base + "/readyz"); got != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz before NATS was reachable = %d, want 503", got)
+	}
+	_, resp, err := websocket.DefaultDialer.Dial("ws://"+ln.Addr().String()+"/socket?token="+token(t, "alice", time.Hour), nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("upgrade before NATS was reachable: %v %v, want HTTP 503", err, resp)
+	}
+	var body struct{ Error proto.Error }
+	if json.NewDecoder(resp.Body).Decode(&body); body.Error.Code != proto.CodeUnavailable {
+		t.Fatalf("503 body code %q, want unavailable", body.Error.Code)
 	}
 	n.Start()
 	testkit.Eventually(t, wait, "the worker serves once NATS is up", func() bool { return status(base+"/readyz") == http.StatusOK })

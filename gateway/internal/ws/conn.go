@@ -266,21 +266,26 @@ func (c *Conn) ReadLoop(h FrameHandler, maxFrame int64) {
 		if !c.extendReadDeadline() {
 			continue // closing: drain until the peer's close frame or the grace deadline
 		}
+		text := mt == websocket.TextMessage
+		if text && !utf8.Valid(data) {
+			c.Close(proto.CloseInvalidData, "text frame is not valid UTF-8")
+			continue
+		}
+		// Every frame counts against the allowance, bad ones included.
 		switch c.bucket.Take(&c.limits.Rate, time.Now()) {
 		case ratelimit.Refuse:
-			env, _ := proto.DecodeEnvelope(data) // only to echo a valid ref
+			var env proto.Envelope
+			if text {
+				env, _ = proto.DecodeEnvelope(data) // only to echo a valid ref
+			}
 			c.SendError(env.Ref, env.HasRef, errRateLimited)
 			continue
 		case ratelimit.Abusive:
 			c.Close(proto.ClosePolicy, proto.ReasonRateLimited)
 			continue
 		}
-		if mt != websocket.TextMessage {
+		if !text {
 			c.SendError("", false, proto.NewError(proto.CodeBadRequest, "binary frames are not supported: send JSON in text frames"))
-			continue
-		}
-		if !utf8.Valid(data) {
-			c.Close(proto.CloseInvalidData, "text frame is not valid UTF-8")
 			continue
 		}
 		c.handle(h, data)

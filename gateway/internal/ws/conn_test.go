@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
+	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
 	"github.com/switchboard/switchboard/gateway/internal/testkit"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/proto"
@@ -715,5 +716,30 @@ func TestHandlerPanicClosesOnlyThatSocket(t *testing.T) {
 		}
 	case <-time.After(wait):
 		t.Fatal("the other socket stopped working after a panic on one")
+	}
+}
+
+// TestInvalidUTF8ClosesEvenOverRateLimit: the contract's 1007 for invalid
+// UTF-8 holds also for a socket that is over its allowance.
+func TestInvalidUTF8ClosesEvenOverRateLimit(t *testing.T) {
+	limits := defaultLimits
+	limits.Rate = ratelimit.Policy{Rate: 0.001, Burst: 1, CloseAfter: 100, Window: time.Minute}
+	s := startServerWith(t, limits, 65536, nil)
+	cl, _ := s.dial(t, nil)
+	for _, frame := range []string{`{"event":"a"}`, `{"event":"b","ref":"r2"}`} {
+		if err := cl.WriteMessage(websocket.TextMessage, []byte(frame)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The second frame is over the allowance: rate_limited, with its ref.
+	_, data, err := read(t, cl)
+	if err != nil || !strings.Contains(string(data), `"code":"rate_limited"`) || !strings.Contains(string(data), `"ref":"r2"`) {
+		t.Fatalf("got %s, %v; want a rate_limited error for r2", data, err)
+	}
+	if err := cl.WriteMessage(websocket.TextMessage, []byte("{\"event\":\"\xff\"}")); err != nil {
+		t.Fatal(err)
+	}
+	if code := readClose(t, cl).Code; code != websocket.CloseInvalidFramePayloadData {
+		t.Fatalf("close code %d, want 1007", code)
 	}
 }

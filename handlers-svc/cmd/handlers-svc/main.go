@@ -128,6 +128,10 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		_ = ln.Close()
 		return fmt.Errorf("redis url: %w", err)
 	}
+	// PUBLISH is not safe to repeat: a retry after a reply lost in transit
+	// would deliver the events twice. go-redis checks pooled connections
+	// before reuse, so a Redis restart does not need retries either.
+	redisOpts.MaxRetries = -1
 	rdb := redis.NewClient(redisOpts)
 
 	mux := event.NewMux()
