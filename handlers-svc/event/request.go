@@ -175,44 +175,29 @@ func describe(t reflect.Type) string {
 	return singular(t)
 }
 
-func singular(t reflect.Type) string {
-	switch deref(t).Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "a boolean"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return "an integer"
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return "a non-negative integer"
-	case reflect.Float32, reflect.Float64:
-		return "a number"
-	case reflect.Struct, reflect.Map:
-		return "an object"
-	case reflect.Slice, reflect.Array:
-		return "an array"
-	default:
-		return "a valid value"
-	}
-}
+func singular(t reflect.Type) string { one, _ := kindName(t); return one }
 
-func plural(t reflect.Type) string {
+func plural(t reflect.Type) string { _, many := kindName(t); return many }
+
+// kindName names the JSON kind a Go type decodes from, for one value and
+// for several.
+func kindName(t reflect.Type) (one, many string) {
 	switch deref(t).Kind() {
 	case reflect.String:
-		return "strings"
+		return "a string", "strings"
 	case reflect.Bool:
-		return "booleans"
+		return "a boolean", "booleans"
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return "integers"
+		return "an integer", "integers"
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return "non-negative integers"
+		return "a non-negative integer", "non-negative integers"
 	case reflect.Float32, reflect.Float64:
-		return "numbers"
+		return "a number", "numbers"
 	case reflect.Struct, reflect.Map:
-		return "objects"
+		return "an object", "objects"
 	case reflect.Slice, reflect.Array:
-		return "arrays"
+		return "an array", "arrays"
 	default:
-		return "valid values"
+		return "a valid value", "valid values"
 	}
 }
