@@ -3,7 +3,7 @@
 SHELL := /usr/bin/env bash
 export PATH := $(PATH):/usr/local/go/bin
 MODULES := proto gateway handlers-svc
-FUZZTIME ?= 5s
+FUZZTIME ?= 100000x
 
 .PHONY: all build run test vet unit fuzz bench deps token clean
 
