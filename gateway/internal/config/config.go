@@ -41,6 +41,7 @@ type Config struct {
 	RateBurst       float64       // GATEWAY_RATE_BURST: envelopes a socket may send at once
 	RateCloseAfter  int           // GATEWAY_RATE_CLOSE_AFTER: refusals within 10s that close the socket; 0 = never
 	ShutdownTimeout time.Duration // GATEWAY_SHUTDOWN_TIMEOUT: graceful stop deadline
+	MetricsAddr     string        // GATEWAY_METRICS_ADDR: the supervisor's /metrics; "" (set as "off") = none
 }
 
 // Default returns the configuration with every default of the contract.
@@ -60,6 +61,7 @@ func Default() Config {
 		RateBurst:       100,
 		RateCloseAfter:  50,
 		ShutdownTimeout: 10 * time.Second,
+		MetricsAddr:     ":9090",
 	}
 }
 
@@ -136,6 +138,7 @@ func (c *Config) settings(origins *string) []setting {
 		{"GATEWAY_RATE_BURST", (*float64Value)(&c.RateBurst)},
 		{"GATEWAY_RATE_CLOSE_AFTER", (*intValue)(&c.RateCloseAfter)},
 		{"GATEWAY_SHUTDOWN_TIMEOUT", (*durationValue)(&c.ShutdownTimeout)},
+		{"GATEWAY_METRICS_ADDR", (*offValue)(&c.MetricsAddr)},
 	}
 }
 
@@ -191,6 +194,25 @@ type stringValue string
 
 func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
 func (v *stringValue) String() string     { return string(*v) }
+
+// offValue is an address that "off" (or an empty flag) turns off: an empty
+// environment variable means unset, so it cannot.
+type offValue string
+
+func (v *offValue) Set(s string) error {
+	if s == "off" {
+		s = ""
+	}
+	*v = offValue(s)
+	return nil
+}
+
+func (v *offValue) String() string {
+	if *v == "" {
+		return "off"
+	}
+	return string(*v)
+}
 
 type intValue int
 

@@ -301,3 +301,48 @@ func TestValidateRefusesNaNAndLists(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsAddr: the supervisor's metrics address defaults to :9090, is
+// set by env or flag, and "off" (or an empty flag) turns it off, which
+// survives the trip to the workers.
+func TestMetricsAddr(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"default", nil, nil, ":9090"},
+		{"env", nil, map[string]string{"GATEWAY_METRICS_ADDR": "127.0.0.1:9191"}, "127.0.0.1:9191"},
+		{"env off", nil, map[string]string{"GATEWAY_METRICS_ADDR": "off"}, ""},
+		{"empty flag", []string{"-gateway-metrics-addr="}, nil, ""},
+		{"flag wins", []string{"-gateway-metrics-addr=:9300"}, map[string]string{"GATEWAY_METRICS_ADDR": "off"}, ":9300"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := map[string]string{"GATEWAY_JWT_SECRET": "s"}
+			for k, v := range tt.env {
+				e[k] = v
+			}
+			c, err := config.Load(tt.args, env(e))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.MetricsAddr != tt.want {
+				t.Fatalf("MetricsAddr = %q, want %q", c.MetricsAddr, tt.want)
+			}
+			back := map[string]string{}
+			for _, kv := range c.Environ() {
+				k, v, _ := strings.Cut(kv, "=")
+				back[k] = v
+			}
+			again, err := config.Load(nil, env(back))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again.MetricsAddr != tt.want {
+				t.Errorf("through Environ: MetricsAddr = %q, want %q", again.MetricsAddr, tt.want)
+			}
+		})
+	}
+}
