@@ -1,0 +1,169 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"google.golang.org/protobuf/proto"
+)
+
+// DirEnv names the directory, made by the supervisor and handed to each
+// worker in its environment, that holds the workers' metrics sockets.
+const DirEnv = "SWITCHBOARD_METRICS_DIR"
+
+// SocketPath returns where worker index serves its registry in dir.
+func SocketPath(dir string, index int) string {
+	return filepath.Join(dir, "worker-"+strconv.Itoa(index)+".sock")
+}
+
+// ScrapeTimeout bounds the read of one worker's registry.
+const ScrapeTimeout = 3 * time.Second
+
+// WorkerLabel is the label the supervisor adds to every worker series.
+const WorkerLabel = "worker"
+
+// scrapeAccept asks a worker for the delimited protobuf format, which needs
+// no text parsing.
+var scrapeAccept = string(expfmt.NewFormat(expfmt.TypeProtoDelim))
+
+// Aggregator gathers the supervisor's own registry and every worker's.
+type Aggregator struct {
+	own     *prometheus.Registry
+	workers []*http.Client
+	up      *prometheus.GaugeVec
+}
+
+// NewAggregator returns an Aggregator over workers workers whose sockets are
+// in dir. Its own registry holds switchboard_gateway_worker_up; add the
+// supervisor's series with Register.
+func NewAggregator(dir string, workers int) *Aggregator {
+	a := &Aggregator{own: prometheus.NewRegistry()}
+	a.up = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "worker_up",
+		Help: "1 when the supervisor read the worker's metrics on this scrape, else 0 (the worker is down or restarting).",
+	}, []string{WorkerLabel})
+	a.own.MustRegister(a.up)
+	for i := range workers {
+		path := SocketPath(dir, i)
+		var d net.Dialer
+		a.workers = append(a.workers, &http.Client{
+			Timeout: ScrapeTimeout,
+			Transport: &http.Transport{
+				DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+					return d.DialContext(ctx, "unix", path)
+				},
+				MaxIdleConns:       1,
+				DisableCompression: true,
+			},
+		})
+	}
+	return a
+}
+
+// Close drops the idle connections to the workers.
+func (a *Aggregator) Close() {
+	for _, c := range a.workers {
+		c.CloseIdleConnections()
+	}
+}
+
+// Register adds supervisor collectors.
+func (a *Aggregator) Register(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := a.own.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Handler serves the merged metrics in the Prometheus exposition formats.
+// A worker that cannot be read is left out of that scrape (and its
+// worker_up is 0); the others are still served.
+func (a *Aggregator) Handler() http.Handler {
+	return promhttp.HandlerFor(a, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// Gather reads every worker in parallel and returns their families, each
+// series labelled with its worker, merged with the supervisor's own.
+func (a *Aggregator) Gather() ([]*dto.MetricFamily, error) {
+	per := make([][]*dto.MetricFamily, len(a.workers))
+	var wg sync.WaitGroup
+	for i, c := range a.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fams, err := scrape(c)
+			if err != nil {
+				a.up.WithLabelValues(strconv.Itoa(i)).Set(0)
+				return
+			}
+			labelAll(fams, strconv.Itoa(i))
+			per[i] = fams
+			a.up.WithLabelValues(strconv.Itoa(i)).Set(1)
+		}()
+	}
+	wg.Wait()
+	var fams []*dto.MetricFamily
+	for _, f := range per {
+		fams = append(fams, f...)
+	}
+	workers := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return fams, nil })
+	return prometheus.Gatherers{a.own, workers}.Gather()
+}
+
+func scrape(c *http.Client) ([]*dto.MetricFamily, error) {
+	req, err := http.NewRequest(http.MethodGet, "http://worker/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", scrapeAccept)
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("worker metrics: HTTP %d", resp.StatusCode)
+	}
+	dec := expfmt.NewDecoder(resp.Body, expfmt.ResponseFormat(resp.Header))
+	var fams []*dto.MetricFamily
+	for {
+		f := &dto.MetricFamily{}
+		if err := dec.Decode(f); err != nil {
+			if errors.Is(err, io.EOF) {
+				return fams, nil
+			}
+			return nil, fmt.Errorf("decode worker metrics: %w", err)
+		}
+		fams = append(fams, f)
+	}
+}
+
+// labelAll adds worker=index to every series, keeping label pairs sorted by
+// name; a series that already has a worker label keeps its own.
+func labelAll(fams []*dto.MetricFamily, index string) {
+	for _, f := range fams {
+		for _, m := range f.Metric {
+			if slices.ContainsFunc(m.Label, func(l *dto.LabelPair) bool { return l.GetName() == WorkerLabel }) {
+				continue
+			}
+			m.Label = append(m.Label, &dto.LabelPair{Name: proto.String(WorkerLabel), Value: proto.String(index)})
+			slices.SortFunc(m.Label, func(x, y *dto.LabelPair) int { return strings.Compare(x.GetName(), y.GetName()) })
+		}
+	}
+}

@@ -1,0 +1,207 @@
+package metrics
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/goleak"
+
+	"github.com/switchboard/switchboard/proto"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestCloseReason(t *testing.T) {
+	tests := []struct {
+		code   int
+		reason string
+		want   string
+	}{
+		{1000, "closed by client", ReasonClient},
+		{1001, "closed by client", ReasonClient},
+		{1006, "closed by client", ReasonLost},
+		{1006, "connection lost", ReasonLost},
+		{1001, "ping timeout", ReasonPingTimeout},
+		{1006, "write failed", ReasonWriteFailed},
+		{proto.ClosePolicy, proto.ReasonSlowConsumer, ReasonSlowConsumer},
+		{proto.ClosePolicy, proto.ReasonRateLimited, ReasonRateLimited},
+		{proto.CloseMessageTooBig, "message too big", ReasonTooBig},
+		{proto.CloseInvalidData, "text frame is not valid UTF-8", ReasonInvalidUTF8},
+		{proto.CloseGoingAway, "gateway shutting down", ReasonShutdown},
+		{proto.CloseInternalError, "internal error", ReasonInternalError},
+		{0, "", ReasonOther},
+		{4000, "something new", ReasonOther},
+	}
+	for _, tt := range tests {
+		if got := CloseReason(tt.code, tt.reason); got != tt.want {
+			t.Errorf("CloseReason(%d, %q) = %q, want %q", tt.code, tt.reason, got, tt.want)
+		}
+	}
+}
+
+func envelopes(t *testing.T, m *Worker, event, result string) float64 {
+	t.Helper()
+	return testutil.ToFloat64(m.envelopes.WithLabelValues(event, result))
+}
+
+// TestEnvelopeLabels: an event gets its own label only once a handler has
+// answered it with something other than unknown_event; invented names, and
+// names past MaxEvents, count as _other; broken frames as _invalid.
+func TestEnvelopeLabels(t *testing.T) {
+	m := NewWorker()
+	m.Envelope("typo", proto.CodeUnknownEvent, time.Millisecond)
+	m.Envelope("sendMessage", proto.CodeUnavailable, 0) // no reply: not confirmed
+	m.Envelope("sendMessage", "", time.Millisecond)     // confirmed
+	m.Envelope("sendMessage", "", time.Millisecond)
+	m.Envelope("sendMessage", proto.CodeTimeout, 0)
+	m.Envelope("sendMessage", "custom_code", time.Millisecond)
+	m.Envelope("", proto.CodeBadRequest, 0)
+
+	checks := []struct {
+		event, result string
+		want          float64
+	}{
+		{EventOther, proto.CodeUnknownEvent, 1},
+		{EventOther, proto.CodeUnavailable, 1},
+		{"sendMessage", "ok", 2},
+		{"sendMessage", proto.CodeTimeout, 1},
+		{"sendMessage", "other", 1},
+		{EventInvalid, proto.CodeBadRequest, 1},
+	}
+	for _, c := range checks {
+		if got := envelopes(t, m, c.event, c.result); got != c.want {
+			t.Errorf("envelopes{event=%q,result=%q} = %g, want %g", c.event, c.result, got, c.want)
+		}
+	}
+	if n := testutil.CollectAndCount(m.envelopes); n != 3*len(results) {
+		t.Errorf("%d envelope series, want %d (sendMessage, _other, _invalid)", n, 3*len(results))
+	}
+
+	for i := range MaxEvents + 10 {
+		m.Envelope(fmt.Sprintf("ev%d", i), "", time.Millisecond)
+	}
+	m.mu.RLock()
+	n := len(m.events)
+	m.mu.RUnlock()
+	if n != MaxEvents {
+		t.Errorf("%d event names labelled, want the cap %d", n, MaxEvents)
+	}
+	if got := envelopes(t, m, EventOther, "ok"); got != 10+1 {
+		t.Errorf("envelopes{_other,ok} = %g, want the 11 events beyond the cap", got)
+	}
+}
+
+// TestHotPathDoesNotAllocate: recording a frame of a known event and a
+// delivery costs no allocation.
+func TestHotPathDoesNotAllocate(t *testing.T) {
+	m := NewWorker()
+	m.Envelope("sendMessage", "", time.Millisecond)
+	if a := testing.AllocsPerRun(1000, func() {
+		m.Envelope("sendMessage", "", time.Millisecond)
+		m.Envelope("sendMessage", proto.CodeBadRequest, time.Millisecond)
+		m.Envelope("never", proto.CodeUnavailable, 0)
+		m.Delivered(3, 1)
+		m.ConnOpened()
+		m.ConnClosed(1000, "closed by client")
+	}); a != 0 {
+		t.Errorf("%.1f allocations per recorded frame and delivery, want 0", a)
+	}
+}
+
+// serveWorker serves a Worker registry on its socket in dir, as a worker
+// process does.
+func serveWorker(t *testing.T, dir string, index int, m *Worker) {
+	t.Helper()
+	ln, err := net.Listen("unix", SocketPath(dir, index))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: m.Handler()}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close(); <-done })
+}
+
+func family(fams []*dto.MetricFamily, name string) *dto.MetricFamily {
+	for _, f := range fams {
+		if f.GetName() == name {
+			return f
+		}
+	}
+	return nil
+}
+
+func labels(m *dto.Metric) string {
+	var parts []string
+	for _, l := range m.Label {
+		parts = append(parts, l.GetName()+"="+l.GetValue())
+	}
+	return strings.Join(parts, ",")
+}
+
+// TestAggregatorMergesWorkers runs two worker registries on their sockets
+// (a third worker is down) and checks that every series comes back once per
+// live worker, labelled, with worker_up telling which were read.
+func TestAggregatorMergesWorkers(t *testing.T) {
+	dir := t.TempDir()
+	w0, w1 := NewWorker(), NewWorker()
+	w0.Watch(func() int { return 1 }, func() bool { return true }, func() bool { return true })
+	w1.Watch(func() int { return 2 }, func() bool { return true }, func() bool { return false })
+	w0.ConnOpened()
+	w1.Envelope("sendMessage", "", time.Millisecond)
+	serveWorker(t, dir, 0, w0)
+	serveWorker(t, dir, 1, w1)
+
+	a := NewAggregator(dir, 3)
+	t.Cleanup(a.Close)
+	fams, err := a.Gather()
+	if err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	for name, want := range map[string]map[string]float64{
+		"switchboard_gateway_connections_open":         {"worker=0": 1, "worker=1": 2},
+		"switchboard_gateway_connections_opened_total": {"worker=0": 1, "worker=1": 0},
+		"switchboard_gateway_redis_subscribed":         {"worker=0": 1, "worker=1": 0},
+		"switchboard_gateway_worker_up":                {"worker=0": 1, "worker=1": 1, "worker=2": 0},
+	} {
+		f := family(fams, name)
+		if f == nil {
+			t.Errorf("no %s", name)
+			continue
+		}
+		got := map[string]float64{}
+		for _, m := range f.Metric {
+			switch {
+			case m.Gauge != nil:
+				got[labels(m)] = m.Gauge.GetValue()
+			case m.Counter != nil:
+				got[labels(m)] = m.Counter.GetValue()
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes"} {
+		f := family(fams, name)
+		if f == nil || len(f.Metric) != 2 {
+			t.Errorf("%s: want one series per live worker, got %v", name, f)
+		}
+	}
+	ok := family(fams, "switchboard_gateway_envelopes_received_total")
+	found := false
+	for _, m := range ok.GetMetric() {
+		if labels(m) == "event=sendMessage,result=ok,worker=1" && m.Counter.GetValue() == 1 {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no envelopes_received_total{event=sendMessage,result=ok,worker=1} 1")
+	}
+}

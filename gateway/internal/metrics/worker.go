@@ -1,0 +1,307 @@
+package metrics
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/switchboard/switchboard/proto"
+)
+
+const namespace = "switchboard_gateway"
+
+// Event label values that are not event names; an event name cannot start
+// with "_", so they never collide with one.
+const (
+	// EventInvalid labels frames that were not a valid envelope.
+	EventInvalid = "_invalid"
+	// EventOther labels events no handler has confirmed yet, and events
+	// beyond MaxEvents.
+	EventOther = "_other"
+)
+
+// MaxEvents caps the distinct event names one worker labels series with.
+// A name becomes a label only once handlers-svc has answered it with
+// something other than unknown_event, so clients cannot grow the set by
+// inventing names; the cap holds even if handlers do.
+const MaxEvents = 128
+
+// Results of an envelope: "ok", or the wire error code sent to the client.
+// Codes outside this set (a handler may invent its own) count as "other".
+var results = [...]string{
+	"ok",
+	proto.CodeBadRequest,
+	proto.CodeUnknownEvent,
+	proto.CodeUnavailable,
+	proto.CodeTimeout,
+	proto.CodeHandlerError,
+	"other",
+}
+
+func resultIndex(code string) int {
+	if code == "" {
+		return 0
+	}
+	for i := 1; i < len(results)-1; i++ {
+		if results[i] == code {
+			return i
+		}
+	}
+	return len(results) - 1
+}
+
+// Close reasons, the values of the reason label of
+// switchboard_gateway_connections_closed_total.
+const (
+	ReasonClient        = "client"          // the client sent a close frame
+	ReasonLost          = "lost"            // the connection ended without a close frame
+	ReasonPingTimeout   = "ping_timeout"    // no pong within the pong wait
+	ReasonSlowConsumer  = "slow_consumer"   // outgoing queue overflowed (1008)
+	ReasonRateLimited   = "rate_limited"    // kept sending over its rate limit (1008)
+	ReasonTooBig        = "message_too_big" // 1009
+	ReasonInvalidUTF8   = "invalid_utf8"    // 1007
+	ReasonShutdown      = "shutdown"        // the worker stopped (1001)
+	ReasonWriteFailed   = "write_failed"    // a write to the network failed
+	ReasonInternalError = "internal_error"  // a bug in the socket's code (1011)
+	ReasonOther         = "other"
+)
+
+var closeReasons = [...]string{
+	ReasonClient, ReasonLost, ReasonPingTimeout, ReasonSlowConsumer, ReasonRateLimited, ReasonTooBig,
+	ReasonInvalidUTF8, ReasonShutdown, ReasonWriteFailed, ReasonInternalError, ReasonOther,
+}
+
+// CloseReason maps the code and reason a socket was closed with to the
+// bounded reason label.
+func CloseReason(code int, reason string) string {
+	switch {
+	case reason == "closed by client" && code != 1006:
+		return ReasonClient
+	case reason == "connection lost", reason == "closed by client": // 1006: no close frame
+		return ReasonLost
+	case reason == "ping timeout":
+		return ReasonPingTimeout
+	case reason == "write failed":
+		return ReasonWriteFailed
+	case code == proto.ClosePolicy && reason == proto.ReasonSlowConsumer:
+		return ReasonSlowConsumer
+	case code == proto.ClosePolicy && reason == proto.ReasonRateLimited:
+		return ReasonRateLimited
+	case code == proto.CloseMessageTooBig:
+		return ReasonTooBig
+	case code == proto.CloseInvalidData:
+		return ReasonInvalidUTF8
+	case code == proto.CloseGoingAway:
+		return ReasonShutdown
+	case code == proto.CloseInternalError:
+		return ReasonInternalError
+	}
+	return ReasonOther
+}
+
+// Reasons an upgrade is refused, the values of the reason label of
+// switchboard_gateway_upgrades_refused_total.
+const (
+	RefusedUnauthorized = "unauthorized"
+	RefusedOrigin       = "forbidden_origin"
+	RefusedUnavailable  = "unavailable" // starting or shutting down
+	RefusedUpgrade      = "bad_upgrade" // not a valid WebSocket handshake
+)
+
+var refusedReasons = [...]string{RefusedUnauthorized, RefusedOrigin, RefusedUnavailable, RefusedUpgrade}
+
+// eventSeries are one event label's series, resolved once.
+type eventSeries struct {
+	results [len(results)]prometheus.Counter
+	rtt     prometheus.Observer
+}
+
+// Worker is one worker process's registry and its instruments.
+type Worker struct {
+	reg *prometheus.Registry
+
+	opened     prometheus.Counter
+	closed     map[string]prometheus.Counter
+	slowCloses prometheus.Counter
+	refused    map[string]prometheus.Counter
+	dispatches prometheus.Counter
+	deliveries prometheus.Counter
+	dropped    prometheus.Counter
+
+	envelopes *prometheus.CounterVec
+	rtt       *prometheus.HistogramVec
+	mu        sync.RWMutex
+	events    map[string]*eventSeries // confirmed event names
+	invalid   *eventSeries
+	other     *eventSeries
+}
+
+// NewWorker returns a worker registry with the Go and process collectors
+// and every switchboard_gateway_* series of a worker, at zero.
+func NewWorker() *Worker {
+	m := &Worker{
+		reg:     prometheus.NewRegistry(),
+		closed:  make(map[string]prometheus.Counter, len(closeReasons)),
+		refused: make(map[string]prometheus.Counter, len(refusedReasons)),
+		events:  make(map[string]*eventSeries),
+	}
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f := factory{m.reg}
+	m.opened = f.counter("connections_opened_total", "WebSockets accepted.")
+	closed := f.counterVec("connections_closed_total", "WebSockets ended, by reason.", "reason")
+	for _, r := range closeReasons {
+		m.closed[r] = closed.WithLabelValues(r)
+	}
+	m.slowCloses = f.counter("slow_consumer_closes_total", "WebSockets closed with 1008 because their outgoing queue overflowed.")
+	refused := f.counterVec("upgrades_refused_total", "WebSocket upgrades refused, by reason.", "reason")
+	for _, r := range refusedReasons {
+		m.refused[r] = refused.WithLabelValues(r)
+	}
+	m.dispatches = f.counter("dispatches_total", "Dispatches received from the Redis channel.")
+	m.deliveries = f.counter("deliveries_total", "Event frames queued to local sockets.")
+	m.dropped = f.counter("deliveries_dropped_total", "Event frames not queued because the socket was closing or its queue was full.")
+	m.envelopes = f.counterVec("envelopes_received_total",
+		"Client envelopes, by event and result (ok or the error code sent). Events not yet confirmed by a handler count as _other, frames that are not envelopes as _invalid.",
+		"event", "result")
+	m.rtt = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "handler_duration_seconds",
+		Help:    "Round trip of handler requests that got a reply, from NATS request to reply, by event.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"event"})
+	m.reg.MustRegister(m.rtt)
+	m.invalid = m.series(EventInvalid)
+	m.other = m.series(EventOther)
+	return m
+}
+
+type factory struct{ reg *prometheus.Registry }
+
+func (f factory) counter(name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help})
+	f.reg.MustRegister(c)
+	return c
+}
+
+func (f factory) counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, labels)
+	f.reg.MustRegister(c)
+	return c
+}
+
+func (f factory) gaugeFunc(name, help string, fn func() float64) {
+	f.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, fn))
+}
+
+func (m *Worker) series(event string) *eventSeries {
+	s := &eventSeries{rtt: m.rtt.WithLabelValues(event)}
+	for i, r := range results {
+		s.results[i] = m.envelopes.WithLabelValues(event, r)
+	}
+	return s
+}
+
+// Gatherer returns the registry.
+func (m *Worker) Gatherer() prometheus.Gatherer { return m.reg }
+
+// Handler serves the registry in the Prometheus exposition formats.
+func (m *Worker) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// Watch registers the gauges read at scrape time: open sockets, whether
+// NATS is connected and whether the Redis subscription is live. Call it
+// once.
+func (m *Worker) Watch(open func() int, natsConnected, redisSubscribed func() bool) {
+	f := factory{m.reg}
+	f.gaugeFunc("connections_open", "WebSockets open now.", func() float64 { return float64(open()) })
+	f.gaugeFunc("nats_connected", "1 while the worker's NATS connection is up.", func() float64 { return bit(natsConnected()) })
+	f.gaugeFunc("redis_subscribed", "1 while the worker's Redis subscription to the dispatch channel is live.",
+		func() float64 { return bit(redisSubscribed()) })
+}
+
+func bit(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// ConnOpened counts an accepted socket.
+func (m *Worker) ConnOpened() { m.opened.Inc() }
+
+// ConnClosed counts a socket that ended with code and reason (see
+// CloseReason) and returns the reason label it was counted under.
+func (m *Worker) ConnClosed(code int, reason string) string {
+	r := CloseReason(code, reason)
+	m.closed[r].Inc()
+	if r == ReasonSlowConsumer {
+		m.slowCloses.Inc()
+	}
+	return r
+}
+
+// UpgradeRefused counts a refused upgrade; reason is one of the Refused
+// constants.
+func (m *Worker) UpgradeRefused(reason string) {
+	if c, ok := m.refused[reason]; ok {
+		c.Inc()
+	}
+}
+
+// Delivered counts one dispatch from Redis, the frames it queued to local
+// sockets and those it could not queue.
+func (m *Worker) Delivered(sent, dropped int) {
+	m.dispatches.Inc()
+	if sent > 0 {
+		m.deliveries.Add(float64(sent))
+	}
+	if dropped > 0 {
+		m.dropped.Add(float64(dropped))
+	}
+}
+
+// Envelope records how one client frame ended: event is "" when the frame
+// was not a valid envelope; code is "" when it succeeded, else the error
+// code sent to the client; rtt, when positive, is the round trip of the
+// handler's reply. A reply other than unknown_event confirms that the event
+// has a handler, and from then on the event is its own label value.
+func (m *Worker) Envelope(event, code string, rtt time.Duration) {
+	s := m.lookup(event, rtt > 0 && code != proto.CodeUnknownEvent)
+	s.results[resultIndex(code)].Inc()
+	if rtt > 0 {
+		s.rtt.Observe(rtt.Seconds())
+	}
+}
+
+func (m *Worker) lookup(event string, confirmed bool) *eventSeries {
+	if event == "" {
+		return m.invalid
+	}
+	m.mu.RLock()
+	s := m.events[event]
+	n := len(m.events)
+	m.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	if !confirmed || n >= MaxEvents || !proto.ValidEventName(event) {
+		return m.other
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s = m.events[event]; s == nil {
+		if len(m.events) >= MaxEvents {
+			return m.other
+		}
+		// The map keeps its own copy: event may alias a frame's buffer.
+		event = strings.Clone(event)
+		s = m.series(event)
+		m.events[event] = s
+	}
+	return s
+}
