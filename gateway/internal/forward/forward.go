@@ -35,11 +35,25 @@ var (
 	errLostInFlight = proto.NewError(proto.CodeUnavailable, "connection to the handlers was lost before they answered; the event may or may not have been handled")
 )
 
+// Recorder is told how every frame the forwarder handles ends, for metrics.
+// It is called from many goroutines and must be cheap.
+type Recorder interface {
+	// Envelope reports one frame: event is "" when the frame was not a
+	// valid envelope; code is "" on success, else the error code sent to
+	// the client; rtt is the round trip when the handler replied, else 0.
+	Envelope(event, code string, rtt time.Duration)
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) Envelope(string, string, time.Duration) {}
+
 // Forwarder implements ws.FrameHandler.
 type Forwarder struct {
 	nc      Requester
 	timeout time.Duration
 	log     *zap.Logger
+	rec     Recorder
 
 	mu       sync.Mutex
 	stopped  bool
@@ -53,8 +67,12 @@ type Forwarder struct {
 // (ws.Limits.MaxInFlight).
 func New(nc Requester, timeout time.Duration, log *zap.Logger) *Forwarder {
 	conn, lose := context.WithCancel(context.Background())
-	return &Forwarder{nc: nc, timeout: timeout, log: log, conn: conn, lose: lose}
+	return &Forwarder{nc: nc, timeout: timeout, log: log, rec: nopRecorder{}, conn: conn, lose: lose}
 }
+
+// SetRecorder makes r the forwarder's Recorder; call it before the first
+// frame.
+func (f *Forwarder) SetRecorder(r Recorder) { f.rec = r }
 
 // Disconnected tells the forwarder that NATS went away: the requests in
 // flight cannot get their replies any more, so they end at once with
@@ -81,6 +99,7 @@ func (f *Forwarder) HandleFrame(c *ws.Conn, data []byte) {
 		if !errors.As(err, &pe) {
 			pe = proto.NewError(proto.CodeBadRequest, "invalid frame")
 		}
+		f.rec.Envelope("", pe.Code, 0)
 		c.SendError(env.Ref, env.HasRef, pe)
 		return
 	}
@@ -91,6 +110,7 @@ func (f *Forwarder) HandleFrame(c *ws.Conn, data []byte) {
 	if f.stopped {
 		f.mu.Unlock()
 		c.ReleaseSlot()
+		f.rec.Envelope(env.Event, errShutdown.Code, 0)
 		c.SendError(env.Ref, env.HasRef, errShutdown)
 		return
 	}
@@ -111,11 +131,24 @@ func (f *Forwarder) HandleFrame(c *ws.Conn, data []byte) {
 }
 
 func (f *Forwarder) forward(c *ws.Conn, env *proto.Envelope) {
+	perr, rtt := f.request(c, env)
+	f.rec.Envelope(env.Event, errCode(perr), rtt)
+	if perr != nil {
+		c.SendError(env.Ref, env.HasRef, perr)
+		return
+	}
+	if env.HasRef {
+		c.SendAck(env.Ref)
+	}
+}
+
+// request sends env to its handler and returns the error for the client, or
+// nil, and the round trip when a reply came.
+func (f *Forwarder) request(c *ws.Conn, env *proto.Envelope) (*proto.Error, time.Duration) {
 	log := f.log.With(zap.String("user", c.User()), zap.String("conn", c.ID()), zap.String("event", env.Event))
 	if !f.nc.IsConnected() {
 		log.Debug("nats not connected")
-		c.SendError(env.Ref, env.HasRef, errUnavailable)
-		return
+		return errUnavailable, 0
 	}
 	body := proto.AppendRequest(make([]byte, 0, 128+len(env.Args)), &proto.Request{
 		Event: env.Event, Args: env.Args, User: c.User(), Conn: c.ID(), Ref: env.Ref,
@@ -123,33 +156,31 @@ func (f *Forwarder) forward(c *ws.Conn, env *proto.Envelope) {
 	conn := f.connContext()
 	ctx, cancel := context.WithTimeout(conn, f.timeout)
 	defer cancel()
+	sent := time.Now()
 	msg, err := f.nc.RequestWithContext(ctx, proto.Subject(env.Event), body)
 	switch {
 	case err == nil:
 	case conn.Err() != nil:
 		log.Warn("nats connection lost during the request")
-		c.SendError(env.Ref, env.HasRef, errLostInFlight)
-		return
+		return errLostInFlight, 0
 	case errors.Is(err, nats.ErrNoResponders):
 		log.Warn("no handlers-svc responds")
-		c.SendError(env.Ref, env.HasRef, errUnavailable)
-		return
+		return errUnavailable, 0
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		log.Warn("handler timed out", zap.Duration("timeout", f.timeout))
-		c.SendError(env.Ref, env.HasRef, errTimeout)
-		return
+		return errTimeout, 0
 	default:
 		log.Warn("handler request failed", zap.Error(err))
-		c.SendError(env.Ref, env.HasRef, errUnavailable)
-		return
+		return errUnavailable, 0
 	}
-	if perr := proto.DecodeReply(msg.Data); perr != nil {
-		c.SendError(env.Ref, env.HasRef, perr)
-		return
+	return proto.DecodeReply(msg.Data), max(time.Since(sent), time.Nanosecond)
+}
+
+func errCode(e *proto.Error) string {
+	if e == nil {
+		return ""
 	}
-	if env.HasRef {
-		c.SendAck(env.Ref)
-	}
+	return e.Code
 }
 
 // Shutdown stops forwarding new envelopes (they get unavailable) and waits

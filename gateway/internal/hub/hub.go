@@ -94,23 +94,32 @@ func (h *Hub[C]) Snapshot() []C {
 }
 
 // Deliver sends d to its local targets and returns how many sockets it was
-// queued for. The frame carries the receiving socket's user id, so it is
-// encoded once per target user and shared by that user's sockets. A socket
-// named several times (as a user's and as a connection) gets it once.
+// queued for; see DeliverCounted.
 func (h *Hub[C]) Deliver(d *proto.Dispatch) int {
+	sent, _ := h.DeliverCounted(d)
+	return sent
+}
+
+// DeliverCounted sends d to its local targets and returns how many sockets
+// it was queued for and how many refused it (closing, or a full queue). The
+// frame carries the receiving socket's user id, so it is encoded once per
+// target user and shared by that user's sockets. A socket named several
+// times (as a user's and as a connection) gets it once.
+func (h *Hub[C]) DeliverCounted(d *proto.Dispatch) (n, dropped int) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	n := 0
 	if d.Broadcast {
 		for user, byConn := range h.users {
 			frame := frame(d, user)
 			for _, c := range byConn {
 				if c.Send(frame) {
 					n++
+				} else {
+					dropped++
 				}
 			}
 		}
-		return n
+		return n, dropped
 	}
 	var seen map[string]struct{} // users already delivered to, when needed
 	if len(d.Users) > 1 || (len(d.Users) > 0 && len(d.Conns) > 0) {
@@ -131,11 +140,13 @@ func (h *Hub[C]) Deliver(d *proto.Dispatch) int {
 		for _, c := range byConn {
 			if c.Send(frame) {
 				n++
+			} else {
+				dropped++
 			}
 		}
 	}
 	if len(d.Conns) == 0 {
-		return n
+		return n, dropped
 	}
 	var sentConns map[string]struct{}
 	if len(d.Conns) > 1 {
@@ -157,9 +168,11 @@ func (h *Hub[C]) Deliver(d *proto.Dispatch) int {
 		}
 		if c.Send(frame(d, c.User())) {
 			n++
+		} else {
+			dropped++
 		}
 	}
-	return n
+	return n, dropped
 }
 
 // frame encodes d for the sockets of user in one allocation of the right

@@ -332,3 +332,35 @@ func TestConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestDeliverCountedDropped: sockets that refuse a frame are counted as
+// dropped, for users, connections and broadcasts alike, and never twice.
+func TestDeliverCountedDropped(t *testing.T) {
+	h := hub.New[*conn]()
+	a1 := &conn{id: "a1", user: "alice"}
+	a2 := &conn{id: "a2", user: "alice", refuse: true}
+	b1 := &conn{id: "b1", user: "bob", refuse: true}
+	c1 := &conn{id: "c1", user: "carol"}
+	for _, c := range []*conn{a1, a2, b1, c1} {
+		h.Add(c)
+	}
+	tests := []struct {
+		name          string
+		d             proto.Dispatch
+		sent, dropped int
+	}{
+		{"users", proto.Dispatch{Event: "e", Users: []string{"alice", "bob", "nobody"}}, 1, 2},
+		{"conns", proto.Dispatch{Event: "e", Conns: []string{"b1", "c1", "b1"}}, 1, 1},
+		{"user and its conn", proto.Dispatch{Event: "e", Users: []string{"alice"}, Conns: []string{"a2"}}, 1, 1},
+		{"broadcast", proto.Dispatch{Event: "e", Broadcast: true}, 2, 2},
+	}
+	for _, tt := range tests {
+		sent, dropped := h.DeliverCounted(&tt.d)
+		if sent != tt.sent || dropped != tt.dropped {
+			t.Errorf("%s: DeliverCounted = %d sent, %d dropped; want %d, %d", tt.name, sent, dropped, tt.sent, tt.dropped)
+		}
+		if n := h.Deliver(&tt.d); n != tt.sent {
+			t.Errorf("%s: Deliver = %d, want %d", tt.name, n, tt.sent)
+		}
+	}
+}

@@ -28,6 +28,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/fanout"
 	"github.com/switchboard/switchboard/gateway/internal/forward"
 	"github.com/switchboard/switchboard/gateway/internal/hub"
+	"github.com/switchboard/switchboard/gateway/internal/metrics"
 	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/proto"
@@ -44,6 +45,7 @@ type Worker struct {
 	upgrader websocket.Upgrader
 	limits   ws.Limits
 	wsLog    *zap.Logger // shared by every socket
+	metrics  *metrics.Worker
 
 	nc  *nats.Conn
 	rdb *redis.Client
@@ -66,6 +68,7 @@ func New(cfg config.Config, index int, log *zap.Logger) *Worker {
 		ids:      connid.New(),
 		hub:      hub.New[*ws.Conn](),
 		wsLog:    log.Named("ws"),
+		metrics:  metrics.NewWorker(),
 		limits: ws.Limits{
 			QueueLen: cfg.SendQueueLen, QueueBytes: cfg.SendQueueBytes, MaxInFlight: cfg.MaxInFlight,
 			Rate: ratelimit.Policy{
@@ -83,6 +86,9 @@ func New(cfg config.Config, index int, log *zap.Logger) *Worker {
 	return w
 }
 
+// MetricsHandler serves the worker's Prometheus registry.
+func (w *Worker) MetricsHandler() http.Handler { return w.metrics.Handler() }
+
 // Run serves on ln until ctx is done, then shuts down gracefully within the
 // configured shutdown timeout. It returns after every goroutine it started
 // has ended.
@@ -94,6 +100,7 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 	defer w.nc.Close()
 
 	w.fwd = forward.New(w.nc, w.cfg.HandlerTimeout, w.log.Named("forward"))
+	w.fwd.SetRecorder(w.metrics)
 	natsLog := w.log.Named("nats")
 	w.nc.SetDisconnectErrHandler(func(_ *nats.Conn, err error) {
 		w.fwd.Disconnected()
@@ -101,7 +108,8 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 			natsLog.Error("nats disconnected", zap.Error(err))
 		}
 	})
-	w.sub = fanout.New(w.rdb, w.hub, w.log.Named("fanout"))
+	w.sub = fanout.New(w.rdb, countedHub{w.hub, w.metrics}, w.log.Named("fanout"))
+	w.metrics.Watch(w.hub.Len, w.nc.IsConnected, w.sub.Live)
 
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -251,6 +259,7 @@ func (w *Worker) serveReady(rw http.ResponseWriter, _ *http.Request) {
 
 func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	if !w.checkOrigin(r) {
+		w.metrics.UpgradeRefused(metrics.RefusedOrigin)
 		writeError(rw, http.StatusForbidden, proto.CodeForbiddenOrigin, "origin not allowed")
 		return
 	}
@@ -262,10 +271,12 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 			msg = ae.Message
 		}
 		w.log.Debug("upgrade refused", zap.String("reason", msg), zap.String("remote", r.RemoteAddr))
+		w.metrics.UpgradeRefused(metrics.RefusedUnauthorized)
 		writeError(rw, http.StatusUnauthorized, proto.CodeUnauthorized, msg)
 		return
 	}
 	if !w.started.Load() {
+		w.metrics.UpgradeRefused(metrics.RefusedUnavailable)
 		writeError(rw, http.StatusServiceUnavailable, proto.CodeUnavailable, "gateway is starting: waiting for NATS and Redis, retry shortly")
 		return
 	}
@@ -276,12 +287,14 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	}
 	w.mu.Unlock()
 	if draining {
+		w.metrics.UpgradeRefused(metrics.RefusedUnavailable)
 		writeError(rw, http.StatusServiceUnavailable, proto.CodeUnavailable, "gateway is shutting down")
 		return
 	}
 	wsc, err := w.upgrader.Upgrade(rw, r, nil)
 	if err != nil {
 		w.conns.Done()
+		w.metrics.UpgradeRefused(metrics.RefusedUpgrade)
 		http.Error(rw, "websocket upgrade failed", http.StatusBadRequest)
 		return
 	}
@@ -292,6 +305,7 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	// it is missed.
 	c.Send(proto.AppendConnected(nil, user, c.ID(), w.index))
 	w.hub.Add(c)
+	w.metrics.ConnOpened()
 	w.mu.Lock()
 	if w.draining { // shutdown began during the upgrade and may not have seen c
 		c.Close(websocket.CloseGoingAway, "gateway shutting down")
@@ -308,8 +322,22 @@ func (w *Worker) readSocket(c *ws.Conn) {
 	c.ReadLoop(w.fwd, w.cfg.MaxFrame)
 	w.hub.Remove(c)
 	code, reason := c.CloseCode()
+	why := w.metrics.ConnClosed(code, reason)
 	w.log.Info("socket closed", zap.String("user", c.User()), zap.String("conn", c.ID()),
-		zap.Int("code", code), zap.String("reason", reason), zap.Duration("duration", time.Since(c.Opened())))
+		zap.Int("code", code), zap.String("reason", reason), zap.String("close", why),
+		zap.Duration("duration", time.Since(c.Opened())))
+}
+
+// countedHub delivers dispatches to the hub and counts them.
+type countedHub struct {
+	hub     *hub.Hub[*ws.Conn]
+	metrics *metrics.Worker
+}
+
+func (h countedHub) Deliver(d *proto.Dispatch) int {
+	sent, dropped := h.hub.DeliverCounted(d)
+	h.metrics.Delivered(sent, dropped)
+	return sent
 }
 
 // checkOrigin applies GATEWAY_ALLOWED_ORIGINS (PROTOCOL section 1).
