@@ -22,6 +22,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/auth"
 	"github.com/switchboard/switchboard/gateway/internal/config"
 	"github.com/switchboard/switchboard/gateway/internal/logging"
+	"github.com/switchboard/switchboard/gateway/internal/metrics"
 	"github.com/switchboard/switchboard/gateway/internal/supervisor"
 	"github.com/switchboard/switchboard/gateway/internal/worker"
 )
@@ -64,11 +65,31 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	env := cfg.Environ()
+	var agg *metrics.Aggregator
+	if cfg.MetricsAddr != "" {
+		// Each worker serves its metrics on a unix socket in a private
+		// directory; the supervisor merges them on its own /metrics.
+		dir, err := os.MkdirTemp("", "switchboard-gateway-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		env = append(env, metrics.DirEnv+"="+dir)
+		agg = metrics.NewAggregator(dir, cfg.Workers)
+	}
 	sup := supervisor.New(supervisor.Config{
 		Addr:        cfg.Addr,
 		Workers:     cfg.Workers,
 		StopTimeout: cfg.ShutdownTimeout + 5*time.Second,
-	}, supervisor.ExecStart(exe, nil, cfg.Environ()), log.Named("supervisor"))
+	}, supervisor.ExecStart(exe, nil, env), log.Named("supervisor"))
+	if agg != nil {
+		stop, err := serveAdmin(cfg.MetricsAddr, agg, sup, log.Named("metrics"))
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	return sup.Run(ctx)
 }
 
@@ -82,7 +103,16 @@ func runWorker(ctx context.Context, cfg config.Config, index int, log *zap.Logge
 	if err != nil {
 		return fmt.Errorf("worker listener: %w", err)
 	}
-	return worker.New(cfg, index, log).Run(ctx, ln)
+	w := worker.New(cfg, index, log)
+	if dir := os.Getenv(metrics.DirEnv); dir != "" {
+		stop, err := serveWorkerMetrics(dir, index, w.MetricsHandler(), log.Named("metrics"))
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		defer stop()
+	}
+	return w.Run(ctx, ln)
 }
 
 // mintToken prints a token: gateway token [-ttl 24h] USER.
