@@ -196,3 +196,15 @@ func CloseCode(err error) int {
 
 // Close closes the socket.
 func (c *Client) Close() { _ = c.ws.Close() }
+
+// CloseNormally sends a close frame with 1000 and waits until the server
+// has answered it, the way a browser closes a socket.
+func (c *Client) CloseNormally() {
+	c.t.Helper()
+	msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye")
+	if err := c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second)); err != nil {
+		c.t.Fatalf("%s: send close: %v", c.User, err)
+	}
+	_ = c.WaitClosed(5 * time.Second)
+	c.Close()
+}

@@ -32,6 +32,7 @@ type Stack struct {
 	Handlers     *Proc
 	Gateway      *Proc
 	Addr         string // gateway host:port
+	MetricsAddr  string // the gateway supervisor's /metrics host:port
 	HandlersAddr string
 	Workers      int
 	gatewayBin   string
@@ -51,6 +52,7 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 		Redis:        StartRedis(t),
 		NATS:         StartNATS(t),
 		Addr:         fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+		MetricsAddr:  fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
 		HandlersAddr: fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
 		Workers:      opts.Workers,
 		gatewayBin:   gw,
@@ -90,7 +92,7 @@ func (s *Stack) StartGateway() {
 	env := append([]string{
 		"GATEWAY_ADDR=" + s.Addr, "GATEWAY_WORKERS=" + strconv.Itoa(s.Workers),
 		"GATEWAY_JWT_SECRET=" + Secret, "NATS_URL=" + s.NATS.URL(), "REDIS_URL=" + s.Redis.URL(),
-		"LOG_LEVEL=debug", "GATEWAY_SHUTDOWN_TIMEOUT=5s",
+		"LOG_LEVEL=debug", "GATEWAY_SHUTDOWN_TIMEOUT=5s", "GATEWAY_METRICS_ADDR=" + s.MetricsAddr,
 	}, s.opts.Env...)
 	s.Gateway = StartProc(s.t, "gateway", s.gatewayBin, env)
 	s.WaitReady()
@@ -106,6 +108,20 @@ func (s *Stack) WaitReady() {
 		}
 		return len(ready) == s.Workers
 	})
+}
+
+// Metrics reads and parses the gateway's /metrics: every worker's series,
+// labelled worker="N", and the supervisor's. It fails the test if the page
+// cannot be read.
+func (s *Stack) Metrics() Samples {
+	s.t.Helper()
+	return MustReadMetrics(s.t, "http://"+s.MetricsAddr+"/metrics")
+}
+
+// HandlersMetrics reads and parses handlers-svc's /metrics.
+func (s *Stack) HandlersMetrics() Samples {
+	s.t.Helper()
+	return MustReadMetrics(s.t, "http://"+s.HandlersAddr+"/metrics")
 }
 
 // Token returns a valid token for user.
