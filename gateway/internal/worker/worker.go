@@ -30,6 +30,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/hub"
 	"github.com/switchboard/switchboard/gateway/internal/metrics"
 	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
+	"github.com/switchboard/switchboard/gateway/internal/web"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -209,7 +210,7 @@ func (w *Worker) waitDeps(ctx context.Context) bool {
 
 func (w *Worker) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /socket", w.serveSocket)
+	mux.Handle("GET /socket", web.AllowProbe(w.checkOrigin, http.HandlerFunc(w.serveSocket)))
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
 		writeJSON(rw, http.StatusOK, map[string]any{"status": "ok", "worker": w.index})
 	})
@@ -217,6 +218,7 @@ func (w *Worker) routes() http.Handler {
 	if w.cfg.Dev {
 		mux.HandleFunc("GET /dev/token", w.serveDevToken)
 	}
+	web.Register(mux, w.cfg.Dev)
 	return mux
 }
 

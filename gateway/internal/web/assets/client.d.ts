@@ -1,0 +1,85 @@
+// Type declarations for client.js, the switchboard browser and Node client.
+
+/** A frame the gateway sends (PROTOCOL.md section 2). */
+export interface Frame<A = unknown> {
+  event: string;
+  /** The user id of the socket that received the frame. */
+  id: string;
+  args?: A;
+  ref?: string;
+}
+
+/** Args of the "connected" frame, sent on every (re)connection. */
+export interface Connected {
+  conn: string;
+  worker: number;
+}
+
+export type State = "connecting" | "open" | "closed";
+
+/** What onState reports with each state. */
+export interface StateInfo {
+  /** Why the socket closed or the client stopped, for a person. */
+  reason?: string;
+  /** The WebSocket close code of the socket that closed ("connecting"). */
+  code?: number;
+  /** The HTTP status that stopped the client: 401 (token refused) or 403 (origin refused) ("closed"). */
+  status?: number;
+  /** 1 for the first retry after a close, counting up until a connection is greeted ("connecting"). */
+  attempt?: number;
+  /** Milliseconds until this attempt starts ("connecting"). */
+  delay?: number;
+  /** The worker index and connection id ("open"). */
+  worker?: number;
+  conn?: string;
+}
+
+/**
+ * The Error an emit rejects with. code is a wire error code (bad_request,
+ * unknown_event, unavailable, timeout, handler_error, rate_limited, ...) or
+ * one of the client's own: "timeout" (no answer or no connection within
+ * ackTimeout), "disconnected" (the socket closed after the envelope was sent
+ * and before its answer), "closed" (the client is closed for good).
+ */
+export interface SwitchboardError extends Error {
+  name: "SwitchboardError";
+  code: string;
+  /** The error frame, when the gateway sent one. */
+  frame?: Frame<{ code: string; message: string }>;
+}
+
+export interface ConnectOptions {
+  /** ws:// or wss:// URL of the gateway's /socket; http(s) and, in a browser, relative URLs work too. */
+  url: string;
+  /** A JWT; sent as ?token=. */
+  token?: string;
+  /** Called before every connection attempt for a fresh token; wins over token. */
+  getToken?: () => string | Promise<string>;
+  /** Milliseconds an emit waits for its ack, the wait for a connection included. Default 10000. */
+  ackTimeout?: number;
+  /** A WebSocket constructor, where globalThis.WebSocket is missing. */
+  WebSocket?: { new (url: string): WebSocket };
+  /** Extension: the back-off's first ceiling in ms; attempt n waits between half and all of min(max, min * 2^n). Default 1000. */
+  minReconnectDelay?: number;
+  /** Extension: the back-off's cap in ms. Default 30000. */
+  maxReconnectDelay?: number;
+  /** Extension: the fetch used to probe a refused upgrade for 401. Default globalThis.fetch. */
+  fetch?: typeof fetch;
+  /** Extension: milliseconds the probe may take. Default 5000. */
+  probeTimeout?: number;
+}
+
+export interface Client {
+  /** Subscribes to a server event by name ("connected" on every (re)connection); returns the unsubscribe function. */
+  on(event: "connected", handler: (args: Connected, frame: Frame<Connected>) => void): () => void;
+  on<A = any>(event: string, handler: (args: A, frame: Frame<A>) => void): () => void;
+  /** Calls handler with the current state at once, then on every change ("connecting" once per attempt); returns the unsubscribe function. */
+  onState(handler: (state: State, info: StateInfo) => void): () => void;
+  /** Sends an event; resolves with the ack frame, rejects with a SwitchboardError. Waits for the connection when not open. */
+  emit(event: string, args?: unknown): Promise<Frame>;
+  /** Closes for good: no reconnect; pending emits reject with code "closed". */
+  close(): void;
+}
+
+/** Starts connecting at once and reconnects by itself until close() or a refused token. */
+export function connect(opts: ConnectOptions): Client;

@@ -1,0 +1,315 @@
+// switchboard client: one dependency-free ES module for browsers and Node 20+.
+//
+//   import { connect } from "/client.js";
+//   const sb = connect({ url: "ws://localhost:7999/socket", token });
+//   sb.on("message", (args, frame) => {});
+//   sb.onState((state, info) => {});
+//   await sb.emit("sendMessage", { to: "bob", text: "hi" });
+//   sb.close();
+//
+// The wire contract is PROTOCOL.md v1; client.d.ts beside this file types it.
+
+const DEFAULTS = {
+  ackTimeout: 10_000,
+  minReconnectDelay: 1_000,
+  maxReconnectDelay: 30_000,
+  probeTimeout: 5_000,
+};
+
+/**
+ * connect starts connecting at once and returns the client. It reconnects by
+ * itself after every close except sb.close() or a refused token.
+ */
+export function connect(opts) {
+  return new Client(opts);
+}
+
+class Client {
+  #opts;
+  #WS;
+  #ws = null; // the current socket, or null between attempts
+  #state = "connecting";
+  #closed = false; // sb.close() called or the token refused: for good
+  #attempt = 0; // failed attempts since the last "connected" frame
+  #timer = null; // pending reconnect
+  #nextRef = 0;
+  #pending = new Map(); // ref -> {resolve, reject, timer, data, sent}
+  #events = new Map(); // event name -> Set of handlers
+  #stateHandlers = new Set();
+  #stateInfo = {};
+
+  constructor(opts) {
+    if (!opts || typeof opts.url !== "string" || opts.url === "") {
+      throw new TypeError("switchboard: connect({url}) needs a url");
+    }
+    this.#opts = { ...DEFAULTS, ...opts };
+    this.#WS = opts.WebSocket ?? globalThis.WebSocket;
+    if (typeof this.#WS !== "function") {
+      throw new TypeError("switchboard: no WebSocket: pass opts.WebSocket (Node 20 without --experimental-websocket)");
+    }
+    this.#open();
+  }
+
+  /** on subscribes to a server event by name and returns the unsubscribe function. */
+  on(event, handler) {
+    if (typeof handler !== "function") throw new TypeError("switchboard: on(event, handler) needs a function");
+    let set = this.#events.get(event);
+    if (!set) this.#events.set(event, (set = new Set()));
+    const entry = { handler }; // an entry per call, so the same function may be added twice
+    set.add(entry);
+    return () => set.delete(entry);
+  }
+
+  /**
+   * onState calls handler with the current state at once and then on every
+   * change: "connecting" (once per attempt), "open", "closed".
+   */
+  onState(handler) {
+    if (typeof handler !== "function") throw new TypeError("switchboard: onState(handler) needs a function");
+    const entry = { handler };
+    this.#stateHandlers.add(entry);
+    safeCall(handler, this.#state, { ...this.#stateInfo });
+    return () => this.#stateHandlers.delete(entry);
+  }
+
+  /**
+   * emit sends an event and resolves when the gateway acks it. It rejects with
+   * an Error carrying .code and .message on an error frame, "timeout" after
+   * ackTimeout (waiting for the connection included), "disconnected" when the
+   * socket closed after sending and before the answer, "closed" once closed
+   * for good.
+   */
+  emit(event, args) {
+    if (this.#closed) return Promise.reject(clientError("closed", "the client is closed"));
+    const ref = String(++this.#nextRef);
+    const env = { event, ref };
+    if (args !== undefined) env.args = args;
+    let data;
+    try {
+      data = JSON.stringify(env);
+    } catch (err) {
+      return Promise.reject(clientError("bad_request", `args cannot be sent as JSON: ${err.message}`));
+    }
+    return new Promise((resolve, reject) => {
+      const p = { resolve, reject, data, sent: false, timer: null };
+      p.timer = setTimeout(() => {
+        this.#pending.delete(ref);
+        const msg = p.sent
+          ? `no answer to ${event} within ${this.#opts.ackTimeout} ms`
+          : `not connected within ${this.#opts.ackTimeout} ms`;
+        reject(clientError("timeout", msg));
+      }, this.#opts.ackTimeout);
+      this.#pending.set(ref, p);
+      if (this.#state === "open") this.#send(p);
+    });
+  }
+
+  /** close closes the socket for good: no reconnect, pending emits reject with "closed". */
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#timer = null;
+    const ws = this.#ws;
+    this.#ws = null;
+    if (ws) {
+      detach(ws);
+      try {
+        ws.close(1000, "client closed");
+      } catch {
+        // already closing
+      }
+    }
+    this.#failPending(() => true, "closed", "the client is closed");
+    this.#setState("closed", { reason: "closed by the client" });
+  }
+
+  #setState(state, info = {}) {
+    this.#state = state;
+    this.#stateInfo = info;
+    for (const { handler } of [...this.#stateHandlers]) safeCall(handler, state, { ...info });
+  }
+
+  async #open() {
+    this.#timer = null;
+    let token = this.#opts.token;
+    if (typeof this.#opts.getToken === "function") {
+      try {
+        token = await this.#opts.getToken();
+      } catch (err) {
+        if (!this.#closed) this.#retry(`getToken failed: ${err?.message ?? err}`);
+        return;
+      }
+      if (this.#closed) return;
+    }
+    let url;
+    try {
+      url = socketURL(this.#opts.url, token);
+    } catch (err) {
+      this.#fail(`bad url: ${err.message}`, 0);
+      return;
+    }
+    let ws;
+    try {
+      ws = new this.#WS(url);
+    } catch (err) {
+      this.#retry(`cannot open: ${err?.message ?? err}`);
+      return;
+    }
+    this.#ws = ws;
+    let greeted = false;
+    ws.onmessage = (ev) => {
+      if (this.#ws !== ws) return;
+      const frame = parseFrame(ev.data);
+      if (!frame) return;
+      if (frame.event === "connected" && !greeted) {
+        greeted = true;
+        this.#attempt = 0;
+        this.#setState("open", { worker: frame.args?.worker, conn: frame.args?.conn });
+        for (const p of this.#pending.values()) if (!p.sent) this.#send(p);
+      }
+      this.#dispatch(frame);
+    };
+    ws.onclose = (ev) => {
+      if (this.#ws !== ws) return;
+      this.#ws = null;
+      detach(ws);
+      const why = ev.reason ? `closed ${ev.code}: ${ev.reason}` : `closed ${ev.code}`;
+      // What was sent on this socket will never be answered.
+      this.#failPending((p) => p.sent, "disconnected", `connection lost before the answer (${why})`);
+      if (this.#closed) return;
+      if (greeted) {
+        this.#retry(why, ev.code);
+        return;
+      }
+      // Closed before the gateway greeted us: the upgrade may have been
+      // refused. A browser WebSocket cannot see the HTTP status, so ask.
+      this.#probe(url).then((refusal) => {
+        if (this.#closed) return;
+        if (refusal) this.#fail(refusal.reason, refusal.status);
+        else this.#retry(why, ev.code);
+      });
+    };
+  }
+
+  #send(p) {
+    if (!this.#ws) return;
+    try {
+      this.#ws.send(p.data);
+      p.sent = true;
+    } catch {
+      // The socket is closing; onclose retries and the emit waits on.
+    }
+  }
+
+  #dispatch(frame) {
+    if (frame.event === "ack" || (frame.event === "error" && typeof frame.ref === "string")) {
+      const p = this.#pending.get(frame.ref);
+      if (p) {
+        this.#pending.delete(frame.ref);
+        clearTimeout(p.timer);
+        if (frame.event === "ack") p.resolve(frame);
+        else p.reject(clientError(frame.args?.code ?? "error", frame.args?.message ?? "error", frame));
+        return;
+      }
+    }
+    const set = this.#events.get(frame.event);
+    if (!set) return;
+    for (const { handler } of [...set]) safeCall(handler, frame.args, frame);
+  }
+
+  #failPending(which, code, message) {
+    for (const [ref, p] of this.#pending) {
+      if (!which(p)) continue;
+      this.#pending.delete(ref);
+      clearTimeout(p.timer);
+      p.reject(clientError(code, message));
+    }
+  }
+
+  // #retry schedules the next attempt with exponential back-off and jitter:
+  // attempt n waits between half and all of min(max, min * 2^n).
+  #retry(reason, code) {
+    const { minReconnectDelay: lo, maxReconnectDelay: hi } = this.#opts;
+    const ceiling = Math.min(hi, lo * 2 ** Math.min(this.#attempt, 30));
+    const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+    this.#attempt++;
+    this.#setState("connecting", { reason, code, attempt: this.#attempt, delay });
+    this.#timer = setTimeout(() => this.#open(), delay);
+  }
+
+  #fail(reason, status) {
+    this.#closed = true;
+    this.#failPending(() => true, "closed", reason);
+    this.#setState("closed", { reason, status });
+  }
+
+  // #probe repeats the refused upgrade as a plain GET of the same URL and
+  // reports {status, reason} when the gateway refuses the token (401) or the
+  // origin (403) for good; anything else, a network error included, is
+  // worth retrying and reports null.
+  async #probe(wsURL) {
+    const fetchFn = this.#opts.fetch ?? globalThis.fetch;
+    if (typeof fetchFn !== "function") return null;
+    try {
+      const u = new URL(wsURL);
+      u.protocol = u.protocol === "wss:" ? "https:" : "http:";
+      const signal = typeof AbortSignal?.timeout === "function" ? AbortSignal.timeout(this.#opts.probeTimeout) : undefined;
+      const res = await fetchFn(u.href, { method: "GET", cache: "no-store", credentials: "omit", signal });
+      if (res.status !== 401 && res.status !== 403) return null;
+      let message = "";
+      try {
+        const body = await res.json();
+        message = body?.error?.message ?? "";
+      } catch {
+        // not the gateway's JSON: the status says enough
+      }
+      const what = res.status === 401 ? "unauthorized" : "forbidden";
+      return { status: res.status, reason: message ? `${what}: ${message}` : what };
+    } catch {
+      return null;
+    }
+  }
+}
+
+function socketURL(url, token) {
+  const base = globalThis.location?.href;
+  const u = base ? new URL(url, base) : new URL(url);
+  if (u.protocol === "http:") u.protocol = "ws:";
+  if (u.protocol === "https:") u.protocol = "wss:";
+  if (token) u.searchParams.set("token", token);
+  return u.href;
+}
+
+function parseFrame(data) {
+  if (typeof data !== "string") return null;
+  try {
+    const f = JSON.parse(data);
+    return f && typeof f === "object" && typeof f.event === "string" ? f : null;
+  } catch {
+    return null;
+  }
+}
+
+function detach(ws) {
+  ws.onmessage = ws.onclose = null;
+}
+
+function clientError(code, message, frame) {
+  const err = new Error(message);
+  err.name = "SwitchboardError";
+  err.code = code;
+  if (frame) err.frame = frame;
+  return err;
+}
+
+// safeCall runs a listener so that one that throws cannot break the client
+// or the other listeners; the error is still reported.
+function safeCall(fn, ...args) {
+  try {
+    fn(...args);
+  } catch (err) {
+    if (typeof globalThis.reportError === "function") globalThis.reportError(err);
+    else console.error(err);
+  }
+}
