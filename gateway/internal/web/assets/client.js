@@ -170,16 +170,16 @@ class Client {
       }
       this.#dispatch(frame);
     };
-    ws.onclose = (ev) => {
-      if (this.#ws !== ws) return;
+    const lost = (code, reason) => {
+      if (this.#ws !== ws) return; // handled already
       this.#ws = null;
       detach(ws);
-      const why = ev.reason ? `closed ${ev.code}: ${ev.reason}` : `closed ${ev.code}`;
+      const why = reason ? `closed ${code}: ${reason}` : `closed ${code}`;
       // What was sent on this socket will never be answered.
       this.#failPending((p) => p.sent, "disconnected", `connection lost before the answer (${why})`);
       if (this.#closed) return;
       if (greeted) {
-        this.#retry(why, ev.code);
+        this.#retry(why, code);
         return;
       }
       // Closed before the gateway greeted us: the upgrade may have been
@@ -187,8 +187,21 @@ class Client {
       this.#probe(url).then((refusal) => {
         if (this.#closed) return;
         if (refusal) this.#fail(refusal.reason, refusal.status);
-        else this.#retry(why, ev.code);
+        else this.#retry(why, code);
       });
+    };
+    ws.onclose = (ev) => lost(ev.code, ev.reason);
+    // Browsers follow an error with a close; some runtimes (Node 20's
+    // WebSocket when the connection is refused) never close, so an error
+    // counts as the end of the socket.
+    ws.onerror = () => {
+      if (this.#ws !== ws) return;
+      lost(1006, "connection failed"); // detaches first: close() may report again
+      try {
+        ws.close();
+      } catch {
+        // not open yet, or closing
+      }
     };
   }
 
@@ -292,7 +305,7 @@ function parseFrame(data) {
 }
 
 function detach(ws) {
-  ws.onmessage = ws.onclose = null;
+  ws.onmessage = ws.onclose = ws.onerror = null;
 }
 
 function clientError(code, message, frame) {

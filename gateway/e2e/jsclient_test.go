@@ -1,0 +1,59 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/gateway/internal/testkit"
+)
+
+// needTool returns the path of a program the test needs. Where it is
+// missing the test is skipped, except in CI (CI set), where `make test`
+// has installed it and its absence is a failure.
+func needTool(t *testing.T, what string, candidates ...string) string {
+	t.Helper()
+	for _, c := range candidates {
+		if p, err := exec.LookPath(c); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is missing (looked for %v); .ci/deps.sh test installs it", what, candidates)
+	}
+	t.Skipf("%s is not installed (looked for %v): skipping; `make test` installs it", what, candidates)
+	return ""
+}
+
+// TestClientJS runs the JavaScript client's tests (internal/web/jstest) with
+// `node --test` against a real stack: two workers, handlers-svc, NATS and
+// Redis, the gateway in dev mode for /dev/token.
+func TestClientJS(t *testing.T) {
+	node := needTool(t, "node (Debian package nodejs)", "node", "nodejs")
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_DEV=1"}})
+
+	args := []string{"--test", "--test-reporter=spec"}
+	// Node 20 has a WebSocket only behind a flag; Node 22 has it by default.
+	if out, err := exec.Command(node, "-e", "process.stdout.write(typeof WebSocket)").Output(); err == nil && string(out) != "function" {
+		args = append([]string{"--experimental-websocket"}, args...)
+	}
+	args = append(args, "../internal/web/jstest/client.test.mjs")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, args...)
+	cmd.Env = append(os.Environ(), "SB_URL="+s.URL(), "SB_HTTP=http://"+s.Addr, "NO_COLOR=1")
+	// node --test runs the file in a child process: kill the whole group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	out, err := cmd.CombinedOutput()
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // nothing of it outlives the test
+	t.Logf("node %s\n%s", strings.Join(args, " "), out)
+	if err != nil {
+		t.Fatalf("node --test: %v", err)
+	}
+}

@@ -1,0 +1,247 @@
+// Tests of client.js under Node against a real gateway stack. Run by
+// gateway/e2e/client_js_test.go, which starts the stack in dev mode and sets
+//   SB_URL   ws://127.0.0.1:PORT/socket
+//   SB_HTTP  http://127.0.0.1:PORT (for /dev/token)
+// Run by hand: node --experimental-websocket --test client.test.mjs (Node 20).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import net from "node:net";
+import { connect } from "../assets/client.js";
+
+const URL_ = process.env.SB_URL;
+const HTTP = process.env.SB_HTTP;
+if (!URL_ || !HTTP) throw new Error("SB_URL and SB_HTTP must be set: run through go test ./e2e -run TestClientJS");
+
+const WAIT = 15_000;
+let seq = 0;
+const uniqueUser = (name) => `${name}-${process.pid}-${++seq}`;
+
+async function token(user) {
+  const res = await fetch(`${HTTP}/dev/token?user=${encodeURIComponent(user)}`);
+  assert.equal(res.status, 200, "GET /dev/token");
+  return (await res.json()).token;
+}
+
+// within rejects when p has not settled after ms, naming what was awaited.
+function within(p, what, ms = WAIT) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+// next resolves with the args of the next `event` frame sb receives.
+function next(sb, event) {
+  return new Promise((resolve) => {
+    const off = sb.on(event, (args, frame) => {
+      off();
+      resolve({ args, frame });
+    });
+  });
+}
+
+// stateWhere resolves with [state, info] once onState reports one that match accepts.
+function stateWhere(sb, match) {
+  return new Promise((resolve) => {
+    let off = null;
+    let done = false;
+    off = sb.onState((state, info) => {
+      if (done || !match(state, info)) return;
+      done = true;
+      resolve([state, info]);
+      off?.();
+    });
+    if (done) off();
+  });
+}
+
+// counting returns a WebSocket class that counts the sockets made.
+function counting() {
+  const made = { n: 0 };
+  class Counted extends globalThis.WebSocket {
+    constructor(...args) {
+      super(...args);
+      made.n++;
+    }
+  }
+  return { WebSocket: Counted, made };
+}
+
+// deadURL is a ws:// URL on 127.0.0.1 where nothing listens.
+async function deadURL() {
+  const srv = net.createServer();
+  await new Promise((r) => srv.listen(0, "127.0.0.1", r));
+  const { port } = srv.address();
+  await new Promise((r) => srv.close(r));
+  return `ws://127.0.0.1:${port}/socket`;
+}
+
+// settle lets time pass where the test asserts that something does NOT
+// happen (no reconnect): there is no event to await for an absence.
+const settle = (ms) => new Promise((r) => setTimeout(r, ms));
+
+test("emit resolves on the ack; events reach the listeners of every device", { timeout: 60_000 }, async (t) => {
+  const alice = uniqueUser("alice");
+  const bob = uniqueUser("bob");
+  const a = connect({ url: URL_, token: await token(alice) });
+  const b = connect({ url: URL_, token: await token(bob) });
+  t.after(() => { a.close(); b.close(); });
+
+  const bobOpen = within(next(b, "connected"), "connected for bob");
+  const got = next(b, "message");
+  const sent = next(a, "message_sent");
+  // emit before the socket is open: it waits for the connection.
+  const ack = await within(a.emit("sendMessage", { to: bob, text: "hi bob ✓" }), "ack");
+  assert.equal(ack.event, "ack");
+  assert.equal(ack.id, alice);
+
+  const { args: connected } = await bobOpen;
+  assert.equal(typeof connected.conn, "string");
+  assert.ok(Number.isInteger(connected.worker), `worker ${connected.worker}`);
+
+  const m = await within(got, "message at bob");
+  assert.equal(m.frame.id, bob);
+  assert.deepEqual([m.args.from, m.args.to, m.args.text], [alice, bob, "hi bob ✓"]);
+  const s = await within(sent, "message_sent at alice");
+  assert.equal(s.args.msg_id, m.args.msg_id);
+
+  // An unsubscribed listener hears nothing more; the other one still does,
+  // and listeners run in order, so once it has, the first would have too.
+  const heard = { off: 0, on: 0 };
+  const off = b.on("message", () => heard.off++);
+  let resolveOn;
+  const secondHeard = new Promise((r) => { resolveOn = r; });
+  b.on("message", () => { heard.on++; resolveOn(); });
+  off();
+  await within(a.emit("sendMessage", { to: bob, text: "second" }), "second ack");
+  await within(secondHeard, "second message");
+  assert.deepEqual(heard, { off: 0, on: 1 });
+});
+
+test("error frames reject with an Error carrying the wire code", { timeout: 60_000 }, async (t) => {
+  const sb = connect({ url: URL_, token: await token(uniqueUser("carol")) });
+  t.after(() => sb.close());
+  const cases = [
+    { event: "sendMessage", args: { to: "bob" }, code: "bad_request", message: /text/ },
+    { event: "sendMessage", args: { to: "bob", text: "" }, code: "bad_request", message: /text/ },
+    { event: "noSuchEvent", args: {}, code: "unknown_event", message: /./ },
+    { event: "not an event!", args: {}, code: "bad_request", message: /event/ },
+  ];
+  for (const c of cases) {
+    const err = await within(
+      sb.emit(c.event, c.args).then(() => assert.fail(`${c.event} resolved`), (e) => e),
+      `answer to ${c.event}`,
+    );
+    assert.ok(err instanceof Error, `${c.event}: ${err}`);
+    assert.equal(err.code, c.code, `${c.event}: code`);
+    assert.match(err.message, c.message, `${c.event}: message`);
+    assert.equal(err.frame?.event, "error");
+  }
+  // The socket stayed open through all of them.
+  await within(sb.emit("sendMessage", { text: "still here" }), "ack after errors");
+});
+
+test("emit rejects with code timeout when no connection comes within ackTimeout", { timeout: 30_000 }, async (t) => {
+  const sb = connect({ url: await deadURL(), token: "x", ackTimeout: 300, minReconnectDelay: 50 });
+  t.after(() => sb.close());
+  const err = await within(sb.emit("sendMessage", { text: "lost" }).then(() => assert.fail("resolved"), (e) => e), "rejection");
+  assert.equal(err.code, "timeout");
+  assert.ok(err instanceof Error);
+});
+
+test("reconnect: back-off grows with jitter up to the cap while nothing answers", { timeout: 30_000 }, async (t) => {
+  const min = 20;
+  const max = 100;
+  const { WebSocket, made } = counting();
+  const sb = connect({ url: await deadURL(), token: "x", WebSocket, minReconnectDelay: min, maxReconnectDelay: max });
+  t.after(() => sb.close());
+  const retries = [];
+  await within(stateWhere(sb, (state, info) => {
+    if (state === "connecting" && info.attempt) retries.push(info);
+    return retries.length === 7;
+  }), "7 retries");
+  retries.forEach((info, i) => {
+    assert.equal(info.attempt, i + 1);
+    const ceiling = Math.min(max, min * 2 ** i);
+    assert.ok(info.delay >= ceiling / 2 && info.delay <= ceiling, `attempt ${info.attempt}: delay ${info.delay} outside [${ceiling / 2}, ${ceiling}]`);
+    assert.match(info.reason, /closed/);
+  });
+  // Capped: the last attempts wait at most max.
+  assert.ok(retries.slice(4).every((r) => r.delay <= max));
+  assert.ok(made.n >= 7, `${made.n} sockets for 7 retries`);
+  // The default schedule tries again within a second first.
+  const defaults = connect({ url: await deadURL(), token: "x", WebSocket });
+  t.after(() => defaults.close());
+  const [, first] = await within(stateWhere(defaults, (s, i) => s === "connecting" && i.attempt === 1), "first retry");
+  assert.ok(first.delay > 0 && first.delay <= 1000, `first retry after ${first.delay} ms`);
+});
+
+test("reconnect: after the gateway closes the socket, with a fresh token", { timeout: 60_000 }, async (t) => {
+  const user = uniqueUser("dave");
+  let tokens = 0;
+  const sb = connect({ url: URL_, getToken: () => { tokens++; return token(user); }, minReconnectDelay: 50 });
+  t.after(() => sb.close());
+  const connections = [];
+  sb.on("connected", (args) => connections.push(args));
+  await within(stateWhere(sb, (s) => s === "open"), "first open");
+
+  // A frame over the gateway's 64 KiB limit: it closes the socket with 1009.
+  const dropped = stateWhere(sb, (s, info) => s === "connecting" && info.code === 1009);
+  const reconnected = next(sb, "connected");
+  const err = await within(sb.emit("sendMessage", { text: "x".repeat(70_000) }).then(() => assert.fail("resolved"), (e) => e), "rejection");
+  assert.equal(err.code, "disconnected", err.message);
+  const [, info] = await within(dropped, "connecting after 1009");
+  assert.equal(info.attempt, 1);
+  assert.ok(info.delay <= 50);
+  await within(reconnected, "second connection");
+  assert.equal(tokens, 2, "getToken is called for every connection");
+  assert.notEqual(connections[0].conn, connections[1].conn);
+  await within(sb.emit("sendMessage", { text: "after the reconnect" }), "ack after reconnect");
+});
+
+test("no reconnect after HTTP 401: state closed with the reason", { timeout: 30_000 }, async (t) => {
+  for (const opts of [{ token: "not-a-jwt" }, { getToken: async () => "" }]) {
+    const { WebSocket, made } = counting();
+    const sb = connect({ url: URL_, WebSocket, minReconnectDelay: 10, maxReconnectDelay: 20, ...opts });
+    t.after(() => sb.close());
+    const states = [];
+    sb.onState((s, info) => states.push([s, info]));
+    const pending = sb.emit("sendMessage", { text: "never" }).then(() => assert.fail("resolved"), (e) => e);
+    const [, info] = await within(stateWhere(sb, (s) => s === "closed"), "closed");
+    assert.equal(info.status, 401);
+    assert.match(info.reason, /^unauthorized/);
+    assert.equal((await pending).code, "closed");
+    await settle(300); // 15 back-off periods: long enough for retries to show
+    assert.equal(made.n, 1, "sockets opened");
+    assert.deepEqual(states.map(([s]) => s), ["connecting", "closed"]);
+    assert.equal((await sb.emit("x").catch((e) => e)).code, "closed");
+  }
+});
+
+test("close() stops reconnecting, when open and while backing off", { timeout: 30_000 }, async (t) => {
+  // Open: close for good.
+  {
+    const { WebSocket, made } = counting();
+    const sb = connect({ url: URL_, token: await token(uniqueUser("erin")), WebSocket, minReconnectDelay: 10 });
+    await within(stateWhere(sb, (s) => s === "open"), "open");
+    const states = [];
+    sb.onState((s) => states.push(s));
+    sb.close();
+    assert.equal((await sb.emit("sendMessage", { text: "late" }).catch((e) => e)).code, "closed");
+    await settle(300);
+    assert.equal(made.n, 1);
+    assert.deepEqual(states, ["open", "closed"]);
+  }
+  // Backing off against a dead port: the pending retry is cancelled.
+  {
+    const { WebSocket, made } = counting();
+    const sb = connect({ url: await deadURL(), token: "x", WebSocket, minReconnectDelay: 100, maxReconnectDelay: 100 });
+    t.after(() => sb.close());
+    await within(stateWhere(sb, (s, i) => s === "connecting" && i.attempt === 1), "first retry scheduled");
+    const before = made.n;
+    sb.close();
+    await settle(400);
+    assert.equal(made.n, before, "no socket after close()");
+  }
+});
