@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs from Debian's packages what a fresh machine lacks.
-#   deps.sh test   redis-server (the tests embed their NATS server)
+#   deps.sh test   redis-server (the tests embed their NATS server), and
+#                  node and chromium for the client's and the browser tests
 #   deps.sh run    redis-server, nats-server and curl, for `make run`
 # Extra package names may follow the mode. Go itself must be present.
 set -euo pipefail
@@ -11,6 +12,10 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/
 
 need=()
 have redis-server || need+=(redis-server)
+if [ "$mode" = test ]; then
+  have node || need+=(nodejs)
+  have chromium || need+=(chromium)
+fi
 if [ "$mode" = run ]; then
   have nats-server || need+=(nats-server)
   have curl || need+=(curl)

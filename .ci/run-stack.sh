@@ -78,10 +78,12 @@ cat >&2 <<MSG
 
   switchboard is up: NATS $NATS_URL, Redis $REDIS_URL, handlers-svc, gateway with $GATEWAY_WORKERS workers.
 
+  Demo chat:   http://localhost:$port/   (open it in a few tabs)
   WebSocket:   ws://localhost:$port/socket?token=$token
   (user alice; a token for any user: make token ID=bob,
    or http://localhost:$port/dev/token?user=bob)
   Health:      http://localhost:$port/readyz
+  JS client:   http://localhost:$port/client.js
 
   Try it:      websocat "ws://localhost:$port/socket?token=$token"
                {"event":"sendMessage","args":{"to":"bob","text":"hi"},"ref":"1"}

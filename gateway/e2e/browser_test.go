@@ -149,6 +149,8 @@ func TestDemoPageInBrowser(t *testing.T) {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.DisableGPU,
 		chromedp.WindowSize(900, 720),
 	)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)

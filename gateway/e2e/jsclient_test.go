@@ -37,9 +37,18 @@ func TestClientJS(t *testing.T) {
 	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_DEV=1"}})
 
 	args := []string{"--test", "--test-reporter=spec"}
-	// Node 20 has a WebSocket only behind a flag; Node 22 has it by default.
-	if out, err := exec.Command(node, "-e", "process.stdout.write(typeof WebSocket)").Output(); err == nil && string(out) != "function" {
+	// Node 22 has a WebSocket; Node 20 (from 20.10) only behind a flag.
+	hasWS := func(flags ...string) bool {
+		out, err := exec.Command(node, append(flags, "-e", "process.stdout.write(typeof WebSocket)")...).Output()
+		return err == nil && string(out) == "function"
+	}
+	switch {
+	case hasWS():
+	case hasWS("--experimental-websocket"):
 		args = append([]string{"--experimental-websocket"}, args...)
+	default:
+		v, _ := exec.Command(node, "--version").Output()
+		t.Fatalf("node %s has no WebSocket: the client's tests need Node 20.10 or later", strings.TrimSpace(string(v)))
 	}
 	args = append(args, "../internal/web/jstest/client.test.mjs")
 
