@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -35,6 +38,21 @@ func needTool(t *testing.T, what string, candidates ...string) string {
 func TestClientJS(t *testing.T) {
 	node := needTool(t, "node (Debian package nodejs)", "node", "nodejs")
 	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_DEV=1"}})
+
+	// The gateway serves the very module the tests import.
+	want, err := os.ReadFile("../internal/web/assets/client.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + s.Addr + "/client.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(got, want) {
+		t.Fatalf("GET /client.js: %d, %d bytes, %v; want 200 and assets/client.js", resp.StatusCode, len(got), err)
+	}
 
 	args := []string{"--test", "--test-reporter=spec"}
 	// Node 22 has a WebSocket; Node 20 (from 20.10) only behind a flag.
