@@ -3,10 +3,10 @@
 // and dispatches their events through Redis (PROTOCOL sections 3 to 5).
 //
 // It reads its configuration from the environment and flags (see
-// internal/config), logs JSON lines to stderr, serves GET /healthz and
-// GET /readyz on HANDLERS_ADDR, and stops cleanly on SIGTERM or SIGINT:
-// it drains the NATS subscription, lets running handlers finish, closes
-// its connections and exits 0.
+// internal/config), logs JSON lines to stderr, serves GET /healthz,
+// GET /readyz and GET /metrics (Prometheus) on HANDLERS_ADDR, and stops
+// cleanly on SIGTERM or SIGINT: it drains the NATS subscription, lets
+// running handlers finish, closes its connections and exits 0.
 package main
 
 import (
@@ -29,6 +29,7 @@ import (
 	"github.com/switchboard/switchboard/handlers-svc/event/middleware"
 	"github.com/switchboard/switchboard/handlers-svc/handlers"
 	"github.com/switchboard/switchboard/handlers-svc/internal/config"
+	"github.com/switchboard/switchboard/handlers-svc/internal/metrics"
 	"github.com/switchboard/switchboard/handlers-svc/internal/natserve"
 	"github.com/switchboard/switchboard/handlers-svc/internal/redisdispatch"
 )
@@ -136,14 +137,19 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 
 	mux := event.NewMux()
 	evLog := log.Named("event")
-	mux.Use(middleware.Recover(evLog), middleware.Log(evLog))
 	handlers.Register(mux, redisdispatch.New(rdb))
+	// Registered first, so the metrics know every event name; outermost,
+	// so a recovered panic is counted as the handler_error it becomes.
+	reg := metrics.New(mux.Events())
+	mux.Use(reg.Middleware, middleware.Recover(evLog), middleware.Log(evLog))
 	srv := natserve.New(nc, mux, log, natserve.Config{
 		Timeout:         cfg.Timeout,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 	})
 
 	health := newHealth(nc, rdb, srv.Ready())
+	reg.Watch(nc.IsConnected, func() bool { return health.notReady(context.Background()) == "" })
+	health.mux.Handle("GET /metrics", reg.Handler())
 	httpSrv := &http.Server{
 		Handler:           health,
 		ReadHeaderTimeout: 5 * time.Second,

@@ -20,7 +20,7 @@ import (
 type Config struct {
 	NATSURL         string        // NATS_URL
 	RedisURL        string        // REDIS_URL
-	Addr            string        // HANDLERS_ADDR: health endpoints
+	Addr            string        // HANDLERS_ADDR: health and metrics endpoints
 	LogLevel        string        // LOG_LEVEL: debug, info, warn or error
 	Timeout         time.Duration // HANDLERS_TIMEOUT: per request; match GATEWAY_HANDLER_TIMEOUT
 	ShutdownTimeout time.Duration // HANDLERS_SHUTDOWN_TIMEOUT: drain and wait on SIGTERM
@@ -51,7 +51,7 @@ func (c *Config) settings() []setting {
 	return []setting{
 		{env: "NATS_URL", usage: "NATS server URL", str: &c.NATSURL},
 		{env: "REDIS_URL", usage: "Redis URL", str: &c.RedisURL},
-		{env: "HANDLERS_ADDR", usage: "HTTP address of /healthz and /readyz", str: &c.Addr},
+		{env: "HANDLERS_ADDR", usage: "HTTP address of /healthz, /readyz and /metrics", str: &c.Addr},
 		{env: "LOG_LEVEL", usage: "log level: debug, info, warn or error", str: &c.LogLevel},
 		{env: "HANDLERS_TIMEOUT", usage: "per-request handler timeout; match GATEWAY_HANDLER_TIMEOUT", dur: &c.Timeout},
 		{env: "HANDLERS_SHUTDOWN_TIMEOUT", usage: "how long shutdown waits for running handlers", dur: &c.ShutdownTimeout},
