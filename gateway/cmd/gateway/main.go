@@ -105,7 +105,7 @@ func runWorker(ctx context.Context, cfg config.Config, index int, log *zap.Logge
 	}
 	w := worker.New(cfg, index, log)
 	if dir := os.Getenv(metrics.DirEnv); dir != "" {
-		stop, err := serveWorkerMetrics(dir, index, w.MetricsHandler(), log.Named("metrics"))
+		stop, err := serveWorkerMetrics(dir, index, w.AdminHandler(), log.Named("metrics"))
 		if err != nil {
 			_ = ln.Close()
 			return err

@@ -74,6 +74,18 @@ func NewAggregator(dir string, workers int) *Aggregator {
 	return a
 }
 
+// Workers returns the number of workers.
+func (a *Aggregator) Workers() int { return len(a.workers) }
+
+// Get sends GET path to worker index over its private socket.
+func (a *Aggregator) Get(ctx context.Context, index int, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://worker"+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	return a.workers[index].Do(req)
+}
+
 // Close drops the idle connections to the workers.
 func (a *Aggregator) Close() {
 	for _, c := range a.workers {

@@ -87,8 +87,24 @@ func New(cfg config.Config, index int, log *zap.Logger) *Worker {
 	return w
 }
 
-// MetricsHandler serves the worker's Prometheus registry.
-func (w *Worker) MetricsHandler() http.Handler { return w.metrics.Handler() }
+// AdminHandler serves what the supervisor reads over the worker's private
+// socket: GET /metrics (the worker's registry) and GET /readyz.
+func (w *Worker) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", w.metrics.Handler())
+	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
+		// Served before Run has connected: NATS and Redis are only looked
+		// at once they exist.
+		if !w.started.Load() {
+			writeJSON(rw, http.StatusServiceUnavailable, map[string]any{
+				"status": "unavailable", "reasons": []string{"starting: waiting for NATS and Redis"}, "worker": w.index,
+			})
+			return
+		}
+		w.serveReady(rw, r)
+	})
+	return mux
+}
 
 // Run serves on ln until ctx is done, then shuts down gracefully within the
 // configured shutdown timeout. It returns after every goroutine it started
