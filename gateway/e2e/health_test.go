@@ -1,0 +1,133 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/http"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/gateway/internal/testkit"
+)
+
+var plain = &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+// get is curl: the status and JSON body of GET url (status 0 when nothing
+// answered).
+func get(url string) (int, map[string]any) {
+	resp, err := plain.Get(url)
+	if err != nil {
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body
+}
+
+// readyWorkers polls the public /readyz, which one worker answers each
+// time, until every worker has answered with status; SO_REUSEPORT spreads
+// the requests.
+func readyWorkers(t *testing.T, s *testkit.Stack, status int) {
+	t.Helper()
+	seen := map[float64]bool{}
+	testkit.Eventually(t, 20*time.Second, "every worker's /readyz answers "+http.StatusText(status), func() bool {
+		code, body := get("http://" + s.Addr + "/readyz")
+		if w, ok := body["worker"].(float64); ok && code == status {
+			seen[w] = true
+		}
+		return len(seen) == s.Workers
+	})
+}
+
+// TestReadyzFollowsRedis stops Redis under a running stack: /readyz of
+// every gateway worker, of the supervisor and of handlers-svc turns 503
+// with the reason, /healthz stays 200, and all turn 200 again once Redis is
+// back.
+func TestReadyzFollowsRedis(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2})
+	gwReady := "http://" + s.MetricsAddr + "/readyz"
+	hsReady := "http://" + s.HandlersAddr + "/readyz"
+	for _, u := range []string{gwReady, hsReady} {
+		if code, body := get(u); code != http.StatusOK {
+			t.Fatalf("GET %s = %d %v before the outage, want 200", u, code, body)
+		}
+	}
+
+	s.Redis.Stop()
+	readyWorkers(t, s, http.StatusServiceUnavailable)
+	code, body := get("http://" + s.Addr + "/readyz")
+	if code != http.StatusServiceUnavailable || !containsReason(body, "redis subscription not live") {
+		t.Errorf("gateway worker /readyz = %d %v, want 503 naming the Redis subscription", code, body)
+	}
+	testkit.Eventually(t, wait, "the supervisor's /readyz is 503", func() bool {
+		code, _ := get(gwReady)
+		return code == http.StatusServiceUnavailable
+	})
+	testkit.Eventually(t, wait, "handlers-svc /readyz is 503 naming Redis", func() bool {
+		code, body := get(hsReady)
+		return code == http.StatusServiceUnavailable && body["reason"] == "redis not answering"
+	})
+	for _, u := range []string{"http://" + s.Addr + "/healthz", "http://" + s.MetricsAddr + "/healthz", "http://" + s.HandlersAddr + "/healthz"} {
+		if code, body := get(u); code != http.StatusOK {
+			t.Errorf("GET %s = %d %v while Redis is down, want 200: the process is alive", u, code, body)
+		}
+	}
+	m := s.Metrics()
+	if got := m.Sum("switchboard_gateway_redis_subscribed"); got != 0 {
+		t.Errorf("redis_subscribed summed over workers = %g while Redis is down, want 0", got)
+	}
+
+	s.Redis.Start()
+	readyWorkers(t, s, http.StatusOK)
+	testkit.Eventually(t, 20*time.Second, "the supervisor's and handlers-svc's /readyz are 200", func() bool {
+		c1, _ := get(gwReady)
+		c2, _ := get(hsReady)
+		return c1 == http.StatusOK && c2 == http.StatusOK
+	})
+	if got := s.Metrics().Sum("switchboard_gateway_redis_subscribed"); got != float64(s.Workers) {
+		t.Errorf("redis_subscribed summed over workers = %g after Redis is back, want %d", got, s.Workers)
+	}
+}
+
+func containsReason(body map[string]any, want string) bool {
+	reasons, _ := body["reasons"].([]any)
+	for _, r := range reasons {
+		if r == want {
+			return true
+		}
+	}
+	return false
+}
+
+// TestSupervisorReadyzNamesEachWorker: the supervisor's /readyz lists
+// every worker, and a killed worker makes it 503 until its restart is
+// ready; the restart is counted in /metrics.
+func TestSupervisorReadyzNamesEachWorker(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2})
+	u := "http://" + s.MetricsAddr + "/readyz"
+	code, body := get(u)
+	workers, _ := body["workers"].([]any)
+	if code != http.StatusOK || len(workers) != 2 {
+		t.Fatalf("GET /readyz = %d %v, want 200 listing 2 workers", code, body)
+	}
+	pid := s.WorkerPids()[1]
+	if pid == 0 {
+		t.Fatal("no pid for worker 1")
+	}
+	killPid(t, pid)
+	testkit.Eventually(t, 20*time.Second, "the restart is counted and every worker is ready again", func() bool {
+		code, _ := get(u)
+		m := s.Metrics()
+		restarts, _ := m.Get("switchboard_gateway_worker_restarts_total")
+		up := m.Sum("switchboard_gateway_worker_up")
+		return code == http.StatusOK && restarts == 1 && up == 2 && s.WorkerPids()[1] != pid
+	})
+}
+
+func killPid(t *testing.T, pid int) {
+	t.Helper()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill %d: %v", pid, err)
+	}
+}
