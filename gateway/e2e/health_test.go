@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"syscall"
 	"testing"
 	"time"
@@ -40,10 +43,27 @@ func readyWorkers(t *testing.T, s *testkit.Stack, status int) {
 	})
 }
 
+// healthCommands runs the container health checks, "gateway health" and
+// "handlers-svc health", against s and returns their errors.
+func healthCommands(t *testing.T, s *testkit.Stack) (gateway, handlers error) {
+	t.Helper()
+	gw, hs := testkit.Binaries(t)
+	run := func(bin string, env ...string) error {
+		cmd := exec.Command(bin, "health")
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, out)
+		}
+		return nil
+	}
+	return run(gw, "GATEWAY_METRICS_ADDR="+s.MetricsAddr), run(hs, "HANDLERS_ADDR="+s.HandlersAddr)
+}
+
 // TestReadyzFollowsRedis stops Redis under a running stack: /readyz of
 // every gateway worker, of the supervisor and of handlers-svc turns 503
-// with the reason, /healthz stays 200, and all turn 200 again once Redis is
-// back.
+// with the reason, /healthz stays 200, the container health commands fail,
+// and all turn healthy again once Redis is back.
 func TestReadyzFollowsRedis(t *testing.T) {
 	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2})
 	gwReady := "http://" + s.MetricsAddr + "/readyz"
@@ -52,6 +72,9 @@ func TestReadyzFollowsRedis(t *testing.T) {
 		if code, body := get(u); code != http.StatusOK {
 			t.Fatalf("GET %s = %d %v before the outage, want 200", u, code, body)
 		}
+	}
+	if gw, hs := healthCommands(t, s); gw != nil || hs != nil {
+		t.Fatalf("health commands before the outage: gateway %v, handlers-svc %v", gw, hs)
 	}
 
 	s.Redis.Stop()
@@ -73,6 +96,9 @@ func TestReadyzFollowsRedis(t *testing.T) {
 			t.Errorf("GET %s = %d %v while Redis is down, want 200: the process is alive", u, code, body)
 		}
 	}
+	if gw, hs := healthCommands(t, s); gw == nil || hs == nil {
+		t.Errorf("health commands while Redis is down: gateway %v, handlers-svc %v; want both to fail", gw, hs)
+	}
 	m := s.Metrics()
 	if got := m.Sum("switchboard_gateway_redis_subscribed"); got != 0 {
 		t.Errorf("redis_subscribed summed over workers = %g while Redis is down, want 0", got)
@@ -87,6 +113,9 @@ func TestReadyzFollowsRedis(t *testing.T) {
 	})
 	if got := s.Metrics().Sum("switchboard_gateway_redis_subscribed"); got != float64(s.Workers) {
 		t.Errorf("redis_subscribed summed over workers = %g after Redis is back, want %d", got, s.Workers)
+	}
+	if gw, hs := healthCommands(t, s); gw != nil || hs != nil {
+		t.Errorf("health commands after Redis is back: gateway %v, handlers-svc %v", gw, hs)
 	}
 }
 

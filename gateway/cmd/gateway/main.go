@@ -1,7 +1,8 @@
 // Command gateway is switchboard's edge process. Run plainly it is the
 // supervisor: it binds GATEWAY_ADDR and keeps GATEWAY_WORKERS worker
 // processes (copies of itself) serving WebSockets on it. "gateway token USER"
-// prints a token for USER signed with the configured secret.
+// prints a token for USER signed with the configured secret; "gateway health"
+// checks a running gateway's /readyz, for container health checks.
 package main
 
 import (
@@ -40,6 +41,9 @@ func main() {
 func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) > 0 && args[0] == "token" {
 		return mintToken(args[1:], stdout)
+	}
+	if len(args) > 0 && args[0] == "health" {
+		return healthCheck(ctx, args[1:], stdout)
 	}
 	cfg, err := config.Load(args, os.Getenv)
 	if err != nil {

@@ -7,6 +7,8 @@
 // GET /readyz and GET /metrics (Prometheus) on HANDLERS_ADDR, and stops
 // cleanly on SIGTERM or SIGINT: it drains the NATS subscription, lets
 // running handlers finish, closes its connections and exits 0.
+// "handlers-svc health" checks a running instance's /readyz, for container
+// health checks.
 package main
 
 import (
@@ -38,6 +40,13 @@ import (
 const httpShutdownTimeout = 2 * time.Second
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "health" {
+		if err := healthCheck(context.Background(), os.Args[2:], os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "handlers-svc health: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	cfg, err := config.Load(os.Args[1:], os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
