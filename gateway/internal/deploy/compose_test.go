@@ -1,0 +1,343 @@
+package deploy
+
+import (
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/switchboard/switchboard/gateway/internal/config"
+	"github.com/switchboard/switchboard/gateway/internal/testkit"
+)
+
+// The profile that runs more than one of everything.
+const multiProfile = "multi"
+
+type composeFile struct {
+	Services map[string]service `yaml:"services"`
+}
+
+type service struct {
+	Image string `yaml:"image"`
+	Build *struct {
+		Context    string `yaml:"context"`
+		Dockerfile string `yaml:"dockerfile"`
+	} `yaml:"build"`
+	Command     []string          `yaml:"command"`
+	Environment map[string]string `yaml:"environment"`
+	Ports       []string          `yaml:"ports"`
+	Healthcheck *struct {
+		Test []string `yaml:"test"`
+	} `yaml:"healthcheck"`
+	DependsOn map[string]struct {
+		Condition string `yaml:"condition"`
+	} `yaml:"depends_on"`
+	Profiles []string `yaml:"profiles"`
+}
+
+func root(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs(filepath.Join("..", "..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "go.work")); err != nil {
+		t.Fatalf("repository root %s: %v", dir, err)
+	}
+	return dir
+}
+
+func loadCompose(t *testing.T) composeFile {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root(t), "compose.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c composeFile
+	if err := yaml.Unmarshal(data, &c); err != nil {
+		t.Fatalf("compose.yaml: %v", err)
+	}
+	return c
+}
+
+// kind tells which binary a service runs: "gateway", "handlers-svc", or ""
+// for a service from an image (NATS, Redis).
+func (s service) kind() string {
+	if s.Build == nil {
+		return ""
+	}
+	return filepath.Dir(s.Build.Dockerfile)
+}
+
+// gatewayEnv is every variable the gateway reads, from its config package.
+func gatewayEnv() map[string]bool {
+	names := map[string]bool{}
+	for _, kv := range config.Default().Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		names[k] = true
+	}
+	return names
+}
+
+// handlersEnv is every variable handlers-svc reads, from the real binary's
+// usage ("(env NAME)" after each flag).
+func handlersEnv(t *testing.T) map[string]bool {
+	t.Helper()
+	_, bin := testkit.Binaries(t)
+	out, err := exec.Command(bin, "-h").CombinedOutput()
+	if err != nil {
+		t.Fatalf("handlers-svc -h: %v\n%s", err, out)
+	}
+	names := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\(env ([A-Z0-9_]+)\)`).FindAllStringSubmatch(string(out), -1) {
+		names[m[1]] = true
+	}
+	if !names["HANDLERS_ADDR"] || !names["NATS_URL"] {
+		t.Fatalf("handlers-svc -h names no HANDLERS_ADDR or NATS_URL:\n%s", out)
+	}
+	return names
+}
+
+// imageTagged reports whether an image reference names a tag other than
+// latest, or a digest.
+func imageTagged(ref string) bool {
+	if strings.Contains(ref, "@sha256:") {
+		return true
+	}
+	slash := strings.LastIndex(ref, "/")
+	colon := strings.LastIndex(ref, ":")
+	if colon <= slash {
+		return false // no tag: latest
+	}
+	tag := ref[colon+1:]
+	return tag != "" && tag != "latest" && !strings.Contains(tag, "$")
+}
+
+// containerPorts returns the container ports a service publishes, and the
+// host ports it takes.
+func containerPorts(t *testing.T, name string, s service) (container, host []string) {
+	t.Helper()
+	for _, p := range s.Ports {
+		parts := strings.Split(p, ":")
+		if len(parts) < 2 {
+			t.Errorf("%s: port %q publishes no fixed host port", name, p)
+			continue
+		}
+		host = append(host, parts[len(parts)-2])
+		container = append(container, parts[len(parts)-1])
+	}
+	return container, host
+}
+
+func portOf(t *testing.T, name, env, addr string) string {
+	t.Helper()
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Errorf("%s: %s=%q is not host:port", name, env, addr)
+	}
+	return port
+}
+
+// TestComposeServices checks compose.yaml: the four services, health
+// checks everywhere, start order on healthy dependencies, the environment,
+// the published ports, and image tags.
+func TestComposeServices(t *testing.T) {
+	c := loadCompose(t)
+	readers := map[string]map[string]bool{"gateway": gatewayEnv(), "handlers-svc": handlersEnv(t)}
+	for _, name := range []string{"nats", "redis", "gateway", "handlers-svc"} {
+		if _, ok := c.Services[name]; !ok {
+			t.Errorf("compose.yaml has no %s service", name)
+		}
+	}
+	if p := c.Services["gateway"].Ports; !slices.Contains(p, "7999:7999") {
+		t.Errorf("the gateway publishes %v, want 7999:7999", p)
+	}
+
+	hostPorts := map[string]string{}
+	for name, s := range c.Services {
+		if s.Healthcheck == nil || len(s.Healthcheck.Test) < 2 || s.Healthcheck.Test[0] == "NONE" {
+			t.Errorf("%s: no health check", name)
+		}
+		if s.Image != "" && !imageTagged(s.Image) {
+			t.Errorf("%s: image %q has no fixed tag (latest is not one)", name, s.Image)
+		}
+		container, host := containerPorts(t, name, s)
+		for _, h := range host {
+			if other, dup := hostPorts[h]; dup {
+				t.Errorf("%s and %s both publish host port %s", name, other, h)
+			}
+			hostPorts[h] = name
+		}
+
+		kind := s.kind()
+		if kind == "" {
+			if s.Image == "" {
+				t.Errorf("%s: neither an image nor a build", name)
+			}
+			continue
+		}
+		names := readers[kind]
+		if names == nil {
+			t.Errorf("%s: built from %s, which is neither gateway nor handlers-svc", name, s.Build.Dockerfile)
+			continue
+		}
+		for env := range s.Environment {
+			if !names[env] {
+				t.Errorf("%s: sets %s, which %s does not read", name, env, kind)
+			}
+		}
+		for _, dep := range []string{"nats", "redis"} {
+			if s.DependsOn[dep].Condition != "service_healthy" {
+				t.Errorf("%s: depends_on %s is %+v, want condition service_healthy", name, dep, s.DependsOn[dep])
+			}
+		}
+		for dep := range s.DependsOn {
+			if _, ok := c.Services[dep]; !ok {
+				t.Errorf("%s: depends on %s, which is no service", name, dep)
+			}
+		}
+		for env, svc := range map[string]string{"NATS_URL": "nats", "REDIS_URL": "redis"} {
+			u, err := url.Parse(s.Environment[env])
+			if err != nil || u.Hostname() != svc {
+				t.Errorf("%s: %s=%q, want a URL on the %s service", name, env, s.Environment[env], svc)
+			}
+		}
+		addrEnv := map[string][]string{"gateway": {"GATEWAY_ADDR", "GATEWAY_METRICS_ADDR"}, "handlers-svc": {"HANDLERS_ADDR"}}[kind]
+		for _, env := range addrEnv {
+			if port := portOf(t, name, env, s.Environment[env]); !slices.Contains(container, port) {
+				t.Errorf("%s: %s listens on %s, which it does not publish (%v)", name, env, port, s.Ports)
+			}
+		}
+		if hc := s.Healthcheck; hc != nil && (len(hc.Test) < 3 || hc.Test[1] != "/"+kind || hc.Test[2] != "health") {
+			t.Errorf("%s: health check %v, want [CMD /%s health]: the image has no shell or curl", name, hc.Test, kind)
+		}
+	}
+	if cmd := strings.Join(c.Services["nats"].Command, " "); strings.Contains(cmd, "-js") || strings.Contains(cmd, "jetstream") {
+		t.Errorf("nats runs %q: JetStream must be off", cmd)
+	}
+}
+
+// TestComposeMultiProfile: without a profile the stack has one gateway and
+// one handlers-svc; the multi profile adds a second of each.
+func TestComposeMultiProfile(t *testing.T) {
+	c := loadCompose(t)
+	count := func(profile string) map[string]int {
+		n := map[string]int{}
+		for _, s := range c.Services {
+			if len(s.Profiles) == 0 || slices.Contains(s.Profiles, profile) {
+				n[s.kind()]++
+			}
+		}
+		return n
+	}
+	if n := count(""); n["gateway"] != 1 || n["handlers-svc"] != 1 {
+		t.Errorf("default profile runs %d gateways and %d handlers-svc, want 1 and 1", n["gateway"], n["handlers-svc"])
+	}
+	if n := count(multiProfile); n["gateway"] != 2 || n["handlers-svc"] != 2 {
+		t.Errorf("profile %s runs %d gateways and %d handlers-svc, want 2 and 2", multiProfile, n["gateway"], n["handlers-svc"])
+	}
+}
+
+// TestDockerfiles checks each built service's Dockerfile: multi-stage,
+// every base image with a fixed tag, a static binary (CGO off) in a
+// distroless or scratch image run as a non-root user, COPY sources that
+// exist in the build context, and the entrypoint the health check calls.
+func TestDockerfiles(t *testing.T) {
+	c := loadCompose(t)
+	seen := map[string]bool{}
+	for name, s := range c.Services {
+		if s.Build == nil || seen[s.Build.Dockerfile] {
+			continue
+		}
+		seen[s.Build.Dockerfile] = true
+		ctxDir := filepath.Join(root(t), s.Build.Context)
+		if st, err := os.Stat(ctxDir); err != nil || !st.IsDir() {
+			t.Errorf("%s: build context %s does not exist", name, s.Build.Context)
+			continue
+		}
+		path := filepath.Join(ctxDir, s.Build.Dockerfile)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		checkDockerfile(t, s.Build.Dockerfile, ctxDir, "/"+s.kind(), string(data))
+	}
+	if len(seen) != 2 {
+		t.Errorf("%d Dockerfiles built by compose.yaml, want 2 (gateway, handlers-svc)", len(seen))
+	}
+}
+
+func checkDockerfile(t *testing.T, name, ctxDir, binary, text string) {
+	t.Helper()
+	var stages [][]string // instructions of each stage, FROM first
+	for _, line := range strings.Split(strings.ReplaceAll(text, "\\\n", " "), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if strings.HasPrefix(strings.ToUpper(line), "FROM ") {
+			stages = append(stages, nil)
+		}
+		if len(stages) == 0 {
+			t.Errorf("%s: %q before the first FROM", name, line)
+			continue
+		}
+		stages[len(stages)-1] = append(stages[len(stages)-1], line)
+	}
+	if len(stages) < 2 {
+		t.Fatalf("%s: %d stage(s), want a build stage and a final one", name, len(stages))
+	}
+	cgoOff := false
+	for _, st := range stages {
+		image := strings.Fields(st[0])[1]
+		if !imageTagged(image) {
+			t.Errorf("%s: FROM %s has no fixed tag", name, image)
+		}
+		for _, ins := range st {
+			if strings.Contains(ins, "CGO_ENABLED=0") {
+				cgoOff = true
+			}
+			fields := strings.Fields(ins)
+			if strings.ToUpper(fields[0]) != "COPY" || strings.HasPrefix(fields[1], "--from") {
+				continue
+			}
+			for _, src := range fields[1 : len(fields)-1] {
+				if _, err := os.Stat(filepath.Join(ctxDir, src)); err != nil {
+					t.Errorf("%s: COPY %s: not in the build context", name, src)
+				}
+			}
+		}
+	}
+	if !cgoOff {
+		t.Errorf("%s: no CGO_ENABLED=0: the binary would not be static", name)
+	}
+	final := stages[len(stages)-1]
+	base := strings.Fields(final[0])[1]
+	if !strings.HasPrefix(base, "gcr.io/distroless/static") && base != "scratch" {
+		t.Errorf("%s: final image %s, want distroless/static or scratch", name, base)
+	}
+	var user, entry string
+	for _, ins := range final {
+		fields := strings.Fields(ins)
+		switch strings.ToUpper(fields[0]) {
+		case "USER":
+			user = fields[1]
+		case "ENTRYPOINT":
+			entry = strings.TrimPrefix(ins, fields[0]+" ")
+		}
+	}
+	if u, _, _ := strings.Cut(user, ":"); u == "" || u == "root" || u == "0" {
+		t.Errorf("%s: final stage runs as %q, want a non-root USER", name, user)
+	}
+	if entry != `["`+binary+`"]` {
+		t.Errorf("%s: ENTRYPOINT %s, want [%q]", name, entry, binary)
+	}
+}

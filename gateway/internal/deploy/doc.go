@@ -1,0 +1,6 @@
+// Package deploy holds no code: its tests check the deployment files at
+// the top of the repository (compose.yaml and the Dockerfiles) against the
+// binaries, as far as that is possible without a Docker engine: services,
+// ports, the environment the binaries really read, health checks, build
+// contexts, base image tags and the multi-instance profile.
+package deploy
