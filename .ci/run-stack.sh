@@ -14,6 +14,7 @@ REDIS_PORT="${REDIS_PORT:-6379}"
 export NATS_URL="${NATS_URL:-nats://127.0.0.1:$NATS_PORT}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}"
 export HANDLERS_ADDR="${HANDLERS_ADDR:-127.0.0.1:8081}"
+export GATEWAY_METRICS_ADDR="${GATEWAY_METRICS_ADDR:-127.0.0.1:9090}"
 data="$(mktemp -d)"
 PATH="$PATH:/usr/sbin"
 status=0
@@ -82,7 +83,8 @@ cat >&2 <<MSG
   WebSocket:   ws://localhost:$port/socket?token=$token
   (user alice; a token for any user: make token ID=bob,
    or http://localhost:$port/dev/token?user=bob)
-  Health:      http://localhost:$port/readyz
+  Health:      http://localhost:$port/readyz (one worker), http://$GATEWAY_METRICS_ADDR/readyz (all)
+  Metrics:     http://$GATEWAY_METRICS_ADDR/metrics (gateway), http://$HANDLERS_ADDR/metrics (handlers-svc)
   JS client:   http://localhost:$port/client.js
 
   Try it:      websocat "ws://localhost:$port/socket?token=$token"
