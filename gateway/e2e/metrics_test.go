@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/gorilla/websocket"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard/switchboard/gateway/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
@@ -167,5 +172,80 @@ func TestMetricsCountTraffic(t *testing.T) {
 	allClosed := after.Sum("switchboard_gateway_connections_closed_total")
 	if open := after.Sum("switchboard_gateway_connections_open"); opened-allClosed != open {
 		t.Errorf("opened %g - closed %g = %g, but %g are open", opened, allClosed, opened-allClosed, open)
+	}
+}
+
+// TestMetricsCountClosesAndLimits drives the socket policies through real
+// sockets and reads them back: frames refused by the rate limit and the
+// 1008 close that follows, a 1009 close for a frame over the max size, and
+// a reader too slow for its queue, closed as a slow consumer after
+// deliveries to it were dropped.
+func TestMetricsCountClosesAndLimits(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{
+		// One token per 100s after a burst of 2: timing cannot refill it.
+		"GATEWAY_RATE_LIMIT=0.01", "GATEWAY_RATE_BURST=2", "GATEWAY_RATE_CLOSE_AFTER=3",
+		"GATEWAY_MAX_FRAME=1024", "GATEWAY_SEND_QUEUE=16", "GATEWAY_SEND_QUEUE_BYTES=65536",
+	}})
+
+	limited := s.Dial("limited")
+	for i := range 5 {
+		limited.SendRaw(websocket.TextMessage, []byte(fmt.Sprintf(`{"event":"noSuchEvent","ref":"%d"}`, i)))
+	}
+	for _, ref := range []string{"2", "3"} {
+		f := limited.ExpectRef(wait, ref)
+		var e proto.Error
+		_ = json.Unmarshal(f.Args, &e)
+		if f.Event != proto.EventError || e.Code != proto.CodeRateLimited {
+			t.Fatalf("frame %s over the limit: got %s %s, want rate_limited", ref, f.Event, f.Args)
+		}
+	}
+	if code := testkit.CloseCode(limited.WaitClosed(wait)); code != proto.ClosePolicy {
+		t.Fatalf("abusive socket closed with %d, want 1008", code)
+	}
+
+	big := s.Dial("big")
+	big.SendRaw(websocket.TextMessage, []byte(`{"event":"x","args":"`+strings.Repeat("a", 2000)+`"}`))
+	if code := testkit.CloseCode(big.WaitClosed(wait)); code != proto.CloseMessageTooBig {
+		t.Fatalf("oversized frame closed with %d, want 1009", code)
+	}
+
+	// A socket that never reads: dispatches for it are published straight
+	// to the Redis channel, as handlers-svc does, until its queue overflows.
+	slow, _, err := websocket.DefaultDialer.Dial(s.URL(), http.Header{"Authorization": {"Bearer " + s.Token("slow")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: s.Redis.Addr()})
+	defer rdb.Close()
+	payload, _ := json.Marshal(map[string]any{"event": "flood", "args": strings.Repeat("x", 8192), "users": []string{"slow"}})
+	closes := func(m testkit.Samples) float64 { return m.Sum("switchboard_gateway_slow_consumer_closes_total") }
+	for i := 0; closes(s.Metrics()) == 0; i++ {
+		if i == 200 {
+			t.Fatal("20000 dispatches of 8 KiB did not overflow a socket that never reads")
+		}
+		for range 100 {
+			if err := rdb.Publish(context.Background(), proto.Channel, payload).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	m := awaitMetrics(t, s, "the three closes are counted", func(m testkit.Samples) bool {
+		return m.Sum("switchboard_gateway_connections_closed_total", "reason", "rate_limited") == 1 &&
+			m.Sum("switchboard_gateway_connections_closed_total", "reason", "message_too_big") == 1 &&
+			m.Sum("switchboard_gateway_connections_closed_total", "reason", "slow_consumer") == 1
+	})
+	if got := m.Sum("switchboard_gateway_rate_limited_total"); got != 3 {
+		t.Errorf("rate_limited_total = %g, want 3 refused frames", got)
+	}
+	if got := closes(m); got != 1 {
+		t.Errorf("slow_consumer_closes_total = %g, want 1", got)
+	}
+	if got := m.Sum("switchboard_gateway_deliveries_dropped_total"); got < 1 {
+		t.Errorf("deliveries_dropped_total = %g, want at least the frame that overflowed the queue", got)
+	}
+	if got := m.Sum("switchboard_gateway_envelopes_received_total", "event", "_other", "result", "unknown_event"); got != 2 {
+		t.Errorf("envelopes{_other,unknown_event} = %g, want the 2 frames within the burst", got)
 	}
 }

@@ -132,6 +132,7 @@ type Worker struct {
 	dispatches prometheus.Counter
 	deliveries prometheus.Counter
 	dropped    prometheus.Counter
+	limited    prometheus.Counter
 
 	envelopes *prometheus.CounterVec
 	rtt       *prometheus.HistogramVec
@@ -165,6 +166,7 @@ func NewWorker() *Worker {
 	m.dispatches = f.counter("dispatches_total", "Dispatches received from the Redis channel.")
 	m.deliveries = f.counter("deliveries_total", "Event frames queued to local sockets.")
 	m.dropped = f.counter("deliveries_dropped_total", "Event frames not queued because the socket was closing or its queue was full.")
+	m.limited = f.counter("rate_limited_total", "Client frames refused because the socket was over its rate limit (answered rate_limited, or closed with 1008 when persistent).")
 	m.envelopes = f.counterVec("envelopes_received_total",
 		"Client envelopes, by event and result (ok or the error code sent). Events not yet confirmed by a handler count as _other, frames that are not envelopes as _invalid.",
 		"event", "result")
@@ -264,6 +266,9 @@ func (m *Worker) Delivered(sent, dropped int) {
 		m.dropped.Add(float64(dropped))
 	}
 }
+
+// RateLimited counts a frame refused by the socket's rate limit.
+func (m *Worker) RateLimited() { m.limited.Inc() }
 
 // Envelope records how one client frame ended: event is "" when the frame
 // was not a valid envelope; code is "" when it succeeded, else the error

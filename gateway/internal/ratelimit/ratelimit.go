@@ -15,6 +15,9 @@ type Policy struct {
 	// CloseAfter refusals within Window mark the client as abusive.
 	CloseAfter int
 	Window     time.Duration
+	// OnRefuse, when set, is called for every envelope refused (for
+	// metrics); it must be cheap and safe for concurrent use.
+	OnRefuse func()
 }
 
 // Verdict is what to do with one envelope.
@@ -53,6 +56,9 @@ func (b *Bucket) Take(p *Policy, now time.Time) Verdict {
 		b.windowStart, b.refusals = now, 0
 	}
 	b.refusals++
+	if p.OnRefuse != nil {
+		p.OnRefuse()
+	}
 	if p.CloseAfter > 0 && b.refusals >= p.CloseAfter {
 		return Abusive
 	}

@@ -80,3 +80,25 @@ func BenchmarkTake(b *testing.B) {
 		bk.Take(p, now)
 	}
 }
+
+// TestOnRefuse: the hook sees every refused envelope, abusive ones
+// included, and no allowed one.
+func TestOnRefuse(t *testing.T) {
+	refused := 0
+	p := &Policy{Rate: 1, Burst: 2, CloseAfter: 3, Window: time.Minute, OnRefuse: func() { refused++ }}
+	var b Bucket
+	now := time.Unix(1000, 0)
+	var verdicts []Verdict
+	for range 5 {
+		verdicts = append(verdicts, b.Take(p, now))
+	}
+	want := []Verdict{Allow, Allow, Refuse, Refuse, Abusive}
+	for i := range want {
+		if verdicts[i] != want[i] {
+			t.Fatalf("verdicts %v, want %v", verdicts, want)
+		}
+	}
+	if refused != 3 {
+		t.Errorf("OnRefuse called %d times, want 3", refused)
+	}
+}

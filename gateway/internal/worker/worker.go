@@ -61,6 +61,7 @@ type Worker struct {
 
 // New returns a Worker with the given 0-based index.
 func New(cfg config.Config, index int, log *zap.Logger) *Worker {
+	m := metrics.NewWorker()
 	w := &Worker{
 		cfg:      cfg,
 		index:    index,
@@ -69,11 +70,12 @@ func New(cfg config.Config, index int, log *zap.Logger) *Worker {
 		ids:      connid.New(),
 		hub:      hub.New[*ws.Conn](),
 		wsLog:    log.Named("ws"),
-		metrics:  metrics.NewWorker(),
+		metrics:  m,
 		limits: ws.Limits{
 			QueueLen: cfg.SendQueueLen, QueueBytes: cfg.SendQueueBytes, MaxInFlight: cfg.MaxInFlight,
 			Rate: ratelimit.Policy{
 				Rate: cfg.RateLimit, Burst: cfg.RateBurst, CloseAfter: cfg.RateCloseAfter, Window: 10 * time.Second,
+				OnRefuse: m.RateLimited,
 			},
 		},
 	}
