@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -136,10 +137,13 @@ type Worker struct {
 
 	envelopes *prometheus.CounterVec
 	rtt       *prometheus.HistogramVec
-	mu        sync.RWMutex
-	events    map[string]*eventSeries // confirmed event names
-	invalid   *eventSeries
-	other     *eventSeries
+	// events maps confirmed event names to their series. It is copied on
+	// write (at most MaxEvents times), so the hot path reads it with one
+	// atomic load and no lock.
+	events  atomic.Pointer[map[string]*eventSeries]
+	mu      sync.Mutex // serializes writers of events
+	invalid *eventSeries
+	other   *eventSeries
 }
 
 // NewWorker returns a worker registry with the Go and process collectors
@@ -149,8 +153,8 @@ func NewWorker() *Worker {
 		reg:     prometheus.NewRegistry(),
 		closed:  make(map[string]prometheus.Counter, len(closeReasons)),
 		refused: make(map[string]prometheus.Counter, len(refusedReasons)),
-		events:  make(map[string]*eventSeries),
 	}
+	m.events.Store(&map[string]*eventSeries{})
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f := factory{m.reg}
 	m.opened = f.counter("connections_opened_total", "WebSockets accepted.")
@@ -287,26 +291,30 @@ func (m *Worker) lookup(event string, confirmed bool) *eventSeries {
 	if event == "" {
 		return m.invalid
 	}
-	m.mu.RLock()
-	s := m.events[event]
-	n := len(m.events)
-	m.mu.RUnlock()
-	if s != nil {
+	events := *m.events.Load()
+	if s := events[event]; s != nil {
 		return s
 	}
-	if !confirmed || n >= MaxEvents || !proto.ValidEventName(event) {
+	if !confirmed || len(events) >= MaxEvents || !proto.ValidEventName(event) {
 		return m.other
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if s = m.events[event]; s == nil {
-		if len(m.events) >= MaxEvents {
-			return m.other
-		}
-		// The map keeps its own copy: event may alias a frame's buffer.
-		event = strings.Clone(event)
-		s = m.series(event)
-		m.events[event] = s
+	events = *m.events.Load()
+	if s := events[event]; s != nil {
+		return s
 	}
+	if len(events) >= MaxEvents {
+		return m.other
+	}
+	next := make(map[string]*eventSeries, len(events)+1)
+	for k, v := range events {
+		next[k] = v
+	}
+	// The map keeps its own copy: event may alias a frame's buffer.
+	event = strings.Clone(event)
+	s := m.series(event)
+	next[event] = s
+	m.events.Store(&next)
 	return s
 }
