@@ -160,3 +160,33 @@ func killPid(t *testing.T, pid int) {
 		t.Fatalf("kill %d: %v", pid, err)
 	}
 }
+
+// TestReadyzFollowsNATS: with NATS stopped every gateway worker's and
+// handlers-svc's /readyz is 503 naming NATS, and 200 again once it is back.
+func TestReadyzFollowsNATS(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2})
+	hsReady := "http://" + s.HandlersAddr + "/readyz"
+
+	s.NATS.Stop()
+	readyWorkers(t, s, http.StatusServiceUnavailable)
+	if code, body := get("http://" + s.Addr + "/readyz"); code != http.StatusServiceUnavailable || !containsReason(body, "nats not connected") {
+		t.Errorf("gateway worker /readyz = %d %v, want 503 naming NATS", code, body)
+	}
+	testkit.Eventually(t, wait, "handlers-svc /readyz is 503 naming NATS", func() bool {
+		code, body := get(hsReady)
+		return code == http.StatusServiceUnavailable && body["reason"] == "nats not connected"
+	})
+	if got := s.Metrics().Sum("switchboard_gateway_nats_connected"); got != 0 {
+		t.Errorf("nats_connected summed over workers = %g while NATS is down, want 0", got)
+	}
+
+	s.NATS.Start()
+	readyWorkers(t, s, http.StatusOK)
+	testkit.Eventually(t, 20*time.Second, "handlers-svc /readyz is 200 again", func() bool {
+		code, _ := get(hsReady)
+		return code == http.StatusOK
+	})
+	if got := s.Metrics().Sum("switchboard_gateway_nats_connected"); got != float64(s.Workers) {
+		t.Errorf("nats_connected summed over workers = %g after NATS is back, want %d", got, s.Workers)
+	}
+}
