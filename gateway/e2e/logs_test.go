@@ -59,6 +59,10 @@ func TestConnectionLogsAndNoSecrets(t *testing.T) {
 			t.Fatalf("a forged token was not refused with 401 (%v)", err)
 		}
 	}
+	// Counted before the 401 is written, so already visible.
+	if got := s.Metrics().Sum("switchboard_gateway_upgrades_refused_total", "reason", "unauthorized"); got != 2 {
+		t.Errorf("upgrades_refused_total{reason=unauthorized} = %g, want the 2 forged tokens", got)
+	}
 	a.Send("sendMessage", map[string]any{"to": "bob", "text": "hi"}, "r1")
 	a.ExpectRef(wait, "r1")
 	b.ExpectEvent(wait, "message")
