@@ -48,6 +48,11 @@ export interface SwitchboardError extends Error {
   frame?: Frame<{ code: string; message: string }>;
 }
 
+/**
+ * Options of connect. The millisecond options take numbers above 0 (connect
+ * throws a RangeError otherwise); undefined or null means the default, and
+ * more than 2^31-1 ms (about 24.8 days, Infinity included) is clamped to it.
+ */
 export interface ConnectOptions {
   /** ws:// or wss:// URL of the gateway's /socket; http(s) and, in a browser, relative URLs work too. */
   url: string;

@@ -42,7 +42,8 @@ class Client {
     if (!opts || typeof opts.url !== "string" || opts.url === "") {
       throw new TypeError("switchboard: connect({url}) needs a url");
     }
-    this.#opts = { ...DEFAULTS, ...opts };
+    this.#opts = { ...opts };
+    for (const [name, def] of Object.entries(DEFAULTS)) this.#opts[name] = duration(name, opts[name], def);
     this.#WS = opts.WebSocket ?? globalThis.WebSocket;
     if (typeof this.#WS !== "function") {
       throw new TypeError("switchboard: no WebSocket: pass opts.WebSocket (Node 20 without --experimental-websocket)");
@@ -283,6 +284,20 @@ class Client {
       return null;
     }
   }
+}
+
+// MAX_TIMER is the longest delay setTimeout honours: a longer one, Infinity
+// included, fires at once.
+const MAX_TIMER = 2 ** 31 - 1;
+
+// duration checks a millisecond option: absent (undefined or null) means the
+// default; otherwise a number above 0, clamped to what a timer can wait.
+function duration(name, value, def) {
+  if (value === undefined || value === null) return def;
+  if (typeof value !== "number" || Number.isNaN(value) || value <= 0) {
+    throw new RangeError(`switchboard: ${name} must be a number of milliseconds above 0, not ${String(value)}`);
+  }
+  return Math.min(value, MAX_TIMER);
 }
 
 function socketURL(url, token) {

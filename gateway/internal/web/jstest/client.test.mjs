@@ -1,5 +1,5 @@
 // Tests of client.js under Node against a real gateway stack. Run by
-// gateway/e2e/client_js_test.go, which starts the stack in dev mode and sets
+// gateway/e2e/jsclient_test.go, which starts the stack in dev mode and sets
 //   SB_URL   ws://127.0.0.1:PORT/socket
 //   SB_HTTP  http://127.0.0.1:PORT (for /dev/token)
 // Run by hand: node --experimental-websocket --test client.test.mjs (Node 20).
@@ -243,5 +243,39 @@ test("close() stops reconnecting, when open and while backing off", { timeout: 3
     sb.close();
     await settle(400);
     assert.equal(made.n, before, "no socket after close()");
+  }
+});
+
+test("options: absent means the default, nonsense is refused, huge is clamped", { timeout: 30_000 }, async (t) => {
+  for (const bad of [0, -1, NaN, "100", {}]) {
+    for (const name of ["ackTimeout", "minReconnectDelay", "maxReconnectDelay", "probeTimeout"]) {
+      assert.throws(() => connect({ url: URL_, token: "x", [name]: bad }), RangeError, `${name}: ${String(bad)}`);
+    }
+  }
+  // Explicit undefined and null fall back to the defaults: the first retry
+  // comes within a second, not at once with a NaN delay.
+  {
+    const { WebSocket } = counting();
+    const opts = { ackTimeout: undefined, minReconnectDelay: undefined, maxReconnectDelay: null, probeTimeout: undefined };
+    const sb = connect({ url: await deadURL(), token: "x", WebSocket, ...opts });
+    t.after(() => sb.close());
+    const pending = sb.emit("sendMessage", { text: "waits" }).catch((e) => e);
+    const [, first] = await within(stateWhere(sb, (s, i) => s === "connecting" && i.attempt === 1), "first retry");
+    assert.ok(Number.isFinite(first.delay) && first.delay >= 0 && first.delay <= 1000, `first retry after ${first.delay} ms`);
+    // An absence: with ackTimeout NaN the emit would have timed out at once.
+    let settled = false;
+    pending.then(() => { settled = true; });
+    await settle(100);
+    assert.equal(settled, false, "emit timed out with the default ackTimeout of 10 s");
+  }
+  // Infinity waits as long as a timer can (about 24.8 days), not zero.
+  {
+    const { WebSocket, made } = counting();
+    const sb = connect({ url: await deadURL(), token: "x", WebSocket, minReconnectDelay: Infinity, maxReconnectDelay: Infinity });
+    t.after(() => sb.close());
+    const [, first] = await within(stateWhere(sb, (s, i) => s === "connecting" && i.attempt === 1), "first retry");
+    assert.ok(first.delay <= 2 ** 31 - 1, `delay ${first.delay}`);
+    await settle(100); // an absence: an Infinity timer would have fired by now
+    assert.equal(made.n, 1, "a socket opened before the delay");
   }
 });
