@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -66,7 +67,11 @@ func TestClientJS(t *testing.T) {
 		args = append([]string{"--experimental-websocket"}, args...)
 	default:
 		v, _ := exec.Command(node, "--version").Output()
-		t.Fatalf("node %s has no WebSocket: the client's tests need Node 20.10 or later", strings.TrimSpace(string(v)))
+		msg := fmt.Sprintf("node %s has no WebSocket: the client's tests need Node 20.10 or later (Debian bookworm's nodejs is 18)", strings.TrimSpace(string(v)))
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg + ": skipping")
 	}
 	args = append(args, "../internal/web/jstest/client.test.mjs")
 
