@@ -35,10 +35,12 @@ func needTool(t *testing.T, what string, candidates ...string) string {
 
 // TestClientJS runs the JavaScript client's tests (internal/web/jstest) with
 // `node --test` against a real stack: two workers, handlers-svc, NATS and
-// Redis, the gateway in dev mode for /dev/token.
+// Redis, the gateway in dev mode for /dev/token. One browser origin is
+// allowed, so a test can be refused for another; Node sends no Origin of
+// its own, which is always allowed.
 func TestClientJS(t *testing.T) {
 	node := needTool(t, "node (Debian package nodejs)", "node", "nodejs")
-	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_DEV=1"}})
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_DEV=1", "GATEWAY_ALLOWED_ORIGINS=http://app.test"}})
 
 	// The gateway serves the very module the tests import.
 	want, err := os.ReadFile("../internal/web/assets/client.js")

@@ -55,6 +55,10 @@ func TestClientJS(t *testing.T) {
 		if ct := resp.Header.Get("Content-Type"); ct != "text/javascript; charset=utf-8" {
 			t.Errorf("Content-Type %q", ct)
 		}
+		// Module scripts load in CORS mode: a page elsewhere needs this to import it.
+		if acao := resp.Header.Get("Access-Control-Allow-Origin"); acao != "*" {
+			t.Errorf("Access-Control-Allow-Origin %q, want *", acao)
+		}
 		if cc := resp.Header.Get("Cache-Control"); !strings.Contains(cc, "max-age=") {
 			t.Errorf("Cache-Control %q has no max-age", cc)
 		}
@@ -94,20 +98,21 @@ func TestDemoOnlyInDevMode(t *testing.T) {
 	}
 }
 
-// TestAllowProbe adds CORS to plain GETs from allowed origins only, never
-// to upgrades, and always calls the wrapped handler.
+// TestAllowProbe lets any origin read the answer to a plain GET, a refused
+// origin included (else a client on it would never learn it is refused),
+// never adds CORS to an upgrade, and always calls the wrapped handler.
 func TestAllowProbe(t *testing.T) {
-	allowed := func(r *http.Request) bool { return r.Header.Get("Origin") == "http://app.test" }
-	h := AllowProbe(allowed, http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
-		rw.WriteHeader(http.StatusUnauthorized)
+	h := AllowProbe(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		rw.WriteHeader(http.StatusForbidden)
 	}))
 	cases := []struct {
 		name, origin, upgrade, want string
 	}{
-		{"allowed origin", "http://app.test", "", "http://app.test"},
-		{"other origin", "http://evil.test", "", ""},
-		{"no origin", "", "", ""},
+		{"an origin", "http://app.test", "", "*"},
+		{"a refused origin", "http://evil.test", "", "*"},
+		{"no origin", "", "", "*"},
 		{"upgrade", "http://app.test", "websocket", ""},
+		{"upgrade other case", "http://app.test", " WebSocket ", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -120,7 +125,7 @@ func TestAllowProbe(t *testing.T) {
 			}
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, r)
-			if rec.Code != http.StatusUnauthorized {
+			if rec.Code != http.StatusForbidden {
 				t.Fatalf("status %d: the wrapped handler did not answer", rec.Code)
 			}
 			if got := rec.Header().Get("Access-Control-Allow-Origin"); got != c.want {

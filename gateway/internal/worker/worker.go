@@ -228,7 +228,7 @@ func (w *Worker) waitDeps(ctx context.Context) bool {
 
 func (w *Worker) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /socket", web.AllowProbe(w.checkOrigin, http.HandlerFunc(w.serveSocket)))
+	mux.Handle("GET /socket", web.AllowProbe(http.HandlerFunc(w.serveSocket)))
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
 		writeJSON(rw, http.StatusOK, map[string]any{"status": "ok", "worker": w.index})
 	})

@@ -2,6 +2,7 @@
 // gateway/e2e/jsclient_test.go, which starts the stack in dev mode and sets
 //   SB_URL   ws://127.0.0.1:PORT/socket
 //   SB_HTTP  http://127.0.0.1:PORT (for /dev/token)
+// and allows the browser origin http://app.test only.
 // Run by hand: node --experimental-websocket --test client.test.mjs (Node 20).
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -217,6 +218,34 @@ test("no reconnect after HTTP 401: state closed with the reason", { timeout: 30_
     assert.deepEqual(states.map(([s]) => s), ["connecting", "closed"]);
     assert.equal((await sb.emit("x").catch((e) => e)).code, "closed");
   }
+});
+
+test("no reconnect after HTTP 403: a refused origin can read the probe's answer", { timeout: 30_000 }, async (t) => {
+  // What a browser page on http://evil.test does: its WebSocket and its
+  // fetch both carry the Origin. Node's fetch ignores CORS, so the test
+  // checks the header a browser would need to let the client read the 403.
+  const origin = "http://evil.test";
+  const made = { n: 0 };
+  class FromEvil extends globalThis.WebSocket {
+    constructor(url) {
+      super(url, { headers: { Origin: origin } });
+      made.n++;
+    }
+  }
+  const probes = [];
+  const fetchFromEvil = async (url, init) => {
+    const res = await fetch(url, { ...init, headers: { Origin: origin } });
+    probes.push({ status: res.status, allow: res.headers.get("access-control-allow-origin") });
+    return res;
+  };
+  const sb = connect({ url: URL_, token: await token(uniqueUser("frank")), WebSocket: FromEvil, fetch: fetchFromEvil, minReconnectDelay: 10, maxReconnectDelay: 20 });
+  t.after(() => sb.close());
+  const [, info] = await within(stateWhere(sb, (s) => s === "closed"), "closed");
+  assert.equal(info.status, 403);
+  assert.match(info.reason, /^forbidden/);
+  assert.deepEqual(probes, [{ status: 403, allow: "*" }]);
+  await settle(200); // 10 back-off periods: long enough for retries to show
+  assert.equal(made.n, 1, "sockets opened");
 });
 
 test("close() stops reconnecting, when open and while backing off", { timeout: 30_000 }, async (t) => {
