@@ -78,14 +78,17 @@ func Register(mux *http.ServeMux, dev bool) {
 // token. Only the CORS header is added; the answer is the gateway's usual one.
 func AllowProbe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if !isUpgrade(r) {
+		if !IsUpgrade(r) {
 			rw.Header().Set("Access-Control-Allow-Origin", "*")
 		}
 		next.ServeHTTP(rw, r)
 	})
 }
 
-func isUpgrade(r *http.Request) bool {
+// IsUpgrade reports whether r asks for a WebSocket upgrade (an Upgrade:
+// websocket header), valid or not; a request that does not is a plain GET,
+// such as the JavaScript client's probe.
+func IsUpgrade(r *http.Request) bool {
 	for _, v := range r.Header.Values("Upgrade") {
 		if strings.EqualFold(strings.TrimSpace(v), "websocket") {
 			return true

@@ -278,8 +278,18 @@ func (w *Worker) serveReady(rw http.ResponseWriter, _ *http.Request) {
 }
 
 func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
+	// A plain GET (the JavaScript client's probe after a refused upgrade)
+	// is answered the same way but not counted: it is not an upgrade, and
+	// counting it would count a refusal twice, or a good token's probe as
+	// a bad upgrade.
+	upgrade := web.IsUpgrade(r)
+	refused := func(reason string) {
+		if upgrade {
+			w.metrics.UpgradeRefused(reason)
+		}
+	}
 	if !w.checkOrigin(r) {
-		w.metrics.UpgradeRefused(metrics.RefusedOrigin)
+		refused(metrics.RefusedOrigin)
 		writeError(rw, http.StatusForbidden, proto.CodeForbiddenOrigin, "origin not allowed")
 		return
 	}
@@ -291,12 +301,12 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 			msg = ae.Message
 		}
 		w.log.Debug("upgrade refused", zap.String("reason", msg), zap.String("remote", r.RemoteAddr))
-		w.metrics.UpgradeRefused(metrics.RefusedUnauthorized)
+		refused(metrics.RefusedUnauthorized)
 		writeError(rw, http.StatusUnauthorized, proto.CodeUnauthorized, msg)
 		return
 	}
 	if !w.started.Load() {
-		w.metrics.UpgradeRefused(metrics.RefusedUnavailable)
+		refused(metrics.RefusedUnavailable)
 		writeError(rw, http.StatusServiceUnavailable, proto.CodeUnavailable, "gateway is starting: waiting for NATS and Redis, retry shortly")
 		return
 	}
@@ -307,14 +317,14 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	}
 	w.mu.Unlock()
 	if draining {
-		w.metrics.UpgradeRefused(metrics.RefusedUnavailable)
+		refused(metrics.RefusedUnavailable)
 		writeError(rw, http.StatusServiceUnavailable, proto.CodeUnavailable, "gateway is shutting down")
 		return
 	}
 	wsc, err := w.upgrader.Upgrade(rw, r, nil)
 	if err != nil {
 		w.conns.Done()
-		w.metrics.UpgradeRefused(metrics.RefusedUpgrade)
+		refused(metrics.RefusedUpgrade)
 		http.Error(rw, "websocket upgrade failed", http.StatusBadRequest)
 		return
 	}

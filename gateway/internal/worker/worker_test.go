@@ -512,3 +512,72 @@ func TestDevToken(t *testing.T) {
 		}
 	}
 }
+
+// TestProbesAreNotCounted: a refused upgrade counts once by its reason; the
+// plain GET the JavaScript client sends after it (its probe) gets the same
+// answer and counts nothing, whatever the answer.
+func TestProbesAreNotCounted(t *testing.T) {
+	cfg := testConfig()
+	cfg.AllowedOrigins = []string{"https://app.example"}
+	w := New(cfg, 0, zap.NewNop())
+	srv := httptest.NewServer(w.routes())
+	defer srv.Close()
+	refusedTotal := func(reason string) string {
+		rec := httptest.NewRecorder()
+		w.AdminHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		prefix := `switchboard_gateway_upgrades_refused_total{reason="` + reason + `"} `
+		for _, l := range strings.Split(rec.Body.String(), "\n") {
+			if strings.HasPrefix(l, prefix) {
+				return strings.TrimPrefix(l, prefix)
+			}
+		}
+		t.Fatalf("no %s... line in /metrics", prefix)
+		return ""
+	}
+	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/socket"
+	get := func(query string, header http.Header) int {
+		req, err := http.NewRequest(http.MethodGet, srv.URL+"/socket?"+query, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header = header
+		resp, err := plain.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	// Refused upgrades count.
+	if _, resp, err := websocket.DefaultDialer.Dial(wsURL+"?token=nope", nil); err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("upgrade with a bad token: %v, want 401", err)
+	}
+	if _, resp, err := websocket.DefaultDialer.Dial(wsURL, http.Header{"Origin": {"https://evil.example"}}); err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("upgrade from a refused origin: %v, want 403", err)
+	}
+	// Probes answer alike and count nothing.
+	good := token(t, "alice", time.Hour)
+	probes := []struct {
+		name   string
+		query  string
+		header http.Header
+		status int
+	}{
+		{"bad token", "token=nope", http.Header{}, http.StatusUnauthorized},
+		{"refused origin", "token=" + good, http.Header{"Origin": {"https://evil.example"}}, http.StatusForbidden},
+		// Not started (no NATS, no Redis): the upgrade would get 503 too.
+		{"good token", "token=" + good, http.Header{}, http.StatusServiceUnavailable},
+	}
+	for _, p := range probes {
+		if got := get(p.query, p.header); got != p.status {
+			t.Errorf("probe with a %s: %d, want %d", p.name, got, p.status)
+		}
+	}
+	want := map[string]string{"unauthorized": "1", "forbidden_origin": "1", "bad_upgrade": "0", "unavailable": "0"}
+	for reason, n := range want {
+		if got := refusedTotal(reason); got != n {
+			t.Errorf("upgrades_refused_total{reason=%q} = %s, want %s", reason, got, n)
+		}
+	}
+}

@@ -184,7 +184,14 @@ class Client {
         return;
       }
       // Closed before the gateway greeted us: the upgrade may have been
-      // refused. A browser WebSocket cannot see the HTTP status, so ask.
+      // refused. A browser WebSocket cannot see the HTTP status, so ask,
+      // on the 1st, 2nd, 4th, 8th... failure in a row only: a gateway that
+      // is down gets no second request per attempt.
+      const failures = this.#attempt + 1;
+      if ((failures & (failures - 1)) !== 0) {
+        this.#retry(why, code);
+        return;
+      }
       this.#probe(url).then((refusal) => {
         if (this.#closed) return;
         if (refusal) this.#fail(refusal.reason, refusal.status);

@@ -248,6 +248,23 @@ test("no reconnect after HTTP 403: a refused origin can read the probe's answer"
   assert.equal(made.n, 1, "sockets opened");
 });
 
+test("a refused upgrade is probed on the 1st, 2nd, 4th and 8th failure in a row only", { timeout: 30_000 }, async (t) => {
+  const probed = [];
+  let failures = 0;
+  const fetchCounted = (url, init) => {
+    probed.push(failures);
+    return fetch(url, init);
+  };
+  const sb = connect({ url: await deadURL(), token: "x", fetch: fetchCounted, minReconnectDelay: 5, maxReconnectDelay: 10 });
+  t.after(() => sb.close());
+  // Each "connecting" with an attempt follows one failure (and its probe).
+  await within(stateWhere(sb, (s, info) => {
+    if (s === "connecting" && info.attempt) failures = info.attempt;
+    return failures === 9;
+  }), "9 failures");
+  assert.deepEqual(probed, [0, 1, 3, 7], "failures seen before each probe");
+});
+
 test("close() stops reconnecting, when open and while backing off", { timeout: 30_000 }, async (t) => {
   // Open: close for good.
   {
