@@ -25,7 +25,7 @@ export interface StateInfo {
   code?: number;
   /** The HTTP status that stopped the client: 401 (token refused) or 403 (origin refused) ("closed"). */
   status?: number;
-  /** 1 for the first retry after a close, counting up until a connection is greeted ("connecting"). */
+  /** 1 for the first retry after a close, counting up until a connection has stayed open stableAfter ms ("connecting"). */
   attempt?: number;
   /** Milliseconds until this attempt starts ("connecting"). */
   delay?: number;
@@ -64,11 +64,13 @@ export interface ConnectOptions {
   ackTimeout?: number;
   /** A WebSocket constructor, where globalThis.WebSocket is missing. */
   WebSocket?: { new (url: string): WebSocket };
-  /** Extension: the back-off's first ceiling in ms; attempt n waits between half and all of min(max, min * 2^n). Default 1000. */
+  /** Extension: the back-off's first ceiling in ms; attempt n waits a random time up to min(max, min * 2^(n-1)). Default 1000. */
   minReconnectDelay?: number;
   /** Extension: the back-off's cap in ms. Default 30000. */
   maxReconnectDelay?: number;
-  /** Extension: the fetch used to probe a refused upgrade for 401. Default globalThis.fetch. */
+  /** Extension: ms a connection must stay open before the back-off starts over from the first delay. Default 10000. */
+  stableAfter?: number;
+  /** Extension: the fetch used to probe a refused upgrade for 401 or 403. Default globalThis.fetch. */
   fetch?: typeof fetch;
   /** Extension: milliseconds the probe may take. Default 5000. */
   probeTimeout?: number;

@@ -14,6 +14,7 @@ const DEFAULTS = {
   minReconnectDelay: 1_000,
   maxReconnectDelay: 30_000,
   probeTimeout: 5_000,
+  stableAfter: 10_000,
 };
 
 /**
@@ -30,7 +31,7 @@ class Client {
   #ws = null; // the current socket, or null between attempts
   #state = "connecting";
   #closed = false; // sb.close() called or the token refused: for good
-  #attempt = 0; // failed attempts since the last "connected" frame
+  #attempt = 0; // failed attempts since the last connection that stayed open stableAfter ms
   #timer = null; // pending reconnect
   #nextRef = 0;
   #pending = new Map(); // ref -> {resolve, reject, timer, data, sent}
@@ -159,13 +160,14 @@ class Client {
     }
     this.#ws = ws;
     let greeted = false;
+    let greetedAt = 0;
     ws.onmessage = (ev) => {
       if (this.#ws !== ws) return;
       const frame = parseFrame(ev.data);
       if (!frame) return;
       if (frame.event === "connected" && !greeted) {
         greeted = true;
-        this.#attempt = 0;
+        greetedAt = Date.now();
         this.#setState("open", { worker: frame.args?.worker, conn: frame.args?.conn });
         for (const p of this.#pending.values()) if (!p.sent) this.#send(p);
       }
@@ -180,6 +182,10 @@ class Client {
       this.#failPending((p) => p.sent, "disconnected", `connection lost before the answer (${why})`);
       if (this.#closed) return;
       if (greeted) {
+        // Only a connection that lasted starts the back-off over: one that
+        // is greeted and dropped at once (a gateway in trouble) must not
+        // bring every client back twice a second.
+        if (Date.now() - greetedAt >= this.#opts.stableAfter) this.#attempt = 0;
         this.#retry(why, code);
         return;
       }
@@ -248,12 +254,14 @@ class Client {
     }
   }
 
-  // #retry schedules the next attempt with exponential back-off and jitter:
-  // attempt n waits between half and all of min(max, min * 2^n).
+  // #retry schedules the next attempt with exponential back-off and full
+  // jitter: attempt n (from 1) waits a random time up to
+  // min(max, min * 2^(n-1)), so the first within minReconnectDelay, and
+  // clients dropped together do not come back together.
   #retry(reason, code) {
     const { minReconnectDelay: lo, maxReconnectDelay: hi } = this.#opts;
     const ceiling = Math.min(hi, lo * 2 ** Math.min(this.#attempt, 30));
-    const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+    const delay = Math.round(Math.random() * ceiling);
     this.#attempt++;
     this.#setState("connecting", { reason, code, attempt: this.#attempt, delay });
     this.#timer = setTimeout(() => this.#open(), delay);

@@ -7,6 +7,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
+import http from "node:http";
+import { createHash } from "node:crypto";
 import { connect } from "../assets/client.js";
 
 const URL_ = process.env.SB_URL;
@@ -76,6 +78,39 @@ async function deadURL() {
   const { port } = srv.address();
   await new Promise((r) => srv.close(r));
   return `ws://127.0.0.1:${port}/socket`;
+}
+
+// fakeGateway is a WebSocket server for what the real gateway cannot be
+// made to do on demand: go silent, or greet and drop every socket. For each
+// accepted socket it calls onSocket({n, greet, send, drop, socket}), n
+// counting from 1. It understands only what it must: the handshake and
+// sending unmasked text frames; what the client sends is read and ignored.
+async function fakeGateway(t, onSocket) {
+  const sockets = new Set();
+  const srv = http.createServer((_, res) => res.writeHead(400).end());
+  let n = 0;
+  srv.on("upgrade", (req, socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => {});
+    socket.on("data", () => {});
+    const accept = createHash("sha1").update(`${req.headers["sec-websocket-key"]}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest("base64");
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+    const id = ++n;
+    const send = (frame) => {
+      const body = Buffer.from(JSON.stringify(frame));
+      assert.ok(body.length < 126, "fakeGateway sends short frames only");
+      socket.write(Buffer.concat([Buffer.from([0x81, body.length]), body]));
+    };
+    const greet = () => send({ event: "connected", id: "fake", args: { conn: `fake-${id}`, worker: 0 } });
+    onSocket({ n: id, greet, send, drop: () => socket.destroy(), socket });
+  });
+  await new Promise((r) => srv.listen(0, "127.0.0.1", r));
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    srv.close();
+  });
+  return { url: `ws://127.0.0.1:${srv.address().port}/socket`, accepted: () => n };
 }
 
 // settle lets time pass where the test asserts that something does NOT
@@ -151,7 +186,7 @@ test("emit rejects with code timeout when no connection comes within ackTimeout"
   assert.ok(err instanceof Error);
 });
 
-test("reconnect: back-off grows with jitter up to the cap while nothing answers", { timeout: 30_000 }, async (t) => {
+test("reconnect: back-off grows with full jitter up to the cap while nothing answers", { timeout: 30_000 }, async (t) => {
   const min = 20;
   const max = 100;
   const { WebSocket, made } = counting();
@@ -165,7 +200,7 @@ test("reconnect: back-off grows with jitter up to the cap while nothing answers"
   retries.forEach((info, i) => {
     assert.equal(info.attempt, i + 1);
     const ceiling = Math.min(max, min * 2 ** i);
-    assert.ok(info.delay >= ceiling / 2 && info.delay <= ceiling, `attempt ${info.attempt}: delay ${info.delay} outside [${ceiling / 2}, ${ceiling}]`);
+    assert.ok(info.delay >= 0 && info.delay <= ceiling, `attempt ${info.attempt}: delay ${info.delay} outside [0, ${ceiling}]`);
     assert.match(info.reason, /closed/);
   });
   // Capped: the last attempts wait at most max.
@@ -175,7 +210,42 @@ test("reconnect: back-off grows with jitter up to the cap while nothing answers"
   const defaults = connect({ url: await deadURL(), token: "x", WebSocket });
   t.after(() => defaults.close());
   const [, first] = await within(stateWhere(defaults, (s, i) => s === "connecting" && i.attempt === 1), "first retry");
-  assert.ok(first.delay > 0 && first.delay <= 1000, `first retry after ${first.delay} ms`);
+  assert.ok(first.delay >= 0 && first.delay <= 1000, `first retry after ${first.delay} ms`);
+});
+
+test("reconnect: full jitter spreads clients dropped together over the whole ceiling", { timeout: 30_000 }, async (t) => {
+  // 40 clients fail at once against a dead port; their first delays must
+  // not bunch in the upper half of [0, 1000] as half jitter would.
+  const url = await deadURL();
+  const delays = await Promise.all(Array.from({ length: 40 }, async () => {
+    const sb = connect({ url, token: "x", fetch: async () => { throw new Error("no probe"); } });
+    t.after(() => sb.close());
+    const [, info] = await within(stateWhere(sb, (s, i) => s === "connecting" && i.attempt === 1), "first retry");
+    sb.close();
+    return info.delay;
+  }));
+  assert.ok(delays.every((d) => d >= 0 && d <= 1000), `${delays}`);
+  // With uniform delays, all 40 above 500 ms has odds of 2^-40.
+  assert.ok(delays.some((d) => d < 500), `no delay under 500 ms: ${delays}`);
+});
+
+test("reconnect: a gateway that greets and drops at once keeps the back-off growing", { timeout: 30_000 }, async (t) => {
+  // Sockets 1 to 4 are dropped right after the greeting; socket 5 is held
+  // past stableAfter and then dropped: only then does the back-off start over.
+  const stableAfter = 100;
+  const gw = await fakeGateway(t, ({ n, greet, drop }) => {
+    greet();
+    if (n < 5) drop();
+    else if (n === 5) setTimeout(drop, 3 * stableAfter);
+  });
+  const sb = connect({ url: gw.url, token: "x", minReconnectDelay: 5, maxReconnectDelay: 40, stableAfter });
+  t.after(() => sb.close());
+  const attempts = [];
+  await within(stateWhere(sb, (s, info) => {
+    if (s === "connecting" && info.attempt) attempts.push(info.attempt);
+    return attempts.length === 5;
+  }), "5 retries");
+  assert.deepEqual(attempts, [1, 2, 3, 4, 1]);
 });
 
 test("reconnect: after the gateway closes the socket, with a fresh token", { timeout: 60_000 }, async (t) => {
