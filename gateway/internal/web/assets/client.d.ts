@@ -21,7 +21,7 @@ export type State = "connecting" | "open" | "closed";
 export interface StateInfo {
   /** Why the socket closed or the client stopped, for a person. */
   reason?: string;
-  /** The WebSocket close code of the socket that closed ("connecting"). */
+  /** The WebSocket close code of the socket that closed ("connecting"); absent when the client gave up on it (connectTimeout, an unanswered emit). */
   code?: number;
   /** The HTTP status that stopped the client: 401 (token refused) or 403 (origin refused) ("closed"). */
   status?: number;
@@ -74,6 +74,8 @@ export interface ConnectOptions {
   fetch?: typeof fetch;
   /** Extension: milliseconds the probe may take. Default 5000. */
   probeTimeout?: number;
+  /** Extension: milliseconds getToken and the handshake up to the "connected" frame may take before the attempt is given up and retried. Default 10000. */
+  connectTimeout?: number;
 }
 
 export interface Client {
@@ -82,7 +84,10 @@ export interface Client {
   on<A = any>(event: string, handler: (args: A, frame: Frame<A>) => void): () => void;
   /** Calls handler with the current state at once, then on every change ("connecting" once per attempt); returns the unsubscribe function. */
   onState(handler: (state: State, info: StateInfo) => void): () => void;
-  /** Sends an event; resolves with the ack frame, rejects with a SwitchboardError. Waits for the connection when not open. */
+  /**
+   * Sends an event; resolves with the ack frame, rejects with a SwitchboardError. Waits for the connection when not open.
+   * When it was sent and no answer came within ackTimeout, the socket is taken for dead: closed, and the client reconnects.
+   */
   emit(event: string, args?: unknown): Promise<Frame>;
   /** Closes for good: no reconnect; pending emits reject with code "closed". */
   close(): void;

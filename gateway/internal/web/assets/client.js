@@ -15,6 +15,7 @@ const DEFAULTS = {
   maxReconnectDelay: 30_000,
   probeTimeout: 5_000,
   stableAfter: 10_000,
+  connectTimeout: 10_000,
 };
 
 /**
@@ -29,12 +30,16 @@ class Client {
   #opts;
   #WS;
   #ws = null; // the current socket, or null between attempts
+  #abandon = null; // (why) => ends #ws as lost and closes it; null with #ws
+  #gen = 0; // counts attempts: a callback of an older attempt finds it moved on
+  #connectTimer = null; // ends the current attempt after connectTimeout
   #state = "connecting";
   #closed = false; // sb.close() called or the token refused: for good
   #attempt = 0; // failed attempts since the last connection that stayed open stableAfter ms
   #timer = null; // pending reconnect
+  #wake = null; // listener for the browser's "online" and "pageshow"
   #nextRef = 0;
-  #pending = new Map(); // ref -> {resolve, reject, timer, data, sent}
+  #pending = new Map(); // ref -> {resolve, reject, timer, data, sent, ws (sent on)}
   #events = new Map(); // event name -> Set of handlers
   #stateHandlers = new Set();
   #stateInfo = {};
@@ -48,6 +53,17 @@ class Client {
     this.#WS = opts.WebSocket ?? globalThis.WebSocket;
     if (typeof this.#WS !== "function") {
       throw new TypeError("switchboard: no WebSocket: pass opts.WebSocket (Node 20 without --experimental-websocket)");
+    }
+    if (typeof globalThis.addEventListener === "function") {
+      // A browser that comes back online, or restores the page from its
+      // back/forward cache, need not wait out the back-off.
+      this.#wake = () => {
+        if (this.#closed || this.#timer === null) return;
+        clearTimeout(this.#timer);
+        this.#open();
+      };
+      globalThis.addEventListener("online", this.#wake);
+      globalThis.addEventListener("pageshow", this.#wake);
     }
     this.#open();
   }
@@ -93,13 +109,18 @@ class Client {
       return Promise.reject(clientError("bad_request", `args cannot be sent as JSON: ${err.message}`));
     }
     return new Promise((resolve, reject) => {
-      const p = { resolve, reject, data, sent: false, timer: null };
+      const p = { resolve, reject, data, sent: false, ws: null, timer: null };
       p.timer = setTimeout(() => {
         this.#pending.delete(ref);
         const msg = p.sent
           ? `no answer to ${event} within ${this.#opts.ackTimeout} ms`
           : `not connected within ${this.#opts.ackTimeout} ms`;
         reject(clientError("timeout", msg));
+        // The gateway answers every envelope, with a timeout error of its
+        // own when a handler is slow, so no answer at all means the socket
+        // is dead but not yet closed (a browser cannot see the gateway's
+        // pings): drop it and reconnect.
+        if (p.sent && p.ws === this.#ws) this.#abandon?.(msg);
       }, this.#opts.ackTimeout);
       this.#pending.set(ref, p);
       if (this.#state === "open") this.#send(p);
@@ -110,10 +131,10 @@ class Client {
   close() {
     if (this.#closed) return;
     this.#closed = true;
-    clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#stop();
     const ws = this.#ws;
     this.#ws = null;
+    this.#abandon = null;
     if (ws) {
       detach(ws);
       try {
@@ -132,17 +153,49 @@ class Client {
     for (const { handler } of [...this.#stateHandlers]) safeCall(handler, state, { ...info });
   }
 
+  // #stop cancels the timers of the client and of the current attempt, and
+  // stops listening to the browser; for good, once closed.
+  #stop() {
+    clearTimeout(this.#timer);
+    this.#timer = null;
+    clearTimeout(this.#connectTimer);
+    this.#connectTimer = null;
+    if (this.#closed && this.#wake) {
+      globalThis.removeEventListener?.("online", this.#wake);
+      globalThis.removeEventListener?.("pageshow", this.#wake);
+      this.#wake = null;
+    }
+  }
+
   async #open() {
     this.#timer = null;
+    const gen = ++this.#gen;
+    const stale = () => this.#closed || gen !== this.#gen;
+    // getToken and the handshake up to the greeting get connectTimeout in
+    // all: a token that never comes or a gateway that never answers must
+    // not stall the client.
+    const limit = this.#opts.connectTimeout;
+    clearTimeout(this.#connectTimer);
+    this.#connectTimer = setTimeout(() => {
+      this.#connectTimer = null;
+      if (stale()) return;
+      const why = `not connected within ${limit} ms`;
+      if (this.#abandon) {
+        this.#abandon(why);
+      } else {
+        this.#gen++; // getToken may still settle: ignore it
+        this.#retry(why);
+      }
+    }, limit);
     let token = this.#opts.token;
     if (typeof this.#opts.getToken === "function") {
       try {
         token = await this.#opts.getToken();
       } catch (err) {
-        if (!this.#closed) this.#retry(`getToken failed: ${err?.message ?? err}`);
+        if (!stale()) this.#retry(`getToken failed: ${err?.message ?? err}`);
         return;
       }
-      if (this.#closed) return;
+      if (stale()) return;
     }
     let url;
     try {
@@ -168,16 +221,22 @@ class Client {
       if (frame.event === "connected" && !greeted) {
         greeted = true;
         greetedAt = Date.now();
+        clearTimeout(this.#connectTimer);
+        this.#connectTimer = null;
         this.#setState("open", { worker: frame.args?.worker, conn: frame.args?.conn });
         for (const p of this.#pending.values()) if (!p.sent) this.#send(p);
       }
       this.#dispatch(frame);
     };
-    const lost = (code, reason) => {
+    // lost ends this socket once, however it ended; probe says whether a
+    // refused upgrade is possible (not when the client gave up on it).
+    const lost = (why, code, probe = true) => {
       if (this.#ws !== ws) return; // handled already
       this.#ws = null;
+      this.#abandon = null;
       detach(ws);
-      const why = reason ? `closed ${code}: ${reason}` : `closed ${code}`;
+      clearTimeout(this.#connectTimer);
+      this.#connectTimer = null;
       // What was sent on this socket will never be answered.
       this.#failPending((p) => p.sent, "disconnected", `connection lost before the answer (${why})`);
       if (this.#closed) return;
@@ -194,23 +253,31 @@ class Client {
       // on the 1st, 2nd, 4th, 8th... failure in a row only: a gateway that
       // is down gets no second request per attempt.
       const failures = this.#attempt + 1;
-      if ((failures & (failures - 1)) !== 0) {
+      if (!probe || (failures & (failures - 1)) !== 0) {
         this.#retry(why, code);
         return;
       }
       this.#probe(url).then((refusal) => {
-        if (this.#closed) return;
+        if (stale()) return;
         if (refusal) this.#fail(refusal.reason, refusal.status);
         else this.#retry(why, code);
       });
     };
-    ws.onclose = (ev) => lost(ev.code, ev.reason);
+    ws.onclose = (ev) => lost(ev.reason ? `closed ${ev.code}: ${ev.reason}` : `closed ${ev.code}`, ev.code);
+    this.#abandon = (why) => {
+      lost(why, undefined, false);
+      try {
+        ws.close();
+      } catch {
+        // not open yet, or closing
+      }
+    };
     // Browsers follow an error with a close; some runtimes (Node 20's
     // WebSocket when the connection is refused) never close, so an error
     // counts as the end of the socket.
     ws.onerror = () => {
       if (this.#ws !== ws) return;
-      lost(1006, "connection failed"); // detaches first: close() may report again
+      lost("closed 1006: connection failed", 1006); // detaches first: close() may report again
       try {
         ws.close();
       } catch {
@@ -224,6 +291,7 @@ class Client {
     try {
       this.#ws.send(p.data);
       p.sent = true;
+      p.ws = this.#ws;
     } catch {
       // The socket is closing; onclose retries and the emit waits on.
     }
@@ -259,6 +327,7 @@ class Client {
   // min(max, min * 2^(n-1)), so the first within minReconnectDelay, and
   // clients dropped together do not come back together.
   #retry(reason, code) {
+    this.#stop();
     const { minReconnectDelay: lo, maxReconnectDelay: hi } = this.#opts;
     const ceiling = Math.min(hi, lo * 2 ** Math.min(this.#attempt, 30));
     const delay = Math.round(Math.random() * ceiling);
@@ -269,6 +338,7 @@ class Client {
 
   #fail(reason, status) {
     this.#closed = true;
+    this.#stop();
     this.#failPending(() => true, "closed", reason);
     this.#setState("closed", { reason, status });
   }

@@ -81,10 +81,11 @@ async function deadURL() {
 }
 
 // fakeGateway is a WebSocket server for what the real gateway cannot be
-// made to do on demand: go silent, or greet and drop every socket. For each
-// accepted socket it calls onSocket({n, greet, send, drop, socket}), n
-// counting from 1. It understands only what it must: the handshake and
-// sending unmasked text frames; what the client sends is read and ignored.
+// made to do on demand: go silent, answer late, or greet and drop every
+// socket. For each accepted socket it calls onSocket({n, greet, send, drop,
+// socket}), n counting from 1, and for each text frame the client sends,
+// the returned function, if any, with the parsed JSON. It understands only
+// what it must: the handshake and short text frames.
 async function fakeGateway(t, onSocket) {
   const sockets = new Set();
   const srv = http.createServer((_, res) => res.writeHead(400).end());
@@ -93,7 +94,21 @@ async function fakeGateway(t, onSocket) {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => {});
-    socket.on("data", () => {});
+    let onFrame = null;
+    let buf = Buffer.alloc(0);
+    socket.on("data", (chunk) => {
+      buf = Buffer.concat([buf, chunk]);
+      // Client frames are masked: opcode, length (< 126 here), key, payload.
+      while (buf.length >= 6 && buf.length >= 6 + (buf[1] & 0x7f)) {
+        const len = buf[1] & 0x7f;
+        assert.ok(len < 126, "fakeGateway reads short frames only");
+        const key = buf.subarray(2, 6);
+        const body = Buffer.from(buf.subarray(6, 6 + len).map((b, i) => b ^ key[i % 4]));
+        const opcode = buf[0] & 0x0f;
+        buf = buf.subarray(6 + len);
+        if (opcode === 1) onFrame?.(JSON.parse(body.toString()));
+      }
+    });
     const accept = createHash("sha1").update(`${req.headers["sec-websocket-key"]}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest("base64");
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
     const id = ++n;
@@ -103,7 +118,7 @@ async function fakeGateway(t, onSocket) {
       socket.write(Buffer.concat([Buffer.from([0x81, body.length]), body]));
     };
     const greet = () => send({ event: "connected", id: "fake", args: { conn: `fake-${id}`, worker: 0 } });
-    onSocket({ n: id, greet, send, drop: () => socket.destroy(), socket });
+    onFrame = onSocket({ n: id, greet, send, drop: () => socket.destroy(), socket }) ?? null;
   });
   await new Promise((r) => srv.listen(0, "127.0.0.1", r));
   t.after(() => {
@@ -364,7 +379,7 @@ test("close() stops reconnecting, when open and while backing off", { timeout: 3
 
 test("options: absent means the default, nonsense is refused, huge is clamped", { timeout: 30_000 }, async (t) => {
   for (const bad of [0, -1, NaN, "100", {}]) {
-    for (const name of ["ackTimeout", "minReconnectDelay", "maxReconnectDelay", "probeTimeout"]) {
+    for (const name of ["ackTimeout", "minReconnectDelay", "maxReconnectDelay", "probeTimeout", "stableAfter", "connectTimeout"]) {
       assert.throws(() => connect({ url: URL_, token: "x", [name]: bad }), RangeError, `${name}: ${String(bad)}`);
     }
   }
@@ -372,7 +387,7 @@ test("options: absent means the default, nonsense is refused, huge is clamped", 
   // comes within a second, not at once with a NaN delay.
   {
     const { WebSocket } = counting();
-    const opts = { ackTimeout: undefined, minReconnectDelay: undefined, maxReconnectDelay: null, probeTimeout: undefined };
+    const opts = { ackTimeout: undefined, minReconnectDelay: undefined, maxReconnectDelay: null, probeTimeout: undefined, connectTimeout: null };
     const sb = connect({ url: await deadURL(), token: "x", WebSocket, ...opts });
     t.after(() => sb.close());
     const pending = sb.emit("sendMessage", { text: "waits" }).catch((e) => e);
@@ -394,4 +409,91 @@ test("options: absent means the default, nonsense is refused, huge is clamped", 
     await settle(100); // an absence: an Infinity timer would have fired by now
     assert.equal(made.n, 1, "a socket opened before the delay");
   }
+});
+
+test("connectTimeout: a handshake that never completes is given up and retried", { timeout: 30_000 }, async (t) => {
+  // A TCP server that accepts and never answers the upgrade.
+  const held = new Set();
+  const srv = net.createServer((c) => {
+    held.add(c);
+    c.on("error", () => {});
+  });
+  await new Promise((r) => srv.listen(0, "127.0.0.1", r));
+  t.after(() => {
+    for (const c of held) c.destroy();
+    srv.close();
+  });
+  const sb = connect({ url: `ws://127.0.0.1:${srv.address().port}/socket`, token: "x", connectTimeout: 100, minReconnectDelay: 5 });
+  t.after(() => sb.close());
+  const [, info] = await within(stateWhere(sb, (s, i) => s === "connecting" && i.attempt === 1), "first retry");
+  assert.match(info.reason, /not connected within 100 ms/);
+  await within(stateWhere(sb, (s, i) => s === "connecting" && i.attempt === 2), "second retry");
+  assert.equal(info.code, undefined, "no close code: the client gave up");
+  assert.ok(held.size >= 2, `${held.size} connections for 2 attempts`);
+});
+
+test("connectTimeout: a getToken that never settles is given up and called again", { timeout: 30_000 }, async (t) => {
+  const user = uniqueUser("gina");
+  let calls = 0;
+  const getToken = () => (++calls === 1 ? new Promise(() => {}) : token(user));
+  const sb = connect({ url: URL_, getToken, connectTimeout: 100, minReconnectDelay: 5 });
+  t.after(() => sb.close());
+  const [, info] = await within(stateWhere(sb, (s, i) => s === "connecting" && i.attempt === 1), "first retry");
+  assert.match(info.reason, /not connected within 100 ms/);
+  const [, open] = await within(stateWhere(sb, (s) => s === "open"), "open");
+  assert.equal(calls, 2);
+  assert.equal(typeof open.conn, "string");
+});
+
+test("a sent emit with no answer drops the silent socket; the next emit goes on a new one", { timeout: 30_000 }, async (t) => {
+  // Socket 1 greets and never answers in time: it acks late, after the
+  // client has given up on it. Socket 2 acks at once.
+  const gw = await fakeGateway(t, ({ n, greet, send }) => {
+    greet();
+    return (env) => {
+      const ack = () => send({ event: "ack", id: "fake", ref: env.ref });
+      if (n === 1) setTimeout(ack, 300);
+      else ack();
+    };
+  });
+  const sb = connect({ url: gw.url, token: "x", ackTimeout: 100, minReconnectDelay: 5 });
+  t.after(() => sb.close());
+  await within(stateWhere(sb, (s) => s === "open"), "open");
+  const dropped = stateWhere(sb, (s, i) => s === "connecting" && i.attempt === 1);
+  const err = await within(sb.emit("sendMessage", { text: "into the void" }).then(() => assert.fail("resolved"), (e) => e), "rejection");
+  assert.equal(err.code, "timeout");
+  assert.match(err.message, /no answer/);
+  const [, info] = await within(dropped, "the silent socket dropped");
+  assert.match(info.reason, /no answer to sendMessage within 100 ms/);
+  const ack = await within(sb.emit("sendMessage", { text: "again" }), "ack on the new socket");
+  assert.equal(ack.ref, "2");
+  assert.equal(gw.accepted(), 2);
+});
+
+test("online and pageshow end the back-off wait at once; close() stops listening", { timeout: 30_000 }, async (t) => {
+  // Node has no window events: stand in for the browser's.
+  const target = new EventTarget();
+  globalThis.addEventListener = target.addEventListener.bind(target);
+  globalThis.removeEventListener = target.removeEventListener.bind(target);
+  t.after(() => {
+    delete globalThis.addEventListener;
+    delete globalThis.removeEventListener;
+  });
+  const { WebSocket, made } = counting();
+  // A back-off so long (up to 2^31 ms) that only a wake-up can start the next attempt.
+  const sb = connect({ url: await deadURL(), token: "x", WebSocket, minReconnectDelay: 2 ** 31 - 1 });
+  await within(stateWhere(sb, (s, i) => s === "connecting" && i.attempt === 1), "first retry scheduled");
+  assert.equal(made.n, 1);
+  target.dispatchEvent(new Event("online"));
+  assert.equal(made.n, 2, "a socket at once on online");
+  await within(stateWhere(sb, (s, i) => s === "connecting" && i.attempt === 2), "second retry scheduled");
+  target.dispatchEvent(new Event("pageshow"));
+  assert.equal(made.n, 3, "a socket at once on pageshow");
+  // While a socket is connecting, a wake-up adds none.
+  target.dispatchEvent(new Event("online"));
+  assert.equal(made.n, 3, "a second socket while one was connecting");
+  await within(stateWhere(sb, (s, i) => s === "connecting" && i.attempt === 3), "third retry scheduled");
+  sb.close();
+  target.dispatchEvent(new Event("online"));
+  assert.equal(made.n, 3, "a socket after close()");
 });
