@@ -223,8 +223,9 @@ class Client {
         greetedAt = Date.now();
         clearTimeout(this.#connectTimer);
         this.#connectTimer = null;
-        this.#setState("open", { worker: frame.args?.worker, conn: frame.args?.conn });
+        // The emits that waited go first, before any a state listener makes.
         for (const p of this.#pending.values()) if (!p.sent) this.#send(p);
+        this.#setState("open", { worker: frame.args?.worker, conn: frame.args?.conn });
       }
       this.#dispatch(frame);
     };

@@ -497,3 +497,40 @@ test("online and pageshow end the back-off wait at once; close() stops listening
   target.dispatchEvent(new Event("online"));
   assert.equal(made.n, 3, "a socket after close()");
 });
+
+test("emits that waited for the connection are sent before those made on open", { timeout: 30_000 }, async (t) => {
+  const sent = [];
+  class Recording extends globalThis.WebSocket {
+    send(data) {
+      sent.push(JSON.parse(data).args.text);
+      super.send(data);
+    }
+  }
+  const sb = connect({ url: URL_, token: await token(uniqueUser("hal")), WebSocket: Recording });
+  t.after(() => sb.close());
+  const early = sb.emit("sendMessage", { text: "waited" });
+  let late = null;
+  sb.onState((s) => {
+    if (s === "open" && !late) late = sb.emit("sendMessage", { text: "made on open" });
+  });
+  await within(early, "ack of the waiting emit");
+  await within(late, "ack of the emit made on open");
+  assert.deepEqual(sent, ["waited", "made on open"]);
+});
+
+test("an emit made during the back-off resolves once the gateway is back", { timeout: 30_000 }, async (t) => {
+  const user = uniqueUser("ivy");
+  let calls = 0;
+  // The first attempt fails (as if the token service were down); the next succeeds.
+  const getToken = async () => {
+    if (++calls === 1) throw new Error("token service down");
+    return token(user);
+  };
+  const sb = connect({ url: URL_, getToken, minReconnectDelay: 200 });
+  t.after(() => sb.close());
+  const [, info] = await within(stateWhere(sb, (s, i) => s === "connecting" && i.attempt === 1), "back-off");
+  assert.match(info.reason, /token service down/);
+  const ack = await within(sb.emit("sendMessage", { text: "sent during the back-off" }), "ack");
+  assert.equal(ack.id, user);
+  assert.equal(calls, 2);
+});
