@@ -53,6 +53,19 @@ export interface SwitchboardError extends Error {
  * throws a RangeError otherwise); undefined or null means the default, and
  * more than 2^31-1 ms (about 24.8 days, Infinity included) is clamped to it.
  */
+/**
+ * What the client uses of a WebSocket: the browser's, Node's and the ws
+ * package's all fit. Event handlers get an object with data (message) or
+ * code and reason (close).
+ */
+export interface SocketLike {
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onmessage: ((ev: any) => void) | null;
+  onclose: ((ev: any) => void) | null;
+  onerror: ((ev: any) => void) | null;
+}
+
 export interface ConnectOptions {
   /** ws:// or wss:// URL of the gateway's /socket; http(s) and, in a browser, relative URLs work too. */
   url: string;
@@ -62,8 +75,8 @@ export interface ConnectOptions {
   getToken?: () => string | Promise<string>;
   /** Milliseconds an emit waits for its ack, the wait for a connection included. Default 10000. */
   ackTimeout?: number;
-  /** A WebSocket constructor, where globalThis.WebSocket is missing. */
-  WebSocket?: { new (url: string): WebSocket };
+  /** A WebSocket constructor, where globalThis.WebSocket is missing: Node's, or the ws package's. */
+  WebSocket?: new (url: string) => SocketLike;
   /** Extension: the back-off's first ceiling in ms; attempt n waits a random time up to min(max, min * 2^(n-1)). Default 1000. */
   minReconnectDelay?: number;
   /** Extension: the back-off's cap in ms. Default 30000. */
