@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -241,5 +242,19 @@ func TestDemoPageInBrowser(t *testing.T) {
 	})()`, chromedp.EvalAwaitPromise))
 	if err != nil || status != 401 {
 		t.Fatalf("client with a bad token in the browser: closed with status %d, %v; want 401", status, err)
+	}
+
+	// And from another origin (localhost is not 127.0.0.1 to a browser):
+	// the module imports, as module scripts load in CORS mode, and the
+	// probe's 401 is readable across origins.
+	_, port, _ := net.SplitHostPort(s.Addr)
+	other := "http://localhost:" + port
+	status, err = chromedp.Run(bob.ctx, chromedp.Evaluate[int](`(async () => {
+		const { connect } = await import(`+jsString(other+"/client.js")+`);
+		const sb = connect({ url: `+jsString(other+"/socket")+`, token: "not-a-jwt", minReconnectDelay: 10 });
+		return await new Promise((resolve) => sb.onState((s, info) => { if (s === "closed") resolve(info.status); }));
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil || status != 401 {
+		t.Fatalf("client imported from %s with a bad token: closed with status %d, %v; want 401", other, status, err)
 	}
 }
