@@ -118,7 +118,8 @@ async function fakeGateway(t, onSocket) {
       socket.write(Buffer.concat([Buffer.from([0x81, body.length]), body]));
     };
     const greet = () => send({ event: "connected", id: "fake", args: { conn: `fake-${id}`, worker: 0 } });
-    onFrame = onSocket({ n: id, greet, send, drop: () => socket.destroy(), socket }) ?? null;
+    // drop ends the socket after what was written (destroy could discard it).
+    onFrame = onSocket({ n: id, greet, send, drop: () => socket.end(), socket }) ?? null;
   });
   await new Promise((r) => srv.listen(0, "127.0.0.1", r));
   t.after(() => {
@@ -255,12 +256,15 @@ test("reconnect: a gateway that greets and drops at once keeps the back-off grow
   });
   const sb = connect({ url: gw.url, token: "x", minReconnectDelay: 5, maxReconnectDelay: 40, stableAfter });
   t.after(() => sb.close());
+  let greetings = 0;
+  sb.on("connected", () => greetings++);
   const attempts = [];
   await within(stateWhere(sb, (s, info) => {
     if (s === "connecting" && info.attempt) attempts.push(info.attempt);
     return attempts.length === 5;
   }), "5 retries");
   assert.deepEqual(attempts, [1, 2, 3, 4, 1]);
+  assert.equal(greetings, 5, "every socket was greeted before it was dropped");
 });
 
 test("reconnect: after the gateway closes the socket, with a fresh token", { timeout: 60_000 }, async (t) => {
@@ -482,6 +486,7 @@ test("online and pageshow end the back-off wait at once; close() stops listening
   const { WebSocket, made } = counting();
   // A back-off so long (up to 2^31 ms) that only a wake-up can start the next attempt.
   const sb = connect({ url: await deadURL(), token: "x", WebSocket, minReconnectDelay: 2 ** 31 - 1 });
+  t.after(() => sb.close());
   await within(stateWhere(sb, (s, i) => s === "connecting" && i.attempt === 1), "first retry scheduled");
   assert.equal(made.n, 1);
   target.dispatchEvent(new Event("online"));
