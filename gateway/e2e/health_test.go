@@ -44,12 +44,13 @@ func readyWorkers(t *testing.T, s *testkit.Stack, status int) {
 }
 
 // healthCommands runs the container health checks, "gateway health" and
-// "handlers-svc health", against s and returns their errors.
-func healthCommands(t *testing.T, s *testkit.Stack) (gateway, handlers error) {
+// "handlers-svc health" with args (such as -ready), against s and returns
+// their errors.
+func healthCommands(t *testing.T, s *testkit.Stack, args ...string) (gateway, handlers error) {
 	t.Helper()
 	gw, hs := testkit.Binaries(t)
 	run := func(bin string, env ...string) error {
-		cmd := exec.Command(bin, "health")
+		cmd := exec.Command(bin, append([]string{"health"}, args...)...)
 		cmd.Env = append(os.Environ(), env...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -62,7 +63,8 @@ func healthCommands(t *testing.T, s *testkit.Stack) (gateway, handlers error) {
 
 // TestReadyzFollowsRedis stops Redis under a running stack: /readyz of
 // every gateway worker, of the supervisor and of handlers-svc turns 503
-// with the reason, /healthz stays 200, the container health commands fail,
+// with the reason, /healthz stays 200, the readiness health commands fail
+// while the liveness ones (what the images' HEALTHCHECK runs) still pass,
 // and all turn healthy again once Redis is back.
 func TestReadyzFollowsRedis(t *testing.T) {
 	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2})
@@ -73,8 +75,10 @@ func TestReadyzFollowsRedis(t *testing.T) {
 			t.Fatalf("GET %s = %d %v before the outage, want 200", u, code, body)
 		}
 	}
-	if gw, hs := healthCommands(t, s); gw != nil || hs != nil {
-		t.Fatalf("health commands before the outage: gateway %v, handlers-svc %v", gw, hs)
+	for _, mode := range [][]string{nil, {"-ready"}} {
+		if gw, hs := healthCommands(t, s, mode...); gw != nil || hs != nil {
+			t.Fatalf("health %v commands before the outage: gateway %v, handlers-svc %v", mode, gw, hs)
+		}
 	}
 
 	s.Redis.Stop()
@@ -96,8 +100,11 @@ func TestReadyzFollowsRedis(t *testing.T) {
 			t.Errorf("GET %s = %d %v while Redis is down, want 200: the process is alive", u, code, body)
 		}
 	}
-	if gw, hs := healthCommands(t, s); gw == nil || hs == nil {
-		t.Errorf("health commands while Redis is down: gateway %v, handlers-svc %v; want both to fail", gw, hs)
+	if gw, hs := healthCommands(t, s, "-ready"); gw == nil || hs == nil {
+		t.Errorf("health -ready commands while Redis is down: gateway %v, handlers-svc %v; want both to fail", gw, hs)
+	}
+	if gw, hs := healthCommands(t, s); gw != nil || hs != nil {
+		t.Errorf("health (liveness) commands while Redis is down: gateway %v, handlers-svc %v; want both to pass, or an orchestrator would kill them", gw, hs)
 	}
 	m := s.Metrics()
 	if got := m.Sum("switchboard_gateway_redis_subscribed"); got != 0 {
@@ -114,8 +121,8 @@ func TestReadyzFollowsRedis(t *testing.T) {
 	if got := s.Metrics().Sum("switchboard_gateway_redis_subscribed"); got != float64(s.Workers) {
 		t.Errorf("redis_subscribed summed over workers = %g after Redis is back, want %d", got, s.Workers)
 	}
-	if gw, hs := healthCommands(t, s); gw != nil || hs != nil {
-		t.Errorf("health commands after Redis is back: gateway %v, handlers-svc %v", gw, hs)
+	if gw, hs := healthCommands(t, s, "-ready"); gw != nil || hs != nil {
+		t.Errorf("health -ready commands after Redis is back: gateway %v, handlers-svc %v", gw, hs)
 	}
 }
 

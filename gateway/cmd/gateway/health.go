@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -16,24 +17,39 @@ import (
 // healthTimeout bounds "gateway health".
 const healthTimeout = 3 * time.Second
 
-// healthCheck is "gateway health [URL]", a container health check for
-// images without curl: it GETs URL (by default the supervisor's /readyz on
-// GATEWAY_METRICS_ADDR, or a worker's on GATEWAY_ADDR when that is off),
-// prints the body and fails unless the answer is 200.
+// healthCheck is "gateway health [-ready] [URL]", a container health check
+// for images without curl: it GETs URL, prints the body and fails unless
+// the answer is 200. Without URL it asks the supervisor's admin address
+// (GATEWAY_METRICS_ADDR), or a worker on GATEWAY_ADDR when that is off:
+// /healthz (the process is alive) by default, /readyz (NATS and Redis are
+// up) with -ready. Liveness is what an orchestrator may restart on:
+// a gateway that lost Redis for a moment must not be killed for it.
 func healthCheck(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) > 1 {
-		return errors.New("usage: gateway health [URL]")
+	fs := flag.NewFlagSet("health", flag.ContinueOnError)
+	ready := fs.Bool("ready", false, "check /readyz (NATS and Redis up) instead of /healthz (alive)")
+	if err := fs.Parse(args); err != nil {
+		return err
 	}
-	url := ""
-	if len(args) == 1 {
-		url = args[0]
-	} else {
-		cfg, _ := config.Load(nil, os.Getenv) // only the addresses are needed
+	if fs.NArg() > 1 {
+		return errors.New("usage: gateway health [-ready] [URL]")
+	}
+	url := fs.Arg(0)
+	if url == "" {
+		// Only the addresses are needed: Parse, not Load, so the check works
+		// where the secret is not in the environment (given as a flag).
+		cfg, err := config.Parse(nil, os.Getenv)
+		if err != nil {
+			return err
+		}
 		addr := cfg.MetricsAddr
 		if addr == "" {
 			addr = cfg.Addr
 		}
-		url = "http://" + localAddr(addr) + "/readyz"
+		path := "/healthz"
+		if *ready {
+			path = "/readyz"
+		}
+		url = "http://" + localAddr(addr) + path
 	}
 	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
 	defer cancel()

@@ -1,8 +1,9 @@
 // Command gateway is switchboard's edge process. Run plainly it is the
 // supervisor: it binds GATEWAY_ADDR and keeps GATEWAY_WORKERS worker
 // processes (copies of itself) serving WebSockets on it. "gateway token USER"
-// prints a token for USER signed with the configured secret; "gateway health"
-// checks a running gateway's /readyz, for container health checks.
+// prints a token for USER signed with the configured secret;
+// "gateway health [-ready]" checks a running gateway's /healthz (or /readyz),
+// for container health checks.
 package main
 
 import (

@@ -66,9 +66,21 @@ func Default() Config {
 }
 
 // Load returns Default overridden by the environment (through getenv) and
-// then by flags in args. Each setting's flag is its environment name in lower
-// case with dashes: GATEWAY_ADDR is -gateway-addr.
+// then by flags in args, validated. Each setting's flag is its environment
+// name in lower case with dashes: GATEWAY_ADDR is -gateway-addr.
 func Load(args []string, getenv func(string) string) (Config, error) {
+	c, err := Parse(args, getenv)
+	if err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Parse is Load without Validate, for commands that need only some
+// settings (such as the addresses "gateway health" dials) and must work
+// where the others are not set. It fails only on a value that does not
+// parse.
+func Parse(args []string, getenv func(string) string) (Config, error) {
 	c := Default()
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -95,7 +107,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	if c.JWTSecret == "" && c.Dev {
 		c.JWTSecret = DevSecret
 	}
-	return c, c.Validate()
+	return c, nil
 }
 
 // Environ returns every setting of a loaded Config as KEY=value. The

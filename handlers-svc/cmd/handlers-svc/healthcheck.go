@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -16,22 +17,30 @@ import (
 // healthTimeout bounds "handlers-svc health".
 const healthTimeout = 3 * time.Second
 
-// healthCheck is "handlers-svc health [URL]", a container health check for
-// images without curl: it GETs URL (by default /readyz on HANDLERS_ADDR),
-// prints the body and fails unless the answer is 200.
+// healthCheck is "handlers-svc health [-ready] [URL]", a container health
+// check for images without curl: it GETs URL, prints the body and fails
+// unless the answer is 200. Without URL it asks HANDLERS_ADDR: /healthz
+// (the process is alive) by default, /readyz (NATS and Redis up) with
+// -ready. Liveness is what an orchestrator may restart on: an instance that
+// lost Redis for a moment must not be killed for it.
 func healthCheck(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) > 1 {
-		return errors.New("usage: handlers-svc health [URL]")
+	fs := flag.NewFlagSet("health", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	ready := fs.Bool("ready", false, "check /readyz (NATS and Redis up) instead of /healthz (alive)")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 1 {
+		return errors.New("usage: handlers-svc health [-ready] [URL]")
 	}
-	var url string
-	if len(args) == 1 {
-		url = args[0]
-	} else {
+	url := fs.Arg(0)
+	if url == "" {
 		cfg, err := config.Load(nil, os.Getenv, io.Discard)
 		if err != nil {
 			return err
 		}
-		url = "http://" + localAddr(cfg.Addr) + "/readyz"
+		path := "/healthz"
+		if *ready {
+			path = "/readyz"
+		}
+		url = "http://" + localAddr(cfg.Addr) + path
 	}
 	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
 	defer cancel()

@@ -7,8 +7,8 @@
 // GET /readyz and GET /metrics (Prometheus) on HANDLERS_ADDR, and stops
 // cleanly on SIGTERM or SIGINT: it drains the NATS subscription, lets
 // running handlers finish, closes its connections and exits 0.
-// "handlers-svc health" checks a running instance's /readyz, for container
-// health checks.
+// "handlers-svc health [-ready]" checks a running instance's /healthz (or
+// /readyz), for container health checks.
 package main
 
 import (
