@@ -61,7 +61,9 @@ func Default() Config {
 		RateBurst:       100,
 		RateCloseAfter:  50,
 		ShutdownTimeout: 10 * time.Second,
-		MetricsAddr:     ":9090",
+		// Next to the client port, and away from 9090 (Prometheus itself)
+		// and the 9100-9999 range its exporters have allocated.
+		MetricsAddr: ":7998",
 	}
 }
 

@@ -302,7 +302,7 @@ func TestValidateRefusesNaNAndLists(t *testing.T) {
 	}
 }
 
-// TestMetricsAddr: the supervisor's metrics address defaults to :9090, is
+// TestMetricsAddr: the supervisor's metrics address defaults to :7998, is
 // set by env or flag, and "off" (or an empty flag) turns it off, which
 // survives the trip to the workers.
 func TestMetricsAddr(t *testing.T) {
@@ -312,7 +312,7 @@ func TestMetricsAddr(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{"default", nil, nil, ":9090"},
+		{"default", nil, nil, ":7998"},
 		{"env", nil, map[string]string{"GATEWAY_METRICS_ADDR": "127.0.0.1:9191"}, "127.0.0.1:9191"},
 		{"env off", nil, map[string]string{"GATEWAY_METRICS_ADDR": "off"}, ""},
 		{"empty flag", []string{"-gateway-metrics-addr="}, nil, ""},
