@@ -22,18 +22,21 @@ type Config struct {
 	RedisURL        string        // REDIS_URL
 	Addr            string        // HANDLERS_ADDR: health and metrics endpoints
 	LogLevel        string        // LOG_LEVEL: debug, info, warn or error
-	Timeout         time.Duration // HANDLERS_TIMEOUT: per request; match GATEWAY_HANDLER_TIMEOUT
+	Timeout         time.Duration // HANDLERS_TIMEOUT: per request; below GATEWAY_HANDLER_TIMEOUT
 	ShutdownTimeout time.Duration // HANDLERS_SHUTDOWN_TIMEOUT: drain and wait on SIGTERM
 }
 
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
-		NATSURL:         "nats://127.0.0.1:4222",
-		RedisURL:        "redis://127.0.0.1:6379/0",
-		Addr:            ":8081",
-		LogLevel:        "info",
-		Timeout:         5 * time.Second,
+		NATSURL:  "nats://127.0.0.1:4222",
+		RedisURL: "redis://127.0.0.1:6379/0",
+		Addr:     ":8081",
+		LogLevel: "info",
+		// Below the gateway's 5s GATEWAY_HANDLER_TIMEOUT, with margin: a
+		// handler gives up before the gateway answers the client "timeout",
+		// so it cannot dispatch after the client was told it failed.
+		Timeout:         4 * time.Second,
 		ShutdownTimeout: 10 * time.Second,
 	}
 }
@@ -53,7 +56,7 @@ func (c *Config) settings() []setting {
 		{env: "REDIS_URL", usage: "Redis URL", str: &c.RedisURL},
 		{env: "HANDLERS_ADDR", usage: "HTTP address of /healthz, /readyz and /metrics", str: &c.Addr},
 		{env: "LOG_LEVEL", usage: "log level: debug, info, warn or error", str: &c.LogLevel},
-		{env: "HANDLERS_TIMEOUT", usage: "per-request handler timeout; match GATEWAY_HANDLER_TIMEOUT", dur: &c.Timeout},
+		{env: "HANDLERS_TIMEOUT", usage: "per-request handler timeout; keep it below GATEWAY_HANDLER_TIMEOUT, with margin", dur: &c.Timeout},
 		{env: "HANDLERS_SHUTDOWN_TIMEOUT", usage: "how long shutdown waits for running handlers", dur: &c.ShutdownTimeout},
 	}
 }
