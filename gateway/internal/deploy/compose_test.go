@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -25,8 +26,9 @@ type composeFile struct {
 }
 
 type service struct {
-	Image string `yaml:"image"`
-	Build *struct {
+	Image      string `yaml:"image"`
+	PullPolicy string `yaml:"pull_policy"`
+	Build      *struct {
 		Context    string `yaml:"context"`
 		Dockerfile string `yaml:"dockerfile"`
 	} `yaml:"build"`
@@ -68,12 +70,18 @@ func loadCompose(t *testing.T) composeFile {
 }
 
 // kind tells which binary a service runs: "gateway", "handlers-svc", or ""
-// for a service from an image (NATS, Redis).
-func (s service) kind() string {
-	if s.Build == nil {
-		return ""
+// for a service from a public image (NATS, Redis). A service that runs the
+// image another one builds is of that one's kind.
+func (c composeFile) kind(s service) string {
+	if s.Build != nil {
+		return filepath.Dir(s.Build.Dockerfile)
 	}
-	return filepath.Dir(s.Build.Dockerfile)
+	for _, b := range c.Services {
+		if b.Build != nil && b.Image != "" && b.Image == s.Image {
+			return filepath.Dir(b.Build.Dockerfile)
+		}
+	}
+	return ""
 }
 
 // gatewayEnv is every variable the gateway reads, from its config package.
@@ -121,17 +129,22 @@ func imageTagged(ref string) bool {
 }
 
 // containerPorts returns the container ports a service publishes, and the
-// host ports it takes.
+// host ports it takes. Every port must be published on the loopback
+// address only (127.0.0.1:HOST:CONTAINER): the stack's defaults are for one
+// machine, and NATS, Redis and the admin ports have no auth.
 func containerPorts(t *testing.T, name string, s service) (container, host []string) {
 	t.Helper()
 	for _, p := range s.Ports {
 		parts := strings.Split(p, ":")
-		if len(parts) < 2 {
-			t.Errorf("%s: port %q publishes no fixed host port", name, p)
+		if len(parts) != 3 {
+			t.Errorf("%s: port %q, want 127.0.0.1:HOST:CONTAINER", name, p)
 			continue
 		}
-		host = append(host, parts[len(parts)-2])
-		container = append(container, parts[len(parts)-1])
+		if parts[0] != "127.0.0.1" {
+			t.Errorf("%s: port %q is published on %q, want 127.0.0.1 only", name, p, parts[0])
+		}
+		host = append(host, parts[1])
+		container = append(container, parts[2])
 	}
 	return container, host
 }
@@ -147,7 +160,8 @@ func portOf(t *testing.T, name, env, addr string) string {
 
 // TestComposeServices checks compose.yaml: the four services, health
 // checks everywhere, start order on healthy dependencies, the environment,
-// the published ports, and image tags.
+// the published ports (on loopback only), safe defaults, each image built
+// once, and image tags.
 func TestComposeServices(t *testing.T) {
 	c := loadCompose(t)
 	readers := map[string]map[string]bool{"gateway": gatewayEnv(), "handlers-svc": handlersEnv(t)}
@@ -156,9 +170,10 @@ func TestComposeServices(t *testing.T) {
 			t.Errorf("compose.yaml has no %s service", name)
 		}
 	}
-	if p := c.Services["gateway"].Ports; !slices.Contains(p, "7999:7999") {
-		t.Errorf("the gateway publishes %v, want 7999:7999", p)
+	if p := c.Services["gateway"].Ports; !slices.Contains(p, "127.0.0.1:7999:7999") {
+		t.Errorf("the gateway publishes %v, want 127.0.0.1:7999:7999", p)
 	}
+	built := map[string]string{} // Dockerfile -> the service that builds it
 
 	hostPorts := map[string]string{}
 	for name, s := range c.Services {
@@ -176,12 +191,20 @@ func TestComposeServices(t *testing.T) {
 			hostPorts[h] = name
 		}
 
-		kind := s.kind()
+		kind := c.kind(s)
 		if kind == "" {
 			if s.Image == "" {
 				t.Errorf("%s: neither an image nor a build", name)
 			}
 			continue
+		}
+		if s.Build != nil {
+			if other, dup := built[s.Build.Dockerfile]; dup {
+				t.Errorf("%s and %s both build %s: build it once and run its image", name, other, s.Build.Dockerfile)
+			}
+			built[s.Build.Dockerfile] = name
+		} else if s.PullPolicy != "never" {
+			t.Errorf("%s: runs the locally built %s with pull_policy %q, want never: it is in no registry", name, s.Image, s.PullPolicy)
 		}
 		names := readers[kind]
 		if names == nil {
@@ -215,9 +238,24 @@ func TestComposeServices(t *testing.T) {
 				t.Errorf("%s: %s listens on %s, which it does not publish (%v)", name, env, port, s.Ports)
 			}
 		}
-		if hc := s.Healthcheck; hc != nil && (len(hc.Test) < 3 || hc.Test[1] != "/"+kind || hc.Test[2] != "health") {
-			t.Errorf("%s: health check %v, want [CMD /%s health]: the image has no shell or curl", name, hc.Test, kind)
+		// Readiness here: compose only reports it and gates depends_on on
+		// it; it never restarts an unhealthy container.
+		if hc := s.Healthcheck; hc != nil && !slices.Equal(hc.Test, []string{"CMD", "/" + kind, "health", "-ready"}) {
+			t.Errorf("%s: health check %v, want [CMD /%s health -ready]: the image has no shell or curl", name, hc.Test, kind)
 		}
+		if kind == "gateway" {
+			// Dev mode (public secret, /dev/token, any Origin) is opt-in.
+			if v := s.Environment["GATEWAY_DEV"]; v != "${GATEWAY_DEV:-0}" && v != "0" && v != "" {
+				t.Errorf("%s: GATEWAY_DEV=%q, want dev mode off unless asked for (${GATEWAY_DEV:-0})", name, v)
+			}
+		}
+	}
+	gw, hs := c.Services["gateway"].Environment, c.Services["handlers-svc"].Environment
+	gwTimeout, err1 := time.ParseDuration(gw["GATEWAY_HANDLER_TIMEOUT"])
+	hsTimeout, err2 := time.ParseDuration(hs["HANDLERS_TIMEOUT"])
+	if err1 != nil || err2 != nil || hsTimeout > gwTimeout-500*time.Millisecond {
+		t.Errorf("HANDLERS_TIMEOUT=%q, GATEWAY_HANDLER_TIMEOUT=%q: want the handlers' timeout below the gateway's, with margin",
+			hs["HANDLERS_TIMEOUT"], gw["GATEWAY_HANDLER_TIMEOUT"])
 	}
 	if cmd := strings.Join(c.Services["nats"].Command, " "); strings.Contains(cmd, "-js") || strings.Contains(cmd, "jetstream") {
 		t.Errorf("nats runs %q: JetStream must be off", cmd)
@@ -232,7 +270,7 @@ func TestComposeMultiProfile(t *testing.T) {
 		n := map[string]int{}
 		for _, s := range c.Services {
 			if len(s.Profiles) == 0 || slices.Contains(s.Profiles, profile) {
-				n[s.kind()]++
+				n[c.kind(s)]++
 			}
 		}
 		return n
@@ -268,7 +306,7 @@ func TestDockerfiles(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 			continue
 		}
-		checkDockerfile(t, s.Build.Dockerfile, ctxDir, "/"+s.kind(), string(data))
+		checkDockerfile(t, s.Build.Dockerfile, ctxDir, "/"+c.kind(s), string(data))
 	}
 	if len(seen) != 2 {
 		t.Errorf("%d Dockerfiles built by compose.yaml, want 2 (gateway, handlers-svc)", len(seen))
@@ -324,7 +362,7 @@ func checkDockerfile(t *testing.T, name, ctxDir, binary, text string) {
 	if !strings.HasPrefix(base, "gcr.io/distroless/static") && base != "scratch" {
 		t.Errorf("%s: final image %s, want distroless/static or scratch", name, base)
 	}
-	var user, entry string
+	var user, entry, health string
 	for _, ins := range final {
 		fields := strings.Fields(ins)
 		switch strings.ToUpper(fields[0]) {
@@ -332,12 +370,34 @@ func checkDockerfile(t *testing.T, name, ctxDir, binary, text string) {
 			user = fields[1]
 		case "ENTRYPOINT":
 			entry = strings.TrimPrefix(ins, fields[0]+" ")
+		case "HEALTHCHECK":
+			_, health, _ = strings.Cut(ins, " CMD ")
 		}
+	}
+	// Liveness only: an engine that restarts unhealthy containers must not
+	// kill one because Redis or NATS blinked (readiness is "health -ready").
+	if want := `["` + binary + `", "health"]`; strings.TrimSpace(health) != want {
+		t.Errorf("%s: HEALTHCHECK CMD %s, want %s (liveness, /healthz)", name, health, want)
 	}
 	if u, _, _ := strings.Cut(user, ":"); u == "" || u == "root" || u == "0" {
 		t.Errorf("%s: final stage runs as %q, want a non-root USER", name, user)
 	}
 	if entry != `["`+binary+`"]` {
 		t.Errorf("%s: ENTRYPOINT %s, want [%q]", name, entry, binary)
+	}
+}
+
+// TestDockerignore: what is not source stays out of the build context, so
+// test output does not bust the build cache or land in an image layer.
+func TestDockerignore(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(root(t), ".dockerignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	for _, want := range []string{".git", "bin", "**/node_modules", "**/e2e/artifacts"} {
+		if !slices.Contains(lines, want) {
+			t.Errorf(".dockerignore does not exclude %s", want)
+		}
 	}
 }
