@@ -113,6 +113,12 @@ func TestMetricsCountTraffic(t *testing.T) {
 	alice0.Expect(wait, "bad_request for the broken frame", func(f proto.Frame) bool {
 		return f.Event == proto.EventError && f.Ref == ""
 	})
+	// A binary frame is answered by the socket itself, not the forwarder,
+	// and is counted all the same.
+	alice0.SendRaw(websocket.BinaryMessage, []byte(`{"event":"sendMessage"}`))
+	alice0.Expect(wait, "bad_request for the binary frame", func(f proto.Frame) bool {
+		return f.Event == proto.EventError && f.Ref == ""
+	})
 	for range sent {
 		bob1.ExpectEvent(wait, "message")
 		alice1.ExpectEvent(wait, "message_sent")
@@ -127,7 +133,7 @@ func TestMetricsCountTraffic(t *testing.T) {
 		{"switchboard_gateway_envelopes_received_total", append([]string{"event", "sendMessage", "result", "ok"}, w0...), sent},
 		{"switchboard_gateway_envelopes_received_total", append([]string{"event", "sendMessage", "result", "bad_request"}, w0...), 1},
 		{"switchboard_gateway_envelopes_received_total", append([]string{"event", "_other", "result", "unknown_event"}, w0...), 1},
-		{"switchboard_gateway_envelopes_received_total", append([]string{"event", "_invalid", "result", "bad_request"}, w0...), 1},
+		{"switchboard_gateway_envelopes_received_total", append([]string{"event", "_invalid", "result", "bad_request"}, w0...), 2},
 		// Every reply is timed: 3 acks and the bad_request from the handler.
 		{"switchboard_gateway_handler_duration_seconds_count", append([]string{"event", "sendMessage"}, w0...), sent + 1},
 		// Every worker receives both dispatches of each message.
@@ -247,5 +253,10 @@ func TestMetricsCountClosesAndLimits(t *testing.T) {
 	}
 	if got := m.Sum("switchboard_gateway_envelopes_received_total", "event", "_other", "result", "unknown_event"); got != 2 {
 		t.Errorf("envelopes{_other,unknown_event} = %g, want the 2 frames within the burst", got)
+	}
+	// The 3 refused frames, the last of which closed the socket, are
+	// envelopes too: every client frame is counted once.
+	if got := m.Sum("switchboard_gateway_envelopes_received_total", "event", "_other", "result", "rate_limited"); got != 3 {
+		t.Errorf("envelopes{_other,rate_limited} = %g, want the 3 frames over the limit", got)
 	}
 }

@@ -41,6 +41,7 @@ var results = [...]string{
 	proto.CodeUnavailable,
 	proto.CodeTimeout,
 	proto.CodeHandlerError,
+	proto.CodeRateLimited, // refused by the socket's rate limit, never forwarded
 	"other",
 }
 
@@ -274,8 +275,9 @@ func (m *Worker) Delivered(sent, dropped int) {
 // RateLimited counts a frame refused by the socket's rate limit.
 func (m *Worker) RateLimited() { m.limited.Inc() }
 
-// Envelope records how one client frame ended: event is "" when the frame
-// was not a valid envelope; code is "" when it succeeded, else the error
+// Envelope records how one client frame ended, whether the forwarder or
+// the socket's read loop (rate limit, binary frame) answered it: event is
+// "" when the frame was not a valid envelope; code is "" when it succeeded, else the error
 // code sent to the client; rtt, when positive, is the round trip of the
 // handler's reply. A reply other than unknown_event confirms that the event
 // has a handler, and from then on the event is its own label value.

@@ -77,6 +77,8 @@ func New(cfg config.Config, index int, log *zap.Logger) *Worker {
 				Rate: cfg.RateLimit, Burst: cfg.RateBurst, CloseAfter: cfg.RateCloseAfter, Window: 10 * time.Second,
 				OnRefuse: m.RateLimited,
 			},
+			// Frames the socket answers itself count as envelopes too.
+			Refused: func(event, code string) { m.Envelope(event, code, 0) },
 		},
 	}
 	w.upgrader = websocket.Upgrader{

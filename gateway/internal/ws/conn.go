@@ -39,6 +39,13 @@ type Limits struct {
 	QueueBytes  int              // bytes
 	MaxInFlight int              // handler requests in flight (see AcquireSlot)
 	Rate        ratelimit.Policy // allowance of incoming frames
+	// Refused, when set, is told of every frame the read loop answers
+	// itself instead of handing it to the FrameHandler: over the rate
+	// limit (code rate_limited) or binary (bad_request). event is the
+	// frame's event when it is an envelope, else "". For metrics: it is
+	// called on the read loop, so it must be cheap, and must not keep
+	// event, which may alias the frame.
+	Refused func(event, code string)
 }
 
 var errRateLimited = proto.NewError(proto.CodeRateLimited, "too many messages: slow down")
@@ -278,13 +285,16 @@ func (c *Conn) ReadLoop(h FrameHandler, maxFrame int64) {
 			if text {
 				env, _ = proto.DecodeEnvelope(data) // only to echo a valid ref
 			}
+			c.refused(env.Event, proto.CodeRateLimited)
 			c.SendError(env.Ref, env.HasRef, errRateLimited)
 			continue
 		case ratelimit.Abusive:
+			c.refused(eventOf(text, data), proto.CodeRateLimited)
 			c.Close(proto.ClosePolicy, proto.ReasonRateLimited)
 			continue
 		}
 		if !text {
+			c.refused("", proto.CodeBadRequest)
 			c.SendError("", false, proto.NewError(proto.CodeBadRequest, "binary frames are not supported: send JSON in text frames"))
 			continue
 		}
@@ -389,3 +399,20 @@ func (c *Conn) SendAck(ref string) {
 
 // Opened returns when the socket was accepted.
 func (c *Conn) Opened() time.Time { return c.opened }
+
+// refused tells limits.Refused, if set, of a frame the read loop answered
+// itself.
+func (c *Conn) refused(event, code string) {
+	if c.limits.Refused != nil {
+		c.limits.Refused(event, code)
+	}
+}
+
+// eventOf returns the event of a text frame that is an envelope, else "".
+func eventOf(text bool, data []byte) string {
+	if !text {
+		return ""
+	}
+	env, _ := proto.DecodeEnvelope(data)
+	return env.Event
+}
