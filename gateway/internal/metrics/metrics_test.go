@@ -90,6 +90,10 @@ func TestEnvelopeLabels(t *testing.T) {
 	if n != MaxEvents {
 		t.Errorf("%d event names labelled, want the cap %d", n, MaxEvents)
 	}
+	// The round-trip histogram is one series however many events there are.
+	if n := testutil.CollectAndCount(m.rtt); n != 1 {
+		t.Errorf("%d round-trip histograms, want 1: no event label", n)
+	}
 	if got := envelopes(t, m, EventOther, "ok"); got != 10+1 {
 		t.Errorf("envelopes{_other,ok} = %g, want the 11 events beyond the cap", got)
 	}

@@ -120,7 +120,6 @@ var refusedReasons = [...]string{RefusedUnauthorized, RefusedOrigin, RefusedUnav
 // eventSeries are one event label's series, resolved once.
 type eventSeries struct {
 	results [len(results)]prometheus.Counter
-	rtt     prometheus.Observer
 }
 
 // Worker is one worker process's registry and its instruments.
@@ -137,7 +136,10 @@ type Worker struct {
 	limited    prometheus.Counter
 
 	envelopes *prometheus.CounterVec
-	rtt       *prometheus.HistogramVec
+	// rtt has no event label: a histogram is 15 series, times MaxEvents
+	// and workers would be tens of thousands per gateway. handlers-svc
+	// times each event (switchboard_handlers_request_duration_seconds).
+	rtt prometheus.Histogram
 	// events maps confirmed event names to their series. It is copied on
 	// write (at most MaxEvents times), so the hot path reads it with one
 	// atomic load and no lock.
@@ -175,11 +177,12 @@ func NewWorker() *Worker {
 	m.envelopes = f.counterVec("envelopes_received_total",
 		"Client envelopes, by event and result (ok or the error code sent). Events not yet confirmed by a handler count as _other, frames that are not envelopes as _invalid.",
 		"event", "result")
-	m.rtt = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	m.rtt = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: namespace, Name: "handler_duration_seconds",
-		Help:    "Round trip of handler requests that got a reply, from NATS request to reply, by event.",
+		Help: "Round trip of handler requests that got a reply, from NATS request to reply, all events " +
+			"(switchboard_handlers_request_duration_seconds has the time in the handler by event).",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-	}, []string{"event"})
+	})
 	m.reg.MustRegister(m.rtt)
 	m.invalid = m.series(EventInvalid)
 	m.other = m.series(EventOther)
@@ -205,7 +208,7 @@ func (f factory) gaugeFunc(name, help string, fn func() float64) {
 }
 
 func (m *Worker) series(event string) *eventSeries {
-	s := &eventSeries{rtt: m.rtt.WithLabelValues(event)}
+	s := &eventSeries{}
 	for i, r := range results {
 		s.results[i] = m.envelopes.WithLabelValues(event, r)
 	}
@@ -285,7 +288,7 @@ func (m *Worker) Envelope(event, code string, rtt time.Duration) {
 	s := m.lookup(event, rtt > 0 && code != proto.CodeUnknownEvent)
 	s.results[resultIndex(code)].Inc()
 	if rtt > 0 {
-		s.rtt.Observe(rtt.Seconds())
+		m.rtt.Observe(rtt.Seconds())
 	}
 }
 
