@@ -110,6 +110,9 @@ func TestReadyzFollowsRedis(t *testing.T) {
 	if got := m.Sum("switchboard_gateway_redis_subscribed"); got != 0 {
 		t.Errorf("redis_subscribed summed over workers = %g while Redis is down, want 0", got)
 	}
+	if got, ok := s.HandlersMetrics().Get("switchboard_handlers_redis_connected"); !ok || got != 0 {
+		t.Errorf("handlers-svc redis_connected = %g (present %v) while Redis is down, want 0", got, ok)
+	}
 
 	s.Redis.Start()
 	readyWorkers(t, s, http.StatusOK)
@@ -120,6 +123,9 @@ func TestReadyzFollowsRedis(t *testing.T) {
 	})
 	if got := s.Metrics().Sum("switchboard_gateway_redis_subscribed"); got != float64(s.Workers) {
 		t.Errorf("redis_subscribed summed over workers = %g after Redis is back, want %d", got, s.Workers)
+	}
+	if got := s.HandlersMetrics().Sum("switchboard_handlers_redis_connected"); got != 1 {
+		t.Errorf("handlers-svc redis_connected = %g after Redis is back, want 1", got)
 	}
 	if gw, hs := healthCommands(t, s, "-ready"); gw != nil || hs != nil {
 		t.Errorf("health -ready commands after Redis is back: gateway %v, handlers-svc %v", gw, hs)

@@ -58,9 +58,7 @@ func (h *health) notReady(ctx context.Context) string {
 	if !h.nc.IsConnected() {
 		return "nats not connected"
 	}
-	ctx, cancel := context.WithTimeout(ctx, readyPingLimit)
-	defer cancel()
-	if err := h.rdb.Ping(ctx).Err(); err != nil {
+	if !h.redisUp(ctx) {
 		return "redis not answering"
 	}
 	select {
@@ -69,6 +67,13 @@ func (h *health) notReady(ctx context.Context) string {
 		return "not subscribed yet"
 	}
 	return ""
+}
+
+// redisUp reports whether Redis answers a PING within readyPingLimit.
+func (h *health) redisUp(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, readyPingLimit)
+	defer cancel()
+	return h.rdb.Ping(ctx).Err() == nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -99,9 +99,10 @@ func TestMetricsCountRequests(t *testing.T) {
 		{"switchboard_handlers_requests_total", map[string]string{"event": "sendMessage", "result": "bad_request"}, 0},
 		{"switchboard_handlers_requests_total", map[string]string{"event": "postUpdated", "result": "bad_request"}, 1},
 		{"switchboard_handlers_requests_total", map[string]string{"event": "_other", "result": "unknown_event"}, 2},
-		{"switchboard_handlers_handler_duration_seconds", map[string]string{"event": "sendMessage"}, 3},
-		{"switchboard_handlers_handler_duration_seconds", map[string]string{"event": "_other"}, 2},
+		{"switchboard_handlers_request_duration_seconds", map[string]string{"event": "sendMessage"}, 3},
+		{"switchboard_handlers_request_duration_seconds", map[string]string{"event": "_other"}, 2},
 		{"switchboard_handlers_nats_connected", nil, 1},
+		{"switchboard_handlers_redis_connected", nil, 1},
 		{"switchboard_handlers_ready", nil, 1},
 	} {
 		got, ok := value(fams, c.name, c.labels)

@@ -64,7 +64,7 @@ func New(events []string) *Metrics {
 		Help: "Requests served, by event and result (ok or the error code replied).",
 	}, []string{"event", "result"})
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: namespace, Name: "handler_duration_seconds",
+		Namespace: namespace, Name: "request_duration_seconds",
 		Help:    "Time a request spent in the handler, middleware included, by event.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	}, []string{"event"})
@@ -84,13 +84,17 @@ func (m *Metrics) series(event string) *series {
 	return s
 }
 
-// Watch registers gauges read at scrape time: whether NATS is connected and
-// whether the process is ready to serve (NATS, Redis and the subscription).
-func (m *Metrics) Watch(natsConnected func() bool, ready func() bool) {
+// Watch registers gauges read at scrape time: whether NATS is connected,
+// whether Redis answers, and whether the process is ready to serve (NATS,
+// Redis and the subscription).
+func (m *Metrics) Watch(natsConnected, redisConnected, ready func() bool) {
 	m.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "nats_connected", Help: "1 while the NATS connection is up.",
 		}, func() float64 { return bit(natsConnected()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "redis_connected", Help: "1 while Redis answers a PING (sent at scrape time).",
+		}, func() float64 { return bit(redisConnected()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "ready", Help: "1 while /readyz answers 200: NATS connected, Redis answering, subscribed.",
 		}, func() float64 { return bit(ready()) }),
