@@ -15,7 +15,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -56,12 +55,8 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer func() { _ = log.Sync() }()
 
-	if idx := os.Getenv(supervisor.WorkerEnv); idx != "" {
-		index, err := strconv.Atoi(idx)
-		if err != nil {
-			return fmt.Errorf("%s=%q: %w", supervisor.WorkerEnv, idx, err)
-		}
-		return runWorker(ctx, cfg, index, log.With(zap.Int("worker", index), zap.Int("pid", os.Getpid())))
+	if cfg.WorkerIndex >= 0 {
+		return runWorker(ctx, cfg, log.With(zap.Int("worker", cfg.WorkerIndex), zap.Int("pid", os.Getpid())))
 	}
 	if cfg.Dev {
 		log.Warn("dev mode: GET /dev/token mints tokens, any Origin is allowed, and unless GATEWAY_JWT_SECRET is set the secret is public")
@@ -70,19 +65,19 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	env := cfg.Environ()
 	var agg *metrics.Aggregator
+	dir := "" // set explicitly even when empty: workers must not inherit one
 	if cfg.MetricsAddr != "" {
 		// Each worker serves its metrics on a unix socket in a private
 		// directory; the supervisor merges them on its own /metrics.
-		dir, err := os.MkdirTemp("", "switchboard-gateway-")
-		if err != nil {
+		if dir, err = metrics.MakeDir(""); err != nil {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		env = append(env, metrics.DirEnv+"="+dir)
 		agg = metrics.NewAggregator(dir, cfg.Workers)
+		defer agg.Close()
 	}
+	env := append(cfg.Environ(), config.MetricsDirEnv+"="+dir)
 	sup := supervisor.New(supervisor.Config{
 		Addr:        cfg.Addr,
 		Workers:     cfg.Workers,
@@ -98,7 +93,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	return sup.Run(ctx)
 }
 
-func runWorker(ctx context.Context, cfg config.Config, index int, log *zap.Logger) error {
+func runWorker(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	f := os.NewFile(supervisor.ListenerFD, "listener")
 	if f == nil {
 		return errors.New("worker started without a listener on fd 3")
@@ -108,9 +103,9 @@ func runWorker(ctx context.Context, cfg config.Config, index int, log *zap.Logge
 	if err != nil {
 		return fmt.Errorf("worker listener: %w", err)
 	}
-	w := worker.New(cfg, index, log)
-	if dir := os.Getenv(metrics.DirEnv); dir != "" {
-		stop, err := serveWorkerMetrics(dir, index, w.AdminHandler(), log.Named("metrics"))
+	w := worker.New(cfg, cfg.WorkerIndex, log)
+	if cfg.MetricsDir != "" {
+		stop, err := serveWorkerMetrics(cfg.MetricsDir, cfg.WorkerIndex, w.AdminHandler(), log.Named("metrics"))
 		if err != nil {
 			_ = ln.Close()
 			return err

@@ -42,7 +42,21 @@ type Config struct {
 	RateCloseAfter  int           // GATEWAY_RATE_CLOSE_AFTER: refusals within 10s that close the socket; 0 = never
 	ShutdownTimeout time.Duration // GATEWAY_SHUTDOWN_TIMEOUT: graceful stop deadline
 	MetricsAddr     string        // GATEWAY_METRICS_ADDR: the supervisor's /metrics; "" (set as "off") = none
+
+	// Set by the supervisor in each worker's environment; not settings, so
+	// neither flags nor in Environ.
+	WorkerIndex int    // SWITCHBOARD_WORKER_INDEX: this process is worker N; -1 = the supervisor
+	MetricsDir  string // SWITCHBOARD_METRICS_DIR: where a worker serves its metrics socket; "" = none
 }
+
+// The environment the supervisor hands each worker, besides Environ.
+const (
+	// WorkerIndexEnv tells a gateway process it is worker number N.
+	WorkerIndexEnv = "SWITCHBOARD_WORKER_INDEX"
+	// MetricsDirEnv names the private directory of the workers' metrics
+	// sockets; empty when metrics are off.
+	MetricsDirEnv = "SWITCHBOARD_METRICS_DIR"
+)
 
 // Default returns the configuration with every default of the contract.
 func Default() Config {
@@ -64,6 +78,7 @@ func Default() Config {
 		// Next to the client port, and away from 9090 (Prometheus itself)
 		// and the 9100-9999 range its exporters have allocated.
 		MetricsAddr: ":7998",
+		WorkerIndex: -1,
 	}
 }
 
@@ -109,6 +124,14 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	if c.JWTSecret == "" && c.Dev {
 		c.JWTSecret = DevSecret
 	}
+	if s := getenv(WorkerIndexEnv); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return c, fmt.Errorf("%s=%q: want a worker number", WorkerIndexEnv, s)
+		}
+		c.WorkerIndex = n
+	}
+	c.MetricsDir = getenv(MetricsDirEnv)
 	return c, nil
 }
 

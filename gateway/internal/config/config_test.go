@@ -346,3 +346,36 @@ func TestMetricsAddr(t *testing.T) {
 		})
 	}
 }
+
+// TestWorkerEnvironment: the supervisor's hand-off to its workers is read
+// here like every setting, is not a setting (no flag, not in Environ, so a
+// worker never passes it on), and a bad worker number is refused.
+func TestWorkerEnvironment(t *testing.T) {
+	base := map[string]string{"GATEWAY_JWT_SECRET": "s"}
+	c, err := config.Load(nil, env(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.WorkerIndex != -1 || c.MetricsDir != "" {
+		t.Errorf("without the worker environment: WorkerIndex %d, MetricsDir %q; want -1 and \"\"", c.WorkerIndex, c.MetricsDir)
+	}
+	worker := map[string]string{"GATEWAY_JWT_SECRET": "s", config.WorkerIndexEnv: "2", config.MetricsDirEnv: "/run/x"}
+	c, err = config.Load(nil, env(worker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.WorkerIndex != 2 || c.MetricsDir != "/run/x" {
+		t.Errorf("WorkerIndex %d, MetricsDir %q; want 2 and /run/x", c.WorkerIndex, c.MetricsDir)
+	}
+	for _, kv := range c.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k == config.WorkerIndexEnv || k == config.MetricsDirEnv {
+			t.Errorf("Environ passes on %s", kv)
+		}
+	}
+	for _, bad := range []string{"x", "-1"} {
+		if _, err := config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET": "s", config.WorkerIndexEnv: bad})); err == nil ||
+			!strings.Contains(err.Error(), config.WorkerIndexEnv) {
+			t.Errorf("%s=%q: err %v, want one naming it", config.WorkerIndexEnv, bad, err)
+		}
+	}
+}

@@ -19,11 +19,14 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/switchboard/switchboard/gateway/internal/config"
 )
 
 // DirEnv names the directory, made by the supervisor and handed to each
-// worker in its environment, that holds the workers' metrics sockets.
-const DirEnv = "SWITCHBOARD_METRICS_DIR"
+// worker in its environment, that holds the workers' metrics sockets; the
+// config package reads it.
+const DirEnv = config.MetricsDirEnv
 
 // SocketPath returns where worker index serves its registry in dir.
 func SocketPath(dir string, index int) string {

@@ -5,11 +5,13 @@ import (
 	"os/exec"
 	"strconv"
 	"syscall"
+
+	"github.com/switchboard/switchboard/gateway/internal/config"
 )
 
 // WorkerEnv is the environment variable that tells a gateway process it is
-// worker number N, not a supervisor.
-const WorkerEnv = "SWITCHBOARD_WORKER_INDEX"
+// worker number N, not a supervisor; the config package reads it.
+const WorkerEnv = config.WorkerIndexEnv
 
 // ListenerFD is the file descriptor a worker finds its listener on.
 const ListenerFD = 3
