@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -50,9 +51,15 @@ type Aggregator struct {
 	up      *prometheus.GaugeVec
 }
 
+// SupervisorPrefix prefixes the supervisor's own Go and process series
+// (switchboard_gateway_supervisor_go_goroutines, ...), so that go_* and
+// process_* stay the workers' alone, each with its worker label.
+const SupervisorPrefix = namespace + "_supervisor_"
+
 // NewAggregator returns an Aggregator over workers workers whose sockets are
-// in dir. Its own registry holds switchboard_gateway_worker_up; add the
-// supervisor's series with Register.
+// in dir. Its own registry holds switchboard_gateway_worker_up and the
+// supervisor process's Go and process collectors (under SupervisorPrefix);
+// add the supervisor's other series with Register.
 func NewAggregator(dir string, workers int) *Aggregator {
 	a := &Aggregator{own: prometheus.NewRegistry()}
 	a.up = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -60,6 +67,8 @@ func NewAggregator(dir string, workers int) *Aggregator {
 		Help: "1 when the supervisor read the worker's metrics on this scrape, else 0 (the worker is down or restarting).",
 	}, []string{WorkerLabel})
 	a.own.MustRegister(a.up)
+	prometheus.WrapRegistererWithPrefix(SupervisorPrefix, a.own).MustRegister(
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for i := range workers {
 		path := SocketPath(dir, i)
 		var d net.Dialer
@@ -89,7 +98,8 @@ func (a *Aggregator) Get(ctx context.Context, index int, path string) (*http.Res
 	return a.workers[index].Do(req)
 }
 
-// Close drops the idle connections to the workers.
+// Close drops the idle connections to the workers. Scrapes after Close
+// still work, on new connections.
 func (a *Aggregator) Close() {
 	for _, c := range a.workers {
 		c.CloseIdleConnections()
@@ -108,21 +118,32 @@ func (a *Aggregator) Register(cs ...prometheus.Collector) error {
 
 // Handler serves the merged metrics in the Prometheus exposition formats.
 // A worker that cannot be read is left out of that scrape (and its
-// worker_up is 0); the others are still served.
+// worker_up is 0); the others are still served. The workers are read
+// within the request's context: a scraper that gives up stops the reads.
 func (a *Aggregator) Handler() http.Handler {
-	return promhttp.HandlerFor(a, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	opts := promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		g := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return a.GatherContext(r.Context()) })
+		promhttp.HandlerFor(g, opts).ServeHTTP(rw, r)
+	})
 }
 
-// Gather reads every worker in parallel and returns their families, each
-// series labelled with its worker, merged with the supervisor's own.
+// Gather is GatherContext without a deadline beyond ScrapeTimeout.
 func (a *Aggregator) Gather() ([]*dto.MetricFamily, error) {
+	return a.GatherContext(context.Background())
+}
+
+// GatherContext reads every worker in parallel, each within ScrapeTimeout
+// and ctx, and returns their families, each series labelled with its
+// worker, merged with the supervisor's own.
+func (a *Aggregator) GatherContext(ctx context.Context) ([]*dto.MetricFamily, error) {
 	per := make([][]*dto.MetricFamily, len(a.workers))
 	var wg sync.WaitGroup
 	for i, c := range a.workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			fams, err := scrape(c)
+			fams, err := scrape(ctx, c)
 			if err != nil {
 				a.up.WithLabelValues(strconv.Itoa(i)).Set(0)
 				return
@@ -141,8 +162,8 @@ func (a *Aggregator) Gather() ([]*dto.MetricFamily, error) {
 	return prometheus.Gatherers{a.own, workers}.Gather()
 }
 
-func scrape(c *http.Client) ([]*dto.MetricFamily, error) {
-	req, err := http.NewRequest(http.MethodGet, "http://worker/metrics", nil)
+func scrape(ctx context.Context, c *http.Client) ([]*dto.MetricFamily, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://worker/metrics", nil)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -196,6 +197,13 @@ func TestAggregatorMergesWorkers(t *testing.T) {
 			t.Errorf("%s: want one series per live worker, got %v", name, f)
 		}
 	}
+	// The supervisor's own process, under its own names.
+	for _, name := range []string{SupervisorPrefix + "go_goroutines", SupervisorPrefix + "process_resident_memory_bytes"} {
+		f := family(fams, name)
+		if f == nil || len(f.Metric) != 1 || len(f.Metric[0].Label) != 0 {
+			t.Errorf("%s: want one series without labels, got %v", name, f)
+		}
+	}
 	ok := family(fams, "switchboard_gateway_envelopes_received_total")
 	found := false
 	for _, m := range ok.GetMetric() {
@@ -205,6 +213,42 @@ func TestAggregatorMergesWorkers(t *testing.T) {
 	}
 	if !found {
 		t.Error("no envelopes_received_total{event=sendMessage,result=ok,worker=1} 1")
+	}
+}
+
+// TestAggregatorFollowsContext: a scrape whose context is done reads no
+// worker (a worker that hangs does not hold the scrape for ScrapeTimeout
+// after the scraper has gone) and still serves the supervisor's series.
+func TestAggregatorFollowsContext(t *testing.T) {
+	dir := t.TempDir()
+	hung := make(chan struct{})
+	ln, err := net.Listen("unix", SocketPath(dir, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-hung })}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	t.Cleanup(func() { close(hung); _ = srv.Close(); <-done })
+
+	a := NewAggregator(dir, 1)
+	t.Cleanup(a.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	fams, err := a.GatherContext(ctx)
+	if err != nil {
+		t.Fatalf("GatherContext: %v", err)
+	}
+	if d := time.Since(start); d > ScrapeTimeout/2 {
+		t.Errorf("GatherContext took %s after its context ended at 100ms", d)
+	}
+	up := family(fams, "switchboard_gateway_worker_up")
+	if up == nil || len(up.Metric) != 1 || up.Metric[0].Gauge.GetValue() != 0 {
+		t.Errorf("worker_up = %v, want 0 for the hung worker", up)
+	}
+	if family(fams, SupervisorPrefix+"go_goroutines") == nil {
+		t.Error("the supervisor's own series are missing")
 	}
 }
 
