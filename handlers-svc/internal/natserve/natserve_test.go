@@ -333,7 +333,7 @@ func TestShutdownTimeout(t *testing.T) {
 	ns := testserver.StartNATS(t, 0)
 	g := newGate()
 	defer close(g.release) // let the stuck handler end before the leak check
-	r := serve(t, ns, g, zap.NewNop(), natserve.Config{Timeout: 20 * time.Second, ShutdownTimeout: 100 * time.Millisecond})
+	r := serve(t, ns, g, zap.NewNop(), natserve.Config{Timeout: 20 * time.Second, ShutdownTimeout: time.Second})
 	nc := connect(t, ns)
 
 	_ = async(t, nc, "stuck")
