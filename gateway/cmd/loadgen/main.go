@@ -1,0 +1,318 @@
+// Command loadgen drives a running switchboard with the scenario of the
+// performance issue and reports what it measured: a table for people, then
+// one JSON line per phase.
+//
+//	loadgen -mode idle -users 5000 -devices 2              # hold 10,000 sockets, measure RSS and connect time
+//	loadgen -mode load -users 1000 -devices 2 -rates 1000,4000,8000 -search
+//	loadgen table results.jsonl                            # JSON lines -> Markdown tables
+//
+// It raises its own RLIMIT_NOFILE as far as the hard limit allows.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/switchboard/switchboard/gateway/internal/config"
+	"github.com/switchboard/switchboard/gateway/internal/loadgen"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := realMain(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+func realMain(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "table" {
+		return table(args[1:], stdout)
+	}
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	var (
+		url      = fs.String("url", "ws://127.0.0.1:7999/socket", "gateway WebSocket URL (127.0.0.1 only)")
+		secret   = fs.String("secret", envOr("GATEWAY_JWT_SECRET", config.DevSecret), "JWT secret")
+		mode     = fs.String("mode", "load", "idle (open U*D sockets and hold them) or load")
+		users    = fs.Int("users", 1000, "U: users, in pairs")
+		devices  = fs.Int("devices", 2, "D: sockets per user")
+		rates    = fs.String("rates", "1000", "R: total sends/s, comma-separated for several runs on the same sockets")
+		dur      = fs.Duration("duration", 20*time.Second, "measured time of each load run")
+		warmup   = fs.Duration("warmup", 5*time.Second, "unmeasured sending before each load run")
+		drain    = fs.Duration("drain", 5*time.Second, "how long to wait for the last frames of a run")
+		hold     = fs.Duration("hold", 0, "idle: how long to hold the sockets after measuring")
+		settle   = fs.Duration("settle", 3*time.Second, "idle: wait after connecting before measuring RSS")
+		workers  = fs.Int("workers", 2, "spread each user's sockets over this many workers (load mode; 0 = no)")
+		conc     = fs.Int("dial-concurrency", 64, "dials in flight at once")
+		sources  = fs.Int("sources", 0, "127.0.0.x source addresses (0 = one per 25,000 sockets)")
+		search   = fs.Bool("search", false, "after the rates, search for the highest R with p99 < 50 ms and nothing missing")
+		smax     = fs.Float64("search-max", 40000, "highest R the search tries")
+		sdur     = fs.Duration("search-duration", 10*time.Second, "measured time of each search run")
+		swarm    = fs.Duration("search-warmup", 3*time.Second, "warm-up of each search run")
+		gwPid    = fs.Int("gateway-pid", 0, "pid of the gateway supervisor (its workers are its children)")
+		hsPid    = fs.Int("handlers-pid", 0, "pid of handlers-svc")
+		natsPid  = fs.Int("nats-pid", 0, "pid of nats-server")
+		redisPid = fs.Int("redis-pid", 0, "pid of redis-server")
+		metrics  = fs.String("metrics", os.Getenv("GATEWAY_METRICS_URL"), "the gateway's Prometheus /metrics URL, for goroutines per socket")
+		jsonOut  = fs.String("json", "", "also append each phase's JSON line to this file")
+		quiet    = fs.Bool("q", false, "no progress lines on stderr")
+	)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(*url, "ws://127.0.0.1:") && !strings.HasPrefix(*url, "ws://localhost:") {
+		return errors.New("-url must be on 127.0.0.1: load goes to this machine only")
+	}
+	var rs []float64
+	for _, s := range strings.Split(*rates, ",") {
+		r, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil || r <= 0 {
+			return fmt.Errorf("-rates: bad rate %q", s)
+		}
+		rs = append(rs, r)
+	}
+	logf := func(format string, a ...any) {
+		if !*quiet {
+			fmt.Fprintf(os.Stderr, "loadgen: "+format+"\n", a...)
+		}
+	}
+	want := uint64(*users**devices + 1024)
+	if got, err := raiseNoFile(want); err != nil || got < want {
+		logf("RLIMIT_NOFILE is %d, %d wanted (%v): sockets beyond it will fail", got, want, err)
+	}
+	cfg := loadgen.Config{
+		URL: *url, Secret: *secret, Users: *users, Devices: *devices,
+		DialConc: *conc, Sources: *sources, Drain: *drain, Metrics: *metrics,
+		Processes: loadgen.Processes{Gateway: *gwPid, Handlers: *hsPid, NATS: *natsPid, Redis: *redisPid},
+		Log:       logf,
+	}
+	if *mode == "load" {
+		cfg.Workers = *workers
+	}
+	g, err := loadgen.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+
+	emit := func(r loadgen.Result) error {
+		r.WriteTable(stdout)
+		line := r.JSON()
+		fmt.Fprintln(stdout, line)
+		if *jsonOut != "" {
+			f, err := os.OpenFile(*jsonOut, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = fmt.Fprintln(f, line)
+			return err
+		}
+		return nil
+	}
+
+	switch *mode {
+	case "idle":
+		logf("opening %d sockets", *users**devices)
+		res, err := g.Idle(ctx, *settle)
+		if err != nil {
+			return fmt.Errorf("idle after %d sockets: %w", res.Conns, err)
+		}
+		if err := emit(res); err != nil {
+			return err
+		}
+		if *hold > 0 {
+			logf("holding %d sockets for %s", res.Conns, *hold)
+			select {
+			case <-time.After(*hold):
+			case <-ctx.Done():
+			}
+		}
+		return nil
+	case "load":
+	default:
+		return fmt.Errorf("-mode must be idle or load, got %q", *mode)
+	}
+
+	connect := func() error {
+		took, n, err := g.Connect(ctx)
+		if n > 0 {
+			logf("opened %d sockets in %s", n, took.Round(time.Millisecond))
+		}
+		return err
+	}
+	if err := connect(); err != nil {
+		return err
+	}
+	run := func(r float64, warm, d time.Duration) (loadgen.Result, error) {
+		if err := connect(); err != nil { // reopen sockets a previous run lost
+			return loadgen.Result{}, err
+		}
+		logf("R=%.0f: %s warm-up, %s measured", r, warm, d)
+		res := g.Load(ctx, r, warm, d)
+		if err := emit(res); err != nil {
+			return res, err
+		}
+		time.Sleep(time.Second) // let the last run's stragglers settle
+		return res, ctx.Err()
+	}
+	best, worst := 0.0, 0.0 // highest passing, lowest failing
+	for _, r := range rs {
+		res, err := run(r, *warmup, *dur)
+		if err != nil {
+			return err
+		}
+		best, worst = track(res, best, worst)
+	}
+	if !*search {
+		return nil
+	}
+	// Grow by half until a run fails, then bisect to within 5%.
+	for steps := 0; steps < 12 && ctx.Err() == nil; steps++ {
+		var r float64
+		if worst == 0 {
+			if best >= *smax {
+				break
+			}
+			r = 1000
+			if best > 0 {
+				r = min(best*1.5, *smax)
+			}
+		} else {
+			if worst-best <= 0.05*worst {
+				break
+			}
+			r = (best + worst) / 2
+		}
+		r = float64(int(r/100+0.5) * 100)
+		if r <= best || (worst > 0 && r >= worst) {
+			break
+		}
+		res, err := run(r, *swarm, *sdur)
+		if err != nil {
+			return err
+		}
+		best, worst = track(res, best, worst)
+	}
+	fmt.Fprintf(stdout, "saturation: highest R with p99 < 50 ms and nothing missing: %.0f sends/s (lowest failing: %.0f)\n", best, worst)
+	line, _ := json.Marshal(map[string]any{"mode": "saturation", "users": *users, "devices": *devices,
+		"rate": best, "deliveries_per_s": best * 2 * float64(*devices), "lowest_failing_rate": worst})
+	fmt.Fprintln(stdout, string(line))
+	if *jsonOut != "" {
+		f, err := os.OpenFile(*jsonOut, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = fmt.Fprintln(f, string(line))
+		return err
+	}
+	return nil
+}
+
+func track(res loadgen.Result, best, worst float64) (float64, float64) {
+	if res.Pass {
+		return max(best, res.Rate), worst
+	}
+	if worst == 0 || res.Rate < worst {
+		worst = res.Rate
+	}
+	return best, worst
+}
+
+// table turns JSON lines (files, or stdin) into Markdown.
+func table(files []string, stdout io.Writer) error {
+	var results []loadgen.Result
+	var sats []map[string]any
+	read := func(r io.Reader) error {
+		s := bufio.NewScanner(r)
+		s.Buffer(make([]byte, 0, 64<<10), 1<<20)
+		for s.Scan() {
+			line := s.Bytes()
+			if len(line) == 0 || line[0] != '{' {
+				continue
+			}
+			var probe struct{ Mode string }
+			if err := json.Unmarshal(line, &probe); err != nil {
+				return err
+			}
+			if probe.Mode == "saturation" {
+				var m map[string]any
+				_ = json.Unmarshal(line, &m)
+				sats = append(sats, m)
+				continue
+			}
+			var res loadgen.Result
+			if err := json.Unmarshal(line, &res); err != nil {
+				return err
+			}
+			results = append(results, res)
+		}
+		return s.Err()
+	}
+	if len(files) == 0 {
+		if err := read(os.Stdin); err != nil {
+			return err
+		}
+	}
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			return err
+		}
+		err = read(fh)
+		fh.Close()
+		if err != nil {
+			return err
+		}
+	}
+	loadgen.Markdown(stdout, results)
+	for _, m := range sats {
+		fmt.Fprintf(stdout, "\n**Saturation** (U=%v, D=%v): highest R with p99 < 50 ms and nothing missing = **%v sends/s** (%v deliveries/s); lowest failing R tried: %v.\n",
+			m["users"], m["devices"], m["rate"], m["deliveries_per_s"], m["lowest_failing_rate"])
+	}
+	return nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// raiseNoFile raises the soft RLIMIT_NOFILE toward want, capped at the hard
+// limit, and returns the soft limit in force.
+func raiseNoFile(want uint64) (uint64, error) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, err
+	}
+	if rl.Cur >= want {
+		return rl.Cur, nil
+	}
+	if want > rl.Max {
+		// Root may raise the hard limit too, where the sandbox allows it.
+		try := rl
+		try.Max, try.Cur = want, want
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &try) == nil {
+			return want, nil
+		}
+	}
+	rl.Cur = min(want, rl.Max)
+	err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
+	return rl.Cur, err
+}

@@ -1,0 +1,460 @@
+// Package loadgen drives switchboard with the scenario of issue 5 and
+// measures it: U users in pairs (u0<->u1, u2<->u3, ...), each with D sockets
+// spread over the gateway's workers; open-loop sends at a total rate R, each
+// a sendMessage to the partner from a random device of a random user, with
+// latency measured from the scheduled send time (no coordinated omission).
+// Each send expects 2*D deliveries ("message" on every device of the
+// partner, "message_sent" on every device of the sender) and one ack.
+//
+// The server side (RSS, CPU, goroutines) is read from /proc and from the
+// gateway's Prometheus endpoint, for the processes named in Config.
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboard/switchboard/gateway/internal/auth"
+)
+
+// Config is one load generator's setup.
+type Config struct {
+	URL       string // ws://host:port/socket
+	Secret    string // HS256 secret to mint tokens with
+	Users     int    // U, even
+	Devices   int    // D
+	Workers   int    // gateway workers to spread each user's sockets over; 0 = take what comes
+	DialConc  int    // dials in flight at once
+	Sources   int    // 127.0.0.x source addresses; 0 = one per 25,000 sockets
+	Drain     time.Duration
+	Processes Processes
+	Metrics   string // the gateway's Prometheus URL, or ""
+	Log       func(format string, args ...any)
+}
+
+// Processes are the server processes to measure.
+type Processes struct {
+	Gateway, Handlers, NATS, Redis int // pids; the gateway's workers are its children
+}
+
+func (p Processes) groups() []Group {
+	return []Group{
+		{Name: "gateway", Pid: p.Gateway, WithKids: true},
+		{Name: "handlers-svc", Pid: p.Handlers},
+		{Name: "nats-server", Pid: p.NATS},
+		{Name: "redis-server", Pid: p.Redis},
+	}
+}
+
+// Generator holds the sockets of the scenario and runs phases on them.
+type Generator struct {
+	cfg    Config
+	dialer *dialer
+	tokens []string
+	socks  []*sock // user*D + dev
+
+	cur       atomic.Pointer[runState]
+	closing   atomic.Bool
+	connsLost atomic.Int64
+	closesMu  sync.Mutex
+	closes    map[string]int // close code and reason of sockets the server closed
+
+	sendErrors atomic.Int64
+	overflow   atomic.Int64
+	stale      atomic.Int64
+	errFrames  atomic.Int64
+	writers    sync.WaitGroup
+}
+
+// New returns a Generator for cfg; Connect opens its sockets.
+func New(cfg Config) (*Generator, error) {
+	if cfg.Users < 2 || cfg.Users%2 != 0 {
+		return nil, fmt.Errorf("users must be even and at least 2, got %d", cfg.Users)
+	}
+	if cfg.Devices < 1 || cfg.Devices > MaxDevices {
+		return nil, fmt.Errorf("devices must be 1..%d, got %d", MaxDevices, cfg.Devices)
+	}
+	if cfg.DialConc < 1 {
+		cfg.DialConc = 64
+	}
+	if cfg.Sources < 1 {
+		cfg.Sources = (cfg.Users*cfg.Devices)/25000 + 1
+	}
+	if cfg.Log == nil {
+		cfg.Log = func(string, ...any) {}
+	}
+	g := &Generator{cfg: cfg, dialer: newDialer(cfg.Sources), closes: map[string]int{}}
+	for u := range cfg.Users {
+		tok, err := auth.Mint(cfg.Secret, fmt.Sprintf("u%d", u), 24*time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		g.tokens = append(g.tokens, tok)
+	}
+	g.socks = make([]*sock, cfg.Users*cfg.Devices)
+	return g, nil
+}
+
+func (g *Generator) closeCounts() map[string]int {
+	g.closesMu.Lock()
+	defer g.closesMu.Unlock()
+	if len(g.closes) == 0 {
+		return nil
+	}
+	out := make(map[string]int, len(g.closes))
+	for k, v := range g.closes {
+		out[k] = v
+	}
+	return out
+}
+
+func (g *Generator) noteClose(code int, text string) {
+	g.closesMu.Lock()
+	g.closes[fmt.Sprintf("%d %s", code, text)]++
+	g.closesMu.Unlock()
+}
+
+// Connect opens every socket that is not open, DialConc at a time, and
+// returns how long that took. With Workers set, device d of user u is
+// redialled (up to 32 times) until it lands on worker (u+d) mod Workers.
+func (g *Generator) Connect(ctx context.Context) (time.Duration, int, error) {
+	start := time.Now()
+	var (
+		next    atomic.Int64
+		opened  atomic.Int64
+		redials atomic.Int64
+		errMu   sync.Mutex
+		first   error
+		wg      sync.WaitGroup
+	)
+	for range g.cfg.DialConc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(g.socks) || ctx.Err() != nil {
+					return
+				}
+				if s := g.socks[i]; s != nil && !s.dead.Load() {
+					continue
+				}
+				user, dev := i/g.cfg.Devices, i%g.cfg.Devices
+				s, n, err := g.open(ctx, user, dev)
+				redials.Add(int64(n))
+				if err != nil {
+					errMu.Lock()
+					if first == nil {
+						first = err
+					}
+					errMu.Unlock()
+					return
+				}
+				g.socks[i] = s
+				opened.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start), int(opened.Load()), first
+}
+
+func (g *Generator) open(ctx context.Context, user, dev int) (*sock, int, error) {
+	want := -1
+	if g.cfg.Workers > 1 {
+		want = (user + dev) % g.cfg.Workers
+	}
+	var err error
+	for try := range 32 {
+		wsc, worker, derr := g.dialer.dial(ctx, g.cfg.URL, g.tokens[user])
+		if derr != nil {
+			err = derr
+			time.Sleep(50 * time.Millisecond) // a worker restarting answers 503
+			continue
+		}
+		if want >= 0 && worker != want && try < 31 {
+			wsc.Close()
+			continue
+		}
+		s := &sock{g: g, ws: wsc, user: user, dev: dev, worker: worker, done: make(chan struct{})}
+		go s.readLoop()
+		return s, try, nil
+	}
+	return nil, 32, fmt.Errorf("u%d device %d: %w", user, dev, err)
+}
+
+// Close closes every socket and waits for their readers.
+func (g *Generator) Close() {
+	g.closing.Store(true)
+	for _, s := range g.socks {
+		if s != nil {
+			_ = s.ws.Close()
+		}
+	}
+	for _, s := range g.socks {
+		if s != nil {
+			<-s.done
+		}
+	}
+}
+
+// Open returns how many sockets are open.
+func (g *Generator) Open() int {
+	n := 0
+	for _, s := range g.socks {
+		if s != nil && !s.dead.Load() {
+			n++
+		}
+	}
+	return n
+}
+
+// received handles one frame from s.
+func (g *Generator) received(s *sock, data []byte) {
+	p := parseFrame(data)
+	if p.kind == kindOther {
+		return
+	}
+	rs := g.cur.Load()
+	if p.kind == kindError {
+		g.errFrames.Add(1)
+		if rs != nil && p.valid && p.run == rs.id {
+			rs.tracker.Failed(p.seq)
+		}
+		return
+	}
+	if rs == nil || !p.valid || p.run != rs.id {
+		g.stale.Add(1)
+		return
+	}
+	if !rs.tracker.Arrived(p.seq, p.kind, s.user, s.dev) {
+		return
+	}
+	if p.kind == Ack {
+		if rs.measured(p.seq) {
+			rs.acks.Record(time.Since(rs.schedAt(p.seq)))
+		}
+		return
+	}
+	rs.delivered.Add(1)
+	if rs.measured(p.seq) {
+		rs.lat.Record(time.Duration(time.Now().UnixNano() - p.at))
+	}
+}
+
+// runState is one load run.
+type runState struct {
+	id        int
+	rate      float64
+	start     time.Time
+	warmSeqs  int // sends before the measured window
+	endSeqs   int // sends scheduled in all
+	tracker   *Tracker
+	lat       Histogram // deliveries, from the scheduled send time
+	acks      Histogram
+	delivered atomic.Int64
+}
+
+func (rs *runState) measured(seq int) bool { return seq >= rs.warmSeqs && seq < rs.endSeqs }
+
+func (rs *runState) schedAt(seq int) time.Time {
+	return rs.start.Add(time.Duration(float64(seq) * float64(time.Second) / rs.rate))
+}
+
+// startWriters starts one writer per open socket.
+func (g *Generator) startWriters() {
+	for _, s := range g.socks {
+		if s == nil {
+			continue
+		}
+		s.sendq = make(chan sendJob, sendQueue)
+		g.writers.Add(1)
+		go s.writeLoop(&g.writers)
+	}
+}
+
+func (g *Generator) stopWriters() {
+	for _, s := range g.socks {
+		if s != nil && s.sendq != nil {
+			close(s.sendq)
+			s.sendq = nil
+		}
+	}
+	g.writers.Wait()
+}
+
+var runIDs atomic.Int64
+
+// Load runs the scenario at rate sends/s: warmup, then the measured window
+// of length dur, then up to Config.Drain for the last frames to arrive.
+func (g *Generator) Load(ctx context.Context, rate float64, warmup, dur time.Duration) Result {
+	g.startWriters()
+	defer g.stopWriters()
+
+	rs := &runState{id: int(runIDs.Add(1)), rate: rate}
+	rs.warmSeqs = int(rate * warmup.Seconds())
+	rs.endSeqs = rs.warmSeqs + int(rate*dur.Seconds())
+	rs.tracker = NewTracker(rs.endSeqs, g.cfg.Devices)
+	g.cur.Store(rs)
+	lost0, sendErr0, over0, err0 := g.connsLost.Load(), g.sendErrors.Load(), g.overflow.Load(), g.errFrames.Load()
+
+	groups := g.cfg.Processes.groups()
+	var before, after []ProcStat
+	var winStart, winEnd time.Time
+	var del0, del1 int64
+	var self0, self1 time.Duration
+
+	rs.start = time.Now()
+	sent := 0
+	rng := rand.New(rand.NewPCG(uint64(rs.id), uint64(rs.start.UnixNano())))
+	for sent < rs.endSeqs && ctx.Err() == nil {
+		due := min(int(time.Since(rs.start).Seconds()*rate)+1, rs.endSeqs)
+		for ; sent < due; sent++ {
+			if sent == rs.warmSeqs {
+				winStart, del0, self0 = time.Now(), rs.delivered.Load(), selfCPU()
+				before = sampleAll(groups)
+			}
+			g.schedule(rs, rng, sent)
+		}
+		if sent < rs.endSeqs {
+			time.Sleep(min(time.Until(rs.schedAt(sent)), 5*time.Millisecond))
+		}
+	}
+	winEnd, del1, self1 = time.Now(), rs.delivered.Load(), selfCPU()
+	after = sampleAll(groups)
+	if winStart.IsZero() { // no warm-up
+		winStart = rs.start
+	}
+
+	// Drain: wait for the last frames.
+	drainEnd := time.Now().Add(g.cfg.Drain)
+	for time.Now().Before(drainEnd) && !rs.tracker.Complete() && ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+	}
+	g.cur.Store(nil)
+
+	win := winEnd.Sub(winStart).Seconds()
+	tally := rs.tracker.Tally()
+	res := Result{
+		Mode: "load", Users: g.cfg.Users, Devices: g.cfg.Devices, Rate: rate,
+		Warmup: warmup.Seconds(), Duration: win, Conns: g.Open(),
+		SendsPerSec:      float64(rs.endSeqs-rs.warmSeqs) / win,
+		DeliveriesPerSec: float64(del1-del0) / win,
+		Latency:          summarize(&rs.lat),
+		AckLatency:       summarize(&rs.acks),
+		Tally:            tally,
+		ConnsLost:        g.connsLost.Load() - lost0,
+		SendErrors:       g.sendErrors.Load() - sendErr0,
+		ClientOverflow:   g.overflow.Load() - over0,
+		ErrorFrames:      g.errFrames.Load() - err0,
+		CPUPer1k:         map[string]float64{},
+		LoadgenCPUPer1k:  perK(self1-self0, del1-del0),
+	}
+	for i, gr := range groups {
+		if gr.Pid <= 0 {
+			continue
+		}
+		res.CPUPer1k[gr.Name] = perK(after[i].CPU-before[i].CPU, del1-del0)
+		if gr.Name == "gateway" {
+			res.GatewayRSS = after[i].RSS
+		}
+	}
+	res.Closes = g.closeCounts()
+	res.Pass = res.Latency.P99 < 50 && tally.Missing == 0 && tally.MissingAcks == 0 && tally.Duplicates == 0 &&
+		tally.Misrouted == 0 && res.ErrorFrames == 0 && res.SendErrors == 0 && res.ClientOverflow == 0 &&
+		res.ConnsLost == 0 && res.SendsPerSec >= 0.97*rate
+	return res
+}
+
+// schedule hands send seq to a random device of a random user.
+func (g *Generator) schedule(rs *runState, rng *rand.Rand, seq int) {
+	user := rng.IntN(g.cfg.Users)
+	dev := rng.IntN(g.cfg.Devices)
+	s := g.socks[user*g.cfg.Devices+dev]
+	if s == nil || s.dead.Load() {
+		g.sendErrors.Add(1)
+		return
+	}
+	rs.tracker.Sent(seq, user, dev)
+	job := sendJob{run: rs.id, seq: seq, at: rs.schedAt(seq).UnixNano()}
+	select {
+	case s.sendq <- job:
+	default:
+		g.overflow.Add(1)
+	}
+}
+
+func perK(cpu time.Duration, deliveries int64) float64 {
+	if deliveries <= 0 {
+		return 0
+	}
+	return cpu.Seconds() / float64(deliveries) * 1000
+}
+
+func sampleAll(groups []Group) []ProcStat {
+	out := make([]ProcStat, len(groups))
+	for i, g := range groups {
+		out[i] = g.Sample()
+	}
+	return out
+}
+
+// Idle opens every socket, waits settle for the gateway to reach a steady
+// state, and measures what the open sockets cost it.
+func (g *Generator) Idle(ctx context.Context, settle time.Duration) (Result, error) {
+	gw := Group{Name: "gateway", Pid: g.cfg.Processes.Gateway, WithKids: true}
+	before := gw.Sample()
+	gor0, _ := g.scrape()
+	took, opened, err := g.Connect(ctx)
+	res := Result{
+		Mode: "idle", Users: g.cfg.Users, Devices: g.cfg.Devices,
+		ConnectSeconds: took.Seconds(), Conns: opened,
+	}
+	if took > 0 {
+		res.ConnectsPerSec = float64(opened) / took.Seconds()
+	}
+	if err != nil {
+		return res, err
+	}
+	select {
+	case <-time.After(settle):
+	case <-ctx.Done():
+	}
+	after := gw.Sample()
+	res.Conns = g.Open()
+	res.GatewayRSS = after.RSS
+	res.GatewayRSSBase = before.RSS
+	if res.Conns > 0 && gw.Pid > 0 {
+		res.RSSPerConn = float64(after.RSS-before.RSS) / float64(res.Conns)
+		res.RSSTotalPerConn = float64(after.RSS) / float64(res.Conns)
+	}
+	if gor1, open := g.scrape(); gor1 >= 0 && res.Conns > 0 {
+		res.Goroutines = gor1
+		res.GoroutinesPerConn = float64(gor1-max(gor0, 0)) / float64(res.Conns)
+		res.ServerConns = open
+	} else {
+		res.Goroutines, res.GoroutinesPerConn, res.ServerConns = -1, -1, -1
+	}
+	res.ConnsLost = g.connsLost.Load()
+	return res, nil
+}
+
+// selfCPU returns the CPU time of this process.
+func selfCPU() time.Duration {
+	st, err := ReadProc(pidSelf)
+	if err != nil {
+		return 0
+	}
+	return st.CPU
+}
+
+var pidSelf = os.Getpid()
+
+// GOMAXPROCS reports the load generator's own parallelism, for the report.
+func GOMAXPROCS() int { return runtime.GOMAXPROCS(0) }

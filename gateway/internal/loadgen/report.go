@@ -1,0 +1,163 @@
+package loadgen
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Latency is a latency distribution in milliseconds.
+type Latency struct {
+	Count uint64  `json:"count"`
+	P50   float64 `json:"p50_ms"`
+	P90   float64 `json:"p90_ms"`
+	P99   float64 `json:"p99_ms"`
+	P999  float64 `json:"p999_ms"`
+	Max   float64 `json:"max_ms"`
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func summarize(h *Histogram) Latency {
+	return Latency{
+		Count: h.Count(), P50: ms(h.Quantile(0.5)), P90: ms(h.Quantile(0.9)),
+		P99: ms(h.Quantile(0.99)), P999: ms(h.Quantile(0.999)), Max: ms(h.Max()),
+	}
+}
+
+// Result is one phase's outcome: an idle test or a load run.
+type Result struct {
+	Mode     string  `json:"mode"` // idle or load
+	Users    int     `json:"users"`
+	Devices  int     `json:"devices"`
+	Rate     float64 `json:"rate,omitempty"`
+	Warmup   float64 `json:"warmup_s,omitempty"`
+	Duration float64 `json:"duration_s,omitempty"`
+	Conns    int     `json:"conns"`
+
+	ConnectSeconds float64 `json:"connect_s,omitempty"`
+	ConnectsPerSec float64 `json:"connects_per_s,omitempty"`
+
+	SendsPerSec      float64 `json:"sends_per_s,omitempty"`
+	DeliveriesPerSec float64 `json:"deliveries_per_s,omitempty"`
+	Latency          Latency `json:"latency,omitzero"`
+	AckLatency       Latency `json:"ack_latency,omitzero"`
+	Tally
+	ConnsLost      int64 `json:"conns_lost"`
+	SendErrors     int64 `json:"send_errors"`
+	ClientOverflow int64 `json:"client_overflow"`
+	ErrorFrames    int64 `json:"error_frames"`
+
+	GatewayRSS        int64              `json:"gateway_rss_bytes"`
+	GatewayRSSBase    int64              `json:"gateway_rss_base_bytes,omitempty"`
+	RSSPerConn        float64            `json:"rss_per_conn_bytes,omitempty"`       // (RSS open - RSS before) / conns
+	RSSTotalPerConn   float64            `json:"rss_total_per_conn_bytes,omitempty"` // RSS open / conns
+	Goroutines        int                `json:"goroutines,omitempty"`
+	GoroutinesPerConn float64            `json:"goroutines_per_conn,omitempty"`
+	ServerConns       int                `json:"server_conns,omitempty"`
+	CPUPer1k          map[string]float64 `json:"cpu_s_per_1k_deliveries,omitempty"`
+	LoadgenCPUPer1k   float64            `json:"loadgen_cpu_s_per_1k_deliveries,omitempty"`
+	Pass              bool               `json:"pass"` // load: p99 < 50 ms, nothing missing, no errors, rate kept
+	Closes            map[string]int     `json:"server_closes,omitempty"`
+}
+
+// JSON returns r as one line.
+func (r Result) JSON() string {
+	b, _ := json.Marshal(r)
+	return string(b)
+}
+
+// WriteTable writes r for a person.
+func (r Result) WriteTable(w io.Writer) {
+	row := func(k, f string, a ...any) { fmt.Fprintf(w, "  %-28s %s\n", k, fmt.Sprintf(f, a...)) }
+	switch r.Mode {
+	case "idle":
+		fmt.Fprintf(w, "idle: %d users x %d devices\n", r.Users, r.Devices)
+		row("connections open", "%d", r.Conns)
+		row("connect time", "%.3f s (%.0f conn/s)", r.ConnectSeconds, r.ConnectsPerSec)
+		row("gateway RSS", "%.1f MiB (before: %.1f MiB)", mib(r.GatewayRSS), mib(r.GatewayRSSBase))
+		row("RSS per idle conn", "%.0f B added (%.0f B total/conn)", r.RSSPerConn, r.RSSTotalPerConn)
+		if r.Goroutines >= 0 {
+			row("goroutines per conn", "%.2f (%d goroutines, %d conns seen by the gateway)", r.GoroutinesPerConn, r.Goroutines, r.ServerConns)
+		} else {
+			row("goroutines per conn", "n/a (no metrics endpoint)")
+		}
+	case "load":
+		fmt.Fprintf(w, "load: %d users x %d devices, R=%.0f sends/s, %.0f s after %.0f s warm-up\n",
+			r.Users, r.Devices, r.Rate, r.Duration, r.Warmup)
+		row("sends/s", "%.0f", r.SendsPerSec)
+		row("deliveries/s", "%.0f", r.DeliveriesPerSec)
+		l := r.Latency
+		row("delivery latency ms", "p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f  (n=%d)", l.P50, l.P90, l.P99, l.P999, l.Max, l.Count)
+		a := r.AckLatency
+		row("ack latency ms", "p50 %.2f  p99 %.2f  max %.2f", a.P50, a.P99, a.Max)
+		row("missing / dup / misrouted", "%d / %d / %d (acks missing %d)", r.Missing, r.Duplicates, r.Misrouted, r.MissingAcks)
+		row("errors", "%d error frames, %d send errors, %d overflow, %d conns lost", r.ErrorFrames, r.SendErrors, r.ClientOverflow, r.ConnsLost)
+		row("gateway RSS", "%.1f MiB", mib(r.GatewayRSS))
+		names := make([]string, 0, len(r.CPUPer1k))
+		for k := range r.CPUPer1k {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+		var parts []string
+		for _, n := range names {
+			parts = append(parts, fmt.Sprintf("%s %.3f", n, r.CPUPer1k[n]))
+		}
+		parts = append(parts, fmt.Sprintf("loadgen %.3f", r.LoadgenCPUPer1k))
+		row("CPU s per 1k deliveries", "%s", strings.Join(parts, ", "))
+		row("pass (p99<50ms, none lost)", "%v", r.Pass)
+	}
+	if len(r.Closes) > 0 {
+		row("server closes", "%v", r.Closes)
+	}
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// Markdown writes results as Markdown tables: one for idle tests, one for
+// load runs.
+func Markdown(w io.Writer, results []Result) {
+	var idle, load []Result
+	for _, r := range results {
+		if r.Mode == "idle" {
+			idle = append(idle, r)
+		} else {
+			load = append(load, r)
+		}
+	}
+	if len(idle) > 0 {
+		fmt.Fprintln(w, "| idle conns | connect time | gateway RSS | RSS added per conn | RSS total per conn | goroutines per conn |")
+		fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | ---: | ---: |")
+		for _, r := range idle {
+			gor := "n/a"
+			if r.Goroutines >= 0 {
+				gor = fmt.Sprintf("%.2f", r.GoroutinesPerConn)
+			}
+			fmt.Fprintf(w, "| %d | %.2f s | %.1f MiB | %.0f B | %.0f B | %s |\n",
+				r.Conns, r.ConnectSeconds, mib(r.GatewayRSS), r.RSSPerConn, r.RSSTotalPerConn, gor)
+		}
+		fmt.Fprintln(w)
+	}
+	if len(load) > 0 {
+		fmt.Fprintln(w, "| U x D | R (sends/s) | sends/s | deliveries/s | p50 | p90 | p99 | p99.9 | max | missing | dup | errors | gateway CPU s/1k | handlers-svc | nats | redis | loadgen | pass |")
+		fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+		for _, r := range load {
+			l := r.Latency
+			errs := r.ErrorFrames + r.SendErrors + r.ClientOverflow + r.ConnsLost
+			fmt.Fprintf(w, "| %dx%d | %.0f | %.0f | %.0f | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %.1f ms | %d | %d | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %s |\n",
+				r.Users, r.Devices, r.Rate, r.SendsPerSec, r.DeliveriesPerSec, l.P50, l.P90, l.P99, l.P999, l.Max,
+				r.Missing, r.Duplicates, errs, r.CPUPer1k["gateway"], r.CPUPer1k["handlers-svc"],
+				r.CPUPer1k["nats-server"], r.CPUPer1k["redis-server"], r.LoadgenCPUPer1k, yes(r.Pass))
+		}
+	}
+}
+
+func yes(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "**no**"
+}
