@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin
 MODULES := proto gateway handlers-svc
 FUZZTIME ?= 100000x
 
-.PHONY: all build run test vet unit fuzz bench deps token clean
+.PHONY: all build run test vet unit fuzz bench bench-quick bench-go deps token clean
 
 all: build
 
@@ -38,8 +38,18 @@ fuzz:
 			(cd $$d && go test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) .) || exit 1; \
 		done; done
 
-# Go benchmarks of the hot paths, with allocations.
+# The performance scenario over the whole stack (2 workers) plus the Go
+# benchmarks; writes bench/results/<date>.md. bench-quick: a ~30 s smoke run.
 bench:
+	@bash .ci/deps.sh run
+	@bash bench/run.sh
+
+bench-quick:
+	@bash .ci/deps.sh run
+	@BENCH_QUICK=1 bash bench/run.sh
+
+# Go benchmarks of the hot paths only, with allocations.
+bench-go:
 	@for m in $(MODULES); do (cd $$m && go test -run='^$$' -bench=. -benchmem ./...) || exit 1; done
 
 # make token ID=alice prints a dev token for any user id.

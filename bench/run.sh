@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# `make bench` / `make bench-quick`: Go micro benchmarks, then the whole stack
+# (Redis, NATS, handlers-svc, a 2-worker gateway) on private ports, the idle
+# test and the load runs of the performance scenario with cmd/loadgen, and a
+# Markdown report in bench/results/. Every process it starts is stopped on
+# exit. BENCH_QUICK=1 is a ~30 s smoke version.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PATH="$PATH:/usr/sbin:/usr/local/go/bin"
+
+quick="${BENCH_QUICK:-0}"
+stamp="$(date -u +%Y-%m-%d-%H%M)"
+out="${BENCH_OUT:-bench/results/$stamp$([[ $quick == 1 ]] && echo -quick).md}"
+GW_PORT="${BENCH_GATEWAY_PORT:-27999}"
+METRICS_PORT="${BENCH_METRICS_PORT:-27998}"
+NATS_PORT="${BENCH_NATS_PORT:-24222}"
+REDIS_PORT="${BENCH_REDIS_PORT:-26379}"
+HS_PORT="${BENCH_HANDLERS_PORT:-28081}"
+WORKERS="${BENCH_WORKERS:-2}"
+
+if [[ $quick == 1 ]]; then
+  IDLE_USERS=1000  # 2,000 sockets
+  USERS=200 RATES="500,2000" DURATION=5s WARMUP=2s SEARCH=()
+  GOBENCH=(-benchtime=2000x)
+else
+  IDLE_USERS=5000  # 10,000 sockets
+  USERS=1000 RATES="1000,4000,8000" DURATION=20s WARMUP=5s
+  SEARCH=(-search -search-duration 10s -search-warmup 3s)
+  GOBENCH=()
+fi
+
+# Sockets need file descriptors: as many as the hard limit allows.
+ulimit -n "$(ulimit -Hn)" || true
+echo "bench: RLIMIT_NOFILE $(ulimit -n) (hard $(ulimit -Hn))" >&2
+
+go build -o bin/gateway ./gateway/cmd/gateway
+go build -o bin/handlers-svc ./handlers-svc/cmd/handlers-svc
+go build -o bin/loadgen ./gateway/cmd/loadgen
+
+work="$(mktemp -d)"
+jsonl="$work/results.jsonl"
+pids=()
+stop() {
+  local rc=$?
+  trap - EXIT INT TERM
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[i]}" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "${pids[i]}" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
+  if ((rc)); then
+    echo "bench: failed; last gateway log lines:" >&2
+    tail -n 5 "$work/gateway.log" >&2 2>/dev/null || true
+  fi
+  rm -rf "$work"
+  exit "$rc"
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_for() { # wait_for WHAT CMD...
+  local what="$1"; shift
+  for _ in $(seq 1 150); do "$@" && return 0; sleep 0.1; done
+  echo "bench: $what did not come up" >&2; exit 1
+}
+for p in "$GW_PORT" "$NATS_PORT" "$REDIS_PORT" "$HS_PORT" "$METRICS_PORT"; do
+  if port_open "$p"; then echo "bench: port $p is taken (set BENCH_*_PORT)" >&2; exit 1; fi
+done
+
+echo "bench: Go micro benchmarks" >&2
+gobench="$work/gobench.txt"
+for m in proto gateway handlers-svc; do
+  (cd "$m" && go test -run='^$' -bench=. -benchmem "${GOBENCH[@]}" ./...) >"$work/gobench-$m.txt"
+  grep -E '^(Benchmark|pkg:)' "$work/gobench-$m.txt" >>"$gobench" || true
+done
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" --loglevel warning \
+  >"$work/redis.log" 2>&1 &
+pids+=($!); redis_pid=$!
+wait_for redis port_open "$REDIS_PORT"
+nats-server -a 127.0.0.1 -p "$NATS_PORT" >"$work/nats.log" 2>&1 &
+pids+=($!); nats_pid=$!
+wait_for nats port_open "$NATS_PORT"
+
+export NATS_URL="nats://127.0.0.1:$NATS_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+export LOG_LEVEL="${BENCH_LOG_LEVEL:-warn}"
+HANDLERS_ADDR="127.0.0.1:$HS_PORT" ./bin/handlers-svc 2>"$work/handlers.log" &
+pids+=($!); hs_pid=$!
+wait_for handlers-svc curl -fs -m 1 -o /dev/null "http://127.0.0.1:$HS_PORT/readyz"
+GATEWAY_DEV=1 GATEWAY_ADDR="127.0.0.1:$GW_PORT" GATEWAY_WORKERS="$WORKERS" \
+  GATEWAY_METRICS_ADDR="127.0.0.1:$METRICS_PORT" ./bin/gateway 2>"$work/gateway.log" &
+pids+=($!); gw_pid=$!
+# Both workers ready: /readyz names the worker that answered.
+declare -A ready=()
+for _ in $(seq 1 300); do
+  w="$(curl -fs -m 1 "http://127.0.0.1:$GW_PORT/readyz" 2>/dev/null | sed -n 's/.*"worker":\([0-9]*\).*/\1/p')" || true
+  [[ -n $w ]] && ready[$w]=1
+  ((${#ready[@]} >= WORKERS)) && break
+  sleep 0.05
+done
+((${#ready[@]} >= WORKERS)) || { echo "bench: gateway workers not ready" >&2; exit 1; }
+
+lg=(./bin/loadgen -url "ws://127.0.0.1:$GW_PORT/socket" -json "$jsonl"
+  -gateway-pid "$gw_pid" -handlers-pid "$hs_pid" -nats-pid "$nats_pid" -redis-pid "$redis_pid"
+  -metrics "http://127.0.0.1:$METRICS_PORT/metrics")
+
+echo "bench: idle test, $((IDLE_USERS * 2)) sockets" >&2
+"${lg[@]}" -mode idle -users "$IDLE_USERS" -devices 2
+sleep 3 # the gateway closes those sockets
+echo "bench: load runs, U=$USERS D=2 R=$RATES" >&2
+"${lg[@]}" -mode load -users "$USERS" -devices 2 -rates "$RATES" -duration "$DURATION" -warmup "$WARMUP" "${SEARCH[@]}"
+
+mkdir -p "$(dirname "$out")"
+{
+  echo "# switchboard benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')$([[ $quick == 1 ]] && echo ' (quick smoke run)')"
+  echo
+  echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(uname -sr)"
+  echo "- $(go version | cut -d' ' -f3-), redis $(redis-server --version | sed -n 's/.*v=\([0-9.]*\).*/\1/p'), $(nats-server --version 2>&1 | head -1)"
+  echo "- stack: gateway with $WORKERS workers, handlers-svc, NATS and Redis, and the load generator, all on this machine; LOG_LEVEL=$LOG_LEVEL"
+  echo "- load average before the load runs: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- scenario: U users in pairs, D sockets each spread over the workers, open-loop sendMessage at R/s, latency from the scheduled send time to each of the 2*D deliveries"
+  echo
+  ./bin/loadgen table "$jsonl"
+  echo
+  echo "<details><summary>Go micro benchmarks</summary>"
+  echo
+  echo '```'
+  cat "$gobench"
+  echo '```'
+  echo "</details>"
+  echo
+  echo "<details><summary>raw JSON lines</summary>"
+  echo
+  echo '```'
+  cat "$jsonl"
+  echo '```'
+  echo "</details>"
+} >"$out"
+echo "bench: wrote $out" >&2
+cat "$out"
