@@ -57,7 +57,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		settle   = fs.Duration("settle", 3*time.Second, "idle: wait after connecting before measuring RSS")
 		workers  = fs.Int("workers", 2, "spread each user's sockets over this many workers (load mode; 0 = no)")
 		conc     = fs.Int("dial-concurrency", 64, "dials in flight at once")
-		sources  = fs.Int("sources", 0, "127.0.0.x source addresses (0 = one per 25,000 sockets)")
+		sources  = fs.Int("sources", 0, "127.0.0.x source addresses, so ports in TIME_WAIT from earlier runs do not run out (0 = 8, or one per 10,000 sockets beyond)")
 		search   = fs.Bool("search", false, "after the rates, search for the highest R with p99 < 50 ms and nothing missing")
 		smax     = fs.Float64("search-max", 40000, "highest R the search tries")
 		sdur     = fs.Duration("search-duration", 10*time.Second, "measured time of each search run")

@@ -9,7 +9,10 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/gorilla/websocket"
 )
@@ -55,11 +58,25 @@ func newDialer(sources int) *dialer {
 		WriteBufferPool:  &sync.Pool{},
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			src := d.srcs[d.next.Add(1)%uint64(len(d.srcs))]
-			nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: src}}
+			nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Control: bindNoPort}
 			return nd.DialContext(ctx, network, addr)
 		},
 	}
 	return d
+}
+
+// bindNoPort lets connect pick the source port by the whole 4-tuple, as it
+// does without a bind, so ports in TIME_WAIT from an earlier run are reused
+// rather than failing bind with "address already in use".
+func bindNoPort(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
 }
 
 // dial opens one socket for user with token and reads its connected frame.

@@ -31,7 +31,7 @@ type Config struct {
 	Devices   int    // D
 	Workers   int    // gateway workers to spread each user's sockets over; 0 = take what comes
 	DialConc  int    // dials in flight at once
-	Sources   int    // 127.0.0.x source addresses; 0 = one per 25,000 sockets
+	Sources   int    // 127.0.0.x source addresses; 0 = 8, or one per 10,000 sockets beyond
 	Drain     time.Duration
 	Processes Processes
 	Metrics   string // the gateway's Prometheus URL, or ""
@@ -70,6 +70,8 @@ type Generator struct {
 	stale      atomic.Int64
 	errFrames  atomic.Int64
 	writers    sync.WaitGroup
+	dials      Histogram    // time to open one socket, from dial to connected frame
+	dialFails  atomic.Int64 // dials that failed and were retried
 }
 
 // New returns a Generator for cfg; Connect opens its sockets.
@@ -84,7 +86,7 @@ func New(cfg Config) (*Generator, error) {
 		cfg.DialConc = 64
 	}
 	if cfg.Sources < 1 {
-		cfg.Sources = (cfg.Users*cfg.Devices)/25000 + 1
+		cfg.Sources = max(8, (cfg.Users*cfg.Devices)/10000+1)
 	}
 	if cfg.Log == nil {
 		cfg.Log = func(string, ...any) {}
@@ -146,7 +148,9 @@ func (g *Generator) Connect(ctx context.Context) (time.Duration, int, error) {
 					continue
 				}
 				user, dev := i/g.cfg.Devices, i%g.cfg.Devices
+				t0 := time.Now()
 				s, n, err := g.open(ctx, user, dev)
+				g.dials.Record(time.Since(t0))
 				redials.Add(int64(n))
 				if err != nil {
 					errMu.Lock()
@@ -175,6 +179,7 @@ func (g *Generator) open(ctx context.Context, user, dev int) (*sock, int, error)
 		wsc, worker, derr := g.dialer.dial(ctx, g.cfg.URL, g.tokens[user])
 		if derr != nil {
 			err = derr
+			g.dialFails.Add(1)
 			time.Sleep(50 * time.Millisecond) // a worker restarting answers 503
 			continue
 		}
@@ -419,6 +424,8 @@ func (g *Generator) Idle(ctx context.Context, settle time.Duration) (Result, err
 	if took > 0 {
 		res.ConnectsPerSec = float64(opened) / took.Seconds()
 	}
+	res.DialLatency = summarize(&g.dials)
+	res.DialRetries = g.dialFails.Load()
 	if err != nil {
 		return res, err
 	}

@@ -40,6 +40,8 @@ type Result struct {
 
 	ConnectSeconds float64 `json:"connect_s,omitempty"`
 	ConnectsPerSec float64 `json:"connects_per_s,omitempty"`
+	DialLatency    Latency `json:"dial_latency,omitzero"` // per socket: dial to connected frame
+	DialRetries    int64   `json:"dial_retries,omitempty"`
 
 	SendsPerSec      float64 `json:"sends_per_s,omitempty"`
 	DeliveriesPerSec float64 `json:"deliveries_per_s,omitempty"`
@@ -78,6 +80,8 @@ func (r Result) WriteTable(w io.Writer) {
 		fmt.Fprintf(w, "idle: %d users x %d devices\n", r.Users, r.Devices)
 		row("connections open", "%d", r.Conns)
 		row("connect time", "%.3f s (%.0f conn/s)", r.ConnectSeconds, r.ConnectsPerSec)
+		d := r.DialLatency
+		row("per socket ms", "p50 %.2f  p99 %.2f  max %.2f  (%d failed dials retried)", d.P50, d.P99, d.Max, r.DialRetries)
 		row("gateway RSS", "%.1f MiB (before: %.1f MiB)", mib(r.GatewayRSS), mib(r.GatewayRSSBase))
 		row("RSS per idle conn", "%.0f B added (%.0f B total/conn)", r.RSSPerConn, r.RSSTotalPerConn)
 		if r.Goroutines >= 0 {
