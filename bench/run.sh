@@ -28,12 +28,34 @@ else
   SEARCH=(-search -search-duration 10s -search-warmup 3s)
   GOBENCH=()
 fi
+# Overrides, for exploring how the numbers scale: BENCH_IDLE_USERS (0 = no
+# idle test), BENCH_USERS, BENCH_DEVICES, BENCH_RATES, BENCH_DURATION,
+# BENCH_WARMUP, BENCH_SEARCH=0|1, BENCH_GO=0 (no Go benchmarks).
+IDLE_USERS="${BENCH_IDLE_USERS:-$IDLE_USERS}"
+USERS="${BENCH_USERS:-$USERS}"
+DEVICES="${BENCH_DEVICES:-2}"
+RATES="${BENCH_RATES:-$RATES}"
+DURATION="${BENCH_DURATION:-$DURATION}"
+WARMUP="${BENCH_WARMUP:-$WARMUP}"
+case "${BENCH_SEARCH:-}" in
+  0) SEARCH=() ;;
+  1) SEARCH=(-search -search-duration 10s -search-warmup 3s) ;;
+esac
 
 # Sockets need file descriptors: as many as the hard limit allows.
 ulimit -n "$(ulimit -Hn)" || true
 echo "bench: RLIMIT_NOFILE $(ulimit -n) (hard $(ulimit -Hn))" >&2
 
-go build -o bin/gateway ./gateway/cmd/gateway
+# BENCH_PPROF=DIR: a gateway built with -tags pprof; heap profiles of the
+# workers while the idle sockets are held, CPU profiles of the first load run.
+PPROF_DIR="${BENCH_PPROF:-}"
+PPROF_PORT="${BENCH_PPROF_PORT:-27990}"
+if [[ -n $PPROF_DIR ]]; then
+  mkdir -p "$PPROF_DIR"
+  go build -tags pprof -o bin/gateway ./gateway/cmd/gateway
+else
+  go build -o bin/gateway ./gateway/cmd/gateway
+fi
 go build -o bin/handlers-svc ./handlers-svc/cmd/handlers-svc
 go build -o bin/loadgen ./gateway/cmd/loadgen
 
@@ -71,7 +93,9 @@ done
 
 echo "bench: Go micro benchmarks" >&2
 gobench="$work/gobench.txt"
+: >"$gobench"
 for m in proto gateway handlers-svc; do
+  [[ ${BENCH_GO:-1} == 0 ]] && break
   (cd "$m" && go test -run='^$' -bench=. -benchmem "${GOBENCH[@]}" ./...) >"$work/gobench-$m.txt"
   grep -E '^(Benchmark|pkg:)' "$work/gobench-$m.txt" >>"$gobench" || true
 done
@@ -89,7 +113,7 @@ export LOG_LEVEL="${BENCH_LOG_LEVEL:-warn}"
 HANDLERS_ADDR="127.0.0.1:$HS_PORT" ./bin/handlers-svc 2>"$work/handlers.log" &
 pids+=($!); hs_pid=$!
 wait_for handlers-svc curl -fs -m 1 -o /dev/null "http://127.0.0.1:$HS_PORT/readyz"
-GATEWAY_DEV=1 GATEWAY_ADDR="127.0.0.1:$GW_PORT" GATEWAY_WORKERS="$WORKERS" \
+GATEWAY_PPROF_PORT="$PPROF_PORT" GATEWAY_DEV=1 GATEWAY_ADDR="127.0.0.1:$GW_PORT" GATEWAY_WORKERS="$WORKERS" \
   GATEWAY_METRICS_ADDR="127.0.0.1:$METRICS_PORT" ./bin/gateway 2>"$work/gateway.log" &
 pids+=($!); gw_pid=$!
 # Both workers ready: /readyz names the worker that answered.
@@ -106,11 +130,32 @@ lg=(./bin/loadgen -url "ws://127.0.0.1:$GW_PORT/socket" -json "$jsonl"
   -gateway-pid "$gw_pid" -handlers-pid "$hs_pid" -nats-pid "$nats_pid" -redis-pid "$redis_pid"
   -metrics "http://127.0.0.1:$METRICS_PORT/metrics")
 
-echo "bench: idle test, $((IDLE_USERS * 2)) sockets" >&2
-"${lg[@]}" -mode idle -users "$IDLE_USERS" -devices 2
-sleep 3 # the gateway closes those sockets
-echo "bench: load runs, U=$USERS D=2 R=$RATES" >&2
-"${lg[@]}" -mode load -users "$USERS" -devices 2 -rates "$RATES" -duration "$DURATION" -warmup "$WARMUP" "${SEARCH[@]}"
+if ((IDLE_USERS > 0)); then
+  echo "bench: idle test, $((IDLE_USERS * 2)) sockets" >&2
+  hold=()
+  if [[ -n $PPROF_DIR ]]; then
+    hold=(-hold 6s)
+    (sleep "$((IDLE_USERS / 2000 + 8))"
+      for ((w = 0; w < WORKERS; w++)); do
+        curl -fs -o "$PPROF_DIR/heap-idle-w$w.pprof" "http://127.0.0.1:$((PPROF_PORT + w))/debug/pprof/heap?gc=1" || true
+        curl -fs -o "$PPROF_DIR/goroutine-idle-w$w.txt" "http://127.0.0.1:$((PPROF_PORT + w))/debug/pprof/goroutine?debug=1" || true
+        curl -fs -o "$PPROF_DIR/memstats-idle-w$w.txt" "http://127.0.0.1:$((PPROF_PORT + w))/debug/pprof/heap?debug=1" || true
+      done) &
+  fi
+  "${lg[@]}" -mode idle -users "$IDLE_USERS" -devices 2 "${hold[@]}"
+  sleep 3 # the gateway closes those sockets
+fi
+if [[ $RATES != 0 ]]; then
+  echo "bench: load runs, U=$USERS D=$DEVICES R=$RATES" >&2
+  if [[ -n $PPROF_DIR ]]; then
+    (sleep "$(( ${WARMUP%s} + 3 ))"
+      for ((w = 0; w < WORKERS; w++)); do
+        curl -fs -o "$PPROF_DIR/cpu-load-w$w.pprof" "http://127.0.0.1:$((PPROF_PORT + w))/debug/pprof/profile?seconds=8" &
+      done
+      wait) &
+  fi
+  "${lg[@]}" -mode load -users "$USERS" -devices "$DEVICES" -rates "$RATES" -duration "$DURATION" -warmup "$WARMUP" "${SEARCH[@]}"
+fi
 
 mkdir -p "$(dirname "$out")"
 {
