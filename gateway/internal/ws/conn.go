@@ -207,28 +207,94 @@ func (c *Conn) writeLoop() {
 		c.queuedBytes = 0
 		c.mu.Unlock()
 
-		for i := range batch {
-			if err := c.write(batch[i]); err != nil {
-				c.failWrite(err)
-				return
-			}
-			batch[i] = item{}
+		if err := c.writeBatch(batch); err != nil {
+			c.failWrite(err)
+			return
 		}
+		clear(batch) // the frames may be large: do not keep them
 		if cap(batch) > keptBatchCap {
 			batch = nil // a burst's buffer is not kept by an idle socket
 		}
 	}
 }
 
-func (c *Conn) write(it item) error {
-	deadline := time.Now().Add(WriteWait)
-	if it.ping {
-		return c.ws.WriteControl(websocket.PingMessage, nil, deadline)
-	}
-	if err := c.ws.SetWriteDeadline(deadline); err != nil {
+// Frames are written by the socket itself rather than through gorilla's
+// WriteMessage, so that every frame queued by the time the writer runs goes
+// out in one write system call: under load several frames wait for a
+// socket, and a call per frame was most of the gateway's CPU time. Each
+// batch is encoded into a pooled buffer, so an idle socket holds none.
+// Gorilla's own control frames (pong and close replies from the read loop,
+// and the close frame) are each one Write on the same connection, which Go
+// serializes, so frames never interleave.
+const (
+	maxBatchBytes = 64 << 10 // a batch buffer is flushed at this size, and pooled up to it
+	opText        = 0x81     // FIN + text
+	opPing        = 0x89     // FIN + ping
+)
+
+var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// writeBatch writes the frames of batch, in order, in as few writes as it
+// can, with one WriteWait deadline per write.
+func (c *Conn) writeBatch(batch []item) error {
+	bp := batchPool.Get().(*[]byte)
+	buf := (*bp)[:0]
+	defer func() {
+		if cap(buf) <= maxBatchBytes {
+			*bp = buf[:0]
+			batchPool.Put(bp)
+		}
+	}()
+	nc := c.ws.NetConn()
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		if err := nc.SetWriteDeadline(time.Now().Add(WriteWait)); err != nil {
+			return err
+		}
+		_, err := nc.Write(buf)
+		buf = buf[:0]
 		return err
 	}
-	return c.ws.WriteMessage(websocket.TextMessage, it.data)
+	for _, it := range batch {
+		if it.ping {
+			buf = append(buf, opPing, 0)
+			continue
+		}
+		if len(buf)+len(it.data)+10 > maxBatchBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+			if len(it.data)+10 > maxBatchBytes {
+				// Too big to copy: header and payload in one writev.
+				if err := nc.SetWriteDeadline(time.Now().Add(WriteWait)); err != nil {
+					return err
+				}
+				bufs := net.Buffers{appendFrameHeader(buf, opText, len(it.data)), it.data}
+				if _, err := bufs.WriteTo(nc); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		buf = appendFrameHeader(buf, opText, len(it.data))
+		buf = append(buf, it.data...)
+	}
+	return flush()
+}
+
+// appendFrameHeader appends the header of an unmasked, unfragmented server
+// frame (RFC 6455 section 5.2) with opcode op and n bytes of payload.
+func appendFrameHeader(dst []byte, op byte, n int) []byte {
+	switch {
+	case n <= 125:
+		return append(dst, op, byte(n))
+	case n <= 0xffff:
+		return append(dst, op, 126, byte(n>>8), byte(n))
+	default:
+		return append(dst, op, 127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
 }
 
 // failWrite ends a socket whose write failed: nothing more can be sent.

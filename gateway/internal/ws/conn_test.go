@@ -158,6 +158,35 @@ func TestSendInOrder(t *testing.T) {
 	}
 }
 
+// TestSendFrameSizes covers every length encoding of the frame header and
+// batches of them: queued frames of any size, pings among them, arrive
+// intact and in order, including ones too big to share a write.
+func TestSendFrameSizes(t *testing.T) {
+	sizes := []int{0, 1, 125, 126, 127, 1000, 65535, 65536, 70000, 200000, 3}
+	s := startServer(t, ws.Limits{QueueLen: 64, QueueBytes: 4 << 20, MaxInFlight: 1}, 65536)
+	cl, c := s.dial(t, nil)
+	var want [][]byte
+	for i, n := range sizes {
+		data := bytes.Repeat([]byte{'a' + byte(i)}, n)
+		want = append(want, data)
+		if !c.Send(data) {
+			t.Fatalf("Send of %d bytes refused", n)
+		}
+		if i%3 == 0 {
+			c.Ping()
+		}
+	}
+	for i, w := range want {
+		mt, data, err := read(t, cl)
+		if err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		if mt != websocket.TextMessage || !bytes.Equal(data, w) {
+			t.Fatalf("frame %d: type %d, %d bytes, want text of %d bytes", i, mt, len(data), len(w))
+		}
+	}
+}
+
 // TestSendConcurrent has many producers share one socket: every frame
 // arrives once, and each producer's frames in its order.
 func TestSendConcurrent(t *testing.T) {
