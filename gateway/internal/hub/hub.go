@@ -20,26 +20,27 @@ type Conn interface {
 // Hub indexes local sockets. The zero value is not usable; call New.
 type Hub[C Conn] struct {
 	mu    sync.RWMutex
-	users map[string]map[string]C // user id -> conn id -> conn
-	conns map[string]C            // conn id -> conn
+	// users lists each user's sockets: a slice, not a map, since a user
+	// has a few devices and most sockets are a user's only one on a worker
+	// (a one-entry map costs ~250 bytes more, per socket).
+	users map[string][]C // user id -> conns
+	conns map[string]C   // conn id -> conn
 }
 
 // New returns an empty Hub.
 func New[C Conn]() *Hub[C] {
-	return &Hub[C]{users: make(map[string]map[string]C), conns: make(map[string]C)}
+	return &Hub[C]{users: make(map[string][]C), conns: make(map[string]C)}
 }
 
-// Add registers c for delivery.
+// Add registers c for delivery; adding a registered id again replaces it.
 func (h *Hub[C]) Add(c C) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.conns[c.ID()] = c
-	byConn := h.users[c.User()]
-	if byConn == nil {
-		byConn = make(map[string]C, 1)
-		h.users[c.User()] = byConn
+	if old, ok := h.conns[c.ID()]; ok {
+		h.removeLocked(old)
 	}
-	byConn[c.ID()] = c
+	h.conns[c.ID()] = c
+	h.users[c.User()] = append(h.users[c.User()], c)
 }
 
 // Remove unregisters c; removing an unknown socket does nothing.
@@ -49,12 +50,27 @@ func (h *Hub[C]) Remove(c C) {
 	if _, ok := h.conns[c.ID()]; !ok {
 		return
 	}
+	h.removeLocked(c)
+}
+
+func (h *Hub[C]) removeLocked(c C) {
 	delete(h.conns, c.ID())
-	if byConn := h.users[c.User()]; byConn != nil {
-		delete(byConn, c.ID())
-		if len(byConn) == 0 {
-			delete(h.users, c.User())
+	list := h.users[c.User()]
+	for i := range list {
+		if list[i].ID() != c.ID() {
+			continue
 		}
+		last := len(list) - 1
+		list[i] = list[last]
+		var zero C
+		list[last] = zero // no reference kept past the end
+		list = list[:last]
+		break
+	}
+	if len(list) == 0 {
+		delete(h.users, c.User())
+	} else {
+		h.users[c.User()] = list
 	}
 }
 
