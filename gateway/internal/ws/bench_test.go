@@ -1,0 +1,81 @@
+package ws_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+
+	"github.com/switchboard/switchboard/gateway/internal/ws"
+)
+
+// benchFrame is a typical delivery: a "message" frame of about 200 bytes.
+var benchFrame = []byte(`{"event":"message","id":"u1","args":{"from":"u0","to":"u1","text":"r1s123456t1764072000123456789","ts":1764072000124,"msg_id":"0123456789abcdef0123456789abcdef"}}`)
+
+// benchSocket returns a server Conn over a real loopback socket and a
+// client reading from it, which signals every n frames it has read.
+func benchSocket(b *testing.B, every int) (*ws.Conn, <-chan struct{}) {
+	b.Helper()
+	conns := make(chan *ws.Conn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		wsc, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		c := ws.NewConn(wsc, "c1", "u1", ws.Limits{QueueLen: 1 << 16, QueueBytes: 1 << 30, MaxInFlight: 1}, zap.NewNop())
+		conns <- c
+		c.ReadLoop(&recorder{frames: make(chan []byte, 1)}, 1<<16)
+	}))
+	b.Cleanup(srv.Close)
+	cl, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := <-conns
+	got := make(chan struct{}, 1024)
+	go func() {
+		for n := 1; ; n++ {
+			if _, _, err := cl.NextReader(); err != nil {
+				return
+			}
+			if n%every == 0 {
+				got <- struct{}{}
+			}
+		}
+	}()
+	b.Cleanup(func() {
+		_ = cl.Close()
+		<-c.Done()
+	})
+	return c, got
+}
+
+// BenchmarkSend is the write path of one socket: queue, frame, write(2),
+// and the client's read, one frame at a time (each its own write) and in
+// bursts (batched into one write per burst). ns/op is per frame.
+func BenchmarkSend(b *testing.B) {
+	for _, burst := range []int{1, 16, 128} {
+		b.Run(fmt.Sprintf("burst=%d", burst), func(b *testing.B) {
+			c, got := benchSocket(b, burst)
+			b.SetBytes(int64(len(benchFrame)))
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				c.Send(benchFrame)
+				if n++; n%burst == 0 {
+					<-got
+				}
+			}
+			if n%burst != 0 {
+				for ; n%burst != 0; n++ {
+					c.Send(benchFrame) // complete the last burst
+				}
+				<-got
+			}
+		})
+	}
+}
