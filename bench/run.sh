@@ -114,7 +114,7 @@ HANDLERS_ADDR="127.0.0.1:$HS_PORT" ./bin/handlers-svc 2>"$work/handlers.log" &
 pids+=($!); hs_pid=$!
 wait_for handlers-svc curl -fs -m 1 -o /dev/null "http://127.0.0.1:$HS_PORT/readyz"
 GATEWAY_PPROF_PORT="$PPROF_PORT" GATEWAY_DEV=1 GATEWAY_ADDR="127.0.0.1:$GW_PORT" GATEWAY_WORKERS="$WORKERS" \
-  GATEWAY_METRICS_ADDR="127.0.0.1:$METRICS_PORT" ./bin/gateway 2>"$work/gateway.log" &
+  GATEWAY_METRICS_ADDR="127.0.0.1:$METRICS_PORT" env ${BENCH_GATEWAY_ENV:-} ./bin/gateway 2>"$work/gateway.log" &
 pids+=($!); gw_pid=$!
 # Both workers ready: /readyz names the worker that answered.
 declare -A ready=()
