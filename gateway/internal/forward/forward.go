@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/proto"
@@ -145,9 +146,15 @@ func (f *Forwarder) forward(c *ws.Conn, env *proto.Envelope) {
 // request sends env to its handler and returns the error for the client, or
 // nil, and the round trip when a reply came.
 func (f *Forwarder) request(c *ws.Conn, env *proto.Envelope) (*proto.Error, time.Duration) {
-	log := f.log.With(zap.String("user", c.User()), zap.String("conn", c.ID()), zap.String("event", env.Event))
+	// The socket's fields are added only to a line that is written: a
+	// logger With them per request was an allocation on every envelope.
+	log := func(lvl zapcore.Level, msg string, extra ...zap.Field) {
+		if ce := f.log.Check(lvl, msg); ce != nil {
+			ce.Write(append([]zap.Field{zap.String("user", c.User()), zap.String("conn", c.ID()), zap.String("event", env.Event)}, extra...)...)
+		}
+	}
 	if !f.nc.IsConnected() {
-		log.Debug("nats not connected")
+		log(zap.DebugLevel, "nats not connected")
 		return errUnavailable, 0
 	}
 	body := proto.AppendRequest(make([]byte, 0, 128+len(env.Args)), &proto.Request{
@@ -161,16 +168,16 @@ func (f *Forwarder) request(c *ws.Conn, env *proto.Envelope) (*proto.Error, time
 	switch {
 	case err == nil:
 	case conn.Err() != nil:
-		log.Warn("nats connection lost during the request")
+		log(zap.WarnLevel, "nats connection lost during the request")
 		return errLostInFlight, 0
 	case errors.Is(err, nats.ErrNoResponders):
-		log.Warn("no handlers-svc responds")
+		log(zap.WarnLevel, "no handlers-svc responds")
 		return errUnavailable, 0
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		log.Warn("handler timed out", zap.Duration("timeout", f.timeout))
+		log(zap.WarnLevel, "handler timed out", zap.Duration("timeout", f.timeout))
 		return errTimeout, 0
 	default:
-		log.Warn("handler request failed", zap.Error(err))
+		log(zap.WarnLevel, "handler request failed", zap.Error(err))
 		return errUnavailable, 0
 	}
 	return proto.DecodeReply(msg.Data), max(time.Since(sent), time.Nanosecond)
