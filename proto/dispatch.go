@@ -1,7 +1,9 @@
 package proto
 
 import (
+	"bytes"
 	"encoding/json"
+	"unicode/utf8"
 )
 
 // Dispatch is a message handlers-svc publishes on Channel for every gateway
@@ -52,7 +54,19 @@ func appendStrings(dst []byte, ss []string) []byte {
 // DecodeDispatch parses a dispatch message and checks it: the event must match
 // EventPattern, and args, when present, be valid JSON; args of null are
 // returned as nil.
+//
+// Every gateway worker decodes every dispatch, so the exact form
+// AppendDispatch writes is read by a direct scan; anything else (other key
+// order, spacing, escapes, null lists) goes through encoding/json, with the
+// same result.
 func DecodeDispatch(data []byte) (Dispatch, error) {
+	if d, ok := decodeCanonicalDispatch(data); ok {
+		return d, nil
+	}
+	return decodeDispatchJSON(data)
+}
+
+func decodeDispatchJSON(data []byte) (Dispatch, error) {
 	var d Dispatch
 	if err := json.Unmarshal(data, &d); err != nil {
 		return Dispatch{}, &Error{Code: CodeBadRequest, Message: "dispatch is not a valid JSON object: " + err.Error()}
@@ -64,4 +78,94 @@ func DecodeDispatch(data []byte) (Dispatch, error) {
 		d.Args = nil
 	}
 	return d, nil
+}
+
+// decodeCanonicalDispatch reads data if it is exactly what AppendDispatch
+// writes, with no escaped strings, and valid; ok is false otherwise, and
+// then encoding/json decides.
+func decodeCanonicalDispatch(data []byte) (d Dispatch, ok bool) {
+	if !utf8.Valid(data) || !json.Valid(data) {
+		return d, false
+	}
+	rest, ok := bytes.CutPrefix(data, []byte(`{"event":`))
+	if !ok {
+		return d, false
+	}
+	event, rest, ok := cutPlainString(rest)
+	if !ok || !ValidEventName(event) {
+		return d, false
+	}
+	d.Event = event
+	if rest, ok = bytes.CutPrefix(rest, []byte(`,"args":`)); !ok || len(rest) == 0 {
+		return d, false
+	}
+	end := valueEnd(rest, 0)
+	if args := rest[:end]; !isNull(args) {
+		d.Args = append(json.RawMessage(nil), args...)
+	}
+	rest = rest[end:]
+	if rest, ok = bytes.CutPrefix(rest, []byte(`,"users":`)); !ok {
+		return d, false
+	}
+	if d.Users, rest, ok = cutPlainStrings(rest); !ok {
+		return d, false
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte(`,"conns":`)); !ok {
+		return d, false
+	}
+	if d.Conns, rest, ok = cutPlainStrings(rest); !ok {
+		return d, false
+	}
+	switch string(rest) {
+	case `,"broadcast":false}`:
+	case `,"broadcast":true}`:
+		d.Broadcast = true
+	default:
+		return d, false
+	}
+	return d, true
+}
+
+// cutPlainString reads a string without escapes at the start of data.
+func cutPlainString(data []byte) (string, []byte, bool) {
+	if len(data) == 0 || data[0] != '"' {
+		return "", nil, false
+	}
+	end := bytes.IndexByte(data[1:], '"')
+	if end < 0 {
+		return "", nil, false
+	}
+	s := data[1 : 1+end]
+	if bytes.IndexByte(s, '\\') >= 0 {
+		return "", nil, false
+	}
+	return string(s), data[end+2:], true
+}
+
+// cutPlainStrings reads an array of strings without escapes or spaces at
+// the start of data: [] gives an empty, non-nil list, as encoding/json does.
+func cutPlainStrings(data []byte) ([]string, []byte, bool) {
+	if len(data) < 2 || data[0] != '[' {
+		return nil, nil, false
+	}
+	if data[1] == ']' {
+		return []string{}, data[2:], true
+	}
+	out := make([]string, 0, 1+bytes.Count(data[:valueEnd(data, 0)], []byte(`","`)))
+	rest := data[1:]
+	for {
+		s, r, ok := cutPlainString(rest)
+		if !ok || len(r) == 0 {
+			return nil, nil, false
+		}
+		out = append(out, s)
+		switch r[0] {
+		case ',':
+			rest = r[1:]
+		case ']':
+			return out, r[1:], true
+		default:
+			return nil, nil, false
+		}
+	}
 }

@@ -1,0 +1,43 @@
+package proto
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+// FuzzDispatchFastPath checks that the direct scan of the canonical form
+// and encoding/json agree on every input the scan accepts.
+func FuzzDispatchFastPath(f *testing.F) {
+	for _, d := range []Dispatch{
+		{Event: "message", Args: json.RawMessage(`{"from":"u0","to":"u1","text":"hi \"there\" é","ts":1}`), Users: []string{"u1"}},
+		{Event: "message_sent", Args: json.RawMessage(`[1, 2 ,{"a":"]"}]`), Users: []string{"a", "b", "c"}, Conns: []string{"c1"}},
+		{Event: "announce", Broadcast: true},
+		{Event: "e", Args: json.RawMessage(`"s"`), Conns: []string{"", "x\\y"}},
+		{Event: "e", Args: json.RawMessage(`12.5e3`), Users: []string{"ü"}},
+	} {
+		f.Add(AppendDispatch(nil, &d))
+	}
+	f.Add([]byte(`{"event":"e","args":null,"users":[],"conns":[],"broadcast":false} `))
+	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":[],"broadcast":true,"event":"f"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, ok := decodeCanonicalDispatch(data)
+		if !ok {
+			return
+		}
+		slow, err := decodeDispatchJSON(data)
+		if err != nil {
+			t.Fatalf("fast path accepted %q, encoding/json: %v", data, err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("%q:\nfast %#v\njson %#v", data, fast, slow)
+		}
+	})
+}
+
+func TestDispatchFastPathTakesCanonicalForm(t *testing.T) {
+	d := Dispatch{Event: "message", Args: json.RawMessage(`{"text":"hi"}`), Users: []string{"u1", "u2"}}
+	if _, ok := decodeCanonicalDispatch(AppendDispatch(nil, &d)); !ok {
+		t.Fatal("canonical dispatch not taken by the fast path")
+	}
+}
