@@ -47,6 +47,7 @@ var (
 	eventKey = []byte(`"event":"`)
 	textKey  = []byte(`"text":"`)
 	refKey   = []byte(`"ref":"`)
+	codeKey  = []byte(`"code":"`)
 )
 
 // stringAfter returns the JSON string content after key, which must not

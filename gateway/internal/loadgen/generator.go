@@ -64,6 +64,7 @@ type Generator struct {
 	connsLost atomic.Int64
 	closesMu  sync.Mutex
 	closes    map[string]int // close code and reason of sockets the server closed
+	errCodes  map[string]int // error frames by code, this run
 
 	sendErrors atomic.Int64
 	overflow   atomic.Int64
@@ -91,7 +92,7 @@ func New(cfg Config) (*Generator, error) {
 	if cfg.Log == nil {
 		cfg.Log = func(string, ...any) {}
 	}
-	g := &Generator{cfg: cfg, dialer: newDialer(cfg.Sources), closes: map[string]int{}}
+	g := &Generator{cfg: cfg, dialer: newDialer(cfg.Sources), closes: map[string]int{}, errCodes: map[string]int{}}
 	for u := range cfg.Users {
 		tok, err := auth.Mint(cfg.Secret, fmt.Sprintf("u%d", u), 24*time.Hour)
 		if err != nil {
@@ -113,6 +114,26 @@ func (g *Generator) closeCounts() map[string]int {
 	for k, v := range g.closes {
 		out[k] = v
 	}
+	return out
+}
+
+func (g *Generator) noteError(code string) {
+	g.closesMu.Lock()
+	g.errCodes[code]++
+	g.closesMu.Unlock()
+}
+
+func (g *Generator) errorCounts() map[string]int {
+	g.closesMu.Lock()
+	defer g.closesMu.Unlock()
+	if len(g.errCodes) == 0 {
+		return nil
+	}
+	out := make(map[string]int, len(g.errCodes))
+	for k, v := range g.errCodes {
+		out[k] = v
+	}
+	clear(g.errCodes) // per run
 	return out
 }
 
@@ -229,6 +250,7 @@ func (g *Generator) received(s *sock, data []byte) {
 	rs := g.cur.Load()
 	if p.kind == kindError {
 		g.errFrames.Add(1)
+		g.noteError(string(stringAfter(data, codeKey)))
 		if rs != nil && p.valid && p.run == rs.id {
 			rs.tracker.Failed(p.seq)
 		}
@@ -371,6 +393,7 @@ func (g *Generator) Load(ctx context.Context, rate float64, warmup, dur time.Dur
 		}
 	}
 	res.Closes = g.closeCounts()
+	res.ErrorCodes = g.errorCounts()
 	res.Pass = res.Latency.P99 < 50 && tally.Missing == 0 && tally.MissingAcks == 0 && tally.Duplicates == 0 &&
 		tally.Misrouted == 0 && res.ErrorFrames == 0 && res.SendErrors == 0 && res.ClientOverflow == 0 &&
 		res.ConnsLost == 0 && res.SendsPerSec >= 0.97*rate

@@ -64,6 +64,7 @@ type Result struct {
 	LoadgenCPUPer1k   float64            `json:"loadgen_cpu_s_per_1k_deliveries,omitempty"`
 	Pass              bool               `json:"pass"` // load: p99 < 50 ms, nothing missing, no errors, rate kept
 	Closes            map[string]int     `json:"server_closes,omitempty"`
+	ErrorCodes        map[string]int     `json:"error_codes,omitempty"`
 }
 
 // JSON returns r as one line.
@@ -113,6 +114,9 @@ func (r Result) WriteTable(w io.Writer) {
 		parts = append(parts, fmt.Sprintf("loadgen %.3f", r.LoadgenCPUPer1k))
 		row("CPU s per 1k deliveries", "%s", strings.Join(parts, ", "))
 		row("pass (p99<50ms, none lost)", "%v", r.Pass)
+	}
+	if len(r.ErrorCodes) > 0 {
+		row("error frames by code", "%v", r.ErrorCodes)
 	}
 	if len(r.Closes) > 0 {
 		row("server closes", "%v", r.Closes)
