@@ -31,7 +31,7 @@ fi
 # Overrides, for exploring how the numbers scale: BENCH_IDLE_USERS (0 = no
 # idle test), BENCH_USERS, BENCH_DEVICES, BENCH_RATES, BENCH_DURATION,
 # BENCH_WARMUP, BENCH_SEARCH=0|1, BENCH_GO=0 (no Go benchmarks), BENCH_SETTLE
-# (wait before measuring idle RSS, 3s; past 2m the runtime's periodic GC
+# (wait before measuring idle RSS, 30s: past one ping round; past 2m the runtime's periodic GC
 # has run), BENCH_GATEWAY_ENV (extra gateway environment, e.g. GOGC=100).
 IDLE_USERS="${BENCH_IDLE_USERS:-$IDLE_USERS}"
 USERS="${BENCH_USERS:-$USERS}"
@@ -144,7 +144,7 @@ if ((IDLE_USERS > 0)); then
         curl -fs -o "$PPROF_DIR/memstats-idle-w$w.txt" "http://127.0.0.1:$((PPROF_PORT + w))/debug/pprof/heap?debug=1" || true
       done) &
   fi
-  "${lg[@]}" -mode idle -users "$IDLE_USERS" -devices 2 -settle "${BENCH_SETTLE:-3s}" "${hold[@]}"
+  "${lg[@]}" -mode idle -users "$IDLE_USERS" -devices 2 -settle "${BENCH_SETTLE:-30s}" "${hold[@]}"
   sleep 3 # the gateway closes those sockets
 fi
 if [[ $RATES != 0 ]]; then
