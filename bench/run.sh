@@ -31,8 +31,8 @@ fi
 # Overrides, for exploring how the numbers scale: BENCH_IDLE_USERS (0 = no
 # idle test), BENCH_USERS, BENCH_DEVICES, BENCH_RATES, BENCH_DURATION,
 # BENCH_WARMUP, BENCH_SEARCH=0|1, BENCH_GO=0 (no Go benchmarks), BENCH_SETTLE
-# (wait before measuring idle RSS, 30s: past one ping round; past 2m the runtime's periodic GC
-# has run), BENCH_GATEWAY_ENV (extra gateway environment, e.g. GOGC=100).
+# (wait before reading idle RSS: 30s, past one ping round), BENCH_GATEWAY_ENV
+# (extra gateway environment, e.g. GOGC=100).
 IDLE_USERS="${BENCH_IDLE_USERS:-$IDLE_USERS}"
 USERS="${BENCH_USERS:-$USERS}"
 DEVICES="${BENCH_DEVICES:-2}"
