@@ -10,7 +10,9 @@ PATH="$PATH:/usr/sbin:/usr/local/go/bin"
 
 quick="${BENCH_QUICK:-0}"
 stamp="$(date -u +%Y-%m-%d-%H%M)"
-out="${BENCH_OUT:-bench/results/$stamp$([[ $quick == 1 ]] && echo -quick).md}"
+suffix=""
+[[ $quick == 1 ]] && suffix="-quick"
+out="${BENCH_OUT:-bench/results/$stamp$suffix.md}"
 GW_PORT="${BENCH_GATEWAY_PORT:-27999}"
 METRICS_PORT="${BENCH_METRICS_PORT:-27998}"
 NATS_PORT="${BENCH_NATS_PORT:-24222}"
@@ -161,7 +163,7 @@ fi
 
 mkdir -p "$(dirname "$out")"
 {
-  echo "# switchboard benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')$([[ $quick == 1 ]] && echo ' (quick smoke run)')"
+  echo "# switchboard benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')${suffix:+ (quick smoke run)}"
   echo
   echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(uname -sr)"
   echo "- $(go version | cut -d' ' -f3-), redis $(redis-server --version | sed -n 's/.*v=\([0-9.]*\).*/\1/p'), $(nats-server --version 2>&1 | head -1)"
