@@ -34,7 +34,8 @@ fi
 # idle test), BENCH_USERS, BENCH_DEVICES, BENCH_RATES, BENCH_DURATION,
 # BENCH_WARMUP, BENCH_SEARCH=0|1, BENCH_GO=0 (no Go benchmarks), BENCH_SETTLE
 # (wait before reading idle RSS: 30s, past one ping round), BENCH_GATEWAY_ENV
-# (extra gateway environment, e.g. GOGC=100).
+# (extra gateway environment, e.g. GOGC=100), BENCH_DRAIN (wait for the last
+# frames of a run, 5s), BENCH_LOGS=DIR (keep the servers' logs there).
 IDLE_USERS="${BENCH_IDLE_USERS:-$IDLE_USERS}"
 USERS="${BENCH_USERS:-$USERS}"
 DEVICES="${BENCH_DEVICES:-2}"
@@ -63,6 +64,7 @@ fi
 go build -o bin/handlers-svc ./handlers-svc/cmd/handlers-svc
 go build -o bin/loadgen ./gateway/cmd/loadgen
 
+load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 work="$(mktemp -d)"
 jsonl="$work/results.jsonl"
 pids=()
@@ -78,6 +80,9 @@ stop() {
   if ((rc)); then
     echo "bench: failed; last gateway log lines:" >&2
     tail -n 5 "$work/gateway.log" >&2 2>/dev/null || true
+  fi
+  if [[ -n ${BENCH_LOGS:-} ]]; then
+    mkdir -p "$BENCH_LOGS" && cp "$work"/*.log "$BENCH_LOGS"/ 2>/dev/null || true
   fi
   rm -rf "$work"
   exit "$rc"
@@ -158,7 +163,7 @@ if [[ $RATES != 0 ]]; then
       done
       wait) &
   fi
-  "${lg[@]}" -mode load -users "$USERS" -devices "$DEVICES" -rates "$RATES" -duration "$DURATION" -warmup "$WARMUP" "${SEARCH[@]}"
+  "${lg[@]}" -mode load -users "$USERS" -devices "$DEVICES" -rates "$RATES" -duration "$DURATION" -warmup "$WARMUP" -drain "${BENCH_DRAIN:-5s}" "${SEARCH[@]}"
 fi
 
 mkdir -p "$(dirname "$out")"
@@ -168,7 +173,7 @@ mkdir -p "$(dirname "$out")"
   echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(uname -sr)"
   echo "- $(go version | cut -d' ' -f3-), redis $(redis-server --version | sed -n 's/.*v=\([0-9.]*\).*/\1/p'), $(nats-server --version 2>&1 | head -1)"
   echo "- stack: gateway with $WORKERS workers, handlers-svc, NATS and Redis, and the load generator, all on this machine; LOG_LEVEL=$LOG_LEVEL"
-  echo "- load average before the load runs: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- load average (1, 5, 15 min) at the start: $load_start; at the end, the runs' own load included: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- scenario: U users in pairs, D sockets each spread over the workers, open-loop sendMessage at R/s, latency from the scheduled send time to each of the 2*D deliveries"
   echo
   ./bin/loadgen table "$jsonl"
