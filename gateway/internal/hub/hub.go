@@ -19,7 +19,7 @@ type Conn interface {
 
 // Hub indexes local sockets. The zero value is not usable; call New.
 type Hub[C Conn] struct {
-	mu    sync.RWMutex
+	mu sync.RWMutex
 	// users lists each user's sockets: a slice, not a map, since a user
 	// has a few devices and most sockets are a user's only one on a worker
 	// (a one-entry map costs ~250 bytes more, per socket).
