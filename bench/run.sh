@@ -22,18 +22,18 @@ WORKERS="${BENCH_WORKERS:-2}"
 
 if [[ $quick == 1 ]]; then
   IDLE_USERS=1000  # 2,000 sockets
-  USERS=200 RATES="500,2000" DURATION=5s WARMUP=2s SEARCH=()
+  USERS=200 RATES="500,2000" DURATION=5s WARMUP=2s SEARCH=() SETTLE=5s
   GOBENCH=(-benchtime=2000x)
 else
   IDLE_USERS=5000  # 10,000 sockets
-  USERS=1000 RATES="1000,4000,8000" DURATION=20s WARMUP=5s
+  USERS=1000 RATES="1000,4000,8000" DURATION=20s WARMUP=5s SETTLE=30s
   SEARCH=(-search -search-duration 10s -search-warmup 3s)
   GOBENCH=()
 fi
 # Overrides, for exploring how the numbers scale: BENCH_IDLE_USERS (0 = no
 # idle test), BENCH_USERS, BENCH_DEVICES, BENCH_RATES, BENCH_DURATION,
 # BENCH_WARMUP, BENCH_SEARCH=0|1, BENCH_GO=0 (no Go benchmarks), BENCH_SETTLE
-# (wait before reading idle RSS: 30s, past one ping round), BENCH_GATEWAY_ENV
+# (wait before reading idle RSS: 30s, past one ping round; 5s when quick), BENCH_GATEWAY_ENV
 # (extra gateway environment, e.g. GOGC=100), BENCH_DRAIN (wait for the last
 # frames of a run, 5s), BENCH_LOGS=DIR (keep the servers' logs there).
 IDLE_USERS="${BENCH_IDLE_USERS:-$IDLE_USERS}"
@@ -151,7 +151,7 @@ if ((IDLE_USERS > 0)); then
         curl -fs -o "$PPROF_DIR/memstats-idle-w$w.txt" "http://127.0.0.1:$((PPROF_PORT + w))/debug/pprof/heap?debug=1" || true
       done) &
   fi
-  "${lg[@]}" -mode idle -users "$IDLE_USERS" -devices 2 -settle "${BENCH_SETTLE:-30s}" "${hold[@]}"
+  "${lg[@]}" -mode idle -users "$IDLE_USERS" -devices 2 -settle "${BENCH_SETTLE:-$SETTLE}" "${hold[@]}"
   sleep 3 # the gateway closes those sockets
 fi
 if [[ $RATES != 0 ]]; then
