@@ -4,9 +4,12 @@
 //
 //	loadgen -mode idle -users 5000 -devices 2              # hold 10,000 sockets, measure RSS and connect time
 //	loadgen -mode load -users 1000 -devices 2 -rates 1000,4000,8000 -search
+//	loadgen -mode idle -users 50000 -procs 6             # 100,000 sockets held by 6 processes
 //	loadgen table results.jsonl                            # JSON lines -> Markdown tables
 //
-// It raises its own RLIMIT_NOFILE as far as the hard limit allows.
+// It raises its own RLIMIT_NOFILE as far as the hard limit allows; an idle
+// test that needs more descriptors than that runs in several processes
+// (-procs), started by this one, which sums what they report.
 package main
 
 import (
@@ -69,6 +72,9 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		metrics  = fs.String("metrics", os.Getenv("GATEWAY_METRICS_URL"), "the gateway's Prometheus /metrics URL, for goroutines per socket")
 		jsonOut  = fs.String("json", "", "also append each phase's JSON line to this file")
 		quiet    = fs.Bool("q", false, "no progress lines on stderr")
+		nprocs   = fs.Int("procs", 0, "idle: hold the sockets in this many processes, for a file limit below U*D (0 = as many as the hard limit needs)")
+		shard    = fs.Bool("shard", false, "internal: be one of -procs processes (report on stdout, hold until stdin closes)")
+		first    = fs.Int("first-user", 0, "internal, with -shard: the first user's number")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -90,11 +96,44 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	want := uint64(*users**devices + 1024)
-	if got, err := raiseNoFile(want); err != nil || got < want {
-		logf("RLIMIT_NOFILE is %d, %d wanted (%v): sockets beyond it will fail", got, want, err)
+	gotFiles, ferr := raiseNoFile(want)
+	if *mode == "idle" && !*shard && *nprocs == 0 {
+		if gotFiles < want {
+			*nprocs = autoProcs(*users**devices, hardNoFile())
+		} else {
+			*nprocs = 1
+		}
+	}
+	if *nprocs > 1 && !*shard {
+		if *mode != "idle" {
+			return errors.New("-procs: only the idle mode runs in several processes")
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		srcs := *sources
+		if srcs < 1 { // what one process would pick for all the sockets
+			srcs = max(8, *users**devices/10000+1)
+		}
+		res, err := idleSharded(ctx, shardPlan{
+			exe: exe, users: *users, devices: *devices, procs: *nprocs, url: *url, secret: *secret,
+			conc: *conc, sources: srcs, settle: *settle, hold: *hold, gwPid: *gwPid, metrics: *metrics,
+			logf: logf,
+		})
+		if err != nil {
+			if res.Conns > 0 {
+				res.WriteTable(os.Stderr)
+			}
+			return fmt.Errorf("idle in %d processes: %w", *nprocs, err)
+		}
+		return emitLine(stdout, *jsonOut, res)
+	}
+	if gotFiles < want {
+		logf("RLIMIT_NOFILE is %d, %d wanted (%v): sockets beyond it will fail", gotFiles, want, ferr)
 	}
 	cfg := loadgen.Config{
-		URL: *url, Secret: *secret, Users: *users, Devices: *devices,
+		URL: *url, Secret: *secret, Users: *users, FirstUser: *first, Devices: *devices,
 		DialConc: *conc, Sources: *sources, Drain: *drain, Metrics: *metrics,
 		Processes: loadgen.Processes{Gateway: *gwPid, Handlers: *hsPid, NATS: *natsPid, Redis: *redisPid},
 		Log:       logf,
@@ -108,20 +147,9 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer g.Close()
 
-	emit := func(r loadgen.Result) error {
-		r.WriteTable(stdout)
-		line := r.JSON()
-		fmt.Fprintln(stdout, line)
-		if *jsonOut != "" {
-			f, err := os.OpenFile(*jsonOut, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			_, err = fmt.Fprintln(f, line)
-			return err
-		}
-		return nil
+	emit := func(r loadgen.Result) error { return emitLine(stdout, *jsonOut, r) }
+	if *shard {
+		return runShard(ctx, g, stdout)
 	}
 
 	switch *mode {
@@ -223,6 +251,24 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
+// emitLine writes r as a table and a JSON line, and appends the line to
+// jsonOut when set.
+func emitLine(stdout io.Writer, jsonOut string, r loadgen.Result) error {
+	r.WriteTable(stdout)
+	line := r.JSON()
+	fmt.Fprintln(stdout, line)
+	if jsonOut == "" {
+		return nil
+	}
+	f, err := os.OpenFile(jsonOut, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = fmt.Fprintln(f, line)
+	return err
+}
+
 func track(res loadgen.Result, best, worst float64) (float64, float64) {
 	if res.Pass {
 		return max(best, res.Rate), worst
@@ -292,6 +338,15 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
+}
+
+// hardNoFile returns the hard RLIMIT_NOFILE.
+func hardNoFile() uint64 {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 1024
+	}
+	return rl.Max
 }
 
 // raiseNoFile raises the soft RLIMIT_NOFILE toward want, capped at the hard

@@ -28,6 +28,7 @@ type Config struct {
 	URL       string // ws://host:port/socket
 	Secret    string // HS256 secret to mint tokens with
 	Users     int    // U, even
+	FirstUser int    // users are u<FirstUser>...: a shard of a bigger idle test
 	Devices   int    // D
 	Workers   int    // gateway workers to spread each user's sockets over; 0 = take what comes
 	DialConc  int    // dials in flight at once
@@ -94,7 +95,7 @@ func New(cfg Config) (*Generator, error) {
 	}
 	g := &Generator{cfg: cfg, dialer: newDialer(cfg.Sources), closes: map[string]int{}, errCodes: map[string]int{}}
 	for u := range cfg.Users {
-		tok, err := auth.Mint(cfg.Secret, fmt.Sprintf("u%d", u), 24*time.Hour)
+		tok, err := auth.Mint(cfg.Secret, fmt.Sprintf("u%d", cfg.FirstUser+u), 24*time.Hour)
 		if err != nil {
 			return nil, err
 		}
@@ -436,9 +437,7 @@ func sampleAll(groups []Group) []ProcStat {
 // Idle opens every socket, waits settle for the gateway to reach a steady
 // state, and measures what the open sockets cost it.
 func (g *Generator) Idle(ctx context.Context, settle time.Duration) (Result, error) {
-	gw := Group{Name: "gateway", Pid: g.cfg.Processes.Gateway, WithKids: true}
-	before := gw.Sample()
-	gor0, _ := g.scrape()
+	probe := StartIdleProbe(g.cfg.Processes.Gateway, g.cfg.Metrics)
 	took, opened, err := g.Connect(ctx)
 	res := Result{
 		Mode: "idle", Users: g.cfg.Users, Devices: g.cfg.Devices,
@@ -456,21 +455,8 @@ func (g *Generator) Idle(ctx context.Context, settle time.Duration) (Result, err
 	case <-time.After(settle):
 	case <-ctx.Done():
 	}
-	after := gw.Sample()
 	res.Conns = g.Open()
-	res.GatewayRSS = after.RSS
-	res.GatewayRSSBase = before.RSS
-	if res.Conns > 0 && gw.Pid > 0 {
-		res.RSSPerConn = float64(after.RSS-before.RSS) / float64(res.Conns)
-		res.RSSTotalPerConn = float64(after.RSS) / float64(res.Conns)
-	}
-	if gor1, open := g.scrape(); gor1 >= 0 && res.Conns > 0 {
-		res.Goroutines = gor1
-		res.GoroutinesPerConn = float64(gor1-max(gor0, 0)) / float64(res.Conns)
-		res.ServerConns = open
-	} else {
-		res.Goroutines, res.GoroutinesPerConn, res.ServerConns = -1, -1, -1
-	}
+	probe.Finish(&res)
 	res.ConnsLost = g.connsLost.Load()
 	return res, nil
 }

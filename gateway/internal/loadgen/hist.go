@@ -84,3 +84,36 @@ func (h *Histogram) Quantile(q float64) time.Duration {
 	}
 	return h.Max()
 }
+
+// HistSnapshot is a Histogram in a form that crosses a process boundary as
+// JSON: the non-empty buckets as [index, count] pairs, and the exact max.
+type HistSnapshot struct {
+	Buckets [][2]uint64 `json:"buckets"`
+	Max     uint64      `json:"max_us"`
+}
+
+// Snapshot returns h's current content.
+func (h *Histogram) Snapshot() HistSnapshot {
+	s := HistSnapshot{Max: h.max.Load()}
+	for i := range h.counts {
+		if n := h.counts[i].Load(); n > 0 {
+			s.Buckets = append(s.Buckets, [2]uint64{uint64(i), n})
+		}
+	}
+	return s
+}
+
+// Merge adds a snapshot's durations to h, as if they had been recorded here.
+func (h *Histogram) Merge(s HistSnapshot) {
+	for _, b := range s.Buckets {
+		i := min(int(b[0]), histBuckets-1)
+		h.counts[i].Add(b[1])
+		h.total.Add(b[1])
+	}
+	for {
+		m := h.max.Load()
+		if s.Max <= m || h.max.CompareAndSwap(m, s.Max) {
+			return
+		}
+	}
+}

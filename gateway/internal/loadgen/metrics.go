@@ -10,14 +10,14 @@ import (
 
 var metricsClient = &http.Client{Timeout: 3 * time.Second}
 
-// scrape reads the gateway's Prometheus endpoint and returns the summed
+// scrapeMetrics reads the gateway's Prometheus endpoint and returns the summed
 // go_goroutines and switchboard_gateway_connections_open over every worker,
 // or -1, -1 when there is no endpoint.
-func (g *Generator) scrape() (goroutines, open int) {
-	if g.cfg.Metrics == "" {
+func scrapeMetrics(url string) (goroutines, open int) {
+	if url == "" {
 		return -1, -1
 	}
-	resp, err := metricsClient.Get(g.cfg.Metrics)
+	resp, err := metricsClient.Get(url)
 	if err != nil {
 		return -1, -1
 	}

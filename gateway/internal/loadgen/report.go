@@ -60,6 +60,9 @@ type Result struct {
 	Goroutines        int                `json:"goroutines,omitempty"`
 	GoroutinesPerConn float64            `json:"goroutines_per_conn,omitempty"`
 	ServerConns       int                `json:"server_conns,omitempty"`
+	GatewayProcs      []ProcInfo         `json:"gateway_procs,omitempty"` // idle: supervisor, then workers
+	Shards            int                `json:"loadgen_procs,omitempty"` // idle: load generator processes holding the sockets
+	LoadgenRSS        int64              `json:"loadgen_rss_bytes,omitempty"`
 	CPUPer1k          map[string]float64 `json:"cpu_s_per_1k_deliveries,omitempty"`
 	LoadgenCPUPer1k   float64            `json:"loadgen_cpu_s_per_1k_deliveries,omitempty"`
 	Pass              bool               `json:"pass"` // load: p99 < 50 ms, nothing missing, no errors, rate kept
@@ -89,6 +92,19 @@ func (r Result) WriteTable(w io.Writer) {
 			row("goroutines per conn", "%.2f (%d goroutines, %d conns seen by the gateway)", r.GoroutinesPerConn, r.Goroutines, r.ServerConns)
 		} else {
 			row("goroutines per conn", "n/a (no metrics endpoint)")
+		}
+		for i, p := range r.GatewayProcs {
+			who := "supervisor"
+			if i > 0 {
+				who = "worker"
+			}
+			row(who, "pid %d: RSS %.1f MiB, %d fds", p.Pid, mib(p.RSS), p.FDs)
+		}
+		if r.Shards > 0 {
+			row("load generator", "%d processes, RSS %.1f MiB in all", r.Shards, mib(r.LoadgenRSS))
+		}
+		if r.ConnsLost > 0 {
+			row("sockets lost while held", "%d", r.ConnsLost)
 		}
 	case "load":
 		fmt.Fprintf(w, "load: %d users x %d devices, R=%.0f sends/s, %.0f s after %.0f s warm-up\n",
@@ -148,6 +164,22 @@ func Markdown(w io.Writer, results []Result) {
 				r.Conns, r.ConnectSeconds, mib(r.GatewayRSS), r.RSSPerConn, r.RSSTotalPerConn, gor)
 		}
 		fmt.Fprintln(w)
+		for _, r := range idle {
+			if len(r.GatewayProcs) == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "Gateway processes holding %d sockets (supervisor first, then the workers):\n\n", r.Conns)
+			fmt.Fprintln(w, "| pid | RSS | open fds |")
+			fmt.Fprintln(w, "| ---: | ---: | ---: |")
+			for _, p := range r.GatewayProcs {
+				fmt.Fprintf(w, "| %d | %.1f MiB | %d |\n", p.Pid, mib(p.RSS), p.FDs)
+			}
+			fmt.Fprintln(w)
+			if r.Shards > 0 {
+				fmt.Fprintf(w, "Load generator: %d processes, %.1f MiB RSS in all; %d dials retried; %d sockets lost while held.\n\n",
+					r.Shards, mib(r.LoadgenRSS), r.DialRetries, r.ConnsLost)
+			}
+		}
 	}
 	if len(load) > 0 {
 		fmt.Fprintln(w, "| U x D | R (sends/s) | sends/s | deliveries/s | p50 | p90 | p99 | p99.9 | max | missing | dup | errors | gateway CPU s/1k | handlers-svc | nats | redis | loadgen | pass |")
