@@ -3,15 +3,19 @@
 # (Redis, NATS, handlers-svc, a 2-worker gateway) on private ports, the idle
 # test and the load runs of the performance scenario with cmd/loadgen, and a
 # Markdown report in bench/results/. Every process it starts is stopped on
-# exit. BENCH_QUICK=1 is a ~30 s smoke version.
+# exit. BENCH_QUICK=1 is a ~30 s smoke version. BENCH_SCALE=1 (`make
+# bench-scale`) is the 100,000-socket idle test alone, with as many workers
+# and load generator processes as the file limit per process requires.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH="$PATH:/usr/sbin:/usr/local/go/bin"
 
 quick="${BENCH_QUICK:-0}"
+scale="${BENCH_SCALE:-0}"
 stamp="$(date -u +%Y-%m-%d-%H%M)"
 suffix=""
 [[ $quick == 1 ]] && suffix="-quick"
+[[ $scale == 1 ]] && suffix="-scale"
 out="${BENCH_OUT:-bench/results/$stamp$suffix.md}"
 GW_PORT="${BENCH_GATEWAY_PORT:-27999}"
 METRICS_PORT="${BENCH_METRICS_PORT:-27998}"
@@ -20,7 +24,11 @@ REDIS_PORT="${BENCH_REDIS_PORT:-26379}"
 HS_PORT="${BENCH_HANDLERS_PORT:-28081}"
 WORKERS="${BENCH_WORKERS:-2}"
 
-if [[ $quick == 1 ]]; then
+if [[ $scale == 1 ]]; then
+  IDLE_USERS=50000  # 100,000 sockets
+  RATES=0 SEARCH=() SETTLE=30s GOBENCH=() USERS=0 DURATION=0 WARMUP=0
+  : "${BENCH_GO:=0}"
+elif [[ $quick == 1 ]]; then
   IDLE_USERS=1000  # 2,000 sockets
   USERS=200 RATES="500,2000" DURATION=5s WARMUP=2s SEARCH=() SETTLE=5s
   GOBENCH=(-benchtime=2000x)
@@ -50,6 +58,24 @@ esac
 # Sockets need file descriptors: as many as the hard limit allows.
 ulimit -n "$(ulimit -Hn)" || true
 echo "bench: RLIMIT_NOFILE $(ulimit -n) (hard $(ulimit -Hn))" >&2
+nofile="$(ulimit -n)"
+[[ $nofile == unlimited ]] && nofile=1048576
+idle_conns=$((IDLE_USERS * 2))
+LOADGEN_PROCS="${BENCH_LOADGEN_PROCS:-0}" # 0: loadgen splits itself as the file limit needs
+SCALE_ENV=()
+if [[ $scale == 1 ]]; then
+  # RLIMIT_NOFILE is per process: a worker holds at most nofile sockets, less
+  # its listener, NATS, Redis and metrics descriptors. SO_REUSEPORT hashes
+  # each connection to a worker, so the busiest gets a few hundred over the
+  # mean at 100,000: give each worker a budget 3,000 under the limit, cap it
+  # 1,000 under (GATEWAY_MAX_CONNS answers 503 beyond, which loadgen retries,
+  # instead of the worker failing accept with EMFILE), and add workers.
+  budget=$((nofile - 3000))
+  ((budget > 1000)) || { echo "bench: RLIMIT_NOFILE $nofile is too low for the scale test" >&2; exit 1; }
+  WORKERS="${BENCH_WORKERS:-$(( (idle_conns + budget - 1) / budget > 2 ? (idle_conns + budget - 1) / budget : 2 ))}"
+  SCALE_ENV=(GATEWAY_MAX_CONNS="${BENCH_MAX_CONNS:-$((nofile - 1000))}")
+  echo "bench: scale test, $idle_conns sockets: $WORKERS workers, ${SCALE_ENV[*]}" >&2
+fi
 
 # BENCH_PPROF=DIR: a gateway built with -tags pprof; heap profiles of the
 # workers while the idle sockets are held, CPU profiles of the first load run.
@@ -123,7 +149,7 @@ HANDLERS_ADDR="127.0.0.1:$HS_PORT" ./bin/handlers-svc 2>"$work/handlers.log" &
 pids+=($!); hs_pid=$!
 wait_for handlers-svc curl -fs -m 1 -o /dev/null "http://127.0.0.1:$HS_PORT/readyz"
 GATEWAY_PPROF_PORT="$PPROF_PORT" GATEWAY_DEV=1 GATEWAY_ADDR="127.0.0.1:$GW_PORT" GATEWAY_WORKERS="$WORKERS" \
-  GATEWAY_METRICS_ADDR="127.0.0.1:$METRICS_PORT" env ${BENCH_GATEWAY_ENV:-} ./bin/gateway 2>"$work/gateway.log" &
+  GATEWAY_METRICS_ADDR="127.0.0.1:$METRICS_PORT" env "${SCALE_ENV[@]}" ${BENCH_GATEWAY_ENV:-} ./bin/gateway 2>"$work/gateway.log" &
 pids+=($!); gw_pid=$!
 # Both workers ready: /readyz names the worker that answered.
 declare -A ready=()
@@ -140,7 +166,7 @@ lg=(./bin/loadgen -url "ws://127.0.0.1:$GW_PORT/socket" -json "$jsonl"
   -metrics "http://127.0.0.1:$METRICS_PORT/metrics")
 
 if ((IDLE_USERS > 0)); then
-  echo "bench: idle test, $((IDLE_USERS * 2)) sockets" >&2
+  echo "bench: idle test, $idle_conns sockets" >&2
   hold=()
   if [[ -n $PPROF_DIR ]]; then
     hold=(-hold 6s)
@@ -151,7 +177,7 @@ if ((IDLE_USERS > 0)); then
         curl -fs -o "$PPROF_DIR/memstats-idle-w$w.txt" "http://127.0.0.1:$((PPROF_PORT + w))/debug/pprof/heap?debug=1" || true
       done) &
   fi
-  "${lg[@]}" -mode idle -users "$IDLE_USERS" -devices 2 -settle "${BENCH_SETTLE:-$SETTLE}" "${hold[@]}"
+  "${lg[@]}" -mode idle -users "$IDLE_USERS" -devices 2 -settle "${BENCH_SETTLE:-$SETTLE}" -procs "$LOADGEN_PROCS" "${hold[@]}"
   sleep 3 # the gateway closes those sockets
 fi
 if [[ $RATES != 0 ]]; then
@@ -168,22 +194,34 @@ fi
 
 mkdir -p "$(dirname "$out")"
 {
-  echo "# switchboard benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')${suffix:+ (quick smoke run)}"
+  case $suffix in
+    -quick) what=" (quick smoke run)" ;;
+    -scale) what=": $idle_conns idle connections" ;;
+    *) what="" ;;
+  esac
+  echo "# switchboard benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')$what"
   echo
   echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(uname -sr)"
   echo "- $(go version | cut -d' ' -f3-), redis $(redis-server --version | sed -n 's/.*v=\([0-9.]*\).*/\1/p'), $(nats-server --version 2>&1 | head -1)"
   echo "- stack: gateway with $WORKERS workers, handlers-svc, NATS and Redis, and the load generator, all on this machine; LOG_LEVEL=$LOG_LEVEL"
   echo "- load average (1, 5, 15 min) at the start: $load_start; at the end, the runs' own load included: $(cut -d' ' -f1-3 /proc/loadavg)"
+  if [[ $scale == 1 ]]; then
+    budget=$((nofile - 3000))
+    echo "- file limit: RLIMIT_NOFILE is $nofile per process (hard $(ulimit -Hn), not raisable here; fs.nr_open $(cat /proc/sys/fs/nr_open)), so one process holds at most ~$((nofile - 1000)) sockets: for $idle_conns the gateway ran $WORKERS workers (ceil($idle_conns / ($nofile - 3,000 headroom for NATS, Redis, metrics and the SO_REUSEPORT imbalance))), each capped at ${SCALE_ENV[*]#GATEWAY_MAX_CONNS=} sockets (GATEWAY_MAX_CONNS, a no-op where that setting does not exist), and loadgen held the sockets in several processes (see below) and summed their reports"
+    echo "- source addresses: loadgen dials from $(( idle_conns / 10000 + 1 > 8 ? idle_conns / 10000 + 1 : 8 )) loopback addresses 127.0.0.1.. x ports $(tr '\t' '-' </proc/sys/net/ipv4/ip_local_port_range) ($(awk '{print $2 - $1 + 1}' /proc/sys/net/ipv4/ip_local_port_range) each) to one server address; conntrack table max $(cat /proc/sys/net/netfilter/nf_conntrack_max 2>/dev/null || echo n/a)"
+  fi
   echo "- scenario: U users in pairs, D sockets each spread over the workers, open-loop sendMessage at R/s, latency from the scheduled send time to each of the 2*D deliveries"
   echo
   ./bin/loadgen table "$jsonl"
-  echo
-  echo "<details><summary>Go micro benchmarks</summary>"
-  echo
-  echo '```'
-  cat "$gobench"
-  echo '```'
-  echo "</details>"
+  if [[ -s $gobench ]]; then
+    echo
+    echo "<details><summary>Go micro benchmarks</summary>"
+    echo
+    echo '```'
+    cat "$gobench"
+    echo '```'
+    echo "</details>"
+  fi
   echo
   echo "<details><summary>raw JSON lines</summary>"
   echo
