@@ -37,6 +37,12 @@ type Config struct {
 	// doubles with each crash and resets once a worker has run StableAfter
 	// (30s).
 	MinBackoff, MaxBackoff, StableAfter time.Duration
+	// CrashLoopAfter is how many crashes in a row, each within StableAfter
+	// of its start, make a crash loop (5). A crash-looping worker is not
+	// given up: it keeps being restarted, but no faster than every
+	// MaxBackoff, and the loop is logged once, at error level, until the
+	// worker runs stably again.
+	CrashLoopAfter int
 }
 
 // Supervisor keeps Config.Workers worker processes running.
@@ -63,6 +69,9 @@ func New(cfg Config, start StartFunc, log *zap.Logger) *Supervisor {
 	}
 	if cfg.StopTimeout <= 0 {
 		cfg.StopTimeout = 15 * time.Second
+	}
+	if cfg.CrashLoopAfter <= 0 {
+		cfg.CrashLoopAfter = 5
 	}
 	return &Supervisor{cfg: cfg, start: start, log: log}
 }
@@ -166,6 +175,11 @@ func (s *Supervisor) keep(ctx context.Context, index int, ln *net.TCPListener) {
 			s.mu.Unlock()
 			log.Error("worker exited, restarting", zap.Int("pid", p.Pid()), zap.Error(errOrExit(err)),
 				zap.Duration("ran", time.Since(started)), zap.Duration("backoff", backoff), zap.Int("crashes_in_a_row", crashes))
+			if crashes == s.cfg.CrashLoopAfter {
+				log.Error("worker is crash looping: restarting it no faster than every max_backoff until it runs stably",
+					zap.Int("crashes_in_a_row", crashes), zap.Duration("max_backoff", s.cfg.MaxBackoff),
+					zap.Duration("stable_after", s.cfg.StableAfter))
+			}
 			if !sleep(ctx, backoff) {
 				return
 			}

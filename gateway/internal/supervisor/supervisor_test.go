@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/switchboard/switchboard/gateway/internal/testkit"
 )
@@ -626,5 +627,75 @@ func TestRunFailureStopsStartedWorkers(t *testing.T) {
 	if err := goleak.Find(); err != nil {
 		t.Errorf("BUG: after Run returned, %d keep goroutines still run and %d workers were started and never stopped",
 			strings.Count(err.Error(), "supervisor.(*Supervisor).keep("), len(st.all()))
+	}
+}
+
+// TestWorkerCrashLoopIsCappedAndLoggedOnce: a worker that dies as soon as it
+// starts is restarted ever more slowly, never faster than MaxBackoff once
+// the back-off has grown; the crash loop is logged once, not per crash; and
+// the other worker is never signalled or restarted.
+func TestWorkerCrashLoopIsCappedAndLoggedOnce(t *testing.T) {
+	const minB, maxB = 5 * time.Millisecond, 40 * time.Millisecond
+	st := newStarter()
+	var mu sync.Mutex
+	st.configure = func(p *proc) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if p.index == 1 {
+			p.exit(errors.New("exit status 2"))
+		}
+		return nil
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	sup := New(Config{Addr: "127.0.0.1:0", Workers: 2, MinBackoff: minB, MaxBackoff: maxB,
+		StableAfter: time.Hour, CrashLoopAfter: 4}, st.start, zap.New(core))
+	done := make(chan error, 1)
+	go func() { done <- sup.Run(ctx) }()
+
+	var healthy *proc
+	var crashStarts []time.Time
+	for len(crashStarts) < 12 || healthy == nil {
+		p := st.next(t)
+		if p.index == 0 {
+			if healthy != nil {
+				t.Fatalf("worker 0 was started twice")
+			}
+			healthy = p
+			continue
+		}
+		crashStarts = append(crashStarts, p.started)
+	}
+	cancel()
+	for _, p := range st.all() {
+		p.exit(errors.New("test ended"))
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// From the 5th restart on, the back-off is at its cap: 40ms at least
+	// between starts (it would be below 40ms only if uncapped from below,
+	// i.e. if the loop restarted at once).
+	for i := 5; i < len(crashStarts); i++ {
+		if gap := crashStarts[i].Sub(crashStarts[i-1]); gap < maxB {
+			t.Errorf("restart %d came %s after the previous one, want at least MaxBackoff %s", i, gap, maxB)
+		}
+	}
+	if n := logs.FilterMessageSnippet("crash looping").Len(); n != 1 {
+		t.Errorf("crash loop logged %d times over %d crashes, want once", n, len(crashStarts))
+	}
+	loop := logs.FilterMessageSnippet("crash looping").All()
+	if len(loop) == 1 {
+		if w, ok := loop[0].ContextMap()["worker"]; !ok || w != int64(1) {
+			t.Errorf("crash loop line names worker %v, want 1", w)
+		}
+	}
+	if healthy == nil {
+		t.Fatal("worker 0 never started")
+	}
+	for _, sig := range healthy.sigs() {
+		if sig != syscall.SIGTERM { // the SIGTERM of the shutdown is expected
+			t.Errorf("healthy worker 0 got %v during worker 1's crash loop", sig)
+		}
 	}
 }
