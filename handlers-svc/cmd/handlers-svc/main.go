@@ -146,7 +146,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 
 	mux := event.NewMux()
 	evLog := log.Named("event")
-	handlers.Register(mux, redisdispatch.New(rdb))
+	handlers.Register(mux, redisdispatch.New(rdb).LogOutages(log.Named("redis")))
 	// Registered first, so the metrics know every event name; outermost,
 	// so a recovered panic is counted as the handler_error it becomes.
 	reg := metrics.New(mux.Events())

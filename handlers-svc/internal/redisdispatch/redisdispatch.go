@@ -8,8 +8,10 @@ package redisdispatch
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/proto"
@@ -17,7 +19,9 @@ import (
 
 // Dispatcher publishes dispatch messages on proto.Channel.
 type Dispatcher struct {
-	rdb redis.UniversalClient
+	rdb  redis.UniversalClient
+	log  *zap.Logger // nil: outages are not logged here
+	down atomic.Bool // the last publish failed to reach Redis
 }
 
 var (
@@ -28,6 +32,30 @@ var (
 // New returns a Dispatcher that publishes with rdb. The caller owns rdb and
 // closes it after the last dispatch.
 func New(rdb redis.UniversalClient) *Dispatcher { return &Dispatcher{rdb: rdb} }
+
+// LogOutages makes d log when Redis stops taking its dispatches and when it
+// takes them again, once per change rather than once per failed dispatch
+// (each of those still returns unavailable to its handler). It returns d.
+func (d *Dispatcher) LogOutages(log *zap.Logger) *Dispatcher {
+	d.log = log
+	return d
+}
+
+// observe records the outcome of one publish and logs a change of state.
+func (d *Dispatcher) observe(ctx context.Context, err error) error {
+	err = publishError(ctx, err)
+	switch {
+	case err == nil:
+		if d.down.Swap(false) && d.log != nil {
+			d.log.Info("redis reachable again: dispatches resume")
+		}
+	case ctx.Err() == nil: // unavailable, not the handler running out of time
+		if !d.down.Swap(true) && d.log != nil {
+			d.log.Error("redis unreachable: dispatches fail with unavailable until it is back", zap.Error(err))
+		}
+	}
+	return err
+}
 
 // ToUsers publishes the event for every device of each of users.
 func (d *Dispatcher) ToUsers(ctx context.Context, users []string, name string, args any) error {
@@ -82,7 +110,7 @@ func (d *Dispatcher) Batch(ctx context.Context, fn func(event.Dispatcher) error)
 		}
 		return nil
 	})
-	return publishError(ctx, err)
+	return d.observe(ctx, err)
 }
 
 // batch collects encoded dispatches for Batch. It is used by one handler
@@ -144,7 +172,7 @@ func encode(msg *proto.Dispatch, args any) ([]byte, error) {
 
 // publish sends body on proto.Channel using ctx.
 func (d *Dispatcher) publish(ctx context.Context, body []byte) error {
-	return publishError(ctx, d.rdb.Publish(ctx, proto.Channel, body).Err())
+	return d.observe(ctx, d.rdb.Publish(ctx, proto.Channel, body).Err())
 }
 
 // publishError turns a failure to reach Redis into an *event.Error with

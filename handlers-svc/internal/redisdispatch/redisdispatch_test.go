@@ -9,6 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/handlers-svc/internal/redisdispatch"
@@ -233,5 +235,45 @@ func TestBatchRedisDown(t *testing.T) {
 	var e *event.Error
 	if !errors.As(err, &e) || e.Code != proto.CodeUnavailable {
 		t.Fatalf("Batch with Redis down = %v, want unavailable", err)
+	}
+}
+
+// TestRedisOutageLoggedOnce: while Redis is down every dispatch fails with
+// unavailable, but the outage is logged once, and so is the recovery.
+func TestRedisOutageLoggedOnce(t *testing.T) {
+	srv := testserver.StartRedis(t, 0)
+	core, logs := observer.New(zap.InfoLevel)
+	d := redisdispatch.New(newClient(t, srv.Addr)).LogOutages(zap.New(core))
+	ctx := context.Background()
+	if err := d.Broadcast(ctx, "e", nil); err != nil {
+		t.Fatalf("before stop: %v", err)
+	}
+	port := srv.Port
+	srv.Stop()
+	for range 5 {
+		if w := event.WireError(d.Broadcast(ctx, "e", nil)); w.Code != proto.CodeUnavailable {
+			t.Fatalf("while down: code %s, want unavailable", w.Code)
+		}
+	}
+	testserver.StartRedis(t, port)
+	// go-redis's pool, after as many failed dials as its size, fails at
+	// once for up to a second while it probes the server in the background.
+	deadline := time.Now().Add(10 * time.Second)
+	for d.Broadcast(ctx, "e", nil) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("dispatches still fail 10s after Redis is back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for range 3 {
+		if err := d.Broadcast(ctx, "e", nil); err != nil {
+			t.Fatalf("after restart: %v", err)
+		}
+	}
+	if n := logs.FilterMessageSnippet("redis unreachable").Len(); n != 1 {
+		t.Errorf("outage logged %d times for 5 failed dispatches, want once", n)
+	}
+	if n := logs.FilterMessageSnippet("redis reachable again").Len(); n != 1 {
+		t.Errorf("recovery logged %d times, want once", n)
 	}
 }
