@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/gateway/internal/auth"
@@ -58,7 +59,12 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	defer func() { _ = log.Sync() }()
 
 	if cfg.WorkerIndex >= 0 {
-		return runWorker(ctx, cfg, log.With(zap.Int("worker", cfg.WorkerIndex), zap.Int("pid", os.Getpid())))
+		wlog := log.With(zap.Int("worker", cfg.WorkerIndex), zap.Int("pid", os.Getpid()))
+		// go-redis logs through a process-wide logger (dial failures of its
+		// pool, on every retry while Redis is down). The fan-out logs an
+		// outage once itself, so go-redis's lines go to zap at debug level.
+		redis.SetLogger(redisLogger{log: wlog.Named("go-redis")})
+		return runWorker(ctx, cfg, wlog)
 	}
 	if cfg.Dev {
 		log.Warn("dev mode: GET /dev/token mints tokens, any Origin is allowed, and unless GATEWAY_JWT_SECRET is set the secret is public")
@@ -160,4 +166,13 @@ func mintToken(args []string, stdout io.Writer) error {
 	}
 	_, err = fmt.Fprintln(stdout, tok)
 	return err
+}
+
+// redisLogger writes go-redis's own log lines at debug level, as JSON.
+type redisLogger struct{ log *zap.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	if ce := l.log.Check(zap.DebugLevel, "go-redis"); ce != nil {
+		ce.Write(zap.String("detail", fmt.Sprintf(format, v...)))
+	}
 }

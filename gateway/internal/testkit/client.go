@@ -143,6 +143,40 @@ func (c *Client) Expect(timeout time.Duration, what string, match func(proto.Fra
 	}
 }
 
+// TryExpect is Expect that reports false instead of failing the test when
+// no frame matches within timeout or the socket closes first.
+func (c *Client) TryExpect(timeout time.Duration, match func(proto.Frame) bool) (proto.Frame, bool) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		for i, f := range c.frames {
+			if match(f) {
+				c.frames = append(c.frames[:i:i], c.frames[i+1:]...)
+				c.mu.Unlock()
+				return f, true
+			}
+		}
+		closed := c.closed
+		c.mu.Unlock()
+		if closed {
+			return proto.Frame{}, false
+		}
+		select {
+		case <-c.arrived:
+		case <-deadline.C:
+			return proto.Frame{}, false
+		}
+	}
+}
+
+// Closed reports whether the socket has ended, and how.
+func (c *Client) Closed() (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed, c.closeEr
+}
+
 // ExpectEvent waits for a frame of event.
 func (c *Client) ExpectEvent(timeout time.Duration, event string) proto.Frame {
 	c.t.Helper()

@@ -1,0 +1,177 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/gateway/internal/testkit"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// recoveryBound is how long a test waits for service to come back after a
+// dependency returns. The promise is 5s; the bound is generous for a loaded
+// machine, and the time measured is logged.
+const recoveryBound = 30 * time.Second
+
+// errorCode returns the code of an error frame, or "" for any other frame.
+func errorCode(f proto.Frame) string {
+	if f.Event != proto.EventError {
+		return ""
+	}
+	var e proto.Error
+	_ = json.Unmarshal(f.Args, &e)
+	return e.Code
+}
+
+// expectUnavailable sends a sendMessage that must dispatch and checks that
+// the answer is unavailable: not an ack (a false success), not timeout (a
+// hang until the handler's deadline).
+func expectUnavailable(t *testing.T, c *testkit.Client, ref string) {
+	t.Helper()
+	c.Send("sendMessage", map[string]any{"to": "alice", "text": "while down"}, ref)
+	f := c.ExpectRef(wait+5*time.Second, ref)
+	if code := errorCode(f); code != proto.CodeUnavailable {
+		t.Fatalf("%s: got %s %s, want error unavailable", ref, f.Event, f.Args)
+	}
+}
+
+// awaitDeliveries sends messages from from to alice until one is acked and
+// reaches every one of to, and returns how long that took.
+func awaitDeliveries(t *testing.T, from *testkit.Client, to []*testkit.Client) time.Duration {
+	t.Helper()
+	start := time.Now()
+	i := 0
+	testkit.Eventually(t, recoveryBound, "deliveries resume on every worker", func() bool {
+		i++
+		ref, text := fmt.Sprintf("resume-%d", i), fmt.Sprintf("resume %d", i)
+		from.Send("sendMessage", map[string]any{"to": "alice", "text": text}, ref)
+		if f := from.ExpectRef(wait+5*time.Second, ref); f.Event != proto.EventAck {
+			return false
+		}
+		for _, c := range to {
+			_, ok := c.TryExpect(2*time.Second, func(f proto.Frame) bool {
+				return f.Event == "message" && decodeMessage(t, f).Text == text
+			})
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+	return time.Since(start)
+}
+
+// assertOpen fails unless every client's socket is still open.
+func assertOpen(t *testing.T, clients ...*testkit.Client) {
+	t.Helper()
+	for _, c := range clients {
+		if closed, err := c.Closed(); closed {
+			t.Fatalf("%s's socket on worker %d was closed: %v", c.User, c.Worker, err)
+		}
+	}
+}
+
+// assertLoggedOnce checks that each worker logged msg exactly once.
+func assertLoggedOncePerWorker(t *testing.T, s *testkit.Stack, msg string) {
+	t.Helper()
+	for w := range s.Workers {
+		if n := testkit.CountLogs(s.Gateway.Logs(), msg, map[string]any{"worker": w}); n != 1 {
+			t.Errorf("worker %d logged %q %d times, want once", w, msg, n)
+		}
+	}
+}
+
+// TestRedisDownAndBack: Redis is killed and restarted on its port. Sockets
+// stay open; sendMessage, which dispatches, answers unavailable; every
+// worker resubscribes and handlers-svc publishes again by themselves, and
+// the loss and the recovery are each logged once.
+func TestRedisDownAndBack(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2})
+	a0, a1 := s.DialOn("alice", 0), s.DialOn("alice", 1)
+	bob := s.Dial("bob")
+	pids := s.WorkerPids()
+	awaitDeliveries(t, bob, []*testkit.Client{a0, a1})
+
+	s.Redis.Stop()
+	for i := range 3 {
+		expectUnavailable(t, bob, fmt.Sprintf("down-%d", i))
+	}
+	// Every worker notices its subscription is gone (its /readyz says so).
+	testkit.Eventually(t, recoveryBound, "every worker has lost its Redis subscription", func() bool {
+		for w := range s.Workers {
+			if testkit.CountLogs(s.Gateway.Logs(), "redis subscription lost", map[string]any{"worker": w}) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	assertOpen(t, a0, a1, bob)
+
+	s.Redis.Start()
+	took := awaitDeliveries(t, bob, []*testkit.Client{a0, a1})
+	t.Logf("Redis back -> deliveries on every worker resumed after %s", took)
+
+	assertOpen(t, a0, a1, bob)
+	if got := s.WorkerPids(); got[0] != pids[0] || got[1] != pids[1] {
+		t.Fatalf("worker pids %v, were %v: a worker restarted", got, pids)
+	}
+	assertLoggedOncePerWorker(t, s, "redis subscription lost")
+	assertLoggedOncePerWorker(t, s, "redis subscription restored")
+	hl := s.Handlers.Logs()
+	if n := testkit.CountLogs(hl, "redis unreachable", nil); n != 1 {
+		t.Errorf("handlers-svc logged the Redis outage %d times, want once", n)
+	}
+	if n := testkit.CountLogs(hl, "redis reachable again", nil); n != 1 {
+		t.Errorf("handlers-svc logged the Redis recovery %d times, want once", n)
+	}
+}
+
+// TestNATSDownAndBack: the NATS server is shut down and started again on
+// its port. Sockets stay open; every envelope answers unavailable at once;
+// the workers and handlers-svc reconnect and resubscribe by themselves, and
+// each logs the loss and the recovery once.
+func TestNATSDownAndBack(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2})
+	a0, a1 := s.DialOn("alice", 0), s.DialOn("alice", 1)
+	b0, b1 := s.DialOn("bob", 0), s.DialOn("bob", 1)
+	pids := s.WorkerPids()
+	awaitDeliveries(t, b0, []*testkit.Client{a0, a1})
+
+	s.NATS.Stop()
+	testkit.Eventually(t, recoveryBound, "every worker has seen NATS go", func() bool {
+		for w := range s.Workers {
+			if testkit.CountLogs(s.Gateway.Logs(), "nats disconnected", map[string]any{"worker": w}) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for i, c := range []*testkit.Client{b0, b1} {
+		expectUnavailable(t, c, fmt.Sprintf("down-%d", i))
+	}
+	assertOpen(t, a0, a1, b0, b1)
+
+	s.NATS.Start()
+	took := awaitDeliveries(t, b0, []*testkit.Client{a0, a1})
+	t.Logf("NATS back -> requests acked and delivered on every worker after %s", took)
+	// The other worker's requests flow again too.
+	b1.Send("sendMessage", map[string]any{"text": "from worker 1"}, "w1")
+	if f := b1.ExpectRef(wait, "w1"); f.Event != proto.EventAck {
+		t.Fatalf("worker 1 after NATS is back: got %s %s", f.Event, f.Args)
+	}
+
+	assertOpen(t, a0, a1, b0, b1)
+	if got := s.WorkerPids(); got[0] != pids[0] || got[1] != pids[1] {
+		t.Fatalf("worker pids %v, were %v: a worker restarted", got, pids)
+	}
+	assertLoggedOncePerWorker(t, s, "nats disconnected")
+	assertLoggedOncePerWorker(t, s, "nats reconnected")
+	hl := s.Handlers.Logs()
+	for _, msg := range []string{"disconnected", "reconnected"} {
+		if n := testkit.CountLogs(hl, msg, map[string]any{"logger": "handlers-svc.nats"}); n != 1 {
+			t.Errorf("handlers-svc logged %q %d times, want once", msg, n)
+		}
+	}
+}
