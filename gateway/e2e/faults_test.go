@@ -2,13 +2,17 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/switchboard/switchboard/gateway/internal/testkit"
+	"github.com/switchboard/switchboard/gateway/internal/worker"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -25,6 +29,7 @@ func TestWorkerKilledIsRestarted(t *testing.T) {
 	if victim == 0 || pids[0] == 0 {
 		t.Fatalf("worker pids %v", pids)
 	}
+	killed := time.Now()
 	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -42,6 +47,7 @@ func TestWorkerKilledIsRestarted(t *testing.T) {
 	})
 	s.WaitReady()
 	again := s.DialOn("alice", 1)
+	t.Logf("worker SIGKILL -> restarted and accepting sockets after %s", time.Since(killed))
 	bob.Send("sendMessage", map[string]any{"to": "alice", "text": "welcome back"}, "k2")
 	bob.ExpectRef(wait, "k2")
 	for _, c := range []*testkit.Client{a0, again} {
@@ -108,5 +114,38 @@ func TestGracefulShutdownClosesWith1001(t *testing.T) {
 	}
 	if logs := s.Gateway.Logs(); strings.Contains(logs, "did not stop in time") {
 		t.Fatal("a worker had to be killed at shutdown")
+	}
+}
+
+// TestConnectionPanicClosesOnlyThatSocket injects a panic into one socket's
+// frame handling (the test-only SWITCHBOARD_TEST_PANIC_EVENT): that socket
+// is closed with 1011, the worker keeps running with the same pid, and the
+// other sockets, on the same worker too, are untouched.
+func TestConnectionPanicClosesOnlyThatSocket(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{worker.PanicEventEnv + "=explode"}})
+	victim := s.DialOn("mallory", 0)
+	same, other := s.DialOn("alice", 0), s.DialOn("alice", 1)
+	pids := s.WorkerPids()
+
+	victim.Send("explode", nil, "p1")
+	err := victim.WaitClosed(wait)
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseInternalServerErr {
+		t.Fatalf("victim closed with %v, want 1011", err)
+	}
+	bob := s.DialOn("bob", 0)
+	bob.Send("sendMessage", map[string]any{"to": "alice", "text": "after the panic"}, "b1")
+	if f := bob.ExpectRef(wait, "b1"); f.Event != proto.EventAck {
+		t.Fatalf("got %s %s, want ack", f.Event, f.Args)
+	}
+	for _, c := range []*testkit.Client{same, other} {
+		c.ExpectEvent(wait, "message")
+	}
+	assertOpen(t, same, other)
+	if got := s.WorkerPids(); got[0] != pids[0] || got[1] != pids[1] {
+		t.Fatalf("worker pids %v, were %v", got, pids)
+	}
+	if n := testkit.CountLogs(s.Gateway.Logs(), "panic handling a frame", map[string]any{"worker": 0, "user": "mallory", "conn": victim.Conn}); n != 1 {
+		t.Fatalf("the panic was logged %d times with its user and conn, want once", n)
 	}
 }

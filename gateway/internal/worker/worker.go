@@ -53,6 +53,8 @@ type Worker struct {
 	fwd *forward.Forwarder
 	sub *fanout.Subscriber
 
+	panicEvent string // test-only fault injection, see PanicEventEnv
+
 	conns    sync.WaitGroup // sockets whose read loop runs
 	started  atomic.Bool    // NATS and the Redis subscription have been up
 	mu       sync.Mutex
@@ -356,7 +358,7 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 
 func (w *Worker) readSocket(c *ws.Conn) {
 	defer w.conns.Done()
-	c.ReadLoop(w.fwd, w.cfg.MaxFrame)
+	c.ReadLoop(w.frameHandler(), w.cfg.MaxFrame)
 	w.hub.Remove(c)
 	code, reason := c.CloseCode()
 	why := w.metrics.ConnClosed(code, reason)
