@@ -15,6 +15,9 @@ const (
 const (
 	CodeUnauthorized    = "unauthorized"     // HTTP 401: no token, bad signature, expired, no sub
 	CodeForbiddenOrigin = "forbidden_origin" // HTTP 403: Origin not allowed
+	// CodeTooManyConnections is an extension: HTTP 429, the user already
+	// has the most sockets a worker allows one user.
+	CodeTooManyConnections = "too_many_connections"
 )
 
 // WebSocket close codes the gateway uses (RFC 6455 section 7.4.1).

@@ -42,6 +42,8 @@ type Config struct {
 	RateCloseAfter  int           // GATEWAY_RATE_CLOSE_AFTER: refusals within 10s that close the socket; 0 = never
 	ShutdownTimeout time.Duration // GATEWAY_SHUTDOWN_TIMEOUT: graceful stop deadline
 	MetricsAddr     string        // GATEWAY_METRICS_ADDR: the supervisor's /metrics; "" (set as "off") = none
+	MaxConns        int           // GATEWAY_MAX_CONNS: sockets per worker; 0 = unlimited
+	MaxConnsPerUser int           // GATEWAY_MAX_CONNS_PER_USER: sockets of one user per worker; 0 = unlimited
 
 	// Set by the supervisor in each worker's environment; not settings, so
 	// neither flags nor in Environ.
@@ -75,6 +77,8 @@ func Default() Config {
 		RateBurst:       100,
 		RateCloseAfter:  50,
 		ShutdownTimeout: 10 * time.Second,
+		MaxConns:        50000,
+		MaxConnsPerUser: 64,
 		// Next to the client port, and away from 9090 (Prometheus itself)
 		// and the 9100-9999 range its exporters have allocated.
 		MetricsAddr: ":7998",
@@ -176,6 +180,8 @@ func (c *Config) settings(origins *string) []setting {
 		{"GATEWAY_RATE_CLOSE_AFTER", (*intValue)(&c.RateCloseAfter)},
 		{"GATEWAY_SHUTDOWN_TIMEOUT", (*durationValue)(&c.ShutdownTimeout)},
 		{"GATEWAY_METRICS_ADDR", (*offValue)(&c.MetricsAddr)},
+		{"GATEWAY_MAX_CONNS", (*intValue)(&c.MaxConns)},
+		{"GATEWAY_MAX_CONNS_PER_USER", (*intValue)(&c.MaxConnsPerUser)},
 	}
 }
 
@@ -218,6 +224,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("GATEWAY_SHUTDOWN_TIMEOUT must be positive"))
+	}
+	if c.MaxConns < 0 || c.MaxConnsPerUser < 0 {
+		errs = append(errs, errors.New("GATEWAY_MAX_CONNS and GATEWAY_MAX_CONNS_PER_USER must not be negative (0 = unlimited)"))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

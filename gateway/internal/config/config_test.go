@@ -33,6 +33,9 @@ func TestDefaultIsTheContract(t *testing.T) {
 		{"AllowedOrigins", c.AllowedOrigins, []string(nil)},
 		{"Dev", c.Dev, false},
 		{"LogLevel", c.LogLevel, "info"},
+		// Extensions.
+		{"MaxConns", c.MaxConns, 50000},
+		{"MaxConnsPerUser", c.MaxConnsPerUser, 64},
 	}
 	for _, ch := range checks {
 		if !reflect.DeepEqual(ch.got, ch.want) {
@@ -79,6 +82,8 @@ func TestEnvOverrides(t *testing.T) {
 		{"GATEWAY_SEND_QUEUE_BYTES", "4096", func(c config.Config) any { return c.SendQueueBytes }, 4096},
 		{"GATEWAY_MAX_INFLIGHT", "2", func(c config.Config) any { return c.MaxInFlight }, 2},
 		{"GATEWAY_SHUTDOWN_TIMEOUT", "3s", func(c config.Config) any { return c.ShutdownTimeout }, 3 * time.Second},
+		{"GATEWAY_MAX_CONNS", "0", func(c config.Config) any { return c.MaxConns }, 0},
+		{"GATEWAY_MAX_CONNS_PER_USER", "3", func(c config.Config) any { return c.MaxConnsPerUser }, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env+"="+tt.value, func(t *testing.T) {
@@ -219,6 +224,8 @@ func TestLoadErrors(t *testing.T) {
 		{"timeout negative", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_HANDLER_TIMEOUT": "-1s"}, nil, "GATEWAY_HANDLER_TIMEOUT"},
 		{"bad duration flag", map[string]string{"GATEWAY_JWT_SECRET": "s"}, []string{"-gateway-handler-timeout", "x"}, "gateway-handler-timeout"},
 		{"shutdown timeout zero", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_SHUTDOWN_TIMEOUT": "0s"}, nil, "GATEWAY_SHUTDOWN_TIMEOUT"},
+		{"negative max conns", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_MAX_CONNS": "-1"}, nil, "GATEWAY_MAX_CONNS"},
+		{"negative max conns per user", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_MAX_CONNS_PER_USER": "-1"}, nil, "GATEWAY_MAX_CONNS_PER_USER"},
 		{"bad log level", map[string]string{"GATEWAY_JWT_SECRET": "s", "LOG_LEVEL": "verbose"}, nil, "LOG_LEVEL"},
 		{"upper-case log level", map[string]string{"GATEWAY_JWT_SECRET": "s", "LOG_LEVEL": "INFO"}, nil, "LOG_LEVEL"},
 		{"max frame tiny", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_MAX_FRAME": "10"}, nil, "GATEWAY_MAX_FRAME"},

@@ -32,14 +32,26 @@ type Client struct {
 // waits for the connected frame.
 func Dial(t testing.TB, url, token string) *Client {
 	t.Helper()
-	h := http.Header{"Authorization": {"Bearer " + token}}
-	wsc, resp, err := websocket.DefaultDialer.Dial(url, h)
+	c, resp, err := TryDial(t, url, token)
 	if err != nil {
 		status := 0
 		if resp != nil {
 			status = resp.StatusCode
 		}
 		t.Fatalf("dial %s: %v (HTTP %d)", url, err, status)
+	}
+	return c
+}
+
+// TryDial is Dial that returns a refused upgrade's response and error
+// instead of failing the test; once the upgrade succeeds, it waits for the
+// connected frame like Dial.
+func TryDial(t testing.TB, url, token string) (*Client, *http.Response, error) {
+	t.Helper()
+	h := http.Header{"Authorization": {"Bearer " + token}}
+	wsc, resp, err := websocket.DefaultDialer.Dial(url, h)
+	if err != nil {
+		return nil, resp, err
 	}
 	c := &Client{t: t, ws: wsc, arrived: make(chan struct{}, 1)}
 	go c.read()
@@ -50,7 +62,7 @@ func Dial(t testing.TB, url, token string) *Client {
 		t.Fatalf("connected args %s: %v", f.Args, err)
 	}
 	c.User, c.Conn, c.Worker = f.ID, args.Conn, args.Worker
-	return c
+	return c, resp, nil
 }
 
 func (c *Client) read() {

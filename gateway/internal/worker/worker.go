@@ -59,6 +59,7 @@ type Worker struct {
 	started  atomic.Bool    // NATS and the Redis subscription have been up
 	mu       sync.Mutex
 	draining bool
+	counts   socketCounts // sockets per worker and per user, for the caps
 }
 
 // New returns a Worker with the given 0-based index.
@@ -321,8 +322,11 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	}
 	w.mu.Lock()
 	draining := w.draining
+	var capped *refusal
 	if !draining {
-		w.conns.Add(1)
+		if capped = w.reserveSocket(user); capped == nil {
+			w.conns.Add(1)
+		}
 	}
 	w.mu.Unlock()
 	if draining {
@@ -330,8 +334,15 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 		writeError(rw, http.StatusServiceUnavailable, proto.CodeUnavailable, "gateway is shutting down")
 		return
 	}
+	if capped != nil {
+		w.log.Debug("upgrade refused: socket limit", zap.String("user", user), zap.String("code", capped.err.Code),
+			zap.Int("status", capped.status))
+		writeError(rw, capped.status, capped.err.Code, capped.err.Message)
+		return
+	}
 	wsc, err := w.upgrader.Upgrade(rw, r, nil)
 	if err != nil {
+		w.releaseSocket(user)
 		w.conns.Done()
 		refused(metrics.RefusedUpgrade)
 		http.Error(rw, "websocket upgrade failed", http.StatusBadRequest)
@@ -360,6 +371,7 @@ func (w *Worker) readSocket(c *ws.Conn) {
 	defer w.conns.Done()
 	c.ReadLoop(w.frameHandler(), w.cfg.MaxFrame)
 	w.hub.Remove(c)
+	w.releaseSocket(c.User())
 	code, reason := c.CloseCode()
 	why := w.metrics.ConnClosed(code, reason)
 	w.log.Info("socket closed", zap.String("user", c.User()), zap.String("conn", c.ID()),

@@ -1,0 +1,55 @@
+package worker
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/switchboard/switchboard/proto"
+)
+
+// socketCounts counts the sockets a worker has accepted, in all and per
+// user, for GATEWAY_MAX_CONNS and GATEWAY_MAX_CONNS_PER_USER. A socket is
+// counted from before its upgrade to the end of its read loop, so
+// concurrent upgrades cannot overshoot a cap. Workers share no memory: the
+// caps are per worker. It is guarded by Worker.mu.
+type socketCounts struct {
+	total   int
+	perUser map[string]int
+}
+
+// refusal is why an upgrade is refused: its HTTP status and wire error.
+type refusal struct {
+	status int
+	err    *proto.Error
+}
+
+// reserveSocket counts a socket of user, or returns why the caps refuse it.
+// w.mu must be held.
+func (w *Worker) reserveSocket(user string) *refusal {
+	if w.cfg.MaxConns > 0 && w.counts.total >= w.cfg.MaxConns {
+		return &refusal{http.StatusServiceUnavailable, proto.NewError(proto.CodeUnavailable,
+			"this gateway worker is at its socket limit: retry, another worker may have room")}
+	}
+	if w.cfg.MaxConnsPerUser > 0 && w.counts.perUser[user] >= w.cfg.MaxConnsPerUser {
+		return &refusal{http.StatusTooManyRequests, proto.NewError(proto.CodeTooManyConnections,
+			fmt.Sprintf("too many open sockets for this user (at most %d per gateway worker): close one first", w.cfg.MaxConnsPerUser))}
+	}
+	if w.counts.perUser == nil {
+		w.counts.perUser = make(map[string]int)
+	}
+	w.counts.total++
+	w.counts.perUser[user]++
+	return nil
+}
+
+// releaseSocket uncounts a socket reserved with reserveSocket.
+func (w *Worker) releaseSocket(user string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.counts.total--
+	if n := w.counts.perUser[user] - 1; n > 0 {
+		w.counts.perUser[user] = n
+	} else {
+		delete(w.counts.perUser, user)
+	}
+}
