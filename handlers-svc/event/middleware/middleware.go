@@ -37,7 +37,7 @@ func Recover(log *zap.Logger) event.Middleware {
 }
 
 // Log returns middleware that logs every request once it has been served,
-// with its event, user, conn, duration and result code ("ok" on success): at
+// with its event, user, conn, ref, duration and result code ("ok" on success): at
 // debug level on success and at info level on failure. It logs codes, not
 // error text; the transport logs the causes of failures. A panic passing
 // through is logged with code "panic" and left to propagate, so Log may sit
@@ -57,6 +57,7 @@ func Log(log *zap.Logger) event.Middleware {
 						zap.String("event", r.Event),
 						zap.String("user", r.User),
 						zap.String("conn", r.Conn),
+						zap.String("ref", r.Ref),
 						zap.Duration("duration", time.Since(start)),
 						zap.String("code", code),
 					)

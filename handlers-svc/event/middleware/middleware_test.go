@@ -73,14 +73,16 @@ func TestLog(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			core, logs := observer.New(zapcore.DebugLevel)
 			h := middleware.Log(zap.New(core))(tt.handler)
-			_ = h.ServeEvent(context.Background(), eventtest.NewRequest("sendMessage", "bob", nil))
+			r := eventtest.NewRequest("sendMessage", "bob", nil)
+			r.Ref = "r7"
+			_ = h.ServeEvent(context.Background(), r)
 			entries := logs.All()
 			if len(entries) != 1 {
 				t.Fatalf("logged %d entries, want 1", len(entries))
 			}
 			e := entries[0]
 			f := e.ContextMap()
-			if e.Level != tt.wantLevel || f["code"] != tt.wantCode || f["event"] != "sendMessage" || f["user"] != "bob" || f["conn"] != "bob-conn" {
+			if e.Level != tt.wantLevel || f["code"] != tt.wantCode || f["event"] != "sendMessage" || f["user"] != "bob" || f["conn"] != "bob-conn" || f["ref"] != "r7" {
 				t.Fatalf("entry %v %v, want level %v code %s", e.Level, f, tt.wantLevel, tt.wantCode)
 			}
 			if _, ok := f["duration"]; !ok {
