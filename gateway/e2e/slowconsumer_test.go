@@ -157,6 +157,11 @@ func TestSlowConsumerStalledSocket(t *testing.T) {
 			"worker": 0, "user": "stalled", "code": proto.ClosePolicy, "reason": proto.ReasonSlowConsumer,
 		}) == 1
 	})
+	// The socket count drops to the three sockets left: busy, pusher and
+	// ticker (the stalled one is no longer counted, nor held).
+	awaitMetrics(t, s, "only the busy, pusher and ticker sockets are open", func(m testkit.Samples) bool {
+		return m.Sum("switchboard_gateway_connections_open") == 3
+	})
 	close(stopSampling)
 	sampling.Wait()
 	// And the socket really is closed on the server's side: once the
