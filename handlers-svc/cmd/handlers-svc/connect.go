@@ -31,6 +31,9 @@ func connectNATS(url string, log *zap.Logger) (*nats.Conn, error) {
 		nats.Name("handlers-svc"),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
+		// Retry quickly (nats.go adds jitter): service resumes well within
+		// the 5 s promise after NATS is back, not after the default 2 s wait.
+		nats.ReconnectWait(250*time.Millisecond),
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			if !connected.Swap(true) {
 				log.Info("connected", zap.String("server", nc.ConnectedUrlRedacted()))
