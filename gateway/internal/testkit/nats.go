@@ -19,7 +19,7 @@ type NATS struct {
 // ends.
 func StartNATS(t testing.TB) *NATS {
 	t.Helper()
-	n := &NATS{t: t, Port: FreePort(t)}
+	n := &NATS{t: t, Port: RestartablePort(t)}
 	n.Start()
 	t.Cleanup(n.Stop)
 	return n

@@ -26,7 +26,7 @@ type Redis struct {
 // ends. The binary must be on PATH (make test installs it).
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
-	r := &Redis{t: t, Port: FreePort(t), dir: t.TempDir()}
+	r := &Redis{t: t, Port: RestartablePort(t), dir: t.TempDir()}
 	r.Start()
 	t.Cleanup(r.Stop)
 	return r
