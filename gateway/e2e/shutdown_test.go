@@ -131,6 +131,7 @@ func TestGatewaySIGTERMUnderLoad(t *testing.T) {
 	l := startLoad(clients)
 	awaitAcks(t, clients, 20)
 
+	stopped := time.Now()
 	s.Gateway.Signal(syscall.SIGTERM)
 	for _, c := range clients {
 		if code := testkit.CloseCode(c.WaitClosed(wait)); code != 1001 {
@@ -144,6 +145,7 @@ func TestGatewaySIGTERMUnderLoad(t *testing.T) {
 	if err := s.Gateway.Wait(20 * time.Second); err != nil {
 		t.Fatalf("gateway exit: %v", err)
 	}
+	t.Logf("gateway exited %s after SIGTERM (GATEWAY_SHUTDOWN_TIMEOUT 5s)", time.Since(stopped))
 	logs := s.Gateway.Logs()
 	for _, bad := range []string{"did not stop in time", "still in flight at the deadline", "still open at the shutdown deadline"} {
 		if strings.Contains(logs, bad) {
@@ -192,10 +194,12 @@ func TestHandlersSIGTERMUnderLoad(t *testing.T) {
 	l := startLoad(clients)
 	awaitAcks(t, clients, 20)
 
+	stopped := time.Now()
 	s.Handlers.Signal(syscall.SIGTERM)
 	if err := s.Handlers.Wait(20 * time.Second); err != nil {
 		t.Fatalf("handlers-svc exit: %v", err)
 	}
+	t.Logf("handlers-svc drained and exited %s after SIGTERM", time.Since(stopped))
 	if testkit.CountLogs(s.Handlers.Logs(), "drained", nil) != 1 {
 		t.Error("handlers-svc did not log that it drained")
 	}
