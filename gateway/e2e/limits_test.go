@@ -72,6 +72,13 @@ func TestTooManySocketsRefused(t *testing.T) {
 			t.Fatalf("a socket beyond the worker's cap: HTTP %d %+v, want 503 %s", status, e, proto.CodeUnavailable)
 		}
 	}
+	// Both refusals are counted, by reason.
+	m := s.Metrics()
+	for _, reason := range []string{"too_many_connections", "worker_full"} {
+		if n := m.Sum("switchboard_gateway_upgrades_refused_total", "reason", reason); n < 20 {
+			t.Errorf("upgrades_refused_total{reason=%q} = %v, want at least 20", reason, n)
+		}
+	}
 	// The sockets open are untouched and work.
 	bob[0].Send("sendMessage", map[string]any{"to": "alice", "text": "still here"}, "b1")
 	if f := bob[0].ExpectRef(wait, "b1"); f.Event != proto.EventAck {

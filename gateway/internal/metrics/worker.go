@@ -111,11 +111,13 @@ func CloseReason(code int, reason string) string {
 const (
 	RefusedUnauthorized = "unauthorized"
 	RefusedOrigin       = "forbidden_origin"
-	RefusedUnavailable  = "unavailable" // starting or shutting down
-	RefusedUpgrade      = "bad_upgrade" // not a valid WebSocket handshake
+	RefusedUnavailable  = "unavailable"          // starting or shutting down
+	RefusedUpgrade      = "bad_upgrade"          // not a valid WebSocket handshake
+	RefusedUserCap      = "too_many_connections" // GATEWAY_MAX_CONNS_PER_USER
+	RefusedWorkerFull   = "worker_full"          // GATEWAY_MAX_CONNS
 )
 
-var refusedReasons = [...]string{RefusedUnauthorized, RefusedOrigin, RefusedUnavailable, RefusedUpgrade}
+var refusedReasons = [...]string{RefusedUnauthorized, RefusedOrigin, RefusedUnavailable, RefusedUpgrade, RefusedUserCap, RefusedWorkerFull}
 
 // eventSeries are one event label's series, resolved once.
 type eventSeries struct {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/switchboard/switchboard/gateway/internal/metrics"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -17,10 +18,12 @@ type socketCounts struct {
 	perUser map[string]int
 }
 
-// refusal is why an upgrade is refused: its HTTP status and wire error.
+// refusal is why an upgrade is refused: its HTTP status, wire error and
+// the reason label of the refusals metric.
 type refusal struct {
 	status int
 	err    *proto.Error
+	metric string
 }
 
 // reserveSocket counts a socket of user, or returns why the caps refuse it.
@@ -28,11 +31,11 @@ type refusal struct {
 func (w *Worker) reserveSocket(user string) *refusal {
 	if w.cfg.MaxConns > 0 && w.counts.total >= w.cfg.MaxConns {
 		return &refusal{http.StatusServiceUnavailable, proto.NewError(proto.CodeUnavailable,
-			"this gateway worker is at its socket limit: retry, another worker may have room")}
+			"this gateway worker is at its socket limit: retry, another worker may have room"), metrics.RefusedWorkerFull}
 	}
 	if w.cfg.MaxConnsPerUser > 0 && w.counts.perUser[user] >= w.cfg.MaxConnsPerUser {
 		return &refusal{http.StatusTooManyRequests, proto.NewError(proto.CodeTooManyConnections,
-			fmt.Sprintf("too many open sockets for this user (at most %d per gateway worker): close one first", w.cfg.MaxConnsPerUser))}
+			fmt.Sprintf("too many open sockets for this user (at most %d per gateway worker): close one first", w.cfg.MaxConnsPerUser)), metrics.RefusedUserCap}
 	}
 	if w.counts.perUser == nil {
 		w.counts.perUser = make(map[string]int)

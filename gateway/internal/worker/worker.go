@@ -337,6 +337,7 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	if capped != nil {
 		w.log.Debug("upgrade refused: socket limit", zap.String("user", user), zap.String("code", capped.err.Code),
 			zap.Int("status", capped.status))
+		refused(capped.metric)
 		writeError(rw, capped.status, capped.err.Code, capped.err.Message)
 		return
 	}
