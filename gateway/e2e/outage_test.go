@@ -127,6 +127,14 @@ func TestRedisDownAndBack(t *testing.T) {
 	assertLoggedOncePerWorker(t, s, "redis subscription lost")
 	assertLoggedOncePerWorker(t, s, "redis subscription restored")
 	hl := s.Handlers.Logs()
+	// go-redis's own complaints, one per retry, go through zap too.
+	for name, logs := range map[string]string{"gateway": s.Gateway.Logs(), "handlers-svc": hl} {
+		for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+			if !strings.HasPrefix(line, "{") {
+				t.Errorf("%s wrote a line that is not JSON: %q", name, line)
+			}
+		}
+	}
 	if n := testkit.CountLogs(hl, "redis unreachable", nil); n != 1 {
 		t.Errorf("handlers-svc logged the Redis outage %d times, want once", n)
 	}
