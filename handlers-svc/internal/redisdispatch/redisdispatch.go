@@ -35,7 +35,8 @@ func New(rdb redis.UniversalClient) *Dispatcher { return &Dispatcher{rdb: rdb} }
 
 // LogOutages makes d log when Redis stops taking its dispatches and when it
 // takes them again, once per change rather than once per failed dispatch
-// (each of those still returns unavailable to its handler). It returns d.
+// (each of those still returns unavailable to its handler). It returns d;
+// call it before the first dispatch.
 func (d *Dispatcher) LogOutages(log *zap.Logger) *Dispatcher {
 	d.log = log
 	return d
