@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,20 @@ func awaitDeliveries(t *testing.T, phase string, from *testkit.Client, to []*tes
 	return time.Since(start)
 }
 
+// assertReadyAgain checks that every worker and handlers-svc report ready.
+func assertReadyAgain(t *testing.T, s *testkit.Stack) {
+	t.Helper()
+	s.WaitReady()
+	testkit.Eventually(t, recoveryBound, "handlers-svc is ready again", func() bool {
+		resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + s.HandlersAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
 // assertOpen fails unless every client's socket is still open.
 func assertOpen(t *testing.T, clients ...*testkit.Client) {
 	t.Helper()
@@ -119,6 +134,7 @@ func TestRedisDownAndBack(t *testing.T) {
 	s.Redis.Start()
 	took := awaitDeliveries(t, "after", bob, []*testkit.Client{a0, a1})
 	t.Logf("Redis back -> deliveries on every worker resumed after %s", took)
+	assertReadyAgain(t, s)
 
 	assertOpen(t, a0, a1, bob)
 	if got := s.WorkerPids(); got[0] != pids[0] || got[1] != pids[1] {
@@ -180,6 +196,7 @@ func TestNATSDownAndBack(t *testing.T) {
 		return b1.ExpectRef(wait+5*time.Second, ref).Event == proto.EventAck
 	})
 	t.Logf("NATS back -> requests acked on both workers and delivered on every worker after %s", time.Since(back))
+	assertReadyAgain(t, s)
 
 	assertOpen(t, a0, a1, b0, b1)
 	if got := s.WorkerPids(); got[0] != pids[0] || got[1] != pids[1] {
