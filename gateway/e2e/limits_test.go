@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -35,17 +36,19 @@ func upgrade(t *testing.T, s *testkit.Stack, user string) (*testkit.Client, int,
 // moment later).
 func openOn(t *testing.T, s *testkit.Stack, user string, worker int) *testkit.Client {
 	t.Helper()
-	for range 500 {
+	var got *testkit.Client
+	testkit.Eventually(t, recoveryBound, fmt.Sprintf("a socket of %s lands on worker %d", user, worker), func() bool {
 		c, _, _ := upgrade(t, s, user)
 		if c != nil && c.Worker == worker {
-			return c
+			got = c
+			return true
 		}
 		if c != nil {
 			c.Close()
 		}
-	}
-	t.Fatalf("no socket of %s landed on worker %d", user, worker)
-	return nil
+		return false
+	})
+	return got
 }
 
 // TestTooManySocketsRefused: with at most 2 sockets per user and 3 in all
