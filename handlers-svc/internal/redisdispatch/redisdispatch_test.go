@@ -243,7 +243,11 @@ func TestBatchRedisDown(t *testing.T) {
 func TestRedisOutageLoggedOnce(t *testing.T) {
 	srv := testserver.StartRedis(t, 0)
 	core, logs := observer.New(zap.InfoLevel)
-	d := redisdispatch.New(newClient(t, srv.Addr)).LogOutages(zap.New(core))
+	// As handlers-svc configures it: no command retries (PUBLISH is not
+	// safe to repeat).
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	d := redisdispatch.New(rdb).LogOutages(zap.New(core))
 	ctx := context.Background()
 	if err := d.Broadcast(ctx, "e", nil); err != nil {
 		t.Fatalf("before stop: %v", err)
