@@ -11,8 +11,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/switchboard/switchboard/gateway/internal/config"
 	"github.com/switchboard/switchboard/gateway/internal/testkit"
-	"github.com/switchboard/switchboard/gateway/internal/worker"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -122,7 +122,7 @@ func TestGracefulShutdownClosesWith1001(t *testing.T) {
 // is closed with 1011, the worker keeps running with the same pid, and the
 // other sockets, on the same worker too, are untouched.
 func TestConnectionPanicClosesOnlyThatSocket(t *testing.T) {
-	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{worker.PanicEventEnv + "=explode"}})
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{config.TestPanicEventEnv + "=explode"}})
 	victim := s.DialOn("mallory", 0)
 	same, other := s.DialOn("alice", 0), s.DialOn("alice", 1)
 	pids := s.WorkerPids()

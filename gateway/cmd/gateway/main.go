@@ -143,9 +143,8 @@ func runWorker(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		}
 		defer stop()
 	}
-	if ev := os.Getenv(worker.PanicEventEnv); ev != "" {
-		log.Warn("test-only fault injection: frames of this event panic", zap.String("event", ev))
-		w.InjectPanicOn(ev)
+	if cfg.TestPanicEvent != "" {
+		log.Warn("test-only fault injection: frames of this event panic", zap.String("event", cfg.TestPanicEvent))
 	}
 	return w.Run(ctx, ln)
 }

@@ -49,6 +49,12 @@ type Config struct {
 	// neither flags nor in Environ.
 	WorkerIndex int    // SWITCHBOARD_WORKER_INDEX: this process is worker N; -1 = the supervisor
 	MetricsDir  string // SWITCHBOARD_METRICS_DIR: where a worker serves its metrics socket; "" = none
+
+	// TestPanicEvent is a fault injection for the end-to-end tests, read
+	// from the environment only and never for production: frames of this
+	// event panic in their socket's read loop, as a bug in connection
+	// code would.
+	TestPanicEvent string // SWITCHBOARD_TEST_PANIC_EVENT; "" = off
 }
 
 // The environment the supervisor hands each worker, besides Environ.
@@ -58,6 +64,8 @@ const (
 	// MetricsDirEnv names the private directory of the workers' metrics
 	// sockets; empty when metrics are off.
 	MetricsDirEnv = "SWITCHBOARD_METRICS_DIR"
+	// TestPanicEventEnv sets Config.TestPanicEvent (tests only).
+	TestPanicEventEnv = "SWITCHBOARD_TEST_PANIC_EVENT"
 )
 
 // Default returns the configuration with every default of the contract.
@@ -136,6 +144,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 		c.WorkerIndex = n
 	}
 	c.MetricsDir = getenv(MetricsDirEnv)
+	c.TestPanicEvent = getenv(TestPanicEventEnv)
 	return c, nil
 }
 

@@ -53,8 +53,6 @@ type Worker struct {
 	fwd *forward.Forwarder
 	sub *fanout.Subscriber
 
-	panicEvent string // test-only fault injection, see PanicEventEnv
-
 	conns    sync.WaitGroup // sockets whose read loop runs
 	started  atomic.Bool    // NATS and the Redis subscription have been up
 	mu       sync.Mutex
