@@ -21,20 +21,18 @@ type load struct {
 	sent    [][]string // refs sent, per client; read after wait
 }
 
-// Each load client sends one envelope every loadPeriod (200/s), at most
-// maxLoadSends, so a test that goes wrong does not flood the machine.
-const (
-	loadPeriod   = 5 * time.Millisecond
-	maxLoadSends = 3000
-)
+// A load client sends at most maxLoadSends envelopes, so a test that goes
+// wrong does not flood the machine.
+const maxLoadSends = 3000
 
-func startLoad(clients []*testkit.Client) *load {
+// startLoad has every client send one envelope each period.
+func startLoad(clients []*testkit.Client, period time.Duration) *load {
 	l := &load{clients: clients, stop: make(chan struct{}), sent: make([][]string, len(clients))}
 	for i, c := range clients {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			tick := time.NewTicker(loadPeriod)
+			tick := time.NewTicker(period)
 			defer tick.Stop()
 			for n := range maxLoadSends {
 				select {
@@ -128,7 +126,9 @@ func loadClients(s *testkit.Stack, n int) []*testkit.Client {
 func TestGatewaySIGTERMUnderLoad(t *testing.T) {
 	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_RATE_LIMIT=0"}})
 	clients := loadClients(s, 6)
-	l := startLoad(clients)
+	// 1,000 envelopes a second per client: enough that some are in flight,
+	// some just read and some not yet read when the gateway stops.
+	l := startLoad(clients, time.Millisecond)
 	awaitAcks(t, clients, 20)
 
 	stopped := time.Now()
@@ -191,7 +191,7 @@ func TestGatewaySIGTERMUnderLoad(t *testing.T) {
 func TestHandlersSIGTERMUnderLoad(t *testing.T) {
 	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_RATE_LIMIT=0"}})
 	clients := loadClients(s, 6)
-	l := startLoad(clients)
+	l := startLoad(clients, 5*time.Millisecond) // 200 envelopes a second each
 	awaitAcks(t, clients, 20)
 
 	stopped := time.Now()
