@@ -143,11 +143,16 @@ type runSup struct {
 
 func startSup(t *testing.T, cfg Config, st *starter) *runSup {
 	t.Helper()
+	return startSupLog(t, cfg, st, zap.NewNop())
+}
+
+func startSupLog(t *testing.T, cfg Config, st *starter, log *zap.Logger) *runSup {
+	t.Helper()
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runSup{sup: New(cfg, st.start, zap.NewNop()), cancel: cancel, done: make(chan error, 1)}
+	r := &runSup{sup: New(cfg, st.start, log), cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- r.sup.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
@@ -262,29 +267,49 @@ func TestBackoffGrows(t *testing.T) {
 	const minB, maxB = 10 * time.Millisecond, 80 * time.Millisecond
 	st := newStarter()
 	st.configure = crashing(func(int) bool { return false })
-	startSup(t, Config{Workers: 1, MinBackoff: minB, MaxBackoff: maxB, StableAfter: time.Hour}, st)
+	core, logs := observer.New(zap.InfoLevel)
+	startSupLog(t, Config{Workers: 1, MinBackoff: minB, MaxBackoff: maxB, StableAfter: time.Hour}, st, zap.New(core))
 	var starts []time.Time
 	for range 8 {
 		starts = append(starts, st.next(t).started)
 	}
 	want := []time.Duration{10, 20, 40, 80, 80, 80, 80} // ms: doubling, capped at MaxBackoff
+	// The delays the supervisor chose, from its log: exact, whatever the
+	// machine's load. Uncapped, the last would be 320ms and 640ms.
+	chosen := backoffs(logs)
+	if len(chosen) < len(want) {
+		t.Fatalf("%d restarts logged, want at least %d", len(chosen), len(want))
+	}
 	for i := range want {
-		gap := starts[i+1].Sub(starts[i])
-		if lo := want[i] * time.Millisecond; gap < lo {
+		if chosen[i] != want[i]*time.Millisecond {
+			t.Errorf("restart %d: back-off %s, want %s", i+1, chosen[i], want[i]*time.Millisecond)
+		}
+		// And it really waited: a sleep never ends early.
+		if gap, lo := starts[i+1].Sub(starts[i]), want[i]*time.Millisecond; gap < lo {
 			t.Errorf("restart %d came %s after the crash, want at least %s", i+1, gap, lo)
 		}
-		// Uncapped, the last gaps would be 320ms and 640ms.
-		if i >= 5 && gap >= 300*time.Millisecond {
-			t.Errorf("restart %d came %s after the crash; the back-off is not capped at %s", i+1, gap, maxB)
+	}
+}
+
+// backoffs returns the back-off of each "worker exited, restarting" line.
+func backoffs(logs *observer.ObservedLogs) []time.Duration {
+	var out []time.Duration
+	for _, e := range logs.FilterMessage("worker exited, restarting").All() {
+		for _, f := range e.Context {
+			if f.Key == "backoff" {
+				out = append(out, time.Duration(f.Integer))
+			}
 		}
 	}
+	return out
 }
 
 func TestBackoffResetsAfterStableRun(t *testing.T) {
 	const minB, stable = 20 * time.Millisecond, 100 * time.Millisecond
 	st := newStarter()
 	st.configure = crashing(func(n int) bool { return n == 5 }) // the 6th start runs
-	startSup(t, Config{Workers: 1, MinBackoff: minB, MaxBackoff: time.Minute, StableAfter: stable}, st)
+	core, logs := observer.New(zap.InfoLevel)
+	startSupLog(t, Config{Workers: 1, MinBackoff: minB, MaxBackoff: time.Minute, StableAfter: stable}, st, zap.New(core))
 	var p *proc
 	for range 6 {
 		p = st.next(t) // back-offs 20, 40, 80, 160, 320ms: the next would be 640ms
@@ -295,8 +320,12 @@ func TestBackoffResetsAfterStableRun(t *testing.T) {
 	crashed := time.Now()
 	p.exit(errors.New("exit status 1"))
 	next := st.next(t)
-	if gap := next.started.Sub(crashed); gap < minB || gap >= 400*time.Millisecond {
-		t.Errorf("restart after a stable run came %s after the crash, want MinBackoff (%s), not the grown 640ms", gap, minB)
+	chosen := backoffs(logs)
+	if len(chosen) != 6 || chosen[4] != 320*time.Millisecond || chosen[5] != minB {
+		t.Errorf("back-offs %v: want the 6th, after a stable run, back at MinBackoff %s, not the grown 640ms", chosen, minB)
+	}
+	if gap := next.started.Sub(crashed); gap < minB {
+		t.Errorf("restart after a stable run came %s after the crash, want at least MinBackoff %s", gap, minB)
 	}
 }
 
