@@ -5,17 +5,76 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"sync"
 	"testing"
 )
 
-// RestartablePort returns a free TCP port on 127.0.0.1 for a server a test
-// stops and starts again on the same port (Redis, NATS). FreePort's ports
-// come from the kernel's ephemeral range, where, while the server is down,
-// any outgoing connection on the machine may take the port as its local
-// port and make the restart fail; this one comes from below that range.
-// It falls back to FreePort if the range leaves no room.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, for a
+// server the test starts. Ports come from below the kernel's ephemeral range,
+// so no outgoing connection on the machine can take one between this check
+// and the server's bind (or while a test has its server stopped), and a port
+// is never handed out twice in one test process: two servers of one stack
+// once drew the same port from bind(":0"), which had just freed it.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	low := ephemeralLow()
+	const floor = 10000
+	if low-floor >= 1000 {
+		for range 200 {
+			p := floor + rand.IntN(low-floor)
+			if claim(p) && bindable(p) {
+				return p
+			}
+		}
+	}
+	for range 100 { // no room below the range: let the kernel pick
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("free port: %v", err)
+		}
+		p := ln.Addr().(*net.TCPAddr).Port
+		_ = ln.Close()
+		if claim(p) {
+			return p
+		}
+	}
+	t.Fatal("free port: none found")
+	return 0
+}
+
+// RestartablePort returns a port for a server a test stops and starts again
+// on the same port (Redis, NATS). Every FreePort port now qualifies.
 func RestartablePort(t testing.TB) int {
 	t.Helper()
+	return FreePort(t)
+}
+
+var (
+	portsMu sync.Mutex
+	ports   = map[int]bool{}
+)
+
+// claim records p as handed out and reports whether it was not already.
+func claim(p int) bool {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	if ports[p] {
+		return false
+	}
+	ports[p] = true
+	return true
+}
+
+func bindable(p int) bool {
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+	if err != nil {
+		return false
+	}
+	_ = ln.Close()
+	return true
+}
+
+func ephemeralLow() int {
 	low := 32768
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
 		var lo, hi int
@@ -23,18 +82,5 @@ func RestartablePort(t testing.TB) int {
 			low = lo
 		}
 	}
-	const floor = 10000
-	if low-floor < 1000 {
-		return FreePort(t)
-	}
-	for range 100 {
-		p := floor + rand.IntN(low-floor)
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			continue
-		}
-		_ = ln.Close()
-		return p
-	}
-	return FreePort(t)
+	return low
 }
