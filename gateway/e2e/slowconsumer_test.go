@@ -126,8 +126,22 @@ func TestSlowConsumerStalledSocket(t *testing.T) {
 		}
 	}()
 	for i := range bulk {
-		if err := pusher.TrySend("sendMessage", map[string]any{"to": "stalled", "text": big}, ""); err != nil {
+		// The pusher gets a message_sent echo of each send in its own
+		// queue of the same bound: every 20th send waits for its ack, by
+		// which time the frames queued before the ack have been written,
+		// so only the stalled socket can overflow, however slow the
+		// machine is.
+		ref := ""
+		if i%every == every-1 {
+			ref = "push " + strconv.Itoa(i)
+		}
+		if err := pusher.TrySend("sendMessage", map[string]any{"to": "stalled", "text": big}, ref); err != nil {
 			t.Fatalf("pusher: %v", err)
+		}
+		if ref != "" {
+			if f := pusher.ExpectRef(60*time.Second, ref); f.Event != proto.EventAck {
+				t.Fatalf("pusher's send %d: %s %s", i, f.Event, f.Args)
+			}
 		}
 		if i%every == 0 {
 			text := fmt.Sprintf("tick %d %d", i/every, time.Now().UnixNano())
