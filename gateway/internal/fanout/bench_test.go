@@ -33,7 +33,7 @@ func BenchmarkDeliverDispatch(b *testing.B) {
 			h.Add(&sink{id: fmt.Sprintf("c%d-%d", u, d), user: fmt.Sprintf("u%d", u)})
 		}
 	}
-	s := New(nil, h, zap.NewNop())
+	s := New(nil, h, 0, zap.NewNop())
 	args := json.RawMessage(`{"from":"u42","to":"u43","text":"r1s123456t1764072000123456789","ts":1764072000124,"msg_id":"0123456789abcdef0123456789abcdef"}`)
 	payloads := []string{
 		string(proto.AppendDispatch(nil, &proto.Dispatch{Event: "message", Args: args, Users: []string{"u43"}})),

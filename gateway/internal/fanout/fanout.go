@@ -1,13 +1,29 @@
 // Package fanout owns a worker's Redis subscription to the dispatch channel
-// (PROTOCOL section 4) and feeds every dispatch to the local sockets. One
-// goroutine, the one running Run, owns the subscription; it resubscribes by
-// itself after Redis goes away and comes back.
+// (PROTOCOL section 4) and feeds every dispatch to the local sockets. It
+// resubscribes by itself after Redis goes away and comes back.
+//
+// Two goroutines started by Run share the work: a reader, the only owner of
+// the subscription, moves each message off the Redis connection into a
+// bounded queue as soon as it arrives, and a deliverer decodes and delivers
+// from that queue. So a worker that falls behind builds its backlog here,
+// where it is seen (Backlog, Lagging), rather than in Redis's output buffer
+// for the connection, where it is not seen until Redis disconnects the
+// subscriber for it (client-output-buffer-limit pubsub) and every message
+// published until the worker resubscribes is lost to it.
+//
+// Lagging turns on when the backlog reaches a high mark and off only when it
+// has fallen to a low mark, so it does not flap with each message; the worker
+// refuses new envelopes while it is on, which stops its own share of the
+// dispatches at the source. Redis pub/sub delivers at most once: what is
+// published while the subscription is down is lost, and Resubscriptions
+// counts how often that window opened.
 package fanout
 
 import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,25 +46,85 @@ const (
 	maxBackoff     = 2 * time.Second
 )
 
+// DefaultQueue is the backlog a Subscriber holds when New is given none: at
+// this box's ~20,000 dispatches/s per worker, about 1.5 s of them.
+const DefaultQueue = 32768
+
 // Subscriber reads the dispatch channel and delivers each message.
 type Subscriber struct {
-	rdb  *redis.Client
-	to   Deliverer
-	log  *zap.Logger
-	live atomic.Bool
+	rdb *redis.Client
+	to  Deliverer
+	log *zap.Logger
+
+	// queue holds the messages read but not yet delivered. It is bounded:
+	// when it is full the reader stops reading, and the backlog grows in
+	// Redis's output buffer for the connection instead, up to Redis's limit.
+	queue    chan string
+	high     int // Lagging turns on at this backlog
+	low      int // and off at this one
+	backlog  atomic.Int64
+	lagging  atomic.Bool
+	lagMu    sync.Mutex // orders the reader turning lagging on and the deliverer turning it off
+	lagSince time.Time  // when lagging last turned on; under lagMu
+
+	live   atomic.Bool
+	resubs atomic.Uint64
+	lostAt time.Time // when the subscription was last lost; the reader's only
 }
 
-// New returns a Subscriber reading from rdb and delivering to to.
-func New(rdb *redis.Client, to Deliverer, log *zap.Logger) *Subscriber {
-	return &Subscriber{rdb: rdb, to: to, log: log}
+// New returns a Subscriber reading from rdb and delivering to to, holding up
+// to queue messages read but not yet delivered (DefaultQueue if queue < 1).
+// Lagging turns on at queue/8 of them and off at queue/64.
+func New(rdb *redis.Client, to Deliverer, queue int, log *zap.Logger) *Subscriber {
+	if queue < 1 {
+		queue = DefaultQueue
+	}
+	return &Subscriber{
+		rdb: rdb, to: to, log: log,
+		queue: make(chan string, queue),
+		high:  max(queue/8, 1),
+		low:   queue / 64,
+	}
 }
 
 // Live reports whether the subscription is currently established.
 func (s *Subscriber) Live() bool { return s.live.Load() }
 
+// Backlog returns how many messages have been read from Redis and not yet
+// delivered.
+func (s *Subscriber) Backlog() int { return int(s.backlog.Load()) }
+
+// Lagging reports whether delivery is behind the channel: on since the
+// backlog reached its high mark, until it fell back to its low mark.
+func (s *Subscriber) Lagging() bool { return s.lagging.Load() }
+
+// Resubscriptions returns how often the subscription was restored after it
+// was lost; each time, what was published meanwhile was lost to this worker.
+func (s *Subscriber) Resubscriptions() uint64 { return s.resubs.Load() }
+
 // Run subscribes and delivers until ctx is done. Losing Redis is logged once
-// and recovery once; in between it retries with back-off.
+// and recovery once; in between it retries with back-off. It returns after
+// both its goroutines have ended; messages still queued then are dropped.
 func (s *Subscriber) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.deliverLoop(ctx) }()
+	err := s.read(ctx)
+	cancel()
+	wg.Wait()
+	s.live.Store(false)
+	for len(s.queue) > 0 {
+		<-s.queue
+	}
+	s.backlog.Store(0)
+	s.lagging.Store(false)
+	return err
+}
+
+// read is the reader: it owns the subscription and queues every message.
+func (s *Subscriber) read(ctx context.Context) error {
 	ps := s.rdb.Subscribe(ctx)
 	defer ps.Close()
 	// A blocked Receive does not watch ctx; closing the PubSub ends it.
@@ -95,27 +171,89 @@ func (s *Subscriber) Run(ctx context.Context) error {
 				s.live.Store(true)
 				backoff = minBackoff
 				if down {
-					s.log.Info("redis subscription restored", zap.String("channel", proto.Channel))
+					s.resubs.Add(1)
+					s.log.Warn("redis subscription restored; dispatches published while it was down are lost to this worker",
+						zap.String("channel", proto.Channel), zap.Duration("down", time.Since(s.lostAt)))
 					down = false
 				} else {
 					s.log.Info("redis subscribed", zap.String("channel", proto.Channel))
 				}
 			}
 		case *redis.Message:
-			s.deliver(m.Payload)
+			s.enqueue(ctx, m.Payload) // false only when ctx is done, which ends the loop
 		}
 	}
-	s.live.Store(false)
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return nil
 	}
 	return ctx.Err()
 }
 
+// enqueue queues one message for the deliverer, waiting while the queue is
+// full; it reports false if ctx ended first.
+func (s *Subscriber) enqueue(ctx context.Context, payload string) bool {
+	// Counted before it is queued, so the deliverer never sees the
+	// backlog below zero.
+	if n := s.backlog.Add(1); n >= int64(s.high) && !s.lagging.Load() {
+		s.setLagging(true, n)
+	}
+	select {
+	case s.queue <- payload:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// deliverLoop is the deliverer: it delivers queued messages in order until
+// ctx is done.
+func (s *Subscriber) deliverLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case p := <-s.queue:
+			s.deliver(p)
+			if n := s.backlog.Add(-1); n <= int64(s.low) && s.lagging.Load() {
+				s.setLagging(false, n)
+			}
+		}
+	}
+}
+
+// setLagging turns Lagging on or off and logs the change once; the reader
+// turns it on and the deliverer off, so the mutex orders the two.
+func (s *Subscriber) setLagging(on bool, backlog int64) {
+	s.lagMu.Lock()
+	defer s.lagMu.Unlock()
+	if s.lagging.Load() == on {
+		return
+	}
+	// Re-check under the lock against the current backlog, so a change
+	// that crossed the other mark meanwhile is not undone.
+	n := s.backlog.Load()
+	if (on && n < int64(s.high)) || (!on && n > int64(s.low)) {
+		return
+	}
+	s.lagging.Store(on)
+	if on {
+		s.lagSince = time.Now()
+		s.log.Warn("fan-out lagging behind the dispatch channel; refusing new envelopes until it catches up",
+			zap.Int64("backlog", n), zap.Int("high_mark", s.high), zap.Int("low_mark", s.low))
+		return
+	}
+	s.log.Info("fan-out caught up; accepting envelopes again",
+		zap.Int64("backlog", n), zap.Duration("lagged", time.Since(s.lagSince)))
+}
+
 func (s *Subscriber) lost(down *bool, err error) {
 	s.live.Store(false)
 	if !*down {
-		s.log.Error("redis subscription lost, retrying", zap.Error(err))
+		s.lostAt = time.Now()
+		// A lagging subscriber disconnected by Redis (its pub/sub output
+		// buffer limit) sees EOF or a reset here, like a Redis restart.
+		s.log.Error("redis subscription lost, retrying; dispatches published until it is restored are lost to this worker",
+			zap.Error(err), zap.Int("backlog", s.Backlog()), zap.Bool("lagging", s.Lagging()))
 		*down = true
 	}
 }

@@ -3,7 +3,10 @@ package fanout_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,8 +64,14 @@ type running struct {
 // test ends if it is still running.
 func run(t *testing.T, r *testkit.Redis, to fanout.Deliverer) *running {
 	t.Helper()
+	return runQueue(t, r, to, 0)
+}
+
+// runQueue is run with a queue of the given length.
+func runQueue(t *testing.T, r *testkit.Redis, to fanout.Deliverer, queue int) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &running{sub: fanout.New(client(t, r), to, zap.NewNop()), cancel: cancel, done: make(chan error, 1)}
+	s := &running{sub: fanout.New(client(t, r), to, queue, zap.NewNop()), cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- s.sub.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
@@ -259,7 +268,7 @@ func TestRunReturnsDeadlineError(t *testing.T) {
 	r := testkit.StartRedis(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	sub := fanout.New(client(t, r), make(inbox, 1), zap.NewNop())
+	sub := fanout.New(client(t, r), make(inbox, 1), 0, zap.NewNop())
 	done := make(chan error, 1)
 	go func() { done <- sub.Run(ctx) }()
 	select {
@@ -270,4 +279,122 @@ func TestRunReturnsDeadlineError(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("Run did not return at its context's deadline")
 	}
+}
+
+// gated is a Deliverer that delivers one dispatch per token received on
+// step (all of them once step is closed) and records their events, so a
+// test decides how far behind the channel delivery is.
+type gated struct {
+	step chan struct{}
+	mu   sync.Mutex
+	seen []string
+}
+
+func newGated() *gated { return &gated{step: make(chan struct{})} }
+
+func (g *gated) Deliver(d *proto.Dispatch) int {
+	<-g.step
+	g.mu.Lock()
+	g.seen = append(g.seen, d.Event)
+	g.mu.Unlock()
+	return 1
+}
+
+func (g *gated) events() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.seen)
+}
+
+// TestLaggingFollowsTheBacklog: a burst the deliverer cannot keep up with
+// turns Lagging on at the high mark (queue/8); it stays on while the backlog
+// drains past it and turns off only at the low mark (queue/64); nothing of
+// the burst is lost.
+func TestLaggingFollowsTheBacklog(t *testing.T) {
+	r := testkit.StartRedis(t)
+	pub := client(t, r)
+	g := newGated()
+	s := runQueue(t, r, g, 128) // high mark 16, low mark 2
+	waitLive(t, s, true)
+	if s.sub.Lagging() {
+		t.Fatal("Lagging before any dispatch")
+	}
+	const burst = 40
+	for i := range burst {
+		publish(t, pub, fmt.Sprintf(`{"event":"e%d","broadcast":true}`, i))
+	}
+	testkit.Eventually(t, wait, "the whole burst is read", func() bool { return s.sub.Backlog() == burst })
+	if !s.sub.Lagging() {
+		t.Fatalf("not Lagging with a backlog of %d", burst)
+	}
+	// Between the marks: still lagging.
+	for range burst - 10 {
+		g.step <- struct{}{}
+	}
+	testkit.Eventually(t, wait, "the backlog is down to 10", func() bool { return s.sub.Backlog() == 10 })
+	if !s.sub.Lagging() {
+		t.Error("Lagging turned off at a backlog of 10, above the low mark of 2")
+	}
+	// At the low mark: off.
+	for range 8 {
+		g.step <- struct{}{}
+	}
+	testkit.Eventually(t, wait, "Lagging turns off at the low mark", func() bool { return !s.sub.Lagging() })
+	close(g.step)
+	testkit.Eventually(t, wait, "the backlog drains", func() bool { return s.sub.Backlog() == 0 })
+	got := g.events()
+	if len(got) != burst {
+		t.Fatalf("delivered %d dispatches, want %d", len(got), burst)
+	}
+	for i, e := range got {
+		if want := fmt.Sprintf("e%d", i); e != want {
+			t.Fatalf("dispatch %d is %s, want %s: order lost", i, e, want)
+		}
+	}
+}
+
+// TestSubscriberCutForLaggingResubscribes: a subscriber so far behind that
+// Redis disconnects it for its pub/sub output buffer (here lowered to
+// 256 KiB) survives, resubscribes by itself, counts it, and delivers what
+// is published after.
+func TestSubscriberCutForLaggingResubscribes(t *testing.T) {
+	r := testkit.StartRedis(t)
+	pub := client(t, r)
+	ctx := context.Background()
+	if err := pub.ConfigSet(ctx, "client-output-buffer-limit", "pubsub 262144 131072 60").Err(); err != nil {
+		t.Fatal(err)
+	}
+	g := newGated()
+	s := runQueue(t, r, g, 64)
+	waitLive(t, s, true)
+	big := fmt.Sprintf(`{"event":"big","broadcast":true,"args":"%s"}`, strings.Repeat("x", 64<<10))
+	subscribers := func() int {
+		n, err := pub.PubSubNumSub(ctx, proto.Channel).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(n[proto.Channel])
+	}
+	// The deliverer is held, so the queue fills, then the socket buffers,
+	// then Redis's output buffer for the subscriber, until Redis cuts it.
+	testkit.Eventually(t, wait, "Redis disconnects the lagging subscriber", func() bool {
+		for range 16 {
+			publish(t, pub, big)
+		}
+		return subscribers() == 0
+	})
+	if !s.sub.Lagging() {
+		t.Error("not Lagging while Redis cut the subscriber for being behind")
+	}
+	close(g.step)
+	testkit.Eventually(t, wait, "the subscription is restored", func() bool {
+		return s.sub.Resubscriptions() == 1 && s.sub.Live() && subscribers() == 1
+	})
+	testkit.Eventually(t, wait, "the backlog drains and Lagging turns off", func() bool {
+		return s.sub.Backlog() == 0 && !s.sub.Lagging()
+	})
+	publish(t, pub, `{"event":"after","broadcast":true}`)
+	testkit.Eventually(t, wait, "a dispatch published after is delivered", func() bool {
+		return slices.Contains(g.events(), "after")
+	})
 }

@@ -135,7 +135,7 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 			natsLog.Error("nats disconnected", zap.Error(err))
 		}
 	})
-	w.sub = fanout.New(w.rdb, countedHub{w.hub, w.metrics}, w.log.Named("fanout"))
+	w.sub = fanout.New(w.rdb, countedHub{w.hub, w.metrics}, w.cfg.FanoutQueue, w.log.Named("fanout"))
 	w.metrics.Watch(w.hub.Len, w.nc.IsConnected, w.sub.Live)
 
 	bg, stopBG := context.WithCancel(context.Background())
