@@ -31,6 +31,8 @@ type Requester interface {
 var (
 	errUnavailable = proto.NewError(proto.CodeUnavailable, "handlers are unavailable, try again later")
 	errShutdown    = proto.NewError(proto.CodeUnavailable, "gateway is shutting down, reconnect and retry")
+	// Refused unforwarded: the handler did not run, so a retry is safe.
+	errOverloaded = proto.NewError(proto.CodeUnavailable, "gateway overloaded, retry later")
 	errTimeout     = proto.NewError(proto.CodeTimeout, "handler did not answer in time")
 	// The request may have run: the client is told so before it retries.
 	errLostInFlight = proto.NewError(proto.CodeUnavailable, "connection to the handlers was lost before they answered; the event may or may not have been handled")
@@ -43,18 +45,23 @@ type Recorder interface {
 	// valid envelope; code is "" on success, else the error code sent to
 	// the client; rtt is the round trip when the handler replied, else 0.
 	Envelope(event, code string, rtt time.Duration)
+	// Shed reports one envelope refused unforwarded because the worker was
+	// overloaded; Envelope reports it too, as unavailable.
+	Shed()
 }
 
 type nopRecorder struct{}
 
 func (nopRecorder) Envelope(string, string, time.Duration) {}
+func (nopRecorder) Shed()                                  {}
 
 // Forwarder implements ws.FrameHandler.
 type Forwarder struct {
-	nc      Requester
-	timeout time.Duration
-	log     *zap.Logger
-	rec     Recorder
+	nc         Requester
+	timeout    time.Duration
+	log        *zap.Logger
+	rec        Recorder
+	overloaded func() bool // nil = never
 
 	mu       sync.Mutex
 	stopped  bool
@@ -74,6 +81,13 @@ func New(nc Requester, timeout time.Duration, log *zap.Logger) *Forwarder {
 // SetRecorder makes r the forwarder's Recorder; call it before the first
 // frame.
 func (f *Forwarder) SetRecorder(r Recorder) { f.rec = r }
+
+// SetOverloaded makes the forwarder refuse every new envelope at once with
+// unavailable ("gateway overloaded, retry later") while overloaded reports
+// true, rather than add to a load the worker cannot deliver; requests
+// already in flight go on. overloaded is called for every envelope, so it
+// must be cheap. Call it before the first frame.
+func (f *Forwarder) SetOverloaded(overloaded func() bool) { f.overloaded = overloaded }
 
 // Disconnected tells the forwarder that NATS went away: the requests in
 // flight cannot get their replies any more, so they end at once with
@@ -102,6 +116,12 @@ func (f *Forwarder) HandleFrame(c *ws.Conn, data []byte) {
 		}
 		f.rec.Envelope("", pe.Code, 0)
 		c.SendError(env.Ref, env.HasRef, pe)
+		return
+	}
+	if f.overloaded != nil && f.overloaded() {
+		f.rec.Shed()
+		f.rec.Envelope(env.Event, errOverloaded.Code, 0)
+		c.SendError(env.Ref, env.HasRef, errOverloaded)
 		return
 	}
 	if !c.AcquireSlot() {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -605,5 +606,36 @@ func TestNATSLostDuringRequest(t *testing.T) {
 	expectError(t, cl, "r1", proto.CodeUnavailable)
 	if d := time.Since(start); d >= wait {
 		t.Errorf("unavailable %s after NATS went away, want it at once", d)
+	}
+}
+
+// TestOverloadedRefusesAtOnce: while the worker is overloaded an envelope
+// is answered unavailable without reaching a handler, with the ref echoed;
+// once it is not, envelopes are forwarded again.
+func TestOverloadedRefusesAtOnce(t *testing.T) {
+	n := testkit.StartNATS(t)
+	asked := make(chan string, 4)
+	respond(t, n, func(m *nats.Msg) {
+		req, _ := proto.DecodeRequest(m.Data)
+		asked <- req.Ref
+		_ = m.Respond([]byte(`{"ok":true}`))
+	})
+	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
+	var overloaded atomic.Bool
+	overloaded.Store(true)
+	g.fwd.SetOverloaded(overloaded.Load)
+	cl, _ := g.dial(t, "alice")
+
+	cl.Send("sendMessage", nil, "during")
+	if e := expectError(t, cl, "during", proto.CodeUnavailable); e.Message != "gateway overloaded, retry later" {
+		t.Errorf("message = %q, want the overload one", e.Message)
+	}
+	overloaded.Store(false)
+	cl.Send("sendMessage", nil, "after")
+	if f := cl.ExpectRef(wait, "after"); f.Event != proto.EventAck {
+		t.Fatalf("reply after the overload = %+v, want ack", f)
+	}
+	if got := <-asked; got != "after" {
+		t.Errorf("the handler was asked %q first, want only the envelope sent after the overload", got)
 	}
 }

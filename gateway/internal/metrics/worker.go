@@ -136,6 +136,7 @@ type Worker struct {
 	deliveries prometheus.Counter
 	dropped    prometheus.Counter
 	limited    prometheus.Counter
+	shed       prometheus.Counter
 
 	envelopes *prometheus.CounterVec
 	// rtt has no event label: a histogram is 15 series, times MaxEvents
@@ -176,6 +177,8 @@ func NewWorker() *Worker {
 	m.deliveries = f.counter("deliveries_total", "Event frames queued to local sockets.")
 	m.dropped = f.counter("deliveries_dropped_total", "Event frames not queued because the socket was closing or its queue was full.")
 	m.limited = f.counter("rate_limited_total", "Client frames refused because the socket was over its rate limit (answered rate_limited, or closed with 1008 when persistent).")
+	m.shed = f.counter("overload_refusals_total",
+		"Client envelopes refused unforwarded with unavailable because the worker's fan-out was lagging (also counted in envelopes_received_total as unavailable).")
 	m.envelopes = f.counterVec("envelopes_received_total",
 		"Client envelopes, by event and result (ok or the error code sent). Events not yet confirmed by a handler count as _other, frames that are not envelopes as _invalid.",
 		"event", "result")
@@ -236,6 +239,21 @@ func (m *Worker) Watch(open func() int, natsConnected, redisSubscribed func() bo
 		func() float64 { return bit(redisSubscribed()) })
 }
 
+// WatchFanout registers what is read from the Redis fan-out at scrape time:
+// its backlog, whether it is lagging (new envelopes are refused meanwhile)
+// and how often its subscription was restored after a loss. Call it once.
+func (m *Worker) WatchFanout(backlog func() int, lagging func() bool, resubscriptions func() uint64) {
+	f := factory{m.reg}
+	f.gaugeFunc("fanout_backlog", "Dispatches read from Redis and not yet delivered to local sockets.",
+		func() float64 { return float64(backlog()) })
+	f.gaugeFunc("fanout_lagging", "1 while the fan-out is behind the dispatch channel and new envelopes are refused with unavailable.",
+		func() float64 { return bit(lagging()) })
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: namespace, Name: "redis_resubscriptions_total",
+		Help: "Times the Redis subscription was restored after it was lost (Redis restarted, or cut a lagging subscriber); dispatches published meanwhile were lost to this worker.",
+	}, func() float64 { return float64(resubscriptions()) }))
+}
+
 func bit(b bool) float64 {
 	if b {
 		return 1
@@ -276,6 +294,9 @@ func (m *Worker) Delivered(sent, dropped int) {
 		m.dropped.Add(float64(dropped))
 	}
 }
+
+// Shed counts an envelope refused because the worker was overloaded.
+func (m *Worker) Shed() { m.shed.Inc() }
 
 // RateLimited counts a frame refused by the socket's rate limit.
 func (m *Worker) RateLimited() { m.limited.Inc() }

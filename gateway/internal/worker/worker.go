@@ -53,6 +53,10 @@ type Worker struct {
 	fwd *forward.Forwarder
 	sub *fanout.Subscriber
 
+	// beforeDeliver, when set (by tests only), runs before each dispatch
+	// is delivered, so a test can hold the fan-out behind the channel.
+	beforeDeliver func()
+
 	conns    sync.WaitGroup // sockets whose read loop runs
 	started  atomic.Bool    // NATS and the Redis subscription have been up
 	mu       sync.Mutex
@@ -135,8 +139,13 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 			natsLog.Error("nats disconnected", zap.Error(err))
 		}
 	})
-	w.sub = fanout.New(w.rdb, countedHub{w.hub, w.metrics}, w.cfg.FanoutQueue, w.log.Named("fanout"))
+	w.sub = fanout.New(w.rdb, countedHub{w.hub, w.metrics, w.beforeDeliver}, w.cfg.FanoutQueue, w.log.Named("fanout"))
+	// While the fan-out lags, new envelopes are refused: each would add
+	// dispatches to a backlog that, past the queue and Redis's output
+	// buffer, ends with Redis cutting the subscription and losing them.
+	w.fwd.SetOverloaded(w.sub.Lagging)
 	w.metrics.Watch(w.hub.Len, w.nc.IsConnected, w.sub.Live)
+	w.metrics.WatchFanout(w.sub.Backlog, w.sub.Lagging, w.sub.Resubscriptions)
 
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -382,9 +391,13 @@ func (w *Worker) readSocket(c *ws.Conn) {
 type countedHub struct {
 	hub     *hub.Hub[*ws.Conn]
 	metrics *metrics.Worker
+	before  func() // Worker.beforeDeliver
 }
 
 func (h countedHub) Deliver(d *proto.Dispatch) int {
+	if h.before != nil {
+		h.before()
+	}
 	sent, dropped := h.hub.DeliverCounted(d)
 	h.metrics.Delivered(sent, dropped)
 	return sent

@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -212,12 +214,21 @@ type running struct {
 
 func startWorker(t *testing.T, cfg config.Config, index int) *running {
 	t.Helper()
+	return startWorkerWith(t, cfg, index, nil)
+}
+
+// startWorkerWith is startWorker with setup run on the Worker before Run.
+func startWorkerWith(t *testing.T, cfg config.Config, index int, setup func(*Worker)) *running {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{w: New(cfg, index, zap.NewNop()), addr: ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	if setup != nil {
+		setup(r.w)
+	}
 	go func() { r.done <- r.w.Run(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
@@ -579,5 +590,100 @@ func TestProbesAreNotCounted(t *testing.T) {
 		if got := refusedTotal(reason); got != n {
 			t.Errorf("upgrades_refused_total{reason=%q} = %s, want %s", reason, got, n)
 		}
+	}
+}
+
+// metric returns the value of the series line that starts with series (name
+// and labels) in the worker's /metrics, or "" if there is none.
+func metric(w *Worker, series string) string {
+	rec := httptest.NewRecorder()
+	w.AdminHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, l := range strings.Split(rec.Body.String(), "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// TestOverloadRefusesEnvelopesUntilCaughtUp holds a worker's fan-out behind
+// a burst of dispatches: the worker reports it lagging, answers a new
+// envelope unavailable at once and counts it; once delivery catches up it
+// stops lagging, has delivered the whole burst, and forwards envelopes
+// again.
+func TestOverloadRefusesEnvelopesUntilCaughtUp(t *testing.T) {
+	n := testkit.StartNATS(t)
+	rd := testkit.StartRedis(t)
+	nc, err := nats.Connect(n.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.QueueSubscribe(proto.SubjectAll, proto.QueueGroup, func(m *nats.Msg) {
+		_ = m.Respond(proto.AppendReply(nil, nil))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := redis.ParseURL(rd.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := redis.NewClient(opts)
+	defer pub.Close()
+
+	cfg := testConfig()
+	cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
+	cfg.FanoutQueue = 64 // lagging from 8 queued dispatches, until 1
+	hold := make(chan struct{})
+	var release sync.Once
+	r := startWorkerWith(t, cfg, 0, func(w *Worker) { w.beforeDeliver = func() { <-hold } })
+	t.Cleanup(func() { release.Do(func() { close(hold) }) })
+	c := testkit.Dial(t, "ws://"+r.addr+"/socket", token(t, "alice", time.Hour))
+
+	const burst = 20
+	for i := range burst {
+		d := proto.Dispatch{Event: "message", Args: json.RawMessage(strconv.Itoa(i)), Users: []string{"alice"}}
+		if err := pub.Publish(context.Background(), proto.Channel, proto.AppendDispatch(nil, &d)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.Eventually(t, wait, "the worker reads the burst and reports its fan-out lagging", func() bool {
+		return metric(r.w, "switchboard_gateway_fanout_backlog") == strconv.Itoa(burst) &&
+			metric(r.w, "switchboard_gateway_fanout_lagging") == "1"
+	})
+	c.Send("sendMessage", map[string]any{"to": "bob", "text": "hi"}, "r1")
+	f := c.ExpectRef(wait, "r1")
+	var e proto.Error
+	_ = json.Unmarshal(f.Args, &e)
+	if f.Event != proto.EventError || e.Code != proto.CodeUnavailable || e.Message != "gateway overloaded, retry later" {
+		t.Fatalf("reply while lagging = %+v (%+v), want unavailable: gateway overloaded, retry later", f, e)
+	}
+	for series, want := range map[string]string{
+		"switchboard_gateway_overload_refusals_total":                                       "1",
+		`switchboard_gateway_envelopes_received_total{event="_other",result="unavailable"}`: "1",
+		"switchboard_gateway_fanout_backlog":                                                strconv.Itoa(burst),
+		"switchboard_gateway_redis_resubscriptions_total":                                   "0",
+	} {
+		if got := metric(r.w, series); got != want {
+			t.Errorf("%s = %q, want %s", series, got, want)
+		}
+	}
+
+	release.Do(func() { close(hold) })
+	testkit.Eventually(t, wait, "the fan-out catches up", func() bool {
+		return metric(r.w, "switchboard_gateway_fanout_lagging") == "0" && metric(r.w, "switchboard_gateway_fanout_backlog") == "0"
+	})
+	for i := range burst {
+		f := c.ExpectEvent(wait, "message")
+		if string(f.Args) != strconv.Itoa(i) {
+			t.Fatalf("dispatch %d carried %s: the burst was not delivered whole and in order", i, f.Args)
+		}
+	}
+	c.Send("sendMessage", map[string]any{"to": "bob", "text": "hi"}, "r2")
+	if f := c.ExpectRef(wait, "r2"); f.Event != proto.EventAck {
+		t.Errorf("reply after catching up = %+v, want ack", f)
 	}
 }
