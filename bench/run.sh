@@ -135,8 +135,11 @@ for m in proto gateway handlers-svc; do
   grep -E '^(Benchmark|pkg:)' "$work/gobench-$m.txt" >>"$gobench" || true
 done
 
+# The pub/sub output-buffer limit of compose.yaml (README "Running in
+# production"); BENCH_REDIS_PUBSUB_LIMIT overrides it, e.g. with Redis's
+# default "32mb 8mb 60" to compare.
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" --loglevel warning \
-  >"$work/redis.log" 2>&1 &
+  --client-output-buffer-limit "pubsub ${BENCH_REDIS_PUBSUB_LIMIT:-256mb 64mb 60}" >"$work/redis.log" 2>&1 &
 pids+=($!); redis_pid=$!
 wait_for redis port_open "$REDIS_PORT"
 nats-server -a 127.0.0.1 -p "$NATS_PORT" >"$work/nats.log" 2>&1 &

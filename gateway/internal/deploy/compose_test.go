@@ -260,6 +260,12 @@ func TestComposeServices(t *testing.T) {
 	if cmd := strings.Join(c.Services["nats"].Command, " "); strings.Contains(cmd, "-js") || strings.Contains(cmd, "jetstream") {
 		t.Errorf("nats runs %q: JetStream must be off", cmd)
 	}
+	// Redis's default pub/sub output-buffer limit (32mb 8mb 60) cut every
+	// worker's subscription at twice the saturation rate in the benchmark.
+	cmd := c.Services["redis"].Command
+	if i := slices.Index(cmd, "--client-output-buffer-limit"); i < 0 || i+1 >= len(cmd) || !strings.HasPrefix(cmd[i+1], "pubsub ") {
+		t.Errorf("redis runs %q: want a deliberate --client-output-buffer-limit \"pubsub ...\"", cmd)
+	}
 }
 
 // TestComposeMultiProfile: without a profile the stack has one gateway and
