@@ -14,7 +14,9 @@
 // Lagging turns on when the backlog reaches a high mark and off only when it
 // has fallen to a low mark, so it does not flap with each message; the worker
 // refuses new envelopes while it is on, which stops its own share of the
-// dispatches at the source. Redis pub/sub delivers at most once: what is
+// dispatches at the source. Under a sustained overload it still turns on and
+// off several times a second; the log shows one episode per 10 s at most,
+// with the count of those it left out. Redis pub/sub delivers at most once: what is
 // published while the subscription is down is lost, and Resubscriptions
 // counts how often that window opened.
 package fanout
@@ -66,6 +68,7 @@ type Subscriber struct {
 	lagging  atomic.Bool
 	lagMu    sync.Mutex // orders the reader turning lagging on and the deliverer turning it off
 	lagSince time.Time  // when lagging last turned on; under lagMu
+	lagLog   lagLog     // under lagMu
 
 	live   atomic.Bool
 	resubs atomic.Uint64
@@ -236,14 +239,46 @@ func (s *Subscriber) setLagging(on bool, backlog int64) {
 		return
 	}
 	s.lagging.Store(on)
+	now := time.Now()
 	if on {
-		s.lagSince = time.Now()
-		s.log.Warn("fan-out lagging behind the dispatch channel; refusing new envelopes until it catches up",
-			zap.Int64("backlog", n), zap.Int("high_mark", s.high), zap.Int("low_mark", s.low))
+		s.lagSince = now
+		if s.lagLog.enter(now) {
+			s.log.Warn("fan-out lagging behind the dispatch channel; refusing new envelopes until it catches up",
+				zap.Int64("backlog", n), zap.Int("high_mark", s.high), zap.Int("low_mark", s.low),
+				zap.Int("episodes_not_logged", s.lagLog.skipped))
+			s.lagLog.skipped = 0
+		}
 		return
 	}
-	s.log.Info("fan-out caught up; accepting envelopes again",
-		zap.Int64("backlog", n), zap.Duration("lagged", time.Since(s.lagSince)))
+	if s.lagLog.logged {
+		s.log.Info("fan-out caught up; accepting envelopes again",
+			zap.Int64("backlog", n), zap.Duration("lagged", now.Sub(s.lagSince)))
+	}
+}
+
+// lagLogEvery is the least time between two logged lagging episodes. Under
+// a sustained overload Lagging turns on and off every fraction of a
+// second, as refusing lets the backlog drain and accepting refills it; one
+// pair of lines per episode would flood the log.
+const lagLogEvery = 10 * time.Second
+
+// lagLog decides which lagging episodes are logged: the first, and then at
+// most one per lagLogEvery, which counts those it skipped.
+type lagLog struct {
+	last    time.Time // when an episode was last logged
+	logged  bool      // the current episode was logged
+	skipped int       // episodes not logged since the last that was
+}
+
+// enter reports whether an episode starting now is logged.
+func (l *lagLog) enter(now time.Time) bool {
+	l.logged = l.last.IsZero() || now.Sub(l.last) >= lagLogEvery
+	if l.logged {
+		l.last = now
+	} else {
+		l.skipped++
+	}
+	return l.logged
 }
 
 func (s *Subscriber) lost(down *bool, err error) {
