@@ -239,6 +239,14 @@ func (s *Subscriber) setLagging(on bool, backlog int64) {
 		return
 	}
 	s.lagging.Store(on)
+	// The deliverer checks lagging without the lock: if it drained the
+	// backlog between the check above and the store, it saw lagging off
+	// and will not turn it off, so it must not stay on. (A missed turn on
+	// is redone by the next message the reader queues.)
+	if on && s.backlog.Load() <= int64(s.low) {
+		s.lagging.Store(false)
+		return
+	}
 	now := time.Now()
 	if on {
 		s.lagSince = now
