@@ -4,8 +4,9 @@
 //
 // Each request runs in its own goroutine so a socket can have several in
 // flight, up to a per-socket limit beyond which its read loop waits, which
-// pushes back on the client through TCP. Shutdown
-// stops new requests and waits for the running ones.
+// pushes back on the client through TCP. While the worker is overloaded
+// (SetOverloaded) new envelopes are refused at once with unavailable instead.
+// Shutdown stops new requests and waits for the running ones.
 package forward
 
 import (
@@ -31,11 +32,12 @@ type Requester interface {
 var (
 	errUnavailable = proto.NewError(proto.CodeUnavailable, "handlers are unavailable, try again later")
 	errShutdown    = proto.NewError(proto.CodeUnavailable, "gateway is shutting down, reconnect and retry")
-	// Refused unforwarded: the handler did not run, so a retry is safe.
-	errOverloaded = proto.NewError(proto.CodeUnavailable, "gateway overloaded, retry later")
 	errTimeout     = proto.NewError(proto.CodeTimeout, "handler did not answer in time")
 	// The request may have run: the client is told so before it retries.
 	errLostInFlight = proto.NewError(proto.CodeUnavailable, "connection to the handlers was lost before they answered; the event may or may not have been handled")
+	// Refused unforwarded while the worker is overloaded: the handler did
+	// not run, so a retry is safe.
+	errOverloaded = proto.NewError(proto.CodeUnavailable, "gateway overloaded, retry later")
 )
 
 // Recorder is told how every frame the forwarder handles ends, for metrics.
