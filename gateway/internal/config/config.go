@@ -38,6 +38,7 @@ type Config struct {
 	SendQueueBytes  int           // GATEWAY_SEND_QUEUE_BYTES: max bytes queued per socket
 	MaxInFlight     int           // GATEWAY_MAX_INFLIGHT: handler requests in flight per socket
 	FanoutQueue     int           // GATEWAY_FANOUT_QUEUE: dispatches read from Redis and not yet delivered, per worker
+	WorkerInFlight  int           // GATEWAY_WORKER_INFLIGHT: handler requests in flight per worker; 0 = no limit
 	RateLimit       float64       // GATEWAY_RATE_LIMIT: envelopes per second per socket; 0 = unlimited
 	RateBurst       float64       // GATEWAY_RATE_BURST: envelopes a socket may send at once
 	RateCloseAfter  int           // GATEWAY_RATE_CLOSE_AFTER: refusals within 10s that close the socket; 0 = never
@@ -83,6 +84,7 @@ func Default() Config {
 		SendQueueBytes:  1 << 20,
 		MaxInFlight:     64,
 		FanoutQueue:     32768,
+		WorkerInFlight:  8192,
 		RateLimit:       50,
 		RateBurst:       100,
 		RateCloseAfter:  50,
@@ -187,6 +189,7 @@ func (c *Config) settings(origins *string) []setting {
 		{"GATEWAY_SEND_QUEUE_BYTES", (*intValue)(&c.SendQueueBytes)},
 		{"GATEWAY_MAX_INFLIGHT", (*intValue)(&c.MaxInFlight)},
 		{"GATEWAY_FANOUT_QUEUE", (*intValue)(&c.FanoutQueue)},
+		{"GATEWAY_WORKER_INFLIGHT", (*intValue)(&c.WorkerInFlight)},
 		{"GATEWAY_RATE_LIMIT", (*float64Value)(&c.RateLimit)},
 		{"GATEWAY_RATE_BURST", (*float64Value)(&c.RateBurst)},
 		{"GATEWAY_RATE_CLOSE_AFTER", (*intValue)(&c.RateCloseAfter)},
@@ -229,6 +232,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInFlight < 1 {
 		errs = append(errs, errors.New("GATEWAY_MAX_INFLIGHT must be positive"))
+	}
+	if c.WorkerInFlight < 0 {
+		errs = append(errs, errors.New("GATEWAY_WORKER_INFLIGHT must not be negative"))
 	}
 	if c.FanoutQueue < 64 {
 		errs = append(errs, fmt.Errorf("GATEWAY_FANOUT_QUEUE must be at least 64, got %d", c.FanoutQueue))

@@ -4,8 +4,9 @@
 //
 // Each request runs in its own goroutine so a socket can have several in
 // flight, up to a per-socket limit beyond which its read loop waits, which
-// pushes back on the client through TCP. While the worker is overloaded
-// (SetOverloaded) new envelopes are refused at once with unavailable instead.
+// pushes back on the client through TCP. While the worker is overloaded (its
+// fan-out lags, SetOverloaded, or it has its limit of requests in flight,
+// SetMaxInFlight) new envelopes are refused at once with unavailable instead.
 // Shutdown stops new requests and waits for the running ones.
 package forward
 
@@ -13,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -48,14 +50,24 @@ type Recorder interface {
 	// the client; rtt is the round trip when the handler replied, else 0.
 	Envelope(event, code string, rtt time.Duration)
 	// Shed reports one envelope refused unforwarded because the worker was
-	// overloaded; Envelope reports it too, as unavailable.
-	Shed()
+	// overloaded, for reason ShedFanout or ShedInFlight; Envelope reports
+	// it too, as unavailable.
+	Shed(reason string)
 }
+
+// Why an envelope was refused as overload (Recorder.Shed).
+const (
+	// ShedFanout: the worker's fan-out lagged (SetOverloaded).
+	ShedFanout = "fanout_lagging"
+	// ShedInFlight: the worker had its limit of handler requests in
+	// flight (SetMaxInFlight).
+	ShedInFlight = "requests_in_flight"
+)
 
 type nopRecorder struct{}
 
 func (nopRecorder) Envelope(string, string, time.Duration) {}
-func (nopRecorder) Shed()                                  {}
+func (nopRecorder) Shed(string)                            {}
 
 // Forwarder implements ws.FrameHandler.
 type Forwarder struct {
@@ -64,6 +76,8 @@ type Forwarder struct {
 	log        *zap.Logger
 	rec        Recorder
 	overloaded func() bool // nil = never
+	maxPending int64       // worker-wide requests in flight beyond which envelopes are refused; 0 = no limit
+	pending    atomic.Int64
 
 	mu       sync.Mutex
 	stopped  bool
@@ -90,6 +104,19 @@ func (f *Forwarder) SetRecorder(r Recorder) { f.rec = r }
 // already in flight go on. overloaded is called for every envelope, so it
 // must be cheap. Call it before the first frame.
 func (f *Forwarder) SetOverloaded(overloaded func() bool) { f.overloaded = overloaded }
+
+// SetMaxInFlight makes the forwarder refuse new envelopes the same way
+// while n handler requests of the whole worker are in flight (0 = no
+// limit): when handlers-svc or NATS fall behind, requests would otherwise
+// queue until they time out. Call it before the first frame.
+func (f *Forwarder) SetMaxInFlight(n int) { f.maxPending = int64(n) }
+
+// shed refuses env as overload, for reason.
+func (f *Forwarder) shed(c *ws.Conn, env *proto.Envelope, reason string) {
+	f.rec.Shed(reason)
+	f.rec.Envelope(env.Event, errOverloaded.Code, 0)
+	c.SendError(env.Ref, env.HasRef, errOverloaded)
+}
 
 // Disconnected tells the forwarder that NATS went away: the requests in
 // flight cannot get their replies any more, so they end at once with
@@ -121,9 +148,11 @@ func (f *Forwarder) HandleFrame(c *ws.Conn, data []byte) {
 		return
 	}
 	if f.overloaded != nil && f.overloaded() {
-		f.rec.Shed()
-		f.rec.Envelope(env.Event, errOverloaded.Code, 0)
-		c.SendError(env.Ref, env.HasRef, errOverloaded)
+		f.shed(c, &env, ShedFanout)
+		return
+	}
+	if f.maxPending > 0 && f.pending.Load() >= f.maxPending {
+		f.shed(c, &env, ShedInFlight)
 		return
 	}
 	if !c.AcquireSlot() {
@@ -138,6 +167,7 @@ func (f *Forwarder) HandleFrame(c *ws.Conn, data []byte) {
 		return
 	}
 	f.inFlight.Add(1)
+	f.pending.Add(1)
 	f.mu.Unlock()
 	go func() {
 		defer f.inFlight.Done()
@@ -168,6 +198,9 @@ func (f *Forwarder) forward(c *ws.Conn, env *proto.Envelope) {
 // request sends env to its handler and returns the error for the client, or
 // nil, and the round trip when a reply came.
 func (f *Forwarder) request(c *ws.Conn, env *proto.Envelope) (*proto.Error, time.Duration) {
+	// Counted out before the reply is queued, so a client that has its
+	// reply knows its request no longer counts against the limit.
+	defer f.pending.Add(-1)
 	// The socket's fields are added only to a line that is written: a
 	// logger With them per request was an allocation on every envelope.
 	log := func(lvl zapcore.Level, msg string, extra ...zap.Field) {

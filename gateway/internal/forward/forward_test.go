@@ -639,3 +639,77 @@ func TestOverloadedRefusesAtOnce(t *testing.T) {
 		t.Errorf("the handler was asked %q first, want only the envelope sent after the overload", got)
 	}
 }
+
+// shedCounts is a Recorder that counts Shed by reason.
+type shedCounts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (s *shedCounts) Envelope(string, string, time.Duration) {}
+func (s *shedCounts) Shed(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n[reason]++
+}
+func (s *shedCounts) get(reason string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n[reason]
+}
+
+// TestWorkerInFlightLimitRefuses: with the worker's limit of requests in
+// flight reached (here 2, over two sockets), a new envelope is refused at
+// once with unavailable, counted as requests_in_flight; once a request
+// ends, envelopes are forwarded again.
+func TestWorkerInFlightLimitRefuses(t *testing.T) {
+	n := testkit.StartNATS(t)
+	asked := make(chan *nats.Msg, 10)
+	respond(t, n, func(m *nats.Msg) { asked <- m })
+	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
+	rec := &shedCounts{n: map[string]int{}}
+	g.fwd.SetRecorder(rec)
+	g.fwd.SetMaxInFlight(2)
+	alice, _ := g.dial(t, "alice")
+	bob, _ := g.dial(t, "bob")
+	alice.Send("slow", nil, "a1")
+	bob.Send("slow", nil, "b1")
+	var held []*nats.Msg
+	for range 2 {
+		select {
+		case m := <-asked:
+			held = append(held, m)
+		case <-time.After(wait):
+			t.Fatalf("only %d requests reached the handler, want 2", len(held))
+		}
+	}
+	alice.Send("slow", nil, "a2")
+	if e := expectError(t, alice, "a2", proto.CodeUnavailable); e.Message != "gateway overloaded, retry later" {
+		t.Errorf("message = %q, want the overload one", e.Message)
+	}
+	if got := rec.get(forward.ShedInFlight); got != 1 {
+		t.Errorf("Shed(%s) = %d, want 1", forward.ShedInFlight, got)
+	}
+	_ = held[0].Respond([]byte(`{"ok":true}`))
+	_ = held[1].Respond([]byte(`{"ok":true}`))
+	for _, c := range []struct {
+		cl  *testkit.Client
+		ref string
+	}{{alice, "a1"}, {bob, "b1"}} {
+		if f := c.cl.ExpectRef(wait, c.ref); f.Event != proto.EventAck {
+			t.Fatalf("reply to %s = %+v, want ack", c.ref, f)
+		}
+	}
+	// Requests count out before their replies: with a1 and b1 answered,
+	// the next envelope is forwarded.
+	alice.Send("slow", nil, "a3")
+	select {
+	case m := <-asked:
+		_ = m.Respond([]byte(`{"ok":true}`))
+	case <-time.After(wait):
+		t.Fatalf("a3 did not reach the handler after the requests in flight ended; got %v", alice.Frames())
+	}
+	if f := alice.ExpectRef(wait, "a3"); f.Event != proto.EventAck {
+		t.Errorf("reply to a3 = %+v, want ack", f)
+	}
+}

@@ -119,6 +119,11 @@ const (
 
 var refusedReasons = [...]string{RefusedUnauthorized, RefusedOrigin, RefusedUnavailable, RefusedUpgrade, RefusedUserCap, RefusedWorkerFull}
 
+// Reasons an envelope is refused as overload, the values of the reason label
+// of switchboard_gateway_overload_refusals_total (forward.ShedFanout and
+// forward.ShedInFlight).
+var shedReasons = [...]string{"fanout_lagging", "requests_in_flight"}
+
 // eventSeries are one event label's series, resolved once.
 type eventSeries struct {
 	results [len(results)]prometheus.Counter
@@ -136,7 +141,7 @@ type Worker struct {
 	deliveries prometheus.Counter
 	dropped    prometheus.Counter
 	limited    prometheus.Counter
-	shed       prometheus.Counter
+	shed       map[string]prometheus.Counter
 
 	envelopes *prometheus.CounterVec
 	// rtt has no event label: a histogram is 15 series, times MaxEvents
@@ -177,8 +182,13 @@ func NewWorker() *Worker {
 	m.deliveries = f.counter("deliveries_total", "Event frames queued to local sockets.")
 	m.dropped = f.counter("deliveries_dropped_total", "Event frames not queued because the socket was closing or its queue was full.")
 	m.limited = f.counter("rate_limited_total", "Client frames refused because the socket was over its rate limit (answered rate_limited, or closed with 1008 when persistent).")
-	m.shed = f.counter("overload_refusals_total",
-		"Client envelopes refused unforwarded with unavailable because the worker's fan-out was lagging (also counted in envelopes_received_total as unavailable).")
+	shed := f.counterVec("overload_refusals_total",
+		"Client envelopes refused unforwarded with unavailable because the worker was overloaded, by reason: fanout_lagging or requests_in_flight (also counted in envelopes_received_total as unavailable).",
+		"reason")
+	m.shed = make(map[string]prometheus.Counter, len(shedReasons))
+	for _, r := range shedReasons {
+		m.shed[r] = shed.WithLabelValues(r)
+	}
 	m.envelopes = f.counterVec("envelopes_received_total",
 		"Client envelopes, by event and result (ok or the error code sent). Events not yet confirmed by a handler count as _other, frames that are not envelopes as _invalid.",
 		"event", "result")
@@ -295,8 +305,13 @@ func (m *Worker) Delivered(sent, dropped int) {
 	}
 }
 
-// Shed counts an envelope refused because the worker was overloaded.
-func (m *Worker) Shed() { m.shed.Inc() }
+// Shed counts an envelope refused because the worker was overloaded, for
+// reason (one of shedReasons; others are not counted).
+func (m *Worker) Shed(reason string) {
+	if c, ok := m.shed[reason]; ok {
+		c.Inc()
+	}
+}
 
 // RateLimited counts a frame refused by the socket's rate limit.
 func (m *Worker) RateLimited() { m.limited.Inc() }

@@ -144,6 +144,7 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 	// dispatches to a backlog that, past the queue and Redis's output
 	// buffer, ends with Redis cutting the subscription and losing them.
 	w.fwd.SetOverloaded(w.sub.Lagging)
+	w.fwd.SetMaxInFlight(w.cfg.WorkerInFlight)
 	w.metrics.Watch(w.hub.Len, w.nc.IsConnected, w.sub.Live)
 	w.metrics.WatchFanout(w.sub.Backlog, w.sub.Lagging, w.sub.Resubscriptions)
 

@@ -662,7 +662,8 @@ func TestOverloadRefusesEnvelopesUntilCaughtUp(t *testing.T) {
 		t.Fatalf("reply while lagging = %+v (%+v), want unavailable: gateway overloaded, retry later", f, e)
 	}
 	for series, want := range map[string]string{
-		"switchboard_gateway_overload_refusals_total":                                       "1",
+		`switchboard_gateway_overload_refusals_total{reason="fanout_lagging"}`:              "1",
+		`switchboard_gateway_overload_refusals_total{reason="requests_in_flight"}`:          "0",
 		`switchboard_gateway_envelopes_received_total{event="_other",result="unavailable"}`: "1",
 		"switchboard_gateway_fanout_backlog":                                                strconv.Itoa(burst),
 		"switchboard_gateway_redis_resubscriptions_total":                                   "0",
