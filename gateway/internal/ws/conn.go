@@ -2,8 +2,10 @@ package ws
 
 import (
 	"errors"
+	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -57,6 +59,7 @@ const keptBatchCap = 16
 type item struct {
 	data []byte
 	ping bool
+	pong bool // data is the payload of the client's ping
 }
 
 // Conn is one authenticated client socket.
@@ -74,6 +77,8 @@ type Conn struct {
 	closing     bool // no more frames are accepted
 	closeCode   int
 	closeReason string
+	peerClosed  bool             // the close frame to write echoes the client's
+	closeSent   atomic.Bool      // gorilla wrote a close frame itself: write nothing more
 	slots       chan struct{}    // in-flight request slots, made on first use by the reader
 	bucket      ratelimit.Bucket // the reader's only
 	closed      chan struct{}    // closed when closing is set
@@ -123,6 +128,36 @@ func (c *Conn) Send(data []byte) bool {
 // Ping queues a ping; a socket that does not answer within PongWait of its
 // last message is closed by the read deadline.
 func (c *Conn) Ping() { c.enqueue(item{ping: true}) }
+
+// pong queues the answer to a client's ping. It goes through the queue and
+// its bounds like any frame, so the writer stays the socket's only writer
+// (gorilla's own pong would set the connection's write deadline to 1 s
+// under a batch being written) and a client that pings without reading is
+// a slow consumer like any other.
+func (c *Conn) pong(payload string) error {
+	c.extendReadDeadline()
+	c.enqueue(item{pong: true, data: []byte(payload)})
+	return nil
+}
+
+// peerClose answers the client's close frame through the writer, instead of
+// gorilla's echo from the read loop, so no data frame can follow it. The
+// queue is dropped: a client that has sent its close discards what arrives.
+func (c *Conn) peerClose(code int, _ string) error {
+	c.mu.Lock()
+	if !c.markClosing(code, "closed by client", true) {
+		c.mu.Unlock()
+		return nil
+	}
+	c.peerClosed = true
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	return nil
+}
 
 func (c *Conn) enqueue(it item) bool {
 	c.mu.Lock()
@@ -206,6 +241,10 @@ func (c *Conn) writeLoop() {
 		batch, c.queue = c.queue, batch[:0]
 		c.queuedBytes = 0
 		c.mu.Unlock()
+		if c.closeSent.Load() {
+			clear(batch)
+			continue // gorilla closed the socket: nothing may follow its close frame
+		}
 
 		if err := c.writeBatch(batch); err != nil {
 			c.failWrite(err)
@@ -223,13 +262,18 @@ func (c *Conn) writeLoop() {
 // out in one write system call: under load several frames wait for a
 // socket, and a call per frame was most of the gateway's CPU time. Each
 // batch is encoded into a pooled buffer, so an idle socket holds none.
-// Gorilla's own control frames (pong and close replies from the read loop,
-// and the close frame) are each one Write on the same connection, which Go
-// serializes, so frames never interleave.
+// The writer is the socket's only writer while it runs: pongs and the echo
+// of a client's close go through the queue (see pong and peerClose), and
+// the gateway's close frame is written after the last batch. gorilla writes
+// on its own only when it fails the read side (1009 over the read limit,
+// 1002 on a protocol error), and then closeSent stops the writer, since the
+// connection's shared write deadline and RFC 6455's "no data after a close
+// frame" make anything written after that wrong.
 const (
 	maxBatchBytes = 64 << 10 // a batch buffer is flushed at this size, and pooled up to it
 	opText        = 0x81     // FIN + text
 	opPing        = 0x89     // FIN + ping
+	opPong        = 0x8A     // FIN + pong
 )
 
 var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -258,8 +302,16 @@ func (c *Conn) writeBatch(batch []item) error {
 		return err
 	}
 	for _, it := range batch {
+		if c.closeSent.Load() {
+			return nil
+		}
 		if it.ping {
 			buf = append(buf, opPing, 0)
+			continue
+		}
+		if it.pong { // a control payload is at most 125 bytes (gorilla checks)
+			buf = appendFrameHeader(buf, opPong, len(it.data))
+			buf = append(buf, it.data...)
 			continue
 		}
 		if len(buf)+len(it.data)+10 > maxBatchBytes {
@@ -309,8 +361,15 @@ func (c *Conn) failWrite(err error) {
 }
 
 func (c *Conn) writeClose(code int, reason string) {
-	msg := websocket.FormatCloseMessage(code, reason)
-	_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(WriteWait))
+	c.mu.Lock()
+	if c.peerClosed {
+		reason = "" // an echo carries the client's code only
+	}
+	c.mu.Unlock()
+	if !c.closeSent.Load() {
+		msg := websocket.FormatCloseMessage(code, reason)
+		_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(WriteWait))
+	}
 	// Give the peer CloseGrace to answer; the reader then sees its close
 	// frame, or the deadline, and ends the connection.
 	_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(CloseGrace))
@@ -330,6 +389,8 @@ func (c *Conn) ReadLoop(h FrameHandler, maxFrame int64) {
 		c.extendReadDeadline()
 		return nil
 	})
+	c.ws.SetPingHandler(c.pong)
+	c.ws.SetCloseHandler(c.peerClose)
 	for {
 		mt, data, err := c.ws.ReadMessage()
 		if err != nil {
@@ -399,18 +460,24 @@ func (c *Conn) readFailed(err error) {
 	switch {
 	case errors.Is(err, websocket.ErrReadLimit):
 		// gorilla has already sent 1009; record it and stop writing.
+		c.closeSent.Store(true)
 		c.mu.Lock()
 		c.markClosing(proto.CloseMessageTooBig, "message too big", true)
 		c.mu.Unlock()
 	case errors.As(err, &ce):
-		// The peer closed; gorilla has echoed its close frame.
+		// The peer closed; peerClose has queued the echo (or the gateway
+		// had closed first and this is the client's answer).
 		c.mu.Lock()
-		c.markClosing(ce.Code, "closed by client", false)
+		c.markClosing(ce.Code, "closed by client", true)
 		c.mu.Unlock()
 	default:
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
 			c.Close(websocket.CloseGoingAway, "ping timeout")
+		case !errors.As(err, &ne) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF):
+			// A protocol error: gorilla has sent its close frame (1002).
+			c.closeSent.Store(true)
 		}
 		c.mu.Lock()
 		c.markClosing(websocket.CloseAbnormalClosure, "connection lost", false)

@@ -772,3 +772,97 @@ func TestInvalidUTF8ClosesEvenOverRateLimit(t *testing.T) {
 		t.Fatalf("close code %d, want 1007", code)
 	}
 }
+
+// TestClientPingsDuringALongWrite: a client that pauses reading while
+// pinging must get the full WriteWait for the frames already being written.
+// gorilla's own pong reply set the connection's write deadline to 1 s under
+// the writer's batch and cut it off with 1006; pongs now go through the
+// queue, answered in order with their payload.
+func TestClientPingsDuringALongWrite(t *testing.T) {
+	const n, size = 200, 60 << 10
+	limits := ws.Limits{QueueLen: n + 64, QueueBytes: (n + 64) * size, MaxInFlight: 1}
+	s := startServer(t, limits, 65536)
+	d := *websocket.DefaultDialer
+	d.ReadBufferSize = 4096
+	cl, c := s.dial(t, &d)
+	pongs := make(chan string, 64)
+	cl.SetPongHandler(func(p string) error {
+		select {
+		case pongs <- p:
+		default:
+		}
+		return nil
+	})
+	frame := bytes.Repeat([]byte("p"), size)
+	for range n {
+		if !c.Send(frame) {
+			t.Fatal("Send refused a frame within the queue's bounds")
+		}
+	}
+	// The client pings every 100 ms and reads nothing for 2 s, longer than
+	// gorilla's 1 s control-frame deadline: this pause is the fault itself,
+	// not a wait for a condition.
+	stop := make(chan struct{})
+	var pinging sync.WaitGroup
+	pinging.Add(1)
+	go func() {
+		defer pinging.Done()
+		tk := time.NewTicker(100 * time.Millisecond)
+		defer tk.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+				_ = cl.WriteControl(websocket.PingMessage, []byte(fmt.Sprintf("p%d", i)), time.Now().Add(wait))
+			}
+		}
+	}()
+	time.Sleep(2 * time.Second)
+	for i := range n {
+		if _, data, err := read(t, cl); err != nil || len(data) != size {
+			close(stop)
+			pinging.Wait()
+			t.Fatalf("frame %d of %d: %d bytes, %v; the server cut the write", i+1, n, len(data), err)
+		}
+	}
+	close(stop)
+	pinging.Wait()
+	// The pongs were queued behind the frames; a last frame behind them
+	// makes the client's read run its pong handler.
+	c.Send([]byte(`{"last":true}`))
+	if _, data, err := read(t, cl); err != nil || string(data) != `{"last":true}` {
+		t.Fatalf("last frame: %q, %v", data, err)
+	}
+	select {
+	case p := <-pongs:
+		if !strings.HasPrefix(p, "p") {
+			t.Errorf("pong payload %q, want the ping's", p)
+		}
+	default:
+		t.Error("no pong answered the client's pings")
+	}
+	if code, _ := c.CloseCode(); code != 0 {
+		t.Errorf("socket closed with %d while the client was reading", code)
+	}
+}
+
+// TestClientCloseIsEchoedAfterNoData: the client's close frame is answered
+// with its code, and no data frame queued afterwards follows the echo.
+func TestClientCloseIsEchoedAfterNoData(t *testing.T) {
+	s := startServer(t, defaultLimits, 65536)
+	cl, c := s.dial(t, nil)
+	if err := cl.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"), time.Now().Add(wait)); err != nil {
+		t.Fatal(err)
+	}
+	<-c.Done()
+	if c.Send([]byte(`{"late":true}`)) {
+		t.Error("Send after the client's close reported true")
+	}
+	_ = cl.SetReadDeadline(time.Now().Add(wait))
+	_, data, err := cl.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseNormalClosure {
+		t.Fatalf("read = %q, %v; want the echo of close 1000", data, err)
+	}
+}
