@@ -4,9 +4,10 @@
 //
 // Each request runs in its own goroutine so a socket can have several in
 // flight, up to a per-socket limit beyond which its read loop waits, which
-// pushes back on the client through TCP. While the worker is overloaded (its
-// fan-out lags, SetOverloaded, or it has its limit of requests in flight,
-// SetMaxInFlight) new envelopes are refused at once with unavailable instead.
+// pushes back on the client through TCP. An envelope that has its slot is
+// refused at once with unavailable instead of forwarded while the worker is
+// overloaded (its fan-out lags, SetOverloaded, or it has its limit of
+// requests in flight, SetMaxInFlight).
 // Shutdown stops new requests and waits for the running ones.
 package forward
 
@@ -147,27 +148,34 @@ func (f *Forwarder) HandleFrame(c *ws.Conn, data []byte) {
 		c.SendError(env.Ref, env.HasRef, pe)
 		return
 	}
+	if !c.AcquireSlot() {
+		return // the socket ended while waiting
+	}
+	// The overload checks come after the slot: the wait for one can last a
+	// handler timeout, and what was true before it says nothing of now.
 	if f.overloaded != nil && f.overloaded() {
+		c.ReleaseSlot()
 		f.shed(c, &env, ShedFanout)
 		return
 	}
-	if f.maxPending > 0 && f.pending.Load() >= f.maxPending {
+	// Reserved, not checked then added, so read loops racing for the last
+	// places cannot together go over the limit. request counts it out.
+	if n := f.pending.Add(1); f.maxPending > 0 && n > f.maxPending {
+		f.pending.Add(-1)
+		c.ReleaseSlot()
 		f.shed(c, &env, ShedInFlight)
 		return
-	}
-	if !c.AcquireSlot() {
-		return // the socket ended while waiting
 	}
 	f.mu.Lock()
 	if f.stopped {
 		f.mu.Unlock()
+		f.pending.Add(-1)
 		c.ReleaseSlot()
 		f.rec.Envelope(env.Event, errShutdown.Code, 0)
 		c.SendError(env.Ref, env.HasRef, errShutdown)
 		return
 	}
 	f.inFlight.Add(1)
-	f.pending.Add(1)
 	f.mu.Unlock()
 	go func() {
 		defer f.inFlight.Done()

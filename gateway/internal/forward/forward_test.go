@@ -34,11 +34,27 @@ type gateway struct {
 	fwd   *forward.Forwarder
 	srv   *httptest.Server
 	conns chan *ws.Conn
+	// frames gets each frame as the socket's read loop hands it to the
+	// forwarder, when there is room; a test that does not read it loses
+	// nothing.
+	frames chan string
+}
+
+// seen is the FrameHandler of the test sockets: it tells g.frames of each
+// frame, then has the forwarder handle it in the same goroutine.
+type seen struct{ g *gateway }
+
+func (s seen) HandleFrame(c *ws.Conn, data []byte) {
+	select {
+	case s.g.frames <- string(data):
+	default:
+	}
+	s.g.fwd.HandleFrame(c, data)
 }
 
 func startGateway(t *testing.T, nc forward.Requester, timeout time.Duration, limits ws.Limits) *gateway {
 	t.Helper()
-	g := &gateway{fwd: forward.New(nc, timeout, zap.NewNop()), conns: make(chan *ws.Conn, 16)}
+	g := &gateway{fwd: forward.New(nc, timeout, zap.NewNop()), conns: make(chan *ws.Conn, 16), frames: make(chan string, 16)}
 	up := websocket.Upgrader{}
 	var mu sync.Mutex
 	n := 0
@@ -55,7 +71,7 @@ func startGateway(t *testing.T, nc forward.Requester, timeout time.Duration, lim
 		c := ws.NewConn(wsc, id, user, limits, zap.NewNop())
 		g.conns <- c
 		c.Send(proto.AppendConnected(nil, user, c.ID(), 0))
-		c.ReadLoop(g.fwd, 65536)
+		c.ReadLoop(seen{g}, 65536)
 	}))
 	t.Cleanup(g.srv.Close)
 	t.Cleanup(func() {
@@ -711,5 +727,129 @@ func TestWorkerInFlightLimitRefuses(t *testing.T) {
 	}
 	if f := alice.ExpectRef(wait, "a3"); f.Event != proto.EventAck {
 		t.Errorf("reply to a3 = %+v, want ack", f)
+	}
+}
+
+// TestOverloadCheckedAfterTheSlot: an envelope that waited for its socket's
+// slot is refused if the worker became overloaded while it waited; what was
+// true before the wait, which can last a handler timeout, does not let it
+// through.
+func TestOverloadCheckedAfterTheSlot(t *testing.T) {
+	n := testkit.StartNATS(t)
+	asked := make(chan *nats.Msg, 4)
+	respond(t, n, func(m *nats.Msg) { asked <- m })
+	g := startGateway(t, natsConn(t, n), wait, ws.Limits{QueueLen: 64, QueueBytes: 1 << 20, MaxInFlight: 1})
+	rec := &shedCounts{n: map[string]int{}}
+	g.fwd.SetRecorder(rec)
+	var overloaded atomic.Bool
+	g.fwd.SetOverloaded(overloaded.Load)
+	cl, _ := g.dial(t, "alice")
+
+	cl.Send("slow", nil, "r1")
+	var held *nats.Msg
+	select {
+	case held = <-asked:
+	case <-time.After(wait):
+		t.Fatal("r1 did not reach the handler")
+	}
+	cl.Send("slow", nil, "r2")
+	// r2 is with the forwarder, waiting for the slot r1 holds.
+	for r2 := false; !r2; {
+		select {
+		case f := <-g.frames:
+			r2 = strings.Contains(f, `"r2"`)
+		case <-time.After(wait):
+			t.Fatal("r2 did not reach the forwarder")
+		}
+	}
+	overloaded.Store(true)
+	_ = held.Respond([]byte(`{"ok":true}`))
+	if f := cl.ExpectRef(wait, "r1"); f.Event != proto.EventAck {
+		t.Fatalf("reply to r1 = %+v, want ack", f)
+	}
+	if e := expectError(t, cl, "r2", proto.CodeUnavailable); e.Message != "gateway overloaded, retry later" {
+		t.Errorf("message = %q, want the overload one", e.Message)
+	}
+	if got := rec.get(forward.ShedFanout); got != 1 {
+		t.Errorf("Shed(%s) = %d, want 1", forward.ShedFanout, got)
+	}
+	select {
+	case m := <-asked:
+		t.Errorf("the handler was asked %s after the worker became overloaded", m.Data)
+	default:
+	}
+	// The refused envelope gave its slot back.
+	overloaded.Store(false)
+	cl.Send("slow", nil, "r3")
+	select {
+	case m := <-asked:
+		_ = m.Respond([]byte(`{"ok":true}`))
+	case <-time.After(wait):
+		t.Fatal("r3 did not reach the handler: the refused envelope kept the socket's slot")
+	}
+	if f := cl.ExpectRef(wait, "r3"); f.Event != proto.EventAck {
+		t.Errorf("reply to r3 = %+v, want ack", f)
+	}
+}
+
+// TestWorkerInFlightLimitUnderConcurrentSenders: sockets whose envelopes
+// arrive together never take the worker over its limit of requests in
+// flight: exactly the limit reach the handler and the others are refused.
+func TestWorkerInFlightLimitUnderConcurrentSenders(t *testing.T) {
+	n := testkit.StartNATS(t)
+	const limit, senders = 3, 12
+	asked := make(chan *nats.Msg, senders)
+	respond(t, n, func(m *nats.Msg) { asked <- m })
+	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
+	rec := &shedCounts{n: map[string]int{}}
+	g.fwd.SetRecorder(rec)
+	g.fwd.SetMaxInFlight(limit)
+	clients := map[string]*testkit.Client{}
+	for i := range senders {
+		u := "u" + strconv.Itoa(i)
+		clients[u], _ = g.dial(t, u)
+	}
+	var wg sync.WaitGroup
+	for _, cl := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl.Send("slow", nil, "r")
+		}()
+	}
+	wg.Wait()
+	// Nothing is answered before every envelope has been forwarded or
+	// refused: the first limit reach the handler, and had more gone out,
+	// a socket below would have no refusal.
+	held := map[string]*nats.Msg{}
+	for len(held) < limit {
+		select {
+		case m := <-asked:
+			req, _ := proto.DecodeRequest(m.Data)
+			held[req.User] = m
+		case <-time.After(wait):
+			t.Fatalf("%d requests reached the handler, want %d", len(held), limit)
+		}
+	}
+	for u, cl := range clients {
+		if _, ok := held[u]; !ok {
+			if e := expectError(t, cl, "r", proto.CodeUnavailable); e.Message != "gateway overloaded, retry later" {
+				t.Errorf("%s: message = %q, want the overload one", u, e.Message)
+			}
+		}
+	}
+	select {
+	case m := <-asked:
+		t.Fatalf("request %s reached the handler with %d in flight already", m.Data, limit)
+	default:
+	}
+	if got := rec.get(forward.ShedInFlight); got != senders-limit {
+		t.Errorf("Shed(%s) = %d, want %d", forward.ShedInFlight, got, senders-limit)
+	}
+	for u, m := range held {
+		_ = m.Respond([]byte(`{"ok":true}`))
+		if f := clients[u].ExpectRef(wait, "r"); f.Event != proto.EventAck {
+			t.Errorf("%s: reply = %+v, want ack", u, f)
+		}
 	}
 }
