@@ -96,7 +96,7 @@ func New(cfg config.Config, index int, log *zap.Logger) *Worker {
 		WriteBufferSize: 4096,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     w.checkOrigin,
-		Error:           func(http.ResponseWriter, *http.Request, int, error) {}, // checked before the upgrade
+		Error:           upgradeError,
 	}
 	return w
 }
@@ -354,7 +354,10 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 		w.releaseSocket(user)
 		w.conns.Done()
 		refused(metrics.RefusedUpgrade)
-		http.Error(rw, "websocket upgrade failed", http.StatusBadRequest)
+		// Answered already: by upgradeError before the hijack, or not at
+		// all after it (gorilla closed the connection), so another answer
+		// here would only log a superfluous WriteHeader or a write on a
+		// hijacked connection.
 		return
 	}
 	c := ws.NewConn(wsc, w.ids.Next(), user, w.limits, w.wsLog)
@@ -494,6 +497,22 @@ func writeJSON(rw http.ResponseWriter, status int, v any) {
 
 func writeError(rw http.ResponseWriter, status int, code, msg string) {
 	writeJSON(rw, status, map[string]any{"error": proto.Error{Code: code, Message: msg}})
+}
+
+// upgradeError is the Upgrader's answer to a request it cannot upgrade: the
+// contract's JSON error, like the refusals checked before it. The
+// JavaScript client's probe, a plain GET with a good token, ends here with
+// 400 bad_request.
+func upgradeError(rw http.ResponseWriter, _ *http.Request, status int, reason error) {
+	code := proto.CodeBadRequest
+	switch {
+	case status == http.StatusForbidden:
+		code = proto.CodeForbiddenOrigin
+	case status >= http.StatusInternalServerError:
+		code = proto.CodeUnavailable
+	}
+	rw.Header().Set("Sec-WebSocket-Version", "13") // as gorilla's own answer, for a client of another version
+	writeError(rw, status, code, reason.Error())
 }
 
 // redactURL drops credentials from a URL, or from each URL of a

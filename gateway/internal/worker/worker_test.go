@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/switchboard/switchboard/gateway/internal/auth"
 	"github.com/switchboard/switchboard/gateway/internal/config"
@@ -299,7 +300,8 @@ func TestRun(t *testing.T) {
 	cfg := testConfig()
 	cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
 	cfg.ShutdownTimeout = 5 * time.Second
-	r := startWorker(t, cfg, 3)
+	core, logs := observer.New(zap.InfoLevel)
+	r := startWorkerWith(t, cfg, 3, func(w *Worker) { w.log = zap.New(core) })
 	url := "ws://" + r.addr + "/socket"
 
 	a1 := testkit.Dial(t, url, token(t, "alice", time.Hour))
@@ -326,6 +328,42 @@ func TestRun(t *testing.T) {
 	if req := <-reqs; req.User != "alice" || req.Conn != a2.Conn || req.Event != "sendMessage" {
 		t.Errorf("request = %+v, want sendMessage from alice on %s", req, a2.Conn)
 	}
+
+	// A plain GET with a good token, the JavaScript client's probe, passes
+	// every check and is no upgrade: 400 with the contract's JSON body,
+	// and its place under the socket caps is given back.
+	resp, err := plain.Get("http://" + r.addr + "/socket?token=" + token(t, "alice", time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var probe struct{ Error proto.Error }
+	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") != "application/json" ||
+		json.Unmarshal(body, &probe) != nil || probe.Error.Code != proto.CodeBadRequest || probe.Error.Message == "" {
+		t.Errorf("plain GET of /socket: %d %q %s, want 400 application/json with error code %s",
+			resp.StatusCode, resp.Header.Get("Content-Type"), body, proto.CodeBadRequest)
+	}
+	// An upgrade gorilla refuses after the hijack (data sent before the
+	// handshake ended) gets no answer but the closed connection.
+	raw, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = raw.Write([]byte("GET /socket?token=" + token(t, "alice", time.Hour) + " HTTP/1.1\r\nHost: gw\r\n" +
+		"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\ntoo early"))
+	_ = raw.SetReadDeadline(time.Now().Add(wait))
+	if got, err := io.ReadAll(raw); err != nil || len(got) != 0 {
+		t.Errorf("upgrade with data before the handshake ended: read %q, %v; want the connection closed unanswered", got, err)
+	}
+	raw.Close()
+	testkit.Eventually(t, wait, "the refused upgrade counted and alice's places given back", func() bool {
+		r.w.mu.Lock()
+		alice := r.w.counts.perUser["alice"]
+		r.w.mu.Unlock()
+		return alice == 2 && metric(r.w, `switchboard_gateway_upgrades_refused_total{reason="bad_upgrade"}`) == "1"
+	})
 
 	// Dispatch over Redis to every socket of alice, and to bob's by conn.
 	d := proto.Dispatch{Event: "message", Args: json.RawMessage(`{"text":"hi"}`), Users: []string{"alice", "alice"}, Conns: []string{b.Conn, a1.Conn}}
@@ -356,6 +394,12 @@ func TestRun(t *testing.T) {
 	}
 	if r.w.hub.Len() != 0 {
 		t.Errorf("%d sockets left in the hub after Run returned", r.w.hub.Len())
+	}
+	// Neither refused upgrade was answered twice.
+	for _, e := range logs.All() {
+		if strings.Contains(e.Message, "superfluous") || strings.Contains(e.Message, "hijacked") {
+			t.Errorf("net/http logged %q", e.Message)
+		}
 	}
 }
 
