@@ -274,28 +274,9 @@ func status(url string) int {
 func TestRun(t *testing.T) {
 	n := testkit.StartNATS(t)
 	rd := testkit.StartRedis(t)
-	nc, err := nats.Connect(n.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
 	reqs := make(chan proto.Request, 10)
-	if _, err := nc.QueueSubscribe(proto.SubjectAll, proto.QueueGroup, func(m *nats.Msg) {
-		req, _ := proto.DecodeRequest(m.Data)
-		reqs <- req
-		_ = m.Respond(proto.AppendReply(nil, nil))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	opts, err := redis.ParseURL(rd.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := redis.NewClient(opts)
-	defer pub.Close()
+	answerOK(t, n.URL(), func(req proto.Request) { reqs <- req })
+	pub := publisher(t, rd.URL())
 
 	cfg := testConfig()
 	cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
@@ -658,25 +639,8 @@ func metric(w *Worker, series string) string {
 func TestOverloadRefusesEnvelopesUntilCaughtUp(t *testing.T) {
 	n := testkit.StartNATS(t)
 	rd := testkit.StartRedis(t)
-	nc, err := nats.Connect(n.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if _, err := nc.QueueSubscribe(proto.SubjectAll, proto.QueueGroup, func(m *nats.Msg) {
-		_ = m.Respond(proto.AppendReply(nil, nil))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	opts, err := redis.ParseURL(rd.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := redis.NewClient(opts)
-	defer pub.Close()
+	answerOK(t, n.URL(), nil)
+	pub := publisher(t, rd.URL())
 
 	cfg := testConfig()
 	cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
@@ -731,4 +695,41 @@ func TestOverloadRefusesEnvelopesUntilCaughtUp(t *testing.T) {
 	if f := c.ExpectRef(wait, "r2"); f.Event != proto.EventAck {
 		t.Errorf("reply after catching up = %+v, want ack", f)
 	}
+}
+
+// answerOK stands in for handlers-svc on the NATS server at url: it answers
+// every request ok, first handing it to seen when that is set, until the
+// test ends.
+func answerOK(t *testing.T, url string, seen func(proto.Request)) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if _, err := nc.QueueSubscribe(proto.SubjectAll, proto.QueueGroup, func(m *nats.Msg) {
+		if seen != nil {
+			req, _ := proto.DecodeRequest(m.Data)
+			seen(req)
+		}
+		_ = m.Respond(proto.AppendReply(nil, nil))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// publisher returns a Redis client of the server at url, closed when the
+// test ends.
+func publisher(t *testing.T, url string) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := redis.NewClient(opts)
+	t.Cleanup(func() { _ = pub.Close() })
+	return pub
 }
