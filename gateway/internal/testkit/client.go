@@ -131,28 +131,15 @@ func (c *Client) SendRaw(mt int, data []byte) {
 // waiting up to timeout for it.
 func (c *Client) Expect(timeout time.Duration, what string, match func(proto.Frame) bool) proto.Frame {
 	c.t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		c.mu.Lock()
-		for i, f := range c.frames {
-			if match(f) {
-				c.frames = append(c.frames[:i:i], c.frames[i+1:]...)
-				c.mu.Unlock()
-				return f
-			}
-		}
-		closed, err := c.closed, c.closeEr
-		c.mu.Unlock()
-		if closed {
-			c.t.Fatalf("%s (conn %s, worker %d): socket closed before %s arrived: %v", c.User, c.Conn, c.Worker, what, err)
-		}
-		select {
-		case <-c.arrived:
-		case <-deadline.C:
-			c.t.Fatalf("%s (conn %s, worker %d): no %s within %s; got %v", c.User, c.Conn, c.Worker, what, timeout, c.Frames())
-		}
+	f, ok := c.TryExpect(timeout, match)
+	if ok {
+		return f
 	}
+	if closed, err := c.Closed(); closed {
+		c.t.Fatalf("%s (conn %s, worker %d): socket closed before %s arrived: %v", c.User, c.Conn, c.Worker, what, err)
+	}
+	c.t.Fatalf("%s (conn %s, worker %d): no %s within %s; got %v", c.User, c.Conn, c.Worker, what, timeout, c.Frames())
+	return proto.Frame{}
 }
 
 // TryExpect is Expect that reports false instead of failing the test when
