@@ -87,12 +87,10 @@ func New(cfg config.Config, index int, log *zap.Logger) *Worker {
 		},
 	}
 	w.upgrader = websocket.Upgrader{
-		// Every socket keeps its read buffer for life: client frames are
-		// small (a longer one takes several reads), and at 10,000 idle
-		// sockets each 256 bytes saved is 2.5 MB. ws.Conn writes frames
+		// ReadBufferSize 0: ws.Upgrade gives every socket a small read
+		// buffer of its own (ws.ReadBufferSize). ws.Conn writes frames
 		// itself from a shared pool; the pool here only serves gorilla's
 		// handshake.
-		ReadBufferSize:  256,
 		WriteBufferSize: 4096,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     w.checkOrigin,
@@ -349,7 +347,7 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 		writeError(rw, capped.status, capped.err.Code, capped.err.Message)
 		return
 	}
-	wsc, err := w.upgrader.Upgrade(rw, r, nil)
+	up, err := ws.Upgrade(&w.upgrader, rw, r)
 	if err != nil {
 		w.releaseSocket(user)
 		w.conns.Done()
@@ -360,7 +358,7 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 		// hijacked connection.
 		return
 	}
-	c := ws.NewConn(wsc, w.ids.Next(), user, w.limits, w.wsLog)
+	c := ws.NewConn(up, w.ids.Next(), user, w.limits, w.wsLog)
 	// "connected" is queued first and held; the socket is registered for
 	// delivery; only then does ReadLoop let the writer run. So "connected"
 	// is the first frame, and nothing dispatched after the client has seen
@@ -382,6 +380,15 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 func (w *Worker) readSocket(c *ws.Conn) {
 	defer w.conns.Done()
 	c.ReadLoop(w.frameHandler(), w.cfg.MaxFrame)
+	w.socketClosed(c)
+}
+
+// socketClosed releases and logs an ended socket. It is not part of
+// readSocket, whose stack frame every idle socket keeps, because its log
+// fields would make that frame several times larger.
+//
+//go:noinline
+func (w *Worker) socketClosed(c *ws.Conn) {
 	w.hub.Remove(c)
 	w.releaseSocket(c.User())
 	code, reason := c.CloseCode()

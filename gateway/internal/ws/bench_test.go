@@ -22,11 +22,11 @@ func benchSocket(b *testing.B, every int) (*ws.Conn, <-chan struct{}) {
 	b.Helper()
 	conns := make(chan *ws.Conn, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		wsc, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		up, err := ws.Upgrade(&websocket.Upgrader{}, w, r)
 		if err != nil {
 			return
 		}
-		c := ws.NewConn(wsc, "c1", "u1", ws.Limits{QueueLen: 1 << 16, QueueBytes: 1 << 30, MaxInFlight: 1}, zap.NewNop())
+		c := ws.NewConn(up, "c1", "u1", ws.Limits{QueueLen: 1 << 16, QueueBytes: 1 << 30, MaxInFlight: 1}, zap.NewNop())
 		conns <- c
 		c.ReadLoop(&recorder{frames: make(chan []byte, 1)}, 1<<16)
 	}))

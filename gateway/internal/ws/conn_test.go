@@ -36,7 +36,7 @@ type recorder struct {
 
 func (r *recorder) HandleFrame(_ *ws.Conn, data []byte) { r.frames <- data }
 
-// server is a real HTTP server that upgrades every request with gorilla,
+// server is a real HTTP server that upgrades every request with ws.Upgrade,
 // wraps the socket in a ws.Conn for user "alice" and runs its read loop.
 type server struct {
 	srv   *httptest.Server
@@ -61,7 +61,7 @@ func startServerWith(t *testing.T, limits ws.Limits, maxFrame int64, h ws.FrameH
 	var n int
 	var mu sync.Mutex
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		wsc, err := up.Upgrade(w, r, nil)
+		u, err := ws.Upgrade(&up, w, r)
 		if err != nil {
 			return
 		}
@@ -69,7 +69,7 @@ func startServerWith(t *testing.T, limits ws.Limits, maxFrame int64, h ws.FrameH
 		n++
 		id := fmt.Sprintf("c%d", n)
 		mu.Unlock()
-		c := ws.NewConn(wsc, id, "alice", limits, zap.NewNop())
+		c := ws.NewConn(u, id, "alice", limits, zap.NewNop())
 		s.conns <- c
 		c.ReadLoop(h, maxFrame)
 	}))
@@ -865,4 +865,112 @@ func TestClientCloseIsEchoedAfterNoData(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Code != websocket.CloseNormalClosure {
 		t.Fatalf("read = %q, %v; want the echo of close 1000", data, err)
 	}
+}
+
+// readersWaitAboveGorilla reports whether every read loop goroutine is
+// waiting in awaitData rather than inside gorilla's read.
+func readersWaitAboveGorilla() (bool, string) {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var seen int
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if !strings.Contains(g, "ws.(*Conn).ReadLoop") {
+			continue
+		}
+		seen++
+		if !strings.Contains(g, "ws.(*Conn).awaitData") || strings.Contains(g, "websocket.(*Conn).NextReader") {
+			return false, g
+		}
+	}
+	return seen > 0, "no read loop"
+}
+
+// TestIdleReaderWaitsAboveGorilla: between messages a socket's reader waits
+// in awaitData, a few calls deep, not inside gorilla's read, also after the
+// client's pings and pongs, which keep an idle socket alive: that is what
+// keeps an idle socket's goroutine stack at 2 KB. A ping that arrives
+// together with a message is answered, and the message handed on.
+func TestIdleReaderWaitsAboveGorilla(t *testing.T) {
+	s := startServer(t, defaultLimits, 65536)
+	cl, c := s.dial(t, nil)
+	pongs := make(chan string, 8)
+	cl.SetPongHandler(func(p string) error { pongs <- p; return nil })
+	go func() { // reading runs the client's handlers
+		for {
+			if _, _, err := cl.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	expectPong := func(want string) {
+		t.Helper()
+		select {
+		case got := <-pongs:
+			if got != want {
+				t.Fatalf("pong %q, want %q", got, want)
+			}
+		case <-time.After(wait):
+			t.Fatalf("no pong for ping %q", want)
+		}
+	}
+	expectFrame := func(want string) {
+		t.Helper()
+		select {
+		case got := <-s.rec.frames:
+			if string(got) != want {
+				t.Fatalf("frame %q, want %q", got, want)
+			}
+		case <-time.After(wait):
+			t.Fatalf("frame %q not handed on", want)
+		}
+	}
+	waitsAbove := func(after string) {
+		t.Helper()
+		var stack string
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("read loop goroutine:\n%s", stack)
+			}
+		})
+		testkit.Eventually(t, wait, "the reader waits in awaitData after "+after, func() bool {
+			var ok bool
+			ok, stack = readersWaitAboveGorilla()
+			return ok
+		})
+	}
+
+	c.Send([]byte(`{"hello":true}`)) // lets the writer run
+	waitsAbove("the upgrade")
+
+	if err := cl.WriteControl(websocket.PingMessage, []byte("p1"), time.Now().Add(wait)); err != nil {
+		t.Fatal(err)
+	}
+	expectPong("p1")
+	waitsAbove("a ping")
+
+	c.Ping() // the client answers with a pong
+	if err := cl.WriteMessage(websocket.TextMessage, []byte(`{"event":"a"}`)); err != nil {
+		t.Fatal(err)
+	}
+	expectFrame(`{"event":"a"}`)
+	waitsAbove("a pong and a message")
+
+	// A ping and a message in one write: both reach the server together.
+	mask := [4]byte{7, 1, 3, 5}
+	raw := append(maskedFrame(0x89, mask, []byte("p2")), maskedFrame(0x81, mask, []byte(`{"event":"b"}`))...)
+	if _, err := cl.NetConn().Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	expectPong("p2")
+	expectFrame(`{"event":"b"}`)
+	waitsAbove("a ping and a message in one segment")
+}
+
+// maskedFrame encodes a client frame with first byte b0.
+func maskedFrame(b0 byte, mask [4]byte, payload []byte) []byte {
+	f := []byte{b0, 0x80 | byte(len(payload)), mask[0], mask[1], mask[2], mask[3]}
+	for i, p := range payload {
+		f = append(f, p^mask[i&3])
+	}
+	return f
 }

@@ -1,0 +1,64 @@
+package ws
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"net/http"
+
+	"github.com/gorilla/websocket"
+)
+
+// ReadBufferSize is the read buffer of every socket upgraded by Upgrade.
+// Client frames are small (a longer one takes several reads), and an idle
+// socket keeps its buffer for life, so it is small. gorilla reads through a
+// hijacked buffer only when it is larger than 256 bytes; 288 is the size
+// class just above.
+const ReadBufferSize = 288
+
+// Upgraded is a socket upgraded by Upgrade, for NewConn.
+type Upgraded struct {
+	WS *websocket.Conn
+	// br is the buffer WS reads the network through, so that a Conn can
+	// tell whether a frame is already buffered before it waits for the
+	// network; nil when unknown (a socket upgraded by gorilla alone).
+	br *bufio.Reader
+}
+
+// Upgrade is u.Upgrade with the socket reading the network through a
+// buffer of ReadBufferSize that the returned Upgraded knows about, so an
+// idle Conn can wait for data without being inside gorilla's read (see
+// ReadLoop). u.ReadBufferSize must be 0, or gorilla uses its own buffer.
+func Upgrade(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request) (Upgraded, error) {
+	if u.ReadBufferSize != 0 {
+		return Upgraded{}, errors.New("ws: Upgrade needs an Upgrader with ReadBufferSize 0")
+	}
+	hw := &hijacker{ResponseWriter: w}
+	wsc, err := u.Upgrade(hw, r, nil)
+	if err != nil {
+		return Upgraded{}, err
+	}
+	return Upgraded{WS: wsc, br: hw.br}, nil
+}
+
+// hijacker hands gorilla a fresh read buffer of ReadBufferSize instead of
+// net/http's 4 KB one, and remembers it.
+type hijacker struct {
+	http.ResponseWriter
+	br *bufio.Reader
+}
+
+func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := h.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("ws: response does not implement http.Hijacker")
+	}
+	nc, brw, err := hj.Hijack()
+	if err != nil || brw.Reader.Buffered() > 0 {
+		// gorilla refuses a client that sent data before the handshake
+		// ended; it must see that data to do so.
+		return nc, brw, err
+	}
+	h.br = bufio.NewReaderSize(nc, ReadBufferSize)
+	return nc, bufio.NewReadWriter(h.br, brw.Writer), nil
+}
