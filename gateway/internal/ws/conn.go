@@ -67,8 +67,10 @@ type item struct {
 // Conn is one authenticated client socket.
 type Conn struct {
 	ws     *websocket.Conn
-	br     *bufio.Reader   // what ws reads the network through; nil: unknown
-	rc     syscall.RawConn // the network socket, to wait for data on; nil: none
+	br     *bufio.Reader         // what ws reads the network through; nil: unknown
+	rc     syscall.RawConn       // the network socket, to wait for data on; nil: none
+	peek   func(fd uintptr) bool // c.peekData, for rc.Read (readable_unix.go)
+	peeked *peeker               // what peek saw, until awaitNetwork takes it
 	id     string
 	user   string
 	limits Limits
@@ -478,13 +480,8 @@ func (c *Conn) awaitData() {
 				return
 			}
 			_, _ = c.br.Discard(size)
-		} else {
-			if err := c.rc.Read(peekReadable); err != nil {
-				return
-			}
-			if op, payload, ok = takeControl(c.rc); !ok {
-				return
-			}
+		} else if op, payload, ok = c.awaitNetwork(); !ok {
+			return
 		}
 		if op == websocket.PingMessage {
 			_ = c.pong(string(payload))

@@ -2,12 +2,10 @@
 
 package ws
 
-import "syscall"
+// peeker is only used where a socket can be peeked at.
+type peeker struct{}
 
-// peekReadable cannot peek here: the read loop then waits inside gorilla's
-// read, which costs a deeper goroutine stack per idle socket but is
-// otherwise the same.
-func peekReadable(uintptr) bool { return true }
-
-// takeControl leaves every frame to gorilla here.
-func takeControl(syscall.RawConn) (int, []byte, bool) { return 0, nil, false }
+// awaitNetwork cannot peek at a socket here: the reader then waits inside
+// gorilla's read, which costs a deeper goroutine stack per idle socket but
+// is otherwise the same.
+func (c *Conn) awaitNetwork() (int, []byte, bool) { return 0, nil, false }
