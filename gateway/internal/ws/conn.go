@@ -69,8 +69,8 @@ type Conn struct {
 	ws     *websocket.Conn
 	br     *bufio.Reader         // what ws reads the network through; nil: unknown
 	rc     syscall.RawConn       // the network socket, to wait for data on; nil: none
-	peek   func(fd uintptr) bool // c.peekData, for rc.Read (readable_unix.go)
-	peeked *peeker               // what peek saw, until awaitNetwork takes it
+	wait   func(fd uintptr) bool // c.waitReadable, for rc.Read, bound once
+	woke   bool                  // waitReadable has been called in this wait
 	id     string
 	user   string
 	limits Limits
@@ -460,35 +460,51 @@ func (c *Conn) frame(h FrameHandler, mt int, data []byte) {
 // gorilla's read: its goroutine then keeps the smallest stack, 2 KB instead
 // of 4 KB, which was a fifth of the memory of an idle socket. For the same
 // reason the pings and pongs that keep an idle socket alive are answered
-// here when one is next, whole, in the read buffer or on the network:
-// gorilla would answer them inside ReadMessage and then wait for the next
-// message down there.
+// here when one is next, whole, in the read buffer: gorilla would answer
+// them inside ReadMessage and then wait for the next message down there.
 func (c *Conn) awaitData() {
 	if c.rc == nil {
 		return
 	}
+	if c.wait == nil {
+		c.wait = c.waitReadable
+	}
 	for {
-		var (
-			op      int
-			payload []byte
-			ok      bool
-		)
-		if n := c.br.Buffered(); n > 0 {
-			b, _ := c.br.Peek(n) // buffered: does not read
-			var size int
-			if op, payload, size, ok = parseClientControl(b); !ok {
+		if c.br.Buffered() == 0 {
+			c.woke = false
+			if err := c.rc.Read(c.wait); err != nil {
 				return
 			}
-			_, _ = c.br.Discard(size)
-		} else if op, payload, ok = c.awaitNetwork(); !ok {
+			// Data has arrived: one read fills the buffer with it.
+			if _, err := c.br.Peek(1); err != nil {
+				return // kept by the reader for ReadMessage to report
+			}
+		}
+		b, _ := c.br.Peek(c.br.Buffered()) // buffered: reads nothing
+		op, payload, size, ok := parseClientControl(b)
+		if !ok {
 			return
 		}
+		_, _ = c.br.Discard(size)
 		if op == websocket.PingMessage {
 			_ = c.pong(string(payload))
 		} else {
 			c.extendReadDeadline()
 		}
 	}
+}
+
+// waitReadable is the rc.Read callback of awaitData: true ends the wait,
+// false waits until the socket is readable. The first call of a wait
+// checks for data already received; a later call comes after the socket
+// became readable, which needs no second look (should the wake-up have
+// been spurious, the read that follows simply waits).
+func (c *Conn) waitReadable(fd uintptr) bool {
+	if c.woke {
+		return true
+	}
+	c.woke = true
+	return received(fd)
 }
 
 // handle runs h on one frame; a panic in it closes this socket only, with
