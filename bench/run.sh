@@ -78,7 +78,9 @@ if [[ $scale == 1 ]]; then
 fi
 
 # BENCH_PPROF=DIR: a gateway built with -tags pprof; heap profiles of the
-# workers while the idle sockets are held, CPU profiles of the first load run.
+# workers while the idle sockets are held, CPU profiles of the first load run
+# (BENCH_GATEWAY_ENV=GATEWAY_PPROF_MEMRATE=1: every allocation in the heap
+# profiles).
 PPROF_DIR="${BENCH_PPROF:-}"
 PPROF_PORT="${BENCH_PPROF_PORT:-27990}"
 if [[ -n $PPROF_DIR ]]; then
