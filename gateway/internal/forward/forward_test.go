@@ -68,7 +68,7 @@ func startGateway(t *testing.T, nc forward.Requester, timeout time.Duration, lim
 		id := "conn-" + strconv.Itoa(n)
 		mu.Unlock()
 		user := r.URL.Query().Get("user")
-		c := ws.NewConn(u, id, user, limits, zap.NewNop())
+		c := ws.NewConn(u, id, user, &limits, zap.NewNop())
 		g.conns <- c
 		c.Send(proto.AppendConnected(nil, user, c.ID(), 0))
 		c.ReadLoop(seen{g}, 65536)

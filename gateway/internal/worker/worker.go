@@ -358,7 +358,7 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 		// hijacked connection.
 		return
 	}
-	c := ws.NewConn(up, w.ids.Next(), user, w.limits, w.wsLog)
+	c := ws.NewConn(up, w.ids.Next(), user, &w.limits, w.wsLog)
 	// "connected" is queued first and held; the socket is registered for
 	// delivery; only then does ReadLoop let the writer run. So "connected"
 	// is the first frame, and nothing dispatched after the client has seen

@@ -73,7 +73,7 @@ type Conn struct {
 	woke   bool                  // waitReadable has been called in this wait
 	id     string
 	user   string
-	limits Limits
+	limits *Limits // shared by the worker's sockets; read only
 	log    *zap.Logger
 
 	mu          sync.Mutex
@@ -90,7 +90,7 @@ type Conn struct {
 	closed      chan struct{}    // closed when closing is set
 	done        chan struct{}    // closed when the reader and writer are gone
 	writerDone  chan struct{}    // closed by the last writer after the close frame
-	opened      time.Time
+	opened      int64 // UnixNano
 }
 
 // NewConn wraps a socket of user, upgraded by Upgrade, with connection id id; log is
@@ -99,7 +99,7 @@ type Conn struct {
 // first frame, register the socket for delivery, and only then let the
 // writer run: the first frame is then both first on the wire and sent after
 // registration.
-func NewConn(u Upgraded, id, user string, limits Limits, log *zap.Logger) *Conn {
+func NewConn(u Upgraded, id, user string, limits *Limits, log *zap.Logger) *Conn {
 	c := &Conn{
 		ws:         u.WS,
 		br:         u.br,
@@ -111,7 +111,7 @@ func NewConn(u Upgraded, id, user string, limits Limits, log *zap.Logger) *Conn 
 		closed:     make(chan struct{}),
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
-		opened:     time.Now(),
+		opened:     time.Now().UnixNano(),
 	}
 	if sc, ok := u.WS.NetConn().(syscall.Conn); ok && u.br != nil {
 		if rc, err := sc.SyscallConn(); err == nil {
@@ -609,7 +609,7 @@ func (c *Conn) SendAck(ref string) {
 }
 
 // Opened returns when the socket was accepted.
-func (c *Conn) Opened() time.Time { return c.opened }
+func (c *Conn) Opened() time.Time { return time.Unix(0, c.opened) }
 
 // refused tells limits.Refused, if set, of a frame the read loop answered
 // itself.

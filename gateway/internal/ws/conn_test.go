@@ -69,7 +69,7 @@ func startServerWith(t *testing.T, limits ws.Limits, maxFrame int64, h ws.FrameH
 		n++
 		id := fmt.Sprintf("c%d", n)
 		mu.Unlock()
-		c := ws.NewConn(u, id, "alice", limits, zap.NewNop())
+		c := ws.NewConn(u, id, "alice", &limits, zap.NewNop())
 		s.conns <- c
 		c.ReadLoop(h, maxFrame)
 	}))
