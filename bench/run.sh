@@ -43,7 +43,9 @@ fi
 # BENCH_WARMUP, BENCH_SEARCH=0|1, BENCH_GO=0 (no Go benchmarks), BENCH_SETTLE
 # (wait before reading idle RSS: 30s, past one ping round; 5s when quick), BENCH_GATEWAY_ENV
 # (extra gateway environment, e.g. GOGC=100), BENCH_DRAIN (wait for the last
-# frames of a run, 5s), BENCH_LOGS=DIR (keep the servers' logs there).
+# frames of a run, 5s), BENCH_LOGS=DIR (keep the servers' logs there),
+# BENCH_LOADGEN_ARGS (extra loadgen flags for the load runs, e.g.
+# "-cpuprofile /tmp/loadgen.pprof").
 IDLE_USERS="${BENCH_IDLE_USERS:-$IDLE_USERS}"
 USERS="${BENCH_USERS:-$USERS}"
 DEVICES="${BENCH_DEVICES:-2}"
@@ -194,7 +196,7 @@ if [[ $RATES != 0 ]]; then
       done
       wait) &
   fi
-  "${lg[@]}" -mode load -users "$USERS" -devices "$DEVICES" -rates "$RATES" -duration "$DURATION" -warmup "$WARMUP" -drain "${BENCH_DRAIN:-5s}" "${SEARCH[@]}"
+  "${lg[@]}" -mode load -users "$USERS" -devices "$DEVICES" -rates "$RATES" -duration "$DURATION" -warmup "$WARMUP" -drain "${BENCH_DRAIN:-5s}" "${SEARCH[@]}" ${BENCH_LOADGEN_ARGS:-}
 fi
 
 mkdir -p "$(dirname "$out")"

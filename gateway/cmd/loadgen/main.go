@@ -22,6 +22,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -75,9 +77,21 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		nprocs   = fs.Int("procs", 0, "idle: hold the sockets in this many processes, for a file limit below U*D (0 = as many as the hard limit needs)")
 		shard    = fs.Bool("shard", false, "internal: be one of -procs processes (report on stdout, hold until stdin closes)")
 		first    = fs.Int("first-user", 0, "internal, with -shard: the first user's number")
+		cpuprof  = fs.String("cpuprofile", "", "write the load generator's own CPU profile to this file")
+		maxprocs = fs.Int("gomaxprocs", 0, "the load generator's own GOMAXPROCS (0 = Go's default)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *maxprocs > 0 {
+		runtime.GOMAXPROCS(*maxprocs)
+	}
+	if *cpuprof != "" {
+		stop, err := startCPUProfile(*cpuprof)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if !strings.HasPrefix(*url, "ws://127.0.0.1:") && !strings.HasPrefix(*url, "ws://localhost:") {
 		return errors.New("-url must be on 127.0.0.1: load goes to this machine only")
@@ -331,6 +345,23 @@ func table(files []string, stdout io.Writer) error {
 			m["users"], m["devices"], m["rate"], m["deliveries_per_s"], m["lowest_failing_rate"])
 	}
 	return nil
+}
+
+// startCPUProfile profiles this process into path until the returned
+// function is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 func envOr(k, def string) string {
