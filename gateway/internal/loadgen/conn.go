@@ -1,68 +1,97 @@
 package loadgen
 
 import (
+	"bufio"
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/gorilla/websocket"
 )
 
 // sock is one client connection of the scenario: device dev of user.
+//
+// Its reader goroutine owns fr and reads the socket until it ends. Writes
+// (sends from the scheduling goroutine, pongs and the close echo from the
+// reader) never block: a frame goes straight to the socket when nothing is
+// waiting, and the part the socket does not take waits in pending for a
+// flusher goroutine, started then and ended once pending is empty.
 type sock struct {
 	g      *Generator
-	ws     *websocket.Conn
+	nc     *net.TCPConn
+	rc     syscall.RawConn
 	user   int
 	dev    int
 	worker int
-	sendq  chan sendJob // load mode only; closed by stopWriters
 	dead   atomic.Bool
 	done   chan struct{} // closed when the reader has exited
+
+	// The reader's own.
+	fr     frameReader
+	readAt time.Time // when the frames being handled were read
+	ctl    []byte    // a control frame being written
+
+	wmu      sync.Mutex
+	pending  []byte // frames the socket has not taken yet, in order
+	npending int    // sends among them
+	waiting  int    // sends not yet taken: npending and those the flusher is writing
+	flushing bool   // a flusher goroutine writes pending
 }
 
-type sendJob struct {
-	run, seq int
-	at       int64
-}
-
-// sendQueue is how many sends a socket's writer may have waiting; beyond it
-// a send is counted as a client overflow rather than stall the schedule.
+// sendQueue is how many sends may wait for a socket that does not take
+// them; beyond it a send is counted as a client overflow rather than stall
+// the schedule.
 const sendQueue = 256
+
+// writeWait bounds each blocking write of a flusher.
+const writeWait = 10 * time.Second
+
+// handshakeTimeout bounds a dial: connect, upgrade and the connected frame.
+const handshakeTimeout = 15 * time.Second
+
+// readBufSize is the size of the buffers a socket reads into. A read that
+// fills one is followed by another; the gateway's frames are a few hundred
+// bytes.
+const readBufSize = 16 << 10
 
 // dialer opens connections from a rotating set of 127.0.0.x source
 // addresses, so more connections than the ephemeral port range fit.
 type dialer struct {
-	ws   websocket.Dialer
+	host string // host:port
+	path string // request URI
 	srcs []net.IP
 	next atomic.Uint64
 }
 
-func newDialer(sources int) *dialer {
-	d := &dialer{}
+func newDialer(rawURL string, sources int) (*dialer, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("url: %w", err)
+	}
+	if u.Scheme != "ws" || u.Host == "" {
+		return nil, fmt.Errorf("url %q: want ws://host:port/path", rawURL)
+	}
+	d := &dialer{host: u.Host, path: u.RequestURI()}
+	if u.Port() == "" {
+		d.host = net.JoinHostPort(u.Hostname(), "80")
+	}
 	for i := range max(sources, 1) {
 		d.srcs = append(d.srcs, net.IPv4(127, 0, 0, byte(1+i)))
 	}
-	d.ws = websocket.Dialer{
-		HandshakeTimeout: 15 * time.Second,
-		ReadBufferSize:   2048,
-		WriteBufferSize:  512,
-		WriteBufferPool:  &sync.Pool{},
-		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			src := d.srcs[d.next.Add(1)%uint64(len(d.srcs))]
-			nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Control: bindNoPort}
-			return nd.DialContext(ctx, network, addr)
-		},
-	}
-	return d
+	return d, nil
 }
 
 // bindNoPort lets connect pick the source port by the whole 4-tuple, as it
@@ -79,28 +108,106 @@ func bindNoPort(_, _ string, rc syscall.RawConn) error {
 	return serr
 }
 
-// dial opens one socket for user with token and reads its connected frame.
-func (d *dialer) dial(ctx context.Context, url, token string) (*websocket.Conn, int, error) {
-	h := http.Header{"Authorization": {"Bearer " + token}}
-	wsc, resp, err := d.ws.DialContext(ctx, url, h)
+// websocketGUID is the constant of RFC 6455 section 1.3.
+const websocketGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// errConnected stops the dialer's frame handler at the connected frame.
+var errConnected = errors.New("connected frame")
+
+// dial opens one socket with token, upgrades it and reads its connected
+// frame. It returns the socket, not yet started, and the gateway worker
+// that holds it (-1 if the frame does not say).
+func (d *dialer) dial(ctx context.Context, token string) (*sock, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	defer cancel()
+	src := d.srcs[d.next.Add(1)%uint64(len(d.srcs))]
+	nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Control: bindNoPort}
+	c, err := nd.DialContext(ctx, "tcp", d.host)
 	if err != nil {
-		if resp != nil {
-			return nil, 0, fmt.Errorf("dial: %w (HTTP %d)", err, resp.StatusCode)
-		}
 		return nil, 0, fmt.Errorf("dial: %w", err)
 	}
-	_ = wsc.SetReadDeadline(time.Now().Add(15 * time.Second))
-	_, data, err := wsc.ReadMessage()
+	s := &sock{nc: c.(*net.TCPConn), done: make(chan struct{})}
+	worker, err := s.handshake(ctx, d.host, d.path, token)
 	if err != nil {
-		wsc.Close()
-		return nil, 0, fmt.Errorf("connected frame: %w", err)
+		_ = s.nc.Close()
+		return nil, 0, err
 	}
-	_ = wsc.SetReadDeadline(time.Time{})
+	return s, worker, nil
+}
+
+// handshake upgrades the connection (RFC 6455 section 4.1) and reads the
+// connected frame; frames after it stay in s.fr for the reader.
+func (s *sock) handshake(ctx context.Context, host, path, token string) (int, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = s.nc.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = s.nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	var nonce [16]byte
+	binary.LittleEndian.PutUint64(nonce[:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(nonce[8:], rand.Uint64())
+	key := base64.StdEncoding.EncodeToString(nonce[:])
+	req := "GET " + path + " HTTP/1.1\r\nHost: " + host +
+		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key +
+		"\r\nAuthorization: Bearer " + token + "\r\n\r\n"
+	if _, err := io.WriteString(s.nc, req); err != nil {
+		return 0, fmt.Errorf("dial: %w", err)
+	}
+	br := bufio.NewReaderSize(s.nc, 4096)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return 0, fmt.Errorf("dial: %w", err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		return 0, fmt.Errorf("dial: bad handshake (HTTP %d)", resp.StatusCode)
+	}
+	sum := sha1.Sum([]byte(key + websocketGUID))
+	if !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") ||
+		resp.Header.Get("Sec-WebSocket-Accept") != base64.StdEncoding.EncodeToString(sum[:]) {
+		return 0, errors.New("dial: bad handshake (no WebSocket upgrade)")
+	}
+	rc, err := s.nc.SyscallConn()
+	if err != nil {
+		return 0, fmt.Errorf("dial: %w", err)
+	}
+	s.rc = rc
+
+	var connected []byte
+	h := func(op byte, payload []byte) error {
+		switch op {
+		case opText, opBinary:
+			connected = append([]byte(nil), payload...)
+			return errConnected
+		case opPing:
+			_, err := s.nc.Write(appendClientFrame(nil, opPong, payload, rand.Uint32()))
+			return err
+		case opClose:
+			return parseClose(payload)
+		}
+		return nil
+	}
+	early, _ := br.Peek(br.Buffered())
+	err = s.fr.feed(early, h)
+	buf := make([]byte, 4096)
+	for err == nil {
+		n, rerr := s.nc.Read(buf)
+		err = s.fr.feed(buf[:n], h)
+		if err == nil && rerr != nil {
+			err = rerr
+		}
+	}
+	if err != errConnected {
+		return 0, fmt.Errorf("connected frame: %w", err)
+	}
+	if !stop() { // the context ended, and set a deadline in the past
+		return 0, fmt.Errorf("connected frame: %w", ctx.Err())
+	}
+	_ = s.nc.SetDeadline(time.Time{})
 	worker := -1
-	if w := stringAfterNumber(data, []byte(`"worker":`)); w >= 0 {
+	if w := stringAfterNumber(connected, []byte(`"worker":`)); w >= 0 {
 		worker = w
 	}
-	return wsc, worker, nil
+	return worker, nil
 }
 
 // stringAfterNumber returns the non-negative integer after key, or -1.
@@ -113,7 +220,7 @@ func stringAfterNumber(data, key []byte) int {
 		if j >= len(data) || data[j] < '0' || data[j] > '9' {
 			return -1
 		}
-		for ; j < len(data) && data[j] >= '0' && data[j] <= '9'; j++ {
+		for ; j < len(data) && data[j] >= '0' && data[j] <= '9' && n < 1<<40; j++ {
 			n = n*10 + int(data[j]-'0')
 		}
 		return n
@@ -122,62 +229,186 @@ func stringAfterNumber(data, key []byte) int {
 }
 
 // readLoop reads frames until the socket ends and hands them to the
-// current run.
+// current run, then closes the socket.
 func (s *sock) readLoop() {
 	defer close(s.done)
-	buf := make([]byte, 0, 512)
-	for {
-		_, r, err := s.ws.NextReader()
-		if err != nil {
-			if !s.g.closing.Load() {
-				s.g.connsLost.Add(1)
-				var ce *websocket.CloseError
-				if errors.As(err, &ce) {
-					s.g.noteClose(ce.Code, ce.Text)
-				}
+	err := s.fr.feed(nil, s.onFrame) // what came with the connected frame
+	if err == nil {
+		err = s.readFrames()
+	}
+	s.dead.Store(true)
+	if !s.g.closing.Load() {
+		s.g.connsLost.Add(1)
+		var cf *closeFrame
+		switch {
+		case errors.As(err, &cf):
+			s.g.noteClose(cf.code, cf.reason)
+		case errors.Is(err, errProtocol):
+			s.g.cfg.Log("u%d device %d: %v", s.user, s.dev, err)
+		}
+	}
+	_ = s.nc.Close()
+}
+
+// readFrames reads the socket until it fails, the server closes it or a
+// frame breaks the protocol, and returns why.
+//
+// It reads the way Go's own net.Conn does, with one difference: a read
+// that returns less than the buffer has emptied the socket's receive
+// queue, so instead of asking again (one more system call per frame, which
+// returns EAGAIN) it waits for the poller. The socket is registered
+// edge-triggered, and data arriving after that read raises a new edge. The
+// whole loop runs inside one RawConn.Read, because each call of it starts
+// by discarding the poller's readiness.
+func (s *sock) readFrames() error {
+	var err error
+	rerr := s.rc.Read(func(fd uintptr) bool {
+		for {
+			bp := s.g.readBufs.Get().(*[]byte)
+			buf := *bp
+			n, e := unix.Read(int(fd), buf)
+			if e == nil && n > 0 {
+				s.readAt = time.Now()
+				e = s.fr.feed(buf[:n], s.onFrame)
 			}
-			s.dead.Store(true)
+			s.g.readBufs.Put(bp)
+			switch {
+			case e == unix.EINTR:
+				continue
+			case e == unix.EAGAIN:
+				return false
+			case e != nil:
+				err = e
+				return true
+			case n == 0:
+				err = io.EOF
+				return true
+			case n < len(buf):
+				return false
+			}
+		}
+	})
+	if err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// onFrame handles one message or control frame from the server.
+func (s *sock) onFrame(op byte, payload []byte) error {
+	switch op {
+	case opText, opBinary:
+		s.g.received(s, payload, s.readAt)
+	case opPing:
+		s.ctl = appendClientFrame(s.ctl[:0], opPong, payload, rand.Uint32())
+		s.write(s.ctl, false)
+	case opClose:
+		cf := parseClose(payload)
+		s.ctl = appendClientFrame(s.ctl[:0], opClose, payload[:min(len(payload), 2)], rand.Uint32())
+		s.write(s.ctl, false)
+		return cf
+	}
+	return nil
+}
+
+// writeResult is what became of a frame handed to write.
+type writeResult int
+
+const (
+	written    writeResult = iota // the socket took it
+	queued                        // it waits for the flusher
+	overflowed                    // dropped: sendQueue sends were waiting already
+	failed                        // the socket failed
+)
+
+// write writes one frame without blocking: straight to the socket when
+// nothing waits for it, else after what does. send tells a scenario send
+// (which counts against sendQueue) from a control frame.
+func (s *sock) write(frame []byte, send bool) writeResult {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.flushing {
+		if send && s.waiting >= sendQueue {
+			return overflowed
+		}
+		s.pending = append(s.pending, frame...)
+		if send {
+			s.npending++
+			s.waiting++
+		}
+		return queued
+	}
+	n, err := s.writeNow(frame)
+	if err != nil {
+		return failed
+	}
+	if n == len(frame) {
+		return written
+	}
+	// The socket took part of the frame: the rest must go out before
+	// anything else, whenever the socket takes it.
+	s.pending = append(s.pending[:0], frame[n:]...)
+	s.npending, s.waiting = 0, 0
+	if send {
+		s.npending, s.waiting = 1, 1
+	}
+	s.flushing = true
+	s.g.flushStarted()
+	go s.flush()
+	return queued
+}
+
+// writeNow makes one non-blocking write of b and returns how much of it the
+// socket took.
+func (s *sock) writeNow(b []byte) (int, error) {
+	var n int
+	var werr error
+	err := s.rc.Write(func(fd uintptr) bool {
+		for {
+			n, werr = unix.Write(int(fd), b)
+			if werr != unix.EINTR {
+				return true
+			}
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	if werr == unix.EAGAIN {
+		return 0, nil
+	}
+	if werr != nil {
+		return 0, werr
+	}
+	return n, nil
+}
+
+// flush writes pending until it is empty, blocking up to writeWait per
+// write. Sends in a write that fails are counted as send errors.
+func (s *sock) flush() {
+	defer s.g.flushEnded()
+	var buf []byte
+	for {
+		s.wmu.Lock()
+		if len(s.pending) == 0 {
+			s.flushing = false
+			s.pending = buf[:0] // the spare buffer, so the next flush reuses it
+			if cap(s.pending) > keptBufCap {
+				s.pending = nil
+			}
+			s.wmu.Unlock()
 			return
 		}
-		buf, err = readAll(r, buf[:0])
-		if err != nil {
-			continue // the next NextReader reports the failure
+		out, sends := s.pending, s.npending
+		s.pending, s.npending = buf[:0], 0
+		s.wmu.Unlock()
+		_ = s.nc.SetWriteDeadline(time.Now().Add(writeWait))
+		if _, err := s.nc.Write(out); err != nil {
+			s.g.sendErrors.Add(int64(sends))
 		}
-		s.g.received(s, buf)
-	}
-}
-
-// readAll appends r's content to buf, growing it as needed.
-func readAll(r io.Reader, buf []byte) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
-}
-
-// writeLoop writes the sends handed to this socket, in order.
-func (s *sock) writeLoop(wg *sync.WaitGroup) {
-	defer wg.Done()
-	var buf []byte
-	partner := Partner(s.user)
-	for job := range s.sendq {
-		if s.dead.Load() {
-			s.g.sendErrors.Add(1)
-			continue
-		}
-		buf = appendSend(buf[:0], job.run, job.seq, partner, job.at)
-		_ = s.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if err := s.ws.WriteMessage(websocket.TextMessage, buf); err != nil {
-			s.g.sendErrors.Add(1)
-		}
+		buf = out
+		s.wmu.Lock()
+		s.waiting -= sends
+		s.wmu.Unlock()
 	}
 }

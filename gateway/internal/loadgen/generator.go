@@ -71,9 +71,20 @@ type Generator struct {
 	overflow   atomic.Int64
 	stale      atomic.Int64
 	errFrames  atomic.Int64
-	writers    sync.WaitGroup
-	dials      Histogram    // time to open one socket, from dial to connected frame
-	dialFails  atomic.Int64 // dials that failed and were retried
+
+	flushMu   sync.Mutex
+	flushN    int       // flusher goroutines running
+	flushIdle sync.Cond // broadcast when flushN drops to 0
+
+	// The scheduling goroutine's own: the send being written.
+	payload, frame []byte
+
+	// readBufs holds the sockets' read buffers: a socket takes one only
+	// while it reads, so an idle socket holds none.
+	readBufs sync.Pool
+
+	dials     Histogram    // time to open one socket, from dial to connected frame
+	dialFails atomic.Int64 // dials that failed and were retried
 }
 
 // New returns a Generator for cfg; Connect opens its sockets.
@@ -93,7 +104,13 @@ func New(cfg Config) (*Generator, error) {
 	if cfg.Log == nil {
 		cfg.Log = func(string, ...any) {}
 	}
-	g := &Generator{cfg: cfg, dialer: newDialer(cfg.Sources), closes: map[string]int{}, errCodes: map[string]int{}}
+	d, err := newDialer(cfg.URL, cfg.Sources)
+	if err != nil {
+		return nil, err
+	}
+	g := &Generator{cfg: cfg, dialer: d, closes: map[string]int{}, errCodes: map[string]int{}}
+	g.flushIdle.L = &g.flushMu
+	g.readBufs.New = func() any { b := make([]byte, readBufSize); return &b }
 	for u := range cfg.Users {
 		tok, err := auth.Mint(cfg.Secret, fmt.Sprintf("u%d", cfg.FirstUser+u), 24*time.Hour)
 		if err != nil {
@@ -166,8 +183,11 @@ func (g *Generator) Connect(ctx context.Context) (time.Duration, int, error) {
 				if i >= len(g.socks) || ctx.Err() != nil {
 					return
 				}
-				if s := g.socks[i]; s != nil && !s.dead.Load() {
-					continue
+				if s := g.socks[i]; s != nil {
+					if !s.dead.Load() {
+						continue
+					}
+					<-s.done // its reader is ending
 				}
 				user, dev := i/g.cfg.Devices, i%g.cfg.Devices
 				t0 := time.Now()
@@ -198,7 +218,7 @@ func (g *Generator) open(ctx context.Context, user, dev int) (*sock, int, error)
 	}
 	var err error
 	for try := range 32 {
-		wsc, worker, derr := g.dialer.dial(ctx, g.cfg.URL, g.tokens[user])
+		s, worker, derr := g.dialer.dial(ctx, g.tokens[user])
 		if derr != nil {
 			err = derr
 			g.dialFails.Add(1)
@@ -206,22 +226,22 @@ func (g *Generator) open(ctx context.Context, user, dev int) (*sock, int, error)
 			continue
 		}
 		if want >= 0 && worker != want && try < 31 {
-			wsc.Close()
+			_ = s.nc.Close()
 			continue
 		}
-		s := &sock{g: g, ws: wsc, user: user, dev: dev, worker: worker, done: make(chan struct{})}
+		s.g, s.user, s.dev, s.worker = g, user, dev, worker
 		go s.readLoop()
 		return s, try, nil
 	}
 	return nil, 32, fmt.Errorf("u%d device %d: %w", user, dev, err)
 }
 
-// Close closes every socket and waits for their readers.
+// Close closes every socket and waits for their readers and flushers.
 func (g *Generator) Close() {
 	g.closing.Store(true)
 	for _, s := range g.socks {
 		if s != nil {
-			_ = s.ws.Close()
+			_ = s.nc.Close()
 		}
 	}
 	for _, s := range g.socks {
@@ -229,6 +249,31 @@ func (g *Generator) Close() {
 			<-s.done
 		}
 	}
+	g.waitFlushes()
+}
+
+func (g *Generator) flushStarted() {
+	g.flushMu.Lock()
+	g.flushN++
+	g.flushMu.Unlock()
+}
+
+func (g *Generator) flushEnded() {
+	g.flushMu.Lock()
+	g.flushN--
+	if g.flushN == 0 {
+		g.flushIdle.Broadcast()
+	}
+	g.flushMu.Unlock()
+}
+
+// waitFlushes waits until no socket has frames waiting to be written.
+func (g *Generator) waitFlushes() {
+	g.flushMu.Lock()
+	for g.flushN > 0 {
+		g.flushIdle.Wait()
+	}
+	g.flushMu.Unlock()
 }
 
 // Open returns how many sockets are open.
@@ -242,8 +287,8 @@ func (g *Generator) Open() int {
 	return n
 }
 
-// received handles one frame from s.
-func (g *Generator) received(s *sock, data []byte) {
+// received handles one message from s, read at now.
+func (g *Generator) received(s *sock, data []byte, now time.Time) {
 	p := parseFrame(data)
 	if p.kind == kindOther {
 		return
@@ -266,13 +311,13 @@ func (g *Generator) received(s *sock, data []byte) {
 	}
 	if p.kind == Ack {
 		if rs.measured(p.seq) {
-			rs.acks.Record(time.Since(rs.schedAt(p.seq)))
+			rs.acks.Record(now.Sub(rs.schedAt(p.seq)))
 		}
 		return
 	}
 	rs.delivered.Add(1)
 	if rs.measured(p.seq) {
-		rs.lat.Record(time.Duration(time.Now().UnixNano() - p.at))
+		rs.lat.Record(time.Duration(now.UnixNano() - p.at))
 	}
 }
 
@@ -295,36 +340,11 @@ func (rs *runState) schedAt(seq int) time.Time {
 	return rs.start.Add(time.Duration(float64(seq) * float64(time.Second) / rs.rate))
 }
 
-// startWriters starts one writer per open socket.
-func (g *Generator) startWriters() {
-	for _, s := range g.socks {
-		if s == nil {
-			continue
-		}
-		s.sendq = make(chan sendJob, sendQueue)
-		g.writers.Add(1)
-		go s.writeLoop(&g.writers)
-	}
-}
-
-func (g *Generator) stopWriters() {
-	for _, s := range g.socks {
-		if s != nil && s.sendq != nil {
-			close(s.sendq)
-			s.sendq = nil
-		}
-	}
-	g.writers.Wait()
-}
-
 var runIDs atomic.Int64
 
 // Load runs the scenario at rate sends/s: warmup, then the measured window
 // of length dur, then up to Config.Drain for the last frames to arrive.
 func (g *Generator) Load(ctx context.Context, rate float64, warmup, dur time.Duration) Result {
-	g.startWriters()
-	defer g.stopWriters()
-
 	rs := &runState{id: int(runIDs.Add(1)), rate: rate}
 	rs.warmSeqs = int(rate * warmup.Seconds())
 	rs.endSeqs = rs.warmSeqs + int(rate*dur.Seconds())
@@ -366,6 +386,7 @@ func (g *Generator) Load(ctx context.Context, rate float64, warmup, dur time.Dur
 		time.Sleep(50 * time.Millisecond)
 	}
 	g.cur.Store(nil)
+	g.waitFlushes() // every send of the run written or failed
 
 	win := winEnd.Sub(winStart).Seconds()
 	tally := rs.tracker.Tally()
@@ -401,7 +422,7 @@ func (g *Generator) Load(ctx context.Context, rate float64, warmup, dur time.Dur
 	return res
 }
 
-// schedule hands send seq to a random device of a random user.
+// schedule writes send seq from a random device of a random user.
 func (g *Generator) schedule(rs *runState, rng *rand.Rand, seq int) {
 	user := rng.IntN(g.cfg.Users)
 	dev := rng.IntN(g.cfg.Devices)
@@ -411,11 +432,13 @@ func (g *Generator) schedule(rs *runState, rng *rand.Rand, seq int) {
 		return
 	}
 	rs.tracker.Sent(seq, user, dev)
-	job := sendJob{run: rs.id, seq: seq, at: rs.schedAt(seq).UnixNano()}
-	select {
-	case s.sendq <- job:
-	default:
+	g.payload = appendSend(g.payload[:0], rs.id, seq, Partner(user), rs.schedAt(seq).UnixNano())
+	g.frame = appendClientFrame(g.frame[:0], opText, g.payload, rand.Uint32())
+	switch s.write(g.frame, true) {
+	case overflowed:
 		g.overflow.Add(1)
+	case failed:
+		g.sendErrors.Add(1)
 	}
 }
 
