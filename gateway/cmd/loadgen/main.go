@@ -78,10 +78,16 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		shard    = fs.Bool("shard", false, "internal: be one of -procs processes (report on stdout, hold until stdin closes)")
 		first    = fs.Int("first-user", 0, "internal, with -shard: the first user's number")
 		cpuprof  = fs.String("cpuprofile", "", "write the load generator's own CPU profile to this file")
-		maxprocs = fs.Int("gomaxprocs", 0, "the load generator's own GOMAXPROCS (0 = Go's default)")
+		maxprocs = fs.Int("gomaxprocs", 0, "the load generator's own GOMAXPROCS (0 = 1 in load mode unless $GOMAXPROCS is set, else Go's default)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *maxprocs == 0 && *mode == "load" && os.Getenv("GOMAXPROCS") == "" {
+		// One thread is plenty (a third of a core at R=12,000), and with a
+		// second P every goroutine woken by the poller woke another thread
+		// to look for work too: a futex wake and a context switch per event.
+		*maxprocs = 1
 	}
 	if *maxprocs > 0 {
 		runtime.GOMAXPROCS(*maxprocs)
