@@ -193,3 +193,65 @@ func TestDialReportsARefusedUpgrade(t *testing.T) {
 		}
 	}
 }
+
+// TestSockCountsWhatIsWrong: through the socket, a duplicate, a delivery
+// on the wrong socket and frames that say no send are all counted.
+func TestSockCountsWhatIsWrong(t *testing.T) {
+	start := make(chan struct{})
+	done := make(chan error, 1)
+	url := testServer(t, websocket.Upgrader{}, func(c *websocket.Conn) {
+		<-start
+		pong := make(chan struct{})
+		c.SetPongHandler(func(string) error { close(pong); return nil })
+		go func() {
+			for {
+				if _, _, err := c.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}()
+		for _, f := range []string{
+			// Send 0 is u1's, to u0: its message arrives here twice.
+			`{"event":"message","id":"u0","args":{"from":"u1","to":"u0","text":"r1s0t5","ts":1,"msg_id":"a"}}`,
+			`{"event":"message","id":"u0","args":{"from":"u1","to":"u0","text":"r1s0t5","ts":1,"msg_id":"a"}}`,
+			// Its message_sent belongs on u1's sockets, not here.
+			`{"event":"message_sent","id":"u0","args":{"from":"u1","to":"u0","text":"r1s0t5","ts":1,"msg_id":"a"}}`,
+			// Send 1 is this socket's own: its ack.
+			`{"event":"ack","id":"u0","ref":"1.1"}`,
+			`not JSON`,
+			`{"event":"message","id":"u0","args":{"text":"hello"}}`,
+			`{"event":"message","id":"u0","args":{"text":"r1s7t5"}}`, // a send never made
+			`{"event":"ack","id":"u0","ref":"0.1"}`,                  // an earlier run's
+			`{"event":"error","id":"u0","args":{"code":"bad_request","message":"x"}}`,
+		} {
+			if err := c.WriteMessage(websocket.TextMessage, []byte(f)); err != nil {
+				done <- err
+				return
+			}
+		}
+		if err := c.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second)); err != nil {
+			done <- err
+			return
+		}
+		<-pong // the frames before the ping are handled
+		done <- nil
+	})
+
+	g, _ := testSock(t, url)
+	rs := &runState{id: 1, rate: 1, start: time.Now(), endSeqs: 8, tracker: NewTracker(8, 1)}
+	rs.tracker.Sent(0, 1, 0)
+	rs.tracker.Sent(1, 0, 0)
+	g.cur.Store(rs)
+	close(start)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got := rs.tracker.Tally()
+	want := Tally{Sends: 2, Deliveries: 1, Acks: 1, Missing: 3, MissingAcks: 1, Duplicates: 1, Misrouted: 1, Unknown: 3}
+	if got != want {
+		t.Errorf("tally\n got %+v\nwant %+v", got, want)
+	}
+	if g.stale.Load() != 1 || g.errFrames.Load() != 1 || g.errorCounts()["bad_request"] != 1 {
+		t.Errorf("stale %d, error frames %d", g.stale.Load(), g.errFrames.Load())
+	}
+}

@@ -290,19 +290,27 @@ func (g *Generator) Open() int {
 // received handles one message from s, read at now.
 func (g *Generator) received(s *sock, data []byte, now time.Time) {
 	p := parseFrame(data)
-	if p.kind == kindOther {
-		return
-	}
 	rs := g.cur.Load()
-	if p.kind == kindError {
+	switch p.kind {
+	case kindOther:
+		return
+	case kindError:
 		g.errFrames.Add(1)
-		g.noteError(string(stringAfter(data, codeKey)))
+		g.noteError(string(p.code))
 		if rs != nil && p.valid && p.run == rs.id {
 			rs.tracker.Failed(p.seq)
 		}
 		return
 	}
-	if rs == nil || !p.valid || p.run != rs.id {
+	if rs == nil {
+		g.stale.Add(1)
+		return
+	}
+	if !p.valid { // kindBad, or a delivery or ack whose send cannot be read
+		rs.tracker.Unreadable()
+		return
+	}
+	if p.run != rs.id {
 		g.stale.Add(1)
 		return
 	}

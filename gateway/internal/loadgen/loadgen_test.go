@@ -119,37 +119,6 @@ func TestTrackerCountsMissingDuplicatesAndMisrouted(t *testing.T) {
 	}
 }
 
-func TestFrameRoundTrip(t *testing.T) {
-	send := string(appendSend(nil, 7, 12345, 43, 1764072000123456789))
-	const want = `{"event":"sendMessage","args":{"to":"u43","text":"r7s12345t1764072000123456789"},"ref":"7.12345"}`
-	if send != want {
-		t.Fatalf("send frame\n got %s\nwant %s", send, want)
-	}
-	// What the gateway delivers for it (handlers-svc's Message, in a frame).
-	cases := []struct {
-		frame string
-		want  parsed
-	}{
-		{`{"event":"message","id":"u43","args":{"from":"u42","to":"u43","text":"r7s12345t1764072000123456789","ts":1764072000124,"msg_id":"ab"}}`,
-			parsed{kind: Message, run: 7, seq: 12345, at: 1764072000123456789, valid: true}},
-		{`{"event":"message_sent","id":"u42","args":{"from":"u42","to":"u43","text":"r7s1t5","ts":1,"msg_id":"ab"}}`,
-			parsed{kind: MessageSent, run: 7, seq: 1, at: 5, valid: true}},
-		{`{"event":"ack","id":"u42","ref":"7.12345"}`, parsed{kind: Ack, run: 7, seq: 12345, valid: true}},
-		{`{"event":"error","id":"u42","ref":"7.9","args":{"code":"rate_limited","message":"slow down"}}`, parsed{kind: kindError, run: 7, seq: 9, valid: true}},
-		{`{"event":"error","id":"u42","args":{"code":"bad_request","message":"x"}}`, parsed{kind: kindError}},
-		{`{"event":"connected","id":"u42","args":{"conn":"c1","worker":1}}`, parsed{kind: kindOther}},
-		{`{"event":"message","id":"u43","args":{"text":"hello"}}`, parsed{kind: Message}},
-	}
-	for _, c := range cases {
-		if got := parseFrame([]byte(c.frame)); got != c.want {
-			t.Errorf("parseFrame(%s) = %+v, want %+v", c.frame, got, c.want)
-		}
-	}
-	if w := stringAfterNumber([]byte(`{"event":"connected","id":"u1","args":{"conn":"c","worker":12}}`), []byte(`"worker":`)); w != 12 {
-		t.Errorf("worker = %d", w)
-	}
-}
-
 func TestSumMetrics(t *testing.T) {
 	text := `# HELP go_goroutines Number of goroutines.
 # TYPE go_goroutines gauge

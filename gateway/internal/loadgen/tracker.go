@@ -20,7 +20,7 @@ type Tracker struct {
 
 	duplicates atomic.Int64
 	misrouted  atomic.Int64 // a frame on a socket it was not meant for
-	unknown    atomic.Int64 // a frame for a send this run never made
+	unknown    atomic.Int64 // a frame for a send this run never made, or one that cannot be read
 }
 
 // MaxDevices is the most devices per user a Tracker supports: a send's
@@ -108,6 +108,10 @@ func (t *Tracker) Arrived(seq int, k Kind, user, dev int) bool {
 	return true
 }
 
+// Unreadable records a frame that is not JSON, or a delivery or ack that
+// does not say which send it answers: it counts as unknown.
+func (t *Tracker) Unreadable() { t.unknown.Add(1) }
+
 // Failed records that send seq was answered with an error frame: it is
 // reported as an error, and its deliveries are not expected.
 func (t *Tracker) Failed(seq int) {
@@ -125,7 +129,7 @@ type Tally struct {
 	MissingAcks   int64 `json:"missing_acks"` // sends answered neither with an ack nor an error
 	Duplicates    int64 `json:"duplicates"`
 	Misrouted     int64 `json:"misrouted"`
-	Unknown       int64 `json:"unknown"`
+	Unknown       int64 `json:"unknown"`        // frames for no send of this run, or unreadable
 	ErrorAnswered int64 `json:"error_answered"` // sends answered with an error frame
 }
 
