@@ -29,9 +29,10 @@ unit:
 	@for m in $(MODULES); do echo "go test -race ./$$m/..."; (cd $$m && go test -race -count=1 -timeout 20m ./...) || exit 1; done
 
 # Each fuzz target of a decoder of outside input, briefly (FUZZTIME each):
-# envelopes, dispatches, NATS requests and replies, JWTs, handler args, and
-# the client pings and pongs the gateway reads off the socket itself.
-FUZZ_DIRS := proto gateway/internal/auth gateway/internal/ws handlers-svc/event
+# envelopes, dispatches, NATS requests and replies, JWTs, handler args, the
+# client pings and pongs the gateway reads off the socket itself, and the
+# gateway's WebSocket stream and frames as the load generator reads them.
+FUZZ_DIRS := proto gateway/internal/auth gateway/internal/ws gateway/internal/loadgen handlers-svc/event
 fuzz:
 	@for d in $(FUZZ_DIRS); do \
 		for f in $$(cd $$d && go test -list '^Fuzz' . | grep '^Fuzz'); do \
