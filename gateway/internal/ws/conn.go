@@ -90,7 +90,7 @@ type Conn struct {
 	closed      chan struct{}    // closed when closing is set
 	done        chan struct{}    // closed when the reader and writer are gone
 	writerDone  chan struct{}    // closed by the last writer after the close frame
-	opened      int64 // UnixNano
+	opened      int64            // UnixNano
 }
 
 // NewConn wraps a socket of user, upgraded by Upgrade, with connection id id; log is
@@ -310,7 +310,12 @@ func (c *Conn) writeBatch(batch []item) error {
 		if err := nc.SetWriteDeadline(time.Now().Add(WriteWait)); err != nil {
 			return err
 		}
-		_, err := nc.Write(buf)
+		var err error
+		if rawWrites && c.rc != nil {
+			err = writeAll(c.rc, buf)
+		} else {
+			_, err = nc.Write(buf)
+		}
 		buf = buf[:0]
 		return err
 	}

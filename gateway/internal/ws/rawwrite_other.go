@@ -1,0 +1,14 @@
+//go:build !linux
+
+package ws
+
+import (
+	"errors"
+	"syscall"
+)
+
+// writeAll is not used where raw sends are not implemented: Conn writes
+// through net.Conn there (see Conn.write).
+func writeAll(syscall.RawConn, []byte) error { return errors.ErrUnsupported }
+
+const rawWrites = false
