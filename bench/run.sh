@@ -79,19 +79,22 @@ if [[ $scale == 1 ]]; then
   echo "bench: scale test, $idle_conns sockets: $WORKERS workers, ${SCALE_ENV[*]}" >&2
 fi
 
-# BENCH_PPROF=DIR: a gateway built with -tags pprof; heap profiles of the
-# workers while the idle sockets are held, CPU profiles of the first load run
+# BENCH_PPROF=DIR: a gateway and a handlers-svc built with -tags pprof; heap
+# profiles of the workers while the idle sockets are held, CPU profiles of the
+# workers and of handlers-svc during the first load run
 # (BENCH_GATEWAY_ENV=GATEWAY_PPROF_MEMRATE=1: every allocation in the heap
 # profiles).
 PPROF_DIR="${BENCH_PPROF:-}"
 PPROF_PORT="${BENCH_PPROF_PORT:-27990}"
+HS_PPROF_PORT="${BENCH_HANDLERS_PPROF_PORT:-27989}"
 if [[ -n $PPROF_DIR ]]; then
   mkdir -p "$PPROF_DIR"
   go build -tags pprof -o bin/gateway ./gateway/cmd/gateway
+  go build -tags pprof -o bin/handlers-svc ./handlers-svc/cmd/handlers-svc
 else
   go build -o bin/gateway ./gateway/cmd/gateway
+  go build -o bin/handlers-svc ./handlers-svc/cmd/handlers-svc
 fi
-go build -o bin/handlers-svc ./handlers-svc/cmd/handlers-svc
 go build -o bin/loadgen ./gateway/cmd/loadgen
 
 load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -152,7 +155,7 @@ wait_for nats port_open "$NATS_PORT"
 
 export NATS_URL="nats://127.0.0.1:$NATS_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 export LOG_LEVEL="${BENCH_LOG_LEVEL:-warn}"
-HANDLERS_ADDR="127.0.0.1:$HS_PORT" ./bin/handlers-svc 2>"$work/handlers.log" &
+HANDLERS_PPROF_ADDR="127.0.0.1:$HS_PPROF_PORT" HANDLERS_ADDR="127.0.0.1:$HS_PORT" ./bin/handlers-svc 2>"$work/handlers.log" &
 pids+=($!); hs_pid=$!
 wait_for handlers-svc curl -fs -m 1 -o /dev/null "http://127.0.0.1:$HS_PORT/readyz"
 GATEWAY_PPROF_PORT="$PPROF_PORT" GATEWAY_DEV=1 GATEWAY_ADDR="127.0.0.1:$GW_PORT" GATEWAY_WORKERS="$WORKERS" \
@@ -194,6 +197,8 @@ if [[ $RATES != 0 ]]; then
       for ((w = 0; w < WORKERS; w++)); do
         curl -fs -o "$PPROF_DIR/cpu-load-w$w.pprof" "http://127.0.0.1:$((PPROF_PORT + w))/debug/pprof/profile?seconds=8" &
       done
+      (curl -fs -o "$PPROF_DIR/cpu-load-handlers.pprof" "http://127.0.0.1:$HS_PPROF_PORT/debug/pprof/profile?seconds=8" || true
+        curl -fs -o "$PPROF_DIR/allocs-load-handlers.pprof" "http://127.0.0.1:$HS_PPROF_PORT/debug/pprof/allocs" || true) &
       wait) &
   fi
   "${lg[@]}" -mode load -users "$USERS" -devices "$DEVICES" -rates "$RATES" -duration "$DURATION" -warmup "$WARMUP" -drain "${BENCH_DRAIN:-5s}" "${SEARCH[@]}" ${BENCH_LOADGEN_ARGS:-}
