@@ -42,10 +42,10 @@ fi
 # idle test), BENCH_USERS, BENCH_DEVICES, BENCH_RATES, BENCH_DURATION,
 # BENCH_WARMUP, BENCH_SEARCH=0|1, BENCH_GO=0 (no Go benchmarks), BENCH_SETTLE
 # (wait before reading idle RSS: 30s, past one ping round; 5s when quick), BENCH_GATEWAY_ENV
-# (extra gateway environment, e.g. GOGC=100), BENCH_DRAIN (wait for the last
-# frames of a run, 5s), BENCH_LOGS=DIR (keep the servers' logs there),
-# BENCH_LOADGEN_ARGS (extra loadgen flags for the load runs, e.g.
-# "-cpuprofile /tmp/loadgen.pprof").
+# (extra gateway environment, e.g. GOGC=100), BENCH_HANDLERS_ENV (the same for
+# handlers-svc, e.g. GOMAXPROCS=1), BENCH_DRAIN (wait for the last frames of a
+# run, 5s), BENCH_LOGS=DIR (keep the servers' logs there), BENCH_LOADGEN_ARGS
+# (extra loadgen flags for the load runs, e.g. "-cpuprofile /tmp/loadgen.pprof").
 IDLE_USERS="${BENCH_IDLE_USERS:-$IDLE_USERS}"
 USERS="${BENCH_USERS:-$USERS}"
 DEVICES="${BENCH_DEVICES:-2}"
@@ -155,7 +155,7 @@ wait_for nats port_open "$NATS_PORT"
 
 export NATS_URL="nats://127.0.0.1:$NATS_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 export LOG_LEVEL="${BENCH_LOG_LEVEL:-warn}"
-HANDLERS_PPROF_ADDR="127.0.0.1:$HS_PPROF_PORT" HANDLERS_ADDR="127.0.0.1:$HS_PORT" ./bin/handlers-svc 2>"$work/handlers.log" &
+HANDLERS_PPROF_ADDR="127.0.0.1:$HS_PPROF_PORT" HANDLERS_ADDR="127.0.0.1:$HS_PORT" env ${BENCH_HANDLERS_ENV:-} ./bin/handlers-svc 2>"$work/handlers.log" &
 pids+=($!); hs_pid=$!
 wait_for handlers-svc curl -fs -m 1 -o /dev/null "http://127.0.0.1:$HS_PORT/readyz"
 GATEWAY_PPROF_PORT="$PPROF_PORT" GATEWAY_DEV=1 GATEWAY_ADDR="127.0.0.1:$GW_PORT" GATEWAY_WORKERS="$WORKERS" \
