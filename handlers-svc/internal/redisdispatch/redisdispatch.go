@@ -1,8 +1,20 @@
 // Package redisdispatch implements event.Dispatcher over Redis PUBLISH on the
 // channel every gateway worker subscribes to (PROTOCOL section 4).
 //
-// A Dispatcher is safe for concurrent use and starts no goroutines; it shares
-// the go-redis client's connection pool, which reconnects by itself.
+// # Concurrency
+//
+// A Dispatcher is safe for concurrent use and starts no goroutines. The
+// publishes of concurrent callers are written together: while one go-redis
+// pipeline is in flight, the calls that arrive queue, and the next pipeline
+// carries all of them (one write, one read of the replies), written by the
+// oldest waiting caller on its own goroutine. A caller that finds nothing in
+// flight writes at once. Each caller still gets its own result, a Batch is
+// still one MULTI/EXEC transaction (all its publishes, in order, or none),
+// and a call whose context ends while it waits is taken out of the queue
+// and returns the context's error. The queue holds at most one call per
+// waiting caller. The go-redis client's connection pool reconnects by
+// itself; the Dispatcher holds no connection of its own, so closing the
+// client is all its shutdown needs, once no dispatch is running.
 package redisdispatch
 
 import (
@@ -19,7 +31,7 @@ import (
 
 // Dispatcher publishes dispatch messages on proto.Channel.
 type Dispatcher struct {
-	rdb  redis.UniversalClient
+	pub  publisher
 	log  *zap.Logger // nil: outages are not logged here
 	down atomic.Bool // the last publish failed to reach Redis
 }
@@ -30,8 +42,11 @@ var (
 )
 
 // New returns a Dispatcher that publishes with rdb. The caller owns rdb and
-// closes it after the last dispatch.
-func New(rdb redis.UniversalClient) *Dispatcher { return &Dispatcher{rdb: rdb} }
+// closes it after the last dispatch. rdb should not retry commands
+// (MaxRetries -1): a publish repeated after a lost reply is delivered twice.
+// rdb is a single-server client (or a failover one): a Redis Cluster client
+// could not keep a transaction on one node inside a shared pipeline.
+func New(rdb *redis.Client) *Dispatcher { return &Dispatcher{pub: publisher{rdb: rdb}} }
 
 // LogOutages makes d log when Redis stops taking its dispatches and when it
 // takes them again, once per change rather than once per failed dispatch
@@ -93,7 +108,8 @@ func (d *Dispatcher) Broadcast(ctx context.Context, name string, args any) error
 
 // Batch runs fn with a Dispatcher that collects its dispatches, then
 // publishes them in one MULTI/EXEC transaction: every gateway worker gets
-// all of them, in order, or none is published.
+// all of them, in order, or none is published. The transaction may share a
+// pipeline with other callers' publishes; nothing comes between its own.
 func (d *Dispatcher) Batch(ctx context.Context, fn func(event.Dispatcher) error) error {
 	var b batch
 	if err := fn(&b); err != nil {
@@ -105,13 +121,7 @@ func (d *Dispatcher) Batch(ctx context.Context, fn func(event.Dispatcher) error)
 	case 1:
 		return d.publish(ctx, b.bodies[0])
 	}
-	_, err := d.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for _, body := range b.bodies {
-			p.Publish(ctx, proto.Channel, body)
-		}
-		return nil
-	})
-	return d.observe(ctx, err)
+	return d.observe(ctx, d.pub.publish(ctx, b.bodies...))
 }
 
 // batch collects encoded dispatches for Batch. It is used by one handler
@@ -173,7 +183,7 @@ func encode(msg *proto.Dispatch, args any) ([]byte, error) {
 
 // publish sends body on proto.Channel using ctx.
 func (d *Dispatcher) publish(ctx context.Context, body []byte) error {
-	return d.observe(ctx, d.rdb.Publish(ctx, proto.Channel, body).Err())
+	return d.observe(ctx, d.pub.publish(ctx, body))
 }
 
 // publishError turns a failure to reach Redis into an *event.Error with

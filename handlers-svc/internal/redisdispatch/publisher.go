@@ -1,0 +1,234 @@
+package redisdispatch
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard/switchboard/proto"
+)
+
+// maxFlushCalls is the most calls one flush writes. A longer queue is
+// written in several flushes, one after the other, so that one write and
+// the replies it waits for stay a few hundred kilobytes at most.
+const maxFlushCalls = 256
+
+// publisher writes the publishes of concurrent callers to Redis together:
+// one go-redis pipeline (one write, one read of the replies) carries every
+// call that queued while the previous pipeline was in flight. One pipeline
+// is in flight at a time; a caller that finds none in flight writes its own
+// call at once, so an idle service adds no wait.
+//
+// It starts no goroutine. Every flush runs on the goroutine of a caller,
+// the leader: the caller that found the publisher idle, or, when a flush
+// ends with calls queued, the oldest of them, handed the lead with the
+// batch. Every waiting caller is woken once, with its result or with the
+// lead, so gathering costs no wake-up that one round trip per caller did
+// not already cost. The queue holds at most one call per blocked caller;
+// the callers bound it (handlers-svc runs at most natserve's
+// MaxConcurrent handlers).
+type publisher struct {
+	rdb *redis.Client
+
+	mu    sync.Mutex
+	busy  bool    // a leader exists: a flush is in flight or about to start
+	queue []*call // waiting for the next flush, oldest first
+}
+
+// callState is where a call is; it is guarded by publisher.mu.
+type callState uint8
+
+const (
+	queued  callState = iota // in publisher.queue
+	taken                    // in a batch a leader flushes
+	leading                  // taken, and its caller is handed the lead
+)
+
+// call is one caller's publish: one PUBLISH, or several in one MULTI/EXEC
+// transaction.
+type call struct {
+	ctx    context.Context
+	bodies [][]byte
+	state  callState
+	// err is the call's result, set by the leader that flushed it before
+	// it sends on wake.
+	err error
+	// cmds are the call's commands in the pipeline being flushed.
+	cmds []redis.Cmder
+	// wake gets one message per call: nil once err is set, or the batch
+	// whose lead the caller is handed (the call is its first element).
+	wake chan []*call
+}
+
+var callPool = sync.Pool{New: func() any { return &call{wake: make(chan []*call, 1)} }}
+
+// publish writes bodies to proto.Channel: one PUBLISH, or for several a
+// MULTI/EXEC transaction that publishes all of them in order, or none. It
+// returns go-redis's error, or ctx's error when ctx ended first. A call
+// whose ctx ends before it is written is never written; one whose ctx ends
+// while its pipeline is in flight may still be published.
+func (p *publisher) publish(ctx context.Context, bodies ...[]byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c := callPool.Get().(*call)
+	c.ctx, c.bodies, c.err = ctx, bodies, nil
+
+	p.mu.Lock()
+	if p.busy {
+		c.state = queued
+		p.queue = append(p.queue, c)
+		p.mu.Unlock()
+		return p.wait(c)
+	}
+	p.busy = true
+	c.state = taken
+	p.mu.Unlock()
+	p.lead(c, []*call{c})
+	return p.done(c)
+}
+
+// wait waits for c's result or for the lead, whichever comes. When c's
+// context ends first, a queued c is taken out of the queue and never
+// written; a c already taken returns at once unless it was handed the lead,
+// which it cannot refuse.
+func (p *publisher) wait(c *call) error {
+	select {
+	case batch := <-c.wake:
+		if batch != nil {
+			p.lead(c, batch)
+		}
+		return p.done(c)
+	case <-c.ctx.Done():
+	}
+	p.mu.Lock()
+	switch c.state {
+	case queued:
+		p.queue = slices.DeleteFunc(p.queue, func(q *call) bool { return q == c })
+		p.mu.Unlock()
+		c.err = c.ctx.Err()
+		return p.done(c) // no message can come any more: c can be reused
+	case leading:
+		p.mu.Unlock()
+		p.lead(c, <-c.wake) // sent right after c.state was set
+		return p.done(c)
+	}
+	p.mu.Unlock()
+	// Taken: its leader will set err and send on wake later, so c is left
+	// to the garbage collector rather than reused.
+	return c.ctx.Err()
+}
+
+// done returns c's result and puts c back in the pool, which only a call
+// that no leader holds any more may enter.
+func (p *publisher) done(c *call) error {
+	err := c.err
+	*c = call{wake: c.wake, cmds: c.cmds[:0]}
+	callPool.Put(c)
+	return err
+}
+
+// lead flushes batch, which holds self, then hands the lead to the oldest
+// queued call with the queue as its batch, or leaves the publisher idle.
+//
+// When the flush could not reach Redis, the calls queued while it tried
+// fail with its error, unwritten, rather than wait for a second attempt:
+// with Redis down or hung, a dispatch answers unavailable after one
+// attempt's time (go-redis's dial retries, or its read timeout), as it did
+// with a connection per caller, not after two or more. The next call
+// tries again.
+func (p *publisher) lead(self *call, batch []*call) {
+	unreachable := p.flush(batch)
+	p.mu.Lock()
+	if unreachable != nil && len(p.queue) > 0 {
+		for _, c := range p.queue {
+			c.state, c.err = taken, unreachable
+		}
+		batch = append(batch, p.queue...)
+		p.queue = make([]*call, 0, cap(p.queue))
+	}
+	if len(p.queue) == 0 {
+		p.busy = false
+		p.mu.Unlock()
+		p.wakeAll(self, batch)
+		return
+	}
+	next := p.queue
+	if len(next) > maxFlushCalls {
+		next = slices.Clone(next[:maxFlushCalls])
+		p.queue = append(p.queue[:0], p.queue[maxFlushCalls:]...)
+	} else {
+		p.queue = make([]*call, 0, cap(next)) // next is the new leader's now
+	}
+	for _, c := range next {
+		c.state = taken
+	}
+	next[0].state = leading
+	p.mu.Unlock()
+	p.wakeAll(self, batch)
+	// Last, so that the new leader is the goroutine this P runs next.
+	next[0].wake <- next
+}
+
+// wakeAll gives every call of batch but self its result.
+func (p *publisher) wakeAll(self *call, batch []*call) {
+	for _, c := range batch {
+		if c != self {
+			c.wake <- nil
+		}
+	}
+}
+
+// flush writes the calls of batch whose context has not ended in one
+// pipeline and sets every call's err. It returns the pipeline's error when
+// that is not Redis's answer but a failure to reach it.
+func (p *publisher) flush(batch []*call) error {
+	// Not a caller's context: the pipeline carries every caller's call, so
+	// one caller's deadline must not cut the others'. go-redis bounds the
+	// round trip by its read and write timeouts.
+	ctx := context.Background()
+	pipe := p.rdb.Pipeline()
+	for _, c := range batch {
+		if err := c.ctx.Err(); err != nil {
+			c.err = err
+			continue
+		}
+		c.cmds = c.cmds[:0]
+		if len(c.bodies) == 1 {
+			c.cmds = append(c.cmds, pipe.Publish(ctx, proto.Channel, c.bodies[0]))
+			continue
+		}
+		// Inside MULTI, Redis answers QUEUED to each PUBLISH, which only the
+		// generic Cmd of Do accepts; EXEC answers with their results.
+		c.cmds = append(c.cmds, pipe.Do(ctx, "multi"))
+		for _, body := range c.bodies {
+			c.cmds = append(c.cmds, pipe.Do(ctx, "publish", proto.Channel, body))
+		}
+		c.cmds = append(c.cmds, pipe.Do(ctx, "exec"))
+	}
+	if pipe.Len() == 0 {
+		return nil
+	}
+	// Every command carries its own result: go-redis sets the error of a
+	// failed round trip on each command it left without a reply.
+	_, err := pipe.Exec(ctx)
+	for _, c := range batch {
+		if c.err != nil {
+			continue
+		}
+		for _, cmd := range c.cmds {
+			if err := cmd.Err(); err != nil {
+				c.err = err // a refused PUBLISH before EXECABORT: the first says why
+				break
+			}
+		}
+		clear(c.cmds) // let the commands and their bodies go
+	}
+	if _, answered := errors.AsType[redis.Error](err); err != nil && !answered {
+		return err
+	}
+	return nil
+}

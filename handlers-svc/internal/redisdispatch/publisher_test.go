@@ -1,0 +1,465 @@
+package redisdispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/handlers-svc/internal/testserver"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// gate is a go-redis hook that holds every pipeline of publishes until the
+// test lets it go, and tells the test the names of its commands first.
+type gate struct {
+	entered chan []string // one per pipeline, before it is written
+	release chan struct{} // one receive per pipeline
+}
+
+func newGate() *gate {
+	return &gate{entered: make(chan []string, 16), release: make(chan struct{})}
+}
+
+func (g *gate) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (g *gate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return next
+}
+
+func (g *gate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		names := make([]string, len(cmds))
+		for i, c := range cmds {
+			names[i] = c.Name()
+		}
+		if !slices.Contains(names, "publish") {
+			return next(ctx, cmds) // go-redis's own, such as a new connection's HELLO
+		}
+		g.entered <- names
+		<-g.release
+		return next(ctx, cmds)
+	}
+}
+
+// next waits for the next pipeline to reach the gate and returns its
+// command names.
+func (g *gate) next(t *testing.T) []string {
+	t.Helper()
+	select {
+	case names := <-g.entered:
+		return names
+	case <-time.After(10 * time.Second):
+		t.Fatal("no pipeline reached Redis")
+		return nil
+	}
+}
+
+func newGatedDispatcher(t *testing.T, addr string) (*Dispatcher, *gate) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	g := newGate()
+	rdb.AddHook(g)
+	t.Cleanup(func() { _ = rdb.Close() })
+	return New(rdb), g
+}
+
+// queued returns how many calls wait for the next flush.
+func (p *publisher) queued() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.queue)
+}
+
+// idle reports whether no flush is in flight and nothing is queued.
+func (p *publisher) idle() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.busy && len(p.queue) == 0
+}
+
+// awaitQueued waits until n calls are queued.
+func awaitQueued(t *testing.T, p *publisher, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.queued() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls queued, want %d", p.queued(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// subscriber collects the payloads published on proto.Channel.
+type subscriber struct {
+	ps *redis.PubSub
+}
+
+func subscribeChannel(t *testing.T, addr string) *subscriber {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ps := rdb.Subscribe(ctx, proto.Channel)
+	t.Cleanup(func() { _ = ps.Close() })
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	return &subscriber{ps: ps}
+}
+
+// until returns the events of the payloads received up to and including
+// the broadcast named marker, which the caller publishes last.
+func (s *subscriber) until(t *testing.T, marker string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var events []string
+	for {
+		msg, err := s.ps.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatalf("receive after %d messages: %v", len(events), err)
+		}
+		d, err := proto.DecodeDispatch([]byte(msg.Payload))
+		if err != nil {
+			t.Fatalf("the gateway would reject %s: %v", msg.Payload, err)
+		}
+		events = append(events, d.Event)
+		if d.Event == marker {
+			return events
+		}
+	}
+}
+
+// dispatch makes one call of the shape tests use: a batch of "m<id>" and
+// "s<id>" (sendMessage's), or a single "u<id>".
+func dispatch(ctx context.Context, d *Dispatcher, id int, batch bool) error {
+	if !batch {
+		return d.ToUsers(ctx, []string{"bob"}, fmt.Sprintf("u%d", id), nil)
+	}
+	return d.Batch(ctx, func(b event.Dispatcher) error {
+		if err := b.ToUsers(ctx, []string{"bob"}, fmt.Sprintf("m%d", id), nil); err != nil {
+			return err
+		}
+		return b.ToUsers(ctx, []string{"alice"}, fmt.Sprintf("s%d", id), nil)
+	})
+}
+
+// TestGathersCallsQueuedWhileInFlight: the calls that arrive while a
+// pipeline is in flight all go in the next one, each transaction as one
+// MULTI/EXEC group in it, and each caller gets its own result.
+func TestGathersCallsQueuedWhileInFlight(t *testing.T) {
+	srv := testserver.StartRedis(t, 0)
+	sub := subscribeChannel(t, srv.Addr)
+	d, g := newGatedDispatcher(t, srv.Addr)
+	ctx := context.Background()
+
+	first := make(chan error, 1)
+	go func() { first <- d.Broadcast(ctx, "first", nil) }()
+	if got := g.next(t); strings.Join(got, " ") != "publish" {
+		t.Fatalf("first pipeline %v, want one publish: an idle publisher writes at once", got)
+	}
+	const calls = 8 // even ids batches, odd ones single
+	errs := make(chan error, calls)
+	for id := range calls {
+		go func() { errs <- dispatch(ctx, d, id, id%2 == 0) }()
+	}
+	awaitQueued(t, &d.pub, calls)
+	g.release <- struct{}{}
+	if err := <-first; err != nil {
+		t.Fatalf("first: %v", err)
+	}
+
+	got := g.next(t)
+	var multi, exec, publish int
+	for _, name := range got {
+		switch name {
+		case "multi":
+			multi++
+		case "exec":
+			exec++
+		case "publish":
+			publish++
+		}
+	}
+	if len(got) != 4*calls/2+calls/2 || multi != calls/2 || exec != calls/2 || publish != calls/2*3 {
+		t.Fatalf("second pipeline %v: want the %d queued calls, %d of them MULTI/EXEC groups", got, calls, calls/2)
+	}
+	g.release <- struct{}{}
+	for range calls {
+		if err := <-errs; err != nil {
+			t.Fatalf("queued call: %v", err)
+		}
+	}
+
+	go func() { g.next(t); g.release <- struct{}{} }()
+	if err := d.Broadcast(ctx, "marker", nil); err != nil {
+		t.Fatal(err)
+	}
+	events := sub.until(t, "marker")
+	checkPublished(t, events, calls, nil)
+	if !d.pub.idle() {
+		t.Fatal("publisher not idle after every call returned")
+	}
+}
+
+// checkPublished checks the events between "first" (if any) and the
+// marker: each id below calls exactly once unless maybe[id] (then at most
+// once), a batch's two events next to each other and in order.
+func checkPublished(t *testing.T, events []string, calls int, returned map[int]error) {
+	t.Helper()
+	seen := map[string]int{}
+	for i, e := range events {
+		seen[e]++
+		var id int
+		if _, err := fmt.Sscanf(e, "m%d", &id); err == nil && (i+1 == len(events) || events[i+1] != fmt.Sprintf("s%d", id)) {
+			t.Fatalf("%s not followed by its s%d: %v", e, id, events)
+		}
+		if _, err := fmt.Sscanf(e, "s%d", &id); err == nil && (i == 0 || events[i-1] != fmt.Sprintf("m%d", id)) {
+			t.Fatalf("%s not preceded by its m%d: %v", e, id, events)
+		}
+	}
+	for id := range calls {
+		name := fmt.Sprintf("u%d", id)
+		if id%2 == 0 {
+			name = fmt.Sprintf("m%d", id)
+		}
+		n := seen[name]
+		err, failed := returned[id]
+		switch {
+		case n > 1:
+			t.Errorf("%s published %d times", name, n)
+		case n == 0 && (!failed || err == nil):
+			t.Errorf("%s not published, but its call succeeded", name)
+		}
+	}
+}
+
+// TestContextEndsWhileWaiting: a call whose context ends while it is queued
+// returns the context's error at once and is never written; one whose
+// context ends while its pipeline is in flight returns at once too, unless
+// it is the call whose goroutine writes that pipeline.
+func TestContextEndsWhileWaiting(t *testing.T) {
+	srv := testserver.StartRedis(t, 0)
+	sub := subscribeChannel(t, srv.Addr)
+	d, g := newGatedDispatcher(t, srv.Addr)
+	ctx := context.Background()
+
+	first := make(chan error, 1)
+	go func() { first <- d.Broadcast(ctx, "first", nil) }()
+	g.next(t)
+
+	// Even ids are batches, odd ones single publishes. 0 and 1 give up
+	// while queued; 2, the oldest left, writes the next pipeline, with 3 in
+	// it, which gives up while it is in flight.
+	const calls = 4
+	var (
+		cancels [calls]context.CancelFunc
+		errs    [calls]chan error
+	)
+	for id := range calls {
+		var callCtx context.Context
+		callCtx, cancels[id] = context.WithCancel(ctx)
+		defer cancels[id]()
+		errs[id] = make(chan error, 1)
+		go func() { errs[id] <- dispatch(callCtx, d, id, id%2 == 0) }()
+		awaitQueued(t, &d.pub, id+1) // in this order
+	}
+	for id := range 2 {
+		cancels[id]()
+		err := <-errs[id] // before the first pipeline is let go
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("call %d: %v, want context.Canceled", id, err)
+		}
+		if w := event.WireError(err); w.Code != proto.CodeUnavailable {
+			t.Fatalf("call %d: code %s", id, w.Code)
+		}
+	}
+	if n := d.pub.queued(); n != 2 {
+		t.Fatalf("%d calls queued after two gave up, want 2", n)
+	}
+	g.release <- struct{}{}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if got := g.next(t); strings.Join(got, " ") != "multi publish publish exec publish" {
+		t.Fatalf("second pipeline %v, want calls 2 and 3 only", got)
+	}
+	cancels[3]()
+	if err := <-errs[3]; !errors.Is(err, context.Canceled) {
+		t.Fatalf("call 3: %v, want context.Canceled", err)
+	}
+	g.release <- struct{}{}
+	if err := <-errs[2]; err != nil {
+		t.Fatalf("call 2: %v", err)
+	}
+
+	go func() { g.next(t); g.release <- struct{}{} }()
+	if err := d.Broadcast(ctx, "marker", nil); err != nil {
+		t.Fatal(err)
+	}
+	// Call 3 was written, so it is published although it returned early.
+	if got, want := strings.Join(sub.until(t, "marker"), " "), "first m2 s2 u3 marker"; got != want {
+		t.Fatalf("published %q, want %q", got, want)
+	}
+	if !d.pub.idle() {
+		t.Fatal("publisher not idle after every call returned")
+	}
+}
+
+// TestConcurrentCallersWithDeadlines: many callers, some of whose deadlines
+// end while they are queued, in flight, or handed the lead. Every caller
+// returns; one that succeeded was published once, one that failed (with its
+// context's error only) at most once; no transaction is split; and the
+// publisher is idle at the end.
+func TestConcurrentCallersWithDeadlines(t *testing.T) {
+	srv := testserver.StartRedis(t, 0)
+	sub := subscribeChannel(t, srv.Addr)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	d := New(rdb)
+
+	const goroutines, each = 64, 40
+	var mu sync.Mutex
+	returned := map[int]error{}
+	var wg sync.WaitGroup
+	for gr := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				id := gr*each + i
+				// A third have no deadline; the rest one of up to 2 ms,
+				// around a round trip's time under this load.
+				ctx, cancel := context.Background(), context.CancelFunc(func() {})
+				if id%3 != 0 {
+					ctx, cancel = context.WithTimeout(ctx, time.Duration(rand.IntN(2000))*time.Microsecond)
+				}
+				err := dispatch(ctx, d, id, id%2 == 0)
+				cancel()
+				mu.Lock()
+				returned[id] = err
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	var failed int
+	for id, err := range returned {
+		if err == nil {
+			continue
+		}
+		failed++
+		if id%3 == 0 || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("call %d: %v; only deadlines end calls here", id, err)
+		}
+	}
+	t.Logf("%d of %d calls ran out of time", failed, goroutines*each)
+	if err := d.Broadcast(context.Background(), "marker", nil); err != nil {
+		t.Fatal(err)
+	}
+	checkPublished(t, sub.until(t, "marker"), goroutines*each, returned)
+	if !d.pub.idle() {
+		t.Fatal("publisher not idle after every call returned")
+	}
+}
+
+// TestRedisDownConcurrentCallers: with Redis gone, every one of concurrent
+// callers gets unavailable, and nothing is left queued.
+func TestRedisDownConcurrentCallers(t *testing.T) {
+	// A port nothing listens on: every dial is refused.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	d := New(rdb)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for id := range cap(errs) {
+		wg.Go(func() { errs <- dispatch(context.Background(), d, id, id%2 == 0) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if w := event.WireError(err); w == nil || w.Code != proto.CodeUnavailable {
+			t.Fatalf("got %v, want unavailable", err)
+		}
+	}
+	if !d.pub.idle() {
+		t.Fatal("publisher not idle after every call returned")
+	}
+}
+
+// TestUnreachableFailsTheQueue: when a pipeline cannot reach Redis, the
+// calls that queued while it tried fail with it at once, unavailable and
+// unwritten, rather than make another attempt each; the next call tries
+// again, and succeeds once Redis is back.
+func TestUnreachableFailsTheQueue(t *testing.T) {
+	srv := testserver.StartRedis(t, 0)
+	d, g := newGatedDispatcher(t, srv.Addr)
+	ctx := context.Background()
+
+	first := make(chan error, 1)
+	go func() { first <- d.Broadcast(ctx, "first", nil) }()
+	g.next(t)
+	const calls = 4
+	errs := make(chan error, calls)
+	for id := range calls {
+		go func() { errs <- dispatch(ctx, d, id, id%2 == 0) }()
+	}
+	awaitQueued(t, &d.pub, calls)
+	port := srv.Port
+	srv.Stop()
+	g.release <- struct{}{}
+
+	if w := event.WireError(<-first); w == nil || w.Code != proto.CodeUnavailable {
+		t.Fatalf("first: %v, want unavailable", w)
+	}
+	for range calls {
+		select {
+		case err := <-errs:
+			if w := event.WireError(err); w == nil || w.Code != proto.CodeUnavailable {
+				t.Fatalf("queued call: %v, want unavailable", err)
+			}
+		case names := <-g.entered:
+			t.Fatalf("a second pipeline %v was tried for the queued calls", names)
+		}
+	}
+	if !d.pub.idle() {
+		t.Fatal("publisher not idle after every call returned")
+	}
+
+	testserver.StartRedis(t, port)
+	sub := subscribeChannel(t, srv.Addr)
+	// go-redis's pool, after failed dials, may fail at once for up to a
+	// second while it probes the server in the background.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		done := make(chan error, 1)
+		go func() { done <- d.Broadcast(ctx, "marker", nil) }()
+		g.next(t)
+		g.release <- struct{}{}
+		if err := <-done; err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("dispatches still fail 10s after Redis is back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := strings.Join(sub.until(t, "marker"), " "); got != "marker" {
+		t.Fatalf("published %q after the outage, want only the marker", got)
+	}
+}
