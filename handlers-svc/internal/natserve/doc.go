@@ -7,10 +7,14 @@
 //
 // A Server is run once, by Run. The NATS client delivers the subscription's
 // messages one at a time on its own goroutine; for each, the Server decodes
-// the request, takes one of Config.MaxConcurrent slots and runs the handler in
-// a new goroutine, which replies and frees the slot. The per-request context
-// has the deadline Config.Timeout from when the message was taken from the
-// subscription, and is not cancelled when Run's context is.
+// the request, takes one of Config.MaxConcurrent slots and hands the request
+// to a worker goroutine, which runs the handler, replies and frees the slot.
+// A worker that is done waits for the next request, so requests reuse its
+// grown stack; an idle one takes a request if there is one, otherwise a new
+// worker starts. At most 64 workers wait idle; the others exit once their
+// request is done, and the idle ones when Run returns. The per-request
+// context has the deadline Config.Timeout from when the message was taken
+// from the subscription, and is not cancelled when Run's context is.
 //
 // Overflow: when every slot is busy, the delivery goroutine waits for one,
 // but no longer than the request's deadline; a request that gets no slot in
@@ -24,5 +28,6 @@
 // already queued are still served), waits for every running handler, flushes
 // the replies and returns. All of that is bounded by Config.ShutdownTimeout;
 // past it Run cancels the handlers' contexts and returns an error without
-// waiting for handlers that ignore their context.
+// waiting for handlers that ignore their context. After a clean drain Run
+// also waits for its idle workers to exit.
 package natserve

@@ -404,3 +404,72 @@ func TestRunTwice(t *testing.T) {
 		t.Fatal("second Run succeeded")
 	}
 }
+
+// awaitIdle waits until srv has n idle workers.
+func awaitIdle(t *testing.T, srv *natserve.Server, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.IdleWorkers() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle workers, want %d", srv.IdleWorkers(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestWorkersAreReusedAndBounded: after a burst of concurrent requests, at
+// most MaxIdleWorkers of the workers that ran them stay, and the next
+// request is run by one of them rather than by a new goroutine; when Run
+// returns, none is left (and TestMain's leak check finds no goroutine).
+func TestWorkersAreReusedAndBounded(t *testing.T) {
+	ns := testserver.StartNATS(t, 0)
+	const burst = natserve.MaxIdleWorkers + 16
+	var started atomic.Int32
+	all := make(chan struct{})
+	release, releaseHeld := make(chan struct{}), make(chan struct{})
+	h := event.HandlerFunc(func(ctx context.Context, r *event.Request) error {
+		if r.Ref == "held" {
+			<-releaseHeld
+			return nil
+		}
+		if started.Add(1) == burst {
+			close(all)
+		}
+		<-release
+		return nil
+	})
+	r := serve(t, ns, h, zap.NewNop(), natserve.Config{Timeout: 20 * time.Second})
+	nc := connect(t, ns)
+
+	replies := make([]<-chan *proto.Error, burst)
+	for i := range replies {
+		replies[i] = async(t, nc, "burst")
+	}
+	select {
+	case <-all: // every request of the burst runs at once, each in a worker
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%d of %d handlers started", started.Load(), burst)
+	}
+	close(release)
+	for i, ch := range replies {
+		if got := <-ch; got != nil {
+			t.Fatalf("request %d: %+v", i, got)
+		}
+	}
+	awaitIdle(t, r.srv, natserve.MaxIdleWorkers)
+
+	held := async(t, nc, "held")
+	awaitIdle(t, r.srv, natserve.MaxIdleWorkers-1)
+	close(releaseHeld)
+	if got := <-held; got != nil {
+		t.Fatalf("held: %+v", got)
+	}
+	awaitIdle(t, r.srv, natserve.MaxIdleWorkers)
+
+	if err := r.stop(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if n := r.srv.IdleWorkers(); n != 0 {
+		t.Fatalf("%d idle workers after Run returned, want 0", n)
+	}
+}
