@@ -75,6 +75,24 @@ func BenchmarkAppendRequest(b *testing.B) {
 	b.SetBytes(int64(len(buf)))
 }
 
+func BenchmarkDecodeRequest(b *testing.B) {
+	data := proto.AppendRequest(nil, &proto.Request{
+		Event: "sendMessage",
+		Args:  json.RawMessage(`{"to":"bob","text":"are we still on for lunch today?"}`),
+		User:  "alice",
+		Conn:  "01JDQ8Z6V4M3K2T9X7R5N1B0CE",
+		Ref:   "c42",
+	})
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := proto.DecodeRequest(data)
+		if err != nil || r.User != "alice" {
+			b.Fatalf("DecodeRequest = %+v, %v", r, err)
+		}
+	}
+}
+
 func BenchmarkDecodeDispatch(b *testing.B) {
 	data := proto.AppendDispatch(nil, &proto.Dispatch{Event: "message", Args: messageArgs, Users: []string{"alice", "bob"}})
 	b.SetBytes(int64(len(data)))

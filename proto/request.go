@@ -3,6 +3,7 @@ package proto
 import (
 	"bytes"
 	"encoding/json"
+	"unicode/utf8"
 )
 
 // Request is the body of a NATS request from the gateway to handlers-svc on
@@ -38,8 +39,63 @@ func AppendRequest(dst []byte, r *Request) []byte {
 }
 
 // DecodeRequest parses a request body and checks that it names a valid event
-// and a user.
+// and a user. Args of null are returned as the JSON literal null.
+//
+// handlers-svc decodes every request, so the exact form AppendRequest writes
+// is read by a direct scan; anything else (other key order, spacing,
+// escapes) goes through encoding/json, with the same result.
 func DecodeRequest(data []byte) (Request, error) {
+	if r, ok := decodeCanonicalRequest(data); ok {
+		return r, nil
+	}
+	return decodeRequestJSON(data)
+}
+
+// decodeCanonicalRequest reads data if it is exactly what AppendRequest
+// writes, with no escaped strings, and valid; ok is false otherwise, and
+// then encoding/json decides.
+func decodeCanonicalRequest(data []byte) (r Request, ok bool) {
+	if !utf8.Valid(data) || !json.Valid(data) {
+		return r, false
+	}
+	rest, ok := bytes.CutPrefix(data, []byte(`{"event":`))
+	if !ok {
+		return r, false
+	}
+	if r.Event, rest, ok = cutPlainString(rest); !ok || !ValidEventName(r.Event) {
+		return Request{}, false
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte(`,"args":`)); !ok || len(rest) == 0 {
+		return Request{}, false
+	}
+	end := valueEnd(rest, 0)
+	args := rest[:end]
+	rest = rest[end:]
+	if rest, ok = bytes.CutPrefix(rest, []byte(`,"user":`)); !ok {
+		return Request{}, false
+	}
+	if r.User, rest, ok = cutPlainString(rest); !ok || r.User == "" {
+		return Request{}, false
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte(`,"conn":`)); !ok {
+		return Request{}, false
+	}
+	if r.Conn, rest, ok = cutPlainString(rest); !ok {
+		return Request{}, false
+	}
+	if after, found := bytes.CutPrefix(rest, []byte(`,"ref":`)); found {
+		if r.Ref, rest, ok = cutPlainString(after); !ok {
+			return Request{}, false
+		}
+	}
+	if string(rest) != "}" {
+		return Request{}, false
+	}
+	r.Args = append(json.RawMessage(nil), args...)
+	return r, true
+}
+
+func decodeRequestJSON(data []byte) (Request, error) {
 	var r Request
 	if err := json.Unmarshal(data, &r); err != nil {
 		return r, &Error{Code: CodeBadRequest, Message: "request is not a valid JSON object"}
