@@ -33,9 +33,18 @@ const maxFlushCalls = 256
 type publisher struct {
 	rdb *redis.Client
 
+	// Used by the leader only: the pipeline and its commands, reused.
+	pipe redis.Pipeliner
+	cmds []redis.Cmder
+
 	mu    sync.Mutex
 	busy  bool    // a leader exists: a flush is in flight or about to start
 	queue []*call // waiting for the next flush, oldest first
+	spare []*call // an empty slice no one holds, for the next batch or queue
+}
+
+func newPublisher(rdb *redis.Client) publisher {
+	return publisher{rdb: rdb, pipe: rdb.Pipeline()}
 }
 
 // callState is where a call is; it is guarded by publisher.mu.
@@ -56,7 +65,8 @@ type call struct {
 	// err is the call's result, set by the leader that flushed it before
 	// it sends on wake.
 	err error
-	// cmds are the call's commands in the pipeline being flushed.
+	// cmds are the call's commands in the pipeline being flushed: a part
+	// of publisher.cmds.
 	cmds []redis.Cmder
 	// wake gets one message per call: nil once err is set, or the batch
 	// whose lead the caller is handed (the call is its first element).
@@ -86,8 +96,10 @@ func (p *publisher) publish(ctx context.Context, bodies ...[]byte) error {
 	}
 	p.busy = true
 	c.state = taken
+	batch := append(p.spare, c)
+	p.spare = nil
 	p.mu.Unlock()
-	p.lead(c, []*call{c})
+	p.lead(c, batch)
 	return p.done(c)
 }
 
@@ -126,7 +138,7 @@ func (p *publisher) wait(c *call) error {
 // that no leader holds any more may enter.
 func (p *publisher) done(c *call) error {
 	err := c.err
-	*c = call{wake: c.wake, cmds: c.cmds[:0]}
+	*c = call{wake: c.wake}
 	callPool.Put(c)
 	return err
 }
@@ -148,38 +160,37 @@ func (p *publisher) lead(self *call, batch []*call) {
 			c.state, c.err = taken, unreachable
 		}
 		batch = append(batch, p.queue...)
-		p.queue = make([]*call, 0, cap(p.queue))
+		p.queue = p.queue[:0]
 	}
-	if len(p.queue) == 0 {
-		p.busy = false
-		p.mu.Unlock()
-		p.wakeAll(self, batch)
-		return
-	}
-	next := p.queue
-	if len(next) > maxFlushCalls {
-		next = slices.Clone(next[:maxFlushCalls])
-		p.queue = append(p.queue[:0], p.queue[maxFlushCalls:]...)
-	} else {
-		p.queue = make([]*call, 0, cap(next)) // next is the new leader's now
-	}
-	for _, c := range next {
-		c.state = taken
-	}
-	next[0].state = leading
-	p.mu.Unlock()
-	p.wakeAll(self, batch)
-	// Last, so that the new leader is the goroutine this P runs next.
-	next[0].wake <- next
-}
-
-// wakeAll gives every call of batch but self its result.
-func (p *publisher) wakeAll(self *call, batch []*call) {
+	// Under the lock, so that batch can be reused at once: the sends never
+	// block (each wake has room for its one message).
 	for _, c := range batch {
 		if c != self {
 			c.wake <- nil
 		}
 	}
+	clear(batch)
+	p.spare = batch[:0]
+	if len(p.queue) == 0 {
+		p.busy = false
+		p.mu.Unlock()
+		return
+	}
+	next := p.queue
+	if len(next) > maxFlushCalls {
+		next = append(p.spare, next[:maxFlushCalls]...)
+		p.queue = append(p.queue[:0], p.queue[maxFlushCalls:]...)
+	} else {
+		p.queue = p.spare // next is the new leader's now
+	}
+	p.spare = nil
+	for _, c := range next {
+		c.state = taken
+	}
+	next[0].state = leading
+	p.mu.Unlock()
+	// Last, so that the new leader is the goroutine this P runs next.
+	next[0].wake <- next
 }
 
 // flush writes the calls of batch whose context has not ended in one
@@ -190,43 +201,44 @@ func (p *publisher) flush(batch []*call) error {
 	// one caller's deadline must not cut the others'. go-redis bounds the
 	// round trip by its read and write timeouts.
 	ctx := context.Background()
-	pipe := p.rdb.Pipeline()
+	cmds := p.cmds[:0]
 	for _, c := range batch {
 		if err := c.ctx.Err(); err != nil {
 			c.err = err
 			continue
 		}
-		c.cmds = c.cmds[:0]
+		first := len(cmds)
 		if len(c.bodies) == 1 {
-			c.cmds = append(c.cmds, pipe.Publish(ctx, proto.Channel, c.bodies[0]))
-			continue
+			cmds = append(cmds, redis.NewIntCmd(ctx, "publish", proto.Channel, c.bodies[0]))
+		} else {
+			// Inside MULTI, Redis answers QUEUED to each PUBLISH, which only
+			// the generic Cmd (of Do) accepts; EXEC answers with their
+			// results.
+			cmds = append(cmds, redis.NewCmd(ctx, "multi"))
+			for _, body := range c.bodies {
+				cmds = append(cmds, redis.NewCmd(ctx, "publish", proto.Channel, body))
+			}
+			cmds = append(cmds, redis.NewCmd(ctx, "exec"))
 		}
-		// Inside MULTI, Redis answers QUEUED to each PUBLISH, which only the
-		// generic Cmd of Do accepts; EXEC answers with their results.
-		c.cmds = append(c.cmds, pipe.Do(ctx, "multi"))
-		for _, body := range c.bodies {
-			c.cmds = append(c.cmds, pipe.Do(ctx, "publish", proto.Channel, body))
-		}
-		c.cmds = append(c.cmds, pipe.Do(ctx, "exec"))
+		c.cmds = cmds[first:len(cmds):len(cmds)]
 	}
-	if pipe.Len() == 0 {
+	p.cmds = cmds
+	if len(cmds) == 0 {
 		return nil
 	}
 	// Every command carries its own result: go-redis sets the error of a
 	// failed round trip on each command it left without a reply.
-	_, err := pipe.Exec(ctx)
+	_ = p.pipe.BatchProcess(ctx, cmds...)
+	_, err := p.pipe.Exec(ctx)
 	for _, c := range batch {
-		if c.err != nil {
-			continue
-		}
 		for _, cmd := range c.cmds {
-			if err := cmd.Err(); err != nil {
+			if err := cmd.Err(); err != nil && c.err == nil {
 				c.err = err // a refused PUBLISH before EXECABORT: the first says why
-				break
 			}
 		}
-		clear(c.cmds) // let the commands and their bodies go
+		c.cmds = nil
 	}
+	clear(p.cmds) // let the commands and their bodies go
 	if _, answered := errors.AsType[redis.Error](err); err != nil && !answered {
 		return err
 	}

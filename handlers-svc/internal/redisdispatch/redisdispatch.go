@@ -46,7 +46,7 @@ var (
 // (MaxRetries -1): a publish repeated after a lost reply is delivered twice.
 // rdb is a single-server client (or a failover one): a Redis Cluster client
 // could not keep a transaction on one node inside a shared pipeline.
-func New(rdb *redis.Client) *Dispatcher { return &Dispatcher{pub: publisher{rdb: rdb}} }
+func New(rdb *redis.Client) *Dispatcher { return &Dispatcher{pub: newPublisher(rdb)} }
 
 // LogOutages makes d log when Redis stops taking its dispatches and when it
 // takes them again, once per change rather than once per failed dispatch
