@@ -12,9 +12,12 @@ import (
 )
 
 // maxFlushCalls is the most calls one flush writes. A longer queue is
-// written in several flushes, one after the other, so that one write and
-// the replies it waits for stay a few hundred kilobytes at most.
+// written in several flushes, one after the other, so that one write stays
+// bounded (256 sendMessage batches of typical messages are ~150 KB).
 const maxFlushCalls = 256
+
+// errLeaderPanicked fails the calls a leader held when its flush panicked.
+var errLeaderPanicked = errors.New("redis dispatch: the flush carrying it panicked")
 
 // publisher writes the publishes of concurrent callers to Redis together:
 // one go-redis pipeline (one write, one read of the replies) carries every
@@ -153,14 +156,30 @@ func (p *publisher) done(c *call) error {
 // with a connection per caller, not after two or more. The next call
 // tries again.
 func (p *publisher) lead(self *call, batch []*call) {
-	unreachable := p.flush(batch)
-	p.mu.Lock()
-	if unreachable != nil && len(p.queue) > 0 {
-		for _, c := range p.queue {
-			c.state, c.err = taken, unreachable
+	flushed := false
+	defer func() {
+		if !flushed {
+			// go-redis panicked (the panic goes on up self's stack): no
+			// caller may be left waiting for a leader that is gone.
+			p.mu.Lock()
+			p.failQueue(errLeaderPanicked, &batch)
+			for _, c := range batch {
+				if c.err == nil {
+					c.err = errLeaderPanicked
+				}
+				if c != self {
+					c.wake <- nil
+				}
+			}
+			p.busy = false
+			p.mu.Unlock()
 		}
-		batch = append(batch, p.queue...)
-		p.queue = p.queue[:0]
+	}()
+	unreachable := p.flush(batch)
+	flushed = true
+	p.mu.Lock()
+	if unreachable != nil {
+		p.failQueue(unreachable, &batch)
 	}
 	// Under the lock, so that batch can be reused at once: the sends never
 	// block (each wake has room for its one message).
@@ -179,7 +198,9 @@ func (p *publisher) lead(self *call, batch []*call) {
 	next := p.queue
 	if len(next) > maxFlushCalls {
 		next = append(p.spare, next[:maxFlushCalls]...)
-		p.queue = append(p.queue[:0], p.queue[maxFlushCalls:]...)
+		n := copy(p.queue, p.queue[maxFlushCalls:])
+		clear(p.queue[n:])
+		p.queue = p.queue[:n]
 	} else {
 		p.queue = p.spare // next is the new leader's now
 	}
@@ -191,6 +212,17 @@ func (p *publisher) lead(self *call, batch []*call) {
 	p.mu.Unlock()
 	// Last, so that the new leader is the goroutine this P runs next.
 	next[0].wake <- next
+}
+
+// failQueue takes every queued call into *batch with err as its result.
+// p.mu is held.
+func (p *publisher) failQueue(err error, batch *[]*call) {
+	for _, c := range p.queue {
+		c.state, c.err = taken, err
+	}
+	*batch = append(*batch, p.queue...)
+	clear(p.queue)
+	p.queue = p.queue[:0]
 }
 
 // flush writes the calls of batch whose context has not ended in one

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 type gate struct {
 	entered chan []string // one per pipeline, before it is written
 	release chan struct{} // one receive per pipeline
+	panics  atomic.Bool   // the next pipeline let go panics instead
 }
 
 func newGate() *gate {
@@ -46,6 +48,9 @@ func (g *gate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 		}
 		g.entered <- names
 		<-g.release
+		if g.panics.Swap(false) {
+			panic("go-redis broke")
+		}
 		return next(ctx, cmds)
 	}
 }
@@ -461,5 +466,52 @@ func TestUnreachableFailsTheQueue(t *testing.T) {
 	}
 	if got := strings.Join(sub.until(t, "marker"), " "); got != "marker" {
 		t.Fatalf("published %q after the outage, want only the marker", got)
+	}
+}
+
+// TestLeaderPanic: when go-redis panics in a flush, the panic reaches the
+// caller that was writing, the calls queued behind it fail instead of
+// waiting for a leader that is gone, and the next call is written.
+func TestLeaderPanic(t *testing.T) {
+	srv := testserver.StartRedis(t, 0)
+	sub := subscribeChannel(t, srv.Addr)
+	d, g := newGatedDispatcher(t, srv.Addr)
+	ctx := context.Background()
+
+	panicked := make(chan any, 1)
+	go func() {
+		defer func() { panicked <- recover() }()
+		_ = d.Broadcast(ctx, "first", nil)
+	}()
+	g.next(t)
+	queued := make(chan error, 1)
+	go func() { queued <- dispatch(ctx, d, 1, false) }()
+	awaitQueued(t, &d.pub, 1)
+	g.panics.Store(true)
+	g.release <- struct{}{}
+
+	if p := <-panicked; p != "go-redis broke" {
+		t.Fatalf("the writing caller recovered %v, want go-redis's panic", p)
+	}
+	select {
+	case err := <-queued:
+		if w := event.WireError(err); w == nil || w.Code != proto.CodeUnavailable {
+			t.Fatalf("queued call: %v, want unavailable", err)
+		}
+	case names := <-g.entered:
+		t.Fatalf("pipeline %v tried for the queued call of a panicked flush", names)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the queued call still waits for the leader that panicked")
+	}
+	if !d.pub.idle() {
+		t.Fatal("publisher not idle after the panic")
+	}
+
+	go func() { g.next(t); g.release <- struct{}{} }()
+	if err := d.Broadcast(ctx, "marker", nil); err != nil {
+		t.Fatalf("after the panic: %v", err)
+	}
+	if got := strings.Join(sub.until(t, "marker"), " "); got != "marker" {
+		t.Fatalf("published %q, want only the marker", got)
 	}
 }
