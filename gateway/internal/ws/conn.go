@@ -482,7 +482,7 @@ func (c *Conn) awaitData() {
 			}
 			// Data has arrived: one read fills the buffer with it.
 			if _, err := c.br.Peek(1); err != nil {
-				return // kept by the reader for ReadMessage to report
+				return // ReadMessage reads again and reports it
 			}
 		}
 		b, _ := c.br.Peek(c.br.Buffered()) // buffered: reads nothing

@@ -229,6 +229,7 @@ func (s *Server) work(j job) {
 	defer s.workers.Done()
 	for {
 		s.run(j)
+		j = job{} // an idle worker keeps no request's payload or context
 		if s.idle.Add(1) > maxIdleWorkers {
 			s.idle.Add(-1)
 			return
