@@ -100,18 +100,8 @@ func parseFrame(data []byte) parsed {
 	if s.bad || s.i != len(data) || !hasEvent {
 		return parsed{kind: kindBad}
 	}
-	p := parsed{code: code}
-	switch string(event) {
-	case "message":
-		p.kind = Message
-	case "message_sent":
-		p.kind = MessageSent
-	case "ack":
-		p.kind = Ack
-	case "error":
-		p.kind = kindError
-	default:
-		p.kind = kindOther
+	p := parsed{kind: eventKind(event), code: code}
+	if p.kind == kindOther {
 		return p
 	}
 	if p.kind == Ack || p.kind == kindError {
@@ -398,4 +388,19 @@ func unescape(quoted []byte) []byte {
 		return nil
 	}
 	return []byte(out)
+}
+
+// eventKind is the Kind of a frame of event name.
+func eventKind(name []byte) Kind {
+	switch string(name) {
+	case "message":
+		return Message
+	case "message_sent":
+		return MessageSent
+	case "ack":
+		return Ack
+	case "error":
+		return kindError
+	}
+	return kindOther
 }

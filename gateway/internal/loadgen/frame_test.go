@@ -100,19 +100,10 @@ func referenceParse(data []byte) parsed {
 	if raw := obj["args"]; len(raw) > 0 && raw[0] == '{' {
 		_ = json.Unmarshal(raw, &args)
 	}
-	var p parsed
+	p := parsed{kind: eventKind(event)}
 	p.code, _ = str(args["code"])
-	switch string(event) {
-	case "message":
-		p.kind = Message
-	case "message_sent":
-		p.kind = MessageSent
-	case "ack":
-		p.kind = Ack
-	case "error":
-		p.kind = kindError
-	default:
-		return parsed{kind: kindOther, code: p.code}
+	if p.kind == kindOther {
+		return p
 	}
 	if p.kind == Ack || p.kind == kindError {
 		if ref, ok := str(obj["ref"]); ok {
