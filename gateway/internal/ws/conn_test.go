@@ -957,20 +957,11 @@ func TestIdleReaderWaitsAboveGorilla(t *testing.T) {
 
 	// A ping and a message in one write: both reach the server together.
 	mask := [4]byte{7, 1, 3, 5}
-	raw := append(maskedFrame(0x89, mask, []byte("p2")), maskedFrame(0x81, mask, []byte(`{"event":"b"}`))...)
+	raw := append(ws.ClientFrame(0x89, mask, []byte("p2")), ws.ClientFrame(0x81, mask, []byte(`{"event":"b"}`))...)
 	if _, err := cl.NetConn().Write(raw); err != nil {
 		t.Fatal(err)
 	}
 	expectPong("p2")
 	expectFrame(`{"event":"b"}`)
 	waitsAbove("a ping and a message in one segment")
-}
-
-// maskedFrame encodes a client frame with first byte b0.
-func maskedFrame(b0 byte, mask [4]byte, payload []byte) []byte {
-	f := []byte{b0, 0x80 | byte(len(payload)), mask[0], mask[1], mask[2], mask[3]}
-	for i, p := range payload {
-		f = append(f, p^mask[i&3])
-	}
-	return f
 }
