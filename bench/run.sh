@@ -43,7 +43,8 @@ fi
 # BENCH_WARMUP, BENCH_SEARCH=0|1, BENCH_GO=0 (no Go benchmarks), BENCH_SETTLE
 # (wait before reading idle RSS: 30s, past one ping round; 5s when quick), BENCH_GATEWAY_ENV
 # (extra gateway environment, e.g. GOGC=100), BENCH_HANDLERS_ENV (the same for
-# handlers-svc, e.g. GOMAXPROCS=1), BENCH_DRAIN (wait for the last frames of a
+# handlers-svc, e.g. GOMAXPROCS=1), BENCH_NATS_ENV (the same for nats-server),
+# BENCH_DRAIN (wait for the last frames of a
 # run, 5s), BENCH_LOGS=DIR (keep the servers' logs there), BENCH_LOADGEN_ARGS
 # (extra loadgen flags for the load runs, e.g. "-cpuprofile /tmp/loadgen.pprof").
 IDLE_USERS="${BENCH_IDLE_USERS:-$IDLE_USERS}"
@@ -149,7 +150,7 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --d
   --client-output-buffer-limit "pubsub ${BENCH_REDIS_PUBSUB_LIMIT:-256mb 64mb 60}" >"$work/redis.log" 2>&1 &
 pids+=($!); redis_pid=$!
 wait_for redis port_open "$REDIS_PORT"
-nats-server -a 127.0.0.1 -p "$NATS_PORT" >"$work/nats.log" 2>&1 &
+env ${BENCH_NATS_ENV:-} nats-server -a 127.0.0.1 -p "$NATS_PORT" >"$work/nats.log" 2>&1 &
 pids+=($!); nats_pid=$!
 wait_for nats port_open "$NATS_PORT"
 
