@@ -142,6 +142,10 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	// would deliver the events twice. go-redis checks pooled connections
 	// before reuse, so a Redis restart does not need retries either.
 	redisOpts.MaxRetries = -1
+	// A hung Redis must fail a dispatch by its handler's deadline, not
+	// only by go-redis's own timeouts (3 s to read, 5 s to dial), or the
+	// handler answers after the gateway has given up on it.
+	redisOpts.ContextTimeoutEnabled = true
 	rdb := redis.NewClient(redisOpts)
 
 	mux := event.NewMux()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -229,15 +230,21 @@ func (p *publisher) failQueue(err error, batch *[]*call) {
 // pipeline and sets every call's err. It returns the pipeline's error when
 // that is not Redis's answer but a failure to reach it.
 func (p *publisher) flush(batch []*call) error {
-	// Not a caller's context: the pipeline carries every caller's call, so
-	// one caller's deadline must not cut the others'. go-redis bounds the
-	// round trip by its read and write timeouts.
+	// The commands carry no caller's context: the pipeline carries every
+	// caller's call, so one caller's deadline must not cut the others'.
 	ctx := context.Background()
 	cmds := p.cmds[:0]
+	var last time.Time // the latest deadline of the calls written
+	endless := false   // a call written has no deadline
 	for _, c := range batch {
 		if err := c.ctx.Err(); err != nil {
 			c.err = err
 			continue
+		}
+		if d, ok := c.ctx.Deadline(); !ok {
+			endless = true
+		} else if d.After(last) {
+			last = d
 		}
 		first := len(cmds)
 		if len(c.bodies) == 1 {
@@ -257,6 +264,17 @@ func (p *publisher) flush(batch []*call) error {
 	p.cmds = cmds
 	if len(cmds) == 0 {
 		return nil
+	}
+	// The round trip ends by the last deadline of the calls it carries,
+	// when go-redis's own timeouts (3 s to read, 5 s to dial by default)
+	// would end it later: a hung Redis then fails a dispatch in its
+	// handler's time, so the handler can still answer the gateway before
+	// the gateway gives up on it. No caller is cut before its deadline;
+	// the leader's caller may wait past its own for the others'.
+	if !endless {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, last)
+		defer cancel()
 	}
 	// Every command carries its own result: go-redis sets the error of a
 	// failed round trip on each command it left without a reply.

@@ -103,6 +103,18 @@ func awaitQueued(t *testing.T, p *publisher, n int) {
 	}
 }
 
+// awaitBusy waits until a call leads a flush.
+func awaitBusy(t *testing.T, p *publisher) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.idle() {
+		if time.Now().After(deadline) {
+			t.Fatal("no call leads a flush")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // subscriber collects the payloads published on proto.Channel.
 type subscriber struct {
 	ps *redis.PubSub
@@ -466,6 +478,46 @@ func TestUnreachableFailsTheQueue(t *testing.T) {
 	}
 	if got := strings.Join(sub.until(t, "marker"), " "); got != "marker" {
 		t.Fatalf("published %q after the outage, want only the marker", got)
+	}
+}
+
+// TestHungRedisEndsByTheDeadline: a Redis that accepts and never answers
+// fails a dispatch by the deadline of its caller, not by go-redis's read
+// timeout (a minute here), so that a handler can still answer the gateway
+// before the gateway gives up. A call queued behind it fails with it.
+func TestHungRedisEndsByTheDeadline(t *testing.T) {
+	srv := testserver.StartRedis(t, 0)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1, ContextTimeoutEnabled: true,
+		DialTimeout: time.Minute, ReadTimeout: time.Minute, WriteTimeout: time.Minute})
+	t.Cleanup(func() { _ = rdb.Close() })
+	d := New(rdb)
+	if err := d.Broadcast(context.Background(), "warm", nil); err != nil {
+		t.Fatal(err) // a pooled connection, for the pipeline below
+	}
+	srv.Pause(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	leader := make(chan error, 1)
+	start := time.Now()
+	go func() { leader <- d.Broadcast(ctx, "hung", nil) }()
+	awaitBusy(t, &d.pub)
+	queued := make(chan error, 1)
+	go func() { queued <- d.Broadcast(context.Background(), "behind", nil) }()
+	awaitQueued(t, &d.pub, 1)
+	for name, ch := range map[string]chan error{"leader": leader, "queued": queued} {
+		select {
+		case err := <-ch:
+			t.Logf("%s: %v after %s", name, err, time.Since(start))
+			if w := event.WireError(err); w == nil || (w.Code != proto.CodeUnavailable && w.Code != proto.CodeTimeout) {
+				t.Errorf("%s: %v, want unavailable or timeout", name, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s still waits for the hung Redis 30 s after a 300 ms deadline", name)
+		}
+	}
+	if !d.pub.idle() {
+		t.Fatal("publisher not idle after every call returned")
 	}
 }
 

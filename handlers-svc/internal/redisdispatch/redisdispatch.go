@@ -28,7 +28,10 @@ var (
 // closes it after the last dispatch. rdb should not retry commands
 // (MaxRetries -1): a publish repeated after a lost reply is delivered twice.
 // rdb is a single-server client (or a failover one): a Redis Cluster client
-// could not keep a transaction on one node inside a shared pipeline.
+// could not keep a transaction on one node inside a shared pipeline. With
+// ContextTimeoutEnabled set on rdb, a round trip to Redis ends by the last
+// deadline of the dispatches it carries; without it, only by rdb's own
+// timeouts.
 func New(rdb *redis.Client) *Dispatcher { return &Dispatcher{pub: newPublisher(rdb)} }
 
 // LogOutages makes d log when Redis stops taking its dispatches and when it

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -153,4 +154,15 @@ func (r *Redis) Stop() {
 	}
 	_ = r.cmd.Process.Kill()
 	<-r.done
+}
+
+// Pause stops the server's process (SIGSTOP) until the end of the test:
+// the kernel still accepts connections and takes what is written, but
+// nothing is answered, as from a hung Redis.
+func (r *Redis) Pause(t testing.TB) {
+	t.Helper()
+	if err := r.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatalf("pause redis-server: %v", err)
+	}
+	t.Cleanup(func() { _ = r.cmd.Process.Signal(syscall.SIGCONT) })
 }
