@@ -51,6 +51,7 @@ type Config struct {
 	// neither flags nor in Environ.
 	WorkerIndex int    // SWITCHBOARD_WORKER_INDEX: this process is worker N; -1 = the supervisor
 	MetricsDir  string // SWITCHBOARD_METRICS_DIR: where a worker serves its metrics socket; "" = none
+	GCTune      bool   // SWITCHBOARD_GC_TUNE=1: the worker sets its GC percent by its load (gctune)
 
 	// TestPanicEvent is a fault injection for the end-to-end tests, read
 	// from the environment only and never for production: frames of this
@@ -66,6 +67,9 @@ const (
 	// MetricsDirEnv names the private directory of the workers' metrics
 	// sockets; empty when metrics are off.
 	MetricsDirEnv = "SWITCHBOARD_METRICS_DIR"
+	// GCTuneEnv tells a worker to set its own GC percent by its load; the
+	// supervisor sets it when the operator did not set GOGC.
+	GCTuneEnv = "SWITCHBOARD_GC_TUNE"
 	// TestPanicEventEnv sets Config.TestPanicEvent (tests only).
 	TestPanicEventEnv = "SWITCHBOARD_TEST_PANIC_EVENT"
 )
@@ -148,6 +152,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 		c.WorkerIndex = n
 	}
 	c.MetricsDir = getenv(MetricsDirEnv)
+	c.GCTune = getenv(GCTuneEnv) == "1"
 	c.TestPanicEvent = getenv(TestPanicEventEnv)
 	return c, nil
 }
