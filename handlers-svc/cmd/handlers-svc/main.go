@@ -143,7 +143,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	// before reuse, so a Redis restart does not need retries either.
 	redisOpts.MaxRetries = -1
 	// A hung Redis must fail a dispatch by its handler's deadline, not
-	// only by go-redis's own timeouts (3 s to read, 5 s to dial), or the
+	// only by go-redis's own timeouts (5 s to read and to dial), or the
 	// handler answers after the gateway has given up on it.
 	redisOpts.ContextTimeoutEnabled = true
 	rdb := redis.NewClient(redisOpts)

@@ -3,6 +3,8 @@ package redisdispatch
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -265,32 +267,61 @@ func (p *publisher) flush(batch []*call) error {
 	if len(cmds) == 0 {
 		return nil
 	}
-	// The round trip ends by the last deadline of the calls it carries,
-	// when go-redis's own timeouts (3 s to read, 5 s to dial by default)
-	// would end it later: a hung Redis then fails a dispatch in its
-	// handler's time, so the handler can still answer the gateway before
-	// the gateway gives up on it. No caller is cut before its deadline;
-	// the leader's caller may wait past its own for the others'.
+	// The round trip ends by the last deadline of the calls it carries
+	// (but no sooner than minFlushTime from now), when go-redis's own
+	// timeouts (5 s to read and to dial by default) would end it later: a
+	// hung Redis then fails a dispatch in about its handler's time, so the
+	// handler can still answer the gateway before the gateway gives up. No
+	// caller is cut before its deadline; the leader's caller may wait past
+	// its own for the others', or for minFlushTime.
+	var deadline time.Time
 	if !endless {
+		deadline = last
+		if soonest := time.Now().Add(minFlushTime); deadline.Before(soonest) {
+			deadline = soonest
+		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, last)
+		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
 	// Every command carries its own result: go-redis sets the error of a
 	// failed round trip on each command it left without a reply.
 	_ = p.pipe.BatchProcess(ctx, cmds...)
 	_, err := p.pipe.Exec(ctx)
+	// A round trip cut by that deadline means the callers ran out of time,
+	// not that Redis is unreachable: they end as their deadline would have
+	// ended them (timeout, not unavailable, and no outage logged), and the
+	// calls queued meanwhile get their own attempt instead of failing with
+	// it.
+	outOfTime := err != nil && !deadline.IsZero() && isTimeout(err) && !time.Now().Before(deadline)
 	for _, c := range batch {
 		for _, cmd := range c.cmds {
 			if err := cmd.Err(); err != nil && c.err == nil {
 				c.err = err // a refused PUBLISH before EXECABORT: the first says why
+				if outOfTime && isTimeout(err) {
+					c.err = fmt.Errorf("%w: the round trip to Redis outlasted it (%w)", context.DeadlineExceeded, err)
+				}
 			}
 		}
 		c.cmds = nil
 	}
 	clear(p.cmds) // let the commands and their bodies go
-	if _, answered := errors.AsType[redis.Error](err); err != nil && !answered {
+	if _, answered := errors.AsType[redis.Error](err); err != nil && !answered && !outOfTime {
 		return err
 	}
 	return nil
+}
+
+// minFlushTime is the least time a round trip to Redis is given, however
+// little its callers have left: a round trip cut short closes go-redis's
+// connection, and under overload, when calls come with little time left,
+// cutting each at its callers' deadline would reconnect over and over. It
+// is well inside the default margin between HANDLERS_TIMEOUT and
+// GATEWAY_HANDLER_TIMEOUT (1 s).
+const minFlushTime = 250 * time.Millisecond
+
+// isTimeout reports whether err is a network timeout.
+func isTimeout(err error) bool {
+	ne, ok := errors.AsType[net.Error](err)
+	return ok && ne.Timeout()
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/handlers-svc/internal/testserver"
@@ -484,40 +486,59 @@ func TestUnreachableFailsTheQueue(t *testing.T) {
 // TestHungRedisEndsByTheDeadline: a Redis that accepts and never answers
 // fails a dispatch by the deadline of its caller, not by go-redis's read
 // timeout (a minute here), so that a handler can still answer the gateway
-// before the gateway gives up. A call queued behind it fails with it.
+// before the gateway gives up; and as a timeout, since the caller ran out
+// of time: no outage is logged, and the call queued behind it is not
+// failed with it but gets its own attempt, which ends by its own deadline.
 func TestHungRedisEndsByTheDeadline(t *testing.T) {
 	srv := testserver.StartRedis(t, 0)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1, ContextTimeoutEnabled: true,
 		DialTimeout: time.Minute, ReadTimeout: time.Minute, WriteTimeout: time.Minute})
 	t.Cleanup(func() { _ = rdb.Close() })
-	d := New(rdb)
+	core, logs := observer.New(zap.InfoLevel)
+	d := New(rdb).LogOutages(zap.New(core))
 	if err := d.Broadcast(context.Background(), "warm", nil); err != nil {
 		t.Fatal(err) // a pooled connection, for the pipeline below
 	}
 	srv.Pause(t)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	leader := make(chan error, 1)
+	// Deadlines far apart from each other and from now, so the leader
+	// leads and the other queues behind it however slow the machine.
 	start := time.Now()
-	go func() { leader <- d.Broadcast(ctx, "hung", nil) }()
+	const leaderTime, behindTime = time.Second, 2 * time.Second
+	leaderCtx, cancel := context.WithTimeout(context.Background(), leaderTime)
+	defer cancel()
+	behindCtx, cancel2 := context.WithTimeout(context.Background(), behindTime)
+	defer cancel2()
+	leader := make(chan error, 1)
+	go func() { leader <- d.Broadcast(leaderCtx, "hung", nil) }()
 	awaitBusy(t, &d.pub)
-	queued := make(chan error, 1)
-	go func() { queued <- d.Broadcast(context.Background(), "behind", nil) }()
+	behind := make(chan error, 1)
+	go func() { behind <- d.Broadcast(behindCtx, "behind", nil) }()
 	awaitQueued(t, &d.pub, 1)
-	for name, ch := range map[string]chan error{"leader": leader, "queued": queued} {
+	for _, call := range []struct {
+		name   string
+		result chan error
+		after  time.Duration
+	}{{"leader", leader, leaderTime}, {"queued", behind, behindTime}} {
 		select {
-		case err := <-ch:
-			t.Logf("%s: %v after %s", name, err, time.Since(start))
-			if w := event.WireError(err); w == nil || (w.Code != proto.CodeUnavailable && w.Code != proto.CodeTimeout) {
-				t.Errorf("%s: %v, want unavailable or timeout", name, err)
+		case err := <-call.result:
+			took := time.Since(start)
+			t.Logf("%s: %v after %s", call.name, err, took)
+			if w := event.WireError(err); w == nil || w.Code != proto.CodeTimeout {
+				t.Errorf("%s: %v, want timeout", call.name, err)
+			}
+			if took < call.after {
+				t.Errorf("%s ended after %s, before its deadline of %s: cut short", call.name, took, call.after)
 			}
 		case <-time.After(30 * time.Second):
-			t.Fatalf("%s still waits for the hung Redis 30 s after a 300 ms deadline", name)
+			t.Fatalf("%s still waits for the hung Redis 30 s after its %s deadline", call.name, call.after)
 		}
 	}
 	if !d.pub.idle() {
 		t.Fatal("publisher not idle after every call returned")
+	}
+	if n := logs.Len(); n != 0 {
+		t.Errorf("%d lines logged for callers that ran out of time, want none (no outage): %v", n, logs.All())
 	}
 }
 

@@ -2,6 +2,7 @@ package redisdispatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 
@@ -51,7 +52,7 @@ func (d *Dispatcher) observe(ctx context.Context, err error) error {
 		if d.down.Swap(false) && d.log != nil {
 			d.log.Info("redis reachable again: dispatches resume")
 		}
-	case ctx.Err() == nil: // unavailable, not the handler running out of time
+	case ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded): // unavailable, not the handler running out of time
 		if !d.down.Swap(true) && d.log != nil {
 			d.log.Error("redis unreachable: dispatches fail with unavailable until it is back", zap.Error(err))
 		}
@@ -182,6 +183,11 @@ func publishError(ctx context.Context, err error) error {
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return fmt.Errorf("publish %s: %w", proto.Channel, ctxErr)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		// The round trip outlasted the callers' deadline (see flush); ctx
+		// ends at the same instant, if it has not yet.
+		return fmt.Errorf("publish %s: %w", proto.Channel, err)
 	}
 	return &event.Error{
 		Code:    proto.CodeUnavailable,
