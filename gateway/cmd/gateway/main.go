@@ -121,8 +121,12 @@ func workerRuntimeEnv(workers int, getenv func(string) string) []string {
 	if getenv("GOMAXPROCS") == "" {
 		env = append(env, "GOMAXPROCS="+strconv.Itoa(max(1, runtime.NumCPU()/max(workers, 1))))
 	}
+	// Always set, so that a value inherited from the supervisor's own
+	// environment cannot tune against the operator's GOGC.
 	if getenv("GOGC") == "" {
 		env = append(env, "GOGC=50", config.GCTuneEnv+"=1")
+	} else {
+		env = append(env, config.GCTuneEnv+"=0")
 	}
 	return env
 }

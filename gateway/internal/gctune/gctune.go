@@ -33,6 +33,9 @@ const (
 	BusyRate       = 2 << 20
 	QuietRate      = 1 << 20
 	QuietIntervals = 10
+	// FreeEvery is the least time between two returns of memory (see
+	// Run).
+	FreeEvery = time.Minute
 )
 
 // Tuner decides from each interval's allocations whether the worker is
@@ -75,8 +78,9 @@ func set(p int) {
 // Run sets the GC percent to QuietPercent, then checks the process's
 // allocations every interval and sets the percent of the state the Tuner
 // decides, until ctx is done. Turning quiet, it also collects and returns
-// the freed memory to the operating system at once, instead of leaving the
-// garbage of the busy spell resident until the heap grows again.
+// the freed memory to the operating system at once (at most once per
+// FreeEvery), instead of leaving the garbage of the busy spell resident
+// until the heap grows again.
 func Run(ctx context.Context, interval time.Duration, log *zap.Logger) {
 	set(QuietPercent)
 	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
@@ -89,14 +93,15 @@ func Run(ctx context.Context, interval time.Duration, log *zap.Logger) {
 	}
 	var t Tuner
 	last, lastAt := read(), time.Now()
+	var freed time.Time // when memory was last returned
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-tick.C:
-			n := read()
+		case <-tick.C:
+			n, now := read(), time.Now()
 			busy, changed := t.Observe(n-last, now.Sub(lastAt))
 			last, lastAt = n, now
 			if !changed {
@@ -108,8 +113,15 @@ func Run(ctx context.Context, interval time.Duration, log *zap.Logger) {
 				continue
 			}
 			set(QuietPercent)
-			debug.FreeOSMemory()
-			log.Debug("quiet: GC percent lowered, freed memory returned", zap.Int("gc_percent", QuietPercent))
+			// Returning memory collects and then holds the worker's only P
+			// while it releases the pages: at most once per FreeEvery.
+			if freed.IsZero() || now.Sub(freed) >= FreeEvery {
+				debug.FreeOSMemory()
+				freed = now
+				log.Debug("quiet: GC percent lowered, freed memory returned", zap.Int("gc_percent", QuietPercent))
+				continue
+			}
+			log.Debug("quiet: GC percent lowered", zap.Int("gc_percent", QuietPercent))
 		}
 	}
 }
