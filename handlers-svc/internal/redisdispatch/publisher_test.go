@@ -96,22 +96,24 @@ func (p *publisher) idle() bool {
 // awaitQueued waits until n calls are queued.
 func awaitQueued(t *testing.T, p *publisher, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for p.queued() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d calls queued, want %d", p.queued(), n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	awaitPublisher(t, func() bool { return p.queued() == n }, func() string {
+		return fmt.Sprintf("%d calls queued, want %d", p.queued(), n)
+	})
 }
 
 // awaitBusy waits until a call leads a flush.
 func awaitBusy(t *testing.T, p *publisher) {
 	t.Helper()
+	awaitPublisher(t, func() bool { return !p.idle() }, func() string { return "no call leads a flush" })
+}
+
+// awaitPublisher waits up to 10 s for done, then fails with why's text.
+func awaitPublisher(t *testing.T, done func() bool, why func() string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for p.idle() {
+	for !done() {
 		if time.Now().After(deadline) {
-			t.Fatal("no call leads a flush")
+			t.Fatal(why())
 		}
 		time.Sleep(time.Millisecond)
 	}
