@@ -1,0 +1,3 @@
+module github.com/switchboard/switchboard/internal
+
+go 1.26.0
