@@ -14,7 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/switchboard/switchboard/gateway/internal/auth"
-	"github.com/switchboard/switchboard/gateway/internal/testkit"
+	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
 

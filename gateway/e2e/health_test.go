@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard/switchboard/gateway/internal/testkit"
+	"github.com/switchboard/switchboard/internal/testkit"
 )
 
 var plain = &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard/switchboard/gateway/internal/testkit"
+	"github.com/switchboard/switchboard/internal/testkit"
 )
 
 // needTool returns the path of a program the test needs. Where it is

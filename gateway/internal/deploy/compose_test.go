@@ -15,7 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/switchboard/switchboard/gateway/internal/config"
-	"github.com/switchboard/switchboard/gateway/internal/testkit"
+	"github.com/switchboard/switchboard/internal/testkit"
 )
 
 // The profile that runs more than one of everything.

@@ -15,7 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/gateway/internal/fanout"
-	"github.com/switchboard/switchboard/gateway/internal/testkit"
+	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
 

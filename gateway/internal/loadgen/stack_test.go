@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/gateway/internal/loadgen"
-	"github.com/switchboard/switchboard/gateway/internal/testkit"
+	"github.com/switchboard/switchboard/internal/testkit"
 )
 
 // TestScenarioOverRealStack runs a tiny scenario against the real binaries:

@@ -23,7 +23,7 @@ import (
 
 	"github.com/switchboard/switchboard/gateway/internal/auth"
 	"github.com/switchboard/switchboard/gateway/internal/config"
-	"github.com/switchboard/switchboard/gateway/internal/testkit"
+	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
 

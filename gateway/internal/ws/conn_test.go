@@ -18,8 +18,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
-	"github.com/switchboard/switchboard/gateway/internal/testkit"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
+	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
 

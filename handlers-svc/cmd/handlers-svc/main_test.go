@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"testing"
@@ -19,7 +18,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/switchboard/switchboard/handlers-svc/internal/config"
-	"github.com/switchboard/switchboard/handlers-svc/internal/testserver"
+	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -39,7 +38,7 @@ func startApp(t *testing.T, natsPort, redisPort int) *app {
 	cfg := config.Default()
 	cfg.NATSURL = "nats://127.0.0.1:" + strconv.Itoa(natsPort)
 	cfg.RedisURL = fmt.Sprintf("redis://127.0.0.1:%d/0", redisPort)
-	cfg.Addr = "127.0.0.1:" + strconv.Itoa(testserver.FreePort(t))
+	cfg.Addr = "127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
 	cfg.ShutdownTimeout = 5 * time.Second
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -122,15 +121,15 @@ func request(t *testing.T, nc *nats.Conn, req proto.Request) *proto.Error {
 }
 
 func TestServesEndToEnd(t *testing.T) {
-	ns := testserver.StartNATS(t, 0)
-	rs := testserver.StartRedis(t, 0)
-	a := startApp(t, ns.Addr().(*net.TCPAddr).Port, rs.Port)
+	ns := testkit.StartNATS(t)
+	rs := testkit.StartRedis(t)
+	a := startApp(t, ns.Port, rs.Port)
 	a.await(t, "/readyz", http.StatusOK, "")
 	if code, body := a.get("/healthz"); code != http.StatusOK || body["status"] != "ok" {
 		t.Fatalf("/healthz = %d %v", code, body)
 	}
 
-	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
 	defer rdb.Close()
 	ps := rdb.Subscribe(context.Background(), proto.Channel)
 	defer ps.Close()
@@ -138,7 +137,7 @@ func TestServesEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	nc, err := nats.Connect(ns.ClientURL())
+	nc, err := nats.Connect(ns.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,18 +183,18 @@ func TestServesEndToEnd(t *testing.T) {
 }
 
 func TestWaitsForDependencies(t *testing.T) {
-	natsPort, redisPort := testserver.FreePort(t), testserver.FreePort(t)
+	natsPort, redisPort := testkit.FreePort(t), testkit.FreePort(t)
 	a := startApp(t, natsPort, redisPort)
 
 	a.await(t, "/healthz", http.StatusOK, "")
 	a.await(t, "/readyz", http.StatusServiceUnavailable, "nats not connected")
 	awaitLog(t, a, "waiting for NATS")
 
-	testserver.StartNATS(t, natsPort)
+	testkit.StartNATSOn(t, natsPort)
 	a.await(t, "/readyz", http.StatusServiceUnavailable, "redis not answering")
 	awaitLog(t, a, "waiting for Redis")
 
-	rs := testserver.StartRedis(t, redisPort)
+	rs := testkit.StartRedisOn(t, redisPort)
 	a.await(t, "/readyz", http.StatusOK, "")
 
 	rs.Stop()
@@ -207,7 +206,7 @@ func TestWaitsForDependencies(t *testing.T) {
 }
 
 func TestStopsWhileWaiting(t *testing.T) {
-	a := startApp(t, testserver.FreePort(t), testserver.FreePort(t))
+	a := startApp(t, testkit.FreePort(t), testkit.FreePort(t))
 	a.await(t, "/readyz", http.StatusServiceUnavailable, "nats not connected")
 	if err := a.stop(t); err != nil {
 		t.Fatalf("realMain: %v, want a clean exit", err)

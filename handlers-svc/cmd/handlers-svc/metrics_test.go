@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"net"
 	"net/http"
 	"testing"
 
@@ -11,7 +10,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/switchboard/switchboard/handlers-svc/internal/testserver"
+	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -70,11 +69,11 @@ func value(fams map[string]*dto.MetricFamily, name string, labels map[string]str
 // and reads the exact counts back from /metrics: by event and result, with
 // invented event names folded into _other.
 func TestMetricsCountRequests(t *testing.T) {
-	ns := testserver.StartNATS(t, 0)
-	rs := testserver.StartRedis(t, 0)
-	a := startApp(t, ns.Addr().(*net.TCPAddr).Port, rs.Port)
+	ns := testkit.StartNATS(t)
+	rs := testkit.StartRedis(t)
+	a := startApp(t, ns.Port, rs.Port)
 	a.await(t, "/readyz", http.StatusOK, "")
-	nc, err := nats.Connect(ns.ClientURL())
+	nc, err := nats.Connect(ns.URL())
 	if err != nil {
 		t.Fatal(err)
 	}

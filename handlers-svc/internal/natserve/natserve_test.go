@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
@@ -17,15 +16,15 @@ import (
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/handlers-svc/internal/natserve"
-	"github.com/switchboard/switchboard/handlers-svc/internal/testserver"
+	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func connect(t *testing.T, ns *server.Server) *nats.Conn {
+func connect(t *testing.T, ns *testkit.NATS) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(ns.ClientURL())
+	nc, err := nats.Connect(ns.URL())
 	if err != nil {
 		t.Fatalf("nats connect: %v", err)
 	}
@@ -56,7 +55,7 @@ func (r *running) stop(t *testing.T) error {
 
 // serve runs a Server for h on its own connection and waits until it is
 // subscribed. It is stopped, if still running, when the test ends.
-func serve(t *testing.T, ns *server.Server, h event.Handler, log *zap.Logger, cfg natserve.Config) *running {
+func serve(t *testing.T, ns *testkit.NATS, h event.Handler, log *zap.Logger, cfg natserve.Config) *running {
 	t.Helper()
 	srv := natserve.New(connect(t, ns), h, log, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -96,7 +95,7 @@ func requestRaw(t *testing.T, nc *nats.Conn, subject string, body []byte) *proto
 }
 
 func TestReplies(t *testing.T) {
-	ns := testserver.StartNATS(t, 0)
+	ns := testkit.StartNATS(t)
 	core, logs := observer.New(zapcore.DebugLevel)
 
 	var got atomic.Pointer[event.Request]
@@ -278,7 +277,7 @@ func async(t *testing.T, nc *nats.Conn, ref string) <-chan *proto.Error {
 }
 
 func TestGracefulDrain(t *testing.T) {
-	ns := testserver.StartNATS(t, 0)
+	ns := testkit.StartNATS(t)
 	g := newGate()
 	r := serve(t, ns, g, zap.NewNop(), natserve.Config{MaxConcurrent: 1, Timeout: 20 * time.Second})
 	nc := connect(t, ns)
@@ -313,7 +312,7 @@ func TestGracefulDrain(t *testing.T) {
 }
 
 func TestNoNewRequestsAfterDrain(t *testing.T) {
-	ns := testserver.StartNATS(t, 0)
+	ns := testkit.StartNATS(t)
 	g := newGate()
 	close(g.release)
 	r := serve(t, ns, g, zap.NewNop(), natserve.Config{})
@@ -330,7 +329,7 @@ func TestNoNewRequestsAfterDrain(t *testing.T) {
 }
 
 func TestShutdownTimeout(t *testing.T) {
-	ns := testserver.StartNATS(t, 0)
+	ns := testkit.StartNATS(t)
 	g := newGate()
 	defer close(g.release) // let the stuck handler end before the leak check
 	r := serve(t, ns, g, zap.NewNop(), natserve.Config{Timeout: 20 * time.Second, ShutdownTimeout: time.Second})
@@ -350,7 +349,7 @@ func TestShutdownTimeout(t *testing.T) {
 }
 
 func TestOverloaded(t *testing.T) {
-	ns := testserver.StartNATS(t, 0)
+	ns := testkit.StartNATS(t)
 	g := newGate()
 	r := serve(t, ns, g, zap.NewNop(), natserve.Config{MaxConcurrent: 1, Timeout: 100 * time.Millisecond})
 	nc := connect(t, ns)
@@ -371,7 +370,7 @@ func TestOverloaded(t *testing.T) {
 }
 
 func TestQueueGroupSharesRequests(t *testing.T) {
-	ns := testserver.StartNATS(t, 0)
+	ns := testkit.StartNATS(t)
 	var mu sync.Mutex
 	calls := map[int]int{}
 	for i := range 2 {
@@ -398,7 +397,7 @@ func TestQueueGroupSharesRequests(t *testing.T) {
 }
 
 func TestRunTwice(t *testing.T) {
-	ns := testserver.StartNATS(t, 0)
+	ns := testkit.StartNATS(t)
 	r := serve(t, ns, event.NewMux(), zap.NewNop(), natserve.Config{})
 	if err := r.srv.Run(context.Background()); err == nil {
 		t.Fatal("second Run succeeded")
@@ -422,7 +421,7 @@ func awaitIdle(t *testing.T, srv *natserve.Server, n int) {
 // request is run by one of them rather than by a new goroutine; when Run
 // returns, none is left (and TestMain's leak check finds no goroutine).
 func TestWorkersAreReusedAndBounded(t *testing.T) {
-	ns := testserver.StartNATS(t, 0)
+	ns := testkit.StartNATS(t)
 	const burst = natserve.MaxIdleWorkers + 16
 	var started atomic.Int32
 	all := make(chan struct{})

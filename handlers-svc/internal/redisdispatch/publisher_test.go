@@ -18,7 +18,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
-	"github.com/switchboard/switchboard/handlers-svc/internal/testserver"
+	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -179,9 +179,9 @@ func dispatch(ctx context.Context, d *Dispatcher, id int, batch bool) error {
 // pipeline is in flight all go in the next one, each transaction as one
 // MULTI/EXEC group in it, and each caller gets its own result.
 func TestGathersCallsQueuedWhileInFlight(t *testing.T) {
-	srv := testserver.StartRedis(t, 0)
-	sub := subscribeChannel(t, srv.Addr)
-	d, g := newGatedDispatcher(t, srv.Addr)
+	srv := testkit.StartRedis(t)
+	sub := subscribeChannel(t, srv.Addr())
+	d, g := newGatedDispatcher(t, srv.Addr())
 	ctx := context.Background()
 
 	first := make(chan error, 1)
@@ -270,9 +270,9 @@ func checkPublished(t *testing.T, events []string, calls int, returned map[int]e
 // context ends while its pipeline is in flight returns at once too, unless
 // it is the call whose goroutine writes that pipeline.
 func TestContextEndsWhileWaiting(t *testing.T) {
-	srv := testserver.StartRedis(t, 0)
-	sub := subscribeChannel(t, srv.Addr)
-	d, g := newGatedDispatcher(t, srv.Addr)
+	srv := testkit.StartRedis(t)
+	sub := subscribeChannel(t, srv.Addr())
+	d, g := newGatedDispatcher(t, srv.Addr())
 	ctx := context.Background()
 
 	first := make(chan error, 1)
@@ -343,9 +343,9 @@ func TestContextEndsWhileWaiting(t *testing.T) {
 // context's error only) at most once; no transaction is split; and the
 // publisher is idle at the end.
 func TestConcurrentCallersWithDeadlines(t *testing.T) {
-	srv := testserver.StartRedis(t, 0)
-	sub := subscribeChannel(t, srv.Addr)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+	srv := testkit.StartRedis(t)
+	sub := subscribeChannel(t, srv.Addr())
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
 	d := New(rdb)
 
@@ -428,8 +428,8 @@ func TestRedisDownConcurrentCallers(t *testing.T) {
 // unwritten, rather than make another attempt each; the next call tries
 // again, and succeeds once Redis is back.
 func TestUnreachableFailsTheQueue(t *testing.T) {
-	srv := testserver.StartRedis(t, 0)
-	d, g := newGatedDispatcher(t, srv.Addr)
+	srv := testkit.StartRedis(t)
+	d, g := newGatedDispatcher(t, srv.Addr())
 	ctx := context.Background()
 
 	first := make(chan error, 1)
@@ -462,8 +462,8 @@ func TestUnreachableFailsTheQueue(t *testing.T) {
 		t.Fatal("publisher not idle after every call returned")
 	}
 
-	testserver.StartRedis(t, port)
-	sub := subscribeChannel(t, srv.Addr)
+	testkit.StartRedisOn(t, port)
+	sub := subscribeChannel(t, srv.Addr())
 	// go-redis's pool, after failed dials, may fail at once for up to a
 	// second while it probes the server in the background.
 	deadline := time.Now().Add(10 * time.Second)
@@ -492,8 +492,8 @@ func TestUnreachableFailsTheQueue(t *testing.T) {
 // of time: no outage is logged, and the call queued behind it is not
 // failed with it but gets its own attempt, which ends by its own deadline.
 func TestHungRedisEndsByTheDeadline(t *testing.T) {
-	srv := testserver.StartRedis(t, 0)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1, ContextTimeoutEnabled: true,
+	srv := testkit.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true,
 		DialTimeout: time.Minute, ReadTimeout: time.Minute, WriteTimeout: time.Minute})
 	t.Cleanup(func() { _ = rdb.Close() })
 	core, logs := observer.New(zap.InfoLevel)
@@ -548,9 +548,9 @@ func TestHungRedisEndsByTheDeadline(t *testing.T) {
 // caller that was writing, the calls queued behind it fail instead of
 // waiting for a leader that is gone, and the next call is written.
 func TestLeaderPanic(t *testing.T) {
-	srv := testserver.StartRedis(t, 0)
-	sub := subscribeChannel(t, srv.Addr)
-	d, g := newGatedDispatcher(t, srv.Addr)
+	srv := testkit.StartRedis(t)
+	sub := subscribeChannel(t, srv.Addr())
+	d, g := newGatedDispatcher(t, srv.Addr())
 	ctx := context.Background()
 
 	panicked := make(chan any, 1)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/handlers-svc/internal/redisdispatch"
-	"github.com/switchboard/switchboard/handlers-svc/internal/testserver"
+	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -56,9 +56,9 @@ func newClient(t *testing.T, addr string) *redis.Client {
 }
 
 func TestPublish(t *testing.T) {
-	srv := testserver.StartRedis(t, 0)
-	rdb := newClient(t, srv.Addr)
-	ps := subscribe(t, newClient(t, srv.Addr))
+	srv := testkit.StartRedis(t)
+	rdb := newClient(t, srv.Addr())
+	ps := subscribe(t, newClient(t, srv.Addr()))
 	d := redisdispatch.New(rdb)
 	ctx := context.Background()
 
@@ -94,9 +94,9 @@ func TestPublish(t *testing.T) {
 }
 
 func TestNothingToDispatch(t *testing.T) {
-	srv := testserver.StartRedis(t, 0)
-	ps := subscribe(t, newClient(t, srv.Addr))
-	d := redisdispatch.New(newClient(t, srv.Addr))
+	srv := testkit.StartRedis(t)
+	ps := subscribe(t, newClient(t, srv.Addr()))
+	d := redisdispatch.New(newClient(t, srv.Addr()))
 	ctx := context.Background()
 
 	if err := d.ToUsers(ctx, nil, "message", nil); err != nil {
@@ -118,8 +118,8 @@ func TestNothingToDispatch(t *testing.T) {
 }
 
 func TestProgrammingErrors(t *testing.T) {
-	srv := testserver.StartRedis(t, 0)
-	d := redisdispatch.New(newClient(t, srv.Addr))
+	srv := testkit.StartRedis(t)
+	d := redisdispatch.New(newClient(t, srv.Addr()))
 	ctx := context.Background()
 	tests := []struct {
 		name string
@@ -141,8 +141,8 @@ func TestProgrammingErrors(t *testing.T) {
 }
 
 func TestRedisDown(t *testing.T) {
-	srv := testserver.StartRedis(t, 0)
-	rdb := newClient(t, srv.Addr)
+	srv := testkit.StartRedis(t)
+	rdb := newClient(t, srv.Addr())
 	d := redisdispatch.New(rdb)
 	ctx := context.Background()
 	if err := d.Broadcast(ctx, "e", nil); err != nil {
@@ -164,8 +164,8 @@ func TestRedisDown(t *testing.T) {
 }
 
 func TestContextEnded(t *testing.T) {
-	srv := testserver.StartRedis(t, 0)
-	d := redisdispatch.New(newClient(t, srv.Addr))
+	srv := testkit.StartRedis(t)
+	d := redisdispatch.New(newClient(t, srv.Addr()))
 	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer cancel()
 	err := d.Broadcast(ctx, "e", nil)
@@ -180,9 +180,9 @@ func TestContextEnded(t *testing.T) {
 // TestBatch: the dispatches of a batch are published together and in order;
 // a batch whose fn fails publishes none of them.
 func TestBatch(t *testing.T) {
-	srv := testserver.StartRedis(t, 0)
-	ps := subscribe(t, newClient(t, srv.Addr))
-	d := redisdispatch.New(newClient(t, srv.Addr))
+	srv := testkit.StartRedis(t)
+	ps := subscribe(t, newClient(t, srv.Addr()))
+	d := redisdispatch.New(newClient(t, srv.Addr()))
 	ctx := context.Background()
 
 	err := d.Batch(ctx, func(b event.Dispatcher) error {
@@ -224,8 +224,8 @@ func TestBatch(t *testing.T) {
 
 // TestBatchRedisDown: a batch that cannot reach Redis is unavailable.
 func TestBatchRedisDown(t *testing.T) {
-	srv := testserver.StartRedis(t, 0)
-	d := redisdispatch.New(newClient(t, srv.Addr))
+	srv := testkit.StartRedis(t)
+	d := redisdispatch.New(newClient(t, srv.Addr()))
 	srv.Stop()
 	ctx := context.Background()
 	err := d.Batch(ctx, func(b event.Dispatcher) error {
@@ -241,11 +241,11 @@ func TestBatchRedisDown(t *testing.T) {
 // TestRedisOutageLoggedOnce: while Redis is down every dispatch fails with
 // unavailable, but the outage is logged once, and so is the recovery.
 func TestRedisOutageLoggedOnce(t *testing.T) {
-	srv := testserver.StartRedis(t, 0)
+	srv := testkit.StartRedis(t)
 	core, logs := observer.New(zap.InfoLevel)
 	// As handlers-svc configures it: no command retries (PUBLISH is not
 	// safe to repeat).
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
 	d := redisdispatch.New(rdb).LogOutages(zap.New(core))
 	ctx := context.Background()
@@ -259,7 +259,7 @@ func TestRedisOutageLoggedOnce(t *testing.T) {
 			t.Fatalf("while down: code %s, want unavailable", w.Code)
 		}
 	}
-	testserver.StartRedis(t, port)
+	testkit.StartRedisOn(t, port)
 	// go-redis's pool, after as many failed dials as its size, fails at
 	// once for up to a second while it probes the server in the background.
 	deadline := time.Now().Add(10 * time.Second)
@@ -289,8 +289,8 @@ func TestRedisOutageLoggedOnce(t *testing.T) {
 // the Dispatcher published before it gathered calls). Time per operation
 // includes Redis's share of the CPU, which gathering cuts too.
 func BenchmarkDispatch(b *testing.B) {
-	srv := testserver.StartRedis(b, 0)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+	srv := testkit.StartRedis(b)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	b.Cleanup(func() { _ = rdb.Close() })
 	d := redisdispatch.New(rdb)
 	msg := map[string]string{"from": "alice", "to": "bob", "text": "hello there"}

@@ -25,11 +25,3 @@ func (s *Stack) AddHandlers() *Stack {
 	h.StartHandlers()
 	return &h
 }
-
-// Clients returns how many client connections the NATS server holds now.
-func (n *NATS) Clients() int {
-	if n.srv == nil {
-		return 0
-	}
-	return n.srv.NumClients()
-}

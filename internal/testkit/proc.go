@@ -13,48 +13,6 @@ import (
 	"time"
 )
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
-
-// Binaries builds bin/gateway and bin/handlers-svc once per test process
-// (with the race detector when the tests have it) and returns their paths.
-func Binaries(t testing.TB) (gateway, handlers string) {
-	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "switchboard-bin-")
-		if buildErr != nil {
-			return
-		}
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		for _, pkg := range []string{
-			"github.com/switchboard/switchboard/gateway/cmd/gateway",
-			"github.com/switchboard/switchboard/handlers-svc/cmd/handlers-svc",
-		} {
-			args := []string{"build"}
-			if raceEnabled {
-				args = append(args, "-race")
-			}
-			args = append(args, "-o", filepath.Join(buildDir, filepath.Base(pkg)), pkg)
-			out, err := exec.Command(goBin, args...).CombinedOutput()
-			if err != nil {
-				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
-				return
-			}
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(buildDir, "gateway"), filepath.Join(buildDir, "handlers-svc")
-}
-
 // Proc is a process under test; its stderr and stdout go to a log file that
 // is printed when the test fails.
 type Proc struct {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard/switchboard/gateway/internal/auth"
+	"github.com/switchboard/switchboard/internal/testjwt"
 )
 
 // Secret is the JWT secret of stacks started by StartStack.
@@ -126,7 +126,7 @@ func (s *Stack) HandlersMetrics() Samples {
 
 // Token returns a valid token for user.
 func (s *Stack) Token(user string) string {
-	tok, err := auth.Mint(Secret, user, time.Hour)
+	tok, err := testjwt.Mint(Secret, user, time.Hour)
 	if err != nil {
 		s.t.Fatal(err)
 	}

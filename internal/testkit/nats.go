@@ -8,7 +8,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// NATS is an embedded NATS server owned by a test.
+// NATS is an embedded NATS server owned by a test, on a port of its own
+// that it keeps across Stop and Start.
 type NATS struct {
 	t    testing.TB
 	Port int
@@ -19,27 +20,34 @@ type NATS struct {
 // ends.
 func StartNATS(t testing.TB) *NATS {
 	t.Helper()
-	n := &NATS{t: t, Port: RestartablePort(t)}
-	n.Start()
+	return StartNATSOn(t, RestartablePort(t))
+}
+
+// StartNATSOn is StartNATS on the given port.
+func StartNATSOn(t testing.TB, port int) *NATS {
+	t.Helper()
+	n := &NATS{t: t, Port: port}
 	t.Cleanup(n.Stop)
+	n.Start()
 	return n
 }
 
 // URL returns the nats:// URL of the server.
 func (n *NATS) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.Port) }
 
-// Start (re)starts the server on its port.
+// Start (re)starts the server on its port and waits until it accepts
+// connections.
 func (n *NATS) Start() {
 	n.t.Helper()
 	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: n.Port, NoLog: true, NoSigs: true})
 	if err != nil {
 		n.t.Fatalf("nats server: %v", err)
 	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		n.t.Fatal("nats server not ready")
-	}
+	srv.Start()
 	n.srv = srv
+	if !srv.ReadyForConnections(10 * time.Second) {
+		n.t.Fatalf("nats server on port %d not ready", n.Port)
+	}
 }
 
 // Stop shuts the server down; calling it twice is harmless.
@@ -50,4 +58,12 @@ func (n *NATS) Stop() {
 	n.srv.Shutdown()
 	n.srv.WaitForShutdown()
 	n.srv = nil
+}
+
+// Clients returns how many client connections the server holds now.
+func (n *NATS) Clients() int {
+	if n.srv == nil {
+		return 0
+	}
+	return n.srv.NumClients()
 }
