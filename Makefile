@@ -2,7 +2,7 @@
 # `make test` runs vet and every test with the race detector.
 SHELL := /usr/bin/env bash
 export PATH := $(PATH):/usr/local/go/bin
-MODULES := proto gateway handlers-svc
+MODULES := proto internal gateway handlers-svc bench
 FUZZTIME ?= 100000x
 
 .PHONY: all build run test vet unit fuzz bench bench-quick bench-scale bench-go deps token clean
@@ -32,7 +32,7 @@ unit:
 # envelopes, dispatches, NATS requests and replies, JWTs, handler args, the
 # client pings and pongs the gateway reads off the socket itself, and the
 # gateway's WebSocket stream and frames as the load generator reads them.
-FUZZ_DIRS := proto gateway/internal/auth gateway/internal/ws gateway/internal/loadgen handlers-svc/event
+FUZZ_DIRS := proto gateway/internal/auth gateway/internal/ws bench/loadgen handlers-svc/event
 fuzz:
 	@for d in $(FUZZ_DIRS); do \
 		for f in $$(cd $$d && go test -list '^Fuzz' . | grep '^Fuzz'); do \

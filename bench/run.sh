@@ -96,7 +96,7 @@ else
   go build -o bin/gateway ./gateway/cmd/gateway
   go build -o bin/handlers-svc ./handlers-svc/cmd/handlers-svc
 fi
-go build -o bin/loadgen ./gateway/cmd/loadgen
+go build -o bin/loadgen ./bench/cmd/loadgen
 
 load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 work="$(mktemp -d)"
@@ -137,7 +137,7 @@ done
 echo "bench: Go micro benchmarks" >&2
 gobench="$work/gobench.txt"
 : >"$gobench"
-for m in proto gateway handlers-svc; do
+for m in proto gateway handlers-svc bench; do
   [[ ${BENCH_GO:-1} == 0 ]] && break
   (cd "$m" && go test -run='^$' -bench=. -benchmem "${GOBENCH[@]}" ./...) >"$work/gobench-$m.txt"
   grep -E '^(Benchmark|pkg:)' "$work/gobench-$m.txt" >>"$gobench" || true

@@ -20,7 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/switchboard/switchboard/gateway/internal/auth"
+	"github.com/switchboard/switchboard/internal/testjwt"
 )
 
 // Config is one load generator's setup.
@@ -112,7 +112,7 @@ func New(cfg Config) (*Generator, error) {
 	g.flushIdle.L = &g.flushMu
 	g.readBufs.New = func() any { b := make([]byte, readBufSize); return &b }
 	for u := range cfg.Users {
-		tok, err := auth.Mint(cfg.Secret, fmt.Sprintf("u%d", cfg.FirstUser+u), 24*time.Hour)
+		tok, err := testjwt.Mint(cfg.Secret, fmt.Sprintf("u%d", cfg.FirstUser+u), 24*time.Hour)
 		if err != nil {
 			return nil, err
 		}

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/switchboard/switchboard/gateway/internal/loadgen"
+	"github.com/switchboard/switchboard/bench/loadgen"
 )
 
 // An idle test of more sockets than one process may hold (RLIMIT_NOFILE)

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard/switchboard/gateway/internal/loadgen"
+	"github.com/switchboard/switchboard/bench/loadgen"
 	"github.com/switchboard/switchboard/internal/testkit"
 )
 

@@ -29,9 +29,14 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/switchboard/switchboard/gateway/internal/config"
-	"github.com/switchboard/switchboard/gateway/internal/loadgen"
+	"github.com/switchboard/switchboard/bench/loadgen"
 )
+
+// devSecret is the gateway's JWT secret in dev mode (GATEWAY_DEV=1 without
+// GATEWAY_JWT_SECRET), the one `make run` and bench/run.sh start it with.
+// A copy of the gateway's constant: this module imports nothing of the
+// gateway's.
+const devSecret = "switchboard-dev-secret-do-not-use-in-production"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -50,7 +55,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	var (
 		url      = fs.String("url", "ws://127.0.0.1:7999/socket", "gateway WebSocket URL (127.0.0.1 only)")
-		secret   = fs.String("secret", envOr("GATEWAY_JWT_SECRET", config.DevSecret), "JWT secret")
+		secret   = fs.String("secret", envOr("GATEWAY_JWT_SECRET", devSecret), "JWT secret")
 		mode     = fs.String("mode", "load", "idle (open U*D sockets and hold them) or load")
 		users    = fs.Int("users", 1000, "U: users, in pairs")
 		devices  = fs.Int("devices", 2, "D: sockets per user")
