@@ -1,5 +1,5 @@
 // Tests of client.js under Node against a real gateway stack. Run by
-// gateway/e2e/jsclient_test.go, which starts the stack in dev mode and sets
+// e2e/jsclient_test.go, which starts the stack in dev mode and sets
 //   SB_URL   ws://127.0.0.1:PORT/socket
 //   SB_HTTP  http://127.0.0.1:PORT (for /dev/token)
 // and allows the browser origin http://app.test only.

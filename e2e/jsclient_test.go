@@ -33,8 +33,9 @@ func needTool(t *testing.T, what string, candidates ...string) string {
 	return ""
 }
 
-// TestClientJS runs the JavaScript client's tests (internal/web/jstest) with
-// `node --test` against a real stack: two workers, handlers-svc, NATS and
+// TestClientJS runs the JavaScript client's tests
+// (gateway/internal/web/jstest, read from the gateway's source tree by
+// path, like the client itself) with `node --test` against a real stack: two workers, handlers-svc, NATS and
 // Redis, the gateway in dev mode for /dev/token. One browser origin is
 // allowed, so a test can be refused for another; Node sends no Origin of
 // its own, which is always allowed.
@@ -43,7 +44,7 @@ func TestClientJS(t *testing.T) {
 	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_DEV=1", "GATEWAY_ALLOWED_ORIGINS=http://app.test"}})
 
 	// The gateway serves the very module the tests import.
-	want, err := os.ReadFile("../internal/web/assets/client.js")
+	want, err := os.ReadFile("../gateway/internal/web/assets/client.js")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +76,7 @@ func TestClientJS(t *testing.T) {
 		}
 		t.Skip(msg + ": skipping")
 	}
-	args = append(args, "../internal/web/jstest/client.test.mjs")
+	args = append(args, "../gateway/internal/web/jstest/client.test.mjs")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

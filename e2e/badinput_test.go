@@ -13,7 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
-	"github.com/switchboard/switchboard/gateway/internal/auth"
+	"github.com/switchboard/switchboard/internal/testjwt"
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -96,7 +96,7 @@ func TestInvalidUTF8Closes1007(t *testing.T) {
 // each get HTTP 401 with the JSON error body.
 func TestUnauthorizedUpgrades(t *testing.T) {
 	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2})
-	wrongSecret, _ := auth.Mint("not-the-secret", "mallory", time.Hour)
+	wrongSecret, _ := testjwt.Mint("not-the-secret", "mallory", time.Hour)
 	expired, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
 		Subject: "alice", ExpiresAt: jwt.NewNumericDate(time.Now().Add(-time.Hour)),
 	}).SignedString([]byte(testkit.Secret))

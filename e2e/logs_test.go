@@ -9,7 +9,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/switchboard/switchboard/gateway/internal/auth"
+	"github.com/switchboard/switchboard/internal/testjwt"
 	"github.com/switchboard/switchboard/internal/testkit"
 )
 
@@ -43,7 +43,7 @@ func TestConnectionLogsAndNoSecrets(t *testing.T) {
 	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2})
 	header := s.Token("alice")
 	query := s.Token("bob")
-	forged, err := auth.Mint("not-the-secret", "mallory", 0)
+	forged, err := testjwt.Mint("not-the-secret", "mallory", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/switchboard/switchboard/gateway/internal/config"
 	"github.com/switchboard/switchboard/internal/testkit"
 )
 
@@ -46,7 +45,7 @@ type service struct {
 
 func root(t *testing.T) string {
 	t.Helper()
-	dir, err := filepath.Abs(filepath.Join("..", "..", ".."))
+	dir, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,14 +83,45 @@ func (c composeFile) kind(s service) string {
 	return ""
 }
 
-// gatewayEnv is every variable the gateway reads, from its config package.
-func gatewayEnv() map[string]bool {
-	names := map[string]bool{}
-	for _, kv := range config.Default().Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		names[k] = true
+// gatewayReads reports whether the gateway reads an environment variable
+// as one of its settings, asking the real binary: each setting NAME has
+// the flag -name (lower case, dashes), and the gateway refuses a flag it
+// does not define. "-h" after the flag stops it there, before it starts.
+func gatewayReads(t *testing.T) func(env string) bool {
+	t.Helper()
+	bin, _ := testkit.Binaries(t)
+	known := map[string]bool{}
+	return func(env string) bool {
+		if r, ok := known[env]; ok {
+			return r
+		}
+		flag := "-" + strings.ReplaceAll(strings.ToLower(env), "_", "-")
+		cmd := exec.Command(bin, flag+"=x", "-h")
+		cmd.Env = []string{} // none of the test's own GATEWAY_* settings
+		out, _ := cmd.CombinedOutput()
+		if !strings.Contains(string(out), "help requested") && !strings.Contains(string(out), "invalid") &&
+			!strings.Contains(string(out), "not defined") {
+			t.Fatalf("gateway %s=x -h: neither refused nor stopped for help:\n%s", flag, out)
+		}
+		known[env] = !strings.Contains(string(out), "flag provided but not defined")
+		return known[env]
 	}
-	return names
+}
+
+// TestGatewayReads: the probe tells a setting of each kind (string, int,
+// bool, duration) from a variable the gateway does not read.
+func TestGatewayReads(t *testing.T) {
+	reads := gatewayReads(t)
+	for _, env := range []string{"GATEWAY_ADDR", "GATEWAY_WORKERS", "GATEWAY_DEV", "GATEWAY_HANDLER_TIMEOUT", "NATS_URL"} {
+		if !reads(env) {
+			t.Errorf("the gateway does not read %s, says the probe", env)
+		}
+	}
+	for _, env := range []string{"GATEWAY_NO_SUCH_SETTING", "HANDLERS_ADDR"} {
+		if reads(env) {
+			t.Errorf("the gateway reads %s, says the probe", env)
+		}
+	}
 }
 
 // handlersEnv is every variable handlers-svc reads, from the real binary's
@@ -164,7 +194,8 @@ func portOf(t *testing.T, name, env, addr string) string {
 // once, and image tags.
 func TestComposeServices(t *testing.T) {
 	c := loadCompose(t)
-	readers := map[string]map[string]bool{"gateway": gatewayEnv(), "handlers-svc": handlersEnv(t)}
+	handlers := handlersEnv(t)
+	readers := map[string]func(string) bool{"gateway": gatewayReads(t), "handlers-svc": func(env string) bool { return handlers[env] }}
 	for _, name := range []string{"nats", "redis", "gateway", "handlers-svc"} {
 		if _, ok := c.Services[name]; !ok {
 			t.Errorf("compose.yaml has no %s service", name)
@@ -206,13 +237,13 @@ func TestComposeServices(t *testing.T) {
 		} else if s.PullPolicy != "never" {
 			t.Errorf("%s: runs the locally built %s with pull_policy %q, want never: it is in no registry", name, s.Image, s.PullPolicy)
 		}
-		names := readers[kind]
-		if names == nil {
+		reads := readers[kind]
+		if reads == nil {
 			t.Errorf("%s: built from %s, which is neither gateway nor handlers-svc", name, s.Build.Dockerfile)
 			continue
 		}
 		for env := range s.Environment {
-			if !names[env] {
+			if !reads(env) {
 				t.Errorf("%s: sets %s, which %s does not read", name, env, kind)
 			}
 		}

@@ -21,7 +21,7 @@ import (
 const browserWait = 30 * time.Second
 
 // artifactsDir is where the browser test leaves its screenshots:
-// $ARTIFACTS_DIR/browser when set, else gateway/e2e/artifacts/browser
+// $ARTIFACTS_DIR/browser when set, else e2e/artifacts/browser
 // (ignored by git).
 func artifactsDir(t *testing.T) string {
 	t.Helper()
