@@ -140,8 +140,8 @@ func Draw(w io.Writer, series []Series) error {
 	// The saturation bound.
 	fmt.Fprintf(&b, `<line class="threshold" x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="%s" stroke-dasharray="6 4"/>`+"\n",
 		left, y(saturationP99), left+plotW, y(saturationP99), thresholdColor)
-	fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end" fill="%s">p99 = 50 ms: saturation bound</text>`+"\n",
-		left+plotW-6, y(saturationP99)-6, thresholdColor)
+	fmt.Fprintf(&b, `<text x="%d" y="%.1f" fill="%s">p99 = 50 ms: the saturation search's bound</text>`+"\n",
+		left+8, y(saturationP99)-6, thresholdColor)
 
 	// Earlier runs, faint, then the latest on top.
 	for _, s := range series[:len(series)-1] {
