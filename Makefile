@@ -2,7 +2,7 @@
 # `make test` runs vet and every test with the race detector.
 SHELL := /usr/bin/env bash
 export PATH := $(PATH):/usr/local/go/bin
-MODULES := proto gateway handlers-svc
+MODULES := proto gateway handlers-svc bench
 FUZZTIME ?= 100000x
 
 .PHONY: all build run test vet unit fuzz bench bench-quick bench-scale bench-go deps token clean
