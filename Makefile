@@ -41,7 +41,8 @@ fuzz:
 		done; done
 
 # The performance scenario over the whole stack (2 workers) plus the Go
-# benchmarks; writes bench/results/<date>.md. bench-quick: a ~30 s smoke run.
+# benchmarks; adds its rows to bench/results/runs.csv, replaces
+# bench/results/load.md and redraws docs/p99.svg. bench-quick: a ~30 s smoke run.
 bench:
 	@bash .ci/deps.sh run
 	@bash bench/run.sh

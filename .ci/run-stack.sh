@@ -55,7 +55,7 @@ if port_open "$REDIS_PORT"; then
   echo "run: using the Redis already on port $REDIS_PORT" >&2
 else
   # The pub/sub output-buffer limit of compose.yaml, for the same reason
-  # (README "Running in production").
+  # (docs/operations.md, "Overload, and Redis output buffers").
   setsid redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$data" --loglevel warning \
     --client-output-buffer-limit "pubsub 256mb 64mb 60" &
   pids+=($!)

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # `make bench` / `make bench-quick`: Go micro benchmarks, then the whole stack
 # (Redis, NATS, handlers-svc, a 2-worker gateway) on private ports, the idle
-# test and the load runs of the performance scenario with cmd/loadgen, and a
-# Markdown report in bench/results/. Every process it starts is stopped on
-# exit. BENCH_QUICK=1 is a ~30 s smoke version. BENCH_SCALE=1 (`make
-# bench-scale`) is the 100,000-socket idle test alone, with as many workers
-# and load generator processes as the file limit per process requires.
+# test and the load runs of the performance scenario with cmd/loadgen. Each
+# run appends its rows to bench/results/runs.csv, replaces the latest report
+# of its scenario (bench/results/<scenario>.md) and redraws docs/p99.svg.
+# Every process it starts is stopped on exit. BENCH_QUICK=1 is a ~30 s smoke
+# version. BENCH_SCALE=1 (`make bench-scale`) is the 100,000-socket idle test
+# alone, with as many workers and load generator processes as the file limit
+# per process requires.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH="$PATH:/usr/sbin:/usr/local/go/bin"
@@ -16,7 +18,18 @@ stamp="$(date -u +%Y-%m-%d-%H%M)"
 suffix=""
 [[ $quick == 1 ]] && suffix="-quick"
 [[ $scale == 1 ]] && suffix="-scale"
-out="${BENCH_OUT:-bench/results/$stamp$suffix.md}"
+started="$(date -u '+%Y-%m-%d %H:%M')"
+# BENCH_SCENARIO names the run's kind in runs.csv and its report's file
+# (e.g. overload); BENCH_LABEL notes what it changed (e.g. "GOGC=200");
+# BENCH_RECORD=0 leaves runs.csv, the report and the chart alone (the report
+# goes to BENCH_OUT, if set).
+scenario="${BENCH_SCENARIO:-load}"
+[[ $quick == 1 ]] && scenario="${BENCH_SCENARIO:-quick}"
+[[ $scale == 1 ]] && scenario="${BENCH_SCENARIO:-scale}"
+record="${BENCH_RECORD:-1}"
+out="${BENCH_OUT:-}"
+[[ -z $out && $record != 0 ]] && out="bench/results/$scenario.md"
+runs_csv="${BENCH_CSV:-bench/results/runs.csv}"
 GW_PORT="${BENCH_GATEWAY_PORT:-27999}"
 METRICS_PORT="${BENCH_METRICS_PORT:-27998}"
 NATS_PORT="${BENCH_NATS_PORT:-24222}"
@@ -143,8 +156,8 @@ for m in proto gateway handlers-svc bench; do
   grep -E '^(Benchmark|pkg:)' "$work/gobench-$m.txt" >>"$gobench" || true
 done
 
-# The pub/sub output-buffer limit of compose.yaml (README "Running in
-# production"); BENCH_REDIS_PUBSUB_LIMIT overrides it, e.g. with Redis's
+# The pub/sub output-buffer limit of compose.yaml (docs/operations.md,
+# "Overload"); BENCH_REDIS_PUBSUB_LIMIT overrides it, e.g. with Redis's
 # default "32mb 8mb 60" to compare.
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" --loglevel warning \
   --client-output-buffer-limit "pubsub ${BENCH_REDIS_PUBSUB_LIMIT:-256mb 64mb 60}" >"$work/redis.log" 2>&1 &
@@ -205,7 +218,11 @@ if [[ $RATES != 0 ]]; then
   "${lg[@]}" -mode load -users "$USERS" -devices "$DEVICES" -rates "$RATES" -duration "$DURATION" -warmup "$WARMUP" -drain "${BENCH_DRAIN:-5s}" "${SEARCH[@]}" ${BENCH_LOADGEN_ARGS:-}
 fi
 
-mkdir -p "$(dirname "$out")"
+commit="$(git rev-parse --short HEAD 2>/dev/null || true)"
+if [[ -n $commit ]] && ! git diff --quiet HEAD -- . ':(exclude)bench/results' ':(exclude)docs' 2>/dev/null; then
+  commit+="-dirty"
+fi
+report="$work/report.md"
 {
   case $suffix in
     -quick) what=" (quick smoke run)" ;;
@@ -216,6 +233,7 @@ mkdir -p "$(dirname "$out")"
   echo
   echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(uname -sr)"
   echo "- $(go version | cut -d' ' -f3-), redis $(redis-server --version | sed -n 's/.*v=\([0-9.]*\).*/\1/p'), $(nats-server --version 2>&1 | head -1)"
+  echo "- scenario $scenario, commit ${commit:-unknown}${BENCH_LABEL:+; $BENCH_LABEL}"
   echo "- stack: gateway with $WORKERS workers, handlers-svc, NATS and Redis, and the load generator, all on this machine; LOG_LEVEL=$LOG_LEVEL"
   echo "- load average (1, 5, 15 min) at the start: $load_start; at the end, the runs' own load included: $(cut -d' ' -f1-3 /proc/loadavg)"
   if [[ $scale == 1 ]]; then
@@ -242,6 +260,18 @@ mkdir -p "$(dirname "$out")"
   cat "$jsonl"
   echo '```'
   echo "</details>"
-} >"$out"
-echo "bench: wrote $out" >&2
-cat "$out"
+} >"$report"
+if [[ -n $out ]]; then
+  mkdir -p "$(dirname "$out")"
+  cp "$report" "$out"
+  echo "bench: wrote $out" >&2
+fi
+if [[ $record != 0 ]]; then
+  go build -o bin/benchplot ./bench/cmd/benchplot
+  ./bin/benchplot record -csv "$runs_csv" -run "$stamp-$scenario" -date "$started" -commit "$commit" \
+    -scenario "$scenario" -label "${BENCH_LABEL:-}" -workers "$WORKERS" "$jsonl"
+  echo "bench: added this run to $runs_csv" >&2
+  # The chart shows the latest make bench (scenario load), earlier ones faint.
+  ./bin/benchplot draw -csv "$runs_csv" -scenario load -out docs/p99.svg && echo "bench: drew docs/p99.svg" >&2
+fi
+cat "$report"

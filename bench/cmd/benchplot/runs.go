@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Columns is the header of runs.csv, in order. A row is one phase of one
+// run: an idle test, a load run at one rate, or a saturation search's
+// verdict (mode). Cells that do not apply to a mode are empty. The cpu_*
+// columns are CPU seconds per 1,000 deliveries of each process; rss and
+// goroutines are the gateway's, and the latencies are of deliveries, from the
+// scheduled send time.
+var Columns = []string{
+	"run", "date", "commit", "scenario", "label", "mode", "workers",
+	"users", "devices", "rate", "sends_per_s", "deliveries_per_s",
+	"p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms",
+	"missing", "duplicates", "errors", "conns_lost",
+	"cpu_gateway", "cpu_handlers", "cpu_nats", "cpu_redis", "cpu_loadgen",
+	"conns", "connect_s", "gateway_rss_mib", "rss_per_conn_bytes", "rss_total_per_conn_bytes",
+	"goroutines_per_conn", "lowest_failing_rate", "pass",
+}
+
+// Row is one line of runs.csv, by column name; an absent column is empty.
+type Row map[string]string
+
+// Float returns the number in column col, and false when the cell is empty
+// or not a number.
+func (r Row) Float(col string) (float64, bool) {
+	s := r[col]
+	if s == "" {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	return f, err == nil
+}
+
+// Meta is what a run's rows share: how the run is named and where it
+// came from. Run identifies the run; Date is its UTC time, "2006-01-02
+// 15:04".
+type Meta struct {
+	Run, Date, Commit, Scenario, Label string
+	Workers                            int
+}
+
+// latency is the loadgen's latency summary, in milliseconds.
+type latency struct {
+	P50  float64 `json:"p50_ms"`
+	P90  float64 `json:"p90_ms"`
+	P99  float64 `json:"p99_ms"`
+	P999 float64 `json:"p999_ms"`
+	Max  float64 `json:"max_ms"`
+}
+
+// result is the part of a loadgen JSON line that runs.csv keeps.
+type result struct {
+	Mode              string             `json:"mode"`
+	Users             int                `json:"users"`
+	Devices           int                `json:"devices"`
+	Rate              float64            `json:"rate"`
+	Conns             int                `json:"conns"`
+	ConnectS          float64            `json:"connect_s"`
+	SendsPerS         float64            `json:"sends_per_s"`
+	DeliveriesPerS    float64            `json:"deliveries_per_s"`
+	Latency           latency            `json:"latency"`
+	Missing           int64              `json:"missing"`
+	Duplicates        int64              `json:"duplicates"`
+	ErrorFrames       int64              `json:"error_frames"`
+	ConnsLost         int64              `json:"conns_lost"`
+	GatewayRSS        int64              `json:"gateway_rss_bytes"`
+	RSSPerConn        float64            `json:"rss_per_conn_bytes"`
+	RSSTotalPerConn   float64            `json:"rss_total_per_conn_bytes"`
+	GoroutinesPerConn float64            `json:"goroutines_per_conn"`
+	CPU               map[string]float64 `json:"cpu_s_per_1k_deliveries"`
+	LoadgenCPU        float64            `json:"loadgen_cpu_s_per_1k_deliveries"`
+	LowestFailing     float64            `json:"lowest_failing_rate"`
+	Pass              bool               `json:"pass"`
+}
+
+// ParseResults reads the JSON lines loadgen writes (-json) and returns a
+// row for each idle, load or saturation line, with m's fields. Lines that
+// are not JSON objects with one of those modes are skipped, so a report's
+// raw section may be fed as it is.
+func ParseResults(r io.Reader, m Meta) ([]Row, error) {
+	var rows []Row
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 || line[0] != '{' {
+			continue
+		}
+		var res result
+		if err := json.Unmarshal(line, &res); err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		if row := res.row(m); row != nil {
+			rows = append(rows, row)
+		}
+	}
+	return rows, sc.Err()
+}
+
+// row returns res as a row of runs.csv, or nil for a mode it does not keep.
+func (res *result) row(m Meta) Row {
+	row := Row{
+		"run": m.Run, "date": m.Date, "commit": m.Commit, "scenario": m.Scenario, "label": m.Label,
+		"mode": res.Mode, "users": itoa(res.Users), "devices": itoa(res.Devices),
+	}
+	if m.Workers > 0 {
+		row["workers"] = itoa(m.Workers)
+	}
+	switch res.Mode {
+	case "load":
+		row["rate"] = num(res.Rate, 0)
+		row["sends_per_s"] = num(res.SendsPerS, 0)
+		row["deliveries_per_s"] = num(res.DeliveriesPerS, 0)
+		row["p50_ms"] = num(res.Latency.P50, 3)
+		row["p90_ms"] = num(res.Latency.P90, 3)
+		row["p99_ms"] = num(res.Latency.P99, 3)
+		row["p999_ms"] = num(res.Latency.P999, 3)
+		row["max_ms"] = num(res.Latency.Max, 3)
+		row["missing"] = i64(res.Missing)
+		row["duplicates"] = i64(res.Duplicates)
+		row["errors"] = i64(res.ErrorFrames)
+		row["conns_lost"] = i64(res.ConnsLost)
+		for col, proc := range map[string]string{
+			"cpu_gateway": "gateway", "cpu_handlers": "handlers-svc", "cpu_nats": "nats-server", "cpu_redis": "redis-server",
+		} {
+			if v, ok := res.CPU[proc]; ok {
+				row[col] = num(v, 4)
+			}
+		}
+		if res.LoadgenCPU > 0 {
+			row["cpu_loadgen"] = num(res.LoadgenCPU, 4)
+		}
+		row["conns"] = itoa(res.Conns)
+		if res.GatewayRSS > 0 {
+			row["gateway_rss_mib"] = num(float64(res.GatewayRSS)/(1<<20), 1)
+		}
+		row["pass"] = map[bool]string{true: "yes", false: "no"}[res.Pass]
+	case "idle":
+		row["conns"] = itoa(res.Conns)
+		row["connect_s"] = num(res.ConnectS, 2)
+		row["conns_lost"] = i64(res.ConnsLost)
+		row["gateway_rss_mib"] = num(float64(res.GatewayRSS)/(1<<20), 1)
+		row["rss_per_conn_bytes"] = num(res.RSSPerConn, 0)
+		row["rss_total_per_conn_bytes"] = num(res.RSSTotalPerConn, 0)
+		row["goroutines_per_conn"] = num(res.GoroutinesPerConn, 2)
+	case "saturation":
+		row["rate"] = num(res.Rate, 0)
+		row["deliveries_per_s"] = num(res.DeliveriesPerS, 0)
+		if res.LowestFailing > 0 {
+			row["lowest_failing_rate"] = num(res.LowestFailing, 0)
+		}
+	default:
+		return nil
+	}
+	return row
+}
+
+func itoa(n int) string  { return strconv.Itoa(n) }
+func i64(n int64) string { return strconv.FormatInt(n, 10) }
+func num(f float64, prec int) string {
+	return strconv.FormatFloat(f, 'f', prec, 64)
+}
+
+// Append adds rows to the CSV file at path, writing the header first when
+// the file is new or empty. It refuses a file whose header is not Columns,
+// rather than add rows that would not line up.
+func Append(path string, rows []Row) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	if st.Size() == 0 {
+		if err := w.Write(Columns); err != nil {
+			return err
+		}
+	} else {
+		header, err := csv.NewReader(io.NewSectionReader(f, 0, st.Size())).Read()
+		if err != nil {
+			return fmt.Errorf("%s: header: %w", path, err)
+		}
+		if !slices.Equal(header, Columns) {
+			return fmt.Errorf("%s: header is not benchplot's columns: %s", path, strings.Join(header, ","))
+		}
+	}
+	for _, row := range rows {
+		rec := make([]string, len(Columns))
+		for i, col := range Columns {
+			rec[i] = row[col]
+		}
+		if err := w.Write(rec); err != nil {
+			return err
+		}
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// ReadRows reads a runs.csv: a header line, then rows, which may have any
+// of Columns in any order (so older files with fewer columns still read).
+func ReadRows(r io.Reader) ([]Row, error) {
+	cr := csv.NewReader(r)
+	header, err := cr.Read()
+	if errors.Is(err, io.EOF) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("header: %w", err)
+	}
+	var rows []Row
+	for {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			return rows, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		row := make(Row, len(header))
+		for i, col := range header {
+			row[col] = rec[i]
+		}
+		rows = append(rows, row)
+	}
+}
