@@ -6,8 +6,8 @@
 // flight, up to a per-socket limit beyond which its read loop waits, which
 // pushes back on the client through TCP. An envelope that has its slot is
 // refused at once with unavailable instead of forwarded while the worker is
-// overloaded (its fan-out lags, SetOverloaded, or it has its limit of
-// requests in flight, SetMaxInFlight).
+// overloaded (its fan-out lags, Config.Overloaded, or it has its limit of
+// requests in flight, Config.WorkerInFlight).
 // Shutdown stops new requests and waits for the running ones.
 package forward
 
@@ -58,10 +58,10 @@ type Recorder interface {
 
 // Why an envelope was refused as overload (Recorder.Shed).
 const (
-	// ShedFanout: the worker's fan-out lagged (SetOverloaded).
+	// ShedFanout: the worker's fan-out lagged (Config.Overloaded).
 	ShedFanout = "fanout_lagging"
 	// ShedInFlight: the worker had its limit of handler requests in
-	// flight (SetMaxInFlight).
+	// flight (Config.WorkerInFlight).
 	ShedInFlight = "requests_in_flight"
 )
 
@@ -69,6 +69,25 @@ type nopRecorder struct{}
 
 func (nopRecorder) Envelope(string, string, time.Duration) {}
 func (nopRecorder) Shed(string)                            {}
+
+// Config is the forwarder's settings, fixed at New.
+type Config struct {
+	// Timeout is how long a handler has to answer a request.
+	Timeout time.Duration
+	// WorkerInFlight is how many handler requests of the whole worker may
+	// be in flight; beyond it new envelopes are refused at once with
+	// unavailable (0 = no limit): when handlers-svc or NATS fall behind,
+	// requests would otherwise queue until they time out.
+	WorkerInFlight int
+	// Overloaded, when set, makes the forwarder refuse every new envelope
+	// at once with unavailable ("gateway overloaded, retry later") while it
+	// reports true, rather than add to a load the worker cannot deliver;
+	// requests already in flight go on. It is called for every envelope,
+	// so it must be cheap.
+	Overloaded func() bool
+	// Recorder, when set, is told how every frame ends, for metrics.
+	Recorder Recorder
+}
 
 // Forwarder implements ws.FrameHandler.
 type Forwarder struct {
@@ -87,30 +106,21 @@ type Forwarder struct {
 	lose     context.CancelFunc
 }
 
-// New returns a Forwarder sending requests over nc with the handler timeout.
+// New returns a Forwarder sending requests over nc with the settings of cfg.
 // How many requests one socket may have in flight is the socket's own limit
 // (ws.Limits.MaxInFlight).
-func New(nc Requester, timeout time.Duration, log *zap.Logger) *Forwarder {
+func New(nc Requester, cfg Config, log *zap.Logger) *Forwarder {
 	conn, lose := context.WithCancel(context.Background())
-	return &Forwarder{nc: nc, timeout: timeout, log: log, rec: nopRecorder{}, conn: conn, lose: lose}
+	f := &Forwarder{
+		nc: nc, timeout: cfg.Timeout, log: log, rec: cfg.Recorder,
+		overloaded: cfg.Overloaded, maxPending: int64(cfg.WorkerInFlight),
+		conn: conn, lose: lose,
+	}
+	if f.rec == nil {
+		f.rec = nopRecorder{}
+	}
+	return f
 }
-
-// SetRecorder makes r the forwarder's Recorder; call it before the first
-// frame.
-func (f *Forwarder) SetRecorder(r Recorder) { f.rec = r }
-
-// SetOverloaded makes the forwarder refuse every new envelope at once with
-// unavailable ("gateway overloaded, retry later") while overloaded reports
-// true, rather than add to a load the worker cannot deliver; requests
-// already in flight go on. overloaded is called for every envelope, so it
-// must be cheap. Call it before the first frame.
-func (f *Forwarder) SetOverloaded(overloaded func() bool) { f.overloaded = overloaded }
-
-// SetMaxInFlight makes the forwarder refuse new envelopes the same way
-// while n handler requests of the whole worker are in flight (0 = no
-// limit): when handlers-svc or NATS fall behind, requests would otherwise
-// queue until they time out. Call it before the first frame.
-func (f *Forwarder) SetMaxInFlight(n int) { f.maxPending = int64(n) }
 
 // shed refuses env as overload, for reason.
 func (f *Forwarder) shed(c *ws.Conn, env *proto.Envelope, reason string) {

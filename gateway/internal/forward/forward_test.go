@@ -52,9 +52,9 @@ func (s seen) HandleFrame(c *ws.Conn, data []byte) {
 	s.g.fwd.HandleFrame(c, data)
 }
 
-func startGateway(t *testing.T, nc forward.Requester, timeout time.Duration, limits ws.Limits) *gateway {
+func startGateway(t *testing.T, nc forward.Requester, cfg forward.Config, limits ws.Limits) *gateway {
 	t.Helper()
-	g := &gateway{fwd: forward.New(nc, timeout, zap.NewNop()), conns: make(chan *ws.Conn, 16), frames: make(chan string, 16)}
+	g := &gateway{fwd: forward.New(nc, cfg, zap.NewNop()), conns: make(chan *ws.Conn, 16), frames: make(chan string, 16)}
 	up := websocket.Upgrader{}
 	var mu sync.Mutex
 	n := 0
@@ -169,7 +169,7 @@ func TestAckCarriesRefAndRequestCarriesIdentity(t *testing.T) {
 		reqs <- m
 		_ = m.Respond([]byte(`{"ok":true}`))
 	})
-	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait}, defaultLimits)
 	cl, c := g.dial(t, "alice")
 
 	// "user" in the envelope is an unknown field: it must not change who
@@ -203,7 +203,7 @@ func TestNoAckWithoutRef(t *testing.T) {
 		_ = m.Respond([]byte(`{"ok":true}`))
 		got <- struct{}{}
 	})
-	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait}, defaultLimits)
 	cl, c := g.dial(t, "alice")
 	cl.Send("sendMessage", map[string]any{"text": "hi"}, "")
 	cl.SendRaw(websocket.TextMessage, []byte(`{"event":"sendMessage","ref":null}`))
@@ -237,7 +237,7 @@ func TestReplies(t *testing.T) {
 		ev, _ := proto.EventFromSubject(m.Subject)
 		_ = m.Respond([]byte(replies[ev]))
 	})
-	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait}, defaultLimits)
 	cl, _ := g.dial(t, "alice")
 	tests := []struct {
 		event   string
@@ -276,7 +276,7 @@ func TestReplies(t *testing.T) {
 func TestNoResponders(t *testing.T) {
 	n := testkit.StartNATS(t)
 	const timeout = 3 * time.Second
-	g := startGateway(t, natsConn(t, n), timeout, defaultLimits)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: timeout}, defaultLimits)
 	cl, _ := g.dial(t, "alice")
 	start := time.Now()
 	cl.Send("sendMessage", nil, "r1")
@@ -290,7 +290,7 @@ func TestTimeout(t *testing.T) {
 	n := testkit.StartNATS(t)
 	respond(t, n, func(*nats.Msg) {}) // never answers
 	const timeout = 200 * time.Millisecond
-	g := startGateway(t, natsConn(t, n), timeout, defaultLimits)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: timeout}, defaultLimits)
 	cl, _ := g.dial(t, "alice")
 	start := time.Now()
 	cl.Send("sendMessage", nil, "r1")
@@ -312,7 +312,7 @@ func TestBadEnvelope(t *testing.T) {
 		asked <- string(m.Data)
 		_ = m.Respond([]byte(`{"ok":true}`))
 	})
-	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait}, defaultLimits)
 	cl, _ := g.dial(t, "alice")
 	long := strings.Repeat("r", proto.MaxRefLen+1)
 	tests := []struct {
@@ -357,7 +357,7 @@ func TestNATSDown(t *testing.T) {
 	n := testkit.StartNATS(t)
 	respond(t, n, func(m *nats.Msg) { _ = m.Respond([]byte(`{"ok":true}`)) })
 	nc := natsConn(t, n)
-	g := startGateway(t, nc, wait, defaultLimits)
+	g := startGateway(t, nc, forward.Config{Timeout: wait}, defaultLimits)
 	cl, _ := g.dial(t, "alice")
 	cl.Send("sendMessage", nil, "before")
 	if f := cl.ExpectRef(wait, "before"); f.Event != proto.EventAck {
@@ -392,7 +392,7 @@ func TestShutdown(t *testing.T) {
 		}
 		_ = m.Respond([]byte(`{"ok":true}`))
 	})
-	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait}, defaultLimits)
 	cl, _ := g.dial(t, "alice")
 
 	cl.Send("slow", nil, "inflight")
@@ -444,7 +444,7 @@ func TestShutdownDeadline(t *testing.T) {
 	n := testkit.StartNATS(t)
 	asked := make(chan struct{}, 1)
 	respond(t, n, func(*nats.Msg) { asked <- struct{}{} }) // never answers
-	g := startGateway(t, natsConn(t, n), time.Second, defaultLimits)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: time.Second}, defaultLimits)
 	cl, _ := g.dial(t, "alice")
 	cl.Send("slow", nil, "r1")
 	<-asked
@@ -463,7 +463,7 @@ func TestInFlightLimit(t *testing.T) {
 	const limit = 2
 	asked := make(chan *nats.Msg, 10)
 	respond(t, n, func(m *nats.Msg) { asked <- m })
-	g := startGateway(t, natsConn(t, n), wait, ws.Limits{QueueLen: 64, QueueBytes: 1 << 20, MaxInFlight: limit})
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait}, ws.Limits{QueueLen: 64, QueueBytes: 1 << 20, MaxInFlight: limit})
 	cl, _ := g.dial(t, "alice")
 	for i := range limit + 1 {
 		cl.Send("slow", nil, "r"+strconv.Itoa(i))
@@ -543,7 +543,7 @@ func TestEmptyRefIsARef(t *testing.T) {
 		}
 		_ = m.Respond([]byte(`{"ok":true}`))
 	})
-	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait}, defaultLimits)
 	cl, _ := g.dialRaw(t, "alice")
 	tests := []struct {
 		name, frame, want string
@@ -582,7 +582,7 @@ func (p panicky) RequestWithContext(ctx context.Context, subj string, data []byt
 func TestPanicClosesOnlyThatSocket(t *testing.T) {
 	n := testkit.StartNATS(t)
 	respond(t, n, func(m *nats.Msg) { _ = m.Respond([]byte(`{"ok":true}`)) })
-	g := startGateway(t, panicky{natsConn(t, n)}, wait, defaultLimits)
+	g := startGateway(t, panicky{natsConn(t, n)}, forward.Config{Timeout: wait}, defaultLimits)
 	bad, badConn := g.dial(t, "mallory")
 	good, _ := g.dial(t, "alice")
 	bad.Send("boom", nil, "b1")
@@ -612,7 +612,7 @@ func TestNATSLostDuringRequest(t *testing.T) {
 	respond(t, n, func(*nats.Msg) { received <- struct{}{} }) // never answers
 	nc := natsConn(t, n)
 	const timeout = time.Minute
-	g := startGateway(t, nc, timeout, defaultLimits)
+	g := startGateway(t, nc, forward.Config{Timeout: timeout}, defaultLimits)
 	nc.SetDisconnectErrHandler(func(*nats.Conn, error) { g.fwd.Disconnected() })
 	cl, _ := g.dial(t, "alice")
 	cl.Send("sendMessage", nil, "r1")
@@ -636,10 +636,9 @@ func TestOverloadedRefusesAtOnce(t *testing.T) {
 		asked <- req.Ref
 		_ = m.Respond([]byte(`{"ok":true}`))
 	})
-	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
 	var overloaded atomic.Bool
 	overloaded.Store(true)
-	g.fwd.SetOverloaded(overloaded.Load)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait, Overloaded: overloaded.Load}, defaultLimits)
 	cl, _ := g.dial(t, "alice")
 
 	cl.Send("sendMessage", nil, "during")
@@ -682,10 +681,8 @@ func TestWorkerInFlightLimitRefuses(t *testing.T) {
 	n := testkit.StartNATS(t)
 	asked := make(chan *nats.Msg, 10)
 	respond(t, n, func(m *nats.Msg) { asked <- m })
-	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
 	rec := &shedCounts{n: map[string]int{}}
-	g.fwd.SetRecorder(rec)
-	g.fwd.SetMaxInFlight(2)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait, WorkerInFlight: 2, Recorder: rec}, defaultLimits)
 	alice, _ := g.dial(t, "alice")
 	bob, _ := g.dial(t, "bob")
 	alice.Send("slow", nil, "a1")
@@ -738,11 +735,10 @@ func TestOverloadCheckedAfterTheSlot(t *testing.T) {
 	n := testkit.StartNATS(t)
 	asked := make(chan *nats.Msg, 4)
 	respond(t, n, func(m *nats.Msg) { asked <- m })
-	g := startGateway(t, natsConn(t, n), wait, ws.Limits{QueueLen: 64, QueueBytes: 1 << 20, MaxInFlight: 1})
 	rec := &shedCounts{n: map[string]int{}}
-	g.fwd.SetRecorder(rec)
 	var overloaded atomic.Bool
-	g.fwd.SetOverloaded(overloaded.Load)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait, Overloaded: overloaded.Load, Recorder: rec},
+		ws.Limits{QueueLen: 64, QueueBytes: 1 << 20, MaxInFlight: 1})
 	cl, _ := g.dial(t, "alice")
 
 	cl.Send("slow", nil, "r1")
@@ -800,10 +796,8 @@ func TestWorkerInFlightLimitUnderConcurrentSenders(t *testing.T) {
 	const limit, senders = 3, 12
 	asked := make(chan *nats.Msg, senders)
 	respond(t, n, func(m *nats.Msg) { asked <- m })
-	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
 	rec := &shedCounts{n: map[string]int{}}
-	g.fwd.SetRecorder(rec)
-	g.fwd.SetMaxInFlight(limit)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait, WorkerInFlight: limit, Recorder: rec}, defaultLimits)
 	clients := map[string]*testkit.Client{}
 	for i := range senders {
 		u := "u" + strconv.Itoa(i)

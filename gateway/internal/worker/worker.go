@@ -128,8 +128,16 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 	defer w.rdb.Close()
 	defer w.nc.Close()
 
-	w.fwd = forward.New(w.nc, w.cfg.HandlerTimeout, w.log.Named("forward"))
-	w.fwd.SetRecorder(w.metrics)
+	w.sub = fanout.New(w.rdb, countedHub{w.hub, w.metrics, w.beforeDeliver}, w.cfg.FanoutQueue, w.log.Named("fanout"))
+	w.fwd = forward.New(w.nc, forward.Config{
+		Timeout:        w.cfg.HandlerTimeout,
+		WorkerInFlight: w.cfg.WorkerInFlight,
+		// While the fan-out lags, new envelopes are refused: each would add
+		// dispatches to a backlog that, past the queue and Redis's output
+		// buffer, ends with Redis cutting the subscription and losing them.
+		Overloaded: w.sub.Lagging,
+		Recorder:   w.metrics,
+	}, w.log.Named("forward"))
 	natsLog := w.log.Named("nats")
 	w.nc.SetDisconnectErrHandler(func(_ *nats.Conn, err error) {
 		w.fwd.Disconnected()
@@ -137,12 +145,6 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 			natsLog.Error("nats disconnected", zap.Error(err))
 		}
 	})
-	w.sub = fanout.New(w.rdb, countedHub{w.hub, w.metrics, w.beforeDeliver}, w.cfg.FanoutQueue, w.log.Named("fanout"))
-	// While the fan-out lags, new envelopes are refused: each would add
-	// dispatches to a backlog that, past the queue and Redis's output
-	// buffer, ends with Redis cutting the subscription and losing them.
-	w.fwd.SetOverloaded(w.sub.Lagging)
-	w.fwd.SetMaxInFlight(w.cfg.WorkerInFlight)
 	w.metrics.Watch(w.hub.Len, w.nc.IsConnected, w.sub.Live)
 	w.metrics.WatchFanout(w.sub.Backlog, w.sub.Lagging, w.sub.Resubscriptions)
 
