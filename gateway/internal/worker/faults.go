@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"github.com/switchboard/switchboard/gateway/internal/forward"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -12,19 +13,19 @@ type panicking struct {
 	event string
 }
 
-func (p panicking) HandleFrame(c *ws.Conn, data []byte) {
-	if env, err := proto.DecodeEnvelope(data); err == nil && env.Event == p.event {
+func (p panicking) HandleFrame(data []byte, binary bool) {
+	if env, err := proto.DecodeEnvelope(data); err == nil && !binary && env.Event == p.event {
 		panic("injected fault: " + p.event)
 	}
-	p.next.HandleFrame(c, data)
+	p.next.HandleFrame(data, binary)
 }
 
-// frameHandler returns what the sockets' read loops hand frames to: the
-// forwarder, behind the test-only fault injection when it is configured
+// frameHandler returns what a socket's read loop hands frames to: its
+// session, behind the test-only fault injection when it is configured
 // (config.Config.TestPanicEvent).
-func (w *Worker) frameHandler() ws.FrameHandler {
+func (w *Worker) frameHandler(s *forward.Session) ws.FrameHandler {
 	if ev := w.cfg.TestPanicEvent; ev != "" {
-		return panicking{next: w.fwd, event: ev}
+		return panicking{next: s, event: ev}
 	}
-	return w.fwd
+	return s
 }

@@ -76,15 +76,7 @@ func New(cfg config.Config, index int, log *zap.Logger) *Worker {
 		hub:      hub.New[*ws.Conn](),
 		wsLog:    log.Named("ws"),
 		metrics:  m,
-		limits: ws.Limits{
-			QueueLen: cfg.SendQueueLen, QueueBytes: cfg.SendQueueBytes, MaxInFlight: cfg.MaxInFlight,
-			Rate: ratelimit.Policy{
-				Rate: cfg.RateLimit, Burst: cfg.RateBurst, CloseAfter: cfg.RateCloseAfter, Window: 10 * time.Second,
-				OnRefuse: m.RateLimited,
-			},
-			// Frames the socket answers itself count as envelopes too.
-			Refused: func(event, code string) { m.Envelope(event, code, 0) },
-		},
+		limits:   ws.Limits{QueueLen: cfg.SendQueueLen, QueueBytes: cfg.SendQueueBytes},
 	}
 	w.upgrader = websocket.Upgrader{
 		// ReadBufferSize 0: ws.Upgrade gives every socket a small read
@@ -130,7 +122,12 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 
 	w.sub = fanout.New(w.rdb, countedHub{w.hub, w.metrics, w.beforeDeliver}, w.cfg.FanoutQueue, w.log.Named("fanout"))
 	w.fwd = forward.New(w.nc, forward.Config{
-		Timeout:        w.cfg.HandlerTimeout,
+		Timeout:     w.cfg.HandlerTimeout,
+		MaxInFlight: w.cfg.MaxInFlight,
+		Rate: ratelimit.Policy{
+			Rate: w.cfg.RateLimit, Burst: w.cfg.RateBurst, CloseAfter: w.cfg.RateCloseAfter, Window: 10 * time.Second,
+			OnRefuse: w.metrics.RateLimited,
+		},
 		WorkerInFlight: w.cfg.WorkerInFlight,
 		// While the fan-out lags, new envelopes are refused: each would add
 		// dispatches to a backlog that, past the queue and Redis's output
@@ -376,12 +373,13 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	w.log.Info("socket opened", zap.String("user", user), zap.String("conn", c.ID()))
 	// Reading goes on in its own goroutine so this handler returns and
 	// net/http releases its per-request state.
-	go w.readSocket(c)
+	go w.readSocket(c, w.frameHandler(w.fwd.Session(c)))
 }
 
-func (w *Worker) readSocket(c *ws.Conn) {
+// readSocket runs the read loop of c, which hands frames to h.
+func (w *Worker) readSocket(c *ws.Conn, h ws.FrameHandler) {
 	defer w.conns.Done()
-	c.ReadLoop(w.frameHandler(), w.cfg.MaxFrame)
+	c.ReadLoop(h, w.cfg.MaxFrame)
 	w.socketClosed(c)
 }
 
