@@ -1,4 +1,4 @@
-package worker
+package admission
 
 import (
 	"fmt"
@@ -12,7 +12,7 @@ import (
 // user, for GATEWAY_MAX_CONNS and GATEWAY_MAX_CONNS_PER_USER. A socket is
 // counted from before its upgrade to the end of its read loop, so
 // concurrent upgrades cannot overshoot a cap. Workers share no memory: the
-// caps are per worker. It is guarded by Worker.mu.
+// caps are per worker. It is guarded by Admission.mu.
 type socketCounts struct {
 	total   int
 	perUser map[string]int
@@ -27,32 +27,32 @@ type refusal struct {
 }
 
 // reserveSocket counts a socket of user, or returns why the caps refuse it.
-// w.mu must be held.
-func (w *Worker) reserveSocket(user string) *refusal {
-	if w.cfg.MaxConns > 0 && w.counts.total >= w.cfg.MaxConns {
+// a.mu must be held.
+func (a *Admission) reserveSocket(user string) *refusal {
+	if a.cfg.MaxConns > 0 && a.counts.total >= a.cfg.MaxConns {
 		return &refusal{http.StatusServiceUnavailable, proto.NewError(proto.CodeUnavailable,
 			"this gateway worker is at its socket limit: retry, another worker may have room"), metrics.RefusedWorkerFull}
 	}
-	if w.cfg.MaxConnsPerUser > 0 && w.counts.perUser[user] >= w.cfg.MaxConnsPerUser {
+	if a.cfg.MaxConnsPerUser > 0 && a.counts.perUser[user] >= a.cfg.MaxConnsPerUser {
 		return &refusal{http.StatusTooManyRequests, proto.NewError(proto.CodeTooManyConnections,
-			fmt.Sprintf("too many open sockets for this user (at most %d per gateway worker): close one first", w.cfg.MaxConnsPerUser)), metrics.RefusedUserCap}
+			fmt.Sprintf("too many open sockets for this user (at most %d per gateway worker): close one first", a.cfg.MaxConnsPerUser)), metrics.RefusedUserCap}
 	}
-	if w.counts.perUser == nil {
-		w.counts.perUser = make(map[string]int)
+	if a.counts.perUser == nil {
+		a.counts.perUser = make(map[string]int)
 	}
-	w.counts.total++
-	w.counts.perUser[user]++
+	a.counts.total++
+	a.counts.perUser[user]++
 	return nil
 }
 
 // releaseSocket uncounts a socket reserved with reserveSocket.
-func (w *Worker) releaseSocket(user string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.counts.total--
-	if n := w.counts.perUser[user] - 1; n > 0 {
-		w.counts.perUser[user] = n
+func (a *Admission) releaseSocket(user string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.counts.total--
+	if n := a.counts.perUser[user] - 1; n > 0 {
+		a.counts.perUser[user] = n
 	} else {
-		delete(w.counts.perUser, user)
+		delete(a.counts.perUser, user)
 	}
 }
