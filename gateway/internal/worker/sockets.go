@@ -25,6 +25,7 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	// it is missed.
 	c.Send(proto.AppendConnected(nil, user, c.ID(), w.index))
 	w.hub.Add(c)
+	w.pings.add(c)
 	w.metrics.ConnOpened()
 	if w.adm.Closed() { // shutdown began during the upgrade and may not have seen c
 		c.Close(websocket.CloseGoingAway, "gateway shutting down")
@@ -48,6 +49,7 @@ func (w *Worker) readSocket(c *ws.Conn, h ws.FrameHandler) {
 //go:noinline
 func (w *Worker) socketClosed(c *ws.Conn) {
 	w.hub.Remove(c)
+	w.pings.remove(c)
 	code, reason := c.CloseCode()
 	why := w.metrics.ConnClosed(code, reason)
 	w.log.Info("socket closed", zap.String("user", c.User()), zap.String("conn", c.ID()),

@@ -42,6 +42,7 @@ type Worker struct {
 	adm     *admission.Admission
 	ids     *connid.Generator
 	hub     *hub.Hub[*ws.Conn]
+	pings   pinger[*ws.Conn]
 	limits  ws.Limits
 	wsLog   *zap.Logger // shared by every socket
 	metrics *metrics.Worker
@@ -115,7 +116,7 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); _ = w.sub.Run(bg) }()
-	go func() { defer wg.Done(); w.pingLoop(bg) }()
+	go func() { defer wg.Done(); w.pings.run(bg) }()
 	// Sockets are accepted only once NATS is connected and the Redis
 	// subscription is live (a socket accepted earlier would miss
 	// dispatches); until then /socket answers 503 at once, so a client

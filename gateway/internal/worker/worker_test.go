@@ -146,6 +146,9 @@ func TestRun(t *testing.T) {
 		t.Errorf("two sockets share the conn id %q", a1.Conn)
 	}
 	testkit.Eventually(t, wait, "three sockets in the hub", func() bool { return r.w.hub.Len() == 3 })
+	if n := r.w.pings.listed(); n != 3 {
+		t.Errorf("the pinger lists %d sockets, want 3", n)
+	}
 
 	// Handler round trip: the request names the socket's user and conn.
 	a2.Send("sendMessage", map[string]any{"to": "bob", "text": "hi"}, "r1")
@@ -227,6 +230,9 @@ func TestRun(t *testing.T) {
 	}
 	if r.w.hub.Len() != 0 {
 		t.Errorf("%d sockets left in the hub after Run returned", r.w.hub.Len())
+	}
+	if n := r.w.pings.listed(); n != 0 {
+		t.Errorf("%d sockets left in the pinger's lists after Run returned", n)
 	}
 	// Neither refused upgrade was answered twice.
 	for _, e := range logs.All() {
