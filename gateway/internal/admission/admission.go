@@ -5,9 +5,10 @@
 // WebSocket upgrade. A refused request is answered with the contract's JSON
 // error, counted by reason and logged at debug level.
 //
-// It also keeps the count of the sockets it let in until each leaves, so
-// that shutdown can close the door (Close) and then wait for them (Wait).
-// An Admission is safe for concurrent use.
+// The caps are checked against the worker's one count of sockets, the hub
+// (Places). Admission also knows which sockets it let in until each
+// leaves, so that shutdown can close the door (Close) and then wait for
+// them (Wait). An Admission is safe for concurrent use.
 package admission
 
 import (
@@ -51,19 +52,20 @@ type Admission struct {
 	cfg      Config
 	verifier *auth.Verifier
 	upgrader websocket.Upgrader
+	places   Places
 	rec      Recorder
 	log      *zap.Logger
 
 	opened atomic.Bool // Open was called
 	mu     sync.Mutex
 	closed bool           // Close was called
-	counts socketCounts   // guarded by mu
 	inside sync.WaitGroup // admitted sockets that have not left
 }
 
-// New returns an Admission that refuses every socket until Open.
-func New(cfg Config, rec Recorder, log *zap.Logger) *Admission {
-	a := &Admission{cfg: cfg, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTAudience), rec: rec, log: log}
+// New returns an Admission that refuses every socket until Open; the caps
+// of cfg are checked against places.
+func New(cfg Config, places Places, rec Recorder, log *zap.Logger) *Admission {
+	a := &Admission{cfg: cfg, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTAudience), places: places, rec: rec, log: log}
 	a.upgrader = websocket.Upgrader{
 		// ReadBufferSize 0: ws.Upgrade gives every socket a small read
 		// buffer of its own (ws.ReadBufferSize). ws.Conn writes frames
@@ -102,11 +104,11 @@ func (a *Admission) Closed() bool {
 }
 
 // Admit answers r. Refused, it has answered r and returns false; admitted,
-// it returns the upgraded socket and its verified user, which holds a place
-// under the caps, and counts for Wait, until Leave. A plain GET (the
-// JavaScript client's probe after a refused upgrade) gets the same answer
-// as an upgrade but is not counted: counting it would count a refusal
-// twice, or a good token's probe as a bad upgrade.
+// it returns the upgraded socket and its verified user, for which it
+// reserved a place in Places, and which counts for Wait until Leave. A
+// plain GET (the JavaScript client's probe after a refused upgrade) gets
+// the same answer as an upgrade but is not counted: counting it would
+// count a refusal twice, or a good token's probe as a bad upgrade.
 func (a *Admission) Admit(rw http.ResponseWriter, r *http.Request) (up ws.Upgraded, user string, ok bool) {
 	upgrade := web.IsUpgrade(r)
 	refused := func(reason string) {
@@ -159,7 +161,8 @@ func (a *Admission) Admit(rw http.ResponseWriter, r *http.Request) (up ws.Upgrad
 	}
 	up, err = ws.Upgrade(&a.upgrader, rw, r)
 	if err != nil {
-		a.Leave(user)
+		a.places.Cancel(user)
+		a.Leave()
 		refused(metrics.RefusedUpgrade)
 		// Answered already: by upgradeError before the hijack, or not at
 		// all after it (gorilla closed the connection), so another answer
@@ -170,12 +173,9 @@ func (a *Admission) Admit(rw http.ResponseWriter, r *http.Request) (up ws.Upgrad
 	return up, user, true
 }
 
-// Leave tells that a socket of user that Admit let in has ended: its place
-// is free and Wait no longer waits for it.
-func (a *Admission) Leave(user string) {
-	a.releaseSocket(user)
-	a.inside.Done()
-}
+// Leave tells that a socket Admit let in has ended: Wait no longer waits
+// for it. (Its place in Places is freed by whoever registered it there.)
+func (a *Admission) Leave() { a.inside.Done() }
 
 // Wait waits until every socket let in has left, or until ctx is done.
 func (a *Admission) Wait(ctx context.Context) error {

@@ -3,11 +3,13 @@ package admission
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/gateway/internal/auth"
+	"github.com/switchboard/switchboard/gateway/internal/hub"
 	"github.com/switchboard/switchboard/gateway/internal/metrics"
 	"github.com/switchboard/switchboard/gateway/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
@@ -81,7 +84,7 @@ func TestCheckOrigin(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := New(Config{AllowedOrigins: tt.allowed, Dev: tt.dev}, nopRecorder{}, zap.NewNop())
+			a := New(Config{AllowedOrigins: tt.allowed, Dev: tt.dev}, hub.New[*sock](), nopRecorder{}, zap.NewNop())
 			r := httptest.NewRequest("GET", "http://gw.example:7999/socket", nil)
 			if tt.origin != "" {
 				r.Header.Set("Origin", tt.origin)
@@ -93,27 +96,39 @@ func TestCheckOrigin(t *testing.T) {
 	}
 }
 
-// door is a real HTTP server whose every request goes through Admit; an
-// admitted socket is closed at once, and left when the test says so.
+// sock stands for an admitted socket in the hub.
+type sock struct{ id, user string }
+
+func (s *sock) ID() string         { return s.id }
+func (s *sock) User() string       { return s.user }
+func (s *sock) Send(_ []byte) bool { return true }
+
+// door is a real HTTP server whose every request goes through Admit, with
+// a hub for the places; an admitted socket's connection is closed at once,
+// and the socket is registered in the hub until the test has it leave.
 type door struct {
 	a        *Admission
+	places   *hub.Hub[*sock]
 	rec      *refusedCounts
 	srv      *httptest.Server
-	admitted chan string // users admitted, their sockets not yet left
+	admitted chan *sock // admitted, not yet left
 }
 
 func startDoor(t *testing.T, cfg Config) *door {
 	t.Helper()
 	cfg.JWTSecret = secret
-	d := &door{rec: &refusedCounts{n: map[string]int{}}, admitted: make(chan string, 16)}
-	d.a = New(cfg, d.rec, zap.NewNop())
+	d := &door{places: hub.New[*sock](), rec: &refusedCounts{n: map[string]int{}}, admitted: make(chan *sock, 16)}
+	d.a = New(cfg, d.places, d.rec, zap.NewNop())
+	var n atomic.Int64
 	d.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		up, user, ok := d.a.Admit(rw, r)
 		if !ok {
 			return
 		}
 		_ = up.WS.Close()
-		d.admitted <- user
+		s := &sock{id: fmt.Sprint(n.Add(1)), user: user}
+		d.places.AddReserved(s)
+		d.admitted <- s
 	}))
 	t.Cleanup(d.srv.Close)
 	return d
@@ -145,8 +160,9 @@ func (d *door) dial(t *testing.T, user string) (int, string) {
 func (d *door) leave(t *testing.T) {
 	t.Helper()
 	select {
-	case user := <-d.admitted:
-		d.a.Leave(user)
+	case s := <-d.admitted:
+		d.places.Remove(s)
+		d.a.Leave()
 	case <-time.After(wait):
 		t.Fatal("no admitted socket to leave")
 	}
@@ -198,6 +214,30 @@ func TestDoor(t *testing.T) {
 			t.Errorf("refusals for %s = %d, want %d", reason, got, want)
 		}
 	}
+}
+
+// TestWorkerCap: past GATEWAY_MAX_CONNS sockets of anyone, an upgrade is
+// refused with 503 unavailable, counted as worker_full.
+func TestWorkerCap(t *testing.T) {
+	d := startDoor(t, Config{MaxConns: 2, MaxConnsPerUser: 5})
+	d.a.Open()
+	for _, u := range []string{"alice", "bob"} {
+		if status, code := d.dial(t, u); status != http.StatusSwitchingProtocols {
+			t.Fatalf("%s: %d %s, want admitted", u, status, code)
+		}
+	}
+	if status, code := d.dial(t, "carol"); status != http.StatusServiceUnavailable || code != proto.CodeUnavailable {
+		t.Fatalf("a third socket: %d %s, want 503 unavailable", status, code)
+	}
+	if got := d.rec.get(metrics.RefusedWorkerFull); got != 1 {
+		t.Errorf("worker_full refusals = %d, want 1", got)
+	}
+	d.leave(t)
+	if status, code := d.dial(t, "carol"); status != http.StatusSwitchingProtocols {
+		t.Fatalf("carol after a socket left: %d %s, want admitted", status, code)
+	}
+	d.leave(t)
+	d.leave(t)
 }
 
 // TestFailedUpgradeFreesItsPlace: an upgrade gorilla refuses after the

@@ -1,21 +1,27 @@
 package admission
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 
+	"github.com/switchboard/switchboard/gateway/internal/hub"
 	"github.com/switchboard/switchboard/gateway/internal/metrics"
 	"github.com/switchboard/switchboard/proto"
 )
 
-// socketCounts counts the sockets a worker has accepted, in all and per
-// user, for GATEWAY_MAX_CONNS and GATEWAY_MAX_CONNS_PER_USER. A socket is
-// counted from before its upgrade to the end of its read loop, so
-// concurrent upgrades cannot overshoot a cap. Workers share no memory: the
-// caps are per worker. It is guarded by Admission.mu.
-type socketCounts struct {
-	total   int
-	perUser map[string]int
+// Places is the one count of the worker's sockets, in all and per user,
+// that the caps GATEWAY_MAX_CONNS and GATEWAY_MAX_CONNS_PER_USER are
+// checked against: the hub. Admit reserves a place before the upgrade, so
+// concurrent upgrades cannot overshoot a cap, and gives it back if the
+// upgrade fails; the socket registered in it frees it when it is removed.
+// Workers share no memory: the caps are per worker.
+type Places interface {
+	// Reserve holds a place for a socket of user, or fails with
+	// hub.ErrFull or hub.ErrUserFull; 0 is no cap.
+	Reserve(user string, maxConns, maxPerUser int) error
+	// Cancel gives back a place Reserve held.
+	Cancel(user string)
 }
 
 // refusal is why an upgrade is refused: its HTTP status, wire error and
@@ -26,33 +32,18 @@ type refusal struct {
 	metric string
 }
 
-// reserveSocket counts a socket of user, or returns why the caps refuse it.
-// a.mu must be held.
+// reserveSocket holds a place for a socket of user, or returns why the caps
+// refuse it.
 func (a *Admission) reserveSocket(user string) *refusal {
-	if a.cfg.MaxConns > 0 && a.counts.total >= a.cfg.MaxConns {
-		return &refusal{http.StatusServiceUnavailable, proto.NewError(proto.CodeUnavailable,
-			"this gateway worker is at its socket limit: retry, another worker may have room"), metrics.RefusedWorkerFull}
-	}
-	if a.cfg.MaxConnsPerUser > 0 && a.counts.perUser[user] >= a.cfg.MaxConnsPerUser {
+	err := a.places.Reserve(user, a.cfg.MaxConns, a.cfg.MaxConnsPerUser)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, hub.ErrUserFull):
 		return &refusal{http.StatusTooManyRequests, proto.NewError(proto.CodeTooManyConnections,
 			fmt.Sprintf("too many open sockets for this user (at most %d per gateway worker): close one first", a.cfg.MaxConnsPerUser)), metrics.RefusedUserCap}
-	}
-	if a.counts.perUser == nil {
-		a.counts.perUser = make(map[string]int)
-	}
-	a.counts.total++
-	a.counts.perUser[user]++
-	return nil
-}
-
-// releaseSocket uncounts a socket reserved with reserveSocket.
-func (a *Admission) releaseSocket(user string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.counts.total--
-	if n := a.counts.perUser[user] - 1; n > 0 {
-		a.counts.perUser[user] = n
-	} else {
-		delete(a.counts.perUser, user)
+	default:
+		return &refusal{http.StatusServiceUnavailable, proto.NewError(proto.CodeUnavailable,
+			"this gateway worker is at its socket limit: retry, another worker may have room"), metrics.RefusedWorkerFull}
 	}
 }

@@ -24,7 +24,7 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	// is the first frame, and nothing dispatched after the client has seen
 	// it is missed.
 	c.Send(proto.AppendConnected(nil, user, c.ID(), w.index))
-	w.hub.Add(c)
+	w.hub.AddReserved(c) // in the place admission reserved for it
 	w.pings.add(c)
 	w.metrics.ConnOpened()
 	if w.adm.Closed() { // shutdown began during the upgrade and may not have seen c
@@ -42,7 +42,8 @@ func (w *Worker) readSocket(c *ws.Conn, h ws.FrameHandler) {
 	w.socketClosed(c)
 }
 
-// socketClosed releases and logs an ended socket. It is not part of
+// socketClosed releases and logs an ended socket: out of the hub, its
+// place under the caps is free. It is not part of
 // readSocket, whose stack frame every idle socket keeps, because its log
 // fields would make that frame several times larger.
 //
@@ -55,5 +56,5 @@ func (w *Worker) socketClosed(c *ws.Conn) {
 	w.log.Info("socket closed", zap.String("user", c.User()), zap.String("conn", c.ID()),
 		zap.Int("code", code), zap.String("reason", reason), zap.String("close", why),
 		zap.Duration("duration", time.Since(c.Opened())))
-	w.adm.Leave(c.User()) // last: shutdown waits for this
+	w.adm.Leave() // last: shutdown waits for this
 }

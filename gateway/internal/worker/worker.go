@@ -60,6 +60,7 @@ type Worker struct {
 // New returns a Worker with the given 0-based index.
 func New(cfg config.Config, index int, log *zap.Logger) *Worker {
 	m := metrics.NewWorker()
+	h := hub.New[*ws.Conn]()
 	return &Worker{
 		cfg:   cfg,
 		index: index,
@@ -68,9 +69,9 @@ func New(cfg config.Config, index int, log *zap.Logger) *Worker {
 			JWTSecret: cfg.JWTSecret, JWTAudience: cfg.JWTAudience,
 			AllowedOrigins: cfg.AllowedOrigins, Dev: cfg.Dev,
 			MaxConns: cfg.MaxConns, MaxConnsPerUser: cfg.MaxConnsPerUser,
-		}, m, log),
+		}, h, m, log),
 		ids:     connid.New(),
-		hub:     hub.New[*ws.Conn](),
+		hub:     h,
 		wsLog:   log.Named("ws"),
 		metrics: m,
 		limits:  ws.Limits{QueueLen: cfg.SendQueueLen, QueueBytes: cfg.SendQueueBytes},
