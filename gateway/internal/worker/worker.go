@@ -52,16 +52,25 @@ type Worker struct {
 	fwd *forward.Forwarder
 	sub *fanout.Subscriber
 
-	// beforeDeliver, when set (by tests only), runs before each dispatch
-	// is delivered, so a test can hold the fan-out behind the channel.
-	beforeDeliver func()
+	wrapDelivery func(fanout.Deliverer) fanout.Deliverer // nil = none; see WithDelivery
+}
+
+// Option changes how New builds a Worker.
+type Option func(*Worker)
+
+// WithDelivery has the fan-out deliver each dispatch through wrap(next)
+// instead of next, the worker's own delivery to its sockets (counted in
+// its metrics): a Deliverer of wrap's can observe, hold or drop dispatches
+// before they reach the sockets.
+func WithDelivery(wrap func(next fanout.Deliverer) fanout.Deliverer) Option {
+	return func(w *Worker) { w.wrapDelivery = wrap }
 }
 
 // New returns a Worker with the given 0-based index.
-func New(cfg config.Config, index int, log *zap.Logger) *Worker {
+func New(cfg config.Config, index int, log *zap.Logger, opts ...Option) *Worker {
 	m := metrics.NewWorker()
 	h := hub.New[*ws.Conn]()
-	return &Worker{
+	w := &Worker{
 		cfg:   cfg,
 		index: index,
 		log:   log,
@@ -76,6 +85,10 @@ func New(cfg config.Config, index int, log *zap.Logger) *Worker {
 		metrics: m,
 		limits:  ws.Limits{QueueLen: cfg.SendQueueLen, QueueBytes: cfg.SendQueueBytes},
 	}
+	for _, o := range opts {
+		o(w)
+	}
+	return w
 }
 
 // Run serves on ln until ctx is done, then shuts down gracefully within the
@@ -88,7 +101,11 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 	defer w.rdb.Close()
 	defer w.nc.Close()
 
-	w.sub = fanout.New(w.rdb, countedHub{w.hub, w.metrics, w.beforeDeliver}, w.cfg.FanoutQueue, w.log.Named("fanout"))
+	var deliver fanout.Deliverer = countedHub{w.hub, w.metrics}
+	if w.wrapDelivery != nil {
+		deliver = w.wrapDelivery(deliver)
+	}
+	w.sub = fanout.New(w.rdb, deliver, w.cfg.FanoutQueue, w.log.Named("fanout"))
 	w.fwd = forward.New(w.nc, forward.Config{
 		Timeout:     w.cfg.HandlerTimeout,
 		MaxInFlight: w.cfg.MaxInFlight,
@@ -213,13 +230,9 @@ func (w *Worker) waitDeps(ctx context.Context) bool {
 type countedHub struct {
 	hub     *hub.Hub[*ws.Conn]
 	metrics *metrics.Worker
-	before  func() // Worker.beforeDeliver
 }
 
 func (h countedHub) Deliver(d *proto.Dispatch) int {
-	if h.before != nil {
-		h.before()
-	}
 	sent, dropped := h.hub.DeliverCounted(d)
 	h.metrics.Delivered(sent, dropped)
 	return sent

@@ -22,6 +22,7 @@ import (
 
 	"github.com/switchboard/switchboard/gateway/internal/auth"
 	"github.com/switchboard/switchboard/gateway/internal/config"
+	"github.com/switchboard/switchboard/gateway/internal/fanout"
 	"github.com/switchboard/switchboard/gateway/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -60,21 +61,18 @@ type running struct {
 
 func startWorker(t *testing.T, cfg config.Config, index int) *running {
 	t.Helper()
-	return startWorkerWith(t, cfg, index, nil)
+	return startWorkerWith(t, cfg, index, zap.NewNop())
 }
 
-// startWorkerWith is startWorker with setup run on the Worker before Run.
-func startWorkerWith(t *testing.T, cfg config.Config, index int, setup func(*Worker)) *running {
+// startWorkerWith is startWorker with the worker's logger and options.
+func startWorkerWith(t *testing.T, cfg config.Config, index int, log *zap.Logger, opts ...Option) *running {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{w: New(cfg, index, zap.NewNop()), addr: ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
-	if setup != nil {
-		setup(r.w)
-	}
+	r := &running{w: New(cfg, index, log, opts...), addr: ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- r.w.Run(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
@@ -128,7 +126,7 @@ func TestRun(t *testing.T) {
 	cfg.ShutdownTimeout = 5 * time.Second
 	cfg.MaxConnsPerUser = 3
 	core, logs := observer.New(zap.InfoLevel)
-	r := startWorkerWith(t, cfg, 3, func(w *Worker) { w.log = zap.New(core) })
+	r := startWorkerWith(t, cfg, 3, zap.New(core))
 	url := "ws://" + r.addr + "/socket"
 
 	a1 := testkit.Dial(t, url, token(t, "alice", time.Hour))
@@ -406,7 +404,9 @@ func TestOverloadRefusesEnvelopesUntilCaughtUp(t *testing.T) {
 	cfg.FanoutQueue = 64 // lagging from 8 queued dispatches, until 1
 	hold := make(chan struct{})
 	var release sync.Once
-	r := startWorkerWith(t, cfg, 0, func(w *Worker) { w.beforeDeliver = func() { <-hold } })
+	r := startWorkerWith(t, cfg, 0, zap.NewNop(), WithDelivery(func(next fanout.Deliverer) fanout.Deliverer {
+		return held{next: next, hold: hold}
+	}))
 	t.Cleanup(func() { release.Do(func() { close(hold) }) })
 	c := testkit.Dial(t, "ws://"+r.addr+"/socket", token(t, "alice", time.Hour))
 
@@ -454,6 +454,17 @@ func TestOverloadRefusesEnvelopesUntilCaughtUp(t *testing.T) {
 	if f := c.ExpectRef(wait, "r2"); f.Event != proto.EventAck {
 		t.Errorf("reply after catching up = %+v, want ack", f)
 	}
+}
+
+// held is a Deliverer that holds each dispatch until hold is closed.
+type held struct {
+	next fanout.Deliverer
+	hold <-chan struct{}
+}
+
+func (h held) Deliver(d *proto.Dispatch) int {
+	<-h.hold
+	return h.next.Deliver(d)
 }
 
 // answerOK stands in for handlers-svc on the NATS server at url: it answers
