@@ -11,7 +11,6 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/switchboard/switchboard/gateway/internal/config"
 	"github.com/switchboard/switchboard/gateway/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -118,11 +117,12 @@ func TestGracefulShutdownClosesWith1001(t *testing.T) {
 }
 
 // TestConnectionPanicClosesOnlyThatSocket injects a panic into one socket's
-// frame handling (the test-only SWITCHBOARD_TEST_PANIC_EVENT): that socket
-// is closed with 1011, the worker keeps running with the same pid, and the
+// frame handling (SWITCHBOARD_TEST_PANIC_EVENT, read by the gateway built
+// with -tags faultinject, as testkit.Binaries builds it): that socket is
+// closed with 1011, the worker keeps running with the same pid, and the
 // other sockets, on the same worker too, are untouched.
 func TestConnectionPanicClosesOnlyThatSocket(t *testing.T) {
-	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{config.TestPanicEventEnv + "=explode"}})
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"SWITCHBOARD_TEST_PANIC_EVENT=explode"}})
 	victim := s.DialOn("mallory", 0)
 	same, other := s.DialOn("alice", 0), s.DialOn("alice", 1)
 	pids := s.WorkerPids()

@@ -21,6 +21,8 @@ var (
 
 // Binaries builds bin/gateway and bin/handlers-svc once per test process
 // (with the race detector when the tests have it) and returns their paths.
+// The gateway is built with -tags faultinject, so that tests can inject
+// faults through its environment (gateway/internal/config/faults_faultinject.go).
 func Binaries(t testing.TB) (gateway, handlers string) {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -40,6 +42,9 @@ func Binaries(t testing.TB) (gateway, handlers string) {
 			args := []string{"build"}
 			if raceEnabled {
 				args = append(args, "-race")
+			}
+			if strings.HasSuffix(pkg, "/cmd/gateway") {
+				args = append(args, "-tags", "faultinject")
 			}
 			args = append(args, "-o", filepath.Join(buildDir, filepath.Base(pkg)), pkg)
 			out, err := exec.Command(goBin, args...).CombinedOutput()

@@ -95,6 +95,7 @@ func New(cfg config.Config, index int, log *zap.Logger, opts ...Option) *Worker 
 // configured shutdown timeout. It returns after every goroutine it started
 // has ended.
 func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
+	w.warnFaults()
 	if err := w.connect(ctx); err != nil {
 		return err
 	}
