@@ -121,8 +121,9 @@ func TestGracefulShutdownClosesWith1001(t *testing.T) {
 const testPanicEventEnv = "SWITCHBOARD_TEST_PANIC_EVENT"
 
 // TestConnectionPanicClosesOnlyThatSocket injects a panic into one socket's
-// frame handling (the test-only SWITCHBOARD_TEST_PANIC_EVENT): that socket
-// is closed with 1011, the worker keeps running with the same pid, and the
+// frame handling (SWITCHBOARD_TEST_PANIC_EVENT, read by the gateway built
+// with -tags faultinject, as testkit.Binaries builds it): that socket is
+// closed with 1011, the worker keeps running with the same pid, and the
 // other sockets, on the same worker too, are untouched.
 func TestConnectionPanicClosesOnlyThatSocket(t *testing.T) {
 	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{testPanicEventEnv + "=explode"}})

@@ -153,9 +153,6 @@ func runWorker(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		}
 		defer stop()
 	}
-	if cfg.TestPanicEvent != "" {
-		log.Warn("test-only fault injection: frames of this event panic", zap.String("event", cfg.TestPanicEvent))
-	}
 	return w.Run(ctx, ln)
 }
 

@@ -53,11 +53,10 @@ type Config struct {
 	MetricsDir  string // SWITCHBOARD_METRICS_DIR: where a worker serves its metrics socket; "" = none
 	GCTune      bool   // SWITCHBOARD_GC_TUNE=1: the worker sets its GC percent by its load (gctune)
 
-	// TestPanicEvent is a fault injection for the end-to-end tests, read
-	// from the environment only and never for production: frames of this
-	// event panic in their socket's read loop, as a bug in connection
-	// code would.
-	TestPanicEvent string // SWITCHBOARD_TEST_PANIC_EVENT; "" = off
+	// Faults are the end-to-end tests' fault injections, read from the
+	// environment only; empty unless the gateway is built with -tags
+	// faultinject (faults_faultinject.go).
+	Faults Faults
 }
 
 // The environment the supervisor hands each worker, besides Environ.
@@ -70,8 +69,6 @@ const (
 	// GCTuneEnv tells a worker to set its own GC percent by its load; the
 	// supervisor sets it when the operator did not set GOGC.
 	GCTuneEnv = "SWITCHBOARD_GC_TUNE"
-	// TestPanicEventEnv sets Config.TestPanicEvent (tests only).
-	TestPanicEventEnv = "SWITCHBOARD_TEST_PANIC_EVENT"
 )
 
 // Default returns the configuration with every default of the contract.
@@ -153,7 +150,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	}
 	c.MetricsDir = getenv(MetricsDirEnv)
 	c.GCTune = getenv(GCTuneEnv) == "1"
-	c.TestPanicEvent = getenv(TestPanicEventEnv)
+	c.Faults = loadFaults(getenv)
 	return c, nil
 }
 

@@ -1,13 +1,17 @@
-// Package forward turns client envelopes into NATS requests to handlers-svc
-// and relays the reply to the socket as an ack or an error frame
-// (PROTOCOL sections 2 and 3).
+// Package forward is the gateway's protocol policy for what clients send:
+// it turns client envelopes into NATS requests to handlers-svc and relays
+// the reply to the socket as an ack or an error frame (PROTOCOL sections 2
+// and 3), and it answers what is not forwarded: frames over the socket's
+// rate limit (rate_limited, or a close for an abusive client), binary
+// frames and invalid envelopes (bad_request).
 //
-// Each request runs in its own goroutine so a socket can have several in
-// flight, up to a per-socket limit beyond which its read loop waits, which
-// pushes back on the client through TCP. An envelope that has its slot is
+// Each accepted socket gets a Session, which its read loop hands every
+// frame to. Each request runs in its own goroutine so a socket can have
+// several in flight, up to a per-socket limit beyond which its read loop
+// waits, which pushes back on the client through TCP. An envelope that has its slot is
 // refused at once with unavailable instead of forwarded while the worker is
-// overloaded (its fan-out lags, SetOverloaded, or it has its limit of
-// requests in flight, SetMaxInFlight).
+// overloaded (its fan-out lags, Config.Overloaded, or it has its limit of
+// requests in flight, Config.WorkerInFlight).
 // Shutdown stops new requests and waits for the running ones.
 package forward
 
@@ -22,7 +26,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/switchboard/switchboard/gateway/internal/ws"
+	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -40,7 +44,9 @@ var (
 	errLostInFlight = proto.NewError(proto.CodeUnavailable, "connection to the handlers was lost before they answered; the event may or may not have been handled")
 	// Refused unforwarded while the worker is overloaded: the handler did
 	// not run, so a retry is safe.
-	errOverloaded = proto.NewError(proto.CodeUnavailable, "gateway overloaded, retry later")
+	errOverloaded  = proto.NewError(proto.CodeUnavailable, "gateway overloaded, retry later")
+	errRateLimited = proto.NewError(proto.CodeRateLimited, "too many messages: slow down")
+	errBinary      = proto.NewError(proto.CodeBadRequest, "binary frames are not supported: send JSON in text frames")
 )
 
 // Recorder is told how every frame the forwarder handles ends, for metrics.
@@ -49,6 +55,7 @@ type Recorder interface {
 	// Envelope reports one frame: event is "" when the frame was not a
 	// valid envelope; code is "" on success, else the error code sent to
 	// the client; rtt is the round trip when the handler replied, else 0.
+	// It must not keep event, which may alias the frame.
 	Envelope(event, code string, rtt time.Duration)
 	// Shed reports one envelope refused unforwarded because the worker was
 	// overloaded, for reason ShedFanout or ShedInFlight; Envelope reports
@@ -58,10 +65,10 @@ type Recorder interface {
 
 // Why an envelope was refused as overload (Recorder.Shed).
 const (
-	// ShedFanout: the worker's fan-out lagged (SetOverloaded).
+	// ShedFanout: the worker's fan-out lagged (Config.Overloaded).
 	ShedFanout = "fanout_lagging"
 	// ShedInFlight: the worker had its limit of handler requests in
-	// flight (SetMaxInFlight).
+	// flight (Config.WorkerInFlight).
 	ShedInFlight = "requests_in_flight"
 )
 
@@ -70,15 +77,42 @@ type nopRecorder struct{}
 func (nopRecorder) Envelope(string, string, time.Duration) {}
 func (nopRecorder) Shed(string)                            {}
 
-// Forwarder implements ws.FrameHandler.
+// Config is the forwarder's settings, fixed at New.
+type Config struct {
+	// Timeout is how long a handler has to answer a request.
+	Timeout time.Duration
+	// MaxInFlight is how many handler requests one socket may have in
+	// flight (at least 1); its read loop waits for a free one.
+	MaxInFlight int
+	// Rate is the allowance of incoming frames of each socket.
+	Rate ratelimit.Policy
+	// WorkerInFlight is how many handler requests of the whole worker may
+	// be in flight; beyond it new envelopes are refused at once with
+	// unavailable (0 = no limit): when handlers-svc or NATS fall behind,
+	// requests would otherwise queue until they time out.
+	WorkerInFlight int
+	// Overloaded, when set, makes the forwarder refuse every new envelope
+	// at once with unavailable ("gateway overloaded, retry later") while it
+	// reports true, rather than add to a load the worker cannot deliver;
+	// requests already in flight go on. It is called for every envelope,
+	// so it must be cheap.
+	Overloaded func() bool
+	// Recorder, when set, is told how every frame ends, for metrics.
+	Recorder Recorder
+}
+
+// Forwarder forwards the envelopes of every socket of a worker; each socket
+// hands its frames to its own Session.
 type Forwarder struct {
-	nc         Requester
-	timeout    time.Duration
-	log        *zap.Logger
-	rec        Recorder
-	overloaded func() bool // nil = never
-	maxPending int64       // worker-wide requests in flight beyond which envelopes are refused; 0 = no limit
-	pending    atomic.Int64
+	nc          Requester
+	timeout     time.Duration
+	maxInFlight int              // per socket
+	rate        ratelimit.Policy // per socket
+	log         *zap.Logger
+	rec         Recorder
+	overloaded  func() bool // nil = never
+	maxPending  int64       // worker-wide requests in flight beyond which envelopes are refused; 0 = no limit
+	pending     atomic.Int64
 
 	mu       sync.Mutex
 	stopped  bool
@@ -87,36 +121,25 @@ type Forwarder struct {
 	lose     context.CancelFunc
 }
 
-// New returns a Forwarder sending requests over nc with the handler timeout.
-// How many requests one socket may have in flight is the socket's own limit
-// (ws.Limits.MaxInFlight).
-func New(nc Requester, timeout time.Duration, log *zap.Logger) *Forwarder {
+// New returns a Forwarder sending requests over nc with the settings of cfg.
+func New(nc Requester, cfg Config, log *zap.Logger) *Forwarder {
 	conn, lose := context.WithCancel(context.Background())
-	return &Forwarder{nc: nc, timeout: timeout, log: log, rec: nopRecorder{}, conn: conn, lose: lose}
+	f := &Forwarder{
+		nc: nc, timeout: cfg.Timeout, maxInFlight: max(cfg.MaxInFlight, 1), rate: cfg.Rate,
+		log: log, rec: cfg.Recorder, overloaded: cfg.Overloaded, maxPending: int64(cfg.WorkerInFlight),
+		conn: conn, lose: lose,
+	}
+	if f.rec == nil {
+		f.rec = nopRecorder{}
+	}
+	return f
 }
 
-// SetRecorder makes r the forwarder's Recorder; call it before the first
-// frame.
-func (f *Forwarder) SetRecorder(r Recorder) { f.rec = r }
-
-// SetOverloaded makes the forwarder refuse every new envelope at once with
-// unavailable ("gateway overloaded, retry later") while overloaded reports
-// true, rather than add to a load the worker cannot deliver; requests
-// already in flight go on. overloaded is called for every envelope, so it
-// must be cheap. Call it before the first frame.
-func (f *Forwarder) SetOverloaded(overloaded func() bool) { f.overloaded = overloaded }
-
-// SetMaxInFlight makes the forwarder refuse new envelopes the same way
-// while n handler requests of the whole worker are in flight (0 = no
-// limit): when handlers-svc or NATS fall behind, requests would otherwise
-// queue until they time out. Call it before the first frame.
-func (f *Forwarder) SetMaxInFlight(n int) { f.maxPending = int64(n) }
-
-// shed refuses env as overload, for reason.
-func (f *Forwarder) shed(c *ws.Conn, env *proto.Envelope, reason string) {
+// shed refuses env of s as overload, for reason.
+func (f *Forwarder) shed(s *Session, env *proto.Envelope, reason string) {
 	f.rec.Shed(reason)
 	f.rec.Envelope(env.Event, errOverloaded.Code, 0)
-	c.SendError(env.Ref, env.HasRef, errOverloaded)
+	s.sendError(env.Ref, env.HasRef, errOverloaded)
 }
 
 // Disconnected tells the forwarder that NATS went away: the requests in
@@ -136,8 +159,8 @@ func (f *Forwarder) connContext() context.Context {
 	return f.conn
 }
 
-// HandleFrame validates one client frame and forwards it.
-func (f *Forwarder) HandleFrame(c *ws.Conn, data []byte) {
+// envelope validates one text frame of s and forwards it.
+func (f *Forwarder) envelope(s *Session, data []byte) {
 	env, err := proto.DecodeEnvelope(data)
 	if err != nil {
 		var pe *proto.Error
@@ -145,67 +168,67 @@ func (f *Forwarder) HandleFrame(c *ws.Conn, data []byte) {
 			pe = proto.NewError(proto.CodeBadRequest, "invalid frame")
 		}
 		f.rec.Envelope("", pe.Code, 0)
-		c.SendError(env.Ref, env.HasRef, pe)
+		s.sendError(env.Ref, env.HasRef, pe)
 		return
 	}
-	if !c.AcquireSlot() {
+	if !s.acquireSlot() {
 		return // the socket ended while waiting
 	}
 	// The overload checks come after the slot: the wait for one can last a
 	// handler timeout, and what was true before it says nothing of now.
 	if f.overloaded != nil && f.overloaded() {
-		c.ReleaseSlot()
-		f.shed(c, &env, ShedFanout)
+		s.releaseSlot()
+		f.shed(s, &env, ShedFanout)
 		return
 	}
 	// Reserved, not checked then added, so read loops racing for the last
 	// places cannot together go over the limit. request counts it out.
 	if n := f.pending.Add(1); f.maxPending > 0 && n > f.maxPending {
 		f.pending.Add(-1)
-		c.ReleaseSlot()
-		f.shed(c, &env, ShedInFlight)
+		s.releaseSlot()
+		f.shed(s, &env, ShedInFlight)
 		return
 	}
 	f.mu.Lock()
 	if f.stopped {
 		f.mu.Unlock()
 		f.pending.Add(-1)
-		c.ReleaseSlot()
+		s.releaseSlot()
 		f.rec.Envelope(env.Event, errShutdown.Code, 0)
-		c.SendError(env.Ref, env.HasRef, errShutdown)
+		s.sendError(env.Ref, env.HasRef, errShutdown)
 		return
 	}
 	f.inFlight.Add(1)
 	f.mu.Unlock()
 	go func() {
 		defer f.inFlight.Done()
-		defer c.ReleaseSlot()
+		defer s.releaseSlot()
 		defer func() {
 			if r := recover(); r != nil { // this socket's bug must not take the worker down
-				f.log.Error("panic forwarding an envelope; closing the socket", zap.String("user", c.User()),
-					zap.String("conn", c.ID()), zap.String("event", env.Event), zap.Any("panic", r), zap.Stack("stack"))
-				c.Close(proto.CloseInternalError, "internal error")
+				f.log.Error("panic forwarding an envelope; closing the socket", zap.String("user", s.sock.User()),
+					zap.String("conn", s.sock.ID()), zap.String("event", env.Event), zap.Any("panic", r), zap.Stack("stack"))
+				s.sock.Close(proto.CloseInternalError, "internal error")
 			}
 		}()
-		f.forward(c, &env)
+		f.forward(s, &env)
 	}()
 }
 
-func (f *Forwarder) forward(c *ws.Conn, env *proto.Envelope) {
-	perr, rtt := f.request(c, env)
+func (f *Forwarder) forward(s *Session, env *proto.Envelope) {
+	perr, rtt := f.request(s.sock, env)
 	f.rec.Envelope(env.Event, errCode(perr), rtt)
 	if perr != nil {
-		c.SendError(env.Ref, env.HasRef, perr)
+		s.sendError(env.Ref, env.HasRef, perr)
 		return
 	}
 	if env.HasRef {
-		c.SendAck(env.Ref)
+		s.sendAck(env.Ref)
 	}
 }
 
 // request sends env to its handler and returns the error for the client, or
 // nil, and the round trip when a reply came.
-func (f *Forwarder) request(c *ws.Conn, env *proto.Envelope) (*proto.Error, time.Duration) {
+func (f *Forwarder) request(c Socket, env *proto.Envelope) (*proto.Error, time.Duration) {
 	// Counted out before the reply is queued, so a client that has its
 	// reply knows its request no longer counts against the limit.
 	defer f.pending.Add(-1)

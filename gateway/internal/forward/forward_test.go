@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,20 +40,31 @@ type gateway struct {
 }
 
 // seen is the FrameHandler of the test sockets: it tells g.frames of each
-// frame, then has the forwarder handle it in the same goroutine.
-type seen struct{ g *gateway }
+// frame, then has the socket's session handle it in the same goroutine.
+type seen struct {
+	g    *gateway
+	sess *forward.Session
+}
 
-func (s seen) HandleFrame(c *ws.Conn, data []byte) {
+func (s seen) HandleFrame(data []byte, binary bool) {
 	select {
 	case s.g.frames <- string(data):
 	default:
 	}
-	s.g.fwd.HandleFrame(c, data)
+	s.sess.HandleFrame(data, binary)
 }
 
-func startGateway(t *testing.T, nc forward.Requester, timeout time.Duration, limits ws.Limits) *gateway {
+// queueLimits are the outgoing queue of the test sockets.
+var queueLimits = ws.Limits{QueueLen: 256, QueueBytes: 1 << 20}
+
+// startGateway starts a gateway whose forwarder has the settings of cfg;
+// MaxInFlight is 16 when cfg leaves it 0.
+func startGateway(t *testing.T, nc forward.Requester, cfg forward.Config) *gateway {
 	t.Helper()
-	g := &gateway{fwd: forward.New(nc, timeout, zap.NewNop()), conns: make(chan *ws.Conn, 16), frames: make(chan string, 16)}
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = 16
+	}
+	g := &gateway{fwd: forward.New(nc, cfg, zap.NewNop()), conns: make(chan *ws.Conn, 16), frames: make(chan string, 16)}
 	up := websocket.Upgrader{}
 	var mu sync.Mutex
 	n := 0
@@ -68,10 +78,10 @@ func startGateway(t *testing.T, nc forward.Requester, timeout time.Duration, lim
 		id := "conn-" + strconv.Itoa(n)
 		mu.Unlock()
 		user := r.URL.Query().Get("user")
-		c := ws.NewConn(u, id, user, &limits, zap.NewNop())
+		c := ws.NewConn(u, id, user, &queueLimits, zap.NewNop())
 		g.conns <- c
 		c.Send(proto.AppendConnected(nil, user, c.ID(), 0))
-		c.ReadLoop(seen{g}, 65536)
+		c.ReadLoop(seen{g, g.fwd.Session(c)}, 65536)
 	}))
 	t.Cleanup(g.srv.Close)
 	t.Cleanup(func() {
@@ -83,8 +93,6 @@ func startGateway(t *testing.T, nc forward.Requester, timeout time.Duration, lim
 	})
 	return g
 }
-
-var defaultLimits = ws.Limits{QueueLen: 256, QueueBytes: 1 << 20, MaxInFlight: 16}
 
 // dial connects user and returns the client with the server's Conn.
 func (g *gateway) dial(t *testing.T, user string) (*testkit.Client, *ws.Conn) {
@@ -169,7 +177,7 @@ func TestAckCarriesRefAndRequestCarriesIdentity(t *testing.T) {
 		reqs <- m
 		_ = m.Respond([]byte(`{"ok":true}`))
 	})
-	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait})
 	cl, c := g.dial(t, "alice")
 
 	// "user" in the envelope is an unknown field: it must not change who
@@ -203,7 +211,7 @@ func TestNoAckWithoutRef(t *testing.T) {
 		_ = m.Respond([]byte(`{"ok":true}`))
 		got <- struct{}{}
 	})
-	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait})
 	cl, c := g.dial(t, "alice")
 	cl.Send("sendMessage", map[string]any{"text": "hi"}, "")
 	cl.SendRaw(websocket.TextMessage, []byte(`{"event":"sendMessage","ref":null}`))
@@ -237,7 +245,7 @@ func TestReplies(t *testing.T) {
 		ev, _ := proto.EventFromSubject(m.Subject)
 		_ = m.Respond([]byte(replies[ev]))
 	})
-	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait})
 	cl, _ := g.dial(t, "alice")
 	tests := []struct {
 		event   string
@@ -276,7 +284,7 @@ func TestReplies(t *testing.T) {
 func TestNoResponders(t *testing.T) {
 	n := testkit.StartNATS(t)
 	const timeout = 3 * time.Second
-	g := startGateway(t, natsConn(t, n), timeout, defaultLimits)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: timeout})
 	cl, _ := g.dial(t, "alice")
 	start := time.Now()
 	cl.Send("sendMessage", nil, "r1")
@@ -290,7 +298,7 @@ func TestTimeout(t *testing.T) {
 	n := testkit.StartNATS(t)
 	respond(t, n, func(*nats.Msg) {}) // never answers
 	const timeout = 200 * time.Millisecond
-	g := startGateway(t, natsConn(t, n), timeout, defaultLimits)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: timeout})
 	cl, _ := g.dial(t, "alice")
 	start := time.Now()
 	cl.Send("sendMessage", nil, "r1")
@@ -312,7 +320,7 @@ func TestBadEnvelope(t *testing.T) {
 		asked <- string(m.Data)
 		_ = m.Respond([]byte(`{"ok":true}`))
 	})
-	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait})
 	cl, _ := g.dial(t, "alice")
 	long := strings.Repeat("r", proto.MaxRefLen+1)
 	tests := []struct {
@@ -357,7 +365,7 @@ func TestNATSDown(t *testing.T) {
 	n := testkit.StartNATS(t)
 	respond(t, n, func(m *nats.Msg) { _ = m.Respond([]byte(`{"ok":true}`)) })
 	nc := natsConn(t, n)
-	g := startGateway(t, nc, wait, defaultLimits)
+	g := startGateway(t, nc, forward.Config{Timeout: wait})
 	cl, _ := g.dial(t, "alice")
 	cl.Send("sendMessage", nil, "before")
 	if f := cl.ExpectRef(wait, "before"); f.Event != proto.EventAck {
@@ -392,7 +400,7 @@ func TestShutdown(t *testing.T) {
 		}
 		_ = m.Respond([]byte(`{"ok":true}`))
 	})
-	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait})
 	cl, _ := g.dial(t, "alice")
 
 	cl.Send("slow", nil, "inflight")
@@ -444,7 +452,7 @@ func TestShutdownDeadline(t *testing.T) {
 	n := testkit.StartNATS(t)
 	asked := make(chan struct{}, 1)
 	respond(t, n, func(*nats.Msg) { asked <- struct{}{} }) // never answers
-	g := startGateway(t, natsConn(t, n), time.Second, defaultLimits)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: time.Second})
 	cl, _ := g.dial(t, "alice")
 	cl.Send("slow", nil, "r1")
 	<-asked
@@ -463,7 +471,7 @@ func TestInFlightLimit(t *testing.T) {
 	const limit = 2
 	asked := make(chan *nats.Msg, 10)
 	respond(t, n, func(m *nats.Msg) { asked <- m })
-	g := startGateway(t, natsConn(t, n), wait, ws.Limits{QueueLen: 64, QueueBytes: 1 << 20, MaxInFlight: limit})
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait, MaxInFlight: limit})
 	cl, _ := g.dial(t, "alice")
 	for i := range limit + 1 {
 		cl.Send("slow", nil, "r"+strconv.Itoa(i))
@@ -543,7 +551,7 @@ func TestEmptyRefIsARef(t *testing.T) {
 		}
 		_ = m.Respond([]byte(`{"ok":true}`))
 	})
-	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait})
 	cl, _ := g.dialRaw(t, "alice")
 	tests := []struct {
 		name, frame, want string
@@ -582,7 +590,7 @@ func (p panicky) RequestWithContext(ctx context.Context, subj string, data []byt
 func TestPanicClosesOnlyThatSocket(t *testing.T) {
 	n := testkit.StartNATS(t)
 	respond(t, n, func(m *nats.Msg) { _ = m.Respond([]byte(`{"ok":true}`)) })
-	g := startGateway(t, panicky{natsConn(t, n)}, wait, defaultLimits)
+	g := startGateway(t, panicky{natsConn(t, n)}, forward.Config{Timeout: wait})
 	bad, badConn := g.dial(t, "mallory")
 	good, _ := g.dial(t, "alice")
 	bad.Send("boom", nil, "b1")
@@ -612,7 +620,7 @@ func TestNATSLostDuringRequest(t *testing.T) {
 	respond(t, n, func(*nats.Msg) { received <- struct{}{} }) // never answers
 	nc := natsConn(t, n)
 	const timeout = time.Minute
-	g := startGateway(t, nc, timeout, defaultLimits)
+	g := startGateway(t, nc, forward.Config{Timeout: timeout})
 	nc.SetDisconnectErrHandler(func(*nats.Conn, error) { g.fwd.Disconnected() })
 	cl, _ := g.dial(t, "alice")
 	cl.Send("sendMessage", nil, "r1")
@@ -622,234 +630,5 @@ func TestNATSLostDuringRequest(t *testing.T) {
 	expectError(t, cl, "r1", proto.CodeUnavailable)
 	if d := time.Since(start); d >= wait {
 		t.Errorf("unavailable %s after NATS went away, want it at once", d)
-	}
-}
-
-// TestOverloadedRefusesAtOnce: while the worker is overloaded an envelope
-// is answered unavailable without reaching a handler, with the ref echoed;
-// once it is not, envelopes are forwarded again.
-func TestOverloadedRefusesAtOnce(t *testing.T) {
-	n := testkit.StartNATS(t)
-	asked := make(chan string, 4)
-	respond(t, n, func(m *nats.Msg) {
-		req, _ := proto.DecodeRequest(m.Data)
-		asked <- req.Ref
-		_ = m.Respond([]byte(`{"ok":true}`))
-	})
-	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
-	var overloaded atomic.Bool
-	overloaded.Store(true)
-	g.fwd.SetOverloaded(overloaded.Load)
-	cl, _ := g.dial(t, "alice")
-
-	cl.Send("sendMessage", nil, "during")
-	if e := expectError(t, cl, "during", proto.CodeUnavailable); e.Message != "gateway overloaded, retry later" {
-		t.Errorf("message = %q, want the overload one", e.Message)
-	}
-	overloaded.Store(false)
-	cl.Send("sendMessage", nil, "after")
-	if f := cl.ExpectRef(wait, "after"); f.Event != proto.EventAck {
-		t.Fatalf("reply after the overload = %+v, want ack", f)
-	}
-	if got := <-asked; got != "after" {
-		t.Errorf("the handler was asked %q first, want only the envelope sent after the overload", got)
-	}
-}
-
-// shedCounts is a Recorder that counts Shed by reason.
-type shedCounts struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (s *shedCounts) Envelope(string, string, time.Duration) {}
-func (s *shedCounts) Shed(reason string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.n[reason]++
-}
-func (s *shedCounts) get(reason string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.n[reason]
-}
-
-// TestWorkerInFlightLimitRefuses: with the worker's limit of requests in
-// flight reached (here 2, over two sockets), a new envelope is refused at
-// once with unavailable, counted as requests_in_flight; once a request
-// ends, envelopes are forwarded again.
-func TestWorkerInFlightLimitRefuses(t *testing.T) {
-	n := testkit.StartNATS(t)
-	asked := make(chan *nats.Msg, 10)
-	respond(t, n, func(m *nats.Msg) { asked <- m })
-	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
-	rec := &shedCounts{n: map[string]int{}}
-	g.fwd.SetRecorder(rec)
-	g.fwd.SetMaxInFlight(2)
-	alice, _ := g.dial(t, "alice")
-	bob, _ := g.dial(t, "bob")
-	alice.Send("slow", nil, "a1")
-	bob.Send("slow", nil, "b1")
-	var held []*nats.Msg
-	for range 2 {
-		select {
-		case m := <-asked:
-			held = append(held, m)
-		case <-time.After(wait):
-			t.Fatalf("only %d requests reached the handler, want 2", len(held))
-		}
-	}
-	alice.Send("slow", nil, "a2")
-	if e := expectError(t, alice, "a2", proto.CodeUnavailable); e.Message != "gateway overloaded, retry later" {
-		t.Errorf("message = %q, want the overload one", e.Message)
-	}
-	if got := rec.get(forward.ShedInFlight); got != 1 {
-		t.Errorf("Shed(%s) = %d, want 1", forward.ShedInFlight, got)
-	}
-	_ = held[0].Respond([]byte(`{"ok":true}`))
-	_ = held[1].Respond([]byte(`{"ok":true}`))
-	for _, c := range []struct {
-		cl  *testkit.Client
-		ref string
-	}{{alice, "a1"}, {bob, "b1"}} {
-		if f := c.cl.ExpectRef(wait, c.ref); f.Event != proto.EventAck {
-			t.Fatalf("reply to %s = %+v, want ack", c.ref, f)
-		}
-	}
-	// Requests count out before their replies: with a1 and b1 answered,
-	// the next envelope is forwarded.
-	alice.Send("slow", nil, "a3")
-	select {
-	case m := <-asked:
-		_ = m.Respond([]byte(`{"ok":true}`))
-	case <-time.After(wait):
-		t.Fatalf("a3 did not reach the handler after the requests in flight ended; got %v", alice.Frames())
-	}
-	if f := alice.ExpectRef(wait, "a3"); f.Event != proto.EventAck {
-		t.Errorf("reply to a3 = %+v, want ack", f)
-	}
-}
-
-// TestOverloadCheckedAfterTheSlot: an envelope that waited for its socket's
-// slot is refused if the worker became overloaded while it waited; what was
-// true before the wait, which can last a handler timeout, does not let it
-// through.
-func TestOverloadCheckedAfterTheSlot(t *testing.T) {
-	n := testkit.StartNATS(t)
-	asked := make(chan *nats.Msg, 4)
-	respond(t, n, func(m *nats.Msg) { asked <- m })
-	g := startGateway(t, natsConn(t, n), wait, ws.Limits{QueueLen: 64, QueueBytes: 1 << 20, MaxInFlight: 1})
-	rec := &shedCounts{n: map[string]int{}}
-	g.fwd.SetRecorder(rec)
-	var overloaded atomic.Bool
-	g.fwd.SetOverloaded(overloaded.Load)
-	cl, _ := g.dial(t, "alice")
-
-	cl.Send("slow", nil, "r1")
-	var held *nats.Msg
-	select {
-	case held = <-asked:
-	case <-time.After(wait):
-		t.Fatal("r1 did not reach the handler")
-	}
-	cl.Send("slow", nil, "r2")
-	// r2 is with the forwarder, waiting for the slot r1 holds.
-	for r2 := false; !r2; {
-		select {
-		case f := <-g.frames:
-			r2 = strings.Contains(f, `"r2"`)
-		case <-time.After(wait):
-			t.Fatal("r2 did not reach the forwarder")
-		}
-	}
-	overloaded.Store(true)
-	_ = held.Respond([]byte(`{"ok":true}`))
-	if f := cl.ExpectRef(wait, "r1"); f.Event != proto.EventAck {
-		t.Fatalf("reply to r1 = %+v, want ack", f)
-	}
-	if e := expectError(t, cl, "r2", proto.CodeUnavailable); e.Message != "gateway overloaded, retry later" {
-		t.Errorf("message = %q, want the overload one", e.Message)
-	}
-	if got := rec.get(forward.ShedFanout); got != 1 {
-		t.Errorf("Shed(%s) = %d, want 1", forward.ShedFanout, got)
-	}
-	select {
-	case m := <-asked:
-		t.Errorf("the handler was asked %s after the worker became overloaded", m.Data)
-	default:
-	}
-	// The refused envelope gave its slot back.
-	overloaded.Store(false)
-	cl.Send("slow", nil, "r3")
-	select {
-	case m := <-asked:
-		_ = m.Respond([]byte(`{"ok":true}`))
-	case <-time.After(wait):
-		t.Fatal("r3 did not reach the handler: the refused envelope kept the socket's slot")
-	}
-	if f := cl.ExpectRef(wait, "r3"); f.Event != proto.EventAck {
-		t.Errorf("reply to r3 = %+v, want ack", f)
-	}
-}
-
-// TestWorkerInFlightLimitUnderConcurrentSenders: sockets whose envelopes
-// arrive together never take the worker over its limit of requests in
-// flight: exactly the limit reach the handler and the others are refused.
-func TestWorkerInFlightLimitUnderConcurrentSenders(t *testing.T) {
-	n := testkit.StartNATS(t)
-	const limit, senders = 3, 12
-	asked := make(chan *nats.Msg, senders)
-	respond(t, n, func(m *nats.Msg) { asked <- m })
-	g := startGateway(t, natsConn(t, n), wait, defaultLimits)
-	rec := &shedCounts{n: map[string]int{}}
-	g.fwd.SetRecorder(rec)
-	g.fwd.SetMaxInFlight(limit)
-	clients := map[string]*testkit.Client{}
-	for i := range senders {
-		u := "u" + strconv.Itoa(i)
-		clients[u], _ = g.dial(t, u)
-	}
-	var wg sync.WaitGroup
-	for _, cl := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cl.Send("slow", nil, "r")
-		}()
-	}
-	wg.Wait()
-	// Nothing is answered before every envelope has been forwarded or
-	// refused: the first limit reach the handler, and had more gone out,
-	// a socket below would have no refusal.
-	held := map[string]*nats.Msg{}
-	for len(held) < limit {
-		select {
-		case m := <-asked:
-			req, _ := proto.DecodeRequest(m.Data)
-			held[req.User] = m
-		case <-time.After(wait):
-			t.Fatalf("%d requests reached the handler, want %d", len(held), limit)
-		}
-	}
-	for u, cl := range clients {
-		if _, ok := held[u]; !ok {
-			if e := expectError(t, cl, "r", proto.CodeUnavailable); e.Message != "gateway overloaded, retry later" {
-				t.Errorf("%s: message = %q, want the overload one", u, e.Message)
-			}
-		}
-	}
-	select {
-	case m := <-asked:
-		t.Fatalf("request %s reached the handler with %d in flight already", m.Data, limit)
-	default:
-	}
-	if got := rec.get(forward.ShedInFlight); got != senders-limit {
-		t.Errorf("Shed(%s) = %d, want %d", forward.ShedInFlight, got, senders-limit)
-	}
-	for u, m := range held {
-		_ = m.Respond([]byte(`{"ok":true}`))
-		if f := clients[u].ExpectRef(wait, "r"); f.Event != proto.EventAck {
-			t.Errorf("%s: reply = %+v, want ack", u, f)
-		}
 	}
 }

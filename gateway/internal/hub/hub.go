@@ -1,9 +1,15 @@
 // Package hub is the registry of one worker's local sockets: by connection id
 // and by user id, many sockets per user. It is safe for concurrent use, and
 // Deliver never blocks: it hands frames to the sockets' bounded queues.
+//
+// It is also the one count of a worker's sockets, in all and per user, that
+// the socket caps are checked against: a socket being opened holds a place
+// (Reserve) from before its upgrade until it is registered (AddReserved)
+// or given up (Cancel), so concurrent upgrades cannot overshoot a cap.
 package hub
 
 import (
+	"errors"
 	"sync"
 
 	"github.com/switchboard/switchboard/proto"
@@ -25,17 +31,77 @@ type Hub[C Conn] struct {
 	// (a one-entry map costs ~250 bytes more, per socket).
 	users map[string][]C // user id -> conns
 	conns map[string]C   // conn id -> conn
+	// Places held by Reserve for sockets being opened: per user, and in
+	// all. A few at a time, for the length of an upgrade.
+	reserved      map[string]int
+	reservedTotal int
 }
 
 // New returns an empty Hub.
 func New[C Conn]() *Hub[C] {
-	return &Hub[C]{users: make(map[string][]C), conns: make(map[string]C)}
+	return &Hub[C]{users: make(map[string][]C), conns: make(map[string]C), reserved: make(map[string]int)}
 }
 
-// Add registers c for delivery; adding a registered id again replaces it.
+// Why Reserve refused a place.
+var (
+	// ErrFull: the hub has its cap of sockets.
+	ErrFull = errors.New("hub: at its cap of sockets")
+	// ErrUserFull: the user has its cap of sockets.
+	ErrUserFull = errors.New("hub: user at its cap of sockets")
+)
+
+// Reserve holds a place for one more socket of user, which is being opened,
+// unless the hub already has maxConns sockets, registered or reserved
+// (ErrFull), or user has maxPerUser (ErrUserFull); 0 is no cap. The place
+// is then taken by AddReserved, or given back by Cancel.
+func (h *Hub[C]) Reserve(user string, maxConns, maxPerUser int) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if maxConns > 0 && len(h.conns)+h.reservedTotal >= maxConns {
+		return ErrFull
+	}
+	if maxPerUser > 0 && len(h.users[user])+h.reserved[user] >= maxPerUser {
+		return ErrUserFull
+	}
+	h.reserved[user]++
+	h.reservedTotal++
+	return nil
+}
+
+// Cancel gives back a place Reserve held for user, whose socket was not
+// opened after all.
+func (h *Hub[C]) Cancel(user string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.unreserveLocked(user)
+}
+
+func (h *Hub[C]) unreserveLocked(user string) {
+	if n := h.reserved[user] - 1; n > 0 {
+		h.reserved[user] = n
+	} else {
+		delete(h.reserved, user) // a user without places keeps no entry
+	}
+	h.reservedTotal--
+}
+
+// AddReserved registers c in the place Reserve held for its user.
+func (h *Hub[C]) AddReserved(c C) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.unreserveLocked(c.User())
+	h.addLocked(c)
+}
+
+// Add registers c for delivery, without a place reserved for it (so
+// whatever the caps); adding a registered id again replaces it.
 func (h *Hub[C]) Add(c C) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.addLocked(c)
+}
+
+func (h *Hub[C]) addLocked(c C) {
 	if old, ok := h.conns[c.ID()]; ok {
 		h.removeLocked(old)
 	}
@@ -88,7 +154,7 @@ func (h *Hub[C]) UserLen(user string) int {
 	return len(h.users[user])
 }
 
-// Each calls fn for every local socket, for pings and shutdown. fn must not
+// Each calls fn for every local socket, for shutdown. fn must not
 // call back into the hub.
 func (h *Hub[C]) Each(fn func(C)) {
 	h.mu.RLock()

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/switchboard/switchboard/gateway/internal/auth"
 	"github.com/switchboard/switchboard/gateway/internal/config"
+	"github.com/switchboard/switchboard/gateway/internal/fanout"
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -50,160 +50,6 @@ func token(t *testing.T, user string, ttl time.Duration) string {
 	return tok
 }
 
-func TestCheckOrigin(t *testing.T) {
-	tests := []struct {
-		name    string
-		allowed []string
-		dev     bool
-		origin  string // "" = no Origin header
-		want    bool
-	}{
-		{name: "no Origin header", origin: "", want: true},
-		{name: "no Origin header with a list", allowed: []string{"https://app.example"}, origin: "", want: true},
-		{name: "same host", origin: "http://gw.example:7999", want: true},
-		{name: "same host over https", origin: "https://gw.example:7999", want: true},
-		{name: "same host other case", origin: "http://GW.example:7999", want: true},
-		{name: "same name other port", origin: "http://gw.example:8000", want: false},
-		{name: "other origin", origin: "https://evil.example", want: false},
-		{name: "subdomain of the host", origin: "http://x.gw.example:7999", want: false},
-		{name: "null origin", origin: "null", want: false},
-		{name: "unparsable origin", origin: "http://%zz", want: false},
-		{name: "dev mode allows any", dev: true, origin: "https://evil.example", want: true},
-		{name: "list match", allowed: []string{"https://app.example", "https://admin.example"}, origin: "https://admin.example", want: true},
-		{name: "list match other case", allowed: []string{"https://app.example"}, origin: "https://APP.example", want: true},
-		{name: "list miss", allowed: []string{"https://app.example"}, origin: "https://evil.example", want: false},
-		{name: "list miss on scheme", allowed: []string{"https://app.example"}, origin: "http://app.example", want: false},
-		{name: "list miss on port", allowed: []string{"https://app.example"}, origin: "https://app.example:8443", want: false},
-		{name: "list replaces own host", allowed: []string{"https://app.example"}, origin: "http://gw.example:7999", want: false},
-		{name: "list applies in dev mode too", allowed: []string{"https://app.example"}, dev: true, origin: "https://evil.example", want: false},
-		{name: "star", allowed: []string{"*"}, origin: "https://anything.example", want: true},
-		{name: "star among others", allowed: []string{"https://app.example", "*"}, origin: "https://anything.example", want: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := testConfig()
-			cfg.AllowedOrigins, cfg.Dev = tt.allowed, tt.dev
-			w := New(cfg, 0, zap.NewNop())
-			r := httptest.NewRequest("GET", "http://gw.example:7999/socket", nil)
-			if tt.origin != "" {
-				r.Header.Set("Origin", tt.origin)
-			}
-			if got := w.checkOrigin(r); got != tt.want {
-				t.Errorf("checkOrigin(Origin %q, Host %s) = %v, want %v", tt.origin, r.Host, got, tt.want)
-			}
-		})
-	}
-}
-
-// TestSocketRefusals runs the worker's routes on a real server and checks
-// every refused upgrade: status, content type and the JSON body shape.
-func TestSocketRefusals(t *testing.T) {
-	cfg := testConfig()
-	cfg.AllowedOrigins = []string{"https://app.example"}
-	w := New(cfg, 0, zap.NewNop())
-	srv := httptest.NewServer(w.routes())
-	defer srv.Close()
-	good := token(t, "alice", time.Hour)
-	expired, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
-		Subject: "alice", ExpiresAt: jwt.NewNumericDate(time.Now().Add(-time.Hour)),
-	}).SignedString([]byte(secret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name    string
-		query   string
-		header  http.Header
-		status  int
-		code    string
-		message string // "" = any
-	}{
-		{name: "no token", status: http.StatusUnauthorized, code: proto.CodeUnauthorized, message: auth.ErrNoToken.Message},
-		{name: "garbage token", header: http.Header{"Authorization": {"Bearer nope"}},
-			status: http.StatusUnauthorized, code: proto.CodeUnauthorized, message: auth.ErrMalformed.Message},
-		{name: "wrong secret", header: http.Header{"Authorization": {"Bearer " + mustMint(t, "other", "alice")}},
-			status: http.StatusUnauthorized, code: proto.CodeUnauthorized, message: auth.ErrBadSignature.Message},
-		{name: "expired", query: "token=" + expired,
-			status: http.StatusUnauthorized, code: proto.CodeUnauthorized, message: auth.ErrExpired.Message},
-		{name: "no sub", header: http.Header{"Authorization": {"Bearer " + mustMint(t, secret, "")}},
-			status: http.StatusUnauthorized, code: proto.CodeUnauthorized, message: auth.ErrNoSubject.Message},
-		{name: "forbidden origin with a good token",
-			header: http.Header{"Authorization": {"Bearer " + good}, "Origin": {"https://evil.example"}},
-			status: http.StatusForbidden, code: proto.CodeForbiddenOrigin},
-		{name: "forbidden origin without a token", header: http.Header{"Origin": {"https://evil.example"}},
-			status: http.StatusForbidden, code: proto.CodeForbiddenOrigin},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/socket"
-			if tt.query != "" {
-				url += "?" + tt.query
-			}
-			wsc, resp, err := websocket.DefaultDialer.Dial(url, tt.header)
-			if err == nil {
-				_ = wsc.Close()
-				t.Fatal("upgrade succeeded, want it refused")
-			}
-			if resp == nil {
-				t.Fatalf("no HTTP response: %v", err)
-			}
-			defer resp.Body.Close()
-			if resp.StatusCode != tt.status {
-				t.Errorf("status = %d, want %d", resp.StatusCode, tt.status)
-			}
-			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-				t.Errorf("Content-Type = %q, want application/json", ct)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			var got map[string]map[string]any
-			if err := json.Unmarshal(body, &got); err != nil {
-				t.Fatalf("body %q is not JSON: %v", body, err)
-			}
-			e := got["error"]
-			if len(got) != 1 || len(e) != 2 || e["code"] != tt.code {
-				t.Fatalf("body = %s, want {\"error\":{\"code\":%q,\"message\":...}}", body, tt.code)
-			}
-			msg, _ := e["message"].(string)
-			if msg == "" || (tt.message != "" && msg != tt.message) {
-				t.Errorf("message = %q, want %q", msg, tt.message)
-			}
-			if strings.Contains(msg, good) || strings.Contains(msg, expired) {
-				t.Errorf("message %q holds the token", msg)
-			}
-		})
-	}
-}
-
-func mustMint(t *testing.T, key, user string) string {
-	t.Helper()
-	tok, err := auth.Mint(key, user, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
-func TestHealthz(t *testing.T) {
-	w := New(testConfig(), 3, zap.NewNop())
-	srv := httptest.NewServer(w.routes())
-	defer srv.Close()
-	resp, err := http.Get(srv.URL + "/healthz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Status string `json:"status"`
-		Worker int    `json:"worker"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK || body.Status != "ok" || body.Worker != 3 {
-		t.Errorf("/healthz = %d %+v, want 200 ok for worker 3", resp.StatusCode, body)
-	}
-}
-
 // running is a Worker serving on a real listener against real NATS and
 // Redis.
 type running struct {
@@ -215,21 +61,18 @@ type running struct {
 
 func startWorker(t *testing.T, cfg config.Config, index int) *running {
 	t.Helper()
-	return startWorkerWith(t, cfg, index, nil)
+	return startWorkerWith(t, cfg, index, zap.NewNop())
 }
 
-// startWorkerWith is startWorker with setup run on the Worker before Run.
-func startWorkerWith(t *testing.T, cfg config.Config, index int, setup func(*Worker)) *running {
+// startWorkerWith is startWorker with the worker's logger and options.
+func startWorkerWith(t *testing.T, cfg config.Config, index int, log *zap.Logger, opts ...Option) *running {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{w: New(cfg, index, zap.NewNop()), addr: ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
-	if setup != nil {
-		setup(r.w)
-	}
+	r := &running{w: New(cfg, index, log, opts...), addr: ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- r.w.Run(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
@@ -281,8 +124,9 @@ func TestRun(t *testing.T) {
 	cfg := testConfig()
 	cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
 	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.MaxConnsPerUser = 3
 	core, logs := observer.New(zap.InfoLevel)
-	r := startWorkerWith(t, cfg, 3, func(w *Worker) { w.log = zap.New(core) })
+	r := startWorkerWith(t, cfg, 3, zap.New(core))
 	url := "ws://" + r.addr + "/socket"
 
 	a1 := testkit.Dial(t, url, token(t, "alice", time.Hour))
@@ -300,6 +144,9 @@ func TestRun(t *testing.T) {
 		t.Errorf("two sockets share the conn id %q", a1.Conn)
 	}
 	testkit.Eventually(t, wait, "three sockets in the hub", func() bool { return r.w.hub.Len() == 3 })
+	if n := r.w.pings.listed(); n != 3 {
+		t.Errorf("the pinger lists %d sockets, want 3", n)
+	}
 
 	// Handler round trip: the request names the socket's user and conn.
 	a2.Send("sendMessage", map[string]any{"to": "bob", "text": "hi"}, "r1")
@@ -339,12 +186,18 @@ func TestRun(t *testing.T) {
 		t.Errorf("upgrade with data before the handshake ended: read %q, %v; want the connection closed unanswered", got, err)
 	}
 	raw.Close()
-	testkit.Eventually(t, wait, "the refused upgrade counted and alice's places given back", func() bool {
-		r.w.mu.Lock()
-		alice := r.w.counts.perUser["alice"]
-		r.w.mu.Unlock()
-		return alice == 2 && metric(r.w, `switchboard_gateway_upgrades_refused_total{reason="bad_upgrade"}`) == "1"
+	// Counted once its place is given back.
+	testkit.Eventually(t, wait, "the refused upgrade counted", func() bool {
+		return metric(r.w, `switchboard_gateway_upgrades_refused_total{reason="bad_upgrade"}`) == "1"
 	})
+	// Neither refusal kept a place: alice, with two sockets open, may open
+	// a third (GATEWAY_MAX_CONNS_PER_USER is 3), and not a fourth.
+	a3 := testkit.Dial(t, url, token(t, "alice", time.Hour))
+	if _, resp, err := testkit.TryDial(t, url, token(t, "alice", time.Hour)); err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("alice's fourth socket: %v, want 429", err)
+	}
+	a3.CloseNormally()
+	testkit.Eventually(t, wait, "alice's third socket gone from the hub", func() bool { return r.w.hub.Len() == 3 })
 
 	// Dispatch over Redis to every socket of alice, and to bob's by conn.
 	d := proto.Dispatch{Event: "message", Args: json.RawMessage(`{"text":"hi"}`), Users: []string{"alice", "alice"}, Conns: []string{b.Conn, a1.Conn}}
@@ -375,6 +228,9 @@ func TestRun(t *testing.T) {
 	}
 	if r.w.hub.Len() != 0 {
 		t.Errorf("%d sockets left in the hub after Run returned", r.w.hub.Len())
+	}
+	if n := r.w.pings.listed(); n != 0 {
+		t.Errorf("%d sockets left in the pinger's lists after Run returned", n)
 	}
 	// Neither refused upgrade was answered twice.
 	for _, e := range logs.All() {
@@ -519,105 +375,6 @@ func TestShutdownFinishesRequestsInFlight(t *testing.T) {
 	}
 }
 
-// TestDevToken: /dev/token mints a working token in dev mode only.
-func TestDevToken(t *testing.T) {
-	for _, dev := range []bool{false, true} {
-		cfg := testConfig()
-		cfg.Dev = dev
-		srv := httptest.NewServer(New(cfg, 0, zap.NewNop()).routes())
-		resp, err := http.Get(srv.URL + "/dev/token?user=carol")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var body struct{ Token, User string }
-		_ = json.NewDecoder(resp.Body).Decode(&body)
-		resp.Body.Close()
-		srv.Close()
-		if !dev {
-			if resp.StatusCode != http.StatusNotFound {
-				t.Errorf("/dev/token outside dev mode: %d, want 404", resp.StatusCode)
-			}
-			continue
-		}
-		if resp.StatusCode != http.StatusOK || body.User != "carol" {
-			t.Fatalf("/dev/token: %d %+v", resp.StatusCode, body)
-		}
-		user, err := auth.NewVerifier(cfg.JWTSecret, "").Verify(body.Token)
-		if err != nil || user != "carol" {
-			t.Fatalf("minted token verifies as %q, %v", user, err)
-		}
-	}
-}
-
-// TestProbesAreNotCounted: a refused upgrade counts once by its reason; the
-// plain GET the JavaScript client sends after it (its probe) gets the same
-// answer and counts nothing, whatever the answer.
-func TestProbesAreNotCounted(t *testing.T) {
-	cfg := testConfig()
-	cfg.AllowedOrigins = []string{"https://app.example"}
-	w := New(cfg, 0, zap.NewNop())
-	srv := httptest.NewServer(w.routes())
-	defer srv.Close()
-	refusedTotal := func(reason string) string {
-		rec := httptest.NewRecorder()
-		w.AdminHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-		prefix := `switchboard_gateway_upgrades_refused_total{reason="` + reason + `"} `
-		for _, l := range strings.Split(rec.Body.String(), "\n") {
-			if strings.HasPrefix(l, prefix) {
-				return strings.TrimPrefix(l, prefix)
-			}
-		}
-		t.Fatalf("no %s... line in /metrics", prefix)
-		return ""
-	}
-	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/socket"
-	get := func(query string, header http.Header) int {
-		req, err := http.NewRequest(http.MethodGet, srv.URL+"/socket?"+query, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header = header
-		resp, err := plain.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-
-	// Refused upgrades count.
-	if _, resp, err := websocket.DefaultDialer.Dial(wsURL+"?token=nope", nil); err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("upgrade with a bad token: %v, want 401", err)
-	}
-	if _, resp, err := websocket.DefaultDialer.Dial(wsURL, http.Header{"Origin": {"https://evil.example"}}); err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("upgrade from a refused origin: %v, want 403", err)
-	}
-	// Probes answer alike and count nothing.
-	good := token(t, "alice", time.Hour)
-	probes := []struct {
-		name   string
-		query  string
-		header http.Header
-		status int
-	}{
-		{"bad token", "token=nope", http.Header{}, http.StatusUnauthorized},
-		{"refused origin", "token=" + good, http.Header{"Origin": {"https://evil.example"}}, http.StatusForbidden},
-		// Not started (no NATS, no Redis): the upgrade would get 503 too.
-		{"good token", "token=" + good, http.Header{}, http.StatusServiceUnavailable},
-	}
-	for _, p := range probes {
-		if got := get(p.query, p.header); got != p.status {
-			t.Errorf("probe with a %s: %d, want %d", p.name, got, p.status)
-		}
-	}
-	want := map[string]string{"unauthorized": "1", "forbidden_origin": "1", "bad_upgrade": "0", "unavailable": "0"}
-	for reason, n := range want {
-		if got := refusedTotal(reason); got != n {
-			t.Errorf("upgrades_refused_total{reason=%q} = %s, want %s", reason, got, n)
-		}
-	}
-}
-
 // metric returns the value of the series line that starts with series (name
 // and labels) in the worker's /metrics, or "" if there is none.
 func metric(w *Worker, series string) string {
@@ -647,7 +404,9 @@ func TestOverloadRefusesEnvelopesUntilCaughtUp(t *testing.T) {
 	cfg.FanoutQueue = 64 // lagging from 8 queued dispatches, until 1
 	hold := make(chan struct{})
 	var release sync.Once
-	r := startWorkerWith(t, cfg, 0, func(w *Worker) { w.beforeDeliver = func() { <-hold } })
+	r := startWorkerWith(t, cfg, 0, zap.NewNop(), WithDelivery(func(next fanout.Deliverer) fanout.Deliverer {
+		return held{next: next, hold: hold}
+	}))
 	t.Cleanup(func() { release.Do(func() { close(hold) }) })
 	c := testkit.Dial(t, "ws://"+r.addr+"/socket", token(t, "alice", time.Hour))
 
@@ -695,6 +454,17 @@ func TestOverloadRefusesEnvelopesUntilCaughtUp(t *testing.T) {
 	if f := c.ExpectRef(wait, "r2"); f.Event != proto.EventAck {
 		t.Errorf("reply after catching up = %+v, want ack", f)
 	}
+}
+
+// held is a Deliverer that holds each dispatch until hold is closed.
+type held struct {
+	next fanout.Deliverer
+	hold <-chan struct{}
+}
+
+func (h held) Deliver(d *proto.Dispatch) int {
+	<-h.hold
+	return h.next.Deliver(d)
 }
 
 // answerOK stands in for handlers-svc on the NATS server at url: it answers

@@ -26,9 +26,9 @@ func benchSocket(b *testing.B, every int) (*ws.Conn, <-chan struct{}) {
 		if err != nil {
 			return
 		}
-		c := ws.NewConn(up, "c1", "u1", &ws.Limits{QueueLen: 1 << 16, QueueBytes: 1 << 30, MaxInFlight: 1}, zap.NewNop())
+		c := ws.NewConn(up, "c1", "u1", &ws.Limits{QueueLen: 1 << 16, QueueBytes: 1 << 30}, zap.NewNop())
 		conns <- c
-		c.ReadLoop(&recorder{frames: make(chan []byte, 1)}, 1<<16)
+		c.ReadLoop(&recorder{frames: make(chan frame, 1)}, 1<<16)
 	}))
 	b.Cleanup(srv.Close)
 	cl, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)

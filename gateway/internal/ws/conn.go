@@ -14,7 +14,6 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
-	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -29,30 +28,22 @@ const (
 	CloseGrace = 2 * time.Second
 )
 
-// FrameHandler is what the read loop hands every valid text frame to. It
-// must not keep data after it returns unless it owns it (ReadLoop gives it a
-// fresh slice per frame, so keeping it is safe).
+// FrameHandler is what the read loop hands every data frame of the client
+// to, text (valid UTF-8) or binary; what the frame means, and what to
+// answer, is the handler's business. It runs on the read loop, so the next
+// frame is read only after it returns. It may keep data: ReadLoop gives it
+// a fresh slice per frame.
 type FrameHandler interface {
-	HandleFrame(c *Conn, data []byte)
+	HandleFrame(data []byte, binary bool)
 }
 
-// Limits bound one socket: its outgoing queue, its handler requests in
-// flight and the rate of its incoming frames.
+// Limits bound one socket's outgoing queue. Overflowing either bound closes
+// the socket with 1008 (slow consumer): a socket is dropped, never waited
+// for.
 type Limits struct {
-	QueueLen    int              // frames
-	QueueBytes  int              // bytes
-	MaxInFlight int              // handler requests in flight (see AcquireSlot)
-	Rate        ratelimit.Policy // allowance of incoming frames
-	// Refused, when set, is told of every frame the read loop answers
-	// itself instead of handing it to the FrameHandler: over the rate
-	// limit (code rate_limited) or binary (bad_request). event is the
-	// frame's event when it is an envelope, else "". For metrics: it is
-	// called on the read loop, so it must be cheap, and must not keep
-	// event, which may alias the frame.
-	Refused func(event, code string)
+	QueueLen   int // frames
+	QueueBytes int // bytes
 }
-
-var errRateLimited = proto.NewError(proto.CodeRateLimited, "too many messages: slow down")
 
 // keptBatchCap is the largest write batch buffer a socket keeps between
 // bursts.
@@ -83,14 +74,12 @@ type Conn struct {
 	closing     bool // no more frames are accepted
 	closeCode   int
 	closeReason string
-	peerClosed  bool             // the close frame to write echoes the client's
-	closeSent   atomic.Bool      // gorilla wrote a close frame itself: write nothing more
-	slots       chan struct{}    // in-flight request slots, made on first use by the reader
-	bucket      ratelimit.Bucket // the reader's only
-	closed      chan struct{}    // closed when closing is set
-	done        chan struct{}    // closed when the reader and writer are gone
-	writerDone  chan struct{}    // closed by the last writer after the close frame
-	opened      int64            // UnixNano
+	peerClosed  bool          // the close frame to write echoes the client's
+	closeSent   atomic.Bool   // gorilla wrote a close frame itself: write nothing more
+	closed      chan struct{} // closed when closing is set
+	done        chan struct{} // closed when the reader and writer are gone
+	writerDone  chan struct{} // closed by the last writer after the close frame
+	opened      int64         // UnixNano
 }
 
 // NewConn wraps a socket of user, upgraded by Upgrade, with connection id id; log is
@@ -129,6 +118,10 @@ func (c *Conn) User() string { return c.user }
 
 // Done is closed when the connection has ended.
 func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Closing is closed once the socket is closing, by the gateway or the
+// client: it accepts no more frames, and will end.
+func (c *Conn) Closing() <-chan struct{} { return c.closed }
 
 // Send queues one text frame. It never blocks; it reports false when the
 // socket is closing or its queue overflowed (the socket is then closed with
@@ -394,9 +387,9 @@ func (c *Conn) writeClose(code int, reason string) {
 	close(c.writerDone)
 }
 
-// ReadLoop reads frames until the socket ends and hands each valid text
-// frame to h. It enforces the read limit, UTF-8 and the pong deadline, and
-// answers binary frames with bad_request. It returns after the socket is
+// ReadLoop reads frames until the socket ends and hands each data frame to
+// h. It enforces the read limit (1009), UTF-8 in text frames (1007) and
+// the pong deadline, and answers pings. It returns after the socket is
 // closed and the writer has finished; call it once.
 func (c *Conn) ReadLoop(h FrameHandler, maxFrame int64) {
 	defer c.finish()
@@ -420,7 +413,7 @@ func (c *Conn) ReadLoop(h FrameHandler, maxFrame int64) {
 	}
 }
 
-// frame answers or hands on one message of the client. It is a function of
+// frame checks or hands on one message of the client. It is a function of
 // its own, not part of ReadLoop's body, so that ReadLoop's stack frame,
 // which an idle socket keeps, stays small (see awaitData).
 //
@@ -429,32 +422,12 @@ func (c *Conn) frame(h FrameHandler, mt int, data []byte) {
 	if !c.extendReadDeadline() {
 		return // closing: drain until the peer's close frame or the grace deadline
 	}
-	text := mt == websocket.TextMessage
-	if text && !utf8.Valid(data) {
+	binary := mt == websocket.BinaryMessage
+	if !binary && !utf8.Valid(data) {
 		c.Close(proto.CloseInvalidData, "text frame is not valid UTF-8")
 		return
 	}
-	// Every frame counts against the allowance, bad ones included.
-	switch c.bucket.Take(&c.limits.Rate, time.Now()) {
-	case ratelimit.Refuse:
-		var env proto.Envelope
-		if text {
-			env, _ = proto.DecodeEnvelope(data) // only to echo a valid ref
-		}
-		c.refused(env.Event, proto.CodeRateLimited)
-		c.SendError(env.Ref, env.HasRef, errRateLimited)
-		return
-	case ratelimit.Abusive:
-		c.refused(eventOf(text, data), proto.CodeRateLimited)
-		c.Close(proto.ClosePolicy, proto.ReasonRateLimited)
-		return
-	}
-	if !text {
-		c.refused("", proto.CodeBadRequest)
-		c.SendError("", false, proto.NewError(proto.CodeBadRequest, "binary frames are not supported: send JSON in text frames"))
-		return
-	}
-	c.handle(h, data)
+	c.handle(h, data, binary)
 }
 
 // awaitData returns once the socket has a message to read, or something
@@ -514,7 +487,7 @@ func (c *Conn) waitReadable(fd uintptr) bool {
 
 // handle runs h on one frame; a panic in it closes this socket only, with
 // 1011, and is logged with its stack.
-func (c *Conn) handle(h FrameHandler, data []byte) {
+func (c *Conn) handle(h FrameHandler, data []byte, binary bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.log.Error("panic handling a frame; closing the socket", zap.String("user", c.user), zap.String("conn", c.id),
@@ -522,7 +495,7 @@ func (c *Conn) handle(h FrameHandler, data []byte) {
 			c.Close(proto.CloseInternalError, "internal error")
 		}
 	}()
-	h.HandleFrame(c, data)
+	h.HandleFrame(data, binary)
 }
 
 // extendReadDeadline pushes the read deadline PongWait ahead unless the
@@ -583,52 +556,5 @@ func (c *Conn) finish() {
 	close(c.done)
 }
 
-// AcquireSlot takes one of the socket's MaxInFlight request slots, waiting
-// while all are taken; it reports false, at once, if the gateway is closing
-// the socket meanwhile. Only the read loop's goroutine may call it (through
-// its FrameHandler), so a client that disconnects while the read loop waits
-// is noticed once a slot frees, within the handler timeout.
-func (c *Conn) AcquireSlot() bool {
-	if c.slots == nil {
-		c.slots = make(chan struct{}, c.limits.MaxInFlight)
-	}
-	select {
-	case c.slots <- struct{}{}:
-		return true
-	case <-c.closed:
-		return false
-	}
-}
-
-// ReleaseSlot returns a slot taken with AcquireSlot; any goroutine may call it.
-func (c *Conn) ReleaseSlot() { <-c.slots }
-
-// SendError queues an error frame, echoing ref when hasRef.
-func (c *Conn) SendError(ref string, hasRef bool, e *proto.Error) {
-	c.Send(proto.AppendError(nil, c.user, ref, hasRef, e))
-}
-
-// SendAck queues an ack frame for ref.
-func (c *Conn) SendAck(ref string) {
-	c.Send(proto.AppendAck(nil, c.user, ref))
-}
-
 // Opened returns when the socket was accepted.
 func (c *Conn) Opened() time.Time { return time.Unix(0, c.opened) }
-
-// refused tells limits.Refused, if set, of a frame the read loop answered
-// itself.
-func (c *Conn) refused(event, code string) {
-	if c.limits.Refused != nil {
-		c.limits.Refused(event, code)
-	}
-}
-
-// eventOf returns the event of a text frame that is an envelope, else "".
-func eventOf(text bool, data []byte) string {
-	if !text {
-		return ""
-	}
-	env, _ := proto.DecodeEnvelope(data)
-	return env.Event
-}

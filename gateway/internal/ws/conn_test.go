@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -17,9 +16,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
-	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
-	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -27,14 +24,20 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const wait = 5 * time.Second
 
-var defaultLimits = ws.Limits{QueueLen: 256, QueueBytes: 1 << 20, MaxInFlight: 4}
+var defaultLimits = ws.Limits{QueueLen: 256, QueueBytes: 1 << 20}
+
+// frame is one data frame as the read loop handed it on.
+type frame struct {
+	data   []byte
+	binary bool
+}
 
 // recorder is a FrameHandler that hands every frame to a channel.
 type recorder struct {
-	frames chan []byte
+	frames chan frame
 }
 
-func (r *recorder) HandleFrame(_ *ws.Conn, data []byte) { r.frames <- data }
+func (r *recorder) HandleFrame(data []byte, binary bool) { r.frames <- frame{data, binary} }
 
 // server is a real HTTP server that upgrades every request with ws.Upgrade,
 // wraps the socket in a ws.Conn for user "alice" and runs its read loop.
@@ -53,7 +56,7 @@ func startServer(t *testing.T, limits ws.Limits, maxFrame int64) *server {
 // instead of the server's recorder.
 func startServerWith(t *testing.T, limits ws.Limits, maxFrame int64, h ws.FrameHandler) *server {
 	t.Helper()
-	s := &server{conns: make(chan *ws.Conn, 128), rec: &recorder{frames: make(chan []byte, 1024)}}
+	s := &server{conns: make(chan *ws.Conn, 128), rec: &recorder{frames: make(chan frame, 1024)}}
 	if h == nil {
 		h = s.rec
 	}
@@ -140,7 +143,7 @@ func waitDone(t *testing.T, c *ws.Conn, timeout time.Duration) {
 
 func TestSendInOrder(t *testing.T) {
 	const n = 500
-	s := startServer(t, ws.Limits{QueueLen: n, QueueBytes: 1 << 20, MaxInFlight: 1}, 65536)
+	s := startServer(t, ws.Limits{QueueLen: n, QueueBytes: 1 << 20}, 65536)
 	cl, c := s.dial(t, nil)
 	for i := range n {
 		if !c.Send(fmt.Appendf(nil, `{"n":%d}`, i)) {
@@ -163,7 +166,7 @@ func TestSendInOrder(t *testing.T) {
 // intact and in order, including ones too big to share a write.
 func TestSendFrameSizes(t *testing.T) {
 	sizes := []int{0, 1, 125, 126, 127, 1000, 65535, 65536, 70000, 200000, 3}
-	s := startServer(t, ws.Limits{QueueLen: 64, QueueBytes: 4 << 20, MaxInFlight: 1}, 65536)
+	s := startServer(t, ws.Limits{QueueLen: 64, QueueBytes: 4 << 20}, 65536)
 	cl, c := s.dial(t, nil)
 	var want [][]byte
 	for i, n := range sizes {
@@ -190,7 +193,7 @@ func TestSendFrameSizes(t *testing.T) {
 // TestSendConcurrent has many producers share one socket: every frame
 // arrives once, and each producer's frames in its order.
 func TestSendConcurrent(t *testing.T) {
-	s := startServer(t, ws.Limits{QueueLen: 10000, QueueBytes: 1 << 22, MaxInFlight: 1}, 65536)
+	s := startServer(t, ws.Limits{QueueLen: 10000, QueueBytes: 1 << 22}, 65536)
 	cl, c := s.dial(t, nil)
 	const producers, each = 8, 200
 	var wg sync.WaitGroup
@@ -236,8 +239,11 @@ func TestReadLoopHandsTextFrames(t *testing.T) {
 	var got [][]byte
 	for range sent {
 		select {
-		case data := <-s.rec.frames:
-			got = append(got, data)
+		case f := <-s.rec.frames:
+			if f.binary {
+				t.Errorf("text frame %q handed on as binary", f.data)
+			}
+			got = append(got, f.data)
 		case <-time.After(wait):
 			t.Fatalf("handler got %q, want %q", got, sent)
 		}
@@ -250,38 +256,40 @@ func TestReadLoopHandsTextFrames(t *testing.T) {
 	}
 }
 
-func TestBinaryFrameGetsBadRequest(t *testing.T) {
+// TestBinaryFrameHandedOn: a binary frame is the handler's to answer: the
+// read loop hands it on, marked binary, answers nothing itself, and keeps
+// the socket open.
+func TestBinaryFrameHandedOn(t *testing.T) {
 	s := startServer(t, defaultLimits, 65536)
-	cl, _ := s.dial(t, nil)
-	if err := cl.WriteMessage(websocket.BinaryMessage, []byte(`{"event":"x","ref":"r1"}`)); err != nil {
-		t.Fatal(err)
+	cl, c := s.dial(t, nil)
+	sent := []struct {
+		mt   int
+		data string
+	}{
+		{websocket.BinaryMessage, "\x00\xff not UTF-8 and not JSON"},
+		{websocket.TextMessage, `{"event":"after"}`},
 	}
-	mt, data, err := read(t, cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f proto.Frame
-	if err := json.Unmarshal(data, &f); err != nil || mt != websocket.TextMessage {
-		t.Fatalf("got type %d %q (%v), want a JSON text frame", mt, data, err)
-	}
-	var e proto.Error
-	if err := json.Unmarshal(f.Args, &e); err != nil {
-		t.Fatal(err)
-	}
-	if f.Event != proto.EventError || f.ID != "alice" || f.Ref != "" || e.Code != proto.CodeBadRequest || e.Message == "" {
-		t.Errorf("got %s, want an error frame for alice with code bad_request and no ref", data)
-	}
-	// The binary frame never reached the handler, and the socket stays open.
-	if err := cl.WriteMessage(websocket.TextMessage, []byte(`{"event":"after"}`)); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case got := <-s.rec.frames:
-		if string(got) != `{"event":"after"}` {
-			t.Errorf("handler got %q, want only the text frame", got)
+	for _, m := range sent {
+		if err := cl.WriteMessage(m.mt, []byte(m.data)); err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(wait):
-		t.Fatal("text frame after the binary one did not reach the handler")
+	}
+	for _, m := range sent {
+		select {
+		case f := <-s.rec.frames:
+			if string(f.data) != m.data || f.binary != (m.mt == websocket.BinaryMessage) {
+				t.Errorf("handler got %q (binary %v), want %q (binary %v)", f.data, f.binary, m.data, m.mt == websocket.BinaryMessage)
+			}
+		case <-time.After(wait):
+			t.Fatalf("frame %q did not reach the handler", m.data)
+		}
+	}
+	c.Send([]byte(`{"last":true}`))
+	if _, data, err := read(t, cl); err != nil || string(data) != `{"last":true}` {
+		t.Errorf("first frame to the client = %q, %v; want only what the gateway sent", data, err)
+	}
+	if code, _ := c.CloseCode(); code != 0 {
+		t.Errorf("CloseCode = %d, want 0 (open)", code)
 	}
 }
 
@@ -341,7 +349,7 @@ func TestBadInputCloses(t *testing.T) {
 			}
 			select {
 			case f := <-s.rec.frames:
-				t.Errorf("handler got %q from a frame that must be refused", f)
+				t.Errorf("handler got %q from a frame that must be refused", f.data)
 			default:
 			}
 		})
@@ -364,8 +372,8 @@ func TestFrameAtTheLimitIsAccepted(t *testing.T) {
 	}
 	select {
 	case got := <-s.rec.frames:
-		if len(got) != maxFrame {
-			t.Errorf("handler got %d bytes, want %d", len(got), maxFrame)
+		if len(got.data) != maxFrame {
+			t.Errorf("handler got %d bytes, want %d", len(got.data), maxFrame)
 		}
 	case <-time.After(wait):
 		t.Fatal("a frame of exactly the max size did not reach the handler")
@@ -460,33 +468,12 @@ func TestClientCloses(t *testing.T) {
 	}
 }
 
-func TestPing(t *testing.T) {
-	s := startServer(t, defaultLimits, 65536)
-	cl, c := s.dial(t, nil)
-	pinged := make(chan struct{}, 1)
-	cl.SetPingHandler(func(string) error {
-		pinged <- struct{}{}
-		return nil
-	})
-	c.Ping()
-	c.Send([]byte(`{"after":"ping"}`))
-	// ReadMessage runs the ping handler before it returns the data frame.
-	if _, data, err := read(t, cl); err != nil || string(data) != `{"after":"ping"}` {
-		t.Fatalf("read = %q, %v", data, err)
-	}
-	select {
-	case <-pinged:
-	default:
-		t.Fatal("no ping arrived before the frame queued after it")
-	}
-}
-
 // TestSlowConsumer sends large frames at a steady pace: a client that reads
 // keeps up and gets them all, while one that never reads fills its TCP
 // buffers, then its queue, and is dropped with 1008 instead of being waited
 // for; its socket ends within the write deadline.
 func TestSlowConsumer(t *testing.T) {
-	limits := ws.Limits{QueueLen: 8, QueueBytes: 256 << 10, MaxInFlight: 1}
+	limits := ws.Limits{QueueLen: 8, QueueBytes: 256 << 10}
 	frame := bytes.Repeat([]byte("z"), 32<<10)
 	const pace = time.Millisecond
 
@@ -554,31 +541,6 @@ func TestSlowConsumer(t *testing.T) {
 	})
 }
 
-// TestIdleConnHasNoWriter checks the doc.go contract: an idle socket costs
-// its reader goroutine only; the writer exits once the queue is empty.
-func TestIdleConnHasNoWriter(t *testing.T) {
-	s := startServer(t, defaultLimits, 65536)
-	const n = 50
-	before := runtime.NumGoroutine()
-	for i := range n {
-		cl, c := s.dial(t, nil)
-		if !c.Send([]byte(`{"hello":true}`)) {
-			t.Fatal("Send refused")
-		}
-		if _, _, err := read(t, cl); err != nil {
-			t.Fatalf("conn %d: %v", i, err)
-		}
-	}
-	// One reader per socket is expected; a writer that stayed would double it.
-	slack := n / 4
-	var extra int
-	testkit.Eventually(t, wait, fmt.Sprintf("at most %d more goroutines for %d idle sockets", n+slack, n), func() bool {
-		extra = runtime.NumGoroutine() - before
-		return extra <= n+slack
-	})
-	t.Logf("%d idle sockets: %d more goroutines", n, extra)
-}
-
 // TestNoLeakAfterClose opens sockets, uses them and ends them every way,
 // then checks that no goroutine is left behind.
 func TestNoLeakAfterClose(t *testing.T) {
@@ -621,97 +583,10 @@ func TestNoLeakAfterClose(t *testing.T) {
 	goleak.VerifyNone(t)
 }
 
-// slotTaker is a FrameHandler that takes a request slot per frame and
-// never gives it back, like a handler request that has not finished.
-type slotTaker struct {
-	acquired chan bool
-	entered  chan struct{} // optional: told before each AcquireSlot
-}
-
-func (h *slotTaker) HandleFrame(c *ws.Conn, _ []byte) {
-	if h.entered != nil {
-		h.entered <- struct{}{}
-	}
-	h.acquired <- c.AcquireSlot()
-}
-
-func TestAcquireSlot(t *testing.T) {
-	h := &slotTaker{acquired: make(chan bool, 8)}
-	s := startServerWith(t, ws.Limits{QueueLen: 8, QueueBytes: 1 << 16, MaxInFlight: 2}, 65536, h)
-	cl, c := s.dial(t, nil)
-	send := func() {
-		if err := cl.WriteMessage(websocket.TextMessage, []byte(`{}`)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range 2 {
-		send()
-		select {
-		case ok := <-h.acquired:
-			if !ok {
-				t.Fatalf("slot %d refused on an open socket", i)
-			}
-		case <-time.After(wait):
-			t.Fatalf("slot %d not granted with %d of 2 taken", i, i)
-		}
-	}
-	send() // all slots taken: this one waits
-	select {
-	case ok := <-h.acquired:
-		t.Fatalf("third slot returned %v with MaxInFlight 2 taken", ok)
-	case <-time.After(100 * time.Millisecond):
-	}
-	c.ReleaseSlot()
-	select {
-	case ok := <-h.acquired:
-		if !ok {
-			t.Fatal("slot refused after one was released")
-		}
-	case <-time.After(wait):
-		t.Fatal("waiting frame not let through when a slot was released")
-	}
-	for range 2 {
-		c.ReleaseSlot()
-	}
-}
-
-// TestAcquireSlotSocketCloses checks that a read loop waiting for a slot
-// gives up at once when the gateway closes the socket, so shutdown does not
-// wait for the handler timeout.
-func TestAcquireSlotSocketCloses(t *testing.T) {
-	h := &slotTaker{acquired: make(chan bool, 8), entered: make(chan struct{}, 8)}
-	s := startServerWith(t, ws.Limits{QueueLen: 8, QueueBytes: 1 << 16, MaxInFlight: 1}, 65536, h)
-	cl, c := s.dial(t, nil)
-	for range 2 {
-		if err := cl.WriteMessage(websocket.TextMessage, []byte(`{}`)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if ok := <-h.acquired; !ok {
-		t.Fatal("first slot refused")
-	}
-	<-h.entered
-	<-h.entered
-	// The read loop now waits in AcquireSlot for the second frame.
-	c.Close(websocket.CloseGoingAway, "shutting down")
-	defer c.ReleaseSlot()
-	select {
-	case ok := <-h.acquired:
-		if ok {
-			t.Error("AcquireSlot granted a slot nobody released")
-		}
-	case <-time.After(5 * time.Second):
-		t.Error("AcquireSlot still waits after the socket was closed")
-	}
-	if code := readClose(t, cl).Code; code != websocket.CloseGoingAway {
-		t.Errorf("close code %d, want 1001", code)
-	}
-}
-
 // panicker is a FrameHandler with a bug: it panics on the frame "boom".
 type panicker struct{ frames chan []byte }
 
-func (h *panicker) HandleFrame(_ *ws.Conn, data []byte) {
+func (h *panicker) HandleFrame(data []byte, _ bool) {
 	if string(data) == "boom" {
 		panic("handler bug")
 	}
@@ -748,105 +623,6 @@ func TestHandlerPanicClosesOnlyThatSocket(t *testing.T) {
 	}
 }
 
-// TestInvalidUTF8ClosesEvenOverRateLimit: the contract's 1007 for invalid
-// UTF-8 holds also for a socket that is over its allowance.
-func TestInvalidUTF8ClosesEvenOverRateLimit(t *testing.T) {
-	limits := defaultLimits
-	limits.Rate = ratelimit.Policy{Rate: 0.001, Burst: 1, CloseAfter: 100, Window: time.Minute}
-	s := startServerWith(t, limits, 65536, nil)
-	cl, _ := s.dial(t, nil)
-	for _, frame := range []string{`{"event":"a"}`, `{"event":"b","ref":"r2"}`} {
-		if err := cl.WriteMessage(websocket.TextMessage, []byte(frame)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The second frame is over the allowance: rate_limited, with its ref.
-	_, data, err := read(t, cl)
-	if err != nil || !strings.Contains(string(data), `"code":"rate_limited"`) || !strings.Contains(string(data), `"ref":"r2"`) {
-		t.Fatalf("got %s, %v; want a rate_limited error for r2", data, err)
-	}
-	if err := cl.WriteMessage(websocket.TextMessage, []byte("{\"event\":\"\xff\"}")); err != nil {
-		t.Fatal(err)
-	}
-	if code := readClose(t, cl).Code; code != websocket.CloseInvalidFramePayloadData {
-		t.Fatalf("close code %d, want 1007", code)
-	}
-}
-
-// TestClientPingsDuringALongWrite: a client that pauses reading while
-// pinging must get the full WriteWait for the frames already being written.
-// gorilla's own pong reply set the connection's write deadline to 1 s under
-// the writer's batch and cut it off with 1006; pongs now go through the
-// queue, answered in order with their payload.
-func TestClientPingsDuringALongWrite(t *testing.T) {
-	const n, size = 200, 60 << 10
-	limits := ws.Limits{QueueLen: n + 64, QueueBytes: (n + 64) * size, MaxInFlight: 1}
-	s := startServer(t, limits, 65536)
-	d := *websocket.DefaultDialer
-	d.ReadBufferSize = 4096
-	cl, c := s.dial(t, &d)
-	pongs := make(chan string, 64)
-	cl.SetPongHandler(func(p string) error {
-		select {
-		case pongs <- p:
-		default:
-		}
-		return nil
-	})
-	frame := bytes.Repeat([]byte("p"), size)
-	for range n {
-		if !c.Send(frame) {
-			t.Fatal("Send refused a frame within the queue's bounds")
-		}
-	}
-	// The client pings every 100 ms and reads nothing for 2 s, longer than
-	// gorilla's 1 s control-frame deadline: this pause is the fault itself,
-	// not a wait for a condition.
-	stop := make(chan struct{})
-	var pinging sync.WaitGroup
-	pinging.Add(1)
-	go func() {
-		defer pinging.Done()
-		tk := time.NewTicker(100 * time.Millisecond)
-		defer tk.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-tk.C:
-				_ = cl.WriteControl(websocket.PingMessage, []byte(fmt.Sprintf("p%d", i)), time.Now().Add(wait))
-			}
-		}
-	}()
-	time.Sleep(2 * time.Second)
-	for i := range n {
-		if _, data, err := read(t, cl); err != nil || len(data) != size {
-			close(stop)
-			pinging.Wait()
-			t.Fatalf("frame %d of %d: %d bytes, %v; the server cut the write", i+1, n, len(data), err)
-		}
-	}
-	close(stop)
-	pinging.Wait()
-	// The pongs were queued behind the frames; a last frame behind them
-	// makes the client's read run its pong handler.
-	c.Send([]byte(`{"last":true}`))
-	if _, data, err := read(t, cl); err != nil || string(data) != `{"last":true}` {
-		t.Fatalf("last frame: %q, %v", data, err)
-	}
-	select {
-	case p := <-pongs:
-		if !strings.HasPrefix(p, "p") {
-			t.Errorf("pong payload %q, want the ping's", p)
-		}
-	default:
-		t.Error("no pong answered the client's pings")
-	}
-	if code, _ := c.CloseCode(); code != 0 {
-		t.Errorf("socket closed with %d while the client was reading", code)
-	}
-}
-
 // TestClientCloseIsEchoedAfterNoData: the client's close frame is answered
 // with its code, and no data frame queued afterwards follows the echo.
 func TestClientCloseIsEchoedAfterNoData(t *testing.T) {
@@ -865,103 +641,4 @@ func TestClientCloseIsEchoedAfterNoData(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Code != websocket.CloseNormalClosure {
 		t.Fatalf("read = %q, %v; want the echo of close 1000", data, err)
 	}
-}
-
-// readersWaitAboveGorilla reports whether every read loop goroutine is
-// waiting in awaitData rather than inside gorilla's read.
-func readersWaitAboveGorilla() (bool, string) {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var seen int
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if !strings.Contains(g, "ws.(*Conn).ReadLoop") {
-			continue
-		}
-		seen++
-		if !strings.Contains(g, "ws.(*Conn).awaitData") || strings.Contains(g, "websocket.(*Conn).NextReader") {
-			return false, g
-		}
-	}
-	return seen > 0, "no read loop"
-}
-
-// TestIdleReaderWaitsAboveGorilla: between messages a socket's reader waits
-// in awaitData, a few calls deep, not inside gorilla's read, also after the
-// client's pings and pongs, which keep an idle socket alive: that is what
-// keeps an idle socket's goroutine stack at 2 KB. A ping that arrives
-// together with a message is answered, and the message handed on.
-func TestIdleReaderWaitsAboveGorilla(t *testing.T) {
-	s := startServer(t, defaultLimits, 65536)
-	cl, c := s.dial(t, nil)
-	pongs := make(chan string, 8)
-	cl.SetPongHandler(func(p string) error { pongs <- p; return nil })
-	go func() { // reading runs the client's handlers
-		for {
-			if _, _, err := cl.ReadMessage(); err != nil {
-				return
-			}
-		}
-	}()
-	expectPong := func(want string) {
-		t.Helper()
-		select {
-		case got := <-pongs:
-			if got != want {
-				t.Fatalf("pong %q, want %q", got, want)
-			}
-		case <-time.After(wait):
-			t.Fatalf("no pong for ping %q", want)
-		}
-	}
-	expectFrame := func(want string) {
-		t.Helper()
-		select {
-		case got := <-s.rec.frames:
-			if string(got) != want {
-				t.Fatalf("frame %q, want %q", got, want)
-			}
-		case <-time.After(wait):
-			t.Fatalf("frame %q not handed on", want)
-		}
-	}
-	waitsAbove := func(after string) {
-		t.Helper()
-		var stack string
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("read loop goroutine:\n%s", stack)
-			}
-		})
-		testkit.Eventually(t, wait, "the reader waits in awaitData after "+after, func() bool {
-			var ok bool
-			ok, stack = readersWaitAboveGorilla()
-			return ok
-		})
-	}
-
-	c.Send([]byte(`{"hello":true}`)) // lets the writer run
-	waitsAbove("the upgrade")
-
-	if err := cl.WriteControl(websocket.PingMessage, []byte("p1"), time.Now().Add(wait)); err != nil {
-		t.Fatal(err)
-	}
-	expectPong("p1")
-	waitsAbove("a ping")
-
-	c.Ping() // the client answers with a pong
-	if err := cl.WriteMessage(websocket.TextMessage, []byte(`{"event":"a"}`)); err != nil {
-		t.Fatal(err)
-	}
-	expectFrame(`{"event":"a"}`)
-	waitsAbove("a pong and a message")
-
-	// A ping and a message in one write: both reach the server together.
-	mask := [4]byte{7, 1, 3, 5}
-	raw := append(ws.ClientFrame(0x89, mask, []byte("p2")), ws.ClientFrame(0x81, mask, []byte(`{"event":"b"}`))...)
-	if _, err := cl.NetConn().Write(raw); err != nil {
-		t.Fatal(err)
-	}
-	expectPong("p2")
-	expectFrame(`{"event":"b"}`)
-	waitsAbove("a ping and a message in one segment")
 }

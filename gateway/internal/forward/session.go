@@ -1,0 +1,112 @@
+package forward
+
+import (
+	"time"
+
+	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// Socket is what the forwarder needs of a client socket (a ws.Conn). Send
+// and Close must not block.
+type Socket interface {
+	ID() string
+	// User returns the verified user id of the socket.
+	User() string
+	// Send queues one frame; it reports false when the socket is closing
+	// or its queue overflowed.
+	Send(data []byte) bool
+	// Close closes the socket with code and reason; only the first call
+	// counts.
+	Close(code int, reason string)
+	// Closing is closed once the socket is closing: it takes no more
+	// frames and will end.
+	Closing() <-chan struct{}
+}
+
+// Session is one socket's side of the forwarder, made when the socket is
+// accepted: its read loop hands it every data frame (it is a
+// ws.FrameHandler). It holds the socket's policy: the allowance of its
+// incoming frames (Config.Rate) and its requests in flight
+// (Config.MaxInFlight). HandleFrame is called by the socket's read loop
+// only, never concurrently.
+type Session struct {
+	f      *Forwarder
+	sock   Socket
+	slots  chan struct{}    // in-flight request slots, made on first use by the reader
+	bucket ratelimit.Bucket // the reader's only
+}
+
+// Session returns the Session of sock, a socket just accepted.
+func (f *Forwarder) Session(sock Socket) *Session {
+	return &Session{f: f, sock: sock}
+}
+
+// HandleFrame answers one data frame of the client or forwards it: every
+// frame counts against the socket's allowance, and one over it is answered
+// rate_limited (or, from a client that keeps sending over it, closes the
+// socket with 1008); a binary frame is answered bad_request; a text frame
+// is an envelope for a handler.
+func (s *Session) HandleFrame(data []byte, binary bool) {
+	// Every frame counts against the allowance, bad ones included.
+	switch s.bucket.Take(&s.f.rate, time.Now()) {
+	case ratelimit.Refuse:
+		var env proto.Envelope
+		if !binary {
+			env, _ = proto.DecodeEnvelope(data) // only to echo a valid ref
+		}
+		s.f.rec.Envelope(env.Event, proto.CodeRateLimited, 0)
+		s.sendError(env.Ref, env.HasRef, errRateLimited)
+		return
+	case ratelimit.Abusive:
+		s.f.rec.Envelope(eventOf(binary, data), proto.CodeRateLimited, 0)
+		s.sock.Close(proto.ClosePolicy, proto.ReasonRateLimited)
+		return
+	}
+	if binary {
+		s.f.rec.Envelope("", proto.CodeBadRequest, 0)
+		s.sendError("", false, errBinary)
+		return
+	}
+	s.f.envelope(s, data)
+}
+
+// acquireSlot takes one of the socket's request slots, waiting while all
+// are taken; it reports false, at once, if the socket is closing
+// meanwhile. Only the read loop calls it (through HandleFrame), so a
+// client that disconnects while its read loop waits is noticed once a slot
+// frees, within the handler timeout.
+func (s *Session) acquireSlot() bool {
+	if s.slots == nil {
+		s.slots = make(chan struct{}, s.f.maxInFlight)
+	}
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	case <-s.sock.Closing():
+		return false
+	}
+}
+
+// releaseSlot returns a slot taken with acquireSlot; any goroutine may call
+// it.
+func (s *Session) releaseSlot() { <-s.slots }
+
+// sendError queues an error frame, echoing ref when hasRef.
+func (s *Session) sendError(ref string, hasRef bool, e *proto.Error) {
+	s.sock.Send(proto.AppendError(nil, s.sock.User(), ref, hasRef, e))
+}
+
+// sendAck queues an ack frame for ref.
+func (s *Session) sendAck(ref string) {
+	s.sock.Send(proto.AppendAck(nil, s.sock.User(), ref))
+}
+
+// eventOf returns the event of a frame that is an envelope, else "".
+func eventOf(binary bool, data []byte) string {
+	if binary {
+		return ""
+	}
+	env, _ := proto.DecodeEnvelope(data)
+	return env.Event
+}

@@ -1,0 +1,95 @@
+package worker
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/switchboard/switchboard/gateway/internal/auth"
+	"github.com/switchboard/switchboard/gateway/internal/web"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// AdminHandler serves what the supervisor reads over the worker's private
+// socket: GET /metrics (the worker's registry) and GET /readyz.
+func (w *Worker) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", w.metrics.Handler())
+	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
+		// Served before Run has connected: NATS and Redis are only looked
+		// at once they exist.
+		if !w.adm.Opened() {
+			writeJSON(rw, http.StatusServiceUnavailable, map[string]any{
+				"status": "unavailable", "reasons": []string{"starting: waiting for NATS and Redis"}, "worker": w.index,
+			})
+			return
+		}
+		w.serveReady(rw, r)
+	})
+	return mux
+}
+
+// routes serves the client port: /socket, the health checks, /dev/token
+// in dev mode, and the browser assets.
+func (w *Worker) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /socket", web.AllowProbe(http.HandlerFunc(w.serveSocket)))
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
+		writeJSON(rw, http.StatusOK, map[string]any{"status": "ok", "worker": w.index})
+	})
+	mux.HandleFunc("GET /readyz", w.serveReady)
+	if w.cfg.Dev {
+		mux.HandleFunc("GET /dev/token", w.serveDevToken)
+	}
+	web.Register(mux, w.cfg.Dev)
+	return mux
+}
+
+// devTokenTTL is the lifetime of tokens minted by /dev/token.
+const devTokenTTL = 24 * time.Hour
+
+// serveDevToken mints a token for ?user= (dev mode only, PROTOCOL 1).
+func (w *Worker) serveDevToken(rw http.ResponseWriter, r *http.Request) {
+	user := r.URL.Query().Get("user")
+	if user == "" {
+		writeError(rw, http.StatusBadRequest, proto.CodeBadRequest, "user is required: /dev/token?user=<id>")
+		return
+	}
+	tok, err := auth.Mint(w.cfg.JWTSecret, user, devTokenTTL)
+	if err != nil {
+		writeError(rw, http.StatusInternalServerError, proto.CodeHandlerError, "cannot mint a token")
+		return
+	}
+	rw.Header().Set("Cache-Control", "no-store")
+	writeJSON(rw, http.StatusOK, map[string]any{"token": tok, "user": user, "expires_in": int(devTokenTTL.Seconds())})
+}
+
+// serveReady answers /readyz: 200 once the worker has started and while
+// NATS is connected and the Redis subscription live, else 503 with why.
+func (w *Worker) serveReady(rw http.ResponseWriter, _ *http.Request) {
+	var reasons []string
+	if !w.adm.Opened() {
+		reasons = append(reasons, "starting: waiting for NATS and Redis")
+	}
+	if !w.nc.IsConnected() {
+		reasons = append(reasons, "nats not connected")
+	}
+	if !w.sub.Live() {
+		reasons = append(reasons, "redis subscription not live")
+	}
+	if len(reasons) > 0 {
+		writeJSON(rw, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "reasons": reasons, "worker": w.index})
+		return
+	}
+	writeJSON(rw, http.StatusOK, map[string]any{"status": "ready", "worker": w.index})
+}
+
+func writeJSON(rw http.ResponseWriter, status int, v any) {
+	rw.Header().Set("Content-Type", "application/json")
+	rw.WriteHeader(status)
+	_ = json.NewEncoder(rw).Encode(v)
+}
+
+func writeError(rw http.ResponseWriter, status int, code, msg string) {
+	writeJSON(rw, status, map[string]any{"error": proto.Error{Code: code, Message: msg}})
+}
