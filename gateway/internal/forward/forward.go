@@ -49,7 +49,7 @@ type Recorder interface {
 	// Envelope reports one frame: event is "" when the frame was not a
 	// valid envelope; code is "" on success, else the error code sent to
 	// the client; rtt is the round trip when the handler replied, else 0.
-	Envelope(event, code string, rtt time.Duration)
+	Envelope(event string, code proto.Code, rtt time.Duration)
 	// Shed reports one envelope refused unforwarded because the worker was
 	// overloaded, for reason ShedFanout or ShedInFlight; Envelope reports
 	// it too, as unavailable.
@@ -67,8 +67,8 @@ const (
 
 type nopRecorder struct{}
 
-func (nopRecorder) Envelope(string, string, time.Duration) {}
-func (nopRecorder) Shed(string)                            {}
+func (nopRecorder) Envelope(string, proto.Code, time.Duration) {}
+func (nopRecorder) Shed(string)                                {}
 
 // Forwarder implements ws.FrameHandler.
 type Forwarder struct {
@@ -246,7 +246,7 @@ func (f *Forwarder) request(c *ws.Conn, env *proto.Envelope) (*proto.Error, time
 	return proto.DecodeReply(msg.Data), max(time.Since(sent), time.Nanosecond)
 }
 
-func errCode(e *proto.Error) string {
+func errCode(e *proto.Error) proto.Code {
 	if e == nil {
 		return ""
 	}

@@ -83,7 +83,7 @@ func New(cfg config.Config, index int, log *zap.Logger) *Worker {
 				OnRefuse: m.RateLimited,
 			},
 			// Frames the socket answers itself count as envelopes too.
-			Refused: func(event, code string) { m.Envelope(event, code, 0) },
+			Refused: func(event string, code proto.Code) { m.Envelope(event, code, 0) },
 		},
 	}
 	w.upgrader = websocket.Upgrader{
@@ -341,7 +341,7 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if capped != nil {
-		w.log.Debug("upgrade refused: socket limit", zap.String("user", user), zap.String("code", capped.err.Code),
+		w.log.Debug("upgrade refused: socket limit", zap.String("user", user), zap.String("code", string(capped.err.Code)),
 			zap.Int("status", capped.status))
 		refused(capped.metric)
 		writeError(rw, capped.status, capped.err.Code, capped.err.Message)
@@ -502,7 +502,7 @@ func writeJSON(rw http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(rw).Encode(v)
 }
 
-func writeError(rw http.ResponseWriter, status int, code, msg string) {
+func writeError(rw http.ResponseWriter, status int, code proto.Code, msg string) {
 	writeJSON(rw, status, map[string]any{"error": proto.Error{Code: code, Message: msg}})
 }
 

@@ -49,7 +49,7 @@ type Limits struct {
 	// frame's event when it is an envelope, else "". For metrics: it is
 	// called on the read loop, so it must be cheap, and must not keep
 	// event, which may alias the frame.
-	Refused func(event, code string)
+	Refused func(event string, code proto.Code)
 }
 
 var errRateLimited = proto.NewError(proto.CodeRateLimited, "too many messages: slow down")
@@ -618,7 +618,7 @@ func (c *Conn) Opened() time.Time { return time.Unix(0, c.opened) }
 
 // refused tells limits.Refused, if set, of a frame the read loop answered
 // itself.
-func (c *Conn) refused(event, code string) {
+func (c *Conn) refused(event string, code proto.Code) {
 	if c.limits.Refused != nil {
 		c.limits.Refused(event, code)
 	}

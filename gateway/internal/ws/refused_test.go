@@ -18,10 +18,10 @@ type refusals struct {
 	got []string
 }
 
-func (r *refusals) add(event, code string) {
+func (r *refusals) add(event string, code proto.Code) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.got = append(r.got, event+"/"+code)
+	r.got = append(r.got, event+"/"+string(code))
 }
 
 func (r *refusals) list() []string {
@@ -61,7 +61,8 @@ func TestRefusedFramesAreReported(t *testing.T) {
 		t.Fatalf("closed with %d, want 1008", ce.Code)
 	}
 	waitDone(t, c, wait)
-	want := []string{"/" + proto.CodeBadRequest, "c/" + proto.CodeRateLimited, "/" + proto.CodeRateLimited, "e/" + proto.CodeRateLimited}
+	bad, limited := string(proto.CodeBadRequest), string(proto.CodeRateLimited)
+	want := []string{"/" + bad, "c/" + limited, "/" + limited, "e/" + limited}
 	if got := r.list(); !slices.Equal(got, want) {
 		t.Errorf("Refused told %q, want %q", got, want)
 	}

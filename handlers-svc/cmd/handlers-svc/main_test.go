@@ -165,7 +165,7 @@ func TestServesEndToEnd(t *testing.T) {
 
 	for _, tt := range []struct {
 		req  proto.Request
-		want string
+		want proto.Code
 	}{
 		{proto.Request{Event: "postUpdated", Args: json.RawMessage(`{"post":1}`), User: "alice"}, proto.CodeBadRequest},
 		{proto.Request{Event: "nope", User: "alice"}, proto.CodeUnknownEvent},
