@@ -12,6 +12,7 @@ require (
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.72.0
 	github.com/redis/go-redis/v9 v9.23.0
+	github.com/switchboard/switchboard/internal v0.0.0
 	github.com/switchboard/switchboard/proto v0.0.0
 	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
@@ -40,5 +41,7 @@ require (
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 )
+
+replace github.com/switchboard/switchboard/internal => ../internal
 
 replace github.com/switchboard/switchboard/proto => ../proto

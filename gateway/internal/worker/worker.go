@@ -32,6 +32,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
 	"github.com/switchboard/switchboard/gateway/internal/web"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
+	"github.com/switchboard/switchboard/internal/redact"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -208,7 +209,7 @@ func (w *Worker) connect(ctx context.Context) error {
 	// Redis is waited for by the subscriber, which retries by itself; NATS
 	// by RetryOnFailedConnect. Log here once if either is not up yet.
 	if !w.nc.IsConnected() {
-		log.Warn("nats not reachable yet, retrying in the background", zap.String("url", redactURL(w.cfg.NATSURL)))
+		log.Warn("nats not reachable yet, retrying in the background", zap.String("url", redact.URL(w.cfg.NATSURL)))
 	}
 	return nil
 }
@@ -520,19 +521,4 @@ func upgradeError(rw http.ResponseWriter, _ *http.Request, status int, reason er
 	}
 	rw.Header().Set("Sec-WebSocket-Version", "13") // as gorilla's own answer, for a client of another version
 	writeError(rw, status, code, reason.Error())
-}
-
-// redactURL drops credentials from a URL, or from each URL of a
-// comma-separated list, before it is logged.
-func redactURL(s string) string {
-	parts := strings.Split(s, ",")
-	for i, p := range parts {
-		u, err := url.Parse(strings.TrimSpace(p))
-		if err != nil {
-			parts[i] = "(unparsable url)"
-			continue
-		}
-		parts[i] = u.Redacted()
-	}
-	return strings.Join(parts, ",")
 }

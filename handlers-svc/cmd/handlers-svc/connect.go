@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/url"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -117,19 +115,4 @@ func waitRedis(ctx context.Context, rdb *redis.Client, log *zap.Logger) error {
 		}
 		wait = min(2*wait, redisRetryMax)
 	}
-}
-
-// redactURL hides the credentials of a URL, or of each URL of a
-// comma-separated list (NATS_URL may be one), for logs.
-func redactURL(s string) string {
-	parts := strings.Split(s, ",")
-	for i, p := range parts {
-		u, err := url.Parse(strings.TrimSpace(p))
-		if err != nil {
-			parts[i] = "(invalid)"
-			continue
-		}
-		parts[i] = u.Redacted()
-	}
-	return strings.Join(parts, ",")
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/switchboard/switchboard/handlers-svc/internal/metrics"
 	"github.com/switchboard/switchboard/handlers-svc/internal/natserve"
 	"github.com/switchboard/switchboard/handlers-svc/internal/redisdispatch"
+	"github.com/switchboard/switchboard/internal/redact"
 )
 
 // httpShutdownTimeout bounds the health server's shutdown, the last step.
@@ -117,8 +118,8 @@ func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
 // clean shutdown, also when ctx ends while still waiting for NATS or Redis.
 func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	log.Info("starting",
-		zap.String("nats_url", redactURL(cfg.NATSURL)),
-		zap.String("redis_url", redactURL(cfg.RedisURL)),
+		zap.String("nats_url", redact.URL(cfg.NATSURL)),
+		zap.String("redis_url", redact.URL(cfg.RedisURL)),
 		zap.String("addr", cfg.Addr),
 		zap.Duration("timeout", cfg.Timeout),
 		zap.Duration("shutdown_timeout", cfg.ShutdownTimeout))

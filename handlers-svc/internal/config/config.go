@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/switchboard/switchboard/internal/serverurl"
 )
 
 // Config is the configuration of handlers-svc (PROTOCOL section 1).
@@ -108,10 +108,10 @@ func Load(args []string, getenv func(string) string, output io.Writer) (Config, 
 // Validate reports every invalid value, naming its environment variable.
 func (c Config) Validate() error {
 	var errs []error
-	if err := validateNATSURL(c.NATSURL); err != nil {
+	if err := serverurl.NATS(c.NATSURL); err != nil {
 		errs = append(errs, fmt.Errorf("NATS_URL: %w", err))
 	}
-	if _, err := redis.ParseURL(c.RedisURL); err != nil {
+	if err := serverurl.Redis(c.RedisURL); err != nil {
 		errs = append(errs, fmt.Errorf("REDIS_URL: %w", err))
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
@@ -136,27 +136,4 @@ func (c Config) Level() (zapcore.Level, error) {
 		return 0, fmt.Errorf("%q is not one of debug, info, warn, error", c.LogLevel)
 	}
 	return lvl, nil
-}
-
-// validateNATSURL checks each URL of a comma-separated NATS server list.
-func validateNATSURL(s string) error {
-	if strings.TrimSpace(s) == "" {
-		return errors.New("must not be empty")
-	}
-	for u := range strings.SplitSeq(s, ",") {
-		// Errors name the URL only with its credentials hidden.
-		parsed, err := url.Parse(strings.TrimSpace(u))
-		if err != nil {
-			return errors.New("a server is not a URL")
-		}
-		switch parsed.Scheme {
-		case "nats", "tls", "ws", "wss":
-		default:
-			return fmt.Errorf("%q: scheme must be nats, tls, ws or wss", parsed.Redacted())
-		}
-		if parsed.Host == "" {
-			return fmt.Errorf("%q has no host", parsed.Redacted())
-		}
-	}
-	return nil
 }
