@@ -26,10 +26,11 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/auth"
 	"github.com/switchboard/switchboard/gateway/internal/config"
 	"github.com/switchboard/switchboard/gateway/internal/gctune"
-	"github.com/switchboard/switchboard/gateway/internal/logging"
 	"github.com/switchboard/switchboard/gateway/internal/metrics"
 	"github.com/switchboard/switchboard/gateway/internal/supervisor"
 	"github.com/switchboard/switchboard/gateway/internal/worker"
+	"github.com/switchboard/switchboard/internal/logging"
+	"github.com/switchboard/switchboard/internal/redislog"
 )
 
 func main() {
@@ -64,7 +65,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		// go-redis logs through a process-wide logger (dial failures of its
 		// pool, on every retry while Redis is down). The fan-out logs an
 		// outage once itself, so go-redis's lines go to zap at debug level.
-		redis.SetLogger(redisLogger{log: wlog.Named("go-redis")})
+		redis.SetLogger(redislog.New(wlog.Named("go-redis")))
 		return runWorker(ctx, cfg, wlog)
 	}
 	if cfg.Dev {
@@ -179,13 +180,4 @@ func mintToken(args []string, stdout io.Writer) error {
 	}
 	_, err = fmt.Fprintln(stdout, tok)
 	return err
-}
-
-// redisLogger writes go-redis's own log lines at debug level, as JSON.
-type redisLogger struct{ log *zap.Logger }
-
-func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
-	if ce := l.log.Check(zap.DebugLevel, "go-redis"); ce != nil {
-		ce.Write(zap.String("detail", fmt.Sprintf(format, v...)))
-	}
 }

@@ -25,7 +25,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/handlers-svc/event/middleware"
@@ -34,7 +33,9 @@ import (
 	"github.com/switchboard/switchboard/handlers-svc/internal/metrics"
 	"github.com/switchboard/switchboard/handlers-svc/internal/natserve"
 	"github.com/switchboard/switchboard/handlers-svc/internal/redisdispatch"
+	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/redact"
+	"github.com/switchboard/switchboard/internal/redislog"
 )
 
 // httpShutdownTimeout bounds the health server's shutdown, the last step.
@@ -59,14 +60,16 @@ func main() {
 		fmt.Fprintf(os.Stderr, "handlers-svc: configuration: %v\n", err)
 		os.Exit(2)
 	}
-	log, err := newLogger(cfg)
+	// Every failure is logged: they are per request, and rare.
+	log, err := logging.New(cfg.LogLevel, logging.Unsampled())
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "handlers-svc: logger: %v\n", err)
 		os.Exit(2)
 	}
+	log = log.Named("handlers-svc")
 
 	// go-redis logs through a process-wide logger; send it to zap once, here.
-	redis.SetLogger(redisLogger{log: log.Named("go-redis")})
+	redis.SetLogger(redislog.New(log.Named("go-redis")))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	// After the first signal, a second one stops the process at once.
@@ -80,36 +83,6 @@ func main() {
 	}
 	log.Info("handlers-svc stopped")
 	_ = log.Sync()
-}
-
-// newLogger returns a zap logger writing JSON lines to stderr at cfg's level.
-func newLogger(cfg config.Config) (*zap.Logger, error) {
-	lvl, err := cfg.Level()
-	if err != nil {
-		return nil, err
-	}
-	zc := zap.NewProductionConfig()
-	zc.Level = zap.NewAtomicLevelAt(lvl)
-	zc.Sampling = nil // every failure is logged: they are per request, and rare
-	zc.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
-	zc.OutputPaths = []string{"stderr"}
-	zc.ErrorOutputPaths = []string{"stderr"}
-	log, err := zc.Build()
-	if err != nil {
-		return nil, err
-	}
-	return log.Named("handlers-svc"), nil
-}
-
-// redisLogger writes go-redis's own log lines (such as dial failures of its
-// pool) at debug level: the service logs the failures that matter itself,
-// with their request.
-type redisLogger struct{ log *zap.Logger }
-
-func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
-	if ce := l.log.Check(zap.DebugLevel, "go-redis"); ce != nil {
-		ce.Write(zap.String("detail", fmt.Sprintf(format, v...)))
-	}
 }
 
 // realMain runs handlers-svc until ctx is done, then shuts down in order:

@@ -11,8 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"go.uber.org/zap/zapcore"
-
+	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/serverurl"
 )
 
@@ -117,7 +116,7 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("HANDLERS_ADDR: %w", err))
 	}
-	if _, err := c.Level(); err != nil {
+	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL: %w", err))
 	}
 	if c.Timeout <= 0 {
@@ -127,13 +126,4 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("HANDLERS_SHUTDOWN_TIMEOUT: must be positive, got %s", c.ShutdownTimeout))
 	}
 	return errors.Join(errs...)
-}
-
-// Level returns the zap level named by LogLevel.
-func (c Config) Level() (zapcore.Level, error) {
-	lvl, err := zapcore.ParseLevel(c.LogLevel)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not one of debug, info, warn, error", c.LogLevel)
-	}
-	return lvl, nil
 }
