@@ -9,6 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/switchboard/switchboard/internal/backoff"
 )
 
 // Start-up retry of Redis: the first wait, doubled after each failure up to
@@ -93,7 +95,7 @@ func waitNATS(ctx context.Context, nc *nats.Conn, log *zap.Logger) error {
 
 // waitRedis pings rdb until it answers or ctx is done, logging each failure.
 func waitRedis(ctx context.Context, rdb *redis.Client, log *zap.Logger) error {
-	wait := redisRetryMin
+	bo := backoff.Backoff{Min: redisRetryMin, Max: redisRetryMax}
 	for {
 		pingCtx, cancel := context.WithTimeout(ctx, redisPingLimit)
 		err := rdb.Ping(pingCtx).Err()
@@ -105,14 +107,9 @@ func waitRedis(ctx context.Context, rdb *redis.Client, log *zap.Logger) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		log.Warn("waiting for Redis", zap.Error(err), zap.Duration("retry_in", wait))
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		log.Warn("waiting for Redis", zap.Error(err), zap.Duration("retry_in", bo.Next()))
+		if !bo.Wait(ctx) {
 			return ctx.Err()
 		}
-		wait = min(2*wait, redisRetryMax)
 	}
 }
