@@ -29,6 +29,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/metrics"
 	"github.com/switchboard/switchboard/gateway/internal/supervisor"
 	"github.com/switchboard/switchboard/gateway/internal/worker"
+	"github.com/switchboard/switchboard/internal/healthcheck"
 	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/redislog"
 )
@@ -48,7 +49,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		return mintToken(args[1:], stdout)
 	}
 	if len(args) > 0 && args[0] == "health" {
-		return healthCheck(ctx, args[1:], stdout)
+		return healthcheck.Run(ctx, "gateway", args[1:], stdout, healthAddr)
 	}
 	cfg, err := config.Load(args, os.Getenv)
 	if err != nil {

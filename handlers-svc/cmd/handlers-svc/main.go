@@ -33,6 +33,7 @@ import (
 	"github.com/switchboard/switchboard/handlers-svc/internal/metrics"
 	"github.com/switchboard/switchboard/handlers-svc/internal/natserve"
 	"github.com/switchboard/switchboard/handlers-svc/internal/redisdispatch"
+	"github.com/switchboard/switchboard/internal/healthcheck"
 	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/redact"
 	"github.com/switchboard/switchboard/internal/redislog"
@@ -43,7 +44,7 @@ const httpShutdownTimeout = 2 * time.Second
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "health" {
-		if err := healthCheck(context.Background(), os.Args[2:], os.Stdout); err != nil {
+		if err := healthcheck.Run(context.Background(), "handlers-svc", os.Args[2:], os.Stdout, healthAddr); err != nil {
 			fmt.Fprintf(os.Stderr, "handlers-svc health: %v\n", err)
 			os.Exit(1)
 		}
