@@ -32,6 +32,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
 	"github.com/switchboard/switchboard/gateway/internal/web"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
+	"github.com/switchboard/switchboard/internal/readiness"
 	"github.com/switchboard/switchboard/internal/redact"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -109,9 +110,7 @@ func (w *Worker) AdminHandler() http.Handler {
 		// Served before Run has connected: NATS and Redis are only looked
 		// at once they exist.
 		if !w.started.Load() {
-			writeJSON(rw, http.StatusServiceUnavailable, map[string]any{
-				"status": "unavailable", "reasons": []string{"starting: waiting for NATS and Redis"}, "worker": w.index,
-			})
+			readiness.Write(rw, readiness.New("starting: waiting for NATS and Redis").OfWorker(w.index))
 			return
 		}
 		w.serveReady(rw, r)
@@ -287,11 +286,7 @@ func (w *Worker) serveReady(rw http.ResponseWriter, _ *http.Request) {
 	if !w.sub.Live() {
 		reasons = append(reasons, "redis subscription not live")
 	}
-	if len(reasons) > 0 {
-		writeJSON(rw, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "reasons": reasons, "worker": w.index})
-		return
-	}
-	writeJSON(rw, http.StatusOK, map[string]any{"status": "ready", "worker": w.index})
+	readiness.Write(rw, readiness.New(reasons...).OfWorker(w.index))
 }
 
 func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {

@@ -138,7 +138,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	health := newHealth(nc, rdb, srv.Ready())
 	reg.Watch(nc.IsConnected,
 		func() bool { return health.redisUp(context.Background()) },
-		func() bool { return health.notReady(context.Background()) == "" })
+		func() bool { return len(health.notReady(context.Background())) == 0 })
 	health.mux.Handle("GET /metrics", reg.Handler())
 	httpSrv := &http.Server{
 		Handler:           health,
