@@ -74,6 +74,7 @@ func Refuse(name string, err error) {
 	if name != "" {
 		log = log.Named(name)
 	}
-	log.Error(RefusalMessage, zap.Error(err))
+	// The caller is the program's main, not this function.
+	log.WithOptions(zap.AddCallerSkip(1)).Error(RefusalMessage, zap.Error(err))
 	_ = log.Sync()
 }

@@ -109,6 +109,9 @@ func TestRefuseIsOneJSONLine(t *testing.T) {
 		!strings.Contains(l["error"].(string), "LOG_LEVEL") || l["ts"] == nil {
 		t.Errorf("line %v, want level error, msg %q, logger svc, the error and a ts", l, logging.RefusalMessage)
 	}
+	if c, _ := l["caller"].(string); !strings.HasPrefix(c, "logging/logging_test.go:") {
+		t.Errorf("caller %q, want the line that called Refuse", l["caller"])
+	}
 	if _, ok := l["stacktrace"]; ok {
 		t.Errorf("line %v has a stack trace: a refusal is no bug", l)
 	}

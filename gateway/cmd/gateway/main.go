@@ -36,31 +36,50 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := realMain(ctx, os.Args[1:], os.Stdout)
+	code := run(ctx, os.Args[1:])
 	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "gateway:", err)
-		os.Exit(1)
-	}
+	os.Exit(code)
 }
 
-func realMain(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) > 0 && args[0] == "token" {
-		return mintToken(args[1:], stdout)
-	}
-	if len(args) > 0 && args[0] == "health" {
-		return healthcheck.Run(ctx, "gateway", args[1:], stdout, healthAddr)
+// run is the process; it returns the exit status. The subcommands, token
+// and health, are tools for a person or a container probe and say what
+// went wrong in plain text. Otherwise every line on stderr is JSON, down
+// to why the gateway refuses to start (a missing secret, a bad setting or
+// flag).
+func run(ctx context.Context, args []string) int {
+	if len(args) > 0 && (args[0] == "token" || args[0] == "health") {
+		var err error
+		if args[0] == "token" {
+			err = mintToken(args[1:], os.Stdout)
+		} else {
+			err = healthcheck.Run(ctx, "gateway", args[1:], os.Stdout, healthAddr)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "gateway %s: %v\n", args[0], err)
+			return 1
+		}
+		return 0
 	}
 	cfg, err := config.Load(args, os.Getenv)
-	if err != nil {
-		return err
+	var log *zap.Logger
+	if err == nil {
+		log, err = logging.New(cfg.LogLevel)
 	}
-	log, err := logging.New(cfg.LogLevel)
 	if err != nil {
-		return err
+		logging.Refuse("gateway", err)
+		return 1
 	}
 	defer func() { _ = log.Sync() }()
+	if err := realMain(ctx, cfg, log); err != nil {
+		log.Error("gateway failed", zap.Error(err))
+		return 1
+	}
+	return 0
+}
 
+// realMain runs this process as configured, a worker or the supervisor,
+// until ctx is done.
+func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if cfg.WorkerIndex >= 0 {
 		wlog := log.With(zap.Int("worker", cfg.WorkerIndex), zap.Int("pid", os.Getpid()))
 		// go-redis logs through a process-wide logger (dial failures of its

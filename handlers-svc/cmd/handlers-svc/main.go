@@ -12,6 +12,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -50,21 +51,25 @@ func main() {
 		}
 		return
 	}
-	cfg, err := config.Load(os.Args[1:], os.Getenv, os.Stderr)
+	// The flag package's own messages would be plain text among JSON
+	// lines: they are written only for -h, which a person asked for.
+	var usage bytes.Buffer
+	cfg, err := config.Load(os.Args[1:], os.Getenv, &usage)
 	if errors.Is(err, flag.ErrHelp) {
+		_, _ = os.Stderr.Write(usage.Bytes())
 		os.Exit(0)
 	}
 	if err == nil {
 		err = cfg.Validate()
 	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "handlers-svc: configuration: %v\n", err)
-		os.Exit(2)
+	var log *zap.Logger
+	if err == nil {
+		// Every failure is logged: they are per request, and rare.
+		log, err = logging.New(cfg.LogLevel, logging.Unsampled())
 	}
-	// Every failure is logged: they are per request, and rare.
-	log, err := logging.New(cfg.LogLevel, logging.Unsampled())
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "handlers-svc: logger: %v\n", err)
+		// A refusal to start is a JSON line like every other.
+		logging.Refuse("handlers-svc", fmt.Errorf("configuration: %w", err))
 		os.Exit(2)
 	}
 	log = log.Named("handlers-svc")
