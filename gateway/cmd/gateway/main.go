@@ -153,6 +153,9 @@ func workerRuntimeEnv(workers int, getenv func(string) string) []string {
 }
 
 func runWorker(ctx context.Context, cfg config.Config, log *zap.Logger) error {
+	// Stop, as on SIGTERM, should the supervisor die.
+	ctx, cancel := supervisor.StopWithParent(ctx)
+	defer cancel()
 	f := os.NewFile(supervisor.ListenerFD, "listener")
 	if f == nil {
 		return errors.New("worker started without a listener on fd 3")

@@ -226,7 +226,10 @@ func errOrExit(err error) error {
 }
 
 // listen binds addr with SO_REUSEPORT so every worker has its own accept
-// queue on the same port and the kernel spreads connections among them.
+// queue on the same port. Linux spreads new connections among them; other
+// kernels (macOS, the BSDs) let the sockets share the port without
+// spreading connections evenly, so one worker may take most of them:
+// enough to develop on, not to measure.
 func listen(addr string) (*net.TCPListener, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
