@@ -22,7 +22,7 @@ import (
 
 // refusedWith dials with header and checks the upgrade is refused with
 // status and the JSON error body of code.
-func refusedWith(t *testing.T, url string, header http.Header, status int, code string) {
+func refusedWith(t *testing.T, url string, header http.Header, status int, code proto.Code) {
 	t.Helper()
 	wsc, resp, err := websocket.DefaultDialer.Dial(url, header)
 	if err == nil {

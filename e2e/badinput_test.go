@@ -28,7 +28,7 @@ func TestBadFramesGetErrorsAndSocketStaysUsable(t *testing.T) {
 		name    string
 		mt      int
 		frame   string
-		code    string
+		code    proto.Code
 		wantRef string // "" = the error frame must carry no ref
 	}{
 		{"unknown event", websocket.TextMessage, `{"event":"noSuchEvent","ref":"u1"}`, proto.CodeUnknownEvent, "u1"},
@@ -156,7 +156,7 @@ func TestRateLimit(t *testing.T) {
 		switch {
 		case f.Event == proto.EventAck:
 			acks++
-		case f.Event == proto.EventError && strings.Contains(string(f.Args), proto.CodeRateLimited):
+		case f.Event == proto.EventError && strings.Contains(string(f.Args), string(proto.CodeRateLimited)):
 			limited++
 		default:
 			t.Fatalf("s%d: got %s %s", i, f.Event, f.Args)

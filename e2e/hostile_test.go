@@ -29,14 +29,14 @@ func TestHostileFrames(t *testing.T) {
 		head := `{"event":"sendMessage","ref":"big","args":{"text":"big"},"pad":"`
 		return head + strings.Repeat("x", size-len(head)-2) + `"}`
 	}
-	const ack = "ack"
+	const ack proto.Code = "ack"
 	cases := []struct {
 		name  string
 		mt    int
 		frame string
-		want  string // an error code, "ack", or "" when close is set
-		ref   string // the ref the answer must carry ("" = none)
-		close int    // the close code expected instead of an answer
+		want  proto.Code // an error code, "ack", or "" when close is set
+		ref   string     // the ref the answer must carry ("" = none)
+		close int        // the close code expected instead of an answer
 	}{
 		// Not UTF-8, not JSON, not an object.
 		{name: "invalid UTF-8 in a string", frame: "{\"event\":\"sendMessage\",\"args\":{\"text\":\"\xc3\x28\"}}", close: 1007},

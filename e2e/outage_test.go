@@ -18,7 +18,7 @@ import (
 const recoveryBound = 30 * time.Second
 
 // errorCode returns the code of an error frame, or "" for any other frame.
-func errorCode(f proto.Frame) string {
+func errorCode(f proto.Frame) proto.Code {
 	if f.Event != proto.EventError {
 		return ""
 	}

@@ -1,24 +1,49 @@
 package proto
 
-// Error codes sent to clients in error frames and carried in NATS replies
-// (PROTOCOL section 2 and 3). The set is closed: clients may switch on it.
+// Code is a wire error code: what a client sees in an error frame's args
+// and in the body of a refused upgrade, and what a NATS reply carries
+// (PROTOCOL sections 2 and 3). The set is closed: clients may switch on it,
+// and Codes lists it. A Code is encoded in JSON as a plain string.
+type Code string
+
+// Error codes of error frames and NATS replies (PROTOCOL sections 2 and 3).
 const (
-	CodeBadRequest   = "bad_request"   // not JSON, not an object, bad event or ref, binary frame, or args rejected by a handler
-	CodeUnknownEvent = "unknown_event" // no handler is registered for the event
-	CodeUnavailable  = "unavailable"   // NATS, handlers-svc or Redis cannot be reached
-	CodeTimeout      = "timeout"       // the handler did not answer within the handler timeout
-	CodeHandlerError = "handler_error" // the handler failed for another reason
-	CodeRateLimited  = "rate_limited"  // the connection sent more than its allowance
+	CodeBadRequest   Code = "bad_request"   // not JSON, not an object, bad event or ref, binary frame, or args rejected by a handler
+	CodeUnknownEvent Code = "unknown_event" // no handler is registered for the event
+	CodeUnavailable  Code = "unavailable"   // NATS, handlers-svc or Redis cannot be reached
+	CodeTimeout      Code = "timeout"       // the handler did not answer within the handler timeout
+	CodeHandlerError Code = "handler_error" // the handler failed for another reason
+	CodeRateLimited  Code = "rate_limited"  // the connection sent more than its allowance
 )
 
 // Codes of the JSON body of a refused WebSocket upgrade (PROTOCOL section 2).
 const (
-	CodeUnauthorized    = "unauthorized"     // HTTP 401: no token, bad signature, expired, no sub
-	CodeForbiddenOrigin = "forbidden_origin" // HTTP 403: Origin not allowed
+	CodeUnauthorized    Code = "unauthorized"     // HTTP 401: no token, bad signature, expired, no sub
+	CodeForbiddenOrigin Code = "forbidden_origin" // HTTP 403: Origin not allowed
 	// CodeTooManyConnections is an extension: HTTP 429, the user already
 	// has the most sockets a worker allows one user.
-	CodeTooManyConnections = "too_many_connections"
+	CodeTooManyConnections Code = "too_many_connections"
 )
+
+// codes is the closed set, in the order of the contract's tables.
+var codes = [...]Code{
+	CodeBadRequest, CodeUnknownEvent, CodeUnavailable, CodeTimeout, CodeHandlerError, CodeRateLimited,
+	CodeUnauthorized, CodeForbiddenOrigin, CodeTooManyConnections,
+}
+
+// Codes returns every Code of the contract: those of error frames and NATS
+// replies first, then those of refused upgrades. The slice is the caller's.
+func Codes() []Code { return append([]Code(nil), codes[:]...) }
+
+// Valid reports whether c is one of Codes.
+func (c Code) Valid() bool {
+	for _, k := range codes {
+		if c == k {
+			return true
+		}
+	}
+	return false
+}
 
 // WebSocket close codes the gateway uses (RFC 6455 section 7.4.1).
 const (

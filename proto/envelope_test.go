@@ -250,7 +250,7 @@ func TestDecodeEnvelopeErrors(t *testing.T) {
 			if !strings.Contains(pe.Message, tt.field) {
 				t.Errorf("Message = %q, want it to name %q", pe.Message, tt.field)
 			}
-			if want := pe.Code + ": " + pe.Message; err.Error() != want {
+			if want := string(pe.Code) + ": " + pe.Message; err.Error() != want {
 				t.Errorf("Error() = %q, want %q", err.Error(), want)
 			}
 			if got.Ref != tt.ref {

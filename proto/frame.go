@@ -74,7 +74,7 @@ func AppendError(dst []byte, user, ref string, hasRef bool, e *Error) []byte {
 
 func appendErrorObject(dst []byte, e *Error) []byte {
 	dst = append(dst, `{"code":`...)
-	dst = AppendString(dst, e.Code)
+	dst = AppendString(dst, string(e.Code))
 	dst = append(dst, `,"message":`...)
 	dst = AppendString(dst, e.Message)
 	return append(dst, '}')

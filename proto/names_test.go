@@ -1,6 +1,8 @@
 package proto_test
 
 import (
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -64,6 +66,15 @@ func TestNames(t *testing.T) {
 		{proto.EventConnected, "connected"},
 		{proto.EventAck, "ack"},
 		{proto.EventError, "error"},
+	} {
+		if c.got != c.want {
+			t.Errorf("constant = %q, want %q", c.got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		got  proto.Code
+		want string
+	}{
 		{proto.CodeBadRequest, "bad_request"},
 		{proto.CodeUnknownEvent, "unknown_event"},
 		{proto.CodeUnavailable, "unavailable"},
@@ -72,9 +83,10 @@ func TestNames(t *testing.T) {
 		{proto.CodeRateLimited, "rate_limited"},
 		{proto.CodeUnauthorized, "unauthorized"},
 		{proto.CodeForbiddenOrigin, "forbidden_origin"},
+		{proto.CodeTooManyConnections, "too_many_connections"},
 	} {
-		if c.got != c.want {
-			t.Errorf("constant = %q, want %q", c.got, c.want)
+		if string(c.got) != c.want {
+			t.Errorf("code = %q, want %q", c.got, c.want)
 		}
 	}
 	for _, c := range []struct{ got, want int }{
@@ -87,5 +99,60 @@ func TestNames(t *testing.T) {
 	}
 	if proto.MaxEventLen != 64 || proto.MaxRefLen != 64 {
 		t.Errorf("MaxEventLen, MaxRefLen = %d, %d, want 64, 64", proto.MaxEventLen, proto.MaxRefLen)
+	}
+}
+
+// TestCodes: the closed set is exactly the contract's codes, each Valid,
+// and nothing else is.
+func TestCodes(t *testing.T) {
+	want := []proto.Code{
+		"bad_request", "unknown_event", "unavailable", "timeout", "handler_error", "rate_limited",
+		"unauthorized", "forbidden_origin", "too_many_connections",
+	}
+	got := proto.Codes()
+	if !slices.Equal(got, want) {
+		t.Fatalf("Codes() = %q, want %q", got, want)
+	}
+	got[0] = "changed"
+	if proto.Codes()[0] != proto.CodeBadRequest {
+		t.Fatal("Codes returned its own array: a caller changed the set")
+	}
+	for _, tt := range []struct {
+		code proto.Code
+		want bool
+	}{
+		{proto.CodeBadRequest, true},
+		{proto.CodeTooManyConnections, true},
+		{"", false},
+		{"Bad_Request", false},
+		{"bad_request ", false},
+		{"forbidden", false},
+		{"ok", false},
+	} {
+		if got := tt.code.Valid(); got != tt.want {
+			t.Errorf("Code(%q).Valid() = %v, want %v", tt.code, got, tt.want)
+		}
+	}
+	for _, c := range want {
+		if !c.Valid() {
+			t.Errorf("Code(%q).Valid() = false", c)
+		}
+	}
+}
+
+// TestCodeJSON: a Code is encoded as the plain string it was before it had
+// a type, in both directions.
+func TestCodeJSON(t *testing.T) {
+	e := proto.Error{Code: proto.CodeTimeout, Message: "slow"}
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != `{"code":"timeout","message":"slow"}` {
+		t.Fatalf("Marshal = %s", b)
+	}
+	var back proto.Error
+	if err := json.Unmarshal(b, &back); err != nil || back != e {
+		t.Fatalf("Unmarshal = %+v, %v; want %+v", back, err, e)
 	}
 }

@@ -9,22 +9,22 @@ import (
 )
 
 // Error is an error a handler returns to choose what the client sees: Code is
-// one of the proto.Code* constants and Message is written for a person. Err,
+// one of proto.Codes and Message is written for a person. Err,
 // when set, is the internal cause: it is logged, never sent to the client.
 type Error struct {
-	Code    string
+	Code    proto.Code
 	Message string
 	Err     error
 }
 
 // NewError returns an *Error with the given code and message.
-func NewError(code, message string) *Error {
+func NewError(code proto.Code, message string) *Error {
 	return &Error{Code: code, Message: message}
 }
 
 // Errorf returns an *Error with the given code and a message formatted as by
 // fmt.Sprintf. It does not wrap: to keep a cause, set the Err field.
-func Errorf(code, format string, args ...any) *Error {
+func Errorf(code proto.Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
@@ -45,9 +45,9 @@ func Unavailable(format string, args ...any) *Error {
 // meant for logs; the client sees only Code and Message.
 func (e *Error) Error() string {
 	if e.Err != nil {
-		return e.Code + ": " + e.Message + ": " + e.Err.Error()
+		return string(e.Code) + ": " + e.Message + ": " + e.Err.Error()
 	}
-	return e.Code + ": " + e.Message
+	return string(e.Code) + ": " + e.Message
 }
 
 // Unwrap returns the cause, so errors.Is and errors.As see through an Error.
@@ -87,7 +87,7 @@ func WireError(err error) *proto.Error {
 	}
 }
 
-func wire(code, message string) *proto.Error {
+func wire(code proto.Code, message string) *proto.Error {
 	if code == "" {
 		return &proto.Error{Code: proto.CodeHandlerError, Message: msgHandlerFailed}
 	}

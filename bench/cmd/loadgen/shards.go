@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/switchboard/switchboard/bench/loadgen"
@@ -96,7 +95,7 @@ func idleSharded(ctx context.Context, plan shardPlan) (loadgen.Result, error) {
 			"-dial-concurrency", strconv.Itoa(plan.conc), "-sources", strconv.Itoa(plan.sources), "-q")
 		cmd.Env = append(os.Environ(), "GATEWAY_JWT_SECRET="+plan.secret) // not on the command line
 		cmd.Stderr = os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		dieWithParent(cmd)
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
 			return res, err

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/switchboard/switchboard/gateway/internal/metrics"
 	"github.com/switchboard/switchboard/gateway/internal/supervisor"
+	"github.com/switchboard/switchboard/internal/readiness"
 )
 
 // adminShutdownTimeout bounds the stop of the metrics servers.
@@ -48,53 +47,40 @@ func serveAdmin(addr string, agg *metrics.Aggregator, sup *supervisor.Supervisor
 	return serveHTTP(ln, mux, log), nil
 }
 
-// workerReady is one worker's answer in the supervisor's /readyz.
-type workerReady struct {
-	Worker  int      `json:"worker"`
-	Ready   bool     `json:"ready"`
-	Reasons []string `json:"reasons,omitempty"`
-}
-
-// serveReady answers 200 when every worker's /readyz does, else 503, with
-// each worker's state: unlike the public port's /readyz, which one worker
-// answers, this covers them all.
+// serveReady answers 200 when every worker's /readyz does, else 503 naming
+// the workers that are not ready; "workers" holds each worker's own body.
+// Unlike the public port's /readyz, which one worker answers, this covers
+// them all.
 func serveReady(rw http.ResponseWriter, r *http.Request, agg *metrics.Aggregator) {
-	states := make([]workerReady, agg.Workers())
+	workers := make([]readiness.Body, agg.Workers())
 	var wg sync.WaitGroup
-	for i := range states {
+	for i := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			states[i] = askReady(r.Context(), agg, i)
+			workers[i] = askReady(r.Context(), agg, i)
 		}()
 	}
 	wg.Wait()
-	status, code := "ready", http.StatusOK
-	for _, s := range states {
-		if !s.Ready {
-			status, code = "unavailable", http.StatusServiceUnavailable
+	var reasons []string
+	for i, w := range workers {
+		for _, why := range w.Reasons {
+			reasons = append(reasons, fmt.Sprintf("worker %d: %s", i, why))
 		}
 	}
-	rw.Header().Set("Content-Type", "application/json")
-	rw.Header().Set("Cache-Control", "no-store")
-	rw.WriteHeader(code)
-	_ = json.NewEncoder(rw).Encode(map[string]any{"status": status, "workers": states})
+	body := readiness.New(reasons...)
+	body.Workers = workers
+	readiness.Write(rw, body)
 }
 
-func askReady(ctx context.Context, agg *metrics.Aggregator, index int) workerReady {
-	st := workerReady{Worker: index}
+// askReady returns worker index's readiness, as its /readyz says.
+func askReady(ctx context.Context, agg *metrics.Aggregator, index int) readiness.Body {
 	resp, err := agg.Get(ctx, index, "/readyz")
 	if err != nil {
-		st.Reasons = []string{"worker not answering"}
-		return st
+		return readiness.New("worker not answering").OfWorker(index)
 	}
 	defer resp.Body.Close()
-	var body struct {
-		Reasons []string `json:"reasons"`
-	}
-	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&body)
-	st.Ready, st.Reasons = resp.StatusCode == http.StatusOK, body.Reasons
-	return st
+	return readiness.Read(resp).OfWorker(index)
 }
 
 // serveWorkerMetrics serves a worker's admin handler (metrics, readiness)

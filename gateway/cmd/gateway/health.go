@@ -1,83 +1,23 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
-	"time"
 
 	"github.com/switchboard/switchboard/gateway/internal/config"
 )
 
-// healthTimeout bounds "gateway health".
-const healthTimeout = 3 * time.Second
-
-// healthCheck is "gateway health [-ready] [URL]", a container health check
-// for images without curl: it GETs URL, prints the body and fails unless
-// the answer is 200. Without URL it asks the supervisor's admin address
-// (GATEWAY_METRICS_ADDR), or a worker on GATEWAY_ADDR when that is off:
-// /healthz (the process is alive) by default, /readyz (NATS and Redis are
-// up) with -ready. Liveness is what an orchestrator may restart on:
-// a gateway that lost Redis for a moment must not be killed for it.
-func healthCheck(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("health", flag.ContinueOnError)
-	ready := fs.Bool("ready", false, "check /readyz (NATS and Redis up) instead of /healthz (alive)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 1 {
-		return errors.New("usage: gateway health [-ready] [URL]")
-	}
-	url := fs.Arg(0)
-	if url == "" {
-		// Only the addresses are needed: Parse, not Load, so the check works
-		// where the secret is not in the environment (given as a flag).
-		cfg, err := config.Parse(nil, os.Getenv)
-		if err != nil {
-			return err
-		}
-		addr := cfg.MetricsAddr
-		if addr == "" {
-			addr = cfg.Addr
-		}
-		path := "/healthz"
-		if *ready {
-			path = "/readyz"
-		}
-		url = "http://" + localAddr(addr) + path
-	}
-	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// healthAddr is the address "gateway health [-ready]" checks when given no
+// URL: the supervisor's admin address (GATEWAY_METRICS_ADDR), whose
+// /readyz covers every worker, or a worker on GATEWAY_ADDR when that is
+// off. Only the addresses are needed: Parse, not Load, so the check works
+// where the secret is not in the environment (given as a flag).
+func healthAddr() (string, error) {
+	cfg, err := config.Parse(nil, os.Getenv)
 	if err != nil {
-		return err
+		return "", err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
+	if cfg.MetricsAddr != "" {
+		return cfg.MetricsAddr, nil
 	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(stdout, io.LimitReader(resp.Body, 1<<16))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
-	}
-	return nil
-}
-
-// localAddr turns a listen address into one to dial on this host: an empty
-// or wildcard host becomes 127.0.0.1.
-func localAddr(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port)
+	return cfg.Addr, nil
 }

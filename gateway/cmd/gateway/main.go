@@ -26,45 +26,66 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/auth"
 	"github.com/switchboard/switchboard/gateway/internal/config"
 	"github.com/switchboard/switchboard/gateway/internal/gctune"
-	"github.com/switchboard/switchboard/gateway/internal/logging"
 	"github.com/switchboard/switchboard/gateway/internal/metrics"
 	"github.com/switchboard/switchboard/gateway/internal/supervisor"
 	"github.com/switchboard/switchboard/gateway/internal/worker"
+	"github.com/switchboard/switchboard/internal/healthcheck"
+	"github.com/switchboard/switchboard/internal/logging"
+	"github.com/switchboard/switchboard/internal/redislog"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := realMain(ctx, os.Args[1:], os.Stdout)
+	code := run(ctx, os.Args[1:])
 	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "gateway:", err)
-		os.Exit(1)
-	}
+	os.Exit(code)
 }
 
-func realMain(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) > 0 && args[0] == "token" {
-		return mintToken(args[1:], stdout)
-	}
-	if len(args) > 0 && args[0] == "health" {
-		return healthCheck(ctx, args[1:], stdout)
+// run is the process; it returns the exit status. The subcommands, token
+// and health, are tools for a person or a container probe and say what
+// went wrong in plain text. Otherwise every line on stderr is JSON, down
+// to why the gateway refuses to start (a missing secret, a bad setting or
+// flag).
+func run(ctx context.Context, args []string) int {
+	if len(args) > 0 && (args[0] == "token" || args[0] == "health") {
+		var err error
+		if args[0] == "token" {
+			err = mintToken(args[1:], os.Stdout)
+		} else {
+			err = healthcheck.Run(ctx, "gateway", args[1:], os.Stdout, healthAddr)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "gateway %s: %v\n", args[0], err)
+			return 1
+		}
+		return 0
 	}
 	cfg, err := config.Load(args, os.Getenv)
-	if err != nil {
-		return err
+	var log *zap.Logger
+	if err == nil {
+		log, err = logging.New(cfg.LogLevel)
 	}
-	log, err := logging.New(cfg.LogLevel)
 	if err != nil {
-		return err
+		logging.Refuse("gateway", err)
+		return 1
 	}
 	defer func() { _ = log.Sync() }()
+	if err := realMain(ctx, cfg, log); err != nil {
+		log.Error("gateway failed", zap.Error(err))
+		return 1
+	}
+	return 0
+}
 
+// realMain runs this process as configured, a worker or the supervisor,
+// until ctx is done.
+func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if cfg.WorkerIndex >= 0 {
 		wlog := log.With(zap.Int("worker", cfg.WorkerIndex), zap.Int("pid", os.Getpid()))
 		// go-redis logs through a process-wide logger (dial failures of its
 		// pool, on every retry while Redis is down). The fan-out logs an
 		// outage once itself, so go-redis's lines go to zap at debug level.
-		redis.SetLogger(redisLogger{log: wlog.Named("go-redis")})
+		redis.SetLogger(redislog.New(wlog.Named("go-redis")))
 		return runWorker(ctx, cfg, wlog)
 	}
 	if cfg.Dev {
@@ -132,6 +153,9 @@ func workerRuntimeEnv(workers int, getenv func(string) string) []string {
 }
 
 func runWorker(ctx context.Context, cfg config.Config, log *zap.Logger) error {
+	// Stop, as on SIGTERM, should the supervisor die.
+	ctx, cancel := supervisor.StopWithParent(ctx)
+	defer cancel()
 	f := os.NewFile(supervisor.ListenerFD, "listener")
 	if f == nil {
 		return errors.New("worker started without a listener on fd 3")
@@ -176,13 +200,4 @@ func mintToken(args []string, stdout io.Writer) error {
 	}
 	_, err = fmt.Fprintln(stdout, tok)
 	return err
-}
-
-// redisLogger writes go-redis's own log lines at debug level, as JSON.
-type redisLogger struct{ log *zap.Logger }
-
-func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
-	if ce := l.log.Check(zap.DebugLevel, "go-redis"); ce != nil {
-		ce.Write(zap.String("detail", fmt.Sprintf(format, v...)))
-	}
 }

@@ -35,3 +35,28 @@ func TestWorkerRuntimeEnv(t *testing.T) {
 		})
 	}
 }
+
+// TestHealthAddr: "gateway health" asks the admin address, or a worker
+// when that is off, and needs no secret.
+func TestHealthAddr(t *testing.T) {
+	tests := []struct {
+		name          string
+		metrics, addr string
+		want          string
+	}{
+		{"defaults", "", "", ":7998"},
+		{"admin address", "127.0.0.1:9300", ":8000", "127.0.0.1:9300"},
+		{"admin off", "off", ":8000", ":8000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("GATEWAY_JWT_SECRET", "")
+			t.Setenv("GATEWAY_METRICS_ADDR", tt.metrics)
+			t.Setenv("GATEWAY_ADDR", tt.addr)
+			got, err := healthAddr()
+			if err != nil || got != tt.want {
+				t.Fatalf("healthAddr = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}

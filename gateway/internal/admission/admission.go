@@ -13,7 +13,6 @@ package admission
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"sync"
@@ -26,6 +25,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/metrics"
 	"github.com/switchboard/switchboard/gateway/internal/web"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
+	"github.com/switchboard/switchboard/internal/httpjson"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -118,7 +118,7 @@ func (a *Admission) Admit(rw http.ResponseWriter, r *http.Request) (up ws.Upgrad
 	}
 	if !a.checkOrigin(r) {
 		refused(metrics.RefusedOrigin)
-		writeError(rw, http.StatusForbidden, proto.CodeForbiddenOrigin, "origin not allowed")
+		httpjson.Error(rw, http.StatusForbidden, proto.CodeForbiddenOrigin, "origin not allowed")
 		return ws.Upgraded{}, "", false
 	}
 	user, err := a.verifier.Verify(auth.FromRequest(r))
@@ -130,12 +130,12 @@ func (a *Admission) Admit(rw http.ResponseWriter, r *http.Request) (up ws.Upgrad
 		}
 		a.log.Debug("upgrade refused", zap.String("reason", msg), zap.String("remote", r.RemoteAddr))
 		refused(metrics.RefusedUnauthorized)
-		writeError(rw, http.StatusUnauthorized, proto.CodeUnauthorized, msg)
+		httpjson.Error(rw, http.StatusUnauthorized, proto.CodeUnauthorized, msg)
 		return ws.Upgraded{}, "", false
 	}
 	if !a.opened.Load() {
 		refused(metrics.RefusedUnavailable)
-		writeError(rw, http.StatusServiceUnavailable, proto.CodeUnavailable, "gateway is starting: waiting for NATS and Redis, retry shortly")
+		httpjson.Error(rw, http.StatusServiceUnavailable, proto.CodeUnavailable, "gateway is starting: waiting for NATS and Redis, retry shortly")
 		return ws.Upgraded{}, "", false
 	}
 	a.mu.Lock()
@@ -149,14 +149,14 @@ func (a *Admission) Admit(rw http.ResponseWriter, r *http.Request) (up ws.Upgrad
 	a.mu.Unlock()
 	if closed {
 		refused(metrics.RefusedUnavailable)
-		writeError(rw, http.StatusServiceUnavailable, proto.CodeUnavailable, "gateway is shutting down")
+		httpjson.Error(rw, http.StatusServiceUnavailable, proto.CodeUnavailable, "gateway is shutting down")
 		return ws.Upgraded{}, "", false
 	}
 	if capped != nil {
-		a.log.Debug("upgrade refused: socket limit", zap.String("user", user), zap.String("code", capped.err.Code),
+		a.log.Debug("upgrade refused: socket limit", zap.String("user", user), zap.String("code", string(capped.err.Code)),
 			zap.Int("status", capped.status))
 		refused(capped.metric)
-		writeError(rw, capped.status, capped.err.Code, capped.err.Message)
+		httpjson.Error(rw, capped.status, capped.err.Code, capped.err.Message)
 		return ws.Upgraded{}, "", false
 	}
 	up, err = ws.Upgrade(&a.upgrader, rw, r)
@@ -189,16 +189,6 @@ func (a *Admission) Wait(ctx context.Context) error {
 	}
 }
 
-func writeJSON(rw http.ResponseWriter, status int, v any) {
-	rw.Header().Set("Content-Type", "application/json")
-	rw.WriteHeader(status)
-	_ = json.NewEncoder(rw).Encode(v)
-}
-
-func writeError(rw http.ResponseWriter, status int, code, msg string) {
-	writeJSON(rw, status, map[string]any{"error": proto.Error{Code: code, Message: msg}})
-}
-
 // upgradeError is the Upgrader's answer to a request it cannot upgrade: the
 // contract's JSON error, like the refusals checked before it. The
 // JavaScript client's probe, a plain GET with a good token, ends here with
@@ -212,5 +202,5 @@ func upgradeError(rw http.ResponseWriter, _ *http.Request, status int, reason er
 		code = proto.CodeUnavailable
 	}
 	rw.Header().Set("Sec-WebSocket-Version", "13") // as gorilla's own answer, for a client of another version
-	writeError(rw, status, code, reason.Error())
+	httpjson.Error(rw, status, code, reason.Error())
 }

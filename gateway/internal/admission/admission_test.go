@@ -136,7 +136,7 @@ func startDoor(t *testing.T, cfg Config) *door {
 
 // dial upgrades a socket of user and returns the HTTP status of the answer
 // (101 when admitted) and the error code of a refusal's body.
-func (d *door) dial(t *testing.T, user string) (int, string) {
+func (d *door) dial(t *testing.T, user string) (int, proto.Code) {
 	t.Helper()
 	tok, err := auth.Mint(secret, user, time.Hour)
 	if err != nil {

@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/url"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/switchboard/switchboard/internal/logging"
+	"github.com/switchboard/switchboard/internal/serverurl"
 )
 
 // DevSecret is the JWT secret used in dev mode when GATEWAY_JWT_SECRET is not
@@ -214,14 +214,11 @@ func (c Config) Validate() error {
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("GATEWAY_WORKERS must be at least 1, got %d", c.Workers))
 	}
-	for s := range strings.SplitSeq(c.NATSURL, ",") { // a list of servers is allowed
-		if u, err := url.Parse(strings.TrimSpace(s)); err != nil || u.Host == "" {
-			errs = append(errs, fmt.Errorf("NATS_URL must be a URL, or a comma-separated list of URLs, such as nats://127.0.0.1:4222"))
-			break
-		}
+	if err := serverurl.NATS(c.NATSURL); err != nil {
+		errs = append(errs, fmt.Errorf("NATS_URL: %w", err))
 	}
-	if _, err := redis.ParseURL(c.RedisURL); err != nil {
-		errs = append(errs, fmt.Errorf("REDIS_URL must be a URL such as redis://127.0.0.1:6379/0"))
+	if err := serverurl.Redis(c.RedisURL); err != nil {
+		errs = append(errs, fmt.Errorf("REDIS_URL: %w", err))
 	}
 	if c.MaxFrame < 64 {
 		errs = append(errs, fmt.Errorf("GATEWAY_MAX_FRAME must be at least 64 bytes, got %d", c.MaxFrame))
@@ -251,10 +248,8 @@ func (c Config) Validate() error {
 	if c.MaxConns < 0 || c.MaxConnsPerUser < 0 {
 		errs = append(errs, errors.New("GATEWAY_MAX_CONNS and GATEWAY_MAX_CONNS_PER_USER must not be negative (0 = unlimited)"))
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("LOG_LEVEL must be debug, info, warn or error, got %q", c.LogLevel))
+	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
+		errs = append(errs, fmt.Errorf("LOG_LEVEL: %w", err))
 	}
 	return errors.Join(errs...)
 }

@@ -299,6 +299,8 @@ func TestValidateRefusesNaNAndLists(t *testing.T) {
 		{"GATEWAY_RATE_BURST": "NaN"},
 		{"GATEWAY_RATE_BURST": "Inf"},
 		{"NATS_URL": "nats://a:4222, ::bad"},
+		{"NATS_URL": "http://a:4222"}, // the rules handlers-svc applies too
+		{"REDIS_URL": "mysql://a"},
 	} {
 		env["GATEWAY_JWT_SECRET"] = "s"
 		if _, err := config.Load(nil, func(k string) string { return env[k] }); err == nil {

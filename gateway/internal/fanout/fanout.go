@@ -32,6 +32,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/switchboard/switchboard/internal/backoff"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -135,14 +136,14 @@ func (s *Subscriber) read(ctx context.Context) error {
 	defer stop()
 	// Subscribe with no channel returns at once; subscribing through the
 	// PubSub makes it resubscribe after every reconnect.
-	backoff := minBackoff
+	bo := backoff.Backoff{Min: minBackoff, Max: maxBackoff}
 	subscribed := false
 	down := false
 	for ctx.Err() == nil {
 		if !subscribed {
 			if err := ps.Subscribe(ctx, proto.Channel); err != nil {
 				s.lost(&down, err)
-				if !sleep(ctx, &backoff) {
+				if !bo.Wait(ctx) {
 					break
 				}
 				continue
@@ -163,7 +164,7 @@ func (s *Subscriber) read(ctx context.Context) error {
 				}
 			}
 			s.lost(&down, err)
-			if !sleep(ctx, &backoff) {
+			if !bo.Wait(ctx) {
 				break
 			}
 			continue
@@ -172,7 +173,7 @@ func (s *Subscriber) read(ctx context.Context) error {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" && m.Channel == proto.Channel {
 				s.live.Store(true)
-				backoff = minBackoff
+				bo.Reset()
 				if down {
 					s.resubs.Add(1)
 					s.log.Warn("redis subscription restored; dispatches published while it was down are lost to this worker",
@@ -308,16 +309,4 @@ func (s *Subscriber) deliver(payload string) {
 		return
 	}
 	s.to.Deliver(&d)
-}
-
-func sleep(ctx context.Context, backoff *time.Duration) bool {
-	t := time.NewTimer(*backoff)
-	defer t.Stop()
-	*backoff = min(*backoff*2, maxBackoff)
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -56,7 +56,7 @@ type Recorder interface {
 	// valid envelope; code is "" on success, else the error code sent to
 	// the client; rtt is the round trip when the handler replied, else 0.
 	// It must not keep event, which may alias the frame.
-	Envelope(event, code string, rtt time.Duration)
+	Envelope(event string, code proto.Code, rtt time.Duration)
 	// Shed reports one envelope refused unforwarded because the worker was
 	// overloaded, for reason ShedFanout or ShedInFlight; Envelope reports
 	// it too, as unavailable.
@@ -74,8 +74,8 @@ const (
 
 type nopRecorder struct{}
 
-func (nopRecorder) Envelope(string, string, time.Duration) {}
-func (nopRecorder) Shed(string)                            {}
+func (nopRecorder) Envelope(string, proto.Code, time.Duration) {}
+func (nopRecorder) Shed(string)                                {}
 
 // Config is the forwarder's settings, fixed at New.
 type Config struct {
@@ -269,7 +269,7 @@ func (f *Forwarder) request(c Socket, env *proto.Envelope) (*proto.Error, time.D
 	return proto.DecodeReply(msg.Data), max(time.Since(sent), time.Nanosecond)
 }
 
-func errCode(e *proto.Error) string {
+func errCode(e *proto.Error) proto.Code {
 	if e == nil {
 		return ""
 	}

@@ -143,7 +143,7 @@ func errorArgs(t *testing.T, f proto.Frame) proto.Error {
 }
 
 // expectError waits for the reply to ref and checks it is an error of code.
-func expectError(t *testing.T, cl *testkit.Client, ref, code string) proto.Error {
+func expectError(t *testing.T, cl *testkit.Client, ref string, code proto.Code) proto.Error {
 	t.Helper()
 	f := cl.ExpectRef(wait, ref)
 	e := errorArgs(t, f)
@@ -249,8 +249,8 @@ func TestReplies(t *testing.T) {
 	cl, _ := g.dial(t, "alice")
 	tests := []struct {
 		event   string
-		code    string // "" = ack
-		message string // "" = any
+		code    proto.Code // "" = ack
+		message string     // "" = any
 	}{
 		{"ok", "", ""},
 		{"okSpaced", "", ""},

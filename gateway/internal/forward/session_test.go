@@ -24,13 +24,13 @@ type refusals struct {
 	got []string
 }
 
-func (r *refusals) Envelope(event, code string, _ time.Duration) {
+func (r *refusals) Envelope(event string, code proto.Code, _ time.Duration) {
 	if code == "" {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.got = append(r.got, event+"/"+code)
+	r.got = append(r.got, event+"/"+string(code))
 }
 
 func (r *refusals) Shed(string) {}
@@ -69,7 +69,7 @@ func TestBinaryFrameGetsBadRequest(t *testing.T) {
 	if got := <-asked; got != proto.Subject("after") {
 		t.Errorf("the handler was asked %s, want only the text frame's event", got)
 	}
-	if got, want := rec.list(), []string{"/" + proto.CodeBadRequest}; !slices.Equal(got, want) {
+	if got, want := rec.list(), []string{"/" + string(proto.CodeBadRequest)}; !slices.Equal(got, want) {
 		t.Errorf("recorded %q, want %q", got, want)
 	}
 	if code, _ := c.CloseCode(); code != 0 {
@@ -118,16 +118,16 @@ func TestRateLimit(t *testing.T) {
 	if e := errorArgs(t, cl.ExpectRef(0, "3")); e.Code != proto.CodeRateLimited {
 		t.Errorf("reply to ref 3 = %+v, want rate_limited", e)
 	}
-	var noRef []string
+	var noRef []proto.Code
 	for _, f := range cl.Frames() {
 		if f.Event == proto.EventError && f.Ref == "" {
 			noRef = append(noRef, errorArgs(t, f).Code)
 		}
 	}
-	if want := []string{proto.CodeBadRequest, proto.CodeRateLimited}; !slices.Equal(noRef, want) {
+	if want := []proto.Code{proto.CodeBadRequest, proto.CodeRateLimited}; !slices.Equal(noRef, want) {
 		t.Errorf("errors without a ref = %q, want %q", noRef, want)
 	}
-	want := []string{"/" + proto.CodeBadRequest, "c/" + proto.CodeRateLimited, "/" + proto.CodeRateLimited, "e/" + proto.CodeRateLimited}
+	want := []string{"/" + string(proto.CodeBadRequest), "c/" + string(proto.CodeRateLimited), "/" + string(proto.CodeRateLimited), "e/" + string(proto.CodeRateLimited)}
 	if got := rec.list(); !slices.Equal(got, want) {
 		t.Errorf("recorded %q, want %q", got, want)
 	}

@@ -68,12 +68,12 @@ func TestEnvelopeLabels(t *testing.T) {
 		event, result string
 		want          float64
 	}{
-		{EventOther, proto.CodeUnknownEvent, 1},
-		{EventOther, proto.CodeUnavailable, 1},
+		{EventOther, string(proto.CodeUnknownEvent), 1},
+		{EventOther, string(proto.CodeUnavailable), 1},
 		{"sendMessage", "ok", 2},
-		{"sendMessage", proto.CodeTimeout, 1},
+		{"sendMessage", string(proto.CodeTimeout), 1},
 		{"sendMessage", "other", 1},
-		{EventInvalid, proto.CodeBadRequest, 1},
+		{EventInvalid, string(proto.CodeBadRequest), 1},
 	}
 	for _, c := range checks {
 		if got := envelopes(t, m, c.event, c.result); got != c.want {

@@ -36,21 +36,21 @@ const MaxEvents = 128
 // Codes outside this set (a handler may invent its own) count as "other".
 var results = [...]string{
 	"ok",
-	proto.CodeBadRequest,
-	proto.CodeUnknownEvent,
-	proto.CodeUnavailable,
-	proto.CodeTimeout,
-	proto.CodeHandlerError,
-	proto.CodeRateLimited, // refused by the socket's rate limit, never forwarded
+	string(proto.CodeBadRequest),
+	string(proto.CodeUnknownEvent),
+	string(proto.CodeUnavailable),
+	string(proto.CodeTimeout),
+	string(proto.CodeHandlerError),
+	string(proto.CodeRateLimited), // refused by the socket's rate limit, never forwarded
 	"other",
 }
 
-func resultIndex(code string) int {
+func resultIndex(code proto.Code) int {
 	if code == "" {
 		return 0
 	}
 	for i := 1; i < len(results)-1; i++ {
-		if results[i] == code {
+		if results[i] == string(code) {
 			return i
 		}
 	}
@@ -322,7 +322,7 @@ func (m *Worker) RateLimited() { m.limited.Inc() }
 // code sent to the client; rtt, when positive, is the round trip of the
 // handler's reply. A reply other than unknown_event confirms that the event
 // has a handler, and from then on the event is its own label value.
-func (m *Worker) Envelope(event, code string, rtt time.Duration) {
+func (m *Worker) Envelope(event string, code proto.Code, rtt time.Duration) {
 	s := m.lookup(event, rtt > 0 && code != proto.CodeUnknownEvent)
 	s.results[resultIndex(code)].Inc()
 	if rtt > 0 {

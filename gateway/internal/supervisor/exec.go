@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"syscall"
 
 	"github.com/switchboard/switchboard/gateway/internal/config"
 )
@@ -18,15 +17,16 @@ const ListenerFD = 3
 
 // ExecStart returns a StartFunc that runs the executable at path with args as
 // a worker, inheriting stdout, stderr and the environment, plus env
-// (KEY=value, which win over inherited ones). The worker is sent SIGTERM if
-// the supervisor dies.
+// (KEY=value, which win over inherited ones). On Linux the worker is sent
+// SIGTERM if the supervisor dies; elsewhere the worker watches for that
+// itself (StopWithParent).
 func ExecStart(path string, args, env []string) StartFunc {
 	return func(index int, ln *os.File) (Process, error) {
 		cmd := exec.Command(path, args...)
 		cmd.Env = append(append(os.Environ(), env...), WorkerEnv+"="+strconv.Itoa(index))
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		cmd.ExtraFiles = []*os.File{ln}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+		setDeathSignal(cmd)
 		if err := cmd.Start(); err != nil {
 			return nil, err
 		}

@@ -12,6 +12,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/switchboard/switchboard/internal/backoff"
 )
 
 // Process is a running worker.
@@ -132,17 +134,16 @@ func (s *Supervisor) Run(ctx context.Context) error {
 // keep runs worker index until ctx is done, restarting it when it dies.
 func (s *Supervisor) keep(ctx context.Context, index int, ln *net.TCPListener) {
 	log := s.log.With(zap.Int("worker", index))
-	backoff := s.cfg.MinBackoff
+	bo := backoff.Backoff{Min: s.cfg.MinBackoff, Max: s.cfg.MaxBackoff}
 	crashes := 0
 	for {
 		if ln == nil {
 			var err error
 			if ln, err = listen(s.Addr()); err != nil {
 				log.Error("cannot bind worker listener", zap.Error(err))
-				if !sleep(ctx, backoff) {
+				if !bo.Wait(ctx) {
 					return
 				}
-				backoff = min(backoff*2, s.cfg.MaxBackoff)
 				continue
 			}
 		}
@@ -150,10 +151,9 @@ func (s *Supervisor) keep(ctx context.Context, index int, ln *net.TCPListener) {
 		ln = nil // the worker owns the socket now; a restart binds a new one
 		if err != nil {
 			log.Error("cannot start worker", zap.Error(err))
-			if !sleep(ctx, backoff) {
+			if !bo.Wait(ctx) {
 				return
 			}
-			backoff = min(backoff*2, s.cfg.MaxBackoff)
 			continue
 		}
 		started := time.Now()
@@ -167,23 +167,23 @@ func (s *Supervisor) keep(ctx context.Context, index int, ln *net.TCPListener) {
 				return
 			}
 			if time.Since(started) >= s.cfg.StableAfter {
-				backoff, crashes = s.cfg.MinBackoff, 0
+				bo.Reset()
+				crashes = 0
 			}
 			crashes++
 			s.mu.Lock()
 			s.restarts++
 			s.mu.Unlock()
 			log.Error("worker exited, restarting", zap.Int("pid", p.Pid()), zap.Error(errOrExit(err)),
-				zap.Duration("ran", time.Since(started)), zap.Duration("backoff", backoff), zap.Int("crashes_in_a_row", crashes))
+				zap.Duration("ran", time.Since(started)), zap.Duration("backoff", bo.Next()), zap.Int("crashes_in_a_row", crashes))
 			if crashes == s.cfg.CrashLoopAfter {
 				log.Error("worker is crash looping: restarting it no faster than every max_backoff until it runs stably",
 					zap.Int("crashes_in_a_row", crashes), zap.Duration("max_backoff", s.cfg.MaxBackoff),
 					zap.Duration("stable_after", s.cfg.StableAfter))
 			}
-			if !sleep(ctx, backoff) {
+			if !bo.Wait(ctx) {
 				return
 			}
-			backoff = min(backoff*2, s.cfg.MaxBackoff)
 		case <-ctx.Done():
 			s.stop(log, p, exited)
 			return
@@ -225,19 +225,11 @@ func errOrExit(err error) error {
 	return err
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // listen binds addr with SO_REUSEPORT so every worker has its own accept
-// queue on the same port and the kernel spreads connections among them.
+// queue on the same port. Linux spreads new connections among them; other
+// kernels (macOS, the BSDs) let the sockets share the port without
+// spreading connections evenly, so one worker may take most of them:
+// enough to develop on, not to measure.
 func listen(addr string) (*net.TCPListener, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error

@@ -1,12 +1,13 @@
 package worker
 
 import (
-	"encoding/json"
 	"net/http"
 	"time"
 
 	"github.com/switchboard/switchboard/gateway/internal/auth"
 	"github.com/switchboard/switchboard/gateway/internal/web"
+	"github.com/switchboard/switchboard/internal/httpjson"
+	"github.com/switchboard/switchboard/internal/readiness"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -19,9 +20,7 @@ func (w *Worker) AdminHandler() http.Handler {
 		// Served before Run has connected: NATS and Redis are only looked
 		// at once they exist.
 		if !w.adm.Opened() {
-			writeJSON(rw, http.StatusServiceUnavailable, map[string]any{
-				"status": "unavailable", "reasons": []string{"starting: waiting for NATS and Redis"}, "worker": w.index,
-			})
+			readiness.Write(rw, readiness.New("starting: waiting for NATS and Redis").OfWorker(w.index))
 			return
 		}
 		w.serveReady(rw, r)
@@ -35,7 +34,7 @@ func (w *Worker) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /socket", web.AllowProbe(http.HandlerFunc(w.serveSocket)))
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
-		writeJSON(rw, http.StatusOK, map[string]any{"status": "ok", "worker": w.index})
+		httpjson.Write(rw, http.StatusOK, map[string]any{"status": "ok", "worker": w.index})
 	})
 	mux.HandleFunc("GET /readyz", w.serveReady)
 	if w.cfg.Dev {
@@ -52,16 +51,16 @@ const devTokenTTL = 24 * time.Hour
 func (w *Worker) serveDevToken(rw http.ResponseWriter, r *http.Request) {
 	user := r.URL.Query().Get("user")
 	if user == "" {
-		writeError(rw, http.StatusBadRequest, proto.CodeBadRequest, "user is required: /dev/token?user=<id>")
+		httpjson.Error(rw, http.StatusBadRequest, proto.CodeBadRequest, "user is required: /dev/token?user=<id>")
 		return
 	}
 	tok, err := auth.Mint(w.cfg.JWTSecret, user, devTokenTTL)
 	if err != nil {
-		writeError(rw, http.StatusInternalServerError, proto.CodeHandlerError, "cannot mint a token")
+		httpjson.Error(rw, http.StatusInternalServerError, proto.CodeHandlerError, "cannot mint a token")
 		return
 	}
 	rw.Header().Set("Cache-Control", "no-store")
-	writeJSON(rw, http.StatusOK, map[string]any{"token": tok, "user": user, "expires_in": int(devTokenTTL.Seconds())})
+	httpjson.Write(rw, http.StatusOK, map[string]any{"token": tok, "user": user, "expires_in": int(devTokenTTL.Seconds())})
 }
 
 // serveReady answers /readyz: 200 once the worker has started and while
@@ -77,19 +76,5 @@ func (w *Worker) serveReady(rw http.ResponseWriter, _ *http.Request) {
 	if !w.sub.Live() {
 		reasons = append(reasons, "redis subscription not live")
 	}
-	if len(reasons) > 0 {
-		writeJSON(rw, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "reasons": reasons, "worker": w.index})
-		return
-	}
-	writeJSON(rw, http.StatusOK, map[string]any{"status": "ready", "worker": w.index})
-}
-
-func writeJSON(rw http.ResponseWriter, status int, v any) {
-	rw.Header().Set("Content-Type", "application/json")
-	rw.WriteHeader(status)
-	_ = json.NewEncoder(rw).Encode(v)
-}
-
-func writeError(rw http.ResponseWriter, status int, code, msg string) {
-	writeJSON(rw, status, map[string]any{"error": proto.Error{Code: code, Message: msg}})
+	readiness.Write(rw, readiness.New(reasons...).OfWorker(w.index))
 }

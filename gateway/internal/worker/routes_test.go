@@ -37,7 +37,7 @@ func TestSocketRefusals(t *testing.T) {
 		query   string
 		header  http.Header
 		status  int
-		code    string
+		code    proto.Code
 		message string // "" = any
 	}{
 		{name: "no token", status: http.StatusUnauthorized, code: proto.CodeUnauthorized, message: auth.ErrNoToken.Message},

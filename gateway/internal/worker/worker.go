@@ -13,8 +13,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +29,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/metrics"
 	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
+	"github.com/switchboard/switchboard/internal/redact"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -193,7 +192,7 @@ func (w *Worker) connect(ctx context.Context) error {
 	// Redis is waited for by the subscriber, which retries by itself; NATS
 	// by RetryOnFailedConnect. Log here once if either is not up yet.
 	if !w.nc.IsConnected() {
-		log.Warn("nats not reachable yet, retrying in the background", zap.String("url", redactURL(w.cfg.NATSURL)))
+		log.Warn("nats not reachable yet, retrying in the background", zap.String("url", redact.URL(w.cfg.NATSURL)))
 	}
 	return nil
 }
@@ -237,19 +236,4 @@ func (h countedHub) Deliver(d *proto.Dispatch) int {
 	sent, dropped := h.hub.DeliverCounted(d)
 	h.metrics.Delivered(sent, dropped)
 	return sent
-}
-
-// redactURL drops credentials from a URL, or from each URL of a
-// comma-separated list, before it is logged.
-func redactURL(s string) string {
-	parts := strings.Split(s, ",")
-	for i, p := range parts {
-		u, err := url.Parse(strings.TrimSpace(p))
-		if err != nil {
-			parts[i] = "(unparsable url)"
-			continue
-		}
-		parts[i] = u.Redacted()
-	}
-	return strings.Join(parts, ",")
 }

@@ -3,14 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/url"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/switchboard/switchboard/internal/backoff"
 )
 
 // Start-up retry of Redis: the first wait, doubled after each failure up to
@@ -95,7 +95,7 @@ func waitNATS(ctx context.Context, nc *nats.Conn, log *zap.Logger) error {
 
 // waitRedis pings rdb until it answers or ctx is done, logging each failure.
 func waitRedis(ctx context.Context, rdb *redis.Client, log *zap.Logger) error {
-	wait := redisRetryMin
+	bo := backoff.Backoff{Min: redisRetryMin, Max: redisRetryMax}
 	for {
 		pingCtx, cancel := context.WithTimeout(ctx, redisPingLimit)
 		err := rdb.Ping(pingCtx).Err()
@@ -107,29 +107,9 @@ func waitRedis(ctx context.Context, rdb *redis.Client, log *zap.Logger) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		log.Warn("waiting for Redis", zap.Error(err), zap.Duration("retry_in", wait))
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		log.Warn("waiting for Redis", zap.Error(err), zap.Duration("retry_in", bo.Next()))
+		if !bo.Wait(ctx) {
 			return ctx.Err()
 		}
-		wait = min(2*wait, redisRetryMax)
 	}
-}
-
-// redactURL hides the credentials of a URL, or of each URL of a
-// comma-separated list (NATS_URL may be one), for logs.
-func redactURL(s string) string {
-	parts := strings.Split(s, ",")
-	for i, p := range parts {
-		u, err := url.Parse(strings.TrimSpace(p))
-		if err != nil {
-			parts[i] = "(invalid)"
-			continue
-		}
-		parts[i] = u.Redacted()
-	}
-	return strings.Join(parts, ",")
 }

@@ -2,20 +2,23 @@ package main
 
 import (
 	"context"
-	"encoding/json"
+	"io"
 	"net/http"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard/switchboard/internal/readiness"
 )
 
 // readyPingLimit bounds the Redis ping of one /readyz request.
 const readyPingLimit = time.Second
 
 // health serves GET /healthz (the process is up) and GET /readyz (it can
-// serve events: subscribed, NATS connected, Redis answering, not stopping).
+// serve events: subscribed, NATS connected, Redis answering, not stopping),
+// whose body is the readiness package's.
 type health struct {
 	nc       *nats.Conn
 	rdb      *redis.Client
@@ -33,40 +36,35 @@ func newHealth(nc *nats.Conn, rdb *redis.Client, serving <-chan struct{}) *healt
 
 func (h *health) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
-type status struct {
-	Status string `json:"status"`
-	Reason string `json:"reason,omitempty"`
-}
-
-func (h *health) healthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, status{Status: "ok"})
+func (h *health) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
 }
 
 func (h *health) readyz(w http.ResponseWriter, r *http.Request) {
-	if reason := h.notReady(r.Context()); reason != "" {
-		writeJSON(w, http.StatusServiceUnavailable, status{Status: "unavailable", Reason: reason})
-		return
-	}
-	writeJSON(w, http.StatusOK, status{Status: "ok"})
+	readiness.Write(w, readiness.New(h.notReady(r.Context())...))
 }
 
-// notReady returns why the service cannot serve events, or "".
-func (h *health) notReady(ctx context.Context) string {
+// notReady returns every reason the service cannot serve events; none
+// when it can.
+func (h *health) notReady(ctx context.Context) []string {
+	var reasons []string
 	if h.stopping.Load() {
-		return "shutting down"
+		reasons = append(reasons, "shutting down")
 	}
 	if !h.nc.IsConnected() {
-		return "nats not connected"
+		reasons = append(reasons, "nats not connected")
 	}
 	if !h.redisUp(ctx) {
-		return "redis not answering"
+		reasons = append(reasons, "redis not answering")
 	}
 	select {
 	case <-h.serving:
 	default:
-		return "not subscribed yet"
+		reasons = append(reasons, "not subscribed yet")
 	}
-	return ""
+	return reasons
 }
 
 // redisUp reports whether Redis answers a PING within readyPingLimit.
@@ -74,11 +72,4 @@ func (h *health) redisUp(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, readyPingLimit)
 	defer cancel()
 	return h.rdb.Ping(ctx).Err() == nil
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
 }

@@ -12,6 +12,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -25,7 +26,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/handlers-svc/event/middleware"
@@ -34,6 +34,10 @@ import (
 	"github.com/switchboard/switchboard/handlers-svc/internal/metrics"
 	"github.com/switchboard/switchboard/handlers-svc/internal/natserve"
 	"github.com/switchboard/switchboard/handlers-svc/internal/redisdispatch"
+	"github.com/switchboard/switchboard/internal/healthcheck"
+	"github.com/switchboard/switchboard/internal/logging"
+	"github.com/switchboard/switchboard/internal/redact"
+	"github.com/switchboard/switchboard/internal/redislog"
 )
 
 // httpShutdownTimeout bounds the health server's shutdown, the last step.
@@ -41,31 +45,37 @@ const httpShutdownTimeout = 2 * time.Second
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "health" {
-		if err := healthCheck(context.Background(), os.Args[2:], os.Stdout); err != nil {
+		if err := healthcheck.Run(context.Background(), "handlers-svc", os.Args[2:], os.Stdout, healthAddr); err != nil {
 			fmt.Fprintf(os.Stderr, "handlers-svc health: %v\n", err)
 			os.Exit(1)
 		}
 		return
 	}
-	cfg, err := config.Load(os.Args[1:], os.Getenv, os.Stderr)
+	// The flag package's own messages would be plain text among JSON
+	// lines: they are written only for -h, which a person asked for.
+	var usage bytes.Buffer
+	cfg, err := config.Load(os.Args[1:], os.Getenv, &usage)
 	if errors.Is(err, flag.ErrHelp) {
+		_, _ = os.Stderr.Write(usage.Bytes())
 		os.Exit(0)
 	}
 	if err == nil {
 		err = cfg.Validate()
 	}
+	var log *zap.Logger
+	if err == nil {
+		// Every failure is logged: they are per request, and rare.
+		log, err = logging.New(cfg.LogLevel, logging.Unsampled())
+	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "handlers-svc: configuration: %v\n", err)
+		// A refusal to start is a JSON line like every other.
+		logging.Refuse("handlers-svc", fmt.Errorf("configuration: %w", err))
 		os.Exit(2)
 	}
-	log, err := newLogger(cfg)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "handlers-svc: logger: %v\n", err)
-		os.Exit(2)
-	}
+	log = log.Named("handlers-svc")
 
 	// go-redis logs through a process-wide logger; send it to zap once, here.
-	redis.SetLogger(redisLogger{log: log.Named("go-redis")})
+	redis.SetLogger(redislog.New(log.Named("go-redis")))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	// After the first signal, a second one stops the process at once.
@@ -81,44 +91,14 @@ func main() {
 	_ = log.Sync()
 }
 
-// newLogger returns a zap logger writing JSON lines to stderr at cfg's level.
-func newLogger(cfg config.Config) (*zap.Logger, error) {
-	lvl, err := cfg.Level()
-	if err != nil {
-		return nil, err
-	}
-	zc := zap.NewProductionConfig()
-	zc.Level = zap.NewAtomicLevelAt(lvl)
-	zc.Sampling = nil // every failure is logged: they are per request, and rare
-	zc.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
-	zc.OutputPaths = []string{"stderr"}
-	zc.ErrorOutputPaths = []string{"stderr"}
-	log, err := zc.Build()
-	if err != nil {
-		return nil, err
-	}
-	return log.Named("handlers-svc"), nil
-}
-
-// redisLogger writes go-redis's own log lines (such as dial failures of its
-// pool) at debug level: the service logs the failures that matter itself,
-// with their request.
-type redisLogger struct{ log *zap.Logger }
-
-func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
-	if ce := l.log.Check(zap.DebugLevel, "go-redis"); ce != nil {
-		ce.Write(zap.String("detail", fmt.Sprintf(format, v...)))
-	}
-}
-
 // realMain runs handlers-svc until ctx is done, then shuts down in order:
 // mark not ready, drain the NATS subscription and wait for running handlers,
 // close NATS, close Redis, stop the health server. It returns nil after a
 // clean shutdown, also when ctx ends while still waiting for NATS or Redis.
 func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	log.Info("starting",
-		zap.String("nats_url", redactURL(cfg.NATSURL)),
-		zap.String("redis_url", redactURL(cfg.RedisURL)),
+		zap.String("nats_url", redact.URL(cfg.NATSURL)),
+		zap.String("redis_url", redact.URL(cfg.RedisURL)),
 		zap.String("addr", cfg.Addr),
 		zap.Duration("timeout", cfg.Timeout),
 		zap.Duration("shutdown_timeout", cfg.ShutdownTimeout))
@@ -163,7 +143,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	health := newHealth(nc, rdb, srv.Ready())
 	reg.Watch(nc.IsConnected,
 		func() bool { return health.redisUp(context.Background()) },
-		func() bool { return health.notReady(context.Background()) == "" })
+		func() bool { return len(health.notReady(context.Background())) == 0 })
 	health.mux.Handle("GET /metrics", reg.Handler())
 	httpSrv := &http.Server{
 		Handler:           health,

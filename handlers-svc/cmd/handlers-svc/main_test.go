@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -74,30 +75,30 @@ var httpClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transpo
 
 // get returns the status and decoded JSON body of GET path; status 0 means
 // the server did not answer.
-func (a *app) get(path string) (int, map[string]string) {
+func (a *app) get(path string) (int, map[string]any) {
 	resp, err := httpClient.Get(a.base + path)
 	if err != nil {
 		return 0, nil
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	var m map[string]string
+	var m map[string]any
 	_ = json.Unmarshal(body, &m)
 	return resp.StatusCode, m
 }
 
-// awaitReady polls GET path until it returns want and the body's reason
-// satisfies reason ("" accepts any).
+// await polls GET path until it returns want and, unless reason is "", the
+// body's reasons name reason.
 func (a *app) await(t *testing.T, path string, want int, reason string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	var code int
-	var body map[string]string
+	var body map[string]any
 	for time.Now().Before(deadline) {
 		code, body = a.get(path)
-		if code == want && (reason == "" || body["reason"] == reason) {
+		if code == want && (reason == "" || hasReason(body, reason)) {
 			return
 		}
 		select {
@@ -107,6 +108,12 @@ func (a *app) await(t *testing.T, path string, want int, reason string) {
 		}
 	}
 	t.Fatalf("GET %s = %d %v, want %d %q", path, code, body, want, reason)
+}
+
+// hasReason reports whether a readiness body's reasons name want.
+func hasReason(body map[string]any, want string) bool {
+	reasons, _ := body["reasons"].([]any)
+	return slices.Contains(reasons, any(want))
 }
 
 func request(t *testing.T, nc *nats.Conn, req proto.Request) *proto.Error {
@@ -125,6 +132,11 @@ func TestServesEndToEnd(t *testing.T) {
 	rs := testkit.StartRedis(t)
 	a := startApp(t, ns.Port, rs.Port)
 	a.await(t, "/readyz", http.StatusOK, "")
+	// The readiness shape both services share.
+	if code, body := a.get("/readyz"); code != http.StatusOK || body["status"] != "ready" || len(body) != 2 ||
+		body["reasons"] == nil || len(body["reasons"].([]any)) != 0 {
+		t.Fatalf("/readyz = %d %v, want 200 {\"status\":\"ready\",\"reasons\":[]}", code, body)
+	}
 	if code, body := a.get("/healthz"); code != http.StatusOK || body["status"] != "ok" {
 		t.Fatalf("/healthz = %d %v", code, body)
 	}
@@ -164,7 +176,7 @@ func TestServesEndToEnd(t *testing.T) {
 
 	for _, tt := range []struct {
 		req  proto.Request
-		want string
+		want proto.Code
 	}{
 		{proto.Request{Event: "postUpdated", Args: json.RawMessage(`{"post":1}`), User: "alice"}, proto.CodeBadRequest},
 		{proto.Request{Event: "nope", User: "alice"}, proto.CodeUnknownEvent},
@@ -188,6 +200,11 @@ func TestWaitsForDependencies(t *testing.T) {
 
 	a.await(t, "/healthz", http.StatusOK, "")
 	a.await(t, "/readyz", http.StatusServiceUnavailable, "nats not connected")
+	// Every reason at once, not the first only.
+	if code, body := a.get("/readyz"); code != http.StatusServiceUnavailable || body["status"] != "unavailable" ||
+		!hasReason(body, "nats not connected") || !hasReason(body, "redis not answering") || !hasReason(body, "not subscribed yet") {
+		t.Fatalf("/readyz = %d %v, want 503 unavailable naming NATS, Redis and the subscription", code, body)
+	}
 	awaitLog(t, a, "waiting for NATS")
 
 	testkit.StartNATSOn(t, natsPort)

@@ -67,7 +67,7 @@ func Log(log *zap.Logger) event.Middleware {
 			if err == nil {
 				code = "ok"
 			} else {
-				code = event.WireError(err).Code
+				code = string(event.WireError(err).Code)
 			}
 			return err
 		})

@@ -8,12 +8,11 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-	"go.uber.org/zap/zapcore"
+	"github.com/switchboard/switchboard/internal/logging"
+	"github.com/switchboard/switchboard/internal/serverurl"
 )
 
 // Config is the configuration of handlers-svc (PROTOCOL section 1).
@@ -108,16 +107,16 @@ func Load(args []string, getenv func(string) string, output io.Writer) (Config, 
 // Validate reports every invalid value, naming its environment variable.
 func (c Config) Validate() error {
 	var errs []error
-	if err := validateNATSURL(c.NATSURL); err != nil {
+	if err := serverurl.NATS(c.NATSURL); err != nil {
 		errs = append(errs, fmt.Errorf("NATS_URL: %w", err))
 	}
-	if _, err := redis.ParseURL(c.RedisURL); err != nil {
+	if err := serverurl.Redis(c.RedisURL); err != nil {
 		errs = append(errs, fmt.Errorf("REDIS_URL: %w", err))
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("HANDLERS_ADDR: %w", err))
 	}
-	if _, err := c.Level(); err != nil {
+	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL: %w", err))
 	}
 	if c.Timeout <= 0 {
@@ -127,36 +126,4 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("HANDLERS_SHUTDOWN_TIMEOUT: must be positive, got %s", c.ShutdownTimeout))
 	}
 	return errors.Join(errs...)
-}
-
-// Level returns the zap level named by LogLevel.
-func (c Config) Level() (zapcore.Level, error) {
-	lvl, err := zapcore.ParseLevel(c.LogLevel)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not one of debug, info, warn, error", c.LogLevel)
-	}
-	return lvl, nil
-}
-
-// validateNATSURL checks each URL of a comma-separated NATS server list.
-func validateNATSURL(s string) error {
-	if strings.TrimSpace(s) == "" {
-		return errors.New("must not be empty")
-	}
-	for u := range strings.SplitSeq(s, ",") {
-		// Errors name the URL only with its credentials hidden.
-		parsed, err := url.Parse(strings.TrimSpace(u))
-		if err != nil {
-			return errors.New("a server is not a URL")
-		}
-		switch parsed.Scheme {
-		case "nats", "tls", "ws", "wss":
-		default:
-			return fmt.Errorf("%q: scheme must be nats, tls, ws or wss", parsed.Redacted())
-		}
-		if parsed.Host == "" {
-			return fmt.Errorf("%q has no host", parsed.Redacted())
-		}
-	}
-	return nil
 }

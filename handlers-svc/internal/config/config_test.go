@@ -107,6 +107,11 @@ func TestValidate(t *testing.T) {
 		{"redis", func(c *config.Config) { c.RedisURL = "mysql://x" }, "REDIS_URL"},
 		{"addr", func(c *config.Config) { c.Addr = "8081" }, "HANDLERS_ADDR"},
 		{"log level", func(c *config.Config) { c.LogLevel = "loud" }, "LOG_LEVEL"},
+		// The gateway's rules: zap would take these, the configuration does not.
+		{"upper-case log level", func(c *config.Config) { c.LogLevel = "INFO" }, "LOG_LEVEL"},
+		{"fatal log level", func(c *config.Config) { c.LogLevel = "fatal" }, "LOG_LEVEL"},
+		{"empty log level", func(c *config.Config) { c.LogLevel = "" }, "LOG_LEVEL"},
+		{"redis database", func(c *config.Config) { c.RedisURL = "redis://x:6379/db" }, "REDIS_URL"},
 		{"timeout", func(c *config.Config) { c.Timeout = 0 }, "HANDLERS_TIMEOUT"},
 		{"shutdown timeout", func(c *config.Config) { c.ShutdownTimeout = -time.Second }, "HANDLERS_SHUTDOWN_TIMEOUT"},
 	}

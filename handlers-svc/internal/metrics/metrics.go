@@ -27,8 +27,8 @@ const EventOther = "_other"
 // results are the values of the result label: "ok" or a wire error code;
 // codes outside the set count as "other".
 var results = [...]string{
-	"ok", proto.CodeBadRequest, proto.CodeUnknownEvent, proto.CodeUnavailable,
-	proto.CodeTimeout, proto.CodeHandlerError, "other",
+	"ok", string(proto.CodeBadRequest), string(proto.CodeUnknownEvent), string(proto.CodeUnavailable),
+	string(proto.CodeTimeout), string(proto.CodeHandlerError), "other",
 }
 
 func resultIndex(code string) int {
@@ -125,7 +125,7 @@ func (m *Metrics) Middleware(next event.Handler) event.Handler {
 		}
 		code := "ok"
 		if err != nil {
-			code = event.WireError(err).Code
+			code = string(event.WireError(err).Code)
 		}
 		s.results[resultIndex(code)].Inc()
 		s.duration.Observe(time.Since(start).Seconds())

@@ -286,7 +286,7 @@ func (s *Server) logFailure(r *event.Request, err error) {
 	if ce := s.log.Check(lvl, "handler failed"); ce != nil {
 		ce.Write(
 			zap.String("event", r.Event), zap.String("user", r.User), zap.String("conn", r.Conn),
-			zap.String("code", code), zap.Error(err))
+			zap.String("code", string(code)), zap.Error(err))
 	}
 }
 

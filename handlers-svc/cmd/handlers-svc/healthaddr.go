@@ -1,0 +1,18 @@
+package main
+
+import (
+	"io"
+	"os"
+
+	"github.com/switchboard/switchboard/handlers-svc/internal/config"
+)
+
+// healthAddr is the address "handlers-svc health [-ready]" checks when
+// given no URL: HANDLERS_ADDR.
+func healthAddr() (string, error) {
+	cfg, err := config.Load(nil, os.Getenv, io.Discard)
+	if err != nil {
+		return "", err
+	}
+	return cfg.Addr, nil
+}

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/switchboard/switchboard/internal/cmdtest"
+)
+
+// TestRefusalIsAJSONLine runs the real binary with what it must refuse:
+// settings the gateway refuses too, and a bad flag. Each time it exits 2
+// and every line it wrote to stderr is JSON, one of them the refusal
+// naming what is wrong. -h still prints the usage, for a person, and
+// exits 0.
+func TestRefusalIsAJSONLine(t *testing.T) {
+	bin := cmdtest.Build(t, ".")
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		want string // in the refusal's error
+	}{
+		{"NATS scheme", []string{"NATS_URL=http://u:s3cr3t@h:4222"}, nil, "NATS_URL"},
+		{"NATS list with a bad server", []string{"NATS_URL=nats://a:4222, ::s3cr3t"}, nil, "NATS_URL"},
+		{"Redis URL", []string{"REDIS_URL=redis://:s3cr3t@h:6379/db"}, nil, "REDIS_URL"},
+		{"upper-case log level", []string{"LOG_LEVEL=INFO"}, nil, "LOG_LEVEL"},
+		{"duration without a unit", []string{"HANDLERS_TIMEOUT=5"}, nil, "HANDLERS_TIMEOUT"},
+		{"zero duration", nil, []string{"-handlers-shutdown-timeout=0s"}, "HANDLERS_SHUTDOWN_TIMEOUT"},
+		{"bad flag", nil, []string{"-no-such-flag"}, "no-such-flag"},
+		{"stray argument", nil, []string{"serve"}, "unexpected arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := cmdtest.Run(t, bin, tt.env, tt.args...)
+			cmdtest.Refusal{Code: 2, Logger: "handlers-svc", Names: tt.want, Hides: "s3cr3t"}.Check(t, r)
+		})
+	}
+	t.Run("help", func(t *testing.T) {
+		if r := cmdtest.Run(t, bin, nil, "-h"); r.Code != 0 || !strings.Contains(r.Stderr, "(env NATS_URL)") {
+			t.Fatalf("-h: exit status %d, stderr:\n%s\nwant 0 and the usage", r.Code, r.Stderr)
+		}
+	})
+}

@@ -1,0 +1,79 @@
+// Package redact hides the credentials in server URLs before they are
+// logged or put into an error.
+package redact
+
+import (
+	"net/url"
+	"strings"
+)
+
+// Mask stands in for every credential URL removes.
+const Mask = "xxxxx"
+
+// Invalid stands in for a URL that does not parse: it is left out whole,
+// since where its credentials end cannot be told.
+const Invalid = "(invalid url)"
+
+// URL returns s, a URL or a comma-separated list of them (NATS_URL may be
+// one), with every credential replaced by Mask. Unlike url.URL.Redacted,
+// which masks only a password, it hides the whole user info: NATS takes a
+// bare token there (nats://TOKEN@host), and a user name may be a secret
+// too. It also masks the values of query parameters named like a secret
+// (password, token, secret, key, auth, credential) and any fragment. A part
+// that does not parse, or is opaque (user:pass@host without a scheme parses
+// as scheme "user"), becomes Invalid. Spaces around each part are dropped.
+func URL(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		parts[i] = one(strings.TrimSpace(p))
+	}
+	return strings.Join(parts, ",")
+}
+
+func one(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Opaque != "" {
+		return Invalid
+	}
+	if u.User != nil {
+		u.User = url.User(Mask)
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = query(u.RawQuery)
+	}
+	if u.Fragment != "" {
+		u.Fragment, u.RawFragment = Mask, ""
+	}
+	return u.String()
+}
+
+// query masks the values of secret-looking parameters of a raw query,
+// keeping the order and spelling of everything else.
+func query(raw string) string {
+	pairs := strings.Split(raw, "&")
+	for i, kv := range pairs {
+		k, _, hasValue := strings.Cut(kv, "=")
+		name, err := url.QueryUnescape(k)
+		switch {
+		case err != nil:
+			pairs[i] = Mask
+		case hasValue && secretName(name):
+			pairs[i] = k + "=" + Mask
+		}
+	}
+	return strings.Join(pairs, "&")
+}
+
+// secretWords are the parts of a query parameter's name that mark its
+// value as a credential.
+var secretWords = [...]string{"pass", "pwd", "token", "secret", "key", "auth", "cred", "sig"}
+
+func secretName(name string) bool {
+	name = strings.ToLower(name)
+	for _, w := range secretWords {
+		if strings.Contains(name, w) {
+			return true
+		}
+	}
+	return false
+}
