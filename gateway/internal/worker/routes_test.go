@@ -82,7 +82,7 @@ func TestSocketRefusals(t *testing.T) {
 				t.Fatalf("body %q is not JSON: %v", body, err)
 			}
 			e := got["error"]
-			if len(got) != 1 || len(e) != 2 || e["code"] != tt.code {
+			if len(got) != 1 || len(e) != 2 || e["code"] != string(tt.code) {
 				t.Fatalf("body = %s, want {\"error\":{\"code\":%q,\"message\":...}}", body, tt.code)
 			}
 			msg, _ := e["message"].(string)
