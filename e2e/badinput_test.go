@@ -19,7 +19,7 @@ import (
 )
 
 // TestBadFramesGetErrorsAndSocketStaysUsable covers every bad envelope of
-// PROTOCOL section 2 that must be answered, not disconnected.
+// docs/protocol.md section 2 that must be answered, not disconnected.
 func TestBadFramesGetErrorsAndSocketStaysUsable(t *testing.T) {
 	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2})
 	c := s.Dial("alice")

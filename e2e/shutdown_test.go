@@ -117,7 +117,7 @@ func loadClients(s *testkit.Stack, n int) []*testkit.Client {
 
 // TestGatewaySIGTERMUnderLoad sends SIGTERM to the gateway while clients
 // on both workers keep sending. "No request left half done" is checked as
-// PROTOCOL section 2 allows: every envelope handlers-svc served is answered
+// docs/protocol.md section 2 allows: every envelope handlers-svc served is answered
 // on its socket before the close, no envelope is answered twice or with
 // anything but its result or unavailable (never a timeout), and envelopes
 // the gateway had not read when it closed the socket are not answered and

@@ -2,11 +2,11 @@ package proto
 
 // Code is a wire error code: what a client sees in an error frame's args
 // and in the body of a refused upgrade, and what a NATS reply carries
-// (PROTOCOL sections 2 and 3). The set is closed: clients may switch on it,
+// (docs/protocol.md sections 2 and 3). The set is closed: clients may switch on it,
 // and Codes lists it. A Code is encoded in JSON as a plain string.
 type Code string
 
-// Error codes of error frames and NATS replies (PROTOCOL sections 2 and 3).
+// Error codes of error frames and NATS replies (docs/protocol.md sections 2 and 3).
 const (
 	CodeBadRequest   Code = "bad_request"   // not JSON, not an object, bad event or ref, binary frame, or args rejected by a handler
 	CodeUnknownEvent Code = "unknown_event" // no handler is registered for the event
@@ -16,7 +16,7 @@ const (
 	CodeRateLimited  Code = "rate_limited"  // the connection sent more than its allowance
 )
 
-// Codes of the JSON body of a refused WebSocket upgrade (PROTOCOL section 2).
+// Codes of the JSON body of a refused WebSocket upgrade (docs/protocol.md section 2).
 const (
 	CodeUnauthorized    Code = "unauthorized"     // HTTP 401: no token, bad signature, expired, no sub
 	CodeForbiddenOrigin Code = "forbidden_origin" // HTTP 403: Origin not allowed

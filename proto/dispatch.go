@@ -7,7 +7,7 @@ import (
 )
 
 // Dispatch is a message handlers-svc publishes on Channel for every gateway
-// worker (PROTOCOL section 4): deliver Event with Args to every local socket
+// worker (docs/protocol.md section 4): deliver Event with Args to every local socket
 // of each of Users, to each of Conns, or to every local socket if Broadcast.
 type Dispatch struct {
 	Event     string          `json:"event"`

@@ -1,5 +1,5 @@
-// Package proto is the Go form of the switchboard wire contract, v1
-// (PROTOCOL.md): the client envelope and the server frames of the WebSocket,
+// Package proto is the Go form of the switchboard wire contract, v2
+// (docs/protocol.md): the client envelope and the server frames of the WebSocket,
 // the NATS request and reply between the gateway and handlers-svc, the Redis
 // dispatch message, subject and channel names, error codes and close codes.
 //

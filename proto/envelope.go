@@ -6,7 +6,7 @@ import (
 	"unicode/utf8"
 )
 
-// Limits of the client envelope (PROTOCOL section 2).
+// Limits of the client envelope (docs/protocol.md section 2).
 const (
 	MaxEventLen = 64 // characters of an event name
 	MaxRefLen   = 64 // characters (Unicode code points) of a ref

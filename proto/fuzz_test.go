@@ -112,7 +112,7 @@ func FuzzDecodeEnvelope(f *testing.F) {
 }
 
 // oracleEnvelope decodes data with encoding/json and applies the envelope
-// rules of PROTOCOL section 2. It returns the envelope DecodeEnvelope must
+// rules of docs/protocol.md section 2. It returns the envelope DecodeEnvelope must
 // return, and on failure the word the error must be about: "JSON",
 // "object", "event", "ref", or "ref|event" when both are bad.
 func oracleEnvelope(data []byte) (proto.Envelope, string) {

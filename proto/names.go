@@ -1,6 +1,6 @@
 package proto
 
-// NATS subjects and the queue group of handlers-svc (PROTOCOL section 3).
+// NATS subjects and the queue group of handlers-svc (docs/protocol.md section 3).
 const (
 	// SubjectPrefix is prepended to an event name to form its request subject.
 	SubjectPrefix = "handlers."
@@ -11,10 +11,10 @@ const (
 )
 
 // Channel is the Redis pub/sub channel every gateway worker subscribes to
-// (PROTOCOL section 4).
+// (docs/protocol.md section 4).
 const Channel = "switchboard:outgoing"
 
-// Server-side event names the gateway itself sends (PROTOCOL section 2).
+// Server-side event names the gateway itself sends (docs/protocol.md section 2).
 const (
 	EventConnected = "connected"
 	EventAck       = "ack"

@@ -7,7 +7,7 @@ import (
 )
 
 // Request is the body of a NATS request from the gateway to handlers-svc on
-// subject "handlers.<event>" (PROTOCOL section 3).
+// subject "handlers.<event>" (docs/protocol.md section 3).
 type Request struct {
 	Event string          `json:"event"`
 	Args  json.RawMessage `json:"args"`

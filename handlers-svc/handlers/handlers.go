@@ -1,5 +1,5 @@
 // Package handlers holds the built-in event handlers of switchboard
-// (PROTOCOL section 5), one file per event family. Each file is written as
+// (docs/protocol.md section 5), one file per event family. Each file is written as
 // the example a backend team copies: decode and check args, answer a bad
 // field with event.BadRequest naming it, and reach clients only through an
 // event.Dispatcher.

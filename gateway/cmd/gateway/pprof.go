@@ -4,7 +4,7 @@ package main
 
 // Built with -tags pprof, every worker serves net/http/pprof on
 // 127.0.0.1:(GATEWAY_PPROF_PORT + worker index), for profiling under load
-// (BENCH_PPROF in the README's Performance section). Never in a
+// (BENCH_PPROF in docs/performance.md). Never in a
 // default build.
 
 import (

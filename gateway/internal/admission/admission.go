@@ -1,5 +1,5 @@
 // Package admission decides which requests for /socket become sockets. In
-// order: the Origin (GATEWAY_ALLOWED_ORIGINS, PROTOCOL section 1), the
+// order: the Origin (GATEWAY_ALLOWED_ORIGINS, docs/protocol.md section 1), the
 // token, whether the worker is open (started, and not shutting down), the
 // socket caps (GATEWAY_MAX_CONNS, GATEWAY_MAX_CONNS_PER_USER), then the
 // WebSocket upgrade. A refused request is answered with the contract's JSON

@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// checkOrigin applies GATEWAY_ALLOWED_ORIGINS (PROTOCOL section 1).
+// checkOrigin applies GATEWAY_ALLOWED_ORIGINS (docs/protocol.md section 1).
 func (a *Admission) checkOrigin(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {

@@ -1,5 +1,5 @@
 // Package auth verifies the JWTs clients present at the WebSocket upgrade and
-// turns them into a user id (PROTOCOL section 2). The user id comes from the
+// turns them into a user id (docs/protocol.md section 2). The user id comes from the
 // verified token only.
 package auth
 

@@ -1,5 +1,5 @@
 // Package config holds the gateway's one Config: defaults in code, read from
-// the environment and from flags of the same names (PROTOCOL section 1).
+// the environment and from flags of the same names (docs/protocol.md section 1).
 package config
 
 import (

@@ -15,7 +15,7 @@ func env(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
-// TestDefaultIsTheContract checks Default against PROTOCOL section 1.
+// TestDefaultIsTheContract checks Default against docs/protocol.md section 1.
 func TestDefaultIsTheContract(t *testing.T) {
 	c := config.Default()
 	checks := []struct {

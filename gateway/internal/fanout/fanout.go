@@ -1,5 +1,5 @@
 // Package fanout owns a worker's Redis subscription to the dispatch channel
-// (PROTOCOL section 4) and feeds every dispatch to the local sockets. It
+// (docs/protocol.md section 4) and feeds every dispatch to the local sockets. It
 // resubscribes by itself after Redis goes away and comes back.
 //
 // Two goroutines started by Run share the work: a reader, the only owner of

@@ -1,6 +1,6 @@
 // Package forward is the gateway's protocol policy for what clients send:
 // it turns client envelopes into NATS requests to handlers-svc and relays
-// the reply to the socket as an ack or an error frame (PROTOCOL sections 2
+// the reply to the socket as an ack or an error frame (docs/protocol.md sections 2
 // and 3), and it answers what is not forwarded: frames over the socket's
 // rate limit (rate_limited, or a close for an abusive client), binary
 // frames and invalid envelopes (bad_request).

@@ -5,7 +5,7 @@
 //
 // A fixed GOGC=50 kept idle memory low, but under load it made the
 // collector run about twice as often on a worker that has one core. In the
-// benchmark (README, Performance), with three alternating runs each at R =
+// benchmark (docs/performance.md), with three alternating runs each at R =
 // 4,000: p99 3.5-3.8 ms with a fixed 50, 2.8-3.4 ms tuned, and gateway CPU
 // per delivery 3-5 % lower; turning quiet returns the busy spell's garbage
 // to the system, which took idle RSS per socket at 10,000 from 7.4 to

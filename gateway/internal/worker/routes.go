@@ -47,7 +47,7 @@ func (w *Worker) routes() http.Handler {
 // devTokenTTL is the lifetime of tokens minted by /dev/token.
 const devTokenTTL = 24 * time.Hour
 
-// serveDevToken mints a token for ?user= (dev mode only, PROTOCOL 1).
+// serveDevToken mints a token for ?user= (dev mode only, docs/protocol.md section 1).
 func (w *Worker) serveDevToken(rw http.ResponseWriter, r *http.Request) {
 	user := r.URL.Query().Get("user")
 	if user == "" {

@@ -17,7 +17,7 @@ import (
 	"github.com/switchboard/switchboard/proto"
 )
 
-// Timing of the socket (PROTOCOL section 2): the gateway pings every
+// Timing of the socket (docs/protocol.md section 2): the gateway pings every
 // PingPeriod and closes a socket that has not answered for PongWait.
 const (
 	PingPeriod = 25 * time.Second

@@ -1,6 +1,6 @@
 // Command handlers-svc serves switchboard events: it takes requests from
 // every gateway over a NATS queue subscription, runs the registered handlers
-// and dispatches their events through Redis (PROTOCOL sections 3 to 5).
+// and dispatches their events through Redis (docs/protocol.md sections 3 to 5).
 //
 // It reads its configuration from the environment and flags (see
 // internal/config), logs JSON lines to stderr, serves GET /healthz,

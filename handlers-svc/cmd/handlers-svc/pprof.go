@@ -4,7 +4,7 @@ package main
 
 // Built with -tags pprof, handlers-svc serves net/http/pprof on
 // HANDLERS_PPROF_ADDR (say 127.0.0.1:27989), for profiling under load
-// (BENCH_PPROF in the README's Performance section). Never in a default
+// (BENCH_PPROF in docs/performance.md). Never in a default
 // build.
 
 import (

@@ -15,7 +15,7 @@ import (
 	"github.com/switchboard/switchboard/internal/serverurl"
 )
 
-// Config is the configuration of handlers-svc (PROTOCOL section 1).
+// Config is the configuration of handlers-svc (docs/protocol.md section 1).
 type Config struct {
 	NATSURL         string        // NATS_URL
 	RedisURL        string        // REDIS_URL

@@ -1,6 +1,6 @@
 // Package natserve binds an event.Handler to the NATS queue subscription on
 // proto.SubjectAll in the queue group proto.QueueGroup, so any number of
-// handlers-svc instances share the requests of every gateway (PROTOCOL
+// handlers-svc instances share the requests of every gateway (docs/protocol.md
 // section 3).
 //
 // # Concurrency

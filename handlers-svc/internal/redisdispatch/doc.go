@@ -1,5 +1,5 @@
 // Package redisdispatch implements event.Dispatcher over Redis PUBLISH on the
-// channel every gateway worker subscribes to (PROTOCOL section 4).
+// channel every gateway worker subscribes to (docs/protocol.md section 4).
 //
 // # Concurrency
 //

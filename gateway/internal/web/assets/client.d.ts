@@ -1,6 +1,6 @@
 // Type declarations for client.js, the switchboard browser and Node client.
 
-/** A frame the gateway sends (PROTOCOL.md section 2). */
+/** A frame the gateway sends (docs/protocol.md section 2). */
 export interface Frame<A = unknown> {
   event: string;
   /** The user id of the socket that received the frame. */

@@ -7,7 +7,7 @@
 //   await sb.emit("sendMessage", { to: "bob", text: "hi" });
 //   sb.close();
 //
-// The wire contract is PROTOCOL.md v1; client.d.ts beside this file types it.
+// The wire contract is docs/protocol.md (v2); client.d.ts beside this file types it.
 
 const DEFAULTS = {
   ackTimeout: 10_000,
