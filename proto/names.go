@@ -15,11 +15,24 @@ const (
 const Channel = "switchboard:outgoing"
 
 // Server-side event names the gateway itself sends (docs/protocol.md section 2).
+// No dispatch may name one: handlers-svc refuses it and the gateway drops
+// it (Reserved).
 const (
 	EventConnected = "connected"
 	EventAck       = "ack"
 	EventError     = "error"
+	EventResync    = "resync"
 )
+
+// Reserved reports whether event is one of the gateway's own events, which
+// no dispatch may name.
+func Reserved(event string) bool {
+	switch event {
+	case EventConnected, EventAck, EventError, EventResync:
+		return true
+	}
+	return false
+}
 
 // Subject returns the NATS subject that carries requests for event.
 func Subject(event string) string { return SubjectPrefix + event }
