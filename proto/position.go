@@ -1,8 +1,10 @@
 package proto
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Positions (PROTOCOL section 6). Every recoverable event is an entry of a
@@ -114,4 +116,24 @@ func ValidEpoch(s string) bool {
 		}
 	}
 	return true
+}
+
+// Recovery settings both services read (PROTOCOL section 1).
+const (
+	// DefaultHistoryWindow is how long events are kept for recovery
+	// (HISTORY_WINDOW) when not set.
+	DefaultHistoryWindow = 120 * time.Second
+	// MaxHistoryWindow bounds HISTORY_WINDOW: a stream's epoch and top
+	// offset are kept a day after their last use, so a longer window could
+	// outlive them.
+	MaxHistoryWindow = 24 * time.Hour
+)
+
+// CheckHistoryWindow returns why d cannot be a HISTORY_WINDOW, or nil: it
+// is 0 (recovery off) or from a second to MaxHistoryWindow.
+func CheckHistoryWindow(d time.Duration) error {
+	if d == 0 || (d >= time.Second && d <= MaxHistoryWindow) {
+		return nil
+	}
+	return fmt.Errorf("must be 0 (recovery off) or from 1s to %s, got %s", MaxHistoryWindow, d)
 }
