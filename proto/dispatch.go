@@ -11,7 +11,7 @@ import (
 // worker (docs/protocol.md section 4): deliver Event with Args to every local socket
 // of each of Users, to each of Conns, or to every local socket if Broadcast.
 //
-// A recoverable dispatch (PROTOCOL section 6) also carries the position of
+// A recoverable dispatch (docs/protocol.md section 6) also carries the position of
 // its entry in each target user's stream (Pos, by user id) or in the
 // broadcast stream (BPos). A dispatch without positions, as a v1 publisher
 // writes, is delivered as transient.

@@ -22,7 +22,7 @@ type Connected struct {
 	Conn   string `json:"conn"`
 	Worker int    `json:"worker"`
 	// Pos and BPos are where the socket starts in the user's and the
-	// broadcast stream (PROTOCOL section 6); empty when recovery is off.
+	// broadcast stream (docs/protocol.md section 6); empty when recovery is off.
 	Pos  string `json:"pos,omitempty"`
 	BPos string `json:"bpos,omitempty"`
 	// Recovered and Missed answer a resume: whether every event after the

@@ -14,7 +14,7 @@ const (
 // (docs/protocol.md section 4).
 const Channel = "switchboard:outgoing"
 
-// Redis keys of the recovery streams (PROTOCOL section 6). Each stream has
+// Redis keys of the recovery streams (docs/protocol.md section 6). Each stream has
 // a meta hash beside it: its epoch (e), top offset (s), the time of its top
 // entry in ms (t) and the run of the Redis server that wrote it (r).
 const (
@@ -33,7 +33,7 @@ func UserStreamKey(user string) string { return "sb:u:" + user + ":s" }
 // UserMetaKey returns the key of the meta hash of user's stream.
 func UserMetaKey(user string) string { return "sb:u:" + user + ":m" }
 
-// Server-side event names the gateway itself sends (PROTOCOL section 2).
+// Server-side event names the gateway itself sends (docs/protocol.md section 2).
 // No dispatch may name one: handlers-svc refuses it and the gateway drops
 // it (Reserved).
 const (

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Positions (PROTOCOL section 6). Every recoverable event is an entry of a
+// Positions (docs/protocol.md section 6). Every recoverable event is an entry of a
 // stream: one stream per user, and one for broadcasts. A position names a
 // stream's epoch and one entry of it, and is written "<epoch>.<ms>-<off>":
 //
@@ -118,7 +118,7 @@ func ValidEpoch(s string) bool {
 	return true
 }
 
-// Recovery settings both services read (PROTOCOL section 1).
+// Recovery settings both services read (docs/protocol.md section 1).
 const (
 	// DefaultHistoryWindow is how long events are kept for recovery
 	// (HISTORY_WINDOW) when not set.
