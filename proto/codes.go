@@ -53,6 +53,13 @@ const (
 	ClosePolicy        = 1008 // slow consumer or persistent rate-limit abuse
 	CloseMessageTooBig = 1009 // a message larger than the max frame size
 	CloseInternalError = 1011 // the connection's code failed unexpectedly
+	// CloseTryAgainLater is an extension: the gateway could not read the
+	// recovery store for a new socket; the client reconnects with back-off
+	// and resumes, losing nothing.
+	CloseTryAgainLater = 1013
+	// CloseTokenExpired: the socket's token expired; the client reconnects
+	// at once with a fresh token and resumes (docs/protocol.md section 2).
+	CloseTokenExpired = 4001
 )
 
 // Close reasons sent with ClosePolicy, so clients can tell which policy.

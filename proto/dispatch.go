@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"slices"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -110,10 +111,30 @@ func appendStrings(dst []byte, ss []string) []byte {
 // order, spacing, escapes, null lists) goes through encoding/json, with the
 // same result.
 func DecodeDispatch(data []byte) (Dispatch, error) {
-	if d, ok := decodeCanonicalDispatch(data); ok {
-		return d, nil
+	d, ok := decodeCanonicalDispatch(data)
+	if !ok {
+		var err error
+		if d, err = decodeDispatchJSON(data); err != nil {
+			return Dispatch{}, err
+		}
 	}
-	return decodeDispatchJSON(data)
+	if err := checkPositions(&d); err != nil {
+		return Dispatch{}, err
+	}
+	return d, nil
+}
+
+// checkPositions refuses a dispatch whose positions are not positions.
+func checkPositions(d *Dispatch) error {
+	for user, p := range d.Pos {
+		if _, ok := ParsePos(p); !ok {
+			return &Error{Code: CodeBadRequest, Message: "dispatch position of " + strconv.Quote(user) + " is not a position"}
+		}
+	}
+	if _, ok := ParsePos(d.BPos); d.BPos != "" && !ok {
+		return &Error{Code: CodeBadRequest, Message: "dispatch bpos is not a position"}
+	}
+	return nil
 }
 
 func decodeDispatchJSON(data []byte) (Dispatch, error) {

@@ -172,3 +172,15 @@ func TestAppendDispatchPositions(t *testing.T) {
 		t.Fatal("a position that is not a string was accepted")
 	}
 }
+
+func TestDecodeDispatchRefusesBadPositions(t *testing.T) {
+	for _, body := range []string{
+		`{"event":"e","args":null,"users":["a"],"conns":[],"broadcast":false,"pos":{"a":"not a position"}}`,
+		`{"event":"e","args":null,"users":[],"conns":[],"broadcast":true,"bpos":"E.1-1"}`,
+		`{"pos":{"a":"x.01-1"},"event":"e","users":["a"]}`,
+	} {
+		if _, err := proto.DecodeDispatch([]byte(body)); err == nil {
+			t.Errorf("DecodeDispatch(%s) accepted it", body)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/serverurl"
+	"github.com/switchboard/switchboard/proto"
 )
 
 // DevSecret is the JWT secret used in dev mode when GATEWAY_JWT_SECRET is not
@@ -46,6 +47,8 @@ type Config struct {
 	MetricsAddr     string        // GATEWAY_METRICS_ADDR: the supervisor's /metrics; "" (set as "off") = none
 	MaxConns        int           // GATEWAY_MAX_CONNS: sockets per worker; 0 = unlimited
 	MaxConnsPerUser int           // GATEWAY_MAX_CONNS_PER_USER: sockets of one user per worker; 0 = unlimited
+	HistoryWindow   time.Duration // HISTORY_WINDOW: recovery on (> 0) or off (0); handlers-svc keeps the events
+	MaxReplay       int           // GATEWAY_MAX_REPLAY: most events replayed on one resume
 
 	// Set by the supervisor in each worker's environment; not settings, so
 	// neither flags nor in Environ.
@@ -92,6 +95,8 @@ func Default() Config {
 		ShutdownTimeout: 10 * time.Second,
 		MaxConns:        50000,
 		MaxConnsPerUser: 64,
+		HistoryWindow:   proto.DefaultHistoryWindow,
+		MaxReplay:       1000,
 		// Next to the client port, and away from 9090 (Prometheus itself)
 		// and the 9100-9999 range its exporters have allocated.
 		MetricsAddr: ":7998",
@@ -199,6 +204,8 @@ func (c *Config) settings(origins *string) []setting {
 		{"GATEWAY_METRICS_ADDR", (*offValue)(&c.MetricsAddr)},
 		{"GATEWAY_MAX_CONNS", (*intValue)(&c.MaxConns)},
 		{"GATEWAY_MAX_CONNS_PER_USER", (*intValue)(&c.MaxConnsPerUser)},
+		{"HISTORY_WINDOW", (*durationValue)(&c.HistoryWindow)},
+		{"GATEWAY_MAX_REPLAY", (*intValue)(&c.MaxReplay)},
 	}
 }
 
@@ -250,6 +257,12 @@ func (c Config) Validate() error {
 	}
 	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL: %w", err))
+	}
+	if err := proto.CheckHistoryWindow(c.HistoryWindow); err != nil {
+		errs = append(errs, fmt.Errorf("HISTORY_WINDOW: %w", err))
+	}
+	if c.MaxReplay < 1 {
+		errs = append(errs, fmt.Errorf("GATEWAY_MAX_REPLAY must be at least 1, got %d", c.MaxReplay))
 	}
 	return errors.Join(errs...)
 }

@@ -8,17 +8,19 @@
 // from that queue. So a worker that falls behind builds its backlog here,
 // where it is seen (Backlog, Lagging), rather than in Redis's output buffer
 // for the connection, where it is not seen until Redis disconnects the
-// subscriber for it (client-output-buffer-limit pubsub) and every message
-// published until the worker resubscribes is lost to it.
+// subscriber for it (client-output-buffer-limit pubsub) and the worker
+// must fill what was published meanwhile from the streams.
 //
 // Lagging turns on when the backlog reaches a high mark and off only when it
 // has fallen to a low mark, so it does not flap with each message; the worker
 // refuses new envelopes while it is on, which stops its own share of the
 // dispatches at the source. Under a sustained overload it still turns on and
 // off several times a second; the log shows one episode per 10 s at most,
-// with the count of those it left out. Redis pub/sub delivers at most once: what is
-// published while the subscription is down is lost, and Resubscriptions
-// counts how often that window opened.
+// with the count of those it left out. Redis pub/sub delivers at most once:
+// what is published while the subscription is down never arrives here, and
+// Resubscriptions counts how often that window opened. OnSubscribed tells
+// the worker each time the subscription is (re)established, so it can fill
+// the window from the recovery streams (package resume).
 package fanout
 
 import (
@@ -71,25 +73,50 @@ type Subscriber struct {
 	lagSince time.Time  // when lagging last turned on; under lagMu
 	lagLog   lagLog     // under lagMu
 
-	live   atomic.Bool
-	resubs atomic.Uint64
-	lostAt time.Time // when the subscription was last lost; the reader's only
+	live         atomic.Bool
+	resubs       atomic.Uint64
+	malformed    atomic.Uint64
+	reserved     atomic.Uint64
+	onSubscribed func()    // nil: none
+	lostAt       time.Time // when the subscription was last lost; the reader's only
 }
 
 // New returns a Subscriber reading from rdb and delivering to to, holding up
 // to queue messages read but not yet delivered (DefaultQueue if queue < 1).
 // Lagging turns on at queue/8 of them and off at queue/64.
-func New(rdb *redis.Client, to Deliverer, queue int, log *zap.Logger) *Subscriber {
+func New(rdb *redis.Client, to Deliverer, queue int, log *zap.Logger, opts ...Option) *Subscriber {
 	if queue < 1 {
 		queue = DefaultQueue
 	}
-	return &Subscriber{
+	s := &Subscriber{
 		rdb: rdb, to: to, log: log,
 		queue: make(chan string, queue),
 		high:  max(queue/8, 1),
 		low:   queue / 64,
 	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
+
+// Option changes how New builds a Subscriber.
+type Option func(*Subscriber)
+
+// OnSubscribed has the Subscriber call fn each time Redis confirms the
+// subscription, the first time and after every resubscription; fn runs on
+// the reader, so it must return at once. What was published while the
+// subscription was down reached no socket here: fn is where the worker
+// has it filled from the streams (docs/protocol.md section 6).
+func OnSubscribed(fn func()) Option { return func(s *Subscriber) { s.onSubscribed = fn } }
+
+// Malformed returns how many dispatches were dropped because they did not
+// decode.
+func (s *Subscriber) Malformed() uint64 { return s.malformed.Load() }
+
+// Reserved returns how many dispatches were dropped because they named one
+// of the gateway's own events (connected, ack, error, resync).
+func (s *Subscriber) Reserved() uint64 { return s.reserved.Load() }
 
 // Live reports whether the subscription is currently established.
 func (s *Subscriber) Live() bool { return s.live.Load() }
@@ -174,9 +201,12 @@ func (s *Subscriber) read(ctx context.Context) error {
 			if m.Kind == "subscribe" && m.Channel == proto.Channel {
 				s.live.Store(true)
 				bo.Reset()
+				if s.onSubscribed != nil {
+					s.onSubscribed()
+				}
 				if down {
 					s.resubs.Add(1)
-					s.log.Warn("redis subscription restored; dispatches published while it was down are lost to this worker",
+					s.log.Warn("redis subscription restored; what was published while it was down is filled from the streams",
 						zap.String("channel", proto.Channel), zap.Duration("down", time.Since(s.lostAt)))
 					down = false
 				} else {
@@ -305,7 +335,15 @@ func (s *Subscriber) lost(down *bool, err error) {
 func (s *Subscriber) deliver(payload string) {
 	d, err := proto.DecodeDispatch([]byte(payload))
 	if err != nil {
+		s.malformed.Add(1)
 		s.log.Warn("dropping malformed dispatch", zap.Error(err), zap.Int("bytes", len(payload)))
+		return
+	}
+	if proto.Reserved(d.Event) {
+		// No publisher may speak for the gateway: a second "connected"
+		// or a forged "ack" would mislead clients.
+		s.reserved.Add(1)
+		s.log.Warn("dropping a dispatch that names one of the gateway's own events", zap.String("event", d.Event))
 		return
 	}
 	s.to.Deliver(&d)

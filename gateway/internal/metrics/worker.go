@@ -155,6 +155,8 @@ type Worker struct {
 	mu      sync.Mutex // serializes writers of events
 	invalid *eventSeries
 	other   *eventSeries
+
+	rec recovery
 }
 
 // NewWorker returns a worker registry with the Go and process collectors
@@ -201,6 +203,7 @@ func NewWorker() *Worker {
 	m.reg.MustRegister(m.rtt)
 	m.invalid = m.series(EventInvalid)
 	m.other = m.series(EventOther)
+	m.rec = newRecovery(f)
 	return m
 }
 
@@ -249,10 +252,21 @@ func (m *Worker) Watch(open func() int, natsConnected, redisSubscribed func() bo
 		func() float64 { return bit(redisSubscribed()) })
 }
 
+// Fanout is what WatchFanout reads from the Redis fan-out at scrape time.
+type Fanout interface {
+	Backlog() int
+	Lagging() bool
+	Resubscriptions() uint64
+	Malformed() uint64
+	Reserved() uint64
+}
+
 // WatchFanout registers what is read from the Redis fan-out at scrape time:
-// its backlog, whether it is lagging (new envelopes are refused meanwhile)
-// and how often its subscription was restored after a loss. Call it once.
-func (m *Worker) WatchFanout(backlog func() int, lagging func() bool, resubscriptions func() uint64) {
+// its backlog, whether it is lagging (new envelopes are refused meanwhile),
+// how often its subscription was restored after a loss, and the
+// dispatches it dropped. Call it once.
+func (m *Worker) WatchFanout(fo Fanout) {
+	backlog, lagging, resubscriptions := fo.Backlog, fo.Lagging, fo.Resubscriptions
 	f := factory{m.reg}
 	f.gaugeFunc("fanout_backlog", "Dispatches read from Redis and not yet delivered to local sockets.",
 		func() float64 { return float64(backlog()) })
@@ -260,8 +274,16 @@ func (m *Worker) WatchFanout(backlog func() int, lagging func() bool, resubscrip
 		func() float64 { return bit(lagging()) })
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: namespace, Name: "redis_resubscriptions_total",
-		Help: "Times the Redis subscription was restored after it was lost (Redis restarted, or cut a lagging subscriber); dispatches published meanwhile were lost to this worker.",
+		Help: "Times the Redis subscription was restored after it was lost (Redis restarted, or cut a lagging subscriber); what was published meanwhile is filled from the recovery streams.",
 	}, func() float64 { return float64(resubscriptions()) }))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: namespace, Name: "dispatches_malformed_total",
+		Help: "Dispatches from Redis dropped because they did not decode (logged).",
+	}, func() float64 { return float64(fo.Malformed()) }))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: namespace, Name: "dispatches_reserved_total",
+		Help: "Dispatches from Redis dropped because they named one of the gateway's own events: connected, ack, error, resync (logged).",
+	}, func() float64 { return float64(fo.Reserved()) }))
 }
 
 func bit(b bool) float64 {

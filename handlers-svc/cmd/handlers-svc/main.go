@@ -38,7 +38,7 @@ import (
 	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/redact"
 	"github.com/switchboard/switchboard/internal/redislog"
-	"github.com/switchboard/switchboard/internal/redisrun"
+	"github.com/switchboard/switchboard/internal/streams"
 )
 
 // httpShutdownTimeout bounds the health server's shutdown, the last step.
@@ -129,8 +129,8 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	// handler answers after the gateway has given up on it.
 	redisOpts.ContextTimeoutEnabled = true
 	// The recovery streams are tied to the run of the server that holds
-	// them: every new connection records it first (redisrun).
-	redisOpts.OnConnect = redisrun.OnConnect
+	// them: every new connection records it first.
+	redisOpts.OnConnect = streams.OnConnect
 	rdb := redis.NewClient(redisOpts)
 
 	mux := event.NewMux()

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard/switchboard/internal/streams"
 )
 
 // maxFlushCalls is the most calls one flush writes. A longer queue is
@@ -320,7 +322,7 @@ func (p *publisher) reload(ctx context.Context, batch []*call) bool {
 	for _, c := range batch {
 		if c.cmd != nil && isNoScript(c.cmd.Err()) {
 			if len(retry) == 0 {
-				if err := publishScript.Load(ctx, p.rdb).Err(); err != nil {
+				if err := streams.PublishScript.Load(ctx, p.rdb).Err(); err != nil {
 					return false // the calls keep their NOSCRIPT error
 				}
 			}
@@ -336,7 +338,7 @@ func (p *publisher) reload(ctx context.Context, batch []*call) bool {
 // args.
 func evalsha(ctx context.Context, keys []string, args []any) *redis.StringSliceCmd {
 	cmdArgs := make([]any, 0, 3+len(keys)+len(args))
-	cmdArgs = append(cmdArgs, "evalsha", publishScript.Hash(), len(keys))
+	cmdArgs = append(cmdArgs, "evalsha", streams.PublishScript.Hash(), len(keys))
 	for _, k := range keys {
 		cmdArgs = append(cmdArgs, k)
 	}

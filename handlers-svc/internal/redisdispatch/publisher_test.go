@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -75,7 +76,7 @@ func newGatedDispatcher(t *testing.T, addr string) (*Dispatcher, *gate) {
 	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 	// Loaded before the gate: a first call would otherwise take two
 	// pipelines, the refused one and the one after loading the script.
-	if err := publishScript.Load(context.Background(), rdb).Err(); err != nil {
+	if err := streams.PublishScript.Load(context.Background(), rdb).Err(); err != nil {
 		t.Fatal(err)
 	}
 	g := newGate()
@@ -462,7 +463,7 @@ func TestUnreachableFailsTheQueue(t *testing.T) {
 	// one pipeline per attempt below.
 	loader := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = loader.Close() })
-	if err := publishScript.Load(ctx, loader).Err(); err != nil {
+	if err := streams.PublishScript.Load(ctx, loader).Err(); err != nil {
 		t.Fatal(err)
 	}
 	// go-redis's pool, after failed dials, may fail at once for up to a

@@ -13,13 +13,14 @@ import (
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/handlers-svc/internal/redisdispatch"
-	"github.com/switchboard/switchboard/internal/redisrun"
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
 
-// recorder is a Dispatcher that records, on a real Redis, with the client
-// a service uses (run ids recorded on connect), and a subscriber.
+// recorder is a Dispatcher that records, on a real Redis, and a
+// subscriber. Its client does not record the run on connect (OnConnect,
+// tested in package streams), so a test can pretend another run of Redis
+// by setting proto.RunKey.
 type recorder struct {
 	d   *redisdispatch.Dispatcher
 	rdb *redis.Client // for looking at the streams
@@ -30,7 +31,7 @@ type recorder struct {
 func newRecorder(t *testing.T, window time.Duration) *recorder {
 	t.Helper()
 	srv := testkit.StartRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, OnConnect: redisrun.OnConnect})
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
 	return &recorder{
 		d:   redisdispatch.New(rdb, redisdispatch.Options{Window: window}),

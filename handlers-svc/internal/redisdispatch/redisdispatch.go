@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -39,7 +40,7 @@ type Options struct {
 }
 
 // DefaultMetaTTL is the lifetime of a stream's meta after its last use.
-const DefaultMetaTTL = 24 * time.Hour
+const DefaultMetaTTL = streams.MetaTTL
 
 var (
 	_ event.Dispatcher = (*Dispatcher)(nil)
@@ -138,7 +139,7 @@ func (d *Dispatcher) Batch(ctx context.Context, fn func(event.Dispatcher) error)
 // call at a time, so it needs no lock.
 type batch struct {
 	d     *Dispatcher
-	units []*unit
+	units []*streams.Unit
 }
 
 func (b *batch) ToUsers(_ context.Context, users []string, name string, args any) error {
@@ -195,7 +196,7 @@ func checkName(name string) error {
 // encode checks msg's event name and args and returns its unit of a
 // publish script call. A user named twice is recorded once. Its errors are
 // programming errors, not outages.
-func (d *Dispatcher) encode(msg *proto.Dispatch, args any) (*unit, error) {
+func (d *Dispatcher) encode(msg *proto.Dispatch, args any) (*streams.Unit, error) {
 	if err := checkName(msg.Event); err != nil {
 		return nil, err
 	}
@@ -205,8 +206,7 @@ func (d *Dispatcher) encode(msg *proto.Dispatch, args any) (*unit, error) {
 	}
 	msg.Args = raw
 	msg.Users = uniq(msg.Users)
-	head := proto.AppendDispatchHead(make([]byte, 0, 128+len(raw)), msg)
-	return newUnit(msg, head, d.record), nil
+	return streams.NewUnit(msg, d.record), nil
 }
 
 // uniq returns users without repeats, in order; it copies only when there
@@ -247,8 +247,8 @@ func uniq(users []string) []string {
 }
 
 // publish records and publishes units in one script call using ctx.
-func (d *Dispatcher) publish(ctx context.Context, units ...*unit) error {
-	keys, args := scriptCall(units, d.window, d.ttl)
+func (d *Dispatcher) publish(ctx context.Context, units ...*streams.Unit) error {
+	keys, args := streams.PublishCall(units, d.window, d.ttl)
 	return d.observe(ctx, d.pub.publish(ctx, keys, args))
 }
 

@@ -1,4 +1,4 @@
-package redisrun_test
+package streams_test
 
 import (
 	"context"
@@ -6,17 +6,17 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/switchboard/switchboard/internal/redisrun"
+	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
 
 func TestRunID(t *testing.T) {
 	info := "# Server\r\nredis_version:7.0.15\r\nrun_id:4b35682ea8e23d17744fa0d4a718e6093878454d\r\ntcp_port:6379\r\n"
-	if id, ok := redisrun.RunID(info); !ok || id != "4b35682ea8e23d17744fa0d4a718e6093878454d" {
+	if id, ok := streams.RunID(info); !ok || id != "4b35682ea8e23d17744fa0d4a718e6093878454d" {
 		t.Fatalf("RunID = %q, %v", id, ok)
 	}
-	if _, ok := redisrun.RunID("# Server\r\nredis_version:7\r\n"); ok {
+	if _, ok := streams.RunID("# Server\r\nredis_version:7\r\n"); ok {
 		t.Fatal("RunID found a run id in an answer without one")
 	}
 }
@@ -27,7 +27,7 @@ func TestRunID(t *testing.T) {
 // before the client's first command runs.
 func TestOnConnectFollowsTheServer(t *testing.T) {
 	srv := testkit.StartRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), OnConnect: redisrun.OnConnect})
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), OnConnect: streams.OnConnect})
 	t.Cleanup(func() { _ = rdb.Close() })
 	ctx := context.Background()
 	first := runOf(t, rdb)
@@ -58,7 +58,7 @@ func runOf(t *testing.T, rdb *redis.Client) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, ok := redisrun.RunID(info)
+	id, ok := streams.RunID(info)
 	if !ok {
 		t.Fatal("no run id")
 	}

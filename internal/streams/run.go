@@ -1,16 +1,4 @@
-// Package redisrun ties the recovery streams to the run of the Redis server
-// that holds them (docs/protocol.md section 6).
-//
-// A Redis server that restarts, or a replica promoted in a failover, may
-// have lost the last writes before it while keeping older ones (AOF with
-// fsync every second, asynchronous replication). A stream whose top offset
-// went back would then reuse offsets that clients have already seen. To
-// rule that out, every stream's meta records the run id of the server that
-// wrote it, and the scripts start a new epoch for a stream written on
-// another run. OnConnect keeps proto.RunKey equal to the current server's
-// run id: as every client connection runs it before its first command, the
-// first script run on a restarted server already sees the new run.
-package redisrun
+package streams
 
 import (
 	"context"
@@ -26,7 +14,18 @@ import (
 // OnConnect is a go-redis Options.OnConnect hook: it reads the server's run
 // id and stores it in proto.RunKey unless it is there already. A read-only
 // replica refuses the write; that is not an error, since nothing is written
-// through it either.
+// through it either. Every client of the streams sets it.
+//
+// A Redis server that restarts, or a replica promoted in a failover, may
+// have lost the last writes before it while keeping older ones (AOF with
+// fsync every second, asynchronous replication). A stream whose top offset
+// went back would then reuse offsets that clients have already seen. To
+// rule that out, every stream's meta records the run id of the server that
+// wrote it, and the scripts start a new epoch for a stream written on
+// another run. OnConnect keeps proto.RunKey equal to the current server's
+// run id: as every client connection runs it before its first command, the
+// first script run on a restarted server already sees the new run.
+
 func OnConnect(ctx context.Context, cn *redis.Conn) error {
 	info, err := cn.Info(ctx, "server").Result()
 	if err != nil {
