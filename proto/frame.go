@@ -15,6 +15,8 @@ type Frame struct {
 	ID    string          `json:"id"`
 	Ref   string          `json:"ref,omitempty"`
 	Args  json.RawMessage `json:"args,omitempty"`
+	Pos   string          `json:"pos,omitempty"`  // a user-stream event's position
+	BPos  string          `json:"bpos,omitempty"` // a broadcast event's position
 }
 
 // Connected is the args of the "connected" frame.
