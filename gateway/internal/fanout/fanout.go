@@ -77,8 +77,14 @@ type Subscriber struct {
 	resubs       atomic.Uint64
 	malformed    atomic.Uint64
 	reserved     atomic.Uint64
-	onSubscribed func()    // nil: none
-	lostAt       time.Time // when the subscription was last lost; the reader's only
+	onSubscribed func()                   // nil: none
+	onRestored   func(down time.Duration) // nil: none
+	lostAt       time.Time                // when the subscription was last lost; the reader's only
+
+	probe        prober
+	probeChannel string
+	stalls       atomic.Uint64
+	psState      // the reader's connection, which the prober closes on a stall
 }
 
 // New returns a Subscriber reading from rdb and delivering to to, holding up
@@ -93,7 +99,9 @@ func New(rdb *redis.Client, to Deliverer, queue int, log *zap.Logger, opts ...Op
 		queue: make(chan string, queue),
 		high:  max(queue/8, 1),
 		low:   queue / 64,
+		probe: prober{every: ProbeEvery, within: ProbeWithin, rdb: rdb},
 	}
+	s.probeChannel = probeChannelName()
 	for _, o := range opts {
 		o(s)
 	}
@@ -109,6 +117,13 @@ type Option func(*Subscriber)
 // subscription was down reached no socket here: fn is where the worker
 // has it filled from the streams (docs/protocol.md section 6).
 func OnSubscribed(fn func()) Option { return func(s *Subscriber) { s.onSubscribed = fn } }
+
+// OnRestored has the Subscriber call fn with how long the subscription
+// was down each time it is restored after a loss or a stall; fn runs on
+// the reader, so it must return at once.
+func OnRestored(fn func(down time.Duration)) Option {
+	return func(s *Subscriber) { s.onRestored = fn }
+}
 
 // Malformed returns how many dispatches were dropped because they did not
 // decode.
@@ -135,13 +150,16 @@ func (s *Subscriber) Resubscriptions() uint64 { return s.resubs.Load() }
 
 // Run subscribes and delivers until ctx is done. Losing Redis is logged once
 // and recovery once; in between it retries with back-off. It returns after
-// both its goroutines have ended; messages still queued then are dropped.
+// its goroutines (reader, deliverer, prober) have ended; messages still
+// queued then are dropped.
 func (s *Subscriber) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); s.deliverLoop(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.probeLoop(ctx) }()
 	err := s.read(ctx)
 	cancel()
 	wg.Wait()
@@ -155,72 +173,88 @@ func (s *Subscriber) Run(ctx context.Context) error {
 }
 
 // read is the reader: it owns the subscription and queues every message.
+// Each connection is a PubSub of its own: after a loss, or a stall the
+// prober noticed (it closes the current one), the next is a new one.
 func (s *Subscriber) read(ctx context.Context) error {
-	ps := s.rdb.Subscribe(ctx)
-	defer ps.Close()
-	// A blocked Receive does not watch ctx; closing the PubSub ends it.
-	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
-	defer stop()
-	// Subscribe with no channel returns at once; subscribing through the
-	// PubSub makes it resubscribe after every reconnect.
 	bo := backoff.Backoff{Min: minBackoff, Max: maxBackoff}
-	subscribed := false
 	down := false
 	for ctx.Err() == nil {
-		if !subscribed {
-			if err := ps.Subscribe(ctx, proto.Channel); err != nil {
-				s.lost(&down, err)
-				if !bo.Wait(ctx) {
-					break
-				}
-				continue
-			}
-			subscribed = true
+		ps := s.rdb.Subscribe(ctx)
+		s.current(ps)
+		// A blocked Receive does not watch ctx; closing the PubSub ends it.
+		stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
+		err := s.receive(ctx, ps, &bo, &down)
+		stop()
+		s.current(nil)
+		_ = ps.Close()
+		if ctx.Err() != nil {
+			break
 		}
-		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Quiet channel: check that the connection still works, so
-				// a Redis that vanished without a reset is noticed.
-				if err = ps.Ping(ctx); err == nil {
-					continue
-				}
-			}
-			s.lost(&down, err)
-			if !bo.Wait(ctx) {
-				break
-			}
-			continue
-		}
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind == "subscribe" && m.Channel == proto.Channel {
-				s.live.Store(true)
-				bo.Reset()
-				if s.onSubscribed != nil {
-					s.onSubscribed()
-				}
-				if down {
-					s.resubs.Add(1)
-					s.log.Warn("redis subscription restored; what was published while it was down is filled from the streams",
-						zap.String("channel", proto.Channel), zap.Duration("down", time.Since(s.lostAt)))
-					down = false
-				} else {
-					s.log.Info("redis subscribed", zap.String("channel", proto.Channel))
-				}
-			}
-		case *redis.Message:
-			s.enqueue(ctx, m.Payload) // false only when ctx is done, which ends the loop
+		s.lost(&down, err)
+		if !bo.Wait(ctx) {
+			break
 		}
 	}
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return nil
 	}
 	return ctx.Err()
+}
+
+// receive subscribes ps to the dispatch channel and the probe channel and
+// queues what arrives, until the connection fails or is closed.
+func (s *Subscriber) receive(ctx context.Context, ps *redis.PubSub, bo *backoff.Backoff, down *bool) error {
+	if err := ps.Subscribe(ctx, proto.Channel, s.probeChannel); err != nil {
+		return err
+	}
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
+		if err != nil {
+			var ne net.Error
+			if ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() {
+				// Quiet channel (no probe either: the prober waits for the
+				// subscription): check that the connection still works.
+				if err = ps.Ping(ctx); err == nil {
+					continue
+				}
+			}
+			return err
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" && m.Channel == proto.Channel {
+				s.subscribed(bo, down)
+			}
+		case *redis.Message:
+			if m.Channel == s.probeChannel {
+				s.probeSeen(m.Payload)
+				continue
+			}
+			s.enqueue(ctx, m.Payload) // false only when ctx is done, which ends the loop
+		}
+	}
+}
+
+// subscribed records a confirmed subscription: live again, and the worker
+// told, so it fills what the channel carried while nothing listened.
+func (s *Subscriber) subscribed(bo *backoff.Backoff, down *bool) {
+	s.live.Store(true)
+	bo.Reset()
+	if s.onSubscribed != nil {
+		s.onSubscribed()
+	}
+	if !*down {
+		s.log.Info("redis subscribed", zap.String("channel", proto.Channel))
+		return
+	}
+	s.resubs.Add(1)
+	d := time.Since(s.lostAt)
+	if s.onRestored != nil {
+		s.onRestored(d)
+	}
+	s.log.Warn("redis subscription restored; what was published while it was down is filled from the streams",
+		zap.String("channel", proto.Channel), zap.Duration("down", d))
+	*down = false
 }
 
 // enqueue queues one message for the deliverer, waiting while the queue is
@@ -326,7 +360,7 @@ func (s *Subscriber) lost(down *bool, err error) {
 		s.lostAt = time.Now()
 		// A lagging subscriber disconnected by Redis (its pub/sub output
 		// buffer limit) sees EOF or a reset here, like a Redis restart.
-		s.log.Error("redis subscription lost, retrying; dispatches published until it is restored are lost to this worker",
+		s.log.Error("redis subscription lost, retrying; what is published until it is restored is filled from the streams then",
 			zap.Error(err), zap.Int("backlog", s.Backlog()), zap.Bool("lagging", s.Lagging()))
 		*down = true
 	}

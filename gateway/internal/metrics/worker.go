@@ -138,6 +138,8 @@ type Worker struct {
 	slowCloses prometheus.Counter
 	refused    map[string]prometheus.Counter
 	dispatches prometheus.Counter
+	unrouted   prometheus.Counter
+	restored   prometheus.Histogram
 	deliveries prometheus.Counter
 	dropped    prometheus.Counter
 	limited    prometheus.Counter
@@ -181,6 +183,13 @@ func NewWorker() *Worker {
 		m.refused[r] = refused.WithLabelValues(r)
 	}
 	m.dispatches = f.counter("dispatches_total", "Dispatches received from the Redis channel.")
+	m.unrouted = f.counter("dispatches_unrouted_total", "Dispatches received from Redis that had no local recipient on this worker: the cost of shared fan-out.")
+	m.restored = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "redis_subscription_down_seconds",
+		Help:    "How long the Redis subscription was down (lost or stalled) before it was re-established and the gap filled from the streams.",
+		Buckets: []float64{.1, .25, .5, 1, 2, 5, 10, 30, 60},
+	})
+	m.reg.MustRegister(m.restored)
 	m.deliveries = f.counter("deliveries_total", "Event frames queued to local sockets.")
 	m.dropped = f.counter("deliveries_dropped_total", "Event frames not queued because the socket was closing or its queue was full.")
 	m.limited = f.counter("rate_limited_total", "Client frames refused because the socket was over its rate limit (answered rate_limited, or closed with 1008 when persistent).")
@@ -259,6 +268,7 @@ type Fanout interface {
 	Resubscriptions() uint64
 	Malformed() uint64
 	Reserved() uint64
+	Stalls() uint64
 }
 
 // WatchFanout registers what is read from the Redis fan-out at scrape time:
@@ -284,6 +294,10 @@ func (m *Worker) WatchFanout(fo Fanout) {
 		Namespace: namespace, Name: "dispatches_reserved_total",
 		Help: "Dispatches from Redis dropped because they named one of the gateway's own events: connected, ack, error, resync (logged).",
 	}, func() float64 { return float64(fo.Reserved()) }))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: namespace, Name: "redis_subscription_stalls_total",
+		Help: "Times the Redis subscription stopped delivering while its connection stayed up (a probe did not come back within 1 s), and was re-established.",
+	}, func() float64 { return float64(fo.Stalls()) }))
 }
 
 func bit(b bool) float64 {
@@ -316,9 +330,13 @@ func (m *Worker) UpgradeRefused(reason string) {
 }
 
 // Delivered counts one dispatch from Redis, the frames it queued to local
-// sockets and those it could not queue.
+// sockets and those it could not queue; one that reached no local socket
+// at all is also counted as unrouted.
 func (m *Worker) Delivered(sent, dropped int) {
 	m.dispatches.Inc()
+	if sent == 0 && dropped == 0 {
+		m.unrouted.Inc()
+	}
 	if sent > 0 {
 		m.deliveries.Add(float64(sent))
 	}
@@ -326,6 +344,9 @@ func (m *Worker) Delivered(sent, dropped int) {
 		m.dropped.Add(float64(dropped))
 	}
 }
+
+// SubscriptionRestored records how long the Redis subscription was down.
+func (m *Worker) SubscriptionRestored(down time.Duration) { m.restored.Observe(down.Seconds()) }
 
 // Shed counts an envelope refused because the worker was overloaded, for
 // reason (one of shedReasons; others are not counted).

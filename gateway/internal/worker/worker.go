@@ -121,7 +121,8 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 	}
 	// After every (re)subscription, what was published while nothing
 	// listened is filled from the streams.
-	w.sub = fanout.New(w.rdb, deliver, w.cfg.FanoutQueue, w.log.Named("fanout"), fanout.OnSubscribed(w.res.RequestSweep))
+	w.sub = fanout.New(w.rdb, deliver, w.cfg.FanoutQueue, w.log.Named("fanout"),
+		fanout.OnSubscribed(w.res.RequestSweep), fanout.OnRestored(w.metrics.SubscriptionRestored))
 	w.fwd = forward.New(w.nc, forward.Config{
 		Timeout:     w.cfg.HandlerTimeout,
 		MaxInFlight: w.cfg.MaxInFlight,
