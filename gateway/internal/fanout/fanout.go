@@ -33,6 +33,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/switchboard/switchboard/internal/backoff"
 	"github.com/switchboard/switchboard/proto"
@@ -64,14 +65,18 @@ type Subscriber struct {
 	// queue holds the messages read but not yet delivered. It is bounded:
 	// when it is full the reader stops reading, and the backlog grows in
 	// Redis's output buffer for the connection instead, up to Redis's limit.
-	queue    chan string
-	high     int // Lagging turns on at this backlog
-	low      int // and off at this one
-	backlog  atomic.Int64
-	lagging  atomic.Bool
-	lagMu    sync.Mutex // orders the reader turning lagging on and the deliverer turning it off
-	lagSince time.Time  // when lagging last turned on; under lagMu
-	lagLog   lagLog     // under lagMu
+	queue       chan string
+	bytes       *semaphore.Weighted // bounds the bytes queued, as queue's capacity bounds the messages
+	maxBytes    int64
+	queuedBytes atomic.Int64
+	droppedExit atomic.Uint64
+	high        int // Lagging turns on at this backlog
+	low         int // and off at this one
+	backlog     atomic.Int64
+	lagging     atomic.Bool
+	lagMu       sync.Mutex // orders the reader turning lagging on and the deliverer turning it off
+	lagSince    time.Time  // when lagging last turned on; under lagMu
+	lagLog      lagLog     // under lagMu
 
 	live         atomic.Bool
 	resubs       atomic.Uint64
@@ -96,20 +101,33 @@ func New(rdb *redis.Client, to Deliverer, queue int, log *zap.Logger, opts ...Op
 	}
 	s := &Subscriber{
 		rdb: rdb, to: to, log: log,
-		queue: make(chan string, queue),
-		high:  max(queue/8, 1),
-		low:   queue / 64,
-		probe: prober{every: ProbeEvery, within: ProbeWithin, rdb: rdb},
+		queue:    make(chan string, queue),
+		maxBytes: DefaultQueueBytes,
+		high:     max(queue/8, 1),
+		low:      queue / 64,
+		probe:    prober{every: ProbeEvery, within: ProbeWithin, rdb: rdb},
 	}
 	s.probeChannel = probeChannelName()
 	for _, o := range opts {
 		o(s)
 	}
+	s.bytes = semaphore.NewWeighted(s.maxBytes)
 	return s
 }
 
 // Option changes how New builds a Subscriber.
 type Option func(*Subscriber)
+
+// DefaultQueueBytes bounds the bytes of the messages read and not yet
+// delivered, unless QueueBytes says otherwise.
+const DefaultQueueBytes = 64 << 20
+
+// QueueBytes bounds the bytes of the messages read and not yet delivered
+// (at least 64 KiB): past it the reader waits, as when the queue is full,
+// so large dispatches cannot grow the worker's memory without bound.
+func QueueBytes(n int64) Option {
+	return func(s *Subscriber) { s.maxBytes = max(n, 64<<10) }
+}
 
 // OnSubscribed has the Subscriber call fn each time Redis confirms the
 // subscription, the first time and after every resubscription; fn runs on
@@ -135,6 +153,14 @@ func (s *Subscriber) Reserved() uint64 { return s.reserved.Load() }
 
 // Live reports whether the subscription is currently established.
 func (s *Subscriber) Live() bool { return s.live.Load() }
+
+// BacklogBytes returns the bytes of the messages read from Redis and not
+// yet delivered.
+func (s *Subscriber) BacklogBytes() int64 { return s.queuedBytes.Load() }
+
+// DroppedAtExit returns how many messages read from Redis were never
+// delivered because Run ended.
+func (s *Subscriber) DroppedAtExit() uint64 { return s.droppedExit.Load() }
 
 // Backlog returns how many messages have been read from Redis and not yet
 // delivered.
@@ -164,10 +190,19 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	cancel()
 	wg.Wait()
 	s.live.Store(false)
+	dropped := 0
 	for len(s.queue) > 0 {
 		<-s.queue
+		dropped++
+	}
+	if dropped > 0 {
+		// Read from Redis and never delivered: the sockets of this worker
+		// are closing too, and their clients resume elsewhere.
+		s.droppedExit.Add(uint64(dropped))
+		s.log.Warn("dropping the fan-out backlog at exit", zap.Int("dispatches", dropped))
 	}
 	s.backlog.Store(0)
+	s.queuedBytes.Store(0)
 	s.lagging.Store(false)
 	return err
 }
@@ -265,6 +300,10 @@ func (s *Subscriber) enqueue(ctx context.Context, payload string) bool {
 	if n := s.backlog.Add(1); n >= int64(s.high) && !s.lagging.Load() {
 		s.setLagging(true, n)
 	}
+	if s.bytes.Acquire(ctx, s.weight(payload)) != nil {
+		return false
+	}
+	s.queuedBytes.Add(int64(len(payload)))
 	select {
 	case s.queue <- payload:
 		return true
@@ -272,6 +311,10 @@ func (s *Subscriber) enqueue(ctx context.Context, payload string) bool {
 		return false
 	}
 }
+
+// weight is what a message counts against the bytes bound; one larger
+// than the bound counts as the whole bound, so it still goes through.
+func (s *Subscriber) weight(payload string) int64 { return min(int64(len(payload)), s.maxBytes) }
 
 // deliverLoop is the deliverer: it delivers queued messages in order until
 // ctx is done.
@@ -282,6 +325,8 @@ func (s *Subscriber) deliverLoop(ctx context.Context) {
 			return
 		case p := <-s.queue:
 			s.deliver(p)
+			s.bytes.Release(s.weight(p))
+			s.queuedBytes.Add(-int64(len(p)))
 			if n := s.backlog.Add(-1); n <= int64(s.low) && s.lagging.Load() {
 				s.setLagging(false, n)
 			}

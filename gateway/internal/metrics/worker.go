@@ -139,6 +139,7 @@ type Worker struct {
 	refused    map[string]prometheus.Counter
 	dispatches prometheus.Counter
 	unrouted   prometheus.Counter
+	discarded  prometheus.Counter
 	restored   prometheus.Histogram
 	deliveries prometheus.Counter
 	dropped    prometheus.Counter
@@ -184,6 +185,7 @@ func NewWorker() *Worker {
 	}
 	m.dispatches = f.counter("dispatches_total", "Dispatches received from the Redis channel.")
 	m.unrouted = f.counter("dispatches_unrouted_total", "Dispatches received from Redis that had no local recipient on this worker: the cost of shared fan-out.")
+	m.discarded = f.counter("frames_discarded_total", "Frames queued to sockets (counted in deliveries_total) and dropped unsent when the socket was closed as a slow consumer or its write failed; recoverable events among them are recovered when the client resumes.")
 	m.restored = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: namespace, Name: "redis_subscription_down_seconds",
 		Help:    "How long the Redis subscription was down (lost or stalled) before it was re-established and the gap filled from the streams.",
@@ -269,6 +271,8 @@ type Fanout interface {
 	Malformed() uint64
 	Reserved() uint64
 	Stalls() uint64
+	BacklogBytes() int64
+	DroppedAtExit() uint64
 }
 
 // WatchFanout registers what is read from the Redis fan-out at scrape time:
@@ -294,6 +298,12 @@ func (m *Worker) WatchFanout(fo Fanout) {
 		Namespace: namespace, Name: "dispatches_reserved_total",
 		Help: "Dispatches from Redis dropped because they named one of the gateway's own events: connected, ack, error, resync (logged).",
 	}, func() float64 { return float64(fo.Reserved()) }))
+	f.gaugeFunc("fanout_backlog_bytes", "Bytes of the dispatches read from Redis and not yet delivered (bounded by GATEWAY_FANOUT_QUEUE_BYTES).",
+		func() float64 { return float64(fo.BacklogBytes()) })
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: namespace, Name: "fanout_dropped_at_exit_total",
+		Help: "Dispatches read from Redis and never delivered because the worker stopped (logged; their sockets resume elsewhere).",
+	}, func() float64 { return float64(fo.DroppedAtExit()) }))
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: namespace, Name: "redis_subscription_stalls_total",
 		Help: "Times the Redis subscription stopped delivering while its connection stayed up (a probe did not come back within 1 s), and was re-established.",
@@ -344,6 +354,11 @@ func (m *Worker) Delivered(sent, dropped int) {
 		m.dropped.Add(float64(dropped))
 	}
 }
+
+// Discarded counts frames queued to a socket (and counted as delivered)
+// that were dropped when it was closed, as a slow consumer or after a
+// failed write.
+func (m *Worker) Discarded(frames int) { m.discarded.Add(float64(frames)) }
 
 // SubscriptionRestored records how long the Redis subscription was down.
 func (m *Worker) SubscriptionRestored(down time.Duration) { m.restored.Observe(down.Seconds()) }

@@ -89,7 +89,7 @@ func New(cfg config.Config, index int, log *zap.Logger, opts ...Option) *Worker 
 		hub:     h,
 		wsLog:   log.Named("ws"),
 		metrics: m,
-		limits:  ws.Limits{QueueLen: cfg.SendQueueLen, QueueBytes: cfg.SendQueueBytes},
+		limits:  ws.Limits{QueueLen: cfg.SendQueueLen, QueueBytes: cfg.SendQueueBytes, Discarded: m.Discarded},
 	}
 	for _, o := range opts {
 		o(w)
@@ -122,7 +122,8 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 	// After every (re)subscription, what was published while nothing
 	// listened is filled from the streams.
 	w.sub = fanout.New(w.rdb, deliver, w.cfg.FanoutQueue, w.log.Named("fanout"),
-		fanout.OnSubscribed(w.res.RequestSweep), fanout.OnRestored(w.metrics.SubscriptionRestored))
+		fanout.OnSubscribed(w.res.RequestSweep), fanout.OnRestored(w.metrics.SubscriptionRestored),
+		fanout.QueueBytes(w.cfg.FanoutQueueBytes))
 	w.fwd = forward.New(w.nc, forward.Config{
 		Timeout:     w.cfg.HandlerTimeout,
 		MaxInFlight: w.cfg.MaxInFlight,
@@ -130,7 +131,10 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 			Rate: w.cfg.RateLimit, Burst: w.cfg.RateBurst, CloseAfter: w.cfg.RateCloseAfter, Window: 10 * time.Second,
 			OnRefuse: w.metrics.RateLimited,
 		},
-		WorkerInFlight: w.cfg.WorkerInFlight,
+		UserRate:            w.cfg.UserRateLimit,
+		UserBurst:           w.cfg.UserRateBurst,
+		WorkerInFlight:      w.cfg.WorkerInFlight,
+		WorkerInFlightBytes: w.cfg.WorkerInFlightBytes,
 		// While the fan-out lags, new envelopes are refused: each would add
 		// dispatches to a backlog that, past the queue and Redis's output
 		// buffer, ends with Redis cutting the subscription and losing them.
