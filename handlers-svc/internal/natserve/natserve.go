@@ -300,13 +300,29 @@ func isAnswer(err error) bool {
 	return ok
 }
 
-// respond sends the reply for werr (nil for success), if the message asked
-// for one.
+// respond sends the reply for werr (nil for success, with r's result when
+// the handler set one), if the message asked for one. A result too large
+// for a NATS message is answered handler_error, and logged: the gateway
+// would otherwise wait for a reply that never comes.
 func (s *Server) respond(m *nats.Msg, r *event.Request, werr *proto.Error) {
 	if m.Reply == "" {
 		return
 	}
-	if err := m.Respond(proto.AppendReply(make([]byte, 0, 64), werr)); err != nil {
+	var body []byte
+	if werr == nil && r != nil && r.Result() != nil {
+		body = proto.AppendResult(make([]byte, 0, 32+len(r.Result())), r.Result())
+		if limit := s.nc.MaxPayload(); limit > 0 && int64(len(body)) > limit {
+			s.log.Error("handler result too large for a NATS reply",
+				zap.String("event", r.Event), zap.String("user", r.User), zap.String("conn", r.Conn),
+				zap.Int("bytes", len(body)), zap.Int64("max_payload", limit))
+			body = nil
+			werr = &proto.Error{Code: proto.CodeHandlerError, Message: "handler failed"}
+		}
+	}
+	if body == nil {
+		body = proto.AppendReply(make([]byte, 0, 64), werr)
+	}
+	if err := m.Respond(body); err != nil {
 		fields := []zap.Field{zap.String("subject", m.Subject), zap.Error(err)}
 		if r != nil {
 			fields = append(fields, zap.String("event", r.Event), zap.String("user", r.User), zap.String("conn", r.Conn))
