@@ -17,6 +17,7 @@ package forward
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -45,10 +46,10 @@ var (
 	errLostInFlight = proto.NewError(proto.CodeUnavailable, "connection to the handlers was lost before they answered; the event may or may not have been handled")
 	// Refused unforwarded while the worker is overloaded: the handler did
 	// not run, so a retry is safe.
-	errOverloaded  = proto.NewError(proto.CodeUnavailable, "gateway overloaded, retry later")
+	errOverloaded      = proto.NewError(proto.CodeUnavailable, "gateway overloaded, retry later")
 	errRateLimited     = proto.NewError(proto.CodeRateLimited, "too many messages: slow down")
 	errUserRateLimited = proto.NewError(proto.CodeRateLimited, "too many messages from this user's connections: slow down")
-	errBinary      = proto.NewError(proto.CodeBadRequest, "binary frames are not supported: send JSON in text frames")
+	errBinary          = proto.NewError(proto.CodeBadRequest, "binary frames are not supported: send JSON in text frames")
 )
 
 // Recorder is told how every frame the forwarder handles ends, for metrics.
@@ -233,20 +234,21 @@ func (f *Forwarder) envelope(s *Session, data []byte) {
 }
 
 func (f *Forwarder) forward(s *Session, env *proto.Envelope) {
-	perr, rtt := f.request(s.sock, env)
+	result, perr, rtt := f.request(s.sock, env)
 	f.rec.Envelope(env.Event, errCode(perr), rtt)
 	if perr != nil {
 		s.sendError(env.Ref, env.HasRef, perr)
 		return
 	}
 	if env.HasRef {
-		s.sendAck(env.Ref)
+		s.sendAck(env.Ref, result)
 	}
 }
 
-// request sends env to its handler and returns the error for the client, or
-// nil, and the round trip when a reply came.
-func (f *Forwarder) request(c Socket, env *proto.Envelope) (*proto.Error, time.Duration) {
+// request sends env to its handler and returns the handler's result (nil
+// when none) or the error for the client, and the round trip when a reply
+// came.
+func (f *Forwarder) request(c Socket, env *proto.Envelope) (json.RawMessage, *proto.Error, time.Duration) {
 	// Counted out before the reply is queued, so a client that has its
 	// reply knows its request no longer counts against the limit.
 	defer f.bytes.Add(-int64(len(env.Args)))
@@ -260,7 +262,7 @@ func (f *Forwarder) request(c Socket, env *proto.Envelope) (*proto.Error, time.D
 	}
 	if !f.nc.IsConnected() {
 		log(zap.DebugLevel, "nats not connected")
-		return errUnavailable, 0
+		return nil, errUnavailable, 0
 	}
 	body := proto.AppendRequest(make([]byte, 0, 128+len(env.Args)), &proto.Request{
 		Event: env.Event, Args: env.Args, User: c.User(), Conn: c.ID(), Ref: env.Ref,
@@ -274,18 +276,19 @@ func (f *Forwarder) request(c Socket, env *proto.Envelope) (*proto.Error, time.D
 	case err == nil:
 	case conn.Err() != nil:
 		log(zap.WarnLevel, "nats connection lost during the request")
-		return errLostInFlight, 0
+		return nil, errLostInFlight, 0
 	case errors.Is(err, nats.ErrNoResponders):
 		log(zap.WarnLevel, "no handlers-svc responds")
-		return errUnavailable, 0
+		return nil, errUnavailable, 0
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		log(zap.WarnLevel, "handler timed out", zap.Duration("timeout", f.timeout))
-		return errTimeout, 0
+		return nil, errTimeout, 0
 	default:
 		log(zap.WarnLevel, "handler request failed", zap.Error(err))
-		return errUnavailable, 0
+		return nil, errUnavailable, 0
 	}
-	return proto.DecodeReply(msg.Data), max(time.Since(sent), time.Nanosecond)
+	result, perr := proto.DecodeResult(msg.Data)
+	return result, perr, max(time.Since(sent), time.Nanosecond)
 }
 
 func errCode(e *proto.Error) proto.Code {

@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
@@ -117,9 +118,10 @@ func (s *Session) sendError(ref string, hasRef bool, e *proto.Error) {
 	s.sock.Send(proto.AppendError(nil, s.sock.User(), ref, hasRef, e))
 }
 
-// sendAck queues an ack frame for ref.
-func (s *Session) sendAck(ref string) {
-	s.sock.Send(proto.AppendAck(nil, s.sock.User(), ref))
+// sendAck queues an ack frame for ref, carrying the handler's result when
+// it returned one.
+func (s *Session) sendAck(ref string, result json.RawMessage) {
+	s.sock.Send(proto.AppendAckResult(make([]byte, 0, 64+len(result)), s.sock.User(), ref, result))
 }
 
 // eventOf returns the event of a frame that is an envelope, else "".
