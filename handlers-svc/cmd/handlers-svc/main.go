@@ -27,13 +27,13 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/handlers-svc/event/middleware"
 	"github.com/switchboard/switchboard/handlers-svc/handlers"
 	"github.com/switchboard/switchboard/handlers-svc/internal/config"
 	"github.com/switchboard/switchboard/handlers-svc/internal/metrics"
 	"github.com/switchboard/switchboard/handlers-svc/internal/natserve"
-	"github.com/switchboard/switchboard/handlers-svc/internal/redisdispatch"
 	"github.com/switchboard/switchboard/internal/healthcheck"
 	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/redact"
@@ -135,7 +135,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 
 	mux := event.NewMux()
 	evLog := log.Named("event")
-	handlers.Register(mux, redisdispatch.New(rdb, redisdispatch.Options{Window: cfg.HistoryWindow}).LogOutages(log.Named("redis")))
+	handlers.Register(mux, dispatch.New(rdb, dispatch.Options{Window: cfg.HistoryWindow}).LogOutages(log.Named("redis")))
 	// Registered first, so the metrics know every event name; outermost,
 	// so a recovered panic is counted as the handler_error it becomes.
 	reg := metrics.New(mux.Events())
