@@ -91,8 +91,10 @@ func TestPostUpdatedDispatchFailure(t *testing.T) {
 func TestRegister(t *testing.T) {
 	mux := event.NewMux()
 	rec := eventtest.NewRecorder()
-	handlers.Register(mux, rec)
-	if want := []string{"postUpdated", "sendMessage"}; !slices.Equal(mux.Events(), want) {
+	if err := handlers.Register(context.Background(), mux, handlers.Deps{Dispatcher: rec, Rooms: rec}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"joinRoom", "leaveRoom", "postUpdated", "sendMessage", "sendToRoom"}; !slices.Equal(mux.Events(), want) {
 		t.Fatalf("Events() = %v, want %v", mux.Events(), want)
 	}
 	if err := mux.ServeEvent(context.Background(), eventtest.NewRequest("sendMessage", "a", map[string]any{"text": "x"})); err != nil {
@@ -100,5 +102,8 @@ func TestRegister(t *testing.T) {
 	}
 	if n := len(rec.Dispatches()); n != 1 {
 		t.Fatalf("dispatched %d through the mux, want 1", n)
+	}
+	if err := handlers.Register(context.Background(), event.NewMux(), handlers.Deps{Dispatcher: rec}); err == nil {
+		t.Fatal("Register without Rooms succeeded")
 	}
 }
