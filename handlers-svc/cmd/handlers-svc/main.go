@@ -4,7 +4,9 @@
 //
 // It reads its configuration from the environment and flags (see
 // internal/config), logs JSON lines to stderr, serves GET /healthz,
-// GET /readyz and GET /metrics (Prometheus) on HANDLERS_ADDR, and stops
+// GET /readyz and GET /metrics (Prometheus) on HANDLERS_ADDR, and, with
+// HANDLERS_API_KEY set, the dispatch API POST /v1/dispatch
+// (docs/protocol.md section 7) there too, and stops
 // cleanly on SIGTERM or SIGINT: it drains the NATS subscription, lets
 // running handlers finish, closes its connections and exits 0.
 // "handlers-svc health [-ready]" checks a running instance's /healthz (or
@@ -24,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
@@ -32,6 +35,7 @@ import (
 	"github.com/switchboard/switchboard/handlers-svc/event/middleware"
 	"github.com/switchboard/switchboard/handlers-svc/handlers"
 	"github.com/switchboard/switchboard/handlers-svc/internal/config"
+	"github.com/switchboard/switchboard/handlers-svc/internal/httpapi"
 	"github.com/switchboard/switchboard/handlers-svc/internal/metrics"
 	"github.com/switchboard/switchboard/handlers-svc/internal/natserve"
 	"github.com/switchboard/switchboard/internal/healthcheck"
@@ -103,6 +107,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		zap.String("addr", cfg.Addr),
 		zap.Duration("timeout", cfg.Timeout),
 		zap.Duration("history_window", cfg.HistoryWindow),
+		zap.Bool("dispatch_api", cfg.APIKey != ""),
 		zap.Duration("shutdown_timeout", cfg.ShutdownTimeout))
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -135,10 +140,33 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 
 	mux := event.NewMux()
 	evLog := log.Named("event")
-	handlers.Register(mux, dispatch.New(rdb, dispatch.Options{Window: cfg.HistoryWindow}).LogOutages(log.Named("redis")))
+	d := dispatch.New(rdb, dispatch.Options{Window: cfg.HistoryWindow}).LogOutages(log.Named("redis"))
+	// Each family takes what it needs; what it opens it closes by onStop,
+	// run once no handler runs any more.
+	var stops []func()
+	runStops := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+		stops = nil
+	}
+	familyMetrics := prometheus.NewRegistry()
+	err = handlers.Register(ctx, mux, handlers.Deps{
+		Dispatcher: d, Rooms: d, Redis: rdb, Log: log.Named("handlers"),
+		Metrics: familyMetrics, Getenv: os.Getenv,
+		OnStop: func(fn func()) { stops = append(stops, fn) },
+	})
+	if err != nil {
+		runStops()
+		nc.Close()
+		_ = rdb.Close()
+		_ = ln.Close()
+		return fmt.Errorf("register handlers: %w", err)
+	}
 	// Registered first, so the metrics know every event name; outermost,
 	// so a recovered panic is counted as the handler_error it becomes.
 	reg := metrics.New(mux.Events())
+	reg.Include(familyMetrics)
 	mux.Use(reg.Middleware, middleware.Recover(evLog), middleware.Log(evLog))
 	srv := natserve.New(nc, mux, log, natserve.Config{
 		Timeout:         cfg.Timeout,
@@ -150,6 +178,9 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		func() bool { return health.redisUp(context.Background()) },
 		func() bool { return len(health.notReady(context.Background())) == 0 })
 	health.mux.Handle("GET /metrics", reg.Handler())
+	if cfg.APIKey != "" {
+		httpapi.New(d, cfg.APIKey, log).Register(health.mux)
+	}
 	httpSrv := &http.Server{
 		Handler:           health,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -176,9 +207,12 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 
 	// The ordered shutdown list. Not ready (also when start-up failed); the
 	// subscription is drained and its replies flushed, so NATS can go; the
-	// handlers have finished, so Redis can go; the health server goes last.
+	// handlers have finished, so what the families opened can go, then
+	// Redis; the health server (and the dispatch API, answering 503 once
+	// Redis is gone) goes last.
 	health.stopping.Store(true)
 	nc.Close()
+	runStops()
 	if err := rdb.Close(); err != nil {
 		log.Warn("close redis", zap.Error(err))
 	}

@@ -25,7 +25,12 @@ type Config struct {
 	Timeout         time.Duration // HANDLERS_TIMEOUT: per request; below GATEWAY_HANDLER_TIMEOUT
 	ShutdownTimeout time.Duration // HANDLERS_SHUTDOWN_TIMEOUT: drain and wait on SIGTERM
 	HistoryWindow   time.Duration // HISTORY_WINDOW: how long events are kept for recovery; 0 = off
+	APIKey          string        // HANDLERS_API_KEY: the dispatch API's bearer key; "" = no API (404)
 }
+
+// MinAPIKeyLen is the shortest HANDLERS_API_KEY accepted: a key short
+// enough to guess would let anyone dispatch to every user.
+const MinAPIKeyLen = 16
 
 // Default returns the configuration used when nothing is set.
 func Default() Config {
@@ -61,6 +66,7 @@ func (c *Config) settings() []setting {
 		{env: "HANDLERS_TIMEOUT", usage: "per-request handler timeout; keep it below GATEWAY_HANDLER_TIMEOUT, with margin", dur: &c.Timeout},
 		{env: "HANDLERS_SHUTDOWN_TIMEOUT", usage: "how long shutdown waits for running handlers", dur: &c.ShutdownTimeout},
 		{env: "HISTORY_WINDOW", usage: "how long dispatched events are kept for recovery; 0 = recovery off (set the same on the gateway)", dur: &c.HistoryWindow},
+		{env: "HANDLERS_API_KEY", usage: "bearer key of the dispatch API, POST /v1/dispatch on HANDLERS_ADDR; unset = no API", str: &c.APIKey},
 	}
 }
 
@@ -131,6 +137,9 @@ func (c Config) Validate() error {
 	}
 	if err := proto.CheckHistoryWindow(c.HistoryWindow); err != nil {
 		errs = append(errs, fmt.Errorf("HISTORY_WINDOW: %w", err))
+	}
+	if c.APIKey != "" && len(c.APIKey) < MinAPIKeyLen {
+		errs = append(errs, fmt.Errorf("HANDLERS_API_KEY: must be at least %d bytes, got %d", MinAPIKeyLen, len(c.APIKey)))
 	}
 	return errors.Join(errs...)
 }
