@@ -144,9 +144,12 @@ test("emit resolves on the ack; events reach the listeners of every device", { t
   const got = next(b, "message");
   const sent = next(a, "message_sent");
   // emit before the socket is open: it waits for the connection.
-  const ack = await within(a.emit("sendMessage", { to: bob, text: "hi bob ✓" }), "ack");
-  assert.equal(ack.event, "ack");
-  assert.equal(ack.id, alice);
+  // emit resolves with the handler's result: sendMessage's {msg_id, ts}.
+  const before = Date.now();
+  const result = await within(a.emit("sendMessage", { to: bob, text: "hi bob ✓" }), "ack");
+  assert.deepEqual(Object.keys(result).sort(), ["msg_id", "ts"]);
+  assert.match(result.msg_id, /^[0-9a-f]{32}$/);
+  assert.ok(Number.isInteger(result.ts) && result.ts >= before - 5_000 && result.ts <= Date.now() + 5_000, `ts ${result.ts}`);
 
   const { args: connected } = await bobOpen;
   assert.equal(typeof connected.conn, "string");
@@ -157,6 +160,9 @@ test("emit resolves on the ack; events reach the listeners of every device", { t
   assert.deepEqual([m.args.from, m.args.to, m.args.text], [alice, bob, "hi bob ✓"]);
   const s = await within(sent, "message_sent at alice");
   assert.equal(s.args.msg_id, m.args.msg_id);
+  // The result names the very message both sides got.
+  assert.equal(m.args.msg_id, result.msg_id);
+  assert.equal(m.args.ts, result.ts);
 
   // An unsubscribed listener hears nothing more; the other one still does,
   // and listeners run in order, so once it has, the first would have too.
@@ -455,7 +461,7 @@ test("a sent emit with no answer drops the silent socket; the next emit goes on 
   const gw = await fakeGateway(t, ({ n, greet, send }) => {
     greet();
     return (env) => {
-      const ack = () => send({ event: "ack", id: "fake", ref: env.ref });
+      const ack = () => send({ event: "ack", id: "fake", ref: env.ref, args: { ref: env.ref, socket: n } });
       if (n === 1) setTimeout(ack, 300);
       else ack();
     };
@@ -470,7 +476,7 @@ test("a sent emit with no answer drops the silent socket; the next emit goes on 
   const [, info] = await within(dropped, "the silent socket dropped");
   assert.match(info.reason, /no answer to sendMessage within 100 ms/);
   const ack = await within(sb.emit("sendMessage", { text: "again" }), "ack on the new socket");
-  assert.equal(ack.ref, "2");
+  assert.deepEqual(ack, { ref: "2", socket: 2 }); // resolved with the ack's args
   assert.equal(gw.accepted(), 2);
 });
 
@@ -536,6 +542,6 @@ test("an emit made during the back-off resolves once the gateway is back", { tim
   const [, info] = await within(stateWhere(sb, (s, i) => s === "connecting" && i.attempt === 1), "back-off");
   assert.match(info.reason, /token service down/);
   const ack = await within(sb.emit("sendMessage", { text: "sent during the back-off" }), "ack");
-  assert.equal(ack.id, user);
+  assert.match(ack.msg_id, /^[0-9a-f]{32}$/);
   assert.equal(calls, 2);
 });
