@@ -124,7 +124,9 @@ func TestTypedNoResult(t *testing.T) {
 		"NoResult":    event.Typed(func(context.Context, *event.Request, struct{}) (event.NoResult, error) { return event.NoResult{}, nil }),
 		"nil pointer": event.Typed(func(context.Context, *event.Request, struct{}) (*greeting, error) { return nil, nil }),
 		"nil any":     event.Typed(func(context.Context, *event.Request, struct{}) (any, error) { return nil, nil }),
-		"raw null":    event.Typed(func(context.Context, *event.Request, struct{}) (json.RawMessage, error) { return json.RawMessage("null"), nil }),
+		"raw null": event.Typed(func(context.Context, *event.Request, struct{}) (json.RawMessage, error) {
+			return json.RawMessage("null"), nil
+		}),
 	} {
 		r := eventtest.NewRequest("e", "u", nil)
 		if err := h.ServeEvent(ctx, r); err != nil || r.Result() != nil {

@@ -15,6 +15,7 @@ let shown = []; // [{kind, m}], the messages shown, oldest first
 const seen = new Set(); // "kind:msg_id" shown already
 const acked = new Set(); // msg_ids that sendMessage's result named: the gateway acked them
 let room = null; // the room this tab chats in, or null
+let roomMembers = 0; // its member count, from joinRoom's result, then kept by room_joined and room_left
 
 function setStatus(state, info = {}) {
   document.body.dataset.state = state;
@@ -113,6 +114,7 @@ function note(text) {
 // showRoom shows the room this tab chats in, and its member count.
 function showRoom(r, members) {
   room = r;
+  roomMembers = members;
   document.body.dataset.room = r ?? "";
   $("room-status").hidden = !r;
   $("room-status").textContent = r ? `In #${r} · ${members} member${members === 1 ? "" : "s"}` : "";
@@ -170,8 +172,14 @@ async function join(user) {
   sb.on("message", (m) => addMessage("in", m));
   sb.on("message_sent", (m) => addMessage("sent", m));
   sb.on("room_message", (m) => addMessage("room", m));
-  sb.on("room_joined", (e) => note(e.user === user ? `you joined #${e.room}` : `${e.user} joined #${e.room}`));
-  sb.on("room_left", (e) => note(e.user === user ? `you left #${e.room}` : `${e.user} left #${e.room}`));
+  sb.on("room_joined", (e) => {
+    note(e.user === user ? `you joined #${e.room}` : `${e.user} joined #${e.room}`);
+    if (e.room === room && e.user !== user) showRoom(room, roomMembers + 1);
+  });
+  sb.on("room_left", (e) => {
+    note(e.user === user ? `you left #${e.room}` : `${e.user} left #${e.room}`);
+    if (e.room === room && e.user !== user) showRoom(room, Math.max(1, roomMembers - 1));
+  });
   const saved = sessionStorage.getItem(roomKey(user));
   if (saved) joinRoom(saved); // membership lives in Redis: this only shows it again
   sb.on("resync", (r) => notice("warn", `Some messages were lost on the way (${r.reason}): this list may be incomplete.`));
