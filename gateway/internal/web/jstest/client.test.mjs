@@ -133,7 +133,7 @@ async function fakeGateway(t, onSocket) {
 // happen (no reconnect): there is no event to await for an absence.
 const settle = (ms) => new Promise((r) => setTimeout(r, ms));
 
-test("emit resolves on the ack; events reach the listeners of every device", { timeout: 60_000 }, async (t) => {
+test("emit resolves with the handler's result on the ack; events reach the listeners of every device", { timeout: 60_000 }, async (t) => {
   const alice = uniqueUser("alice");
   const bob = uniqueUser("bob");
   const a = connect({ url: URL_, token: await token(alice) });
