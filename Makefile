@@ -43,8 +43,9 @@ unit:
 # envelopes, dispatches, NATS requests and replies, JWTs, handler args, the
 # client pings and pongs the gateway reads off the socket itself, the
 # gateway's WebSocket stream and frames as the load generator reads them,
-# and the redaction of the server URLs the services log.
-FUZZ_DIRS := proto internal/redact gateway/internal/auth gateway/internal/ws bench/loadgen handlers-svc/event
+# the redaction of the server URLs the services log, and the dispatch
+# API's request bodies.
+FUZZ_DIRS := proto internal/redact gateway/internal/auth gateway/internal/ws bench/loadgen handlers-svc/event handlers-svc/internal/httpapi
 fuzz:
 	@for d in $(FUZZ_DIRS); do \
 		for f in $$(cd $$d && go test -list '^Fuzz' . | grep '^Fuzz'); do \
