@@ -23,6 +23,9 @@ type exported map[string]map[string]map[string]bool
 
 func exportedFrom(pages ...testkit.Samples) exported {
 	ex := exported{}
+	for _, name := range scrapeSeries {
+		ex[name] = map[string]map[string]bool{}
+	}
 	for _, page := range pages {
 		for _, s := range page {
 			labels := ex[s.Name]
@@ -44,6 +47,10 @@ func exportedFrom(pages ...testkit.Samples) exported {
 // targetLabels are the labels Prometheus adds to every series it scrapes;
 // the services never export them.
 var targetLabels = map[string]bool{"instance": true, "job": true}
+
+// scrapeSeries are the series Prometheus itself records for each target,
+// with only the target labels.
+var scrapeSeries = []string{"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 
 // literalAlternatives is a regular expression that only lists values.
 var literalAlternatives = regexp.MustCompile(`^[A-Za-z0-9_ :-]+(\|[A-Za-z0-9_ :-]+)*$`)
@@ -205,6 +212,8 @@ func TestCheckFlagsWhatIsNotExported(t *testing.T) {
 		{expr: `a_total{reason=~"expired|store lost events"} / on(worker) h_count`, labels: []string{"worker", "instance"}},
 		{expr: `a_total{reason=~"exp.*"} or g{worker=""}`},
 		{expr: `count(g == 0) or vector(0)`},
+		{expr: `up == 0 and on (instance, job) g`, labels: []string{"job"}},
+		{expr: `up{worker="0"}`, want: "up has no label worker"},
 		{expr: `rate(b_total[5m])`, want: "metric b_total is not exported"},
 		{expr: `rate(g_bucket[5m])`, want: "metric g_bucket is not exported"},
 		{expr: `a_total{outcome="x"}`, want: "has no label outcome"},
