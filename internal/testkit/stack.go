@@ -19,8 +19,9 @@ const Secret = "testkit-secret"
 
 // StackOptions tune StartStack.
 type StackOptions struct {
-	Workers int      // gateway workers (default 2)
-	Env     []string // extra gateway environment, KEY=VALUE
+	Workers     int      // gateway workers (default 2)
+	Env         []string // extra gateway environment, KEY=VALUE
+	HandlersEnv []string // extra handlers-svc environment, KEY=VALUE
 }
 
 // Stack is a whole switchboard: real Redis, real NATS, handlers-svc and a
@@ -67,10 +68,10 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 // StartHandlers starts handlers-svc and waits until it is ready.
 func (s *Stack) StartHandlers() {
 	s.t.Helper()
-	s.Handlers = StartProc(s.t, "handlers-svc", s.handlersBin, []string{
+	s.Handlers = StartProc(s.t, "handlers-svc", s.handlersBin, append([]string{
 		"NATS_URL=" + s.NATS.URL(), "REDIS_URL=" + s.Redis.URL(),
 		"HANDLERS_ADDR=" + s.HandlersAddr, "LOG_LEVEL=debug",
-	})
+	}, s.opts.HandlersEnv...))
 	Eventually(s.t, 20*time.Second, "handlers-svc is ready", func() bool {
 		return httpStatus("http://"+s.HandlersAddr+"/readyz") == http.StatusOK
 	})
