@@ -57,7 +57,8 @@ func (tb *tab) expectReceived(want []string) {
 // worker) sends to him shows every message exactly once, in order, after
 // it reconnects by itself; a tab that was away (navigated elsewhere) while
 // she sent shows, once back, what it missed and says how many it
-// recovered. Every wait is for something the page shows.
+// recovered; so does a tab reloaded while she sends. Every wait is for
+// something the page shows.
 func TestDemoPageRecovers(t *testing.T) {
 	chrome := needTool(t, "chromium (Debian package chromium)", "chromium", "chromium-browser", "google-chrome")
 	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_DEV=1"}})
@@ -136,4 +137,41 @@ func TestDemoPageRecovers(t *testing.T) {
 	}
 	bob.expectReceived(sent)
 	bob.shot("2-after-reload")
+
+	// The page reloaded while alice sends one message after another: what
+	// reached the page before the reload, and what came during it, each
+	// shows once, in order.
+	burst := numbered(13, 40)
+	done := make(chan error, 1)
+	go func() { done <- sendAll(alice, "bob", burst) }()
+	bob.waitMessage("in", "message 16")
+	bob.do("reload", chromedp.Reload())
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	sent = append(sent, burst...)
+	bob.waitFor("a resume that recovered", `document.body.dataset.state === "open" && document.body.dataset.recovered === "true"`)
+	t.Logf("reloaded during the burst: %s missed", evalIn[string](bob, "missed", `document.body.dataset.missed`))
+	bob.waitMessage("in", "message 40")
+	bob.expectReceived(sent)
+	bob.shot("3-after-reload-in-a-burst")
+}
+
+// sendAll sends each text to user from c, one after another, each once the
+// previous one was acked; it returns what failed, for a goroutine to
+// report.
+func sendAll(c *testkit.Client, to string, texts []string) error {
+	for i, text := range texts {
+		ref := "burst-" + strconv.Itoa(i)
+		if err := c.TrySend("sendMessage", map[string]string{"to": to, "text": text}, ref); err != nil {
+			return fmt.Errorf("send %q: %w", text, err)
+		}
+		f, ok := c.TryExpect(10*time.Second, func(f proto.Frame) bool {
+			return (f.Event == proto.EventAck || f.Event == proto.EventError) && f.Ref == ref
+		})
+		if !ok || f.Event != proto.EventAck {
+			return fmt.Errorf("send %q: no ack (%s %s)", text, f.Event, f.Args)
+		}
+	}
+	return nil
 }
