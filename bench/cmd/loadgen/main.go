@@ -76,6 +76,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		hsPid    = fs.Int("handlers-pid", 0, "pid of handlers-svc")
 		natsPid  = fs.Int("nats-pid", 0, "pid of nats-server")
 		redisPid = fs.Int("redis-pid", 0, "pid of redis-server")
+		redisAdr = fs.String("redis-addr", "", "the stack's Redis (127.0.0.1:port): report its used memory and keys after each run")
 		metrics  = fs.String("metrics", os.Getenv("GATEWAY_METRICS_URL"), "the gateway's Prometheus /metrics URL, for goroutines per socket")
 		jsonOut  = fs.String("json", "", "also append each phase's JSON line to this file")
 		quiet    = fs.Bool("q", false, "no progress lines on stderr")
@@ -84,6 +85,8 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		first    = fs.Int("first-user", 0, "internal, with -shard: the first user's number")
 		cpuprof  = fs.String("cpuprofile", "", "write the load generator's own CPU profile to this file")
 		maxprocs = fs.Int("gomaxprocs", 0, "the load generator's own GOMAXPROCS (0 = 1 in load mode unless $GOMAXPROCS is set, else Go's default)")
+		stack    = fs.String("stack", "", "name the stack measured in every JSON line (candidate, baseline, ...), for A/B reports")
+		ref      = fs.String("ref", "", "the commit the measured stack was built from, for A/B reports")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -152,6 +155,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 			return fmt.Errorf("idle in %d processes: %w", *nprocs, err)
 		}
+		res.Stack, res.Ref = *stack, *ref
 		return emitLine(stdout, *jsonOut, res)
 	}
 	if gotFiles < want {
@@ -159,7 +163,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	cfg := loadgen.Config{
 		URL: *url, Secret: *secret, Users: *users, FirstUser: *first, Devices: *devices,
-		DialConc: *conc, Sources: *sources, Drain: *drain, Metrics: *metrics,
+		DialConc: *conc, Sources: *sources, Drain: *drain, Metrics: *metrics, RedisAddr: *redisAdr,
 		Processes: loadgen.Processes{Gateway: *gwPid, Handlers: *hsPid, NATS: *natsPid, Redis: *redisPid},
 		Log:       logf,
 	}
@@ -172,7 +176,10 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer g.Close()
 
-	emit := func(r loadgen.Result) error { return emitLine(stdout, *jsonOut, r) }
+	emit := func(r loadgen.Result) error {
+		r.Stack, r.Ref = *stack, *ref
+		return emitLine(stdout, *jsonOut, r)
+	}
 	if *shard {
 		return runShard(ctx, g, stdout)
 	}
@@ -261,8 +268,12 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		best, worst = track(res, best, worst)
 	}
 	fmt.Fprintf(stdout, "saturation: highest R with p99 < 50 ms and nothing missing: %.0f sends/s (lowest failing: %.0f)\n", best, worst)
-	line, _ := json.Marshal(map[string]any{"mode": "saturation", "users": *users, "devices": *devices,
-		"rate": best, "deliveries_per_s": best * 2 * float64(*devices), "lowest_failing_rate": worst})
+	sat := map[string]any{"mode": "saturation", "users": *users, "devices": *devices,
+		"rate": best, "deliveries_per_s": best * 2 * float64(*devices), "lowest_failing_rate": worst}
+	if *stack != "" {
+		sat["stack"], sat["ref"] = *stack, *ref
+	}
+	line, _ := json.Marshal(sat)
 	fmt.Fprintln(stdout, string(line))
 	if *jsonOut != "" {
 		f, err := os.OpenFile(*jsonOut, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
