@@ -37,7 +37,10 @@ type Config struct {
 	Processes Processes
 	Metrics   string // the gateway's Prometheus URL, or ""
 	RedisAddr string // the stack's Redis, host:port, to read its memory after each run; "" = not read
-	Log       func(format string, args ...any)
+	// KeepPositions keeps each socket's connected frame, where its
+	// position starts: the resume scenario (Resume) needs it.
+	KeepPositions bool
+	Log           func(format string, args ...any)
 }
 
 // Processes are the server processes to measure.
@@ -80,6 +83,7 @@ type Generator struct {
 	socks  []*sock // user*D + dev
 
 	cur       atomic.Pointer[runState]
+	resumeRn  atomic.Pointer[resumeRun] // the resume round under way, if any
 	closing   atomic.Bool
 	connsLost atomic.Int64
 	closesMu  sync.Mutex
@@ -127,6 +131,7 @@ func New(cfg Config) (*Generator, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.keepHello = cfg.KeepPositions
 	g := &Generator{cfg: cfg, dialer: d, closes: map[string]int{}, errCodes: map[string]int{}}
 	g.flushIdle.L = &g.flushMu
 	g.readBufs.New = func() any { b := make([]byte, readBufSize); return &b }
@@ -237,7 +242,7 @@ func (g *Generator) open(ctx context.Context, user, dev int) (*sock, int, error)
 	}
 	var err error
 	for try := range 32 {
-		s, worker, derr := g.dialer.dial(ctx, g.tokens[user])
+		s, worker, derr := g.dialer.dial(ctx, g.tokens[user], "")
 		if derr != nil {
 			err = derr
 			g.dialFails.Add(1)
@@ -312,16 +317,25 @@ func (g *Generator) received(s *sock, data []byte, now time.Time) {
 	rs := g.cur.Load()
 	switch p.kind {
 	case kindOther:
+		if rr := g.resumeRn.Load(); rr != nil {
+			rr.frame(s, p, now)
+		}
 		return
 	case kindError:
 		g.errFrames.Add(1)
 		g.noteError(string(p.code))
 		if rs != nil && p.valid && p.run == rs.id {
 			rs.tracker.Failed(p.seq)
+		} else if rr := g.resumeRn.Load(); rr != nil && p.valid && p.run == rr.id {
+			rr.answer(p.seq, false)
 		}
 		return
 	}
 	if rs == nil {
+		if rr := g.resumeRn.Load(); rr != nil {
+			rr.frame(s, p, now)
+			return
+		}
 		g.stale.Add(1)
 		return
 	}

@@ -70,7 +70,8 @@ type Result struct {
 	LoadgenCPUPer1k   float64            `json:"loadgen_cpu_s_per_1k_deliveries,omitempty"`
 	RedisUsedMemory   int64              `json:"redis_used_memory_bytes,omitempty"` // after the run (Config.RedisAddr)
 	RedisKeys         int64              `json:"redis_keys,omitempty"`
-	Pass              bool               `json:"pass"` // load: p99 < 50 ms, nothing missing, no errors, rate kept
+	Resume            *ResumeStats       `json:"resume,omitempty"`
+	Pass              bool               `json:"pass"` // load: p99 < 50 ms, nothing missing, no errors, rate kept; resume: every resume exact
 	Closes            map[string]int     `json:"server_closes,omitempty"`
 	ErrorCodes        map[string]int     `json:"error_codes,omitempty"`
 }
@@ -138,6 +139,8 @@ func (r Result) WriteTable(w io.Writer) {
 		parts = append(parts, fmt.Sprintf("all servers %.3f", r.CPUTotalPer1k), fmt.Sprintf("loadgen %.3f", r.LoadgenCPUPer1k))
 		row("CPU s per 1k deliveries", "%s", strings.Join(parts, ", "))
 		row("pass (p99<50ms, none lost)", "%v", r.Pass)
+	case "resume":
+		r.writeResume(w, row)
 	}
 	if len(r.ErrorCodes) > 0 {
 		row("error frames by code", "%v", r.ErrorCodes)
@@ -163,14 +166,23 @@ func stackNote(r Result) string {
 // Markdown writes results as Markdown tables: one for idle tests, one for
 // load runs.
 func Markdown(w io.Writer, results []Result) {
-	var idle, load []Result
+	var idle, load, resume []Result
 	for _, r := range results {
-		if r.Mode == "idle" {
+		switch r.Mode {
+		case "idle":
 			idle = append(idle, r)
-		} else {
+		case "resume":
+			resume = append(resume, r)
+		default:
 			load = append(load, r)
 		}
 	}
+	defer func() {
+		if len(resume) > 0 {
+			fmt.Fprintln(w)
+			ResumeMarkdown(w, resume)
+		}
+	}()
 	if len(idle) > 0 {
 		fmt.Fprintln(w, "| idle conns | connect time | gateway RSS | RSS added per conn | RSS total per conn | goroutines per conn |")
 		fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | ---: | ---: |")
