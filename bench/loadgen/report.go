@@ -184,22 +184,37 @@ func Markdown(w io.Writer, results []Result) {
 		}
 	}()
 	if len(idle) > 0 {
+		// The stack is named only in an A/B run, so one-stack reports
+		// keep their columns.
+		stacked := slices.ContainsFunc(idle, func(r Result) bool { return r.Stack != "" })
+		first := func(r Result) string {
+			if stacked {
+				return "| " + stackName(r) + " "
+			}
+			return ""
+		}
+		if stacked {
+			fmt.Fprint(w, "| stack ")
+		}
 		fmt.Fprintln(w, "| idle conns | connect time | gateway RSS | RSS added per conn | RSS total per conn | goroutines per conn |")
+		if stacked {
+			fmt.Fprint(w, "| --- ")
+		}
 		fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | ---: | ---: |")
 		for _, r := range idle {
 			gor := "n/a"
 			if r.Goroutines >= 0 {
 				gor = fmt.Sprintf("%.2f", r.GoroutinesPerConn)
 			}
-			fmt.Fprintf(w, "| %d | %.2f s | %.1f MiB | %.0f B | %.0f B | %s |\n",
-				r.Conns, r.ConnectSeconds, mib(r.GatewayRSS), r.RSSPerConn, r.RSSTotalPerConn, gor)
+			fmt.Fprintf(w, "%s| %d | %.2f s | %.1f MiB | %.0f B | %.0f B | %s |\n",
+				first(r), r.Conns, r.ConnectSeconds, mib(r.GatewayRSS), r.RSSPerConn, r.RSSTotalPerConn, gor)
 		}
 		fmt.Fprintln(w)
 		for _, r := range idle {
 			if len(r.GatewayProcs) == 0 {
 				continue
 			}
-			fmt.Fprintf(w, "Gateway processes holding %d sockets (supervisor first, then the workers):\n\n", r.Conns)
+			fmt.Fprintf(w, "Gateway processes%s holding %d sockets (supervisor first, then the workers):\n\n", stackNote(r), r.Conns)
 			fmt.Fprintln(w, "| pid | RSS | open fds |")
 			fmt.Fprintln(w, "| ---: | ---: | ---: |")
 			for _, p := range r.GatewayProcs {
