@@ -160,6 +160,7 @@ work="$(mktemp -d)"
 jsonl="$work/results.jsonl"
 resume_jsonl="$work/resume.jsonl"
 search_jsonl="$work/search.jsonl"
+: >"$jsonl" # a run of the resume scenario alone has no other results
 pids=()
 stop() {
   local rc=$?

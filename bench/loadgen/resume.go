@@ -36,7 +36,7 @@ type ResumeOptions struct {
 	Missed   int           // messages sent to each away user while away; at most the gateway's GATEWAY_MAX_REPLAY
 	Rounds   int           // rounds, each sending half the users away
 	Rate     float64       // reconnects started per second
-	SendConc int           // partners sending at once (0 = 16)
+	SendConc int           // partners sending at once (0 = 64)
 	Timeout  time.Duration // how long after its last reconnect a round waits for replays (0 = 10 s)
 }
 
@@ -221,7 +221,7 @@ func (g *Generator) Resume(ctx context.Context, opt ResumeOptions) (Result, erro
 		return Result{}, errors.New("resume: the generator does not keep positions (Config.KeepPositions)")
 	}
 	if opt.SendConc < 1 {
-		opt.SendConc = 16
+		opt.SendConc = 64
 	}
 	if opt.Timeout <= 0 {
 		opt.Timeout = 10 * time.Second
@@ -335,8 +335,15 @@ func (g *Generator) resumeRound(ctx context.Context, opt ResumeOptions, round in
 			}
 		}
 	}
+	sendStart := time.Now()
 	g.resumeSends(ctx, rr, away, opt.SendConc)
 	acc.sendEnd[parity] = time.Now()
+	var acked int
+	for _, w := range rr.want {
+		acked += len(w)
+	}
+	g.cfg.Log("round %d: %d devices away, %d messages to them acked in %s", round, len(away)*devs, acked,
+		acc.sendEnd[parity].Sub(sendStart).Round(time.Millisecond))
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -366,6 +373,8 @@ func (g *Generator) resumeRound(ctx context.Context, opt ResumeOptions, round in
 	case <-ctx.Done():
 	}
 	end := time.Now()
+	g.cfg.Log("round %d: %d reconnects in %s, the last replay %s after the first reconnect", round, n,
+		time.Duration(float64(n-1)/opt.Rate*float64(time.Second)).Round(time.Millisecond), end.Sub(start).Round(time.Millisecond))
 	after := sampleAll(acc.groups)
 	for i := range after {
 		acc.cpu[i].CPU += after[i].CPU - before[i].CPU
@@ -387,11 +396,7 @@ func (g *Generator) resumeRound(ctx context.Context, opt ResumeOptions, round in
 	}
 	// The senders' own copies (message_sent) arrive too, so the positions
 	// they leave for the next round are their last.
-	var sent int64
-	for _, w := range rr.want {
-		sent += int64(len(w))
-	}
-	for deadline := time.Now().Add(drainWait); rr.liveSent.Load() < sent*int64(devs) && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(drainWait); rr.liveSent.Load() < int64(acked*devs) && time.Now().Before(deadline); {
 		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
 			return err
 		}

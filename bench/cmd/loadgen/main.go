@@ -88,7 +88,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		missed   = fs.Int("missed", 100, "resume: events each away user misses (at most the gateway's GATEWAY_MAX_REPLAY)")
 		rounds   = fs.Int("rounds", 1, "resume: rounds, each sending half the users' devices away")
 		rrate    = fs.Float64("resume-rate", 100, "resume: reconnects started per second")
-		rconc    = fs.Int("resume-senders", 16, "resume: partners sending the missed events at once")
+		rconc    = fs.Int("resume-senders", 64, "resume: partners sending the missed events at once")
 		rwait    = fs.Duration("resume-timeout", 10*time.Second, "resume: how long a round waits for its replays after its last reconnect")
 		stack    = fs.String("stack", "", "name the stack measured in every JSON line (candidate, baseline, ...), for A/B reports")
 		ref      = fs.String("ref", "", "the commit the measured stack was built from, for A/B reports")
