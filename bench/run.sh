@@ -66,7 +66,8 @@ else
 fi
 # Overrides, for exploring how the numbers scale: BENCH_IDLE_USERS (0 = no
 # idle test), BENCH_USERS, BENCH_DEVICES, BENCH_RATES, BENCH_DURATION,
-# BENCH_WARMUP, BENCH_SEARCH=0|1, BENCH_GO=0 (no Go benchmarks), BENCH_SETTLE
+# BENCH_WARMUP, BENCH_SEARCH=0|1 (BENCH_SEARCH_DURATION, BENCH_SEARCH_WARMUP:
+# each search run's, 10s and 3s), BENCH_GO=0 (no Go benchmarks), BENCH_SETTLE
 # (wait before reading idle RSS: 30s, past one ping round; 5s when quick), BENCH_GATEWAY_ENV
 # (extra gateway environment, e.g. GOGC=100), BENCH_HANDLERS_ENV (the same for
 # handlers-svc, e.g. GOMAXPROCS=1), BENCH_NATS_ENV (the same for nats-server),
@@ -83,10 +84,14 @@ DEVICES="${BENCH_DEVICES:-2}"
 RATES="${BENCH_RATES:-$RATES}"
 DURATION="${BENCH_DURATION:-$DURATION}"
 WARMUP="${BENCH_WARMUP:-$WARMUP}"
+SEARCH_DURATION="${BENCH_SEARCH_DURATION:-10s}" SEARCH_WARMUP="${BENCH_SEARCH_WARMUP:-3s}"
 case "${BENCH_SEARCH:-}" in
   0) SEARCH=() ;;
-  1) SEARCH=(-search -search-duration 10s -search-warmup 3s) ;;
+  1) SEARCH=(-search) ;;
 esac
+if ((${#SEARCH[@]})); then
+  SEARCH=(-search -search-duration "$SEARCH_DURATION" -search-warmup "$SEARCH_WARMUP")
+fi
 RESUME="${BENCH_RESUME:-1}"
 [[ $scale == 1 ]] && RESUME=0
 RESUME_USERS="${BENCH_RESUME_USERS:-${RESUME_USERS:-0}}"
@@ -160,7 +165,7 @@ work="$(mktemp -d)"
 jsonl="$work/results.jsonl"
 resume_jsonl="$work/resume.jsonl"
 search_jsonl="$work/search.jsonl"
-: >"$jsonl" # a run of the resume scenario alone has no other results
+: >"$jsonl" >"$resume_jsonl" # the report reads both, whichever phases ran
 pids=()
 stop() {
   local rc=$?
@@ -264,7 +269,7 @@ if [[ $RATES != 0 ]]; then
       for ((i = 0; i < nstacks; i++)); do
         echo "bench: saturation search, stack ${ST_NAME[i]}" >&2
         lg_for "$i" "$search_jsonl.$i"
-        "${LG[@]}" "${load_args[@]}" -duration 10s -warmup 3s -rates "$top" "${SEARCH[@]}" ${BENCH_LOADGEN_ARGS:-}
+        "${LG[@]}" "${load_args[@]}" -duration "$SEARCH_DURATION" -warmup "$SEARCH_WARMUP" -rates "$top" "${SEARCH[@]}" ${BENCH_LOADGEN_ARGS:-}
         grep '"mode":"saturation"' "$search_jsonl.$i" >>"$jsonl" || true
         cat "$search_jsonl.$i" >>"$search_jsonl"
       done
