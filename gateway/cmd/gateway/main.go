@@ -89,7 +89,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		return runWorker(ctx, cfg, wlog)
 	}
 	if cfg.Dev {
-		log.Warn("dev mode: GET /dev/token mints tokens, any Origin is allowed, and unless GATEWAY_JWT_SECRET is set the secret is public")
+		log.Warn("dev mode: GET /dev/token mints tokens for clients on this machine, any Origin is allowed, and the JWT secret is the public dev secret")
 	}
 	exe, err := os.Executable()
 	if err != nil {
