@@ -105,6 +105,9 @@ func (s *Stack) StartGateway() {
 		"GATEWAY_ADDR=" + s.Addr, "GATEWAY_WORKERS=" + strconv.Itoa(s.Workers),
 		"GATEWAY_JWT_SECRET=" + s.Secret, "NATS_URL=" + s.NATS.URL(), "REDIS_URL=" + s.Redis.URL(),
 		"LOG_LEVEL=debug", "GATEWAY_SHUTDOWN_TIMEOUT=5s", "GATEWAY_METRICS_ADDR=" + s.MetricsAddr,
+		// Tests read a counter right after what it counts; the cache
+		// (a second by default) would hand them the read before.
+		"GATEWAY_METRICS_CACHE=0s",
 	}, s.opts.Env...)
 	s.Gateway = StartProc(s.t, "gateway", s.gatewayBin, env)
 	s.WaitReady()

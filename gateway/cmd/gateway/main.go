@@ -105,6 +105,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		}
 		defer os.RemoveAll(dir)
 		agg = metrics.NewAggregator(dir, cfg.Workers)
+		agg.CacheFor(cfg.MetricsCache)
 		defer agg.Close()
 	}
 	env := append(cfg.Environ(), config.MetricsDirEnv+"="+dir)

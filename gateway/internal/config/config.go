@@ -62,6 +62,7 @@ type Config struct {
 	// Security settings (docs/security.md).
 	JWTSecretFile string         // GATEWAY_JWT_SECRET_FILE: a file holding the secret, instead of GATEWAY_JWT_SECRET
 	DevTokenNets  []netip.Prefix // GATEWAY_DEV_TOKEN_NETS: networks besides loopback whose clients /dev/token answers
+	MetricsCache  time.Duration  // GATEWAY_METRICS_CACHE: how long the admin /metrics reuses one read of the workers
 
 	// Set by the supervisor in each worker's environment; not settings, so
 	// neither flags nor in Environ.
@@ -114,6 +115,10 @@ func Default() Config {
 		// decision (compose makes it, inside its own network).
 		MetricsAddr: "127.0.0.1:7998",
 		WorkerIndex: -1,
+
+		// One read of the workers' metrics per second at most, however
+		// often /metrics is scraped.
+		MetricsCache: time.Second,
 	}
 }
 
@@ -277,6 +282,7 @@ func (c *Config) settings(origins, devNets *string) []setting {
 		{"GATEWAY_MAX_CONNS", (*intValue)(&c.MaxConns)},
 		{"GATEWAY_MAX_CONNS_PER_USER", (*intValue)(&c.MaxConnsPerUser)},
 		{"GATEWAY_DEV_TOKEN_NETS", (*stringValue)(devNets)},
+		{"GATEWAY_METRICS_CACHE", (*durationValue)(&c.MetricsCache)},
 	}
 }
 
@@ -325,6 +331,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConns < 0 || c.MaxConnsPerUser < 0 {
 		errs = append(errs, errors.New("GATEWAY_MAX_CONNS and GATEWAY_MAX_CONNS_PER_USER must not be negative (0 = unlimited)"))
+	}
+	if c.MetricsCache < 0 {
+		errs = append(errs, errors.New("GATEWAY_METRICS_CACHE must not be negative"))
 	}
 	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL: %w", err))

@@ -12,7 +12,6 @@ package worker
 import (
 	"context"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -29,6 +28,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/metrics"
 	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
+	"github.com/switchboard/switchboard/internal/httpserver"
 	"github.com/switchboard/switchboard/internal/redact"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -145,12 +145,7 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 			w.adm.Open()
 		}
 	}()
-	srv := &http.Server{
-		Handler:           w.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		ErrorLog:          zap.NewStdLog(w.log.Named("http")),
-	}
+	srv := httpserver.New(w.routes(), w.log.Named("http"))
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	w.log.Info("worker serving", zap.String("addr", ln.Addr().String()))

@@ -35,6 +35,7 @@ import (
 	"github.com/switchboard/switchboard/handlers-svc/internal/natserve"
 	"github.com/switchboard/switchboard/handlers-svc/internal/redisdispatch"
 	"github.com/switchboard/switchboard/internal/healthcheck"
+	"github.com/switchboard/switchboard/internal/httpserver"
 	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/redact"
 	"github.com/switchboard/switchboard/internal/redislog"
@@ -145,11 +146,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		func() bool { return health.redisUp(context.Background()) },
 		func() bool { return len(health.notReady(context.Background())) == 0 })
 	health.mux.Handle("GET /metrics", reg.Handler())
-	httpSrv := &http.Server{
-		Handler:           health,
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          zap.NewStdLog(log.Named("http")),
-	}
+	httpSrv := httpserver.New(health, log.Named("http"))
 	var httpErr error
 	httpDone := make(chan struct{}) // closed once Serve has returned httpErr
 	go func() {
