@@ -53,10 +53,16 @@ const (
 	ClosePolicy        = 1008 // slow consumer or persistent rate-limit abuse
 	CloseMessageTooBig = 1009 // a message larger than the max frame size
 	CloseInternalError = 1011 // the connection's code failed unexpectedly
+	// CloseTokenExpired, an application code (RFC 6455 section 7.4.2):
+	// the token the socket was opened with has expired. The client
+	// reconnects with a fresh token (docs/protocol.md section 2).
+	CloseTokenExpired = 4001
 )
 
-// Close reasons sent with ClosePolicy, so clients can tell which policy.
+// Close reasons sent with ClosePolicy, so clients can tell which policy,
+// and with CloseTokenExpired.
 const (
 	ReasonSlowConsumer = "slow consumer: outgoing queue full"
 	ReasonRateLimited  = "rate limit exceeded"
+	ReasonTokenExpired = "token expired" // with CloseTokenExpired
 )

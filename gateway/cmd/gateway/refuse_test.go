@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/switchboard/switchboard/internal/cmdtest"
@@ -40,5 +41,22 @@ func TestRefusalIsAJSONLine(t *testing.T) {
 			r := cmdtest.Run(t, bin, append([]string{"GATEWAY_METRICS_ADDR=off"}, tt.env...), tt.args...)
 			cmdtest.Refusal{Code: 1, Logger: "gateway", Names: tt.want, Hides: "s3cr3t"}.Check(t, r)
 		})
+	}
+}
+
+// TestNeverExpiringTokenAttack: "gateway token" will not mint a token that
+// never expires (the gateway would refuse it, and it could never be
+// revoked); a positive -ttl mints one.
+func TestNeverExpiringTokenAttack(t *testing.T) {
+	bin := cmdtest.Build(t, ".")
+	env := []string{"GATEWAY_JWT_SECRET=token-test-secret-of-32-bytes-or-more"}
+	for _, ttl := range []string{"0", "0s", "-1h"} {
+		r := cmdtest.Run(t, bin, env, "token", "-ttl", ttl, "alice")
+		if r.Code == 0 || r.Stdout != "" || !strings.Contains(r.Stderr, "-ttl must be positive") {
+			t.Errorf("token -ttl %s: exit %d, stdout %q, stderr %q; want a refusal", ttl, r.Code, r.Stdout, r.Stderr)
+		}
+	}
+	if r := cmdtest.Run(t, bin, env, "token", "-ttl", "1h", "alice"); r.Code != 0 || strings.Count(r.Stdout, ".") != 2 {
+		t.Errorf("token -ttl 1h: exit %d, stdout %q, stderr %q; want a token", r.Code, r.Stdout, r.Stderr)
 	}
 }

@@ -104,7 +104,8 @@ func (a *Admission) Closed() bool {
 }
 
 // Admit answers r. Refused, it has answered r and returns false; admitted,
-// it returns the upgraded socket and its verified user, for which it
+// it returns the upgraded socket, with the time its token stops being
+// accepted as its Expires, and its verified user, for which it
 // reserved a place in Places, and which counts for Wait until Leave. A
 // plain GET (the JavaScript client's probe after a refused upgrade) gets
 // the same answer as an upgrade but is not counted: counting it would
@@ -121,7 +122,8 @@ func (a *Admission) Admit(rw http.ResponseWriter, r *http.Request) (up ws.Upgrad
 		httpjson.Error(rw, http.StatusForbidden, proto.CodeForbiddenOrigin, "origin not allowed")
 		return ws.Upgraded{}, "", false
 	}
-	user, err := a.verifier.Verify(auth.FromRequest(r))
+	claims, err := a.verifier.Verify(auth.FromRequest(r))
+	user = claims.User
 	if err != nil {
 		var ae *auth.Error
 		msg := "unauthorized"
@@ -170,6 +172,10 @@ func (a *Admission) Admit(rw http.ResponseWriter, r *http.Request) (up ws.Upgrad
 		// hijacked connection.
 		return ws.Upgraded{}, "", false
 	}
+	// The socket lasts as long as its token would still be accepted: a
+	// token within the leeway of its exp was let in, and closing it at
+	// exp would only have the client come back with the same token.
+	up.Expires = claims.Expires.Add(auth.Leeway)
 	return up, user, true
 }
 

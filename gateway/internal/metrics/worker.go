@@ -70,12 +70,13 @@ const (
 	ReasonShutdown      = "shutdown"        // the worker stopped (1001)
 	ReasonWriteFailed   = "write_failed"    // a write to the network failed
 	ReasonInternalError = "internal_error"  // a bug in the socket's code (1011)
+	ReasonTokenExpired  = "token_expired"   // its token expired (4001)
 	ReasonOther         = "other"
 )
 
 var closeReasons = [...]string{
 	ReasonClient, ReasonLost, ReasonPingTimeout, ReasonSlowConsumer, ReasonRateLimited, ReasonTooBig,
-	ReasonInvalidUTF8, ReasonShutdown, ReasonWriteFailed, ReasonInternalError, ReasonOther,
+	ReasonInvalidUTF8, ReasonShutdown, ReasonWriteFailed, ReasonInternalError, ReasonTokenExpired, ReasonOther,
 }
 
 // CloseReason maps the code and reason a socket was closed with to the
@@ -102,6 +103,8 @@ func CloseReason(code int, reason string) string {
 		return ReasonShutdown
 	case code == proto.CloseInternalError:
 		return ReasonInternalError
+	case code == proto.CloseTokenExpired:
+		return ReasonTokenExpired
 	}
 	return ReasonOther
 }

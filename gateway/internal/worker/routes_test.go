@@ -150,9 +150,9 @@ func TestDevToken(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || body.User != "carol" {
 			t.Fatalf("/dev/token: %d %+v", resp.StatusCode, body)
 		}
-		user, err := auth.NewVerifier(cfg.JWTSecret, "").Verify(body.Token)
-		if err != nil || user != "carol" {
-			t.Fatalf("minted token verifies as %q, %v", user, err)
+		claims, err := auth.NewVerifier(cfg.JWTSecret, "").Verify(body.Token)
+		if err != nil || claims.User != "carol" {
+			t.Fatalf("minted token verifies as %+v, %v", claims, err)
 		}
 	}
 }
