@@ -172,7 +172,10 @@ export LOG_LEVEL="${BENCH_LOG_LEVEL:-warn}"
 HANDLERS_PPROF_ADDR="127.0.0.1:$HS_PPROF_PORT" HANDLERS_ADDR="127.0.0.1:$HS_PORT" env ${BENCH_HANDLERS_ENV:-} ./bin/handlers-svc 2>"$work/handlers.log" &
 pids+=($!); hs_pid=$!
 wait_for handlers-svc curl -fs -m 1 -o /dev/null "http://127.0.0.1:$HS_PORT/readyz"
+# The load generator is one address: the per-address limits, which
+# defend against one client, are off for it.
 GATEWAY_PPROF_PORT="$PPROF_PORT" GATEWAY_DEV=1 GATEWAY_ADDR="127.0.0.1:$GW_PORT" GATEWAY_WORKERS="$WORKERS" \
+  GATEWAY_IP_PENDING=0 GATEWAY_IP_UPGRADE_RATE=0 \
   GATEWAY_METRICS_ADDR="127.0.0.1:$METRICS_PORT" env "${SCALE_ENV[@]}" ${BENCH_GATEWAY_ENV:-} ./bin/gateway 2>"$work/gateway.log" &
 pids+=($!); gw_pid=$!
 # Both workers ready: /readyz names the worker that answered.

@@ -1,5 +1,6 @@
 // Package admission decides which requests for /socket become sockets. In
-// order: the Origin (GATEWAY_ALLOWED_ORIGINS, docs/protocol.md section 1), the
+// order: the client address's rate of requests (GATEWAY_IP_UPGRADE_RATE),
+// the Origin (GATEWAY_ALLOWED_ORIGINS, docs/protocol.md section 1), the
 // token, whether the worker is open (started, and not shutting down), the
 // socket caps (GATEWAY_MAX_CONNS, GATEWAY_MAX_CONNS_PER_USER), then the
 // WebSocket upgrade. A refused request is answered with the contract's JSON
@@ -17,6 +18,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
@@ -39,6 +41,12 @@ type Config struct {
 	Dev             bool
 	MaxConns        int // sockets of the worker; 0 = no cap
 	MaxConnsPerUser int // sockets of one user on the worker; 0 = no cap
+
+	// IPUpgradeRate is how many requests for /socket one client address
+	// may make per second on the worker, with bursts of IPUpgradeBurst;
+	// 0 = no limit.
+	IPUpgradeRate  float64
+	IPUpgradeBurst int
 }
 
 // Recorder counts refused upgrades, by reason: one of the metrics.Refused
@@ -55,6 +63,7 @@ type Admission struct {
 	places   Places
 	rec      Recorder
 	log      *zap.Logger
+	ipRate   *ipRate
 
 	opened atomic.Bool // Open was called
 	mu     sync.Mutex
@@ -65,7 +74,8 @@ type Admission struct {
 // New returns an Admission that refuses every socket until Open; the caps
 // of cfg are checked against places.
 func New(cfg Config, places Places, rec Recorder, log *zap.Logger) *Admission {
-	a := &Admission{cfg: cfg, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTAudience), places: places, rec: rec, log: log}
+	a := &Admission{cfg: cfg, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTAudience), places: places, rec: rec, log: log,
+		ipRate: newIPRate(cfg.IPUpgradeRate, cfg.IPUpgradeBurst)}
 	a.upgrader = websocket.Upgrader{
 		// ReadBufferSize 0: ws.Upgrade gives every socket a small read
 		// buffer of its own (ws.ReadBufferSize). ws.Conn writes frames
@@ -116,6 +126,12 @@ func (a *Admission) Admit(rw http.ResponseWriter, r *http.Request) (up ws.Upgrad
 		if upgrade {
 			a.rec.UpgradeRefused(reason)
 		}
+	}
+	// First, as the cheapest: everything after it costs an HMAC.
+	if !a.ipRate.allow(remoteIP(r), time.Now()) {
+		refused(metrics.RefusedIPRate)
+		httpjson.Error(rw, http.StatusTooManyRequests, proto.CodeRateLimited, "too many connection attempts from this address: retry in a few seconds")
+		return ws.Upgraded{}, "", false
 	}
 	if !a.checkOrigin(r) {
 		refused(metrics.RefusedOrigin)

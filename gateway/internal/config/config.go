@@ -60,9 +60,12 @@ type Config struct {
 	MaxConnsPerUser int           // GATEWAY_MAX_CONNS_PER_USER: sockets of one user per worker; 0 = unlimited
 
 	// Security settings (docs/security.md).
-	JWTSecretFile string         // GATEWAY_JWT_SECRET_FILE: a file holding the secret, instead of GATEWAY_JWT_SECRET
-	DevTokenNets  []netip.Prefix // GATEWAY_DEV_TOKEN_NETS: networks besides loopback whose clients /dev/token answers
-	MetricsCache  time.Duration  // GATEWAY_METRICS_CACHE: how long the admin /metrics reuses one read of the workers
+	JWTSecretFile  string         // GATEWAY_JWT_SECRET_FILE: a file holding the secret, instead of GATEWAY_JWT_SECRET
+	DevTokenNets   []netip.Prefix // GATEWAY_DEV_TOKEN_NETS: networks besides loopback whose clients /dev/token answers
+	MetricsCache   time.Duration  // GATEWAY_METRICS_CACHE: how long the admin /metrics reuses one read of the workers
+	IPPending      int            // GATEWAY_IP_PENDING: connections of one address without request headers, per worker; 0 = no cap
+	IPUpgradeRate  float64        // GATEWAY_IP_UPGRADE_RATE: requests for /socket per second per address, per worker; 0 = no limit
+	IPUpgradeBurst int            // GATEWAY_IP_UPGRADE_BURST: requests for /socket one address may make at once
 
 	// Set by the supervisor in each worker's environment; not settings, so
 	// neither flags nor in Environ.
@@ -119,6 +122,14 @@ func Default() Config {
 		// One read of the workers' metrics per second at most, however
 		// often /metrics is scraped.
 		MetricsCache: time.Second,
+		// Per client address and worker: a slowloris client holds at most
+		// 64 connections without headers (besides those of the last
+		// half second), and one address may try 50 upgrades a second,
+		// 200 at once (a NAT of many users reconnecting after a restart
+		// spreads over a few seconds).
+		IPPending:      64,
+		IPUpgradeRate:  50,
+		IPUpgradeBurst: 200,
 	}
 }
 
@@ -283,6 +294,9 @@ func (c *Config) settings(origins, devNets *string) []setting {
 		{"GATEWAY_MAX_CONNS_PER_USER", (*intValue)(&c.MaxConnsPerUser)},
 		{"GATEWAY_DEV_TOKEN_NETS", (*stringValue)(devNets)},
 		{"GATEWAY_METRICS_CACHE", (*durationValue)(&c.MetricsCache)},
+		{"GATEWAY_IP_PENDING", (*intValue)(&c.IPPending)},
+		{"GATEWAY_IP_UPGRADE_RATE", (*float64Value)(&c.IPUpgradeRate)},
+		{"GATEWAY_IP_UPGRADE_BURST", (*intValue)(&c.IPUpgradeBurst)},
 	}
 }
 
@@ -334,6 +348,10 @@ func (c Config) Validate() error {
 	}
 	if c.MetricsCache < 0 {
 		errs = append(errs, errors.New("GATEWAY_METRICS_CACHE must not be negative"))
+	}
+	if c.IPPending < 0 || !(c.IPUpgradeRate >= 0) || math.IsInf(c.IPUpgradeRate, 0) ||
+		(c.IPUpgradeRate > 0 && c.IPUpgradeBurst < 1) {
+		errs = append(errs, errors.New("GATEWAY_IP_PENDING and GATEWAY_IP_UPGRADE_RATE must not be negative (0 = none), and GATEWAY_IP_UPGRADE_BURST must be at least 1"))
 	}
 	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL: %w", err))

@@ -118,9 +118,10 @@ const (
 	RefusedUpgrade      = "bad_upgrade"          // not a valid WebSocket handshake
 	RefusedUserCap      = "too_many_connections" // GATEWAY_MAX_CONNS_PER_USER
 	RefusedWorkerFull   = "worker_full"          // GATEWAY_MAX_CONNS
+	RefusedIPRate       = "ip_rate_limited"      // GATEWAY_IP_UPGRADE_RATE
 )
 
-var refusedReasons = [...]string{RefusedUnauthorized, RefusedOrigin, RefusedUnavailable, RefusedUpgrade, RefusedUserCap, RefusedWorkerFull}
+var refusedReasons = [...]string{RefusedUnauthorized, RefusedOrigin, RefusedUnavailable, RefusedUpgrade, RefusedUserCap, RefusedWorkerFull, RefusedIPRate}
 
 // Reasons an envelope is refused as overload, the values of the reason label
 // of switchboard_gateway_overload_refusals_total (forward.ShedFanout and
@@ -145,6 +146,9 @@ type Worker struct {
 	dropped    prometheus.Counter
 	limited    prometheus.Counter
 	shed       map[string]prometheus.Counter
+
+	// pendingClosed counts connections closed by admission.PendingCap.
+	pendingClosed prometheus.Counter
 
 	envelopes *prometheus.CounterVec
 	// rtt has no event label: a histogram is 15 series, times MaxEvents
@@ -192,6 +196,8 @@ func NewWorker() *Worker {
 	for _, r := range shedReasons {
 		m.shed[r] = shed.WithLabelValues(r)
 	}
+	m.pendingClosed = f.counter("pending_connections_closed_total",
+		"Connections closed before they sent a request's headers because their address had more than GATEWAY_IP_PENDING such connections (slowloris).")
 	m.envelopes = f.counterVec("envelopes_received_total",
 		"Client envelopes, by event and result (ok or the error code sent). Events not yet confirmed by a handler count as _other, frames that are not envelopes as _invalid.",
 		"event", "result")
@@ -315,6 +321,10 @@ func (m *Worker) Shed(reason string) {
 		c.Inc()
 	}
 }
+
+// PendingClosed counts a connection closed while it had not sent its
+// request headers, to make room under GATEWAY_IP_PENDING.
+func (m *Worker) PendingClosed() { m.pendingClosed.Inc() }
 
 // RateLimited counts a frame refused by the socket's rate limit.
 func (m *Worker) RateLimited() { m.limited.Inc() }

@@ -77,6 +77,7 @@ func New(cfg config.Config, index int, log *zap.Logger, opts ...Option) *Worker 
 			JWTSecret: cfg.JWTSecret, JWTAudience: cfg.JWTAudience,
 			AllowedOrigins: cfg.AllowedOrigins, Dev: cfg.Dev,
 			MaxConns: cfg.MaxConns, MaxConnsPerUser: cfg.MaxConnsPerUser,
+			IPUpgradeRate: cfg.IPUpgradeRate, IPUpgradeBurst: cfg.IPUpgradeBurst,
 		}, h, m, log),
 		ids:     connid.New(),
 		hub:     h,
@@ -146,6 +147,7 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 		}
 	}()
 	srv := httpserver.New(w.routes(), w.log.Named("http"))
+	srv.ConnState = admission.NewPendingCap(w.cfg.IPPending, w.metrics.PendingClosed).ConnState
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	w.log.Info("worker serving", zap.String("addr", ln.Addr().String()))
