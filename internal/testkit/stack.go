@@ -26,8 +26,13 @@ const DevSecret = "switchboard-dev-secret-do-not-use-in-production"
 
 // StackOptions tune StartStack.
 type StackOptions struct {
-	Workers int      // gateway workers (default 2)
-	Env     []string // extra gateway environment, KEY=VALUE
+	Workers     int      // gateway workers (default 2)
+	Env         []string // extra gateway environment, KEY=VALUE (NATS_URL and REDIS_URL here win over the stack's)
+	HandlersEnv []string // extra handlers-svc environment, likewise
+	// NATS and Redis, when set, are the servers to use (started with
+	// credentials, say); by default the stack starts its own.
+	NATS  *NATS
+	Redis *Redis
 }
 
 // Stack is a whole switchboard: real Redis, real NATS, handlers-svc and a
@@ -57,8 +62,8 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 	gw, hs := Binaries(t)
 	s := &Stack{
 		t:            t,
-		Redis:        StartRedis(t),
-		NATS:         StartNATS(t),
+		Redis:        opts.Redis,
+		NATS:         opts.NATS,
 		Addr:         fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
 		MetricsAddr:  fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
 		HandlersAddr: fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
@@ -67,6 +72,12 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 		gatewayBin:   gw,
 		handlersBin:  hs,
 		opts:         opts,
+	}
+	if s.Redis == nil {
+		s.Redis = StartRedis(t)
+	}
+	if s.NATS == nil {
+		s.NATS = StartNATS(t)
 	}
 	if slices.Contains(opts.Env, "GATEWAY_DEV=1") {
 		s.Secret = DevSecret
@@ -79,10 +90,10 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 // StartHandlers starts handlers-svc and waits until it is ready.
 func (s *Stack) StartHandlers() {
 	s.t.Helper()
-	s.Handlers = StartProc(s.t, "handlers-svc", s.handlersBin, []string{
+	s.Handlers = StartProc(s.t, "handlers-svc", s.handlersBin, append([]string{
 		"NATS_URL=" + s.NATS.URL(), "REDIS_URL=" + s.Redis.URL(),
 		"HANDLERS_ADDR=" + s.HandlersAddr, "LOG_LEVEL=debug",
-	})
+	}, s.opts.HandlersEnv...))
 	Eventually(s.t, 20*time.Second, "handlers-svc is ready", func() bool {
 		return httpStatus("http://"+s.HandlersAddr+"/readyz") == http.StatusOK
 	})

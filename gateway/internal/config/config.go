@@ -66,6 +66,7 @@ type Config struct {
 	IPPending      int            // GATEWAY_IP_PENDING: connections of one address without request headers, per worker; 0 = no cap
 	IPUpgradeRate  float64        // GATEWAY_IP_UPGRADE_RATE: requests for /socket per second per address, per worker; 0 = no limit
 	IPUpgradeBurst int            // GATEWAY_IP_UPGRADE_BURST: requests for /socket one address may make at once
+	NATSCreds      string         // NATS_CREDS: a NATS credentials file (user JWT and NKey seed); "" = none
 
 	// Set by the supervisor in each worker's environment; not settings, so
 	// neither flags nor in Environ.
@@ -297,6 +298,7 @@ func (c *Config) settings(origins, devNets *string) []setting {
 		{"GATEWAY_IP_PENDING", (*intValue)(&c.IPPending)},
 		{"GATEWAY_IP_UPGRADE_RATE", (*float64Value)(&c.IPUpgradeRate)},
 		{"GATEWAY_IP_UPGRADE_BURST", (*intValue)(&c.IPUpgradeBurst)},
+		{"NATS_CREDS", (*stringValue)(&c.NATSCreds)},
 	}
 }
 
@@ -345,6 +347,11 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConns < 0 || c.MaxConnsPerUser < 0 {
 		errs = append(errs, errors.New("GATEWAY_MAX_CONNS and GATEWAY_MAX_CONNS_PER_USER must not be negative (0 = unlimited)"))
+	}
+	if c.NATSCreds != "" {
+		if _, err := os.Stat(c.NATSCreds); err != nil {
+			errs = append(errs, fmt.Errorf("NATS_CREDS: %w", err))
+		}
 	}
 	if c.MetricsCache < 0 {
 		errs = append(errs, errors.New("GATEWAY_METRICS_CACHE must not be negative"))

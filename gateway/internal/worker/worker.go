@@ -168,15 +168,21 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 func (w *Worker) connect(ctx context.Context) error {
 	log := w.log.Named("nats")
 	var err error
-	w.nc, err = nats.Connect(w.cfg.NATSURL,
+	natsOpts := []nats.Option{
 		nats.Name("switchboard-gateway"),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(-1), // fail requests at once while disconnected
 		nats.ConnectHandler(func(*nats.Conn) { log.Info("nats connected") }),
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }),
-	)
+	}
+	// User and password, a token, or TLS come in NATS_URL (nats://u:p@h,
+	// tls://h); a credentials file (JWT and NKey) in NATS_CREDS.
+	if w.cfg.NATSCreds != "" {
+		natsOpts = append(natsOpts, nats.UserCredentials(w.cfg.NATSCreds))
+	}
+	w.nc, err = nats.Connect(w.cfg.NATSURL, natsOpts...)
 	if err != nil {
 		return err
 	}

@@ -108,7 +108,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
-	nc, err := connectNATS(cfg.NATSURL, log.Named("nats"))
+	nc, err := connectNATS(cfg.NATSURL, cfg.NATSCreds, log.Named("nats"))
 	if err != nil {
 		_ = ln.Close()
 		return err

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 // Config is the configuration of handlers-svc (docs/protocol.md section 1).
 type Config struct {
 	NATSURL         string        // NATS_URL
+	NATSCreds       string        // NATS_CREDS: a NATS credentials file; "" = none
 	RedisURL        string        // REDIS_URL
 	Addr            string        // HANDLERS_ADDR: health and metrics endpoints
 	LogLevel        string        // LOG_LEVEL: debug, info, warn or error
@@ -54,6 +56,7 @@ type setting struct {
 func (c *Config) settings() []setting {
 	return []setting{
 		{env: "NATS_URL", usage: "NATS server URL", str: &c.NATSURL},
+		{env: "NATS_CREDS", usage: "NATS credentials file (user JWT and NKey seed), if NATS asks for one", str: &c.NATSCreds},
 		{env: "REDIS_URL", usage: "Redis URL", str: &c.RedisURL},
 		{env: "HANDLERS_ADDR", usage: "HTTP address of /healthz, /readyz and /metrics", str: &c.Addr},
 		{env: "LOG_LEVEL", usage: "log level: debug, info, warn or error", str: &c.LogLevel},
@@ -111,6 +114,11 @@ func (c Config) Validate() error {
 	var errs []error
 	if err := serverurl.NATS(c.NATSURL); err != nil {
 		errs = append(errs, fmt.Errorf("NATS_URL: %w", err))
+	}
+	if c.NATSCreds != "" {
+		if _, err := os.Stat(c.NATSCreds); err != nil {
+			errs = append(errs, fmt.Errorf("NATS_CREDS: %w", err))
+		}
 	}
 	if err := serverurl.Redis(c.RedisURL); err != nil {
 		errs = append(errs, fmt.Errorf("REDIS_URL: %w", err))
