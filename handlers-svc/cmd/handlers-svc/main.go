@@ -139,6 +139,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	srv := natserve.New(nc, mux, log, natserve.Config{
 		Timeout:         cfg.Timeout,
 		ShutdownTimeout: cfg.ShutdownTimeout,
+		Expired:         reg.Expired,
 	})
 
 	health := newHealth(nc, rdb, srv.Ready())
