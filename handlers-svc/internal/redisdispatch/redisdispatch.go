@@ -155,7 +155,9 @@ func checkOnly(name string, args any) error {
 }
 
 // encode checks msg's event name and args and returns the JSON body of the
-// dispatch. Its errors are programming errors, not outages.
+// dispatch. Its errors are programming errors, not outages, but for args
+// over proto.MaxDispatchArgs: bad_request, the answer to the request that
+// asked for them.
 func encode(msg *proto.Dispatch, args any) ([]byte, error) {
 	if !proto.ValidEventName(msg.Event) {
 		return nil, fmt.Errorf("dispatch: invalid event name %q", msg.Event)
@@ -163,6 +165,9 @@ func encode(msg *proto.Dispatch, args any) ([]byte, error) {
 	raw, err := event.EncodeArgs(args)
 	if err != nil {
 		return nil, fmt.Errorf("dispatch %s: %w", msg.Event, err)
+	}
+	if len(raw) > proto.MaxDispatchArgs {
+		return nil, event.BadRequest("dispatch %s: its args are %d bytes, more than the %d allowed", msg.Event, len(raw), proto.MaxDispatchArgs)
 	}
 	msg.Args = raw
 	return proto.AppendDispatch(make([]byte, 0, 128+len(raw)), msg), nil
