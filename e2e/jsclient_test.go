@@ -77,11 +77,26 @@ func TestClientJS(t *testing.T) {
 		t.Skip(msg + ": skipping")
 	}
 	args = append(args, "../gateway/internal/web/jstest/client.test.mjs")
+	runNode(t, node, args, "SB_URL="+s.URL(), "SB_HTTP=http://"+s.Addr)
+}
 
+// TestClientJSUnit runs the JavaScript client's unit tests
+// (gateway/internal/web/jstest/client.unit.test.mjs): its recovery driven
+// by a scripted fake WebSocket, without a gateway or a network, so they
+// need no WebSocket in Node either.
+func TestClientJSUnit(t *testing.T) {
+	node := needTool(t, "node (Debian package nodejs)", "node", "nodejs")
+	runNode(t, node, []string{"--test", "--test-reporter=spec", "../gateway/internal/web/jstest/client.unit.test.mjs"})
+}
+
+// runNode runs node with args and env added to the test's environment, logs
+// its output, and fails the test when it fails.
+func runNode(t *testing.T, node string, args []string, env ...string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, args...)
-	cmd.Env = append(os.Environ(), "SB_URL="+s.URL(), "SB_HTTP=http://"+s.Addr, "NO_COLOR=1")
+	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), env...)
 	// node --test runs the file in a child process: kill the whole group.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }

@@ -53,9 +53,12 @@ const (
 	ClosePolicy        = 1008 // slow consumer or persistent rate-limit abuse
 	CloseMessageTooBig = 1009 // a message larger than the max frame size
 	CloseInternalError = 1011 // the connection's code failed unexpectedly
-	// CloseTokenExpired, an application code (RFC 6455 section 7.4.2):
-	// the token the socket was opened with has expired. The client
-	// reconnects with a fresh token (docs/protocol.md section 2).
+	// CloseTryAgainLater is an extension: the gateway could not read the
+	// recovery store for a new socket; the client reconnects with back-off
+	// and resumes, losing nothing.
+	CloseTryAgainLater = 1013
+	// CloseTokenExpired: the socket's token expired; the client reconnects
+	// at once with a fresh token and resumes (docs/protocol.md section 2).
 	CloseTokenExpired = 4001
 )
 

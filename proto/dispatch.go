@@ -3,23 +3,69 @@ package proto
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
+	"strconv"
 	"unicode/utf8"
 )
 
 // Dispatch is a message handlers-svc publishes on Channel for every gateway
 // worker (docs/protocol.md section 4): deliver Event with Args to every local socket
 // of each of Users, to each of Conns, or to every local socket if Broadcast.
+//
+// A recoverable dispatch (docs/protocol.md section 6) also carries the position of
+// its entry in each target user's stream (Pos, by user id) or in the
+// broadcast stream (BPos). A dispatch without positions, as a v1 publisher
+// writes, is delivered as transient.
 type Dispatch struct {
-	Event     string          `json:"event"`
-	Args      json.RawMessage `json:"args"`
-	Users     []string        `json:"users"`
-	Conns     []string        `json:"conns"`
-	Broadcast bool            `json:"broadcast"`
+	Event     string            `json:"event"`
+	Args      json.RawMessage   `json:"args"`
+	Users     []string          `json:"users"`
+	Conns     []string          `json:"conns"`
+	Broadcast bool              `json:"broadcast"`
+	Pos       map[string]string `json:"pos,omitempty"`
+	BPos      string            `json:"bpos,omitempty"`
 }
 
 // AppendDispatch appends the JSON body of d to dst. Nil lists are encoded as
-// empty arrays and absent (nil or zero-length) args as null.
+// empty arrays and absent (nil or zero-length) args as null; positions are
+// written last, in the order of Users, as the publish script splices them.
 func AppendDispatch(dst []byte, d *Dispatch) []byte {
+	dst = AppendDispatchHead(dst, d)
+	if len(d.Pos) > 0 {
+		dst = append(dst, `,"pos":{`...)
+		n := 0
+		pair := func(u, p string) {
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			n++
+			dst = AppendString(dst, u)
+			dst = append(dst, ':')
+			dst = AppendString(dst, p)
+		}
+		for _, u := range d.Users {
+			if p, ok := d.Pos[u]; ok {
+				pair(u, p)
+			}
+		}
+		for u, p := range d.Pos { // positions of users not listed, if any
+			if !slices.Contains(d.Users, u) {
+				pair(u, p)
+			}
+		}
+		dst = append(dst, '}')
+	}
+	if d.BPos != "" {
+		dst = append(dst, `,"bpos":`...)
+		dst = AppendString(dst, d.BPos)
+	}
+	return append(dst, '}')
+}
+
+// AppendDispatchHead appends the JSON body of d without its positions and
+// without the closing brace: the form the publish script completes with
+// the positions it assigns.
+func AppendDispatchHead(dst []byte, d *Dispatch) []byte {
 	dst = append(dst, `{"event":`...)
 	dst = AppendString(dst, d.Event)
 	dst = append(dst, `,"args":`...)
@@ -33,9 +79,9 @@ func AppendDispatch(dst []byte, d *Dispatch) []byte {
 	dst = append(dst, `,"conns":`...)
 	dst = appendStrings(dst, d.Conns)
 	if d.Broadcast {
-		dst = append(dst, `,"broadcast":true}`...)
+		dst = append(dst, `,"broadcast":true`...)
 	} else {
-		dst = append(dst, `,"broadcast":false}`...)
+		dst = append(dst, `,"broadcast":false`...)
 	}
 	return dst
 }
@@ -60,10 +106,30 @@ func appendStrings(dst []byte, ss []string) []byte {
 // order, spacing, escapes, null lists) goes through encoding/json, with the
 // same result.
 func DecodeDispatch(data []byte) (Dispatch, error) {
-	if d, ok := decodeCanonicalDispatch(data); ok {
-		return d, nil
+	d, ok := decodeCanonicalDispatch(data)
+	if !ok {
+		var err error
+		if d, err = decodeDispatchJSON(data); err != nil {
+			return Dispatch{}, err
+		}
 	}
-	return decodeDispatchJSON(data)
+	if err := checkPositions(&d); err != nil {
+		return Dispatch{}, err
+	}
+	return d, nil
+}
+
+// checkPositions refuses a dispatch whose positions are not positions.
+func checkPositions(d *Dispatch) error {
+	for user, p := range d.Pos {
+		if _, ok := ParsePos(p); !ok {
+			return &Error{Code: CodeBadRequest, Message: "dispatch position of " + strconv.Quote(user) + " is not a position"}
+		}
+	}
+	if _, ok := ParsePos(d.BPos); d.BPos != "" && !ok {
+		return &Error{Code: CodeBadRequest, Message: "dispatch bpos is not a position"}
+	}
+	return nil
 }
 
 func decodeDispatchJSON(data []byte) (Dispatch, error) {
@@ -116,14 +182,59 @@ func decodeCanonicalDispatch(data []byte) (d Dispatch, ok bool) {
 	if d.Conns, rest, ok = cutPlainStrings(rest); !ok {
 		return d, false
 	}
-	switch string(rest) {
-	case `,"broadcast":false}`:
-	case `,"broadcast":true}`:
+	switch {
+	case bytes.HasPrefix(rest, []byte(`,"broadcast":false`)):
+		rest = rest[len(`,"broadcast":false`):]
+	case bytes.HasPrefix(rest, []byte(`,"broadcast":true`)):
+		rest = rest[len(`,"broadcast":true`):]
 		d.Broadcast = true
 	default:
 		return d, false
 	}
-	return d, true
+	if r, found := bytes.CutPrefix(rest, []byte(`,"pos":`)); found {
+		if d.Pos, rest, ok = cutPlainStringMap(r); !ok {
+			return d, false
+		}
+	}
+	if r, found := bytes.CutPrefix(rest, []byte(`,"bpos":`)); found {
+		if d.BPos, rest, ok = cutPlainString(r); !ok {
+			return d, false
+		}
+	}
+	return d, string(rest) == "}"
+}
+
+// cutPlainStringMap reads an object of strings without escapes or spaces
+// at the start of data, as encoding/json would into a map: a key given
+// twice keeps its last value, and {} gives an empty, non-nil map.
+func cutPlainStringMap(data []byte) (map[string]string, []byte, bool) {
+	if len(data) < 2 || data[0] != '{' {
+		return nil, nil, false
+	}
+	if data[1] == '}' {
+		return map[string]string{}, data[2:], true
+	}
+	out := make(map[string]string, 1+bytes.Count(data[:valueEnd(data, 0)], []byte(`","`))/2)
+	rest := data[1:]
+	for {
+		k, r, ok := cutPlainString(rest)
+		if !ok || len(r) == 0 || r[0] != ':' {
+			return nil, nil, false
+		}
+		v, r, ok := cutPlainString(r[1:])
+		if !ok || len(r) == 0 {
+			return nil, nil, false
+		}
+		out[k] = v
+		switch r[0] {
+		case ',':
+			rest = r[1:]
+		case '}':
+			return out, r[1:], true
+		default:
+			return nil, nil, false
+		}
+	}
 }
 
 // cutPlainString reads a string without escapes at the start of data.

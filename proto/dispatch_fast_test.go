@@ -15,11 +15,15 @@ func FuzzDispatchFastPath(f *testing.F) {
 		{Event: "announce", Broadcast: true},
 		{Event: "e", Args: json.RawMessage(`"s"`), Conns: []string{"", "x\\y"}},
 		{Event: "e", Args: json.RawMessage(`12.5e3`), Users: []string{"ü"}},
+		{Event: "message", Args: json.RawMessage(`{}`), Users: []string{"a", "b"}, Pos: map[string]string{"a": "e1.5-1", "b": "e2.5-9"}},
+		{Event: "announce", Args: json.RawMessage(`1`), Broadcast: true, BPos: "eb.7-7"},
 	} {
 		f.Add(AppendDispatch(nil, &d))
 	}
 	f.Add([]byte(`{"event":"e","args":null,"users":[],"conns":[],"broadcast":false} `))
 	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":[],"broadcast":true,"event":"f"}`))
+	f.Add([]byte(`{"event":"e","args":1,"users":["a","a"],"conns":[],"broadcast":false,"pos":{"a":"x.1-1","a":"y.1-2"}}`))
+	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":[],"broadcast":false,"pos":{},"bpos":"b.1-1"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fast, ok := decodeCanonicalDispatch(data)
 		if !ok {
@@ -39,5 +43,18 @@ func TestDispatchFastPathTakesCanonicalForm(t *testing.T) {
 	d := Dispatch{Event: "message", Args: json.RawMessage(`{"text":"hi"}`), Users: []string{"u1", "u2"}}
 	if _, ok := decodeCanonicalDispatch(AppendDispatch(nil, &d)); !ok {
 		t.Fatal("canonical dispatch not taken by the fast path")
+	}
+}
+
+func TestDispatchFastPathTakesPositions(t *testing.T) {
+	d := Dispatch{Event: "message", Args: json.RawMessage(`{"text":"hi"}`), Users: []string{"u1", "u2"}, Conns: []string{},
+		Pos: map[string]string{"u1": "e.1-1", "u2": "f.1-3"}}
+	got, ok := decodeCanonicalDispatch(AppendDispatch(nil, &d))
+	if !ok || !reflect.DeepEqual(got, d) {
+		t.Fatalf("fast path: %+v, %v", got, ok)
+	}
+	b := Dispatch{Event: "all", Args: json.RawMessage(`1`), Broadcast: true, BPos: "b.2-2"}
+	if got, ok := decodeCanonicalDispatch(AppendDispatch(nil, &b)); !ok || got.BPos != "b.2-2" || !got.Broadcast {
+		t.Fatalf("fast path: %+v, %v", got, ok)
 	}
 }

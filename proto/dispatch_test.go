@@ -135,3 +135,52 @@ func TestDecodeDispatchCopiesArgs(t *testing.T) {
 		t.Errorf("Args changed with the input buffer: %q", d.Args)
 	}
 }
+
+func TestAppendDispatchPositions(t *testing.T) {
+	d := proto.Dispatch{Event: "message", Args: json.RawMessage(`{"a":1}`), Users: []string{"bob", "alice"},
+		Pos: map[string]string{"alice": "e2.9-1", "bob": "e1.9-7"}}
+	out := proto.AppendDispatch(nil, &d)
+	// Positions follow the order of users, as the publish script writes them.
+	want := `{"event":"message","args":{"a":1},"users":["bob","alice"],"conns":[],"broadcast":false,"pos":{"bob":"e1.9-7","alice":"e2.9-1"}}`
+	if string(out) != want {
+		t.Fatalf("AppendDispatch = %s\nwant %s", out, want)
+	}
+	head := proto.AppendDispatchHead(nil, &d)
+	if !strings.HasPrefix(want, string(head)) || strings.Contains(string(head), "pos") {
+		t.Fatalf("AppendDispatchHead = %s", head)
+	}
+	got, err := proto.DecodeDispatch(out)
+	if err != nil || got.Pos["bob"] != "e1.9-7" || got.Pos["alice"] != "e2.9-1" || len(got.Pos) != 2 {
+		t.Fatalf("DecodeDispatch = %+v, %v", got, err)
+	}
+	// Other spellings go through encoding/json with the same result.
+	spaced := `{ "pos" : {"alice":"e2.9-1", "bob":"e1.9-7"}, "event":"message","args":{"a":1},"users":["bob","alice"]}`
+	got2, err := proto.DecodeDispatch([]byte(spaced))
+	if err != nil || got2.Pos["bob"] != "e1.9-7" || got2.Pos["alice"] != "e2.9-1" {
+		t.Fatalf("DecodeDispatch(spaced) = %+v, %v", got2, err)
+	}
+	b := proto.Dispatch{Event: "news", Args: json.RawMessage(`"x"`), Broadcast: true, BPos: "b1.3-3"}
+	if got := proto.AppendDispatch(nil, &b); !strings.HasSuffix(string(got), `"broadcast":true,"bpos":"b1.3-3"}`) {
+		t.Fatalf("AppendDispatch(broadcast) = %s", got)
+	}
+	// A v1 body (no positions) still decodes, with none.
+	v1, err := proto.DecodeDispatch([]byte(`{"event":"e","args":null,"users":["a"],"conns":[],"broadcast":false}`))
+	if err != nil || v1.Pos != nil || v1.BPos != "" {
+		t.Fatalf("v1 body: %+v, %v", v1, err)
+	}
+	if _, err := proto.DecodeDispatch([]byte(`{"event":"e","users":["a"],"pos":{"a":1}}`)); err == nil {
+		t.Fatal("a position that is not a string was accepted")
+	}
+}
+
+func TestDecodeDispatchRefusesBadPositions(t *testing.T) {
+	for _, body := range []string{
+		`{"event":"e","args":null,"users":["a"],"conns":[],"broadcast":false,"pos":{"a":"not a position"}}`,
+		`{"event":"e","args":null,"users":[],"conns":[],"broadcast":true,"bpos":"E.1-1"}`,
+		`{"pos":{"a":"x.01-1"},"event":"e","users":["a"]}`,
+	} {
+		if _, err := proto.DecodeDispatch([]byte(body)); err == nil {
+			t.Errorf("DecodeDispatch(%s) accepted it", body)
+		}
+	}
+}

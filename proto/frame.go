@@ -15,13 +15,39 @@ type Frame struct {
 	ID    string          `json:"id"`
 	Ref   string          `json:"ref,omitempty"`
 	Args  json.RawMessage `json:"args,omitempty"`
+	Pos   string          `json:"pos,omitempty"`  // a user-stream event's position
+	BPos  string          `json:"bpos,omitempty"` // a broadcast event's position
 }
 
 // Connected is the args of the "connected" frame.
 type Connected struct {
 	Conn   string `json:"conn"`
 	Worker int    `json:"worker"`
+	// Pos and BPos are where the socket starts in the user's and the
+	// broadcast stream (docs/protocol.md section 6); empty when recovery is off.
+	Pos  string `json:"pos,omitempty"`
+	BPos string `json:"bpos,omitempty"`
+	// Recovered and Missed answer a resume: whether every event after the
+	// client's positions follows, and how many do. Absent without one.
+	Recovered *bool `json:"recovered,omitempty"`
+	Missed    *int  `json:"missed,omitempty"`
 }
+
+// Resync is the args of the "resync" frame: the socket's stream had a gap
+// that could not be filled, and it carries on after Pos (user stream) or
+// BPos (broadcast stream); the client reloads its state.
+type Resync struct {
+	Pos    string `json:"pos,omitempty"`
+	BPos   string `json:"bpos,omitempty"`
+	Reason string `json:"reason"`
+}
+
+// Frame keys of positions: "pos" for a user stream's event, "bpos" for the
+// broadcast stream's.
+const (
+	KeyPos  = "pos"
+	KeyBPos = "bpos"
+)
 
 // AppendEvent appends the frame {"event":event,"id":user,"args":args} to dst.
 // args must be valid JSON, or empty (nil or zero-length: then "args" is left
@@ -38,14 +64,70 @@ func AppendEvent(dst []byte, event, user string, args json.RawMessage) []byte {
 	return append(dst, '}')
 }
 
-// AppendConnected appends the "connected" frame sent first on every socket.
+// AppendEventAt appends the frame of a recoverable event: AppendEvent's
+// frame plus its position under key (KeyPos or KeyBPos). pos is a position
+// the gateway wrote itself, so it needs no escaping.
+func AppendEventAt(dst []byte, event, user string, args json.RawMessage, key string, pos []byte) []byte {
+	dst = AppendEvent(dst, event, user, args)
+	dst = dst[:len(dst)-1]
+	dst = append(dst, ',', '"')
+	dst = append(dst, key...)
+	dst = append(dst, '"', ':', '"')
+	dst = append(dst, pos...)
+	return append(dst, '"', '}')
+}
+
+// AppendConnected appends the "connected" frame of a socket without
+// positions (recovery off).
 func AppendConnected(dst []byte, user, conn string, worker int) []byte {
+	return AppendConnectedFrame(dst, user, &Connected{Conn: conn, Worker: worker})
+}
+
+// AppendConnectedFrame appends the "connected" frame sent first on every
+// socket.
+func AppendConnectedFrame(dst []byte, user string, c *Connected) []byte {
 	dst = append(dst, `{"event":"connected","id":`...)
 	dst = AppendString(dst, user)
 	dst = append(dst, `,"args":{"conn":`...)
-	dst = AppendString(dst, conn)
+	dst = AppendString(dst, c.Conn)
 	dst = append(dst, `,"worker":`...)
-	dst = strconv.AppendInt(dst, int64(worker), 10)
+	dst = strconv.AppendInt(dst, int64(c.Worker), 10)
+	if c.Pos != "" {
+		dst = append(dst, `,"pos":`...)
+		dst = AppendString(dst, c.Pos)
+	}
+	if c.BPos != "" {
+		dst = append(dst, `,"bpos":`...)
+		dst = AppendString(dst, c.BPos)
+	}
+	if c.Recovered != nil {
+		dst = append(dst, `,"recovered":`...)
+		dst = strconv.AppendBool(dst, *c.Recovered)
+	}
+	if c.Missed != nil {
+		dst = append(dst, `,"missed":`...)
+		dst = strconv.AppendInt(dst, int64(*c.Missed), 10)
+	}
+	return append(dst, "}}"...)
+}
+
+// AppendResync appends a "resync" frame.
+func AppendResync(dst []byte, user string, r *Resync) []byte {
+	dst = append(dst, `{"event":"resync","id":`...)
+	dst = AppendString(dst, user)
+	dst = append(dst, `,"args":{`...)
+	if r.Pos != "" {
+		dst = append(dst, `"pos":`...)
+		dst = AppendString(dst, r.Pos)
+		dst = append(dst, ',')
+	}
+	if r.BPos != "" {
+		dst = append(dst, `"bpos":`...)
+		dst = AppendString(dst, r.BPos)
+		dst = append(dst, ',')
+	}
+	dst = append(dst, `"reason":`...)
+	dst = AppendString(dst, r.Reason)
 	return append(dst, "}}"...)
 }
 

@@ -325,3 +325,75 @@ func TestEncodersDoNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendEventAt(t *testing.T) {
+	out := proto.AppendEventAt(nil, "message", "bob", json.RawMessage(`{"t":"<x>"}`), proto.KeyPos, []byte("e1.5-2"))
+	var f struct {
+		Event string          `json:"event"`
+		ID    string          `json:"id"`
+		Args  json.RawMessage `json:"args"`
+		Pos   string          `json:"pos"`
+		BPos  string          `json:"bpos"`
+	}
+	if err := json.Unmarshal(out, &f); err != nil {
+		t.Fatalf("%s: %v", out, err)
+	}
+	if f.Event != "message" || f.ID != "bob" || string(f.Args) != `{"t":"<x>"}` || f.Pos != "e1.5-2" || f.BPos != "" {
+		t.Fatalf("AppendEventAt = %s", out)
+	}
+	out = proto.AppendEventAt(nil, "news", "bob", nil, proto.KeyBPos, []byte("b.1-1"))
+	if string(out) != `{"event":"news","id":"bob","bpos":"b.1-1"}` {
+		t.Fatalf("AppendEventAt without args = %s", out)
+	}
+}
+
+func TestAppendConnectedFrame(t *testing.T) {
+	rec, missed := true, 3
+	for _, c := range []proto.Connected{
+		{Conn: "c1", Worker: 1},
+		{Conn: "c1", Worker: 0, Pos: "e.1-1", BPos: "b.2-2"},
+		{Conn: "c\"1", Worker: 7, Pos: "e.1-1", BPos: "b.2-2", Recovered: &rec, Missed: &missed},
+	} {
+		out := proto.AppendConnectedFrame(nil, "al<ice", &c)
+		var f proto.Frame
+		if err := json.Unmarshal(out, &f); err != nil || f.Event != "connected" || f.ID != "al<ice" {
+			t.Fatalf("%s: %v", out, err)
+		}
+		var got proto.Connected
+		if err := json.Unmarshal(f.Args, &got); err != nil {
+			t.Fatal(err)
+		}
+		if want := mustMarshal(t, &c); string(mustMarshal(t, &got)) != string(want) {
+			t.Errorf("AppendConnectedFrame(%+v) args = %s, want %s", c, f.Args, want)
+		}
+	}
+}
+
+func TestAppendResync(t *testing.T) {
+	for _, r := range []proto.Resync{
+		{Pos: "e2.9-0", Reason: "stream lost"},
+		{BPos: "b.1-4", Reason: "gap"},
+	} {
+		out := proto.AppendResync(nil, "bob", &r)
+		var f proto.Frame
+		if err := json.Unmarshal(out, &f); err != nil || f.Event != proto.EventResync || f.ID != "bob" {
+			t.Fatalf("%s: %v", out, err)
+		}
+		if want := mustMarshal(t, &r); string(f.Args) != string(want) {
+			t.Errorf("AppendResync args = %s, want %s", f.Args, want)
+		}
+	}
+}
+
+func TestReserved(t *testing.T) {
+	for _, e := range []string{"connected", "ack", "error", "resync"} {
+		if !proto.Reserved(e) {
+			t.Errorf("Reserved(%q) = false", e)
+		}
+	}
+	for _, e := range []string{"message", "Connected", "acks", ""} {
+		if proto.Reserved(e) {
+			t.Errorf("Reserved(%q) = true", e)
+		}
+	}
+}

@@ -14,12 +14,44 @@ const (
 // (docs/protocol.md section 4).
 const Channel = "switchboard:outgoing"
 
+// Redis keys of the recovery streams (docs/protocol.md section 6). Each stream has
+// a meta hash beside it: its epoch (e), top offset (s), the time of its top
+// entry in ms (t) and the run of the Redis server that wrote it (r).
+const (
+	// RunKey holds the run id of the Redis server the streams were written
+	// on; every client connection sets it before its first command, so a
+	// restarted or failed-over server is noticed.
+	RunKey = "sb:run"
+	// BroadcastStreamKey and BroadcastMetaKey are the broadcast stream.
+	BroadcastStreamKey = "sb:b:s"
+	BroadcastMetaKey   = "sb:b:m"
+)
+
+// UserStreamKey returns the key of user's stream.
+func UserStreamKey(user string) string { return "sb:u:" + user + ":s" }
+
+// UserMetaKey returns the key of the meta hash of user's stream.
+func UserMetaKey(user string) string { return "sb:u:" + user + ":m" }
+
 // Server-side event names the gateway itself sends (docs/protocol.md section 2).
+// No dispatch may name one: handlers-svc refuses it and the gateway drops
+// it (Reserved).
 const (
 	EventConnected = "connected"
 	EventAck       = "ack"
 	EventError     = "error"
+	EventResync    = "resync"
 )
+
+// Reserved reports whether event is one of the gateway's own events, which
+// no dispatch may name.
+func Reserved(event string) bool {
+	switch event {
+	case EventConnected, EventAck, EventError, EventResync:
+		return true
+	}
+	return false
+}
 
 // Subject returns the NATS subject that carries requests for event.
 func Subject(event string) string { return SubjectPrefix + event }

@@ -32,9 +32,9 @@ type service struct {
 		Dockerfile string `yaml:"dockerfile"`
 	} `yaml:"build"`
 	Command     []string          `yaml:"command"`
-	Volumes     []string          `yaml:"volumes"`
 	Environment map[string]string `yaml:"environment"`
 	Ports       []string          `yaml:"ports"`
+	Volumes     []string          `yaml:"volumes"`
 	Healthcheck *struct {
 		Test []string `yaml:"test"`
 	} `yaml:"healthcheck"`
@@ -323,6 +323,14 @@ func TestComposeServices(t *testing.T) {
 	cmd := c.Services["redis"].Command
 	if i := slices.Index(cmd, "--client-output-buffer-limit"); i < 0 || i+1 >= len(cmd) || !strings.HasPrefix(cmd[i+1], "pubsub ") {
 		t.Errorf("redis runs %q: want a deliberate --client-output-buffer-limit \"pubsub ...\"", cmd)
+	}
+	// The recovery streams are kept with AOF (docs/operations.md, "Recovery
+	// and Redis"), on a volume so they outlive the container.
+	if i := slices.Index(cmd, "--appendonly"); i < 0 || i+1 >= len(cmd) || cmd[i+1] != "yes" {
+		t.Errorf("redis runs %q: want --appendonly yes", cmd)
+	}
+	if vols := c.Services["redis"].Volumes; len(vols) == 0 {
+		t.Error("redis has no volume for its AOF")
 	}
 }
 

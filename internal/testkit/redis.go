@@ -222,3 +222,11 @@ func (r *Redis) Pause(t testing.TB) {
 	}
 	t.Cleanup(func() { _ = run.cmd.Process.Signal(syscall.SIGCONT) })
 }
+
+// Continue resumes a redis-server stopped by Pause.
+func (r *Redis) Continue() {
+	r.mu.Lock()
+	run := r.run
+	r.mu.Unlock()
+	_ = run.cmd.Process.Signal(syscall.SIGCONT)
+}

@@ -99,9 +99,9 @@ func TestCheckOrigin(t *testing.T) {
 // sock stands for an admitted socket in the hub.
 type sock struct{ id, user string }
 
-func (s *sock) ID() string         { return s.id }
-func (s *sock) User() string       { return s.user }
-func (s *sock) Send(_ []byte) bool { return true }
+func (s *sock) ID() string                          { return s.id }
+func (s *sock) User() string                        { return s.user }
+func (s *sock) Offer(bool, *proto.Pos, []byte) bool { return true }
 
 // door is a real HTTP server whose every request goes through Admit, with
 // a hub for the places; an admitted socket's connection is closed at once,

@@ -17,6 +17,7 @@ import (
 
 	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/serverurl"
+	"github.com/switchboard/switchboard/proto"
 )
 
 // DevSecret is the JWT secret of dev mode, the only one it accepts. It is
@@ -35,29 +36,35 @@ const DevAddr = "127.0.0.1:7999"
 
 // Config is everything one gateway process (supervisor or worker) needs.
 type Config struct {
-	Addr            string        // GATEWAY_ADDR: client WebSocket + HTTP address
-	Workers         int           // GATEWAY_WORKERS: worker processes
-	JWTSecret       string        // GATEWAY_JWT_SECRET: HS256 secret (Load reads it from JWTSecretFile when that is set)
-	JWTAudience     string        // GATEWAY_JWT_AUDIENCE: required "aud" when set
-	NATSURL         string        // NATS_URL
-	RedisURL        string        // REDIS_URL
-	MaxFrame        int64         // GATEWAY_MAX_FRAME: max client message in bytes
-	HandlerTimeout  time.Duration // GATEWAY_HANDLER_TIMEOUT
-	AllowedOrigins  []string      // GATEWAY_ALLOWED_ORIGINS; nil = own host only ("*" = any)
-	Dev             bool          // GATEWAY_DEV
-	LogLevel        string        // LOG_LEVEL
-	SendQueueLen    int           // GATEWAY_SEND_QUEUE: max frames queued per socket
-	SendQueueBytes  int           // GATEWAY_SEND_QUEUE_BYTES: max bytes queued per socket
-	MaxInFlight     int           // GATEWAY_MAX_INFLIGHT: handler requests in flight per socket
-	FanoutQueue     int           // GATEWAY_FANOUT_QUEUE: dispatches read from Redis and not yet delivered, per worker
-	WorkerInFlight  int           // GATEWAY_WORKER_INFLIGHT: handler requests in flight per worker; 0 = no limit
-	RateLimit       float64       // GATEWAY_RATE_LIMIT: envelopes per second per socket; 0 = unlimited
-	RateBurst       float64       // GATEWAY_RATE_BURST: envelopes a socket may send at once
-	RateCloseAfter  int           // GATEWAY_RATE_CLOSE_AFTER: refusals within 10s that close the socket; 0 = never
-	ShutdownTimeout time.Duration // GATEWAY_SHUTDOWN_TIMEOUT: graceful stop deadline
-	MetricsAddr     string        // GATEWAY_METRICS_ADDR: the supervisor's /metrics; "" (set as "off") = none
-	MaxConns        int           // GATEWAY_MAX_CONNS: sockets per worker; 0 = unlimited
-	MaxConnsPerUser int           // GATEWAY_MAX_CONNS_PER_USER: sockets of one user per worker; 0 = unlimited
+	Addr                string        // GATEWAY_ADDR: client WebSocket + HTTP address
+	Workers             int           // GATEWAY_WORKERS: worker processes
+	JWTSecret           string        // GATEWAY_JWT_SECRET: HS256 secret (Load reads it from JWTSecretFile when that is set)
+	JWTAudience         string        // GATEWAY_JWT_AUDIENCE: required "aud" when set
+	NATSURL             string        // NATS_URL
+	RedisURL            string        // REDIS_URL
+	MaxFrame            int64         // GATEWAY_MAX_FRAME: max client message in bytes
+	HandlerTimeout      time.Duration // GATEWAY_HANDLER_TIMEOUT
+	AllowedOrigins      []string      // GATEWAY_ALLOWED_ORIGINS; nil = own host only ("*" = any)
+	Dev                 bool          // GATEWAY_DEV
+	LogLevel            string        // LOG_LEVEL
+	SendQueueLen        int           // GATEWAY_SEND_QUEUE: max frames queued per socket
+	SendQueueBytes      int           // GATEWAY_SEND_QUEUE_BYTES: max bytes queued per socket
+	MaxInFlight         int           // GATEWAY_MAX_INFLIGHT: handler requests in flight per socket
+	FanoutQueue         int           // GATEWAY_FANOUT_QUEUE: dispatches read from Redis and not yet delivered, per worker
+	FanoutQueueBytes    int64         // GATEWAY_FANOUT_QUEUE_BYTES: bytes of those, per worker
+	WorkerInFlight      int           // GATEWAY_WORKER_INFLIGHT: handler requests in flight per worker; 0 = no limit
+	RateLimit           float64       // GATEWAY_RATE_LIMIT: envelopes per second per socket; 0 = unlimited
+	RateBurst           float64       // GATEWAY_RATE_BURST: envelopes a socket may send at once
+	RateCloseAfter      int           // GATEWAY_RATE_CLOSE_AFTER: refusals within 10s that close the socket; 0 = never
+	UserRateLimit       float64       // GATEWAY_USER_RATE_LIMIT: envelopes per second a user's sockets on a worker share; 0 = unlimited
+	UserRateBurst       int           // GATEWAY_USER_RATE_BURST: envelopes a user's sockets may send at once
+	WorkerInFlightBytes int64         // GATEWAY_WORKER_INFLIGHT_BYTES: bytes of args in flight per worker; 0 = no limit
+	ShutdownTimeout     time.Duration // GATEWAY_SHUTDOWN_TIMEOUT: graceful stop deadline
+	MetricsAddr         string        // GATEWAY_METRICS_ADDR: the supervisor's /metrics; "" (set as "off") = none
+	MaxConns            int           // GATEWAY_MAX_CONNS: sockets per worker; 0 = unlimited
+	MaxConnsPerUser     int           // GATEWAY_MAX_CONNS_PER_USER: sockets of one user per worker; 0 = unlimited
+	HistoryWindow       time.Duration // HISTORY_WINDOW: recovery on (> 0) or off (0); handlers-svc keeps the events
+	MaxReplay           int           // GATEWAY_MAX_REPLAY: most events replayed on one resume
 
 	// Security settings (docs/security.md).
 	JWTSecretFile  string         // GATEWAY_JWT_SECRET_FILE: a file holding the secret, instead of GATEWAY_JWT_SECRET
@@ -95,24 +102,30 @@ const (
 // Default returns the configuration with every default of the contract.
 func Default() Config {
 	return Config{
-		Addr:            ":7999",
-		Workers:         runtime.NumCPU(),
-		NATSURL:         "nats://127.0.0.1:4222",
-		RedisURL:        "redis://127.0.0.1:6379/0",
-		MaxFrame:        65536,
-		HandlerTimeout:  5 * time.Second,
-		LogLevel:        "info",
-		SendQueueLen:    1024,
-		SendQueueBytes:  1 << 20,
-		MaxInFlight:     64,
-		FanoutQueue:     32768,
-		WorkerInFlight:  8192,
-		RateLimit:       50,
-		RateBurst:       100,
-		RateCloseAfter:  50,
-		ShutdownTimeout: 10 * time.Second,
-		MaxConns:        50000,
-		MaxConnsPerUser: 64,
+		Addr:                ":7999",
+		Workers:             runtime.NumCPU(),
+		NATSURL:             "nats://127.0.0.1:4222",
+		RedisURL:            "redis://127.0.0.1:6379/0",
+		MaxFrame:            65536,
+		HandlerTimeout:      5 * time.Second,
+		LogLevel:            "info",
+		SendQueueLen:        1024,
+		SendQueueBytes:      1 << 20,
+		MaxInFlight:         64,
+		FanoutQueue:         32768,
+		FanoutQueueBytes:    64 << 20,
+		WorkerInFlight:      8192,
+		RateLimit:           50,
+		RateBurst:           100,
+		RateCloseAfter:      50,
+		UserRateLimit:       100,
+		UserRateBurst:       200,
+		WorkerInFlightBytes: 64 << 20,
+		ShutdownTimeout:     10 * time.Second,
+		MaxConns:            50000,
+		MaxConnsPerUser:     64,
+		HistoryWindow:       proto.DefaultHistoryWindow,
+		MaxReplay:           1000,
 		// Next to the client port, and away from 9090 (Prometheus itself)
 		// and the 9100-9999 range its exporters have allocated. Loopback
 		// only: the admin port has no authentication, so exposing it is a
@@ -285,14 +298,20 @@ func (c *Config) settings(origins, devNets *string) []setting {
 		{"GATEWAY_SEND_QUEUE_BYTES", (*intValue)(&c.SendQueueBytes)},
 		{"GATEWAY_MAX_INFLIGHT", (*intValue)(&c.MaxInFlight)},
 		{"GATEWAY_FANOUT_QUEUE", (*intValue)(&c.FanoutQueue)},
+		{"GATEWAY_FANOUT_QUEUE_BYTES", (*int64Value)(&c.FanoutQueueBytes)},
 		{"GATEWAY_WORKER_INFLIGHT", (*intValue)(&c.WorkerInFlight)},
 		{"GATEWAY_RATE_LIMIT", (*float64Value)(&c.RateLimit)},
 		{"GATEWAY_RATE_BURST", (*float64Value)(&c.RateBurst)},
 		{"GATEWAY_RATE_CLOSE_AFTER", (*intValue)(&c.RateCloseAfter)},
+		{"GATEWAY_USER_RATE_LIMIT", (*float64Value)(&c.UserRateLimit)},
+		{"GATEWAY_USER_RATE_BURST", (*intValue)(&c.UserRateBurst)},
+		{"GATEWAY_WORKER_INFLIGHT_BYTES", (*int64Value)(&c.WorkerInFlightBytes)},
 		{"GATEWAY_SHUTDOWN_TIMEOUT", (*durationValue)(&c.ShutdownTimeout)},
 		{"GATEWAY_METRICS_ADDR", (*offValue)(&c.MetricsAddr)},
 		{"GATEWAY_MAX_CONNS", (*intValue)(&c.MaxConns)},
 		{"GATEWAY_MAX_CONNS_PER_USER", (*intValue)(&c.MaxConnsPerUser)},
+		{"HISTORY_WINDOW", (*durationValue)(&c.HistoryWindow)},
+		{"GATEWAY_MAX_REPLAY", (*intValue)(&c.MaxReplay)},
 		{"GATEWAY_DEV_TOKEN_NETS", (*stringValue)(devNets)},
 		{"GATEWAY_METRICS_CACHE", (*durationValue)(&c.MetricsCache)},
 		{"GATEWAY_IP_PENDING", (*intValue)(&c.IPPending)},
@@ -335,6 +354,9 @@ func (c Config) Validate() error {
 	if c.WorkerInFlight < 0 {
 		errs = append(errs, errors.New("GATEWAY_WORKER_INFLIGHT must not be negative"))
 	}
+	if c.FanoutQueueBytes < 64<<10 {
+		errs = append(errs, fmt.Errorf("GATEWAY_FANOUT_QUEUE_BYTES must be at least 65536, got %d", c.FanoutQueueBytes))
+	}
 	if c.FanoutQueue < 64 {
 		errs = append(errs, fmt.Errorf("GATEWAY_FANOUT_QUEUE must be at least 64, got %d", c.FanoutQueue))
 	}
@@ -344,6 +366,12 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("GATEWAY_SHUTDOWN_TIMEOUT must be positive"))
+	}
+	if !(c.UserRateLimit >= 0) || math.IsInf(c.UserRateLimit, 0) || (c.UserRateLimit > 0 && c.UserRateBurst < 1) {
+		errs = append(errs, errors.New("GATEWAY_USER_RATE_LIMIT must not be negative, and GATEWAY_USER_RATE_BURST must be at least 1"))
+	}
+	if c.WorkerInFlightBytes < 0 {
+		errs = append(errs, errors.New("GATEWAY_WORKER_INFLIGHT_BYTES must not be negative (0 = no limit)"))
 	}
 	if c.MaxConns < 0 || c.MaxConnsPerUser < 0 {
 		errs = append(errs, errors.New("GATEWAY_MAX_CONNS and GATEWAY_MAX_CONNS_PER_USER must not be negative (0 = unlimited)"))
@@ -362,6 +390,12 @@ func (c Config) Validate() error {
 	}
 	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL: %w", err))
+	}
+	if err := proto.CheckHistoryWindow(c.HistoryWindow); err != nil {
+		errs = append(errs, fmt.Errorf("HISTORY_WINDOW: %w", err))
+	}
+	if c.MaxReplay < 1 {
+		errs = append(errs, fmt.Errorf("GATEWAY_MAX_REPLAY must be at least 1, got %d", c.MaxReplay))
 	}
 	return errors.Join(errs...)
 }

@@ -40,6 +40,8 @@ func TestDefaultIsTheContract(t *testing.T) {
 		{"AllowedOrigins", c.AllowedOrigins, []string(nil)},
 		{"Dev", c.Dev, false},
 		{"LogLevel", c.LogLevel, "info"},
+		{"HistoryWindow", c.HistoryWindow, 120 * time.Second},
+		{"MaxReplay", c.MaxReplay, 1000},
 		// Extensions.
 		{"MaxConns", c.MaxConns, 50000},
 		{"MaxConnsPerUser", c.MaxConnsPerUser, 64},
@@ -93,6 +95,8 @@ func TestEnvOverrides(t *testing.T) {
 		{"GATEWAY_SHUTDOWN_TIMEOUT", "3s", func(c config.Config) any { return c.ShutdownTimeout }, 3 * time.Second},
 		{"GATEWAY_MAX_CONNS", "0", func(c config.Config) any { return c.MaxConns }, 0},
 		{"GATEWAY_MAX_CONNS_PER_USER", "3", func(c config.Config) any { return c.MaxConnsPerUser }, 3},
+		{"HISTORY_WINDOW", "0", func(c config.Config) any { return c.HistoryWindow }, time.Duration(0)},
+		{"GATEWAY_MAX_REPLAY", "50", func(c config.Config) any { return c.MaxReplay }, 50},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env+"="+tt.value, func(t *testing.T) {
@@ -335,6 +339,8 @@ func TestLoadErrors(t *testing.T) {
 		{"shutdown timeout zero", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_SHUTDOWN_TIMEOUT": "0s"}, nil, "GATEWAY_SHUTDOWN_TIMEOUT"},
 		{"negative max conns", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_CONNS": "-1"}, nil, "GATEWAY_MAX_CONNS"},
 		{"negative max conns per user", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_CONNS_PER_USER": "-1"}, nil, "GATEWAY_MAX_CONNS_PER_USER"},
+		{"history window too short", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "HISTORY_WINDOW": "10ms"}, nil, "HISTORY_WINDOW"},
+		{"no replay", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_REPLAY": "0"}, nil, "GATEWAY_MAX_REPLAY"},
 		{"bad log level", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "LOG_LEVEL": "verbose"}, nil, "LOG_LEVEL"},
 		{"upper-case log level", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "LOG_LEVEL": "INFO"}, nil, "LOG_LEVEL"},
 		{"max frame tiny", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_FRAME": "10"}, nil, "GATEWAY_MAX_FRAME"},

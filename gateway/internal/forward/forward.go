@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/time/rate"
 
 	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
 	"github.com/switchboard/switchboard/proto"
@@ -45,7 +46,8 @@ var (
 	// Refused unforwarded while the worker is overloaded: the handler did
 	// not run, so a retry is safe.
 	errOverloaded  = proto.NewError(proto.CodeUnavailable, "gateway overloaded, retry later")
-	errRateLimited = proto.NewError(proto.CodeRateLimited, "too many messages: slow down")
+	errRateLimited     = proto.NewError(proto.CodeRateLimited, "too many messages: slow down")
+	errUserRateLimited = proto.NewError(proto.CodeRateLimited, "too many messages from this user's connections: slow down")
 	errBinary      = proto.NewError(proto.CodeBadRequest, "binary frames are not supported: send JSON in text frames")
 )
 
@@ -86,11 +88,19 @@ type Config struct {
 	MaxInFlight int
 	// Rate is the allowance of incoming frames of each socket.
 	Rate ratelimit.Policy
+	// UserRate and UserBurst are the allowance a user's sockets on this
+	// worker share (frames per second, and at once); 0 = none.
+	UserRate  float64
+	UserBurst int
 	// WorkerInFlight is how many handler requests of the whole worker may
 	// be in flight; beyond it new envelopes are refused at once with
 	// unavailable (0 = no limit): when handlers-svc or NATS fall behind,
 	// requests would otherwise queue until they time out.
 	WorkerInFlight int
+	// WorkerInFlightBytes bounds the same requests by the bytes of their
+	// args (0 = no limit), so that large envelopes cannot hold the worker's
+	// memory while their handlers are slow.
+	WorkerInFlightBytes int64
 	// Overloaded, when set, makes the forwarder refuse every new envelope
 	// at once with unavailable ("gateway overloaded, retry later") while it
 	// reports true, rather than add to a load the worker cannot deliver;
@@ -113,6 +123,9 @@ type Forwarder struct {
 	overloaded  func() bool // nil = never
 	maxPending  int64       // worker-wide requests in flight beyond which envelopes are refused; 0 = no limit
 	pending     atomic.Int64
+	maxBytes    int64 // worker-wide bytes of args in flight beyond which envelopes are refused; 0 = no limit
+	bytes       atomic.Int64
+	users       users
 
 	mu       sync.Mutex
 	stopped  bool
@@ -127,6 +140,7 @@ func New(nc Requester, cfg Config, log *zap.Logger) *Forwarder {
 	f := &Forwarder{
 		nc: nc, timeout: cfg.Timeout, maxInFlight: max(cfg.MaxInFlight, 1), rate: cfg.Rate,
 		log: log, rec: cfg.Recorder, overloaded: cfg.Overloaded, maxPending: int64(cfg.WorkerInFlight),
+		maxBytes: cfg.WorkerInFlightBytes, users: users{limit: rate.Limit(cfg.UserRate), burst: max(cfg.UserBurst, 1)},
 		conn: conn, lose: lose,
 	}
 	if f.rec == nil {
@@ -183,8 +197,11 @@ func (f *Forwarder) envelope(s *Session, data []byte) {
 	}
 	// Reserved, not checked then added, so read loops racing for the last
 	// places cannot together go over the limit. request counts it out.
-	if n := f.pending.Add(1); f.maxPending > 0 && n > f.maxPending {
+	size := int64(len(env.Args))
+	n, b := f.pending.Add(1), f.bytes.Add(size)
+	if (f.maxPending > 0 && n > f.maxPending) || (f.maxBytes > 0 && b > f.maxBytes) {
 		f.pending.Add(-1)
+		f.bytes.Add(-size)
 		s.releaseSlot()
 		f.shed(s, &env, ShedInFlight)
 		return
@@ -193,6 +210,7 @@ func (f *Forwarder) envelope(s *Session, data []byte) {
 	if f.stopped {
 		f.mu.Unlock()
 		f.pending.Add(-1)
+		f.bytes.Add(-size)
 		s.releaseSlot()
 		f.rec.Envelope(env.Event, errShutdown.Code, 0)
 		s.sendError(env.Ref, env.HasRef, errShutdown)
@@ -231,6 +249,7 @@ func (f *Forwarder) forward(s *Session, env *proto.Envelope) {
 func (f *Forwarder) request(c Socket, env *proto.Envelope) (*proto.Error, time.Duration) {
 	// Counted out before the reply is queued, so a client that has its
 	// reply knows its request no longer counts against the limit.
+	defer f.bytes.Add(-int64(len(env.Args)))
 	defer f.pending.Add(-1)
 	// The socket's fields are added only to a line that is written: a
 	// logger With them per request was an allocation on every envelope.

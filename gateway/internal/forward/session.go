@@ -35,11 +35,19 @@ type Session struct {
 	sock   Socket
 	slots  chan struct{}    // in-flight request slots, made on first use by the reader
 	bucket ratelimit.Bucket // the reader's only
+	user   *allowance       // what the user's sockets on the worker share; nil = no limit
 }
 
-// Session returns the Session of sock, a socket just accepted.
+// Session returns the Session of sock, a socket just accepted. Call Close
+// when the socket has ended.
 func (f *Forwarder) Session(sock Socket) *Session {
-	return &Session{f: f, sock: sock}
+	return &Session{f: f, sock: sock, user: f.users.hold(sock.User())}
+}
+
+// Close gives back what the session holds of its user's allowance.
+func (s *Session) Close() {
+	s.f.users.release(s.sock.User(), s.user)
+	s.user = nil
 }
 
 // HandleFrame answers one data frame of the client or forwards it: every
@@ -61,6 +69,18 @@ func (s *Session) HandleFrame(data []byte, binary bool) {
 	case ratelimit.Abusive:
 		s.f.rec.Envelope(eventOf(binary, data), proto.CodeRateLimited, 0)
 		s.sock.Close(proto.ClosePolicy, proto.ReasonRateLimited)
+		return
+	}
+	if s.user != nil && !s.user.lim.Allow() {
+		// Over what the user's sockets share: refused like the socket's own
+		// limit, but never counted toward closing this socket, which may
+		// be the one that behaves.
+		var env proto.Envelope
+		if !binary {
+			env, _ = proto.DecodeEnvelope(data)
+		}
+		s.f.rec.Envelope(env.Event, proto.CodeRateLimited, 0)
+		s.sendError(env.Ref, env.HasRef, errUserRateLimited)
 		return
 	}
 	if binary {

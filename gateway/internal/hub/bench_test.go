@@ -15,9 +15,9 @@ type sink struct {
 	n        int
 }
 
-func (s *sink) ID() string            { return s.id }
-func (s *sink) User() string          { return s.user }
-func (s *sink) Send(data []byte) bool { s.n++; return true }
+func (s *sink) ID() string                          { return s.id }
+func (s *sink) User() string                        { return s.user }
+func (s *sink) Offer(bool, *proto.Pos, []byte) bool { s.n++; return true }
 
 // benchHub returns a hub of users users with devices sockets each.
 func benchHub(users, devices int) *hub.Hub[*sink] {

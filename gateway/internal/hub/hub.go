@@ -19,8 +19,12 @@ import (
 type Conn interface {
 	ID() string
 	User() string
-	// Send queues a frame without blocking; data may be shared by sockets.
-	Send(data []byte) bool
+	// Offer hands the socket the frame of one event without blocking and
+	// reports whether it was taken (queued or held for it). pos is the
+	// event's position in the broadcast stream (broadcast) or in the
+	// user's, or nil for a transient event. frame may be shared by
+	// sockets and must not be modified.
+	Offer(broadcast bool, pos *proto.Pos, frame []byte) bool
 }
 
 // Hub indexes local sockets. The zero value is not usable; call New.
@@ -35,11 +39,27 @@ type Hub[C Conn] struct {
 	// all. A few at a time, for the length of an upgrade.
 	reserved      map[string]int
 	reservedTotal int
+	// positions: events are delivered with their positions
+	// (docs/protocol.md section 6); off, every event is transient.
+	positions bool
 }
 
+// Option changes how New builds a Hub.
+type Option func(*hubOptions)
+
+type hubOptions struct{ positions bool }
+
+// WithPositions delivers recoverable events with their positions, in the
+// frame ("pos", "bpos") and to Conn.Offer: recovery is on.
+func WithPositions() Option { return func(o *hubOptions) { o.positions = true } }
+
 // New returns an empty Hub.
-func New[C Conn]() *Hub[C] {
-	return &Hub[C]{users: make(map[string][]C), conns: make(map[string]C), reserved: make(map[string]int)}
+func New[C Conn](opts ...Option) *Hub[C] {
+	var o hubOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return &Hub[C]{users: make(map[string][]C), conns: make(map[string]C), reserved: make(map[string]int), positions: o.positions}
 }
 
 // Why Reserve refused a place.
@@ -183,22 +203,27 @@ func (h *Hub[C]) Deliver(d *proto.Dispatch) int {
 }
 
 // DeliverCounted sends d to its local targets and returns how many sockets
-// it was queued for and how many refused it (closing, or a full queue). The
-// frame carries the receiving socket's user id, so it is encoded once per
-// target user and shared by that user's sockets. A socket named several
-// times (as a user's and as a connection) gets it once.
+// took it and how many refused it (closing, a full queue, or an event they
+// had already). The frame carries the receiving socket's user id (and the
+// user's position of the event), so it is encoded once per target user and
+// shared by that user's sockets. A socket named several times (as a user's
+// and as a connection) gets it once.
 func (h *Hub[C]) DeliverCounted(d *proto.Dispatch) (n, dropped int) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
+	offer := func(c C, broadcast bool, pos *proto.Pos, frame []byte) {
+		if c.Offer(broadcast, pos, frame) {
+			n++
+		} else {
+			dropped++
+		}
+	}
 	if d.Broadcast {
+		bpos, ok := h.position(d.BPos)
 		for user, byConn := range h.users {
-			frame := frame(d, user)
+			frame := h.frame(d, user, proto.KeyBPos, bpos, ok)
 			for _, c := range byConn {
-				if c.Send(frame) {
-					n++
-				} else {
-					dropped++
-				}
+				offer(c, true, posOrNil(&bpos, ok), frame)
 			}
 		}
 		return n, dropped
@@ -218,13 +243,10 @@ func (h *Hub[C]) DeliverCounted(d *proto.Dispatch) (n, dropped int) {
 			}
 			seen[user] = struct{}{}
 		}
-		frame := frame(d, user)
+		pos, ok := h.position(d.Pos[user])
+		frame := h.frame(d, user, proto.KeyPos, pos, ok)
 		for _, c := range byConn {
-			if c.Send(frame) {
-				n++
-			} else {
-				dropped++
-			}
+			offer(c, false, posOrNil(&pos, ok), frame)
 		}
 	}
 	if len(d.Conns) == 0 {
@@ -248,18 +270,36 @@ func (h *Hub[C]) DeliverCounted(d *proto.Dispatch) (n, dropped int) {
 			}
 			sentConns[id] = struct{}{}
 		}
-		if c.Send(frame(d, c.User())) {
-			n++
-		} else {
-			dropped++
-		}
+		offer(c, false, nil, h.frame(d, c.User(), "", proto.Pos{}, false)) // events to connections are transient
 	}
 	return n, dropped
 }
 
+// position parses the position of an event, when the hub delivers
+// positions and the dispatch has one.
+func (h *Hub[C]) position(s string) (proto.Pos, bool) {
+	if !h.positions || s == "" {
+		return proto.Pos{}, false
+	}
+	return proto.ParsePos(s)
+}
+
+func posOrNil(p *proto.Pos, ok bool) *proto.Pos {
+	if !ok {
+		return nil
+	}
+	return p
+}
+
 // frame encodes d for the sockets of user in one allocation of the right
-// size; the frame is shared by those sockets and never modified.
-func frame(d *proto.Dispatch, user string) []byte {
-	size := len(`{"event":"","id":"","args":}`) + len(d.Event) + len(user) + len(d.Args) + 8
-	return proto.AppendEvent(make([]byte, 0, size), d.Event, user, d.Args)
+// size, with the event's position under key when it has one; the frame is
+// shared by those sockets and never modified.
+func (h *Hub[C]) frame(d *proto.Dispatch, user, key string, pos proto.Pos, posed bool) []byte {
+	size := len(`{"event":"","id":"","args":,"bpos":""}`) + len(d.Event) + len(user) + len(d.Args) + 8
+	if !posed {
+		return proto.AppendEvent(make([]byte, 0, size), d.Event, user, d.Args)
+	}
+	var buf [proto.MaxPosLen]byte
+	p := pos.Append(buf[:0])
+	return proto.AppendEventAt(make([]byte, 0, size+len(p)), d.Event, user, d.Args, key, p)
 }

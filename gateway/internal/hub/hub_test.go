@@ -12,24 +12,37 @@ import (
 	"github.com/switchboard/switchboard/proto"
 )
 
-// conn is a socket as the hub sees it: it records the frames it is sent.
+// conn is a socket as the hub sees it: it records the frames it is
+// offered, and the positions that came with them.
 type conn struct {
 	id, user string
-	refuse   bool // Send reports a full queue
+	refuse   bool // Offer reports a full queue
 
 	mu     sync.Mutex
 	frames [][]byte
+	offers []offer
+}
+
+type offer struct {
+	broadcast bool
+	pos       *proto.Pos
 }
 
 func (c *conn) ID() string   { return c.id }
 func (c *conn) User() string { return c.user }
-func (c *conn) Send(data []byte) bool {
+func (c *conn) Offer(broadcast bool, pos *proto.Pos, data []byte) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.refuse {
 		return false
 	}
+	var p *proto.Pos
+	if pos != nil {
+		cp := *pos
+		p = &cp
+	}
 	c.frames = append(c.frames, data)
+	c.offers = append(c.offers, offer{broadcast, p})
 	return true
 }
 
@@ -361,6 +374,51 @@ func TestDeliverCountedDropped(t *testing.T) {
 		}
 		if n := h.Deliver(&tt.d); n != tt.sent {
 			t.Errorf("%s: Deliver = %d, want %d", tt.name, n, tt.sent)
+		}
+	}
+}
+
+// TestDeliverPositions: with positions on, each user's event carries that
+// user's position, in the frame and to Offer; a broadcast its bpos; an
+// event to a connection none. With positions off, none does.
+func TestDeliverPositions(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		var opts []hub.Option
+		if on {
+			opts = append(opts, hub.WithPositions())
+		}
+		h := hub.New[*conn](opts...)
+		a, b, c := &conn{id: "a", user: "alice"}, &conn{id: "b", user: "bob"}, &conn{id: "c", user: "carol"}
+		h.Add(a)
+		h.Add(b)
+		h.Add(c)
+		h.Deliver(&proto.Dispatch{Event: "m", Args: json.RawMessage(`1`), Users: []string{"alice", "bob"},
+			Pos: map[string]string{"alice": "ea.5-1", "bob": "eb.5-7"}})
+		h.Deliver(&proto.Dispatch{Event: "n", Broadcast: true, BPos: "bb.6-3"})
+		h.Deliver(&proto.Dispatch{Event: "p", Conns: []string{"c"}})
+		check := func(cn *conn, i int, key, want string, broadcast bool) {
+			t.Helper()
+			var f map[string]any
+			if err := json.Unmarshal(cn.received()[i], &f); err != nil {
+				t.Fatal(err)
+			}
+			o := cn.offers[i]
+			if !on {
+				if f["pos"] != nil || f["bpos"] != nil || o.pos != nil {
+					t.Errorf("positions off: %s frame %d = %v, offer %+v", cn.id, i, f, o.pos)
+				}
+				return
+			}
+			if f[key] != want || o.pos == nil || o.pos.String() != want || o.broadcast != broadcast {
+				t.Errorf("%s frame %d = %v, offer %+v (broadcast %v), want %s %s", cn.id, i, f, o.pos, o.broadcast, key, want)
+			}
+		}
+		check(a, 0, "pos", "ea.5-1", false)
+		check(b, 0, "pos", "eb.5-7", false)
+		check(a, 1, "bpos", "bb.6-3", true)
+		check(c, 0, "bpos", "bb.6-3", true)
+		if o := c.offers[1]; o.pos != nil || o.broadcast {
+			t.Errorf("an event to a connection was offered with %+v", o)
 		}
 	}
 }

@@ -142,6 +142,9 @@ type Worker struct {
 	slowCloses prometheus.Counter
 	refused    map[string]prometheus.Counter
 	dispatches prometheus.Counter
+	unrouted   prometheus.Counter
+	discarded  prometheus.Counter
+	restored   prometheus.Histogram
 	deliveries prometheus.Counter
 	dropped    prometheus.Counter
 	limited    prometheus.Counter
@@ -162,6 +165,8 @@ type Worker struct {
 	mu      sync.Mutex // serializes writers of events
 	invalid *eventSeries
 	other   *eventSeries
+
+	rec recovery
 }
 
 // NewWorker returns a worker registry with the Go and process collectors
@@ -186,6 +191,14 @@ func NewWorker() *Worker {
 		m.refused[r] = refused.WithLabelValues(r)
 	}
 	m.dispatches = f.counter("dispatches_total", "Dispatches received from the Redis channel.")
+	m.unrouted = f.counter("dispatches_unrouted_total", "Dispatches received from Redis that had no local recipient on this worker: the cost of shared fan-out.")
+	m.discarded = f.counter("frames_discarded_total", "Frames queued to sockets (counted in deliveries_total) and dropped unsent when the socket was closed as a slow consumer or its write failed; recoverable events among them are recovered when the client resumes.")
+	m.restored = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "redis_subscription_down_seconds",
+		Help:    "How long the Redis subscription was down (lost or stalled) before it was re-established and the gap filled from the streams.",
+		Buckets: []float64{.1, .25, .5, 1, 2, 5, 10, 30, 60},
+	})
+	m.reg.MustRegister(m.restored)
 	m.deliveries = f.counter("deliveries_total", "Event frames queued to local sockets.")
 	m.dropped = f.counter("deliveries_dropped_total", "Event frames not queued because the socket was closing or its queue was full.")
 	m.limited = f.counter("rate_limited_total", "Client frames refused because the socket was over its rate limit (answered rate_limited, or closed with 1008 when persistent).")
@@ -210,6 +223,7 @@ func NewWorker() *Worker {
 	m.reg.MustRegister(m.rtt)
 	m.invalid = m.series(EventInvalid)
 	m.other = m.series(EventOther)
+	m.rec = newRecovery(f)
 	return m
 }
 
@@ -258,10 +272,24 @@ func (m *Worker) Watch(open func() int, natsConnected, redisSubscribed func() bo
 		func() float64 { return bit(redisSubscribed()) })
 }
 
+// Fanout is what WatchFanout reads from the Redis fan-out at scrape time.
+type Fanout interface {
+	Backlog() int
+	Lagging() bool
+	Resubscriptions() uint64
+	Malformed() uint64
+	Reserved() uint64
+	Stalls() uint64
+	BacklogBytes() int64
+	DroppedAtExit() uint64
+}
+
 // WatchFanout registers what is read from the Redis fan-out at scrape time:
-// its backlog, whether it is lagging (new envelopes are refused meanwhile)
-// and how often its subscription was restored after a loss. Call it once.
-func (m *Worker) WatchFanout(backlog func() int, lagging func() bool, resubscriptions func() uint64) {
+// its backlog, whether it is lagging (new envelopes are refused meanwhile),
+// how often its subscription was restored after a loss, and the
+// dispatches it dropped. Call it once.
+func (m *Worker) WatchFanout(fo Fanout) {
+	backlog, lagging, resubscriptions := fo.Backlog, fo.Lagging, fo.Resubscriptions
 	f := factory{m.reg}
 	f.gaugeFunc("fanout_backlog", "Dispatches read from Redis and not yet delivered to local sockets.",
 		func() float64 { return float64(backlog()) })
@@ -269,8 +297,26 @@ func (m *Worker) WatchFanout(backlog func() int, lagging func() bool, resubscrip
 		func() float64 { return bit(lagging()) })
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: namespace, Name: "redis_resubscriptions_total",
-		Help: "Times the Redis subscription was restored after it was lost (Redis restarted, or cut a lagging subscriber); dispatches published meanwhile were lost to this worker.",
+		Help: "Times the Redis subscription was restored after it was lost (Redis restarted, or cut a lagging subscriber); what was published meanwhile is filled from the recovery streams.",
 	}, func() float64 { return float64(resubscriptions()) }))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: namespace, Name: "dispatches_malformed_total",
+		Help: "Dispatches from Redis dropped because they did not decode (logged).",
+	}, func() float64 { return float64(fo.Malformed()) }))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: namespace, Name: "dispatches_reserved_total",
+		Help: "Dispatches from Redis dropped because they named one of the gateway's own events: connected, ack, error, resync (logged).",
+	}, func() float64 { return float64(fo.Reserved()) }))
+	f.gaugeFunc("fanout_backlog_bytes", "Bytes of the dispatches read from Redis and not yet delivered (bounded by GATEWAY_FANOUT_QUEUE_BYTES).",
+		func() float64 { return float64(fo.BacklogBytes()) })
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: namespace, Name: "fanout_dropped_at_exit_total",
+		Help: "Dispatches read from Redis and never delivered because the worker stopped (logged; their sockets resume elsewhere).",
+	}, func() float64 { return float64(fo.DroppedAtExit()) }))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: namespace, Name: "redis_subscription_stalls_total",
+		Help: "Times the Redis subscription stopped delivering while its connection stayed up (a probe did not come back within 1 s), and was re-established.",
+	}, func() float64 { return float64(fo.Stalls()) }))
 }
 
 func bit(b bool) float64 {
@@ -303,9 +349,13 @@ func (m *Worker) UpgradeRefused(reason string) {
 }
 
 // Delivered counts one dispatch from Redis, the frames it queued to local
-// sockets and those it could not queue.
+// sockets and those it could not queue; one that reached no local socket
+// at all is also counted as unrouted.
 func (m *Worker) Delivered(sent, dropped int) {
 	m.dispatches.Inc()
+	if sent == 0 && dropped == 0 {
+		m.unrouted.Inc()
+	}
 	if sent > 0 {
 		m.deliveries.Add(float64(sent))
 	}
@@ -313,6 +363,14 @@ func (m *Worker) Delivered(sent, dropped int) {
 		m.dropped.Add(float64(dropped))
 	}
 }
+
+// Discarded counts frames queued to a socket (and counted as delivered)
+// that were dropped when it was closed, as a slow consumer or after a
+// failed write.
+func (m *Worker) Discarded(frames int) { m.discarded.Add(float64(frames)) }
+
+// SubscriptionRestored records how long the Redis subscription was down.
+func (m *Worker) SubscriptionRestored(down time.Duration) { m.restored.Observe(down.Seconds()) }
 
 // Shed counts an envelope refused because the worker was overloaded, for
 // reason (one of shedReasons; others are not counted).

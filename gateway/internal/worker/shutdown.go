@@ -8,7 +8,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
-	"github.com/switchboard/switchboard/gateway/internal/ws"
+	"github.com/switchboard/switchboard/gateway/internal/resume"
 )
 
 // shutdown stops accepting, lets handler requests in flight finish, then
@@ -23,7 +23,7 @@ func (w *Worker) shutdown(srv *http.Server) {
 	if err := w.fwd.Shutdown(ctx); err != nil {
 		w.log.Warn("handler requests still in flight at the deadline", zap.Error(err))
 	}
-	w.hub.Each(func(c *ws.Conn) { c.Close(websocket.CloseGoingAway, "gateway shutting down") })
+	w.hub.Each(func(s *resume.Socket) { s.Close(websocket.CloseGoingAway, "gateway shutting down") })
 	if w.adm.Wait(ctx) != nil {
 		w.log.Warn("sockets still open at the shutdown deadline", zap.Int("sockets", w.hub.Len()))
 	}

@@ -1,45 +1,62 @@
 package worker
 
 import (
+	"context"
 	"net/http"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
+	"github.com/switchboard/switchboard/gateway/internal/forward"
+	"github.com/switchboard/switchboard/gateway/internal/resume"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/proto"
 )
 
+// resumeTimeout bounds the read of the streams when a socket connects.
+const resumeTimeout = 5 * time.Second
+
 // serveSocket is /socket: a request admission lets in becomes a socket,
-// registered for delivery, whose read loop runs in a goroutine of its own.
+// registered for delivery, placed in its streams, and whose read loop runs
+// in a goroutine of its own.
 func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	up, user, ok := w.adm.Admit(rw, r)
 	if !ok {
 		return // answered
 	}
 	c := ws.NewConn(up, w.ids.Next(), user, &w.limits, w.wsLog)
-	// "connected" is queued first and held; the socket is registered for
-	// delivery; only then does ReadLoop let the writer run. So "connected"
-	// is the first frame, and nothing dispatched after the client has seen
-	// it is missed.
-	c.Send(proto.AppendConnected(nil, user, c.ID(), w.index))
-	w.hub.AddReserved(c) // in the place admission reserved for it
+	// The socket is registered for delivery first, holding what arrives;
+	// then its streams are read and "connected", the events it missed and
+	// what it held are queued, in that order; only then does ReadLoop let
+	// the writer run. So "connected" is the first frame, and nothing
+	// dispatched after the read is missed (docs/protocol.md section 6).
+	s := w.res.NewSocket(c)
+	w.hub.AddReserved(s) // in the place admission reserved for it
 	w.pings.add(c)
 	w.metrics.ConnOpened()
+	q := r.URL.Query()
+	ctx, cancel := context.WithTimeout(r.Context(), resumeTimeout)
+	err := w.res.Connect(ctx, s, w.index, q.Get("resume"), q.Get("bresume"))
+	cancel()
+	if err != nil {
+		// Its client comes back with the same positions and loses nothing.
+		c.Close(proto.CloseTryAgainLater, "recovery store unavailable, reconnect")
+	}
 	if w.adm.Closed() { // shutdown began during the upgrade and may not have seen c
 		c.Close(websocket.CloseGoingAway, "gateway shutting down")
 	}
 	w.log.Info("socket opened", zap.String("user", user), zap.String("conn", c.ID()))
 	// Reading goes on in its own goroutine so this handler returns and
 	// net/http releases its per-request state.
-	go w.readSocket(c, w.frameHandler(w.fwd.Session(c)))
+	go w.readSocket(s, c, w.fwd.Session(c))
 }
 
-// readSocket runs the read loop of c, which hands frames to h.
-func (w *Worker) readSocket(c *ws.Conn, h ws.FrameHandler) {
-	c.ReadLoop(h, w.cfg.MaxFrame)
-	w.socketClosed(c)
+// readSocket runs the read loop of c, which hands frames to its session.
+func (w *Worker) readSocket(s *resume.Socket, c *ws.Conn, fs *forward.Session) {
+	c.ReadLoop(w.frameHandler(fs), w.cfg.MaxFrame)
+	fs.Close()
+	w.socketClosed(s, c)
 }
 
 // socketClosed releases and logs an ended socket: out of the hub, its
@@ -48,8 +65,9 @@ func (w *Worker) readSocket(c *ws.Conn, h ws.FrameHandler) {
 // fields would make that frame several times larger.
 //
 //go:noinline
-func (w *Worker) socketClosed(c *ws.Conn) {
-	w.hub.Remove(c)
+func (w *Worker) socketClosed(s *resume.Socket, c *ws.Conn) {
+	w.hub.Remove(s)
+	s.Closed()
 	w.pings.remove(c)
 	code, reason := c.CloseCode()
 	why := w.metrics.ConnClosed(code, reason)

@@ -27,9 +27,11 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/hub"
 	"github.com/switchboard/switchboard/gateway/internal/metrics"
 	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
+	"github.com/switchboard/switchboard/gateway/internal/resume"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/internal/httpserver"
 	"github.com/switchboard/switchboard/internal/redact"
+	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -40,7 +42,7 @@ type Worker struct {
 	log     *zap.Logger
 	adm     *admission.Admission
 	ids     *connid.Generator
-	hub     *hub.Hub[*ws.Conn]
+	hub     *hub.Hub[*resume.Socket]
 	pings   pinger[*ws.Conn]
 	limits  ws.Limits
 	wsLog   *zap.Logger // shared by every socket
@@ -50,6 +52,7 @@ type Worker struct {
 	rdb *redis.Client
 	fwd *forward.Forwarder
 	sub *fanout.Subscriber
+	res *resume.Resumer
 
 	wrapDelivery func(fanout.Deliverer) fanout.Deliverer // nil = none; see WithDelivery
 }
@@ -68,7 +71,11 @@ func WithDelivery(wrap func(next fanout.Deliverer) fanout.Deliverer) Option {
 // New returns a Worker with the given 0-based index.
 func New(cfg config.Config, index int, log *zap.Logger, opts ...Option) *Worker {
 	m := metrics.NewWorker()
-	h := hub.New[*ws.Conn]()
+	var hubOpts []hub.Option
+	if cfg.HistoryWindow > 0 {
+		hubOpts = append(hubOpts, hub.WithPositions())
+	}
+	h := hub.New[*resume.Socket](hubOpts...)
 	w := &Worker{
 		cfg:   cfg,
 		index: index,
@@ -83,7 +90,7 @@ func New(cfg config.Config, index int, log *zap.Logger, opts ...Option) *Worker 
 		hub:     h,
 		wsLog:   log.Named("ws"),
 		metrics: m,
-		limits:  ws.Limits{QueueLen: cfg.SendQueueLen, QueueBytes: cfg.SendQueueBytes},
+		limits:  ws.Limits{QueueLen: cfg.SendQueueLen, QueueBytes: cfg.SendQueueBytes, Discarded: m.Discarded},
 	}
 	for _, o := range opts {
 		o(w)
@@ -102,11 +109,22 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 	defer w.rdb.Close()
 	defer w.nc.Close()
 
+	w.res = resume.New(w.rdb, resume.Config{
+		Enabled:    w.cfg.HistoryWindow > 0,
+		MaxReplay:  w.cfg.MaxReplay,
+		HeldFrames: heldFrames,
+		HeldBytes:  heldBytes,
+		Readers:    resumeReaders,
+	}, w.metrics, w.log.Named("resume"))
 	var deliver fanout.Deliverer = countedHub{w.hub, w.metrics}
 	if w.wrapDelivery != nil {
 		deliver = w.wrapDelivery(deliver)
 	}
-	w.sub = fanout.New(w.rdb, deliver, w.cfg.FanoutQueue, w.log.Named("fanout"))
+	// After every (re)subscription, what was published while nothing
+	// listened is filled from the streams.
+	w.sub = fanout.New(w.rdb, deliver, w.cfg.FanoutQueue, w.log.Named("fanout"),
+		fanout.OnSubscribed(w.res.RequestSweep), fanout.OnRestored(w.metrics.SubscriptionRestored),
+		fanout.QueueBytes(w.cfg.FanoutQueueBytes))
 	w.fwd = forward.New(w.nc, forward.Config{
 		Timeout:     w.cfg.HandlerTimeout,
 		MaxInFlight: w.cfg.MaxInFlight,
@@ -114,7 +132,10 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 			Rate: w.cfg.RateLimit, Burst: w.cfg.RateBurst, CloseAfter: w.cfg.RateCloseAfter, Window: 10 * time.Second,
 			OnRefuse: w.metrics.RateLimited,
 		},
-		WorkerInFlight: w.cfg.WorkerInFlight,
+		UserRate:            w.cfg.UserRateLimit,
+		UserBurst:           w.cfg.UserRateBurst,
+		WorkerInFlight:      w.cfg.WorkerInFlight,
+		WorkerInFlightBytes: w.cfg.WorkerInFlightBytes,
 		// While the fan-out lags, new envelopes are refused: each would add
 		// dispatches to a backlog that, past the queue and Redis's output
 		// buffer, ends with Redis cutting the subscription and losing them.
@@ -129,11 +150,12 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 		}
 	})
 	w.metrics.Watch(w.hub.Len, w.nc.IsConnected, w.sub.Live)
-	w.metrics.WatchFanout(w.sub.Backlog, w.sub.Lagging, w.sub.Resubscriptions)
+	w.metrics.WatchFanout(w.sub)
 
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); w.res.Run(bg, w.hub.Snapshot) }()
 	go func() { defer wg.Done(); _ = w.sub.Run(bg) }()
 	go func() { defer wg.Done(); w.pings.run(bg) }()
 	// Sockets are accepted only once NATS is connected and the Redis
@@ -191,6 +213,9 @@ func (w *Worker) connect(ctx context.Context) error {
 		w.nc.Close()
 		return err
 	}
+	// The recovery streams are tied to the run of the Redis server that
+	// holds them: every new connection records it first.
+	opts.OnConnect = streams.OnConnect
 	w.rdb = redis.NewClient(opts)
 	// Redis is waited for by the subscriber, which retries by itself; NATS
 	// by RetryOnFailedConnect. Log here once if either is not up yet.
@@ -229,9 +254,17 @@ func (w *Worker) waitDeps(ctx context.Context) bool {
 	}
 }
 
+// Bounds of what a socket holds while it reads a stream (resume.Config),
+// and how many sockets are read for at once to fill gaps.
+const (
+	heldFrames    = 1000
+	heldBytes     = 1 << 20
+	resumeReaders = 16
+)
+
 // countedHub delivers dispatches to the hub and counts them.
 type countedHub struct {
-	hub     *hub.Hub[*ws.Conn]
+	hub     *hub.Hub[*resume.Socket]
 	metrics *metrics.Worker
 }
 

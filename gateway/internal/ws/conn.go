@@ -44,6 +44,10 @@ type FrameHandler interface {
 type Limits struct {
 	QueueLen   int // frames
 	QueueBytes int // bytes
+	// Discarded, when set, is told how many queued frames a close drops
+	// unsent (a slow consumer's queue, or after a failed write). It is
+	// called with the socket's lock held, so it must be cheap.
+	Discarded func(frames int)
 }
 
 // keptBatchCap is the largest write batch buffer a socket keeps between
@@ -228,10 +232,31 @@ func (c *Conn) markClosing(code int, reason string, drop bool) bool {
 	c.closing = true
 	c.closeCode, c.closeReason = code, reason
 	if drop {
-		c.queue, c.queuedBytes = nil, 0
+		c.discard()
 	}
 	close(c.closed)
 	return true
+}
+
+// discard drops the queued frames, telling Limits.Discarded how many were
+// data frames. c.mu must be held.
+func (c *Conn) discard() {
+	if n := c.dataQueued(); n > 0 && c.limits.Discarded != nil {
+		c.limits.Discarded(n)
+	}
+	c.queue, c.queuedBytes = nil, 0
+}
+
+// dataQueued counts the data frames in the queue (pings and pongs are
+// not events). c.mu must be held.
+func (c *Conn) dataQueued() int {
+	n := 0
+	for _, it := range c.queue {
+		if !it.ping && !it.pong {
+			n++
+		}
+	}
+	return n
 }
 
 // CloseCode returns the code the gateway closed the socket with, or 0.
@@ -377,8 +402,9 @@ func appendFrameHeader(dst []byte, op byte, n int) []byte {
 // failWrite ends a socket whose write failed: nothing more can be sent.
 func (c *Conn) failWrite(err error) {
 	c.mu.Lock()
-	c.markClosing(websocket.CloseAbnormalClosure, "write failed", true)
-	c.queue, c.queuedBytes = nil, 0
+	if !c.markClosing(websocket.CloseAbnormalClosure, "write failed", true) {
+		c.discard() // closing already, with frames still queued behind the failed write
+	}
 	c.mu.Unlock()
 	c.log.Debug("write failed", zap.String("user", c.user), zap.String("conn", c.id), zap.Error(err))
 	_ = c.ws.NetConn().Close() // unblocks the reader

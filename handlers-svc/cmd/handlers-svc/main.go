@@ -39,6 +39,7 @@ import (
 	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/redact"
 	"github.com/switchboard/switchboard/internal/redislog"
+	"github.com/switchboard/switchboard/internal/streams"
 )
 
 // httpShutdownTimeout bounds the health server's shutdown, the last step.
@@ -102,6 +103,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		zap.String("redis_url", redact.URL(cfg.RedisURL)),
 		zap.String("addr", cfg.Addr),
 		zap.Duration("timeout", cfg.Timeout),
+		zap.Duration("history_window", cfg.HistoryWindow),
 		zap.Duration("shutdown_timeout", cfg.ShutdownTimeout))
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -127,11 +129,14 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	// only by go-redis's own timeouts (5 s to read and to dial), or the
 	// handler answers after the gateway has given up on it.
 	redisOpts.ContextTimeoutEnabled = true
+	// The recovery streams are tied to the run of the server that holds
+	// them: every new connection records it first.
+	redisOpts.OnConnect = streams.OnConnect
 	rdb := redis.NewClient(redisOpts)
 
 	mux := event.NewMux()
 	evLog := log.Named("event")
-	handlers.Register(mux, redisdispatch.New(rdb).LogOutages(log.Named("redis")))
+	handlers.Register(mux, redisdispatch.New(rdb, redisdispatch.Options{Window: cfg.HistoryWindow}).LogOutages(log.Named("redis")))
 	// Registered first, so the metrics know every event name; outermost,
 	// so a recovered panic is counted as the handler_error it becomes.
 	reg := metrics.New(mux.Events())

@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/serverurl"
+	"github.com/switchboard/switchboard/proto"
 )
 
 // Config is the configuration of handlers-svc (docs/protocol.md section 1).
@@ -25,6 +26,7 @@ type Config struct {
 	LogLevel        string        // LOG_LEVEL: debug, info, warn or error
 	Timeout         time.Duration // HANDLERS_TIMEOUT: per request; below GATEWAY_HANDLER_TIMEOUT
 	ShutdownTimeout time.Duration // HANDLERS_SHUTDOWN_TIMEOUT: drain and wait on SIGTERM
+	HistoryWindow   time.Duration // HISTORY_WINDOW: how long events are kept for recovery; 0 = off
 }
 
 // Default returns the configuration used when nothing is set.
@@ -41,6 +43,7 @@ func Default() Config {
 		// so it cannot dispatch after the client was told it failed.
 		Timeout:         4 * time.Second,
 		ShutdownTimeout: 10 * time.Second,
+		HistoryWindow:   proto.DefaultHistoryWindow,
 	}
 }
 
@@ -62,6 +65,7 @@ func (c *Config) settings() []setting {
 		{env: "LOG_LEVEL", usage: "log level: debug, info, warn or error", str: &c.LogLevel},
 		{env: "HANDLERS_TIMEOUT", usage: "per-request handler timeout; keep it below GATEWAY_HANDLER_TIMEOUT, with margin", dur: &c.Timeout},
 		{env: "HANDLERS_SHUTDOWN_TIMEOUT", usage: "how long shutdown waits for running handlers", dur: &c.ShutdownTimeout},
+		{env: "HISTORY_WINDOW", usage: "how long dispatched events are kept for recovery; 0 = recovery off (set the same on the gateway)", dur: &c.HistoryWindow},
 	}
 }
 
@@ -134,6 +138,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("HANDLERS_SHUTDOWN_TIMEOUT: must be positive, got %s", c.ShutdownTimeout))
+	}
+	if err := proto.CheckHistoryWindow(c.HistoryWindow); err != nil {
+		errs = append(errs, fmt.Errorf("HISTORY_WINDOW: %w", err))
 	}
 	return errors.Join(errs...)
 }

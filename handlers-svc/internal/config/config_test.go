@@ -63,7 +63,7 @@ func TestDefaults(t *testing.T) {
 	c := config.Default()
 	want := config.Config{
 		NATSURL: "nats://127.0.0.1:4222", RedisURL: "redis://127.0.0.1:6379/0", Addr: "127.0.0.1:8081",
-		LogLevel: "info", Timeout: 4 * time.Second, ShutdownTimeout: 10 * time.Second,
+		LogLevel: "info", Timeout: 4 * time.Second, ShutdownTimeout: 10 * time.Second, HistoryWindow: 120 * time.Second,
 	}
 	if c != want {
 		t.Fatalf("Default = %+v, want %+v", c, want)
@@ -114,6 +114,9 @@ func TestValidate(t *testing.T) {
 		{"redis database", func(c *config.Config) { c.RedisURL = "redis://x:6379/db" }, "REDIS_URL"},
 		{"timeout", func(c *config.Config) { c.Timeout = 0 }, "HANDLERS_TIMEOUT"},
 		{"shutdown timeout", func(c *config.Config) { c.ShutdownTimeout = -time.Second }, "HANDLERS_SHUTDOWN_TIMEOUT"},
+		{"history window too short", func(c *config.Config) { c.HistoryWindow = time.Millisecond }, "HISTORY_WINDOW"},
+		{"history window too long", func(c *config.Config) { c.HistoryWindow = 25 * time.Hour }, "HISTORY_WINDOW"},
+		{"history window negative", func(c *config.Config) { c.HistoryWindow = -time.Second }, "HISTORY_WINDOW"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -129,6 +132,10 @@ func TestValidate(t *testing.T) {
 	c.NATSURL = "nats://a:4222, tls://b:4222"
 	if err := c.Validate(); err != nil {
 		t.Fatalf("server list rejected: %v", err)
+	}
+	c.HistoryWindow = 0 // recovery off
+	if err := c.Validate(); err != nil {
+		t.Fatalf("HISTORY_WINDOW=0 rejected: %v", err)
 	}
 }
 

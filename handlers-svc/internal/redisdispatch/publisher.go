@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/switchboard/switchboard/proto"
+	"github.com/switchboard/switchboard/internal/streams"
 )
 
 // maxFlushCalls is the most calls one flush writes. A longer queue is
@@ -62,18 +63,18 @@ const (
 	leading                  // taken, and its caller is handed the lead
 )
 
-// call is one caller's publish: one PUBLISH, or several in one MULTI/EXEC
-// transaction.
+// call is one caller's publish: one call of the publish script, which
+// records and publishes one dispatch or several, all or none.
 type call struct {
-	ctx    context.Context
-	bodies [][]byte
-	state  callState
+	ctx   context.Context
+	keys  []string
+	args  []any
+	state callState
 	// err is the call's result, set by the leader that flushed it before
 	// it sends on wake.
 	err error
-	// cmds are the call's commands in the pipeline being flushed: a part
-	// of publisher.cmds.
-	cmds []redis.Cmder
+	// cmd is the call's command in the pipeline being flushed.
+	cmd *redis.StringSliceCmd
 	// wake gets one message per call: nil once err is set, or the batch
 	// whose lead the caller is handed (the call is its first element).
 	wake chan []*call
@@ -81,17 +82,17 @@ type call struct {
 
 var callPool = sync.Pool{New: func() any { return &call{wake: make(chan []*call, 1)} }}
 
-// publish writes bodies to proto.Channel: one PUBLISH, or for several a
-// MULTI/EXEC transaction that publishes all of them in order, or none. It
-// returns go-redis's error, or ctx's error when ctx ended first. A call
-// whose ctx ends before it is written is never written; one whose ctx ends
-// while its pipeline is in flight may still be published.
-func (p *publisher) publish(ctx context.Context, bodies ...[]byte) error {
+// publish runs the publish script with keys and args (scriptCall): it
+// records and publishes its dispatches in order, all or none. It returns
+// go-redis's error, or ctx's error when ctx ended first. A call whose ctx
+// ends before it is written is never written; one whose ctx ends while its
+// pipeline is in flight may still be published.
+func (p *publisher) publish(ctx context.Context, keys []string, args []any) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	c := callPool.Get().(*call)
-	c.ctx, c.bodies, c.err = ctx, bodies, nil
+	c.ctx, c.keys, c.args, c.err = ctx, keys, args, nil
 
 	p.mu.Lock()
 	if p.busy {
@@ -248,20 +249,8 @@ func (p *publisher) flush(batch []*call) error {
 		} else if d.After(last) {
 			last = d
 		}
-		first := len(cmds)
-		if len(c.bodies) == 1 {
-			cmds = append(cmds, redis.NewIntCmd(ctx, "publish", proto.Channel, c.bodies[0]))
-		} else {
-			// Inside MULTI, Redis answers QUEUED to each PUBLISH, which only
-			// the generic Cmd (of Do) accepts; EXEC answers with their
-			// results.
-			cmds = append(cmds, redis.NewCmd(ctx, "multi"))
-			for _, body := range c.bodies {
-				cmds = append(cmds, redis.NewCmd(ctx, "publish", proto.Channel, body))
-			}
-			cmds = append(cmds, redis.NewCmd(ctx, "exec"))
-		}
-		c.cmds = cmds[first:len(cmds):len(cmds)]
+		c.cmd = evalsha(ctx, c.keys, c.args)
+		cmds = append(cmds, c.cmd)
 	}
 	p.cmds = cmds
 	if len(cmds) == 0 {
@@ -286,8 +275,13 @@ func (p *publisher) flush(batch []*call) error {
 	}
 	// Every command carries its own result: go-redis sets the error of a
 	// failed round trip on each command it left without a reply.
-	_ = p.pipe.BatchProcess(ctx, cmds...)
-	_, err := p.pipe.Exec(ctx)
+	err := p.exec(ctx, cmds)
+	if _, answered := errors.AsType[redis.Error](err); (err == nil || answered) && p.reload(ctx, batch) {
+		// Redis lost its scripts (a restart, SCRIPT FLUSH): a call refused
+		// with NOSCRIPT ran nothing, so it is safe to send again, once the
+		// script is back.
+		err = p.exec(ctx, p.cmds)
+	}
 	// A round trip cut by that deadline means the callers ran out of time,
 	// not that Redis is unreachable: they end as their deadline would have
 	// ended them (timeout, not unavailable, and no outage logged), and the
@@ -295,21 +289,67 @@ func (p *publisher) flush(batch []*call) error {
 	// it.
 	outOfTime := err != nil && !deadline.IsZero() && isTimeout(err) && !time.Now().Before(deadline)
 	for _, c := range batch {
-		for _, cmd := range c.cmds {
-			if err := cmd.Err(); err != nil && c.err == nil {
-				c.err = err // a refused PUBLISH before EXECABORT: the first says why
-				if outOfTime && isTimeout(err) {
-					c.err = fmt.Errorf("%w: the round trip to Redis outlasted it (%w)", context.DeadlineExceeded, err)
-				}
+		if c.cmd == nil {
+			continue
+		}
+		if err := c.cmd.Err(); err != nil && c.err == nil {
+			c.err = err
+			if outOfTime && isTimeout(err) {
+				c.err = fmt.Errorf("%w: the round trip to Redis outlasted it (%w)", context.DeadlineExceeded, err)
 			}
 		}
-		c.cmds = nil
+		c.cmd = nil
 	}
 	clear(p.cmds) // let the commands and their bodies go
 	if _, answered := errors.AsType[redis.Error](err); err != nil && !answered && !outOfTime {
 		return err
 	}
 	return nil
+}
+
+// exec writes cmds in one pipeline and returns the pipeline's error.
+func (p *publisher) exec(ctx context.Context, cmds []redis.Cmder) error {
+	_ = p.pipe.BatchProcess(ctx, cmds...)
+	_, err := p.pipe.Exec(ctx)
+	return err
+}
+
+// reload loads the publish script again when a call of batch was refused
+// with NOSCRIPT, and leaves in p.cmds fresh commands for exactly those
+// calls. It reports whether there are any.
+func (p *publisher) reload(ctx context.Context, batch []*call) bool {
+	retry := p.cmds[:0]
+	for _, c := range batch {
+		if c.cmd != nil && isNoScript(c.cmd.Err()) {
+			if len(retry) == 0 {
+				if err := streams.PublishScript.Load(ctx, p.rdb).Err(); err != nil {
+					return false // the calls keep their NOSCRIPT error
+				}
+			}
+			c.cmd = evalsha(ctx, c.keys, c.args)
+			retry = append(retry, c.cmd)
+		}
+	}
+	p.cmds = retry
+	return len(retry) > 0
+}
+
+// evalsha returns the command that runs the publish script with keys and
+// args.
+func evalsha(ctx context.Context, keys []string, args []any) *redis.StringSliceCmd {
+	cmdArgs := make([]any, 0, 3+len(keys)+len(args))
+	cmdArgs = append(cmdArgs, "evalsha", streams.PublishScript.Hash(), len(keys))
+	for _, k := range keys {
+		cmdArgs = append(cmdArgs, k)
+	}
+	cmdArgs = append(cmdArgs, args...)
+	return redis.NewStringSliceCmd(ctx, cmdArgs...)
+}
+
+// isNoScript reports whether err is Redis's answer to a script it does not
+// have.
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
 // minFlushTime is the least time a round trip to Redis is given, however

@@ -4,21 +4,43 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/proto"
 )
 
-// Dispatcher publishes dispatch messages on proto.Channel.
+// Dispatcher records dispatches in the recovery streams and publishes them
+// on proto.Channel (docs/protocol.md sections 4 and 6).
 type Dispatcher struct {
-	pub  publisher
-	log  *zap.Logger // nil: outages are not logged here
-	down atomic.Bool // the last publish failed to reach Redis
+	pub    publisher
+	record bool          // Window > 0: dispatches to users and broadcasts are recorded
+	window time.Duration // how long recorded events are kept
+	ttl    time.Duration // how long a stream's meta outlives its last event
+	log    *zap.Logger   // nil: outages are not logged here
+	down   atomic.Bool   // the last publish failed to reach Redis
 }
+
+// Options tune a Dispatcher.
+type Options struct {
+	// Window is how long recorded events are kept for recovery
+	// (HISTORY_WINDOW); 0 turns recording off, and every dispatch is
+	// transient, as in v1.
+	Window time.Duration
+	// MetaTTL is how long a stream's epoch and top offset are kept after
+	// its last event or read (DefaultMetaTTL if 0). A client that comes
+	// back later starts over (recovered false).
+	MetaTTL time.Duration
+}
+
+// DefaultMetaTTL is the lifetime of a stream's meta after its last use.
+const DefaultMetaTTL = streams.MetaTTL
 
 var (
 	_ event.Dispatcher = (*Dispatcher)(nil)
@@ -33,7 +55,12 @@ var (
 // ContextTimeoutEnabled set on rdb, a round trip to Redis ends by the last
 // deadline of the dispatches it carries; without it, only by rdb's own
 // timeouts.
-func New(rdb *redis.Client) *Dispatcher { return &Dispatcher{pub: newPublisher(rdb)} }
+func New(rdb *redis.Client, opts Options) *Dispatcher {
+	if opts.MetaTTL <= 0 {
+		opts.MetaTTL = DefaultMetaTTL
+	}
+	return &Dispatcher{pub: newPublisher(rdb), record: opts.Window > 0, window: opts.Window, ttl: opts.MetaTTL}
+}
 
 // LogOutages makes d log when Redis stops taking its dispatches and when it
 // takes them again, once per change rather than once per failed dispatch
@@ -65,11 +92,11 @@ func (d *Dispatcher) ToUsers(ctx context.Context, users []string, name string, a
 	if len(users) == 0 {
 		return checkOnly(name, args)
 	}
-	body, err := encode(&proto.Dispatch{Event: name, Users: users}, args)
+	u, err := d.encode(&proto.Dispatch{Event: name, Users: users}, args)
 	if err != nil {
 		return err
 	}
-	return d.publish(ctx, body)
+	return d.publish(ctx, u)
 }
 
 // ToConns publishes the event for each of conns.
@@ -77,43 +104,43 @@ func (d *Dispatcher) ToConns(ctx context.Context, conns []string, name string, a
 	if len(conns) == 0 {
 		return checkOnly(name, args)
 	}
-	body, err := encode(&proto.Dispatch{Event: name, Conns: conns}, args)
+	u, err := d.encode(&proto.Dispatch{Event: name, Conns: conns}, args)
 	if err != nil {
 		return err
 	}
-	return d.publish(ctx, body)
+	return d.publish(ctx, u)
 }
 
 // Broadcast publishes the event for every socket of every gateway worker.
 func (d *Dispatcher) Broadcast(ctx context.Context, name string, args any) error {
-	body, err := encode(&proto.Dispatch{Event: name, Broadcast: true}, args)
+	u, err := d.encode(&proto.Dispatch{Event: name, Broadcast: true}, args)
 	if err != nil {
 		return err
 	}
-	return d.publish(ctx, body)
+	return d.publish(ctx, u)
 }
 
 // Batch runs fn with a Dispatcher that collects its dispatches, then
-// publishes them in one MULTI/EXEC transaction: every gateway worker gets
-// all of them, in order, or none is published. The transaction may share a
+// records and publishes them in one script call: every gateway worker gets
+// all of them, in order, or none is published. The call may share a
 // pipeline with other callers' publishes; nothing comes between its own.
 func (d *Dispatcher) Batch(ctx context.Context, fn func(event.Dispatcher) error) error {
-	var b batch
+	b := batch{d: d}
 	if err := fn(&b); err != nil {
 		return err
 	}
-	switch len(b.bodies) {
-	case 0:
+	if len(b.units) == 0 {
 		return nil
-	case 1:
-		return d.publish(ctx, b.bodies[0])
 	}
-	return d.observe(ctx, d.pub.publish(ctx, b.bodies...))
+	return d.publish(ctx, b.units...)
 }
 
 // batch collects encoded dispatches for Batch. It is used by one handler
 // call at a time, so it needs no lock.
-type batch struct{ bodies [][]byte }
+type batch struct {
+	d     *Dispatcher
+	units []*streams.Unit
+}
 
 func (b *batch) ToUsers(_ context.Context, users []string, name string, args any) error {
 	if len(users) == 0 {
@@ -134,19 +161,19 @@ func (b *batch) Broadcast(_ context.Context, name string, args any) error {
 }
 
 func (b *batch) add(msg *proto.Dispatch, args any) error {
-	body, err := encode(msg, args)
+	u, err := b.d.encode(msg, args)
 	if err != nil {
 		return err
 	}
-	b.bodies = append(b.bodies, body)
+	b.units = append(b.units, u)
 	return nil
 }
 
 // checkOnly reports the programming errors a dispatch to nobody would have
 // had, so they do not hide until the list is non-empty.
 func checkOnly(name string, args any) error {
-	if !proto.ValidEventName(name) {
-		return fmt.Errorf("dispatch: invalid event name %q", name)
+	if err := checkName(name); err != nil {
+		return err
 	}
 	if _, err := event.EncodeArgs(args); err != nil {
 		return fmt.Errorf("dispatch %s: %w", name, err)
@@ -154,13 +181,26 @@ func checkOnly(name string, args any) error {
 	return nil
 }
 
-// encode checks msg's event name and args and returns the JSON body of the
-// dispatch. Its errors are programming errors, not outages, but for args
-// over proto.MaxDispatchArgs: bad_request, the answer to the request that
-// asked for them.
-func encode(msg *proto.Dispatch, args any) ([]byte, error) {
-	if !proto.ValidEventName(msg.Event) {
-		return nil, fmt.Errorf("dispatch: invalid event name %q", msg.Event)
+// checkName refuses an event name no dispatch may have: an invalid one, or
+// one of the gateway's own events (docs/protocol.md section 2).
+func checkName(name string) error {
+	if !proto.ValidEventName(name) {
+		return fmt.Errorf("dispatch: invalid event name %q", name)
+	}
+	if proto.Reserved(name) {
+		return fmt.Errorf("dispatch: event name %q is the gateway's own", name)
+	}
+	return nil
+}
+
+// encode checks msg's event name and args and returns its unit of a
+// publish script call. A user named twice is recorded once. Its errors are
+// programming errors, not outages, but for args over
+// proto.MaxDispatchArgs: bad_request, the answer to the request that asked
+// for them.
+func (d *Dispatcher) encode(msg *proto.Dispatch, args any) (*streams.Unit, error) {
+	if err := checkName(msg.Event); err != nil {
+		return nil, err
 	}
 	raw, err := event.EncodeArgs(args)
 	if err != nil {
@@ -170,12 +210,51 @@ func encode(msg *proto.Dispatch, args any) ([]byte, error) {
 		return nil, event.BadRequest("dispatch %s: its args are %d bytes, more than the %d allowed", msg.Event, len(raw), proto.MaxDispatchArgs)
 	}
 	msg.Args = raw
-	return proto.AppendDispatch(make([]byte, 0, 128+len(raw)), msg), nil
+	msg.Users = uniq(msg.Users)
+	return streams.NewUnit(msg, d.record), nil
 }
 
-// publish sends body on proto.Channel using ctx.
-func (d *Dispatcher) publish(ctx context.Context, body []byte) error {
-	return d.observe(ctx, d.pub.publish(ctx, body))
+// uniq returns users without repeats, in order; it copies only when there
+// are some.
+func uniq(users []string) []string {
+	if len(users) > 16 {
+		seen := make(map[string]struct{}, len(users))
+		var out []string
+		for i, u := range users {
+			if _, dup := seen[u]; dup {
+				if out == nil {
+					out = slices.Clone(users[:i])
+				}
+				continue
+			}
+			seen[u] = struct{}{}
+			if out != nil {
+				out = append(out, u)
+			}
+		}
+		if out == nil {
+			return users
+		}
+		return out
+	}
+	for i := 1; i < len(users); i++ {
+		if slices.Contains(users[:i], users[i]) {
+			out := slices.Clone(users[:i])
+			for _, u := range users[i+1:] {
+				if !slices.Contains(out, u) {
+					out = append(out, u)
+				}
+			}
+			return out
+		}
+	}
+	return users
+}
+
+// publish records and publishes units in one script call using ctx.
+func (d *Dispatcher) publish(ctx context.Context, units ...*streams.Unit) error {
+	keys, args := streams.PublishCall(units, d.window, d.ttl)
+	return d.observe(ctx, d.pub.publish(ctx, keys, args))
 }
 
 // publishError turns a failure to reach Redis into an *event.Error with

@@ -20,7 +20,7 @@ func TestOversizedDispatchAttack(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	rdb := newClient(t, srv.Addr())
 	ps := subscribe(t, rdb)
-	d := redisdispatch.New(rdb)
+	d := redisdispatch.New(rdb, redisdispatch.Options{})
 	ctx := context.Background()
 	// A JSON string of n bytes, quotes included.
 	args := func(n int) json.RawMessage { return json.RawMessage(`"` + strings.Repeat("x", n-2) + `"`) }

@@ -7,12 +7,36 @@ export interface Frame<A = unknown> {
   id: string;
   args?: A;
   ref?: string;
+  /** The position of a recoverable event in the user's stream (docs/protocol.md section 6). */
+  pos?: string;
+  /** The position of a recoverable event in the broadcast stream. */
+  bpos?: string;
 }
 
 /** Args of the "connected" frame, sent on every (re)connection. */
 export interface Connected {
   conn: string;
   worker: number;
+  /** Where this socket starts in the user's stream; absent when the gateway keeps no history (HISTORY_WINDOW=0). */
+  pos?: string;
+  /** Where this socket starts in the broadcast stream. */
+  bpos?: string;
+  /** Only on a resume: whether every event after the client's positions follows. */
+  recovered?: boolean;
+  /** Only on a resume: how many events are replayed. */
+  missed?: number;
+}
+
+/**
+ * Args of the "resync" frame: the gateway could not fill a gap in a stream
+ * and carries on after pos (the user's stream) or bpos (the broadcast
+ * stream). Events were lost: reload the app's state.
+ */
+export interface Resync {
+  pos?: string;
+  bpos?: string;
+  /** Why, for a person. */
+  reason: string;
 }
 
 export type State = "connecting" | "open" | "closed";
@@ -32,6 +56,15 @@ export interface StateInfo {
   /** The worker index and connection id ("open"). */
   worker?: number;
   conn?: string;
+  /**
+   * Only when this connection resumed ("open"): true when every event after
+   * the client's positions follows, in order, before any newer one; false
+   * when none does (the window passed, too many were missed, the gateway
+   * lost its store or keeps none): reload the app's state.
+   */
+  recovered?: boolean;
+  /** With recovered, when the gateway says: how many events it replays. */
+  missed?: number;
 }
 
 /**
@@ -49,11 +82,6 @@ export interface SwitchboardError extends Error {
 }
 
 /**
- * Options of connect. The millisecond options take numbers above 0 (connect
- * throws a RangeError otherwise); undefined or null means the default, and
- * more than 2^31-1 ms (about 24.8 days, Infinity included) is clamped to it.
- */
-/**
  * What the client uses of a WebSocket: the browser's, Node's and the ws
  * package's all fit. Event handlers get an object with data (message) or
  * code and reason (close).
@@ -66,13 +94,32 @@ export interface SocketLike {
   onerror: ((ev: any) => void) | null;
 }
 
+/** What the client uses of a Storage: sessionStorage fits. */
+export interface StorageLike {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+  removeItem(key: string): void;
+}
+
+/**
+ * Options of connect. The millisecond options take numbers above 0 (connect
+ * throws a RangeError otherwise); undefined or null means the default, and
+ * more than 2^31-1 ms (about 24.8 days, Infinity included) is clamped to it.
+ */
 export interface ConnectOptions {
   /** ws:// or wss:// URL of the gateway's /socket; http(s) and, in a browser, relative URLs work too. */
   url: string;
-  /** A JWT; sent as ?token=. */
+  /** A JWT; sent as ?token=. The client reads its sub (unchecked) only to resume that user's streams alone. */
   token?: string;
-  /** Called before every connection attempt for a fresh token; wins over token. */
+  /** Called before every connection attempt for a fresh token; wins over token. Needed for tokens that expire (close 4001). */
   getToken?: () => string | Promise<string>;
+  /**
+   * Extension: where to keep the client's positions, per user and url, so
+   * that a reloaded page resumes where it left off: sessionStorage (one per
+   * tab). Without it they live as long as the client. Give each storage one
+   * client per user and url.
+   */
+  storage?: StorageLike;
   /** Milliseconds an emit waits for its ack, the wait for a connection included. Default 10000. */
   ackTimeout?: number;
   /** A WebSocket constructor, where globalThis.WebSocket is missing: Node's, or the ws package's. */
@@ -94,6 +141,8 @@ export interface ConnectOptions {
 export interface Client {
   /** Subscribes to a server event by name ("connected" on every (re)connection); returns the unsubscribe function. */
   on(event: "connected", handler: (args: Connected, frame: Frame<Connected>) => void): () => void;
+  /** "resync": events of a stream were lost on this socket; the client carries on after the new position. Reload the app's state. */
+  on(event: "resync", handler: (args: Resync, frame: Frame<Resync>) => void): () => void;
   on<A = any>(event: string, handler: (args: A, frame: Frame<A>) => void): () => void;
   /** Calls handler with the current state at once, then on every change ("connecting" once per attempt); returns the unsubscribe function. */
   onState(handler: (state: State, info: StateInfo) => void): () => void;
@@ -106,5 +155,11 @@ export interface Client {
   close(): void;
 }
 
-/** Starts connecting at once and reconnects by itself until close() or a refused token. */
+/**
+ * Starts connecting at once and reconnects by itself until close() or a
+ * refused token, resuming its streams every time: an event already handed
+ * to the app (same epoch, offset not after the last one) is dropped.
+ * A close 4001 (token expired) or 1008 slow consumer is retried at once,
+ * every other close after the back-off.
+ */
 export function connect(opts: ConnectOptions): Client;

@@ -4,8 +4,13 @@
 //   const sb = connect({ url: "ws://localhost:7999/socket", token });
 //   sb.on("message", (args, frame) => {});
 //   sb.onState((state, info) => {});
+//   sb.on("resync", (args) => {}); // events were lost: reload the app's state
 //   await sb.emit("sendMessage", { to: "bob", text: "hi" });
 //   sb.close();
+//
+// It keeps its place in the user's streams and resumes there on every
+// reconnect (docs/protocol.md section 6); with storage: sessionStorage, a
+// reloaded page resumes too.
 //
 // The wire contract is docs/protocol.md (v2); client.d.ts beside this file types it.
 
@@ -43,6 +48,7 @@ class Client {
   #events = new Map(); // event name -> Set of handlers
   #stateHandlers = new Set();
   #stateInfo = {};
+  #cursor; // where the app is in its streams
 
   constructor(opts) {
     if (!opts || typeof opts.url !== "string" || opts.url === "") {
@@ -54,6 +60,11 @@ class Client {
     if (typeof this.#WS !== "function") {
       throw new TypeError("switchboard: no WebSocket: pass opts.WebSocket (Node 20 without --experimental-websocket)");
     }
+    const storage = opts.storage ?? null;
+    if (storage !== null && !["getItem", "setItem", "removeItem"].every((m) => typeof storage[m] === "function")) {
+      throw new TypeError("switchboard: storage must have getItem, setItem and removeItem, like sessionStorage");
+    }
+    this.#cursor = new Cursor(storage);
     if (typeof globalThis.addEventListener === "function") {
       // A browser that comes back online, or restores the page from its
       // back/forward cache, need not wait out the back-off.
@@ -198,8 +209,12 @@ class Client {
       if (stale()) return;
     }
     let url;
+    let base; // the URL without parameters: with the user, it names the stored positions
+    let resume;
     try {
-      url = socketURL(this.#opts.url, token);
+      base = socketURL(this.#opts.url, {});
+      resume = this.#cursor.resume(tokenUser(token), base);
+      url = socketURL(this.#opts.url, { token, ...resume });
     } catch (err) {
       this.#fail(`bad url: ${err.message}`, 0);
       return;
@@ -223,15 +238,22 @@ class Client {
         greetedAt = Date.now();
         clearTimeout(this.#connectTimer);
         this.#connectTimer = null;
+        const args = frame.args ?? {};
+        this.#cursor.start(typeof frame.id === "string" ? frame.id : null, base, args);
         // The emits that waited go first, before any a state listener makes.
         for (const p of this.#pending.values()) if (!p.sent) this.#send(p);
-        this.#setState("open", { worker: frame.args?.worker, conn: frame.args?.conn });
+        const info = { worker: args.worker, conn: args.conn };
+        if (typeof args.recovered === "boolean") info.recovered = args.recovered;
+        else if (resume.resume || resume.bresume) info.recovered = false; // a gateway that ignored the resume replayed nothing
+        if (Number.isInteger(args.missed)) info.missed = args.missed;
+        this.#setState("open", info);
       }
       this.#dispatch(frame);
     };
     // lost ends this socket once, however it ended; probe says whether a
-    // refused upgrade is possible (not when the client gave up on it).
-    const lost = (why, code, probe = true) => {
+    // refused upgrade is possible (not when the client gave up on it), now
+    // whether the close asks the client to come back at once.
+    const lost = (why, code, probe = true, now = false) => {
       if (this.#ws !== ws) return; // handled already
       this.#ws = null;
       this.#abandon = null;
@@ -246,7 +268,7 @@ class Client {
         // is greeted and dropped at once (a gateway in trouble) must not
         // bring every client back twice a second.
         if (Date.now() - greetedAt >= this.#opts.stableAfter) this.#attempt = 0;
-        this.#retry(why, code);
+        this.#retry(why, code, now);
         return;
       }
       // Closed before the gateway greeted us: the upgrade may have been
@@ -264,7 +286,7 @@ class Client {
         else this.#retry(why, code);
       });
     };
-    ws.onclose = (ev) => lost(ev.reason ? `closed ${ev.code}: ${ev.reason}` : `closed ${ev.code}`, ev.code);
+    ws.onclose = (ev) => lost(ev.reason ? `closed ${ev.code}: ${ev.reason}` : `closed ${ev.code}`, ev.code, true, atOnce(ev.code, ev.reason));
     this.#abandon = (why) => {
       lost(why, undefined, false);
       try {
@@ -309,9 +331,12 @@ class Client {
         return;
       }
     }
+    if (this.#cursor.seen(frame)) return; // handed to the app already
     const set = this.#events.get(frame.event);
-    if (!set) return;
-    for (const { handler } of [...set]) safeCall(handler, frame.args, frame);
+    if (set) for (const { handler } of [...set]) safeCall(handler, frame.args, frame);
+    // Only once the app has it does the client count an event processed; a
+    // resync moves the client to where the gateway carries on.
+    this.#cursor.advance(frame.event === "resync" ? frame.args : frame);
   }
 
   #failPending(which, code, message) {
@@ -326,12 +351,14 @@ class Client {
   // #retry schedules the next attempt with exponential back-off and full
   // jitter: attempt n (from 1) waits a random time up to
   // min(max, min * 2^(n-1)), so the first within minReconnectDelay, and
-  // clients dropped together do not come back together.
-  #retry(reason, code) {
+  // clients dropped together do not come back together. now asks for no
+  // wait (a close that lost nothing but the socket); granted to the first
+  // attempt only, so a socket closed again and again still backs off.
+  #retry(reason, code, now = false) {
     this.#stop();
     const { minReconnectDelay: lo, maxReconnectDelay: hi } = this.#opts;
     const ceiling = Math.min(hi, lo * 2 ** Math.min(this.#attempt, 30));
-    const delay = Math.round(Math.random() * ceiling);
+    const delay = now && this.#attempt === 0 ? 0 : Math.round(Math.random() * ceiling);
     this.#attempt++;
     this.#setState("connecting", { reason, code, attempt: this.#attempt, delay });
     this.#timer = setTimeout(() => this.#open(), delay);
@@ -372,6 +399,122 @@ class Client {
   }
 }
 
+// Cursor is where the app is in its streams (docs/protocol.md section 6):
+// the position of the last recoverable event handed to it, in the user's
+// stream ("pos") and the broadcast stream ("bpos"), and whose streams they
+// are. With a storage it keeps them there as well, per user and URL, so a
+// reloaded page resumes where it left off.
+class Cursor {
+  #storage;
+  #user = null; // the user of the last "connected": the positions are this user's
+  #key = null; // where #user's positions are stored
+  #at = {}; // "pos" and "bpos" -> the last position processed
+  #sent = null; // {user, at}: the positions the current socket resumed from
+
+  constructor(storage) {
+    this.#storage = storage;
+  }
+
+  /**
+   * resume returns the query parameters that resume user's streams at url
+   * ({resume, bresume}, those known), none when the user is unknown: a
+   * token never carries another user's positions.
+   */
+  resume(user, url) {
+    this.#sent = null;
+    if (user === null) return {};
+    const at = user === this.#user ? this.#at : this.#load(storageKey(url, user));
+    this.#sent = { user, at };
+    return { resume: at.pos, bresume: at.bpos };
+  }
+
+  /**
+   * start sets where a socket of user starts: the positions of its
+   * "connected", or those it resumed from where they are later in the same
+   * epoch (what the app has, it keeps).
+   */
+  start(user, url, args) {
+    const had = this.#sent?.user === user ? this.#sent.at : {};
+    this.#user = user;
+    this.#key = user === null ? null : storageKey(url, user);
+    this.#at = {};
+    for (const k of STREAMS) {
+      if (isPos(args[k])) this.#at[k] = notAfter(args[k], had[k]) ? had[k] : args[k];
+    }
+    this.#save();
+  }
+
+  /**
+   * seen reports whether the frame's event was handed to the app already:
+   * its position is in the same epoch as the last one processed, at or
+   * before it. A position the client cannot parse is opaque: never seen.
+   */
+  seen(frame) {
+    return STREAMS.some((k) => notAfter(frame[k], this.#at[k]));
+  }
+
+  /** advance moves to the positions src carries: a processed event's, or a resync's args. */
+  advance(src) {
+    let moved = false;
+    for (const k of STREAMS) {
+      if (!isPos(src?.[k])) continue;
+      this.#at[k] = src[k];
+      moved = true;
+    }
+    if (moved) this.#save();
+  }
+
+  #load(key) {
+    if (!this.#storage) return {};
+    try {
+      const saved = JSON.parse(this.#storage.getItem(key) ?? "{}");
+      return Object.fromEntries(STREAMS.filter((k) => isPos(saved?.[k])).map((k) => [k, saved[k]]));
+    } catch {
+      return {}; // unreadable: start afresh
+    }
+  }
+
+  #save() {
+    if (!this.#storage || this.#key === null) return;
+    try {
+      if (Object.keys(this.#at).length) this.#storage.setItem(this.#key, JSON.stringify(this.#at));
+      else this.#storage.removeItem(this.#key);
+    } catch {
+      // Full or forbidden: the client still resumes, only not after a reload.
+    }
+  }
+}
+
+// STREAMS names the position of each stream, in frames and connected's args.
+const STREAMS = ["pos", "bpos"];
+
+// isPos reports whether p can be a position: a string of 1 to 128 characters.
+function isPos(p) {
+  return typeof p === "string" && p.length > 0 && p.length <= 128;
+}
+
+// parsePos reads a position "<epoch>.<ms>-<off>" as {epoch, off}, or null:
+// positions are opaque on the wire, and one that does not parse is passed
+// on as it is.
+function parsePos(p) {
+  const m = typeof p === "string" ? /^([0-9a-z]{1,32})\.\d{1,20}-(\d{1,20})$/.exec(p) : null;
+  const off = m ? Number(m[2]) : NaN;
+  return Number.isSafeInteger(off) ? { epoch: m[1], off } : null;
+}
+
+// notAfter reports whether position p is in the same epoch as last, at or
+// before it; false when either does not parse.
+function notAfter(p, last) {
+  const a = parsePos(p);
+  const b = parsePos(last);
+  return a !== null && b !== null && a.epoch === b.epoch && a.off <= b.off;
+}
+
+// storageKey names the stored positions of user at url (a URL has no spaces).
+function storageKey(url, user) {
+  return `switchboard ${url} ${user}`;
+}
+
 // MAX_TIMER is the longest delay setTimeout honours: a longer one, Infinity
 // included, fires at once.
 const MAX_TIMER = 2 ** 31 - 1;
@@ -386,13 +529,38 @@ function duration(name, value, def) {
   return Math.min(value, MAX_TIMER);
 }
 
-function socketURL(url, token) {
+// socketURL resolves url (against the page, in a browser) to a ws: or wss:
+// URL with those query parameters of params that are set.
+function socketURL(url, params) {
   const base = globalThis.location?.href;
   const u = base ? new URL(url, base) : new URL(url);
   if (u.protocol === "http:") u.protocol = "ws:";
   if (u.protocol === "https:") u.protocol = "wss:";
-  if (token) u.searchParams.set("token", token);
+  for (const [name, value] of Object.entries(params)) if (value) u.searchParams.set(name, value);
   return u.href;
+}
+
+// atOnce reports whether a close asks the client to come back at once: its
+// token expired (4001), or it read too slowly (1008 slow consumer). Either
+// way only the socket is lost, not the events: the client resumes.
+function atOnce(code, reason) {
+  return code === 4001 || (code === 1008 && typeof reason === "string" && reason.startsWith("slow consumer"));
+}
+
+// tokenUser returns the user id (sub) a JWT names, read without checking
+// the token (the gateway does that), or null when the client cannot read
+// one: it only decides whose positions the client may send with it.
+function tokenUser(token) {
+  const payload = typeof token === "string" ? token.split(".")[1] : undefined;
+  if (!payload) return null;
+  try {
+    const b64 = payload.replace(/-/g, "+").replace(/_/g, "/");
+    const bytes = Uint8Array.from(atob(b64 + "===".slice((b64.length + 3) % 4)), (c) => c.charCodeAt(0));
+    const sub = JSON.parse(new TextDecoder().decode(bytes))?.sub;
+    return typeof sub === "string" && sub !== "" ? sub : null;
+  } catch {
+    return null;
+  }
 }
 
 function parseFrame(data) {

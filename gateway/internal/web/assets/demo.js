@@ -2,9 +2,15 @@
 import { connect } from "/client.js";
 
 const $ = (id) => document.getElementById(id);
-const STORE = "switchboard-demo-user"; // per tab: sessionStorage
+// Per tab, in sessionStorage: the user, the messages shown (so a reload
+// shows them again) and, kept by the client, its place in the user's stream
+// (so a reload resumes there and gets what arrived while it was away).
+const STORE = "switchboard-demo-user";
+const shownKey = (user) => `switchboard-demo-messages ${user}`;
+const KEEP = 200; // messages kept for a reload
 
 let sb = null;
+let shown = []; // [{kind, m}], the messages shown, oldest first
 const seen = new Set(); // "kind:msg_id" shown already
 
 function setStatus(state, info = {}) {
@@ -21,6 +27,14 @@ function setStatus(state, info = {}) {
     document.body.dataset.conn = info.conn ?? "";
     $("worker").textContent = `worker ${info.worker}`;
     $("worker").classList.remove("muted");
+    // Present after a resume only: then the page says how it went.
+    document.body.dataset.recovered = String(info.recovered ?? "");
+    document.body.dataset.missed = String(info.missed ?? "");
+    if (info.recovered === false) {
+      notice("warn", "Messages sent while this tab was away could not be recovered: some may be missing.");
+    } else if (info.recovered && info.missed > 0) {
+      notice("ok", `Recovered ${info.missed} missed message${info.missed === 1 ? "" : "s"}.`);
+    }
   } else {
     $("worker").classList.add("muted");
   }
@@ -31,9 +45,31 @@ function showError(el, msg) {
   el.hidden = !msg;
 }
 
+// notice shows what the page knows about messages it may have missed, until
+// the next notice or a click; kind "ok" or "warn", or none to hide it.
+function notice(kind, text = "") {
+  const el = $("notice");
+  el.dataset.kind = kind ?? "";
+  el.textContent = text;
+  el.hidden = !text;
+}
+
 function addMessage(kind, m) {
+  if (!showMessage(kind, m)) return;
+  shown.push({ kind, m });
+  shown = shown.slice(-KEEP);
+  try {
+    sessionStorage.setItem(shownKey(document.body.dataset.user), JSON.stringify(shown));
+  } catch {
+    // full: a reload shows fewer
+  }
+}
+
+// showMessage adds a message bubble, unless it is shown already; it
+// reports whether it added one.
+function showMessage(kind, m) {
   const key = `${kind}:${m.msg_id}`;
-  if (seen.has(key)) return;
+  if (seen.has(key)) return false;
   seen.add(key);
   const list = $("messages");
   list.querySelector(".empty")?.remove();
@@ -51,6 +87,7 @@ function addMessage(kind, m) {
   li.append(meta, body);
   list.append(li);
   list.scrollTop = list.scrollHeight;
+  return true;
 }
 
 async function fetchToken(user) {
@@ -73,24 +110,35 @@ async function join(user) {
   $("me").textContent = user;
   $("login").hidden = true;
   $("chat").hidden = false;
+  try {
+    shown = JSON.parse(sessionStorage.getItem(shownKey(user)) ?? "[]");
+    for (const { kind, m } of shown) showMessage(kind, m);
+  } catch {
+    shown = [];
+  }
   const url = new URL("/socket", location.href);
-  sb = connect({ url: url.href, getToken: () => fetchToken(user) });
+  sb = connect({ url: url.href, getToken: () => fetchToken(user), storage: sessionStorage });
   sb.onState(setStatus);
   sb.on("message", (m) => addMessage("in", m));
   sb.on("message_sent", (m) => addMessage("sent", m));
+  sb.on("resync", (r) => notice("warn", `Some messages were lost on the way (${r.reason}): this list may be incomplete.`));
   $("to").focus();
 }
 
 function leave() {
   sb?.close();
   sb = null;
-  sessionStorage.removeItem(STORE);
+  sessionStorage.clear(); // the user, the messages and the client's place: the next user starts afresh
+  shown = [];
   seen.clear();
+  notice();
   $("messages").replaceChildren(Object.assign(document.createElement("li"), {
     className: "empty", textContent: "No messages yet. Send one to another user, e.g. bob.",
   }));
   delete document.body.dataset.worker;
   delete document.body.dataset.conn;
+  delete document.body.dataset.recovered;
+  delete document.body.dataset.missed;
   setStatus("idle");
   $("worker").textContent = "worker –";
   $("chat").hidden = true;
@@ -105,6 +153,7 @@ $("login-form").addEventListener("submit", (ev) => {
 });
 
 $("logout").addEventListener("click", leave);
+$("notice").addEventListener("click", () => notice());
 
 $("send-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();

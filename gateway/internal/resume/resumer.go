@@ -1,0 +1,395 @@
+package resume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/switchboard/switchboard/internal/backoff"
+	"github.com/switchboard/switchboard/internal/streams"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// Reasons of a resync frame, and of a resume that did not recover.
+const (
+	ReasonStoreLost = "store lost events"              // another epoch: Redis lost data
+	ReasonExpired   = "missed events expired"          // past the history window
+	ReasonTooMany   = "too many missed events"         // over GATEWAY_MAX_REPLAY
+	ReasonInvalid   = "unknown position"               // not a position, or ahead of the stream
+	reasonOff       = "recovery is off on the gateway" // HISTORY_WINDOW=0
+)
+
+// Outcomes of a resume, for Recorder.Resumed.
+const (
+	OutcomeRecovered = "recovered"
+	OutcomeStoreLost = "store_lost"
+	OutcomeExpired   = "expired"
+	OutcomeTooMany   = "too_many"
+	OutcomeInvalid   = "invalid_position"
+)
+
+// Recorder counts what the resumer does, for metrics. It is called with
+// sockets' locks held, so it must be cheap and must not block.
+type Recorder interface {
+	Resumed(outcome string, missed int) // a connect with a resume position
+	Healed(events int)                  // a gap on a live socket filled
+	Resynced(reason string)             // a gap that could not be filled
+	Duplicate()                         // an event a socket already had, dropped
+	TransientDropped()                  // a transient event dropped while a socket held frames
+}
+
+// Config tunes a Resumer.
+type Config struct {
+	// Enabled turns recovery on (HISTORY_WINDOW > 0): positions are
+	// tracked, resumes read the streams. Off, every event is transient.
+	Enabled bool
+	// MaxReplay is the most events one resume replays (GATEWAY_MAX_REPLAY)
+	// and the largest gap healed in place.
+	MaxReplay int
+	// HeldFrames and HeldBytes bound what a socket holds while it reads;
+	// past them it reads its streams again afterwards.
+	HeldFrames int
+	HeldBytes  int
+	// Readers is how many sockets are read for at once after connect.
+	Readers int
+}
+
+// DefaultConfig is the configuration of the contract's defaults.
+func DefaultConfig() Config {
+	return Config{Enabled: true, MaxReplay: 1000, HeldFrames: 1000, HeldBytes: 1 << 20, Readers: 16}
+}
+
+// Resumer places sockets in their streams and keeps them there: it resumes
+// a socket at connect, fills gaps on live sockets, and checks every socket
+// after the fan-out (re)subscribed. See the package doc for its
+// concurrency.
+type Resumer struct {
+	cfg     Config
+	enabled bool
+	rdb     *redis.Client
+	rec     Recorder
+	log     *zap.Logger
+
+	mu      sync.Mutex
+	queue   []*Socket     // sockets waiting for a read
+	wake    chan struct{} // one token: the queue grew
+	stopped bool
+	sweep   chan struct{} // one token: a sweep is due
+}
+
+// New returns a Resumer reading with rdb. Run must run for gaps to be
+// filled.
+func New(rdb *redis.Client, cfg Config, rec Recorder, log *zap.Logger) *Resumer {
+	if cfg.Readers < 1 {
+		cfg.Readers = 1
+	}
+	return &Resumer{cfg: cfg, enabled: cfg.Enabled, rdb: rdb, rec: rec, log: log,
+		wake: make(chan struct{}, 1), sweep: make(chan struct{}, 1)}
+}
+
+// NewSocket returns the Socket of conn. Until Connect it holds every frame
+// offered, so register it for delivery first, then call Connect.
+func (r *Resumer) NewSocket(conn Conn) *Socket {
+	return &Socket{conn: conn, r: r, holding: true}
+}
+
+// ErrUnavailable is Connect's error when the streams cannot be read.
+var ErrUnavailable = errors.New("resume: the recovery store cannot be read")
+
+// Connect places s in its streams and sends its "connected" frame
+// (docs/protocol.md sections 2 and 6) with conn id and worker: after the
+// positions resume and bresume when the client gave them (the wire form;
+// "" for none) and they can be recovered, with the events missed since
+// following it; otherwise at the streams' tops. Then the frames s held
+// meanwhile go out. It fails with ErrUnavailable, having sent nothing,
+// when Redis cannot be read: close the socket, the client comes back.
+func (r *Resumer) Connect(ctx context.Context, s *Socket, worker int, resume, bresume string) error {
+	c := proto.Connected{Conn: s.conn.ID(), Worker: worker}
+	if !r.enabled {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.conn.Send(proto.AppendConnectedFrame(nil, s.conn.User(), &c))
+		for _, f := range s.held {
+			s.conn.Send(f.frame) // every event is transient
+		}
+		s.held, s.heldN, s.holding = nil, 0, false
+		return nil
+	}
+	asked := [2]string{resume, bresume}
+	var from [2]proto.Pos
+	var valid [2]bool
+	qs := make([]streams.Query, 2)
+	for st := streams.UserStream; st <= streams.BroadcastStream; st++ {
+		from[st], valid[st] = proto.ParsePos(asked[st])
+		qs[st] = streams.Query{Stream: st, User: s.conn.User(), From: from[st], After: valid[st], Max: r.cfg.MaxReplay}
+	}
+	res, err := streams.Read(ctx, r.rdb, qs)
+	if err != nil {
+		r.log.Warn("cannot read the recovery streams for a new socket", zap.String("user", s.conn.User()),
+			zap.String("conn", s.conn.ID()), zap.Error(err))
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+
+	// Recovered only if every stream asked for is: then everything after
+	// both positions follows. Otherwise nothing is replayed.
+	resumed := asked[streams.UserStream] != "" || asked[streams.BroadcastStream] != ""
+	outcome, missed := OutcomeRecovered, 0
+	for st := streams.UserStream; st <= streams.BroadcastStream; st++ {
+		if asked[st] == "" {
+			continue
+		}
+		if o := recoverable(from[st], valid[st], res[st], r.cfg.MaxReplay-missed); o != OutcomeRecovered {
+			outcome = o
+			break
+		}
+		missed += len(res[st].Entries)
+	}
+	recovered := resumed && outcome == OutcomeRecovered
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for st := streams.UserStream; st <= streams.BroadcastStream; st++ {
+		start := res[st].Top
+		if recovered && asked[st] != "" {
+			start = from[st]
+		}
+		s.cur[st] = cursor{pos: start, known: true}
+	}
+	c.Pos, c.BPos = s.cur[streams.UserStream].pos.String(), s.cur[streams.BroadcastStream].pos.String()
+	if resumed {
+		n := 0
+		if recovered {
+			n = missed
+		}
+		c.Recovered, c.Missed = &recovered, &n
+		r.rec.Resumed(outcome, n)
+	}
+	s.conn.Send(proto.AppendConnectedFrame(nil, s.conn.User(), &c))
+	if recovered {
+		for st := streams.UserStream; st <= streams.BroadcastStream; st++ {
+			for _, e := range res[st].Entries {
+				s.sendEntry(st, e)
+			}
+		}
+	}
+	r.settle(s, [2]bool{true, true})
+	return nil
+}
+
+// recoverable says whether a resume from `from` (valid: it parsed) can be
+// recovered from res with at most max events: the outcome.
+func recoverable(from proto.Pos, valid bool, res streams.Result, max int) string {
+	switch {
+	case !valid || (from.Epoch == res.Top.Epoch && from.Off > res.Top.Off):
+		return OutcomeInvalid
+	case from.Epoch != res.Top.Epoch:
+		return OutcomeStoreLost
+	case res.Top.Off == from.Off:
+		return OutcomeRecovered
+	case res.Top.Off-from.Off > uint64(max):
+		return OutcomeTooMany
+	case !contiguous(res.Entries, from.Off, res.Top.Off):
+		return OutcomeExpired
+	}
+	return OutcomeRecovered
+}
+
+// settle ends a read of s: it releases the frames held, and either lets s
+// go live or, when they show another gap (or frames were dropped while
+// held), queues it for another read. s.mu is held.
+func (r *Resumer) settle(s *Socket, confirmed [2]bool) {
+	if s.overrun {
+		s.overrun = false
+		s.cur[streams.UserStream].stale, s.cur[streams.BroadcastStream].stale = true, true
+	}
+	if s.release(confirmed) && !s.cur[streams.UserStream].stale && !s.cur[streams.BroadcastStream].stale {
+		s.holding = false
+		return
+	}
+	s.holding = true
+	r.schedule(s)
+}
+
+// schedule queues s for a read, unless it is queued already. s.mu is
+// held.
+func (r *Resumer) schedule(s *Socket) {
+	if s.queued {
+		return
+	}
+	s.queued = true
+	r.mu.Lock()
+	if !r.stopped {
+		r.queue = append(r.queue, s)
+	}
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// RequestSweep asks Run to Sweep every socket soon; it never blocks, and
+// requests made while one waits are one.
+func (r *Resumer) RequestSweep() {
+	select {
+	case r.sweep <- struct{}{}:
+	default:
+	}
+}
+
+// Run reads for the sockets queued (gaps to fill) with Config.Readers
+// goroutines, and sweeps the sockets that sockets lists when asked to
+// (RequestSweep), until ctx is done; it returns once its goroutines have
+// ended.
+func (r *Resumer) Run(ctx context.Context, sockets func() []*Socket) {
+	var wg sync.WaitGroup
+	for range r.cfg.Readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.readLoop(ctx)
+		}()
+	}
+	wait := backoff.Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-r.sweep:
+			if err := r.Sweep(ctx, sockets()); err != nil && ctx.Err() == nil {
+				r.log.Warn("cannot check the sockets against their streams; retrying", zap.Error(err))
+				r.RequestSweep()
+				wait.Wait(ctx)
+				continue
+			}
+			wait.Reset()
+		}
+	}
+	r.mu.Lock()
+	r.stopped = true
+	r.queue = nil
+	r.mu.Unlock()
+	wg.Wait()
+}
+
+func (r *Resumer) readLoop(ctx context.Context) {
+	for {
+		s := r.next()
+		if s == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-r.wake:
+				continue
+			}
+		}
+		r.fill(ctx, s)
+		// Another reader may be needed for what is still queued.
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (r *Resumer) next() *Socket {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.queue) == 0 {
+		return nil
+	}
+	s := r.queue[0]
+	r.queue[0] = nil
+	r.queue = r.queue[1:]
+	return s
+}
+
+// fill reads the stale streams of s and applies them, until s is live,
+// closed, or ctx is done; a failed read is retried with back-off while s
+// holds its frames.
+func (r *Resumer) fill(ctx context.Context, s *Socket) {
+	wait := backoff.Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.queued = false
+			s.mu.Unlock()
+			return
+		}
+		qs := s.queries()
+		s.mu.Unlock()
+
+		res, err := streams.Read(ctx, r.rdb, qs)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.log.Warn("cannot read a stream to fill a gap; retrying", zap.String("user", s.conn.User()),
+				zap.String("conn", s.conn.ID()), zap.Error(err))
+			if !wait.Wait(ctx) {
+				return
+			}
+			continue
+		}
+		s.mu.Lock()
+		var confirmed [2]bool
+		for i, q := range qs {
+			confirmed[q.Stream] = s.heal(q.Stream, res[i])
+		}
+		s.queued = false
+		r.settle(s, confirmed) // may queue s again
+		s.mu.Unlock()
+		return
+	}
+}
+
+// Sweep checks sockets against the tops of their streams, after the
+// fan-out (re)subscribed: what was published while it was not subscribed
+// reached no socket. A socket behind its stream, or in another epoch, is
+// queued for a read, which fills the gap (or resyncs). The metas are read
+// in pipelined batches; sockets busy with a read already are left to it.
+func (r *Resumer) Sweep(ctx context.Context, sockets []*Socket) error {
+	if !r.enabled || len(sockets) == 0 {
+		return nil
+	}
+	index := map[string]int{}
+	metas := []string{proto.BroadcastMetaKey}
+	for _, s := range sockets {
+		u := s.conn.User()
+		if _, ok := index[u]; !ok {
+			index[u] = len(metas)
+			metas = append(metas, proto.UserMetaKey(u))
+		}
+	}
+	tops, err := streams.Tops(ctx, r.rdb, metas)
+	if err != nil {
+		return fmt.Errorf("sweep: read the streams' tops: %w", err)
+	}
+	behind := 0
+	for _, s := range sockets {
+		s.mu.Lock()
+		if !s.closed && !s.holding {
+			for st, top := range [2]proto.Pos{tops[index[s.conn.User()]], tops[0]} {
+				c := &s.cur[st]
+				if top.Epoch != c.pos.Epoch || top.Off > c.pos.Off {
+					c.stale = true
+				}
+			}
+			if s.cur[streams.UserStream].stale || s.cur[streams.BroadcastStream].stale {
+				s.holding = true
+				r.schedule(s)
+				behind++
+			}
+		}
+		s.mu.Unlock()
+	}
+	if behind > 0 {
+		r.log.Info("sockets behind their streams after a subscription; filling", zap.Int("sockets", behind),
+			zap.Int("checked", len(sockets)))
+	}
+	return nil
+}

@@ -1,0 +1,417 @@
+// Unit tests of client.js's recovery (docs/protocol.md section 6): no
+// gateway, no network. Each test passes a scripted fake WebSocket class as
+// opts.WebSocket and plays the gateway's side itself: the "connected"
+// frame, events with positions, resync frames and close codes.
+// Run by e2e/jsclient_test.go (TestClientJSUnit), or by hand:
+//   node --test gateway/internal/web/jstest/client.unit.test.mjs
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { connect } from "../assets/client.js";
+
+const URL_ = "ws://gw.test/socket";
+const WAIT = 5_000;
+// NEVER is a back-off so long that only an at-once reconnect makes a
+// second socket while a test runs.
+const NEVER = 2 ** 31 - 1;
+
+// within rejects when p has not settled after ms, naming what was awaited.
+function within(p, what, ms = WAIT) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+// fakeSockets returns a WebSocket class whose sockets the test drives, the
+// sockets made so far, and socket(n): a promise of the nth socket (from 1).
+function fakeSockets() {
+  const made = [];
+  const waiting = new Map(); // n -> resolve
+  class FakeSocket {
+    constructor(url) {
+      this.url = new URL(url);
+      this.sent = [];
+      this.onmessage = this.onclose = this.onerror = null;
+      made.push(this);
+      waiting.get(made.length)?.(this);
+    }
+
+    send(data) {
+      this.sent.push(JSON.parse(data));
+    }
+
+    close() {}
+
+    // The gateway's side.
+    frame(f) {
+      this.onmessage?.({ data: JSON.stringify(f) });
+    }
+
+    greet(user, args = {}) {
+      this.frame({ event: "connected", id: user, args: { conn: `conn-${made.indexOf(this) + 1}`, worker: 0, ...args } });
+    }
+
+    drop(code, reason = "") {
+      this.onclose?.({ code, reason });
+    }
+
+    // params returns the query parameters the client connected with.
+    get params() {
+      return Object.fromEntries(this.url.searchParams);
+    }
+  }
+  const socket = (n) => (made[n - 1] ? Promise.resolve(made[n - 1]) : new Promise((r) => waiting.set(n, r)));
+  return { WebSocket: FakeSocket, made, socket: (n) => within(socket(n), `socket ${n}`) };
+}
+
+// jwt returns an unsigned token naming sub: the client reads the claim only.
+function jwt(sub, extra = {}) {
+  const part = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  return `${part({ alg: "HS256", typ: "JWT" })}.${part({ sub, exp: 2e9, ...extra })}.c2ln`;
+}
+
+// memoryStorage is a sessionStorage stand-in over a Map.
+function memoryStorage() {
+  const items = new Map();
+  return {
+    items,
+    getItem: (k) => (items.has(k) ? items.get(k) : null),
+    setItem: (k, v) => void items.set(k, String(v)),
+    removeItem: (k) => void items.delete(k),
+  };
+}
+
+// client connects with the fake sockets and closes at the test's end.
+function client(t, opts) {
+  const sb = connect({ url: URL_, fetch: async () => ({ status: 503 }), ...opts });
+  t.after(() => sb.close());
+  return sb;
+}
+
+// states records every state onState reports, as [state, info].
+function states(sb) {
+  const seen = [];
+  sb.onState((s, info) => seen.push([s, info]));
+  return seen;
+}
+
+// received records the events of the given names that reach the app, as
+// "event pos-or-bpos".
+function received(sb, ...events) {
+  const got = [];
+  for (const e of events) sb.on(e, (_, f) => got.push(`${e} ${f.pos ?? f.bpos ?? "-"}`));
+  return got;
+}
+
+const key = (user, url = URL_) => `switchboard ${url} ${user}`;
+
+test("positions: the client starts at connected's and moves after the app has each event", async (t) => {
+  const fake = fakeSockets();
+  const storage = memoryStorage();
+  const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, storage });
+  const s1 = await fake.socket(1);
+  s1.greet("alice", { pos: "e1.100-5", bpos: "b1.100-7" });
+  assert.deepEqual(JSON.parse(storage.getItem(key("alice"))), { pos: "e1.100-5", bpos: "b1.100-7" });
+
+  // While the app's listener runs, the event is not yet counted processed.
+  const during = [];
+  sb.on("message", () => during.push(JSON.parse(storage.getItem(key("alice"))).pos));
+  s1.frame({ event: "message", id: "alice", args: { text: "a" }, pos: "e1.101-6" });
+  assert.deepEqual(during, ["e1.100-5"]);
+  assert.equal(JSON.parse(storage.getItem(key("alice"))).pos, "e1.101-6");
+
+  // A broadcast moves bpos only; an event nobody listens to moves it too; a
+  // transient event (no position) moves nothing.
+  s1.frame({ event: "news", id: "alice", args: {}, bpos: "b1.102-8" });
+  s1.frame({ event: "unheard", id: "alice", args: {}, pos: "e1.103-7" });
+  s1.frame({ event: "message", id: "alice", args: { text: "to this conn" } });
+  assert.deepEqual(JSON.parse(storage.getItem(key("alice"))), { pos: "e1.103-7", bpos: "b1.102-8" });
+  assert.equal(during.length, 2, "the transient message reached the app");
+});
+
+test("resume: every reconnect carries the last positions processed and a fresh token", async (t) => {
+  const fake = fakeSockets();
+  const tokens = [jwt("alice", { n: 1 }), jwt("alice", { n: 2 }), jwt("alice", { n: 3 })];
+  let calls = 0;
+  client(t, { getToken: async () => tokens[calls++], WebSocket: fake.WebSocket, minReconnectDelay: 5 });
+  const s1 = await fake.socket(1);
+  assert.deepEqual(s1.params, { token: tokens[0] }, "nothing to resume on the first connection");
+  s1.greet("alice", { pos: "e1.100-5", bpos: "b1.100-7" });
+  s1.frame({ event: "message", id: "alice", args: {}, pos: "e1.101-6" });
+  s1.drop(1006);
+
+  const s2 = await fake.socket(2);
+  assert.deepEqual(s2.params, { token: tokens[1], resume: "e1.101-6", bresume: "b1.100-7" });
+  // A gateway with recovery off sends no positions: nothing to resume after it.
+  s2.greet("alice", { recovered: false, missed: 0 });
+  s2.frame({ event: "message", id: "alice", args: {} });
+  s2.drop(1006);
+  const s3 = await fake.socket(3);
+  assert.deepEqual(s3.params, { token: tokens[2] });
+});
+
+test("resume: positions go only with a token of their own user", async (t) => {
+  const fake = fakeSockets();
+  const tokens = [jwt("alice"), jwt("bob"), "not-a-jwt", jwt("alice"), "a.%%%.b"];
+  let calls = 0;
+  client(t, { getToken: () => tokens[calls++], WebSocket: fake.WebSocket, minReconnectDelay: 5 });
+  const s1 = await fake.socket(1);
+  s1.greet("alice", { pos: "e1.1-5" });
+  s1.drop(1006);
+  // bob's token: alice's positions stay at home.
+  const s2 = await fake.socket(2);
+  assert.deepEqual(s2.params, { token: tokens[1] });
+  s2.greet("bob", { pos: "e7.1-70" });
+  s2.drop(1006);
+  // A token the client cannot read names nobody: no positions at all.
+  const s3 = await fake.socket(3);
+  assert.deepEqual(s3.params, { token: "not-a-jwt" });
+  s3.greet("alice", { pos: "e1.1-9" });
+  s3.drop(1006);
+  // alice again: her positions, from the socket that said it was hers.
+  const s4 = await fake.socket(4);
+  assert.deepEqual(s4.params, { token: tokens[3], resume: "e1.1-9" });
+  s4.greet("alice", { pos: "e1.1-9" });
+  s4.drop(1006);
+  const s5 = await fake.socket(5);
+  assert.deepEqual(s5.params, { token: "a.%%%.b" }, "a payload that is not base64");
+});
+
+test("duplicates: an event at or before the last offset of its epoch is dropped", async (t) => {
+  const fake = fakeSockets();
+  const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket });
+  const got = received(sb, "message", "news");
+  const s1 = await fake.socket(1);
+  s1.greet("alice", { pos: "e1.10-3", bpos: "b1.10-50" });
+  const at = (pos) => s1.frame({ event: "message", id: "alice", args: {}, pos });
+  at("e1.11-4");
+  at("e1.11-4"); // twice
+  at("e1.9-2"); // before connected's position
+  at("e1.12-5");
+  // The broadcast stream has offsets of its own.
+  s1.frame({ event: "news", id: "alice", args: {}, bpos: "b1.12-51" });
+  s1.frame({ event: "news", id: "alice", args: {}, bpos: "b1.12-51" });
+  // A new epoch (the store was lost) starts over.
+  at("e2.20-1");
+  at("e2.20-1");
+  // Positions the client cannot read are opaque: passed on, never dropped,
+  // never an exception.
+  at("E3.1-1");
+  at("E3.1-1");
+  at("e2.20-1x");
+  at(`e2.20-${"9".repeat(20)}`);
+  at("");
+  at(42);
+  at("e".repeat(129));
+  assert.deepEqual(got, [
+    "message e1.11-4",
+    "message e1.12-5",
+    "news b1.12-51",
+    "message e2.20-1",
+    "message E3.1-1",
+    "message E3.1-1",
+    "message e2.20-1x",
+    `message e2.20-${"9".repeat(20)}`,
+    "message ",
+    "message 42",
+    `message ${"e".repeat(129)}`,
+  ]);
+});
+
+test("duplicates: a replayed event the app had before the drop is dropped", async (t) => {
+  const fake = fakeSockets();
+  const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: 5 });
+  const got = received(sb, "message");
+  const s1 = await fake.socket(1);
+  s1.greet("alice", { pos: "e1.1-1" });
+  s1.frame({ event: "message", id: "alice", args: {}, pos: "e1.1-2" });
+  s1.drop(1006);
+  const s2 = await fake.socket(2);
+  assert.equal(s2.params.resume, "e1.1-2");
+  // A gateway that replays from too far back: what the app had is dropped.
+  s2.greet("alice", { pos: "e1.1-1", recovered: true, missed: 2 });
+  s2.frame({ event: "message", id: "alice", args: {}, pos: "e1.1-2" });
+  s2.frame({ event: "message", id: "alice", args: {}, pos: "e1.1-3" });
+  assert.deepEqual(got, ["message e1.1-2", "message e1.1-3"]);
+});
+
+test("recovered and missed reach onState's info when the client resumed", async (t) => {
+  const fake = fakeSockets();
+  const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: 5 });
+  const seen = states(sb);
+  const got = received(sb, "message");
+  const opened = () => seen.filter(([s]) => s === "open").map(([, info]) => info);
+
+  const s1 = await fake.socket(1);
+  s1.greet("alice", { pos: "e1.1-4" });
+  assert.deepEqual(opened(), [{ worker: 0, conn: "conn-1" }], "no recovered without a resume");
+  s1.drop(1006);
+
+  // Recovered: the missed events follow connected.
+  const s2 = await fake.socket(2);
+  s2.greet("alice", { pos: "e1.1-4", recovered: true, missed: 2 });
+  s2.frame({ event: "message", id: "alice", args: {}, pos: "e1.2-5" });
+  s2.frame({ event: "message", id: "alice", args: {}, pos: "e1.2-6" });
+  assert.deepEqual(opened()[1], { worker: 0, conn: "conn-2", recovered: true, missed: 2 });
+  s2.drop(1006);
+
+  // Not recovered: the client carries on from where the gateway says.
+  const s3 = await fake.socket(3);
+  assert.equal(s3.params.resume, "e1.2-6");
+  s3.greet("alice", { pos: "e2.9-1", recovered: false, missed: 0 });
+  s3.frame({ event: "message", id: "alice", args: {}, pos: "e2.9-2" });
+  assert.deepEqual(opened()[2], { worker: 0, conn: "conn-3", recovered: false, missed: 0 });
+  s3.drop(1006);
+
+  // A gateway that ignores the resume replayed nothing: not recovered.
+  const s4 = await fake.socket(4);
+  assert.equal(s4.params.resume, "e2.9-2");
+  s4.greet("alice");
+  assert.deepEqual(opened()[3], { worker: 0, conn: "conn-4", recovered: false });
+  assert.deepEqual(got, ["message e1.2-5", "message e1.2-6", "message e2.9-2"]);
+});
+
+test("resync reaches on('resync'); the client carries on from its position", async (t) => {
+  const fake = fakeSockets();
+  const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: 5 });
+  const got = received(sb, "message");
+  const resyncs = [];
+  sb.on("resync", (args, frame) => resyncs.push([args, frame.event]));
+  const s1 = await fake.socket(1);
+  s1.greet("alice", { pos: "e1.1-5", bpos: "b1.1-1" });
+  s1.frame({ event: "message", id: "alice", args: {}, pos: "e1.1-6" });
+  s1.frame({ event: "resync", id: "alice", args: { pos: "e1.5-20", reason: "gap not in history" } });
+  s1.frame({ event: "message", id: "alice", args: {}, pos: "e1.1-7" }); // before the resync's position
+  s1.frame({ event: "message", id: "alice", args: {}, pos: "e1.6-21" });
+  // A resync of the broadcast stream leaves the user's alone.
+  s1.frame({ event: "resync", id: "alice", args: { bpos: "b2.9-1", reason: "store lost" } });
+  assert.deepEqual(resyncs, [
+    [{ pos: "e1.5-20", reason: "gap not in history" }, "resync"],
+    [{ bpos: "b2.9-1", reason: "store lost" }, "resync"],
+  ]);
+  assert.deepEqual(got, ["message e1.1-6", "message e1.6-21"]);
+  s1.drop(1006);
+  const s2 = await fake.socket(2);
+  assert.equal(s2.params.resume, "e1.6-21");
+  assert.equal(s2.params.bresume, "b2.9-1");
+});
+
+test("4001 token expired: reconnects at once with a fresh token, and resumes", async (t) => {
+  const fake = fakeSockets();
+  let calls = 0;
+  const sb = client(t, { getToken: async () => jwt("alice", { n: ++calls }), WebSocket: fake.WebSocket, minReconnectDelay: NEVER });
+  const seen = states(sb);
+  const s1 = await fake.socket(1);
+  s1.greet("alice", { pos: "e1.1-3" });
+  s1.frame({ event: "message", id: "alice", args: {}, pos: "e1.1-4" });
+  s1.drop(4001, "token expired");
+  const s2 = await fake.socket(2);
+  const [, retry] = seen.find(([s, i]) => s === "connecting" && i.code === 4001);
+  assert.equal(retry.delay, 0);
+  assert.equal(calls, 2, "getToken called again");
+  assert.deepEqual(s2.params, { token: jwt("alice", { n: 2 }), resume: "e1.1-4" });
+
+  // Closed again before the connection lasted stableAfter: no tight loop,
+  // the back-off applies.
+  s2.greet("alice", { pos: "e1.1-4", recovered: true, missed: 0 });
+  s2.drop(4001, "token expired");
+  const [, again] = seen.findLast(([s]) => s === "connecting");
+  assert.equal(again.attempt, 2);
+  assert.ok(again.delay > 0, `delay ${again.delay}`);
+});
+
+test("1008 slow consumer: reconnects at once and resumes; 1008 for rate abuse backs off", async (t) => {
+  t.mock.method(Math, "random", () => 0.5);
+  {
+    const fake = fakeSockets();
+    const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: NEVER });
+    const seen = states(sb);
+    const s1 = await fake.socket(1);
+    s1.greet("alice", { pos: "e1.1-3", bpos: "b1.1-9" });
+    s1.drop(1008, "slow consumer: outgoing queue full");
+    const s2 = await fake.socket(2);
+    assert.equal(seen.findLast(([s]) => s === "connecting")[1].delay, 0);
+    assert.deepEqual(s2.params, { token: jwt("alice"), resume: "e1.1-3", bresume: "b1.1-9" });
+  }
+  {
+    const fake = fakeSockets();
+    const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: 1000 });
+    const seen = states(sb);
+    (await fake.socket(1)).greet("alice", { pos: "e1.1-3" });
+    fake.made[0].drop(1008, "rate limit exceeded");
+    assert.equal(seen.findLast(([s]) => s === "connecting")[1].delay, 500);
+  }
+});
+
+test("1013, 1001 and other closes back off, then resume", async (t) => {
+  t.mock.method(Math, "random", () => 1); // the whole ceiling
+  for (const [code, reason] of [[1013, "try again later"], [1001, "gateway shutting down"], [1006, ""]]) {
+    const fake = fakeSockets();
+    const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: 30 });
+    const seen = states(sb);
+    const s1 = await fake.socket(1);
+    s1.greet("alice", { pos: "e1.1-3" });
+    s1.drop(code, reason);
+    const [, retry] = seen.findLast(([s]) => s === "connecting");
+    assert.deepEqual([retry.code, retry.attempt, retry.delay], [code, 1, 30], `close ${code}`);
+    const s2 = await fake.socket(2);
+    assert.equal(s2.params.resume, "e1.1-3", `close ${code}`);
+    sb.close();
+  }
+});
+
+test("storage: a reloaded page resumes from the stored positions of its user and url", async (t) => {
+  const storage = memoryStorage();
+  {
+    const fake = fakeSockets();
+    const before = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, storage });
+    const s1 = await fake.socket(1);
+    s1.greet("alice", { pos: "e1.1-3", bpos: "b1.1-9" });
+    s1.frame({ event: "message", id: "alice", args: {}, pos: "e1.2-4" });
+    before.close(); // what the page held is gone; its storage is not
+  }
+  const firstParams = async (opts) => {
+    const fake = fakeSockets();
+    client(t, { WebSocket: fake.WebSocket, storage, ...opts });
+    return (await fake.socket(1)).params;
+  };
+  // The reloaded page.
+  assert.deepEqual(await firstParams({ token: jwt("alice") }), { token: jwt("alice"), resume: "e1.2-4", bresume: "b1.1-9" });
+  // Another user, or another gateway, in the same tab: nothing to resume.
+  assert.deepEqual(await firstParams({ token: jwt("bob") }), { token: jwt("bob") });
+  assert.deepEqual(await firstParams({ token: jwt("alice"), url: "ws://other.test/socket" }), { token: jwt("alice") });
+  // A relative or http URL names the same stored positions as its ws form.
+  assert.deepEqual(await firstParams({ token: jwt("alice"), url: "http://gw.test/socket" }), { token: jwt("alice"), resume: "e1.2-4", bresume: "b1.1-9" });
+  // What the client cannot read there is ignored.
+  for (const junk of ["{", "null", "[]", `{"pos":7,"bpos":"b1.1-9"}`]) {
+    storage.setItem(key("carol"), junk);
+    const want = junk.includes("bpos") ? { token: jwt("carol"), bresume: "b1.1-9" } : { token: jwt("carol") };
+    assert.deepEqual(await firstParams({ token: jwt("carol") }), want, junk);
+  }
+  // A gateway with recovery off: the stored positions are removed.
+  {
+    const fake = fakeSockets();
+    client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, storage });
+    (await fake.socket(1)).greet("alice");
+    assert.equal(storage.getItem(key("alice")), null);
+  }
+});
+
+test("storage: one that fails or is not a storage", async (t) => {
+  // A storage that throws (full, or forbidden) costs the reload its resume,
+  // nothing more: the client still resumes from memory.
+  const broken = { getItem() { throw new Error("denied"); }, setItem() { throw new Error("full"); }, removeItem() { throw new Error("denied"); } };
+  const fake = fakeSockets();
+  const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, storage: broken, minReconnectDelay: 5 });
+  const got = received(sb, "message");
+  const s1 = await fake.socket(1);
+  s1.greet("alice", { pos: "e1.1-3" });
+  s1.frame({ event: "message", id: "alice", args: {}, pos: "e1.1-4" });
+  s1.drop(1006);
+  assert.equal((await fake.socket(2)).params.resume, "e1.1-4");
+  assert.deepEqual(got, ["message e1.1-4"]);
+  for (const bad of [{}, "session", { getItem() {}, setItem() {} }]) {
+    assert.throws(() => connect({ url: URL_, token: "x", WebSocket: fake.WebSocket, storage: bad }), TypeError, String(bad));
+  }
+});

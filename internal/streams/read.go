@@ -1,0 +1,230 @@
+package streams
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard/switchboard/proto"
+)
+
+//go:embed read.lua
+var readSrc string
+
+var readScript = redis.NewScript(readSrc)
+
+// MetaTTL is how long a stream's meta outlives its last read or write: a
+// client back after longer starts over (recovered false).
+const MetaTTL = 24 * time.Hour
+
+// Stream names one of a socket's two streams.
+type Stream uint8
+
+// A socket's streams.
+const (
+	UserStream      Stream = iota // the stream of the socket's user
+	BroadcastStream               // the one stream of broadcasts
+)
+
+// Keys returns the keys of stream s of user: the stream and its meta.
+func (s Stream) Keys(user string) (stream, meta string) {
+	if s == BroadcastStream {
+		return proto.BroadcastStreamKey, proto.BroadcastMetaKey
+	}
+	return proto.UserStreamKey(user), proto.UserMetaKey(user)
+}
+
+// FrameKey returns the key of s's positions in frames: "pos" or "bpos".
+func (s Stream) FrameKey() string {
+	if s == BroadcastStream {
+		return proto.KeyBPos
+	}
+	return proto.KeyPos
+}
+
+// Query asks for where one stream is and, when After is set and From is of
+// the stream's epoch, the up to Max entries after From. The stream is
+// created, in a new epoch, when it has no meta or one of another run.
+type Query struct {
+	Stream Stream
+	User   string // for UserStream
+	From   proto.Pos
+	After  bool // read the entries after From
+	Max    int
+}
+
+// Result is a query's answer: the stream's top (its epoch, the time and
+// offset of its last entry; offset 0 for none) and the entries read. The
+// entries are read only when the query's epoch is the stream's and it is 1
+// to Max entries behind the top; the caller checks they are contiguous (a
+// stream trimmed by time lacks the oldest).
+type Result struct {
+	Top     proto.Pos
+	Entries []Entry
+}
+
+// Entry is one recorded event.
+type Entry struct {
+	Pos   proto.Pos
+	Event string
+	Args  []byte
+}
+
+// Read runs queries in one pipeline and returns their results in order.
+// Redis having lost the script costs one reload.
+func Read(ctx context.Context, rdb redis.UniversalClient, qs []Query) ([]Result, error) {
+	cmds, err := execRead(ctx, rdb, qs)
+	if err != nil && isNoScript(err) {
+		if err = readScript.Load(ctx, rdb).Err(); err != nil {
+			return nil, fmt.Errorf("load the read script: %w", err)
+		}
+		cmds, err = execRead(ctx, rdb, qs)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Result, len(qs))
+	for i, cmd := range cmds {
+		if out[i], err = parseResult(cmd.Val()); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func execRead(ctx context.Context, rdb redis.UniversalClient, qs []Query) ([]*redis.Cmd, error) {
+	pipe := rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(qs))
+	seed := NewEpoch()
+	for i, q := range qs {
+		sk, mk := q.Stream.Keys(q.User)
+		epoch, after, off := "", "", "0"
+		if q.After {
+			epoch, after, off = q.From.Epoch, q.From.ID(), strconv.FormatUint(q.From.Off, 10)
+		}
+		cmds[i] = readScript.EvalSha(ctx, pipe, []string{proto.RunKey, sk, mk},
+			epoch, after, off, q.Max, seed+strconv.Itoa(i), int64(MetaTTL/time.Second))
+	}
+	_, err := pipe.Exec(ctx)
+	return cmds, err
+}
+
+// parseResult reads the script's answer: {epoch, top offset, top time,
+// entries}, entries as XRANGE gives them: {id, {field, value, ...}}.
+func parseResult(v any) (Result, error) {
+	a, ok := v.([]any)
+	if !ok || len(a) != 4 {
+		return Result{}, fmt.Errorf("read script: unexpected answer %T", v)
+	}
+	epoch, _ := a[0].(string)
+	off, okOff := uintOf(a[1])
+	ms, okMS := uintOf(a[2])
+	if !proto.ValidEpoch(epoch) || !okOff || !okMS {
+		return Result{}, fmt.Errorf("read script: bad meta %q %v %v", epoch, a[1], a[2])
+	}
+	res := Result{Top: proto.Pos{Epoch: epoch, MS: ms, Off: off}}
+	xs, _ := a[3].([]any)
+	for _, x := range xs {
+		e, err := parseEntry(epoch, x)
+		if err != nil {
+			return Result{}, err
+		}
+		res.Entries = append(res.Entries, e)
+	}
+	return res, nil
+}
+
+func parseEntry(epoch string, x any) (Entry, error) {
+	pair, ok := x.([]any)
+	if !ok || len(pair) != 2 {
+		return Entry{}, errors.New("read script: malformed stream entry")
+	}
+	id, _ := pair[0].(string)
+	ms, off, ok := proto.ParseStreamID(id)
+	if !ok {
+		return Entry{}, fmt.Errorf("read script: bad entry id %q", id)
+	}
+	e := Entry{Pos: proto.Pos{Epoch: epoch, MS: ms, Off: off}}
+	fields, _ := pair[1].([]any)
+	for i := 0; i+1 < len(fields); i += 2 {
+		name, _ := fields[i].(string)
+		value, _ := fields[i+1].(string)
+		switch name {
+		case "e":
+			e.Event = value
+		case "a":
+			e.Args = []byte(value)
+		}
+	}
+	if !proto.ValidEventName(e.Event) {
+		return Entry{}, fmt.Errorf("read script: entry %s has no valid event", id)
+	}
+	return e, nil
+}
+
+func uintOf(v any) (uint64, bool) {
+	switch x := v.(type) {
+	case string:
+		n, err := strconv.ParseUint(x, 10, 64)
+		return n, err == nil
+	case int64:
+		return uint64(x), x >= 0
+	}
+	return 0, false
+}
+
+// NewEpoch returns a random epoch (or prefix of one): 64 bits in base 36,
+// so an epoch never repeats one that was lost.
+func NewEpoch() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails, per crypto/rand
+	return strconv.FormatUint(binary.LittleEndian.Uint64(b[:]), 36)
+}
+
+// isNoScript reports whether err is Redis's answer to a script it does not
+// have.
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+// Tops returns the top of the stream of each meta key, in order, read in
+// pipelined batches; a stream without meta gets the zero Pos. It only
+// reads.
+func Tops(ctx context.Context, rdb redis.Cmdable, metas []string) ([]proto.Pos, error) {
+	out := make([]proto.Pos, len(metas))
+	for start := 0; start < len(metas); start += sweepBatch {
+		end := min(start+sweepBatch, len(metas))
+		pipe := rdb.Pipeline()
+		cmds := make([]*redis.SliceCmd, end-start)
+		for i, k := range metas[start:end] {
+			cmds[i] = pipe.HMGet(ctx, k, "e", "s", "t")
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, err
+		}
+		for i, cmd := range cmds {
+			v := cmd.Val()
+			if len(v) != 3 {
+				continue
+			}
+			epoch, _ := v[0].(string)
+			off, ok1 := uintOf(v[1])
+			ms, ok2 := uintOf(v[2])
+			if ok1 && ok2 && proto.ValidEpoch(epoch) {
+				out[start+i] = proto.Pos{Epoch: epoch, MS: ms, Off: off}
+			}
+		}
+	}
+	return out, nil
+}
+
+// sweepBatch is how many metas one pipeline of Tops reads.
+const sweepBatch = 512

@@ -1,0 +1,39 @@
+#!lua
+-- Reads where a stream is, and the entries a socket is missing
+-- (docs/protocol.md section 6). Writes only a stream that has no meta, or
+-- whose meta was written on another run of Redis: it starts a new epoch, so
+-- the position handed out is one the writer continues.
+--
+-- KEYS[1] the run key (proto.RunKey), KEYS[2] the stream, KEYS[3] its meta
+-- ARGV[1] the reader's epoch ('' = none)
+-- ARGV[2] the stream ID after which to read ('' = read no entries)
+-- ARGV[3] the reader's offset
+-- ARGV[4] the most entries the reader may take
+-- ARGV[5] a fresh random epoch ([0-9a-z])
+-- ARGV[6] the meta's TTL, s
+-- Returns {epoch, top offset, time of the top entry in ms, entries}:
+-- entries are XRANGE's, read only when the reader's epoch is the stream's
+-- and it is 1 to ARGV[4] entries behind the top.
+local run = redis.call('GET', KEYS[1])
+if not run then
+  run = ARGV[5]
+  redis.call('SET', KEYS[1], run)
+end
+local m = redis.call('HMGET', KEYS[3], 'e', 's', 't', 'r')
+local ep, s, t = m[1], m[2], m[3]
+if not ep or not s or not t or m[4] ~= run then
+  local tm = redis.call('TIME')
+  ep, s = ARGV[5], '0'
+  t = string.format('%d', tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000))
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[3], 'e', ep, 's', s, 't', t, 'r', run)
+end
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+local entries = {}
+if ARGV[1] == ep and ARGV[2] ~= '' then
+  local behind = tonumber(s) - tonumber(ARGV[3])
+  if behind > 0 and behind <= tonumber(ARGV[4]) then
+    entries = redis.call('XRANGE', KEYS[2], '(' .. ARGV[2], '+', 'COUNT', behind)
+  end
+end
+return {ep, s, t, entries}

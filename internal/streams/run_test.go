@@ -1,0 +1,66 @@
+package streams_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard/switchboard/internal/streams"
+	"github.com/switchboard/switchboard/internal/testkit"
+	"github.com/switchboard/switchboard/proto"
+)
+
+func TestRunID(t *testing.T) {
+	info := "# Server\r\nredis_version:7.0.15\r\nrun_id:4b35682ea8e23d17744fa0d4a718e6093878454d\r\ntcp_port:6379\r\n"
+	if id, ok := streams.RunID(info); !ok || id != "4b35682ea8e23d17744fa0d4a718e6093878454d" {
+		t.Fatalf("RunID = %q, %v", id, ok)
+	}
+	if _, ok := streams.RunID("# Server\r\nredis_version:7\r\n"); ok {
+		t.Fatal("RunID found a run id in an answer without one")
+	}
+}
+
+// TestOnConnectFollowsTheServer: a connection records its server's run id;
+// after a restart, when the key still holds the old run (as it would after
+// an AOF reload), the client's first connection to the new run records it
+// before the client's first command runs.
+func TestOnConnectFollowsTheServer(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), OnConnect: streams.OnConnect})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := context.Background()
+	first := runOf(t, rdb)
+	if got, err := rdb.Get(ctx, proto.RunKey).Result(); err != nil || got != first {
+		t.Fatalf("%s = %q, %v; want the server's run id %q", proto.RunKey, got, err, first)
+	}
+
+	srv.Stop()
+	srv.Start()
+	plain := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = plain.Close() })
+	if err := plain.Set(ctx, proto.RunKey, first, 0).Err(); err != nil { // the old run, as reloaded
+		t.Fatal(err)
+	}
+	got, err := rdb.Get(ctx, proto.RunKey).Result()
+	second := runOf(t, plain)
+	if second == first {
+		t.Fatal("the restarted server has the same run id")
+	}
+	if err != nil || got != second {
+		t.Fatalf("after the restart %s = %q, %v; want the new run %q", proto.RunKey, got, err, second)
+	}
+}
+
+func runOf(t *testing.T, rdb *redis.Client) string {
+	t.Helper()
+	info, err := rdb.Info(context.Background(), "server").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, ok := streams.RunID(info)
+	if !ok {
+		t.Fatal("no run id")
+	}
+	return id
+}

@@ -1,0 +1,154 @@
+package streams_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/switchboard/switchboard/internal/streams"
+	"github.com/switchboard/switchboard/internal/testkit"
+	"github.com/switchboard/switchboard/proto"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// client returns a client of a new Redis. It does not record the run on
+// connect (OnConnect, tested on its own), so a test can pretend another
+// run by setting proto.RunKey.
+func client(t testing.TB) *redis.Client {
+	t.Helper()
+	srv := testkit.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+func publish(t *testing.T, rdb *redis.Client, users ...string) []proto.Pos {
+	t.Helper()
+	pos, err := streams.Publish(context.Background(), rdb, time.Minute,
+		&proto.Dispatch{Event: "message", Args: json.RawMessage(`{"n":1}`), Users: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]proto.Pos, len(pos))
+	for i, p := range pos {
+		var ok bool
+		if out[i], ok = proto.ParsePos(p); !ok {
+			t.Fatalf("position %q", p)
+		}
+	}
+	return out
+}
+
+func read(t *testing.T, rdb *redis.Client, q streams.Query) streams.Result {
+	t.Helper()
+	res, err := streams.Read(context.Background(), rdb, []streams.Query{q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res[0]
+}
+
+// TestReadCreatesTheStream: reading a stream that has no meta starts one,
+// at offset 0 of a new epoch, and the writer continues it.
+func TestReadCreatesTheStream(t *testing.T) {
+	rdb := client(t)
+	res := read(t, rdb, streams.Query{Stream: streams.UserStream, User: "bob", Max: 10})
+	if res.Top.Off != 0 || !proto.ValidEpoch(res.Top.Epoch) || res.Top.MS == 0 || len(res.Entries) != 0 {
+		t.Fatalf("a new stream: %+v", res)
+	}
+	p := publish(t, rdb, "bob")[0]
+	if p.Epoch != res.Top.Epoch || p.Off != 1 || p.MS < res.Top.MS {
+		t.Fatalf("the first event %+v does not continue the stream read %+v", p, res.Top)
+	}
+	if again := read(t, rdb, streams.Query{Stream: streams.UserStream, User: "bob", Max: 10}); again.Top != p {
+		t.Fatalf("top %+v, want %+v", again.Top, p)
+	}
+}
+
+// TestReadEntries: the entries after a position of the stream's epoch,
+// when it is 1 to Max behind; none otherwise.
+func TestReadEntries(t *testing.T) {
+	rdb := client(t)
+	var ps []proto.Pos
+	for range 5 {
+		ps = append(ps, publish(t, rdb, "bob")[0])
+	}
+	q := streams.Query{Stream: streams.UserStream, User: "bob", From: ps[1], After: true, Max: 10}
+	res := read(t, rdb, q)
+	if res.Top != ps[4] || len(res.Entries) != 3 {
+		t.Fatalf("read after offset 2: top %+v, %d entries", res.Top, len(res.Entries))
+	}
+	for i, e := range res.Entries {
+		if e.Pos != ps[2+i] || e.Event != "message" || string(e.Args) != `{"n":1}` {
+			t.Fatalf("entry %d = %+v, want %+v", i, e, ps[2+i])
+		}
+	}
+	for name, q := range map[string]streams.Query{
+		"at the top":     {Stream: streams.UserStream, User: "bob", From: ps[4], After: true, Max: 10},
+		"too far behind": {Stream: streams.UserStream, User: "bob", From: ps[0], After: true, Max: 3},
+		"another epoch":  {Stream: streams.UserStream, User: "bob", From: proto.Pos{Epoch: "other", MS: ps[0].MS, Off: 1}, After: true, Max: 10},
+		"not asked":      {Stream: streams.UserStream, User: "bob", From: ps[0], Max: 10},
+	} {
+		if res := read(t, rdb, q); len(res.Entries) != 0 || res.Top != ps[4] {
+			t.Errorf("%s: %d entries, top %+v", name, len(res.Entries), res.Top)
+		}
+	}
+}
+
+// TestReadNewEpochOnAnotherRun: a stream written on another run of Redis
+// is read as a new, empty one; a read does not write a stream that is in
+// order.
+func TestReadNewEpochOnAnotherRun(t *testing.T) {
+	rdb := client(t)
+	p := publish(t, rdb, "bob")[0]
+	rdb.Set(context.Background(), proto.RunKey, "another-run", 0)
+	res := read(t, rdb, streams.Query{Stream: streams.UserStream, User: "bob", From: p, After: true, Max: 10})
+	if res.Top.Epoch == p.Epoch || res.Top.Off != 0 {
+		t.Fatalf("after another run: top %+v, want offset 0 of a new epoch", res.Top)
+	}
+	if n := rdb.XLen(context.Background(), proto.UserStreamKey("bob")).Val(); n != 0 {
+		t.Fatalf("the old epoch's %d entries are still there", n)
+	}
+	if q := publish(t, rdb, "bob")[0]; q.Epoch != res.Top.Epoch || q.Off != 1 {
+		t.Fatalf("the writer continued with %+v, want offset 1 of %s", q, res.Top.Epoch)
+	}
+}
+
+// TestReadBroadcastAndTops: the broadcast stream reads like a user's; Tops
+// reads metas, zero for a stream that has none.
+func TestReadBroadcastAndTops(t *testing.T) {
+	rdb := client(t)
+	ctx := context.Background()
+	pos, err := streams.Publish(ctx, rdb, time.Minute, &proto.Dispatch{Event: "news", Broadcast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := proto.ParsePos(pos[0])
+	res := read(t, rdb, streams.Query{Stream: streams.BroadcastStream, From: proto.Pos{Epoch: b.Epoch}, After: true, Max: 10})
+	if res.Top != b || len(res.Entries) != 1 || res.Entries[0].Event != "news" || string(res.Entries[0].Args) != "null" {
+		t.Fatalf("broadcast read: %+v", res)
+	}
+	u := publish(t, rdb, "bob")[0]
+	tops, err := streams.Tops(ctx, rdb, []string{proto.BroadcastMetaKey, proto.UserMetaKey("bob"), proto.UserMetaKey("nobody")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tops[0] != b || tops[1] != u || tops[2] != (proto.Pos{}) {
+		t.Fatalf("Tops = %+v, want %+v %+v and zero", tops, b, u)
+	}
+}
+
+// TestReadScriptLost: after Redis drops its scripts, a read reloads it.
+func TestReadScriptLost(t *testing.T) {
+	rdb := client(t)
+	read(t, rdb, streams.Query{Stream: streams.UserStream, User: "bob", Max: 1})
+	if err := rdb.ScriptFlush(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	read(t, rdb, streams.Query{Stream: streams.UserStream, User: "bob", Max: 1})
+}
