@@ -83,8 +83,11 @@ start_stack() {
     "$bin/handlers-svc" 2>"$(log_of handlers "$i")" &
   pids+=($!); S_HS[i]=$!
   wait_for handlers-svc curl -fs -m 1 -o /dev/null "http://127.0.0.1:$hp/readyz"
+  # The load generator is one address: the per-address limits, which
+  # defend against one client, are off for it.
   env "${urls[@]}" GATEWAY_PPROF_PORT="$pp" GATEWAY_DEV=1 GATEWAY_ADDR="127.0.0.1:$gp" GATEWAY_WORKERS="$WORKERS" \
-    GATEWAY_METRICS_ADDR="127.0.0.1:$mp" "${SCALE_ENV[@]}" $extra ${BENCH_GATEWAY_ENV:-} \
+    GATEWAY_METRICS_ADDR="127.0.0.1:$mp" GATEWAY_IP_PENDING=0 GATEWAY_IP_UPGRADE_RATE=0 \
+    "${SCALE_ENV[@]}" $extra ${BENCH_GATEWAY_ENV:-} \
     "$bin/gateway" 2>"$(log_of gateway "$i")" &
   pids+=($!); S_GW[i]=$!
   # Every worker ready: /readyz names the worker that answered.

@@ -33,7 +33,7 @@ import (
 
 // Requester is the part of a NATS connection the forwarder uses.
 type Requester interface {
-	RequestWithContext(ctx context.Context, subj string, data []byte) (*nats.Msg, error)
+	RequestMsgWithContext(ctx context.Context, msg *nats.Msg) (*nats.Msg, error)
 	IsConnected() bool
 }
 
@@ -45,10 +45,10 @@ var (
 	errLostInFlight = proto.NewError(proto.CodeUnavailable, "connection to the handlers was lost before they answered; the event may or may not have been handled")
 	// Refused unforwarded while the worker is overloaded: the handler did
 	// not run, so a retry is safe.
-	errOverloaded  = proto.NewError(proto.CodeUnavailable, "gateway overloaded, retry later")
+	errOverloaded      = proto.NewError(proto.CodeUnavailable, "gateway overloaded, retry later")
 	errRateLimited     = proto.NewError(proto.CodeRateLimited, "too many messages: slow down")
 	errUserRateLimited = proto.NewError(proto.CodeRateLimited, "too many messages from this user's connections: slow down")
-	errBinary      = proto.NewError(proto.CodeBadRequest, "binary frames are not supported: send JSON in text frames")
+	errBinary          = proto.NewError(proto.CodeBadRequest, "binary frames are not supported: send JSON in text frames")
 )
 
 // Recorder is told how every frame the forwarder handles ends, for metrics.
@@ -266,10 +266,17 @@ func (f *Forwarder) request(c Socket, env *proto.Envelope) (*proto.Error, time.D
 		Event: env.Event, Args: env.Args, User: c.User(), Conn: c.ID(), Ref: env.Ref,
 	})
 	conn := f.connContext()
-	ctx, cancel := context.WithTimeout(conn, f.timeout)
-	defer cancel()
 	sent := time.Now()
-	msg, err := f.nc.RequestWithContext(ctx, proto.Subject(env.Event), body)
+	deadline := sent.Add(f.timeout)
+	ctx, cancel := context.WithDeadline(conn, deadline)
+	defer cancel()
+	// The deadline travels with the request: handlers-svc does not start
+	// one the client was already told timed out.
+	msg, err := f.nc.RequestMsgWithContext(ctx, &nats.Msg{
+		Subject: proto.Subject(env.Event),
+		Header:  nats.Header{proto.DeadlineHeader: []string{proto.FormatDeadline(deadline)}},
+		Data:    body,
+	})
 	switch {
 	case err == nil:
 	case conn.Err() != nil:

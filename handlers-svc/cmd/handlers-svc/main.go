@@ -35,6 +35,7 @@ import (
 	"github.com/switchboard/switchboard/handlers-svc/internal/natserve"
 	"github.com/switchboard/switchboard/handlers-svc/internal/redisdispatch"
 	"github.com/switchboard/switchboard/internal/healthcheck"
+	"github.com/switchboard/switchboard/internal/httpserver"
 	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/redact"
 	"github.com/switchboard/switchboard/internal/redislog"
@@ -109,7 +110,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
-	nc, err := connectNATS(cfg.NATSURL, log.Named("nats"))
+	nc, err := connectNATS(cfg.NATSURL, cfg.NATSCreds, log.Named("nats"))
 	if err != nil {
 		_ = ln.Close()
 		return err
@@ -143,6 +144,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	srv := natserve.New(nc, mux, log, natserve.Config{
 		Timeout:         cfg.Timeout,
 		ShutdownTimeout: cfg.ShutdownTimeout,
+		Expired:         reg.Expired,
 	})
 
 	health := newHealth(nc, rdb, srv.Ready())
@@ -150,11 +152,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		func() bool { return health.redisUp(context.Background()) },
 		func() bool { return len(health.notReady(context.Background())) == 0 })
 	health.mux.Handle("GET /metrics", reg.Handler())
-	httpSrv := &http.Server{
-		Handler:           health,
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          zap.NewStdLog(log.Named("http")),
-	}
+	httpSrv := httpserver.New(health, log.Named("http"))
 	var httpErr error
 	httpDone := make(chan struct{}) // closed once Serve has returned httpErr
 	go func() {

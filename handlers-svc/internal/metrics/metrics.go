@@ -52,6 +52,7 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	events   map[string]*series // read-only once built
 	other    *series
+	expired  prometheus.Counter
 }
 
 // New returns a registry whose event label takes the registered event
@@ -68,7 +69,11 @@ func New(events []string) *Metrics {
 		Help:    "Time a request spent in the handler, middleware included, by event.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	}, []string{"event"})
-	m.reg.MustRegister(m.requests, m.duration)
+	m.expired = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "requests_expired_total",
+		Help: "Requests dropped unrun because the gateway's deadline (Switchboard-Deadline) had passed: their clients were told timeout.",
+	})
+	m.reg.MustRegister(m.requests, m.duration, m.expired)
 	for _, e := range events {
 		m.events[e] = m.series(e)
 	}
@@ -83,6 +88,9 @@ func (m *Metrics) series(event string) *series {
 	}
 	return s
 }
+
+// Expired counts a request dropped unrun because its deadline had passed.
+func (m *Metrics) Expired(string) { m.expired.Inc() }
 
 // Watch registers gauges read at scrape time: whether NATS is connected,
 // whether Redis answers, and whether the process is ready to serve (NATS,
