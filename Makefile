@@ -54,8 +54,12 @@ fuzz:
 		done; done
 
 # The performance scenario over the whole stack (2 workers) plus the Go
-# benchmarks; adds its rows to bench/results/runs.csv, replaces
-# bench/results/load.md and redraws docs/p99.svg. bench-quick: a ~30 s smoke run.
+# benchmarks and the resume scenario; adds its rows to bench/results/runs.csv,
+# replaces bench/results/load.md and redraws docs/p99.svg. bench-quick: a
+# short smoke run. Either compares side by side, in the same run, with
+# BENCH_BASELINE=<git ref> (that ref's servers, e.g. make bench-quick
+# BENCH_BASELINE=fff6f93) or BENCH_COMPARE_RECOVERY=1 (HISTORY_WINDOW=0);
+# docs/performance.md has the knobs.
 bench:
 	@bash .ci/deps.sh run
 	@bash bench/run.sh

@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -23,32 +21,10 @@ func TestResultsAndRoomsInBrowser(t *testing.T) {
 	dir := artifactsDir(t)
 	base := "http://" + s.Addr + "/"
 
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	t.Cleanup(cancel)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true),
-		chromedp.WindowSize(900, 900),
-	)
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	t.Cleanup(cancelAlloc)
-	browser, cancelBrowser := chromedp.NewContext(alloc)
-	t.Cleanup(cancelBrowser)
-	if err := chromedp.Do(browser); err != nil {
-		t.Fatalf("start %s: %v", chrome, err)
-	}
+	browser := startBrowser(t, chrome)
 	open := func(name, user string) *tab {
 		t.Helper()
-		ctx, cancel := chromedp.NewContext(browser)
-		t.Cleanup(cancel)
-		tb := &tab{t: t, name: "rooms-" + name, ctx: ctx, dir: dir}
-		tb.do("log in as "+user,
-			chromedp.Navigate(base),
-			chromedp.WaitVisible(chromedp.ID("user")),
-			chromedp.SendKeys(chromedp.ID("user"), user),
-			chromedp.Click(chromedp.CSS("#login-form button")),
-		)
+		tb := openTab(t, browser, dir, base, name, user)
 		tb.waitOpen("")
 		return tb
 	}
@@ -101,7 +77,7 @@ func TestResultsAndRoomsInBrowser(t *testing.T) {
 	waitRoomMessage(bob, "hi bob, from the room")
 	waitRoomMessage(alice2, "hi bob, from the room")
 	for _, tb := range []*tab{alice, alice2, bob} {
-		tb.shot("3-room")
+		tb.shot("room")
 	}
 
 	// Leaving: bob is told, and the room's next message does not reach him.

@@ -63,8 +63,10 @@ const (
 	CloseTokenExpired = 4001
 )
 
-// Close reasons sent with ClosePolicy, so clients can tell which policy.
+// Close reasons sent with ClosePolicy, so clients can tell which policy,
+// and with CloseTokenExpired.
 const (
 	ReasonSlowConsumer = "slow consumer: outgoing queue full"
 	ReasonRateLimited  = "rate limit exceeded"
+	ReasonTokenExpired = "token expired" // with CloseTokenExpired
 )

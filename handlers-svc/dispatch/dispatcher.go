@@ -206,7 +206,9 @@ func checkName(name string) error {
 
 // encode checks msg's event name and args and returns its unit of a
 // publish script call. A user named twice is recorded once. Its errors are
-// programming errors, not outages.
+// programming errors, not outages, but for args over
+// proto.MaxDispatchArgs: bad_request, the answer to the request that asked
+// for them.
 func (d *Dispatcher) encode(msg *proto.Dispatch, args any) (*streams.Unit, error) {
 	if err := checkName(msg.Event); err != nil {
 		return nil, err
@@ -214,6 +216,9 @@ func (d *Dispatcher) encode(msg *proto.Dispatch, args any) (*streams.Unit, error
 	raw, err := event.EncodeArgs(args)
 	if err != nil {
 		return nil, fmt.Errorf("dispatch %s: %w", msg.Event, err)
+	}
+	if len(raw) > proto.MaxDispatchArgs {
+		return nil, event.BadRequest("dispatch %s: its args are %d bytes, more than the %d allowed", msg.Event, len(raw), proto.MaxDispatchArgs)
 	}
 	msg.Args = raw
 	msg.Users = uniq(msg.Users)

@@ -22,6 +22,11 @@ const (
 // have.
 const MaxTextLen = 4000
 
+// MaxUserLen is the most bytes of a user id named in args ("to", a
+// mention): the gateway accepts no longer one in a token, so a longer one
+// names nobody, and only makes the dispatch and its stream keys bigger.
+const MaxUserLen = 256
+
 // Message is the args of both the message and the message_sent events.
 type Message struct {
 	From  string `json:"from"`
@@ -61,8 +66,8 @@ func (c *Chat) SendMessage(ctx context.Context, r *event.Request) error {
 	if err := r.Decode(&in); err != nil {
 		return err // already a bad_request naming the field
 	}
-	if in.To != nil && *in.To == "" {
-		return event.BadRequest("args.to must be a non-empty string")
+	if in.To != nil && (*in.To == "" || len(*in.To) > MaxUserLen) {
+		return event.BadRequest("args.to must be a user id of 1 to %d bytes", MaxUserLen)
 	}
 	if in.Text == nil {
 		return event.BadRequest("args.text is required")

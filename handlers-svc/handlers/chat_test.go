@@ -127,6 +127,8 @@ func TestSendMessageUniqueIDs(t *testing.T) {
 	}
 }
 
+// TestSendMessageBadArgs: every invalid args is refused with bad_request
+// naming the field, and nothing is dispatched.
 func TestSendMessageBadArgs(t *testing.T) {
 	tests := []struct {
 		name, args, want string
@@ -138,7 +140,9 @@ func TestSendMessageBadArgs(t *testing.T) {
 		{"long text", `{"text":"` + strings.Repeat("é", 4001) + `"}`, "args.text must be 1 to 4000 characters"},
 		{"text number", `{"text":5}`, "args.text must be a string"},
 		{"to number", `{"to":5,"text":"x"}`, "args.to must be a string"},
-		{"to empty", `{"to":"","text":"x"}`, "args.to must be a non-empty string"},
+		{"to empty", `{"to":"","text":"x"}`, "args.to must be a user id of 1 to 256 bytes"},
+		// The bounds of docs/protocol.md section 5.
+		{"to of 257 bytes", `{"to":"` + strings.Repeat("a", 257) + `","text":"x"}`, "args.to must be a user id of 1 to 256 bytes"},
 		{"args array", `["x"]`, "args must be an object"},
 	}
 	for _, tt := range tests {

@@ -15,15 +15,15 @@ import (
 
 // Timing of the stall probe (docs/protocol.md section 4): a subscription
 // that stops delivering while its connection stays up (a stalled network
-// path, a wedged proxy, a replica that stopped replicating) is noticed
-// within ProbeEvery + ProbeWithin of the stall, 1.5 s, well inside the
-// contract's 2 s.
+// path, a wedged proxy, a frozen Redis) is noticed ProbeEvery +
+// ProbeWithin after the last probe came back, at most 2 s after the stall
+// began: the contract's 2 s.
 const (
 	// ProbeEvery is how often the worker publishes a probe on its own
 	// probe channel, which its subscription also listens to.
 	ProbeEvery = 500 * time.Millisecond
-	// ProbeWithin is how long after Redis accepted a probe the
-	// subscription may take to deliver it before it counts as stalled.
+	// ProbeWithin is how late, past ProbeEvery, the next probe may come
+	// back before the subscription counts as stalled.
 	ProbeWithin = time.Second
 )
 
@@ -84,16 +84,18 @@ func (s *Subscriber) current(ps *redis.PubSub) {
 }
 
 // probeLoop publishes a probe every interval while the subscription is
-// live, and when one Redis accepted has not come back within its time,
-// declares the subscription stalled: not live (so /readyz answers 503),
-// and its connection closed, so the reader subscribes anew and the worker
-// fills the gap from the streams. A probe Redis did not accept is not a
-// stall: Redis is down or slow, which the reader notices by itself.
+// live, and when none has come back for ProbeEvery + ProbeWithin declares
+// the subscription stalled: not live (so /readyz answers 503), and its
+// connection closed, so the reader subscribes anew and the worker fills
+// the gap from the streams. That covers a stalled path to Redis (probes
+// accepted, never delivered) and a Redis that stopped answering (probes
+// not even accepted), which the reader alone would notice only after
+// healthInterval.
 func (s *Subscriber) probeLoop(ctx context.Context) {
 	t := time.NewTicker(s.probe.every)
 	defer t.Stop()
-	var pending uint64 // the oldest accepted probe not yet seen; 0 = none
-	var acceptedAt time.Time
+	var heard time.Time // when a probe last came back, or the watch began
+	var seen uint64
 	for {
 		select {
 		case <-ctx.Done():
@@ -101,24 +103,22 @@ func (s *Subscriber) probeLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		if !s.live.Load() {
-			pending = 0 // a new subscription starts a new watch
+			heard = time.Time{} // a new subscription starts a new watch
 			continue
 		}
-		if pending != 0 && s.probe.seen.Load() >= pending {
-			pending = 0
+		now := time.Now()
+		if n := s.probe.seen.Load(); n != seen || heard.IsZero() {
+			seen, heard = n, now
 		}
-		if pending != 0 && time.Since(acceptedAt) > s.probe.within {
-			s.stalled(time.Since(acceptedAt))
-			pending = 0
+		if silent := now.Sub(heard); silent > s.probe.every+s.probe.within {
+			s.stalled(silent)
+			heard = time.Time{}
 			continue
 		}
 		s.probe.sent++
 		pctx, cancel := context.WithTimeout(ctx, s.probe.every)
-		err := s.probe.rdb.Publish(pctx, s.probeChannel, strconv.FormatUint(s.probe.sent, 10)).Err()
+		_ = s.probe.rdb.Publish(pctx, s.probeChannel, strconv.FormatUint(s.probe.sent, 10)).Err()
 		cancel()
-		if err == nil && pending == 0 {
-			pending, acceptedAt = s.probe.sent, time.Now()
-		}
 	}
 }
 

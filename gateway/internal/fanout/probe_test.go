@@ -72,3 +72,20 @@ func TestQuietChannelIsNoStall(t *testing.T) {
 		t.Fatalf("a quiet, healthy subscription: %d stalls, live %v", n, s.sub.Live())
 	}
 }
+
+// TestFrozenRedisIsAStall: a Redis that stops answering altogether (its
+// process stopped) accepts no probe either; the subscription is still
+// taken down within 2 s, and comes back when Redis does.
+func TestFrozenRedisIsAStall(t *testing.T) {
+	r := testkit.StartRedis(t)
+	s := run(t, r, make(inbox, 1))
+	waitLive(t, s, true)
+	testkit.Eventually(t, wait, "a probe back", func() bool { return s.sub.Probed() >= 1 })
+	r.Pause(t)
+	testkit.Eventually(t, wait, "the frozen Redis noticed", func() bool { return !s.sub.Live() })
+	if s.sub.Stalls() != 1 {
+		t.Fatalf("Stalls() = %d, want 1", s.sub.Stalls())
+	}
+	r.Continue()
+	waitLive(t, s, true)
+}

@@ -34,7 +34,7 @@ import (
 
 // Requester is the part of a NATS connection the forwarder uses.
 type Requester interface {
-	RequestWithContext(ctx context.Context, subj string, data []byte) (*nats.Msg, error)
+	RequestMsgWithContext(ctx context.Context, msg *nats.Msg) (*nats.Msg, error)
 	IsConnected() bool
 }
 
@@ -268,10 +268,17 @@ func (f *Forwarder) request(c Socket, env *proto.Envelope) (json.RawMessage, *pr
 		Event: env.Event, Args: env.Args, User: c.User(), Conn: c.ID(), Ref: env.Ref,
 	})
 	conn := f.connContext()
-	ctx, cancel := context.WithTimeout(conn, f.timeout)
-	defer cancel()
 	sent := time.Now()
-	msg, err := f.nc.RequestWithContext(ctx, proto.Subject(env.Event), body)
+	deadline := sent.Add(f.timeout)
+	ctx, cancel := context.WithDeadline(conn, deadline)
+	defer cancel()
+	// The deadline travels with the request: handlers-svc does not start
+	// one the client was already told timed out.
+	msg, err := f.nc.RequestMsgWithContext(ctx, &nats.Msg{
+		Subject: proto.Subject(env.Event),
+		Header:  nats.Header{proto.DeadlineHeader: []string{proto.FormatDeadline(deadline)}},
+		Data:    body,
+	})
 	switch {
 	case err == nil:
 	case conn.Err() != nil:

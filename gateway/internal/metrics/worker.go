@@ -70,12 +70,13 @@ const (
 	ReasonShutdown      = "shutdown"        // the worker stopped (1001)
 	ReasonWriteFailed   = "write_failed"    // a write to the network failed
 	ReasonInternalError = "internal_error"  // a bug in the socket's code (1011)
+	ReasonTokenExpired  = "token_expired"   // its token expired (4001)
 	ReasonOther         = "other"
 )
 
 var closeReasons = [...]string{
 	ReasonClient, ReasonLost, ReasonPingTimeout, ReasonSlowConsumer, ReasonRateLimited, ReasonTooBig,
-	ReasonInvalidUTF8, ReasonShutdown, ReasonWriteFailed, ReasonInternalError, ReasonOther,
+	ReasonInvalidUTF8, ReasonShutdown, ReasonWriteFailed, ReasonInternalError, ReasonTokenExpired, ReasonOther,
 }
 
 // CloseReason maps the code and reason a socket was closed with to the
@@ -102,6 +103,8 @@ func CloseReason(code int, reason string) string {
 		return ReasonShutdown
 	case code == proto.CloseInternalError:
 		return ReasonInternalError
+	case code == proto.CloseTokenExpired:
+		return ReasonTokenExpired
 	}
 	return ReasonOther
 }
@@ -115,9 +118,10 @@ const (
 	RefusedUpgrade      = "bad_upgrade"          // not a valid WebSocket handshake
 	RefusedUserCap      = "too_many_connections" // GATEWAY_MAX_CONNS_PER_USER
 	RefusedWorkerFull   = "worker_full"          // GATEWAY_MAX_CONNS
+	RefusedIPRate       = "ip_rate_limited"      // GATEWAY_IP_UPGRADE_RATE
 )
 
-var refusedReasons = [...]string{RefusedUnauthorized, RefusedOrigin, RefusedUnavailable, RefusedUpgrade, RefusedUserCap, RefusedWorkerFull}
+var refusedReasons = [...]string{RefusedUnauthorized, RefusedOrigin, RefusedUnavailable, RefusedUpgrade, RefusedUserCap, RefusedWorkerFull, RefusedIPRate}
 
 // Reasons an envelope is refused as overload, the values of the reason label
 // of switchboard_gateway_overload_refusals_total (forward.ShedFanout and
@@ -145,6 +149,9 @@ type Worker struct {
 	dropped    prometheus.Counter
 	limited    prometheus.Counter
 	shed       map[string]prometheus.Counter
+
+	// pendingClosed counts connections closed by admission.PendingCap.
+	pendingClosed prometheus.Counter
 
 	envelopes *prometheus.CounterVec
 	// rtt has no event label: a histogram is 15 series, times MaxEvents
@@ -202,6 +209,8 @@ func NewWorker() *Worker {
 	for _, r := range shedReasons {
 		m.shed[r] = shed.WithLabelValues(r)
 	}
+	m.pendingClosed = f.counter("pending_connections_closed_total",
+		"Connections closed before they sent a request's headers because their address had more than GATEWAY_IP_PENDING such connections (slowloris).")
 	m.envelopes = f.counterVec("envelopes_received_total",
 		"Client envelopes, by event and result (ok or the error code sent). Events not yet confirmed by a handler count as _other, frames that are not envelopes as _invalid.",
 		"event", "result")
@@ -370,6 +379,10 @@ func (m *Worker) Shed(reason string) {
 		c.Inc()
 	}
 }
+
+// PendingClosed counts a connection closed while it had not sent its
+// request headers, to make room under GATEWAY_IP_PENDING.
+func (m *Worker) PendingClosed() { m.pendingClosed.Inc() }
 
 // RateLimited counts a frame refused by the socket's rate limit.
 func (m *Worker) RateLimited() { m.limited.Inc() }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -66,6 +67,7 @@ type Conn struct {
 	rc     syscall.RawConn       // the network socket, to wait for data on; nil: none
 	wait   func(fd uintptr) bool // c.waitReadable, for rc.Read, bound once
 	woke   bool                  // waitReadable has been called in this wait
+	exp    uint32                // Upgraded.Expires in Unix seconds, 0 = never; in woke's padding, so free
 	id     string
 	user   string
 	limits *Limits // shared by the worker's sockets; read only
@@ -106,6 +108,9 @@ func NewConn(u Upgraded, id, user string, limits *Limits, log *zap.Logger) *Conn
 		writerDone: make(chan struct{}),
 		opened:     time.Now().UnixNano(),
 	}
+	if !u.Expires.IsZero() {
+		c.exp = uint32(min(max(u.Expires.Unix(), 1), math.MaxUint32))
+	}
 	if sc, ok := u.WS.NetConn().(syscall.Conn); ok && u.br != nil {
 		if rc, err := sc.SyscallConn(); err == nil {
 			c.rc = rc
@@ -119,6 +124,15 @@ func (c *Conn) ID() string { return c.id }
 
 // User returns the verified user id of the socket.
 func (c *Conn) User() string { return c.user }
+
+// Expires returns when the socket's authorization ends (Upgraded.Expires,
+// to the second); the zero time when it never does.
+func (c *Conn) Expires() time.Time {
+	if c.exp == 0 {
+		return time.Time{}
+	}
+	return time.Unix(int64(c.exp), 0)
+}
 
 // Done is closed when the connection has ended.
 func (c *Conn) Done() <-chan struct{} { return c.done }

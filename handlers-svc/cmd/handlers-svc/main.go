@@ -39,6 +39,7 @@ import (
 	"github.com/switchboard/switchboard/handlers-svc/internal/metrics"
 	"github.com/switchboard/switchboard/handlers-svc/internal/natserve"
 	"github.com/switchboard/switchboard/internal/healthcheck"
+	"github.com/switchboard/switchboard/internal/httpserver"
 	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/redact"
 	"github.com/switchboard/switchboard/internal/redislog"
@@ -114,7 +115,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
-	nc, err := connectNATS(cfg.NATSURL, log.Named("nats"))
+	nc, err := connectNATS(cfg.NATSURL, cfg.NATSCreds, log.Named("nats"))
 	if err != nil {
 		_ = ln.Close()
 		return err
@@ -171,6 +172,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	srv := natserve.New(nc, mux, log, natserve.Config{
 		Timeout:         cfg.Timeout,
 		ShutdownTimeout: cfg.ShutdownTimeout,
+		Expired:         reg.Expired,
 	})
 
 	health := newHealth(nc, rdb, srv.Ready())
@@ -181,11 +183,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if cfg.APIKey != "" {
 		httpapi.New(d, cfg.APIKey, log).Register(health.mux)
 	}
-	httpSrv := &http.Server{
-		Handler:           health,
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          zap.NewStdLog(log.Named("http")),
-	}
+	httpSrv := httpserver.New(health, log.Named("http"))
 	var httpErr error
 	httpDone := make(chan struct{}) // closed once Serve has returned httpErr
 	go func() {

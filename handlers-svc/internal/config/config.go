@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 // Config is the configuration of handlers-svc (docs/protocol.md section 1).
 type Config struct {
 	NATSURL         string        // NATS_URL
+	NATSCreds       string        // NATS_CREDS: a NATS credentials file; "" = none
 	RedisURL        string        // REDIS_URL
 	Addr            string        // HANDLERS_ADDR: health and metrics endpoints
 	LogLevel        string        // LOG_LEVEL: debug, info, warn or error
@@ -37,7 +39,9 @@ func Default() Config {
 	return Config{
 		NATSURL:  "nats://127.0.0.1:4222",
 		RedisURL: "redis://127.0.0.1:6379/0",
-		Addr:     ":8081",
+		// Loopback only: /metrics and /readyz have no authentication, so
+		// exposing them is a decision (compose makes it, inside its network).
+		Addr:     "127.0.0.1:8081",
 		LogLevel: "info",
 		// Below the gateway's 5s GATEWAY_HANDLER_TIMEOUT, with margin: a
 		// handler gives up before the gateway answers the client "timeout",
@@ -60,6 +64,7 @@ type setting struct {
 func (c *Config) settings() []setting {
 	return []setting{
 		{env: "NATS_URL", usage: "NATS server URL", str: &c.NATSURL},
+		{env: "NATS_CREDS", usage: "NATS credentials file (user JWT and NKey seed), if NATS asks for one", str: &c.NATSCreds},
 		{env: "REDIS_URL", usage: "Redis URL", str: &c.RedisURL},
 		{env: "HANDLERS_ADDR", usage: "HTTP address of /healthz, /readyz and /metrics", str: &c.Addr},
 		{env: "LOG_LEVEL", usage: "log level: debug, info, warn or error", str: &c.LogLevel},
@@ -119,6 +124,11 @@ func (c Config) Validate() error {
 	var errs []error
 	if err := serverurl.NATS(c.NATSURL); err != nil {
 		errs = append(errs, fmt.Errorf("NATS_URL: %w", err))
+	}
+	if c.NATSCreds != "" {
+		if _, err := os.Stat(c.NATSCreds); err != nil {
+			errs = append(errs, fmt.Errorf("NATS_CREDS: %w", err))
+		}
 	}
 	if err := serverurl.Redis(c.RedisURL); err != nil {
 		errs = append(errs, fmt.Errorf("REDIS_URL: %w", err))

@@ -22,6 +22,7 @@ type Metrics struct {
 	reg      *prometheus.Registry
 	requests *middleware.Metrics
 	families prometheus.Gatherers // what the handler families registered
+	expired  prometheus.Counter
 }
 
 // New returns a registry whose event label takes the registered event
@@ -30,12 +31,20 @@ func New(events []string) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.requests = middleware.NewMetrics(m.reg, namespace, events)
+	m.expired = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "requests_expired_total",
+		Help: "Requests dropped unrun because the gateway's deadline (Switchboard-Deadline) had passed: their clients were told timeout.",
+	})
+	m.reg.MustRegister(m.expired)
 	return m
 }
 
 // Include serves what g gathers on /metrics too: the handler families'
 // own collectors, registered at start-up.
 func (m *Metrics) Include(g prometheus.Gatherer) { m.families = append(m.families, g) }
+
+// Expired counts a request dropped unrun because its deadline had passed.
+func (m *Metrics) Expired(string) { m.expired.Inc() }
 
 // Watch registers gauges read at scrape time: whether NATS is connected,
 // whether Redis answers, and whether the process is ready to serve (NATS,

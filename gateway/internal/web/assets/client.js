@@ -431,11 +431,14 @@ class Cursor {
 
   /**
    * start sets where a socket of user starts: the positions of its
-   * "connected", or those it resumed from where they are later in the same
-   * epoch (what the app has, it keeps).
+   * "connected", or, after a recovered resume, those it resumed from where
+   * they are later in the same epoch (what the app has, it keeps). After a
+   * resume that did not recover, the gateway's positions win: the stream
+   * does not have the client's (ahead of it, say), so what comes next is
+   * new to the app whatever its offset.
    */
   start(user, url, args) {
-    const had = this.#sent?.user === user ? this.#sent.at : {};
+    const had = args.recovered === true && this.#sent?.user === user ? this.#sent.at : {};
     this.#user = user;
     this.#key = user === null ? null : storageKey(url, user);
     this.#at = {};

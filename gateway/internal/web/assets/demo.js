@@ -73,7 +73,12 @@ function addMessage(kind, m) {
 // reports whether it added one.
 function showMessage(kind, m) {
   const key = `${kind}:${m.msg_id}`;
-  if (seen.has(key)) return false;
+  if (seen.has(key)) {
+    // The client hands each message over once; the page hides a repeat
+    // all the same, and counts it, so a test can tell one came.
+    document.body.dataset.repeats = String(Number(document.body.dataset.repeats ?? 0) + 1);
+    return false;
+  }
   seen.add(key);
   const list = $("messages");
   list.querySelector(".empty")?.remove();
@@ -202,6 +207,7 @@ function leave() {
   delete document.body.dataset.conn;
   delete document.body.dataset.recovered;
   delete document.body.dataset.missed;
+  delete document.body.dataset.repeats;
   setStatus("idle");
   $("worker").textContent = "worker –";
   $("chat").hidden = true;

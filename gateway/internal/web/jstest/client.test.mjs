@@ -10,12 +10,12 @@ import net from "node:net";
 import http from "node:http";
 import { createHash } from "node:crypto";
 import { connect } from "../assets/client.js";
+import { within, next, stateWhere } from "./wait.mjs";
 
 const URL_ = process.env.SB_URL;
 const HTTP = process.env.SB_HTTP;
 if (!URL_ || !HTTP) throw new Error("SB_URL and SB_HTTP must be set: run through go test ./e2e -run TestClientJS");
 
-const WAIT = 15_000;
 let seq = 0;
 const uniqueUser = (name) => `${name}-${process.pid}-${++seq}`;
 
@@ -23,40 +23,6 @@ async function token(user) {
   const res = await fetch(`${HTTP}/dev/token?user=${encodeURIComponent(user)}`);
   assert.equal(res.status, 200, "GET /dev/token");
   return (await res.json()).token;
-}
-
-// within rejects when p has not settled after ms, naming what was awaited.
-function within(p, what, ms = WAIT) {
-  let timer;
-  const late = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}
-
-// next resolves with the args of the next `event` frame sb receives.
-function next(sb, event) {
-  return new Promise((resolve) => {
-    const off = sb.on(event, (args, frame) => {
-      off();
-      resolve({ args, frame });
-    });
-  });
-}
-
-// stateWhere resolves with [state, info] once onState reports one that match accepts.
-function stateWhere(sb, match) {
-  return new Promise((resolve) => {
-    let off = null;
-    let done = false;
-    off = sb.onState((state, info) => {
-      if (done || !match(state, info)) return;
-      done = true;
-      resolve([state, info]);
-      off?.();
-    });
-    if (done) off();
-  });
 }
 
 // counting returns a WebSocket class that counts the sockets made.
