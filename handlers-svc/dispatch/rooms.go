@@ -70,7 +70,7 @@ func (d *Dispatcher) Leave(ctx context.Context, room, user string) (int, bool, e
 
 // Members returns the members of room, sorted.
 func (d *Dispatcher) Members(ctx context.Context, room string) ([]string, error) {
-	if err := checkRoom(room, "-"); err != nil {
+	if err := checkRoomName(room); err != nil {
 		return nil, err
 	}
 	members, err := d.pub.rdb.SMembers(ctx, proto.RoomMembersKey(room)).Result()
@@ -95,7 +95,7 @@ func (d *Dispatcher) ToRooms(ctx context.Context, rooms []string, name string, a
 // one round trip.
 func (d *Dispatcher) roomMembers(ctx context.Context, rooms []string) ([]string, error) {
 	for _, room := range rooms {
-		if err := checkRoom(room, "-"); err != nil {
+		if err := checkRoomName(room); err != nil {
 			return nil, err
 		}
 	}
@@ -123,11 +123,20 @@ func (d *Dispatcher) roomMembers(ctx context.Context, rooms []string) ([]string,
 // checkRoom refuses an invalid room name and an empty user id with a
 // bad_request *event.Error.
 func checkRoom(room, user string) error {
-	if !proto.ValidRoomName(room) {
-		return event.BadRequest("room %q must match %s", room, proto.RoomPattern)
+	if err := checkRoomName(room); err != nil {
+		return err
 	}
 	if user == "" {
 		return event.BadRequest("a room member must be a non-empty user id")
+	}
+	return nil
+}
+
+// checkRoomName refuses an invalid room name with a bad_request
+// *event.Error.
+func checkRoomName(room string) error {
+	if !proto.ValidRoomName(room) {
+		return event.BadRequest("room %q must match %s", room, proto.RoomPattern)
 	}
 	return nil
 }

@@ -20,6 +20,10 @@ const (
 	EventRoomMessage = "room_message" // to every member, the sender included
 )
 
+// undoTimeout bounds the undoing of a join whose room_joined could not be
+// dispatched.
+const undoTimeout = time.Second
+
 // RoomArgs is the args of joinRoom and leaveRoom: {"room":"<name>"}.
 type RoomArgs struct {
 	Room string `json:"room"`
@@ -103,8 +107,11 @@ func (h *Rooms) Join(ctx context.Context, r *event.Request, in RoomArgs) (RoomRe
 	if joined {
 		if err := h.rooms.ToRooms(ctx, []string{in.Room}, EventRoomJoined, RoomMember{Room: in.Room, User: r.User}); err != nil {
 			// No member heard of it: undo the join, so that unavailable
-			// means nothing happened and a retry is safe.
-			_, _, _ = h.rooms.Leave(context.WithoutCancel(ctx), in.Room, r.User)
+			// means nothing happened and a retry is safe; even when the
+			// request's time is up, but not for longer than undoTimeout.
+			undo, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+			_, _, _ = h.rooms.Leave(undo, in.Room, r.User)
+			cancel()
 			return RoomResult{}, err
 		}
 	}
