@@ -74,6 +74,11 @@ func TestSlowConsumerStalledSocket(t *testing.T) {
 	const queue = 128
 	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{
 		"GATEWAY_RATE_LIMIT=0", "GATEWAY_USER_RATE_LIMIT=0", "GATEWAY_SEND_QUEUE=" + strconv.Itoa(queue),
+	}, HandlersEnv: []string{
+		// What is tested is the gateway's bound on a stalled socket, so the
+		// pusher may push it more than handlers-svc lets one sender push
+		// one recipient.
+		"HANDLERS_SEND_BYTES_PER_SEC=0",
 	}})
 	stalled := dialStalled(t, s, "stalled", 0)
 	busy := s.DialOn("busy", 0)

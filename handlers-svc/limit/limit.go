@@ -93,7 +93,13 @@ func (s *Sender) take(ctx context.Context, key string, l redis_rate.Limit, n int
 	}
 	res, err := s.rl.AllowN(ctx, key, l, n)
 	if err != nil {
-		return &event.Error{Code: proto.CodeUnavailable, Message: "rate limiter unavailable", Err: fmt.Errorf("limit %s: %w", key, err)}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return fmt.Errorf("limit %s: %w", key, ctxErr) // out of time: timeout
+		}
+		// Open on failure: the dispatch that follows needs Redis too, and
+		// answers unavailable itself when it is down (logged once, by the
+		// dispatcher); a limiter's hiccup alone must not refuse a message.
+		return nil
 	}
 	if res.Allowed < n {
 		return event.NewError(proto.CodeRateLimited, msg)

@@ -85,3 +85,22 @@ func TestNilAndOffAllowEverything(t *testing.T) {
 		t.Fatal("a Sender with every bound off limited")
 	}
 }
+
+// TestOpenWhenRedisDown: a limiter that cannot reach Redis lets the
+// message through (the dispatch after it answers unavailable itself), but
+// a context that ended is its error.
+func TestOpenWhenRedisDown(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	s := limit.New(rdb, limit.DefaultConfig())
+	srv.Stop()
+	if err := s.ToUser(context.Background(), "alice", "bob", 100); err != nil {
+		t.Errorf("with Redis down: %v, want allowed", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Recipients(ctx, "alice", 10); !errors.Is(err, context.Canceled) {
+		t.Errorf("with the context ended: %v, want context.Canceled", err)
+	}
+}
