@@ -301,3 +301,40 @@ func TestAcquireWaitsForRedis(t *testing.T) {
 		t.Fatalf("UserChannels() = %d, want 0", n)
 	}
 }
+
+// TestStallProbeCoversUserChannels: in per-user mode the probe still
+// notices a stalled connection; once the path flows again, the user
+// channels are subscribed anew on the new connection and deliver.
+func TestStallProbeCoversUserChannels(t *testing.T) {
+	r := testkit.StartRedis(t)
+	proxy := testkit.StartProxy(t, r.Addr())
+	sub := redis.NewClient(&redis.Options{Addr: proxy.Addr()})
+	t.Cleanup(func() { _ = sub.Close() })
+	pub := client(t, r)
+	in := make(inbox, 16)
+	s := fanout.New(sub, in, 0, zap.NewNop(), fanout.PerUser(time.Minute), fanout.ProbeWith(pub))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	testkit.Eventually(t, wait, "subscribed", func() bool { return s.Live() })
+	actx, acancel := context.WithTimeout(ctx, wait)
+	defer acancel()
+	if err := s.Acquire(actx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+
+	proxy.Freeze()
+	testkit.Eventually(t, wait, "the stall noticed", func() bool { return !s.Live() })
+	if s.Stalls() != 1 {
+		t.Fatalf("Stalls() = %d, want 1", s.Stalls())
+	}
+	proxy.Thaw()
+	testkit.Eventually(t, wait, "subscribed again, alice's channel too", func() bool {
+		return s.Live() && s.UserChannels() == 1
+	})
+	toUser(t, pub, "alice", "after")
+	if got := in.next(t); got.Event != "after" {
+		t.Fatalf("got %s, want after", got.Event)
+	}
+}
