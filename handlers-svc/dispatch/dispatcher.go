@@ -29,6 +29,9 @@ type Dispatcher struct {
 	perUser bool
 	log     *zap.Logger // nil: outages are not logged here
 	down    atomic.Bool // the last publish failed to reach Redis
+
+	unheard atomic.Uint64 // publishes on the shared channel no subscriber received
+	deaf    atomic.Bool   // the last publish reached no subscriber
 }
 
 // Options tune a Dispatcher.
@@ -281,8 +284,51 @@ func uniq(users []string) []string {
 // returns the positions the script assigned, in target order.
 func (d *Dispatcher) publish(ctx context.Context, units ...*streams.Unit) ([]string, error) {
 	keys, args := streams.PublishCall(units, d.window, d.ttl)
-	pos, err := d.pub.publish(ctx, keys, args)
+	pos, unheard, err := d.pub.publish(ctx, keys, args)
+	if err == nil {
+		if u := sharedUnit(units); u != nil {
+			d.hear(u.Event(), unheard)
+		}
+	}
 	return pos, d.observe(ctx, err)
+}
+
+// sharedUnit returns the first of units published on the shared channel,
+// or nil when all are published on users' channels (per-user mode): only
+// the shared channel says whether a gateway worker listens, since a user's
+// channel no one hears only means the user is offline.
+func sharedUnit(units []*streams.Unit) *streams.Unit {
+	for _, u := range units {
+		if !u.PerUser() {
+			return u
+		}
+	}
+	return nil
+}
+
+// Unheard returns how many publishes on the shared channel reached no
+// subscriber since d was made: dispatches that no gateway worker
+// received, so no socket did (in per-user mode, publishes on users'
+// channels are not counted: no subscriber there is a user offline) (a recorded one is kept in its streams for
+// a resume; a transient one is lost).
+func (d *Dispatcher) Unheard() uint64 { return d.unheard.Load() }
+
+// hear counts the publishes of one call that no subscriber received and
+// logs when publishes stop reaching subscribers and when they reach them
+// again, once per change (a gateway fleet that is down would otherwise
+// log once per dispatch).
+func (d *Dispatcher) hear(event string, unheard int) {
+	if unheard == 0 {
+		if d.deaf.Swap(false) && d.log != nil {
+			d.log.Info("dispatches reach gateway workers again", zap.Uint64("unheard_total", d.unheard.Load()))
+		}
+		return
+	}
+	total := d.unheard.Add(uint64(unheard))
+	if !d.deaf.Swap(true) && d.log != nil {
+		d.log.Warn("a dispatch reached no gateway worker: no socket got it now (a recorded one waits in its streams for a resume)",
+			zap.String("event", event), zap.Int("unheard", unheard), zap.Uint64("unheard_total", total))
+	}
 }
 
 // publishError turns a failure to reach Redis into an *event.Error with

@@ -88,3 +88,28 @@ func TestPerUserRouting(t *testing.T) {
 		}
 	}
 }
+
+// TestPerUserOfflineIsNotUnheard: in per-user mode a dispatch to a user no
+// worker holds reaches no subscriber, which is normal (the user is
+// offline) and not counted as unheard, nor does it end an unheard
+// episode; a broadcast no worker hears still is counted.
+func TestPerUserOfflineIsNotUnheard(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	ctx := context.Background()
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{Window: time.Minute, PerUser: true})
+	if err := d.ToUsers(ctx, []string{"offline", "away"}, "message", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Dispatch(ctx, dispatch.Message{Event: "message", Users: []string{"offline"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := d.Unheard(); n != 0 {
+		t.Fatalf("Unheard = %d after dispatches to offline users, want 0", n)
+	}
+	if err := d.Broadcast(ctx, "news", nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := d.Unheard(); n != 1 {
+		t.Fatalf("Unheard = %d after a broadcast no worker heard, want 1", n)
+	}
+}

@@ -45,9 +45,16 @@ func TestPerUserUnit(t *testing.T) {
 			window = time.Minute
 		}
 		keys, args := streams.PublishCall([]*streams.Unit{streams.NewPerUserUnit(d, record)}, window, streams.MetaTTL)
-		pos, err := streams.PublishScript.Run(ctx, rdb, keys, args...).StringSlice()
+		res, err := streams.PublishScript.Run(ctx, rdb, keys, args...).StringSlice()
 		if err != nil {
 			t.Fatal(err)
+		}
+		pos, unheard, err := streams.SplitResult(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if unheard != 0 {
+			t.Fatalf("record %v: %d publishes counted unheard; a user's channel never counts", record, unheard)
 		}
 		if record != (len(pos) == len(users)) || (!record && len(pos) != 0) {
 			t.Fatalf("record %v: positions %q", record, pos)

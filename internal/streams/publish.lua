@@ -19,7 +19,10 @@
 --   user id, N the number of users, kind 'p' (recorded) or 't' (transient),
 --   and N pairs follow: each user id as a JSON string, and its channel.
 --   Each user's body is head..id..tail, then its position for 'p'.
--- Returns the positions assigned, in target order.
+-- Returns the positions assigned, in target order, then the number of
+-- PUBLISHes on a shared channel that no subscriber received (see
+-- SplitResult). A PUBLISH on a user's channel that no one hears is not
+-- counted: the user is offline, which is normal.
 local run = redis.call('GET', KEYS[1])
 if not run then
   -- No run recorded (a new or flushed store): mark one; every meta of an
@@ -62,6 +65,7 @@ local function record(ev, args)
   return p
 end
 
+local unheard = 0
 for _ = 1, tonumber(ARGV[4]) do
   local channel, head, ev, args = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local n, kind = tonumber(ARGV[a + 4]), ARGV[a + 5]
@@ -99,7 +103,10 @@ for _ = 1, tonumber(ARGV[4]) do
     else
       body = head .. ',"pos":{' .. table.concat(pos, ',') .. '}}'
     end
-    redis.call('PUBLISH', channel, body)
+    if redis.call('PUBLISH', channel, body) == 0 then
+      unheard = unheard + 1
+    end
   end
 end
+out[#out + 1] = tostring(unheard)
 return out
