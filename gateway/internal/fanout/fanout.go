@@ -317,7 +317,7 @@ func (s *Subscriber) subscribed(bo *backoff.Backoff, down *bool) {
 		s.onSubscribed()
 	}
 	if !*down {
-		s.log.Info("redis subscribed", zap.String("channel", proto.Channel))
+		s.log.Info("redis subscribed", zap.String("channel", proto.Channel), zap.Bool("per_user", s.users != nil))
 		return
 	}
 	s.resubs.Add(1)
@@ -326,7 +326,7 @@ func (s *Subscriber) subscribed(bo *backoff.Backoff, down *bool) {
 		s.onRestored(d)
 	}
 	s.log.Warn("redis subscription restored; what was published while it was down is filled from the streams",
-		zap.String("channel", proto.Channel), zap.Duration("down", d))
+		zap.String("channel", proto.Channel), zap.Duration("down", d), zap.Int("user_channels", s.UserChannels()))
 	*down = false
 }
 

@@ -178,9 +178,12 @@ func TestAcquireWhileLeaving(t *testing.T) {
 			t.Fatalf("round %d: alice's channel has %d subscribers after Acquire, want 1", i, n)
 		}
 		s.sub.Release("alice")
-		// Let the linger (1 ms) pass, so the next round often lands on
-		// an UNSUBSCRIBE in flight; it is not needed for correctness.
-		time.Sleep(time.Duration(i%3) * 5 * time.Millisecond)
+		if i%2 == 1 {
+			// No longer live: its UNSUBSCRIBE is being written or was
+			// just written, so the next Acquire lands on a leaving
+			// channel (or, at times, one just gone).
+			testkit.Eventually(t, wait, "alice's channel leaving", func() bool { return s.sub.UserChannels() == 0 })
+		}
 	}
 }
 
@@ -336,5 +339,57 @@ func TestStallProbeCoversUserChannels(t *testing.T) {
 	toUser(t, pub, "alice", "after")
 	if got := in.next(t); got.Event != "after" {
 		t.Fatalf("got %s, want after", got.Event)
+	}
+}
+
+// TestAcquireWaitsForAnUnsubscribeInFlight: the linger ended and the
+// channel's UNSUBSCRIBE is on its way (held here by a frozen path) when a
+// socket of the user comes back. Acquire does not return on the old
+// subscription, which Redis is about to drop: it returns once the
+// UNSUBSCRIBE was confirmed and a new SUBSCRIBE confirmed after it, and
+// the channel delivers.
+func TestAcquireWaitsForAnUnsubscribeInFlight(t *testing.T) {
+	r := testkit.StartRedis(t)
+	proxy := testkit.StartProxy(t, r.Addr())
+	sub := redis.NewClient(&redis.Options{Addr: proxy.Addr()})
+	t.Cleanup(func() { _ = sub.Close() })
+	pub := client(t, r)
+	in := make(inbox, 16)
+	s := fanout.New(sub, in, 0, zap.NewNop(), fanout.PerUser(time.Millisecond), fanout.ProbeWith(pub))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	testkit.Eventually(t, wait, "subscribed", func() bool { return s.Live() })
+	actx, acancel := context.WithTimeout(ctx, wait)
+	defer acancel()
+	if err := s.Acquire(actx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+
+	proxy.Freeze()
+	s.Release("alice")
+	// Not live any more: the UNSUBSCRIBE is written, and held.
+	testkit.Eventually(t, wait, "alice's channel leaving", func() bool { return s.UserChannels() == 0 })
+	acquired := make(chan error, 1)
+	go func() { acquired <- s.Acquire(actx, "alice") }()
+	select {
+	case err := <-acquired:
+		t.Fatalf("Acquire returned (%v) while the channel's UNSUBSCRIBE was unconfirmed", err)
+	case <-time.After(100 * time.Millisecond): // a non-event: waited for, briefly
+	}
+	proxy.Thaw()
+	if err := <-acquired; err != nil {
+		t.Fatal(err)
+	}
+	if n := subscribers(t, pub, proto.UserChannel("alice")); n != 1 {
+		t.Fatalf("alice's channel has %d subscribers after Acquire, want 1", n)
+	}
+	toUser(t, pub, "alice", "back")
+	if got := in.next(t); got.Event != "back" {
+		t.Fatalf("got %s, want back", got.Event)
+	}
+	if s.Stalls() != 0 {
+		t.Fatalf("Stalls() = %d: the freeze was taken for a stall", s.Stalls())
 	}
 }
