@@ -3,7 +3,9 @@ package streams_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,5 +101,34 @@ func TestPerUserUnit(t *testing.T) {
 	}
 	if msg, err := ps.ReceiveMessage(ctx); err != nil || msg.Channel != proto.Channel || msg.Payload != "probe" {
 		t.Fatalf("next message %+v, %v; want the probe", msg, err)
+	}
+}
+
+// BenchmarkPublishRoom compares the Redis side of one recorded dispatch to
+// 100 users (a room's members), published as one message on the shared
+// channel and as 100 messages on the users' channels (per_user mode), no
+// subscribers: the extra script work per_user costs handlers-svc's Redis.
+func BenchmarkPublishRoom(b *testing.B) {
+	users := make([]string, 100)
+	for i := range users {
+		users[i] = fmt.Sprintf("member-%d", i)
+	}
+	args := json.RawMessage(`{"room":"lobby","text":"` + strings.Repeat("x", 200) + `"}`)
+	for _, mode := range []string{"shared", "per_user"} {
+		b.Run(mode, func(b *testing.B) {
+			rdb := client(b)
+			ctx := context.Background()
+			d := &proto.Dispatch{Event: "message", Args: args, Users: users}
+			for b.Loop() {
+				u := streams.NewUnit(d, true)
+				if mode == "per_user" {
+					u = streams.NewPerUserUnit(d, true)
+				}
+				keys, cargs := streams.PublishCall([]*streams.Unit{u}, 2*time.Minute, streams.MetaTTL)
+				if err := streams.PublishScript.Run(ctx, rdb, keys, cargs...).Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
