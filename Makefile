@@ -8,7 +8,7 @@ MODULES := proto internal gateway handlers-svc bench e2e
 CROSS_PLATFORMS ?= darwin/arm64 darwin/amd64
 FUZZTIME ?= 100000x
 
-.PHONY: all build run test vet cross unit fuzz bench bench-quick bench-scale bench-go deps token clean
+.PHONY: all build run test vet cross unit e2e-per-user fuzz bench bench-quick bench-scale bench-go deps token clean
 
 all: build
 
@@ -23,7 +23,7 @@ run: build
 	@bash .ci/deps.sh run
 	@bash .ci/run-stack.sh
 
-test: deps vet cross unit fuzz
+test: deps vet cross unit e2e-per-user fuzz
 
 vet:
 	@for m in $(MODULES); do echo "go vet ./$$m/..."; (cd $$m && go vet ./...) || exit 1; done
@@ -38,6 +38,17 @@ cross:
 
 unit:
 	@for m in $(MODULES); do echo "go test -race ./$$m/..."; (cd $$m && go test -race -count=1 -timeout 20m ./...) || exit 1; done
+
+# The end-to-end checks of delivery, rooms and recovery once more with
+# FANOUT_MODE=per_user on both services (testkit reads E2E_FANOUT_MODE);
+# unit has run them, and everything else, in the default shared mode. The
+# recovery suite, where there is one, runs whole.
+E2E_PER_USER_RUN := Delivery|SendMessage|PostUpdated|DispatchAPI|Rooms|Recover|Resume|RedisDownAndBack
+e2e-per-user:
+	@echo "E2E_FANOUT_MODE=per_user go test -race -run '$(E2E_PER_USER_RUN)' ./e2e/"
+	@cd e2e && E2E_FANOUT_MODE=per_user go test -race -count=1 -timeout 10m -run '$(E2E_PER_USER_RUN)' .
+	@if [ -d e2e/recovery ]; then echo "E2E_FANOUT_MODE=per_user go test -race ./e2e/recovery/"; \
+		(cd e2e && E2E_FANOUT_MODE=per_user go test -race -count=1 -timeout 10m ./recovery/...) || exit 1; fi
 
 # Each fuzz target of a decoder of outside input, briefly (FUZZTIME each):
 # envelopes, dispatches, NATS requests and replies, JWTs, handler args, the

@@ -172,3 +172,34 @@ func TestValidRoomName(t *testing.T) {
 		t.Errorf("RoomMembersKey = %q", got)
 	}
 }
+
+func TestParseFanoutMode(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want proto.FanoutMode
+		ok   bool
+	}{
+		{"", proto.FanoutShared, true},
+		{"shared", proto.FanoutShared, true},
+		{"per_user", proto.FanoutPerUser, true},
+		{"per-user", "", false},
+		{"Shared", "", false},
+		{"both", "", false},
+	} {
+		got, err := proto.ParseFanoutMode(tc.in)
+		if got != tc.want || (err == nil) != tc.ok {
+			t.Errorf("ParseFanoutMode(%q) = %q, %v; want %q, ok %v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestUserChannelBesideTheStreamKeys(t *testing.T) {
+	ch := proto.UserChannel("alice")
+	if ch != "sb:u:alice:c" {
+		t.Errorf("UserChannel(alice) = %q", ch)
+	}
+	// The channel never names the shared channel or another user's.
+	if ch == proto.Channel || ch == proto.UserChannel("alic") || ch == proto.UserStreamKey("alice") {
+		t.Errorf("UserChannel(alice) = %q collides", ch)
+	}
+}

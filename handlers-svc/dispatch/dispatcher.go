@@ -17,16 +17,20 @@ import (
 )
 
 // Dispatcher records dispatches in the recovery streams and publishes them
-// on proto.Channel (docs/protocol.md sections 4 and 6).
+// on proto.Channel, or, with Options.PerUser, a dispatch to users on each
+// user's channel (docs/protocol.md sections 4 and 6).
 type Dispatcher struct {
 	pub    publisher
 	record bool          // Window > 0: dispatches to users and broadcasts are recorded
 	window time.Duration // how long recorded events are kept
 	ttl    time.Duration // how long a stream's meta outlives its last event
-	log    *zap.Logger   // nil: outages are not logged here
-	down   atomic.Bool   // the last publish failed to reach Redis
+	// perUser publishes a dispatch to users (and no connection) on each
+	// user's channel (FANOUT_MODE=per_user).
+	perUser bool
+	log     *zap.Logger // nil: outages are not logged here
+	down    atomic.Bool // the last publish failed to reach Redis
 
-	unheard atomic.Uint64 // publishes no subscriber received
+	unheard atomic.Uint64 // publishes on the shared channel no subscriber received
 	deaf    atomic.Bool   // the last publish reached no subscriber
 }
 
@@ -40,6 +44,14 @@ type Options struct {
 	// its last event or read (DefaultMetaTTL if 0). A client that comes
 	// back later starts over (recovered false).
 	MetaTTL time.Duration
+	// PerUser publishes a dispatch to users on each target user's own
+	// channel (proto.UserChannel), one message per user naming that user
+	// only, instead of one message on proto.Channel for all: gateways in
+	// FANOUT_MODE=per_user receive only the dispatches of users they hold
+	// a socket of. Broadcasts, dispatches to connections, and dispatches
+	// to users and connections at once (so that a socket named both ways
+	// still gets the event once) stay on proto.Channel.
+	PerUser bool
 }
 
 // DefaultMetaTTL is the lifetime of a stream's meta after its last use.
@@ -62,7 +74,7 @@ func New(rdb *redis.Client, opts Options) *Dispatcher {
 	if opts.MetaTTL <= 0 {
 		opts.MetaTTL = DefaultMetaTTL
 	}
-	return &Dispatcher{pub: newPublisher(rdb), record: opts.Window > 0, window: opts.Window, ttl: opts.MetaTTL}
+	return &Dispatcher{pub: newPublisher(rdb), record: opts.Window > 0, window: opts.Window, ttl: opts.MetaTTL, perUser: opts.PerUser}
 }
 
 // LogOutages makes d log when Redis stops taking its dispatches and when it
@@ -225,6 +237,9 @@ func (d *Dispatcher) encode(msg *proto.Dispatch, args any) (*streams.Unit, error
 	}
 	msg.Args = raw
 	msg.Users = uniq(msg.Users)
+	if d.perUser && len(msg.Users) > 0 && len(msg.Conns) == 0 && !msg.Broadcast {
+		return streams.NewPerUserUnit(msg, d.record), nil
+	}
 	return streams.NewUnit(msg, d.record), nil
 }
 
@@ -271,14 +286,30 @@ func (d *Dispatcher) publish(ctx context.Context, units ...*streams.Unit) ([]str
 	keys, args := streams.PublishCall(units, d.window, d.ttl)
 	pos, unheard, err := d.pub.publish(ctx, keys, args)
 	if err == nil {
-		d.hear(units[0].Event(), unheard)
+		if u := sharedUnit(units); u != nil {
+			d.hear(u.Event(), unheard)
+		}
 	}
 	return pos, d.observe(ctx, err)
 }
 
-// Unheard returns how many publishes reached no subscriber since d was
-// made: with the shared channel, dispatches that no gateway worker
-// received, so no socket did (a recorded one is kept in its streams for
+// sharedUnit returns the first of units published on the shared channel,
+// or nil when all are published on users' channels (per-user mode): only
+// the shared channel says whether a gateway worker listens, since a user's
+// channel no one hears only means the user is offline.
+func sharedUnit(units []*streams.Unit) *streams.Unit {
+	for _, u := range units {
+		if !u.PerUser() {
+			return u
+		}
+	}
+	return nil
+}
+
+// Unheard returns how many publishes on the shared channel reached no
+// subscriber since d was made: dispatches that no gateway worker
+// received, so no socket did (in per-user mode, publishes on users'
+// channels are not counted: no subscriber there is a user offline) (a recorded one is kept in its streams for
 // a resume; a transient one is lost).
 func (d *Dispatcher) Unheard() uint64 { return d.unheard.Load() }
 

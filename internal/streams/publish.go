@@ -33,6 +33,8 @@ type Unit struct {
 const (
 	kindUsers     = "u"
 	kindBroadcast = "b"
+	kindPerUser   = "p" // to users, each on their own channel, recorded
+	kindPerUserTx = "t" // to users, each on their own channel, transient
 )
 
 var nullArgs = []byte("null")
@@ -73,6 +75,52 @@ func NewUnit(d *proto.Dispatch, record bool) *Unit {
 
 // Event returns the name of the unit's event.
 func (u *Unit) Event() string { return u.args[2].(string) }
+
+// PerUser reports whether the unit is published on its users' own
+// channels (NewPerUserUnit) rather than on proto.Channel.
+func (u *Unit) PerUser() bool {
+	kind := u.args[5].(string)
+	return kind == kindPerUser || kind == kindPerUserTx
+}
+
+// perUserTail ends the body of a per-user unit's message after its one
+// user id: the form proto.AppendDispatchHead writes for a dispatch to one
+// user and no connection.
+const perUserTail = `],"conns":[],"broadcast":false`
+
+// NewPerUserUnit returns the unit of d, a dispatch to users only (no
+// connection, no broadcast), published on each user's own channel
+// (proto.UserChannel; FANOUT_MODE=per_user) instead of proto.Channel: one
+// message per user, naming that user only and carrying that user's
+// position, as NewUnit's message would for a dispatch to that user alone.
+// d must be valid and name each user once, and at least one. With record
+// false the messages are transient.
+func NewPerUserUnit(d *proto.Dispatch, record bool) *Unit {
+	one := proto.Dispatch{Event: d.Event, Args: d.Args}
+	head := proto.AppendDispatchHead(make([]byte, 0, 128+len(d.Args)), &one)
+	// head ends with the empty user list and the tail; the script puts
+	// each user id in between.
+	head = head[:len(head)-len(perUserTail)]
+	u := &Unit{}
+	n, kind := len(d.Users), kindPerUserTx
+	if record {
+		kind = kindPerUser
+		u.keys = make([]string, 0, 2*n)
+		for _, user := range d.Users {
+			u.keys = append(u.keys, proto.UserStreamKey(user), proto.UserMetaKey(user))
+		}
+	}
+	args := []byte(d.Args)
+	if args == nil {
+		args = nullArgs
+	}
+	u.args = make([]any, 0, 6+2*n)
+	u.args = append(u.args, perUserTail, head, d.Event, args, n, kind)
+	for _, user := range d.Users {
+		u.args = append(u.args, proto.AppendString(make([]byte, 0, len(user)+2), user), proto.UserChannel(user))
+	}
+	return u
+}
 
 // PublishCall returns the keys and arguments of one publish script call
 // that records and publishes units, in order, all or none, keeping events

@@ -13,8 +13,16 @@
 --   N (the targets it records: 0 = transient, 1 for the broadcast stream),
 --   kind ('u' users, 'b' broadcast)
 --   and for kind 'u', N more: each user id as a JSON string (the pos key)
+-- or, for a dispatch to users published on each user's own channel
+-- (FANOUT_MODE=per_user), the same 6 values where
+--   channel is the body's tail after the user id, head its start up to the
+--   user id, N the number of users, kind 'p' (recorded) or 't' (transient),
+--   and N pairs follow: each user id as a JSON string, and its channel.
+--   Each user's body is head..id..tail, then its position for 'p'.
 -- Returns the positions assigned, in target order, then the number of
--- PUBLISHes no subscriber received (see SplitResult).
+-- PUBLISHes on a shared channel that no subscriber received (see
+-- SplitResult). A PUBLISH on a user's channel that no one hears is not
+-- counted: the user is offline, which is normal.
 local run = redis.call('GET', KEYS[1])
 if not run then
   -- No run recorded (a new or flushed store): mark one; every meta of an
@@ -29,51 +37,75 @@ local metattl = tonumber(ARGV[2])
 local minid = string.format('%d-0', now - window)
 local k, a = 2, 5
 local out = {}
+
+-- record appends one event to the stream at KEYS[k] (meta at KEYS[k+1]),
+-- moves k to the next target and returns the event's position.
+local function record(ev, args)
+  local sk, mk = KEYS[k], KEYS[k + 1]
+  local m = redis.call('HMGET', mk, 'e', 's', 't', 'r')
+  local ep, s, ms = m[1], tonumber(m[2]), tonumber(m[3])
+  if not ep or not s or not ms or m[4] ~= run then
+    -- The store lost this stream, or it was written on another run of
+    -- Redis (a restart, a failover): a new epoch, so no position of the
+    -- old one is ever taken for one of the new.
+    ep = ARGV[3] .. string.format('%x', k)
+    s, ms = 0, 0
+    redis.call('DEL', sk)
+  end
+  s = s + 1
+  if now > ms then ms = now end
+  local id = string.format('%d-%d', ms, s)
+  redis.call('XADD', sk, 'MINID', '~', minid, id, 'e', ev, 'a', args)
+  redis.call('PEXPIRE', sk, window + 10000)
+  redis.call('HSET', mk, 'e', ep, 's', s, 't', ms, 'r', run)
+  redis.call('EXPIRE', mk, metattl)
+  k = k + 2
+  local p = ep .. '.' .. id
+  out[#out + 1] = p
+  return p
+end
+
 local unheard = 0
 for _ = 1, tonumber(ARGV[4]) do
   local channel, head, ev, args = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local n, kind = tonumber(ARGV[a + 4]), ARGV[a + 5]
   a = a + 6
-  local pos = {}
-  for j = 1, n do
-    local sk, mk = KEYS[k], KEYS[k + 1]
-    local m = redis.call('HMGET', mk, 'e', 's', 't', 'r')
-    local ep, s, ms = m[1], tonumber(m[2]), tonumber(m[3])
-    if not ep or not s or not ms or m[4] ~= run then
-      -- The store lost this stream, or it was written on another run of
-      -- Redis (a restart, a failover): a new epoch, so no position of the
-      -- old one is ever taken for one of the new.
-      ep = ARGV[3] .. string.format('%x', k)
-      s, ms = 0, 0
-      redis.call('DEL', sk)
+  if kind == 'p' or kind == 't' then
+    -- One message per user, on that user's channel, naming that user
+    -- only. A user offline everywhere has no subscriber: that is normal.
+    for _ = 1, n do
+      local uid, uch = ARGV[a], ARGV[a + 1]
+      a = a + 2
+      local body = head .. uid .. channel
+      if kind == 'p' then
+        body = body .. ',"pos":{' .. uid .. ':"' .. record(ev, args) .. '"}}'
+      else
+        body = body .. '}'
+      end
+      redis.call('PUBLISH', uch, body)
     end
-    s = s + 1
-    if now > ms then ms = now end
-    local id = string.format('%d-%d', ms, s)
-    redis.call('XADD', sk, 'MINID', '~', minid, id, 'e', ev, 'a', args)
-    redis.call('PEXPIRE', sk, window + 10000)
-    redis.call('HSET', mk, 'e', ep, 's', s, 't', ms, 'r', run)
-    redis.call('EXPIRE', mk, metattl)
-    local p = ep .. '.' .. id
-    out[#out + 1] = p
-    if kind == 'b' then
-      pos[1] = p
-    else
-      pos[j] = ARGV[a] .. ':"' .. p .. '"'
-      a = a + 1
-    end
-    k = k + 2
-  end
-  local body
-  if n == 0 then
-    body = head .. '}'
-  elseif kind == 'b' then
-    body = head .. ',"bpos":"' .. pos[1] .. '"}'
   else
-    body = head .. ',"pos":{' .. table.concat(pos, ',') .. '}}'
-  end
-  if redis.call('PUBLISH', channel, body) == 0 then
-    unheard = unheard + 1
+    local pos = {}
+    for j = 1, n do
+      local p = record(ev, args)
+      if kind == 'b' then
+        pos[1] = p
+      else
+        pos[j] = ARGV[a] .. ':"' .. p .. '"'
+        a = a + 1
+      end
+    end
+    local body
+    if n == 0 then
+      body = head .. '}'
+    elseif kind == 'b' then
+      body = head .. ',"bpos":"' .. pos[1] .. '"}'
+    else
+      body = head .. ',"pos":{' .. table.concat(pos, ',') .. '}}'
+    end
+    if redis.call('PUBLISH', channel, body) == 0 then
+      unheard = unheard + 1
+    end
   end
 end
 out[#out + 1] = tostring(unheard)

@@ -20,6 +20,9 @@ type Client struct {
 	User   string
 	Conn   string // connection id from the connected frame
 	Worker int    // worker index from the connected frame
+	// Connected is the connected frame's args: its positions, and
+	// whether a resume recovered.
+	Connected proto.Connected
 
 	mu      sync.Mutex
 	frames  []proto.Frame
@@ -62,7 +65,7 @@ func TryDial(t testing.TB, url, token string) (*Client, *http.Response, error) {
 	if err := json.Unmarshal(f.Args, &args); err != nil {
 		t.Fatalf("connected args %s: %v", f.Args, err)
 	}
-	c.User, c.Conn, c.Worker = f.ID, args.Conn, args.Worker
+	c.User, c.Conn, c.Worker, c.Connected = f.ID, args.Conn, args.Worker, args
 	return c, resp, nil
 }
 

@@ -55,11 +55,27 @@ type Stack struct {
 	opts         StackOptions
 }
 
+// FanoutModeEnv names the environment variable that sets the FANOUT_MODE
+// of every stack StartStack starts (both services), unless the test sets
+// one itself: CI runs the end-to-end suites once as they are (shared) and
+// once with E2E_FANOUT_MODE=per_user.
+const FanoutModeEnv = "E2E_FANOUT_MODE"
+
+// FanoutMode returns the FANOUT_MODE stacks start with by default:
+// $E2E_FANOUT_MODE, or "" (the services' default, shared).
+func FanoutMode() string { return os.Getenv(FanoutModeEnv) }
+
 // StartStack starts everything and waits until every worker is ready.
 func StartStack(t testing.TB, opts StackOptions) *Stack {
 	t.Helper()
 	if opts.Workers == 0 {
 		opts.Workers = 2
+	}
+	if mode := FanoutMode(); mode != "" {
+		// First, so that a FANOUT_MODE of the test's own wins (the last
+		// of a repeated variable is the one a process sees).
+		opts.Env = append([]string{"FANOUT_MODE=" + mode}, opts.Env...)
+		opts.HandlersEnv = append([]string{"FANOUT_MODE=" + mode}, opts.HandlersEnv...)
 	}
 	gw, hs := Binaries(t)
 	if opts.Plain {

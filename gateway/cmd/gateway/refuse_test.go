@@ -26,6 +26,8 @@ func TestRefusalIsAJSONLine(t *testing.T) {
 		{"bad NATS URL", []string{"GATEWAY_JWT_SECRET=" + secret, "NATS_URL=http://u:s3cr3t@h:4222"}, nil, "NATS_URL"},
 		{"bad log level", []string{"GATEWAY_JWT_SECRET=" + secret, "LOG_LEVEL=loud"}, nil, "LOG_LEVEL"},
 		{"bad flag", []string{"GATEWAY_JWT_SECRET=" + secret}, []string{"-no-such-flag"}, "no-such-flag"},
+		{"unknown fan-out mode", []string{"GATEWAY_JWT_SECRET=" + secret, "FANOUT_MODE=sharded"}, nil, "FANOUT_MODE"},
+		{"fan-out linger out of range", []string{"GATEWAY_JWT_SECRET=" + secret, "GATEWAY_FANOUT_LINGER=-1s"}, nil, "GATEWAY_FANOUT_LINGER"},
 		// The dev-secret attack: dev mode next to a real secret would let
 		// /dev/token mint production tokens; production with the public
 		// dev secret, or a short one, accepts tokens anyone can forge.

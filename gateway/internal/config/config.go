@@ -66,6 +66,8 @@ type Config struct {
 	MaxConnsPerUser     int           // GATEWAY_MAX_CONNS_PER_USER: sockets of one user per worker; 0 = unlimited
 	HistoryWindow       time.Duration // HISTORY_WINDOW: recovery on (> 0) or off (0); handlers-svc keeps the events
 	MaxReplay           int           // GATEWAY_MAX_REPLAY: most events replayed on one resume
+	FanoutMode          string        // FANOUT_MODE: shared or per_user (Fanout returns it parsed)
+	FanoutLinger        time.Duration // GATEWAY_FANOUT_LINGER: per_user, how long a user's channel outlives the user's last local socket
 
 	// Security settings (docs/security.md).
 	JWTSecretFile  string         // GATEWAY_JWT_SECRET_FILE: a file holding the secret, instead of GATEWAY_JWT_SECRET
@@ -128,6 +130,8 @@ func Default() Config {
 		MaxConnsPerUser:     64,
 		HistoryWindow:       proto.DefaultHistoryWindow,
 		MaxReplay:           1000,
+		FanoutMode:          string(proto.FanoutShared),
+		FanoutLinger:        5 * time.Second,
 		// Next to the client port, and away from 9090 (Prometheus itself)
 		// and the 9100-9999 range its exporters have allocated. Loopback
 		// only: the admin port has no authentication, so exposing it is a
@@ -315,6 +319,8 @@ func (c *Config) settings(origins, devNets *string) []setting {
 		{"GATEWAY_MAX_CONNS_PER_USER", (*intValue)(&c.MaxConnsPerUser)},
 		{"HISTORY_WINDOW", (*durationValue)(&c.HistoryWindow)},
 		{"GATEWAY_MAX_REPLAY", (*intValue)(&c.MaxReplay)},
+		{"FANOUT_MODE", (*stringValue)(&c.FanoutMode)},
+		{"GATEWAY_FANOUT_LINGER", (*durationValue)(&c.FanoutLinger)},
 		{"GATEWAY_DEV_TOKEN_NETS", (*stringValue)(devNets)},
 		{"GATEWAY_METRICS_CACHE", (*durationValue)(&c.MetricsCache)},
 		{"GATEWAY_IP_PENDING", (*intValue)(&c.IPPending)},
@@ -322,6 +328,16 @@ func (c *Config) settings(origins, devNets *string) []setting {
 		{"GATEWAY_IP_UPGRADE_BURST", (*intValue)(&c.IPUpgradeBurst)},
 		{"NATS_CREDS", (*stringValue)(&c.NATSCreds)},
 	}
+}
+
+// MaxFanoutLinger is the longest GATEWAY_FANOUT_LINGER: a channel kept
+// longer only brings dispatches no local socket wants.
+const MaxFanoutLinger = 10 * time.Minute
+
+// Fanout returns the fan-out mode of a validated Config.
+func (c Config) Fanout() proto.FanoutMode {
+	m, _ := proto.ParseFanoutMode(c.FanoutMode)
+	return m
 }
 
 // FlagName returns the flag that mirrors an environment variable.
@@ -402,6 +418,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxReplay < 1 {
 		errs = append(errs, fmt.Errorf("GATEWAY_MAX_REPLAY must be at least 1, got %d", c.MaxReplay))
+	}
+	if _, err := proto.ParseFanoutMode(c.FanoutMode); err != nil {
+		errs = append(errs, fmt.Errorf("FANOUT_MODE: %w", err))
+	}
+	if c.FanoutLinger < 0 || c.FanoutLinger > MaxFanoutLinger {
+		errs = append(errs, fmt.Errorf("GATEWAY_FANOUT_LINGER must be from 0 to %s, got %s", MaxFanoutLinger, c.FanoutLinger))
 	}
 	return errors.Join(errs...)
 }

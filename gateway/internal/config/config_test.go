@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/gateway/internal/config"
+	"github.com/switchboard/switchboard/proto"
 )
 
 // goodSecret is a secret of the length production requires.
@@ -42,6 +43,8 @@ func TestDefaultIsTheContract(t *testing.T) {
 		{"LogLevel", c.LogLevel, "info"},
 		{"HistoryWindow", c.HistoryWindow, 120 * time.Second},
 		{"MaxReplay", c.MaxReplay, 1000},
+		{"FanoutMode", c.FanoutMode, "shared"},
+		{"FanoutLinger", c.FanoutLinger, 5 * time.Second},
 		// Extensions.
 		{"MaxConns", c.MaxConns, 50000},
 		{"MaxConnsPerUser", c.MaxConnsPerUser, 64},
@@ -97,6 +100,8 @@ func TestEnvOverrides(t *testing.T) {
 		{"GATEWAY_MAX_CONNS_PER_USER", "3", func(c config.Config) any { return c.MaxConnsPerUser }, 3},
 		{"HISTORY_WINDOW", "0", func(c config.Config) any { return c.HistoryWindow }, time.Duration(0)},
 		{"GATEWAY_MAX_REPLAY", "50", func(c config.Config) any { return c.MaxReplay }, 50},
+		{"FANOUT_MODE", "per_user", func(c config.Config) any { return c.Fanout() }, proto.FanoutPerUser},
+		{"GATEWAY_FANOUT_LINGER", "0s", func(c config.Config) any { return c.FanoutLinger }, time.Duration(0)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env+"="+tt.value, func(t *testing.T) {
@@ -341,6 +346,9 @@ func TestLoadErrors(t *testing.T) {
 		{"negative max conns per user", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_CONNS_PER_USER": "-1"}, nil, "GATEWAY_MAX_CONNS_PER_USER"},
 		{"history window too short", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "HISTORY_WINDOW": "10ms"}, nil, "HISTORY_WINDOW"},
 		{"no replay", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_REPLAY": "0"}, nil, "GATEWAY_MAX_REPLAY"},
+		{"unknown fan-out mode", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "FANOUT_MODE": "perUser"}, nil, "FANOUT_MODE"},
+		{"negative linger", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_FANOUT_LINGER": "-1s"}, nil, "GATEWAY_FANOUT_LINGER"},
+		{"linger too long", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_FANOUT_LINGER": "1h"}, nil, "GATEWAY_FANOUT_LINGER"},
 		{"bad log level", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "LOG_LEVEL": "verbose"}, nil, "LOG_LEVEL"},
 		{"upper-case log level", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "LOG_LEVEL": "INFO"}, nil, "LOG_LEVEL"},
 		{"max frame tiny", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_FRAME": "10"}, nil, "GATEWAY_MAX_FRAME"},

@@ -21,6 +21,14 @@
 // Resubscriptions counts how often that window opened. OnSubscribed tells
 // the worker each time the subscription is (re)established, so it can fill
 // the window from the recovery streams (package resume).
+//
+// In per-user mode (PerUser, FANOUT_MODE=per_user) the same connection also
+// subscribes to the channel of each user the worker holds a socket of:
+// Acquire, on a user's first socket, returns once Redis confirmed it, and
+// Release, on the last, lets it go after a linger (users.go). Those
+// (un)subscriptions are written in batches by one goroutine of Run's, and
+// after a new connection all of them are written again before the
+// subscription counts as established.
 package fanout
 
 import (
@@ -90,6 +98,9 @@ type Subscriber struct {
 	probeChannel string
 	stalls       atomic.Uint64
 	psState      // the reader's connection, which the prober closes on a stall
+
+	users *userSubs     // per-user mode's user channels; nil in shared mode
+	done  chan struct{} // closed when Run has ended
 }
 
 // New returns a Subscriber reading from rdb and delivering to to, holding up
@@ -106,6 +117,7 @@ func New(rdb *redis.Client, to Deliverer, queue int, log *zap.Logger, opts ...Op
 		high:     max(queue/8, 1),
 		low:      queue / 64,
 		probe:    prober{every: ProbeEvery, within: ProbeWithin, rdb: rdb},
+		done:     make(chan struct{}),
 	}
 	s.probeChannel = probeChannelName()
 	for _, o := range opts {
@@ -181,11 +193,16 @@ func (s *Subscriber) Resubscriptions() uint64 { return s.resubs.Load() }
 func (s *Subscriber) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer close(s.done)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); s.deliverLoop(ctx) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.probeLoop(ctx) }()
+	if s.users != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.userLoop(ctx) }()
+	}
 	err := s.read(ctx)
 	cancel()
 	wg.Wait()
@@ -221,6 +238,9 @@ func (s *Subscriber) read(ctx context.Context) error {
 		err := s.receive(ctx, ps, &bo, &down)
 		stop()
 		s.current(nil)
+		if s.users != nil {
+			s.users.detach()
+		}
 		_ = ps.Close()
 		if ctx.Err() != nil {
 			break
@@ -236,12 +256,26 @@ func (s *Subscriber) read(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// receive subscribes ps to the dispatch channel and the probe channel and
-// queues what arrives, until the connection fails or is closed.
+// receive subscribes ps to the dispatch channel, the probe channel and, in
+// per-user mode, every user channel wanted, and queues what arrives, until
+// the connection fails or is closed. The subscription counts as
+// established when the last of those is confirmed (Redis confirms in
+// order), so the sweep that follows sees every channel live.
 func (s *Subscriber) receive(ctx context.Context, ps *redis.PubSub, bo *backoff.Backoff, down *bool) error {
 	if err := ps.Subscribe(ctx, proto.Channel, s.probeChannel); err != nil {
 		return err
 	}
+	last := proto.Channel // whose confirmation completes the subscription
+	if s.users != nil {
+		chans := s.users.attach(ps)
+		if err := batched(chans, func(c []string) error { return ps.Subscribe(ctx, c...) }); err != nil {
+			return err
+		}
+		if len(chans) > 0 {
+			last = chans[len(chans)-1]
+		}
+	}
+	established := false
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
 		if err != nil {
@@ -257,7 +291,11 @@ func (s *Subscriber) receive(ctx context.Context, ps *redis.PubSub, bo *backoff.
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind == "subscribe" && m.Channel == proto.Channel {
+			if s.users != nil && m.Channel != proto.Channel && m.Channel != s.probeChannel {
+				s.users.confirmed(m.Kind, m.Channel)
+			}
+			if m.Kind == "subscribe" && m.Channel == last && !established {
+				established = true
 				s.subscribed(bo, down)
 			}
 		case *redis.Message:
@@ -279,7 +317,7 @@ func (s *Subscriber) subscribed(bo *backoff.Backoff, down *bool) {
 		s.onSubscribed()
 	}
 	if !*down {
-		s.log.Info("redis subscribed", zap.String("channel", proto.Channel))
+		s.log.Info("redis subscribed", zap.String("channel", proto.Channel), zap.Bool("per_user", s.users != nil))
 		return
 	}
 	s.resubs.Add(1)
@@ -288,7 +326,7 @@ func (s *Subscriber) subscribed(bo *backoff.Backoff, down *bool) {
 		s.onRestored(d)
 	}
 	s.log.Warn("redis subscription restored; what was published while it was down is filled from the streams",
-		zap.String("channel", proto.Channel), zap.Duration("down", d))
+		zap.String("channel", proto.Channel), zap.Duration("down", d), zap.Int("user_channels", s.UserChannels()))
 	*down = false
 }
 

@@ -191,7 +191,7 @@ func NewWorker() *Worker {
 		m.refused[r] = refused.WithLabelValues(r)
 	}
 	m.dispatches = f.counter("dispatches_total", "Dispatches received from the Redis channel.")
-	m.unrouted = f.counter("dispatches_unrouted_total", "Dispatches received from Redis that had no local recipient on this worker: the cost of shared fan-out.")
+	m.unrouted = f.counter("dispatches_unrouted_total", "Dispatches received from Redis that had no local recipient on this worker: the cost of shared fan-out (in per_user mode, mostly dispatches to users whose last socket here closed within the linger).")
 	m.discarded = f.counter("frames_discarded_total", "Frames queued to sockets (counted in deliveries_total) and dropped unsent when the socket was closed as a slow consumer or its write failed; recoverable events among them are recovered when the client resumes.")
 	m.restored = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: namespace, Name: "redis_subscription_down_seconds",
@@ -282,6 +282,7 @@ type Fanout interface {
 	Stalls() uint64
 	BacklogBytes() int64
 	DroppedAtExit() uint64
+	UserChannels() int
 }
 
 // WatchFanout registers what is read from the Redis fan-out at scrape time:
@@ -317,6 +318,8 @@ func (m *Worker) WatchFanout(fo Fanout) {
 		Namespace: namespace, Name: "redis_subscription_stalls_total",
 		Help: "Times the Redis subscription stopped delivering while its connection stayed up (a probe did not come back within 1 s), and was re-established.",
 	}, func() float64 { return float64(fo.Stalls()) }))
+	f.gaugeFunc("fanout_user_channels", "User channels this worker is subscribed to (FANOUT_MODE=per_user): users it holds a socket of, and those whose last socket closed less than GATEWAY_FANOUT_LINGER ago; 0 in shared mode.",
+		func() float64 { return float64(fo.UserChannels()) })
 }
 
 func bit(b bool) float64 {

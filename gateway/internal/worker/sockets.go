@@ -37,7 +37,13 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	w.metrics.ConnOpened()
 	q := r.URL.Query()
 	ctx, cancel := context.WithTimeout(r.Context(), resumeTimeout)
-	err := w.res.Connect(ctx, s, w.index, q.Get("resume"), q.Get("bresume"))
+	// In per-user mode the user's channel is subscribed (confirmed by
+	// Redis) before the streams are read: whatever is published after the
+	// read arrives live, and whatever before is in the read.
+	err := w.sub.Acquire(ctx, user)
+	if err == nil {
+		err = w.res.Connect(ctx, s, w.index, q.Get("resume"), q.Get("bresume"))
+	}
 	cancel()
 	if err != nil {
 		// Its client comes back with the same positions and loses nothing.
@@ -67,6 +73,7 @@ func (w *Worker) readSocket(s *resume.Socket, c *ws.Conn, fs *forward.Session) {
 //go:noinline
 func (w *Worker) socketClosed(s *resume.Socket, c *ws.Conn) {
 	w.hub.Remove(s)
+	w.sub.Release(c.User()) // its Acquire, in serveSocket
 	s.Closed()
 	w.pings.remove(c)
 	code, reason := c.CloseCode()

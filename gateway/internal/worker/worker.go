@@ -122,9 +122,16 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 	}
 	// After every (re)subscription, what was published while nothing
 	// listened is filled from the streams.
-	w.sub = fanout.New(w.rdb, deliver, w.cfg.FanoutQueue, w.log.Named("fanout"),
+	subOpts := []fanout.Option{
 		fanout.OnSubscribed(w.res.RequestSweep), fanout.OnRestored(w.metrics.SubscriptionRestored),
-		fanout.QueueBytes(w.cfg.FanoutQueueBytes))
+		fanout.QueueBytes(w.cfg.FanoutQueueBytes),
+	}
+	if w.cfg.Fanout() == proto.FanoutPerUser {
+		// A user's channel is subscribed while the worker holds a socket
+		// of the user (sockets.go), and for the linger after.
+		subOpts = append(subOpts, fanout.PerUser(w.cfg.FanoutLinger))
+	}
+	w.sub = fanout.New(w.rdb, deliver, w.cfg.FanoutQueue, w.log.Named("fanout"), subOpts...)
 	w.fwd = forward.New(w.nc, forward.Config{
 		Timeout:     w.cfg.HandlerTimeout,
 		MaxInFlight: w.cfg.MaxInFlight,

@@ -44,6 +44,7 @@ import (
 	"github.com/switchboard/switchboard/internal/redact"
 	"github.com/switchboard/switchboard/internal/redislog"
 	"github.com/switchboard/switchboard/internal/streams"
+	"github.com/switchboard/switchboard/proto"
 )
 
 // httpShutdownTimeout bounds the health server's shutdown, the last step.
@@ -108,6 +109,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		zap.String("addr", cfg.Addr),
 		zap.Duration("timeout", cfg.Timeout),
 		zap.Duration("history_window", cfg.HistoryWindow),
+		zap.String("fanout_mode", string(cfg.Fanout())),
 		zap.Bool("dispatch_api", cfg.APIKey != ""),
 		zap.Duration("shutdown_timeout", cfg.ShutdownTimeout))
 
@@ -141,7 +143,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 
 	mux := event.NewMux()
 	evLog := log.Named("event")
-	d := dispatch.New(rdb, dispatch.Options{Window: cfg.HistoryWindow}).LogOutages(log.Named("redis"))
+	d := dispatch.New(rdb, dispatch.Options{Window: cfg.HistoryWindow, PerUser: cfg.Fanout() == proto.FanoutPerUser}).LogOutages(log.Named("redis"))
 	// Each family takes what it needs; what it opens it closes by onStop,
 	// run once no handler runs any more.
 	var stops []func()

@@ -26,6 +26,7 @@ func TestRefusalIsAJSONLine(t *testing.T) {
 		{"upper-case log level", []string{"LOG_LEVEL=INFO"}, nil, "LOG_LEVEL"},
 		{"duration without a unit", []string{"HANDLERS_TIMEOUT=5"}, nil, "HANDLERS_TIMEOUT"},
 		{"zero duration", nil, []string{"-handlers-shutdown-timeout=0s"}, "HANDLERS_SHUTDOWN_TIMEOUT"},
+		{"unknown fan-out mode", []string{"FANOUT_MODE=per-user"}, nil, "FANOUT_MODE"},
 		{"bad flag", nil, []string{"-no-such-flag"}, "no-such-flag"},
 		{"stray argument", nil, []string{"serve"}, "unexpected arguments"},
 	}

@@ -28,6 +28,7 @@ type Config struct {
 	ShutdownTimeout time.Duration // HANDLERS_SHUTDOWN_TIMEOUT: drain and wait on SIGTERM
 	HistoryWindow   time.Duration // HISTORY_WINDOW: how long events are kept for recovery; 0 = off
 	APIKey          string        // HANDLERS_API_KEY: the dispatch API's bearer key; "" = no API (404)
+	FanoutMode      string        // FANOUT_MODE: shared (default) or per_user; see Fanout
 }
 
 // MinAPIKeyLen is the shortest HANDLERS_API_KEY accepted: a key short
@@ -49,6 +50,7 @@ func Default() Config {
 		Timeout:         4 * time.Second,
 		ShutdownTimeout: 10 * time.Second,
 		HistoryWindow:   proto.DefaultHistoryWindow,
+		FanoutMode:      string(proto.FanoutShared),
 	}
 }
 
@@ -71,8 +73,15 @@ func (c *Config) settings() []setting {
 		{env: "HANDLERS_TIMEOUT", usage: "per-request handler timeout; keep it below GATEWAY_HANDLER_TIMEOUT, with margin", dur: &c.Timeout},
 		{env: "HANDLERS_SHUTDOWN_TIMEOUT", usage: "how long shutdown waits for running handlers", dur: &c.ShutdownTimeout},
 		{env: "HISTORY_WINDOW", usage: "how long dispatched events are kept for recovery; 0 = recovery off (set the same on the gateway)", dur: &c.HistoryWindow},
+		{env: "FANOUT_MODE", usage: "how dispatches reach the gateway workers: shared (one channel) or per_user (a channel per user); set the same on the gateway", str: &c.FanoutMode},
 		{env: "HANDLERS_API_KEY", usage: "bearer key of the dispatch API, POST /v1/dispatch on HANDLERS_ADDR; unset = no API", str: &c.APIKey},
 	}
+}
+
+// Fanout returns the fan-out mode of a validated Config.
+func (c Config) Fanout() proto.FanoutMode {
+	m, _ := proto.ParseFanoutMode(c.FanoutMode)
+	return m
 }
 
 // FlagName returns the flag that sets the environment variable env:
@@ -147,6 +156,9 @@ func (c Config) Validate() error {
 	}
 	if err := proto.CheckHistoryWindow(c.HistoryWindow); err != nil {
 		errs = append(errs, fmt.Errorf("HISTORY_WINDOW: %w", err))
+	}
+	if _, err := proto.ParseFanoutMode(c.FanoutMode); err != nil {
+		errs = append(errs, fmt.Errorf("FANOUT_MODE: %w", err))
 	}
 	if c.APIKey != "" && len(c.APIKey) < MinAPIKeyLen {
 		errs = append(errs, fmt.Errorf("HANDLERS_API_KEY: must be at least %d bytes, got %d", MinAPIKeyLen, len(c.APIKey)))

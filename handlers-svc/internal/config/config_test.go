@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/handlers-svc/internal/config"
+	"github.com/switchboard/switchboard/proto"
 )
 
 func env(m map[string]string) func(string) string {
@@ -41,6 +42,7 @@ func TestLoad(t *testing.T) {
 			}},
 		{"empty env is unset", map[string]string{"LOG_LEVEL": ""}, nil, func(*config.Config) {}},
 		{"api key", map[string]string{"HANDLERS_API_KEY": "0123456789abcdef"}, nil, func(c *config.Config) { c.APIKey = "0123456789abcdef" }},
+		{"per-user fan-out", map[string]string{"FANOUT_MODE": "per_user"}, nil, func(c *config.Config) { c.FanoutMode = "per_user" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -65,6 +67,7 @@ func TestDefaults(t *testing.T) {
 	want := config.Config{
 		NATSURL: "nats://127.0.0.1:4222", RedisURL: "redis://127.0.0.1:6379/0", Addr: "127.0.0.1:8081",
 		LogLevel: "info", Timeout: 4 * time.Second, ShutdownTimeout: 10 * time.Second, HistoryWindow: 120 * time.Second,
+		FanoutMode: "shared",
 	}
 	if c != want {
 		t.Fatalf("Default = %+v, want %+v", c, want)
@@ -119,6 +122,7 @@ func TestValidate(t *testing.T) {
 		{"history window too long", func(c *config.Config) { c.HistoryWindow = 25 * time.Hour }, "HISTORY_WINDOW"},
 		{"history window negative", func(c *config.Config) { c.HistoryWindow = -time.Second }, "HISTORY_WINDOW"},
 		{"api key too short", func(c *config.Config) { c.APIKey = "short" }, "HANDLERS_API_KEY"},
+		{"unknown fan-out mode", func(c *config.Config) { c.FanoutMode = "per-user" }, "FANOUT_MODE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -138,6 +142,13 @@ func TestValidate(t *testing.T) {
 	c.HistoryWindow = 0 // recovery off
 	if err := c.Validate(); err != nil {
 		t.Fatalf("HISTORY_WINDOW=0 rejected: %v", err)
+	}
+	if c.Fanout() != proto.FanoutShared {
+		t.Fatalf("default fan-out %q", c.Fanout())
+	}
+	c.FanoutMode = "per_user"
+	if err := c.Validate(); err != nil || c.Fanout() != proto.FanoutPerUser {
+		t.Fatalf("FANOUT_MODE=per_user: %v, %q", err, c.Fanout())
 	}
 }
 

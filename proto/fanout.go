@@ -1,0 +1,38 @@
+package proto
+
+import "fmt"
+
+// FanoutMode is how dispatches travel from handlers-svc to the gateway
+// workers (FANOUT_MODE, docs/protocol.md section 4). Both services must run
+// the same mode.
+type FanoutMode string
+
+const (
+	// FanoutShared publishes every dispatch on Channel, which every worker
+	// subscribes to: the default.
+	FanoutShared FanoutMode = "shared"
+	// FanoutPerUser publishes a dispatch to users on each target user's
+	// channel (UserChannel), which a worker subscribes to while it holds a
+	// socket of that user; broadcasts and dispatches to connections stay
+	// on Channel, which every worker still subscribes to.
+	FanoutPerUser FanoutMode = "per_user"
+)
+
+// ParseFanoutMode returns the mode s names, "" being the default
+// (FanoutShared), or an error naming the modes there are.
+func ParseFanoutMode(s string) (FanoutMode, error) {
+	switch FanoutMode(s) {
+	case "", FanoutShared:
+		return FanoutShared, nil
+	case FanoutPerUser:
+		return FanoutPerUser, nil
+	}
+	return "", fmt.Errorf("%q is not a fan-out mode: want %s or %s", s, FanoutShared, FanoutPerUser)
+}
+
+// UserChannel returns the pub/sub channel of user's dispatches in
+// FanoutPerUser mode. It sits beside the user's stream and meta keys
+// (UserStreamKey, UserMetaKey), with which it shares its "sb:u:<user>:"
+// prefix, so that a future hash tag on that part puts all three in one
+// Redis Cluster slot.
+func UserChannel(user string) string { return "sb:u:" + user + ":c" }
