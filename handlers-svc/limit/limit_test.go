@@ -3,6 +3,8 @@ package limit_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -95,12 +97,62 @@ func TestOpenWhenRedisDown(t *testing.T) {
 	t.Cleanup(func() { _ = rdb.Close() })
 	s := limit.New(rdb, limit.DefaultConfig())
 	srv.Stop()
-	if err := s.ToUser(context.Background(), "alice", "bob", 100); err != nil {
+	if err := s.ToUser(context.Background(), "alice", "bob", 20000); err != nil { // beyond the local share
 		t.Errorf("with Redis down: %v, want allowed", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := s.Recipients(ctx, "alice", 10); !errors.Is(err, context.Canceled) {
+	if err := s.Recipients(ctx, "alice", 100); !errors.Is(err, context.Canceled) { // beyond the local share: Redis decides
 		t.Errorf("with the context ended: %v, want context.Canceled", err)
+	}
+}
+
+// TestOrdinaryTrafficStaysLocal: what fits in an instance's own share of a
+// bound costs no round trip to Redis; what goes beyond it is counted there,
+// and the bound still holds.
+func TestOrdinaryTrafficStaysLocal(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	// Local share: 100 B/s, a burst of 100 B; in Redis: 800 B/s, 1,600 B.
+	s := limit.New(rdb, limit.Config{BytesPerSecond: 800, BytesBurst: 1600})
+	ctx := context.Background()
+	calls := func() int {
+		stats, err := rdb.Info(ctx, "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, line := range strings.Split(stats, "\n") {
+			if strings.HasPrefix(line, "cmdstat_evalsha:") || strings.HasPrefix(line, "cmdstat_eval:") {
+				var c int
+				_, _ = fmt.Sscanf(line[strings.IndexByte(line, ':')+1:], "calls=%d", &c)
+				n += c
+			}
+		}
+		return n
+	}
+	before := calls()
+	for i := range 10 {
+		if err := s.ToUser(ctx, "alice", "bob", 10); err != nil {
+			t.Fatalf("small message %d: %v", i, err)
+		}
+	}
+	if n := calls() - before; n != 0 {
+		t.Errorf("10 messages within the local share made %d script calls in Redis, want 0", n)
+	}
+	allowed := 0
+	for range 40 {
+		if s.ToUser(ctx, "alice", "bob", 100) == nil {
+			allowed++
+		}
+	}
+	if calls() == before {
+		t.Error("messages beyond the local share were not counted in Redis")
+	}
+	// At most the local burst and Redis's burst, plus what both refilled
+	// meanwhile (the loop takes well under a second: 900 B at most).
+	if allowed == 0 || allowed*100 > 100+1600+900 {
+		t.Errorf("%d of 40 100-byte messages allowed, want 1 to 26", allowed)
 	}
 }
