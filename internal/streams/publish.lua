@@ -35,6 +35,7 @@ local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
 local window = tonumber(ARGV[1])
 local metattl = tonumber(ARGV[2])
 local minid = string.format('%d-0', now - window)
+local expireEvery = 10000 -- ms between settings of a stream's TTLs
 local k, a = 2, 5
 local out = {}
 
@@ -42,23 +43,30 @@ local out = {}
 -- moves k to the next target and returns the event's position.
 local function record(ev, args)
   local sk, mk = KEYS[k], KEYS[k + 1]
-  local m = redis.call('HMGET', mk, 'e', 's', 't', 'r')
-  local ep, s, ms = m[1], tonumber(m[2]), tonumber(m[3])
+  local m = redis.call('HMGET', mk, 'e', 's', 't', 'r', 'x')
+  local ep, s, ms, x = m[1], tonumber(m[2]), tonumber(m[3]), tonumber(m[5])
   if not ep or not s or not ms or m[4] ~= run then
     -- The store lost this stream, or it was written on another run of
     -- Redis (a restart, a failover): a new epoch, so no position of the
     -- old one is ever taken for one of the new.
     ep = ARGV[3] .. string.format('%x', k)
-    s, ms = 0, 0
+    s, ms, x = 0, 0, nil
     redis.call('DEL', sk)
   end
   s = s + 1
   if now > ms then ms = now end
   local id = string.format('%d-%d', ms, s)
   redis.call('XADD', sk, 'MINID', '~', minid, id, 'e', ev, 'a', args)
-  redis.call('PEXPIRE', sk, window + 10000)
-  redis.call('HSET', mk, 'e', ep, 's', s, 't', ms, 'r', run)
-  redis.call('EXPIRE', mk, metattl)
+  if not x or now - x >= expireEvery or now < x then
+    -- The stream's TTL, set at x, is window + expireEvery: it outlives
+    -- every event written within expireEvery of x by a window, so the
+    -- TTLs are set again only that often, not on every event.
+    redis.call('PEXPIRE', sk, window + expireEvery)
+    redis.call('HSET', mk, 'e', ep, 's', s, 't', ms, 'r', run, 'x', now)
+    redis.call('EXPIRE', mk, metattl)
+  else
+    redis.call('HSET', mk, 's', s, 't', ms)
+  end
   k = k + 2
   local p = ep .. '.' .. id
   out[#out + 1] = p
