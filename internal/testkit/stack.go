@@ -19,8 +19,13 @@ const Secret = "testkit-secret"
 
 // StackOptions tune StartStack.
 type StackOptions struct {
-	Workers int      // gateway workers (default 2)
-	Env     []string // extra gateway environment, KEY=VALUE
+	Workers     int      // gateway workers (default 2)
+	Env         []string // extra gateway environment, KEY=VALUE
+	HandlersEnv []string // extra handlers-svc environment, KEY=VALUE
+	// Redis is a started server for the stack to use instead of one of its
+	// own, so a test can put something (a fault proxy) in front of it
+	// before the services start; nil starts a new one.
+	Redis *Redis
 }
 
 // Stack is a whole switchboard: real Redis, real NATS, handlers-svc and a
@@ -47,9 +52,13 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 		opts.Workers = 2
 	}
 	gw, hs := Binaries(t)
+	rs := opts.Redis
+	if rs == nil {
+		rs = StartRedis(t)
+	}
 	s := &Stack{
 		t:            t,
-		Redis:        StartRedis(t),
+		Redis:        rs,
 		NATS:         StartNATS(t),
 		Addr:         fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
 		MetricsAddr:  fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
@@ -67,10 +76,10 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 // StartHandlers starts handlers-svc and waits until it is ready.
 func (s *Stack) StartHandlers() {
 	s.t.Helper()
-	s.Handlers = StartProc(s.t, "handlers-svc", s.handlersBin, []string{
+	s.Handlers = StartProc(s.t, "handlers-svc", s.handlersBin, append([]string{
 		"NATS_URL=" + s.NATS.URL(), "REDIS_URL=" + s.Redis.URL(),
 		"HANDLERS_ADDR=" + s.HandlersAddr, "LOG_LEVEL=debug",
-	})
+	}, s.opts.HandlersEnv...))
 	Eventually(s.t, 20*time.Second, "handlers-svc is ready", func() bool {
 		return httpStatus("http://"+s.HandlersAddr+"/readyz") == http.StatusOK
 	})
@@ -107,6 +116,17 @@ func (s *Stack) WaitReady() {
 			ready[w] = true
 		}
 		return len(ready) == s.Workers
+	})
+}
+
+// WaitAllReady waits until the gateway's admin address answers /readyz
+// with 200, which it does once every worker of this gateway is ready. Unlike
+// WaitReady it tells this gateway from another one on the same client port
+// (SO_REUSEPORT), whose workers may answer there.
+func (s *Stack) WaitAllReady() {
+	s.t.Helper()
+	Eventually(s.t, 30*time.Second, "every worker of the gateway on "+s.MetricsAddr+" is ready", func() bool {
+		return httpStatus("http://"+s.MetricsAddr+"/readyz") == http.StatusOK
 	})
 }
 
