@@ -336,6 +336,14 @@ func (c *Checker) Event(name string, broadcast bool, pos, id string) {
 	t.at[p] = id
 }
 
+// Invalid records a frame a device could not take as the contract has it
+// (not JSON, a second connected, a connected without args).
+func (c *Checker) Invalid(name, what string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.violate("%s: %s", name, what)
+}
+
 // Disconnected records that a device's socket ended; its chains go on if
 // it resumes with recovered:true.
 func (c *Checker) Disconnected(name string) {

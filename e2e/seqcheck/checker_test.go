@@ -244,7 +244,8 @@ func TestDriverMistakes(t *testing.T) {
 	c.Acked("p9")
 	c.Failed("p9")
 	c.Event("zz", false, pos(1), "p1")
-	if s := c.Stats(); s.Violations != 5 {
-		t.Fatalf("violations %d, want 5: %v", s.Violations, c.Err())
+	c.Invalid("a1", "not JSON")
+	if s := c.Stats(); s.Violations != 6 {
+		t.Fatalf("violations %d, want 6: %v", s.Violations, c.Err())
 	}
 }
