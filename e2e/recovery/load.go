@@ -21,6 +21,10 @@ import (
 // at most.
 const maxInFlight = 64
 
+// postBuffer is how many posts may wait for a free author before the
+// scheduler skips them.
+const postBuffer = 256
+
 // tick is how often the load's scheduler hands out the posts due.
 const tick = 5 * time.Millisecond
 
@@ -58,7 +62,7 @@ type Load struct {
 type LoadOptions struct {
 	Rate       float64  // posts per second
 	Mentions   int      // users each post mentions (default 2)
-	Authors    int      // author sockets (default 2)
+	Authors    int      // author sockets (default: one per 100 posts a second, at least 2)
 	Broadcasts float64  // broadcasts per second (0: none)
 	Users      []string // the users posts mention, in turn
 }
@@ -72,10 +76,10 @@ func startLoad(check *seqcheck.Checker, wsURL string, token func(string) string,
 	}
 	o.Mentions = min(o.Mentions, len(o.Users))
 	if o.Authors < 1 {
-		o.Authors = 2
+		o.Authors = max(2, int(o.Rate/100))
 	}
 	l := &Load{check: check, users: o.Users, mention: o.Mentions, rate: o.Rate, brate: o.Broadcasts,
-		posts: make(chan post), stop: make(chan struct{})}
+		posts: make(chan post, postBuffer), stop: make(chan struct{})}
 	for i := range o.Authors {
 		user := fmt.Sprintf("author%d", i)
 		a := &author{user: user, url: wsURL, token: token(user), check: check, posts: l.posts,
@@ -94,8 +98,9 @@ func startLoad(check *seqcheck.Checker, wsURL string, token func(string) string,
 	return l
 }
 
-// schedule hands the authors the posts due at the rate; a post no author
-// can take at once is skipped, so the rate never builds a backlog.
+// schedule hands the authors the posts due at the rate; a post that finds
+// postBuffer posts waiting already is skipped, so the rate never builds a
+// backlog.
 func (l *Load) schedule() {
 	t := time.NewTicker(tick)
 	defer t.Stop()
