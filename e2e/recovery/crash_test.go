@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
@@ -193,7 +192,3 @@ func TestGatewayRollingRestart(t *testing.T) {
 	assertAllRecovered(t, r, closed)
 	t.Logf("%d sockets closed with 1001 by %d restarts", closed, h.faults)
 }
-
-// waitFor is time.After for a fault's duration: how long a fault lasts is
-// part of the scenario, not a condition to await.
-func waitFor(d time.Duration) { <-time.After(d) }
