@@ -61,7 +61,7 @@ fuzz:
 # detector. Writes bench/results/soak.md and adds a row (scenario soak) to
 # bench/results/runs.csv. make test runs the same tests, short.
 SOAK_EVENTS ?= 1000000
-SOAK_RATE ?= 1000
+SOAK_RATE ?= 600
 soak:
 	@bash .ci/deps.sh run
 	cd e2e && SOAK_EVENTS=$(SOAK_EVENTS) SOAK_RATE=$(SOAK_RATE) \

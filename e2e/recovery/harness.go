@@ -247,6 +247,16 @@ func (h *Harness) send(n int, users []string, req func(id string) (string, any))
 	}
 }
 
+// WaitCaughtUp waits until every device has processed its streams up to
+// where they are now, while events may keep coming.
+func (h *Harness) WaitCaughtUp() {
+	h.T.Helper()
+	tops := h.Tops()
+	testkit.Eventually(h.T, Wait, "every device caught up with its streams", func() bool {
+		return len(h.Check.Lagging(tops)) == 0
+	})
+}
+
 // Tops reads the top of every user's stream and of the broadcast stream
 // from Redis, for the streams that have one.
 func (h *Harness) Tops() map[seqcheck.Stream]proto.Pos {

@@ -61,9 +61,9 @@ func TestPubSubKilledHealsInPlace(t *testing.T) {
 // resync, nothing lost.
 func TestRedisLinkStallHealed(t *testing.T) {
 	rate := Rate(200)
-	// A window well beyond the stall, the reconnects and the reads that
-	// fill every socket's gap after it: what is tested is that nothing is
-	// lost, not how long the store keeps events.
+	// A window well beyond the stall and the reads that fill every
+	// socket's gap after it: what is tested is that nothing is lost, not
+	// how long the store keeps events.
 	h := Start(t, Options{Users: UsersFor(rate), Proxy: true, Window: 30 * time.Second})
 	h.StartLoad(LoadOptions{Rate: rate, Broadcasts: 10})
 	goal := EventsGoal(loadTests, 2000)
@@ -73,6 +73,7 @@ func TestRedisLinkStallHealed(t *testing.T) {
 		roamer := h.Devices[round%len(h.Devices)]
 		refused := roamer.Closes(1013)
 		h.Proxy.Stall(t)
+		stalled := time.Now()
 		h.Fault()
 		roamer.Drop(0)
 		// Messages flow meanwhile (confirmed by handlers-svc), and the
@@ -82,9 +83,13 @@ func TestRedisLinkStallHealed(t *testing.T) {
 			return h.Check.Stats().Acked > acked+int(rate) && roamer.Closes(1013) > refused
 		})
 		h.Proxy.Heal(t)
+		healed := time.Now()
 		testkit.Eventually(t, Wait, "every worker resubscribed and the roaming device resumed", func() bool {
 			return h.RecoveryMetrics()["redis_resubscriptions"] >= resubs+float64(h.Stack.Workers) && roamer.Online()
 		})
+		h.WaitCaughtUp()
+		t.Logf("round %d: stalled %s; resubscribed, resumed and caught up %s after", round,
+			healed.Sub(stalled).Round(time.Millisecond), time.Since(healed).Round(time.Millisecond))
 	}
 	r := h.Settle()
 	record(r)

@@ -435,6 +435,30 @@ func (c *Checker) Behind(tops map[Stream]proto.Pos) []string {
 	return out
 }
 
+// Lagging returns the devices that have not yet processed their streams
+// up to tops (taken from the store a moment ago): not connected, in
+// another epoch, or at an offset below the top. Unlike Behind it allows a
+// device to be further on, as it is while events keep coming.
+func (c *Checker) Lagging(tops map[Stream]proto.Pos) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(c.devices)) {
+		d := c.devices[name]
+		if !d.connected {
+			out = append(out, name+" is not connected")
+			continue
+		}
+		for _, st := range slices.Sorted(maps.Keys(d.tracks)) {
+			top, ok := tops[st]
+			if tr := d.tracks[st]; ok && (tr.pos.Epoch != top.Epoch || tr.pos.Off < top.Off) {
+				out = append(out, fmt.Sprintf("%s is at %s of %s, short of %s", name, tr.pos, st, top))
+			}
+		}
+	}
+	return out
+}
+
 // Users returns the users of the declared devices, sorted.
 func (c *Checker) Users() []string {
 	c.mu.Lock()

@@ -235,6 +235,31 @@ func TestBehind(t *testing.T) {
 	}
 }
 
+func TestLagging(t *testing.T) {
+	c := New()
+	c.AddDevice("a1", "alice")
+	conn("a1", 0)(c)
+	send("p1", "alice")(c)
+	send("p2", "alice")(c)
+	top, _ := proto.ParsePos(pos(1))
+	tops := map[Stream]proto.Pos{UserStream("alice"): top}
+	if got := c.Lagging(tops); len(got) != 1 {
+		t.Fatalf("lagging %q, want a1", got)
+	}
+	ev("a1", 1, "p1")(c)
+	if got := c.Lagging(tops); len(got) != 0 {
+		t.Fatalf("lagging %q at the top", got)
+	}
+	ev("a1", 2, "p2")(c)
+	if got := c.Lagging(tops); len(got) != 0 {
+		t.Fatalf("lagging %q past the top", got)
+	}
+	other, _ := proto.ParsePos(pos(1, "e9"))
+	if got := c.Lagging(map[Stream]proto.Pos{UserStream("alice"): other}); len(got) != 1 {
+		t.Fatalf("lagging %q, want a1 in another epoch", got)
+	}
+}
+
 func TestDriverMistakes(t *testing.T) {
 	c := New()
 	c.AddDevice("a1", "alice")
