@@ -46,8 +46,9 @@ unit:
 # envelopes, dispatches, NATS requests and replies, JWTs, handler args, the
 # client pings and pongs the gateway reads off the socket itself, the
 # gateway's WebSocket stream and frames as the load generator reads them,
-# and the redaction of the server URLs the services log.
-FUZZ_DIRS := proto internal/redact gateway/internal/auth gateway/internal/ws bench/loadgen handlers-svc/event
+# the redaction of the server URLs the services log, and the dispatch
+# API's request bodies.
+FUZZ_DIRS := proto internal/redact gateway/internal/auth gateway/internal/ws bench/loadgen handlers-svc/event handlers-svc/internal/httpapi
 fuzz:
 	@for d in $(FUZZ_DIRS); do \
 		for f in $$(cd $$d && go test -list '^Fuzz' . | grep '^Fuzz'); do \
@@ -69,8 +70,12 @@ soak:
 		go test -count=1 -timeout 3h ./recovery/
 
 # The performance scenario over the whole stack (2 workers) plus the Go
-# benchmarks; adds its rows to bench/results/runs.csv, replaces
-# bench/results/load.md and redraws docs/p99.svg. bench-quick: a ~30 s smoke run.
+# benchmarks and the resume scenario; adds its rows to bench/results/runs.csv,
+# replaces bench/results/load.md and redraws docs/p99.svg. bench-quick: a
+# short smoke run. Either compares side by side, in the same run, with
+# BENCH_BASELINE=<git ref> (that ref's servers, e.g. make bench-quick
+# BENCH_BASELINE=fff6f93) or BENCH_COMPARE_RECOVERY=1 (HISTORY_WINDOW=0);
+# docs/performance.md has the knobs.
 bench:
 	@bash .ci/deps.sh run
 	@bash bench/run.sh

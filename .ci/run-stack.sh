@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 export GATEWAY_DEV=1
 export LOG_LEVEL="${LOG_LEVEL:-info}"
 export GATEWAY_WORKERS="${GATEWAY_WORKERS:-2}"
-export GATEWAY_ADDR="${GATEWAY_ADDR:-:7999}"
+# Loopback unless told otherwise: dev mode hands out tokens for any user
+# (/dev/token) and accepts tokens signed with the public dev secret.
+export GATEWAY_ADDR="${GATEWAY_ADDR:-127.0.0.1:7999}"
 NATS_PORT="${NATS_PORT:-4222}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 export NATS_URL="${NATS_URL:-nats://127.0.0.1:$NATS_PORT}"

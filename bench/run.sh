@@ -8,6 +8,17 @@
 # version. BENCH_SCALE=1 (`make bench-scale`) is the 100,000-socket idle test
 # alone, with as many workers and load generator processes as the file limit
 # per process requires.
+#
+# After the load runs comes the resume scenario (loadgen -mode resume: devices
+# drop, miss events, resume; its rows go to runs.csv as scenario "resume").
+#
+# A/B runs measure other stacks in the same run, each with its own servers
+# (bench/stacks.sh), the load runs alternating between them at each rate:
+#   BENCH_BASELINE=<git ref>    that ref's gateway and handlers-svc, built from
+#                               git archive, driven by this tree's loadgen
+#   BENCH_COMPARE_RECOVERY=1    this tree with HISTORY_WINDOW=0 against
+#                               HISTORY_WINDOW=120s: what recovery costs
+# The report then puts the stacks side by side, with ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH="$PATH:/usr/sbin:/usr/local/go/bin"
@@ -45,31 +56,49 @@ elif [[ $quick == 1 ]]; then
   IDLE_USERS=1000  # 2,000 sockets
   USERS=200 RATES="500,2000" DURATION=5s WARMUP=2s SEARCH=() SETTLE=5s
   GOBENCH=(-benchtime=2000x)
+  RESUME_USERS=100 RESUME_ROUNDS=1 # 100 resumes
 else
   IDLE_USERS=5000  # 10,000 sockets
   USERS=1000 RATES="1000,4000,8000" DURATION=20s WARMUP=5s SETTLE=30s
   SEARCH=(-search -search-duration 10s -search-warmup 3s)
   GOBENCH=()
+  RESUME_USERS=1000 RESUME_ROUNDS=2 # 2,000 resumes
 fi
 # Overrides, for exploring how the numbers scale: BENCH_IDLE_USERS (0 = no
 # idle test), BENCH_USERS, BENCH_DEVICES, BENCH_RATES, BENCH_DURATION,
-# BENCH_WARMUP, BENCH_SEARCH=0|1, BENCH_GO=0 (no Go benchmarks), BENCH_SETTLE
+# BENCH_WARMUP, BENCH_SEARCH=0|1 (BENCH_SEARCH_DURATION, BENCH_SEARCH_WARMUP:
+# each search run's, 10s and 3s), BENCH_GO=0 (no Go benchmarks), BENCH_SETTLE
 # (wait before reading idle RSS: 30s, past one ping round; 5s when quick), BENCH_GATEWAY_ENV
 # (extra gateway environment, e.g. GOGC=100), BENCH_HANDLERS_ENV (the same for
 # handlers-svc, e.g. GOMAXPROCS=1), BENCH_NATS_ENV (the same for nats-server),
 # BENCH_DRAIN (wait for the last frames of a
 # run, 5s), BENCH_LOGS=DIR (keep the servers' logs there), BENCH_LOADGEN_ARGS
 # (extra loadgen flags for the load runs, e.g. "-cpuprofile /tmp/loadgen.pprof").
+# The resume scenario: BENCH_RESUME=0 (none), BENCH_RESUME_USERS (half of
+# them away each round, all their devices), BENCH_RESUME_MISSED (events each
+# misses, 100), BENCH_RESUME_ROUNDS, BENCH_RESUME_RATE (reconnects/s, 100).
+# A/B runs: BENCH_AB_RUNS (runs of each stack at each rate, in turn, 2).
 IDLE_USERS="${BENCH_IDLE_USERS:-$IDLE_USERS}"
 USERS="${BENCH_USERS:-$USERS}"
 DEVICES="${BENCH_DEVICES:-2}"
 RATES="${BENCH_RATES:-$RATES}"
 DURATION="${BENCH_DURATION:-$DURATION}"
 WARMUP="${BENCH_WARMUP:-$WARMUP}"
+SEARCH_DURATION="${BENCH_SEARCH_DURATION:-10s}" SEARCH_WARMUP="${BENCH_SEARCH_WARMUP:-3s}"
 case "${BENCH_SEARCH:-}" in
   0) SEARCH=() ;;
-  1) SEARCH=(-search -search-duration 10s -search-warmup 3s) ;;
+  1) SEARCH=(-search) ;;
 esac
+if ((${#SEARCH[@]})); then
+  SEARCH=(-search -search-duration "$SEARCH_DURATION" -search-warmup "$SEARCH_WARMUP")
+fi
+RESUME="${BENCH_RESUME:-1}"
+[[ $scale == 1 ]] && RESUME=0
+RESUME_USERS="${BENCH_RESUME_USERS:-${RESUME_USERS:-0}}"
+RESUME_MISSED="${BENCH_RESUME_MISSED:-100}"
+RESUME_ROUNDS="${BENCH_RESUME_ROUNDS:-${RESUME_ROUNDS:-1}}"
+RESUME_RATE="${BENCH_RESUME_RATE:-100}"
+AB_RUNS="${BENCH_AB_RUNS:-2}"
 
 # Sockets need file descriptors: as many as the hard limit allows.
 ulimit -n "$(ulimit -Hn)" || true
@@ -111,9 +140,32 @@ else
 fi
 go build -o bin/loadgen ./bench/cmd/loadgen
 
+source bench/stacks.sh
+commit="$(git rev-parse --short HEAD 2>/dev/null || true)"
+if [[ -n $commit ]] && ! git diff --quiet HEAD -- . ':(exclude)bench/results' ':(exclude)docs' 2>/dev/null; then
+  commit+="-dirty"
+fi
+add_stack candidate "${commit:-unknown}" bin "" "this tree"
+if [[ -n ${BENCH_BASELINE:-} ]]; then
+  [[ $scale == 1 ]] && { echo "bench: BENCH_BASELINE is for the load runs, not the scale test" >&2; exit 1; }
+  base="$(git rev-parse --verify --quiet "${BENCH_BASELINE}^{commit}")" ||
+    { echo "bench: BENCH_BASELINE=$BENCH_BASELINE is no commit of this repository" >&2; exit 1; }
+  build_baseline "$base"
+  add_stack baseline "$(git rev-parse --short "$base")" "bin/baseline/$base" "" "BENCH_BASELINE=$BENCH_BASELINE, built from git archive"
+fi
+if [[ ${BENCH_COMPARE_RECOVERY:-0} == 1 ]]; then
+  [[ $scale == 1 ]] && { echo "bench: BENCH_COMPARE_RECOVERY is for the load runs, not the scale test" >&2; exit 1; }
+  ST_ENV[0]="HISTORY_WINDOW=120s" ST_WHAT[0]="this tree, HISTORY_WINDOW=120s (recovery on)"
+  add_stack recovery-off "${commit:-unknown}" bin "HISTORY_WINDOW=0" "this tree, HISTORY_WINDOW=0 (recovery off)"
+fi
+nstacks=${#ST_NAME[@]}
+
 load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 work="$(mktemp -d)"
 jsonl="$work/results.jsonl"
+resume_jsonl="$work/resume.jsonl"
+search_jsonl="$work/search.jsonl"
+: >"$jsonl" >"$resume_jsonl" # the report reads both, whichever phases ran
 pids=()
 stop() {
   local rc=$?
@@ -143,9 +195,6 @@ wait_for() { # wait_for WHAT CMD...
   for _ in $(seq 1 150); do "$@" && return 0; sleep 0.1; done
   echo "bench: $what did not come up" >&2; exit 1
 }
-for p in "$GW_PORT" "$NATS_PORT" "$REDIS_PORT" "$HS_PORT" "$METRICS_PORT"; do
-  if port_open "$p"; then echo "bench: port $p is taken (set BENCH_*_PORT)" >&2; exit 1; fi
-done
 
 echo "bench: Go micro benchmarks" >&2
 gobench="$work/gobench.txt"
@@ -155,58 +204,40 @@ for m in proto gateway handlers-svc bench; do
   (cd "$m" && go test -run='^$' -bench=. -benchmem "${GOBENCH[@]}" ./...) >"$work/gobench-$m.txt"
   grep -E '^(Benchmark|pkg:)' "$work/gobench-$m.txt" >>"$gobench" || true
 done
+if [[ ${BENCH_GO:-1} != 0 && ${BENCH_COMPARE_RECOVERY:-0} == 1 ]]; then
+  # What the streams cost: the publish script's round trip, and Redis
+  # memory per user with 0, 10 and 100 events in the window.
+  (cd internal && go test -run='^$' -bench='^Benchmark(Publish|StreamMemory)$' -benchmem ./streams/) >"$work/gobench-streams.txt"
+  grep -E '^(Benchmark|pkg:)' "$work/gobench-streams.txt" >>"$gobench" || true
+fi
 
-# The pub/sub output-buffer limit of compose.yaml (docs/operations.md,
-# "Overload"); BENCH_REDIS_PUBSUB_LIMIT overrides it, e.g. with Redis's
-# default "32mb 8mb 60" to compare.
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" --loglevel warning \
-  --client-output-buffer-limit "pubsub ${BENCH_REDIS_PUBSUB_LIMIT:-256mb 64mb 60}" >"$work/redis.log" 2>&1 &
-pids+=($!); redis_pid=$!
-wait_for redis port_open "$REDIS_PORT"
-env ${BENCH_NATS_ENV:-} nats-server -a 127.0.0.1 -p "$NATS_PORT" >"$work/nats.log" 2>&1 &
-pids+=($!); nats_pid=$!
-wait_for nats port_open "$NATS_PORT"
-
-export NATS_URL="nats://127.0.0.1:$NATS_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
-export LOG_LEVEL="${BENCH_LOG_LEVEL:-warn}"
-HANDLERS_PPROF_ADDR="127.0.0.1:$HS_PPROF_PORT" HANDLERS_ADDR="127.0.0.1:$HS_PORT" env ${BENCH_HANDLERS_ENV:-} ./bin/handlers-svc 2>"$work/handlers.log" &
-pids+=($!); hs_pid=$!
-wait_for handlers-svc curl -fs -m 1 -o /dev/null "http://127.0.0.1:$HS_PORT/readyz"
-GATEWAY_PPROF_PORT="$PPROF_PORT" GATEWAY_DEV=1 GATEWAY_ADDR="127.0.0.1:$GW_PORT" GATEWAY_WORKERS="$WORKERS" \
-  GATEWAY_METRICS_ADDR="127.0.0.1:$METRICS_PORT" env "${SCALE_ENV[@]}" ${BENCH_GATEWAY_ENV:-} ./bin/gateway 2>"$work/gateway.log" &
-pids+=($!); gw_pid=$!
-# Both workers ready: /readyz names the worker that answered.
-declare -A ready=()
-for _ in $(seq 1 300); do
-  w="$(curl -fs -m 1 "http://127.0.0.1:$GW_PORT/readyz" 2>/dev/null | sed -n 's/.*"worker":\([0-9]*\).*/\1/p')" || true
-  [[ -n $w ]] && ready[$w]=1
-  ((${#ready[@]} >= WORKERS)) && break
-  sleep 0.05
+LOG_LEVEL="${BENCH_LOG_LEVEL:-warn}"
+for ((i = 0; i < nstacks; i++)); do
+  echo "bench: starting stack ${ST_NAME[i]} (${ST_REF[i]}: ${ST_WHAT[i]})" >&2
+  start_stack "$i"
 done
-((${#ready[@]} >= WORKERS)) || { echo "bench: gateway workers not ready" >&2; exit 1; }
-
-lg=(./bin/loadgen -url "ws://127.0.0.1:$GW_PORT/socket" -json "$jsonl"
-  -gateway-pid "$gw_pid" -handlers-pid "$hs_pid" -nats-pid "$nats_pid" -redis-pid "$redis_pid"
-  -metrics "http://127.0.0.1:$METRICS_PORT/metrics")
 
 if ((IDLE_USERS > 0)); then
-  echo "bench: idle test, $idle_conns sockets" >&2
-  hold=()
-  if [[ -n $PPROF_DIR ]]; then
-    hold=(-hold 6s)
-    (sleep "$((IDLE_USERS / 2000 + 8))"
-      for ((w = 0; w < WORKERS; w++)); do
-        curl -fs -o "$PPROF_DIR/heap-idle-w$w.pprof" "http://127.0.0.1:$((PPROF_PORT + w))/debug/pprof/heap?gc=1" || true
-        curl -fs -o "$PPROF_DIR/goroutine-idle-w$w.txt" "http://127.0.0.1:$((PPROF_PORT + w))/debug/pprof/goroutine?debug=1" || true
-        curl -fs -o "$PPROF_DIR/memstats-idle-w$w.txt" "http://127.0.0.1:$((PPROF_PORT + w))/debug/pprof/heap?debug=1" || true
-      done) &
-  fi
-  "${lg[@]}" -mode idle -users "$IDLE_USERS" -devices 2 -settle "${BENCH_SETTLE:-$SETTLE}" -procs "$LOADGEN_PROCS" "${hold[@]}"
-  sleep 3 # the gateway closes those sockets
+  for ((i = 0; i < nstacks; i++)); do
+    echo "bench: idle test, $idle_conns sockets, stack ${ST_NAME[i]}" >&2
+    hold=()
+    if [[ -n $PPROF_DIR ]] && ((i == 0)); then
+      hold=(-hold 6s)
+      (sleep "$((IDLE_USERS / 2000 + 8))"
+        for ((w = 0; w < WORKERS; w++)); do
+          curl -fs -o "$PPROF_DIR/heap-idle-w$w.pprof" "http://127.0.0.1:$((PPROF_PORT + w))/debug/pprof/heap?gc=1" || true
+          curl -fs -o "$PPROF_DIR/goroutine-idle-w$w.txt" "http://127.0.0.1:$((PPROF_PORT + w))/debug/pprof/goroutine?debug=1" || true
+          curl -fs -o "$PPROF_DIR/memstats-idle-w$w.txt" "http://127.0.0.1:$((PPROF_PORT + w))/debug/pprof/heap?debug=1" || true
+        done) &
+    fi
+    lg_for "$i"
+    "${LG[@]}" -mode idle -users "$IDLE_USERS" -devices 2 -settle "${BENCH_SETTLE:-$SETTLE}" -procs "$LOADGEN_PROCS" "${hold[@]}"
+    sleep 3 # the gateway closes those sockets
+  done
 fi
 if [[ $RATES != 0 ]]; then
   echo "bench: load runs, U=$USERS D=$DEVICES R=$RATES" >&2
-  if [[ -n $PPROF_DIR ]]; then
+  if [[ -n $PPROF_DIR ]]; then # the candidate's first load run
     (sleep "$(( ${WARMUP%s} + 3 ))"
       for ((w = 0; w < WORKERS; w++)); do
         curl -fs -o "$PPROF_DIR/cpu-load-w$w.pprof" "http://127.0.0.1:$((PPROF_PORT + w))/debug/pprof/profile?seconds=8" &
@@ -215,13 +246,45 @@ if [[ $RATES != 0 ]]; then
         curl -fs -o "$PPROF_DIR/allocs-load-handlers.pprof" "http://127.0.0.1:$HS_PPROF_PORT/debug/pprof/allocs" || true) &
       wait) &
   fi
-  "${lg[@]}" -mode load -users "$USERS" -devices "$DEVICES" -rates "$RATES" -duration "$DURATION" -warmup "$WARMUP" -drain "${BENCH_DRAIN:-5s}" "${SEARCH[@]}" ${BENCH_LOADGEN_ARGS:-}
+  load_args=(-mode load -users "$USERS" -devices "$DEVICES" -duration "$DURATION" -warmup "$WARMUP" -drain "${BENCH_DRAIN:-5s}")
+  if ((nstacks == 1)); then
+    lg_for 0
+    "${LG[@]}" "${load_args[@]}" -rates "$RATES" "${SEARCH[@]}" ${BENCH_LOADGEN_ARGS:-}
+  else
+    # A/B: at each rate every stack in turn, AB_RUNS times over, so a drift
+    # of the shared machine falls on all of them alike.
+    for r in ${RATES//,/ }; do
+      for ((n = 0; n < AB_RUNS; n++)); do
+        for ((i = 0; i < nstacks; i++)); do
+          echo "bench: R=$r, stack ${ST_NAME[i]}, run $((n + 1)) of $AB_RUNS" >&2
+          lg_for "$i"
+          "${LG[@]}" "${load_args[@]}" -rates "$r" ${BENCH_LOADGEN_ARGS:-}
+        done
+      done
+    done
+    if ((${#SEARCH[@]})); then
+      # Each stack's own search, starting from the highest rate above; its
+      # runs go to the raw lines only, its verdict to the report.
+      top="${RATES##*,}"
+      for ((i = 0; i < nstacks; i++)); do
+        echo "bench: saturation search, stack ${ST_NAME[i]}" >&2
+        lg_for "$i" "$search_jsonl.$i"
+        "${LG[@]}" "${load_args[@]}" -duration "$SEARCH_DURATION" -warmup "$SEARCH_WARMUP" -rates "$top" "${SEARCH[@]}" ${BENCH_LOADGEN_ARGS:-}
+        grep '"mode":"saturation"' "$search_jsonl.$i" >>"$jsonl" || true
+        cat "$search_jsonl.$i" >>"$search_jsonl"
+      done
+    fi
+  fi
+fi
+if [[ $RESUME == 1 ]] && ((RESUME_USERS > 0)); then
+  for ((i = 0; i < nstacks; i++)); do
+    echo "bench: resume, U=$RESUME_USERS D=$DEVICES, $RESUME_MISSED missed each, $RESUME_ROUNDS rounds, stack ${ST_NAME[i]}" >&2
+    lg_for "$i" "$resume_jsonl"
+    "${LG[@]}" -mode resume -users "$RESUME_USERS" -devices "$DEVICES" -missed "$RESUME_MISSED" \
+      -rounds "$RESUME_ROUNDS" -resume-rate "$RESUME_RATE"
+  done
 fi
 
-commit="$(git rev-parse --short HEAD 2>/dev/null || true)"
-if [[ -n $commit ]] && ! git diff --quiet HEAD -- . ':(exclude)bench/results' ':(exclude)docs' 2>/dev/null; then
-  commit+="-dirty"
-fi
 report="$work/report.md"
 {
   case $suffix in
@@ -242,8 +305,17 @@ report="$work/report.md"
     echo "- source addresses: loadgen dials from $(( idle_conns / 10000 + 1 > 8 ? idle_conns / 10000 + 1 : 8 )) loopback addresses 127.0.0.1.. x ports $(tr '\t' '-' </proc/sys/net/ipv4/ip_local_port_range) ($(awk '{print $2 - $1 + 1}' /proc/sys/net/ipv4/ip_local_port_range) each) to one server address; conntrack table max $(cat /proc/sys/net/netfilter/nf_conntrack_max 2>/dev/null || echo n/a)"
   fi
   echo "- scenario: U users in pairs, D sockets each spread over the workers, open-loop sendMessage at R/s, latency from the scheduled send time to each of the 2*D deliveries"
+  if ((nstacks > 1)); then
+    echo "- stacks (A/B), each with its own Redis, NATS, handlers-svc and gateway, all driven by this tree's load generator; at each rate every stack ran $AB_RUNS times, in turn:"
+    for ((i = 0; i < nstacks; i++)); do
+      echo "  - ${ST_NAME[i]}: commit ${ST_REF[i]} (${ST_WHAT[i]})"
+    done
+  fi
+  if [[ -s $resume_jsonl ]]; then
+    echo "- resume: U=$RESUME_USERS, D=$DEVICES; each round half the users' devices drop, $RESUME_MISSED events are sent to each, and they reconnect at $RESUME_RATE/s with resume=<last position>; rounds: $RESUME_ROUNDS"
+  fi
   echo
-  ./bin/loadgen table "$jsonl"
+  ./bin/loadgen table "$jsonl" "$resume_jsonl"
   if [[ -s $gobench ]]; then
     echo
     echo "<details><summary>Go micro benchmarks</summary>"
@@ -258,6 +330,8 @@ report="$work/report.md"
   echo
   echo '```'
   cat "$jsonl"
+  [[ -s $resume_jsonl ]] && cat "$resume_jsonl"
+  [[ -s $search_jsonl ]] && cat "$search_jsonl"
   echo '```'
   echo "</details>"
 } >"$report"
@@ -270,6 +344,10 @@ if [[ $record != 0 ]]; then
   go build -o bin/benchplot ./bench/cmd/benchplot
   ./bin/benchplot record -csv "$runs_csv" -run "$stamp-$scenario" -date "$started" -commit "$commit" \
     -scenario "$scenario" -label "${BENCH_LABEL:-}" -workers "$WORKERS" "$jsonl"
+  if grep -q '"mode":"resume"' "$resume_jsonl" 2>/dev/null && grep -qv '"unsupported":true' "$resume_jsonl"; then
+    ./bin/benchplot record -csv "$runs_csv" -run "$stamp-resume" -date "$started" -commit "$commit" \
+      -scenario resume -label "${BENCH_LABEL:-}" -workers "$WORKERS" "$resume_jsonl"
+  fi
   echo "bench: added this run to $runs_csv" >&2
   # The chart shows the latest make bench (scenario load), earlier ones faint.
   ./bin/benchplot draw -csv "$runs_csv" -scenario load -out docs/p99.svg && echo "bench: drew docs/p99.svg" >&2

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -61,7 +62,8 @@ func signed(t *testing.T, header, claims map[string]any, secret string) string {
 }
 
 // TestHostileTokensRefused: against a gateway with an audience configured,
-// every forged, misdirected or premature token is refused at the upgrade
+// every forged, misdirected, premature, never-expiring, oversized or
+// badly named token is refused at the upgrade
 // with HTTP 401 and the unauthorized JSON body, while a good one connects.
 func TestHostileTokensRefused(t *testing.T) {
 	const aud = "switchboard-test"
@@ -114,6 +116,13 @@ func TestHostileTokensRefused(t *testing.T) {
 		{"another audience", hs256(claims(func(c jwt.MapClaims) { c["aud"] = "another-service" }), testkit.Secret)},
 		{"no audience", hs256(claims(func(c jwt.MapClaims) { delete(c, "aud") }), testkit.Secret)},
 		{"signature stripped", good[:strings.LastIndexByte(good, '.')+1]},
+		// A token that never expires, user ids that are no ids, and a token
+		// too long to be parsed.
+		{"no exp", hs256(claims(func(c jwt.MapClaims) { delete(c, "exp") }), testkit.Secret)},
+		{"sub of 257 bytes", hs256(claims(func(c jwt.MapClaims) { c["sub"] = strings.Repeat("a", 257) }), testkit.Secret)},
+		{"sub with a newline", hs256(claims(func(c jwt.MapClaims) { c["sub"] = "alice\nbob" }), testkit.Secret)},
+		{"sub with a bidi override", hs256(claims(func(c jwt.MapClaims) { c["sub"] = "alice\u202e" }), testkit.Secret)},
+		{"token over 4 KiB", hs256(claims(func(c jwt.MapClaims) { c["pad"] = strings.Repeat("x", 4096) }), testkit.Secret)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -177,4 +186,41 @@ func TestForeignOriginRefused(t *testing.T) {
 		}
 		_ = wsc.Close()
 	})
+}
+
+// TestExpiredTokenAttack: a socket whose token expires is closed with 4001
+// ("token expired") once the token would no longer be accepted (exp plus
+// the 30 s leeway), rather than staying open for as long as the client
+// likes; the close is logged and counted, and the same user reconnects
+// with a fresh token.
+func TestExpiredTokenAttack(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2})
+	// Expired 28 s ago: still within the leeway, so accepted, and due to
+	// close within about 2 s.
+	tok := signed(t, map[string]any{"alg": "HS256", "typ": "JWT"},
+		map[string]any{"sub": "alice", "exp": time.Now().Add(-28 * time.Second).Unix()}, s.Secret)
+	c := testkit.Dial(t, s.URL(), tok)
+	fresh := s.Dial("bob") // a token of an hour stays open
+	opened := time.Now()
+	err := c.WaitClosed(10 * time.Second)
+	if code := testkit.CloseCode(err); code != proto.CloseTokenExpired {
+		t.Fatalf("close after the token expired: %v (code %d), want %d", err, code, proto.CloseTokenExpired)
+	}
+	if d := time.Since(opened); d > 5*time.Second {
+		t.Errorf("closed %s after opening, want about 2 s", d)
+	}
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) && ce.Text != proto.ReasonTokenExpired {
+		t.Errorf("close reason %q, want %q", ce.Text, proto.ReasonTokenExpired)
+	}
+	testkit.Eventually(t, wait, "the close is counted as token_expired", func() bool {
+		return s.Metrics().Sum("switchboard_gateway_connections_closed_total", "reason", "token_expired") == 1
+	})
+	if n := testkit.CountLogs(s.Gateway.Logs(), "socket closed", map[string]any{"conn": c.Conn, "close": "token_expired", "code": 4001}); n != 1 {
+		t.Errorf("%d \"socket closed\" lines with close token_expired for %s, want 1", n, c.Conn)
+	}
+	if closed, _ := fresh.Closed(); closed {
+		t.Error("a socket with a valid token was closed too")
+	}
+	s.Dial("alice") // back with a fresh token
 }

@@ -20,25 +20,24 @@ import (
 // browserWait bounds every wait for something a tab shows.
 const browserWait = 30 * time.Second
 
-// artifactsDir is where the browser test leaves its screenshots:
-// $ARTIFACTS_DIR/browser when set, else e2e/artifacts/browser
-// (ignored by git).
+// artifactsDir is where a browser test leaves its screenshots:
+// $ARTIFACTS_DIR/browser/TEST when set, else e2e/artifacts/browser/TEST
+// (ignored by git); a previous run's are removed.
 func artifactsDir(t *testing.T) string {
 	t.Helper()
 	root := os.Getenv("ARTIFACTS_DIR")
 	if root == "" {
 		root = "artifacts"
 	}
-	dir, err := filepath.Abs(filepath.Join(root, "browser"))
+	dir, err := filepath.Abs(filepath.Join(root, "browser", t.Name()))
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
-	}
-	old, _ := filepath.Glob(filepath.Join(dir, "*.png")) // a previous run's
-	for _, f := range old {
-		_ = os.Remove(f)
 	}
 	return dir
 }
@@ -130,18 +129,10 @@ func jsString(s string) string {
 	return string(b)
 }
 
-// TestDemoPageInBrowser drives the demo chat page in headless Chromium: two
-// tabs as alice on different workers and one as bob. bob sees alice's
-// message, alice's other tab sees it as sent; then the worker under one of
-// alice's tabs is killed with SIGKILL, the tab reconnects by itself, and the
-// next messages reach it. Screenshots go to artifactsDir.
-func TestDemoPageInBrowser(t *testing.T) {
-	chrome := needTool(t, "chromium (Debian package chromium)", "chromium", "chromium-browser", "google-chrome")
-	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_DEV=1"}})
-	dir := artifactsDir(t)
-	t.Logf("screenshots: %s", dir)
-	base := "http://" + s.Addr + "/"
-
+// startBrowser starts headless Chromium for the test and returns its
+// context; the browser is killed when the test ends.
+func startBrowser(t *testing.T, chrome string) context.Context {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
@@ -161,20 +152,39 @@ func TestDemoPageInBrowser(t *testing.T) {
 	if err := chromedp.Do(browser); err != nil { // starts the browser
 		t.Fatalf("start %s: %v", chrome, err)
 	}
+	return browser
+}
 
-	open := func(name, user string) *tab {
-		t.Helper()
-		ctx, cancel := chromedp.NewContext(browser)
-		t.Cleanup(cancel)
-		tb := &tab{t: t, name: name, ctx: ctx, dir: dir}
-		tb.do("log in as "+user,
-			chromedp.Navigate(base),
-			chromedp.WaitVisible(chromedp.ID("user")),
-			chromedp.SendKeys(chromedp.ID("user"), user),
-			chromedp.Click(chromedp.CSS("#login-form button")),
-		)
-		return tb
-	}
+// openTab opens a tab of browser on the demo page at base and logs in as
+// user; name names it in messages and screenshots (in dir).
+func openTab(t *testing.T, browser context.Context, dir, base, name, user string) *tab {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(browser)
+	t.Cleanup(cancel)
+	tb := &tab{t: t, name: name, ctx: ctx, dir: dir}
+	tb.do("log in as "+user,
+		chromedp.Navigate(base),
+		chromedp.WaitVisible(chromedp.ID("user")),
+		chromedp.SendKeys(chromedp.ID("user"), user),
+		chromedp.Click(chromedp.CSS("#login-form button")),
+	)
+	return tb
+}
+
+// TestDemoPageInBrowser drives the demo chat page in headless Chromium: two
+// tabs as alice on different workers and one as bob. bob sees alice's
+// message, alice's other tab sees it as sent; then the worker under one of
+// alice's tabs is killed with SIGKILL, the tab reconnects by itself, and the
+// next messages reach it. Screenshots go to artifactsDir.
+func TestDemoPageInBrowser(t *testing.T) {
+	chrome := needTool(t, "chromium (Debian package chromium)", "chromium", "chromium-browser", "google-chrome")
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_DEV=1"}})
+	dir := artifactsDir(t)
+	t.Logf("screenshots: %s", dir)
+	base := "http://" + s.Addr + "/"
+
+	browser := startBrowser(t, chrome)
+	open := func(name, user string) *tab { return openTab(t, browser, dir, base, name, user) }
 
 	alice1 := open("alice-1", "alice")
 	st1 := alice1.waitOpen("")

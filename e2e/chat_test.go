@@ -42,6 +42,14 @@ func TestSendMessageReachesEveryDevice(t *testing.T) {
 	if ack.Event != proto.EventAck || ack.ID != "alice" {
 		t.Fatalf("sender got %+v, want an ack for r1 with id alice", ack)
 	}
+	// The ack carries sendMessage's result: the message's id and time.
+	var result struct {
+		MsgID string `json:"msg_id"`
+		TS    int64  `json:"ts"`
+	}
+	if err := json.Unmarshal(ack.Args, &result); err != nil || result.MsgID == "" || result.TS == 0 {
+		t.Fatalf("ack args %s, want {msg_id, ts}", ack.Args)
+	}
 	var msgID string
 	for i, c := range bob {
 		f := c.ExpectEvent(wait, "message")
@@ -51,6 +59,9 @@ func TestSendMessageReachesEveryDevice(t *testing.T) {
 		}
 		if msgID == "" {
 			msgID = m.MsgID
+			if msgID != result.MsgID || m.TS != result.TS {
+				t.Fatalf("bob got msg_id %s ts %d, the ack said %+v", m.MsgID, m.TS, result)
+			}
 		} else if m.MsgID != msgID {
 			t.Fatalf("bob device %d msg_id %q, want %q", i, m.MsgID, msgID)
 		}

@@ -55,7 +55,7 @@ func expectMessages(t *testing.T, c *testkit.Client, name string, want []string)
 // is everything sent afterwards.
 func TestTwoGatewaysTwoHandlers(t *testing.T) {
 	// No rate limit: the failover sender keeps 16 requests in flight.
-	a := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_RATE_LIMIT=0"}})
+	a := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_RATE_LIMIT=0", "GATEWAY_USER_RATE_LIMIT=0"}})
 	b := a.AddGateway()
 	h2 := a.AddHandlers()
 	if a.Addr == b.Addr || a.HandlersAddr == h2.HandlersAddr {

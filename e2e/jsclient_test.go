@@ -3,17 +3,24 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/internal/testkit"
+	"github.com/switchboard/switchboard/proto"
 )
 
 // needTool returns the path of a program the test needs. Where it is
@@ -38,7 +45,9 @@ func needTool(t *testing.T, what string, candidates ...string) string {
 // path, like the client itself) with `node --test` against a real stack: two workers, handlers-svc, NATS and
 // Redis, the gateway in dev mode for /dev/token. One browser origin is
 // allowed, so a test can be refused for another; Node sends no Origin of
-// its own, which is always allowed.
+// its own, which is always allowed. The recovery tests also get a stack
+// whose history window is one second, and a control server (startControl)
+// for what a client cannot do: empty Redis, await an expiry.
 func TestClientJS(t *testing.T) {
 	node := needTool(t, "node (Debian package nodejs)", "node", "nodejs")
 	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_DEV=1", "GATEWAY_ALLOWED_ORIGINS=http://app.test"}})
@@ -76,8 +85,70 @@ func TestClientJS(t *testing.T) {
 		}
 		t.Skip(msg + ": skipping")
 	}
-	args = append(args, "../gateway/internal/web/jstest/client.test.mjs")
-	runNode(t, node, args, "SB_URL="+s.URL(), "SB_HTTP=http://"+s.Addr)
+	// A second stack keeps events one second (HISTORY_WINDOW on both
+	// services), so a test can come back after its window has passed.
+	short := testkit.StartStack(t, testkit.StackOptions{Workers: 1,
+		Env: []string{"GATEWAY_DEV=1", "HISTORY_WINDOW=1s"}, HandlersEnv: []string{"HISTORY_WINDOW=1s"}})
+	env := []string{"SB_URL=" + s.URL(), "SB_HTTP=http://" + s.Addr,
+		"SB_SHORT_URL=" + short.URL(), "SB_SHORT_HTTP=http://" + short.Addr, "SB_CONTROL=" + startControl(t, s, short)}
+	// One file after the other: the recovery tests empty the main stack's
+	// Redis, which the others must not see.
+	for _, file := range []string{"client.test.mjs", "recovery.test.mjs"} {
+		runNode(t, node, slices.Concat(args, []string{"../gateway/internal/web/jstest/" + file}), env...)
+	}
+}
+
+// startControl serves what the JavaScript tests cannot do through a
+// client, on a loopback address it returns (SB_CONTROL), until the test
+// ends. Each request answers once it is done, so node awaits it:
+//
+//	POST /flushall        empties main's Redis: its streams are lost and
+//	                      start over in new epochs (live sockets resync)
+//	POST /broadcast       broadcasts a "news" event on main, recorded and
+//	                      published as handlers-svc does (no handler of
+//	                      the stack broadcasts)
+//	POST /expired?user=U  waits until U's stream on short is gone, its
+//	                      window passed (504 after 30 s)
+func startControl(t *testing.T, main, short *testkit.Stack) string {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: main.Redis.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	shortRdb := redis.NewClient(&redis.Options{Addr: short.Redis.Addr()})
+	t.Cleanup(func() { _ = shortRdb.Close() })
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /flushall", func(w http.ResponseWriter, r *http.Request) {
+		if err := rdb.FlushAll(r.Context()).Err(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
+	mux.HandleFunc("POST /broadcast", func(w http.ResponseWriter, r *http.Request) {
+		d := &proto.Dispatch{Event: "news", Args: json.RawMessage(`{"text":"to everyone"}`), Broadcast: true}
+		if _, err := streams.Publish(r.Context(), rdb, proto.DefaultHistoryWindow, d); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
+	mux.HandleFunc("POST /expired", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+		defer cancel()
+		key := proto.UserStreamKey(r.URL.Query().Get("user"))
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			n, err := shortRdb.Exists(ctx, key).Result()
+			if err == nil && n == 0 {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				http.Error(w, fmt.Sprintf("%s still there: %v", key, err), http.StatusGatewayTimeout)
+				return
+			case <-tick.C:
+			}
+		}
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
 
 // TestClientJSUnit runs the JavaScript client's unit tests

@@ -124,7 +124,7 @@ func loadClients(s *testkit.Stack, n int) []*testkit.Client {
 // were not served. Every socket gets 1001 and the gateway exits within its
 // shutdown deadline without killing a worker.
 func TestGatewaySIGTERMUnderLoad(t *testing.T) {
-	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_RATE_LIMIT=0"}})
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_RATE_LIMIT=0", "GATEWAY_USER_RATE_LIMIT=0"}})
 	clients := loadClients(s, 6)
 	// 1,000 envelopes a second per client: enough that some are in flight,
 	// some just read and some not yet read when the gateway stops.
@@ -189,7 +189,7 @@ func TestGatewaySIGTERMUnderLoad(t *testing.T) {
 // is answered with its real result (an ack), none times out, and the
 // requests after it left get unavailable at once. handlers-svc exits 0.
 func TestHandlersSIGTERMUnderLoad(t *testing.T) {
-	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_RATE_LIMIT=0"}})
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_RATE_LIMIT=0", "GATEWAY_USER_RATE_LIMIT=0"}})
 	clients := loadClients(s, 6)
 	l := startLoad(clients, 5*time.Millisecond) // 200 envelopes a second each
 	awaitAcks(t, clients, 20)

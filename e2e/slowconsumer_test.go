@@ -73,7 +73,7 @@ func dialStalled(t *testing.T, s *testkit.Stack, user string, worker int) *webso
 func TestSlowConsumerStalledSocket(t *testing.T) {
 	const queue = 128
 	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{
-		"GATEWAY_RATE_LIMIT=0", "GATEWAY_SEND_QUEUE=" + strconv.Itoa(queue),
+		"GATEWAY_RATE_LIMIT=0", "GATEWAY_USER_RATE_LIMIT=0", "GATEWAY_SEND_QUEUE=" + strconv.Itoa(queue),
 	}})
 	stalled := dialStalled(t, s, "stalled", 0)
 	busy := s.DialOn("busy", 0)

@@ -14,6 +14,7 @@ const (
 	CodeTimeout      Code = "timeout"       // the handler did not answer within the handler timeout
 	CodeHandlerError Code = "handler_error" // the handler failed for another reason
 	CodeRateLimited  Code = "rate_limited"  // the connection sent more than its allowance
+	CodeForbidden    Code = "forbidden"     // the user may not do this, such as send to a room it is not in
 )
 
 // Codes of the JSON body of a refused WebSocket upgrade (docs/protocol.md section 2).
@@ -28,7 +29,7 @@ const (
 // codes is the closed set, in the order of the contract's tables.
 var codes = [...]Code{
 	CodeBadRequest, CodeUnknownEvent, CodeUnavailable, CodeTimeout, CodeHandlerError, CodeRateLimited,
-	CodeUnauthorized, CodeForbiddenOrigin, CodeTooManyConnections,
+	CodeForbidden, CodeUnauthorized, CodeForbiddenOrigin, CodeTooManyConnections,
 }
 
 // Codes returns every Code of the contract: those of error frames and NATS
@@ -62,8 +63,10 @@ const (
 	CloseTokenExpired = 4001
 )
 
-// Close reasons sent with ClosePolicy, so clients can tell which policy.
+// Close reasons sent with ClosePolicy, so clients can tell which policy,
+// and with CloseTokenExpired.
 const (
 	ReasonSlowConsumer = "slow consumer: outgoing queue full"
 	ReasonRateLimited  = "rate limit exceeded"
+	ReasonTokenExpired = "token expired" // with CloseTokenExpired
 )

@@ -34,11 +34,7 @@ func AppendDispatch(dst []byte, d *Dispatch) []byte {
 	if len(d.Pos) > 0 {
 		dst = append(dst, `,"pos":{`...)
 		n := 0
-		for _, u := range d.Users {
-			p, ok := d.Pos[u]
-			if !ok {
-				continue
-			}
+		pair := func(u, p string) {
 			if n > 0 {
 				dst = append(dst, ',')
 			}
@@ -47,15 +43,14 @@ func AppendDispatch(dst []byte, d *Dispatch) []byte {
 			dst = append(dst, ':')
 			dst = AppendString(dst, p)
 		}
+		for _, u := range d.Users {
+			if p, ok := d.Pos[u]; ok {
+				pair(u, p)
+			}
+		}
 		for u, p := range d.Pos { // positions of users not listed, if any
 			if !slices.Contains(d.Users, u) {
-				if n > 0 {
-					dst = append(dst, ',')
-				}
-				n++
-				dst = AppendString(dst, u)
-				dst = append(dst, ':')
-				dst = AppendString(dst, p)
+				pair(u, p)
 			}
 		}
 		dst = append(dst, '}')

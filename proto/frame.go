@@ -133,10 +133,21 @@ func AppendResync(dst []byte, user string, r *Resync) []byte {
 
 // AppendAck appends the "ack" frame for ref.
 func AppendAck(dst []byte, user, ref string) []byte {
+	return AppendAckResult(dst, user, ref, nil)
+}
+
+// AppendAckResult appends the "ack" frame for ref carrying the handler's
+// result as its args (docs/protocol.md section 2); without a result (nil or
+// zero-length) it is AppendAck's frame. result must be valid JSON.
+func AppendAckResult(dst []byte, user, ref string, result json.RawMessage) []byte {
 	dst = append(dst, `{"event":"ack","id":`...)
 	dst = AppendString(dst, user)
 	dst = append(dst, `,"ref":`...)
 	dst = AppendString(dst, ref)
+	if len(result) != 0 {
+		dst = append(dst, `,"args":`...)
+		dst = append(dst, result...)
+	}
 	return append(dst, '}')
 }
 

@@ -239,6 +239,21 @@ func TestAppendConnected(t *testing.T) {
 	}
 }
 
+func TestAppendAckResult(t *testing.T) {
+	for _, user := range tricky {
+		for _, result := range []string{`{"msg_id":"ab","ts":1}`, `[1,2]`, `"s"`, `null`} {
+			out := appendTo(t, func(dst []byte) []byte { return proto.AppendAckResult(dst, user, "r1", json.RawMessage(result)) })
+			want := mustMarshal(t, proto.Frame{Event: proto.EventAck, ID: user, Ref: "r1", Args: json.RawMessage(result)})
+			if !bytes.Equal(out, want) {
+				t.Errorf("AppendAckResult(%q, %s) = %s, want %s", user, result, out, want)
+			}
+		}
+		if out, want := proto.AppendAckResult(nil, user, "r1", nil), proto.AppendAck(nil, user, "r1"); !bytes.Equal(out, want) {
+			t.Errorf("AppendAckResult without a result = %s, want the plain ack %s", out, want)
+		}
+	}
+}
+
 func TestAppendAck(t *testing.T) {
 	for _, user := range tricky {
 		for _, ref := range []string{"c1", strings.Repeat("😀", 64), `r"\<`, "r\xff"} {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -206,6 +207,9 @@ func FuzzDecodeDispatch(f *testing.F) {
 func FuzzDecodeReply(f *testing.F) {
 	for _, s := range []string{
 		`{"ok":true}`,
+		`{"ok":true,"result":{"msg_id":"ab","ts":1}}`,
+		`{"ok":true,"result":1 }`,
+		`{"ok":true,"result":null}`,
 		`{"error":{"code":"bad_request","message":"to is required"}}`,
 		`{"ok":true,"error":{"code":"timeout","message":"x"}}`,
 		`{"ok":false}`,
@@ -219,6 +223,26 @@ func FuzzDecodeReply(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		e := proto.DecodeReply(data)
+		result, e2 := proto.DecodeResult(data)
+		if (e == nil) != (e2 == nil) || (e != nil && *e != *e2) {
+			t.Fatalf("DecodeReply(%q) = %v but DecodeResult gives %v", data, e, e2)
+		}
+		if result != nil {
+			// A result is valid JSON, not null, and what encoding/json reads.
+			var r proto.Reply
+			if !json.Valid(result) || string(result) == "null" || json.Unmarshal(data, &r) != nil {
+				t.Fatalf("DecodeResult(%q) = %q", data, result)
+			}
+			var a, b any
+			_ = json.Unmarshal(result, &a)
+			_ = json.Unmarshal(r.Result, &b)
+			if !reflect.DeepEqual(a, b) {
+				t.Fatalf("DecodeResult(%q) = %s, encoding/json reads %s", data, result, r.Result)
+			}
+			if out := proto.AppendResult(nil, result); !json.Valid(out) {
+				t.Fatalf("AppendResult(%s) = %q is not JSON", result, out)
+			}
+		}
 		if e == nil {
 			// Success only for a JSON object with "ok": true and no error code.
 			// (Keys match case-insensitively and the last duplicate wins, as

@@ -64,3 +64,33 @@ func EventFromSubject(subject string) (string, bool) {
 	}
 	return subject[len(SubjectPrefix):], true
 }
+
+// Rooms (docs/protocol.md section 5): user-level groups whose membership
+// lives in Redis.
+const (
+	// RoomPattern is the form of a room name.
+	RoomPattern = `^[A-Za-z0-9_.:-]{1,64}$`
+	// MaxRoomLen is the longest room name, in bytes.
+	MaxRoomLen = 64
+	// MaxRoomMembers is the most members a room holds; a join beyond it
+	// is refused with bad_request.
+	MaxRoomMembers = 1000
+)
+
+// ValidRoomName reports whether s matches RoomPattern.
+func ValidRoomName(s string) bool {
+	if len(s) == 0 || len(s) > MaxRoomLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !isLetter(c) && !(c >= '0' && c <= '9') && c != '_' && c != '.' && c != ':' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// RoomMembersKey returns the key of the Redis set of room's members (user
+// ids).
+func RoomMembersKey(room string) string { return "sb:r:" + room + ":m" }

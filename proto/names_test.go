@@ -2,6 +2,7 @@ package proto_test
 
 import (
 	"encoding/json"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -107,7 +108,7 @@ func TestNames(t *testing.T) {
 func TestCodes(t *testing.T) {
 	want := []proto.Code{
 		"bad_request", "unknown_event", "unavailable", "timeout", "handler_error", "rate_limited",
-		"unauthorized", "forbidden_origin", "too_many_connections",
+		"forbidden", "unauthorized", "forbidden_origin", "too_many_connections",
 	}
 	got := proto.Codes()
 	if !slices.Equal(got, want) {
@@ -126,7 +127,8 @@ func TestCodes(t *testing.T) {
 		{"", false},
 		{"Bad_Request", false},
 		{"bad_request ", false},
-		{"forbidden", false},
+		{"forbidden", true},
+		{"forbidden ", false},
 		{"ok", false},
 	} {
 		if got := tt.code.Valid(); got != tt.want {
@@ -154,5 +156,19 @@ func TestCodeJSON(t *testing.T) {
 	var back proto.Error
 	if err := json.Unmarshal(b, &back); err != nil || back != e {
 		t.Fatalf("Unmarshal = %+v, %v; want %+v", back, err, e)
+	}
+}
+
+// TestValidRoomName checks ValidRoomName against RoomPattern itself.
+func TestValidRoomName(t *testing.T) {
+	re := regexp.MustCompile(proto.RoomPattern)
+	for _, s := range []string{"", "a", "general", "team:eng.backend-1_x", strings.Repeat("r", 64), strings.Repeat("r", 65),
+		"with space", "é", "a/b", "a*", "{x}", "a\x00", "A-Z.0:9_"} {
+		if got, want := proto.ValidRoomName(s), re.MatchString(s); got != want {
+			t.Errorf("ValidRoomName(%q) = %v, the pattern says %v", s, got, want)
+		}
+	}
+	if got := proto.RoomMembersKey("general"); got != "sb:r:general:m" {
+		t.Errorf("RoomMembersKey = %q", got)
 	}
 }

@@ -109,14 +109,19 @@ func decodeRequestJSON(data []byte) (Request, error) {
 	return r, nil
 }
 
-// Reply is the body of a handlers-svc reply: {"ok":true} or
-// {"error":{"code":"...","message":"..."}}.
+// Reply is the body of a handlers-svc reply: {"ok":true}, or with the
+// handler's result {"ok":true,"result":<any JSON>}, or
+// {"error":{"code":"...","message":"..."}} (docs/protocol.md section 3).
 type Reply struct {
-	OK    bool   `json:"ok,omitempty"`
-	Error *Error `json:"error,omitempty"`
+	OK     bool            `json:"ok,omitempty"`
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  *Error          `json:"error,omitempty"`
 }
 
-var replyOK = []byte(`{"ok":true}`)
+var (
+	replyOK     = []byte(`{"ok":true}`)
+	replyResult = []byte(`{"ok":true,"result":`)
+)
 
 // AppendReply appends the reply for err to dst: {"ok":true} when err is nil.
 func AppendReply(dst []byte, e *Error) []byte {
@@ -128,22 +133,53 @@ func AppendReply(dst []byte, e *Error) []byte {
 	return append(dst, '}')
 }
 
+// AppendResult appends the reply of a success with result to dst:
+// {"ok":true,"result":<result>}, or {"ok":true} when result is empty (nil
+// or zero-length). result must be valid JSON.
+func AppendResult(dst []byte, result json.RawMessage) []byte {
+	if len(result) == 0 {
+		return append(dst, replyOK...)
+	}
+	dst = append(dst, replyResult...)
+	dst = append(dst, result...)
+	return append(dst, '}')
+}
+
 // DecodeReply parses a reply body. It returns nil for a success, the carried
 // *Error for a failure, and a handler_error *Error for a malformed reply.
 func DecodeReply(data []byte) *Error {
+	_, e := DecodeResult(data)
+	return e
+}
+
+// DecodeResult parses a reply body like DecodeReply and also returns the
+// result of a success: nil when the reply carries none (or "result" is
+// null, which is no result either). The result is a slice of data in the
+// form AppendResult writes, else a copy.
+func DecodeResult(data []byte) (json.RawMessage, *Error) {
 	if bytes.Equal(data, replyOK) {
-		return nil
+		return nil, nil
+	}
+	if rest, ok := bytes.CutPrefix(data, replyResult); ok && len(rest) > 1 && rest[len(rest)-1] == '}' {
+		// The exact form AppendResult writes: one valid value, then "}".
+		v := rest[:len(rest)-1]
+		if end := valueEnd(v, 0); end == len(v) && json.Valid(v) && !isNull(v) {
+			return v, nil
+		}
 	}
 	var r Reply
 	if err := json.Unmarshal(data, &r); err != nil {
-		return &Error{Code: CodeHandlerError, Message: "handler sent a malformed reply"}
+		return nil, &Error{Code: CodeHandlerError, Message: "handler sent a malformed reply"}
 	}
 	switch {
 	case r.Error != nil && r.Error.Code != "":
-		return r.Error
+		return nil, r.Error
 	case r.OK:
-		return nil
+		if isNull(r.Result) {
+			r.Result = nil
+		}
+		return r.Result, nil
 	default:
-		return &Error{Code: CodeHandlerError, Message: "handler sent a malformed reply"}
+		return nil, &Error{Code: CodeHandlerError, Message: "handler sent a malformed reply"}
 	}
 }

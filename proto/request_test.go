@@ -168,6 +168,52 @@ func TestDecodeReply(t *testing.T) {
 	}
 }
 
+// TestReplyResult: a success's result survives AppendResult and
+// DecodeResult in the fast form and through encoding/json in any other;
+// null is no result, and DecodeReply reads the same replies as successes.
+func TestReplyResult(t *testing.T) {
+	for _, r := range []string{`{"msg_id":"ab","ts":12}`, `[1,"x",{"a":[]}]`, `"text"`, `42`, `true`, `{}`} {
+		out := appendTo(t, func(dst []byte) []byte { return proto.AppendResult(dst, json.RawMessage(r)) })
+		if want := `{"ok":true,"result":` + r + `}`; string(out) != want {
+			t.Errorf("AppendResult(%s) = %s, want %s", r, out, want)
+		}
+		if !json.Valid(out) {
+			t.Errorf("AppendResult(%s) = %s is not JSON", r, out)
+		}
+		got, e := proto.DecodeResult(out)
+		if e != nil || string(got) != r {
+			t.Errorf("DecodeResult(%s) = %s, %v; want %s", out, got, e, r)
+		}
+		if e := proto.DecodeReply(out); e != nil {
+			t.Errorf("DecodeReply(%s) = %v, want success", out, e)
+		}
+	}
+	if out := proto.AppendResult(nil, nil); string(out) != `{"ok":true}` {
+		t.Errorf("AppendResult(nil) = %s", out)
+	}
+	for _, tt := range []struct{ in, want string }{
+		{`{"ok":true}`, ""},
+		{`{"ok":true,"result":null}`, ""},
+		{`{"result":{"a":1},"ok":true}`, `{"a":1}`},
+		{` {"ok":true, "result": [1, 2]} `, `[1, 2]`},
+		{`{"ok":true,"result":1 }`, `1`},
+	} {
+		got, e := proto.DecodeResult([]byte(tt.in))
+		if e != nil || string(got) != tt.want {
+			t.Errorf("DecodeResult(%s) = %s, %v; want %q", tt.in, got, e, tt.want)
+		}
+	}
+	for _, in := range []string{`{"ok":true,"result":}`, `{"ok":true,"result":1 2}`, `{"ok":true,"result":{"a":1}`, `{"result":1}`} {
+		if got, e := proto.DecodeResult([]byte(in)); e == nil || e.Code != proto.CodeHandlerError || got != nil {
+			t.Errorf("DecodeResult(%s) = %s, %v; want a malformed reply", in, got, e)
+		}
+	}
+	// An error wins over a result.
+	if got, e := proto.DecodeResult([]byte(`{"ok":true,"result":1,"error":{"code":"timeout","message":"x"}}`)); e == nil || e.Code != proto.CodeTimeout || got != nil {
+		t.Errorf("error with a result = %s, %v; want the error", got, e)
+	}
+}
+
 // TestDecodeReplyResultIsFresh checks that decoding never hands out a shared
 // *Error that a caller could modify for everyone.
 func TestDecodeReplyResultIsFresh(t *testing.T) {

@@ -39,6 +39,19 @@ type sock struct {
 	dead   atomic.Bool
 	done   chan struct{} // closed when the reader has exited
 
+	// leaving is set when the generator closes the socket on purpose (a
+	// device that goes away in the resume scenario): not a lost socket.
+	leaving atomic.Bool
+	// hello is the connected frame, kept when the dialer keeps them
+	// (dialer.keepHello): the resume scenario reads its position.
+	hello []byte
+	// resume is the state of a socket that resumed, set before its reader
+	// starts; nil for every other socket.
+	resume *resumeSock
+	// lastPos is the position of the last event the reader handled, kept
+	// while a resume run is on (the reader's own until it exits).
+	lastPos []byte
+
 	// The reader's own.
 	fr     frameReader
 	readAt time.Time // when the frames being handled were read
@@ -70,10 +83,11 @@ const readBufSize = 16 << 10
 // dialer opens connections from a rotating set of 127.0.0.x source
 // addresses, so more connections than the ephemeral port range fit.
 type dialer struct {
-	host string // host:port
-	path string // request URI
-	srcs []net.IP
-	next atomic.Uint64
+	host      string // host:port
+	path      string // request URI
+	srcs      []net.IP
+	next      atomic.Uint64
+	keepHello bool // keep each socket's connected frame in sock.hello
 }
 
 func newDialer(rawURL string, sources int) (*dialer, error) {
@@ -102,8 +116,9 @@ var errConnected = errors.New("connected frame")
 
 // dial opens one socket with token, upgrades it and reads its connected
 // frame. It returns the socket, not yet started, and the gateway worker
-// that holds it (-1 if the frame does not say).
-func (d *dialer) dial(ctx context.Context, token string) (*sock, int, error) {
+// that holds it (-1 if the frame does not say). query, if not empty, is
+// added to the request URI's query (such as "resume=<pos>").
+func (d *dialer) dial(ctx context.Context, token, query string) (*sock, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
 	src := d.srcs[d.next.Add(1)%uint64(len(d.srcs))]
@@ -113,17 +128,29 @@ func (d *dialer) dial(ctx context.Context, token string) (*sock, int, error) {
 		return nil, 0, fmt.Errorf("dial: %w", err)
 	}
 	s := &sock{nc: c.(*net.TCPConn), done: make(chan struct{})}
-	worker, err := s.handshake(ctx, d.host, d.path, token)
+	path := d.path
+	if query != "" {
+		sep := "?"
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		path += sep + query
+	}
+	worker, hello, err := s.handshake(ctx, d.host, path, token)
 	if err != nil {
 		_ = s.nc.Close()
 		return nil, 0, err
+	}
+	if d.keepHello {
+		s.hello = hello
 	}
 	return s, worker, nil
 }
 
 // handshake upgrades the connection (RFC 6455 section 4.1) and reads the
-// connected frame; frames after it stay in s.fr for the reader.
-func (s *sock) handshake(ctx context.Context, host, path, token string) (int, error) {
+// connected frame, which it returns with the worker it names; frames after
+// it stay in s.fr for the reader.
+func (s *sock) handshake(ctx context.Context, host, path, token string) (int, []byte, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = s.nc.SetDeadline(dl)
 	}
@@ -137,24 +164,24 @@ func (s *sock) handshake(ctx context.Context, host, path, token string) (int, er
 		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key +
 		"\r\nAuthorization: Bearer " + token + "\r\n\r\n"
 	if _, err := io.WriteString(s.nc, req); err != nil {
-		return 0, fmt.Errorf("dial: %w", err)
+		return 0, nil, fmt.Errorf("dial: %w", err)
 	}
 	br := bufio.NewReaderSize(s.nc, 4096)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
-		return 0, fmt.Errorf("dial: %w", err)
+		return 0, nil, fmt.Errorf("dial: %w", err)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
-		return 0, fmt.Errorf("dial: bad handshake (HTTP %d)", resp.StatusCode)
+		return 0, nil, fmt.Errorf("dial: bad handshake (HTTP %d)", resp.StatusCode)
 	}
 	sum := sha1.Sum([]byte(key + websocketGUID))
 	if !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") ||
 		resp.Header.Get("Sec-WebSocket-Accept") != base64.StdEncoding.EncodeToString(sum[:]) {
-		return 0, errors.New("dial: bad handshake (no WebSocket upgrade)")
+		return 0, nil, errors.New("dial: bad handshake (no WebSocket upgrade)")
 	}
 	rc, err := s.nc.SyscallConn()
 	if err != nil {
-		return 0, fmt.Errorf("dial: %w", err)
+		return 0, nil, fmt.Errorf("dial: %w", err)
 	}
 	s.rc = rc
 
@@ -183,17 +210,18 @@ func (s *sock) handshake(ctx context.Context, host, path, token string) (int, er
 		}
 	}
 	if err != errConnected {
-		return 0, fmt.Errorf("connected frame: %w", err)
+		return 0, nil, fmt.Errorf("connected frame: %w", err)
 	}
 	if !stop() { // the context ended, and set a deadline in the past
-		return 0, fmt.Errorf("connected frame: %w", ctx.Err())
+		return 0, nil, fmt.Errorf("connected frame: %w", ctx.Err())
 	}
 	_ = s.nc.SetDeadline(time.Time{})
+	s.readAt = time.Now() // frames read with the connected frame, which the reader handles first
 	worker := -1
 	if w := stringAfterNumber(connected, []byte(`"worker":`)); w >= 0 {
 		worker = w
 	}
-	return worker, nil
+	return worker, connected, nil
 }
 
 // stringAfterNumber returns the non-negative integer after key, or -1.
@@ -223,7 +251,7 @@ func (s *sock) readLoop() {
 		err = s.readFrames()
 	}
 	s.dead.Store(true)
-	if !s.g.closing.Load() {
+	if !s.g.closing.Load() && !s.leaving.Load() {
 		s.g.connsLost.Add(1)
 		var cf *closeFrame
 		switch {

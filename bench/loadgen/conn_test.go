@@ -52,7 +52,7 @@ func testSock(t *testing.T, url string) (*Generator, *sock) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, worker, err := d.dial(context.Background(), "tok")
+	s, worker, err := d.dial(context.Background(), "tok", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestDialReportsARefusedUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := d.dial(context.Background(), "wrong"); err == nil || !strings.Contains(err.Error(), "HTTP 401") {
+	if _, _, err := d.dial(context.Background(), "wrong", ""); err == nil || !strings.Contains(err.Error(), "HTTP 401") {
 		t.Errorf("dial with a bad token: %v", err)
 	}
 	for _, bad := range []string{"http://127.0.0.1:1/socket", "ws:///socket", "::"} {

@@ -40,6 +40,7 @@ type parsed struct {
 	at    int64  // scheduled send time, unix ns (Message, MessageSent)
 	valid bool   // run and seq were found
 	code  []byte // an error frame's args.code; may alias the frame
+	pos   []byte // the event's position in its user's stream ("pos"); may alias the frame
 }
 
 const (
@@ -53,8 +54,8 @@ const (
 const maxDepth = 32
 
 // parseFrame reads a frame from the gateway: a JSON object whose string
-// "event" names it. It takes what the scenario needs, "ref" and in "args"
-// "text" and "code", and walks the rest only to check that the frame is
+// "event" names it. It takes what the scenario needs, "ref", "pos" and in
+// "args" "text" and "code", and walks the rest only to check that the frame is
 // JSON, without decoding it or allocating: anything that is not JSON, not
 // an object or has no string event is kindBad. Keys are matched exactly,
 // and the last of repeated keys counts, as encoding/json does into a map.
@@ -63,6 +64,7 @@ func parseFrame(data []byte) parsed {
 		s              = scanner{data: data}
 		event, ref     []byte
 		text, code     []byte
+		pos            []byte
 		hasEvent       bool
 		hasRef, hasTxt bool
 	)
@@ -76,6 +78,8 @@ func parseFrame(data []byte) parsed {
 			event, hasEvent = s.str()
 		case "ref":
 			ref, hasRef = s.str()
+		case "pos":
+			pos, _ = s.str()
 		case "args":
 			text, hasTxt, code = nil, false, nil
 			if !s.at('{') {
@@ -100,7 +104,7 @@ func parseFrame(data []byte) parsed {
 	if s.bad || s.i != len(data) || !hasEvent {
 		return parsed{kind: kindBad}
 	}
-	p := parsed{kind: eventKind(event), code: code}
+	p := parsed{kind: eventKind(event), code: code, pos: pos}
 	if p.kind == kindOther {
 		return p
 	}

@@ -36,6 +36,13 @@ func TestParseFrame(t *testing.T) {
 			parsed{kind: kindError, run: 7, seq: 9, valid: true, code: []byte("rate_limited")}},
 		{`{"event":"error","id":"u42","args":{"code":"bad_request","message":"x"}}`, parsed{kind: kindError, code: []byte("bad_request")}},
 		{`{"event":"connected","id":"u42","args":{"conn":"c1","worker":1}}`, parsed{kind: kindOther}},
+		// A recoverable event carries its position, last; the connected
+		// frame's is in its args, which parseFrame does not read.
+		{`{"event":"message","id":"u43","args":{"text":"r7s1t5"},"pos":"e1.1764072000124-42"}`,
+			parsed{kind: Message, run: 7, seq: 1, at: 5, valid: true, pos: []byte("e1.1764072000124-42")}},
+		{`{"event":"news","id":"u43","bpos":"b.1-1","pos":"e.2-2"}`, parsed{kind: kindOther, pos: []byte("e.2-2")}},
+		{`{"event":"connected","id":"u42","args":{"conn":"c1","worker":1,"pos":"e.1-1","recovered":true,"missed":0}}`, parsed{kind: kindOther}},
+		{`{"event":"message","pos":7}`, parsed{kind: Message}},
 		// Any order, spacing and escapes; the last of repeated keys.
 		{" {\"args\" : {\"text\":\"r1s2t3\", \"x\":[1,{\"a\":null},-2.5e3]} ,\n\"event\":\"mess\\u0061ge\" } ",
 			parsed{kind: Message, run: 1, seq: 2, at: 3, valid: true}},
@@ -75,7 +82,8 @@ func TestParseFrame(t *testing.T) {
 }
 
 func sameParse(a, b parsed) bool {
-	return a.kind == b.kind && a.run == b.run && a.seq == b.seq && a.at == b.at && a.valid == b.valid && bytes.Equal(a.code, b.code)
+	return a.kind == b.kind && a.run == b.run && a.seq == b.seq && a.at == b.at && a.valid == b.valid &&
+		bytes.Equal(a.code, b.code) && bytes.Equal(a.pos, b.pos)
 }
 
 // referenceParse is parseFrame written with encoding/json, to check it
@@ -102,6 +110,7 @@ func referenceParse(data []byte) parsed {
 	}
 	p := parsed{kind: eventKind(event)}
 	p.code, _ = str(args["code"])
+	p.pos, _ = str(obj["pos"])
 	if p.kind == kindOther {
 		return p
 	}
@@ -124,6 +133,7 @@ func FuzzParseFrame(f *testing.F) {
 	f.Add(proto.AppendError(nil, "u42", "7.9", true, proto.NewError("rate_limited", "<slow> \"down\"")))
 	f.Add(proto.AppendError(nil, "u42", "", false, proto.NewError("bad_request", "x")))
 	f.Add(proto.AppendConnected(nil, "u42", "c1", 1))
+	f.Add(proto.AppendEventAt(nil, "message", "u43", msg, proto.KeyPos, []byte("e1.1764072000124-42")))
 	f.Add([]byte(` {"args":{"text":"r1s2t3","x":[1,{"a":null},-2.5e3,true,false]},"event":"mess\u0061ge"}`))
 	f.Add([]byte(`{"event":"ack","ref":"1.1","ref":"2.2","args":{"code":"\u00e9\n"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -133,6 +143,9 @@ func FuzzParseFrame(f *testing.F) {
 		}
 		if !utf8.Valid(got.code) { // encoding/json replaces invalid UTF-8; the code is only a label
 			got.code, want.code = nil, nil
+		}
+		if !utf8.Valid(got.pos) { // the same for a position, which the gateway writes in ASCII
+			got.pos, want.pos = nil, nil
 		}
 		if !sameParse(got, want) {
 			t.Fatalf("parseFrame(%q)\n got %+v\nwant %+v (encoding/json)", data, got, want)

@@ -36,7 +36,11 @@ type Config struct {
 	Drain     time.Duration
 	Processes Processes
 	Metrics   string // the gateway's Prometheus URL, or ""
-	Log       func(format string, args ...any)
+	RedisAddr string // the stack's Redis, host:port, to read its memory after each run; "" = not read
+	// KeepPositions keeps each socket's connected frame, where its
+	// position starts: the resume scenario (Resume) needs it.
+	KeepPositions bool
+	Log           func(format string, args ...any)
 }
 
 // Processes are the server processes to measure.
@@ -44,12 +48,30 @@ type Processes struct {
 	Gateway, Handlers, NATS, Redis int // pids; the gateway's workers are its children
 }
 
+// The names of the processes' CPU figures (Result.CPUPer1k). "gateway" is
+// the supervisor and its workers together, as runs.csv has always had it;
+// the two parts are also given apart.
+const (
+	ProcGateway    = "gateway"
+	ProcSupervisor = "gateway-supervisor"
+	ProcWorkers    = "gateway-workers"
+	ProcHandlers   = "handlers-svc"
+	ProcNATS       = "nats-server"
+	ProcRedis      = "redis-server"
+)
+
+// ServerProcs are the processes whose CPU makes up Result.CPUTotalPer1k,
+// each counted once, in the order reports list them.
+var ServerProcs = []string{ProcWorkers, ProcSupervisor, ProcHandlers, ProcNATS, ProcRedis}
+
 func (p Processes) groups() []Group {
 	return []Group{
-		{Name: "gateway", Pid: p.Gateway, WithKids: true},
-		{Name: "handlers-svc", Pid: p.Handlers},
-		{Name: "nats-server", Pid: p.NATS},
-		{Name: "redis-server", Pid: p.Redis},
+		{Name: ProcGateway, Pid: p.Gateway, WithKids: true},
+		{Name: ProcSupervisor, Pid: p.Gateway},
+		{Name: ProcWorkers, Pid: p.Gateway, KidsOnly: true},
+		{Name: ProcHandlers, Pid: p.Handlers},
+		{Name: ProcNATS, Pid: p.NATS},
+		{Name: ProcRedis, Pid: p.Redis},
 	}
 }
 
@@ -61,6 +83,7 @@ type Generator struct {
 	socks  []*sock // user*D + dev
 
 	cur       atomic.Pointer[runState]
+	resumeRn  atomic.Pointer[resumeRun] // the resume round under way, if any
 	closing   atomic.Bool
 	connsLost atomic.Int64
 	closesMu  sync.Mutex
@@ -108,6 +131,7 @@ func New(cfg Config) (*Generator, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.keepHello = cfg.KeepPositions
 	g := &Generator{cfg: cfg, dialer: d, closes: map[string]int{}, errCodes: map[string]int{}}
 	g.flushIdle.L = &g.flushMu
 	g.readBufs.New = func() any { b := make([]byte, readBufSize); return &b }
@@ -218,7 +242,7 @@ func (g *Generator) open(ctx context.Context, user, dev int) (*sock, int, error)
 	}
 	var err error
 	for try := range 32 {
-		s, worker, derr := g.dialer.dial(ctx, g.tokens[user])
+		s, worker, derr := g.dialer.dial(ctx, g.tokens[user], "")
 		if derr != nil {
 			err = derr
 			g.dialFails.Add(1)
@@ -293,16 +317,25 @@ func (g *Generator) received(s *sock, data []byte, now time.Time) {
 	rs := g.cur.Load()
 	switch p.kind {
 	case kindOther:
+		if rr := g.resumeRn.Load(); rr != nil {
+			rr.frame(s, p, now)
+		}
 		return
 	case kindError:
 		g.errFrames.Add(1)
 		g.noteError(string(p.code))
 		if rs != nil && p.valid && p.run == rs.id {
 			rs.tracker.Failed(p.seq)
+		} else if rr := g.resumeRn.Load(); rr != nil && p.valid && p.run == rr.id {
+			rr.answer(p.seq, false)
 		}
 		return
 	}
 	if rs == nil {
+		if rr := g.resumeRn.Load(); rr != nil {
+			rr.frame(s, p, now)
+			return
+		}
 		g.stale.Add(1)
 		return
 	}
@@ -413,17 +446,10 @@ func (g *Generator) Load(ctx context.Context, rate float64, warmup, dur time.Dur
 		CPUPer1k:         map[string]float64{},
 		LoadgenCPUPer1k:  perK(self1-self0, del1-del0),
 	}
-	for i, gr := range groups {
-		if gr.Pid <= 0 {
-			continue
-		}
-		res.CPUPer1k[gr.Name] = perK(after[i].CPU-before[i].CPU, del1-del0)
-		if gr.Name == "gateway" {
-			res.GatewayRSS = after[i].RSS
-		}
-	}
+	fillCPU(&res, groups, before, after, del1-del0)
 	res.Closes = g.closeCounts()
 	res.ErrorCodes = g.errorCounts()
+	g.readRedis(&res)
 	res.Pass = res.Latency.P99 < 50 && tally.Missing == 0 && tally.MissingAcks == 0 && tally.Duplicates == 0 &&
 		tally.Misrouted == 0 && res.ErrorFrames == 0 && res.SendErrors == 0 && res.ClientOverflow == 0 &&
 		res.ConnsLost == 0 && res.SendsPerSec >= 0.97*rate
@@ -448,6 +474,30 @@ func (g *Generator) schedule(rs *runState, rng *rand.Rand, seq int) {
 	case failed:
 		g.sendErrors.Add(1)
 	}
+}
+
+// fillCPU sets res's CPU figures per 1,000 deliveries from two samples of
+// groups, and the gateway's RSS from the second.
+func fillCPU(res *Result, groups []Group, before, after []ProcStat, deliveries int64) {
+	for i, gr := range groups {
+		if gr.Pid <= 0 {
+			continue
+		}
+		res.CPUPer1k[gr.Name] = perK(after[i].CPU-before[i].CPU, deliveries)
+		if gr.Name == ProcGateway {
+			res.GatewayRSS = after[i].RSS
+		}
+	}
+	res.CPUTotalPer1k = TotalCPU(res.CPUPer1k)
+}
+
+// TotalCPU sums the CPU figures of ServerProcs in cpu, each process once.
+func TotalCPU(cpu map[string]float64) float64 {
+	var sum float64
+	for _, p := range ServerProcs {
+		sum += cpu[p]
+	}
+	return sum
 }
 
 func perK(cpu time.Duration, deliveries int64) float64 {
@@ -490,6 +540,20 @@ func (g *Generator) Idle(ctx context.Context, settle time.Duration) (Result, err
 	probe.Finish(&res)
 	res.ConnsLost = g.connsLost.Load()
 	return res, nil
+}
+
+// readRedis fills res's Redis memory figures, when Config.RedisAddr names
+// a Redis; a failure is logged and leaves them out.
+func (g *Generator) readRedis(res *Result) {
+	if g.cfg.RedisAddr == "" {
+		return
+	}
+	st, err := ReadRedis(g.cfg.RedisAddr)
+	if err != nil {
+		g.cfg.Log("%v", err)
+		return
+	}
+	res.RedisUsedMemory, res.RedisKeys = st.UsedMemory, st.Keys
 }
 
 // selfCPU returns the CPU time of this process.

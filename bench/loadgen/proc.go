@@ -15,12 +15,16 @@ type Group struct {
 	Name     string
 	Pid      int
 	WithKids bool // include direct children (the gateway's workers)
+	KidsOnly bool // only the direct children: the gateway's workers without their supervisor
 }
 
 // Pids returns the group's live pids.
 func (g Group) Pids() []int {
 	if g.Pid <= 0 {
 		return nil
+	}
+	if g.KidsOnly {
+		return Children(g.Pid)
 	}
 	pids := []int{g.Pid}
 	if g.WithKids {

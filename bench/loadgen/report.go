@@ -30,7 +30,9 @@ func summarize(h *Histogram) Latency {
 
 // Result is one phase's outcome: an idle test or a load run.
 type Result struct {
-	Mode     string  `json:"mode"` // idle or load
+	Mode     string  `json:"mode"`            // idle, load or resume
+	Stack    string  `json:"stack,omitempty"` // which stack of an A/B run: candidate, baseline, ...
+	Ref      string  `json:"ref,omitempty"`   // the commit that stack was built from
 	Users    int     `json:"users"`
 	Devices  int     `json:"devices"`
 	Rate     float64 `json:"rate,omitempty"`
@@ -64,8 +66,12 @@ type Result struct {
 	Shards            int                `json:"loadgen_procs,omitempty"` // idle: load generator processes holding the sockets
 	LoadgenRSS        int64              `json:"loadgen_rss_bytes,omitempty"`
 	CPUPer1k          map[string]float64 `json:"cpu_s_per_1k_deliveries,omitempty"`
+	CPUTotalPer1k     float64            `json:"cpu_s_per_1k_total,omitempty"` // ServerProcs summed
 	LoadgenCPUPer1k   float64            `json:"loadgen_cpu_s_per_1k_deliveries,omitempty"`
-	Pass              bool               `json:"pass"` // load: p99 < 50 ms, nothing missing, no errors, rate kept
+	RedisUsedMemory   int64              `json:"redis_used_memory_bytes,omitempty"` // after the run (Config.RedisAddr)
+	RedisKeys         int64              `json:"redis_keys,omitempty"`
+	Resume            *ResumeStats       `json:"resume,omitempty"`
+	Pass              bool               `json:"pass"` // load: p99 < 50 ms, nothing missing, no errors, rate kept; resume: every resume exact
 	Closes            map[string]int     `json:"server_closes,omitempty"`
 	ErrorCodes        map[string]int     `json:"error_codes,omitempty"`
 }
@@ -107,8 +113,8 @@ func (r Result) WriteTable(w io.Writer) {
 			row("sockets lost while held", "%d", r.ConnsLost)
 		}
 	case "load":
-		fmt.Fprintf(w, "load: %d users x %d devices, R=%.0f sends/s, %.0f s after %.0f s warm-up\n",
-			r.Users, r.Devices, r.Rate, r.Duration, r.Warmup)
+		fmt.Fprintf(w, "load%s: %d users x %d devices, R=%.0f sends/s, %.0f s after %.0f s warm-up\n",
+			stackNote(r), r.Users, r.Devices, r.Rate, r.Duration, r.Warmup)
 		row("sends/s", "%.0f", r.SendsPerSec)
 		row("deliveries/s", "%.0f", r.DeliveriesPerSec)
 		l := r.Latency
@@ -118,6 +124,9 @@ func (r Result) WriteTable(w io.Writer) {
 		row("missing / dup / misrouted", "%d / %d / %d (acks missing %d)", r.Missing, r.Duplicates, r.Misrouted, r.MissingAcks)
 		row("errors", "%d error frames, %d send errors, %d overflow, %d conns lost", r.ErrorFrames, r.SendErrors, r.ClientOverflow, r.ConnsLost)
 		row("gateway RSS", "%.1f MiB", mib(r.GatewayRSS))
+		if r.RedisUsedMemory > 0 {
+			row("redis used memory", "%.1f MiB, %d keys", mib(r.RedisUsedMemory), r.RedisKeys)
+		}
 		names := make([]string, 0, len(r.CPUPer1k))
 		for k := range r.CPUPer1k {
 			names = append(names, k)
@@ -127,9 +136,11 @@ func (r Result) WriteTable(w io.Writer) {
 		for _, n := range names {
 			parts = append(parts, fmt.Sprintf("%s %.3f", n, r.CPUPer1k[n]))
 		}
-		parts = append(parts, fmt.Sprintf("loadgen %.3f", r.LoadgenCPUPer1k))
+		parts = append(parts, fmt.Sprintf("all servers %.3f", r.CPUTotalPer1k), fmt.Sprintf("loadgen %.3f", r.LoadgenCPUPer1k))
 		row("CPU s per 1k deliveries", "%s", strings.Join(parts, ", "))
 		row("pass (p99<50ms, none lost)", "%v", r.Pass)
+	case "resume":
+		r.writeResume(w, row)
 	}
 	if len(r.ErrorCodes) > 0 {
 		row("error frames by code", "%v", r.ErrorCodes)
@@ -141,34 +152,69 @@ func (r Result) WriteTable(w io.Writer) {
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
+// stackNote names r's stack for a heading, or is empty outside A/B runs.
+func stackNote(r Result) string {
+	if r.Stack == "" {
+		return ""
+	}
+	if r.Ref != "" {
+		return fmt.Sprintf(" [%s %s]", r.Stack, r.Ref)
+	}
+	return " [" + r.Stack + "]"
+}
+
 // Markdown writes results as Markdown tables: one for idle tests, one for
 // load runs.
 func Markdown(w io.Writer, results []Result) {
-	var idle, load []Result
+	var idle, load, resume []Result
 	for _, r := range results {
-		if r.Mode == "idle" {
+		switch r.Mode {
+		case "idle":
 			idle = append(idle, r)
-		} else {
+		case "resume":
+			resume = append(resume, r)
+		default:
 			load = append(load, r)
 		}
 	}
+	defer func() {
+		if len(resume) > 0 {
+			fmt.Fprintln(w)
+			ResumeMarkdown(w, resume)
+		}
+	}()
 	if len(idle) > 0 {
+		// The stack is named only in an A/B run, so one-stack reports
+		// keep their columns.
+		stacked := slices.ContainsFunc(idle, func(r Result) bool { return r.Stack != "" })
+		first := func(r Result) string {
+			if stacked {
+				return "| " + stackName(r) + " "
+			}
+			return ""
+		}
+		if stacked {
+			fmt.Fprint(w, "| stack ")
+		}
 		fmt.Fprintln(w, "| idle conns | connect time | gateway RSS | RSS added per conn | RSS total per conn | goroutines per conn |")
+		if stacked {
+			fmt.Fprint(w, "| --- ")
+		}
 		fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | ---: | ---: |")
 		for _, r := range idle {
 			gor := "n/a"
 			if r.Goroutines >= 0 {
 				gor = fmt.Sprintf("%.2f", r.GoroutinesPerConn)
 			}
-			fmt.Fprintf(w, "| %d | %.2f s | %.1f MiB | %.0f B | %.0f B | %s |\n",
-				r.Conns, r.ConnectSeconds, mib(r.GatewayRSS), r.RSSPerConn, r.RSSTotalPerConn, gor)
+			fmt.Fprintf(w, "%s| %d | %.2f s | %.1f MiB | %.0f B | %.0f B | %s |\n",
+				first(r), r.Conns, r.ConnectSeconds, mib(r.GatewayRSS), r.RSSPerConn, r.RSSTotalPerConn, gor)
 		}
 		fmt.Fprintln(w)
 		for _, r := range idle {
 			if len(r.GatewayProcs) == 0 {
 				continue
 			}
-			fmt.Fprintf(w, "Gateway processes holding %d sockets (supervisor first, then the workers):\n\n", r.Conns)
+			fmt.Fprintf(w, "Gateway processes%s holding %d sockets (supervisor first, then the workers):\n\n", stackNote(r), r.Conns)
 			fmt.Fprintln(w, "| pid | RSS | open fds |")
 			fmt.Fprintln(w, "| ---: | ---: | ---: |")
 			for _, p := range r.GatewayProcs {
@@ -182,17 +228,30 @@ func Markdown(w io.Writer, results []Result) {
 		}
 	}
 	if len(load) > 0 {
-		fmt.Fprintln(w, "| U x D | R (sends/s) | sends/s | deliveries/s | p50 | p90 | p99 | p99.9 | max | missing | dup | errors | gateway CPU s/1k | handlers-svc | nats | redis | loadgen | pass |")
-		fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+		fmt.Fprintln(w, "| stack | U x D | R (sends/s) | sends/s | deliveries/s | p50 | p90 | p99 | p99.9 | max | missing | dup | errors | CPU s/1k: workers | supervisor | handlers-svc | nats | redis | all servers | loadgen | pass |")
+		fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
 		for _, r := range load {
 			l := r.Latency
 			errs := r.ErrorFrames + r.SendErrors + r.ClientOverflow + r.ConnsLost
-			fmt.Fprintf(w, "| %dx%d | %.0f | %.0f | %.0f | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %.1f ms | %d | %d | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %s |\n",
-				r.Users, r.Devices, r.Rate, r.SendsPerSec, r.DeliveriesPerSec, l.P50, l.P90, l.P99, l.P999, l.Max,
-				r.Missing, r.Duplicates, errs, r.CPUPer1k["gateway"], r.CPUPer1k["handlers-svc"],
-				r.CPUPer1k["nats-server"], r.CPUPer1k["redis-server"], r.LoadgenCPUPer1k, yes(r.Pass))
+			fmt.Fprintf(w, "| %s | %dx%d | %.0f | %.0f | %.0f | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %.1f ms | %d | %d | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %s |\n",
+				stackName(r), r.Users, r.Devices, r.Rate, r.SendsPerSec, r.DeliveriesPerSec, l.P50, l.P90, l.P99, l.P999, l.Max,
+				r.Missing, r.Duplicates, errs, r.CPUPer1k[ProcWorkers], r.CPUPer1k[ProcSupervisor], r.CPUPer1k[ProcHandlers],
+				r.CPUPer1k[ProcNATS], r.CPUPer1k[ProcRedis], r.CPUTotalPer1k, r.LoadgenCPUPer1k, yes(r.Pass))
 		}
 	}
+}
+
+// stackName is r's stack and commit for a table cell: "candidate" outside
+// A/B runs.
+func stackName(r Result) string {
+	name := r.Stack
+	if name == "" {
+		name = "candidate"
+	}
+	if r.Ref != "" {
+		name += " " + r.Ref
+	}
+	return name
 }
 
 func yes(b bool) string {

@@ -34,6 +34,7 @@ type service struct {
 	Command     []string          `yaml:"command"`
 	Environment map[string]string `yaml:"environment"`
 	Ports       []string          `yaml:"ports"`
+	Volumes     []string          `yaml:"volumes"`
 	Healthcheck *struct {
 		Test []string `yaml:"test"`
 	} `yaml:"healthcheck"`
@@ -141,6 +142,12 @@ func handlersEnv(t *testing.T) map[string]bool {
 		t.Fatalf("handlers-svc -h names no HANDLERS_ADDR or NATS_URL:\n%s", out)
 	}
 	return names
+}
+
+// defaults returns s with each ${NAME:-default} replaced by its default,
+// as compose reads it with none of the variables set.
+func defaults(s string) string {
+	return regexp.MustCompile(`\$\{[A-Z0-9_]+:-([^}]*)\}`).ReplaceAllString(s, "$1")
 }
 
 // imageTagged reports whether an image reference names a tag other than
@@ -258,9 +265,15 @@ func TestComposeServices(t *testing.T) {
 			}
 		}
 		for env, svc := range map[string]string{"NATS_URL": "nats", "REDIS_URL": "redis"} {
-			u, err := url.Parse(s.Environment[env])
+			u, err := url.Parse(defaults(s.Environment[env]))
 			if err != nil || u.Hostname() != svc {
 				t.Errorf("%s: %s=%q, want a URL on the %s service", name, env, s.Environment[env], svc)
+				continue
+			}
+			// NATS and Redis take passwords: a container on the network
+			// must not be able to send requests or dispatches.
+			if pass, ok := u.User.Password(); !ok || u.User.Username() == "" || pass == "" {
+				t.Errorf("%s: %s=%q has no user and password", name, env, s.Environment[env])
 			}
 		}
 		addrEnv := map[string][]string{"gateway": {"GATEWAY_ADDR", "GATEWAY_METRICS_ADDR"}, "handlers-svc": {"HANDLERS_ADDR"}}[kind]
@@ -291,11 +304,33 @@ func TestComposeServices(t *testing.T) {
 	if cmd := strings.Join(c.Services["nats"].Command, " "); strings.Contains(cmd, "-js") || strings.Contains(cmd, "jetstream") {
 		t.Errorf("nats runs %q: JetStream must be off", cmd)
 	}
+	// NATS runs docs/deploy/nats.conf (its users and permissions, which
+	// e2e's TestBrokerCredentialsAttack runs the stack against), and
+	// Redis requires a password.
+	nats := c.Services["nats"]
+	if i := slices.Index(nats.Command, "-c"); i < 0 || i+1 >= len(nats.Command) ||
+		!slices.Contains(nats.Volumes, "./docs/deploy/nats.conf:"+nats.Command[i+1]+":ro") {
+		t.Errorf("nats runs %q with volumes %q, want -c on docs/deploy/nats.conf mounted read-only", nats.Command, nats.Volumes)
+	}
+	if _, err := os.Stat(filepath.Join(root(t), "docs", "deploy", "nats.conf")); err != nil {
+		t.Error(err)
+	}
+	if !slices.Contains(c.Services["redis"].Command, "--requirepass") {
+		t.Errorf("redis runs %q, want --requirepass", c.Services["redis"].Command)
+	}
 	// Redis's default pub/sub output-buffer limit (32mb 8mb 60) cut every
 	// worker's subscription at twice the saturation rate in the benchmark.
 	cmd := c.Services["redis"].Command
 	if i := slices.Index(cmd, "--client-output-buffer-limit"); i < 0 || i+1 >= len(cmd) || !strings.HasPrefix(cmd[i+1], "pubsub ") {
 		t.Errorf("redis runs %q: want a deliberate --client-output-buffer-limit \"pubsub ...\"", cmd)
+	}
+	// The recovery streams are kept with AOF (docs/operations.md, "Recovery
+	// and Redis"), on a volume so they outlive the container.
+	if i := slices.Index(cmd, "--appendonly"); i < 0 || i+1 >= len(cmd) || cmd[i+1] != "yes" {
+		t.Errorf("redis runs %q: want --appendonly yes", cmd)
+	}
+	if vols := c.Services["redis"].Volumes; len(vols) == 0 {
+		t.Error("redis has no volume for its AOF")
 	}
 }
 

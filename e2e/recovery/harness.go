@@ -71,7 +71,10 @@ func Start(t *testing.T, o Options) *Harness {
 	}
 	h := &Harness{T: t, Check: seqcheck.New(), Window: o.Window, start: time.Now()}
 	shared := []string{"HISTORY_WINDOW=" + o.Window.String(), "LOG_LEVEL=info"}
-	env := append(append([]string{"GATEWAY_RATE_LIMIT=0"}, shared...), o.Env...)
+	// No rate limits: the load and the devices' reconnects, all from one
+	// address, are far above what one client may do.
+	limits := []string{"GATEWAY_RATE_LIMIT=0", "GATEWAY_USER_RATE_LIMIT=0", "GATEWAY_IP_UPGRADE_RATE=0"}
+	env := append(append(limits, shared...), o.Env...)
 	rs := testkit.StartRedis(t)
 	if o.Proxy {
 		h.Proxy = StartProxy(t, rs.Addr())

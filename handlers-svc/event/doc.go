@@ -2,11 +2,15 @@
 //
 // It is modelled on net/http and nats micro: a Handler serves one Request, a
 // HandlerFunc adapts a function, a Mux routes requests by event name and is
-// itself a Handler, and a Middleware wraps a Handler. A handler answers the
-// client by returning nil (the client gets an ack) or an error; WireError
-// turns that error into the wire error the client sees, so internal error
-// text never reaches a client. A handler reaches clients through a
-// Dispatcher, which delivers events to users, connections or everyone.
+// itself a Handler, a Group gives some of a Mux's handlers middleware of
+// their own, and a Middleware wraps a Handler. A handler answers the
+// client by returning nil (the client gets an ack, carrying the result the
+// handler set with Request.Respond, if any) or an error; WireError turns
+// that error into the wire error the client sees, so internal error text
+// never reaches a client. Typed adapts a function of typed args to a typed
+// result, decoding and checking the args first. A handler reaches clients
+// through a Dispatcher, which delivers events to users, connections or
+// everyone, and Rooms, user-level groups kept in Redis.
 //
 // A handler is written and tested without NATS or Redis:
 //
@@ -20,6 +24,12 @@
 //		}
 //		return c.d.ToUsers(ctx, []string{in.To}, "message", in)
 //	}
+//
+// or, typed, with a result the client's ack carries:
+//
+//	func (c *Chat) SendMessage(ctx context.Context, r *event.Request, in SendArgs) (Sent, error)
+//
+//	mux.Handle("sendMessage", event.Typed(c.SendMessage))
 //
 // Package eventtest provides a recording Dispatcher and request builders for
 // such tests, as net/http/httptest does for HTTP handlers.

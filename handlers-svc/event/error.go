@@ -35,6 +35,12 @@ func BadRequest(format string, args ...any) *Error {
 	return Errorf(proto.CodeBadRequest, format, args...)
 }
 
+// Forbidden returns an *Error with code forbidden, for a user who may not
+// do what they asked, such as send to a room they are not in.
+func Forbidden(format string, args ...any) *Error {
+	return Errorf(proto.CodeForbidden, format, args...)
+}
+
 // Unavailable returns an *Error with code unavailable, for a dependency the
 // handler cannot reach. Set Err to keep the cause for the logs.
 func Unavailable(format string, args ...any) *Error {

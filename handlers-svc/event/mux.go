@@ -61,11 +61,7 @@ func (m *Mux) HandleFunc(name string, fn func(ctx context.Context, r *Request) e
 // outermost: Use(a, b) runs a, then b, then the handler. Use panics on a nil
 // middleware.
 func (m *Mux) Use(mws ...Middleware) {
-	for i, mw := range mws {
-		if mw == nil {
-			panic(fmt.Sprintf("event: nil middleware at position %d", i))
-		}
-	}
+	checkMiddleware(mws)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.mws = append(m.mws, mws...)

@@ -22,7 +22,34 @@ type Request struct {
 	Ref string
 	// Args is the raw JSON of the event's args, or nil when absent or null.
 	Args json.RawMessage
+
+	result json.RawMessage // set by Respond
 }
+
+// Respond sets the result of the request: what the reply to the gateway
+// carries, and the client's ack with it, as its "args" (docs/protocol.md
+// sections 2 and 3). v is marshalled at once, as EncodeArgs does: nil, or
+// a value that marshals to null, is no result (a plain ack), and a
+// json.RawMessage is used as it is. A later call replaces the result;
+// when the handler returns an error, no result is sent. A value that
+// cannot be marshalled is a programming error and yields a plain
+// (handler_error) error.
+func (r *Request) Respond(v any) error {
+	raw, err := EncodeArgs(v)
+	if err != nil {
+		return err
+	}
+	if string(raw) == "null" {
+		raw = nil
+	}
+	r.result = raw
+	return nil
+}
+
+// Result returns the result set by Respond: JSON, or nil when there is
+// none. Middleware reads it after the handler has returned, and the
+// transport sends it.
+func (r *Request) Result() json.RawMessage { return r.result }
 
 // Decode decodes r.Args into v, which must be a non-nil pointer. Absent or
 // null args leave v unchanged, so a struct target reads them as {}; checking

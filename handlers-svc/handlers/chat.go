@@ -22,6 +22,11 @@ const (
 // have.
 const MaxTextLen = 4000
 
+// MaxUserLen is the most bytes of a user id named in args ("to", a
+// mention): the gateway accepts no longer one in a token, so a longer one
+// names nobody, and only makes the dispatch and its stream keys bigger.
+const MaxUserLen = 256
+
 // Message is the args of both the message and the message_sent events.
 type Message struct {
 	From  string `json:"from"`
@@ -29,6 +34,13 @@ type Message struct {
 	Text  string `json:"text"`
 	TS    int64  `json:"ts"` // Unix epoch milliseconds
 	MsgID string `json:"msg_id"`
+}
+
+// Sent is the result of sendMessage (and of sendToRoom): the id and time
+// of the message, as its events carry them, so the sender can match them.
+type Sent struct {
+	MsgID string `json:"msg_id"`
+	TS    int64  `json:"ts"` // Unix epoch milliseconds
 }
 
 // Chat serves the chat events.
@@ -42,7 +54,7 @@ func NewChat(d event.Dispatcher) *Chat { return &Chat{d: d} }
 // SendMessage serves sendMessage: {"to":"<user id>","text":"..."}, with "to"
 // optional. It dispatches a Message as "message" to every device of the
 // recipient, then as "message_sent" to every device of the sender, so the
-// sender's other devices show it too. Without "to" only message_sent is
+// sender's other devices show it too, and answers with Sent. Without "to" only message_sent is
 // dispatched. A user who writes to themself gets both events, as any other
 // recipient and sender would; clients tell them apart by event name and may
 // merge them by msg_id.
@@ -54,8 +66,8 @@ func (c *Chat) SendMessage(ctx context.Context, r *event.Request) error {
 	if err := r.Decode(&in); err != nil {
 		return err // already a bad_request naming the field
 	}
-	if in.To != nil && *in.To == "" {
-		return event.BadRequest("args.to must be a non-empty string")
+	if in.To != nil && (*in.To == "" || len(*in.To) > MaxUserLen) {
+		return event.BadRequest("args.to must be a user id of 1 to %d bytes", MaxUserLen)
 	}
 	if in.Text == nil {
 		return event.BadRequest("args.text is required")
@@ -72,7 +84,7 @@ func (c *Chat) SendMessage(ctx context.Context, r *event.Request) error {
 	}
 	// Both events or neither: a recipient must never have a message whose
 	// sender was told it failed (and would send it again).
-	return event.Atomically(ctx, c.d, func(d event.Dispatcher) error {
+	err := event.Atomically(ctx, c.d, func(d event.Dispatcher) error {
 		if in.To != nil {
 			msg.To = *in.To
 			if err := d.ToUsers(ctx, []string{msg.To}, EventMessage, msg); err != nil {
@@ -80,7 +92,11 @@ func (c *Chat) SendMessage(ctx context.Context, r *event.Request) error {
 			}
 		}
 		return d.ToUsers(ctx, []string{r.User}, EventMessageSent, msg)
-	}) // a failure is already an unavailable *event.Error
+	})
+	if err != nil {
+		return err // already an unavailable *event.Error
+	}
+	return r.Respond(Sent{MsgID: msg.MsgID, TS: msg.TS})
 }
 
 // newMsgID returns a unique message id: 128 random bits in hex.

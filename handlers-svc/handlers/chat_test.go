@@ -6,6 +6,7 @@ import (
 	"errors"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,11 +35,17 @@ func TestSendMessage(t *testing.T) {
 	chat := handlers.NewChat(rec)
 	before := time.Now().UnixMilli()
 
-	err := chat.SendMessage(context.Background(), eventtest.NewRequest("sendMessage", "alice", map[string]any{"to": "bob", "text": "hi <b>"}))
+	req := eventtest.NewRequest("sendMessage", "alice", map[string]any{"to": "bob", "text": "hi <b>"})
+	err := chat.SendMessage(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	after := time.Now().UnixMilli()
+	// The client's ack carries the message's id and time.
+	sent, err := eventtest.Result[handlers.Sent](req)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	got := rec.Dispatches()
 	if len(got) != 2 {
@@ -62,6 +69,12 @@ func TestSendMessage(t *testing.T) {
 	}
 	if id, _ := m["msg_id"].(string); !msgIDPattern.MatchString(id) {
 		t.Fatalf("msg_id %q", m["msg_id"])
+	}
+	if sent.MsgID != m["msg_id"] || float64(sent.TS) != m["ts"] {
+		t.Fatalf("result %+v, want the dispatched msg_id %v and ts %v", sent, m["msg_id"], m["ts"])
+	}
+	if want := `{"msg_id":"` + sent.MsgID + `","ts":` + strconv.FormatInt(sent.TS, 10) + `}`; string(req.Result()) != want {
+		t.Fatalf("result on the wire %s, want %s", req.Result(), want)
 	}
 }
 
@@ -114,6 +127,8 @@ func TestSendMessageUniqueIDs(t *testing.T) {
 	}
 }
 
+// TestSendMessageBadArgs: every invalid args is refused with bad_request
+// naming the field, and nothing is dispatched.
 func TestSendMessageBadArgs(t *testing.T) {
 	tests := []struct {
 		name, args, want string
@@ -125,7 +140,9 @@ func TestSendMessageBadArgs(t *testing.T) {
 		{"long text", `{"text":"` + strings.Repeat("é", 4001) + `"}`, "args.text must be 1 to 4000 characters"},
 		{"text number", `{"text":5}`, "args.text must be a string"},
 		{"to number", `{"to":5,"text":"x"}`, "args.to must be a string"},
-		{"to empty", `{"to":"","text":"x"}`, "args.to must be a non-empty string"},
+		{"to empty", `{"to":"","text":"x"}`, "args.to must be a user id of 1 to 256 bytes"},
+		// The bounds of docs/protocol.md section 5.
+		{"to of 257 bytes", `{"to":"` + strings.Repeat("a", 257) + `","text":"x"}`, "args.to must be a user id of 1 to 256 bytes"},
 		{"args array", `["x"]`, "args must be an object"},
 	}
 	for _, tt := range tests {
@@ -159,11 +176,15 @@ func TestSendMessageDispatchFailure(t *testing.T) {
 	rec := eventtest.NewRecorder()
 	down := &event.Error{Code: proto.CodeUnavailable, Message: "dispatch unavailable", Err: errors.New("redis down")}
 	rec.FailWith(down)
-	err := handlers.NewChat(rec).SendMessage(context.Background(), eventtest.NewRequest("sendMessage", "a", map[string]any{"to": "b", "text": "x"}))
+	req := eventtest.NewRequest("sendMessage", "a", map[string]any{"to": "b", "text": "x"})
+	err := handlers.NewChat(rec).SendMessage(context.Background(), req)
 	if w := event.WireError(err); w == nil || w.Code != proto.CodeUnavailable {
 		t.Fatalf("got %v, want unavailable", err)
 	}
 	if d := rec.Dispatches(); len(d) != 0 {
 		t.Fatalf("a failed sendMessage dispatched %d events, want none (all or nothing)", len(d))
+	}
+	if _, err := eventtest.Result[handlers.Sent](req); err == nil {
+		t.Fatal("a failed sendMessage answered with a result")
 	}
 }

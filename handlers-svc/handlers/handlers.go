@@ -2,18 +2,115 @@
 // (docs/protocol.md section 5), one file per event family. Each file is written as
 // the example a backend team copies: decode and check args, answer a bad
 // field with event.BadRequest naming it, and reach clients only through an
-// event.Dispatcher.
+// event.Dispatcher (and event.Rooms).
 //
-// Handlers keep no state between requests apart from their Dispatcher, so
-// they are safe for concurrent use.
+// Each family registers itself with a Family function, which takes what
+// the family needs from Deps; Families lists them. A new family, or a
+// family that needs a new dependency (a database handle, a client of
+// another service), is a change in this package only: main and the other
+// families stay as they are.
+//
+// Handlers keep no state between requests apart from what their family
+// was built with, so they are safe for concurrent use.
 package handlers
 
-import "github.com/switchboard/switchboard/handlers-svc/event"
+import (
+	"context"
+	"errors"
+	"fmt"
 
-// Register registers every built-in handler on mux, dispatching through d.
-func Register(mux *event.Mux, d event.Dispatcher) {
-	chat := NewChat(d)
-	mux.HandleFunc(EventSendMessage, chat.SendMessage)
-	posts := NewPosts(d)
-	mux.HandleFunc(EventPostUpdated, posts.PostUpdated)
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/switchboard/switchboard/handlers-svc/event"
+)
+
+// Deps is what handlers-svc hands every family at start-up. A family takes
+// from it what it needs and builds the rest from its own settings, read
+// with Getenv: a database handle, a client of another service. What it
+// opens, it closes with OnStop.
+type Deps struct {
+	// Dispatcher delivers events to users, connections or everyone,
+	// recorded for recovery (package dispatch).
+	Dispatcher event.Dispatcher
+	// Rooms keeps room membership and dispatches to rooms.
+	Rooms event.Rooms
+	// Redis is the service's Redis client, for a family that keeps state
+	// there; nil in unit tests.
+	Redis *redis.Client
+	// Log is the service's logger; name a child for the family.
+	Log *zap.Logger
+	// Metrics registers the family's own Prometheus collectors, served on
+	// /metrics with the service's.
+	Metrics prometheus.Registerer
+	// Getenv reads the family's own settings from the environment.
+	Getenv func(string) string
+	// OnStop registers fn to run when the service stops, once no handler
+	// runs any more, before Redis is closed; the last registered runs first.
+	OnStop func(fn func())
+}
+
+// Family registers one family of handlers on mux, built with what it
+// needs from deps; ctx bounds what it does at start-up (connecting to a
+// database, say). An error stops the service from starting.
+type Family func(ctx context.Context, mux *event.Mux, deps Deps) error
+
+// Families returns every family handlers-svc serves, in order. A new
+// family is one line here.
+func Families() []Family {
+	return []Family{RegisterChat, RegisterPosts, RegisterRooms}
+}
+
+// Register registers every family of Families on mux.
+func Register(ctx context.Context, mux *event.Mux, deps Deps) error {
+	if deps.Log == nil {
+		deps.Log = zap.NewNop()
+	}
+	if deps.Getenv == nil {
+		deps.Getenv = func(string) string { return "" }
+	}
+	if deps.Metrics == nil {
+		deps.Metrics = prometheus.NewRegistry()
+	}
+	if deps.OnStop == nil {
+		deps.OnStop = func(func()) {}
+	}
+	var errs []error
+	for i, f := range Families() {
+		if err := f(ctx, mux, deps); err != nil {
+			errs = append(errs, fmt.Errorf("handler family %d: %w", i, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RegisterChat registers sendMessage.
+func RegisterChat(_ context.Context, mux *event.Mux, deps Deps) error {
+	if deps.Dispatcher == nil {
+		return errors.New("chat: no Dispatcher")
+	}
+	mux.HandleFunc(EventSendMessage, NewChat(deps.Dispatcher).SendMessage)
+	return nil
+}
+
+// RegisterPosts registers postUpdated.
+func RegisterPosts(_ context.Context, mux *event.Mux, deps Deps) error {
+	if deps.Dispatcher == nil {
+		return errors.New("posts: no Dispatcher")
+	}
+	mux.HandleFunc(EventPostUpdated, NewPosts(deps.Dispatcher).PostUpdated)
+	return nil
+}
+
+// RegisterRooms registers joinRoom, leaveRoom and sendToRoom.
+func RegisterRooms(_ context.Context, mux *event.Mux, deps Deps) error {
+	if deps.Dispatcher == nil || deps.Rooms == nil {
+		return errors.New("rooms: no Dispatcher or no Rooms")
+	}
+	h := NewRooms(deps.Dispatcher, deps.Rooms)
+	mux.Handle(EventJoinRoom, event.Typed(h.Join))
+	mux.Handle(EventLeaveRoom, event.Typed(h.Leave))
+	mux.Handle(EventSendToRoom, event.Typed(h.Send))
+	return nil
 }

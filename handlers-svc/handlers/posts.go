@@ -12,6 +12,13 @@ const (
 	EventPostUpdatedNotification = "post_updated_notification" // to every mentioned user
 )
 
+// Bounds of postUpdated's args (docs/protocol.md section 5): one request
+// fans out to at most MaxMentions users.
+const (
+	MaxPostLen  = 128 // bytes of the post id
+	MaxMentions = 100 // users mentioned, repeats included
+)
+
 // PostUpdatedMessage is the text of every post_updated_notification.
 const PostUpdatedMessage = "A post you have been mentioned in has been updated"
 
@@ -41,17 +48,20 @@ func (p *Posts) PostUpdated(ctx context.Context, r *event.Request) error {
 	if err := r.Decode(&in); err != nil {
 		return err
 	}
-	if in.Post == nil || *in.Post == "" {
-		return event.BadRequest("args.post must be a non-empty string")
+	if in.Post == nil || *in.Post == "" || len(*in.Post) > MaxPostLen {
+		return event.BadRequest("args.post must be a string of 1 to %d bytes", MaxPostLen)
 	}
 	if in.Mentions == nil {
 		return event.BadRequest("args.mentions is required")
 	}
+	if len(in.Mentions) > MaxMentions {
+		return event.BadRequest("args.mentions must name at most %d users, got %d", MaxMentions, len(in.Mentions))
+	}
 	users := make([]string, 0, len(in.Mentions))
 	seen := make(map[string]struct{}, len(in.Mentions))
 	for i, u := range in.Mentions {
-		if u == "" {
-			return event.BadRequest("args.mentions[%d] must be a non-empty string", i)
+		if u == "" || len(u) > MaxUserLen {
+			return event.BadRequest("args.mentions[%d] must be a user id of 1 to %d bytes", i, MaxUserLen)
 		}
 		if _, dup := seen[u]; dup {
 			continue

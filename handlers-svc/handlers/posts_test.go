@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
@@ -47,19 +49,26 @@ func TestPostUpdated(t *testing.T) {
 	}
 }
 
+// TestPostUpdatedBadArgs: every invalid args is refused with bad_request
+// naming the field, and nothing is dispatched.
 func TestPostUpdatedBadArgs(t *testing.T) {
 	tests := []struct {
 		name, args, want string
 	}{
-		{"absent args", ``, "args.post must be a non-empty string"},
-		{"no post", `{"mentions":["a"]}`, "args.post must be a non-empty string"},
-		{"empty post", `{"post":"","mentions":["a"]}`, "args.post must be a non-empty string"},
+		{"absent args", ``, "args.post must be a string of 1 to 128 bytes"},
+		{"no post", `{"mentions":["a"]}`, "args.post must be a string of 1 to 128 bytes"},
+		{"empty post", `{"post":"","mentions":["a"]}`, "args.post must be a string of 1 to 128 bytes"},
 		{"post number", `{"post":12,"mentions":["a"]}`, "args.post must be a string"},
 		{"no mentions", `{"post":"p"}`, "args.mentions is required"},
 		{"null mentions", `{"post":"p","mentions":null}`, "args.mentions is required"},
 		{"mentions string", `{"post":"p","mentions":"bob"}`, "args.mentions must be an array of strings"},
 		{"mention number", `{"post":"p","mentions":["bob",3]}`, "args.mentions must be an array of strings"},
-		{"empty mention", `{"post":"p","mentions":["bob",""]}`, "args.mentions[1] must be a non-empty string"},
+		{"empty mention", `{"post":"p","mentions":["bob",""]}`, "args.mentions[1] must be a user id of 1 to 256 bytes"},
+		// The bounds of docs/protocol.md section 5: one request cannot fan
+		// out to more than 100 users, nor carry outsized ids.
+		{"post of 129 bytes", `{"post":"` + strings.Repeat("p", 129) + `","mentions":["a"]}`, "args.post must be a string of 1 to 128 bytes"},
+		{"101 mentions", `{"post":"p","mentions":[` + strings.Repeat(`"a",`, 100) + `"a"]}`, "args.mentions must name at most 100 users, got 101"},
+		{"mention of 257 bytes", `{"post":"p","mentions":["` + strings.Repeat("b", 257) + `"]}`, "args.mentions[0] must be a user id of 1 to 256 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,8 +100,10 @@ func TestPostUpdatedDispatchFailure(t *testing.T) {
 func TestRegister(t *testing.T) {
 	mux := event.NewMux()
 	rec := eventtest.NewRecorder()
-	handlers.Register(mux, rec)
-	if want := []string{"postUpdated", "sendMessage"}; !slices.Equal(mux.Events(), want) {
+	if err := handlers.Register(context.Background(), mux, handlers.Deps{Dispatcher: rec, Rooms: rec}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"joinRoom", "leaveRoom", "postUpdated", "sendMessage", "sendToRoom"}; !slices.Equal(mux.Events(), want) {
 		t.Fatalf("Events() = %v, want %v", mux.Events(), want)
 	}
 	if err := mux.ServeEvent(context.Background(), eventtest.NewRequest("sendMessage", "a", map[string]any{"text": "x"})); err != nil {
@@ -100,5 +111,28 @@ func TestRegister(t *testing.T) {
 	}
 	if n := len(rec.Dispatches()); n != 1 {
 		t.Fatalf("dispatched %d through the mux, want 1", n)
+	}
+	if err := handlers.Register(context.Background(), event.NewMux(), handlers.Deps{Dispatcher: rec}); err == nil {
+		t.Fatal("Register without Rooms succeeded")
+	}
+}
+
+// TestArgsAtTheirBounds: args exactly at the bounds are served.
+func TestArgsAtTheirBounds(t *testing.T) {
+	mentions := make([]string, handlers.MaxMentions)
+	for i := range mentions {
+		mentions[i] = strings.Repeat("u", handlers.MaxUserLen-3) + fmt.Sprintf("%03d", i)
+	}
+	args, _ := json.Marshal(map[string]any{"post": strings.Repeat("p", handlers.MaxPostLen), "mentions": mentions})
+	rec := eventtest.NewRecorder()
+	r := eventtest.NewRequest("postUpdated", "alice", nil)
+	r.Args = args
+	if err := handlers.NewPosts(rec).PostUpdated(context.Background(), r); err != nil {
+		t.Fatalf("postUpdated at its bounds: %v", err)
+	}
+	chat := eventtest.NewRequest("sendMessage", "alice", nil)
+	chat.Args, _ = json.Marshal(map[string]any{"to": strings.Repeat("t", handlers.MaxUserLen), "text": "x"})
+	if err := handlers.NewChat(eventtest.NewRecorder()).SendMessage(context.Background(), chat); err != nil {
+		t.Fatalf("sendMessage to a 256-byte user id: %v", err)
 	}
 }

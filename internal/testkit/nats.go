@@ -14,6 +14,7 @@ type NATS struct {
 	t    testing.TB
 	Port int
 	srv  *server.Server
+	opts func(*server.Options) // changes the server's options before each start; nil: none
 }
 
 // StartNATS starts a NATS server on a free port and stops it when the test
@@ -39,7 +40,11 @@ func (n *NATS) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.Port) 
 // connections.
 func (n *NATS) Start() {
 	n.t.Helper()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: n.Port, NoLog: true, NoSigs: true})
+	opts := &server.Options{Host: "127.0.0.1", Port: n.Port, NoLog: true, NoSigs: true}
+	if n.opts != nil {
+		n.opts(opts)
+	}
+	srv, err := server.NewServer(opts)
 	if err != nil {
 		n.t.Fatalf("nats server: %v", err)
 	}

@@ -29,9 +29,10 @@ const redisReadyTimeout = 10 * time.Second
 type Redis struct {
 	Port int
 
-	t   testing.TB
-	bin string
-	dir string
+	t        testing.TB
+	bin      string
+	dir      string
+	password string // requirepass; "" = none
 
 	mu  sync.Mutex
 	run *redisRun // the current process; nil before the first Start
@@ -105,6 +106,9 @@ func (r *Redis) start() error {
 	run := &redisRun{done: make(chan struct{})}
 	run.cmd = exec.Command(r.bin, "--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", r.dir, "--loglevel", "warning")
+	if r.password != "" {
+		run.cmd.Args = append(run.cmd.Args, "--requirepass", r.password)
+	}
 	run.cmd.Stdout, run.cmd.Stderr = &run.out, &run.out
 	if err := run.cmd.Start(); err != nil {
 		r.t.Fatalf("start redis-server: %v", err)
@@ -127,7 +131,7 @@ func (r *Redis) start() error {
 // not hide the process's exit.
 func (r *Redis) waitReady(run *redisRun) error {
 	r.t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1,
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr(), Password: r.password, MaxRetries: -1,
 		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), redisReadyTimeout)
@@ -217,4 +221,12 @@ func (r *Redis) Pause(t testing.TB) {
 		t.Fatalf("pause redis-server: %v", err)
 	}
 	t.Cleanup(func() { _ = run.cmd.Process.Signal(syscall.SIGCONT) })
+}
+
+// Continue resumes a redis-server stopped by Pause.
+func (r *Redis) Continue() {
+	r.mu.Lock()
+	run := r.run
+	r.mu.Unlock()
+	_ = run.cmd.Process.Signal(syscall.SIGCONT)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,17 +15,23 @@ import (
 	"github.com/switchboard/switchboard/internal/testjwt"
 )
 
-// Secret is the JWT secret of stacks started by StartStack.
-const Secret = "testkit-secret"
+// Secret is the JWT secret of stacks started by StartStack, long enough
+// for a gateway outside dev mode (32 bytes at least).
+const Secret = "testkit-secret-of-at-least-32-bytes"
+
+// DevSecret is the gateway's public dev secret, the only one a gateway in
+// dev mode accepts: the secret of a stack whose environment sets
+// GATEWAY_DEV=1.
+const DevSecret = "switchboard-dev-secret-do-not-use-in-production"
 
 // StackOptions tune StartStack.
 type StackOptions struct {
 	Workers     int      // gateway workers (default 2)
-	Env         []string // extra gateway environment, KEY=VALUE
-	HandlersEnv []string // extra handlers-svc environment, KEY=VALUE
-	// Redis is a started server for the stack to use instead of one of its
-	// own, so a test can put something (a fault proxy) in front of it
-	// before the services start; nil starts a new one.
+	Env         []string // extra gateway environment, KEY=VALUE (NATS_URL and REDIS_URL here win over the stack's)
+	HandlersEnv []string // extra handlers-svc environment, likewise
+	// NATS and Redis, when set, are the servers to use (started with
+	// credentials, say); by default the stack starts its own.
+	NATS  *NATS
 	Redis *Redis
 }
 
@@ -40,6 +47,7 @@ type Stack struct {
 	MetricsAddr  string // the gateway supervisor's /metrics host:port
 	HandlersAddr string
 	Workers      int
+	Secret       string // the gateway's JWT secret: Secret, or DevSecret in dev mode
 	gatewayBin   string
 	handlersBin  string
 	opts         StackOptions
@@ -52,21 +60,27 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 		opts.Workers = 2
 	}
 	gw, hs := Binaries(t)
-	rs := opts.Redis
-	if rs == nil {
-		rs = StartRedis(t)
-	}
 	s := &Stack{
 		t:            t,
-		Redis:        rs,
-		NATS:         StartNATS(t),
+		Redis:        opts.Redis,
+		NATS:         opts.NATS,
 		Addr:         fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
 		MetricsAddr:  fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
 		HandlersAddr: fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
 		Workers:      opts.Workers,
+		Secret:       Secret,
 		gatewayBin:   gw,
 		handlersBin:  hs,
 		opts:         opts,
+	}
+	if s.Redis == nil {
+		s.Redis = StartRedis(t)
+	}
+	if s.NATS == nil {
+		s.NATS = StartNATS(t)
+	}
+	if slices.Contains(opts.Env, "GATEWAY_DEV=1") {
+		s.Secret = DevSecret
 	}
 	s.StartHandlers()
 	s.StartGateway()
@@ -100,8 +114,11 @@ func (s *Stack) StartGateway() {
 	s.t.Helper()
 	env := append([]string{
 		"GATEWAY_ADDR=" + s.Addr, "GATEWAY_WORKERS=" + strconv.Itoa(s.Workers),
-		"GATEWAY_JWT_SECRET=" + Secret, "NATS_URL=" + s.NATS.URL(), "REDIS_URL=" + s.Redis.URL(),
+		"GATEWAY_JWT_SECRET=" + s.Secret, "NATS_URL=" + s.NATS.URL(), "REDIS_URL=" + s.Redis.URL(),
 		"LOG_LEVEL=debug", "GATEWAY_SHUTDOWN_TIMEOUT=5s", "GATEWAY_METRICS_ADDR=" + s.MetricsAddr,
+		// Tests read a counter right after what it counts; the cache
+		// (a second by default) would hand them the read before.
+		"GATEWAY_METRICS_CACHE=0s",
 	}, s.opts.Env...)
 	s.Gateway = StartProc(s.t, "gateway", s.gatewayBin, env)
 	s.WaitReady()
@@ -146,7 +163,7 @@ func (s *Stack) HandlersMetrics() Samples {
 
 // Token returns a valid token for user.
 func (s *Stack) Token(user string) string {
-	tok, err := testjwt.Mint(Secret, user, time.Hour)
+	tok, err := testjwt.Mint(s.Secret, user, time.Hour)
 	if err != nil {
 		s.t.Fatal(err)
 	}

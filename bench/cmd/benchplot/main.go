@@ -71,7 +71,7 @@ func record(args []string, stderr io.Writer) error {
 		return fmt.Errorf("%s: %w", fs.Arg(0), err)
 	}
 	if len(rows) == 0 {
-		return fmt.Errorf("%s: no idle, load or saturation results", fs.Arg(0))
+		return fmt.Errorf("%s: no idle, load, saturation or resume results", fs.Arg(0))
 	}
 	return Append(*csvPath, rows)
 }

@@ -15,11 +15,16 @@ import (
 )
 
 // Columns is the header of runs.csv, in order. A row is one phase of one
-// run: an idle test, a load run at one rate, or a saturation search's
-// verdict (mode). Cells that do not apply to a mode are empty. The cpu_*
-// columns are CPU seconds per 1,000 deliveries of each process; rss and
-// goroutines are the gateway's, and the latencies are of deliveries, from the
-// scheduled send time.
+// run: an idle test, a load run at one rate, a saturation search's verdict,
+// or a resume run (mode). Cells that do not apply to a mode are empty. The
+// cpu_* columns are CPU seconds per 1,000 deliveries of each process
+// (cpu_gateway is the supervisor and its workers together, cpu_total every
+// server process once); rss and goroutines are the gateway's, and the
+// latencies are of deliveries, from the scheduled send time. In an A/B run
+// (BENCH_BASELINE, BENCH_COMPARE_RECOVERY) stack names the stack a row
+// measured and commit the commit it was built from. A resume row's rate is
+// resumes per second, its latencies from each reconnect's dial to its last
+// missed event, its cpu_* per 1,000 events replayed.
 var Columns = []string{
 	"run", "date", "commit", "scenario", "label", "mode", "workers",
 	"users", "devices", "rate", "sends_per_s", "deliveries_per_s",
@@ -28,6 +33,9 @@ var Columns = []string{
 	"cpu_gateway", "cpu_handlers", "cpu_nats", "cpu_redis", "cpu_loadgen",
 	"conns", "connect_s", "gateway_rss_mib", "rss_per_conn_bytes", "rss_total_per_conn_bytes",
 	"goroutines_per_conn", "lowest_failing_rate", "pass",
+	// Added with A/B runs and the resume scenario; older rows leave them empty.
+	"stack", "cpu_supervisor", "cpu_workers", "cpu_total", "redis_used_mib",
+	"resumes", "missed_per_resume", "not_recovered",
 }
 
 // Row is one line of runs.csv, by column name; an absent column is empty.
@@ -64,6 +72,8 @@ type latency struct {
 // result is the part of a loadgen JSON line that runs.csv keeps.
 type result struct {
 	Mode              string             `json:"mode"`
+	Stack             string             `json:"stack"`
+	Ref               string             `json:"ref"`
 	Users             int                `json:"users"`
 	Devices           int                `json:"devices"`
 	Rate              float64            `json:"rate"`
@@ -82,8 +92,34 @@ type result struct {
 	GoroutinesPerConn float64            `json:"goroutines_per_conn"`
 	CPU               map[string]float64 `json:"cpu_s_per_1k_deliveries"`
 	LoadgenCPU        float64            `json:"loadgen_cpu_s_per_1k_deliveries"`
+	CPUTotal          float64            `json:"cpu_s_per_1k_total"`
+	RedisUsedMemory   int64              `json:"redis_used_memory_bytes"`
+	SendErrors        int64              `json:"send_errors"`
+	Resume            *resumeStats       `json:"resume"`
 	LowestFailing     float64            `json:"lowest_failing_rate"`
 	Pass              bool               `json:"pass"`
+}
+
+// resumeStats is the part of a resume line's "resume" object runs.csv keeps.
+type resumeStats struct {
+	Resumes        int64 `json:"resumes"`
+	MissedEach     int   `json:"missed_each"`
+	NotRecovered   int64 `json:"not_recovered"`
+	MissedMismatch int64 `json:"missed_mismatch"`
+	PosMismatch    int64 `json:"pos_mismatch"`
+	OutOfOrder     int64 `json:"out_of_order"`
+	PosGaps        int64 `json:"pos_gaps"`
+	Unexpected     int64 `json:"unexpected"`
+	Incomplete     int64 `json:"incomplete"`
+	Unsupported    bool  `json:"unsupported"`
+}
+
+// errors is what went wrong in a resume run beyond missing and duplicated
+// events: wrong counts or positions, misordered or unexpected events,
+// resumes that never completed, failed sends and error frames.
+func (r *resumeStats) errors(res *result) int64 {
+	return r.MissedMismatch + r.PosMismatch + r.OutOfOrder + r.PosGaps + r.Unexpected + r.Incomplete +
+		res.SendErrors + res.ErrorFrames
 }
 
 // ParseResults reads the JSON lines loadgen writes (-json) and returns a
@@ -119,8 +155,14 @@ func (res *result) row(m Meta) Row {
 	if m.Workers > 0 {
 		row["workers"] = itoa(m.Workers)
 	}
+	if res.Stack != "" {
+		row["stack"] = res.Stack
+	}
+	if res.Ref != "" {
+		row["commit"] = res.Ref
+	}
 	switch res.Mode {
-	case "load":
+	case "load", "resume":
 		row["rate"] = num(res.Rate, 0)
 		row["sends_per_s"] = num(res.SendsPerS, 0)
 		row["deliveries_per_s"] = num(res.DeliveriesPerS, 0)
@@ -135,6 +177,7 @@ func (res *result) row(m Meta) Row {
 		row["conns_lost"] = i64(res.ConnsLost)
 		for col, proc := range map[string]string{
 			"cpu_gateway": "gateway", "cpu_handlers": "handlers-svc", "cpu_nats": "nats-server", "cpu_redis": "redis-server",
+			"cpu_supervisor": "gateway-supervisor", "cpu_workers": "gateway-workers",
 		} {
 			if v, ok := res.CPU[proc]; ok {
 				row[col] = num(v, 4)
@@ -142,6 +185,22 @@ func (res *result) row(m Meta) Row {
 		}
 		if res.LoadgenCPU > 0 {
 			row["cpu_loadgen"] = num(res.LoadgenCPU, 4)
+		}
+		if res.CPUTotal > 0 {
+			row["cpu_total"] = num(res.CPUTotal, 4)
+		}
+		if res.RedisUsedMemory > 0 {
+			row["redis_used_mib"] = num(float64(res.RedisUsedMemory)/(1<<20), 1)
+		}
+		if res.Mode == "resume" {
+			if res.Resume == nil || res.Resume.Unsupported {
+				return nil // a stack without recovery: nothing was measured
+			}
+			row["sends_per_s"], row["deliveries_per_s"] = "", ""
+			row["resumes"] = i64(res.Resume.Resumes)
+			row["missed_per_resume"] = itoa(res.Resume.MissedEach)
+			row["not_recovered"] = i64(res.Resume.NotRecovered)
+			row["errors"] = i64(res.Resume.errors(res))
 		}
 		row["conns"] = itoa(res.Conns)
 		if res.GatewayRSS > 0 {
@@ -175,7 +234,9 @@ func num(f float64, prec int) string {
 }
 
 // Append adds rows to the CSV file at path, writing the header first when
-// the file is new or empty. It refuses a file whose header is not Columns,
+// the file is new or empty. A file written before columns were added (its
+// header is some of Columns, in their order) is first rewritten with every
+// column, its rows' new cells empty. It refuses a file of other columns,
 // rather than add rows that would not line up.
 func Append(path string, rows []Row) error {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
@@ -187,34 +248,74 @@ func Append(path string, rows []Row) error {
 	if err != nil {
 		return err
 	}
-	w := csv.NewWriter(f)
 	if st.Size() == 0 {
-		if err := w.Write(Columns); err != nil {
+		return writeRows(f, rows, true)
+	}
+	header, err := csv.NewReader(io.NewSectionReader(f, 0, st.Size())).Read()
+	if err != nil {
+		return fmt.Errorf("%s: header: %w", path, err)
+	}
+	if slices.Equal(header, Columns) {
+		return writeRows(f, rows, false)
+	}
+	if !olderColumns(header) {
+		return fmt.Errorf("%s: header is not benchplot's columns: %s", path, strings.Join(header, ","))
+	}
+	old, err := ReadRows(io.NewSectionReader(f, 0, st.Size()))
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	f.Close()
+	var b strings.Builder
+	bw := csv.NewWriter(&b)
+	for i, row := range append(old, rows...) {
+		if i == 0 {
+			_ = bw.Write(Columns)
+		}
+		_ = bw.Write(cells(row))
+	}
+	bw.Flush()
+	return writeFile(path, b.String())
+}
+
+// olderColumns reports whether header is Columns less some columns added
+// since, in Columns' order.
+func olderColumns(header []string) bool {
+	j := 0
+	for _, col := range header {
+		k := slices.Index(Columns[j:], col)
+		if k < 0 {
+			return false
+		}
+		j += k + 1
+	}
+	return len(header) > 0
+}
+
+// writeRows writes rows to w as CSV, after the header when header is set.
+func writeRows(w io.Writer, rows []Row, header bool) error {
+	cw := csv.NewWriter(w)
+	if header {
+		if err := cw.Write(Columns); err != nil {
 			return err
-		}
-	} else {
-		header, err := csv.NewReader(io.NewSectionReader(f, 0, st.Size())).Read()
-		if err != nil {
-			return fmt.Errorf("%s: header: %w", path, err)
-		}
-		if !slices.Equal(header, Columns) {
-			return fmt.Errorf("%s: header is not benchplot's columns: %s", path, strings.Join(header, ","))
 		}
 	}
 	for _, row := range rows {
-		rec := make([]string, len(Columns))
-		for i, col := range Columns {
-			rec[i] = row[col]
-		}
-		if err := w.Write(rec); err != nil {
+		if err := cw.Write(cells(row)); err != nil {
 			return err
 		}
 	}
-	w.Flush()
-	if err := w.Error(); err != nil {
-		return err
+	cw.Flush()
+	return cw.Error()
+}
+
+// cells is row's cells in the order of Columns.
+func cells(row Row) []string {
+	rec := make([]string, len(Columns))
+	for i, col := range Columns {
+		rec[i] = row[col]
 	}
-	return f.Close()
+	return rec
 }
 
 // ReadRows reads a runs.csv: a header line, then rows, which may have any

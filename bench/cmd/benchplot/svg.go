@@ -29,8 +29,8 @@ func SeriesOf(rows []Row, scenario string, last int) []Series {
 	var out []Series
 	index := map[string]int{}
 	for _, r := range rows {
-		if r["scenario"] != scenario || r["mode"] != "load" {
-			continue
+		if r["scenario"] != scenario || r["mode"] != "load" || (r["stack"] != "" && r["stack"] != "candidate") {
+			continue // the chart is of the code measured, not of an A/B run's baseline
 		}
 		rate, ok1 := r.Float("rate")
 		p99, ok2 := r.Float("p99_ms")
@@ -51,9 +51,34 @@ func SeriesOf(rows []Row, scenario string, last int) []Series {
 	}
 	for i := range out {
 		slices.SortStableFunc(out[i].Points, func(a, b Point) int { return cmp.Compare(a.Rate, b.Rate) })
+		out[i].Points = mergeRates(out[i].Points)
 	}
 	if last > 0 && len(out) > last {
 		out = out[len(out)-last:]
+	}
+	return out
+}
+
+// mergeRates makes one point of the runs at one rate (an A/B run repeats
+// each rate): the median p99, passing only if every run passed. points are
+// in rate order.
+func mergeRates(points []Point) []Point {
+	var out []Point
+	for i := 0; i < len(points); {
+		j := i
+		var p99s []float64
+		pass := true
+		for ; j < len(points) && points[j].Rate == points[i].Rate; j++ {
+			p99s = append(p99s, points[j].P99)
+			pass = pass && points[j].Pass
+		}
+		slices.Sort(p99s)
+		mid := p99s[len(p99s)/2]
+		if len(p99s)%2 == 0 {
+			mid = (p99s[len(p99s)/2-1] + mid) / 2
+		}
+		out = append(out, Point{Rate: points[i].Rate, P99: mid, Pass: pass})
+		i = j
 	}
 	return out
 }

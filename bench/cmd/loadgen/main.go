@@ -56,7 +56,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	var (
 		url      = fs.String("url", "ws://127.0.0.1:7999/socket", "gateway WebSocket URL (127.0.0.1 only)")
 		secret   = fs.String("secret", envOr("GATEWAY_JWT_SECRET", devSecret), "JWT secret")
-		mode     = fs.String("mode", "load", "idle (open U*D sockets and hold them) or load")
+		mode     = fs.String("mode", "load", "idle (open U*D sockets and hold them), load, or resume (devices drop, miss events, resume)")
 		users    = fs.Int("users", 1000, "U: users, in pairs")
 		devices  = fs.Int("devices", 2, "D: sockets per user")
 		rates    = fs.String("rates", "1000", "R: total sends/s, comma-separated for several runs on the same sockets")
@@ -76,6 +76,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		hsPid    = fs.Int("handlers-pid", 0, "pid of handlers-svc")
 		natsPid  = fs.Int("nats-pid", 0, "pid of nats-server")
 		redisPid = fs.Int("redis-pid", 0, "pid of redis-server")
+		redisAdr = fs.String("redis-addr", "", "the stack's Redis (127.0.0.1:port): report its used memory and keys after each run")
 		metrics  = fs.String("metrics", os.Getenv("GATEWAY_METRICS_URL"), "the gateway's Prometheus /metrics URL, for goroutines per socket")
 		jsonOut  = fs.String("json", "", "also append each phase's JSON line to this file")
 		quiet    = fs.Bool("q", false, "no progress lines on stderr")
@@ -84,11 +85,18 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		first    = fs.Int("first-user", 0, "internal, with -shard: the first user's number")
 		cpuprof  = fs.String("cpuprofile", "", "write the load generator's own CPU profile to this file")
 		maxprocs = fs.Int("gomaxprocs", 0, "the load generator's own GOMAXPROCS (0 = 1 in load mode unless $GOMAXPROCS is set, else Go's default)")
+		missed   = fs.Int("missed", 100, "resume: events each away user misses (at most the gateway's GATEWAY_MAX_REPLAY)")
+		rounds   = fs.Int("rounds", 1, "resume: rounds, each sending half the users' devices away")
+		rrate    = fs.Float64("resume-rate", 100, "resume: reconnects started per second")
+		rconc    = fs.Int("resume-senders", 64, "resume: partners sending the missed events at once")
+		rwait    = fs.Duration("resume-timeout", 10*time.Second, "resume: how long a round waits for its replays after its last reconnect")
+		stack    = fs.String("stack", "", "name the stack measured in every JSON line (candidate, baseline, ...), for A/B reports")
+		ref      = fs.String("ref", "", "the commit the measured stack was built from, for A/B reports")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *maxprocs == 0 && *mode == "load" && os.Getenv("GOMAXPROCS") == "" {
+	if *maxprocs == 0 && (*mode == "load" || *mode == "resume") && os.Getenv("GOMAXPROCS") == "" {
 		// One thread is plenty (a third of a core at R=12,000), and with a
 		// second P every goroutine woken by the poller woke another thread
 		// to look for work too: a futex wake and a context switch per event.
@@ -152,6 +160,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 			return fmt.Errorf("idle in %d processes: %w", *nprocs, err)
 		}
+		res.Stack, res.Ref = *stack, *ref
 		return emitLine(stdout, *jsonOut, res)
 	}
 	if gotFiles < want {
@@ -159,12 +168,16 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	cfg := loadgen.Config{
 		URL: *url, Secret: *secret, Users: *users, FirstUser: *first, Devices: *devices,
-		DialConc: *conc, Sources: *sources, Drain: *drain, Metrics: *metrics,
+		DialConc: *conc, Sources: *sources, Drain: *drain, Metrics: *metrics, RedisAddr: *redisAdr,
 		Processes: loadgen.Processes{Gateway: *gwPid, Handlers: *hsPid, NATS: *natsPid, Redis: *redisPid},
 		Log:       logf,
 	}
-	if *mode == "load" {
+	switch *mode {
+	case "load":
 		cfg.Workers = *workers
+	case "resume":
+		cfg.Workers = *workers
+		cfg.KeepPositions = true
 	}
 	g, err := loadgen.New(cfg)
 	if err != nil {
@@ -172,7 +185,10 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer g.Close()
 
-	emit := func(r loadgen.Result) error { return emitLine(stdout, *jsonOut, r) }
+	emit := func(r loadgen.Result) error {
+		r.Stack, r.Ref = *stack, *ref
+		return emitLine(stdout, *jsonOut, r)
+	}
 	if *shard {
 		return runShard(ctx, g, stdout)
 	}
@@ -195,9 +211,16 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 		}
 		return nil
+	case "resume":
+		logf("resume: %d users x %d devices, %d missed each, %d rounds, %g reconnects/s", *users, *devices, *missed, *rounds, *rrate)
+		res, err := g.Resume(ctx, loadgen.ResumeOptions{Missed: *missed, Rounds: *rounds, Rate: *rrate, SendConc: *rconc, Timeout: *rwait})
+		if err != nil {
+			return err
+		}
+		return emit(res)
 	case "load":
 	default:
-		return fmt.Errorf("-mode must be idle or load, got %q", *mode)
+		return fmt.Errorf("-mode must be idle, load or resume, got %q", *mode)
 	}
 
 	connect := func() error {
@@ -261,8 +284,12 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		best, worst = track(res, best, worst)
 	}
 	fmt.Fprintf(stdout, "saturation: highest R with p99 < 50 ms and nothing missing: %.0f sends/s (lowest failing: %.0f)\n", best, worst)
-	line, _ := json.Marshal(map[string]any{"mode": "saturation", "users": *users, "devices": *devices,
-		"rate": best, "deliveries_per_s": best * 2 * float64(*devices), "lowest_failing_rate": worst})
+	sat := map[string]any{"mode": "saturation", "users": *users, "devices": *devices,
+		"rate": best, "deliveries_per_s": best * 2 * float64(*devices), "lowest_failing_rate": worst}
+	if *stack != "" {
+		sat["stack"], sat["ref"] = *stack, *ref
+	}
+	line, _ := json.Marshal(sat)
 	fmt.Fprintln(stdout, string(line))
 	if *jsonOut != "" {
 		f, err := os.OpenFile(*jsonOut, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -304,35 +331,17 @@ func track(res loadgen.Result, best, worst float64) (float64, float64) {
 	return best, worst
 }
 
-// table turns JSON lines (files, or stdin) into Markdown.
+// table turns JSON lines (files, or stdin) into Markdown: the tables of
+// each mode, or, when the lines name more than one stack (an A/B run), the
+// stacks side by side.
 func table(files []string, stdout io.Writer) error {
 	var results []loadgen.Result
-	var sats []map[string]any
+	var sats []loadgen.Saturation
 	read := func(r io.Reader) error {
-		s := bufio.NewScanner(r)
-		s.Buffer(make([]byte, 0, 64<<10), 1<<20)
-		for s.Scan() {
-			line := s.Bytes()
-			if len(line) == 0 || line[0] != '{' {
-				continue
-			}
-			var probe struct{ Mode string }
-			if err := json.Unmarshal(line, &probe); err != nil {
-				return err
-			}
-			if probe.Mode == "saturation" {
-				var m map[string]any
-				_ = json.Unmarshal(line, &m)
-				sats = append(sats, m)
-				continue
-			}
-			var res loadgen.Result
-			if err := json.Unmarshal(line, &res); err != nil {
-				return err
-			}
-			results = append(results, res)
-		}
-		return s.Err()
+		res, sat, err := readLines(r)
+		results = append(results, res...)
+		sats = append(sats, sat...)
+		return err
 	}
 	if len(files) == 0 {
 		if err := read(os.Stdin); err != nil {
@@ -350,12 +359,60 @@ func table(files []string, stdout io.Writer) error {
 			return err
 		}
 	}
+	if len(loadgen.Stacks(results, sats)) > 1 {
+		var idle []loadgen.Result
+		for _, r := range results {
+			if r.Mode == "idle" {
+				idle = append(idle, r)
+			}
+		}
+		loadgen.Compare(stdout, results, sats)
+		if len(idle) > 0 {
+			fmt.Fprintln(stdout, "\nIdle tests, one per stack:")
+			fmt.Fprintln(stdout)
+			loadgen.Markdown(stdout, idle)
+		}
+		return nil
+	}
 	loadgen.Markdown(stdout, results)
 	for _, m := range sats {
-		fmt.Fprintf(stdout, "\n**Saturation** (U=%v, D=%v): highest R with p99 < 50 ms and nothing missing = **%v sends/s** (%v deliveries/s); lowest failing R tried: %v.\n",
-			m["users"], m["devices"], m["rate"], m["deliveries_per_s"], m["lowest_failing_rate"])
+		fmt.Fprintf(stdout, "\n**Saturation** (U=%d, D=%d): highest R with p99 < 50 ms and nothing missing = **%.0f sends/s** (%.0f deliveries/s); lowest failing R tried: %.0f.\n",
+			m.Users, m.Devices, m.Rate, m.Deliveries, m.LowestFailing)
 	}
 	return nil
+}
+
+// readLines reads loadgen's JSON lines: results, and saturation verdicts.
+// Lines that are not JSON objects are skipped.
+func readLines(r io.Reader) ([]loadgen.Result, []loadgen.Saturation, error) {
+	var results []loadgen.Result
+	var sats []loadgen.Saturation
+	s := bufio.NewScanner(r)
+	s.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for s.Scan() {
+		line := s.Bytes()
+		if len(line) == 0 || line[0] != '{' {
+			continue
+		}
+		var probe struct{ Mode string }
+		if err := json.Unmarshal(line, &probe); err != nil {
+			return results, sats, err
+		}
+		if probe.Mode == "saturation" {
+			var sat loadgen.Saturation
+			if err := json.Unmarshal(line, &sat); err != nil {
+				return results, sats, err
+			}
+			sats = append(sats, sat)
+			continue
+		}
+		var res loadgen.Result
+		if err := json.Unmarshal(line, &res); err != nil {
+			return results, sats, err
+		}
+		results = append(results, res)
+	}
+	return results, sats, s.Err()
 }
 
 // startCPUProfile profiles this process into path until the returned

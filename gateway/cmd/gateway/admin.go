@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchboard/switchboard/gateway/internal/metrics"
 	"github.com/switchboard/switchboard/gateway/internal/supervisor"
+	"github.com/switchboard/switchboard/internal/httpserver"
 	"github.com/switchboard/switchboard/internal/readiness"
 )
 
@@ -97,7 +98,7 @@ func serveWorkerMetrics(dir string, index int, h http.Handler, log *zap.Logger) 
 }
 
 func serveHTTP(ln net.Listener, h http.Handler, log *zap.Logger) (stop func()) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(log)}
+	srv := httpserver.New(h, log)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

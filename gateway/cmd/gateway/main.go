@@ -89,7 +89,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		return runWorker(ctx, cfg, wlog)
 	}
 	if cfg.Dev {
-		log.Warn("dev mode: GET /dev/token mints tokens, any Origin is allowed, and unless GATEWAY_JWT_SECRET is set the secret is public")
+		log.Warn("dev mode: GET /dev/token mints tokens for clients on this machine, any Origin is allowed, and the JWT secret is the public dev secret")
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -105,6 +105,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		}
 		defer os.RemoveAll(dir)
 		agg = metrics.NewAggregator(dir, cfg.Workers)
+		agg.CacheFor(cfg.MetricsCache)
 		defer agg.Close()
 	}
 	env := append(cfg.Environ(), config.MetricsDirEnv+"="+dir)
@@ -183,9 +184,14 @@ func runWorker(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 // mintToken prints a token: gateway token [-ttl 24h] USER.
 func mintToken(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
-	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime of the token (0 = no expiry)")
+	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime of the token (positive: every token expires)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *ttl <= 0 {
+		// The gateway refuses a token without exp: one that never expired
+		// could never be revoked.
+		return fmt.Errorf("-ttl must be positive, got %s: every token expires", *ttl)
 	}
 	if fs.NArg() != 1 || fs.Arg(0) == "" {
 		return errors.New("usage: gateway token [-ttl 24h] USER")

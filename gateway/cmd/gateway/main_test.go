@@ -44,7 +44,7 @@ func TestHealthAddr(t *testing.T) {
 		metrics, addr string
 		want          string
 	}{
-		{"defaults", "", "", ":7998"},
+		{"defaults", "", "", "127.0.0.1:7998"},
 		{"admin address", "127.0.0.1:9300", ":8000", "127.0.0.1:9300"},
 		{"admin off", "off", ":8000", ":8000"},
 	}

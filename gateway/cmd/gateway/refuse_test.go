@@ -1,16 +1,18 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/switchboard/switchboard/internal/cmdtest"
 )
 
 // TestRefusalIsAJSONLine runs the real binary with what it must refuse: a
-// missing secret, a bad setting, a bad flag. Each time it exits 1 and
+// missing, public or short secret, a bad setting, a bad flag. Each time it exits 1 and
 // every line it wrote to stderr is JSON, one of them the refusal naming
 // what is wrong.
 func TestRefusalIsAJSONLine(t *testing.T) {
+	const secret = "refuse-test-secret-of-32-bytes-or-more"
 	bin := cmdtest.Build(t, ".")
 	tests := []struct {
 		name string
@@ -19,11 +21,18 @@ func TestRefusalIsAJSONLine(t *testing.T) {
 		want string // in the refusal's error
 	}{
 		{"missing secret", nil, nil, "GATEWAY_JWT_SECRET"},
-		{"bad setting", []string{"GATEWAY_JWT_SECRET=s", "GATEWAY_WORKERS=0"}, nil, "GATEWAY_WORKERS"},
-		{"setting that does not parse", []string{"GATEWAY_JWT_SECRET=s", "GATEWAY_HANDLER_TIMEOUT=soon"}, nil, "GATEWAY_HANDLER_TIMEOUT"},
-		{"bad NATS URL", []string{"GATEWAY_JWT_SECRET=s", "NATS_URL=http://u:s3cr3t@h:4222"}, nil, "NATS_URL"},
-		{"bad log level", []string{"GATEWAY_JWT_SECRET=s", "LOG_LEVEL=loud"}, nil, "LOG_LEVEL"},
-		{"bad flag", []string{"GATEWAY_JWT_SECRET=s"}, []string{"-no-such-flag"}, "no-such-flag"},
+		{"bad setting", []string{"GATEWAY_JWT_SECRET=" + secret, "GATEWAY_WORKERS=0"}, nil, "GATEWAY_WORKERS"},
+		{"setting that does not parse", []string{"GATEWAY_JWT_SECRET=" + secret, "GATEWAY_HANDLER_TIMEOUT=soon"}, nil, "GATEWAY_HANDLER_TIMEOUT"},
+		{"bad NATS URL", []string{"GATEWAY_JWT_SECRET=" + secret, "NATS_URL=http://u:s3cr3t@h:4222"}, nil, "NATS_URL"},
+		{"bad log level", []string{"GATEWAY_JWT_SECRET=" + secret, "LOG_LEVEL=loud"}, nil, "LOG_LEVEL"},
+		{"bad flag", []string{"GATEWAY_JWT_SECRET=" + secret}, []string{"-no-such-flag"}, "no-such-flag"},
+		// The dev-secret attack: dev mode next to a real secret would let
+		// /dev/token mint production tokens; production with the public
+		// dev secret, or a short one, accepts tokens anyone can forge.
+		{"dev mode with a real secret", []string{"GATEWAY_DEV=1", "GATEWAY_JWT_SECRET=" + secret}, nil, "GATEWAY_DEV"},
+		{"the dev secret outside dev mode", []string{"GATEWAY_JWT_SECRET=switchboard-dev-secret-do-not-use-in-production"}, nil, "dev secret"},
+		{"a short secret", []string{"GATEWAY_JWT_SECRET=s3cr3t"}, nil, "at least 32 bytes"},
+		{"secret and secret file", []string{"GATEWAY_JWT_SECRET=" + secret, "GATEWAY_JWT_SECRET_FILE=/dev/null"}, nil, "GATEWAY_JWT_SECRET_FILE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -32,5 +41,22 @@ func TestRefusalIsAJSONLine(t *testing.T) {
 			r := cmdtest.Run(t, bin, append([]string{"GATEWAY_METRICS_ADDR=off"}, tt.env...), tt.args...)
 			cmdtest.Refusal{Code: 1, Logger: "gateway", Names: tt.want, Hides: "s3cr3t"}.Check(t, r)
 		})
+	}
+}
+
+// TestNeverExpiringTokenAttack: "gateway token" will not mint a token that
+// never expires (the gateway would refuse it, and it could never be
+// revoked); a positive -ttl mints one.
+func TestNeverExpiringTokenAttack(t *testing.T) {
+	bin := cmdtest.Build(t, ".")
+	env := []string{"GATEWAY_JWT_SECRET=token-test-secret-of-32-bytes-or-more"}
+	for _, ttl := range []string{"0", "0s", "-1h"} {
+		r := cmdtest.Run(t, bin, env, "token", "-ttl", ttl, "alice")
+		if r.Code == 0 || r.Stdout != "" || !strings.Contains(r.Stderr, "-ttl must be positive") {
+			t.Errorf("token -ttl %s: exit %d, stdout %q, stderr %q; want a refusal", ttl, r.Code, r.Stdout, r.Stderr)
+		}
+	}
+	if r := cmdtest.Run(t, bin, env, "token", "-ttl", "1h", "alice"); r.Code != 0 || strings.Count(r.Stdout, ".") != 2 {
+		t.Errorf("token -ttl 1h: exit %d, stdout %q, stderr %q; want a token", r.Code, r.Stdout, r.Stderr)
 	}
 }

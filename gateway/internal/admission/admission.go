@@ -1,5 +1,6 @@
 // Package admission decides which requests for /socket become sockets. In
-// order: the Origin (GATEWAY_ALLOWED_ORIGINS, docs/protocol.md section 1), the
+// order: the client address's rate of requests (GATEWAY_IP_UPGRADE_RATE),
+// the Origin (GATEWAY_ALLOWED_ORIGINS, docs/protocol.md section 1), the
 // token, whether the worker is open (started, and not shutting down), the
 // socket caps (GATEWAY_MAX_CONNS, GATEWAY_MAX_CONNS_PER_USER), then the
 // WebSocket upgrade. A refused request is answered with the contract's JSON
@@ -17,6 +18,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
@@ -39,6 +41,12 @@ type Config struct {
 	Dev             bool
 	MaxConns        int // sockets of the worker; 0 = no cap
 	MaxConnsPerUser int // sockets of one user on the worker; 0 = no cap
+
+	// IPUpgradeRate is how many requests for /socket one client address
+	// may make per second on the worker, with bursts of IPUpgradeBurst;
+	// 0 = no limit.
+	IPUpgradeRate  float64
+	IPUpgradeBurst int
 }
 
 // Recorder counts refused upgrades, by reason: one of the metrics.Refused
@@ -55,6 +63,7 @@ type Admission struct {
 	places   Places
 	rec      Recorder
 	log      *zap.Logger
+	ipRate   *ipRate
 
 	opened atomic.Bool // Open was called
 	mu     sync.Mutex
@@ -65,7 +74,8 @@ type Admission struct {
 // New returns an Admission that refuses every socket until Open; the caps
 // of cfg are checked against places.
 func New(cfg Config, places Places, rec Recorder, log *zap.Logger) *Admission {
-	a := &Admission{cfg: cfg, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTAudience), places: places, rec: rec, log: log}
+	a := &Admission{cfg: cfg, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTAudience), places: places, rec: rec, log: log,
+		ipRate: newIPRate(cfg.IPUpgradeRate, cfg.IPUpgradeBurst)}
 	a.upgrader = websocket.Upgrader{
 		// ReadBufferSize 0: ws.Upgrade gives every socket a small read
 		// buffer of its own (ws.ReadBufferSize). ws.Conn writes frames
@@ -104,7 +114,8 @@ func (a *Admission) Closed() bool {
 }
 
 // Admit answers r. Refused, it has answered r and returns false; admitted,
-// it returns the upgraded socket and its verified user, for which it
+// it returns the upgraded socket, with the time its token stops being
+// accepted as its Expires, and its verified user, for which it
 // reserved a place in Places, and which counts for Wait until Leave. A
 // plain GET (the JavaScript client's probe after a refused upgrade) gets
 // the same answer as an upgrade but is not counted: counting it would
@@ -116,12 +127,19 @@ func (a *Admission) Admit(rw http.ResponseWriter, r *http.Request) (up ws.Upgrad
 			a.rec.UpgradeRefused(reason)
 		}
 	}
+	// First, as the cheapest: everything after it costs an HMAC.
+	if !a.ipRate.allow(remoteIP(r), time.Now()) {
+		refused(metrics.RefusedIPRate)
+		httpjson.Error(rw, http.StatusTooManyRequests, proto.CodeRateLimited, "too many connection attempts from this address: retry in a few seconds")
+		return ws.Upgraded{}, "", false
+	}
 	if !a.checkOrigin(r) {
 		refused(metrics.RefusedOrigin)
 		httpjson.Error(rw, http.StatusForbidden, proto.CodeForbiddenOrigin, "origin not allowed")
 		return ws.Upgraded{}, "", false
 	}
-	user, err := a.verifier.Verify(auth.FromRequest(r))
+	claims, err := a.verifier.Verify(auth.FromRequest(r))
+	user = claims.User
 	if err != nil {
 		var ae *auth.Error
 		msg := "unauthorized"
@@ -170,6 +188,10 @@ func (a *Admission) Admit(rw http.ResponseWriter, r *http.Request) (up ws.Upgrad
 		// hijacked connection.
 		return ws.Upgraded{}, "", false
 	}
+	// The socket lasts as long as its token would still be accepted: a
+	// token within the leeway of its exp was let in, and closing it at
+	// exp would only have the client come back with the same token.
+	up.Expires = claims.Expires.Add(auth.Leeway)
 	return up, user, true
 }
 

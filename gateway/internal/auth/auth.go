@@ -8,12 +8,23 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
 
 // Leeway is the clock skew allowed on exp and nbf.
 const Leeway = 30 * time.Second
+
+// MaxTokenLen is the longest token Verify parses: a longer one is refused
+// before any of it is decoded. Tokens of a login service are a few hundred
+// bytes; 4 KiB leaves room for custom claims.
+const MaxTokenLen = 4096
+
+// MaxUserLen is the longest user id (sub) accepted, in bytes: a user id is
+// a key in every index and log line of the gateway, and in Redis.
+const MaxUserLen = 256
 
 // Error is a refusal with a message for a person; it never holds the token.
 type Error struct{ Message string }
@@ -27,9 +38,18 @@ var (
 	ErrBadSignature = &Error{"token signature is invalid"}
 	ErrAlgorithm    = &Error{"token must be signed with HS256"}
 	ErrNoSubject    = &Error{"token has no sub claim"}
+	ErrSubject      = &Error{"token sub must be 1 to 256 bytes of printable UTF-8"}
+	ErrNoExpiry     = &Error{"token has no exp claim: tokens must expire"}
 	ErrAudience     = &Error{"token audience is not accepted"}
 	ErrMalformed    = &Error{"token is malformed"}
+	ErrTooLong      = &Error{"token is longer than 4096 bytes"}
 )
+
+// Claims is what a verified token tells the gateway.
+type Claims struct {
+	User    string    // sub
+	Expires time.Time // exp; a socket may stay open until Expires plus Leeway
+}
 
 // Verifier checks HS256 tokens against one secret. It is safe for
 // concurrent use.
@@ -51,35 +71,65 @@ func NewVerifier(secret, audience string) *Verifier {
 	return &Verifier{secret: []byte(secret), audience: audience, parser: jwt.NewParser(opts...)}
 }
 
-// Verify checks token and returns its subject, the user id.
-func (v *Verifier) Verify(token string) (string, error) {
+// Verify checks token and returns its claims: the user id (sub), which is
+// 1..MaxUserLen bytes of printable UTF-8, and the expiry (exp), which every
+// token must have. A token longer than MaxTokenLen is refused unparsed.
+func (v *Verifier) Verify(token string) (Claims, error) {
 	if token == "" {
-		return "", ErrNoToken
+		return Claims{}, ErrNoToken
+	}
+	if len(token) > MaxTokenLen {
+		return Claims{}, ErrTooLong
 	}
 	var claims jwt.RegisteredClaims
 	_, err := v.parser.ParseWithClaims(token, &claims, v.key)
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrAlgorithm):
-		return "", ErrAlgorithm
+		return Claims{}, ErrAlgorithm
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return "", ErrExpired
+		return Claims{}, ErrExpired
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
-		return "", ErrNotYetValid
+		return Claims{}, ErrNotYetValid
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return "", ErrBadSignature
+		return Claims{}, ErrBadSignature
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
-		return "", ErrAlgorithm
+		return Claims{}, ErrAlgorithm
 	case errors.Is(err, jwt.ErrTokenInvalidAudience),
 		v.audience != "" && errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return "", ErrAudience
+		return Claims{}, ErrAudience
 	default:
-		return "", ErrMalformed
+		return Claims{}, ErrMalformed
 	}
 	if claims.Subject == "" {
-		return "", ErrNoSubject
+		return Claims{}, ErrNoSubject
 	}
-	return claims.Subject, nil
+	if !ValidUser(claims.Subject) {
+		return Claims{}, ErrSubject
+	}
+	// A token that never expires can never be revoked: a leaked one would
+	// be good forever.
+	if claims.ExpiresAt == nil {
+		return Claims{}, ErrNoExpiry
+	}
+	return Claims{User: claims.Subject, Expires: claims.ExpiresAt.Time}, nil
+}
+
+// ValidUser reports whether user is a user id the gateway accepts: 1 to
+// MaxUserLen bytes of valid UTF-8, every character printable (letters,
+// marks, numbers, punctuation, symbols and the ASCII space; no control,
+// format or bidirectional-override characters, which would let a user id
+// forge or hide text in logs and in other users' screens).
+func ValidUser(user string) bool {
+	if user == "" || len(user) > MaxUserLen || !utf8.ValidString(user) {
+		return false
+	}
+	for _, r := range user {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // key returns the secret for HS256 tokens and refuses every other alg,
@@ -102,12 +152,17 @@ func FromRequest(r *http.Request) string {
 	return r.URL.Query().Get("token")
 }
 
-// Mint returns an HS256 token for user that expires after ttl: never when
-// ttl is 0, already when it is negative. It is for development and tests.
+// ErrNoTTL is Mint's refusal of a token that would never expire.
+var ErrNoTTL = errors.New("a token must expire: give it a positive lifetime")
+
+// Mint returns an HS256 token for user that expires after ttl (already,
+// when ttl is negative). A ttl of 0, a token that never expires, is
+// refused: Verify would refuse it. It is for development and tests.
 func Mint(secret, user string, ttl time.Duration) (string, error) {
-	claims := jwt.RegisteredClaims{Subject: user, IssuedAt: jwt.NewNumericDate(time.Now())}
-	if ttl != 0 {
-		claims.ExpiresAt = jwt.NewNumericDate(time.Now().Add(ttl))
+	if ttl == 0 {
+		return "", ErrNoTTL
 	}
+	now := time.Now()
+	claims := jwt.RegisteredClaims{Subject: user, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ttl))}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/auth"
 )
 
-const secret = "test-secret"
+const secret = "test-secret-of-at-least-32-bytes!"
 
 // sign returns an HS256 token over claims, signed with key.
 func sign(t *testing.T, key string, claims jwt.Claims) string {
@@ -64,26 +64,23 @@ func TestVerify(t *testing.T) {
 		{name: "good", token: func(t *testing.T) string {
 			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", ExpiresAt: at(time.Hour)})
 		}, wantUser: "alice"},
-		{name: "good without exp", token: func(t *testing.T) string {
-			return sign(t, secret, jwt.RegisteredClaims{Subject: "bob"})
-		}, wantUser: "bob"},
 		{name: "expired within leeway", token: func(t *testing.T) string {
 			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", ExpiresAt: at(-10 * time.Second)})
 		}, wantUser: "alice"},
 		{name: "nbf in the future within leeway", token: func(t *testing.T) string {
-			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", NotBefore: at(10 * time.Second)})
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", NotBefore: at(10 * time.Second), ExpiresAt: at(time.Hour)})
 		}, wantUser: "alice"},
 		{name: "nbf in the past", token: func(t *testing.T) string {
-			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", NotBefore: at(-time.Minute)})
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", NotBefore: at(-time.Minute), ExpiresAt: at(time.Hour)})
 		}, wantUser: "alice"},
 		{name: "right audience", audience: "switchboard", token: func(t *testing.T) string {
-			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", Audience: jwt.ClaimStrings{"switchboard"}})
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", Audience: jwt.ClaimStrings{"switchboard"}, ExpiresAt: at(time.Hour)})
 		}, wantUser: "alice"},
 		{name: "one of several audiences", audience: "switchboard", token: func(t *testing.T) string {
-			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", Audience: jwt.ClaimStrings{"other", "switchboard"}})
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", Audience: jwt.ClaimStrings{"other", "switchboard"}, ExpiresAt: at(time.Hour)})
 		}, wantUser: "alice"},
 		{name: "audience ignored when none configured", token: func(t *testing.T) string {
-			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", Audience: jwt.ClaimStrings{"anything"}})
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", Audience: jwt.ClaimStrings{"anything"}, ExpiresAt: at(time.Hour)})
 		}, wantUser: "alice"},
 
 		{name: "no token", token: func(*testing.T) string { return "" }, wantErr: auth.ErrNoToken},
@@ -151,20 +148,53 @@ func TestVerify(t *testing.T) {
 		{name: "sub not a string", token: func(t *testing.T) string {
 			return craft(t, map[string]any{"alg": "HS256", "typ": "JWT"}, map[string]any{"sub": 42}, secret, true)
 		}, wantErr: auth.ErrMalformed},
+
+		// Tokens that never expire, and user ids that are no ids.
+		{name: "no exp", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "bob"})
+		}, wantErr: auth.ErrNoExpiry},
+		{name: "exp null", token: func(t *testing.T) string {
+			return craft(t, map[string]any{"alg": "HS256", "typ": "JWT"}, map[string]any{"sub": "bob", "exp": nil}, secret, true)
+		}, wantErr: auth.ErrNoExpiry},
+		{name: "sub of 256 bytes", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{Subject: strings.Repeat("é", 128), ExpiresAt: at(time.Hour)})
+		}, wantUser: strings.Repeat("é", 128)},
+		{name: "sub of 257 bytes", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{Subject: strings.Repeat("a", 257), ExpiresAt: at(time.Hour)})
+		}, wantErr: auth.ErrSubject},
+		{name: "sub with a newline", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice\n{\"level\":\"error\"}", ExpiresAt: at(time.Hour)})
+		}, wantErr: auth.ErrSubject},
+		{name: "sub with NUL", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "ali\x00ce", ExpiresAt: at(time.Hour)})
+		}, wantErr: auth.ErrSubject},
+		{name: "sub with a C1 control", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "ali\u0085ce", ExpiresAt: at(time.Hour)})
+		}, wantErr: auth.ErrSubject},
+		{name: "sub with a bidi override", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice\u202egnp.exe", ExpiresAt: at(time.Hour)})
+		}, wantErr: auth.ErrSubject},
+		{name: "sub with spaces and symbols", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "user 42 / é ✓", ExpiresAt: at(time.Hour)})
+		}, wantUser: "user 42 / é ✓"},
+		{name: "token over 4 KiB", token: func(t *testing.T) string {
+			return sign(t, secret, jwt.RegisteredClaims{Subject: "alice", ExpiresAt: at(time.Hour), ID: strings.Repeat("x", auth.MaxTokenLen)})
+		}, wantErr: auth.ErrTooLong},
+		{name: "4 KiB of garbage", token: func(*testing.T) string { return strings.Repeat("a.", auth.MaxTokenLen) }, wantErr: auth.ErrTooLong},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			v := auth.NewVerifier(secret, tt.audience)
 			tok := tt.token(t)
-			user, err := v.Verify(tok)
+			claims, err := v.Verify(tok)
 			if tt.wantErr == nil {
-				if err != nil || user != tt.wantUser {
-					t.Fatalf("Verify = %q, %v; want %q, nil", user, err, tt.wantUser)
+				if err != nil || claims.User != tt.wantUser || claims.Expires.IsZero() {
+					t.Fatalf("Verify = %+v, %v; want user %q with an expiry, nil", claims, err, tt.wantUser)
 				}
 				return
 			}
-			if user != "" {
-				t.Errorf("Verify returned user %q with an error", user)
+			if claims != (auth.Claims{}) {
+				t.Errorf("Verify returned claims %+v with an error", claims)
 			}
 			var ae *auth.Error
 			if !errors.As(err, &ae) {
@@ -235,9 +265,9 @@ func TestVerifyFromRequest(t *testing.T) {
 		if r.query != "" {
 			req.URL.RawQuery = url.Values{"token": {r.query}}.Encode()
 		}
-		user, err := v.Verify(auth.FromRequest(req))
-		if err != nil || user != "alice" {
-			t.Errorf("header %q query %q: Verify = %q, %v; want alice", r.header, r.query, user, err)
+		claims, err := v.Verify(auth.FromRequest(req))
+		if err != nil || claims.User != "alice" {
+			t.Errorf("header %q query %q: Verify = %+v, %v; want alice", r.header, r.query, claims, err)
 		}
 	}
 	if _, err := v.Verify(auth.FromRequest(httptest.NewRequest("GET", "/socket", nil))); err != auth.ErrNoToken {
@@ -253,7 +283,6 @@ func TestMintRoundTrip(t *testing.T) {
 		wantExp bool
 	}{
 		{"with ttl", "alice", time.Hour, true},
-		{"without ttl", "bob", 0, false},
 		{"odd user id", "user/é 1", time.Minute, true},
 	}
 	for _, tt := range tests {
@@ -262,9 +291,9 @@ func TestMintRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			user, err := auth.NewVerifier(secret, "").Verify(tok)
-			if err != nil || user != tt.user {
-				t.Fatalf("Verify(Mint) = %q, %v; want %q", user, err, tt.user)
+			got, err := auth.NewVerifier(secret, "").Verify(tok)
+			if err != nil || got.User != tt.user {
+				t.Fatalf("Verify(Mint) = %+v, %v; want %q", got, err, tt.user)
 			}
 			if _, err := auth.NewVerifier("other", "").Verify(tok); err != auth.ErrBadSignature {
 				t.Errorf("Verify with another secret = %v, want ErrBadSignature", err)
@@ -286,6 +315,14 @@ func TestMintRoundTrip(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMintNeverExpiringAttack: Mint will not make a token that never
+// expires, which could never be revoked.
+func TestMintNeverExpiringAttack(t *testing.T) {
+	if tok, err := auth.Mint(secret, "alice", 0); err == nil {
+		t.Fatalf("Mint with ttl 0 = %q, want an error", tok)
 	}
 }
 
@@ -318,19 +355,34 @@ func FuzzVerify(f *testing.F) {
 	f.Add("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSJ9.")
 	f.Add(good + "x")
 	f.Add(strings.Replace(good, ".", "..", 1))
+	// Signed with the secret, so the fuzzer starts past the signature:
+	// no exp, a sub with a control character, a sub too long, and a token
+	// just over the length limit.
+	for _, c := range []jwt.RegisteredClaims{
+		{Subject: "alice"},
+		{Subject: "al\nice", ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))},
+		{Subject: strings.Repeat("a", auth.MaxUserLen+1), ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))},
+		{Subject: "alice", ID: strings.Repeat("x", auth.MaxTokenLen), ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))},
+	} {
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(secret))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(tok)
+	}
 	v := auth.NewVerifier(secret, "")
 	other := auth.NewVerifier("not-"+secret, "")
 	f.Fuzz(func(t *testing.T, tok string) {
-		user, err := v.Verify(tok)
+		claims, err := v.Verify(tok)
 		if err != nil {
 			var ae *auth.Error
-			if !errors.As(err, &ae) || user != "" {
-				t.Fatalf("Verify(%q) = %q, %v (%T); want \"\" and an *auth.Error", tok, user, err, err)
+			if !errors.As(err, &ae) || claims != (auth.Claims{}) {
+				t.Fatalf("Verify(%q) = %+v, %v (%T); want no claims and an *auth.Error", tok, claims, err, err)
 			}
 			return
 		}
-		if user == "" {
-			t.Fatalf("Verify(%q) accepted an empty user", tok)
+		if len(tok) > auth.MaxTokenLen || !auth.ValidUser(claims.User) || claims.Expires.IsZero() {
+			t.Fatalf("Verify(%q) accepted %+v: too long, a bad user or no expiry", tok, claims)
 		}
 		if _, err := other.Verify(tok); err == nil {
 			t.Fatalf("Verify(%q) accepted it under two secrets", tok)

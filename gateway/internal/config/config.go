@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/netip"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -18,37 +20,60 @@ import (
 	"github.com/switchboard/switchboard/proto"
 )
 
-// DevSecret is the JWT secret used in dev mode when GATEWAY_JWT_SECRET is not
-// set. It is public: never run dev mode where tokens matter.
+// DevSecret is the JWT secret of dev mode, the only one it accepts. It is
+// public, so it is refused outside dev mode: a gateway that accepted it
+// would accept tokens anyone can mint.
 const DevSecret = "switchboard-dev-secret-do-not-use-in-production"
+
+// MinSecretLen is the shortest JWT secret accepted outside dev mode: 32
+// bytes, the size of the HS256 output, as RFC 7518 section 3.2 asks. A
+// shorter secret can be guessed offline from any one token.
+const MinSecretLen = 32
+
+// DevAddr is the client address in dev mode when GATEWAY_ADDR is not set:
+// loopback only, since dev mode hands out tokens for any user.
+const DevAddr = "127.0.0.1:7999"
 
 // Config is everything one gateway process (supervisor or worker) needs.
 type Config struct {
-	Addr            string        // GATEWAY_ADDR: client WebSocket + HTTP address
-	Workers         int           // GATEWAY_WORKERS: worker processes
-	JWTSecret       string        // GATEWAY_JWT_SECRET: HS256 secret
-	JWTAudience     string        // GATEWAY_JWT_AUDIENCE: required "aud" when set
-	NATSURL         string        // NATS_URL
-	RedisURL        string        // REDIS_URL
-	MaxFrame        int64         // GATEWAY_MAX_FRAME: max client message in bytes
-	HandlerTimeout  time.Duration // GATEWAY_HANDLER_TIMEOUT
-	AllowedOrigins  []string      // GATEWAY_ALLOWED_ORIGINS; nil = own host only ("*" = any)
-	Dev             bool          // GATEWAY_DEV
-	LogLevel        string        // LOG_LEVEL
-	SendQueueLen    int           // GATEWAY_SEND_QUEUE: max frames queued per socket
-	SendQueueBytes  int           // GATEWAY_SEND_QUEUE_BYTES: max bytes queued per socket
-	MaxInFlight     int           // GATEWAY_MAX_INFLIGHT: handler requests in flight per socket
-	FanoutQueue     int           // GATEWAY_FANOUT_QUEUE: dispatches read from Redis and not yet delivered, per worker
-	WorkerInFlight  int           // GATEWAY_WORKER_INFLIGHT: handler requests in flight per worker; 0 = no limit
-	RateLimit       float64       // GATEWAY_RATE_LIMIT: envelopes per second per socket; 0 = unlimited
-	RateBurst       float64       // GATEWAY_RATE_BURST: envelopes a socket may send at once
-	RateCloseAfter  int           // GATEWAY_RATE_CLOSE_AFTER: refusals within 10s that close the socket; 0 = never
-	ShutdownTimeout time.Duration // GATEWAY_SHUTDOWN_TIMEOUT: graceful stop deadline
-	MetricsAddr     string        // GATEWAY_METRICS_ADDR: the supervisor's /metrics; "" (set as "off") = none
-	MaxConns        int           // GATEWAY_MAX_CONNS: sockets per worker; 0 = unlimited
-	MaxConnsPerUser int           // GATEWAY_MAX_CONNS_PER_USER: sockets of one user per worker; 0 = unlimited
-	HistoryWindow   time.Duration // HISTORY_WINDOW: recovery on (> 0) or off (0); handlers-svc keeps the events
-	MaxReplay       int           // GATEWAY_MAX_REPLAY: most events replayed on one resume
+	Addr                string        // GATEWAY_ADDR: client WebSocket + HTTP address
+	Workers             int           // GATEWAY_WORKERS: worker processes
+	JWTSecret           string        // GATEWAY_JWT_SECRET: HS256 secret (Load reads it from JWTSecretFile when that is set)
+	JWTAudience         string        // GATEWAY_JWT_AUDIENCE: required "aud" when set
+	NATSURL             string        // NATS_URL
+	RedisURL            string        // REDIS_URL
+	MaxFrame            int64         // GATEWAY_MAX_FRAME: max client message in bytes
+	HandlerTimeout      time.Duration // GATEWAY_HANDLER_TIMEOUT
+	AllowedOrigins      []string      // GATEWAY_ALLOWED_ORIGINS; nil = own host only ("*" = any)
+	Dev                 bool          // GATEWAY_DEV
+	LogLevel            string        // LOG_LEVEL
+	SendQueueLen        int           // GATEWAY_SEND_QUEUE: max frames queued per socket
+	SendQueueBytes      int           // GATEWAY_SEND_QUEUE_BYTES: max bytes queued per socket
+	MaxInFlight         int           // GATEWAY_MAX_INFLIGHT: handler requests in flight per socket
+	FanoutQueue         int           // GATEWAY_FANOUT_QUEUE: dispatches read from Redis and not yet delivered, per worker
+	FanoutQueueBytes    int64         // GATEWAY_FANOUT_QUEUE_BYTES: bytes of those, per worker
+	WorkerInFlight      int           // GATEWAY_WORKER_INFLIGHT: handler requests in flight per worker; 0 = no limit
+	RateLimit           float64       // GATEWAY_RATE_LIMIT: envelopes per second per socket; 0 = unlimited
+	RateBurst           float64       // GATEWAY_RATE_BURST: envelopes a socket may send at once
+	RateCloseAfter      int           // GATEWAY_RATE_CLOSE_AFTER: refusals within 10s that close the socket; 0 = never
+	UserRateLimit       float64       // GATEWAY_USER_RATE_LIMIT: envelopes per second a user's sockets on a worker share; 0 = unlimited
+	UserRateBurst       int           // GATEWAY_USER_RATE_BURST: envelopes a user's sockets may send at once
+	WorkerInFlightBytes int64         // GATEWAY_WORKER_INFLIGHT_BYTES: bytes of args in flight per worker; 0 = no limit
+	ShutdownTimeout     time.Duration // GATEWAY_SHUTDOWN_TIMEOUT: graceful stop deadline
+	MetricsAddr         string        // GATEWAY_METRICS_ADDR: the supervisor's /metrics; "" (set as "off") = none
+	MaxConns            int           // GATEWAY_MAX_CONNS: sockets per worker; 0 = unlimited
+	MaxConnsPerUser     int           // GATEWAY_MAX_CONNS_PER_USER: sockets of one user per worker; 0 = unlimited
+	HistoryWindow       time.Duration // HISTORY_WINDOW: recovery on (> 0) or off (0); handlers-svc keeps the events
+	MaxReplay           int           // GATEWAY_MAX_REPLAY: most events replayed on one resume
+
+	// Security settings (docs/security.md).
+	JWTSecretFile  string         // GATEWAY_JWT_SECRET_FILE: a file holding the secret, instead of GATEWAY_JWT_SECRET
+	DevTokenNets   []netip.Prefix // GATEWAY_DEV_TOKEN_NETS: networks besides loopback whose clients /dev/token answers
+	MetricsCache   time.Duration  // GATEWAY_METRICS_CACHE: how long the admin /metrics reuses one read of the workers
+	IPPending      int            // GATEWAY_IP_PENDING: connections of one address without request headers, per worker; 0 = no cap
+	IPUpgradeRate  float64        // GATEWAY_IP_UPGRADE_RATE: requests for /socket per second per address, per worker; 0 = no limit
+	IPUpgradeBurst int            // GATEWAY_IP_UPGRADE_BURST: requests for /socket one address may make at once
+	NATSCreds      string         // NATS_CREDS: a NATS credentials file (user JWT and NKey seed); "" = none
 
 	// Set by the supervisor in each worker's environment; not settings, so
 	// neither flags nor in Environ.
@@ -77,42 +102,89 @@ const (
 // Default returns the configuration with every default of the contract.
 func Default() Config {
 	return Config{
-		Addr:            ":7999",
-		Workers:         runtime.NumCPU(),
-		NATSURL:         "nats://127.0.0.1:4222",
-		RedisURL:        "redis://127.0.0.1:6379/0",
-		MaxFrame:        65536,
-		HandlerTimeout:  5 * time.Second,
-		LogLevel:        "info",
-		SendQueueLen:    1024,
-		SendQueueBytes:  1 << 20,
-		MaxInFlight:     64,
-		FanoutQueue:     32768,
-		WorkerInFlight:  8192,
-		RateLimit:       50,
-		RateBurst:       100,
-		RateCloseAfter:  50,
-		ShutdownTimeout: 10 * time.Second,
-		MaxConns:        50000,
-		MaxConnsPerUser: 64,
-		HistoryWindow:   proto.DefaultHistoryWindow,
-		MaxReplay:       1000,
+		Addr:                ":7999",
+		Workers:             runtime.NumCPU(),
+		NATSURL:             "nats://127.0.0.1:4222",
+		RedisURL:            "redis://127.0.0.1:6379/0",
+		MaxFrame:            65536,
+		HandlerTimeout:      5 * time.Second,
+		LogLevel:            "info",
+		SendQueueLen:        1024,
+		SendQueueBytes:      1 << 20,
+		MaxInFlight:         64,
+		FanoutQueue:         32768,
+		FanoutQueueBytes:    64 << 20,
+		WorkerInFlight:      8192,
+		RateLimit:           50,
+		RateBurst:           100,
+		RateCloseAfter:      50,
+		UserRateLimit:       100,
+		UserRateBurst:       200,
+		WorkerInFlightBytes: 64 << 20,
+		ShutdownTimeout:     10 * time.Second,
+		MaxConns:            50000,
+		MaxConnsPerUser:     64,
+		HistoryWindow:       proto.DefaultHistoryWindow,
+		MaxReplay:           1000,
 		// Next to the client port, and away from 9090 (Prometheus itself)
-		// and the 9100-9999 range its exporters have allocated.
-		MetricsAddr: ":7998",
+		// and the 9100-9999 range its exporters have allocated. Loopback
+		// only: the admin port has no authentication, so exposing it is a
+		// decision (compose makes it, inside its own network).
+		MetricsAddr: "127.0.0.1:7998",
 		WorkerIndex: -1,
+
+		// One read of the workers' metrics per second at most, however
+		// often /metrics is scraped.
+		MetricsCache: time.Second,
+		// Per client address and worker: a slowloris client holds at most
+		// 64 connections without headers (besides those of the last
+		// half second), and one address may try 50 upgrades a second,
+		// 200 at once (a NAT of many users reconnecting after a restart
+		// spreads over a few seconds).
+		IPPending:      64,
+		IPUpgradeRate:  50,
+		IPUpgradeBurst: 200,
 	}
 }
 
 // Load returns Default overridden by the environment (through getenv) and
-// then by flags in args, validated. Each setting's flag is its environment
-// name in lower case with dashes: GATEWAY_ADDR is -gateway-addr.
+// then by flags in args, with the secret read from GATEWAY_JWT_SECRET_FILE
+// when that is set (or the dev secret in dev mode when neither is),
+// validated. Each setting's flag is its environment name in lower case with
+// dashes: GATEWAY_ADDR is -gateway-addr.
 func Load(args []string, getenv func(string) string) (Config, error) {
 	c, err := Parse(args, getenv)
 	if err != nil {
 		return c, err
 	}
+	if err := c.resolveSecret(); err != nil {
+		return c, err
+	}
 	return c, c.Validate()
+}
+
+// resolveSecret reads the secret file, if one is set, into JWTSecret, and
+// gives dev mode its secret when none is set.
+func (c *Config) resolveSecret() error {
+	if c.JWTSecretFile != "" {
+		if c.JWTSecret != "" {
+			return errors.New("GATEWAY_JWT_SECRET and GATEWAY_JWT_SECRET_FILE are both set: set one")
+		}
+		b, err := os.ReadFile(c.JWTSecretFile)
+		if err != nil {
+			return fmt.Errorf("GATEWAY_JWT_SECRET_FILE: %w", err)
+		}
+		// A file written by echo or an editor ends with a line break that
+		// is no part of the secret.
+		c.JWTSecret = strings.TrimRight(string(b), "\r\n")
+		if c.JWTSecret == "" {
+			return fmt.Errorf("GATEWAY_JWT_SECRET_FILE: %s is empty", c.JWTSecretFile)
+		}
+	}
+	if c.JWTSecret == "" && c.Dev {
+		c.JWTSecret = DevSecret
+	}
+	return nil
 }
 
 // Parse is Load without Validate, for commands that need only some
@@ -123,28 +195,32 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	c := Default()
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	var origins string
-	vars := c.settings(&origins)
+	var origins, devNets string
+	vars := c.settings(&origins, &devNets)
+	addrSet := false
 	for _, v := range vars {
 		if s := getenv(v.env); s != "" {
 			if err := v.value.Set(s); err != nil {
 				return c, fmt.Errorf("%s=%q: %w", v.env, s, err)
 			}
+			addrSet = addrSet || v.env == "GATEWAY_ADDR"
 		}
 		fs.Var(v.value, FlagName(v.env), "same as $"+v.env)
 	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
-	if origins != "" {
-		for _, o := range strings.Split(origins, ",") {
-			if o = strings.TrimSpace(o); o != "" {
-				c.AllowedOrigins = append(c.AllowedOrigins, o)
-			}
-		}
+	fs.Visit(func(f *flag.Flag) { addrSet = addrSet || f.Name == FlagName("GATEWAY_ADDR") })
+	if c.Dev && !addrSet {
+		c.Addr = DevAddr
 	}
-	if c.JWTSecret == "" && c.Dev {
-		c.JWTSecret = DevSecret
+	c.AllowedOrigins = list(origins)
+	for _, n := range list(devNets) {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			return c, fmt.Errorf("GATEWAY_DEV_TOKEN_NETS: %q is not a network such as 172.16.0.0/12", n)
+		}
+		c.DevTokenNets = append(c.DevTokenNets, p.Masked())
 	}
 	if s := getenv(WorkerIndexEnv); s != "" {
 		n, err := strconv.Atoi(s)
@@ -159,14 +235,38 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	return c, nil
 }
 
+// list splits a comma-separated setting, dropping spaces and empty items;
+// nil when there are none.
+func list(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
 // Environ returns every setting of a loaded Config as KEY=value. The
 // supervisor hands its settings to workers this way rather than as flags,
 // so a secret given as a flag does not show on every worker's command line.
+// A secret read from GATEWAY_JWT_SECRET_FILE is not among them: the workers
+// read the file themselves, and GATEWAY_JWT_SECRET is handed on empty
+// (unset), so the secret is in no process's environment.
 func (c Config) Environ() []string {
 	origins := strings.Join(c.AllowedOrigins, ",")
-	vars := c.settings(&origins)
+	nets := make([]string, len(c.DevTokenNets))
+	for i, n := range c.DevTokenNets {
+		nets[i] = n.String()
+	}
+	devNets := strings.Join(nets, ",")
+	vars := c.settings(&origins, &devNets)
 	env := make([]string, 0, len(vars))
 	for _, v := range vars {
+		if v.env == "GATEWAY_JWT_SECRET" && c.JWTSecretFile != "" {
+			env = append(env, v.env+"=")
+			continue
+		}
 		env = append(env, v.env+"="+v.value.String())
 	}
 	return env
@@ -177,13 +277,15 @@ type setting struct {
 	value flag.Value
 }
 
-// settings lists every setting with the field it sets; origins stands in
-// for AllowedOrigins, which is parsed from it.
-func (c *Config) settings(origins *string) []setting {
+// settings lists every setting with the field it sets; origins and
+// devNets stand in for AllowedOrigins and DevTokenNets, which are parsed
+// from them.
+func (c *Config) settings(origins, devNets *string) []setting {
 	return []setting{
 		{"GATEWAY_ADDR", (*stringValue)(&c.Addr)},
 		{"GATEWAY_WORKERS", (*intValue)(&c.Workers)},
 		{"GATEWAY_JWT_SECRET", (*stringValue)(&c.JWTSecret)},
+		{"GATEWAY_JWT_SECRET_FILE", (*stringValue)(&c.JWTSecretFile)},
 		{"GATEWAY_JWT_AUDIENCE", (*stringValue)(&c.JWTAudience)},
 		{"NATS_URL", (*stringValue)(&c.NATSURL)},
 		{"REDIS_URL", (*stringValue)(&c.RedisURL)},
@@ -196,16 +298,26 @@ func (c *Config) settings(origins *string) []setting {
 		{"GATEWAY_SEND_QUEUE_BYTES", (*intValue)(&c.SendQueueBytes)},
 		{"GATEWAY_MAX_INFLIGHT", (*intValue)(&c.MaxInFlight)},
 		{"GATEWAY_FANOUT_QUEUE", (*intValue)(&c.FanoutQueue)},
+		{"GATEWAY_FANOUT_QUEUE_BYTES", (*int64Value)(&c.FanoutQueueBytes)},
 		{"GATEWAY_WORKER_INFLIGHT", (*intValue)(&c.WorkerInFlight)},
 		{"GATEWAY_RATE_LIMIT", (*float64Value)(&c.RateLimit)},
 		{"GATEWAY_RATE_BURST", (*float64Value)(&c.RateBurst)},
 		{"GATEWAY_RATE_CLOSE_AFTER", (*intValue)(&c.RateCloseAfter)},
+		{"GATEWAY_USER_RATE_LIMIT", (*float64Value)(&c.UserRateLimit)},
+		{"GATEWAY_USER_RATE_BURST", (*intValue)(&c.UserRateBurst)},
+		{"GATEWAY_WORKER_INFLIGHT_BYTES", (*int64Value)(&c.WorkerInFlightBytes)},
 		{"GATEWAY_SHUTDOWN_TIMEOUT", (*durationValue)(&c.ShutdownTimeout)},
 		{"GATEWAY_METRICS_ADDR", (*offValue)(&c.MetricsAddr)},
 		{"GATEWAY_MAX_CONNS", (*intValue)(&c.MaxConns)},
 		{"GATEWAY_MAX_CONNS_PER_USER", (*intValue)(&c.MaxConnsPerUser)},
 		{"HISTORY_WINDOW", (*durationValue)(&c.HistoryWindow)},
 		{"GATEWAY_MAX_REPLAY", (*intValue)(&c.MaxReplay)},
+		{"GATEWAY_DEV_TOKEN_NETS", (*stringValue)(devNets)},
+		{"GATEWAY_METRICS_CACHE", (*durationValue)(&c.MetricsCache)},
+		{"GATEWAY_IP_PENDING", (*intValue)(&c.IPPending)},
+		{"GATEWAY_IP_UPGRADE_RATE", (*float64Value)(&c.IPUpgradeRate)},
+		{"GATEWAY_IP_UPGRADE_BURST", (*intValue)(&c.IPUpgradeBurst)},
+		{"NATS_CREDS", (*stringValue)(&c.NATSCreds)},
 	}
 }
 
@@ -215,8 +327,8 @@ func FlagName(env string) string { return strings.ReplaceAll(strings.ToLower(env
 // Validate reports every setting that cannot work, joined into one error.
 func (c Config) Validate() error {
 	var errs []error
-	if c.JWTSecret == "" {
-		errs = append(errs, errors.New("GATEWAY_JWT_SECRET is required (or set GATEWAY_DEV=1 for the dev secret)"))
+	if err := c.validateSecret(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("GATEWAY_WORKERS must be at least 1, got %d", c.Workers))
@@ -242,6 +354,9 @@ func (c Config) Validate() error {
 	if c.WorkerInFlight < 0 {
 		errs = append(errs, errors.New("GATEWAY_WORKER_INFLIGHT must not be negative"))
 	}
+	if c.FanoutQueueBytes < 64<<10 {
+		errs = append(errs, fmt.Errorf("GATEWAY_FANOUT_QUEUE_BYTES must be at least 65536, got %d", c.FanoutQueueBytes))
+	}
 	if c.FanoutQueue < 64 {
 		errs = append(errs, fmt.Errorf("GATEWAY_FANOUT_QUEUE must be at least 64, got %d", c.FanoutQueue))
 	}
@@ -252,8 +367,26 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("GATEWAY_SHUTDOWN_TIMEOUT must be positive"))
 	}
+	if !(c.UserRateLimit >= 0) || math.IsInf(c.UserRateLimit, 0) || (c.UserRateLimit > 0 && c.UserRateBurst < 1) {
+		errs = append(errs, errors.New("GATEWAY_USER_RATE_LIMIT must not be negative, and GATEWAY_USER_RATE_BURST must be at least 1"))
+	}
+	if c.WorkerInFlightBytes < 0 {
+		errs = append(errs, errors.New("GATEWAY_WORKER_INFLIGHT_BYTES must not be negative (0 = no limit)"))
+	}
 	if c.MaxConns < 0 || c.MaxConnsPerUser < 0 {
 		errs = append(errs, errors.New("GATEWAY_MAX_CONNS and GATEWAY_MAX_CONNS_PER_USER must not be negative (0 = unlimited)"))
+	}
+	if c.NATSCreds != "" {
+		if _, err := os.Stat(c.NATSCreds); err != nil {
+			errs = append(errs, fmt.Errorf("NATS_CREDS: %w", err))
+		}
+	}
+	if c.MetricsCache < 0 {
+		errs = append(errs, errors.New("GATEWAY_METRICS_CACHE must not be negative"))
+	}
+	if c.IPPending < 0 || !(c.IPUpgradeRate >= 0) || math.IsInf(c.IPUpgradeRate, 0) ||
+		(c.IPUpgradeRate > 0 && c.IPUpgradeBurst < 1) {
+		errs = append(errs, errors.New("GATEWAY_IP_PENDING and GATEWAY_IP_UPGRADE_RATE must not be negative (0 = none), and GATEWAY_IP_UPGRADE_BURST must be at least 1"))
 	}
 	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL: %w", err))
@@ -265,6 +398,27 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("GATEWAY_MAX_REPLAY must be at least 1, got %d", c.MaxReplay))
 	}
 	return errors.Join(errs...)
+}
+
+// validateSecret checks the JWT secret against the mode: dev mode takes
+// the public dev secret only, so /dev/token can never mint tokens that a
+// production gateway with the same configuration would accept; outside
+// dev mode the dev secret and short secrets are refused.
+func (c Config) validateSecret() error {
+	switch {
+	case c.Dev && c.JWTSecret != DevSecret:
+		return errors.New("GATEWAY_DEV=1 accepts no secret but the public dev secret, since /dev/token mints tokens for anyone: " +
+			"unset GATEWAY_JWT_SECRET and GATEWAY_JWT_SECRET_FILE, or turn dev mode off")
+	case c.Dev:
+		return nil
+	case c.JWTSecret == "":
+		return errors.New("GATEWAY_JWT_SECRET (or GATEWAY_JWT_SECRET_FILE) is required (or set GATEWAY_DEV=1 for the dev secret)")
+	case c.JWTSecret == DevSecret:
+		return errors.New("GATEWAY_JWT_SECRET is the public dev secret, which is refused outside dev mode: set a secret of your own")
+	case len(c.JWTSecret) < MinSecretLen:
+		return fmt.Errorf("GATEWAY_JWT_SECRET must be at least %d bytes, got %d: e.g. openssl rand -base64 48", MinSecretLen, len(c.JWTSecret))
+	}
+	return nil
 }
 
 type stringValue string

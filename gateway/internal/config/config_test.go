@@ -1,6 +1,9 @@
 package config_test
 
 import (
+	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"runtime"
 	"strings"
@@ -9,6 +12,9 @@ import (
 
 	"github.com/switchboard/switchboard/gateway/internal/config"
 )
+
+// goodSecret is a secret of the length production requires.
+const goodSecret = "0123456789abcdef0123456789abcdef"
 
 // env returns a getenv over m.
 func env(m map[string]string) func(string) string {
@@ -23,6 +29,7 @@ func TestDefaultIsTheContract(t *testing.T) {
 		got, want any
 	}{
 		{"Addr", c.Addr, ":7999"},
+		{"MetricsAddr", c.MetricsAddr, "127.0.0.1:7998"},
 		{"Workers", c.Workers, runtime.NumCPU()},
 		{"JWTSecret", c.JWTSecret, ""},
 		{"JWTAudience", c.JWTAudience, ""},
@@ -33,6 +40,8 @@ func TestDefaultIsTheContract(t *testing.T) {
 		{"AllowedOrigins", c.AllowedOrigins, []string(nil)},
 		{"Dev", c.Dev, false},
 		{"LogLevel", c.LogLevel, "info"},
+		{"HistoryWindow", c.HistoryWindow, 120 * time.Second},
+		{"MaxReplay", c.MaxReplay, 1000},
 		// Extensions.
 		{"MaxConns", c.MaxConns, 50000},
 		{"MaxConnsPerUser", c.MaxConnsPerUser, 64},
@@ -43,19 +52,19 @@ func TestDefaultIsTheContract(t *testing.T) {
 		}
 	}
 	// Everything but the secret is valid out of the box.
-	c.JWTSecret = "s"
+	c.JWTSecret = goodSecret
 	if err := c.Validate(); err != nil {
 		t.Errorf("Default() with a secret: Validate = %v", err)
 	}
 }
 
 func TestLoadWithOnlySecretIsDefault(t *testing.T) {
-	c, err := config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET": "s"}))
+	c, err := config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET": goodSecret}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := config.Default()
-	want.JWTSecret = "s"
+	want.JWTSecret = goodSecret
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Load = %+v, want %+v", c, want)
 	}
@@ -86,10 +95,16 @@ func TestEnvOverrides(t *testing.T) {
 		{"GATEWAY_SHUTDOWN_TIMEOUT", "3s", func(c config.Config) any { return c.ShutdownTimeout }, 3 * time.Second},
 		{"GATEWAY_MAX_CONNS", "0", func(c config.Config) any { return c.MaxConns }, 0},
 		{"GATEWAY_MAX_CONNS_PER_USER", "3", func(c config.Config) any { return c.MaxConnsPerUser }, 3},
+		{"HISTORY_WINDOW", "0", func(c config.Config) any { return c.HistoryWindow }, time.Duration(0)},
+		{"GATEWAY_MAX_REPLAY", "50", func(c config.Config) any { return c.MaxReplay }, 50},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env+"="+tt.value, func(t *testing.T) {
-			c, err := config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET": "s", tt.env: tt.value}))
+			e := map[string]string{"GATEWAY_JWT_SECRET": goodSecret, tt.env: tt.value}
+			if tt.env == "GATEWAY_DEV" {
+				delete(e, "GATEWAY_JWT_SECRET") // dev mode takes the dev secret only
+			}
+			c, err := config.Load(nil, env(e))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,7 +119,7 @@ func TestFlagsOverrideEnv(t *testing.T) {
 	getenv := env(map[string]string{
 		"GATEWAY_ADDR":            ":1111",
 		"GATEWAY_WORKERS":         "2",
-		"GATEWAY_JWT_SECRET":      "from-env",
+		"GATEWAY_JWT_SECRET":      "from-env-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
 		"NATS_URL":                "nats://env:4222",
 		"REDIS_URL":               "redis://env:6379/0",
 		"GATEWAY_MAX_FRAME":       "2048",
@@ -115,13 +130,12 @@ func TestFlagsOverrideEnv(t *testing.T) {
 	c, err := config.Load([]string{
 		"-gateway-addr", ":2222",
 		"-gateway-workers=5",
-		"-gateway-jwt-secret", "from-flag",
+		"-gateway-jwt-secret", "from-flag-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
 		"-nats-url", "nats://flag:4222",
 		"-redis-url", "redis://flag:6379/1",
 		"-gateway-max-frame", "4096",
 		"-gateway-handler-timeout", "2s",
 		"-gateway-allowed-origins", "https://flag.example, https://two.example",
-		"-gateway-dev",
 		"-log-level", "error",
 	}, getenv)
 	if err != nil {
@@ -130,13 +144,12 @@ func TestFlagsOverrideEnv(t *testing.T) {
 	want := config.Default()
 	want.Addr = ":2222"
 	want.Workers = 5
-	want.JWTSecret = "from-flag"
+	want.JWTSecret = "from-flag-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 	want.NATSURL = "nats://flag:4222"
 	want.RedisURL = "redis://flag:6379/1"
 	want.MaxFrame = 4096
 	want.HandlerTimeout = 2 * time.Second
 	want.AllowedOrigins = []string{"https://flag.example", "https://two.example"}
-	want.Dev = true
 	want.LogLevel = "error"
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Load =\n%+v\nwant\n%+v", c, want)
@@ -170,7 +183,7 @@ func TestAllowedOrigins(t *testing.T) {
 		{" , ", nil},
 	}
 	for _, tt := range tests {
-		c, err := config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_ALLOWED_ORIGINS": tt.in}))
+		c, err := config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_ALLOWED_ORIGINS": tt.in}))
 		if err != nil {
 			t.Fatalf("%q: %v", tt.in, err)
 		}
@@ -182,15 +195,16 @@ func TestAllowedOrigins(t *testing.T) {
 
 func TestDevMode(t *testing.T) {
 	tests := []struct {
-		name       string
-		env        map[string]string
-		args       []string
-		wantSecret string
+		name     string
+		env      map[string]string
+		args     []string
+		wantAddr string
 	}{
-		{"dev without secret gets DevSecret", map[string]string{"GATEWAY_DEV": "1"}, nil, config.DevSecret},
-		{"dev flag without secret gets DevSecret", nil, []string{"-gateway-dev"}, config.DevSecret},
-		{"dev keeps a configured secret", map[string]string{"GATEWAY_DEV": "1", "GATEWAY_JWT_SECRET": "mine"}, nil, "mine"},
-		{"not dev keeps the secret", map[string]string{"GATEWAY_JWT_SECRET": "mine"}, nil, "mine"},
+		{"dev without secret gets DevSecret", map[string]string{"GATEWAY_DEV": "1"}, nil, config.DevAddr},
+		{"dev flag without secret gets DevSecret", nil, []string{"-gateway-dev"}, config.DevAddr},
+		{"dev with the dev secret set", map[string]string{"GATEWAY_DEV": "1", "GATEWAY_JWT_SECRET": config.DevSecret}, nil, config.DevAddr},
+		{"dev keeps an address from the environment", map[string]string{"GATEWAY_DEV": "1", "GATEWAY_ADDR": ":7999"}, nil, ":7999"},
+		{"dev keeps an address from a flag", nil, []string{"-gateway-dev", "-gateway-addr=0.0.0.0:8000"}, "0.0.0.0:8000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -198,13 +212,110 @@ func TestDevMode(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.JWTSecret != tt.wantSecret {
-				t.Errorf("JWTSecret = %q, want %q", c.JWTSecret, tt.wantSecret)
+			if c.JWTSecret != config.DevSecret {
+				t.Errorf("JWTSecret = %q, want the dev secret", c.JWTSecret)
+			}
+			if c.Addr != tt.wantAddr {
+				t.Errorf("Addr = %q, want %q", c.Addr, tt.wantAddr)
 			}
 		})
 	}
 	if _, err := config.Load(nil, env(map[string]string{"GATEWAY_DEV": "0"})); err == nil {
 		t.Error("GATEWAY_DEV=0 without a secret: Load succeeded, want an error")
+	}
+}
+
+// TestDevSecretAttack: a real secret next to GATEWAY_DEV=1 would let
+// /dev/token hand out production tokens for any user, so dev mode refuses
+// every secret but the dev secret; outside dev mode the public dev secret
+// and secrets too short to resist an offline guess are refused.
+func TestDevSecretAttack(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string // in the error
+	}{
+		{"dev with a real secret", map[string]string{"GATEWAY_DEV": "1", "GATEWAY_JWT_SECRET": goodSecret}, "GATEWAY_DEV"},
+		{"dev with a short secret", map[string]string{"GATEWAY_DEV": "1", "GATEWAY_JWT_SECRET": "mine"}, "GATEWAY_DEV"},
+		{"production with the dev secret", map[string]string{"GATEWAY_JWT_SECRET": config.DevSecret}, "dev secret"},
+		{"production with a 31-byte secret", map[string]string{"GATEWAY_JWT_SECRET": goodSecret[:31]}, "at least 32 bytes"},
+		{"production with a 1-byte secret", map[string]string{"GATEWAY_JWT_SECRET": "s"}, "at least 32 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Load(nil, env(tt.env))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Load = %v, want an error with %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), tt.env["GATEWAY_JWT_SECRET"]) && tt.env["GATEWAY_JWT_SECRET"] != "s" {
+				t.Errorf("the error shows the secret: %v", err)
+			}
+		})
+	}
+	c, err := config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET": goodSecret}))
+	if err != nil || c.JWTSecret != goodSecret {
+		t.Fatalf("a 32-byte secret: %v", err)
+	}
+}
+
+// TestSecretFile: GATEWAY_JWT_SECRET_FILE is read (without its final line
+// break), setting it next to GATEWAY_JWT_SECRET is an error, and the
+// workers are handed the file rather than the secret, so the secret is in
+// no process's environment.
+func TestSecretFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "secret")
+	if err := os.WriteFile(path, []byte(goodSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET_FILE": path}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.JWTSecret != goodSecret {
+		t.Fatalf("JWTSecret = %q, want the file's content without its line break", c.JWTSecret)
+	}
+	back := map[string]string{}
+	for _, kv := range c.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		back[k] = v
+		if strings.Contains(v, goodSecret) {
+			t.Errorf("Environ hands the workers the secret: %s", k)
+		}
+	}
+	again, err := config.Load(nil, env(back))
+	if err != nil || again.JWTSecret != goodSecret {
+		t.Fatalf("a worker loading Environ: secret %q, %v", again.JWTSecret, err)
+	}
+
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, e := range map[string]map[string]string{
+		"both set":        {"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_JWT_SECRET_FILE": path},
+		"missing file":    {"GATEWAY_JWT_SECRET_FILE": filepath.Join(dir, "nope")},
+		"empty file":      {"GATEWAY_JWT_SECRET_FILE": empty},
+		"dev with a file": {"GATEWAY_DEV": "1", "GATEWAY_JWT_SECRET_FILE": path},
+	} {
+		if _, err := config.Load(nil, env(e)); err == nil {
+			t.Errorf("%s: Load succeeded, want an error", name)
+		}
+	}
+}
+
+// TestDevTokenNets: GATEWAY_DEV_TOKEN_NETS is a list of networks.
+func TestDevTokenNets(t *testing.T) {
+	c, err := config.Load(nil, env(map[string]string{"GATEWAY_DEV": "1", "GATEWAY_DEV_TOKEN_NETS": "172.16.0.0/12, 10.1.2.3/8"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("172.16.0.0/12"), netip.MustParsePrefix("10.0.0.0/8")}
+	if !reflect.DeepEqual(c.DevTokenNets, want) {
+		t.Errorf("DevTokenNets = %v, want %v", c.DevTokenNets, want)
+	}
+	if _, err := config.Load(nil, env(map[string]string{"GATEWAY_DEV": "1", "GATEWAY_DEV_TOKEN_NETS": "172.16.0.0"})); err == nil {
+		t.Error("a network without its length was accepted")
 	}
 }
 
@@ -216,28 +327,30 @@ func TestLoadErrors(t *testing.T) {
 		want string // in the error
 	}{
 		{"no secret outside dev", map[string]string{}, nil, "GATEWAY_JWT_SECRET"},
-		{"workers 0", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_WORKERS": "0"}, nil, "GATEWAY_WORKERS"},
-		{"workers negative", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_WORKERS": "-2"}, nil, "GATEWAY_WORKERS"},
-		{"workers not a number", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_WORKERS": "many"}, nil, "GATEWAY_WORKERS"},
-		{"workers flag 0", map[string]string{"GATEWAY_JWT_SECRET": "s"}, []string{"-gateway-workers", "0"}, "GATEWAY_WORKERS"},
-		{"timeout without unit", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_HANDLER_TIMEOUT": "5"}, nil, "GATEWAY_HANDLER_TIMEOUT"},
-		{"timeout garbage", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_HANDLER_TIMEOUT": "soon"}, nil, "GATEWAY_HANDLER_TIMEOUT"},
-		{"timeout zero", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_HANDLER_TIMEOUT": "0s"}, nil, "GATEWAY_HANDLER_TIMEOUT"},
-		{"timeout negative", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_HANDLER_TIMEOUT": "-1s"}, nil, "GATEWAY_HANDLER_TIMEOUT"},
-		{"bad duration flag", map[string]string{"GATEWAY_JWT_SECRET": "s"}, []string{"-gateway-handler-timeout", "x"}, "gateway-handler-timeout"},
-		{"shutdown timeout zero", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_SHUTDOWN_TIMEOUT": "0s"}, nil, "GATEWAY_SHUTDOWN_TIMEOUT"},
-		{"negative max conns", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_MAX_CONNS": "-1"}, nil, "GATEWAY_MAX_CONNS"},
-		{"negative max conns per user", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_MAX_CONNS_PER_USER": "-1"}, nil, "GATEWAY_MAX_CONNS_PER_USER"},
-		{"bad log level", map[string]string{"GATEWAY_JWT_SECRET": "s", "LOG_LEVEL": "verbose"}, nil, "LOG_LEVEL"},
-		{"upper-case log level", map[string]string{"GATEWAY_JWT_SECRET": "s", "LOG_LEVEL": "INFO"}, nil, "LOG_LEVEL"},
-		{"max frame tiny", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_MAX_FRAME": "10"}, nil, "GATEWAY_MAX_FRAME"},
-		{"max frame not a number", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_MAX_FRAME": "64k"}, nil, "GATEWAY_MAX_FRAME"},
-		{"send queue zero", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_SEND_QUEUE": "0"}, nil, "GATEWAY_SEND_QUEUE"},
-		{"fanout queue too small", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_FANOUT_QUEUE": "8"}, nil, "GATEWAY_FANOUT_QUEUE"},
-		{"worker in-flight negative", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_WORKER_INFLIGHT": "-1"}, nil, "GATEWAY_WORKER_INFLIGHT"},
-		{"in-flight zero", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_MAX_INFLIGHT": "0"}, nil, "GATEWAY_MAX_INFLIGHT"},
-		{"bad dev value", map[string]string{"GATEWAY_JWT_SECRET": "s", "GATEWAY_DEV": "yes please"}, nil, "GATEWAY_DEV"},
-		{"unknown flag", map[string]string{"GATEWAY_JWT_SECRET": "s"}, []string{"-no-such-flag"}, "no-such-flag"},
+		{"workers 0", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_WORKERS": "0"}, nil, "GATEWAY_WORKERS"},
+		{"workers negative", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_WORKERS": "-2"}, nil, "GATEWAY_WORKERS"},
+		{"workers not a number", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_WORKERS": "many"}, nil, "GATEWAY_WORKERS"},
+		{"workers flag 0", map[string]string{"GATEWAY_JWT_SECRET": goodSecret}, []string{"-gateway-workers", "0"}, "GATEWAY_WORKERS"},
+		{"timeout without unit", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_HANDLER_TIMEOUT": "5"}, nil, "GATEWAY_HANDLER_TIMEOUT"},
+		{"timeout garbage", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_HANDLER_TIMEOUT": "soon"}, nil, "GATEWAY_HANDLER_TIMEOUT"},
+		{"timeout zero", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_HANDLER_TIMEOUT": "0s"}, nil, "GATEWAY_HANDLER_TIMEOUT"},
+		{"timeout negative", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_HANDLER_TIMEOUT": "-1s"}, nil, "GATEWAY_HANDLER_TIMEOUT"},
+		{"bad duration flag", map[string]string{"GATEWAY_JWT_SECRET": goodSecret}, []string{"-gateway-handler-timeout", "x"}, "gateway-handler-timeout"},
+		{"shutdown timeout zero", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_SHUTDOWN_TIMEOUT": "0s"}, nil, "GATEWAY_SHUTDOWN_TIMEOUT"},
+		{"negative max conns", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_CONNS": "-1"}, nil, "GATEWAY_MAX_CONNS"},
+		{"negative max conns per user", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_CONNS_PER_USER": "-1"}, nil, "GATEWAY_MAX_CONNS_PER_USER"},
+		{"history window too short", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "HISTORY_WINDOW": "10ms"}, nil, "HISTORY_WINDOW"},
+		{"no replay", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_REPLAY": "0"}, nil, "GATEWAY_MAX_REPLAY"},
+		{"bad log level", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "LOG_LEVEL": "verbose"}, nil, "LOG_LEVEL"},
+		{"upper-case log level", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "LOG_LEVEL": "INFO"}, nil, "LOG_LEVEL"},
+		{"max frame tiny", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_FRAME": "10"}, nil, "GATEWAY_MAX_FRAME"},
+		{"max frame not a number", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_FRAME": "64k"}, nil, "GATEWAY_MAX_FRAME"},
+		{"send queue zero", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_SEND_QUEUE": "0"}, nil, "GATEWAY_SEND_QUEUE"},
+		{"fanout queue too small", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_FANOUT_QUEUE": "8"}, nil, "GATEWAY_FANOUT_QUEUE"},
+		{"worker in-flight negative", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_WORKER_INFLIGHT": "-1"}, nil, "GATEWAY_WORKER_INFLIGHT"},
+		{"in-flight zero", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_INFLIGHT": "0"}, nil, "GATEWAY_MAX_INFLIGHT"},
+		{"bad dev value", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_DEV": "yes please"}, nil, "GATEWAY_DEV"},
+		{"unknown flag", map[string]string{"GATEWAY_JWT_SECRET": goodSecret}, []string{"-no-such-flag"}, "no-such-flag"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -272,7 +385,7 @@ func TestValidateJoinsErrors(t *testing.T) {
 // TestEnvironRoundTrip: what the supervisor hands its workers loads back
 // into the same Config, flags included.
 func TestEnvironRoundTrip(t *testing.T) {
-	want, err := config.Load([]string{"-gateway-jwt-secret=from-flag", "-gateway-workers=3", "-gateway-allowed-origins=https://a.example,https://b.example", "-gateway-rate-limit=2.5"}, func(string) string { return "" })
+	want, err := config.Load([]string{"-gateway-jwt-secret=from-flag-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "-gateway-workers=3", "-gateway-allowed-origins=https://a.example,https://b.example", "-gateway-rate-limit=2.5"}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,20 +415,20 @@ func TestValidateRefusesNaNAndLists(t *testing.T) {
 		{"NATS_URL": "http://a:4222"}, // the rules handlers-svc applies too
 		{"REDIS_URL": "mysql://a"},
 	} {
-		env["GATEWAY_JWT_SECRET"] = "s"
+		env["GATEWAY_JWT_SECRET"] = goodSecret
 		if _, err := config.Load(nil, func(k string) string { return env[k] }); err == nil {
 			t.Errorf("Load(%v) accepted it", env)
 		}
 	}
 	for _, nats := range []string{"nats://a:4222, nats://b:4222", "nats://[::1]:4222,nats://[::1]:4223", "nats://u:p@a:4222"} {
-		env := map[string]string{"GATEWAY_JWT_SECRET": "s", "NATS_URL": nats}
+		env := map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "NATS_URL": nats}
 		if _, err := config.Load(nil, func(k string) string { return env[k] }); err != nil {
 			t.Errorf("NATS_URL=%q refused: %v", nats, err)
 		}
 	}
 }
 
-// TestMetricsAddr: the supervisor's metrics address defaults to :7998, is
+// TestMetricsAddr: the supervisor's metrics address defaults to 127.0.0.1:7998, is
 // set by env or flag, and "off" (or an empty flag) turns it off, which
 // survives the trip to the workers.
 func TestMetricsAddr(t *testing.T) {
@@ -325,7 +438,7 @@ func TestMetricsAddr(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{"default", nil, nil, ":7998"},
+		{"default", nil, nil, "127.0.0.1:7998"},
 		{"env", nil, map[string]string{"GATEWAY_METRICS_ADDR": "127.0.0.1:9191"}, "127.0.0.1:9191"},
 		{"env off", nil, map[string]string{"GATEWAY_METRICS_ADDR": "off"}, ""},
 		{"empty flag", []string{"-gateway-metrics-addr="}, nil, ""},
@@ -333,7 +446,7 @@ func TestMetricsAddr(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := map[string]string{"GATEWAY_JWT_SECRET": "s"}
+			e := map[string]string{"GATEWAY_JWT_SECRET": goodSecret}
 			for k, v := range tt.env {
 				e[k] = v
 			}
@@ -364,7 +477,7 @@ func TestMetricsAddr(t *testing.T) {
 // here like every setting, is not a setting (no flag, not in Environ, so a
 // worker never passes it on), and a bad worker number is refused.
 func TestWorkerEnvironment(t *testing.T) {
-	base := map[string]string{"GATEWAY_JWT_SECRET": "s"}
+	base := map[string]string{"GATEWAY_JWT_SECRET": goodSecret}
 	c, err := config.Load(nil, env(base))
 	if err != nil {
 		t.Fatal(err)
@@ -372,7 +485,7 @@ func TestWorkerEnvironment(t *testing.T) {
 	if c.WorkerIndex != -1 || c.MetricsDir != "" {
 		t.Errorf("without the worker environment: WorkerIndex %d, MetricsDir %q; want -1 and \"\"", c.WorkerIndex, c.MetricsDir)
 	}
-	worker := map[string]string{"GATEWAY_JWT_SECRET": "s", config.WorkerIndexEnv: "2", config.MetricsDirEnv: "/run/x"}
+	worker := map[string]string{"GATEWAY_JWT_SECRET": goodSecret, config.WorkerIndexEnv: "2", config.MetricsDirEnv: "/run/x"}
 	c, err = config.Load(nil, env(worker))
 	if err != nil {
 		t.Fatal(err)
@@ -386,7 +499,7 @@ func TestWorkerEnvironment(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"x", "-1"} {
-		if _, err := config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET": "s", config.WorkerIndexEnv: bad})); err == nil ||
+		if _, err := config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET": goodSecret, config.WorkerIndexEnv: bad})); err == nil ||
 			!strings.Contains(err.Error(), config.WorkerIndexEnv) {
 			t.Errorf("%s=%q: err %v, want one naming it", config.WorkerIndexEnv, bad, err)
 		}

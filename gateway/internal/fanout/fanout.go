@@ -33,6 +33,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/switchboard/switchboard/internal/backoff"
 	"github.com/switchboard/switchboard/proto"
@@ -64,21 +65,31 @@ type Subscriber struct {
 	// queue holds the messages read but not yet delivered. It is bounded:
 	// when it is full the reader stops reading, and the backlog grows in
 	// Redis's output buffer for the connection instead, up to Redis's limit.
-	queue    chan string
-	high     int // Lagging turns on at this backlog
-	low      int // and off at this one
-	backlog  atomic.Int64
-	lagging  atomic.Bool
-	lagMu    sync.Mutex // orders the reader turning lagging on and the deliverer turning it off
-	lagSince time.Time  // when lagging last turned on; under lagMu
-	lagLog   lagLog     // under lagMu
+	queue       chan string
+	bytes       *semaphore.Weighted // bounds the bytes queued, as queue's capacity bounds the messages
+	maxBytes    int64
+	queuedBytes atomic.Int64
+	droppedExit atomic.Uint64
+	high        int // Lagging turns on at this backlog
+	low         int // and off at this one
+	backlog     atomic.Int64
+	lagging     atomic.Bool
+	lagMu       sync.Mutex // orders the reader turning lagging on and the deliverer turning it off
+	lagSince    time.Time  // when lagging last turned on; under lagMu
+	lagLog      lagLog     // under lagMu
 
 	live         atomic.Bool
 	resubs       atomic.Uint64
 	malformed    atomic.Uint64
 	reserved     atomic.Uint64
-	onSubscribed func()    // nil: none
-	lostAt       time.Time // when the subscription was last lost; the reader's only
+	onSubscribed func()                   // nil: none
+	onRestored   func(down time.Duration) // nil: none
+	lostAt       time.Time                // when the subscription was last lost; the reader's only
+
+	probe        prober
+	probeChannel string
+	stalls       atomic.Uint64
+	psState      // the reader's connection, which the prober closes on a stall
 }
 
 // New returns a Subscriber reading from rdb and delivering to to, holding up
@@ -90,18 +101,33 @@ func New(rdb *redis.Client, to Deliverer, queue int, log *zap.Logger, opts ...Op
 	}
 	s := &Subscriber{
 		rdb: rdb, to: to, log: log,
-		queue: make(chan string, queue),
-		high:  max(queue/8, 1),
-		low:   queue / 64,
+		queue:    make(chan string, queue),
+		maxBytes: DefaultQueueBytes,
+		high:     max(queue/8, 1),
+		low:      queue / 64,
+		probe:    prober{every: ProbeEvery, within: ProbeWithin, rdb: rdb},
 	}
+	s.probeChannel = probeChannelName()
 	for _, o := range opts {
 		o(s)
 	}
+	s.bytes = semaphore.NewWeighted(s.maxBytes)
 	return s
 }
 
 // Option changes how New builds a Subscriber.
 type Option func(*Subscriber)
+
+// DefaultQueueBytes bounds the bytes of the messages read and not yet
+// delivered, unless QueueBytes says otherwise.
+const DefaultQueueBytes = 64 << 20
+
+// QueueBytes bounds the bytes of the messages read and not yet delivered
+// (at least 64 KiB): past it the reader waits, as when the queue is full,
+// so large dispatches cannot grow the worker's memory without bound.
+func QueueBytes(n int64) Option {
+	return func(s *Subscriber) { s.maxBytes = max(n, 64<<10) }
+}
 
 // OnSubscribed has the Subscriber call fn each time Redis confirms the
 // subscription, the first time and after every resubscription; fn runs on
@@ -109,6 +135,13 @@ type Option func(*Subscriber)
 // subscription was down reached no socket here: fn is where the worker
 // has it filled from the streams (docs/protocol.md section 6).
 func OnSubscribed(fn func()) Option { return func(s *Subscriber) { s.onSubscribed = fn } }
+
+// OnRestored has the Subscriber call fn with how long the subscription
+// was down each time it is restored after a loss or a stall; fn runs on
+// the reader, so it must return at once.
+func OnRestored(fn func(down time.Duration)) Option {
+	return func(s *Subscriber) { s.onRestored = fn }
+}
 
 // Malformed returns how many dispatches were dropped because they did not
 // decode.
@@ -120,6 +153,14 @@ func (s *Subscriber) Reserved() uint64 { return s.reserved.Load() }
 
 // Live reports whether the subscription is currently established.
 func (s *Subscriber) Live() bool { return s.live.Load() }
+
+// BacklogBytes returns the bytes of the messages read from Redis and not
+// yet delivered.
+func (s *Subscriber) BacklogBytes() int64 { return s.queuedBytes.Load() }
+
+// DroppedAtExit returns how many messages read from Redis were never
+// delivered because Run ended.
+func (s *Subscriber) DroppedAtExit() uint64 { return s.droppedExit.Load() }
 
 // Backlog returns how many messages have been read from Redis and not yet
 // delivered.
@@ -135,92 +176,120 @@ func (s *Subscriber) Resubscriptions() uint64 { return s.resubs.Load() }
 
 // Run subscribes and delivers until ctx is done. Losing Redis is logged once
 // and recovery once; in between it retries with back-off. It returns after
-// both its goroutines have ended; messages still queued then are dropped.
+// its goroutines (reader, deliverer, prober) have ended; messages still
+// queued then are dropped.
 func (s *Subscriber) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); s.deliverLoop(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.probeLoop(ctx) }()
 	err := s.read(ctx)
 	cancel()
 	wg.Wait()
 	s.live.Store(false)
+	dropped := 0
 	for len(s.queue) > 0 {
 		<-s.queue
+		dropped++
+	}
+	if dropped > 0 {
+		// Read from Redis and never delivered: the sockets of this worker
+		// are closing too, and their clients resume elsewhere.
+		s.droppedExit.Add(uint64(dropped))
+		s.log.Warn("dropping the fan-out backlog at exit", zap.Int("dispatches", dropped))
 	}
 	s.backlog.Store(0)
+	s.queuedBytes.Store(0)
 	s.lagging.Store(false)
 	return err
 }
 
 // read is the reader: it owns the subscription and queues every message.
+// Each connection is a PubSub of its own: after a loss, or a stall the
+// prober noticed (it closes the current one), the next is a new one.
 func (s *Subscriber) read(ctx context.Context) error {
-	ps := s.rdb.Subscribe(ctx)
-	defer ps.Close()
-	// A blocked Receive does not watch ctx; closing the PubSub ends it.
-	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
-	defer stop()
-	// Subscribe with no channel returns at once; subscribing through the
-	// PubSub makes it resubscribe after every reconnect.
 	bo := backoff.Backoff{Min: minBackoff, Max: maxBackoff}
-	subscribed := false
 	down := false
 	for ctx.Err() == nil {
-		if !subscribed {
-			if err := ps.Subscribe(ctx, proto.Channel); err != nil {
-				s.lost(&down, err)
-				if !bo.Wait(ctx) {
-					break
-				}
-				continue
-			}
-			subscribed = true
+		ps := s.rdb.Subscribe(ctx)
+		s.current(ps)
+		// A blocked Receive does not watch ctx; closing the PubSub ends it.
+		stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
+		err := s.receive(ctx, ps, &bo, &down)
+		stop()
+		s.current(nil)
+		_ = ps.Close()
+		if ctx.Err() != nil {
+			break
 		}
-		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Quiet channel: check that the connection still works, so
-				// a Redis that vanished without a reset is noticed.
-				if err = ps.Ping(ctx); err == nil {
-					continue
-				}
-			}
-			s.lost(&down, err)
-			if !bo.Wait(ctx) {
-				break
-			}
-			continue
-		}
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind == "subscribe" && m.Channel == proto.Channel {
-				s.live.Store(true)
-				bo.Reset()
-				if s.onSubscribed != nil {
-					s.onSubscribed()
-				}
-				if down {
-					s.resubs.Add(1)
-					s.log.Warn("redis subscription restored; what was published while it was down is filled from the streams",
-						zap.String("channel", proto.Channel), zap.Duration("down", time.Since(s.lostAt)))
-					down = false
-				} else {
-					s.log.Info("redis subscribed", zap.String("channel", proto.Channel))
-				}
-			}
-		case *redis.Message:
-			s.enqueue(ctx, m.Payload) // false only when ctx is done, which ends the loop
+		s.lost(&down, err)
+		if !bo.Wait(ctx) {
+			break
 		}
 	}
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return nil
 	}
 	return ctx.Err()
+}
+
+// receive subscribes ps to the dispatch channel and the probe channel and
+// queues what arrives, until the connection fails or is closed.
+func (s *Subscriber) receive(ctx context.Context, ps *redis.PubSub, bo *backoff.Backoff, down *bool) error {
+	if err := ps.Subscribe(ctx, proto.Channel, s.probeChannel); err != nil {
+		return err
+	}
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
+		if err != nil {
+			var ne net.Error
+			if ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() {
+				// Quiet channel (no probe either: the prober waits for the
+				// subscription): check that the connection still works.
+				if err = ps.Ping(ctx); err == nil {
+					continue
+				}
+			}
+			return err
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" && m.Channel == proto.Channel {
+				s.subscribed(bo, down)
+			}
+		case *redis.Message:
+			if m.Channel == s.probeChannel {
+				s.probeSeen(m.Payload)
+				continue
+			}
+			s.enqueue(ctx, m.Payload) // false only when ctx is done, which ends the loop
+		}
+	}
+}
+
+// subscribed records a confirmed subscription: live again, and the worker
+// told, so it fills what the channel carried while nothing listened.
+func (s *Subscriber) subscribed(bo *backoff.Backoff, down *bool) {
+	s.live.Store(true)
+	bo.Reset()
+	if s.onSubscribed != nil {
+		s.onSubscribed()
+	}
+	if !*down {
+		s.log.Info("redis subscribed", zap.String("channel", proto.Channel))
+		return
+	}
+	s.resubs.Add(1)
+	d := time.Since(s.lostAt)
+	if s.onRestored != nil {
+		s.onRestored(d)
+	}
+	s.log.Warn("redis subscription restored; what was published while it was down is filled from the streams",
+		zap.String("channel", proto.Channel), zap.Duration("down", d))
+	*down = false
 }
 
 // enqueue queues one message for the deliverer, waiting while the queue is
@@ -231,6 +300,10 @@ func (s *Subscriber) enqueue(ctx context.Context, payload string) bool {
 	if n := s.backlog.Add(1); n >= int64(s.high) && !s.lagging.Load() {
 		s.setLagging(true, n)
 	}
+	if s.bytes.Acquire(ctx, s.weight(payload)) != nil {
+		return false
+	}
+	s.queuedBytes.Add(int64(len(payload)))
 	select {
 	case s.queue <- payload:
 		return true
@@ -238,6 +311,10 @@ func (s *Subscriber) enqueue(ctx context.Context, payload string) bool {
 		return false
 	}
 }
+
+// weight is what a message counts against the bytes bound; one larger
+// than the bound counts as the whole bound, so it still goes through.
+func (s *Subscriber) weight(payload string) int64 { return min(int64(len(payload)), s.maxBytes) }
 
 // deliverLoop is the deliverer: it delivers queued messages in order until
 // ctx is done.
@@ -248,6 +325,8 @@ func (s *Subscriber) deliverLoop(ctx context.Context) {
 			return
 		case p := <-s.queue:
 			s.deliver(p)
+			s.bytes.Release(s.weight(p))
+			s.queuedBytes.Add(-int64(len(p)))
 			if n := s.backlog.Add(-1); n <= int64(s.low) && s.lagging.Load() {
 				s.setLagging(false, n)
 			}
@@ -326,7 +405,7 @@ func (s *Subscriber) lost(down *bool, err error) {
 		s.lostAt = time.Now()
 		// A lagging subscriber disconnected by Redis (its pub/sub output
 		// buffer limit) sees EOF or a reset here, like a Redis restart.
-		s.log.Error("redis subscription lost, retrying; dispatches published until it is restored are lost to this worker",
+		s.log.Error("redis subscription lost, retrying; what is published until it is restored is filled from the streams then",
 			zap.Error(err), zap.Int("backlog", s.Backlog()), zap.Bool("lagging", s.Lagging()))
 		*down = true
 	}

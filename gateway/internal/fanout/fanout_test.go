@@ -398,3 +398,37 @@ func TestSubscriberCutForLaggingResubscribes(t *testing.T) {
 		return slices.Contains(g.events(), "after")
 	})
 }
+
+// held is a Deliverer that holds every dispatch until the test lets it go.
+type held struct{ release chan struct{} }
+
+func (h held) Deliver(*proto.Dispatch) int { <-h.release; return 1 }
+
+// TestBacklogBoundedInBytes: a worker that falls behind holds at most its
+// byte bound of dispatches read from Redis, however many the queue could
+// count: the rest waits in Redis, and nothing is lost once it catches up.
+func TestBacklogBoundedInBytes(t *testing.T) {
+	r := testkit.StartRedis(t)
+	h := held{release: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := fanout.New(client(t, r), h, 1000, zap.NewNop(), fanout.QueueBytes(100<<10))
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	testkit.Eventually(t, wait, "subscribed", s.Live)
+	pub := client(t, r)
+	big := `{"event":"big","args":"` + strings.Repeat("x", 40<<10) + `","users":[],"conns":[],"broadcast":true}`
+	for range 10 {
+		publish(t, pub, big)
+	}
+	// One is held by the deliverer; the queue takes two more (80 KiB of
+	// the 100); the rest wait behind the bound.
+	testkit.Eventually(t, wait, "the queue at its byte bound", func() bool { return s.BacklogBytes() >= 80<<10 })
+	if b := s.BacklogBytes(); b > 100<<10 {
+		t.Fatalf("%d bytes queued, over the 100 KiB bound", b)
+	}
+	for range 10 {
+		h.release <- struct{}{}
+	}
+	testkit.Eventually(t, wait, "everything delivered", func() bool { return s.BacklogBytes() == 0 && s.Backlog() == 0 })
+}

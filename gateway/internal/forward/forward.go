@@ -17,6 +17,7 @@ package forward
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/time/rate"
 
 	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
 	"github.com/switchboard/switchboard/proto"
@@ -32,7 +34,7 @@ import (
 
 // Requester is the part of a NATS connection the forwarder uses.
 type Requester interface {
-	RequestWithContext(ctx context.Context, subj string, data []byte) (*nats.Msg, error)
+	RequestMsgWithContext(ctx context.Context, msg *nats.Msg) (*nats.Msg, error)
 	IsConnected() bool
 }
 
@@ -44,9 +46,10 @@ var (
 	errLostInFlight = proto.NewError(proto.CodeUnavailable, "connection to the handlers was lost before they answered; the event may or may not have been handled")
 	// Refused unforwarded while the worker is overloaded: the handler did
 	// not run, so a retry is safe.
-	errOverloaded  = proto.NewError(proto.CodeUnavailable, "gateway overloaded, retry later")
-	errRateLimited = proto.NewError(proto.CodeRateLimited, "too many messages: slow down")
-	errBinary      = proto.NewError(proto.CodeBadRequest, "binary frames are not supported: send JSON in text frames")
+	errOverloaded      = proto.NewError(proto.CodeUnavailable, "gateway overloaded, retry later")
+	errRateLimited     = proto.NewError(proto.CodeRateLimited, "too many messages: slow down")
+	errUserRateLimited = proto.NewError(proto.CodeRateLimited, "too many messages from this user's connections: slow down")
+	errBinary          = proto.NewError(proto.CodeBadRequest, "binary frames are not supported: send JSON in text frames")
 )
 
 // Recorder is told how every frame the forwarder handles ends, for metrics.
@@ -86,11 +89,19 @@ type Config struct {
 	MaxInFlight int
 	// Rate is the allowance of incoming frames of each socket.
 	Rate ratelimit.Policy
+	// UserRate and UserBurst are the allowance a user's sockets on this
+	// worker share (frames per second, and at once); 0 = none.
+	UserRate  float64
+	UserBurst int
 	// WorkerInFlight is how many handler requests of the whole worker may
 	// be in flight; beyond it new envelopes are refused at once with
 	// unavailable (0 = no limit): when handlers-svc or NATS fall behind,
 	// requests would otherwise queue until they time out.
 	WorkerInFlight int
+	// WorkerInFlightBytes bounds the same requests by the bytes of their
+	// args (0 = no limit), so that large envelopes cannot hold the worker's
+	// memory while their handlers are slow.
+	WorkerInFlightBytes int64
 	// Overloaded, when set, makes the forwarder refuse every new envelope
 	// at once with unavailable ("gateway overloaded, retry later") while it
 	// reports true, rather than add to a load the worker cannot deliver;
@@ -113,6 +124,9 @@ type Forwarder struct {
 	overloaded  func() bool // nil = never
 	maxPending  int64       // worker-wide requests in flight beyond which envelopes are refused; 0 = no limit
 	pending     atomic.Int64
+	maxBytes    int64 // worker-wide bytes of args in flight beyond which envelopes are refused; 0 = no limit
+	bytes       atomic.Int64
+	users       users
 
 	mu       sync.Mutex
 	stopped  bool
@@ -127,6 +141,7 @@ func New(nc Requester, cfg Config, log *zap.Logger) *Forwarder {
 	f := &Forwarder{
 		nc: nc, timeout: cfg.Timeout, maxInFlight: max(cfg.MaxInFlight, 1), rate: cfg.Rate,
 		log: log, rec: cfg.Recorder, overloaded: cfg.Overloaded, maxPending: int64(cfg.WorkerInFlight),
+		maxBytes: cfg.WorkerInFlightBytes, users: users{limit: rate.Limit(cfg.UserRate), burst: max(cfg.UserBurst, 1)},
 		conn: conn, lose: lose,
 	}
 	if f.rec == nil {
@@ -183,8 +198,11 @@ func (f *Forwarder) envelope(s *Session, data []byte) {
 	}
 	// Reserved, not checked then added, so read loops racing for the last
 	// places cannot together go over the limit. request counts it out.
-	if n := f.pending.Add(1); f.maxPending > 0 && n > f.maxPending {
+	size := int64(len(env.Args))
+	n, b := f.pending.Add(1), f.bytes.Add(size)
+	if (f.maxPending > 0 && n > f.maxPending) || (f.maxBytes > 0 && b > f.maxBytes) {
 		f.pending.Add(-1)
+		f.bytes.Add(-size)
 		s.releaseSlot()
 		f.shed(s, &env, ShedInFlight)
 		return
@@ -193,6 +211,7 @@ func (f *Forwarder) envelope(s *Session, data []byte) {
 	if f.stopped {
 		f.mu.Unlock()
 		f.pending.Add(-1)
+		f.bytes.Add(-size)
 		s.releaseSlot()
 		f.rec.Envelope(env.Event, errShutdown.Code, 0)
 		s.sendError(env.Ref, env.HasRef, errShutdown)
@@ -215,22 +234,24 @@ func (f *Forwarder) envelope(s *Session, data []byte) {
 }
 
 func (f *Forwarder) forward(s *Session, env *proto.Envelope) {
-	perr, rtt := f.request(s.sock, env)
+	result, perr, rtt := f.request(s.sock, env)
 	f.rec.Envelope(env.Event, errCode(perr), rtt)
 	if perr != nil {
 		s.sendError(env.Ref, env.HasRef, perr)
 		return
 	}
 	if env.HasRef {
-		s.sendAck(env.Ref)
+		s.sendAck(env.Ref, result)
 	}
 }
 
-// request sends env to its handler and returns the error for the client, or
-// nil, and the round trip when a reply came.
-func (f *Forwarder) request(c Socket, env *proto.Envelope) (*proto.Error, time.Duration) {
+// request sends env to its handler and returns the handler's result (nil
+// when none) or the error for the client, and the round trip when a reply
+// came.
+func (f *Forwarder) request(c Socket, env *proto.Envelope) (json.RawMessage, *proto.Error, time.Duration) {
 	// Counted out before the reply is queued, so a client that has its
 	// reply knows its request no longer counts against the limit.
+	defer f.bytes.Add(-int64(len(env.Args)))
 	defer f.pending.Add(-1)
 	// The socket's fields are added only to a line that is written: a
 	// logger With them per request was an allocation on every envelope.
@@ -241,32 +262,40 @@ func (f *Forwarder) request(c Socket, env *proto.Envelope) (*proto.Error, time.D
 	}
 	if !f.nc.IsConnected() {
 		log(zap.DebugLevel, "nats not connected")
-		return errUnavailable, 0
+		return nil, errUnavailable, 0
 	}
 	body := proto.AppendRequest(make([]byte, 0, 128+len(env.Args)), &proto.Request{
 		Event: env.Event, Args: env.Args, User: c.User(), Conn: c.ID(), Ref: env.Ref,
 	})
 	conn := f.connContext()
-	ctx, cancel := context.WithTimeout(conn, f.timeout)
-	defer cancel()
 	sent := time.Now()
-	msg, err := f.nc.RequestWithContext(ctx, proto.Subject(env.Event), body)
+	deadline := sent.Add(f.timeout)
+	ctx, cancel := context.WithDeadline(conn, deadline)
+	defer cancel()
+	// The deadline travels with the request: handlers-svc does not start
+	// one the client was already told timed out.
+	msg, err := f.nc.RequestMsgWithContext(ctx, &nats.Msg{
+		Subject: proto.Subject(env.Event),
+		Header:  nats.Header{proto.DeadlineHeader: []string{proto.FormatDeadline(deadline)}},
+		Data:    body,
+	})
 	switch {
 	case err == nil:
 	case conn.Err() != nil:
 		log(zap.WarnLevel, "nats connection lost during the request")
-		return errLostInFlight, 0
+		return nil, errLostInFlight, 0
 	case errors.Is(err, nats.ErrNoResponders):
 		log(zap.WarnLevel, "no handlers-svc responds")
-		return errUnavailable, 0
+		return nil, errUnavailable, 0
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		log(zap.WarnLevel, "handler timed out", zap.Duration("timeout", f.timeout))
-		return errTimeout, 0
+		return nil, errTimeout, 0
 	default:
 		log(zap.WarnLevel, "handler request failed", zap.Error(err))
-		return errUnavailable, 0
+		return nil, errUnavailable, 0
 	}
-	return proto.DecodeReply(msg.Data), max(time.Since(sent), time.Nanosecond)
+	result, perr := proto.DecodeResult(msg.Data)
+	return result, perr, max(time.Since(sent), time.Nanosecond)
 }
 
 func errCode(e *proto.Error) proto.Code {

@@ -170,6 +170,9 @@ func drain(t *testing.T, g *gateway, cl *testkit.Client, c *ws.Conn) []proto.Fra
 	return cl.Frames()
 }
 
+// TestAckCarriesRefAndRequestCarriesIdentity: the ack names the ref, and
+// the request the socket's user and conn (whatever the envelope says) and
+// the deadline the gateway waits until.
 func TestAckCarriesRefAndRequestCarriesIdentity(t *testing.T) {
 	n := testkit.StartNATS(t)
 	reqs := make(chan *nats.Msg, 10)
@@ -182,6 +185,7 @@ func TestAckCarriesRefAndRequestCarriesIdentity(t *testing.T) {
 
 	// "user" in the envelope is an unknown field: it must not change who
 	// the request is from.
+	sent := time.Now()
 	cl.SendRaw(websocket.TextMessage, []byte(`{"event":"sendMessage","args":{"to":"bob","text":"hi"},"ref":"r1","user":"mallory"}`))
 	f := cl.ExpectRef(wait, "r1")
 	if f.Event != proto.EventAck || f.ID != "alice" || f.Ref != "r1" || len(f.Args) != 0 {
@@ -190,6 +194,11 @@ func TestAckCarriesRefAndRequestCarriesIdentity(t *testing.T) {
 	m := <-reqs
 	if m.Subject != "handlers.sendMessage" {
 		t.Errorf("subject = %s, want handlers.sendMessage", m.Subject)
+	}
+	// The deadline the gateway waits until, for handlers-svc to honour.
+	dl, ok := proto.ParseDeadline(m.Header.Get(proto.DeadlineHeader))
+	if !ok || dl.Before(sent.Add(wait-time.Second)) || dl.After(time.Now().Add(wait)) {
+		t.Errorf("%s = %q, want about now + the timeout (%s)", proto.DeadlineHeader, m.Header.Get(proto.DeadlineHeader), wait)
 	}
 	req, err := proto.DecodeRequest(m.Data)
 	if err != nil {
@@ -577,11 +586,11 @@ func TestEmptyRefIsARef(t *testing.T) {
 // panicky is a NATS connection whose requests for event "boom" hit a bug.
 type panicky struct{ *nats.Conn }
 
-func (p panicky) RequestWithContext(ctx context.Context, subj string, data []byte) (*nats.Msg, error) {
-	if subj == proto.Subject("boom") {
+func (p panicky) RequestMsgWithContext(ctx context.Context, msg *nats.Msg) (*nats.Msg, error) {
+	if msg.Subject == proto.Subject("boom") {
 		panic("bug while forwarding")
 	}
-	return p.Conn.RequestWithContext(ctx, subj, data)
+	return p.Conn.RequestMsgWithContext(ctx, msg)
 }
 
 // TestPanicClosesOnlyThatSocket checks that a panic while forwarding closes

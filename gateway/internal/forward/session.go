@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
@@ -35,11 +36,19 @@ type Session struct {
 	sock   Socket
 	slots  chan struct{}    // in-flight request slots, made on first use by the reader
 	bucket ratelimit.Bucket // the reader's only
+	user   *allowance       // what the user's sockets on the worker share; nil = no limit
 }
 
-// Session returns the Session of sock, a socket just accepted.
+// Session returns the Session of sock, a socket just accepted. Call Close
+// when the socket has ended.
 func (f *Forwarder) Session(sock Socket) *Session {
-	return &Session{f: f, sock: sock}
+	return &Session{f: f, sock: sock, user: f.users.hold(sock.User())}
+}
+
+// Close gives back what the session holds of its user's allowance.
+func (s *Session) Close() {
+	s.f.users.release(s.sock.User(), s.user)
+	s.user = nil
 }
 
 // HandleFrame answers one data frame of the client or forwards it: every
@@ -61,6 +70,18 @@ func (s *Session) HandleFrame(data []byte, binary bool) {
 	case ratelimit.Abusive:
 		s.f.rec.Envelope(eventOf(binary, data), proto.CodeRateLimited, 0)
 		s.sock.Close(proto.ClosePolicy, proto.ReasonRateLimited)
+		return
+	}
+	if s.user != nil && !s.user.lim.Allow() {
+		// Over what the user's sockets share: refused like the socket's own
+		// limit, but never counted toward closing this socket, which may
+		// be the one that behaves.
+		var env proto.Envelope
+		if !binary {
+			env, _ = proto.DecodeEnvelope(data)
+		}
+		s.f.rec.Envelope(env.Event, proto.CodeRateLimited, 0)
+		s.sendError(env.Ref, env.HasRef, errUserRateLimited)
 		return
 	}
 	if binary {
@@ -97,9 +118,10 @@ func (s *Session) sendError(ref string, hasRef bool, e *proto.Error) {
 	s.sock.Send(proto.AppendError(nil, s.sock.User(), ref, hasRef, e))
 }
 
-// sendAck queues an ack frame for ref.
-func (s *Session) sendAck(ref string) {
-	s.sock.Send(proto.AppendAck(nil, s.sock.User(), ref))
+// sendAck queues an ack frame for ref, carrying the handler's result when
+// it returned one.
+func (s *Session) sendAck(ref string, result json.RawMessage) {
+	s.sock.Send(proto.AppendAckResult(make([]byte, 0, 64+len(result)), s.sock.User(), ref, result))
 }
 
 // eventOf returns the event of a frame that is an envelope, else "".

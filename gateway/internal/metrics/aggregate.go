@@ -49,7 +49,22 @@ type Aggregator struct {
 	own     *prometheus.Registry
 	workers []*http.Client
 	up      *prometheus.GaugeVec
+
+	// The merged families of the last scrape Handler served, reused until
+	// cacheFor has passed; mu is held while the workers are read, so
+	// scrapes that arrive meanwhile wait for that read and share it.
+	cacheFor time.Duration
+	mu       sync.Mutex
+	cachedAt time.Time
+	cached   []*dto.MetricFamily
 }
+
+// CacheFor makes Handler serve the families of its last read of the
+// workers for d after it, and read them at most once at a time: however
+// often /metrics is asked, the workers are read at most once per d, so
+// scrapes cannot load them. 0 (the default) reads them on every scrape;
+// concurrent scrapes still share one read. Call it before serving.
+func (a *Aggregator) CacheFor(d time.Duration) { a.cacheFor = d }
 
 // SupervisorPrefix prefixes the supervisor's own Go and process series
 // (switchboard_gateway_supervisor_go_goroutines, ...), so that go_* and
@@ -120,12 +135,33 @@ func (a *Aggregator) Register(cs ...prometheus.Collector) error {
 // A worker that cannot be read is left out of that scrape (and its
 // worker_up is 0); the others are still served. The workers are read
 // within the request's context: a scraper that gives up stops the reads.
+// A read is shared by the scrapes that arrive while it runs, and reused
+// for CacheFor's duration.
 func (a *Aggregator) Handler() http.Handler {
 	opts := promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		g := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return a.GatherContext(r.Context()) })
+		g := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return a.gatherCached(r.Context()) })
 		promhttp.HandlerFor(g, opts).ServeHTTP(rw, r)
 	})
+}
+
+// gatherCached returns the cached families while they are fresh (see
+// CacheFor), else gathers and caches them. The families are shared by
+// the scrapes that get them, which only read them.
+func (a *Aggregator) gatherCached(ctx context.Context) ([]*dto.MetricFamily, error) {
+	asked := time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	// Fresh: within cacheFor, or read while this scrape waited for mu.
+	if a.cached != nil && (time.Since(a.cachedAt) < a.cacheFor || !a.cachedAt.Before(asked)) {
+		return a.cached, nil
+	}
+	fams, err := a.GatherContext(ctx)
+	if err != nil {
+		return fams, err
+	}
+	a.cached, a.cachedAt = fams, time.Now()
+	return fams, nil
 }
 
 // Gather is GatherContext without a deadline beyond ScrapeTimeout.

@@ -70,12 +70,13 @@ const (
 	ReasonShutdown      = "shutdown"        // the worker stopped (1001)
 	ReasonWriteFailed   = "write_failed"    // a write to the network failed
 	ReasonInternalError = "internal_error"  // a bug in the socket's code (1011)
+	ReasonTokenExpired  = "token_expired"   // its token expired (4001)
 	ReasonOther         = "other"
 )
 
 var closeReasons = [...]string{
 	ReasonClient, ReasonLost, ReasonPingTimeout, ReasonSlowConsumer, ReasonRateLimited, ReasonTooBig,
-	ReasonInvalidUTF8, ReasonShutdown, ReasonWriteFailed, ReasonInternalError, ReasonOther,
+	ReasonInvalidUTF8, ReasonShutdown, ReasonWriteFailed, ReasonInternalError, ReasonTokenExpired, ReasonOther,
 }
 
 // CloseReason maps the code and reason a socket was closed with to the
@@ -102,6 +103,8 @@ func CloseReason(code int, reason string) string {
 		return ReasonShutdown
 	case code == proto.CloseInternalError:
 		return ReasonInternalError
+	case code == proto.CloseTokenExpired:
+		return ReasonTokenExpired
 	}
 	return ReasonOther
 }
@@ -115,9 +118,10 @@ const (
 	RefusedUpgrade      = "bad_upgrade"          // not a valid WebSocket handshake
 	RefusedUserCap      = "too_many_connections" // GATEWAY_MAX_CONNS_PER_USER
 	RefusedWorkerFull   = "worker_full"          // GATEWAY_MAX_CONNS
+	RefusedIPRate       = "ip_rate_limited"      // GATEWAY_IP_UPGRADE_RATE
 )
 
-var refusedReasons = [...]string{RefusedUnauthorized, RefusedOrigin, RefusedUnavailable, RefusedUpgrade, RefusedUserCap, RefusedWorkerFull}
+var refusedReasons = [...]string{RefusedUnauthorized, RefusedOrigin, RefusedUnavailable, RefusedUpgrade, RefusedUserCap, RefusedWorkerFull, RefusedIPRate}
 
 // Reasons an envelope is refused as overload, the values of the reason label
 // of switchboard_gateway_overload_refusals_total (forward.ShedFanout and
@@ -138,10 +142,16 @@ type Worker struct {
 	slowCloses prometheus.Counter
 	refused    map[string]prometheus.Counter
 	dispatches prometheus.Counter
+	unrouted   prometheus.Counter
+	discarded  prometheus.Counter
+	restored   prometheus.Histogram
 	deliveries prometheus.Counter
 	dropped    prometheus.Counter
 	limited    prometheus.Counter
 	shed       map[string]prometheus.Counter
+
+	// pendingClosed counts connections closed by admission.PendingCap.
+	pendingClosed prometheus.Counter
 
 	envelopes *prometheus.CounterVec
 	// rtt has no event label: a histogram is 15 series, times MaxEvents
@@ -181,6 +191,14 @@ func NewWorker() *Worker {
 		m.refused[r] = refused.WithLabelValues(r)
 	}
 	m.dispatches = f.counter("dispatches_total", "Dispatches received from the Redis channel.")
+	m.unrouted = f.counter("dispatches_unrouted_total", "Dispatches received from Redis that had no local recipient on this worker: the cost of shared fan-out.")
+	m.discarded = f.counter("frames_discarded_total", "Frames queued to sockets (counted in deliveries_total) and dropped unsent when the socket was closed as a slow consumer or its write failed; recoverable events among them are recovered when the client resumes.")
+	m.restored = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "redis_subscription_down_seconds",
+		Help:    "How long the Redis subscription was down (lost or stalled) before it was re-established and the gap filled from the streams.",
+		Buckets: []float64{.1, .25, .5, 1, 2, 5, 10, 30, 60},
+	})
+	m.reg.MustRegister(m.restored)
 	m.deliveries = f.counter("deliveries_total", "Event frames queued to local sockets.")
 	m.dropped = f.counter("deliveries_dropped_total", "Event frames not queued because the socket was closing or its queue was full.")
 	m.limited = f.counter("rate_limited_total", "Client frames refused because the socket was over its rate limit (answered rate_limited, or closed with 1008 when persistent).")
@@ -191,6 +209,8 @@ func NewWorker() *Worker {
 	for _, r := range shedReasons {
 		m.shed[r] = shed.WithLabelValues(r)
 	}
+	m.pendingClosed = f.counter("pending_connections_closed_total",
+		"Connections closed before they sent a request's headers because their address had more than GATEWAY_IP_PENDING such connections (slowloris).")
 	m.envelopes = f.counterVec("envelopes_received_total",
 		"Client envelopes, by event and result (ok or the error code sent). Events not yet confirmed by a handler count as _other, frames that are not envelopes as _invalid.",
 		"event", "result")
@@ -259,6 +279,9 @@ type Fanout interface {
 	Resubscriptions() uint64
 	Malformed() uint64
 	Reserved() uint64
+	Stalls() uint64
+	BacklogBytes() int64
+	DroppedAtExit() uint64
 }
 
 // WatchFanout registers what is read from the Redis fan-out at scrape time:
@@ -284,6 +307,16 @@ func (m *Worker) WatchFanout(fo Fanout) {
 		Namespace: namespace, Name: "dispatches_reserved_total",
 		Help: "Dispatches from Redis dropped because they named one of the gateway's own events: connected, ack, error, resync (logged).",
 	}, func() float64 { return float64(fo.Reserved()) }))
+	f.gaugeFunc("fanout_backlog_bytes", "Bytes of the dispatches read from Redis and not yet delivered (bounded by GATEWAY_FANOUT_QUEUE_BYTES).",
+		func() float64 { return float64(fo.BacklogBytes()) })
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: namespace, Name: "fanout_dropped_at_exit_total",
+		Help: "Dispatches read from Redis and never delivered because the worker stopped (logged; their sockets resume elsewhere).",
+	}, func() float64 { return float64(fo.DroppedAtExit()) }))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: namespace, Name: "redis_subscription_stalls_total",
+		Help: "Times the Redis subscription stopped delivering while its connection stayed up (a probe did not come back within 1 s), and was re-established.",
+	}, func() float64 { return float64(fo.Stalls()) }))
 }
 
 func bit(b bool) float64 {
@@ -316,9 +349,13 @@ func (m *Worker) UpgradeRefused(reason string) {
 }
 
 // Delivered counts one dispatch from Redis, the frames it queued to local
-// sockets and those it could not queue.
+// sockets and those it could not queue; one that reached no local socket
+// at all is also counted as unrouted.
 func (m *Worker) Delivered(sent, dropped int) {
 	m.dispatches.Inc()
+	if sent == 0 && dropped == 0 {
+		m.unrouted.Inc()
+	}
 	if sent > 0 {
 		m.deliveries.Add(float64(sent))
 	}
@@ -327,6 +364,14 @@ func (m *Worker) Delivered(sent, dropped int) {
 	}
 }
 
+// Discarded counts frames queued to a socket (and counted as delivered)
+// that were dropped when it was closed, as a slow consumer or after a
+// failed write.
+func (m *Worker) Discarded(frames int) { m.discarded.Add(float64(frames)) }
+
+// SubscriptionRestored records how long the Redis subscription was down.
+func (m *Worker) SubscriptionRestored(down time.Duration) { m.restored.Observe(down.Seconds()) }
+
 // Shed counts an envelope refused because the worker was overloaded, for
 // reason (one of shedReasons; others are not counted).
 func (m *Worker) Shed(reason string) {
@@ -334,6 +379,10 @@ func (m *Worker) Shed(reason string) {
 		c.Inc()
 	}
 }
+
+// PendingClosed counts a connection closed while it had not sent its
+// request headers, to make room under GATEWAY_IP_PENDING.
+func (m *Worker) PendingClosed() { m.pendingClosed.Inc() }
 
 // RateLimited counts a frame refused by the socket's rate limit.
 func (m *Worker) RateLimited() { m.limited.Inc() }

@@ -90,11 +90,19 @@ type recorder struct {
 	dups     int
 }
 
-func (r *recorder) Resumed(o string, _ int) { r.mu.Lock(); r.resumed = append(r.resumed, o); r.mu.Unlock() }
-func (r *recorder) Healed(int)              { r.mu.Lock(); r.healed++; r.mu.Unlock() }
-func (r *recorder) Resynced(reason string)  { r.mu.Lock(); r.resynced = append(r.resynced, reason); r.mu.Unlock() }
-func (r *recorder) Duplicate()              { r.mu.Lock(); r.dups++; r.mu.Unlock() }
-func (r *recorder) TransientDropped()       {}
+func (r *recorder) Resumed(o string, _ int) {
+	r.mu.Lock()
+	r.resumed = append(r.resumed, o)
+	r.mu.Unlock()
+}
+func (r *recorder) Healed(int) { r.mu.Lock(); r.healed++; r.mu.Unlock() }
+func (r *recorder) Resynced(reason string) {
+	r.mu.Lock()
+	r.resynced = append(r.resynced, reason)
+	r.mu.Unlock()
+}
+func (r *recorder) Duplicate()        { r.mu.Lock(); r.dups++; r.mu.Unlock() }
+func (r *recorder) TransientDropped() {}
 
 func (r *recorder) healedN() int {
 	r.mu.Lock()

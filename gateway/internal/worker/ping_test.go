@@ -2,8 +2,11 @@ package worker
 
 import (
 	"testing"
+	"time"
 
 	"github.com/switchboard/switchboard/gateway/internal/connid"
+	"github.com/switchboard/switchboard/gateway/internal/ws"
+	"github.com/switchboard/switchboard/proto"
 )
 
 // TestPingSlotsSpread checks that connection ids spread over the ping
@@ -26,14 +29,23 @@ func TestPingSlotsSpread(t *testing.T) {
 	}
 }
 
-// fakeSocket counts its pings.
+// fakeSocket counts its pings and records its close.
 type fakeSocket struct {
-	id    string
-	pings int
+	id        string
+	pings     int
+	expires   time.Time
+	closeCode int
+	closes    int
 }
 
-func (s *fakeSocket) ID() string { return s.id }
-func (s *fakeSocket) Ping()      { s.pings++ }
+func (s *fakeSocket) ID() string         { return s.id }
+func (s *fakeSocket) Ping()              { s.pings++ }
+func (s *fakeSocket) Expires() time.Time { return s.expires }
+func (s *fakeSocket) Close(code int, _ string) {
+	if s.closes++; s.closes == 1 {
+		s.closeCode = code
+	}
+}
 
 // TestPingerTicksTouchOneSlot: a tick pings the sockets of its slot and no
 // other; a full round of ticks pings every socket once; a removed socket
@@ -47,7 +59,8 @@ func TestPingerTicksTouchOneSlot(t *testing.T) {
 		p.add(socks[i])
 	}
 	const slot = 7
-	p.tick(slot)
+	now := time.Now()
+	p.tick(slot, now)
 	for _, s := range socks {
 		if want := btoi(pingSlot(s.id) == slot); s.pings != want {
 			t.Fatalf("socket %s of slot %d pinged %d times by a tick of slot %d, want %d", s.id, pingSlot(s.id), s.pings, slot, want)
@@ -55,7 +68,7 @@ func TestPingerTicksTouchOneSlot(t *testing.T) {
 	}
 	for s := range uint32(pingSlots) {
 		if s != slot {
-			p.tick(s)
+			p.tick(s, now)
 		}
 	}
 	for _, s := range socks {
@@ -66,13 +79,65 @@ func TestPingerTicksTouchOneSlot(t *testing.T) {
 	gone := socks[0]
 	p.remove(gone)
 	for s := range uint32(pingSlots) {
-		p.tick(s)
+		p.tick(s, now)
 	}
 	if gone.pings != 1 {
 		t.Errorf("a removed socket was pinged again (%d pings)", gone.pings)
 	}
 	if socks[1].pings != 2 {
 		t.Errorf("a socket still listed was pinged %d times in two rounds, want 2", socks[1].pings)
+	}
+}
+
+// TestExpiredTokenAttack: a socket whose token expires is closed with 4001
+// once its Expires passes, not left open for as long as the client likes;
+// the pinger finds it through the visits it already makes, without a timer
+// per socket, and holds in its heap only the sockets about to expire.
+func TestExpiredTokenAttack(t *testing.T) {
+	var p pinger[*fakeSocket]
+	ids := connid.New()
+	now := time.Now()
+	soon := &fakeSocket{id: ids.Next(), expires: now.Add(10 * time.Second)}
+	later := &fakeSocket{id: ids.Next(), expires: now.Add(time.Hour)}
+	never := &fakeSocket{id: ids.Next()}
+	closedEarly := &fakeSocket{id: ids.Next(), expires: now.Add(5 * time.Second)}
+	for _, s := range []*fakeSocket{soon, later, never, closedEarly} {
+		p.add(s)
+	}
+	if n := len(p.expiring.heap); n != 2 {
+		t.Fatalf("%d sockets in the expiring heap after add, want the 2 that expire within %s", n, expiryHorizon)
+	}
+	p.remove(closedEarly)
+
+	p.expire(now.Add(9 * time.Second))
+	if soon.closes != 0 {
+		t.Fatalf("closed %s before its expiry", soon.id)
+	}
+	p.expire(now.Add(11 * time.Second))
+	if soon.closes != 1 || soon.closeCode != proto.CloseTokenExpired {
+		t.Fatalf("after its expiry: %d closes with code %d, want 1 with %d", soon.closes, soon.closeCode, proto.CloseTokenExpired)
+	}
+	if later.closes != 0 || never.closes != 0 {
+		t.Fatal("sockets not yet expired were closed")
+	}
+
+	// later is found by its slot's visit some minutes before its expiry.
+	visit := now.Add(time.Hour - ws.PingPeriod)
+	p.tick(pingSlot(later.id), visit)
+	p.expire(now.Add(time.Hour - time.Second))
+	if later.closes != 0 {
+		t.Fatal("closed before its expiry")
+	}
+	p.expire(now.Add(time.Hour))
+	if later.closes != 1 || later.closeCode != proto.CloseTokenExpired {
+		t.Errorf("%s: %d closes with code %d after its expiry, want 1 with 4001", later.id, later.closes, later.closeCode)
+	}
+	p.expire(now.Add(100 * time.Hour))
+	if never.closes != 0 {
+		t.Error("a socket without expiry was closed")
+	}
+	if n := len(p.expiring.heap); n != 0 {
+		t.Errorf("%d sockets left in the expiring heap, want none", n)
 	}
 }
 

@@ -1,11 +1,13 @@
 package worker
 
 import (
+	"container/heap"
 	"context"
 	"sync"
 	"time"
 
 	"github.com/switchboard/switchboard/gateway/internal/ws"
+	"github.com/switchboard/switchboard/proto"
 )
 
 // pingSlots is how many parts the ping period is cut into: each socket is
@@ -16,20 +18,40 @@ import (
 // memory per socket.
 const pingSlots = 100
 
+// expiryHorizon is how far ahead a visit of a socket's slot looks for its
+// expiry: beyond the next visit (one PingPeriod later), with room for late
+// ticks.
+const expiryHorizon = 2 * ws.PingPeriod
+
 // pingee is what the pinger needs of a socket (a *ws.Conn).
 type pingee interface {
 	comparable
 	ID() string
 	// Ping queues a ping without blocking.
 	Ping()
+	// Expires returns when the socket's token stops being accepted, so
+	// the socket must close; the zero time when never.
+	Expires() time.Time
+	// Close starts closing the socket with code and reason, without
+	// blocking; closing a closed socket does nothing.
+	Close(code int, reason string)
 }
 
-// pinger pings every socket once per ws.PingPeriod. A socket is in the
+// pinger pings every socket once per ws.PingPeriod, and closes each socket
+// with 4001 (token expired) once its Expires has passed. A socket is in the
 // list of its slot from when it is accepted (add) until it has ended
 // (remove), so a tick touches the sockets of its slot only, not every
-// socket of the worker. It is safe for concurrent use.
+// socket of the worker.
+//
+// Expiry costs no timer per socket: each visit of a socket (when it is
+// added, and at every ping) looks at its Expires, and a socket that
+// expires before its next visits goes into the expiring heap, which every
+// tick pops; so a socket closes within a tick (ws.PingPeriod/pingSlots) of
+// its expiry, and only the sockets about to expire are in the heap. It is
+// safe for concurrent use.
 type pinger[C pingee] struct {
-	slots [pingSlots]pingList[C]
+	slots    [pingSlots]pingList[C]
+	expiring expiring[C]
 }
 
 // pingList is the sockets of one slot.
@@ -47,9 +69,11 @@ func (p *pinger[C]) add(c C) {
 		l.conns = make(map[C]struct{})
 	}
 	l.conns[c] = struct{}{}
+	p.expiring.watch(c, time.Now())
 }
 
-// remove takes c out of the list of its slot.
+// remove takes c out of the list of its slot. (If it was about to expire,
+// the expiring heap keeps it until then; closing it again does nothing.)
 func (p *pinger[C]) remove(c C) {
 	l := &p.slots[pingSlot(c.ID())]
 	l.mu.Lock()
@@ -57,18 +81,19 @@ func (p *pinger[C]) remove(c C) {
 	delete(l.conns, c)
 }
 
-// tick pings the sockets of slot.
-func (p *pinger[C]) tick(slot uint32) {
+// tick pings the sockets of slot and watches their expiry.
+func (p *pinger[C]) tick(slot uint32, now time.Time) {
 	l := &p.slots[slot]
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for c := range l.conns {
 		c.Ping()
+		p.expiring.watch(c, now)
 	}
 }
 
-// run ticks each slot in turn, every ws.PingPeriod/pingSlots, until ctx is
-// done.
+// run ticks each slot in turn, every ws.PingPeriod/pingSlots, and closes
+// the sockets that have expired, until ctx is done.
 func (p *pinger[C]) run(ctx context.Context) {
 	t := time.NewTicker(ws.PingPeriod / pingSlots)
 	defer t.Stop()
@@ -77,11 +102,70 @@ func (p *pinger[C]) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
 			slot = (slot + 1) % pingSlots
-			p.tick(slot)
+			p.tick(slot, now)
+			p.expire(now)
 		}
 	}
+}
+
+// expire closes, with 4001, every watched socket whose Expires is not
+// after now.
+func (p *pinger[C]) expire(now time.Time) {
+	for _, c := range p.expiring.due(now) {
+		c.Close(proto.CloseTokenExpired, proto.ReasonTokenExpired)
+	}
+}
+
+// expiring is the sockets that expire before their slot's next visits,
+// soonest first.
+type expiring[C pingee] struct {
+	mu   sync.Mutex
+	heap expiryHeap[C]
+}
+
+// watch puts c in the heap if it expires within expiryHorizon of now.
+func (e *expiring[C]) watch(c C, now time.Time) {
+	at := c.Expires()
+	if at.IsZero() || at.Sub(now) > expiryHorizon {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	heap.Push(&e.heap, expiry[C]{c: c, at: at.UnixNano()})
+}
+
+// due takes out and returns the sockets whose expiry is not after now.
+func (e *expiring[C]) due(now time.Time) []C {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []C
+	for len(e.heap) > 0 && e.heap[0].at <= now.UnixNano() {
+		out = append(out, heap.Pop(&e.heap).(expiry[C]).c)
+	}
+	return out
+}
+
+// expiry is a socket and when it expires, in Unix nanoseconds.
+type expiry[C pingee] struct {
+	c  C
+	at int64
+}
+
+// expiryHeap is a min-heap of expiries (container/heap).
+type expiryHeap[C pingee] []expiry[C]
+
+func (h expiryHeap[C]) Len() int           { return len(h) }
+func (h expiryHeap[C]) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h expiryHeap[C]) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap[C]) Push(x any)        { *h = append(*h, x.(expiry[C])) }
+func (h *expiryHeap[C]) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	old[len(old)-1] = expiry[C]{} // let the socket go
+	*h = old[:len(old)-1]
+	return x
 }
 
 // pingSlot returns the ping slot of a connection id (FNV-1a).

@@ -1,7 +1,9 @@
 package worker
 
 import (
+	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/switchboard/switchboard/gateway/internal/auth"
@@ -47,8 +49,15 @@ func (w *Worker) routes() http.Handler {
 // devTokenTTL is the lifetime of tokens minted by /dev/token.
 const devTokenTTL = 24 * time.Hour
 
-// serveDevToken mints a token for ?user= (dev mode only, docs/protocol.md section 1).
+// serveDevToken mints a token for ?user= (dev mode only, docs/protocol.md
+// section 1), to clients on this machine only (or on GATEWAY_DEV_TOKEN_NETS):
+// a dev gateway that another machine can reach must not hand that machine
+// tokens for any user.
 func (w *Worker) serveDevToken(rw http.ResponseWriter, r *http.Request) {
+	if !devTokenClient(r.RemoteAddr, w.cfg.DevTokenNets) {
+		http.NotFound(rw, r) // as outside dev mode: to other machines it does not exist
+		return
+	}
 	user := r.URL.Query().Get("user")
 	if user == "" {
 		httpjson.Error(rw, http.StatusBadRequest, proto.CodeBadRequest, "user is required: /dev/token?user=<id>")
@@ -61,6 +70,29 @@ func (w *Worker) serveDevToken(rw http.ResponseWriter, r *http.Request) {
 	}
 	rw.Header().Set("Cache-Control", "no-store")
 	httpjson.Write(rw, http.StatusOK, map[string]any{"token": tok, "user": user, "expires_in": int(devTokenTTL.Seconds())})
+}
+
+// devTokenClient reports whether the client at remote (host:port) may get
+// dev tokens: it is on a loopback address, or in one of nets.
+func devTokenClient(remote string, nets []netip.Prefix) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	if ip.IsLoopback() {
+		return true
+	}
+	for _, n := range nets {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // serveReady answers /readyz: 200 once the worker has started and while

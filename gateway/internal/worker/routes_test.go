@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -149,9 +150,42 @@ func TestDevToken(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || body.User != "carol" {
 			t.Fatalf("/dev/token: %d %+v", resp.StatusCode, body)
 		}
-		user, err := auth.NewVerifier(cfg.JWTSecret, "").Verify(body.Token)
-		if err != nil || user != "carol" {
-			t.Fatalf("minted token verifies as %q, %v", user, err)
+		claims, err := auth.NewVerifier(cfg.JWTSecret, "").Verify(body.Token)
+		if err != nil || claims.User != "carol" {
+			t.Fatalf("minted token verifies as %+v, %v", claims, err)
+		}
+	}
+}
+
+// TestDevTokenFromAnotherMachine: /dev/token answers clients on loopback
+// and on GATEWAY_DEV_TOKEN_NETS only; to any other client it does not
+// exist (404, as outside dev mode), so a dev gateway another machine can
+// reach does not hand that machine tokens for any user.
+func TestDevTokenFromAnotherMachine(t *testing.T) {
+	cfg := testConfig()
+	cfg.Dev = true
+	cfg.DevTokenNets = []netip.Prefix{netip.MustParsePrefix("172.16.0.0/12")}
+	h := New(cfg, 0, zap.NewNop()).routes()
+	for remote, want := range map[string]int{
+		"127.0.0.1:5000":        http.StatusOK,
+		"127.9.9.9:5000":        http.StatusOK,
+		"[::1]:5000":            http.StatusOK,
+		"[::ffff:127.0.0.1]:80": http.StatusOK,
+		"172.17.0.1:5000":       http.StatusOK, // in GATEWAY_DEV_TOKEN_NETS
+		"192.168.1.20:5000":     http.StatusNotFound,
+		"10.0.0.1:5000":         http.StatusNotFound,
+		"[2001:db8::1]:5000":    http.StatusNotFound,
+		"not an address":        http.StatusNotFound,
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/dev/token?user=mallory", nil)
+		r.RemoteAddr = remote
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code != want {
+			t.Errorf("/dev/token from %s: %d, want %d", remote, rec.Code, want)
+		}
+		if want != http.StatusOK && strings.Contains(rec.Body.String(), "token") {
+			t.Errorf("/dev/token from %s answered %q", remote, rec.Body)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
+	"github.com/switchboard/switchboard/gateway/internal/forward"
 	"github.com/switchboard/switchboard/gateway/internal/resume"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/proto"
@@ -48,12 +49,13 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	w.log.Info("socket opened", zap.String("user", user), zap.String("conn", c.ID()))
 	// Reading goes on in its own goroutine so this handler returns and
 	// net/http releases its per-request state.
-	go w.readSocket(s, c, w.frameHandler(w.fwd.Session(c)))
+	go w.readSocket(s, c, w.fwd.Session(c))
 }
 
-// readSocket runs the read loop of c, which hands frames to h.
-func (w *Worker) readSocket(s *resume.Socket, c *ws.Conn, h ws.FrameHandler) {
-	c.ReadLoop(h, w.cfg.MaxFrame)
+// readSocket runs the read loop of c, which hands frames to its session.
+func (w *Worker) readSocket(s *resume.Socket, c *ws.Conn, fs *forward.Session) {
+	c.ReadLoop(w.frameHandler(fs), w.cfg.MaxFrame)
+	fs.Close()
 	w.socketClosed(s, c)
 }
 

@@ -12,7 +12,6 @@ package worker
 import (
 	"context"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -30,6 +29,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
 	"github.com/switchboard/switchboard/gateway/internal/resume"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
+	"github.com/switchboard/switchboard/internal/httpserver"
 	"github.com/switchboard/switchboard/internal/redact"
 	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/proto"
@@ -84,12 +84,13 @@ func New(cfg config.Config, index int, log *zap.Logger, opts ...Option) *Worker 
 			JWTSecret: cfg.JWTSecret, JWTAudience: cfg.JWTAudience,
 			AllowedOrigins: cfg.AllowedOrigins, Dev: cfg.Dev,
 			MaxConns: cfg.MaxConns, MaxConnsPerUser: cfg.MaxConnsPerUser,
+			IPUpgradeRate: cfg.IPUpgradeRate, IPUpgradeBurst: cfg.IPUpgradeBurst,
 		}, h, m, log),
 		ids:     connid.New(),
 		hub:     h,
 		wsLog:   log.Named("ws"),
 		metrics: m,
-		limits:  ws.Limits{QueueLen: cfg.SendQueueLen, QueueBytes: cfg.SendQueueBytes},
+		limits:  ws.Limits{QueueLen: cfg.SendQueueLen, QueueBytes: cfg.SendQueueBytes, Discarded: m.Discarded},
 	}
 	for _, o := range opts {
 		o(w)
@@ -121,7 +122,9 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 	}
 	// After every (re)subscription, what was published while nothing
 	// listened is filled from the streams.
-	w.sub = fanout.New(w.rdb, deliver, w.cfg.FanoutQueue, w.log.Named("fanout"), fanout.OnSubscribed(w.res.RequestSweep))
+	w.sub = fanout.New(w.rdb, deliver, w.cfg.FanoutQueue, w.log.Named("fanout"),
+		fanout.OnSubscribed(w.res.RequestSweep), fanout.OnRestored(w.metrics.SubscriptionRestored),
+		fanout.QueueBytes(w.cfg.FanoutQueueBytes))
 	w.fwd = forward.New(w.nc, forward.Config{
 		Timeout:     w.cfg.HandlerTimeout,
 		MaxInFlight: w.cfg.MaxInFlight,
@@ -129,7 +132,10 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 			Rate: w.cfg.RateLimit, Burst: w.cfg.RateBurst, CloseAfter: w.cfg.RateCloseAfter, Window: 10 * time.Second,
 			OnRefuse: w.metrics.RateLimited,
 		},
-		WorkerInFlight: w.cfg.WorkerInFlight,
+		UserRate:            w.cfg.UserRateLimit,
+		UserBurst:           w.cfg.UserRateBurst,
+		WorkerInFlight:      w.cfg.WorkerInFlight,
+		WorkerInFlightBytes: w.cfg.WorkerInFlightBytes,
 		// While the fan-out lags, new envelopes are refused: each would add
 		// dispatches to a backlog that, past the queue and Redis's output
 		// buffer, ends with Redis cutting the subscription and losing them.
@@ -162,12 +168,8 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 			w.adm.Open()
 		}
 	}()
-	srv := &http.Server{
-		Handler:           w.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		ErrorLog:          zap.NewStdLog(w.log.Named("http")),
-	}
+	srv := httpserver.New(w.routes(), w.log.Named("http"))
+	srv.ConnState = admission.NewPendingCap(w.cfg.IPPending, w.metrics.PendingClosed).ConnState
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	w.log.Info("worker serving", zap.String("addr", ln.Addr().String()))
@@ -188,15 +190,21 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 func (w *Worker) connect(ctx context.Context) error {
 	log := w.log.Named("nats")
 	var err error
-	w.nc, err = nats.Connect(w.cfg.NATSURL,
+	natsOpts := []nats.Option{
 		nats.Name("switchboard-gateway"),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(-1), // fail requests at once while disconnected
 		nats.ConnectHandler(func(*nats.Conn) { log.Info("nats connected") }),
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }),
-	)
+	}
+	// User and password, a token, or TLS come in NATS_URL (nats://u:p@h,
+	// tls://h); a credentials file (JWT and NKey) in NATS_CREDS.
+	if w.cfg.NATSCreds != "" {
+		natsOpts = append(natsOpts, nats.UserCredentials(w.cfg.NATSCreds))
+	}
+	w.nc, err = nats.Connect(w.cfg.NATSURL, natsOpts...)
 	if err != nil {
 		return err
 	}

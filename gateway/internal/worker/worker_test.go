@@ -30,7 +30,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const (
-	secret = "worker-test-secret"
+	secret = "worker-test-secret-of-32-bytes-or-more"
 	wait   = 10 * time.Second
 )
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,10 @@ type FrameHandler interface {
 type Limits struct {
 	QueueLen   int // frames
 	QueueBytes int // bytes
+	// Discarded, when set, is told how many queued frames a close drops
+	// unsent (a slow consumer's queue, or after a failed write). It is
+	// called with the socket's lock held, so it must be cheap.
+	Discarded func(frames int)
 }
 
 // keptBatchCap is the largest write batch buffer a socket keeps between
@@ -62,6 +67,7 @@ type Conn struct {
 	rc     syscall.RawConn       // the network socket, to wait for data on; nil: none
 	wait   func(fd uintptr) bool // c.waitReadable, for rc.Read, bound once
 	woke   bool                  // waitReadable has been called in this wait
+	exp    uint32                // Upgraded.Expires in Unix seconds, 0 = never; in woke's padding, so free
 	id     string
 	user   string
 	limits *Limits // shared by the worker's sockets; read only
@@ -102,6 +108,9 @@ func NewConn(u Upgraded, id, user string, limits *Limits, log *zap.Logger) *Conn
 		writerDone: make(chan struct{}),
 		opened:     time.Now().UnixNano(),
 	}
+	if !u.Expires.IsZero() {
+		c.exp = uint32(min(max(u.Expires.Unix(), 1), math.MaxUint32))
+	}
 	if sc, ok := u.WS.NetConn().(syscall.Conn); ok && u.br != nil {
 		if rc, err := sc.SyscallConn(); err == nil {
 			c.rc = rc
@@ -115,6 +124,15 @@ func (c *Conn) ID() string { return c.id }
 
 // User returns the verified user id of the socket.
 func (c *Conn) User() string { return c.user }
+
+// Expires returns when the socket's authorization ends (Upgraded.Expires,
+// to the second); the zero time when it never does.
+func (c *Conn) Expires() time.Time {
+	if c.exp == 0 {
+		return time.Time{}
+	}
+	return time.Unix(int64(c.exp), 0)
+}
 
 // Done is closed when the connection has ended.
 func (c *Conn) Done() <-chan struct{} { return c.done }
@@ -214,10 +232,31 @@ func (c *Conn) markClosing(code int, reason string, drop bool) bool {
 	c.closing = true
 	c.closeCode, c.closeReason = code, reason
 	if drop {
-		c.queue, c.queuedBytes = nil, 0
+		c.discard()
 	}
 	close(c.closed)
 	return true
+}
+
+// discard drops the queued frames, telling Limits.Discarded how many were
+// data frames. c.mu must be held.
+func (c *Conn) discard() {
+	if n := c.dataQueued(); n > 0 && c.limits.Discarded != nil {
+		c.limits.Discarded(n)
+	}
+	c.queue, c.queuedBytes = nil, 0
+}
+
+// dataQueued counts the data frames in the queue (pings and pongs are
+// not events). c.mu must be held.
+func (c *Conn) dataQueued() int {
+	n := 0
+	for _, it := range c.queue {
+		if !it.ping && !it.pong {
+			n++
+		}
+	}
+	return n
 }
 
 // CloseCode returns the code the gateway closed the socket with, or 0.
@@ -363,8 +402,9 @@ func appendFrameHeader(dst []byte, op byte, n int) []byte {
 // failWrite ends a socket whose write failed: nothing more can be sent.
 func (c *Conn) failWrite(err error) {
 	c.mu.Lock()
-	c.markClosing(websocket.CloseAbnormalClosure, "write failed", true)
-	c.queue, c.queuedBytes = nil, 0
+	if !c.markClosing(websocket.CloseAbnormalClosure, "write failed", true) {
+		c.discard() // closing already, with frames still queued behind the failed write
+	}
 	c.mu.Unlock()
 	c.log.Debug("write failed", zap.String("user", c.user), zap.String("conn", c.id), zap.Error(err))
 	_ = c.ws.NetConn().Close() // unblocks the reader

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -509,6 +510,9 @@ func TestSlowConsumer(t *testing.T) {
 	})
 
 	t.Run("client that never reads", func(t *testing.T) {
+		var discarded atomic.Int64
+		limits := limits
+		limits.Discarded = func(n int) { discarded.Add(int64(n)) }
 		s := startServer(t, limits, 65536)
 		_, c := s.dial(t, &websocket.Dialer{ReadBufferSize: 1024})
 		tick := time.NewTicker(pace)
@@ -523,6 +527,11 @@ func TestSlowConsumer(t *testing.T) {
 			<-tick.C
 		}
 		t.Logf("queue overflowed after %d frames (%d KiB)", sent, sent*len(frame)>>10)
+		// Frames it had taken and not written are dropped, and said to be:
+		// they were counted as delivered.
+		if n := discarded.Load(); n < 1 || n > int64(limits.QueueLen) {
+			t.Errorf("Discarded told of %d frames, want the queue's 1 to %d", n, limits.QueueLen)
+		}
 		if sent <= limits.QueueLen {
 			t.Errorf("overflowed after %d frames: the TCP buffers should have taken some first", sent)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -19,6 +20,10 @@ const ReadBufferSize = 288
 // Upgraded is a socket upgraded by Upgrade, for NewConn.
 type Upgraded struct {
 	WS *websocket.Conn
+	// Expires is when the socket's authorization ends, so the gateway
+	// closes it (Conn.Expires); zero: never. Whole seconds after the Unix
+	// epoch: the Conn keeps it in 32 bits.
+	Expires time.Time
 	// br is the buffer WS reads the network through, so that a Conn can
 	// tell whether a frame is already buffered before it waits for the
 	// network; nil when unknown (a socket upgraded by gorilla alone).

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/internal/backoff"
+	"github.com/switchboard/switchboard/internal/redact"
 )
 
 // Start-up retry of Redis: the first wait, doubled after each failure up to
@@ -25,18 +26,24 @@ const (
 // server is not up yet: it retries forever, at start-up and after any
 // disconnect. Until the first connection every failed attempt is logged;
 // after it, each state change (disconnected, reconnected) is logged once.
-func connectNATS(url string, log *zap.Logger) (*nats.Conn, error) {
+//
+// User and password, a token, or TLS come in url (nats://u:p@h, tls://h);
+// a credentials file (JWT and NKey) in creds, when not empty. The server's
+// URL is logged through redact.URL: nats.go's ConnectedUrlRedacted masks a
+// password only, and a token (nats://TOKEN@host) is a user name to it.
+func connectNATS(url, creds string, log *zap.Logger) (*nats.Conn, error) {
 	var connected atomic.Bool
-	nc, err := nats.Connect(url,
+	server := func(nc *nats.Conn) zap.Field { return zap.String("server", redact.URL(nc.ConnectedUrl())) }
+	opts := []nats.Option{
 		nats.Name("handlers-svc"),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
 		// Retry quickly (nats.go adds jitter): service resumes well within
 		// the 5 s promise after NATS is back, not after the default 2 s wait.
-		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			if !connected.Swap(true) {
-				log.Info("connected", zap.String("server", nc.ConnectedUrlRedacted()))
+				log.Info("connected", server(nc))
 			}
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -50,7 +57,7 @@ func connectNATS(url string, log *zap.Logger) (*nats.Conn, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("reconnected", zap.String("server", nc.ConnectedUrlRedacted()))
+			log.Info("reconnected", server(nc))
 		}),
 		nats.ClosedHandler(func(*nats.Conn) {
 			log.Info("connection closed")
@@ -62,12 +69,16 @@ func connectNATS(url string, log *zap.Logger) (*nats.Conn, error) {
 			}
 			log.Error("async error", fields...)
 		}),
-	)
+	}
+	if creds != "" {
+		opts = append(opts, nats.UserCredentials(creds))
+	}
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("nats connect: %w", err)
 	}
 	if nc.IsConnected() && !connected.Swap(true) {
-		log.Info("connected", zap.String("server", nc.ConnectedUrlRedacted()))
+		log.Info("connected", server(nc))
 	}
 	return nc, nil
 }

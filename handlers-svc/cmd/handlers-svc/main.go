@@ -4,7 +4,9 @@
 //
 // It reads its configuration from the environment and flags (see
 // internal/config), logs JSON lines to stderr, serves GET /healthz,
-// GET /readyz and GET /metrics (Prometheus) on HANDLERS_ADDR, and stops
+// GET /readyz and GET /metrics (Prometheus) on HANDLERS_ADDR, and, with
+// HANDLERS_API_KEY set, the dispatch API POST /v1/dispatch
+// (docs/protocol.md section 7) there too, and stops
 // cleanly on SIGTERM or SIGINT: it drains the NATS subscription, lets
 // running handlers finish, closes its connections and exits 0.
 // "handlers-svc health [-ready]" checks a running instance's /healthz (or
@@ -24,17 +26,20 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/handlers-svc/event/middleware"
 	"github.com/switchboard/switchboard/handlers-svc/handlers"
 	"github.com/switchboard/switchboard/handlers-svc/internal/config"
+	"github.com/switchboard/switchboard/handlers-svc/internal/httpapi"
 	"github.com/switchboard/switchboard/handlers-svc/internal/metrics"
 	"github.com/switchboard/switchboard/handlers-svc/internal/natserve"
-	"github.com/switchboard/switchboard/handlers-svc/internal/redisdispatch"
 	"github.com/switchboard/switchboard/internal/healthcheck"
+	"github.com/switchboard/switchboard/internal/httpserver"
 	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/redact"
 	"github.com/switchboard/switchboard/internal/redislog"
@@ -103,13 +108,14 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		zap.String("addr", cfg.Addr),
 		zap.Duration("timeout", cfg.Timeout),
 		zap.Duration("history_window", cfg.HistoryWindow),
+		zap.Bool("dispatch_api", cfg.APIKey != ""),
 		zap.Duration("shutdown_timeout", cfg.ShutdownTimeout))
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
-	nc, err := connectNATS(cfg.NATSURL, log.Named("nats"))
+	nc, err := connectNATS(cfg.NATSURL, cfg.NATSCreds, log.Named("nats"))
 	if err != nil {
 		_ = ln.Close()
 		return err
@@ -135,14 +141,38 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 
 	mux := event.NewMux()
 	evLog := log.Named("event")
-	handlers.Register(mux, redisdispatch.New(rdb, redisdispatch.Options{Window: cfg.HistoryWindow}).LogOutages(log.Named("redis")))
+	d := dispatch.New(rdb, dispatch.Options{Window: cfg.HistoryWindow}).LogOutages(log.Named("redis"))
+	// Each family takes what it needs; what it opens it closes by onStop,
+	// run once no handler runs any more.
+	var stops []func()
+	runStops := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+		stops = nil
+	}
+	familyMetrics := prometheus.NewRegistry()
+	err = handlers.Register(ctx, mux, handlers.Deps{
+		Dispatcher: d, Rooms: d, Redis: rdb, Log: log.Named("handlers"),
+		Metrics: familyMetrics, Getenv: os.Getenv,
+		OnStop: func(fn func()) { stops = append(stops, fn) },
+	})
+	if err != nil {
+		runStops()
+		nc.Close()
+		_ = rdb.Close()
+		_ = ln.Close()
+		return fmt.Errorf("register handlers: %w", err)
+	}
 	// Registered first, so the metrics know every event name; outermost,
 	// so a recovered panic is counted as the handler_error it becomes.
 	reg := metrics.New(mux.Events())
+	reg.Include(familyMetrics)
 	mux.Use(reg.Middleware, middleware.Recover(evLog), middleware.Log(evLog))
 	srv := natserve.New(nc, mux, log, natserve.Config{
 		Timeout:         cfg.Timeout,
 		ShutdownTimeout: cfg.ShutdownTimeout,
+		Expired:         reg.Expired,
 	})
 
 	health := newHealth(nc, rdb, srv.Ready())
@@ -150,11 +180,10 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		func() bool { return health.redisUp(context.Background()) },
 		func() bool { return len(health.notReady(context.Background())) == 0 })
 	health.mux.Handle("GET /metrics", reg.Handler())
-	httpSrv := &http.Server{
-		Handler:           health,
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	if cfg.APIKey != "" {
+		httpapi.New(d, cfg.APIKey, log).Register(health.mux)
 	}
+	httpSrv := httpserver.New(health, log.Named("http"))
 	var httpErr error
 	httpDone := make(chan struct{}) // closed once Serve has returned httpErr
 	go func() {
@@ -176,9 +205,12 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 
 	// The ordered shutdown list. Not ready (also when start-up failed); the
 	// subscription is drained and its replies flushed, so NATS can go; the
-	// handlers have finished, so Redis can go; the health server goes last.
+	// handlers have finished, so what the families opened can go, then
+	// Redis; the health server (and the dispatch API, answering 503 once
+	// Redis is gone) goes last.
 	health.stopping.Store(true)
 	nc.Close()
+	runStops()
 	if err := rdb.Close(); err != nil {
 		log.Warn("close redis", zap.Error(err))
 	}

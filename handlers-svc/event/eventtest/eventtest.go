@@ -1,7 +1,8 @@
 // Package eventtest provides utilities for testing event handlers without
 // NATS or Redis, as net/http/httptest does for HTTP handlers: a Recorder that
-// implements event.Dispatcher and records every dispatch, and NewRequest to
-// build a request.
+// implements event.Dispatcher and event.Rooms and records every dispatch,
+// NewRequest to build a request, and Result to read what the handler
+// answered.
 //
 // A Recorder is safe for concurrent use, so it can record the dispatches of
 // handlers that run in parallel.
@@ -10,6 +11,7 @@ package eventtest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -22,19 +24,25 @@ import (
 // makes instead of delivering them. It applies the same checks as the real
 // dispatcher: the event name must be valid, args must marshal to JSON, and a
 // context that has ended fails the dispatch with the context's error.
+//
+// Its rooms live in memory, with the real store's rules (room names, at
+// most proto.MaxRoomMembers members); ToRooms records one dispatch to the
+// rooms' members, sorted, which is what the real dispatcher delivers.
 type Recorder struct {
 	mu         sync.Mutex
 	dispatches []proto.Dispatch
 	err        error
+	rooms      *roomSet // shared with the Recorders of Batch
 }
 
 var (
 	_ event.Dispatcher = (*Recorder)(nil)
 	_ event.Batcher    = (*Recorder)(nil)
+	_ event.Rooms      = (*Recorder)(nil)
 )
 
 // NewRecorder returns an empty Recorder.
-func NewRecorder() *Recorder { return &Recorder{} }
+func NewRecorder() *Recorder { return &Recorder{rooms: newRoomSet()} }
 
 // ToUsers records a dispatch to users.
 func (rec *Recorder) ToUsers(ctx context.Context, users []string, name string, args any) error {
@@ -79,7 +87,7 @@ func (rec *Recorder) record(ctx context.Context, d proto.Dispatch, args any, emp
 // or none of them: when fn fails, or FailWith set an error, which it
 // returns.
 func (rec *Recorder) Batch(ctx context.Context, fn func(event.Dispatcher) error) error {
-	var b Recorder
+	b := Recorder{rooms: rec.roomSet()}
 	if err := fn(&b); err != nil {
 		return err
 	}
@@ -113,6 +121,21 @@ func (rec *Recorder) FailWith(err error) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	rec.err = err
+}
+
+// Result decodes the result the handler set on r (with Request.Respond, or
+// as a typed handler's return value) into a T. It fails when there is none
+// or it does not decode.
+func Result[T any](r *event.Request) (T, error) {
+	var v T
+	raw := r.Result()
+	if raw == nil {
+		return v, errors.New("eventtest: the request has no result")
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return v, fmt.Errorf("eventtest: decode result %s: %w", raw, err)
+	}
+	return v, nil
 }
 
 // NewRequest returns a request for the event name sent by user on the

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -19,20 +20,28 @@ import (
 // Config is the configuration of handlers-svc (docs/protocol.md section 1).
 type Config struct {
 	NATSURL         string        // NATS_URL
+	NATSCreds       string        // NATS_CREDS: a NATS credentials file; "" = none
 	RedisURL        string        // REDIS_URL
 	Addr            string        // HANDLERS_ADDR: health and metrics endpoints
 	LogLevel        string        // LOG_LEVEL: debug, info, warn or error
 	Timeout         time.Duration // HANDLERS_TIMEOUT: per request; below GATEWAY_HANDLER_TIMEOUT
 	ShutdownTimeout time.Duration // HANDLERS_SHUTDOWN_TIMEOUT: drain and wait on SIGTERM
 	HistoryWindow   time.Duration // HISTORY_WINDOW: how long events are kept for recovery; 0 = off
+	APIKey          string        // HANDLERS_API_KEY: the dispatch API's bearer key; "" = no API (404)
 }
+
+// MinAPIKeyLen is the shortest HANDLERS_API_KEY accepted: a key short
+// enough to guess would let anyone dispatch to every user.
+const MinAPIKeyLen = 16
 
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
 		NATSURL:  "nats://127.0.0.1:4222",
 		RedisURL: "redis://127.0.0.1:6379/0",
-		Addr:     ":8081",
+		// Loopback only: /metrics and /readyz have no authentication, so
+		// exposing them is a decision (compose makes it, inside its network).
+		Addr:     "127.0.0.1:8081",
 		LogLevel: "info",
 		// Below the gateway's 5s GATEWAY_HANDLER_TIMEOUT, with margin: a
 		// handler gives up before the gateway answers the client "timeout",
@@ -55,12 +64,14 @@ type setting struct {
 func (c *Config) settings() []setting {
 	return []setting{
 		{env: "NATS_URL", usage: "NATS server URL", str: &c.NATSURL},
+		{env: "NATS_CREDS", usage: "NATS credentials file (user JWT and NKey seed), if NATS asks for one", str: &c.NATSCreds},
 		{env: "REDIS_URL", usage: "Redis URL", str: &c.RedisURL},
 		{env: "HANDLERS_ADDR", usage: "HTTP address of /healthz, /readyz and /metrics", str: &c.Addr},
 		{env: "LOG_LEVEL", usage: "log level: debug, info, warn or error", str: &c.LogLevel},
 		{env: "HANDLERS_TIMEOUT", usage: "per-request handler timeout; keep it below GATEWAY_HANDLER_TIMEOUT, with margin", dur: &c.Timeout},
 		{env: "HANDLERS_SHUTDOWN_TIMEOUT", usage: "how long shutdown waits for running handlers", dur: &c.ShutdownTimeout},
 		{env: "HISTORY_WINDOW", usage: "how long dispatched events are kept for recovery; 0 = recovery off (set the same on the gateway)", dur: &c.HistoryWindow},
+		{env: "HANDLERS_API_KEY", usage: "bearer key of the dispatch API, POST /v1/dispatch on HANDLERS_ADDR; unset = no API", str: &c.APIKey},
 	}
 }
 
@@ -114,6 +125,11 @@ func (c Config) Validate() error {
 	if err := serverurl.NATS(c.NATSURL); err != nil {
 		errs = append(errs, fmt.Errorf("NATS_URL: %w", err))
 	}
+	if c.NATSCreds != "" {
+		if _, err := os.Stat(c.NATSCreds); err != nil {
+			errs = append(errs, fmt.Errorf("NATS_CREDS: %w", err))
+		}
+	}
 	if err := serverurl.Redis(c.RedisURL); err != nil {
 		errs = append(errs, fmt.Errorf("REDIS_URL: %w", err))
 	}
@@ -131,6 +147,9 @@ func (c Config) Validate() error {
 	}
 	if err := proto.CheckHistoryWindow(c.HistoryWindow); err != nil {
 		errs = append(errs, fmt.Errorf("HISTORY_WINDOW: %w", err))
+	}
+	if c.APIKey != "" && len(c.APIKey) < MinAPIKeyLen {
+		errs = append(errs, fmt.Errorf("HANDLERS_API_KEY: must be at least %d bytes, got %d", MinAPIKeyLen, len(c.APIKey)))
 	}
 	return errors.Join(errs...)
 }

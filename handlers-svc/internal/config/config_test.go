@@ -40,6 +40,7 @@ func TestLoad(t *testing.T) {
 				c.NATSURL, c.Timeout, c.LogLevel, c.RedisURL, c.Addr, c.ShutdownTimeout = "nats://flag:4222", 2*time.Second, "warn", "redis://r:1/2", "127.0.0.1:1", 4*time.Second
 			}},
 		{"empty env is unset", map[string]string{"LOG_LEVEL": ""}, nil, func(*config.Config) {}},
+		{"api key", map[string]string{"HANDLERS_API_KEY": "0123456789abcdef"}, nil, func(c *config.Config) { c.APIKey = "0123456789abcdef" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,7 +63,7 @@ func TestLoad(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	c := config.Default()
 	want := config.Config{
-		NATSURL: "nats://127.0.0.1:4222", RedisURL: "redis://127.0.0.1:6379/0", Addr: ":8081",
+		NATSURL: "nats://127.0.0.1:4222", RedisURL: "redis://127.0.0.1:6379/0", Addr: "127.0.0.1:8081",
 		LogLevel: "info", Timeout: 4 * time.Second, ShutdownTimeout: 10 * time.Second, HistoryWindow: 120 * time.Second,
 	}
 	if c != want {
@@ -117,6 +118,7 @@ func TestValidate(t *testing.T) {
 		{"history window too short", func(c *config.Config) { c.HistoryWindow = time.Millisecond }, "HISTORY_WINDOW"},
 		{"history window too long", func(c *config.Config) { c.HistoryWindow = 25 * time.Hour }, "HISTORY_WINDOW"},
 		{"history window negative", func(c *config.Config) { c.HistoryWindow = -time.Second }, "HISTORY_WINDOW"},
+		{"api key too short", func(c *config.Config) { c.APIKey = "short" }, "HANDLERS_API_KEY"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

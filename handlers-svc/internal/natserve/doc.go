@@ -19,9 +19,17 @@
 // Overflow: when every slot is busy, the delivery goroutine waits for one,
 // but no longer than the request's deadline; a request that gets no slot in
 // time is answered unavailable ("handlers-svc is overloaded"). While it
-// waits, later messages queue in the subscription's pending buffer, whose
-// limits are nats.go's defaults; beyond them NATS drops messages, the client
-// library reports a slow consumer, and the gateway answers timeout.
+// waits, later messages queue in the subscription's pending buffer, bounded
+// by Config.PendingMsgs and PendingBytes (4,096 requests and 16 MiB by
+// default, far below nats.go's own limits); beyond them NATS drops
+// messages, the client library reports a slow consumer, and the gateway
+// answers timeout.
+//
+// Deadlines: a request carries the time the gateway stops waiting
+// (proto.DeadlineHeader). One taken after it, or whose deadline passes
+// while it waits for a slot, is dropped unrun and unanswered (counted
+// through Config.Expired, logged once a second at most): its client was
+// told timeout. The handler's context ends by that deadline too.
 //
 // Shutdown: when Run's context is done, Run drains the subscription (interest
 // is removed at once, so new requests go to other instances, and messages

@@ -20,7 +20,17 @@ const (
 	DefaultTimeout         = 5 * time.Second // matches the gateway's handler timeout
 	DefaultShutdownTimeout = 10 * time.Second
 	DefaultMaxConcurrent   = 1024
+	// DefaultPendingMsgs and DefaultPendingBytes bound the requests
+	// waiting in the subscription while every handler slot is busy: a few
+	// slots' worth, not nats.go's 512Ki messages and 64 MiB, behind which a
+	// request would wait far past its deadline.
+	DefaultPendingMsgs  = 4 * DefaultMaxConcurrent
+	DefaultPendingBytes = 16 << 20
 )
+
+// expiredLogEvery is how often, at most, the requests dropped for their
+// deadline are logged: one line with how many, not one per request.
+const expiredLogEvery = time.Second
 
 // flushTimeout bounds the final flush of replies when the shutdown deadline
 // leaves less.
@@ -43,6 +53,15 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// MaxConcurrent is the most handlers running at once.
 	MaxConcurrent int
+	// PendingMsgs and PendingBytes bound the requests waiting in the
+	// subscription; beyond them NATS drops requests (the gateway answers
+	// their clients timeout) and the client library reports a slow
+	// consumer.
+	PendingMsgs  int
+	PendingBytes int
+	// Expired, when set, is told of each request dropped unrun because
+	// the gateway's deadline (proto.DeadlineHeader) had passed.
+	Expired func(event string)
 }
 
 func (c Config) withDefaults() Config {
@@ -54,6 +73,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxConcurrent <= 0 {
 		c.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if c.PendingMsgs <= 0 {
+		c.PendingMsgs = DefaultPendingMsgs
+	}
+	if c.PendingBytes <= 0 {
+		c.PendingBytes = DefaultPendingBytes
 	}
 	return c
 }
@@ -75,14 +100,20 @@ type Server struct {
 	quit    chan struct{}
 	idle    atomic.Int32 // workers waiting on jobs, or about to
 	workers sync.WaitGroup
+
+	// Requests dropped for their deadline since the last line logging
+	// them, and when that was (Unix nanoseconds).
+	expired       atomic.Int64
+	expiredLogged atomic.Int64
 }
 
 // job is one request for a worker: it holds a slot until it has replied.
 type job struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	m      *nats.Msg
-	r      *event.Request
+	ctx      context.Context
+	cancel   context.CancelFunc
+	m        *nats.Msg
+	r        *event.Request
+	deadline time.Time // the gateway's; zero when the request named none
 }
 
 // New returns a Server that serves requests arriving on nc with h. The caller
@@ -127,6 +158,9 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", proto.SubjectAll, err)
+	}
+	if err := sub.SetPendingLimits(s.cfg.PendingMsgs, s.cfg.PendingBytes); err != nil {
+		return fmt.Errorf("subscribe %s: pending limits: %w", proto.SubjectAll, err)
 	}
 	closed := sub.StatusChanged(nats.SubscriptionClosed)
 	if err := s.nc.Flush(); err != nil {
@@ -182,7 +216,19 @@ func (s *Server) Run(ctx context.Context) error {
 
 // serve handles one message on the subscription's delivery goroutine.
 func (s *Server) serve(base context.Context, m *nats.Msg) {
-	ctx, cancel := context.WithTimeout(base, s.cfg.Timeout)
+	now := time.Now()
+	deadline, hasDeadline := proto.ParseDeadline(m.Header.Get(proto.DeadlineHeader))
+	if hasDeadline && !now.Before(deadline) {
+		s.drop(m, deadline)
+		return
+	}
+	// The handler's context ends by the gateway's deadline too: past it,
+	// the client was told timeout, and the handler must not go on.
+	end := now.Add(s.cfg.Timeout)
+	if hasDeadline && deadline.Before(end) {
+		end = deadline
+	}
+	ctx, cancel := context.WithDeadline(base, end)
 	req, err := proto.DecodeRequest(m.Data)
 	if err != nil {
 		cancel()
@@ -215,6 +261,9 @@ func (s *Server) serve(base context.Context, m *nats.Msg) {
 		}
 	}
 	j := job{ctx: ctx, cancel: cancel, m: m, r: r}
+	if hasDeadline {
+		j.deadline = deadline
+	}
 	select {
 	case s.jobs <- j:
 	default:
@@ -244,13 +293,39 @@ func (s *Server) work(j job) {
 	}
 }
 
-// run runs the handler of j, replies, and frees j's slot.
+// run runs the handler of j, replies, and frees j's slot; a request whose
+// deadline passed while it waited for its slot is dropped unrun.
 func (s *Server) run(j job) {
 	defer func() { <-s.slots }()
 	defer j.cancel()
+	if !j.deadline.IsZero() && !time.Now().Before(j.deadline) {
+		s.drop(j.m, j.deadline)
+		return
+	}
 	err := s.call(j.ctx, j.r)
 	s.logFailure(j.r, err)
 	s.respond(j.m, j.r, event.WireError(err))
+}
+
+// drop counts and logs a request not run because the gateway's deadline
+// passed before it could start: the client was told timeout, so running
+// it would have effects the client believes did not happen. No reply is
+// sent: nobody waits for it. The log line comes at most once per
+// expiredLogEvery, with how many were dropped since the last one.
+func (s *Server) drop(m *nats.Msg, deadline time.Time) {
+	event, _ := proto.EventFromSubject(m.Subject)
+	if s.cfg.Expired != nil {
+		s.cfg.Expired(event)
+	}
+	n := s.expired.Add(1)
+	now := time.Now().UnixNano()
+	last := s.expiredLogged.Load()
+	if now-last < int64(expiredLogEvery) || !s.expiredLogged.CompareAndSwap(last, now) {
+		return
+	}
+	s.expired.Add(-n)
+	s.log.Warn("requests dropped unrun: the gateway's deadline had passed (handlers-svc is behind)",
+		zap.Int64("dropped", n), zap.String("event", event), zap.Duration("late", time.Since(deadline)))
 }
 
 // call runs the handler. A panic the handler's middleware did not recover is
@@ -300,13 +375,29 @@ func isAnswer(err error) bool {
 	return ok
 }
 
-// respond sends the reply for werr (nil for success), if the message asked
-// for one.
+// respond sends the reply for werr (nil for success, with r's result when
+// the handler set one), if the message asked for one. A result too large
+// for a NATS message is answered handler_error, and logged: the gateway
+// would otherwise wait for a reply that never comes.
 func (s *Server) respond(m *nats.Msg, r *event.Request, werr *proto.Error) {
 	if m.Reply == "" {
 		return
 	}
-	if err := m.Respond(proto.AppendReply(make([]byte, 0, 64), werr)); err != nil {
+	var body []byte
+	if werr == nil && r != nil && r.Result() != nil {
+		body = proto.AppendResult(make([]byte, 0, 32+len(r.Result())), r.Result())
+		if limit := s.nc.MaxPayload(); limit > 0 && int64(len(body)) > limit {
+			s.log.Error("handler result too large for a NATS reply",
+				zap.String("event", r.Event), zap.String("user", r.User), zap.String("conn", r.Conn),
+				zap.Int("bytes", len(body)), zap.Int64("max_payload", limit))
+			body = nil
+			werr = &proto.Error{Code: proto.CodeHandlerError, Message: "handler failed"}
+		}
+	}
+	if body == nil {
+		body = proto.AppendReply(make([]byte, 0, 64), werr)
+	}
+	if err := m.Respond(body); err != nil {
 		fields := []zap.Field{zap.String("subject", m.Subject), zap.Error(err)}
 		if r != nil {
 			fields = append(fields, zap.String("event", r.Event), zap.String("user", r.User), zap.String("conn", r.Conn))

@@ -13,6 +13,20 @@ export interface Frame<A = unknown> {
   bpos?: string;
 }
 
+/** The result of the built-ins sendMessage and sendToRoom (docs/protocol.md section 5). */
+export interface SendMessageResult {
+  msg_id: string;
+  /** Unix milliseconds. */
+  ts: number;
+}
+
+/** The result of the built-ins joinRoom and leaveRoom. */
+export interface RoomResult {
+  room: string;
+  /** The number of members after the join or leave. */
+  members: number;
+}
+
 /** Args of the "connected" frame, sent on every (re)connection. */
 export interface Connected {
   conn: string;
@@ -147,10 +161,13 @@ export interface Client {
   /** Calls handler with the current state at once, then on every change ("connecting" once per attempt); returns the unsubscribe function. */
   onState(handler: (state: State, info: StateInfo) => void): () => void;
   /**
-   * Sends an event; resolves with the ack frame, rejects with a SwitchboardError. Waits for the connection when not open.
+   * Sends an event; resolves with the handler's result, the ack's args (undefined when the handler returned none),
+   * rejects with a SwitchboardError. Waits for the connection when not open.
    * When it was sent and no answer came within ackTimeout, the socket is taken for dead: closed, and the client reconnects.
+   *
+   *   const { msg_id, ts } = await sb.emit<SendMessageResult>("sendMessage", { to: "bob", text: "hi" });
    */
-  emit(event: string, args?: unknown): Promise<Frame>;
+  emit<R = any>(event: string, args?: unknown): Promise<R>;
   /** Closes for good: no reconnect; pending emits reject with code "closed". */
   close(): void;
 }

@@ -5,7 +5,7 @@
 //   sb.on("message", (args, frame) => {});
 //   sb.onState((state, info) => {});
 //   sb.on("resync", (args) => {}); // events were lost: reload the app's state
-//   await sb.emit("sendMessage", { to: "bob", text: "hi" });
+//   const { msg_id } = await sb.emit("sendMessage", { to: "bob", text: "hi" }); // the handler's result
 //   sb.close();
 //
 // It keeps its place in the user's streams and resumes there on every
@@ -102,8 +102,9 @@ class Client {
   }
 
   /**
-   * emit sends an event and resolves when the gateway acks it. It rejects with
-   * an Error carrying .code and .message on an error frame, "timeout" after
+   * emit sends an event and resolves when the gateway acks it, with the
+   * handler's result (the ack's args; undefined when it returned none). It
+   * rejects with an Error carrying .code and .message on an error frame, "timeout" after
    * ackTimeout (waiting for the connection included), "disconnected" when the
    * socket closed after sending and before the answer, "closed" once closed
    * for good.
@@ -326,7 +327,7 @@ class Client {
       if (p) {
         this.#pending.delete(frame.ref);
         clearTimeout(p.timer);
-        if (frame.event === "ack") p.resolve(frame);
+        if (frame.event === "ack") p.resolve(frame.args);
         else p.reject(clientError(frame.args?.code ?? "error", frame.args?.message ?? "error", frame));
         return;
       }
@@ -430,11 +431,14 @@ class Cursor {
 
   /**
    * start sets where a socket of user starts: the positions of its
-   * "connected", or those it resumed from where they are later in the same
-   * epoch (what the app has, it keeps).
+   * "connected", or, after a recovered resume, those it resumed from where
+   * they are later in the same epoch (what the app has, it keeps). After a
+   * resume that did not recover, the gateway's positions win: the stream
+   * does not have the client's (ahead of it, say), so what comes next is
+   * new to the app whatever its offset.
    */
   start(user, url, args) {
-    const had = this.#sent?.user === user ? this.#sent.at : {};
+    const had = args.recovered === true && this.#sent?.user === user ? this.#sent.at : {};
     this.#user = user;
     this.#key = user === null ? null : storageKey(url, user);
     this.#at = {};

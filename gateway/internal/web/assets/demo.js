@@ -7,11 +7,15 @@ const $ = (id) => document.getElementById(id);
 // (so a reload resumes there and gets what arrived while it was away).
 const STORE = "switchboard-demo-user";
 const shownKey = (user) => `switchboard-demo-messages ${user}`;
+const roomKey = (user) => `switchboard-demo-room ${user}`;
 const KEEP = 200; // messages kept for a reload
 
 let sb = null;
 let shown = []; // [{kind, m}], the messages shown, oldest first
 const seen = new Set(); // "kind:msg_id" shown already
+const acked = new Set(); // msg_ids that sendMessage's result named: the gateway acked them
+let room = null; // the room this tab chats in, or null
+let roomMembers = 0; // its member count, from joinRoom's result, then kept by room_joined and room_left
 
 function setStatus(state, info = {}) {
   document.body.dataset.state = state;
@@ -69,18 +73,29 @@ function addMessage(kind, m) {
 // reports whether it added one.
 function showMessage(kind, m) {
   const key = `${kind}:${m.msg_id}`;
-  if (seen.has(key)) return false;
+  if (seen.has(key)) {
+    // The client hands each message over once; the page hides a repeat
+    // all the same, and counts it, so a test can tell one came.
+    document.body.dataset.repeats = String(Number(document.body.dataset.repeats ?? 0) + 1);
+    return false;
+  }
   seen.add(key);
   const list = $("messages");
   list.querySelector(".empty")?.remove();
   const li = document.createElement("li");
   li.className = `msg ${kind}`;
+  if (kind === "room" && m.from === document.body.dataset.user) li.classList.add("mine");
+  if (kind === "sent" && acked.has(m.msg_id)) li.classList.add("acked");
   li.dataset.kind = kind;
   li.dataset.msgId = m.msg_id;
   const meta = document.createElement("span");
   meta.className = "meta";
   const time = new Date(m.ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-  meta.textContent = kind === "in" ? `${m.from} → you · ${time}` : `you → ${m.to ?? "yourself"} · ${time}`;
+  meta.textContent = {
+    in: () => `${m.from} → you · ${time}`,
+    sent: () => `you → ${m.to ?? "yourself"} · ${time}`,
+    room: () => `${m.from} in #${m.room} · ${time}`,
+  }[kind]();
   const body = document.createElement("span");
   body.className = "text";
   body.textContent = m.text;
@@ -88,6 +103,46 @@ function showMessage(kind, m) {
   list.append(li);
   list.scrollTop = list.scrollHeight;
   return true;
+}
+
+// note adds a line about a room (someone joined or left); not kept.
+function note(text) {
+  const list = $("messages");
+  list.querySelector(".empty")?.remove();
+  const li = document.createElement("li");
+  li.className = "sys";
+  li.textContent = text;
+  list.append(li);
+  list.scrollTop = list.scrollHeight;
+}
+
+// showRoom shows the room this tab chats in, and its member count.
+function showRoom(r, members) {
+  room = r;
+  roomMembers = members;
+  document.body.dataset.room = r ?? "";
+  $("room-status").hidden = !r;
+  $("room-status").textContent = r ? `In #${r} · ${members} member${members === 1 ? "" : "s"}` : "";
+  $("room-send-form").hidden = !r;
+  $("leave-room").hidden = !r;
+  try {
+    if (r) sessionStorage.setItem(roomKey(document.body.dataset.user), r);
+    else sessionStorage.removeItem(roomKey(document.body.dataset.user));
+  } catch {
+    // the room is still joined in Redis; only a reload forgets which
+  }
+}
+
+async function joinRoom(r) {
+  showError($("room-error"), "");
+  try {
+    // joinRoom answers with the room and its member count: the ack's result.
+    const res = await sb.emit("joinRoom", { room: r });
+    showRoom(res.room, res.members);
+    $("room-text").focus();
+  } catch (err) {
+    showError($("room-error"), `Cannot join (${err.code}): ${err.message}`);
+  }
 }
 
 async function fetchToken(user) {
@@ -121,6 +176,17 @@ async function join(user) {
   sb.onState(setStatus);
   sb.on("message", (m) => addMessage("in", m));
   sb.on("message_sent", (m) => addMessage("sent", m));
+  sb.on("room_message", (m) => addMessage("room", m));
+  sb.on("room_joined", (e) => {
+    note(e.user === user ? `you joined #${e.room}` : `${e.user} joined #${e.room}`);
+    if (e.room === room && e.user !== user) showRoom(room, roomMembers + 1);
+  });
+  sb.on("room_left", (e) => {
+    note(e.user === user ? `you left #${e.room}` : `${e.user} left #${e.room}`);
+    if (e.room === room && e.user !== user) showRoom(room, Math.max(1, roomMembers - 1));
+  });
+  const saved = sessionStorage.getItem(roomKey(user));
+  if (saved) joinRoom(saved); // membership lives in Redis: this only shows it again
   sb.on("resync", (r) => notice("warn", `Some messages were lost on the way (${r.reason}): this list may be incomplete.`));
   $("to").focus();
 }
@@ -131,6 +197,8 @@ function leave() {
   sessionStorage.clear(); // the user, the messages and the client's place: the next user starts afresh
   shown = [];
   seen.clear();
+  acked.clear();
+  showRoom(null, 0);
   notice();
   $("messages").replaceChildren(Object.assign(document.createElement("li"), {
     className: "empty", textContent: "No messages yet. Send one to another user, e.g. bob.",
@@ -139,6 +207,7 @@ function leave() {
   delete document.body.dataset.conn;
   delete document.body.dataset.recovered;
   delete document.body.dataset.missed;
+  delete document.body.dataset.repeats;
   setStatus("idle");
   $("worker").textContent = "worker –";
   $("chat").hidden = true;
@@ -164,13 +233,53 @@ $("send-form").addEventListener("submit", async (ev) => {
   button.disabled = true;
   showError($("send-error"), "");
   try {
-    await sb.emit("sendMessage", { to, text });
+    // sendMessage answers with the message's id and time (the ack's result):
+    // the bubble with that id gets its tick, whenever message_sent arrives.
+    const { msg_id: id } = await sb.emit("sendMessage", { to, text });
+    acked.add(id);
+    document.body.dataset.lastSent = id;
+    document.querySelector(`#messages li.sent[data-msg-id="${id}"]`)?.classList.add("acked");
     $("text").value = "";
   } catch (err) {
     showError($("send-error"), `Not sent (${err.code}): ${err.message}`);
   } finally {
     button.disabled = false;
     $("text").focus();
+  }
+});
+
+$("room-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const r = $("room").value.trim();
+  if (sb && r) joinRoom(r);
+});
+
+$("leave-room").addEventListener("click", async () => {
+  if (!sb || !room) return;
+  showError($("room-error"), "");
+  try {
+    await sb.emit("leaveRoom", { room });
+    showRoom(null, 0);
+  } catch (err) {
+    showError($("room-error"), `Cannot leave (${err.code}): ${err.message}`);
+  }
+});
+
+$("room-send-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const text = $("room-text").value;
+  if (!sb || !room || !text.trim()) return;
+  const button = $("room-send");
+  button.disabled = true;
+  showError($("room-error"), "");
+  try {
+    await sb.emit("sendToRoom", { room, text });
+    $("room-text").value = "";
+  } catch (err) {
+    showError($("room-error"), `Not sent (${err.code}): ${err.message}`);
+  } finally {
+    button.disabled = false;
+    $("room-text").focus();
   }
 });
 

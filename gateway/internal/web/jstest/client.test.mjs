@@ -10,12 +10,12 @@ import net from "node:net";
 import http from "node:http";
 import { createHash } from "node:crypto";
 import { connect } from "../assets/client.js";
+import { within, next, stateWhere } from "./wait.mjs";
 
 const URL_ = process.env.SB_URL;
 const HTTP = process.env.SB_HTTP;
 if (!URL_ || !HTTP) throw new Error("SB_URL and SB_HTTP must be set: run through go test ./e2e -run TestClientJS");
 
-const WAIT = 15_000;
 let seq = 0;
 const uniqueUser = (name) => `${name}-${process.pid}-${++seq}`;
 
@@ -23,40 +23,6 @@ async function token(user) {
   const res = await fetch(`${HTTP}/dev/token?user=${encodeURIComponent(user)}`);
   assert.equal(res.status, 200, "GET /dev/token");
   return (await res.json()).token;
-}
-
-// within rejects when p has not settled after ms, naming what was awaited.
-function within(p, what, ms = WAIT) {
-  let timer;
-  const late = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}
-
-// next resolves with the args of the next `event` frame sb receives.
-function next(sb, event) {
-  return new Promise((resolve) => {
-    const off = sb.on(event, (args, frame) => {
-      off();
-      resolve({ args, frame });
-    });
-  });
-}
-
-// stateWhere resolves with [state, info] once onState reports one that match accepts.
-function stateWhere(sb, match) {
-  return new Promise((resolve) => {
-    let off = null;
-    let done = false;
-    off = sb.onState((state, info) => {
-      if (done || !match(state, info)) return;
-      done = true;
-      resolve([state, info]);
-      off?.();
-    });
-    if (done) off();
-  });
 }
 
 // counting returns a WebSocket class that counts the sockets made.
@@ -133,7 +99,7 @@ async function fakeGateway(t, onSocket) {
 // happen (no reconnect): there is no event to await for an absence.
 const settle = (ms) => new Promise((r) => setTimeout(r, ms));
 
-test("emit resolves on the ack; events reach the listeners of every device", { timeout: 60_000 }, async (t) => {
+test("emit resolves with the handler's result on the ack; events reach the listeners of every device", { timeout: 60_000 }, async (t) => {
   const alice = uniqueUser("alice");
   const bob = uniqueUser("bob");
   const a = connect({ url: URL_, token: await token(alice) });
@@ -144,9 +110,12 @@ test("emit resolves on the ack; events reach the listeners of every device", { t
   const got = next(b, "message");
   const sent = next(a, "message_sent");
   // emit before the socket is open: it waits for the connection.
-  const ack = await within(a.emit("sendMessage", { to: bob, text: "hi bob ✓" }), "ack");
-  assert.equal(ack.event, "ack");
-  assert.equal(ack.id, alice);
+  // emit resolves with the handler's result: sendMessage's {msg_id, ts}.
+  const before = Date.now();
+  const result = await within(a.emit("sendMessage", { to: bob, text: "hi bob ✓" }), "ack");
+  assert.deepEqual(Object.keys(result).sort(), ["msg_id", "ts"]);
+  assert.match(result.msg_id, /^[0-9a-f]{32}$/);
+  assert.ok(Number.isInteger(result.ts) && result.ts >= before - 5_000 && result.ts <= Date.now() + 5_000, `ts ${result.ts}`);
 
   const { args: connected } = await bobOpen;
   assert.equal(typeof connected.conn, "string");
@@ -157,6 +126,9 @@ test("emit resolves on the ack; events reach the listeners of every device", { t
   assert.deepEqual([m.args.from, m.args.to, m.args.text], [alice, bob, "hi bob ✓"]);
   const s = await within(sent, "message_sent at alice");
   assert.equal(s.args.msg_id, m.args.msg_id);
+  // The result names the very message both sides got.
+  assert.equal(m.args.msg_id, result.msg_id);
+  assert.equal(m.args.ts, result.ts);
 
   // An unsubscribed listener hears nothing more; the other one still does,
   // and listeners run in order, so once it has, the first would have too.
@@ -455,7 +427,7 @@ test("a sent emit with no answer drops the silent socket; the next emit goes on 
   const gw = await fakeGateway(t, ({ n, greet, send }) => {
     greet();
     return (env) => {
-      const ack = () => send({ event: "ack", id: "fake", ref: env.ref });
+      const ack = () => send({ event: "ack", id: "fake", ref: env.ref, args: { ref: env.ref, socket: n } });
       if (n === 1) setTimeout(ack, 300);
       else ack();
     };
@@ -470,7 +442,7 @@ test("a sent emit with no answer drops the silent socket; the next emit goes on 
   const [, info] = await within(dropped, "the silent socket dropped");
   assert.match(info.reason, /no answer to sendMessage within 100 ms/);
   const ack = await within(sb.emit("sendMessage", { text: "again" }), "ack on the new socket");
-  assert.equal(ack.ref, "2");
+  assert.deepEqual(ack, { ref: "2", socket: 2 }); // resolved with the ack's args
   assert.equal(gw.accepted(), 2);
 });
 
@@ -536,6 +508,6 @@ test("an emit made during the back-off resolves once the gateway is back", { tim
   const [, info] = await within(stateWhere(sb, (s, i) => s === "connecting" && i.attempt === 1), "back-off");
   assert.match(info.reason, /token service down/);
   const ack = await within(sb.emit("sendMessage", { text: "sent during the back-off" }), "ack");
-  assert.equal(ack.id, user);
+  assert.match(ack.msg_id, /^[0-9a-f]{32}$/);
   assert.equal(calls, 2);
 });

@@ -272,6 +272,24 @@ test("recovered and missed reach onState's info when the client resumed", async 
   assert.deepEqual(got, ["message e1.2-5", "message e1.2-6", "message e2.9-2"]);
 });
 
+test("not recovered from a position ahead of the stream: the gateway's position wins", async (t) => {
+  // The stream of e1 is at offset 4 while the client resumes from 9 (a
+  // position the stream never had): the events 5 to 9 that follow are new.
+  const fake = fakeSockets();
+  const storage = memoryStorage();
+  storage.setItem(key("alice"), JSON.stringify({ pos: "e1.1-9" }));
+  const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, storage, minReconnectDelay: 5 });
+  const got = received(sb, "message");
+  const s1 = await fake.socket(1);
+  assert.equal(s1.params.resume, "e1.1-9");
+  s1.greet("alice", { pos: "e1.1-4", recovered: false, missed: 0 });
+  assert.equal(JSON.parse(storage.getItem(key("alice"))).pos, "e1.1-4");
+  s1.frame({ event: "message", id: "alice", args: {}, pos: "e1.2-5" });
+  assert.deepEqual(got, ["message e1.2-5"]);
+  s1.drop(1006);
+  assert.equal((await fake.socket(2)).params.resume, "e1.2-5");
+});
+
 test("resync reaches on('resync'); the client carries on from its position", async (t) => {
   const fake = fakeSockets();
   const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: 5 });

@@ -1,4 +1,4 @@
-package redisdispatch
+package dispatch
 
 import (
 	"context"

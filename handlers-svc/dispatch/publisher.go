@@ -1,4 +1,4 @@
-package redisdispatch
+package dispatch
 
 import (
 	"context"
@@ -70,9 +70,11 @@ type call struct {
 	keys  []string
 	args  []any
 	state callState
-	// err is the call's result, set by the leader that flushed it before
-	// it sends on wake.
+	// err and pos are the call's result, set by the leader that flushed it
+	// before it sends on wake: pos holds the positions the script assigned,
+	// in target order.
 	err error
+	pos []string
 	// cmd is the call's command in the pipeline being flushed.
 	cmd *redis.StringSliceCmd
 	// wake gets one message per call: nil once err is set, or the batch
@@ -84,12 +86,13 @@ var callPool = sync.Pool{New: func() any { return &call{wake: make(chan []*call,
 
 // publish runs the publish script with keys and args (scriptCall): it
 // records and publishes its dispatches in order, all or none. It returns
-// go-redis's error, or ctx's error when ctx ended first. A call whose ctx
+// the positions the script assigned, in target order, or go-redis's
+// error, or ctx's error when ctx ended first. A call whose ctx
 // ends before it is written is never written; one whose ctx ends while its
 // pipeline is in flight may still be published.
-func (p *publisher) publish(ctx context.Context, keys []string, args []any) error {
+func (p *publisher) publish(ctx context.Context, keys []string, args []any) ([]string, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	c := callPool.Get().(*call)
 	c.ctx, c.keys, c.args, c.err = ctx, keys, args, nil
@@ -114,7 +117,7 @@ func (p *publisher) publish(ctx context.Context, keys []string, args []any) erro
 // context ends first, a queued c is taken out of the queue and never
 // written; a c already taken returns at once unless it was handed the lead,
 // which it cannot refuse.
-func (p *publisher) wait(c *call) error {
+func (p *publisher) wait(c *call) ([]string, error) {
 	select {
 	case batch := <-c.wake:
 		if batch != nil {
@@ -138,16 +141,19 @@ func (p *publisher) wait(c *call) error {
 	p.mu.Unlock()
 	// Taken: its leader will set err and send on wake later, so c is left
 	// to the garbage collector rather than reused.
-	return c.ctx.Err()
+	return nil, c.ctx.Err()
 }
 
 // done returns c's result and puts c back in the pool, which only a call
 // that no leader holds any more may enter.
-func (p *publisher) done(c *call) error {
-	err := c.err
+func (p *publisher) done(c *call) ([]string, error) {
+	pos, err := c.pos, c.err
 	*c = call{wake: c.wake}
 	callPool.Put(c)
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return pos, nil
 }
 
 // lead flushes batch, which holds self, then hands the lead to the oldest
@@ -297,6 +303,8 @@ func (p *publisher) flush(batch []*call) error {
 			if outOfTime && isTimeout(err) {
 				c.err = fmt.Errorf("%w: the round trip to Redis outlasted it (%w)", context.DeadlineExceeded, err)
 			}
+		} else if err == nil {
+			c.pos = c.cmd.Val()
 		}
 		c.cmd = nil
 	}

@@ -1,4 +1,4 @@
-package redisdispatch_test
+package dispatch_test
 
 import (
 	"context"
@@ -12,8 +12,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
-	"github.com/switchboard/switchboard/handlers-svc/internal/redisdispatch"
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -59,7 +59,7 @@ func TestPublish(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	rdb := newClient(t, srv.Addr())
 	ps := subscribe(t, newClient(t, srv.Addr()))
-	d := redisdispatch.New(rdb, redisdispatch.Options{})
+	d := dispatch.New(rdb, dispatch.Options{})
 	ctx := context.Background()
 
 	type msg struct {
@@ -96,7 +96,7 @@ func TestPublish(t *testing.T) {
 func TestNothingToDispatch(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	ps := subscribe(t, newClient(t, srv.Addr()))
-	d := redisdispatch.New(newClient(t, srv.Addr()), redisdispatch.Options{})
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{})
 	ctx := context.Background()
 
 	if err := d.ToUsers(ctx, nil, "message", nil); err != nil {
@@ -119,7 +119,7 @@ func TestNothingToDispatch(t *testing.T) {
 
 func TestProgrammingErrors(t *testing.T) {
 	srv := testkit.StartRedis(t)
-	d := redisdispatch.New(newClient(t, srv.Addr()), redisdispatch.Options{})
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{})
 	ctx := context.Background()
 	tests := []struct {
 		name string
@@ -143,7 +143,7 @@ func TestProgrammingErrors(t *testing.T) {
 func TestRedisDown(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	rdb := newClient(t, srv.Addr())
-	d := redisdispatch.New(rdb, redisdispatch.Options{})
+	d := dispatch.New(rdb, dispatch.Options{})
 	ctx := context.Background()
 	if err := d.Broadcast(ctx, "e", nil); err != nil {
 		t.Fatalf("before stop: %v", err)
@@ -165,7 +165,7 @@ func TestRedisDown(t *testing.T) {
 
 func TestContextEnded(t *testing.T) {
 	srv := testkit.StartRedis(t)
-	d := redisdispatch.New(newClient(t, srv.Addr()), redisdispatch.Options{})
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{})
 	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer cancel()
 	err := d.Broadcast(ctx, "e", nil)
@@ -182,7 +182,7 @@ func TestContextEnded(t *testing.T) {
 func TestBatch(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	ps := subscribe(t, newClient(t, srv.Addr()))
-	d := redisdispatch.New(newClient(t, srv.Addr()), redisdispatch.Options{})
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{})
 	ctx := context.Background()
 
 	err := d.Batch(ctx, func(b event.Dispatcher) error {
@@ -225,7 +225,7 @@ func TestBatch(t *testing.T) {
 // TestBatchRedisDown: a batch that cannot reach Redis is unavailable.
 func TestBatchRedisDown(t *testing.T) {
 	srv := testkit.StartRedis(t)
-	d := redisdispatch.New(newClient(t, srv.Addr()), redisdispatch.Options{})
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{})
 	srv.Stop()
 	ctx := context.Background()
 	err := d.Batch(ctx, func(b event.Dispatcher) error {
@@ -247,7 +247,7 @@ func TestRedisOutageLoggedOnce(t *testing.T) {
 	// safe to repeat).
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
-	d := redisdispatch.New(rdb, redisdispatch.Options{}).LogOutages(zap.New(core))
+	d := dispatch.New(rdb, dispatch.Options{}).LogOutages(zap.New(core))
 	ctx := context.Background()
 	if err := d.Broadcast(ctx, "e", nil); err != nil {
 		t.Fatalf("before stop: %v", err)
@@ -292,7 +292,7 @@ func BenchmarkDispatch(b *testing.B) {
 	srv := testkit.StartRedis(b)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	b.Cleanup(func() { _ = rdb.Close() })
-	d := redisdispatch.New(rdb, redisdispatch.Options{})
+	d := dispatch.New(rdb, dispatch.Options{})
 	msg := map[string]string{"from": "alice", "to": "bob", "text": "hello there"}
 
 	b.Run("batch", func(b *testing.B) {

@@ -1,4 +1,4 @@
-package redisdispatch
+package dispatch
 
 import (
 	"context"
@@ -87,16 +87,19 @@ func (d *Dispatcher) observe(ctx context.Context, err error) error {
 	return err
 }
 
-// ToUsers publishes the event for every device of each of users.
+// ToUsers publishes the event for every device of each of users. Many
+// users are recorded and published in several messages (of at most
+// maxUnitUsers users each), all in one script call: all or none.
 func (d *Dispatcher) ToUsers(ctx context.Context, users []string, name string, args any) error {
 	if len(users) == 0 {
 		return checkOnly(name, args)
 	}
-	u, err := d.encode(&proto.Dispatch{Event: name, Users: users}, args)
+	units, err := d.userUnits(&proto.Dispatch{Event: name, Users: users}, args)
 	if err != nil {
 		return err
 	}
-	return d.publish(ctx, u)
+	_, err = d.publish(ctx, units...)
+	return err
 }
 
 // ToConns publishes the event for each of conns.
@@ -108,7 +111,8 @@ func (d *Dispatcher) ToConns(ctx context.Context, conns []string, name string, a
 	if err != nil {
 		return err
 	}
-	return d.publish(ctx, u)
+	_, err = d.publish(ctx, u)
+	return err
 }
 
 // Broadcast publishes the event for every socket of every gateway worker.
@@ -117,7 +121,8 @@ func (d *Dispatcher) Broadcast(ctx context.Context, name string, args any) error
 	if err != nil {
 		return err
 	}
-	return d.publish(ctx, u)
+	_, err = d.publish(ctx, u)
+	return err
 }
 
 // Batch runs fn with a Dispatcher that collects its dispatches, then
@@ -132,7 +137,8 @@ func (d *Dispatcher) Batch(ctx context.Context, fn func(event.Dispatcher) error)
 	if len(b.units) == 0 {
 		return nil
 	}
-	return d.publish(ctx, b.units...)
+	_, err := d.publish(ctx, b.units...)
+	return err
 }
 
 // batch collects encoded dispatches for Batch. It is used by one handler
@@ -146,7 +152,12 @@ func (b *batch) ToUsers(_ context.Context, users []string, name string, args any
 	if len(users) == 0 {
 		return checkOnly(name, args)
 	}
-	return b.add(&proto.Dispatch{Event: name, Users: users}, args)
+	units, err := b.d.userUnits(&proto.Dispatch{Event: name, Users: users}, args)
+	if err != nil {
+		return err
+	}
+	b.units = append(b.units, units...)
+	return nil
 }
 
 func (b *batch) ToConns(_ context.Context, conns []string, name string, args any) error {
@@ -195,7 +206,9 @@ func checkName(name string) error {
 
 // encode checks msg's event name and args and returns its unit of a
 // publish script call. A user named twice is recorded once. Its errors are
-// programming errors, not outages.
+// programming errors, not outages, but for args over
+// proto.MaxDispatchArgs: bad_request, the answer to the request that asked
+// for them.
 func (d *Dispatcher) encode(msg *proto.Dispatch, args any) (*streams.Unit, error) {
 	if err := checkName(msg.Event); err != nil {
 		return nil, err
@@ -203,6 +216,9 @@ func (d *Dispatcher) encode(msg *proto.Dispatch, args any) (*streams.Unit, error
 	raw, err := event.EncodeArgs(args)
 	if err != nil {
 		return nil, fmt.Errorf("dispatch %s: %w", msg.Event, err)
+	}
+	if len(raw) > proto.MaxDispatchArgs {
+		return nil, event.BadRequest("dispatch %s: its args are %d bytes, more than the %d allowed", msg.Event, len(raw), proto.MaxDispatchArgs)
 	}
 	msg.Args = raw
 	msg.Users = uniq(msg.Users)
@@ -246,10 +262,12 @@ func uniq(users []string) []string {
 	return users
 }
 
-// publish records and publishes units in one script call using ctx.
-func (d *Dispatcher) publish(ctx context.Context, units ...*streams.Unit) error {
+// publish records and publishes units in one script call using ctx, and
+// returns the positions the script assigned, in target order.
+func (d *Dispatcher) publish(ctx context.Context, units ...*streams.Unit) ([]string, error) {
 	keys, args := streams.PublishCall(units, d.window, d.ttl)
-	return d.observe(ctx, d.pub.publish(ctx, keys, args))
+	pos, err := d.pub.publish(ctx, keys, args)
+	return pos, d.observe(ctx, err)
 }
 
 // publishError turns a failure to reach Redis into an *event.Error with

@@ -1,4 +1,4 @@
-package redisdispatch_test
+package dispatch_test
 
 import (
 	"context"
@@ -11,8 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
-	"github.com/switchboard/switchboard/handlers-svc/internal/redisdispatch"
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -22,7 +22,7 @@ import (
 // tested in package streams), so a test can pretend another run of Redis
 // by setting proto.RunKey.
 type recorder struct {
-	d   *redisdispatch.Dispatcher
+	d   *dispatch.Dispatcher
 	rdb *redis.Client // for looking at the streams
 	ps  *redis.PubSub
 	srv *testkit.Redis
@@ -34,7 +34,7 @@ func newRecorder(t *testing.T, window time.Duration) *recorder {
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
 	return &recorder{
-		d:   redisdispatch.New(rdb, redisdispatch.Options{Window: window}),
+		d:   dispatch.New(rdb, dispatch.Options{Window: window}),
 		rdb: rdb,
 		ps:  subscribe(t, newClient(t, srv.Addr())),
 		srv: srv,

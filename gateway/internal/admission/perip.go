@@ -1,0 +1,204 @@
+package admission
+
+import (
+	"container/list"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// pendingMinAge is how long a connection may wait for its request headers
+// before PendingCap may close it to make room: a burst of clients behind
+// one address all send their headers within it, a slowloris client never
+// does.
+const pendingMinAge = 500 * time.Millisecond
+
+// PendingCap caps, per client address, the connections of a worker's
+// client port that hold no request whose headers have arrived: new ones
+// waiting for their first request, and keep-alive ones waiting for their
+// next. A slowloris client, which opens connections and trickles their
+// headers, holds a goroutine and a file descriptor per connection for up
+// to the header timeout; an upgraded socket, or a connection inside a
+// request, is not counted, so a user behind a shared address with many
+// sockets is not capped.
+//
+// When an address has more than its cap, its oldest such connections are
+// closed, as long as they have waited pendingMinAge: the newest are the
+// ones most likely to be a real client about to send a whole request,
+// and an attacker who keeps opening connections only pushes out its own
+// older ones. So real clients behind the attacker's address still get in.
+//
+// Wire ConnState to the http.Server's ConnState. It is safe for concurrent
+// use.
+type PendingCap struct {
+	max     int
+	onEvict func() // counts a closed connection; may be nil
+
+	mu     sync.Mutex
+	byConn map[net.Conn]*list.Element // of pending, in byIP's list of the address
+	byIP   map[netip.Addr]*list.List  // oldest first
+}
+
+// pending is one connection waiting for request headers.
+type pending struct {
+	c     net.Conn
+	ip    netip.Addr
+	since time.Time
+}
+
+// NewPendingCap returns a PendingCap of max connections per address (0:
+// none, ConnState does nothing); onEvict, when set, is called for each
+// connection it closes.
+func NewPendingCap(max int, onEvict func()) *PendingCap {
+	return &PendingCap{max: max, onEvict: onEvict, byConn: map[net.Conn]*list.Element{}, byIP: map[netip.Addr]*list.List{}}
+}
+
+// ConnState follows c through the http.Server's states. net/http sets
+// StateActive once a request's headers have been read, so c is waiting
+// for headers from StateNew (or StateIdle) until then.
+func (p *PendingCap) ConnState(c net.Conn, s http.ConnState) {
+	if p.max <= 0 {
+		return
+	}
+	switch s {
+	case http.StateNew, http.StateIdle:
+		p.add(c, time.Now())
+	default: // active, hijacked (upgraded), closed
+		p.remove(c)
+	}
+}
+
+// add counts c as waiting for headers, and closes the oldest waiting
+// connections of its address beyond the cap.
+func (p *PendingCap) add(c net.Conn, now time.Time) {
+	ip := addrOf(c.RemoteAddr())
+	var evict []net.Conn
+	p.mu.Lock()
+	if _, ok := p.byConn[c]; !ok {
+		l := p.byIP[ip]
+		if l == nil {
+			l = list.New()
+			p.byIP[ip] = l
+		}
+		p.byConn[c] = l.PushBack(&pending{c: c, ip: ip, since: now})
+		for l.Len() > p.max {
+			oldest := l.Front().Value.(*pending)
+			if now.Sub(oldest.since) < pendingMinAge {
+				break
+			}
+			p.drop(l.Front())
+			evict = append(evict, oldest.c)
+		}
+	}
+	p.mu.Unlock()
+	for _, old := range evict {
+		_ = old.Close() // its ConnState becomes StateClosed, and remove finds nothing
+		if p.onEvict != nil {
+			p.onEvict()
+		}
+	}
+}
+
+// remove stops counting c.
+func (p *PendingCap) remove(c net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e, ok := p.byConn[c]; ok {
+		p.drop(e)
+	}
+}
+
+// drop forgets e. p.mu must be held.
+func (p *PendingCap) drop(e *list.Element) {
+	w := e.Value.(*pending)
+	delete(p.byConn, w.c)
+	l := p.byIP[w.ip]
+	l.Remove(e)
+	if l.Len() == 0 {
+		delete(p.byIP, w.ip)
+	}
+}
+
+// Waiting returns how many connections of ip wait for request headers.
+func (p *PendingCap) Waiting(ip netip.Addr) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l := p.byIP[ip]; l != nil {
+		return l.Len()
+	}
+	return 0
+}
+
+// addrOf returns the IP address of a connection's remote address; the zero
+// Addr when it has none (all such connections share one count).
+func addrOf(a net.Addr) netip.Addr {
+	if a == nil {
+		return netip.Addr{}
+	}
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// remoteIP returns the IP address of r's client, as addrOf.
+func remoteIP(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// ipSweepEvery is how often ipRate forgets the addresses whose allowance
+// is whole again, so its map holds only addresses seen lately.
+const ipSweepEvery = time.Minute
+
+// ipRate is a token bucket per client address for upgrade requests
+// (golang.org/x/time/rate). Every request for /socket verifies a token,
+// an HMAC, before anything else can refuse it: without this, one address
+// could make a worker verify tokens as fast as it can send requests.
+type ipRate struct {
+	limit rate.Limit // 0: no limit
+	burst int
+
+	mu    sync.Mutex
+	ips   map[netip.Addr]*rate.Limiter
+	swept time.Time
+}
+
+func newIPRate(perSecond float64, burst int) *ipRate {
+	return &ipRate{limit: rate.Limit(perSecond), burst: burst, ips: map[netip.Addr]*rate.Limiter{}, swept: time.Now()}
+}
+
+// allow reports whether ip may make one more upgrade request at now.
+func (r *ipRate) allow(ip netip.Addr, now time.Time) bool {
+	if r.limit <= 0 {
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Sub(r.swept) >= ipSweepEvery {
+		r.swept = now
+		for a, l := range r.ips {
+			if l.TokensAt(now) >= float64(r.burst) {
+				delete(r.ips, a)
+			}
+		}
+	}
+	l := r.ips[ip]
+	if l == nil {
+		l = rate.NewLimiter(r.limit, r.burst)
+		r.ips[ip] = l
+	}
+	return l.AllowN(now, 1)
+}

@@ -1,0 +1,37 @@
+// Package dispatch is switchboard's dispatch path, public so that any Go
+// service dispatches exactly as handlers do: a Dispatcher records every
+// dispatch to users and every broadcast in the recovery streams and
+// publishes it on the channel every gateway worker subscribes to, in one
+// atomic script call (docs/protocol.md sections 4 and 6), so the events are
+// recovered by a client that was away. It implements event.Dispatcher and
+// event.Rooms for handlers; Dispatch takes one Message (users, connections,
+// rooms or everyone) and returns the positions it was recorded at, for
+// other backends, as the dispatch API does over HTTP (section 7).
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", MaxRetries: -1})
+//	d := dispatch.New(rdb, dispatch.Options{Window: 2 * time.Minute})
+//	pos, err := d.Dispatch(ctx, dispatch.Message{Event: "post_updated", Users: []string{"bob"}, Args: args})
+//
+// Rooms are user-level groups whose membership is a Redis set
+// (proto.RoomMembersKey): Join, Leave and Members manage it, and a dispatch
+// to rooms goes to their members' user streams, like any dispatch to users.
+//
+// # Concurrency
+//
+// A Dispatcher is safe for concurrent use and starts no goroutines. The
+// publishes of concurrent callers are written together: while one go-redis
+// pipeline is in flight, the calls that arrive queue, and the next pipeline
+// carries all of them (one write, one read of the replies), written by the
+// oldest waiting caller on its own goroutine. A caller that finds nothing in
+// flight writes at once. Each caller still gets its own result, a Batch is
+// still one script call (all its publishes, in order, or none), and a call
+// whose context ends while it waits is taken out of the queue and returns
+// the context's error. A pipeline that cannot reach Redis fails the calls
+// queued behind it too, and if go-redis panics in a flush, the panic
+// reaches the caller that was writing and the queued calls fail: no caller
+// waits for a second attempt, or for a writer that is gone. The queue holds
+// at most one call per waiting caller. The go-redis client's connection
+// pool reconnects by itself; the Dispatcher holds no connection of its own,
+// so closing the client is all its shutdown needs, once no dispatch is
+// running.
+package dispatch

@@ -1,0 +1,190 @@
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"unicode/utf8"
+
+	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/internal/streams"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// maxUnitUsers is the most users one published message names: a dispatch
+// to more (a room's members, say) is published as several messages, all
+// in one script call, so no single message grows past ~50 KB of user ids
+// and positions.
+const maxUnitUsers = 128
+
+// Bounds of a Message, so that one dispatch cannot hold Redis for long:
+// its script call writes one stream entry per user.
+const (
+	// MaxUserLen is the most bytes of a user id a Message may name: the
+	// gateway takes no longer one from a token.
+	MaxUserLen = 256
+	// MaxUsers and MaxConns are the most users and connections a Message
+	// names.
+	MaxUsers = 1000
+	MaxConns = 1000
+	// MaxRooms is the most rooms a Message names (each of at most
+	// proto.MaxRoomMembers members).
+	MaxRooms = 10
+)
+
+// Message is one dispatch as another backend makes it (docs/protocol.md
+// section 7): Event with Args to every device of each of Users and of
+// every member of each of Rooms, to each of Conns, or, with Broadcast, to
+// every socket (the other targets then add nothing). It is the body of
+// POST /v1/dispatch.
+type Message struct {
+	Event     string          `json:"event"`
+	Args      json.RawMessage `json:"args,omitempty"`
+	Users     []string        `json:"users,omitempty"`
+	Conns     []string        `json:"conns,omitempty"`
+	Rooms     []string        `json:"rooms,omitempty"`
+	Broadcast bool            `json:"broadcast,omitempty"`
+}
+
+// Positions are where a dispatch was recorded (docs/protocol.md section 6):
+// the position of its entry in each target user's stream, and in the
+// broadcast stream for a broadcast. With recovery off, or for connections
+// only, there are none.
+type Positions struct {
+	Users     map[string]string `json:"pos"`
+	Broadcast string            `json:"bpos,omitempty"`
+}
+
+// Check reports what is wrong with m as a bad_request *event.Error naming
+// the field, or nil: a valid event name that is not one of the gateway's
+// own, args that are JSON, non-empty user ids of at most MaxUserLen bytes
+// of UTF-8, non-empty connection ids, valid room names, a target, and no
+// more targets than MaxUsers, MaxConns and MaxRooms.
+func (m *Message) Check() error {
+	switch {
+	case !proto.ValidEventName(m.Event):
+		return event.BadRequest("event must match %s", proto.EventPattern)
+	case proto.Reserved(m.Event):
+		return event.BadRequest("event %s is the gateway's own", m.Event)
+	case len(m.Args) > 0 && !json.Valid(m.Args):
+		return event.BadRequest("args is not valid JSON")
+	case len(m.Users) == 0 && len(m.Conns) == 0 && len(m.Rooms) == 0 && !m.Broadcast:
+		return event.BadRequest("no target: give users, conns, rooms or broadcast")
+	case len(m.Users) > MaxUsers:
+		return event.BadRequest("users names %d users, more than %d", len(m.Users), MaxUsers)
+	case len(m.Conns) > MaxConns:
+		return event.BadRequest("conns names %d connections, more than %d", len(m.Conns), MaxConns)
+	case len(m.Rooms) > MaxRooms:
+		return event.BadRequest("rooms names %d rooms, more than %d", len(m.Rooms), MaxRooms)
+	}
+	for i, u := range m.Users {
+		if u == "" || len(u) > MaxUserLen || !utf8.ValidString(u) {
+			return event.BadRequest("users[%d] must be a user id of 1 to %d bytes", i, MaxUserLen)
+		}
+	}
+	for i, c := range m.Conns {
+		if c == "" {
+			return event.BadRequest("conns[%d] must be a non-empty connection id", i)
+		}
+	}
+	for i, r := range m.Rooms {
+		if !proto.ValidRoomName(r) {
+			return event.BadRequest("rooms[%d] must match %s", i, proto.RoomPattern)
+		}
+	}
+	return nil
+}
+
+// Dispatch checks m (Check's errors are bad_request), reads the members of
+// its rooms, and records and publishes it in one script call: every target
+// gets it, or none does. It returns where it was recorded. A failure to
+// reach Redis is an *event.Error with code unavailable; a context that
+// ends first, the context's error.
+func (d *Dispatcher) Dispatch(ctx context.Context, m Message) (Positions, error) {
+	pos := Positions{Users: map[string]string{}}
+	if err := m.Check(); err != nil {
+		return pos, err
+	}
+	var args any = m.Args
+	if len(m.Args) == 0 {
+		args = nil
+	}
+	var units []*streams.Unit
+	var users []string // each once, in the order the script records them
+	if m.Broadcast {
+		u, err := d.encode(&proto.Dispatch{Event: m.Event, Broadcast: true}, args)
+		if err != nil {
+			return pos, err
+		}
+		units = append(units, u)
+	} else {
+		users = m.Users
+		if len(m.Rooms) > 0 {
+			members, err := d.roomMembers(ctx, m.Rooms)
+			if err != nil {
+				return pos, err
+			}
+			users = append(slices.Clone(users), members...)
+		}
+		users = uniq(users)
+		var err error
+		switch {
+		case len(users) > 0:
+			units, err = d.userUnits(&proto.Dispatch{Event: m.Event, Users: users, Conns: m.Conns}, args)
+		case len(m.Conns) > 0:
+			var u *streams.Unit
+			u, err = d.encode(&proto.Dispatch{Event: m.Event, Conns: m.Conns}, args)
+			units = []*streams.Unit{u}
+		}
+		if err != nil {
+			return pos, err
+		}
+	}
+	if len(units) == 0 {
+		return pos, nil // rooms without members
+	}
+	got, err := d.publish(ctx, units...)
+	if err != nil {
+		return pos, err
+	}
+	// The script returns the positions in target order: each recorded
+	// unit's users, or the broadcast stream's one.
+	switch {
+	case !d.record:
+	case m.Broadcast:
+		if len(got) == 1 {
+			pos.Broadcast = got[0]
+		}
+	case len(got) == len(users):
+		for i, user := range users {
+			pos.Users[user] = got[i]
+		}
+	}
+	return pos, nil
+}
+
+// userUnits returns the units of a dispatch to msg.Users, each user once,
+// at most maxUnitUsers per unit; the first unit also carries msg.Conns.
+func (d *Dispatcher) userUnits(msg *proto.Dispatch, args any) ([]*streams.Unit, error) {
+	users := uniq(msg.Users)
+	units := make([]*streams.Unit, 0, (len(users)+maxUnitUsers-1)/maxUnitUsers)
+	for start := 0; start < len(users); start += maxUnitUsers {
+		part := &proto.Dispatch{Event: msg.Event, Users: users[start:min(start+maxUnitUsers, len(users))]}
+		if start == 0 {
+			part.Conns = msg.Conns
+		}
+		u, err := d.encode(part, args)
+		if err != nil {
+			return nil, err
+		}
+		if start == 0 && len(users) > maxUnitUsers {
+			args = part.Args // marshalled once: the next units check it only
+		}
+		units = append(units, u)
+	}
+	if len(units) == 0 {
+		return nil, fmt.Errorf("dispatch %s: no users", msg.Event)
+	}
+	return units, nil
+}

@@ -1,0 +1,182 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/proto"
+)
+
+var _ event.Rooms = (*Dispatcher)(nil)
+
+// joinScript adds a member unless the room is full, atomically.
+// KEYS[1] the room's members set; ARGV[1] the user; ARGV[2] the most
+// members. Returns {members after, 1 joined | 0 already a member | -1 full}.
+var joinScript = redis.NewScript(`
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
+  return {redis.call('SCARD', KEYS[1]), 0}
+end
+local n = redis.call('SCARD', KEYS[1])
+if n >= tonumber(ARGV[2]) then
+  return {n, -1}
+end
+redis.call('SADD', KEYS[1], ARGV[1])
+return {n + 1, 1}
+`)
+
+// leaveScript removes a member. KEYS[1] the room's members set; ARGV[1]
+// the user. Returns {members after, 1 left | 0 was not a member}.
+var leaveScript = redis.NewScript(`
+local r = redis.call('SREM', KEYS[1], ARGV[1])
+return {redis.call('SCARD', KEYS[1]), r}
+`)
+
+// Join makes user a member of room (a Redis set that lives as long as the
+// room has members). It reports the members after it and whether user was
+// not one before. A room of proto.MaxRoomMembers members refuses a new one
+// with a bad_request *event.Error.
+func (d *Dispatcher) Join(ctx context.Context, room, user string) (int, bool, error) {
+	if err := checkRoom(room, user); err != nil {
+		return 0, false, err
+	}
+	res, err := joinScript.Run(ctx, d.pub.rdb, []string{proto.RoomMembersKey(room)}, user, proto.MaxRoomMembers).Int64Slice()
+	if err != nil {
+		return 0, false, d.storeError(ctx, "join room "+room, err)
+	}
+	if res[1] < 0 {
+		return int(res[0]), false, event.BadRequest("room %s is full: it has %d members", room, proto.MaxRoomMembers)
+	}
+	return int(res[0]), res[1] == 1, nil
+}
+
+// Leave removes user from room. It reports the members after it and
+// whether user was one.
+func (d *Dispatcher) Leave(ctx context.Context, room, user string) (int, bool, error) {
+	if err := checkRoom(room, user); err != nil {
+		return 0, false, err
+	}
+	res, err := leaveScript.Run(ctx, d.pub.rdb, []string{proto.RoomMembersKey(room)}, user).Int64Slice()
+	if err != nil {
+		return 0, false, d.storeError(ctx, "leave room "+room, err)
+	}
+	return int(res[0]), res[1] == 1, nil
+}
+
+// Members returns the members of room, sorted.
+func (d *Dispatcher) Members(ctx context.Context, room string) ([]string, error) {
+	if err := checkRoomName(room); err != nil {
+		return nil, err
+	}
+	members, err := d.pub.rdb.SMembers(ctx, proto.RoomMembersKey(room)).Result()
+	if err != nil {
+		return nil, d.storeError(ctx, "members of room "+room, err)
+	}
+	slices.Sort(members)
+	return members, nil
+}
+
+// ToRooms records and publishes the event for every member of each of
+// rooms, once per user: in their user streams, as ToUsers does.
+func (d *Dispatcher) ToRooms(ctx context.Context, rooms []string, name string, args any) error {
+	users, err := d.roomMembers(ctx, rooms)
+	if err != nil {
+		return err
+	}
+	return d.ToUsers(ctx, users, name, args)
+}
+
+// roomMembers returns the members of rooms, sorted, each once, read in
+// one round trip.
+func (d *Dispatcher) roomMembers(ctx context.Context, rooms []string) ([]string, error) {
+	for _, room := range rooms {
+		if err := checkRoomName(room); err != nil {
+			return nil, err
+		}
+	}
+	if len(rooms) == 1 {
+		return d.Members(ctx, rooms[0])
+	}
+	cmds := make([]*redis.StringSliceCmd, len(rooms))
+	_, err := d.pub.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, room := range rooms {
+			cmds[i] = p.SMembers(ctx, proto.RoomMembersKey(room))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, d.storeError(ctx, "members of rooms", err)
+	}
+	var users []string
+	for _, c := range cmds {
+		users = append(users, c.Val()...)
+	}
+	slices.Sort(users)
+	return slices.Compact(users), nil
+}
+
+// checkRoom refuses an invalid room name and an empty user id with a
+// bad_request *event.Error.
+func checkRoom(room, user string) error {
+	if err := checkRoomName(room); err != nil {
+		return err
+	}
+	if user == "" {
+		return event.BadRequest("a room member must be a non-empty user id")
+	}
+	return nil
+}
+
+// checkRoomName refuses an invalid room name with a bad_request
+// *event.Error.
+func checkRoomName(room string) error {
+	if !proto.ValidRoomName(room) {
+		return event.BadRequest("room %q must match %s", room, proto.RoomPattern)
+	}
+	return nil
+}
+
+// storeError is a failed room command's error: the context's when it
+// ended, else unavailable, wrapping the cause; an outage is logged once,
+// as a failed publish's is.
+func (d *Dispatcher) storeError(ctx context.Context, what string, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("%s: %w", what, ctxErr)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	e := &event.Error{Code: proto.CodeUnavailable, Message: "rooms unavailable", Err: fmt.Errorf("%s: %w", what, err)}
+	if !d.down.Swap(true) && d.log != nil {
+		d.log.Error("redis unreachable: dispatches fail with unavailable until it is back", zap.Error(e))
+	}
+	return e
+}
+
+// Rooms of a batch: membership is read and changed at once, not with the
+// batch; ToRooms reads the members now and adds the dispatch to the batch.
+
+func (b *batch) Join(ctx context.Context, room, user string) (int, bool, error) {
+	return b.d.Join(ctx, room, user)
+}
+
+func (b *batch) Leave(ctx context.Context, room, user string) (int, bool, error) {
+	return b.d.Leave(ctx, room, user)
+}
+
+func (b *batch) Members(ctx context.Context, room string) ([]string, error) {
+	return b.d.Members(ctx, room)
+}
+
+func (b *batch) ToRooms(ctx context.Context, rooms []string, name string, args any) error {
+	users, err := b.d.roomMembers(ctx, rooms)
+	if err != nil {
+		return err
+	}
+	return b.ToUsers(ctx, users, name, args)
+}

@@ -1,0 +1,128 @@
+package dispatch_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// TestRooms: membership is a Redis set that Join, Leave and Members keep;
+// joining twice is no change; ToRooms records in each member's stream,
+// once per user however many of the rooms they are in.
+func TestRooms(t *testing.T) {
+	r := newRecorder(t, time.Minute)
+	ctx := context.Background()
+	for i, u := range []string{"carol", "alice", "bob"} {
+		n, joined, err := r.d.Join(ctx, "general", u)
+		if err != nil || !joined || n != i+1 {
+			t.Fatalf("join %s: %d %v %v", u, n, joined, err)
+		}
+	}
+	if n, joined, err := r.d.Join(ctx, "general", "bob"); err != nil || joined || n != 3 {
+		t.Fatalf("second join: %d %v %v", n, joined, err)
+	}
+	if _, _, err := r.d.Join(ctx, "other", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.d.Members(ctx, "general"); err != nil || !slices.Equal(got, []string{"alice", "bob", "carol"}) {
+		t.Fatalf("members %v %v", got, err)
+	}
+	if got, _ := r.rdb.SMembers(ctx, proto.RoomMembersKey("general")).Result(); len(got) != 3 {
+		t.Fatalf("the set %s holds %v", proto.RoomMembersKey("general"), got)
+	}
+	if err := r.d.ToRooms(ctx, []string{"general", "other"}, "room_message", map[string]string{"text": "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	got := r.next(t)
+	if !slices.Equal(got.Users, []string{"alice", "bob", "carol"}) || len(got.Pos) != 3 {
+		t.Fatalf("published %+v, want every member once, with positions", got)
+	}
+	for _, u := range got.Users {
+		if e := r.entries(t, proto.UserStreamKey(u)); len(e) != 1 || !strings.Contains(e[0], "room_message") {
+			t.Errorf("%s's stream %q, want the room_message", u, e)
+		}
+	}
+	if n, left, err := r.d.Leave(ctx, "general", "alice"); err != nil || !left || n != 2 {
+		t.Fatalf("leave: %d %v %v", n, left, err)
+	}
+	if n, left, err := r.d.Leave(ctx, "general", "alice"); err != nil || left || n != 2 {
+		t.Fatalf("second leave: %d %v %v", n, left, err)
+	}
+	for _, u := range []string{"bob", "carol"} {
+		if _, _, err := r.d.Leave(ctx, "general", u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := r.rdb.Exists(ctx, proto.RoomMembersKey("general")).Result(); n != 0 {
+		t.Fatal("an empty room's set is kept")
+	}
+	for _, bad := range []string{"", "a b", strings.Repeat("r", 65)} {
+		if _, _, err := r.d.Join(ctx, bad, "bob"); event.WireError(err).Code != proto.CodeBadRequest {
+			t.Errorf("Join(%q): %v, want bad_request", bad, err)
+		}
+	}
+}
+
+// TestRoomFull: the 1,001st member is refused, atomically, however many
+// join at once; a member joining again is not.
+func TestRoomFull(t *testing.T) {
+	r := newRecorder(t, time.Minute)
+	ctx := context.Background()
+	members := make([]any, proto.MaxRoomMembers-10)
+	for i := range members {
+		members[i] = fmt.Sprint("m", i)
+	}
+	if err := r.rdb.SAdd(ctx, proto.RoomMembersKey("big"), members...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 30)
+	for i := range 30 {
+		go func() {
+			_, _, err := r.d.Join(ctx, "big", fmt.Sprint("late", i))
+			errs <- err
+		}()
+	}
+	refused := 0
+	for range 30 {
+		if err := <-errs; err != nil {
+			if w := event.WireError(err); w.Code != proto.CodeBadRequest || !strings.Contains(w.Message, "full") {
+				t.Fatalf("join: %v", err)
+			}
+			refused++
+		}
+	}
+	if n, _ := r.rdb.SCard(ctx, proto.RoomMembersKey("big")).Result(); n != proto.MaxRoomMembers || refused != 20 {
+		t.Fatalf("%d members, %d refused; want %d and 20", n, refused, proto.MaxRoomMembers)
+	}
+	if _, joined, err := r.d.Join(ctx, "big", "m7"); err != nil || joined {
+		t.Fatalf("a member joining a full room again: %v %v", joined, err)
+	}
+}
+
+// TestBatchToRooms: inside a batch, a dispatch to rooms goes out with the
+// batch's other dispatches, in one script call.
+func TestBatchToRooms(t *testing.T) {
+	r := newRecorder(t, time.Minute)
+	ctx := context.Background()
+	if _, _, err := r.d.Join(ctx, "general", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	err := r.d.Batch(ctx, func(d event.Dispatcher) error {
+		if err := d.(event.Rooms).ToRooms(ctx, []string{"general"}, "first", nil); err != nil {
+			return err
+		}
+		return d.ToUsers(ctx, []string{"alice"}, "second", nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := r.next(t), r.next(t); a.Event != "first" || !slices.Equal(a.Users, []string{"bob"}) || b.Event != "second" {
+		t.Fatalf("published %+v then %+v", a, b)
+	}
+}

@@ -1,0 +1,160 @@
+package handlers
+
+import (
+	"context"
+	"slices"
+	"time"
+	"unicode/utf8"
+
+	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// Events of the rooms family (docs/protocol.md section 5).
+const (
+	EventJoinRoom    = "joinRoom"     // client -> handler
+	EventLeaveRoom   = "leaveRoom"    // client -> handler
+	EventSendToRoom  = "sendToRoom"   // client -> handler
+	EventRoomJoined  = "room_joined"  // to every member, the joiner included
+	EventRoomLeft    = "room_left"    // to the remaining members and the leaver
+	EventRoomMessage = "room_message" // to every member, the sender included
+)
+
+// undoTimeout bounds the undoing of a join whose room_joined could not be
+// dispatched.
+const undoTimeout = time.Second
+
+// RoomArgs is the args of joinRoom and leaveRoom: {"room":"<name>"}.
+type RoomArgs struct {
+	Room string `json:"room"`
+}
+
+// Validate checks the room name against proto.RoomPattern.
+func (a *RoomArgs) Validate() error {
+	if a.Room == "" {
+		return event.BadRequest("args.room is required")
+	}
+	if !proto.ValidRoomName(a.Room) {
+		return event.BadRequest("args.room must match %s", proto.RoomPattern)
+	}
+	return nil
+}
+
+// RoomTextArgs is the args of sendToRoom: {"room":"<name>","text":"..."}.
+type RoomTextArgs struct {
+	RoomArgs
+	Text *string `json:"text"`
+}
+
+// Validate checks the room name and the text (1 to MaxTextLen characters).
+func (a *RoomTextArgs) Validate() error {
+	if err := a.RoomArgs.Validate(); err != nil {
+		return err
+	}
+	if a.Text == nil {
+		return event.BadRequest("args.text is required")
+	}
+	if n := utf8.RuneCountInString(*a.Text); n < 1 || n > MaxTextLen {
+		return event.BadRequest("args.text must be 1 to %d characters", MaxTextLen)
+	}
+	return nil
+}
+
+// RoomResult is the result of joinRoom and leaveRoom: the room and its
+// number of members after the request.
+type RoomResult struct {
+	Room    string `json:"room"`
+	Members int    `json:"members"`
+}
+
+// RoomMember is the args of room_joined and room_left.
+type RoomMember struct {
+	Room string `json:"room"`
+	User string `json:"user"`
+}
+
+// RoomMessage is the args of room_message.
+type RoomMessage struct {
+	Room  string `json:"room"`
+	From  string `json:"from"`
+	Text  string `json:"text"`
+	TS    int64  `json:"ts"` // Unix epoch milliseconds
+	MsgID string `json:"msg_id"`
+}
+
+// Rooms serves the room events. Membership is user-level and lives in the
+// event.Rooms store, so it survives reconnects and worker restarts; every
+// room event goes to the members' user streams and is recovered like any
+// event to a user.
+type Rooms struct {
+	d     event.Dispatcher
+	rooms event.Rooms
+}
+
+// NewRooms returns a Rooms that keeps membership in rooms and dispatches
+// through d.
+func NewRooms(d event.Dispatcher, rooms event.Rooms) *Rooms { return &Rooms{d: d, rooms: rooms} }
+
+// Join serves joinRoom: it makes the sender a member and, when they were
+// not one already, tells every member (the sender's devices included)
+// with room_joined. A room with proto.MaxRoomMembers members refuses a new
+// one with bad_request.
+func (h *Rooms) Join(ctx context.Context, r *event.Request, in RoomArgs) (RoomResult, error) {
+	n, joined, err := h.rooms.Join(ctx, in.Room, r.User)
+	if err != nil {
+		return RoomResult{}, err
+	}
+	if joined {
+		if err := h.rooms.ToRooms(ctx, []string{in.Room}, EventRoomJoined, RoomMember{Room: in.Room, User: r.User}); err != nil {
+			// No member heard of it: undo the join, so that unavailable
+			// means nothing happened and a retry is safe; even when the
+			// request's time is up, but not for longer than undoTimeout.
+			undo, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+			_, _, _ = h.rooms.Leave(undo, in.Room, r.User)
+			cancel()
+			return RoomResult{}, err
+		}
+	}
+	return RoomResult{Room: in.Room, Members: n}, nil
+}
+
+// Leave serves leaveRoom: when the sender is a member, it tells every
+// member, the sender included, with room_left, then removes the sender.
+// Leaving a room one is not in is not an error.
+func (h *Rooms) Leave(ctx context.Context, r *event.Request, in RoomArgs) (RoomResult, error) {
+	members, err := h.rooms.Members(ctx, in.Room)
+	if err != nil {
+		return RoomResult{}, err
+	}
+	if !slices.Contains(members, r.User) {
+		return RoomResult{Room: in.Room, Members: len(members)}, nil
+	}
+	// The members now are the remaining ones and the leaver: told first,
+	// so a failure leaves everything as it was.
+	if err := h.d.ToUsers(ctx, members, EventRoomLeft, RoomMember{Room: in.Room, User: r.User}); err != nil {
+		return RoomResult{}, err
+	}
+	n, _, err := h.rooms.Leave(ctx, in.Room, r.User)
+	if err != nil {
+		return RoomResult{}, err
+	}
+	return RoomResult{Room: in.Room, Members: n}, nil
+}
+
+// Send serves sendToRoom: a member's text goes as room_message to every
+// device of every member, the sender's included, and the sender gets the
+// message's id and time. A user who is not a member gets forbidden.
+func (h *Rooms) Send(ctx context.Context, r *event.Request, in RoomTextArgs) (Sent, error) {
+	members, err := h.rooms.Members(ctx, in.Room)
+	if err != nil {
+		return Sent{}, err
+	}
+	if !slices.Contains(members, r.User) {
+		return Sent{}, event.Forbidden("you are not a member of room %s", in.Room)
+	}
+	msg := RoomMessage{Room: in.Room, From: r.User, Text: *in.Text, TS: time.Now().UnixMilli(), MsgID: newMsgID()}
+	if err := h.d.ToUsers(ctx, members, EventRoomMessage, msg); err != nil {
+		return Sent{}, err
+	}
+	return Sent{MsgID: msg.MsgID, TS: msg.TS}, nil
+}

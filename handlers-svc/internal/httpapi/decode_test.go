@@ -1,0 +1,47 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// FuzzDecode checks that the dispatch API's body decoder never panics on
+// outside input, that every refusal is a bad_request about the body in
+// words for a person (never decoder text), and that a body it accepts and
+// Check passes is a Message encoding/json reads the same.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{
+		`{"event":"e","args":{"a":1},"users":["bob"]}`,
+		`{"event":"e","rooms":["general"],"conns":["c1"],"broadcast":false}`,
+		`{"event":"e","users":"bob"}`, `{"event":5}`, `[1]`, `null`, `{"args":null}`, `{`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		m, err := decode(body)
+		if err != nil {
+			e, ok := errors.AsType[*event.Error](err)
+			if !ok || e.Code != proto.CodeBadRequest || !strings.HasPrefix(e.Message, "body") ||
+				strings.Contains(e.Message, "json:") || !utf8.ValidString(e.Message) {
+				t.Fatalf("decode(%q) = %v, want a bad_request about the body", body, err)
+			}
+			return
+		}
+		if m.Check() != nil {
+			return
+		}
+		var want struct {
+			Event string
+			Users []string
+		}
+		if err := json.Unmarshal(body, &want); err != nil || want.Event != m.Event || len(want.Users) != len(m.Users) {
+			t.Fatalf("decode(%q) = %+v, encoding/json reads %+v (%v)", body, m, want, err)
+		}
+	})
+}

@@ -1,0 +1,167 @@
+// Package httpapi serves the dispatch API of handlers-svc, POST
+// /v1/dispatch (docs/protocol.md section 7): other backends dispatch over
+// HTTP exactly as handlers do, through package dispatch, so their events
+// are recorded and recovered too. It is safe for concurrent use and starts
+// no goroutines.
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/switchboard/switchboard/handlers-svc/dispatch"
+	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// Path is where the API is served, for POST.
+const Path = "/v1/dispatch"
+
+// MaxBody is the largest request body the API reads.
+const MaxBody = 1 << 20
+
+// DefaultTimeout bounds one dispatch, reading the rooms' members included.
+const DefaultTimeout = 5 * time.Second
+
+// Dispatcher is what the API needs of the dispatch path: a
+// *dispatch.Dispatcher.
+type Dispatcher interface {
+	Dispatch(ctx context.Context, m dispatch.Message) (dispatch.Positions, error)
+}
+
+// API serves POST /v1/dispatch for callers that present the key.
+type API struct {
+	d       Dispatcher
+	key     [sha256.Size]byte // compared in constant time, whatever the lengths
+	log     *zap.Logger
+	timeout time.Duration
+}
+
+// New returns the API, dispatching through d for callers whose
+// Authorization header is "Bearer <key>". key must not be empty: without
+// one the API is not served at all (404).
+func New(d Dispatcher, key string, log *zap.Logger) *API {
+	if key == "" {
+		panic("httpapi: empty key")
+	}
+	return &API{d: d, key: sha256.Sum256([]byte(key)), log: log.Named("httpapi"), timeout: DefaultTimeout}
+}
+
+// Register serves the API on mux at POST Path.
+func (a *API) Register(mux *http.ServeMux) { mux.Handle("POST "+Path, a) }
+
+// ServeHTTP answers one dispatch: 200 {"pos":{...}} (and "bpos" for a
+// broadcast), 400 bad_request, 401 unauthorized, 503 unavailable, 504
+// timeout, each failure with the JSON error body of docs/protocol.md.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !a.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard"`)
+		writeError(w, http.StatusUnauthorized, proto.CodeUnauthorized, "a valid Authorization: Bearer <HANDLERS_API_KEY> header is required")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			writeError(w, http.StatusBadRequest, proto.CodeBadRequest, "body is larger than 1 MiB")
+			return
+		}
+		writeError(w, http.StatusBadRequest, proto.CodeBadRequest, "body could not be read")
+		return
+	}
+	m, err := decode(body)
+	if err != nil {
+		a.answer(w, r, m, dispatch.Positions{}, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
+	defer cancel()
+	pos, err := a.d.Dispatch(ctx, m)
+	a.answer(w, r, m, pos, err)
+}
+
+// authorized reports whether r carries the key as a bearer token.
+func (a *API) authorized(r *http.Request) bool {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	return subtle.ConstantTimeCompare(sum[:], a.key[:]) == 1
+}
+
+// decode reads a Message from body; its errors are bad_request, naming
+// the field as "body.users must be an array of strings".
+func decode(body []byte) (dispatch.Message, error) {
+	var m dispatch.Message
+	if len(body) == 0 {
+		return m, event.BadRequest("body must be a JSON object")
+	}
+	// Request.Decode names the field for a person; here it is the body's.
+	r := event.Request{Args: body}
+	if err := r.Decode(&m); err != nil {
+		if e, ok := errors.AsType[*event.Error](err); ok {
+			return m, event.BadRequest("%s", "body"+strings.TrimPrefix(e.Message, "args"))
+		}
+		return m, err
+	}
+	if string(m.Args) == "null" {
+		m.Args = nil
+	}
+	return m, nil
+}
+
+// answer writes the response for a dispatch's outcome and logs it.
+func (a *API) answer(w http.ResponseWriter, r *http.Request, m dispatch.Message, pos dispatch.Positions, err error) {
+	if err == nil {
+		a.log.Debug("dispatched", zap.String("event", m.Event), zap.Int("users", len(m.Users)),
+			zap.Int("conns", len(m.Conns)), zap.Int("rooms", len(m.Rooms)), zap.Bool("broadcast", m.Broadcast),
+			zap.Int("recorded", len(pos.Users)))
+		if pos.Users == nil {
+			pos.Users = map[string]string{}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(pos)
+		return
+	}
+	werr := event.WireError(err)
+	status := http.StatusInternalServerError
+	switch werr.Code {
+	case proto.CodeBadRequest:
+		status = http.StatusBadRequest
+	case proto.CodeUnavailable:
+		status = http.StatusServiceUnavailable
+	case proto.CodeTimeout:
+		status = http.StatusGatewayTimeout
+		werr.Message = "dispatch timed out: it may or may not have been delivered"
+	}
+	lvl := zap.WarnLevel
+	if status == http.StatusBadRequest {
+		lvl = zap.DebugLevel
+	} else if status == http.StatusInternalServerError {
+		lvl = zap.ErrorLevel
+	}
+	if ce := a.log.Check(lvl, "dispatch refused"); ce != nil {
+		ce.Write(zap.String("event", m.Event), zap.Int("status", status), zap.String("code", string(werr.Code)),
+			zap.String("remote", r.RemoteAddr), zap.Error(err))
+	}
+	writeError(w, status, werr.Code, werr.Message)
+}
+
+// writeError writes the JSON error body of docs/protocol.md.
+func writeError(w http.ResponseWriter, status int, code proto.Code, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	body := proto.AppendReply(nil, &proto.Error{Code: code, Message: message})
+	_, _ = w.Write(append(body, '\n'))
+}

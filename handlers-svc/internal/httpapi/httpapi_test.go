@@ -1,0 +1,138 @@
+package httpapi_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/switchboard/switchboard/handlers-svc/dispatch"
+	"github.com/switchboard/switchboard/handlers-svc/internal/httpapi"
+	"github.com/switchboard/switchboard/internal/testkit"
+	"github.com/switchboard/switchboard/proto"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const key = "test-key-0123456789"
+
+// server serves the API on a real Redis; it returns its URL and the Redis.
+func server(t *testing.T) (string, *testkit.Redis, *redis.Client) {
+	t.Helper()
+	srv := testkit.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	mux := http.NewServeMux()
+	httpapi.New(dispatch.New(rdb, dispatch.Options{Window: time.Minute}), key, zap.NewNop()).Register(mux)
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	return hs.URL + httpapi.Path, srv, rdb
+}
+
+func post(t *testing.T, url, auth, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+func TestDispatchAPI(t *testing.T) {
+	url, _, rdb := server(t)
+	ps := rdb.Subscribe(t.Context(), proto.Channel)
+	t.Cleanup(func() { _ = ps.Close() })
+	if _, err := ps.Receive(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	status, body := post(t, url, "Bearer "+key, `{"event":"post_updated","args":{"post":"p1"},"users":["bob","carol"]}`)
+	if status != http.StatusOK {
+		t.Fatalf("status %d %s", status, body)
+	}
+	var got struct {
+		Pos map[string]string `json:"pos"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil || len(got.Pos) != 2 || got.Pos["bob"] == "" {
+		t.Fatalf("body %s, want a position per user", body)
+	}
+	msg, err := ps.ReceiveMessage(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := proto.DecodeDispatch([]byte(msg.Payload))
+	if err != nil || d.Event != "post_updated" || string(d.Args) != `{"post":"p1"}` || d.Pos["bob"] != got.Pos["bob"] {
+		t.Fatalf("published %+v (%v), want the positions answered", d, err)
+	}
+
+	status, body = post(t, url, "Bearer "+key, `{"event":"news","broadcast":true}`)
+	if status != http.StatusOK || !strings.Contains(body, `"bpos":"`) || !strings.Contains(body, `"pos":{}`) {
+		t.Fatalf("broadcast: %d %s", status, body)
+	}
+}
+
+func TestDispatchAPIRefusals(t *testing.T) {
+	url, _, _ := server(t)
+	ok := `{"event":"e","users":["bob"]}`
+	tests := []struct {
+		name, auth, body string
+		status           int
+		code, message    string
+	}{
+		{"no key", "", ok, 401, "unauthorized", ""},
+		{"wrong key", "Bearer " + key + "x", ok, 401, "unauthorized", ""},
+		{"not bearer", "Basic " + key, ok, 401, "unauthorized", ""},
+		{"empty body", "Bearer " + key, ``, 400, "bad_request", "body must be a JSON object"},
+		{"not JSON", "Bearer " + key, `{"event":`, 400, "bad_request", "body is not valid JSON"},
+		{"not an object", "Bearer " + key, `[1]`, 400, "bad_request", "body must be an object"},
+		{"users wrong type", "Bearer " + key, `{"event":"e","users":"bob"}`, 400, "bad_request", "body.users must be an array of strings"},
+		{"no target", "Bearer " + key, `{"event":"e"}`, 400, "bad_request", "no target: give users, conns, rooms or broadcast"},
+		{"reserved event", "Bearer " + key, `{"event":"connected","users":["bob"]}`, 400, "bad_request", "event connected is the gateway's own"},
+		{"bad room", "Bearer " + key, `{"event":"e","rooms":["a b"]}`, 400, "bad_request", "rooms[0] must match " + proto.RoomPattern},
+		{"too large", "Bearer " + key, `{"event":"e","users":["bob"],"args":"` + strings.Repeat("x", httpapi.MaxBody) + `"}`, 400, "bad_request", "body is larger than 1 MiB"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body := post(t, url, tt.auth, tt.body)
+			var e proto.Reply
+			if err := json.Unmarshal([]byte(body), &e); err != nil || e.Error == nil {
+				t.Fatalf("body %s is not an error body", body)
+			}
+			if status != tt.status || string(e.Error.Code) != tt.code || (tt.message != "" && e.Error.Message != tt.message) {
+				t.Fatalf("got %d %s, want %d %s %q", status, body, tt.status, tt.code, tt.message)
+			}
+		})
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("GET: %d, want 405", resp.StatusCode)
+	}
+}
+
+func TestDispatchAPIRedisDown(t *testing.T) {
+	url, srv, _ := server(t)
+	srv.Stop()
+	status, body := post(t, url, "Bearer "+key, `{"event":"e","users":["bob"]}`)
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, `"code":"unavailable"`) {
+		t.Fatalf("got %d %s, want 503 unavailable", status, body)
+	}
+}
