@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/handlers-svc/limit"
+	"github.com/switchboard/switchboard/proto"
 )
 
 // Events of the chat family: the request a client sends, and what it
@@ -45,11 +47,19 @@ type Sent struct {
 
 // Chat serves the chat events.
 type Chat struct {
-	d event.Dispatcher
+	d   event.Dispatcher
+	lim *limit.Sender // nil: no limit
 }
 
 // NewChat returns a Chat that dispatches through d.
 func NewChat(d event.Dispatcher) *Chat { return &Chat{d: d} }
+
+// Limit bounds what one sender pushes to one recipient with lim (nil: no
+// bound) and returns c.
+func (c *Chat) Limit(lim *limit.Sender) *Chat {
+	c.lim = lim
+	return c
+}
 
 // SendMessage serves sendMessage: {"to":"<user id>","text":"..."}, with "to"
 // optional. It dispatches a Message as "message" to every device of the
@@ -76,6 +86,13 @@ func (c *Chat) SendMessage(ctx context.Context, r *event.Request) error {
 		return event.BadRequest("args.text must be 1 to %d characters", MaxTextLen)
 	}
 
+	if in.To != nil {
+		// What the recipient's devices receive, escaped as it is on the
+		// wire: 4,000 "<" are 24,000 bytes.
+		if err := c.lim.ToUser(ctx, r.User, *in.To, len(proto.AppendString(nil, *in.Text))); err != nil {
+			return err
+		}
+	}
 	msg := Message{
 		From:  r.User,
 		Text:  *in.Text,

@@ -18,12 +18,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/handlers-svc/limit"
 )
 
 // Deps is what handlers-svc hands every family at start-up. A family takes
@@ -90,7 +92,11 @@ func RegisterChat(_ context.Context, mux *event.Mux, deps Deps) error {
 	if deps.Dispatcher == nil {
 		return errors.New("chat: no Dispatcher")
 	}
-	mux.HandleFunc(EventSendMessage, NewChat(deps.Dispatcher).SendMessage)
+	lim, err := senderLimits(deps)
+	if err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
+	mux.HandleFunc(EventSendMessage, NewChat(deps.Dispatcher).Limit(lim).SendMessage)
 	return nil
 }
 
@@ -99,7 +105,11 @@ func RegisterPosts(_ context.Context, mux *event.Mux, deps Deps) error {
 	if deps.Dispatcher == nil {
 		return errors.New("posts: no Dispatcher")
 	}
-	mux.HandleFunc(EventPostUpdated, NewPosts(deps.Dispatcher).PostUpdated)
+	lim, err := senderLimits(deps)
+	if err != nil {
+		return fmt.Errorf("posts: %w", err)
+	}
+	mux.HandleFunc(EventPostUpdated, NewPosts(deps.Dispatcher).Limit(lim).PostUpdated)
 	return nil
 }
 
@@ -108,9 +118,42 @@ func RegisterRooms(_ context.Context, mux *event.Mux, deps Deps) error {
 	if deps.Dispatcher == nil || deps.Rooms == nil {
 		return errors.New("rooms: no Dispatcher or no Rooms")
 	}
-	h := NewRooms(deps.Dispatcher, deps.Rooms)
+	lim, err := senderLimits(deps)
+	if err != nil {
+		return fmt.Errorf("rooms: %w", err)
+	}
+	h := NewRooms(deps.Dispatcher, deps.Rooms).Limit(lim)
 	mux.Handle(EventJoinRoom, event.Typed(h.Join))
 	mux.Handle(EventLeaveRoom, event.Typed(h.Leave))
 	mux.Handle(EventSendToRoom, event.Typed(h.Send))
 	return nil
+}
+
+// senderLimits returns the bounds on what one user can push to others
+// (package limit), kept in deps.Redis and set by HANDLERS_SEND_BYTES_PER_SEC,
+// HANDLERS_SEND_BYTES_BURST, HANDLERS_RECIPIENTS_PER_SEC and
+// HANDLERS_RECIPIENTS_BURST (0 turns a bound off); nil without Redis.
+func senderLimits(deps Deps) (*limit.Sender, error) {
+	if deps.Redis == nil {
+		return nil, nil
+	}
+	cfg := limit.DefaultConfig()
+	for _, s := range []struct {
+		env string
+		v   *int
+	}{
+		{"HANDLERS_SEND_BYTES_PER_SEC", &cfg.BytesPerSecond},
+		{"HANDLERS_SEND_BYTES_BURST", &cfg.BytesBurst},
+		{"HANDLERS_RECIPIENTS_PER_SEC", &cfg.RecipientsPerSecond},
+		{"HANDLERS_RECIPIENTS_BURST", &cfg.RecipientsBurst},
+	} {
+		if v := deps.Getenv(s.env); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("%s=%q: want a whole number, 0 or more", s.env, v)
+			}
+			*s.v = n
+		}
+	}
+	return limit.New(deps.Redis, cfg), nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/handlers-svc/limit"
 )
 
 // Events of the posts family.
@@ -30,11 +31,19 @@ type PostUpdatedNotification struct {
 
 // Posts serves the posts events.
 type Posts struct {
-	d event.Dispatcher
+	d   event.Dispatcher
+	lim *limit.Sender // nil: no limit
 }
 
 // NewPosts returns a Posts that dispatches through d.
 func NewPosts(d event.Dispatcher) *Posts { return &Posts{d: d} }
+
+// Limit bounds how many users one sender reaches with lim (nil: no bound)
+// and returns p.
+func (p *Posts) Limit(lim *limit.Sender) *Posts {
+	p.lim = lim
+	return p
+}
 
 // PostUpdated serves postUpdated: {"post":"<id>","mentions":["<user id>",...]}.
 // It dispatches one post_updated_notification to every device of each
@@ -71,6 +80,9 @@ func (p *Posts) PostUpdated(ctx context.Context, r *event.Request) error {
 	}
 	if len(users) == 0 {
 		return nil
+	}
+	if err := p.lim.Recipients(ctx, r.User, len(users)); err != nil {
+		return err
 	}
 	return p.d.ToUsers(ctx, users, EventPostUpdatedNotification, PostUpdatedNotification{
 		Post:    *in.Post,

@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/handlers-svc/limit"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -89,11 +90,19 @@ type RoomMessage struct {
 type Rooms struct {
 	d     event.Dispatcher
 	rooms event.Rooms
+	lim   *limit.Sender // nil: no limit
 }
 
 // NewRooms returns a Rooms that keeps membership in rooms and dispatches
 // through d.
 func NewRooms(d event.Dispatcher, rooms event.Rooms) *Rooms { return &Rooms{d: d, rooms: rooms} }
+
+// Limit bounds how many users one sender reaches with lim (nil: no bound)
+// and returns h.
+func (h *Rooms) Limit(lim *limit.Sender) *Rooms {
+	h.lim = lim
+	return h
+}
 
 // Join serves joinRoom: it makes the sender a member and, when they were
 // not one already, tells every member (the sender's devices included)
@@ -151,6 +160,9 @@ func (h *Rooms) Send(ctx context.Context, r *event.Request, in RoomTextArgs) (Se
 	}
 	if !slices.Contains(members, r.User) {
 		return Sent{}, event.Forbidden("you are not a member of room %s", in.Room)
+	}
+	if err := h.lim.Recipients(ctx, r.User, len(members)); err != nil {
+		return Sent{}, err
 	}
 	msg := RoomMessage{Room: in.Room, From: r.User, Text: *in.Text, TS: time.Now().UnixMilli(), MsgID: newMsgID()}
 	if err := h.d.ToUsers(ctx, members, EventRoomMessage, msg); err != nil {

@@ -16,6 +16,7 @@
 package forward
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -219,6 +220,9 @@ func (f *Forwarder) envelope(s *Session, data []byte) {
 	}
 	f.inFlight.Add(1)
 	f.mu.Unlock()
+	// The frame is the read loop's buffer, reused once HandleFrame
+	// returns: the request goes on without it.
+	env.Args = bytes.Clone(env.Args)
 	go func() {
 		defer f.inFlight.Done()
 		defer s.releaseSlot()

@@ -58,30 +58,18 @@ func (s *Session) Close() {
 // is an envelope for a handler.
 func (s *Session) HandleFrame(data []byte, binary bool) {
 	// Every frame counts against the allowance, bad ones included.
-	switch s.bucket.Take(&s.f.rate, time.Now()) {
-	case ratelimit.Refuse:
-		var env proto.Envelope
-		if !binary {
-			env, _ = proto.DecodeEnvelope(data) // only to echo a valid ref
-		}
-		s.f.rec.Envelope(env.Event, proto.CodeRateLimited, 0)
-		s.sendError(env.Ref, env.HasRef, errRateLimited)
-		return
-	case ratelimit.Abusive:
-		s.f.rec.Envelope(eventOf(binary, data), proto.CodeRateLimited, 0)
-		s.sock.Close(proto.ClosePolicy, proto.ReasonRateLimited)
-		return
-	}
-	if s.user != nil && !s.user.lim.Allow() {
+	verdict := s.bucket.Take(&s.f.rate, time.Now())
+	refusal := errRateLimited
+	if verdict == ratelimit.Allow && s.user != nil && !s.user.lim.Allow() {
 		// Over what the user's sockets share: refused like the socket's own
-		// limit, but never counted toward closing this socket, which may
-		// be the one that behaves.
-		var env proto.Envelope
-		if !binary {
-			env, _ = proto.DecodeEnvelope(data)
-		}
-		s.f.rec.Envelope(env.Event, proto.CodeRateLimited, 0)
-		s.sendError(env.Ref, env.HasRef, errUserRateLimited)
+		// limit, but not counted toward closing the socket, which may be
+		// the user's one that behaves. A refusal costs microseconds (the
+		// frame is neither copied nor decoded); closing sockets would only
+		// have them opened again, which costs more.
+		verdict, refusal = ratelimit.Refuse, errUserRateLimited
+	}
+	if verdict != ratelimit.Allow {
+		s.refuse(data, binary, verdict, refusal)
 		return
 	}
 	if binary {
@@ -124,11 +112,19 @@ func (s *Session) sendAck(ref string, result json.RawMessage) {
 	s.sock.Send(proto.AppendAckResult(make([]byte, 0, 64+len(result)), s.sock.User(), ref, result))
 }
 
-// eventOf returns the event of a frame that is an envelope, else "".
-func eventOf(binary bool, data []byte) string {
-	if binary {
-		return ""
+// refuse answers a frame over an allowance without decoding it (Peek): an
+// error echoing its ref, or, for a client that keeps sending over it, a
+// close with 1008.
+func (s *Session) refuse(data []byte, binary bool, verdict ratelimit.Verdict, e *proto.Error) {
+	var event, ref string
+	var hasRef bool
+	if !binary {
+		event, ref, hasRef = proto.Peek(data)
 	}
-	env, _ := proto.DecodeEnvelope(data)
-	return env.Event
+	s.f.rec.Envelope(event, proto.CodeRateLimited, 0)
+	if verdict == ratelimit.Abusive {
+		s.sock.Close(proto.ClosePolicy, proto.ReasonRateLimited)
+		return
+	}
+	s.sendError(ref, hasRef, e)
 }

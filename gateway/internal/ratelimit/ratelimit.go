@@ -52,6 +52,13 @@ func (b *Bucket) Take(p *Policy, now time.Time) Verdict {
 		b.tokens--
 		return Allow
 	}
+	return b.refused(p, now)
+}
+
+// refused counts one envelope the bucket refused at now and says what to
+// do with it: Refuse, or Abusive once the refusals within the window reach
+// CloseAfter.
+func (b *Bucket) refused(p *Policy, now time.Time) Verdict {
 	if now.Sub(b.windowStart) > p.Window {
 		b.windowStart, b.refusals = now, 0
 	}

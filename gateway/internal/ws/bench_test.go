@@ -79,3 +79,62 @@ func BenchmarkSend(b *testing.B) {
 		})
 	}
 }
+
+// counter is a FrameHandler that counts the frames handed on and signals
+// every n of them.
+type counter struct {
+	n, every int
+	got      chan struct{}
+}
+
+func (c *counter) HandleFrame([]byte, bool) {
+	if c.n++; c.n%c.every == 0 {
+		c.got <- struct{}{}
+	}
+}
+
+// BenchmarkRead is the read path of one socket for a large client frame
+// (26 KB: a post mentioning 100 users of 256 bytes, the largest built-in
+// args): the client's write, the read into a pooled buffer, UTF-8 check,
+// and the hand-off to a handler that drops it, as the forwarder does with
+// a frame over a rate limit. Allocations are per frame.
+func BenchmarkRead(b *testing.B) {
+	frame := []byte(`{"event":"postUpdated","args":{"post":"p","mentions":["` + strings.Repeat("m", 26000) + `"]}}`)
+	const every = 64
+	h := &counter{every: every, got: make(chan struct{}, 1024)}
+	conns := make(chan *ws.Conn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		up, err := ws.Upgrade(&websocket.Upgrader{}, w, r)
+		if err != nil {
+			return
+		}
+		c := ws.NewConn(up, "c1", "u1", &ws.Limits{QueueLen: 64, QueueBytes: 1 << 20}, zap.NewNop())
+		conns <- c
+		c.ReadLoop(h, 1<<16)
+	}))
+	b.Cleanup(srv.Close)
+	cl, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := <-conns
+	b.Cleanup(func() {
+		_ = cl.Close()
+		<-c.Done()
+	})
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, frame)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(frame)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 1; i <= b.N; i++ {
+		if err := cl.WritePreparedMessage(pm); err != nil {
+			b.Fatal(err)
+		}
+		if i%every == 0 {
+			<-h.got
+		}
+	}
+}

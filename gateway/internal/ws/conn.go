@@ -2,6 +2,7 @@ package ws
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"math"
@@ -32,8 +33,10 @@ const (
 // FrameHandler is what the read loop hands every data frame of the client
 // to, text (valid UTF-8) or binary; what the frame means, and what to
 // answer, is the handler's business. It runs on the read loop, so the next
-// frame is read only after it returns. It may keep data: ReadLoop gives it
-// a fresh slice per frame.
+// frame is read only after it returns. data is the read loop's buffer,
+// reused for later frames: a handler that keeps any of it past its return
+// copies it. (A frame refused unread, over a rate limit, then costs no
+// allocation: frames are read into pooled buffers.)
 type FrameHandler interface {
 	HandleFrame(data []byte, binary bool)
 }
@@ -444,14 +447,43 @@ func (c *Conn) ReadLoop(h FrameHandler, maxFrame int64) {
 	c.ws.SetCloseHandler(c.peerClose)
 	for {
 		c.awaitData()
-		mt, data, err := c.ws.ReadMessage()
-		if err != nil {
+		if err := c.readFrame(h); err != nil {
 			c.readFailed(err)
 			return
 		}
-		c.frame(h, mt, data)
 	}
 }
+
+// readFrame reads the next message into a pooled buffer and hands it on
+// (frame); the buffer goes back to the pool after. gorilla's ReadMessage
+// would allocate each message anew, growing it by doubling: for a client
+// that sends large frames faster than it is allowed, the garbage of the
+// frames the forwarder refuses unread was most of what they cost.
+//
+//go:noinline
+func (c *Conn) readFrame(h FrameHandler) error {
+	mt, r, err := c.ws.NextReader()
+	if err != nil {
+		return err
+	}
+	buf := framePool.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooledFrame {
+			buf.Reset()
+			framePool.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(r); err != nil {
+		return err
+	}
+	c.frame(h, mt, buf.Bytes())
+	return nil
+}
+
+// maxPooledFrame is the largest read buffer kept for reuse.
+const maxPooledFrame = 64 << 10
+
+var framePool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // frame checks or hands on one message of the client. It is a function of
 // its own, not part of ReadLoop's body, so that ReadLoop's stack frame,

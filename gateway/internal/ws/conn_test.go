@@ -38,7 +38,10 @@ type recorder struct {
 	frames chan frame
 }
 
-func (r *recorder) HandleFrame(data []byte, binary bool) { r.frames <- frame{data, binary} }
+// HandleFrame copies data: it is the read loop's buffer, reused after.
+func (r *recorder) HandleFrame(data []byte, binary bool) {
+	r.frames <- frame{bytes.Clone(data), binary}
+}
 
 // server is a real HTTP server that upgrades every request with ws.Upgrade,
 // wraps the socket in a ws.Conn for user "alice" and runs its read loop.

@@ -1,0 +1,102 @@
+// Package limit bounds what one user can make handlers-svc push to other
+// users, so that no sender can knock a recipient offline or load everyone
+// (docs/security.md). It keeps its counters in Redis (with
+// github.com/go-redis/redis_rate, a GCRA over one key per counter), so the
+// bounds hold across every handlers-svc instance.
+//
+// Two bounds, each a rate with a burst:
+//
+//   - bytes from one sender to one recipient: a phone's link carries less
+//     than a few sockets of one sender could push at it, and a recipient
+//     whose queue overflows is closed as a slow consumer;
+//   - recipients one sender reaches per second, counted over mentions and
+//     room members: one message to a big room, or a post mentioning many
+//     users, is recorded in every recipient's stream.
+//
+// A nil *Sender allows everything, so handlers built without one (in unit
+// tests, with eventtest) need no Redis.
+package limit
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// Config are the bounds; a zero rate turns its bound off.
+type Config struct {
+	// BytesPerSecond and BytesBurst bound the bytes of events one sender
+	// sends one recipient.
+	BytesPerSecond, BytesBurst int
+	// RecipientsPerSecond and RecipientsBurst bound the users one sender
+	// reaches.
+	RecipientsPerSecond, RecipientsBurst int
+}
+
+// DefaultConfig is what handlers-svc applies when not told otherwise: 64
+// KiB/s to one recipient (a burst of 256 KiB, ten of the largest
+// messages), and 1,000 recipients/s with a burst of 1,000: one message a
+// second to a full room, or ten posts mentioning a hundred users each. A
+// larger burst is work done all at once in Redis, which every other
+// user's dispatches wait behind.
+func DefaultConfig() Config {
+	return Config{BytesPerSecond: 64 << 10, BytesBurst: 256 << 10, RecipientsPerSecond: 1000, RecipientsBurst: 1000}
+}
+
+// Sender applies Config to each sender.
+type Sender struct {
+	rl               *redis_rate.Limiter
+	bytes, reachable redis_rate.Limit
+}
+
+// New returns a Sender that keeps its counters in rdb.
+func New(rdb *redis.Client, cfg Config) *Sender {
+	return &Sender{
+		rl:        redis_rate.NewLimiter(rdb),
+		bytes:     redis_rate.Limit{Rate: cfg.BytesPerSecond, Burst: max(cfg.BytesBurst, cfg.BytesPerSecond), Period: time.Second},
+		reachable: redis_rate.Limit{Rate: cfg.RecipientsPerSecond, Burst: max(cfg.RecipientsBurst, cfg.RecipientsPerSecond), Period: time.Second},
+	}
+}
+
+// ToUser takes n bytes of from's allowance toward to, or returns a
+// rate_limited *event.Error when they are over it (nothing is taken then).
+// A user writing to themself is not limited.
+func (s *Sender) ToUser(ctx context.Context, from, to string, n int) error {
+	if s == nil || s.bytes.Rate <= 0 || from == to {
+		return nil
+	}
+	return s.take(ctx, "sb:limit:bytes:"+from+"\x00"+to, s.bytes, n,
+		"too much sent to this user: slow down")
+}
+
+// Recipients takes k recipients of from's allowance, or returns a
+// rate_limited *event.Error when they are over it.
+func (s *Sender) Recipients(ctx context.Context, from string, k int) error {
+	if s == nil || s.reachable.Rate <= 0 || k == 0 {
+		return nil
+	}
+	return s.take(ctx, "sb:limit:recipients:"+from, s.reachable, k,
+		"too many recipients reached: slow down")
+}
+
+func (s *Sender) take(ctx context.Context, key string, l redis_rate.Limit, n int, msg string) error {
+	if n > l.Burst {
+		// More than a burst can never be allowed: refuse it outright
+		// rather than make the sender wait forever.
+		return event.NewError(proto.CodeRateLimited, msg)
+	}
+	res, err := s.rl.AllowN(ctx, key, l, n)
+	if err != nil {
+		return &event.Error{Code: proto.CodeUnavailable, Message: "rate limiter unavailable", Err: fmt.Errorf("limit %s: %w", key, err)}
+	}
+	if res.Allowed < n {
+		return event.NewError(proto.CodeRateLimited, msg)
+	}
+	return nil
+}
