@@ -75,12 +75,19 @@ func Start(t *testing.T, o Options) *Harness {
 	// address, are far above what one client may do.
 	limits := []string{"GATEWAY_RATE_LIMIT=0", "GATEWAY_USER_RATE_LIMIT=0", "GATEWAY_IP_UPGRADE_RATE=0"}
 	env := append(append(limits, shared...), o.Env...)
+	// Nor limits on what one sender pushes to others (handlers-svc/limit):
+	// the matrix tests recovery, not limits, and a refused post would only
+	// thin the load. At SOAK_RATE=600 an author reaches about 200 users a
+	// second, under the default 1,000, but Message's 16 KB messages to one
+	// user (9.6 MB in TestResumeLargeBacklog) are far over the 64 KiB/s one
+	// sender may send one recipient.
+	handlersEnv := append([]string{"HANDLERS_SEND_BYTES_PER_SEC=0", "HANDLERS_RECIPIENTS_PER_SEC=0"}, shared...)
 	rs := testkit.StartRedis(t)
 	if o.Proxy {
 		h.Proxy = StartProxy(t, rs.Addr())
 		env = append(env, "REDIS_URL=redis://"+h.Proxy.Addr+"/0")
 	}
-	h.Stack = testkit.StartStack(t, testkit.StackOptions{Workers: o.Workers, Env: env, HandlersEnv: shared, Redis: rs})
+	h.Stack = testkit.StartStack(t, testkit.StackOptions{Workers: o.Workers, Env: env, HandlersEnv: handlersEnv, Redis: rs})
 	h.RDB = redis.NewClient(&redis.Options{Addr: rs.Addr(), MaxRetries: -1, OnConnect: streams.OnConnect})
 	t.Cleanup(func() { _ = h.RDB.Close() })
 	for u := range o.Users {
