@@ -10,7 +10,7 @@ import (
 
 // loadTests is how many tests of the matrix share SOAK_EVENTS: those that
 // run a load through their faults.
-const loadTests = 8
+const loadTests = 9
 
 // results collects what each test of the matrix did, for the soak report.
 var results struct {

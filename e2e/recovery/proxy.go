@@ -11,8 +11,8 @@ import (
 )
 
 // Proxy is a TCP fault proxy (toxiproxy, run in the test process) in front
-// of a server: what connects to Addr reaches the upstream through it, and
-// toxics added to it stall or cut those links.
+// of a server: what connects to Addr reaches the upstream through it;
+// toxics added to it stall those links, and Cut closes them.
 type Proxy struct {
 	Addr string
 	p    *toxiproxy.Proxy
@@ -48,6 +48,18 @@ func (x *Proxy) Heal(t testing.TB) {
 		if err := x.p.Toxics.RemoveToxic(context.Background(), "stall_"+dir); err != nil {
 			t.Fatalf("remove the stall: %v", err)
 		}
+	}
+}
+
+// Cut closes every link at once, as a network that drops a path does to
+// the clients, and refuses new ones until Restore.
+func (x *Proxy) Cut() { x.p.Stop() }
+
+// Restore takes new links again, on the same address.
+func (x *Proxy) Restore(t testing.TB) {
+	t.Helper()
+	if err := x.p.Start(); err != nil {
+		t.Fatalf("restart the fault proxy on %s: %v", x.Addr, err)
 	}
 }
 

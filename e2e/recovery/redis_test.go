@@ -100,6 +100,59 @@ func TestRedisLinkStallHealed(t *testing.T) {
 	t.Logf("%d events checked through %d stalls; %d resumes; gateway: %v", s.Events, h.faults, s.Resumes, r.Metrics)
 }
 
+// TestRedisLinkCutHealed: under load, a TCP fault proxy between the
+// gateway and Redis closes every link of the gateway at once (the pub/sub
+// connections and the pool that reads the streams alike) and refuses new
+// ones for a while, as a network that drops a path does; handlers-svc
+// (which reaches Redis directly) goes on dispatching. Reads in flight
+// fail and are retried; a device that drops meanwhile is refused (1013).
+// When links are taken again, every worker resubscribes and fills its live
+// sockets' gaps in place, and the device resumes: the other devices keep
+// their sockets, no resync, nothing lost.
+func TestRedisLinkCutHealed(t *testing.T) {
+	rate := Rate(200)
+	// A window well beyond the cut, as in TestRedisLinkStallHealed.
+	h := Start(t, Options{Users: UsersFor(rate), Proxy: true, Window: 30 * time.Second})
+	h.StartLoad(LoadOptions{Rate: rate, Broadcasts: 10})
+	goal := EventsGoal(loadTests, 2000)
+	roamed := map[*Device]bool{}
+	connects := connects(h.Devices)
+	for round := 0; round < 2 || h.Events() < goal; round++ {
+		h.WaitEvents(200)
+		resubs := h.RecoveryMetrics()["redis_resubscriptions"]
+		roamer := h.Devices[round%len(h.Devices)]
+		roamed[roamer] = true
+		refused := roamer.Closes(1013)
+		h.Proxy.Cut()
+		h.Fault()
+		roamer.Drop(0)
+		acked := h.Check.Stats().Acked
+		testkit.Eventually(t, 2*Wait, "events are dispatched and the roaming device is refused with 1013", func() bool {
+			return h.Check.Stats().Acked > acked+int(rate)/2 && roamer.Closes(1013) > refused
+		})
+		h.Proxy.Restore(t)
+		testkit.Eventually(t, Wait, "every worker resubscribed and the roaming device resumed", func() bool {
+			return h.RecoveryMetrics()["redis_resubscriptions"] >= resubs+float64(h.Stack.Workers) && roamer.Online()
+		})
+		h.WaitCaughtUp()
+	}
+	r := h.Settle()
+	record(r)
+	for i, d := range h.Devices {
+		if !roamed[d] && d.Connects() != connects[i] {
+			t.Errorf("%s connected %d times, want its one socket kept open through the cuts", d.Name, d.Connects()-connects[i]+1)
+		}
+	}
+	s := r.Stats
+	if s.Resynced() != 0 || s.NotRecovered != 0 || r.Metrics["resyncs"] != 0 || r.Metrics["gaps_healed"] == 0 {
+		t.Fatalf("resyncs %v, %d resumes not recovered, gateway %v: want none, and gaps healed", s.Resyncs, s.NotRecovered, r.Metrics)
+	}
+	if r.Metrics["redis_resubscriptions"] < float64(h.faults*h.Stack.Workers) {
+		t.Fatalf("gateway %v: want a resubscription per worker per cut (%d cuts)", r.Metrics, h.faults)
+	}
+	t.Logf("%d events checked through %d cuts; %d resumes; gateway: %v", s.Events, h.faults, s.Resumes, r.Metrics)
+}
+
 // TestRedisRestartWithoutPersistence: under load, Redis (without
 // persistence) is killed and started again: every stream is gone. Live
 // sockets get a resync, devices that resume get recovered:false, and none
