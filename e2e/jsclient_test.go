@@ -123,7 +123,7 @@ func startControl(t *testing.T, main, short *testkit.Stack) string {
 	})
 	mux.HandleFunc("POST /broadcast", func(w http.ResponseWriter, r *http.Request) {
 		d := &proto.Dispatch{Event: "news", Args: json.RawMessage(`{"text":"to everyone"}`), Broadcast: true}
-		if _, err := streams.Publish(r.Context(), rdb, proto.DefaultHistoryWindow, d); err != nil {
+		if _, _, err := streams.Publish(r.Context(), rdb, proto.DefaultHistoryWindow, d); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
 	})

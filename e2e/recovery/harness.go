@@ -201,7 +201,7 @@ func (h *Harness) Blob(n int, user string, size int) {
 		id := fmt.Sprintf("q%d", h.posted)
 		h.Check.Dispatching(id, seqcheck.UserStream(user))
 		ctx, cancel := context.WithTimeout(context.Background(), Wait)
-		_, err := streams.Publish(ctx, h.RDB, h.Window, &proto.Dispatch{Event: "blob", Users: []string{user},
+		_, _, err := streams.Publish(ctx, h.RDB, h.Window, &proto.Dispatch{Event: "blob", Users: []string{user},
 			Args: json.RawMessage(`{"id":"` + id + `","pad":"` + pad + `"}`)})
 		cancel()
 		if err != nil {
@@ -218,7 +218,7 @@ func (h *Harness) Transient(conn string, size int) {
 	h.T.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), Wait)
 	defer cancel()
-	_, err := streams.Publish(ctx, h.RDB, h.Window, &proto.Dispatch{Event: "blob", Conns: []string{conn},
+	_, _, err := streams.Publish(ctx, h.RDB, h.Window, &proto.Dispatch{Event: "blob", Conns: []string{conn},
 		Args: json.RawMessage(`{"pad":"` + strings.Repeat("x", size) + `"}`)})
 	if err != nil {
 		h.T.Fatalf("transient dispatch: %v", err)

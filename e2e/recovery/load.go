@@ -317,7 +317,7 @@ func (b *broadcaster) run(stop <-chan struct{}, rate float64) {
 		id := fmt.Sprintf("b%d", b.n)
 		b.check.Dispatching(id, seqcheck.Broadcast)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := streams.Publish(ctx, b.rdb, b.window, &proto.Dispatch{Event: "flash",
+		_, _, err := streams.Publish(ctx, b.rdb, b.window, &proto.Dispatch{Event: "flash",
 			Args: json.RawMessage(`{"id":"` + id + `"}`), Broadcast: true})
 		cancel()
 		if err != nil {

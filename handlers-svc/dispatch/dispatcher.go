@@ -25,6 +25,9 @@ type Dispatcher struct {
 	ttl    time.Duration // how long a stream's meta outlives its last event
 	log    *zap.Logger   // nil: outages are not logged here
 	down   atomic.Bool   // the last publish failed to reach Redis
+
+	unheard atomic.Uint64 // publishes no subscriber received
+	deaf    atomic.Bool   // the last publish reached no subscriber
 }
 
 // Options tune a Dispatcher.
@@ -266,8 +269,35 @@ func uniq(users []string) []string {
 // returns the positions the script assigned, in target order.
 func (d *Dispatcher) publish(ctx context.Context, units ...*streams.Unit) ([]string, error) {
 	keys, args := streams.PublishCall(units, d.window, d.ttl)
-	pos, err := d.pub.publish(ctx, keys, args)
+	pos, unheard, err := d.pub.publish(ctx, keys, args)
+	if err == nil {
+		d.hear(units[0].Event(), unheard)
+	}
 	return pos, d.observe(ctx, err)
+}
+
+// Unheard returns how many publishes reached no subscriber since d was
+// made: with the shared channel, dispatches that no gateway worker
+// received, so no socket did (a recorded one is kept in its streams for
+// a resume; a transient one is lost).
+func (d *Dispatcher) Unheard() uint64 { return d.unheard.Load() }
+
+// hear counts the publishes of one call that no subscriber received and
+// logs when publishes stop reaching subscribers and when they reach them
+// again, once per change (a gateway fleet that is down would otherwise
+// log once per dispatch).
+func (d *Dispatcher) hear(event string, unheard int) {
+	if unheard == 0 {
+		if d.deaf.Swap(false) && d.log != nil {
+			d.log.Info("dispatches reach gateway workers again", zap.Uint64("unheard_total", d.unheard.Load()))
+		}
+		return
+	}
+	total := d.unheard.Add(uint64(unheard))
+	if !d.deaf.Swap(true) && d.log != nil {
+		d.log.Warn("a dispatch reached no gateway worker: no socket got it now (a recorded one waits in its streams for a resume)",
+			zap.String("event", event), zap.Int("unheard", unheard), zap.Uint64("unheard_total", total))
+	}
 }
 
 // publishError turns a failure to reach Redis into an *event.Error with

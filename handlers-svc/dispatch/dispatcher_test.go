@@ -282,6 +282,41 @@ func TestRedisOutageLoggedOnce(t *testing.T) {
 	}
 }
 
+// TestUnheardCountedAndLoggedOnce: dispatches published while no gateway
+// worker listens are counted, and logged once, with the event, until one
+// is heard again.
+func TestUnheardCountedAndLoggedOnce(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	core, logs := observer.New(zap.InfoLevel)
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{Window: time.Minute}).LogOutages(zap.New(core))
+	ctx := context.Background()
+	for range 3 {
+		if err := d.ToUsers(ctx, []string{"bob", "carol"}, "message", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := d.Unheard(); n != 3 {
+		t.Errorf("Unheard = %d after 3 dispatches with no subscriber, want 3", n)
+	}
+	subscribe(t, newClient(t, srv.Addr()))
+	if err := d.Broadcast(ctx, "news", nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := d.Unheard(); n != 3 {
+		t.Errorf("Unheard = %d after a heard dispatch, want still 3", n)
+	}
+	warned := logs.FilterMessageSnippet("reached no gateway worker")
+	if warned.Len() != 1 {
+		t.Fatalf("unheard logged %d times for 3 dispatches, want once", warned.Len())
+	}
+	if ev := warned.All()[0].ContextMap()["event"]; ev != "message" {
+		t.Errorf("the log line names event %v, want message", ev)
+	}
+	if n := logs.FilterMessageSnippet("reach gateway workers again").Len(); n != 1 {
+		t.Errorf("heard again logged %d times, want once", n)
+	}
+}
+
 // BenchmarkDispatch measures a sendMessage-shaped dispatch (a Batch of two
 // events) and a single one against a real redis-server on this machine, from
 // 16 goroutines per CPU as handlers run under load, and, for reference, the

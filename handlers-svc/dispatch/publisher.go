@@ -73,8 +73,9 @@ type call struct {
 	// err and pos are the call's result, set by the leader that flushed it
 	// before it sends on wake: pos holds the positions the script assigned,
 	// in target order.
-	err error
-	pos []string
+	err     error
+	pos     []string
+	unheard int // publishes of the call no subscriber received
 	// cmd is the call's command in the pipeline being flushed.
 	cmd *redis.StringSliceCmd
 	// wake gets one message per call: nil once err is set, or the batch
@@ -86,13 +87,14 @@ var callPool = sync.Pool{New: func() any { return &call{wake: make(chan []*call,
 
 // publish runs the publish script with keys and args (scriptCall): it
 // records and publishes its dispatches in order, all or none. It returns
-// the positions the script assigned, in target order, or go-redis's
-// error, or ctx's error when ctx ended first. A call whose ctx
+// the positions the script assigned, in target order, and how many of its
+// publishes no subscriber received, or go-redis's error, or ctx's error
+// when ctx ended first. A call whose ctx
 // ends before it is written is never written; one whose ctx ends while its
 // pipeline is in flight may still be published.
-func (p *publisher) publish(ctx context.Context, keys []string, args []any) ([]string, error) {
+func (p *publisher) publish(ctx context.Context, keys []string, args []any) ([]string, int, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	c := callPool.Get().(*call)
 	c.ctx, c.keys, c.args, c.err = ctx, keys, args, nil
@@ -117,7 +119,7 @@ func (p *publisher) publish(ctx context.Context, keys []string, args []any) ([]s
 // context ends first, a queued c is taken out of the queue and never
 // written; a c already taken returns at once unless it was handed the lead,
 // which it cannot refuse.
-func (p *publisher) wait(c *call) ([]string, error) {
+func (p *publisher) wait(c *call) ([]string, int, error) {
 	select {
 	case batch := <-c.wake:
 		if batch != nil {
@@ -141,19 +143,19 @@ func (p *publisher) wait(c *call) ([]string, error) {
 	p.mu.Unlock()
 	// Taken: its leader will set err and send on wake later, so c is left
 	// to the garbage collector rather than reused.
-	return nil, c.ctx.Err()
+	return nil, 0, c.ctx.Err()
 }
 
 // done returns c's result and puts c back in the pool, which only a call
 // that no leader holds any more may enter.
-func (p *publisher) done(c *call) ([]string, error) {
-	pos, err := c.pos, c.err
+func (p *publisher) done(c *call) ([]string, int, error) {
+	pos, unheard, err := c.pos, c.unheard, c.err
 	*c = call{wake: c.wake}
 	callPool.Put(c)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return pos, nil
+	return pos, unheard, nil
 }
 
 // lead flushes batch, which holds self, then hands the lead to the oldest
@@ -304,7 +306,7 @@ func (p *publisher) flush(batch []*call) error {
 				c.err = fmt.Errorf("%w: the round trip to Redis outlasted it (%w)", context.DeadlineExceeded, err)
 			}
 		} else if err == nil {
-			c.pos = c.cmd.Val()
+			c.pos, c.unheard, c.err = streams.SplitResult(c.cmd.Val())
 		}
 		c.cmd = nil
 	}

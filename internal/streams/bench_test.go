@@ -25,7 +25,7 @@ func BenchmarkPublish(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		d := &proto.Dispatch{Event: "message", Args: args, Users: []string{"u" + strconv.Itoa(i%1000)}}
-		if _, err := streams.Publish(ctx, rdb, 2*time.Minute, d); err != nil {
+		if _, _, err := streams.Publish(ctx, rdb, 2*time.Minute, d); err != nil {
 			b.Fatal(err)
 		}
 		i++
@@ -54,7 +54,7 @@ func BenchmarkStreamMemory(b *testing.B) {
 					continue
 				}
 				for range events {
-					if _, err := streams.Publish(ctx, rdb, 2*time.Minute, &proto.Dispatch{Event: "message", Args: args, Users: []string{user}}); err != nil {
+					if _, _, err := streams.Publish(ctx, rdb, 2*time.Minute, &proto.Dispatch{Event: "message", Args: args, Users: []string{user}}); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -3,6 +3,8 @@ package streams
 import (
 	"context"
 	_ "embed"
+	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -69,6 +71,9 @@ func NewUnit(d *proto.Dispatch, record bool) *Unit {
 	return u
 }
 
+// Event returns the name of the unit's event.
+func (u *Unit) Event() string { return u.args[2].(string) }
+
 // PublishCall returns the keys and arguments of one publish script call
 // that records and publishes units, in order, all or none, keeping events
 // for window and metas for metaTTL.
@@ -90,14 +95,35 @@ func PublishCall(units []*Unit, window, metaTTL time.Duration) (keys []string, a
 }
 
 // Publish records and publishes dispatches in one call of the script and
-// returns the positions assigned, in target order: the simple form of what
+// returns the positions assigned, in target order, and how many of the
+// dispatches' publishes no subscriber received: the simple form of what
 // handlers-svc's dispatcher does with pipelines, for tools and tests. The
 // dispatches must be valid, each naming a user once.
-func Publish(ctx context.Context, rdb redis.Scripter, window time.Duration, ds ...*proto.Dispatch) ([]string, error) {
+func Publish(ctx context.Context, rdb redis.Scripter, window time.Duration, ds ...*proto.Dispatch) (pos []string, unheard int, err error) {
 	units := make([]*Unit, len(ds))
 	for i, d := range ds {
 		units[i] = NewUnit(d, window > 0)
 	}
 	keys, args := PublishCall(units, window, MetaTTL)
-	return PublishScript.Run(ctx, rdb, keys, args...).StringSlice()
+	res, err := PublishScript.Run(ctx, rdb, keys, args...).StringSlice()
+	if err != nil {
+		return nil, 0, err
+	}
+	return SplitResult(res)
+}
+
+// SplitResult splits the publish script's reply into the positions it
+// assigned, in target order, and the number of its PUBLISHes that no
+// subscriber received: with one shared channel, dispatches that reached
+// no gateway worker, so no socket, however many the users have (only the
+// streams keep them, for a resume).
+func SplitResult(res []string) (pos []string, unheard int, err error) {
+	if len(res) == 0 {
+		return nil, 0, fmt.Errorf("publish script: an empty reply")
+	}
+	n, err := strconv.Atoi(res[len(res)-1])
+	if err != nil {
+		return nil, 0, fmt.Errorf("publish script: the reply's last element %q is not a count: %w", res[len(res)-1], err)
+	}
+	return res[:len(res)-1], n, nil
 }

@@ -13,7 +13,8 @@
 --   N (the targets it records: 0 = transient, 1 for the broadcast stream),
 --   kind ('u' users, 'b' broadcast)
 --   and for kind 'u', N more: each user id as a JSON string (the pos key)
--- Returns the positions assigned, in target order.
+-- Returns the positions assigned, in target order, then the number of
+-- PUBLISHes no subscriber received (see SplitResult).
 local run = redis.call('GET', KEYS[1])
 if not run then
   -- No run recorded (a new or flushed store): mark one; every meta of an
@@ -28,6 +29,7 @@ local metattl = tonumber(ARGV[2])
 local minid = string.format('%d-0', now - window)
 local k, a = 2, 5
 local out = {}
+local unheard = 0
 for _ = 1, tonumber(ARGV[4]) do
   local channel, head, ev, args = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local n, kind = tonumber(ARGV[a + 4]), ARGV[a + 5]
@@ -70,6 +72,9 @@ for _ = 1, tonumber(ARGV[4]) do
   else
     body = head .. ',"pos":{' .. table.concat(pos, ',') .. '}}'
   end
-  redis.call('PUBLISH', channel, body)
+  if redis.call('PUBLISH', channel, body) == 0 then
+    unheard = unheard + 1
+  end
 end
+out[#out + 1] = tostring(unheard)
 return out

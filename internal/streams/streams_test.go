@@ -29,7 +29,7 @@ func client(t testing.TB) *redis.Client {
 
 func publish(t *testing.T, rdb *redis.Client, users ...string) []proto.Pos {
 	t.Helper()
-	pos, err := streams.Publish(context.Background(), rdb, time.Minute,
+	pos, _, err := streams.Publish(context.Background(), rdb, time.Minute,
 		&proto.Dispatch{Event: "message", Args: json.RawMessage(`{"n":1}`), Users: users})
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +124,7 @@ func TestReadNewEpochOnAnotherRun(t *testing.T) {
 func TestReadBroadcastAndTops(t *testing.T) {
 	rdb := client(t)
 	ctx := context.Background()
-	pos, err := streams.Publish(ctx, rdb, time.Minute, &proto.Dispatch{Event: "news", Broadcast: true})
+	pos, _, err := streams.Publish(ctx, rdb, time.Minute, &proto.Dispatch{Event: "news", Broadcast: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,4 +151,44 @@ func TestReadScriptLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	read(t, rdb, streams.Query{Stream: streams.UserStream, User: "bob", Max: 1})
+}
+
+// TestPublishCountsUnheard: the script reports how many of its publishes no
+// subscriber received, and a subscriber on the channel makes them heard.
+func TestPublishCountsUnheard(t *testing.T) {
+	rdb := client(t)
+	ctx := context.Background()
+	msg := func(user string) *proto.Dispatch {
+		return &proto.Dispatch{Event: "message", Args: json.RawMessage(`{}`), Users: []string{user}}
+	}
+	pos, unheard, err := streams.Publish(ctx, rdb, time.Minute, msg("bob"), msg("carol"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pos) != 2 || unheard != 2 {
+		t.Fatalf("with no subscriber: %d positions, %d unheard; want 2 and 2", len(pos), unheard)
+	}
+	sub := rdb.Subscribe(ctx, proto.Channel)
+	defer func() { _ = sub.Close() }()
+	if _, err := sub.Receive(ctx); err != nil { // the subscription's confirmation
+		t.Fatal(err)
+	}
+	pos, unheard, err = streams.Publish(ctx, rdb, time.Minute, msg("bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pos) != 1 || unheard != 0 {
+		t.Fatalf("with a subscriber: %d positions, %d unheard; want 1 and 0", len(pos), unheard)
+	}
+}
+
+func TestSplitResult(t *testing.T) {
+	if pos, n, err := streams.SplitResult([]string{"a.1-1", "3"}); err != nil || n != 3 || len(pos) != 1 || pos[0] != "a.1-1" {
+		t.Fatalf("SplitResult = %q %d %v", pos, n, err)
+	}
+	for _, bad := range [][]string{nil, {"a.1-1"}} {
+		if _, _, err := streams.SplitResult(bad); err == nil {
+			t.Errorf("SplitResult(%q): no error", bad)
+		}
+	}
 }

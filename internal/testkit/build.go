@@ -9,12 +9,6 @@ import (
 	"testing"
 )
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
-
 // Binaries builds the gateway and handlers-svc once per test process (with
 // the race detector when the tests have it) and returns their paths. The
 // gateway is built with the faultinject tag: the fault injection the
@@ -22,14 +16,38 @@ var (
 // build, never in a production binary.
 func Binaries(t testing.TB) (gateway, handlers string) {
 	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "switchboard-bin-")
-		if buildErr != nil {
+	return raced.get(t, raceEnabled)
+}
+
+// PlainBinaries is Binaries without the race detector: for the few tests
+// that measure how the servers hold up under load (an attack), which the
+// race detector's several-fold cost in CPU would decide instead. Every
+// other test runs the same code with it.
+func PlainBinaries(t testing.TB) (gateway, handlers string) {
+	t.Helper()
+	return plain.get(t, false)
+}
+
+// builds are the binaries of one build mode, built once per process.
+type builds struct {
+	once    sync.Once
+	dir, gw string
+	hs      string
+	err     error
+}
+
+var raced, plain builds
+
+func (b *builds) get(t testing.TB, race bool) (gateway, handlers string) {
+	t.Helper()
+	b.once.Do(func() {
+		b.dir, b.err = os.MkdirTemp("", "switchboard-bin-")
+		if b.err != nil {
 			return
 		}
 		goBin, err := exec.LookPath("go")
 		if err != nil {
-			buildErr = err
+			b.err = err
 			return
 		}
 		for pkg, tags := range map[string]string{
@@ -37,19 +55,20 @@ func Binaries(t testing.TB) (gateway, handlers string) {
 			"github.com/switchboard/switchboard/handlers-svc/cmd/handlers-svc": "",
 		} {
 			args := []string{"build", "-tags", tags}
-			if raceEnabled {
+			if race {
 				args = append(args, "-race")
 			}
-			args = append(args, "-o", filepath.Join(buildDir, filepath.Base(pkg)), pkg)
+			args = append(args, "-o", filepath.Join(b.dir, filepath.Base(pkg)), pkg)
 			out, err := exec.Command(goBin, args...).CombinedOutput()
 			if err != nil {
-				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+				b.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 				return
 			}
 		}
+		b.gw, b.hs = filepath.Join(b.dir, "gateway"), filepath.Join(b.dir, "handlers-svc")
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return filepath.Join(buildDir, "gateway"), filepath.Join(buildDir, "handlers-svc")
+	return b.gw, b.hs
 }

@@ -23,6 +23,7 @@ type Client struct {
 
 	mu      sync.Mutex
 	frames  []proto.Frame
+	at      []time.Time   // when each of frames arrived
 	arrived chan struct{} // signalled on every frame and on close
 	closed  bool
 	closeEr error
@@ -80,9 +81,27 @@ func (c *Client) read() {
 			f = proto.Frame{Event: "!invalid", Args: data}
 		}
 		c.frames = append(c.frames, f)
+		c.at = append(c.at, time.Now())
 		c.mu.Unlock()
 		c.signal()
 	}
+}
+
+// Arrival is a frame and when the client read it.
+type Arrival struct {
+	Frame proto.Frame
+	At    time.Time
+}
+
+// Arrivals returns every frame received so far with when it arrived.
+func (c *Client) Arrivals() []Arrival {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Arrival, len(c.frames))
+	for i, f := range c.frames {
+		out[i] = Arrival{Frame: f, At: c.at[i]}
+	}
+	return out
 }
 
 func (c *Client) signal() {
@@ -119,6 +138,12 @@ func (c *Client) TrySend(event string, args any, ref string) error {
 	return c.ws.WriteMessage(websocket.TextMessage, data)
 }
 
+// TrySendRaw writes one frame of type mt as is and returns the write's
+// error, for a sender that expects the socket to be closed under it.
+func (c *Client) TrySendRaw(mt int, data []byte) error {
+	return c.ws.WriteMessage(mt, data)
+}
+
 // SendRaw writes one frame of type mt as is.
 func (c *Client) SendRaw(mt int, data []byte) {
 	c.t.Helper()
@@ -152,6 +177,7 @@ func (c *Client) TryExpect(timeout time.Duration, match func(proto.Frame) bool) 
 		for i, f := range c.frames {
 			if match(f) {
 				c.frames = append(c.frames[:i:i], c.frames[i+1:]...)
+				c.at = append(c.at[:i:i], c.at[i+1:]...)
 				c.mu.Unlock()
 				return f, true
 			}

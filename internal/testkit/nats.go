@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,4 +72,52 @@ func (n *NATS) Clients() int {
 		return 0
 	}
 	return n.srv.NumClients()
+}
+
+// StartNATSCluster starts size NATS servers routed into one cluster, each
+// on a client port and a cluster port of its own that it keeps across Stop
+// and Start, and waits until every server has a route to every other. They
+// stop when the test ends.
+func StartNATSCluster(t testing.TB, size int) []*NATS {
+	t.Helper()
+	cports := make([]int, size)
+	routes := make([]string, size)
+	for i := range cports {
+		cports[i] = RestartablePort(t)
+		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", cports[i])
+	}
+	ns := make([]*NATS, size)
+	for i := range ns {
+		n := &NATS{t: t, Port: RestartablePort(t)}
+		n.opts = func(o *server.Options) {
+			o.ServerName = fmt.Sprintf("n%d", i)
+			o.Cluster = server.ClusterOpts{Name: "switchboard-test", Host: "127.0.0.1", Port: cports[i]}
+			o.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+		}
+		t.Cleanup(n.Stop)
+		n.Start()
+		ns[i] = n
+	}
+	for _, n := range ns {
+		n.AwaitRoutes(size - 1)
+	}
+	return ns
+}
+
+// AwaitRoutes waits until the server is routed to peers other servers.
+func (n *NATS) AwaitRoutes(peers int) {
+	n.t.Helper()
+	Eventually(n.t, 10*time.Second, fmt.Sprintf("nats on port %d routed to %d servers", n.Port, peers), func() bool {
+		return n.srv != nil && n.srv.NumRemotes() >= peers
+	})
+}
+
+// ClusterURL returns the URLs of ns, comma-separated: a NATS_URL that
+// names every server of a cluster.
+func ClusterURL(ns []*NATS) string {
+	urls := make([]string, len(ns))
+	for i, n := range ns {
+		urls[i] = n.URL()
+	}
+	return strings.Join(urls, ",")
 }

@@ -33,6 +33,8 @@ type StackOptions struct {
 	// credentials, say); by default the stack starts its own.
 	NATS  *NATS
 	Redis *Redis
+	// Plain runs binaries built without the race detector (PlainBinaries).
+	Plain bool
 }
 
 // Stack is a whole switchboard: real Redis, real NATS, handlers-svc and a
@@ -60,6 +62,9 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 		opts.Workers = 2
 	}
 	gw, hs := Binaries(t)
+	if opts.Plain {
+		gw, hs = PlainBinaries(t)
+	}
 	s := &Stack{
 		t:            t,
 		Redis:        opts.Redis,

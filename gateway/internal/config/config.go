@@ -58,6 +58,7 @@ type Config struct {
 	RateCloseAfter      int           // GATEWAY_RATE_CLOSE_AFTER: refusals within 10s that close the socket; 0 = never
 	UserRateLimit       float64       // GATEWAY_USER_RATE_LIMIT: envelopes per second a user's sockets on a worker share; 0 = unlimited
 	UserRateBurst       int           // GATEWAY_USER_RATE_BURST: envelopes a user's sockets may send at once
+	UserRateWait        time.Duration // GATEWAY_USER_RATE_WAIT: how long a socket's reader waits for its user's allowance before refusing; 0 = refuse at once
 	WorkerInFlightBytes int64         // GATEWAY_WORKER_INFLIGHT_BYTES: bytes of args in flight per worker; 0 = no limit
 	ShutdownTimeout     time.Duration // GATEWAY_SHUTDOWN_TIMEOUT: graceful stop deadline
 	MetricsAddr         string        // GATEWAY_METRICS_ADDR: the supervisor's /metrics; "" (set as "off") = none
@@ -120,6 +121,7 @@ func Default() Config {
 		RateCloseAfter:      50,
 		UserRateLimit:       50,
 		UserRateBurst:       100,
+		UserRateWait:        time.Second,
 		WorkerInFlightBytes: 64 << 20,
 		ShutdownTimeout:     10 * time.Second,
 		MaxConns:            50000,
@@ -305,6 +307,7 @@ func (c *Config) settings(origins, devNets *string) []setting {
 		{"GATEWAY_RATE_CLOSE_AFTER", (*intValue)(&c.RateCloseAfter)},
 		{"GATEWAY_USER_RATE_LIMIT", (*float64Value)(&c.UserRateLimit)},
 		{"GATEWAY_USER_RATE_BURST", (*intValue)(&c.UserRateBurst)},
+		{"GATEWAY_USER_RATE_WAIT", (*durationValue)(&c.UserRateWait)},
 		{"GATEWAY_WORKER_INFLIGHT_BYTES", (*int64Value)(&c.WorkerInFlightBytes)},
 		{"GATEWAY_SHUTDOWN_TIMEOUT", (*durationValue)(&c.ShutdownTimeout)},
 		{"GATEWAY_METRICS_ADDR", (*offValue)(&c.MetricsAddr)},
@@ -369,6 +372,9 @@ func (c Config) Validate() error {
 	}
 	if !(c.UserRateLimit >= 0) || math.IsInf(c.UserRateLimit, 0) || (c.UserRateLimit > 0 && c.UserRateBurst < 1) {
 		errs = append(errs, errors.New("GATEWAY_USER_RATE_LIMIT must not be negative, and GATEWAY_USER_RATE_BURST must be at least 1"))
+	}
+	if c.UserRateWait < 0 || c.UserRateWait > time.Minute {
+		errs = append(errs, errors.New("GATEWAY_USER_RATE_WAIT must be 0 to 1m"))
 	}
 	if c.WorkerInFlightBytes < 0 {
 		errs = append(errs, errors.New("GATEWAY_WORKER_INFLIGHT_BYTES must not be negative (0 = no limit)"))

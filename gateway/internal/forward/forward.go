@@ -94,6 +94,12 @@ type Config struct {
 	// worker share (frames per second, and at once); 0 = none.
 	UserRate  float64
 	UserBurst int
+	// UserWait is how long a socket's reader waits for a token of its
+	// user's allowance before it refuses the frame (0: refuse at once).
+	// While it waits it reads nothing, so what the user sends beyond the
+	// allowance waits in the socket's TCP buffers, then the sender's: a
+	// flood from many sockets costs the flooder, not the worker.
+	UserWait time.Duration
 	// WorkerInFlight is how many handler requests of the whole worker may
 	// be in flight; beyond it new envelopes are refused at once with
 	// unavailable (0 = no limit): when handlers-svc or NATS fall behind,
@@ -142,7 +148,7 @@ func New(nc Requester, cfg Config, log *zap.Logger) *Forwarder {
 	f := &Forwarder{
 		nc: nc, timeout: cfg.Timeout, maxInFlight: max(cfg.MaxInFlight, 1), rate: cfg.Rate,
 		log: log, rec: cfg.Recorder, overloaded: cfg.Overloaded, maxPending: int64(cfg.WorkerInFlight),
-		maxBytes: cfg.WorkerInFlightBytes, users: users{limit: rate.Limit(cfg.UserRate), burst: max(cfg.UserBurst, 1)},
+		maxBytes: cfg.WorkerInFlightBytes, users: users{limit: rate.Limit(cfg.UserRate), burst: max(cfg.UserBurst, 1), wait: cfg.UserWait},
 		conn: conn, lose: lose,
 	}
 	if f.rec == nil {

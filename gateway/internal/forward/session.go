@@ -60,13 +60,20 @@ func (s *Session) HandleFrame(data []byte, binary bool) {
 	// Every frame counts against the allowance, bad ones included.
 	verdict := s.bucket.Take(&s.f.rate, time.Now())
 	refusal := errRateLimited
-	if verdict == ratelimit.Allow && s.user != nil && !s.user.lim.Allow() {
-		// Over what the user's sockets share: refused like the socket's own
-		// limit, but not counted toward closing the socket, which may be
-		// the user's one that behaves. A refusal costs microseconds (the
-		// frame is neither copied nor decoded); closing sockets would only
-		// have them opened again, which costs more.
-		verdict, refusal = ratelimit.Refuse, errUserRateLimited
+	if verdict == ratelimit.Allow && s.user != nil {
+		// Over what the user's sockets share, the reader first waits for
+		// the allowance (Config.UserWait) and reads nothing meanwhile, then
+		// refuses like the socket's own limit, but without counting it
+		// toward closing the socket, which may be the user's one that
+		// behaves. A refusal costs microseconds (the frame is neither copied
+		// nor decoded); closing sockets would only have them opened again,
+		// which costs more.
+		switch ok, ended := s.user.take(s.f.users.wait, s.sock.Closing()); {
+		case ended:
+			return
+		case !ok:
+			verdict, refusal = ratelimit.Refuse, errUserRateLimited
+		}
 	}
 	if verdict != ratelimit.Allow {
 		s.refuse(data, binary, verdict, refusal)

@@ -2,6 +2,7 @@ package forward
 
 import (
 	"sync"
+	"time"
 
 	"golang.org/x/time/rate"
 )
@@ -15,6 +16,7 @@ import (
 type users struct {
 	limit rate.Limit
 	burst int
+	wait  time.Duration // the longest a reader waits for a token
 
 	mu sync.Mutex
 	m  map[string]*allowance
@@ -56,5 +58,31 @@ func (u *users) release(user string, a *allowance) {
 	defer u.mu.Unlock()
 	if a.refs--; a.refs == 0 {
 		delete(u.m, user)
+	}
+}
+
+// take takes a token of a for one frame of a socket, waiting for it up to
+// wait: ok reports a token taken; closing reports that the socket began
+// closing while it waited (the frame is then dropped unanswered). A wait
+// that would be longer takes nothing and refuses at once.
+func (a *allowance) take(wait time.Duration, closing <-chan struct{}) (ok, ended bool) {
+	now := time.Now()
+	r := a.lim.ReserveN(now, 1)
+	d := r.DelayFrom(now)
+	if d == 0 {
+		return true, false
+	}
+	if !r.OK() || d > wait {
+		r.CancelAt(now)
+		return false, false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true, false
+	case <-closing:
+		r.Cancel()
+		return false, true
 	}
 }

@@ -1,8 +1,10 @@
 package forward_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -37,6 +39,40 @@ func TestUserAllowanceSharedBySockets(t *testing.T) {
 	if f := bob.ExpectRef(wait, "b"); f.Event != proto.EventAck {
 		t.Fatalf("bob was limited by alice's allowance: %+v", f)
 	}
+}
+
+// TestUserAllowanceWaitsThenRefuses: a socket over its user's allowance
+// waits for it (UserWait) rather than being refused at once, so a user's
+// burst a little over the allowance is served, only later; a frame that
+// would wait longer than UserWait is refused.
+func TestUserAllowanceWaitsThenRefuses(t *testing.T) {
+	n := testkit.StartNATS(t)
+	respond(t, n, func(m *nats.Msg) { _ = m.Respond([]byte(`{"ok":true}`)) })
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait, MaxInFlight: 8, UserRate: 20, UserBurst: 1, UserWait: time.Second})
+	a1, _ := g.dial(t, "alice")
+	a2, _ := g.dial(t, "alice")
+	start := time.Now()
+	for i := range 6 {
+		cl := []*testkit.Client{a1, a2}[i%2]
+		ref := fmt.Sprint(i)
+		cl.Send("e", nil, ref)
+		if f := cl.ExpectRef(wait, ref); f.Event != proto.EventAck {
+			t.Fatalf("envelope %d, within a second's wait of the allowance: %+v", i, f)
+		}
+	}
+	// One at once, five more at 20/s: a quarter of a second at least.
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("6 envelopes at 20/s with a burst of 1 took %s: the allowance was not applied", d)
+	}
+
+	slow := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait, MaxInFlight: 8, UserRate: 0.001, UserBurst: 1, UserWait: 50 * time.Millisecond})
+	b, _ := slow.dial(t, "bob")
+	b.Send("e", nil, "first")
+	if f := b.ExpectRef(wait, "first"); f.Event != proto.EventAck {
+		t.Fatalf("bob's first: %+v", f)
+	}
+	b.Send("e", nil, "second")
+	expectError(t, b, "second", proto.CodeRateLimited)
 }
 
 // TestInFlightBytesBound: the args of requests in flight are bounded in

@@ -152,7 +152,7 @@ func (f *fixture) run(t *testing.T, sockets func() []*resume.Socket) {
 // offered frames by hand.
 func (f *fixture) publish(t *testing.T, user, event string) proto.Pos {
 	t.Helper()
-	pos, err := streams.Publish(context.Background(), f.rdb, time.Minute,
+	pos, _, err := streams.Publish(context.Background(), f.rdb, time.Minute,
 		&proto.Dispatch{Event: event, Args: json.RawMessage(`{}`), Users: []string{user}})
 	if err != nil {
 		t.Fatal(err)

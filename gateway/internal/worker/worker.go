@@ -134,6 +134,7 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 		},
 		UserRate:            w.cfg.UserRateLimit,
 		UserBurst:           w.cfg.UserRateBurst,
+		UserWait:            w.cfg.UserRateWait,
 		WorkerInFlight:      w.cfg.WorkerInFlight,
 		WorkerInFlightBytes: w.cfg.WorkerInFlightBytes,
 		// While the fan-out lags, new envelopes are refused: each would add

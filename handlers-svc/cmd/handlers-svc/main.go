@@ -168,6 +168,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	// so a recovered panic is counted as the handler_error it becomes.
 	reg := metrics.New(mux.Events())
 	reg.Include(familyMetrics)
+	reg.CountUnheard(d.Unheard)
 	mux.Use(reg.Middleware, middleware.Recover(evLog), middleware.Log(evLog))
 	srv := natserve.New(nc, mux, log, natserve.Config{
 		Timeout:         cfg.Timeout,

@@ -63,6 +63,15 @@ func (m *Metrics) Watch(natsConnected, redisConnected, ready func() bool) {
 	)
 }
 
+// CountUnheard registers a counter read at scrape time from unheard: the
+// dispatches published that no subscriber received.
+func (m *Metrics) CountUnheard(unheard func() uint64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: namespace, Name: "dispatches_unheard_total",
+		Help: "Dispatches published on a channel no gateway worker was subscribed to: no socket got them at the time (recorded ones wait in their streams for a resume).",
+	}, func() float64 { return float64(unheard()) }))
+}
+
 func bit(b bool) float64 {
 	if b {
 		return 1
