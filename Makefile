@@ -8,7 +8,7 @@ MODULES := proto internal gateway handlers-svc bench e2e
 CROSS_PLATFORMS ?= darwin/arm64 darwin/amd64
 FUZZTIME ?= 100000x
 
-.PHONY: all build run test vet cross unit e2e-per-user fuzz bench bench-quick bench-scale bench-go deps token clean
+.PHONY: all build run test vet cross unit e2e-per-user fuzz soak bench bench-quick bench-scale bench-go deps token clean
 
 all: build
 
@@ -36,8 +36,11 @@ cross:
 		(cd $$m && GOOS=$${p%/*} GOARCH=$${p#*/} go vet ./... && GOOS=$${p%/*} GOARCH=$${p#*/} go build ./...) || exit 1; \
 	done; done
 
+# The end-to-end packages (e2e, e2e/recovery) each start whole stacks: one
+# package at a time, so that they do not starve each other on a small box.
 unit:
-	@for m in $(MODULES); do echo "go test -race ./$$m/..."; (cd $$m && go test -race -count=1 -timeout 20m ./...) || exit 1; done
+	@for m in $(MODULES); do p=""; [ $$m = e2e ] && p="-p 1"; \
+		echo "go test -race $$p ./$$m/..."; (cd $$m && go test -race $$p -count=1 -timeout 20m ./...) || exit 1; done
 
 # The end-to-end checks of delivery, rooms and recovery once more with
 # FANOUT_MODE=per_user on both services (testkit reads E2E_FANOUT_MODE);
@@ -63,6 +66,19 @@ fuzz:
 			echo "go test -fuzz=^$$f\$$ -fuzztime=$(FUZZTIME) ./$$d"; \
 			(cd $$d && go test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) .) || exit 1; \
 		done; done
+
+# The fault matrix of zero-gap delivery (e2e/recovery) as a long soak:
+# SOAK_EVENTS events checked in all, shared by its load-bearing tests, at
+# SOAK_RATE posts a second each, through their faults, without the race
+# detector. Writes bench/results/soak.md and adds a row (scenario soak) to
+# bench/results/runs.csv. make test runs the same tests, short.
+SOAK_EVENTS ?= 1000000
+SOAK_RATE ?= 600
+soak:
+	@bash .ci/deps.sh run
+	cd e2e && SOAK_EVENTS=$(SOAK_EVENTS) SOAK_RATE=$(SOAK_RATE) \
+		SOAK_REPORT=$(CURDIR)/bench/results/soak.md SOAK_CSV=$(CURDIR)/bench/results/runs.csv \
+		go test -count=1 -timeout 3h ./recovery/
 
 # The performance scenario over the whole stack (2 workers) plus the Go
 # benchmarks and the resume scenario; adds its rows to bench/results/runs.csv,

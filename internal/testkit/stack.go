@@ -157,6 +157,17 @@ func (s *Stack) WaitReady() {
 	})
 }
 
+// WaitAllReady waits until the gateway's admin address answers /readyz
+// with 200, which it does once every worker of this gateway is ready. Unlike
+// WaitReady it tells this gateway from another one on the same client port
+// (SO_REUSEPORT), whose workers may answer there.
+func (s *Stack) WaitAllReady() {
+	s.t.Helper()
+	Eventually(s.t, 30*time.Second, "every worker of the gateway on "+s.MetricsAddr+" is ready", func() bool {
+		return httpStatus("http://"+s.MetricsAddr+"/readyz") == http.StatusOK
+	})
+}
+
 // Metrics reads and parses the gateway's /metrics: every worker's series,
 // labelled worker="N", and the supervisor's. It fails the test if the page
 // cannot be read.

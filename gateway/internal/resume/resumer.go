@@ -203,6 +203,14 @@ func recoverable(from proto.Pos, valid bool, res streams.Result, max int) string
 // go live or, when they show another gap (or frames were dropped while
 // held), queues it for another read. s.mu is held.
 func (r *Resumer) settle(s *Socket, confirmed [2]bool) {
+	if s.sweptSet {
+		s.sweptSet = false
+		for st, top := range s.swept {
+			if c := &s.cur[st]; top.Epoch != c.pos.Epoch || top.Off > c.pos.Off {
+				c.stale = true
+			}
+		}
+	}
 	if s.overrun {
 		s.overrun = false
 		s.cur[streams.UserStream].stale, s.cur[streams.BroadcastStream].stale = true, true
@@ -351,7 +359,10 @@ func (r *Resumer) fill(ctx context.Context, s *Socket) {
 // fan-out (re)subscribed: what was published while it was not subscribed
 // reached no socket. A socket behind its stream, or in another epoch, is
 // queued for a read, which fills the gap (or resyncs). The metas are read
-// in pipelined batches; sockets busy with a read already are left to it.
+// in pipelined batches. A socket busy with a read (at connect, or filling
+// a gap) keeps the tops seen here: that read may have been made while the
+// fan-out was not subscribed, so when it settles the socket reads again if
+// it is still short of them.
 func (r *Resumer) Sweep(ctx context.Context, sockets []*Socket) error {
 	if !r.enabled || len(sockets) == 0 {
 		return nil
@@ -372,6 +383,9 @@ func (r *Resumer) Sweep(ctx context.Context, sockets []*Socket) error {
 	behind := 0
 	for _, s := range sockets {
 		s.mu.Lock()
+		if !s.closed && s.holding {
+			s.swept, s.sweptSet = [2]proto.Pos{tops[index[s.conn.User()]], tops[0]}, true
+		}
 		if !s.closed && !s.holding {
 			for st, top := range [2]proto.Pos{tops[index[s.conn.User()]], tops[0]} {
 				c := &s.cur[st]

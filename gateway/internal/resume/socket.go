@@ -34,6 +34,13 @@ type Socket struct {
 	heldN   int  // bytes held
 	overrun bool // frames were dropped from held: read again after
 	closed  bool
+	// swept are the streams' tops a Sweep saw while the socket was
+	// holding (sweptSet: one did). The read under way may have been made
+	// before them, while the fan-out was not subscribed, and what was
+	// published then arrives by no other way: when the read settles, a
+	// socket still short of them reads again.
+	swept    [2]proto.Pos
+	sweptSet bool
 }
 
 // cursor is a socket's place in one stream: the position of the last
