@@ -57,7 +57,7 @@ local function record(ev, args)
   if now > ms then ms = now end
   local id = string.format('%d-%d', ms, s)
   redis.call('XADD', sk, 'MINID', '~', minid, id, 'e', ev, 'a', args)
-  if not x or now - x >= expireEvery or now < x then
+  if not x or s == 1 or now - x >= expireEvery or now < x then
     -- The stream's TTL, set at x, is window + expireEvery: it outlives
     -- every event written within expireEvery of x by a window, so the
     -- TTLs are set again only that often, not on every event.

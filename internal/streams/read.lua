@@ -26,6 +26,9 @@ if not ep or not s or not t or m[4] ~= run then
   ep, s = ARGV[5], '0'
   t = string.format('%d', tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000))
   redis.call('DEL', KEYS[2])
+  -- Without 'x' (when the stream's TTLs were last set), so that the next
+  -- publish sets them on the stream it makes again.
+  redis.call('HDEL', KEYS[3], 'x')
   redis.call('HSET', KEYS[3], 'e', ep, 's', s, 't', t, 'r', run)
 end
 redis.call('EXPIRE', KEYS[3], ARGV[6])

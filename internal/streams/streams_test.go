@@ -192,3 +192,21 @@ func TestSplitResult(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamKeepsTTLAcrossNewEpoch: when a read starts a new epoch (the
+// store was written on another run of Redis) and deletes the stream, the
+// next event makes a stream that still expires, though the TTLs were set
+// moments before.
+func TestStreamKeepsTTLAcrossNewEpoch(t *testing.T) {
+	rdb := client(t)
+	ctx := context.Background()
+	publish(t, rdb, "bob")
+	if err := rdb.Set(ctx, proto.RunKey, "another-run", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	read(t, rdb, streams.Query{Stream: streams.UserStream, User: "bob", Max: 1})
+	publish(t, rdb, "bob")
+	if ttl := rdb.PTTL(ctx, proto.UserStreamKey("bob")).Val(); ttl <= 0 {
+		t.Fatalf("bob's stream after a new epoch: PTTL %s, want it to expire", ttl)
+	}
+}
