@@ -51,6 +51,10 @@ type Deps struct {
 	// OnStop registers fn to run when the service stops, once no handler
 	// runs any more, before Redis is closed; the last registered runs first.
 	OnStop func(fn func())
+	// Senders bounds what one user pushes to others (package limit), one
+	// for every family, so its in-process share is counted once; Register
+	// makes it from Redis and the environment when it is nil.
+	Senders *limit.Sender
 }
 
 // Family registers one family of handlers on mux, built with what it
@@ -78,6 +82,13 @@ func Register(ctx context.Context, mux *event.Mux, deps Deps) error {
 	if deps.OnStop == nil {
 		deps.OnStop = func(func()) {}
 	}
+	if deps.Senders == nil {
+		lim, err := senderLimits(deps)
+		if err != nil {
+			return err
+		}
+		deps.Senders = lim
+	}
 	var errs []error
 	for i, f := range Families() {
 		if err := f(ctx, mux, deps); err != nil {
@@ -92,7 +103,7 @@ func RegisterChat(_ context.Context, mux *event.Mux, deps Deps) error {
 	if deps.Dispatcher == nil {
 		return errors.New("chat: no Dispatcher")
 	}
-	lim, err := senderLimits(deps)
+	lim, err := senders(deps)
 	if err != nil {
 		return fmt.Errorf("chat: %w", err)
 	}
@@ -105,7 +116,7 @@ func RegisterPosts(_ context.Context, mux *event.Mux, deps Deps) error {
 	if deps.Dispatcher == nil {
 		return errors.New("posts: no Dispatcher")
 	}
-	lim, err := senderLimits(deps)
+	lim, err := senders(deps)
 	if err != nil {
 		return fmt.Errorf("posts: %w", err)
 	}
@@ -118,7 +129,7 @@ func RegisterRooms(_ context.Context, mux *event.Mux, deps Deps) error {
 	if deps.Dispatcher == nil || deps.Rooms == nil {
 		return errors.New("rooms: no Dispatcher or no Rooms")
 	}
-	lim, err := senderLimits(deps)
+	lim, err := senders(deps)
 	if err != nil {
 		return fmt.Errorf("rooms: %w", err)
 	}
@@ -127,6 +138,15 @@ func RegisterRooms(_ context.Context, mux *event.Mux, deps Deps) error {
 	mux.Handle(EventLeaveRoom, event.Typed(h.Leave))
 	mux.Handle(EventSendToRoom, event.Typed(h.Send))
 	return nil
+}
+
+// senders returns deps.Senders, or, for a family registered on its own,
+// bounds of its own.
+func senders(deps Deps) (*limit.Sender, error) {
+	if deps.Senders != nil {
+		return deps.Senders, nil
+	}
+	return senderLimits(deps)
 }
 
 // senderLimits returns the bounds on what one user can push to others

@@ -24,7 +24,7 @@ const localMax = 100_000
 
 // sweepEvery is how often counters back at a full bucket (idle: the same
 // as no counter) are dropped.
-const sweepEvery = 10 * time.Second
+const sweepEvery = time.Second
 
 // local is the in-process first tier of one bound: a token bucket per
 // counter (golang.org/x/time/rate), safe for concurrent use.
@@ -69,9 +69,20 @@ func (l *local) allow(key string, n int, now time.Time) bool {
 	return lim.AllowN(now, n)
 }
 
-// sweep drops the counters whose bucket is full again at now.
+// sweepMost is the most counters one sweep looks at, so that a sweep
+// holds up the senders behind l.mu for tens of microseconds, not
+// milliseconds; map iteration starts at a random place, so successive
+// sweeps cover every counter.
+const sweepMost = 4096
+
+// sweep drops counters whose bucket is full again at now, up to
+// sweepMost of them looked at.
 func (l *local) sweep(now time.Time) {
+	n := 0
 	for k, lim := range l.m {
+		if n++; n > sweepMost {
+			break
+		}
 		if lim.TokensAt(now) >= float64(l.burst) {
 			delete(l.m, k)
 		}

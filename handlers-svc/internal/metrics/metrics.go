@@ -68,7 +68,7 @@ func (m *Metrics) Watch(natsConnected, redisConnected, ready func() bool) {
 func (m *Metrics) CountUnheard(unheard func() uint64) {
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: namespace, Name: "dispatches_unheard_total",
-		Help: "Dispatches published on a channel no gateway worker was subscribed to: no socket got them at the time (recorded ones wait in their streams for a resume).",
+		Help: "Publishes of dispatches on the shared channel that no gateway worker was subscribed to (a dispatch to many users may be several): no socket got them at the time (recorded ones wait in their streams for a resume).",
 	}, func() float64 { return float64(unheard()) }))
 }
 
