@@ -296,12 +296,22 @@ func (s *Subscriber) userLoop(ctx context.Context) {
 		if err == nil {
 			err = batched(unsub, func(chans []string) error { return ps.Unsubscribe(ctx, chans...) })
 		}
-		if err != nil && ctx.Err() == nil {
+		if err != nil && ctx.Err() == nil && u.current(ps) {
+			// (A connection the reader has already left is being replaced:
+			// nothing to say.)
 			s.log.Warn("cannot change the user channels' subscriptions; reconnecting", zap.Error(err),
 				zap.Int("subscribe", len(sub)), zap.Int("unsubscribe", len(unsub)))
 			_ = ps.Close()
 		}
 	}
+}
+
+// current reports whether ps is still the connection the user channels
+// are on.
+func (u *userSubs) current(ps *redis.PubSub) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.ps == ps
 }
 
 // batched calls write with chans in batches of subscribeBatch.
