@@ -218,3 +218,21 @@ func TestPerUserMovingUserLosesNothing(t *testing.T) {
 	}
 	t.Logf("%d ticks over %d moves, none lost or repeated", total, len(moves))
 }
+
+// TestFanoutModeMismatchDetected: with handlers-svc publishing per user and
+// the gateway left in shared mode (the pair docs/operations.md says never
+// to run: its sockets get no dispatch to their users), handlers-svc finds
+// both workers within its 10 s check, exports them and logs it once.
+func TestFanoutModeMismatchDetected(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{
+		Workers:     2,
+		Env:         []string{"FANOUT_MODE=shared"},
+		HandlersEnv: []string{"FANOUT_MODE=per_user"},
+	})
+	testkit.Eventually(t, 30*time.Second, "handlers-svc counting the shared workers", func() bool {
+		return s.HandlersMetrics().Sum("switchboard_handlers_fanout_shared_workers") == 2
+	})
+	if n := testkit.CountLogs(s.Handlers.Logs(), "gateway workers run FANOUT_MODE=shared", nil); n != 1 {
+		t.Errorf("the mismatch logged %d times, want once", n)
+	}
+}

@@ -36,3 +36,10 @@ func ParseFanoutMode(s string) (FanoutMode, error) {
 // prefix, so that a future hash tag on that part puts all three in one
 // Redis Cluster slot.
 func UserChannel(user string) string { return "sb:u:" + user + ":c" }
+
+// PerUserMarkerChannel is a channel that gateway workers in FanoutPerUser
+// mode subscribe to beside Channel, and on which nothing is published: a
+// worker subscribed to Channel but not to it runs FanoutShared, and a
+// handlers-svc publishing per user can tell (with PUBSUB NUMSUB) that the
+// sockets of that worker get no dispatch to their users.
+const PerUserMarkerChannel = "switchboard:per_user"

@@ -262,7 +262,13 @@ func (s *Subscriber) read(ctx context.Context) error {
 // established when the last of those is confirmed (Redis confirms in
 // order), so the sweep that follows sees every channel live.
 func (s *Subscriber) receive(ctx context.Context, ps *redis.PubSub, bo *backoff.Backoff, down *bool) error {
-	if err := ps.Subscribe(ctx, proto.Channel, s.probeChannel); err != nil {
+	chans := []string{proto.Channel, s.probeChannel}
+	if s.users != nil {
+		// Said to a handlers-svc publishing per user (modecheck): this
+		// worker takes the user channels.
+		chans = append(chans, proto.PerUserMarkerChannel)
+	}
+	if err := ps.Subscribe(ctx, chans...); err != nil {
 		return err
 	}
 	last := proto.Channel // whose confirmation completes the subscription
@@ -291,7 +297,7 @@ func (s *Subscriber) receive(ctx context.Context, ps *redis.PubSub, bo *backoff.
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if s.users != nil && m.Channel != proto.Channel && m.Channel != s.probeChannel {
+			if s.users != nil && m.Channel != proto.Channel && m.Channel != s.probeChannel && m.Channel != proto.PerUserMarkerChannel {
 				s.users.confirmed(m.Kind, m.Channel)
 			}
 			if m.Kind == "subscribe" && m.Channel == last && !established {

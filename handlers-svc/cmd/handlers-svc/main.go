@@ -37,6 +37,7 @@ import (
 	"github.com/switchboard/switchboard/handlers-svc/internal/config"
 	"github.com/switchboard/switchboard/handlers-svc/internal/httpapi"
 	"github.com/switchboard/switchboard/handlers-svc/internal/metrics"
+	"github.com/switchboard/switchboard/handlers-svc/internal/modecheck"
 	"github.com/switchboard/switchboard/handlers-svc/internal/natserve"
 	"github.com/switchboard/switchboard/internal/healthcheck"
 	"github.com/switchboard/switchboard/internal/httpserver"
@@ -171,6 +172,10 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	reg := metrics.New(mux.Events())
 	reg.Include(familyMetrics)
 	reg.CountUnheard(d.Unheard)
+	// Publishing per user, it watches for gateway workers left in shared
+	// mode, whose sockets would get no user dispatch (package modecheck).
+	modes := modecheck.New(rdb, log.Named("fanout"))
+	reg.CountSharedWorkers(modes.Shared)
 	mux.Use(reg.Middleware, middleware.Recover(evLog), middleware.Log(evLog))
 	srv := natserve.New(nc, mux, log, natserve.Config{
 		Timeout:         cfg.Timeout,
@@ -203,7 +208,17 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	} else if err := waitRedis(ctx, rdb, log.Named("redis")); err != nil {
 		runErr = startupError(ctx, log, "Redis", err)
 	} else {
+		checkCtx, stopCheck := context.WithCancel(ctx)
+		checked := make(chan struct{})
+		go func() {
+			defer close(checked)
+			if cfg.Fanout() == proto.FanoutPerUser {
+				modes.Run(checkCtx, modeCheckInterval)
+			}
+		}()
 		runErr = serve(ctx, srv, httpDone)
+		stopCheck()
+		<-checked
 	}
 
 	// The ordered shutdown list. Not ready (also when start-up failed); the
@@ -228,6 +243,10 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	}
 	return runErr
 }
+
+// modeCheckInterval is how often a handlers-svc publishing per user
+// checks that no gateway worker runs in shared mode.
+const modeCheckInterval = 10 * time.Second
 
 // startupError returns the error of waiting for a dependency, or nil when the
 // wait ended because ctx did: a signal during start-up is a clean stop.

@@ -72,6 +72,16 @@ func (m *Metrics) CountUnheard(unheard func() uint64) {
 	}, func() float64 { return float64(unheard()) }))
 }
 
+// CountSharedWorkers registers a gauge read at scrape time from shared:
+// the gateway workers found in shared mode while this instance publishes
+// per user (0 in shared mode, where every worker reads everything).
+func (m *Metrics) CountSharedWorkers(shared func() int64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "fanout_shared_workers",
+		Help: "Gateway workers subscribed in FANOUT_MODE=shared while this instance publishes per user: their sockets get no dispatch to their users.",
+	}, func() float64 { return float64(shared()) }))
+}
+
 func bit(b bool) float64 {
 	if b {
 		return 1
