@@ -109,6 +109,12 @@ func (s *Subscriber) Acquire(ctx context.Context, user string) error {
 	if live {
 		return nil
 	}
+	if s.Lagging() {
+		// Redis's confirmation would wait behind the backlog, perhaps
+		// until ctx ends: the socket is told at once to come back later
+		// (1013), as its sends would be refused now anyway.
+		return ErrLagging
+	}
 	select {
 	case <-ready:
 		return nil
@@ -118,6 +124,10 @@ func (s *Subscriber) Acquire(ctx context.Context, user string) error {
 		return errStopped
 	}
 }
+
+// ErrLagging is Acquire's error while the fan-out is behind (Lagging) and
+// the user's channel is not subscribed yet.
+var ErrLagging = errors.New("fanout: behind its backlog; come back later")
 
 // errStopped is Acquire's error once Run has ended.
 var errStopped = errors.New("fanout: stopped")

@@ -2,6 +2,7 @@ package fanout_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -392,4 +393,42 @@ func TestAcquireWaitsForAnUnsubscribeInFlight(t *testing.T) {
 	if s.Stalls() != 0 {
 		t.Fatalf("Stalls() = %d: the freeze was taken for a stall", s.Stalls())
 	}
+}
+
+// TestAcquireRefusedWhileLagging: while the fan-out is behind its backlog,
+// a user whose channel is not subscribed yet is refused at once
+// (ErrLagging) instead of waiting for a confirmation queued behind it; a
+// user whose channel is live is not; once the backlog drains, Acquire
+// works again.
+func TestAcquireRefusedWhileLagging(t *testing.T) {
+	r := testkit.StartRedis(t)
+	pub := client(t, r)
+	g := newGated()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &running{sub: fanout.New(client(t, r), g, 128, zap.NewNop(), fanout.PerUser(time.Minute)), cancel: cancel, done: make(chan error, 1)}
+	go func() { s.done <- s.sub.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		close(g.step)
+		<-s.done
+	})
+	waitLive(t, s, true)
+	acquire(t, s, "alice")
+	for i := range 40 {
+		publish(t, pub, fmt.Sprintf(`{"event":"e%d","broadcast":true}`, i))
+	}
+	testkit.Eventually(t, wait, "lagging", s.sub.Lagging)
+	if err := s.sub.Acquire(context.Background(), "bob"); !errors.Is(err, fanout.ErrLagging) {
+		t.Fatalf("Acquire(bob) while lagging: %v, want ErrLagging", err)
+	}
+	s.sub.Release("bob")
+	if err := s.sub.Acquire(context.Background(), "alice"); err != nil {
+		t.Fatalf("Acquire(alice), live already, while lagging: %v", err)
+	}
+	s.sub.Release("alice")
+	for range 40 {
+		g.step <- struct{}{}
+	}
+	testkit.Eventually(t, wait, "not lagging", func() bool { return !s.sub.Lagging() })
+	acquire(t, s, "bob")
 }

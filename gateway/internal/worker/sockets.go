@@ -2,12 +2,14 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
+	"github.com/switchboard/switchboard/gateway/internal/fanout"
 	"github.com/switchboard/switchboard/gateway/internal/forward"
 	"github.com/switchboard/switchboard/gateway/internal/resume"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
@@ -45,8 +47,11 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 		err = w.res.Connect(ctx, s, w.index, q.Get("resume"), q.Get("bresume"))
 	}
 	cancel()
-	if err != nil {
+	switch {
+	case errors.Is(err, fanout.ErrLagging):
 		// Its client comes back with the same positions and loses nothing.
+		c.Close(proto.CloseTryAgainLater, "gateway overloaded, reconnect later")
+	case err != nil:
 		c.Close(proto.CloseTryAgainLater, "recovery store unavailable, reconnect")
 	}
 	if w.adm.Closed() { // shutdown began during the upgrade and may not have seen c
