@@ -71,6 +71,7 @@ type Result struct {
 	RedisUsedMemory   int64              `json:"redis_used_memory_bytes,omitempty"` // after the run (Config.RedisAddr)
 	RedisKeys         int64              `json:"redis_keys,omitempty"`
 	Resume            *ResumeStats       `json:"resume,omitempty"`
+	Fanout            *FanoutStats       `json:"fanout,omitempty"` // Config.Fanout: what the run cost the fan-out
 	Pass              bool               `json:"pass"` // load: p99 < 50 ms, nothing missing, no errors, rate kept; resume: every resume exact
 	Closes            map[string]int     `json:"server_closes,omitempty"`
 	ErrorCodes        map[string]int     `json:"error_codes,omitempty"`
@@ -138,6 +139,10 @@ func (r Result) WriteTable(w io.Writer) {
 		}
 		parts = append(parts, fmt.Sprintf("all servers %.3f", r.CPUTotalPer1k), fmt.Sprintf("loadgen %.3f", r.LoadgenCPUPer1k))
 		row("CPU s per 1k deliveries", "%s", strings.Join(parts, ", "))
+		if f := r.Fanout; f != nil {
+			row("fan-out", "%d workers, %d dispatches, %.0f Redis out bytes each, read by %.2f workers each, %s of the reads unrouted",
+				f.Workers, f.Publishes, f.BytesPerDispatch, f.ReceivedPerDispatch, pct(f.UnroutedShare))
+		}
 		row("pass (p99<50ms, none lost)", "%v", r.Pass)
 	case "resume":
 		r.writeResume(w, row)

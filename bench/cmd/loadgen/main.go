@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -92,6 +93,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		rwait    = fs.Duration("resume-timeout", 10*time.Second, "resume: how long a round waits for its replays after its last reconnect")
 		stack    = fs.String("stack", "", "name the stack measured in every JSON line (candidate, baseline, ...), for A/B reports")
 		ref      = fs.String("ref", "", "the commit the measured stack was built from, for A/B reports")
+		fanout   = fs.Bool("fanout", false, "load: also read what each run cost the fan-out (Redis bytes and publishes, dispatches the workers read with no local recipient); needs -redis-addr and -metrics")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -175,6 +177,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	switch *mode {
 	case "load":
 		cfg.Workers = *workers
+		cfg.Fanout = *fanout
 	case "resume":
 		cfg.Workers = *workers
 		cfg.KeepPositions = true
@@ -358,6 +361,10 @@ func table(files []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
+	}
+	if slices.ContainsFunc(results, func(r loadgen.Result) bool { return r.Fanout != nil }) {
+		loadgen.FanoutMarkdown(stdout, results, sats)
+		return nil
 	}
 	if len(loadgen.Stacks(results, sats)) > 1 {
 		var idle []loadgen.Result

@@ -1,0 +1,66 @@
+package loadgen
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseRedisTraffic(t *testing.T) {
+	info := "# Stats\r\ntotal_connections_received:5\r\ntotal_net_output_bytes:987654\r\n" +
+		"# Commandstats\r\ncmdstat_evalsha:calls=40,usec=9,usec_per_call=0.2\r\n" +
+		"cmdstat_publish:calls=30,usec=6,usec_per_call=0.2,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_spublish:calls=12,usec=6\r\ncmdstat_publishx:calls=1000\r\n"
+	tr, err := ParseRedisTraffic(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr != (RedisTraffic{OutputBytes: 987654, Publishes: 42}) {
+		t.Errorf("got %+v, want 987654 bytes and 42 publishes (publish and spublish, not evalsha or publishx)", tr)
+	}
+	if tr, err := ParseRedisTraffic("total_net_output_bytes:7\n"); err != nil || tr != (RedisTraffic{OutputBytes: 7}) {
+		t.Errorf("no publish yet: %+v, %v", tr, err)
+	}
+	for _, bad := range []string{"", "cmdstat_publish:calls=1\n", "total_net_output_bytes:x\n",
+		"total_net_output_bytes:1\ncmdstat_publish:calls=-\n", "total_net_output_bytes:1\ncmdstat_publish:usec=3\n"} {
+		if _, err := ParseRedisTraffic(bad); err == nil {
+			t.Errorf("ParseRedisTraffic(%q): no error", bad)
+		}
+	}
+}
+
+func TestFanoutDiff(t *testing.T) {
+	a := FanoutSample{Redis: RedisTraffic{OutputBytes: 1000, Publishes: 10}, Workers: 8, Received: 80, Unrouted: 70}
+	b := FanoutSample{Redis: RedisTraffic{OutputBytes: 21000, Publishes: 110}, Workers: 8, Received: 880, Unrouted: 770}
+	st := FanoutDiff(a, b)
+	want := FanoutStats{Workers: 8, Publishes: 100, RedisOutBytes: 20000, BytesPerDispatch: 200,
+		Received: 800, Unrouted: 700, UnroutedShare: 0.875, ReceivedPerDispatch: 8}
+	if st != want {
+		t.Errorf("got %+v, want %+v", st, want)
+	}
+	if st := FanoutDiff(a, a); st.BytesPerDispatch != 0 || st.UnroutedShare != 0 || st.ReceivedPerDispatch != 0 {
+		t.Errorf("nothing happened: %+v, want no ratios", st)
+	}
+}
+
+func TestFanoutMarkdown(t *testing.T) {
+	run := func(mode string, bytes, readers, share, p99 float64) Result {
+		return Result{Mode: "load", Stack: mode, Users: 10000, Devices: 1, Rate: 2000, Duration: 10,
+			Latency: Latency{P50: 1, P99: p99}, CPUTotalPer1k: 0.5, CPUPer1k: map[string]float64{ProcWorkers: 0.2, ProcRedis: 0.1},
+			Pass: true, Fanout: &FanoutStats{Workers: 8, Publishes: 40000, BytesPerDispatch: bytes,
+				ReceivedPerDispatch: readers, UnroutedShare: share}}
+	}
+	var b strings.Builder
+	FanoutMarkdown(&b, []Result{run("shared", 2400, 8, 0.875, 10), run("per_user", 300, 1, 0.002, 5)},
+		[]Saturation{{Mode: "saturation", Stack: "per_user", Users: 10000, Devices: 1, Rate: 6000, Deliveries: 12000}})
+	out := b.String()
+	for _, want := range []string{
+		"| shared | 8 | 10000x1 | 2000 | 4000 | 2400 | 8.00 | 87.5% | 87.5% |",
+		"| per_user | 8 | 10000x1 | 2000 | 4000 | 300 | 1.00 | 0.2% | 87.5% |",
+		"**Saturation, per_user** (U=10000, D=1)",
+		"R=2000: Redis out bytes per dispatch 0.12, workers reading each dispatch 0.12, p99 0.50",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in\n%s", want, out)
+		}
+	}
+}
