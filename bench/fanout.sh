@@ -10,7 +10,10 @@
 # around each run's measured window, Redis's INFO stats and commandstats
 # (output bytes, publishes) and the gateway's dispatches_total and
 # dispatches_unrouted_total, summed over the workers from the supervisor's
-# /metrics (GATEWAY_METRICS_CACHE=0, so each read is fresh).
+# /metrics (GATEWAY_METRICS_CACHE=0, so each read is fresh). Then, on the
+# same stack, the 1→N scenario (loadgen -mode fan1n): dispatches through
+# handlers-svc's dispatch API to a room of 1,000 members and broadcasts to
+# every socket, latency from the scheduled send to every socket's arrival.
 #
 # Writes bench/results/fanout.md and adds its rows (scenario fanout, stack =
 # the mode) to bench/results/runs.csv; BENCH_RECORD=0 leaves both alone.
@@ -42,6 +45,15 @@ SEARCH=()
 if [[ ${BENCH_SEARCH:-1} == 1 ]]; then
   SEARCH=(-search -search-duration "${BENCH_SEARCH_DURATION:-8s}" -search-warmup "${BENCH_SEARCH_WARMUP:-2s}")
 fi
+# The 1→N scenario, on the same stack after the load runs (BENCH_1N=0:
+# none): dispatches to a room of BENCH_ROOM_MEMBERS users at
+# BENCH_ROOM_RATES a second, then broadcasts to every socket at
+# BENCH_BROADCAST_RATES a second.
+ROOM_MEMBERS="${BENCH_ROOM_MEMBERS:-1000}"
+ROOM_RATES="${BENCH_ROOM_RATES:-100,150}"
+BCAST_RATES="${BENCH_BROADCAST_RATES:-10,15}"
+ONEN_DURATION="${BENCH_1N_DURATION:-5s}"
+ONEN_WARMUP="${BENCH_1N_WARMUP:-2s}"
 LOG_LEVEL="${BENCH_LOG_LEVEL:-warn}"
 SCALE_ENV=()
 # Each read of /metrics reads every worker afresh.
@@ -57,8 +69,10 @@ commit="$(git rev-parse --short HEAD 2>/dev/null || true)"
 if [[ -n $commit ]] && ! git diff --quiet HEAD -- . ':(exclude)bench/results' ':(exclude)docs' 2>/dev/null; then
   commit+="-dirty"
 fi
+# The 1→N scenario dispatches through handlers-svc's dispatch API.
+API_KEY="bench-fanout-api-key-0123456789"
 for m in $MODES; do
-  add_stack "$m" "${commit:-unknown}" bin "FANOUT_MODE=$m" "this tree, FANOUT_MODE=$m"
+  add_stack "$m" "${commit:-unknown}" bin "FANOUT_MODE=$m HANDLERS_API_KEY=$API_KEY" "this tree, FANOUT_MODE=$m"
 done
 
 load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -114,6 +128,13 @@ for ((i = 0; i < ${#ST_NAME[@]}; i++)); do
   "${LG[@]}" -mode load -fanout -users "$USERS" -devices "$DEVICES" -workers 0 -dial-concurrency 32 \
     -duration "$DURATION" -warmup "$WARMUP" -drain "${BENCH_DRAIN:-5s}" -rates "$RATES" "${SEARCH[@]}" \
     -search-max "${BENCH_SEARCH_MAX:-20000}" ${BENCH_LOADGEN_ARGS:-}
+  if [[ ${BENCH_1N:-1} == 1 ]]; then
+    echo "bench-fanout: 1→N, FANOUT_MODE=${ST_NAME[i]}: room of $ROOM_MEMBERS at $ROOM_RATES/s, broadcasts to $USERS x $DEVICES at $BCAST_RATES/s" >&2
+    "${LG[@]}" -mode fan1n -users "$USERS" -devices "$DEVICES" -workers 0 -dial-concurrency 32 \
+      -room-members "$ROOM_MEMBERS" -room-rates "$ROOM_RATES" -broadcast-rates "$BCAST_RATES" \
+      -dispatch-url "http://127.0.0.1:$(port "$HS_PORT" "$i")/v1/dispatch" -api-key "$API_KEY" \
+      -duration "$ONEN_DURATION" -warmup "$ONEN_WARMUP" -drain "${BENCH_DRAIN:-5s}"
+  fi
   stop_stack "$i"
 done
 # The report's table has the runs at the rates asked for and each search's
@@ -122,6 +143,7 @@ nr="$(tr ',' '\n' <<<"$RATES" | grep -c .)"
 for m in $MODES; do
   grep "\"stack\":\"$m\"" "$raw" | grep '"mode":"load"' | head -n "$nr" >>"$jsonl" || true
   grep "\"stack\":\"$m\"" "$raw" | grep '"mode":"saturation"' >>"$jsonl" || true
+  grep "\"stack\":\"$m\"" "$raw" | grep '"mode":"fan1n"' >>"$jsonl" || true
 done
 
 report="$work/report.md"
@@ -134,6 +156,7 @@ report="$work/report.md"
   echo "- stack: gateway with $WORKERS workers, handlers-svc, NATS and Redis, and the load generator, all on this machine; LOG_LEVEL=$LOG_LEVEL; each FANOUT_MODE on a stack of its own, one after the other"
   echo "- load average (1, 5, 15 min) at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- scenario: U=$USERS users in pairs, D=$DEVICES socket(s) each, spread over the workers by SO_REUSEPORT; open-loop sendMessage at R/s, each 2 dispatches (message to the partner, message_sent to the sender) and 2*D deliveries; latency from the scheduled send time to each delivery; $DURATION measured after $WARMUP warm-up"
+  echo "- 1→N: the first $ROOM_MEMBERS users join room $(printf %s bench-1n) (joinRoom, set-up), then POST /v1/dispatch on handlers-svc with \"rooms\":[room] at $ROOM_RATES dispatches/s, then with \"broadcast\":true at $BCAST_RATES/s, each phase $ONEN_DURATION after $ONEN_WARMUP warm-up, 8 requests in flight at most; latency from each dispatch's scheduled time to its arrival at every socket"
   echo "- a dispatch is one publish, as Redis counts them (INFO commandstats publish + spublish; the gateway's subscription probes, a few a second, are among them); Redis out bytes per dispatch is INFO stats total_net_output_bytes over the window ÷ dispatches (everything Redis wrote: pub/sub messages to the workers, and the replies to handlers-svc's publish scripts); workers reading each dispatch is the workers' switchboard_gateway_dispatches_total ÷ dispatches; the unrouted share is switchboard_gateway_dispatches_unrouted_total ÷ dispatches_total, summed over the workers; (W-D)/W is what shared mode should show when a user's D sockets are on D different workers"
   echo
   ./bin/loadgen table "$jsonl"

@@ -62,3 +62,20 @@ func FanoutMarkdown(w io.Writer, results []Result, sats []Saturation) {
 }
 
 func pct(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) }
+
+// OneToManyMarkdown writes the 1→N scenario's phases (mode fan1n) as a
+// Markdown table.
+func OneToManyMarkdown(w io.Writer, results []Result) {
+	fmt.Fprintln(w, "| FANOUT_MODE | target | sockets per dispatch | dispatches/s | deliveries/s | p50 | p90 | p99 | max | missing | dup | errors | CPU s/1k: workers | handlers-svc | redis | all servers | loadgen | pass (p99 ≤ 50 ms, none lost) |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+	for _, r := range results {
+		if r.Mode != "fan1n" {
+			continue
+		}
+		l := r.Latency
+		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.0f | %.2f ms | %.2f ms | %.2f ms | %.1f ms | %d | %d | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %s |\n",
+			stackName(r), r.Target, r.Recipients, r.SendsPerSec, r.DeliveriesPerSec, l.P50, l.P90, l.P99, l.Max,
+			r.Missing, r.Duplicates, r.ErrorFrames+r.SendErrors+r.ConnsLost, r.CPUPer1k[ProcWorkers], r.CPUPer1k[ProcHandlers],
+			r.CPUPer1k[ProcRedis], r.CPUTotalPer1k, r.LoadgenCPUPer1k, yes(r.Pass))
+	}
+}

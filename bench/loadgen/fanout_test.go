@@ -2,7 +2,9 @@ package loadgen
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestParseRedisTraffic(t *testing.T) {
@@ -62,5 +64,39 @@ func TestFanoutMarkdown(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in\n%s", want, out)
 		}
+	}
+}
+
+func TestOneToManyFrames(t *testing.T) {
+	p := parseFrame([]byte(`{"event":"fanout_1n","args":{"text":"r7s12t1733112000000000000"},"pos":"k.1-2"}`))
+	if p.kind != kindFan || !p.valid || p.run != 7 || p.seq != 12 || p.at != 1733112000000000000 {
+		t.Errorf("1→N dispatch parsed as %+v", p)
+	}
+	run := &oneToManyRun{id: 7, warmSeqs: 10, endSeqs: 13, arrived: make([]atomic.Int32, 13)}
+	now := time.Unix(0, 1733112000000000000).Add(3 * time.Millisecond)
+	run.frame(p, now)
+	run.frame(parsed{kind: kindFan, valid: true, run: 8, seq: 12}, now) // another run's
+	run.frame(parsed{kind: kindFan, valid: true, run: 7, seq: 13}, now) // past the end
+	run.frame(parsed{kind: kindFan, valid: true, run: 7, seq: 2}, now)  // warm-up: counted, not timed
+	run.frame(parsed{kind: Ack}, now)
+	if run.total.Load() != 2 || run.arrived[12].Load() != 1 || run.arrived[2].Load() != 1 || run.acks.Load() != 1 {
+		t.Errorf("total %d, arrived[12] %d, arrived[2] %d, acks %d; want 2, 1, 1, 1",
+			run.total.Load(), run.arrived[12].Load(), run.arrived[2].Load(), run.acks.Load())
+	}
+	if run.lat.Count() != 1 || run.lat.Max() < 2*time.Millisecond {
+		t.Errorf("latency: %d recorded, max %s; want the measured arrival only, 3 ms", run.lat.Count(), run.lat.Max())
+	}
+}
+
+func TestOneToManyMarkdown(t *testing.T) {
+	var b strings.Builder
+	OneToManyMarkdown(&b, []Result{
+		{Mode: "fan1n", Stack: "per_user", Target: "broadcast", Recipients: 10000, SendsPerSec: 15, DeliveriesPerSec: 150000,
+			Latency: Latency{P50: 10, P90: 20, P99: 40, Max: 45}, Pass: true},
+		{Mode: "load", Stack: "shared"},
+	})
+	out := b.String()
+	if !strings.Contains(out, "| per_user | broadcast | 10000 | 15 | 150000 | 10.00 ms | 20.00 ms | 40.00 ms | 45.0 ms |") || strings.Contains(out, "| shared |") {
+		t.Errorf("table:\n%s", out)
 	}
 }

@@ -86,7 +86,8 @@ type Generator struct {
 	socks  []*sock // user*D + dev
 
 	cur       atomic.Pointer[runState]
-	resumeRn  atomic.Pointer[resumeRun] // the resume round under way, if any
+	resumeRn  atomic.Pointer[resumeRun]    // the resume round under way, if any
+	oneN      atomic.Pointer[oneToManyRun] // the 1→N phase (or its room's set-up) under way, if any
 	closing   atomic.Bool
 	connsLost atomic.Int64
 	closesMu  sync.Mutex
@@ -320,6 +321,14 @@ func (g *Generator) Open() int {
 // received handles one message from s, read at now.
 func (g *Generator) received(s *sock, data []byte, now time.Time) {
 	p := parseFrame(data)
+	if on := g.oneN.Load(); on != nil {
+		if p.kind == kindError {
+			g.errFrames.Add(1)
+			g.noteError(string(p.code))
+		}
+		on.frame(p, now)
+		return
+	}
 	rs := g.cur.Load()
 	switch p.kind {
 	case kindOther:

@@ -39,8 +39,9 @@ var Columns = []string{
 	// Added with the fan-out scenario (make bench-fanout), whose stack is
 	// the FANOUT_MODE: Redis output bytes per dispatch (a publish), and
 	// the share of the dispatches the workers read that had no local
-	// recipient.
-	"redis_out_bytes_per_dispatch", "unrouted_share",
+	// recipient; a 1→N row (mode fan1n) has its target (room, broadcast),
+	// its rate in dispatches per second.
+	"redis_out_bytes_per_dispatch", "unrouted_share", "target",
 }
 
 // Row is one line of runs.csv, by column name; an absent column is empty.
@@ -102,6 +103,7 @@ type result struct {
 	SendErrors        int64              `json:"send_errors"`
 	Resume            *resumeStats       `json:"resume"`
 	Fanout            *fanoutStats       `json:"fanout"`
+	Target            string             `json:"target"`
 	LowestFailing     float64            `json:"lowest_failing_rate"`
 	Pass              bool               `json:"pass"`
 }
@@ -174,7 +176,10 @@ func (res *result) row(m Meta) Row {
 		row["commit"] = res.Ref
 	}
 	switch res.Mode {
-	case "load", "resume":
+	case "load", "resume", "fan1n":
+		if res.Target != "" {
+			row["target"] = res.Target
+		}
 		row["rate"] = num(res.Rate, 0)
 		row["sends_per_s"] = num(res.SendsPerS, 0)
 		row["deliveries_per_s"] = num(res.DeliveriesPerS, 0)
