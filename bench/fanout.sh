@@ -50,8 +50,8 @@ fi
 # BENCH_ROOM_RATES a second, then broadcasts to every socket at
 # BENCH_BROADCAST_RATES a second.
 ROOM_MEMBERS="${BENCH_ROOM_MEMBERS:-1000}"
-ROOM_RATES="${BENCH_ROOM_RATES:-100,150}"
-BCAST_RATES="${BENCH_BROADCAST_RATES:-10,15}"
+ROOM_RATES="${BENCH_ROOM_RATES:-50,100,150}"
+BCAST_RATES="${BENCH_BROADCAST_RATES:-5,10,15}"
 ONEN_DURATION="${BENCH_1N_DURATION:-5s}"
 ONEN_WARMUP="${BENCH_1N_WARMUP:-2s}"
 LOG_LEVEL="${BENCH_LOG_LEVEL:-warn}"
@@ -79,7 +79,7 @@ load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 work="$(mktemp -d)"
 jsonl="$work/results.jsonl"
 raw="$work/raw.jsonl"
-: >"$jsonl" >"$raw"
+: >"$jsonl" >"$raw" >"$work/failures.txt"
 pids=()
 stop() {
   local rc=$?
@@ -125,6 +125,8 @@ for ((i = 0; i < ${#ST_NAME[@]}; i++)); do
   echo "bench-fanout: FANOUT_MODE=${ST_NAME[i]}: $WORKERS workers, U=$USERS D=$DEVICES R=$RATES" >&2
   start_stack "$i"
   lg_for "$i" "$raw"
+  # Every line names its mode, even when only one mode runs.
+  ((${#ST_NAME[@]} > 1)) || LG+=(-stack "${ST_NAME[i]}" -ref "${ST_REF[i]}")
   "${LG[@]}" -mode load -fanout -users "$USERS" -devices "$DEVICES" -workers 0 -dial-concurrency 32 \
     -duration "$DURATION" -warmup "$WARMUP" -drain "${BENCH_DRAIN:-5s}" -rates "$RATES" "${SEARCH[@]}" \
     -search-max "${BENCH_SEARCH_MAX:-20000}" ${BENCH_LOADGEN_ARGS:-}
@@ -133,7 +135,8 @@ for ((i = 0; i < ${#ST_NAME[@]}; i++)); do
     "${LG[@]}" -mode fan1n -users "$USERS" -devices "$DEVICES" -workers 0 -dial-concurrency 32 \
       -room-members "$ROOM_MEMBERS" -room-rates "$ROOM_RATES" -broadcast-rates "$BCAST_RATES" \
       -dispatch-url "http://127.0.0.1:$(port "$HS_PORT" "$i")/v1/dispatch" -api-key "$API_KEY" \
-      -duration "$ONEN_DURATION" -warmup "$ONEN_WARMUP" -drain "${BENCH_DRAIN:-5s}"
+      -duration "$ONEN_DURATION" -warmup "$ONEN_WARMUP" -drain "${BENCH_DRAIN:-5s}" ||
+      echo "FANOUT_MODE=${ST_NAME[i]}: the 1→N scenario failed (exit $?); see the load generator's output" >>"$work/failures.txt"
   fi
   stop_stack "$i"
 done
@@ -160,6 +163,10 @@ report="$work/report.md"
   echo "- a dispatch is one publish, as Redis counts them (INFO commandstats publish + spublish; the gateway's subscription probes, a few a second, are among them); Redis out bytes per dispatch is INFO stats total_net_output_bytes over the window ÷ dispatches (everything Redis wrote: pub/sub messages to the workers, and the replies to handlers-svc's publish scripts); workers reading each dispatch is the workers' switchboard_gateway_dispatches_total ÷ dispatches; the unrouted share is switchboard_gateway_dispatches_unrouted_total ÷ dispatches_total, summed over the workers; (W-D)/W is what shared mode should show when a user's D sockets are on D different workers"
   echo
   ./bin/loadgen table "$jsonl"
+  if [[ -s $work/failures.txt ]]; then
+    echo
+    sed 's/^/**Failed:** /' "$work/failures.txt"
+  fi
   echo
   echo "<details><summary>raw JSON lines</summary>"
   echo

@@ -78,13 +78,26 @@ func TestOneToManyFrames(t *testing.T) {
 	run.frame(parsed{kind: kindFan, valid: true, run: 8, seq: 12}, now) // another run's
 	run.frame(parsed{kind: kindFan, valid: true, run: 7, seq: 13}, now) // past the end
 	run.frame(parsed{kind: kindFan, valid: true, run: 7, seq: 2}, now)  // warm-up: counted, not timed
-	run.frame(parsed{kind: Ack}, now)
-	if run.total.Load() != 2 || run.arrived[12].Load() != 1 || run.arrived[2].Load() != 1 || run.acks.Load() != 1 {
-		t.Errorf("total %d, arrived[12] %d, arrived[2] %d, acks %d; want 2, 1, 1, 1",
-			run.total.Load(), run.arrived[12].Load(), run.arrived[2].Load(), run.acks.Load())
+	if run.total.Load() != 2 || run.arrived[12].Load() != 1 || run.arrived[2].Load() != 1 {
+		t.Errorf("total %d, arrived[12] %d, arrived[2] %d; want 2, 1, 1",
+			run.total.Load(), run.arrived[12].Load(), run.arrived[2].Load())
 	}
 	if run.lat.Count() != 1 || run.lat.Max() < 2*time.Millisecond {
 		t.Errorf("latency: %d recorded, max %s; want the measured arrival only, 3 ms", run.lat.Count(), run.lat.Max())
+	}
+}
+
+func TestJoinAnswers(t *testing.T) {
+	run := &oneToManyRun{id: 7, joins: make([]atomic.Int32, 3)}
+	for i := range run.joins {
+		run.joins[i].Store(joinPending)
+	}
+	run.frame(parseFrame([]byte(`{"event":"ack","ref":"7.0","args":{"room":"bench-1n","members":1}}`)), time.Now())
+	run.frame(parseFrame([]byte(`{"event":"error","ref":"7.1","args":{"code":"unavailable","message":"overloaded"}}`)), time.Now())
+	run.frame(parseFrame([]byte(`{"event":"ack","ref":"8.2","args":{}}`)), time.Now()) // another run's
+	run.frame(parseFrame([]byte(`{"event":"ack","ref":"7.9","args":{}}`)), time.Now()) // no such member
+	if a, b, c := run.joins[0].Load(), run.joins[1].Load(), run.joins[2].Load(); a != joinDone || b != joinRefused || c != joinPending {
+		t.Errorf("joins %d %d %d, want done, refused, pending", a, b, c)
 	}
 }
 

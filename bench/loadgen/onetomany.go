@@ -44,17 +44,20 @@ type oneToManyRun struct {
 	endSeqs  int
 	arrived  []atomic.Int32 // per seq
 	lat      Histogram
-	total    atomic.Int64 // arrivals of this run
-	acks     atomic.Int64 // joinRoom acks (the room's set-up)
-	errs     atomic.Int64 // error frames
+	total    atomic.Int64   // arrivals of this run
+	joins    []atomic.Int32 // per member, the state of its joinRoom (the room's set-up)
 }
 
 func (r *oneToManyRun) frame(p parsed, now time.Time) {
 	switch p.kind {
-	case Ack:
-		r.acks.Add(1)
-	case kindError:
-		r.errs.Add(1)
+	case Ack, kindError:
+		if p.valid && p.run == r.id && p.seq >= 0 && p.seq < len(r.joins) {
+			state := joinDone
+			if p.kind == kindError {
+				state = joinRefused
+			}
+			r.joins[p.seq].CompareAndSwap(joinPending, state)
+		}
 	case kindFan:
 		if !p.valid || p.run != r.id || p.seq < 0 || p.seq >= len(r.arrived) {
 			return
@@ -67,40 +70,72 @@ func (r *oneToManyRun) frame(p parsed, now time.Time) {
 	}
 }
 
-// JoinRoom has the first members users' first socket join OneToManyRoom
-// and waits up to timeout for every ack. Each join is told to every member
-// already in (room_joined): set-up, not measured.
+// JoinRoom has the first members users' first socket join OneToManyRoom,
+// joinBatch at a time, each batch after the last one's answers, and joins
+// again, after a pause, those that were refused (a worker sheds requests
+// while its fan-out is behind: every join is told to every member already
+// in, with room_joined). It gives up after timeout. Set-up, not measured.
 func (g *Generator) JoinRoom(ctx context.Context, members int, timeout time.Duration) error {
 	if members > g.cfg.Users {
 		return fmt.Errorf("room of %d members: only %d users", members, g.cfg.Users)
 	}
-	run := &oneToManyRun{id: int(runIDs.Add(1))}
+	run := &oneToManyRun{id: int(runIDs.Add(1)), joins: make([]atomic.Int32, members)}
 	g.oneN.Store(run)
 	defer g.oneN.Store(nil)
-	var payload, frame []byte
-	for u := range members {
-		s := g.socks[u*g.cfg.Devices]
-		if s == nil || s.dead.Load() {
-			return fmt.Errorf("u%d has no socket", u)
-		}
-		payload = fmt.Appendf(payload[:0], `{"event":"joinRoom","args":{"room":%q},"ref":"j%d"}`, OneToManyRoom, u)
-		frame = appendClientFrame(frame[:0], opText, payload, uint32(u))
-		if s.write(frame, false) == failed {
-			return fmt.Errorf("u%d: joinRoom not written", u)
-		}
-	}
 	deadline := time.Now().Add(timeout)
-	for run.acks.Load()+run.errs.Load() < int64(members) {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("joinRoom: %d of %d acks in %s", run.acks.Load(), members, timeout)
+	var payload, frame []byte
+	todo := make([]int, members)
+	for u := range todo {
+		todo[u] = u
+	}
+	for len(todo) > 0 {
+		var refused []int
+		for len(todo) > 0 {
+			batch := todo[:min(joinBatch, len(todo))]
+			todo = todo[len(batch):]
+			for _, u := range batch {
+				s := g.socks[u*g.cfg.Devices]
+				if s == nil || s.dead.Load() {
+					return fmt.Errorf("u%d has no socket", u)
+				}
+				run.joins[u].Store(joinPending)
+				payload = fmt.Appendf(payload[:0], `{"event":"joinRoom","args":{"room":%q},"ref":"%d.%d"}`, OneToManyRoom, run.id, u)
+				frame = appendClientFrame(frame[:0], opText, payload, uint32(u))
+				if s.write(frame, false) == failed {
+					return fmt.Errorf("u%d: joinRoom not written", u)
+				}
+			}
+			for _, u := range batch {
+				for run.joins[u].Load() == joinPending {
+					if time.Now().After(deadline) || ctx.Err() != nil {
+						return fmt.Errorf("joinRoom: no answer for u%d in %s", u, timeout)
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+				if run.joins[u].Load() == joinRefused {
+					refused = append(refused, u)
+				}
+			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		if len(refused) > 0 {
+			g.cfg.Log("joinRoom: %d refused, joining them again", len(refused))
+			time.Sleep(200 * time.Millisecond)
+		}
+		todo = refused
 	}
-	if n := run.errs.Load(); n > 0 {
-		return fmt.Errorf("joinRoom: %d of %d refused", n, members)
-	}
+	g.errorCounts() // the refusals are the set-up's, not the first phase's
 	return nil
 }
+
+// joinBatch is how many joinRoom requests JoinRoom has in flight.
+const joinBatch = 20
+
+// The states of one member's join (oneToManyRun.joins).
+const (
+	joinPending int32 = iota + 1
+	joinDone
+	joinRefused
+)
 
 // OneToMany runs one 1→N phase: dispatches at opt.Rate a second through
 // the dispatch API, to the room (members users with all their sockets) or
