@@ -8,7 +8,7 @@ MODULES := proto internal gateway handlers-svc bench e2e
 CROSS_PLATFORMS ?= darwin/arm64 darwin/amd64
 FUZZTIME ?= 100000x
 
-.PHONY: all build run test vet cross unit e2e-per-user fuzz soak bench bench-quick bench-scale bench-go deps token clean
+.PHONY: all build run test vet cross unit e2e-per-user fuzz soak bench bench-quick bench-scale bench-fanout bench-go deps token clean
 
 all: build
 
@@ -100,6 +100,16 @@ bench-quick:
 bench-scale:
 	@bash .ci/deps.sh run
 	@BENCH_SCALE=1 bash bench/run.sh
+
+# Issue 15's fan-out scenario: 8 workers, 10,000 users, sendMessage load
+# and a short saturation search, once with FANOUT_MODE=shared and once with
+# per_user; Redis output bytes per dispatch and the share of dispatches a
+# worker read with no local recipient. Writes bench/results/fanout.md and
+# adds rows (scenario fanout) to bench/results/runs.csv; a few minutes.
+# Not part of make bench.
+bench-fanout:
+	@bash .ci/deps.sh run
+	@bash bench/fanout.sh
 
 # Go benchmarks of the hot paths only, with allocations.
 bench-go:

@@ -47,6 +47,7 @@ const (
 	kindError Kind = 100 + iota // an error frame
 	kindOther                   // a frame of an event the scenario does not expect, such as connected
 	kindBad                     // not a JSON object with a string event
+	kindFan                     // a dispatch of the 1→N scenario (OneToManyEvent)
 )
 
 // maxDepth is the deepest nesting of JSON values parseFrame follows; the
@@ -405,6 +406,8 @@ func eventKind(name []byte) Kind {
 		return Ack
 	case "error":
 		return kindError
+	case OneToManyEvent:
+		return kindFan
 	}
 	return kindOther
 }

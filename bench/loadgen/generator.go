@@ -40,7 +40,10 @@ type Config struct {
 	// KeepPositions keeps each socket's connected frame, where its
 	// position starts: the resume scenario (Resume) needs it.
 	KeepPositions bool
-	Log           func(format string, args ...any)
+	// Fanout has each load run read what the fan-out cost (Result.Fanout)
+	// from RedisAddr and Metrics, both required.
+	Fanout bool
+	Log    func(format string, args ...any)
 }
 
 // Processes are the server processes to measure.
@@ -83,7 +86,8 @@ type Generator struct {
 	socks  []*sock // user*D + dev
 
 	cur       atomic.Pointer[runState]
-	resumeRn  atomic.Pointer[resumeRun] // the resume round under way, if any
+	resumeRn  atomic.Pointer[resumeRun]    // the resume round under way, if any
+	oneN      atomic.Pointer[oneToManyRun] // the 1→N phase (or its room's set-up) under way, if any
 	closing   atomic.Bool
 	connsLost atomic.Int64
 	closesMu  sync.Mutex
@@ -126,6 +130,9 @@ func New(cfg Config) (*Generator, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = func(string, ...any) {}
+	}
+	if cfg.Fanout && (cfg.RedisAddr == "" || cfg.Metrics == "") {
+		return nil, fmt.Errorf("the fan-out figures need the Redis address and the metrics URL")
 	}
 	d, err := newDialer(cfg.URL, cfg.Sources)
 	if err != nil {
@@ -314,6 +321,14 @@ func (g *Generator) Open() int {
 // received handles one message from s, read at now.
 func (g *Generator) received(s *sock, data []byte, now time.Time) {
 	p := parseFrame(data)
+	if on := g.oneN.Load(); on != nil {
+		if p.kind == kindError {
+			g.errFrames.Add(1)
+			g.noteError(string(p.code))
+		}
+		on.frame(p, now)
+		return
+	}
 	rs := g.cur.Load()
 	switch p.kind {
 	case kindOther:
@@ -398,6 +413,9 @@ func (g *Generator) Load(ctx context.Context, rate float64, warmup, dur time.Dur
 	var winStart, winEnd time.Time
 	var del0, del1 int64
 	var self0, self1 time.Duration
+	// The fan-out counters are read off the schedule's goroutine: a scrape
+	// of every worker must not hold up the sends.
+	fan0 := make(chan fanoutReading, 1)
 
 	rs.start = time.Now()
 	sent := 0
@@ -408,6 +426,9 @@ func (g *Generator) Load(ctx context.Context, rate float64, warmup, dur time.Dur
 			if sent == rs.warmSeqs {
 				winStart, del0, self0 = time.Now(), rs.delivered.Load(), selfCPU()
 				before = sampleAll(groups)
+				if g.cfg.Fanout {
+					go func() { fan0 <- g.readFanout() }()
+				}
 			}
 			g.schedule(rs, rng, sent)
 		}
@@ -417,6 +438,10 @@ func (g *Generator) Load(ctx context.Context, rate float64, warmup, dur time.Dur
 	}
 	winEnd, del1, self1 = time.Now(), rs.delivered.Load(), selfCPU()
 	after = sampleAll(groups)
+	var fanStats *FanoutStats
+	if g.cfg.Fanout && !winStart.IsZero() {
+		fanStats = fanoutStats(<-fan0, g.readFanout(), g.cfg.Log)
+	}
 	if winStart.IsZero() { // no warm-up
 		winStart = rs.start
 	}
@@ -449,6 +474,7 @@ func (g *Generator) Load(ctx context.Context, rate float64, warmup, dur time.Dur
 	fillCPU(&res, groups, before, after, del1-del0)
 	res.Closes = g.closeCounts()
 	res.ErrorCodes = g.errorCounts()
+	res.Fanout = fanStats
 	g.readRedis(&res)
 	res.Pass = res.Latency.P99 < 50 && tally.Missing == 0 && tally.MissingAcks == 0 && tally.Duplicates == 0 &&
 		tally.Misrouted == 0 && res.ErrorFrames == 0 && res.SendErrors == 0 && res.ClientOverflow == 0 &&
@@ -540,6 +566,30 @@ func (g *Generator) Idle(ctx context.Context, settle time.Duration) (Result, err
 	probe.Finish(&res)
 	res.ConnsLost = g.connsLost.Load()
 	return res, nil
+}
+
+// fanoutReading is a FanoutSample or why there is none.
+type fanoutReading struct {
+	s   FanoutSample
+	err error
+}
+
+func (g *Generator) readFanout() fanoutReading {
+	s, err := SampleFanout(g.cfg.RedisAddr, g.cfg.Metrics)
+	return fanoutReading{s, err}
+}
+
+// fanoutStats is what happened between two readings, or nil (logged) when
+// either failed.
+func fanoutStats(a, b fanoutReading, logf func(string, ...any)) *FanoutStats {
+	for _, r := range []fanoutReading{a, b} {
+		if r.err != nil {
+			logf("fan-out figures: %v", r.err)
+			return nil
+		}
+	}
+	st := FanoutDiff(a.s, b.s)
+	return &st
 }
 
 // readRedis fills res's Redis memory figures, when Config.RedisAddr names

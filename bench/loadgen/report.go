@@ -71,7 +71,10 @@ type Result struct {
 	RedisUsedMemory   int64              `json:"redis_used_memory_bytes,omitempty"` // after the run (Config.RedisAddr)
 	RedisKeys         int64              `json:"redis_keys,omitempty"`
 	Resume            *ResumeStats       `json:"resume,omitempty"`
-	Pass              bool               `json:"pass"` // load: p99 < 50 ms, nothing missing, no errors, rate kept; resume: every resume exact
+	Fanout            *FanoutStats       `json:"fanout,omitempty"`     // Config.Fanout: what the run cost the fan-out
+	Target            string             `json:"target,omitempty"`     // fan1n: room or broadcast
+	Recipients        int                `json:"recipients,omitempty"` // fan1n: sockets each dispatch should reach
+	Pass              bool               `json:"pass"`                 // load: p99 < 50 ms, nothing missing, no errors, rate kept; resume: every resume exact
 	Closes            map[string]int     `json:"server_closes,omitempty"`
 	ErrorCodes        map[string]int     `json:"error_codes,omitempty"`
 }
@@ -138,9 +141,24 @@ func (r Result) WriteTable(w io.Writer) {
 		}
 		parts = append(parts, fmt.Sprintf("all servers %.3f", r.CPUTotalPer1k), fmt.Sprintf("loadgen %.3f", r.LoadgenCPUPer1k))
 		row("CPU s per 1k deliveries", "%s", strings.Join(parts, ", "))
+		if f := r.Fanout; f != nil {
+			row("fan-out", "%d workers, %d dispatches, %.0f Redis out bytes each, read by %.2f workers each, %s of the reads unrouted",
+				f.Workers, f.Publishes, f.BytesPerDispatch, f.ReceivedPerDispatch, pct(f.UnroutedShare))
+		}
 		row("pass (p99<50ms, none lost)", "%v", r.Pass)
 	case "resume":
 		r.writeResume(w, row)
+	case "fan1n":
+		fmt.Fprintf(w, "1→N%s: %s, %d sockets each, %.0f dispatches/s, %.0f s after %.0f s warm-up\n",
+			stackNote(r), r.Target, r.Recipients, r.Rate, r.Duration, r.Warmup)
+		row("deliveries/s", "%.0f", r.DeliveriesPerSec)
+		l := r.Latency
+		row("delivery latency ms", "p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f  (n=%d)", l.P50, l.P90, l.P99, l.P999, l.Max, l.Count)
+		row("missing / dup", "%d / %d", r.Missing, r.Duplicates)
+		row("errors", "%d error frames, %d failed dispatches, %d conns lost", r.ErrorFrames, r.SendErrors, r.ConnsLost)
+		row("CPU s per 1k deliveries", "workers %.3f, handlers-svc %.3f, redis %.3f, all servers %.3f",
+			r.CPUPer1k[ProcWorkers], r.CPUPer1k[ProcHandlers], r.CPUPer1k[ProcRedis], r.CPUTotalPer1k)
+		row("pass (p99<=50ms, none lost)", "%v", r.Pass)
 	}
 	if len(r.ErrorCodes) > 0 {
 		row("error frames by code", "%v", r.ErrorCodes)

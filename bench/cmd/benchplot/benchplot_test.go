@@ -208,3 +208,19 @@ func TestRecordAndDrawCommands(t *testing.T) {
 		t.Error("record without -run and -date succeeded")
 	}
 }
+
+func TestParseResultsFanout(t *testing.T) {
+	line := `{"mode":"load","stack":"per_user","users":10000,"devices":1,"rate":2000,"latency":{"p99_ms":4.5},"pass":true,` +
+		`"fanout":{"workers":8,"publishes":40000,"redis_out_bytes_per_dispatch":331.25,"unrouted_share":0.00412}}
+{"mode":"load","stack":"shared","users":10000,"devices":1,"rate":2000,"pass":true}`
+	rows, err := ParseResults(strings.NewReader(line), Meta{Run: "f1", Scenario: "fanout", Workers: 8})
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("rows %v, err %v", rows, err)
+	}
+	if r := rows[0]; r["stack"] != "per_user" || r["workers"] != "8" || r["redis_out_bytes_per_dispatch"] != "331.2" || r["unrouted_share"] != "0.0041" {
+		t.Errorf("fan-out row: %v", r)
+	}
+	if r := rows[1]; r["redis_out_bytes_per_dispatch"] != "" || r["unrouted_share"] != "" {
+		t.Errorf("a run without fan-out figures has them: %v", r)
+	}
+}

@@ -36,6 +36,12 @@ var Columns = []string{
 	// Added with A/B runs and the resume scenario; older rows leave them empty.
 	"stack", "cpu_supervisor", "cpu_workers", "cpu_total", "redis_used_mib",
 	"resumes", "missed_per_resume", "not_recovered",
+	// Added with the fan-out scenario (make bench-fanout), whose stack is
+	// the FANOUT_MODE: Redis output bytes per dispatch (a publish), and
+	// the share of the dispatches the workers read that had no local
+	// recipient; a 1→N row (mode fan1n) has its target (room, broadcast),
+	// its rate in dispatches per second.
+	"redis_out_bytes_per_dispatch", "unrouted_share", "target",
 }
 
 // Row is one line of runs.csv, by column name; an absent column is empty.
@@ -96,6 +102,8 @@ type result struct {
 	RedisUsedMemory   int64              `json:"redis_used_memory_bytes"`
 	SendErrors        int64              `json:"send_errors"`
 	Resume            *resumeStats       `json:"resume"`
+	Fanout            *fanoutStats       `json:"fanout"`
+	Target            string             `json:"target"`
 	LowestFailing     float64            `json:"lowest_failing_rate"`
 	Pass              bool               `json:"pass"`
 }
@@ -112,6 +120,12 @@ type resumeStats struct {
 	Unexpected     int64 `json:"unexpected"`
 	Incomplete     int64 `json:"incomplete"`
 	Unsupported    bool  `json:"unsupported"`
+}
+
+// fanoutStats is the part of a load line's "fanout" object runs.csv keeps.
+type fanoutStats struct {
+	BytesPerDispatch float64 `json:"redis_out_bytes_per_dispatch"`
+	UnroutedShare    float64 `json:"unrouted_share"`
 }
 
 // errors is what went wrong in a resume run beyond missing and duplicated
@@ -162,7 +176,10 @@ func (res *result) row(m Meta) Row {
 		row["commit"] = res.Ref
 	}
 	switch res.Mode {
-	case "load", "resume":
+	case "load", "resume", "fan1n":
+		if res.Target != "" {
+			row["target"] = res.Target
+		}
 		row["rate"] = num(res.Rate, 0)
 		row["sends_per_s"] = num(res.SendsPerS, 0)
 		row["deliveries_per_s"] = num(res.DeliveriesPerS, 0)
@@ -191,6 +208,10 @@ func (res *result) row(m Meta) Row {
 		}
 		if res.RedisUsedMemory > 0 {
 			row["redis_used_mib"] = num(float64(res.RedisUsedMemory)/(1<<20), 1)
+		}
+		if f := res.Fanout; f != nil {
+			row["redis_out_bytes_per_dispatch"] = num(f.BytesPerDispatch, 1)
+			row["unrouted_share"] = num(f.UnroutedShare, 4)
 		}
 		if res.Mode == "resume" {
 			if res.Resume == nil || res.Resume.Unsupported {

@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -92,11 +93,17 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		rwait    = fs.Duration("resume-timeout", 10*time.Second, "resume: how long a round waits for its replays after its last reconnect")
 		stack    = fs.String("stack", "", "name the stack measured in every JSON line (candidate, baseline, ...), for A/B reports")
 		ref      = fs.String("ref", "", "the commit the measured stack was built from, for A/B reports")
+		members  = fs.Int("room-members", 1000, "fan1n: the room's members, the first users")
+		roomRts  = fs.String("room-rates", "100,150", "fan1n: dispatches/s to the room, comma-separated for several phases (\"\" = none)")
+		bcastRts = fs.String("broadcast-rates", "10,15", "fan1n: broadcasts/s, comma-separated for several phases (\"\" = none)")
+		dispURL  = fs.String("dispatch-url", "", "fan1n: handlers-svc's dispatch API, http://127.0.0.1:port/v1/dispatch")
+		apiKey   = fs.String("api-key", os.Getenv("HANDLERS_API_KEY"), "fan1n: HANDLERS_API_KEY")
+		fanout   = fs.Bool("fanout", false, "load: also read what each run cost the fan-out (Redis bytes and publishes, dispatches the workers read with no local recipient); needs -redis-addr and -metrics")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *maxprocs == 0 && (*mode == "load" || *mode == "resume") && os.Getenv("GOMAXPROCS") == "" {
+	if *maxprocs == 0 && (*mode == "load" || *mode == "resume" || *mode == "fan1n") && os.Getenv("GOMAXPROCS") == "" {
 		// One thread is plenty (a third of a core at R=12,000), and with a
 		// second P every goroutine woken by the poller woke another thread
 		// to look for work too: a futex wake and a context switch per event.
@@ -175,6 +182,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	switch *mode {
 	case "load":
 		cfg.Workers = *workers
+		cfg.Fanout = *fanout
 	case "resume":
 		cfg.Workers = *workers
 		cfg.KeepPositions = true
@@ -218,9 +226,14 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		return emit(res)
+	case "fan1n":
+		return oneToMany(ctx, g, oneToManyPlan{
+			members: *members, roomRates: *roomRts, bcastRates: *bcastRts, url: *dispURL, key: *apiKey,
+			warmup: *warmup, dur: *dur, logf: logf, emit: emit,
+		})
 	case "load":
 	default:
-		return fmt.Errorf("-mode must be idle, load or resume, got %q", *mode)
+		return fmt.Errorf("-mode must be idle, load, resume or fan1n, got %q", *mode)
 	}
 
 	connect := func() error {
@@ -358,6 +371,19 @@ func table(files []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
+	}
+	fan := slices.ContainsFunc(results, func(r loadgen.Result) bool { return r.Fanout != nil })
+	oneN := slices.ContainsFunc(results, func(r loadgen.Result) bool { return r.Mode == "fan1n" })
+	if fan || oneN {
+		if fan {
+			loadgen.FanoutMarkdown(stdout, results, sats)
+		}
+		if oneN {
+			fmt.Fprintln(stdout, "\n1→N: one dispatch to a room, or a broadcast, through the dispatch API:")
+			fmt.Fprintln(stdout)
+			loadgen.OneToManyMarkdown(stdout, results)
+		}
+		return nil
 	}
 	if len(loadgen.Stacks(results, sats)) > 1 {
 		var idle []loadgen.Result

@@ -34,3 +34,17 @@ func TestDevSecretIsTheGateways(t *testing.T) {
 		t.Fatalf("the dev-mode gateway's token %q does not verify with devSecret: %v (sub %q)", tok, err, claims.Subject)
 	}
 }
+
+func TestParseRates(t *testing.T) {
+	if r, err := parseRates(" 10, 15 ,"); err != nil || len(r) != 2 || r[0] != 10 || r[1] != 15 {
+		t.Errorf("parseRates: %v, %v", r, err)
+	}
+	if r, err := parseRates(""); err != nil || len(r) != 0 {
+		t.Errorf("none: %v, %v", r, err)
+	}
+	for _, bad := range []string{"x", "0", "-5"} {
+		if _, err := parseRates(bad); err == nil {
+			t.Errorf("parseRates(%q): no error", bad)
+		}
+	}
+}
