@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/switchboard/switchboard/gateway/internal/fanout"
 	"github.com/switchboard/switchboard/internal/testkit"
@@ -431,4 +432,34 @@ func TestBacklogBoundedInBytes(t *testing.T) {
 		h.release <- struct{}{}
 	}
 	testkit.Eventually(t, wait, "everything delivered", func() bool { return s.BacklogBytes() == 0 && s.Backlog() == 0 })
+}
+
+// TestBacklogDroppedAtExitCountedAndLogged: dispatches read from Redis and
+// still queued when Run ends are counted (DroppedAtExit) and logged once,
+// and with those delivered they add up to everything read.
+func TestBacklogDroppedAtExitCountedAndLogged(t *testing.T) {
+	r := testkit.StartRedis(t)
+	pub := client(t, r)
+	g := newGated()
+	core, logs := observer.New(zap.InfoLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	sub := fanout.New(client(t, r), g, 128, zap.New(core))
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx) }()
+	testkit.Eventually(t, wait, "subscribed", sub.Live)
+	const burst = 40
+	for i := range burst {
+		publish(t, pub, fmt.Sprintf(`{"event":"e%d","broadcast":true}`, i))
+	}
+	testkit.Eventually(t, wait, "the whole burst is read", func() bool { return sub.Backlog() == burst })
+	cancel()
+	close(g.step) // the deliverer, held in its first Deliver, sees the end
+	<-done
+	delivered, dropped := len(g.events()), sub.DroppedAtExit()
+	if dropped == 0 || delivered+int(dropped) != burst {
+		t.Fatalf("%d delivered and %d dropped at exit, want some dropped and %d in all", delivered, dropped, burst)
+	}
+	if n := logs.FilterMessage("dropping the fan-out backlog at exit").Len(); n != 1 {
+		t.Errorf("the drop logged %d times, want once", n)
+	}
 }
