@@ -103,12 +103,6 @@ stop() {
 trap stop EXIT
 trap 'exit 130' INT TERM
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_for() { # wait_for WHAT CMD...
-  local what="$1"; shift
-  for _ in $(seq 1 150); do "$@" && return 0; sleep 0.1; done
-  echo "bench-fanout: $what did not come up" >&2; exit 1
-}
 # stop_stack I: stops stack I's servers, the gateway first, so that the
 # next mode has the machine to itself.
 stop_stack() {

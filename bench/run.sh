@@ -189,12 +189,6 @@ stop() {
 trap stop EXIT
 trap 'exit 130' INT TERM
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_for() { # wait_for WHAT CMD...
-  local what="$1"; shift
-  for _ in $(seq 1 150); do "$@" && return 0; sleep 0.1; done
-  echo "bench: $what did not come up" >&2; exit 1
-}
 
 echo "bench: Go micro benchmarks" >&2
 gobench="$work/gobench.txt"

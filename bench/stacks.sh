@@ -1,11 +1,21 @@
 # shellcheck shell=bash
-# Sourced by bench/run.sh: the stacks a run measures, and how each is built
+# Sourced by bench/run.sh and bench/fanout.sh: the stacks a run measures, and how each is built
 # and started. Stack 0 is the candidate, this tree; an A/B run adds others
 # (BENCH_BASELINE: another git ref's binaries; BENCH_COMPARE_RECOVERY=1: this
 # tree with recovery off). Every stack has its own Redis, NATS, handlers-svc
 # and gateway, on the base ports plus 100 times its index, so the stacks
 # never share a server and the idle ones cost next to nothing while another
 # is measured.
+
+# port_open PORT: something listens on 127.0.0.1:PORT.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# wait_for WHAT CMD...: runs CMD every 0.1 s until it succeeds, for 15 s at
+# most, then gives up naming WHAT.
+wait_for() {
+  local what="$1"; shift
+  for _ in $(seq 1 150); do "$@" && return 0; sleep 0.1; done
+  echo "${0##*/}: $what did not come up" >&2; exit 1
+}
 
 ST_NAME=() # candidate, baseline, recovery-off
 ST_REF=()  # the commit each was built from (short hash, -dirty for a changed tree)
