@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -349,6 +352,32 @@ func BenchmarkDispatch(b *testing.B) {
 			}
 		})
 	})
+	// Recorded (recovery on), to 1,000 users in turn, with Redis's own CPU
+	// time per operation (INFO cpu), the figure merging script calls cuts.
+	rec := dispatch.New(rdb, dispatch.Options{Window: 2 * time.Minute})
+	var n atomic.Int64
+	b.Run("batch-recorded", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(16)
+		before := redisCPU(b, rdb)
+		b.RunParallel(func(pb *testing.PB) {
+			ctx := context.Background()
+			for pb.Next() {
+				i := n.Add(1)
+				err := rec.Batch(ctx, func(bd event.Dispatcher) error {
+					if err := bd.ToUsers(ctx, []string{"u" + strconv.FormatInt(i%1000, 10)}, "message", msg); err != nil {
+						return err
+					}
+					return bd.ToUsers(ctx, []string{"u" + strconv.FormatInt((i+1)%1000, 10)}, "message_sent", msg)
+				})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64((redisCPU(b, rdb)-before).Microseconds())/float64(b.N), "redis-µs/op")
+	})
 	b.Run("single", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetParallelism(16)
@@ -391,4 +420,26 @@ func BenchmarkDispatch(b *testing.B) {
 			}
 		})
 	})
+}
+
+// redisCPU returns the CPU time the Redis server has used (INFO cpu).
+func redisCPU(tb testing.TB, rdb *redis.Client) time.Duration {
+	tb.Helper()
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var total float64
+	for line := range strings.Lines(info) {
+		for _, f := range []string{"used_cpu_sys:", "used_cpu_user:"} {
+			if v, ok := strings.CutPrefix(line, f); ok {
+				s, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				if err != nil {
+					tb.Fatal(err)
+				}
+				total += s
+			}
+		}
+	}
+	return time.Duration(total * float64(time.Second))
 }

@@ -44,9 +44,9 @@ func (g *gate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		names := make([]string, len(cmds))
 		for i, c := range cmds {
-			names[i] = c.Name()
+			names[i] = scriptName(c)
 		}
-		if !slices.Contains(names, "evalsha") {
+		if !slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, "evalsha") }) {
 			return next(ctx, cmds) // go-redis's own, such as a new connection's HELLO
 		}
 		g.entered <- names
@@ -56,6 +56,18 @@ func (g *gate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 		}
 		return next(ctx, cmds)
 	}
+}
+
+// scriptName names c as the gate tells it: "evalsha/<units>" for a call of
+// the publish script, with the number of dispatches it carries, else c's
+// name.
+func scriptName(c redis.Cmder) string {
+	if c.Name() != "evalsha" {
+		return c.Name()
+	}
+	args := c.Args()
+	nk, _ := args[2].(int)
+	return fmt.Sprintf("evalsha/%v", args[3+nk+3])
 }
 
 // next waits for the next pipeline to reach the gate and returns its
@@ -182,8 +194,8 @@ func dispatch(ctx context.Context, d *Dispatcher, id int, batch bool) error {
 }
 
 // TestGathersCallsQueuedWhileInFlight: the calls that arrive while a
-// pipeline is in flight all go in the next one, each transaction as one
-// script call in it, and each caller gets its own result.
+// pipeline is in flight all go in the next one, merged into one script
+// call, and each caller gets its own result.
 func TestGathersCallsQueuedWhileInFlight(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	sub := subscribeChannel(t, srv.Addr())
@@ -192,7 +204,7 @@ func TestGathersCallsQueuedWhileInFlight(t *testing.T) {
 
 	first := make(chan error, 1)
 	go func() { first <- d.Broadcast(ctx, "first", nil) }()
-	if got := g.next(t); strings.Join(got, " ") != "evalsha" {
+	if got := g.next(t); strings.Join(got, " ") != "evalsha/1" {
 		t.Fatalf("first pipeline %v, want one script call: an idle publisher writes at once", got)
 	}
 	const calls = 8 // even ids batches, odd ones single
@@ -206,9 +218,10 @@ func TestGathersCallsQueuedWhileInFlight(t *testing.T) {
 		t.Fatalf("first: %v", err)
 	}
 
-	got := g.next(t)
-	if len(got) != calls || slices.ContainsFunc(got, func(name string) bool { return name != "evalsha" }) {
-		t.Fatalf("second pipeline %v: want the %d queued calls, one script call each", got, calls)
+	// 4 batches of 2 dispatches and 4 single ones, merged into one call of
+	// the script.
+	if got := g.next(t); strings.Join(got, " ") != "evalsha/12" {
+		t.Fatalf("second pipeline %v: want the %d queued calls in one script call of 12 dispatches", got, calls)
 	}
 	g.release <- struct{}{}
 	for range calls {
@@ -307,8 +320,8 @@ func TestContextEndsWhileWaiting(t *testing.T) {
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
-	if got := g.next(t); strings.Join(got, " ") != "evalsha evalsha" {
-		t.Fatalf("second pipeline %v, want calls 2 and 3 only", got)
+	if got := g.next(t); strings.Join(got, " ") != "evalsha/3" {
+		t.Fatalf("second pipeline %v, want calls 2 and 3 only (3 dispatches, merged)", got)
 	}
 	cancels[3]()
 	if err := <-errs[3]; !errors.Is(err, context.Canceled) {
@@ -590,5 +603,71 @@ func TestLeaderPanic(t *testing.T) {
 	}
 	if got := strings.Join(sub.until(t, "marker"), " "); got != "marker" {
 		t.Fatalf("published %q, want only the marker", got)
+	}
+}
+
+// TestMergedCallsGetTheirOwnPositions: calls queued behind a flush go in
+// one script call, and each gets exactly the positions of its own targets,
+// in its target order, continuing each user's offsets; a call too big to
+// merge goes in a script call of its own, in its place.
+func TestMergedCallsGetTheirOwnPositions(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	d, g := newGatedDispatcher(t, srv.Addr())
+	ctx := context.Background()
+
+	first := make(chan error, 1)
+	go func() { first <- d.Broadcast(ctx, "first", nil) }()
+	g.next(t)
+
+	var many []string // more users than one merged call takes
+	for i := range maxMergedKeys/2 + 1 {
+		many = append(many, fmt.Sprintf("m%d", i))
+	}
+	calls := [][]string{{"x"}, {"y", "x"}, many, {"x", "z"}}
+	type result struct {
+		pos []string
+		err error
+	}
+	results := make([]chan result, len(calls))
+	for i, users := range calls {
+		results[i] = make(chan result, 1)
+		go func() {
+			keys, args := streams.PublishCall([]*streams.Unit{streams.NewUnit(&proto.Dispatch{Event: "e", Users: users}, true)}, d.window, d.ttl)
+			pos, _, err := d.pub.publish(ctx, keys, args)
+			results[i] <- result{pos, err}
+		}()
+		awaitQueued(t, &d.pub, i+1) // in this order
+	}
+	g.release <- struct{}{}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(g.next(t), " "), "evalsha/2 evalsha/1 evalsha/1"; got != want {
+		t.Fatalf("second pipeline %q, want %q: the first two merged, the big one alone, the last after it", got, want)
+	}
+	g.release <- struct{}{}
+
+	wantOffsets := [][]uint64{{1}, {1, 2}, nil, {3, 1}}
+	for i := range calls {
+		r := <-results[i]
+		if r.err != nil {
+			t.Fatalf("call %d: %v", i, r.err)
+		}
+		if len(r.pos) != len(calls[i]) {
+			t.Fatalf("call %d: %d positions %v, want one per user of %v", i, len(r.pos), r.pos, calls[i])
+		}
+		for j, p := range r.pos {
+			pp, ok := proto.ParsePos(p)
+			if !ok {
+				t.Fatalf("call %d: position %q", i, p)
+			}
+			want := uint64(1)
+			if wantOffsets[i] != nil {
+				want = wantOffsets[i][j]
+			}
+			if pp.Off != want {
+				t.Errorf("call %d, user %s: offset %d, want %d (positions %v)", i, calls[i][j], pp.Off, want, r.pos)
+			}
+		}
 	}
 }
