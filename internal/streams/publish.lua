@@ -2,7 +2,8 @@
 -- Appends dispatches to their streams and publishes them, atomically, so
 -- that stored order is publish order (docs/protocol.md section 6).
 --
--- KEYS[1]     the run key (proto.RunKey)
+-- KEYS[1]     the run key (proto.RunKey: of the call's partition on a
+--             Redis Cluster, where every key is in its slot)
 -- KEYS[2..]   per recorded target, in order: its stream, its meta hash
 -- ARGV[1]     history window, ms
 -- ARGV[2]     meta TTL, s
@@ -19,6 +20,8 @@
 --   user id, N the number of users, kind 'p' (recorded) or 't' (transient),
 --   and N pairs follow: each user id as a JSON string, and its channel.
 --   Each user's body is head..id..tail, then its position for 'p'.
+--   Kinds 'P' and 'T' are 'p' and 't' published with SPUBLISH (sharded
+--   pub/sub, on a Redis Cluster: the channels are in the keys' slot).
 -- Returns the positions assigned, in target order, then the number of
 -- PUBLISHes on a shared channel that no subscriber received (see
 -- SplitResult). A PUBLISH on a user's channel that no one hears is not
@@ -78,6 +81,8 @@ for _ = 1, tonumber(ARGV[4]) do
   local channel, head, ev, args = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local n, kind = tonumber(ARGV[a + 4]), ARGV[a + 5]
   a = a + 6
+  local sharded = kind == 'P' or kind == 'T'
+  if sharded then kind = string.lower(kind) end
   if kind == 'p' or kind == 't' then
     -- One message per user, on that user's channel, naming that user
     -- only. A user offline everywhere has no subscriber: that is normal.
@@ -90,7 +95,7 @@ for _ = 1, tonumber(ARGV[4]) do
       else
         body = body .. '}'
       end
-      redis.call('PUBLISH', uch, body)
+      redis.call(sharded and 'SPUBLISH' or 'PUBLISH', uch, body)
     end
   else
     local pos = {}
