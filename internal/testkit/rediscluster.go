@@ -1,0 +1,149 @@
+package testkit
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisCluster is a Redis Cluster of redis-server processes owned by a
+// test, every node a master serving a contiguous share of the slots (as
+// redis-cli --cluster create splits them), without replicas.
+type RedisCluster struct {
+	Nodes []*Redis
+	t     testing.TB
+}
+
+// clusterReadyTimeout bounds the wait for the nodes to agree on a cluster.
+const clusterReadyTimeout = 30 * time.Second
+
+// StartRedisCluster starts size redis-server processes in cluster mode on
+// 127.0.0.1 (each on a free port, its cluster bus on another), joins them
+// with redis-cli --cluster create (no replicas), waits until every node
+// reports cluster_state:ok, and stops them when the test ends.
+func StartRedisCluster(t testing.TB, size int) *RedisCluster {
+	t.Helper()
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Fatalf("redis-cli not found in PATH (%v): install Redis to run these tests", err)
+	}
+	c := &RedisCluster{t: t}
+	for range size {
+		var r *Redis
+		var lastErr error
+		for range redisAttempts {
+			r = newRedis(t, RestartablePort(t))
+			r.extra = []string{"--cluster-enabled", "yes", "--cluster-config-file", r.dir + "/nodes.conf",
+				"--cluster-port", strconv.Itoa(FreePort(t)), "--cluster-node-timeout", "2000"}
+			if lastErr = r.start(); lastErr == nil {
+				break
+			}
+			r = nil
+		}
+		if r == nil {
+			t.Fatalf("redis-server (cluster node) did not start: %v", lastErr)
+		}
+		c.Nodes = append(c.Nodes, r)
+	}
+	args := []string{"--cluster", "create"}
+	for _, n := range c.Nodes {
+		args = append(args, n.Addr())
+	}
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v: %s", err, out)
+	}
+	c.AwaitOK()
+	return c
+}
+
+// AwaitOK waits until every node reports cluster_state:ok and knows every
+// other node, so a client started now finds all slots served.
+func (c *RedisCluster) AwaitOK() {
+	c.t.Helper()
+	ctx := context.Background()
+	for _, n := range c.Nodes {
+		rdb := redis.NewClient(&redis.Options{Addr: n.Addr(), MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second})
+		Eventually(c.t, clusterReadyTimeout, fmt.Sprintf("redis cluster node %s: cluster_state:ok", n.Addr()), func() bool {
+			info, err := rdb.ClusterInfo(ctx).Result()
+			if err != nil || !strings.Contains(info, "cluster_state:ok") {
+				return false
+			}
+			return strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d", len(c.Nodes)))
+		})
+		_ = rdb.Close()
+	}
+}
+
+// URL returns the cluster in the go-redis cluster URL form
+// (docs/protocol.md section 1): redis://node1?addr=node2&addr=node3.
+func (c *RedisCluster) URL() string {
+	u := "redis://" + c.Nodes[0].Addr()
+	for i, n := range c.Nodes[1:] {
+		sep := "&"
+		if i == 0 {
+			sep = "?"
+		}
+		u += sep + "addr=" + n.Addr()
+	}
+	return u
+}
+
+// ClusterURL is URL.
+func (c *RedisCluster) ClusterURL() string { return c.URL() }
+
+// Addrs returns every node's host:port.
+func (c *RedisCluster) Addrs() []string {
+	out := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		out[i] = n.Addr()
+	}
+	return out
+}
+
+// Client returns a cluster client of c, closed when the test ends.
+func (c *RedisCluster) Client(opts *redis.ClusterOptions) *redis.ClusterClient {
+	if opts == nil {
+		opts = &redis.ClusterOptions{}
+	}
+	opts.Addrs = c.Addrs()
+	rdb := redis.NewClusterClient(opts)
+	c.t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+// NodeOf returns the node that serves key's slot now.
+func (c *RedisCluster) NodeOf(key string) *Redis {
+	c.t.Helper()
+	ctx := context.Background()
+	for _, n := range c.Nodes {
+		rdb := redis.NewClient(&redis.Options{Addr: n.Addr(), MaxRetries: -1})
+		slot, err := rdb.ClusterKeySlot(ctx, key).Result()
+		if err != nil {
+			_ = rdb.Close()
+			continue
+		}
+		slots, err := rdb.ClusterSlots(ctx).Result()
+		_ = rdb.Close()
+		if err != nil {
+			continue
+		}
+		for _, s := range slots {
+			if int64(s.Start) <= slot && slot <= int64(s.End) && len(s.Nodes) > 0 {
+				for _, m := range c.Nodes {
+					if m.Addr() == s.Nodes[0].Addr {
+						return m
+					}
+				}
+			}
+		}
+	}
+	c.t.Fatalf("no node of the cluster serves %q", key)
+	return nil
+}
