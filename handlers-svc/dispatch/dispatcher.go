@@ -70,7 +70,7 @@ var (
 // ContextTimeoutEnabled set on rdb, a round trip to Redis ends by the last
 // deadline of the dispatches it carries; without it, only by rdb's own
 // timeouts.
-func New(rdb *redis.Client, opts Options) *Dispatcher {
+func New(rdb redis.UniversalClient, opts Options) *Dispatcher {
 	if opts.MetaTTL <= 0 {
 		opts.MetaTTL = DefaultMetaTTL
 	}

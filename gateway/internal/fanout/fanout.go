@@ -66,7 +66,7 @@ const DefaultQueue = 32768
 
 // Subscriber reads the dispatch channel and delivers each message.
 type Subscriber struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	to  Deliverer
 	log *zap.Logger
 
@@ -106,7 +106,7 @@ type Subscriber struct {
 // New returns a Subscriber reading from rdb and delivering to to, holding up
 // to queue messages read but not yet delivered (DefaultQueue if queue < 1).
 // Lagging turns on at queue/8 of them and off at queue/64.
-func New(rdb *redis.Client, to Deliverer, queue int, log *zap.Logger, opts ...Option) *Subscriber {
+func New(rdb redis.UniversalClient, to Deliverer, queue int, log *zap.Logger, opts ...Option) *Subscriber {
 	if queue < 1 {
 		queue = DefaultQueue
 	}

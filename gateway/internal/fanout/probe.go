@@ -30,7 +30,7 @@ const (
 // ProbeWith has the Subscriber publish its probes through rdb instead of
 // the client it subscribes with (tests put a faulty path in front of the
 // subscription only).
-func ProbeWith(rdb *redis.Client) Option { return func(s *Subscriber) { s.probe.rdb = rdb } }
+func ProbeWith(rdb redis.UniversalClient) Option { return func(s *Subscriber) { s.probe.rdb = rdb } }
 
 // ProbeTiming changes the probe's timing (tests).
 func ProbeTiming(every, within time.Duration) Option {
@@ -49,7 +49,7 @@ func (s *Subscriber) Probed() uint64 { return s.probe.seen.Load() }
 // watches them come back through the subscription.
 type prober struct {
 	every, within time.Duration
-	rdb           *redis.Client
+	rdb           redis.UniversalClient
 	sent          uint64        // the prober's own
 	seen          atomic.Uint64 // the highest probe received, set by the reader
 }
