@@ -40,7 +40,7 @@ func StartRedisCluster(t testing.TB, size int) *RedisCluster {
 		for range redisAttempts {
 			r = newRedis(t, RestartablePort(t))
 			r.extra = []string{"--cluster-enabled", "yes", "--cluster-config-file", r.dir + "/nodes.conf",
-				"--cluster-port", strconv.Itoa(FreePort(t)), "--cluster-node-timeout", "2000"}
+				"--cluster-port", strconv.Itoa(FreePort(t)), "--cluster-node-timeout", "5000"}
 			if lastErr = r.start(); lastErr == nil {
 				break
 			}

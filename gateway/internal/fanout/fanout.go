@@ -44,6 +44,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/switchboard/switchboard/internal/backoff"
+	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -86,7 +87,7 @@ type Subscriber struct {
 	lagSince    time.Time  // when lagging last turned on; under lagMu
 	lagLog      lagLog     // under lagMu
 
-	live         atomic.Bool
+	line                      // the shared channel's connection
 	resubs       atomic.Uint64
 	malformed    atomic.Uint64
 	reserved     atomic.Uint64
@@ -94,13 +95,14 @@ type Subscriber struct {
 	onRestored   func(down time.Duration) // nil: none
 	lostAt       time.Time                // when the subscription was last lost; the reader's only
 
-	probe        prober
-	probeChannel string
 	stalls       atomic.Uint64
-	psState      // the reader's connection, which the prober closes on a stall
 
-	users *userSubs     // per-user mode's user channels; nil in shared mode
-	done  chan struct{} // closed when Run has ended
+	perUser bool      // FANOUT_MODE=per_user
+	users   *userSubs // per-user mode's user channels on this connection; nil in shared mode and on a cluster
+	// shards are a Redis Cluster's partitions in per-user mode, each a
+	// sharded subscription of its own (shards.go); nil otherwise.
+	shards []*shard
+	done   chan struct{} // closed when Run has ended
 }
 
 // New returns a Subscriber reading from rdb and delivering to to, holding up
@@ -116,12 +118,15 @@ func New(rdb redis.UniversalClient, to Deliverer, queue int, log *zap.Logger, op
 		maxBytes: DefaultQueueBytes,
 		high:     max(queue/8, 1),
 		low:      queue / 64,
-		probe:    prober{every: ProbeEvery, within: ProbeWithin, rdb: rdb},
 		done:     make(chan struct{}),
 	}
-	s.probeChannel = probeChannelName()
+	s.probe = prober{every: ProbeEvery, within: ProbeWithin, rdb: rdb}
+	s.probeChannel = probeChannelName("sb:")
 	for _, o := range opts {
 		o(s)
+	}
+	if s.users != nil && streams.IsCluster(rdb) {
+		s.shardUsers()
 	}
 	s.bytes = semaphore.NewWeighted(s.maxBytes)
 	return s
@@ -163,8 +168,19 @@ func (s *Subscriber) Malformed() uint64 { return s.malformed.Load() }
 // of the gateway's own events (connected, ack, error, resync).
 func (s *Subscriber) Reserved() uint64 { return s.reserved.Load() }
 
-// Live reports whether the subscription is currently established.
-func (s *Subscriber) Live() bool { return s.live.Load() }
+// Live reports whether the subscription is currently established: on a
+// Redis Cluster in per-user mode, every partition's too.
+func (s *Subscriber) Live() bool {
+	if !s.live.Load() {
+		return false
+	}
+	for _, sh := range s.shards {
+		if !sh.live.Load() {
+			return false
+		}
+	}
+	return true
+}
 
 // BacklogBytes returns the bytes of the messages read from Redis and not
 // yet delivered.
@@ -198,10 +214,15 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); s.deliverLoop(ctx) }()
 	wg.Add(1)
-	go func() { defer wg.Done(); s.probeLoop(ctx) }()
-	if s.users != nil {
+	go func() { defer wg.Done(); s.probeLoop(ctx, &s.line) }()
+	for _, u := range s.allUsers() {
 		wg.Add(1)
-		go func() { defer wg.Done(); s.userLoop(ctx) }()
+		go func() { defer wg.Done(); s.userLoop(ctx, u) }()
+	}
+	for _, sh := range s.shards {
+		wg.Add(2)
+		go func() { defer wg.Done(); s.readShard(ctx, sh) }()
+		go func() { defer wg.Done(); s.probeLoop(ctx, &sh.line) }()
 	}
 	err := s.read(ctx)
 	cancel()
@@ -263,7 +284,7 @@ func (s *Subscriber) read(ctx context.Context) error {
 // order), so the sweep that follows sees every channel live.
 func (s *Subscriber) receive(ctx context.Context, ps *redis.PubSub, bo *backoff.Backoff, down *bool) error {
 	chans := []string{proto.Channel, s.probeChannel}
-	if s.users != nil {
+	if s.perUser {
 		// Said to a handlers-svc publishing per user (modecheck): this
 		// worker takes the user channels.
 		chans = append(chans, proto.PerUserMarkerChannel)
@@ -323,7 +344,8 @@ func (s *Subscriber) subscribed(bo *backoff.Backoff, down *bool) {
 		s.onSubscribed()
 	}
 	if !*down {
-		s.log.Info("redis subscribed", zap.String("channel", proto.Channel), zap.Bool("per_user", s.users != nil))
+		s.log.Info("redis subscribed", zap.String("channel", proto.Channel), zap.Bool("per_user", s.perUser),
+			zap.Int("partitions", len(s.shards)))
 		return
 	}
 	s.resubs.Add(1)
