@@ -47,6 +47,8 @@ unit:
 # unit has run them, and everything else, in the default shared mode. The
 # recovery suite, where there is one, runs whole.
 E2E_PER_USER_RUN := Delivery|SendMessage|PostUpdated|DispatchAPI|Rooms|Recover|Resume|RedisDownAndBack
+# The cluster set-up also runs the per_user tests that set the mode themselves.
+E2E_CLUSTER_RUN := $(E2E_PER_USER_RUN)|PerUser
 e2e-per-user:
 	@echo "E2E_FANOUT_MODE=per_user go test -race -run '$(E2E_PER_USER_RUN)' ./e2e/"
 	@cd e2e && E2E_FANOUT_MODE=per_user go test -race -count=1 -timeout 10m -run '$(E2E_PER_USER_RUN)' .
@@ -58,8 +60,8 @@ e2e-per-user:
 # 3-node NATS cluster (testkit reads E2E_REDIS and E2E_NATS). The few tests
 # that act on the one Redis server skip there, saying why.
 e2e-cluster:
-	@echo "E2E_FANOUT_MODE=per_user E2E_REDIS=cluster E2E_NATS=cluster go test -race -run '$(E2E_PER_USER_RUN)' ./e2e/"
-	@cd e2e && E2E_FANOUT_MODE=per_user E2E_REDIS=cluster E2E_NATS=cluster go test -race -count=1 -timeout 10m -run '$(E2E_PER_USER_RUN)' .
+	@echo "E2E_FANOUT_MODE=per_user E2E_REDIS=cluster E2E_NATS=cluster go test -race -run '$(E2E_CLUSTER_RUN)' ./e2e/"
+	@cd e2e && E2E_FANOUT_MODE=per_user E2E_REDIS=cluster E2E_NATS=cluster go test -race -count=1 -timeout 10m -run '$(E2E_CLUSTER_RUN)' .
 	@if [ -d e2e/recovery ]; then echo "E2E_FANOUT_MODE=per_user E2E_REDIS=cluster E2E_NATS=cluster go test -race ./e2e/recovery/"; \
 		(cd e2e && E2E_FANOUT_MODE=per_user E2E_REDIS=cluster E2E_NATS=cluster go test -race -count=1 -timeout 10m ./recovery/...) || exit 1; fi
 
