@@ -51,7 +51,7 @@ func TestNew(t *testing.T) {
 		t.Fatalf("one server: %T %+v", one, c.Options())
 	}
 	if err := one.Ping(ctx).Err(); err != nil || connects.Load() == 0 {
-		t.Fatalf("ping %v, %d connects", err, connects)
+		t.Fatalf("ping %v, %d connects", err, connects.Load())
 	}
 
 	cl := testkit.StartRedisCluster(t, 3)

@@ -87,7 +87,7 @@ type Subscriber struct {
 	lagSince    time.Time  // when lagging last turned on; under lagMu
 	lagLog      lagLog     // under lagMu
 
-	line                      // the shared channel's connection
+	line         // the shared channel's connection
 	resubs       atomic.Uint64
 	malformed    atomic.Uint64
 	reserved     atomic.Uint64
@@ -95,7 +95,7 @@ type Subscriber struct {
 	onRestored   func(down time.Duration) // nil: none
 	lostAt       time.Time                // when the subscription was last lost; the reader's only
 
-	stalls       atomic.Uint64
+	stalls atomic.Uint64
 
 	perUser bool      // FANOUT_MODE=per_user
 	users   *userSubs // per-user mode's user channels on this connection; nil in shared mode and on a cluster
