@@ -3,6 +3,7 @@ package fanout_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -153,5 +154,65 @@ func TestClusterShardStallNoticed(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// nodeCalls sums how often the cluster's nodes ran cmd.
+func nodeCalls(t *testing.T, c *testkit.RedisCluster, cmd string) int {
+	t.Helper()
+	n := 0
+	for _, nd := range c.Nodes {
+		rdb := redis.NewClient(&redis.Options{Addr: nd.Addr()})
+		n += calls(t, rdb, cmd)
+		_ = rdb.Close()
+	}
+	return n
+}
+
+// TestClusterBatchedAndLingering: on a cluster, many users acquired at
+// once are subscribed with a few SSUBSCRIBEs per partition, not one each;
+// released, their channels leave after the linger, with a few
+// SUNSUBSCRIBEs, and a user back afterwards is subscribed anew and served.
+func TestClusterBatchedAndLingering(t *testing.T) {
+	const users = 1000
+	c := testkit.StartRedisCluster(t, 3)
+	pub := c.Client(nil)
+	in := make(inbox, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &running{sub: fanout.New(c.Client(nil), in, 0, zap.NewNop(), fanout.PerUser(50*time.Millisecond)), cancel: cancel, done: make(chan error, 1)}
+	go func() { s.done <- s.sub.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-s.done })
+	waitLive(t, s, true)
+	before := nodeCalls(t, c, "ssubscribe")
+
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for i := range users {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			if s.sub.Acquire(ctx, fmt.Sprintf("u%d", i)) != nil {
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if failed.Load() > 0 || s.sub.UserChannels() != users {
+		t.Fatalf("%d Acquires failed; %d channels live, want %d", failed.Load(), s.sub.UserChannels(), users)
+	}
+	if subs := nodeCalls(t, c, "ssubscribe") - before; subs > users/4 {
+		t.Fatalf("%d SSUBSCRIBEs for %d users: not batched", subs, users)
+	}
+	for i := range users {
+		s.sub.Release(fmt.Sprintf("u%d", i))
+	}
+	testkit.Eventually(t, wait, "every channel released after the linger", func() bool { return s.sub.UserChannels() == 0 })
+	if unsubs := nodeCalls(t, c, "sunsubscribe"); unsubs == 0 || unsubs > users/4 {
+		t.Fatalf("%d SUNSUBSCRIBEs for %d users", unsubs, users)
+	}
+	acquire(t, s, "u7")
+	sToUser(t, pub, "u7", "back")
+	if got := in.next(t); got.Event != "back" {
+		t.Fatalf("got %s, want back", got.Event)
 	}
 }
