@@ -28,7 +28,9 @@
 // Release, on the last, lets it go after a linger (users.go). Those
 // (un)subscriptions are written in batches by one goroutine of Run's, and
 // after a new connection all of them are written again before the
-// subscription counts as established.
+// subscription counts as established. On a Redis Cluster the user channels
+// are sharded ones, on one subscription per partition, each with its own
+// reader and probe (shards.go).
 package fanout
 
 import (
