@@ -174,3 +174,43 @@ func TestClusterOnConnectSetsEveryPartition(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterFailoverStartsNewEpochs: when a replica takes over a master
+// (CLUSTER FAILOVER), it is another run of Redis: the streams of the
+// partitions it now serves start new epochs at their next write, even
+// though it has every event (a replica promoted by force may not), while
+// the streams on the other masters go on. Never an old epoch continued on
+// a server that may have lost its last writes.
+func TestClusterFailoverStartsNewEpochs(t *testing.T) {
+	c := testkit.StartRedisClusterWithReplicas(t, 3, 1)
+	rdb := c.Client(&redis.ClusterOptions{OnConnect: streams.OnConnect, MaxRetries: -1})
+	ctx := context.Background()
+	users := usersOnEveryPartition()
+	d := &proto.Dispatch{Event: "message", Args: json.RawMessage(`{}`), Users: users}
+	before, _, err := streams.Publish(ctx, rdb, time.Minute, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	promoted := c.Failover(proto.RunKey(0))
+	var after []string
+	testkit.Eventually(t, 10*time.Second, "publish after the failover", func() bool {
+		after, _, err = streams.Publish(ctx, rdb, time.Minute, d)
+		return err == nil
+	})
+	moved := 0
+	for i, u := range users {
+		b, _ := proto.ParsePos(before[i])
+		a, _ := proto.ParsePos(after[i])
+		if c.NodeOf(proto.UserMetaKey(u)) == promoted {
+			moved++
+			if a.Epoch == b.Epoch {
+				t.Errorf("%s, on the promoted replica: epoch %s kept", u, a.Epoch)
+			}
+		} else if a.Epoch != b.Epoch || a.Off != b.Off+1 {
+			t.Errorf("%s: %+v does not continue %+v", u, a, b)
+		}
+	}
+	if moved == 0 {
+		t.Fatal("no partition on the promoted replica")
+	}
+}

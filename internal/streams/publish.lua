@@ -9,6 +9,8 @@
 -- ARGV[2]     meta TTL, s
 -- ARGV[3]     a fresh random epoch seed ([0-9a-z]): new epochs are seed..index
 -- ARGV[4]     D, the number of dispatches
+-- ARGV[5]     '1' to check the run against the server's own run id (on a
+--             Redis Cluster), '' to trust the run key
 -- then per dispatch, 6 values:
 --   channel, head (its JSON body without the closing brace), event, args,
 --   N (the targets it records: 0 = transient, 1 for the broadcast stream),
@@ -27,6 +29,16 @@
 -- SplitResult). A PUBLISH on a user's channel that no one hears is not
 -- counted: the user is offline, which is normal.
 local run = redis.call('GET', KEYS[1])
+if ARGV[5] == '1' then
+  -- A cluster client's connection may date from before its node became
+  -- a master (a failover), so the run its OnConnect recorded is not to be
+  -- trusted: the script reads the server's run id itself.
+  local live = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
+  if live and run ~= live then
+    run = live
+    redis.call('SET', KEYS[1], run)
+  end
+end
 if not run then
   -- No run recorded (a new or flushed store): mark one; every meta of an
   -- older run then starts a new epoch.
@@ -39,7 +51,7 @@ local window = tonumber(ARGV[1])
 local metattl = tonumber(ARGV[2])
 local minid = string.format('%d-0', now - window)
 local expireEvery = 10000 -- ms between settings of a stream's TTLs
-local k, a = 2, 5
+local k, a = 2, 6
 local out = {}
 
 -- record appends one event to the stream at KEYS[k] (meta at KEYS[k+1]),

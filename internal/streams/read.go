@@ -123,7 +123,7 @@ func execRead(ctx context.Context, rdb redis.UniversalClient, qs []Query) ([]*re
 			epoch, after, off = q.From.Epoch, q.From.ID(), strconv.FormatUint(q.From.Off, 10)
 		}
 		cmds[i] = readScript.EvalSha(ctx, pipe, []string{run, sk, mk},
-			epoch, after, off, q.Max, seed+strconv.Itoa(i), int64(MetaTTL/time.Second))
+			epoch, after, off, q.Max, seed+strconv.Itoa(i), int64(MetaTTL/time.Second), liveRun(cluster))
 	}
 	_, err := pipe.Exec(ctx)
 	return cmds, err

@@ -31,7 +31,11 @@ import (
 // (redis_mode:cluster) each partition has its own, in its slot, and the
 // scripts of a partition check that one; a connection to a node sets the
 // run key of every partition whose slot the node serves: it tries all of
-// them, in one pipeline, and the node refuses the others (MOVED).
+// them, in one pipeline, and the node refuses the others (MOVED). There a
+// connection may outlive its node's change of role (a replica promoted),
+// so the scripts also check the run key against the server's own run id
+// (liveRun); what OnConnect records is then a head start, not the
+// guarantee.
 func OnConnect(ctx context.Context, cn *redis.Conn) error {
 	info, err := cn.Info(ctx, "server").Result()
 	if err != nil {

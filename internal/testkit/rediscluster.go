@@ -29,6 +29,15 @@ const clusterReadyTimeout = 30 * time.Second
 // reports cluster_state:ok, and stops them when the test ends.
 func StartRedisCluster(t testing.TB, size int) *RedisCluster {
 	t.Helper()
+	return StartRedisClusterWithReplicas(t, size, 0)
+}
+
+// StartRedisClusterWithReplicas is StartRedisCluster with replicas
+// replicas of each master: masters*(1+replicas) processes, which redis-cli
+// pairs up. Nodes lists them all; Masters which serve slots now.
+func StartRedisClusterWithReplicas(t testing.TB, masters, replicas int) *RedisCluster {
+	t.Helper()
+	size := masters * (1 + replicas)
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
 		t.Fatalf("redis-cli not found in PATH (%v): install Redis to run these tests", err)
@@ -55,7 +64,7 @@ func StartRedisCluster(t testing.TB, size int) *RedisCluster {
 	for _, n := range c.Nodes {
 		args = append(args, n.Addr())
 	}
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
 		t.Fatalf("redis-cli --cluster create: %v: %s", err, out)
 	}
@@ -79,6 +88,45 @@ func (c *RedisCluster) AwaitOK() {
 		})
 		_ = rdb.Close()
 	}
+}
+
+// Failover has a replica of the master that serves key's slot take over
+// (CLUSTER FAILOVER, the graceful kind: the replica has caught up first),
+// waits until it serves the slot and the cluster is ok again, and returns
+// it. The cluster must have replicas.
+func (c *RedisCluster) Failover(key string) *Redis {
+	c.t.Helper()
+	ctx := context.Background()
+	master := c.NodeOf(key)
+	mc := redis.NewClient(&redis.Options{Addr: master.Addr(), MaxRetries: -1})
+	defer mc.Close()
+	id, err := mc.ClusterMyID(ctx).Result()
+	if err != nil {
+		c.t.Fatalf("CLUSTER MYID on %s: %v", master.Addr(), err)
+	}
+	var replica *Redis
+	for _, n := range c.Nodes {
+		rc := redis.NewClient(&redis.Options{Addr: n.Addr(), MaxRetries: -1})
+		info, err := rc.Info(ctx, "replication").Result()
+		_ = rc.Close()
+		if err == nil && strings.Contains(info, "role:slave") && strings.Contains(info, "master_port:"+strconv.Itoa(master.Port)+"\r") {
+			replica = n
+			break
+		}
+	}
+	if replica == nil {
+		c.t.Fatalf("no replica of %s (%s)", master.Addr(), id)
+	}
+	rc := redis.NewClient(&redis.Options{Addr: replica.Addr(), MaxRetries: -1})
+	defer rc.Close()
+	if err := rc.ClusterFailover(ctx).Err(); err != nil {
+		c.t.Fatalf("CLUSTER FAILOVER on %s: %v", replica.Addr(), err)
+	}
+	Eventually(c.t, clusterReadyTimeout, "the replica "+replica.Addr()+" serves "+key, func() bool {
+		return c.NodeOf(key) == replica
+	})
+	c.AwaitOK()
+	return replica
 }
 
 // URL returns the cluster in the go-redis cluster URL form
