@@ -119,14 +119,40 @@ func (c *RedisCluster) Failover(key string) *Redis {
 	}
 	rc := redis.NewClient(&redis.Options{Addr: replica.Addr(), MaxRetries: -1})
 	defer rc.Close()
-	if err := rc.ClusterFailover(ctx).Err(); err != nil {
-		c.t.Fatalf("CLUSTER FAILOVER on %s: %v", replica.Addr(), err)
-	}
+	// A manual failover needs the replica in sync with its master, and is
+	// given up (silently) when it does not complete in time: asked again
+	// until it takes.
 	Eventually(c.t, clusterReadyTimeout, "the replica "+replica.Addr()+" serves "+key, func() bool {
-		return c.NodeOf(key) == replica
+		info, err := rc.Info(ctx, "replication").Result()
+		if err != nil || !strings.Contains(info, "master_link_status:up") {
+			return false
+		}
+		if err := rc.ClusterFailover(ctx).Err(); err != nil {
+			c.t.Logf("CLUSTER FAILOVER on %s: %v", replica.Addr(), err)
+			return false
+		}
+		deadline := time.Now().Add(6 * time.Second)
+		for time.Now().Before(deadline) {
+			if role, err := rc.Do(ctx, "ROLE").Slice(); err == nil && len(role) > 0 && role[0] == "master" {
+				return c.NodeOf(key) == replica || waitNodeOf(c, key, replica)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return false
 	})
 	c.AwaitOK()
 	return replica
+}
+
+// waitNodeOf waits a little for every node to agree that n serves key.
+func waitNodeOf(c *RedisCluster, key string, n *Redis) bool {
+	for range 100 {
+		if c.NodeOf(key) == n {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
 }
 
 // URL returns the cluster in the go-redis cluster URL form

@@ -216,3 +216,40 @@ func TestClusterBatchedAndLingering(t *testing.T) {
 		t.Fatalf("got %s, want back", got.Event)
 	}
 }
+
+// TestClusterShardsFollowAFailover: when a replica takes over a master
+// (CLUSTER FAILOVER), the sharded subscriptions of that master's
+// partitions move to the new master: users of every partition are served
+// again, the worker is told to heal, and the subscription is live.
+func TestClusterShardsFollowAFailover(t *testing.T) {
+	c := testkit.StartRedisClusterWithReplicas(t, 3, 1)
+	pub := c.Client(nil)
+	in := make(inbox, 64)
+	var subscribed atomic.Int32
+	s := runCluster(t, c, in, fanout.OnSubscribed(func() { subscribed.Add(1) }))
+	waitLive(t, s, true)
+	users := clusterUsers()
+	for _, u := range users {
+		acquire(t, s, u)
+	}
+	before := subscribed.Load()
+	c.Failover(proto.UserChannel(users[0]))
+	testkit.Eventually(t, wait, "resubscribed after the failover", func() bool {
+		return subscribed.Load() > before && s.sub.Live()
+	})
+	for _, u := range users {
+		testkit.Eventually(t, wait, "delivery to "+u, func() bool {
+			sToUser(t, pub, u, "to-"+u)
+			for {
+				select {
+				case got := <-in:
+					if got.Event == "to-"+u {
+						return true
+					}
+				case <-time.After(100 * time.Millisecond):
+					return false
+				}
+			}
+		})
+	}
+}
