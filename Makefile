@@ -8,7 +8,7 @@ MODULES := proto internal gateway handlers-svc bench e2e
 CROSS_PLATFORMS ?= darwin/arm64 darwin/amd64
 FUZZTIME ?= 100000x
 
-.PHONY: all build run test vet cross unit e2e-per-user fuzz soak bench bench-quick bench-scale bench-fanout bench-go deps token clean
+.PHONY: all build run test vet cross unit e2e-per-user e2e-cluster fuzz soak bench bench-quick bench-scale bench-fanout bench-go deps token clean
 
 all: build
 
@@ -23,7 +23,7 @@ run: build
 	@bash .ci/deps.sh run
 	@bash .ci/run-stack.sh
 
-test: deps vet cross unit e2e-per-user fuzz
+test: deps vet cross unit e2e-per-user e2e-cluster fuzz
 
 vet:
 	@for m in $(MODULES); do echo "go vet ./$$m/..."; (cd $$m && go vet ./...) || exit 1; done
@@ -47,11 +47,23 @@ unit:
 # unit has run them, and everything else, in the default shared mode. The
 # recovery suite, where there is one, runs whole.
 E2E_PER_USER_RUN := Delivery|SendMessage|PostUpdated|DispatchAPI|Rooms|Recover|Resume|RedisDownAndBack
+# The cluster set-up also runs the per_user tests that set the mode themselves.
+E2E_CLUSTER_RUN := $(E2E_PER_USER_RUN)|PerUser
 e2e-per-user:
 	@echo "E2E_FANOUT_MODE=per_user go test -race -run '$(E2E_PER_USER_RUN)' ./e2e/"
 	@cd e2e && E2E_FANOUT_MODE=per_user go test -race -count=1 -timeout 10m -run '$(E2E_PER_USER_RUN)' .
 	@if [ -d e2e/recovery ]; then echo "E2E_FANOUT_MODE=per_user go test -race ./e2e/recovery/"; \
 		(cd e2e && E2E_FANOUT_MODE=per_user go test -race -count=1 -timeout 10m ./recovery/...) || exit 1; fi
+
+# The third set-up of the same end-to-end checks: per_user on a 3-master
+# Redis Cluster (sharded pub/sub, one script call per partition) with a
+# 3-node NATS cluster (testkit reads E2E_REDIS and E2E_NATS). The few tests
+# that act on the one Redis server skip there, saying why.
+e2e-cluster:
+	@echo "E2E_FANOUT_MODE=per_user E2E_REDIS=cluster E2E_NATS=cluster go test -race -run '$(E2E_CLUSTER_RUN)' ./e2e/"
+	@cd e2e && E2E_FANOUT_MODE=per_user E2E_REDIS=cluster E2E_NATS=cluster go test -race -count=1 -timeout 10m -run '$(E2E_CLUSTER_RUN)' .
+	@if [ -d e2e/recovery ]; then echo "E2E_FANOUT_MODE=per_user E2E_REDIS=cluster E2E_NATS=cluster go test -race ./e2e/recovery/"; \
+		(cd e2e && E2E_FANOUT_MODE=per_user E2E_REDIS=cluster E2E_NATS=cluster go test -race -count=1 -timeout 10m ./recovery/...) || exit 1; fi
 
 # Each fuzz target of a decoder of outside input, briefly (FUZZTIME each):
 # envelopes, dispatches, NATS requests and replies, JWTs, handler args, the

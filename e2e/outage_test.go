@@ -110,6 +110,7 @@ func assertLoggedOncePerWorker(t *testing.T, s *testkit.Stack, msg string) {
 // worker resubscribes and handlers-svc publishes again by themselves, and
 // the loss and the recovery are each logged once.
 func TestRedisDownAndBack(t *testing.T) {
+	testkit.SkipOnRedisCluster(t, "it stops the one Redis server; a cluster master's restart is e2e/recovery's TestRedisRestartWithoutPersistence there")
 	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2})
 	a0, a1 := s.DialOn("alice", 0), s.DialOn("alice", 1)
 	bob := s.Dial("bob")

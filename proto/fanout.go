@@ -31,11 +31,11 @@ func ParseFanoutMode(s string) (FanoutMode, error) {
 }
 
 // UserChannel returns the pub/sub channel of user's dispatches in
-// FanoutPerUser mode. It sits beside the user's stream and meta keys
-// (UserStreamKey, UserMetaKey), with which it shares its "sb:u:<user>:"
-// prefix, so that a future hash tag on that part puts all three in one
-// Redis Cluster slot.
-func UserChannel(user string) string { return "sb:u:" + user + ":c" }
+// FanoutPerUser mode: "sb:{<tag>}:u:<user>:c", beside the user's stream and
+// meta keys (UserStreamKey, UserMetaKey), in the same partition, so that on
+// a Redis Cluster all three share one hash slot (and the channel is a
+// sharded one, SPUBLISH/SSUBSCRIBE, on the node that holds the streams).
+func UserChannel(user string) string { return userPrefix(user) + ":c" }
 
 // PerUserMarkerChannel is a channel that gateway workers in FanoutPerUser
 // mode subscribe to beside Channel, and on which nothing is published: a

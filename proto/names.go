@@ -16,22 +16,28 @@ const Channel = "switchboard:outgoing"
 
 // Redis keys of the recovery streams (docs/protocol.md section 6). Each stream has
 // a meta hash beside it: its epoch (e), top offset (s), the time of its top
-// entry in ms (t) and the run of the Redis server that wrote it (r).
+// entry in ms (t) and the run of the Redis server that wrote it (r). Every
+// key starts with its partition's hash tag, "sb:{<tag>}:" (partition.go);
+// the run keys are RunKey's.
 const (
-	// RunKey holds the run id of the Redis server the streams were written
-	// on; every client connection sets it before its first command, so a
-	// restarted or failed-over server is noticed.
-	RunKey = "sb:run"
-	// BroadcastStreamKey and BroadcastMetaKey are the broadcast stream.
-	BroadcastStreamKey = "sb:b:s"
-	BroadcastMetaKey   = "sb:b:m"
+	// BroadcastStreamKey and BroadcastMetaKey are the broadcast stream, in
+	// partition BroadcastPartition.
+	BroadcastStreamKey = "sb:{18}:b:s"
+	BroadcastMetaKey   = "sb:{18}:b:m"
 )
 
-// UserStreamKey returns the key of user's stream.
-func UserStreamKey(user string) string { return "sb:u:" + user + ":s" }
+// UserStreamKey returns the key of user's stream: "sb:{<tag>}:u:<user>:s",
+// tag being the user's partition's (PartitionOf).
+func UserStreamKey(user string) string { return userPrefix(user) + ":s" }
 
 // UserMetaKey returns the key of the meta hash of user's stream.
-func UserMetaKey(user string) string { return "sb:u:" + user + ":m" }
+func UserMetaKey(user string) string { return userPrefix(user) + ":m" }
+
+// userPrefix returns "sb:{<tag>}:u:<user>", the start of user's keys and
+// channel.
+func userPrefix(user string) string {
+	return partitionPrefix(PartitionOf(user)) + "u:" + user
+}
 
 // Server-side event names the gateway itself sends (docs/protocol.md section 2).
 // No dispatch may name one: handlers-svc refuses it and the gateway drops

@@ -195,7 +195,7 @@ func TestParseFanoutMode(t *testing.T) {
 
 func TestUserChannelBesideTheStreamKeys(t *testing.T) {
 	ch := proto.UserChannel("alice")
-	if ch != "sb:u:alice:c" {
+	if want := "sb:{" + proto.PartitionTag(proto.PartitionOf("alice")) + "}:u:alice:c"; ch != want {
 		t.Errorf("UserChannel(alice) = %q", ch)
 	}
 	// The channel never names the shared channel or another user's.

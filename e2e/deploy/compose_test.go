@@ -14,11 +14,20 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/switchboard/switchboard/internal/redisconn"
+	"github.com/switchboard/switchboard/internal/serverurl"
 	"github.com/switchboard/switchboard/internal/testkit"
 )
 
 // The profile that runs more than one of everything.
 const multiProfile = "multi"
+
+// The profile that runs a Redis Cluster, and a gateway and a handlers-svc
+// on it.
+const clusterProfile = "cluster"
+
+// clusterNodes are the Redis Cluster's node services.
+var clusterNodes = []string{"redis-c1", "redis-c2", "redis-c3"}
 
 type composeFile struct {
 	Services map[string]service `yaml:"services"`
@@ -254,7 +263,12 @@ func TestComposeServices(t *testing.T) {
 				t.Errorf("%s: sets %s, which %s does not read", name, env, kind)
 			}
 		}
-		for _, dep := range []string{"nats", "redis"} {
+		onCluster := slices.Contains(s.Profiles, clusterProfile)
+		deps := []string{"nats", "redis"}
+		if onCluster {
+			deps = append([]string{"nats"}, clusterNodes...)
+		}
+		for _, dep := range deps {
 			if s.DependsOn[dep].Condition != "service_healthy" {
 				t.Errorf("%s: depends_on %s is %+v, want condition service_healthy", name, dep, s.DependsOn[dep])
 			}
@@ -266,6 +280,10 @@ func TestComposeServices(t *testing.T) {
 		}
 		for env, svc := range map[string]string{"NATS_URL": "nats", "REDIS_URL": "redis"} {
 			u, err := url.Parse(defaults(s.Environment[env]))
+			if env == "REDIS_URL" && onCluster {
+				checkClusterURL(t, name, defaults(s.Environment[env]))
+				svc = clusterNodes[0]
+			}
 			if err != nil || u.Hostname() != svc {
 				t.Errorf("%s: %s=%q, want a URL on the %s service", name, env, s.Environment[env], svc)
 				continue
@@ -352,6 +370,73 @@ func TestComposeMultiProfile(t *testing.T) {
 	}
 	if n := count(multiProfile); n["gateway"] != 2 || n["handlers-svc"] != 2 {
 		t.Errorf("profile %s runs %d gateways and %d handlers-svc, want 2 and 2", multiProfile, n["gateway"], n["handlers-svc"])
+	}
+}
+
+// checkClusterURL checks a REDIS_URL of the cluster profile: the go-redis
+// cluster form (serverurl's rules), naming every node of the cluster.
+func checkClusterURL(t *testing.T, name, s string) {
+	t.Helper()
+	if !redisconn.IsCluster(s) {
+		t.Errorf("%s: REDIS_URL=%q is not in the cluster form (addr parameters)", name, s)
+		return
+	}
+	if err := serverurl.Redis(s); err != nil {
+		t.Errorf("%s: REDIS_URL: %v", name, err)
+	}
+	u, _ := url.Parse(s)
+	hosts := []string{u.Hostname()}
+	for _, a := range u.Query()["addr"] {
+		h, _, _ := net.SplitHostPort(a)
+		hosts = append(hosts, h)
+	}
+	slices.Sort(hosts)
+	if !slices.Equal(hosts, clusterNodes) {
+		t.Errorf("%s: REDIS_URL names %v, want every node %v", name, hosts, clusterNodes)
+	}
+}
+
+// TestComposeClusterProfile: the cluster profile adds three Redis
+// Cluster nodes in cluster mode, an init that joins exactly them with no
+// replicas, and a gateway and a handlers-svc in per_user mode on it; the
+// nodes are healthy only once the cluster is.
+func TestComposeClusterProfile(t *testing.T) {
+	c := loadCompose(t)
+	n := map[string]int{}
+	for _, s := range c.Services {
+		if slices.Contains(s.Profiles, clusterProfile) {
+			n[c.kind(s)]++
+		}
+	}
+	if n["gateway"] != 1 || n["handlers-svc"] != 1 || n[""] != len(clusterNodes)+1 {
+		t.Errorf("profile %s adds %v, want a gateway, a handlers-svc, %d nodes and an init", clusterProfile, n, len(clusterNodes))
+	}
+	for _, name := range clusterNodes {
+		s, ok := c.Services[name]
+		if !ok {
+			t.Errorf("no %s service", name)
+			continue
+		}
+		cmd := strings.Join(s.Command, " ")
+		for _, want := range []string{"--cluster-enabled yes", "--cluster-announce-hostname " + name, "--requirepass", "--masterauth", "--appendonly yes"} {
+			if !strings.Contains(cmd, want) {
+				t.Errorf("%s runs %q, want %q", name, cmd, want)
+			}
+		}
+		if hc := strings.Join(s.Healthcheck.Test, " "); !strings.Contains(hc, "cluster_state:ok") {
+			t.Errorf("%s: health check %q, want it healthy once the cluster is (cluster_state:ok)", name, hc)
+		}
+	}
+	init := strings.Join(c.Services["redis-cluster-init"].Command, " ")
+	for _, want := range []string{"--cluster create redis-c1:6379 redis-c2:6379 redis-c3:6379", "--cluster-replicas 0", "--cluster-yes"} {
+		if !strings.Contains(init, want) {
+			t.Errorf("redis-cluster-init runs %q, want %q", init, want)
+		}
+	}
+	for _, name := range []string{"gateway-cluster", "handlers-svc-cluster"} {
+		if m := c.Services[name].Environment["FANOUT_MODE"]; m != "per_user" {
+			t.Errorf("%s: FANOUT_MODE=%q, want per_user (sharded pub/sub on the cluster)", name, m)
+		}
 	}
 }
 

@@ -45,8 +45,8 @@ type Harness struct {
 	Check   *seqcheck.Checker
 	Users   []string
 	Devices []*Device
-	Proxy   *Proxy        // nil unless Options.Proxy
-	RDB     *redis.Client // straight to Redis, as handlers-svc writes
+	Proxy   *Proxy                // nil unless Options.Proxy
+	RDB     redis.UniversalClient // straight to Redis, as handlers-svc writes
 	Window  time.Duration
 
 	load   *Load
@@ -82,14 +82,24 @@ func Start(t *testing.T, o Options) *Harness {
 	// user (9.6 MB in TestResumeLargeBacklog) are far over the 64 KiB/s one
 	// sender may send one recipient.
 	handlersEnv := append([]string{"HANDLERS_SEND_BYTES_PER_SEC=0", "HANDLERS_RECIPIENTS_PER_SEC=0"}, shared...)
-	rs := testkit.StartRedis(t)
-	if o.Proxy {
-		h.Proxy = StartProxy(t, rs.Addr())
-		env = append(env, "REDIS_URL=redis://"+h.Proxy.Addr+"/0")
+	if testkit.RedisClusterMode() {
+		// The stack starts the cluster: E2E_REDIS=cluster (make e2e-cluster).
+		if o.Proxy {
+			t.Skipf("%s=cluster: the fault proxy stands in front of one Redis server", testkit.RedisModeEnv)
+		}
+		h.Stack = testkit.StartStack(t, testkit.StackOptions{Workers: o.Workers, Env: env, HandlersEnv: handlersEnv})
+		h.RDB = h.Stack.RedisCluster.Client(&redis.ClusterOptions{MaxRetries: -1, OnConnect: streams.OnConnect})
+	} else {
+		rs := testkit.StartRedis(t)
+		if o.Proxy {
+			h.Proxy = StartProxy(t, rs.Addr())
+			env = append(env, "REDIS_URL=redis://"+h.Proxy.Addr+"/0")
+		}
+		h.Stack = testkit.StartStack(t, testkit.StackOptions{Workers: o.Workers, Env: env, HandlersEnv: handlersEnv, Redis: rs})
+		rdb := redis.NewClient(&redis.Options{Addr: rs.Addr(), MaxRetries: -1, OnConnect: streams.OnConnect})
+		t.Cleanup(func() { _ = rdb.Close() })
+		h.RDB = rdb
 	}
-	h.Stack = testkit.StartStack(t, testkit.StackOptions{Workers: o.Workers, Env: env, HandlersEnv: handlersEnv, Redis: rs})
-	h.RDB = redis.NewClient(&redis.Options{Addr: rs.Addr(), MaxRetries: -1, OnConnect: streams.OnConnect})
-	t.Cleanup(func() { _ = h.RDB.Close() })
 	for u := range o.Users {
 		user := fmt.Sprintf("user%d", u)
 		h.Users = append(h.Users, user)
@@ -265,6 +275,37 @@ func (h *Harness) WaitCaughtUp() {
 	testkit.Eventually(h.T, Wait, "every device caught up with its streams", func() bool {
 		return len(h.Check.Lagging(tops)) == 0
 	})
+}
+
+// KillPubSub has Redis drop its pub/sub connections (CLIENT KILL TYPE
+// pubsub) and returns how many it dropped: on a Redis Cluster, one
+// master's, the round-th in turn.
+func (h *Harness) KillPubSub(round int) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), Wait)
+	defer cancel()
+	c := h.Stack.RedisCluster
+	if c == nil {
+		return h.RDB.ClientKillByFilter(ctx, "TYPE", "pubsub").Result()
+	}
+	node := redis.NewClient(&redis.Options{Addr: c.Nodes[round%len(c.Nodes)].Addr(), MaxRetries: -1})
+	defer node.Close()
+	return node.ClientKillByFilter(ctx, "TYPE", "pubsub").Result()
+}
+
+// OnRestarted reports whether stream st is held by h.Stack.Redis: every
+// stream on one Redis; on a Redis Cluster, those of the partitions whose
+// master it is.
+func (h *Harness) OnRestarted(st seqcheck.Stream) bool {
+	c := h.Stack.RedisCluster
+	if c == nil || st == seqcheck.Broadcast {
+		return true // the broadcast stream's master is the one Stack.Redis names
+	}
+	for _, u := range h.Users {
+		if st == seqcheck.UserStream(u) {
+			return c.NodeOf(proto.UserMetaKey(u)) == h.Stack.Redis
+		}
+	}
+	return true
 }
 
 // Tops reads the top of every user's stream and of the broadcast stream

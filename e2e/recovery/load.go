@@ -69,7 +69,7 @@ type LoadOptions struct {
 
 // startLoad starts a Load through the gateway at wsURL, with tokens from
 // token and broadcasts written to rdb.
-func startLoad(check *seqcheck.Checker, wsURL string, token func(string) string, rdb *redis.Client,
+func startLoad(check *seqcheck.Checker, wsURL string, token func(string) string, rdb redis.UniversalClient,
 	window time.Duration, o LoadOptions) *Load {
 	if o.Mentions < 1 {
 		o.Mentions = 2
@@ -298,7 +298,7 @@ func (a *author) failAll() {
 // publishes each with the same script handlers-svc runs, and takes the
 // positions it returns as confirmation.
 type broadcaster struct {
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	window time.Duration
 	check  *seqcheck.Checker
 	n      int

@@ -27,6 +27,9 @@ type Dispatcher struct {
 	// perUser publishes a dispatch to users (and no connection) on each
 	// user's channel (FANOUT_MODE=per_user).
 	perUser bool
+	// cluster: rdb is a Redis Cluster client; a dispatch is recorded and
+	// published by one script call per partition (cluster.go).
+	cluster bool
 	log     *zap.Logger // nil: outages are not logged here
 	down    atomic.Bool // the last publish failed to reach Redis
 
@@ -65,16 +68,19 @@ var (
 // New returns a Dispatcher that publishes with rdb. The caller owns rdb and
 // closes it after the last dispatch. rdb should not retry commands
 // (MaxRetries -1): a publish repeated after a lost reply is delivered twice.
-// rdb is a single-server client (or a failover one): a Redis Cluster client
-// could not keep a transaction on one node inside a shared pipeline. With
-// ContextTimeoutEnabled set on rdb, a round trip to Redis ends by the last
-// deadline of the dispatches it carries; without it, only by rdb's own
-// timeouts.
-func New(rdb *redis.Client, opts Options) *Dispatcher {
+// rdb is a single-server client (or a failover one), or a Redis Cluster
+// client (*redis.ClusterClient): there a dispatch to users of several
+// partitions is recorded and published by one script call per partition,
+// each all or none (docs/operations.md, "Redis Cluster"), and per-user
+// mode publishes with SPUBLISH. With ContextTimeoutEnabled set on rdb, a
+// round trip to Redis ends by the last deadline of the dispatches it
+// carries; without it, only by rdb's own timeouts.
+func New(rdb redis.UniversalClient, opts Options) *Dispatcher {
 	if opts.MetaTTL <= 0 {
 		opts.MetaTTL = DefaultMetaTTL
 	}
-	return &Dispatcher{pub: newPublisher(rdb), record: opts.Window > 0, window: opts.Window, ttl: opts.MetaTTL, perUser: opts.PerUser}
+	return &Dispatcher{pub: newPublisher(rdb), record: opts.Window > 0, window: opts.Window, ttl: opts.MetaTTL,
+		perUser: opts.PerUser, cluster: streams.IsCluster(rdb)}
 }
 
 // LogOutages makes d log when Redis stops taking its dispatches and when it
@@ -238,7 +244,11 @@ func (d *Dispatcher) encode(msg *proto.Dispatch, args any) (*streams.Unit, error
 	msg.Args = raw
 	msg.Users = uniq(msg.Users)
 	if d.perUser && len(msg.Users) > 0 && len(msg.Conns) == 0 && !msg.Broadcast {
-		return streams.NewPerUserUnit(msg, d.record), nil
+		u := streams.NewPerUserUnit(msg, d.record)
+		if d.cluster {
+			u.Shard()
+		}
+		return u, nil
 	}
 	return streams.NewUnit(msg, d.record), nil
 }
@@ -283,6 +293,10 @@ func uniq(users []string) []string {
 // publish records and publishes units in one script call using ctx, and
 // returns the positions the script assigned, in target order.
 func (d *Dispatcher) publish(ctx context.Context, units ...*streams.Unit) ([]string, error) {
+	if d.cluster {
+		pos, err := d.publishCluster(ctx, units)
+		return pos, d.observe(ctx, err)
+	}
 	keys, args := streams.PublishCall(units, d.window, d.ttl)
 	pos, unheard, err := d.pub.publish(ctx, keys, args)
 	if err == nil {

@@ -128,6 +128,9 @@ func (d *Dispatcher) Dispatch(ctx context.Context, m Message) (Positions, error)
 			users = append(slices.Clone(users), members...)
 		}
 		users = uniq(users)
+		if d.cluster {
+			users = streams.GroupUsers(users) // the order a cluster records them in
+		}
 		var err error
 		switch {
 		case len(users) > 0:
@@ -169,6 +172,9 @@ func (d *Dispatcher) Dispatch(ctx context.Context, m Message) (Positions, error)
 func (d *Dispatcher) userUnits(msg *proto.Dispatch, args any) ([]*streams.Unit, error) {
 	users := uniq(msg.Users)
 	units := make([]*streams.Unit, 0, (len(users)+maxUnitUsers-1)/maxUnitUsers)
+	if d.cluster {
+		return d.clusterUserUnits(units, msg, users, args)
+	}
 	for start := 0; start < len(users); start += maxUnitUsers {
 		part := &proto.Dispatch{Event: msg.Event, Users: users[start:min(start+maxUnitUsers, len(users))]}
 		if start == 0 {

@@ -38,7 +38,7 @@ var errLeaderPanicked = errors.New("redis dispatch: the flush carrying it panick
 // the callers bound it (handlers-svc runs at most natserve's
 // MaxConcurrent handlers).
 type publisher struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 
 	// Used by the leader only: the pipeline, its commands and the calls
 	// written, reused.
@@ -52,7 +52,7 @@ type publisher struct {
 	spare []*call // an empty slice no one holds, for the next batch or queue
 }
 
-func newPublisher(rdb *redis.Client) publisher {
+func newPublisher(rdb redis.UniversalClient) publisher {
 	return publisher{rdb: rdb, pipe: rdb.Pipeline()}
 }
 

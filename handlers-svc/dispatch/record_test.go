@@ -20,7 +20,7 @@ import (
 // recorder is a Dispatcher that records, on a real Redis, and a
 // subscriber. Its client does not record the run on connect (OnConnect,
 // tested in package streams), so a test can pretend another run of Redis
-// by setting proto.RunKey.
+// by setting proto.RunKey(proto.BroadcastPartition).
 type recorder struct {
 	d   *dispatch.Dispatcher
 	rdb *redis.Client // for looking at the streams
@@ -125,7 +125,7 @@ func TestRecordsUserDispatches(t *testing.T) {
 		t.Fatalf("bob's stream %q, want %q", got, want)
 	}
 	m := r.meta(t, proto.UserMetaKey("bob"))
-	run, _ := r.rdb.Get(ctx, proto.RunKey).Result()
+	run, _ := r.rdb.Get(ctx, proto.RunKey(proto.BroadcastPartition)).Result()
 	if m["e"] != bob[0].Epoch || m["s"] != "3" || m["t"] != strconv.FormatUint(bob[2].MS, 10) || m["r"] != run || run == "" {
 		t.Fatalf("bob's meta %v (run %q)", m, run)
 	}
@@ -203,7 +203,7 @@ func TestNewEpochWhenTheStoreLostData(t *testing.T) {
 	}
 
 	// Another run: as after an AOF reload on a restarted server.
-	r.rdb.Set(ctx, proto.RunKey, "another-run", 0)
+	r.rdb.Set(ctx, proto.RunKey(proto.BroadcastPartition), "another-run", 0)
 	p4 := send()
 	if p4.Epoch == p3.Epoch || p4.Off != 1 {
 		t.Fatalf("after a new run: %+v, want offset 1 of a new epoch", p4)
@@ -213,9 +213,9 @@ func TestNewEpochWhenTheStoreLostData(t *testing.T) {
 	}
 
 	// No run recorded at all (a flushed store): a new one is marked.
-	r.rdb.Del(ctx, proto.RunKey)
+	r.rdb.Del(ctx, proto.RunKey(proto.BroadcastPartition))
 	p6 := send()
-	if p6.Epoch == p4.Epoch || p6.Off != 1 || r.rdb.Get(ctx, proto.RunKey).Val() == "" {
+	if p6.Epoch == p4.Epoch || p6.Off != 1 || r.rdb.Get(ctx, proto.RunKey(proto.BroadcastPartition)).Val() == "" {
 		t.Fatalf("with no run recorded: %+v", p6)
 	}
 }

@@ -40,7 +40,7 @@ type Deps struct {
 	Rooms event.Rooms
 	// Redis is the service's Redis client, for a family that keeps state
 	// there; nil in unit tests.
-	Redis *redis.Client
+	Redis redis.UniversalClient
 	// Log is the service's logger; name a child for the family.
 	Log *zap.Logger
 	// Metrics registers the family's own Prometheus collectors, served on

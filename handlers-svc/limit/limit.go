@@ -64,7 +64,7 @@ type Sender struct {
 }
 
 // New returns a Sender that keeps its counters in rdb.
-func New(rdb *redis.Client, cfg Config) *Sender {
+func New(rdb redis.UniversalClient, cfg Config) *Sender {
 	return &Sender{
 		rl:        redis_rate.NewLimiter(rdb),
 		bytes:     redis_rate.Limit{Rate: cfg.BytesPerSecond, Burst: max(cfg.BytesBurst, cfg.BytesPerSecond), Period: time.Second},

@@ -38,7 +38,17 @@ func code(err error) proto.Code {
 // (a rate far below what the test sends, so the burst is all); another
 // recipient, another sender and the sender themself are not affected.
 func TestToUserBoundsOnePair(t *testing.T) {
-	s := sender(t, limit.Config{BytesPerSecond: 1, BytesBurst: 50000})
+	toUserBoundsOnePair(t, sender(t, limit.Config{BytesPerSecond: 1, BytesBurst: 50000}))
+}
+
+// TestToUserBoundsOnePairOnACluster: the same with the counters on a
+// Redis Cluster.
+func TestToUserBoundsOnePairOnACluster(t *testing.T) {
+	c := testkit.StartRedisCluster(t, 3)
+	toUserBoundsOnePair(t, limit.New(c.Client(nil), limit.Config{BytesPerSecond: 1, BytesBurst: 50000}))
+}
+
+func toUserBoundsOnePair(t *testing.T, s *limit.Sender) {
 	ctx := context.Background()
 	for i := range 2 {
 		if err := s.ToUser(ctx, "mallory", "bob", 24000); err != nil {

@@ -53,21 +53,52 @@ func natsServer(s string) error {
 	return nil
 }
 
+// RedisClusterExample is the cluster URL the errors suggest.
+const RedisClusterExample = "redis://10.0.0.1:6379?addr=10.0.0.2:6379&addr=10.0.0.3:6379"
+
 // Redis checks s as go-redis reads it (redis://, rediss:// or unix://),
-// the way both services then connect with it.
+// the way both services then connect with it: one server, or a Redis
+// Cluster in go-redis's cluster URL form, a URL with addr parameters
+// (RedisClusterExample), which takes redis:// or rediss:// and database 0
+// only.
 func Redis(s string) error {
 	if strings.TrimSpace(s) == "" {
 		return fmt.Errorf("must not be empty: want a URL such as %s", RedisExample)
 	}
-	if _, err := url.Parse(s); err != nil {
+	u, err := url.Parse(s)
+	if err != nil {
 		// go-redis would return this error, which quotes the URL whole.
 		return fmt.Errorf("not a URL: want one such as %s", RedisExample)
+	}
+	if u.Query().Has("addr") {
+		return redisCluster(s, u)
 	}
 	if _, err := redis.ParseURL(s); err != nil {
 		// Once the URL parses, go-redis's errors name the scheme, path or
 		// option it rejects, never the user info.
 		return fmt.Errorf("%q: %s: want a URL such as %s",
 			redact.URL(s), strings.TrimPrefix(err.Error(), "redis: "), RedisExample)
+	}
+	return nil
+}
+
+// redisCluster checks s, a URL with addr parameters, as a Redis Cluster's.
+func redisCluster(s string, u *url.URL) error {
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return fmt.Errorf("%q names a Redis Cluster (addr parameters): the scheme must be redis or rediss, as in %s",
+			redact.URL(s), RedisClusterExample)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q names a Redis Cluster (addr parameters) but has no host: want a URL such as %s",
+			redact.URL(s), RedisClusterExample)
+	}
+	if p := strings.Trim(u.Path, "/"); p != "" && p != "0" {
+		return fmt.Errorf("%q names a Redis Cluster (addr parameters), which has database 0 only, not %q: want a URL such as %s",
+			redact.URL(s), p, RedisClusterExample)
+	}
+	if _, err := redis.ParseClusterURL(s); err != nil {
+		return fmt.Errorf("%q: %s: want a Redis Cluster URL such as %s",
+			redact.URL(s), strings.TrimPrefix(err.Error(), "redis: "), RedisClusterExample)
 	}
 	return nil
 }

@@ -52,6 +52,15 @@ func TestRedis(t *testing.T) {
 		{"redis://u:s3cr3t@h:6379/x", "database"},
 		{"redis://u:s3cr3t%zz@h:6379/0", "not a URL"},
 		{"redis://h:6379/0?nope=1", "nope"},
+		// A Redis Cluster: a URL with addr parameters.
+		{"redis://a:6379?addr=b:6379&addr=c:6379", ""},
+		{"rediss://u:s3cr3t@a:6379/0?addr=b:6379", ""},
+		{"redis://a:6379?addr=b:6379&read_timeout=200ms", ""},
+		{"redis://a:6379/2?addr=b:6379", "database 0 only"},
+		{"unix:///run/redis.sock?addr=b:6379", "scheme must be redis or rediss"},
+		{"redis://?addr=b:6379", "no host"},
+		{"redis://u:s3cr3t@a:6379?addr=b", "addr"},
+		{"redis://a:6379?addr=b:6379&db=1", "db"},
 	}
 	for _, tt := range tests {
 		err := serverurl.Redis(tt.in)

@@ -14,4 +14,11 @@
 //
 // Both scripts are atomic: the write appends to every target's stream and
 // publishes, in one step, so stored order is publish order.
+//
+// On a Redis Cluster (IsCluster) a script may only touch the keys of one
+// slot. A user's keys and channel carry the hash tag of the user's
+// partition (proto.PartitionOf), so they share one; a dispatch is split by
+// partition (SplitUsers, Group) and each part written by its own call
+// (PartitionCall), checked against that partition's run key, which
+// OnConnect sets on every node for the partitions it serves.
 package streams

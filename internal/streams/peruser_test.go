@@ -114,15 +114,20 @@ func BenchmarkPublishRoom(b *testing.B) {
 		users[i] = fmt.Sprintf("member-%d", i)
 	}
 	args := json.RawMessage(`{"room":"lobby","text":"` + strings.Repeat("x", 200) + `"}`)
-	for _, mode := range []string{"shared", "per_user"} {
+	// per_user_spublish: the same with SPUBLISH, as on a Redis Cluster,
+	// measured on one Redis to decide which one Redis uses.
+	for _, mode := range []string{"shared", "per_user", "per_user_spublish"} {
 		b.Run(mode, func(b *testing.B) {
 			rdb := client(b)
 			ctx := context.Background()
 			d := &proto.Dispatch{Event: "message", Args: args, Users: users}
 			for b.Loop() {
 				u := streams.NewUnit(d, true)
-				if mode == "per_user" {
+				switch mode {
+				case "per_user":
 					u = streams.NewPerUserUnit(d, true)
+				case "per_user_spublish":
+					u = streams.NewPerUserUnit(d, true).Shard()
 				}
 				keys, cargs := streams.PublishCall([]*streams.Unit{u}, 2*time.Minute, streams.MetaTTL)
 				if err := streams.PublishScript.Run(ctx, rdb, keys, cargs...).Err(); err != nil {

@@ -27,6 +27,31 @@ var PublishScript = redis.NewScript(publishSrc)
 type Unit struct {
 	keys []string
 	args []any
+	// part is the partition all of the unit's keys and user channels are
+	// in (proto.PartitionOf), anyPartition when it has none (a transient
+	// dispatch on the shared channel), or mixedPartition when they span
+	// several: a unit only one Redis takes, not a cluster.
+	part int
+}
+
+// Partition values of a Unit that names no single partition.
+const (
+	anyPartition   = -1
+	mixedPartition = -2
+)
+
+// usersPartition returns the partition of users, or mixedPartition when
+// they are in several (or there are none).
+func usersPartition(users []string) int {
+	p := mixedPartition
+	for i, user := range users {
+		q := proto.PartitionOf(user)
+		if i > 0 && q != p {
+			return mixedPartition
+		}
+		p = q
+	}
+	return p
 }
 
 // Kinds of unit (the script's "kind").
@@ -35,6 +60,9 @@ const (
 	kindBroadcast = "b"
 	kindPerUser   = "p" // to users, each on their own channel, recorded
 	kindPerUserTx = "t" // to users, each on their own channel, transient
+	// p and t with SPUBLISH (Unit.Shard)
+	kindPerUserSharded   = "P"
+	kindPerUserTxSharded = "T"
 )
 
 var nullArgs = []byte("null")
@@ -45,15 +73,17 @@ var nullArgs = []byte("null")
 // (proto.AppendDispatch) with the positions the script assigns.
 func NewUnit(d *proto.Dispatch, record bool) *Unit {
 	head := proto.AppendDispatchHead(make([]byte, 0, 128+len(d.Args)), d)
-	u := &Unit{}
+	u := &Unit{part: anyPartition}
 	kind, n := kindUsers, 0
 	switch {
 	case !record:
 	case d.Broadcast:
 		kind, n = kindBroadcast, 1
 		u.keys = []string{proto.BroadcastStreamKey, proto.BroadcastMetaKey}
+		u.part = proto.BroadcastPartition
 	case len(d.Users) > 0:
 		n = len(d.Users)
+		u.part = usersPartition(d.Users)
 		u.keys = make([]string, 0, 2*n)
 		for _, user := range d.Users {
 			u.keys = append(u.keys, proto.UserStreamKey(user), proto.UserMetaKey(user))
@@ -80,7 +110,30 @@ func (u *Unit) Event() string { return u.args[2].(string) }
 // channels (NewPerUserUnit) rather than on proto.Channel.
 func (u *Unit) PerUser() bool {
 	kind := u.args[5].(string)
-	return kind == kindPerUser || kind == kindPerUserTx
+	return kind == kindPerUser || kind == kindPerUserTx || kind == kindPerUserSharded || kind == kindPerUserTxSharded
+}
+
+// Partition returns the partition of the unit's keys and channels, and
+// false when it has none (any call may carry it) or when they span
+// several (only a call on one Redis may carry it).
+func (u *Unit) Partition() (p int, ok bool) { return u.part, u.part >= 0 }
+
+// Mixed reports whether the unit's keys or channels span several
+// partitions: a Redis Cluster cannot take it in one script call, so
+// dispatches for a cluster are split by partition first (SplitUsers).
+func (u *Unit) Mixed() bool { return u.part == mixedPartition }
+
+// Shard has a unit made by NewPerUserUnit publish with SPUBLISH (sharded
+// pub/sub) rather than PUBLISH: its users' channels on a Redis Cluster,
+// where they are in the slot of their streams. It returns u.
+func (u *Unit) Shard() *Unit {
+	switch u.args[5].(string) {
+	case kindPerUser:
+		u.args[5] = kindPerUserSharded
+	case kindPerUserTx:
+		u.args[5] = kindPerUserTxSharded
+	}
+	return u
 }
 
 // perUserTail ends the body of a per-user unit's message after its one
@@ -101,7 +154,7 @@ func NewPerUserUnit(d *proto.Dispatch, record bool) *Unit {
 	// head ends with the empty user list and the tail; the script puts
 	// each user id in between.
 	head = head[:len(head)-len(perUserTail)]
-	u := &Unit{}
+	u := &Unit{part: usersPartition(d.Users)}
 	n, kind := len(d.Users), kindPerUserTx
 	if record {
 		kind = kindPerUser
@@ -123,18 +176,46 @@ func NewPerUserUnit(d *proto.Dispatch, record bool) *Unit {
 }
 
 // PublishCall returns the keys and arguments of one publish script call
-// that records and publishes units, in order, all or none, keeping events
-// for window and metas for metaTTL.
+// on one Redis that records and publishes units, in order, all or none,
+// keeping events for window and metas for metaTTL. On one Redis every
+// stream goes by one run key, partition proto.BroadcastPartition's.
 func PublishCall(units []*Unit, window, metaTTL time.Duration) (keys []string, args []any) {
-	nk, na := 1, 4
+	return publishCall(proto.BroadcastPartition, false, units, window, metaTTL)
+}
+
+// PartitionCall is PublishCall for a Redis Cluster: one call of the
+// script in partition p, whose units must all be of p, or of none
+// (Group). The call runs on the master of p's slot, by p's run key, which
+// the script checks against the server's own run id (liveRun).
+func PartitionCall(p int, units []*Unit, window, metaTTL time.Duration) (keys []string, args []any) {
+	return publishCall(p, true, units, window, metaTTL)
+}
+
+// liveRun is the scripts' flag to check the run key against the server's
+// own run id (INFO server, about 5 µs a call). On a Redis Cluster it is
+// needed: go-redis keeps connections to every node, opened while it may
+// have been a replica (CLUSTER SLOTS asks any node), and reuses them once
+// the node is a master after a failover, so OnConnect cannot be relied on
+// to have recorded the current run. On one Redis, every connection to the
+// server that writes was made to it as it runs now, and the run key is
+// enough.
+func liveRun(cluster bool) string {
+	if cluster {
+		return "1"
+	}
+	return ""
+}
+
+func publishCall(p int, cluster bool, units []*Unit, window, metaTTL time.Duration) (keys []string, args []any) {
+	nk, na := 1, 5
 	for _, u := range units {
 		nk += len(u.keys)
 		na += len(u.args)
 	}
 	keys = make([]string, 0, nk)
-	keys = append(keys, proto.RunKey)
+	keys = append(keys, proto.RunKey(p))
 	args = make([]any, 0, na)
-	args = append(args, window.Milliseconds(), int64(metaTTL/time.Second), NewEpoch(), len(units))
+	args = append(args, window.Milliseconds(), int64(metaTTL/time.Second), NewEpoch(), len(units), liveRun(cluster))
 	for _, u := range units {
 		keys = append(keys, u.keys...)
 		args = append(args, u.args...)
@@ -142,22 +223,53 @@ func PublishCall(units []*Unit, window, metaTTL time.Duration) (keys []string, a
 	return keys, args
 }
 
-// Publish records and publishes dispatches in one call of the script and
-// returns the positions assigned, in target order, and how many of the
-// dispatches' publishes no subscriber received: the simple form of what
-// handlers-svc's dispatcher does with pipelines, for tools and tests. The
+// Publish records and publishes dispatches and returns the positions
+// assigned, in target order, and how many of the dispatches' publishes no
+// subscriber received: the simple form of what handlers-svc's dispatcher
+// does with pipelines, for tools and tests. On one Redis it is one call of
+// the script, all or none; on a Redis Cluster (rdb a *redis.ClusterClient)
+// one call per partition (SplitUsers, Group), one after the other. The
 // dispatches must be valid, each naming a user once.
 func Publish(ctx context.Context, rdb redis.Scripter, window time.Duration, ds ...*proto.Dispatch) (pos []string, unheard int, err error) {
-	units := make([]*Unit, len(ds))
-	for i, d := range ds {
-		units[i] = NewUnit(d, window > 0)
+	if !IsCluster(rdb) {
+		units := make([]*Unit, len(ds))
+		for i, d := range ds {
+			units[i] = NewUnit(d, window > 0)
+		}
+		keys, args := PublishCall(units, window, MetaTTL)
+		res, err := PublishScript.Run(ctx, rdb, keys, args...).StringSlice()
+		if err != nil {
+			return nil, 0, err
+		}
+		return SplitResult(res)
 	}
-	keys, args := PublishCall(units, window, MetaTTL)
-	res, err := PublishScript.Run(ctx, rdb, keys, args...).StringSlice()
-	if err != nil {
-		return nil, 0, err
+	var units []*Unit
+	for _, d := range ds {
+		for _, part := range SplitUsers(d) {
+			units = append(units, NewUnit(part, window > 0))
+		}
 	}
-	return SplitResult(res)
+	got := make([][]string, len(units))
+	for _, g := range Group(units) {
+		keys, args := PartitionCall(g.Partition, g.Units, window, MetaTTL)
+		res, err := PublishScript.Run(ctx, rdb, keys, args...).StringSlice()
+		if err != nil {
+			return nil, 0, err
+		}
+		p, n, err := SplitResult(res)
+		if err != nil {
+			return nil, 0, err
+		}
+		unheard += n
+		for _, i := range g.Index {
+			k := units[i].Targets()
+			got[i], p = p[:k], p[k:]
+		}
+	}
+	for _, p := range got {
+		pos = append(pos, p...)
+	}
+	return pos, unheard, nil
 }
 
 // SplitResult splits the publish script's reply into the positions it

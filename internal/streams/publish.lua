@@ -2,12 +2,15 @@
 -- Appends dispatches to their streams and publishes them, atomically, so
 -- that stored order is publish order (docs/protocol.md section 6).
 --
--- KEYS[1]     the run key (proto.RunKey)
+-- KEYS[1]     the run key (proto.RunKey: of the call's partition on a
+--             Redis Cluster, where every key is in its slot)
 -- KEYS[2..]   per recorded target, in order: its stream, its meta hash
 -- ARGV[1]     history window, ms
 -- ARGV[2]     meta TTL, s
 -- ARGV[3]     a fresh random epoch seed ([0-9a-z]): new epochs are seed..index
 -- ARGV[4]     D, the number of dispatches
+-- ARGV[5]     '1' to check the run against the server's own run id (on a
+--             Redis Cluster), '' to trust the run key
 -- then per dispatch, 6 values:
 --   channel, head (its JSON body without the closing brace), event, args,
 --   N (the targets it records: 0 = transient, 1 for the broadcast stream),
@@ -19,11 +22,23 @@
 --   user id, N the number of users, kind 'p' (recorded) or 't' (transient),
 --   and N pairs follow: each user id as a JSON string, and its channel.
 --   Each user's body is head..id..tail, then its position for 'p'.
+--   Kinds 'P' and 'T' are 'p' and 't' published with SPUBLISH (sharded
+--   pub/sub, on a Redis Cluster: the channels are in the keys' slot).
 -- Returns the positions assigned, in target order, then the number of
 -- PUBLISHes on a shared channel that no subscriber received (see
 -- SplitResult). A PUBLISH on a user's channel that no one hears is not
 -- counted: the user is offline, which is normal.
 local run = redis.call('GET', KEYS[1])
+if ARGV[5] == '1' then
+  -- A cluster client's connection may date from before its node became
+  -- a master (a failover), so the run its OnConnect recorded is not to be
+  -- trusted: the script reads the server's run id itself.
+  local live = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
+  if live and run ~= live then
+    run = live
+    redis.call('SET', KEYS[1], run)
+  end
+end
 if not run then
   -- No run recorded (a new or flushed store): mark one; every meta of an
   -- older run then starts a new epoch.
@@ -36,7 +51,7 @@ local window = tonumber(ARGV[1])
 local metattl = tonumber(ARGV[2])
 local minid = string.format('%d-0', now - window)
 local expireEvery = 10000 -- ms between settings of a stream's TTLs
-local k, a = 2, 5
+local k, a = 2, 6
 local out = {}
 
 -- record appends one event to the stream at KEYS[k] (meta at KEYS[k+1]),
@@ -78,6 +93,8 @@ for _ = 1, tonumber(ARGV[4]) do
   local channel, head, ev, args = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local n, kind = tonumber(ARGV[a + 4]), ARGV[a + 5]
   a = a + 6
+  local sharded = kind == 'P' or kind == 'T'
+  if sharded then kind = string.lower(kind) end
   if kind == 'p' or kind == 't' then
     -- One message per user, on that user's channel, naming that user
     -- only. A user offline everywhere has no subscriber: that is normal.
@@ -90,7 +107,7 @@ for _ = 1, tonumber(ARGV[4]) do
       else
         body = body .. '}'
       end
-      redis.call('PUBLISH', uch, body)
+      redis.call(sharded and 'SPUBLISH' or 'PUBLISH', uch, body)
     end
   else
     local pos = {}

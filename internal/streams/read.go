@@ -42,6 +42,14 @@ func (s Stream) Keys(user string) (stream, meta string) {
 	return proto.UserStreamKey(user), proto.UserMetaKey(user)
 }
 
+// Partition returns the partition of stream s of user.
+func (s Stream) Partition(user string) int {
+	if s == BroadcastStream {
+		return proto.BroadcastPartition
+	}
+	return proto.PartitionOf(user)
+}
+
 // FrameKey returns the key of s's positions in frames: "pos" or "bpos".
 func (s Stream) FrameKey() string {
 	if s == BroadcastStream {
@@ -79,7 +87,9 @@ type Entry struct {
 }
 
 // Read runs queries in one pipeline and returns their results in order.
-// Redis having lost the script costs one reload.
+// Redis having lost the script costs one reload. On a Redis Cluster the
+// pipeline is split by node, each query checked against its partition's
+// run key.
 func Read(ctx context.Context, rdb redis.UniversalClient, qs []Query) ([]Result, error) {
 	cmds, err := execRead(ctx, rdb, qs)
 	if err != nil && isNoScript(err) {
@@ -104,14 +114,16 @@ func execRead(ctx context.Context, rdb redis.UniversalClient, qs []Query) ([]*re
 	pipe := rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(qs))
 	seed := NewEpoch()
+	cluster := IsCluster(rdb)
 	for i, q := range qs {
 		sk, mk := q.Stream.Keys(q.User)
+		run := runKey(cluster, q.Stream.Partition(q.User))
 		epoch, after, off := "", "", "0"
 		if q.After {
 			epoch, after, off = q.From.Epoch, q.From.ID(), strconv.FormatUint(q.From.Off, 10)
 		}
-		cmds[i] = readScript.EvalSha(ctx, pipe, []string{proto.RunKey, sk, mk},
-			epoch, after, off, q.Max, seed+strconv.Itoa(i), int64(MetaTTL/time.Second))
+		cmds[i] = readScript.EvalSha(ctx, pipe, []string{run, sk, mk},
+			epoch, after, off, q.Max, seed+strconv.Itoa(i), int64(MetaTTL/time.Second), liveRun(cluster))
 	}
 	_, err := pipe.Exec(ctx)
 	return cmds, err

@@ -11,10 +11,19 @@
 -- ARGV[4] the most entries the reader may take
 -- ARGV[5] a fresh random epoch ([0-9a-z])
 -- ARGV[6] the meta's TTL, s
+-- ARGV[7] '1' to check the run against the server's own run id (on a
+--         Redis Cluster: see publish.lua), '' to trust the run key
 -- Returns {epoch, top offset, time of the top entry in ms, entries}:
 -- entries are XRANGE's, read only when the reader's epoch is the stream's
 -- and it is 1 to ARGV[4] entries behind the top.
 local run = redis.call('GET', KEYS[1])
+if ARGV[7] == '1' then
+  local live = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
+  if live and run ~= live then
+    run = live
+    redis.call('SET', KEYS[1], run)
+  end
+end
 if not run then
   run = ARGV[5]
   redis.call('SET', KEYS[1], run)

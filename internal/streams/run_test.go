@@ -31,24 +31,24 @@ func TestOnConnectFollowsTheServer(t *testing.T) {
 	t.Cleanup(func() { _ = rdb.Close() })
 	ctx := context.Background()
 	first := runOf(t, rdb)
-	if got, err := rdb.Get(ctx, proto.RunKey).Result(); err != nil || got != first {
-		t.Fatalf("%s = %q, %v; want the server's run id %q", proto.RunKey, got, err, first)
+	if got, err := rdb.Get(ctx, proto.RunKey(proto.BroadcastPartition)).Result(); err != nil || got != first {
+		t.Fatalf("%s = %q, %v; want the server's run id %q", proto.RunKey(proto.BroadcastPartition), got, err, first)
 	}
 
 	srv.Stop()
 	srv.Start()
 	plain := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = plain.Close() })
-	if err := plain.Set(ctx, proto.RunKey, first, 0).Err(); err != nil { // the old run, as reloaded
+	if err := plain.Set(ctx, proto.RunKey(proto.BroadcastPartition), first, 0).Err(); err != nil { // the old run, as reloaded
 		t.Fatal(err)
 	}
-	got, err := rdb.Get(ctx, proto.RunKey).Result()
+	got, err := rdb.Get(ctx, proto.RunKey(proto.BroadcastPartition)).Result()
 	second := runOf(t, plain)
 	if second == first {
 		t.Fatal("the restarted server has the same run id")
 	}
 	if err != nil || got != second {
-		t.Fatalf("after the restart %s = %q, %v; want the new run %q", proto.RunKey, got, err, second)
+		t.Fatalf("after the restart %s = %q, %v; want the new run %q", proto.RunKey(proto.BroadcastPartition), got, err, second)
 	}
 }
 

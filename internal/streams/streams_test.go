@@ -18,7 +18,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // client returns a client of a new Redis. It does not record the run on
 // connect (OnConnect, tested on its own), so a test can pretend another
-// run by setting proto.RunKey.
+// run by setting proto.RunKey(proto.BroadcastPartition).
 func client(t testing.TB) *redis.Client {
 	t.Helper()
 	srv := testkit.StartRedis(t)
@@ -106,7 +106,7 @@ func TestReadEntries(t *testing.T) {
 func TestReadNewEpochOnAnotherRun(t *testing.T) {
 	rdb := client(t)
 	p := publish(t, rdb, "bob")[0]
-	rdb.Set(context.Background(), proto.RunKey, "another-run", 0)
+	rdb.Set(context.Background(), proto.RunKey(proto.BroadcastPartition), "another-run", 0)
 	res := read(t, rdb, streams.Query{Stream: streams.UserStream, User: "bob", From: p, After: true, Max: 10})
 	if res.Top.Epoch == p.Epoch || res.Top.Off != 0 {
 		t.Fatalf("after another run: top %+v, want offset 0 of a new epoch", res.Top)
@@ -201,7 +201,7 @@ func TestStreamKeepsTTLAcrossNewEpoch(t *testing.T) {
 	rdb := client(t)
 	ctx := context.Background()
 	publish(t, rdb, "bob")
-	if err := rdb.Set(ctx, proto.RunKey, "another-run", 0).Err(); err != nil {
+	if err := rdb.Set(ctx, proto.RunKey(proto.BroadcastPartition), "another-run", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	read(t, rdb, streams.Query{Stream: streams.UserStream, User: "bob", Max: 1})

@@ -32,7 +32,8 @@ type Redis struct {
 	t        testing.TB
 	bin      string
 	dir      string
-	password string // requirepass; "" = none
+	password string   // requirepass; "" = none
+	extra    []string // more redis-server arguments (cluster mode)
 
 	mu  sync.Mutex
 	run *redisRun // the current process; nil before the first Start
@@ -109,6 +110,7 @@ func (r *Redis) start() error {
 	if r.password != "" {
 		run.cmd.Args = append(run.cmd.Args, "--requirepass", r.password)
 	}
+	run.cmd.Args = append(run.cmd.Args, r.extra...)
 	run.cmd.Stdout, run.cmd.Stderr = &run.out, &run.out
 	if err := run.cmd.Start(); err != nil {
 		r.t.Fatalf("start redis-server: %v", err)

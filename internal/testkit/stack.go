@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/internal/testjwt"
+	"github.com/switchboard/switchboard/proto"
 )
 
 // Secret is the JWT secret of stacks started by StartStack, long enough
@@ -33,6 +34,9 @@ type StackOptions struct {
 	// credentials, say); by default the stack starts its own.
 	NATS  *NATS
 	Redis *Redis
+	// RedisCluster, when set, is the Redis Cluster to use instead of Redis
+	// (REDIS_URL in the cluster form).
+	RedisCluster *RedisCluster
 	// Plain runs binaries built without the race detector (PlainBinaries).
 	Plain bool
 }
@@ -40,9 +44,13 @@ type StackOptions struct {
 // Stack is a whole switchboard: real Redis, real NATS, handlers-svc and a
 // gateway, each its real binary.
 type Stack struct {
-	t            testing.TB
-	Redis        *Redis
-	NATS         *NATS
+	t     testing.TB
+	Redis *Redis // on a Redis Cluster, the master of the broadcast stream's slot
+	NATS  *NATS  // on a NATS cluster, its first server
+	// RedisCluster and NATSCluster are the clusters the stack runs on, in
+	// the E2E_REDIS=cluster and E2E_NATS=cluster set-ups; nil otherwise.
+	RedisCluster *RedisCluster
+	NATSCluster  []*NATS
 	Handlers     *Proc
 	Gateway      *Proc
 	Addr         string // gateway host:port
@@ -64,6 +72,49 @@ const FanoutModeEnv = "E2E_FANOUT_MODE"
 // FanoutMode returns the FANOUT_MODE stacks start with by default:
 // $E2E_FANOUT_MODE, or "" (the services' default, shared).
 func FanoutMode() string { return os.Getenv(FanoutModeEnv) }
+
+// RedisModeEnv and NATSModeEnv name the environment variables that, set
+// to "cluster", have StartStack run every stack whose test brings no
+// server of its own on a 3-master Redis Cluster (REDIS_URL in the cluster
+// form) and a 3-node NATS cluster (NATS_URL listing the nodes): CI's third
+// set-up of the end-to-end suites (make e2e-cluster).
+const (
+	RedisModeEnv = "E2E_REDIS"
+	NATSModeEnv  = "E2E_NATS"
+)
+
+// RedisClusterMode reports whether stacks run on a Redis Cluster
+// ($E2E_REDIS=cluster).
+func RedisClusterMode() bool { return os.Getenv(RedisModeEnv) == "cluster" }
+
+// NATSClusterMode reports whether stacks run on a NATS cluster
+// ($E2E_NATS=cluster).
+func NATSClusterMode() bool { return os.Getenv(NATSModeEnv) == "cluster" }
+
+// SkipOnRedisCluster skips t in the Redis Cluster set-up, saying why: for
+// the few tests that act on "the" Redis server.
+func SkipOnRedisCluster(t testing.TB, why string) {
+	t.Helper()
+	if RedisClusterMode() {
+		t.Skipf("%s=cluster: %s", RedisModeEnv, why)
+	}
+}
+
+// RedisURL returns the REDIS_URL of the stack's Redis or Redis Cluster.
+func (s *Stack) RedisURL() string {
+	if s.RedisCluster != nil {
+		return s.RedisCluster.URL()
+	}
+	return s.Redis.URL()
+}
+
+// NATSURL returns the NATS_URL of the stack's NATS server or cluster.
+func (s *Stack) NATSURL() string {
+	if s.NATSCluster != nil {
+		return ClusterURL(s.NATSCluster)
+	}
+	return s.NATS.URL()
+}
 
 // StartStack starts everything and waits until every worker is ready.
 func StartStack(t testing.TB, opts StackOptions) *Stack {
@@ -94,8 +145,19 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 		handlersBin:  hs,
 		opts:         opts,
 	}
+	s.RedisCluster = opts.RedisCluster
+	if s.Redis == nil && s.RedisCluster == nil && RedisClusterMode() {
+		s.RedisCluster = StartRedisCluster(t, 3)
+	}
+	if s.RedisCluster != nil && s.Redis == nil {
+		s.Redis = s.RedisCluster.NodeOf(proto.BroadcastMetaKey)
+	}
 	if s.Redis == nil {
 		s.Redis = StartRedis(t)
+	}
+	if s.NATS == nil && NATSClusterMode() {
+		s.NATSCluster = StartNATSCluster(t, 3)
+		s.NATS = s.NATSCluster[0]
 	}
 	if s.NATS == nil {
 		s.NATS = StartNATS(t)
@@ -112,7 +174,7 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 func (s *Stack) StartHandlers() {
 	s.t.Helper()
 	s.Handlers = StartProc(s.t, "handlers-svc", s.handlersBin, append([]string{
-		"NATS_URL=" + s.NATS.URL(), "REDIS_URL=" + s.Redis.URL(),
+		"NATS_URL=" + s.NATSURL(), "REDIS_URL=" + s.RedisURL(),
 		"HANDLERS_ADDR=" + s.HandlersAddr, "LOG_LEVEL=debug",
 	}, s.opts.HandlersEnv...))
 	Eventually(s.t, 20*time.Second, "handlers-svc is ready", func() bool {
@@ -135,7 +197,7 @@ func (s *Stack) StartGateway() {
 	s.t.Helper()
 	env := append([]string{
 		"GATEWAY_ADDR=" + s.Addr, "GATEWAY_WORKERS=" + strconv.Itoa(s.Workers),
-		"GATEWAY_JWT_SECRET=" + s.Secret, "NATS_URL=" + s.NATS.URL(), "REDIS_URL=" + s.Redis.URL(),
+		"GATEWAY_JWT_SECRET=" + s.Secret, "NATS_URL=" + s.NATSURL(), "REDIS_URL=" + s.RedisURL(),
 		"LOG_LEVEL=debug", "GATEWAY_SHUTDOWN_TIMEOUT=5s", "GATEWAY_METRICS_ADDR=" + s.MetricsAddr,
 		// Tests read a counter right after what it counts; the cache
 		// (a second by default) would hand them the read before.

@@ -189,3 +189,26 @@ func TestFreePort(t *testing.T) {
 		ln.Close()
 	}
 }
+
+// TestStartRedisCluster: three masters share every slot, and the URL is in
+// go-redis's cluster form, naming them all.
+func TestStartRedisCluster(t *testing.T) {
+	c := testkit.StartRedisCluster(t, 3)
+	opts, err := redis.ParseClusterURL(c.URL())
+	if err != nil || len(opts.Addrs) != 3 {
+		t.Fatalf("URL %q: %v, %v", c.URL(), opts, err)
+	}
+	rdb := c.Client(nil)
+	slots, err := rdb.ClusterSlots(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	covered, masters := 0, map[string]bool{}
+	for _, s := range slots {
+		covered += s.End - s.Start + 1
+		masters[s.Nodes[0].Addr] = true
+	}
+	if covered != 16384 || len(masters) != 3 {
+		t.Fatalf("%d slots covered by %d masters, want 16384 by 3", covered, len(masters))
+	}
+}

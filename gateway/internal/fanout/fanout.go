@@ -28,7 +28,9 @@
 // Release, on the last, lets it go after a linger (users.go). Those
 // (un)subscriptions are written in batches by one goroutine of Run's, and
 // after a new connection all of them are written again before the
-// subscription counts as established.
+// subscription counts as established. On a Redis Cluster the user channels
+// are sharded ones, on one subscription per partition, each with its own
+// reader and probe (shards.go).
 package fanout
 
 import (
@@ -44,6 +46,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/switchboard/switchboard/internal/backoff"
+	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -66,7 +69,7 @@ const DefaultQueue = 32768
 
 // Subscriber reads the dispatch channel and delivers each message.
 type Subscriber struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	to  Deliverer
 	log *zap.Logger
 
@@ -86,7 +89,7 @@ type Subscriber struct {
 	lagSince    time.Time  // when lagging last turned on; under lagMu
 	lagLog      lagLog     // under lagMu
 
-	live         atomic.Bool
+	line         // the shared channel's connection
 	resubs       atomic.Uint64
 	malformed    atomic.Uint64
 	reserved     atomic.Uint64
@@ -94,19 +97,20 @@ type Subscriber struct {
 	onRestored   func(down time.Duration) // nil: none
 	lostAt       time.Time                // when the subscription was last lost; the reader's only
 
-	probe        prober
-	probeChannel string
-	stalls       atomic.Uint64
-	psState      // the reader's connection, which the prober closes on a stall
+	stalls atomic.Uint64
 
-	users *userSubs     // per-user mode's user channels; nil in shared mode
-	done  chan struct{} // closed when Run has ended
+	perUser bool      // FANOUT_MODE=per_user
+	users   *userSubs // per-user mode's user channels on this connection; nil in shared mode and on a cluster
+	// shards are a Redis Cluster's partitions in per-user mode, each a
+	// sharded subscription of its own (shards.go); nil otherwise.
+	shards []*shard
+	done   chan struct{} // closed when Run has ended
 }
 
 // New returns a Subscriber reading from rdb and delivering to to, holding up
 // to queue messages read but not yet delivered (DefaultQueue if queue < 1).
 // Lagging turns on at queue/8 of them and off at queue/64.
-func New(rdb *redis.Client, to Deliverer, queue int, log *zap.Logger, opts ...Option) *Subscriber {
+func New(rdb redis.UniversalClient, to Deliverer, queue int, log *zap.Logger, opts ...Option) *Subscriber {
 	if queue < 1 {
 		queue = DefaultQueue
 	}
@@ -116,12 +120,15 @@ func New(rdb *redis.Client, to Deliverer, queue int, log *zap.Logger, opts ...Op
 		maxBytes: DefaultQueueBytes,
 		high:     max(queue/8, 1),
 		low:      queue / 64,
-		probe:    prober{every: ProbeEvery, within: ProbeWithin, rdb: rdb},
 		done:     make(chan struct{}),
 	}
-	s.probeChannel = probeChannelName()
+	s.probe = prober{every: ProbeEvery, within: ProbeWithin, rdb: rdb}
+	s.probeChannel = probeChannelName("sb:")
 	for _, o := range opts {
 		o(s)
+	}
+	if s.users != nil && streams.IsCluster(rdb) {
+		s.shardUsers()
 	}
 	s.bytes = semaphore.NewWeighted(s.maxBytes)
 	return s
@@ -163,8 +170,19 @@ func (s *Subscriber) Malformed() uint64 { return s.malformed.Load() }
 // of the gateway's own events (connected, ack, error, resync).
 func (s *Subscriber) Reserved() uint64 { return s.reserved.Load() }
 
-// Live reports whether the subscription is currently established.
-func (s *Subscriber) Live() bool { return s.live.Load() }
+// Live reports whether the subscription is currently established: on a
+// Redis Cluster in per-user mode, every partition's too.
+func (s *Subscriber) Live() bool {
+	if !s.live.Load() {
+		return false
+	}
+	for _, sh := range s.shards {
+		if !sh.live.Load() {
+			return false
+		}
+	}
+	return true
+}
 
 // BacklogBytes returns the bytes of the messages read from Redis and not
 // yet delivered.
@@ -198,10 +216,15 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); s.deliverLoop(ctx) }()
 	wg.Add(1)
-	go func() { defer wg.Done(); s.probeLoop(ctx) }()
-	if s.users != nil {
+	go func() { defer wg.Done(); s.probeLoop(ctx, &s.line) }()
+	for _, u := range s.allUsers() {
 		wg.Add(1)
-		go func() { defer wg.Done(); s.userLoop(ctx) }()
+		go func() { defer wg.Done(); s.userLoop(ctx, u) }()
+	}
+	for _, sh := range s.shards {
+		wg.Add(2)
+		go func() { defer wg.Done(); s.readShard(ctx, sh) }()
+		go func() { defer wg.Done(); s.probeLoop(ctx, &sh.line) }()
 	}
 	err := s.read(ctx)
 	cancel()
@@ -263,7 +286,7 @@ func (s *Subscriber) read(ctx context.Context) error {
 // order), so the sweep that follows sees every channel live.
 func (s *Subscriber) receive(ctx context.Context, ps *redis.PubSub, bo *backoff.Backoff, down *bool) error {
 	chans := []string{proto.Channel, s.probeChannel}
-	if s.users != nil {
+	if s.perUser {
 		// Said to a handlers-svc publishing per user (modecheck): this
 		// worker takes the user channels.
 		chans = append(chans, proto.PerUserMarkerChannel)
@@ -323,7 +346,8 @@ func (s *Subscriber) subscribed(bo *backoff.Backoff, down *bool) {
 		s.onSubscribed()
 	}
 	if !*down {
-		s.log.Info("redis subscribed", zap.String("channel", proto.Channel), zap.Bool("per_user", s.users != nil))
+		s.log.Info("redis subscribed", zap.String("channel", proto.Channel), zap.Bool("per_user", s.perUser),
+			zap.Int("partitions", len(s.shards)))
 		return
 	}
 	s.resubs.Add(1)

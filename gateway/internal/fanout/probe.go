@@ -30,7 +30,7 @@ const (
 // ProbeWith has the Subscriber publish its probes through rdb instead of
 // the client it subscribes with (tests put a faulty path in front of the
 // subscription only).
-func ProbeWith(rdb *redis.Client) Option { return func(s *Subscriber) { s.probe.rdb = rdb } }
+func ProbeWith(rdb redis.UniversalClient) Option { return func(s *Subscriber) { s.probe.rdb = rdb } }
 
 // ProbeTiming changes the probe's timing (tests).
 func ProbeTiming(every, within time.Duration) Option {
@@ -49,27 +49,42 @@ func (s *Subscriber) Probed() uint64 { return s.probe.seen.Load() }
 // watches them come back through the subscription.
 type prober struct {
 	every, within time.Duration
-	rdb           *redis.Client
+	rdb           redis.UniversalClient
 	sent          uint64        // the prober's own
 	seen          atomic.Uint64 // the highest probe received, set by the reader
 }
 
-// probeChannelName returns a channel no other subscription listens to.
-func probeChannelName() string {
+// line is one subscription connection's state that its reader and its
+// prober share: whether it is live, its probe channel and probes, and its
+// current PubSub. The Subscriber's own (the shared channel's) is embedded
+// in it; on a Redis Cluster in per-user mode each partition has one more
+// (shards.go), probed on a sharded channel in its slot.
+type line struct {
+	live         atomic.Bool
+	probe        prober
+	probeChannel string
+	sharded      bool   // probes with SPUBLISH
+	name         string // for logs: "" for the shared channel's
+	psState             // the reader's connection, which the prober closes on a stall
+}
+
+// probeChannelName returns a channel no other subscription listens to,
+// starting with prefix.
+func probeChannelName(prefix string) string {
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // never fails, per crypto/rand
-	return "sb:probe:" + hex.EncodeToString(b[:])
+	return prefix + "probe:" + hex.EncodeToString(b[:])
 }
 
 // probeSeen records a probe the subscription delivered.
-func (s *Subscriber) probeSeen(payload string) {
+func (l *line) probeSeen(payload string) {
 	n, err := strconv.ParseUint(payload, 10, 64)
 	if err != nil {
 		return
 	}
 	for {
-		seen := s.probe.seen.Load()
-		if n <= seen || s.probe.seen.CompareAndSwap(seen, n) {
+		seen := l.probe.seen.Load()
+		if n <= seen || l.probe.seen.CompareAndSwap(seen, n) {
 			return
 		}
 	}
@@ -77,23 +92,31 @@ func (s *Subscriber) probeSeen(payload string) {
 
 // current records the PubSub the reader uses now, for the prober to close
 // on a stall (nil between connections).
-func (s *Subscriber) current(ps *redis.PubSub) {
-	s.psMu.Lock()
-	defer s.psMu.Unlock()
-	s.ps = ps
+func (l *line) current(ps *redis.PubSub) {
+	l.psMu.Lock()
+	defer l.psMu.Unlock()
+	l.ps = ps
 }
 
-// probeLoop publishes a probe every interval while the subscription is
-// live, and when none has come back for ProbeEvery + ProbeWithin declares
-// the subscription stalled: not live (so /readyz answers 503), and its
-// connection closed, so the reader subscribes anew and the worker fills
-// the gap from the streams. That covers a stalled path to Redis (probes
-// accepted, never delivered) and a Redis that stopped answering (probes
-// not even accepted), which the reader alone would notice only after
+// probeLoop publishes a probe on l every interval while l is live, and
+// when none has come back for ProbeEvery + ProbeWithin declares it
+// stalled: not live (so /readyz answers 503), and its connection closed,
+// so its reader subscribes anew and the worker fills the gap from the
+// streams. That covers a stalled path to Redis (probes accepted, never
+// delivered) and a Redis that stopped answering (probes not even
+// accepted), which the reader alone would notice only after
 // healthInterval.
-func (s *Subscriber) probeLoop(ctx context.Context) {
-	t := time.NewTicker(s.probe.every)
+//
+// The probes are published by a goroutine of their own, so that a publish
+// held up by a hung Redis (the client's own timeouts may be seconds) does
+// not hold up the watch: a probe not sent is a probe not back.
+func (s *Subscriber) probeLoop(ctx context.Context, l *line) {
+	t := time.NewTicker(l.probe.every)
 	defer t.Stop()
+	send := make(chan uint64, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { l.publishProbes(ctx, send) })
 	var heard time.Time // when a probe last came back, or the watch began
 	var seen uint64
 	for {
@@ -102,35 +125,57 @@ func (s *Subscriber) probeLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if !s.live.Load() {
+		if !l.live.Load() {
 			heard = time.Time{} // a new subscription starts a new watch
 			continue
 		}
 		now := time.Now()
-		if n := s.probe.seen.Load(); n != seen || heard.IsZero() {
+		if n := l.probe.seen.Load(); n != seen || heard.IsZero() {
 			seen, heard = n, now
 		}
-		if silent := now.Sub(heard); silent > s.probe.every+s.probe.within {
-			s.stalled(silent)
+		if silent := now.Sub(heard); silent > l.probe.every+l.probe.within {
+			s.stalled(l, silent)
 			heard = time.Time{}
 			continue
 		}
-		s.probe.sent++
-		pctx, cancel := context.WithTimeout(ctx, s.probe.every)
-		_ = s.probe.rdb.Publish(pctx, s.probeChannel, strconv.FormatUint(s.probe.sent, 10)).Err()
+		l.probe.sent++
+		select {
+		case send <- l.probe.sent:
+		default: // the last one is still being published
+		}
+	}
+}
+
+// publishProbes publishes each probe number it receives on l's probe
+// channel until ctx is done.
+func (l *line) publishProbes(ctx context.Context, send <-chan uint64) {
+	for {
+		var n uint64
+		select {
+		case <-ctx.Done():
+			return
+		case n = <-send:
+		}
+		pctx, cancel := context.WithTimeout(ctx, l.probe.every)
+		body := strconv.FormatUint(n, 10)
+		if l.sharded {
+			_ = l.probe.rdb.SPublish(pctx, l.probeChannel, body).Err()
+		} else {
+			_ = l.probe.rdb.Publish(pctx, l.probeChannel, body).Err()
+		}
 		cancel()
 	}
 }
 
 // stalled takes down a subscription that stopped delivering.
-func (s *Subscriber) stalled(silent time.Duration) {
+func (s *Subscriber) stalled(l *line, silent time.Duration) {
 	s.stalls.Add(1)
-	s.live.Store(false)
+	l.live.Store(false)
 	s.log.Error("redis subscription stalled: a probe did not come back; reconnecting",
-		zap.Duration("silent", silent), zap.String("probe_channel", s.probeChannel))
-	s.psMu.Lock()
-	ps := s.ps
-	s.psMu.Unlock()
+		zap.Duration("silent", silent), zap.String("probe_channel", l.probeChannel), zap.String("line", l.name))
+	l.psMu.Lock()
+	ps := l.ps
+	l.psMu.Unlock()
 	if ps != nil {
 		_ = ps.Close() // the reader's Receive fails, and it subscribes anew
 	}

@@ -30,6 +30,7 @@ const DefaultLinger = 5 * time.Second
 // first socket (Acquire) until linger after the last (Release).
 func PerUser(linger time.Duration) Option {
 	return func(s *Subscriber) {
+		s.perUser = true
 		s.users = &userSubs{linger: max(linger, 0), byChan: map[string]*userSub{},
 			idle: map[*userSub]struct{}{}, wake: make(chan struct{}, 1)}
 	}
@@ -68,6 +69,9 @@ type userSub struct {
 // Redis sends in order, are never mistaken for one another.
 type userSubs struct {
 	linger time.Duration
+	// sharded: the channels are sharded ones (SSUBSCRIBE), on a Redis
+	// Cluster partition's connection (shards.go).
+	sharded bool
 
 	mu     sync.Mutex
 	byChan map[string]*userSub
@@ -85,7 +89,7 @@ type userSubs struct {
 // Acquire, whatever it returned, is matched by one Release when the socket
 // it was for ends.
 func (s *Subscriber) Acquire(ctx context.Context, user string) error {
-	u := s.users
+	u := s.usersOf(user)
 	if u == nil {
 		return nil
 	}
@@ -135,7 +139,7 @@ var errStopped = errors.New("fanout: stopped")
 // Release ends one Acquire of user's channel. After the last, the channel
 // stays subscribed for the linger, for a socket of user that comes back.
 func (s *Subscriber) Release(user string) {
-	u := s.users
+	u := s.usersOf(user)
 	if u == nil {
 		return
 	}
@@ -154,12 +158,37 @@ func (s *Subscriber) Release(user string) {
 // UserChannels returns how many user channels are subscribed now
 // (confirmed by Redis): 0 in shared mode.
 func (s *Subscriber) UserChannels() int {
-	if s.users == nil {
-		return 0
+	n := 0
+	for _, u := range s.allUsers() {
+		u.mu.Lock()
+		n += u.live
+		u.mu.Unlock()
 	}
-	s.users.mu.Lock()
-	defer s.users.mu.Unlock()
-	return s.users.live
+	return n
+}
+
+// usersOf returns the set user's channel belongs to: nil in shared mode,
+// its partition's on a Redis Cluster (shards.go), the one set otherwise.
+func (s *Subscriber) usersOf(user string) *userSubs {
+	if s.shards != nil {
+		return s.shards[proto.PartitionOf(user)].users
+	}
+	return s.users
+}
+
+// allUsers returns every set of user channels.
+func (s *Subscriber) allUsers() []*userSubs {
+	if s.shards != nil {
+		out := make([]*userSubs, len(s.shards))
+		for i, sh := range s.shards {
+			out[i] = sh.users
+		}
+		return out
+	}
+	if s.users != nil {
+		return []*userSubs{s.users}
+	}
+	return nil
 }
 
 // queue has e's SUBSCRIBE written on the current connection. u.mu is held.
@@ -224,13 +253,26 @@ func (u *userSubs) detach() {
 }
 
 // confirmed applies Redis's confirmation of kind ("subscribe" or
-// "unsubscribe") for channel, received on the current connection.
-func (u *userSubs) confirmed(kind, channel string) {
+// "unsubscribe", or their sharded forms) for channel, received on the
+// current connection. It reports false for an unsubscribe nobody asked
+// for: a Redis Cluster node that stopped serving the channel's slot (a
+// failover, a slot moved) unsubscribes its sharded subscribers, and the
+// connection must then be made anew, at the slot's new master.
+func (u *userSubs) confirmed(kind, channel string) bool {
+	switch kind {
+	case "ssubscribe":
+		kind = "subscribe"
+	case "sunsubscribe":
+		kind = "unsubscribe"
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	e := u.byChan[channel]
 	if e == nil {
-		return
+		return true
+	}
+	if kind == "unsubscribe" && e.state != subLeaving && u.sharded {
+		return false
 	}
 	switch {
 	case kind == "subscribe" && e.state == subPending && e.sent:
@@ -241,10 +283,27 @@ func (u *userSubs) confirmed(kind, channel string) {
 		if e.again {
 			e.again = false
 			u.queue(e)
-			return
+			return true
 		}
 		delete(u.byChan, channel)
 	}
+	return true
+}
+
+// subscribe writes one SUBSCRIBE (SSUBSCRIBE when sharded) of chans on ps.
+func (u *userSubs) subscribe(ctx context.Context, ps *redis.PubSub, chans []string) error {
+	if u.sharded {
+		return ps.SSubscribe(ctx, chans...)
+	}
+	return ps.Subscribe(ctx, chans...)
+}
+
+// unsubscribe writes one UNSUBSCRIBE (SUNSUBSCRIBE when sharded) of chans.
+func (u *userSubs) unsubscribe(ctx context.Context, ps *redis.PubSub, chans []string) error {
+	if u.sharded {
+		return ps.SUnsubscribe(ctx, chans...)
+	}
+	return ps.Unsubscribe(ctx, chans...)
 }
 
 // take returns the connection and what to write on it now: the pending
@@ -287,8 +346,7 @@ func (u *userSubs) lingerTick() time.Duration {
 // whenever Acquire asks for one or a linger ends, until ctx is done. A
 // write that fails closes the connection, so the reader starts a new one
 // and subscribes every channel there, as after any loss.
-func (s *Subscriber) userLoop(ctx context.Context) {
-	u := s.users
+func (s *Subscriber) userLoop(ctx context.Context, u *userSubs) {
 	t := time.NewTicker(u.lingerTick())
 	defer t.Stop()
 	for {
@@ -302,9 +360,9 @@ func (s *Subscriber) userLoop(ctx context.Context) {
 		if ps == nil {
 			continue
 		}
-		err := batched(sub, func(chans []string) error { return ps.Subscribe(ctx, chans...) })
+		err := batched(sub, func(chans []string) error { return u.subscribe(ctx, ps, chans) })
 		if err == nil {
-			err = batched(unsub, func(chans []string) error { return ps.Unsubscribe(ctx, chans...) })
+			err = batched(unsub, func(chans []string) error { return u.unsubscribe(ctx, ps, chans) })
 		}
 		if err != nil && ctx.Err() == nil && u.current(ps) {
 			// (A connection the reader has already left is being replaced:

@@ -123,7 +123,7 @@ func (r *recorder) lastResume() string {
 }
 
 type fixture struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	res *resume.Resumer
 	rec *recorder
 }
@@ -133,6 +133,23 @@ func newFixture(t *testing.T, cfg resume.Config) *fixture {
 	srv := testkit.StartRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
+	return fixtureOn(rdb, cfg)
+}
+
+// newClusterFixture is newFixture on a 3-master Redis Cluster.
+func newClusterFixture(t *testing.T, cfg resume.Config) *fixture {
+	t.Helper()
+	c := testkit.StartRedisCluster(t, 3)
+	return fixtureOn(c.Client(&redis.ClusterOptions{OnConnect: streams.OnConnect}), cfg)
+}
+
+// onBoth runs test on one Redis and on a Redis Cluster.
+func onBoth(t *testing.T, test func(t *testing.T, newFixture func(*testing.T, resume.Config) *fixture)) {
+	t.Run("one", func(t *testing.T) { test(t, newFixture) })
+	t.Run("cluster", func(t *testing.T) { test(t, newClusterFixture) })
+}
+
+func fixtureOn(rdb redis.UniversalClient, cfg resume.Config) *fixture {
 	rec := &recorder{}
 	f := &fixture{rdb: rdb, res: resume.New(rdb, cfg, rec, zap.NewNop()), rec: rec}
 	return f
@@ -199,7 +216,9 @@ func TestConnectFresh(t *testing.T) {
 // TestResumeRecovers: a socket that comes back with the position it last
 // processed gets recovered:true and every event after it, once, in order,
 // right after connected; events held meanwhile follow, without repeats.
-func TestResumeRecovers(t *testing.T) {
+func TestResumeRecovers(t *testing.T) { onBoth(t, testResumeRecovers) }
+
+func testResumeRecovers(t *testing.T, newFixture func(*testing.T, resume.Config) *fixture) {
 	f := newFixture(t, resume.DefaultConfig())
 	last := f.publish(t, "bob", "e1")
 	var missed []proto.Pos
@@ -337,7 +356,9 @@ func TestStoreLostResyncs(t *testing.T) {
 // TestSweepFillsWhatNoOneHeard: after a resubscription, a socket behind its
 // stream (events published while the subscription was down) is filled, as
 // is one whose stream has no news; a socket up to date is left alone.
-func TestSweepFillsWhatNoOneHeard(t *testing.T) {
+func TestSweepFillsWhatNoOneHeard(t *testing.T) { onBoth(t, testSweepFillsWhatNoOneHeard) }
+
+func testSweepFillsWhatNoOneHeard(t *testing.T, newFixture func(*testing.T, resume.Config) *fixture) {
 	f := newFixture(t, resume.DefaultConfig())
 	bob, carol := &conn{id: "b", user: "bob"}, &conn{id: "c", user: "carol"}
 	sb, _ := f.connect(t, bob, "", "")

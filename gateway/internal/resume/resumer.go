@@ -71,7 +71,7 @@ func DefaultConfig() Config {
 type Resumer struct {
 	cfg     Config
 	enabled bool
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	rec     Recorder
 	log     *zap.Logger
 
@@ -84,7 +84,7 @@ type Resumer struct {
 
 // New returns a Resumer reading with rdb. Run must run for gaps to be
 // filled.
-func New(rdb *redis.Client, cfg Config, rec Recorder, log *zap.Logger) *Resumer {
+func New(rdb redis.UniversalClient, cfg Config, rec Recorder, log *zap.Logger) *Resumer {
 	if cfg.Readers < 1 {
 		cfg.Readers = 1
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/internal/httpserver"
 	"github.com/switchboard/switchboard/internal/redact"
+	"github.com/switchboard/switchboard/internal/redisconn"
 	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -49,7 +50,7 @@ type Worker struct {
 	metrics *metrics.Worker
 
 	nc  *nats.Conn
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	fwd *forward.Forwarder
 	sub *fanout.Subscriber
 	res *resume.Resumer
@@ -216,15 +217,14 @@ func (w *Worker) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	opts, err := redis.ParseURL(w.cfg.RedisURL)
+	// The recovery streams are tied to the run of the Redis server that
+	// holds them: every new connection records it first. REDIS_URL may
+	// name a Redis Cluster.
+	w.rdb, err = redisconn.New(w.cfg.RedisURL, redisconn.Tuning{OnConnect: streams.OnConnect})
 	if err != nil {
 		w.nc.Close()
 		return err
 	}
-	// The recovery streams are tied to the run of the Redis server that
-	// holds them: every new connection records it first.
-	opts.OnConnect = streams.OnConnect
-	w.rdb = redis.NewClient(opts)
 	// Redis is waited for by the subscriber, which retries by itself; NATS
 	// by RetryOnFailedConnect. Log here once if either is not up yet.
 	if !w.nc.IsConnected() {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard/switchboard/internal/backoff"
 	"github.com/switchboard/switchboard/internal/redact"
+	"github.com/switchboard/switchboard/internal/redisconn"
 )
 
 // Start-up retry of Redis: the first wait, doubled after each failure up to
@@ -105,14 +106,14 @@ func waitNATS(ctx context.Context, nc *nats.Conn, log *zap.Logger) error {
 }
 
 // waitRedis pings rdb until it answers or ctx is done, logging each failure.
-func waitRedis(ctx context.Context, rdb *redis.Client, log *zap.Logger) error {
+func waitRedis(ctx context.Context, rdb redis.UniversalClient, log *zap.Logger) error {
 	bo := backoff.Backoff{Min: redisRetryMin, Max: redisRetryMax}
 	for {
 		pingCtx, cancel := context.WithTimeout(ctx, redisPingLimit)
 		err := rdb.Ping(pingCtx).Err()
 		cancel()
 		if err == nil {
-			log.Info("connected", zap.String("addr", rdb.Options().Addr))
+			log.Info("connected", zap.Strings("addrs", redisconn.Addrs(rdb)))
 			return nil
 		}
 		if ctx.Err() != nil {

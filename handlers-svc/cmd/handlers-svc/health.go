@@ -21,13 +21,13 @@ const readyPingLimit = time.Second
 // whose body is the readiness package's.
 type health struct {
 	nc       *nats.Conn
-	rdb      *redis.Client
+	rdb      redis.UniversalClient
 	serving  <-chan struct{} // closed once the NATS subscription exists
 	stopping atomic.Bool
 	mux      *http.ServeMux
 }
 
-func newHealth(nc *nats.Conn, rdb *redis.Client, serving <-chan struct{}) *health {
+func newHealth(nc *nats.Conn, rdb redis.UniversalClient, serving <-chan struct{}) *health {
 	h := &health{nc: nc, rdb: rdb, serving: serving, mux: http.NewServeMux()}
 	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.HandleFunc("GET /readyz", h.readyz)

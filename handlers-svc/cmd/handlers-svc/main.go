@@ -43,6 +43,7 @@ import (
 	"github.com/switchboard/switchboard/internal/httpserver"
 	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/redact"
+	"github.com/switchboard/switchboard/internal/redisconn"
 	"github.com/switchboard/switchboard/internal/redislog"
 	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/proto"
@@ -123,24 +124,21 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		_ = ln.Close()
 		return err
 	}
-	redisOpts, err := redis.ParseURL(cfg.RedisURL)
+	// PUBLISH is not safe to repeat: a retry after a reply lost in transit
+	// would deliver the events twice. go-redis checks pooled connections
+	// before reuse, so a Redis restart does not need retries either. A
+	// hung Redis must fail a dispatch by its handler's deadline, not only
+	// by go-redis's own timeouts (5 s to read and to dial), or the handler
+	// answers after the gateway has given up on it. The recovery streams
+	// are tied to the run of the server that holds them: every new
+	// connection records it first. REDIS_URL may name a Redis Cluster.
+	rdb, err := redisconn.New(cfg.RedisURL, redisconn.Tuning{
+		NoRetries: true, ContextTimeoutEnabled: true, OnConnect: streams.OnConnect})
 	if err != nil {
 		nc.Close()
 		_ = ln.Close()
 		return fmt.Errorf("redis url: %w", err)
 	}
-	// PUBLISH is not safe to repeat: a retry after a reply lost in transit
-	// would deliver the events twice. go-redis checks pooled connections
-	// before reuse, so a Redis restart does not need retries either.
-	redisOpts.MaxRetries = -1
-	// A hung Redis must fail a dispatch by its handler's deadline, not
-	// only by go-redis's own timeouts (5 s to read and to dial), or the
-	// handler answers after the gateway has given up on it.
-	redisOpts.ContextTimeoutEnabled = true
-	// The recovery streams are tied to the run of the server that holds
-	// them: every new connection records it first.
-	redisOpts.OnConnect = streams.OnConnect
-	rdb := redis.NewClient(redisOpts)
 
 	mux := event.NewMux()
 	evLog := log.Named("event")

@@ -10,6 +10,7 @@ package modecheck
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,7 +41,7 @@ func (c *Checker) Shared() int64 { return c.shared.Load() }
 // workers in shared mode appear and an info line when they are gone,
 // once per change.
 func (c *Checker) Check(ctx context.Context) error {
-	n, err := c.rdb.PubSubNumSub(ctx, proto.Channel, proto.PerUserMarkerChannel).Result()
+	n, err := numSub(ctx, c.rdb, proto.Channel, proto.PerUserMarkerChannel)
 	if err != nil {
 		return err
 	}
@@ -71,4 +72,29 @@ func (c *Checker) Run(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// numSub returns PUBSUB NUMSUB of channels. A Redis Cluster node counts
+// only the subscribers connected to it (a PUBLISH reaches every node's),
+// so on a cluster it is the sum over every node.
+func numSub(ctx context.Context, rdb redis.UniversalClient, channels ...string) (map[string]int64, error) {
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return rdb.PubSubNumSub(ctx, channels...).Result()
+	}
+	var mu sync.Mutex
+	sum := make(map[string]int64, len(channels))
+	err := cc.ForEachShard(ctx, func(ctx context.Context, node *redis.Client) error {
+		n, err := node.PubSubNumSub(ctx, channels...).Result()
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for ch, k := range n {
+			sum[ch] += k
+		}
+		return nil
+	})
+	return sum, err
 }

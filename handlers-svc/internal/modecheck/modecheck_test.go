@@ -62,3 +62,34 @@ func TestSharedWorkerFoundAndLoggedOnce(t *testing.T) {
 		t.Errorf("the mismatch's end logged %d times, want once", n)
 	}
 }
+
+// TestCountsEveryClusterNode: on a Redis Cluster each node counts only the
+// subscribers connected to it; workers subscribed on different nodes are
+// all counted.
+func TestCountsEveryClusterNode(t *testing.T) {
+	cl := testkit.StartRedisCluster(t, 3)
+	ctx := context.Background()
+	var shared []*redis.PubSub
+	for _, n := range cl.Nodes {
+		node := redis.NewClient(&redis.Options{Addr: n.Addr()})
+		t.Cleanup(func() { _ = node.Close() })
+		ps := node.Subscribe(ctx, proto.Channel)
+		if _, err := ps.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+		shared = append(shared, ps)
+	}
+	defer func() {
+		for _, ps := range shared {
+			_ = ps.Close()
+		}
+	}()
+	rdb := cl.Client(nil)
+	c := modecheck.New(rdb, zap.NewNop())
+	if err := c.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Shared(); got != 3 {
+		t.Fatalf("Shared() = %d, want 3: a worker on each node", got)
+	}
+}

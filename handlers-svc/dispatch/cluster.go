@@ -1,0 +1,91 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/switchboard/switchboard/internal/streams"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// On a Redis Cluster a script call may only touch the keys of one slot:
+// a user's stream, meta and channel are in the slot of the user's
+// partition (proto.PartitionOf), so a dispatch to users of several
+// partitions is split by partition (streams.SplitUsers), and the units of
+// one publish are sent as one script call per partition, all calls in
+// flight together. Each call is all or none; a dispatch is no longer all
+// or none across partitions, but every socket gets its user's part or
+// not, as the positions it carries say, and a part that failed fails the
+// dispatch (unavailable), as on one Redis. The shared channel's PUBLISH
+// reaches every node's subscribers, and its count of receivers only the
+// node's own, so publishes no gateway worker heard are not counted
+// (Unheard) on a cluster.
+
+// clusterUserUnits appends to units those of a dispatch to users (each
+// once), split by partition and then at most maxUnitUsers per unit; the
+// first unit also carries msg.Conns.
+func (d *Dispatcher) clusterUserUnits(units []*streams.Unit, msg *proto.Dispatch, users []string, args any) ([]*streams.Unit, error) {
+	first := true
+	for _, part := range streams.SplitUsers(&proto.Dispatch{Event: msg.Event, Users: users}) {
+		for start := 0; start < len(part.Users); start += maxUnitUsers {
+			chunk := &proto.Dispatch{Event: msg.Event, Users: part.Users[start:min(start+maxUnitUsers, len(part.Users))]}
+			if first {
+				chunk.Conns = msg.Conns
+			}
+			u, err := d.encode(chunk, args)
+			if err != nil {
+				return nil, err
+			}
+			if first {
+				args = chunk.Args // marshalled once: the next units check it only
+				first = false
+			}
+			units = append(units, u)
+		}
+	}
+	if len(units) == 0 {
+		return nil, fmt.Errorf("dispatch %s: no users", msg.Event)
+	}
+	return units, nil
+}
+
+// publishCluster records and publishes units with one script call per
+// partition (streams.Group), the calls in flight together, and returns
+// the positions in target order, or the first error of a call.
+func (d *Dispatcher) publishCluster(ctx context.Context, units []*streams.Unit) ([]string, error) {
+	groups := streams.Group(units)
+	if len(groups) == 1 {
+		keys, args := streams.PartitionCall(groups[0].Partition, groups[0].Units, d.window, d.ttl)
+		pos, _, err := d.pub.publish(ctx, keys, args)
+		return pos, err
+	}
+	got := make([][]string, len(units))
+	errs := make([]error, len(groups))
+	var wg sync.WaitGroup
+	for gi, g := range groups {
+		wg.Go(func() {
+			keys, args := streams.PartitionCall(g.Partition, g.Units, d.window, d.ttl)
+			pos, _, err := d.pub.publish(ctx, keys, args)
+			if err != nil {
+				errs[gi] = err
+				return
+			}
+			for _, i := range g.Index {
+				k := min(units[i].Targets(), len(pos))
+				got[i], pos = pos[:k], pos[k:]
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	var out []string
+	for _, p := range got {
+		out = append(out, p...)
+	}
+	return out, nil
+}

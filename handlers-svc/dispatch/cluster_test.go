@@ -1,0 +1,194 @@
+package dispatch_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard/switchboard/handlers-svc/dispatch"
+	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/internal/streams"
+	"github.com/switchboard/switchboard/internal/testkit"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// spreadUsers returns n user ids that cover every partition.
+func spreadUsers(n int) []string {
+	users := make([]string, n)
+	for i := range users {
+		users[i] = fmt.Sprintf("member-%d", i)
+	}
+	return users
+}
+
+// TestClusterDispatch: on a 3-master Redis Cluster, in both modes, a
+// dispatch to users of every partition (and a room of them) reaches each
+// user once with the position the API returned, which the user's stream
+// holds; per_user publishes with SPUBLISH on each user's channel, shared on
+// the shared channel, which every node relays.
+func TestClusterDispatch(t *testing.T) {
+	c := testkit.StartRedisCluster(t, 3)
+	for _, perUser := range []bool{false, true} {
+		t.Run(fmt.Sprintf("per_user=%v", perUser), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			rdb := c.Client(&redis.ClusterOptions{OnConnect: streams.OnConnect, MaxRetries: -1})
+			users := spreadUsers(200)
+			// One sharded subscription per partition, or the shared channel.
+			got := make(chan *redis.Message, 1000)
+			var subs []*redis.PubSub
+			if perUser {
+				byPart := map[int][]string{}
+				for _, u := range users {
+					byPart[proto.PartitionOf(u)] = append(byPart[proto.PartitionOf(u)], proto.UserChannel(u))
+				}
+				for _, chans := range byPart {
+					ps := rdb.SSubscribe(ctx, chans...)
+					for range chans {
+						if _, err := ps.Receive(ctx); err != nil {
+							t.Fatal(err)
+						}
+					}
+					subs = append(subs, ps)
+				}
+			} else {
+				ps := rdb.Subscribe(ctx, proto.Channel)
+				if _, err := ps.Receive(ctx); err != nil {
+					t.Fatal(err)
+				}
+				subs = append(subs, ps)
+			}
+			for _, ps := range subs {
+				defer ps.Close()
+				go func() {
+					for m := range ps.Channel() {
+						got <- m
+					}
+				}()
+			}
+
+			d := dispatch.New(rdb, dispatch.Options{Window: time.Minute, PerUser: perUser})
+			room := fmt.Sprintf("lobby-%v", perUser)
+			for _, u := range users[:50] {
+				if _, _, err := d.Join(ctx, room, u); err != nil {
+					t.Fatal(err)
+				}
+			}
+			pos, err := d.Dispatch(ctx, dispatch.Message{Event: "m1", Users: users[50:], Rooms: []string{room}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(pos.Users) != len(users) {
+				t.Fatalf("%d positions for %d users", len(pos.Users), len(users))
+			}
+			seen := map[string]string{}
+			for len(seen) < len(users) || (!perUser && len(seen) == 0) {
+				var m *redis.Message
+				select {
+				case m = <-got:
+				case <-ctx.Done():
+					t.Fatalf("%d of %d users got it", len(seen), len(users))
+				}
+				dd, err := proto.DecodeDispatch([]byte(m.Payload))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, u := range dd.Users {
+					if _, dup := seen[u]; dup {
+						t.Fatalf("%s named twice", u)
+					}
+					if perUser && m.Channel != proto.UserChannel(u) {
+						t.Fatalf("%s's dispatch on %s", u, m.Channel)
+					}
+					seen[u] = dd.Pos[u]
+				}
+			}
+			res, err := streams.Read(ctx, rdb, queries(users))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, u := range users {
+				if seen[u] != pos.Users[u] || res[i].Top.String() != pos.Users[u] {
+					t.Fatalf("%s: published %s, returned %s, stream top %s", u, seen[u], pos.Users[u], res[i].Top)
+				}
+			}
+
+			// A batch of a broadcast and users of several partitions: every
+			// part recorded; the broadcast on the shared channel.
+			if err := d.Batch(ctx, func(b event.Dispatcher) error {
+				if err := b.Broadcast(ctx, "m2", nil); err != nil {
+					return err
+				}
+				return b.ToUsers(ctx, users[:20], "m3", nil)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			res2, err := streams.Read(ctx, rdb, queries(users[:20]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range res2 {
+				if res2[i].Top.Off != res[i].Top.Off+1 {
+					t.Fatalf("%s: top %v after %v", users[i], res2[i].Top, res[i].Top)
+				}
+			}
+		})
+	}
+}
+
+func queries(users []string) []streams.Query {
+	qs := make([]streams.Query, len(users))
+	for i, u := range users {
+		qs[i] = streams.Query{Stream: streams.UserStream, User: u, Max: 1}
+	}
+	return qs
+}
+
+// TestClusterRoomsAndGroupedOrder: rooms work on a cluster, and the
+// positions of the dispatch API name the right users whatever order they
+// were given in.
+func TestClusterRoomsAndGroupedOrder(t *testing.T) {
+	c := testkit.StartRedisCluster(t, 3)
+	rdb := c.Client(&redis.ClusterOptions{OnConnect: streams.OnConnect, MaxRetries: -1})
+	ctx := context.Background()
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute})
+	users := spreadUsers(40)
+	slices.Reverse(users)
+	for _, r := range []string{"a", "b"} {
+		for _, u := range users[:10] {
+			if _, _, err := d.Join(ctx, r, u); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n, _, err := d.Leave(ctx, "b", users[0]); err != nil || n != 9 {
+		t.Fatalf("leave: %d members, %v", n, err)
+	}
+	if err := d.ToRooms(ctx, []string{"a", "b"}, "hi", nil); err != nil {
+		t.Fatal(err)
+	}
+	pos, err := d.Dispatch(ctx, dispatch.Message{Event: "m", Users: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := streams.Read(ctx, rdb, queries(users))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range users {
+		if res[i].Top.String() != pos.Users[u] {
+			t.Fatalf("%s: returned %s, stream top %s", u, pos.Users[u], res[i].Top)
+		}
+		wantOff := uint64(1)
+		if i < 10 {
+			wantOff = 2 // the room's event before
+		}
+		if res[i].Top.Off != wantOff {
+			t.Fatalf("%s: offset %d, want %d", u, res[i].Top.Off, wantOff)
+		}
+	}
+}

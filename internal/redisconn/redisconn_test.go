@@ -1,0 +1,77 @@
+package redisconn_test
+
+import (
+	"context"
+	"slices"
+	"sync/atomic"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/switchboard/switchboard/internal/redisconn"
+	"github.com/switchboard/switchboard/internal/testkit"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestIsCluster(t *testing.T) {
+	for s, want := range map[string]bool{
+		"redis://127.0.0.1:6379/0":                  false,
+		"redis://a:1?addr=b:2&addr=c:3":             true,
+		"rediss://u:p@a:1?addr=b:2":                 true,
+		"redis://a:1?dial_timeout=1s":               false,
+		"unix:///run/redis.sock":                    false,
+		"redis://a:1/0?addr=b:2&read_timeout=200ms": true,
+	} {
+		if got := redisconn.IsCluster(s); got != want {
+			t.Errorf("IsCluster(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+// TestNew: one server's URL makes a *redis.Client that answers; a cluster
+// URL a *redis.ClusterClient that reaches every node; both carry the
+// tuning.
+func TestNew(t *testing.T) {
+	ctx := context.Background()
+	var connects atomic.Int32
+	tune := redisconn.Tuning{NoRetries: true, ContextTimeoutEnabled: true,
+		OnConnect: func(context.Context, *redis.Conn) error { connects.Add(1); return nil }}
+
+	srv := testkit.StartRedis(t)
+	one, err := redisconn.New(srv.URL(), tune)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	c, ok := one.(*redis.Client)
+	// go-redis keeps MaxRetries -1 as 0: no retry.
+	if !ok || c.Options().MaxRetries != 0 || !c.Options().ContextTimeoutEnabled {
+		t.Fatalf("one server: %T %+v", one, c.Options())
+	}
+	if err := one.Ping(ctx).Err(); err != nil || connects.Load() == 0 {
+		t.Fatalf("ping %v, %d connects", err, connects.Load())
+	}
+
+	cl := testkit.StartRedisCluster(t, 3)
+	many, err := redisconn.New(cl.URL(), tune)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer many.Close()
+	cc, ok := many.(*redis.ClusterClient)
+	if !ok || cc.Options().MaxRetries != -1 || !cc.Options().ContextTimeoutEnabled {
+		t.Fatalf("cluster: %T", many)
+	}
+	if got := redisconn.Addrs(many); !slices.Equal(got, cl.Addrs()) {
+		t.Fatalf("Addrs = %q, want %q", got, cl.Addrs())
+	}
+	var masters atomic.Int32
+	if err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		masters.Add(1)
+		return m.Ping(ctx).Err()
+	}); err != nil || masters.Load() != 3 {
+		t.Fatalf("%d masters, %v", masters.Load(), err)
+	}
+}
