@@ -377,9 +377,9 @@ func mergeCalls(ctx context.Context, cmds []redis.Cmder, calls []*call) []redis.
 	for i := 0; i < len(calls); {
 		j, nk, na := i+1, len(calls[i].keys), len(calls[i].args)
 		for j < len(calls) && sameSettings(calls[i], calls[j]) &&
-			nk+len(calls[j].keys)-1 <= maxMergedKeys && na+len(calls[j].args)-4 <= maxMergedArgs {
+			nk+len(calls[j].keys)-1 <= maxMergedKeys && na+len(calls[j].args)-streams.CallHeader <= maxMergedArgs {
 			nk += len(calls[j].keys) - 1
-			na += len(calls[j].args) - 4
+			na += len(calls[j].args) - streams.CallHeader
 			j++
 		}
 		cmdArgs := make([]any, 0, 3+nk+na)
@@ -394,12 +394,13 @@ func mergeCalls(ctx context.Context, cmds []redis.Cmder, calls []*call) []redis.
 		}
 		units := 0
 		for _, c := range calls[i:j] {
-			units += c.args[3].(int)
+			units += c.args[streams.CallUnits].(int)
 		}
-		cmdArgs = append(cmdArgs, calls[i].args[:3]...)
-		cmdArgs = append(cmdArgs, units)
+		at := len(cmdArgs)
+		cmdArgs = append(cmdArgs, calls[i].args[:streams.CallHeader]...)
+		cmdArgs[at+streams.CallUnits] = units
 		for _, c := range calls[i:j] {
-			cmdArgs = append(cmdArgs, c.args[4:]...)
+			cmdArgs = append(cmdArgs, c.args[streams.CallHeader:]...)
 		}
 		cmd := redis.NewStringSliceCmd(ctx, cmdArgs...)
 		first := 0
@@ -414,11 +415,19 @@ func mergeCalls(ctx context.Context, cmds []redis.Cmder, calls []*call) []redis.
 }
 
 // sameSettings reports whether the script calls of a and b have the same
-// run key (their first key) and the same history window and meta TTL
-// (streams.PublishCall's first arguments), so that they can be merged
-// into one.
+// run key (their first key: on a Redis Cluster, the same partition) and
+// the same header (streams.CallHeader) but for the epoch seed and the
+// number of units, so that they can be merged into one.
 func sameSettings(a, b *call) bool {
-	return a.keys[0] == b.keys[0] && a.args[0] == b.args[0] && a.args[1] == b.args[1]
+	if a.keys[0] != b.keys[0] {
+		return false
+	}
+	for i := range streams.CallHeader {
+		if i != streams.CallSeed && i != streams.CallUnits && a.args[i] != b.args[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // splitMerged returns c's share of the reply of the script call that

@@ -67,7 +67,7 @@ func scriptName(c redis.Cmder) string {
 	}
 	args := c.Args()
 	nk, _ := args[2].(int)
-	return fmt.Sprintf("evalsha/%v", args[3+nk+3])
+	return fmt.Sprintf("evalsha/%v", args[3+nk+streams.CallUnits])
 }
 
 // next waits for the next pipeline to reach the gate and returns its

@@ -175,6 +175,18 @@ func NewPerUserUnit(d *proto.Dispatch, record bool) *Unit {
 	return u
 }
 
+// The arguments of a publish script call (PublishCall, PartitionCall)
+// begin with CallHeader values of the call's own: the history window, the
+// meta TTL, the epoch seed (at CallSeed), the number of units (at
+// CallUnits) and the run check; the units' arguments follow. Two calls with the same run key
+// and the same window, TTL and run check can be merged into one that
+// carries both calls' units, in order (handlers-svc's publisher does).
+const (
+	CallHeader = 5
+	CallSeed   = 2
+	CallUnits  = 3
+)
+
 // PublishCall returns the keys and arguments of one publish script call
 // on one Redis that records and publishes units, in order, all or none,
 // keeping events for window and metas for metaTTL. On one Redis every
