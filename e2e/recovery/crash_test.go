@@ -189,6 +189,10 @@ func TestGatewayRollingRestart(t *testing.T) {
 	}
 	r := h.Settle()
 	record(r)
-	assertAllRecovered(t, r, closed)
+	// A drained socket reconnects at once to the gateway still running,
+	// often before anything was sent to its user: a short run may replay
+	// nothing (CI saw 37 resumes, none with an event to replay). What
+	// must hold is that every resume recovers and no event is missed.
+	assertRecovered(t, r, closed, false)
 	t.Logf("%d sockets closed with 1001 by %d restarts", closed, h.faults)
 }
