@@ -1,9 +1,13 @@
 package dispatch_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"slices"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -190,5 +194,69 @@ func TestClusterRoomsAndGroupedOrder(t *testing.T) {
 		if res[i].Top.Off != wantOff {
 			t.Fatalf("%s: offset %d, want %d", u, res[i].Top.Off, wantOff)
 		}
+	}
+}
+
+// lossyConn loses the reply to the first write that carries an EVALSHA
+// once armed: it reads the reply (so Redis has run the script), drops it
+// and fails as a reset connection would.
+type lossyConn struct {
+	net.Conn
+	armed   *atomic.Bool
+	pending bool
+}
+
+func (c *lossyConn) Write(p []byte) (int, error) {
+	if c.armed.Load() && bytes.Contains(bytes.ToLower(p), []byte("evalsha")) {
+		c.armed.Store(false)
+		c.pending = true
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *lossyConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.pending && err == nil && n > 0 {
+		_ = c.Conn.Close()
+		return 0, syscall.ECONNRESET
+	}
+	return n, err
+}
+
+// TestClusterPublishNeverSentTwice: on a Redis Cluster, a publish whose
+// reply is lost with its connection fails, and the script ran once: a
+// ClusterClient would otherwise send it again on a new connection, and
+// record and publish the event twice.
+func TestClusterPublishNeverSentTwice(t *testing.T) {
+	c := testkit.StartRedisCluster(t, 3)
+	var armed atomic.Bool
+	rdb := c.Client(&redis.ClusterOptions{OnConnect: streams.OnConnect, MaxRetries: -1,
+		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var d net.Dialer
+			conn, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &lossyConn{Conn: conn, armed: &armed}, nil
+		}})
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := d.ToUsers(ctx, []string{"alice"}, "first", nil); err != nil {
+		t.Fatal(err) // the script loaded, the connections made
+	}
+	armed.Store(true)
+	if err := d.ToUsers(ctx, []string{"alice"}, "second", nil); err == nil {
+		t.Fatal("a publish whose reply was lost succeeded")
+	}
+	if armed.Load() {
+		t.Fatal("the publish was not written through the lossy connection")
+	}
+	n, err := rdb.XLen(ctx, proto.UserStreamKey("alice")).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("alice's stream holds %d events, want 2: the lost reply's script ran once", n)
 	}
 }

@@ -408,11 +408,23 @@ func mergeCalls(ctx context.Context, cmds []redis.Cmder, calls []*call) []redis.
 			c.cmd, c.first, c.n, c.counts = cmd, first, (len(c.keys)-1)/2, k == 0
 			first += c.n
 		}
-		cmds = append(cmds, cmd)
+		cmds = append(cmds, noRetry{cmd})
 		i = j
 	}
 	return cmds
 }
+
+// noRetry is a call of the publish script that go-redis must never send
+// twice. A ClusterClient sends a pipeline's commands again after a
+// connection error, also those Redis had already run (go-redis's
+// MaxRetries does not govern that loop): a script whose reply was lost
+// would record and publish its events a second time, at new offsets, and
+// devices would get them twice. Redis's redirections (MOVED, ASK), which
+// say the command did not run, are still followed.
+type noRetry struct{ *redis.StringSliceCmd }
+
+// NoRetry tells go-redis not to send the command again.
+func (noRetry) NoRetry() bool { return true }
 
 // sameSettings reports whether the script calls of a and b have the same
 // run key (their first key: on a Redis Cluster, the same partition) and
