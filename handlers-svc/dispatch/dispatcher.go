@@ -150,6 +150,10 @@ func (d *Dispatcher) Broadcast(ctx context.Context, name string, args any) error
 // records and publishes them in one script call: every gateway worker gets
 // all of them, in order, or none is published. The call may share a
 // pipeline with other callers' publishes; nothing comes between its own.
+// On a Redis Cluster that holds per partition only (one script call
+// each): users of different partitions may get their events in either
+// order, and a batch that fails in one partition may be published in the
+// others.
 func (d *Dispatcher) Batch(ctx context.Context, fn func(event.Dispatcher) error) error {
 	b := batch{d: d}
 	if err := fn(&b); err != nil {

@@ -169,8 +169,8 @@ func TestClusterOnConnectSetsEveryPartition(t *testing.T) {
 	}
 	for p := range proto.Partitions {
 		got, err := rdb.Get(ctx, proto.RunKey(p)).Result()
-		if err != nil || got == "stale" || len(got) != 40 {
-			t.Errorf("partition %d's run key = %q, %v; want its master's run id", p, got, err)
+		if err != nil || got == "stale" || len(got) != 32 {
+			t.Errorf("partition %d's run key = %q, %v; want its master's run (streams.Run)", p, got, err)
 		}
 	}
 }
@@ -212,5 +212,48 @@ func TestClusterFailoverStartsNewEpochs(t *testing.T) {
 	}
 	if moved == 0 {
 		t.Fatal("no partition on the promoted replica")
+	}
+}
+
+// TestClusterFailbackStartsNewEpochs: a master that hands over to its
+// replica and takes over again (a failback, as after maintenance) keeps
+// its run id, but it has followed another master meanwhile and may have
+// lost its last writes to it: the streams it serves again start new
+// epochs, even those nothing was written to in between.
+func TestClusterFailbackStartsNewEpochs(t *testing.T) {
+	c := testkit.StartRedisClusterWithReplicas(t, 3, 1)
+	rdb := c.Client(&redis.ClusterOptions{OnConnect: streams.OnConnect, MaxRetries: -1})
+	ctx := context.Background()
+	users := usersOnEveryPartition()
+	d := &proto.Dispatch{Event: "message", Args: json.RawMessage(`{}`), Users: users}
+	before, _, err := streams.Publish(ctx, rdb, time.Minute, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := c.NodeOf(proto.RunKey(0))
+	c.Failover(proto.RunKey(0)) // nothing written while the replica serves
+	if back := c.Failover(proto.RunKey(0)); back != first {
+		t.Fatalf("the failback promoted %s, want the first master %s", back.Addr(), first.Addr())
+	}
+	var after []string
+	testkit.Eventually(t, 10*time.Second, "publish after the failback", func() bool {
+		after, _, err = streams.Publish(ctx, rdb, time.Minute, d)
+		return err == nil
+	})
+	moved := 0
+	for i, u := range users {
+		b, _ := proto.ParsePos(before[i])
+		a, _ := proto.ParsePos(after[i])
+		if c.NodeOf(proto.UserMetaKey(u)) == first {
+			moved++
+			if a.Epoch == b.Epoch {
+				t.Errorf("%s, on the master that failed back: epoch %s kept", u, a.Epoch)
+			}
+		} else if a.Epoch != b.Epoch || a.Off != b.Off+1 {
+			t.Errorf("%s: %+v does not continue %+v", u, a, b)
+		}
+	}
+	if moved == 0 {
+		t.Fatal("no partition on the master that failed back")
 	}
 }

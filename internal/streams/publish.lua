@@ -33,7 +33,12 @@ if ARGV[5] == '1' then
   -- A cluster client's connection may date from before its node became
   -- a master (a failover), so the run its OnConnect recorded is not to be
   -- trusted: the script reads the server's run id itself.
-  local live = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
+  -- The server's run as streams.Run makes it: 16 characters of its run
+  -- id (new at every start), 16 of its replication id (new at every
+  -- promotion to master, a failback included).
+  local info = redis.call('INFO', 'server', 'replication')
+  local id, repl = string.match(info, 'run_id:(%w+)'), string.match(info, 'master_replid:(%w+)')
+  local live = id and repl and (string.sub(id, 1, 16) .. string.sub(repl, 1, 16))
   if live and run ~= live then
     run = live
     redis.call('SET', KEYS[1], run)

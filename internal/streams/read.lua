@@ -18,7 +18,12 @@
 -- and it is 1 to ARGV[4] entries behind the top.
 local run = redis.call('GET', KEYS[1])
 if ARGV[7] == '1' then
-  local live = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
+  -- The server's run as streams.Run makes it: 16 characters of its run
+  -- id (new at every start), 16 of its replication id (new at every
+  -- promotion to master, a failback included).
+  local info = redis.call('INFO', 'server', 'replication')
+  local id, repl = string.match(info, 'run_id:(%w+)'), string.match(info, 'master_replid:(%w+)')
+  local live = id and repl and (string.sub(id, 1, 16) .. string.sub(repl, 1, 16))
   if live and run ~= live then
     run = live
     redis.call('SET', KEYS[1], run)

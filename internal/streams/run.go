@@ -41,9 +41,15 @@ func OnConnect(ctx context.Context, cn *redis.Conn) error {
 	if err != nil {
 		return fmt.Errorf("redis run id: %w", err)
 	}
-	id, ok := RunID(info)
+	// A second round trip rather than INFO's sections in one: Redis 6
+	// takes one section at a time.
+	repl, err := cn.Info(ctx, "replication").Result()
+	if err != nil {
+		return fmt.Errorf("redis run id: %w", err)
+	}
+	id, ok := Run(info + repl)
 	if !ok {
-		return errors.New("redis run id: INFO server has no run_id")
+		return errors.New("redis run id: INFO has no run_id or master_replid")
 	}
 	// Written only when it differs: a SET per new connection would be a
 	// write the AOF and replicas carry for nothing.
@@ -95,10 +101,28 @@ func clusterMode(info string) bool {
 
 const setRun = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then redis.call('SET', KEYS[1], ARGV[1]) end return 1`
 
-// RunID returns the run_id field of an INFO server answer.
-func RunID(info string) (string, bool) {
+// Run returns the run of a Redis server as the scripts record it, from its
+// INFO server and INFO replication answers (together, in any order): the
+// first 16 characters of its run id, which changes whenever the server
+// starts, then the first 16 of its replication id, which changes whenever
+// the server is promoted from replica to master, also when it had been the
+// master before (a failback after a failover, which keeps the run id): a
+// stream written on one master is never continued by a server that has
+// followed another since. publish.lua and read.lua compute the same.
+func Run(info string) (string, bool) {
+	id, ok := infoField(info, "run_id:")
+	repl, ok2 := infoField(info, "master_replid:")
+	if !ok || !ok2 {
+		return "", false
+	}
+	return id[:min(len(id), 16)] + repl[:min(len(repl), 16)], true
+}
+
+// infoField returns the value of the field named by prefix (with its
+// colon) in an INFO answer.
+func infoField(info, prefix string) (string, bool) {
 	for line := range strings.Lines(info) {
-		if v, ok := strings.CutPrefix(line, "run_id:"); ok {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
 			v = strings.TrimSpace(v)
 			return v, v != ""
 		}

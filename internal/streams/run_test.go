@@ -11,13 +11,20 @@ import (
 	"github.com/switchboard/switchboard/proto"
 )
 
-func TestRunID(t *testing.T) {
-	info := "# Server\r\nredis_version:7.0.15\r\nrun_id:4b35682ea8e23d17744fa0d4a718e6093878454d\r\ntcp_port:6379\r\n"
-	if id, ok := streams.RunID(info); !ok || id != "4b35682ea8e23d17744fa0d4a718e6093878454d" {
-		t.Fatalf("RunID = %q, %v", id, ok)
+func TestRun(t *testing.T) {
+	server := "# Server\r\nredis_version:7.0.15\r\nrun_id:4b35682ea8e23d17744fa0d4a718e6093878454d\r\ntcp_port:6379\r\n"
+	repl := "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_replid:a8c2b7f1d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8\r\nmaster_replid2:0000000000000000000000000000000000000000\r\n"
+	if id, ok := streams.Run(server + repl); !ok || id != "4b35682ea8e23d17a8c2b7f1d3e4f5a6" {
+		t.Fatalf("Run = %q, %v", id, ok)
 	}
-	if _, ok := streams.RunID("# Server\r\nredis_version:7\r\n"); ok {
-		t.Fatal("RunID found a run id in an answer without one")
+	if id, ok := streams.Run(repl + server); !ok || id != "4b35682ea8e23d17a8c2b7f1d3e4f5a6" {
+		t.Fatalf("Run, sections the other way = %q, %v", id, ok)
+	}
+	if _, ok := streams.Run(server); ok {
+		t.Fatal("Run found a run in an answer without a replication id")
+	}
+	if _, ok := streams.Run("# Server\r\nredis_version:7\r\n" + repl); ok {
+		t.Fatal("Run found a run in an answer without a run id")
 	}
 }
 
@@ -54,11 +61,11 @@ func TestOnConnectFollowsTheServer(t *testing.T) {
 
 func runOf(t *testing.T, rdb *redis.Client) string {
 	t.Helper()
-	info, err := rdb.Info(context.Background(), "server").Result()
+	info, err := rdb.Info(context.Background(), "server", "replication").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, ok := streams.RunID(info)
+	id, ok := streams.Run(info)
 	if !ok {
 		t.Fatal("no run id")
 	}
