@@ -63,7 +63,11 @@ func OnConnect(ctx context.Context, cn *redis.Conn) error {
 		return nil
 	})
 	for _, c := range cmds {
-		if err := c.Err(); err != nil && !isMoved(err) {
+		// A slot no master serves (CLUSTERDOWN, with
+		// cluster-require-full-coverage no) is no reason to refuse the
+		// connection for the slots that are served: the scripts check
+		// the run again themselves.
+		if err := c.Err(); err != nil && !isMoved(err) && !strings.HasPrefix(err.Error(), "CLUSTERDOWN") {
 			if err := runSet(err); err != nil {
 				return err
 			}
