@@ -197,21 +197,29 @@ func TestClusterFailoverStartsNewEpochs(t *testing.T) {
 		after, _, err = streams.Publish(ctx, rdb, time.Minute, d)
 		return err == nil
 	})
+	assertNewEpochsOn(t, c, promoted, users, before, after)
+}
+
+// assertNewEpochsOn checks the positions of one dispatch to users before
+// and after a change of master: the users whose streams node now serves
+// have new epochs, the others' streams go on.
+func assertNewEpochsOn(t *testing.T, c *testkit.RedisCluster, node *testkit.Redis, users, before, after []string) {
+	t.Helper()
 	moved := 0
 	for i, u := range users {
 		b, _ := proto.ParsePos(before[i])
 		a, _ := proto.ParsePos(after[i])
-		if c.NodeOf(proto.UserMetaKey(u)) == promoted {
+		if c.NodeOf(proto.UserMetaKey(u)) == node {
 			moved++
 			if a.Epoch == b.Epoch {
-				t.Errorf("%s, on the promoted replica: epoch %s kept", u, a.Epoch)
+				t.Errorf("%s, on %s: epoch %s kept", u, node.Addr(), a.Epoch)
 			}
 		} else if a.Epoch != b.Epoch || a.Off != b.Off+1 {
 			t.Errorf("%s: %+v does not continue %+v", u, a, b)
 		}
 	}
 	if moved == 0 {
-		t.Fatal("no partition on the promoted replica")
+		t.Fatalf("no partition on %s", node.Addr())
 	}
 }
 
@@ -240,20 +248,5 @@ func TestClusterFailbackStartsNewEpochs(t *testing.T) {
 		after, _, err = streams.Publish(ctx, rdb, time.Minute, d)
 		return err == nil
 	})
-	moved := 0
-	for i, u := range users {
-		b, _ := proto.ParsePos(before[i])
-		a, _ := proto.ParsePos(after[i])
-		if c.NodeOf(proto.UserMetaKey(u)) == first {
-			moved++
-			if a.Epoch == b.Epoch {
-				t.Errorf("%s, on the master that failed back: epoch %s kept", u, a.Epoch)
-			}
-		} else if a.Epoch != b.Epoch || a.Off != b.Off+1 {
-			t.Errorf("%s: %+v does not continue %+v", u, a, b)
-		}
-	}
-	if moved == 0 {
-		t.Fatal("no partition on the master that failed back")
-	}
+	assertNewEpochsOn(t, c, first, users, before, after)
 }
