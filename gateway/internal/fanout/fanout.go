@@ -306,16 +306,8 @@ func (s *Subscriber) receive(ctx context.Context, ps *redis.PubSub, bo *backoff.
 	}
 	established := false
 	for {
-		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
+		msg, err := nextMessage(ctx, ps)
 		if err != nil {
-			var ne net.Error
-			if ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() {
-				// Quiet channel (no probe either: the prober waits for the
-				// subscription): check that the connection still works.
-				if err = ps.Ping(ctx); err == nil {
-					continue
-				}
-			}
 			return err
 		}
 		switch m := msg.(type) {
@@ -494,4 +486,22 @@ func (s *Subscriber) deliver(payload string) {
 		return
 	}
 	s.to.Deliver(&d)
+}
+
+// nextMessage returns the next message of ps. Through a quiet interval
+// (no probe either: the prober waits for the subscription) it checks with
+// a PING that the connection still works.
+func nextMessage(ctx context.Context, ps *redis.PubSub) (any, error) {
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
+		if err == nil {
+			return msg, nil
+		}
+		if ne, ok := errors.AsType[net.Error](err); ctx.Err() == nil && ok && ne.Timeout() {
+			if err = ps.Ping(ctx); err == nil {
+				continue
+			}
+		}
+		return nil, err
+	}
 }

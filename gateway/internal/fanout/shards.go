@@ -3,7 +3,6 @@ package fanout
 import (
 	"context"
 	"errors"
-	"net"
 	"strconv"
 	"time"
 
@@ -111,14 +110,8 @@ func (s *Subscriber) receiveShard(ctx context.Context, sh *shard, ps *redis.PubS
 	}
 	established := false
 	for {
-		msg, err := ps.ReceiveTimeout(ctx, healthInterval)
+		msg, err := nextMessage(ctx, ps)
 		if err != nil {
-			var ne net.Error
-			if ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() {
-				if err = ps.Ping(ctx); err == nil {
-					continue
-				}
-			}
 			return err
 		}
 		switch m := msg.(type) {
