@@ -29,15 +29,17 @@
 -- SplitResult). A PUBLISH on a user's channel that no one hears is not
 -- counted: the user is offline, which is normal.
 local run = redis.call('GET', KEYS[1])
-if ARGV[5] == '1' then
-  -- A cluster client's connection may date from before its node became
-  -- a master (a failover), so the run its OnConnect recorded is not to be
-  -- trusted: the script reads the server's run id itself.
-  -- The server's run as streams.Run makes it: 16 characters of its run
-  -- id (new at every start), 16 of its replication id (new at every
-  -- promotion to master, a failback included).
-  local info = redis.call('INFO', 'server', 'replication')
-  local id, repl = string.match(info, 'run_id:(%w+)'), string.match(info, 'master_replid:(%w+)')
+if ARGV[5] == '1' or not run then
+  -- On a cluster, a client's connection may date from before its node
+  -- became a master (a failover), so the run its OnConnect recorded is
+  -- not to be trusted; and with no run recorded (a new or flushed store)
+  -- the server's own is the one OnConnect will record, so that a
+  -- connection opened later does not change it again. The run as
+  -- streams.Run makes it: 16 characters of the run id (new at every
+  -- start), 16 of the replication id (new at every promotion to master,
+  -- a failback included). Two INFO calls: Redis 6 takes one section.
+  local id = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
+  local repl = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
   local live = id and repl and (string.sub(id, 1, 16) .. string.sub(repl, 1, 16))
   if live and run ~= live then
     run = live
@@ -45,8 +47,8 @@ if ARGV[5] == '1' then
   end
 end
 if not run then
-  -- No run recorded (a new or flushed store): mark one; every meta of an
-  -- older run then starts a new epoch.
+  -- INFO without the ids: a run of the script's own, so that every meta
+  -- of an older run starts a new epoch.
   run = ARGV[3]
   redis.call('SET', KEYS[1], run)
 end

@@ -17,12 +17,11 @@
 -- entries are XRANGE's, read only when the reader's epoch is the stream's
 -- and it is 1 to ARGV[4] entries behind the top.
 local run = redis.call('GET', KEYS[1])
-if ARGV[7] == '1' then
-  -- The server's run as streams.Run makes it: 16 characters of its run
-  -- id (new at every start), 16 of its replication id (new at every
-  -- promotion to master, a failback included).
-  local info = redis.call('INFO', 'server', 'replication')
-  local id, repl = string.match(info, 'run_id:(%w+)'), string.match(info, 'master_replid:(%w+)')
+if ARGV[7] == '1' or not run then
+  -- As in publish.lua: the server's own run, on a cluster always, and
+  -- whenever none is recorded.
+  local id = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
+  local repl = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
   local live = id and repl and (string.sub(id, 1, 16) .. string.sub(repl, 1, 16))
   if live and run ~= live then
     run = live

@@ -71,3 +71,29 @@ func runOf(t *testing.T, rdb *redis.Client) string {
 	}
 	return id
 }
+
+// TestRunAfterAFlushIsTheServers: a store flushed under open connections
+// has no run key; the first script records the server's own run, so a
+// connection opened later (whose OnConnect records the run too) does not
+// change it again, and the stream started after the flush goes on in its
+// epoch rather than starting another.
+func TestRunAfterAFlushIsTheServers(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), OnConnect: streams.OnConnect})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := context.Background()
+	publish(t, rdb, "alice")
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	after := publish(t, rdb, "alice")[0]
+	fresh := redis.NewClient(&redis.Options{Addr: srv.Addr(), OnConnect: streams.OnConnect})
+	t.Cleanup(func() { _ = fresh.Close() })
+	if err := fresh.Ping(ctx).Err(); err != nil { // a new connection: OnConnect runs
+		t.Fatal(err)
+	}
+	next := publish(t, fresh, "alice")[0]
+	if next.Epoch != after.Epoch || next.Off != after.Off+1 {
+		t.Fatalf("after a new connection %+v, want %+v's epoch continued", next, after)
+	}
+}
