@@ -27,10 +27,12 @@ import (
 // worker (over which a socket's reader waits, reading nothing, so the flood
 // backs up into the attacker's own buffers), and the users one sender may
 // reach per second (handlers-svc, in Redis). What must hold for everyone
-// else: every message they were sent arrives, once, and their p99 stays
-// within 2x of what it was before the flood (the p99 of a few hundred messages on this shared box, with a
-// 5 ms floor so that a quiet baseline of a millisecond does not make the
-// bound tighter than the noise).
+// else: every message they were sent is acked and arrives, once, while
+// what the attacker gets handled stays within the user's allowance on each
+// worker (GATEWAY_USER_RATE_LIMIT, 50/s after a burst of 100), so the work
+// one token can cause is bounded by configuration, not by how fast the
+// attacker writes. The other users' p99 before and during the flood is
+// logged, not asserted: timings on a shared box belong in benchmarks.
 func TestOneUserFloodAttack(t *testing.T) {
 	// Without the race detector: what is measured is how the servers hold
 	// up, which its several-fold cost in CPU would decide instead.
@@ -136,6 +138,7 @@ func TestOneUserFloodAttack(t *testing.T) {
 		}
 	}
 	stop := make(chan struct{})
+	floodStart := time.Now()
 	var open sync.Map // the attacker's sockets now open, closed at the end: a write the gateway does not read blocks
 	var flooders sync.WaitGroup
 	var sentFlood, reopened atomic.Int64
@@ -185,12 +188,22 @@ func TestOneUserFloodAttack(t *testing.T) {
 	})
 	flooders.Wait()
 	m := s.Metrics()
+	flooded := time.Since(floodStart) // what m counts was read by now
 	refused := m.Sum("switchboard_gateway_envelopes_received_total", "result", "rate_limited")
-	bound := 2 * max(before, 5*time.Millisecond)
-	t.Logf("p99 before %s, during the flood %s (bound %s); the attacker sent %d envelopes on 64 sockets (%d reopened), %v refused",
-		before, during, bound, sentFlood.Load(), reopened.Load(), refused)
-	if during > bound {
-		t.Errorf("other users' p99 went from %s to %s under one user's flood, over 2x", before, during)
+	// What reached handlers-svc: every request that got a reply, less the
+	// other users' sendMessages (two rounds, every one acked). The
+	// attacker's passed the user's allowance on one of the 2 workers: on
+	// each, at most its burst plus its rate over the time from the
+	// flood's start to the scrape (and a second's rate more, for the
+	// scrape's own time). A slow box only lengthens it, which loosens the
+	// bound; without the allowance, the 64 sockets' own limits would let
+	// through 64 times the rate.
+	forwarded := m.Sum("switchboard_gateway_handler_duration_seconds_count") - 2*pairs*perRound
+	allowed := 2 * (100 + 50*(flooded.Seconds()+1))
+	t.Logf("other users' p99 before %s, during the flood %s; the attacker sent %d envelopes on 64 sockets (%d reopened) in %s: %v forwarded to handlers-svc (allowance %.0f), %v refused",
+		before, during, sentFlood.Load(), reopened.Load(), flooded.Round(time.Millisecond), forwarded, allowed, refused)
+	if forwarded > allowed {
+		t.Errorf("%v of the attacker's envelopes were forwarded in %s, more than the user's allowance on 2 workers (%.0f)", forwarded, flooded, allowed)
 	}
 	if refused == 0 {
 		t.Error("nothing of the flood was refused: the allowances did not bound it")
