@@ -342,16 +342,23 @@ func (c *Conn) writeBatch(batch []item) error {
 		if len(buf) == 0 {
 			return nil
 		}
+		defer func() { buf = buf[:0] }()
+		if rawWrites && c.rc != nil {
+			// A write the socket takes at once needs no deadline; only
+			// a rest that has to wait gets WriteWait.
+			rest, err := trySend(c.rc, buf)
+			if err != nil || len(rest) == 0 {
+				return err
+			}
+			if err := nc.SetWriteDeadline(time.Now().Add(WriteWait)); err != nil {
+				return err
+			}
+			return writeAll(c.rc, rest)
+		}
 		if err := nc.SetWriteDeadline(time.Now().Add(WriteWait)); err != nil {
 			return err
 		}
-		var err error
-		if rawWrites && c.rc != nil {
-			err = writeAll(c.rc, buf)
-		} else {
-			_, err = nc.Write(buf)
-		}
-		buf = buf[:0]
+		_, err := nc.Write(buf)
 		return err
 	}
 	for _, it := range batch {

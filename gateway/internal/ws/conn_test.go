@@ -194,6 +194,37 @@ func TestSendFrameSizes(t *testing.T) {
 	}
 }
 
+// TestSendWaitsForRoom: frames queued while the client reads nothing fill
+// the socket's buffers, so a batch goes out in part at once and the rest
+// waits for room (with its write deadline); when the client reads, every
+// frame arrives whole and in order.
+func TestSendWaitsForRoom(t *testing.T) {
+	const n, size = 96, 48 << 10 // 4.5 MiB: well past loopback's buffers; each frame below a batch buffer
+	s := startServer(t, ws.Limits{QueueLen: n, QueueBytes: n * size}, 65536)
+	cl, c := s.dial(t, &websocket.Dialer{ReadBufferSize: 1024})
+	var want [][]byte
+	for i := range n {
+		data := bytes.Repeat([]byte{'a' + byte(i%26)}, size)
+		data[0] = byte('0' + i%10)
+		want = append(want, data)
+		if !c.Send(data) {
+			t.Fatalf("Send %d refused", i)
+		}
+	}
+	for i, w := range want {
+		mt, data, err := read(t, cl)
+		if err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		if mt != websocket.TextMessage || !bytes.Equal(data, w) {
+			t.Fatalf("frame %d: type %d, %d bytes, not the frame sent", i, mt, len(data))
+		}
+	}
+	if code, _ := c.CloseCode(); code != 0 {
+		t.Errorf("CloseCode = %d, want 0 (open)", code)
+	}
+}
+
 // TestSendConcurrent has many producers share one socket: every frame
 // arrives once, and each producer's frames in its order.
 func TestSendConcurrent(t *testing.T) {

@@ -11,4 +11,6 @@ import (
 // through net.Conn there (see Conn.write).
 func writeAll(syscall.RawConn, []byte) error { return errors.ErrUnsupported }
 
+func trySend(_ syscall.RawConn, p []byte) ([]byte, error) { return p, errors.ErrUnsupported }
+
 const rawWrites = false
