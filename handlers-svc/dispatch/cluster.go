@@ -3,7 +3,6 @@ package dispatch
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/proto"
@@ -14,7 +13,8 @@ import (
 // partition (proto.PartitionOf), so a dispatch to users of several
 // partitions is split by partition (streams.SplitUsers), and the units of
 // one publish are sent as one script call per partition, all calls in
-// flight together. Each call is all or none; a dispatch is no longer all
+// one pipeline (one round trip; go-redis writes each node its share in
+// parallel). Each call is all or none; a dispatch is no longer all
 // or none across partitions, but every socket gets its user's part or
 // not, as the positions it carries say, and a part that failed fails the
 // dispatch (unavailable), as on one Redis. The shared channel's PUBLISH
@@ -51,8 +51,8 @@ func (d *Dispatcher) clusterUserUnits(units []*streams.Unit, msg *proto.Dispatch
 }
 
 // publishCluster records and publishes units with one script call per
-// partition (streams.Group), the calls in flight together, and returns
-// the positions in target order, or the first error of a call.
+// partition (streams.Group), all calls in one pipeline, and returns the
+// positions in target order, or the first error of a call.
 func (d *Dispatcher) publishCluster(ctx context.Context, units []*streams.Unit) ([]string, error) {
 	groups := streams.Group(units)
 	if len(groups) == 1 {
@@ -60,27 +60,21 @@ func (d *Dispatcher) publishCluster(ctx context.Context, units []*streams.Unit) 
 		pos, _, err := d.pub.publish(ctx, keys, args)
 		return pos, err
 	}
-	got := make([][]string, len(units))
-	errs := make([]error, len(groups))
-	var wg sync.WaitGroup
+	keys := make([][]string, len(groups))
+	args := make([][]any, len(groups))
 	for gi, g := range groups {
-		wg.Go(func() {
-			keys, args := streams.PartitionCall(g.Partition, g.Units, d.window, d.ttl)
-			pos, _, err := d.pub.publish(ctx, keys, args)
-			if err != nil {
-				errs[gi] = err
-				return
-			}
-			for _, i := range g.Index {
-				k := min(units[i].Targets(), len(pos))
-				got[i], pos = pos[:k], pos[k:]
-			}
-		})
+		keys[gi], args[gi] = streams.PartitionCall(g.Partition, g.Units, d.window, d.ttl)
 	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
+	all, err := d.pub.publishAll(ctx, keys, args)
+	if err != nil {
+		return nil, err
+	}
+	got := make([][]string, len(units))
+	for gi, g := range groups {
+		pos := all[gi]
+		for _, i := range g.Index {
+			k := min(units[i].Targets(), len(pos))
+			got[i], pos = pos[:k], pos[k:]
 		}
 	}
 	var out []string

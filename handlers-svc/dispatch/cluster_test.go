@@ -260,3 +260,29 @@ func TestClusterPublishNeverSentTwice(t *testing.T) {
 		t.Fatalf("alice's stream holds %d events, want 2: the lost reply's script ran once", n)
 	}
 }
+
+// BenchmarkClusterDispatch: one sendMessage-shaped dispatch at a time, to
+// two users of different partitions of a 3-master Redis Cluster: two
+// script calls, on two nodes.
+func BenchmarkClusterDispatch(b *testing.B) {
+	c := testkit.StartRedisCluster(b, 3)
+	ctx := context.Background()
+	rdb := c.Client(&redis.ClusterOptions{OnConnect: streams.OnConnect})
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute})
+	users := []string{"alice"}
+	for i := 0; len(users) < 2; i++ {
+		if u := fmt.Sprintf("bob%d", i); proto.PartitionOf(u) != proto.PartitionOf("alice") {
+			users = append(users, u)
+		}
+	}
+	args := map[string]string{"from": "alice", "to": users[1], "text": "hello"}
+	if err := d.ToUsers(ctx, users, "message", args); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := d.ToUsers(ctx, users, "message", args); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

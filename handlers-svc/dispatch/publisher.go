@@ -122,6 +122,64 @@ func (p *publisher) publish(ctx context.Context, keys []string, args []any) ([]s
 	return p.done(c)
 }
 
+// publishAll runs several calls of the publish script (keys[i] with
+// args[i]) queued together, so that they go out in the same pipeline: one
+// round trip where one call after the other would take one each, and on a
+// Redis Cluster go-redis writes each node its share of the pipeline in
+// parallel. It returns each call's positions, or the first error of a
+// call. Unheard publishes are not counted (a cluster's shared channel
+// cannot tell them).
+func (p *publisher) publishAll(ctx context.Context, keys [][]string, args [][]any) ([][]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	calls := make([]*call, len(keys))
+	for i := range calls {
+		c := callPool.Get().(*call)
+		c.ctx, c.keys, c.args, c.err = ctx, keys[i], args[i], nil
+		calls[i] = c
+	}
+	p.mu.Lock()
+	led := !p.busy
+	if led {
+		p.busy = true
+		for _, c := range calls {
+			c.state = taken
+		}
+		batch := append(p.spare, calls...)
+		p.spare = nil
+		p.mu.Unlock()
+		p.lead(calls[0], batch) // wakes the others with their results
+	} else {
+		for _, c := range calls {
+			c.state = queued
+		}
+		p.queue = append(p.queue, calls...)
+		p.mu.Unlock()
+	}
+	// Waited for in queue order: a later call is handed the lead only
+	// after the flush of an earlier one has woken it, so each wait ends.
+	out := make([][]string, len(calls))
+	var first error
+	for i, c := range calls {
+		var pos []string
+		var err error
+		if led && i == 0 {
+			pos, _, err = p.done(c)
+		} else {
+			pos, _, err = p.wait(c)
+		}
+		if err != nil && first == nil {
+			first = err
+		}
+		out[i] = pos
+	}
+	if first != nil {
+		return nil, first
+	}
+	return out, nil
+}
+
 // wait waits for c's result or for the lead, whichever comes. When c's
 // context ends first, a queued c is taken out of the queue and never
 // written; a c already taken returns at once unless it was handed the lead,

@@ -671,3 +671,59 @@ func TestMergedCallsGetTheirOwnPositions(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterPartitionsInOnePipeline: on a Redis Cluster, a dispatch to
+// users of two partitions makes two script calls (one per slot), and they
+// go out in one pipeline, whether the publisher was idle or busy: one
+// round trip, not one after the other.
+func TestClusterPartitionsInOnePipeline(t *testing.T) {
+	c := testkit.StartRedisCluster(t, 3)
+	ctx := context.Background()
+	rdb := c.Client(&redis.ClusterOptions{OnConnect: streams.OnConnect, MaxRetries: -1})
+	if err := streams.PublishScript.Load(ctx, rdb).Err(); err != nil {
+		t.Fatal(err)
+	}
+	g := newGate()
+	rdb.AddHook(g)
+	d := New(rdb, Options{Window: 2 * time.Minute})
+	users := []string{"alice"}
+	for i := 0; len(users) < 2; i++ {
+		if u := fmt.Sprintf("bob%d", i); proto.PartitionOf(u) != proto.PartitionOf("alice") {
+			users = append(users, u)
+		}
+	}
+	two := func() error { return d.ToUsers(ctx, users, "message", nil) }
+
+	// Idle: both calls in the first pipeline.
+	done := make(chan error, 1)
+	go func() { done <- two() }()
+	if got := g.next(t); strings.Join(got, " ") != "evalsha/1 evalsha/1" {
+		t.Fatalf("pipeline %v, want both partitions' script calls", got)
+	}
+	g.release <- struct{}{}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// Busy: queued together behind a flush in flight, then both in the
+	// next pipeline.
+	first := make(chan error, 1)
+	go func() { first <- d.ToUsers(ctx, users[:1], "first", nil) }()
+	g.next(t)
+	go func() { done <- two() }()
+	awaitQueued(t, &d.pub, 2)
+	g.release <- struct{}{}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if got := g.next(t); strings.Join(got, " ") != "evalsha/1 evalsha/1" {
+		t.Fatalf("pipeline %v, want both partitions' script calls", got)
+	}
+	g.release <- struct{}{}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !d.pub.idle() {
+		t.Fatal("publisher not idle after every call returned")
+	}
+}
