@@ -52,22 +52,29 @@ func (d *Dispatcher) clusterUserUnits(units []*streams.Unit, msg *proto.Dispatch
 
 // publishCluster records and publishes units with one script call per
 // partition (streams.Group), all calls in one pipeline, and returns the
-// positions in target order, or the first error of a call.
+// positions in target order, or the first error of a call (publishError).
+// The outcome of each partition's call is observed apart.
 func (d *Dispatcher) publishCluster(ctx context.Context, units []*streams.Unit) ([]string, error) {
 	groups := streams.Group(units)
 	if len(groups) == 1 {
 		keys, args := streams.PartitionCall(groups[0].Partition, groups[0].Units, d.window, d.ttl)
 		pos, _, err := d.pub.publish(ctx, keys, args)
-		return pos, err
+		return pos, d.observe(ctx, err, d.outageBit(groups[0].Partition))
 	}
 	keys := make([][]string, len(groups))
 	args := make([][]any, len(groups))
 	for gi, g := range groups {
 		keys[gi], args[gi] = streams.PartitionCall(g.Partition, g.Units, d.window, d.ttl)
 	}
-	all, err := d.pub.publishAll(ctx, keys, args)
-	if err != nil {
-		return nil, err
+	all, errs := d.pub.publishAll(ctx, keys, args)
+	var first error
+	for gi, g := range groups {
+		if err := d.observe(ctx, errs[gi], d.outageBit(g.Partition)); err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return nil, first
 	}
 	got := make([][]string, len(units))
 	for gi, g := range groups {

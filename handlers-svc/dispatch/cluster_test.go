@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime"
 	"slices"
 	"sync/atomic"
 	"syscall"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
@@ -284,5 +287,62 @@ func BenchmarkClusterDispatch(b *testing.B) {
 		if err := d.ToUsers(ctx, users, "message", args); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestClusterOutageLoggedPerPartition: with one master of a cluster gone,
+// dispatches to its partitions fail with unavailable while those to the
+// other masters' succeed, and the outage is logged once, naming the
+// partition, with no "reachable again" between each two failures, which
+// one flag for the whole cluster would log.
+func TestClusterOutageLoggedPerPartition(t *testing.T) {
+	c := testkit.StartRedisCluster(t, 3)
+	ctx := context.Background()
+	// One dial per attempt: the failures must come well inside the
+	// cluster's node timeout (5 s), after which it stops serving the
+	// other masters' slots too (CLUSTERDOWN).
+	// go-redis keeps dialing the gone master, a second apart, until its
+	// client is closed (the cleanup c.Client registers, which runs before
+	// this one): the dialers end within a second of that.
+	t.Cleanup(func() {
+		testkit.Eventually(t, 5*time.Second, "go-redis's dialers of the gone master ended", func() bool {
+			buf := make([]byte, 1<<20)
+			return !bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("(*ConnPool).tryDial"))
+		})
+	})
+	rdb := c.Client(&redis.ClusterOptions{OnConnect: streams.OnConnect, MaxRetries: -1, DialerRetries: 1})
+	core, logs := observer.New(zap.InfoLevel)
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute}).LogOutages(zap.New(core))
+	down := c.NodeOf(proto.RunKey(proto.PartitionOf("alice")))
+	bob := ""
+	for i := 0; bob == ""; i++ {
+		if u := fmt.Sprintf("bob%d", i); c.NodeOf(proto.RunKey(proto.PartitionOf(u))) != down {
+			bob = u
+		}
+	}
+	for _, u := range []string{"alice", bob} { // both reached once, so the slots are known
+		if err := d.ToUsers(ctx, []string{u}, "message", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	down.Stop()
+	for range 5 {
+		if w := event.WireError(d.ToUsers(ctx, []string{"alice"}, "message", nil)); w.Code != proto.CodeUnavailable {
+			t.Fatalf("to alice, whose master is gone: %s, want unavailable", w.Code)
+		}
+		if err := d.ToUsers(ctx, []string{bob}, "message", nil); err != nil {
+			t.Fatalf("to %s, whose master is up: %v", bob, err)
+		}
+	}
+	gone := logs.FilterMessageSnippet("redis unreachable").All()
+	if len(gone) != 1 {
+		t.Fatalf("outage logged %d times for 5 failed dispatches, want once", len(gone))
+	}
+	parts, _ := gone[0].ContextMap()["partitions"].([]any)
+	if len(parts) != 1 || fmt.Sprint(parts[0]) != fmt.Sprint(proto.PartitionOf("alice")) {
+		t.Errorf("outage logged for partitions %v, want [%d]", gone[0].ContextMap()["partitions"], proto.PartitionOf("alice"))
+	}
+	if n := logs.FilterMessageSnippet("reachable again").Len(); n != 0 {
+		t.Errorf("\"reachable again\" logged %d times while alice's master was still gone", n)
 	}
 }

@@ -31,7 +31,11 @@ type Dispatcher struct {
 	// published by one script call per partition (cluster.go).
 	cluster bool
 	log     *zap.Logger // nil: outages are not logged here
-	down    atomic.Bool // the last publish failed to reach Redis
+	// down has a bit set for each part of Redis whose last command
+	// failed to reach it (outageBit, Dispatcher.roomsBit): on a Redis Cluster one
+	// per partition, whose masters fail apart, and one for the room keys;
+	// on one Redis, bit 0 stands for all of it.
+	down atomic.Uint32
 
 	unheard atomic.Uint64 // publishes on the shared channel no subscriber received
 	deaf    atomic.Bool   // the last publish reached no subscriber
@@ -92,20 +96,68 @@ func (d *Dispatcher) LogOutages(log *zap.Logger) *Dispatcher {
 	return d
 }
 
-// observe records the outcome of one publish and logs a change of state.
-func (d *Dispatcher) observe(ctx context.Context, err error) error {
+// observe records the outcome of one publish to the parts of Redis in
+// bits (outageBit) and logs a change of state.
+func (d *Dispatcher) observe(ctx context.Context, err error, bits uint32) error {
 	err = publishError(ctx, err)
 	switch {
 	case err == nil:
-		if d.down.Swap(false) && d.log != nil {
-			d.log.Info("redis reachable again: dispatches resume")
-		}
+		d.reached(bits)
 	case ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded): // unavailable, not the handler running out of time
-		if !d.down.Swap(true) && d.log != nil {
-			d.log.Error("redis unreachable: dispatches fail with unavailable until it is back", zap.Error(err))
-		}
+		d.unreachable(bits, err)
 	}
 	return err
+}
+
+// Outages are logged once per change of state of each part of Redis, so
+// that with one master of a cluster down, the dispatches that still
+// succeed on the others do not log "reachable again" between each two that
+// fail.
+
+// clusterRoomsBit is the bit of down for a Redis Cluster's room keys, which are
+// in no partition.
+const clusterRoomsBit = 1 << proto.Partitions
+
+// outageBit returns the bit of down for partition p's keys.
+func (d *Dispatcher) outageBit(p int) uint32 {
+	if !d.cluster {
+		return 1
+	}
+	return 1 << p
+}
+
+// reached clears bits of down and logs the parts that were down.
+func (d *Dispatcher) reached(bits uint32) {
+	if was := d.down.And(^bits) & bits; was != 0 && d.log != nil {
+		d.log.Info("redis reachable again: dispatches resume", d.outageFields(was)...)
+	}
+}
+
+// unreachable sets bits of down and logs, with err, the parts that were
+// up.
+func (d *Dispatcher) unreachable(bits uint32, err error) {
+	if now := bits &^ d.down.Or(bits); now != 0 && d.log != nil {
+		d.log.Error("redis unreachable: dispatches fail with unavailable until it is back", append(d.outageFields(now), zap.Error(err))...)
+	}
+}
+
+// outageFields names the parts of a Redis Cluster in bits: none on one
+// Redis.
+func (d *Dispatcher) outageFields(bits uint32) []zap.Field {
+	if !d.cluster {
+		return nil
+	}
+	var parts []int
+	for p := range proto.Partitions {
+		if bits&(1<<p) != 0 {
+			parts = append(parts, p)
+		}
+	}
+	fields := []zap.Field{zap.Ints("partitions", parts)}
+	if bits&clusterRoomsBit != 0 {
+		fields = append(fields, zap.Bool("rooms", true))
+	}
+	return fields
 }
 
 // ToUsers publishes the event for every device of each of users. Many
@@ -298,8 +350,7 @@ func uniq(users []string) []string {
 // returns the positions the script assigned, in target order.
 func (d *Dispatcher) publish(ctx context.Context, units ...*streams.Unit) ([]string, error) {
 	if d.cluster {
-		pos, err := d.publishCluster(ctx, units)
-		return pos, d.observe(ctx, err)
+		return d.publishCluster(ctx, units) // observes each partition
 	}
 	keys, args := streams.PublishCall(units, d.window, d.ttl)
 	pos, unheard, err := d.pub.publish(ctx, keys, args)
@@ -308,7 +359,7 @@ func (d *Dispatcher) publish(ctx context.Context, units ...*streams.Unit) ([]str
 			d.hear(u.Event(), unheard)
 		}
 	}
-	return pos, d.observe(ctx, err)
+	return pos, d.observe(ctx, err, 1)
 }
 
 // sharedUnit returns the first of units published on the shared channel,

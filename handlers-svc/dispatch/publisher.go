@@ -126,12 +126,15 @@ func (p *publisher) publish(ctx context.Context, keys []string, args []any) ([]s
 // args[i]) queued together, so that they go out in the same pipeline: one
 // round trip where one call after the other would take one each, and on a
 // Redis Cluster go-redis writes each node its share of the pipeline in
-// parallel. It returns each call's positions, or the first error of a
-// call. Unheard publishes are not counted (a cluster's shared channel
-// cannot tell them).
-func (p *publisher) publishAll(ctx context.Context, keys [][]string, args [][]any) ([][]string, error) {
+// parallel. It returns each call's positions and error. Unheard
+// publishes are not counted (a cluster's shared channel cannot tell them).
+func (p *publisher) publishAll(ctx context.Context, keys [][]string, args [][]any) ([][]string, []error) {
+	out, errs := make([][]string, len(keys)), make([]error, len(keys))
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		for i := range errs {
+			errs[i] = err
+		}
+		return out, errs
 	}
 	calls := make([]*call, len(keys))
 	for i := range calls {
@@ -159,25 +162,14 @@ func (p *publisher) publishAll(ctx context.Context, keys [][]string, args [][]an
 	}
 	// Waited for in queue order: a later call is handed the lead only
 	// after the flush of an earlier one has woken it, so each wait ends.
-	out := make([][]string, len(calls))
-	var first error
 	for i, c := range calls {
-		var pos []string
-		var err error
 		if led && i == 0 {
-			pos, _, err = p.done(c)
+			out[i], _, errs[i] = p.done(c)
 		} else {
-			pos, _, err = p.wait(c)
+			out[i], _, errs[i] = p.wait(c)
 		}
-		if err != nil && first == nil {
-			first = err
-		}
-		out[i] = pos
 	}
-	if first != nil {
-		return nil, first
-	}
-	return out, nil
+	return out, errs
 }
 
 // wait waits for c's result or for the lead, whichever comes. When c's

@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/proto"
@@ -49,6 +48,7 @@ func (d *Dispatcher) Join(ctx context.Context, room, user string) (int, bool, er
 	if err != nil {
 		return 0, false, d.storeError(ctx, "join room "+room, err)
 	}
+	d.roomsOK()
 	if res[1] < 0 {
 		return int(res[0]), false, event.BadRequest("room %s is full: it has %d members", room, proto.MaxRoomMembers)
 	}
@@ -65,6 +65,7 @@ func (d *Dispatcher) Leave(ctx context.Context, room, user string) (int, bool, e
 	if err != nil {
 		return 0, false, d.storeError(ctx, "leave room "+room, err)
 	}
+	d.roomsOK()
 	return int(res[0]), res[1] == 1, nil
 }
 
@@ -77,6 +78,7 @@ func (d *Dispatcher) Members(ctx context.Context, room string) ([]string, error)
 	if err != nil {
 		return nil, d.storeError(ctx, "members of room "+room, err)
 	}
+	d.roomsOK()
 	slices.Sort(members)
 	return members, nil
 }
@@ -112,6 +114,7 @@ func (d *Dispatcher) roomMembers(ctx context.Context, rooms []string) ([]string,
 	if err != nil {
 		return nil, d.storeError(ctx, "members of rooms", err)
 	}
+	d.roomsOK()
 	var users []string
 	for _, c := range cmds {
 		users = append(users, c.Val()...)
@@ -152,10 +155,25 @@ func (d *Dispatcher) storeError(ctx context.Context, what string, err error) err
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	e := &event.Error{Code: proto.CodeUnavailable, Message: "rooms unavailable", Err: fmt.Errorf("%s: %w", what, err)}
-	if !d.down.Swap(true) && d.log != nil {
-		d.log.Error("redis unreachable: dispatches fail with unavailable until it is back", zap.Error(e))
-	}
+	d.unreachable(d.roomsBit(), e)
 	return e
+}
+
+// roomsOK records a room command that reached Redis: on a Redis Cluster,
+// where the room keys are apart from the partitions, it ends their
+// outage (on one Redis the next publish does).
+func (d *Dispatcher) roomsOK() {
+	if d.cluster {
+		d.reached(clusterRoomsBit)
+	}
+}
+
+// roomsBit is the bit of Dispatcher.down for the room keys.
+func (d *Dispatcher) roomsBit() uint32 {
+	if !d.cluster {
+		return 1
+	}
+	return clusterRoomsBit
 }
 
 // Rooms of a batch: membership is read and changed at once, not with the
