@@ -168,7 +168,10 @@ func (d *Dispatcher) Dispatch(ctx context.Context, m Message) (Positions, error)
 }
 
 // userUnits returns the units of a dispatch to msg.Users, each user once,
-// at most maxUnitUsers per unit; the first unit also carries msg.Conns.
+// at most maxUnitUsers per unit; the first unit also carries msg.Conns,
+// and then, if there are more units, the users of those as its SkipUsers:
+// a socket named in msg.Conns whose user another unit names gets the
+// event once, through its user (docs/protocol.md section 4).
 func (d *Dispatcher) userUnits(msg *proto.Dispatch, args any) ([]*streams.Unit, error) {
 	users := uniq(msg.Users)
 	units := make([]*streams.Unit, 0, (len(users)+maxUnitUsers-1)/maxUnitUsers)
@@ -177,8 +180,9 @@ func (d *Dispatcher) userUnits(msg *proto.Dispatch, args any) ([]*streams.Unit, 
 	}
 	for start := 0; start < len(users); start += maxUnitUsers {
 		part := &proto.Dispatch{Event: msg.Event, Users: users[start:min(start+maxUnitUsers, len(users))]}
-		if start == 0 {
+		if start == 0 && len(msg.Conns) > 0 {
 			part.Conns = msg.Conns
+			part.SkipUsers = users[len(part.Users):] // users is each user once
 		}
 		u, err := d.encode(part, args)
 		if err != nil {
