@@ -36,7 +36,9 @@ const (
 // Message is one dispatch as another backend makes it (docs/protocol.md
 // section 7): Event with Args to every device of each of Users and of
 // every member of each of Rooms, to each of Conns, or, with Broadcast, to
-// every socket (the other targets then add nothing). It is the body of
+// every socket (the other targets then add nothing). A socket named both
+// in Conns and through its user gets the event once, through its user,
+// however many messages the dispatch is published as. It is the body of
 // POST /v1/dispatch.
 type Message struct {
 	Event     string          `json:"event"`
