@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -102,6 +103,73 @@ func TestDispatchAPI(t *testing.T) {
 		for _, f := range c.Frames() {
 			if f.Event == "leak" || f.Event == "post_updated" || f.Event == "deploy" {
 				t.Fatalf("eve got %s %s", f.Event, f.Args)
+			}
+		}
+	}
+}
+
+// TestDispatchAPIConnOnceAcrossMessages: a dispatch to more users than one
+// Redis message holds (130) and to connections is published as several
+// messages, only one of which names the connections (docs/protocol.md
+// section 4). A socket named as a connection whose user is in another of
+// those messages gets the event once, with its user's position; a socket
+// whose user the dispatch does not name gets it once, transient.
+func TestDispatchAPIConnOnceAcrossMessages(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, HandlersEnv: []string{"HANDLERS_API_KEY=" + apiKey}})
+	users := make([]string, 129, 130)
+	for i := range users {
+		users[i] = fmt.Sprintf("crowd-%03d", i)
+	}
+	// The 130th user is in a later message than the connections on one
+	// Redis (messages hold 128 users); on a Redis Cluster the dispatch is
+	// split by partition first, and the connections go with the first
+	// user's, so this user is of another partition.
+	for i := 0; len(users) < 130; i++ {
+		if u := fmt.Sprintf("late-%d", i); proto.PartitionOf(u) != proto.PartitionOf(users[0]) {
+			users = append(users, u)
+		}
+	}
+	last := s.DialOn(users[129], 1)
+	zed := s.DialOn("zed", 0) // named only as a connection
+
+	body, err := json.Marshal(map[string]any{"event": "crowd_news", "args": map[string]int{"n": 1},
+		"users": users, "conns": []string{last.Conn, zed.Conn}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, resp := postDispatch(t, s, apiKey, string(body))
+	if status != http.StatusOK {
+		t.Fatalf("POST /v1/dispatch: %d %s", status, resp)
+	}
+	var got struct {
+		Pos map[string]string `json:"pos"`
+	}
+	if err := json.Unmarshal([]byte(resp), &got); err != nil || len(got.Pos) != len(users) || got.Pos[last.User] == "" {
+		t.Fatalf("body %s, want a position for each of %d users", resp, len(users))
+	}
+	if f := last.ExpectEvent(wait, "crowd_news"); f.ID != last.User || f.Pos != got.Pos[last.User] || string(f.Args) != `{"n":1}` {
+		t.Fatalf("%s got %+v, want crowd_news at %s", last.User, f, got.Pos[last.User])
+	}
+	if f := zed.ExpectEvent(wait, "crowd_news"); f.ID != "zed" || f.Pos != "" {
+		t.Fatalf("zed got %+v, want crowd_news, transient", f)
+	}
+
+	// A second copy would come by the message that names the connections:
+	// on the shared channel, published by the first user's Redis (its
+	// partition's master on a cluster). A marker that goes the same way,
+	// to the first user and to both connections, arrives after it.
+	body, err = json.Marshal(map[string]any{"event": "marker", "users": users[:1], "conns": []string{last.Conn, zed.Conn}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, resp := postDispatch(t, s, apiKey, string(body)); status != http.StatusOK {
+		t.Fatalf("marker: %d %s", status, resp)
+	}
+	for _, c := range []*testkit.Client{last, zed} {
+		c.ExpectEvent(wait, "marker")
+		for _, f := range c.Frames() {
+			if f.Event == "crowd_news" {
+				t.Fatalf("%s got crowd_news twice: %+v", c.User, f)
 			}
 		}
 	}

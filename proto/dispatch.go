@@ -12,6 +12,10 @@ import (
 // worker (docs/protocol.md section 4): deliver Event with Args to every local socket
 // of each of Users, to each of Conns, or to every local socket if Broadcast.
 //
+// SkipUsers, when a dispatch is published as several messages, lists the
+// users the others reach: a socket named in Conns whose user is one of them
+// gets the event through its user, with its position, not here too.
+//
 // A recoverable dispatch (docs/protocol.md section 6) also carries the position of
 // its entry in each target user's stream (Pos, by user id) or in the
 // broadcast stream (BPos). A dispatch without positions, as a v1 publisher
@@ -21,14 +25,16 @@ type Dispatch struct {
 	Args      json.RawMessage   `json:"args"`
 	Users     []string          `json:"users"`
 	Conns     []string          `json:"conns"`
+	SkipUsers []string          `json:"skip_users,omitempty"`
 	Broadcast bool              `json:"broadcast"`
 	Pos       map[string]string `json:"pos,omitempty"`
 	BPos      string            `json:"bpos,omitempty"`
 }
 
 // AppendDispatch appends the JSON body of d to dst. Nil lists are encoded as
-// empty arrays and absent (nil or zero-length) args as null; positions are
-// written last, in the order of Users, as the publish script splices them.
+// empty arrays (but SkipUsers, omitted when empty) and absent (nil or
+// zero-length) args as null; positions are written last, in the order of
+// Users, as the publish script splices them.
 func AppendDispatch(dst []byte, d *Dispatch) []byte {
 	dst = AppendDispatchHead(dst, d)
 	if len(d.Pos) > 0 {
@@ -78,6 +84,10 @@ func AppendDispatchHead(dst []byte, d *Dispatch) []byte {
 	dst = appendStrings(dst, d.Users)
 	dst = append(dst, `,"conns":`...)
 	dst = appendStrings(dst, d.Conns)
+	if len(d.SkipUsers) > 0 {
+		dst = append(dst, `,"skip_users":`...)
+		dst = appendStrings(dst, d.SkipUsers)
+	}
 	if d.Broadcast {
 		dst = append(dst, `,"broadcast":true`...)
 	} else {
@@ -181,6 +191,11 @@ func decodeCanonicalDispatch(data []byte) (d Dispatch, ok bool) {
 	}
 	if d.Conns, rest, ok = cutPlainStrings(rest); !ok {
 		return d, false
+	}
+	if r, found := bytes.CutPrefix(rest, []byte(`,"skip_users":`)); found {
+		if d.SkipUsers, rest, ok = cutPlainStrings(r); !ok {
+			return d, false
+		}
 	}
 	switch {
 	case bytes.HasPrefix(rest, []byte(`,"broadcast":false`)):

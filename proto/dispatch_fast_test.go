@@ -17,6 +17,8 @@ func FuzzDispatchFastPath(f *testing.F) {
 		{Event: "e", Args: json.RawMessage(`12.5e3`), Users: []string{"ü"}},
 		{Event: "message", Args: json.RawMessage(`{}`), Users: []string{"a", "b"}, Pos: map[string]string{"a": "e1.5-1", "b": "e2.5-9"}},
 		{Event: "announce", Args: json.RawMessage(`1`), Broadcast: true, BPos: "eb.7-7"},
+		{Event: "message", Args: json.RawMessage(`{}`), Users: []string{"a"}, Conns: []string{"c1", "c2"}, SkipUsers: []string{"b", "c"},
+			Pos: map[string]string{"a": "e1.5-2"}},
 	} {
 		f.Add(AppendDispatch(nil, &d))
 	}
@@ -24,6 +26,8 @@ func FuzzDispatchFastPath(f *testing.F) {
 	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":[],"broadcast":true,"event":"f"}`))
 	f.Add([]byte(`{"event":"e","args":1,"users":["a","a"],"conns":[],"broadcast":false,"pos":{"a":"x.1-1","a":"y.1-2"}}`))
 	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":[],"broadcast":false,"pos":{},"bpos":"b.1-1"}`))
+	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":["c"],"skip_users":[],"broadcast":false}`))
+	f.Add([]byte(`{"event":"e","args":1,"users":[],"conns":["c"],"skip_users":["b","b"],"broadcast":false,"skip_users":["d"]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fast, ok := decodeCanonicalDispatch(data)
 		if !ok {
@@ -52,6 +56,11 @@ func TestDispatchFastPathTakesPositions(t *testing.T) {
 	got, ok := decodeCanonicalDispatch(AppendDispatch(nil, &d))
 	if !ok || !reflect.DeepEqual(got, d) {
 		t.Fatalf("fast path: %+v, %v", got, ok)
+	}
+	s := Dispatch{Event: "message", Args: json.RawMessage(`1`), Users: []string{"u1"}, Conns: []string{"c1"}, SkipUsers: []string{"u2", "u3"},
+		Pos: map[string]string{"u1": "e.1-1"}}
+	if got, ok := decodeCanonicalDispatch(AppendDispatch(nil, &s)); !ok || !reflect.DeepEqual(got, s) {
+		t.Fatalf("fast path with skip_users: %+v, %v", got, ok)
 	}
 	b := Dispatch{Event: "all", Args: json.RawMessage(`1`), Broadcast: true, BPos: "b.2-2"}
 	if got, ok := decodeCanonicalDispatch(AppendDispatch(nil, &b)); !ok || got.BPos != "b.2-2" || !got.Broadcast {

@@ -19,6 +19,7 @@ func TestAppendDispatch(t *testing.T) {
 		{Event: "bare"}, // nil args and lists
 		{Event: "e", Args: json.RawMessage(`null`), Users: []string{}, Conns: []string{}},
 		{Event: "e", Args: json.RawMessage(`[1]`), Users: []string{`we"ird\`, "\u2028", "é😀", ""}, Conns: []string{"<&>"}},
+		{Event: "e", Args: json.RawMessage(`{}`), Users: []string{"a"}, Conns: []string{"c1"}, SkipUsers: []string{"b", `c"`}},
 	}
 	for _, d := range ds {
 		out := appendTo(t, func(dst []byte) []byte { return proto.AppendDispatch(dst, &d) })
@@ -42,7 +43,8 @@ func TestAppendDispatch(t *testing.T) {
 			wantArgs = nil
 		}
 		if got.Event != d.Event || !bytes.Equal(got.Args, wantArgs) || (got.Args == nil) != (wantArgs == nil) ||
-			!slices.Equal(got.Users, d.Users) || !slices.Equal(got.Conns, d.Conns) || got.Broadcast != d.Broadcast {
+			!slices.Equal(got.Users, d.Users) || !slices.Equal(got.Conns, d.Conns) || !slices.Equal(got.SkipUsers, d.SkipUsers) ||
+			got.Broadcast != d.Broadcast {
 			t.Errorf("DecodeDispatch(AppendDispatch(%+v)) = %+v", d, got)
 		}
 	}
@@ -75,6 +77,10 @@ func TestDecodeDispatch(t *testing.T) {
 		{name: "args kept raw", in: `{"event":"e","args":{ "a" : [1, 2] }}`,
 			want: proto.Dispatch{Event: "e", Args: json.RawMessage(`{ "a" : [1, 2] }`)}},
 		{name: "unknown fields", in: `{"event":"e","v":2,"users":null}`, want: proto.Dispatch{Event: "e"}},
+		{name: "skip users", in: `{"event":"e","args":1,"users":["a"],"conns":["c1"],"skip_users":["b","c"],"broadcast":false}`,
+			want: proto.Dispatch{Event: "e", Args: json.RawMessage(`1`), Users: []string{"a"}, Conns: []string{"c1"}, SkipUsers: []string{"b", "c"}}},
+		{name: "skip users elsewhere", in: `{"skip_users":["b"],"event":"e","conns":["c1"]}`,
+			want: proto.Dispatch{Event: "e", Conns: []string{"c1"}, SkipUsers: []string{"b"}}},
 		{name: "escaped user", in: `{"event":"e","users":["\u00e9\"\\"]}`,
 			want: proto.Dispatch{Event: "e", Users: []string{"é\"\\"}}},
 
@@ -84,6 +90,7 @@ func TestDecodeDispatch(t *testing.T) {
 		{name: "args invalid", in: `{"event":"e","args":{]}`, field: "JSON"},
 		{name: "users not a list", in: `{"event":"e","users":"alice"}`, field: "JSON"},
 		{name: "users of numbers", in: `{"event":"e","users":[1]}`, field: "JSON"},
+		{name: "skip users not a list", in: `{"event":"e","conns":["c1"],"skip_users":"b"}`, field: "JSON"},
 		{name: "broadcast not a bool", in: `{"event":"e","broadcast":"yes"}`, field: "JSON"},
 		{name: "event missing", in: `{"users":["u"]}`, field: "event"},
 		{name: "event empty", in: `{"event":""}`, field: "event"},
@@ -104,7 +111,7 @@ func TestDecodeDispatch(t *testing.T) {
 				if pe.Code != proto.CodeBadRequest || !strings.Contains(pe.Message, tt.field) {
 					t.Errorf("DecodeDispatch(%q) error = %v, want bad_request naming %q", tt.in, err, tt.field)
 				}
-				if got.Event != "" || got.Args != nil || got.Users != nil || got.Conns != nil || got.Broadcast {
+				if got.Event != "" || got.Args != nil || got.Users != nil || got.Conns != nil || got.SkipUsers != nil || got.Broadcast {
 					t.Errorf("DecodeDispatch(%q) = %+v on error, want the zero Dispatch", tt.in, got)
 				}
 				return
@@ -113,7 +120,8 @@ func TestDecodeDispatch(t *testing.T) {
 				t.Fatalf("DecodeDispatch(%q): %v", tt.in, err)
 			}
 			if got.Event != tt.want.Event || !bytes.Equal(got.Args, tt.want.Args) || (got.Args == nil) != (tt.want.Args == nil) ||
-				!slices.Equal(got.Users, tt.want.Users) || !slices.Equal(got.Conns, tt.want.Conns) || got.Broadcast != tt.want.Broadcast {
+				!slices.Equal(got.Users, tt.want.Users) || !slices.Equal(got.Conns, tt.want.Conns) ||
+				!slices.Equal(got.SkipUsers, tt.want.SkipUsers) || got.Broadcast != tt.want.Broadcast {
 				t.Errorf("DecodeDispatch(%q) = %+v, want %+v", tt.in, got, tt.want)
 			}
 		})

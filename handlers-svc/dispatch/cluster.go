@@ -24,14 +24,16 @@ import (
 
 // clusterUserUnits appends to units those of a dispatch to users (each
 // once), split by partition and then at most maxUnitUsers per unit; the
-// first unit also carries msg.Conns.
+// first unit also carries msg.Conns, and every user it does not name as
+// its SkipUsers, as on one Redis (userUnits).
 func (d *Dispatcher) clusterUserUnits(units []*streams.Unit, msg *proto.Dispatch, users []string, args any) ([]*streams.Unit, error) {
 	first := true
 	for _, part := range streams.SplitUsers(&proto.Dispatch{Event: msg.Event, Users: users}) {
 		for start := 0; start < len(part.Users); start += maxUnitUsers {
 			chunk := &proto.Dispatch{Event: msg.Event, Users: part.Users[start:min(start+maxUnitUsers, len(part.Users))]}
-			if first {
+			if first && len(msg.Conns) > 0 {
 				chunk.Conns = msg.Conns
+				chunk.SkipUsers = usersBut(users, chunk.Users)
 			}
 			u, err := d.encode(chunk, args)
 			if err != nil {
@@ -89,4 +91,23 @@ func (d *Dispatcher) publishCluster(ctx context.Context, units []*streams.Unit) 
 		out = append(out, p...)
 	}
 	return out, nil
+}
+
+// usersBut returns the users of all (each named once) that unit does not
+// name, or nil if there are none.
+func usersBut(all, unit []string) []string {
+	if len(all) == len(unit) {
+		return nil
+	}
+	in := make(map[string]struct{}, len(unit))
+	for _, u := range unit {
+		in[u] = struct{}{}
+	}
+	out := make([]string, 0, len(all)-len(unit))
+	for _, u := range all {
+		if _, ok := in[u]; !ok {
+			out = append(out, u)
+		}
+	}
+	return out
 }

@@ -147,6 +147,83 @@ func TestClusterDispatch(t *testing.T) {
 	}
 }
 
+// TestClusterConnsSkipUsers: on a Redis Cluster, a dispatch to users of
+// every partition and to connections names the connections in one message
+// only, with every user it does not name as its skip_users, in both modes
+// (in per_user, that message is the only one on the shared channel).
+func TestClusterConnsSkipUsers(t *testing.T) {
+	c := testkit.StartRedisCluster(t, 3)
+	for _, perUser := range []bool{false, true} {
+		t.Run(fmt.Sprintf("per_user=%v", perUser), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			rdb := c.Client(&redis.ClusterOptions{OnConnect: streams.OnConnect, MaxRetries: -1})
+			ps := rdb.Subscribe(ctx, proto.Channel)
+			defer ps.Close()
+			if _, err := ps.Receive(ctx); err != nil {
+				t.Fatal(err)
+			}
+			d := dispatch.New(rdb, dispatch.Options{Window: time.Minute, PerUser: perUser})
+			// Users of every partition, and in the first message's
+			// partition more than one message holds (maxUnitUsers).
+			users := spreadUsers(100)
+			for i := 0; len(users) < 400; i++ {
+				if u := fmt.Sprintf("crowd-%d", i); proto.PartitionOf(u) == proto.PartitionOf(users[0]) {
+					users = append(users, u)
+				}
+			}
+			// Each run its own event: a node may relay the last run's
+			// messages on the shared channel after this run subscribed.
+			ev := fmt.Sprintf("e_%v", perUser)
+			pos, err := d.Dispatch(ctx, dispatch.Message{Event: ev, Users: users, Conns: []string{"c1"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]bool{}
+			withConns := 0
+			for len(seen) < len(users) && (!perUser || withConns == 0) {
+				m, err := ps.ReceiveMessage(ctx)
+				if err != nil {
+					t.Fatalf("%d of %d users published: %v", len(seen), len(users), err)
+				}
+				dd, err := proto.DecodeDispatch([]byte(m.Payload))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if dd.Event != ev {
+					continue
+				}
+				for _, u := range dd.Users {
+					if seen[u] || dd.Pos[u] != pos.Users[u] || dd.Pos[u] == "" {
+						t.Fatalf("%s: named twice, or published at %q, Dispatch says %q", u, dd.Pos[u], pos.Users[u])
+					}
+					seen[u] = true
+				}
+				if len(dd.Conns) == 0 {
+					if dd.SkipUsers != nil {
+						t.Fatalf("a message without conns has skip_users %v", dd.SkipUsers)
+					}
+					continue
+				}
+				withConns++
+				if !slices.Equal(dd.Conns, []string{"c1"}) || len(dd.Users) == 0 || len(dd.Users) > 128 {
+					t.Fatalf("conns %v with %d users", dd.Conns, len(dd.Users))
+				}
+				// Every user of the dispatch once: in the message, or skipped.
+				all := append(slices.Clone(dd.Users), dd.SkipUsers...)
+				slices.Sort(all)
+				want := slices.Sorted(slices.Values(users))
+				if !slices.Equal(all, want) {
+					t.Fatalf("users %d and skip_users %d do not make the dispatch's %d users", len(dd.Users), len(dd.SkipUsers), len(users))
+				}
+			}
+			if withConns != 1 {
+				t.Fatalf("%d messages name the conns, want 1", withConns)
+			}
+		})
+	}
+}
+
 func queries(users []string) []streams.Query {
 	qs := make([]streams.Query, len(users))
 	for i, u := range users {

@@ -55,9 +55,11 @@ type Options struct {
 	// channel (proto.UserChannel), one message per user naming that user
 	// only, instead of one message on proto.Channel for all: gateways in
 	// FANOUT_MODE=per_user receive only the dispatches of users they hold
-	// a socket of. Broadcasts, dispatches to connections, and dispatches
-	// to users and connections at once (so that a socket named both ways
-	// still gets the event once) stay on proto.Channel.
+	// a socket of. Broadcasts, dispatches to connections, and the message
+	// of a dispatch to users and connections at once that names the
+	// connections (so that a socket named both ways still gets the event
+	// once; its skip_users covers the users of the dispatch's other
+	// messages) stay on proto.Channel.
 	PerUser bool
 }
 

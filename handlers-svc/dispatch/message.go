@@ -36,7 +36,9 @@ const (
 // Message is one dispatch as another backend makes it (docs/protocol.md
 // section 7): Event with Args to every device of each of Users and of
 // every member of each of Rooms, to each of Conns, or, with Broadcast, to
-// every socket (the other targets then add nothing). It is the body of
+// every socket (the other targets then add nothing). A socket named both
+// in Conns and through its user gets the event once, through its user,
+// however many messages the dispatch is published as. It is the body of
 // POST /v1/dispatch.
 type Message struct {
 	Event     string          `json:"event"`
@@ -168,7 +170,10 @@ func (d *Dispatcher) Dispatch(ctx context.Context, m Message) (Positions, error)
 }
 
 // userUnits returns the units of a dispatch to msg.Users, each user once,
-// at most maxUnitUsers per unit; the first unit also carries msg.Conns.
+// at most maxUnitUsers per unit; the first unit also carries msg.Conns,
+// and then, if there are more units, the users of those as its SkipUsers:
+// a socket named in msg.Conns whose user another unit names gets the
+// event once, through its user (docs/protocol.md section 4).
 func (d *Dispatcher) userUnits(msg *proto.Dispatch, args any) ([]*streams.Unit, error) {
 	users := uniq(msg.Users)
 	units := make([]*streams.Unit, 0, (len(users)+maxUnitUsers-1)/maxUnitUsers)
@@ -177,8 +182,9 @@ func (d *Dispatcher) userUnits(msg *proto.Dispatch, args any) ([]*streams.Unit, 
 	}
 	for start := 0; start < len(users); start += maxUnitUsers {
 		part := &proto.Dispatch{Event: msg.Event, Users: users[start:min(start+maxUnitUsers, len(users))]}
-		if start == 0 {
+		if start == 0 && len(msg.Conns) > 0 {
 			part.Conns = msg.Conns
+			part.SkipUsers = users[len(part.Users):] // users is each user once
 		}
 		u, err := d.encode(part, args)
 		if err != nil {

@@ -121,6 +121,76 @@ func TestDispatchManyUsers(t *testing.T) {
 	}
 }
 
+// TestDispatchConnsSkipUsers: a dispatch to users and connections that is
+// published as several messages names the connections in the first only,
+// with the users of the others as its skip_users (docs/protocol.md section
+// 4), whether recorded or not, and in per-user mode, where that message
+// alone is on the shared channel; positions are still spliced after it.
+func TestDispatchConnsSkipUsers(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		window  time.Duration
+		perUser bool
+	}{
+		{"recorded", time.Minute, false},
+		{"transient", 0, false},
+		{"per_user", time.Minute, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRecorder(t, tc.window)
+			d := dispatch.New(r.rdb, dispatch.Options{Window: tc.window, PerUser: tc.perUser})
+			ctx := context.Background()
+			users := make([]string, 300)
+			for i := range users {
+				users[i] = fmt.Sprint("u", i)
+			}
+			// Ten users come through a room, after the others.
+			for _, u := range users[290:] {
+				if _, _, err := d.Join(ctx, "crowd", u); err != nil {
+					t.Fatal(err)
+				}
+			}
+			pos, err := d.Dispatch(ctx, dispatch.Message{Event: "e", Args: json.RawMessage(`{"a":1}`),
+				Users: users[:290], Conns: []string{"c1", "c2"}, Rooms: []string{"crowd"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := r.next(t)
+			if !slices.Equal(first.Users, users[:128]) || !slices.Equal(first.Conns, []string{"c1", "c2"}) ||
+				!slices.Equal(first.SkipUsers, users[128:]) || string(first.Args) != `{"a":1}` {
+				t.Fatalf("first message: users %d, conns %v, skip_users %v", len(first.Users), first.Conns, first.SkipUsers)
+			}
+			for _, u := range first.Users {
+				if first.Pos[u] != pos.Users[u] || (tc.window > 0) != (first.Pos[u] != "") {
+					t.Fatalf("%s: published at %q, Dispatch says %q", u, first.Pos[u], pos.Users[u])
+				}
+			}
+			if tc.perUser {
+				return // the others are on the users' channels (TestPerUserRouting)
+			}
+			seen := slices.Clone(first.Users)
+			for len(seen) < len(users) {
+				got := r.next(t)
+				if len(got.Conns) != 0 || len(got.SkipUsers) != 0 {
+					t.Fatalf("a later message names conns %v, skip_users %v", got.Conns, got.SkipUsers)
+				}
+				seen = append(seen, got.Users...)
+			}
+			if !slices.Equal(seen, users) {
+				t.Fatal("the messages do not name every user once, in order")
+			}
+
+			// Users that fit one message: no skip_users.
+			if _, err := d.Dispatch(ctx, dispatch.Message{Event: "e", Users: users[:128], Conns: []string{"c1"}}); err != nil {
+				t.Fatal(err)
+			}
+			if got := r.next(t); len(got.Users) != 128 || got.SkipUsers != nil {
+				t.Fatalf("one message: %d users, skip_users %v", len(got.Users), got.SkipUsers)
+			}
+		})
+	}
+}
+
 func TestMessageCheck(t *testing.T) {
 	many := make([]string, dispatch.MaxUsers+1)
 	for i := range many {

@@ -1,6 +1,8 @@
 package streams
 
 import (
+	"slices"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard/switchboard/proto"
@@ -29,9 +31,11 @@ func runKey(cluster bool, p int) string {
 // Cluster: d itself when its users are all in one partition (or it names
 // none), otherwise one dispatch per partition, in the order of each
 // partition's first user, users in their order; the first also carries
-// d's connections and broadcast flag. Each part is recorded and published
-// on its own: a socket gets its user's part once, and positions name only
-// its own user, so the split changes nothing a socket sees.
+// d's connections and broadcast flag, and, with connections, the users of
+// the other parts added to d's SkipUsers, so that a socket named in both
+// ways gets the event through its user only. Each part is recorded and
+// published on its own: a socket gets its user's part once, and positions
+// name only its own user, so the split changes nothing a socket sees.
 func SplitUsers(d *proto.Dispatch) []*proto.Dispatch {
 	if len(d.Users) < 2 || usersPartition(d.Users) != mixedPartition {
 		return []*proto.Dispatch{d}
@@ -49,9 +53,16 @@ func SplitUsers(d *proto.Dispatch) []*proto.Dispatch {
 	for i, p := range order {
 		part := &proto.Dispatch{Event: d.Event, Args: d.Args, Users: byPart[p]}
 		if i == 0 {
-			part.Conns, part.Broadcast = d.Conns, d.Broadcast
+			part.Conns, part.Broadcast, part.SkipUsers = d.Conns, d.Broadcast, d.SkipUsers
 		}
 		out[i] = part
+	}
+	if len(d.Conns) > 0 {
+		skip := slices.Clone(d.SkipUsers)
+		for _, part := range out[1:] {
+			skip = append(skip, part.Users...)
+		}
+		out[0].SkipUsers = skip
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -249,4 +250,27 @@ func TestClusterFailbackStartsNewEpochs(t *testing.T) {
 		return err == nil
 	})
 	assertNewEpochsOn(t, c, first, users, before, after)
+}
+
+// TestSplitUsersSkipsOtherParts: the part that carries the connections
+// names the users of the other parts as skip_users, so a socket named both
+// as a connection and through its user gets the event once.
+func TestSplitUsersSkipsOtherParts(t *testing.T) {
+	users := usersOnEveryPartition()[:3]
+	d := &proto.Dispatch{Event: "e", Users: users, Conns: []string{"c1"}, SkipUsers: []string{"x"}}
+	parts := streams.SplitUsers(d)
+	if len(parts) != 3 {
+		t.Fatalf("%d parts, want 3", len(parts))
+	}
+	if !slices.Equal(parts[0].Conns, d.Conns) || !slices.Equal(parts[0].SkipUsers, []string{"x", users[1], users[2]}) {
+		t.Fatalf("first part %+v", parts[0])
+	}
+	for _, p := range parts[1:] {
+		if p.Conns != nil || p.SkipUsers != nil {
+			t.Fatalf("part %+v carries connections or skip_users", p)
+		}
+	}
+	if parts := streams.SplitUsers(&proto.Dispatch{Event: "e", Users: users}); parts[0].SkipUsers != nil {
+		t.Fatalf("without connections, first part %+v has skip_users", parts[0])
+	}
 }

@@ -10,6 +10,7 @@ package hub
 
 import (
 	"errors"
+	"slices"
 	"sync"
 
 	"github.com/switchboard/switchboard/proto"
@@ -207,7 +208,9 @@ func (h *Hub[C]) Deliver(d *proto.Dispatch) int {
 // had already). The frame carries the receiving socket's user id (and the
 // user's position of the event), so it is encoded once per target user and
 // shared by that user's sockets. A socket named several times (as a user's
-// and as a connection) gets it once.
+// and as a connection) gets it once; so does one named as a connection
+// whose user is in d.SkipUsers, which another message of the dispatch
+// reaches (docs/protocol.md section 4).
 func (h *Hub[C]) DeliverCounted(d *proto.Dispatch) (n, dropped int) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
@@ -256,6 +259,7 @@ func (h *Hub[C]) DeliverCounted(d *proto.Dispatch) (n, dropped int) {
 	if len(d.Conns) > 1 {
 		sentConns = make(map[string]struct{}, len(d.Conns))
 	}
+	skip := userSet{list: d.SkipUsers}
 	for _, id := range d.Conns {
 		c, ok := h.conns[id]
 		if !ok {
@@ -263,6 +267,9 @@ func (h *Hub[C]) DeliverCounted(d *proto.Dispatch) (n, dropped int) {
 		}
 		if _, done := seen[c.User()]; done {
 			continue // reached through its user
+		}
+		if skip.has(c.User()) {
+			continue // reached through its user, by another message
 		}
 		if sentConns != nil {
 			if _, dup := sentConns[id]; dup {
@@ -273,6 +280,31 @@ func (h *Hub[C]) DeliverCounted(d *proto.Dispatch) (n, dropped int) {
 		offer(c, false, nil, h.frame(d, c.User(), "", proto.Pos{}, false)) // events to connections are transient
 	}
 	return n, dropped
+}
+
+// userSet answers whether a user is in list: by a scan while the list is
+// short, by a map once it is long, built at the first question, so that a
+// dispatch none of whose connections is local costs nothing.
+type userSet struct {
+	list []string
+	set  map[string]struct{}
+}
+
+// userSetScan is the longest list userSet scans.
+const userSetScan = 16
+
+func (s *userSet) has(user string) bool {
+	if len(s.list) <= userSetScan {
+		return slices.Contains(s.list, user)
+	}
+	if s.set == nil {
+		s.set = make(map[string]struct{}, len(s.list))
+		for _, u := range s.list {
+			s.set[u] = struct{}{}
+		}
+	}
+	_, ok := s.set[user]
+	return ok
 }
 
 // position parses the position of an event, when the hub delivers

@@ -163,6 +163,18 @@ func TestDeliver(t *testing.T) {
 		{name: "only unknown targets",
 			d:    proto.Dispatch{Users: []string{"ghost"}, Conns: []string{"zz"}},
 			want: map[string]int{}, count: 0},
+		{name: "conn whose user another message reaches",
+			d:    proto.Dispatch{Users: []string{"bob"}, Conns: []string{"a1", "c1"}, SkipUsers: []string{"alice"}},
+			want: map[string]int{"b1": 1, "c1": 1}, count: 2},
+		{name: "conn whose user is not skipped",
+			d:    proto.Dispatch{Conns: []string{"a1", "c1"}, SkipUsers: []string{"bob", "dave"}},
+			want: map[string]int{"a1": 1, "c1": 1}, count: 2},
+		{name: "conns and a long skip list",
+			d:    proto.Dispatch{Conns: []string{"a1", "b1", "c1"}, SkipUsers: append(manyUsers(40), "carol", "alice")},
+			want: map[string]int{"b1": 1}, count: 1},
+		{name: "skip list alone reaches no one",
+			d:    proto.Dispatch{SkipUsers: []string{"alice", "bob"}},
+			want: map[string]int{}, count: 0},
 		{name: "no targets",
 			d:    proto.Dispatch{},
 			want: map[string]int{}, count: 0},
@@ -206,6 +218,15 @@ func TestDeliver(t *testing.T) {
 			}
 		})
 	}
+}
+
+// manyUsers returns n user ids no test socket has.
+func manyUsers(n int) []string {
+	users := make([]string, n)
+	for i := range users {
+		users[i] = fmt.Sprint("other-", i)
+	}
+	return users
 }
 
 func TestDeliverWithoutArgs(t *testing.T) {
@@ -420,5 +441,31 @@ func TestDeliverPositions(t *testing.T) {
 		if o := c.offers[1]; o.pos != nil || o.broadcast {
 			t.Errorf("an event to a connection was offered with %+v", o)
 		}
+	}
+}
+
+// TestDeliverSplitDispatchOnce: a dispatch published as two messages, the
+// first naming bob and the connections a (alice's) and c (carol's), with
+// alice in its skip_users, the second naming alice: a gets the event once,
+// through alice, with her position; c, whose user no message names, gets
+// it transient from the first.
+func TestDeliverSplitDispatchOnce(t *testing.T) {
+	h := hub.New[*conn](hub.WithPositions())
+	a, b, c := &conn{id: "a", user: "alice"}, &conn{id: "b", user: "bob"}, &conn{id: "c", user: "carol"}
+	h.Add(a)
+	h.Add(b)
+	h.Add(c)
+	if n := h.Deliver(&proto.Dispatch{Event: "m", Users: []string{"bob"}, Conns: []string{"a", "c"}, SkipUsers: []string{"alice"},
+		Pos: map[string]string{"bob": "eb.5-7"}}); n != 2 {
+		t.Fatalf("first message queued for %d sockets, want 2 (b, c)", n)
+	}
+	if n := h.Deliver(&proto.Dispatch{Event: "m", Users: []string{"alice"}, Pos: map[string]string{"alice": "ea.5-1"}}); n != 1 {
+		t.Fatalf("second message queued for %d sockets, want 1 (a)", n)
+	}
+	if len(a.offers) != 1 || a.offers[0].pos == nil || a.offers[0].pos.String() != "ea.5-1" {
+		t.Fatalf("a got %q, want one frame at ea.5-1", a.received())
+	}
+	if len(c.offers) != 1 || c.offers[0].pos != nil {
+		t.Fatalf("c got %q, want one transient frame", c.received())
 	}
 }
