@@ -160,7 +160,7 @@ func decodeDispatchJSON(data []byte) (Dispatch, error) {
 // writes, with no escaped strings, and valid; ok is false otherwise, and
 // then encoding/json decides.
 func decodeCanonicalDispatch(data []byte) (d Dispatch, ok bool) {
-	if !utf8.Valid(data) || !json.Valid(data) {
+	if !utf8.Valid(data) || !ValidJSON(data) {
 		return d, false
 	}
 	rest, ok := bytes.CutPrefix(data, []byte(`{"event":`))

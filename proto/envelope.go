@@ -49,7 +49,7 @@ var (
 // encoding/json, "Event" is not "event"). The returned Args aliases data.
 func DecodeEnvelope(data []byte) (Envelope, error) {
 	var env Envelope
-	if !json.Valid(data) {
+	if !ValidJSON(data) {
 		return env, errNotJSON
 	}
 	i := skipSpace(data, 0)
@@ -146,7 +146,7 @@ func isLetter(c byte) bool { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 
 
 func isNull(v []byte) bool { return len(v) == 4 && string(v) == "null" }
 
-// The scanning helpers below assume data is valid JSON (checked by json.Valid
+// The scanning helpers below assume data is valid JSON (checked by ValidJSON
 // first), so they only find boundaries and never validate.
 
 func skipSpace(data []byte, i int) int {

@@ -55,7 +55,7 @@ func DecodeRequest(data []byte) (Request, error) {
 // writes, with no escaped strings, and valid; ok is false otherwise, and
 // then encoding/json decides.
 func decodeCanonicalRequest(data []byte) (r Request, ok bool) {
-	if !utf8.Valid(data) || !json.Valid(data) {
+	if !utf8.Valid(data) || !ValidJSON(data) {
 		return r, false
 	}
 	rest, ok := bytes.CutPrefix(data, []byte(`{"event":`))
@@ -163,7 +163,7 @@ func DecodeResult(data []byte) (json.RawMessage, *Error) {
 	if rest, ok := bytes.CutPrefix(data, replyResult); ok && len(rest) > 1 && rest[len(rest)-1] == '}' {
 		// The exact form AppendResult writes: one valid value, then "}".
 		v := rest[:len(rest)-1]
-		if end := valueEnd(v, 0); end == len(v) && json.Valid(v) && !isNull(v) {
+		if end := valueEnd(v, 0); end == len(v) && ValidJSON(v) && !isNull(v) {
 			return v, nil
 		}
 	}

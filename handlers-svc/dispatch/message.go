@@ -69,7 +69,7 @@ func (m *Message) Check() error {
 		return event.BadRequest("event must match %s", proto.EventPattern)
 	case proto.Reserved(m.Event):
 		return event.BadRequest("event %s is the gateway's own", m.Event)
-	case len(m.Args) > 0 && !json.Valid(m.Args):
+	case len(m.Args) > 0 && !proto.ValidJSON(m.Args):
 		return event.BadRequest("args is not valid JSON")
 	case len(m.Users) == 0 && len(m.Conns) == 0 && len(m.Rooms) == 0 && !m.Broadcast:
 		return event.BadRequest("no target: give users, conns, rooms or broadcast")

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+
+	"github.com/switchboard/switchboard/proto"
 )
 
 // Dispatcher delivers events to clients through every gateway worker. It is
@@ -37,7 +39,7 @@ func EncodeArgs(args any) (json.RawMessage, error) {
 		if a == nil {
 			return nil, nil
 		}
-		if !json.Valid(a) {
+		if !proto.ValidJSON(a) {
 			return nil, fmt.Errorf("encode args: invalid json.RawMessage")
 		}
 		return a, nil
