@@ -283,12 +283,7 @@ func validNumber(data []byte, i int) int {
 		return -1
 	}
 	if i < n && data[i] == '.' {
-		i++
-		start := i
-		for i < n && data[i]-'0' < 10 {
-			i++
-		}
-		if i == start {
+		if i = digits(data, i+1); i < 0 {
 			return -1
 		}
 	}
@@ -297,13 +292,22 @@ func validNumber(data []byte, i int) int {
 		if i < n && (data[i] == '+' || data[i] == '-') {
 			i++
 		}
-		start := i
-		for i < n && data[i]-'0' < 10 {
-			i++
-		}
-		if i == start {
+		if i = digits(data, i); i < 0 {
 			return -1
 		}
+	}
+	return i
+}
+
+// digits returns the index just past the run of digits that starts at
+// data[i], or -1 if there is none.
+func digits(data []byte, i int) int {
+	start := i
+	for i < len(data) && data[i]-'0' < 10 {
+		i++
+	}
+	if i == start {
+		return -1
 	}
 	return i
 }
