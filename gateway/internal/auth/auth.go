@@ -157,10 +157,14 @@ var ErrNoTTL = errors.New("a token must expire: give it a positive lifetime")
 
 // Mint returns an HS256 token for user that expires after ttl (already,
 // when ttl is negative). A ttl of 0, a token that never expires, is
-// refused: Verify would refuse it. It is for development and tests.
+// refused: Verify would refuse it; so is a user Verify would refuse
+// (ErrSubject). It is for development and tests.
 func Mint(secret, user string, ttl time.Duration) (string, error) {
 	if ttl == 0 {
 		return "", ErrNoTTL
+	}
+	if !ValidUser(user) {
+		return "", ErrSubject
 	}
 	now := time.Now()
 	claims := jwt.RegisteredClaims{Subject: user, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ttl))}

@@ -326,6 +326,20 @@ func TestMintNeverExpiringAttack(t *testing.T) {
 	}
 }
 
+// TestMintRefusesWhatVerifyRefuses: a user id Verify would refuse (too
+// long, a control or a bidi character) gets no token, rather than one that
+// every upgrade then refuses.
+func TestMintRefusesWhatVerifyRefuses(t *testing.T) {
+	for _, user := range []string{"", strings.Repeat("x", 257), "a\nb", "a\u202eb"} {
+		if tok, err := auth.Mint(secret, user, time.Hour); !errors.Is(err, auth.ErrSubject) {
+			t.Errorf("Mint(%q) = %q, %v; want ErrSubject", user, tok, err)
+		}
+	}
+	if _, err := auth.Mint(secret, strings.Repeat("x", 256), time.Hour); err != nil {
+		t.Errorf("Mint of a 256-byte user: %v", err)
+	}
+}
+
 func TestMintExpires(t *testing.T) {
 	tok, err := auth.Mint(secret, "alice", time.Nanosecond)
 	if err != nil {

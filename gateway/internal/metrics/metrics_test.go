@@ -80,6 +80,13 @@ func TestEnvelopeLabels(t *testing.T) {
 			t.Errorf("envelopes{event=%q,result=%q} = %g, want %g", c.event, c.result, got, c.want)
 		}
 	}
+	// Every code of an error frame is a result of its own, not "other".
+	for _, code := range []proto.Code{proto.CodeBadRequest, proto.CodeUnknownEvent, proto.CodeUnavailable,
+		proto.CodeTimeout, proto.CodeHandlerError, proto.CodeRateLimited, proto.CodeForbidden} {
+		if results[resultIndex(code)] != string(code) {
+			t.Errorf("code %q counts as %q", code, results[resultIndex(code)])
+		}
+	}
 	if n := testutil.CollectAndCount(m.envelopes); n != 3*len(results) {
 		t.Errorf("%d envelope series, want %d (sendMessage, _other, _invalid)", n, 3*len(results))
 	}

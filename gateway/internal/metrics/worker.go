@@ -42,6 +42,7 @@ var results = [...]string{
 	string(proto.CodeTimeout),
 	string(proto.CodeHandlerError),
 	string(proto.CodeRateLimited), // refused by the socket's rate limit, never forwarded
+	string(proto.CodeForbidden),
 	"other",
 }
 

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"net/netip"
@@ -64,6 +65,11 @@ func (w *Worker) serveDevToken(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok, err := auth.Mint(w.cfg.JWTSecret, user, devTokenTTL)
+	if errors.Is(err, auth.ErrSubject) {
+		// A token the gateway would then refuse is no use to anyone.
+		httpjson.Error(rw, http.StatusBadRequest, proto.CodeBadRequest, "user: "+err.Error())
+		return
+	}
 	if err != nil {
 		httpjson.Error(rw, http.StatusInternalServerError, proto.CodeHandlerError, "cannot mint a token")
 		return

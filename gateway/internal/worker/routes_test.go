@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +154,24 @@ func TestDevToken(t *testing.T) {
 		claims, err := auth.NewVerifier(cfg.JWTSecret, "").Verify(body.Token)
 		if err != nil || claims.User != "carol" {
 			t.Fatalf("minted token verifies as %+v, %v", claims, err)
+		}
+	}
+}
+
+// TestDevTokenRefusesBadUsers: a user id every upgrade would refuse gets a
+// 400 that says why, not a token that cannot be used.
+func TestDevTokenRefusesBadUsers(t *testing.T) {
+	cfg := testConfig()
+	cfg.Dev = true
+	h := New(cfg, 0, zap.NewNop()).routes()
+	for _, user := range []string{strings.Repeat("x", 257), "a\nb", "a\u202eb"} {
+		r := httptest.NewRequest(http.MethodGet, "/dev/token?user="+url.QueryEscape(user), nil)
+		r.RemoteAddr = "127.0.0.1:5000"
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "printable UTF-8") ||
+			strings.Contains(rec.Body.String(), "token\":") {
+			t.Errorf("/dev/token?user=%q: %d %s, want 400 naming the rule", user, rec.Code, rec.Body)
 		}
 	}
 }
