@@ -61,6 +61,10 @@ func run(ctx context.Context, args []string) int {
 		return 0
 	}
 	cfg, err := config.Load(args, os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		config.Usage(os.Stderr)
+		return 0
+	}
 	var log *zap.Logger
 	if err == nil {
 		log, err = logging.New(cfg.LogLevel)

@@ -62,3 +62,21 @@ func TestNeverExpiringTokenAttack(t *testing.T) {
 		t.Errorf("token -ttl 1h: exit %d, stdout %q, stderr %q; want a token", r.Code, r.Stdout, r.Stderr)
 	}
 }
+
+// TestHelpListsTheSettings: -h is a person asking, so it answers in plain
+// text with every setting's flag and variable and exits 0, with or without
+// a secret, as handlers-svc -h does.
+func TestHelpListsTheSettings(t *testing.T) {
+	bin := cmdtest.Build(t, ".")
+	for _, arg := range []string{"-h", "-help"} {
+		r := cmdtest.Run(t, bin, nil, arg)
+		if r.Code != 0 || r.Stdout != "" {
+			t.Errorf("gateway %s: exit %d, stdout %q; want 0 and the usage on stderr", arg, r.Code, r.Stdout)
+		}
+		for _, want := range []string{"usage: gateway", "gateway token", "-gateway-addr", "$GATEWAY_JWT_SECRET", "-history-window"} {
+			if !strings.Contains(r.Stderr, want) {
+				t.Errorf("gateway %s says %q; want %q in it", arg, r.Stderr, want)
+			}
+		}
+	}
+}

@@ -193,6 +193,23 @@ func (c *Config) resolveSecret() error {
 	return nil
 }
 
+// Usage writes the flags, each with its environment variable and default,
+// for -h: a person asked for it, so it is plain text, not a JSON line.
+func Usage(w io.Writer) {
+	c := Default()
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(w)
+	var origins, devNets string
+	for _, v := range c.settings(&origins, &devNets) {
+		fs.Var(v.value, FlagName(v.env), "same as $"+v.env)
+	}
+	fmt.Fprintf(w, "usage: gateway [flags]     the supervisor, and its workers (docs/operations.md lists every setting)\n"+
+		"       gateway token [-ttl 24h] USER\n"+
+		"       gateway health [-ready] [URL]\n"+
+		"Every setting is an environment variable, or the flag of the same name (a flag wins):\n")
+	fs.PrintDefaults()
+}
+
 // Parse is Load without Validate, for commands that need only some
 // settings (such as the addresses "gateway health" dials) and must work
 // where the others are not set. It fails only on a value that does not

@@ -42,3 +42,18 @@ func TestRefusalIsAJSONLine(t *testing.T) {
 		}
 	})
 }
+
+// TestHelpListsTheSettings: -h answers in plain text with every setting's
+// flag and exits 0, as gateway -h does.
+func TestHelpListsTheSettings(t *testing.T) {
+	bin := cmdtest.Build(t, ".")
+	r := cmdtest.Run(t, bin, nil, "-h")
+	if r.Code != 0 || r.Stdout != "" {
+		t.Errorf("handlers-svc -h: exit %d, stdout %q; want 0 and the usage on stderr", r.Code, r.Stdout)
+	}
+	for _, want := range []string{"-nats-url", "NATS_URL", "-history-window"} {
+		if !strings.Contains(r.Stderr, want) {
+			t.Errorf("handlers-svc -h says %q; want %q in it", r.Stderr, want)
+		}
+	}
+}
