@@ -104,6 +104,17 @@ func TestConnectionLogsAndNoSecrets(t *testing.T) {
 		}
 	}
 
+	// Every line names its service and component, so that a log pipeline
+	// can filter on it.
+	for _, p := range []*testkit.Proc{s.Gateway, s.Handlers} {
+		want := map[*testkit.Proc]string{s.Gateway: "gateway", s.Handlers: "handlers-svc"}[p]
+		for _, l := range logLines(t, p) {
+			if lg := str(l["logger"]); lg != want && !strings.HasPrefix(lg, want+".") {
+				t.Errorf("%s line with logger %q, want %s or %s.<component>: %v", p.Name, lg, want, want, l)
+			}
+		}
+	}
+
 	secrets := map[string]string{"the JWT secret": testkit.Secret}
 	for name, tok := range map[string]string{"header token": header, "query token": query, "forged token": forged} {
 		secrets[name] = tok

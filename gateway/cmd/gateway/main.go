@@ -73,6 +73,9 @@ func run(ctx context.Context, args []string) int {
 		logging.Refuse("gateway", err)
 		return 1
 	}
+	// Every line names its component, under "gateway" as handlers-svc's
+	// are under "handlers-svc": "gateway" itself, "gateway.ws", ...
+	log = log.Named("gateway")
 	defer func() { _ = log.Sync() }()
 	if err := realMain(ctx, cfg, log); err != nil {
 		log.Error("gateway failed", zap.Error(err))
