@@ -128,7 +128,9 @@ bench-go:
 	@for m in $(MODULES); do (cd $$m && go test -run='^$$' -bench=. -benchmem ./...) || exit 1; done
 
 # make token ID=alice prints a dev token for any user id.
-token: build
+# It builds quietly, so that TOKEN=$$(make token ID=bob) is the token alone.
+token:
+	@go build -o bin/gateway ./gateway/cmd/gateway
 	@GATEWAY_DEV=1 ./bin/gateway token $(or $(ID),alice)
 
 clean:

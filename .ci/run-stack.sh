@@ -47,35 +47,57 @@ trap 'stop 0' INT TERM
 trap 'stop $?' EXIT
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_for() { # wait_for WHAT CMD...
+# names[pid] is what each started process is, for the message when one ends.
+declare -A names=()
+start() { # start NAME CMD...: in a session of its own
+  local name="$1"; shift
+  setsid "$@" &
+  pids+=($!)
+  names[$!]="$name"
+}
+wait_for() { # wait_for WHAT CMD...: until CMD succeeds, while the last started process lives
   local what="$1"; shift
-  for _ in $(seq 1 100); do "$@" && return 0; sleep 0.1; done
+  for _ in $(seq 1 100); do
+    "$@" && return 0
+    if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+      echo "run: $what exited while starting (its log is above)" >&2; status=1; exit 1
+    fi
+    sleep 0.1
+  done
   echo "run: $what did not come up" >&2; status=1; exit 1
 }
+# A port our own service needs must be free: another program answering on
+# it would answer the readiness checks below for a service that failed.
+need_free() { # need_free VAR ADDR
+  local p="${2##*:}"
+  if port_open "$p"; then
+    echo "run: port $p ($1=$2) is taken by another program: stop it, or set $1 to another address" >&2
+    status=1; exit 1
+  fi
+}
+need_free HANDLERS_ADDR "$HANDLERS_ADDR"
+need_free GATEWAY_ADDR "$GATEWAY_ADDR"
+need_free GATEWAY_METRICS_ADDR "$GATEWAY_METRICS_ADDR"
 
 if port_open "$REDIS_PORT"; then
   echo "run: using the Redis already on port $REDIS_PORT" >&2
 else
   # The pub/sub output-buffer limit of compose.yaml, for the same reason
   # (docs/operations.md, "Overload, and Redis output buffers").
-  setsid redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$data" --loglevel warning \
-    --client-output-buffer-limit "pubsub 256mb 64mb 60" &
-  pids+=($!)
+  start redis-server redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$data" --loglevel warning \
+    --client-output-buffer-limit "pubsub 256mb 64mb 60"
   wait_for "redis" port_open "$REDIS_PORT"
 fi
 if port_open "$NATS_PORT"; then
   echo "run: using the NATS already on port $NATS_PORT" >&2
 else
-  setsid nats-server -a 127.0.0.1 -p "$NATS_PORT" &
-  pids+=($!)
+  start nats-server nats-server -a 127.0.0.1 -p "$NATS_PORT"
   wait_for "nats" port_open "$NATS_PORT"
 fi
 
-setsid ./bin/handlers-svc &
-pids+=($!)
+start handlers-svc ./bin/handlers-svc
 wait_for "handlers-svc" curl -fs -m 1 -o /dev/null "http://$HANDLERS_ADDR/readyz"
-setsid ./bin/gateway &
-pids+=($!)
+start gateway ./bin/gateway
 port="${GATEWAY_ADDR##*:}"
 wait_for "gateway" curl -fs -m 1 -o /dev/null "http://127.0.0.1:$port/readyz"
 
@@ -92,12 +114,13 @@ cat >&2 <<MSG
   Metrics:     http://$GATEWAY_METRICS_ADDR/metrics (gateway), http://$HANDLERS_ADDR/metrics (handlers-svc)
   JS client:   http://localhost:$port/client.js
 
-  Try it:      websocat "ws://localhost:$port/socket?token=$token"
-               {"event":"sendMessage","args":{"to":"bob","text":"hi"},"ref":"1"}
+  Try it:      any WebSocket client (websocat, wscat, a browser console) on the URL above,
+               then send {"event":"sendMessage","args":{"to":"bob","text":"hi"},"ref":"1"}
 
   Ctrl-C stops everything.
 
 MSG
-wait -n "${pids[@]}" || true
-echo "run: a process exited on its own; stopping the rest" >&2
+ended=""
+wait -n -p ended "${pids[@]}" || true
+echo "run: ${names[$ended]:-a process} exited on its own; stopping the rest" >&2
 status=1
