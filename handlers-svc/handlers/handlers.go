@@ -150,13 +150,26 @@ func senders(deps Deps) (*limit.Sender, error) {
 }
 
 // senderLimits returns the bounds on what one user can push to others
-// (package limit), kept in deps.Redis and set by HANDLERS_SEND_BYTES_PER_SEC,
-// HANDLERS_SEND_BYTES_BURST, HANDLERS_RECIPIENTS_PER_SEC and
-// HANDLERS_RECIPIENTS_BURST (0 turns a bound off); nil without Redis.
+// (package limit), kept in deps.Redis and set as SenderConfig reads them;
+// nil without Redis.
 func senderLimits(deps Deps) (*limit.Sender, error) {
 	if deps.Redis == nil {
 		return nil, nil
 	}
+	cfg, err := SenderConfig(deps.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	return limit.New(deps.Redis, cfg), nil
+}
+
+// SenderConfig reads the bounds of the built-in handlers on what one user
+// can push to others: HANDLERS_SEND_BYTES_PER_SEC, HANDLERS_SEND_BYTES_BURST,
+// HANDLERS_RECIPIENTS_PER_SEC and HANDLERS_RECIPIENTS_BURST (0 turns a
+// bound off), over limit.DefaultConfig. handlers-svc calls it with its
+// configuration, so that a bad value refuses the start before anything
+// connects.
+func SenderConfig(getenv func(string) string) (limit.Config, error) {
 	cfg := limit.DefaultConfig()
 	for _, s := range []struct {
 		env string
@@ -167,13 +180,13 @@ func senderLimits(deps Deps) (*limit.Sender, error) {
 		{"HANDLERS_RECIPIENTS_PER_SEC", &cfg.RecipientsPerSecond},
 		{"HANDLERS_RECIPIENTS_BURST", &cfg.RecipientsBurst},
 	} {
-		if v := deps.Getenv(s.env); v != "" {
+		if v := getenv(s.env); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
-				return nil, fmt.Errorf("%s=%q: want a whole number, 0 or more", s.env, v)
+				return cfg, fmt.Errorf("%s=%q: want a whole number, 0 or more", s.env, v)
 			}
 			*s.v = n
 		}
 	}
-	return limit.New(deps.Redis, cfg), nil
+	return cfg, nil
 }

@@ -71,6 +71,9 @@ func main() {
 	if err == nil {
 		err = cfg.Validate()
 	}
+	if err == nil {
+		_, err = handlers.SenderConfig(os.Getenv)
+	}
 	var log *zap.Logger
 	if err == nil {
 		// Every failure is logged: they are per request, and rare.

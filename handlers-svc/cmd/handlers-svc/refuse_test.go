@@ -29,6 +29,10 @@ func TestRefusalIsAJSONLine(t *testing.T) {
 		{"unknown fan-out mode", []string{"FANOUT_MODE=per-user"}, nil, "FANOUT_MODE"},
 		{"bad flag", nil, []string{"-no-such-flag"}, "no-such-flag"},
 		{"stray argument", nil, []string{"serve"}, "unexpected arguments"},
+		// The built-in handlers' sender bounds are read by package
+		// handlers, but checked before anything connects.
+		{"sender bound", []string{"HANDLERS_SEND_BYTES_PER_SEC=lots"}, nil, "HANDLERS_SEND_BYTES_PER_SEC"},
+		{"negative recipients burst", []string{"HANDLERS_RECIPIENTS_BURST=-1"}, nil, "HANDLERS_RECIPIENTS_BURST"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -41,19 +45,4 @@ func TestRefusalIsAJSONLine(t *testing.T) {
 			t.Fatalf("-h: exit status %d, stderr:\n%s\nwant 0 and the usage", r.Code, r.Stderr)
 		}
 	})
-}
-
-// TestHelpListsTheSettings: -h answers in plain text with every setting's
-// flag and exits 0, as gateway -h does.
-func TestHelpListsTheSettings(t *testing.T) {
-	bin := cmdtest.Build(t, ".")
-	r := cmdtest.Run(t, bin, nil, "-h")
-	if r.Code != 0 || r.Stdout != "" {
-		t.Errorf("handlers-svc -h: exit %d, stdout %q; want 0 and the usage on stderr", r.Code, r.Stdout)
-	}
-	for _, want := range []string{"-nats-url", "NATS_URL", "-history-window"} {
-		if !strings.Contains(r.Stderr, want) {
-			t.Errorf("handlers-svc -h says %q; want %q in it", r.Stderr, want)
-		}
-	}
 }
