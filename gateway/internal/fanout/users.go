@@ -3,6 +3,7 @@ package fanout
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"time"
 
@@ -354,6 +355,12 @@ func (s *Subscriber) userLoop(ctx context.Context, u *userSubs) {
 		case <-ctx.Done():
 			return
 		case <-u.wake:
+			// Woken by an Acquire, this goroutine would run next, on the
+			// Acquire's own P, and take that one channel alone: a burst of
+			// connects would make one command each. Yielding first lets
+			// the goroutines that are runnable queue theirs too; on a quiet
+			// worker it returns at once.
+			runtime.Gosched()
 		case <-t.C:
 		}
 		ps, sub, unsub := u.take(time.Now())
