@@ -345,15 +345,8 @@ func (c *Conn) writeBatch(batch []item) error {
 		defer func() { buf = buf[:0] }()
 		if rawWrites && c.rc != nil {
 			// A write the socket takes at once needs no deadline; only
-			// a rest that has to wait gets WriteWait.
-			rest, err := trySend(c.rc, buf)
-			if err != nil || len(rest) == 0 {
-				return err
-			}
-			if err := nc.SetWriteDeadline(time.Now().Add(WriteWait)); err != nil {
-				return err
-			}
-			return writeAll(c.rc, rest)
+			// one that has to wait gets WriteWait.
+			return writeFrames(c.rc, nc, buf)
 		}
 		if err := nc.SetWriteDeadline(time.Now().Add(WriteWait)); err != nil {
 			return err

@@ -3,8 +3,12 @@
 package ws
 
 import (
+	"errors"
+	"net"
+	"os"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -19,20 +23,26 @@ import (
 // for nothing. MSG_NOSIGNAL makes a write to a reset connection EPIPE
 // instead of a SIGPIPE.
 type rawWriter struct {
-	p    []byte
-	err  error
-	send func(fd uintptr) bool // w.sendAll, bound once per pooled writer
-	now  func(fd uintptr)      // w.sendNow, likewise
+	p      []byte
+	err    error
+	nc     net.Conn
+	called bool                  // send ran: RawConn.Write did not refuse at once
+	armed  bool                  // the write deadline was set for this write
+	send   func(fd uintptr) bool // w.sendAll, bound once per pooled writer
 }
 
 var rawWriters = sync.Pool{New: func() any {
 	w := new(rawWriter)
 	w.send = w.sendAll
-	w.now = w.sendNow
 	return w
 }}
 
+// sendAll sends what the socket takes of w.p. At the first EAGAIN it sets
+// the write deadline, WriteWait from then, and asks RawConn.Write to wait
+// for room: a write the socket takes at once, nearly every one, costs no
+// deadline update.
 func (w *rawWriter) sendAll(fd uintptr) bool {
+	w.called = true
 	for len(w.p) > 0 {
 		n, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(w.p))), uintptr(len(w.p)), unix.MSG_NOSIGNAL, 0, 0)
 		switch e {
@@ -40,7 +50,16 @@ func (w *rawWriter) sendAll(fd uintptr) bool {
 			w.p = w.p[n:]
 		case unix.EINTR:
 		case unix.EAGAIN:
-			return false // wait until writable, or the write deadline
+			if !w.armed {
+				// Setting a deadline takes the descriptor's reference,
+				// not its write lock, which this call holds.
+				if err := w.nc.SetWriteDeadline(time.Now().Add(WriteWait)); err != nil {
+					w.err = err
+					return true
+				}
+				w.armed = true
+			}
+			return false // wait until writable, or the deadline
 		default:
 			w.err = e
 			return true
@@ -49,41 +68,33 @@ func (w *rawWriter) sendAll(fd uintptr) bool {
 	return true
 }
 
-// sendNow sends as much of w.p as the socket takes at once and stops at
-// EAGAIN, leaving the rest in w.p: it never waits.
-func (w *rawWriter) sendNow(fd uintptr) { w.sendAll(fd) }
-
 const rawWrites = true
 
-// trySend sends what it can of p on the socket behind rc without waiting
-// and returns the part the socket did not take (none, almost always: a
-// socket's send buffer holds far more than one batch). It goes through
-// rc.Control rather than rc.Write, which would refuse at once if a write
-// deadline set for an earlier wait had passed since: the caller sets a
-// fresh deadline only for a rest it has to wait for, and so skips
-// SetWriteDeadline's timer update on every write that does not.
-func trySend(rc syscall.RawConn, p []byte) ([]byte, error) {
+// writeFrames writes all of p to nc, whose raw connection is rc, within
+// one RawConn.Write: under the socket's write lock from the first byte to
+// the last, so that a control frame gorilla writes from the read loop (the
+// close of a frame over the limit, of a protocol error) lands between two
+// batches, never inside a frame. (Sending what fits without the lock and
+// then the rest under it let such a close in between.)
+//
+// A deadline set for an earlier wait stays set, and once it has passed,
+// RawConn.Write refuses before sending anything: the write is then tried
+// again with a fresh deadline. Clearing the deadline after each wait
+// instead could clear the one gorilla sets for its own close.
+func writeFrames(rc syscall.RawConn, nc net.Conn, p []byte) error {
 	w := rawWriters.Get().(*rawWriter)
-	w.p, w.err = p, nil
-	err := rc.Control(w.now)
-	if err == nil {
-		err = w.err
-	}
-	rest := w.p
-	w.p, w.err = nil, nil
-	rawWriters.Put(w)
-	return rest, err
-}
-
-// writeAll writes p to the socket behind rc, honouring its write deadline.
-func writeAll(rc syscall.RawConn, p []byte) error {
-	w := rawWriters.Get().(*rawWriter)
-	w.p, w.err = p, nil
+	w.p, w.err, w.nc, w.called, w.armed = p, nil, nc, false, false
 	err := rc.Write(w.send)
+	if err != nil && !w.called && errors.Is(err, os.ErrDeadlineExceeded) {
+		if err = nc.SetWriteDeadline(time.Now().Add(WriteWait)); err == nil {
+			w.armed = true
+			err = rc.Write(w.send)
+		}
+	}
 	if err == nil {
 		err = w.err
 	}
-	w.p, w.err = nil, nil
+	w.p, w.err, w.nc = nil, nil, nil
 	rawWriters.Put(w)
 	return err
 }

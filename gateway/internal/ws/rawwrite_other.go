@@ -4,13 +4,12 @@ package ws
 
 import (
 	"errors"
+	"net"
 	"syscall"
 )
 
-// writeAll is not used where raw sends are not implemented: Conn writes
-// through net.Conn there (see Conn.write).
-func writeAll(syscall.RawConn, []byte) error { return errors.ErrUnsupported }
-
-func trySend(_ syscall.RawConn, p []byte) ([]byte, error) { return p, errors.ErrUnsupported }
+// writeFrames is not used where raw sends are not implemented: Conn writes
+// through net.Conn there (see Conn.writeBatch).
+func writeFrames(syscall.RawConn, net.Conn, []byte) error { return errors.ErrUnsupported }
 
 const rawWrites = false
