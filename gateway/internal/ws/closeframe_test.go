@@ -4,15 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"net"
-	"net/http"
-	"net/http/httptest"
-	"sync"
 	"testing"
 
 	"github.com/gorilla/websocket"
-	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/proto"
@@ -45,7 +40,7 @@ func TestTooBigCloseNotInsideAFrame(t *testing.T) {
 			return c, err
 		},
 	}
-	s := startSmallSendBufferServer(t, ws.Limits{QueueLen: 1 << 16, QueueBytes: 1 << 30}, maxFrame)
+	s := startServerSendBuf(t, ws.Limits{QueueLen: 1 << 16, QueueBytes: 1 << 30}, maxFrame, nil, 8192) // the writer's sends often find it full
 	bad := 0
 	for r := range rounds {
 		cl, c := s.dial(t, dialer)
@@ -101,32 +96,4 @@ func TestTooBigCloseNotInsideAFrame(t *testing.T) {
 			t.Fatalf("stopping after %d rounds", r+1)
 		}
 	}
-}
-
-// startSmallSendBufferServer is startServer with each accepted socket's
-// send buffer shrunk, so that the writer's sends often find it full.
-func startSmallSendBufferServer(t *testing.T, limits ws.Limits, maxFrame int64) *server {
-	t.Helper()
-	s := &server{conns: make(chan *ws.Conn, 256), rec: &recorder{frames: make(chan frame, 1024)}}
-	up := websocket.Upgrader{}
-	var n int
-	var mu sync.Mutex
-	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, err := ws.Upgrade(&up, w, r)
-		if err != nil {
-			return
-		}
-		if tc, ok := u.WS.NetConn().(*net.TCPConn); ok {
-			_ = tc.SetWriteBuffer(8192)
-		}
-		mu.Lock()
-		n++
-		id := fmt.Sprintf("c%d", n)
-		mu.Unlock()
-		c := ws.NewConn(u, id, "alice", &limits, zap.NewNop())
-		s.conns <- c
-		c.ReadLoop(s.rec, maxFrame)
-	}))
-	t.Cleanup(s.srv.Close)
-	return s
 }

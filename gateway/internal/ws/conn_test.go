@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -60,7 +61,15 @@ func startServer(t *testing.T, limits ws.Limits, maxFrame int64) *server {
 // instead of the server's recorder.
 func startServerWith(t *testing.T, limits ws.Limits, maxFrame int64, h ws.FrameHandler) *server {
 	t.Helper()
-	s := &server{conns: make(chan *ws.Conn, 128), rec: &recorder{frames: make(chan frame, 1024)}}
+	return startServerSendBuf(t, limits, maxFrame, h, 0)
+}
+
+// startServerSendBuf is startServerWith with each accepted socket's send
+// buffer set to sendBuf bytes (0: the system's), so that a small one makes
+// the writer's sends often find it full.
+func startServerSendBuf(t *testing.T, limits ws.Limits, maxFrame int64, h ws.FrameHandler, sendBuf int) *server {
+	t.Helper()
+	s := &server{conns: make(chan *ws.Conn, 256), rec: &recorder{frames: make(chan frame, 1024)}}
 	if h == nil {
 		h = s.rec
 	}
@@ -71,6 +80,9 @@ func startServerWith(t *testing.T, limits ws.Limits, maxFrame int64, h ws.FrameH
 		u, err := ws.Upgrade(&up, w, r)
 		if err != nil {
 			return
+		}
+		if tc, ok := u.WS.NetConn().(*net.TCPConn); ok && sendBuf > 0 {
+			_ = tc.SetWriteBuffer(sendBuf)
 		}
 		mu.Lock()
 		n++
