@@ -84,6 +84,7 @@ var loadMeasures = []measure{
 	{name: "CPU ms per 1,000 deliveries: the load generator", format: "%.2f",
 		value: func(r Result) float64 { return r.LoadgenCPUPer1k * 1000 }},
 	{name: "deliveries/s", format: "%.0f", value: func(r Result) float64 { return r.DeliveriesPerSec }},
+	{name: "host CPU stolen by the hypervisor, %", format: "%.1f", value: func(r Result) float64 { return 100 * r.Host.Steal }},
 	{name: "Redis used memory after the run, MiB", format: "%.1f",
 		value: func(r Result) float64 { return mib(r.RedisUsedMemory) }},
 }

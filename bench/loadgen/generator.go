@@ -413,6 +413,7 @@ func (g *Generator) Load(ctx context.Context, rate float64, warmup, dur time.Dur
 	var winStart, winEnd time.Time
 	var del0, del1 int64
 	var self0, self1 time.Duration
+	var host0 HostCPU
 	// The fan-out counters are read off the schedule's goroutine: a scrape
 	// of every worker must not hold up the sends.
 	fan0 := make(chan fanoutReading, 1)
@@ -425,7 +426,7 @@ func (g *Generator) Load(ctx context.Context, rate float64, warmup, dur time.Dur
 		for ; sent < due; sent++ {
 			if sent == rs.warmSeqs {
 				winStart, del0, self0 = time.Now(), rs.delivered.Load(), selfCPU()
-				before = sampleAll(groups)
+				before, host0 = sampleAll(groups), hostSample()
 				if g.cfg.Fanout {
 					go func() { fan0 <- g.readFanout() }()
 				}
@@ -437,7 +438,7 @@ func (g *Generator) Load(ctx context.Context, rate float64, warmup, dur time.Dur
 		}
 	}
 	winEnd, del1, self1 = time.Now(), rs.delivered.Load(), selfCPU()
-	after = sampleAll(groups)
+	after, host1 := sampleAll(groups), hostSample()
 	var fanStats *FanoutStats
 	if g.cfg.Fanout && !winStart.IsZero() {
 		fanStats = fanoutStats(<-fan0, g.readFanout(), g.cfg.Log)
@@ -470,6 +471,7 @@ func (g *Generator) Load(ctx context.Context, rate float64, warmup, dur time.Dur
 		ErrorFrames:      g.errFrames.Load() - err0,
 		CPUPer1k:         map[string]float64{},
 		LoadgenCPUPer1k:  perK(self1-self0, del1-del0),
+		Host:             host1.Shares(host0),
 	}
 	fillCPU(&res, groups, before, after, del1-del0)
 	res.Closes = g.closeCounts()

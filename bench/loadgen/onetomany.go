@@ -179,6 +179,7 @@ func (g *Generator) OneToMany(ctx context.Context, members int, opt OneToManyOpt
 	var winStart time.Time
 	var del0 int64
 	var self0 time.Duration
+	var host0 HostCPU
 	start := time.Now()
 	at := func(seq int) time.Time {
 		return start.Add(time.Duration(float64(seq) * float64(time.Second) / opt.Rate))
@@ -189,7 +190,7 @@ func (g *Generator) OneToMany(ctx context.Context, members int, opt OneToManyOpt
 		for ; sent < due; sent++ {
 			if sent == run.warmSeqs {
 				winStart, del0, self0 = time.Now(), run.total.Load(), selfCPU()
-				before = sampleAll(groups)
+				before, host0 = sampleAll(groups), hostSample()
 			}
 			jobs <- fmt.Appendf(nil, `{"event":%q,"args":{"text":"r%ds%dt%d"},%s}`,
 				OneToManyEvent, run.id, sent, at(sent).UnixNano(), target)
@@ -199,7 +200,7 @@ func (g *Generator) OneToMany(ctx context.Context, members int, opt OneToManyOpt
 		}
 	}
 	winEnd, del1, self1 := time.Now(), run.total.Load(), selfCPU()
-	after = sampleAll(groups)
+	after, host1 := sampleAll(groups), hostSample()
 	close(jobs)
 	wg.Wait()
 	if winStart.IsZero() {
@@ -230,6 +231,7 @@ func (g *Generator) OneToMany(ctx context.Context, members int, opt OneToManyOpt
 		ErrorFrames:      g.errFrames.Load() - err0,
 		CPUPer1k:         map[string]float64{},
 		LoadgenCPUPer1k:  perK(self1-self0, del1-del0),
+		Host:             host1.Shares(host0),
 	}
 	if opt.Broadcast {
 		res.Target = "broadcast"

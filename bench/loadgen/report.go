@@ -68,6 +68,7 @@ type Result struct {
 	CPUPer1k          map[string]float64 `json:"cpu_s_per_1k_deliveries,omitempty"`
 	CPUTotalPer1k     float64            `json:"cpu_s_per_1k_total,omitempty"` // ServerProcs summed
 	LoadgenCPUPer1k   float64            `json:"loadgen_cpu_s_per_1k_deliveries,omitempty"`
+	Host              HostShares         `json:"host_cpu,omitzero"`                 // load, fan1n: the machine's CPU time over the window
 	RedisUsedMemory   int64              `json:"redis_used_memory_bytes,omitempty"` // after the run (Config.RedisAddr)
 	RedisKeys         int64              `json:"redis_keys,omitempty"`
 	Resume            *ResumeStats       `json:"resume,omitempty"`
@@ -141,6 +142,7 @@ func (r Result) WriteTable(w io.Writer) {
 		}
 		parts = append(parts, fmt.Sprintf("all servers %.3f", r.CPUTotalPer1k), fmt.Sprintf("loadgen %.3f", r.LoadgenCPUPer1k))
 		row("CPU s per 1k deliveries", "%s", strings.Join(parts, ", "))
+		row("host CPU", "%s busy, %s stolen by the hypervisor", pct(r.Host.Busy), pct(r.Host.Steal))
 		if f := r.Fanout; f != nil {
 			row("fan-out", "%d workers, %d dispatches, %.0f Redis out bytes each, read by %.2f workers each, %s of the reads unrouted",
 				f.Workers, f.Publishes, f.BytesPerDispatch, f.ReceivedPerDispatch, pct(f.UnroutedShare))
@@ -246,15 +248,15 @@ func Markdown(w io.Writer, results []Result) {
 		}
 	}
 	if len(load) > 0 {
-		fmt.Fprintln(w, "| stack | U x D | R (sends/s) | sends/s | deliveries/s | p50 | p90 | p99 | p99.9 | max | missing | dup | errors | CPU s/1k: workers | supervisor | handlers-svc | nats | redis | all servers | loadgen | pass |")
-		fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+		fmt.Fprintln(w, "| stack | U x D | R (sends/s) | sends/s | deliveries/s | p50 | p90 | p99 | p99.9 | max | missing | dup | errors | CPU s/1k: workers | supervisor | handlers-svc | nats | redis | all servers | loadgen | host stolen | pass |")
+		fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
 		for _, r := range load {
 			l := r.Latency
 			errs := r.ErrorFrames + r.SendErrors + r.ClientOverflow + r.ConnsLost
-			fmt.Fprintf(w, "| %s | %dx%d | %.0f | %.0f | %.0f | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %.1f ms | %d | %d | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %s |\n",
+			fmt.Fprintf(w, "| %s | %dx%d | %.0f | %.0f | %.0f | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %.1f ms | %d | %d | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %s | %s |\n",
 				stackName(r), r.Users, r.Devices, r.Rate, r.SendsPerSec, r.DeliveriesPerSec, l.P50, l.P90, l.P99, l.P999, l.Max,
 				r.Missing, r.Duplicates, errs, r.CPUPer1k[ProcWorkers], r.CPUPer1k[ProcSupervisor], r.CPUPer1k[ProcHandlers],
-				r.CPUPer1k[ProcNATS], r.CPUPer1k[ProcRedis], r.CPUTotalPer1k, r.LoadgenCPUPer1k, yes(r.Pass))
+				r.CPUPer1k[ProcNATS], r.CPUPer1k[ProcRedis], r.CPUTotalPer1k, r.LoadgenCPUPer1k, pct(r.Host.Steal), yes(r.Pass))
 		}
 	}
 }

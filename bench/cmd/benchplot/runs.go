@@ -42,6 +42,12 @@ var Columns = []string{
 	// recipient; a 1→N row (mode fan1n) has its target (room, broadcast),
 	// its rate in dispatches per second.
 	"redis_out_bytes_per_dispatch", "unrouted_share", "target",
+	// Added when a run on a busy host was first seen: the share of the
+	// machine's CPU time the hypervisor took over a load or 1→N run's
+	// window (host_steal), and the share spent running processes
+	// (host_busy). A run with more than a few percent stolen measured the
+	// host's contention as much as the stack.
+	"host_busy", "host_steal",
 }
 
 // Row is one line of runs.csv, by column name; an absent column is empty.
@@ -105,7 +111,11 @@ type result struct {
 	Fanout            *fanoutStats       `json:"fanout"`
 	Target            string             `json:"target"`
 	LowestFailing     float64            `json:"lowest_failing_rate"`
-	Pass              bool               `json:"pass"`
+	Host              *struct {
+		Busy  float64 `json:"busy"`
+		Steal float64 `json:"steal"`
+	} `json:"host_cpu"`
+	Pass bool `json:"pass"`
 }
 
 // resumeStats is the part of a resume line's "resume" object runs.csv keeps.
@@ -208,6 +218,9 @@ func (res *result) row(m Meta) Row {
 		}
 		if res.RedisUsedMemory > 0 {
 			row["redis_used_mib"] = num(float64(res.RedisUsedMemory)/(1<<20), 1)
+		}
+		if h := res.Host; h != nil {
+			row["host_busy"], row["host_steal"] = num(h.Busy, 3), num(h.Steal, 3)
 		}
 		if f := res.Fanout; f != nil {
 			row["redis_out_bytes_per_dispatch"] = num(f.BytesPerDispatch, 1)
