@@ -8,7 +8,7 @@ MODULES := proto internal gateway handlers-svc bench e2e
 CROSS_PLATFORMS ?= darwin/arm64 darwin/amd64
 FUZZTIME ?= 100000x
 
-.PHONY: all build run test vet cross unit e2e-per-user e2e-cluster fuzz soak bench bench-quick bench-scale bench-fanout bench-go deps token clean
+.PHONY: all build run test vet cross unit e2e-per-user e2e-cluster fuzz soak bench bench-quick bench-scale bench-fanout bench-go bench-script deps token clean
 
 all: build
 
@@ -122,6 +122,13 @@ bench-scale:
 bench-fanout:
 	@bash .ci/deps.sh run
 	@bash bench/fanout.sh
+
+# Instructions Redis runs per recorded event in the publish script, by
+# callgrind (deterministic on a noisy box); SCRIPT_BASELINE=<ref> compares
+# with that ref's script. Needs valgrind (installed if missing).
+bench-script:
+	@bash .ci/deps.sh run valgrind
+	@bash bench/script-cost.sh
 
 # Go benchmarks of the hot paths only, with allocations.
 bench-go:
