@@ -57,6 +57,7 @@ local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
 local window = tonumber(ARGV[1])
 local metattl = tonumber(ARGV[2])
 local minid = string.format('%d-0', now - window)
+local nowstr = string.format('%d', now)
 local expireEvery = 10000 -- ms between settings of a stream's TTLs
 local k, a = 2, 6
 local out = {}
@@ -76,18 +77,21 @@ local function record(ev, args)
     redis.call('DEL', sk)
   end
   s = s + 1
-  if now > ms then ms = now end
-  local id = string.format('%d-%d', ms, s)
+  -- Numbers go to redis.call as strings made here: Redis would format
+  -- each with %.17g, several times the cost.
+  local ss, mss = string.format('%d', s), nowstr
+  if now > ms then ms = now else mss = string.format('%d', ms) end
+  local id = mss .. '-' .. ss
   redis.call('XADD', sk, 'MINID', '~', minid, id, 'e', ev, 'a', args)
   if not x or s == 1 or now - x >= expireEvery or now < x then
     -- The stream's TTL, set at x, is window + expireEvery: it outlives
     -- every event written within expireEvery of x by a window, so the
     -- TTLs are set again only that often, not on every event.
     redis.call('PEXPIRE', sk, window + expireEvery)
-    redis.call('HSET', mk, 'e', ep, 's', s, 't', ms, 'r', run, 'x', now)
+    redis.call('HSET', mk, 'e', ep, 's', ss, 't', mss, 'r', run, 'x', nowstr)
     redis.call('EXPIRE', mk, metattl)
   else
-    redis.call('HSET', mk, 's', s, 't', ms)
+    redis.call('HSET', mk, 's', ss, 't', mss)
   end
   k = k + 2
   local p = ep .. '.' .. id
