@@ -15,13 +15,17 @@ import (
 	"github.com/switchboard/switchboard/proto"
 )
 
+// sendMessageArgs are the args of a typical sendMessage dispatch, ~330
+// bytes.
+var sendMessageArgs = json.RawMessage(`{"from":"u42","to":"u43","text":"` + strings.Repeat("x", 200) + `","ts":1764072000124,"msg_id":"0123456789abcdef0123456789abcdef"}`)
+
 // BenchmarkPublish is the Redis side of one recorded dispatch to one user:
 // the publish script's round trip (no subscribers), with sendMessage's
 // payload.
 func BenchmarkPublish(b *testing.B) {
 	rdb := client(b)
 	ctx := context.Background()
-	args := json.RawMessage(`{"from":"u42","to":"u43","text":"` + strings.Repeat("x", 200) + `","ts":1764072000124,"msg_id":"0123456789abcdef0123456789abcdef"}`)
+	args := sendMessageArgs
 	i := 0
 	for b.Loop() {
 		d := &proto.Dispatch{Event: "message", Args: args, Users: []string{"u" + strconv.Itoa(i%1000)}}
@@ -39,7 +43,7 @@ func BenchmarkPublish(b *testing.B) {
 // in the window. The figure is reported as B/user; b.N does not matter.
 func BenchmarkStreamMemory(b *testing.B) {
 	const users = 1000
-	args := json.RawMessage(`{"from":"u42","to":"u43","text":"` + strings.Repeat("x", 200) + `","ts":1764072000124,"msg_id":"0123456789abcdef0123456789abcdef"}`)
+	args := sendMessageArgs
 	for _, events := range []int{0, 10, 100} {
 		b.Run(fmt.Sprintf("events=%d", events), func(b *testing.B) {
 			rdb := client(b)

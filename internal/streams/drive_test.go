@@ -2,10 +2,8 @@ package streams_test
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -44,7 +42,7 @@ func TestDrivePublish(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	defer rdb.Close()
 	ctx := context.Background()
-	args := json.RawMessage(`{"from":"u42","to":"u43","text":"` + strings.Repeat("x", 200) + `","ts":1764072000124,"msg_id":"0123456789abcdef0123456789abcdef"}`)
+	args := sendMessageArgs
 	for i := range calls {
 		units := make([]*streams.Unit, 0, 2*pairs)
 		for j := range pairs {
