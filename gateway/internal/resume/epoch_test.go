@@ -102,3 +102,29 @@ func TestNewEpochDuringConnectIsNotDropped(t *testing.T) {
 		return len(got) > 0 && got[len(got)-1] == "n1@1"
 	})
 }
+
+// TestOldEpochFrameDroppedAfterResync: a frame of the epoch the store
+// lost, delayed past the reset and held while the new epoch is read, is
+// dropped after the resync, and the socket goes live in the new epoch.
+func TestOldEpochFrameDroppedAfterResync(t *testing.T) {
+	f := newFixture(t, resume.DefaultConfig())
+	c := &conn{id: "c1", user: "bob"}
+	s, _ := f.connect(t, c, "", "")
+	p1 := f.publish(t, "bob", "e1")
+	s.Offer(false, &p1, eventFrame("bob", "e1", p1))
+	late := proto.Pos{Epoch: p1.Epoch, MS: p1.MS, Off: 2} // published before the reset, delayed
+	f.rdb.FlushAll(context.Background())                  // Redis restarted empty
+	f.publish(t, "bob", "n1")
+	n2 := f.publish(t, "bob", "n2")
+	s.Offer(false, &n2, eventFrame("bob", "n2", n2)) // n1 missed, in a new epoch: a read
+	s.Offer(false, &late, eventFrame("bob", "e2", late))
+	f.run(t, func() []*resume.Socket { return []*resume.Socket{s} })
+	testkit.Eventually(t, 5*time.Second, "a resync", func() bool { return len(f.rec.resyncs()) == 1 })
+	// Live again, the socket sends the next event as it is offered. (It
+	// is not in the stream, so no read could send it instead.)
+	n3 := proto.Pos{Epoch: n2.Epoch, MS: n2.MS, Off: 3}
+	s.Offer(false, &n3, eventFrame("bob", "n3", n3))
+	if got := join(c.events(t)); got != "e1@1 resync n3@3" {
+		t.Fatalf("events %q, want e1@1 resync n3@3: the socket is not live", got)
+	}
+}

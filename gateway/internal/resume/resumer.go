@@ -128,6 +128,9 @@ func (r *Resumer) Connect(ctx context.Context, s *Socket, worker int, resume, br
 		from[st], valid[st] = proto.ParsePos(asked[st])
 		qs[st] = streams.Query{Stream: st, User: s.conn.User(), From: from[st], After: valid[st], Max: r.cfg.MaxReplay}
 	}
+	s.mu.Lock()
+	s.early = len(s.held) // held before the read
+	s.mu.Unlock()
 	res, err := streams.Read(ctx, r.rdb, qs)
 	if err != nil {
 		r.log.Warn("cannot read the recovery streams for a new socket", zap.String("user", s.conn.User()),
@@ -329,6 +332,7 @@ func (r *Resumer) fill(ctx context.Context, s *Socket) {
 			return
 		}
 		qs := s.queries()
+		s.early = len(s.held) // held before the read
 		s.mu.Unlock()
 
 		res, err := streams.Read(ctx, r.rdb, qs)

@@ -31,7 +31,13 @@ type Socket struct {
 	holding bool      // frames are held: a read is due or running
 	queued  bool      // waiting for, or in, a read by the resumer
 	held    []heldFrame
-	heldN   int  // bytes held
+	heldN   int // bytes held
+	// early is how many frames at the head of held were held before the
+	// read under way was made: a frame of another epoch than that read
+	// found is older than it (a message delayed past a reset of the
+	// store), while one held after may be newer (the stream started a new
+	// epoch since), so the stream is read again for it.
+	early   int
 	overrun bool // frames were dropped from held: read again after
 	closed  bool
 	// swept are the streams' tops a Sweep saw while the socket was
@@ -234,13 +240,15 @@ func contiguous(entries []streams.Entry, from, top uint64) bool {
 // release sends the held frames that can go now, in order, after a read:
 // transient ones, and recoverable ones that are next in their stream (a
 // duplicate, or a frame of another epoch than a stream just confirmed, is
-// dropped). At the first frame that shows a new gap, it keeps that frame
-// and the rest held and reports false: the stream must be read again.
+// dropped, if it was held before the read was made). At the first frame
+// that shows a new gap, or another epoch that may be newer than the read,
+// it keeps that frame and the rest held and reports false: the stream
+// must be read again.
 // confirmed tells, per stream, whether the read just made found the
 // stream in the socket's epoch. s.mu is held.
 func (s *Socket) release(confirmed [2]bool) bool {
-	held := s.held
-	s.held, s.heldN = nil, 0
+	held, early := s.held, s.early
+	s.held, s.heldN, s.early = nil, 0, 0
 	for i, f := range held {
 		if !f.posed {
 			s.conn.Send(f.frame)
@@ -258,7 +266,7 @@ func (s *Socket) release(confirmed [2]bool) bool {
 				continue
 			}
 		}
-		if !c.stale && f.pos.Epoch != c.pos.Epoch && confirmed[f.stream] {
+		if !c.stale && f.pos.Epoch != c.pos.Epoch && confirmed[f.stream] && i < early {
 			// Older than the epoch the stream is in: a message delayed
 			// past a reset of the store.
 			s.r.rec.Duplicate()
