@@ -211,28 +211,67 @@ func isNoScript(err error) bool {
 // pipelined batches; a stream without meta gets the zero Pos. It only
 // reads.
 func Tops(ctx context.Context, rdb redis.Cmdable, metas []string) ([]proto.Pos, error) {
+	return tops(ctx, rdb, metas, nil)
+}
+
+// CurrentTops is Tops as the scripts see the streams: a meta written on
+// another run of Redis than the one its partition's run key names (a
+// restart, or a failover, that kept it: the store may have lost the
+// events written after it) counts as none, the zero Pos, for the next
+// script to touch its stream starts a new epoch. parts[i] is the
+// partition of the stream of metas[i] (Stream.Partition). A run key not
+// set yet checks nothing; on a Redis Cluster a run key can lag a failover
+// until a connection or a script sets it (the scripts also check the
+// server's own run). It only reads.
+func CurrentTops(ctx context.Context, rdb redis.Cmdable, metas []string, parts []int) ([]proto.Pos, error) {
+	cluster := IsCluster(rdb)
+	runs := make([]string, len(metas))
+	for i, p := range parts {
+		runs[i] = runKey(cluster, p)
+	}
+	return tops(ctx, rdb, metas, runs)
+}
+
+// tops reads the tops of metas; with runs, a meta whose run is not the
+// one in run key runs[i] counts as none.
+func tops(ctx context.Context, rdb redis.Cmdable, metas, runs []string) ([]proto.Pos, error) {
 	out := make([]proto.Pos, len(metas))
 	for start := 0; start < len(metas); start += sweepBatch {
 		end := min(start+sweepBatch, len(metas))
 		pipe := rdb.Pipeline()
 		cmds := make([]*redis.SliceCmd, end-start)
 		for i, k := range metas[start:end] {
-			cmds[i] = pipe.HMGet(ctx, k, "e", "s", "t")
+			cmds[i] = pipe.HMGet(ctx, k, "e", "s", "t", "r")
+		}
+		runCmds := map[string]*redis.StringCmd{} // by run key, each read once a batch
+		if runs != nil {
+			for _, k := range runs[start:end] {
+				if runCmds[k] == nil {
+					runCmds[k] = pipe.Get(ctx, k)
+				}
+			}
 		}
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return nil, err
 		}
 		for i, cmd := range cmds {
 			v := cmd.Val()
-			if len(v) != 3 {
+			if len(v) != 4 {
 				continue
 			}
 			epoch, _ := v[0].(string)
 			off, ok1 := uintOf(v[1])
 			ms, ok2 := uintOf(v[2])
-			if ok1 && ok2 && proto.ValidEpoch(epoch) {
-				out[start+i] = proto.Pos{Epoch: epoch, MS: ms, Off: off}
+			if !ok1 || !ok2 || !proto.ValidEpoch(epoch) {
+				continue
 			}
+			if runs != nil {
+				wrote, _ := v[3].(string)
+				if run := runCmds[runs[start+i]].Val(); run != "" && wrote != run {
+					continue // written on another run: the store may have lost what followed
+				}
+			}
+			out[start+i] = proto.Pos{Epoch: epoch, MS: ms, Off: off}
 		}
 	}
 	return out, nil

@@ -361,8 +361,10 @@ func (r *Resumer) fill(ctx context.Context, s *Socket) {
 
 // Sweep checks sockets against the tops of their streams, after the
 // fan-out (re)subscribed: what was published while it was not subscribed
-// reached no socket. A socket behind its stream, or in another epoch, is
-// queued for a read, which fills the gap (or resyncs). The metas are read
+// reached no socket. A socket behind its stream, or in another epoch, or
+// whose stream Redis kept across a restart (it may have lost the events
+// after it: streams.CurrentTops), is queued for a read, which fills the
+// gap (or resyncs). The metas are read
 // in pipelined batches. A socket busy with a read (at connect, or filling
 // a gap) keeps the tops seen here: that read may have been made while the
 // fan-out was not subscribed, so when it settles the socket reads again if
@@ -372,15 +374,17 @@ func (r *Resumer) Sweep(ctx context.Context, sockets []*Socket) error {
 		return nil
 	}
 	index := map[string]int{}
-	metas := []string{proto.BroadcastMetaKey}
+	metas, parts := []string{proto.BroadcastMetaKey}, []int{proto.BroadcastPartition}
 	for _, s := range sockets {
 		u := s.conn.User()
 		if _, ok := index[u]; !ok {
 			index[u] = len(metas)
-			metas = append(metas, proto.UserMetaKey(u))
+			metas, parts = append(metas, proto.UserMetaKey(u)), append(parts, proto.PartitionOf(u))
 		}
 	}
-	tops, err := streams.Tops(ctx, r.rdb, metas)
+	// As the scripts see them: a stream that Redis kept across a restart
+	// may have lost its last events, and a socket at its top must learn it.
+	tops, err := streams.CurrentTops(ctx, r.rdb, metas, parts)
 	if err != nil {
 		return fmt.Errorf("sweep: read the streams' tops: %w", err)
 	}
