@@ -210,3 +210,40 @@ func TestStreamKeepsTTLAcrossNewEpoch(t *testing.T) {
 		t.Fatalf("bob's stream after a new epoch: PTTL %s, want it to expire", ttl)
 	}
 }
+
+// TestCurrentTopsByRun: CurrentTops counts a stream written on another
+// run of Redis as none, as the scripts would (Tops still reads it), and
+// checks nothing while no run is recorded.
+func TestCurrentTopsByRun(t *testing.T) {
+	rdb := client(t)
+	ctx := context.Background()
+	u := publish(t, rdb, "bob")[0]
+	metas, parts := []string{proto.UserMetaKey("bob")}, []int{proto.PartitionOf("bob")}
+	top := func() proto.Pos {
+		t.Helper()
+		tops, err := streams.CurrentTops(ctx, rdb, metas, parts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tops[0]
+	}
+	if got := top(); got != u {
+		t.Fatalf("on the run that wrote it: %+v, want %+v", got, u)
+	}
+	runKey := proto.RunKey(proto.BroadcastPartition)
+	if err := rdb.Set(ctx, runKey, "anotherrun", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := top(); got != (proto.Pos{}) {
+		t.Fatalf("on another run: %+v, want none", got)
+	}
+	if tops, _ := streams.Tops(ctx, rdb, metas); tops[0] != u {
+		t.Fatalf("Tops on another run: %+v, want %+v", tops[0], u)
+	}
+	if err := rdb.Del(ctx, runKey).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := top(); got != u {
+		t.Fatalf("with no run recorded: %+v, want %+v", got, u)
+	}
+}
