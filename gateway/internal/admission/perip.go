@@ -123,40 +123,61 @@ func (p *PendingCap) drop(e *list.Element) {
 	}
 }
 
-// Waiting returns how many connections of ip wait for request headers.
+// Waiting returns how many connections of ip, or of its /64 for an IPv6
+// address (clientOf), wait for request headers.
 func (p *PendingCap) Waiting(ip netip.Addr) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if l := p.byIP[ip]; l != nil {
+	if l := p.byIP[clientOf(ip)]; l != nil {
 		return l.Len()
 	}
 	return 0
 }
 
-// addrOf returns the IP address of a connection's remote address; the zero
-// Addr when it has none (all such connections share one count).
+// addrOf returns the client a connection's remote address is counted as
+// (clientOf); the zero Addr when it has none (all such connections share
+// one count).
 func addrOf(a net.Addr) netip.Addr {
 	if a == nil {
 		return netip.Addr{}
 	}
 	if ta, ok := a.(*net.TCPAddr); ok {
 		ip, _ := netip.AddrFromSlice(ta.IP)
-		return ip.Unmap()
+		return clientOf(ip)
 	}
 	ap, err := netip.ParseAddrPort(a.String())
 	if err != nil {
 		return netip.Addr{}
 	}
-	return ap.Addr().Unmap()
+	return clientOf(ap.Addr())
 }
 
-// remoteIP returns the IP address of r's client, as addrOf.
+// ipv6ClientBits is the prefix of an IPv6 address that names one client
+// for the per-address limits. A host, or a home, gets a whole /64 and can
+// send each request from another address of it: counted one by one, its
+// addresses would each have an allowance of their own, and an entry in the
+// limits' maps.
+const ipv6ClientBits = 64
+
+// clientOf returns what the per-address limits count ip as: an IPv4
+// address (mapped into IPv6 or not) itself, an IPv6 address its /64.
+func clientOf(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap()
+	if ip.Is6() {
+		if p, err := ip.WithZone("").Prefix(ipv6ClientBits); err == nil {
+			return p.Addr()
+		}
+	}
+	return ip
+}
+
+// remoteIP returns the client r is counted as, as addrOf.
 func remoteIP(r *http.Request) netip.Addr {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return netip.Addr{}
 	}
-	return ap.Addr().Unmap()
+	return clientOf(ap.Addr())
 }
 
 // ipSweepEvery is how often ipRate forgets the addresses whose allowance

@@ -1,6 +1,7 @@
 package admission
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -107,5 +108,61 @@ func TestIPRate(t *testing.T) {
 		if !off.allow(a, now) {
 			t.Fatal("no limit refused")
 		}
+	}
+}
+
+// TestIPv6SubnetRotationAttack: a client with an IPv6 subnet (a /64 is
+// what one host or one home gets) can send every request from another
+// address of it. The per-address limits count a /64 as one address, so
+// such a client is held to one allowance, and keeps one entry in their
+// maps however many of its addresses it uses; other /64s, and IPv4
+// addresses (mapped ones included), are counted as before.
+func TestIPv6SubnetRotationAttack(t *testing.T) {
+	request := func(addr string) *http.Request {
+		return &http.Request{RemoteAddr: addr}
+	}
+	now := time.Now()
+	r := newIPRate(1, 3)
+	for i := range 3 {
+		if ip := remoteIP(request(fmt.Sprintf("[2001:db8:1:2::%x]:4000", i+1))); !r.allow(ip, now) {
+			t.Fatalf("request %d of a burst of 3 refused", i+1)
+		}
+	}
+	if r.allow(remoteIP(request("[2001:db8:1:2:ffff:ffff:ffff:ffff]:4000")), now) {
+		t.Error("a fourth request at once, from another address of the same /64, allowed")
+	}
+	if len(r.ips) != 1 {
+		t.Errorf("%d entries for the addresses of one /64, want 1", len(r.ips))
+	}
+	if !r.allow(remoteIP(request("[2001:db8:1:3::1]:4000")), now) {
+		t.Error("a request from another /64 refused")
+	}
+	for i := range 3 {
+		if !r.allow(remoteIP(request("[::ffff:10.0.0.1]:4000")), now) {
+			t.Fatalf("request %d of a burst of 3 from a mapped IPv4 address refused", i+1)
+		}
+	}
+	if !r.allow(remoteIP(request("10.0.0.2:4000")), now) || r.allow(remoteIP(request("10.0.0.1:4000")), now) {
+		t.Error("IPv4 addresses are not counted one by one, mapped or not")
+	}
+
+	var closed atomic.Int64
+	p := NewPendingCap(2, func() { closed.Add(1) })
+	t0 := time.Now()
+	rotating := []*fakeConn{from("2001:db8:1:2::1"), from("2001:db8:1:2::2"), from("2001:db8:1:2::3")}
+	other := from("2001:db8:1:3::1")
+	p.add(other, t0)
+	for i, c := range rotating {
+		p.add(c, t0.Add(time.Duration(i)*pendingMinAge))
+	}
+	if !rotating[0].closed.Load() || rotating[1].closed.Load() || rotating[2].closed.Load() || other.closed.Load() {
+		t.Errorf("closed %v %v %v, other /64 %v: want the oldest of the /64 closed, and only it",
+			rotating[0].closed.Load(), rotating[1].closed.Load(), rotating[2].closed.Load(), other.closed.Load())
+	}
+	if n := p.Waiting(netip.MustParseAddr("2001:db8:1:2::99")); n != 2 {
+		t.Errorf("%d connections of the /64 waiting, want 2", n)
+	}
+	if len(p.byIP) != 2 {
+		t.Errorf("%d entries for two /64s, want 2", len(p.byIP))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,6 +58,14 @@ type Config struct {
 	HeldBytes  int
 	// Readers is how many sockets are read for at once after connect.
 	Readers int
+	// QueueFrames and QueueBytes bound a socket's send queue (ws.Limits;
+	// 0 = no bound). A replay is queued whole, after connected, before the
+	// socket's writer starts: one that would overflow the queue would close
+	// the socket as a slow consumer before it sent anything, and again at
+	// every resume from the same position. Such a resume is not recovered
+	// (OutcomeTooMany), as one of more than MaxReplay events.
+	QueueFrames int
+	QueueBytes  int
 }
 
 // DefaultConfig is the configuration of the contract's defaults.
@@ -153,6 +162,13 @@ func (r *Resumer) Connect(ctx context.Context, s *Socket, worker int, resume, br
 		missed += len(res[st].Entries)
 	}
 	recovered := resumed && outcome == OutcomeRecovered
+	var replay [][]byte
+	if recovered {
+		var fits bool
+		if replay, fits = r.replay(s.conn.User(), &c, res); !fits {
+			recovered, outcome = false, OutcomeTooMany
+		}
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -176,12 +192,35 @@ func (r *Resumer) Connect(ctx context.Context, s *Socket, worker int, resume, br
 	if recovered {
 		for st := streams.UserStream; st <= streams.BroadcastStream; st++ {
 			for _, e := range res[st].Entries {
-				s.sendEntry(st, e)
+				s.conn.Send(replay[0])
+				replay = replay[1:]
+				s.cur[st].pos = e.Pos
 			}
 		}
 	}
 	r.settle(s, [2]bool{true, true})
 	return nil
+}
+
+// replay returns the frames of the entries of res, in order, and whether
+// they fit in a socket's send queue (Config.QueueFrames, QueueBytes) behind
+// connected c in its longest form.
+func (r *Resumer) replay(user string, c *proto.Connected, res []streams.Result) ([][]byte, bool) {
+	long, yes, most := strings.Repeat("0", proto.MaxPosLen), true, r.cfg.MaxReplay
+	head := proto.Connected{Conn: c.Conn, Worker: c.Worker, Pos: long, BPos: long, Recovered: &yes, Missed: &most}
+	frames, size := 1, len(proto.AppendConnectedFrame(nil, user, &head))
+	var out [][]byte
+	for st := streams.UserStream; st <= streams.BroadcastStream; st++ {
+		for _, e := range res[st].Entries {
+			f := entryFrame(st, user, e)
+			frames, size = frames+1, size+len(f)
+			if (r.cfg.QueueFrames > 0 && frames > r.cfg.QueueFrames) || (r.cfg.QueueBytes > 0 && size > r.cfg.QueueBytes) {
+				return nil, false
+			}
+			out = append(out, f)
+		}
+	}
+	return out, true
 }
 
 // recoverable says whether a resume from `from` (valid: it parsed) can be

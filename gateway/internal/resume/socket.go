@@ -216,11 +216,16 @@ func (s *Socket) resync(st streams.Stream, top proto.Pos, reason string) {
 // sendEntry sends one recorded event and moves the cursor to it. s.mu is
 // held.
 func (s *Socket) sendEntry(st streams.Stream, e streams.Entry) {
+	s.conn.Send(entryFrame(st, s.conn.User(), e))
+	s.cur[st].pos = e.Pos
+}
+
+// entryFrame returns the frame of entry e of stream st for a socket of user.
+func entryFrame(st streams.Stream, user string, e streams.Entry) []byte {
 	var posBuf [proto.MaxPosLen]byte
 	pos := e.Pos.Append(posBuf[:0])
-	size := len(`{"event":"","id":"","args":,"bpos":""}`) + len(e.Event) + len(s.conn.User()) + len(e.Args) + len(pos) + 8
-	s.conn.Send(proto.AppendEventAt(make([]byte, 0, size), e.Event, s.conn.User(), e.Args, st.FrameKey(), pos))
-	s.cur[st].pos = e.Pos
+	size := len(`{"event":"","id":"","args":,"bpos":""}`) + len(e.Event) + len(user) + len(e.Args) + len(pos) + 8
+	return proto.AppendEventAt(make([]byte, 0, size), e.Event, user, e.Args, st.FrameKey(), pos)
 }
 
 // contiguous reports whether entries are exactly the offsets from+1 to

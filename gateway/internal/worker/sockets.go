@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -37,14 +39,14 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	w.hub.AddReserved(s) // in the place admission reserved for it
 	w.pings.add(c)
 	w.metrics.ConnOpened()
-	q := r.URL.Query()
+	resumeAt, bresumeAt := resumeParams(r.URL.RawQuery)
 	ctx, cancel := context.WithTimeout(r.Context(), resumeTimeout)
 	// In per-user mode the user's channel is subscribed (confirmed by
 	// Redis) before the streams are read: whatever is published after the
 	// read arrives live, and whatever before is in the read.
 	err := w.sub.Acquire(ctx, user)
 	if err == nil {
-		err = w.res.Connect(ctx, s, w.index, q.Get("resume"), q.Get("bresume"))
+		err = w.res.Connect(ctx, s, w.index, resumeAt, bresumeAt)
 	}
 	cancel()
 	switch {
@@ -61,6 +63,37 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	// Reading goes on in its own goroutine so this handler returns and
 	// net/http releases its per-request state.
 	go w.readSocket(s, c, w.fwd.Session(c))
+}
+
+// unreadable is what resumeParams makes of a parameter it cannot decode:
+// no position parses as it.
+const unreadable = "unreadable"
+
+// resumeParams returns the resume and bresume parameters of a request's
+// query (the first of each; "" when absent). A pair that net/url drops, for
+// a bad escape or a ';', may still be a resume the client asked for: such
+// a resume or bresume is returned as unreadable, a malformed position, so
+// that connected says recovered false (docs/protocol.md section 6) instead
+// of leaving recovered out as if the client had not asked.
+func resumeParams(rawQuery string) (resume, bresume string) {
+	q, err := url.ParseQuery(rawQuery)
+	resume, bresume = q.Get("resume"), q.Get("bresume")
+	if err == nil {
+		return resume, bresume
+	}
+	for _, pair := range strings.FieldsFunc(rawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
+		key, _, _ := strings.Cut(pair, "=")
+		if k, err := url.QueryUnescape(key); err == nil {
+			key = k
+		}
+		switch {
+		case key == "resume" && !q.Has("resume"):
+			resume = unreadable
+		case key == "bresume" && !q.Has("bresume"):
+			bresume = unreadable
+		}
+	}
+	return resume, bresume
 }
 
 // readSocket runs the read loop of c, which hands frames to its session.

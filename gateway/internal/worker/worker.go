@@ -116,6 +116,9 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 		HeldFrames: heldFrames,
 		HeldBytes:  heldBytes,
 		Readers:    resumeReaders,
+		// A replay must fit in the socket's send queue.
+		QueueFrames: w.cfg.SendQueueLen,
+		QueueBytes:  w.cfg.SendQueueBytes,
 	}, w.metrics, w.log.Named("resume"))
 	var deliver fanout.Deliverer = countedHub{w.hub, w.metrics}
 	if w.wrapDelivery != nil {
