@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,10 +24,47 @@ const (
 	redisPingLimit = 2 * time.Second
 )
 
+// waitLogEvery is how often, at most, a wait for NATS or Redis at start-up
+// is logged after its first failure: NATS is retried every 250 ms, and a
+// line per attempt would be ~14,000 lines an hour of a NATS left down.
+const waitLogEvery = 30 * time.Second
+
+// waitLog logs the failed attempts of a wait at start-up: the first, then
+// at most one per every, each with the attempts made so far.
+type waitLog struct {
+	log   *zap.Logger
+	msg   string
+	every time.Duration
+	now   func() time.Time
+
+	mu       sync.Mutex
+	attempts int
+	last     time.Time // when a line was last written; zero: never
+}
+
+func newWaitLog(log *zap.Logger, msg string) *waitLog {
+	return &waitLog{log: log, msg: msg, every: waitLogEvery, now: time.Now}
+}
+
+// failed records a failed attempt, logging it if it is the first or the
+// last line is every old.
+func (w *waitLog) failed(err error, fields ...zap.Field) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.attempts++
+	now := w.now()
+	if !w.last.IsZero() && now.Sub(w.last) < w.every {
+		return
+	}
+	w.last = now
+	w.log.Warn(w.msg, append([]zap.Field{zap.Error(err), zap.Int("attempts", w.attempts)}, fields...)...)
+}
+
 // connectNATS returns a connection to url that is still connecting when the
 // server is not up yet: it retries forever, at start-up and after any
-// disconnect. Until the first connection every failed attempt is logged;
-// after it, each state change (disconnected, reconnected) is logged once.
+// disconnect. Until the first connection failed attempts are logged
+// through a waitLog; after it, each state change (disconnected,
+// reconnected) is logged once.
 //
 // User and password, a token, or TLS come in url (nats://u:p@h, tls://h);
 // a credentials file (JWT and NKey) in creds, when not empty. The server's
@@ -34,6 +72,7 @@ const (
 // password only, and a token (nats://TOKEN@host) is a user name to it.
 func connectNATS(url, creds string, log *zap.Logger) (*nats.Conn, error) {
 	var connected atomic.Bool
+	waiting := newWaitLog(log, "waiting for NATS")
 	server := func(nc *nats.Conn) zap.Field { return zap.String("server", redact.URL(nc.ConnectedUrl())) }
 	opts := []nats.Option{
 		nats.Name("handlers-svc"),
@@ -49,7 +88,7 @@ func connectNATS(url, creds string, log *zap.Logger) (*nats.Conn, error) {
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
 			if !connected.Load() {
-				log.Warn("waiting for NATS", zap.Error(err))
+				waiting.failed(err)
 			}
 		}),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
@@ -105,9 +144,11 @@ func waitNATS(ctx context.Context, nc *nats.Conn, log *zap.Logger) error {
 	return nil
 }
 
-// waitRedis pings rdb until it answers or ctx is done, logging each failure.
+// waitRedis pings rdb until it answers or ctx is done, logging failures
+// through a waitLog.
 func waitRedis(ctx context.Context, rdb redis.UniversalClient, log *zap.Logger) error {
 	bo := backoff.Backoff{Min: redisRetryMin, Max: redisRetryMax}
+	waiting := newWaitLog(log, "waiting for Redis")
 	for {
 		pingCtx, cancel := context.WithTimeout(ctx, redisPingLimit)
 		err := rdb.Ping(pingCtx).Err()
@@ -119,7 +160,7 @@ func waitRedis(ctx context.Context, rdb redis.UniversalClient, log *zap.Logger) 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		log.Warn("waiting for Redis", zap.Error(err), zap.Duration("retry_in", bo.Next()))
+		waiting.failed(err, zap.Duration("retry_in", bo.Next()))
 		if !bo.Wait(ctx) {
 			return ctx.Err()
 		}
