@@ -263,7 +263,7 @@ func TestWaitsForRedisAtStart(t *testing.T) {
 		"redis not reachable yet, subscribing in the background": 1,
 		"redis subscribed": 1,
 		"redis subscription lost, retrying; what is published until it is restored is filled from the streams then": 0,
-		"redis subscription restored; what was published while it was down is filled from the streams":             0,
+		"redis subscription restored; what was published while it was down is filled from the streams":              0,
 	} {
 		if got := logs.FilterMessage(msg).Len(); got != want {
 			t.Errorf("logged %q %d times, want %d", msg, got, want)
