@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -36,6 +38,28 @@ func expectUnavailable(t *testing.T, c *testkit.Client, ref string) {
 	f := c.ExpectRef(wait+5*time.Second, ref)
 	if code := errorCode(f); code != proto.CodeUnavailable {
 		t.Fatalf("%s: got %s %s, want error unavailable", ref, f.Event, f.Args)
+	}
+}
+
+// expectTryAgainLater dials user while Redis is down: the upgrade
+// succeeds, but the worker cannot read the new socket's recovery streams
+// (or, per user, subscribe its channel), so it closes the socket with 1013
+// before any frame, within the worker's 5 s bound on that read; the client
+// comes back after its back-off and loses nothing.
+func expectTryAgainLater(t *testing.T, s *testkit.Stack, user string) {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial(s.URL(), http.Header{"Authorization": {"Bearer " + s.Token(user)}})
+	if err != nil {
+		t.Fatalf("dial %s while Redis is down: %v", user, err)
+	}
+	defer ws.Close()
+	_ = ws.SetReadDeadline(time.Now().Add(wait))
+	_, data, err := ws.ReadMessage()
+	if err == nil {
+		t.Fatalf("a new socket got %s while Redis was down, want a close with 1013 first", data)
+	}
+	if code := testkit.CloseCode(err); code != proto.CloseTryAgainLater {
+		t.Fatalf("a new socket while Redis was down ended with %v, want close code %d", err, proto.CloseTryAgainLater)
 	}
 }
 
@@ -106,8 +130,8 @@ func assertLoggedOncePerWorker(t *testing.T, s *testkit.Stack, msg string) {
 }
 
 // TestRedisDownAndBack: Redis is killed and restarted on its port. Sockets
-// stay open; sendMessage, which dispatches, answers unavailable; every
-// worker resubscribes and handlers-svc publishes again by themselves, and
+// stay open; sendMessage, which dispatches, answers unavailable; a new
+// socket is closed with 1013 before any frame; every worker resubscribes and handlers-svc publishes again by themselves, and
 // the loss and the recovery are each logged once.
 func TestRedisDownAndBack(t *testing.T) {
 	testkit.SkipOnRedisCluster(t, "it stops the one Redis server; a cluster master's restart is e2e/recovery's TestRedisRestartWithoutPersistence there")
@@ -131,6 +155,7 @@ func TestRedisDownAndBack(t *testing.T) {
 		return true
 	})
 	assertOpen(t, a0, a1, bob)
+	expectTryAgainLater(t, s, "carol")
 
 	s.Redis.Start()
 	took := awaitDeliveries(t, "after", bob, []*testkit.Client{a0, a1})

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -50,7 +51,8 @@ type service struct {
 	DependsOn map[string]struct {
 		Condition string `yaml:"condition"`
 	} `yaml:"depends_on"`
-	Profiles []string `yaml:"profiles"`
+	Profiles        []string `yaml:"profiles"`
+	StopGracePeriod string   `yaml:"stop_grace_period"`
 }
 
 func root(t *testing.T) string {
@@ -557,5 +559,120 @@ func TestDockerignore(t *testing.T) {
 		if !slices.Contains(lines, want) {
 			t.Errorf(".dockerignore does not exclude %s", want)
 		}
+	}
+}
+
+// usageDefault returns the default the binary's -h prints for setting env.
+func usageDefault(t *testing.T, bin, env string) string {
+	t.Helper()
+	cmd := exec.Command(bin, "-h")
+	cmd.Env = []string{}
+	out, _ := cmd.CombinedOutput()
+	m := regexp.MustCompile(`\$?` + env + `\)? \(default "?([^")]+)"?\)`).FindStringSubmatch(string(out))
+	if m == nil {
+		t.Fatalf("%s -h names no default of %s:\n%s", bin, env, out)
+	}
+	return m[1]
+}
+
+// composeEnv returns a service's environment as compose sets it with none
+// of the variables given: KEY=default.
+func composeEnv(s service) []string {
+	var env []string
+	for k, v := range s.Environment {
+		env = append(env, k+"="+defaults(v))
+	}
+	slices.Sort(env)
+	return env
+}
+
+// TestComposeStopGrace: compose waits stop_grace_period after SIGTERM
+// before it kills a container. That must outlast the graceful stop the
+// service promises (docs/operations.md: sockets told 1001 and requests
+// answered within GATEWAY_SHUTDOWN_TIMEOUT; handlers-svc drains within
+// HANDLERS_SHUTDOWN_TIMEOUT), with the 5 s the gateway's supervisor gives
+// its workers past theirs, or the stop compose calls graceful is a kill.
+func TestComposeStopGrace(t *testing.T) {
+	c := loadCompose(t)
+	gw, hs := testkit.Binaries(t)
+	setting := map[string]string{"gateway": "GATEWAY_SHUTDOWN_TIMEOUT", "handlers-svc": "HANDLERS_SHUTDOWN_TIMEOUT"}
+	bins := map[string]string{"gateway": gw, "handlers-svc": hs}
+	for name, s := range c.Services {
+		kind := c.kind(s)
+		env := setting[kind]
+		if env == "" {
+			continue
+		}
+		v := defaults(s.Environment[env])
+		if v == "" {
+			v = usageDefault(t, bins[kind], env)
+		}
+		stop, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("%s: %s=%q: %v", name, env, v, err)
+		}
+		grace, err := time.ParseDuration(s.StopGracePeriod)
+		if s.StopGracePeriod == "" {
+			grace, err = 10*time.Second, nil // compose's default
+		}
+		if err != nil {
+			t.Fatalf("%s: stop_grace_period %q: %v", name, s.StopGracePeriod, err)
+		}
+		if want := stop + 5*time.Second; grace < want {
+			t.Errorf("%s: stop_grace_period %s, want %s or more (%s=%s, plus 5 s): compose would kill it mid-drain", name, grace, want, env, stop)
+		}
+	}
+}
+
+// TestComposeEnvironmentValid: the values compose sets (with its defaults)
+// are ones the binaries accept, not only names they read. "gateway token"
+// validates every setting before it signs; the gateway is tried as compose
+// runs it by default (a secret of the operator's, dev mode off) and with
+// GATEWAY_DEV=1 (no secret). handlers-svc validates at start, before its
+// "starting" line, and then waits for NATS, which it cannot resolve here.
+func TestComposeEnvironmentValid(t *testing.T) {
+	c := loadCompose(t)
+	gw, hs := testkit.Binaries(t)
+	for name, s := range c.Services {
+		env := composeEnv(s)
+		switch c.kind(s) {
+		case "gateway":
+			for _, mode := range [][]string{{"GATEWAY_JWT_SECRET=" + testkit.Secret}, {"GATEWAY_DEV=1"}} {
+				cmd := exec.Command(gw, "token", "-ttl", "1m", "probe")
+				cmd.Env = append(append([]string{}, env...), mode...)
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Errorf("%s: the gateway refuses compose's environment (with %s): %v\n%s", name, mode[0], err, out)
+				}
+			}
+		case "handlers-svc":
+			addr := fmt.Sprintf("HANDLERS_ADDR=127.0.0.1:%d", testkit.FreePort(t))
+			p := testkit.StartProc(t, name, hs, append(env, addr))
+			testkit.Eventually(t, 20*time.Second, name+" starts or refuses", func() bool {
+				return p.Exited() || testkit.CountLogs(p.Logs(), "starting", nil) > 0
+			})
+			if p.Exited() || testkit.CountLogs(p.Logs(), "refusing to start", nil) > 0 {
+				t.Errorf("%s: handlers-svc refuses compose's environment:\n%s", name, p.Logs())
+			}
+			p.Kill()
+		}
+	}
+}
+
+// TestComposeNATSHealthPort: the nats service's health check asks the
+// monitoring port that docs/deploy/nats.conf opens; without it NATS never
+// turns healthy and nothing that depends on it starts.
+func TestComposeNATSHealthPort(t *testing.T) {
+	c := loadCompose(t)
+	conf, err := os.ReadFile(filepath.Join(root(t), "docs", "deploy", "nats.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*http_port:\s*(\d+)`).FindSubmatch(conf)
+	if m == nil {
+		t.Fatal("docs/deploy/nats.conf opens no http_port for the health check")
+	}
+	hc := c.Services["nats"].Healthcheck
+	if hc == nil || !strings.Contains(strings.Join(hc.Test, " "), "127.0.0.1:"+string(m[1])+"/healthz") {
+		t.Errorf("nats health check %v, want GET http://127.0.0.1:%s/healthz (nats.conf's http_port)", hc, m[1])
 	}
 }

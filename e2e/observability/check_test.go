@@ -84,7 +84,11 @@ func checkPanelQueries(name string, p panel) []error {
 		if tg.Datasource != nil && tg.Datasource.UID != datasourceUID {
 			errs = append(errs, fmt.Errorf("%s target %s: datasource %q, want %q", name, tg.RefID, tg.Datasource.UID, datasourceUID))
 		}
-		if _, err := parseQuery(tg.Expr); err != nil {
+		q, err := parseQuery(tg.Expr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s target %s: %q: %v", name, tg.RefID, tg.Expr, err))
+		}
+		for _, err := range checkSemantics(q) {
 			errs = append(errs, fmt.Errorf("%s target %s: %q: %v", name, tg.RefID, tg.Expr, err))
 		}
 	}
@@ -106,6 +110,58 @@ func rowCollapsed(d dashboard, p panel) bool {
 
 func overlap(a, b gridPos) bool {
 	return a.X < b.X+b.W && b.X < a.X+a.W && a.Y < b.Y+b.H && b.Y < a.Y+a.H
+}
+
+// counterLike reports whether a series is a counter's, or a histogram's
+// cumulative _bucket, _sum or _count, by the naming rules every metric of
+// the services and of client_golang follows.
+func counterLike(name string) bool {
+	for _, suffix := range []string{"_total", "_bucket", "_sum", "_count"} {
+		if strings.HasSuffix(name, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+// rateFuncs are the functions that turn a counter into something to read.
+var rateFuncs = map[string]bool{"rate": true, "irate": true, "increase": true, "resets": true}
+
+// checkSemantics returns what makes no sense in q, though Prometheus would
+// run it: a counter read without rate or increase (its value is a count
+// since some process started, and drops when it restarts), the rate of a
+// gauge, and histogram_quantile over anything but the rates of _bucket
+// series, aggregated keeping le.
+func checkSemantics(q query) []error {
+	var errs []error
+	for _, sel := range q.selectors {
+		if sel.metric == "" {
+			continue
+		}
+		inRate, quantile, aggregated := false, false, false
+		innermost := ""
+		for _, c := range sel.calls {
+			inRate = inRate || rateFuncs[c]
+			aggregated = aggregated || (quantile && aggregators[c])
+			quantile = quantile || c == "histogram_quantile"
+			if c != "" {
+				innermost = c
+			}
+		}
+		switch counter := counterLike(sel.metric); {
+		case counter && !inRate:
+			errs = append(errs, fmt.Errorf("%s is a counter: read it through rate() or increase()", sel.metric))
+		case !counter && rateFuncs[innermost]:
+			errs = append(errs, fmt.Errorf("%s() of %s, which is no counter", innermost, sel.metric))
+		}
+		if quantile && !strings.HasSuffix(sel.metric, "_bucket") {
+			errs = append(errs, fmt.Errorf("histogram_quantile over %s, not a histogram's _bucket series", sel.metric))
+		}
+		if quantile && aggregated && !sel.le {
+			errs = append(errs, fmt.Errorf("histogram_quantile over %s aggregated without le: there are no buckets left", sel.metric))
+		}
+	}
+	return errs
 }
 
 var (
@@ -141,7 +197,11 @@ func checkRules(f ruleFile, anchors map[string]bool) []error {
 				bad("%s: repeated", name)
 			}
 			alerts[r.Alert] = true
-			if _, err := parseQuery(r.Expr); err != nil {
+			q, err := parseQuery(r.Expr)
+			if err != nil {
+				bad("%s: expr %q: %v", name, r.Expr, err)
+			}
+			for _, err := range checkSemantics(q) {
 				bad("%s: expr %q: %v", name, r.Expr, err)
 			}
 			if !promDuration.MatchString(r.For) {
@@ -281,6 +341,52 @@ func TestChecksCatchBrokenFiles(t *testing.T) {
 		}
 		if errs := checkRules(f, anchors); (len(errs) == 0) != (tt.name == "good") {
 			t.Errorf("rules %s: checkRules = %v", tt.name, errs)
+		}
+	}
+}
+
+// TestSemanticsCatchMisuse: checkSemantics passes the ways the files read
+// counters, gauges and histograms, and names each misuse.
+func TestSemanticsCatchMisuse(t *testing.T) {
+	good := []string{
+		`sum by (instance) (rate(a_total[5m])) > 0`,
+		`increase(a_total[15m]) > 2 and g == 0`,
+		`histogram_quantile(0.99, sum by (instance, le) (rate(h_bucket[5m]))) > 1`,
+		`histogram_quantile(0.99, sum(rate(h_bucket[5m])) by (le))`,
+		`histogram_quantile(0.5, rate(h_bucket{x="y"}[5m]))`,
+		`histogram_quantile(0.9, sum without (instance) (rate(h_bucket[5m])))`,
+		`sum(increase(h_sum[1h])) / sum(increase(h_count[1h]))`,
+		`max_over_time(g[1h]) or count(g == 0) or vector(0)`,
+		`up == 0`,
+	}
+	for _, expr := range good {
+		q, err := parseQuery(expr)
+		if err != nil {
+			t.Fatalf("parseQuery(%q): %v", expr, err)
+		}
+		if errs := checkSemantics(q); len(errs) > 0 {
+			t.Errorf("checkSemantics(%q) = %v, want none", expr, errs)
+		}
+	}
+	bad := map[string]string{
+		`a_total > 0`:                 "is a counter",
+		`sum by (instance) (a_total)`: "is a counter",
+		`rate(g[5m]) > 0`:             "rate() of g",
+		`sum(increase(g[10m]))`:       "increase() of g",
+		`histogram_quantile(0.9, sum by (instance) (rate(h_bucket[5m])))`: "without le",
+		`histogram_quantile(0.9, sum(rate(h_bucket[5m])) by (instance))`:  "without le",
+		`histogram_quantile(0.9, sum without (le) (rate(h_bucket[5m])))`:  "without le",
+		`histogram_quantile(0.9, sum by (le) (rate(h_sum[5m])))`:          "not a histogram's _bucket",
+		`histogram_quantile(0.9, sum by (le) (h_bucket))`:                 "is a counter",
+	}
+	for expr, want := range bad {
+		q, err := parseQuery(expr)
+		if err != nil {
+			t.Fatalf("parseQuery(%q): %v", expr, err)
+		}
+		errs := checkSemantics(q)
+		if len(errs) == 0 || !strings.Contains(fmt.Sprint(errs), want) {
+			t.Errorf("checkSemantics(%q) = %v, want an error saying %q", expr, errs, want)
 		}
 	}
 }

@@ -23,6 +23,11 @@ type query struct {
 type selector struct {
 	metric   string
 	matchers []matcher
+	// calls are the functions and aggregations whose parentheses enclose
+	// the selector, outermost first ("" for plain parentheses).
+	calls []string
+	// le: an aggregation enclosing it groups by le (or keeps it, without).
+	le bool
 }
 
 // matcher is one label matcher of a selector: label op "value".
@@ -164,6 +169,31 @@ type parser struct {
 	toks []token
 	i    int
 	q    query
+	// open is the stack of open parentheses: the call each belongs to.
+	open []call
+	// next is the call whose "(" comes next: a function, or an
+	// aggregation with its grouping clause read before its parenthesis.
+	next call
+	// closed is the call whose ")" was the last token, for a grouping
+	// clause written after an aggregation's parentheses.
+	closed *call
+}
+
+// call is a function or aggregation and, for an aggregation, whether it
+// keeps the label le.
+type call struct {
+	name  string
+	le    bool
+	start int // the first of its selectors in query.selectors
+}
+
+// add records a selector with the calls enclosing it.
+func (p *parser) add(sel selector) {
+	for _, c := range p.open {
+		sel.calls = append(sel.calls, c.name)
+		sel.le = sel.le || c.le
+	}
+	p.q.selectors = append(p.q.selectors, sel)
 }
 
 func (p *parser) peek(k int) token {
@@ -192,19 +222,31 @@ func parseQuery(expr string) (query, error) {
 	depth := 0
 	for ; p.i < len(p.toks); p.i++ {
 		t := p.toks[p.i]
+		closed := p.closed
+		p.closed = nil
+		if t.kind == tokIdent && (t.text == "by" || t.text == "without") {
+			p.closed = closed
+		}
 		switch {
 		case t.kind == tokPunct && t.text == "(":
 			depth++
+			p.next.start = len(p.q.selectors)
+			p.open = append(p.open, p.next)
+			p.next = call{}
 		case t.kind == tokPunct && t.text == ")":
 			if depth--; depth < 0 {
 				return query{}, fmt.Errorf("unbalanced )")
 			}
+			c := p.open[len(p.open)-1]
+			p.open = p.open[:len(p.open)-1]
+			p.closed = &c
+			continue
 		case t.kind == tokPunct && t.text == "{":
 			sel, err := p.selector("")
 			if err != nil {
 				return query{}, err
 			}
-			p.q.selectors = append(p.q.selectors, sel)
+			p.add(sel)
 		case t.kind == tokPunct && t.text == "}":
 			return query{}, fmt.Errorf("unbalanced }")
 		case t.kind == tokIdent:
@@ -234,12 +276,27 @@ func (p *parser) ident(name string) error {
 		if lower == "without" {
 			p.q.without = true
 		}
+		if lower == "by" || lower == "without" {
+			// The aggregation's own clause, before or after its
+			// parentheses: by keeps le only if named, without unless.
+			le := slices.Contains(labels, "le") == (lower == "by")
+			if p.next.name != "" {
+				p.next.le = le
+			} else if p.closed != nil && aggregators[p.closed.name] && le {
+				for i := p.closed.start; i < len(p.q.selectors); i++ {
+					p.q.selectors[i].le = true
+				}
+			}
+		}
 	case aggregators[lower]:
 		p.q.aggregated = true
+		p.next = call{name: lower}
 	case name == "label_values" && p.isPunct(1, "("):
 		return p.labelValues()
-	case p.isPunct(1, "("), keywords[lower]:
-		// A function, or an operator keyword.
+	case p.isPunct(1, "("):
+		p.next = call{name: lower} // a function
+	case keywords[lower]:
+		// An operator keyword.
 	default:
 		sel := selector{metric: name}
 		if p.isPunct(1, "{") {
@@ -249,7 +306,7 @@ func (p *parser) ident(name string) error {
 				return err
 			}
 		}
-		p.q.selectors = append(p.q.selectors, sel)
+		p.add(sel)
 	}
 	return nil
 }

@@ -96,6 +96,10 @@ type Subscriber struct {
 	onSubscribed func()                   // nil: none
 	onRestored   func(down time.Duration) // nil: none
 	lostAt       time.Time                // when the subscription was last lost; the reader's only
+	// wasLive: the subscription has been established once; the reader's
+	// only. Until then a failure is Redis not up yet at start, not a loss:
+	// neither logged as one nor counted as a resubscription or an outage.
+	wasLive bool
 
 	stalls atomic.Uint64
 
@@ -337,9 +341,16 @@ func (s *Subscriber) subscribed(bo *backoff.Backoff, down *bool) {
 	if s.onSubscribed != nil {
 		s.onSubscribed()
 	}
-	if !*down {
-		s.log.Info("redis subscribed", zap.String("channel", proto.Channel), zap.Bool("per_user", s.perUser),
-			zap.Int("partitions", len(s.shards)))
+	first := !s.wasLive
+	s.wasLive = true
+	if !*down || first {
+		fields := []zap.Field{zap.String("channel", proto.Channel), zap.Bool("per_user", s.perUser),
+			zap.Int("partitions", len(s.shards))}
+		if *down {
+			fields = append(fields, zap.Duration("waited", time.Since(s.lostAt)))
+		}
+		*down = false
+		s.log.Info("redis subscribed", fields...)
 		return
 	}
 	s.resubs.Add(1)
@@ -461,6 +472,12 @@ func (l *lagLog) enter(now time.Time) bool {
 
 func (s *Subscriber) lost(down *bool, err error) {
 	s.live.Store(false)
+	if !*down && !s.wasLive {
+		s.lostAt = time.Now()
+		s.log.Warn("redis not reachable yet, subscribing in the background", zap.Error(err))
+		*down = true
+		return
+	}
 	if !*down {
 		s.lostAt = time.Now()
 		// A lagging subscriber disconnected by Redis (its pub/sub output

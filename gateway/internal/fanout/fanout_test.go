@@ -207,6 +207,9 @@ func TestResubscribesAfterRedisRestart(t *testing.T) {
 	if got := in.next(t); got.Event != "after" {
 		t.Fatalf("got %+v, want after", got)
 	}
+	if n := s.sub.Resubscriptions(); n != 1 {
+		t.Fatalf("%d resubscriptions after Redis restarted once, want 1", n)
+	}
 
 	// And once more, to see the back-off was reset and recovery repeats.
 	r.Stop()
@@ -220,20 +223,51 @@ func TestResubscribesAfterRedisRestart(t *testing.T) {
 }
 
 // TestWaitsForRedisAtStart starts Run while Redis is down: it keeps trying
-// and subscribes once Redis comes up.
+// and subscribes once Redis comes up. A subscription that never was is not
+// a lost one: the wait is logged once as Redis not reachable yet, not as
+// "redis subscription lost" at error level, and neither counted as a
+// resubscription nor observed as an outage, which an operator's alerts
+// and dashboards read as Redis cutting the worker.
 func TestWaitsForRedisAtStart(t *testing.T) {
 	r := testkit.StartRedis(t)
 	r.Stop()
 	in := make(inbox, 16)
-	s := run(t, r, in)
+	core, logs := observer.New(zap.InfoLevel)
+	outages := 0
+	sub := fanout.New(client(t, r), in, 0, zap.New(core),
+		fanout.OnRestored(func(time.Duration) { outages++ })) // the reader's goroutine only
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx) }()
+	s := &running{sub: sub, cancel: cancel, done: done}
+	t.Cleanup(func() { _ = s.stop(t) })
 	if s.sub.Live() {
 		t.Fatal("Live with Redis down")
 	}
+	testkit.Eventually(t, wait, "the wait for Redis is logged", func() bool {
+		return logs.FilterMessage("redis not reachable yet, subscribing in the background").Len() > 0
+	})
 	r.Start()
 	waitLive(t, s, true)
 	publish(t, client(t, r), `{"event":"hello","users":["u"]}`)
 	if got := in.next(t); got.Event != "hello" {
 		t.Fatalf("got %+v, want hello", got)
+	}
+	if err := s.stop(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if n := s.sub.Resubscriptions(); n != 0 || outages != 0 {
+		t.Errorf("the first subscription counted as %d resubscriptions and %d outages, want none", n, outages)
+	}
+	for msg, want := range map[string]int{
+		"redis not reachable yet, subscribing in the background": 1,
+		"redis subscribed": 1,
+		"redis subscription lost, retrying; what is published until it is restored is filled from the streams then": 0,
+		"redis subscription restored; what was published while it was down is filled from the streams":              0,
+	} {
+		if got := logs.FilterMessage(msg).Len(); got != want {
+			t.Errorf("logged %q %d times, want %d", msg, got, want)
+		}
 	}
 }
 

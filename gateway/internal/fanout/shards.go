@@ -34,8 +34,9 @@ type shard struct {
 	part  int
 	users *userSubs
 	// Owned by the shard's reader.
-	down   bool
-	lostAt time.Time
+	down    bool
+	lostAt  time.Time
+	wasLive bool // established once: until then a failure is not a loss (Subscriber.wasLive)
 }
 
 // errSlotMoved ends a shard's connection whose node unsubscribed a
@@ -77,7 +78,11 @@ func (s *Subscriber) readShard(ctx context.Context, sh *shard) {
 			return
 		}
 		sh.live.Store(false)
-		if !sh.down {
+		if !sh.down && !sh.wasLive {
+			sh.down, sh.lostAt = true, time.Now()
+			s.log.Warn("redis not reachable yet for a sharded subscription, subscribing in the background",
+				zap.String("line", sh.name), zap.Error(err))
+		} else if !sh.down {
 			sh.down, sh.lostAt = true, time.Now()
 			s.log.Error("redis sharded subscription lost, retrying; what is published until it is restored is filled from the streams then",
 				zap.String("line", sh.name), zap.Error(err))
@@ -146,7 +151,10 @@ func (s *Subscriber) shardSubscribed(sh *shard, bo *backoff.Backoff) {
 	if s.onSubscribed != nil {
 		s.onSubscribed()
 	}
-	if !sh.down {
+	first := !sh.wasLive
+	sh.wasLive = true
+	if !sh.down || first {
+		sh.down = false
 		s.log.Info("redis sharded subscription established", zap.String("line", sh.name))
 		return
 	}

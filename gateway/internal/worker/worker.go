@@ -11,8 +11,10 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,6 +32,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/resume"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/internal/httpserver"
+	"github.com/switchboard/switchboard/internal/logevery"
 	"github.com/switchboard/switchboard/internal/redact"
 	"github.com/switchboard/switchboard/internal/redisconn"
 	"github.com/switchboard/switchboard/internal/streams"
@@ -198,18 +201,56 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// connect waits for NATS and Redis, retrying and logging each failure.
+// natsLogEvery is how often, at most, failed attempts to reach NATS are
+// logged after the first.
+const natsLogEvery = 30 * time.Second
+
+// connect waits for NATS and Redis, retrying and logging failures.
 func (w *Worker) connect(ctx context.Context) error {
 	log := w.log.Named("nats")
 	var err error
+	// Failed attempts are logged with their error: until the first
+	// connection, the first at once and then every 30 s (NATS is retried
+	// every 250 ms), and the server's refusals of the credentials likewise,
+	// which nothing else would explain. Such a refusal is
+	// retried too: by default nats.go closes the connection for good after
+	// two, and the worker would never serve again once the credentials are
+	// put right (a password rotated in the wrong order).
+	var connected atomic.Bool
+	waiting := logevery.New(log, "nats not reachable yet, retrying in the background", natsLogEvery)
+	refused := logevery.New(log, "nats refuses the credentials, retrying", natsLogEvery)
 	natsOpts := []nats.Option{
 		nats.Name("switchboard-gateway"),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(-1), // fail requests at once while disconnected
-		nats.ConnectHandler(func(*nats.Conn) { log.Info("nats connected") }),
-		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }),
+		nats.IgnoreAuthErrorAbort(),
+		nats.ConnectHandler(func(*nats.Conn) { connected.Store(true); log.Info("nats connected") }),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			connected.Store(true)
+			refused.Reset()
+			log.Info("nats reconnected")
+		}),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			if !connected.Load() {
+				waiting.Failed(err, zap.String("url", redact.URL(w.cfg.NATSURL)))
+			}
+		}),
+		// Without a handler of its own nats.go prints async errors as plain
+		// text on stderr, among the JSON lines; a refusal of the
+		// credentials comes here on every attempt.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub == nil && (errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked)) {
+				refused.Failed(err)
+				return
+			}
+			fields := []zap.Field{zap.Error(err)}
+			if sub != nil {
+				fields = append(fields, zap.String("subject", sub.Subject))
+			}
+			log.Error("nats async error", fields...)
+		}),
 	}
 	// User and password, a token, or TLS come in NATS_URL (nats://u:p@h,
 	// tls://h); a credentials file (JWT and NKey) in NATS_CREDS.
@@ -229,10 +270,7 @@ func (w *Worker) connect(ctx context.Context) error {
 		return err
 	}
 	// Redis is waited for by the subscriber, which retries by itself; NATS
-	// by RetryOnFailedConnect. Log here once if either is not up yet.
-	if !w.nc.IsConnected() {
-		log.Warn("nats not reachable yet, retrying in the background", zap.String("url", redact.URL(w.cfg.NATSURL)))
-	}
+	// by RetryOnFailedConnect, logged by the handlers above.
 	return nil
 }
 

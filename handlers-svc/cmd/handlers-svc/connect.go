@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/internal/backoff"
+	"github.com/switchboard/switchboard/internal/logevery"
 	"github.com/switchboard/switchboard/internal/redact"
 	"github.com/switchboard/switchboard/internal/redisconn"
 )
@@ -23,10 +25,21 @@ const (
 	redisPingLimit = 2 * time.Second
 )
 
+// waitLogEvery is how often, at most, failed attempts to reach NATS or
+// Redis are logged after the first: NATS is retried every 250 ms, and a
+// line per attempt would be ~14,000 lines an hour of a NATS left down.
+const waitLogEvery = 30 * time.Second
+
 // connectNATS returns a connection to url that is still connecting when the
 // server is not up yet: it retries forever, at start-up and after any
-// disconnect. Until the first connection every failed attempt is logged;
-// after it, each state change (disconnected, reconnected) is logged once.
+// disconnect, an authorization violation included (nats.go would otherwise
+// close the connection for good after two, and handlers-svc would never
+// serve again once the credentials are put right, say after a password
+// rotated in the wrong order). Until the first connection failed attempts
+// are logged with their error through logevery ("waiting for NATS"); after
+// it, each state change (disconnected, reconnected) is logged once. The
+// server's refusals of the credentials, which nats.go reports as an async
+// error on every attempt, go through logevery too.
 //
 // User and password, a token, or TLS come in url (nats://u:p@h, tls://h);
 // a credentials file (JWT and NKey) in creds, when not empty. The server's
@@ -34,6 +47,8 @@ const (
 // password only, and a token (nats://TOKEN@host) is a user name to it.
 func connectNATS(url, creds string, log *zap.Logger) (*nats.Conn, error) {
 	var connected atomic.Bool
+	waiting := logevery.New(log, "waiting for NATS", waitLogEvery)
+	refused := logevery.New(log, "nats refuses the credentials, retrying", waitLogEvery)
 	server := func(nc *nats.Conn) zap.Field { return zap.String("server", redact.URL(nc.ConnectedUrl())) }
 	opts := []nats.Option{
 		nats.Name("handlers-svc"),
@@ -42,6 +57,7 @@ func connectNATS(url, creds string, log *zap.Logger) (*nats.Conn, error) {
 		// Retry quickly (nats.go adds jitter): service resumes well within
 		// the 5 s promise after NATS is back, not after the default 2 s wait.
 		nats.ReconnectWait(250 * time.Millisecond),
+		nats.IgnoreAuthErrorAbort(),
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			if !connected.Swap(true) {
 				log.Info("connected", server(nc))
@@ -49,7 +65,7 @@ func connectNATS(url, creds string, log *zap.Logger) (*nats.Conn, error) {
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
 			if !connected.Load() {
-				log.Warn("waiting for NATS", zap.Error(err))
+				waiting.Failed(err)
 			}
 		}),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
@@ -58,12 +74,19 @@ func connectNATS(url, creds string, log *zap.Logger) (*nats.Conn, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			refused.Reset()
 			log.Info("reconnected", server(nc))
 		}),
 		nats.ClosedHandler(func(*nats.Conn) {
 			log.Info("connection closed")
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			// nats.go reports each refusal of the credentials here,
+			// every attempt (250 ms).
+			if sub == nil && authError(err) {
+				refused.Failed(err)
+				return
+			}
 			fields := []zap.Field{zap.Error(err)}
 			if sub != nil {
 				fields = append(fields, zap.String("subject", sub.Subject))
@@ -82,6 +105,12 @@ func connectNATS(url, creds string, log *zap.Logger) (*nats.Conn, error) {
 		log.Info("connected", server(nc))
 	}
 	return nc, nil
+}
+
+// authError reports whether err is the server refusing the connection's
+// credentials.
+func authError(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked)
 }
 
 // waitNATS waits until nc is connected or ctx is done.
@@ -105,9 +134,11 @@ func waitNATS(ctx context.Context, nc *nats.Conn, log *zap.Logger) error {
 	return nil
 }
 
-// waitRedis pings rdb until it answers or ctx is done, logging each failure.
+// waitRedis pings rdb until it answers or ctx is done, logging failures
+// through logevery.
 func waitRedis(ctx context.Context, rdb redis.UniversalClient, log *zap.Logger) error {
 	bo := backoff.Backoff{Min: redisRetryMin, Max: redisRetryMax}
+	waiting := logevery.New(log, "waiting for Redis", waitLogEvery)
 	for {
 		pingCtx, cancel := context.WithTimeout(ctx, redisPingLimit)
 		err := rdb.Ping(pingCtx).Err()
@@ -119,7 +150,7 @@ func waitRedis(ctx context.Context, rdb redis.UniversalClient, log *zap.Logger) 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		log.Warn("waiting for Redis", zap.Error(err), zap.Duration("retry_in", bo.Next()))
+		waiting.Failed(err, zap.Duration("retry_in", bo.Next()))
 		if !bo.Wait(ctx) {
 			return ctx.Err()
 		}

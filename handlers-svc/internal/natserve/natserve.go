@@ -176,18 +176,27 @@ func (s *Server) Run(ctx context.Context) error {
 	timer := time.NewTimer(s.cfg.ShutdownTimeout)
 	defer timer.Stop()
 
-	if err := sub.Drain(); err != nil {
-		s.log.Warn("drain subscription", zap.Error(err))
+	if !s.nc.IsConnected() {
+		// NATS is down (a stop during an outage): no request can arrive
+		// and no reply leave, and a drain would wait for the server until
+		// the deadline, then fail. The gateways answered the requests in
+		// flight unavailable when NATS went; the handlers running finish.
+		s.log.Warn("nats is down at shutdown: nothing to drain")
 		_ = sub.Unsubscribe()
-	}
-	select {
-	case <-closed:
-	case <-timer.C:
-		// Stop taking messages; a delivery callback may still be waiting
-		// for a slot until its request's deadline.
-		_ = sub.Unsubscribe()
-		cancelHandlers()
-		return fmt.Errorf("natserve: drain did not finish within %s", s.cfg.ShutdownTimeout)
+	} else {
+		if err := sub.Drain(); err != nil {
+			s.log.Warn("drain subscription", zap.Error(err))
+			_ = sub.Unsubscribe()
+		}
+		select {
+		case <-closed:
+		case <-timer.C:
+			// Stop taking messages; a delivery callback may still be waiting
+			// for a slot until its request's deadline.
+			_ = sub.Unsubscribe()
+			cancelHandlers()
+			return fmt.Errorf("natserve: drain did not finish within %s", s.cfg.ShutdownTimeout)
+		}
 	}
 
 	// Every slot taken back means every handler has replied.

@@ -472,3 +472,41 @@ func TestWorkersAreReusedAndBounded(t *testing.T) {
 		t.Fatalf("%d idle workers after Run returned, want 0", n)
 	}
 }
+
+// TestShutdownWhileNATSIsDown: a stop while NATS is down (a rollout during
+// an outage) has nothing to drain: no request can arrive and no reply
+// leave. Run returns once its handlers are done, cleanly. Draining, it
+// waited for nats.go's 10 s flush, so handlers-svc (HANDLERS_SHUTDOWN_TIMEOUT
+// 10s) took its whole stop timeout and exited as failed, "drain did not
+// finish".
+func TestShutdownWhileNATSIsDown(t *testing.T) {
+	ns := testkit.StartNATS(t)
+	g := newGate()
+	close(g.release)
+	nc := connect(t, ns)
+	srv := natserve.New(nc, g, zap.NewNop(), natserve.Config{ShutdownTimeout: 30 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	}
+	ns.Stop()
+	testkit.Eventually(t, 10*time.Second, "the connection has seen NATS go", func() bool { return !nc.IsConnected() })
+
+	stopped := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		// Draining, it took nats.go's 10 s flush timeout, or failed at
+		// a ShutdownTimeout below it.
+		if took := time.Since(stopped); err != nil || took > 5*time.Second {
+			t.Fatalf("Run returned %v after %s with NATS down, want nil at once", err, took)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("Run did not return within 40 s of its stop with NATS down (ShutdownTimeout is 30 s)")
+	}
+}
