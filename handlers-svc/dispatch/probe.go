@@ -24,7 +24,10 @@ func (d *Dispatcher) Probe(ctx context.Context) error {
 	if !d.cluster {
 		err := rdb.Ping(ctx).Err()
 		d.probed(ctx, err, 1)
-		return err
+		if err != nil {
+			return fmt.Errorf("probe redis: %w", err)
+		}
+		return nil
 	}
 	cmds := make([]*redis.IntCmd, proto.Partitions)
 	pipe := rdb.Pipeline()
