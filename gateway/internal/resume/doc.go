@@ -11,7 +11,11 @@
 // lost data, the events expired, too many) is announced with a "resync"
 // frame and the socket carries on from the stream's top. After the fan-out
 // (re)subscribes, Sweep checks every socket against its streams' tops, so
-// what was published while nothing listened is filled too.
+// what was published while nothing listened is filled too. While it holds
+// a socket of a user, Run also keeps the metadata of the user's stream and
+// of the broadcast stream from expiring (Keep), which the scripts refresh
+// only at a read or write: a user connected a day without an event would
+// otherwise get a resync for nothing at the next one.
 //
 // # Concurrency
 //

@@ -66,6 +66,11 @@ type Config struct {
 	// (OutcomeTooMany), as one of more than MaxReplay events.
 	QueueFrames int
 	QueueBytes  int
+	// MetaTTL is what Run keeps the metas of the sockets' streams at,
+	// refreshing them every streams.KeepEvery(MetaTTL) while it holds a
+	// socket of their user (Keep); 0 is streams.MetaTTL, what the scripts
+	// set.
+	MetaTTL time.Duration
 }
 
 // DefaultConfig is the configuration of the contract's defaults.
@@ -96,6 +101,9 @@ type Resumer struct {
 func New(rdb redis.UniversalClient, cfg Config, rec Recorder, log *zap.Logger) *Resumer {
 	if cfg.Readers < 1 {
 		cfg.Readers = 1
+	}
+	if cfg.MetaTTL <= 0 {
+		cfg.MetaTTL = streams.MetaTTL
 	}
 	return &Resumer{cfg: cfg, enabled: cfg.Enabled, rdb: rdb, rec: rec, log: log,
 		wake: make(chan struct{}, 1), sweep: make(chan struct{}, 1)}
@@ -293,9 +301,10 @@ func (r *Resumer) RequestSweep() {
 }
 
 // Run reads for the sockets queued (gaps to fill) with Config.Readers
-// goroutines, and sweeps the sockets that sockets lists when asked to
-// (RequestSweep), until ctx is done; it returns once its goroutines have
-// ended.
+// goroutines, sweeps the sockets that sockets lists when asked to
+// (RequestSweep), and keeps their streams' metas (Keep) every
+// streams.KeepEvery(Config.MetaTTL), until ctx is done; it returns once
+// its goroutines have ended.
 func (r *Resumer) Run(ctx context.Context, sockets func() []*Socket) {
 	var wg sync.WaitGroup
 	for range r.cfg.Readers {
@@ -303,6 +312,13 @@ func (r *Resumer) Run(ctx context.Context, sockets func() []*Socket) {
 		go func() {
 			defer wg.Done()
 			r.readLoop(ctx)
+		}()
+	}
+	if r.enabled {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.keepLoop(ctx, sockets)
 		}()
 	}
 	wait := backoff.Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}

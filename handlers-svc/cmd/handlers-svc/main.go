@@ -210,16 +210,23 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		runErr = startupError(ctx, log, "Redis", err)
 	} else {
 		checkCtx, stopCheck := context.WithCancel(ctx)
-		checked := make(chan struct{})
+		checked, probed := make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(checked)
 			if cfg.Fanout() == proto.FanoutPerUser {
 				modes.Run(checkCtx, modeCheckInterval)
 			}
 		}()
+		// Idle, no dispatch fails to tell that Redis is gone: a probe
+		// does, in the dispatcher's log of outages.
+		go func() {
+			defer close(probed)
+			probeRedis(checkCtx, d.Probe)
+		}()
 		runErr = serve(ctx, srv, httpDone)
 		stopCheck()
 		<-checked
+		<-probed
 	}
 
 	// The ordered shutdown list. Not ready (also when start-up failed); the
