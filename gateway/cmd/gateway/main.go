@@ -54,7 +54,10 @@ func run(ctx context.Context, args []string) int {
 		} else {
 			err = healthcheck.Run(ctx, "gateway", args[1:], os.Stdout, healthAddr)
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, flag.ErrHelp): // -h: a person asked
+			fmt.Fprintln(os.Stderr, err)
+		case err != nil:
 			fmt.Fprintf(os.Stderr, "gateway %s: %v\n", args[0], err)
 			return 1
 		}

@@ -80,3 +80,19 @@ func TestHelpListsTheSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthHelp: "gateway health -h" is a person asking, as "gateway -h"
+// is: it checks nothing, prints the usage on stderr and exits 0; a bad flag
+// is still a failure.
+func TestHealthHelp(t *testing.T) {
+	bin := cmdtest.Build(t, ".")
+	for _, arg := range []string{"-h", "-help"} {
+		r := cmdtest.Run(t, bin, nil, "health", arg)
+		if r.Code != 0 || r.Stdout != "" || !strings.Contains(r.Stderr, "usage: gateway health [-ready] [URL]") || !strings.Contains(r.Stderr, "-ready") {
+			t.Errorf("gateway health %s: exit %d, stdout %q, stderr %q; want 0 and the usage on stderr", arg, r.Code, r.Stdout, r.Stderr)
+		}
+	}
+	if r := cmdtest.Run(t, bin, nil, "health", "-no-such-flag"); r.Code != 1 || !strings.Contains(r.Stderr, "no-such-flag") {
+		t.Errorf("gateway health -no-such-flag: exit %d, stderr %q; want 1 naming the flag", r.Code, r.Stderr)
+	}
+}
