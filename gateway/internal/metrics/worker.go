@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/switchboard/switchboard/gateway/internal/fanout"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -317,10 +319,15 @@ func (m *Worker) WatchFanout(fo Fanout) {
 	}, func() float64 { return float64(fo.DroppedAtExit()) }))
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: namespace, Name: "redis_subscription_stalls_total",
-		Help: "Times the Redis subscription stopped delivering while its connection stayed up (a probe did not come back within 1 s), and was re-established.",
+		Help: "Times the Redis subscription stopped delivering while its connection stayed up (no probe came back for " + seconds(fanout.StallAfter) + "), and was re-established.",
 	}, func() float64 { return float64(fo.Stalls()) }))
 	f.gaugeFunc("fanout_user_channels", "User channels this worker is subscribed to (FANOUT_MODE=per_user): users it holds a socket of, and those whose last socket closed less than GATEWAY_FANOUT_LINGER ago; 0 in shared mode.",
 		func() float64 { return float64(fo.UserChannels()) })
+}
+
+// seconds writes d for a person: "1.5 s".
+func seconds(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + " s"
 }
 
 func bit(b bool) float64 {
