@@ -59,7 +59,19 @@ type Worker struct {
 	res *resume.Resumer
 
 	wrapDelivery func(fanout.Deliverer) fanout.Deliverer // nil = none; see WithDelivery
+
+	// waiting is what waitDeps last saw down at start-up (waitNATS,
+	// waitRedis), for /readyz until the worker serves: both until it has
+	// looked. Read without w.nc and w.sub, which the admin handler may not
+	// touch before Run has connected.
+	waiting atomic.Uint32
 }
+
+// The dependencies a starting worker waits for, as bits of Worker.waiting.
+const (
+	waitNATS uint32 = 1 << iota
+	waitRedis
+)
 
 // Option changes how New builds a Worker.
 type Option func(*Worker)
@@ -96,6 +108,7 @@ func New(cfg config.Config, index int, log *zap.Logger, opts ...Option) *Worker 
 		metrics: m,
 		limits:  ws.Limits{QueueLen: cfg.SendQueueLen, QueueBytes: cfg.SendQueueBytes, Discarded: m.Discarded},
 	}
+	w.waiting.Store(waitNATS | waitRedis)
 	for _, o := range opts {
 		o(w)
 	}
@@ -283,6 +296,14 @@ func (w *Worker) waitDeps(ctx context.Context) bool {
 	start, logged := time.Now(), time.Now()
 	for {
 		natsUp, redisUp := w.nc.IsConnected(), w.sub.Live()
+		var down uint32
+		if !natsUp {
+			down |= waitNATS
+		}
+		if !redisUp {
+			down |= waitRedis
+		}
+		w.waiting.Store(down)
 		if natsUp && redisUp {
 			if time.Since(start) > time.Second {
 				w.log.Info("dependencies up, serving", zap.Duration("waited", time.Since(start)))
