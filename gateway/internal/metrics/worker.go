@@ -151,6 +151,7 @@ type Worker struct {
 	deliveries prometheus.Counter
 	dropped    prometheus.Counter
 	limited    prometheus.Counter
+	pingsIgn   prometheus.Counter
 	shed       map[string]prometheus.Counter
 
 	// pendingClosed counts connections closed by admission.PendingCap.
@@ -205,6 +206,7 @@ func NewWorker() *Worker {
 	m.deliveries = f.counter("deliveries_total", "Event frames queued to local sockets.")
 	m.dropped = f.counter("deliveries_dropped_total", "Event frames not queued because the socket was closing or its queue was full.")
 	m.limited = f.counter("rate_limited_total", "Client frames refused because the socket was over its rate limit (answered rate_limited, or closed with 1008 when persistent).")
+	m.pingsIgn = f.counter("pings_ignored_total", "Client pings left unanswered because the socket was over its ping allowance (GATEWAY_PING_RATE, GATEWAY_PING_BURST); the socket stays open.")
 	shed := f.counterVec("overload_refusals_total",
 		"Client envelopes refused unforwarded with unavailable because the worker was overloaded, by reason: fanout_lagging or requests_in_flight (also counted in envelopes_received_total as unavailable).",
 		"reason")
@@ -397,6 +399,10 @@ func (m *Worker) PendingClosed() { m.pendingClosed.Inc() }
 
 // RateLimited counts a frame refused by the socket's rate limit.
 func (m *Worker) RateLimited() { m.limited.Inc() }
+
+// PingIgnored counts a client's ping left unanswered, over its socket's
+// ping allowance.
+func (m *Worker) PingIgnored() { m.pingsIgn.Inc() }
 
 // Envelope records how one client frame ended, whether the forwarder or
 // the socket's read loop (rate limit, binary frame) answered it: event is

@@ -106,7 +106,10 @@ func New(cfg config.Config, index int, log *zap.Logger, opts ...Option) *Worker 
 		hub:     h,
 		wsLog:   log.Named("ws"),
 		metrics: m,
-		limits:  ws.Limits{QueueLen: cfg.SendQueueLen, QueueBytes: cfg.SendQueueBytes, Discarded: m.Discarded},
+		limits: ws.Limits{
+			QueueLen: cfg.SendQueueLen, QueueBytes: cfg.SendQueueBytes, Discarded: m.Discarded,
+			PingRate: cfg.PingRate, PingBurst: cfg.PingBurst, PingsIgnored: m.PingIgnored,
+		},
 	}
 	w.waiting.Store(waitNATS | waitRedis)
 	for _, o := range opts {
