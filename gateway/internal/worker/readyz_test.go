@@ -2,21 +2,26 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/internal/readiness"
 	"github.com/switchboard/switchboard/internal/testkit"
+	"github.com/switchboard/switchboard/proto"
 )
 
 // TestReadyzWhileStarting: a worker waiting at start-up for one of NATS and
 // Redis says, on its client port and on its admin handler, that it waits
-// for that one, and does not name the other, which is up.
+// for that one, and does not name the other, which is up; so does the 503
+// that refuses an upgrade meanwhile.
 func TestReadyzWhileStarting(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -76,6 +81,18 @@ func TestReadyzWhileStarting(t *testing.T) {
 						t.Fatalf("%s says %q with %s down; want a starting reason naming %s and not %s", url, last.Reasons, tt.down, tt.want, tt.not)
 					}
 				}
+			}
+			// An upgrade meanwhile is refused with 503, saying the same.
+			_, resp, err := websocket.DefaultDialer.Dial("ws://"+ln.Addr().String()+"/socket?token="+token(t, "alice", time.Hour), nil)
+			if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+				t.Fatalf("upgrade while starting: %v %v, want HTTP 503", err, resp)
+			}
+			defer resp.Body.Close()
+			var body struct{ Error proto.Error }
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			if msg := body.Error.Message; body.Error.Code != proto.CodeUnavailable || !strings.Contains(msg, "starting") ||
+				!strings.Contains(msg, tt.want) || strings.Contains(msg, tt.not) {
+				t.Errorf("upgrade refused with %+v; want unavailable, starting, naming %s and not %s", body.Error, tt.want, tt.not)
 			}
 		})
 	}

@@ -93,15 +93,9 @@ func New(cfg config.Config, index int, log *zap.Logger, opts ...Option) *Worker 
 	}
 	h := hub.New[*resume.Socket](hubOpts...)
 	w := &Worker{
-		cfg:   cfg,
-		index: index,
-		log:   log,
-		adm: admission.New(admission.Config{
-			JWTSecret: cfg.JWTSecret, JWTAudience: cfg.JWTAudience,
-			AllowedOrigins: cfg.AllowedOrigins, Dev: cfg.Dev,
-			MaxConns: cfg.MaxConns, MaxConnsPerUser: cfg.MaxConnsPerUser,
-			IPUpgradeRate: cfg.IPUpgradeRate, IPUpgradeBurst: cfg.IPUpgradeBurst,
-		}, h, m, log),
+		cfg:     cfg,
+		index:   index,
+		log:     log,
 		ids:     connid.New(),
 		hub:     h,
 		wsLog:   log.Named("ws"),
@@ -112,6 +106,13 @@ func New(cfg config.Config, index int, log *zap.Logger, opts ...Option) *Worker 
 		},
 	}
 	w.waiting.Store(waitNATS | waitRedis)
+	w.adm = admission.New(admission.Config{
+		JWTSecret: cfg.JWTSecret, JWTAudience: cfg.JWTAudience,
+		AllowedOrigins: cfg.AllowedOrigins, Dev: cfg.Dev,
+		MaxConns: cfg.MaxConns, MaxConnsPerUser: cfg.MaxConnsPerUser,
+		IPUpgradeRate: cfg.IPUpgradeRate, IPUpgradeBurst: cfg.IPUpgradeBurst,
+		Starting: w.startingReason,
+	}, h, m, log)
 	for _, o := range opts {
 		o(w)
 	}
