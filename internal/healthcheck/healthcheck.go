@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -27,13 +28,25 @@ const maxBody = 1 << 16
 // restart on: a service that lost Redis for a moment must not be killed
 // for it. addr is called only when no URL is given, so a check with a URL
 // works where the configuration is incomplete.
+//
+// Asked for help (-h, -help), Run checks nothing and returns an error that
+// matches flag.ErrHelp and whose text is the usage: the caller prints it
+// and exits 0, as for its own -h.
 func Run(ctx context.Context, program string, args []string, stdout io.Writer, addr func() (string, error)) error {
 	fs := flag.NewFlagSet("health", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	ready := fs.Bool("ready", false, "check /readyz (dependencies up) instead of /healthz (alive)")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 1 {
 		usage := "usage: " + program + " health [-ready] [URL]"
-		if err != nil && !errors.Is(err, flag.ErrHelp) {
+		switch {
+		case errors.Is(err, flag.ErrHelp):
+			var b strings.Builder
+			b.WriteString(usage + "\n")
+			fs.SetOutput(&b)
+			fs.PrintDefaults()
+			b.WriteString("  URL\n    \tthe URL to GET instead (default: /healthz, or /readyz with -ready, at the configured address)")
+			return helpError(b.String())
+		case err != nil:
 			return fmt.Errorf("%w; %s", err, usage)
 		}
 		return errors.New(usage)
@@ -67,6 +80,14 @@ func Run(ctx context.Context, program string, args []string, stdout io.Writer, a
 	}
 	return nil
 }
+
+// helpError is Run's answer to -h: the usage, matching flag.ErrHelp.
+type helpError string
+
+func (e helpError) Error() string { return string(e) }
+
+// Is makes errors.Is(err, flag.ErrHelp) true.
+func (e helpError) Is(target error) bool { return target == flag.ErrHelp }
 
 // LocalAddr turns a listen address into one to dial on this host: an
 // empty or wildcard host becomes 127.0.0.1. An address that does not split

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -72,6 +74,33 @@ func TestRun(t *testing.T) {
 				t.Errorf("stdout %q, want it to hold %q", out.String(), tt.wantOut)
 			}
 		})
+	}
+}
+
+// TestRunHelp: -h is a person asking, so Run checks nothing and answers with
+// the usage as an error matching flag.ErrHelp, on which the caller exits 0;
+// a bad flag or argument is still an error of its own.
+func TestRunHelp(t *testing.T) {
+	noAddr := func() (string, error) {
+		t.Error("addr called when asked for help")
+		return "", errors.New("no address")
+	}
+	for _, args := range [][]string{{"-h"}, {"-help"}, {"-ready", "-h"}} {
+		err := healthcheck.Run(context.Background(), "svc", args, io.Discard, noAddr)
+		if !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("Run(%q) = %v, want flag.ErrHelp", args, err)
+			continue
+		}
+		for _, want := range []string{"usage: svc health [-ready] [URL]", "-ready", "/readyz"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("Run(%q) says %q, want %q in it", args, err, want)
+			}
+		}
+	}
+	for _, args := range [][]string{{"-x"}, {"http://a", "http://b"}} {
+		if err := healthcheck.Run(context.Background(), "svc", args, io.Discard, noAddr); err == nil || errors.Is(err, flag.ErrHelp) {
+			t.Errorf("Run(%q) = %v, want an error that is not help", args, err)
+		}
 	}
 }
 

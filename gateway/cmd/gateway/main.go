@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -54,7 +55,10 @@ func run(ctx context.Context, args []string) int {
 		} else {
 			err = healthcheck.Run(ctx, "gateway", args[1:], os.Stdout, healthAddr)
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, flag.ErrHelp): // -h: a person asked
+			fmt.Fprintln(os.Stderr, err)
+		case err != nil:
 			fmt.Fprintf(os.Stderr, "gateway %s: %v\n", args[0], err)
 			return 1
 		}
@@ -188,12 +192,25 @@ func runWorker(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	return w.Run(ctx, ln)
 }
 
-// mintToken prints a token: gateway token [-ttl 24h] USER.
+// tokenUsage is the synopsis of "gateway token".
+const tokenUsage = "usage: gateway token [-ttl 24h] USER"
+
+// mintToken prints a token: gateway token [-ttl 24h] USER. Asked for help
+// (-h), it returns the usage as an error matching flag.ErrHelp, as
+// healthcheck.Run does, for run to print and exit 0.
 func mintToken(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
 	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime of the token (positive: every token expires)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			var b strings.Builder
+			b.WriteString(tokenUsage + "\n")
+			fs.SetOutput(&b)
+			fs.PrintDefaults()
+			return helpText(strings.TrimSuffix(b.String(), "\n"))
+		}
+		return fmt.Errorf("%w; %s", err, tokenUsage)
 	}
 	if *ttl <= 0 {
 		// The gateway refuses a token without exp: one that never expired
@@ -201,7 +218,7 @@ func mintToken(args []string, stdout io.Writer) error {
 		return fmt.Errorf("-ttl must be positive, got %s: every token expires", *ttl)
 	}
 	if fs.NArg() != 1 || fs.Arg(0) == "" {
-		return errors.New("usage: gateway token [-ttl 24h] USER")
+		return errors.New(tokenUsage)
 	}
 	cfg, err := config.Load(nil, os.Getenv) // the secret, or the dev secret in dev mode
 	if err != nil {
@@ -214,3 +231,11 @@ func mintToken(args []string, stdout io.Writer) error {
 	_, err = fmt.Fprintln(stdout, tok)
 	return err
 }
+
+// helpText is a subcommand's answer to -h: its usage, matching flag.ErrHelp.
+type helpText string
+
+func (h helpText) Error() string { return string(h) }
+
+// Is makes errors.Is(h, flag.ErrHelp) true.
+func (h helpText) Is(target error) bool { return target == flag.ErrHelp }

@@ -80,3 +80,34 @@ func TestHelpListsTheSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestSubcommandHelp: "gateway health -h" and "gateway token -h" are a
+// person asking, as "gateway -h" is: they check or mint nothing, print the
+// usage on stderr and exit 0, without a secret; a bad flag is still a
+// failure.
+func TestSubcommandHelp(t *testing.T) {
+	bin := cmdtest.Build(t, ".")
+	tests := []struct {
+		cmd  string
+		want []string // in stderr
+	}{
+		{"health", []string{"usage: gateway health [-ready] [URL]", "-ready"}},
+		{"token", []string{"usage: gateway token [-ttl 24h] USER", "-ttl"}},
+	}
+	for _, tt := range tests {
+		for _, arg := range []string{"-h", "-help"} {
+			r := cmdtest.Run(t, bin, nil, tt.cmd, arg)
+			if r.Code != 0 || r.Stdout != "" {
+				t.Errorf("gateway %s %s: exit %d, stdout %q, stderr %q; want 0 and the usage on stderr", tt.cmd, arg, r.Code, r.Stdout, r.Stderr)
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(r.Stderr, want) {
+					t.Errorf("gateway %s %s says %q; want %q in it", tt.cmd, arg, r.Stderr, want)
+				}
+			}
+		}
+		if r := cmdtest.Run(t, bin, nil, tt.cmd, "-no-such-flag"); r.Code != 1 || !strings.Contains(r.Stderr, "no-such-flag") {
+			t.Errorf("gateway %s -no-such-flag: exit %d, stderr %q; want 1 naming the flag", tt.cmd, r.Code, r.Stderr)
+		}
+	}
+}

@@ -47,6 +47,11 @@ type Config struct {
 	// 0 = no limit.
 	IPUpgradeRate  float64
 	IPUpgradeBurst int
+
+	// Starting, when set, says what the worker waits for until Open
+	// ("starting: waiting for NATS"), for the 503 that answers an upgrade
+	// meanwhile; nil: "starting".
+	Starting func() string
 }
 
 // Recorder counts refused upgrades, by reason: one of the metrics.Refused
@@ -138,7 +143,11 @@ func (a *Admission) Admit(rw http.ResponseWriter, r *http.Request) (up ws.Upgrad
 		httpjson.Error(rw, http.StatusForbidden, proto.CodeForbiddenOrigin, "origin not allowed")
 		return ws.Upgraded{}, "", false
 	}
-	claims, err := a.verifier.Verify(auth.FromRequest(r))
+	var claims auth.Claims
+	tok, err := auth.FromRequest(r)
+	if err == nil {
+		claims, err = a.verifier.Verify(tok)
+	}
 	user = claims.User
 	if err != nil {
 		var ae *auth.Error
@@ -153,7 +162,11 @@ func (a *Admission) Admit(rw http.ResponseWriter, r *http.Request) (up ws.Upgrad
 	}
 	if !a.opened.Load() {
 		refused(metrics.RefusedUnavailable)
-		httpjson.Error(rw, http.StatusServiceUnavailable, proto.CodeUnavailable, "gateway is starting: waiting for NATS and Redis, retry shortly")
+		starting := "starting"
+		if a.cfg.Starting != nil {
+			starting = a.cfg.Starting()
+		}
+		httpjson.Error(rw, http.StatusServiceUnavailable, proto.CodeUnavailable, "gateway is "+starting+", retry shortly")
 		return ws.Upgraded{}, "", false
 	}
 	a.mu.Lock()

@@ -6,6 +6,7 @@ package auth
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 	"unicode"
@@ -43,6 +44,7 @@ var (
 	ErrAudience     = &Error{"token audience is not accepted"}
 	ErrMalformed    = &Error{"token is malformed"}
 	ErrTooLong      = &Error{"token is longer than 4096 bytes"}
+	ErrTokenParam   = &Error{"the token query parameter could not be read: it holds a bad %-escape or a ';'"}
 )
 
 // Claims is what a verified token tells the gateway.
@@ -142,14 +144,43 @@ func (v *Verifier) key(t *jwt.Token) (any, error) {
 }
 
 // FromRequest returns the token of an upgrade request: the Authorization
-// bearer token, or else the "token" query parameter.
-func FromRequest(r *http.Request) string {
+// bearer token, or else the first "token" query parameter ("" when there is
+// neither). A token parameter whose value does not decode (a bad
+// %-escape, a ';') is ErrTokenParam: url.Values would drop it and the
+// client would be told it sent no token.
+func FromRequest(r *http.Request) (string, error) {
 	if h := r.Header.Get("Authorization"); h != "" {
 		if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-			return strings.TrimSpace(h[7:])
+			return strings.TrimSpace(h[7:]), nil
 		}
 	}
-	return r.URL.Query().Get("token")
+	return tokenParam(r.URL.RawQuery)
+}
+
+// tokenParam returns the value of the first "token" parameter of the raw
+// query, as url.ParseQuery reads it: pairs split on '&', a pair whose key
+// does not decode (or holds a ';') skipped as ParseQuery skips it.
+func tokenParam(query string) (string, error) {
+	for query != "" {
+		var pair string
+		pair, query, _ = strings.Cut(query, "&")
+		k, v, _ := strings.Cut(pair, "=")
+		if strings.Contains(k, ";") {
+			continue
+		}
+		if key, err := url.QueryUnescape(k); err != nil || key != "token" {
+			continue
+		}
+		if strings.Contains(v, ";") {
+			return "", ErrTokenParam
+		}
+		tok, err := url.QueryUnescape(v)
+		if err != nil {
+			return "", ErrTokenParam
+		}
+		return tok, nil
+	}
+	return "", nil
 }
 
 // ErrNoTTL is Mint's refusal of a token that would never expire.

@@ -212,38 +212,77 @@ func TestVerify(t *testing.T) {
 
 func TestFromRequest(t *testing.T) {
 	tests := []struct {
-		name   string
-		header string // Authorization, "" for none
-		query  string // token parameter, "" for none
-		want   string
+		name    string
+		header  string // Authorization, "" for none
+		query   string // raw query, "" for none
+		want    string
+		wantErr error
 	}{
-		{"bearer header", "Bearer abc.def.ghi", "", "abc.def.ghi"},
-		{"lower-case bearer", "bearer abc", "", "abc"},
-		{"upper-case bearer", "BEARER abc", "", "abc"},
-		{"mixed-case bearer", "BeArEr abc", "", "abc"},
-		{"spaces around the token", "Bearer   abc  ", "", "abc"},
-		{"query parameter", "", "q.r.s", "q.r.s"},
-		{"header wins over query", "Bearer fromheader", "fromquery", "fromheader"},
-		{"other scheme falls back to query", "Basic dXNlcjpwYXNz", "fromquery", "fromquery"},
-		{"other scheme, no query", "Basic dXNlcjpwYXNz", "", ""},
-		{"bearer without a token", "Bearer", "", ""},
-		{"nothing", "", "", ""},
+		{name: "bearer header", header: "Bearer abc.def.ghi", want: "abc.def.ghi"},
+		{name: "lower-case bearer", header: "bearer abc", want: "abc"},
+		{name: "upper-case bearer", header: "BEARER abc", want: "abc"},
+		{name: "mixed-case bearer", header: "BeArEr abc", want: "abc"},
+		{name: "spaces around the token", header: "Bearer   abc  ", want: "abc"},
+		{name: "query parameter", query: "token=q.r.s", want: "q.r.s"},
+		{name: "escaped query parameter", query: "token=a%2Bb+c", want: "a+b c"},
+		{name: "first of two", query: "token=one&token=two", want: "one"},
+		{name: "among others", query: "v=2&token=q.r.s&x", want: "q.r.s"},
+		{name: "escaped key", query: "t%6Fken=q.r.s", want: "q.r.s"},
+		{name: "header wins over query", header: "Bearer fromheader", query: "token=fromquery", want: "fromheader"},
+		{name: "header wins over a bad query", header: "Bearer fromheader", query: "token=%ZZ", want: "fromheader"},
+		{name: "other scheme falls back to query", header: "Basic dXNlcjpwYXNz", query: "token=fromquery", want: "fromquery"},
+		{name: "other scheme, no query", header: "Basic dXNlcjpwYXNz"},
+		{name: "bearer without a token", header: "Bearer"},
+		{name: "nothing"},
+		{name: "empty token parameter", query: "token="},
+		// A token parameter that does not decode is said to be unreadable,
+		// not taken for no token at all.
+		{name: "bad escape", query: "token=%ZZ", wantErr: auth.ErrTokenParam},
+		{name: "truncated escape", query: "token=abc%4", wantErr: auth.ErrTokenParam},
+		{name: "semicolon", query: "token=abc;x=1", wantErr: auth.ErrTokenParam},
+		{name: "bad escape after a good one", query: "token=good&token=%ZZ", want: "good"},
+		// Another parameter that does not decode is none of its business.
+		{name: "bad escape elsewhere", query: "x=%ZZ&token=q.r.s", want: "q.r.s"},
+		{name: "bad escape in another key", query: "%ZZ=1&token=q.r.s", want: "q.r.s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			target := "/socket"
-			if tt.query != "" {
-				target += "?token=" + url.QueryEscape(tt.query)
-			}
-			r := httptest.NewRequest("GET", target, nil)
+			r := httptest.NewRequest("GET", "/socket", nil)
+			r.URL.RawQuery = tt.query
 			if tt.header != "" {
 				r.Header.Set("Authorization", tt.header)
 			}
-			if got := auth.FromRequest(r); got != tt.want {
-				t.Errorf("FromRequest = %q, want %q", got, tt.want)
+			got, err := auth.FromRequest(r)
+			if got != tt.want || err != tt.wantErr {
+				t.Errorf("FromRequest = %q, %v; want %q, %v", got, err, tt.want, tt.wantErr)
 			}
 		})
 	}
+}
+
+// FuzzFromRequest reads arbitrary queries: where url.ParseQuery reads the
+// whole query without error, FromRequest reads the same token parameter;
+// where ParseQuery drops a token pair, FromRequest says it is unreadable
+// rather than absent, unless an earlier token pair was read.
+func FuzzFromRequest(f *testing.F) {
+	for _, q := range []string{"", "token=a.b.c", "token=%ZZ", "x=%ZZ&token=a", "token=a;b", "t%6Fken=a&token=b", "token", "&&token=&"} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, query string) {
+		r := httptest.NewRequest("GET", "/socket", nil)
+		r.URL.RawQuery = query
+		got, err := auth.FromRequest(r)
+		if err != nil && err != auth.ErrTokenParam {
+			t.Fatalf("FromRequest(%q) error %v, want nil or ErrTokenParam", query, err)
+		}
+		vals, perr := url.ParseQuery(query)
+		if perr == nil && (got != vals.Get("token") || err != nil) {
+			t.Fatalf("FromRequest(%q) = %q, %v; url.ParseQuery reads %q", query, got, err, vals.Get("token"))
+		}
+		if err == nil && got != vals.Get("token") {
+			t.Fatalf("FromRequest(%q) = %q; url.ParseQuery reads %q", query, got, vals.Get("token"))
+		}
+	})
 }
 
 // TestVerifyFromRequest runs a real token through both ways of presenting it.
@@ -265,12 +304,16 @@ func TestVerifyFromRequest(t *testing.T) {
 		if r.query != "" {
 			req.URL.RawQuery = url.Values{"token": {r.query}}.Encode()
 		}
-		claims, err := v.Verify(auth.FromRequest(req))
+		tok, err := auth.FromRequest(req)
+		if err != nil {
+			t.Fatalf("header %q query %q: FromRequest: %v", r.header, r.query, err)
+		}
+		claims, err := v.Verify(tok)
 		if err != nil || claims.User != "alice" {
 			t.Errorf("header %q query %q: Verify = %+v, %v; want alice", r.header, r.query, claims, err)
 		}
 	}
-	if _, err := v.Verify(auth.FromRequest(httptest.NewRequest("GET", "/socket", nil))); err != auth.ErrNoToken {
+	if _, err := v.Verify(""); err != auth.ErrNoToken {
 		t.Errorf("no token: Verify error = %v, want ErrNoToken", err)
 	}
 }

@@ -56,6 +56,8 @@ type Config struct {
 	RateLimit           float64       // GATEWAY_RATE_LIMIT: envelopes per second per socket; 0 = unlimited
 	RateBurst           float64       // GATEWAY_RATE_BURST: envelopes a socket may send at once
 	RateCloseAfter      int           // GATEWAY_RATE_CLOSE_AFTER: refusals within 10s that close the socket; 0 = never
+	PingRate            float64       // GATEWAY_PING_RATE: client pings per second per socket that are answered; 0 = all
+	PingBurst           float64       // GATEWAY_PING_BURST: client pings a socket may have answered at once
 	UserRateLimit       float64       // GATEWAY_USER_RATE_LIMIT: envelopes per second a user's sockets on a worker share; 0 = unlimited
 	UserRateBurst       int           // GATEWAY_USER_RATE_BURST: envelopes a user's sockets may send at once
 	UserRateWait        time.Duration // GATEWAY_USER_RATE_WAIT: how long a socket's reader waits for its user's allowance before refusing; 0 = refuse at once
@@ -121,6 +123,8 @@ func Default() Config {
 		RateLimit:           50,
 		RateBurst:           100,
 		RateCloseAfter:      50,
+		PingRate:            2,
+		PingBurst:           10,
 		UserRateLimit:       50,
 		UserRateBurst:       100,
 		UserRateWait:        time.Second,
@@ -326,6 +330,8 @@ func (c *Config) settings(origins, devNets *string) []setting {
 		{"GATEWAY_RATE_LIMIT", (*float64Value)(&c.RateLimit)},
 		{"GATEWAY_RATE_BURST", (*float64Value)(&c.RateBurst)},
 		{"GATEWAY_RATE_CLOSE_AFTER", (*intValue)(&c.RateCloseAfter)},
+		{"GATEWAY_PING_RATE", (*float64Value)(&c.PingRate)},
+		{"GATEWAY_PING_BURST", (*float64Value)(&c.PingBurst)},
 		{"GATEWAY_USER_RATE_LIMIT", (*float64Value)(&c.UserRateLimit)},
 		{"GATEWAY_USER_RATE_BURST", (*intValue)(&c.UserRateBurst)},
 		{"GATEWAY_USER_RATE_WAIT", (*durationValue)(&c.UserRateWait)},
@@ -399,6 +405,10 @@ func (c Config) Validate() error {
 	if !(c.RateLimit >= 0) || math.IsInf(c.RateLimit, 0) || c.RateCloseAfter < 0 ||
 		(c.RateLimit > 0 && (!(c.RateBurst >= 1) || math.IsInf(c.RateBurst, 0))) { // !(x >= n) also refuses NaN
 		errs = append(errs, errors.New("GATEWAY_RATE_LIMIT and GATEWAY_RATE_CLOSE_AFTER must not be negative, and GATEWAY_RATE_BURST must be at least 1"))
+	}
+	if !(c.PingRate >= 0) || math.IsInf(c.PingRate, 0) ||
+		(c.PingRate > 0 && (!(c.PingBurst >= 1) || math.IsInf(c.PingBurst, 0))) {
+		errs = append(errs, errors.New("GATEWAY_PING_RATE must not be negative (0 = answer every ping), and GATEWAY_PING_BURST must be at least 1"))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("GATEWAY_SHUTDOWN_TIMEOUT must be positive"))

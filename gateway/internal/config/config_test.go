@@ -48,6 +48,8 @@ func TestDefaultIsTheContract(t *testing.T) {
 		// Extensions.
 		{"MaxConns", c.MaxConns, 50000},
 		{"MaxConnsPerUser", c.MaxConnsPerUser, 64},
+		{"PingRate", c.PingRate, 2.0},
+		{"PingBurst", c.PingBurst, 10.0},
 	}
 	for _, ch := range checks {
 		if !reflect.DeepEqual(ch.got, ch.want) {
@@ -102,6 +104,9 @@ func TestEnvOverrides(t *testing.T) {
 		{"GATEWAY_MAX_REPLAY", "50", func(c config.Config) any { return c.MaxReplay }, 50},
 		{"FANOUT_MODE", "per_user", func(c config.Config) any { return c.Fanout() }, proto.FanoutPerUser},
 		{"GATEWAY_FANOUT_LINGER", "0s", func(c config.Config) any { return c.FanoutLinger }, time.Duration(0)},
+		{"GATEWAY_PING_RATE", "0", func(c config.Config) any { return c.PingRate }, 0.0},
+		{"GATEWAY_PING_RATE", "0.5", func(c config.Config) any { return c.PingRate }, 0.5},
+		{"GATEWAY_PING_BURST", "3", func(c config.Config) any { return c.PingBurst }, 3.0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env+"="+tt.value, func(t *testing.T) {
@@ -358,6 +363,8 @@ func TestLoadErrors(t *testing.T) {
 		{"worker in-flight negative", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_WORKER_INFLIGHT": "-1"}, nil, "GATEWAY_WORKER_INFLIGHT"},
 		{"in-flight zero", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_INFLIGHT": "0"}, nil, "GATEWAY_MAX_INFLIGHT"},
 		{"bad dev value", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_DEV": "yes please"}, nil, "GATEWAY_DEV"},
+		{"negative ping rate", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_PING_RATE": "-1"}, nil, "GATEWAY_PING_RATE"},
+		{"ping burst under 1", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_PING_BURST": "0.5"}, nil, "GATEWAY_PING_BURST"},
 		{"unknown flag", map[string]string{"GATEWAY_JWT_SECRET": goodSecret}, []string{"-no-such-flag"}, "no-such-flag"},
 	}
 	for _, tt := range tests {
@@ -419,6 +426,9 @@ func TestValidateRefusesNaNAndLists(t *testing.T) {
 		{"GATEWAY_RATE_LIMIT": "+Inf"},
 		{"GATEWAY_RATE_BURST": "NaN"},
 		{"GATEWAY_RATE_BURST": "Inf"},
+		{"GATEWAY_PING_RATE": "NaN"},
+		{"GATEWAY_PING_RATE": "Inf"},
+		{"GATEWAY_PING_BURST": "NaN"},
 		{"NATS_URL": "nats://a:4222, ::bad"},
 		{"NATS_URL": "http://a:4222"}, // the rules handlers-svc applies too
 		{"REDIS_URL": "mysql://a"},

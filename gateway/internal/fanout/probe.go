@@ -15,9 +15,9 @@ import (
 
 // Timing of the stall probe (docs/protocol.md section 4): a subscription
 // that stops delivering while its connection stays up (a stalled network
-// path, a wedged proxy, a frozen Redis) is noticed ProbeEvery +
-// ProbeWithin after the last probe came back, at most 2 s after the stall
-// began: the contract's 2 s.
+// path, a wedged proxy, a frozen Redis) is noticed StallAfter (ProbeEvery +
+// ProbeWithin, 1.5 s) after the last probe came back, at most 2 s after
+// the stall began: the contract's 2 s.
 const (
 	// ProbeEvery is how often the worker publishes a probe on its own
 	// probe channel, which its subscription also listens to.
@@ -25,6 +25,9 @@ const (
 	// ProbeWithin is how late, past ProbeEvery, the next probe may come
 	// back before the subscription counts as stalled.
 	ProbeWithin = time.Second
+	// StallAfter is how long a subscription may go without a probe coming
+	// back before it counts as stalled.
+	StallAfter = ProbeEvery + ProbeWithin
 )
 
 // ProbeWith has the Subscriber publish its probes through rdb instead of

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/switchboard/switchboard/gateway/internal/fanout"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -149,6 +151,7 @@ type Worker struct {
 	deliveries prometheus.Counter
 	dropped    prometheus.Counter
 	limited    prometheus.Counter
+	pingsIgn   prometheus.Counter
 	shed       map[string]prometheus.Counter
 
 	// pendingClosed counts connections closed by admission.PendingCap.
@@ -203,6 +206,7 @@ func NewWorker() *Worker {
 	m.deliveries = f.counter("deliveries_total", "Event frames queued to local sockets.")
 	m.dropped = f.counter("deliveries_dropped_total", "Event frames not queued because the socket was closing or its queue was full.")
 	m.limited = f.counter("rate_limited_total", "Client frames refused because the socket was over its rate limit (answered rate_limited, or closed with 1008 when persistent).")
+	m.pingsIgn = f.counter("pings_ignored_total", "Client pings left unanswered because the socket was over its ping allowance (GATEWAY_PING_RATE, GATEWAY_PING_BURST); the socket stays open.")
 	shed := f.counterVec("overload_refusals_total",
 		"Client envelopes refused unforwarded with unavailable because the worker was overloaded, by reason: fanout_lagging or requests_in_flight (also counted in envelopes_received_total as unavailable).",
 		"reason")
@@ -317,10 +321,15 @@ func (m *Worker) WatchFanout(fo Fanout) {
 	}, func() float64 { return float64(fo.DroppedAtExit()) }))
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: namespace, Name: "redis_subscription_stalls_total",
-		Help: "Times the Redis subscription stopped delivering while its connection stayed up (a probe did not come back within 1 s), and was re-established.",
+		Help: "Times the Redis subscription stopped delivering while its connection stayed up (no probe came back for " + seconds(fanout.StallAfter) + "), and was re-established.",
 	}, func() float64 { return float64(fo.Stalls()) }))
 	f.gaugeFunc("fanout_user_channels", "User channels this worker is subscribed to (FANOUT_MODE=per_user): users it holds a socket of, and those whose last socket closed less than GATEWAY_FANOUT_LINGER ago; 0 in shared mode.",
 		func() float64 { return float64(fo.UserChannels()) })
+}
+
+// seconds writes d for a person: "1.5 s".
+func seconds(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + " s"
 }
 
 func bit(b bool) float64 {
@@ -390,6 +399,10 @@ func (m *Worker) PendingClosed() { m.pendingClosed.Inc() }
 
 // RateLimited counts a frame refused by the socket's rate limit.
 func (m *Worker) RateLimited() { m.limited.Inc() }
+
+// PingIgnored counts a client's ping left unanswered, over its socket's
+// ping allowance.
+func (m *Worker) PingIgnored() { m.pingsIgn.Inc() }
 
 // Envelope records how one client frame ended, whether the forwarder or
 // the socket's read loop (rate limit, binary frame) answered it: event is

@@ -1,9 +1,12 @@
 // Package ratelimit is the per-connection allowance of incoming envelopes: a
 // token bucket, and a count of refusals that tells a client that keeps
-// sending over its limit (to be disconnected) from one that bursts.
+// sending over its limit (to be disconnected) from one that bursts. And
+// Allowance, a bare token bucket for what is only ever refused quietly (a
+// client's pings, answered or not).
 //
-// A Bucket belongs to one connection's read loop and is not safe for
-// concurrent use; it costs 64 bytes and no goroutine or timer.
+// A Bucket or an Allowance belongs to one connection's read loop and is not
+// safe for concurrent use; a Bucket costs 64 bytes, an Allowance 16, and
+// neither a goroutine or timer.
 package ratelimit
 
 import "time"
@@ -70,4 +73,34 @@ func (b *Bucket) refused(p *Policy, now time.Time) Verdict {
 		return Abusive
 	}
 	return Refuse
+}
+
+// Allowance is a token bucket with no verdict beyond yes or no and no
+// count of refusals, small enough for every socket to keep one. The zero
+// value is a full bucket.
+type Allowance struct {
+	tokens float64
+	last   int64 // UnixNano of the last refill; 0 = full bucket
+}
+
+// Take spends one token at now, the bucket refilled at rate per second up
+// to burst, and reports whether there was one. A rate of 0 or less allows
+// everything. A clock that went back refills nothing.
+func (a *Allowance) Take(rate, burst float64, now time.Time) bool {
+	if rate <= 0 {
+		return true
+	}
+	t := now.UnixNano()
+	switch {
+	case a.last == 0:
+		a.tokens = burst
+	case t > a.last:
+		a.tokens = min(burst, a.tokens+float64(t-a.last)/float64(time.Second)*rate)
+	}
+	a.last = t
+	if a.tokens >= 1 {
+		a.tokens--
+		return true
+	}
+	return false
 }

@@ -102,3 +102,48 @@ func TestOnRefuse(t *testing.T) {
 		t.Errorf("OnRefuse called %d times, want 3", refused)
 	}
 }
+
+// TestAllowance: a burst at once, then rate a second, never more than the
+// burst after a pause, and nothing refilled by a clock that went back.
+func TestAllowance(t *testing.T) {
+	const rate, burst = 2, 10
+	var a Allowance
+	now := time.Unix(1000, 0)
+	taken := func(n int) int {
+		k := 0
+		for range n {
+			if a.Take(rate, burst, now) {
+				k++
+			}
+		}
+		return k
+	}
+	if got := taken(10000); got != burst {
+		t.Fatalf("a flood at once: %d allowed, want the burst, %d", got, burst)
+	}
+	now = now.Add(time.Second)
+	if got := taken(10000); got != rate {
+		t.Fatalf("a second later: %d allowed, want %d", got, rate)
+	}
+	// One every 600 ms, below the rate, is always allowed.
+	for i := range 50 {
+		now = now.Add(600 * time.Millisecond)
+		if !a.Take(rate, burst, now) {
+			t.Fatalf("take %d at one every 600 ms refused", i)
+		}
+	}
+	now = now.Add(time.Hour)
+	if got := taken(10000); got != burst {
+		t.Fatalf("after an hour: %d allowed, want the burst, %d", got, burst)
+	}
+	now = now.Add(-time.Hour)
+	if got := taken(10); got != 0 {
+		t.Fatalf("with the clock an hour back: %d allowed, want 0", got)
+	}
+	var unlimited Allowance
+	for range 1000 {
+		if !unlimited.Take(0, 0, now) {
+			t.Fatal("rate 0 refused")
+		}
+	}
+}

@@ -19,15 +19,9 @@ import (
 func (w *Worker) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", w.metrics.Handler())
-	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) {
-		// Served before Run has connected: NATS and Redis are only looked
-		// at once they exist.
-		if !w.adm.Opened() {
-			readiness.Write(rw, readiness.New("starting: waiting for NATS and Redis").OfWorker(w.index))
-			return
-		}
-		w.serveReady(rw, r)
-	})
+	// Served before Run has connected: serveReady looks at NATS and
+	// Redis only once the worker serves.
+	mux.HandleFunc("GET /readyz", w.serveReady)
 	return mux
 }
 
@@ -103,11 +97,15 @@ func devTokenClient(remote string, nets []netip.Prefix) bool {
 
 // serveReady answers /readyz: 200 once the worker has started and while
 // NATS is connected and the Redis subscription live, else 503 with why.
+// Until the worker serves, the one reason is what it is waiting for; NATS
+// and Redis are looked at only after that, as the admin handler serves
+// before Run has connected to them.
 func (w *Worker) serveReady(rw http.ResponseWriter, _ *http.Request) {
-	var reasons []string
 	if !w.adm.Opened() {
-		reasons = append(reasons, "starting: waiting for NATS and Redis")
+		readiness.Write(rw, readiness.New(w.startingReason()).OfWorker(w.index))
+		return
 	}
+	var reasons []string
 	if !w.nc.IsConnected() {
 		reasons = append(reasons, "nats not connected")
 	}
@@ -115,4 +113,18 @@ func (w *Worker) serveReady(rw http.ResponseWriter, _ *http.Request) {
 		reasons = append(reasons, "redis subscription not live")
 	}
 	readiness.Write(rw, readiness.New(reasons...).OfWorker(w.index))
+}
+
+// startingReason says what a worker that does not serve yet waits for:
+// NATS, the Redis subscription or both, as waitDeps last saw them.
+func (w *Worker) startingReason() string {
+	switch w.waiting.Load() {
+	case waitNATS:
+		return "starting: waiting for NATS"
+	case waitRedis:
+		return "starting: waiting for the Redis subscription"
+	case waitNATS | waitRedis:
+		return "starting: waiting for NATS and the Redis subscription"
+	}
+	return "starting" // both up: it serves within moments
 }

@@ -56,6 +56,11 @@ func TestSocketRefusals(t *testing.T) {
 			status: http.StatusUnauthorized, code: proto.CodeUnauthorized, message: auth.ErrBadSignature.Message},
 		{name: "expired", query: "token=" + expired,
 			status: http.StatusUnauthorized, code: proto.CodeUnauthorized, message: auth.ErrExpired.Message},
+		// A token parameter that does not decode is not "no token".
+		{name: "token parameter with a bad escape", query: "token=%ZZ",
+			status: http.StatusUnauthorized, code: proto.CodeUnauthorized, message: auth.ErrTokenParam.Message},
+		{name: "bad escape in another parameter", query: "x=%ZZ&token=" + expired,
+			status: http.StatusUnauthorized, code: proto.CodeUnauthorized, message: auth.ErrExpired.Message},
 		{name: "no sub", header: http.Header{"Authorization": {"Bearer " + noSub}},
 			status: http.StatusUnauthorized, code: proto.CodeUnauthorized, message: auth.ErrNoSubject.Message},
 		{name: "forbidden origin with a good token",

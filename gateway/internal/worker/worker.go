@@ -59,7 +59,19 @@ type Worker struct {
 	res *resume.Resumer
 
 	wrapDelivery func(fanout.Deliverer) fanout.Deliverer // nil = none; see WithDelivery
+
+	// waiting is what waitDeps last saw down at start-up (waitNATS,
+	// waitRedis), for /readyz until the worker serves: both until it has
+	// looked. Read without w.nc and w.sub, which the admin handler may not
+	// touch before Run has connected.
+	waiting atomic.Uint32
 }
+
+// The dependencies a starting worker waits for, as bits of Worker.waiting.
+const (
+	waitNATS uint32 = 1 << iota
+	waitRedis
+)
 
 // Option changes how New builds a Worker.
 type Option func(*Worker)
@@ -81,21 +93,26 @@ func New(cfg config.Config, index int, log *zap.Logger, opts ...Option) *Worker 
 	}
 	h := hub.New[*resume.Socket](hubOpts...)
 	w := &Worker{
-		cfg:   cfg,
-		index: index,
-		log:   log,
-		adm: admission.New(admission.Config{
-			JWTSecret: cfg.JWTSecret, JWTAudience: cfg.JWTAudience,
-			AllowedOrigins: cfg.AllowedOrigins, Dev: cfg.Dev,
-			MaxConns: cfg.MaxConns, MaxConnsPerUser: cfg.MaxConnsPerUser,
-			IPUpgradeRate: cfg.IPUpgradeRate, IPUpgradeBurst: cfg.IPUpgradeBurst,
-		}, h, m, log),
+		cfg:     cfg,
+		index:   index,
+		log:     log,
 		ids:     connid.New(),
 		hub:     h,
 		wsLog:   log.Named("ws"),
 		metrics: m,
-		limits:  ws.Limits{QueueLen: cfg.SendQueueLen, QueueBytes: cfg.SendQueueBytes, Discarded: m.Discarded},
+		limits: ws.Limits{
+			QueueLen: cfg.SendQueueLen, QueueBytes: cfg.SendQueueBytes, Discarded: m.Discarded,
+			PingRate: cfg.PingRate, PingBurst: cfg.PingBurst, PingsIgnored: m.PingIgnored,
+		},
 	}
+	w.waiting.Store(waitNATS | waitRedis)
+	w.adm = admission.New(admission.Config{
+		JWTSecret: cfg.JWTSecret, JWTAudience: cfg.JWTAudience,
+		AllowedOrigins: cfg.AllowedOrigins, Dev: cfg.Dev,
+		MaxConns: cfg.MaxConns, MaxConnsPerUser: cfg.MaxConnsPerUser,
+		IPUpgradeRate: cfg.IPUpgradeRate, IPUpgradeBurst: cfg.IPUpgradeBurst,
+		Starting: w.startingReason,
+	}, h, m, log)
 	for _, o := range opts {
 		o(w)
 	}
@@ -283,6 +300,14 @@ func (w *Worker) waitDeps(ctx context.Context) bool {
 	start, logged := time.Now(), time.Now()
 	for {
 		natsUp, redisUp := w.nc.IsConnected(), w.sub.Live()
+		var down uint32
+		if !natsUp {
+			down |= waitNATS
+		}
+		if !redisUp {
+			down |= waitRedis
+		}
+		w.waiting.Store(down)
 		if natsUp && redisUp {
 			if time.Since(start) > time.Second {
 				w.log.Info("dependencies up, serving", zap.Duration("waited", time.Since(start)))

@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
+	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -43,7 +44,7 @@ type FrameHandler interface {
 
 // Limits bound one socket's outgoing queue. Overflowing either bound closes
 // the socket with 1008 (slow consumer): a socket is dropped, never waited
-// for.
+// for. They also bound the pongs a client's pings get.
 type Limits struct {
 	QueueLen   int // frames
 	QueueBytes int // bytes
@@ -51,6 +52,18 @@ type Limits struct {
 	// unsent (a slow consumer's queue, or after a failed write). It is
 	// called with the socket's lock held, so it must be cheap.
 	Discarded func(frames int)
+	// PingRate and PingBurst are each socket's allowance of answered
+	// pings: PingBurst at once, refilled at PingRate a second; 0 = every
+	// ping is answered. A ping over it is not answered, and the socket
+	// stays open: it still counts as a sign of life for the read deadline,
+	// but a client cannot make the gateway write a pong for every ping of
+	// a flood. Keepalive pings, one every few seconds, are all answered;
+	// RFC 6455 has every ping answered (or the latest of those not yet
+	// answered), which only a client over the allowance goes without.
+	PingRate, PingBurst float64
+	// PingsIgnored, when set, is called for every ping left unanswered;
+	// it runs on the read loop, so it must be cheap.
+	PingsIgnored func()
 }
 
 // keptBatchCap is the largest write batch buffer a socket keeps between
@@ -89,6 +102,8 @@ type Conn struct {
 	done        chan struct{} // closed when the reader and writer are gone
 	writerDone  chan struct{} // closed by the last writer after the close frame
 	opened      int64         // UnixNano
+
+	pings ratelimit.Allowance // of answered pings; the read loop's only
 }
 
 // NewConn wraps a socket of user, upgraded by Upgrade, with connection id id; log is
@@ -156,13 +171,21 @@ func (c *Conn) Send(data []byte) bool {
 // last message is closed by the read deadline.
 func (c *Conn) Ping() { c.enqueue(item{ping: true}) }
 
-// pong queues the answer to a client's ping. It goes through the queue and
-// its bounds like any frame, so the writer stays the socket's only writer
-// (gorilla's own pong would set the connection's write deadline to 1 s
-// under a batch being written) and a client that pings without reading is
-// a slow consumer like any other.
+// pong queues the answer to a client's ping, within the socket's ping
+// allowance (Limits.PingRate): a ping over it goes unanswered. It goes
+// through the queue and its bounds like any frame, so the writer stays the
+// socket's only writer (gorilla's own pong would set the connection's
+// write deadline to 1 s under a batch being written) and a client that
+// pings without reading is a slow consumer like any other. It runs on the
+// read loop, from awaitData or gorilla's ping handler.
 func (c *Conn) pong(payload string) error {
 	c.extendReadDeadline()
+	if !c.pings.Take(c.limits.PingRate, c.limits.PingBurst, time.Now()) {
+		if c.limits.PingsIgnored != nil {
+			c.limits.PingsIgnored()
+		}
+		return nil
+	}
 	c.enqueue(item{pong: true, data: []byte(payload)})
 	return nil
 }

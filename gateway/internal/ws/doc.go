@@ -12,5 +12,7 @@
 // queued and ended when the queue is empty, so an idle socket costs one
 // goroutine. Send, Close and Ping never block: they append to a queue bounded
 // by frame count and bytes, and a socket whose queue overflows is closed with
-// 1008 (slow consumer) instead of being waited for.
+// 1008 (slow consumer) instead of being waited for. A client's pings are
+// answered within a per-socket allowance (Limits.PingRate); those over it
+// are not answered, so a ping flood costs no write per ping.
 package ws

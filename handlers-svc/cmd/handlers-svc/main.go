@@ -54,7 +54,11 @@ const httpShutdownTimeout = 2 * time.Second
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "health" {
-		if err := healthcheck.Run(context.Background(), "handlers-svc", os.Args[2:], os.Stdout, healthAddr); err != nil {
+		err := healthcheck.Run(context.Background(), "handlers-svc", os.Args[2:], os.Stdout, healthAddr)
+		switch {
+		case errors.Is(err, flag.ErrHelp): // -h: a person asked
+			fmt.Fprintln(os.Stderr, err)
+		case err != nil:
 			fmt.Fprintf(os.Stderr, "handlers-svc health: %v\n", err)
 			os.Exit(1)
 		}

@@ -45,4 +45,14 @@ func TestRefusalIsAJSONLine(t *testing.T) {
 			t.Fatalf("-h: exit status %d, stderr:\n%s\nwant 0 and the usage", r.Code, r.Stderr)
 		}
 	})
+	// "handlers-svc health -h" too: it checks nothing and exits 0; a bad
+	// flag is still a failure.
+	t.Run("health help", func(t *testing.T) {
+		if r := cmdtest.Run(t, bin, nil, "health", "-h"); r.Code != 0 || r.Stdout != "" || !strings.Contains(r.Stderr, "usage: handlers-svc health [-ready] [URL]") {
+			t.Fatalf("health -h: exit status %d, stdout %q, stderr:\n%s\nwant 0 and the usage on stderr", r.Code, r.Stdout, r.Stderr)
+		}
+		if r := cmdtest.Run(t, bin, nil, "health", "-no-such-flag"); r.Code != 1 || !strings.Contains(r.Stderr, "no-such-flag") {
+			t.Fatalf("health -no-such-flag: exit status %d, stderr:\n%s\nwant 1 naming the flag", r.Code, r.Stderr)
+		}
+	})
 }
