@@ -144,6 +144,29 @@ func TestChunkedReplay(t *testing.T) {
 	}
 }
 
+// TestGapFilledInParts: a gap on a live socket larger than its send queue
+// is filled in parts too, as the queue drains, without closing it, and
+// counts as one gap healed.
+func TestGapFilledInParts(t *testing.T) {
+	cfg := resume.DefaultConfig()
+	cfg.QueueFrames = 8
+	f := newFixture(t, cfg)
+	c := &conn{id: "c1", user: "bob", maxFrames: 8}
+	s, args := f.connect(t, c, "", "")
+	f.run(t, func() []*resume.Socket { return []*resume.Socket{s} })
+	from, _ := proto.ParsePos(args.Pos)
+	var last proto.Pos
+	for i := 1; i <= 30; i++ {
+		last = f.publish(t, "bob", fmt.Sprintf("e%d", i))
+	}
+	s.Offer(false, &last, eventFrame("bob", "e30", last)) // the 29 before lost on the way
+	parts := drainAll(t, c, func() bool { return len(c.offsets(false)) == 30 })
+	checkRun(t, "the gap and the event", c.offsets(false), from.Off, last.Off)
+	if parts < 3 || f.rec.healedN() != 1 || c.closeCode() != 0 {
+		t.Fatalf("%d parts, %d gaps healed, closed %d; want several parts, one gap, open", parts, f.rec.healedN(), c.closeCode())
+	}
+}
+
 // TestSmallReplayAtOnce: a replay that fits in the send queue goes with
 // connected, in Connect itself, with no reader running: the common case
 // costs one read, as before the replay was fed in parts.

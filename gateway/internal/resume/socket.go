@@ -72,6 +72,9 @@ type cursor struct {
 	// the events up to it are still being replayed (0 after): those are
 	// the resume's (Recorder.Resumed), not a gap filled.
 	replayTo uint64
+	// filled counts the events of a gap sent so far, while it is filled
+	// in parts: Recorder.Healed is told once, when the gap is closed.
+	filled int
 }
 
 // heldFrame is a frame offered while the socket was holding.
@@ -303,16 +306,26 @@ func (s *Socket) heal(st streams.Stream, res streams.Result, b *budget) (sameEpo
 		reason = ReasonExpired
 	}
 	if reason != "" {
+		s.healed(c)
 		s.resync(st, res.Top, reason)
 		return true
 	}
-	if filled := s.sendEntries(st, res.Entries, b); filled > 0 {
-		s.r.rec.Healed(filled)
-	}
+	c.filled += s.sendEntries(st, res.Entries, b)
 	if !s.closed && c.pos.Off < res.Top.Off {
 		c.stale, s.paced = true, true // the rest when the queue has room
+		return true
 	}
+	s.healed(c)
 	return true
+}
+
+// healed tells the recorder of the gap c has filled, if any. s.mu is
+// held.
+func (s *Socket) healed(c *cursor) {
+	if c.filled > 0 {
+		s.r.rec.Healed(c.filled)
+		c.filled = 0
+	}
 }
 
 // resync tells the client that the socket carries on from top of st,
