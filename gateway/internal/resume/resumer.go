@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -201,7 +202,7 @@ func (r *Resumer) Connect(ctx context.Context, s *Socket, worker int, resume, br
 				continue
 			}
 			cur := &s.cur[st]
-			cur.replayTo = res[st].Top.Off
+			cur.replaying = uint32(min(res[st].Top.Off-from[st].Off, math.MaxUint32))
 			s.sendEntries(st, res[st].Entries, &b)
 			if cur.pos.Off < res[st].Top.Off {
 				cur.stale, s.paced = true, true // the rest when the queue has room

@@ -68,13 +68,13 @@ type cursor struct {
 	pos   proto.Pos
 	stale bool
 	known bool // pos is a position of the stream (false before connect)
-	// replayTo is the top of the stream when the socket resumed, while
-	// the events up to it are still being replayed (0 after): those are
-	// the resume's (Recorder.Resumed), not a gap filled.
-	replayTo uint64
-	// filled counts the events of a gap sent so far, while it is filled
-	// in parts: Recorder.Healed is told once, when the gap is closed.
-	filled int
+	// replaying is how many events of the resume's replay are still to be
+	// sent, the next ones of the stream: they are the resume's
+	// (Recorder.Resumed), not a gap filled. filled counts the events of a
+	// gap sent so far, while it is filled in parts: Recorder.Healed is
+	// told once, when the gap is closed. (32 bits each, in the padding
+	// after known: every socket has two cursors.)
+	replaying, filled uint32
 }
 
 // heldFrame is a frame offered while the socket was holding.
@@ -323,7 +323,7 @@ func (s *Socket) heal(st streams.Stream, res streams.Result, b *budget) (sameEpo
 // held.
 func (s *Socket) healed(c *cursor) {
 	if c.filled > 0 {
-		s.r.rec.Healed(c.filled)
+		s.r.rec.Healed(int(c.filled))
 		c.filled = 0
 	}
 }
@@ -346,8 +346,8 @@ func (s *Socket) resync(st streams.Stream, top proto.Pos, reason string) {
 // them into the send queue, moving the cursor to each; it stops at a frame
 // the connection refuses (it is closing: the socket is gone). It returns
 // how many it sent that fill a gap, past the replay of the resume (the
-// cursor's replayTo). s.mu is held.
-func (s *Socket) sendEntries(st streams.Stream, entries []streams.Entry, b *budget) (filled int) {
+// cursor's replaying). s.mu is held.
+func (s *Socket) sendEntries(st streams.Stream, entries []streams.Entry, b *budget) (filled uint32) {
 	c := &s.cur[st]
 	for _, e := range entries {
 		f := entryFrame(st, s.conn.User(), e)
@@ -359,12 +359,11 @@ func (s *Socket) sendEntries(st streams.Stream, entries []streams.Entry, b *budg
 			break
 		}
 		c.pos = e.Pos
-		if e.Pos.Off > c.replayTo {
+		if c.replaying > 0 {
+			c.replaying--
+		} else {
 			filled++
 		}
-	}
-	if c.pos.Off >= c.replayTo {
-		c.replayTo = 0
 	}
 	return filled
 }
