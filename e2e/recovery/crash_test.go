@@ -89,10 +89,11 @@ func connects(ds []*Device) []int {
 // last event it processed: recovered, with the recoverable events dropped
 // with the queue, or dispatched after it, replayed once each.
 //
-// The queue overflows with transient events on purpose: a queue that
+// The queue overflows with transient events on purpose, so that what the
+// resume replays is the few events posted after the close: a queue that
 // overflows with recoverable ones drops a queue's worth of them, which the
-// resume must then replay into a queue of the same size, and that is
-// closed again (see TestResumeLargeBacklog).
+// resume replays as the new socket's queue drains (TestResumeLargeBacklog
+// covers a replay larger than the queue).
 func TestSlowConsumerCloseResumes(t *testing.T) {
 	rate := Rate(200)
 	h := Start(t, Options{Users: UsersFor(rate) + 1, Env: []string{"GATEWAY_SEND_QUEUE_BYTES=262144"}})

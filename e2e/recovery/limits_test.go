@@ -3,7 +3,6 @@ package recovery
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -159,33 +158,33 @@ func TestUnknownPositionNotRecovered(t *testing.T) {
 	t.Logf("gateway: %v", r.Metrics)
 }
 
-// knownBugsEnv runs the tests of bugs not fixed yet.
-const knownBugsEnv = "SWITCHBOARD_KNOWN_BUGS"
-
 // TestResumeLargeBacklog: a device away while 600 chat messages of about
-// 16 KB (9.6 MB, within GATEWAY_MAX_REPLAY and the window) were sent to it
-// resumes with every one of them.
-//
-// Known limitation, skipped unless SWITCHBOARD_KNOWN_BUGS=1: the gateway
-// queues the whole replay to the socket at once, so a replay larger than
-// the socket's send queue (GATEWAY_SEND_QUEUE_BYTES, 1 MiB) is not made:
-// connected says recovered:false (outcome too_many) and the app reloads.
-// (It used to close the socket as a slow consumer before connected, on
-// every retry until the window passed: TestReplayOverTheSendQueue.)
-// Recovering it needs a replay fed to the socket as it drains.
+// 16 KB (9.6 MB, within GATEWAY_MAX_REPLAY and the window, nine times the
+// socket's send queue of 1 MiB) were sent to it resumes with every one of
+// them: connected says recovered:true and missed 600, the replay is fed to
+// the socket as its queue drains, and the socket is never closed as a slow
+// consumer (the device does not reconnect). It used to be answered
+// recovered:false (too_many), and before that closed with 1008 before
+// connected at every retry: TestReplayOverTheSendQueue.
 func TestResumeLargeBacklog(t *testing.T) {
-	if os.Getenv(knownBugsEnv) == "" {
-		t.Skip("known limitation: a replay larger than the socket's send queue is answered recovered:false; set " + knownBugsEnv + "=1 to run")
-	}
 	h := Start(t, Options{Users: 1, Devices: 2, Window: time.Minute})
 	user := h.Users[0]
 	h.Post(1, user)
 	d := h.Devices[0]
 	away(t, h, d)
 	h.Message(600, user, 16000)
+	tooMany := h.RecoveryMetrics()["resumes_too_many"]
 	c := comeBack(t, d)
 	if c.Recovered == nil || !*c.Recovered || deref(c.Missed) != 600 {
 		t.Fatalf("recovered %v, missed %v; want true, 600", deref(c.Recovered), deref(c.Missed))
 	}
+	connects := d.Connects()
+	h.Post(3, user)
 	record(h.Settle())
+	if d.Connects() != connects {
+		t.Fatalf("the device reconnected %d times during its replay", d.Connects()-connects)
+	}
+	if got := h.RecoveryMetrics()["resumes_too_many"]; got != tooMany {
+		t.Fatalf("resumes_total{outcome=\"too_many\"} went from %v to %v", tooMany, got)
+	}
 }

@@ -59,21 +59,33 @@ func (s Stream) FrameKey() string {
 }
 
 // Query asks for where one stream is and, when After is set and From is of
-// the stream's epoch, the up to Max entries after From. The stream is
-// created, in a new epoch, when it has no meta or one of another run.
+// the stream's epoch, the entries after From if it is at most Max behind.
+// The stream is created, in a new epoch, when it has no meta or one of
+// another run.
+//
+// Count and Bytes bound how many of those entries one read returns, so
+// that a long way behind is read in parts: the first ones, at most Count
+// of them (0: no bound), and at most Bytes (0: no bound) counting each
+// entry as its event's and args' lengths plus Overhead; the first entry
+// is returned whatever its size. Max alone decides whether entries are
+// read at all.
 type Query struct {
-	Stream Stream
-	User   string // for UserStream
-	From   proto.Pos
-	After  bool // read the entries after From
-	Max    int
+	Stream   Stream
+	User     string // for UserStream
+	From     proto.Pos
+	After    bool // read the entries after From
+	Max      int
+	Count    int
+	Bytes    int
+	Overhead int
 }
 
 // Result is a query's answer: the stream's top (its epoch, the time and
 // offset of its last entry; offset 0 for none) and the entries read. The
 // entries are read only when the query's epoch is the stream's and it is 1
-// to Max entries behind the top; the caller checks they are contiguous (a
-// stream trimmed by time lacks the oldest).
+// to Max entries behind the top; they are the first after From, all of
+// them unless Count or Bytes cut them short. The caller checks they are
+// contiguous from From (a stream trimmed by time lacks the oldest).
 type Result struct {
 	Top     proto.Pos
 	Entries []Entry
@@ -123,7 +135,8 @@ func execRead(ctx context.Context, rdb redis.UniversalClient, qs []Query) ([]*re
 			epoch, after, off = q.From.Epoch, q.From.ID(), strconv.FormatUint(q.From.Off, 10)
 		}
 		cmds[i] = readScript.EvalSha(ctx, pipe, []string{run, sk, mk},
-			epoch, after, off, q.Max, seed+strconv.Itoa(i), int64(MetaTTL/time.Second), liveRun(cluster))
+			epoch, after, off, q.Max, seed+strconv.Itoa(i), int64(MetaTTL/time.Second), liveRun(cluster),
+			max(q.Count, 0), max(q.Bytes, 0), max(q.Overhead, 0))
 	}
 	_, err := pipe.Exec(ctx)
 	return cmds, err

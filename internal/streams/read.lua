@@ -13,9 +13,14 @@
 -- ARGV[6] the meta's TTL, s
 -- ARGV[7] '1' to check the run against the server's own run id (on a
 --         Redis Cluster: see publish.lua), '' to trust the run key
+-- ARGV[8] the most entries to return ('0' = no bound)
+-- ARGV[9] the most bytes to return, each entry counted as the lengths of
+--         its field values plus ARGV[10]; the first entry always ('0' =
+--         no bound)
 -- Returns {epoch, top offset, time of the top entry in ms, entries}:
 -- entries are XRANGE's, read only when the reader's epoch is the stream's
--- and it is 1 to ARGV[4] entries behind the top.
+-- and it is 1 to ARGV[4] entries behind the top: the first after it, as
+-- many as ARGV[8] and ARGV[9] let through.
 local run = redis.call('GET', KEYS[1])
 if ARGV[7] == '1' or not run then
   -- As in publish.lua: the server's own run, on a cluster always, and
@@ -49,7 +54,37 @@ local entries = {}
 if ARGV[1] == ep and ARGV[2] ~= '' then
   local behind = tonumber(s) - tonumber(ARGV[3])
   if behind > 0 and behind <= tonumber(ARGV[4]) then
-    entries = redis.call('XRANGE', KEYS[2], '(' .. ARGV[2], '+', 'COUNT', behind)
+    local want, budget = behind, tonumber(ARGV[9]) or 0
+    local most = tonumber(ARGV[8]) or 0
+    if most > 0 and most < want then
+      want = most
+    end
+    if budget <= 0 then
+      entries = redis.call('XRANGE', KEYS[2], '(' .. ARGV[2], '+', 'COUNT', want)
+    else
+      -- In steps, so that a budget of a few large entries does not read
+      -- a thousand of them.
+      local over, size, from, full = tonumber(ARGV[10]) or 0, 0, '(' .. ARGV[2], false
+      while not full and #entries < want do
+        local got = redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', math.min(want - #entries, 64))
+        if #got == 0 then
+          break
+        end
+        for _, e in ipairs(got) do
+          local n, f = over, e[2]
+          for j = 2, #f, 2 do
+            n = n + #f[j]
+          end
+          if #entries > 0 and size + n > budget then
+            full = true
+            break
+          end
+          size = size + n
+          entries[#entries + 1] = e
+        end
+        from = '(' .. got[#got][1]
+      end
+    end
   end
 end
 return {ep, s, t, entries}

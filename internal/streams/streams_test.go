@@ -3,6 +3,7 @@ package streams_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,6 +98,60 @@ func TestReadEntries(t *testing.T) {
 		if res := read(t, rdb, q); len(res.Entries) != 0 || res.Top != ps[4] {
 			t.Errorf("%s: %d entries, top %+v", name, len(res.Entries), res.Top)
 		}
+	}
+}
+
+// TestReadInParts: Count and Bytes cut the entries read short, from the
+// first after the position: by number, and by size (each entry's event
+// and args plus Overhead), also past the script's steps of 64 entries;
+// an entry larger than Bytes alone is still returned; Max alone decides
+// whether entries are read.
+func TestReadInParts(t *testing.T) {
+	rdb := client(t)
+	args := json.RawMessage(`{"text":"` + strings.Repeat("x", 90) + `"}`) // 101 bytes, and "message" 7
+	var ps []proto.Pos
+	for range 150 {
+		p, _, err := streams.Publish(context.Background(), rdb, time.Minute,
+			&proto.Dispatch{Event: "message", Args: args, Users: []string{"bob"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pos, _ := proto.ParsePos(p[0])
+		ps = append(ps, pos)
+	}
+	base := streams.Query{Stream: streams.UserStream, User: "bob", From: ps[9], After: true, Max: 1000}
+	for _, tt := range []struct {
+		name                   string
+		count, bytes, overhead int
+		want                   int
+	}{
+		{"no bound", 0, 0, 0, 140},
+		{"count", 5, 0, 0, 5},
+		{"bytes", 0, 10 * 108, 0, 10},
+		{"bytes with overhead", 0, 10 * 120, 12, 10},
+		{"bytes just short", 0, 10*108 - 1, 0, 9},
+		{"bytes past a step", 0, 100 * 108, 0, 100},
+		{"count before bytes", 7, 100 * 108, 0, 7},
+		{"one larger than the budget", 0, 1, 0, 1},
+	} {
+		q := base
+		q.Count, q.Bytes, q.Overhead = tt.count, tt.bytes, tt.overhead
+		res := read(t, rdb, q)
+		if len(res.Entries) != tt.want || res.Top != ps[149] {
+			t.Errorf("%s: %d entries, top %+v; want %d", tt.name, len(res.Entries), res.Top, tt.want)
+			continue
+		}
+		for i, e := range res.Entries {
+			if e.Pos != ps[10+i] {
+				t.Errorf("%s: entry %d at %+v, want %+v", tt.name, i, e.Pos, ps[10+i])
+				break
+			}
+		}
+	}
+	q := base
+	q.Max, q.Count = 100, 5 // 140 behind
+	if res := read(t, rdb, q); len(res.Entries) != 0 {
+		t.Errorf("more than Max behind, with a Count: %d entries", len(res.Entries))
 	}
 }
 

@@ -3,7 +3,11 @@
 //
 // At connect, Resumer.Connect reads both streams and resumes the socket
 // after the positions its client sent (replaying what it missed, in order,
-// right after "connected"), or places it at the streams' tops. Live, the
+// right after "connected"), or places it at the streams' tops. What a
+// socket is sent from a stream goes a part at a time, each part what fits
+// in its send queue: a replay larger than the queue is recovered, the next
+// part read from the stream when the socket's writer has taken the queue,
+// while the socket holds what comes live. Live, the
 // fan-out offers each event to the socket with its position: the next
 // offset of its stream is sent, an offset the socket had is dropped, and a
 // gap (or another epoch) makes the socket hold what comes while a reader
@@ -27,5 +31,9 @@
 // stream afterwards. Reads for live sockets run on Config.Readers
 // goroutines that Run owns; a read that fails is retried with back-off
 // while the socket holds its frames. Connect reads on its caller's
-// goroutine and never blocks on a reader.
+// goroutine and never blocks on a reader. A socket whose send queue has no
+// room waits with no goroutine and no timer: its Conn's writer calls back
+// (Conn.WhenDrained) when it takes the queue, and the socket is queued
+// for a reader then; a socket that closes meanwhile is simply never
+// called back, or dropped by the reader.
 package resume

@@ -21,12 +21,18 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// conn records the frames a socket sends, decoded.
+// conn records the frames a socket sends, decoded. It models a send
+// queue: what is sent counts against maxFrames and maxBytes (0: no bound)
+// until the test drains it, as the socket's writer takes the queue;
+// overflowing it closes the conn as a slow consumer.
 type conn struct {
-	id, user string
-	mu       sync.Mutex
-	frames   []frame
-	closed   int
+	id, user            string
+	maxFrames, maxBytes int
+	mu                  sync.Mutex
+	frames              []frame
+	closed              int
+	queued, queuedN     int    // frames and bytes not drained
+	onDrain             func() // WhenDrained's
 }
 
 type frame struct {
@@ -46,13 +52,56 @@ func (c *conn) Send(b []byte) bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed != 0 {
+		return false
+	}
+	if (c.maxFrames > 0 && c.queued+1 > c.maxFrames) || (c.maxBytes > 0 && c.queuedN+len(b) > c.maxBytes) {
+		c.closed, c.onDrain = proto.ClosePolicy, nil // a slow consumer: the queue is dropped
+		return false
+	}
 	c.frames = append(c.frames, f)
+	c.queued, c.queuedN = c.queued+1, c.queuedN+len(b)
 	return true
 }
 func (c *conn) Close(code int, _ string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = code
+}
+func (c *conn) Queued() (int, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queued, c.queuedN
+}
+func (c *conn) WhenDrained(f func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.queued == 0 {
+		c.onDrain = nil
+		return false
+	}
+	c.onDrain = f
+	return true
+}
+
+// drain empties the queue, as the socket's writer takes it, and calls
+// what WhenDrained was given; it reports whether there was one.
+func (c *conn) drain() bool {
+	c.mu.Lock()
+	c.queued, c.queuedN = 0, 0
+	f := c.onDrain
+	c.onDrain = nil
+	c.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return f != nil
+}
+
+func (c *conn) closeCode() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
 }
 
 func (c *conn) got() []frame {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -58,12 +59,12 @@ type Config struct {
 	HeldBytes  int
 	// Readers is how many sockets are read for at once after connect.
 	Readers int
-	// QueueFrames and QueueBytes bound a socket's send queue (ws.Limits;
-	// 0 = no bound). A replay is queued whole, after connected, before the
-	// socket's writer starts: one that would overflow the queue would close
-	// the socket as a slow consumer before it sent anything, and again at
-	// every resume from the same position. Such a resume is not recovered
-	// (OutcomeTooMany), as one of more than MaxReplay events.
+	// QueueFrames and QueueBytes are the bounds of a socket's send queue
+	// (ws.Limits; 0 = no bound). What a socket is sent from its streams (a
+	// replay, a gap filled) and the frames it held meanwhile are fed to it
+	// a part at a time, each fitting in its queue, the next read from the
+	// stream when the socket's writer has taken the queue: a replay larger
+	// than the queue is not a slow consumer.
 	QueueFrames int
 	QueueBytes  int
 	// MetaTTL is what Run keeps the metas of the sockets' streams at,
@@ -138,16 +139,22 @@ func (r *Resumer) Connect(ctx context.Context, s *Socket, worker int, resume, br
 		return nil
 	}
 	asked := [2]string{resume, bresume}
+	resumed := asked[streams.UserStream] != "" || asked[streams.BroadcastStream] != ""
+	s.mu.Lock()
+	s.early = len(s.held) // held before the read
+	b := s.budget()
+	s.mu.Unlock()
+	if resumed {
+		// connected goes first; in its longest form, not known yet.
+		b.take(connectedLen(s.conn.User(), &c, r.cfg.MaxReplay))
+	}
 	var from [2]proto.Pos
 	var valid [2]bool
 	qs := make([]streams.Query, 2)
 	for st := streams.UserStream; st <= streams.BroadcastStream; st++ {
 		from[st], valid[st] = proto.ParsePos(asked[st])
-		qs[st] = streams.Query{Stream: st, User: s.conn.User(), From: from[st], After: valid[st], Max: r.cfg.MaxReplay}
+		qs[st] = b.limit(streams.Query{Stream: st, User: s.conn.User(), From: from[st], After: valid[st], Max: r.cfg.MaxReplay})
 	}
-	s.mu.Lock()
-	s.early = len(s.held) // held before the read
-	s.mu.Unlock()
 	res, err := streams.Read(ctx, r.rdb, qs)
 	if err != nil {
 		r.log.Warn("cannot read the recovery streams for a new socket", zap.String("user", s.conn.User()),
@@ -156,8 +163,11 @@ func (r *Resumer) Connect(ctx context.Context, s *Socket, worker int, resume, br
 	}
 
 	// Recovered only if every stream asked for is: then everything after
-	// both positions follows. Otherwise nothing is replayed.
-	resumed := asked[streams.UserStream] != "" || asked[streams.BroadcastStream] != ""
+	// both positions follows. Otherwise nothing is replayed. The read
+	// returned the first of the events missed (as many as fit in the send
+	// queue); the rest follow as the socket's writer takes the queue, read
+	// from the stream, which lacks none of them: it loses only its oldest
+	// (a stream is trimmed from its start), and it has the first.
 	outcome, missed := OutcomeRecovered, 0
 	for st := streams.UserStream; st <= streams.BroadcastStream; st++ {
 		if asked[st] == "" {
@@ -167,16 +177,9 @@ func (r *Resumer) Connect(ctx context.Context, s *Socket, worker int, resume, br
 			outcome = o
 			break
 		}
-		missed += len(res[st].Entries)
+		missed += int(res[st].Top.Off - from[st].Off)
 	}
 	recovered := resumed && outcome == OutcomeRecovered
-	var replay [][]byte
-	if recovered {
-		var fits bool
-		if replay, fits = r.replay(s.conn.User(), &c, res); !fits {
-			recovered, outcome = false, OutcomeTooMany
-		}
-	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -196,39 +199,34 @@ func (r *Resumer) Connect(ctx context.Context, s *Socket, worker int, resume, br
 		c.Recovered, c.Missed = &recovered, &n
 		r.rec.Resumed(outcome, n)
 	}
-	s.conn.Send(proto.AppendConnectedFrame(nil, s.conn.User(), &c))
+	head := proto.AppendConnectedFrame(nil, s.conn.User(), &c)
+	s.conn.Send(head)
+	if !resumed {
+		b.take(len(head))
+	}
 	if recovered {
 		for st := streams.UserStream; st <= streams.BroadcastStream; st++ {
-			for _, e := range res[st].Entries {
-				s.conn.Send(replay[0])
-				replay = replay[1:]
-				s.cur[st].pos = e.Pos
+			if asked[st] == "" {
+				continue
+			}
+			cur := &s.cur[st]
+			cur.replaying = uint32(min(res[st].Top.Off-from[st].Off, math.MaxUint32))
+			s.sendEntries(st, res[st].Entries, &b)
+			if cur.pos.Off < res[st].Top.Off {
+				cur.stale, s.paced = true, true // the rest when the queue has room
 			}
 		}
 	}
-	r.settle(s, [2]bool{true, true})
+	r.settle(s, [2]bool{true, true}, &b)
 	return nil
 }
 
-// replay returns the frames of the entries of res, in order, and whether
-// they fit in a socket's send queue (Config.QueueFrames, QueueBytes) behind
-// connected c in its longest form.
-func (r *Resumer) replay(user string, c *proto.Connected, res []streams.Result) ([][]byte, bool) {
-	long, yes, most := strings.Repeat("0", proto.MaxPosLen), true, r.cfg.MaxReplay
-	head := proto.Connected{Conn: c.Conn, Worker: c.Worker, Pos: long, BPos: long, Recovered: &yes, Missed: &most}
-	frames, size := 1, len(proto.AppendConnectedFrame(nil, user, &head))
-	var out [][]byte
-	for st := streams.UserStream; st <= streams.BroadcastStream; st++ {
-		for _, e := range res[st].Entries {
-			f := entryFrame(st, user, e)
-			frames, size = frames+1, size+len(f)
-			if (r.cfg.QueueFrames > 0 && frames > r.cfg.QueueFrames) || (r.cfg.QueueBytes > 0 && size > r.cfg.QueueBytes) {
-				return nil, false
-			}
-			out = append(out, f)
-		}
-	}
-	return out, true
+// connectedLen returns the length of the longest connected frame c can
+// be for user (positions of the longest form, missed at most max).
+func connectedLen(user string, c *proto.Connected, max int) int {
+	long, yes := strings.Repeat("0", proto.MaxPosLen), true
+	head := proto.Connected{Conn: c.Conn, Worker: c.Worker, Pos: long, BPos: long, Recovered: &yes, Missed: &max}
+	return len(proto.AppendConnectedFrame(nil, user, &head))
 }
 
 // recoverable says whether a resume from `from` (valid: it parsed) can be
@@ -243,16 +241,22 @@ func recoverable(from proto.Pos, valid bool, res streams.Result, max int) string
 		return OutcomeRecovered
 	case res.Top.Off-from.Off > uint64(max):
 		return OutcomeTooMany
-	case !contiguous(res.Entries, from.Off, res.Top.Off):
+	case !continues(res.Entries, from.Off, res.Top.Off):
 		return OutcomeExpired
 	}
 	return OutcomeRecovered
 }
 
-// settle ends a read of s: it releases the frames held, and either lets s
-// go live or, when they show another gap (or frames were dropped while
-// held), queues it for another read. s.mu is held.
-func (r *Resumer) settle(s *Socket, confirmed [2]bool) {
+// settle ends a read of s: it releases the frames held, as far as b lets
+// them into the send queue, and either lets s go live or, when they show
+// another gap (or frames were dropped while held), queues it for another
+// read; when the read or the release stopped short for lack of room in
+// the send queue, that read waits for the socket's writer to take the
+// queue. s.mu is held.
+func (r *Resumer) settle(s *Socket, confirmed [2]bool, b *budget) {
+	if s.closed {
+		return
+	}
 	if s.sweptSet {
 		s.sweptSet = false
 		for st, top := range s.swept {
@@ -265,11 +269,17 @@ func (r *Resumer) settle(s *Socket, confirmed [2]bool) {
 		s.overrun = false
 		s.cur[streams.UserStream].stale, s.cur[streams.BroadcastStream].stale = true, true
 	}
-	if s.release(confirmed) && !s.cur[streams.UserStream].stale && !s.cur[streams.BroadcastStream].stale {
-		s.holding = false
+	if s.release(confirmed, b) && !s.cur[streams.UserStream].stale && !s.cur[streams.BroadcastStream].stale {
+		s.holding, s.paced = false, false
 		return
 	}
 	s.holding = true
+	if s.paced {
+		s.paced = false
+		if s.whenDrained() {
+			return
+		}
+	}
 	r.schedule(s)
 }
 
@@ -375,8 +385,8 @@ func (r *Resumer) next() *Socket {
 }
 
 // fill reads the stale streams of s and applies them, until s is live,
-// closed, or ctx is done; a failed read is retried with back-off while s
-// holds its frames.
+// closed, waits for its send queue to drain, or ctx is done; a failed read
+// is retried with back-off while s holds its frames.
 func (r *Resumer) fill(ctx context.Context, s *Socket) {
 	wait := backoff.Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}
 	for {
@@ -386,11 +396,25 @@ func (r *Resumer) fill(ctx context.Context, s *Socket) {
 			s.mu.Unlock()
 			return
 		}
-		qs := s.queries()
+		b := s.budget()
+		if b.full() && s.whenDrained() {
+			// Nothing more fits: read when the writer has taken the queue.
+			s.queued = false
+			s.mu.Unlock()
+			return
+		}
+		if b.full() { // the writer took the queue meanwhile
+			b = s.budget()
+		}
+		qs := s.queries(&b)
 		s.early = len(s.held) // held before the read
 		s.mu.Unlock()
 
-		res, err := streams.Read(ctx, r.rdb, qs)
+		var res []streams.Result
+		var err error
+		if len(qs) > 0 { // none: only held frames wait for room
+			res, err = streams.Read(ctx, r.rdb, qs)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -404,11 +428,13 @@ func (r *Resumer) fill(ctx context.Context, s *Socket) {
 		}
 		s.mu.Lock()
 		var confirmed [2]bool
-		for i, q := range qs {
-			confirmed[q.Stream] = s.heal(q.Stream, res[i])
+		if !s.closed {
+			for i, q := range qs {
+				confirmed[q.Stream] = s.heal(q.Stream, res[i], &b)
+			}
 		}
 		s.queued = false
-		r.settle(s, confirmed) // may queue s again
+		r.settle(s, confirmed, &b) // may queue s again
 		s.mu.Unlock()
 		return
 	}

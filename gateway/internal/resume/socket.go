@@ -15,6 +15,14 @@ type Conn interface {
 	// socket is closing or its queue overflowed (it is then closed).
 	Send(frame []byte) bool
 	Close(code int, reason string)
+	// Queued returns the frames and bytes in the send queue, not yet
+	// taken by the socket's writer.
+	Queued() (frames, bytes int)
+	// WhenDrained has f called once, without blocking and holding no lock
+	// of the Conn, when the writer next takes the queue, and reports true;
+	// with nothing queued it reports false and keeps nothing. f may never
+	// be called when the socket closes.
+	WhenDrained(f func()) bool
 }
 
 // Socket is one client socket with its place in its user's stream and in
@@ -40,6 +48,10 @@ type Socket struct {
 	early   int
 	overrun bool // frames were dropped from held: read again after
 	closed  bool
+	// paced: the read or release under way stopped short for lack of
+	// room in the send queue; waiting: so the next read waits for the
+	// writer to take the queue (whenDrained).
+	paced, waiting bool
 	// swept are the streams' tops a Sweep saw while the socket was
 	// holding (sweptSet: one did). The read under way may have been made
 	// before them, while the fan-out was not subscribed, and what was
@@ -56,6 +68,13 @@ type cursor struct {
 	pos   proto.Pos
 	stale bool
 	known bool // pos is a position of the stream (false before connect)
+	// replaying is how many events of the resume's replay are still to be
+	// sent, the next ones of the stream: they are the resume's
+	// (Recorder.Resumed), not a gap filled. filled counts the events of a
+	// gap sent so far, while it is filled in parts: Recorder.Healed is
+	// told once, when the gap is closed. (32 bits each, in the padding
+	// after known: every socket has two cursors.)
+	replaying, filled uint32
 }
 
 // heldFrame is a frame offered while the socket was holding.
@@ -148,30 +167,127 @@ func (s *Socket) hold(f heldFrame) bool {
 func (s *Socket) Closed() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.closed = true
+	s.gone()
+}
+
+// gone drops what the socket holds and takes no more frames: its
+// connection has ended, or refused a frame (it is closing). s.mu is held.
+func (s *Socket) gone() {
+	s.closed, s.waiting = true, false
 	s.held, s.heldN = nil, 0
 }
 
+// whenDrained has s read again when its writer has taken the send queue,
+// and reports true; false when nothing is queued (read now). s.mu is held.
+func (s *Socket) whenDrained() bool {
+	if s.conn.WhenDrained(s.onDrained) {
+		s.waiting = true
+		return true
+	}
+	return false
+}
+
+// onDrained is Conn.WhenDrained's callback: the writer has taken the send
+// queue, so the read that waited for room can be made.
+func (s *Socket) onDrained() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.waiting || s.closed {
+		return
+	}
+	s.waiting = false
+	s.r.schedule(s)
+}
+
 // queries returns the reads the socket needs: one per stale stream, from
-// its cursor. s.mu is held.
-func (s *Socket) queries() []streams.Query {
+// its cursor, each for at most what b lets into the send queue. s.mu is
+// held.
+func (s *Socket) queries(b *budget) []streams.Query {
 	var qs []streams.Query
 	for st := streams.UserStream; st <= streams.BroadcastStream; st++ {
 		c := &s.cur[st]
 		if c.stale {
-			qs = append(qs, streams.Query{Stream: st, User: s.conn.User(), From: c.pos, After: c.known, Max: s.r.cfg.MaxReplay})
+			qs = append(qs, b.limit(streams.Query{Stream: st, User: s.conn.User(), From: c.pos, After: c.known, Max: s.r.cfg.MaxReplay}))
 		}
 	}
 	return qs
 }
 
+// queueMargin: a socket's send queue is filled from its streams to all
+// but 1/queueMargin of its bounds, left for what is sent besides meanwhile
+// (pongs, replies to the client's requests). The defaults (1024 frames)
+// then still replay GATEWAY_MAX_REPLAY (1000) small events at once.
+const queueMargin = 64
+
+// budget is what may still be queued to a socket: frames and bytes, -1
+// for no bound. When its queue was empty (open), the first frame goes
+// whatever its size, so that every read makes progress; one larger than
+// the queue is then a slow consumer, as it would be live.
+type budget struct {
+	frames, bytes int
+	open, used    bool
+}
+
+// budget returns what may be queued to s now. s.mu is held.
+func (s *Socket) budget() budget {
+	cfg := &s.r.cfg
+	b := budget{frames: -1, bytes: -1}
+	if cfg.QueueFrames <= 0 && cfg.QueueBytes <= 0 {
+		return b
+	}
+	frames, bytes := s.conn.Queued()
+	b.open = frames == 0
+	if cfg.QueueFrames > 0 {
+		b.frames = max(cfg.QueueFrames-cfg.QueueFrames/queueMargin-frames, 0)
+	}
+	if cfg.QueueBytes > 0 {
+		b.bytes = max(cfg.QueueBytes-cfg.QueueBytes/queueMargin-bytes, 0)
+	}
+	return b
+}
+
+// take reports whether a frame of n bytes may be queued, and counts it.
+func (b *budget) take(n int) bool {
+	fits := b.frames != 0 && (b.bytes < 0 || n <= b.bytes)
+	if !fits && (!b.open || b.used) {
+		return false
+	}
+	b.used = true
+	if b.frames > 0 {
+		b.frames--
+	}
+	if b.bytes >= 0 {
+		b.bytes = max(b.bytes-n, 0)
+	}
+	return true
+}
+
+// full reports whether nothing may be queued: the queue is not empty and
+// has no room left.
+func (b *budget) full() bool {
+	return !b.open && (b.frames == 0 || b.bytes == 0)
+}
+
+// limit bounds q's entries by what b lets through (at least one).
+func (b *budget) limit(q streams.Query) streams.Query {
+	if b.frames >= 0 {
+		q.Count = max(b.frames, 1)
+	}
+	if b.bytes >= 0 {
+		q.Bytes = max(b.bytes, 1)
+		q.Overhead = len(`{"event":"","id":"","args":,"bpos":""}`) + len(q.User) + proto.MaxPosLen
+	}
+	return q
+}
+
 // heal applies the read of a stale stream: the entries that fill the gap
-// are sent; a gap that cannot be filled (another epoch: the store lost
-// data; entries trimmed or too many) is announced with a resync frame, and
-// the socket carries on from the stream's top. It reports whether the
-// stream's epoch is the socket's, so a frame of another epoch held after
-// it is stale. s.mu is held.
-func (s *Socket) heal(st streams.Stream, res streams.Result) (sameEpoch bool) {
+// are sent, as many as b lets into the send queue (the stream stays stale
+// for the rest, read when the queue has room); a gap that cannot be filled
+// (another epoch: the store lost data; entries trimmed or too many) is
+// announced with a resync frame, and the socket carries on from the
+// stream's top. It reports whether the stream's epoch is the socket's, so
+// a frame of another epoch held after it is stale. s.mu is held.
+func (s *Socket) heal(st streams.Stream, res streams.Result, b *budget) (sameEpoch bool) {
 	c := &s.cur[st]
 	c.stale = false
 	sameEpoch = res.Top.Epoch == c.pos.Epoch
@@ -182,21 +298,34 @@ func (s *Socket) heal(st streams.Stream, res streams.Result) (sameEpoch bool) {
 	switch {
 	case !sameEpoch || c.pos.Off > res.Top.Off: // the stream went back: it lost events
 		reason = ReasonStoreLost
-	case !contiguous(res.Entries, c.pos.Off, res.Top.Off):
+	case res.Top.Off-c.pos.Off > uint64(s.r.cfg.MaxReplay):
+		reason = ReasonTooMany
+	case !continues(res.Entries, c.pos.Off, res.Top.Off):
+		// Trimmed past the socket's place: while the socket was away, or
+		// while a replay waited for room in a queue that drained slowly.
 		reason = ReasonExpired
-		if res.Top.Off-c.pos.Off > uint64(s.r.cfg.MaxReplay) {
-			reason = ReasonTooMany
-		}
 	}
 	if reason != "" {
+		s.healed(c)
 		s.resync(st, res.Top, reason)
 		return true
 	}
-	for _, e := range res.Entries {
-		s.sendEntry(st, e)
+	c.filled += s.sendEntries(st, res.Entries, b)
+	if !s.closed && c.pos.Off < res.Top.Off {
+		c.stale, s.paced = true, true // the rest when the queue has room
+		return true
 	}
-	s.r.rec.Healed(len(res.Entries))
+	s.healed(c)
 	return true
+}
+
+// healed tells the recorder of the gap c has filled, if any. s.mu is
+// held.
+func (s *Socket) healed(c *cursor) {
+	if c.filled > 0 {
+		s.r.rec.Healed(int(c.filled))
+		c.filled = 0
+	}
 }
 
 // resync tells the client that the socket carries on from top of st,
@@ -213,11 +342,30 @@ func (s *Socket) resync(st streams.Stream, top proto.Pos, reason string) {
 	s.r.rec.Resynced(reason)
 }
 
-// sendEntry sends one recorded event and moves the cursor to it. s.mu is
-// held.
-func (s *Socket) sendEntry(st streams.Stream, e streams.Entry) {
-	s.conn.Send(entryFrame(st, s.conn.User(), e))
-	s.cur[st].pos = e.Pos
+// sendEntries sends entries of stream st, in order, as long as b lets
+// them into the send queue, moving the cursor to each; it stops at a frame
+// the connection refuses (it is closing: the socket is gone). It returns
+// how many it sent that fill a gap, past the replay of the resume (the
+// cursor's replaying). s.mu is held.
+func (s *Socket) sendEntries(st streams.Stream, entries []streams.Entry, b *budget) (filled uint32) {
+	c := &s.cur[st]
+	for _, e := range entries {
+		f := entryFrame(st, s.conn.User(), e)
+		if !b.take(len(f)) {
+			break
+		}
+		if !s.conn.Send(f) {
+			s.gone()
+			break
+		}
+		c.pos = e.Pos
+		if c.replaying > 0 {
+			c.replaying--
+		} else {
+			filled++
+		}
+	}
+	return filled
 }
 
 // entryFrame returns the frame of entry e of stream st for a socket of user.
@@ -228,10 +376,11 @@ func entryFrame(st streams.Stream, user string, e streams.Entry) []byte {
 	return proto.AppendEventAt(make([]byte, 0, size), e.Event, user, e.Args, st.FrameKey(), pos)
 }
 
-// contiguous reports whether entries are exactly the offsets from+1 to
-// top, in order.
-func contiguous(entries []streams.Entry, from, top uint64) bool {
-	if uint64(len(entries)) != top-from {
+// continues reports whether entries are the offsets from+1 onwards, in
+// order, at least one and none past top: the first of the events after
+// from, of which a stream, trimmed only from its start, then lacks none.
+func continues(entries []streams.Entry, from, top uint64) bool {
+	if len(entries) == 0 || uint64(len(entries)) > top-from {
 		return false
 	}
 	for i, e := range entries {
@@ -248,14 +397,26 @@ func contiguous(entries []streams.Entry, from, top uint64) bool {
 // dropped, if it was held before the read was made). At the first frame
 // that shows a new gap, or another epoch that may be newer than the read,
 // it keeps that frame and the rest held and reports false: the stream
-// must be read again.
+// must be read again. So it does, setting paced, at the first frame b does
+// not let into the send queue.
 // confirmed tells, per stream, whether the read just made found the
 // stream in the socket's epoch. s.mu is held.
-func (s *Socket) release(confirmed [2]bool) bool {
+func (s *Socket) release(confirmed [2]bool, b *budget) bool {
 	held, early := s.held, s.early
 	s.held, s.heldN, s.early = nil, 0, 0
+	keep := func(rest []heldFrame) bool {
+		for _, f := range rest {
+			s.held = append(s.held, f)
+			s.heldN += len(f.frame)
+		}
+		return false
+	}
 	for i, f := range held {
 		if !f.posed {
+			if !b.take(len(f.frame)) {
+				s.paced = true
+				return keep(held[i:])
+			}
 			s.conn.Send(f.frame)
 			continue
 		}
@@ -266,6 +427,10 @@ func (s *Socket) release(confirmed [2]bool) bool {
 				continue
 			}
 			if f.pos.Off == c.pos.Off+1 {
+				if !b.take(len(f.frame)) {
+					s.paced = true
+					return keep(held[i:])
+				}
 				c.pos = f.pos
 				s.conn.Send(f.frame)
 				continue
@@ -278,11 +443,7 @@ func (s *Socket) release(confirmed [2]bool) bool {
 			continue
 		}
 		c.stale = true
-		for _, rest := range held[i:] {
-			s.held = append(s.held, rest)
-			s.heldN += len(rest.frame)
-		}
-		return false
+		return keep(held[i:])
 	}
 	return true
 }

@@ -13,11 +13,13 @@ import (
 )
 
 // TestReplayOverTheSendQueue: a resume whose missed events, within
-// GATEWAY_MAX_REPLAY, are more bytes than the socket's send queue holds is
-// answered connected with recovered false, and the socket stays open. It
-// used to be closed as a slow consumer before it had sent anything, and
-// again at every resume from the same position: a client that never
-// learned it should reload, reconnecting at once each time.
+// GATEWAY_MAX_REPLAY, are several times what the socket's send queue holds
+// (80 KB over 16 KiB) is recovered: connected says recovered:true with
+// every event missed, the socket stays open, and it receives every one of
+// them exactly once, in order, then what comes live. The replay used to be
+// queued whole, closing the socket as a slow consumer before it had sent
+// anything, at every resume from the same position; then answered
+// recovered:false.
 func TestReplayOverTheSendQueue(t *testing.T) {
 	rd := testkit.StartRedis(t)
 	cfg := testConfig()
@@ -30,7 +32,7 @@ func TestReplayOverTheSendQueue(t *testing.T) {
 	pub := publisher(t, rd.URL())
 	args, _ := json.Marshal(map[string]string{"text": strings.Repeat("x", 2000)})
 	var pos []string
-	for range 12 { // 24 KB, over the 16 KiB queue
+	for range 41 { // 40 missed after the first: 80 KB, five queues' worth
 		p, _, err := streams.Publish(context.Background(), pub, time.Minute,
 			&proto.Dispatch{Event: "message", Args: args, Users: []string{"alice"}})
 		if err != nil {
@@ -40,33 +42,47 @@ func TestReplayOverTheSendQueue(t *testing.T) {
 	}
 
 	for _, tt := range []struct {
-		name      string
-		from      string
-		recovered bool
-		events    int
+		name  string
+		from  int // the index of the position resumed from
+		extra int // events published after connect
 	}{
-		{"missed more than the queue holds", pos[0], false, 0},
-		{"again from the same position", pos[0], false, 0},
-		{"missed what the queue holds", pos[len(pos)-4], true, 3},
+		{"missed more than the queue holds", 0, 0},
+		{"again from the same position", 0, 0},
+		{"and events after it", 0, 2},
+		{"missed what the queue holds", len(pos) - 4, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c := testkit.Dial(t, url+"?resume="+tt.from, tok)
+			c := testkit.Dial(t, url+"?resume="+pos[tt.from], tok)
 			defer c.Close()
 			got := c.Connected
-			if got.Recovered == nil || *got.Recovered != tt.recovered {
-				t.Fatalf("connected %+v, want recovered %v", got, tt.recovered)
+			missed := len(pos) - 1 - tt.from
+			if got.Recovered == nil || !*got.Recovered || got.Missed == nil || *got.Missed != missed {
+				t.Fatalf("connected %+v, want recovered with %d missed", got, missed)
 			}
-			if tt.events > 0 {
-				testkit.Eventually(t, wait, "the missed events", func() bool { return len(c.Frames()) >= tt.events })
+			want := append([]string(nil), pos[tt.from+1:]...)
+			for range tt.extra {
+				p, _, err := streams.Publish(context.Background(), pub, time.Minute,
+					&proto.Dispatch{Event: "message", Args: args, Users: []string{"alice"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				pos, want = append(pos, p[0]), append(want, p[0])
 			}
+			testkit.Eventually(t, wait, "every missed event", func() bool { return len(c.Frames()) >= len(want) })
 			// Still open, and answering: an unknown event's error.
 			c.Send("noSuchEvent", nil, "still")
 			if f := c.ExpectRef(wait, "still"); f.Event != proto.EventError {
 				t.Fatalf("reply %+v, want an error", f)
 			}
 			// (Frames leaves out connected and the reply, taken by Expect.)
-			if n := len(c.Frames()); n != tt.events {
-				t.Fatalf("%d frames besides connected and the reply, want the %d missed events", n, tt.events)
+			frames := c.Frames()
+			if len(frames) != len(want) {
+				t.Fatalf("%d frames besides connected and the reply, want the %d events", len(frames), len(want))
+			}
+			for i, f := range frames {
+				if f.Event != "message" || f.Pos != want[i] {
+					t.Fatalf("frame %d: %s at %s, want message at %s", i, f.Event, f.Pos, want[i])
+				}
 			}
 		})
 	}

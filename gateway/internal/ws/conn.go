@@ -97,6 +97,7 @@ type Conn struct {
 	closeCode   int
 	closeReason string
 	peerClosed  bool          // the close frame to write echoes the client's
+	drained     func()        // WhenDrained's: called when the writer next takes the queue
 	closeSent   atomic.Bool   // gorilla wrote a close frame itself: write nothing more
 	closed      chan struct{} // closed when closing is set
 	done        chan struct{} // closed when the reader and writer are gone
@@ -165,6 +166,34 @@ func (c *Conn) Closing() <-chan struct{} { return c.closed }
 // sockets.
 func (c *Conn) Send(data []byte) bool {
 	return c.enqueue(item{data: data})
+}
+
+// Queued returns how many frames (pings and pongs too) and bytes are
+// queued and not yet taken by the writer: what counts against the bounds
+// of Limits.
+func (c *Conn) Queued() (frames, bytes int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue), c.queuedBytes
+}
+
+// WhenDrained arranges for f to be called once, when the writer next
+// takes the queue to write it (the queue is then empty; its frames are
+// being written), and reports true. When nothing is queued it keeps
+// nothing and reports false. f runs on the writer's goroutine, holding no
+// lock of the socket, and must not block; it is dropped, never called,
+// when the socket drops its queue (a slow consumer, a failed write). Only
+// the last f given is kept. It lets a sender feed the socket more than its
+// queue holds, a part at a time, without being a slow consumer.
+func (c *Conn) WhenDrained(f func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.queue) == 0 {
+		c.drained = nil
+		return false
+	}
+	c.drained = f
+	return true
 }
 
 // Ping queues a ping; a socket that does not answer within PongWait of its
@@ -271,6 +300,7 @@ func (c *Conn) discard() {
 		c.limits.Discarded(n)
 	}
 	c.queue, c.queuedBytes = nil, 0
+	c.drained = nil
 }
 
 // dataQueued counts the data frames in the queue (pings and pongs are
@@ -311,7 +341,12 @@ func (c *Conn) writeLoop() {
 		}
 		batch, c.queue = c.queue, batch[:0]
 		c.queuedBytes = 0
+		drained := c.drained
+		c.drained = nil
 		c.mu.Unlock()
+		if drained != nil {
+			drained()
+		}
 		if c.closeSent.Load() {
 			clear(batch)
 			continue // gorilla closed the socket: nothing may follow its close frame

@@ -237,6 +237,64 @@ func TestSendWaitsForRoom(t *testing.T) {
 	}
 }
 
+// TestWhenDrainedFeedsMoreThanTheQueue: a sender that queues only what
+// fits (Queued) and waits for the writer to take the queue (WhenDrained)
+// sends 25 times what the queue holds, every frame arriving once and in
+// order, and the socket is never a slow consumer. With nothing queued,
+// WhenDrained keeps nothing.
+func TestWhenDrainedFeedsMoreThanTheQueue(t *testing.T) {
+	const n, size = 200, 1000
+	limits := ws.Limits{QueueLen: 8, QueueBytes: 8 * size}
+	s := startServer(t, limits, 65536)
+	cl, c := s.dial(t, nil)
+	if c.WhenDrained(func() { t.Error("called with nothing queued") }) {
+		t.Fatal("WhenDrained kept a function with nothing queued")
+	}
+	drained := make(chan struct{}, 1)
+	fed := make(chan int, 1)
+	go func() {
+		i, waits := 0, 0
+		defer func() { fed <- waits }()
+		for i < n {
+			for i < n {
+				frames, bytes := c.Queued()
+				if frames+1 > limits.QueueLen || bytes+size > limits.QueueBytes {
+					break
+				}
+				data := fmt.Appendf(nil, "%0*d", size, i)
+				if !c.Send(data) {
+					t.Errorf("Send %d refused", i)
+					return
+				}
+				i++
+			}
+			if c.WhenDrained(func() { drained <- struct{}{} }) {
+				waits++
+				select {
+				case <-drained:
+				case <-c.Done():
+					return
+				}
+			}
+		}
+	}()
+	for i := range n {
+		_, data, err := read(t, cl)
+		if err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		if want := fmt.Sprintf("%0*d", size, i); string(data) != want {
+			t.Fatalf("frame %d is %.20s..., want %.20s...", i, data, want)
+		}
+	}
+	if waits := <-fed; waits == 0 {
+		t.Error("the sender never waited for the queue to drain")
+	}
+	if code, _ := c.CloseCode(); code != 0 {
+		t.Errorf("CloseCode = %d, want 0 (open)", code)
+	}
+}
+
 // TestSendConcurrent has many producers share one socket: every frame
 // arrives once, and each producer's frames in its order.
 func TestSendConcurrent(t *testing.T) {
