@@ -65,6 +65,10 @@ func (a *API) Register(mux *http.ServeMux) { mux.Handle("POST "+Path, a) }
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !a.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard"`)
+		// The body is not read: closing the connection lets net/http
+		// answer at once, where it would otherwise first read what the
+		// caller still sends of it (at most the server's ReadTimeout).
+		w.Header().Set("Connection", "close")
 		writeError(w, http.StatusUnauthorized, proto.CodeUnauthorized, "a valid Authorization: Bearer <HANDLERS_API_KEY> header is required")
 		return
 	}
