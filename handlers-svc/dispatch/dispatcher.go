@@ -403,9 +403,10 @@ func (d *Dispatcher) hear(event string, unheard int) {
 }
 
 // publishError turns a failure to reach Redis into an *event.Error with
-// code unavailable wrapping the cause, unless ctx itself ended, which is
-// returned as the context's error (so a handler that ran out of time
-// reports timeout).
+// code unavailable wrapping the cause (nothing was published), or with
+// code timeout when Redis may have run the call but did not answer
+// (maybeSentError), unless ctx itself ended, which is returned as the
+// context's error (so a handler that ran out of time reports timeout).
 func publishError(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
@@ -417,6 +418,16 @@ func publishError(ctx context.Context, err error) error {
 		// The round trip outlasted the callers' deadline (see flush); ctx
 		// ends at the same instant, if it has not yet.
 		return fmt.Errorf("publish %s: %w", proto.Channel, err)
+	}
+	if _, maybe := errors.AsType[*maybeSentError](err); maybe {
+		// Redis may have run it: not unavailable, which says nothing was
+		// delivered and a retry is safe, but timeout, which says it may
+		// have been (docs/protocol.md sections 2 and 7).
+		return &event.Error{
+			Code:    proto.CodeTimeout,
+			Message: "dispatch outcome unknown: Redis did not answer, it may have been delivered",
+			Err:     fmt.Errorf("publish %s: %w", proto.Channel, err),
+		}
 	}
 	return &event.Error{
 		Code:    proto.CodeUnavailable,

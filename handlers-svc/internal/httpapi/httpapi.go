@@ -146,7 +146,8 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, m dispatch.Message,
 		status = http.StatusServiceUnavailable
 	case proto.CodeTimeout:
 		status = http.StatusGatewayTimeout
-		werr.Message = "dispatch timed out: it may or may not have been delivered"
+		// Out of time, or Redis took it and did not answer.
+		werr.Message = "dispatch timed out or got no answer from Redis: it may or may not have been delivered"
 	}
 	lvl := zap.WarnLevel
 	if status == http.StatusBadRequest {
