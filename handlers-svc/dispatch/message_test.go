@@ -207,6 +207,12 @@ func TestMessageCheck(t *testing.T) {
 		{dispatch.Message{Event: "e"}, "no target"},
 		{dispatch.Message{Event: "e", Users: []string{"a", ""}}, "users[1] must be a user id"},
 		{dispatch.Message{Event: "e", Users: []string{strings.Repeat("u", 257)}}, "users[0] must be a user id"},
+		// No token carries these (docs/protocol.md section 2): no socket
+		// could ever get the event, and the id would forge text in logs.
+		{dispatch.Message{Event: "e", Users: []string{"bob", "bob\n{\"level\":\"error\"}"}}, "users[1] must be a user id of 1 to 256 bytes of printable UTF-8"},
+		{dispatch.Message{Event: "e", Users: []string{"bob\x00"}}, "users[0] must be a user id"},
+		{dispatch.Message{Event: "e", Users: []string{"evil\u202egnp.exe"}}, "users[0] must be a user id"},
+		{dispatch.Message{Event: "e", Users: []string{"\xff"}}, "users[0] must be a user id"},
 		{dispatch.Message{Event: "e", Conns: []string{""}}, "conns[0] must be"},
 		{dispatch.Message{Event: "e", Rooms: []string{"a b"}}, "rooms[0] must match"},
 		{dispatch.Message{Event: "e", Users: many}, "more than 1000"},

@@ -103,6 +103,7 @@ func TestDispatchAPIRefusals(t *testing.T) {
 		{"users wrong type", "Bearer " + key, `{"event":"e","users":"bob"}`, 400, "bad_request", "body.users must be an array of strings"},
 		{"no target", "Bearer " + key, `{"event":"e"}`, 400, "bad_request", "no target: give users, conns, rooms or broadcast"},
 		{"reserved event", "Bearer " + key, `{"event":"connected","users":["bob"]}`, 400, "bad_request", "event connected is the gateway's own"},
+		{"control character in a user id", "Bearer " + key, `{"event":"e","users":["bob\n"]}`, 400, "bad_request", "users[0] must be a user id of 1 to 256 bytes of printable UTF-8"},
 		{"bad room", "Bearer " + key, `{"event":"e","rooms":["a b"]}`, 400, "bad_request", "rooms[0] must match " + proto.RoomPattern},
 		{"too large", "Bearer " + key, `{"event":"e","users":["bob"],"args":"` + strings.Repeat("x", httpapi.MaxBody) + `"}`, 400, "bad_request", "body is larger than 1 MiB"},
 	}
