@@ -25,6 +25,11 @@ const (
 	// MaxUserLen is the most bytes of a user id a Message may name: the
 	// gateway takes no longer one from a token.
 	MaxUserLen = 256
+	// MaxConnLen is the most bytes of a connection id a Message may name:
+	// the gateway's ids (connected.args.conn) are under 30 bytes of
+	// printable ASCII, and a dispatch to connections is published whole
+	// to every gateway worker.
+	MaxConnLen = 64
 	// MaxUsers and MaxConns are the most users and connections a Message
 	// names.
 	MaxUsers = 1000
@@ -62,7 +67,8 @@ type Positions struct {
 // Check reports what is wrong with m as a bad_request *event.Error naming
 // the field, or nil: a valid event name that is not one of the gateway's
 // own, args that are JSON, user ids a token may carry (1 to MaxUserLen
-// bytes of printable UTF-8), non-empty connection ids, valid room names, a target, and no
+// bytes of printable UTF-8), connection ids of 1 to MaxConnLen bytes of
+// printable ASCII, valid room names, a target, and no
 // more targets than MaxUsers, MaxConns and MaxRooms.
 func (m *Message) Check() error {
 	switch {
@@ -87,8 +93,8 @@ func (m *Message) Check() error {
 		}
 	}
 	for i, c := range m.Conns {
-		if c == "" {
-			return event.BadRequest("conns[%d] must be a non-empty connection id", i)
+		if !validConn(c) {
+			return event.BadRequest("conns[%d] must be a connection id of 1 to %d bytes of printable ASCII", i, MaxConnLen)
 		}
 	}
 	for i, r := range m.Rooms {
@@ -110,6 +116,20 @@ func validUser(user string) bool {
 	}
 	for _, r := range user {
 		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// validConn reports whether conn may be a connection id the gateway
+// made: 1 to MaxConnLen bytes of printable ASCII.
+func validConn(conn string) bool {
+	if conn == "" || len(conn) > MaxConnLen {
+		return false
+	}
+	for i := 0; i < len(conn); i++ {
+		if conn[i] <= ' ' || conn[i] > '~' {
 			return false
 		}
 	}

@@ -214,6 +214,10 @@ func TestMessageCheck(t *testing.T) {
 		{dispatch.Message{Event: "e", Users: []string{"evil\u202egnp.exe"}}, "users[0] must be a user id"},
 		{dispatch.Message{Event: "e", Users: []string{"\xff"}}, "users[0] must be a user id"},
 		{dispatch.Message{Event: "e", Conns: []string{""}}, "conns[0] must be"},
+		// Connection ids are the gateway's, some 30 bytes: a long one
+		// would be published whole to every gateway worker.
+		{dispatch.Message{Event: "e", Conns: []string{"c1", strings.Repeat("c", dispatch.MaxConnLen+1)}}, "conns[1] must be a connection id of 1 to 64 bytes"},
+		{dispatch.Message{Event: "e", Conns: []string{"c\n1"}}, "conns[0] must be a connection id"},
 		{dispatch.Message{Event: "e", Rooms: []string{"a b"}}, "rooms[0] must match"},
 		{dispatch.Message{Event: "e", Users: many}, "more than 1000"},
 	}
