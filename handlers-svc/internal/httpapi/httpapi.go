@@ -92,10 +92,11 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.answer(w, r, m, pos, err)
 }
 
-// authorized reports whether r carries the key as a bearer token.
+// authorized reports whether r carries the key as a bearer token. The
+// scheme's name is case-insensitive (RFC 9110 section 11.1).
 func (a *API) authorized(r *http.Request) bool {
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return false
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))

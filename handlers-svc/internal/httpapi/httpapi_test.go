@@ -86,6 +86,23 @@ func TestDispatchAPI(t *testing.T) {
 	}
 }
 
+// TestDispatchAPIBearerScheme: the scheme of an Authorization header is
+// case-insensitive (RFC 9110 section 11.1), as HTTP clients and proxies
+// may send it; the key itself is not.
+func TestDispatchAPIBearerScheme(t *testing.T) {
+	url, _, _ := server(t)
+	for _, auth := range []string{"Bearer " + key, "bearer " + key, "BEARER " + key, "Bearer   " + key} {
+		if status, body := post(t, url, auth, `{"event":"e","users":["bob"]}`); status != http.StatusOK {
+			t.Errorf("Authorization: %q: %d %s, want 200", auth, status, body)
+		}
+	}
+	for _, auth := range []string{"Bearer " + strings.ToUpper(key), "Bearer" + key, "Bearer", "Bearer "} {
+		if status, body := post(t, url, auth, `{"event":"e","users":["bob"]}`); status != http.StatusUnauthorized {
+			t.Errorf("Authorization: %q: %d %s, want 401", auth, status, body)
+		}
+	}
+}
+
 func TestDispatchAPIRefusals(t *testing.T) {
 	url, _, _ := server(t)
 	ok := `{"event":"e","users":["bob"]}`
