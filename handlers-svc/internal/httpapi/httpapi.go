@@ -56,13 +56,21 @@ func New(d Dispatcher, key string, log *zap.Logger) *API {
 	return &API{d: d, key: sha256.Sum256([]byte(key)), log: log.Named("httpapi"), timeout: DefaultTimeout}
 }
 
-// Register serves the API on mux at POST Path.
-func (a *API) Register(mux *http.ServeMux) { mux.Handle("POST "+Path, a) }
+// Register serves the API on mux at Path: POST, and 405 with the error
+// body for any other method.
+func (a *API) Register(mux *http.ServeMux) { mux.Handle(Path, a) }
 
 // ServeHTTP answers one dispatch: 200 {"pos":{...}} (and "bpos" for a
-// broadcast), 400 bad_request, 401 unauthorized, 503 unavailable, 504
-// timeout, each failure with the JSON error body of docs/protocol.md.
+// broadcast), 400 bad_request, 401 unauthorized, 405 (bad_request) for a
+// method but POST, 503 unavailable, 504 timeout, each failure with the
+// JSON error body of docs/protocol.md.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		w.Header().Set("Connection", "close") // the body is not read (see below)
+		writeError(w, http.StatusMethodNotAllowed, proto.CodeBadRequest, "use POST")
+		return
+	}
 	if !a.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard"`)
 		// The body is not read: closing the connection lets net/http

@@ -136,13 +136,18 @@ func TestDispatchAPIRefusals(t *testing.T) {
 			}
 		})
 	}
+	// Another method: 405 naming POST, with the error body as every
+	// other answer of the API has, for callers that parse them all.
 	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
+	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Fatalf("GET: %d, want 405", resp.StatusCode)
+	var e proto.Reply
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != http.MethodPost ||
+		json.Unmarshal(b, &e) != nil || e.Error == nil || e.Error.Code != proto.CodeBadRequest {
+		t.Fatalf("GET: %d Allow %q %s, want 405, Allow POST and a bad_request error body", resp.StatusCode, resp.Header.Get("Allow"), b)
 	}
 }
 
