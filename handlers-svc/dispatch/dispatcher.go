@@ -63,6 +63,17 @@ type Options struct {
 	PerUser bool
 }
 
+// OnConnect is the go-redis OnConnect hook (Options.OnConnect, or
+// ClusterOptions.OnConnect) of every client given to New: it records the
+// run of the Redis server each new connection reaches, so that a stream
+// written before a restart or a failover, which may have lost its last
+// events, is continued in a new epoch (recovered:false for the devices
+// that resume), never at positions clients have already seen
+// (docs/protocol.md section 6). A client without it dispatches all the
+// same, but a restart's lost events can then go unnoticed until another
+// client of the streams (handlers-svc, a gateway) connects.
+func OnConnect(ctx context.Context, cn *redis.Conn) error { return streams.OnConnect(ctx, cn) }
+
 // DefaultMetaTTL is the lifetime of a stream's meta after its last use.
 const DefaultMetaTTL = streams.MetaTTL
 
@@ -73,7 +84,8 @@ var (
 
 // New returns a Dispatcher that publishes with rdb. The caller owns rdb and
 // closes it after the last dispatch. rdb should not retry commands
-// (MaxRetries -1): a publish repeated after a lost reply is delivered twice.
+// (MaxRetries -1): a publish repeated after a lost reply is delivered twice;
+// and it should have OnConnect as its OnConnect hook.
 // rdb is a single-server client (or a failover one), or a Redis Cluster
 // client (*redis.ClusterClient): there a dispatch to users of several
 // partitions is recorded and published by one script call per partition,
