@@ -11,6 +11,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/internal/logevery"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -31,6 +33,15 @@ const MaxBody = 1 << 20
 
 // DefaultTimeout bounds one dispatch, reading the rooms' members included.
 const DefaultTimeout = 5 * time.Second
+
+// MaxInFlight is the most dispatches the API runs at once. With Redis
+// slow or hung each waits up to DefaultTimeout, holding a goroutine, its
+// body (up to MaxBody) and a place in the publish queue that handlers'
+// dispatches share: callers that keep sending would pile them up without
+// end. Beyond it a dispatch is refused at once with 503 unavailable and
+// Retry-After, unread; at ~1 ms a dispatch, 256 carry some 250,000 a
+// second.
+const MaxInFlight = 256
 
 // Dispatcher is what the API needs of the dispatch path: a
 // *dispatch.Dispatcher.
@@ -44,6 +55,9 @@ type API struct {
 	key     [sha256.Size]byte // compared in constant time, whatever the lengths
 	log     *zap.Logger
 	timeout time.Duration
+	// inFlight holds a token per dispatch running, MaxInFlight at most.
+	inFlight chan struct{}
+	busy     *logevery.Log // refusals for MaxInFlight, logged once a minute at most
 }
 
 // New returns the API, dispatching through d for callers whose
@@ -53,7 +67,9 @@ func New(d Dispatcher, key string, log *zap.Logger) *API {
 	if key == "" {
 		panic("httpapi: empty key")
 	}
-	return &API{d: d, key: sha256.Sum256([]byte(key)), log: log.Named("httpapi"), timeout: DefaultTimeout}
+	log = log.Named("httpapi")
+	return &API{d: d, key: sha256.Sum256([]byte(key)), log: log, timeout: DefaultTimeout,
+		inFlight: make(chan struct{}, MaxInFlight), busy: logevery.New(log, "dispatch API busy: dispatches refused", time.Minute)}
 }
 
 // Register serves the API on mux at Path: POST, and 405 with the error
@@ -80,6 +96,17 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, proto.CodeUnauthorized, "a valid Authorization: Bearer <HANDLERS_API_KEY> header is required")
 		return
 	}
+	select {
+	case a.inFlight <- struct{}{}:
+		defer func() { <-a.inFlight }()
+	default:
+		a.busy.Failed(errBusy, zap.String("remote", r.RemoteAddr))
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Connection", "close") // the body is not read
+		writeError(w, http.StatusServiceUnavailable, proto.CodeUnavailable,
+			fmt.Sprintf("dispatch API busy: %d dispatches in flight; nothing was done, retry", MaxInFlight))
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
@@ -99,6 +126,9 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	pos, err := a.d.Dispatch(ctx, m)
 	a.answer(w, r, m, pos, err)
 }
+
+// errBusy is logged for a dispatch refused beyond MaxInFlight.
+var errBusy = errors.New("MaxInFlight dispatches in flight")
 
 // authorized reports whether r carries the key as a bearer token. The
 // scheme's name is case-insensitive (RFC 9110 section 11.1).
