@@ -244,3 +244,28 @@ func TestDispatchRedisDown(t *testing.T) {
 		t.Errorf("Join with Redis down: %v", err)
 	}
 }
+
+// TestUserIDsWithBraces: a user id may hold '{' and '}', which Redis
+// Cluster reads as a hash tag. Every key and channel of a user starts
+// with its partition's tag, the first in the name, so such an id changes
+// neither the slot (the partition's, as the scripts of the partition
+// need) nor another user's names.
+func TestUserIDsWithBraces(t *testing.T) {
+	r := newRecorder(t, time.Minute)
+	users := []string{"{18}", "{}", "a}{b", "{bob}", "bob"}
+	pos, err := r.d.Dispatch(context.Background(), dispatch.Message{Event: "e", Users: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users {
+		slot := proto.Slot(proto.RunKey(proto.PartitionOf(u)))
+		for _, key := range []string{proto.UserStreamKey(u), proto.UserMetaKey(u), proto.UserChannel(u)} {
+			if got := proto.Slot(key); got != slot {
+				t.Errorf("user %q: %s is in slot %d, want its partition's %d", u, key, got, slot)
+			}
+		}
+		if n := r.rdb.XLen(context.Background(), proto.UserStreamKey(u)).Val(); n != 1 || pos.Users[u] == "" {
+			t.Errorf("user %q: %d events in the stream, position %q; want 1 and a position", u, n, pos.Users[u])
+		}
+	}
+}
