@@ -2,8 +2,10 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
+	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -54,7 +56,8 @@ func (d *Dispatcher) clusterUserUnits(units []*streams.Unit, msg *proto.Dispatch
 
 // publishCluster records and publishes units with one script call per
 // partition (streams.Group), all calls in one pipeline, and returns the
-// positions in target order, or the first error of a call (publishError).
+// positions in target order, or the first error of a call (publishError),
+// but timeout rather than unavailable when another call ran or may have.
 // The outcome of each partition's call is observed apart.
 func (d *Dispatcher) publishCluster(ctx context.Context, units []*streams.Unit) ([]string, error) {
 	groups := streams.Group(units)
@@ -70,12 +73,27 @@ func (d *Dispatcher) publishCluster(ctx context.Context, units []*streams.Unit) 
 	}
 	all, errs := d.pub.publishAll(ctx, keys, args)
 	var first error
+	reached := false // a partition's call ran, or may have
 	for gi, g := range groups {
-		if err := d.observe(ctx, errs[gi], d.outageBit(g.Partition)); err != nil && first == nil {
+		err := d.observe(ctx, errs[gi], d.outageBit(g.Partition))
+		if err != nil && first == nil {
 			first = err
+		}
+		if !unsentError(err) {
+			reached = true
 		}
 	}
 	if first != nil {
+		if reached && unsentError(first) {
+			// unavailable says nothing was delivered, and a retry is
+			// safe: here it would deliver again what the partitions that
+			// were reached published.
+			return nil, &event.Error{
+				Code:    proto.CodeTimeout,
+				Message: "dispatch partly delivered: some of Redis could not be reached, some recorded and published it",
+				Err:     first,
+			}
+		}
 		return nil, first
 	}
 	got := make([][]string, len(units))
@@ -110,4 +128,12 @@ func usersBut(all, unit []string) []string {
 		}
 	}
 	return out
+}
+
+// unsentError reports whether err, publishError's, says the call never
+// reached Redis (unavailable): a non-nil error that is not, or nil, means
+// it ran or may have.
+func unsentError(err error) bool {
+	e, ok := errors.AsType[*event.Error](err)
+	return ok && e.Code == proto.CodeUnavailable
 }

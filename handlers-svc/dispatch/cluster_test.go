@@ -423,3 +423,66 @@ func TestClusterOutageLoggedPerPartition(t *testing.T) {
 		t.Errorf("\"reachable again\" logged %d times while alice's master was still gone", n)
 	}
 }
+
+// TestClusterPartlyDeliveredIsNotUnavailable: on a Redis Cluster a
+// dispatch to users of several masters is one script call per partition,
+// each all or none. With one master gone, the calls to the others still
+// record and publish: the dispatch must not fail with unavailable, which
+// says nothing was delivered and a retry is safe (a retry would deliver
+// it twice to the users of the masters that are up), but with timeout,
+// "it may have been delivered".
+func TestClusterPartlyDeliveredIsNotUnavailable(t *testing.T) {
+	c := testkit.StartRedisCluster(t, 3)
+	ctx := context.Background()
+	t.Cleanup(func() { // as in TestClusterOutageLoggedPerPartition
+		testkit.Eventually(t, 5*time.Second, "go-redis's dialers of the gone master ended", func() bool {
+			buf := make([]byte, 1<<20)
+			return !bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("(*ConnPool).tryDial"))
+		})
+	})
+	rdb := c.Client(&redis.ClusterOptions{OnConnect: streams.OnConnect, MaxRetries: -1, DialerRetries: 1})
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute})
+	down := c.NodeOf(proto.RunKey(proto.PartitionOf("alice")))
+	bob := ""
+	for i := 0; bob == ""; i++ {
+		if u := fmt.Sprintf("bob%d", i); c.NodeOf(proto.RunKey(proto.PartitionOf(u))) != down {
+			bob = u
+		}
+	}
+	for _, u := range []string{"alice", bob} { // both reached once, so the slots are known
+		if err := d.ToUsers(ctx, []string{u}, "message", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	down.Stop()
+	for _, tt := range []struct {
+		name     string
+		dispatch func() error
+	}{
+		{"Dispatch", func() error {
+			_, err := d.Dispatch(ctx, dispatch.Message{Event: "message", Users: []string{"alice", bob}})
+			return err
+		}},
+		{"ToUsers", func() error { return d.ToUsers(ctx, []string{"alice", bob}, "message", nil) }},
+	} {
+		before, err := rdb.XLen(ctx, proto.UserStreamKey(bob)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = tt.dispatch()
+		after, xerr := rdb.XLen(ctx, proto.UserStreamKey(bob)).Result()
+		if xerr != nil {
+			t.Fatal(xerr)
+		}
+		if after != before+1 {
+			t.Fatalf("%s: %s's stream went from %d to %d events, want one more: his master is up", tt.name, bob, before, after)
+		}
+		if w := event.WireError(err); w == nil || w.Code != proto.CodeTimeout {
+			t.Errorf("%s to alice (master gone) and %s (delivered): %v, want timeout (it may have been delivered)", tt.name, bob, err)
+		}
+	}
+	// A dispatch to the gone master's users only is still unavailable.
+	if w := event.WireError(d.ToUsers(ctx, []string{"alice"}, "message", nil)); w == nil || w.Code != proto.CodeUnavailable {
+		t.Errorf("to alice only: %v, want unavailable", w)
+	}
+}

@@ -63,6 +63,17 @@ type Options struct {
 	PerUser bool
 }
 
+// OnConnect is the go-redis OnConnect hook (Options.OnConnect, or
+// ClusterOptions.OnConnect) of every client given to New: it records the
+// run of the Redis server each new connection reaches, so that a stream
+// written before a restart or a failover, which may have lost its last
+// events, is continued in a new epoch (recovered:false for the devices
+// that resume), never at positions clients have already seen
+// (docs/protocol.md section 6). A client without it dispatches all the
+// same, but a restart's lost events can then go unnoticed until another
+// client of the streams (handlers-svc, a gateway) connects.
+func OnConnect(ctx context.Context, cn *redis.Conn) error { return streams.OnConnect(ctx, cn) }
+
 // DefaultMetaTTL is the lifetime of a stream's meta after its last use.
 const DefaultMetaTTL = streams.MetaTTL
 
@@ -73,7 +84,8 @@ var (
 
 // New returns a Dispatcher that publishes with rdb. The caller owns rdb and
 // closes it after the last dispatch. rdb should not retry commands
-// (MaxRetries -1): a publish repeated after a lost reply is delivered twice.
+// (MaxRetries -1): a publish repeated after a lost reply is delivered twice;
+// and it should have OnConnect as its OnConnect hook.
 // rdb is a single-server client (or a failover one), or a Redis Cluster
 // client (*redis.ClusterClient): there a dispatch to users of several
 // partitions is recorded and published by one script call per partition,
@@ -403,9 +415,10 @@ func (d *Dispatcher) hear(event string, unheard int) {
 }
 
 // publishError turns a failure to reach Redis into an *event.Error with
-// code unavailable wrapping the cause, unless ctx itself ended, which is
-// returned as the context's error (so a handler that ran out of time
-// reports timeout).
+// code unavailable wrapping the cause (nothing was published), or with
+// code timeout when Redis may have run the call but did not answer
+// (maybeSentError), unless ctx itself ended, which is returned as the
+// context's error (so a handler that ran out of time reports timeout).
 func publishError(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
@@ -417,6 +430,16 @@ func publishError(ctx context.Context, err error) error {
 		// The round trip outlasted the callers' deadline (see flush); ctx
 		// ends at the same instant, if it has not yet.
 		return fmt.Errorf("publish %s: %w", proto.Channel, err)
+	}
+	if _, maybe := errors.AsType[*maybeSentError](err); maybe {
+		// Redis may have run it: not unavailable, which says nothing was
+		// delivered and a retry is safe, but timeout, which says it may
+		// have been (docs/protocol.md sections 2 and 7).
+		return &event.Error{
+			Code:    proto.CodeTimeout,
+			Message: "dispatch outcome unknown: Redis did not answer, it may have been delivered",
+			Err:     fmt.Errorf("publish %s: %w", proto.Channel, err),
+		}
 	}
 	return &event.Error{
 		Code:    proto.CodeUnavailable,

@@ -22,7 +22,7 @@ func ExampleDispatcher_Dispatch() {
 }
 
 func notify(ctx context.Context) error {
-	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379", MaxRetries: -1})
+	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379", MaxRetries: -1, OnConnect: dispatch.OnConnect})
 	defer rdb.Close()
 	d := dispatch.New(rdb, dispatch.Options{Window: 2 * time.Minute}) // HISTORY_WINDOW, as on the gateway
 	pos, err := d.Dispatch(ctx, dispatch.Message{

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
@@ -24,6 +25,11 @@ const (
 	// MaxUserLen is the most bytes of a user id a Message may name: the
 	// gateway takes no longer one from a token.
 	MaxUserLen = 256
+	// MaxConnLen is the most bytes of a connection id a Message may name:
+	// the gateway's ids (connected.args.conn) are under 30 bytes of
+	// printable ASCII, and a dispatch to connections is published whole
+	// to every gateway worker.
+	MaxConnLen = 64
 	// MaxUsers and MaxConns are the most users and connections a Message
 	// names.
 	MaxUsers = 1000
@@ -60,8 +66,9 @@ type Positions struct {
 
 // Check reports what is wrong with m as a bad_request *event.Error naming
 // the field, or nil: a valid event name that is not one of the gateway's
-// own, args that are JSON, non-empty user ids of at most MaxUserLen bytes
-// of UTF-8, non-empty connection ids, valid room names, a target, and no
+// own, args that are JSON, user ids a token may carry (1 to MaxUserLen
+// bytes of printable UTF-8), connection ids of 1 to MaxConnLen bytes of
+// printable ASCII, valid room names, a target, and no
 // more targets than MaxUsers, MaxConns and MaxRooms.
 func (m *Message) Check() error {
 	switch {
@@ -81,13 +88,13 @@ func (m *Message) Check() error {
 		return event.BadRequest("rooms names %d rooms, more than %d", len(m.Rooms), MaxRooms)
 	}
 	for i, u := range m.Users {
-		if u == "" || len(u) > MaxUserLen || !utf8.ValidString(u) {
-			return event.BadRequest("users[%d] must be a user id of 1 to %d bytes", i, MaxUserLen)
+		if !validUser(u) {
+			return event.BadRequest("users[%d] must be a user id of 1 to %d bytes of printable UTF-8", i, MaxUserLen)
 		}
 	}
 	for i, c := range m.Conns {
-		if c == "" {
-			return event.BadRequest("conns[%d] must be a non-empty connection id", i)
+		if !validConn(c) {
+			return event.BadRequest("conns[%d] must be a connection id of 1 to %d bytes of printable ASCII", i, MaxConnLen)
 		}
 	}
 	for i, r := range m.Rooms {
@@ -96,6 +103,37 @@ func (m *Message) Check() error {
 		}
 	}
 	return nil
+}
+
+// validUser reports whether user is an id a token may carry
+// (docs/protocol.md section 2, as the gateway checks it): 1 to MaxUserLen
+// bytes of UTF-8, every character printable. No socket is ever of another,
+// so a dispatch naming one is a caller's mistake, and a control or
+// bidirectional-override character in it would forge text in logs.
+func validUser(user string) bool {
+	if user == "" || len(user) > MaxUserLen || !utf8.ValidString(user) {
+		return false
+	}
+	for _, r := range user {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// validConn reports whether conn may be a connection id the gateway
+// made: 1 to MaxConnLen bytes of printable ASCII.
+func validConn(conn string) bool {
+	if conn == "" || len(conn) > MaxConnLen {
+		return false
+	}
+	for i := 0; i < len(conn); i++ {
+		if conn[i] <= ' ' || conn[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // Dispatch checks m (Check's errors are bad_request), reads the members of

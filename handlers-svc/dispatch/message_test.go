@@ -207,7 +207,17 @@ func TestMessageCheck(t *testing.T) {
 		{dispatch.Message{Event: "e"}, "no target"},
 		{dispatch.Message{Event: "e", Users: []string{"a", ""}}, "users[1] must be a user id"},
 		{dispatch.Message{Event: "e", Users: []string{strings.Repeat("u", 257)}}, "users[0] must be a user id"},
+		// No token carries these (docs/protocol.md section 2): no socket
+		// could ever get the event, and the id would forge text in logs.
+		{dispatch.Message{Event: "e", Users: []string{"bob", "bob\n{\"level\":\"error\"}"}}, "users[1] must be a user id of 1 to 256 bytes of printable UTF-8"},
+		{dispatch.Message{Event: "e", Users: []string{"bob\x00"}}, "users[0] must be a user id"},
+		{dispatch.Message{Event: "e", Users: []string{"evil\u202egnp.exe"}}, "users[0] must be a user id"},
+		{dispatch.Message{Event: "e", Users: []string{"\xff"}}, "users[0] must be a user id"},
 		{dispatch.Message{Event: "e", Conns: []string{""}}, "conns[0] must be"},
+		// Connection ids are the gateway's, some 30 bytes: a long one
+		// would be published whole to every gateway worker.
+		{dispatch.Message{Event: "e", Conns: []string{"c1", strings.Repeat("c", dispatch.MaxConnLen+1)}}, "conns[1] must be a connection id of 1 to 64 bytes"},
+		{dispatch.Message{Event: "e", Conns: []string{"c\n1"}}, "conns[0] must be a connection id"},
 		{dispatch.Message{Event: "e", Rooms: []string{"a b"}}, "rooms[0] must match"},
 		{dispatch.Message{Event: "e", Users: many}, "more than 1000"},
 	}
@@ -232,5 +242,30 @@ func TestDispatchRedisDown(t *testing.T) {
 	}
 	if _, _, err := r.d.Join(context.Background(), "general", "bob"); event.WireError(err).Code != proto.CodeUnavailable {
 		t.Errorf("Join with Redis down: %v", err)
+	}
+}
+
+// TestUserIDsWithBraces: a user id may hold '{' and '}', which Redis
+// Cluster reads as a hash tag. Every key and channel of a user starts
+// with its partition's tag, the first in the name, so such an id changes
+// neither the slot (the partition's, as the scripts of the partition
+// need) nor another user's names.
+func TestUserIDsWithBraces(t *testing.T) {
+	r := newRecorder(t, time.Minute)
+	users := []string{"{18}", "{}", "a}{b", "{bob}", "bob"}
+	pos, err := r.d.Dispatch(context.Background(), dispatch.Message{Event: "e", Users: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users {
+		slot := proto.Slot(proto.RunKey(proto.PartitionOf(u)))
+		for _, key := range []string{proto.UserStreamKey(u), proto.UserMetaKey(u), proto.UserChannel(u)} {
+			if got := proto.Slot(key); got != slot {
+				t.Errorf("user %q: %s is in slot %d, want its partition's %d", u, key, got, slot)
+			}
+		}
+		if n := r.rdb.XLen(context.Background(), proto.UserStreamKey(u)).Val(); n != 1 || pos.Users[u] == "" {
+			t.Errorf("user %q: %d events in the stream, position %q; want 1 and a position", u, n, pos.Users[u])
+		}
 	}
 }

@@ -364,6 +364,8 @@ func (p *publisher) flush(batch []*call) error {
 			c.err = err
 			if outOfTime && isTimeout(err) {
 				c.err = fmt.Errorf("%w: the round trip to Redis outlasted it (%w)", context.DeadlineExceeded, err)
+			} else if _, answered := errors.AsType[redis.Error](err); !answered && !unsent(err) {
+				c.err = &maybeSentError{err}
 			}
 		} else if err == nil {
 			c.pos, c.unheard, c.err = splitMerged(c)
@@ -521,6 +523,33 @@ func isNoScript(err error) bool {
 // is well inside the default margin between HANDLERS_TIMEOUT and
 // GATEWAY_HANDLER_TIMEOUT (1 s).
 const minFlushTime = 250 * time.Millisecond
+
+// maybeSentError is the failure of a script call that was written to
+// Redis (or may have been) and got no answer: a connection lost, or
+// go-redis's read timeout passing before the callers' deadline (a Redis
+// slower than ReadTimeout). Redis may have run the call, so its events
+// may have been recorded and published: it is not "unavailable", whose
+// dispatch was surely not delivered and is safe to send again
+// (publishError).
+type maybeSentError struct{ err error }
+
+func (e *maybeSentError) Error() string {
+	return "no answer from Redis to a call it may have run: " + e.err.Error()
+}
+
+func (e *maybeSentError) Unwrap() error { return e.err }
+
+// unsent reports whether err, a failed round trip's, proves that no call
+// reached Redis: no connection could be had (a refused or failed dial, a
+// pool that had none to give, a closed client). Any other failure may
+// come after the call was written.
+func unsent(err error) bool {
+	if errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrPoolExhausted) || errors.Is(err, redis.ErrClosed) {
+		return true
+	}
+	op, ok := errors.AsType[*net.OpError](err)
+	return ok && op.Op == "dial"
+}
 
 // isTimeout reports whether err is a network timeout.
 func isTimeout(err error) bool {

@@ -727,3 +727,57 @@ func TestClusterPartitionsInOnePipeline(t *testing.T) {
 		t.Fatal("publisher not idle after every call returned")
 	}
 }
+
+// TestNoAnswerIsNotUnavailable: a call written to a Redis that answers
+// after go-redis's read timeout, though before its caller's deadline, is
+// run by Redis all the same. Its caller gets timeout ("it may have been
+// delivered"), not unavailable ("nothing was delivered, retry"), which
+// would have its retry deliver the events twice. The call queued behind
+// it, never written, still gets unavailable, and is indeed not run.
+func TestNoAnswerIsNotUnavailable(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true,
+		ReadTimeout: 300 * time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	d := New(rdb, Options{Window: 2 * time.Minute})
+	if err := d.Broadcast(context.Background(), "warm", nil); err != nil {
+		t.Fatal(err) // a pooled connection: no dial below
+	}
+	srv.Pause(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	written := make(chan error, 1)
+	go func() { written <- d.ToUsers(ctx, []string{"bob"}, "written", nil) }()
+	awaitBusy(t, &d.pub)
+	queued := make(chan error, 1)
+	go func() { queued <- d.ToUsers(ctx, []string{"carol"}, "queued", nil) }()
+	awaitQueued(t, &d.pub, 1)
+	errWritten, errQueued := <-written, <-queued
+	srv.Continue()
+
+	if w := event.WireError(errWritten); w == nil || w.Code != proto.CodeTimeout {
+		t.Errorf("the written call: %v, want timeout (Redis may have run it)", errWritten)
+	}
+	if w := event.WireError(errQueued); w == nil || w.Code != proto.CodeUnavailable {
+		t.Errorf("the queued call: %v, want unavailable (it was never written)", errQueued)
+	}
+	check := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = check.Close() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, err := check.XLen(context.Background(), proto.UserStreamKey("bob")).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bob's stream holds %d events, want the 1 written to Redis", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n, err := check.XLen(context.Background(), proto.UserStreamKey("carol")).Result(); err != nil || n != 0 {
+		t.Errorf("carol's stream holds %d events (%v), want none: the queued call was answered unavailable", n, err)
+	}
+}

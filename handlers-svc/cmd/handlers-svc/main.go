@@ -52,6 +52,24 @@ import (
 // httpShutdownTimeout bounds the health server's shutdown, the last step.
 const httpShutdownTimeout = 2 * time.Second
 
+// Bounds of one request on HANDLERS_ADDR, beyond package httpserver's
+// (which bounds only the headers): without them a client that sends a
+// request's headers and then its body slowly, or never, holds its
+// connection and the goroutine serving it for good, even on /healthz and
+// without the dispatch API's key (net/http reads what is left of a body
+// before it writes the response).
+const (
+	// httpReadTimeout bounds reading a request, its body included: a
+	// dispatch API body is at most 1 MiB, seconds on the slowest network
+	// a backend uses.
+	httpReadTimeout = 10 * time.Second
+	// httpWriteTimeout bounds a request from the end of its headers to
+	// the end of its response: reading the body, a dispatch
+	// (httpapi.DefaultTimeout) and writing the answer to a client that
+	// does not read it.
+	httpWriteTimeout = httpReadTimeout + httpapi.DefaultTimeout + 15*time.Second
+)
+
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "health" {
 		err := healthcheck.Run(context.Background(), "handlers-svc", os.Args[2:], os.Stdout, healthAddr)
@@ -197,6 +215,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		httpapi.New(d, cfg.APIKey, log).Register(health.mux)
 	}
 	httpSrv := httpserver.New(health, log.Named("http"))
+	httpSrv.ReadTimeout, httpSrv.WriteTimeout = httpReadTimeout, httpWriteTimeout
 	var httpErr error
 	httpDone := make(chan struct{}) // closed once Serve has returned httpErr
 	go func() {

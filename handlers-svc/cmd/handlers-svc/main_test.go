@@ -34,9 +34,12 @@ type app struct {
 	err    error
 }
 
-func startApp(t *testing.T, natsPort, redisPort int) *app {
+func startApp(t *testing.T, natsPort, redisPort int, tune ...func(*config.Config)) *app {
 	t.Helper()
 	cfg := config.Default()
+	for _, fn := range tune {
+		fn(&cfg)
+	}
 	cfg.NATSURL = "nats://127.0.0.1:" + strconv.Itoa(natsPort)
 	cfg.RedisURL = fmt.Sprintf("redis://127.0.0.1:%d/0", redisPort)
 	cfg.Addr = "127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/serverurl"
@@ -162,6 +163,12 @@ func (c Config) Validate() error {
 	}
 	if c.APIKey != "" && len(c.APIKey) < MinAPIKeyLen {
 		errs = append(errs, fmt.Errorf("HANDLERS_API_KEY: must be at least %d bytes, got %d", MinAPIKeyLen, len(c.APIKey)))
+	}
+	// The API trims the bearer token it is sent, and no header carries a
+	// control character: such a key would be refused to every caller,
+	// with nothing said at start-up (a newline left by a secrets file).
+	if strings.TrimSpace(c.APIKey) != c.APIKey || strings.ContainsFunc(c.APIKey, unicode.IsControl) {
+		errs = append(errs, errors.New("HANDLERS_API_KEY: has white space at an end or a control character (a newline from a file?), which no caller can send"))
 	}
 	return errors.Join(errs...)
 }

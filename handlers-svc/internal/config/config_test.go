@@ -122,6 +122,11 @@ func TestValidate(t *testing.T) {
 		{"history window too long", func(c *config.Config) { c.HistoryWindow = 25 * time.Hour }, "HISTORY_WINDOW"},
 		{"history window negative", func(c *config.Config) { c.HistoryWindow = -time.Second }, "HISTORY_WINDOW"},
 		{"api key too short", func(c *config.Config) { c.APIKey = "short" }, "HANDLERS_API_KEY"},
+		// Keys the API could never match: it trims the bearer token, and
+		// no header carries a control character.
+		{"api key with a trailing newline", func(c *config.Config) { c.APIKey = "0123456789abcdef\n" }, "HANDLERS_API_KEY"},
+		{"api key with a leading space", func(c *config.Config) { c.APIKey = " 0123456789abcdef" }, "HANDLERS_API_KEY"},
+		{"api key with a control character", func(c *config.Config) { c.APIKey = "0123456789\x00abcdef" }, "HANDLERS_API_KEY"},
 		{"unknown fan-out mode", func(c *config.Config) { c.FanoutMode = "per-user" }, "FANOUT_MODE"},
 	}
 	for _, tt := range tests {

@@ -11,6 +11,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/internal/logevery"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -31,6 +33,15 @@ const MaxBody = 1 << 20
 
 // DefaultTimeout bounds one dispatch, reading the rooms' members included.
 const DefaultTimeout = 5 * time.Second
+
+// MaxInFlight is the most dispatches the API runs at once. With Redis
+// slow or hung each waits up to DefaultTimeout, holding a goroutine, its
+// body (up to MaxBody) and a place in the publish queue that handlers'
+// dispatches share: callers that keep sending would pile them up without
+// end. Beyond it a dispatch is refused at once with 503 unavailable and
+// Retry-After, unread; at ~1 ms a dispatch, 256 carry some 250,000 a
+// second.
+const MaxInFlight = 256
 
 // Dispatcher is what the API needs of the dispatch path: a
 // *dispatch.Dispatcher.
@@ -44,6 +55,9 @@ type API struct {
 	key     [sha256.Size]byte // compared in constant time, whatever the lengths
 	log     *zap.Logger
 	timeout time.Duration
+	// inFlight holds a token per dispatch running, MaxInFlight at most.
+	inFlight chan struct{}
+	busy     *logevery.Log // refusals for MaxInFlight, logged once a minute at most
 }
 
 // New returns the API, dispatching through d for callers whose
@@ -53,19 +67,44 @@ func New(d Dispatcher, key string, log *zap.Logger) *API {
 	if key == "" {
 		panic("httpapi: empty key")
 	}
-	return &API{d: d, key: sha256.Sum256([]byte(key)), log: log.Named("httpapi"), timeout: DefaultTimeout}
+	log = log.Named("httpapi")
+	return &API{d: d, key: sha256.Sum256([]byte(key)), log: log, timeout: DefaultTimeout,
+		inFlight: make(chan struct{}, MaxInFlight), busy: logevery.New(log, "dispatch API busy: dispatches refused", time.Minute)}
 }
 
-// Register serves the API on mux at POST Path.
-func (a *API) Register(mux *http.ServeMux) { mux.Handle("POST "+Path, a) }
+// Register serves the API on mux at Path: POST, and 405 with the error
+// body for any other method.
+func (a *API) Register(mux *http.ServeMux) { mux.Handle(Path, a) }
 
 // ServeHTTP answers one dispatch: 200 {"pos":{...}} (and "bpos" for a
-// broadcast), 400 bad_request, 401 unauthorized, 503 unavailable, 504
-// timeout, each failure with the JSON error body of docs/protocol.md.
+// broadcast), 400 bad_request, 401 unauthorized, 405 (bad_request) for a
+// method but POST, 503 unavailable, 504 timeout, each failure with the
+// JSON error body of docs/protocol.md.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		w.Header().Set("Connection", "close") // the body is not read (see below)
+		writeError(w, http.StatusMethodNotAllowed, proto.CodeBadRequest, "use POST")
+		return
+	}
 	if !a.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard"`)
+		// The body is not read: closing the connection lets net/http
+		// answer at once, where it would otherwise first read what the
+		// caller still sends of it (at most the server's ReadTimeout).
+		w.Header().Set("Connection", "close")
 		writeError(w, http.StatusUnauthorized, proto.CodeUnauthorized, "a valid Authorization: Bearer <HANDLERS_API_KEY> header is required")
+		return
+	}
+	select {
+	case a.inFlight <- struct{}{}:
+		defer func() { <-a.inFlight }()
+	default:
+		a.busy.Failed(errBusy, zap.String("remote", r.RemoteAddr))
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Connection", "close") // the body is not read
+		writeError(w, http.StatusServiceUnavailable, proto.CodeUnavailable,
+			fmt.Sprintf("dispatch API busy: %d dispatches in flight; nothing was done, retry", MaxInFlight))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
@@ -88,10 +127,14 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.answer(w, r, m, pos, err)
 }
 
-// authorized reports whether r carries the key as a bearer token.
+// errBusy is logged for a dispatch refused beyond MaxInFlight.
+var errBusy = errors.New("MaxInFlight dispatches in flight")
+
+// authorized reports whether r carries the key as a bearer token. The
+// scheme's name is case-insensitive (RFC 9110 section 11.1).
 func (a *API) authorized(r *http.Request) bool {
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return false
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
@@ -142,7 +185,8 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, m dispatch.Message,
 		status = http.StatusServiceUnavailable
 	case proto.CodeTimeout:
 		status = http.StatusGatewayTimeout
-		werr.Message = "dispatch timed out: it may or may not have been delivered"
+		// Out of time, or Redis took it and did not answer.
+		werr.Message = "dispatch timed out or got no answer from Redis: it may or may not have been delivered"
 	}
 	lvl := zap.WarnLevel
 	if status == http.StatusBadRequest {

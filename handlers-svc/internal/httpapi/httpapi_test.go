@@ -86,6 +86,23 @@ func TestDispatchAPI(t *testing.T) {
 	}
 }
 
+// TestDispatchAPIBearerScheme: the scheme of an Authorization header is
+// case-insensitive (RFC 9110 section 11.1), as HTTP clients and proxies
+// may send it; the key itself is not.
+func TestDispatchAPIBearerScheme(t *testing.T) {
+	url, _, _ := server(t)
+	for _, auth := range []string{"Bearer " + key, "bearer " + key, "BEARER " + key, "Bearer   " + key} {
+		if status, body := post(t, url, auth, `{"event":"e","users":["bob"]}`); status != http.StatusOK {
+			t.Errorf("Authorization: %q: %d %s, want 200", auth, status, body)
+		}
+	}
+	for _, auth := range []string{"Bearer " + strings.ToUpper(key), "Bearer" + key, "Bearer", "Bearer "} {
+		if status, body := post(t, url, auth, `{"event":"e","users":["bob"]}`); status != http.StatusUnauthorized {
+			t.Errorf("Authorization: %q: %d %s, want 401", auth, status, body)
+		}
+	}
+}
+
 func TestDispatchAPIRefusals(t *testing.T) {
 	url, _, _ := server(t)
 	ok := `{"event":"e","users":["bob"]}`
@@ -103,6 +120,7 @@ func TestDispatchAPIRefusals(t *testing.T) {
 		{"users wrong type", "Bearer " + key, `{"event":"e","users":"bob"}`, 400, "bad_request", "body.users must be an array of strings"},
 		{"no target", "Bearer " + key, `{"event":"e"}`, 400, "bad_request", "no target: give users, conns, rooms or broadcast"},
 		{"reserved event", "Bearer " + key, `{"event":"connected","users":["bob"]}`, 400, "bad_request", "event connected is the gateway's own"},
+		{"control character in a user id", "Bearer " + key, `{"event":"e","users":["bob\n"]}`, 400, "bad_request", "users[0] must be a user id of 1 to 256 bytes of printable UTF-8"},
 		{"bad room", "Bearer " + key, `{"event":"e","rooms":["a b"]}`, 400, "bad_request", "rooms[0] must match " + proto.RoomPattern},
 		{"too large", "Bearer " + key, `{"event":"e","users":["bob"],"args":"` + strings.Repeat("x", httpapi.MaxBody) + `"}`, 400, "bad_request", "body is larger than 1 MiB"},
 	}
@@ -118,13 +136,18 @@ func TestDispatchAPIRefusals(t *testing.T) {
 			}
 		})
 	}
+	// Another method: 405 naming POST, with the error body as every
+	// other answer of the API has, for callers that parse them all.
 	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
+	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Fatalf("GET: %d, want 405", resp.StatusCode)
+	var e proto.Reply
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != http.MethodPost ||
+		json.Unmarshal(b, &e) != nil || e.Error == nil || e.Error.Code != proto.CodeBadRequest {
+		t.Fatalf("GET: %d Allow %q %s, want 405, Allow POST and a bad_request error body", resp.StatusCode, resp.Header.Get("Allow"), b)
 	}
 }
 
