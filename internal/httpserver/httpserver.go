@@ -3,8 +3,10 @@
 // private admin sockets, and handlers-svc's port), so that each has the
 // same bounds on what a client that never finishes a request can hold:
 // request headers must arrive within ReadHeaderTimeout and be at most
-// MaxHeaderBytes, and an idle keep-alive connection is closed after
-// IdleTimeout (docs/security.md).
+// MaxHeaderBytes, a whole request, its body included, within ReadTimeout,
+// and an idle keep-alive connection is closed after IdleTimeout
+// (docs/security.md). A WebSocket upgrade is not cut off by ReadTimeout:
+// gorilla clears the connection's deadlines when it takes it over.
 package httpserver
 
 import (
@@ -18,6 +20,11 @@ const (
 	// ReadHeaderTimeout is how long a client has to send its request line
 	// and headers: a slowloris client that trickles them is cut off here.
 	ReadHeaderTimeout = 5 * time.Second
+	// ReadTimeout is how long a client has to send a whole request, its
+	// body included: one that announces a body and sends it slowly, or
+	// never, is cut off here. Without it net/http waits for a body it
+	// discards (after a handler that did not read it) with no deadline.
+	ReadTimeout = 10 * time.Second
 	// IdleTimeout is how long a keep-alive connection may wait for its
 	// next request.
 	IdleTimeout = 60 * time.Second
@@ -34,6 +41,7 @@ func New(h http.Handler, log *zap.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
 		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          zap.NewStdLog(log),

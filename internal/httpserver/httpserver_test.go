@@ -82,11 +82,36 @@ func TestSlowHeadersAttack(t *testing.T) {
 	}
 }
 
+// TestSlowBodyAttack: a client that announces a body and sends none is
+// cut off once ReadTimeout has passed, not held forever, even by a handler
+// that does not read bodies (net/http discards the body after it).
+func TestSlowBodyAttack(t *testing.T) {
+	t.Parallel()
+	addr := serve(t)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_ = c.SetReadDeadline(time.Now().Add(ReadTimeout + 5*time.Second))
+	_, err = io.Copy(io.Discard, c) // the handler's 200, then EOF
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the request without its body was still open after %s", time.Since(start))
+	}
+	if d := time.Since(start); d < ReadTimeout-time.Second {
+		t.Errorf("closed after %s, before the read timeout of %s", d, ReadTimeout)
+	}
+}
+
 // TestBounds: the idle timeout, which would take a minute to see happen,
 // is set like the others.
 func TestBounds(t *testing.T) {
 	srv := New(http.NotFoundHandler(), zap.NewNop())
-	if srv.ReadHeaderTimeout != ReadHeaderTimeout || srv.IdleTimeout != IdleTimeout || srv.MaxHeaderBytes != MaxHeaderBytes || srv.ErrorLog == nil {
+	if srv.ReadHeaderTimeout != ReadHeaderTimeout || srv.ReadTimeout != ReadTimeout || srv.IdleTimeout != IdleTimeout || srv.MaxHeaderBytes != MaxHeaderBytes || srv.ErrorLog == nil {
 		t.Errorf("New = %+v, want the package's bounds and an error log", srv)
 	}
 }

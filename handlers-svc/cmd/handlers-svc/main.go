@@ -59,10 +59,10 @@ const httpShutdownTimeout = 2 * time.Second
 // without the dispatch API's key (net/http reads what is left of a body
 // before it writes the response).
 const (
-	// httpReadTimeout bounds reading a request, its body included: a
-	// dispatch API body is at most 1 MiB, seconds on the slowest network
-	// a backend uses.
-	httpReadTimeout = 10 * time.Second
+	// httpReadTimeout bounds reading a request, its body included, as on
+	// every HTTP port: a dispatch API body is at most 1 MiB, seconds on
+	// the slowest network a backend uses.
+	httpReadTimeout = httpserver.ReadTimeout
 	// httpWriteTimeout bounds a request from the end of its headers to
 	// the end of its response: reading the body, a dispatch
 	// (httpapi.DefaultTimeout) and writing the answer to a client that
@@ -215,7 +215,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		httpapi.New(d, cfg.APIKey, log).Register(health.mux)
 	}
 	httpSrv := httpserver.New(health, log.Named("http"))
-	httpSrv.ReadTimeout, httpSrv.WriteTimeout = httpReadTimeout, httpWriteTimeout
+	httpSrv.WriteTimeout = httpWriteTimeout
 	var httpErr error
 	httpDone := make(chan struct{}) // closed once Serve has returned httpErr
 	go func() {
