@@ -181,6 +181,7 @@ class Client {
 
   async #open() {
     this.#timer = null;
+    if (this.#closed) return;
     const gen = ++this.#gen;
     const stale = () => this.#closed || gen !== this.#gen;
     // getToken and the handshake up to the greeting get connectTimeout in
@@ -362,6 +363,9 @@ class Client {
     const delay = now && this.#attempt === 0 ? 0 : Math.round(Math.random() * ceiling);
     this.#attempt++;
     this.#setState("connecting", { reason, code, attempt: this.#attempt, delay });
+    // A listener may have closed the client (an app giving up after so
+    // many attempts): then there is nothing to schedule.
+    if (this.#closed) return;
     this.#timer = setTimeout(() => this.#open(), delay);
   }
 

@@ -433,3 +433,30 @@ test("storage: one that fails or is not a storage", async (t) => {
     assert.throws(() => connect({ url: URL_, token: "x", WebSocket: fake.WebSocket, storage: bad }), TypeError, String(bad));
   }
 });
+
+test("close() from a state listener stops the client: no socket after it", async (t) => {
+  // An app that gives up after some attempts closes the client from its
+  // "connecting" listener, which runs while the client schedules the retry.
+  t.mock.method(Math, "random", () => 0); // every retry at once: a timer of 0 ms
+  for (const where of ["connecting", "open"]) {
+    const fake = fakeSockets();
+    const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: 1 });
+    const seen = states(sb);
+    sb.onState((s) => {
+      if (s === where && fake.made.length === (where === "open" ? 1 : 2)) sb.close();
+    });
+    (await fake.socket(1)).greet("alice", { pos: "e1.1-3" });
+    if (where === "connecting") {
+      fake.made[0].drop(1001, "gateway shutting down");
+      const s2 = await fake.socket(2);
+      s2.greet("alice", { pos: "e1.1-3", recovered: true, missed: 0 });
+      s2.drop(1006);
+    }
+    const n = fake.made.length;
+    // A retry scheduled at close() would be a 0 ms timer set before this
+    // one: Node runs timers of one delay in the order they were set.
+    await new Promise((r) => setTimeout(r, 0));
+    assert.equal(fake.made.length, n, `a socket made after close() in the "${where}" listener`);
+    assert.equal(seen.at(-1)[0], "closed", `the last state after close() in the "${where}" listener`);
+  }
+});
