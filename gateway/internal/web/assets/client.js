@@ -42,7 +42,8 @@ class Client {
   #closed = false; // sb.close() called or the token refused: for good
   #attempt = 0; // failed attempts since the last connection that stayed open stableAfter ms
   #timer = null; // pending reconnect
-  #wake = null; // listener for the browser's "online" and "pageshow"
+  #wake = null; // listener for the browser's "online", "pageshow" and "visibilitychange"
+  #offline = null; // listener for the browser's "offline"
   #nextRef = 0;
   #pending = new Map(); // ref -> {resolve, reject, timer, data, sent, ws (sent on)}
   #events = new Map(); // event name -> Set of handlers
@@ -66,15 +67,22 @@ class Client {
     }
     this.#cursor = new Cursor(storage);
     if (typeof globalThis.addEventListener === "function") {
-      // A browser that comes back online, or restores the page from its
-      // back/forward cache, need not wait out the back-off.
-      this.#wake = () => {
+      // A browser that comes back online, restores the page from its
+      // back/forward cache or shows a hidden page again (whose timers it
+      // may have held back for minutes) need not wait out the back-off.
+      this.#wake = (ev) => {
         if (this.#closed || this.#timer === null) return;
+        if (ev?.type === "visibilitychange" && globalThis.document?.visibilityState === "hidden") return;
         clearTimeout(this.#timer);
         this.#open();
       };
-      globalThis.addEventListener("online", this.#wake);
-      globalThis.addEventListener("pageshow", this.#wake);
+      // A browser that goes offline has lost the socket, though it may not
+      // say so until TCP gives up, minutes later: end it now, so the app
+      // sees "connecting" and its emits fail or wait, and "online" brings
+      // the next attempt at once.
+      this.#offline = () => this.#abandon?.("the browser went offline");
+      for (const name of WAKE_EVENTS) globalThis.addEventListener(name, this.#wake);
+      globalThis.addEventListener("offline", this.#offline);
     }
     this.#open();
   }
@@ -173,9 +181,9 @@ class Client {
     clearTimeout(this.#connectTimer);
     this.#connectTimer = null;
     if (this.#closed && this.#wake) {
-      globalThis.removeEventListener?.("online", this.#wake);
-      globalThis.removeEventListener?.("pageshow", this.#wake);
-      this.#wake = null;
+      for (const name of WAKE_EVENTS) globalThis.removeEventListener?.(name, this.#wake);
+      globalThis.removeEventListener?.("offline", this.#offline);
+      this.#wake = this.#offline = null;
     }
   }
 
@@ -492,6 +500,9 @@ class Cursor {
     }
   }
 }
+
+// WAKE_EVENTS are the browser's events that end a back-off wait.
+const WAKE_EVENTS = ["online", "pageshow", "visibilitychange"];
 
 // STREAMS names the position of each stream, in frames and connected's args.
 const STREAMS = ["pos", "bpos"];

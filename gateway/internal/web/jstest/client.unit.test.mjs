@@ -460,3 +460,65 @@ test("close() from a state listener stops the client: no socket after it", async
     assert.equal(seen.at(-1)[0], "closed", `the last state after close() in the "${where}" listener`);
   }
 });
+
+// browserEvents stands in for the window's events, which Node lacks, for
+// the rest of test t; it returns fire(name).
+function browserEvents(t) {
+  const target = new EventTarget();
+  globalThis.addEventListener = target.addEventListener.bind(target);
+  globalThis.removeEventListener = target.removeEventListener.bind(target);
+  t.after(() => {
+    delete globalThis.addEventListener;
+    delete globalThis.removeEventListener;
+  });
+  return (name) => target.dispatchEvent(new Event(name));
+}
+
+test("offline drops the socket at once; online then reconnects and resumes", async (t) => {
+  const fire = browserEvents(t);
+  const fake = fakeSockets();
+  const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: NEVER });
+  const seen = states(sb);
+  const s1 = await fake.socket(1);
+  s1.greet("alice", { pos: "e1.1-3" });
+  const pending = sb.emit("sendMessage", { text: "hi" });
+  // The network is gone: the socket is dead whether or not the browser has
+  // noticed, and waiting for TCP to say so can take minutes.
+  fire("offline");
+  assert.equal(seen.at(-1)[0], "connecting", "still open after offline");
+  await assert.rejects(pending, { code: "disconnected" });
+  assert.equal(fake.made.length, 1, "a socket while offline");
+  fire("online");
+  const s2 = await fake.socket(2);
+  assert.equal(s2.params.resume, "e1.1-3");
+});
+
+test("a page shown again ends the back-off wait at once", async (t) => {
+  const fire = browserEvents(t);
+  const doc = { visibilityState: "hidden" };
+  globalThis.document = doc;
+  t.after(() => delete globalThis.document);
+  const fake = fakeSockets();
+  const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: NEVER });
+  (await fake.socket(1)).greet("alice", { pos: "e1.1-3" });
+  fake.made[0].drop(1001, "gateway shutting down");
+  // A hidden page's timers may be held back for minutes; hidden, it waits.
+  fire("visibilitychange");
+  assert.equal(fake.made.length, 1, "a socket while hidden");
+  doc.visibilityState = "visible";
+  fire("visibilitychange");
+  assert.equal(fake.made.length, 2, "no socket once visible");
+  // A hidden page that comes back online does not wait to be shown.
+  doc.visibilityState = "hidden";
+  fake.made[1].greet("alice", { pos: "e1.1-3", recovered: true, missed: 0 });
+  fake.made[1].drop(1006);
+  fire("online");
+  assert.equal(fake.made.length, 3, "no socket on online while hidden");
+  doc.visibilityState = "visible";
+  fake.made[2].greet("alice", { pos: "e1.1-3", recovered: true, missed: 0 });
+  fake.made[2].drop(1006);
+  sb.close();
+  fire("visibilitychange");
+  fire("online");
+  assert.equal(fake.made.length, 3, "a socket after close()");
+});
