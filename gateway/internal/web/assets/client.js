@@ -284,9 +284,12 @@ class Client {
       // Closed before the gateway greeted us: the upgrade may have been
       // refused. A browser WebSocket cannot see the HTTP status, so ask,
       // on the 1st, 2nd, 4th, 8th... failure in a row only: a gateway that
-      // is down gets no second request per attempt.
+      // is down gets no second request per attempt. A close with a code of
+      // the gateway's (1013 when it sheds load, say) followed an accepted
+      // upgrade: a refused one shows as 1006, or an error.
       const failures = this.#attempt + 1;
-      if (!probe || (failures & (failures - 1)) !== 0) {
+      const refusable = code === undefined || code === 1006;
+      if (!probe || !refusable || (failures & (failures - 1)) !== 0) {
         this.#retry(why, code);
         return;
       }

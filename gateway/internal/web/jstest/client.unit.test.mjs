@@ -522,3 +522,21 @@ test("a page shown again ends the back-off wait at once", async (t) => {
   fire("online");
   assert.equal(fake.made.length, 3, "a socket after close()");
 });
+
+test("a close with the gateway's code before connected is not probed: the upgrade was accepted", async (t) => {
+  // A gateway that sheds load closes new sockets with 1013 before
+  // connected; asking it again with a GET would add to its load for
+  // nothing. Only a close without a code (1006) may be a refused upgrade.
+  let probes = 0;
+  const fake = fakeSockets();
+  const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: 1, fetch: async () => (probes++, { status: 503 }) });
+  const seen = states(sb);
+  for (let n = 1; n <= 7; n++) {
+    (await fake.socket(n)).drop(1013, "gateway overloaded, reconnect later");
+    assert.deepEqual([seen.at(-1)[0], seen.at(-1)[1].attempt], ["connecting", n], `retry ${n} scheduled without a probe`);
+  }
+  assert.equal(probes, 0);
+  // The 8th failure in a row, without a code, is probed as before.
+  (await fake.socket(8)).drop(1006);
+  assert.equal(probes, 1);
+});
