@@ -233,7 +233,11 @@ class Client {
     try {
       ws = new this.#WS(url);
     } catch (err) {
-      this.#retry(`cannot open: ${err?.message ?? err}`);
+      // A browser refuses for good a URL it cannot use (SyntaxError) or may
+      // not (SecurityError: ws: from an https page, a blocked port).
+      const why = `cannot open: ${err?.message ?? err}`;
+      if (err?.name === "SyntaxError" || err?.name === "SecurityError") this.#fail(why);
+      else this.#retry(why);
       return;
     }
     this.#ws = ws;

@@ -540,3 +540,24 @@ test("a close with the gateway's code before connected is not probed: the upgrad
   (await fake.socket(8)).drop(1006);
   assert.equal(probes, 1);
 });
+
+test("a WebSocket the browser refuses to make (mixed content, a bad URL) closes the client for good", async (t) => {
+  // new WebSocket throws SecurityError for ws: from an https page and
+  // SyntaxError for a URL it cannot use: no later attempt can do better.
+  for (const name of ["SecurityError", "SyntaxError"]) {
+    let made = 0;
+    class Refusing {
+      constructor() {
+        made++;
+        throw new DOMException(`refused (${name})`, name);
+      }
+    }
+    const sb = client(t, { token: jwt("alice"), WebSocket: Refusing, minReconnectDelay: 1 });
+    const seen = states(sb);
+    const pending = sb.emit("sendMessage", { text: "hi" });
+    await assert.rejects(pending, { code: "closed" }, name);
+    assert.equal(seen.at(-1)[0], "closed", name);
+    assert.match(seen.at(-1)[1].reason, /refused/, name);
+    assert.equal(made, 1, name);
+  }
+});
