@@ -6,6 +6,7 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/switchboard/switchboard/internal/testkit"
@@ -60,4 +61,34 @@ func TestClientBrowserEvents(t *testing.T) {
 		t.Fatalf("a client of an ftp: URL: closed with reason %q, %v; want closed within 10 s, with a reason", reason, err)
 	}
 	t.Logf("ftp: URL: closed: %s", reason)
+}
+
+// TestDemoPageWithoutStorage opens the demo in a tab whose sessionStorage
+// throws on access, as it does in a browser that blocks site data: the
+// page still logs in and chats, only a reload cannot resume.
+func TestDemoPageWithoutStorage(t *testing.T) {
+	chrome := needTool(t, "chromium (Debian package chromium)", "chromium", "chromium-browser", "google-chrome")
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 1, Env: []string{"GATEWAY_DEV=1"}})
+	dir := artifactsDir(t)
+	browser := startBrowser(t, chrome)
+
+	ctx, cancel := chromedp.NewContext(browser)
+	t.Cleanup(cancel)
+	alice := &tab{t: t, name: "alice-nostorage", ctx: ctx, dir: dir}
+	alice.do("block sessionStorage", chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
+			Source: `Object.defineProperty(window, "sessionStorage", { get() { throw new DOMException("The operation is insecure.", "SecurityError"); } });`,
+		})
+		return err
+	}))
+	alice.do("log in as alice",
+		chromedp.Navigate("http://"+s.Addr+"/"),
+		chromedp.WaitVisible(chromedp.ID("user")),
+		chromedp.SendKeys(chromedp.ID("user"), "alice"),
+		chromedp.Click(chromedp.CSS("#login-form button")),
+	)
+	alice.waitOpen("")
+	alice.send("alice", "a note to myself")
+	alice.waitMessage("in", "a note to myself")
+	alice.waitMessage("sent", "a note to myself")
 }
