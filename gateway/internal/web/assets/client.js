@@ -49,6 +49,7 @@ class Client {
   #events = new Map(); // event name -> Set of handlers
   #stateHandlers = new Set();
   #stateInfo = {};
+  #changes = 0; // counts state changes, so that announcing one can tell it is outdated
   #cursor; // where the app is in its streams
 
   constructor(opts) {
@@ -170,7 +171,14 @@ class Client {
   #setState(state, info = {}) {
     this.#state = state;
     this.#stateInfo = info;
-    for (const { handler } of [...this.#stateHandlers]) safeCall(handler, state, { ...info });
+    const change = ++this.#changes;
+    for (const { handler } of [...this.#stateHandlers]) {
+      // A listener that moved the client on (closed it, say) had every
+      // listener told of the newer state: the rest must not hear this one
+      // after it.
+      if (change !== this.#changes) return;
+      safeCall(handler, state, { ...info });
+    }
   }
 
   // #stop cancels the timers of the client and of the current attempt, and
@@ -261,6 +269,7 @@ class Client {
         else if (resume.resume || resume.bresume) info.recovered = false; // a gateway that ignored the resume replayed nothing
         if (Number.isInteger(args.missed)) info.missed = args.missed;
         this.#setState("open", info);
+        if (this.#ws !== ws) return; // a state listener closed the client
       }
       this.#dispatch(frame);
     };

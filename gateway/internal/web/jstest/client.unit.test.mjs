@@ -561,3 +561,18 @@ test("a WebSocket the browser refuses to make (mixed content, a bad URL) closes 
     assert.equal(made, 1, name);
   }
 });
+
+test("a state listener that moves the client on: the later listeners end on the newest state", async (t) => {
+  // The first listener closes the client while the client tells every
+  // listener about "connecting"; one added after it must not hear
+  // "connecting" after "closed" and show a client that tries forever.
+  const fake = fakeSockets();
+  const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: NEVER });
+  sb.onState((s, info) => {
+    if (s === "connecting" && info.code === 1001) sb.close();
+  });
+  const later = states(sb);
+  (await fake.socket(1)).greet("alice", { pos: "e1.1-3" });
+  fake.made[0].drop(1001, "gateway shutting down");
+  assert.deepEqual(later.map(([s]) => s), ["connecting", "open", "closed"]);
+});
