@@ -25,7 +25,8 @@ const DEFAULTS = {
 
 /**
  * connect starts connecting at once and returns the client. It reconnects by
- * itself after every close except sb.close() or a refused token.
+ * itself after every close except sb.close(), a refused token or a URL the
+ * WebSocket constructor refuses.
  */
 export function connect(opts) {
   return new Client(opts);
