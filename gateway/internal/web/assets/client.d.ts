@@ -59,7 +59,7 @@ export type State = "connecting" | "open" | "closed";
 export interface StateInfo {
   /** Why the socket closed or the client stopped, for a person. */
   reason?: string;
-  /** The WebSocket close code of the socket that closed ("connecting"); absent when the client gave up on it (connectTimeout, an unanswered emit). */
+  /** The WebSocket close code of the socket that closed ("connecting"); absent when the client gave up on it (connectTimeout, an unanswered emit, the browser going offline). */
   code?: number;
   /** The HTTP status that stopped the client: 401 (token refused) or 403 (origin refused) ("closed"). */
   status?: number;
@@ -173,8 +173,8 @@ export interface Client {
 }
 
 /**
- * Starts connecting at once and reconnects by itself until close() or a
- * refused token, resuming its streams every time: an event already handed
+ * Starts connecting at once and reconnects by itself until close(), a
+ * refused token or a URL the WebSocket constructor refuses, resuming its streams every time: an event already handed
  * to the app (same epoch, offset not after the last one) is dropped.
  * A close 4001 (token expired) or 1008 slow consumer is retried at once,
  * every other close after the back-off.

@@ -25,7 +25,8 @@ const DEFAULTS = {
 
 /**
  * connect starts connecting at once and returns the client. It reconnects by
- * itself after every close except sb.close() or a refused token.
+ * itself after every close except sb.close(), a refused token or a URL the
+ * WebSocket constructor refuses.
  */
 export function connect(opts) {
   return new Client(opts);
@@ -42,12 +43,14 @@ class Client {
   #closed = false; // sb.close() called or the token refused: for good
   #attempt = 0; // failed attempts since the last connection that stayed open stableAfter ms
   #timer = null; // pending reconnect
-  #wake = null; // listener for the browser's "online" and "pageshow"
+  #wake = null; // listener for the browser's "online", "pageshow" and "visibilitychange"
+  #offline = null; // listener for the browser's "offline"
   #nextRef = 0;
   #pending = new Map(); // ref -> {resolve, reject, timer, data, sent, ws (sent on)}
   #events = new Map(); // event name -> Set of handlers
   #stateHandlers = new Set();
   #stateInfo = {};
+  #changes = 0; // counts state changes, so that announcing one can tell it is outdated
   #cursor; // where the app is in its streams
 
   constructor(opts) {
@@ -66,15 +69,22 @@ class Client {
     }
     this.#cursor = new Cursor(storage);
     if (typeof globalThis.addEventListener === "function") {
-      // A browser that comes back online, or restores the page from its
-      // back/forward cache, need not wait out the back-off.
-      this.#wake = () => {
+      // A browser that comes back online, restores the page from its
+      // back/forward cache or shows a hidden page again (whose timers it
+      // may have held back for minutes) need not wait out the back-off.
+      this.#wake = (ev) => {
         if (this.#closed || this.#timer === null) return;
+        if (ev?.type === "visibilitychange" && globalThis.document?.visibilityState === "hidden") return;
         clearTimeout(this.#timer);
         this.#open();
       };
-      globalThis.addEventListener("online", this.#wake);
-      globalThis.addEventListener("pageshow", this.#wake);
+      // A browser that goes offline has lost the socket, though it may not
+      // say so until TCP gives up, minutes later: end it now, so the app
+      // sees "connecting" and its emits fail or wait, and "online" brings
+      // the next attempt at once.
+      this.#offline = () => this.#abandon?.("the browser went offline");
+      for (const name of WAKE_EVENTS) globalThis.addEventListener(name, this.#wake);
+      globalThis.addEventListener("offline", this.#offline);
     }
     this.#open();
   }
@@ -162,7 +172,14 @@ class Client {
   #setState(state, info = {}) {
     this.#state = state;
     this.#stateInfo = info;
-    for (const { handler } of [...this.#stateHandlers]) safeCall(handler, state, { ...info });
+    const change = ++this.#changes;
+    for (const { handler } of [...this.#stateHandlers]) {
+      // A listener that moved the client on (closed it, say) had every
+      // listener told of the newer state: the rest must not hear this one
+      // after it.
+      if (change !== this.#changes) return;
+      safeCall(handler, state, { ...info });
+    }
   }
 
   // #stop cancels the timers of the client and of the current attempt, and
@@ -173,14 +190,15 @@ class Client {
     clearTimeout(this.#connectTimer);
     this.#connectTimer = null;
     if (this.#closed && this.#wake) {
-      globalThis.removeEventListener?.("online", this.#wake);
-      globalThis.removeEventListener?.("pageshow", this.#wake);
-      this.#wake = null;
+      for (const name of WAKE_EVENTS) globalThis.removeEventListener?.(name, this.#wake);
+      globalThis.removeEventListener?.("offline", this.#offline);
+      this.#wake = this.#offline = null;
     }
   }
 
   async #open() {
     this.#timer = null;
+    if (this.#closed) return;
     const gen = ++this.#gen;
     const stale = () => this.#closed || gen !== this.#gen;
     // getToken and the handshake up to the greeting get connectTimeout in
@@ -224,7 +242,11 @@ class Client {
     try {
       ws = new this.#WS(url);
     } catch (err) {
-      this.#retry(`cannot open: ${err?.message ?? err}`);
+      // A browser refuses for good a URL it cannot use (SyntaxError) or may
+      // not (SecurityError: ws: from an https page, a blocked port).
+      const why = `cannot open: ${err?.message ?? err}`;
+      if (err?.name === "SyntaxError" || err?.name === "SecurityError") this.#fail(why);
+      else this.#retry(why);
       return;
     }
     this.#ws = ws;
@@ -248,6 +270,7 @@ class Client {
         else if (resume.resume || resume.bresume) info.recovered = false; // a gateway that ignored the resume replayed nothing
         if (Number.isInteger(args.missed)) info.missed = args.missed;
         this.#setState("open", info);
+        if (this.#ws !== ws) return; // a state listener closed the client
       }
       this.#dispatch(frame);
     };
@@ -275,9 +298,12 @@ class Client {
       // Closed before the gateway greeted us: the upgrade may have been
       // refused. A browser WebSocket cannot see the HTTP status, so ask,
       // on the 1st, 2nd, 4th, 8th... failure in a row only: a gateway that
-      // is down gets no second request per attempt.
+      // is down gets no second request per attempt. A close with a code of
+      // the gateway's (1013 when it sheds load, say) followed an accepted
+      // upgrade: a refused one shows as 1006, or an error.
       const failures = this.#attempt + 1;
-      if (!probe || (failures & (failures - 1)) !== 0) {
+      const refusable = code === undefined || code === 1006;
+      if (!probe || !refusable || (failures & (failures - 1)) !== 0) {
         this.#retry(why, code);
         return;
       }
@@ -362,6 +388,9 @@ class Client {
     const delay = now && this.#attempt === 0 ? 0 : Math.round(Math.random() * ceiling);
     this.#attempt++;
     this.#setState("connecting", { reason, code, attempt: this.#attempt, delay });
+    // A listener may have closed the client (an app giving up after so
+    // many attempts): then there is nothing to schedule.
+    if (this.#closed) return;
     this.#timer = setTimeout(() => this.#open(), delay);
   }
 
@@ -488,6 +517,9 @@ class Cursor {
     }
   }
 }
+
+// WAKE_EVENTS are the browser's events that end a back-off wait.
+const WAKE_EVENTS = ["online", "pageshow", "visibilitychange"];
 
 // STREAMS names the position of each stream, in frames and connected's args.
 const STREAMS = ["pos", "bpos"];

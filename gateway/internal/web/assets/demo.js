@@ -10,6 +10,37 @@ const shownKey = (user) => `switchboard-demo-messages ${user}`;
 const roomKey = (user) => `switchboard-demo-room ${user}`;
 const KEEP = 200; // messages kept for a reload
 
+// storage is the tab's sessionStorage, or null where the browser blocks it
+// (site data refused: then merely reading window.sessionStorage throws).
+// Without it the page works as before, only a reload starts afresh.
+const storage = (() => {
+  try {
+    return globalThis.sessionStorage ?? null;
+  } catch {
+    return null;
+  }
+})();
+
+// load returns what is stored under key, or null; keep stores value
+// there (removes it when null). Neither throws: a full storage costs the
+// next reload what it could not keep.
+function load(key) {
+  try {
+    return storage?.getItem(key) ?? null;
+  } catch {
+    return null;
+  }
+}
+
+function keep(key, value) {
+  try {
+    if (value === null) storage?.removeItem(key);
+    else storage?.setItem(key, value);
+  } catch {
+    // full: a reload shows less
+  }
+}
+
 let sb = null;
 let shown = []; // [{kind, m}], the messages shown, oldest first
 const seen = new Set(); // "kind:msg_id" shown already
@@ -62,11 +93,7 @@ function addMessage(kind, m) {
   if (!showMessage(kind, m)) return;
   shown.push({ kind, m });
   shown = shown.slice(-KEEP);
-  try {
-    sessionStorage.setItem(shownKey(document.body.dataset.user), JSON.stringify(shown));
-  } catch {
-    // full: a reload shows fewer
-  }
+  keep(shownKey(document.body.dataset.user), JSON.stringify(shown));
 }
 
 // showMessage adds a message bubble, unless it is shown already; it
@@ -125,12 +152,8 @@ function showRoom(r, members) {
   $("room-status").textContent = r ? `In #${r} · ${members} member${members === 1 ? "" : "s"}` : "";
   $("room-send-form").hidden = !r;
   $("leave-room").hidden = !r;
-  try {
-    if (r) sessionStorage.setItem(roomKey(document.body.dataset.user), r);
-    else sessionStorage.removeItem(roomKey(document.body.dataset.user));
-  } catch {
-    // the room is still joined in Redis; only a reload forgets which
-  }
+  // Not kept, the room is still joined in Redis; only a reload forgets which.
+  keep(roomKey(document.body.dataset.user), r ?? null);
 }
 
 async function joinRoom(r) {
@@ -160,19 +183,19 @@ async function join(user) {
     showError($("login-error"), `Cannot get a token: ${err.message}`);
     return;
   }
-  sessionStorage.setItem(STORE, user);
+  keep(STORE, user);
   document.body.dataset.user = user;
   $("me").textContent = user;
   $("login").hidden = true;
   $("chat").hidden = false;
   try {
-    shown = JSON.parse(sessionStorage.getItem(shownKey(user)) ?? "[]");
+    shown = JSON.parse(load(shownKey(user)) ?? "[]");
     for (const { kind, m } of shown) showMessage(kind, m);
   } catch {
     shown = [];
   }
   const url = new URL("/socket", location.href);
-  sb = connect({ url: url.href, getToken: () => fetchToken(user), storage: sessionStorage });
+  sb = connect({ url: url.href, getToken: () => fetchToken(user), storage });
   sb.onState(setStatus);
   sb.on("message", (m) => addMessage("in", m));
   sb.on("message_sent", (m) => addMessage("sent", m));
@@ -185,7 +208,7 @@ async function join(user) {
     note(e.user === user ? `you left #${e.room}` : `${e.user} left #${e.room}`);
     if (e.room === room && e.user !== user) showRoom(room, Math.max(1, roomMembers - 1));
   });
-  const saved = sessionStorage.getItem(roomKey(user));
+  const saved = load(roomKey(user));
   if (saved) joinRoom(saved); // membership lives in Redis: this only shows it again
   sb.on("resync", (r) => notice("warn", `Some messages were lost on the way (${r.reason}): this list may be incomplete.`));
   $("to").focus();
@@ -194,7 +217,11 @@ async function join(user) {
 function leave() {
   sb?.close();
   sb = null;
-  sessionStorage.clear(); // the user, the messages and the client's place: the next user starts afresh
+  try {
+    storage?.clear(); // the user, the messages and the client's place: the next user starts afresh
+  } catch {
+    // nothing was kept
+  }
   shown = [];
   seen.clear();
   acked.clear();
@@ -283,7 +310,7 @@ $("room-send-form").addEventListener("submit", async (ev) => {
   }
 });
 
-const preset = new URLSearchParams(location.search).get("user") ?? sessionStorage.getItem(STORE);
+const preset = new URLSearchParams(location.search).get("user") ?? load(STORE);
 if (preset) {
   $("user").value = preset;
   join(preset);

@@ -433,3 +433,146 @@ test("storage: one that fails or is not a storage", async (t) => {
     assert.throws(() => connect({ url: URL_, token: "x", WebSocket: fake.WebSocket, storage: bad }), TypeError, String(bad));
   }
 });
+
+test("close() from a state listener stops the client: no socket after it", async (t) => {
+  // An app that gives up after some attempts closes the client from its
+  // "connecting" listener, which runs while the client schedules the retry.
+  t.mock.method(Math, "random", () => 0); // every retry at once: a timer of 0 ms
+  for (const where of ["connecting", "open"]) {
+    const fake = fakeSockets();
+    const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: 1 });
+    const seen = states(sb);
+    sb.onState((s) => {
+      if (s === where && fake.made.length === (where === "open" ? 1 : 2)) sb.close();
+    });
+    (await fake.socket(1)).greet("alice", { pos: "e1.1-3" });
+    if (where === "connecting") {
+      fake.made[0].drop(1001, "gateway shutting down");
+      const s2 = await fake.socket(2);
+      s2.greet("alice", { pos: "e1.1-3", recovered: true, missed: 0 });
+      s2.drop(1006);
+    }
+    const n = fake.made.length;
+    // A retry scheduled at close() would be a 0 ms timer set before this
+    // one: Node runs timers of one delay in the order they were set.
+    await new Promise((r) => setTimeout(r, 0));
+    assert.equal(fake.made.length, n, `a socket made after close() in the "${where}" listener`);
+    assert.equal(seen.at(-1)[0], "closed", `the last state after close() in the "${where}" listener`);
+  }
+});
+
+// browserEvents stands in for the window's events, which Node lacks, for
+// the rest of test t; it returns fire(name).
+function browserEvents(t) {
+  const target = new EventTarget();
+  globalThis.addEventListener = target.addEventListener.bind(target);
+  globalThis.removeEventListener = target.removeEventListener.bind(target);
+  t.after(() => {
+    delete globalThis.addEventListener;
+    delete globalThis.removeEventListener;
+  });
+  return (name) => target.dispatchEvent(new Event(name));
+}
+
+test("offline drops the socket at once; online then reconnects and resumes", async (t) => {
+  const fire = browserEvents(t);
+  const fake = fakeSockets();
+  const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: NEVER });
+  const seen = states(sb);
+  const s1 = await fake.socket(1);
+  s1.greet("alice", { pos: "e1.1-3" });
+  const pending = sb.emit("sendMessage", { text: "hi" });
+  // The network is gone: the socket is dead whether or not the browser has
+  // noticed, and waiting for TCP to say so can take minutes.
+  fire("offline");
+  assert.equal(seen.at(-1)[0], "connecting", "still open after offline");
+  await assert.rejects(pending, { code: "disconnected" });
+  assert.equal(fake.made.length, 1, "a socket while offline");
+  fire("online");
+  const s2 = await fake.socket(2);
+  assert.equal(s2.params.resume, "e1.1-3");
+});
+
+test("a page shown again ends the back-off wait at once", async (t) => {
+  const fire = browserEvents(t);
+  const doc = { visibilityState: "hidden" };
+  globalThis.document = doc;
+  t.after(() => delete globalThis.document);
+  const fake = fakeSockets();
+  const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: NEVER });
+  (await fake.socket(1)).greet("alice", { pos: "e1.1-3" });
+  fake.made[0].drop(1001, "gateway shutting down");
+  // A hidden page's timers may be held back for minutes; hidden, it waits.
+  fire("visibilitychange");
+  assert.equal(fake.made.length, 1, "a socket while hidden");
+  doc.visibilityState = "visible";
+  fire("visibilitychange");
+  assert.equal(fake.made.length, 2, "no socket once visible");
+  // A hidden page that comes back online does not wait to be shown.
+  doc.visibilityState = "hidden";
+  fake.made[1].greet("alice", { pos: "e1.1-3", recovered: true, missed: 0 });
+  fake.made[1].drop(1006);
+  fire("online");
+  assert.equal(fake.made.length, 3, "no socket on online while hidden");
+  doc.visibilityState = "visible";
+  fake.made[2].greet("alice", { pos: "e1.1-3", recovered: true, missed: 0 });
+  fake.made[2].drop(1006);
+  sb.close();
+  fire("visibilitychange");
+  fire("online");
+  assert.equal(fake.made.length, 3, "a socket after close()");
+});
+
+test("a close with the gateway's code before connected is not probed: the upgrade was accepted", async (t) => {
+  // A gateway that sheds load closes new sockets with 1013 before
+  // connected; asking it again with a GET would add to its load for
+  // nothing. Only a close without a code (1006) may be a refused upgrade.
+  let probes = 0;
+  const fake = fakeSockets();
+  const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: 1, fetch: async () => (probes++, { status: 503 }) });
+  const seen = states(sb);
+  for (let n = 1; n <= 7; n++) {
+    (await fake.socket(n)).drop(1013, "gateway overloaded, reconnect later");
+    assert.deepEqual([seen.at(-1)[0], seen.at(-1)[1].attempt], ["connecting", n], `retry ${n} scheduled without a probe`);
+  }
+  assert.equal(probes, 0);
+  // The 8th failure in a row, without a code, is probed as before.
+  (await fake.socket(8)).drop(1006);
+  assert.equal(probes, 1);
+});
+
+test("a WebSocket the browser refuses to make (mixed content, a bad URL) closes the client for good", async (t) => {
+  // new WebSocket throws SecurityError for ws: from an https page and
+  // SyntaxError for a URL it cannot use: no later attempt can do better.
+  for (const name of ["SecurityError", "SyntaxError"]) {
+    let made = 0;
+    class Refusing {
+      constructor() {
+        made++;
+        throw new DOMException(`refused (${name})`, name);
+      }
+    }
+    const sb = client(t, { token: jwt("alice"), WebSocket: Refusing, minReconnectDelay: 1 });
+    const seen = states(sb);
+    const pending = sb.emit("sendMessage", { text: "hi" });
+    await assert.rejects(pending, { code: "closed" }, name);
+    assert.equal(seen.at(-1)[0], "closed", name);
+    assert.match(seen.at(-1)[1].reason, /refused/, name);
+    assert.equal(made, 1, name);
+  }
+});
+
+test("a state listener that moves the client on: the later listeners end on the newest state", async (t) => {
+  // The first listener closes the client while the client tells every
+  // listener about "connecting"; one added after it must not hear
+  // "connecting" after "closed" and show a client that tries forever.
+  const fake = fakeSockets();
+  const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: NEVER });
+  sb.onState((s, info) => {
+    if (s === "connecting" && info.code === 1001) sb.close();
+  });
+  const later = states(sb);
+  (await fake.socket(1)).greet("alice", { pos: "e1.1-3" });
+  fake.made[0].drop(1001, "gateway shutting down");
+  assert.deepEqual(later.map(([s]) => s), ["connecting", "open", "closed"]);
+});
