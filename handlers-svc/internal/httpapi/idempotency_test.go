@@ -1,11 +1,14 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -350,5 +353,62 @@ func TestNoIdempotencyKeyUnchanged(t *testing.T) {
 	keys, err := rdb.Keys(context.Background(), proto.IdempotencyKey("*")).Result()
 	if err != nil || len(keys) != 0 || api.Replays() != 0 {
 		t.Fatalf("records %v (%v), replays %d: want none without a key", keys, err, api.Replays())
+	}
+}
+
+// TestIdempotentCluster: on a Redis Cluster a key's record is one key in
+// the slot its name hashes to; a retry is replayed, and a dispatch that
+// reached only some masters (504) keeps its key pending, so a retry does
+// not deliver it twice to the users of the masters that are up.
+func TestIdempotentCluster(t *testing.T) {
+	c := testkit.StartRedisCluster(t, 3)
+	t.Cleanup(func() { // go-redis dials the gone master in the background for a while
+		testkit.Eventually(t, 5*time.Second, "go-redis's dialers of the gone master ended", func() bool {
+			buf := make([]byte, 1<<20)
+			return !bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("(*ConnPool).tryDial"))
+		})
+	})
+	rdb := c.Client(&redis.ClusterOptions{OnConnect: dispatch.OnConnect, MaxRetries: -1, DialerRetries: 1})
+	url, api := idemServer(t, rdb, rdb, nil)
+
+	down := c.NodeOf(proto.RunKey(proto.PartitionOf("alice")))
+	bob := ""
+	for i := 0; bob == ""; i++ {
+		if u := fmt.Sprintf("bob%d", i); c.NodeOf(proto.RunKey(proto.PartitionOf(u))) != down {
+			bob = u
+		}
+	}
+	body := `{"event":"e","users":["alice","` + bob + `"]}`
+	for _, k := range []string{"plain-key", "{tagged}key"} {
+		first := postIdem(t, url, body, k)
+		again := postIdem(t, url, body, k)
+		if first.status != http.StatusOK || again.status != http.StatusOK || again.body != first.body || again.replayed != "true" {
+			t.Fatalf("key %s: %+v then %+v, want 200 replayed", k, first, again)
+		}
+	}
+	if n := xlen(t, rdb, bob); n != 2 || xlen(t, rdb, "alice") != 2 || api.Replays() != 2 {
+		t.Fatalf("streams: %s %d, alice %d, replays %d; want 2, 2, 2", bob, n, xlen(t, rdb, "alice"), api.Replays())
+	}
+
+	// A key whose record lies on a master that stays up.
+	k := ""
+	for i := 0; k == ""; i++ {
+		if s := fmt.Sprintf("partly-%d", i); c.NodeOf(proto.IdempotencyKey(s)) != down {
+			k = s
+		}
+	}
+	down.Stop()
+	a := postIdem(t, url, body, k)
+	if a.status != http.StatusGatewayTimeout || errorCode(a.body) != proto.CodeTimeout {
+		t.Fatalf("one master down: %+v, want 504 timeout (partly delivered)", a)
+	}
+	if n := xlen(t, rdb, bob); n != 3 {
+		t.Fatalf("%s's stream holds %d events, want 3: his master is up", bob, n)
+	}
+	if a := postIdem(t, url, body, k); a.status != http.StatusConflict || errorCode(a.body) != proto.CodeTimeout {
+		t.Fatalf("retry after a partly delivered dispatch: %+v, want 409 timeout", a)
+	}
+	if n := xlen(t, rdb, bob); n != 3 {
+		t.Fatalf("%s's stream holds %d events after the retry, want still 3", bob, n)
 	}
 }
