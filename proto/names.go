@@ -100,3 +100,10 @@ func ValidRoomName(s string) bool {
 // RoomMembersKey returns the key of the Redis set of room's members (user
 // ids).
 func RoomMembersKey(room string) string { return "sb:r:" + room + ":m" }
+
+// IdempotencyKey returns the Redis key that holds the dispatch API's
+// record of an Idempotency-Key (docs/protocol.md section 7):
+// "sb:idem:<key>". It is one key in no partition: on a Redis Cluster it
+// lies in whatever slot its name hashes to (a key that holds "{...}"
+// chooses its own), since no script touches it with another key.
+func IdempotencyKey(key string) string { return "sb:idem:" + key }

@@ -173,6 +173,17 @@ func TestValidRoomName(t *testing.T) {
 	}
 }
 
+// TestIdempotencyKey: the dispatch API's records are switchboard keys in
+// no partition; a key's own hash tag chooses its slot (any will do).
+func TestIdempotencyKey(t *testing.T) {
+	if got := proto.IdempotencyKey("order-7"); got != "sb:idem:order-7" {
+		t.Errorf("IdempotencyKey = %q", got)
+	}
+	if got, want := proto.Slot(proto.IdempotencyKey("{u}1")), proto.Slot("u"); got != want {
+		t.Errorf("slot of a tagged key %d, want its tag's %d", got, want)
+	}
+}
+
 func TestParseFanoutMode(t *testing.T) {
 	for _, tc := range []struct {
 		in   string

@@ -212,7 +212,9 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		func() bool { return len(health.notReady(context.Background())) == 0 })
 	health.mux.Handle("GET /metrics", reg.Handler())
 	if cfg.APIKey != "" {
-		httpapi.New(d, cfg.APIKey, log).Register(health.mux)
+		api := httpapi.New(d, cfg.APIKey, log).Idempotent(rdb)
+		reg.CountReplays(api.Replays)
+		api.Register(health.mux)
 	}
 	httpSrv := httpserver.New(health, log.Named("http"))
 	httpSrv.WriteTimeout = httpWriteTimeout

@@ -15,8 +15,10 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/handlers-svc/dispatch"
@@ -58,6 +60,10 @@ type API struct {
 	// inFlight holds a token per dispatch running, MaxInFlight at most.
 	inFlight chan struct{}
 	busy     *logevery.Log // refusals for MaxInFlight, logged once a minute at most
+	// idem keeps the records of idempotency keys (Idempotent); nil: the
+	// Idempotency-Key header is refused.
+	idem    redis.UniversalClient
+	replays atomic.Uint64 // answers replayed from an idempotency record
 }
 
 // New returns the API, dispatching through d for callers whose
@@ -96,6 +102,15 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, proto.CodeUnauthorized, "a valid Authorization: Bearer <HANDLERS_API_KEY> header is required")
 		return
 	}
+	idemKey, err := idempotencyKey(r)
+	if err == nil && idemKey != "" && a.idem == nil {
+		err = event.BadRequest("%s is not served here", IdempotencyHeader)
+	}
+	if err != nil {
+		w.Header().Set("Connection", "close") // the body is not read
+		a.answer(w, r, dispatch.Message{}, nil, dispatch.Positions{}, err)
+		return
+	}
 	select {
 	case a.inFlight <- struct{}{}:
 		defer func() { <-a.inFlight }()
@@ -118,13 +133,45 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	m, err := decode(body)
 	if err != nil {
-		a.answer(w, r, m, dispatch.Positions{}, err)
+		a.answer(w, r, m, nil, dispatch.Positions{}, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
 	defer cancel()
+	var res *reservation
+	if idemKey != "" {
+		var replay []byte
+		if res, replay, err = a.reserve(ctx, idemKey, body); res == nil {
+			a.refuseReserved(w, r, m, replay, err)
+			return
+		}
+	}
 	pos, err := a.d.Dispatch(ctx, m)
-	a.answer(w, r, m, pos, err)
+	a.answer(w, r, m, res, pos, err)
+}
+
+// refuseReserved answers a dispatch whose idempotency key was not
+// reserved: the answer replayed, or the error found.
+func (a *API) refuseReserved(w http.ResponseWriter, r *http.Request, m dispatch.Message, replay []byte, err error) {
+	switch {
+	case err == nil:
+		a.replays.Add(1)
+		a.log.Debug("dispatch replayed from its idempotency record", zap.String("event", m.Event))
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set(ReplayedHeader, "true")
+		_, _ = w.Write(replay)
+	case errors.Is(err, errPending):
+		a.log.Debug("dispatch refused: its idempotency key is pending", zap.String("event", m.Event),
+			zap.String("remote", r.RemoteAddr))
+		writeError(w, http.StatusConflict, proto.CodeTimeout,
+			"a dispatch with this Idempotency-Key is in progress, or its outcome is unknown (it may or may not have been delivered): nothing was done")
+	case errors.Is(err, errOtherBody):
+		writeError(w, http.StatusUnprocessableEntity, proto.CodeBadRequest,
+			"this Idempotency-Key was used with another body: nothing was done")
+	default:
+		a.answer(w, r, m, nil, dispatch.Positions{}, err)
+	}
 }
 
 // errBusy is logged for a dispatch refused beyond MaxInFlight.
@@ -162,8 +209,9 @@ func decode(body []byte) (dispatch.Message, error) {
 	return m, nil
 }
 
-// answer writes the response for a dispatch's outcome and logs it.
-func (a *API) answer(w http.ResponseWriter, r *http.Request, m dispatch.Message, pos dispatch.Positions, err error) {
+// answer writes the response for a dispatch's outcome and logs it; with
+// res, it first records the outcome under its idempotency key.
+func (a *API) answer(w http.ResponseWriter, r *http.Request, m dispatch.Message, res *reservation, pos dispatch.Positions, err error) {
 	if err == nil {
 		a.log.Debug("dispatched", zap.String("event", m.Event), zap.Int("users", len(m.Users)),
 			zap.Int("conns", len(m.Conns)), zap.Int("rooms", len(m.Rooms)), zap.Bool("broadcast", m.Broadcast),
@@ -171,10 +219,22 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, m dispatch.Message,
 		if pos.Users == nil {
 			pos.Users = map[string]string{}
 		}
+		body, merr := json.Marshal(pos)
+		if merr != nil { // positions and user ids are strings: it cannot fail
+			panic(merr)
+		}
+		body = append(body, '\n')
+		if res != nil {
+			// Before the answer, so that a retry once it is read finds it.
+			a.finish(res, body, nil)
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		_ = json.NewEncoder(w).Encode(pos)
+		_, _ = w.Write(body)
 		return
+	}
+	if res != nil {
+		a.finish(res, nil, err)
 	}
 	werr := event.WireError(err)
 	status := http.StatusInternalServerError
@@ -187,6 +247,9 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, m dispatch.Message,
 		status = http.StatusGatewayTimeout
 		// Out of time, or Redis took it and did not answer.
 		werr.Message = "dispatch timed out or got no answer from Redis: it may or may not have been delivered"
+		if res != nil {
+			werr.Message += "; its Idempotency-Key is kept: a retry with it is answered 409, not dispatched again"
+		}
 	}
 	lvl := zap.WarnLevel
 	if status == http.StatusBadRequest {

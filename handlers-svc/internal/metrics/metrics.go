@@ -72,6 +72,15 @@ func (m *Metrics) CountUnheard(unheard func() uint64) {
 	}, func() float64 { return float64(unheard()) }))
 }
 
+// CountReplays registers a counter read at scrape time from replays: the
+// dispatch API's answers replayed from an idempotency record.
+func (m *Metrics) CountReplays(replays func() uint64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: namespace, Name: "dispatch_api_replays_total",
+		Help: "Dispatch API requests answered from the record of an earlier one with the same Idempotency-Key, delivering nothing again.",
+	}, func() float64 { return float64(replays()) }))
+}
+
 // CountSharedWorkers registers a gauge read at scrape time from shared:
 // the gateway workers found in shared mode while this instance publishes
 // per user (0 in shared mode, where every worker reads everything).

@@ -1,0 +1,209 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// IdempotencyHeader names the request header that carries an idempotency
+// key (draft-ietf-httpapi-idempotency-key-header): a dispatch retried with
+// the same key and body is answered from the first one's record instead of
+// being delivered again (docs/protocol.md section 7).
+const IdempotencyHeader = "Idempotency-Key"
+
+// ReplayedHeader is set to "true" on an answer replayed from the record of
+// an earlier dispatch with the same key.
+const ReplayedHeader = "Idempotent-Replayed"
+
+// MaxIdempotencyKey is the longest idempotency key, in bytes.
+const MaxIdempotencyKey = 64
+
+// IdempotencyTTL is how long a key is remembered from its first use: its
+// dispatch's answer, or that its outcome is unknown.
+const IdempotencyTTL = 5 * time.Minute
+
+// finishTimeout bounds the command that records a dispatch's outcome
+// under its key, run once the dispatch is over (its own context may have
+// ended).
+const finishTimeout = 2 * time.Second
+
+// Values of an idempotency record, "<state>:<body hash>:<rest>":
+// "p:<hash>:<token>" while its dispatch runs or when its outcome is
+// unknown, token being the reserving request's own; "d:<hash>:<answer>"
+// once it succeeded, answer being the 200 body.
+const (
+	statePending = "p:"
+	stateDone    = "d:"
+)
+
+// reserveScript sets KEYS[1] to ARGV[1] for ARGV[2] ms unless it exists,
+// and returns its value if it does, false if it was set: SET NX and, when
+// that fails, GET, in one atomic round trip (SET's GET option needs Redis
+// 7).
+var reserveScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+`)
+
+// storeScript replaces the reservation ARGV[1] of KEYS[1] by the answer
+// ARGV[2], for ARGV[3] ms; releaseScript deletes the reservation ARGV[1].
+// Either does nothing to a key that holds something else (a reservation
+// that expired and was taken again).
+var (
+	storeScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+	redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+	return 1
+end
+return 0
+`)
+	releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+)
+
+// Idempotent makes a honour the Idempotency-Key header, keeping its
+// records in rdb (handlers-svc's client, a Redis Cluster one included)
+// for IdempotencyTTL. It returns a; call it before serving. Without it a
+// request with the header is refused (400).
+func (a *API) Idempotent(rdb redis.UniversalClient) *API {
+	a.idem = rdb
+	return a
+}
+
+// Replays returns how many dispatches were answered from the record of an
+// earlier one with the same idempotency key, delivering nothing.
+func (a *API) Replays() uint64 { return a.replays.Load() }
+
+// idempotencyKey returns the key of r's Idempotency-Key header, "" without
+// one, or a bad_request error. The draft's form is a structured-field
+// string, "\"<key>\""; a bare key is taken too, as most clients send it.
+// A key is 1 to MaxIdempotencyKey bytes of visible ASCII, neither '"' nor
+// '\\'.
+func idempotencyKey(r *http.Request) (string, error) {
+	vals := r.Header.Values(IdempotencyHeader)
+	if len(vals) == 0 {
+		return "", nil
+	}
+	if len(vals) > 1 {
+		return "", event.BadRequest("%s must be given once", IdempotencyHeader)
+	}
+	k := strings.TrimSpace(vals[0])
+	if len(k) >= 2 && k[0] == '"' && k[len(k)-1] == '"' {
+		k = k[1 : len(k)-1]
+	}
+	if k == "" || len(k) > MaxIdempotencyKey {
+		return "", event.BadRequest("%s must be 1 to %d bytes of visible ASCII", IdempotencyHeader, MaxIdempotencyKey)
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; c <= ' ' || c > '~' || c == '"' || c == '\\' {
+			return "", event.BadRequest("%s must be 1 to %d bytes of visible ASCII", IdempotencyHeader, MaxIdempotencyKey)
+		}
+	}
+	return k, nil
+}
+
+// reservation is a request's hold on an idempotency key while its
+// dispatch runs.
+type reservation struct {
+	key   string // the Redis key
+	value string // the pending record, token included
+	hash  string
+}
+
+// errPending and errOtherBody are what reserve found under the
+// key instead of reserving it.
+var (
+	errPending   = errors.New("idempotency key pending")
+	errOtherBody = errors.New("idempotency key used with another body")
+)
+
+// reserve holds key for a dispatch of body. It returns the reservation;
+// or the answer recorded under key, to replay; or errPending or
+// errOtherBody for a key held by another dispatch; or an unavailable
+// error (nothing was dispatched).
+func (a *API) reserve(ctx context.Context, key string, body []byte) (*reservation, []byte, error) {
+	sum := sha256.Sum256(body)
+	var token [16]byte
+	_, _ = rand.Read(token[:])
+	res := &reservation{key: proto.IdempotencyKey(key), hash: hex.EncodeToString(sum[:])}
+	res.value = statePending + res.hash + ":" + hex.EncodeToString(token[:])
+	v, err := reserveScript.Run(ctx, a.idem, []string{res.key}, res.value, IdempotencyTTL.Milliseconds()).Text()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return res, nil, nil
+	case err != nil:
+		// The reservation may have been taken and its answer lost: undo it,
+		// or a retry would find it pending though nothing was dispatched.
+		a.release(res)
+		return nil, nil, &event.Error{Code: proto.CodeUnavailable, Message: "dispatch unavailable", Err: err}
+	}
+	state, rest := v[:min(len(v), 2)], v[min(len(v), 2):]
+	hash, rest, _ := strings.Cut(rest, ":")
+	if hash != res.hash {
+		return nil, nil, errOtherBody
+	}
+	if state == stateDone {
+		return nil, []byte(rest), nil
+	}
+	return nil, nil, errPending
+}
+
+// finish records the outcome of res's dispatch: the answer of a success,
+// replayed to retries; nothing after a failure that surely delivered
+// nothing (bad_request, unavailable), so that a retry dispatches; and
+// after any other (timeout: it may have been delivered, or the caller
+// gone mid-dispatch), the reservation is kept until it expires, so that a
+// retry gets 409 rather than a second delivery.
+func (a *API) finish(res *reservation, answer []byte, err error) {
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
+		defer cancel()
+		if serr := storeScript.Run(ctx, a.idem, []string{res.key}, res.value, stateDone+res.hash+":"+string(answer),
+			IdempotencyTTL.Milliseconds()).Err(); serr != nil {
+			// Left pending: a retry gets 409, not a second delivery.
+			a.log.Warn("idempotency record not stored: retries with its key get 409 until it expires",
+				zap.String("key", res.key), zap.Error(serr))
+		}
+		return
+	}
+	if nothingDelivered(err) {
+		a.release(res)
+	}
+}
+
+// nothingDelivered reports whether err, a dispatch's, says for sure that
+// nothing was delivered. A context's error (the caller gone, the time
+// out) is no such word, even where WireError calls it unavailable.
+func nothingDelivered(err error) bool {
+	e, ok := errors.AsType[*event.Error](err)
+	if !ok {
+		return false
+	}
+	return e.Code == proto.CodeBadRequest || e.Code == proto.CodeUnavailable
+}
+
+// release deletes res's reservation, if it still holds it.
+func (a *API) release(res *reservation) {
+	ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
+	defer cancel()
+	if err := releaseScript.Run(ctx, a.idem, []string{res.key}, res.value).Err(); err != nil {
+		a.log.Warn("idempotency reservation not released: retries with its key get 409 until it expires",
+			zap.String("key", res.key), zap.Error(err))
+	}
+}
