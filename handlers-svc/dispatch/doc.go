@@ -12,6 +12,13 @@
 //	d := dispatch.New(rdb, dispatch.Options{Window: 2 * time.Minute})
 //	pos, err := d.Dispatch(ctx, dispatch.Message{Event: "post_updated", Users: []string{"bob"}, Args: args})
 //
+// Every target is bounded as the dispatch API bounds it (Message.Check):
+// ToUsers, ToConns, ToRooms (alone or in a Batch) and Join refuse with a
+// bad_request *event.Error more than MaxUsers users, MaxConns connections
+// or MaxRooms rooms, and an id no token or gateway can carry, so that no
+// call records events for a user that can never connect, or holds Redis
+// for long.
+//
 // Rooms are user-level groups whose membership is a Redis set
 // (proto.RoomMembersKey): Join, Leave and Members manage it, and a dispatch
 // to rooms goes to their members' user streams, like any dispatch to users.
