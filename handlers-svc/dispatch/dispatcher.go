@@ -44,8 +44,10 @@ type Dispatcher struct {
 // Options tune a Dispatcher.
 type Options struct {
 	// Window is how long recorded events are kept for recovery
-	// (HISTORY_WINDOW); 0 turns recording off, and every dispatch is
-	// transient, as in v1.
+	// (HISTORY_WINDOW): DefaultWindow if 0, as the services default to.
+	// NoHistory (any negative value) turns recording off, and every
+	// dispatch is transient, as in v1: a service whose HISTORY_WINDOW is
+	// 0 passes NoHistory.
 	Window time.Duration
 	// MetaTTL is how long a stream's epoch and top offset are kept after
 	// its last event or read (DefaultMetaTTL if 0). A client that comes
@@ -74,6 +76,14 @@ type Options struct {
 // client of the streams (handlers-svc, a gateway) connects.
 func OnConnect(ctx context.Context, cn *redis.Conn) error { return streams.OnConnect(ctx, cn) }
 
+// DefaultWindow is the Window of Options that leave it 0: the services'
+// default HISTORY_WINDOW.
+const DefaultWindow = proto.DefaultHistoryWindow
+
+// NoHistory, as Options.Window, turns recording off: dispatches are
+// transient, as in v1 (HISTORY_WINDOW=0 on the services).
+const NoHistory time.Duration = -1
+
 // DefaultMetaTTL is the lifetime of a stream's meta after its last use.
 const DefaultMetaTTL = streams.MetaTTL
 
@@ -96,6 +106,12 @@ var (
 func New(rdb redis.UniversalClient, opts Options) *Dispatcher {
 	if opts.MetaTTL <= 0 {
 		opts.MetaTTL = DefaultMetaTTL
+	}
+	switch {
+	case opts.Window == 0:
+		opts.Window = DefaultWindow // a Window forgotten records, as the services do by default
+	case opts.Window < 0:
+		opts.Window = 0
 	}
 	return &Dispatcher{pub: newPublisher(rdb), record: opts.Window > 0, window: opts.Window, ttl: opts.MetaTTL,
 		perUser: opts.PerUser, cluster: streams.IsCluster(rdb)}

@@ -12,6 +12,11 @@
 //	d := dispatch.New(rdb, dispatch.Options{Window: 2 * time.Minute})
 //	pos, err := d.Dispatch(ctx, dispatch.Message{Event: "post_updated", Users: []string{"bob"}, Args: args})
 //
+// Options.Window is the gateway's HISTORY_WINDOW: left 0 it is
+// DefaultWindow (120 s, the services' default), so a backend that forgets
+// it still records; NoHistory turns recording off (HISTORY_WINDOW=0), and
+// every dispatch is then transient, as in v1.
+//
 // Every target is bounded as the dispatch API bounds it (Message.Check):
 // ToUsers, ToConns, ToRooms (alone or in a Batch) and Join refuse with a
 // bad_request *event.Error more than MaxUsers users, MaxConns connections

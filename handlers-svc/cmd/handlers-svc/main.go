@@ -167,7 +167,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 
 	mux := event.NewMux()
 	evLog := log.Named("event")
-	d := dispatch.New(rdb, dispatch.Options{Window: cfg.HistoryWindow, PerUser: cfg.Fanout() == proto.FanoutPerUser}).LogOutages(log.Named("redis"))
+	d := dispatch.New(rdb, dispatchOptions(cfg)).LogOutages(log.Named("redis"))
 	// Each family takes what it needs; what it opens it closes by onStop,
 	// run once no handler runs any more.
 	var stops []func()
@@ -273,6 +273,17 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		runErr = errors.Join(runErr, fmt.Errorf("health server: %w", httpErr))
 	}
 	return runErr
+}
+
+// dispatchOptions returns the dispatcher's options for cfg:
+// HISTORY_WINDOW=0 turns recording off, which a zero Options.Window does
+// not (it is the default window).
+func dispatchOptions(cfg config.Config) dispatch.Options {
+	opts := dispatch.Options{Window: cfg.HistoryWindow, PerUser: cfg.Fanout() == proto.FanoutPerUser}
+	if opts.Window == 0 {
+		opts.Window = dispatch.NoHistory
+	}
+	return opts
 }
 
 // modeCheckInterval is how often a handlers-svc publishing per user
