@@ -17,6 +17,12 @@
 // it still records; NoHistory turns recording off (HISTORY_WINDOW=0), and
 // every dispatch is then transient, as in v1.
 //
+// Options.PerUser must match the gateways' FANOUT_MODE: a per-user
+// Dispatcher's dispatches to users never reach a gateway worker left in
+// shared mode, and no publish shows it. CheckFanout counts the workers of
+// each mode (PUBSUB NUMSUB, as handlers-svc checks every 10 s) and
+// returns ErrFanoutMismatch for that case; call it at start-up.
+//
 // Every target is bounded as the dispatch API bounds it (Message.Check):
 // ToUsers, ToConns, ToRooms (alone or in a Batch) and Join refuse with a
 // bad_request *event.Error more than MaxUsers users, MaxConns connections
