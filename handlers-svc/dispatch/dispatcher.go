@@ -322,7 +322,7 @@ func checkUsers(name string, users []string) error {
 		return event.BadRequest("dispatch %s: %d users, more than %d", name, len(users), MaxUsers)
 	}
 	for i, u := range users {
-		if !validUser(u) {
+		if !ValidUser(u) {
 			return event.BadRequest("dispatch %s: users[%d] must be a user id of 1 to %d bytes of printable UTF-8", name, i, MaxUserLen)
 		}
 	}

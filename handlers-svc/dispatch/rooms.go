@@ -132,13 +132,13 @@ func (d *Dispatcher) roomMembers(ctx context.Context, rooms []string) ([]string,
 }
 
 // checkRoom refuses an invalid room name and a user id no token may carry
-// (validUser) with a bad_request *event.Error: such a member never
+// (ValidUser) with a bad_request *event.Error: such a member never
 // connects, and every dispatch to the room would record its events.
 func checkRoom(room, user string) error {
 	if err := checkRoomName(room); err != nil {
 		return err
 	}
-	if !validUser(user) {
+	if !ValidUser(user) {
 		return event.BadRequest("a room member must be a user id of 1 to %d bytes of printable UTF-8", MaxUserLen)
 	}
 	return nil
