@@ -44,8 +44,10 @@ type Dispatcher struct {
 // Options tune a Dispatcher.
 type Options struct {
 	// Window is how long recorded events are kept for recovery
-	// (HISTORY_WINDOW); 0 turns recording off, and every dispatch is
-	// transient, as in v1.
+	// (HISTORY_WINDOW): DefaultWindow if 0, as the services default to.
+	// NoHistory (any negative value) turns recording off, and every
+	// dispatch is transient, as in v1: a service whose HISTORY_WINDOW is
+	// 0 passes NoHistory.
 	Window time.Duration
 	// MetaTTL is how long a stream's epoch and top offset are kept after
 	// its last event or read (DefaultMetaTTL if 0). A client that comes
@@ -74,6 +76,14 @@ type Options struct {
 // client of the streams (handlers-svc, a gateway) connects.
 func OnConnect(ctx context.Context, cn *redis.Conn) error { return streams.OnConnect(ctx, cn) }
 
+// DefaultWindow is the Window of Options that leave it 0: the services'
+// default HISTORY_WINDOW.
+const DefaultWindow = proto.DefaultHistoryWindow
+
+// NoHistory, as Options.Window, turns recording off: dispatches are
+// transient, as in v1 (HISTORY_WINDOW=0 on the services).
+const NoHistory time.Duration = -1
+
 // DefaultMetaTTL is the lifetime of a stream's meta after its last use.
 const DefaultMetaTTL = streams.MetaTTL
 
@@ -96,6 +106,12 @@ var (
 func New(rdb redis.UniversalClient, opts Options) *Dispatcher {
 	if opts.MetaTTL <= 0 {
 		opts.MetaTTL = DefaultMetaTTL
+	}
+	switch {
+	case opts.Window == 0:
+		opts.Window = DefaultWindow // a Window forgotten records, as the services do by default
+	case opts.Window < 0:
+		opts.Window = 0
 	}
 	return &Dispatcher{pub: newPublisher(rdb), record: opts.Window > 0, window: opts.Window, ttl: opts.MetaTTL,
 		perUser: opts.PerUser, cluster: streams.IsCluster(rdb)}
@@ -176,8 +192,19 @@ func (d *Dispatcher) outageFields(bits uint32) []zap.Field {
 
 // ToUsers publishes the event for every device of each of users. Many
 // users are recorded and published in several messages (of at most
-// maxUnitUsers users each), all in one script call: all or none.
+// maxUnitUsers users each), all in one script call: all or none. users
+// are bounded as a Message's are: at most MaxUsers ids a token may carry
+// (Check), else a bad_request *event.Error and nothing is published.
 func (d *Dispatcher) ToUsers(ctx context.Context, users []string, name string, args any) error {
+	if err := checkUsers(name, users); err != nil {
+		return err
+	}
+	return d.toUsers(ctx, users, name, args)
+}
+
+// toUsers is ToUsers without the bounds of users: for the members of
+// rooms, each of at most proto.MaxRoomMembers admitted by Join.
+func (d *Dispatcher) toUsers(ctx context.Context, users []string, name string, args any) error {
 	if len(users) == 0 {
 		return checkOnly(name, args)
 	}
@@ -189,8 +216,13 @@ func (d *Dispatcher) ToUsers(ctx context.Context, users []string, name string, a
 	return err
 }
 
-// ToConns publishes the event for each of conns.
+// ToConns publishes the event for each of conns: at most MaxConns
+// connection ids of the gateway's form (Check), else a bad_request
+// *event.Error and nothing is published.
 func (d *Dispatcher) ToConns(ctx context.Context, conns []string, name string, args any) error {
+	if err := checkConns(name, conns); err != nil {
+		return err
+	}
 	if len(conns) == 0 {
 		return checkOnly(name, args)
 	}
@@ -239,7 +271,14 @@ type batch struct {
 	units []*streams.Unit
 }
 
-func (b *batch) ToUsers(_ context.Context, users []string, name string, args any) error {
+func (b *batch) ToUsers(ctx context.Context, users []string, name string, args any) error {
+	if err := checkUsers(name, users); err != nil {
+		return err
+	}
+	return b.toUsers(ctx, users, name, args)
+}
+
+func (b *batch) toUsers(_ context.Context, users []string, name string, args any) error {
 	if len(users) == 0 {
 		return checkOnly(name, args)
 	}
@@ -252,6 +291,9 @@ func (b *batch) ToUsers(_ context.Context, users []string, name string, args any
 }
 
 func (b *batch) ToConns(_ context.Context, conns []string, name string, args any) error {
+	if err := checkConns(name, conns); err != nil {
+		return err
+	}
 	if len(conns) == 0 {
 		return checkOnly(name, args)
 	}
@@ -268,6 +310,50 @@ func (b *batch) add(msg *proto.Dispatch, args any) error {
 		return err
 	}
 	b.units = append(b.units, u)
+	return nil
+}
+
+// checkUsers refuses, with a bad_request *event.Error, more than MaxUsers
+// users or an id no token may carry, as Check does for a Message: such a
+// user never connects, so its events would fill a stream no device
+// reads, and one call naming very many would hold Redis.
+func checkUsers(name string, users []string) error {
+	if len(users) > MaxUsers {
+		return event.BadRequest("dispatch %s: %d users, more than %d", name, len(users), MaxUsers)
+	}
+	for i, u := range users {
+		if !ValidUser(u) {
+			return event.BadRequest("dispatch %s: users[%d] must be a user id of 1 to %d bytes of printable UTF-8", name, i, MaxUserLen)
+		}
+	}
+	return nil
+}
+
+// checkConns refuses, with a bad_request *event.Error, more than MaxConns
+// connections or an id the gateway never makes, as Check does.
+func checkConns(name string, conns []string) error {
+	if len(conns) > MaxConns {
+		return event.BadRequest("dispatch %s: %d connections, more than %d", name, len(conns), MaxConns)
+	}
+	for i, c := range conns {
+		if !validConn(c) {
+			return event.BadRequest("dispatch %s: conns[%d] must be a connection id of 1 to %d bytes of printable ASCII", name, i, MaxConnLen)
+		}
+	}
+	return nil
+}
+
+// checkRooms refuses, with a bad_request *event.Error, more than MaxRooms
+// rooms or an invalid room name, as Check does.
+func checkRooms(name string, rooms []string) error {
+	if len(rooms) > MaxRooms {
+		return event.BadRequest("dispatch %s: %d rooms, more than %d", name, len(rooms), MaxRooms)
+	}
+	for _, room := range rooms {
+		if err := checkRoomName(room); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -62,7 +62,7 @@ func TestPublish(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	rdb := newClient(t, srv.Addr())
 	ps := subscribe(t, newClient(t, srv.Addr()))
-	d := dispatch.New(rdb, dispatch.Options{})
+	d := dispatch.New(rdb, dispatch.Options{Window: dispatch.NoHistory})
 	ctx := context.Background()
 
 	type msg struct {
@@ -99,7 +99,7 @@ func TestPublish(t *testing.T) {
 func TestNothingToDispatch(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	ps := subscribe(t, newClient(t, srv.Addr()))
-	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{})
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{Window: dispatch.NoHistory})
 	ctx := context.Background()
 
 	if err := d.ToUsers(ctx, nil, "message", nil); err != nil {
@@ -122,7 +122,7 @@ func TestNothingToDispatch(t *testing.T) {
 
 func TestProgrammingErrors(t *testing.T) {
 	srv := testkit.StartRedis(t)
-	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{})
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{Window: dispatch.NoHistory})
 	ctx := context.Background()
 	tests := []struct {
 		name string
@@ -146,7 +146,7 @@ func TestProgrammingErrors(t *testing.T) {
 func TestRedisDown(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	rdb := newClient(t, srv.Addr())
-	d := dispatch.New(rdb, dispatch.Options{})
+	d := dispatch.New(rdb, dispatch.Options{Window: dispatch.NoHistory})
 	ctx := context.Background()
 	if err := d.Broadcast(ctx, "e", nil); err != nil {
 		t.Fatalf("before stop: %v", err)
@@ -168,7 +168,7 @@ func TestRedisDown(t *testing.T) {
 
 func TestContextEnded(t *testing.T) {
 	srv := testkit.StartRedis(t)
-	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{})
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{Window: dispatch.NoHistory})
 	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer cancel()
 	err := d.Broadcast(ctx, "e", nil)
@@ -185,7 +185,7 @@ func TestContextEnded(t *testing.T) {
 func TestBatch(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	ps := subscribe(t, newClient(t, srv.Addr()))
-	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{})
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{Window: dispatch.NoHistory})
 	ctx := context.Background()
 
 	err := d.Batch(ctx, func(b event.Dispatcher) error {
@@ -228,7 +228,7 @@ func TestBatch(t *testing.T) {
 // TestBatchRedisDown: a batch that cannot reach Redis is unavailable.
 func TestBatchRedisDown(t *testing.T) {
 	srv := testkit.StartRedis(t)
-	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{})
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{Window: dispatch.NoHistory})
 	srv.Stop()
 	ctx := context.Background()
 	err := d.Batch(ctx, func(b event.Dispatcher) error {
@@ -250,7 +250,7 @@ func TestRedisOutageLoggedOnce(t *testing.T) {
 	// safe to repeat).
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
-	d := dispatch.New(rdb, dispatch.Options{}).LogOutages(zap.New(core))
+	d := dispatch.New(rdb, dispatch.Options{Window: dispatch.NoHistory}).LogOutages(zap.New(core))
 	ctx := context.Background()
 	if err := d.Broadcast(ctx, "e", nil); err != nil {
 		t.Fatalf("before stop: %v", err)
@@ -330,7 +330,7 @@ func BenchmarkDispatch(b *testing.B) {
 	srv := testkit.StartRedis(b)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	b.Cleanup(func() { _ = rdb.Close() })
-	d := dispatch.New(rdb, dispatch.Options{})
+	d := dispatch.New(rdb, dispatch.Options{Window: dispatch.NoHistory})
 	msg := map[string]string{"from": "alice", "to": "bob", "text": "hello there"}
 
 	b.Run("batch", func(b *testing.B) {

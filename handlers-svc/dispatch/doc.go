@@ -12,6 +12,24 @@
 //	d := dispatch.New(rdb, dispatch.Options{Window: 2 * time.Minute})
 //	pos, err := d.Dispatch(ctx, dispatch.Message{Event: "post_updated", Users: []string{"bob"}, Args: args})
 //
+// Options.Window is the gateway's HISTORY_WINDOW: left 0 it is
+// DefaultWindow (120 s, the services' default), so a backend that forgets
+// it still records; NoHistory turns recording off (HISTORY_WINDOW=0), and
+// every dispatch is then transient, as in v1.
+//
+// Options.PerUser must match the gateways' FANOUT_MODE: a per-user
+// Dispatcher's dispatches to users never reach a gateway worker left in
+// shared mode, and no publish shows it. CheckFanout counts the workers of
+// each mode (PUBSUB NUMSUB, as handlers-svc checks every 10 s) and
+// returns ErrFanoutMismatch for that case; call it at start-up.
+//
+// Every target is bounded as the dispatch API bounds it (Message.Check):
+// ToUsers, ToConns, ToRooms (alone or in a Batch) and Join refuse with a
+// bad_request *event.Error more than MaxUsers users, MaxConns connections
+// or MaxRooms rooms, and an id no token or gateway can carry, so that no
+// call records events for a user that can never connect, or holds Redis
+// for long.
+//
 // Rooms are user-level groups whose membership is a Redis set
 // (proto.RoomMembersKey): Join, Leave and Members manage it, and a dispatch
 // to rooms goes to their members' user streams, like any dispatch to users.

@@ -3,6 +3,7 @@ package dispatch_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log"
 	"time"
 
@@ -35,4 +36,24 @@ func notify(ctx context.Context) error {
 	}
 	log.Printf("recorded for bob at %s", pos.Users["bob"])
 	return nil
+}
+
+// A Go backend in a FANOUT_MODE=per_user deployment publishes per user,
+// and checks at start-up that no gateway worker was left in shared mode,
+// whose sockets would get none of its dispatches to users (handlers-svc
+// checks the same every 10 s).
+func ExampleDispatcher_CheckFanout() {
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379", MaxRetries: -1, OnConnect: dispatch.OnConnect})
+	defer rdb.Close()
+	d := dispatch.New(rdb, dispatch.Options{PerUser: true}) // FANOUT_MODE=per_user
+	workers, err := d.CheckFanout(ctx)
+	switch {
+	case errors.Is(err, dispatch.ErrFanoutMismatch):
+		log.Printf("fix the gateways' FANOUT_MODE first: %v", err)
+	case err != nil:
+		log.Printf("fan-out not checked, Redis unreachable: %v", err)
+	default:
+		log.Printf("%d gateway workers, all per_user", workers.PerUser)
+	}
 }

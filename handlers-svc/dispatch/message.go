@@ -88,7 +88,7 @@ func (m *Message) Check() error {
 		return event.BadRequest("rooms names %d rooms, more than %d", len(m.Rooms), MaxRooms)
 	}
 	for i, u := range m.Users {
-		if !validUser(u) {
+		if !ValidUser(u) {
 			return event.BadRequest("users[%d] must be a user id of 1 to %d bytes of printable UTF-8", i, MaxUserLen)
 		}
 	}
@@ -105,12 +105,14 @@ func (m *Message) Check() error {
 	return nil
 }
 
-// validUser reports whether user is an id a token may carry
+// ValidUser reports whether user is an id a token may carry, as the
+// target builders and Check require; a handler checks the user ids of its
+// args with it, to name the field that is wrong
 // (docs/protocol.md section 2, as the gateway checks it): 1 to MaxUserLen
 // bytes of UTF-8, every character printable. No socket is ever of another,
 // so a dispatch naming one is a caller's mistake, and a control or
 // bidirectional-override character in it would forge text in logs.
-func validUser(user string) bool {
+func ValidUser(user string) bool {
 	if user == "" || len(user) > MaxUserLen || !utf8.ValidString(user) {
 		return false
 	}

@@ -74,7 +74,7 @@ func TestDispatchPositions(t *testing.T) {
 // TestDispatchWithoutRecording: with recovery off the dispatch is
 // published, transient, and no position is returned.
 func TestDispatchWithoutRecording(t *testing.T) {
-	r := newRecorder(t, 0)
+	r := newRecorder(t, dispatch.NoHistory)
 	pos, err := r.d.Dispatch(context.Background(), dispatch.Message{Event: "e", Users: []string{"bob"}})
 	if err != nil || len(pos.Users) != 0 {
 		t.Fatalf("%+v %v", pos, err)
@@ -133,7 +133,7 @@ func TestDispatchConnsSkipUsers(t *testing.T) {
 		perUser bool
 	}{
 		{"recorded", time.Minute, false},
-		{"transient", 0, false},
+		{"transient", dispatch.NoHistory, false},
 		{"per_user", time.Minute, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

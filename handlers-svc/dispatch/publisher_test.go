@@ -781,3 +781,41 @@ func TestNoAnswerIsNotUnavailable(t *testing.T) {
 		t.Errorf("carol's stream holds %d events (%v), want none: the queued call was answered unavailable", n, err)
 	}
 }
+
+// TestCanceledWhileQueuedIsNoOutage: a caller that hangs up while its
+// dispatch is queued behind a round trip in flight gets its context's
+// error; Redis is not marked unreachable (nothing logged, no part of it
+// down), so neither the outage log nor a probe's view of Redis is fed by
+// a caller going away.
+func TestCanceledWhileQueuedIsNoOutage(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	d, g := newGatedDispatcher(t, srv.Addr())
+	core, logs := observer.New(zap.DebugLevel)
+	d.LogOutages(zap.New(core))
+	ctx := context.Background()
+
+	first := make(chan error, 1)
+	go func() { first <- d.ToUsers(ctx, []string{"alice"}, "first", nil) }()
+	g.next(t)
+	callCtx, cancel := context.WithCancel(ctx)
+	queued := make(chan error, 1)
+	go func() {
+		_, err := d.Dispatch(callCtx, Message{Event: "second", Users: []string{"bob"}})
+		queued <- err
+	}()
+	awaitQueued(t, &d.pub, 1)
+	cancel()
+	if err := <-queued; !errors.Is(err, context.Canceled) {
+		t.Fatalf("queued call: %v, want context.Canceled", err)
+	}
+	if down := d.down.Load(); down != 0 {
+		t.Fatalf("down %b after a caller hung up, want 0", down)
+	}
+	g.release <- struct{}{}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if outage := logs.FilterMessageSnippet("redis"); outage.Len() != 0 {
+		t.Fatalf("logged %v for a caller that hung up", outage.All())
+	}
+}

@@ -267,7 +267,7 @@ func TestTrimsByTime(t *testing.T) {
 // TestRecordingOff: with no window, dispatches are published as in v1,
 // without positions, and nothing is stored.
 func TestRecordingOff(t *testing.T) {
-	r := newRecorder(t, 0)
+	r := newRecorder(t, dispatch.NoHistory)
 	ctx := context.Background()
 	if err := r.d.ToUsers(ctx, []string{"bob"}, "message", json.RawMessage(`{"a":1}`)); err != nil {
 		t.Fatal(err)
@@ -277,6 +277,24 @@ func TestRecordingOff(t *testing.T) {
 	}
 	if n := r.rdb.Exists(ctx, proto.UserStreamKey("bob"), proto.UserMetaKey("bob")).Val(); n != 0 {
 		t.Fatalf("%d recovery keys written with recording off", n)
+	}
+}
+
+// TestZeroWindowRecords: a Go backend that leaves Options.Window 0 records
+// with DefaultWindow, as the services do by default, rather than turning
+// recovery off without a word.
+func TestZeroWindowRecords(t *testing.T) {
+	r := newRecorder(t, 0)
+	ctx := context.Background()
+	if err := r.d.ToUsers(ctx, []string{"bob"}, "message", nil); err != nil {
+		t.Fatal(err)
+	}
+	if d := r.next(t); d.Pos["bob"] == "" {
+		t.Fatalf("published %+v without bob's position: not recorded", d)
+	}
+	sttl := r.rdb.PTTL(ctx, proto.UserStreamKey("bob")).Val()
+	if sttl <= dispatch.DefaultWindow || sttl > dispatch.DefaultWindow+10*time.Second {
+		t.Fatalf("bob's stream TTL %s, want DefaultWindow (%s) + 10 s", sttl, dispatch.DefaultWindow)
 	}
 }
 

@@ -58,8 +58,12 @@ func (d *Dispatcher) Join(ctx context.Context, room, user string) (int, bool, er
 // Leave removes user from room. It reports the members after it and
 // whether user was one.
 func (d *Dispatcher) Leave(ctx context.Context, room, user string) (int, bool, error) {
-	if err := checkRoom(room, user); err != nil {
+	// Any non-empty id may leave: one that an earlier release let join.
+	if err := checkRoomName(room); err != nil {
 		return 0, false, err
+	}
+	if user == "" {
+		return 0, false, event.BadRequest("a room member must be a non-empty user id")
 	}
 	res, err := leaveScript.Run(ctx, d.pub.rdb, []string{proto.RoomMembersKey(room)}, user).Int64Slice()
 	if err != nil {
@@ -84,13 +88,17 @@ func (d *Dispatcher) Members(ctx context.Context, room string) ([]string, error)
 }
 
 // ToRooms records and publishes the event for every member of each of
-// rooms, once per user: in their user streams, as ToUsers does.
+// rooms, once per user: in their user streams, as ToUsers does. rooms are
+// at most MaxRooms (as a Message's), else a bad_request *event.Error.
 func (d *Dispatcher) ToRooms(ctx context.Context, rooms []string, name string, args any) error {
+	if err := checkRooms(name, rooms); err != nil {
+		return err
+	}
 	users, err := d.roomMembers(ctx, rooms)
 	if err != nil {
 		return err
 	}
-	return d.ToUsers(ctx, users, name, args)
+	return d.toUsers(ctx, users, name, args)
 }
 
 // roomMembers returns the members of rooms, sorted, each once, read in
@@ -123,14 +131,15 @@ func (d *Dispatcher) roomMembers(ctx context.Context, rooms []string) ([]string,
 	return slices.Compact(users), nil
 }
 
-// checkRoom refuses an invalid room name and an empty user id with a
-// bad_request *event.Error.
+// checkRoom refuses an invalid room name and a user id no token may carry
+// (ValidUser) with a bad_request *event.Error: such a member never
+// connects, and every dispatch to the room would record its events.
 func checkRoom(room, user string) error {
 	if err := checkRoomName(room); err != nil {
 		return err
 	}
-	if user == "" {
-		return event.BadRequest("a room member must be a non-empty user id")
+	if !ValidUser(user) {
+		return event.BadRequest("a room member must be a user id of 1 to %d bytes of printable UTF-8", MaxUserLen)
 	}
 	return nil
 }
@@ -192,9 +201,12 @@ func (b *batch) Members(ctx context.Context, room string) ([]string, error) {
 }
 
 func (b *batch) ToRooms(ctx context.Context, rooms []string, name string, args any) error {
+	if err := checkRooms(name, rooms); err != nil {
+		return err
+	}
 	users, err := b.d.roomMembers(ctx, rooms)
 	if err != nil {
 		return err
 	}
-	return b.ToUsers(ctx, users, name, args)
+	return b.toUsers(ctx, users, name, args)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/handlers-svc/limit"
 	"github.com/switchboard/switchboard/proto"
@@ -27,7 +28,8 @@ const MaxTextLen = 4000
 // MaxUserLen is the most bytes of a user id named in args ("to", a
 // mention): the gateway accepts no longer one in a token, so a longer one
 // names nobody, and only makes the dispatch and its stream keys bigger.
-const MaxUserLen = 256
+// Such an id is also printable UTF-8 (dispatch.ValidUser), as in a token.
+const MaxUserLen = dispatch.MaxUserLen
 
 // Message is the args of both the message and the message_sent events.
 type Message struct {
@@ -76,8 +78,8 @@ func (c *Chat) SendMessage(ctx context.Context, r *event.Request) error {
 	if err := r.Decode(&in); err != nil {
 		return err // already a bad_request naming the field
 	}
-	if in.To != nil && (*in.To == "" || len(*in.To) > MaxUserLen) {
-		return event.BadRequest("args.to must be a user id of 1 to %d bytes", MaxUserLen)
+	if in.To != nil && !dispatch.ValidUser(*in.To) {
+		return event.BadRequest("args.to must be a user id of 1 to %d bytes of printable UTF-8", MaxUserLen)
 	}
 	if in.Text == nil {
 		return event.BadRequest("args.text is required")

@@ -140,9 +140,11 @@ func TestSendMessageBadArgs(t *testing.T) {
 		{"long text", `{"text":"` + strings.Repeat("é", 4001) + `"}`, "args.text must be 1 to 4000 characters"},
 		{"text number", `{"text":5}`, "args.text must be a string"},
 		{"to number", `{"to":5,"text":"x"}`, "args.to must be a string"},
-		{"to empty", `{"to":"","text":"x"}`, "args.to must be a user id of 1 to 256 bytes"},
+		{"to empty", `{"to":"","text":"x"}`, "args.to must be a user id of 1 to 256 bytes of printable UTF-8"},
+		// No token carries it: its events would fill a stream no device reads.
+		{"to with a control character", `{"to":"bob\u0000","text":"x"}`, "args.to must be a user id of 1 to 256 bytes of printable UTF-8"},
 		// The bounds of docs/protocol.md section 5.
-		{"to of 257 bytes", `{"to":"` + strings.Repeat("a", 257) + `","text":"x"}`, "args.to must be a user id of 1 to 256 bytes"},
+		{"to of 257 bytes", `{"to":"` + strings.Repeat("a", 257) + `","text":"x"}`, "args.to must be a user id of 1 to 256 bytes of printable UTF-8"},
 		{"args array", `["x"]`, "args must be an object"},
 	}
 	for _, tt := range tests {

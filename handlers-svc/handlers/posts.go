@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 
+	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/handlers-svc/limit"
 )
@@ -69,8 +70,8 @@ func (p *Posts) PostUpdated(ctx context.Context, r *event.Request) error {
 	users := make([]string, 0, len(in.Mentions))
 	seen := make(map[string]struct{}, len(in.Mentions))
 	for i, u := range in.Mentions {
-		if u == "" || len(u) > MaxUserLen {
-			return event.BadRequest("args.mentions[%d] must be a user id of 1 to %d bytes", i, MaxUserLen)
+		if !dispatch.ValidUser(u) {
+			return event.BadRequest("args.mentions[%d] must be a user id of 1 to %d bytes of printable UTF-8", i, MaxUserLen)
 		}
 		if _, dup := seen[u]; dup {
 			continue

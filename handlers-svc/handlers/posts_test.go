@@ -63,12 +63,13 @@ func TestPostUpdatedBadArgs(t *testing.T) {
 		{"null mentions", `{"post":"p","mentions":null}`, "args.mentions is required"},
 		{"mentions string", `{"post":"p","mentions":"bob"}`, "args.mentions must be an array of strings"},
 		{"mention number", `{"post":"p","mentions":["bob",3]}`, "args.mentions must be an array of strings"},
-		{"empty mention", `{"post":"p","mentions":["bob",""]}`, "args.mentions[1] must be a user id of 1 to 256 bytes"},
+		{"empty mention", `{"post":"p","mentions":["bob",""]}`, "args.mentions[1] must be a user id of 1 to 256 bytes of printable UTF-8"},
+		{"mention with a bidi override", `{"post":"p","mentions":["bob","a\u202eb"]}`, "args.mentions[1] must be a user id of 1 to 256 bytes of printable UTF-8"},
 		// The bounds of docs/protocol.md section 5: one request cannot fan
 		// out to more than 100 users, nor carry outsized ids.
 		{"post of 129 bytes", `{"post":"` + strings.Repeat("p", 129) + `","mentions":["a"]}`, "args.post must be a string of 1 to 128 bytes"},
 		{"101 mentions", `{"post":"p","mentions":[` + strings.Repeat(`"a",`, 100) + `"a"]}`, "args.mentions must name at most 100 users, got 101"},
-		{"mention of 257 bytes", `{"post":"p","mentions":["` + strings.Repeat("b", 257) + `"]}`, "args.mentions[0] must be a user id of 1 to 256 bytes"},
+		{"mention of 257 bytes", `{"post":"p","mentions":["` + strings.Repeat("b", 257) + `"]}`, "args.mentions[0] must be a user id of 1 to 256 bytes of printable UTF-8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

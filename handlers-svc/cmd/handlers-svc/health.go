@@ -1,34 +1,31 @@
 package main
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"sync/atomic"
-	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard/switchboard/internal/readiness"
 )
 
-// readyPingLimit bounds the Redis ping of one /readyz request.
-const readyPingLimit = time.Second
-
 // health serves GET /healthz (the process is up) and GET /readyz (it can
 // serve events: subscribed, NATS connected, Redis answering, not stopping),
-// whose body is the readiness package's.
+// whose body is the readiness package's. Whether Redis answers is the last
+// outcome of the Redis probe (probeRedis, every redisProbeEvery), which
+// /readyz and the /metrics scrape read: neither sends a command of its
+// own, so no caller of them adds load to Redis, and all three agree.
 type health struct {
 	nc       *nats.Conn
-	rdb      redis.UniversalClient
 	serving  <-chan struct{} // closed once the NATS subscription exists
 	stopping atomic.Bool
+	redisOK  atomic.Bool // Redis answered the last probe
 	mux      *http.ServeMux
 }
 
-func newHealth(nc *nats.Conn, rdb redis.UniversalClient, serving <-chan struct{}) *health {
-	h := &health{nc: nc, rdb: rdb, serving: serving, mux: http.NewServeMux()}
+func newHealth(nc *nats.Conn, serving <-chan struct{}) *health {
+	h := &health{nc: nc, serving: serving, mux: http.NewServeMux()}
 	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.HandleFunc("GET /readyz", h.readyz)
 	return h
@@ -42,13 +39,13 @@ func (h *health) healthz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
 }
 
-func (h *health) readyz(w http.ResponseWriter, r *http.Request) {
-	readiness.Write(w, readiness.New(h.notReady(r.Context())...))
+func (h *health) readyz(w http.ResponseWriter, _ *http.Request) {
+	readiness.Write(w, readiness.New(h.notReady()...))
 }
 
 // notReady returns every reason the service cannot serve events; none
 // when it can.
-func (h *health) notReady(ctx context.Context) []string {
+func (h *health) notReady() []string {
 	var reasons []string
 	if h.stopping.Load() {
 		reasons = append(reasons, "shutting down")
@@ -56,7 +53,7 @@ func (h *health) notReady(ctx context.Context) []string {
 	if !h.nc.IsConnected() {
 		reasons = append(reasons, "nats not connected")
 	}
-	if !h.redisUp(ctx) {
+	if !h.redisOK.Load() {
 		reasons = append(reasons, "redis not answering")
 	}
 	select {
@@ -65,11 +62,4 @@ func (h *health) notReady(ctx context.Context) []string {
 		reasons = append(reasons, "not subscribed yet")
 	}
 	return reasons
-}
-
-// redisUp reports whether Redis answers a PING within readyPingLimit.
-func (h *health) redisUp(ctx context.Context) bool {
-	ctx, cancel := context.WithTimeout(ctx, readyPingLimit)
-	defer cancel()
-	return h.rdb.Ping(ctx).Err() == nil
 }

@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -167,7 +168,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 
 	mux := event.NewMux()
 	evLog := log.Named("event")
-	d := dispatch.New(rdb, dispatch.Options{Window: cfg.HistoryWindow, PerUser: cfg.Fanout() == proto.FanoutPerUser}).LogOutages(log.Named("redis"))
+	d := dispatch.New(rdb, dispatchOptions(cfg)).LogOutages(log.Named("redis"))
 	// Each family takes what it needs; what it opens it closes by onStop,
 	// run once no handler runs any more.
 	var stops []func()
@@ -206,10 +207,8 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		Expired:         reg.Expired,
 	})
 
-	health := newHealth(nc, rdb, srv.Ready())
-	reg.Watch(nc.IsConnected,
-		func() bool { return health.redisUp(context.Background()) },
-		func() bool { return len(health.notReady(context.Background())) == 0 })
+	health := newHealth(nc, srv.Ready())
+	reg.Watch(nc.IsConnected, health.redisOK.Load, func() bool { return len(health.notReady()) == 0 })
 	health.mux.Handle("GET /metrics", reg.Handler())
 	if cfg.APIKey != "" {
 		api := httpapi.New(d, cfg.APIKey, log).Idempotent(rdb)
@@ -228,31 +227,46 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	// Report not ready from the first moment of shutdown, through the drain.
 	context.AfterFunc(ctx, func() { health.stopping.Store(true) })
 
+	// Redis is probed from the start, for /readyz and the scrape; until
+	// waitRedis has seen it answer, with a PING that logs nothing (the
+	// wait logs), then with the dispatcher's probe, which logs outages.
+	var redisReached atomic.Bool
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	probed := make(chan struct{})
+	go func() {
+		defer close(probed)
+		probeRedis(probeCtx, func(ctx context.Context) error {
+			if redisReached.Load() {
+				return d.Probe(ctx)
+			}
+			return rdb.Ping(ctx).Err()
+		}, health.redisOK.Store)
+	}()
+
 	var runErr error
 	if err := waitNATS(ctx, nc, log.Named("nats")); err != nil {
 		runErr = startupError(ctx, log, "NATS", err)
 	} else if err := waitRedis(ctx, rdb, log.Named("redis")); err != nil {
 		runErr = startupError(ctx, log, "Redis", err)
 	} else {
+		// Idle, no dispatch fails to tell that Redis is gone: the probe
+		// does, in the dispatcher's log of outages, from now on.
+		redisReached.Store(true)
+		health.redisOK.Store(true) // it has just answered
 		checkCtx, stopCheck := context.WithCancel(ctx)
-		checked, probed := make(chan struct{}), make(chan struct{})
+		checked := make(chan struct{})
 		go func() {
 			defer close(checked)
 			if cfg.Fanout() == proto.FanoutPerUser {
 				modes.Run(checkCtx, modeCheckInterval)
 			}
 		}()
-		// Idle, no dispatch fails to tell that Redis is gone: a probe
-		// does, in the dispatcher's log of outages.
-		go func() {
-			defer close(probed)
-			probeRedis(checkCtx, d.Probe)
-		}()
 		runErr = serve(ctx, srv, httpDone)
 		stopCheck()
 		<-checked
-		<-probed
 	}
+	stopProbe()
+	<-probed
 
 	// The ordered shutdown list. Not ready (also when start-up failed); the
 	// subscription is drained and its replies flushed, so NATS can go; the
@@ -275,6 +289,17 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		runErr = errors.Join(runErr, fmt.Errorf("health server: %w", httpErr))
 	}
 	return runErr
+}
+
+// dispatchOptions returns the dispatcher's options for cfg:
+// HISTORY_WINDOW=0 turns recording off, which a zero Options.Window does
+// not (it is the default window).
+func dispatchOptions(cfg config.Config) dispatch.Options {
+	opts := dispatch.Options{Window: cfg.HistoryWindow, PerUser: cfg.Fanout() == proto.FanoutPerUser}
+	if opts.Window == 0 {
+		opts.Window = dispatch.NoHistory
+	}
+	return opts
 }
 
 // modeCheckInterval is how often a handlers-svc publishing per user

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/internal/config"
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
@@ -243,5 +244,20 @@ func awaitLog(t *testing.T, a *app, msg string) {
 			t.Fatalf("no %q log", msg)
 		}
 		<-tick.C
+	}
+}
+
+// TestHistoryWindowZeroTurnsRecordingOff: HISTORY_WINDOW=0 is recording
+// off, which a zero dispatch.Options.Window is not (it is the default
+// window); any other window is passed as it is.
+func TestHistoryWindowZeroTurnsRecordingOff(t *testing.T) {
+	cfg := config.Default()
+	cfg.HistoryWindow = 0
+	if got := dispatchOptions(cfg).Window; got != dispatch.NoHistory {
+		t.Fatalf("HISTORY_WINDOW=0: Window %s, want NoHistory", got)
+	}
+	cfg.HistoryWindow = 5 * time.Second
+	if got := dispatchOptions(cfg).Window; got != 5*time.Second {
+		t.Fatalf("HISTORY_WINDOW=5s: Window %s, want 5s", got)
 	}
 }

@@ -16,14 +16,18 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/proto"
 )
 
 // Recorder is an event.Dispatcher that records the dispatches a handler
 // makes instead of delivering them. It applies the same checks as the real
-// dispatcher: the event name must be valid, args must marshal to JSON, and a
-// context that has ended fails the dispatch with the context's error.
+// dispatcher: the event name must be valid, args must marshal to JSON,
+// targets are bounded as package dispatch bounds them (user ids a token
+// can carry, at most dispatch.MaxUsers users, MaxConns connections and
+// MaxRooms rooms), and a context that has ended fails the dispatch with
+// the context's error.
 //
 // Its rooms live in memory, with the real store's rules (room names, at
 // most proto.MaxRoomMembers members); ToRooms records one dispatch to the
@@ -44,14 +48,39 @@ var (
 // NewRecorder returns an empty Recorder.
 func NewRecorder() *Recorder { return &Recorder{rooms: newRoomSet()} }
 
-// ToUsers records a dispatch to users.
+// ToUsers records a dispatch to users. Like the real dispatcher, it
+// refuses with bad_request more than dispatch.MaxUsers users or an id no
+// token can carry (dispatch.Message.Check).
 func (rec *Recorder) ToUsers(ctx context.Context, users []string, name string, args any) error {
+	if err := bounds(dispatch.Message{Event: name, Users: users}); err != nil {
+		return err
+	}
+	return rec.toUsers(ctx, users, name, args)
+}
+
+// toUsers is ToUsers without the bounds: for rooms' members, which the
+// real dispatcher does not count against dispatch.MaxUsers.
+func (rec *Recorder) toUsers(ctx context.Context, users []string, name string, args any) error {
 	return rec.record(ctx, proto.Dispatch{Event: name, Users: slices.Clone(users)}, args, len(users) == 0)
 }
 
-// ToConns records a dispatch to conns.
+// ToConns records a dispatch to conns. Like the real dispatcher, it
+// refuses with bad_request more than dispatch.MaxConns connections or an
+// id the gateway never makes.
 func (rec *Recorder) ToConns(ctx context.Context, conns []string, name string, args any) error {
+	if err := bounds(dispatch.Message{Event: name, Conns: conns}); err != nil {
+		return err
+	}
 	return rec.record(ctx, proto.Dispatch{Event: name, Conns: slices.Clone(conns)}, args, len(conns) == 0)
+}
+
+// bounds returns the real dispatcher's refusal of m's targets, or nil; an
+// invalid event name and no target are left to record.
+func bounds(m dispatch.Message) error {
+	if !proto.ValidEventName(m.Event) || len(m.Users)+len(m.Conns)+len(m.Rooms) == 0 {
+		return nil
+	}
+	return m.Check()
 }
 
 // Broadcast records a dispatch to every socket.

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -51,6 +52,9 @@ func (rec *Recorder) check(ctx context.Context, room string) error {
 func (rec *Recorder) Join(ctx context.Context, room, user string) (int, bool, error) {
 	if err := rec.check(ctx, room); err != nil {
 		return 0, false, err
+	}
+	if !dispatch.ValidUser(user) {
+		return 0, false, event.BadRequest("a room member must be a user id of 1 to %d bytes of printable UTF-8", dispatch.MaxUserLen)
 	}
 	rs := rec.roomSet()
 	rs.mu.Lock()
@@ -103,6 +107,9 @@ func (rec *Recorder) Members(ctx context.Context, room string) ([]string, error)
 // ToRooms records one dispatch to the members of rooms, sorted, each once;
 // nothing when the rooms have none.
 func (rec *Recorder) ToRooms(ctx context.Context, rooms []string, name string, args any) error {
+	if err := bounds(dispatch.Message{Event: name, Rooms: rooms}); err != nil {
+		return err
+	}
 	seen := make(map[string]struct{})
 	for _, room := range rooms {
 		members, err := rec.Members(ctx, room)
@@ -113,5 +120,5 @@ func (rec *Recorder) ToRooms(ctx context.Context, rooms []string, name string, a
 			seen[u] = struct{}{}
 		}
 	}
-	return rec.ToUsers(ctx, slices.Sorted(maps.Keys(seen)), name, args)
+	return rec.toUsers(ctx, slices.Sorted(maps.Keys(seen)), name, args)
 }

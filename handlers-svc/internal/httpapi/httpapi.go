@@ -236,6 +236,15 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, m dispatch.Message,
 	if res != nil {
 		a.finish(res, nil, err)
 	}
+	if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
+		// The caller hung up: its own doing, not Redis failing. Nothing
+		// reads the answer; the dispatch may or may not have gone out
+		// (it was written if its round trip had begun).
+		a.log.Debug("dispatch abandoned: the caller hung up", zap.String("event", m.Event),
+			zap.String("remote", r.RemoteAddr), zap.Error(err))
+		writeError(w, http.StatusServiceUnavailable, proto.CodeUnavailable, "the caller hung up")
+		return
+	}
 	werr := event.WireError(err)
 	status := http.StatusInternalServerError
 	switch werr.Code {

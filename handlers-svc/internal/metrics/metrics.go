@@ -47,15 +47,16 @@ func (m *Metrics) Include(g prometheus.Gatherer) { m.families = append(m.familie
 func (m *Metrics) Expired(string) { m.expired.Inc() }
 
 // Watch registers gauges read at scrape time: whether NATS is connected,
-// whether Redis answers, and whether the process is ready to serve (NATS,
-// Redis and the subscription).
+// whether Redis answers (the caller's record, sending no command), and
+// whether the process is ready to serve (NATS, Redis and the
+// subscription).
 func (m *Metrics) Watch(natsConnected, redisConnected, ready func() bool) {
 	m.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "nats_connected", Help: "1 while the NATS connection is up.",
 		}, func() float64 { return bit(natsConnected()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "redis_connected", Help: "1 while Redis answers a PING (sent at scrape time).",
+			Namespace: namespace, Name: "redis_connected", Help: "1 while Redis answered the last probe (every second, not at scrape time).",
 		}, func() float64 { return bit(redisConnected()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "ready", Help: "1 while /readyz answers 200: NATS connected, Redis answering, subscribed.",

@@ -5,19 +5,20 @@
 // and no PUBLISH shows it (a user channel nobody hears is an offline user,
 // which is normal). Workers in per_user mode subscribe to
 // proto.PerUserMarkerChannel as well: the difference of the two channels'
-// subscriber counts is the number of workers in the wrong mode.
+// subscriber counts is the number of workers in the wrong mode
+// (dispatch.CountWorkers, which other Go backends call through
+// dispatch.Dispatcher.CheckFanout).
 package modecheck
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"github.com/switchboard/switchboard/proto"
+	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 )
 
 // Checker counts the gateway workers subscribed in shared mode.
@@ -41,11 +42,11 @@ func (c *Checker) Shared() int64 { return c.shared.Load() }
 // workers in shared mode appear and an info line when they are gone,
 // once per change.
 func (c *Checker) Check(ctx context.Context) error {
-	n, err := numSub(ctx, c.rdb, proto.Channel, proto.PerUserMarkerChannel)
+	w, err := dispatch.CountWorkers(ctx, c.rdb)
 	if err != nil {
 		return err
 	}
-	shared := max(n[proto.Channel]-n[proto.PerUserMarkerChannel], 0)
+	shared := w.Shared
 	c.shared.Store(shared)
 	switch {
 	case shared > 0 && !c.warned:
@@ -72,29 +73,4 @@ func (c *Checker) Run(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 		}
 	}
-}
-
-// numSub returns PUBSUB NUMSUB of channels. A Redis Cluster node counts
-// only the subscribers connected to it (a PUBLISH reaches every node's),
-// so on a cluster it is the sum over every node.
-func numSub(ctx context.Context, rdb redis.UniversalClient, channels ...string) (map[string]int64, error) {
-	cc, ok := rdb.(*redis.ClusterClient)
-	if !ok {
-		return rdb.PubSubNumSub(ctx, channels...).Result()
-	}
-	var mu sync.Mutex
-	sum := make(map[string]int64, len(channels))
-	err := cc.ForEachShard(ctx, func(ctx context.Context, node *redis.Client) error {
-		n, err := node.PubSubNumSub(ctx, channels...).Result()
-		if err != nil {
-			return err
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		for ch, k := range n {
-			sum[ch] += k
-		}
-		return nil
-	})
-	return sum, err
 }
