@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/internal/streams"
@@ -24,7 +22,7 @@ const maxUnitUsers = 128
 const (
 	// MaxUserLen is the most bytes of a user id a Message may name: the
 	// gateway takes no longer one from a token.
-	MaxUserLen = 256
+	MaxUserLen = proto.MaxUserLen
 	// MaxConnLen is the most bytes of a connection id a Message may name:
 	// the gateway's ids (connected.args.conn) are under 30 bytes of
 	// printable ASCII, and a dispatch to connections is published whole
@@ -112,17 +110,7 @@ func (m *Message) Check() error {
 // bytes of UTF-8, every character printable. No socket is ever of another,
 // so a dispatch naming one is a caller's mistake, and a control or
 // bidirectional-override character in it would forge text in logs.
-func ValidUser(user string) bool {
-	if user == "" || len(user) > MaxUserLen || !utf8.ValidString(user) {
-		return false
-	}
-	for _, r := range user {
-		if !unicode.IsPrint(r) {
-			return false
-		}
-	}
-	return true
-}
+func ValidUser(user string) bool { return proto.ValidUser(user) }
 
 // validConn reports whether conn may be a connection id the gateway
 // made: 1 to MaxConnLen bytes of printable ASCII.

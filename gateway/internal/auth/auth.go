@@ -9,10 +9,10 @@ import (
 	"net/url"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/switchboard/switchboard/proto"
 )
 
 // Leeway is the clock skew allowed on exp and nbf.
@@ -23,9 +23,9 @@ const Leeway = 30 * time.Second
 // bytes; 4 KiB leaves room for custom claims.
 const MaxTokenLen = 4096
 
-// MaxUserLen is the longest user id (sub) accepted, in bytes: a user id is
-// a key in every index and log line of the gateway, and in Redis.
-const MaxUserLen = 256
+// MaxUserLen is the longest user id (sub) accepted, in bytes
+// (proto.MaxUserLen).
+const MaxUserLen = proto.MaxUserLen
 
 // Error is a refusal with a message for a person; it never holds the token.
 type Error struct{ Message string }
@@ -117,22 +117,9 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	return Claims{User: claims.Subject, Expires: claims.ExpiresAt.Time}, nil
 }
 
-// ValidUser reports whether user is a user id the gateway accepts: 1 to
-// MaxUserLen bytes of valid UTF-8, every character printable (letters,
-// marks, numbers, punctuation, symbols and the ASCII space; no control,
-// format or bidirectional-override characters, which would let a user id
-// forge or hide text in logs and in other users' screens).
-func ValidUser(user string) bool {
-	if user == "" || len(user) > MaxUserLen || !utf8.ValidString(user) {
-		return false
-	}
-	for _, r := range user {
-		if !unicode.IsPrint(r) {
-			return false
-		}
-	}
-	return true
-}
+// ValidUser reports whether user is a user id the gateway accepts
+// (proto.ValidUser).
+func ValidUser(user string) bool { return proto.ValidUser(user) }
 
 // key returns the secret for HS256 tokens and refuses every other alg,
 // "none" included.
