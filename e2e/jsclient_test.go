@@ -152,12 +152,14 @@ func startControl(t *testing.T, main, short *testkit.Stack) string {
 }
 
 // TestClientJSUnit runs the JavaScript client's unit tests
-// (gateway/internal/web/jstest/client.unit.test.mjs): its recovery driven
+// (gateway/internal/web/jstest/*.unit.test.mjs): its recovery, heartbeat
+// watch and frame limit driven
 // by a scripted fake WebSocket, without a gateway or a network, so they
 // need no WebSocket in Node either.
 func TestClientJSUnit(t *testing.T) {
 	node := needTool(t, "node (Debian package nodejs)", "node", "nodejs")
-	runNode(t, node, []string{"--test", "--test-reporter=spec", "../gateway/internal/web/jstest/client.unit.test.mjs"})
+	runNode(t, node, []string{"--test", "--test-reporter=spec",
+		"../gateway/internal/web/jstest/client.unit.test.mjs", "../gateway/internal/web/jstest/heartbeat.unit.test.mjs"})
 }
 
 // runNode runs node with args and env added to the test's environment, logs

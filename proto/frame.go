@@ -31,6 +31,13 @@ type Connected struct {
 	// client's positions follows, and how many do. Absent without one.
 	Recovered *bool `json:"recovered,omitempty"`
 	Missed    *int  `json:"missed,omitempty"`
+	// Heartbeat is the interval in milliseconds of the socket's heartbeat
+	// frames (EventHeartbeat); 0, left out, when the client did not ask
+	// for them (QueryHeartbeat).
+	Heartbeat int64 `json:"heartbeat,omitempty"`
+	// MaxFrame is GATEWAY_MAX_FRAME: the largest message, in bytes, the
+	// gateway reads from the client; a larger one closes the socket (1009).
+	MaxFrame int64 `json:"max_frame,omitempty"`
 }
 
 // Resync is the args of the "resync" frame: the socket's stream had a gap
@@ -108,7 +115,22 @@ func AppendConnectedFrame(dst []byte, user string, c *Connected) []byte {
 		dst = append(dst, `,"missed":`...)
 		dst = strconv.AppendInt(dst, int64(*c.Missed), 10)
 	}
+	if c.Heartbeat != 0 {
+		dst = append(dst, `,"heartbeat":`...)
+		dst = strconv.AppendInt(dst, c.Heartbeat, 10)
+	}
+	if c.MaxFrame != 0 {
+		dst = append(dst, `,"max_frame":`...)
+		dst = strconv.AppendInt(dst, c.MaxFrame, 10)
+	}
 	return append(dst, "}}"...)
+}
+
+// AppendHeartbeat appends the heartbeat frame of user's sockets,
+// {"event":"$ping","id":user}: no args, so a socket can keep one and send
+// it every interval.
+func AppendHeartbeat(dst []byte, user string) []byte {
+	return AppendEvent(dst, EventHeartbeat, user, nil)
 }
 
 // AppendResync appends a "resync" frame.

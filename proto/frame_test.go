@@ -368,6 +368,8 @@ func TestAppendConnectedFrame(t *testing.T) {
 		{Conn: "c1", Worker: 1},
 		{Conn: "c1", Worker: 0, Pos: "e.1-1", BPos: "b.2-2"},
 		{Conn: "c\"1", Worker: 7, Pos: "e.1-1", BPos: "b.2-2", Recovered: &rec, Missed: &missed},
+		{Conn: "c1", Worker: 2, MaxFrame: 65536},
+		{Conn: "c1", Worker: 2, Pos: "e.1-1", Recovered: &rec, Missed: &missed, Heartbeat: 25000, MaxFrame: 1 << 40},
 	} {
 		out := proto.AppendConnectedFrame(nil, "al<ice", &c)
 		var f proto.Frame
@@ -381,6 +383,18 @@ func TestAppendConnectedFrame(t *testing.T) {
 		if want := mustMarshal(t, &c); string(mustMarshal(t, &got)) != string(want) {
 			t.Errorf("AppendConnectedFrame(%+v) args = %s, want %s", c, f.Args, want)
 		}
+	}
+}
+
+// TestAppendHeartbeat: the heartbeat frame is a frame like any other
+// (event and the user's id, no args) whose event no app event can have.
+func TestAppendHeartbeat(t *testing.T) {
+	out := proto.AppendHeartbeat(nil, "al\"ice")
+	if want := `{"event":"$ping","id":"al\"ice"}`; string(out) != want {
+		t.Fatalf("AppendHeartbeat = %s, want %s", out, want)
+	}
+	if proto.ValidEventName(proto.EventHeartbeat) {
+		t.Fatalf("%q matches %s: an app event could be named like the heartbeat", proto.EventHeartbeat, proto.EventPattern)
 	}
 }
 

@@ -49,6 +49,17 @@ const (
 	EventResync    = "resync"
 )
 
+// EventHeartbeat is the event of the frame the gateway sends, every ping
+// interval, to a socket that asked for it with QueryHeartbeat
+// (docs/protocol.md section 2): a sign of life a browser can see, which
+// WebSocket pings are not. Its "$" lies outside EventPattern, so no app
+// event and no dispatch can ever be named so.
+const EventHeartbeat = "$ping"
+
+// QueryHeartbeat is the query parameter of the upgrade request with which
+// a client asks for heartbeat frames: heartbeat=1.
+const QueryHeartbeat = "heartbeat"
+
 // Reserved reports whether event is one of the gateway's own events, which
 // no dispatch may name.
 func Reserved(event string) bool {

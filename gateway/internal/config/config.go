@@ -58,6 +58,7 @@ type Config struct {
 	RateCloseAfter      int           // GATEWAY_RATE_CLOSE_AFTER: refusals within 10s that close the socket; 0 = never
 	PingRate            float64       // GATEWAY_PING_RATE: client pings per second per socket that are answered; 0 = all
 	PingBurst           float64       // GATEWAY_PING_BURST: client pings a socket may have answered at once
+	PingInterval        time.Duration // GATEWAY_PING_INTERVAL: how often the gateway pings each socket (and sends heartbeat frames)
 	UserRateLimit       float64       // GATEWAY_USER_RATE_LIMIT: envelopes per second a user's sockets on a worker share; 0 = unlimited
 	UserRateBurst       int           // GATEWAY_USER_RATE_BURST: envelopes a user's sockets may send at once
 	UserRateWait        time.Duration // GATEWAY_USER_RATE_WAIT: how long a socket's reader waits for its user's allowance before refusing; 0 = refuse at once
@@ -125,6 +126,7 @@ func Default() Config {
 		RateCloseAfter:      50,
 		PingRate:            2,
 		PingBurst:           10,
+		PingInterval:        25 * time.Second,
 		UserRateLimit:       50,
 		UserRateBurst:       100,
 		UserRateWait:        time.Second,
@@ -332,6 +334,7 @@ func (c *Config) settings(origins, devNets *string) []setting {
 		{"GATEWAY_RATE_CLOSE_AFTER", (*intValue)(&c.RateCloseAfter)},
 		{"GATEWAY_PING_RATE", (*float64Value)(&c.PingRate)},
 		{"GATEWAY_PING_BURST", (*float64Value)(&c.PingBurst)},
+		{"GATEWAY_PING_INTERVAL", (*durationValue)(&c.PingInterval)},
 		{"GATEWAY_USER_RATE_LIMIT", (*float64Value)(&c.UserRateLimit)},
 		{"GATEWAY_USER_RATE_BURST", (*intValue)(&c.UserRateBurst)},
 		{"GATEWAY_USER_RATE_WAIT", (*durationValue)(&c.UserRateWait)},
@@ -356,6 +359,15 @@ func (c *Config) settings(origins, devNets *string) []setting {
 // MaxFanoutLinger is the longest GATEWAY_FANOUT_LINGER: a channel kept
 // longer only brings dispatches no local socket wants.
 const MaxFanoutLinger = 10 * time.Minute
+
+// Bounds of GATEWAY_PING_INTERVAL. A socket is closed after 60 s without
+// a sign of life, so the gateway pings at least twice in that time; below
+// 100 ms the pinger's ticks (a hundredth of the interval) would cost more
+// than they are worth.
+const (
+	MinPingInterval = 100 * time.Millisecond
+	MaxPingInterval = 30 * time.Second
+)
 
 // Fanout returns the fan-out mode of a validated Config.
 func (c Config) Fanout() proto.FanoutMode {
@@ -409,6 +421,9 @@ func (c Config) Validate() error {
 	if !(c.PingRate >= 0) || math.IsInf(c.PingRate, 0) ||
 		(c.PingRate > 0 && (!(c.PingBurst >= 1) || math.IsInf(c.PingBurst, 0))) {
 		errs = append(errs, errors.New("GATEWAY_PING_RATE must not be negative (0 = answer every ping), and GATEWAY_PING_BURST must be at least 1"))
+	}
+	if c.PingInterval < MinPingInterval || c.PingInterval > MaxPingInterval {
+		errs = append(errs, fmt.Errorf("GATEWAY_PING_INTERVAL must be from %s to %s, got %s", MinPingInterval, MaxPingInterval, c.PingInterval))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("GATEWAY_SHUTDOWN_TIMEOUT must be positive"))

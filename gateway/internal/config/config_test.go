@@ -50,6 +50,7 @@ func TestDefaultIsTheContract(t *testing.T) {
 		{"MaxConnsPerUser", c.MaxConnsPerUser, 64},
 		{"PingRate", c.PingRate, 2.0},
 		{"PingBurst", c.PingBurst, 10.0},
+		{"PingInterval", c.PingInterval, 25 * time.Second},
 	}
 	for _, ch := range checks {
 		if !reflect.DeepEqual(ch.got, ch.want) {
@@ -107,6 +108,8 @@ func TestEnvOverrides(t *testing.T) {
 		{"GATEWAY_PING_RATE", "0", func(c config.Config) any { return c.PingRate }, 0.0},
 		{"GATEWAY_PING_RATE", "0.5", func(c config.Config) any { return c.PingRate }, 0.5},
 		{"GATEWAY_PING_BURST", "3", func(c config.Config) any { return c.PingBurst }, 3.0},
+		{"GATEWAY_PING_INTERVAL", "500ms", func(c config.Config) any { return c.PingInterval }, 500 * time.Millisecond},
+		{"GATEWAY_PING_INTERVAL", "30s", func(c config.Config) any { return c.PingInterval }, 30 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env+"="+tt.value, func(t *testing.T) {
@@ -365,6 +368,9 @@ func TestLoadErrors(t *testing.T) {
 		{"bad dev value", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_DEV": "yes please"}, nil, "GATEWAY_DEV"},
 		{"negative ping rate", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_PING_RATE": "-1"}, nil, "GATEWAY_PING_RATE"},
 		{"ping burst under 1", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_PING_BURST": "0.5"}, nil, "GATEWAY_PING_BURST"},
+		{"ping interval too short", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_PING_INTERVAL": "10ms"}, nil, "GATEWAY_PING_INTERVAL"},
+		{"ping interval over the pong wait's half", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_PING_INTERVAL": "31s"}, nil, "GATEWAY_PING_INTERVAL"},
+		{"ping interval zero", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_PING_INTERVAL": "0"}, nil, "GATEWAY_PING_INTERVAL"},
 		{"unknown flag", map[string]string{"GATEWAY_JWT_SECRET": goodSecret}, []string{"-no-such-flag"}, "no-such-flag"},
 	}
 	for _, tt := range tests {

@@ -90,7 +90,7 @@ func TestNewEpochDuringConnectIsNotDropped(t *testing.T) {
 	s := f.res.NewSocket(c)
 	f.run(t, func() []*resume.Socket { return []*resume.Socket{s} })
 	newer := f.whileReadingNewEpoch(t, s, "bob", "n1")
-	if err := f.res.Connect(context.Background(), s, 0, "", ""); err != nil {
+	if err := f.res.Connect(context.Background(), s, proto.Connected{Worker: 0}, "", ""); err != nil {
 		t.Fatal(err)
 	}
 	n1 := <-newer

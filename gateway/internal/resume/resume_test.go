@@ -234,7 +234,7 @@ func eventFrame(user, event string, p proto.Pos) []byte {
 func (f *fixture) connect(t *testing.T, c *conn, resumeFrom, bresume string) (*resume.Socket, proto.Connected) {
 	t.Helper()
 	s := f.res.NewSocket(c)
-	if err := f.res.Connect(context.Background(), s, 0, resumeFrom, bresume); err != nil {
+	if err := f.res.Connect(context.Background(), s, proto.Connected{Worker: 0}, resumeFrom, bresume); err != nil {
 		t.Fatal(err)
 	}
 	first := c.got()[0]
@@ -281,7 +281,7 @@ func testResumeRecovers(t *testing.T, newFixture func(*testing.T, resume.Config)
 	s.Offer(false, &missed[2], eventFrame("bob", "e4", missed[2]))
 	e5 := f.publish(t, "bob", "e5")
 	s.Offer(false, &e5, eventFrame("bob", "e5", e5))
-	if err := f.res.Connect(context.Background(), s, 3, last.String(), ""); err != nil {
+	if err := f.res.Connect(context.Background(), s, proto.Connected{Worker: 3}, last.String(), ""); err != nil {
 		t.Fatal(err)
 	}
 	var args proto.Connected
@@ -444,7 +444,7 @@ func TestHeldOverrunReadsAgain(t *testing.T) {
 	for i, p := range ps { // all offered while connecting: only 2 held
 		s.Offer(false, &p, eventFrame("bob", fmt.Sprintf("e%d", i+1), p))
 	}
-	if err := f.res.Connect(context.Background(), s, 0, start.String(), ""); err != nil {
+	if err := f.res.Connect(context.Background(), s, proto.Connected{Worker: 0}, start.String(), ""); err != nil {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, 5*time.Second, "every event", func() bool { return len(c.events(t)) == 6 })
@@ -463,7 +463,7 @@ func TestRecoveryOff(t *testing.T) {
 	s := f.res.NewSocket(c)
 	p := proto.Pos{Epoch: "e", MS: 1, Off: 7}
 	s.Offer(false, &p, eventFrame("bob", "held", p))
-	if err := f.res.Connect(context.Background(), s, 0, "e.1-1", ""); err != nil {
+	if err := f.res.Connect(context.Background(), s, proto.Connected{Worker: 0}, "e.1-1", ""); err != nil {
 		t.Fatal(err)
 	}
 	s.Offer(false, &p, eventFrame("bob", "live", p))

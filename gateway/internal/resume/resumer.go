@@ -120,14 +120,16 @@ func (r *Resumer) NewSocket(conn Conn) *Socket {
 var ErrUnavailable = errors.New("resume: the recovery store cannot be read")
 
 // Connect places s in its streams and sends its "connected" frame
-// (docs/protocol.md sections 2 and 6) with conn id and worker: after the
+// (docs/protocol.md sections 2 and 6), head with the socket's conn id and
+// positions filled in (head gives the rest: worker, heartbeat, max_frame): after the
 // positions resume and bresume when the client gave them (the wire form;
 // "" for none) and they can be recovered, with the events missed since
 // following it; otherwise at the streams' tops. Then the frames s held
 // meanwhile go out. It fails with ErrUnavailable, having sent nothing,
 // when Redis cannot be read: close the socket, the client comes back.
-func (r *Resumer) Connect(ctx context.Context, s *Socket, worker int, resume, bresume string) error {
-	c := proto.Connected{Conn: s.conn.ID(), Worker: worker}
+func (r *Resumer) Connect(ctx context.Context, s *Socket, head proto.Connected, resume, bresume string) error {
+	c := head
+	c.Conn = s.conn.ID()
 	if !r.enabled {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -199,10 +201,10 @@ func (r *Resumer) Connect(ctx context.Context, s *Socket, worker int, resume, br
 		c.Recovered, c.Missed = &recovered, &n
 		r.rec.Resumed(outcome, n)
 	}
-	head := proto.AppendConnectedFrame(nil, s.conn.User(), &c)
-	s.conn.Send(head)
+	frame := proto.AppendConnectedFrame(nil, s.conn.User(), &c)
+	s.conn.Send(frame)
 	if !resumed {
-		b.take(len(head))
+		b.take(len(frame))
 	}
 	if recovered {
 		for st := streams.UserStream; st <= streams.BroadcastStream; st++ {
@@ -225,7 +227,8 @@ func (r *Resumer) Connect(ctx context.Context, s *Socket, worker int, resume, br
 // be for user (positions of the longest form, missed at most max).
 func connectedLen(user string, c *proto.Connected, max int) int {
 	long, yes := strings.Repeat("0", proto.MaxPosLen), true
-	head := proto.Connected{Conn: c.Conn, Worker: c.Worker, Pos: long, BPos: long, Recovered: &yes, Missed: &max}
+	head := *c
+	head.Pos, head.BPos, head.Recovered, head.Missed = long, long, &yes, &max
 	return len(proto.AppendConnectedFrame(nil, user, &head))
 }
 

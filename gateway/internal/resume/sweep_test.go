@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchboard/switchboard/gateway/internal/resume"
 	"github.com/switchboard/switchboard/internal/testkit"
+	"github.com/switchboard/switchboard/proto"
 )
 
 // afterRead runs fire once, right after the next read of the streams
@@ -61,7 +62,7 @@ func TestSweepDuringConnectReadsAgain(t *testing.T) {
 	s := f.res.NewSocket(c)
 	f.run(t, func() []*resume.Socket { return []*resume.Socket{s} })
 	f.whileReading(t, s, "bob", "lost1")
-	if err := f.res.Connect(context.Background(), s, 0, "", ""); err != nil {
+	if err := f.res.Connect(context.Background(), s, proto.Connected{Worker: 0}, "", ""); err != nil {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, 5*time.Second, "the event published during the connect read is filled", func() bool {

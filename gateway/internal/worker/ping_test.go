@@ -29,17 +29,22 @@ func TestPingSlotsSpread(t *testing.T) {
 	}
 }
 
-// fakeSocket counts its pings and records its close.
+// fakeSocket counts its pings, records the frames sent and its close.
 type fakeSocket struct {
 	id        string
 	pings     int
+	sent      []string
 	expires   time.Time
 	closeCode int
 	closes    int
 }
 
-func (s *fakeSocket) ID() string         { return s.id }
-func (s *fakeSocket) Ping()              { s.pings++ }
+func (s *fakeSocket) ID() string { return s.id }
+func (s *fakeSocket) Ping()      { s.pings++ }
+func (s *fakeSocket) Send(data []byte) bool {
+	s.sent = append(s.sent, string(data))
+	return true
+}
 func (s *fakeSocket) Expires() time.Time { return s.expires }
 func (s *fakeSocket) Close(code int, _ string) {
 	if s.closes++; s.closes == 1 {
@@ -86,6 +91,47 @@ func TestPingerTicksTouchOneSlot(t *testing.T) {
 	}
 	if socks[1].pings != 2 {
 		t.Errorf("a socket still listed was pinged %d times in two rounds, want 2", socks[1].pings)
+	}
+}
+
+// TestPingerHeartbeats: a socket that asked for heartbeats gets its frame
+// with every ping, one that did not never gets one, and a removed socket
+// gets none again.
+func TestPingerHeartbeats(t *testing.T) {
+	var p pinger[*fakeSocket]
+	ids := connid.New()
+	beat := &fakeSocket{id: ids.Next()}
+	quiet := &fakeSocket{id: ids.Next()}
+	p.add(beat)
+	p.add(quiet)
+	frame := proto.AppendHeartbeat(nil, "alice")
+	p.heartbeat(beat, frame)
+	never := &fakeSocket{id: ids.Next()}
+	p.heartbeat(never, frame) // never added (or removed already): ignored
+
+	round := func() {
+		for s := range uint32(pingSlots) {
+			p.tick(s, time.Now())
+		}
+	}
+	round()
+	round()
+	if len(beat.sent) != 2 || beat.sent[0] != string(frame) || beat.sent[1] != string(frame) {
+		t.Fatalf("after two rounds of pings (%d) the heartbeat socket was sent %q, want the heartbeat twice", beat.pings, beat.sent)
+	}
+	if len(quiet.sent) != 0 || quiet.pings != 2 {
+		t.Fatalf("a socket without heartbeats was sent %q and pinged %d times, want nothing and 2 pings", quiet.sent, quiet.pings)
+	}
+	if len(never.sent) != 0 || never.pings != 0 {
+		t.Fatalf("a socket never added was sent %q and pinged %d times", never.sent, never.pings)
+	}
+	p.remove(beat)
+	round()
+	if len(beat.sent) != 2 {
+		t.Errorf("a removed socket was sent %d heartbeats, want still 2", len(beat.sent))
+	}
+	if l := &p.slots[pingSlot(beat.id)]; len(l.beats) != 0 {
+		t.Errorf("remove left %d heartbeats in the slot", len(l.beats))
 	}
 }
 

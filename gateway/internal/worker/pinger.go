@@ -35,9 +35,13 @@ type pingee interface {
 	// Close starts closing the socket with code and reason, without
 	// blocking; closing a closed socket does nothing.
 	Close(code int, reason string)
+	// Send queues a text frame without blocking.
+	Send(data []byte) bool
 }
 
-// pinger pings every socket once per ws.PingPeriod, and closes each socket
+// pinger pings every socket once per ping interval (GATEWAY_PING_INTERVAL,
+// ws.PingPeriod by default), sends a socket that asked for them its
+// heartbeat frame with each ping, and closes each socket
 // with 4001 (token expired) once its Expires has passed. A socket is in the
 // list of its slot from when it is accepted (add) until it has ended
 // (remove), so a tick touches the sockets of its slot only, not every
@@ -49,6 +53,13 @@ type pingee interface {
 // tick pops; so a socket closes within a tick (ws.PingPeriod/pingSlots) of
 // its expiry, and only the sockets about to expire are in the heap. It is
 // safe for concurrent use.
+//
+// The heartbeat goes with every ping, even to a socket that was sent
+// other frames during the interval: the pinger visits a socket once an
+// interval, so skipping the busy ones would leave up to two intervals
+// between two frames, and the client would have to wait that long to
+// take its socket for dead. It is queued with the ping, so both usually
+// go out in one write.
 type pinger[C pingee] struct {
 	slots    [pingSlots]pingList[C]
 	expiring expiring[C]
@@ -58,6 +69,7 @@ type pinger[C pingee] struct {
 type pingList[C pingee] struct {
 	mu    sync.Mutex
 	conns map[C]struct{}
+	beats map[C][]byte // the sockets of conns that asked for heartbeats, with their frame
 }
 
 // add puts c in the list of its slot.
@@ -72,6 +84,22 @@ func (p *pinger[C]) add(c C) {
 	p.expiring.watch(c, time.Now())
 }
 
+// heartbeat has every later ping of c, added before, come with frame, its
+// heartbeat frame (built once, shared by the ticks; not modified after).
+// Call it once c's first frame is queued, which must come first.
+func (p *pinger[C]) heartbeat(c C, frame []byte) {
+	l := &p.slots[pingSlot(c.ID())]
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.conns[c]; !ok {
+		return // removed already
+	}
+	if l.beats == nil {
+		l.beats = make(map[C][]byte)
+	}
+	l.beats[c] = frame
+}
+
 // remove takes c out of the list of its slot. (If it was about to expire,
 // the expiring heap keeps it until then; closing it again does nothing.)
 func (p *pinger[C]) remove(c C) {
@@ -79,6 +107,7 @@ func (p *pinger[C]) remove(c C) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.conns, c)
+	delete(l.beats, c)
 }
 
 // tick pings the sockets of slot and watches their expiry.
@@ -90,12 +119,17 @@ func (p *pinger[C]) tick(slot uint32, now time.Time) {
 		c.Ping()
 		p.expiring.watch(c, now)
 	}
+	for c, frame := range l.beats {
+		c.Send(frame)
+	}
 }
 
-// run ticks each slot in turn, every ws.PingPeriod/pingSlots, and closes
-// the sockets that have expired, until ctx is done.
-func (p *pinger[C]) run(ctx context.Context) {
-	t := time.NewTicker(ws.PingPeriod / pingSlots)
+// run ticks each slot in turn, every interval/pingSlots, and closes
+// the sockets that have expired, until ctx is done. expiryHorizon, two
+// default periods, still reaches past the next visit at the longest
+// interval config allows.
+func (p *pinger[C]) run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval / pingSlots)
 	defer t.Stop()
 	slot := uint32(0)
 	for {

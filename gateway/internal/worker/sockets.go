@@ -39,17 +39,24 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	w.hub.AddReserved(s) // in the place admission reserved for it
 	w.pings.add(c)
 	w.metrics.ConnOpened()
-	resumeAt, bresumeAt := resumeParams(r.URL.RawQuery)
+	q := socketParams(r.URL.RawQuery)
+	head := proto.Connected{Worker: w.index, MaxFrame: w.cfg.MaxFrame}
+	if q.heartbeat {
+		head.Heartbeat = w.cfg.PingInterval.Milliseconds()
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), resumeTimeout)
 	// In per-user mode the user's channel is subscribed (confirmed by
 	// Redis) before the streams are read: whatever is published after the
 	// read arrives live, and whatever before is in the read.
 	err := w.sub.Acquire(ctx, user)
 	if err == nil {
-		err = w.res.Connect(ctx, s, w.index, resumeAt, bresumeAt)
+		err = w.res.Connect(ctx, s, head, q.resume, q.bresume)
 	}
 	cancel()
 	switch {
+	case err == nil && q.heartbeat:
+		// After connected, which must be the socket's first frame.
+		w.pings.heartbeat(c, proto.AppendHeartbeat(nil, user))
 	case errors.Is(err, fanout.ErrLagging):
 		// Its client comes back with the same positions and loses nothing.
 		c.Close(proto.CloseTryAgainLater, "gateway overloaded, reconnect later")
@@ -69,14 +76,28 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 // no position parses as it.
 const unreadable = "unreadable"
 
-// resumeParams returns the resume and bresume parameters of a request's
-// query (the first of each; "" when absent). A pair that net/url drops, for
+// params are what a client asks for in the query of its upgrade request.
+type params struct {
+	resume, bresume string // the wire positions to resume after; "" for none
+	heartbeat       bool   // heartbeat=1: heartbeat frames (docs/protocol.md section 2)
+}
+
+// socketParams returns the parameters of a request's query (the first of
+// each). A resume pair that net/url drops, for
 // a bad escape or a ';', may still be a resume the client asked for: such
 // a resume or bresume is returned as unreadable, a malformed position, so
 // that connected says recovered false (docs/protocol.md section 6) instead
 // of leaving recovered out as if the client had not asked.
-func resumeParams(rawQuery string) (resume, bresume string) {
+func socketParams(rawQuery string) params {
 	q, err := url.ParseQuery(rawQuery)
+	p := params{heartbeat: q.Get(proto.QueryHeartbeat) == "1"}
+	p.resume, p.bresume = resumeParams(rawQuery, q, err)
+	return p
+}
+
+// resumeParams returns the resume and bresume parameters of q, parsed
+// from rawQuery with err (see socketParams).
+func resumeParams(rawQuery string, q url.Values, err error) (resume, bresume string) {
 	resume, bresume = q.Get("resume"), q.Get("bresume")
 	if err == nil {
 		return resume, bresume

@@ -189,7 +189,7 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 	wg.Add(4)
 	go func() { defer wg.Done(); w.res.Run(bg, w.hub.Snapshot) }()
 	go func() { defer wg.Done(); _ = w.sub.Run(bg) }()
-	go func() { defer wg.Done(); w.pings.run(bg) }()
+	go func() { defer wg.Done(); w.pings.run(bg, w.cfg.PingInterval) }()
 	// Sockets are accepted only once NATS is connected and the Redis
 	// subscription is live (a socket accepted earlier would miss
 	// dispatches); until then /socket answers 503 at once, so a client

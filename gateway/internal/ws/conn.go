@@ -21,7 +21,8 @@ import (
 )
 
 // Timing of the socket (docs/protocol.md section 2): the gateway pings every
-// PingPeriod and closes a socket that has not answered for PongWait.
+// PingPeriod (by default: GATEWAY_PING_INTERVAL sets the worker's pinger)
+// and closes a socket that has not answered for PongWait.
 const (
 	PingPeriod = 25 * time.Second
 	PongWait   = 60 * time.Second

@@ -39,6 +39,10 @@ export interface Connected {
   recovered?: boolean;
   /** Only on a resume: how many events are replayed. */
   missed?: number;
+  /** Extension: the interval in ms of the gateway's heartbeat frames ("$ping", never handed to the app); only when the client asked for them. */
+  heartbeat?: number;
+  /** Extension: GATEWAY_MAX_FRAME, the longest envelope in UTF-8 bytes the gateway reads; a longer one would close the socket (1009). */
+  max_frame?: number;
 }
 
 /**
@@ -86,7 +90,8 @@ export interface StateInfo {
  * unknown_event, unavailable, timeout, handler_error, rate_limited, ...) or
  * one of the client's own: "timeout" (no answer or no connection within
  * ackTimeout), "disconnected" (the socket closed after the envelope was sent
- * and before its answer), "closed" (the client is closed for good).
+ * and before its answer), "closed" (the client is closed for good),
+ * "too_big" (the envelope is longer than the gateway's max_frame: not sent).
  */
 export interface SwitchboardError extends Error {
   name: "SwitchboardError";
@@ -150,6 +155,14 @@ export interface ConnectOptions {
   probeTimeout?: number;
   /** Extension: milliseconds getToken and the handshake up to the "connected" frame may take before the attempt is given up and retried. Default 10000. */
   connectTimeout?: number;
+  /**
+   * Extension: ask the gateway for heartbeat frames (?heartbeat=1). When it announces an interval in "connected",
+   * a socket that receives no frame for that interval plus heartbeatGrace is taken for dead: closed, and the
+   * client reconnects and resumes (emits sent on it reject with "disconnected"). Default true.
+   */
+  heartbeat?: boolean;
+  /** Extension: milliseconds of silence past the gateway's heartbeat interval before the socket is taken for dead. Default 10000. */
+  heartbeatGrace?: number;
 }
 
 export interface Client {

@@ -21,7 +21,12 @@ const DEFAULTS = {
   probeTimeout: 5_000,
   stableAfter: 10_000,
   connectTimeout: 10_000,
+  heartbeatGrace: 10_000,
 };
+
+// HEARTBEAT is the event of the gateway's heartbeat frame (docs/protocol.md
+// section 2): outside the app's event names, and never handed to the app.
+const HEARTBEAT = "$ping";
 
 /**
  * connect starts connecting at once and returns the client. It reconnects by
@@ -46,12 +51,14 @@ class Client {
   #wake = null; // listener for the browser's "online", "pageshow" and "visibilitychange"
   #offline = null; // listener for the browser's "offline"
   #nextRef = 0;
-  #pending = new Map(); // ref -> {resolve, reject, timer, data, sent, ws (sent on)}
+  #pending = new Map(); // ref -> {ref, resolve, reject, timer, data, sent, ws (sent on)}
   #events = new Map(); // event name -> Set of handlers
   #stateHandlers = new Set();
   #stateInfo = {};
   #changes = 0; // counts state changes, so that announcing one can tell it is outdated
   #cursor; // where the app is in its streams
+  #maxFrame = null; // the largest envelope, in UTF-8 bytes, the gateway said it reads; null: not said
+  #watch = null; // the timer of the heartbeat watch of the current socket
 
   constructor(opts) {
     if (!opts || typeof opts.url !== "string" || opts.url === "") {
@@ -59,6 +66,8 @@ class Client {
     }
     this.#opts = { ...opts };
     for (const [name, def] of Object.entries(DEFAULTS)) this.#opts[name] = duration(name, opts[name], def);
+    this.#opts.heartbeat = opts.heartbeat ?? true;
+    if (typeof this.#opts.heartbeat !== "boolean") throw new TypeError("switchboard: heartbeat must be true or false");
     this.#WS = opts.WebSocket ?? globalThis.WebSocket;
     if (typeof this.#WS !== "function") {
       throw new TypeError("switchboard: no WebSocket: pass opts.WebSocket (Node 20 without --experimental-websocket)");
@@ -130,8 +139,12 @@ class Client {
     } catch (err) {
       return Promise.reject(clientError("bad_request", `args cannot be sent as JSON: ${err.message}`));
     }
+    // Over the gateway's limit the envelope would close the socket (1009),
+    // failing every emit on it: refuse this one alone, unsent.
+    const big = tooBig(data, this.#maxFrame);
+    if (big) return Promise.reject(clientError("too_big", big));
     return new Promise((resolve, reject) => {
-      const p = { resolve, reject, data, sent: false, ws: null, timer: null };
+      const p = { ref, resolve, reject, data, sent: false, ws: null, timer: null };
       p.timer = setTimeout(() => {
         this.#pending.delete(ref);
         const msg = p.sent
@@ -189,6 +202,8 @@ class Client {
     this.#timer = null;
     clearTimeout(this.#connectTimer);
     this.#connectTimer = null;
+    clearTimeout(this.#watch);
+    this.#watch = null;
     if (this.#closed && this.#wake) {
       for (const name of WAKE_EVENTS) globalThis.removeEventListener?.(name, this.#wake);
       globalThis.removeEventListener?.("offline", this.#offline);
@@ -233,7 +248,7 @@ class Client {
     try {
       base = socketURL(this.#opts.url, {});
       resume = this.#cursor.resume(tokenUser(token), base);
-      url = socketURL(this.#opts.url, { token, ...resume });
+      url = socketURL(this.#opts.url, { token, ...resume, heartbeat: this.#opts.heartbeat ? "1" : undefined });
     } catch (err) {
       this.#fail(`bad url: ${err.message}`, 0);
       return;
@@ -252,16 +267,32 @@ class Client {
     this.#ws = ws;
     let greeted = false;
     let greetedAt = 0;
+    let heardAt = 0; // when the last frame arrived
     ws.onmessage = (ev) => {
       if (this.#ws !== ws) return;
+      heardAt = Date.now();
       const frame = parseFrame(ev.data);
-      if (!frame) return;
+      if (!frame || frame.event === HEARTBEAT) return;
       if (frame.event === "connected" && !greeted) {
         greeted = true;
         greetedAt = Date.now();
         clearTimeout(this.#connectTimer);
         this.#connectTimer = null;
         const args = frame.args ?? {};
+        this.#maxFrame = Number.isSafeInteger(args.max_frame) && args.max_frame > 0 ? args.max_frame : null;
+        if (this.#opts.heartbeat && Number.isSafeInteger(args.heartbeat) && args.heartbeat > 0) {
+          // The gateway sends a frame every heartbeat ms: a socket silent
+          // for longer, and the grace, is dead though the browser may not
+          // see it for minutes (a NAT that forgot it, a network switched).
+          const quiet = Math.min(args.heartbeat + this.#opts.heartbeatGrace, MAX_TIMER);
+          const watch = () => {
+            if (this.#ws !== ws) return;
+            const left = heardAt + quiet - Date.now();
+            if (left > 0) this.#watch = setTimeout(watch, left);
+            else this.#abandon?.(`no frame from the gateway for ${quiet} ms`);
+          };
+          this.#watch = setTimeout(watch, quiet);
+        }
         this.#cursor.start(typeof frame.id === "string" ? frame.id : null, base, args);
         // The emits that waited go first, before any a state listener makes.
         for (const p of this.#pending.values()) if (!p.sent) this.#send(p);
@@ -338,6 +369,13 @@ class Client {
 
   #send(p) {
     if (!this.#ws) return;
+    const big = tooBig(p.data, this.#maxFrame); // the limit of this socket's gateway
+    if (big) {
+      this.#pending.delete(p.ref);
+      clearTimeout(p.timer);
+      p.reject(clientError("too_big", big));
+      return;
+    }
     try {
       this.#ws.send(p.data);
       p.sent = true;
@@ -574,6 +612,20 @@ function socketURL(url, params) {
   if (u.protocol === "https:") u.protocol = "wss:";
   for (const [name, value] of Object.entries(params)) if (value) u.searchParams.set(name, value);
   return u.href;
+}
+
+// tooBig returns why an envelope data longer in UTF-8 bytes than max (null:
+// no limit known) cannot be sent, or "" when it can.
+function tooBig(data, max) {
+  if (max === null || data.length * 3 <= max) return ""; // a UTF-16 unit is at most 3 bytes
+  let n = data.length;
+  for (let i = 0; i < data.length && n <= max; i++) {
+    const c = data.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdfff) n += 1; // a pair is 4 bytes (JSON.stringify leaves none alone)
+    else if (c >= 0x800) n += 2;
+    else if (c >= 0x80) n += 1;
+  }
+  return n > max ? `the envelope is longer than the gateway's limit of ${max} bytes` : "";
 }
 
 // atOnce reports whether a close asks the client to come back at once: its

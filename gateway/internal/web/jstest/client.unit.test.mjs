@@ -56,9 +56,12 @@ function fakeSockets() {
       this.onclose?.({ code, reason });
     }
 
-    // params returns the query parameters the client connected with.
+    // params returns the query parameters the client connected with, but
+    // heartbeat, which the heartbeat tests look at in url.
     get params() {
-      return Object.fromEntries(this.url.searchParams);
+      const p = Object.fromEntries(this.url.searchParams);
+      delete p.heartbeat;
+      return p;
     }
   }
   const socket = (n) => (made[n - 1] ? Promise.resolve(made[n - 1]) : new Promise((r) => waiting.set(n, r)));

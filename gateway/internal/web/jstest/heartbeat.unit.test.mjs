@@ -1,0 +1,184 @@
+// Unit tests of client.js's heartbeat watch and frame limit (docs/protocol.md
+// section 2): no gateway, no network. A scripted fake WebSocket plays the
+// gateway's side: connected with heartbeat and max_frame, $ping frames,
+// acks.
+// Run by e2e/jsclient_test.go (TestClientJSUnit), or by hand:
+//   node --test gateway/internal/web/jstest/heartbeat.unit.test.mjs
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { connect } from "../assets/client.js";
+
+const WAIT = 5_000;
+
+// within rejects when p has not settled after ms, naming what was awaited.
+function within(p, what, ms = WAIT) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// fakeSockets returns a WebSocket class whose sockets the test drives, and
+// socket(n): a promise of the nth socket (from 1).
+function fakeSockets() {
+  const made = [];
+  const waiting = new Map(); // n -> resolve
+  class FakeSocket {
+    constructor(url) {
+      this.url = new URL(url);
+      this.sent = [];
+      this.bytes = []; // the UTF-8 length of each envelope sent
+      this.closed = false;
+      this.onmessage = this.onclose = this.onerror = null;
+      made.push(this);
+      waiting.get(made.length)?.(this);
+    }
+
+    send(data) {
+      this.sent.push(JSON.parse(data));
+      this.bytes.push(new TextEncoder().encode(data).length);
+    }
+
+    close() {
+      this.closed = true;
+    }
+
+    frame(f) {
+      this.onmessage?.({ data: JSON.stringify(f) });
+    }
+
+    greet(args = {}) {
+      this.frame({ event: "connected", id: "alice", args: { conn: `conn-${made.indexOf(this) + 1}`, worker: 0, pos: "e1.1-1", ...args } });
+    }
+
+    ack(ref, args) {
+      this.frame({ event: "ack", id: "alice", ref, args });
+    }
+  }
+  const socket = (n) => (made[n - 1] ? Promise.resolve(made[n - 1]) : new Promise((r) => waiting.set(n, r)));
+  return { WebSocket: FakeSocket, made, socket: (n) => within(socket(n), `socket ${n}`) };
+}
+
+// jwt returns an unsigned token naming sub: the client reads the claim only.
+function jwt(sub) {
+  const part = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  return `${part({ alg: "HS256", typ: "JWT" })}.${part({ sub, exp: 2e9 })}.c2ln`;
+}
+
+// client connects with the fake sockets and closes at the test's end.
+function client(t, fake, opts = {}) {
+  const sb = connect({ url: "ws://gw.test/socket", token: jwt("alice"), WebSocket: fake.WebSocket, fetch: async () => ({ status: 503 }), ...opts });
+  t.after(() => sb.close());
+  return sb;
+}
+
+// utf8 returns the length of s in UTF-8 bytes.
+const utf8 = (s) => new TextEncoder().encode(s).length;
+
+test("heartbeat: asked for by default, and not with heartbeat: false", async (t) => {
+  const fake = fakeSockets();
+  client(t, fake);
+  assert.equal((await fake.socket(1)).url.searchParams.get("heartbeat"), "1");
+  const off = fakeSockets();
+  client(t, off, { heartbeat: false });
+  assert.equal((await off.socket(1)).url.searchParams.has("heartbeat"), false);
+  assert.throws(() => connect({ url: "ws://gw.test/socket", heartbeat: "yes" }), TypeError);
+  assert.throws(() => connect({ url: "ws://gw.test/socket", heartbeatGrace: 0 }), RangeError);
+});
+
+test("heartbeat: a socket silent past interval + grace is closed and the client resumes on a new one", async (t) => {
+  const fake = fakeSockets();
+  const sb = client(t, fake, { heartbeatGrace: 40, minReconnectDelay: 1 });
+  const pings = [];
+  sb.on("$ping", () => pings.push(1));
+  const states = [];
+  sb.onState((s, info) => states.push([s, info.reason]));
+  const s1 = await fake.socket(1);
+  const start = Date.now();
+  s1.greet({ heartbeat: 40 });
+  // Heartbeats keep it open well past interval + grace (80 ms), and never
+  // reach the app.
+  for (let i = 0; i < 10; i++) {
+    await sleep(20);
+    s1.frame({ event: "$ping", id: "alice" });
+  }
+  assert.equal(s1.closed, false, "closed while heartbeats arrived");
+  assert.equal(fake.made.length, 1);
+  assert.deepEqual(pings, [], "a heartbeat reached an app listener");
+  // Any frame counts as a sign of life, not only heartbeats.
+  for (let i = 0; i < 3; i++) {
+    await sleep(20);
+    s1.frame({ event: "message", id: "alice", args: {} });
+  }
+  assert.equal(s1.closed, false, "closed while events arrived");
+  const inFlight = sb.emit("sendMessage", { text: "hi" });
+  // Then silence: the socket is taken for dead, what was sent on it
+  // rejects as disconnected, and the next socket resumes.
+  const quietFrom = Date.now();
+  await assert.rejects(within(inFlight, "the emit's end"), { code: "disconnected" });
+  const took = Date.now() - quietFrom;
+  assert.ok(took >= 70 && took < 1_000, `dead after ${took} ms of silence, want about 80`);
+  assert.equal(s1.closed, true);
+  assert.ok(states.some(([s, why]) => s === "connecting" && /no frame from the gateway for 80 ms/.test(why ?? "")), JSON.stringify(states));
+  const s2 = await fake.socket(2);
+  assert.equal(s2.url.searchParams.get("resume"), "e1.1-1");
+  assert.ok(Date.now() - start > 200);
+});
+
+test("heartbeat: a gateway that announces none, or a client that asked for none, keeps a silent socket", async (t) => {
+  for (const [name, opts, args] of [
+    ["older gateway", {}, {}],
+    ["heartbeat off", { heartbeat: false }, { heartbeat: 40 }],
+  ]) {
+    const fake = fakeSockets();
+    client(t, fake, { heartbeatGrace: 20, ...opts });
+    const s1 = await fake.socket(1);
+    s1.greet(args);
+    await sleep(300);
+    assert.equal(s1.closed, false, `${name}: a silent socket was closed`);
+    assert.equal(fake.made.length, 1, name);
+  }
+});
+
+test("max_frame: an emit over the limit rejects alone, at once and unsent; one at the limit goes", async (t) => {
+  for (const text of ["plain ascii text", "é".repeat(40), "€".repeat(30), "😀".repeat(20), "a😀é€".repeat(9)]) {
+    const fake = fakeSockets();
+    const sb = client(t, fake);
+    const s1 = await fake.socket(1);
+    // The limit is exactly the first envelope, in UTF-8 bytes.
+    const limit = utf8(JSON.stringify({ event: "e", ref: "1", args: text }));
+    s1.greet({ max_frame: limit });
+    const fits = sb.emit("e", text);
+    assert.equal(s1.sent.length, 1, `${text}: an envelope at the limit was not sent`);
+    assert.equal(s1.bytes[0], limit);
+    await assert.rejects(sb.emit("e", text + "a"), (err) => err.code === "too_big" && /limit of \d+ bytes/.test(err.message), text);
+    assert.equal(s1.sent.length, 1, `${text}: an envelope over the limit was sent`);
+    s1.ack("1", { ok: true });
+    assert.deepEqual(await fits, { ok: true });
+    assert.equal(s1.closed, false);
+  }
+});
+
+test("max_frame: an emit waiting for a connection is checked against the gateway it reaches", async (t) => {
+  const fake = fakeSockets();
+  const sb = client(t, fake, { minReconnectDelay: 1 });
+  const s1 = await fake.socket(1);
+  const big = sb.emit("e", "x".repeat(200)); // no limit known yet: it waits
+  const small = sb.emit("e", "y");
+  s1.greet({ max_frame: 100 });
+  await assert.rejects(big, { code: "too_big" });
+  assert.deepEqual(s1.sent.map((e) => e.ref), ["2"]);
+  s1.ack("2");
+  assert.equal(await small, undefined);
+  // A gateway that says nothing of a limit (an older one) gets everything.
+  s1.onclose({ code: 1001, reason: "gateway shutting down" });
+  const s2 = await fake.socket(2);
+  s2.greet({});
+  const later = sb.emit("e", "x".repeat(200));
+  assert.equal(s2.sent.length, 1);
+  s2.ack("3", 1);
+  assert.equal(await later, 1);
+});
