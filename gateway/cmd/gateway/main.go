@@ -183,8 +183,10 @@ func runWorker(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	}
 	if cfg.WatchdogBeat > 0 {
 		// First thing, before waiting for NATS and Redis: a worker that
-		// waits is not hung.
-		stop, err := supervisor.Beat(ctx, cfg.WatchdogBeat)
+		// waits is not hung. And on until the worker returns, not only
+		// until ctx ends: a graceful stop may take GATEWAY_SHUTDOWN_TIMEOUT,
+		// and a worker stopping is not hung either.
+		stop, err := supervisor.Beat(context.WithoutCancel(ctx), cfg.WatchdogBeat)
 		if err != nil {
 			_ = ln.Close()
 			return err
