@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchboard/switchboard/gateway/internal/metrics"
 	"github.com/switchboard/switchboard/gateway/internal/supervisor"
+	"github.com/switchboard/switchboard/internal/httpjson"
 	"github.com/switchboard/switchboard/internal/httpserver"
 	"github.com/switchboard/switchboard/internal/readiness"
 )
@@ -24,13 +25,19 @@ const adminShutdownTimeout = 2 * time.Second
 
 // serveAdmin binds the supervisor's admin address and serves GET /metrics
 // (its own series and every worker's, each labelled worker="N"),
-// GET /healthz (the supervisor is alive) and GET /readyz (every worker is
-// ready) until stop is called.
+// GET /healthz (the supervisor is alive and no worker is hung) and
+// GET /readyz (every worker is ready) until stop is called.
 func serveAdmin(addr string, agg *metrics.Aggregator, sup *supervisor.Supervisor, log *zap.Logger) (stop func(), err error) {
 	if err := agg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "switchboard_gateway_worker_restarts_total",
 		Help: "Worker processes the supervisor restarted after they exited.",
 	}, func() float64 { return float64(sup.Restarts()) })); err != nil {
+		return nil, err
+	}
+	if err := agg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "switchboard_gateway_worker_hangs_total",
+		Help: "Worker processes the supervisor's watchdog killed because they stopped sending heartbeats (GATEWAY_WORKER_HANG_TIMEOUT); each is restarted, and counted in switchboard_gateway_worker_restarts_total too.",
+	}, func() float64 { return float64(sup.Hangs()) })); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", addr)
@@ -39,13 +46,27 @@ func serveAdmin(addr string, agg *metrics.Aggregator, sup *supervisor.Supervisor
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", agg.Handler())
-	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
-		rw.Header().Set("Content-Type", "application/json")
-		_, _ = rw.Write([]byte(`{"status":"ok","role":"supervisor"}` + "\n"))
-	})
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { serveHealth(rw, sup.Hung()) })
 	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, r *http.Request) { serveReady(rw, r, agg) })
 	log.Info("metrics listening", zap.String("addr", ln.Addr().String()))
 	return serveHTTP(ln, mux, log), nil
+}
+
+// serveHealth answers the supervisor's /healthz: 200 while no worker is
+// hung, else 503 naming the hung workers (each with "silent", how long it
+// has sent no heartbeat). A hung worker is one the watchdog kills; it is
+// 503 from the moment the worker has been silent for the hang timeout
+// until its process is gone (moments, unless SIGKILL cannot end it).
+func serveHealth(rw http.ResponseWriter, hung []supervisor.Hung) {
+	if len(hung) == 0 {
+		httpjson.Write(rw, http.StatusOK, map[string]any{"status": "ok", "role": "supervisor"})
+		return
+	}
+	workers := make([]map[string]any, len(hung))
+	for i, h := range hung {
+		workers[i] = map[string]any{"worker": h.Worker, "pid": h.Pid, "silent": h.Silent.Round(time.Millisecond).String()}
+	}
+	httpjson.Write(rw, http.StatusServiceUnavailable, map[string]any{"status": "hung", "role": "supervisor", "hung": workers})
 }
 
 // serveReady answers 200 when every worker's /readyz does, else 503 naming

@@ -6,10 +6,12 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/gateway/internal/metrics"
+	"github.com/switchboard/switchboard/gateway/internal/supervisor"
 	"github.com/switchboard/switchboard/internal/readiness"
 )
 
@@ -56,6 +58,36 @@ func TestSupervisorReadyz(t *testing.T) {
 			if rec.Code != tt.want.Code() || !reflect.DeepEqual(got, tt.want) {
 				w, _ := json.Marshal(tt.want)
 				t.Fatalf("/readyz = %d %s, want %d %s", rec.Code, rec.Body, tt.want.Code(), w)
+			}
+		})
+	}
+}
+
+// TestSupervisorHealthz: the supervisor's /healthz is 200 while no worker
+// is hung, and 503 naming each hung worker, its pid and its silence while
+// one is (a worker the watchdog kills, until it is gone).
+func TestSupervisorHealthz(t *testing.T) {
+	tests := []struct {
+		name string
+		hung []supervisor.Hung
+		code int
+		want map[string]any
+	}{
+		{"none hung", nil, http.StatusOK, map[string]any{"status": "ok", "role": "supervisor"}},
+		{"worker 1 hung", []supervisor.Hung{{Worker: 1, Pid: 4242, Silent: 10500 * time.Millisecond}}, http.StatusServiceUnavailable,
+			map[string]any{"status": "hung", "role": "supervisor",
+				"hung": []any{map[string]any{"worker": 1.0, "pid": 4242.0, "silent": "10.5s"}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			serveHealth(rec, tt.hung)
+			var got map[string]any
+			if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+				t.Fatalf("body %q: %v", rec.Body, err)
+			}
+			if rec.Code != tt.code || !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("/healthz = %d %s, want %d %v", rec.Code, rec.Body, tt.code, tt.want)
 			}
 		})
 	}

@@ -125,6 +125,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		Addr:        cfg.Addr,
 		Workers:     cfg.Workers,
 		StopTimeout: cfg.ShutdownTimeout + 5*time.Second,
+		HangTimeout: cfg.WorkerHangTimeout,
 	}, supervisor.ExecStart(exe, nil, env), log.Named("supervisor"))
 	if agg != nil {
 		stop, err := serveAdmin(cfg.MetricsAddr, agg, sup, log.Named("metrics"))
@@ -179,6 +180,18 @@ func runWorker(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	}
 	if cfg.GCTune {
 		go gctune.Run(ctx, time.Second, log.Named("gc"))
+	}
+	if cfg.WatchdogBeat > 0 {
+		// First thing, before waiting for NATS and Redis: a worker that
+		// waits is not hung. And on until the worker returns, not only
+		// until ctx ends: a graceful stop may take GATEWAY_SHUTDOWN_TIMEOUT,
+		// and a worker stopping is not hung either.
+		stop, err := supervisor.Beat(context.WithoutCancel(ctx), cfg.WatchdogBeat)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		defer stop()
 	}
 	w := worker.New(cfg, cfg.WorkerIndex, log)
 	if cfg.MetricsDir != "" {

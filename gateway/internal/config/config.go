@@ -64,6 +64,7 @@ type Config struct {
 	UserRateWait        time.Duration // GATEWAY_USER_RATE_WAIT: how long a socket's reader waits for its user's allowance before refusing; 0 = refuse at once
 	WorkerInFlightBytes int64         // GATEWAY_WORKER_INFLIGHT_BYTES: bytes of args in flight per worker; 0 = no limit
 	ShutdownTimeout     time.Duration // GATEWAY_SHUTDOWN_TIMEOUT: graceful stop deadline
+	WorkerHangTimeout   time.Duration // GATEWAY_WORKER_HANG_TIMEOUT: a worker silent this long is killed and restarted; 0 = no watchdog
 	MetricsAddr         string        // GATEWAY_METRICS_ADDR: the supervisor's /metrics; "" (set as "off") = none
 	MaxConns            int           // GATEWAY_MAX_CONNS: sockets per worker; 0 = unlimited
 	MaxConnsPerUser     int           // GATEWAY_MAX_CONNS_PER_USER: sockets of one user per worker; 0 = unlimited
@@ -86,6 +87,9 @@ type Config struct {
 	WorkerIndex int    // SWITCHBOARD_WORKER_INDEX: this process is worker N; -1 = the supervisor
 	MetricsDir  string // SWITCHBOARD_METRICS_DIR: where a worker serves its metrics socket; "" = none
 	GCTune      bool   // SWITCHBOARD_GC_TUNE=1: the worker sets its GC percent by its load (gctune)
+	// WatchdogBeat is SWITCHBOARD_WATCHDOG_BEAT: how often the worker
+	// writes a heartbeat to the supervisor's watchdog; 0 = never.
+	WatchdogBeat time.Duration
 
 	// Faults are the end-to-end tests' fault injections, read from the
 	// environment only; empty unless the gateway is built with -tags
@@ -103,6 +107,9 @@ const (
 	// GCTuneEnv tells a worker to set its own GC percent by its load; the
 	// supervisor sets it when the operator did not set GOGC.
 	GCTuneEnv = "SWITCHBOARD_GC_TUNE"
+	// WatchdogBeatEnv tells a worker how often to write a heartbeat to the
+	// supervisor's watchdog; empty when the watchdog is off.
+	WatchdogBeatEnv = "SWITCHBOARD_WATCHDOG_BEAT"
 )
 
 // Default returns the configuration with every default of the contract.
@@ -132,6 +139,7 @@ func Default() Config {
 		UserRateWait:        time.Second,
 		WorkerInFlightBytes: 64 << 20,
 		ShutdownTimeout:     10 * time.Second,
+		WorkerHangTimeout:   10 * time.Second,
 		MaxConns:            50000,
 		MaxConnsPerUser:     64,
 		HistoryWindow:       proto.DefaultHistoryWindow,
@@ -260,6 +268,13 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	}
 	c.MetricsDir = getenv(MetricsDirEnv)
 	c.GCTune = getenv(GCTuneEnv) == "1"
+	if s := getenv(WatchdogBeatEnv); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return c, fmt.Errorf("%s=%q: want a positive duration", WatchdogBeatEnv, s)
+		}
+		c.WatchdogBeat = d
+	}
 	c.Faults = loadFaults(getenv)
 	return c, nil
 }
@@ -340,6 +355,7 @@ func (c *Config) settings(origins, devNets *string) []setting {
 		{"GATEWAY_USER_RATE_WAIT", (*durationValue)(&c.UserRateWait)},
 		{"GATEWAY_WORKER_INFLIGHT_BYTES", (*int64Value)(&c.WorkerInFlightBytes)},
 		{"GATEWAY_SHUTDOWN_TIMEOUT", (*durationValue)(&c.ShutdownTimeout)},
+		{"GATEWAY_WORKER_HANG_TIMEOUT", (*durationValue)(&c.WorkerHangTimeout)},
 		{"GATEWAY_METRICS_ADDR", (*offValue)(&c.MetricsAddr)},
 		{"GATEWAY_MAX_CONNS", (*intValue)(&c.MaxConns)},
 		{"GATEWAY_MAX_CONNS_PER_USER", (*intValue)(&c.MaxConnsPerUser)},
@@ -367,6 +383,15 @@ const MaxFanoutLinger = 10 * time.Minute
 const (
 	MinPingInterval = 100 * time.Millisecond
 	MaxPingInterval = 30 * time.Second
+)
+
+// MinWorkerHangTimeout and MaxWorkerHangTimeout bound
+// GATEWAY_WORKER_HANG_TIMEOUT: below a second, a stall of the whole
+// machine (a VM paused, heavy steal) would pass for a hang; above ten
+// minutes the watchdog would come too late to matter.
+const (
+	MinWorkerHangTimeout = time.Second
+	MaxWorkerHangTimeout = 10 * time.Minute
 )
 
 // Fanout returns the fan-out mode of a validated Config.
@@ -427,6 +452,10 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("GATEWAY_SHUTDOWN_TIMEOUT must be positive"))
+	}
+	if c.WorkerHangTimeout != 0 && (c.WorkerHangTimeout < MinWorkerHangTimeout || c.WorkerHangTimeout > MaxWorkerHangTimeout) {
+		errs = append(errs, fmt.Errorf("GATEWAY_WORKER_HANG_TIMEOUT must be 0 (no watchdog) or from %s to %s, got %s",
+			MinWorkerHangTimeout, MaxWorkerHangTimeout, c.WorkerHangTimeout))
 	}
 	if !(c.UserRateLimit >= 0) || math.IsInf(c.UserRateLimit, 0) || (c.UserRateLimit > 0 && c.UserRateBurst < 1) {
 		errs = append(errs, errors.New("GATEWAY_USER_RATE_LIMIT must not be negative, and GATEWAY_USER_RATE_BURST must be at least 1"))

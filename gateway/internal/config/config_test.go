@@ -51,6 +51,7 @@ func TestDefaultIsTheContract(t *testing.T) {
 		{"PingRate", c.PingRate, 2.0},
 		{"PingBurst", c.PingBurst, 10.0},
 		{"PingInterval", c.PingInterval, 25 * time.Second},
+		{"WorkerHangTimeout", c.WorkerHangTimeout, 10 * time.Second},
 	}
 	for _, ch := range checks {
 		if !reflect.DeepEqual(ch.got, ch.want) {
@@ -99,6 +100,8 @@ func TestEnvOverrides(t *testing.T) {
 		{"GATEWAY_WORKER_INFLIGHT", "100", func(c config.Config) any { return c.WorkerInFlight }, 100},
 		{"GATEWAY_MAX_INFLIGHT", "2", func(c config.Config) any { return c.MaxInFlight }, 2},
 		{"GATEWAY_SHUTDOWN_TIMEOUT", "3s", func(c config.Config) any { return c.ShutdownTimeout }, 3 * time.Second},
+		{"GATEWAY_WORKER_HANG_TIMEOUT", "0s", func(c config.Config) any { return c.WorkerHangTimeout }, time.Duration(0)},
+		{"GATEWAY_WORKER_HANG_TIMEOUT", "1s", func(c config.Config) any { return c.WorkerHangTimeout }, time.Second},
 		{"GATEWAY_MAX_CONNS", "0", func(c config.Config) any { return c.MaxConns }, 0},
 		{"GATEWAY_MAX_CONNS_PER_USER", "3", func(c config.Config) any { return c.MaxConnsPerUser }, 3},
 		{"HISTORY_WINDOW", "0", func(c config.Config) any { return c.HistoryWindow }, time.Duration(0)},
@@ -350,6 +353,9 @@ func TestLoadErrors(t *testing.T) {
 		{"timeout negative", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_HANDLER_TIMEOUT": "-1s"}, nil, "GATEWAY_HANDLER_TIMEOUT"},
 		{"bad duration flag", map[string]string{"GATEWAY_JWT_SECRET": goodSecret}, []string{"-gateway-handler-timeout", "x"}, "gateway-handler-timeout"},
 		{"shutdown timeout zero", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_SHUTDOWN_TIMEOUT": "0s"}, nil, "GATEWAY_SHUTDOWN_TIMEOUT"},
+		{"hang timeout negative", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_WORKER_HANG_TIMEOUT": "-1s"}, nil, "GATEWAY_WORKER_HANG_TIMEOUT"},
+		{"hang timeout too short", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_WORKER_HANG_TIMEOUT": "500ms"}, nil, "GATEWAY_WORKER_HANG_TIMEOUT"},
+		{"hang timeout too long", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_WORKER_HANG_TIMEOUT": "1h"}, nil, "GATEWAY_WORKER_HANG_TIMEOUT"},
 		{"negative max conns", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_CONNS": "-1"}, nil, "GATEWAY_MAX_CONNS"},
 		{"negative max conns per user", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_CONNS_PER_USER": "-1"}, nil, "GATEWAY_MAX_CONNS_PER_USER"},
 		{"history window too short", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "HISTORY_WINDOW": "10ms"}, nil, "HISTORY_WINDOW"},
@@ -509,23 +515,30 @@ func TestWorkerEnvironment(t *testing.T) {
 	if c.WorkerIndex != -1 || c.MetricsDir != "" {
 		t.Errorf("without the worker environment: WorkerIndex %d, MetricsDir %q; want -1 and \"\"", c.WorkerIndex, c.MetricsDir)
 	}
-	worker := map[string]string{"GATEWAY_JWT_SECRET": goodSecret, config.WorkerIndexEnv: "2", config.MetricsDirEnv: "/run/x"}
+	if c.WatchdogBeat != 0 {
+		t.Errorf("without the worker environment: WatchdogBeat %s, want 0", c.WatchdogBeat)
+	}
+	worker := map[string]string{"GATEWAY_JWT_SECRET": goodSecret, config.WorkerIndexEnv: "2", config.MetricsDirEnv: "/run/x",
+		config.WatchdogBeatEnv: "250ms"}
 	c, err = config.Load(nil, env(worker))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.WorkerIndex != 2 || c.MetricsDir != "/run/x" {
-		t.Errorf("WorkerIndex %d, MetricsDir %q; want 2 and /run/x", c.WorkerIndex, c.MetricsDir)
+	if c.WorkerIndex != 2 || c.MetricsDir != "/run/x" || c.WatchdogBeat != 250*time.Millisecond {
+		t.Errorf("WorkerIndex %d, MetricsDir %q, WatchdogBeat %s; want 2, /run/x and 250ms", c.WorkerIndex, c.MetricsDir, c.WatchdogBeat)
 	}
 	for _, kv := range c.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); k == config.WorkerIndexEnv || k == config.MetricsDirEnv {
+		if k, _, _ := strings.Cut(kv, "="); k == config.WorkerIndexEnv || k == config.MetricsDirEnv || k == config.WatchdogBeatEnv {
 			t.Errorf("Environ passes on %s", kv)
 		}
 	}
-	for _, bad := range []string{"x", "-1"} {
-		if _, err := config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET": goodSecret, config.WorkerIndexEnv: bad})); err == nil ||
-			!strings.Contains(err.Error(), config.WorkerIndexEnv) {
-			t.Errorf("%s=%q: err %v, want one naming it", config.WorkerIndexEnv, bad, err)
+	for _, bad := range []struct{ env, value string }{
+		{config.WorkerIndexEnv, "x"}, {config.WorkerIndexEnv, "-1"},
+		{config.WatchdogBeatEnv, "1"}, {config.WatchdogBeatEnv, "0s"}, {config.WatchdogBeatEnv, "-1s"},
+	} {
+		if _, err := config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET": goodSecret, bad.env: bad.value})); err == nil ||
+			!strings.Contains(err.Error(), bad.env) {
+			t.Errorf("%s=%q: err %v, want one naming it", bad.env, bad.value, err)
 		}
 	}
 }

@@ -9,6 +9,14 @@
 // faster than every Config.MaxBackoff, and the loop is logged once. The
 // other workers are not touched.
 //
+// A worker that is alive but hung is caught by the watchdog
+// (Config.HangTimeout): each worker writes a byte to a pipe the supervisor
+// reads (Beat, on HeartbeatFD), from a goroutine of its own woken by a
+// timer; a worker silent for HangTimeout is killed with SIGKILL and
+// restarted as if it had crashed, and Hung reports it until it is gone.
+// One goroutine per watched worker reads its pipe; it ends when the worker
+// has exited.
+//
 // Processes are started through a StartFunc, so the restart logic is tested
 // without forking.
 package supervisor

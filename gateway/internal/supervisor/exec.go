@@ -15,17 +15,31 @@ const WorkerEnv = config.WorkerIndexEnv
 // ListenerFD is the file descriptor a worker finds its listener on.
 const ListenerFD = 3
 
+// HeartbeatEnv tells a worker how often to write a heartbeat to
+// HeartbeatFD; empty when the watchdog is off.
+const HeartbeatEnv = config.WatchdogBeatEnv
+
 // ExecStart returns a StartFunc that runs the executable at path with args as
 // a worker, inheriting stdout, stderr and the environment, plus env
-// (KEY=value, which win over inherited ones). On Linux the worker is sent
+// (KEY=value, which win over inherited ones). With the watchdog on, the
+// worker inherits its heartbeat pipe as HeartbeatFD and finds the period
+// in HeartbeatEnv. On Linux the worker is sent
 // SIGTERM if the supervisor dies; elsewhere the worker watches for that
 // itself (StopWithParent).
 func ExecStart(path string, args, env []string) StartFunc {
-	return func(index int, ln *os.File) (Process, error) {
+	return func(index int, ln *os.File, hb Heartbeat) (Process, error) {
 		cmd := exec.Command(path, args...)
 		cmd.Env = append(append(os.Environ(), env...), WorkerEnv+"="+strconv.Itoa(index))
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		cmd.ExtraFiles = []*os.File{ln}
+		// Always set, so that a worker never beats to a descriptor it
+		// inherited from elsewhere.
+		beat := HeartbeatEnv + "="
+		if hb.File != nil {
+			cmd.ExtraFiles = append(cmd.ExtraFiles, hb.File) // HeartbeatFD
+			beat += hb.Every.String()
+		}
+		cmd.Env = append(cmd.Env, beat)
 		setDeathSignal(cmd)
 		if err := cmd.Start(); err != nil {
 			return nil, err

@@ -24,9 +24,10 @@ type Process interface {
 	Wait() error
 }
 
-// StartFunc starts worker index with its listener, which the process must
-// inherit; the caller closes its own copy of ln after StartFunc returns.
-type StartFunc func(index int, ln *os.File) (Process, error)
+// StartFunc starts worker index with its listener and, when the watchdog
+// is on, its heartbeat pipe, which the process must inherit; the caller
+// closes its own copies of ln and hb.File after StartFunc returns.
+type StartFunc func(index int, ln *os.File, hb Heartbeat) (Process, error)
 
 // Config tunes a Supervisor; zero fields take the defaults noted.
 type Config struct {
@@ -45,6 +46,12 @@ type Config struct {
 	// MaxBackoff, and the loop is logged once, at error level, until the
 	// worker runs stably again.
 	CrashLoopAfter int
+	// HangTimeout turns the watchdog on when positive: a worker that has
+	// not written a heartbeat for that long (since its start, at first)
+	// is hung, and is killed with SIGKILL and restarted as if it had
+	// crashed. Workers beat ten times per HangTimeout, at most once a
+	// second.
+	HangTimeout time.Duration
 }
 
 // Supervisor keeps Config.Workers worker processes running.
@@ -56,6 +63,8 @@ type Supervisor struct {
 	mu       sync.Mutex
 	addr     string // resolved, with the real port
 	restarts int
+	hangs    int
+	watched  map[int]*watched // by worker index, while the watchdog watches it
 }
 
 // New returns a Supervisor.
@@ -75,7 +84,7 @@ func New(cfg Config, start StartFunc, log *zap.Logger) *Supervisor {
 	if cfg.CrashLoopAfter <= 0 {
 		cfg.CrashLoopAfter = 5
 	}
-	return &Supervisor{cfg: cfg, start: start, log: log}
+	return &Supervisor{cfg: cfg, start: start, log: log, watched: map[int]*watched{}}
 }
 
 // Addr returns the address the workers serve, with the real port, once Run
@@ -91,6 +100,37 @@ func (s *Supervisor) Restarts() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.restarts
+}
+
+// Hangs returns how many workers the watchdog has killed as hung.
+func (s *Supervisor) Hangs() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hangs
+}
+
+// Hung returns the workers, by index, that have been silent for
+// HangTimeout and have not exited yet: from the moment the watchdog's
+// condition holds, whether or not its check has run, until the killed
+// process is gone. It stays non-empty for a worker that SIGKILL cannot
+// end (stuck in the kernel), which only a restart of the host or gateway
+// cures.
+func (s *Supervisor) Hung() []Hung {
+	if s.cfg.HangTimeout <= 0 {
+		return nil
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Hung
+	for i := range s.cfg.Workers {
+		if w, ok := s.watched[i]; ok {
+			if silent := now.Sub(w.last); silent >= s.cfg.HangTimeout {
+				out = append(out, Hung{Worker: i, Pid: w.pid, Silent: silent})
+			}
+		}
+	}
+	return out
 }
 
 // Run starts the workers and keeps them running until ctx is done, then
@@ -147,7 +187,7 @@ func (s *Supervisor) keep(ctx context.Context, index int, ln *net.TCPListener) {
 				continue
 			}
 		}
-		p, err := s.startWith(index, ln)
+		p, beats, err := s.startWith(index, ln)
 		ln = nil // the worker owns the socket now; a restart binds a new one
 		if err != nil {
 			log.Error("cannot start worker", zap.Error(err))
@@ -158,50 +198,123 @@ func (s *Supervisor) keep(ctx context.Context, index int, ln *net.TCPListener) {
 		}
 		started := time.Now()
 		log.Info("worker started", zap.Int("pid", p.Pid()))
-		exited := make(chan error, 1)
-		go func() { exited <- p.Wait() }()
+		stopped, err := s.supervise(ctx, log, index, p, beats)
+		if stopped || ctx.Err() != nil {
+			return
+		}
+		if time.Since(started) >= s.cfg.StableAfter {
+			bo.Reset()
+			crashes = 0
+		}
+		crashes++
+		s.mu.Lock()
+		s.restarts++
+		s.mu.Unlock()
+		log.Error("worker exited, restarting", zap.Int("pid", p.Pid()), zap.Error(errOrExit(err)),
+			zap.Duration("ran", time.Since(started)), zap.Duration("backoff", bo.Next()), zap.Int("crashes_in_a_row", crashes))
+		if crashes == s.cfg.CrashLoopAfter {
+			log.Error("worker is crash looping: restarting it no faster than every max_backoff until it runs stably",
+				zap.Int("crashes_in_a_row", crashes), zap.Duration("max_backoff", s.cfg.MaxBackoff),
+				zap.Duration("stable_after", s.cfg.StableAfter))
+		}
+		if !bo.Wait(ctx) {
+			return
+		}
+	}
+}
 
+// supervise waits for worker index, process p, to exit and returns how it
+// exited; or, once ctx is done, stops it and returns stopped. With beats
+// (the read end of its heartbeat pipe), the watchdog watches it meanwhile:
+// silent for HangTimeout, it is killed with SIGKILL, once, and its exit
+// returned as any other.
+func (s *Supervisor) supervise(ctx context.Context, log *zap.Logger, index int, p Process, beats *os.File) (stopped bool, exit error) {
+	exited := make(chan error, 1)
+	go func() { exited <- p.Wait() }()
+
+	var check <-chan time.Time
+	var w *watched
+	if beats != nil {
+		w = &watched{pid: p.Pid(), last: time.Now()}
+		s.mu.Lock()
+		s.watched[index] = w
+		s.mu.Unlock()
+		read := make(chan struct{})
+		go func() {
+			defer close(read)
+			readBeats(beats, func() {
+				s.mu.Lock()
+				w.last = time.Now()
+				s.mu.Unlock()
+			})
+		}()
+		t := time.NewTicker(beatEvery(s.cfg.HangTimeout))
+		check = t.C
+		defer func() {
+			t.Stop()
+			s.mu.Lock()
+			delete(s.watched, index)
+			s.mu.Unlock()
+			_ = beats.Close() // ends the read, should a grandchild hold the write end
+			<-read
+		}()
+	}
+	killed := false
+	for {
 		select {
 		case err := <-exited:
-			if ctx.Err() != nil {
-				return
-			}
-			if time.Since(started) >= s.cfg.StableAfter {
-				bo.Reset()
-				crashes = 0
-			}
-			crashes++
-			s.mu.Lock()
-			s.restarts++
-			s.mu.Unlock()
-			log.Error("worker exited, restarting", zap.Int("pid", p.Pid()), zap.Error(errOrExit(err)),
-				zap.Duration("ran", time.Since(started)), zap.Duration("backoff", bo.Next()), zap.Int("crashes_in_a_row", crashes))
-			if crashes == s.cfg.CrashLoopAfter {
-				log.Error("worker is crash looping: restarting it no faster than every max_backoff until it runs stably",
-					zap.Int("crashes_in_a_row", crashes), zap.Duration("max_backoff", s.cfg.MaxBackoff),
-					zap.Duration("stable_after", s.cfg.StableAfter))
-			}
-			if !bo.Wait(ctx) {
-				return
-			}
+			return false, err
 		case <-ctx.Done():
 			s.stop(log, p, exited)
-			return
+			return true, nil
+		case <-check:
+			s.mu.Lock()
+			silent := time.Since(w.last)
+			hung := !killed && silent >= s.cfg.HangTimeout
+			if hung {
+				s.hangs++
+			}
+			s.mu.Unlock()
+			if !hung {
+				continue
+			}
+			killed = true
+			log.Error("worker hung: no heartbeat for hang_timeout, killing it",
+				zap.Int("pid", p.Pid()), zap.Duration("silent", silent), zap.Duration("hang_timeout", s.cfg.HangTimeout))
+			_ = p.Signal(syscall.SIGKILL)
 		}
 	}
 }
 
 // startWith hands ln to a new worker and closes the supervisor's copy, so
 // the socket's life is the worker's: when it dies, its queue is dropped and
-// the other workers' sockets take the new connections.
-func (s *Supervisor) startWith(index int, ln *net.TCPListener) (Process, error) {
+// the other workers' sockets take the new connections. With the watchdog
+// on, it also hands the worker the write end of a new heartbeat pipe and
+// returns the read end.
+func (s *Supervisor) startWith(index int, ln *net.TCPListener) (Process, *os.File, error) {
 	defer ln.Close()
 	f, err := ln.File()
 	if err != nil {
-		return nil, fmt.Errorf("listener file: %w", err)
+		return nil, nil, fmt.Errorf("listener file: %w", err)
 	}
 	defer f.Close()
-	return s.start(index, f)
+	if s.cfg.HangTimeout <= 0 {
+		p, err := s.start(index, f, Heartbeat{})
+		return p, nil, err
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("heartbeat pipe: %w", err)
+	}
+	// Only the worker keeps the write end, so that the read ends when it
+	// exits.
+	defer w.Close()
+	p, err := s.start(index, f, Heartbeat{File: w, Every: beatEvery(s.cfg.HangTimeout)})
+	if err != nil {
+		_ = r.Close()
+		return nil, nil, err
+	}
+	return p, r, nil
 }
 
 func (s *Supervisor) stop(log *zap.Logger, p Process, exited <-chan error) {

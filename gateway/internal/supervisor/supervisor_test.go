@@ -20,7 +20,13 @@ import (
 	"github.com/switchboard/switchboard/internal/testkit"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// Run as a watched worker by the watchdog tests: a real process.
+	if mode := os.Getenv(helperEnv); mode != "" {
+		os.Exit(helperWorker(mode))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 const wait = 5 * time.Second
 
@@ -31,6 +37,7 @@ type proc struct {
 	addr       string // address of the listener it was given
 	started    time.Time
 	ignoreTerm bool // SIGTERM does not stop it
+	ignoreKill bool // nor SIGKILL (a process stuck in the kernel)
 	holdTerm   bool // SIGTERM is recorded but the exit waits for exit()
 
 	mu      sync.Mutex
@@ -51,7 +58,7 @@ func (p *proc) Signal(sig os.Signal) error {
 	p.mu.Unlock()
 	p.gotSig <- sig
 	switch {
-	case sig == syscall.SIGKILL:
+	case sig == syscall.SIGKILL && !p.ignoreKill:
 		p.exit(errors.New("signal: killed"))
 	case sig == syscall.SIGTERM && !p.ignoreTerm && !p.holdTerm:
 		p.exit(nil)
@@ -90,7 +97,7 @@ type starter struct {
 
 func newStarter() *starter { return &starter{nextPid: 1000, started: make(chan *proc, 1000)} }
 
-func (s *starter) start(index int, ln *os.File) (Process, error) {
+func (s *starter) start(index int, ln *os.File, _ Heartbeat) (Process, error) {
 	s.mu.Lock()
 	s.nextPid++
 	p := &proc{pid: s.nextPid, index: index, started: time.Now(), gotSig: make(chan os.Signal, 16), exited: make(chan struct{})}
@@ -571,7 +578,7 @@ func TestExecStart(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := ExecStart("/bin/sh", []string{"-c", tt.script}, nil)(2, f)
+			p, err := ExecStart("/bin/sh", []string{"-c", tt.script}, nil)(2, f, Heartbeat{})
 			if err != nil {
 				t.Fatal(err)
 			}
