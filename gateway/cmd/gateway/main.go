@@ -181,19 +181,20 @@ func runWorker(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if cfg.GCTune {
 		go gctune.Run(ctx, time.Second, log.Named("gc"))
 	}
+	w := worker.New(cfg, cfg.WorkerIndex, log)
 	if cfg.WatchdogBeat > 0 {
 		// First thing, before waiting for NATS and Redis: a worker that
 		// waits is not hung. And on until the worker returns, not only
 		// until ctx ends: a graceful stop may take GATEWAY_SHUTDOWN_TIMEOUT,
-		// and a worker stopping is not hung either.
-		stop, err := supervisor.Beat(context.WithoutCancel(ctx), cfg.WatchdogBeat)
+		// and a worker stopping is not hung either. Each beat waits for
+		// w.Probe, so a deadlock on the worker's central locks stops them.
+		stop, err := supervisor.Beat(context.WithoutCancel(ctx), cfg.WatchdogBeat, w.Probe)
 		if err != nil {
 			_ = ln.Close()
 			return err
 		}
 		defer stop()
 	}
-	w := worker.New(cfg, cfg.WorkerIndex, log)
 	if cfg.MetricsDir != "" {
 		stop, err := serveWorkerMetrics(cfg.MetricsDir, cfg.WorkerIndex, w.AdminHandler(), log.Named("metrics"))
 		if err != nil {

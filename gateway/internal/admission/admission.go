@@ -76,6 +76,14 @@ type Admission struct {
 	inside sync.WaitGroup // admitted sockets that have not left
 }
 
+// Probe takes and releases the locks every upgrade takes (Worker.Probe).
+func (a *Admission) Probe() {
+	a.mu.Lock()
+	a.mu.Unlock()
+	a.ipRate.mu.Lock()
+	a.ipRate.mu.Unlock()
+}
+
 // New returns an Admission that refuses every socket until Open; the caps
 // of cfg are checked against places.
 func New(cfg Config, places Places, rec Recorder, log *zap.Logger) *Admission {

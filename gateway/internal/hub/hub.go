@@ -45,6 +45,15 @@ type Hub[C Conn] struct {
 	positions bool
 }
 
+// Probe takes and releases the hub's lock, and so returns at once unless
+// a holder never releases it: the worker's watchdog heartbeat waits for it
+// (a deadlock around the hub stops the beats, and the worker is killed and
+// restarted).
+func (h *Hub[C]) Probe() {
+	h.mu.Lock()
+	h.mu.Unlock()
+}
+
 // Option changes how New builds a Hub.
 type Option func(*hubOptions)
 

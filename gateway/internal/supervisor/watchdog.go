@@ -66,7 +66,11 @@ func readBeats(r io.Reader, beat func()) {
 // beating while the rest of the worker is busy: a worker is taken for hung
 // only when its runtime no longer runs it (the process stopped, or
 // wedged); see docs/operations.md, "Hung workers".
-func Beat(ctx context.Context, every time.Duration) (stop func(), err error) {
+//
+// alive, when not nil, is called before each beat and must return
+// promptly in a healthy worker: the worker's check of its own central
+// locks (a deadlock there blocks it, and the beats stop).
+func Beat(ctx context.Context, every time.Duration, alive func()) (stop func(), err error) {
 	// Non-blocking, so that Close ends a write blocked on a full pipe (a
 	// supervisor that stopped reading) through the runtime's poller.
 	if err := syscall.SetNonblock(HeartbeatFD, true); err != nil {
@@ -76,12 +80,14 @@ func Beat(ctx context.Context, every time.Duration) (stop func(), err error) {
 	if f == nil {
 		return nil, errors.New("no heartbeat fd")
 	}
-	return beatTo(ctx, f, every), nil
+	return beatTo(ctx, f, every, alive), nil
 }
 
-// beatTo writes a byte to f every period until ctx is done, stop is called
-// or a write fails; stop closes f.
-func beatTo(ctx context.Context, f *os.File, every time.Duration) (stop func()) {
+// beatTo writes a byte to f every period, each after alive (when not nil)
+// has returned, until ctx is done, stop is called or a write fails; stop
+// closes f. stop waits for the goroutine unless it is stuck in alive: a
+// worker stopping with a deadlock is left to the supervisor's kill.
+func beatTo(ctx context.Context, f *os.File, every time.Duration, alive func()) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -90,6 +96,9 @@ func beatTo(ctx context.Context, f *os.File, every time.Duration) (stop func()) 
 		defer t.Stop()
 		b := []byte{'.'}
 		for {
+			if alive != nil {
+				alive()
+			}
 			if _, err := f.Write(b); err != nil {
 				return
 			}
@@ -105,7 +114,12 @@ func beatTo(ctx context.Context, f *os.File, every time.Duration) (stop func()) 
 		once.Do(func() {
 			cancel()
 			_ = f.Close()
-			<-done
+			t := time.NewTimer(every + time.Second)
+			defer t.Stop()
+			select {
+			case <-done:
+			case <-t.C: // stuck in alive
+			}
 		})
 	}
 }

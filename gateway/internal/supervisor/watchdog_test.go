@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -65,7 +66,7 @@ func helperWorker(mode string) int {
 		fmt.Fprintln(os.Stderr, "helper worker: unknown mode", mode)
 		return 2
 	}
-	stopBeat, err := Beat(ctx, every)
+	stopBeat, err := Beat(ctx, every, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper worker:", err)
 		return 2
@@ -318,7 +319,7 @@ func TestBeatStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	stop := beatTo(context.Background(), w, time.Millisecond)
+	stop := beatTo(context.Background(), w, time.Millisecond, nil)
 	got := 0
 	buf := make([]byte, 1)
 	for got < 3 {
@@ -331,5 +332,60 @@ func TestBeatStops(t *testing.T) {
 	stop() // idempotent
 	if _, err := w.Write(buf); !errors.Is(err, os.ErrClosed) {
 		t.Errorf("write after stop = %v, want the file closed", err)
+	}
+}
+
+// TestBeatWaitsForAlive: no beat is written while alive blocks (a worker
+// whose central lock is deadlocked stops beating, so the watchdog kills
+// it), the beats resume once it returns, and stop does not hang on an
+// alive that never returns.
+func TestBeatWaitsForAlive(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var mu sync.Mutex
+	alive := func() { mu.Lock(); mu.Unlock() }
+	stop := beatTo(context.Background(), w, time.Millisecond, alive)
+	buf := make([]byte, 64)
+	if _, err := r.Read(buf); err != nil {
+		t.Fatalf("first beat: %v", err)
+	}
+	mu.Lock() // the worker's lock is now held for good
+	// Drain what was written before alive blocked: at most the beat in
+	// progress. Then nothing may come.
+	if err := r.SetReadDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := r.Read(buf); err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("read: %v", err)
+			}
+			break
+		}
+	}
+	if err := r.SetReadDeadline(time.Now().Add(200 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Read(buf); err == nil {
+		t.Fatalf("%d beats written while alive was blocked, want none", n)
+	}
+	mu.Unlock()
+	if err := r.SetReadDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Read(buf); err != nil {
+		t.Fatalf("beat after alive returned: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("stop hung on an alive that does not return")
 	}
 }

@@ -110,6 +110,16 @@ func (p *pinger[C]) remove(c C) {
 	delete(l.beats, c)
 }
 
+// probe takes and releases every lock of p in turn (Worker.Probe).
+func (p *pinger[C]) probe() {
+	for i := range p.slots {
+		p.slots[i].mu.Lock()
+		p.slots[i].mu.Unlock()
+	}
+	p.expiring.mu.Lock()
+	p.expiring.mu.Unlock()
+}
+
 // tick pings the sockets of slot and watches their expiry.
 func (p *pinger[C]) tick(slot uint32, now time.Time) {
 	l := &p.slots[slot]

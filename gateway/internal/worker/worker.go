@@ -119,6 +119,19 @@ func New(cfg config.Config, index int, log *zap.Logger, opts ...Option) *Worker 
 	return w
 }
 
+// Probe takes and releases, one after the other, the locks that every
+// socket's upgrade, delivery and ping take (the hub's, the pinger's, the
+// admission's), and so returns at once unless one of them is never
+// released. The watchdog heartbeat waits for it before each beat
+// (supervisor.Beat): a worker deadlocked on one of them stops beating and
+// is killed and restarted, where a goroutine of its own, always runnable,
+// would beat on. Safe from any goroutine, before and during Run.
+func (w *Worker) Probe() {
+	w.hub.Probe()
+	w.pings.probe()
+	w.adm.Probe()
+}
+
 // Run serves on ln until ctx is done, then shuts down gracefully within the
 // configured shutdown timeout. It returns after every goroutine it started
 // has ended.
