@@ -353,6 +353,13 @@ func (c *Config) settings(origins, devNets *string) []setting {
 	}
 }
 
+// MinSendQueueBytes is the smallest GATEWAY_SEND_QUEUE_BYTES: the largest
+// frame of a dispatched event (proto.MaxEventFrame). A socket's queue
+// smaller than one event can never take it, live or replayed: the socket
+// would be closed as a slow consumer at every resume that replays it, and
+// never recover.
+const MinSendQueueBytes = proto.MaxEventFrame
+
 // MaxFanoutLinger is the longest GATEWAY_FANOUT_LINGER: a channel kept
 // longer only brings dispatches no local socket wants.
 const MaxFanoutLinger = 10 * time.Minute
@@ -387,8 +394,12 @@ func (c Config) Validate() error {
 	if c.HandlerTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("GATEWAY_HANDLER_TIMEOUT must be positive, got %s", c.HandlerTimeout))
 	}
-	if c.SendQueueLen < 1 || c.SendQueueBytes < 1 {
-		errs = append(errs, errors.New("GATEWAY_SEND_QUEUE and GATEWAY_SEND_QUEUE_BYTES must be positive"))
+	if c.SendQueueLen < 1 {
+		errs = append(errs, fmt.Errorf("GATEWAY_SEND_QUEUE must be at least 1, got %d", c.SendQueueLen))
+	}
+	if c.SendQueueBytes < MinSendQueueBytes {
+		errs = append(errs, fmt.Errorf("GATEWAY_SEND_QUEUE_BYTES must be at least %d, the largest frame of a dispatched event, got %d",
+			MinSendQueueBytes, c.SendQueueBytes))
 	}
 	if c.MaxInFlight < 1 {
 		errs = append(errs, errors.New("GATEWAY_MAX_INFLIGHT must be positive"))
