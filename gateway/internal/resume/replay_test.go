@@ -134,6 +134,9 @@ func TestChunkedReplay(t *testing.T) {
 			if f.rec.lastResume() != resume.OutcomeRecovered || f.rec.healedN() != 0 || len(f.rec.resyncs()) != 0 {
 				t.Fatalf("outcome %s, healed %d, resyncs %v", f.rec.lastResume(), f.rec.healedN(), f.rec.resyncs())
 			}
+			if got := f.rec.replayedN(); got != missed {
+				t.Fatalf("%d events counted replayed, want the %d sent", got, missed)
+			}
 			// Live from there.
 			next := f.publish(t, "bob", "live")
 			if !s.Offer(false, &next, eventFrame("bob", "live", next)) {
@@ -287,7 +290,8 @@ func TestLiveDuringChunkedReplay(t *testing.T) {
 // trimmed from the stream while it waits for room (the queue drained too
 // slowly, past the window): the socket gets a resync (missed events
 // expired) with the stream's top, never a silent gap, and carries on from
-// there.
+// there. Only the events the replay sent before the resync count as
+// replayed, not the 30 missed at connect.
 func TestTrimmedDuringChunkedReplay(t *testing.T) {
 	cfg := resume.DefaultConfig()
 	cfg.QueueFrames = 8
@@ -318,6 +322,9 @@ func TestTrimmedDuringChunkedReplay(t *testing.T) {
 	}
 	// Before it, the events from the resume on without a gap; none after.
 	checkRun(t, "before the resync", c.offsets(false), from.Off, first[len(first)-1])
+	if got := f.rec.replayedN(); got != len(first) {
+		t.Fatalf("%d events counted replayed, want the %d sent before the resync", got, len(first))
+	}
 	next := f.publish(t, "bob", "live")
 	s.Offer(false, &next, eventFrame("bob", "live", next))
 	if got := c.offsets(false); got[len(got)-1] != next.Off || len(got) != len(first)+1 {

@@ -344,11 +344,13 @@ func (s *Socket) resync(st streams.Stream, top proto.Pos, reason string) {
 
 // sendEntries sends entries of stream st, in order, as long as b lets
 // them into the send queue, moving the cursor to each; it stops at a frame
-// the connection refuses (it is closing: the socket is gone). It returns
-// how many it sent that fill a gap, past the replay of the resume (the
-// cursor's replaying). s.mu is held.
+// the connection refuses (it is closing: the socket is gone). The events
+// of the resume's replay (the cursor's replaying) it sends are counted as
+// replayed (Recorder.Replayed); it returns how many it sent past them,
+// that fill a gap. s.mu is held.
 func (s *Socket) sendEntries(st streams.Stream, entries []streams.Entry, b *budget) (filled uint32) {
 	c := &s.cur[st]
+	replayed := 0
 	for _, e := range entries {
 		f := entryFrame(st, s.conn.User(), e)
 		if !b.take(len(f)) {
@@ -361,9 +363,13 @@ func (s *Socket) sendEntries(st streams.Stream, entries []streams.Entry, b *budg
 		c.pos = e.Pos
 		if c.replaying > 0 {
 			c.replaying--
+			replayed++
 		} else {
 			filled++
 		}
+	}
+	if replayed > 0 {
+		s.r.rec.Replayed(replayed)
 	}
 	return filled
 }
