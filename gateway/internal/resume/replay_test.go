@@ -374,3 +374,53 @@ func TestClosedDuringChunkedReplay(t *testing.T) {
 	<-done
 	goleak.VerifyNone(t, ignore)
 }
+
+// TestResyncDuringChunkedReplayFitsTheQueue: a small send queue (under 64
+// frames, so 1/64 of it is no frame at all) whose user stream is replayed
+// in parts, while the broadcast stream loses its events (a new epoch).
+// The read that sends the next part of the replay also finds the
+// broadcast stream's loss, and its resync frame must still fit in the
+// queue with that part: the socket is not closed as a slow consumer by
+// the gateway's own frames, it gets the resync and the whole replay. Two
+// frames (config.MinSendQueue) are the least that holds a part and a
+// resync.
+func TestResyncDuringChunkedReplayFitsTheQueue(t *testing.T) {
+	for _, frames := range []int{2, 8, 63} {
+		t.Run(fmt.Sprint(frames), func(t *testing.T) { testResyncDuringChunkedReplay(t, frames) })
+	}
+}
+
+func testResyncDuringChunkedReplay(t *testing.T, frames int) {
+	cfg := resume.DefaultConfig()
+	cfg.QueueFrames = frames
+	f := newFixture(t, cfg)
+	bfrom := f.publishSized(t, "", "b0", 10)
+	from := f.publish(t, "bob", "e0")
+	const missed = 200 // several parts of the largest queue
+	for i := 1; i <= missed; i++ {
+		f.publish(t, "bob", fmt.Sprintf("e%d", i))
+	}
+	c := &conn{id: "c1", user: "bob", maxFrames: frames}
+	var s *resume.Socket
+	f.run(t, func() []*resume.Socket { return []*resume.Socket{s} })
+	s, _ = f.connect(t, c, from.String(), bfrom.String())
+	if !c.waitingForDrain() {
+		t.Fatal("the replay went at once; want it in parts")
+	}
+	// The broadcast stream starts over (its meta lost), and its first
+	// event of the new epoch reaches the socket while it replays.
+	if err := f.rdb.Del(context.Background(), proto.BroadcastMetaKey).Err(); err != nil {
+		t.Fatal(err)
+	}
+	next := f.publishSized(t, "", "b1", 10)
+	args, _ := json.Marshal(map[string]string{"text": strings.Repeat("x", 10)})
+	s.Offer(true, &next, proto.AppendEventAt(nil, "b1", "bob", args, proto.KeyBPos, next.Append(nil)))
+	drainAll(t, c, func() bool {
+		_, resynced := c.lastResync(t)
+		return resynced && len(c.offsets(false)) == missed
+	})
+	checkRun(t, "replay", c.offsets(false), from.Off, from.Off+missed)
+	if r, _ := c.lastResync(t); r.Reason != resume.ReasonStoreLost || r.BPos == "" {
+		t.Fatalf("resync %+v, want the broadcast stream's %q", r, resume.ReasonStoreLost)
+	}
+}

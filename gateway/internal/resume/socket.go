@@ -215,8 +215,12 @@ func (s *Socket) queries(b *budget) []streams.Query {
 
 // queueMargin: a socket's send queue is filled from its streams to all
 // but 1/queueMargin of its bounds, left for what is sent besides meanwhile
-// (pongs, replies to the client's requests). The defaults (1024 frames)
-// then still replay GATEWAY_MAX_REPLAY (1000) small events at once.
+// (pongs, replies to the client's requests), and at least one frame: a
+// read that sends a part of one stream may also find the other's gap
+// unfillable, and its resync frame goes whatever the budget (a queue
+// under queueMargin frames, filled to the brim, would close its socket
+// for it). The defaults (1024 frames) then still replay GATEWAY_MAX_REPLAY
+// (1000) small events at once.
 const queueMargin = 64
 
 // budget is what may still be queued to a socket: frames and bytes, -1
@@ -238,7 +242,7 @@ func (s *Socket) budget() budget {
 	frames, bytes := s.conn.Queued()
 	b.open = frames == 0
 	if cfg.QueueFrames > 0 {
-		b.frames = max(cfg.QueueFrames-cfg.QueueFrames/queueMargin-frames, 0)
+		b.frames = max(cfg.QueueFrames-max(cfg.QueueFrames/queueMargin, 1)-frames, 0)
 	}
 	if cfg.QueueBytes > 0 {
 		b.bytes = max(cfg.QueueBytes-cfg.QueueBytes/queueMargin-bytes, 0)
