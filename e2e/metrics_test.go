@@ -197,7 +197,7 @@ func TestMetricsCountClosesAndLimits(t *testing.T) {
 	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{
 		// One token per 100s after a burst of 2: timing cannot refill it.
 		"GATEWAY_RATE_LIMIT=0.01", "GATEWAY_RATE_BURST=2", "GATEWAY_RATE_CLOSE_AFTER=3",
-		"GATEWAY_MAX_FRAME=1024", "GATEWAY_SEND_QUEUE=16", "GATEWAY_SEND_QUEUE_BYTES=65536",
+		"GATEWAY_MAX_FRAME=1024", "GATEWAY_SEND_QUEUE=16", "GATEWAY_SEND_QUEUE_BYTES=131072", // bytes: config.MinSendQueueBytes at least
 	}})
 
 	limited := s.Dial("limited")

@@ -8,3 +8,17 @@ package proto
 // 4,000-character message every character of which JSON escapes, is a
 // third of it.
 const MaxDispatchArgs = 64 << 10
+
+// MaxEventFrame is the most bytes of the frame of one dispatched event, as
+// the gateway writes it to a socket (AppendEventAt): an event name of
+// MaxEventLen characters, a user id of MaxUserLen bytes each of which JSON
+// escapes to six ("<" is \u003c), args of MaxDispatchArgs bytes, and a
+// position of MaxPosLen bytes under "bpos", the longer key. A socket's send
+// queue smaller than this could never take such an event: the gateway
+// would close the socket at every replay of it (GATEWAY_SEND_QUEUE_BYTES).
+const MaxEventFrame = len(`{"event":"","id":"","args":,"bpos":""}`) +
+	MaxEventLen + maxEscape*MaxUserLen + MaxDispatchArgs + MaxPosLen
+
+// maxEscape is the most bytes AppendString writes for one byte of a
+// string (an ASCII character it writes as \u00XX).
+const maxEscape = len(`\u0000`)

@@ -372,6 +372,20 @@ func (c *Config) settings(origins, devNets *string) []setting {
 	}
 }
 
+// MinSendQueue is the smallest GATEWAY_SEND_QUEUE: a replay (or a gap
+// filled) sends at least one event into an empty queue, and the same read
+// may find the socket's other stream's gap unfillable, whose resync frame
+// goes with it (package resume keeps a frame of the queue for it). A
+// queue of one frame would close its socket for its own resync.
+const MinSendQueue = 2
+
+// MinSendQueueBytes is the smallest GATEWAY_SEND_QUEUE_BYTES: the largest
+// frame of a dispatched event (proto.MaxEventFrame). A socket's queue
+// smaller than one event can never take it, live or replayed: the socket
+// would be closed as a slow consumer at every resume that replays it, and
+// never recover.
+const MinSendQueueBytes = proto.MaxEventFrame
+
 // MaxFanoutLinger is the longest GATEWAY_FANOUT_LINGER: a channel kept
 // longer only brings dispatches no local socket wants.
 const MaxFanoutLinger = 10 * time.Minute
@@ -424,8 +438,13 @@ func (c Config) Validate() error {
 	if c.HandlerTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("GATEWAY_HANDLER_TIMEOUT must be positive, got %s", c.HandlerTimeout))
 	}
-	if c.SendQueueLen < 1 || c.SendQueueBytes < 1 {
-		errs = append(errs, errors.New("GATEWAY_SEND_QUEUE and GATEWAY_SEND_QUEUE_BYTES must be positive"))
+	if c.SendQueueLen < MinSendQueue {
+		errs = append(errs, fmt.Errorf("GATEWAY_SEND_QUEUE must be at least %d frames, a part of a replay and a resync, got %d",
+			MinSendQueue, c.SendQueueLen))
+	}
+	if c.SendQueueBytes < MinSendQueueBytes {
+		errs = append(errs, fmt.Errorf("GATEWAY_SEND_QUEUE_BYTES must be at least %d, the largest frame of a dispatched event, got %d",
+			MinSendQueueBytes, c.SendQueueBytes))
 	}
 	if c.MaxInFlight < 1 {
 		errs = append(errs, errors.New("GATEWAY_MAX_INFLIGHT must be positive"))

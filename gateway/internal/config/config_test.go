@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +53,9 @@ func TestDefaultIsTheContract(t *testing.T) {
 		{"PingBurst", c.PingBurst, 10.0},
 		{"PingInterval", c.PingInterval, 25 * time.Second},
 		{"WorkerHangTimeout", c.WorkerHangTimeout, 10 * time.Second},
+		// The documented minimums of GATEWAY_SEND_QUEUE and _BYTES.
+		{"MinSendQueue", config.MinSendQueue, 2},
+		{"MinSendQueueBytes", config.MinSendQueueBytes, 67302},
 	}
 	for _, ch := range checks {
 		if !reflect.DeepEqual(ch.got, ch.want) {
@@ -95,7 +99,9 @@ func TestEnvOverrides(t *testing.T) {
 		{"GATEWAY_DEV", "true", func(c config.Config) any { return c.Dev }, true},
 		{"LOG_LEVEL", "debug", func(c config.Config) any { return c.LogLevel }, "debug"},
 		{"GATEWAY_SEND_QUEUE", "7", func(c config.Config) any { return c.SendQueueLen }, 7},
-		{"GATEWAY_SEND_QUEUE_BYTES", "4096", func(c config.Config) any { return c.SendQueueBytes }, 4096},
+		{"GATEWAY_SEND_QUEUE", "2", func(c config.Config) any { return c.SendQueueLen }, 2},
+		{"GATEWAY_SEND_QUEUE_BYTES", "70000", func(c config.Config) any { return c.SendQueueBytes }, 70000},
+		{"GATEWAY_SEND_QUEUE_BYTES", strconv.Itoa(config.MinSendQueueBytes), func(c config.Config) any { return c.SendQueueBytes }, config.MinSendQueueBytes},
 		{"GATEWAY_FANOUT_QUEUE", "1024", func(c config.Config) any { return c.FanoutQueue }, 1024},
 		{"GATEWAY_WORKER_INFLIGHT", "100", func(c config.Config) any { return c.WorkerInFlight }, 100},
 		{"GATEWAY_MAX_INFLIGHT", "2", func(c config.Config) any { return c.MaxInFlight }, 2},
@@ -368,6 +374,14 @@ func TestLoadErrors(t *testing.T) {
 		{"max frame tiny", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_FRAME": "10"}, nil, "GATEWAY_MAX_FRAME"},
 		{"max frame not a number", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_FRAME": "64k"}, nil, "GATEWAY_MAX_FRAME"},
 		{"send queue zero", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_SEND_QUEUE": "0"}, nil, "GATEWAY_SEND_QUEUE"},
+		// One frame cannot hold a part of a replay and a resync.
+		{"send queue one frame", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_SEND_QUEUE": "1"}, nil, "GATEWAY_SEND_QUEUE must be at least 2"},
+		// A queue smaller than one event closes its socket at every replay
+		// of that event: the minimum is named.
+		{"send queue bytes under one event", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_SEND_QUEUE_BYTES": "4096"}, nil,
+			"GATEWAY_SEND_QUEUE_BYTES must be at least " + strconv.Itoa(proto.MaxEventFrame)},
+		{"send queue bytes one short", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_SEND_QUEUE_BYTES": strconv.Itoa(proto.MaxEventFrame - 1)}, nil,
+			"GATEWAY_SEND_QUEUE_BYTES must be at least " + strconv.Itoa(proto.MaxEventFrame)},
 		{"fanout queue too small", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_FANOUT_QUEUE": "8"}, nil, "GATEWAY_FANOUT_QUEUE"},
 		{"worker in-flight negative", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_WORKER_INFLIGHT": "-1"}, nil, "GATEWAY_WORKER_INFLIGHT"},
 		{"in-flight zero", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_INFLIGHT": "0"}, nil, "GATEWAY_MAX_INFLIGHT"},

@@ -32,7 +32,7 @@ func newRecovery(f factory) recovery {
 	for _, o := range resumeOutcomes {
 		r.resumes[o] = resumes.WithLabelValues(o)
 	}
-	r.replayed = f.counter("events_replayed_total", "Missed events replayed to sockets that resumed.")
+	r.replayed = f.counter("events_replayed_total", "Missed events replayed to sockets that resumed, counted as each is queued to its socket: a replay cut short (a resync, a close) counts what it sent.")
 	r.healed = f.counter("gaps_healed_total", "Gaps on live sockets filled from the streams without closing them.")
 	r.healedEvents = f.counter("gap_events_filled_total", "Events sent to live sockets to fill gaps.")
 	resyncs := f.counterVec("resyncs_total", "Resync frames sent: gaps on live sockets that could not be filled, by reason.", "reason")
@@ -45,14 +45,14 @@ func newRecovery(f factory) recovery {
 }
 
 // Resumed counts a socket that connected with a resume position.
-func (m *Worker) Resumed(outcome string, missed int) {
+func (m *Worker) Resumed(outcome string) {
 	if c, ok := m.rec.resumes[outcome]; ok {
 		c.Inc()
 	}
-	if missed > 0 {
-		m.rec.replayed.Add(float64(missed))
-	}
 }
+
+// Replayed counts events of a resume's replay queued to a socket.
+func (m *Worker) Replayed(events int) { m.rec.replayed.Add(float64(events)) }
 
 // Healed counts a gap filled on a live socket with events events.
 func (m *Worker) Healed(events int) {

@@ -134,6 +134,9 @@ func TestChunkedReplay(t *testing.T) {
 			if f.rec.lastResume() != resume.OutcomeRecovered || f.rec.healedN() != 0 || len(f.rec.resyncs()) != 0 {
 				t.Fatalf("outcome %s, healed %d, resyncs %v", f.rec.lastResume(), f.rec.healedN(), f.rec.resyncs())
 			}
+			if got := f.rec.replayedN(); got != missed {
+				t.Fatalf("%d events counted replayed, want the %d sent", got, missed)
+			}
 			// Live from there.
 			next := f.publish(t, "bob", "live")
 			if !s.Offer(false, &next, eventFrame("bob", "live", next)) {
@@ -287,7 +290,8 @@ func TestLiveDuringChunkedReplay(t *testing.T) {
 // trimmed from the stream while it waits for room (the queue drained too
 // slowly, past the window): the socket gets a resync (missed events
 // expired) with the stream's top, never a silent gap, and carries on from
-// there.
+// there. Only the events the replay sent before the resync count as
+// replayed, not the 30 missed at connect.
 func TestTrimmedDuringChunkedReplay(t *testing.T) {
 	cfg := resume.DefaultConfig()
 	cfg.QueueFrames = 8
@@ -318,6 +322,9 @@ func TestTrimmedDuringChunkedReplay(t *testing.T) {
 	}
 	// Before it, the events from the resume on without a gap; none after.
 	checkRun(t, "before the resync", c.offsets(false), from.Off, first[len(first)-1])
+	if got := f.rec.replayedN(); got != len(first) {
+		t.Fatalf("%d events counted replayed, want the %d sent before the resync", got, len(first))
+	}
 	next := f.publish(t, "bob", "live")
 	s.Offer(false, &next, eventFrame("bob", "live", next))
 	if got := c.offsets(false); got[len(got)-1] != next.Off || len(got) != len(first)+1 {
@@ -366,4 +373,54 @@ func TestClosedDuringChunkedReplay(t *testing.T) {
 	cancel()
 	<-done
 	goleak.VerifyNone(t, ignore)
+}
+
+// TestResyncDuringChunkedReplayFitsTheQueue: a small send queue (under 64
+// frames, so 1/64 of it is no frame at all) whose user stream is replayed
+// in parts, while the broadcast stream loses its events (a new epoch).
+// The read that sends the next part of the replay also finds the
+// broadcast stream's loss, and its resync frame must still fit in the
+// queue with that part: the socket is not closed as a slow consumer by
+// the gateway's own frames, it gets the resync and the whole replay. Two
+// frames (config.MinSendQueue) are the least that holds a part and a
+// resync.
+func TestResyncDuringChunkedReplayFitsTheQueue(t *testing.T) {
+	for _, frames := range []int{2, 8, 63} {
+		t.Run(fmt.Sprint(frames), func(t *testing.T) { testResyncDuringChunkedReplay(t, frames) })
+	}
+}
+
+func testResyncDuringChunkedReplay(t *testing.T, frames int) {
+	cfg := resume.DefaultConfig()
+	cfg.QueueFrames = frames
+	f := newFixture(t, cfg)
+	bfrom := f.publishSized(t, "", "b0", 10)
+	from := f.publish(t, "bob", "e0")
+	const missed = 200 // several parts of the largest queue
+	for i := 1; i <= missed; i++ {
+		f.publish(t, "bob", fmt.Sprintf("e%d", i))
+	}
+	c := &conn{id: "c1", user: "bob", maxFrames: frames}
+	var s *resume.Socket
+	f.run(t, func() []*resume.Socket { return []*resume.Socket{s} })
+	s, _ = f.connect(t, c, from.String(), bfrom.String())
+	if !c.waitingForDrain() {
+		t.Fatal("the replay went at once; want it in parts")
+	}
+	// The broadcast stream starts over (its meta lost), and its first
+	// event of the new epoch reaches the socket while it replays.
+	if err := f.rdb.Del(context.Background(), proto.BroadcastMetaKey).Err(); err != nil {
+		t.Fatal(err)
+	}
+	next := f.publishSized(t, "", "b1", 10)
+	args, _ := json.Marshal(map[string]string{"text": strings.Repeat("x", 10)})
+	s.Offer(true, &next, proto.AppendEventAt(nil, "b1", "bob", args, proto.KeyBPos, next.Append(nil)))
+	drainAll(t, c, func() bool {
+		_, resynced := c.lastResync(t)
+		return resynced && len(c.offsets(false)) == missed
+	})
+	checkRun(t, "replay", c.offsets(false), from.Off, from.Off+missed)
+	if r, _ := c.lastResync(t); r.Reason != resume.ReasonStoreLost || r.BPos == "" {
+		t.Fatalf("resync %+v, want the broadcast stream's %q", r, resume.ReasonStoreLost)
+	}
 }

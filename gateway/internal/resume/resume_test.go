@@ -137,14 +137,16 @@ type recorder struct {
 	healed   int
 	resynced []string
 	dups     int
+	replayed int
 }
 
-func (r *recorder) Resumed(o string, _ int) {
+func (r *recorder) Resumed(o string) {
 	r.mu.Lock()
 	r.resumed = append(r.resumed, o)
 	r.mu.Unlock()
 }
-func (r *recorder) Healed(int) { r.mu.Lock(); r.healed++; r.mu.Unlock() }
+func (r *recorder) Replayed(n int) { r.mu.Lock(); r.replayed += n; r.mu.Unlock() }
+func (r *recorder) Healed(int)     { r.mu.Lock(); r.healed++; r.mu.Unlock() }
 func (r *recorder) Resynced(reason string) {
 	r.mu.Lock()
 	r.resynced = append(r.resynced, reason)
@@ -152,6 +154,12 @@ func (r *recorder) Resynced(reason string) {
 }
 func (r *recorder) Duplicate()        { r.mu.Lock(); r.dups++; r.mu.Unlock() }
 func (r *recorder) TransientDropped() {}
+
+func (r *recorder) replayedN() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.replayed
+}
 
 func (r *recorder) healedN() int {
 	r.mu.Lock()

@@ -38,11 +38,15 @@ const (
 // Recorder counts what the resumer does, for metrics. It is called with
 // sockets' locks held, so it must be cheap and must not block.
 type Recorder interface {
-	Resumed(outcome string, missed int) // a connect with a resume position
-	Healed(events int)                  // a gap on a live socket filled
-	Resynced(reason string)             // a gap that could not be filled
-	Duplicate()                         // an event a socket already had, dropped
-	TransientDropped()                  // a transient event dropped while a socket held frames
+	Resumed(outcome string) // a connect with a resume position
+	// Replayed counts events of a resume's replay queued to the socket,
+	// as they are: a replay fed in parts may be cut short (a resync, the
+	// socket closing), and what it never sent is not counted.
+	Replayed(events int)
+	Healed(events int)      // a gap on a live socket filled
+	Resynced(reason string) // a gap that could not be filled
+	Duplicate()             // an event a socket already had, dropped
+	TransientDropped()      // a transient event dropped while a socket held frames
 }
 
 // Config tunes a Resumer.
@@ -199,7 +203,7 @@ func (r *Resumer) Connect(ctx context.Context, s *Socket, head proto.Connected, 
 			n = missed
 		}
 		c.Recovered, c.Missed = &recovered, &n
-		r.rec.Resumed(outcome, n)
+		r.rec.Resumed(outcome)
 	}
 	frame := proto.AppendConnectedFrame(nil, s.conn.User(), &c)
 	s.conn.Send(frame)

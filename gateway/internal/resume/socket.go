@@ -215,8 +215,12 @@ func (s *Socket) queries(b *budget) []streams.Query {
 
 // queueMargin: a socket's send queue is filled from its streams to all
 // but 1/queueMargin of its bounds, left for what is sent besides meanwhile
-// (pongs, replies to the client's requests). The defaults (1024 frames)
-// then still replay GATEWAY_MAX_REPLAY (1000) small events at once.
+// (pongs, replies to the client's requests), and at least one frame: a
+// read that sends a part of one stream may also find the other's gap
+// unfillable, and its resync frame goes whatever the budget (a queue
+// under queueMargin frames, filled to the brim, would close its socket
+// for it). The defaults (1024 frames) then still replay GATEWAY_MAX_REPLAY
+// (1000) small events at once.
 const queueMargin = 64
 
 // budget is what may still be queued to a socket: frames and bytes, -1
@@ -238,7 +242,7 @@ func (s *Socket) budget() budget {
 	frames, bytes := s.conn.Queued()
 	b.open = frames == 0
 	if cfg.QueueFrames > 0 {
-		b.frames = max(cfg.QueueFrames-cfg.QueueFrames/queueMargin-frames, 0)
+		b.frames = max(cfg.QueueFrames-max(cfg.QueueFrames/queueMargin, 1)-frames, 0)
 	}
 	if cfg.QueueBytes > 0 {
 		b.bytes = max(cfg.QueueBytes-cfg.QueueBytes/queueMargin-bytes, 0)
@@ -344,11 +348,13 @@ func (s *Socket) resync(st streams.Stream, top proto.Pos, reason string) {
 
 // sendEntries sends entries of stream st, in order, as long as b lets
 // them into the send queue, moving the cursor to each; it stops at a frame
-// the connection refuses (it is closing: the socket is gone). It returns
-// how many it sent that fill a gap, past the replay of the resume (the
-// cursor's replaying). s.mu is held.
+// the connection refuses (it is closing: the socket is gone). The events
+// of the resume's replay (the cursor's replaying) it sends are counted as
+// replayed (Recorder.Replayed); it returns how many it sent past them,
+// that fill a gap. s.mu is held.
 func (s *Socket) sendEntries(st streams.Stream, entries []streams.Entry, b *budget) (filled uint32) {
 	c := &s.cur[st]
+	replayed := 0
 	for _, e := range entries {
 		f := entryFrame(st, s.conn.User(), e)
 		if !b.take(len(f)) {
@@ -361,9 +367,13 @@ func (s *Socket) sendEntries(st streams.Stream, entries []streams.Entry, b *budg
 		c.pos = e.Pos
 		if c.replaying > 0 {
 			c.replaying--
+			replayed++
 		} else {
 			filled++
 		}
+	}
+	if replayed > 0 {
+		s.r.rec.Replayed(replayed)
 	}
 	return filled
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/gateway/internal/config"
 	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
@@ -14,7 +15,7 @@ import (
 
 // TestReplayOverTheSendQueue: a resume whose missed events, within
 // GATEWAY_MAX_REPLAY, are several times what the socket's send queue holds
-// (80 KB over 16 KiB) is recovered: connected says recovered:true with
+// (320 KB over the smallest queue config allows, about 66 KB) is recovered: connected says recovered:true with
 // every event missed, the socket stays open, and it receives every one of
 // them exactly once, in order, then what comes live. The replay used to be
 // queued whole, closing the socket as a slow consumer before it had sent
@@ -24,15 +25,15 @@ func TestReplayOverTheSendQueue(t *testing.T) {
 	rd := testkit.StartRedis(t)
 	cfg := testConfig()
 	cfg.NATSURL, cfg.RedisURL = testkit.StartNATS(t).URL(), rd.URL()
-	cfg.SendQueueBytes = 16 << 10
+	cfg.SendQueueBytes = config.MinSendQueueBytes
 	r := startWorker(t, cfg, 0)
 	url := "ws://" + r.addr + "/socket"
 	tok := token(t, "alice", time.Hour)
 
 	pub := publisher(t, rd.URL())
-	args, _ := json.Marshal(map[string]string{"text": strings.Repeat("x", 2000)})
+	args, _ := json.Marshal(map[string]string{"text": strings.Repeat("x", 8000)})
 	var pos []string
-	for range 41 { // 40 missed after the first: 80 KB, five queues' worth
+	for range 41 { // 40 missed after the first: 320 KB, five queues' worth
 		p, _, err := streams.Publish(context.Background(), pub, time.Minute,
 			&proto.Dispatch{Event: "message", Args: args, Users: []string{"alice"}})
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/switchboard/switchboard/gateway/internal/config"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/internal/testkit"
@@ -30,7 +31,7 @@ func TestStalledReaderDuringReplay(t *testing.T) {
 	rd := testkit.StartRedis(t)
 	cfg := testConfig()
 	cfg.NATSURL, cfg.RedisURL = testkit.StartNATS(t).URL(), rd.URL()
-	cfg.SendQueueBytes = 64 << 10
+	cfg.SendQueueBytes = config.MinSendQueueBytes
 	r := startWorker(t, cfg, 0)
 
 	pub := publisher(t, rd.URL())

@@ -1,0 +1,46 @@
+package proto
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// TestMaxEventFrame: the frame of the largest event the gateway can be
+// asked to deliver, built as the gateway builds it, is MaxEventFrame
+// bytes: every part at its longest, the user id made only of a character
+// AppendString escapes. And no byte of a valid user id escapes to more
+// than maxEscape bytes, so no user id makes a longer frame.
+func TestMaxEventFrame(t *testing.T) {
+	event := "e" + strings.Repeat("x", MaxEventLen-1)
+	user := strings.Repeat("<", MaxUserLen)
+	args := json.RawMessage(`"` + strings.Repeat("a", MaxDispatchArgs-2) + `"`)
+	pos := []byte(strings.Repeat("0", MaxPosLen))
+	if !ValidEventName(event) || !ValidUser(user) || !json.Valid(args) || len(args) != MaxDispatchArgs {
+		t.Fatal("the test's worst case is not a valid dispatch")
+	}
+	for _, key := range []string{KeyPos, KeyBPos} {
+		f := AppendEventAt(nil, event, user, args, key, pos)
+		if !json.Valid(f) {
+			t.Fatalf("frame under %s is not JSON", key)
+		}
+		if len(f) > MaxEventFrame {
+			t.Errorf("frame under %s: %d bytes, over MaxEventFrame (%d)", key, len(f), MaxEventFrame)
+		}
+		if key == KeyBPos && len(f) != MaxEventFrame {
+			t.Errorf("the longest frame is %d bytes, MaxEventFrame says %d", len(f), MaxEventFrame)
+		}
+	}
+	for c := 0; c < utf8.RuneSelf; c++ {
+		if s := string(rune(c)); ValidUser(s) && len(AppendString(nil, s))-2 > maxEscape {
+			t.Errorf("%q is written in %d bytes, more than maxEscape", s, len(AppendString(nil, s))-2)
+		}
+	}
+	// Beyond ASCII, a valid user id's characters are written as they are.
+	for _, s := range []string{"é", "€", "😀"} {
+		if got := len(AppendString(nil, s)) - 2; got != len(s) {
+			t.Errorf("%q is written in %d bytes, want its own %d", s, got, len(s))
+		}
+	}
+}
