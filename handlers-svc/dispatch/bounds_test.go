@@ -24,7 +24,7 @@ func TestTargetBuildersBounded(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	rdb := newClient(t, srv.Addr())
 	ps := subscribe(t, newClient(t, srv.Addr()))
-	d := newDispatcher(t, rdb, dispatch.Options{Window: time.Minute})
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute})
 	ctx := context.Background()
 
 	n := func(k int, f string) []string {

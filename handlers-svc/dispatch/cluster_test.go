@@ -78,7 +78,7 @@ func TestClusterDispatch(t *testing.T) {
 				}()
 			}
 
-			d := newDispatcher(t, rdb, dispatch.Options{Window: time.Minute, PerUser: perUser})
+			d := dispatch.New(rdb, dispatch.Options{Window: time.Minute, PerUser: perUser})
 			room := fmt.Sprintf("lobby-%v", perUser)
 			for _, u := range users[:50] {
 				if _, _, err := d.Join(ctx, room, u); err != nil {
@@ -163,7 +163,7 @@ func TestClusterConnsSkipUsers(t *testing.T) {
 			if _, err := ps.Receive(ctx); err != nil {
 				t.Fatal(err)
 			}
-			d := newDispatcher(t, rdb, dispatch.Options{Window: time.Minute, PerUser: perUser})
+			d := dispatch.New(rdb, dispatch.Options{Window: time.Minute, PerUser: perUser})
 			// Users of every partition, and in the first message's
 			// partition more than one message holds (maxUnitUsers).
 			users := spreadUsers(100)
@@ -239,7 +239,7 @@ func TestClusterRoomsAndGroupedOrder(t *testing.T) {
 	c := testkit.StartRedisCluster(t, 3)
 	rdb := c.Client(&redis.ClusterOptions{OnConnect: streams.OnConnect, MaxRetries: -1})
 	ctx := context.Background()
-	d := newDispatcher(t, rdb, dispatch.Options{Window: time.Minute})
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute})
 	users := spreadUsers(40)
 	slices.Reverse(users)
 	for _, r := range []string{"a", "b"} {
@@ -319,7 +319,7 @@ func TestClusterPublishNeverSentTwice(t *testing.T) {
 			}
 			return &lossyConn{Conn: conn, armed: &armed}, nil
 		}})
-	d := newDispatcher(t, rdb, dispatch.Options{Window: time.Minute})
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := d.ToUsers(ctx, []string{"alice"}, "first", nil); err != nil {
@@ -348,7 +348,7 @@ func BenchmarkClusterDispatch(b *testing.B) {
 	c := testkit.StartRedisCluster(b, 3)
 	ctx := context.Background()
 	rdb := c.Client(&redis.ClusterOptions{OnConnect: streams.OnConnect})
-	d := newDispatcher(b, rdb, dispatch.Options{Window: time.Minute})
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute})
 	users := []string{"alice"}
 	for i := 0; len(users) < 2; i++ {
 		if u := fmt.Sprintf("bob%d", i); proto.PartitionOf(u) != proto.PartitionOf("alice") {
@@ -389,7 +389,7 @@ func TestClusterOutageLoggedPerPartition(t *testing.T) {
 	})
 	rdb := c.Client(&redis.ClusterOptions{OnConnect: streams.OnConnect, MaxRetries: -1, DialerRetries: 1})
 	core, logs := observer.New(zap.InfoLevel)
-	d := newDispatcher(t, rdb, dispatch.Options{Window: time.Minute}).LogOutages(zap.New(core))
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute}).LogOutages(zap.New(core))
 	down := c.NodeOf(proto.RunKey(proto.PartitionOf("alice")))
 	bob := ""
 	for i := 0; bob == ""; i++ {
@@ -441,7 +441,7 @@ func TestClusterPartlyDeliveredIsNotUnavailable(t *testing.T) {
 		})
 	})
 	rdb := c.Client(&redis.ClusterOptions{OnConnect: streams.OnConnect, MaxRetries: -1, DialerRetries: 1})
-	d := newDispatcher(t, rdb, dispatch.Options{Window: time.Minute})
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute})
 	down := c.NodeOf(proto.RunKey(proto.PartitionOf("alice")))
 	bob := ""
 	for i := 0; bob == ""; i++ {

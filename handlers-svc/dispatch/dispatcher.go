@@ -44,11 +44,10 @@ type Dispatcher struct {
 // Options tune a Dispatcher.
 type Options struct {
 	// Window is how long recorded events are kept for recovery
-	// (HISTORY_WINDOW), within HISTORY_WINDOW's bounds: from 1s to
-	// proto.MaxHistoryWindow (24h). DefaultWindow if 0, as the services
-	// default to. NoHistory turns recording off, and every dispatch is
-	// transient, as in v1: a service whose HISTORY_WINDOW is 0 passes
-	// NoHistory. New refuses any other value.
+	// (HISTORY_WINDOW): DefaultWindow if 0, as the services default to.
+	// NoHistory (any negative value) turns recording off, and every
+	// dispatch is transient, as in v1: a service whose HISTORY_WINDOW is
+	// 0 passes NoHistory.
 	Window time.Duration
 	// MetaTTL is how long a stream's epoch and top offset are kept after
 	// its last event or read (DefaultMetaTTL if 0). A client that comes
@@ -93,9 +92,7 @@ var (
 	_ event.Batcher    = (*Dispatcher)(nil)
 )
 
-// New returns a Dispatcher that publishes with rdb, or an error naming
-// what of opts cannot work (a Window out of HISTORY_WINDOW's bounds). The
-// caller owns rdb and
+// New returns a Dispatcher that publishes with rdb. The caller owns rdb and
 // closes it after the last dispatch. rdb should not retry commands
 // (MaxRetries -1): a publish repeated after a lost reply is delivered twice;
 // and it should have OnConnect as its OnConnect hook.
@@ -106,24 +103,18 @@ var (
 // mode publishes with SPUBLISH. With ContextTimeoutEnabled set on rdb, a
 // round trip to Redis ends by the last deadline of the dispatches it
 // carries; without it, only by rdb's own timeouts.
-func New(rdb redis.UniversalClient, opts Options) (*Dispatcher, error) {
+func New(rdb redis.UniversalClient, opts Options) *Dispatcher {
 	if opts.MetaTTL <= 0 {
 		opts.MetaTTL = DefaultMetaTTL
 	}
 	switch {
 	case opts.Window == 0:
 		opts.Window = DefaultWindow // a Window forgotten records, as the services do by default
-	case opts.Window == NoHistory:
+	case opts.Window < 0:
 		opts.Window = 0
-	case opts.Window < 0 || proto.CheckHistoryWindow(opts.Window) != nil:
-		// As HISTORY_WINDOW: shorter than a second, events expire before a
-		// client is back; longer than a day, they outlive their stream's
-		// epoch and top offset, kept a day after their last use.
-		return nil, fmt.Errorf("dispatch: Options.Window must be 0 (DefaultWindow), NoHistory (recording off) or from 1s to %s, got %s",
-			proto.MaxHistoryWindow, opts.Window)
 	}
 	return &Dispatcher{pub: newPublisher(rdb), record: opts.Window > 0, window: opts.Window, ttl: opts.MetaTTL,
-		perUser: opts.PerUser, cluster: streams.IsCluster(rdb)}, nil
+		perUser: opts.PerUser, cluster: streams.IsCluster(rdb)}
 }
 
 // LogOutages makes d log when Redis stops taking its dispatches and when it

@@ -58,58 +58,11 @@ func newClient(t *testing.T, addr string) *redis.Client {
 	return rdb
 }
 
-// newDispatcher is dispatch.New for options the test knows are valid.
-func newDispatcher(t testing.TB, rdb redis.UniversalClient, opts dispatch.Options) *dispatch.Dispatcher {
-	t.Helper()
-	d, err := dispatch.New(rdb, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
-// TestNewWindowBounds: New takes the Windows HISTORY_WINDOW takes (1s to
-// a day), 0 (the default) and NoHistory, and refuses any other with an
-// error naming Options.Window and its bounds: a backend's window of
-// milliseconds would let events expire before any client is back, one of
-// days outlive the streams' epochs, and a negative one would silently
-// turn recording off.
-func TestNewWindowBounds(t *testing.T) {
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialled: New makes no call
-	t.Cleanup(func() { _ = rdb.Close() })
-	for _, tt := range []struct {
-		window time.Duration
-		ok     bool
-	}{
-		{0, true},
-		{dispatch.NoHistory, true},
-		{time.Second, true},
-		{2 * time.Minute, true},
-		{proto.MaxHistoryWindow, true},
-		{-2, false},
-		{-time.Second, false},
-		{time.Nanosecond, false},
-		{999 * time.Millisecond, false},
-		{proto.MaxHistoryWindow + time.Nanosecond, false},
-		{7 * 24 * time.Hour, false},
-	} {
-		d, err := dispatch.New(rdb, dispatch.Options{Window: tt.window})
-		switch {
-		case tt.ok && (err != nil || d == nil):
-			t.Errorf("Window %s: %v, want a Dispatcher", tt.window, err)
-		case !tt.ok && (err == nil || d != nil):
-			t.Errorf("Window %s: no error, want one", tt.window)
-		case !tt.ok && (!strings.Contains(err.Error(), "Options.Window") || !strings.Contains(err.Error(), proto.MaxHistoryWindow.String())):
-			t.Errorf("Window %s: error %q does not name Options.Window and its bounds", tt.window, err)
-		}
-	}
-}
-
 func TestPublish(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	rdb := newClient(t, srv.Addr())
 	ps := subscribe(t, newClient(t, srv.Addr()))
-	d := newDispatcher(t, rdb, dispatch.Options{Window: dispatch.NoHistory})
+	d := dispatch.New(rdb, dispatch.Options{Window: dispatch.NoHistory})
 	ctx := context.Background()
 
 	type msg struct {
@@ -146,7 +99,7 @@ func TestPublish(t *testing.T) {
 func TestNothingToDispatch(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	ps := subscribe(t, newClient(t, srv.Addr()))
-	d := newDispatcher(t, newClient(t, srv.Addr()), dispatch.Options{Window: dispatch.NoHistory})
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{Window: dispatch.NoHistory})
 	ctx := context.Background()
 
 	if err := d.ToUsers(ctx, nil, "message", nil); err != nil {
@@ -169,7 +122,7 @@ func TestNothingToDispatch(t *testing.T) {
 
 func TestProgrammingErrors(t *testing.T) {
 	srv := testkit.StartRedis(t)
-	d := newDispatcher(t, newClient(t, srv.Addr()), dispatch.Options{Window: dispatch.NoHistory})
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{Window: dispatch.NoHistory})
 	ctx := context.Background()
 	tests := []struct {
 		name string
@@ -193,7 +146,7 @@ func TestProgrammingErrors(t *testing.T) {
 func TestRedisDown(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	rdb := newClient(t, srv.Addr())
-	d := newDispatcher(t, rdb, dispatch.Options{Window: dispatch.NoHistory})
+	d := dispatch.New(rdb, dispatch.Options{Window: dispatch.NoHistory})
 	ctx := context.Background()
 	if err := d.Broadcast(ctx, "e", nil); err != nil {
 		t.Fatalf("before stop: %v", err)
@@ -215,7 +168,7 @@ func TestRedisDown(t *testing.T) {
 
 func TestContextEnded(t *testing.T) {
 	srv := testkit.StartRedis(t)
-	d := newDispatcher(t, newClient(t, srv.Addr()), dispatch.Options{Window: dispatch.NoHistory})
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{Window: dispatch.NoHistory})
 	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer cancel()
 	err := d.Broadcast(ctx, "e", nil)
@@ -232,7 +185,7 @@ func TestContextEnded(t *testing.T) {
 func TestBatch(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	ps := subscribe(t, newClient(t, srv.Addr()))
-	d := newDispatcher(t, newClient(t, srv.Addr()), dispatch.Options{Window: dispatch.NoHistory})
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{Window: dispatch.NoHistory})
 	ctx := context.Background()
 
 	err := d.Batch(ctx, func(b event.Dispatcher) error {
@@ -275,7 +228,7 @@ func TestBatch(t *testing.T) {
 // TestBatchRedisDown: a batch that cannot reach Redis is unavailable.
 func TestBatchRedisDown(t *testing.T) {
 	srv := testkit.StartRedis(t)
-	d := newDispatcher(t, newClient(t, srv.Addr()), dispatch.Options{Window: dispatch.NoHistory})
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{Window: dispatch.NoHistory})
 	srv.Stop()
 	ctx := context.Background()
 	err := d.Batch(ctx, func(b event.Dispatcher) error {
@@ -297,7 +250,7 @@ func TestRedisOutageLoggedOnce(t *testing.T) {
 	// safe to repeat).
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
-	d := newDispatcher(t, rdb, dispatch.Options{Window: dispatch.NoHistory}).LogOutages(zap.New(core))
+	d := dispatch.New(rdb, dispatch.Options{Window: dispatch.NoHistory}).LogOutages(zap.New(core))
 	ctx := context.Background()
 	if err := d.Broadcast(ctx, "e", nil); err != nil {
 		t.Fatalf("before stop: %v", err)
@@ -338,7 +291,7 @@ func TestRedisOutageLoggedOnce(t *testing.T) {
 func TestUnheardCountedAndLoggedOnce(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	core, logs := observer.New(zap.InfoLevel)
-	d := newDispatcher(t, newClient(t, srv.Addr()), dispatch.Options{Window: time.Minute}).LogOutages(zap.New(core))
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{Window: time.Minute}).LogOutages(zap.New(core))
 	ctx := context.Background()
 	for range 3 {
 		if err := d.ToUsers(ctx, []string{"bob", "carol"}, "message", nil); err != nil {
@@ -377,7 +330,7 @@ func BenchmarkDispatch(b *testing.B) {
 	srv := testkit.StartRedis(b)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	b.Cleanup(func() { _ = rdb.Close() })
-	d := newDispatcher(b, rdb, dispatch.Options{Window: dispatch.NoHistory})
+	d := dispatch.New(rdb, dispatch.Options{Window: dispatch.NoHistory})
 	msg := map[string]string{"from": "alice", "to": "bob", "text": "hello there"}
 
 	b.Run("batch", func(b *testing.B) {
@@ -401,7 +354,7 @@ func BenchmarkDispatch(b *testing.B) {
 	})
 	// Recorded (recovery on), to 1,000 users in turn, with Redis's own CPU
 	// time per operation (INFO cpu), the figure merging script calls cuts.
-	rec := newDispatcher(b, rdb, dispatch.Options{Window: 2 * time.Minute})
+	rec := dispatch.New(rdb, dispatch.Options{Window: 2 * time.Minute})
 	var n atomic.Int64
 	b.Run("batch-recorded", func(b *testing.B) {
 		b.ReportAllocs()

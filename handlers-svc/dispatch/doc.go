@@ -9,15 +9,13 @@
 // other backends, as the dispatch API does over HTTP (section 7).
 //
 //	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", MaxRetries: -1, OnConnect: dispatch.OnConnect})
-//	d, err := dispatch.New(rdb, dispatch.Options{Window: 2 * time.Minute})
-//	...
+//	d := dispatch.New(rdb, dispatch.Options{Window: 2 * time.Minute})
 //	pos, err := d.Dispatch(ctx, dispatch.Message{Event: "post_updated", Users: []string{"bob"}, Args: args})
 //
-// Options.Window is the gateway's HISTORY_WINDOW, within its bounds (1s to
-// proto.MaxHistoryWindow, a day): left 0 it is DefaultWindow (120 s, the
-// services' default), so a backend that forgets it still records;
-// NoHistory turns recording off (HISTORY_WINDOW=0), and every dispatch is
-// then transient, as in v1. New refuses any other Window with an error.
+// Options.Window is the gateway's HISTORY_WINDOW: left 0 it is
+// DefaultWindow (120 s, the services' default), so a backend that forgets
+// it still records; NoHistory turns recording off (HISTORY_WINDOW=0), and
+// every dispatch is then transient, as in v1.
 //
 // Options.PerUser must match the gateways' FANOUT_MODE: a per-user
 // Dispatcher's dispatches to users never reach a gateway worker left in

@@ -25,10 +25,7 @@ func ExampleDispatcher_Dispatch() {
 func notify(ctx context.Context) error {
 	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379", MaxRetries: -1, OnConnect: dispatch.OnConnect})
 	defer rdb.Close()
-	d, err := dispatch.New(rdb, dispatch.Options{Window: 2 * time.Minute}) // HISTORY_WINDOW, as on the gateway
-	if err != nil {
-		return err // a Window out of HISTORY_WINDOW's bounds
-	}
+	d := dispatch.New(rdb, dispatch.Options{Window: 2 * time.Minute}) // HISTORY_WINDOW, as on the gateway
 	pos, err := d.Dispatch(ctx, dispatch.Message{
 		Event: "post_updated",
 		Args:  json.RawMessage(`{"post":"p42"}`),
@@ -49,10 +46,7 @@ func ExampleDispatcher_CheckFanout() {
 	ctx := context.Background()
 	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379", MaxRetries: -1, OnConnect: dispatch.OnConnect})
 	defer rdb.Close()
-	d, err := dispatch.New(rdb, dispatch.Options{PerUser: true}) // FANOUT_MODE=per_user
-	if err != nil {
-		log.Fatal(err)
-	}
+	d := dispatch.New(rdb, dispatch.Options{PerUser: true}) // FANOUT_MODE=per_user
 	workers, err := d.CheckFanout(ctx)
 	switch {
 	case errors.Is(err, dispatch.ErrFanoutMismatch):

@@ -32,8 +32,8 @@ func TestCheckFanout(t *testing.T) {
 		}
 		return ps
 	}
-	perUserD := newDispatcher(t, rdb, dispatch.Options{PerUser: true})
-	sharedD := newDispatcher(t, rdb, dispatch.Options{})
+	perUserD := dispatch.New(rdb, dispatch.Options{PerUser: true})
+	sharedD := dispatch.New(rdb, dispatch.Options{})
 
 	if w, err := perUserD.CheckFanout(ctx); err != nil || w != (dispatch.Workers{}) {
 		t.Fatalf("no worker: %+v, %v; want none, nil", w, err)

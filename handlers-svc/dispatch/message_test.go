@@ -138,7 +138,7 @@ func TestDispatchConnsSkipUsers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRecorder(t, tc.window)
-			d := newDispatcher(t, r.rdb, dispatch.Options{Window: tc.window, PerUser: tc.perUser})
+			d := dispatch.New(r.rdb, dispatch.Options{Window: tc.window, PerUser: tc.perUser})
 			ctx := context.Background()
 			users := make([]string, 300)
 			for i := range users {

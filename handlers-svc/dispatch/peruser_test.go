@@ -30,7 +30,7 @@ func TestPerUserRouting(t *testing.T) {
 		}
 	}
 	rdb := newClient(t, srv.Addr())
-	d := newDispatcher(t, rdb, dispatch.Options{Window: time.Minute, PerUser: true})
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute, PerUser: true})
 	if _, _, err := d.Join(ctx, "lobby", "alice"); err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestPerUserRouting(t *testing.T) {
 func TestPerUserOfflineIsNotUnheard(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	ctx := context.Background()
-	d := newDispatcher(t, newClient(t, srv.Addr()), dispatch.Options{Window: time.Minute, PerUser: true})
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{Window: time.Minute, PerUser: true})
 	if err := d.ToUsers(ctx, []string{"offline", "away"}, "message", nil); err != nil {
 		t.Fatal(err)
 	}

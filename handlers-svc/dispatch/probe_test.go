@@ -29,7 +29,7 @@ func TestProbeLogsOutageOnce(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
-	d := newDispatcher(t, rdb, dispatch.Options{Window: dispatch.NoHistory}).LogOutages(zap.New(core))
+	d := dispatch.New(rdb, dispatch.Options{Window: dispatch.NoHistory}).LogOutages(zap.New(core))
 	ctx := context.Background()
 	if err := d.Probe(ctx); err != nil {
 		t.Fatalf("probe with Redis up: %v", err)
@@ -64,7 +64,7 @@ func TestProbeLogsOutageOnce(t *testing.T) {
 func TestProbeCanceledRecordsNothing(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	core, logs := observer.New(zap.InfoLevel)
-	d := newDispatcher(t, newClient(t, srv.Addr()), dispatch.Options{Window: dispatch.NoHistory}).LogOutages(zap.New(core))
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{Window: dispatch.NoHistory}).LogOutages(zap.New(core))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := d.Probe(ctx); err == nil {
@@ -91,7 +91,7 @@ func TestClusterProbeNamesPartitions(t *testing.T) {
 	})
 	rdb := c.Client(&redis.ClusterOptions{OnConnect: streams.OnConnect, MaxRetries: -1, DialerRetries: 1})
 	core, logs := observer.New(zap.InfoLevel)
-	d := newDispatcher(t, rdb, dispatch.Options{Window: time.Minute}).LogOutages(zap.New(core))
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute}).LogOutages(zap.New(core))
 	if err := d.Probe(ctx); err != nil { // every master reached once, so the slots are known
 		t.Fatalf("probe with the cluster up: %v", err)
 	}

@@ -23,16 +23,6 @@ import (
 	"github.com/switchboard/switchboard/proto"
 )
 
-// mustNew is New for options the test knows are valid.
-func mustNew(t testing.TB, rdb redis.UniversalClient, opts Options) *Dispatcher {
-	t.Helper()
-	d, err := New(rdb, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
 // gate is a go-redis hook that holds every pipeline of publishes until the
 // test lets it go, and tells the test the names of its commands first.
 type gate struct {
@@ -104,7 +94,7 @@ func newGatedDispatcher(t *testing.T, addr string) (*Dispatcher, *gate) {
 	g := newGate()
 	rdb.AddHook(g)
 	t.Cleanup(func() { _ = rdb.Close() })
-	return mustNew(t, rdb, Options{Window: 2 * time.Minute}), g
+	return New(rdb, Options{Window: 2 * time.Minute}), g
 }
 
 // queued returns how many calls wait for the next flush.
@@ -365,7 +355,7 @@ func TestConcurrentCallersWithDeadlines(t *testing.T) {
 	sub := subscribeChannel(t, srv.Addr())
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
-	d := mustNew(t, rdb, Options{Window: 2 * time.Minute})
+	d := New(rdb, Options{Window: 2 * time.Minute})
 
 	const goroutines, each = 64, 40
 	var mu sync.Mutex
@@ -422,7 +412,7 @@ func TestRedisDownConcurrentCallers(t *testing.T) {
 	_ = ln.Close()
 	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
-	d := mustNew(t, rdb, Options{Window: 2 * time.Minute})
+	d := New(rdb, Options{Window: 2 * time.Minute})
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 32)
@@ -522,7 +512,7 @@ func TestHungRedisEndsByTheDeadline(t *testing.T) {
 		DialTimeout: time.Minute, ReadTimeout: time.Minute, WriteTimeout: time.Minute})
 	t.Cleanup(func() { _ = rdb.Close() })
 	core, logs := observer.New(zap.InfoLevel)
-	d := mustNew(t, rdb, Options{Window: 2 * time.Minute}).LogOutages(zap.New(core))
+	d := New(rdb, Options{Window: 2 * time.Minute}).LogOutages(zap.New(core))
 	if err := d.Broadcast(context.Background(), "warm", nil); err != nil {
 		t.Fatal(err) // a pooled connection, for the pipeline below
 	}
@@ -695,7 +685,7 @@ func TestClusterPartitionsInOnePipeline(t *testing.T) {
 	}
 	g := newGate()
 	rdb.AddHook(g)
-	d := mustNew(t, rdb, Options{Window: 2 * time.Minute})
+	d := New(rdb, Options{Window: 2 * time.Minute})
 	users := []string{"alice"}
 	for i := 0; len(users) < 2; i++ {
 		if u := fmt.Sprintf("bob%d", i); proto.PartitionOf(u) != proto.PartitionOf("alice") {
@@ -749,7 +739,7 @@ func TestNoAnswerIsNotUnavailable(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true,
 		ReadTimeout: 300 * time.Millisecond})
 	t.Cleanup(func() { _ = rdb.Close() })
-	d := mustNew(t, rdb, Options{Window: 2 * time.Minute})
+	d := New(rdb, Options{Window: 2 * time.Minute})
 	if err := d.Broadcast(context.Background(), "warm", nil); err != nil {
 		t.Fatal(err) // a pooled connection: no dial below
 	}

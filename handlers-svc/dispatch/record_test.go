@@ -34,7 +34,7 @@ func newRecorder(t *testing.T, window time.Duration) *recorder {
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
 	return &recorder{
-		d:   newDispatcher(t, rdb, dispatch.Options{Window: window}),
+		d:   dispatch.New(rdb, dispatch.Options{Window: window}),
 		rdb: rdb,
 		ps:  subscribe(t, newClient(t, srv.Addr())),
 		srv: srv,
@@ -243,7 +243,7 @@ func TestClockGoingBack(t *testing.T) {
 // TestTrimsByTime: entries older than the window are trimmed as new ones
 // come (by whole stream nodes, so some older ones may stay a while).
 func TestTrimsByTime(t *testing.T) {
-	const window = time.Second // the shortest New takes, as HISTORY_WINDOW
+	const window = 300 * time.Millisecond
 	r := newRecorder(t, window)
 	ctx := context.Background()
 	for range 250 {

@@ -24,7 +24,7 @@ func TestAnotherBackendAcrossARedisRestart(t *testing.T) {
 	// As doc.go and docs/handlers.md ("From Go") show it.
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, OnConnect: dispatch.OnConnect})
 	t.Cleanup(func() { _ = rdb.Close() })
-	d := newDispatcher(t, rdb, dispatch.Options{Window: time.Minute})
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute})
 	send := func() proto.Pos {
 		t.Helper()
 		var pos dispatch.Positions

@@ -20,7 +20,7 @@ func TestOversizedDispatchAttack(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	rdb := newClient(t, srv.Addr())
 	ps := subscribe(t, rdb)
-	d := newDispatcher(t, rdb, dispatch.Options{Window: dispatch.NoHistory})
+	d := dispatch.New(rdb, dispatch.Options{Window: dispatch.NoHistory})
 	ctx := context.Background()
 	// A JSON string of n bytes, quotes included.
 	args := func(n int) json.RawMessage { return json.RawMessage(`"` + strings.Repeat("x", n-2) + `"`) }

@@ -168,14 +168,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 
 	mux := event.NewMux()
 	evLog := log.Named("event")
-	d, err := dispatch.New(rdb, dispatchOptions(cfg))
-	if err != nil { // HISTORY_WINDOW was validated: a bug, not a setting
-		nc.Close()
-		_ = rdb.Close()
-		_ = ln.Close()
-		return err
-	}
-	d.LogOutages(log.Named("redis"))
+	d := dispatch.New(rdb, dispatchOptions(cfg)).LogOutages(log.Named("redis"))
 	// Each family takes what it needs; what it opens it closes by onStop,
 	// run once no handler runs any more.
 	var stops []func()

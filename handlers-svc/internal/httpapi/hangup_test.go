@@ -28,7 +28,7 @@ func TestCallerHangsUp(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
 	core, logs := observer.New(zapcore.DebugLevel)
-	d := newDispatcher(t, rdb, dispatch.Options{Window: time.Minute}).LogOutages(zap.New(core))
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute}).LogOutages(zap.New(core))
 	api := httpapi.New(d, key, zap.New(core))
 
 	body := `{"event":"post_updated","users":["bob"]}`

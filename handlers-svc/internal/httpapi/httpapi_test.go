@@ -23,16 +23,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const key = "test-key-0123456789"
 
-// newDispatcher is dispatch.New for options the test knows are valid.
-func newDispatcher(t testing.TB, rdb redis.UniversalClient, opts dispatch.Options) *dispatch.Dispatcher {
-	t.Helper()
-	d, err := dispatch.New(rdb, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
 // server serves the API on a real Redis; it returns its URL and the Redis.
 func server(t *testing.T) (string, *testkit.Redis, *redis.Client) {
 	t.Helper()
@@ -40,7 +30,7 @@ func server(t *testing.T) (string, *testkit.Redis, *redis.Client) {
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
 	mux := http.NewServeMux()
-	httpapi.New(newDispatcher(t, rdb, dispatch.Options{Window: time.Minute}), key, zap.NewNop()).Register(mux)
+	httpapi.New(dispatch.New(rdb, dispatch.Options{Window: time.Minute}), key, zap.NewNop()).Register(mux)
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
 	return hs.URL + httpapi.Path, srv, rdb

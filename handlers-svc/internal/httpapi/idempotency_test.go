@@ -28,7 +28,7 @@ import (
 // dispatcher.
 func idemServer(t *testing.T, rdb, idem redis.UniversalClient, wrap func(httpapi.Dispatcher) httpapi.Dispatcher) (string, *httpapi.API) {
 	t.Helper()
-	var d httpapi.Dispatcher = newDispatcher(t, rdb, dispatch.Options{Window: time.Minute})
+	var d httpapi.Dispatcher = dispatch.New(rdb, dispatch.Options{Window: time.Minute})
 	if wrap != nil {
 		d = wrap(d)
 	}

@@ -15,16 +15,6 @@ import (
 	"github.com/switchboard/switchboard/internal/testkit"
 )
 
-// newDispatcher is dispatch.New for options the test knows are valid.
-func newDispatcher(t testing.TB, rdb redis.UniversalClient, opts dispatch.Options) *dispatch.Dispatcher {
-	t.Helper()
-	d, err := dispatch.New(rdb, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
 // TestInFlightBounded: with Redis hung, each dispatch waits out its 5 s,
 // holding a goroutine, its body (up to 1 MiB) and a place in the queue
 // that handlers' own dispatches share. The API holds at most MaxInFlight
@@ -36,7 +26,7 @@ func TestInFlightBounded(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { _ = rdb.Close() })
 	const key = "in-flight-key-0123456789"
-	a := New(newDispatcher(t, rdb, dispatch.Options{Window: time.Minute}), key, zap.NewNop())
+	a := New(dispatch.New(rdb, dispatch.Options{Window: time.Minute}), key, zap.NewNop())
 	const most = 2
 	a.inFlight = make(chan struct{}, most) // MaxInFlight, made small
 	hs := httptest.NewServer(a)

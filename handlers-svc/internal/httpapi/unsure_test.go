@@ -34,7 +34,7 @@ func TestSlowRedisIsNotNothingDelivered(t *testing.T) {
 		ReadTimeout: 300 * time.Millisecond})
 	t.Cleanup(func() { _ = rdb.Close() })
 	mux := http.NewServeMux()
-	httpapi.New(newDispatcher(t, rdb, dispatch.Options{Window: time.Minute}), key, zap.NewNop()).Register(mux)
+	httpapi.New(dispatch.New(rdb, dispatch.Options{Window: time.Minute}), key, zap.NewNop()).Register(mux)
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
 	url := hs.URL + httpapi.Path
