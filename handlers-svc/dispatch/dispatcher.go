@@ -44,10 +44,12 @@ type Dispatcher struct {
 // Options tune a Dispatcher.
 type Options struct {
 	// Window is how long recorded events are kept for recovery
-	// (HISTORY_WINDOW): DefaultWindow if 0, as the services default to.
-	// NoHistory (any negative value) turns recording off, and every
-	// dispatch is transient, as in v1: a service whose HISTORY_WINDOW is
-	// 0 passes NoHistory.
+	// (HISTORY_WINDOW): DefaultWindow if 0, as the services default to;
+	// otherwise from 1s to proto.MaxHistoryWindow (24h), HISTORY_WINDOW's
+	// bounds (Check). NoHistory (any negative value) turns recording off,
+	// and every dispatch is transient, as in v1: a service whose
+	// HISTORY_WINDOW is 0 passes NoHistory. Give it the services' value:
+	// every writer of a stream trims it to its own window.
 	Window time.Duration
 	// MetaTTL is how long a stream's epoch and top offset are kept after
 	// its last event or read (DefaultMetaTTL if 0). A client that comes
@@ -63,6 +65,28 @@ type Options struct {
 	// once; its skip_users covers the users of the dispatch's other
 	// messages) stay on proto.Channel.
 	PerUser bool
+}
+
+// Check returns why New would refuse o, or nil: a positive Window outside
+// HISTORY_WINDOW's bounds (under a second, events would expire before a
+// client is back; over proto.MaxHistoryWindow, they would outlive their
+// stream's epoch and top offset), or a MetaTTL shorter than the Window. A
+// backend that takes them from its configuration checks them with Check
+// at start.
+func (o Options) Check() error {
+	if o.Window > 0 {
+		if err := proto.CheckHistoryWindow(o.Window); err != nil {
+			return fmt.Errorf("dispatch: Options.Window %w (0 for DefaultWindow, NoHistory for none)", err)
+		}
+	}
+	w := o.Window
+	if w == 0 {
+		w = DefaultWindow
+	}
+	if o.MetaTTL > 0 && w > 0 && o.MetaTTL < w {
+		return fmt.Errorf("dispatch: Options.MetaTTL %s is shorter than the window %s: a stream's epoch would expire before its events", o.MetaTTL, w)
+	}
+	return nil
 }
 
 // OnConnect is the go-redis OnConnect hook (Options.OnConnect, or
@@ -103,7 +127,15 @@ var (
 // mode publishes with SPUBLISH. With ContextTimeoutEnabled set on rdb, a
 // round trip to Redis ends by the last deadline of the dispatches it
 // carries; without it, only by rdb's own timeouts.
+//
+// New panics when opts fail Check, as http.ServeMux.Handle does on a bad
+// pattern: such options are a programming error, which a panic at start
+// shows at once, where a Dispatcher that took them would lose events
+// quietly.
 func New(rdb redis.UniversalClient, opts Options) *Dispatcher {
+	if err := opts.Check(); err != nil {
+		panic(err)
+	}
 	if opts.MetaTTL <= 0 {
 		opts.MetaTTL = DefaultMetaTTL
 	}

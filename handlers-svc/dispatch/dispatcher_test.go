@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -56,6 +57,58 @@ func newClient(t *testing.T, addr string) *redis.Client {
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
+}
+
+// TestOptionsCheck: Check takes the windows HISTORY_WINDOW takes (1s to
+// a day), 0 (the default) and any negative one (NoHistory), and refuses
+// any other positive one, or a MetaTTL shorter than the window, with an
+// error naming the option; New panics with that error. A backend's window
+// of milliseconds would let events expire before any client is back, one
+// of days outlive the streams' epochs.
+func TestOptionsCheck(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialled: New makes no call
+	t.Cleanup(func() { _ = rdb.Close() })
+	for _, tt := range []struct {
+		opts dispatch.Options
+		bad  string // what the error names; "" = valid
+	}{
+		{dispatch.Options{}, ""},
+		{dispatch.Options{Window: dispatch.NoHistory}, ""},
+		{dispatch.Options{Window: -time.Second}, ""},
+		{dispatch.Options{Window: time.Second}, ""},
+		{dispatch.Options{Window: proto.MaxHistoryWindow}, ""},
+		{dispatch.Options{Window: time.Minute, MetaTTL: time.Minute}, ""},
+		{dispatch.Options{Window: dispatch.NoHistory, MetaTTL: time.Second}, ""},
+		{dispatch.Options{Window: time.Nanosecond}, "Options.Window"},
+		{dispatch.Options{Window: 999 * time.Millisecond}, "Options.Window"},
+		{dispatch.Options{Window: proto.MaxHistoryWindow + time.Nanosecond}, "Options.Window"},
+		{dispatch.Options{Window: 7 * 24 * time.Hour}, "Options.Window"},
+		{dispatch.Options{Window: time.Hour, MetaTTL: time.Minute}, "Options.MetaTTL"},
+		{dispatch.Options{MetaTTL: time.Minute}, "Options.MetaTTL"}, // shorter than DefaultWindow
+	} {
+		err := tt.opts.Check()
+		if tt.bad == "" {
+			if err != nil {
+				t.Errorf("%+v: Check = %v, want nil", tt.opts, err)
+			}
+			if dispatch.New(rdb, tt.opts) == nil {
+				t.Errorf("%+v: New = nil", tt.opts)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.bad) {
+			t.Errorf("%+v: Check = %v, want an error naming %s", tt.opts, err, tt.bad)
+			continue
+		}
+		func() {
+			defer func() {
+				if r := recover(); r != err && fmt.Sprint(r) != err.Error() {
+					t.Errorf("%+v: New panicked with %v, want %v", tt.opts, r, err)
+				}
+			}()
+			dispatch.New(rdb, tt.opts)
+		}()
+	}
 }
 
 func TestPublish(t *testing.T) {

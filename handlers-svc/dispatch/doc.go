@@ -15,7 +15,8 @@
 // Options.Window is the gateway's HISTORY_WINDOW: left 0 it is
 // DefaultWindow (120 s, the services' default), so a backend that forgets
 // it still records; NoHistory turns recording off (HISTORY_WINDOW=0), and
-// every dispatch is then transient, as in v1.
+// every dispatch is then transient, as in v1. Other windows lie within
+// HISTORY_WINDOW's bounds; New panics on Options that fail Options.Check.
 //
 // Options.PerUser must match the gateways' FANOUT_MODE: a per-user
 // Dispatcher's dispatches to users never reach a gateway worker left in
