@@ -64,7 +64,7 @@ func TestDisconnectInOrder(t *testing.T) {
 	publish(t, pub, string(proto.AppendDisconnect(nil, &proto.Disconnect{Users: []string{"alice"}, Reason: "banned"})))
 	publish(t, pub, `{ "users": ["bob"], "reason": "other form", "control": "disconnect" }`)
 	publish(t, pub, `{"control":"disconnect","event":"sneaky","users":["carol"]}`) // a dispatch, as to an earlier release
-	publish(t, pub, `{"control":"disconnect","users":[""]}`)                      // neither: malformed
+	publish(t, pub, `{"control":"disconnect","users":[""]}`)                       // neither: malformed
 	publish(t, pub, string(proto.AppendDispatch(nil, &proto.Dispatch{Event: "after", Users: []string{"alice"}})))
 	want := []string{"event before", "disconnect alice banned", "disconnect bob other form", "event sneaky", "event after"}
 	var order []string
