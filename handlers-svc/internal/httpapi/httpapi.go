@@ -1,5 +1,6 @@
 // Package httpapi serves the dispatch API of handlers-svc, POST
-// /v1/dispatch (docs/protocol.md section 7): other backends dispatch over
+// /v1/dispatch, and POST /v1/disconnect, which closes sockets
+// (docs/protocol.md section 7): other backends dispatch over
 // HTTP exactly as handlers do, through package dispatch, so their events
 // are recorded and recovered too. It is safe for concurrent use and starts
 // no goroutines.
@@ -50,6 +51,7 @@ const MaxInFlight = 256
 // *dispatch.Dispatcher.
 type Dispatcher interface {
 	Dispatch(ctx context.Context, m dispatch.Message) (dispatch.Positions, error)
+	Disconnect(ctx context.Context, m dispatch.Disconnect) (workers int, err error)
 }
 
 // API serves POST /v1/dispatch for callers that present the key.
@@ -79,9 +81,12 @@ func New(d Dispatcher, key string, log *zap.Logger) *API {
 		inFlight: make(chan struct{}, MaxInFlight), busy: logevery.New(log, "dispatch API busy: dispatches refused", time.Minute)}
 }
 
-// Register serves the API on mux at Path: POST, and 405 with the error
-// body for any other method.
-func (a *API) Register(mux *http.ServeMux) { mux.Handle(Path, a) }
+// Register serves the API on mux at Path and DisconnectPath: POST, and
+// 405 with the error body for any other method.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.Handle(Path, a)
+	mux.Handle(DisconnectPath, disconnectHandler{a})
+}
 
 // ServeHTTP answers one dispatch: 200 {"pos":{...}} (and "bpos" for a
 // broadcast), 400 bad_request, 401 unauthorized, 405 (bad_request) for a
