@@ -136,12 +136,15 @@ func TestDisconnectAPI(t *testing.T) {
 				t.Errorf("%d malformed dispatches logged, want 0", n)
 			}
 			// Not recorded: alice, sent no event, has no stream.
-			if s.Redis != nil {
-				rdb := redis.NewClient(&redis.Options{Addr: s.Redis.Addr()})
-				defer rdb.Close()
-				if n, err := rdb.Exists(t.Context(), proto.UserStreamKey("alice")).Result(); err != nil || n != 0 {
-					t.Errorf("alice's stream: exists %d, %v; want none", n, err)
-				}
+			var rdb redis.UniversalClient
+			if s.RedisCluster != nil {
+				rdb = s.RedisCluster.Client(&redis.ClusterOptions{})
+			} else {
+				rdb = redis.NewClient(&redis.Options{Addr: s.Redis.Addr()})
+			}
+			defer rdb.Close()
+			if n, err := rdb.Exists(t.Context(), proto.UserStreamKey("alice")).Result(); err != nil || n != 0 {
+				t.Errorf("alice's stream: exists %d, %v; want none", n, err)
 			}
 			// A disconnect does not revoke the token: alice comes back.
 			s.DialOn("alice", 1)
