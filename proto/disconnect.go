@@ -3,6 +3,7 @@ package proto
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -118,9 +119,10 @@ func AppendDisconnect(dst []byte, d *Disconnect) []byte {
 const controlPrefix = `{"control":`
 
 // IsControl reports whether data begins as a control message written by
-// AppendDisconnect: a cheap test a worker makes before decoding a body as
-// a dispatch.
-func IsControl(data []byte) bool { return bytes.HasPrefix(data, []byte(controlPrefix)) }
+// AppendDisconnect: a cheap test a worker makes of every body it reads,
+// before decoding it as a dispatch. It takes the body as Redis hands it
+// over, a string, so the test copies nothing.
+func IsControl(data string) bool { return strings.HasPrefix(data, controlPrefix) }
 
 // DecodeDisconnect parses a Disconnect message and checks it: "control" is
 // ControlDisconnect, there is no "event" (a body with one is a dispatch),

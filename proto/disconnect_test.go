@@ -17,7 +17,7 @@ func TestDisconnectRoundTrip(t *testing.T) {
 	}
 	for _, d := range ds {
 		body := proto.AppendDisconnect(nil, &d)
-		if !proto.IsControl(body) {
+		if !proto.IsControl(string(body)) {
 			t.Fatalf("%s: not seen as a control message", body)
 		}
 		got, err := proto.DecodeDisconnect(body)
@@ -41,7 +41,7 @@ func TestDisconnectIsNoDispatch(t *testing.T) {
 	}
 	// And a dispatch is not a disconnect.
 	disp := proto.AppendDispatch(nil, &proto.Dispatch{Event: "message", Users: []string{"alice"}})
-	if proto.IsControl(disp) {
+	if proto.IsControl(string(disp)) {
 		t.Fatal("a dispatch seen as a control message")
 	}
 	if _, err := proto.DecodeDisconnect(disp); err == nil {

@@ -498,7 +498,7 @@ func (s *Subscriber) lost(down *bool, err error) {
 }
 
 func (s *Subscriber) deliver(payload string) {
-	control := s.onDisconnect != nil && proto.IsControl([]byte(payload))
+	control := s.onDisconnect != nil && proto.IsControl(payload)
 	if control && s.disconnect(payload) {
 		return
 	}
