@@ -109,6 +109,9 @@ func TestClientJS(t *testing.T) {
 //	                      the stack broadcasts)
 //	POST /expired?user=U  waits until U's stream on short is gone, its
 //	                      window passed (504 after 30 s)
+//	POST /disconnect?user=U[&reason=R][&reconnect=1]
+//	                      publishes a disconnect of U's sockets on main, as
+//	                      handlers-svc's POST /v1/disconnect does
 func startControl(t *testing.T, main, short *testkit.Stack) string {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: main.Redis.Addr()})
@@ -124,6 +127,13 @@ func startControl(t *testing.T, main, short *testkit.Stack) string {
 	mux.HandleFunc("POST /broadcast", func(w http.ResponseWriter, r *http.Request) {
 		d := &proto.Dispatch{Event: "news", Args: json.RawMessage(`{"text":"to everyone"}`), Broadcast: true}
 		if _, _, err := streams.Publish(r.Context(), rdb, proto.DefaultHistoryWindow, d); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
+	mux.HandleFunc("POST /disconnect", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		d := &proto.Disconnect{Users: []string{q.Get("user")}, Reason: q.Get("reason"), Reconnect: q.Get("reconnect") == "1"}
+		if err := rdb.Publish(r.Context(), proto.Channel, proto.AppendDisconnect(nil, d)).Err(); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
 	})

@@ -12,6 +12,12 @@
 //	d := dispatch.New(rdb, dispatch.Options{Window: 2 * time.Minute})
 //	pos, err := d.Dispatch(ctx, dispatch.Message{Event: "post_updated", Users: []string{"bob"}, Args: args})
 //
+// Disconnect closes sockets instead: every socket of some users, or some
+// connections, with 4003 (the client stops) or, with Reconnect, 4002 (it
+// reconnects at once with a fresh token), as POST /v1/disconnect does. It
+// is published on the shared channel in either fan-out mode, and not
+// recorded.
+//
 // Options.Window is the gateway's HISTORY_WINDOW: left 0 it is
 // DefaultWindow (120 s, the services' default), so a backend that forgets
 // it still records; NoHistory turns recording off (HISTORY_WINDOW=0), and

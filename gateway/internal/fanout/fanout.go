@@ -94,6 +94,7 @@ type Subscriber struct {
 	malformed    atomic.Uint64
 	reserved     atomic.Uint64
 	onSubscribed func()                   // nil: none
+	onDisconnect func(*proto.Disconnect)  // nil: disconnects are dropped as malformed
 	onRestored   func(down time.Duration) // nil: none
 	lostAt       time.Time                // when the subscription was last lost; the reader's only
 	// wasLive: the subscription has been established once; the reader's
@@ -158,6 +159,14 @@ func QueueBytes(n int64) Option {
 // subscription was down reached no socket here: fn is where the worker
 // has it filled from the streams (docs/protocol.md section 6).
 func OnSubscribed(fn func()) Option { return func(s *Subscriber) { s.onSubscribed = fn } }
+
+// OnDisconnect has the Subscriber call fn with each disconnect control
+// message (docs/protocol.md section 4), in order with the dispatches; fn
+// runs on the deliverer, so it must not block. Without it such a message
+// is dropped as malformed, as a worker of an earlier release drops it.
+func OnDisconnect(fn func(*proto.Disconnect)) Option {
+	return func(s *Subscriber) { s.onDisconnect = fn }
+}
 
 // OnRestored has the Subscriber call fn with how long the subscription
 // was down each time it is restored after a loss or a stall; fn runs on
@@ -489,8 +498,16 @@ func (s *Subscriber) lost(down *bool, err error) {
 }
 
 func (s *Subscriber) deliver(payload string) {
+	control := s.onDisconnect != nil && proto.IsControl(payload)
+	if control && s.disconnect(payload) {
+		return
+	}
 	d, err := proto.DecodeDispatch([]byte(payload))
 	if err != nil {
+		// Perhaps a disconnect in another JSON form than AppendDisconnect's.
+		if s.onDisconnect != nil && !control && s.disconnect(payload) {
+			return
+		}
 		s.malformed.Add(1)
 		s.log.Warn("dropping malformed dispatch", zap.Error(err), zap.Int("bytes", len(payload)))
 		return
@@ -503,6 +520,18 @@ func (s *Subscriber) deliver(payload string) {
 		return
 	}
 	s.to.Deliver(&d)
+}
+
+// disconnect hands payload to onDisconnect if it is a disconnect, and
+// reports whether it was. A body that is not is then decoded as a
+// dispatch, as a worker that knows no disconnects would.
+func (s *Subscriber) disconnect(payload string) bool {
+	m, err := proto.DecodeDisconnect([]byte(payload))
+	if err != nil {
+		return false
+	}
+	s.onDisconnect(&m)
+	return true
 }
 
 // nextMessage returns the next message of ps. Through a quiet interval

@@ -205,6 +205,33 @@ func (h *Hub[C]) Snapshot() []C {
 	return out
 }
 
+// Matching returns the local sockets of each of users and each of conns,
+// each socket once: the targets of a disconnect (docs/protocol.md section
+// 4), which the caller closes outside the hub's lock.
+func (h *Hub[C]) Matching(users, conns []string) []C {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var out []C
+	seen := make(map[string]struct{}) // conn ids in out
+	add := func(c C) {
+		if _, dup := seen[c.ID()]; !dup {
+			seen[c.ID()] = struct{}{}
+			out = append(out, c)
+		}
+	}
+	for _, user := range users {
+		for _, c := range h.users[user] {
+			add(c)
+		}
+	}
+	for _, id := range conns {
+		if c, ok := h.conns[id]; ok {
+			add(c)
+		}
+	}
+	return out
+}
+
 // Deliver sends d to its local targets and returns how many sockets it was
 // queued for; see DeliverCounted.
 func (h *Hub[C]) Deliver(d *proto.Dispatch) int {

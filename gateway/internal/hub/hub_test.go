@@ -469,3 +469,35 @@ func TestDeliverSplitDispatchOnce(t *testing.T) {
 		t.Fatalf("c got %q, want one transient frame", c.received())
 	}
 }
+
+func TestMatching(t *testing.T) {
+	h := hub.New[*conn]()
+	a1 := &conn{id: "a1", user: "alice"}
+	a2 := &conn{id: "a2", user: "alice"}
+	b1 := &conn{id: "b1", user: "bob"}
+	c1 := &conn{id: "c1", user: "carol"}
+	for _, c := range []*conn{a1, a2, b1, c1} {
+		h.Add(c)
+	}
+	ids := func(cs []*conn) []string {
+		out := make([]string, 0, len(cs))
+		for _, c := range cs {
+			out = append(out, c.id)
+		}
+		sort.Strings(out)
+		return out
+	}
+	for _, tc := range []struct {
+		users, conns []string
+		want         []string
+	}{
+		{nil, nil, []string{}},
+		{[]string{"alice"}, nil, []string{"a1", "a2"}},
+		{[]string{"alice", "alice", "nobody"}, []string{"a1", "b1", "b1", "gone"}, []string{"a1", "a2", "b1"}},
+		{nil, []string{"c1"}, []string{"c1"}},
+	} {
+		if got := ids(h.Matching(tc.users, tc.conns)); !slices.Equal(got, tc.want) {
+			t.Errorf("Matching(%q, %q) = %q, want %q", tc.users, tc.conns, got, tc.want)
+		}
+	}
+}

@@ -36,6 +36,10 @@ func TestCloseReason(t *testing.T) {
 		{proto.CloseInvalidData, "text frame is not valid UTF-8", ReasonInvalidUTF8},
 		{proto.CloseGoingAway, "gateway shutting down", ReasonShutdown},
 		{proto.CloseInternalError, "internal error", ReasonInternalError},
+		{proto.CloseDisconnected, "banned", ReasonDisconnected},
+		{proto.CloseDisconnected, "ping timeout", ReasonDisconnected}, // a backend's reason
+		{proto.CloseDisconnected, "closed by client", ReasonClient},   // the client's own close with the code
+		{proto.CloseReconnect, proto.ReasonReconnect, ReasonReconnectRequested},
 		{0, "", ReasonOther},
 		{4000, "something new", ReasonOther},
 	}

@@ -74,12 +74,17 @@ const (
 	ReasonWriteFailed   = "write_failed"    // a write to the network failed
 	ReasonInternalError = "internal_error"  // a bug in the socket's code (1011)
 	ReasonTokenExpired  = "token_expired"   // its token expired (4001)
-	ReasonOther         = "other"
+	// A backend's disconnect (docs/protocol.md section 7): for good
+	// (4003), or asking the client to reconnect (4002).
+	ReasonDisconnected       = "disconnected"
+	ReasonReconnectRequested = "reconnect_requested"
+	ReasonOther              = "other"
 )
 
 var closeReasons = [...]string{
 	ReasonClient, ReasonLost, ReasonPingTimeout, ReasonSlowConsumer, ReasonRateLimited, ReasonTooBig,
-	ReasonInvalidUTF8, ReasonShutdown, ReasonWriteFailed, ReasonInternalError, ReasonTokenExpired, ReasonOther,
+	ReasonInvalidUTF8, ReasonShutdown, ReasonWriteFailed, ReasonInternalError, ReasonTokenExpired,
+	ReasonDisconnected, ReasonReconnectRequested, ReasonOther,
 }
 
 // CloseReason maps the code and reason a socket was closed with to the
@@ -90,6 +95,11 @@ func CloseReason(code int, reason string) string {
 		return ReasonClient
 	case reason == "connection lost", reason == "closed by client": // 1006: no close frame
 		return ReasonLost
+	case code == proto.CloseDisconnected:
+		// Before the reasons below: a backend's reason may read as one.
+		return ReasonDisconnected
+	case code == proto.CloseReconnect:
+		return ReasonReconnectRequested
 	case reason == "ping timeout":
 		return ReasonPingTimeout
 	case reason == "write failed":

@@ -142,3 +142,17 @@ func (w *Worker) socketClosed(s *resume.Socket, c *ws.Conn) {
 		zap.Duration("duration", time.Since(c.Opened())))
 	w.adm.Leave() // last: shutdown waits for this
 }
+
+// disconnect closes the local sockets a backend's disconnect names
+// (docs/protocol.md section 7), each with the code and reason it asks
+// for. It runs on the fan-out's deliverer, in order with the dispatches,
+// so the events dispatched before it are queued ahead of the close; Close
+// does not block.
+func (w *Worker) disconnect(d *proto.Disconnect) {
+	code, reason := d.CloseCode()
+	for _, s := range w.hub.Matching(d.Users, d.Conns) {
+		w.log.Info("socket disconnected by a backend", zap.String("user", s.User()), zap.String("conn", s.ID()),
+			zap.Int("worker", w.index), zap.Int("code", code), zap.String("reason", reason))
+		s.Close(code, reason)
+	}
+}

@@ -162,6 +162,7 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 	subOpts := []fanout.Option{
 		fanout.OnSubscribed(w.res.RequestSweep), fanout.OnRestored(w.metrics.SubscriptionRestored),
 		fanout.QueueBytes(w.cfg.FanoutQueueBytes),
+		fanout.OnDisconnect(w.disconnect),
 	}
 	if w.cfg.Fanout() == proto.FanoutPerUser {
 		// A user's channel is subscribed while the worker holds a socket

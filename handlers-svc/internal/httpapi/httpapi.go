@@ -1,5 +1,6 @@
 // Package httpapi serves the dispatch API of handlers-svc, POST
-// /v1/dispatch (docs/protocol.md section 7): other backends dispatch over
+// /v1/dispatch, and POST /v1/disconnect, which closes sockets
+// (docs/protocol.md section 7): other backends dispatch over
 // HTTP exactly as handlers do, through package dispatch, so their events
 // are recorded and recovered too. It is safe for concurrent use and starts
 // no goroutines.
@@ -20,6 +21,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
@@ -49,6 +51,7 @@ const MaxInFlight = 256
 // *dispatch.Dispatcher.
 type Dispatcher interface {
 	Dispatch(ctx context.Context, m dispatch.Message) (dispatch.Positions, error)
+	Disconnect(ctx context.Context, m dispatch.Disconnect) (workers int, err error)
 }
 
 // API serves POST /v1/dispatch for callers that present the key.
@@ -78,28 +81,19 @@ func New(d Dispatcher, key string, log *zap.Logger) *API {
 		inFlight: make(chan struct{}, MaxInFlight), busy: logevery.New(log, "dispatch API busy: dispatches refused", time.Minute)}
 }
 
-// Register serves the API on mux at Path: POST, and 405 with the error
-// body for any other method.
-func (a *API) Register(mux *http.ServeMux) { mux.Handle(Path, a) }
+// Register serves the API on mux at Path and DisconnectPath: POST, and
+// 405 with the error body for any other method.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.Handle(Path, a)
+	mux.Handle(DisconnectPath, disconnectHandler{a})
+}
 
 // ServeHTTP answers one dispatch: 200 {"pos":{...}} (and "bpos" for a
 // broadcast), 400 bad_request, 401 unauthorized, 405 (bad_request) for a
 // method but POST, 503 unavailable, 504 timeout, each failure with the
 // JSON error body of docs/protocol.md.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		w.Header().Set("Connection", "close") // the body is not read (see below)
-		writeError(w, http.StatusMethodNotAllowed, proto.CodeBadRequest, "use POST")
-		return
-	}
-	if !a.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard"`)
-		// The body is not read: closing the connection lets net/http
-		// answer at once, where it would otherwise first read what the
-		// caller still sends of it (at most the server's ReadTimeout).
-		w.Header().Set("Connection", "close")
-		writeError(w, http.StatusUnauthorized, proto.CodeUnauthorized, "a valid Authorization: Bearer <HANDLERS_API_KEY> header is required")
+	if !a.allowed(w, r) {
 		return
 	}
 	idemKey, err := idempotencyKey(r)
@@ -111,24 +105,13 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.answer(w, r, dispatch.Message{}, nil, dispatch.Positions{}, err)
 		return
 	}
-	select {
-	case a.inFlight <- struct{}{}:
-		defer func() { <-a.inFlight }()
-	default:
-		a.busy.Failed(errBusy, zap.String("remote", r.RemoteAddr))
-		w.Header().Set("Retry-After", "1")
-		w.Header().Set("Connection", "close") // the body is not read
-		writeError(w, http.StatusServiceUnavailable, proto.CodeUnavailable,
-			fmt.Sprintf("dispatch API busy: %d dispatches in flight; nothing was done, retry", MaxInFlight))
+	release, ok := a.slot(w, r)
+	if !ok {
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			writeError(w, http.StatusBadRequest, proto.CodeBadRequest, "body is larger than 1 MiB")
-			return
-		}
-		writeError(w, http.StatusBadRequest, proto.CodeBadRequest, "body could not be read")
+	defer release()
+	body, ok := readBody(w, r)
+	if !ok {
 		return
 	}
 	m, err := decode(body)
@@ -172,6 +155,58 @@ func (a *API) refuseReserved(w http.ResponseWriter, r *http.Request, m dispatch.
 	default:
 		a.answer(w, r, m, nil, dispatch.Positions{}, err)
 	}
+}
+
+// allowed answers a request that is not a POST carrying the key, 405 or
+// 401, and reports whether r may go on.
+func (a *API) allowed(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		w.Header().Set("Connection", "close") // the body is not read (see below)
+		writeError(w, http.StatusMethodNotAllowed, proto.CodeBadRequest, "use POST")
+		return false
+	}
+	if !a.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard"`)
+		// The body is not read: closing the connection lets net/http
+		// answer at once, where it would otherwise first read what the
+		// caller still sends of it (at most the server's ReadTimeout).
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusUnauthorized, proto.CodeUnauthorized, "a valid Authorization: Bearer <HANDLERS_API_KEY> header is required")
+		return false
+	}
+	return true
+}
+
+// slot takes one of the MaxInFlight places, which the caller gives back
+// with release, or answers 503 at once and reports false.
+func (a *API) slot(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
+	select {
+	case a.inFlight <- struct{}{}:
+		return func() { <-a.inFlight }, true
+	default:
+		a.busy.Failed(errBusy, zap.String("remote", r.RemoteAddr))
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Connection", "close") // the body is not read
+		writeError(w, http.StatusServiceUnavailable, proto.CodeUnavailable,
+			fmt.Sprintf("dispatch API busy: %d dispatches in flight; nothing was done, retry", MaxInFlight))
+		return nil, false
+	}
+}
+
+// readBody reads r's body, at most MaxBody bytes, or answers 400 and
+// reports false.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			writeError(w, http.StatusBadRequest, proto.CodeBadRequest, "body is larger than 1 MiB")
+			return nil, false
+		}
+		writeError(w, http.StatusBadRequest, proto.CodeBadRequest, "body could not be read")
+		return nil, false
+	}
+	return body, true
 }
 
 // errBusy is logged for a dispatch refused beyond MaxInFlight.
@@ -245,32 +280,35 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, m dispatch.Message,
 		writeError(w, http.StatusServiceUnavailable, proto.CodeUnavailable, "the caller hung up")
 		return
 	}
-	werr := event.WireError(err)
-	status := http.StatusInternalServerError
-	switch werr.Code {
-	case proto.CodeBadRequest:
-		status = http.StatusBadRequest
-	case proto.CodeUnavailable:
-		status = http.StatusServiceUnavailable
-	case proto.CodeTimeout:
-		status = http.StatusGatewayTimeout
+	status, werr, lvl := failure(err)
+	if werr.Code == proto.CodeTimeout {
 		// Out of time, or Redis took it and did not answer.
 		werr.Message = "dispatch timed out or got no answer from Redis: it may or may not have been delivered"
 		if res != nil {
 			werr.Message += "; its Idempotency-Key is kept: a retry with it is answered 409, not dispatched again"
 		}
 	}
-	lvl := zap.WarnLevel
-	if status == http.StatusBadRequest {
-		lvl = zap.DebugLevel
-	} else if status == http.StatusInternalServerError {
-		lvl = zap.ErrorLevel
-	}
 	if ce := a.log.Check(lvl, "dispatch refused"); ce != nil {
 		ce.Write(zap.String("event", m.Event), zap.Int("status", status), zap.String("code", string(werr.Code)),
 			zap.String("remote", r.RemoteAddr), zap.Error(err))
 	}
 	writeError(w, status, werr.Code, werr.Message)
+}
+
+// failure returns the status, the wire error and the log level of a
+// failed call: 400 bad_request (debug), 503 unavailable and 504 timeout
+// (warn), else 500 (error).
+func failure(err error) (int, *proto.Error, zapcore.Level) {
+	werr := event.WireError(err)
+	switch werr.Code {
+	case proto.CodeBadRequest:
+		return http.StatusBadRequest, werr, zap.DebugLevel
+	case proto.CodeUnavailable:
+		return http.StatusServiceUnavailable, werr, zap.WarnLevel
+	case proto.CodeTimeout:
+		return http.StatusGatewayTimeout, werr, zap.WarnLevel
+	}
+	return http.StatusInternalServerError, werr, zap.ErrorLevel
 }
 
 // writeError writes the JSON error body of docs/protocol.md.

@@ -145,6 +145,10 @@ func (g *gate) Dispatch(ctx context.Context, m dispatch.Message) (dispatch.Posit
 	return g.d.Dispatch(ctx, m)
 }
 
+func (g *gate) Disconnect(ctx context.Context, m dispatch.Disconnect) (int, error) {
+	return g.d.Disconnect(ctx, m)
+}
+
 // TestIdempotentConcurrent: while a dispatch with a key runs, the same
 // request is answered 409, not dispatched; once it is done, the stored
 // answer; and requests racing from the start deliver once.

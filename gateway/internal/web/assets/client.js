@@ -265,6 +265,7 @@ class Client {
       return;
     }
     this.#ws = ws;
+    let stopped = null; // the reason of a close that stops the client for good (4003)
     let greeted = false;
     let greetedAt = 0;
     let heardAt = 0; // when the last frame arrived
@@ -318,6 +319,12 @@ class Client {
       // What was sent on this socket will never be answered.
       this.#failPending((p) => p.sent, "disconnected", `connection lost before the answer (${why})`);
       if (this.#closed) return;
+      if (stopped !== null) {
+        // A backend disconnected the user or this connection (logged out,
+        // banned): no attempt could do better.
+        this.#fail(stopped, undefined, code);
+        return;
+      }
       if (greeted) {
         // Only a connection that lasted starts the back-off over: one that
         // is greeted and dropped at once (a gateway in trouble) must not
@@ -344,7 +351,10 @@ class Client {
         else this.#retry(why, code);
       });
     };
-    ws.onclose = (ev) => lost(ev.reason ? `closed ${ev.code}: ${ev.reason}` : `closed ${ev.code}`, ev.code, true, atOnce(ev.code, ev.reason));
+    ws.onclose = (ev) => {
+      if (ev.code === 4003) stopped = ev.reason || "disconnected";
+      lost(ev.reason ? `closed ${ev.code}: ${ev.reason}` : `closed ${ev.code}`, ev.code, true, atOnce(ev.code, ev.reason));
+    };
     this.#abandon = (why) => {
       lost(why, undefined, false);
       try {
@@ -432,11 +442,11 @@ class Client {
     this.#timer = setTimeout(() => this.#open(), delay);
   }
 
-  #fail(reason, status) {
+  #fail(reason, status, code) {
     this.#closed = true;
     this.#stop();
     this.#failPending(() => true, "closed", reason);
-    this.#setState("closed", { reason, status });
+    this.#setState("closed", code === undefined ? { reason, status } : { reason, code });
   }
 
   // #probe repeats the refused upgrade as a plain GET of the same URL and
@@ -629,10 +639,11 @@ function tooBig(data, max) {
 }
 
 // atOnce reports whether a close asks the client to come back at once: its
-// token expired (4001), or it read too slowly (1008 slow consumer). Either
-// way only the socket is lost, not the events: the client resumes.
+// token expired (4001), a backend asked it to reconnect (4002), or it read
+// too slowly (1008 slow consumer). Either way only the socket is lost, not
+// the events: the client resumes, with a fresh token from getToken.
 function atOnce(code, reason) {
-  return code === 4001 || (code === 1008 && typeof reason === "string" && reason.startsWith("slow consumer"));
+  return code === 4001 || code === 4002 || (code === 1008 && typeof reason === "string" && reason.startsWith("slow consumer"));
 }
 
 // tokenUser returns the user id (sub) a JWT names, read without checking

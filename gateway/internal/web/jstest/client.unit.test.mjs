@@ -342,6 +342,56 @@ test("4001 token expired: reconnects at once with a fresh token, and resumes", a
   assert.ok(again.delay > 0, `delay ${again.delay}`);
 });
 
+test("4002 reconnect: a backend's request, reconnects at once with a fresh token, and resumes", async (t) => {
+  const fake = fakeSockets();
+  let calls = 0;
+  const sb = client(t, { getToken: async () => jwt("alice", { n: ++calls }), WebSocket: fake.WebSocket, minReconnectDelay: NEVER });
+  const seen = states(sb);
+  const s1 = await fake.socket(1);
+  s1.greet("alice", { pos: "e1.1-3" });
+  s1.frame({ event: "message", id: "alice", args: {}, pos: "e1.1-4" });
+  s1.drop(4002, "reconnect");
+  const s2 = await fake.socket(2);
+  const [, retry] = seen.find(([s, i]) => s === "connecting" && i.code === 4002);
+  assert.equal(retry.delay, 0);
+  assert.equal(calls, 2, "getToken called again");
+  assert.deepEqual(s2.params, { token: jwt("alice", { n: 2 }), resume: "e1.1-4" });
+});
+
+test("4003 disconnected: a backend's, stops for good with the code and reason", async (t) => {
+  const fake = fakeSockets();
+  const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: 1 });
+  const seen = states(sb);
+  const s1 = await fake.socket(1);
+  s1.greet("alice", { pos: "e1.1-3" });
+  const sent = sb.emit("sendMessage", { text: "hi" });
+  const waiting = sent.catch((err) => err);
+  s1.drop(4003, "banned");
+  const err = await within(waiting, "the emit's rejection");
+  assert.equal(err.code, "disconnected", "the envelope was sent on the socket");
+  const [state, info] = seen.at(-1);
+  assert.equal(state, "closed");
+  assert.deepEqual(info, { reason: "banned", code: 4003 });
+  assert.ok(!seen.some(([s], i) => s === "connecting" && i > 1), "no attempt after the close");
+  const late = await sb.emit("sendMessage", { text: "late" }).catch((e) => e);
+  assert.equal(late.code, "closed");
+  // Well past the 1 ms back-off: no second socket.
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(fake.made.length, 1);
+});
+
+test("4003 before connected: stops too, without probing the upgrade", async (t) => {
+  const fake = fakeSockets();
+  let probes = 0;
+  const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: 1, fetch: async () => (probes++, { status: 503 }) });
+  const seen = states(sb);
+  (await fake.socket(1)).drop(4003, "");
+  assert.deepEqual(seen.at(-1), ["closed", { reason: "disconnected", code: 4003 }]);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(fake.made.length, 1);
+  assert.equal(probes, 0);
+});
+
 test("1008 slow consumer: reconnects at once and resumes; 1008 for rate abuse backs off", async (t) => {
   t.mock.method(Math, "random", () => 0.5);
   {

@@ -7,7 +7,9 @@
 //                                the main stack's Redis; POST /broadcast
 //                                broadcasts a "news" event there; POST
 //                                /expired?user=U answers once U's stream on
-//                                the short stack has expired
+//                                the short stack has expired; POST
+//                                /disconnect?user=U&reason=R&reconnect=1
+//                                publishes a backend's disconnect of U
 // The tests of a file run one after another, so /flushall disturbs no
 // other test.
 import { test } from "node:test";
@@ -301,4 +303,35 @@ test("resync: a store that lost events is announced, and the client carries on f
   assert.deepEqual(b.texts(), ["m1", "m3", "m4"]);
   assert.equal(resyncs.length, 2);
   assertInOrder(b.got.slice(1));
+});
+
+test("a backend's disconnect: 4002 reconnects at once with a fresh token and resumes; 4003 stops for good", { timeout: 60_000 }, async (t) => {
+  const bob = uniqueUser("bob");
+  let tokens = 0;
+  // A back-off of a minute: only an at-once reconnect makes a second socket.
+  const b = device(t, MAIN, bob, { minReconnectDelay: 60_000, getToken: async () => { tokens++; return token(MAIN, bob); } });
+  const send = sender(t, MAIN);
+  await within(stateWhere(b.sb, (s) => s === "open"), "open");
+  await send(bob, "m1");
+  await b.has(1);
+
+  const dropped = stateWhere(b.sb, (s, info) => s === "connecting" && info.code === 4002);
+  const reopened = b.open();
+  await control(`disconnect?user=${encodeURIComponent(bob)}&reconnect=1`);
+  const [, retry] = await within(dropped, "connecting after 4002");
+  assert.equal(retry.delay, 0);
+  const info = await reopened;
+  assert.equal(info.recovered, true);
+  assert.equal(tokens, 2, "a fresh token for the reconnect");
+  await send(bob, "m2");
+  await b.has(2);
+
+  const closed = stateWhere(b.sb, (s) => s === "closed");
+  await control(`disconnect?user=${encodeURIComponent(bob)}&reason=banned`);
+  const [, final] = await within(closed, "closed after 4003");
+  assert.deepEqual(final, { reason: "banned", code: 4003 });
+  const late = await b.sb.emit("sendMessage", { text: "late" }).catch((e) => e);
+  assert.equal(late.code, "closed");
+  assert.equal(b.sockets.length, 2, "no socket after 4003");
+  assert.deepEqual(b.texts(), ["m1", "m2"]);
 });

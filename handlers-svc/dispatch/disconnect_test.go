@@ -1,0 +1,129 @@
+package dispatch_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard/switchboard/handlers-svc/dispatch"
+	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/internal/testkit"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// TestDisconnectPublishes: a disconnect goes out on the shared channel,
+// in per_user mode too, as one control message that no gateway decodes as
+// a dispatch, and is not recorded in any stream.
+func TestDisconnectPublishes(t *testing.T) {
+	for _, perUser := range []bool{false, true} {
+		srv := testkit.StartRedis(t)
+		rdb := newClient(t, srv.Addr())
+		d := dispatch.New(rdb, dispatch.Options{Window: time.Minute, PerUser: perUser})
+		ps := subscribe(t, rdb)
+		ctx := context.Background()
+		long := strings.Repeat("é", 100) // 200 bytes: cut to 122
+		n, err := d.Disconnect(ctx, dispatch.Disconnect{Users: []string{"alice", "bob", "alice"}, Conns: []string{"c1"}, Reason: long})
+		if err != nil || n != 1 {
+			t.Fatalf("per_user=%v: Disconnect = %d, %v; want 1 subscriber", perUser, n, err)
+		}
+		body := receive(t, ps)
+		if _, err := proto.DecodeDispatch([]byte(body)); err == nil {
+			t.Fatalf("%s decodes as a dispatch", body)
+		}
+		m, err := proto.DecodeDisconnect([]byte(body))
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if !slices.Equal(m.Users, []string{"alice", "bob"}) || !slices.Equal(m.Conns, []string{"c1"}) || m.Reconnect {
+			t.Errorf("published %+v", m)
+		}
+		if m.Reason != strings.Repeat("é", 61) {
+			t.Errorf("reason %q (%d bytes), want 61 é", m.Reason, len(m.Reason))
+		}
+		keys, err := rdb.Keys(ctx, "*").Result()
+		if err != nil || len(keys) != 0 {
+			t.Errorf("per_user=%v: keys %q after a disconnect (%v), want none: nothing is recorded", perUser, keys, err)
+		}
+		if n, err := d.Disconnect(ctx, dispatch.Disconnect{Conns: []string{"c2"}, Reconnect: true}); err != nil || n != 1 {
+			t.Fatalf("conns only: %d, %v", n, err)
+		}
+		if m, _ := proto.DecodeDisconnect([]byte(receive(t, ps))); !m.Reconnect || !slices.Equal(m.Conns, []string{"c2"}) {
+			t.Errorf("conns only: published %+v", m)
+		}
+	}
+}
+
+func TestDisconnectCheck(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{})
+	many := make([]string, dispatch.MaxUsers+1)
+	for i := range many {
+		many[i] = "u"
+	}
+	for _, m := range []dispatch.Disconnect{
+		{},
+		{Reason: "no target"},
+		{Users: []string{""}},
+		{Users: []string{"a\nb"}},
+		{Users: many},
+		{Conns: []string{"has space"}},
+		{Conns: []string{strings.Repeat("c", dispatch.MaxConnLen+1)}},
+		{Users: []string{"alice"}, Reason: "line\nbreak"},
+	} {
+		n, err := d.Disconnect(context.Background(), m)
+		var e *event.Error
+		if !errors.As(err, &e) || e.Code != proto.CodeBadRequest || n != 0 {
+			t.Errorf("%+v: %d, %v; want bad_request", m, n, err)
+		}
+	}
+}
+
+func TestDisconnectRedisDown(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{})
+	srv.Stop()
+	_, err := d.Disconnect(context.Background(), dispatch.Disconnect{Users: []string{"alice"}})
+	if w := event.WireError(err); w.Code != proto.CodeUnavailable {
+		t.Fatalf("with Redis down: %v (code %s), want unavailable", err, w.Code)
+	}
+}
+
+// TestClusterDisconnect: on a Redis Cluster the shared channel is classic
+// pub/sub, which every node relays: a worker subscribed through any node
+// gets the disconnect.
+func TestClusterDisconnect(t *testing.T) {
+	c := testkit.StartRedisCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rdb := c.Client(&redis.ClusterOptions{MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	d := dispatch.New(rdb, dispatch.Options{PerUser: true})
+	var subs []*redis.PubSub
+	for _, n := range c.Nodes {
+		sc := redis.NewClient(&redis.Options{Addr: n.Addr()})
+		t.Cleanup(func() { _ = sc.Close() })
+		ps := sc.Subscribe(ctx, proto.Channel)
+		t.Cleanup(func() { _ = ps.Close() })
+		if _, err := ps.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+		subs = append(subs, ps)
+	}
+	if _, err := d.Disconnect(ctx, dispatch.Disconnect{Users: []string{"alice"}, Reason: "banned"}); err != nil {
+		t.Fatal(err)
+	}
+	for i, ps := range subs {
+		msg, err := ps.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		if m, err := proto.DecodeDisconnect([]byte(msg.Payload)); err != nil || m.Reason != "banned" {
+			t.Fatalf("node %d got %q: %+v, %v", i, msg.Payload, m, err)
+		}
+	}
+}
