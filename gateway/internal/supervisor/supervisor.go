@@ -49,8 +49,8 @@ type Config struct {
 	// HangTimeout turns the watchdog on when positive: a worker that has
 	// not written a heartbeat for that long (since its start, at first)
 	// is hung, and is killed with SIGKILL and restarted as if it had
-	// crashed. Workers beat ten times per HangTimeout, at most once a
-	// second.
+	// crashed. Workers beat every tenth of HangTimeout, or every second
+	// when that is shorter.
 	HangTimeout time.Duration
 }
 

@@ -34,8 +34,10 @@ type Hung struct {
 	Silent time.Duration // since its last heartbeat (or its start)
 }
 
-// beatEvery is how often a worker beats under hangTimeout: ten beats per
-// timeout, at most one a second, so one late beat is never a hang.
+// beatEvery is how often a worker beats under hangTimeout: every tenth of
+// the timeout, or every second when that is shorter (so at least ten
+// beats per timeout, and at least one a second), so one late beat is
+// never a hang.
 func beatEvery(hangTimeout time.Duration) time.Duration {
 	return min(hangTimeout/10, time.Second)
 }

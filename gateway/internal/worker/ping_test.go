@@ -205,3 +205,40 @@ func (p *pinger[C]) listed() int {
 	}
 	return n
 }
+
+// TestExpiringHeapHoldsSocketOnce: at a short GATEWAY_PING_INTERVAL a
+// slot is visited many times within expiryHorizon of a socket's expiry;
+// each visit must not push the socket into the expiring heap again, or the
+// heap grows by a copy per visit (horizon/interval of them: 500 at 100ms),
+// and keeps every closed socket that many times until its expiry.
+func TestExpiringHeapHoldsSocketOnce(t *testing.T) {
+	var p pinger[*fakeSocket]
+	ids := connid.New()
+	now := time.Now()
+	s := &fakeSocket{id: ids.Next(), expires: now.Add(expiryHorizon - time.Second)}
+	p.add(s)
+	const interval = 100 * time.Millisecond
+	visits := 0
+	for at := now; at.Before(s.expires.Add(-time.Second)); at = at.Add(interval) {
+		p.tick(pingSlot(s.id), at)
+		p.expire(at)
+		visits++
+	}
+	if n := len(p.expiring.heap); n != 1 {
+		t.Fatalf("the expiring heap holds %d entries for one socket after %d visits, want 1", n, visits)
+	}
+	p.expire(s.expires)
+	if s.closes != 1 || s.closeCode != proto.CloseTokenExpired {
+		t.Fatalf("at its expiry: %d closes with code %d, want 1 with %d", s.closes, s.closeCode, proto.CloseTokenExpired)
+	}
+	if n := len(p.expiring.heap); n != 0 {
+		t.Fatalf("%d entries left in the expiring heap after the expiry, want none", n)
+	}
+	// Watched again after it expired (a visit before its removal): closed
+	// again at once, which does nothing, and not kept.
+	p.tick(pingSlot(s.id), s.expires.Add(time.Second))
+	p.expire(s.expires.Add(time.Second))
+	if n := len(p.expiring.heap); n != 0 {
+		t.Fatalf("%d entries in the expiring heap after a visit past the expiry, want none", n)
+	}
+}

@@ -167,9 +167,15 @@ func (p *pinger[C]) expire(now time.Time) {
 type expiring[C pingee] struct {
 	mu   sync.Mutex
 	heap expiryHeap[C]
+	// in is the sockets in heap: each is there once, however many visits
+	// find it within expiryHorizon (a socket's expiry never changes). At
+	// a short GATEWAY_PING_INTERVAL a slot is visited horizon/interval
+	// times before the expiry, and a copy per visit grew the heap.
+	in map[C]struct{}
 }
 
-// watch puts c in the heap if it expires within expiryHorizon of now.
+// watch puts c in the heap if it expires within expiryHorizon of now and
+// is not there yet.
 func (e *expiring[C]) watch(c C, now time.Time) {
 	at := c.Expires()
 	if at.IsZero() || at.Sub(now) > expiryHorizon {
@@ -177,6 +183,13 @@ func (e *expiring[C]) watch(c C, now time.Time) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if _, ok := e.in[c]; ok {
+		return
+	}
+	if e.in == nil {
+		e.in = make(map[C]struct{})
+	}
+	e.in[c] = struct{}{}
 	heap.Push(&e.heap, expiry[C]{c: c, at: at.UnixNano()})
 }
 
@@ -186,7 +199,9 @@ func (e *expiring[C]) due(now time.Time) []C {
 	defer e.mu.Unlock()
 	var out []C
 	for len(e.heap) > 0 && e.heap[0].at <= now.UnixNano() {
-		out = append(out, heap.Pop(&e.heap).(expiry[C]).c)
+		c := heap.Pop(&e.heap).(expiry[C]).c
+		delete(e.in, c)
+		out = append(out, c)
 	}
 	return out
 }
