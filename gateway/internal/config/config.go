@@ -373,11 +373,13 @@ func (c *Config) settings(origins, devNets *string) []setting {
 }
 
 // MinSendQueue is the smallest GATEWAY_SEND_QUEUE: a replay (or a gap
-// filled) sends at least one event into an empty queue, and the same read
-// may find the socket's other stream's gap unfillable, whose resync frame
-// goes with it (package resume keeps a frame of the queue for it). A
-// queue of one frame would close its socket for its own resync.
-const MinSendQueue = 2
+// filled) sends at least one event into an empty queue, and beside it
+// the same read may send a resync of the socket's other stream, and a
+// ping tick a ping and a heartbeat (package resume keeps
+// resume.MarginFrames, 3, of the queue for them; its tests check the
+// two agree). A smaller queue would close its socket for the gateway's
+// own frames.
+const MinSendQueue = 4
 
 // MinSendQueueBytes is the smallest GATEWAY_SEND_QUEUE_BYTES: the largest
 // frame of a dispatched event (proto.MaxEventFrame). A socket's queue
@@ -439,7 +441,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("GATEWAY_HANDLER_TIMEOUT must be positive, got %s", c.HandlerTimeout))
 	}
 	if c.SendQueueLen < MinSendQueue {
-		errs = append(errs, fmt.Errorf("GATEWAY_SEND_QUEUE must be at least %d frames, a part of a replay and a resync, got %d",
+		errs = append(errs, fmt.Errorf("GATEWAY_SEND_QUEUE must be at least %d frames, a part of a replay, a resync, a ping and a heartbeat, got %d",
 			MinSendQueue, c.SendQueueLen))
 	}
 	if c.SendQueueBytes < MinSendQueueBytes {

@@ -54,7 +54,7 @@ func TestDefaultIsTheContract(t *testing.T) {
 		{"PingInterval", c.PingInterval, 25 * time.Second},
 		{"WorkerHangTimeout", c.WorkerHangTimeout, 10 * time.Second},
 		// The documented minimums of GATEWAY_SEND_QUEUE and _BYTES.
-		{"MinSendQueue", config.MinSendQueue, 2},
+		{"MinSendQueue", config.MinSendQueue, 4},
 		{"MinSendQueueBytes", config.MinSendQueueBytes, 67302},
 	}
 	for _, ch := range checks {
@@ -99,7 +99,7 @@ func TestEnvOverrides(t *testing.T) {
 		{"GATEWAY_DEV", "true", func(c config.Config) any { return c.Dev }, true},
 		{"LOG_LEVEL", "debug", func(c config.Config) any { return c.LogLevel }, "debug"},
 		{"GATEWAY_SEND_QUEUE", "7", func(c config.Config) any { return c.SendQueueLen }, 7},
-		{"GATEWAY_SEND_QUEUE", "2", func(c config.Config) any { return c.SendQueueLen }, 2},
+		{"GATEWAY_SEND_QUEUE", "4", func(c config.Config) any { return c.SendQueueLen }, 4},
 		{"GATEWAY_SEND_QUEUE_BYTES", "70000", func(c config.Config) any { return c.SendQueueBytes }, 70000},
 		{"GATEWAY_SEND_QUEUE_BYTES", strconv.Itoa(config.MinSendQueueBytes), func(c config.Config) any { return c.SendQueueBytes }, config.MinSendQueueBytes},
 		{"GATEWAY_FANOUT_QUEUE", "1024", func(c config.Config) any { return c.FanoutQueue }, 1024},
@@ -374,8 +374,8 @@ func TestLoadErrors(t *testing.T) {
 		{"max frame tiny", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_FRAME": "10"}, nil, "GATEWAY_MAX_FRAME"},
 		{"max frame not a number", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_FRAME": "64k"}, nil, "GATEWAY_MAX_FRAME"},
 		{"send queue zero", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_SEND_QUEUE": "0"}, nil, "GATEWAY_SEND_QUEUE"},
-		// One frame cannot hold a part of a replay and a resync.
-		{"send queue one frame", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_SEND_QUEUE": "1"}, nil, "GATEWAY_SEND_QUEUE must be at least 2"},
+		// Three frames cannot hold a part of a replay, a resync, a ping and a heartbeat.
+		{"send queue three frames", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_SEND_QUEUE": "3"}, nil, "GATEWAY_SEND_QUEUE must be at least 4"},
 		// A queue smaller than one event closes its socket at every replay
 		// of that event: the minimum is named.
 		{"send queue bytes under one event", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_SEND_QUEUE_BYTES": "4096"}, nil,

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/switchboard/switchboard/gateway/internal/config"
 	"github.com/switchboard/switchboard/gateway/internal/resume"
 	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/internal/testkit"
@@ -381,11 +382,14 @@ func TestClosedDuringChunkedReplay(t *testing.T) {
 // The read that sends the next part of the replay also finds the
 // broadcast stream's loss, and its resync frame must still fit in the
 // queue with that part: the socket is not closed as a slow consumer by
-// the gateway's own frames, it gets the resync and the whole replay. Two
-// frames (config.MinSendQueue) are the least that holds a part and a
-// resync.
+// the gateway's own frames, it gets the resync and the whole replay.
+// config.MinSendQueue frames are the least that hold a part, a resync and
+// a ping tick's ping and heartbeat.
 func TestResyncDuringChunkedReplayFitsTheQueue(t *testing.T) {
-	for _, frames := range []int{2, 8, 63} {
+	if config.MinSendQueue != 1+resume.MarginFrames {
+		t.Fatalf("config.MinSendQueue = %d, want a part of a replay and resume.MarginFrames (%d)", config.MinSendQueue, resume.MarginFrames)
+	}
+	for _, frames := range []int{config.MinSendQueue, 8, 63} {
 		t.Run(fmt.Sprint(frames), func(t *testing.T) { testResyncDuringChunkedReplay(t, frames) })
 	}
 }

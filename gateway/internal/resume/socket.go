@@ -215,13 +215,18 @@ func (s *Socket) queries(b *budget) []streams.Query {
 
 // queueMargin: a socket's send queue is filled from its streams to all
 // but 1/queueMargin of its bounds, left for what is sent besides meanwhile
-// (pongs, replies to the client's requests), and at least one frame: a
-// read that sends a part of one stream may also find the other's gap
-// unfillable, and its resync frame goes whatever the budget (a queue
-// under queueMargin frames, filled to the brim, would close its socket
-// for it). The defaults (1024 frames) then still replay GATEWAY_MAX_REPLAY
-// (1000) small events at once.
+// (pongs, replies to the client's requests), and at least MarginFrames
+// frames: a read that sends a part of one stream may also find the
+// other's gap unfillable, and its resync frame goes whatever the budget;
+// a ping tick queues a ping and, for a socket that asked, a heartbeat
+// frame. A queue under queueMargin·MarginFrames frames filled to the brim
+// would close its socket for them. The defaults (1024 frames) then still
+// replay GATEWAY_MAX_REPLAY (1000) small events at once.
 const queueMargin = 64
+
+// MarginFrames is the least of a socket's send queue a replay leaves free:
+// a resync, a ping and a heartbeat (queueMargin).
+const MarginFrames = 3
 
 // budget is what may still be queued to a socket: frames and bytes, -1
 // for no bound. When its queue was empty (open), the first frame goes
@@ -242,7 +247,7 @@ func (s *Socket) budget() budget {
 	frames, bytes := s.conn.Queued()
 	b.open = frames == 0
 	if cfg.QueueFrames > 0 {
-		b.frames = max(cfg.QueueFrames-max(cfg.QueueFrames/queueMargin, 1)-frames, 0)
+		b.frames = max(cfg.QueueFrames-max(cfg.QueueFrames/queueMargin, MarginFrames)-frames, 0)
 	}
 	if cfg.QueueBytes > 0 {
 		b.bytes = max(cfg.QueueBytes-cfg.QueueBytes/queueMargin-bytes, 0)
