@@ -338,11 +338,13 @@ class Client {
       // on the 1st, 2nd, 4th, 8th... failure in a row only: a gateway that
       // is down gets no second request per attempt. A close with a code of
       // the gateway's (1013 when it sheds load, say) followed an accepted
-      // upgrade: a refused one shows as 1006, or an error.
+      // upgrade: a refused one shows as 1006, or an error. A close that
+      // asks for a reconnect at once (a backend's 4002, which can come
+      // before "connected") is granted it here too.
       const failures = this.#attempt + 1;
       const refusable = code === undefined || code === 1006;
       if (!probe || !refusable || (failures & (failures - 1)) !== 0) {
-        this.#retry(why, code);
+        this.#retry(why, code, now);
         return;
       }
       this.#probe(url).then((refusal) => {
