@@ -140,8 +140,10 @@ class Client {
       return Promise.reject(clientError("bad_request", `args cannot be sent as JSON: ${err.message}`));
     }
     // Over the gateway's limit the envelope would close the socket (1009),
-    // failing every emit on it: refuse this one alone, unsent.
-    const big = tooBig(data, this.#maxFrame);
+    // failing every emit on it: refuse this one alone, unsent. Only the
+    // open socket's limit is known: while connecting, #maxFrame is the last
+    // gateway's, and #send checks the emit against the next one's.
+    const big = this.#state === "open" ? tooBig(data, this.#maxFrame) : "";
     if (big) return Promise.reject(clientError("too_big", big));
     return new Promise((resolve, reject) => {
       const p = { ref, resolve, reject, data, sent: false, ws: null, timer: null };

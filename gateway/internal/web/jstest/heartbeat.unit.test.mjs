@@ -182,3 +182,18 @@ test("max_frame: an emit waiting for a connection is checked against the gateway
   s2.ack("3", 1);
   assert.equal(await later, 1);
 });
+
+test("max_frame: an emit made while reconnecting waits for the next gateway's limit, not the last one's", async (t) => {
+  const fake = fakeSockets();
+  const sb = client(t, fake, { minReconnectDelay: 1 });
+  const s1 = await fake.socket(1);
+  s1.greet({ max_frame: 100 });
+  s1.onclose({ code: 1001, reason: "gateway shutting down" });
+  // Connecting again: 100 bytes was that gateway's limit, not the next one's.
+  const big = sb.emit("e", "x".repeat(200));
+  const s2 = await fake.socket(2);
+  s2.greet({ max_frame: 1_000 });
+  assert.equal(s2.sent.length, 1, "the emit was not sent to a gateway whose limit it fits");
+  s2.ack(s2.sent[0].ref, 1);
+  assert.equal(await within(big, "the emit's answer"), 1);
+});
