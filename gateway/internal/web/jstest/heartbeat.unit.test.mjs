@@ -85,8 +85,19 @@ test("heartbeat: asked for by default, and not with heartbeat: false", async (t)
   const off = fakeSockets();
   client(t, off, { heartbeat: false });
   assert.equal((await off.socket(1)).url.searchParams.has("heartbeat"), false);
-  assert.throws(() => connect({ url: "ws://gw.test/socket", heartbeat: "yes" }), TypeError);
-  assert.throws(() => connect({ url: "ws://gw.test/socket", heartbeatGrace: 0 }), RangeError);
+  // With a WebSocket, so that the option's own check is what throws (and
+  // a client made all the same is closed).
+  for (const [opts, want] of [
+    [{ heartbeat: "yes" }, { name: "TypeError", message: /heartbeat/ }],
+    [{ heartbeatGrace: 0 }, { name: "RangeError", message: /heartbeatGrace/ }],
+  ]) {
+    let sb;
+    try {
+      assert.throws(() => (sb = connect({ url: "ws://gw.test/socket", WebSocket: fake.WebSocket, ...opts })), want);
+    } finally {
+      sb?.close();
+    }
+  }
 });
 
 test("heartbeat: a socket silent past interval + grace is closed and the client resumes on a new one", async (t) => {
