@@ -5,8 +5,8 @@
 // It reads its configuration from the environment and flags (see
 // internal/config), logs JSON lines to stderr, serves GET /healthz,
 // GET /readyz and GET /metrics (Prometheus) on HANDLERS_ADDR, and, with
-// HANDLERS_API_KEY set, the dispatch API POST /v1/dispatch
-// (docs/protocol.md section 7) there too, and stops
+// HANDLERS_API_KEY set, the dispatch API POST /v1/dispatch and POST
+// /v1/disconnect (docs/protocol.md section 7) there too, and stops
 // cleanly on SIGTERM or SIGINT: it drains the NATS subscription, lets
 // running handlers finish, closes its connections and exits 0.
 // "handlers-svc health [-ready]" checks a running instance's /healthz (or

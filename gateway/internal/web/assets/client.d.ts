@@ -63,7 +63,7 @@ export type State = "connecting" | "open" | "closed";
 export interface StateInfo {
   /** Why the socket closed or the client stopped, for a person. */
   reason?: string;
-  /** The WebSocket close code of the socket that closed ("connecting"), or 4003 when a backend disconnected the user or connection for good ("closed", with the backend's reason); absent when the client gave up on it (connectTimeout, an unanswered emit, the browser going offline). */
+  /** The WebSocket close code of the socket that closed ("connecting"), or 4003 when a backend disconnected the user or connection for good ("closed", with the backend's reason); absent when the client gave up on it (connectTimeout, an unanswered emit, no frame for the heartbeat interval plus heartbeatGrace, the browser going offline). */
   code?: number;
   /** The HTTP status that stopped the client: 401 (token refused) or 403 (origin refused) ("closed"). */
   status?: number;

@@ -140,8 +140,10 @@ class Client {
       return Promise.reject(clientError("bad_request", `args cannot be sent as JSON: ${err.message}`));
     }
     // Over the gateway's limit the envelope would close the socket (1009),
-    // failing every emit on it: refuse this one alone, unsent.
-    const big = tooBig(data, this.#maxFrame);
+    // failing every emit on it: refuse this one alone, unsent. Only the
+    // open socket's limit is known: while connecting, #maxFrame is the last
+    // gateway's, and #send checks the emit against the next one's.
+    const big = this.#state === "open" ? tooBig(data, this.#maxFrame) : "";
     if (big) return Promise.reject(clientError("too_big", big));
     return new Promise((resolve, reject) => {
       const p = { ref, resolve, reject, data, sent: false, ws: null, timer: null };
@@ -338,11 +340,13 @@ class Client {
       // on the 1st, 2nd, 4th, 8th... failure in a row only: a gateway that
       // is down gets no second request per attempt. A close with a code of
       // the gateway's (1013 when it sheds load, say) followed an accepted
-      // upgrade: a refused one shows as 1006, or an error.
+      // upgrade: a refused one shows as 1006, or an error. A close that
+      // asks for a reconnect at once (a backend's 4002, which can come
+      // before "connected") is granted it here too.
       const failures = this.#attempt + 1;
       const refusable = code === undefined || code === 1006;
       if (!probe || !refusable || (failures & (failures - 1)) !== 0) {
-        this.#retry(why, code);
+        this.#retry(why, code, now);
         return;
       }
       this.#probe(url).then((refusal) => {

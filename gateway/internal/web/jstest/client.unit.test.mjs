@@ -358,6 +358,20 @@ test("4002 reconnect: a backend's request, reconnects at once with a fresh token
   assert.deepEqual(s2.params, { token: jwt("alice", { n: 2 }), resume: "e1.1-4" });
 });
 
+// The gateway registers a socket for disconnects before it has read its
+// streams and queued "connected", so a backend's 4002 can come first.
+test("4002 before connected: reconnects at once too, without probing the upgrade", async (t) => {
+  const fake = fakeSockets();
+  let probes = 0;
+  const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: NEVER, fetch: async () => (probes++, { status: 503 }) });
+  const seen = states(sb);
+  (await fake.socket(1)).drop(4002, "reconnect");
+  const [, retry] = seen.find(([s, i]) => s === "connecting" && i.code === 4002);
+  assert.equal(retry.delay, 0);
+  await fake.socket(2);
+  assert.equal(probes, 0);
+});
+
 test("4003 disconnected: a backend's, stops for good with the code and reason", async (t) => {
   const fake = fakeSockets();
   const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: 1 });

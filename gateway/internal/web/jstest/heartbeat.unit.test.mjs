@@ -85,8 +85,19 @@ test("heartbeat: asked for by default, and not with heartbeat: false", async (t)
   const off = fakeSockets();
   client(t, off, { heartbeat: false });
   assert.equal((await off.socket(1)).url.searchParams.has("heartbeat"), false);
-  assert.throws(() => connect({ url: "ws://gw.test/socket", heartbeat: "yes" }), TypeError);
-  assert.throws(() => connect({ url: "ws://gw.test/socket", heartbeatGrace: 0 }), RangeError);
+  // With a WebSocket, so that the option's own check is what throws (and
+  // a client made all the same is closed).
+  for (const [opts, want] of [
+    [{ heartbeat: "yes" }, { name: "TypeError", message: /heartbeat/ }],
+    [{ heartbeatGrace: 0 }, { name: "RangeError", message: /heartbeatGrace/ }],
+  ]) {
+    let sb;
+    try {
+      assert.throws(() => (sb = connect({ url: "ws://gw.test/socket", WebSocket: fake.WebSocket, ...opts })), want);
+    } finally {
+      sb?.close();
+    }
+  }
 });
 
 test("heartbeat: a socket silent past interval + grace is closed and the client resumes on a new one", async (t) => {
@@ -181,4 +192,19 @@ test("max_frame: an emit waiting for a connection is checked against the gateway
   assert.equal(s2.sent.length, 1);
   s2.ack("3", 1);
   assert.equal(await later, 1);
+});
+
+test("max_frame: an emit made while reconnecting waits for the next gateway's limit, not the last one's", async (t) => {
+  const fake = fakeSockets();
+  const sb = client(t, fake, { minReconnectDelay: 1 });
+  const s1 = await fake.socket(1);
+  s1.greet({ max_frame: 100 });
+  s1.onclose({ code: 1001, reason: "gateway shutting down" });
+  // Connecting again: 100 bytes was that gateway's limit, not the next one's.
+  const big = sb.emit("e", "x".repeat(200));
+  const s2 = await fake.socket(2);
+  s2.greet({ max_frame: 1_000 });
+  assert.equal(s2.sent.length, 1, "the emit was not sent to a gateway whose limit it fits");
+  s2.ack(s2.sent[0].ref, 1);
+  assert.equal(await within(big, "the emit's answer"), 1);
 });
