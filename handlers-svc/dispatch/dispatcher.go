@@ -75,8 +75,9 @@ type Options struct {
 // at start.
 func (o Options) Check() error {
 	if o.Window > 0 {
-		if err := proto.CheckHistoryWindow(o.Window); err != nil {
-			return fmt.Errorf("dispatch: Options.Window %w (0 for DefaultWindow, NoHistory for none)", err)
+		if proto.CheckHistoryWindow(o.Window) != nil {
+			return fmt.Errorf("dispatch: Options.Window must be 0 (DefaultWindow), negative (NoHistory: recording off) or from 1s to %s, got %s",
+				proto.MaxHistoryWindow, o.Window)
 		}
 	}
 	w := o.Window

@@ -28,6 +28,10 @@ const DEFAULTS = {
 // section 2): outside the app's event names, and never handed to the app.
 const HEARTBEAT = "$ping";
 
+// monotonic is a clock that only moves forward (milliseconds): the
+// heartbeat watch must not be fooled by a wall clock set back.
+const monotonic = () => globalThis.performance?.now?.() ?? Date.now();
+
 /**
  * connect starts connecting at once and returns the client. It reconnects by
  * itself after every close except sb.close(), a refused token or a URL the
@@ -273,7 +277,7 @@ class Client {
     let heardAt = 0; // when the last frame arrived
     ws.onmessage = (ev) => {
       if (this.#ws !== ws) return;
-      heardAt = Date.now();
+      heardAt = monotonic();
       const frame = parseFrame(ev.data);
       if (!frame || frame.event === HEARTBEAT) return;
       if (frame.event === "connected" && !greeted) {
@@ -290,7 +294,7 @@ class Client {
           const quiet = Math.min(args.heartbeat + this.#opts.heartbeatGrace, MAX_TIMER);
           const watch = () => {
             if (this.#ws !== ws) return;
-            const left = heardAt + quiet - Date.now();
+            const left = heardAt + quiet - monotonic();
             if (left > 0) this.#watch = setTimeout(watch, left);
             else this.#abandon?.(`no frame from the gateway for ${quiet} ms`);
           };
