@@ -40,15 +40,8 @@ func (m *Disconnect) Check() error {
 	if len(m.Conns) > MaxConns {
 		return event.BadRequest("conns names %d connections, more than %d", len(m.Conns), MaxConns)
 	}
-	for i, u := range m.Users {
-		if !ValidUser(u) {
-			return event.BadRequest("users[%d] must be a user id of 1 to %d bytes of printable UTF-8", i, MaxUserLen)
-		}
-	}
-	for i, c := range m.Conns {
-		if !validConn(c) {
-			return event.BadRequest("conns[%d] must be a connection id of 1 to %d bytes of printable ASCII", i, MaxConnLen)
-		}
+	if err := checkIDs(m.Users, m.Conns); err != nil {
+		return err
 	}
 	if !proto.ValidReason(m.Reason) {
 		return event.BadRequest("reason must be printable UTF-8")

@@ -85,19 +85,29 @@ func (m *Message) Check() error {
 	case len(m.Rooms) > MaxRooms:
 		return event.BadRequest("rooms names %d rooms, more than %d", len(m.Rooms), MaxRooms)
 	}
-	for i, u := range m.Users {
-		if !ValidUser(u) {
-			return event.BadRequest("users[%d] must be a user id of 1 to %d bytes of printable UTF-8", i, MaxUserLen)
-		}
-	}
-	for i, c := range m.Conns {
-		if !validConn(c) {
-			return event.BadRequest("conns[%d] must be a connection id of 1 to %d bytes of printable ASCII", i, MaxConnLen)
-		}
+	if err := checkIDs(m.Users, m.Conns); err != nil {
+		return err
 	}
 	for i, r := range m.Rooms {
 		if !proto.ValidRoomName(r) {
 			return event.BadRequest("rooms[%d] must match %s", i, proto.RoomPattern)
+		}
+	}
+	return nil
+}
+
+// checkIDs returns a bad_request *event.Error naming the first of users
+// that is no user id a token may carry, or of conns that is no connection
+// id of the gateway's form, or nil (Message.Check, Disconnect.Check).
+func checkIDs(users, conns []string) error {
+	for i, u := range users {
+		if !ValidUser(u) {
+			return event.BadRequest("users[%d] must be a user id of 1 to %d bytes of printable UTF-8", i, MaxUserLen)
+		}
+	}
+	for i, c := range conns {
+		if !validConn(c) {
+			return event.BadRequest("conns[%d] must be a connection id of 1 to %d bytes of printable ASCII", i, MaxConnLen)
 		}
 	}
 	return nil
