@@ -256,7 +256,7 @@ class Client {
       resume = this.#cursor.resume(tokenUser(token), base);
       url = socketURL(this.#opts.url, { token, ...resume, heartbeat: this.#opts.heartbeat ? "1" : undefined });
     } catch (err) {
-      this.#fail(`bad url: ${err.message}`, 0);
+      this.#fail(`bad url: ${err.message}`);
       return;
     }
     let ws;
@@ -454,7 +454,12 @@ class Client {
     this.#closed = true;
     this.#stop();
     this.#failPending(() => true, "closed", reason);
-    this.#setState("closed", code === undefined ? { reason, status } : { reason, code });
+    // status only after the gateway refused (401, 403), code only after it
+    // closed for good (4003): client.d.ts promises no other values.
+    const info = { reason };
+    if (status !== undefined) info.status = status;
+    if (code !== undefined) info.code = code;
+    this.#setState("closed", info);
   }
 
   // #probe repeats the refused upgrade as a plain GET of the same URL and

@@ -643,3 +643,20 @@ test("a state listener that moves the client on: the later listeners end on the 
   fake.made[0].drop(1001, "gateway shutting down");
   assert.deepEqual(later.map(([s]) => s), ["connecting", "open", "closed"]);
 });
+
+// A URL the client cannot use stops it for good, state "closed" with the
+// reason only: no status (client.d.ts: 401 or 403, after a refusal) and
+// no code, since no gateway answered.
+test("a bad url closes with its reason, no status or code", async () => {
+  const { WebSocket, made } = fakeSockets();
+  const client = connect({ url: "not a url", token: jwt("alice"), WebSocket });
+  const closed = await within(
+    new Promise((resolve) => client.onState((s, info) => s === "closed" && resolve(info))),
+    "closed state",
+  );
+  assert.match(closed.reason, /^bad url/);
+  assert.ok(!("status" in closed), `status ${closed.status} in ${JSON.stringify(closed)}`);
+  assert.ok(!("code" in closed), `code in ${JSON.stringify(closed)}`);
+  assert.equal(made.length, 0);
+  client.close();
+});
