@@ -45,11 +45,16 @@ type List struct {
 	loaded atomic.Bool   // a load has succeeded
 }
 
-// New returns a List that loads from rdb and forgets an entry ttl after
+// New returns a List that loads from rdb (which may be set later, with
+// SetClient) and forgets an entry ttl after
 // its moment.
 func New(rdb redis.UniversalClient, ttl time.Duration, log *zap.Logger) *List {
 	return &List{rdb: rdb, ttl: ttl, log: log, now: time.Now, before: make(map[string]int64), load: make(chan struct{}, 1)}
 }
+
+// SetClient sets the client Load reads with, for a List made before the
+// worker connected to Redis; call it before Run.
+func (l *List) SetClient(rdb redis.UniversalClient) { l.rdb = rdb }
 
 // Revoked reports whether a token of user issued at iat (zero: the token
 // has no iat) is revoked: user has an entry within the TTL, and the token
