@@ -3,6 +3,7 @@ package proto
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -27,7 +28,21 @@ type Disconnect struct {
 	Conns     []string `json:"conns"`
 	Reason    string   `json:"reason,omitempty"`
 	Reconnect bool     `json:"reconnect,omitempty"`
+	// RevokeBefore, when not 0, revokes the tokens of Users issued before
+	// it, in Unix milliseconds: a worker refuses a token of one of them
+	// whose iat is missing or whose iat*1000 <= RevokeBefore (the same
+	// second included, since iat has seconds only). Handlers-svc records
+	// it in RevokedKey before it publishes the message, for the workers
+	// that miss the message.
+	RevokeBefore int64 `json:"revoke_before,omitempty"`
 }
+
+// RevokedKey is the Redis hash of revoked tokens: user id -> the Unix
+// milliseconds before which that user's tokens are refused (Disconnect's
+// RevokeBefore), the later one kept. Handlers-svc deletes a field once it
+// is older than its revoke TTL; a worker ignores one older than its own
+// (GATEWAY_REVOKE_TTL). One hash, so one slot on a Redis Cluster.
+const RevokedKey = "sb:revoked"
 
 // MaxCloseReason is the most bytes of a WebSocket close reason: a control
 // frame's payload is at most 125 bytes, two of which are the code
@@ -111,6 +126,10 @@ func AppendDisconnect(dst []byte, d *Disconnect) []byte {
 	if d.Reconnect {
 		dst = append(dst, `,"reconnect":true`...)
 	}
+	if d.RevokeBefore != 0 {
+		dst = append(dst, `,"revoke_before":`...)
+		dst = strconv.AppendInt(dst, d.RevokeBefore, 10)
+	}
 	return append(dst, '}')
 }
 
@@ -141,6 +160,9 @@ func DecodeDisconnect(data []byte) (Disconnect, error) {
 		return Disconnect{}, &Error{Code: CodeBadRequest, Message: "control message is not " + ControlDisconnect}
 	case m.Event != nil:
 		return Disconnect{}, &Error{Code: CodeBadRequest, Message: "control message has an event"}
+	}
+	if m.RevokeBefore < 0 {
+		return Disconnect{}, &Error{Code: CodeBadRequest, Message: "control message has a negative revoke_before"}
 	}
 	for _, u := range m.Users {
 		if !ValidUser(u) {

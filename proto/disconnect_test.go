@@ -14,6 +14,7 @@ func TestDisconnectRoundTrip(t *testing.T) {
 		{Users: []string{"alice", `we"ird\`, "é😀"}, Conns: []string{"c1"}, Reason: "banned: \"spam\"", Reconnect: false},
 		{Users: []string{"bob"}, Reconnect: true},
 		{Conns: []string{"c1", "c2"}},
+		{Users: []string{"carol"}, RevokeBefore: 1764739200123},
 	}
 	for _, d := range ds {
 		body := proto.AppendDisconnect(nil, &d)
@@ -25,7 +26,7 @@ func TestDisconnectRoundTrip(t *testing.T) {
 			t.Fatalf("%s: %v", body, err)
 		}
 		if got.Control != proto.ControlDisconnect || !slices.Equal(got.Users, d.Users) || !slices.Equal(got.Conns, d.Conns) ||
-			got.Reason != d.Reason || got.Reconnect != d.Reconnect {
+			got.Reason != d.Reason || got.Reconnect != d.Reconnect || got.RevokeBefore != d.RevokeBefore {
 			t.Fatalf("%s decoded as %+v, want %+v", body, got, d)
 		}
 	}
@@ -56,6 +57,8 @@ func TestDecodeDisconnectRefuses(t *testing.T) {
 		`{"control":"disconnect","users":[""]}`,
 		`{"control":"disconnect","users":["a\u0000b"]}`,
 		`{"control":"disconnect","users":"a"}`,
+		`{"control":"disconnect","users":["a"],"revoke_before":-1}`,
+		`{"control":"disconnect","users":["a"],"revoke_before":"1"}`,
 	} {
 		if d, err := proto.DecodeDisconnect([]byte(body)); err == nil {
 			t.Errorf("%s decoded as %+v", body, d)
@@ -130,4 +133,22 @@ func FuzzDecodeDisconnect(f *testing.F) {
 			t.Fatalf("%q: close reason %q", data, reason)
 		}
 	})
+}
+
+// TestDisconnectRevokeBeforeField: revoke_before is written only when set,
+// and a message without it (an earlier handlers-svc's) decodes as no
+// revocation.
+func TestDisconnectRevokeBeforeField(t *testing.T) {
+	body := string(proto.AppendDisconnect(nil, &proto.Disconnect{Users: []string{"a"}}))
+	if strings.Contains(body, "revoke_before") {
+		t.Fatalf("%s: revoke_before written when 0", body)
+	}
+	d, err := proto.DecodeDisconnect([]byte(`{"control":"disconnect","users":["a"],"conns":[]}`))
+	if err != nil || d.RevokeBefore != 0 {
+		t.Fatalf("without the field: %+v, %v", d, err)
+	}
+	body = string(proto.AppendDisconnect(nil, &proto.Disconnect{Users: []string{"a"}, RevokeBefore: 1500}))
+	if !strings.HasSuffix(body, `,"revoke_before":1500}`) {
+		t.Fatalf("%s: revoke_before not written", body)
+	}
 }

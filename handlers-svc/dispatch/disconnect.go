@@ -3,6 +3,9 @@ package dispatch
 import (
 	"context"
 	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/proto"
@@ -14,8 +17,9 @@ import (
 // Reconnect, 4002 (the client reconnects at once with a fresh token and
 // resumes). It is the body of POST /v1/disconnect.
 //
-// It does not revoke tokens: a client that still holds a valid token can
-// connect again. Use short-lived tokens, renewed by the client's getToken.
+// Without Revoke, a client that still holds a valid token can connect
+// again. With Revoke (users only), the tokens of Users issued before the
+// call (or with no iat) are refused from then on, for Options.RevokeTTL.
 type Disconnect struct {
 	Users []string `json:"users,omitempty"`
 	Conns []string `json:"conns,omitempty"`
@@ -24,6 +28,11 @@ type Disconnect struct {
 	// "disconnected" (or "reconnect" with Reconnect).
 	Reason    string `json:"reason,omitempty"`
 	Reconnect bool   `json:"reconnect,omitempty"`
+	// Revoke refuses from now on every token of Users whose iat is before
+	// the call, or in the same second, or missing: a leaked token, a
+	// logout everywhere, a ban. The client needs a token issued after the
+	// call. It needs Users: with Conns only it is a bad_request.
+	Revoke bool `json:"revoke,omitempty"`
 }
 
 // Check reports what is wrong with m as a bad_request *event.Error naming
@@ -33,6 +42,9 @@ type Disconnect struct {
 func (m *Disconnect) Check() error {
 	if len(m.Users) == 0 && len(m.Conns) == 0 {
 		return event.BadRequest("no target: give users or conns")
+	}
+	if m.Revoke && len(m.Users) == 0 {
+		return event.BadRequest("revoke needs users: tokens are revoked by user")
 	}
 	if len(m.Users) > MaxUsers {
 		return event.BadRequest("users names %d users, more than %d", len(m.Users), MaxUsers)
@@ -66,6 +78,22 @@ func (d *Dispatcher) Disconnect(ctx context.Context, m Disconnect) (workers int,
 		return 0, err
 	}
 	msg := proto.Disconnect{Users: uniq(m.Users), Conns: m.Conns, Reason: proto.TruncateReason(m.Reason), Reconnect: m.Reconnect}
+	if m.Revoke {
+		// Recorded before it is published: a worker that subscribes
+		// after the publish, or misses it, loads it from the hash.
+		msg.RevokeBefore = time.Now().UnixMilli()
+		args := make([]any, 0, 2+len(msg.Users))
+		args = append(args, msg.RevokeBefore, d.revokeTTL.Milliseconds())
+		for _, u := range msg.Users {
+			args = append(args, u)
+		}
+		if err := revokeScript.Run(ctx, d.pub.rdb, []string{proto.RevokedKey}, args...).Err(); err != nil {
+			if !unsent(err) {
+				err = &maybeSentError{err: err}
+			}
+			return 0, publishError(ctx, fmt.Errorf("disconnect: revoke: %w", err))
+		}
+	}
 	body := proto.AppendDisconnect(nil, &msg)
 	n, err := d.pub.rdb.Publish(ctx, proto.Channel, body).Result()
 	if err != nil {
@@ -76,3 +104,23 @@ func (d *Dispatcher) Disconnect(ctx context.Context, m Disconnect) (workers int,
 	}
 	return int(n), nil
 }
+
+// revokeScript records a revocation: ARGV[1] is the moment (Unix ms),
+// ARGV[2] the TTL (ms), the rest the users. Each user's field keeps the
+// later of its value and the moment; the fields older than the TTL are
+// deleted (each call walks the hash: revocations are rare), and the hash
+// expires a TTL after the last call, when every field would be stale.
+var revokeScript = redis.NewScript(`
+local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+	local v = tonumber(all[i+1])
+	if v == nil or v < now - ttl then redis.call('HDEL', KEYS[1], all[i]) end
+end
+for i = 3, #ARGV do
+	local old = tonumber(redis.call('HGET', KEYS[1], ARGV[i]))
+	if old == nil or old < now then redis.call('HSET', KEYS[1], ARGV[i], ARGV[1]) end
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+return 0
+`)

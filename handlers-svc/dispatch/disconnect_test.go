@@ -3,7 +3,9 @@ package dispatch_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -125,5 +127,73 @@ func TestClusterDisconnect(t *testing.T) {
 		if m, err := proto.DecodeDisconnect([]byte(msg.Payload)); err != nil || m.Reason != "banned" {
 			t.Fatalf("node %d got %q: %+v, %v", i, msg.Payload, m, err)
 		}
+	}
+}
+
+// TestDisconnectRevoke: a revoke records each user's moment in
+// proto.RevokedKey before publishing it as revoke_before, keeps a later
+// moment already there, deletes the fields older than RevokeTTL, and lets
+// the hash expire a RevokeTTL after.
+func TestDisconnectRevoke(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	rdb := newClient(t, srv.Addr())
+	ttl := time.Hour
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute, RevokeTTL: ttl})
+	ps := subscribe(t, rdb)
+	ctx := context.Background()
+	now := time.Now().UnixMilli()
+	later := now + 10*60*1000 // set by a handlers-svc whose clock is ahead
+	stale := now - ttl.Milliseconds() - 60*1000
+	fresh := now - 1000
+	if err := rdb.HSet(ctx, proto.RevokedKey, "carol", later, "old", stale, "dave", fresh).Err(); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now().UnixMilli()
+	if _, err := d.Disconnect(ctx, dispatch.Disconnect{Users: []string{"alice", "carol"}, Revoke: true}); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now().UnixMilli()
+	m, err := proto.DecodeDisconnect([]byte(receive(t, ps)))
+	if err != nil || m.RevokeBefore < before || m.RevokeBefore > after {
+		t.Fatalf("published %+v, %v; want revoke_before in [%d, %d]", m, err, before, after)
+	}
+	got, err := rdb.HGetAll(ctx, proto.RevokedKey).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"alice": strconv.FormatInt(m.RevokeBefore, 10),
+		"carol": strconv.FormatInt(later, 10), // the later one kept
+		"dave":  strconv.FormatInt(fresh, 10), // within the TTL
+	} // "old", past the TTL, deleted
+	if !maps.Equal(got, want) {
+		t.Errorf("%s = %v, want %v", proto.RevokedKey, got, want)
+	}
+	if pttl, err := rdb.PTTL(ctx, proto.RevokedKey).Result(); err != nil || pttl <= ttl-time.Minute || pttl > ttl {
+		t.Errorf("PTTL %s = %s, %v; want about %s", proto.RevokedKey, pttl, err, ttl)
+	}
+
+	// Without revoke, nothing is recorded and no revoke_before is sent.
+	if err := rdb.Del(ctx, proto.RevokedKey).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Disconnect(ctx, dispatch.Disconnect{Users: []string{"bob"}}); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := proto.DecodeDisconnect([]byte(receive(t, ps))); m.RevokeBefore != 0 {
+		t.Errorf("a disconnect without revoke published revoke_before %d", m.RevokeBefore)
+	}
+	if n, err := rdb.Exists(ctx, proto.RevokedKey).Result(); err != nil || n != 0 {
+		t.Errorf("a disconnect without revoke wrote %s (%d, %v)", proto.RevokedKey, n, err)
+	}
+}
+
+func TestDisconnectRevokeNeedsUsers(t *testing.T) {
+	m := dispatch.Disconnect{Conns: []string{"c1"}, Revoke: true}
+	if err := m.Check(); err == nil || !strings.Contains(err.Error(), "revoke needs users") {
+		t.Fatalf("conns-only revoke: Check = %v, want bad_request", err)
+	}
+	if err := (dispatch.Options{RevokeTTL: -time.Second}).Check(); err == nil {
+		t.Fatal("a negative RevokeTTL passed Check")
 	}
 }

@@ -24,6 +24,8 @@ type Dispatcher struct {
 	record bool          // Window > 0: dispatches to users and broadcasts are recorded
 	window time.Duration // how long recorded events are kept
 	ttl    time.Duration // how long a stream's meta outlives its last event
+	// revokeTTL is how long a revocation is kept in proto.RevokedKey.
+	revokeTTL time.Duration
 	// perUser publishes a dispatch to users (and no connection) on each
 	// user's channel (FANOUT_MODE=per_user).
 	perUser bool
@@ -65,7 +67,15 @@ type Options struct {
 	// once; its skip_users covers the users of the dispatch's other
 	// messages) stay on proto.Channel.
 	PerUser bool
+	// RevokeTTL is how long a revocation (Disconnect.Revoke) is kept in
+	// Redis: DefaultRevokeTTL if 0. Set it to the longest lifetime of your
+	// tokens: a token revoked longer ago than RevokeTTL is accepted again
+	// until its exp. The gateway's GATEWAY_REVOKE_TTL should be the same.
+	RevokeTTL time.Duration
 }
+
+// DefaultRevokeTTL is the RevokeTTL of Options that leave it 0.
+const DefaultRevokeTTL = 24 * time.Hour
 
 // Check returns why New would refuse o, or nil: a positive Window outside
 // HISTORY_WINDOW's bounds (under a second, events would expire before a
@@ -83,6 +93,9 @@ func (o Options) Check() error {
 	w := o.Window
 	if w == 0 {
 		w = DefaultWindow
+	}
+	if o.RevokeTTL < 0 {
+		return fmt.Errorf("dispatch: Options.RevokeTTL must be 0 (DefaultRevokeTTL) or positive, got %s", o.RevokeTTL)
 	}
 	if o.MetaTTL > 0 && w > 0 && o.MetaTTL < w {
 		return fmt.Errorf("dispatch: Options.MetaTTL %s is shorter than the window %s: a stream's epoch would expire before its events", o.MetaTTL, w)
@@ -140,6 +153,9 @@ func New(rdb redis.UniversalClient, opts Options) *Dispatcher {
 	if opts.MetaTTL <= 0 {
 		opts.MetaTTL = DefaultMetaTTL
 	}
+	if opts.RevokeTTL == 0 {
+		opts.RevokeTTL = DefaultRevokeTTL
+	}
 	switch {
 	case opts.Window == 0:
 		opts.Window = DefaultWindow // a Window forgotten records, as the services do by default
@@ -147,7 +163,7 @@ func New(rdb redis.UniversalClient, opts Options) *Dispatcher {
 		opts.Window = 0
 	}
 	return &Dispatcher{pub: newPublisher(rdb), record: opts.Window > 0, window: opts.Window, ttl: opts.MetaTTL,
-		perUser: opts.PerUser, cluster: streams.IsCluster(rdb)}
+		perUser: opts.PerUser, cluster: streams.IsCluster(rdb), revokeTTL: opts.RevokeTTL}
 }
 
 // LogOutages makes d log when Redis stops taking its dispatches and when it

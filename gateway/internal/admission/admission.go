@@ -1,7 +1,7 @@
 // Package admission decides which requests for /socket become sockets. In
 // order: the client address's rate of requests (GATEWAY_IP_UPGRADE_RATE),
 // the Origin (GATEWAY_ALLOWED_ORIGINS, docs/protocol.md section 1), the
-// token, whether the worker is open (started, and not shutting down), the
+// token (and whether it was revoked), whether the worker is open (started, and not shutting down), the
 // socket caps (GATEWAY_MAX_CONNS, GATEWAY_MAX_CONNS_PER_USER), then the
 // WebSocket upgrade. A refused request is answered with the contract's JSON
 // error, counted by reason and logged at debug level.
@@ -47,6 +47,12 @@ type Config struct {
 	// 0 = no limit.
 	IPUpgradeRate  float64
 	IPUpgradeBurst int
+
+	// Revoked, when set, reports whether a verified token of user issued
+	// at iat (zero: no iat) was revoked (package revoke); such a token is
+	// refused with 401 "token revoked". It must not block: it is checked
+	// on every upgrade.
+	Revoked func(user string, iat time.Time) bool
 
 	// Starting, when set, says what the worker waits for until Open
 	// ("starting: waiting for NATS"), for the 503 that answers an upgrade
@@ -157,6 +163,10 @@ func (a *Admission) Admit(rw http.ResponseWriter, r *http.Request) (up ws.Upgrad
 		claims, err = a.verifier.Verify(tok)
 	}
 	user = claims.User
+	revoked := err == nil && a.cfg.Revoked != nil && a.cfg.Revoked(user, claims.IssuedAt)
+	if revoked {
+		err = auth.ErrRevoked
+	}
 	if err != nil {
 		var ae *auth.Error
 		msg := "unauthorized"
@@ -164,7 +174,11 @@ func (a *Admission) Admit(rw http.ResponseWriter, r *http.Request) (up ws.Upgrad
 			msg = ae.Message
 		}
 		a.log.Debug("upgrade refused", zap.String("reason", msg), zap.String("remote", r.RemoteAddr))
-		refused(metrics.RefusedUnauthorized)
+		if revoked {
+			refused(metrics.RefusedRevoked)
+		} else {
+			refused(metrics.RefusedUnauthorized)
+		}
 		httpjson.Error(rw, http.StatusUnauthorized, proto.CodeUnauthorized, msg)
 		return ws.Upgraded{}, "", false
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -272,5 +273,47 @@ func TestFailedUpgradeFreesItsPlace(t *testing.T) {
 	d.leave(t)
 	if got := d.rec.get(metrics.RefusedUpgrade); got != 1 {
 		t.Errorf("bad_upgrade refusals = %d, want 1", got)
+	}
+}
+
+// TestRevokedToken: a token Config.Revoked says is revoked is refused with
+// 401 unauthorized, counted as token_revoked and not as unauthorized, and
+// Revoked is asked with the token's user and iat; another user is let in.
+func TestRevokedToken(t *testing.T) {
+	var mu sync.Mutex
+	var asked []string
+	var iats []time.Time
+	d := startDoor(t, Config{Revoked: func(user string, iat time.Time) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		asked, iats = append(asked, user), append(iats, iat)
+		return user == "alice"
+	}})
+	d.a.Open()
+	before := time.Now().Truncate(time.Second)
+	if status, code := d.dial(t, "alice"); status != http.StatusUnauthorized || code != proto.CodeUnauthorized {
+		t.Fatalf("alice's revoked token: %d %s, want 401 unauthorized", status, code)
+	}
+	if d.rec.get(metrics.RefusedRevoked) != 1 || d.rec.get(metrics.RefusedUnauthorized) != 0 {
+		t.Errorf("counted token_revoked %d, unauthorized %d; want 1, 0", d.rec.get(metrics.RefusedRevoked), d.rec.get(metrics.RefusedUnauthorized))
+	}
+	if status, _ := d.dial(t, "bob"); status != http.StatusSwitchingProtocols {
+		t.Fatalf("bob: %d, want 101", status)
+	}
+	mu.Lock()
+	gotUsers, gotIATs := slices.Clone(asked), slices.Clone(iats)
+	mu.Unlock()
+	if len(gotUsers) != 2 || gotUsers[0] != "alice" || gotUsers[1] != "bob" {
+		t.Fatalf("Revoked asked for %q, want alice, bob", gotUsers)
+	}
+	if gotIATs[0].Before(before) || gotIATs[0].After(time.Now()) {
+		t.Errorf("Revoked got iat %v, want the token's (Mint's now, %v or after)", gotIATs[0], before)
+	}
+	// The message of the 401 says why.
+	tok, _ := auth.Mint(secret, "alice", time.Hour)
+	rec := httptest.NewRecorder()
+	d.a.Admit(rec, httptest.NewRequest(http.MethodGet, "/socket?token="+tok, nil))
+	if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Body.String(), "token revoked") {
+		t.Errorf("plain GET: %d %s, want 401 with token revoked", rec.Code, rec.Body)
 	}
 }

@@ -44,6 +44,7 @@ var (
 	ErrAudience     = &Error{"token audience is not accepted"}
 	ErrMalformed    = &Error{"token is malformed"}
 	ErrTooLong      = &Error{"token is longer than 4096 bytes"}
+	ErrRevoked      = &Error{"token revoked: get a new token"}
 	ErrTokenParam   = &Error{"the token query parameter could not be read: it holds a bad %-escape or a ';'"}
 )
 
@@ -51,6 +52,9 @@ var (
 type Claims struct {
 	User    string    // sub
 	Expires time.Time // exp; a socket may stay open until Expires plus Leeway
+	// IssuedAt is iat, zero when the token has none: a revocation refuses
+	// a token without one.
+	IssuedAt time.Time
 }
 
 // Verifier checks HS256 tokens against one secret. It is safe for
@@ -114,7 +118,11 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	if claims.ExpiresAt == nil {
 		return Claims{}, ErrNoExpiry
 	}
-	return Claims{User: claims.Subject, Expires: claims.ExpiresAt.Time}, nil
+	c := Claims{User: claims.Subject, Expires: claims.ExpiresAt.Time}
+	if claims.IssuedAt != nil {
+		c.IssuedAt = claims.IssuedAt.Time
+	}
+	return c, nil
 }
 
 // ValidUser reports whether user is a user id the gateway accepts

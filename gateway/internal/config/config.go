@@ -72,6 +72,7 @@ type Config struct {
 	MaxReplay           int           // GATEWAY_MAX_REPLAY: most events replayed on one resume
 	FanoutMode          string        // FANOUT_MODE: shared or per_user (Fanout returns it parsed)
 	FanoutLinger        time.Duration // GATEWAY_FANOUT_LINGER: per_user, how long a user's channel outlives the user's last local socket
+	RevokeTTL           time.Duration // GATEWAY_REVOKE_TTL: how long a token revocation is honoured; the longest token lifetime
 
 	// Security settings (docs/security.md).
 	JWTSecretFile  string         // GATEWAY_JWT_SECRET_FILE: a file holding the secret, instead of GATEWAY_JWT_SECRET
@@ -146,6 +147,7 @@ func Default() Config {
 		MaxReplay:           1000,
 		FanoutMode:          string(proto.FanoutShared),
 		FanoutLinger:        5 * time.Second,
+		RevokeTTL:           24 * time.Hour,
 		// Next to the client port, and away from 9090 (Prometheus itself)
 		// and the 9100-9999 range its exporters have allocated. Loopback
 		// only: the admin port has no authentication, so exposing it is a
@@ -363,6 +365,7 @@ func (c *Config) settings(origins, devNets *string) []setting {
 		{"GATEWAY_MAX_REPLAY", (*intValue)(&c.MaxReplay)},
 		{"FANOUT_MODE", (*stringValue)(&c.FanoutMode)},
 		{"GATEWAY_FANOUT_LINGER", (*durationValue)(&c.FanoutLinger)},
+		{"GATEWAY_REVOKE_TTL", (*durationValue)(&c.RevokeTTL)},
 		{"GATEWAY_DEV_TOKEN_NETS", (*stringValue)(devNets)},
 		{"GATEWAY_METRICS_CACHE", (*durationValue)(&c.MetricsCache)},
 		{"GATEWAY_IP_PENDING", (*intValue)(&c.IPPending)},
@@ -513,6 +516,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := proto.ParseFanoutMode(c.FanoutMode); err != nil {
 		errs = append(errs, fmt.Errorf("FANOUT_MODE: %w", err))
+	}
+	if c.RevokeTTL <= 0 {
+		errs = append(errs, fmt.Errorf("GATEWAY_REVOKE_TTL must be positive (the longest lifetime of your tokens), got %s", c.RevokeTTL))
 	}
 	if c.FanoutLinger < 0 || c.FanoutLinger > MaxFanoutLinger {
 		errs = append(errs, fmt.Errorf("GATEWAY_FANOUT_LINGER must be from 0 to %s, got %s", MaxFanoutLinger, c.FanoutLinger))

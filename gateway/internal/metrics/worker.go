@@ -132,9 +132,10 @@ const (
 	RefusedUserCap      = "too_many_connections" // GATEWAY_MAX_CONNS_PER_USER
 	RefusedWorkerFull   = "worker_full"          // GATEWAY_MAX_CONNS
 	RefusedIPRate       = "ip_rate_limited"      // GATEWAY_IP_UPGRADE_RATE
+	RefusedRevoked      = "token_revoked"        // a backend's disconnect with revoke (401)
 )
 
-var refusedReasons = [...]string{RefusedUnauthorized, RefusedOrigin, RefusedUnavailable, RefusedUpgrade, RefusedUserCap, RefusedWorkerFull, RefusedIPRate}
+var refusedReasons = [...]string{RefusedUnauthorized, RefusedOrigin, RefusedUnavailable, RefusedUpgrade, RefusedUserCap, RefusedWorkerFull, RefusedIPRate, RefusedRevoked}
 
 // Reasons an envelope is refused as overload, the values of the reason label
 // of switchboard_gateway_overload_refusals_total (forward.ShedFanout and

@@ -30,6 +30,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/metrics"
 	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
 	"github.com/switchboard/switchboard/gateway/internal/resume"
+	"github.com/switchboard/switchboard/gateway/internal/revoke"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/internal/httpserver"
 	"github.com/switchboard/switchboard/internal/logevery"
@@ -51,6 +52,7 @@ type Worker struct {
 	limits  ws.Limits
 	wsLog   *zap.Logger // shared by every socket
 	metrics *metrics.Worker
+	revoked *revoke.List // tokens revoked by a backend's disconnect
 
 	nc  *nats.Conn
 	rdb redis.UniversalClient
@@ -106,12 +108,13 @@ func New(cfg config.Config, index int, log *zap.Logger, opts ...Option) *Worker 
 		},
 	}
 	w.waiting.Store(waitNATS | waitRedis)
+	w.revoked = revoke.New(nil, cfg.RevokeTTL, log.Named("revoke")) // its client is set once connected
 	w.adm = admission.New(admission.Config{
 		JWTSecret: cfg.JWTSecret, JWTAudience: cfg.JWTAudience,
 		AllowedOrigins: cfg.AllowedOrigins, Dev: cfg.Dev,
 		MaxConns: cfg.MaxConns, MaxConnsPerUser: cfg.MaxConnsPerUser,
 		IPUpgradeRate: cfg.IPUpgradeRate, IPUpgradeBurst: cfg.IPUpgradeBurst,
-		Starting: w.startingReason,
+		Starting: w.startingReason, Revoked: w.revoked.Revoked,
 	}, h, m, log)
 	for _, o := range opts {
 		o(w)
@@ -142,6 +145,7 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 	}
 	defer w.rdb.Close()
 	defer w.nc.Close()
+	w.revoked.SetClient(w.rdb)
 
 	w.res = resume.New(w.rdb, resume.Config{
 		Enabled:    w.cfg.HistoryWindow > 0,
@@ -160,7 +164,9 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 	// After every (re)subscription, what was published while nothing
 	// listened is filled from the streams.
 	subOpts := []fanout.Option{
-		fanout.OnSubscribed(w.res.RequestSweep), fanout.OnRestored(w.metrics.SubscriptionRestored),
+		// And the revoked tokens are loaded again: what was revoked
+		// while nothing listened is in sb:revoked.
+		fanout.OnSubscribed(func() { w.res.RequestSweep(); w.revoked.RequestLoad() }), fanout.OnRestored(w.metrics.SubscriptionRestored),
 		fanout.QueueBytes(w.cfg.FanoutQueueBytes),
 		fanout.OnDisconnect(w.disconnect),
 	}
@@ -200,7 +206,8 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
+	go func() { defer wg.Done(); w.revoked.Run(bg) }()
 	go func() { defer wg.Done(); w.res.Run(bg, w.hub.Snapshot) }()
 	go func() { defer wg.Done(); _ = w.sub.Run(bg) }()
 	go func() { defer wg.Done(); w.pings.run(bg, w.cfg.PingInterval) }()
@@ -313,7 +320,8 @@ func (w *Worker) waitDeps(ctx context.Context) bool {
 	defer t.Stop()
 	start, logged := time.Now(), time.Now()
 	for {
-		natsUp, redisUp := w.nc.IsConnected(), w.sub.Live()
+		// The revoked tokens are loaded once before any socket is let in.
+		natsUp, redisUp := w.nc.IsConnected(), w.sub.Live() && w.revoked.Loaded()
 		var down uint32
 		if !natsUp {
 			down |= waitNATS

@@ -295,7 +295,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 // HISTORY_WINDOW=0 turns recording off, which a zero Options.Window does
 // not (it is the default window).
 func dispatchOptions(cfg config.Config) dispatch.Options {
-	opts := dispatch.Options{Window: cfg.HistoryWindow, PerUser: cfg.Fanout() == proto.FanoutPerUser}
+	opts := dispatch.Options{Window: cfg.HistoryWindow, PerUser: cfg.Fanout() == proto.FanoutPerUser, RevokeTTL: cfg.RevokeTTL}
 	if opts.Window == 0 {
 		opts.Window = dispatch.NoHistory
 	}

@@ -28,6 +28,7 @@ type Config struct {
 	Timeout         time.Duration // HANDLERS_TIMEOUT: per request; below GATEWAY_HANDLER_TIMEOUT
 	ShutdownTimeout time.Duration // HANDLERS_SHUTDOWN_TIMEOUT: drain and wait on SIGTERM
 	HistoryWindow   time.Duration // HISTORY_WINDOW: how long events are kept for recovery; 0 = off
+	RevokeTTL       time.Duration // HANDLERS_REVOKE_TTL: how long a revocation is kept in Redis; the longest token lifetime
 	APIKey          string        // HANDLERS_API_KEY: the dispatch API's bearer key; "" = no API (404)
 	FanoutMode      string        // FANOUT_MODE: shared (default) or per_user; see Fanout
 }
@@ -51,6 +52,7 @@ func Default() Config {
 		Timeout:         4 * time.Second,
 		ShutdownTimeout: 10 * time.Second,
 		HistoryWindow:   proto.DefaultHistoryWindow,
+		RevokeTTL:       24 * time.Hour,
 		FanoutMode:      string(proto.FanoutShared),
 	}
 }
@@ -74,6 +76,7 @@ func (c *Config) settings() []setting {
 		{env: "HANDLERS_TIMEOUT", usage: "per-request handler timeout; keep it below GATEWAY_HANDLER_TIMEOUT, with margin", dur: &c.Timeout},
 		{env: "HANDLERS_SHUTDOWN_TIMEOUT", usage: "how long shutdown waits for running handlers", dur: &c.ShutdownTimeout},
 		{env: "HISTORY_WINDOW", usage: "how long dispatched events are kept for recovery; 0 = recovery off (set the same on the gateway)", dur: &c.HistoryWindow},
+		{env: "HANDLERS_REVOKE_TTL", usage: "how long a token revocation (POST /v1/disconnect with revoke) is kept in Redis: the longest lifetime of your tokens (set GATEWAY_REVOKE_TTL the same)", dur: &c.RevokeTTL},
 		{env: "FANOUT_MODE", usage: "how dispatches reach the gateway workers: shared (one channel) or per_user (a channel per user); set the same on the gateway", str: &c.FanoutMode},
 		{env: "HANDLERS_API_KEY", usage: "bearer key of the dispatch API, POST /v1/dispatch on HANDLERS_ADDR; unset = no API", str: &c.APIKey},
 	}
@@ -154,6 +157,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("HANDLERS_SHUTDOWN_TIMEOUT: must be positive, got %s", c.ShutdownTimeout))
+	}
+	if c.RevokeTTL <= 0 {
+		errs = append(errs, fmt.Errorf("HANDLERS_REVOKE_TTL must be positive, got %s", c.RevokeTTL))
 	}
 	if err := proto.CheckHistoryWindow(c.HistoryWindow); err != nil {
 		errs = append(errs, fmt.Errorf("HISTORY_WINDOW: %w", err))

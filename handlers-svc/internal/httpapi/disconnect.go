@@ -55,7 +55,7 @@ func (h disconnectHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Info, not debug as a dispatch: a disconnect is rare, and who was
 	// cut off when is what an operator looks for.
 	a.log.Info("disconnect published", zap.Strings("users", m.Users), zap.Strings("conns", m.Conns),
-		zap.String("reason", proto.TruncateReason(m.Reason)), zap.Bool("reconnect", m.Reconnect), zap.Int("workers", n)) // as sent: a body may hold a reason of up to its whole size
+		zap.String("reason", proto.TruncateReason(m.Reason)), zap.Bool("reconnect", m.Reconnect), zap.Bool("revoke", m.Revoke), zap.Int("workers", n)) // as sent: a body may hold a reason of up to its whole size
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write([]byte(`{"workers":` + strconv.Itoa(n) + "}\n"))

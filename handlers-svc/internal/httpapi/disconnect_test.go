@@ -56,6 +56,7 @@ func TestDisconnectAPI(t *testing.T) {
 		{"Bearer " + key, `{"users":"alice"}`, http.StatusBadRequest, proto.CodeBadRequest, "body.users"},
 		{"Bearer " + key, `{"users":["a"],"reconnect":"yes"}`, http.StatusBadRequest, proto.CodeBadRequest, "body.reconnect"},
 		{"Bearer " + key, `{"users":["a"],"reason":"a\nb"}`, http.StatusBadRequest, proto.CodeBadRequest, "reason"},
+		{"Bearer " + key, `{"conns":["c1"],"revoke":true}`, http.StatusBadRequest, proto.CodeBadRequest, "revoke needs users"},
 	} {
 		status, body := post(t, url, tc.auth, tc.body)
 		var e struct {

@@ -1,0 +1,112 @@
+package revoke
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/switchboard/switchboard/internal/testkit"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// TestRevokedIAT: the edges of the comparison of iat (seconds) with the
+// moment (ms): a token of the revoke's second is refused, one of the next
+// second accepted, one with no iat refused; other users are unaffected.
+func TestRevokedIAT(t *testing.T) {
+	l := New(nil, time.Hour, zap.NewNop())
+	at := time.Now()
+	before := at.Truncate(time.Second).UnixMilli() + 400 // 400ms into its second
+	l.Revoke([]string{"alice"}, before)
+	sec := time.UnixMilli(before).Truncate(time.Second)
+	for _, c := range []struct {
+		name string
+		iat  time.Time
+		want bool
+	}{
+		{"no iat", time.Time{}, true},
+		{"a second before", sec.Add(-time.Second), true},
+		{"same second", sec, true},
+		{"same second, later ms (iat has none)", sec.Add(900 * time.Millisecond), true},
+		{"next second", sec.Add(time.Second), false},
+	} {
+		if got := l.Revoked("alice", c.iat); got != c.want {
+			t.Errorf("%s: Revoked = %v, want %v", c.name, got, c.want)
+		}
+	}
+	if l.Revoked("bob", time.Time{}) {
+		t.Error("bob, never revoked, is")
+	}
+	// A later revoke moves the moment; an earlier one does not.
+	l.Revoke([]string{"alice"}, before+5000)
+	l.Revoke([]string{"alice"}, before-5000)
+	if !l.Revoked("alice", sec.Add(5*time.Second)) {
+		t.Error("the later revoke was not kept")
+	}
+}
+
+// TestRevokedPastTTL: an entry older than the TTL no longer refuses, and
+// the next revoke prunes it.
+func TestRevokedPastTTL(t *testing.T) {
+	now := time.Now()
+	l := New(nil, time.Hour, zap.NewNop())
+	l.now = func() time.Time { return now }
+	l.Revoke([]string{"old"}, now.Add(-2*time.Hour).UnixMilli())
+	l.Revoke([]string{"young"}, now.Add(-59*time.Minute).UnixMilli())
+	if l.Revoked("old", time.Time{}) {
+		t.Error("an entry past the TTL refuses")
+	}
+	if !l.Revoked("young", time.Time{}) {
+		t.Error("an entry within the TTL does not refuse")
+	}
+	if l.Len() != 1 {
+		t.Errorf("Len = %d after a prune, want 1 (young)", l.Len())
+	}
+	now = now.Add(2 * time.Minute) // young is past the TTL now
+	if l.Revoked("young", time.Time{}) {
+		t.Error("young refuses past the TTL")
+	}
+	l.Revoke([]string{"new"}, now.UnixMilli())
+	if l.Len() != 1 {
+		t.Errorf("Len = %d, want 1 (new)", l.Len())
+	}
+}
+
+// TestLoad: Load reads the hash from a real Redis and merges it
+// with what it holds (a later moment wins, nothing is dropped but by the
+// TTL) and skips fields that are no number.
+func TestLoad(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := context.Background()
+	now := time.Now().UnixMilli()
+	if err := rdb.HSet(ctx, proto.RevokedKey, "alice", now, "carol", now-1000, "junk", "x", "stale", now-2*3600*1000).Err(); err != nil {
+		t.Fatal(err)
+	}
+	l := New(rdb, time.Hour, zap.NewNop())
+	l.Revoke([]string{"carol"}, now+60*1000) // received from a message, later than the hash
+	l.Revoke([]string{"bob"}, now)           // received while the load was under way
+	if l.Loaded() {
+		t.Fatal("Loaded before any load")
+	}
+	l.RequestLoad()
+	l.RequestLoad() // coalesced with the first: never blocks
+	if err := l.Load(ctx); err != nil || !l.Loaded() {
+		t.Fatalf("Load = %v, Loaded %v", err, l.Loaded())
+	}
+	if !l.Revoked("alice", time.UnixMilli(now-1000)) || !l.Revoked("bob", time.Time{}) {
+		t.Error("alice (from the hash) or bob (held) not revoked")
+	}
+	if !l.Revoked("carol", time.UnixMilli(now+30*1000)) {
+		t.Error("carol's later moment was replaced by the hash's earlier one")
+	}
+	if l.Revoked("stale", time.Time{}) || l.Revoked("junk", time.Time{}) {
+		t.Error("a stale or non-numeric field refuses")
+	}
+	if l.Len() != 3 {
+		t.Errorf("Len = %d, want 3 (alice, bob, carol)", l.Len())
+	}
+}
