@@ -75,44 +75,16 @@ for m in $MODES; do
   add_stack "$m" "${commit:-unknown}" bin "FANOUT_MODE=$m HANDLERS_API_KEY=$API_KEY" "this tree, FANOUT_MODE=$m"
 done
 
-load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
-work="$(mktemp -d)"
+open_work bench-fanout
 jsonl="$work/results.jsonl"
 raw="$work/raw.jsonl"
 : >"$jsonl" >"$raw" >"$work/failures.txt"
-pids=()
-stop() {
-  local rc=$?
-  trap - EXIT INT TERM
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-    kill -TERM "${pids[i]}" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "${pids[i]}" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "${pids[i]}" 2>/dev/null || true
-    wait "${pids[i]}" 2>/dev/null || true
-  done
-  if ((rc)); then
-    echo "bench-fanout: failed; last gateway log lines:" >&2
-    tail -n 5 "$work"/gateway*.log >&2 2>/dev/null || true
-  fi
-  if [[ -n ${BENCH_LOGS:-} ]]; then
-    mkdir -p "$BENCH_LOGS" && cp "$work"/*.log "$BENCH_LOGS"/ 2>/dev/null || true
-  fi
-  rm -rf "$work"
-  exit "$rc"
-}
-trap stop EXIT
-trap 'exit 130' INT TERM
 
 # stop_stack I: stops stack I's servers, the gateway first, so that the
 # next mode has the machine to itself.
 stop_stack() {
   local p
-  for p in "${S_GW[$1]}" "${S_HS[$1]}" "${S_NATS[$1]}" "${S_REDIS[$1]}"; do
-    kill -TERM "$p" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
+  for p in "${S_GW[$1]}" "${S_HS[$1]}" "${S_NATS[$1]}" "${S_REDIS[$1]}"; do stop_pid "$p"; done
 }
 
 for ((i = 0; i < ${#ST_NAME[@]}; i++)); do

@@ -160,34 +160,11 @@ if [[ ${BENCH_COMPARE_RECOVERY:-0} == 1 ]]; then
 fi
 nstacks=${#ST_NAME[@]}
 
-load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
-work="$(mktemp -d)"
+open_work bench
 jsonl="$work/results.jsonl"
 resume_jsonl="$work/resume.jsonl"
 search_jsonl="$work/search.jsonl"
 : >"$jsonl" >"$resume_jsonl" # the report reads both, whichever phases ran
-pids=()
-stop() {
-  local rc=$?
-  trap - EXIT INT TERM
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-    kill -TERM "${pids[i]}" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "${pids[i]}" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "${pids[i]}" 2>/dev/null || true
-    wait "${pids[i]}" 2>/dev/null || true
-  done
-  if ((rc)); then
-    echo "bench: failed; last gateway log lines:" >&2
-    tail -n 5 "$work/gateway.log" >&2 2>/dev/null || true
-  fi
-  if [[ -n ${BENCH_LOGS:-} ]]; then
-    mkdir -p "$BENCH_LOGS" && cp "$work"/*.log "$BENCH_LOGS"/ 2>/dev/null || true
-  fi
-  rm -rf "$work"
-  exit "$rc"
-}
-trap stop EXIT
-trap 'exit 130' INT TERM
 
 
 echo "bench: Go micro benchmarks" >&2

@@ -17,6 +17,41 @@ wait_for() {
   echo "${0##*/}: $what did not come up" >&2; exit 1
 }
 
+# stop_pid PID: asks PID to stop, waits 10 s at most, then kills it.
+stop_pid() {
+  kill -TERM "$1" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+# open_work NAME: makes the run's scratch directory ($work) and arms an exit
+# trap that stops every process in pids (the last started first), shows
+# the gateway's last log lines when the run failed (NAME: in front), keeps
+# the servers' logs in BENCH_LOGS when set, and removes $work.
+open_work() {
+  BENCH_NAME="$1"
+  load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
+  work="$(mktemp -d)"
+  pids=()
+  trap close_work EXIT
+  trap 'exit 130' INT TERM
+}
+close_work() {
+  local rc=$?
+  trap - EXIT INT TERM
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop_pid "${pids[i]}"; done
+  if ((rc)); then
+    echo "$BENCH_NAME: failed; last gateway log lines:" >&2
+    tail -n 5 "$work"/gateway*.log >&2 2>/dev/null || true
+  fi
+  if [[ -n ${BENCH_LOGS:-} ]]; then
+    mkdir -p "$BENCH_LOGS" && cp "$work"/*.log "$BENCH_LOGS"/ 2>/dev/null || true
+  fi
+  rm -rf "$work"
+  exit "$rc"
+}
+
 ST_NAME=() # candidate, baseline, recovery-off
 ST_REF=()  # the commit each was built from (short hash, -dirty for a changed tree)
 ST_BIN=()  # the directory of its gateway and handlers-svc
