@@ -22,3 +22,16 @@ const MaxEventFrame = len(`{"event":"","id":"","args":,"bpos":""}`) +
 // maxEscape is the most bytes AppendString writes for one byte of a
 // string (an ASCII character it writes as \u00XX).
 const maxEscape = len(`\u0000`)
+
+// MaxResult is the most bytes the JSON result of one handler may have
+// (docs/protocol.md section 3): the ack that carries it is queued whole to
+// one socket, like a dispatched event, so it has the same bound.
+// handlers-svc answers a bigger result with handler_error, and the gateway
+// does the same for one that reaches it from elsewhere.
+const MaxResult = MaxDispatchArgs
+
+// MaxAckFrame is the most bytes of an ack frame (AppendAckResult): a user
+// id of MaxUserLen bytes and a ref of MaxRefLen characters, every one of
+// which JSON escapes to six bytes, and a result of MaxResult bytes.
+const MaxAckFrame = len(`{"event":"ack","id":"","ref":"","args":}`) +
+	maxEscape*MaxUserLen + maxEscape*MaxRefLen + MaxResult

@@ -44,3 +44,25 @@ func TestMaxEventFrame(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxAckFrame: the largest ack, every part at its longest and made of
+// characters AppendString escapes, is MaxAckFrame bytes, and a ref can
+// make no longer one: a character of it is written in at most maxEscape
+// bytes (\u2028 and \u2029 are escaped too, from three).
+func TestMaxAckFrame(t *testing.T) {
+	user := strings.Repeat("<", MaxUserLen)
+	ref := strings.Repeat("\x01", MaxRefLen)
+	result := json.RawMessage(`"` + strings.Repeat("a", MaxResult-2) + `"`)
+	f := AppendAckResult(nil, user, ref, result)
+	if !json.Valid(f) {
+		t.Fatal("the ack is not JSON")
+	}
+	if len(f) != MaxAckFrame {
+		t.Errorf("the longest ack is %d bytes, MaxAckFrame says %d", len(f), MaxAckFrame)
+	}
+	for _, r := range []rune{0, '"', '\\', 0x7f, 0x2028, 0x2029, 0xfffd, 0x10ffff} {
+		if got := len(AppendString(nil, string(r))) - 2; got > maxEscape {
+			t.Errorf("%U is written in %d bytes, more than maxEscape", r, got)
+		}
+	}
+}

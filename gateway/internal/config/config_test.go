@@ -55,7 +55,7 @@ func TestDefaultIsTheContract(t *testing.T) {
 		{"WorkerHangTimeout", c.WorkerHangTimeout, 10 * time.Second},
 		// The documented minimums of GATEWAY_SEND_QUEUE and _BYTES.
 		{"MinSendQueue", config.MinSendQueue, 4},
-		{"MinSendQueueBytes", config.MinSendQueueBytes, 67302},
+		{"MinSendQueueBytes", config.MinSendQueueBytes, 67496},
 	}
 	for _, ch := range checks {
 		if !reflect.DeepEqual(ch.got, ch.want) {
@@ -379,9 +379,9 @@ func TestLoadErrors(t *testing.T) {
 		// A queue smaller than one event closes its socket at every replay
 		// of that event: the minimum is named.
 		{"send queue bytes under one event", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_SEND_QUEUE_BYTES": "4096"}, nil,
-			"GATEWAY_SEND_QUEUE_BYTES must be at least " + strconv.Itoa(proto.MaxEventFrame)},
-		{"send queue bytes one short", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_SEND_QUEUE_BYTES": strconv.Itoa(proto.MaxEventFrame - 1)}, nil,
-			"GATEWAY_SEND_QUEUE_BYTES must be at least " + strconv.Itoa(proto.MaxEventFrame)},
+			"GATEWAY_SEND_QUEUE_BYTES must be at least " + strconv.Itoa(config.MinSendQueueBytes)},
+		{"send queue bytes one short", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_SEND_QUEUE_BYTES": strconv.Itoa(config.MinSendQueueBytes - 1)}, nil,
+			"GATEWAY_SEND_QUEUE_BYTES must be at least " + strconv.Itoa(config.MinSendQueueBytes)},
 		{"fanout queue too small", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_FANOUT_QUEUE": "8"}, nil, "GATEWAY_FANOUT_QUEUE"},
 		{"worker in-flight negative", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_WORKER_INFLIGHT": "-1"}, nil, "GATEWAY_WORKER_INFLIGHT"},
 		{"in-flight zero", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_INFLIGHT": "0"}, nil, "GATEWAY_MAX_INFLIGHT"},

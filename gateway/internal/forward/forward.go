@@ -43,6 +43,8 @@ var (
 	errUnavailable = proto.NewError(proto.CodeUnavailable, "handlers are unavailable, try again later")
 	errShutdown    = proto.NewError(proto.CodeUnavailable, "gateway is shutting down, reconnect and retry")
 	errTimeout     = proto.NewError(proto.CodeTimeout, "handler did not answer in time")
+	// The same answer as handlers-svc's to a result over proto.MaxResult.
+	errResultTooLarge = proto.NewError(proto.CodeHandlerError, "handler failed: its result is too large")
 	// The request may have run: the client is told so before it retries.
 	errLostInFlight = proto.NewError(proto.CodeUnavailable, "connection to the handlers was lost before they answered; the event may or may not have been handled")
 	// Refused unforwarded while the worker is overloaded: the handler did
@@ -245,6 +247,16 @@ func (f *Forwarder) envelope(s *Session, data []byte) {
 
 func (f *Forwarder) forward(s *Session, env *proto.Envelope) {
 	result, perr, rtt := f.request(s.sock, env)
+	if perr == nil && len(result) > proto.MaxResult {
+		// handlers-svc refuses such a result itself; one from another
+		// responder would be queued whole, and could close the socket
+		// as a slow consumer.
+		if ce := f.log.Check(zap.WarnLevel, "handler result too large"); ce != nil {
+			ce.Write(zap.String("user", s.sock.User()), zap.String("conn", s.sock.ID()), zap.String("event", env.Event),
+				zap.Int("bytes", len(result)), zap.Int("max", proto.MaxResult))
+		}
+		perr = errResultTooLarge
+	}
 	f.rec.Envelope(env.Event, errCode(perr), rtt)
 	if perr != nil {
 		s.sendError(env.Ref, env.HasRef, perr)

@@ -384,23 +384,35 @@ func isAnswer(err error) bool {
 	return ok
 }
 
+// errResultTooLarge answers a request whose handler returned a result the
+// client could not be sent.
+var errResultTooLarge = &proto.Error{Code: proto.CodeHandlerError, Message: "handler failed: its result is too large"}
+
 // respond sends the reply for werr (nil for success, with r's result when
-// the handler set one), if the message asked for one. A result too large
-// for a NATS message is answered handler_error, and logged: the gateway
-// would otherwise wait for a reply that never comes.
+// the handler set one), if the message asked for one. A result over
+// proto.MaxResult, or too large for a NATS message, is answered
+// handler_error, and logged: the gateway would otherwise wait for a reply
+// that never comes, or queue an ack too big for the client's socket.
 func (s *Server) respond(m *nats.Msg, r *event.Request, werr *proto.Error) {
 	if m.Reply == "" {
 		return
 	}
 	var body []byte
 	if werr == nil && r != nil && r.Result() != nil {
-		body = proto.AppendResult(make([]byte, 0, 32+len(r.Result())), r.Result())
-		if limit := s.nc.MaxPayload(); limit > 0 && int64(len(body)) > limit {
-			s.log.Error("handler result too large for a NATS reply",
+		if n := len(r.Result()); n > proto.MaxResult {
+			s.log.Error("handler result too large",
 				zap.String("event", r.Event), zap.String("user", r.User), zap.String("conn", r.Conn),
-				zap.Int("bytes", len(body)), zap.Int64("max_payload", limit))
-			body = nil
-			werr = &proto.Error{Code: proto.CodeHandlerError, Message: "handler failed"}
+				zap.Int("bytes", n), zap.Int("max", proto.MaxResult))
+			werr = errResultTooLarge
+		} else {
+			body = proto.AppendResult(make([]byte, 0, 32+n), r.Result())
+			if limit := s.nc.MaxPayload(); limit > 0 && int64(len(body)) > limit {
+				s.log.Error("handler result too large for a NATS reply",
+					zap.String("event", r.Event), zap.String("user", r.User), zap.String("conn", r.Conn),
+					zap.Int("bytes", len(body)), zap.Int64("max_payload", limit))
+				body = nil
+				werr = errResultTooLarge
+			}
 		}
 	}
 	if body == nil {

@@ -17,8 +17,9 @@ import (
 )
 
 // TestReplyCarriesResult: a handler's result travels in the reply as
-// {"ok":true,"result":...}; a failure sends none, and a result too large
-// for NATS is a handler_error rather than a reply that never comes.
+// {"ok":true,"result":...}; a failure sends none, and a result over
+// proto.MaxResult is a handler_error rather than an ack too big for the
+// client's socket (the gateway would close it as a slow consumer).
 func TestReplyCarriesResult(t *testing.T) {
 	ns := testkit.StartNATS(t)
 	core, logs := observer.New(zapcore.DebugLevel)
@@ -35,8 +36,12 @@ func TestReplyCarriesResult(t *testing.T) {
 		_ = r.Respond("never sent")
 		return event.BadRequest("args.x is wrong")
 	})
+	// As JSON strings: MaxResult bytes with the quotes, and one more.
+	mux.HandleFunc("atLimit", func(_ context.Context, r *event.Request) error {
+		return r.Respond(strings.Repeat("x", proto.MaxResult-2))
+	})
 	mux.HandleFunc("huge", func(_ context.Context, r *event.Request) error {
-		return r.Respond(strings.Repeat("x", 2<<20)) // over NATS's 1 MiB default
+		return r.Respond(strings.Repeat("x", proto.MaxResult-1))
 	})
 	serve(t, ns, mux, zap.New(core), natserve.Config{Timeout: 5 * time.Second})
 	nc := connect(t, ns)
@@ -48,7 +53,8 @@ func TestReplyCarriesResult(t *testing.T) {
 		{"answer", `{"n":7}`, `{"ok":true,"result":{"msg_id":"alice-1","ts":7}}`},
 		{"plain", `null`, `{"ok":true}`},
 		{"failsAfter", `null`, `{"error":{"code":"bad_request","message":"args.x is wrong"}}`},
-		{"huge", `null`, `{"error":{"code":"handler_error","message":"handler failed"}}`},
+		{"atLimit", `null`, `{"ok":true,"result":"` + strings.Repeat("x", proto.MaxResult-2) + `"}`},
+		{"huge", `null`, `{"error":{"code":"handler_error","message":"handler failed: its result is too large"}}`},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		body := proto.AppendRequest(nil, &proto.Request{Event: tt.event, Args: []byte(tt.args), User: "alice", Conn: "c1"})
@@ -58,10 +64,10 @@ func TestReplyCarriesResult(t *testing.T) {
 			t.Fatalf("%s: %v", tt.event, err)
 		}
 		if string(msg.Data) != tt.want {
-			t.Errorf("%s: reply %s, want %s", tt.event, msg.Data, tt.want)
+			t.Errorf("%s: reply %.200s, want %.200s", tt.event, msg.Data, tt.want)
 		}
 	}
-	if logs.FilterMessage("handler result too large for a NATS reply").Len() != 1 {
-		t.Error("the oversized result was not logged")
+	if l := logs.FilterMessage("handler result too large").All(); len(l) != 1 || l[0].ContextMap()["event"] != "huge" || l[0].ContextMap()["bytes"] != int64(proto.MaxResult+1) {
+		t.Errorf("the oversized result was logged as %+v, want once, for huge, with its bytes", l)
 	}
 }
