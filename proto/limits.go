@@ -35,3 +35,17 @@ const MaxResult = MaxDispatchArgs
 // which JSON escapes to six bytes, and a result of MaxResult bytes.
 const MaxAckFrame = len(`{"event":"ack","id":"","ref":"","args":}`) +
 	maxEscape*MaxUserLen + maxEscape*MaxRefLen + MaxResult
+
+// MaxResyncReason is the most bytes of a resync frame's reason; the
+// gateway's own are plain ASCII, under 40.
+const MaxResyncReason = 64
+
+// MaxResyncFrame is the most bytes of a resync frame (AppendResync): a
+// user id of MaxUserLen bytes every one of which JSON escapes to six, both
+// positions of MaxPosLen bytes, and a reason of MaxResyncReason.
+const MaxResyncFrame = len(`{"event":"resync","id":"","args":{"pos":"","bpos":"","reason":""}}`) +
+	maxEscape*MaxUserLen + 2*MaxPosLen + MaxResyncReason
+
+// MaxHeartbeatFrame is the most bytes of a heartbeat frame
+// (AppendHeartbeat), for a user id of MaxUserLen escaped bytes.
+const MaxHeartbeatFrame = len(`{"event":"","id":""}`) + len(EventHeartbeat) + maxEscape*MaxUserLen

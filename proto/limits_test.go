@@ -66,3 +66,19 @@ func TestMaxAckFrame(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxResyncAndHeartbeatFrames: the largest resync and heartbeat
+// frames, for a user id made only of a character AppendString escapes, are
+// MaxResyncFrame and MaxHeartbeatFrame bytes.
+func TestMaxResyncAndHeartbeatFrames(t *testing.T) {
+	user := strings.Repeat("<", MaxUserLen)
+	pos := strings.Repeat("0", MaxPosLen)
+	r := AppendResync(nil, user, &Resync{Pos: pos, BPos: pos, Reason: strings.Repeat("r", MaxResyncReason)})
+	if !json.Valid(r) || len(r) != MaxResyncFrame {
+		t.Errorf("the longest resync is %d bytes (valid JSON: %v), MaxResyncFrame says %d", len(r), json.Valid(r), MaxResyncFrame)
+	}
+	h := AppendHeartbeat(nil, user)
+	if !json.Valid(h) || len(h) != MaxHeartbeatFrame {
+		t.Errorf("the longest heartbeat is %d bytes (valid JSON: %v), MaxHeartbeatFrame says %d", len(h), json.Valid(h), MaxHeartbeatFrame)
+	}
+}

@@ -385,12 +385,14 @@ func (c *Config) settings(origins, devNets *string) []setting {
 const MinSendQueue = 4
 
 // MinSendQueueBytes is the smallest GATEWAY_SEND_QUEUE_BYTES: the largest
-// frame the gateway queues, a dispatched event (proto.MaxEventFrame) or an
-// ack with a handler's result (proto.MaxAckFrame). A socket's queue
-// smaller than one event can never take it, live or replayed: the socket
-// would be closed as a slow consumer at every resume that replays it, and
-// never recover.
-const MinSendQueueBytes = max(proto.MaxEventFrame, proto.MaxAckFrame)
+// frame of a dispatched event (proto.MaxEventFrame) with the gateway's own
+// frames that may join it in the queue (a resync and a heartbeat, what
+// package resume keeps free: resume.MarginBytes), and at least an ack with
+// a handler's result (proto.MaxAckFrame). A socket's queue smaller than
+// that could never take such an event, live or replayed: the socket would
+// be closed as a slow consumer at every resume that replays it, and never
+// recover.
+const MinSendQueueBytes = max(proto.MaxEventFrame+proto.MaxResyncFrame+proto.MaxHeartbeatFrame, proto.MaxAckFrame)
 
 // MaxFanoutLinger is the longest GATEWAY_FANOUT_LINGER: a channel kept
 // longer only brings dispatches no local socket wants.
@@ -449,7 +451,7 @@ func (c Config) Validate() error {
 			MinSendQueue, c.SendQueueLen))
 	}
 	if c.SendQueueBytes < MinSendQueueBytes {
-		errs = append(errs, fmt.Errorf("GATEWAY_SEND_QUEUE_BYTES must be at least %d, the largest frame of a dispatched event or an ack, got %d",
+		errs = append(errs, fmt.Errorf("GATEWAY_SEND_QUEUE_BYTES must be at least %d, the largest frame of a dispatched event with a resync and a heartbeat, got %d",
 			MinSendQueueBytes, c.SendQueueBytes))
 	}
 	if c.MaxInFlight < 1 {

@@ -55,7 +55,7 @@ func TestDefaultIsTheContract(t *testing.T) {
 		{"WorkerHangTimeout", c.WorkerHangTimeout, 10 * time.Second},
 		// The documented minimums of GATEWAY_SEND_QUEUE and _BYTES.
 		{"MinSendQueue", config.MinSendQueue, 4},
-		{"MinSendQueueBytes", config.MinSendQueueBytes, 67496},
+		{"MinSendQueueBytes", config.MinSendQueueBytes, 70785},
 	}
 	for _, ch := range checks {
 		if !reflect.DeepEqual(ch.got, ch.want) {
@@ -100,7 +100,7 @@ func TestEnvOverrides(t *testing.T) {
 		{"LOG_LEVEL", "debug", func(c config.Config) any { return c.LogLevel }, "debug"},
 		{"GATEWAY_SEND_QUEUE", "7", func(c config.Config) any { return c.SendQueueLen }, 7},
 		{"GATEWAY_SEND_QUEUE", "4", func(c config.Config) any { return c.SendQueueLen }, 4},
-		{"GATEWAY_SEND_QUEUE_BYTES", "70000", func(c config.Config) any { return c.SendQueueBytes }, 70000},
+		{"GATEWAY_SEND_QUEUE_BYTES", "80000", func(c config.Config) any { return c.SendQueueBytes }, 80000},
 		{"GATEWAY_SEND_QUEUE_BYTES", strconv.Itoa(config.MinSendQueueBytes), func(c config.Config) any { return c.SendQueueBytes }, config.MinSendQueueBytes},
 		{"GATEWAY_FANOUT_QUEUE", "1024", func(c config.Config) any { return c.FanoutQueue }, 1024},
 		{"GATEWAY_WORKER_INFLIGHT", "100", func(c config.Config) any { return c.WorkerInFlight }, 100},

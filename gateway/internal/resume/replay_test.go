@@ -394,6 +394,53 @@ func TestResyncDuringChunkedReplayFitsTheQueue(t *testing.T) {
 	}
 }
 
+// TestResyncDuringByteChunkedReplayFitsTheQueue: the same in bytes, at
+// the smallest GATEWAY_SEND_QUEUE_BYTES, for the longest user id whose
+// every character JSON escapes: each part of the replay is one event of
+// 64 KiB of args, which goes into the empty queue whatever the budget, and
+// the broadcast stream's resync (about 1.9 KB for that user) must fit
+// beside it. With the queue's minimum at one event, it closed the socket
+// as a slow consumer. (That a part of smaller events leaves room for it
+// too is TestBudgetKeepsTheMargin's.)
+func TestResyncDuringByteChunkedReplayFitsTheQueue(t *testing.T) {
+	if config.MinSendQueueBytes < proto.MaxEventFrame+resume.MarginBytes {
+		t.Fatalf("config.MinSendQueueBytes = %d, want at least the largest event and resume.MarginBytes (%d)",
+			config.MinSendQueueBytes, proto.MaxEventFrame+resume.MarginBytes)
+	}
+	cfg := resume.DefaultConfig()
+	cfg.QueueBytes = config.MinSendQueueBytes
+	f := newFixture(t, cfg)
+	user := strings.Repeat("<", proto.MaxUserLen)
+	bfrom := f.publishSized(t, "", "b0", 10)
+	from := f.publishSized(t, user, "e0", 10)
+	const missed = 4
+	for i := 1; i <= missed; i++ {
+		f.publishSized(t, user, fmt.Sprintf("e%d", i), proto.MaxDispatchArgs-len(`{"text":""}`))
+	}
+	c := &conn{id: "c1", user: user, maxBytes: cfg.QueueBytes}
+	var s *resume.Socket
+	f.run(t, func() []*resume.Socket { return []*resume.Socket{s} })
+	s, _ = f.connect(t, c, from.String(), bfrom.String())
+	if !c.waitingForDrain() {
+		t.Fatal("the replay went at once; want it in parts")
+	}
+	if err := f.rdb.Del(context.Background(), proto.BroadcastMetaKey).Err(); err != nil {
+		t.Fatal(err)
+	}
+	next := f.publishSized(t, "", "b1", 10)
+	args, _ := json.Marshal(map[string]string{"text": strings.Repeat("x", 10)})
+	s.Offer(true, &next, proto.AppendEventAt(nil, "b1", user, args, proto.KeyBPos, next.Append(nil)))
+	// The resync goes with the read of the next part, after that part.
+	drainAll(t, c, func() bool {
+		_, resynced := c.lastResync(t)
+		return resynced && len(c.offsets(false)) == missed
+	})
+	checkRun(t, "replay", c.offsets(false), from.Off, from.Off+missed)
+	if r, _ := c.lastResync(t); r.Reason != resume.ReasonStoreLost || r.BPos == "" {
+		t.Fatalf("resync %+v, want the broadcast stream's %q", r, resume.ReasonStoreLost)
+	}
+}
+
 func testResyncDuringChunkedReplay(t *testing.T, frames int) {
 	cfg := resume.DefaultConfig()
 	cfg.QueueFrames = frames

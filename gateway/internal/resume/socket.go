@@ -228,6 +228,13 @@ const queueMargin = 64
 // a resync, a ping and a heartbeat (queueMargin).
 const MarginFrames = 3
 
+// MarginBytes is the least of a socket's send queue bytes a replay leaves
+// free: the largest resync and heartbeat frames (a ping's bytes are not
+// counted). A queue of 1 MiB leaves 16 KiB anyway; at the smallest
+// GATEWAY_SEND_QUEUE_BYTES 1/queueMargin would not hold a resync for a
+// long user id whose characters JSON escapes.
+const MarginBytes = proto.MaxResyncFrame + proto.MaxHeartbeatFrame
+
 // budget is what may still be queued to a socket: frames and bytes, -1
 // for no bound. When its queue was empty (open), the first frame goes
 // whatever its size, so that every read makes progress; one larger than
@@ -250,7 +257,7 @@ func (s *Socket) budget() budget {
 		b.frames = max(cfg.QueueFrames-max(cfg.QueueFrames/queueMargin, MarginFrames)-frames, 0)
 	}
 	if cfg.QueueBytes > 0 {
-		b.bytes = max(cfg.QueueBytes-cfg.QueueBytes/queueMargin-bytes, 0)
+		b.bytes = max(cfg.QueueBytes-max(cfg.QueueBytes/queueMargin, MarginBytes)-bytes, 0)
 	}
 	return b
 }
