@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -202,4 +203,50 @@ func TestReadyzFollowsNATS(t *testing.T) {
 	if got := s.Metrics().Sum("switchboard_gateway_nats_connected"); got != float64(s.Workers) {
 		t.Errorf("nats_connected summed over workers = %g after NATS is back, want %d", got, s.Workers)
 	}
+}
+
+// TestHealthWithoutAdminAddressSeesStoppedWorker: "gateway health" run
+// with GATEWAY_METRICS_ADDR=off, so with no supervisor /healthz to ask,
+// fails while one of the gateway's two workers is stopped (SIGSTOP, the
+// watchdog off so nothing kills it: a worker SIGKILL could not end looks
+// the same from outside), and passes again once it runs.
+func TestHealthWithoutAdminAddressSeesStoppedWorker(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_WORKER_HANG_TIMEOUT=0"}})
+	gw, _ := testkit.Binaries(t)
+	health := func() (string, error) {
+		cmd := exec.Command(gw, "health")
+		cmd.Env = append(os.Environ(), "GATEWAY_METRICS_ADDR=off", "GATEWAY_ADDR="+s.Addr, "GATEWAY_WORKERS=2")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := health(); err != nil {
+		t.Fatalf("gateway health with both workers running: %v: %s", err, out)
+	}
+	victim := s.WorkerPids()[1]
+	if victim == 0 {
+		t.Fatalf("worker pids %v", s.WorkerPids())
+	}
+	if err := syscall.Kill(victim, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	t.Cleanup(func() {
+		if !resumed {
+			_ = syscall.Kill(victim, syscall.SIGCONT)
+		}
+	})
+	for range 2 { // not by chance: a single probe reaches worker 1 half the time
+		out, err := health()
+		if err == nil || !strings.Contains(out, "hung") {
+			t.Fatalf("gateway health with worker 1 stopped: %v: %s; want a failure saying hung", err, out)
+		}
+	}
+	if err := syscall.Kill(victim, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	testkit.Eventually(t, wait, "gateway health passes once worker 1 runs", func() bool {
+		_, err := health()
+		return err == nil
+	})
 }

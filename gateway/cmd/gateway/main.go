@@ -30,7 +30,6 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/metrics"
 	"github.com/switchboard/switchboard/gateway/internal/supervisor"
 	"github.com/switchboard/switchboard/gateway/internal/worker"
-	"github.com/switchboard/switchboard/internal/healthcheck"
 	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/redislog"
 )
@@ -53,7 +52,7 @@ func run(ctx context.Context, args []string) int {
 		if args[0] == "token" {
 			err = mintToken(args[1:], os.Stdout)
 		} else {
-			err = healthcheck.Run(ctx, "gateway", args[1:], os.Stdout, healthAddr)
+			err = health(ctx, args[1:], os.Stdout)
 		}
 		switch {
 		case errors.Is(err, flag.ErrHelp): // -h: a person asked

@@ -13,39 +13,47 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 
+	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/proto"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestCloseReason(t *testing.T) {
+	g, cl, n := ws.ByGateway, ws.ByClient, ws.ByNetwork
 	tests := []struct {
+		by     ws.Closer
 		code   int
 		reason string
 		want   string
 	}{
-		{1000, "closed by client", ReasonClient},
-		{1001, "closed by client", ReasonClient},
-		{1006, "closed by client", ReasonLost},
-		{1006, "connection lost", ReasonLost},
-		{1001, "ping timeout", ReasonPingTimeout},
-		{1006, "write failed", ReasonWriteFailed},
-		{proto.ClosePolicy, proto.ReasonSlowConsumer, ReasonSlowConsumer},
-		{proto.ClosePolicy, proto.ReasonRateLimited, ReasonRateLimited},
-		{proto.CloseMessageTooBig, "message too big", ReasonTooBig},
-		{proto.CloseInvalidData, "text frame is not valid UTF-8", ReasonInvalidUTF8},
-		{proto.CloseGoingAway, "gateway shutting down", ReasonShutdown},
-		{proto.CloseInternalError, "internal error", ReasonInternalError},
-		{proto.CloseDisconnected, "banned", ReasonDisconnected},
-		{proto.CloseDisconnected, "ping timeout", ReasonDisconnected}, // a backend's reason
-		{proto.CloseDisconnected, "closed by client", ReasonClient},   // the client's own close with the code
-		{proto.CloseReconnect, proto.ReasonReconnect, ReasonReconnectRequested},
-		{0, "", ReasonOther},
-		{4000, "something new", ReasonOther},
+		{cl, 1000, "closed by client", ReasonClient},
+		{cl, 1001, "closed by client", ReasonClient},
+		{n, 1006, "closed by client", ReasonLost}, // an EOF within a frame
+		{n, 1006, "connection lost", ReasonLost},
+		{g, 1001, "ping timeout", ReasonPingTimeout},
+		{g, 1006, "write failed", ReasonWriteFailed},
+		{g, proto.ClosePolicy, proto.ReasonSlowConsumer, ReasonSlowConsumer},
+		{g, proto.ClosePolicy, proto.ReasonRateLimited, ReasonRateLimited},
+		{g, proto.CloseMessageTooBig, "message too big", ReasonTooBig},
+		{g, proto.CloseInvalidData, "text frame is not valid UTF-8", ReasonInvalidUTF8},
+		{g, proto.CloseGoingAway, "gateway shutting down", ReasonShutdown},
+		{g, proto.CloseInternalError, "internal error", ReasonInternalError},
+		{g, proto.CloseDisconnected, "banned", ReasonDisconnected},
+		{g, proto.CloseDisconnected, "ping timeout", ReasonDisconnected}, // a backend's reason
+		// A backend's reason that reads as the gateway's text for the
+		// client's close or a lost connection.
+		{g, proto.CloseDisconnected, "closed by client", ReasonDisconnected},
+		{g, proto.CloseReconnect, "connection lost", ReasonReconnectRequested},
+		{cl, proto.CloseDisconnected, "closed by client", ReasonClient}, // the client's own close with the code
+		{g, proto.CloseReconnect, proto.ReasonReconnect, ReasonReconnectRequested},
+		{g, 0, "", ReasonOther},
+		{g, 4000, "something new", ReasonOther},
+		{ws.ByNone, 0, "", ReasonOther},
 	}
 	for _, tt := range tests {
-		if got := CloseReason(tt.code, tt.reason); got != tt.want {
-			t.Errorf("CloseReason(%d, %q) = %q, want %q", tt.code, tt.reason, got, tt.want)
+		if got := CloseReason(tt.by, tt.code, tt.reason); got != tt.want {
+			t.Errorf("CloseReason(%d, %d, %q) = %q, want %q", tt.by, tt.code, tt.reason, got, tt.want)
 		}
 	}
 }
@@ -122,7 +130,7 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 		m.Envelope("never", proto.CodeUnavailable, 0)
 		m.Delivered(3, 1)
 		m.ConnOpened()
-		m.ConnClosed(1000, "closed by client")
+		m.ConnClosed(ws.ByClient, 1000, "closed by client")
 	}); a != 0 {
 		t.Errorf("%.1f allocations per recorded frame and delivery, want 0", a)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchboard/switchboard/gateway/internal/fanout"
+	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -87,14 +88,21 @@ var closeReasons = [...]string{
 	ReasonDisconnected, ReasonReconnectRequested, ReasonOther,
 }
 
-// CloseReason maps the code and reason a socket was closed with to the
-// bounded reason label.
-func CloseReason(code int, reason string) string {
-	switch {
-	case reason == "closed by client" && code != 1006:
+// CloseReason maps who closed a socket, and the code and reason it was
+// closed with, to the bounded reason label. A close by the client or the
+// network is counted as such whatever its code; the gateway's own closes
+// by their code and reason, since a backend's disconnect chooses its
+// reason text and may choose the words the gateway uses for the others.
+func CloseReason(by ws.Closer, code int, reason string) string {
+	switch by {
+	case ws.ByClient:
 		return ReasonClient
-	case reason == "connection lost", reason == "closed by client": // 1006: no close frame
+	case ws.ByNetwork:
 		return ReasonLost
+	case ws.ByNone:
+		return ReasonOther
+	}
+	switch {
 	case code == proto.CloseDisconnected:
 		// Before the reasons below: a backend's reason may read as one.
 		return ReasonDisconnected
@@ -353,10 +361,10 @@ func bit(b bool) float64 {
 // ConnOpened counts an accepted socket.
 func (m *Worker) ConnOpened() { m.opened.Inc() }
 
-// ConnClosed counts a socket that ended with code and reason (see
+// ConnClosed counts a socket closed by by with code and reason (see
 // CloseReason) and returns the reason label it was counted under.
-func (m *Worker) ConnClosed(code int, reason string) string {
-	r := CloseReason(code, reason)
+func (m *Worker) ConnClosed(by ws.Closer, code int, reason string) string {
+	r := CloseReason(by, code, reason)
 	m.closed[r].Inc()
 	if r == ReasonSlowConsumer {
 		m.slowCloses.Inc()

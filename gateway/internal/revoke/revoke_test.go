@@ -6,11 +6,15 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestRevokedIAT: the edges of the comparison of iat (seconds) with the
 // moment (ms): a token of the revoke's second is refused, one of the next
@@ -108,5 +112,67 @@ func TestLoad(t *testing.T) {
 	}
 	if l.Len() != 3 {
 		t.Errorf("Len = %d, want 3 (alice, bob, carol)", l.Len())
+	}
+}
+
+// TestRunRetriesWithBackoff: a load that fails (here HGETALL on a key
+// that is no hash: WRONGTYPE, from a real Redis) is retried, each wait
+// twice the one before from 50ms, the list stays unloaded meanwhile, and
+// the first load Redis answers is merged and ends the retries.
+func TestRunRetriesWithBackoff(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := context.Background()
+	if err := rdb.Set(ctx, proto.RevokedKey, "no hash", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.WarnLevel)
+	l := New(rdb, time.Hour, zap.New(core))
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); l.Run(runCtx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	failed := func() []observer.LoggedEntry {
+		return logs.FilterMessage("loading the revoked tokens failed; retrying").All()
+	}
+	l.RequestLoad()
+	testkit.Eventually(t, 10*time.Second, "four failed loads", func() bool { return len(failed()) >= 4 })
+	if l.Loaded() {
+		t.Fatal("Loaded after failed loads only")
+	}
+	// Each failure is logged, then waited for: the gap between two logs
+	// is at least the wait, 50ms, 100ms, 200ms. Without back-off, or with
+	// a constant one, the later gaps are shorter.
+	f := failed()
+	for i, want := range []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond} {
+		if gap := f[i+1].Time.Sub(f[i].Time); gap < want {
+			t.Errorf("retry %d came %s after the failure before it, want at least %s", i+1, gap, want)
+		}
+	}
+
+	// Redis answers: the key is a hash now.
+	now := time.Now().UnixMilli()
+	if err := rdb.Del(ctx, proto.RevokedKey).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(ctx, proto.RevokedKey, "alice", now).Err(); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, "a load succeeds", l.Loaded)
+	if !l.Revoked("alice", time.Time{}) {
+		t.Error("alice, in the hash the retry read, is not revoked")
+	}
+	// The retries ended with the success: a later load asked for succeeds
+	// at once, with no failure logged since.
+	n := len(failed())
+	if err := rdb.HSet(ctx, proto.RevokedKey, "bob", now).Err(); err != nil {
+		t.Fatal(err)
+	}
+	l.RequestLoad()
+	testkit.Eventually(t, 10*time.Second, "bob is loaded", func() bool { return l.Revoked("bob", time.Time{}) })
+	if got := len(failed()); got != n {
+		t.Errorf("%d failures logged after the successful load, want none", got-n)
 	}
 }

@@ -14,6 +14,9 @@
 // reads (Beat, on HeartbeatFD), from a goroutine of its own woken by a
 // timer; a worker silent for HangTimeout is killed with SIGKILL and
 // restarted as if it had crashed, and Hung reports it until it is gone.
+// It watches during shutdown too, where a worker hung while draining is
+// killed at HangTimeout rather than at the end of Config.StopTimeout, and
+// not restarted.
 // One goroutine per watched worker reads its pipe; it ends when the worker
 // has exited.
 //

@@ -34,7 +34,8 @@ type Config struct {
 	Addr    string // address every worker serves
 	Workers int    // number of workers
 	// StopTimeout is how long a worker may take to stop after SIGTERM
-	// before it is killed.
+	// before it is killed. With the watchdog on, one that stops beating
+	// while it stops is killed sooner, at HangTimeout.
 	StopTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the restart delay (100ms, 30s); it
 	// doubles with each crash and resets once a worker has run StableAfter
@@ -224,10 +225,13 @@ func (s *Supervisor) keep(ctx context.Context, index int, ln *net.TCPListener) {
 }
 
 // supervise waits for worker index, process p, to exit and returns how it
-// exited; or, once ctx is done, stops it and returns stopped. With beats
-// (the read end of its heartbeat pipe), the watchdog watches it meanwhile:
+// exited; or, once ctx is done, stops it (SIGTERM, then SIGKILL after
+// StopTimeout) and returns stopped. With beats (the read end of its
+// heartbeat pipe), the watchdog watches it meanwhile, while it stops too:
 // silent for HangTimeout, it is killed with SIGKILL, once, and its exit
-// returned as any other.
+// returned as any other. A worker beats on while it drains, so one that
+// hangs then is killed at HangTimeout, and does not hold the shutdown for
+// the rest of StopTimeout.
 func (s *Supervisor) supervise(ctx context.Context, log *zap.Logger, index int, p Process, beats *os.File) (stopped bool, exit error) {
 	exited := make(chan error, 1)
 	go func() { exited <- p.Wait() }()
@@ -260,12 +264,26 @@ func (s *Supervisor) supervise(ctx context.Context, log *zap.Logger, index int, 
 		}()
 	}
 	killed := false
+	done := ctx.Done()
+	var stopTimeout <-chan time.Time // set once ctx is done and SIGTERM sent
 	for {
 		select {
 		case err := <-exited:
+			if stopTimeout != nil {
+				log.Info("worker stopped", zap.Int("pid", p.Pid()), zap.Error(err))
+				return true, nil
+			}
 			return false, err
-		case <-ctx.Done():
-			s.stop(log, p, exited)
+		case <-done:
+			done = nil
+			_ = p.Signal(syscall.SIGTERM)
+			t := time.NewTimer(s.cfg.StopTimeout)
+			defer t.Stop()
+			stopTimeout = t.C
+		case <-stopTimeout:
+			log.Error("worker did not stop in time, killing it", zap.Int("pid", p.Pid()))
+			_ = p.Signal(syscall.SIGKILL)
+			<-exited
 			return true, nil
 		case <-check:
 			s.mu.Lock()
@@ -280,7 +298,8 @@ func (s *Supervisor) supervise(ctx context.Context, log *zap.Logger, index int, 
 			}
 			killed = true
 			log.Error("worker hung: no heartbeat for hang_timeout, killing it",
-				zap.Int("pid", p.Pid()), zap.Duration("silent", silent), zap.Duration("hang_timeout", s.cfg.HangTimeout))
+				zap.Int("pid", p.Pid()), zap.Duration("silent", silent), zap.Duration("hang_timeout", s.cfg.HangTimeout),
+				zap.Bool("stopping", stopTimeout != nil))
 			_ = p.Signal(syscall.SIGKILL)
 		}
 	}
@@ -315,20 +334,6 @@ func (s *Supervisor) startWith(index int, ln *net.TCPListener) (Process, *os.Fil
 		return nil, nil, err
 	}
 	return p, r, nil
-}
-
-func (s *Supervisor) stop(log *zap.Logger, p Process, exited <-chan error) {
-	_ = p.Signal(syscall.SIGTERM)
-	t := time.NewTimer(s.cfg.StopTimeout)
-	defer t.Stop()
-	select {
-	case err := <-exited:
-		log.Info("worker stopped", zap.Int("pid", p.Pid()), zap.Error(err))
-	case <-t.C:
-		log.Error("worker did not stop in time, killing it", zap.Int("pid", p.Pid()))
-		_ = p.Signal(syscall.SIGKILL)
-		<-exited
-	}
 }
 
 func errOrExit(err error) error {

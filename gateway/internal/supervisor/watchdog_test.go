@@ -30,6 +30,10 @@ import (
 //	hang-once:DIR worker 1 beats a few times, then stops itself (SIGSTOP),
 //	              the first time only (it leaves a mark in DIR); the others,
 //	              and worker 1 restarted, beat as asked
+//	hang-on-term:DIR beats as asked, leaving a mark in DIR once it does,
+//	              on after SIGTERM as a draining worker does, then stops
+//	              itself (SIGSTOP) three beats into the stop: a worker that
+//	              hangs while draining
 const helperEnv = "SUPERVISOR_TEST_WORKER"
 
 // helperWorker is a worker process for the watchdog tests: it beats, as
@@ -42,9 +46,11 @@ func helperWorker(mode string) int {
 		fmt.Fprintln(os.Stderr, "helper worker: no heartbeat period:", err)
 		return 2
 	}
-	hang := false
+	hang, hangOnTerm, beatingMark := false, false, ""
 	switch kind, arg, _ := strings.Cut(mode, ":"); kind {
 	case "beat":
+	case "hang-on-term":
+		hangOnTerm, beatingMark = true, filepath.Join(arg, "beating")
 	case "every":
 		if every, err = time.ParseDuration(arg); err != nil {
 			fmt.Fprintln(os.Stderr, "helper worker:", err)
@@ -66,12 +72,26 @@ func helperWorker(mode string) int {
 		fmt.Fprintln(os.Stderr, "helper worker: unknown mode", mode)
 		return 2
 	}
-	stopBeat, err := Beat(ctx, every, nil)
+	beatCtx := ctx
+	if hangOnTerm {
+		beatCtx = context.WithoutCancel(ctx) // beats on while stopping, as the gateway's workers do
+	}
+	stopBeat, err := Beat(beatCtx, every, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper worker:", err)
 		return 2
 	}
 	defer stopBeat()
+	if hangOnTerm {
+		if err := os.WriteFile(beatingMark, nil, 0o600); err != nil {
+			fmt.Fprintln(os.Stderr, "helper worker:", err)
+			return 2
+		}
+		<-ctx.Done()
+		time.Sleep(3 * every) // draining: what the helper simulates, not a wait for a condition
+		_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+		select {} // SIGKILL ends it
+	}
 	if hang {
 		t := time.NewTimer(3 * every)
 		select {
@@ -387,5 +407,56 @@ func TestBeatWaitsForAlive(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("stop hung on an alive that does not return")
+	}
+}
+
+// TestWatchdogDuringShutdown: a worker that hangs while it drains after
+// SIGTERM (it beats on while stopping, then stops itself) is killed once
+// silent for HangTimeout, as it would be while serving: the supervisor's
+// shutdown does not wait out StopTimeout (the drain limit,
+// GATEWAY_SHUTDOWN_TIMEOUT + 5s) for it.
+func TestWatchdogDuringShutdown(t *testing.T) {
+	const hangTimeout, stopTimeout = time.Second, 30 * time.Second
+	core, logs := observer.New(zap.InfoLevel)
+	starts := make(chan startedProc, 10)
+	dir := t.TempDir()
+	execStart := ExecStart(os.Args[0], []string{"-test.run=^$"}, []string{helperEnv + "=hang-on-term:" + dir})
+	start := func(index int, ln *os.File, hb Heartbeat) (Process, error) {
+		p, err := execStart(index, ln, hb)
+		if err == nil {
+			starts <- startedProc{index, p.Pid()}
+		}
+		return p, err
+	}
+	sup := New(Config{Addr: "127.0.0.1:0", Workers: 1, HangTimeout: hangTimeout, StopTimeout: stopTimeout},
+		start, zap.New(core))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sup.Run(ctx) }()
+	p := nextStart(t, starts)
+	testkit.Eventually(t, wait, "the worker beats", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "beating"))
+		return err == nil
+	})
+	stopAt := time.Now()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(stopTimeout):
+		t.Fatalf("Run did not return within StopTimeout (%s) of the shutdown", stopTimeout)
+	}
+	took := time.Since(stopAt)
+	lines := hungLines(logs)
+	if len(lines) != 1 || lines[0].Pid != p.pid || lines[0].Silent < hangTimeout {
+		t.Fatalf("watchdog kills logged: %+v, want one of pid %d, silent at least %s", lines, p.pid, hangTimeout)
+	}
+	if took > stopTimeout/3 {
+		t.Errorf("shutdown took %s, want about the hang timeout (%s) after the worker hung, far below StopTimeout", took, hangTimeout)
+	}
+	if n := len(logs.FilterMessage("worker did not stop in time, killing it").All()); n != 0 {
+		t.Errorf("killed by StopTimeout too (%d lines)", n)
+	}
+	if sup.Hangs() != 1 || sup.Restarts() != 0 {
+		t.Errorf("Hangs = %d, Restarts = %d, want 1 and 0 (not restarted while stopping)", sup.Hangs(), sup.Restarts())
 	}
 }

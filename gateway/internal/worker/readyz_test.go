@@ -18,27 +18,44 @@ import (
 	"github.com/switchboard/switchboard/proto"
 )
 
-// TestReadyzWhileStarting: a worker waiting at start-up for one of NATS and
-// Redis says, on its client port and on its admin handler, that it waits
-// for that one, and does not name the other, which is up; so does the 503
-// that refuses an upgrade meanwhile.
+// TestReadyzWhileStarting: a worker waiting at start-up for one of NATS,
+// the Redis subscription and the first load of the revoked tokens says, on
+// its client port and on its admin handler, that it waits for that one,
+// and does not name the others, which are up; so does the 503 that
+// refuses an upgrade meanwhile.
 func TestReadyzWhileStarting(t *testing.T) {
 	tests := []struct {
-		name      string
-		down      string // "nats" or "redis"
-		want, not string // named, and not named, in the starting reason
+		name string
+		down string   // "nats", "redis" or "revoked"
+		want string   // named in the starting reason
+		not  []string // not named in it
 	}{
-		{"NATS down", "nats", "NATS", "Redis"},
-		{"Redis down", "redis", "Redis", "NATS"},
+		{"NATS down", "nats", "NATS", []string{"Redis", "revoked"}},
+		{"Redis down", "redis", "Redis subscription", []string{"NATS", "revoked"}},
+		// Subscribed, but sb:revoked is no hash: HGETALL fails until it is.
+		{"revoked tokens not loaded", "revoked", "revoked tokens", []string{"NATS", "subscription"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			n := testkit.StartNATS(t)
 			rd := testkit.StartRedis(t)
-			if tt.down == "nats" {
+			switch tt.down {
+			case "nats":
 				n.Stop()
-			} else {
+			case "redis":
 				rd.Stop()
+			case "revoked":
+				if err := publisher(t, rd.URL()).Set(context.Background(), proto.RevokedKey, "no hash", 0).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			names := func(s string) bool {
+				for _, other := range tt.not {
+					if strings.Contains(s, other) {
+						return false
+					}
+				}
+				return strings.Contains(s, "starting") && strings.Contains(s, tt.want)
 			}
 			cfg := testConfig()
 			cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
@@ -73,8 +90,7 @@ func TestReadyzWhileStarting(t *testing.T) {
 					defer resp.Body.Close()
 					last = readiness.Read(resp)
 					all := strings.Join(last.Reasons, "; ")
-					return !last.Ready() && strings.Contains(all, "starting") &&
-						strings.Contains(all, tt.want) && !strings.Contains(all, tt.not)
+					return !last.Ready() && names(all)
 				}
 				for deadline := time.Now().Add(wait); !named(); time.Sleep(10 * time.Millisecond) {
 					if time.Now().After(deadline) {
@@ -90,8 +106,7 @@ func TestReadyzWhileStarting(t *testing.T) {
 			defer resp.Body.Close()
 			var body struct{ Error proto.Error }
 			_ = json.NewDecoder(resp.Body).Decode(&body)
-			if msg := body.Error.Message; body.Error.Code != proto.CodeUnavailable || !strings.Contains(msg, "starting") ||
-				!strings.Contains(msg, tt.want) || strings.Contains(msg, tt.not) {
+			if body.Error.Code != proto.CodeUnavailable || !names(body.Error.Message) {
 				t.Errorf("upgrade refused with %+v; want unavailable, starting, naming %s and not %s", body.Error, tt.want, tt.not)
 			}
 		})

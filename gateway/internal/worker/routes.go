@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/switchboard/switchboard/gateway/internal/auth"
@@ -116,15 +117,22 @@ func (w *Worker) serveReady(rw http.ResponseWriter, _ *http.Request) {
 }
 
 // startingReason says what a worker that does not serve yet waits for:
-// NATS, the Redis subscription or both, as waitDeps last saw them.
+// NATS, the Redis subscription, or, once subscribed, the first load of the
+// revoked tokens (sb:revoked), as waitDeps last saw them.
 func (w *Worker) startingReason() string {
-	switch w.waiting.Load() {
-	case waitNATS:
-		return "starting: waiting for NATS"
-	case waitRedis:
-		return "starting: waiting for the Redis subscription"
-	case waitNATS | waitRedis:
-		return "starting: waiting for NATS and the Redis subscription"
+	down := w.waiting.Load()
+	var what []string
+	if down&waitNATS != 0 {
+		what = append(what, "NATS")
 	}
-	return "starting" // both up: it serves within moments
+	if down&waitRedis != 0 {
+		what = append(what, "the Redis subscription")
+	}
+	if down&waitRevoked != 0 {
+		what = append(what, "the revoked tokens to load from "+proto.RevokedKey)
+	}
+	if len(what) == 0 {
+		return "starting" // all up: it serves within moments
+	}
+	return "starting: waiting for " + strings.Join(what, " and ")
 }

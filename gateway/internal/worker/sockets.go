@@ -136,7 +136,7 @@ func (w *Worker) socketClosed(s *resume.Socket, c *ws.Conn) {
 	s.Closed()
 	w.pings.remove(c)
 	code, reason := c.CloseCode()
-	why := w.metrics.ConnClosed(code, reason)
+	why := w.metrics.ConnClosed(c.ClosedBy(), code, reason)
 	w.log.Info("socket closed", zap.String("user", c.User()), zap.String("conn", c.ID()),
 		zap.Int("code", code), zap.String("reason", reason), zap.String("close", why),
 		zap.Duration("duration", time.Since(c.Opened())))

@@ -63,8 +63,8 @@ type Worker struct {
 	wrapDelivery func(fanout.Deliverer) fanout.Deliverer // nil = none; see WithDelivery
 
 	// waiting is what waitDeps last saw down at start-up (waitNATS,
-	// waitRedis), for /readyz until the worker serves: both until it has
-	// looked. Read without w.nc and w.sub, which the admin handler may not
+	// waitRedis, waitRevoked), for /readyz until the worker serves: NATS
+	// and Redis until it has looked. Read without w.nc and w.sub, which the admin handler may not
 	// touch before Run has connected.
 	waiting atomic.Uint32
 }
@@ -73,6 +73,7 @@ type Worker struct {
 const (
 	waitNATS uint32 = 1 << iota
 	waitRedis
+	waitRevoked // subscribed, but the first load of sb:revoked has not succeeded
 )
 
 // Option changes how New builds a Worker.
@@ -321,13 +322,17 @@ func (w *Worker) waitDeps(ctx context.Context) bool {
 	start, logged := time.Now(), time.Now()
 	for {
 		// The revoked tokens are loaded once before any socket is let in.
-		natsUp, redisUp := w.nc.IsConnected(), w.sub.Live() && w.revoked.Loaded()
+		natsUp, subscribed, loaded := w.nc.IsConnected(), w.sub.Live(), w.revoked.Loaded()
+		redisUp := subscribed && loaded
 		var down uint32
 		if !natsUp {
 			down |= waitNATS
 		}
-		if !redisUp {
+		switch {
+		case !subscribed:
 			down |= waitRedis
+		case !loaded:
+			down |= waitRevoked
 		}
 		w.waiting.Store(down)
 		if natsUp && redisUp {
@@ -339,7 +344,8 @@ func (w *Worker) waitDeps(ctx context.Context) bool {
 		if time.Since(logged) >= 5*time.Second {
 			logged = time.Now()
 			w.log.Warn("waiting for dependencies before serving",
-				zap.Bool("nats_connected", natsUp), zap.Bool("redis_subscribed", redisUp),
+				zap.Bool("nats_connected", natsUp), zap.Bool("redis_subscribed", subscribed),
+				zap.Bool("revoked_loaded", loaded),
 				zap.Duration("waited", time.Since(start)))
 		}
 		select {

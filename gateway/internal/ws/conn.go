@@ -97,6 +97,7 @@ type Conn struct {
 	closing     bool // no more frames are accepted
 	closeCode   int
 	closeReason string
+	closedBy    Closer        // who closed it first
 	peerClosed  bool          // the close frame to write echoes the client's
 	drained     func()        // WhenDrained's: called when the writer next takes the queue
 	closeSent   atomic.Bool   // gorilla wrote a close frame itself: write nothing more
@@ -225,7 +226,7 @@ func (c *Conn) pong(payload string) error {
 // queue is dropped: a client that has sent its close discards what arrives.
 func (c *Conn) peerClose(code int, _ string) error {
 	c.mu.Lock()
-	if !c.markClosing(code, "closed by client", true) {
+	if !c.markClosing(ByClient, code, "closed by client", true) {
 		c.mu.Unlock()
 		return nil
 	}
@@ -266,7 +267,7 @@ func (c *Conn) enqueue(it item) bool {
 // It never blocks and only the first call counts.
 func (c *Conn) Close(code int, reason string) {
 	c.mu.Lock()
-	if !c.markClosing(code, reason, code == proto.ClosePolicy && reason == proto.ReasonSlowConsumer) {
+	if !c.markClosing(ByGateway, code, reason, code == proto.ClosePolicy && reason == proto.ReasonSlowConsumer) {
 		c.mu.Unlock()
 		return
 	}
@@ -278,15 +279,15 @@ func (c *Conn) Close(code int, reason string) {
 	}
 }
 
-// markClosing records the first close of the socket and reports whether
-// this was it; when drop is set the queued frames are discarded. c.mu must
-// be held.
-func (c *Conn) markClosing(code int, reason string, drop bool) bool {
+// markClosing records the first close of the socket, by whom, and reports
+// whether this was it; when drop is set the queued frames are discarded.
+// c.mu must be held.
+func (c *Conn) markClosing(by Closer, code int, reason string, drop bool) bool {
 	if c.closing {
 		return false
 	}
 	c.closing = true
-	c.closeCode, c.closeReason = code, reason
+	c.closedBy, c.closeCode, c.closeReason = by, code, reason
 	if drop {
 		c.discard()
 	}
@@ -316,11 +317,19 @@ func (c *Conn) dataQueued() int {
 	return n
 }
 
-// CloseCode returns the code the gateway closed the socket with, or 0.
+// CloseCode returns the code and reason the socket was closed with, or 0
+// and "" while it is open; ClosedBy says which side they came from.
 func (c *Conn) CloseCode() (int, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.closeCode, c.closeReason
+}
+
+// ClosedBy returns who closed the socket first, or ByNone while it is open.
+func (c *Conn) ClosedBy() Closer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closedBy
 }
 
 // writeLoop drains the queue; it is the only writer of the socket while it
@@ -464,7 +473,7 @@ func appendFrameHeader(dst []byte, op byte, n int) []byte {
 // failWrite ends a socket whose write failed: nothing more can be sent.
 func (c *Conn) failWrite(err error) {
 	c.mu.Lock()
-	if !c.markClosing(websocket.CloseAbnormalClosure, "write failed", true) {
+	if !c.markClosing(ByGateway, websocket.CloseAbnormalClosure, "write failed", true) {
 		c.discard() // closing already, with frames still queued behind the failed write
 	}
 	c.mu.Unlock()
@@ -649,13 +658,17 @@ func (c *Conn) readFailed(err error) {
 		// gorilla has already sent 1009; record it and stop writing.
 		c.closeSent.Store(true)
 		c.mu.Lock()
-		c.markClosing(proto.CloseMessageTooBig, "message too big", true)
+		c.markClosing(ByGateway, proto.CloseMessageTooBig, "message too big", true)
 		c.mu.Unlock()
 	case errors.As(err, &ce):
 		// The peer closed; peerClose has queued the echo (or the gateway
 		// had closed first and this is the client's answer).
+		by := ByClient
+		if ce.Code == websocket.CloseAbnormalClosure {
+			by = ByNetwork // gorilla's error for an EOF within a frame
+		}
 		c.mu.Lock()
-		c.markClosing(ce.Code, "closed by client", true)
+		c.markClosing(by, ce.Code, "closed by client", true)
 		c.mu.Unlock()
 	default:
 		var ne net.Error
@@ -667,7 +680,7 @@ func (c *Conn) readFailed(err error) {
 			c.closeSent.Store(true)
 		}
 		c.mu.Lock()
-		c.markClosing(websocket.CloseAbnormalClosure, "connection lost", false)
+		c.markClosing(ByNetwork, websocket.CloseAbnormalClosure, "connection lost", false)
 		c.mu.Unlock()
 	}
 }

@@ -537,6 +537,9 @@ func TestClose(t *testing.T) {
 			if code, reason := c.CloseCode(); code != tt.wantCode || reason != tt.wantReason {
 				t.Errorf("CloseCode = %d %q, want %d %q", code, reason, tt.wantCode, tt.wantReason)
 			}
+			if by := c.ClosedBy(); by != ws.ByGateway {
+				t.Errorf("ClosedBy = %d, want ByGateway (the client answered the gateway's close)", by)
+			}
 		})
 	}
 }
@@ -546,14 +549,19 @@ func TestClientCloses(t *testing.T) {
 		name     string
 		close    func(cl *websocket.Conn) error
 		wantCode int
+		wantBy   ws.Closer
 	}{
 		{"close frame", func(cl *websocket.Conn) error {
 			return cl.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"), time.Now().Add(wait))
-		}, websocket.CloseNormalClosure},
+		}, websocket.CloseNormalClosure, ws.ByClient},
 		{"close frame going away", func(cl *websocket.Conn) error {
 			return cl.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, ""), time.Now().Add(wait))
-		}, websocket.CloseGoingAway},
-		{"connection dropped", func(cl *websocket.Conn) error { return cl.NetConn().Close() }, websocket.CloseAbnormalClosure},
+		}, websocket.CloseGoingAway, ws.ByClient},
+		// A backend's code, sent by the client itself: still the client's close.
+		{"close frame with 4003", func(cl *websocket.Conn) error {
+			return cl.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(proto.CloseDisconnected, "closed by client"), time.Now().Add(wait))
+		}, proto.CloseDisconnected, ws.ByClient},
+		{"connection dropped", func(cl *websocket.Conn) error { return cl.NetConn().Close() }, websocket.CloseAbnormalClosure, ws.ByNetwork},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -565,6 +573,9 @@ func TestClientCloses(t *testing.T) {
 			waitDone(t, c, wait)
 			if code, _ := c.CloseCode(); code != tt.wantCode {
 				t.Errorf("CloseCode = %d, want %d", code, tt.wantCode)
+			}
+			if by := c.ClosedBy(); by != tt.wantBy {
+				t.Errorf("ClosedBy = %d, want %d", by, tt.wantBy)
 			}
 			if c.Send([]byte(`{}`)) {
 				t.Error("Send on an ended socket reported true")
