@@ -141,10 +141,15 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	pos, err := a.d.Dispatch(ctx, m)
 	if outcome != nil {
 		if known, ok := outcome.dispatchReturned(); ok {
-			// Out of time, but the outcome is known already (the call
-			// was never sent, say): recorded before the answer, so that
-			// a retry once it is read finds it.
-			a.settle(context.Background(), res, known)
+			// Out of time, but the outcome is known already: a dispatch
+			// that was delivered is answered 200, as it would have been
+			// in time; the key of one that did not run is freed before
+			// the 504, so that a retry once it is read dispatches.
+			if known.Outcome == late.Done {
+				pos, err = dispatch.Positions{Users: known.Users, Broadcast: known.Broadcast}, nil
+			} else {
+				a.settle(context.Background(), res, known)
+			}
 		}
 	}
 	a.answer(w, r, m, res, pos, err)

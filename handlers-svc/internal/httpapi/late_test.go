@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/handlers-svc/dispatch"
+	"github.com/switchboard/switchboard/handlers-svc/internal/late"
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -131,10 +132,16 @@ func TestTimedOutDispatchOutcomeReplayed(t *testing.T) {
 	// first leads a flush that the gate holds; lead queues behind it and
 	// leads the next, which carries the keyed dispatch too.
 	first := make(chan error, 1)
-	go func() { _, err := d.Dispatch(bg, dispatch.Message{Event: "first", Users: []string{"alice"}}); first <- err }()
+	go func() {
+		_, err := d.Dispatch(bg, dispatch.Message{Event: "first", Users: []string{"alice"}})
+		first <- err
+	}()
 	g.next(t)
 	lead := make(chan error, 1)
-	go func() { _, err := d.Dispatch(bg, dispatch.Message{Event: "lead", Users: []string{"alice"}}); lead <- err }()
+	go func() {
+		_, err := d.Dispatch(bg, dispatch.Message{Event: "lead", Users: []string{"alice"}})
+		lead <- err
+	}()
 	awaitWaiting(t, 1)
 	body := `{"event":"e","users":["bob","carol"]}`
 	keyed := make(chan lateAnswer, 1)
@@ -198,7 +205,10 @@ func TestTimedOutDispatchNotRunFreesKey(t *testing.T) {
 	defer cancel()
 
 	first := make(chan error, 1)
-	go func() { _, err := d.Dispatch(bg, dispatch.Message{Event: "first", Users: []string{"alice"}}); first <- err }()
+	go func() {
+		_, err := d.Dispatch(bg, dispatch.Message{Event: "first", Users: []string{"alice"}})
+		first <- err
+	}()
 	g.next(t)
 	body := `{"event":"e","users":["bob"]}`
 	if r := postKeyed(t, url, body, "order-8"); r.status != http.StatusGatewayTimeout || !strings.Contains(r.body, `"code":"timeout"`) {
@@ -224,3 +234,57 @@ func TestTimedOutDispatchNotRunFreesKey(t *testing.T) {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// TestLateRecordsBounded: an outcome reported after its dispatch returned
+// is recorded on a goroutine of its own only while fewer than
+// MaxInFlight are, and not at all once the API is closed (Close is
+// idempotent): the key then stays reserved until it expires.
+func TestLateRecordsBounded(t *testing.T) {
+	records := testkit.StartRedis(t)
+	idem := redis.NewClient(&redis.Options{Addr: records.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { _ = idem.Close() })
+	a := New(nil, "late-key-0123456789", zap.NewNop()).Idempotent(idem)
+	ctx := context.Background()
+	reserved := func(k string) *reservation {
+		res, _, err := a.reserve(ctx, k, []byte(`{}`))
+		if res == nil {
+			t.Fatalf("reserve %s: %v", k, err)
+		}
+		return res
+	}
+	exists := func(k string) bool {
+		n, err := idem.Exists(ctx, proto.IdempotencyKey(k)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	notRun := late.Report{Outcome: late.NotRun}
+
+	// All places taken: dropped, the key kept.
+	for range MaxInFlight {
+		a.lates.slots <- struct{}{}
+	}
+	a.lates.record(a, reserved("full"), notRun)
+	for range MaxInFlight {
+		<-a.lates.slots
+	}
+	a.lates.wg.Wait()
+	if !exists("full") {
+		t.Fatal("an outcome beyond MaxInFlight was recorded")
+	}
+	// A place free: recorded.
+	a.lates.record(a, reserved("free"), notRun)
+	a.lates.wg.Wait()
+	if exists("free") {
+		t.Fatal("a dispatch that did not run left its key reserved")
+	}
+	// Closed: dropped.
+	a.Close()
+	a.Close()
+	a.lates.record(a, reserved("closed"), notRun)
+	a.lates.wg.Wait()
+	if !exists("closed") {
+		t.Fatal("an outcome reported after Close was recorded")
+	}
+}
