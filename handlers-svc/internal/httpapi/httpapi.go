@@ -300,8 +300,9 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, m dispatch.Message,
 		// Out of time, or Redis took it and did not answer.
 		werr.Message = "dispatch timed out or got no answer from Redis: it may or may not have been delivered"
 		if res != nil {
-			werr.Message += "; a retry with its Idempotency-Key is answered 409, not dispatched again, until the outcome is known: " +
-				"then the 200 of a dispatch that was delivered is replayed, and one that surely was not is dispatched"
+			werr.Message += "; a retry with its Idempotency-Key is answered 409, not dispatched again, until the outcome is known " +
+				"(or, if it never is, until the key expires): then the 200 of a dispatch that was delivered is replayed, " +
+				"and one that surely was not is dispatched"
 		}
 	}
 	if ce := a.log.Check(lvl, "dispatch refused"); ce != nil {
