@@ -51,7 +51,10 @@ const DefaultTimeout = 5 * time.Second
 const MaxInFlight = 256
 
 // Dispatcher is what the API needs of the dispatch path: a
-// *dispatch.Dispatcher.
+// *dispatch.Dispatcher, which also reports the late outcome of a dispatch
+// whose context ended first (package late), so that a 504's is recorded
+// under its idempotency key; another Dispatcher's 504s keep their keys
+// reserved until they expire.
 type Dispatcher interface {
 	Dispatch(ctx context.Context, m dispatch.Message) (dispatch.Positions, error)
 	Disconnect(ctx context.Context, m dispatch.Disconnect) (workers int, err error)
