@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/handlers-svc/internal/late"
 	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -59,12 +60,15 @@ func (d *Dispatcher) clusterUserUnits(units []*streams.Unit, msg *proto.Dispatch
 // positions in target order, or the first error of a call (publishError),
 // but timeout rather than unavailable when another call ran or may have.
 // The outcome of each partition's call is observed apart.
-func (d *Dispatcher) publishCluster(ctx context.Context, units []*streams.Unit) ([]string, error) {
+//
+// after is publishLate's: a dispatch to one partition reports its
+// outcome as one Redis does; one to several, whose calls may end apart,
+// reports nothing.
+func (d *Dispatcher) publishCluster(ctx context.Context, units []*streams.Unit, after func([]string, late.Outcome)) ([]string, error) {
 	groups := streams.Group(units)
 	if len(groups) == 1 {
 		keys, args := streams.PartitionCall(groups[0].Partition, groups[0].Units, d.window, d.ttl)
-		pos, _, err := d.pub.publish(ctx, keys, args)
-		return pos, d.observe(ctx, err, d.outageBit(groups[0].Partition))
+		return d.publishCall(ctx, keys, args, nil, d.outageBit(groups[0].Partition), after)
 	}
 	keys := make([][]string, len(groups))
 	args := make([][]any, len(groups))

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/handlers-svc/internal/late"
 	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -498,17 +499,72 @@ func uniq(users []string) []string {
 // publish records and publishes units in one script call using ctx, and
 // returns the positions the script assigned, in target order.
 func (d *Dispatcher) publish(ctx context.Context, units ...*streams.Unit) ([]string, error) {
+	return d.publishLate(ctx, nil, units...)
+}
+
+// publishLate is publish, and when it returns a context's error and after
+// is not nil, after gets the outcome of the publish (late.Outcome, and
+// with late.Done its positions) once it is known: maybe before
+// publishLate returns, maybe later on the goroutine of the flush that
+// carried it, so after must not block. It gets late.Unknown, or nothing,
+// when the outcome cannot be known.
+func (d *Dispatcher) publishLate(ctx context.Context, after func([]string, late.Outcome), units ...*streams.Unit) ([]string, error) {
 	if d.cluster {
-		return d.publishCluster(ctx, units) // observes each partition
+		return d.publishCluster(ctx, units, after) // observes each partition
 	}
 	keys, args := streams.PublishCall(units, d.window, d.ttl)
-	pos, unheard, err := d.pub.publish(ctx, keys, args)
-	if err == nil {
-		if u := sharedUnit(units); u != nil {
-			d.hear(u.Event(), unheard)
+	return d.publishCall(ctx, keys, args, sharedUnit(units), 1, after)
+}
+
+// publishCall runs one call of the publish script with keys and args, as
+// publishLate does; it counts the publishes of shared, if not nil, that
+// no subscriber received, and observes the outcome for the parts of
+// Redis in bits.
+func (d *Dispatcher) publishCall(ctx context.Context, keys []string, args []any, shared *streams.Unit, bits uint32,
+	after func([]string, late.Outcome)) ([]string, error) {
+	var onLate func([]string, int, error)
+	if after != nil {
+		onLate = func(pos []string, unheard int, err error) {
+			if err == nil && shared != nil {
+				d.hear(shared.Event(), unheard)
+			}
+			after(pos, outcomeOf(err))
 		}
 	}
-	return pos, d.observe(ctx, err, 1)
+	pos, unheard, err := d.pub.publishLate(ctx, keys, args, onLate)
+	if err == nil && shared != nil {
+		d.hear(shared.Event(), unheard)
+	}
+	perr := d.observe(ctx, err, bits)
+	if _, inFlight := errors.AsType[*inFlightError](err); after != nil && !inFlight && contextError(perr) {
+		after(nil, outcomeOf(err)) // known already, though ctx ended
+	}
+	return pos, perr
+}
+
+// outcomeOf returns the outcome of a publish whose result is err: done,
+// not run (never written, or refused by Redis, which runs no part of a
+// call it refuses, or no connection to be had), or unknown.
+func outcomeOf(err error) late.Outcome {
+	if err == nil {
+		return late.Done
+	}
+	if _, ok := errors.AsType[*notSentError](err); ok {
+		return late.NotRun
+	}
+	if _, ok := errors.AsType[redis.Error](err); ok {
+		return late.NotRun
+	}
+	if unsent(err) {
+		return late.NotRun
+	}
+	return late.Unknown
+}
+
+// contextError reports whether err is a context's: the dispatch ran out
+// of time, or its caller gave up.
+func contextError(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
 // sharedUnit returns the first of units published on the shared channel,

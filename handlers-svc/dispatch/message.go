@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/handlers-svc/internal/late"
 	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -142,6 +143,9 @@ func validConn(conn string) bool {
 // reach Redis is an *event.Error with code unavailable; a context that
 // ends first, the context's error.
 func (d *Dispatcher) Dispatch(ctx context.Context, m Message) (Positions, error) {
+	// The dispatch API's (package late): when ctx ends first, the outcome
+	// once it is known.
+	report := late.From(ctx)
 	pos := Positions{Users: map[string]string{}}
 	if err := m.Check(); err != nil {
 		return pos, err
@@ -163,6 +167,9 @@ func (d *Dispatcher) Dispatch(ctx context.Context, m Message) (Positions, error)
 		if len(m.Rooms) > 0 {
 			members, err := d.roomMembers(ctx, m.Rooms)
 			if err != nil {
+				if report != nil && contextError(err) {
+					report(late.Report{Outcome: late.NotRun})
+				}
 				return pos, err
 			}
 			users = append(slices.Clone(users), members...)
@@ -187,15 +194,35 @@ func (d *Dispatcher) Dispatch(ctx context.Context, m Message) (Positions, error)
 	if len(units) == 0 {
 		return pos, nil // rooms without members
 	}
-	got, err := d.publish(ctx, units...)
+	var after func([]string, late.Outcome)
+	if report != nil {
+		broadcast := m.Broadcast // not m, whose args the closure would keep
+		after = func(got []string, o late.Outcome) {
+			r := late.Report{Outcome: o}
+			if o == late.Done {
+				p := d.positions(broadcast, users, got)
+				r.Users, r.Broadcast = p.Users, p.Broadcast
+			}
+			report(r)
+		}
+	}
+	got, err := d.publishLate(ctx, after, units...)
 	if err != nil {
 		return pos, err
 	}
+	return d.positions(m.Broadcast, users, got), nil
+}
+
+// positions returns the Positions of a dispatch (a broadcast, or to
+// users, each once in the order the script recorded them) from got, what
+// its script call returned.
+func (d *Dispatcher) positions(broadcast bool, users, got []string) Positions {
+	pos := Positions{Users: map[string]string{}}
 	// The script returns the positions in target order: each recorded
 	// unit's users, or the broadcast stream's one.
 	switch {
 	case !d.record:
-	case m.Broadcast:
+	case broadcast:
 		if len(got) == 1 {
 			pos.Broadcast = got[0]
 		}
@@ -204,7 +231,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context, m Message) (Positions, error)
 			pos.Users[user] = got[i]
 		}
 	}
-	return pos, nil
+	return pos
 }
 
 // userUnits returns the units of a dispatch to msg.Users, each user once,

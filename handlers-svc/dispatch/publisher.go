@@ -60,9 +60,11 @@ func newPublisher(rdb redis.UniversalClient) publisher {
 type callState uint8
 
 const (
-	queued  callState = iota // in publisher.queue
-	taken                    // in a batch a leader flushes
-	leading                  // taken, and its caller is handed the lead
+	queued    callState = iota // in publisher.queue
+	taken                      // in a batch a leader flushes
+	leading                    // taken, and its caller is handed the lead
+	abandoned                  // taken, and its caller gone (its context ended)
+	finished                   // its result is set and sent on wake
 )
 
 // call is one caller's publish: one call of the publish script, which
@@ -88,6 +90,9 @@ type call struct {
 	// wake gets one message per call: nil once err is set, or the batch
 	// whose lead the caller is handed (the call is its first element).
 	wake chan []*call
+	// late, if not nil, gets the result of an abandoned call from the
+	// leader that flushed it, once the flush is over (publishLate).
+	late func(pos []string, unheard int, err error)
 }
 
 var callPool = sync.Pool{New: func() any { return &call{wake: make(chan []*call, 1)} }}
@@ -97,14 +102,27 @@ var callPool = sync.Pool{New: func() any { return &call{wake: make(chan []*call,
 // the positions the script assigned, in target order, and how many of its
 // publishes no subscriber received, or go-redis's error, or ctx's error
 // when ctx ended first. A call whose ctx
-// ends before it is written is never written; one whose ctx ends while its
-// pipeline is in flight may still be published.
+// ends before it is written is never written (its error is a
+// *notSentError); one whose ctx ends while its pipeline is in flight may
+// still be published.
 func (p *publisher) publish(ctx context.Context, keys []string, args []any) ([]string, int, error) {
+	return p.publishLate(ctx, keys, args, nil)
+}
+
+// publishLate is publish, and when ctx ends while the call's pipeline is
+// in flight and late is not nil, it returns an *inFlightError at once and
+// the leader of that flush calls late with the call's result (the result
+// publish would have returned: an unwritten call's is a *notSentError)
+// once the flush is over, on its own goroutine: late must not block.
+// late is called at most once, and never when publishLate returns any
+// other error (whose outcome its caller then knows): never either if
+// go-redis panics in the flush.
+func (p *publisher) publishLate(ctx context.Context, keys []string, args []any, late func([]string, int, error)) ([]string, int, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, 0, err
+		return nil, 0, &notSentError{err}
 	}
 	c := callPool.Get().(*call)
-	c.ctx, c.keys, c.args, c.err = ctx, keys, args, nil
+	c.ctx, c.keys, c.args, c.err, c.late = ctx, keys, args, nil, late
 
 	p.mu.Lock()
 	if p.busy {
@@ -175,7 +193,8 @@ func (p *publisher) publishAll(ctx context.Context, keys [][]string, args [][]an
 // wait waits for c's result or for the lead, whichever comes. When c's
 // context ends first, a queued c is taken out of the queue and never
 // written; a c already taken returns at once unless it was handed the lead,
-// which it cannot refuse.
+// which it cannot refuse, or its result is there already: its caller
+// abandons it to its leader (publishLate).
 func (p *publisher) wait(c *call) ([]string, int, error) {
 	select {
 	case batch := <-c.wake:
@@ -190,16 +209,25 @@ func (p *publisher) wait(c *call) ([]string, int, error) {
 	case queued:
 		p.queue = slices.DeleteFunc(p.queue, func(q *call) bool { return q == c })
 		p.mu.Unlock()
-		c.err = c.ctx.Err()
+		c.err = &notSentError{c.ctx.Err()}
 		return p.done(c) // no message can come any more: c can be reused
 	case leading:
 		p.mu.Unlock()
 		p.lead(c, <-c.wake) // sent right after c.state was set
 		return p.done(c)
+	case finished:
+		p.mu.Unlock()
+		<-c.wake // sent right after c.state was set
+		return p.done(c)
 	}
+	// Taken: its leader will set its result later, and give it to late
+	// rather than send it on wake, so c is left to the garbage collector
+	// rather than reused.
+	c.state = abandoned
 	p.mu.Unlock()
-	// Taken: its leader will set err and send on wake later, so c is left
-	// to the garbage collector rather than reused.
+	if c.late != nil {
+		return nil, 0, &inFlightError{c.ctx.Err()}
+	}
 	return nil, 0, c.ctx.Err()
 }
 
@@ -236,7 +264,8 @@ func (p *publisher) lead(self *call, batch []*call) {
 				if c.err == nil {
 					c.err = errLeaderPanicked
 				}
-				if c != self {
+				if c != self && c.state != abandoned {
+					c.state = finished
 					c.wake <- nil
 				}
 			}
@@ -252,11 +281,26 @@ func (p *publisher) lead(self *call, batch []*call) {
 	}
 	// Under the lock, so that batch can be reused at once: the sends never
 	// block (each wake has room for its one message).
+	var gone []*call // abandoned calls whose late gets their result
 	for _, c := range batch {
-		if c != self {
+		switch {
+		case c == self:
+		case c.state == abandoned:
+			if c.late != nil {
+				gone = append(gone, c)
+			}
+		default:
+			c.state = finished
 			c.wake <- nil
 		}
 	}
+	// After the lock and the lead are given up: late must not block, but
+	// it is its caller's code.
+	defer func() {
+		for _, c := range gone {
+			c.late(c.pos, c.unheard, c.err)
+		}
+	}()
 	clear(batch)
 	p.spare = batch[:0]
 	if len(p.queue) == 0 {
@@ -307,7 +351,7 @@ func (p *publisher) flush(batch []*call) error {
 	live := p.live[:0]
 	for _, c := range batch {
 		if err := c.ctx.Err(); err != nil {
-			c.err = err
+			c.err = &notSentError{err}
 			continue
 		}
 		if d, ok := c.ctx.Deadline(); !ok {
@@ -538,6 +582,23 @@ func (e *maybeSentError) Error() string {
 }
 
 func (e *maybeSentError) Unwrap() error { return e.err }
+
+// notSentError is the error of a call never written to Redis because its
+// context ended first: the context's error, which it wraps and reads as.
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string { return e.err.Error() }
+
+func (e *notSentError) Unwrap() error { return e.err }
+
+// inFlightError is publishLate's error for a call abandoned while its
+// pipeline was in flight: the context's error, which it wraps and reads
+// as; the call's late func gets its result.
+type inFlightError struct{ err error }
+
+func (e *inFlightError) Error() string { return e.err.Error() }
+
+func (e *inFlightError) Unwrap() error { return e.err }
 
 // unsent reports whether err, a failed round trip's, proves that no call
 // reached Redis: no connection could be had (a refused or failed dial, a

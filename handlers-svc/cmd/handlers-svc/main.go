@@ -210,8 +210,9 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	health := newHealth(nc, srv.Ready())
 	reg.Watch(nc.IsConnected, health.redisOK.Load, func() bool { return len(health.notReady()) == 0 })
 	health.mux.Handle("GET /metrics", reg.Handler())
+	var api *httpapi.API
 	if cfg.APIKey != "" {
-		api := httpapi.New(d, cfg.APIKey, log).Idempotent(rdb)
+		api = httpapi.New(d, cfg.APIKey, log).Idempotent(rdb)
 		reg.CountReplays(api.Replays)
 		api.Register(health.mux)
 	}
@@ -276,6 +277,9 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	health.stopping.Store(true)
 	nc.Close()
 	runStops()
+	if api != nil {
+		api.Close() // its late records of 504s' outcomes use rdb
+	}
 	if err := rdb.Close(); err != nil {
 		log.Warn("close redis", zap.Error(err))
 	}

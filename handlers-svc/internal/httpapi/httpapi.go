@@ -2,8 +2,10 @@
 // /v1/dispatch, and POST /v1/disconnect, which closes sockets
 // (docs/protocol.md section 7): other backends dispatch over
 // HTTP exactly as handlers do, through package dispatch, so their events
-// are recorded and recovered too. It is safe for concurrent use and starts
-// no goroutines.
+// are recorded and recovered too. It is safe for concurrent use. The only
+// goroutines it starts record, under its idempotency key, the outcome of a
+// dispatch answered 504 once that is known (at most MaxInFlight at once,
+// each one Redis command); Close stops them.
 package httpapi
 
 import (
@@ -25,6 +27,7 @@ import (
 
 	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/handlers-svc/internal/late"
 	"github.com/switchboard/switchboard/internal/logevery"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -48,7 +51,10 @@ const DefaultTimeout = 5 * time.Second
 const MaxInFlight = 256
 
 // Dispatcher is what the API needs of the dispatch path: a
-// *dispatch.Dispatcher.
+// *dispatch.Dispatcher, which also reports the late outcome of a dispatch
+// whose context ended first (package late), so that a 504's is recorded
+// under its idempotency key; another Dispatcher's 504s keep their keys
+// reserved until they expire.
 type Dispatcher interface {
 	Dispatch(ctx context.Context, m dispatch.Message) (dispatch.Positions, error)
 	Disconnect(ctx context.Context, m dispatch.Disconnect) (workers int, err error)
@@ -67,6 +73,7 @@ type API struct {
 	// Idempotency-Key header is refused.
 	idem    redis.UniversalClient
 	replays atomic.Uint64 // answers replayed from an idempotency record
+	lates   lateRecords   // outcomes of dispatches answered 504, recorded once known
 }
 
 // New returns the API, dispatching through d for callers whose
@@ -77,8 +84,10 @@ func New(d Dispatcher, key string, log *zap.Logger) *API {
 		panic("httpapi: empty key")
 	}
 	log = log.Named("httpapi")
-	return &API{d: d, key: sha256.Sum256([]byte(key)), log: log, timeout: DefaultTimeout,
+	a := &API{d: d, key: sha256.Sum256([]byte(key)), log: log, timeout: DefaultTimeout,
 		inFlight: make(chan struct{}, MaxInFlight), busy: logevery.New(log, "dispatch API busy: dispatches refused", time.Minute)}
+	a.lates.init()
+	return a
 }
 
 // Register serves the API on mux at Path and DisconnectPath: POST, and
@@ -122,14 +131,30 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
 	defer cancel()
 	var res *reservation
+	var outcome *lateOutcome
 	if idemKey != "" {
 		var replay []byte
 		if res, replay, err = a.reserve(ctx, idemKey, body); res == nil {
 			a.refuseReserved(w, r, m, replay, err)
 			return
 		}
+		outcome = &lateOutcome{a: a, res: res}
+		ctx = late.With(ctx, outcome.take)
 	}
 	pos, err := a.d.Dispatch(ctx, m)
+	if outcome != nil {
+		if known, ok := outcome.dispatchReturned(); ok {
+			// Out of time, but the outcome is known already: a dispatch
+			// that was delivered is answered 200, as it would have been
+			// in time; the key of one that did not run is freed before
+			// the 504, so that a retry once it is read dispatches.
+			if known.Outcome == late.Done {
+				pos, err = dispatch.Positions{Users: known.Users, Broadcast: known.Broadcast}, nil
+			} else {
+				a.settle(context.Background(), res, known)
+			}
+		}
+	}
 	a.answer(w, r, m, res, pos, err)
 }
 
@@ -251,17 +276,10 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, m dispatch.Message,
 		a.log.Debug("dispatched", zap.String("event", m.Event), zap.Int("users", len(m.Users)),
 			zap.Int("conns", len(m.Conns)), zap.Int("rooms", len(m.Rooms)), zap.Bool("broadcast", m.Broadcast),
 			zap.Int("recorded", len(pos.Users)))
-		if pos.Users == nil {
-			pos.Users = map[string]string{}
-		}
-		body, merr := json.Marshal(pos)
-		if merr != nil { // positions and user ids are strings: it cannot fail
-			panic(merr)
-		}
-		body = append(body, '\n')
+		body := answerBody(pos)
 		if res != nil {
 			// Before the answer, so that a retry once it is read finds it.
-			a.finish(res, body, nil)
+			a.finish(context.Background(), res, body, nil)
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
@@ -269,7 +287,7 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, m dispatch.Message,
 		return
 	}
 	if res != nil {
-		a.finish(res, nil, err)
+		a.finish(context.Background(), res, nil, err)
 	}
 	if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
 		// The caller hung up: its own doing, not Redis failing. Nothing
@@ -285,7 +303,9 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, m dispatch.Message,
 		// Out of time, or Redis took it and did not answer.
 		werr.Message = "dispatch timed out or got no answer from Redis: it may or may not have been delivered"
 		if res != nil {
-			werr.Message += "; its Idempotency-Key is kept: a retry with it is answered 409, not dispatched again"
+			werr.Message += "; a retry with its Idempotency-Key is answered 409, not dispatched again, until the outcome is known " +
+				"(or, if it never is, until the key expires): then the 200 of a dispatch that was delivered is replayed, " +
+				"and one that surely was not is dispatched"
 		}
 	}
 	if ce := a.log.Check(lvl, "dispatch refused"); ce != nil {
@@ -293,6 +313,18 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, m dispatch.Message,
 			zap.String("remote", r.RemoteAddr), zap.Error(err))
 	}
 	writeError(w, status, werr.Code, werr.Message)
+}
+
+// answerBody returns the 200 body of a dispatch recorded at pos.
+func answerBody(pos dispatch.Positions) []byte {
+	if pos.Users == nil {
+		pos.Users = map[string]string{}
+	}
+	body, err := json.Marshal(pos)
+	if err != nil { // positions and user ids are strings: it cannot fail
+		panic(err)
+	}
+	return append(body, '\n')
 }
 
 // failure returns the status, the wire error and the log level of a

@@ -150,7 +150,7 @@ func (a *API) reserve(ctx context.Context, key string, body []byte) (*reservatio
 	case err != nil:
 		// The reservation may have been taken and its answer lost: undo it,
 		// or a retry would find it pending though nothing was dispatched.
-		a.release(res)
+		a.release(context.Background(), res)
 		return nil, nil, &event.Error{Code: proto.CodeUnavailable, Message: "dispatch unavailable", Err: err}
 	}
 	state, rest := v[:min(len(v), 2)], v[min(len(v), 2):]
@@ -168,11 +168,12 @@ func (a *API) reserve(ctx context.Context, key string, body []byte) (*reservatio
 // replayed to retries; nothing after a failure that surely delivered
 // nothing (bad_request, unavailable), so that a retry dispatches; and
 // after any other (timeout: it may have been delivered, or the caller
-// gone mid-dispatch), the reservation is kept until it expires, so that a
-// retry gets 409 rather than a second delivery.
-func (a *API) finish(res *reservation, answer []byte, err error) {
+// gone mid-dispatch), the reservation is kept, so that a retry gets 409
+// rather than a second delivery, until the outcome is known (settle) or
+// else until it expires.
+func (a *API) finish(ctx context.Context, res *reservation, answer []byte, err error) {
 	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
+		ctx, cancel := context.WithTimeout(ctx, finishTimeout)
 		defer cancel()
 		if serr := storeScript.Run(ctx, a.idem, []string{res.key}, res.value, stateDone+res.hash+":"+string(answer),
 			IdempotencyTTL.Milliseconds()).Err(); serr != nil {
@@ -183,7 +184,7 @@ func (a *API) finish(res *reservation, answer []byte, err error) {
 		return
 	}
 	if nothingDelivered(err) {
-		a.release(res)
+		a.release(ctx, res)
 	}
 }
 
@@ -199,8 +200,8 @@ func nothingDelivered(err error) bool {
 }
 
 // release deletes res's reservation, if it still holds it.
-func (a *API) release(res *reservation) {
-	ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
+func (a *API) release(ctx context.Context, res *reservation) {
+	ctx, cancel := context.WithTimeout(ctx, finishTimeout)
 	defer cancel()
 	if err := releaseScript.Run(ctx, a.idem, []string{res.key}, res.value).Err(); err != nil {
 		a.log.Warn("idempotency reservation not released: retries with its key get 409 until it expires",
