@@ -409,49 +409,27 @@ func TestResyncDuringByteChunkedReplayFitsTheQueue(t *testing.T) {
 	}
 	cfg := resume.DefaultConfig()
 	cfg.QueueBytes = config.MinSendQueueBytes
-	f := newFixture(t, cfg)
 	user := strings.Repeat("<", proto.MaxUserLen)
-	bfrom := f.publishSized(t, "", "b0", 10)
-	from := f.publishSized(t, user, "e0", 10)
-	const missed = 4
-	for i := 1; i <= missed; i++ {
-		f.publishSized(t, user, fmt.Sprintf("e%d", i), proto.MaxDispatchArgs-len(`{"text":""}`))
-	}
-	c := &conn{id: "c1", user: user, maxBytes: cfg.QueueBytes}
-	var s *resume.Socket
-	f.run(t, func() []*resume.Socket { return []*resume.Socket{s} })
-	s, _ = f.connect(t, c, from.String(), bfrom.String())
-	if !c.waitingForDrain() {
-		t.Fatal("the replay went at once; want it in parts")
-	}
-	if err := f.rdb.Del(context.Background(), proto.BroadcastMetaKey).Err(); err != nil {
-		t.Fatal(err)
-	}
-	next := f.publishSized(t, "", "b1", 10)
-	args, _ := json.Marshal(map[string]string{"text": strings.Repeat("x", 10)})
-	s.Offer(true, &next, proto.AppendEventAt(nil, "b1", user, args, proto.KeyBPos, next.Append(nil)))
-	// The resync goes with the read of the next part, after that part.
-	drainAll(t, c, func() bool {
-		_, resynced := c.lastResync(t)
-		return resynced && len(c.offsets(false)) == missed
-	})
-	checkRun(t, "replay", c.offsets(false), from.Off, from.Off+missed)
-	if r, _ := c.lastResync(t); r.Reason != resume.ReasonStoreLost || r.BPos == "" {
-		t.Fatalf("resync %+v, want the broadcast stream's %q", r, resume.ReasonStoreLost)
-	}
+	testResyncDuringReplay(t, cfg, &conn{id: "c1", user: user, maxBytes: cfg.QueueBytes}, 4, proto.MaxDispatchArgs-len(`{"text":""}`))
 }
 
 func testResyncDuringChunkedReplay(t *testing.T, frames int) {
 	cfg := resume.DefaultConfig()
 	cfg.QueueFrames = frames
+	// 200 events of 10 bytes: several parts of the largest queue.
+	testResyncDuringReplay(t, cfg, &conn{id: "c1", user: "bob", maxFrames: frames}, 200, 10)
+}
+
+// testResyncDuringReplay replays missed events of text bytes each to c,
+// in parts, and has the broadcast stream lose its events meanwhile: c must
+// get the whole replay and the resync, and stay open.
+func testResyncDuringReplay(t *testing.T, cfg resume.Config, c *conn, missed, text int) {
 	f := newFixture(t, cfg)
 	bfrom := f.publishSized(t, "", "b0", 10)
-	from := f.publish(t, "bob", "e0")
-	const missed = 200 // several parts of the largest queue
+	from := f.publishSized(t, c.user, "e0", 10)
 	for i := 1; i <= missed; i++ {
-		f.publish(t, "bob", fmt.Sprintf("e%d", i))
+		f.publishSized(t, c.user, fmt.Sprintf("e%d", i), text)
 	}
-	c := &conn{id: "c1", user: "bob", maxFrames: frames}
 	var s *resume.Socket
 	f.run(t, func() []*resume.Socket { return []*resume.Socket{s} })
 	s, _ = f.connect(t, c, from.String(), bfrom.String())
@@ -465,12 +443,13 @@ func testResyncDuringChunkedReplay(t *testing.T, frames int) {
 	}
 	next := f.publishSized(t, "", "b1", 10)
 	args, _ := json.Marshal(map[string]string{"text": strings.Repeat("x", 10)})
-	s.Offer(true, &next, proto.AppendEventAt(nil, "b1", "bob", args, proto.KeyBPos, next.Append(nil)))
+	s.Offer(true, &next, proto.AppendEventAt(nil, "b1", c.user, args, proto.KeyBPos, next.Append(nil)))
+	// The resync goes with the read of the next part, after that part.
 	drainAll(t, c, func() bool {
 		_, resynced := c.lastResync(t)
 		return resynced && len(c.offsets(false)) == missed
 	})
-	checkRun(t, "replay", c.offsets(false), from.Off, from.Off+missed)
+	checkRun(t, "replay", c.offsets(false), from.Off, from.Off+uint64(missed))
 	if r, _ := c.lastResync(t); r.Reason != resume.ReasonStoreLost || r.BPos == "" {
 		t.Fatalf("resync %+v, want the broadcast stream's %q", r, resume.ReasonStoreLost)
 	}
