@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -436,6 +437,14 @@ func (c Config) Validate() error {
 	}
 	if err := serverurl.Redis(c.RedisURL); err != nil {
 		errs = append(errs, fmt.Errorf("REDIS_URL: %w", err))
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("GATEWAY_ADDR: %w", err))
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("GATEWAY_METRICS_ADDR: %w (or off for none)", err))
+		}
 	}
 	if c.MaxFrame < 64 {
 		errs = append(errs, fmt.Errorf("GATEWAY_MAX_FRAME must be at least 64 bytes, got %d", c.MaxFrame))

@@ -392,6 +392,10 @@ func TestLoadErrors(t *testing.T) {
 		{"ping interval over the pong wait's half", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_PING_INTERVAL": "31s"}, nil, "GATEWAY_PING_INTERVAL"},
 		{"ping interval zero", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_PING_INTERVAL": "0"}, nil, "GATEWAY_PING_INTERVAL"},
 		{"unknown flag", map[string]string{"GATEWAY_JWT_SECRET": goodSecret}, []string{"-no-such-flag"}, "no-such-flag"},
+		// Refused at start, naming the setting, rather than failing to
+		// listen later with only the address in the message.
+		{"addr without a port", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_ADDR": "7999"}, nil, "GATEWAY_ADDR"},
+		{"metrics addr without a port", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_METRICS_ADDR": "localhost"}, nil, "GATEWAY_METRICS_ADDR"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
