@@ -653,9 +653,14 @@ func (c *Conn) readFailed(err error) {
 		c.mu.Unlock()
 	case errors.As(err, &ce):
 		// The peer closed; peerClose has queued the echo (or the gateway
-		// had closed first and this is the client's answer).
+		// had closed first and this is the client's answer). gorilla's
+		// 1006 is no close frame but a connection that ended under it.
+		reason := "closed by client"
+		if ce.Code == websocket.CloseAbnormalClosure {
+			reason = "connection lost"
+		}
 		c.mu.Lock()
-		c.markClosing(ce.Code, "closed by client", true)
+		c.markClosing(ce.Code, reason, true)
 		c.mu.Unlock()
 	default:
 		var ne net.Error

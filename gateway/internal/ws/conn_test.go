@@ -543,17 +543,20 @@ func TestClose(t *testing.T) {
 
 func TestClientCloses(t *testing.T) {
 	tests := []struct {
-		name     string
-		close    func(cl *websocket.Conn) error
-		wantCode int
+		name       string
+		close      func(cl *websocket.Conn) error
+		wantCode   int
+		wantReason string // what the worker logs as the socket's reason
 	}{
 		{"close frame", func(cl *websocket.Conn) error {
 			return cl.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"), time.Now().Add(wait))
-		}, websocket.CloseNormalClosure},
+		}, websocket.CloseNormalClosure, "closed by client"},
 		{"close frame going away", func(cl *websocket.Conn) error {
 			return cl.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, ""), time.Now().Add(wait))
-		}, websocket.CloseGoingAway},
-		{"connection dropped", func(cl *websocket.Conn) error { return cl.NetConn().Close() }, websocket.CloseAbnormalClosure},
+		}, websocket.CloseGoingAway, "closed by client"},
+		// No close frame: not the client's close, whatever gorilla's error
+		// type says.
+		{"connection dropped", func(cl *websocket.Conn) error { return cl.NetConn().Close() }, websocket.CloseAbnormalClosure, "connection lost"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -563,8 +566,8 @@ func TestClientCloses(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitDone(t, c, wait)
-			if code, _ := c.CloseCode(); code != tt.wantCode {
-				t.Errorf("CloseCode = %d, want %d", code, tt.wantCode)
+			if code, reason := c.CloseCode(); code != tt.wantCode || reason != tt.wantReason {
+				t.Errorf("CloseCode = %d %q, want %d %q", code, reason, tt.wantCode, tt.wantReason)
 			}
 			if c.Send([]byte(`{}`)) {
 				t.Error("Send on an ended socket reported true")
