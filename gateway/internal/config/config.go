@@ -585,7 +585,10 @@ type intValue int
 func (v *intValue) Set(s string) error {
 	n, err := strconv.Atoi(s)
 	*v = intValue(n)
-	return err
+	if err != nil {
+		return errors.New("want a whole number")
+	}
+	return nil
 }
 func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
 
@@ -594,7 +597,10 @@ type int64Value int64
 func (v *int64Value) Set(s string) error {
 	n, err := strconv.ParseInt(s, 10, 64)
 	*v = int64Value(n)
-	return err
+	if err != nil {
+		return errors.New("want a whole number")
+	}
+	return nil
 }
 func (v *int64Value) String() string { return strconv.FormatInt(int64(*v), 10) }
 
@@ -603,7 +609,10 @@ type float64Value float64
 func (v *float64Value) Set(s string) error {
 	f, err := strconv.ParseFloat(s, 64)
 	*v = float64Value(f)
-	return err
+	if err != nil {
+		return errors.New("want a number")
+	}
+	return nil
 }
 func (v *float64Value) String() string { return strconv.FormatFloat(float64(*v), 'g', -1, 64) }
 
@@ -612,7 +621,10 @@ type boolValue bool
 func (v *boolValue) Set(s string) error {
 	b, err := strconv.ParseBool(s)
 	*v = boolValue(b)
-	return err
+	if err != nil {
+		return errors.New("want 1 or 0 (true or false)")
+	}
+	return nil
 }
 func (v *boolValue) String() string   { return strconv.FormatBool(bool(*v)) }
 func (v *boolValue) IsBoolFlag() bool { return true }
@@ -622,6 +634,9 @@ type durationValue time.Duration
 func (v *durationValue) Set(s string) error {
 	d, err := time.ParseDuration(s)
 	*v = durationValue(d)
-	return err
+	if err != nil {
+		return errors.New("want a duration such as 5s")
+	}
+	return nil
 }
 func (v *durationValue) String() string { return time.Duration(*v).String() }

@@ -410,6 +410,34 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
+// TestUnparsableValueSaysWhatIsWanted: a value that does not parse is
+// refused with the setting, the value and what was wanted, not Go's
+// parser error ("strconv.Atoi: parsing \"abc\": invalid syntax").
+func TestUnparsableValueSaysWhatIsWanted(t *testing.T) {
+	tests := []struct {
+		env, value string
+		args       []string
+		want       string
+	}{
+		{"GATEWAY_WORKERS", "abc", nil, `GATEWAY_WORKERS="abc": want a whole number`},
+		{"GATEWAY_WORKER_INFLIGHT_BYTES", "64MiB", nil, `GATEWAY_WORKER_INFLIGHT_BYTES="64MiB": want a whole number`},
+		{"GATEWAY_RATE_LIMIT", "fast", nil, `GATEWAY_RATE_LIMIT="fast": want a number`},
+		{"GATEWAY_DEV", "yes", nil, `GATEWAY_DEV="yes": want 1 or 0 (true or false)`},
+		{"GATEWAY_HANDLER_TIMEOUT", "5", nil, `GATEWAY_HANDLER_TIMEOUT="5": want a duration such as 5s`},
+		{"", "", []string{"-gateway-workers=abc"}, `invalid value "abc" for flag -gateway-workers: want a whole number`},
+	}
+	for _, tt := range tests {
+		e := map[string]string{"GATEWAY_JWT_SECRET": goodSecret}
+		if tt.env != "" {
+			e[tt.env] = tt.value
+		}
+		_, err := config.Load(tt.args, env(e))
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("Load with %s=%q %v: error %v, want %q", tt.env, tt.value, tt.args, err, tt.want)
+		}
+	}
+}
+
 // TestValidateJoinsErrors checks that every problem is reported at once.
 func TestValidateJoinsErrors(t *testing.T) {
 	c := config.Default()
