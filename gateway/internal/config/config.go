@@ -474,11 +474,13 @@ func (c Config) Validate() error {
 	}
 	if !(c.RateLimit >= 0) || math.IsInf(c.RateLimit, 0) || c.RateCloseAfter < 0 ||
 		(c.RateLimit > 0 && (!(c.RateBurst >= 1) || math.IsInf(c.RateBurst, 0))) { // !(x >= n) also refuses NaN
-		errs = append(errs, errors.New("GATEWAY_RATE_LIMIT and GATEWAY_RATE_CLOSE_AFTER must not be negative, and GATEWAY_RATE_BURST must be at least 1"))
+		errs = append(errs, fmt.Errorf("GATEWAY_RATE_LIMIT and GATEWAY_RATE_CLOSE_AFTER must not be negative, and GATEWAY_RATE_BURST must be at least 1, got %g, %d and %g",
+			c.RateLimit, c.RateCloseAfter, c.RateBurst))
 	}
 	if !(c.PingRate >= 0) || math.IsInf(c.PingRate, 0) ||
 		(c.PingRate > 0 && (!(c.PingBurst >= 1) || math.IsInf(c.PingBurst, 0))) {
-		errs = append(errs, errors.New("GATEWAY_PING_RATE must not be negative (0 = answer every ping), and GATEWAY_PING_BURST must be at least 1"))
+		errs = append(errs, fmt.Errorf("GATEWAY_PING_RATE must not be negative (0 = answer every ping), and GATEWAY_PING_BURST must be at least 1, got %g and %g",
+			c.PingRate, c.PingBurst))
 	}
 	if c.PingInterval < MinPingInterval || c.PingInterval > MaxPingInterval {
 		errs = append(errs, fmt.Errorf("GATEWAY_PING_INTERVAL must be from %s to %s, got %s", MinPingInterval, MaxPingInterval, c.PingInterval))
@@ -491,7 +493,8 @@ func (c Config) Validate() error {
 			MinWorkerHangTimeout, MaxWorkerHangTimeout, c.WorkerHangTimeout))
 	}
 	if !(c.UserRateLimit >= 0) || math.IsInf(c.UserRateLimit, 0) || (c.UserRateLimit > 0 && c.UserRateBurst < 1) {
-		errs = append(errs, errors.New("GATEWAY_USER_RATE_LIMIT must not be negative, and GATEWAY_USER_RATE_BURST must be at least 1"))
+		errs = append(errs, fmt.Errorf("GATEWAY_USER_RATE_LIMIT must not be negative, and GATEWAY_USER_RATE_BURST must be at least 1, got %g and %d",
+			c.UserRateLimit, c.UserRateBurst))
 	}
 	if c.UserRateWait < 0 || c.UserRateWait > time.Minute {
 		errs = append(errs, errors.New("GATEWAY_USER_RATE_WAIT must be 0 to 1m"))
@@ -500,7 +503,8 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("GATEWAY_WORKER_INFLIGHT_BYTES must not be negative (0 = no limit)"))
 	}
 	if c.MaxConns < 0 || c.MaxConnsPerUser < 0 {
-		errs = append(errs, errors.New("GATEWAY_MAX_CONNS and GATEWAY_MAX_CONNS_PER_USER must not be negative (0 = unlimited)"))
+		errs = append(errs, fmt.Errorf("GATEWAY_MAX_CONNS and GATEWAY_MAX_CONNS_PER_USER must not be negative (0 = unlimited), got %d and %d",
+			c.MaxConns, c.MaxConnsPerUser))
 	}
 	if c.NATSCreds != "" {
 		if _, err := os.Stat(c.NATSCreds); err != nil {
@@ -512,7 +516,8 @@ func (c Config) Validate() error {
 	}
 	if c.IPPending < 0 || !(c.IPUpgradeRate >= 0) || math.IsInf(c.IPUpgradeRate, 0) ||
 		(c.IPUpgradeRate > 0 && c.IPUpgradeBurst < 1) {
-		errs = append(errs, errors.New("GATEWAY_IP_PENDING and GATEWAY_IP_UPGRADE_RATE must not be negative (0 = none), and GATEWAY_IP_UPGRADE_BURST must be at least 1"))
+		errs = append(errs, fmt.Errorf("GATEWAY_IP_PENDING and GATEWAY_IP_UPGRADE_RATE must not be negative (0 = none), and GATEWAY_IP_UPGRADE_BURST must be at least 1, got %d, %g and %d",
+			c.IPPending, c.IPUpgradeRate, c.IPUpgradeBurst))
 	}
 	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL: %w", err))

@@ -438,6 +438,30 @@ func TestUnparsableValueSaysWhatIsWanted(t *testing.T) {
 	}
 }
 
+// TestGroupedLimitsSayTheirValues: a check that covers several settings
+// says the value of each, so the one that is wrong can be told apart:
+// GATEWAY_RATE_BURST=0 was refused as "GATEWAY_RATE_LIMIT and
+// GATEWAY_RATE_CLOSE_AFTER must not be negative, and GATEWAY_RATE_BURST
+// must be at least 1", with nothing set wrongly named.
+func TestGroupedLimitsSayTheirValues(t *testing.T) {
+	tests := []struct {
+		env, value, want string
+	}{
+		{"GATEWAY_RATE_BURST", "0", "got 50, 50 and 0"},
+		{"GATEWAY_RATE_CLOSE_AFTER", "-1", "got 50, -1 and 100"},
+		{"GATEWAY_PING_RATE", "-2", "got -2 and 10"},
+		{"GATEWAY_USER_RATE_BURST", "0", "got 50 and 0"},
+		{"GATEWAY_MAX_CONNS_PER_USER", "-1", "got 50000 and -1"},
+		{"GATEWAY_IP_UPGRADE_BURST", "0", "got 64, 50 and 0"},
+	}
+	for _, tt := range tests {
+		_, err := config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET": goodSecret, tt.env: tt.value}))
+		if err == nil || !strings.Contains(err.Error(), tt.env) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Load with %s=%s: error %v, want it to name %s and say %q", tt.env, tt.value, err, tt.env, tt.want)
+		}
+	}
+}
+
 // TestValidateJoinsErrors checks that every problem is reported at once.
 func TestValidateJoinsErrors(t *testing.T) {
 	c := config.Default()
