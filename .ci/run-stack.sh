@@ -47,6 +47,14 @@ trap 'stop 0' INT TERM
 trap 'stop $?' EXIT
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# local_url ADDR: the http:// URL this machine reaches a service listening
+# on ADDR at; an address without a host (":8081"), or every interface's,
+# is reached on loopback.
+local_url() {
+  local host="${1%:*}"
+  case "$host" in "" | 0.0.0.0 | "[::]") host=127.0.0.1 ;; esac
+  echo "http://$host:${1##*:}"
+}
 # names[pid] is what each started process is, for the message when one ends.
 declare -A names=()
 start() { # start NAME CMD...: in a session of its own
@@ -96,12 +104,18 @@ else
 fi
 
 start handlers-svc ./bin/handlers-svc
-wait_for "handlers-svc" curl -fs -m 1 -o /dev/null "http://$HANDLERS_ADDR/readyz"
+handlers_url="$(local_url "$HANDLERS_ADDR")"
+wait_for "handlers-svc" curl -fs -m 1 -o /dev/null "$handlers_url/readyz"
 start gateway ./bin/gateway
 port="${GATEWAY_ADDR##*:}"
 wait_for "gateway" curl -fs -m 1 -o /dev/null "http://127.0.0.1:$port/readyz"
 
 token="$(./bin/gateway token alice)"
+all_ready="no admin address (GATEWAY_METRICS_ADDR=off)" all_metrics="none"
+if [ "$GATEWAY_METRICS_ADDR" != off ]; then
+  admin="$(local_url "$GATEWAY_METRICS_ADDR")"
+  all_ready="$admin/readyz (all)" all_metrics="$admin/metrics"
+fi
 cat >&2 <<MSG
 
   switchboard is up: NATS $NATS_URL, Redis $REDIS_URL, handlers-svc, gateway with $GATEWAY_WORKERS workers.
@@ -110,8 +124,8 @@ cat >&2 <<MSG
   WebSocket:   ws://localhost:$port/socket?token=$token
   (user alice; a token for any user: make token ID=bob,
    or http://localhost:$port/dev/token?user=bob)
-  Health:      http://localhost:$port/readyz (one worker), http://$GATEWAY_METRICS_ADDR/readyz (all)
-  Metrics:     http://$GATEWAY_METRICS_ADDR/metrics (gateway), http://$HANDLERS_ADDR/metrics (handlers-svc)
+  Health:      http://localhost:$port/readyz (one worker), $all_ready
+  Metrics:     $all_metrics (gateway), $handlers_url/metrics (handlers-svc)
   JS client:   http://localhost:$port/client.js
 
   Try it:      any WebSocket client (websocat, wscat, a browser console) on the URL above,

@@ -2,5 +2,6 @@
 // the top of the repository (compose.yaml and the Dockerfiles) against the
 // binaries, as far as that is possible without a Docker engine: services,
 // ports, the environment the binaries really read, health checks, build
-// contexts, base image tags and the multi-instance profile.
+// contexts, base image tags and the multi-instance profile; and the script
+// of `make run`, run on other addresses than its defaults.
 package deploy

@@ -42,7 +42,7 @@ func serveAdmin(addr string, agg *metrics.Aggregator, sup *supervisor.Supervisor
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("metrics listen %s: %w", addr, err)
+		return nil, fmt.Errorf("GATEWAY_METRICS_ADDR %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", agg.Handler())

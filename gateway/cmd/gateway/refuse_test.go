@@ -28,6 +28,7 @@ func TestRefusalIsAJSONLine(t *testing.T) {
 		{"bad flag", []string{"GATEWAY_JWT_SECRET=" + secret}, []string{"-no-such-flag"}, "no-such-flag"},
 		{"unknown fan-out mode", []string{"GATEWAY_JWT_SECRET=" + secret, "FANOUT_MODE=sharded"}, nil, "FANOUT_MODE"},
 		{"fan-out linger out of range", []string{"GATEWAY_JWT_SECRET=" + secret, "GATEWAY_FANOUT_LINGER=-1s"}, nil, "GATEWAY_FANOUT_LINGER"},
+		{"client address without a port", []string{"GATEWAY_JWT_SECRET=" + secret, "GATEWAY_ADDR=nonsense"}, nil, "GATEWAY_ADDR"},
 		// The dev-secret attack: dev mode next to a real secret would let
 		// /dev/token mint production tokens; production with the public
 		// dev secret, or a short one, accepts tokens anyone can forge.

@@ -173,7 +173,11 @@ func (a *Admission) Admit(rw http.ResponseWriter, r *http.Request) (up ws.Upgrad
 		if errors.As(err, &ae) {
 			msg = ae.Message
 		}
-		a.log.Debug("upgrade refused", zap.String("reason", msg), zap.String("remote", r.RemoteAddr))
+		fields := []zap.Field{zap.String("reason", msg), zap.String("remote", r.RemoteAddr)}
+		if revoked { // a verified token: whose it is, for the operator who revoked it
+			fields = append(fields, zap.String("user", user))
+		}
+		a.log.Debug("upgrade refused", fields...)
 		if revoked {
 			refused(metrics.RefusedRevoked)
 		} else {

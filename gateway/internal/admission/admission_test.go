@@ -17,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/switchboard/switchboard/gateway/internal/auth"
 	"github.com/switchboard/switchboard/gateway/internal/hub"
@@ -315,5 +316,33 @@ func TestRevokedToken(t *testing.T) {
 	d.a.Admit(rec, httptest.NewRequest(http.MethodGet, "/socket?token="+tok, nil))
 	if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Body.String(), "token revoked") {
 		t.Errorf("plain GET: %d %s, want 401 with token revoked", rec.Code, rec.Body)
+	}
+}
+
+// TestRevokedRefusalLogsTheUser: the refusal of a revoked token, whose
+// user the verified token names, is logged with that user, so an operator
+// can tell why that user cannot connect; it was logged with the reason
+// and the address only. A token that does not verify names no user.
+func TestRevokedRefusalLogsTheUser(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	a := New(Config{JWTSecret: secret, Revoked: func(user string, _ time.Time) bool { return user == "alice" }},
+		hub.New[*sock](), nopRecorder{}, zap.New(core))
+	a.Open()
+	tok, err := auth.Mint(secret, "alice", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []string{tok, "not-a-token"} {
+		a.Admit(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/socket?token="+tok, nil))
+	}
+	entries := logs.FilterMessage("upgrade refused").All()
+	if len(entries) != 2 {
+		t.Fatalf("%d \"upgrade refused\" lines, want 2", len(entries))
+	}
+	if got := entries[0].ContextMap(); got["user"] != "alice" || !strings.Contains(fmt.Sprint(got["reason"]), "token revoked") {
+		t.Errorf("the revoked token's refusal is logged with %v, want user alice and reason token revoked", got)
+	}
+	if got := entries[1].ContextMap(); got["user"] != nil {
+		t.Errorf("a token that does not verify is logged with user %v, want none", got["user"])
 	}
 }

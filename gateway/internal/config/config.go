@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -440,6 +441,14 @@ func (c Config) Validate() error {
 	if err := serverurl.Redis(c.RedisURL); err != nil {
 		errs = append(errs, fmt.Errorf("REDIS_URL: %w", err))
 	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("GATEWAY_ADDR: %w", err))
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("GATEWAY_METRICS_ADDR: %w (or off for none)", err))
+		}
+	}
 	if c.MaxFrame < 64 {
 		errs = append(errs, fmt.Errorf("GATEWAY_MAX_FRAME must be at least 64 bytes, got %d", c.MaxFrame))
 	}
@@ -468,11 +477,13 @@ func (c Config) Validate() error {
 	}
 	if !(c.RateLimit >= 0) || math.IsInf(c.RateLimit, 0) || c.RateCloseAfter < 0 ||
 		(c.RateLimit > 0 && (!(c.RateBurst >= 1) || math.IsInf(c.RateBurst, 0))) { // !(x >= n) also refuses NaN
-		errs = append(errs, errors.New("GATEWAY_RATE_LIMIT and GATEWAY_RATE_CLOSE_AFTER must not be negative, and GATEWAY_RATE_BURST must be at least 1"))
+		errs = append(errs, fmt.Errorf("GATEWAY_RATE_LIMIT and GATEWAY_RATE_CLOSE_AFTER must not be negative, and GATEWAY_RATE_BURST must be at least 1, got %g, %d and %g",
+			c.RateLimit, c.RateCloseAfter, c.RateBurst))
 	}
 	if !(c.PingRate >= 0) || math.IsInf(c.PingRate, 0) ||
 		(c.PingRate > 0 && (!(c.PingBurst >= 1) || math.IsInf(c.PingBurst, 0))) {
-		errs = append(errs, errors.New("GATEWAY_PING_RATE must not be negative (0 = answer every ping), and GATEWAY_PING_BURST must be at least 1"))
+		errs = append(errs, fmt.Errorf("GATEWAY_PING_RATE must not be negative (0 = answer every ping), and GATEWAY_PING_BURST must be at least 1, got %g and %g",
+			c.PingRate, c.PingBurst))
 	}
 	if c.PingInterval < MinPingInterval || c.PingInterval > MaxPingInterval {
 		errs = append(errs, fmt.Errorf("GATEWAY_PING_INTERVAL must be from %s to %s, got %s", MinPingInterval, MaxPingInterval, c.PingInterval))
@@ -485,7 +496,8 @@ func (c Config) Validate() error {
 			MinWorkerHangTimeout, MaxWorkerHangTimeout, c.WorkerHangTimeout))
 	}
 	if !(c.UserRateLimit >= 0) || math.IsInf(c.UserRateLimit, 0) || (c.UserRateLimit > 0 && c.UserRateBurst < 1) {
-		errs = append(errs, errors.New("GATEWAY_USER_RATE_LIMIT must not be negative, and GATEWAY_USER_RATE_BURST must be at least 1"))
+		errs = append(errs, fmt.Errorf("GATEWAY_USER_RATE_LIMIT must not be negative, and GATEWAY_USER_RATE_BURST must be at least 1, got %g and %d",
+			c.UserRateLimit, c.UserRateBurst))
 	}
 	if c.UserRateWait < 0 || c.UserRateWait > time.Minute {
 		errs = append(errs, errors.New("GATEWAY_USER_RATE_WAIT must be 0 to 1m"))
@@ -494,7 +506,8 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("GATEWAY_WORKER_INFLIGHT_BYTES must not be negative (0 = no limit)"))
 	}
 	if c.MaxConns < 0 || c.MaxConnsPerUser < 0 {
-		errs = append(errs, errors.New("GATEWAY_MAX_CONNS and GATEWAY_MAX_CONNS_PER_USER must not be negative (0 = unlimited)"))
+		errs = append(errs, fmt.Errorf("GATEWAY_MAX_CONNS and GATEWAY_MAX_CONNS_PER_USER must not be negative (0 = unlimited), got %d and %d",
+			c.MaxConns, c.MaxConnsPerUser))
 	}
 	if c.NATSCreds != "" {
 		if _, err := os.Stat(c.NATSCreds); err != nil {
@@ -506,7 +519,8 @@ func (c Config) Validate() error {
 	}
 	if c.IPPending < 0 || !(c.IPUpgradeRate >= 0) || math.IsInf(c.IPUpgradeRate, 0) ||
 		(c.IPUpgradeRate > 0 && c.IPUpgradeBurst < 1) {
-		errs = append(errs, errors.New("GATEWAY_IP_PENDING and GATEWAY_IP_UPGRADE_RATE must not be negative (0 = none), and GATEWAY_IP_UPGRADE_BURST must be at least 1"))
+		errs = append(errs, fmt.Errorf("GATEWAY_IP_PENDING and GATEWAY_IP_UPGRADE_RATE must not be negative (0 = none), and GATEWAY_IP_UPGRADE_BURST must be at least 1, got %d, %g and %d",
+			c.IPPending, c.IPUpgradeRate, c.IPUpgradeBurst))
 	}
 	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL: %w", err))
@@ -579,7 +593,10 @@ type intValue int
 func (v *intValue) Set(s string) error {
 	n, err := strconv.Atoi(s)
 	*v = intValue(n)
-	return err
+	if err != nil {
+		return errors.New("want a whole number")
+	}
+	return nil
 }
 func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
 
@@ -588,7 +605,10 @@ type int64Value int64
 func (v *int64Value) Set(s string) error {
 	n, err := strconv.ParseInt(s, 10, 64)
 	*v = int64Value(n)
-	return err
+	if err != nil {
+		return errors.New("want a whole number")
+	}
+	return nil
 }
 func (v *int64Value) String() string { return strconv.FormatInt(int64(*v), 10) }
 
@@ -597,7 +617,10 @@ type float64Value float64
 func (v *float64Value) Set(s string) error {
 	f, err := strconv.ParseFloat(s, 64)
 	*v = float64Value(f)
-	return err
+	if err != nil {
+		return errors.New("want a number")
+	}
+	return nil
 }
 func (v *float64Value) String() string { return strconv.FormatFloat(float64(*v), 'g', -1, 64) }
 
@@ -606,7 +629,10 @@ type boolValue bool
 func (v *boolValue) Set(s string) error {
 	b, err := strconv.ParseBool(s)
 	*v = boolValue(b)
-	return err
+	if err != nil {
+		return errors.New("want 1 or 0 (true or false)")
+	}
+	return nil
 }
 func (v *boolValue) String() string   { return strconv.FormatBool(bool(*v)) }
 func (v *boolValue) IsBoolFlag() bool { return true }
@@ -616,6 +642,9 @@ type durationValue time.Duration
 func (v *durationValue) Set(s string) error {
 	d, err := time.ParseDuration(s)
 	*v = durationValue(d)
-	return err
+	if err != nil {
+		return errors.New("want a duration such as 5s")
+	}
+	return nil
 }
 func (v *durationValue) String() string { return time.Duration(*v).String() }

@@ -392,6 +392,10 @@ func TestLoadErrors(t *testing.T) {
 		{"ping interval over the pong wait's half", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_PING_INTERVAL": "31s"}, nil, "GATEWAY_PING_INTERVAL"},
 		{"ping interval zero", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_PING_INTERVAL": "0"}, nil, "GATEWAY_PING_INTERVAL"},
 		{"unknown flag", map[string]string{"GATEWAY_JWT_SECRET": goodSecret}, []string{"-no-such-flag"}, "no-such-flag"},
+		// Refused at start, naming the setting, rather than failing to
+		// listen later with only the address in the message.
+		{"addr without a port", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_ADDR": "7999"}, nil, "GATEWAY_ADDR"},
+		{"metrics addr without a port", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_METRICS_ADDR": "localhost"}, nil, "GATEWAY_METRICS_ADDR"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -403,6 +407,58 @@ func TestLoadErrors(t *testing.T) {
 				t.Errorf("Load error = %q, want it to name %s", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestUnparsableValueSaysWhatIsWanted: a value that does not parse is
+// refused with the setting, the value and what was wanted, not Go's
+// parser error ("strconv.Atoi: parsing \"abc\": invalid syntax").
+func TestUnparsableValueSaysWhatIsWanted(t *testing.T) {
+	tests := []struct {
+		env, value string
+		args       []string
+		want       string
+	}{
+		{"GATEWAY_WORKERS", "abc", nil, `GATEWAY_WORKERS="abc": want a whole number`},
+		{"GATEWAY_WORKER_INFLIGHT_BYTES", "64MiB", nil, `GATEWAY_WORKER_INFLIGHT_BYTES="64MiB": want a whole number`},
+		{"GATEWAY_RATE_LIMIT", "fast", nil, `GATEWAY_RATE_LIMIT="fast": want a number`},
+		{"GATEWAY_DEV", "yes", nil, `GATEWAY_DEV="yes": want 1 or 0 (true or false)`},
+		{"GATEWAY_HANDLER_TIMEOUT", "5", nil, `GATEWAY_HANDLER_TIMEOUT="5": want a duration such as 5s`},
+		{"", "", []string{"-gateway-workers=abc"}, `invalid value "abc" for flag -gateway-workers: want a whole number`},
+	}
+	for _, tt := range tests {
+		e := map[string]string{"GATEWAY_JWT_SECRET": goodSecret}
+		if tt.env != "" {
+			e[tt.env] = tt.value
+		}
+		_, err := config.Load(tt.args, env(e))
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("Load with %s=%q %v: error %v, want %q", tt.env, tt.value, tt.args, err, tt.want)
+		}
+	}
+}
+
+// TestGroupedLimitsSayTheirValues: a check that covers several settings
+// says the value of each, so the one that is wrong can be told apart:
+// GATEWAY_RATE_BURST=0 was refused as "GATEWAY_RATE_LIMIT and
+// GATEWAY_RATE_CLOSE_AFTER must not be negative, and GATEWAY_RATE_BURST
+// must be at least 1", with nothing set wrongly named.
+func TestGroupedLimitsSayTheirValues(t *testing.T) {
+	tests := []struct {
+		env, value, want string
+	}{
+		{"GATEWAY_RATE_BURST", "0", "got 50, 50 and 0"},
+		{"GATEWAY_RATE_CLOSE_AFTER", "-1", "got 50, -1 and 100"},
+		{"GATEWAY_PING_RATE", "-2", "got -2 and 10"},
+		{"GATEWAY_USER_RATE_BURST", "0", "got 50 and 0"},
+		{"GATEWAY_MAX_CONNS_PER_USER", "-1", "got 50000 and -1"},
+		{"GATEWAY_IP_UPGRADE_BURST", "0", "got 64, 50 and 0"},
+	}
+	for _, tt := range tests {
+		_, err := config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET": goodSecret, tt.env: tt.value}))
+		if err == nil || !strings.Contains(err.Error(), tt.env) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Load with %s=%s: error %v, want it to name %s and say %q", tt.env, tt.value, err, tt.env, tt.want)
+		}
 	}
 }
 

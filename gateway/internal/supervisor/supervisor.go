@@ -360,7 +360,7 @@ func listen(addr string) (*net.TCPListener, error) {
 	}}
 	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", addr, err)
+		return nil, fmt.Errorf("GATEWAY_ADDR %s: %w", addr, err)
 	}
 	return ln.(*net.TCPListener), nil
 }

@@ -154,12 +154,11 @@ func (w *Worker) disconnect(d *proto.Disconnect) {
 	// is refused.
 	if d.RevokeBefore > 0 && len(d.Users) > 0 {
 		w.revoked.Revoke(d.Users, d.RevokeBefore)
-		w.log.Info("tokens revoked by a backend", zap.Strings("users", d.Users), zap.Int64("revoke_before_ms", d.RevokeBefore),
-			zap.Int("worker", w.index))
+		w.log.Info("tokens revoked by a backend", zap.Strings("users", d.Users), zap.Int64("revoke_before_ms", d.RevokeBefore))
 	}
 	for _, s := range w.hub.Matching(d.Users, d.Conns) {
 		w.log.Info("socket disconnected by a backend", zap.String("user", s.User()), zap.String("conn", s.ID()),
-			zap.Int("worker", w.index), zap.Int("code", code), zap.String("reason", reason))
+			zap.Int("code", code), zap.String("reason", reason))
 		s.Close(code, reason)
 	}
 }

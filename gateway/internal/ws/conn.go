@@ -662,13 +662,14 @@ func (c *Conn) readFailed(err error) {
 		c.mu.Unlock()
 	case errors.As(err, &ce):
 		// The peer closed; peerClose has queued the echo (or the gateway
-		// had closed first and this is the client's answer).
-		by := ByClient
+		// had closed first and this is the client's answer). gorilla's
+		// 1006 is no close frame but a connection that ended under it.
+		by, reason := ByClient, "closed by client"
 		if ce.Code == websocket.CloseAbnormalClosure {
-			by = ByNetwork // gorilla's error for an EOF within a frame
+			by, reason = ByNetwork, "connection lost"
 		}
 		c.mu.Lock()
-		c.markClosing(by, ce.Code, "closed by client", true)
+		c.markClosing(by, ce.Code, reason, true)
 		c.mu.Unlock()
 	default:
 		var ne net.Error

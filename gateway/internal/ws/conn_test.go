@@ -546,22 +546,25 @@ func TestClose(t *testing.T) {
 
 func TestClientCloses(t *testing.T) {
 	tests := []struct {
-		name     string
-		close    func(cl *websocket.Conn) error
-		wantCode int
-		wantBy   ws.Closer
+		name       string
+		close      func(cl *websocket.Conn) error
+		wantCode   int
+		wantReason string // what the worker logs as the socket's reason
+		wantBy     ws.Closer
 	}{
 		{"close frame", func(cl *websocket.Conn) error {
 			return cl.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"), time.Now().Add(wait))
-		}, websocket.CloseNormalClosure, ws.ByClient},
+		}, websocket.CloseNormalClosure, "closed by client", ws.ByClient},
 		{"close frame going away", func(cl *websocket.Conn) error {
 			return cl.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, ""), time.Now().Add(wait))
-		}, websocket.CloseGoingAway, ws.ByClient},
+		}, websocket.CloseGoingAway, "closed by client", ws.ByClient},
 		// A backend's code, sent by the client itself: still the client's close.
 		{"close frame with 4003", func(cl *websocket.Conn) error {
 			return cl.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(proto.CloseDisconnected, "closed by client"), time.Now().Add(wait))
-		}, proto.CloseDisconnected, ws.ByClient},
-		{"connection dropped", func(cl *websocket.Conn) error { return cl.NetConn().Close() }, websocket.CloseAbnormalClosure, ws.ByNetwork},
+		}, proto.CloseDisconnected, "closed by client", ws.ByClient},
+		// No close frame: not the client's close, whatever gorilla's error
+		// type says.
+		{"connection dropped", func(cl *websocket.Conn) error { return cl.NetConn().Close() }, websocket.CloseAbnormalClosure, "connection lost", ws.ByNetwork},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -571,8 +574,8 @@ func TestClientCloses(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitDone(t, c, wait)
-			if code, _ := c.CloseCode(); code != tt.wantCode {
-				t.Errorf("CloseCode = %d, want %d", code, tt.wantCode)
+			if code, reason := c.CloseCode(); code != tt.wantCode || reason != tt.wantReason {
+				t.Errorf("CloseCode = %d %q, want %d %q", code, reason, tt.wantCode, tt.wantReason)
 			}
 			if by := c.ClosedBy(); by != tt.wantBy {
 				t.Errorf("ClosedBy = %d, want %d", by, tt.wantBy)

@@ -143,7 +143,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+		return fmt.Errorf("HANDLERS_ADDR %s: %w", cfg.Addr, err)
 	}
 	nc, err := connectNATS(cfg.NATSURL, cfg.NATSCreds, log.Named("nats"))
 	if err != nil {
