@@ -138,7 +138,7 @@ bench-go:
 # It builds quietly, so that TOKEN=$$(make token ID=bob) is the token alone.
 token:
 	@go build -o bin/gateway ./gateway/cmd/gateway
-	@GATEWAY_DEV=1 ./bin/gateway token $(or $(ID),alice)
+	@GATEWAY_DEV=1 ./bin/gateway token '$(subst ','\'',$(or $(ID),alice))'
 
 clean:
 	rm -rf bin

@@ -174,8 +174,11 @@ func (l *line) publishProbes(ctx context.Context, send <-chan uint64) {
 func (s *Subscriber) stalled(l *line, silent time.Duration) {
 	s.stalls.Add(1)
 	l.live.Store(false)
-	s.log.Error("redis subscription stalled: a probe did not come back; reconnecting",
-		zap.Duration("silent", silent), zap.String("probe_channel", l.probeChannel), zap.String("line", l.name))
+	fields := []zap.Field{zap.Duration("silent", silent), zap.String("probe_channel", l.probeChannel)}
+	if l.name != "" { // a shard's; the shared channel's line has none
+		fields = append(fields, zap.String("line", l.name))
+	}
+	s.log.Error("redis subscription stalled: a probe did not come back; reconnecting", fields...)
 	l.psMu.Lock()
 	ps := l.ps
 	l.psMu.Unlock()
