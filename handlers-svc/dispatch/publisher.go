@@ -87,8 +87,9 @@ type call struct {
 	cmd      *redis.StringSliceCmd
 	first, n int
 	counts   bool
-	// wake gets one message per call: nil once err is set, or the batch
-	// whose lead the caller is handed (the call is its first element).
+	// wake gets one message per call, none once it is abandoned: nil once
+	// err is set, or the batch whose lead the caller is handed (the call
+	// is its first element).
 	wake chan []*call
 	// late, if not nil, gets the result of an abandoned call from the
 	// leader that flushed it, once the flush is over (publishLate).

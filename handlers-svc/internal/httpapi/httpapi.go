@@ -146,11 +146,19 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if known, ok := outcome.dispatchReturned(); ok {
 			// Out of time, but the outcome is known already: a dispatch
 			// that was delivered is answered 200, as it would have been
-			// in time; the key of one that did not run is freed before
-			// the 504, so that a retry once it is read dispatches.
-			if known.Outcome == late.Done {
+			// in time; one that surely did not run has its key freed
+			// and is answered 503, which says a retry is safe.
+			switch known.Outcome {
+			case late.Done:
 				pos, err = dispatch.Positions{Users: known.Users, Broadcast: known.Broadcast}, nil
-			} else {
+			case late.NotRun:
+				a.settle(context.Background(), res, known)
+				a.log.Warn("dispatch refused: out of time before it reached Redis", zap.String("event", m.Event),
+					zap.Int("status", http.StatusServiceUnavailable), zap.String("remote", r.RemoteAddr), zap.Error(err))
+				writeError(w, http.StatusServiceUnavailable, proto.CodeUnavailable,
+					"dispatch not sent: its time ran out before it reached Redis; nothing was delivered, so a retry is safe")
+				return
+			default:
 				a.settle(context.Background(), res, known)
 			}
 		}

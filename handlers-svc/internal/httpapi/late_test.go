@@ -196,8 +196,8 @@ func TestTimedOutDispatchOutcomeReplayed(t *testing.T) {
 
 // TestTimedOutDispatchNotRunFreesKey: a dispatch with a key whose
 // deadline passes while it waits behind another caller's flush is never
-// written: its key is freed before it is answered 504, so a retry with it
-// is dispatched (once).
+// written: its key is freed before it is answered 503 unavailable (nothing
+// was delivered: a retry is safe), so a retry with it is dispatched (once).
 func TestTimedOutDispatchNotRunFreesKey(t *testing.T) {
 	srv, records := testkit.StartRedis(t), testkit.StartRedis(t)
 	url, d, g, a := lateServer(t, srv, records, 300*time.Millisecond)
@@ -211,11 +211,12 @@ func TestTimedOutDispatchNotRunFreesKey(t *testing.T) {
 	}()
 	g.next(t)
 	body := `{"event":"e","users":["bob"]}`
-	if r := postKeyed(t, url, body, "order-8"); r.status != http.StatusGatewayTimeout || !strings.Contains(r.body, `"code":"timeout"`) {
-		t.Fatalf("keyed dispatch queued past its deadline: %+v, want 504 timeout", r)
+	if r := postKeyed(t, url, body, "order-8"); r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, `"code":"unavailable"`) ||
+		!strings.Contains(r.body, "nothing was delivered") {
+		t.Fatalf("keyed dispatch queued past its deadline: %+v, want 503 unavailable, nothing delivered", r)
 	}
 	if n, err := a.idem.Exists(bg, proto.IdempotencyKey("order-8")).Result(); err != nil || n != 0 {
-		t.Fatalf("after the 504 of a dispatch never sent, its key's record exists (%d, %v), want it freed", n, err)
+		t.Fatalf("after the 503 of a dispatch never sent, its key's record exists (%d, %v), want it freed", n, err)
 	}
 	g.release <- struct{}{}
 	if err := <-first; err != nil {
