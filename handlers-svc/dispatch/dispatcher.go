@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -552,8 +553,8 @@ func outcomeOf(err error) late.Outcome {
 	if _, ok := errors.AsType[*notSentError](err); ok {
 		return late.NotRun
 	}
-	if _, ok := errors.AsType[redis.Error](err); ok {
-		return late.NotRun
+	if _, ok := errors.AsType[redis.Error](err); ok && !failedInScript(err) {
+		return late.NotRun // refused before it ran
 	}
 	if unsent(err) {
 		return late.NotRun
@@ -632,9 +633,29 @@ func publishError(ctx context.Context, err error) error {
 			Err:     fmt.Errorf("publish %s: %w", proto.Channel, err),
 		}
 	}
+	if failedInScript(err) {
+		// Not unavailable either: the writes before the failing line
+		// stand (docs/protocol.md section 7, 500).
+		return &event.Error{
+			Code:    proto.CodeHandlerError,
+			Message: "dispatch failed inside Redis: some of its events may have been recorded and delivered",
+			Err:     fmt.Errorf("publish %s: %w", proto.Channel, err),
+		}
+	}
 	return &event.Error{
 		Code:    proto.CodeUnavailable,
 		Message: "dispatch unavailable",
 		Err:     fmt.Errorf("publish %s: %w", proto.Channel, err),
 	}
+}
+
+// failedInScript reports whether err is an error Redis raised while it
+// ran the publish script, as its text says ("@user_script:<line>"), such
+// as WRONGTYPE on a stream key something else overwrote, rather than a
+// refusal before it ran (OOM, NOSCRIPT, READONLY, a cluster's MOVED): Redis
+// does not undo a script's writes, so the events recorded before that
+// line stand, and the gateways heal them into their sockets.
+func failedInScript(err error) bool {
+	re, ok := errors.AsType[redis.Error](err)
+	return ok && strings.Contains(re.Error(), "@user_script")
 }

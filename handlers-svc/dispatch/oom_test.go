@@ -65,3 +65,32 @@ func TestOutOfMemoryDispatchesNothing(t *testing.T) {
 		t.Fatalf("dispatch once Redis has room again: %v", err)
 	}
 }
+
+// TestFailureInsideTheScriptIsNotUnavailable: an error Redis raises while
+// it runs the publish script (here WRONGTYPE: bob's stream key overwritten
+// with a string) comes after the writes before it, which Redis does not
+// undo: alice's event is recorded. The dispatch fails with handler_error,
+// which says nothing about a retry being safe, not unavailable, which
+// says nothing was delivered (and would free an Idempotency-Key).
+func TestFailureInsideTheScriptIsNotUnavailable(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, OnConnect: dispatch.OnConnect})
+	t.Cleanup(func() { _ = rdb.Close() })
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute})
+	users := []string{"alice", "bob"}
+	if _, err := d.Dispatch(ctx, dispatch.Message{Event: "e", Users: users}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Set(ctx, proto.UserStreamKey("bob"), "not a stream", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := d.Dispatch(ctx, dispatch.Message{Event: "e", Users: users})
+	var e *event.Error
+	if !errors.As(err, &e) || e.Code != proto.CodeHandlerError || !strings.Contains(err.Error(), "WRONGTYPE") {
+		t.Fatalf("dispatch failing inside the script: %v, want a handler_error *event.Error with Redis's WRONGTYPE", err)
+	}
+	if n := rdb.XLen(ctx, proto.UserStreamKey("alice")).Val(); n != 2 {
+		t.Fatalf("alice's stream holds %d events, want 2: the failed dispatch's write before bob's stands", n)
+	}
+}
