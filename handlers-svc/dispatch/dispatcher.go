@@ -182,7 +182,7 @@ func (d *Dispatcher) LogOutages(log *zap.Logger) *Dispatcher {
 func (d *Dispatcher) observe(ctx context.Context, err error, bits uint32) error {
 	err = publishError(ctx, err)
 	switch {
-	case err == nil:
+	case err == nil, failedInScript(err): // Redis answered
 		d.reached(bits)
 	case ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded): // unavailable, not the handler running out of time
 		d.unreachable(bits, err)

@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
@@ -77,7 +80,8 @@ func TestFailureInsideTheScriptIsNotUnavailable(t *testing.T) {
 	ctx := context.Background()
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, OnConnect: dispatch.OnConnect})
 	t.Cleanup(func() { _ = rdb.Close() })
-	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute})
+	core, logs := observer.New(zapcore.InfoLevel)
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute}).LogOutages(zap.New(core))
 	users := []string{"alice", "bob"}
 	if _, err := d.Dispatch(ctx, dispatch.Message{Event: "e", Users: users}); err != nil {
 		t.Fatal(err)
@@ -89,6 +93,9 @@ func TestFailureInsideTheScriptIsNotUnavailable(t *testing.T) {
 	var e *event.Error
 	if !errors.As(err, &e) || e.Code != proto.CodeHandlerError || !strings.Contains(err.Error(), "WRONGTYPE") {
 		t.Fatalf("dispatch failing inside the script: %v, want a handler_error *event.Error with Redis's WRONGTYPE", err)
+	}
+	if logs.FilterMessageSnippet("unreachable").Len() != 0 {
+		t.Errorf("Redis, which answered, was logged unreachable: %v", logs.All())
 	}
 	if n := rdb.XLen(ctx, proto.UserStreamKey("alice")).Val(); n != 2 {
 		t.Fatalf("alice's stream holds %d events, want 2: the failed dispatch's write before bob's stands", n)
