@@ -28,10 +28,8 @@ import (
 // Idempotency-Key on that refusal, which would otherwise let a retry
 // deliver twice.
 func TestOutOfMemoryDispatchesNothing(t *testing.T) {
-	srv := testkit.StartRedis(t)
 	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, OnConnect: dispatch.OnConnect})
-	t.Cleanup(func() { _ = rdb.Close() })
+	rdb := documentedClient(t)
 	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute})
 	users := []string{"alice", "bob", "carol"}
 	if _, err := d.Dispatch(ctx, dispatch.Message{Event: "e", Users: users}); err != nil {
@@ -76,10 +74,8 @@ func TestOutOfMemoryDispatchesNothing(t *testing.T) {
 // which says nothing about a retry being safe, not unavailable, which
 // says nothing was delivered (and would free an Idempotency-Key).
 func TestFailureInsideTheScriptIsNotUnavailable(t *testing.T) {
-	srv := testkit.StartRedis(t)
 	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, OnConnect: dispatch.OnConnect})
-	t.Cleanup(func() { _ = rdb.Close() })
+	rdb := documentedClient(t)
 	core, logs := observer.New(zapcore.InfoLevel)
 	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute}).LogOutages(zap.New(core))
 	users := []string{"alice", "bob"}
@@ -100,4 +96,13 @@ func TestFailureInsideTheScriptIsNotUnavailable(t *testing.T) {
 	if n := rdb.XLen(ctx, proto.UserStreamKey("alice")).Val(); n != 2 {
 		t.Fatalf("alice's stream holds %d events, want 2: the failed dispatch's write before bob's stands", n)
 	}
+}
+
+// documentedClient returns a client of a new Redis, made as doc.go and
+// docs/handlers.md ("From Go") tell a backend to make it.
+func documentedClient(t *testing.T) *redis.Client {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: testkit.StartRedis(t).Addr(), MaxRetries: -1, OnConnect: dispatch.OnConnect})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
 }
