@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/handlers-svc/internal/late"
@@ -61,9 +62,9 @@ func (d *Dispatcher) clusterUserUnits(units []*streams.Unit, msg *proto.Dispatch
 // but timeout rather than unavailable when another call ran or may have.
 // The outcome of each partition's call is observed apart.
 //
-// after is publishLate's: a dispatch to one partition reports its
-// outcome as one Redis does; one to several, whose calls may end apart,
-// reports nothing.
+// after is publishLate's. A dispatch to several partitions reports when
+// every partition's call has ended: done when all ran, not run when none
+// did, unknown otherwise (partly delivered).
 func (d *Dispatcher) publishCluster(ctx context.Context, units []*streams.Unit, after func([]string, late.Outcome)) ([]string, error) {
 	groups := streams.Group(units)
 	if len(groups) == 1 {
@@ -75,7 +76,37 @@ func (d *Dispatcher) publishCluster(ctx context.Context, units []*streams.Unit, 
 	for gi, g := range groups {
 		keys[gi], args[gi] = streams.PartitionCall(g.Partition, g.Units, d.window, d.ttl)
 	}
-	all, errs := d.pub.publishAll(ctx, keys, args)
+	var parts *partsOutcome
+	var lates []func([]string, int, error)
+	if after != nil {
+		parts = &partsOutcome{left: len(groups), pos: make([][]string, len(groups)), after: after,
+			inOrder: func(all [][]string) []string { return inTargetOrder(units, groups, all) }}
+		lates = make([]func([]string, int, error), len(groups))
+		for gi := range groups {
+			lates[gi] = func(pos []string, _ int, err error) { parts.end(gi, pos, err) }
+		}
+	}
+	all, errs := d.pub.publishAll(ctx, keys, args, lates)
+	if parts != nil {
+		for gi, err := range errs {
+			if _, inFlight := errors.AsType[*inFlightError](err); !inFlight {
+				parts.end(gi, all[gi], err)
+			}
+		}
+	}
+	pos, err := d.clusterResult(ctx, groups, units, all, errs)
+	if parts != nil {
+		parts.returned(contextError(err))
+	}
+	return pos, err
+}
+
+// clusterResult is publishCluster's answer from the results of the
+// partitions' calls, all and errs: the positions in target order, or the
+// first error (publishError), but timeout rather than unavailable when
+// another call ran or may have. The outcome of each partition's call is
+// observed apart.
+func (d *Dispatcher) clusterResult(ctx context.Context, groups []streams.CallGroup, units []*streams.Unit, all [][]string, errs []error) ([]string, error) {
 	var first error
 	reached := false // a partition's call ran, or may have
 	for gi, g := range groups {
@@ -100,6 +131,12 @@ func (d *Dispatcher) publishCluster(ctx context.Context, units []*streams.Unit, 
 		}
 		return nil, first
 	}
+	return inTargetOrder(units, groups, all), nil
+}
+
+// inTargetOrder returns the positions the partitions' calls returned
+// (all, one slice per group) in the order of units' targets.
+func inTargetOrder(units []*streams.Unit, groups []streams.CallGroup, all [][]string) []string {
 	got := make([][]string, len(units))
 	for gi, g := range groups {
 		pos := all[gi]
@@ -112,7 +149,64 @@ func (d *Dispatcher) publishCluster(ctx context.Context, units []*streams.Unit, 
 	for _, p := range got {
 		out = append(out, p...)
 	}
-	return out, nil
+	return out
+}
+
+// partsOutcome gathers the outcomes of a dispatch's calls to several
+// partitions, some known when publishAll returns, the others later (on
+// the goroutines of the flushes that carried them), and tells after once
+// every call has ended and publishCluster has returned a context's error:
+// only then is its caller waiting for a late outcome.
+type partsOutcome struct {
+	after   func([]string, late.Outcome)
+	inOrder func([][]string) []string
+
+	mu             sync.Mutex
+	left           int        // calls not ended
+	pos            [][]string // per call, its positions once done
+	done, notRun   int
+	decided, waits bool // publishCluster returned; with a context's error
+}
+
+// end takes the result of call gi.
+func (p *partsOutcome) end(gi int, pos []string, err error) {
+	p.mu.Lock()
+	switch outcomeOf(err) {
+	case late.Done:
+		p.pos[gi] = pos
+		p.done++
+	case late.NotRun:
+		p.notRun++
+	}
+	p.left--
+	p.tell()
+}
+
+// returned says publishCluster returned, with a context's error or not.
+func (p *partsOutcome) returned(contextErr bool) {
+	p.mu.Lock()
+	p.decided, p.waits = true, contextErr
+	p.tell()
+}
+
+// tell calls after, outside p.mu, which it releases, once both are known.
+func (p *partsOutcome) tell() {
+	if p.left > 0 || !p.decided || !p.waits {
+		p.mu.Unlock()
+		return
+	}
+	p.waits = false // once
+	n := len(p.pos)
+	done, notRun := p.done, p.notRun
+	p.mu.Unlock()
+	switch {
+	case done == n:
+		p.after(p.inOrder(p.pos), late.Done)
+	case notRun == n:
+		p.after(nil, late.NotRun)
+	default:
+		p.after(nil, late.Unknown) // partly delivered
+	}
 }
 
 // usersBut returns the users of all (each named once) that unit does not

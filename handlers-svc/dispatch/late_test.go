@@ -3,12 +3,15 @@ package dispatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard/switchboard/handlers-svc/internal/late"
+	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -119,5 +122,121 @@ func TestLateOutcome(t *testing.T) {
 	}
 	if !d.pub.idle() {
 		t.Fatal("publisher not idle after every call returned")
+	}
+}
+
+// TestLateOutcomeOnSeveralPartitions: on a Redis Cluster, a dispatch to
+// users of several partitions is one call per partition; abandoned while
+// all are in flight, it reports once every call has ended: done, with
+// every user's position, when all ran; given up while queued, not run,
+// before Dispatch returns.
+func TestLateOutcomeOnSeveralPartitions(t *testing.T) {
+	c := testkit.StartRedisCluster(t, 3)
+	rdb := c.Client(&redis.ClusterOptions{OnConnect: streams.OnConnect, MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := context.Background()
+	// Loaded before the gate, as newGatedDispatcher does.
+	if err := rdb.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		return streams.PublishScript.Load(ctx, m).Err()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	g := newGate()
+	rdb.AddHook(g)
+	d := New(rdb, Options{Window: 2 * time.Minute})
+	var users []string
+	parts := map[int]bool{}
+	for i := 0; len(parts) < 3; i++ {
+		u := fmt.Sprintf("member-%d", i)
+		if !parts[proto.PartitionOf(u)] {
+			parts[proto.PartitionOf(u)] = true
+			users = append(users, u)
+		}
+	}
+	calls := len(users) // one per partition
+	watch := func() (context.Context, context.CancelFunc, chan late.Report) {
+		got := make(chan late.Report, 2) // a second report would show
+		ctx, cancel := context.WithCancel(ctx)
+		return late.With(ctx, func(r late.Report) { got <- r }), cancel, got
+	}
+
+	first := make(chan error, 1)
+	go func() { first <- d.Broadcast(ctx, "first", nil) }()
+	g.next(t)
+	// lead leads the next flush; spread goes in it, and queued gives up
+	// before it is written.
+	leadDone := make(chan error, 1)
+	go func() {
+		_, err := d.Dispatch(ctx, Message{Event: "e", Users: []string{"lead"}})
+		leadDone <- err
+	}()
+	awaitQueued(t, &d.pub, 1)
+	spreadCtx, cancelSpread, spreadGot := watch()
+	defer cancelSpread()
+	spreadDone := make(chan error, 1)
+	go func() {
+		_, err := d.Dispatch(spreadCtx, Message{Event: "e", Users: users})
+		spreadDone <- err
+	}()
+	awaitQueued(t, &d.pub, 1+calls)
+	queuedCtx, cancelQueued, queuedGot := watch()
+	queuedDone := make(chan error, 1)
+	go func() {
+		_, err := d.Dispatch(queuedCtx, Message{Event: "e", Users: []string{"x-" + users[0], "x-" + users[1], "x-" + users[2]}})
+		queuedDone <- err
+	}()
+	awaitPublisher(t, func() bool { return d.pub.queued() > 1+calls }, func() string { return "the third dispatch not queued" })
+
+	cancelQueued()
+	if err := <-queuedDone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("dispatch canceled while queued: %v, want context.Canceled", err)
+	}
+	select {
+	case r := <-queuedGot:
+		if r.Outcome != late.NotRun {
+			t.Fatalf("dispatch canceled while queued reported %+v, want not run", r)
+		}
+	default:
+		t.Fatal("dispatch canceled while queued: no outcome when Dispatch returned, want not run")
+	}
+
+	g.release <- struct{}{}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	g.next(t) // lead's and spread's calls
+	cancelSpread()
+	if err := <-spreadDone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("dispatch canceled in flight: %v, want context.Canceled at once", err)
+	}
+	select {
+	case r := <-spreadGot:
+		t.Fatalf("dispatch canceled in flight reported %+v before its calls ended", r)
+	default:
+	}
+	g.release <- struct{}{}
+	if err := <-leadDone; err != nil {
+		t.Fatalf("leader: %v", err)
+	}
+	r := <-spreadGot
+	if r.Outcome != late.Done || len(r.Users) != len(users) {
+		t.Fatalf("dispatch canceled in flight reported %+v, want done with the positions of %v", r, users)
+	}
+	for _, u := range users {
+		p, ok := proto.ParsePos(r.Users[u])
+		if !ok {
+			t.Fatalf("%s's position %q does not parse", u, r.Users[u])
+		}
+		xs, err := rdb.XRange(ctx, proto.UserStreamKey(u), "-", "+").Result()
+		if err != nil || len(xs) != 1 || xs[0].ID != p.ID() {
+			t.Fatalf("%s's stream %v (%v), want its one entry at %s", u, xs, err, r.Users[u])
+		}
+	}
+	for name, got := range map[string]chan late.Report{"in flight": spreadGot, "queued": queuedGot} {
+		select {
+		case r := <-got:
+			t.Errorf("%s: reported %+v, want nothing more", name, r)
+		default:
+		}
 	}
 }

@@ -147,11 +147,15 @@ func (p *publisher) publishLate(ctx context.Context, keys []string, args []any, 
 // Redis Cluster go-redis writes each node its share of the pipeline in
 // parallel. It returns each call's positions and error. Unheard
 // publishes are not counted (a cluster's shared channel cannot tell them).
-func (p *publisher) publishAll(ctx context.Context, keys [][]string, args [][]any) ([][]string, []error) {
+//
+// lates, when not nil, holds a func per call, which is to that call what
+// publishLate's late is to its: a call whose error is an *inFlightError
+// has its result given to lates[i] later.
+func (p *publisher) publishAll(ctx context.Context, keys [][]string, args [][]any, lates []func([]string, int, error)) ([][]string, []error) {
 	out, errs := make([][]string, len(keys)), make([]error, len(keys))
 	if err := ctx.Err(); err != nil {
 		for i := range errs {
-			errs[i] = err
+			errs[i] = &notSentError{err}
 		}
 		return out, errs
 	}
@@ -159,6 +163,9 @@ func (p *publisher) publishAll(ctx context.Context, keys [][]string, args [][]an
 	for i := range calls {
 		c := callPool.Get().(*call)
 		c.ctx, c.keys, c.args, c.err = ctx, keys[i], args[i], nil
+		if lates != nil {
+			c.late = lates[i]
+		}
 		calls[i] = c
 	}
 	p.mu.Lock()

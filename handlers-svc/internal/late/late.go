@@ -16,8 +16,8 @@ type Outcome uint8
 
 const (
 	// Unknown: Redis may have run it and its answer was lost (the
-	// connection cut or timed out mid-flight), or the dispatch went to
-	// several parts of a Redis Cluster.
+	// connection cut or timed out mid-flight), or, on a Redis Cluster, it
+	// ran on some partitions and not on others.
 	Unknown Outcome = iota
 	// Done: it was recorded and published; the Report carries its
 	// positions.
