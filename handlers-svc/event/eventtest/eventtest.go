@@ -23,11 +23,12 @@ import (
 
 // Recorder is an event.Dispatcher that records the dispatches a handler
 // makes instead of delivering them. It applies the same checks as the real
-// dispatcher: the event name must be valid, args must marshal to JSON,
-// targets are bounded as package dispatch bounds them (user ids a token
-// can carry, at most dispatch.MaxUsers users, MaxConns connections and
-// MaxRooms rooms), and a context that has ended fails the dispatch with
-// the context's error.
+// dispatcher: the event name must be valid and not one of the gateway's
+// own (proto.Reserved), args must marshal to JSON of at most
+// proto.MaxDispatchArgs bytes, targets are bounded as package dispatch
+// bounds them (user ids a token can carry, at most dispatch.MaxUsers
+// users, MaxConns connections and MaxRooms rooms), and a context that has
+// ended fails the dispatch with the context's error.
 //
 // Its rooms live in memory, with the real store's rules (room names, at
 // most proto.MaxRoomMembers members); ToRooms records one dispatch to the
@@ -75,9 +76,10 @@ func (rec *Recorder) ToConns(ctx context.Context, conns []string, name string, a
 }
 
 // bounds returns the real dispatcher's refusal of m's targets, or nil; an
-// invalid event name and no target are left to record.
+// invalid or reserved event name and no target are left to record, which
+// refuses them as the real dispatcher does.
 func bounds(m dispatch.Message) error {
-	if !proto.ValidEventName(m.Event) || len(m.Users)+len(m.Conns)+len(m.Rooms) == 0 {
+	if !proto.ValidEventName(m.Event) || proto.Reserved(m.Event) || len(m.Users)+len(m.Conns)+len(m.Rooms) == 0 {
 		return nil
 	}
 	return m.Check()
@@ -92,12 +94,18 @@ func (rec *Recorder) record(ctx context.Context, d proto.Dispatch, args any, emp
 	if !proto.ValidEventName(d.Event) {
 		return fmt.Errorf("dispatch: invalid event name %q", d.Event)
 	}
+	if proto.Reserved(d.Event) {
+		return fmt.Errorf("dispatch: event name %q is the gateway's own", d.Event)
+	}
 	raw, err := event.EncodeArgs(args)
 	if err != nil {
 		return fmt.Errorf("dispatch %s: %w", d.Event, err)
 	}
 	if empty {
 		return nil
+	}
+	if len(raw) > proto.MaxDispatchArgs {
+		return event.BadRequest("dispatch %s: its args are %d bytes, more than the %d allowed", d.Event, len(raw), proto.MaxDispatchArgs)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("dispatch %s: %w", d.Event, err)

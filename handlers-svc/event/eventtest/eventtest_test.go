@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
@@ -146,5 +147,50 @@ func TestAtomicallyWithoutBatcher(t *testing.T) {
 	})
 	if err != nil || len(rec.Dispatches()) != 1 {
 		t.Fatalf("err %v, %d dispatches; want the one dispatch sent directly", err, len(rec.Dispatches()))
+	}
+}
+
+// TestRecorderRefusesWhatTheDispatcherRefuses: a handler tested with the
+// Recorder must fail its test where the real dispatcher would fail it in
+// production: the gateway's own event names (a plain error, handler_error)
+// and args over proto.MaxDispatchArgs (bad_request), on every path.
+func TestRecorderRefusesWhatTheDispatcherRefuses(t *testing.T) {
+	ctx := context.Background()
+	rec := eventtest.NewRecorder()
+	if _, _, err := rec.Join(ctx, "general", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{proto.EventConnected, proto.EventAck, proto.EventError, proto.EventResync} {
+		for how, err := range map[string]error{
+			"to users":  rec.ToUsers(ctx, []string{"bob"}, name, nil),
+			"to conns":  rec.ToConns(ctx, []string{"c1"}, name, nil),
+			"broadcast": rec.Broadcast(ctx, name, nil),
+			"to rooms":  rec.ToRooms(ctx, []string{"general"}, name, nil),
+			"batch":     rec.Batch(ctx, func(d event.Dispatcher) error { return d.ToUsers(ctx, []string{"bob"}, name, nil) }),
+			"no users":  rec.ToUsers(ctx, nil, name, nil),
+		} {
+			if w := event.WireError(err); w == nil || w.Code != proto.CodeHandlerError {
+				t.Errorf("%s %s: got %v, want a plain error (handler_error)", how, name, err)
+			}
+		}
+	}
+	big := json.RawMessage(`"` + strings.Repeat("x", proto.MaxDispatchArgs-1) + `"`) // one byte over
+	for how, err := range map[string]error{
+		"to users":  rec.ToUsers(ctx, []string{"bob"}, "big", big),
+		"to conns":  rec.ToConns(ctx, []string{"c1"}, "big", big),
+		"broadcast": rec.Broadcast(ctx, "big", big),
+		"to rooms":  rec.ToRooms(ctx, []string{"general"}, "big", big),
+		"batch":     rec.Batch(ctx, func(d event.Dispatcher) error { return d.ToUsers(ctx, []string{"bob"}, "big", big) }),
+	} {
+		if w := event.WireError(err); w == nil || w.Code != proto.CodeBadRequest {
+			t.Errorf("args of %d bytes %s: got %v, want bad_request", len(big), how, err)
+		}
+	}
+	most := json.RawMessage(`"` + strings.Repeat("x", proto.MaxDispatchArgs-2) + `"`)
+	if err := rec.ToUsers(ctx, []string{"bob"}, "big", most); err != nil {
+		t.Errorf("args of %d bytes, the most allowed: %v", len(most), err)
+	}
+	if n := len(rec.Dispatches()); n != 1 {
+		t.Fatalf("recorded %d dispatches, want only the one within bounds", n)
 	}
 }
