@@ -10,6 +10,8 @@ package eventtest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -178,10 +180,15 @@ func Result[T any](r *event.Request) (T, error) {
 // NewRequest returns a request for the event name sent by user on the
 // connection "<user>-conn", with args marshalled to JSON: nil leaves Args
 // absent and a json.RawMessage is used as is, so a test can send any JSON.
-// Change the returned fields to test other cases. NewRequest panics if args
-// cannot be marshalled, as a test mistake.
+// For a user whose "<user>-conn" is no connection id the gateway makes
+// (printable ASCII, at most dispatch.MaxConnLen bytes), such as "josé", the
+// connection is "conn-" and 16 hex digits of the user's SHA-256 instead, so
+// that a handler can always answer the sender's device with
+// Dispatcher.ToConns(ctx, []string{r.Conn}, ...). Change the returned fields
+// to test other cases. NewRequest panics if args cannot be marshalled, as a
+// test mistake.
 func NewRequest(name, user string, args any) *event.Request {
-	r := &event.Request{Event: name, User: user, Conn: user + "-conn"}
+	r := &event.Request{Event: name, User: user, Conn: connOf(user)}
 	switch a := args.(type) {
 	case nil:
 	case json.RawMessage:
@@ -194,4 +201,16 @@ func NewRequest(name, user string, args any) *event.Request {
 		r.Args = b
 	}
 	return r
+}
+
+// connOf returns the connection id NewRequest gives user's request: one
+// the Recorder, like the real dispatcher, takes in ToConns.
+func connOf(user string) string {
+	conn := user + "-conn"
+	m := dispatch.Message{Event: "conn", Conns: []string{conn}}
+	if m.Check() == nil {
+		return conn
+	}
+	sum := sha256.Sum256([]byte(user))
+	return "conn-" + hex.EncodeToString(sum[:8])
 }

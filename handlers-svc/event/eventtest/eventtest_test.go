@@ -194,3 +194,25 @@ func TestRecorderRefusesWhatTheDispatcherRefuses(t *testing.T) {
 		t.Fatalf("recorded %d dispatches, want only the one within bounds", n)
 	}
 }
+
+// TestNewRequestConnIsDispatchable: whatever the user id, the request's
+// connection is one a handler can answer with ToConns, as it can in
+// production, where the gateway makes connection ids of its own.
+func TestNewRequestConnIsDispatchable(t *testing.T) {
+	ctx := context.Background()
+	rec := eventtest.NewRecorder()
+	seen := map[string]string{}
+	for _, user := range []string{"bob", "josé", "李", "a b", strings.Repeat("u", 60), strings.Repeat("u", 61)} {
+		r := eventtest.NewRequest("hello", user, nil)
+		if err := rec.ToConns(ctx, []string{r.Conn}, "hello", nil); err != nil {
+			t.Errorf("user %q: ToConns(r.Conn %q): %v", user, r.Conn, err)
+		}
+		if other, ok := seen[r.Conn]; ok {
+			t.Errorf("users %q and %q share the connection %q", other, user, r.Conn)
+		}
+		seen[r.Conn] = user
+	}
+	if r := eventtest.NewRequest("hello", "bob", nil); r.Conn != "bob-conn" {
+		t.Errorf("bob's connection is %q, want bob-conn", r.Conn)
+	}
+}
