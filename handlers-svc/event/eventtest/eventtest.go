@@ -164,10 +164,17 @@ func (rec *Recorder) FailWith(err error) {
 
 // Result decodes the result the handler set on r (with Request.Respond, or
 // as a typed handler's return value) into a T. It fails when there is none
-// or it does not decode.
+// or it does not decode. Result[event.NoResult] checks a plain ack
+// instead: it fails when the handler set a result.
 func Result[T any](r *event.Request) (T, error) {
 	var v T
 	raw := r.Result()
+	if _, plain := any(v).(event.NoResult); plain {
+		if raw != nil {
+			return v, fmt.Errorf("eventtest: the request has the result %s, want none (event.NoResult)", raw)
+		}
+		return v, nil
+	}
 	if raw == nil {
 		return v, errors.New("eventtest: the request has no result")
 	}

@@ -216,3 +216,29 @@ func TestNewRequestConnIsDispatchable(t *testing.T) {
 		t.Errorf("bob's connection is %q, want bob-conn", r.Conn)
 	}
 }
+
+// TestResultNoResult: Result[event.NoResult] is how a test checks that a
+// handler answered with a plain ack, as a typed handler returning
+// event.NoResult{} does; a result there is the failure.
+func TestResultNoResult(t *testing.T) {
+	ctx := context.Background()
+	ack := event.Typed(func(context.Context, *event.Request, struct{}) (event.NoResult, error) { return event.NoResult{}, nil })
+	r := eventtest.NewRequest("markRead", "bob", nil)
+	if err := ack.ServeEvent(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eventtest.Result[event.NoResult](r); err != nil {
+		t.Errorf("a plain ack: %v", err)
+	}
+	answers := event.Typed(func(context.Context, *event.Request, struct{}) (int, error) { return 3, nil })
+	r = eventtest.NewRequest("markRead", "bob", nil)
+	if err := answers.ServeEvent(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eventtest.Result[event.NoResult](r); err == nil {
+		t.Error("a result of 3 passed for no result")
+	}
+	if _, err := eventtest.Result[struct{}](eventtest.NewRequest("markRead", "bob", nil)); err == nil {
+		t.Error("Result of another type on a request without a result did not fail")
+	}
+}
