@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
@@ -53,6 +54,14 @@ type withID struct {
 	ID strictID `json:"id"`
 }
 
+// timed has times, whose decoding errors are not type errors but
+// time.Time's own.
+type timed struct {
+	To    string     `json:"to"`
+	At    time.Time  `json:"at"`
+	Until *time.Time `json:"until"`
+}
+
 func TestDecode(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -87,7 +96,11 @@ func TestDecode(t *testing.T) {
 		{"map target", `{"a":1}`, func() any { return &map[string]any{} }, &map[string]any{"a": 1.0}, ""},
 		{"invalid JSON", `{"to":`, func() any { return &chatArgs{} }, nil, "args is not valid JSON"},
 		{"custom *Error kept", `{"id":5}`, func() any { return &withID{} }, nil, "args.id must be a quoted id"},
-		{"custom error hidden", `{"id":"secret"}`, func() any { return &withID{} }, nil, "args is invalid"},
+		{"custom error hidden", `{"id":"secret"}`, func() any { return &withID{} }, nil, "args.id is invalid"},
+		{"time not RFC 3339", `{"to":"bob","at":"yesterday"}`, func() any { return &timed{} }, nil, "args.at must be a time in RFC 3339 format"},
+		{"time not a string", `{"at":5}`, func() any { return &timed{} }, nil, "args.at must be a time in RFC 3339 format"},
+		{"time pointer", `{"until":"soon"}`, func() any { return &timed{} }, nil, "args.until must be a time in RFC 3339 format"},
+		{"time", `{"at":"2026-12-03T08:00:00Z"}`, func() any { return &timed{} }, &timed{At: time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
