@@ -3,6 +3,7 @@ package event
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"reflect"
 	"slices"
@@ -253,14 +254,22 @@ func plural(t reflect.Type) string { _, many := kindName(t); return many }
 // kindName names the JSON kind a Go type decodes from, for one value and
 // for several.
 func kindName(t reflect.Type) (one, many string) {
-	switch deref(t).Kind() {
+	switch t = deref(t); t.Kind() {
+	case reflect.Int8, reflect.Int16, reflect.Int32:
+		// Narrower than JSON's integers: say the range, so that a value
+		// out of it is not told it must be what it already is.
+		lo, hi := -1<<(t.Bits()-1), 1<<(t.Bits()-1)-1
+		return fmt.Sprintf("an integer from %d to %d", lo, hi), fmt.Sprintf("integers from %d to %d", lo, hi)
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32:
+		hi := uint64(1)<<t.Bits() - 1
+		return fmt.Sprintf("an integer from 0 to %d", hi), fmt.Sprintf("integers from 0 to %d", hi)
 	case reflect.String:
 		return "a string", "strings"
 	case reflect.Bool:
 		return "a boolean", "booleans"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+	case reflect.Int, reflect.Int64:
 		return "an integer", "integers"
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+	case reflect.Uint, reflect.Uint64, reflect.Uintptr:
 		return "a non-negative integer", "non-negative integers"
 	case reflect.Float32, reflect.Float64:
 		return "a number", "numbers"
