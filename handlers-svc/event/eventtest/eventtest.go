@@ -153,9 +153,10 @@ func (rec *Recorder) Reset() {
 	rec.dispatches = nil
 }
 
-// FailWith makes every later dispatch return err and record nothing, to test
-// how a handler reacts to a dispatch failure; nil restores normal recording.
-// Use an *event.Error with code unavailable to act like a Redis outage.
+// FailWith makes every later dispatch and room operation (Join, Leave,
+// Members, ToRooms) return err and record or change nothing, to test how a
+// handler reacts to a dispatch failure; nil restores normal recording. Use
+// an *event.Error with code unavailable to act like a Redis outage.
 func (rec *Recorder) FailWith(err error) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
