@@ -73,6 +73,11 @@ type Batcher interface {
 // fn's dispatches go out one by one through d. Use it when a client would
 // see a half-done action: sendMessage must not deliver "message" to the
 // recipient and fail to tell the sender's devices with "message_sent".
+//
+// Only dispatches made through fn's d are in the batch. The d of the Redis
+// dispatcher and of eventtest.Recorder is also a Rooms: a dispatch to rooms
+// joins the batch as d.(Rooms).ToRooms(...), while one made through the
+// family's own Rooms inside fn is delivered at once, outside it.
 func Atomically(ctx context.Context, d Dispatcher, fn func(d Dispatcher) error) error {
 	if b, ok := d.(Batcher); ok {
 		return b.Batch(ctx, fn)
