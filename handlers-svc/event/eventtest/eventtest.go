@@ -165,8 +165,10 @@ func (rec *Recorder) FailWith(err error) {
 
 // Result decodes the result the handler set on r (with Request.Respond, or
 // as a typed handler's return value) into a T. It fails when there is none
-// or it does not decode. Result[event.NoResult] checks a plain ack
-// instead: it fails when the handler set a result.
+// or it does not decode, and when it is over proto.MaxResult bytes, which
+// handlers-svc answers with handler_error instead of sending it.
+// Result[event.NoResult] checks a plain ack instead: it fails when the
+// handler set a result.
 func Result[T any](r *event.Request) (T, error) {
 	var v T
 	raw := r.Result()
@@ -178,6 +180,9 @@ func Result[T any](r *event.Request) (T, error) {
 	}
 	if raw == nil {
 		return v, errors.New("eventtest: the request has no result")
+	}
+	if len(raw) > proto.MaxResult {
+		return v, fmt.Errorf("eventtest: the result is %d bytes, more than proto.MaxResult (%d): the client would get handler_error", len(raw), proto.MaxResult)
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return v, fmt.Errorf("eventtest: decode result %s: %w", raw, err)

@@ -242,3 +242,18 @@ func TestResultNoResult(t *testing.T) {
 		t.Error("Result of another type on a request without a result did not fail")
 	}
 }
+
+// TestResultTooLarge: a result handlers-svc would not send (over
+// proto.MaxResult, answered handler_error) fails Result, so that a handler's
+// test does not pass on what production refuses.
+func TestResultTooLarge(t *testing.T) {
+	for n, wantErr := range map[int]bool{proto.MaxResult: false, proto.MaxResult + 1: true} {
+		r := eventtest.NewRequest("list", "bob", nil)
+		if err := r.Respond(strings.Repeat("x", n-2)); err != nil { // n bytes with its quotes
+			t.Fatal(err)
+		}
+		if _, err := eventtest.Result[string](r); (err != nil) != wantErr {
+			t.Errorf("a result of %d bytes: %v, want an error %v", len(r.Result()), err, wantErr)
+		}
+	}
+}
