@@ -32,7 +32,7 @@ func notify(ctx context.Context) error {
 		Users: []string{"bob"},
 	})
 	if err != nil {
-		return err // event.WireError(err).Code: bad_request, unavailable or timeout
+		return err // event.WireError(err).Code: bad_request, unavailable, timeout or handler_error
 	}
 	log.Printf("recorded for bob at %s", pos.Users["bob"])
 	return nil

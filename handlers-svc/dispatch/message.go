@@ -140,8 +140,13 @@ func validConn(conn string) bool {
 // Dispatch checks m (Check's errors are bad_request), reads the members of
 // its rooms, and records and publishes it in one script call: every target
 // gets it, or none does. It returns where it was recorded. A failure to
-// reach Redis is an *event.Error with code unavailable; a context that
-// ends first, the context's error.
+// reach Redis is an *event.Error with code unavailable (nothing was
+// delivered: a retry is safe); a call Redis took but did not answer is one
+// with code timeout, and an error Redis raised while it ran the script
+// (WRONGTYPE on a stream key something else overwrote, say) one with code
+// handler_error: either may have been delivered, to some targets for
+// handler_error, so a retry may deliver it twice. A context that ends
+// first is the context's error.
 func (d *Dispatcher) Dispatch(ctx context.Context, m Message) (Positions, error) {
 	// The dispatch API's (package late): when ctx ends first, the outcome
 	// once it is known.

@@ -12,11 +12,17 @@ import (
 // the handler's view of the dispatch path: a handler is given one and calls
 // it as many times as it needs.
 //
-// An event name must match proto.EventPattern. args is marshalled to JSON with
-// EncodeArgs: a json.RawMessage passes through unchanged and nil becomes null.
-// Each method returns once the dispatch has been handed to the delivery path,
-// not once clients received it; a failure to reach it is an *Error with code
-// unavailable. Dispatching to no users or no connections does nothing.
+// An event name must match proto.EventPattern and not be one of the
+// gateway's own (proto.Reserved): either mistake is a plain error
+// (handler_error). args is marshalled to JSON with EncodeArgs: a
+// json.RawMessage passes through unchanged and nil becomes null; args over
+// proto.MaxDispatchArgs bytes, or targets past the bounds of package
+// dispatch, are a bad_request *Error. Each method returns once the dispatch
+// has been handed to the delivery path, not once clients received it; a
+// failure to reach it is an *Error with code unavailable (nothing was
+// delivered), and a call the path took but did not answer is one with code
+// timeout (it may have been delivered). Dispatching to no users or no
+// connections does nothing.
 type Dispatcher interface {
 	// ToUsers delivers the event to every connected device of each user.
 	ToUsers(ctx context.Context, users []string, event string, args any) error
@@ -67,6 +73,11 @@ type Batcher interface {
 // fn's dispatches go out one by one through d. Use it when a client would
 // see a half-done action: sendMessage must not deliver "message" to the
 // recipient and fail to tell the sender's devices with "message_sent".
+//
+// Only dispatches made through fn's d are in the batch. The d of the Redis
+// dispatcher and of eventtest.Recorder is also a Rooms: a dispatch to rooms
+// joins the batch as d.(Rooms).ToRooms(...), while one made through the
+// family's own Rooms inside fn is delivered at once, outside it.
 func Atomically(ctx context.Context, d Dispatcher, fn func(d Dispatcher) error) error {
 	if b, ok := d.(Batcher); ok {
 		return b.Batch(ctx, fn)

@@ -3,8 +3,12 @@ package event
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
+	"time"
 )
 
 // Request is one event a client sent, as handlers-svc received it.
@@ -60,8 +64,11 @@ func (r *Request) Result() json.RawMessage { return r.result }
 // message names the field for a person, as in "args.to must be a string" or
 // "args must be an object"; the decoder's own text is never returned. A type
 // whose UnmarshalJSON returns an *Error has it returned as is; any other error
-// from UnmarshalJSON becomes "args is invalid". A v that is not a non-nil
-// pointer is a programming error and yields a plain (handler_error) error.
+// from UnmarshalJSON names the field without the error's text, as in
+// "args.id is invalid", or, for a time.Time, "args.at must be a time in RFC
+// 3339 format" ("args is invalid" when no one field of a struct fails). A v
+// that is not a non-nil pointer is a programming error and yields a plain
+// (handler_error) error.
 func (r *Request) Decode(v any) error {
 	if len(r.Args) == 0 {
 		return nil
@@ -82,7 +89,42 @@ func (r *Request) Decode(v any) error {
 	if _, ok := errors.AsType[*json.SyntaxError](err); ok {
 		return BadRequest("args is not valid JSON")
 	}
+	// An UnmarshalJSON or UnmarshalText of a field failed (a time.Time
+	// not in RFC 3339, say): the decoder does not say which, so find the
+	// field that fails alone, and name it without the error's text.
+	if name, t := invalidField(reflect.TypeOf(v), r.Args); name != "" {
+		if deref(t) == timeType {
+			return BadRequest("%s must be %s", name, describe(t))
+		}
+		return BadRequest("%s is invalid", name)
+	}
 	return BadRequest("args is invalid")
+}
+
+var timeType = reflect.TypeFor[time.Time]()
+
+// invalidField returns the name ("args.at") and type of the first field of
+// the struct target whose value in args does not decode alone, or "" when
+// target is no struct, args no object or no single field fails.
+func invalidField(target reflect.Type, args json.RawMessage) (string, reflect.Type) {
+	t := deref(target)
+	if t.Kind() != reflect.Struct {
+		return "", nil
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(args, &fields) != nil {
+		return "", nil
+	}
+	for _, key := range slices.Sorted(maps.Keys(fields)) {
+		f, ok := fieldByJSONName(t, key)
+		if !ok || f.Anonymous {
+			continue
+		}
+		if json.Unmarshal(fields[key], reflect.New(f.Type).Interface()) != nil {
+			return "args." + key, f.Type
+		}
+	}
+	return "", nil
 }
 
 // typeError makes the message for a value of the wrong type: it walks the
@@ -187,6 +229,9 @@ func fieldByJSONName(t reflect.Type, key string) (reflect.StructField, bool) {
 // "an array of strings", "an object whose values are integers".
 func describe(t reflect.Type) string {
 	t = deref(t)
+	if t == timeType {
+		return "a time in RFC 3339 format"
+	}
 	switch t.Kind() {
 	case reflect.Slice, reflect.Array:
 		if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 {
@@ -209,14 +254,22 @@ func plural(t reflect.Type) string { _, many := kindName(t); return many }
 // kindName names the JSON kind a Go type decodes from, for one value and
 // for several.
 func kindName(t reflect.Type) (one, many string) {
-	switch deref(t).Kind() {
+	switch t = deref(t); t.Kind() {
+	case reflect.Int8, reflect.Int16, reflect.Int32:
+		// Narrower than JSON's integers: say the range, so that a value
+		// out of it is not told it must be what it already is.
+		lo, hi := -1<<(t.Bits()-1), 1<<(t.Bits()-1)-1
+		return fmt.Sprintf("an integer from %d to %d", lo, hi), fmt.Sprintf("integers from %d to %d", lo, hi)
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32:
+		hi := uint64(1)<<t.Bits() - 1
+		return fmt.Sprintf("an integer from 0 to %d", hi), fmt.Sprintf("integers from 0 to %d", hi)
 	case reflect.String:
 		return "a string", "strings"
 	case reflect.Bool:
 		return "a boolean", "booleans"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+	case reflect.Int, reflect.Int64:
 		return "an integer", "integers"
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+	case reflect.Uint, reflect.Uint64, reflect.Uintptr:
 		return "a non-negative integer", "non-negative integers"
 	case reflect.Float32, reflect.Float64:
 		return "a number", "numbers"

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
@@ -53,6 +54,20 @@ type withID struct {
 	ID strictID `json:"id"`
 }
 
+// timed has times, whose decoding errors are not type errors but
+// time.Time's own.
+type timed struct {
+	To    string     `json:"to"`
+	At    time.Time  `json:"at"`
+	Until *time.Time `json:"until"`
+}
+
+// sized has integers narrower than 64 bits.
+type sized struct {
+	Level int8     `json:"level"`
+	Ports []uint16 `json:"ports"`
+}
+
 func TestDecode(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -77,8 +92,8 @@ func TestDecode(t *testing.T) {
 		{"struct in slice", `{"items":[{"id":"x"}]}`, func() any { return &nested{} }, nil, "args.items.id must be an integer"},
 		{"slice of structs", `{"items":{"id":1}}`, func() any { return &nested{} }, nil, "args.items must be an array of objects"},
 		{"map value", `{"counts":{"a":"b"}}`, func() any { return &nested{} }, nil, "args.counts must be an object whose values are integers"},
-		{"uint overflow", `{"limit":300}`, func() any { return &nested{} }, nil, "args.limit must be a non-negative integer"},
-		{"uint negative", `{"limit":-1}`, func() any { return &nested{} }, nil, "args.limit must be a non-negative integer"},
+		{"uint overflow", `{"limit":300}`, func() any { return &nested{} }, nil, "args.limit must be an integer from 0 to 255"},
+		{"uint negative", `{"limit":-1}`, func() any { return &nested{} }, nil, "args.limit must be an integer from 0 to 255"},
 		{"float", `{"ratio":"1"}`, func() any { return &nested{} }, nil, "args.ratio must be a number"},
 		{"bool by Go name", `{"Flag":"yes"}`, func() any { return &nested{} }, nil, "args.Flag must be a boolean"},
 		{"bytes", `{"blob":1}`, func() any { return &nested{} }, nil, "args.blob must be a base64 string"},
@@ -87,7 +102,13 @@ func TestDecode(t *testing.T) {
 		{"map target", `{"a":1}`, func() any { return &map[string]any{} }, &map[string]any{"a": 1.0}, ""},
 		{"invalid JSON", `{"to":`, func() any { return &chatArgs{} }, nil, "args is not valid JSON"},
 		{"custom *Error kept", `{"id":5}`, func() any { return &withID{} }, nil, "args.id must be a quoted id"},
-		{"custom error hidden", `{"id":"secret"}`, func() any { return &withID{} }, nil, "args is invalid"},
+		{"custom error hidden", `{"id":"secret"}`, func() any { return &withID{} }, nil, "args.id is invalid"},
+		{"time not RFC 3339", `{"to":"bob","at":"yesterday"}`, func() any { return &timed{} }, nil, "args.at must be a time in RFC 3339 format"},
+		{"time not a string", `{"at":5}`, func() any { return &timed{} }, nil, "args.at must be a time in RFC 3339 format"},
+		{"time pointer", `{"until":"soon"}`, func() any { return &timed{} }, nil, "args.until must be a time in RFC 3339 format"},
+		{"time", `{"at":"2026-12-03T08:00:00Z"}`, func() any { return &timed{} }, &timed{At: time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)}, ""},
+		{"int8 overflow", `{"level":200}`, func() any { return &sized{} }, nil, "args.level must be an integer from -128 to 127"},
+		{"uint16 overflow", `{"ports":[1,70000]}`, func() any { return &sized{} }, nil, "args.ports must be an array of integers from 0 to 65535"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

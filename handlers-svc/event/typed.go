@@ -3,6 +3,7 @@ package event
 import (
 	"context"
 	"errors"
+	"reflect"
 )
 
 // Validator is implemented by a typed handler's args that check
@@ -28,6 +29,8 @@ func (NoResult) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
 // method when In or *In has one, calls fn, and responds with its result
 // (Request.Respond): the client's ack carries it. An error from fn is
 // returned as it is, and then no result is sent. Typed panics on a nil fn.
+// In may be a pointer type: absent or null args are then a pointer to a
+// zero value, as they are a zero value for a struct In, never nil.
 //
 //	mux.Handle("sendMessage", event.Typed(chat.SendMessage))
 //
@@ -36,10 +39,18 @@ func Typed[In, Out any](fn func(ctx context.Context, r *Request, in In) (Out, er
 	if fn == nil {
 		panic("event: nil typed handler")
 	}
+	inType := reflect.TypeFor[In]()
 	return HandlerFunc(func(ctx context.Context, r *Request) error {
 		var in In
 		if err := r.Decode(&in); err != nil {
 			return err
+		}
+		if inType.Kind() == reflect.Pointer {
+			// Absent or null args left a pointer In nil: give Validate
+			// and fn the empty args a struct In would have.
+			if v := reflect.ValueOf(&in).Elem(); v.IsNil() {
+				v.Set(reflect.New(inType.Elem()))
+			}
 		}
 		if err := validate(&in); err != nil {
 			return err

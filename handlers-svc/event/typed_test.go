@@ -104,6 +104,38 @@ func TestTyped(t *testing.T) {
 	}
 }
 
+// TestTypedPointerArgs: a function that takes its args by pointer gets
+// absent or null args as an empty struct, as one that takes them by value
+// does, never a nil pointer: its Validate (pointer receiver) and the
+// function itself would dereference it and panic.
+func TestTypedPointerArgs(t *testing.T) {
+	h := event.Typed(func(_ context.Context, r *event.Request, in *greetArgs) (greeting, error) {
+		return greeting{Text: "hi " + in.Name, For: r.User}, nil
+	})
+	for _, args := range []string{"", "null", "{}"} {
+		r := eventtest.NewRequest("greet", "alice", nil)
+		if args != "" {
+			r.Args = json.RawMessage(args)
+		}
+		var err error
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Fatalf("args %q: panic %v", args, p)
+				}
+			}()
+			err = h.ServeEvent(context.Background(), r)
+		}()
+		if w := event.WireError(err); w == nil || w.Code != proto.CodeBadRequest || w.Message != "args.name is required" {
+			t.Errorf("args %q: got %v, want bad_request args.name is required", args, err)
+		}
+	}
+	r := eventtest.NewRequest("greet", "alice", map[string]any{"name": "bob"})
+	if err := h.ServeEvent(context.Background(), r); err != nil || string(r.Result()) != `{"text":"hi bob","for":"alice"}` {
+		t.Fatalf("got %s, %v", r.Result(), err)
+	}
+}
+
 func TestTypedValueValidator(t *testing.T) {
 	h := event.Typed(func(_ context.Context, _ *event.Request, in valueArgs) (int, error) { return in.N * 2, nil })
 	r := eventtest.NewRequest("double", "u", map[string]int{"n": 21})

@@ -32,6 +32,11 @@ import (
 // from it what it needs and builds the rest from its own settings, read
 // with Getenv: a database handle, a client of another service. What it
 // opens, it closes with OnStop.
+//
+// Register fills Log, Metrics, Getenv and OnStop when they are nil, so a
+// test may leave them out (Deps{Dispatcher: rec, Rooms: rec}, with an
+// eventtest.Recorder); a test that calls a Family itself must set those the
+// family uses.
 type Deps struct {
 	// Dispatcher delivers events to users, connections or everyone,
 	// recorded for recovery (package dispatch).

@@ -10,6 +10,8 @@ package eventtest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,11 +25,12 @@ import (
 
 // Recorder is an event.Dispatcher that records the dispatches a handler
 // makes instead of delivering them. It applies the same checks as the real
-// dispatcher: the event name must be valid, args must marshal to JSON,
-// targets are bounded as package dispatch bounds them (user ids a token
-// can carry, at most dispatch.MaxUsers users, MaxConns connections and
-// MaxRooms rooms), and a context that has ended fails the dispatch with
-// the context's error.
+// dispatcher: the event name must be valid and not one of the gateway's
+// own (proto.Reserved), args must marshal to JSON of at most
+// proto.MaxDispatchArgs bytes, targets are bounded as package dispatch
+// bounds them (user ids a token can carry, at most dispatch.MaxUsers
+// users, MaxConns connections and MaxRooms rooms), and a context that has
+// ended fails the dispatch with the context's error.
 //
 // Its rooms live in memory, with the real store's rules (room names, at
 // most proto.MaxRoomMembers members); ToRooms records one dispatch to the
@@ -75,9 +78,10 @@ func (rec *Recorder) ToConns(ctx context.Context, conns []string, name string, a
 }
 
 // bounds returns the real dispatcher's refusal of m's targets, or nil; an
-// invalid event name and no target are left to record.
+// invalid or reserved event name and no target are left to record, which
+// refuses them as the real dispatcher does.
 func bounds(m dispatch.Message) error {
-	if !proto.ValidEventName(m.Event) || len(m.Users)+len(m.Conns)+len(m.Rooms) == 0 {
+	if !proto.ValidEventName(m.Event) || proto.Reserved(m.Event) || len(m.Users)+len(m.Conns)+len(m.Rooms) == 0 {
 		return nil
 	}
 	return m.Check()
@@ -92,12 +96,18 @@ func (rec *Recorder) record(ctx context.Context, d proto.Dispatch, args any, emp
 	if !proto.ValidEventName(d.Event) {
 		return fmt.Errorf("dispatch: invalid event name %q", d.Event)
 	}
+	if proto.Reserved(d.Event) {
+		return fmt.Errorf("dispatch: event name %q is the gateway's own", d.Event)
+	}
 	raw, err := event.EncodeArgs(args)
 	if err != nil {
 		return fmt.Errorf("dispatch %s: %w", d.Event, err)
 	}
 	if empty {
 		return nil
+	}
+	if len(raw) > proto.MaxDispatchArgs {
+		return event.BadRequest("dispatch %s: its args are %d bytes, more than the %d allowed", d.Event, len(raw), proto.MaxDispatchArgs)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("dispatch %s: %w", d.Event, err)
@@ -143,9 +153,10 @@ func (rec *Recorder) Reset() {
 	rec.dispatches = nil
 }
 
-// FailWith makes every later dispatch return err and record nothing, to test
-// how a handler reacts to a dispatch failure; nil restores normal recording.
-// Use an *event.Error with code unavailable to act like a Redis outage.
+// FailWith makes every later dispatch and room operation (Join, Leave,
+// Members, ToRooms) return err and record or change nothing, to test how a
+// handler reacts to a dispatch failure; nil restores normal recording. Use
+// an *event.Error with code unavailable to act like a Redis outage.
 func (rec *Recorder) FailWith(err error) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
@@ -154,12 +165,24 @@ func (rec *Recorder) FailWith(err error) {
 
 // Result decodes the result the handler set on r (with Request.Respond, or
 // as a typed handler's return value) into a T. It fails when there is none
-// or it does not decode.
+// or it does not decode, and when it is over proto.MaxResult bytes, which
+// handlers-svc answers with handler_error instead of sending it.
+// Result[event.NoResult] checks a plain ack instead: it fails when the
+// handler set a result.
 func Result[T any](r *event.Request) (T, error) {
 	var v T
 	raw := r.Result()
+	if _, plain := any(v).(event.NoResult); plain {
+		if raw != nil {
+			return v, fmt.Errorf("eventtest: the request has the result %s, want none (event.NoResult)", raw)
+		}
+		return v, nil
+	}
 	if raw == nil {
 		return v, errors.New("eventtest: the request has no result")
+	}
+	if len(raw) > proto.MaxResult {
+		return v, fmt.Errorf("eventtest: the result is %d bytes, more than proto.MaxResult (%d): the client would get handler_error", len(raw), proto.MaxResult)
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return v, fmt.Errorf("eventtest: decode result %s: %w", raw, err)
@@ -170,10 +193,15 @@ func Result[T any](r *event.Request) (T, error) {
 // NewRequest returns a request for the event name sent by user on the
 // connection "<user>-conn", with args marshalled to JSON: nil leaves Args
 // absent and a json.RawMessage is used as is, so a test can send any JSON.
-// Change the returned fields to test other cases. NewRequest panics if args
-// cannot be marshalled, as a test mistake.
+// For a user whose "<user>-conn" is no connection id the gateway makes
+// (printable ASCII, at most dispatch.MaxConnLen bytes), such as "josé", the
+// connection is "conn-" and 16 hex digits of the user's SHA-256 instead, so
+// that a handler can always answer the sender's device with
+// Dispatcher.ToConns(ctx, []string{r.Conn}, ...). Change the returned fields
+// to test other cases. NewRequest panics if args cannot be marshalled, as a
+// test mistake.
 func NewRequest(name, user string, args any) *event.Request {
-	r := &event.Request{Event: name, User: user, Conn: user + "-conn"}
+	r := &event.Request{Event: name, User: user, Conn: connOf(user)}
 	switch a := args.(type) {
 	case nil:
 	case json.RawMessage:
@@ -186,4 +214,16 @@ func NewRequest(name, user string, args any) *event.Request {
 		r.Args = b
 	}
 	return r
+}
+
+// connOf returns the connection id NewRequest gives user's request: one
+// the Recorder, like the real dispatcher, takes in ToConns.
+func connOf(user string) string {
+	conn := user + "-conn"
+	m := dispatch.Message{Event: "conn", Conns: []string{conn}}
+	if m.Check() == nil {
+		return conn
+	}
+	sum := sha256.Sum256([]byte(user))
+	return "conn-" + hex.EncodeToString(sum[:8])
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
@@ -146,5 +147,113 @@ func TestAtomicallyWithoutBatcher(t *testing.T) {
 	})
 	if err != nil || len(rec.Dispatches()) != 1 {
 		t.Fatalf("err %v, %d dispatches; want the one dispatch sent directly", err, len(rec.Dispatches()))
+	}
+}
+
+// TestRecorderRefusesWhatTheDispatcherRefuses: a handler tested with the
+// Recorder must fail its test where the real dispatcher would fail it in
+// production: the gateway's own event names (a plain error, handler_error)
+// and args over proto.MaxDispatchArgs (bad_request), on every path.
+func TestRecorderRefusesWhatTheDispatcherRefuses(t *testing.T) {
+	ctx := context.Background()
+	rec := eventtest.NewRecorder()
+	if _, _, err := rec.Join(ctx, "general", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{proto.EventConnected, proto.EventAck, proto.EventError, proto.EventResync} {
+		for how, err := range map[string]error{
+			"to users":  rec.ToUsers(ctx, []string{"bob"}, name, nil),
+			"to conns":  rec.ToConns(ctx, []string{"c1"}, name, nil),
+			"broadcast": rec.Broadcast(ctx, name, nil),
+			"to rooms":  rec.ToRooms(ctx, []string{"general"}, name, nil),
+			"batch":     rec.Batch(ctx, func(d event.Dispatcher) error { return d.ToUsers(ctx, []string{"bob"}, name, nil) }),
+			"no users":  rec.ToUsers(ctx, nil, name, nil),
+		} {
+			if w := event.WireError(err); w == nil || w.Code != proto.CodeHandlerError {
+				t.Errorf("%s %s: got %v, want a plain error (handler_error)", how, name, err)
+			}
+		}
+	}
+	big := json.RawMessage(`"` + strings.Repeat("x", proto.MaxDispatchArgs-1) + `"`) // one byte over
+	for how, err := range map[string]error{
+		"to users":  rec.ToUsers(ctx, []string{"bob"}, "big", big),
+		"to conns":  rec.ToConns(ctx, []string{"c1"}, "big", big),
+		"broadcast": rec.Broadcast(ctx, "big", big),
+		"to rooms":  rec.ToRooms(ctx, []string{"general"}, "big", big),
+		"batch":     rec.Batch(ctx, func(d event.Dispatcher) error { return d.ToUsers(ctx, []string{"bob"}, "big", big) }),
+	} {
+		if w := event.WireError(err); w == nil || w.Code != proto.CodeBadRequest {
+			t.Errorf("args of %d bytes %s: got %v, want bad_request", len(big), how, err)
+		}
+	}
+	most := json.RawMessage(`"` + strings.Repeat("x", proto.MaxDispatchArgs-2) + `"`)
+	if err := rec.ToUsers(ctx, []string{"bob"}, "big", most); err != nil {
+		t.Errorf("args of %d bytes, the most allowed: %v", len(most), err)
+	}
+	if n := len(rec.Dispatches()); n != 1 {
+		t.Fatalf("recorded %d dispatches, want only the one within bounds", n)
+	}
+}
+
+// TestNewRequestConnIsDispatchable: whatever the user id, the request's
+// connection is one a handler can answer with ToConns, as it can in
+// production, where the gateway makes connection ids of its own.
+func TestNewRequestConnIsDispatchable(t *testing.T) {
+	ctx := context.Background()
+	rec := eventtest.NewRecorder()
+	seen := map[string]string{}
+	for _, user := range []string{"bob", "josé", "李", "a b", strings.Repeat("u", 60), strings.Repeat("u", 61)} {
+		r := eventtest.NewRequest("hello", user, nil)
+		if err := rec.ToConns(ctx, []string{r.Conn}, "hello", nil); err != nil {
+			t.Errorf("user %q: ToConns(r.Conn %q): %v", user, r.Conn, err)
+		}
+		if other, ok := seen[r.Conn]; ok {
+			t.Errorf("users %q and %q share the connection %q", other, user, r.Conn)
+		}
+		seen[r.Conn] = user
+	}
+	if r := eventtest.NewRequest("hello", "bob", nil); r.Conn != "bob-conn" {
+		t.Errorf("bob's connection is %q, want bob-conn", r.Conn)
+	}
+}
+
+// TestResultNoResult: Result[event.NoResult] is how a test checks that a
+// handler answered with a plain ack, as a typed handler returning
+// event.NoResult{} does; a result there is the failure.
+func TestResultNoResult(t *testing.T) {
+	ctx := context.Background()
+	ack := event.Typed(func(context.Context, *event.Request, struct{}) (event.NoResult, error) { return event.NoResult{}, nil })
+	r := eventtest.NewRequest("markRead", "bob", nil)
+	if err := ack.ServeEvent(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eventtest.Result[event.NoResult](r); err != nil {
+		t.Errorf("a plain ack: %v", err)
+	}
+	answers := event.Typed(func(context.Context, *event.Request, struct{}) (int, error) { return 3, nil })
+	r = eventtest.NewRequest("markRead", "bob", nil)
+	if err := answers.ServeEvent(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eventtest.Result[event.NoResult](r); err == nil {
+		t.Error("a result of 3 passed for no result")
+	}
+	if _, err := eventtest.Result[struct{}](eventtest.NewRequest("markRead", "bob", nil)); err == nil {
+		t.Error("Result of another type on a request without a result did not fail")
+	}
+}
+
+// TestResultTooLarge: a result handlers-svc would not send (over
+// proto.MaxResult, answered handler_error) fails Result, so that a handler's
+// test does not pass on what production refuses.
+func TestResultTooLarge(t *testing.T) {
+	for n, wantErr := range map[int]bool{proto.MaxResult: false, proto.MaxResult + 1: true} {
+		r := eventtest.NewRequest("list", "bob", nil)
+		if err := r.Respond(strings.Repeat("x", n-2)); err != nil { // n bytes with its quotes
+			t.Fatal(err)
+		}
+		if _, err := eventtest.Result[string](r); (err != nil) != wantErr {
+			t.Errorf("a result of %d bytes: %v, want an error %v", len(r.Result()), err, wantErr)
+		}
 	}
 }
