@@ -104,6 +104,27 @@ func TestConnectionLogsAndNoSecrets(t *testing.T) {
 		}
 	}
 
+	// Each worker names the NATS server it connected to (with several in
+	// NATS_URL, which one), as handlers-svc does.
+	servers := map[string]bool{s.NATS.URL(): true}
+	for _, n := range s.NATSCluster {
+		servers[n.URL()] = true
+	}
+	for w := range s.Workers {
+		n := 0
+		for _, l := range logLines(t, s.Gateway) {
+			if l["msg"] == "nats connected" && l["worker"] == float64(w) {
+				n++
+				if !servers[str(l["server"])] {
+					t.Errorf("worker %d: \"nats connected\" names server %q, want one of %v", w, l["server"], servers)
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("worker %d logged \"nats connected\" %d times, want once", w, n)
+		}
+	}
+
 	// Every line names its service and component, so that a log pipeline
 	// can filter on it.
 	for _, p := range []*testkit.Proc{s.Gateway, s.Handlers} {

@@ -440,6 +440,12 @@ func TestComposeClusterProfile(t *testing.T) {
 		if m := c.Services[name].Environment["FANOUT_MODE"]; m != "per_user" {
 			t.Errorf("%s: FANOUT_MODE=%q, want per_user (sharded pub/sub on the cluster)", name, m)
 		}
+		// compose.yaml's own command, "up gateway-cluster
+		// handlers-svc-cluster", starts only these and their
+		// dependencies: the init must be one, or no node turns healthy.
+		if d := c.Services[name].DependsOn["redis-cluster-init"]; d.Condition != "service_completed_successfully" {
+			t.Errorf("%s: depends_on redis-cluster-init is %+v, want condition service_completed_successfully: without it the nodes are never joined", name, d)
+		}
 	}
 }
 

@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
-	"github.com/redis/go-redis/v9"
+	"sync"
 
 	"github.com/switchboard/switchboard/proto"
 )
@@ -16,7 +15,7 @@ import (
 // first. A service that may sit idle calls it every second or two, so that
 // Redis going away is in its log before the first dispatch fails. On one
 // Redis it is a PING; on a Redis Cluster one read of each partition's run
-// key, in one pipeline, so that a master that is down is found, and
+// key, all sent at once, so that a master that is down is found, and
 // logged, for the partitions it serves. It returns the first failure, or
 // nil; a probe cut short by ctx records nothing.
 func (d *Dispatcher) Probe(ctx context.Context) error {
@@ -29,20 +28,28 @@ func (d *Dispatcher) Probe(ctx context.Context) error {
 		}
 		return nil
 	}
-	cmds := make([]*redis.IntCmd, proto.Partitions)
-	pipe := rdb.Pipeline()
+	// Each read on its own, all at once, not in one pipeline: go-redis
+	// fails every command of a cluster pipeline when ctx ends in its retry
+	// back-off, those the live masters answered too, so a master down
+	// would take every partition down with it at each probe.
+	errs := make([]error, proto.Partitions)
+	var wg sync.WaitGroup
 	for p := range proto.Partitions {
-		cmds[p] = pipe.Exists(ctx, proto.RunKey(p))
+		wg.Go(func() { errs[p] = rdb.Exists(ctx, proto.RunKey(p)).Err() })
 	}
-	_, first := pipe.Exec(ctx)
+	wg.Wait()
 	// One record of each outcome, so that a master down is one line
 	// naming its partitions.
 	var up, down uint32
-	for p, cmd := range cmds {
-		if cmd.Err() == nil {
+	var first error
+	for p, err := range errs {
+		if err == nil {
 			up |= d.outageBit(p)
 		} else {
 			down |= d.outageBit(p)
+			if first == nil {
+				first = err
+			}
 		}
 	}
 	if up != 0 {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/internal/redisconn"
 	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
@@ -122,5 +123,64 @@ func TestClusterProbeNamesPartitions(t *testing.T) {
 	}
 	if n := logs.FilterMessageSnippet("reachable again").Len(); n != 0 {
 		t.Errorf("\"reachable again\" logged %d times while the master was still gone", n)
+	}
+}
+
+// TestClusterProbeSparesLiveMasters: with one master of a cluster gone,
+// a probe through the client handlers-svc builds (redisconn, go-redis's
+// default redirects and dial retries) under handlers-svc's own 1 s limit
+// finds down only the partitions of that master. go-redis fails every
+// command of a cluster pipeline when the deadline passes in its retry
+// back-off, those answered by the live masters too: one pipeline for all
+// partitions had every partition down at each probe, and the partitions
+// that dispatches still reached logged "reachable again" and "redis
+// unreachable" every second.
+func TestClusterProbeSparesLiveMasters(t *testing.T) {
+	c := testkit.StartRedisCluster(t, 3)
+	t.Cleanup(func() {
+		testkit.Eventually(t, 10*time.Second, "go-redis's dialers of the gone master ended", func() bool {
+			buf := make([]byte, 1<<20)
+			return !bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("(*ConnPool).tryDial"))
+		})
+	})
+	rdb, err := redisconn.New(c.ClusterURL(), redisconn.Tuning{NoRetries: true, ContextTimeoutEnabled: true, OnConnect: streams.OnConnect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	core, logs := observer.New(zap.InfoLevel)
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute}).LogOutages(zap.New(core))
+	probe := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second) // handlers-svc's redisProbeLimit
+		defer cancel()
+		return d.Probe(ctx)
+	}
+	if err := probe(); err != nil {
+		t.Fatalf("probe with the cluster up: %v", err)
+	}
+	down := c.NodeOf(proto.RunKey(0))
+	var want []string
+	for p := range proto.Partitions {
+		if c.NodeOf(proto.RunKey(p)) == down {
+			want = append(want, fmt.Sprint(p))
+		}
+	}
+	down.Stop()
+	for i := range 3 {
+		if err := probe(); err == nil {
+			t.Fatalf("probe %d with a master down: no error", i)
+		}
+	}
+	gone := logs.FilterMessageSnippet("redis unreachable").All()
+	if len(gone) != 1 {
+		t.Fatalf("outage logged %d times for 3 failed probes, want once", len(gone))
+	}
+	parts, _ := gone[0].ContextMap()["partitions"].([]any)
+	var got []string
+	for _, p := range parts {
+		got = append(got, fmt.Sprint(p))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("outage logged for partitions %v, want %v (those of the gone master)", got, want)
 	}
 }

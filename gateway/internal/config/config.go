@@ -10,6 +10,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"runtime"
 	"strconv"
@@ -449,6 +450,11 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("GATEWAY_METRICS_ADDR: %w (or off for none)", err))
 		}
 	}
+	for _, o := range c.AllowedOrigins {
+		if !isOrigin(o) {
+			errs = append(errs, fmt.Errorf("GATEWAY_ALLOWED_ORIGINS: %q is not an origin such as https://app.example:8443 (a scheme and a host, no path, not even a final /), which no browser's Origin equals, or *", o))
+		}
+	}
 	if c.MaxFrame < 64 {
 		errs = append(errs, fmt.Errorf("GATEWAY_MAX_FRAME must be at least 64 bytes, got %d", c.MaxFrame))
 	}
@@ -547,6 +553,19 @@ func (c Config) Validate() error {
 // the public dev secret only, so /dev/token can never mint tokens that a
 // production gateway with the same configuration would accept; outside
 // dev mode the dev secret and short secrets are refused.
+// isOrigin reports whether o can equal a browser's Origin header: *, null
+// (what a sandboxed or file:// page sends), or scheme://host[:port] alone.
+// An entry with a path (a copied address's final "/"), user info, a query
+// or no scheme is refused at start: it would refuse every browser.
+func isOrigin(o string) bool {
+	if o == "*" || o == "null" {
+		return true
+	}
+	u, err := url.Parse(o)
+	return err == nil && u.Scheme != "" && u.Host != "" && u.Opaque == "" && u.User == nil &&
+		u.Path == "" && u.RawQuery == "" && !u.ForceQuery && u.Fragment == "" && !strings.HasSuffix(o, "#")
+}
+
 func (c Config) validateSecret() error {
 	switch {
 	case c.Dev && c.JWTSecret != DevSecret:

@@ -215,6 +215,25 @@ func TestAllowedOrigins(t *testing.T) {
 	}
 }
 
+// TestAllowedOriginsRefusesNonOrigins: an entry no browser's Origin can
+// equal (a final "/", a path, no scheme, user info, a query) refuses the
+// start, naming the setting, rather than refuse every browser with 403
+// forbidden_origin at run time.
+func TestAllowedOriginsRefusesNonOrigins(t *testing.T) {
+	for _, o := range []string{"https://app.example/", "https://app.example/chat", "app.example", "app.example:443",
+		"https://u@app.example", "https://app.example?x=1", "https://app.example#", "https://a.example, https://b.example/"} {
+		_, err := config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_ALLOWED_ORIGINS": o}))
+		if err == nil || !strings.Contains(err.Error(), "GATEWAY_ALLOWED_ORIGINS") {
+			t.Errorf("GATEWAY_ALLOWED_ORIGINS=%q: Load error %v, want one naming the setting", o, err)
+		}
+	}
+	for _, o := range []string{"*", "null", "http://localhost:3000", "https://app.example:8443", "HTTPS://App.Example", "http://[::1]:8080"} {
+		if _, err := config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_ALLOWED_ORIGINS": o})); err != nil {
+			t.Errorf("GATEWAY_ALLOWED_ORIGINS=%q refused: %v", o, err)
+		}
+	}
+}
+
 func TestDevMode(t *testing.T) {
 	tests := []struct {
 		name     string

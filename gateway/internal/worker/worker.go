@@ -265,11 +265,15 @@ func (w *Worker) connect(ctx context.Context) error {
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(-1), // fail requests at once while disconnected
 		nats.IgnoreAuthErrorAbort(),
-		nats.ConnectHandler(func(*nats.Conn) { connected.Store(true); log.Info("nats connected") }),
-		nats.ReconnectHandler(func(*nats.Conn) {
+		// With several servers in NATS_URL, which one: as handlers-svc logs it.
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			connected.Store(true)
+			log.Info("nats connected", zap.String("server", redact.URL(nc.ConnectedUrl())))
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
 			connected.Store(true)
 			refused.Reset()
-			log.Info("nats reconnected")
+			log.Info("nats reconnected", zap.String("server", redact.URL(nc.ConnectedUrl())))
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
 			if !connected.Load() {

@@ -19,7 +19,7 @@ const EventOther = "_other"
 // codes outside the set count as "other".
 var results = [...]string{
 	"ok", string(proto.CodeBadRequest), string(proto.CodeUnknownEvent), string(proto.CodeUnavailable),
-	string(proto.CodeTimeout), string(proto.CodeHandlerError), string(proto.CodeForbidden), "other",
+	string(proto.CodeTimeout), string(proto.CodeHandlerError), string(proto.CodeRateLimited), string(proto.CodeForbidden), "other",
 }
 
 func resultIndex(code string) int {
