@@ -458,6 +458,10 @@ func (c Config) Validate() error {
 	if c.MaxFrame < 64 {
 		errs = append(errs, fmt.Errorf("GATEWAY_MAX_FRAME must be at least 64 bytes, got %d", c.MaxFrame))
 	}
+	if c.JWTAudience != strings.TrimSpace(c.JWTAudience) {
+		// No token's "aud" would match, so every client would get 401.
+		errs = append(errs, fmt.Errorf("GATEWAY_JWT_AUDIENCE must not start or end with white space, got %q", c.JWTAudience))
+	}
 	if c.HandlerTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("GATEWAY_HANDLER_TIMEOUT must be positive, got %s", c.HandlerTimeout))
 	}

@@ -393,6 +393,9 @@ func TestLoadErrors(t *testing.T) {
 		{"max frame tiny", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_FRAME": "10"}, nil, "GATEWAY_MAX_FRAME"},
 		{"max frame not a number", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_FRAME": "64k"}, nil, "GATEWAY_MAX_FRAME"},
 		{"send queue zero", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_SEND_QUEUE": "0"}, nil, "GATEWAY_SEND_QUEUE"},
+		// An audience no token carries: every client would get 401.
+		{"audience of spaces", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_JWT_AUDIENCE": " "}, nil, `GATEWAY_JWT_AUDIENCE must not start or end with white space, got " "`},
+		{"audience with a trailing space", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_JWT_AUDIENCE": "chat "}, nil, "GATEWAY_JWT_AUDIENCE"},
 		// Three frames cannot hold a part of a replay, a resync, a ping and a heartbeat.
 		{"send queue three frames", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_SEND_QUEUE": "3"}, nil, "GATEWAY_SEND_QUEUE must be at least 4"},
 		// A queue smaller than one event closes its socket at every replay
