@@ -8,7 +8,7 @@
 // rooms or everyone) and returns the positions it was recorded at, for
 // other backends, as the dispatch API does over HTTP (section 7).
 //
-//	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", MaxRetries: -1, OnConnect: dispatch.OnConnect})
+//	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", MaxRetries: -1, ContextTimeoutEnabled: true, OnConnect: dispatch.OnConnect})
 //	d := dispatch.New(rdb, dispatch.Options{Window: 2 * time.Minute})
 //	pos, err := d.Dispatch(ctx, dispatch.Message{Event: "post_updated", Users: []string{"bob"}, Args: args})
 //

@@ -23,7 +23,7 @@ func ExampleDispatcher_Dispatch() {
 }
 
 func notify(ctx context.Context) error {
-	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379", MaxRetries: -1, OnConnect: dispatch.OnConnect})
+	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379", MaxRetries: -1, ContextTimeoutEnabled: true, OnConnect: dispatch.OnConnect})
 	defer rdb.Close()
 	d := dispatch.New(rdb, dispatch.Options{Window: 2 * time.Minute}) // HISTORY_WINDOW, as on the gateway
 	pos, err := d.Dispatch(ctx, dispatch.Message{
@@ -44,7 +44,7 @@ func notify(ctx context.Context) error {
 // checks the same every 10 s).
 func ExampleDispatcher_CheckFanout() {
 	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379", MaxRetries: -1, OnConnect: dispatch.OnConnect})
+	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379", MaxRetries: -1, ContextTimeoutEnabled: true, OnConnect: dispatch.OnConnect})
 	defer rdb.Close()
 	d := dispatch.New(rdb, dispatch.Options{PerUser: true}) // FANOUT_MODE=per_user
 	workers, err := d.CheckFanout(ctx)
