@@ -102,7 +102,7 @@ func TestFailureInsideTheScriptIsNotUnavailable(t *testing.T) {
 // docs/handlers.md ("From Go") tell a backend to make it.
 func documentedClient(t *testing.T) *redis.Client {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: testkit.StartRedis(t).Addr(), MaxRetries: -1, OnConnect: dispatch.OnConnect})
+	rdb := redis.NewClient(&redis.Options{Addr: testkit.StartRedis(t).Addr(), MaxRetries: -1, ContextTimeoutEnabled: true, OnConnect: dispatch.OnConnect})
 	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }

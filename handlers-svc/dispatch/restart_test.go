@@ -22,7 +22,7 @@ func TestAnotherBackendAcrossARedisRestart(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	ctx := context.Background()
 	// As doc.go and docs/handlers.md ("From Go") show it.
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, OnConnect: dispatch.OnConnect})
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true, OnConnect: dispatch.OnConnect})
 	t.Cleanup(func() { _ = rdb.Close() })
 	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute})
 	send := func() proto.Pos {
