@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/handlers-svc/internal/late"
@@ -16,9 +19,10 @@ import (
 // a user's stream, meta and channel are in the slot of the user's
 // partition (proto.PartitionOf), so a dispatch to users of several
 // partitions is split by partition (streams.SplitUsers), and the units of
-// one publish are sent as one script call per partition, all calls in
-// one pipeline (one round trip; go-redis writes each node its share in
-// parallel). Each call is all or none; a dispatch is no longer all
+// one publish are sent as one script call per partition, the calls to
+// one master in one pipeline, the masters' pipelines at the same time
+// (publishParts): each master has a publisher of its own, so that a
+// stalled master holds up only the dispatches to its partitions. Each call is all or none; a dispatch is no longer all
 // or none across partitions, but every socket gets its user's part or
 // not, as the positions it carries say, and a part that failed fails the
 // dispatch (unavailable), as on one Redis. The shared channel's PUBLISH
@@ -57,7 +61,7 @@ func (d *Dispatcher) clusterUserUnits(units []*streams.Unit, msg *proto.Dispatch
 }
 
 // publishCluster records and publishes units with one script call per
-// partition (streams.Group), all calls in one pipeline, and returns the
+// partition (streams.Group), a pipeline per master, and returns the
 // positions in target order, or the first error of a call (publishError),
 // but timeout rather than unavailable when another call ran or may have.
 // The outcome of each partition's call is observed apart.
@@ -69,7 +73,7 @@ func (d *Dispatcher) publishCluster(ctx context.Context, units []*streams.Unit, 
 	groups := streams.Group(units)
 	if len(groups) == 1 {
 		keys, args := streams.PartitionCall(groups[0].Partition, groups[0].Units, d.window, d.ttl)
-		return d.publishCall(ctx, keys, args, nil, d.outageBit(groups[0].Partition), after)
+		return d.publishCall(ctx, d.publisherOf(ctx, groups[0].Partition), keys, args, nil, d.outageBit(groups[0].Partition), after)
 	}
 	keys := make([][]string, len(groups))
 	args := make([][]any, len(groups))
@@ -86,7 +90,7 @@ func (d *Dispatcher) publishCluster(ctx context.Context, units []*streams.Unit, 
 			lates[gi] = func(pos []string, _ int, err error) { parts.end(gi, pos, err) }
 		}
 	}
-	all, errs := d.pub.publishAll(ctx, keys, args, lates)
+	all, errs := d.publishParts(ctx, groups, keys, args, lates)
 	if parts != nil {
 		for gi, err := range errs {
 			if _, inFlight := errors.AsType[*inFlightError](err); !inFlight {
@@ -99,6 +103,95 @@ func (d *Dispatcher) publishCluster(ctx context.Context, units []*streams.Unit, 
 		parts.returned(contextError(err))
 	}
 	return pos, err
+}
+
+// partitionKeys holds a key of each partition, whose slot is the
+// partition's.
+var partitionKeys = func() (keys [proto.Partitions]string) {
+	for p := range keys {
+		keys[p] = proto.RunKey(p)
+	}
+	return keys
+}()
+
+// publisherOf returns the publisher of the master that serves partition
+// part now (Dispatcher.masters), or d.pub when the cluster's layout is not
+// known. A partition that moves to another master has its next calls go
+// through that master's publisher; go-redis follows a MOVED either way.
+func (d *Dispatcher) publisherOf(ctx context.Context, part int) *publisher {
+	cc, ok := d.pub.rdb.(*redis.ClusterClient)
+	if !ok {
+		return &d.pub
+	}
+	node, err := cc.MasterForKey(ctx, partitionKeys[part])
+	if err != nil {
+		return &d.pub // its call fails or is redirected in the pipeline
+	}
+	addr := node.Options().Addr
+	if p, ok := d.masters.Load(addr); ok {
+		return p.(*publisher)
+	}
+	p := newPublisher(d.pub.rdb)
+	got, _ := d.masters.LoadOrStore(addr, &p)
+	return got.(*publisher)
+}
+
+// publishParts runs the partitions' script calls (keys[i] and args[i] for
+// groups[i]) as publishAll does, through the publisher of each one's
+// master: the calls to one master in one pipeline, the masters' pipelines
+// at the same time, so that it returns once the slowest master answered
+// (or the deadline came), and a stalled master holds up no other
+// master's publisher.
+func (d *Dispatcher) publishParts(ctx context.Context, groups []streams.CallGroup, keys [][]string, args [][]any,
+	lates []func([]string, int, error)) ([][]string, []error) {
+	pubs := make([]*publisher, len(groups))
+	for gi, g := range groups {
+		pubs[gi] = d.publisherOf(ctx, g.Partition)
+	}
+	if !slices.ContainsFunc(pubs, func(p *publisher) bool { return p != pubs[0] }) {
+		return pubs[0].publishAll(ctx, keys, args, lates)
+	}
+	all, errs := make([][]string, len(groups)), make([]error, len(groups))
+	// run publishes the calls at (indices of groups) through their
+	// master's publisher.
+	run := func(p *publisher, at []int) {
+		k, a := make([][]string, len(at)), make([][]any, len(at))
+		var l []func([]string, int, error)
+		if lates != nil {
+			l = make([]func([]string, int, error), len(at))
+		}
+		for j, i := range at {
+			k[j], a[j] = keys[i], args[i]
+			if lates != nil {
+				l[j] = lates[i]
+			}
+		}
+		pos, perr := p.publishAll(ctx, k, a, l)
+		for j, i := range at {
+			all[i], errs[i] = pos[j], perr[j]
+		}
+	}
+	var wg sync.WaitGroup
+	var own []int // the first master's calls, published on this goroutine
+	for gi, p := range pubs {
+		if slices.Index(pubs, p) != gi {
+			continue // goes with that master's first call
+		}
+		var at []int
+		for i, q := range pubs {
+			if q == p {
+				at = append(at, i)
+			}
+		}
+		if gi == 0 {
+			own = at
+		} else {
+			wg.Go(func() { run(p, at) })
+		}
+	}
+	run(pubs[0], own)
+	wg.Wait()
+	return all, errs
 }
 
 // clusterResult is publishCluster's answer from the results of the

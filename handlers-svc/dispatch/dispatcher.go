@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,10 +23,18 @@ import (
 // on proto.Channel, or, with Options.PerUser, a dispatch to users on each
 // user's channel (docs/protocol.md sections 4 and 6).
 type Dispatcher struct {
-	pub    publisher
-	record bool          // Window > 0: dispatches to users and broadcasts are recorded
-	window time.Duration // how long recorded events are kept
-	ttl    time.Duration // how long a stream's meta outlives its last event
+	// pub writes the publishes: on a Redis Cluster, those whose master
+	// is not known (publisherOf).
+	pub publisher
+	// masters holds, on a Redis Cluster, a publisher per master (by
+	// address, string to *publisher), so that a stalled master holds up
+	// the dispatches to its own partitions only: one pipeline in flight
+	// for the whole cluster, whose callers wake once every node has
+	// answered, held up every dispatch behind it until their deadline.
+	masters sync.Map
+	record  bool          // Window > 0: dispatches to users and broadcasts are recorded
+	window  time.Duration // how long recorded events are kept
+	ttl     time.Duration // how long a stream's meta outlives its last event
 	// revokeTTL is how long a revocation is kept in proto.RevokedKey.
 	revokeTTL time.Duration
 	// perUser publishes a dispatch to users (and no connection) on each
@@ -514,14 +523,14 @@ func (d *Dispatcher) publishLate(ctx context.Context, after func([]string, late.
 		return d.publishCluster(ctx, units, after) // observes each partition
 	}
 	keys, args := streams.PublishCall(units, d.window, d.ttl)
-	return d.publishCall(ctx, keys, args, sharedUnit(units), 1, after)
+	return d.publishCall(ctx, &d.pub, keys, args, sharedUnit(units), 1, after)
 }
 
-// publishCall runs one call of the publish script with keys and args, as
-// publishLate does; it counts the publishes of shared, if not nil, that
+// publishCall runs one call of the publish script with keys and args
+// through pub, as publishLate does; it counts the publishes of shared, if not nil, that
 // no subscriber received, and observes the outcome for the parts of
 // Redis in bits.
-func (d *Dispatcher) publishCall(ctx context.Context, keys []string, args []any, shared *streams.Unit, bits uint32,
+func (d *Dispatcher) publishCall(ctx context.Context, pub *publisher, keys []string, args []any, shared *streams.Unit, bits uint32,
 	after func([]string, late.Outcome)) ([]string, error) {
 	var onLate func([]string, int, error)
 	if after != nil {
@@ -532,7 +541,7 @@ func (d *Dispatcher) publishCall(ctx context.Context, keys []string, args []any,
 			after(pos, outcomeOf(err))
 		}
 	}
-	pos, unheard, err := d.pub.publishLate(ctx, keys, args, onLate)
+	pos, unheard, err := pub.publishLate(ctx, keys, args, onLate)
 	if err == nil && shared != nil {
 		d.hear(shared.Event(), unheard)
 	}

@@ -3,7 +3,6 @@ package dispatch
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -144,15 +143,12 @@ func TestLateOutcomeOnSeveralPartitions(t *testing.T) {
 	g := newGate()
 	rdb.AddHook(g)
 	d := New(rdb, Options{Window: 2 * time.Minute})
-	var users []string
-	parts := map[int]bool{}
-	for i := 0; len(parts) < 3; i++ {
-		u := fmt.Sprintf("member-%d", i)
-		if !parts[proto.PartitionOf(u)] {
-			parts[proto.PartitionOf(u)] = true
-			users = append(users, u)
-		}
-	}
+	// Every dispatch here goes to the partitions of one master, the
+	// broadcast stream's, whose publisher carries them all.
+	master := c.NodeOf(proto.RunKey(proto.BroadcastPartition))
+	pub := d.publisherOf(ctx, proto.BroadcastPartition)
+	lead := usersOn(c, master, "lead-", 1, false)[0]
+	users := usersOn(c, master, "member-", 3, true)
 	calls := len(users) // one per partition
 	watch := func() (context.Context, context.CancelFunc, chan late.Report) {
 		got := make(chan late.Report, 2) // a second report would show
@@ -167,10 +163,10 @@ func TestLateOutcomeOnSeveralPartitions(t *testing.T) {
 	// before it is written.
 	leadDone := make(chan error, 1)
 	go func() {
-		_, err := d.Dispatch(ctx, Message{Event: "e", Users: []string{"lead"}})
+		_, err := d.Dispatch(ctx, Message{Event: "e", Users: []string{lead}})
 		leadDone <- err
 	}()
-	awaitQueued(t, &d.pub, 1)
+	awaitQueued(t, pub, 1)
 	spreadCtx, cancelSpread, spreadGot := watch()
 	defer cancelSpread()
 	spreadDone := make(chan error, 1)
@@ -178,14 +174,15 @@ func TestLateOutcomeOnSeveralPartitions(t *testing.T) {
 		_, err := d.Dispatch(spreadCtx, Message{Event: "e", Users: users})
 		spreadDone <- err
 	}()
-	awaitQueued(t, &d.pub, 1+calls)
+	awaitQueued(t, pub, 1+calls)
 	queuedCtx, cancelQueued, queuedGot := watch()
 	queuedDone := make(chan error, 1)
+	others := usersOn(c, master, "x-", 3, true)
 	go func() {
-		_, err := d.Dispatch(queuedCtx, Message{Event: "e", Users: []string{"x-" + users[0], "x-" + users[1], "x-" + users[2]}})
+		_, err := d.Dispatch(queuedCtx, Message{Event: "e", Users: others})
 		queuedDone <- err
 	}()
-	awaitPublisher(t, func() bool { return d.pub.queued() > 1+calls }, func() string { return "the third dispatch not queued" })
+	awaitPublisher(t, func() bool { return pub.queued() > 1+calls }, func() string { return "the third dispatch not queued" })
 
 	cancelQueued()
 	if err := <-queuedDone; !errors.Is(err, context.Canceled) {

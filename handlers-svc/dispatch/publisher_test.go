@@ -673,9 +673,11 @@ func TestMergedCallsGetTheirOwnPositions(t *testing.T) {
 }
 
 // TestClusterPartitionsInOnePipeline: on a Redis Cluster, a dispatch to
-// users of two partitions makes two script calls (one per slot), and they
-// go out in one pipeline, whether the publisher was idle or busy: one
-// round trip, not one after the other.
+// users of two partitions makes two script calls (one per slot). When one
+// master serves both, they go out in one pipeline, whether its publisher
+// was idle or busy: one round trip, not one after the other. When two
+// masters serve them, each master's goes out in a pipeline of its own, at
+// the same time (TestStalledMasterHoldsUpOnlyItsPartitions says why).
 func TestClusterPartitionsInOnePipeline(t *testing.T) {
 	c := testkit.StartRedisCluster(t, 3)
 	ctx := context.Background()
@@ -686,13 +688,16 @@ func TestClusterPartitionsInOnePipeline(t *testing.T) {
 	g := newGate()
 	rdb.AddHook(g)
 	d := New(rdb, Options{Window: 2 * time.Minute})
+	master := c.NodeOf(proto.RunKey(proto.PartitionOf("alice")))
 	users := []string{"alice"}
 	for i := 0; len(users) < 2; i++ {
-		if u := fmt.Sprintf("bob%d", i); proto.PartitionOf(u) != proto.PartitionOf("alice") {
+		u := fmt.Sprintf("bob%d", i)
+		if p := proto.PartitionOf(u); p != proto.PartitionOf("alice") && c.NodeOf(proto.RunKey(p)) == master {
 			users = append(users, u)
 		}
 	}
 	two := func() error { return d.ToUsers(ctx, users, "message", nil) }
+	pub := d.publisherOf(ctx, proto.PartitionOf("alice"))
 
 	// Idle: both calls in the first pipeline.
 	done := make(chan error, 1)
@@ -711,7 +716,7 @@ func TestClusterPartitionsInOnePipeline(t *testing.T) {
 	go func() { first <- d.ToUsers(ctx, users[:1], "first", nil) }()
 	g.next(t)
 	go func() { done <- two() }()
-	awaitQueued(t, &d.pub, 2)
+	awaitQueued(t, pub, 2)
 	g.release <- struct{}{}
 	if err := <-first; err != nil {
 		t.Fatal(err)
@@ -723,8 +728,30 @@ func TestClusterPartitionsInOnePipeline(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if !d.pub.idle() {
+	if !pub.idle() {
 		t.Fatal("publisher not idle after every call returned")
+	}
+
+	// Two masters: both pipelines reach Redis before either is answered.
+	var carol string
+	for i := 0; carol == ""; i++ {
+		if u := fmt.Sprintf("carol%d", i); c.NodeOf(proto.RunKey(proto.PartitionOf(u))) != master {
+			carol = u
+		}
+	}
+	go func() { done <- d.ToUsers(ctx, []string{"alice", carol}, "message", nil) }()
+	for range 2 {
+		if got := g.next(t); strings.Join(got, " ") != "evalsha/1" {
+			t.Fatalf("pipeline %v, want one master's script call", got)
+		}
+	}
+	g.release <- struct{}{}
+	g.release <- struct{}{}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if d.flushing() {
+		t.Fatal("a publisher not idle after every call returned")
 	}
 }
 
