@@ -31,6 +31,11 @@ type Dispatch struct {
 	BPos      string            `json:"bpos,omitempty"`
 }
 
+// String returns d's JSON body (AppendDispatch), so that a dispatch
+// printed with %v, as a test failure does, shows its args as JSON rather
+// than as bytes.
+func (d Dispatch) String() string { return string(AppendDispatch(nil, &d)) }
+
 // AppendDispatch appends the JSON body of d to dst. Nil lists are encoded as
 // empty arrays (but SkipUsers, omitted when empty) and absent (nil or
 // zero-length) args as null; positions are written last, in the order of

@@ -3,6 +3,7 @@ package proto_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -190,5 +191,21 @@ func TestDecodeDispatchRefusesBadPositions(t *testing.T) {
 		if _, err := proto.DecodeDispatch([]byte(body)); err == nil {
 			t.Errorf("DecodeDispatch(%s) accepted it", body)
 		}
+	}
+}
+
+// TestDispatchPrintsAsJSON: a dispatch printed with %v or %+v, as a
+// test's failure message prints what a Recorder holds, shows its args as
+// JSON, not as a list of bytes.
+func TestDispatchPrintsAsJSON(t *testing.T) {
+	d := proto.Dispatch{Event: "message", Args: json.RawMessage(`{"text":"hi"}`), Users: []string{"bob"}}
+	want := `{"event":"message","args":{"text":"hi"},"users":["bob"],"conns":[],"broadcast":false}`
+	for _, format := range []string{"%v", "%+v", "%s"} {
+		if got := fmt.Sprintf(format, d); got != want {
+			t.Errorf("%s: %s, want %s", format, got, want)
+		}
+	}
+	if got := fmt.Sprintf("%v", []proto.Dispatch{d}); got != "["+want+"]" {
+		t.Errorf("a slice with %%v: %s", got)
 	}
 }

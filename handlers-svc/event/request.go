@@ -1,6 +1,7 @@
 package event
 
 import (
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -101,7 +102,10 @@ func (r *Request) Decode(v any) error {
 	return BadRequest("args is invalid")
 }
 
-var timeType = reflect.TypeFor[time.Time]()
+var (
+	timeType            = reflect.TypeFor[time.Time]()
+	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+)
 
 // invalidField returns the name ("args.at") and type of the first field of
 // the struct target whose value in args does not decode alone, or "" when
@@ -239,10 +243,17 @@ func describe(t reflect.Type) string {
 		}
 		return "an array of " + plural(t.Elem())
 	case reflect.Map:
-		if deref(t.Elem()).Kind() == reflect.Interface {
-			return "an object"
+		// encoding/json reports a key of the wrong type as it reports a
+		// value, with the map's field: so the keys are named too when
+		// they can be wrong, and the message fits either.
+		var whose []string
+		if k := t.Key(); k.Kind() != reflect.String && !reflect.PointerTo(k).Implements(textUnmarshalerType) {
+			whose = append(whose, "whose keys are "+plural(k))
 		}
-		return "an object whose values are " + plural(t.Elem())
+		if deref(t.Elem()).Kind() != reflect.Interface {
+			whose = append(whose, "whose values are "+plural(t.Elem()))
+		}
+		return strings.TrimSpace("an object " + strings.Join(whose, " and "))
 	}
 	return singular(t)
 }

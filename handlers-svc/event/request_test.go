@@ -68,6 +68,12 @@ type sized struct {
 	Ports []uint16 `json:"ports"`
 }
 
+// keyed has maps whose keys are not strings.
+type keyed struct {
+	ByID map[int]string `json:"by_id"`
+	Any  map[uint]any   `json:"any"`
+}
+
 func TestDecode(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -109,6 +115,10 @@ func TestDecode(t *testing.T) {
 		{"time", `{"at":"2026-12-03T08:00:00Z"}`, func() any { return &timed{} }, &timed{At: time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)}, ""},
 		{"int8 overflow", `{"level":200}`, func() any { return &sized{} }, nil, "args.level must be an integer from -128 to 127"},
 		{"uint16 overflow", `{"ports":[1,70000]}`, func() any { return &sized{} }, nil, "args.ports must be an array of integers from 0 to 65535"},
+		{"map key", `{"by_id":{"abc":"x"}}`, func() any { return &keyed{} }, nil, "args.by_id must be an object whose keys are integers and whose values are strings"},
+		{"map value, integer keys", `{"by_id":{"1":2}}`, func() any { return &keyed{} }, nil, "args.by_id must be an object whose keys are integers and whose values are strings"},
+		{"map key, any values", `{"any":{"-1":true}}`, func() any { return &keyed{} }, nil, "args.any must be an object whose keys are non-negative integers"},
+		{"integer keys", `{"by_id":{"7":"x"}}`, func() any { return &keyed{} }, &keyed{ByID: map[int]string{7: "x"}}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -168,7 +168,9 @@ func (rec *Recorder) FailWith(err error) {
 // or it does not decode, and when it is over proto.MaxResult bytes, which
 // handlers-svc answers with handler_error instead of sending it.
 // Result[event.NoResult] checks a plain ack instead: it fails when the
-// handler set a result.
+// handler set a result. It reads what Respond set whatever the handler
+// returned: the client gets that result only when the handler returned
+// nil, so check the handler's error first.
 func Result[T any](r *event.Request) (T, error) {
 	var v T
 	raw := r.Result()
