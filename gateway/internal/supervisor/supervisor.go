@@ -224,6 +224,10 @@ func (s *Supervisor) keep(ctx context.Context, index int, ln *net.TCPListener) {
 	}
 }
 
+// killWait is how long a shutdown waits for a worker it killed with
+// SIGKILL to exit.
+var killWait = 5 * time.Second
+
 // supervise waits for worker index, process p, to exit and returns how it
 // exited; or, once ctx is done, stops it (SIGTERM, then SIGKILL after
 // StopTimeout) and returns stopped. With beats (the read end of its
@@ -283,7 +287,16 @@ func (s *Supervisor) supervise(ctx context.Context, log *zap.Logger, index int, 
 		case <-stopTimeout:
 			log.Error("worker did not stop in time, killing it", zap.Int("pid", p.Pid()))
 			_ = p.Signal(syscall.SIGKILL)
-			<-exited
+			t := time.NewTimer(killWait)
+			defer t.Stop()
+			select {
+			case <-exited:
+			case <-t.C:
+				// Stuck in the kernel (uninterruptible sleep): waiting on
+				// would hold the gateway's shutdown for as long, so it is
+				// left to exit by itself, or to the host.
+				log.Error("worker did not exit after SIGKILL, leaving it", zap.Int("pid", p.Pid()), zap.Duration("waited", killWait))
+			}
 			return true, nil
 		case <-check:
 			s.mu.Lock()

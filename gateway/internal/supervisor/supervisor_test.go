@@ -446,6 +446,36 @@ func TestStopKillsAfterTimeout(t *testing.T) {
 	}
 }
 
+// TestStopDoesNotWaitForeverAfterKill: a worker that neither SIGTERM nor
+// SIGKILL ends (stuck in the kernel) holds the shutdown for StopTimeout
+// and killWait, then is left, logged, and Run returns: before, Run waited
+// for its exit without end.
+func TestStopDoesNotWaitForeverAfterKill(t *testing.T) {
+	defer func(w time.Duration) { killWait = w }(killWait)
+	killWait = 100 * time.Millisecond
+	st := newStarter()
+	st.configure = func(p *proc) error { p.ignoreTerm, p.ignoreKill = true, true; return nil }
+	core, logs := observer.New(zap.InfoLevel)
+	r := startSupLog(t, Config{Workers: 1, StopTimeout: 50 * time.Millisecond}, st, zap.New(core))
+	p := st.next(t)
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("Run = %v", err)
+		}
+		r.done <- err
+	case <-time.After(wait):
+		t.Fatal("Run did not return: it waits for a worker SIGKILL does not end")
+	}
+	if sigs := p.sigs(); len(sigs) != 2 || sigs[1] != syscall.SIGKILL {
+		t.Fatalf("worker got %v, want SIGTERM then SIGKILL", sigs)
+	}
+	if n := logs.FilterMessage("worker did not exit after SIGKILL, leaving it").FilterField(zap.Int("pid", p.pid)).Len(); n != 1 {
+		t.Errorf("%d log lines say the worker was left, want 1", n)
+	}
+}
+
 func TestShutdownDuringBackoff(t *testing.T) {
 	st := newStarter()
 	r := startSup(t, Config{Workers: 1, MinBackoff: time.Hour}, st)
