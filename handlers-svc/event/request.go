@@ -8,6 +8,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -62,8 +63,9 @@ func (r *Request) Result() json.RawMessage { return r.result }
 // may send fields a newer handler will read.
 //
 // A value of the wrong type is reported as a bad_request *Error whose
-// message names the field for a person, as in "args.to must be a string" or
-// "args must be an object"; the decoder's own text is never returned. A type
+// message names the field for a person, as in "args.to must be a string",
+// "args.items[2].id must be an integer" or "args must be an object"; the
+// decoder's own text is never returned. A type
 // whose UnmarshalJSON returns an *Error has it returned as is; any other error
 // from UnmarshalJSON names the field without the error's text, as in
 // "args.id is invalid", or, for a time.Time, "args.at must be a time in RFC
@@ -85,7 +87,7 @@ func (r *Request) Decode(v any) error {
 		return e
 	}
 	if e, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
-		return typeError(reflect.TypeOf(v), e)
+		return typeError(reflect.TypeOf(v), r.Args, e)
 	}
 	if _, ok := errors.AsType[*json.SyntaxError](err); ok {
 		return BadRequest("args is not valid JSON")
@@ -134,13 +136,14 @@ func invalidField(target reflect.Type, args json.RawMessage) (string, reflect.Ty
 // typeError makes the message for a value of the wrong type: it walks the
 // target type along the JSON field path the decoder reported, so it can say
 // what the field must be ("an array of strings") rather than what one element
-// was.
-func typeError(target reflect.Type, e *json.UnmarshalTypeError) *Error {
+// was, and along args, so it can say which element of an array or object on
+// the way holds it ("args.items[2].id").
+func typeError(target reflect.Type, args json.RawMessage, e *json.UnmarshalTypeError) *Error {
 	var path []string
 	if e.Field != "" {
 		path = strings.Split(e.Field, ".")
 	}
-	name, t := walk(target, path)
+	name, t := walk(target, args, path)
 	if t == nil {
 		// The path could not be followed; fall back to what the decoder
 		// expected at the failing value.
@@ -153,14 +156,21 @@ func typeError(target reflect.Type, e *json.UnmarshalTypeError) *Error {
 }
 
 // walk follows path (JSON field names, with embedded struct type names
-// interleaved, as encoding/json reports them) from t. It returns the field
-// path for people ("args.a.b") and the declared type of its last field, or a
-// nil type when the path does not fit t.
-func walk(t reflect.Type, path []string) (string, reflect.Type) {
+// interleaved, as encoding/json reports them) from t, and the JSON value
+// raw along with it. It returns the field path for people ("args.a.b",
+// with the index or key of the element that fails to decode in each array
+// or object it passes through: "args.items[2].id") and the declared type
+// of its last field, or a nil type when the path does not fit t.
+func walk(t reflect.Type, raw json.RawMessage, path []string) (string, reflect.Type) {
 	name := "args"
 	t = deref(t)
 	for len(path) > 0 {
-		t = container(t)
+		for isContainer(t) {
+			var at string
+			at, raw = failingElement(t, raw)
+			name += at
+			t = deref(t.Elem())
+		}
 		if t.Kind() != reflect.Struct {
 			return "", nil
 		}
@@ -170,24 +180,83 @@ func walk(t reflect.Type, path []string) (string, reflect.Type) {
 		}
 		if !(f.Anonymous && f.Tag.Get("json") == "") {
 			name += "." + path[0]
-		}
+			raw = member(raw, path[0])
+		} // an embedded struct's fields are in raw itself
 		t = deref(f.Type)
 		path = path[1:]
 	}
 	return name, t
 }
 
-// container skips the slices, arrays and maps whose elements the decoder
-// descends into without naming them in the path.
-func container(t reflect.Type) reflect.Type {
-	for {
-		switch t.Kind() {
-		case reflect.Slice, reflect.Array, reflect.Map:
-			t = deref(t.Elem())
-		default:
-			return t
+// isContainer reports whether t is a slice, array or map, whose elements
+// the decoder descends into without naming them in the path ([]byte is a
+// string to it).
+func isContainer(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Slice:
+		return t.Elem().Kind() != reflect.Uint8
+	case reflect.Array, reflect.Map:
+		return true
+	}
+	return false
+}
+
+// failingElement returns the first element of the JSON array or object
+// raw that does not decode into container t's element type, with its
+// place for people ("[2]", or "[\"key\"]" in an object), or "" and nil
+// when raw is not such a value or none fails (a map's key was wrong).
+func failingElement(t reflect.Type, raw json.RawMessage) (string, json.RawMessage) {
+	if raw == nil {
+		return "", nil
+	}
+	fails := func(v json.RawMessage) bool { return json.Unmarshal(v, reflect.New(t.Elem()).Interface()) != nil }
+	if t.Kind() == reflect.Map {
+		var members map[string]json.RawMessage
+		if json.Unmarshal(raw, &members) != nil {
+			return "", nil
+		}
+		for _, k := range slices.Sorted(maps.Keys(members)) {
+			if fails(members[k]) {
+				if len(k) > maxKeyShown { // the client's text: kept short
+					k = strings.ToValidUTF8(k[:maxKeyShown], "") + "…"
+				}
+				return "[" + strconv.Quote(k) + "]", members[k]
+			}
+		}
+		return "", nil
+	}
+	var elems []json.RawMessage
+	if json.Unmarshal(raw, &elems) != nil {
+		return "", nil
+	}
+	for i, v := range elems {
+		if fails(v) {
+			return "[" + strconv.Itoa(i) + "]", v
 		}
 	}
+	return "", nil
+}
+
+// maxKeyShown is the most bytes of an object's key an error names.
+const maxKeyShown = 32
+
+// member returns the value of the JSON object raw that encoding/json
+// decodes into a field named key (exactly, or else case-insensitively), or
+// nil.
+func member(raw json.RawMessage, key string) json.RawMessage {
+	var members map[string]json.RawMessage
+	if raw == nil || json.Unmarshal(raw, &members) != nil {
+		return nil
+	}
+	if v, ok := members[key]; ok {
+		return v
+	}
+	for _, k := range slices.Sorted(maps.Keys(members)) {
+		if strings.EqualFold(k, key) {
+			return members[k]
+		}
+	}
+	return nil
 }
 
 func deref(t reflect.Type) reflect.Type {

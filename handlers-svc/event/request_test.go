@@ -68,6 +68,12 @@ type sized struct {
 	Ports []uint16 `json:"ports"`
 }
 
+// indexed has structs inside maps and nested slices.
+type indexed struct {
+	ByName map[string]item `json:"byName"`
+	Grid   [][]item        `json:"grid"`
+}
+
 // keyed has maps whose keys are not strings.
 type keyed struct {
 	ByID map[int]string `json:"by_id"`
@@ -95,7 +101,13 @@ func TestDecode(t *testing.T) {
 		{"mentions not array", `{"mentions":"bob"}`, func() any { return &nested{} }, nil, "args.mentions must be an array of strings"},
 		{"mentions element", `{"mentions":["bob",7]}`, func() any { return &nested{} }, nil, "args.mentions must be an array of strings"},
 		{"embedded field", `{"post":1}`, func() any { return &nested{} }, nil, "args.post must be a string"},
-		{"struct in slice", `{"items":[{"id":"x"}]}`, func() any { return &nested{} }, nil, "args.items.id must be an integer"},
+		{"struct in slice", `{"items":[{"id":"x"}]}`, func() any { return &nested{} }, nil, "args.items[0].id must be an integer"},
+		{"struct in slice, later element", `{"items":[{"id":1},{"id":2},{"id":true}]}`, func() any { return &nested{} }, nil, "args.items[2].id must be an integer"},
+		{"struct in slice, key of another case", `{"ITEMS":[{"id":1},{"ID":"x"}]}`, func() any { return &nested{} }, nil, "args.items[1].id must be an integer"},
+		{"struct in map", `{"byName":{"a":{"id":1},"b":{"id":"x"}}}`, func() any { return &indexed{} }, nil, `args.byName["b"].id must be an integer`},
+		{"struct in nested slices", `{"grid":[[{"id":1}],[{"id":2},{"id":[]}]]}`, func() any { return &indexed{} }, nil, "args.grid[1][1].id must be an integer"},
+		{"long key", `{"byName":{"` + strings.Repeat("k", 100) + `":{"id":"x"}}}`, func() any { return &indexed{} }, nil, `args.byName["` + strings.Repeat("k", 32) + `…"].id must be an integer`},
+		{"top-level slice of structs", `[{"id":1},{"id":"x"}]`, func() any { return &[]item{} }, nil, "args[1].id must be an integer"},
 		{"slice of structs", `{"items":{"id":1}}`, func() any { return &nested{} }, nil, "args.items must be an array of objects"},
 		{"map value", `{"counts":{"a":"b"}}`, func() any { return &nested{} }, nil, "args.counts must be an object whose values are integers"},
 		{"uint overflow", `{"limit":300}`, func() any { return &nested{} }, nil, "args.limit must be an integer from 0 to 255"},
@@ -163,22 +175,27 @@ func TestDecodeNotAPointer(t *testing.T) {
 // FuzzDecode checks that Decode never panics on outside input and that every
 // failure is a bad_request naming args, never decoder text.
 func FuzzDecode(f *testing.F) {
-	for _, s := range []string{`{"to":"bob","text":"hi"}`, `null`, `"x"`, `{"mentions":["a",1]}`, `{"items":[{"id":"x"}]}`, `{"limit":1e400}`, `[`} {
+	for _, s := range []string{`{"to":"bob","text":"hi"}`, `null`, `"x"`, `{"mentions":["a",1]}`, `{"items":[{"id":"x"}]}`, `{"limit":1e400}`, `[`,
+		`{"byName":{"a":{"id":"x"}}}`, `{"grid":[[],[{"id":{}}]]}`, `{"by_id":{"x":1}}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := &event.Request{Args: data}
-		var v nested
-		err := r.Decode(&v)
-		if err == nil {
-			return
-		}
-		e, ok := errors.AsType[*event.Error](err)
-		if !ok || e.Code != proto.CodeBadRequest {
-			t.Fatalf("Decode(%q) = %v, want a bad_request *event.Error", data, err)
-		}
-		if !strings.HasPrefix(e.Message, "args") || strings.Contains(e.Message, "json:") || !utf8.ValidString(e.Message) {
-			t.Fatalf("Decode(%q) message %q leaks decoder text", data, e.Message)
+		for _, v := range []any{&nested{}, &indexed{}, &keyed{}} {
+			err := r.Decode(v)
+			if err == nil {
+				continue
+			}
+			e, ok := errors.AsType[*event.Error](err)
+			if !ok || e.Code != proto.CodeBadRequest {
+				t.Fatalf("Decode(%q) into %T = %v, want a bad_request *event.Error", data, v, err)
+			}
+			if !strings.HasPrefix(e.Message, "args") || strings.Contains(e.Message, "json:") || !utf8.ValidString(e.Message) {
+				t.Fatalf("Decode(%q) into %T: message %q leaks decoder text", data, v, e.Message)
+			}
+			if len(e.Message) > 256 {
+				t.Fatalf("Decode(%q) into %T: message of %d bytes, %q", data, v, len(e.Message), e.Message)
+			}
 		}
 	})
 }
