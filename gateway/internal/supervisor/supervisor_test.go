@@ -175,6 +175,21 @@ func startSupLog(t *testing.T, cfg Config, st *starter, log *zap.Logger) *runSup
 	return r
 }
 
+// returned waits for Run to return nil, and fails with why when it does
+// not within wait; the result is put back for the test's cleanup.
+func (r *runSup) returned(t *testing.T, why string) {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+		r.done <- err
+	case <-time.After(wait):
+		t.Fatal(why)
+	}
+}
+
 func TestStartsWorkersWithIndexes(t *testing.T) {
 	st := newStarter()
 	const n = 4
@@ -391,15 +406,7 @@ func TestStopSendsSIGTERMAndWaits(t *testing.T) {
 	for _, p := range procs {
 		p.exit(nil)
 	}
-	select {
-	case err := <-r.done:
-		if err != nil {
-			t.Errorf("Run = %v, want nil", err)
-		}
-		r.done <- err
-	case <-time.After(wait):
-		t.Fatal("Run did not return after its workers exited")
-	}
+	r.returned(t, "Run did not return after its workers exited")
 	for _, p := range procs {
 		if sigs := p.sigs(); len(sigs) != 1 || sigs[0] != syscall.SIGTERM {
 			t.Errorf("worker %d got %v, want only SIGTERM", p.index, sigs)
@@ -421,15 +428,7 @@ func TestStopKillsAfterTimeout(t *testing.T) {
 		byIndex[p.index] = p
 	}
 	r.cancel()
-	select {
-	case err := <-r.done:
-		if err != nil {
-			t.Errorf("Run = %v", err)
-		}
-		r.done <- err
-	case <-time.After(wait):
-		t.Fatal("Run did not return after killing the stuck worker")
-	}
+	r.returned(t, "Run did not return after killing the stuck worker")
 	if sigs := byIndex[0].sigs(); len(sigs) != 1 || sigs[0] != syscall.SIGTERM {
 		t.Errorf("obedient worker got %v, want only SIGTERM", sigs)
 	}
@@ -459,15 +458,7 @@ func TestStopDoesNotWaitForeverAfterKill(t *testing.T) {
 	r := startSupLog(t, Config{Workers: 1, StopTimeout: 50 * time.Millisecond}, st, zap.New(core))
 	p := st.next(t)
 	r.cancel()
-	select {
-	case err := <-r.done:
-		if err != nil {
-			t.Errorf("Run = %v", err)
-		}
-		r.done <- err
-	case <-time.After(wait):
-		t.Fatal("Run did not return: it waits for a worker SIGKILL does not end")
-	}
+	r.returned(t, "Run did not return: it waits for a worker SIGKILL does not end")
 	if sigs := p.sigs(); len(sigs) != 2 || sigs[1] != syscall.SIGKILL {
 		t.Fatalf("worker got %v, want SIGTERM then SIGKILL", sigs)
 	}
