@@ -65,6 +65,14 @@ type Limits struct {
 	// PingsIgnored, when set, is called for every ping left unanswered;
 	// it runs on the read loop, so it must be cheap.
 	PingsIgnored func()
+	// OverheadRate and OverheadBurst are each socket's allowance of
+	// overhead: the bytes it reads that no data frame's payload accounts
+	// for (frame headers, control frames, empty fragments), OverheadBurst
+	// at once, refilled at OverheadRate a second; 0 = no bound. Over it,
+	// the socket is not read until the allowance is back, so a flood of
+	// tiny frames backs up into the client's buffers instead of keeping
+	// the read loop busy; the socket stays open.
+	OverheadRate, OverheadBurst float64
 }
 
 // keptBatchCap is the largest write batch buffer a socket keeps between
