@@ -73,7 +73,7 @@ func TestFragmentFloodAttack(t *testing.T) {
 	s := startServer(t, overheadLimits(&ignored), 65536)
 	mask := [4]byte{1, 2, 3, 4}
 	first := ws.ClientFrame(0x01, mask, []byte(`{"event":`)) // no FIN
-	empty := ws.ClientFrame(0x00, mask, nil)                  // continuation, no FIN
+	empty := ws.ClientFrame(0x00, mask, nil)                 // continuation, no FIN
 	group := append(bytes.Repeat(empty, 99), ws.ClientFrame(0x89, mask, nil)...)
 	start := time.Now()
 	flood(t, s, first, bytes.Repeat(group, 100), time.Second)
