@@ -109,3 +109,38 @@ func TestRoomSenderFloodsOneMemberAttack(t *testing.T) {
 		t.Fatalf("bob in the same room: %v", err)
 	}
 }
+
+// TestOwnStreamFloodAttack: every sendMessage records message_sent in the
+// sender's own stream, and one without "to" records nothing else, so the
+// byte bound toward recipients never saw it: one user's largest messages
+// (4,000 "<", 24 KB once escaped) at the full frame rate held 144 MB of
+// Redis per worker for the whole HISTORY_WINDOW. The sender's own stream
+// is bounded as any recipient's now, whether or not the message also
+// goes to another user.
+func TestOwnStreamFloodAttack(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	rec := eventtest.NewRecorder()
+	chat := handlers.NewChat(rec).Limit(limit.New(rdb, limit.Config{BytesPerSecond: 1, BytesBurst: 100000}))
+	text := strings.Repeat("<", handlers.MaxTextLen) // 24,002 bytes escaped
+	send := func(user string, args map[string]any) error {
+		return chat.SendMessage(context.Background(), eventtest.NewRequest("sendMessage", user, args))
+	}
+	for i := range 4 { // 96,008 bytes: within the burst
+		if err := send("mallory", map[string]any{"text": text}); err != nil {
+			t.Fatalf("message %d of the burst: %v", i, err)
+		}
+	}
+	if w := event.WireError(send("mallory", map[string]any{"text": text})); w == nil || w.Code != proto.CodeRateLimited {
+		t.Fatalf("a fifth message of 24 KB to herself with a burst of 100,000 bytes: %+v, want rate_limited", w)
+	}
+	// To another user, message_sent still goes to her own stream.
+	if w := event.WireError(send("mallory", map[string]any{"to": "bob", "text": text})); w == nil || w.Code != proto.CodeRateLimited {
+		t.Fatalf("a message to bob once her own stream's allowance is spent: %+v, want rate_limited", w)
+	}
+	// Another sender is not affected.
+	if err := send("alice", map[string]any{"to": "bob", "text": text}); err != nil {
+		t.Fatalf("alice: %v", err)
+	}
+}
