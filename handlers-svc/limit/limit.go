@@ -79,9 +79,11 @@ func New(rdb redis.UniversalClient, cfg Config) *Sender {
 
 // ToUser takes n bytes of from's allowance toward to, or returns a
 // rate_limited *event.Error when they are over it (nothing is taken then).
-// A user writing to themself is not limited.
+// A user writing to themself is limited too: what it sends itself is
+// recorded in its stream for the recovery window like anyone's (and a
+// sender's copy of its own messages, message_sent, is such a write).
 func (s *Sender) ToUser(ctx context.Context, from, to string, n int) error {
-	if s == nil || s.bytes.Rate <= 0 || from == to {
+	if s == nil || s.bytes.Rate <= 0 {
 		return nil
 	}
 	return s.take(ctx, s.localBytes, "sb:limit:bytes:"+from+"\x00"+to, s.bytes, n,
