@@ -145,7 +145,13 @@ func (h *Rooms) Leave(ctx context.Context, r *event.Request, in RoomArgs) (RoomR
 		return RoomResult{}, err
 	}
 	if !slices.Contains(members, r.User) {
-		return RoomResult{Room: in.Room, Members: len(members)}, nil
+		// No one to tell; the store still forgets the room among the
+		// user's rooms, where a join that failed half way may have left it.
+		n, _, err := h.rooms.Leave(ctx, in.Room, r.User)
+		if err != nil {
+			return RoomResult{}, err
+		}
+		return RoomResult{Room: in.Room, Members: n}, nil
 	}
 	// The members now are the remaining ones and the leaver: told first,
 	// so a failure (rate_limited included: room_left reaches them all, as
