@@ -94,6 +94,12 @@ const (
 	MaxRoomMembers = 1000
 )
 
+// MaxRoomsPerUser is the most rooms one user is a member of; a join
+// beyond it is refused with bad_request. Each room is a Redis set kept
+// as long as it has members: without a bound one user could make rooms
+// without end.
+const MaxRoomsPerUser = 1000
+
 // ValidRoomName reports whether s matches RoomPattern.
 func ValidRoomName(s string) bool {
 	if len(s) == 0 || len(s) > MaxRoomLen {
@@ -107,6 +113,11 @@ func ValidRoomName(s string) bool {
 	}
 	return true
 }
+
+// UserRoomsKey returns the key of the Redis set of the rooms user is a
+// member of ("sb:{<tag>}:u:<user>:r"), which bounds them by
+// MaxRoomsPerUser.
+func UserRoomsKey(user string) string { return userPrefix(user) + ":r" }
 
 // RoomMembersKey returns the key of the Redis set of room's members (user
 // ids).

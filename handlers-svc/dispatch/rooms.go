@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -39,21 +40,58 @@ return {redis.call('SCARD', KEYS[1]), r}
 // Join makes user a member of room (a Redis set that lives as long as the
 // room has members). It reports the members after it and whether user was
 // not one before. A room of proto.MaxRoomMembers members refuses a new one
-// with a bad_request *event.Error.
+// with a bad_request *event.Error, and so does a user in
+// proto.MaxRoomsPerUser rooms already: each room is a set kept for as long
+// as it has members, which one user joining ever new rooms would make
+// without end.
+//
+// The user's rooms (proto.UserRoomsKey) lie in the user's partition, the
+// room's members in the room's own slot, so they are two scripts: the
+// user's place is taken first and given back when the room refuses them
+// or cannot be reached.
 func (d *Dispatcher) Join(ctx context.Context, room, user string) (int, bool, error) {
 	if err := checkRoom(room, user); err != nil {
 		return 0, false, err
 	}
+	placed, err := userRoomScript.Run(ctx, d.pub.rdb, []string{proto.UserRoomsKey(user)}, room, proto.MaxRoomsPerUser).Int64()
+	if err != nil {
+		return 0, false, d.storeError(ctx, "join room "+room, err)
+	}
+	if placed < 0 {
+		return 0, false, event.BadRequest("you are in %d rooms, the most there may be: leave one first", proto.MaxRoomsPerUser)
+	}
 	res, err := joinScript.Run(ctx, d.pub.rdb, []string{proto.RoomMembersKey(room)}, user, proto.MaxRoomMembers).Int64Slice()
+	if err == nil && res[1] >= 0 {
+		d.roomsOK()
+		return int(res[0]), res[1] == 1, nil
+	}
+	if placed == 1 {
+		// Not a member after all: the place goes back (a failure here
+		// leaves it taken until the user leaves the room).
+		undo, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		_ = d.pub.rdb.SRem(undo, proto.UserRoomsKey(user), room).Err()
+		cancel()
+	}
 	if err != nil {
 		return 0, false, d.storeError(ctx, "join room "+room, err)
 	}
 	d.roomsOK()
-	if res[1] < 0 {
-		return int(res[0]), false, event.BadRequest("room %s is full: it has %d members", room, proto.MaxRoomMembers)
-	}
-	return int(res[0]), res[1] == 1, nil
+	return int(res[0]), false, event.BadRequest("room %s is full: it has %d members", room, proto.MaxRoomMembers)
 }
+
+// userRoomScript adds a room to a user's rooms unless they are in the most
+// there may be, atomically. KEYS[1] the user's rooms; ARGV[1] the room;
+// ARGV[2] the most rooms. Returns 1 added, 0 there already, -1 too many.
+var userRoomScript = redis.NewScript(`
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
+  return 0
+end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return -1
+end
+redis.call('SADD', KEYS[1], ARGV[1])
+return 1
+`)
 
 // Leave removes user from room. It reports the members after it and
 // whether user was one.
@@ -66,6 +104,11 @@ func (d *Dispatcher) Leave(ctx context.Context, room, user string) (int, bool, e
 		return 0, false, event.BadRequest("a room member must be a non-empty user id")
 	}
 	res, err := leaveScript.Run(ctx, d.pub.rdb, []string{proto.RoomMembersKey(room)}, user).Int64Slice()
+	if err == nil {
+		// Also when user was no member: a place a failed join left taken
+		// is given back by leaving the room.
+		err = d.pub.rdb.SRem(ctx, proto.UserRoomsKey(user), room).Err()
+	}
 	if err != nil {
 		return 0, false, d.storeError(ctx, "leave room "+room, err)
 	}

@@ -126,3 +126,50 @@ func TestBatchToRooms(t *testing.T) {
 		t.Fatalf("published %+v then %+v", a, b)
 	}
 }
+
+// TestManyRoomsAttack: one user joining ever new rooms made a Redis set
+// for each, kept for good (a room lives as long as it has members): at
+// the frame rate, millions of rooms a day from one account. A user is in
+// at most proto.MaxRoomsPerUser rooms now; a join beyond is refused with
+// nothing done, leaving one frees a place, and a join refused for a full
+// room takes none.
+func TestManyRoomsAttack(t *testing.T) {
+	r := newRecorder(t, time.Minute)
+	ctx := context.Background()
+	for i := range proto.MaxRoomsPerUser {
+		if _, _, err := r.d.Join(ctx, fmt.Sprint("r", i), "mallory"); err != nil {
+			t.Fatalf("room %d: %v", i, err)
+		}
+	}
+	_, _, err := r.d.Join(ctx, "one-more", "mallory")
+	if w := event.WireError(err); w == nil || w.Code != proto.CodeBadRequest || !strings.Contains(w.Message, "rooms") {
+		t.Fatalf("a join beyond %d rooms: %v, want bad_request", proto.MaxRoomsPerUser, err)
+	}
+	if n, _ := r.rdb.Exists(ctx, proto.RoomMembersKey("one-more")).Result(); n != 0 {
+		t.Fatal("the refused join made the room")
+	}
+	if _, joined, err := r.d.Join(ctx, "r7", "mallory"); err != nil || joined {
+		t.Fatalf("joining one of her rooms again: %v %v", joined, err)
+	}
+	if _, _, err := r.d.Leave(ctx, "r7", "mallory"); err != nil {
+		t.Fatal(err)
+	}
+	// A full room refuses her, and the place stays hers.
+	members := make([]any, proto.MaxRoomMembers)
+	for i := range members {
+		members[i] = fmt.Sprint("m", i)
+	}
+	if err := r.rdb.SAdd(ctx, proto.RoomMembersKey("big"), members...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.d.Join(ctx, "big", "mallory"); !strings.Contains(event.WireError(err).Message, "full") {
+		t.Fatalf("joining a full room: %v", err)
+	}
+	if _, joined, err := r.d.Join(ctx, "one-more", "mallory"); err != nil || !joined {
+		t.Fatalf("a join after leaving one: %v %v", joined, err)
+	}
+	// Another user is not affected.
+	if _, _, err := r.d.Join(ctx, "one-more", "alice"); err != nil {
+		t.Fatalf("alice: %v", err)
+	}
+}

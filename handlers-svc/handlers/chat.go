@@ -88,12 +88,20 @@ func (c *Chat) SendMessage(ctx context.Context, r *event.Request) error {
 		return event.BadRequest("args.text must be 1 to %d characters", MaxTextLen)
 	}
 
-	if in.To != nil {
-		// What the recipient's devices receive, escaped as it is on the
-		// wire: 4,000 "<" are 24,000 bytes.
-		if err := c.lim.ToUser(ctx, r.User, *in.To, len(proto.AppendString(nil, *in.Text))); err != nil {
+	// What the recipient's devices receive, escaped as it is on the wire:
+	// 4,000 "<" are 24,000 bytes. The sender is a recipient too, of
+	// message_sent, recorded in its own stream: unbounded, one user's own
+	// messages could fill Redis for the recovery window.
+	n := len(proto.AppendString(nil, *in.Text))
+	if in.To != nil && *in.To != r.User {
+		if err := c.lim.ToUser(ctx, r.User, *in.To, n); err != nil {
 			return err
 		}
+	} else if in.To != nil {
+		n *= 2 // message and message_sent, both to the sender
+	}
+	if err := c.lim.ToUser(ctx, r.User, r.User, n); err != nil {
+		return err
 	}
 	msg := Message{
 		From:  r.User,

@@ -97,7 +97,8 @@ type Rooms struct {
 // through d.
 func NewRooms(d event.Dispatcher, rooms event.Rooms) *Rooms { return &Rooms{d: d, rooms: rooms} }
 
-// Limit bounds how many users one sender reaches with lim (nil: no bound)
+// Limit bounds how many users one sender reaches, and the bytes it sends
+// through one room, with lim (nil: no bound)
 // and returns h.
 func (h *Rooms) Limit(lim *limit.Sender) *Rooms {
 	h.lim = lim
@@ -114,10 +115,18 @@ func (h *Rooms) Join(ctx context.Context, r *event.Request, in RoomArgs) (RoomRe
 		return RoomResult{}, err
 	}
 	if joined {
-		if err := h.rooms.ToRooms(ctx, []string{in.Room}, EventRoomJoined, RoomMember{Room: in.Room, User: r.User}); err != nil {
+		// room_joined reaches every member: a join counts them as
+		// sendToRoom does, or leaving and joining a big room again and
+		// again would reach its members without bound.
+		err := h.lim.Recipients(ctx, r.User, n)
+		if err == nil {
+			err = h.rooms.ToRooms(ctx, []string{in.Room}, EventRoomJoined, RoomMember{Room: in.Room, User: r.User})
+		}
+		if err != nil {
 			// No member heard of it: undo the join, so that unavailable
-			// means nothing happened and a retry is safe; even when the
-			// request's time is up, but not for longer than undoTimeout.
+			// or rate_limited means nothing happened and a retry is safe;
+			// even when the request's time is up, but not for longer
+			// than undoTimeout.
 			undo, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
 			_, _, _ = h.rooms.Leave(undo, in.Room, r.User)
 			cancel()
@@ -136,10 +145,20 @@ func (h *Rooms) Leave(ctx context.Context, r *event.Request, in RoomArgs) (RoomR
 		return RoomResult{}, err
 	}
 	if !slices.Contains(members, r.User) {
-		return RoomResult{Room: in.Room, Members: len(members)}, nil
+		// No one to tell; the store still forgets the room among the
+		// user's rooms, where a join that failed half way may have left it.
+		n, _, err := h.rooms.Leave(ctx, in.Room, r.User)
+		if err != nil {
+			return RoomResult{}, err
+		}
+		return RoomResult{Room: in.Room, Members: n}, nil
 	}
 	// The members now are the remaining ones and the leaver: told first,
-	// so a failure leaves everything as it was.
+	// so a failure (rate_limited included: room_left reaches them all, as
+	// room_joined did) leaves everything as it was.
+	if err := h.lim.Recipients(ctx, r.User, len(members)); err != nil {
+		return RoomResult{}, err
+	}
 	if err := h.d.ToUsers(ctx, members, EventRoomLeft, RoomMember{Room: in.Room, User: r.User}); err != nil {
 		return RoomResult{}, err
 	}
@@ -162,6 +181,12 @@ func (h *Rooms) Send(ctx context.Context, r *event.Request, in RoomTextArgs) (Se
 		return Sent{}, event.Forbidden("you are not a member of room %s", in.Room)
 	}
 	if err := h.lim.Recipients(ctx, r.User, len(members)); err != nil {
+		return Sent{}, err
+	}
+	// Each member gets the text: bounded in bytes as sendMessage's is to
+	// one recipient, or a room of two would carry what sendMessage
+	// refuses.
+	if err := h.lim.ToRoom(ctx, r.User, in.Room, len(proto.AppendString(nil, *in.Text))); err != nil {
 		return Sent{}, err
 	}
 	msg := RoomMessage{Room: in.Room, From: r.User, Text: *in.Text, TS: time.Now().UnixMilli(), MsgID: newMsgID()}

@@ -6,11 +6,13 @@
 //
 // Two bounds, each a rate with a burst:
 //
-//   - bytes from one sender to one recipient: a phone's link carries less
-//     than a few sockets of one sender could push at it, and a recipient
-//     whose queue overflows is closed as a slow consumer;
+//   - bytes from one sender to one recipient (ToUser), or to the members
+//     of one room (ToRoom): a phone's link carries less than a few sockets
+//     of one sender could push at it, and a recipient whose queue
+//     overflows is closed as a slow consumer;
 //   - recipients one sender reaches per second, counted over mentions and
-//     room members: one message to a big room, or a post mentioning many
+//     room members (a room's messages, and the notices of joining and
+//     leaving it): one message to a big room, or a post mentioning many
 //     users, is recorded in every recipient's stream.
 //
 // Each bound has a first tier in the process: an instance admits an eighth
@@ -77,13 +79,29 @@ func New(rdb redis.UniversalClient, cfg Config) *Sender {
 
 // ToUser takes n bytes of from's allowance toward to, or returns a
 // rate_limited *event.Error when they are over it (nothing is taken then).
-// A user writing to themself is not limited.
+// A user writing to themself is limited too: what it sends itself is
+// recorded in its stream for the recovery window like anyone's (and a
+// sender's copy of its own messages, message_sent, is such a write).
 func (s *Sender) ToUser(ctx context.Context, from, to string, n int) error {
-	if s == nil || s.bytes.Rate <= 0 || from == to {
+	if s == nil || s.bytes.Rate <= 0 {
 		return nil
 	}
 	return s.take(ctx, s.localBytes, "sb:limit:bytes:"+from+"\x00"+to, s.bytes, n,
 		"too much sent to this user: slow down")
+}
+
+// ToRoom takes n bytes of from's allowance toward the members of room,
+// or returns a rate_limited *event.Error when they are over it (nothing
+// is taken then). It bounds, with the rate of ToUser, what one sender
+// pushes to each member through one room: every member gets each
+// message, so the room's counter is each member's, at the cost of one
+// counter rather than one per member.
+func (s *Sender) ToRoom(ctx context.Context, from, room string, n int) error {
+	if s == nil || s.bytes.Rate <= 0 {
+		return nil
+	}
+	return s.take(ctx, s.localBytes, "sb:limit:roombytes:"+from+"\x00"+room, s.bytes, n,
+		"too much sent to this room: slow down")
 }
 
 // Recipients takes k recipients of from's allowance, or returns a

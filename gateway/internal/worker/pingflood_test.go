@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -169,4 +170,35 @@ func maskedPing(mask [4]byte, payload string) []byte {
 		f = append(f, payload[i]^mask[i&3])
 	}
 	return f
+}
+
+// TestEmptyPingFloodOnAWorker: a worker meters what its sockets send
+// beyond their messages' payload (ws.DefaultOverheadRate): a client
+// sending empty pings as fast as it can for a second has at most the
+// burst and a second's rate of them read, where unbounded its socket read
+// millions and kept a core busy.
+func TestEmptyPingFloodOnAWorker(t *testing.T) {
+	n := testkit.StartNATS(t)
+	rd := testkit.StartRedis(t)
+	cfg := testConfig()
+	cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
+	r := startWorker(t, cfg, 0)
+	flooder := dialPinger(t, r.addr, "mallory")
+	ping := maskedPing([4]byte{2, 7, 1, 8}, "") // 6 bytes
+	raw := bytes.Repeat(ping, 1000)
+	nc := flooder.ws.NetConn()
+	start := time.Now()
+	_ = nc.SetWriteDeadline(start.Add(time.Second))
+	for {
+		if _, err := nc.Write(raw); err != nil {
+			break // the deadline: the worker reads no faster
+		}
+	}
+	read := counterValue(t, r.w, "switchboard_gateway_pings_ignored_total") + float64(flooder.pongs.Load())
+	took := time.Since(start) // after the count: what was read by then
+	most := (ws.DefaultOverheadBurst+ws.DefaultOverheadRate*took.Seconds()+ws.ReadBufferSize)/6 + 1
+	t.Logf("%.0f empty pings read in %s (at most %.0f)", read, took, most)
+	if read > most {
+		t.Fatalf("%.0f empty pings read in %s, want at most %.0f", read, took, most)
+	}
 }

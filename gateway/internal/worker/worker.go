@@ -106,6 +106,7 @@ func New(cfg config.Config, index int, log *zap.Logger, opts ...Option) *Worker 
 		limits: ws.Limits{
 			QueueLen: cfg.SendQueueLen, QueueBytes: cfg.SendQueueBytes, Discarded: m.Discarded,
 			PingRate: cfg.PingRate, PingBurst: cfg.PingBurst, PingsIgnored: m.PingIgnored,
+			OverheadRate: ws.DefaultOverheadRate, OverheadBurst: ws.DefaultOverheadBurst,
 		},
 	}
 	w.waiting.Store(waitNATS | waitRedis)

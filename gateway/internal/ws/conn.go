@@ -65,6 +65,14 @@ type Limits struct {
 	// PingsIgnored, when set, is called for every ping left unanswered;
 	// it runs on the read loop, so it must be cheap.
 	PingsIgnored func()
+	// OverheadRate and OverheadBurst are each socket's allowance of
+	// overhead: the bytes it reads that no data frame's payload accounts
+	// for (frame headers, control frames, empty fragments), OverheadBurst
+	// at once, refilled at OverheadRate a second; 0 = no bound. Over it,
+	// the socket is not read until the allowance is back, so a flood of
+	// tiny frames backs up into the client's buffers instead of keeping
+	// the read loop busy; the socket stays open.
+	OverheadRate, OverheadBurst float64
 }
 
 // keptBatchCap is the largest write batch buffer a socket keeps between
@@ -81,6 +89,7 @@ type item struct {
 type Conn struct {
 	ws     *websocket.Conn
 	br     *bufio.Reader         // what ws reads the network through; nil: unknown
+	meter  *meter                // what br reads the network through; nil with br
 	rc     syscall.RawConn       // the network socket, to wait for data on; nil: none
 	wait   func(fd uintptr) bool // c.waitReadable, for rc.Read, bound once
 	woke   bool                  // waitReadable has been called in this wait
@@ -131,6 +140,10 @@ func NewConn(u Upgraded, id, user string, limits *Limits, log *zap.Logger) *Conn
 	}
 	if !u.Expires.IsZero() {
 		c.exp = uint32(min(max(u.Expires.Unix(), 1), math.MaxUint32))
+	}
+	if u.m != nil {
+		u.m.c = c
+		c.meter = u.m
 	}
 	if sc, ok := u.WS.NetConn().(syscall.Conn); ok && u.br != nil {
 		if rc, err := sc.SyscallConn(); err == nil {
@@ -541,7 +554,17 @@ func (c *Conn) readFrame(h FrameHandler) error {
 			framePool.Put(buf)
 		}
 	}()
-	if _, err := buf.ReadFrom(r); err != nil {
+	if c.meter != nil {
+		// Read through the meter's payload, which gives the message's
+		// bytes back to the socket's allowance of overhead.
+		c.meter.msg = r
+		r = (*payload)(c.meter)
+	}
+	_, err = buf.ReadFrom(r)
+	if c.meter != nil {
+		c.meter.msg = nil
+	}
+	if err != nil {
 		return err
 	}
 	c.frame(h, mt, buf.Bytes())

@@ -28,6 +28,9 @@ type Upgraded struct {
 	// tell whether a frame is already buffered before it waits for the
 	// network; nil when unknown (a socket upgraded by gorilla alone).
 	br *bufio.Reader
+	// m is what br reads the network through, which keeps the socket's
+	// allowance of overhead (Limits.OverheadRate); nil with br.
+	m *meter
 }
 
 // Upgrade is u.Upgrade with the socket reading the network through a
@@ -43,14 +46,23 @@ func Upgrade(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request) (Upg
 	if err != nil {
 		return Upgraded{}, err
 	}
-	return Upgraded{WS: wsc, br: hw.br}, nil
+	if hw.br == nil || hw.br.Buffered() > 0 {
+		return Upgraded{WS: wsc}, nil
+	}
+	// gorilla has reset the buffer to read the connection itself; nothing
+	// is buffered yet (it refuses a client that sent data early), so the
+	// meter can take its place.
+	hw.br.Reset(hw.m)
+	return Upgraded{WS: wsc, br: hw.br, m: hw.m}, nil
 }
 
 // hijacker hands gorilla a fresh read buffer of ReadBufferSize instead of
-// net/http's 4 KB one, and remembers it.
+// net/http's 4 KB one, reading the network through a meter, and remembers
+// both.
 type hijacker struct {
 	http.ResponseWriter
 	br *bufio.Reader
+	m  *meter
 }
 
 func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -64,6 +76,7 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		// ended; it must see that data to do so.
 		return nc, brw, err
 	}
+	h.m = &meter{net: nc}
 	h.br = bufio.NewReaderSize(nc, ReadBufferSize)
 	return nc, bufio.NewReadWriter(h.br, brw.Writer), nil
 }
