@@ -55,7 +55,8 @@ class Client {
   #wake = null; // listener for the browser's "online", "pageshow" and "visibilitychange"
   #offline = null; // listener for the browser's "offline"
   #nextRef = 0;
-  #pending = new Map(); // ref -> {ref, resolve, reject, timer, data, sent, ws (sent on)}
+  #pending = new Map(); // ref -> {ref, resolve, reject, timer, data, sent, ws (sent on), sentAt}
+  #unanswered = new Map(); // ref -> the same, rejected (timeout) before it had been on its socket ackTimeout ms
   #events = new Map(); // event name -> Set of handlers
   #stateHandlers = new Set();
   #stateInfo = {};
@@ -150,19 +151,29 @@ class Client {
     const big = this.#state === "open" ? tooBig(data, this.#maxFrame) : "";
     if (big) return Promise.reject(clientError("too_big", big));
     return new Promise((resolve, reject) => {
-      const p = { ref, resolve, reject, data, sent: false, ws: null, timer: null };
+      const p = { ref, resolve, reject, data, sent: false, ws: null, timer: null, sentAt: 0 };
+      const limit = this.#opts.ackTimeout;
       p.timer = setTimeout(() => {
         this.#pending.delete(ref);
-        const msg = p.sent
-          ? `no answer to ${event} within ${this.#opts.ackTimeout} ms`
-          : `not connected within ${this.#opts.ackTimeout} ms`;
+        const msg = p.sent ? `no answer to ${event} within ${limit} ms` : `not connected within ${limit} ms`;
         reject(clientError("timeout", msg));
+        if (!p.sent || p.ws !== this.#ws) return;
         // The gateway answers every envelope, with a timeout error of its
         // own when a handler is slow, so no answer at all means the socket
         // is dead but not yet closed (a browser cannot see the gateway's
-        // pings): drop it and reconnect.
-        if (p.sent && p.ws === this.#ws) this.#abandon?.(msg);
-      }, this.#opts.ackTimeout);
+        // pings): drop it and reconnect. Only silence for ackTimeout on
+        // the socket says so: an emit that waited for the connection
+        // was sent later, and its answer may still be on the way.
+        const left = p.sentAt + limit - monotonic();
+        if (left <= 0) {
+          this.#abandon?.(msg);
+          return;
+        }
+        this.#unanswered.set(ref, p);
+        p.timer = setTimeout(() => {
+          if (this.#unanswered.delete(ref) && p.ws === this.#ws) this.#abandon?.(`no answer to ${event} within ${limit} ms of sending it`);
+        }, left);
+      }, limit);
       this.#pending.set(ref, p);
       if (this.#state === "open") this.#send(p);
     });
@@ -185,6 +196,7 @@ class Client {
       }
     }
     this.#failPending(() => true, "closed", "the client is closed");
+    this.#forgetUnanswered();
     this.#setState("closed", { reason: "closed by the client" });
   }
 
@@ -324,6 +336,7 @@ class Client {
       this.#connectTimer = null;
       // What was sent on this socket will never be answered.
       this.#failPending((p) => p.sent, "disconnected", `connection lost before the answer (${why})`);
+      this.#forgetUnanswered();
       if (this.#closed) return;
       if (stopped !== null) {
         // A backend disconnected the user or this connection (logged out,
@@ -398,6 +411,7 @@ class Client {
       this.#ws.send(p.data);
       p.sent = true;
       p.ws = this.#ws;
+      p.sentAt = monotonic();
     } catch {
       // The socket is closing; onclose retries and the emit waits on.
     }
@@ -405,6 +419,13 @@ class Client {
 
   #dispatch(frame) {
     if (frame.event === "ack" || (frame.event === "error" && typeof frame.ref === "string")) {
+      // A late answer to an emit that timed out: the socket is alive. The
+      // frame goes on to the listeners of its event.
+      const late = this.#unanswered.get(frame.ref);
+      if (late) {
+        this.#unanswered.delete(frame.ref);
+        clearTimeout(late.timer);
+      }
       const p = this.#pending.get(frame.ref);
       if (p) {
         this.#pending.delete(frame.ref);
@@ -420,6 +441,13 @@ class Client {
     // Only once the app has it does the client count an event processed; a
     // resync moves the client to where the gateway carries on.
     this.#cursor.advance(frame.event === "resync" ? frame.args : frame);
+  }
+
+  // #forgetUnanswered stops watching for the answers of emits that timed
+  // out: their socket is gone.
+  #forgetUnanswered() {
+    for (const p of this.#unanswered.values()) clearTimeout(p.timer);
+    this.#unanswered.clear();
   }
 
   #failPending(which, code, message) {

@@ -208,3 +208,50 @@ test("max_frame: an emit made while reconnecting waits for the next gateway's li
   s2.ack(s2.sent[0].ref, 1);
   assert.equal(await within(big, "the emit's answer"), 1);
 });
+
+test("ackTimeout: an emit sent late, after waiting for the connection, does not condemn the new socket early", async (t) => {
+  const fake = fakeSockets();
+  const sb = client(t, fake, { ackTimeout: 400, heartbeat: false, minReconnectDelay: 1 });
+  const s1 = await fake.socket(1);
+  const states = [];
+  sb.onState((s, info) => states.push([s, info.reason]));
+  const emitted = Date.now();
+  const late = sb.emit("slow", {}).catch((e) => e);
+  // The connection comes 300 ms into the emit's 400: it is sent then.
+  await sleep(300);
+  s1.greet();
+  assert.equal(s1.sent.length, 1);
+  const sentAt = Date.now();
+  // Its promise still ends at the emit's ackTimeout, as documented...
+  const err = await within(late, "the emit's end");
+  assert.equal(err.code, "timeout");
+  assert.ok(Date.now() - emitted < 700, "the emit outlived its ackTimeout");
+  assert.match(err.message, /no answer to slow within 400 ms/);
+  // ...but 100 ms of silence on a new socket proves nothing: a handler may
+  // take longer than that, and its answer is on the way.
+  await sleep(150);
+  assert.equal(s1.closed, false, `a socket was condemned after ${Date.now() - sentAt} ms with the emit: ${JSON.stringify(states)}`);
+  s1.ack(s1.sent[0].ref, { ok: true });
+  const other = sb.emit("next", {});
+  s1.ack(s1.sent[1].ref, 2);
+  assert.equal(await within(other, "the next emit's answer"), 2);
+  assert.equal(fake.made.length, 1);
+});
+
+test("ackTimeout: an emit sent late with no answer at all condemns its socket once it has waited ackTimeout on it", async (t) => {
+  const fake = fakeSockets();
+  const sb = client(t, fake, { ackTimeout: 300, heartbeat: false, minReconnectDelay: 1 });
+  const s1 = await fake.socket(1);
+  const late = sb.emit("void", {}).catch((e) => e);
+  await sleep(200);
+  s1.greet();
+  const sentAt = Date.now();
+  assert.equal((await within(late, "the emit's end")).code, "timeout");
+  const s2 = await fake.socket(2);
+  const took = Date.now() - sentAt;
+  assert.equal(s1.closed, true);
+  assert.ok(took >= 280, `condemned ${took} ms after sending, want the full 300`);
+  s2.greet();
+  // close() leaves no watch behind to keep Node running.
+  sb.close();
+});
