@@ -166,7 +166,11 @@ export interface ConnectOptions {
 }
 
 export interface Client {
-  /** Subscribes to a server event by name ("connected" on every (re)connection); returns the unsubscribe function. */
+  /**
+   * Subscribes to a server event by name ("connected" on every (re)connection); returns the unsubscribe function.
+   * A handler that throws, or an async one that rejects, is reported (reportError, or console.error in Node) and
+   * breaks nothing; its promise is not awaited.
+   */
   on(event: "connected", handler: (args: Connected, frame: Frame<Connected>) => void): () => void;
   /** "resync": events of a stream were lost on this socket; the client carries on after the new position. Reload the app's state. */
   on(event: "resync", handler: (args: Resync, frame: Frame<Resync>) => void): () => void;

@@ -726,12 +726,19 @@ function clientError(code, message, frame) {
 }
 
 // safeCall runs a listener so that one that throws cannot break the client
-// or the other listeners; the error is still reported.
+// or the other listeners; the error is still reported. So is the rejection
+// of an async listener's promise, which would otherwise go unhandled (and
+// end a Node process). The client does not wait for that promise.
 function safeCall(fn, ...args) {
   try {
-    fn(...args);
+    const r = fn(...args);
+    if (typeof r?.then === "function") r.then(undefined, report);
   } catch (err) {
-    if (typeof globalThis.reportError === "function") globalThis.reportError(err);
-    else console.error(err);
+    report(err);
   }
+}
+
+function report(err) {
+  if (typeof globalThis.reportError === "function") globalThis.reportError(err);
+  else console.error(err);
 }

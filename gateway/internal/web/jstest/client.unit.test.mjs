@@ -660,3 +660,46 @@ test("a bad url closes with its reason, no status or code", async () => {
   assert.equal(made.length, 0);
   client.close();
 });
+
+// reports collects what the client reports through globalThis.reportError
+// (a browser's; Node has none, where the client logs with console.error)
+// and every unhandled rejection, until the test ends.
+function reports(t) {
+  const got = { reported: [], unhandled: [] };
+  const had = Object.getOwnPropertyDescriptor(globalThis, "reportError");
+  globalThis.reportError = (err) => got.reported.push(err?.message ?? String(err));
+  const onUnhandled = (err) => got.unhandled.push(err?.message ?? String(err));
+  process.on("unhandledRejection", onUnhandled);
+  t.after(() => {
+    process.off("unhandledRejection", onUnhandled);
+    if (had) Object.defineProperty(globalThis, "reportError", had);
+    else delete globalThis.reportError;
+  });
+  return got;
+}
+
+test("a listener that throws, or an async one that rejects, is reported; neither breaks the client or the others", async (t) => {
+  const got = reports(t);
+  const fake = fakeSockets();
+  const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: 5 });
+  const seen = [];
+  sb.on("message", () => {
+    throw new Error("sync listener bug");
+  });
+  sb.on("message", async () => {
+    throw new Error("async listener bug");
+  });
+  sb.on("message", (args) => seen.push(args.n));
+  sb.onState(async (s) => {
+    if (s === "open") throw new Error("async state listener bug");
+  });
+  const s1 = await fake.socket(1);
+  s1.greet("alice", { pos: "e1.1-1" });
+  s1.frame({ event: "message", id: "alice", args: { n: 1 }, pos: "e1.1-2" });
+  s1.frame({ event: "message", id: "alice", args: { n: 2 }, pos: "e1.1-3" });
+  // Rejections surface after a turn of the event loop.
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(seen, [1, 2]);
+  assert.deepEqual(got.unhandled, [], "an async listener's rejection went unhandled: Node exits on one");
+  assert.deepEqual(got.reported.toSorted(), ["async listener bug", "async listener bug", "async state listener bug", "sync listener bug", "sync listener bug"]);
+});
