@@ -130,7 +130,10 @@ export interface ConnectOptions {
   url: string;
   /** A JWT; sent as ?token=. The client reads its sub (unchecked) only to resume that user's streams alone. */
   token?: string;
-  /** Called before every connection attempt for a fresh token; wins over token. Needed for tokens that expire (close 4001). */
+  /**
+   * Called before every connection attempt for a fresh token; wins over token. Needed for tokens that expire (close 4001).
+   * It returns the JWT itself (not /dev/token's JSON: a value that is no string closes the client); one that throws is retried.
+   */
   getToken?: () => string | Promise<string>;
   /**
    * Extension: where to keep the client's positions, per user and url, so

@@ -73,6 +73,9 @@ class Client {
     for (const [name, def] of Object.entries(DEFAULTS)) this.#opts[name] = duration(name, opts[name], def);
     this.#opts.heartbeat = opts.heartbeat ?? true;
     if (typeof this.#opts.heartbeat !== "boolean") throw new TypeError("switchboard: heartbeat must be true or false");
+    if (opts.token !== undefined && opts.token !== null && typeof opts.token !== "string") {
+      throw new TypeError(`switchboard: token must be a string (the JWT), not ${typeof opts.token}`);
+    }
     this.#WS = opts.WebSocket ?? globalThis.WebSocket;
     if (typeof this.#WS !== "function") {
       throw new TypeError("switchboard: no WebSocket: pass opts.WebSocket (Node 20 without --experimental-websocket)");
@@ -259,6 +262,13 @@ class Client {
         return;
       }
       if (stale()) return;
+      // An object (the whole JSON of a token endpoint, say) would go as
+      // "[object Object]" and come back as a malformed token: no attempt
+      // can do better, and the app's mistake is named.
+      if (token !== undefined && token !== null && typeof token !== "string") {
+        this.#fail(`getToken must return the token as a string, not ${typeof token}`);
+        return;
+      }
     }
     let url;
     let base; // the URL without parameters: with the user, it names the stored positions

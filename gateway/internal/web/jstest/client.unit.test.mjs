@@ -703,3 +703,24 @@ test("a listener that throws, or an async one that rejects, is reported; neither
   assert.deepEqual(got.unhandled, [], "an async listener's rejection went unhandled: Node exits on one");
   assert.deepEqual(got.reported.toSorted(), ["async listener bug", "async listener bug", "async state listener bug", "sync listener bug", "sync listener bug"]);
 });
+
+test("a token that is not a string: connect throws for token, getToken's closes the client saying what it got", async (t) => {
+  const { WebSocket, made } = fakeSockets();
+  // /dev/token answers {"token","user","expires_in"}: the whole answer is
+  // the commonest mistake, and was sent as "[object Object]" (401 token is
+  // malformed).
+  let made1 = null;
+  t.after(() => made1?.close());
+  assert.throws(() => (made1 = connect({ url: URL_, token: { token: jwt("alice") }, WebSocket })), (err) => err instanceof TypeError && /token must be a string/.test(err.message));
+  for (const [what, getToken] of [
+    ["an object", async () => ({ token: jwt("alice"), user: "alice", expires_in: 86400 })],
+    ["a number", () => 42],
+  ]) {
+    const sb = client(t, { getToken, WebSocket });
+    const closed = await within(new Promise((resolve) => sb.onState((s, info) => s === "closed" && resolve(info))), `closed state for ${what}`);
+    assert.match(closed.reason, new RegExp(`getToken must return the token as a string, not ${what.split(" ")[1]}`), what);
+    assert.ok(!("status" in closed), what);
+    assert.equal((await sb.emit("sendMessage", {}).catch((e) => e)).code, "closed");
+  }
+  assert.equal(made.length, 0, "a socket was opened with a token that is not a string");
+});
