@@ -183,8 +183,9 @@ export interface Client {
   /**
    * Sends an event; resolves with the handler's result, the ack's args (undefined when the handler returned none),
    * rejects with a SwitchboardError. Waits for the connection when not open.
-   * When it was sent and no answer came within ackTimeout of sending it, the socket is taken for dead: closed, and the
-   * client reconnects (an emit that waited for the connection still rejects ackTimeout after it was made).
+   * When it was sent and neither its answer nor any other frame came within ackTimeout of sending it, the socket is
+   * taken for dead: closed, and the client reconnects (an emit that waited for the connection still rejects ackTimeout
+   * after it was made).
    *
    *   const { msg_id, ts } = await sb.emit<SendMessageResult>("sendMessage", { to: "bob", text: "hi" });
    */

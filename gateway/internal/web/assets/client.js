@@ -45,7 +45,7 @@ class Client {
   #opts;
   #WS;
   #ws = null; // the current socket, or null between attempts
-  #abandon = null; // (why) => ends #ws as lost and closes it; null with #ws
+  #abandon = null; // (why, quietSince?) => ends #ws as lost and closes it; null with #ws
   #gen = 0; // counts attempts: a callback of an older attempt finds it moved on
   #connectTimer = null; // ends the current attempt after connectTimeout
   #state = "connecting";
@@ -166,15 +166,18 @@ class Client {
         // is dead but not yet closed (a browser cannot see the gateway's
         // pings): drop it and reconnect. Only silence for ackTimeout on
         // the socket says so: an emit that waited for the connection
-        // was sent later, and its answer may still be on the way.
+        // was sent later, and its answer may still be on the way; and a
+        // socket that delivered any frame since the emit was sent is
+        // alive (a gateway that stops reading a socket over
+        // GATEWAY_MAX_INFLIGHT answers its last envelopes late).
         const left = p.sentAt + limit - monotonic();
         if (left <= 0) {
-          this.#abandon?.(msg);
+          this.#abandon?.(msg, p.sentAt);
           return;
         }
         this.#unanswered.set(ref, p);
         p.timer = setTimeout(() => {
-          if (this.#unanswered.delete(ref) && p.ws === this.#ws) this.#abandon?.(`no answer to ${event} within ${limit} ms of sending it`);
+          if (this.#unanswered.delete(ref) && p.ws === this.#ws) this.#abandon?.(`no answer to ${event} within ${limit} ms of sending it`, p.sentAt);
         }, left);
       }, limit);
       this.#pending.set(ref, p);
@@ -386,7 +389,10 @@ class Client {
       if (ev.code === 4003) stopped = ev.reason || "disconnected";
       lost(ev.reason ? `closed ${ev.code}: ${ev.reason}` : `closed ${ev.code}`, ev.code, true, atOnce(ev.code, ev.reason));
     };
-    this.#abandon = (why) => {
+    // quietSince, when given: only a socket that has delivered no frame
+    // since then is abandoned.
+    this.#abandon = (why, quietSince) => {
+      if (quietSince !== undefined && heardAt > quietSince) return;
       lost(why, undefined, false);
       try {
         ws.close();

@@ -255,3 +255,28 @@ test("ackTimeout: an emit sent late with no answer at all condemns its socket on
   // close() leaves no watch behind to keep Node running.
   sb.close();
 });
+
+test("ackTimeout: an unanswered emit on a socket that other frames keep arriving on does not condemn it", async (t) => {
+  // A socket over GATEWAY_MAX_INFLIGHT is not read until a request ends:
+  // with slow handlers, an emit can wait longer than ackTimeout for its
+  // answer while the answers to the others, and events, keep coming.
+  const fake = fakeSockets();
+  const sb = client(t, fake, { ackTimeout: 200, heartbeat: false, minReconnectDelay: 1 });
+  const s1 = await fake.socket(1);
+  s1.greet();
+  const queued = sb.emit("slow", {}).catch((e) => e);
+  const busy = sb.emit("slow", {});
+  await sleep(150);
+  s1.ack(s1.sent[1].ref, "first"); // the socket is alive
+  assert.equal(await busy, "first");
+  const err = await within(queued, "the queued emit's end");
+  assert.equal(err.code, "timeout");
+  await sleep(50);
+  assert.equal(s1.closed, false, "a socket that answered 50 ms before was taken for dead");
+  assert.equal(fake.made.length, 1);
+  // Silence, though, still condemns it.
+  const lost = sb.emit("void", {}).catch((e) => e);
+  assert.equal((await within(lost, "the emit's end")).code, "timeout");
+  await fake.socket(2);
+  assert.equal(s1.closed, true);
+});
