@@ -211,30 +211,30 @@ test("max_frame: an emit made while reconnecting waits for the next gateway's li
 
 test("ackTimeout: an emit sent late, after waiting for the connection, does not condemn the new socket early", async (t) => {
   const fake = fakeSockets();
-  const sb = client(t, fake, { ackTimeout: 400, heartbeat: false, minReconnectDelay: 1 });
+  const sb = client(t, fake, { ackTimeout: 1_000, heartbeat: false, minReconnectDelay: 1 });
   const s1 = await fake.socket(1);
   const states = [];
   sb.onState((s, info) => states.push([s, info.reason]));
-  const emitted = Date.now();
   const late = sb.emit("slow", {}).catch((e) => e);
-  // The connection comes 300 ms into the emit's 400: it is sent then.
-  await sleep(300);
+  // The connection comes 800 ms into the emit's 1,000: it is sent then.
+  await sleep(800);
   s1.greet();
   assert.equal(s1.sent.length, 1);
   const sentAt = Date.now();
-  // Its promise still ends at the emit's ackTimeout, as documented...
+  // Its promise still ends at the emit's ackTimeout, as documented, not
+  // ackTimeout after it was sent...
   const err = await within(late, "the emit's end");
   assert.equal(err.code, "timeout");
-  assert.ok(Date.now() - emitted < 700, "the emit outlived its ackTimeout");
-  assert.match(err.message, /no answer to slow within 400 ms/);
-  // ...but 100 ms of silence on a new socket proves nothing: a handler may
-  // take longer than that, and its answer is on the way.
-  await sleep(150);
-  assert.equal(s1.closed, false, `a socket was condemned after ${Date.now() - sentAt} ms with the emit: ${JSON.stringify(states)}`);
+  assert.ok(Date.now() - sentAt < 1_000, "the emit's ackTimeout counted from its sending");
+  assert.match(err.message, /no answer to slow within 1000 ms/);
+  // ...but a few hundred ms of silence on a new socket prove nothing: a
+  // handler may take longer than that, and its answer is on the way.
+  assert.equal(s1.closed, false, `a socket was condemned ${Date.now() - sentAt} ms after the emit was sent: ${JSON.stringify(states)}`);
   s1.ack(s1.sent[0].ref, { ok: true });
   const other = sb.emit("next", {});
   s1.ack(s1.sent[1].ref, 2);
   assert.equal(await within(other, "the next emit's answer"), 2);
+  assert.equal(s1.closed, false);
   assert.equal(fake.made.length, 1);
 });
 
@@ -261,22 +261,21 @@ test("ackTimeout: an unanswered emit on a socket that other frames keep arriving
   // with slow handlers, an emit can wait longer than ackTimeout for its
   // answer while the answers to the others, and events, keep coming.
   const fake = fakeSockets();
-  const sb = client(t, fake, { ackTimeout: 200, heartbeat: false, minReconnectDelay: 1 });
+  const sb = client(t, fake, { ackTimeout: 1_000, heartbeat: false, minReconnectDelay: 1 });
   const s1 = await fake.socket(1);
   s1.greet();
   const queued = sb.emit("slow", {}).catch((e) => e);
   const busy = sb.emit("slow", {});
-  await sleep(150);
+  await sleep(10);
   s1.ack(s1.sent[1].ref, "first"); // the socket is alive
   assert.equal(await busy, "first");
   const err = await within(queued, "the queued emit's end");
   assert.equal(err.code, "timeout");
-  await sleep(50);
-  assert.equal(s1.closed, false, "a socket that answered 50 ms before was taken for dead");
+  assert.equal(s1.closed, false, "a socket that delivered a frame after the emit was sent was taken for dead");
   assert.equal(fake.made.length, 1);
   // Silence, though, still condemns it.
   const lost = sb.emit("void", {}).catch((e) => e);
   assert.equal((await within(lost, "the emit's end")).code, "timeout");
-  await fake.socket(2);
   assert.equal(s1.closed, true);
+  await fake.socket(2);
 });
