@@ -85,6 +85,14 @@ export interface StateInfo {
   missed?: number;
 }
 
+/** Args of an "error" frame (docs/protocol.md section 2). */
+export interface WireError {
+  /** bad_request, unknown_event, unavailable, timeout, handler_error, rate_limited, forbidden, or a handler's own. */
+  code: string;
+  /** For a person. */
+  message: string;
+}
+
 /**
  * The Error an emit rejects with. code is a wire error code (bad_request,
  * unknown_event, unavailable, timeout, handler_error, rate_limited, ...) or
@@ -97,7 +105,7 @@ export interface SwitchboardError extends Error {
   name: "SwitchboardError";
   code: string;
   /** The error frame, when the gateway sent one. */
-  frame?: Frame<{ code: string; message: string }>;
+  frame?: Frame<WireError>;
 }
 
 /**
@@ -177,6 +185,8 @@ export interface Client {
   on(event: "connected", handler: (args: Connected, frame: Frame<Connected>) => void): () => void;
   /** "resync": events of a stream were lost on this socket; the client carries on after the new position. Reload the app's state. */
   on(event: "resync", handler: (args: Resync, frame: Frame<Resync>) => void): () => void;
+  /** "error": an error frame that answers no pending emit (one without a ref, or the late answer to an emit that timed out). */
+  on(event: "error", handler: (args: WireError, frame: Frame<WireError>) => void): () => void;
   on<A = any>(event: string, handler: (args: A, frame: Frame<A>) => void): () => void;
   /** Calls handler with the current state at once, then on every change ("connecting" once per attempt); returns the unsubscribe function. */
   onState(handler: (state: State, info: StateInfo) => void): () => void;

@@ -56,6 +56,12 @@ export async function app(): Promise<void> {
     void [n, recovered, args.conn, args.worker, args.heartbeat, args.missed];
   });
   sb.on("resync", (args: Resync) => void [args.reason, args.pos, args.bpos]);
+  // An error frame that answers no emit (no ref, or a late one).
+  sb.on("error", (args, frame) => {
+    const code: string = args.code;
+    const ref: string | undefined = frame.ref;
+    void [code, args.message, ref];
+  });
   // An async listener is allowed: its rejection is reported.
   sb.on("message", async () => {});
 
@@ -112,6 +118,10 @@ export async function app(): Promise<void> {
   sb.on("connected", (args) => {
     // @ts-expect-error: connected's args have no such field
     void args.user;
+  });
+  sb.on("error", (args) => {
+    // @ts-expect-error: an error frame's args are code and message
+    void args.reason;
   });
   // @ts-expect-error: the event name is a string
   void sb.emit(42);
