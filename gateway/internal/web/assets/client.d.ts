@@ -206,7 +206,8 @@ export interface Client {
 
 /**
  * Starts connecting at once and reconnects by itself until close(), a
- * refused token or a URL the WebSocket constructor refuses, resuming its streams every time: an event already handed
+ * refused token (or a getToken that returns no string), a backend's disconnect (close 4003) or a URL the
+ * WebSocket constructor refuses, resuming its streams every time: an event already handed
  * to the app (same epoch, offset not after the last one) is dropped.
  * A close 4001 (token expired) or 1008 slow consumer is retried at once,
  * every other close after the back-off.

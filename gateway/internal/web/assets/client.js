@@ -34,7 +34,8 @@ const monotonic = () => globalThis.performance?.now?.() ?? Date.now();
 
 /**
  * connect starts connecting at once and returns the client. It reconnects by
- * itself after every close except sb.close(), a refused token or a URL the
+ * itself after every close except sb.close(), a refused token (or a getToken
+ * that returns no string), a backend's disconnect (4003) or a URL the
  * WebSocket constructor refuses.
  */
 export function connect(opts) {
