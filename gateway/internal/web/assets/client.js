@@ -114,7 +114,11 @@ class Client {
     if (!set) this.#events.set(event, (set = new Set()));
     const entry = { handler }; // an entry per call, so the same function may be added twice
     set.add(entry);
-    return () => set.delete(entry);
+    return () => {
+      // The last listener of a name takes its set along: an app that
+      // subscribes per room or conversation leaves nothing behind.
+      if (set.delete(entry) && set.size === 0 && this.#events.get(event) === set) this.#events.delete(event);
+    };
   }
 
   /**

@@ -724,3 +724,41 @@ test("a token that is not a string: connect throws for token, getToken's closes 
   }
   assert.equal(made.length, 0, "a socket was opened with a token that is not a string");
 });
+
+test("listeners: unsubscribing leaves nothing behind, also for event names used once", async (t) => {
+  // An app that subscribes per room or per conversation ("typing-<room>")
+  // and unsubscribes as the user moves on must not grow the client.
+  const v8 = await import("node:v8");
+  const vm = await import("node:vm");
+  v8.setFlagsFromString("--expose-gc");
+  const gc = vm.runInNewContext("gc");
+  const { WebSocket, socket } = fakeSockets();
+  const sb = client(t, { token: jwt("alice"), WebSocket });
+  const churn = (n, from) => {
+    for (let i = from; i < from + n; i++) {
+      const off = sb.on(`typing-${i}`, () => {});
+      const off2 = sb.on(`typing-${i}`, () => {});
+      off();
+      off2();
+      off2(); // twice does nothing
+    }
+  };
+  churn(1_000, 0); // warm up
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  churn(100_000, 1_000);
+  gc();
+  const grew = process.memoryUsage().heapUsed - before;
+  assert.ok(grew < 2_000_000, `the heap grew ${grew} bytes after 100,000 event names were subscribed to and left`);
+  // A name whose listeners all left works as before when subscribed to
+  // again, and an old unsubscribe function touches only its own listener.
+  const got = [];
+  const stale = sb.on("typing-5", () => got.push("stale"));
+  stale();
+  sb.on("typing-5", (a) => got.push(a.n));
+  stale();
+  const s1 = await socket(1);
+  s1.greet("alice");
+  s1.frame({ event: "typing-5", id: "alice", args: { n: 1 } });
+  assert.deepEqual(got, [1]);
+});
