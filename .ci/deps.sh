@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs from Debian's packages what a fresh machine lacks.
 #   deps.sh test   redis-server (the tests embed their NATS server), and
-#                  node and chromium for the client's and the browser tests
+#                  node, chromium and tsc for the client's, the browser and
+#                  the type tests
 #                  (node must be 20.10 or later: checked, never upgraded)
 #   deps.sh run    redis-server, nats-server and curl, for `make run`
 # Extra package names may follow the mode. Go itself must be present.
@@ -16,6 +17,7 @@ have redis-server || need+=(redis-server)
 if [ "$mode" = test ]; then
   have node || need+=(nodejs)
   have chromium || need+=(chromium)
+  have tsc || need+=(node-typescript) # type-checks client.d.ts (TestClientTypes)
 fi
 if [ "$mode" = run ]; then
   have nats-server || need+=(nats-server)

@@ -169,7 +169,24 @@ func startControl(t *testing.T, main, short *testkit.Stack) string {
 func TestClientJSUnit(t *testing.T) {
 	node := needTool(t, "node (Debian package nodejs)", "node", "nodejs")
 	runNode(t, node, []string{"--test", "--test-reporter=spec",
-		"../gateway/internal/web/jstest/client.unit.test.mjs", "../gateway/internal/web/jstest/heartbeat.unit.test.mjs"})
+		"../gateway/internal/web/jstest/client.unit.test.mjs", "../gateway/internal/web/jstest/heartbeat.unit.test.mjs",
+		"../gateway/internal/web/jstest/types.unit.test.mjs"})
+}
+
+// TestClientTypes compiles gateway/internal/web/jstest/types.check.mts, a
+// TypeScript app of the client's whole API, against client.d.ts with tsc
+// --strict: the declarations must type what an app does, and refuse the
+// misuses it marks with ts-expect-error (tsc fails on such a line that
+// compiles). tsc is Debian's node-typescript, which .ci/deps.sh installs.
+func TestClientTypes(t *testing.T) {
+	tsc := needTool(t, "tsc (Debian package node-typescript)", "tsc")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, tsc, "--noEmit", "--strict", "--target", "es2022", "--lib", "es2022,dom",
+		"--module", "nodenext", "--moduleResolution", "nodenext", "../gateway/internal/web/jstest/types.check.mts").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tsc: %v\n%s", err, out)
+	}
 }
 
 // runNode runs node with args and env added to the test's environment, logs

@@ -85,6 +85,14 @@ export interface StateInfo {
   missed?: number;
 }
 
+/** Args of an "error" frame (docs/protocol.md section 2). */
+export interface WireError {
+  /** bad_request, unknown_event, unavailable, timeout, handler_error, rate_limited, forbidden, or a handler's own. */
+  code: string;
+  /** For a person. */
+  message: string;
+}
+
 /**
  * The Error an emit rejects with. code is a wire error code (bad_request,
  * unknown_event, unavailable, timeout, handler_error, rate_limited, ...) or
@@ -97,7 +105,7 @@ export interface SwitchboardError extends Error {
   name: "SwitchboardError";
   code: string;
   /** The error frame, when the gateway sent one. */
-  frame?: Frame<{ code: string; message: string }>;
+  frame?: Frame<WireError>;
 }
 
 /**
@@ -130,7 +138,10 @@ export interface ConnectOptions {
   url: string;
   /** A JWT; sent as ?token=. The client reads its sub (unchecked) only to resume that user's streams alone. */
   token?: string;
-  /** Called before every connection attempt for a fresh token; wins over token. Needed for tokens that expire (close 4001). */
+  /**
+   * Called before every connection attempt for a fresh token; wins over token. Needed for tokens that expire (close 4001).
+   * It returns the JWT itself (not /dev/token's JSON: a value that is no string closes the client); one that throws is retried.
+   */
   getToken?: () => string | Promise<string>;
   /**
    * Extension: where to keep the client's positions, per user and url, so
@@ -166,17 +177,25 @@ export interface ConnectOptions {
 }
 
 export interface Client {
-  /** Subscribes to a server event by name ("connected" on every (re)connection); returns the unsubscribe function. */
+  /**
+   * Subscribes to a server event by name ("connected" on every (re)connection); returns the unsubscribe function.
+   * A handler that throws, or an async one that rejects, is reported (reportError, or console.error in Node) and
+   * breaks nothing; its promise is not awaited.
+   */
   on(event: "connected", handler: (args: Connected, frame: Frame<Connected>) => void): () => void;
   /** "resync": events of a stream were lost on this socket; the client carries on after the new position. Reload the app's state. */
   on(event: "resync", handler: (args: Resync, frame: Frame<Resync>) => void): () => void;
+  /** "error": an error frame that answers no pending emit (one without a ref, or the late answer to an emit that timed out). */
+  on(event: "error", handler: (args: WireError, frame: Frame<WireError>) => void): () => void;
   on<A = any>(event: string, handler: (args: A, frame: Frame<A>) => void): () => void;
   /** Calls handler with the current state at once, then on every change ("connecting" once per attempt); returns the unsubscribe function. */
   onState(handler: (state: State, info: StateInfo) => void): () => void;
   /**
    * Sends an event; resolves with the handler's result, the ack's args (undefined when the handler returned none),
    * rejects with a SwitchboardError. Waits for the connection when not open.
-   * When it was sent and no answer came within ackTimeout, the socket is taken for dead: closed, and the client reconnects.
+   * When it was sent and neither its answer nor any other frame came within ackTimeout of sending it, the socket is
+   * taken for dead: closed, and the client reconnects (an emit that waited for the connection still rejects ackTimeout
+   * after it was made).
    *
    *   const { msg_id, ts } = await sb.emit<SendMessageResult>("sendMessage", { to: "bob", text: "hi" });
    */
@@ -187,7 +206,8 @@ export interface Client {
 
 /**
  * Starts connecting at once and reconnects by itself until close(), a
- * refused token or a URL the WebSocket constructor refuses, resuming its streams every time: an event already handed
+ * refused token (or a getToken that returns no string), a backend's disconnect (close 4003) or a URL the
+ * WebSocket constructor refuses, resuming its streams every time: an event already handed
  * to the app (same epoch, offset not after the last one) is dropped.
  * A close 4001 (token expired) or 1008 slow consumer is retried at once,
  * every other close after the back-off.

@@ -34,7 +34,8 @@ const monotonic = () => globalThis.performance?.now?.() ?? Date.now();
 
 /**
  * connect starts connecting at once and returns the client. It reconnects by
- * itself after every close except sb.close(), a refused token or a URL the
+ * itself after every close except sb.close(), a refused token (or a getToken
+ * that returns no string), a backend's disconnect (4003) or a URL the
  * WebSocket constructor refuses.
  */
 export function connect(opts) {
@@ -45,7 +46,7 @@ class Client {
   #opts;
   #WS;
   #ws = null; // the current socket, or null between attempts
-  #abandon = null; // (why) => ends #ws as lost and closes it; null with #ws
+  #abandon = null; // (why, quietSince?) => ends #ws as lost and closes it; null with #ws
   #gen = 0; // counts attempts: a callback of an older attempt finds it moved on
   #connectTimer = null; // ends the current attempt after connectTimeout
   #state = "connecting";
@@ -55,7 +56,8 @@ class Client {
   #wake = null; // listener for the browser's "online", "pageshow" and "visibilitychange"
   #offline = null; // listener for the browser's "offline"
   #nextRef = 0;
-  #pending = new Map(); // ref -> {ref, resolve, reject, timer, data, sent, ws (sent on)}
+  #pending = new Map(); // ref -> {ref, resolve, reject, timer, data, sent, ws (sent on), sentAt}
+  #unanswered = new Map(); // ref -> the same, rejected (timeout) before it had been on its socket ackTimeout ms
   #events = new Map(); // event name -> Set of handlers
   #stateHandlers = new Set();
   #stateInfo = {};
@@ -72,6 +74,9 @@ class Client {
     for (const [name, def] of Object.entries(DEFAULTS)) this.#opts[name] = duration(name, opts[name], def);
     this.#opts.heartbeat = opts.heartbeat ?? true;
     if (typeof this.#opts.heartbeat !== "boolean") throw new TypeError("switchboard: heartbeat must be true or false");
+    if (opts.token !== undefined && opts.token !== null && typeof opts.token !== "string") {
+      throw new TypeError(`switchboard: token must be a string (the JWT), not ${typeof opts.token}`);
+    }
     this.#WS = opts.WebSocket ?? globalThis.WebSocket;
     if (typeof this.#WS !== "function") {
       throw new TypeError("switchboard: no WebSocket: pass opts.WebSocket (Node 20 without --experimental-websocket)");
@@ -109,7 +114,11 @@ class Client {
     if (!set) this.#events.set(event, (set = new Set()));
     const entry = { handler }; // an entry per call, so the same function may be added twice
     set.add(entry);
-    return () => set.delete(entry);
+    return () => {
+      // The last listener of a name takes its set along: an app that
+      // subscribes per room or conversation leaves nothing behind.
+      if (set.delete(entry) && set.size === 0 && this.#events.get(event) === set) this.#events.delete(event);
+    };
   }
 
   /**
@@ -150,19 +159,32 @@ class Client {
     const big = this.#state === "open" ? tooBig(data, this.#maxFrame) : "";
     if (big) return Promise.reject(clientError("too_big", big));
     return new Promise((resolve, reject) => {
-      const p = { ref, resolve, reject, data, sent: false, ws: null, timer: null };
+      const p = { ref, resolve, reject, data, sent: false, ws: null, timer: null, sentAt: 0 };
+      const limit = this.#opts.ackTimeout;
       p.timer = setTimeout(() => {
         this.#pending.delete(ref);
-        const msg = p.sent
-          ? `no answer to ${event} within ${this.#opts.ackTimeout} ms`
-          : `not connected within ${this.#opts.ackTimeout} ms`;
+        const msg = p.sent ? `no answer to ${event} within ${limit} ms` : `not connected within ${limit} ms`;
         reject(clientError("timeout", msg));
+        if (!p.sent || p.ws !== this.#ws) return;
         // The gateway answers every envelope, with a timeout error of its
         // own when a handler is slow, so no answer at all means the socket
         // is dead but not yet closed (a browser cannot see the gateway's
-        // pings): drop it and reconnect.
-        if (p.sent && p.ws === this.#ws) this.#abandon?.(msg);
-      }, this.#opts.ackTimeout);
+        // pings): drop it and reconnect. Only silence for ackTimeout on
+        // the socket says so: an emit that waited for the connection
+        // was sent later, and its answer may still be on the way; and a
+        // socket that delivered any frame since the emit was sent is
+        // alive (a gateway that stops reading a socket over
+        // GATEWAY_MAX_INFLIGHT answers its last envelopes late).
+        const left = p.sentAt + limit - monotonic();
+        if (left <= 0) {
+          this.#abandon?.(msg, p.sentAt);
+          return;
+        }
+        this.#unanswered.set(ref, p);
+        p.timer = setTimeout(() => {
+          if (this.#unanswered.delete(ref) && p.ws === this.#ws) this.#abandon?.(`no answer to ${event} within ${limit} ms of sending it`, p.sentAt);
+        }, left);
+      }, limit);
       this.#pending.set(ref, p);
       if (this.#state === "open") this.#send(p);
     });
@@ -185,6 +207,7 @@ class Client {
       }
     }
     this.#failPending(() => true, "closed", "the client is closed");
+    this.#forgetUnanswered();
     this.#setState("closed", { reason: "closed by the client" });
   }
 
@@ -247,6 +270,13 @@ class Client {
         return;
       }
       if (stale()) return;
+      // An object (the whole JSON of a token endpoint, say) would go as
+      // "[object Object]" and come back as a malformed token: no attempt
+      // can do better, and the app's mistake is named.
+      if (token !== undefined && token !== null && typeof token !== "string") {
+        this.#fail(`getToken must return the token as a string, not ${typeof token}`);
+        return;
+      }
     }
     let url;
     let base; // the URL without parameters: with the user, it names the stored positions
@@ -324,6 +354,7 @@ class Client {
       this.#connectTimer = null;
       // What was sent on this socket will never be answered.
       this.#failPending((p) => p.sent, "disconnected", `connection lost before the answer (${why})`);
+      this.#forgetUnanswered();
       if (this.#closed) return;
       if (stopped !== null) {
         // A backend disconnected the user or this connection (logged out,
@@ -363,7 +394,10 @@ class Client {
       if (ev.code === 4003) stopped = ev.reason || "disconnected";
       lost(ev.reason ? `closed ${ev.code}: ${ev.reason}` : `closed ${ev.code}`, ev.code, true, atOnce(ev.code, ev.reason));
     };
-    this.#abandon = (why) => {
+    // quietSince, when given: only a socket that has delivered no frame
+    // since then is abandoned.
+    this.#abandon = (why, quietSince) => {
+      if (quietSince !== undefined && heardAt > quietSince) return;
       lost(why, undefined, false);
       try {
         ws.close();
@@ -398,6 +432,7 @@ class Client {
       this.#ws.send(p.data);
       p.sent = true;
       p.ws = this.#ws;
+      p.sentAt = monotonic();
     } catch {
       // The socket is closing; onclose retries and the emit waits on.
     }
@@ -405,6 +440,13 @@ class Client {
 
   #dispatch(frame) {
     if (frame.event === "ack" || (frame.event === "error" && typeof frame.ref === "string")) {
+      // A late answer to an emit that timed out: the socket is alive. The
+      // frame goes on to the listeners of its event.
+      const late = this.#unanswered.get(frame.ref);
+      if (late) {
+        this.#unanswered.delete(frame.ref);
+        clearTimeout(late.timer);
+      }
       const p = this.#pending.get(frame.ref);
       if (p) {
         this.#pending.delete(frame.ref);
@@ -420,6 +462,13 @@ class Client {
     // Only once the app has it does the client count an event processed; a
     // resync moves the client to where the gateway carries on.
     this.#cursor.advance(frame.event === "resync" ? frame.args : frame);
+  }
+
+  // #forgetUnanswered stops watching for the answers of emits that timed
+  // out: their socket is gone.
+  #forgetUnanswered() {
+    for (const p of this.#unanswered.values()) clearTimeout(p.timer);
+    this.#unanswered.clear();
   }
 
   #failPending(which, code, message) {
@@ -698,12 +747,19 @@ function clientError(code, message, frame) {
 }
 
 // safeCall runs a listener so that one that throws cannot break the client
-// or the other listeners; the error is still reported.
+// or the other listeners; the error is still reported. So is the rejection
+// of an async listener's promise, which would otherwise go unhandled (and
+// end a Node process). The client does not wait for that promise.
 function safeCall(fn, ...args) {
   try {
-    fn(...args);
+    const r = fn(...args);
+    if (typeof r?.then === "function") r.then(undefined, report);
   } catch (err) {
-    if (typeof globalThis.reportError === "function") globalThis.reportError(err);
-    else console.error(err);
+    report(err);
   }
+}
+
+function report(err) {
+  if (typeof globalThis.reportError === "function") globalThis.reportError(err);
+  else console.error(err);
 }

@@ -660,3 +660,105 @@ test("a bad url closes with its reason, no status or code", async () => {
   assert.equal(made.length, 0);
   client.close();
 });
+
+// reports collects what the client reports through globalThis.reportError
+// (a browser's; Node has none, where the client logs with console.error)
+// and every unhandled rejection, until the test ends.
+function reports(t) {
+  const got = { reported: [], unhandled: [] };
+  const had = Object.getOwnPropertyDescriptor(globalThis, "reportError");
+  globalThis.reportError = (err) => got.reported.push(err?.message ?? String(err));
+  const onUnhandled = (err) => got.unhandled.push(err?.message ?? String(err));
+  process.on("unhandledRejection", onUnhandled);
+  t.after(() => {
+    process.off("unhandledRejection", onUnhandled);
+    if (had) Object.defineProperty(globalThis, "reportError", had);
+    else delete globalThis.reportError;
+  });
+  return got;
+}
+
+test("a listener that throws, or an async one that rejects, is reported; neither breaks the client or the others", async (t) => {
+  const got = reports(t);
+  const fake = fakeSockets();
+  const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: 5 });
+  const seen = [];
+  sb.on("message", () => {
+    throw new Error("sync listener bug");
+  });
+  sb.on("message", async () => {
+    throw new Error("async listener bug");
+  });
+  sb.on("message", (args) => seen.push(args.n));
+  sb.onState(async (s) => {
+    if (s === "open") throw new Error("async state listener bug");
+  });
+  const s1 = await fake.socket(1);
+  s1.greet("alice", { pos: "e1.1-1" });
+  s1.frame({ event: "message", id: "alice", args: { n: 1 }, pos: "e1.1-2" });
+  s1.frame({ event: "message", id: "alice", args: { n: 2 }, pos: "e1.1-3" });
+  // Rejections surface after a turn of the event loop.
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(seen, [1, 2]);
+  assert.deepEqual(got.unhandled, [], "an async listener's rejection went unhandled: Node exits on one");
+  assert.deepEqual(got.reported.toSorted(), ["async listener bug", "async listener bug", "async state listener bug", "sync listener bug", "sync listener bug"]);
+});
+
+test("a token that is not a string: connect throws for token, getToken's closes the client saying what it got", async (t) => {
+  const { WebSocket, made } = fakeSockets();
+  // /dev/token answers {"token","user","expires_in"}: the whole answer is
+  // the commonest mistake, and was sent as "[object Object]" (401 token is
+  // malformed).
+  let made1 = null;
+  t.after(() => made1?.close());
+  assert.throws(() => (made1 = connect({ url: URL_, token: { token: jwt("alice") }, WebSocket })), (err) => err instanceof TypeError && /token must be a string/.test(err.message));
+  for (const [what, getToken] of [
+    ["an object", async () => ({ token: jwt("alice"), user: "alice", expires_in: 86400 })],
+    ["a number", () => 42],
+  ]) {
+    const sb = client(t, { getToken, WebSocket });
+    const closed = await within(new Promise((resolve) => sb.onState((s, info) => s === "closed" && resolve(info))), `closed state for ${what}`);
+    assert.match(closed.reason, new RegExp(`getToken must return the token as a string, not ${what.split(" ")[1]}`), what);
+    assert.ok(!("status" in closed), what);
+    assert.equal((await sb.emit("sendMessage", {}).catch((e) => e)).code, "closed");
+  }
+  assert.equal(made.length, 0, "a socket was opened with a token that is not a string");
+});
+
+test("listeners: unsubscribing leaves nothing behind, also for event names used once", async (t) => {
+  // An app that subscribes per room or per conversation ("typing-<room>")
+  // and unsubscribes as the user moves on must not grow the client.
+  const v8 = await import("node:v8");
+  const vm = await import("node:vm");
+  v8.setFlagsFromString("--expose-gc");
+  const gc = vm.runInNewContext("gc");
+  const { WebSocket, socket } = fakeSockets();
+  const sb = client(t, { token: jwt("alice"), WebSocket });
+  const churn = (n, from) => {
+    for (let i = from; i < from + n; i++) {
+      const off = sb.on(`typing-${i}`, () => {});
+      const off2 = sb.on(`typing-${i}`, () => {});
+      off();
+      off2();
+      off2(); // twice does nothing
+    }
+  };
+  churn(1_000, 0); // warm up
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  churn(100_000, 1_000);
+  gc();
+  const grew = process.memoryUsage().heapUsed - before;
+  assert.ok(grew < 2_000_000, `the heap grew ${grew} bytes after 100,000 event names were subscribed to and left`);
+  // A name whose listeners all left works as before when subscribed to
+  // again, and an old unsubscribe function touches only its own listener.
+  const got = [];
+  const stale = sb.on("typing-5", () => got.push("stale"));
+  stale();
+  sb.on("typing-5", (a) => got.push(a.n));
+  stale();
+  const s1 = await socket(1);
+  s1.greet("alice");
+  s1.frame({ event: "typing-5", id: "alice", args: { n: 1 } });
+  assert.deepEqual(got, [1]);
+});

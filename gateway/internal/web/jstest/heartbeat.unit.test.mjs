@@ -208,3 +208,74 @@ test("max_frame: an emit made while reconnecting waits for the next gateway's li
   s2.ack(s2.sent[0].ref, 1);
   assert.equal(await within(big, "the emit's answer"), 1);
 });
+
+test("ackTimeout: an emit sent late, after waiting for the connection, does not condemn the new socket early", async (t) => {
+  const fake = fakeSockets();
+  const sb = client(t, fake, { ackTimeout: 1_000, heartbeat: false, minReconnectDelay: 1 });
+  const s1 = await fake.socket(1);
+  const states = [];
+  sb.onState((s, info) => states.push([s, info.reason]));
+  const late = sb.emit("slow", {}).catch((e) => e);
+  // The connection comes 800 ms into the emit's 1,000: it is sent then.
+  await sleep(800);
+  s1.greet();
+  assert.equal(s1.sent.length, 1);
+  const sentAt = Date.now();
+  // Its promise still ends at the emit's ackTimeout, as documented, not
+  // ackTimeout after it was sent...
+  const err = await within(late, "the emit's end");
+  assert.equal(err.code, "timeout");
+  assert.ok(Date.now() - sentAt < 1_000, "the emit's ackTimeout counted from its sending");
+  assert.match(err.message, /no answer to slow within 1000 ms/);
+  // ...but a few hundred ms of silence on a new socket prove nothing: a
+  // handler may take longer than that, and its answer is on the way.
+  assert.equal(s1.closed, false, `a socket was condemned ${Date.now() - sentAt} ms after the emit was sent: ${JSON.stringify(states)}`);
+  s1.ack(s1.sent[0].ref, { ok: true });
+  const other = sb.emit("next", {});
+  s1.ack(s1.sent[1].ref, 2);
+  assert.equal(await within(other, "the next emit's answer"), 2);
+  assert.equal(s1.closed, false);
+  assert.equal(fake.made.length, 1);
+});
+
+test("ackTimeout: an emit sent late with no answer at all condemns its socket once it has waited ackTimeout on it", async (t) => {
+  const fake = fakeSockets();
+  const sb = client(t, fake, { ackTimeout: 300, heartbeat: false, minReconnectDelay: 1 });
+  const s1 = await fake.socket(1);
+  const late = sb.emit("void", {}).catch((e) => e);
+  await sleep(200);
+  s1.greet();
+  const sentAt = Date.now();
+  assert.equal((await within(late, "the emit's end")).code, "timeout");
+  const s2 = await fake.socket(2);
+  const took = Date.now() - sentAt;
+  assert.equal(s1.closed, true);
+  assert.ok(took >= 280, `condemned ${took} ms after sending, want the full 300`);
+  s2.greet();
+  // close() leaves no watch behind to keep Node running.
+  sb.close();
+});
+
+test("ackTimeout: an unanswered emit on a socket that other frames keep arriving on does not condemn it", async (t) => {
+  // A socket over GATEWAY_MAX_INFLIGHT is not read until a request ends:
+  // with slow handlers, an emit can wait longer than ackTimeout for its
+  // answer while the answers to the others, and events, keep coming.
+  const fake = fakeSockets();
+  const sb = client(t, fake, { ackTimeout: 1_000, heartbeat: false, minReconnectDelay: 1 });
+  const s1 = await fake.socket(1);
+  s1.greet();
+  const queued = sb.emit("slow", {}).catch((e) => e);
+  const busy = sb.emit("slow", {});
+  await sleep(10);
+  s1.ack(s1.sent[1].ref, "first"); // the socket is alive
+  assert.equal(await busy, "first");
+  const err = await within(queued, "the queued emit's end");
+  assert.equal(err.code, "timeout");
+  assert.equal(s1.closed, false, "a socket that delivered a frame after the emit was sent was taken for dead");
+  assert.equal(fake.made.length, 1);
+  // Silence, though, still condemns it.
+  const lost = sb.emit("void", {}).catch((e) => e);
+  assert.equal((await within(lost, "the emit's end")).code, "timeout");
+  assert.equal(s1.closed, true);
+  await fake.socket(2);
+});
