@@ -517,3 +517,28 @@ func publisher(t *testing.T, url string) *redis.Client {
 	t.Cleanup(func() { _ = pub.Close() })
 	return pub
 }
+
+// TestUnrecordedDispatchCounted: a worker with recovery on counts, in
+// switchboard_gateway_dispatches_unrecorded_total, a dispatch to users
+// that came without a position (a handlers-svc with HISTORY_WINDOW=0),
+// and still delivers it; one with a position is not counted.
+func TestUnrecordedDispatchCounted(t *testing.T) {
+	n := testkit.StartNATS(t)
+	rd := testkit.StartRedis(t)
+	cfg := testConfig()
+	cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
+	cfg.ShutdownTimeout = 5 * time.Second
+	if cfg.HistoryWindow == 0 {
+		t.Fatal("the test config has recovery off")
+	}
+	r := startWorker(t, cfg, 0)
+	c := testkit.Dial(t, "ws://"+r.addr+"/socket", token(t, "alice", time.Hour))
+	pub := publisher(t, rd.URL())
+	if err := pub.Publish(context.Background(), proto.Channel, `{"event":"plain","users":["alice"]}`).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c.Expect(wait, "the dispatch without a position", func(f proto.Frame) bool { return f.Event == "plain" })
+	if got := metric(r.w, "switchboard_gateway_dispatches_unrecorded_total"); got != "1" {
+		t.Errorf("dispatches_unrecorded_total = %q, want 1", got)
+	}
+}
