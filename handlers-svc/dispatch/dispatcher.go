@@ -602,6 +602,9 @@ func (d *Dispatcher) Unheard() uint64 { return d.unheard.Load() }
 // again, once per change (a gateway fleet that is down would otherwise
 // log once per dispatch).
 func (d *Dispatcher) hear(event string, unheard int) {
+	if unheard == uncounted {
+		return // the first call of its merged script call counted them
+	}
 	if unheard == 0 {
 		if d.deaf.Swap(false) && d.log != nil {
 			d.log.Info("dispatches reach gateway workers again", zap.Uint64("unheard_total", d.unheard.Load()))

@@ -373,6 +373,47 @@ func TestUnheardCountedAndLoggedOnce(t *testing.T) {
 	}
 }
 
+// TestUnheardLoggedOnceWhileCallsMerge: concurrent dispatches that no
+// subscriber hears are merged into shared script calls, whose first call
+// counts the whole call's unheard publishes. The others heard nothing
+// either, and must not log "again": a Redis restart under load, before the
+// gateways had resubscribed, logged the two lines in turn 44 times in 0.6
+// seconds (SRE trial), not once per episode.
+func TestUnheardLoggedOnceWhileCallsMerge(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	core, logs := observer.New(zap.InfoLevel)
+	d := dispatch.New(newClient(t, srv.Addr()), dispatch.Options{Window: time.Minute}).LogOutages(zap.New(core))
+	const senders, each = 32, 20
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	errs := make(chan error, senders)
+	for i := range senders {
+		go func() {
+			for j := range each {
+				if err := d.ToUsers(ctx, []string{fmt.Sprintf("u%d-%d", i, j)}, "message", nil); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range senders {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := d.Unheard(); n != senders*each {
+		t.Errorf("Unheard = %d after %d dispatches with no subscriber, want all", n, senders*each)
+	}
+	if n := logs.FilterMessageSnippet("reach gateway workers again").Len(); n != 0 {
+		t.Errorf("heard again logged %d times while no subscriber listened, want never", n)
+	}
+	if n := logs.FilterMessageSnippet("reached no gateway worker").Len(); n != 1 {
+		t.Errorf("unheard logged %d times in one episode, want once", n)
+	}
+}
+
 // BenchmarkDispatch measures a sendMessage-shaped dispatch (a Batch of two
 // events) and a single one against a real redis-server on this machine, from
 // 16 goroutines per CPU as handlers run under load, and, for reference, the

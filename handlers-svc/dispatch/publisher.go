@@ -79,7 +79,7 @@ type call struct {
 	// in target order.
 	err     error
 	pos     []string
-	unheard int // publishes of the call no subscriber received
+	unheard int // publishes of the call no subscriber received; uncounted when another call counted them
 	// cmd is the script call that carries the call in the pipeline being
 	// flushed, maybe with other calls (mergeCalls); the call's positions
 	// are the n of its reply from first on, and the first call it carries
@@ -557,10 +557,16 @@ func splitMerged(c *call) ([]string, int, error) {
 		return nil, 0, fmt.Errorf("publish script: %d positions in the reply, want at least %d", len(pos), c.first+c.n)
 	}
 	if !c.counts {
-		unheard = 0
+		unheard = uncounted
 	}
 	return pos[c.first : c.first+c.n : c.first+c.n], unheard, nil
 }
+
+// uncounted is the unheard of a call merged into a script call whose first
+// call counted all of its unheard publishes: it tells nothing of whether
+// this call's were heard. (0 would say they were, and the dispatcher would
+// log dispatches heard again in the middle of an episode of unheard ones.)
+const uncounted = -1
 
 // isNoScript reports whether err is Redis's answer to a script it does not
 // have.

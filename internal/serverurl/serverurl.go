@@ -6,7 +6,9 @@ package serverurl
 
 import (
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -50,6 +52,24 @@ func natsServer(s string) error {
 	if u.Host == "" {
 		return fmt.Errorf("%q has no host: want a URL such as %s", redact.URL(s), NATSExample)
 	}
+	if err := checkPort(u.Port()); err != nil {
+		return fmt.Errorf("%q: %w, as in %s", redact.URL(s), err, NATSExample)
+	}
+	return nil
+}
+
+// checkPort refuses a port outside 1 to 65535: such a URL parses, and
+// the dial fails with "invalid port" on every retry, so a service would
+// wait for its server for ever rather than refuse to start. An empty port
+// (the scheme's default) is fine; url.Parse has refused one that is not
+// a number.
+func checkPort(port string) error {
+	if port == "" {
+		return nil
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %s is not one from 1 to 65535", port)
+	}
 	return nil
 }
 
@@ -79,6 +99,9 @@ func Redis(s string) error {
 		return fmt.Errorf("%q: %s: want a URL such as %s",
 			redact.URL(s), strings.TrimPrefix(err.Error(), "redis: "), RedisExample)
 	}
+	if err := checkPort(u.Port()); err != nil {
+		return fmt.Errorf("%q: %w: want a URL such as %s", redact.URL(s), err, RedisExample)
+	}
 	return nil
 }
 
@@ -99,6 +122,20 @@ func redisCluster(s string, u *url.URL) error {
 	if _, err := redis.ParseClusterURL(s); err != nil {
 		return fmt.Errorf("%q: %s: want a Redis Cluster URL such as %s",
 			redact.URL(s), strings.TrimPrefix(err.Error(), "redis: "), RedisClusterExample)
+	}
+	ports := []string{u.Port()}
+	for _, addr := range u.Query()["addr"] {
+		_, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return fmt.Errorf("%q: addr %q is not host:port: want a Redis Cluster URL such as %s",
+				redact.URL(s), addr, RedisClusterExample)
+		}
+		ports = append(ports, port)
+	}
+	for _, port := range ports {
+		if err := checkPort(port); err != nil {
+			return fmt.Errorf("%q: %w: want a Redis Cluster URL such as %s", redact.URL(s), err, RedisClusterExample)
+		}
 	}
 	return nil
 }

@@ -30,6 +30,12 @@ func TestNATS(t *testing.T) {
 		{"nats://a:4222,", "scheme"},
 		{"nats://a:4222,http://s3cr3t@b:4222", "scheme"},
 		{"nats://u:s3cr3t%zz@a:4222", "not a URL"},
+		// A port out of range parses as a URL, and the service would
+		// retry "invalid port" for ever instead of refusing to start.
+		{"nats://u:s3cr3t@127.0.0.1:99999", "port 99999"},
+		{"nats://a:0", "port 0"},
+		{"nats://a:4222,tls://b:65536", "port 65536"},
+		{"nats://a:65535", ""},
 	}
 	for _, tt := range tests {
 		err := serverurl.NATS(tt.in)
@@ -61,6 +67,12 @@ func TestRedis(t *testing.T) {
 		{"redis://?addr=b:6379", "no host"},
 		{"redis://u:s3cr3t@a:6379?addr=b", "addr"},
 		{"redis://a:6379?addr=b:6379&db=1", "db"},
+		// Ports out of range, on one server or any node of a cluster.
+		{"redis://u:s3cr3t@127.0.0.1:99999/0", "port 99999"},
+		{"rediss://h:0", "port 0"},
+		{"redis://a:6379?addr=b:70000", "port 70000"},
+		{"redis://a:65536?addr=b:6379", "port 65536"},
+		{"redis://h:65535/0", ""},
 	}
 	for _, tt := range tests {
 		err := serverurl.Redis(tt.in)

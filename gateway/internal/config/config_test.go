@@ -386,6 +386,8 @@ func TestLoadErrors(t *testing.T) {
 		{"history window too short", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "HISTORY_WINDOW": "10ms"}, nil, "HISTORY_WINDOW"},
 		{"no replay", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_MAX_REPLAY": "0"}, nil, "GATEWAY_MAX_REPLAY"},
 		{"unknown fan-out mode", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "FANOUT_MODE": "perUser"}, nil, "FANOUT_MODE"},
+		{"nats port out of range", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "NATS_URL": "nats://127.0.0.1:99999"}, nil, "NATS_URL"},
+		{"redis port out of range", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "REDIS_URL": "redis://127.0.0.1:99999/0"}, nil, "REDIS_URL"},
 		{"negative linger", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_FANOUT_LINGER": "-1s"}, nil, "GATEWAY_FANOUT_LINGER"},
 		{"linger too long", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_FANOUT_LINGER": "1h"}, nil, "GATEWAY_FANOUT_LINGER"},
 		{"bad log level", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "LOG_LEVEL": "verbose"}, nil, "LOG_LEVEL"},

@@ -93,6 +93,9 @@ type Subscriber struct {
 	resubs       atomic.Uint64
 	malformed    atomic.Uint64
 	reserved     atomic.Uint64
+	recorded     bool // recovery on: dispatches to users and broadcasts carry positions
+	unrecorded   atomic.Uint64
+	unrecLogged  atomic.Bool
 	onSubscribed func()                   // nil: none
 	onDisconnect func(*proto.Disconnect)  // nil: disconnects are dropped as malformed
 	onRestored   func(down time.Duration) // nil: none
@@ -174,6 +177,15 @@ func OnDisconnect(fn func(*proto.Disconnect)) Option {
 func OnRestored(fn func(down time.Duration)) Option {
 	return func(s *Subscriber) { s.onRestored = fn }
 }
+
+// Recorded tells the Subscriber that recovery is on (HISTORY_WINDOW > 0):
+// a dispatch to users or a broadcast without positions is then a
+// publisher that records nothing, counted (Unrecorded) and logged once.
+func Recorded() Option { return func(s *Subscriber) { s.recorded = true } }
+
+// Unrecorded returns how many dispatches to users or broadcasts came
+// without positions while recovery is on (Recorded); 0 without it.
+func (s *Subscriber) Unrecorded() uint64 { return s.unrecorded.Load() }
 
 // Malformed returns how many dispatches were dropped because they did not
 // decode.
@@ -519,7 +531,25 @@ func (s *Subscriber) deliver(payload string) {
 		s.log.Warn("dropping a dispatch that names one of the gateway's own events", zap.String("event", d.Event))
 		return
 	}
+	if s.recorded && unrecorded(&d) {
+		s.unrecorded.Add(1)
+		if s.unrecLogged.CompareAndSwap(false, true) {
+			s.log.Warn("a dispatch came without a position: its publisher runs HISTORY_WINDOW=0 (or an earlier release) while this gateway recovers; "+
+				"such events are in no stream, and a device away when they were sent resumes recovered without them. Set HISTORY_WINDOW the same on handlers-svc",
+				zap.String("event", d.Event))
+		}
+	}
 	s.to.Deliver(&d)
+}
+
+// unrecorded reports whether d is a dispatch to users or a broadcast that
+// carries no position, which a recording publisher always gives them.
+// Events to connections carry none by design.
+func unrecorded(d *proto.Dispatch) bool {
+	if d.Broadcast {
+		return d.BPos == ""
+	}
+	return len(d.Users) > 0 && len(d.Pos) == 0
 }
 
 // disconnect hands payload to onDisconnect if it is a disconnect, and

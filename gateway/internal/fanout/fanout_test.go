@@ -497,3 +497,42 @@ func TestBacklogDroppedAtExitCountedAndLogged(t *testing.T) {
 		t.Errorf("the drop logged %d times, want once", n)
 	}
 }
+
+// TestUnrecordedCounted: with recovery on, a dispatch to users or a
+// broadcast that carries no position was published by a handlers-svc
+// with HISTORY_WINDOW=0 (or a v1 publisher). It is still delivered, as
+// transient, but it is in no stream, so a device away while it was sent
+// resumes recovered without it: the mismatch is counted and logged, once
+// per process. Events to connections carry no position by design.
+func TestUnrecordedCounted(t *testing.T) {
+	r := testkit.StartRedis(t)
+	pub := client(t, r)
+	in := make(inbox, 16)
+	core, logs := observer.New(zap.InfoLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	sub := fanout.New(client(t, r), in, 0, zap.New(core), fanout.Recorded())
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	testkit.Eventually(t, wait, "the subscription is live", sub.Live)
+
+	for _, p := range []string{
+		`{"event":"a","users":["alice"]}`,
+		`{"event":"b","users":["alice"],"pos":{"alice":"e1.1-1"}}`,
+		`{"event":"c","broadcast":true}`,
+		`{"event":"d","broadcast":true,"bpos":"e2.1-1"}`,
+		`{"event":"e","conns":["c1"]}`,
+		`{"event":"f","users":["bob"]}`,
+	} {
+		publish(t, pub, p)
+	}
+	for range 6 {
+		in.next(t) // every one is delivered
+	}
+	if n := sub.Unrecorded(); n != 3 {
+		t.Errorf("Unrecorded = %d, want 3 (a, c and f)", n)
+	}
+	if n := logs.FilterMessageSnippet("HISTORY_WINDOW").Len(); n != 1 {
+		t.Errorf("the mismatch was logged %d times, want once", n)
+	}
+}

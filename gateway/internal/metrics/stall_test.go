@@ -17,6 +17,7 @@ func (quietFanout) Lagging() bool           { return false }
 func (quietFanout) Resubscriptions() uint64 { return 0 }
 func (quietFanout) Malformed() uint64       { return 0 }
 func (quietFanout) Reserved() uint64        { return 0 }
+func (quietFanout) Unrecorded() uint64      { return 0 }
 func (quietFanout) Stalls() uint64          { return 0 }
 func (quietFanout) BacklogBytes() int64     { return 0 }
 func (quietFanout) DroppedAtExit() uint64   { return 0 }

@@ -303,6 +303,7 @@ type Fanout interface {
 	Resubscriptions() uint64
 	Malformed() uint64
 	Reserved() uint64
+	Unrecorded() uint64
 	Stalls() uint64
 	BacklogBytes() int64
 	DroppedAtExit() uint64
@@ -332,6 +333,10 @@ func (m *Worker) WatchFanout(fo Fanout) {
 		Namespace: namespace, Name: "dispatches_reserved_total",
 		Help: "Dispatches from Redis dropped because they named one of the gateway's own events: connected, ack, error, resync (logged).",
 	}, func() float64 { return float64(fo.Reserved()) }))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: namespace, Name: "dispatches_unrecorded_total",
+		Help: "Dispatches to users and broadcasts that came without a position while recovery is on: a handlers-svc with HISTORY_WINDOW=0 (logged once); delivered as transient, in no stream.",
+	}, func() float64 { return float64(fo.Unrecorded()) }))
 	f.gaugeFunc("fanout_backlog_bytes", "Bytes of the dispatches read from Redis and not yet delivered (bounded by GATEWAY_FANOUT_QUEUE_BYTES).",
 		func() float64 { return float64(fo.BacklogBytes()) })
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{

@@ -694,7 +694,10 @@ func TestRunFailureStopsStartedWorkers(t *testing.T) {
 // the back-off has grown; the crash loop is logged once, not per crash; and
 // the other worker is never signalled or restarted.
 func TestWorkerCrashLoopIsCappedAndLoggedOnce(t *testing.T) {
-	const minB, maxB = 5 * time.Millisecond, 40 * time.Millisecond
+	// MaxBackoff is above what the doubling reaches by the loop's start,
+	// as with the defaults (100ms to 30s: 1.6s at the 5th crash), so the
+	// loop's line must say the wait it really takes, not MaxBackoff.
+	const minB, maxB = 5 * time.Millisecond, 80 * time.Millisecond
 	st := newStarter()
 	var mu sync.Mutex
 	st.configure = func(p *proc) error {
@@ -732,12 +735,14 @@ func TestWorkerCrashLoopIsCappedAndLoggedOnce(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	// From the 5th restart on, the back-off is at its cap: 40ms at least
-	// between starts (it would be below 40ms only if uncapped from below,
-	// i.e. if the loop restarted at once).
-	for i := 5; i < len(crashStarts); i++ {
-		if gap := crashStarts[i].Sub(crashStarts[i-1]); gap < maxB {
-			t.Errorf("restart %d came %s after the previous one, want at least MaxBackoff %s", i, gap, maxB)
+	// crashStarts[i] is the start after the i-th crash: the wait doubles
+	// from MinBackoff, the loop does not restart faster, and from the 5th
+	// restart on it is at its cap (it would be below only if the loop
+	// restarted at once).
+	for i := 1; i < len(crashStarts); i++ {
+		want := min(minB<<(i-1), maxB)
+		if gap := crashStarts[i].Sub(crashStarts[i-1]); gap < want {
+			t.Errorf("restart %d came %s after the previous one, want at least %s", i, gap, want)
 		}
 	}
 	if n := logs.FilterMessageSnippet("crash looping").Len(); n != 1 {
@@ -745,8 +750,17 @@ func TestWorkerCrashLoopIsCappedAndLoggedOnce(t *testing.T) {
 	}
 	loop := logs.FilterMessageSnippet("crash looping").All()
 	if len(loop) == 1 {
-		if w, ok := loop[0].ContextMap()["worker"]; !ok || w != int64(1) {
+		fields := loop[0].ContextMap()
+		if w, ok := fields["worker"]; !ok || w != int64(1) {
 			t.Errorf("crash loop line names worker %v, want 1", w)
+		}
+		// The 4th crash waits 40ms: the line tells the operator that, and
+		// that the wait grows to MaxBackoff, not that it is MaxBackoff.
+		if b := fields["backoff"]; b != minB<<3 {
+			t.Errorf("crash loop line: backoff %v, want the wait it takes, %s", b, minB<<3)
+		}
+		if strings.Contains(loop[0].Message, "no faster than every max_backoff") {
+			t.Errorf("crash loop line %q claims MaxBackoff between restarts; the wait is %s and doubles", loop[0].Message, minB<<3)
 		}
 	}
 	if healthy == nil {

@@ -100,13 +100,19 @@ func devTokenClient(remote string, nets []netip.Prefix) bool {
 // NATS is connected and the Redis subscription live, else 503 with why.
 // Until the worker serves, the one reason is what it is waiting for; NATS
 // and Redis are looked at only after that, as the admin handler serves
-// before Run has connected to them.
+// before Run has connected to them. Once its shutdown has begun it is not
+// ready, whatever NATS and Redis are: it takes no socket and refuses every
+// new envelope while it drains, and the supervisor's admin address (the
+// only /readyz still answering then) must say so.
 func (w *Worker) serveReady(rw http.ResponseWriter, _ *http.Request) {
 	if !w.adm.Opened() {
 		readiness.Write(rw, readiness.New(w.startingReason()).OfWorker(w.index))
 		return
 	}
 	var reasons []string
+	if w.adm.Closed() {
+		reasons = append(reasons, "shutting down")
+	}
 	if !w.nc.IsConnected() {
 		reasons = append(reasons, "nats not connected")
 	}

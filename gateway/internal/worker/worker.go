@@ -172,6 +172,10 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 		fanout.QueueBytes(w.cfg.FanoutQueueBytes),
 		fanout.OnDisconnect(w.disconnect),
 	}
+	if w.cfg.HistoryWindow > 0 {
+		// A publisher that records nothing is counted and logged.
+		subOpts = append(subOpts, fanout.Recorded())
+	}
 	if w.cfg.Fanout() == proto.FanoutPerUser {
 		// A user's channel is subscribed while the worker holds a socket
 		// of the user (sockets.go), and for the linger after.

@@ -23,6 +23,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/auth"
 	"github.com/switchboard/switchboard/gateway/internal/config"
 	"github.com/switchboard/switchboard/gateway/internal/fanout"
+	"github.com/switchboard/switchboard/internal/readiness"
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -318,7 +319,9 @@ func TestRunWaitsForNATS(t *testing.T) {
 
 // TestShutdownFinishesRequestsInFlight checks the order of a worker's
 // shutdown: a handler request in flight when it begins is still answered on
-// its socket, and only then is the socket closed with 1001.
+// its socket, and only then is the socket closed with 1001. Meanwhile the
+// worker's /readyz, which the supervisor's admin address reads, says it is
+// shutting down: it takes no socket and refuses every new envelope.
 func TestShutdownFinishesRequestsInFlight(t *testing.T) {
 	n := testkit.StartNATS(t)
 	rd := testkit.StartRedis(t)
@@ -338,6 +341,8 @@ func TestShutdownFinishesRequestsInFlight(t *testing.T) {
 	cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
 	cfg.ShutdownTimeout = 5 * time.Second
 	r := startWorker(t, cfg, 0)
+	admin := httptest.NewServer(r.w.AdminHandler())
+	defer admin.Close()
 	c := testkit.Dial(t, "ws://"+r.addr+"/socket", token(t, "alice", time.Hour))
 	c.Send("slow", nil, "r1")
 	var m *nats.Msg
@@ -355,6 +360,15 @@ func TestShutdownFinishesRequestsInFlight(t *testing.T) {
 		}
 		return err != nil
 	})
+	resp, err := plain.Get(admin.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := readiness.Read(resp)
+	resp.Body.Close()
+	if body.Ready() || !strings.Contains(strings.Join(body.Reasons, ","), "shutting down") {
+		t.Errorf("/readyz while draining: %d %+v, want 503 saying it is shutting down", resp.StatusCode, body)
+	}
 	if err := m.Respond(proto.AppendReply(nil, nil)); err != nil {
 		t.Fatal(err)
 	}
@@ -502,4 +516,29 @@ func publisher(t *testing.T, url string) *redis.Client {
 	pub := redis.NewClient(opts)
 	t.Cleanup(func() { _ = pub.Close() })
 	return pub
+}
+
+// TestUnrecordedDispatchCounted: a worker with recovery on counts, in
+// switchboard_gateway_dispatches_unrecorded_total, a dispatch to users
+// that came without a position (a handlers-svc with HISTORY_WINDOW=0),
+// and still delivers it; one with a position is not counted.
+func TestUnrecordedDispatchCounted(t *testing.T) {
+	n := testkit.StartNATS(t)
+	rd := testkit.StartRedis(t)
+	cfg := testConfig()
+	cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
+	cfg.ShutdownTimeout = 5 * time.Second
+	if cfg.HistoryWindow == 0 {
+		t.Fatal("the test config has recovery off")
+	}
+	r := startWorker(t, cfg, 0)
+	c := testkit.Dial(t, "ws://"+r.addr+"/socket", token(t, "alice", time.Hour))
+	pub := publisher(t, rd.URL())
+	if err := pub.Publish(context.Background(), proto.Channel, `{"event":"plain","users":["alice"]}`).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c.Expect(wait, "the dispatch without a position", func(f proto.Frame) bool { return f.Event == "plain" })
+	if got := metric(r.w, "switchboard_gateway_dispatches_unrecorded_total"); got != "1" {
+		t.Errorf("dispatches_unrecorded_total = %q, want 1", got)
+	}
 }

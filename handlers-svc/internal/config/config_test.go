@@ -116,6 +116,8 @@ func TestValidate(t *testing.T) {
 		{"fatal log level", func(c *config.Config) { c.LogLevel = "fatal" }, "LOG_LEVEL"},
 		{"empty log level", func(c *config.Config) { c.LogLevel = "" }, "LOG_LEVEL"},
 		{"redis database", func(c *config.Config) { c.RedisURL = "redis://x:6379/db" }, "REDIS_URL"},
+		{"nats port out of range", func(c *config.Config) { c.NATSURL = "nats://x:99999" }, "NATS_URL"},
+		{"redis port out of range", func(c *config.Config) { c.RedisURL = "redis://x:99999/0" }, "REDIS_URL"},
 		{"timeout", func(c *config.Config) { c.Timeout = 0 }, "HANDLERS_TIMEOUT"},
 		{"shutdown timeout", func(c *config.Config) { c.ShutdownTimeout = -time.Second }, "HANDLERS_SHUTDOWN_TIMEOUT"},
 		{"history window too short", func(c *config.Config) { c.HistoryWindow = time.Millisecond }, "HISTORY_WINDOW"},
