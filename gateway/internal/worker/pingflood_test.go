@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/switchboard/switchboard/gateway/internal/config"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
@@ -200,5 +201,33 @@ func TestEmptyPingFloodOnAWorker(t *testing.T) {
 	t.Logf("%.0f empty pings read in %s (at most %.0f)", read, took, most)
 	if read > most {
 		t.Fatalf("%.0f empty pings read in %s, want at most %.0f", read, took, most)
+	}
+}
+
+// TestOverheadFollowsTheFrameAllowances: the allowance of overhead is the
+// default under the default frame and ping allowances, grows with them, so
+// that a deployment allowing many frames a second is not held back by
+// the headers of its own frames (at GATEWAY_RATE_LIMIT=5000 the default
+// allowance read at most ~2,700 small frames a second), and is off when
+// either is unlimited.
+func TestOverheadFollowsTheFrameAllowances(t *testing.T) {
+	cfg := config.Default()
+	if r, b := overheadRate(cfg), overheadBurst(cfg); r != ws.DefaultOverheadRate || b != ws.DefaultOverheadBurst {
+		t.Errorf("defaults: rate %.0f, burst %.0f; want %d and %d", r, b, ws.DefaultOverheadRate, ws.DefaultOverheadBurst)
+	}
+	fast := cfg
+	fast.RateLimit, fast.RateBurst = 5000, 10000
+	if r, b := overheadRate(fast), overheadBurst(fast); r < maxFrameOverhead*(fast.RateLimit+fast.PingRate) || b < maxFrameOverhead*(fast.RateBurst+fast.PingBurst) {
+		t.Errorf("GATEWAY_RATE_LIMIT=5000: rate %.0f, burst %.0f, below the headers of the frames allowed", r, b)
+	}
+	for name, c := range map[string]func(*config.Config){
+		"GATEWAY_RATE_LIMIT=0": func(c *config.Config) { c.RateLimit = 0 },
+		"GATEWAY_PING_RATE=0":  func(c *config.Config) { c.PingRate = 0 },
+	} {
+		off := cfg
+		c(&off)
+		if r := overheadRate(off); r != 0 {
+			t.Errorf("%s: rate %.0f, want 0 (no bound)", name, r)
+		}
 	}
 }

@@ -106,7 +106,7 @@ func New(cfg config.Config, index int, log *zap.Logger, opts ...Option) *Worker 
 		limits: ws.Limits{
 			QueueLen: cfg.SendQueueLen, QueueBytes: cfg.SendQueueBytes, Discarded: m.Discarded,
 			PingRate: cfg.PingRate, PingBurst: cfg.PingBurst, PingsIgnored: m.PingIgnored,
-			OverheadRate: ws.DefaultOverheadRate, OverheadBurst: ws.DefaultOverheadBurst,
+			OverheadRate: overheadRate(cfg), OverheadBurst: overheadBurst(cfg),
 		},
 	}
 	w.waiting.Store(waitNATS | waitRedis)
@@ -384,3 +384,31 @@ func (h countedHub) Deliver(d *proto.Dispatch) int {
 	h.metrics.Delivered(sent, dropped)
 	return sent
 }
+
+// maxFrameOverhead is the most bytes of a client frame that are not
+// payload: a 2-byte header, an 8-byte length and the 4-byte mask.
+const maxFrameOverhead = 14
+
+// overheadRate is each socket's allowance of overhead (ws.Limits): the
+// default, or more when the frame and ping allowances let a client send
+// more headers than that (overheadPerFrame for each message and ping a
+// second they allow), and none when
+// GATEWAY_RATE_LIMIT or GATEWAY_PING_RATE is 0 (unlimited): the operator
+// then bounds no frames, so tiny ones are not bounded either.
+func overheadRate(cfg config.Config) float64 {
+	if cfg.RateLimit == 0 || cfg.PingRate == 0 {
+		return 0
+	}
+	return max(ws.DefaultOverheadRate, overheadPerFrame*(cfg.RateLimit+cfg.PingRate))
+}
+
+// overheadBurst is overheadRate's burst, likewise from the burst
+// allowances.
+func overheadBurst(cfg config.Config) float64 {
+	return max(ws.DefaultOverheadBurst, overheadPerFrame*(cfg.RateBurst+cfg.PingBurst))
+}
+
+// overheadPerFrame is the overhead allowed for each frame or ping the
+// allowances admit: many times a frame's own, for messages sent in
+// fragments.
+const overheadPerFrame = 16 * maxFrameOverhead
