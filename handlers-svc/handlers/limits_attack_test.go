@@ -134,6 +134,8 @@ func TestOwnStreamFloodAttack(t *testing.T) {
 	}
 	if w := event.WireError(send("mallory", map[string]any{"text": text})); w == nil || w.Code != proto.CodeRateLimited {
 		t.Fatalf("a fifth message of 24 KB to herself with a burst of 100,000 bytes: %+v, want rate_limited", w)
+	} else if w.Message != "too much sent: slow down" {
+		t.Errorf("refused with %q: it is her own copies, not another user, that are too much", w.Message)
 	}
 	// To another user, message_sent still goes to her own stream.
 	if w := event.WireError(send("mallory", map[string]any{"to": "bob", "text": text})); w == nil || w.Code != proto.CodeRateLimited {

@@ -86,8 +86,11 @@ func (s *Sender) ToUser(ctx context.Context, from, to string, n int) error {
 	if s == nil || s.bytes.Rate <= 0 {
 		return nil
 	}
-	return s.take(ctx, s.localBytes, "sb:limit:bytes:"+from+"\x00"+to, s.bytes, n,
-		"too much sent to this user: slow down")
+	why := "too much sent to this user: slow down"
+	if from == to {
+		why = "too much sent: slow down" // the sender's own copies: "this user" would be the sender
+	}
+	return s.take(ctx, s.localBytes, "sb:limit:bytes:"+from+"\x00"+to, s.bytes, n, why)
 }
 
 // ToRoom takes n bytes of from's allowance toward the members of room,
