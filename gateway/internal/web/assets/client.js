@@ -536,7 +536,7 @@ class Client {
     }
     if (this.#ws !== ws || this.#switching || this.#closed) return;
     const exp = tokenClaims(fresh)?.exp;
-    if (typeof fresh !== "string" || !(exp > tokenClaims(token).exp)) {
+    if (typeof fresh !== "string" || typeof exp !== "number" || !(exp > tokenClaims(token).exp)) {
       const { minReconnectDelay: lo, maxReconnectDelay: hi } = this.#opts;
       const ceiling = Math.min(hi, lo * 2 ** Math.min(this.#renewFailures++, 30));
       this.#renewLater(ws, token, Math.round(Math.random() * ceiling));

@@ -242,6 +242,37 @@ test("renewal: a getToken that fails keeps the old socket and is tried again", a
   assert.equal(fake.made.length, 2);
 });
 
+test("renewal: a new socket that fails before connected falls back to the reconnect, and the held emit waits on", async (t) => {
+  fakeClock(t);
+  t.mock.method(Math, "random", () => 1);
+  const fake = fakeSockets();
+  const iss = issuer(0, 10 * MIN);
+  const sb = client(t, { getToken: iss.getToken, WebSocket: fake.WebSocket, minReconnectDelay: 1_000, ackTimeout: 30_000 });
+  await flush();
+  const [s1] = fake.made;
+  s1.greet({ pos: "e1.1-1" });
+  const states = [];
+  sb.onState((s, info) => states.push([s, info.reason, info.delay]));
+  t.mock.timers.tick(9 * MIN);
+  await flush();
+  assert.equal(s1.closedWith?.[0], 1000);
+  assert.deepEqual(states.slice(1), [["connecting", "renewing the token", 0]]);
+  const held = sb.emit("e", {});
+  const [, s2] = fake.made;
+  s2.drop(1013, "recovery store unavailable, reconnect");
+  await flush();
+  assert.equal(states.at(-1)[0], "connecting");
+  assert.equal(states.at(-1)[2], 1_000, "the first failure after a renewal backs off from the start");
+  t.mock.timers.tick(1_000);
+  await flush();
+  assert.equal(iss.calls, 3, "getToken not called for the attempt after the failed one");
+  const s3 = fake.made[2];
+  s3.greet({ pos: "e1.1-1", recovered: true, missed: 0 });
+  assert.deepEqual(s3.sent.map((e) => e.event), ["e"]);
+  s3.ack(s3.sent[0].ref, "late but fine");
+  assert.equal(await held, "late but fine");
+});
+
 test("renewal: none without getToken, with renew: false, or for a token without a readable exp", async (t) => {
   fakeClock(t);
   const now = Math.floor(SERVER / 1000);
