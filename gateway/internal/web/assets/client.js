@@ -505,8 +505,8 @@ class Client {
     this.#cursor.advance(frame.event === "resync" ? frame.args : frame);
   }
 
-  // #renewLater renews the token of socket ws in delay ms (a token got at
-  // once is renewed later, never in a loop: renewIn's floor).
+  // #renewLater renews the token of socket ws in delay ms (renewIn's floor
+  // and the back-off of a failed renewal keep renewals apart).
   #renewLater(ws, token, delay) {
     clearTimeout(this.#renewTimer);
     this.#renewTimer = setTimeout(() => this.#renew(ws, token), Math.min(Math.max(delay, 0), MAX_TIMER));
