@@ -67,8 +67,26 @@ func TestClientJS(t *testing.T) {
 		t.Fatalf("GET /client.js: %d, %d bytes, %v; want 200 and assets/client.js", resp.StatusCode, len(got), err)
 	}
 
+	args := nodeTestArgs(t, node)
+	// A second stack keeps events one second (HISTORY_WINDOW on both
+	// services), so a test can come back after its window has passed.
+	short := testkit.StartStack(t, testkit.StackOptions{Workers: 1,
+		Env: []string{"GATEWAY_DEV=1", "HISTORY_WINDOW=1s"}, HandlersEnv: []string{"HISTORY_WINDOW=1s"}})
+	env := []string{"SB_URL=" + s.URL(), "SB_HTTP=http://" + s.Addr,
+		"SB_SHORT_URL=" + short.URL(), "SB_SHORT_HTTP=http://" + short.Addr, "SB_CONTROL=" + startControl(t, s, short)}
+	// One file after the other: the recovery tests empty the main stack's
+	// Redis, which the others must not see.
+	for _, file := range []string{"client.test.mjs", "recovery.test.mjs"} {
+		runNode(t, node, slices.Concat(args, []string{"../gateway/internal/web/jstest/" + file}), env...)
+	}
+}
+
+// nodeTestArgs returns the arguments of `node --test` for tests that need
+// a WebSocket: Node 22 has one; Node 20 (from 20.10) only behind a flag.
+// Without one the test is skipped (failed in CI).
+func nodeTestArgs(t *testing.T, node string) []string {
+	t.Helper()
 	args := []string{"--test", "--test-reporter=spec"}
-	// Node 22 has a WebSocket; Node 20 (from 20.10) only behind a flag.
 	hasWS := func(flags ...string) bool {
 		out, err := exec.Command(node, append(flags, "-e", "process.stdout.write(typeof WebSocket)")...).Output()
 		return err == nil && string(out) == "function"
@@ -85,17 +103,18 @@ func TestClientJS(t *testing.T) {
 		}
 		t.Skip(msg + ": skipping")
 	}
-	// A second stack keeps events one second (HISTORY_WINDOW on both
-	// services), so a test can come back after its window has passed.
-	short := testkit.StartStack(t, testkit.StackOptions{Workers: 1,
-		Env: []string{"GATEWAY_DEV=1", "HISTORY_WINDOW=1s"}, HandlersEnv: []string{"HISTORY_WINDOW=1s"}})
-	env := []string{"SB_URL=" + s.URL(), "SB_HTTP=http://" + s.Addr,
-		"SB_SHORT_URL=" + short.URL(), "SB_SHORT_HTTP=http://" + short.Addr, "SB_CONTROL=" + startControl(t, s, short)}
-	// One file after the other: the recovery tests empty the main stack's
-	// Redis, which the others must not see.
-	for _, file := range []string{"client.test.mjs", "recovery.test.mjs"} {
-		runNode(t, node, slices.Concat(args, []string{"../gateway/internal/web/jstest/" + file}), env...)
-	}
+	return args
+}
+
+// TestClientJSRenew runs renew.test.mjs: the JavaScript client with tokens
+// that live 2 s, against a real stack, through a stream of emits longer
+// than the gateway takes to close a socket whose token expired (exp plus
+// the 30 s leeway). The rate limits are off so the stream can be steady.
+func TestClientJSRenew(t *testing.T) {
+	node := needTool(t, "node (Debian package nodejs)", "node", "nodejs")
+	args := nodeTestArgs(t, node)
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_RATE_LIMIT=0", "GATEWAY_USER_RATE_LIMIT=0"}})
+	runNode(t, node, append(args, "../gateway/internal/web/jstest/renew.test.mjs"), "SB_URL="+s.URL(), "SB_SECRET="+s.Secret)
 }
 
 // startControl serves what the JavaScript tests cannot do through a
@@ -162,7 +181,7 @@ func startControl(t *testing.T, main, short *testkit.Stack) string {
 }
 
 // TestClientJSUnit runs the JavaScript client's unit tests
-// (gateway/internal/web/jstest/*.unit.test.mjs): its recovery, heartbeat
+// (gateway/internal/web/jstest/*.unit.test.mjs): its recovery, token renewal, heartbeat
 // watch and frame limit driven
 // by a scripted fake WebSocket, without a gateway or a network, so they
 // need no WebSocket in Node either.
@@ -170,6 +189,7 @@ func TestClientJSUnit(t *testing.T) {
 	node := needTool(t, "node (Debian package nodejs)", "node", "nodejs")
 	runNode(t, node, []string{"--test", "--test-reporter=spec",
 		"../gateway/internal/web/jstest/client.unit.test.mjs", "../gateway/internal/web/jstest/heartbeat.unit.test.mjs",
+		"../gateway/internal/web/jstest/renew.unit.test.mjs",
 		"../gateway/internal/web/jstest/types.unit.test.mjs"})
 }
 

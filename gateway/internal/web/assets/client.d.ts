@@ -63,7 +63,7 @@ export type State = "connecting" | "open" | "closed";
 export interface StateInfo {
   /** Why the socket closed or the client stopped, for a person. */
   reason?: string;
-  /** The WebSocket close code of the socket that closed ("connecting"), or 4003 when a backend disconnected the user or connection for good ("closed", with the backend's reason); absent when the client gave up on it (connectTimeout, an unanswered emit, no frame for the heartbeat interval plus heartbeatGrace, the browser going offline). */
+  /** The WebSocket close code of the socket that closed ("connecting"; absent for a renewal, whose socket the client closed), or 4003 when a backend disconnected the user or connection for good ("closed", with the backend's reason); absent when the client gave up on it (connectTimeout, an unanswered emit, no frame for the heartbeat interval plus heartbeatGrace, the browser going offline). */
   code?: number;
   /** The HTTP status that stopped the client: 401 (token refused) or 403 (origin refused) ("closed"). */
   status?: number;
@@ -141,6 +141,8 @@ export interface ConnectOptions {
   /**
    * Called before every connection attempt for a fresh token; wins over token. Needed for tokens that expire (close 4001).
    * It returns the JWT itself (not /dev/token's JSON: a value that is no string closes the client); one that throws is retried.
+   * With renew (the default), it is also called shortly before the token of the open socket expires, and should then
+   * return a token that expires later (not one cached until its exp).
    */
   getToken?: () => string | Promise<string>;
   /**
@@ -174,6 +176,18 @@ export interface ConnectOptions {
   heartbeat?: boolean;
   /** Extension: milliseconds of silence past the gateway's heartbeat interval before the socket is taken for dead. Default 10000. */
   heartbeatGrace?: number;
+  /**
+   * Extension: with getToken, renew the token before it expires, read from its exp (and iat), unchecked: getToken is
+   * called renewMargin ms (or a tenth of what is left, whichever is less) before exp; new emits wait while those in
+   * flight are answered (ackTimeout at most), then the client closes the socket normally and opens one with the new
+   * token, resuming its streams, so no emit fails with "disconnected" when the token expires. A token without a
+   * readable exp is not renewed; a getToken that fails or returns a token expiring no later is tried again with the
+   * back-off while the socket serves on. Reported as "connecting" (reason "renewing the token", delay 0, no code or attempt), then "open".
+   * false: only the gateway's close 4001 (token expired) brings a new token. Default true.
+   */
+  renew?: boolean;
+  /** Extension: milliseconds before the token's exp that renew fetches a new one, at most; it covers clock skew and a slow getToken. Default 60000. */
+  renewMargin?: number;
 }
 
 export interface Client {
@@ -209,6 +223,7 @@ export interface Client {
  * refused token (or a getToken that returns no string), a backend's disconnect (close 4003) or a URL the
  * WebSocket constructor refuses, resuming its streams every time: an event already handed
  * to the app (same epoch, offset not after the last one) is dropped.
+ * With getToken, the token is renewed before it expires (see renew).
  * A close 4001 (token expired) or 1008 slow consumer is retried at once,
  * every other close after the back-off.
  */

@@ -10,7 +10,9 @@
 //
 // It keeps its place in the user's streams and resumes there on every
 // reconnect (docs/protocol.md section 6); with storage: sessionStorage, a
-// reloaded page resumes too.
+// reloaded page resumes too. With getToken, it renews the token shortly
+// before it expires and moves to a new socket itself, without failing an
+// emit or handing an event twice.
 //
 // The wire contract is docs/protocol.md (v2); client.d.ts beside this file types it.
 
@@ -22,6 +24,7 @@ const DEFAULTS = {
   stableAfter: 10_000,
   connectTimeout: 10_000,
   heartbeatGrace: 10_000,
+  renewMargin: 60_000,
 };
 
 // HEARTBEAT is the event of the gateway's heartbeat frame (docs/protocol.md
@@ -65,6 +68,10 @@ class Client {
   #cursor; // where the app is in its streams
   #maxFrame = null; // the largest envelope, in UTF-8 bytes, the gateway said it reads; null: not said
   #watch = null; // the timer of the heartbeat watch of the current socket
+  #renewTimer = null; // when to renew the token of the current socket
+  #renewFailures = 0; // renewals of the current socket's token that failed in a row
+  #switching = null; // {ws, token, got, timer} while the client leaves ws for a renewed token
+  #retire = null; // () => ends #ws quietly, for a renewal; null with #ws
 
   constructor(opts) {
     if (!opts || typeof opts.url !== "string" || opts.url === "") {
@@ -74,6 +81,8 @@ class Client {
     for (const [name, def] of Object.entries(DEFAULTS)) this.#opts[name] = duration(name, opts[name], def);
     this.#opts.heartbeat = opts.heartbeat ?? true;
     if (typeof this.#opts.heartbeat !== "boolean") throw new TypeError("switchboard: heartbeat must be true or false");
+    this.#opts.renew = opts.renew ?? true;
+    if (typeof this.#opts.renew !== "boolean") throw new TypeError("switchboard: renew must be true or false");
     if (opts.token !== undefined && opts.token !== null && typeof opts.token !== "string") {
       throw new TypeError(`switchboard: token must be a string (the JWT), not ${typeof opts.token}`);
     }
@@ -165,6 +174,7 @@ class Client {
         this.#pending.delete(ref);
         const msg = p.sent ? `no answer to ${event} within ${limit} ms` : `not connected within ${limit} ms`;
         reject(clientError("timeout", msg));
+        this.#switchOver(); // a renewal waiting for this answer waits no more
         if (!p.sent || p.ws !== this.#ws) return;
         // The gateway answers every envelope, with a timeout error of its
         // own when a handler is slow, so no answer at all means the socket
@@ -197,7 +207,7 @@ class Client {
     this.#stop();
     const ws = this.#ws;
     this.#ws = null;
-    this.#abandon = null;
+    this.#abandon = this.#retire = null;
     if (ws) {
       detach(ws);
       try {
@@ -233,6 +243,10 @@ class Client {
     this.#connectTimer = null;
     clearTimeout(this.#watch);
     this.#watch = null;
+    clearTimeout(this.#renewTimer);
+    this.#renewTimer = null;
+    clearTimeout(this.#switching?.timer);
+    this.#switching = null;
     if (this.#closed && this.#wake) {
       for (const name of WAKE_EVENTS) globalThis.removeEventListener?.(name, this.#wake);
       globalThis.removeEventListener?.("offline", this.#offline);
@@ -240,7 +254,9 @@ class Client {
     }
   }
 
-  async #open() {
+  // #open makes the next attempt, with a token from getToken, or the one a
+  // renewal got (given: {token, got}).
+  async #open(given = null) {
     this.#timer = null;
     if (this.#closed) return;
     const gen = ++this.#gen;
@@ -261,8 +277,9 @@ class Client {
         this.#retry(why);
       }
     }, limit);
-    let token = this.#opts.token;
-    if (typeof this.#opts.getToken === "function") {
+    let token = given ? given.token : this.#opts.token;
+    let got = given?.got ?? null; // when the token came from getToken: {wall, mono}
+    if (!given && typeof this.#opts.getToken === "function") {
       try {
         token = await this.#opts.getToken();
       } catch (err) {
@@ -277,6 +294,7 @@ class Client {
         this.#fail(`getToken must return the token as a string, not ${typeof token}`);
         return;
       }
+      got = { wall: Date.now(), mono: monotonic() };
     }
     let url;
     let base; // the URL without parameters: with the user, it names the stored positions
@@ -339,6 +357,11 @@ class Client {
         if (Number.isInteger(args.missed)) info.missed = args.missed;
         this.#setState("open", info);
         if (this.#ws !== ws) return; // a state listener closed the client
+        this.#renewFailures = 0;
+        if (got && this.#opts.renew) {
+          const delay = renewIn(tokenClaims(token), got.wall, this.#opts.renewMargin, given !== null);
+          if (delay !== null) this.#renewLater(ws, token, delay - (monotonic() - got.mono));
+        }
       }
       this.#dispatch(frame);
     };
@@ -348,7 +371,7 @@ class Client {
     const lost = (why, code, probe = true, now = false) => {
       if (this.#ws !== ws) return; // handled already
       this.#ws = null;
-      this.#abandon = null;
+      this.#abandon = this.#retire = null;
       detach(ws);
       clearTimeout(this.#connectTimer);
       this.#connectTimer = null;
@@ -405,6 +428,22 @@ class Client {
         // not open yet, or closing
       }
     };
+    // retire ends this socket for a renewal: closed normally, its
+    // positions kept, nothing retried; the caller opens the next one.
+    this.#retire = () => {
+      if (this.#ws !== ws) return;
+      this.#ws = null;
+      this.#abandon = this.#retire = null;
+      detach(ws);
+      clearTimeout(this.#watch);
+      this.#watch = null;
+      if (Date.now() - greetedAt >= this.#opts.stableAfter) this.#attempt = 0;
+      try {
+        ws.close(1000, "token renewed");
+      } catch {
+        // closing already
+      }
+    };
     // Browsers follow an error with a close; some runtimes (Node 20's
     // WebSocket when the connection is refused) never close, so an error
     // counts as the end of the socket.
@@ -420,7 +459,8 @@ class Client {
   }
 
   #send(p) {
-    if (!this.#ws) return;
+    if (!this.#ws || this.#switching) return; // held during a renewal's switch: sent on the next socket
+
     const big = tooBig(p.data, this.#maxFrame); // the limit of this socket's gateway
     if (big) {
       this.#pending.delete(p.ref);
@@ -453,6 +493,7 @@ class Client {
         clearTimeout(p.timer);
         if (frame.event === "ack") p.resolve(frame.args);
         else p.reject(clientError(frame.args?.code ?? "error", frame.args?.message ?? "error", frame));
+        this.#switchOver();
         return;
       }
     }
@@ -462,6 +503,70 @@ class Client {
     // Only once the app has it does the client count an event processed; a
     // resync moves the client to where the gateway carries on.
     this.#cursor.advance(frame.event === "resync" ? frame.args : frame);
+  }
+
+  // #renewLater renews the token of socket ws in delay ms (renewIn's floor
+  // and the back-off of a failed renewal keep renewals apart).
+  #renewLater(ws, token, delay) {
+    clearTimeout(this.#renewTimer);
+    this.#renewTimer = setTimeout(() => this.#renew(ws, token), Math.min(Math.max(delay, 0), MAX_TIMER));
+  }
+
+  // #renew gets a fresh token for socket ws, whose token is token, and
+  // moves to a new socket with it. A getToken that fails, or gives a token
+  // that expires no later, is tried again after the back-off; meanwhile ws
+  // serves on, and should its token expire first, the gateway's 4001 makes
+  // the client reconnect as after any close.
+  async #renew(ws, token) {
+    this.#renewTimer = null;
+    if (this.#ws !== ws || this.#switching || this.#closed) return;
+    let fresh;
+    let timer;
+    try {
+      fresh = await Promise.race([
+        this.#opts.getToken(),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error("getToken took too long")), this.#opts.connectTimeout);
+        }),
+      ]);
+    } catch {
+      fresh = null;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (this.#ws !== ws || this.#switching || this.#closed) return;
+    const exp = tokenClaims(fresh)?.exp;
+    if (typeof fresh !== "string" || typeof exp !== "number" || !(exp > tokenClaims(token).exp)) {
+      const { minReconnectDelay: lo, maxReconnectDelay: hi } = this.#opts;
+      const ceiling = Math.min(hi, lo * 2 ** Math.min(this.#renewFailures++, 30));
+      this.#renewLater(ws, token, Math.round(Math.random() * ceiling));
+      return;
+    }
+    // New emits wait from here; those in flight on ws are answered first,
+    // for ackTimeout at most (by then each has its answer or its timeout).
+    const got = { wall: Date.now(), mono: monotonic() };
+    this.#switching = { ws, token: fresh, got, timer: setTimeout(() => this.#switchOver(true), this.#opts.ackTimeout) };
+    this.#switchOver();
+  }
+
+  // #switchOver ends a renewal's switch once nothing sent on the old socket
+  // awaits its answer, or when forced: it closes that socket normally and
+  // opens the next with the fresh token, resuming where the app is (events
+  // that arrive on both are handed over once, by position). What is still
+  // unanswered then fails as on any lost socket.
+  #switchOver(force = false) {
+    const sw = this.#switching;
+    if (!sw || (!force && [...this.#pending.values()].some((p) => p.sent && p.ws === sw.ws))) return;
+    clearTimeout(sw.timer);
+    this.#switching = null;
+    if (this.#ws !== sw.ws) return;
+    this.#retire?.();
+    this.#failPending((p) => p.sent, "disconnected", "connection renewed before the answer");
+    this.#forgetUnanswered();
+    // Not an attempt after a failure: the back-off does not grow for it.
+    this.#setState("connecting", { reason: "renewing the token", delay: 0 });
+    if (this.#closed) return; // a state listener closed the client
+    this.#open({ token: sw.token, got: sw.got });
   }
 
   // #forgetUnanswered stops watching for the answers of emits that timed
@@ -708,20 +813,58 @@ function atOnce(code, reason) {
   return code === 4001 || code === 4002 || (code === 1008 && typeof reason === "string" && reason.startsWith("slow consumer"));
 }
 
-// tokenUser returns the user id (sub) a JWT names, read without checking
-// the token (the gateway does that), or null when the client cannot read
-// one: it only decides whose positions the client may send with it.
-function tokenUser(token) {
+// RENEW_FLOOR is the least time, in ms, between getting a token and
+// renewing it; a token got by a renewal waits at least a quarter of its
+// lifetime (10 s when it has no iat), so a clock that makes every token
+// look nearly expired cannot make the client renew in a loop.
+const RENEW_FLOOR = 1_000;
+const RENEW_FLOOR_NO_IAT = 10_000;
+
+// renewIn returns in how many ms a token with claims (exp, iat: seconds),
+// got at got (the local wall clock, ms), is renewed: margin ms or a tenth
+// of what is left, whichever is less, before it expires; or null for
+// never (no exp). The local clock may be minutes off the gateway's, which
+// no frame tells: what is left is read by the local clock, but never as
+// more than the token's lifetime (exp - iat), so a clock behind cannot
+// make the client late with a fresh token; and a token that looks expired
+// already, though the gateway took it, means a clock ahead by more than
+// its lifetime: then its lifetime counts. A clock ahead by less makes the
+// client renew early, never late. The gateway's 30 s leeway covers the
+// rest (a token got from a cache, late, on a clock behind).
+function renewIn(claims, got, margin, renewed) {
+  const exp = claims?.exp;
+  const iat = claims?.iat;
+  if (typeof exp !== "number" || !Number.isFinite(exp)) return null;
+  const life = typeof iat === "number" && Number.isFinite(iat) && iat < exp ? (exp - iat) * 1000 : null;
+  let left = exp * 1000 - got;
+  if (life !== null && (left <= 0 || left > life)) left = life;
+  if (left <= 0) return null; // looks expired, with no lifetime to go by: the gateway's 4001 will tell
+  let floor = RENEW_FLOOR;
+  if (renewed) floor = life === null ? RENEW_FLOOR_NO_IAT : Math.max(life / 4, RENEW_FLOOR);
+  return Math.max(left - Math.min(margin, left / 10), floor);
+}
+
+// tokenClaims returns the payload of a JWT, read without checking the
+// token (the gateway does that), or null when the client cannot read one.
+function tokenClaims(token) {
   const payload = typeof token === "string" ? token.split(".")[1] : undefined;
   if (!payload) return null;
   try {
     const b64 = payload.replace(/-/g, "+").replace(/_/g, "/");
     const bytes = Uint8Array.from(atob(b64 + "===".slice((b64.length + 3) % 4)), (c) => c.charCodeAt(0));
-    const sub = JSON.parse(new TextDecoder().decode(bytes))?.sub;
-    return typeof sub === "string" && sub !== "" ? sub : null;
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return claims && typeof claims === "object" ? claims : null;
   } catch {
     return null;
   }
+}
+
+// tokenUser returns the user id (sub) a JWT names, or null when the client
+// cannot read one: it only decides whose positions the client may send
+// with it.
+function tokenUser(token) {
+  const sub = tokenClaims(token)?.sub;
+  return typeof sub === "string" && sub !== "" ? sub : null;
 }
 
 function parseFrame(data) {

@@ -40,6 +40,8 @@ export async function app(): Promise<void> {
     connectTimeout: 10_000,
     heartbeat: true,
     heartbeatGrace: 10_000,
+    renew: true,
+    renewMargin: 60_000,
   });
   connect({ url: "/socket", token: "jwt" });
   connect({ url: "/socket", getToken: () => "jwt" });
@@ -103,6 +105,8 @@ export async function app(): Promise<void> {
   connect({ url: "/socket", ackTimeout: "10s" });
   // @ts-expect-error: heartbeat is a boolean
   connect({ url: "/socket", heartbeat: 1 });
+  // @ts-expect-error: renew is a boolean
+  connect({ url: "/socket", getToken: () => "jwt", renew: "off" });
   // @ts-expect-error: a storage needs getItem, setItem and removeItem
   connect({ url: "/socket", storage: { getItem: () => null } });
   // @ts-expect-error: getToken returns the token, not the object /dev/token answers
