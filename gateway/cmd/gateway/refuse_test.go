@@ -1,10 +1,12 @@
 package main
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/switchboard/switchboard/internal/cmdtest"
+	"github.com/switchboard/switchboard/internal/testkit"
 )
 
 // TestRefusalIsAJSONLine runs the real binary with what it must refuse: a
@@ -111,4 +113,21 @@ func TestSubcommandHelp(t *testing.T) {
 			t.Errorf("gateway %s -no-such-flag: exit %d, stderr %q; want 1 naming the flag", tt.cmd, r.Code, r.Stderr)
 		}
 	}
+}
+
+// TestRefusesRedisDatabaseItLacks: a REDIS_URL whose database index the
+// Redis does not have ("ERR DB index is out of range") is a configuration
+// error, refused at start as one, naming REDIS_URL and the database, where
+// every worker used to retry it forever. (A Redis that cannot be reached
+// is not refused: redisconn's TestCheck.)
+func TestRefusesRedisDatabaseItLacks(t *testing.T) {
+	bin := cmdtest.Build(t, ".")
+	rd := testkit.StartRedis(t)
+	r := cmdtest.Run(t, bin, []string{
+		"GATEWAY_JWT_SECRET=refuse-test-secret-of-32-bytes-or-more", "GATEWAY_METRICS_ADDR=off",
+		"GATEWAY_ADDR=127.0.0.1:" + strconv.Itoa(testkit.FreePort(t)), "GATEWAY_WORKERS=1",
+		"NATS_URL=nats://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t)),
+		"REDIS_URL=redis://" + rd.Addr() + "/99",
+	})
+	cmdtest.Refusal{Code: 1, Logger: "gateway", Names: "REDIS_URL: database 99"}.Check(t, r)
 }
