@@ -86,6 +86,9 @@ func run(ctx context.Context, args []string) int {
 	// worker would retry forever. A Redis that cannot be reached is waited
 	// for by the workers, as before.
 	if cfg.WorkerIndex < 0 {
+		// go-redis's own line on a failed dial goes to zap, not as plain
+		// text among the JSON lines (workers set theirs in realMain).
+		redis.SetLogger(redislog.New(log.Named("go-redis")))
 		if err := redisconn.Check(ctx, cfg.RedisURL, redisCheckLimit); err != nil {
 			logging.Refuse("gateway", err)
 			return 1
