@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -249,4 +251,54 @@ func TestHandlersSIGTERMUnderLoad(t *testing.T) {
 	}
 	assertOpen(t, clients...)
 	t.Logf("%d envelopes: %d acked (served before or during the drain), %d unavailable (after handlers-svc left)", total, acked, unavailable)
+}
+
+// TestSIGTERMClosesIdleSocketsAtOnce: on SIGTERM a worker closes a socket
+// with no request in flight with 1001 at once, while another socket on the
+// same worker waits for a slow handler; that one gets its answer, then
+// 1001. Its client, not the idle one's, is the only one left on a gateway
+// that refuses every new envelope. The handler is the test's own NATS
+// responder, in place of handlers-svc, so that it answers when told.
+func TestSIGTERMClosesIdleSocketsAtOnce(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 1, Env: []string{"GATEWAY_HANDLER_TIMEOUT=15s", "GATEWAY_SHUTDOWN_TIMEOUT=20s"}})
+	s.StopHandlers()
+	nc, err := nats.Connect(s.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	asked := make(chan *nats.Msg, 1)
+	if _, err := nc.QueueSubscribe(proto.SubjectAll, proto.QueueGroup, func(m *nats.Msg) { asked <- m }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	slow, idle := s.DialOn("alice", 0), s.DialOn("bob", 0)
+	slow.Send("sendMessage", map[string]any{"to": "bob", "text": "hi"}, "r1")
+	var m *nats.Msg
+	select {
+	case m = <-asked:
+	case <-time.After(wait):
+		t.Fatal("the handler was not asked")
+	}
+	s.Gateway.Signal(syscall.SIGTERM)
+	if code := testkit.CloseCode(idle.WaitClosed(wait)); code != proto.CloseGoingAway {
+		t.Errorf("idle socket closed with %d, want 1001", code)
+	}
+	if closed, err := slow.Closed(); closed {
+		t.Fatalf("the socket with a request in flight closed before its answer: %v", err)
+	}
+	if err := m.Respond(proto.AppendReply(nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if f := slow.ExpectRef(wait, "r1"); f.Event != proto.EventAck {
+		t.Errorf("request in flight at SIGTERM got %+v, want its ack", f)
+	}
+	if code := testkit.CloseCode(slow.WaitClosed(wait)); code != proto.CloseGoingAway {
+		t.Errorf("slow socket closed with %d, want 1001", code)
+	}
+	if err := s.Gateway.Wait(wait); err != nil {
+		t.Fatalf("gateway exit: %v", err)
+	}
 }

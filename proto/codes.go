@@ -64,8 +64,9 @@ const (
 )
 
 // Close reasons sent with ClosePolicy, so clients can tell which policy,
-// and with CloseTokenExpired.
+// with CloseTokenExpired, and with CloseGoingAway when the gateway stops.
 const (
+	ReasonShuttingDown = "gateway shutting down" // with CloseGoingAway
 	ReasonSlowConsumer = "slow consumer: outgoing queue full"
 	ReasonRateLimited  = "rate limit exceeded"
 	ReasonTokenExpired = "token expired" // with CloseTokenExpired

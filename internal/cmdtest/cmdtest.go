@@ -5,6 +5,7 @@ package cmdtest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/switchboard/switchboard/internal/logging"
 )
@@ -38,17 +40,27 @@ type Result struct {
 	Code           int // exit status
 }
 
+// RunLimit is how long Run waits for a process to exit: a binary that
+// starts serving instead of refusing fails its test then, not at go
+// test's timeout.
+const RunLimit = time.Minute
+
 // Run runs bin with args and an environment of PATH and env only, so that
 // nothing in the test's own environment changes what it does, and waits
-// for it to exit.
+// for it to exit, killing it and failing the test after RunLimit.
 func Run(t testing.TB, bin string, env []string, args ...string) Result {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), RunLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	r := Result{Stdout: stdout.String(), Stderr: stderr.String()}
+	if ctx.Err() != nil {
+		t.Fatalf("%s %v did not exit within %s; stderr:\n%s", bin, args, RunLimit, r.Stderr)
+	}
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee):

@@ -2,9 +2,13 @@ package redisconn_test
 
 import (
 	"context"
+	"errors"
 	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
@@ -73,5 +77,38 @@ func TestNew(t *testing.T) {
 		return m.Ping(ctx).Err()
 	}); err != nil || masters.Load() != 3 {
 		t.Fatalf("%d masters, %v", masters.Load(), err)
+	}
+}
+
+// TestCheck: a REDIS_URL whose database index the server does not have is
+// refused, naming REDIS_URL and the database; one it has, and a Redis
+// that cannot be reached, are not (the service starts and waits for it).
+func TestCheck(t *testing.T) {
+	ctx := context.Background()
+	rd := testkit.StartRedis(t)
+	bad := "redis://" + rd.Addr() + "/99"
+	err := redisconn.Check(ctx, bad, 5*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "REDIS_URL") || !strings.Contains(err.Error(), "database 99") ||
+		!strings.Contains(err.Error(), "DB index is out of range") {
+		t.Errorf("Check(%s) = %v, want an error naming REDIS_URL, database 99 and Redis's reply", bad, err)
+	}
+	if err := redisconn.Check(ctx, "redis://"+rd.Addr()+"/15", 5*time.Second); err != nil {
+		t.Errorf("Check of database 15 = %v, want nil", err)
+	}
+	down := "redis://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t)) + "/99"
+	if err := redisconn.Check(ctx, down, 5*time.Second); err != nil {
+		t.Errorf("Check of a Redis that is down = %v, want nil: not a configuration error", err)
+	}
+	// What a service's own client gets, retrying, is told apart the same way.
+	rdb, err := redisconn.New(bad, redisconn.Tuning{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	if err := rdb.Ping(ctx).Err(); !redisconn.Misconfigured(err) {
+		t.Errorf("Misconfigured(%v) = false, want true", err)
+	}
+	if redisconn.Misconfigured(errors.New("dial tcp: connection refused")) || redisconn.Misconfigured(nil) {
+		t.Error("Misconfigured holds for an unreachable Redis or no error")
 	}
 }

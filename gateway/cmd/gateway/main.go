@@ -31,6 +31,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/supervisor"
 	"github.com/switchboard/switchboard/gateway/internal/worker"
 	"github.com/switchboard/switchboard/internal/logging"
+	"github.com/switchboard/switchboard/internal/redisconn"
 	"github.com/switchboard/switchboard/internal/redislog"
 )
 
@@ -80,12 +81,30 @@ func run(ctx context.Context, args []string) int {
 	// are under "handlers-svc": "gateway" itself, "gateway.ws", ...
 	log = log.Named("gateway")
 	defer func() { _ = log.Sync() }()
+	// The supervisor, before any worker starts: a REDIS_URL Redis refuses
+	// (a database it does not have) is a configuration error that every
+	// worker would retry forever. A Redis that cannot be reached is waited
+	// for by the workers, as before.
+	if cfg.WorkerIndex < 0 {
+		// go-redis's own line on a failed dial goes to zap, not as plain
+		// text among the JSON lines (workers set theirs in realMain).
+		redis.SetLogger(redislog.New(log.Named("go-redis")))
+		if err := redisconn.Check(ctx, cfg.RedisURL, redisCheckLimit); err != nil {
+			logging.Refuse("gateway", err)
+			return 1
+		}
+	}
 	if err := realMain(ctx, cfg, log); err != nil {
 		log.Error("gateway failed", zap.Error(err))
 		return 1
 	}
 	return 0
 }
+
+// redisCheckLimit bounds the supervisor's one round trip to Redis at
+// start (redisconn.Check): what a Redis that does not answer costs the
+// start.
+const redisCheckLimit = 2 * time.Second
 
 // realMain runs this process as configured, a worker or the supervisor,
 // until ctx is done.

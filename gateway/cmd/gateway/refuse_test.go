@@ -1,10 +1,14 @@
 package main
 
 import (
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/switchboard/switchboard/internal/cmdtest"
+	"github.com/switchboard/switchboard/internal/testkit"
 )
 
 // TestRefusalIsAJSONLine runs the real binary with what it must refuse: a
@@ -111,4 +115,46 @@ func TestSubcommandHelp(t *testing.T) {
 			t.Errorf("gateway %s -no-such-flag: exit %d, stderr %q; want 1 naming the flag", tt.cmd, r.Code, r.Stderr)
 		}
 	}
+}
+
+// TestRefusesRedisDatabaseItLacks: a REDIS_URL whose database index the
+// Redis does not have ("ERR DB index is out of range") is a configuration
+// error, refused at start as one, naming REDIS_URL and the database, where
+// every worker used to retry it forever. (A Redis that cannot be reached
+// is not refused: redisconn's TestCheck.)
+func TestRefusesRedisDatabaseItLacks(t *testing.T) {
+	bin := cmdtest.Build(t, ".")
+	rd := testkit.StartRedis(t)
+	r := cmdtest.Run(t, bin, []string{
+		"GATEWAY_JWT_SECRET=refuse-test-secret-of-32-bytes-or-more", "GATEWAY_METRICS_ADDR=off",
+		"GATEWAY_ADDR=127.0.0.1:" + strconv.Itoa(testkit.FreePort(t)), "GATEWAY_WORKERS=1",
+		"NATS_URL=nats://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t)),
+		"REDIS_URL=redis://" + rd.Addr() + "/99",
+	})
+	cmdtest.Refusal{Code: 1, Logger: "gateway", Names: "REDIS_URL: database 99"}.Check(t, r)
+}
+
+// TestStartsWhileRedisIsDown: a Redis that does not answer at start is no
+// configuration error: the gateway starts its workers and waits for it,
+// and the supervisor's look at Redis writes nothing but JSON lines (go-redis
+// logs a failed dial as plain text unless told otherwise).
+func TestStartsWhileRedisIsDown(t *testing.T) {
+	bin := cmdtest.Build(t, ".")
+	p := testkit.StartProc(t, "gateway", bin, []string{
+		"GATEWAY_JWT_SECRET=refuse-test-secret-of-32-bytes-or-more", "GATEWAY_METRICS_ADDR=off",
+		"GATEWAY_ADDR=127.0.0.1:" + strconv.Itoa(testkit.FreePort(t)), "GATEWAY_WORKERS=1",
+		"NATS_URL=nats://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t)),
+		"REDIS_URL=redis://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t)) + "/99",
+	})
+	testkit.Eventually(t, 30*time.Second, "the worker waits for Redis", func() bool {
+		return strings.Contains(p.Logs(), "redis not reachable yet")
+	})
+	if p.Exited() {
+		t.Fatalf("the gateway exited:\n%s", p.Logs())
+	}
+	p.Signal(syscall.SIGTERM)
+	if err := p.Wait(30 * time.Second); err != nil {
+		t.Errorf("gateway exit: %v", err)
+	}
+	cmdtest.JSONLines(t, p.Logs())
 }

@@ -119,7 +119,7 @@ const (
 func Default() Config {
 	return Config{
 		Addr:                ":7999",
-		Workers:             runtime.NumCPU(),
+		Workers:             min(runtime.NumCPU(), MaxWorkers),
 		NATSURL:             "nats://127.0.0.1:4222",
 		RedisURL:            "redis://127.0.0.1:6379/0",
 		MaxFrame:            65536,
@@ -386,6 +386,16 @@ func (c *Config) settings(origins, devNets *string) []setting {
 // own frames.
 const MinSendQueue = 4
 
+// MaxWorkers is the most GATEWAY_WORKERS: above the logical CPUs of a
+// two-socket server (a few hundred), so one worker per core fits where a
+// gateway runs (the default is capped at it too), while a typo such as
+// 100000 is refused rather than starting that many processes, each with
+// its own NATS connection and Redis subscriber (Redis takes 10000 clients
+// by default). A fixed number, not a multiple of the CPUs, so that a
+// setting valid on one host is valid on every host: in a container NumCPU
+// counts the host's CPUs, not the quota.
+const MaxWorkers = 1024
+
 // MinSendQueueBytes is the smallest GATEWAY_SEND_QUEUE_BYTES: the largest
 // frame of a dispatched event (proto.MaxEventFrame) with the gateway's own
 // frames that may join it in the queue (a resync and a heartbeat, what
@@ -433,8 +443,8 @@ func (c Config) Validate() error {
 	if err := c.validateSecret(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.Workers < 1 {
-		errs = append(errs, fmt.Errorf("GATEWAY_WORKERS must be at least 1, got %d", c.Workers))
+	if c.Workers < 1 || c.Workers > MaxWorkers {
+		errs = append(errs, fmt.Errorf("GATEWAY_WORKERS must be from 1 to %d, got %d", MaxWorkers, c.Workers))
 	}
 	if err := serverurl.NATS(c.NATSURL); err != nil {
 		errs = append(errs, fmt.Errorf("NATS_URL: %w", err))

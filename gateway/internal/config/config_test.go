@@ -32,7 +32,7 @@ func TestDefaultIsTheContract(t *testing.T) {
 	}{
 		{"Addr", c.Addr, ":7999"},
 		{"MetricsAddr", c.MetricsAddr, "127.0.0.1:7998"},
-		{"Workers", c.Workers, runtime.NumCPU()},
+		{"Workers", c.Workers, min(runtime.NumCPU(), config.MaxWorkers)},
 		{"JWTSecret", c.JWTSecret, ""},
 		{"JWTAudience", c.JWTAudience, ""},
 		{"NATSURL", c.NATSURL, "nats://127.0.0.1:4222"},
@@ -482,6 +482,29 @@ func TestGroupedLimitsSayTheirValues(t *testing.T) {
 		_, err := config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET": goodSecret, tt.env: tt.value}))
 		if err == nil || !strings.Contains(err.Error(), tt.env) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Load with %s=%s: error %v, want it to name %s and say %q", tt.env, tt.value, err, tt.env, tt.want)
+		}
+	}
+}
+
+// TestWorkersBounded: GATEWAY_WORKERS above MaxWorkers is refused, naming
+// the setting and the bound, instead of starting that many processes;
+// MaxWorkers itself is accepted.
+func TestWorkersBounded(t *testing.T) {
+	for _, tt := range []struct {
+		value string
+		ok    bool
+	}{
+		{strconv.Itoa(config.MaxWorkers), true},
+		{strconv.Itoa(config.MaxWorkers + 1), false},
+		{"100000", false},
+		{"0", false},
+	} {
+		_, err := config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_WORKERS": tt.value}))
+		switch {
+		case tt.ok && err != nil:
+			t.Errorf("GATEWAY_WORKERS=%s refused: %v", tt.value, err)
+		case !tt.ok && (err == nil || !strings.Contains(err.Error(), "GATEWAY_WORKERS must be from 1 to 1024, got "+tt.value)):
+			t.Errorf("GATEWAY_WORKERS=%s: error %v, want it to name GATEWAY_WORKERS, its bounds and the value", tt.value, err)
 		}
 	}
 }

@@ -12,7 +12,8 @@
 // refused at once with unavailable instead of forwarded while the worker is
 // overloaded (its fan-out lags, Config.Overloaded, or it has its limit of
 // requests in flight, Config.WorkerInFlight).
-// Shutdown stops new requests and waits for the running ones.
+// Shutdown stops new requests, closes each socket with 1001 once its own
+// requests in flight have been answered, and waits for the running ones.
 package forward
 
 import (
@@ -139,6 +140,7 @@ type Forwarder struct {
 
 	mu       sync.Mutex
 	stopped  bool
+	sessions map[*Session]struct{} // the open ones, for Shutdown to close
 	inFlight sync.WaitGroup
 	conn     context.Context // cancelled when NATS disconnects, then renewed
 	lose     context.CancelFunc
@@ -151,7 +153,7 @@ func New(nc Requester, cfg Config, log *zap.Logger) *Forwarder {
 		nc: nc, timeout: cfg.Timeout, maxInFlight: max(cfg.MaxInFlight, 1), rate: cfg.Rate,
 		log: log, rec: cfg.Recorder, overloaded: cfg.Overloaded, maxPending: int64(cfg.WorkerInFlight),
 		maxBytes: cfg.WorkerInFlightBytes, users: users{limit: rate.Limit(cfg.UserRate), burst: max(cfg.UserBurst, 1), wait: cfg.UserWait},
-		conn: conn, lose: lose,
+		conn: conn, lose: lose, sessions: make(map[*Session]struct{}),
 	}
 	if f.rec == nil {
 		f.rec = nopRecorder{}
@@ -227,12 +229,14 @@ func (f *Forwarder) envelope(s *Session, data []byte) {
 		return
 	}
 	f.inFlight.Add(1)
+	s.pending++
 	f.mu.Unlock()
 	// The frame is the read loop's buffer, reused once HandleFrame
 	// returns: the request goes on without it.
 	env.Args = bytes.Clone(env.Args)
 	go func() {
 		defer f.inFlight.Done()
+		defer f.answered(s) // after the answer is queued, so it goes ahead of the close
 		defer s.releaseSlot()
 		defer func() {
 			if r := recover(); r != nil { // this socket's bug must not take the worker down
@@ -327,12 +331,39 @@ func errCode(e *proto.Error) proto.Code {
 	return e.Code
 }
 
-// Shutdown stops forwarding new envelopes (they get unavailable) and waits
-// until the requests in flight have been answered or ctx is done.
+// answered counts out a request of s whose answer is queued; once the
+// forwarder is stopping, the last one closes the socket.
+func (f *Forwarder) answered(s *Session) {
+	f.mu.Lock()
+	s.pending--
+	last := f.stopped && s.pending == 0
+	f.mu.Unlock()
+	if last {
+		s.goAway()
+	}
+}
+
+// Shutdown stops forwarding new envelopes (they get unavailable), closes
+// each socket with 1001 once its own requests in flight have been answered
+// (one with none at once, one accepted later as soon as it has its
+// session), so that its client reconnects to another gateway instead of
+// sending into one that refuses everything, and waits until every request
+// in flight has been answered or ctx is done. A socket whose requests are
+// still in flight at ctx's end is left open: the caller closes what
+// remains.
 func (f *Forwarder) Shutdown(ctx context.Context) error {
 	f.mu.Lock()
 	f.stopped = true
+	var idle []*Session
+	for s := range f.sessions {
+		if s.pending == 0 {
+			idle = append(idle, s)
+		}
+	}
 	f.mu.Unlock()
+	for _, s := range idle {
+		s.goAway()
+	}
 	done := make(chan struct{})
 	go func() {
 		f.inFlight.Wait()

@@ -153,19 +153,18 @@ func expectError(t *testing.T, cl *testkit.Client, ref string, code proto.Code) 
 	return e
 }
 
-// drain stops the forwarder, which waits for the requests in flight, then
-// closes the socket after the frames they queued and returns every frame
-// the client got before the close.
-func drain(t *testing.T, g *gateway, cl *testkit.Client, c *ws.Conn) []proto.Frame {
+// drain stops the forwarder, which waits for the requests in flight and
+// closes the socket with 1001 after the frames they queued, and returns
+// every frame the client got before the close.
+func drain(t *testing.T, g *gateway, cl *testkit.Client) []proto.Frame {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	if err := g.fwd.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	c.Close(proto.CloseNormal, "")
-	if err := cl.WaitClosed(wait); testkit.CloseCode(err) != proto.CloseNormal {
-		t.Fatalf("socket ended with %v, want close 1000", err)
+	if err := cl.WaitClosed(wait); testkit.CloseCode(err) != proto.CloseGoingAway {
+		t.Fatalf("socket ended with %v, want close 1001", err)
 	}
 	return cl.Frames()
 }
@@ -221,7 +220,7 @@ func TestNoAckWithoutRef(t *testing.T) {
 		got <- struct{}{}
 	})
 	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait})
-	cl, c := g.dial(t, "alice")
+	cl, _ := g.dial(t, "alice")
 	cl.Send("sendMessage", map[string]any{"text": "hi"}, "")
 	cl.SendRaw(websocket.TextMessage, []byte(`{"event":"sendMessage","ref":null}`))
 	for range 2 {
@@ -231,7 +230,7 @@ func TestNoAckWithoutRef(t *testing.T) {
 			t.Fatal("the handler was not asked")
 		}
 	}
-	if frames := drain(t, g, cl, c); len(frames) != 0 {
+	if frames := drain(t, g, cl); len(frames) != 0 {
 		t.Errorf("got %+v, want no frame for envelopes without ref", frames)
 	}
 }
@@ -390,6 +389,9 @@ func TestNATSDown(t *testing.T) {
 	}
 }
 
+// TestShutdown: once Shutdown begins new envelopes are refused with
+// unavailable, a request in flight is still answered, Shutdown waits for
+// it, and the socket is closed with 1001 after its answer.
 func TestShutdown(t *testing.T) {
 	n := testkit.StartNATS(t)
 	release := make(chan struct{})
@@ -453,8 +455,55 @@ func TestShutdown(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("Shutdown did not return after the request in flight ended")
 	}
-	cl.Send("fast", nil, "after")
-	expectError(t, cl, "after", proto.CodeUnavailable)
+	// Its last answer sent, the socket is closed so that its client
+	// reconnects elsewhere.
+	if err := cl.WaitClosed(wait); testkit.CloseCode(err) != proto.CloseGoingAway {
+		t.Errorf("socket ended with %v after its last answer, want close 1001", err)
+	}
+}
+
+// TestShutdownClosesSocketsOnceAnswered: Shutdown closes with 1001 at once
+// a socket with no request in flight, and one accepted after it began,
+// while a socket whose request is in flight stays open until it has its
+// answer: one socket's slow handler keeps no other socket on a gateway
+// that refuses everything.
+func TestShutdownClosesSocketsOnceAnswered(t *testing.T) {
+	n := testkit.StartNATS(t)
+	asked := make(chan *nats.Msg, 1)
+	respond(t, n, func(m *nats.Msg) { asked <- m })
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: 3 * wait})
+	slow, _ := g.dial(t, "alice")
+	idle, _ := g.dial(t, "bob")
+	slow.Send("slow", nil, "r1")
+	m := <-asked
+	shutdownDone := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
+		defer cancel()
+		shutdownDone <- g.fwd.Shutdown(ctx)
+	}()
+	if err := idle.WaitClosed(wait); testkit.CloseCode(err) != proto.CloseGoingAway {
+		t.Errorf("idle socket ended with %v, want close 1001 at once", err)
+	}
+	late, _ := g.dial(t, "carol")
+	if err := late.WaitClosed(wait); testkit.CloseCode(err) != proto.CloseGoingAway {
+		t.Errorf("socket accepted during the shutdown ended with %v, want close 1001 at once", err)
+	}
+	if closed, err := slow.Closed(); closed {
+		t.Fatalf("socket with a request in flight closed before its answer: %v", err)
+	}
+	if err := m.Respond([]byte(`{"ok":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	if f := slow.ExpectRef(wait, "r1"); f.Event != proto.EventAck {
+		t.Errorf("request in flight at shutdown got %+v, want its ack", f)
+	}
+	if err := slow.WaitClosed(wait); testkit.CloseCode(err) != proto.CloseGoingAway {
+		t.Errorf("socket ended with %v after its last answer, want close 1001", err)
+	}
+	if err := <-shutdownDone; err != nil {
+		t.Errorf("Shutdown = %v", err)
+	}
 }
 
 func TestShutdownDeadline(t *testing.T) {

@@ -37,18 +37,41 @@ type Session struct {
 	slots  chan struct{}    // in-flight request slots, made on first use by the reader
 	bucket ratelimit.Bucket // the reader's only
 	user   *allowance       // what the user's sockets on the worker share; nil = no limit
+	// pending counts the requests forwarded and not yet answered, under
+	// f.mu: the last answer of a stopping forwarder closes the socket.
+	pending int
 }
 
 // Session returns the Session of sock, a socket just accepted. Call Close
 // when the socket has ended.
+// A socket accepted while the forwarder stops is closed with 1001 at once.
 func (f *Forwarder) Session(sock Socket) *Session {
-	return &Session{f: f, sock: sock, user: f.users.hold(sock.User())}
+	s := &Session{f: f, sock: sock, user: f.users.hold(sock.User())}
+	f.mu.Lock()
+	stopped := f.stopped
+	if !stopped {
+		f.sessions[s] = struct{}{}
+	}
+	f.mu.Unlock()
+	if stopped {
+		s.goAway()
+	}
+	return s
 }
 
 // Close gives back what the session holds of its user's allowance.
 func (s *Session) Close() {
+	s.f.mu.Lock()
+	delete(s.f.sessions, s)
+	s.f.mu.Unlock()
 	s.f.users.release(s.sock.User(), s.user)
 	s.user = nil
+}
+
+// goAway closes the socket as the gateway's shutdown asks: its client
+// reconnects, to another gateway, and resumes (docs/protocol.md section 2).
+func (s *Session) goAway() {
+	s.sock.Close(proto.CloseGoingAway, proto.ReasonShuttingDown)
 }
 
 // HandleFrame answers one data frame of the client or forwards it: every

@@ -5,14 +5,17 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/gateway/internal/resume"
+	"github.com/switchboard/switchboard/proto"
 )
 
-// shutdown stops accepting, lets handler requests in flight finish, then
-// closes every socket with 1001 and waits for them, all within the deadline.
+// shutdown stops accepting and closes each socket with 1001 once its own
+// handler requests in flight have been answered (the forwarder does, so a
+// socket with none goes at once and its client reconnects elsewhere rather
+// than wait for the slowest handler of the worker); at the deadline it
+// closes whatever is left, and waits for the sockets to end.
 func (w *Worker) shutdown(srv *http.Server) {
 	deadline := time.Now().Add(w.cfg.ShutdownTimeout)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -23,7 +26,7 @@ func (w *Worker) shutdown(srv *http.Server) {
 	if err := w.fwd.Shutdown(ctx); err != nil {
 		w.log.Warn("handler requests still in flight at the deadline", zap.Error(err))
 	}
-	w.hub.Each(func(s *resume.Socket) { s.Close(websocket.CloseGoingAway, "gateway shutting down") })
+	w.hub.Each(func(s *resume.Socket) { s.Close(proto.CloseGoingAway, proto.ReasonShuttingDown) })
 	if w.adm.Wait(ctx) != nil {
 		w.log.Warn("sockets still open at the shutdown deadline", zap.Int("sockets", w.hub.Len()))
 	}

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/gateway/internal/fanout"
@@ -64,7 +63,7 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 		c.Close(proto.CloseTryAgainLater, "recovery store unavailable, reconnect")
 	}
 	if w.adm.Closed() { // shutdown began during the upgrade and may not have seen c
-		c.Close(websocket.CloseGoingAway, "gateway shutting down")
+		c.Close(proto.CloseGoingAway, proto.ReasonShuttingDown)
 	}
 	w.log.Info("socket opened", zap.String("user", user), zap.String("conn", c.ID()))
 	// Reading goes on in its own goroutine so this handler returns and

@@ -1,8 +1,9 @@
 // Package worker wires one gateway worker process: its listener, the
 // admission of sockets, the hub of local sockets, the forwarder to NATS, the
 // Redis fan-out and the pinger. Run serves until its context ends, then
-// shuts down in order: stop accepting, finish handler requests in flight,
-// close every socket with 1001, close NATS and Redis.
+// shuts down in order: stop accepting, close each socket with 1001 once
+// its own handler requests in flight are answered (one with none at once),
+// close what is left at the deadline, close NATS and Redis.
 //
 // Files by job: worker.go builds and runs the parts, routes.go the HTTP
 // routes, sockets.go the life of one socket, pinger.go the pings,

@@ -135,7 +135,9 @@ func waitNATS(ctx context.Context, nc *nats.Conn, log *zap.Logger) error {
 }
 
 // waitRedis pings rdb until it answers or ctx is done, logging failures
-// through logevery.
+// through logevery. A Redis that refuses what REDIS_URL asks
+// (redisconn.Misconfigured), reached once it is up, ends the wait with an
+// error naming REDIS_URL: no retry would mend it.
 func waitRedis(ctx context.Context, rdb redis.UniversalClient, log *zap.Logger) error {
 	bo := backoff.Backoff{Min: redisRetryMin, Max: redisRetryMax}
 	waiting := logevery.New(log, "waiting for Redis", waitLogEvery)
@@ -149,6 +151,9 @@ func waitRedis(ctx context.Context, rdb redis.UniversalClient, log *zap.Logger) 
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if redisconn.Misconfigured(err) {
+			return fmt.Errorf("REDIS_URL: %w", redisconn.URLError(rdb, err))
 		}
 		waiting.Failed(err, zap.Duration("retry_in", bo.Next()))
 		if !bo.Wait(ctx) {

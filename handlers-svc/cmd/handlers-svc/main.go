@@ -115,6 +115,14 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	// After the first signal, a second one stops the process at once.
 	context.AfterFunc(ctx, stop)
+	// A REDIS_URL Redis refuses (a database it does not have) is a
+	// configuration error no retry mends: refused like one. A Redis that
+	// cannot be reached is waited for, in realMain.
+	if err := redisconn.Check(ctx, cfg.RedisURL, redisPingLimit); err != nil {
+		stop()
+		logging.Refuse("handlers-svc", fmt.Errorf("configuration: %w", err))
+		os.Exit(2)
+	}
 	err = realMain(ctx, cfg, log)
 	stop()
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -223,6 +224,28 @@ func TestWaitsForDependencies(t *testing.T) {
 
 	if err := a.stop(t); err != nil {
 		t.Fatalf("realMain: %v", err)
+	}
+}
+
+// TestWaitRefusesRedisDatabaseItLacks: a Redis reached only once
+// handlers-svc is waiting for it, which refuses REDIS_URL's database, ends
+// the start with an error naming REDIS_URL instead of a wait forever.
+func TestWaitRefusesRedisDatabaseItLacks(t *testing.T) {
+	n := testkit.StartNATS(t)
+	rd := testkit.StartRedis(t)
+	cfg := config.Default()
+	cfg.NATSURL = n.URL()
+	cfg.RedisURL = "redis://" + rd.Addr() + "/99"
+	cfg.Addr = "127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
+	done := make(chan error, 1)
+	go func() { done <- realMain(context.Background(), cfg, zap.NewNop()) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "REDIS_URL: database 99") {
+			t.Errorf("realMain = %v, want an error naming REDIS_URL and database 99", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("realMain still waiting for a Redis that refuses its database")
 	}
 }
 

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/switchboard/switchboard/internal/cmdtest"
+	"github.com/switchboard/switchboard/internal/testkit"
 )
 
 // TestRefusalIsAJSONLine runs the real binary with what it must refuse:
@@ -55,4 +57,20 @@ func TestRefusalIsAJSONLine(t *testing.T) {
 			t.Fatalf("health -no-such-flag: exit status %d, stderr:\n%s\nwant 1 naming the flag", r.Code, r.Stderr)
 		}
 	})
+}
+
+// TestRefusesRedisDatabaseItLacks: a REDIS_URL whose database index the
+// Redis does not have ("ERR DB index is out of range") is a configuration
+// error, refused at start as one (exit 2, naming REDIS_URL and the
+// database), where handlers-svc used to wait for Redis forever. (A Redis
+// that cannot be reached is waited for: TestWaitsForDependencies.)
+func TestRefusesRedisDatabaseItLacks(t *testing.T) {
+	bin := cmdtest.Build(t, ".")
+	rd := testkit.StartRedis(t)
+	r := cmdtest.Run(t, bin, []string{
+		"HANDLERS_ADDR=127.0.0.1:" + strconv.Itoa(testkit.FreePort(t)),
+		"NATS_URL=nats://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t)),
+		"REDIS_URL=redis://" + rd.Addr() + "/99",
+	})
+	cmdtest.Refusal{Code: 2, Logger: "handlers-svc", Names: "REDIS_URL: database 99"}.Check(t, r)
 }
