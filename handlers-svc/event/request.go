@@ -1,6 +1,7 @@
 package event
 
 import (
+	"bytes"
 	"encoding"
 	"encoding/json"
 	"errors"
@@ -180,7 +181,7 @@ func walk(t reflect.Type, raw json.RawMessage, path []string) (string, reflect.T
 		}
 		if !(f.Anonymous && f.Tag.Get("json") == "") {
 			name += "." + path[0]
-			raw = member(raw, path[0])
+			raw = member(raw, path[0], f.Type)
 		} // an embedded struct's fields are in raw itself
 		t = deref(f.Type)
 		path = path[1:]
@@ -205,22 +206,21 @@ func isContainer(t reflect.Type) bool {
 // raw that does not decode into container t's element type, with its
 // place for people ("[2]", or "[\"key\"]" in an object), or "" and nil
 // when raw is not such a value or none fails (a map's key was wrong).
+// An object's members are tried in the order of the text, as
+// encoding/json decodes them and reports the first that fails.
 func failingElement(t reflect.Type, raw json.RawMessage) (string, json.RawMessage) {
 	if raw == nil {
 		return "", nil
 	}
-	fails := func(v json.RawMessage) bool { return json.Unmarshal(v, reflect.New(t.Elem()).Interface()) != nil }
 	if t.Kind() == reflect.Map {
-		var members map[string]json.RawMessage
-		if json.Unmarshal(raw, &members) != nil {
-			return "", nil
-		}
-		for _, k := range slices.Sorted(maps.Keys(members)) {
-			if fails(members[k]) {
+		members, _ := objectMembers(raw)
+		for _, m := range members {
+			if fails(t.Elem(), m.value) {
+				k := m.key
 				if len(k) > maxKeyShown { // the client's text: kept short
 					k = strings.ToValidUTF8(k[:maxKeyShown], "") + "…"
 				}
-				return "[" + strconv.Quote(k) + "]", members[k]
+				return "[" + strconv.Quote(k) + "]", m.value
 			}
 		}
 		return "", nil
@@ -230,33 +230,72 @@ func failingElement(t reflect.Type, raw json.RawMessage) (string, json.RawMessag
 		return "", nil
 	}
 	for i, v := range elems {
-		if fails(v) {
+		if fails(t.Elem(), v) {
 			return "[" + strconv.Itoa(i) + "]", v
 		}
 	}
 	return "", nil
 }
 
+// fails reports whether the JSON value v does not decode into a t.
+func fails(t reflect.Type, v json.RawMessage) bool {
+	return json.Unmarshal(v, reflect.New(t).Interface()) != nil
+}
+
 // maxKeyShown is the most bytes of an object's key an error names.
 const maxKeyShown = 32
 
 // member returns the value of the JSON object raw that encoding/json
-// decodes into a field named key (exactly, or else case-insensitively), or
-// nil.
-func member(raw json.RawMessage, key string) json.RawMessage {
-	var members map[string]json.RawMessage
-	if raw == nil || json.Unmarshal(raw, &members) != nil {
-		return nil
-	}
-	if v, ok := members[key]; ok {
-		return v
-	}
-	for _, k := range slices.Sorted(maps.Keys(members)) {
-		if strings.EqualFold(k, key) {
-			return members[k]
+// decodes into a field named key of type t, or nil. encoding/json decodes
+// every member whose key is key in any case into the field, in the order
+// of the text, and reports the first that fails: so it is the first of
+// them that does not decode into t, or else the last of them.
+func member(raw json.RawMessage, key string, t reflect.Type) json.RawMessage {
+	members, _ := objectMembers(raw)
+	var last json.RawMessage
+	for _, m := range members {
+		if !strings.EqualFold(m.key, key) {
+			continue
 		}
+		if fails(t, m.value) {
+			return m.value
+		}
+		last = m.value
 	}
-	return nil
+	return last
+}
+
+// jsonMember is one member of a JSON object.
+type jsonMember struct {
+	key   string
+	value json.RawMessage
+}
+
+// objectMembers returns the members of the JSON object raw in the order
+// of the text (a key given twice, twice), or false when raw is not an
+// object.
+func objectMembers(raw json.RawMessage) ([]jsonMember, bool) {
+	if raw == nil {
+		return nil, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, false
+	}
+	var members []jsonMember
+	for dec.More() {
+		tok, err := dec.Token()
+		key, ok := tok.(string)
+		if err != nil || !ok {
+			return nil, false
+		}
+		var v json.RawMessage
+		if dec.Decode(&v) != nil {
+			return nil, false
+		}
+		members = append(members, jsonMember{key, v})
+	}
+	return members, true
 }
 
 func deref(t reflect.Type) reflect.Type {
