@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 
@@ -172,6 +173,11 @@ func (d *Dispatcher) publishParts(ctx context.Context, groups []streams.CallGrou
 		}
 	}
 	var wg sync.WaitGroup
+	// A panic of go-redis in a flush goes up the stack of the caller that
+	// was writing (publisher.lead), where a handler's recovery answers
+	// it: one on a goroutine of publishParts is carried to its caller,
+	// or it would end the process.
+	var panicked atomic.Pointer[any]
 	var own []int // the first master's calls, published on this goroutine
 	for gi, p := range pubs {
 		if slices.Index(pubs, p) != gi {
@@ -186,11 +192,23 @@ func (d *Dispatcher) publishParts(ctx context.Context, groups []streams.CallGrou
 		if gi == 0 {
 			own = at
 		} else {
-			wg.Go(func() { run(p, at) })
+			wg.Go(func() {
+				defer func() {
+					if r := recover(); r != nil {
+						panicked.CompareAndSwap(nil, &r)
+					}
+				}()
+				run(p, at)
+			})
 		}
 	}
-	run(pubs[0], own)
-	wg.Wait()
+	func() {
+		defer wg.Wait() // also when this goroutine's own flush panics
+		run(pubs[0], own)
+	}()
+	if r := panicked.Load(); r != nil {
+		panic(*r)
+	}
 	return all, errs
 }
 

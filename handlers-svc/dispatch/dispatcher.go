@@ -535,15 +535,15 @@ func (d *Dispatcher) publishCall(ctx context.Context, pub *publisher, keys []str
 	var onLate func([]string, int, error)
 	if after != nil {
 		onLate = func(pos []string, unheard int, err error) {
-			if err == nil && shared != nil {
-				d.hear(shared.Event(), unheard)
+			if err == nil {
+				d.hearCall(shared, unheard)
 			}
 			after(pos, outcomeOf(err))
 		}
 	}
 	pos, unheard, err := pub.publishLate(ctx, keys, args, onLate)
-	if err == nil && shared != nil {
-		d.hear(shared.Event(), unheard)
+	if err == nil {
+		d.hearCall(shared, unheard)
 	}
 	perr := d.observe(ctx, err, bits)
 	if _, inFlight := errors.AsType[*inFlightError](err); after != nil && !inFlight && contextError(perr) {
@@ -596,6 +596,22 @@ func sharedUnit(units []*streams.Unit) *streams.Unit {
 // channels are not counted: no subscriber there is a user offline) (a recorded one is kept in its streams for
 // a resume; a transient one is lost).
 func (d *Dispatcher) Unheard() uint64 { return d.unheard.Load() }
+
+// hearCall counts the unheard publishes of a call whose publish on the
+// shared channel, if any, is shared's. A call with none (a dispatch to
+// users in per-user mode) has its unheard counted too when it is more
+// than 0: they are those of the calls merged behind it into one script
+// call (mergeCalls), whose own results say uncounted, and would otherwise
+// be counted by no one. Not on a cluster, whose counts are the node's only
+// (see cluster.go).
+func (d *Dispatcher) hearCall(shared *streams.Unit, unheard int) {
+	switch {
+	case shared != nil:
+		d.hear(shared.Event(), unheard)
+	case unheard > 0 && !d.cluster:
+		d.hear("", unheard) // another caller's event
+	}
+}
 
 // hear counts the publishes of one call that no subscriber received and
 // logs when publishes stop reaching subscribers and when they reach them

@@ -61,13 +61,23 @@ func (d *Dispatcher) Join(ctx context.Context, room, user string) (int, bool, er
 		return 0, false, event.BadRequest("you are in %d rooms, the most there may be: leave one first", proto.MaxRoomsPerUser)
 	}
 	res, err := joinScript.Run(ctx, d.pub.rdb, []string{proto.RoomMembersKey(room)}, user, proto.MaxRoomMembers).Int64Slice()
+	if err == nil && res[1] == 1 {
+		// A leave of the room by the same user that ran between the two
+		// scripts gave the place back (Leave gives it back also when user
+		// is no member yet): a member always holds one, so it is taken
+		// again, past the bound if it must (by the few joins at once).
+		if err := d.pub.rdb.SAdd(ctx, proto.UserRoomsKey(user), room).Err(); err != nil {
+			return 0, false, d.storeError(ctx, "join room "+room, err)
+		}
+	}
 	if err == nil && res[1] >= 0 {
 		d.roomsOK()
 		return int(res[0]), res[1] == 1, nil
 	}
-	if placed == 1 {
-		// Not a member after all: the place goes back (a failure here
-		// leaves it taken until the user leaves the room).
+	if _, answered := errors.AsType[redis.Error](err); placed == 1 && (err == nil || answered || unsent(err)) {
+		// Surely not a member (full, refused or never sent): the place
+		// goes back (a failure here leaves it taken until the user
+		// leaves the room, as does a join that may have run).
 		undo, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		_ = d.pub.rdb.SRem(undo, proto.UserRoomsKey(user), room).Err()
 		cancel()

@@ -1,6 +1,7 @@
 package event
 
 import (
+	"bytes"
 	"encoding"
 	"encoding/json"
 	"errors"
@@ -160,12 +161,25 @@ func typeError(target reflect.Type, args json.RawMessage, e *json.UnmarshalTypeE
 // raw along with it. It returns the field path for people ("args.a.b",
 // with the index or key of the element that fails to decode in each array
 // or object it passes through: "args.items[2].id") and the declared type
-// of its last field, or a nil type when the path does not fit t.
+// of its last field, or a nil type when the path does not fit t. Each
+// step into raw reads all of it below, so raw is followed for
+// maxRawSteps steps at most: a client's args as deep as encoding/json
+// takes, into a type that holds itself, would cost a step per level (24
+// KB 3,000 deep took seconds); below that, the path names the fields only.
 func walk(t reflect.Type, raw json.RawMessage, path []string) (string, reflect.Type) {
 	name := "args"
 	t = deref(t)
+	steps := 0
+	// step reports whether raw may be followed one more step.
+	step := func() bool {
+		steps++
+		return steps <= maxRawSteps
+	}
 	for len(path) > 0 {
 		for isContainer(t) {
+			if raw != nil && !step() {
+				raw = nil
+			}
 			var at string
 			at, raw = failingElement(t, raw)
 			name += at
@@ -180,7 +194,10 @@ func walk(t reflect.Type, raw json.RawMessage, path []string) (string, reflect.T
 		}
 		if !(f.Anonymous && f.Tag.Get("json") == "") {
 			name += "." + path[0]
-			raw = member(raw, path[0])
+			if raw != nil && !step() {
+				raw = nil
+			}
+			raw = member(raw, path[0], f.Type)
 		} // an embedded struct's fields are in raw itself
 		t = deref(f.Type)
 		path = path[1:]
@@ -205,22 +222,21 @@ func isContainer(t reflect.Type) bool {
 // raw that does not decode into container t's element type, with its
 // place for people ("[2]", or "[\"key\"]" in an object), or "" and nil
 // when raw is not such a value or none fails (a map's key was wrong).
+// An object's members are tried in the order of the text, as
+// encoding/json decodes them and reports the first that fails.
 func failingElement(t reflect.Type, raw json.RawMessage) (string, json.RawMessage) {
 	if raw == nil {
 		return "", nil
 	}
-	fails := func(v json.RawMessage) bool { return json.Unmarshal(v, reflect.New(t.Elem()).Interface()) != nil }
 	if t.Kind() == reflect.Map {
-		var members map[string]json.RawMessage
-		if json.Unmarshal(raw, &members) != nil {
-			return "", nil
-		}
-		for _, k := range slices.Sorted(maps.Keys(members)) {
-			if fails(members[k]) {
+		members, _ := objectMembers(raw)
+		for _, m := range members {
+			if fails(t.Elem(), m.value) {
+				k := m.key
 				if len(k) > maxKeyShown { // the client's text: kept short
 					k = strings.ToValidUTF8(k[:maxKeyShown], "") + "…"
 				}
-				return "[" + strconv.Quote(k) + "]", members[k]
+				return "[" + strconv.Quote(k) + "]", m.value
 			}
 		}
 		return "", nil
@@ -230,33 +246,82 @@ func failingElement(t reflect.Type, raw json.RawMessage) (string, json.RawMessag
 		return "", nil
 	}
 	for i, v := range elems {
-		if fails(v) {
+		if fails(t.Elem(), v) {
 			return "[" + strconv.Itoa(i) + "]", v
 		}
 	}
 	return "", nil
 }
 
+// fails reports whether the JSON value v does not decode into a t.
+func fails(t reflect.Type, v json.RawMessage) bool {
+	return json.Unmarshal(v, reflect.New(t).Interface()) != nil
+}
+
+// maxRawSteps is the most steps walk takes into args (into a member or an
+// element); 32 name the elements of 16 arrays of structs.
+const maxRawSteps = 32
+
 // maxKeyShown is the most bytes of an object's key an error names.
 const maxKeyShown = 32
 
 // member returns the value of the JSON object raw that encoding/json
-// decodes into a field named key (exactly, or else case-insensitively), or
-// nil.
-func member(raw json.RawMessage, key string) json.RawMessage {
-	var members map[string]json.RawMessage
-	if raw == nil || json.Unmarshal(raw, &members) != nil {
-		return nil
-	}
-	if v, ok := members[key]; ok {
-		return v
-	}
-	for _, k := range slices.Sorted(maps.Keys(members)) {
-		if strings.EqualFold(k, key) {
-			return members[k]
+// decodes into a field named key of type t, or nil. encoding/json decodes
+// every member whose key is key in any case into the field, in the order
+// of the text, and reports the first that fails: so it is the first of
+// them that does not decode into t, or else the last of them.
+func member(raw json.RawMessage, key string, t reflect.Type) json.RawMessage {
+	members, _ := objectMembers(raw)
+	var matched []json.RawMessage
+	for _, m := range members {
+		if strings.EqualFold(m.key, key) {
+			matched = append(matched, m.value)
 		}
 	}
-	return nil
+	if len(matched) > 1 { // the same field given twice: which one failed
+		for _, v := range matched[:len(matched)-1] {
+			if fails(t, v) {
+				return v
+			}
+		}
+	}
+	if len(matched) == 0 {
+		return nil
+	}
+	return matched[len(matched)-1]
+}
+
+// jsonMember is one member of a JSON object.
+type jsonMember struct {
+	key   string
+	value json.RawMessage
+}
+
+// objectMembers returns the members of the JSON object raw in the order
+// of the text (a key given twice, twice), or false when raw is not an
+// object.
+func objectMembers(raw json.RawMessage) ([]jsonMember, bool) {
+	if raw == nil {
+		return nil, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, false
+	}
+	var members []jsonMember
+	for dec.More() {
+		tok, err := dec.Token()
+		key, ok := tok.(string)
+		if err != nil || !ok {
+			return nil, false
+		}
+		var v json.RawMessage
+		if dec.Decode(&v) != nil {
+			return nil, false
+		}
+		members = append(members, jsonMember{key, v})
+	}
+	return members, true
 }
 
 func deref(t reflect.Type) reflect.Type {

@@ -74,6 +74,16 @@ type indexed struct {
 	Grid   [][]item        `json:"grid"`
 }
 
+// named has structs of two fields inside a map, so that two elements can
+// fail on different fields.
+type named struct {
+	ByName map[string]struct {
+		ID   int    `json:"id"`
+		Name string `json:"name"`
+	} `json:"byName"`
+	Items []item `json:"items"`
+}
+
 // keyed has maps whose keys are not strings.
 type keyed struct {
 	ByID map[int]string `json:"by_id"`
@@ -106,6 +116,10 @@ func TestDecode(t *testing.T) {
 		{"struct in slice, key of another case", `{"ITEMS":[{"id":1},{"ID":"x"}]}`, func() any { return &nested{} }, nil, "args.items[1].id must be an integer"},
 		{"struct in map", `{"byName":{"a":{"id":1},"b":{"id":"x"}}}`, func() any { return &indexed{} }, nil, `args.byName["b"].id must be an integer`},
 		{"struct in nested slices", `{"grid":[[{"id":1}],[{"id":2},{"id":[]}]]}`, func() any { return &indexed{} }, nil, "args.grid[1][1].id must be an integer"},
+		// encoding/json reports the first wrong value in the order of the
+		// text, not of the keys sorted: "a" is wrong too, but in its name.
+		{"struct in map, first in the text", `{"byName":{"b":{"id":"x"},"a":{"name":5}}}`, func() any { return &named{} }, nil, `args.byName["b"].id must be an integer`},
+		{"field named in two cases, the later one wrong", `{"items":[{"id":1}],"ITEMS":[{"id":"x"}]}`, func() any { return &named{} }, nil, "args.items[0].id must be an integer"},
 		{"long key", `{"byName":{"` + strings.Repeat("k", 100) + `":{"id":"x"}}}`, func() any { return &indexed{} }, nil, `args.byName["` + strings.Repeat("k", 32) + `…"].id must be an integer`},
 		{"top-level slice of structs", `[{"id":1},{"id":"x"}]`, func() any { return &[]item{} }, nil, "args[1].id must be an integer"},
 		{"slice of structs", `{"items":{"id":1}}`, func() any { return &nested{} }, nil, "args.items must be an array of objects"},
@@ -198,4 +212,32 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// tree is an args type that holds itself: a client picks how deep the
+// path of a wrong value goes.
+type tree struct {
+	Kids []tree `json:"kids"`
+	ID   int    `json:"id"`
+}
+
+// TestDecodeDeepPathBounded: the elements a wrong value is named by are
+// looked for in args along the path, each step reading what is below it:
+// at every depth, that made a 24 KB request to a handler whose args type
+// holds itself take seconds of CPU (3,000 levels). The steps are bounded:
+// below the first 16 containers, the path names no more elements.
+func TestDecodeDeepPathBounded(t *testing.T) {
+	const depth = 3000
+	args := strings.Repeat(`{"kids":[`, depth) + `{"id":"x"}` + strings.Repeat(`]}`, depth)
+	start := time.Now()
+	err := (&event.Request{Args: json.RawMessage(args)}).Decode(&tree{})
+	took := time.Since(start)
+	e := event.WireError(err)
+	if e == nil || e.Code != proto.CodeBadRequest {
+		t.Fatalf("Decode: %v, want bad_request", err)
+	}
+	if !strings.HasPrefix(e.Message, "args"+strings.Repeat(".kids[0]", 16)+".kids.kids") || !strings.HasSuffix(e.Message, ".id must be an integer") {
+		t.Fatalf("message %.400q..., want the first 16 elements named, then the fields only", e.Message)
+	}
+	t.Logf("%d bytes of args %d deep: %v", len(args), depth, took)
 }

@@ -70,6 +70,7 @@ class Client {
   #watch = null; // the timer of the heartbeat watch of the current socket
   #renewTimer = null; // when to renew the token of the current socket
   #renewFailures = 0; // renewals of the current socket's token that failed in a row
+  #renewing = null; // {timer, abort} while a renewal waits for getToken
   #switching = null; // {ws, token, got, timer} while the client leaves ws for a renewed token
   #retire = null; // () => ends #ws quietly, for a renewal; null with #ws
 
@@ -245,6 +246,13 @@ class Client {
     this.#watch = null;
     clearTimeout(this.#renewTimer);
     this.#renewTimer = null;
+    if (this.#renewing) {
+      // A renewal waiting for getToken ends now: its time limit would
+      // hold a closed client's process for up to connectTimeout.
+      clearTimeout(this.#renewing.timer);
+      this.#renewing.abort();
+      this.#renewing = null;
+    }
     clearTimeout(this.#switching?.timer);
     this.#switching = null;
     if (this.#closed && this.#wake) {
@@ -521,18 +529,20 @@ class Client {
     this.#renewTimer = null;
     if (this.#ws !== ws || this.#switching || this.#closed) return;
     let fresh;
-    let timer;
+    let waiting = null;
     try {
       fresh = await Promise.race([
         this.#opts.getToken(),
         new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error("getToken took too long")), this.#opts.connectTimeout);
+          const timer = setTimeout(() => reject(new Error("getToken took too long")), this.#opts.connectTimeout);
+          waiting = this.#renewing = { timer, abort: () => reject(new Error("stopped")) };
         }),
       ]);
     } catch {
       fresh = null;
     } finally {
-      clearTimeout(timer);
+      clearTimeout(waiting?.timer);
+      if (this.#renewing === waiting) this.#renewing = null;
     }
     if (this.#ws !== ws || this.#switching || this.#closed) return;
     const exp = tokenClaims(fresh)?.exp;

@@ -382,3 +382,32 @@ test("renewal: the options are checked", (t) => {
     }
   }
 });
+
+// timers counts the timers that keep this process alive.
+const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+
+test("renewal: close() while a renewal's getToken is pending leaves no timer behind", async () => {
+  // Real timers: the test looks at the process's own.
+  const before = timers();
+  const { WebSocket } = fakeSockets({ autoGreet: true });
+  const now = Math.floor(Date.now() / 1000);
+  let renewing;
+  const asked = new Promise((resolve) => (renewing = resolve));
+  let calls = 0;
+  const sb = connect({
+    url: "ws://gw.test/socket",
+    fetch: async () => ({ status: 503 }),
+    heartbeat: false,
+    WebSocket,
+    getToken: () => {
+      if (++calls === 1) return jwt({ iat: now, exp: now + 2 }); // renewed after its floor, a second or so
+      renewing();
+      return new Promise(() => {}); // an endpoint that never answers
+    },
+  });
+  await asked;
+  sb.close();
+  // getToken's own time limit (connectTimeout, 10 s) kept a Node
+  // process that had closed its client alive that long.
+  assert.equal(timers(), before, "timers left after close()");
+});
