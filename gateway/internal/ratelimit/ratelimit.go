@@ -90,6 +90,17 @@ func (a *Allowance) Take(rate, burst float64, now time.Time) bool {
 	if rate <= 0 {
 		return true
 	}
+	a.refill(rate, burst, now)
+	if a.tokens >= 1 {
+		a.tokens--
+		return true
+	}
+	return false
+}
+
+// refill adds what the time since the last refill earned at rate, up to
+// burst.
+func (a *Allowance) refill(rate, burst float64, now time.Time) {
 	t := now.UnixNano()
 	switch {
 	case a.last == 0:
@@ -98,9 +109,17 @@ func (a *Allowance) Take(rate, burst float64, now time.Time) bool {
 		a.tokens = min(burst, a.tokens+float64(t-a.last)/float64(time.Second)*rate)
 	}
 	a.last = t
-	if a.tokens >= 1 {
-		a.tokens--
-		return true
-	}
-	return false
 }
+
+// Spend takes n tokens at now, the bucket refilled first as Take refills
+// it, even when fewer are left: the bucket then owes them, and Take and
+// Spend see it below zero until the rate has paid them back. It returns
+// the tokens left, below zero while owing.
+func (a *Allowance) Spend(n, rate, burst float64, now time.Time) float64 {
+	a.refill(rate, burst, now)
+	a.tokens -= n
+	return a.tokens
+}
+
+// Give puts n tokens back, up to burst.
+func (a *Allowance) Give(n, burst float64) { a.tokens = min(a.tokens+n, burst) }

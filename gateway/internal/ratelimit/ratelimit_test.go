@@ -147,3 +147,24 @@ func TestAllowance(t *testing.T) {
 		}
 	}
 }
+
+// TestAllowanceSpendAndGive: Spend may take the bucket below zero, and it
+// then stays there until the rate has paid the debt; Give puts tokens back
+// up to the burst.
+func TestAllowanceSpendAndGive(t *testing.T) {
+	var a Allowance
+	now := time.Unix(1000, 0)
+	if left := a.Spend(150, 100, 100, now); left != -50 {
+		t.Fatalf("150 of a full bucket of 100: %v left, want -50", left)
+	}
+	if a.Take(100, 100, now) {
+		t.Fatal("Take allowed while the bucket owes")
+	}
+	if left := a.Spend(0, 100, 100, now.Add(time.Second)); left != 50 {
+		t.Fatalf("a second later at 100/s: %v left, want 50", left)
+	}
+	a.Give(80, 100)
+	if left := a.Spend(0, 100, 100, now.Add(time.Second)); left != 100 {
+		t.Fatalf("after giving 80: %v left, want the burst, 100", left)
+	}
+}

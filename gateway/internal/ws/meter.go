@@ -3,6 +3,8 @@ package ws
 import (
 	"io"
 	"time"
+
+	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
 )
 
 // DefaultOverheadRate and DefaultOverheadBurst are the allowance of
@@ -33,8 +35,7 @@ type meter struct {
 	net io.Reader
 	c   *Conn // set by NewConn; nil: nothing is metered
 
-	tokens float64 // bytes of overhead the socket may still read; below 0: owed
-	last   int64   // UnixNano of the last refill; 0: a full allowance
+	allowance ratelimit.Allowance // bytes of overhead the socket may still read; below 0: owed
 
 	msg io.Reader // the message being read (payload), for payload.Read
 }
@@ -44,42 +45,34 @@ func (m *meter) Read(p []byte) (int, error) {
 	if m.c == nil || m.c.limits.OverheadRate <= 0 {
 		return m.net.Read(p)
 	}
-	m.wait()
+	now := m.wait()
 	n, err := m.net.Read(p)
-	m.tokens -= float64(n)
+	m.spend(float64(n), now)
 	return n, err
 }
 
-// refill adds what the time since the last refill earned, up to the
-// burst.
-func (m *meter) refill(now time.Time) {
-	rate, burst := m.c.limits.OverheadRate, m.c.limits.OverheadBurst
-	t := now.UnixNano()
-	switch {
-	case m.last == 0:
-		m.tokens = burst
-	case t > m.last:
-		m.tokens = min(burst, m.tokens+float64(t-m.last)/float64(time.Second)*rate)
-	}
-	m.last = t
+// spend takes n bytes of the allowance at now and returns what is left,
+// below 0 while owing.
+func (m *meter) spend(n float64, now time.Time) float64 {
+	return m.allowance.Spend(n, m.c.limits.OverheadRate, m.c.limits.OverheadBurst, now)
 }
 
 // wait returns once the allowance is not overspent, or at once when the
 // socket is closing: a closing socket reads on, to find the client's
-// close frame, until its grace deadline.
-func (m *meter) wait() {
-	m.refill(time.Now())
-	if m.tokens >= 0 {
-		return
+// close frame, until its grace deadline. It returns the time it looked.
+func (m *meter) wait() time.Time {
+	now := time.Now()
+	left := m.spend(0, now)
+	if left >= 0 {
+		return now
 	}
-	d := time.Duration(-m.tokens / m.c.limits.OverheadRate * float64(time.Second))
-	t := time.NewTimer(d)
+	t := time.NewTimer(time.Duration(-left / m.c.limits.OverheadRate * float64(time.Second)))
 	select {
 	case <-t.C:
 	case <-m.c.closed:
 		t.Stop()
 	}
-	m.refill(time.Now())
+	return time.Now()
 }
 
 // payload reads the message being read (meter.msg) and gives its bytes
@@ -89,7 +82,7 @@ type payload meter
 func (p *payload) Read(b []byte) (int, error) {
 	n, err := p.msg.Read(b)
 	if p.c != nil && p.c.limits.OverheadRate > 0 {
-		p.tokens = min(p.tokens+float64(n), p.c.limits.OverheadBurst)
+		p.allowance.Give(float64(n), p.c.limits.OverheadBurst)
 	}
 	return n, err
 }
