@@ -21,18 +21,7 @@ import (
 func TestShutdownClosesEachSocketOnceAnswered(t *testing.T) {
 	n := testkit.StartNATS(t)
 	rd := testkit.StartRedis(t)
-	nc, err := nats.Connect(n.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	asked := make(chan *nats.Msg, 4)
-	if _, err := nc.Subscribe(proto.SubjectAll, func(m *nats.Msg) { asked <- m }); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	asked := handlerRequests(t, n.URL(), 4)
 	cfg := testConfig()
 	cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
 	// Longer than the test waits for the idle socket: a worker that closes

@@ -317,6 +317,26 @@ func TestRunWaitsForNATS(t *testing.T) {
 	}
 }
 
+// handlerRequests stands in for handlers-svc on the NATS server at url:
+// it answers nothing, and hands on every request the worker forwards,
+// holding up to n; the test answers them with Respond.
+func handlerRequests(t *testing.T, url string, n int) <-chan *nats.Msg {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	asked := make(chan *nats.Msg, n)
+	if _, err := nc.Subscribe(proto.SubjectAll, func(m *nats.Msg) { asked <- m }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return asked
+}
+
 // TestShutdownFinishesRequestsInFlight checks the order of a worker's
 // shutdown: a handler request in flight when it begins is still answered on
 // its socket, and only then is the socket closed with 1001. Meanwhile the
@@ -325,18 +345,7 @@ func TestRunWaitsForNATS(t *testing.T) {
 func TestShutdownFinishesRequestsInFlight(t *testing.T) {
 	n := testkit.StartNATS(t)
 	rd := testkit.StartRedis(t)
-	nc, err := nats.Connect(n.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	asked := make(chan *nats.Msg, 1)
-	if _, err := nc.Subscribe(proto.SubjectAll, func(m *nats.Msg) { asked <- m }); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	asked := handlerRequests(t, n.URL(), 1)
 	cfg := testConfig()
 	cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
 	cfg.ShutdownTimeout = 5 * time.Second
