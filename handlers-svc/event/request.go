@@ -176,7 +176,10 @@ func walk(t reflect.Type, raw json.RawMessage, path []string) (string, reflect.T
 		return steps <= maxRawSteps
 	}
 	for len(path) > 0 {
-		for isContainer(t) {
+		for depth := 0; isContainer(t); depth++ {
+			if depth == maxNesting {
+				return "", nil // a type that holds itself (type T []T): no struct below
+			}
 			if raw != nil && !step() {
 				raw = nil
 			}
@@ -204,6 +207,10 @@ func walk(t reflect.Type, raw json.RawMessage, path []string) (string, reflect.T
 	}
 	return name, t
 }
+
+// maxNesting bounds the arrays and objects of arrays and objects walk
+// passes through between two fields, for a type that contains itself.
+const maxNesting = 64
 
 // isContainer reports whether t is a slice, array or map, whose elements
 // the decoder descends into without naming them in the path ([]byte is a

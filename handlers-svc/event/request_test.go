@@ -241,3 +241,22 @@ func TestDecodeDeepPathBounded(t *testing.T) {
 	}
 	t.Logf("%d bytes of args %d deep: %v", len(args), depth, took)
 }
+
+// selfSlice is a slice type that contains itself.
+type selfSlice []selfSlice
+
+// TestDecodeSelfContainingType: a type error in a field of a type that
+// contains itself ends with a message; walk never loops on it.
+func TestDecodeSelfContainingType(t *testing.T) {
+	type holder struct {
+		Tree selfSlice `json:"tree"`
+		N    int       `json:"n"`
+	}
+	for _, args := range []string{`{"tree":[[[1]]]}`, `{"tree":"x"}`, `{"tree":[[]],"n":"x"}`} {
+		r := &event.Request{Event: "e", User: "u", Args: json.RawMessage(args)}
+		err := r.Decode(&holder{})
+		if e, ok := errors.AsType[*event.Error](err); !ok || e.Code != proto.CodeBadRequest || !strings.HasPrefix(e.Message, "args") {
+			t.Errorf("Decode(%s) = %v, want a bad_request naming the field", args, err)
+		}
+	}
+}
