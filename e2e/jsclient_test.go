@@ -182,14 +182,14 @@ func startControl(t *testing.T, main, short *testkit.Stack) string {
 
 // TestClientJSUnit runs the JavaScript client's unit tests
 // (gateway/internal/web/jstest/*.unit.test.mjs): its recovery, token renewal, heartbeat
-// watch and frame limit driven
+// watch, frame limit and retried emits driven
 // by a scripted fake WebSocket, without a gateway or a network, so they
 // need no WebSocket in Node either.
 func TestClientJSUnit(t *testing.T) {
 	node := needTool(t, "node (Debian package nodejs)", "node", "nodejs")
 	runNode(t, node, []string{"--test", "--test-reporter=spec",
 		"../gateway/internal/web/jstest/client.unit.test.mjs", "../gateway/internal/web/jstest/heartbeat.unit.test.mjs",
-		"../gateway/internal/web/jstest/renew.unit.test.mjs",
+		"../gateway/internal/web/jstest/renew.unit.test.mjs", "../gateway/internal/web/jstest/retry.unit.test.mjs",
 		"../gateway/internal/web/jstest/types.unit.test.mjs"})
 }
 

@@ -98,7 +98,7 @@ export interface WireError {
  * unknown_event, unavailable, timeout, handler_error, rate_limited, ...) or
  * one of the client's own: "timeout" (no answer or no connection within
  * ackTimeout), "disconnected" (the socket closed after the envelope was sent
- * and before its answer), "closed" (the client is closed for good),
+ * and before its answer; with retry only on a 4003), "closed" (the client is closed for good),
  * "too_big" (the envelope is longer than the gateway's max_frame: not sent).
  */
 export interface SwitchboardError extends Error {
@@ -188,6 +188,16 @@ export interface ConnectOptions {
   renew?: boolean;
   /** Extension: milliseconds before the token's exp that renew fetches a new one, at most; it covers clock skew and a slow getToken. Default 60000. */
   renewMargin?: number;
+  /**
+   * Extension: retry emits safely. Every emit carries a fresh idempotency key ("idem": 16 random bytes, base64url),
+   * the same for its whole life, and handlers-svc runs its handler at most once per key (5 minutes). An emit whose
+   * socket is lost before its answer does not reject with "disconnected": it is sent again on the next socket once
+   * that is open (after its "connected"); nor does an "unavailable" answer end it: it is sent again after a short
+   * back-off (100 ms, doubling up to 2 s). Either way until an answer, or ackTimeout from the emit ("timeout"). Every
+   * other answer settles it as without retry; close() and a 4003 reject it at once. Needs crypto.getRandomValues.
+   * false: no idem on the wire, and nothing is sent twice. Default false.
+   */
+  retry?: boolean;
 }
 
 export interface Client {
@@ -206,7 +216,8 @@ export interface Client {
   onState(handler: (state: State, info: StateInfo) => void): () => void;
   /**
    * Sends an event; resolves with the handler's result, the ack's args (undefined when the handler returned none),
-   * rejects with a SwitchboardError. Waits for the connection when not open.
+   * rejects with a SwitchboardError. Waits for the connection when not open. With retry, a lost socket or an
+   * "unavailable" answer sends it again instead of rejecting it (see ConnectOptions.retry).
    * When it was sent and neither its answer nor any other frame came within ackTimeout of sending it, the socket is
    * taken for dead: closed, and the client reconnects (an emit that waited for the connection still rejects ackTimeout
    * after it was made).

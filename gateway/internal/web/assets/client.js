@@ -12,7 +12,10 @@
 // reconnect (docs/protocol.md section 6); with storage: sessionStorage, a
 // reloaded page resumes too. With getToken, it renews the token shortly
 // before it expires and moves to a new socket itself, without failing an
-// emit or handing an event twice.
+// emit or handing an event twice. With retry: true, an emit whose socket is
+// lost, or that the gateway answers "unavailable", is sent again with the
+// same idempotency key until it has an answer or its ackTimeout passes, and
+// handlers-svc runs its handler once.
 //
 // The wire contract is docs/protocol.md (v2); client.d.ts beside this file types it.
 
@@ -30,6 +33,12 @@ const DEFAULTS = {
 // HEARTBEAT is the event of the gateway's heartbeat frame (docs/protocol.md
 // section 2): outside the app's event names, and never handed to the app.
 const HEARTBEAT = "$ping";
+
+// RESEND_MIN and RESEND_MAX (ms) bound the back-off of an emit sent again
+// after an "unavailable" answer: the nth waits between half and all of
+// min(RESEND_MAX, RESEND_MIN * 2^(n-1)). Its ackTimeout bounds the whole.
+const RESEND_MIN = 100;
+const RESEND_MAX = 2_000;
 
 // monotonic is a clock that only moves forward (milliseconds): the
 // heartbeat watch must not be fooled by a wall clock set back.
@@ -59,7 +68,7 @@ class Client {
   #wake = null; // listener for the browser's "online", "pageshow" and "visibilitychange"
   #offline = null; // listener for the browser's "offline"
   #nextRef = 0;
-  #pending = new Map(); // ref -> {ref, resolve, reject, timer, data, sent, ws (sent on), sentAt}
+  #pending = new Map(); // ref -> {ref, resolve, reject, timer, data, idem, sent, ws (sent on), sentAt, sends, unavailable, again (timer)}
   #unanswered = new Map(); // ref -> the same, rejected (timeout) before it had been on its socket ackTimeout ms
   #events = new Map(); // event name -> Set of handlers
   #stateHandlers = new Set();
@@ -84,6 +93,11 @@ class Client {
     if (typeof this.#opts.heartbeat !== "boolean") throw new TypeError("switchboard: heartbeat must be true or false");
     this.#opts.renew = opts.renew ?? true;
     if (typeof this.#opts.renew !== "boolean") throw new TypeError("switchboard: renew must be true or false");
+    this.#opts.retry = opts.retry ?? false;
+    if (typeof this.#opts.retry !== "boolean") throw new TypeError("switchboard: retry must be true or false");
+    if (this.#opts.retry && typeof globalThis.crypto?.getRandomValues !== "function") {
+      throw new TypeError("switchboard: retry needs crypto.getRandomValues for its idempotency keys");
+    }
     if (opts.token !== undefined && opts.token !== null && typeof opts.token !== "string") {
       throw new TypeError(`switchboard: token must be a string (the JWT), not ${typeof opts.token}`);
     }
@@ -149,13 +163,18 @@ class Client {
    * rejects with an Error carrying .code and .message on an error frame, "timeout" after
    * ackTimeout (waiting for the connection included), "disconnected" when the
    * socket closed after sending and before the answer, "closed" once closed
-   * for good.
+   * for good. With retry, it carries an idempotency key (idem), and neither
+   * a lost socket nor an "unavailable" answer ends it: it is sent again,
+   * the same envelope, until an answer or ackTimeout.
    */
   emit(event, args) {
     if (this.#closed) return Promise.reject(clientError("closed", "the client is closed"));
     const ref = String(++this.#nextRef);
     const env = { event, ref };
     if (args !== undefined) env.args = args;
+    // The key is the emit's for its life: every sending of it carries the
+    // same envelope, ref included (a ref names the emit on each socket).
+    if (this.#opts.retry) env.idem = idemKey();
     let data;
     try {
       data = JSON.stringify(env);
@@ -169,11 +188,14 @@ class Client {
     const big = this.#state === "open" ? tooBig(data, this.#maxFrame) : "";
     if (big) return Promise.reject(clientError("too_big", big));
     return new Promise((resolve, reject) => {
-      const p = { ref, resolve, reject, data, sent: false, ws: null, timer: null, sentAt: 0 };
+      const p = { ref, resolve, reject, data, idem: env.idem, sent: false, ws: null, timer: null, sentAt: 0, sends: 0, unavailable: 0, again: null };
       const limit = this.#opts.ackTimeout;
       p.timer = setTimeout(() => {
         this.#pending.delete(ref);
-        const msg = p.sent ? `no answer to ${event} within ${limit} ms` : `not connected within ${limit} ms`;
+        clearTimeout(p.again);
+        let msg = `not connected within ${limit} ms`;
+        if (p.sent) msg = `no answer to ${event} within ${limit} ms`;
+        else if (p.sends > 0) msg = `no answer to ${event} within ${limit} ms (sent ${p.sends} times)`;
         reject(clientError("timeout", msg));
         this.#switchOver(); // a renewal waiting for this answer waits no more
         if (!p.sent || p.ws !== this.#ws) return;
@@ -357,8 +379,10 @@ class Client {
           this.#watch = setTimeout(watch, quiet);
         }
         this.#cursor.start(typeof frame.id === "string" ? frame.id : null, base, args);
-        // The emits that waited go first, before any a state listener makes.
-        for (const p of this.#pending.values()) if (!p.sent) this.#send(p);
+        // The emits that waited go first, before any a state listener makes,
+        // and those to send again (retry) with them, in the order they were
+        // made; one backing off after "unavailable" goes when its wait ends.
+        for (const p of this.#pending.values()) if (!p.sent && p.again === null) this.#send(p);
         const info = { worker: args.worker, conn: args.conn };
         if (typeof args.recovered === "boolean") info.recovered = args.recovered;
         else if (resume.resume || resume.bresume) info.recovered = false; // a gateway that ignored the resume replayed nothing
@@ -383,8 +407,10 @@ class Client {
       detach(ws);
       clearTimeout(this.#connectTimer);
       this.#connectTimer = null;
-      // What was sent on this socket will never be answered.
-      this.#failPending((p) => p.sent, "disconnected", `connection lost before the answer (${why})`);
+      // What was sent on this socket will never be answered: it fails, or,
+      // with an idempotency key, goes again on the next socket, if there
+      // is one (not after a 4003).
+      this.#takeBack(!this.#closed && stopped === null, `connection lost before the answer (${why})`);
       this.#forgetUnanswered();
       if (this.#closed) return;
       if (stopped !== null) {
@@ -473,6 +499,7 @@ class Client {
     if (big) {
       this.#pending.delete(p.ref);
       clearTimeout(p.timer);
+      clearTimeout(p.again);
       p.reject(clientError("too_big", big));
       return;
     }
@@ -481,6 +508,7 @@ class Client {
       p.sent = true;
       p.ws = this.#ws;
       p.sentAt = monotonic();
+      p.sends++;
     } catch {
       // The socket is closing; onclose retries and the emit waits on.
     }
@@ -496,9 +524,17 @@ class Client {
         clearTimeout(late.timer);
       }
       const p = this.#pending.get(frame.ref);
+      if (p && p.sent && frame.event === "error" && frame.args?.code === "unavailable" && p.idem !== undefined) {
+        // The handler did not run, or, if it may have, handlers-svc
+        // keeps its answer under the key: the same envelope again is safe.
+        this.#resendLater(p);
+        this.#switchOver();
+        return;
+      }
       if (p) {
         this.#pending.delete(frame.ref);
         clearTimeout(p.timer);
+        clearTimeout(p.again);
         if (frame.event === "ack") p.resolve(frame.args);
         else p.reject(clientError(frame.args?.code ?? "error", frame.args?.message ?? "error", frame));
         this.#switchOver();
@@ -571,12 +607,40 @@ class Client {
     this.#switching = null;
     if (this.#ws !== sw.ws) return;
     this.#retire?.();
-    this.#failPending((p) => p.sent, "disconnected", "connection renewed before the answer");
+    this.#takeBack(true, "connection renewed before the answer");
     this.#forgetUnanswered();
     // Not an attempt after a failure: the back-off does not grow for it.
     this.#setState("connecting", { reason: "renewing the token", delay: 0 });
     if (this.#closed) return; // a state listener closed the client
     this.#open({ token: sw.token, got: sw.got });
+  }
+
+  // #takeBack ends the sending of every emit sent on the socket that is
+  // going: again says another socket follows, on which those with an
+  // idempotency key (retry) are sent once more; the others reject with
+  // "disconnected", since their handler may or may not have run.
+  #takeBack(again, message) {
+    if (again) {
+      for (const p of this.#pending.values()) {
+        if (!p.sent || p.idem === undefined) continue;
+        p.sent = false;
+        p.ws = null;
+      }
+    }
+    this.#failPending((p) => p.sent, "disconnected", message);
+  }
+
+  // #resendLater sends emit p again after the back-off of its nth
+  // "unavailable", on the socket open then, or else on the next one.
+  #resendLater(p) {
+    p.sent = false;
+    p.ws = null;
+    clearTimeout(p.again); // one wait at a time: never two sendings in flight
+    const ceiling = Math.min(RESEND_MAX, RESEND_MIN * 2 ** Math.min(p.unavailable++, 30));
+    p.again = setTimeout(() => {
+      p.again = null;
+      if (this.#pending.get(p.ref) === p && !p.sent && this.#state === "open") this.#send(p);
+    }, Math.round(ceiling / 2 + Math.random() * (ceiling / 2)));
   }
 
   // #forgetUnanswered stops watching for the answers of emits that timed
@@ -591,6 +655,7 @@ class Client {
       if (!which(p)) continue;
       this.#pending.delete(ref);
       clearTimeout(p.timer);
+      clearTimeout(p.again);
       p.reject(clientError(code, message));
     }
   }
@@ -875,6 +940,14 @@ function tokenClaims(token) {
 function tokenUser(token) {
   const sub = tokenClaims(token)?.sub;
   return typeof sub === "string" && sub !== "" ? sub : null;
+}
+
+// idemKey returns a fresh idempotency key: 16 random bytes in base64url,
+// 22 characters, all of them ones the wire allows in idem (docs/protocol.md
+// section 2).
+function idemKey() {
+  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(16));
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
 function parseFrame(data) {

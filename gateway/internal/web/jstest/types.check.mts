@@ -42,6 +42,7 @@ export async function app(): Promise<void> {
     heartbeatGrace: 10_000,
     renew: true,
     renewMargin: 60_000,
+    retry: true,
   });
   connect({ url: "/socket", token: "jwt" });
   connect({ url: "/socket", getToken: () => "jwt" });
@@ -107,6 +108,8 @@ export async function app(): Promise<void> {
   connect({ url: "/socket", heartbeat: 1 });
   // @ts-expect-error: renew is a boolean
   connect({ url: "/socket", getToken: () => "jwt", renew: "off" });
+  // @ts-expect-error: retry is a boolean, not a number of attempts
+  connect({ url: "/socket", retry: 3 });
   // @ts-expect-error: a storage needs getItem, setItem and removeItem
   connect({ url: "/socket", storage: { getItem: () => null } });
   // @ts-expect-error: getToken returns the token, not the object /dev/token answers
