@@ -195,7 +195,9 @@ async function join(user) {
     shown = [];
   }
   const url = new URL("/socket", location.href);
-  sb = connect({ url: url.href, getToken: () => fetchToken(user), storage });
+  // retry: a message sent as the socket drops goes again on the next one,
+  // and handlers-svc sends it once.
+  sb = connect({ url: url.href, getToken: () => fetchToken(user), storage, retry: true });
   sb.onState(setStatus);
   sb.on("message", (m) => addMessage("in", m));
   sb.on("message_sent", (m) => addMessage("sent", m));
