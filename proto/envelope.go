@@ -29,6 +29,11 @@ type Envelope struct {
 	// HasRef reports whether the client sent a valid ref, even "": only
 	// then is an ack sent and the ref echoed in error frames.
 	HasRef bool
+	// Idem is the client's idempotency key (ValidIdem), "" without one:
+	// handlers-svc runs the handler at most once per user and key, and
+	// answers a repeat with the first one's answer (docs/protocol.md
+	// section 2, "Idempotent emits").
+	Idem string
 }
 
 var (
@@ -39,6 +44,7 @@ var (
 	errEventName    = &Error{Code: CodeBadRequest, Message: "event must match " + EventPattern}
 	errRefType      = &Error{Code: CodeBadRequest, Message: "ref must be a string"}
 	errRefLen       = &Error{Code: CodeBadRequest, Message: "ref must be at most 64 characters"}
+	errIdem         = &Error{Code: CodeBadRequest, Message: "idem must be a string of 1 to 64 of A-Z a-z 0-9 _ . -"}
 )
 
 // DecodeEnvelope parses and validates one client frame. On failure it returns
@@ -56,7 +62,7 @@ func DecodeEnvelope(data []byte) (Envelope, error) {
 	if data[i] != '{' {
 		return env, errNotObject
 	}
-	var event, ref []byte
+	var event, ref, idem []byte
 	i++
 	for {
 		i = skipSpace(data, i)
@@ -80,6 +86,8 @@ func DecodeEnvelope(data []byte) (Envelope, error) {
 			ref = val
 		case "args":
 			env.Args = json.RawMessage(val)
+		case "idem":
+			idem = val
 		}
 	}
 	if ref != nil && !isNull(ref) {
@@ -91,6 +99,13 @@ func DecodeEnvelope(data []byte) (Envelope, error) {
 			return env, errRefLen
 		}
 		env.Ref, env.HasRef = s, true
+	}
+	if idem != nil && !isNull(idem) {
+		// The allowed characters need no escape: an escaped key is refused.
+		if idem[0] != '"' || !ValidIdem(string(idem[1:len(idem)-1])) {
+			return env, errIdem
+		}
+		env.Idem = string(idem[1 : len(idem)-1])
 	}
 	if event == nil || isNull(event) {
 		return env, errEventMissing
@@ -114,6 +129,26 @@ func DecodeEnvelope(data []byte) (Envelope, error) {
 	}
 	env.Event = string(name)
 	return env, nil
+}
+
+// MaxIdemLen is the longest idempotency key of an envelope, in bytes.
+const MaxIdemLen = 64
+
+// ValidIdem reports whether s is a valid idempotency key of an envelope:
+// 1 to MaxIdemLen of A-Z a-z 0-9 _ . - (a UUID, or base64url, fits). It
+// is part of a Redis key (UserIdemKey), so it holds no ':' and cannot
+// reach another user's keys.
+func ValidIdem(s string) bool {
+	if len(s) == 0 || len(s) > MaxIdemLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !isLetter(c) && !(c >= '0' && c <= '9') && c != '_' && c != '.' && c != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidEventName reports whether s matches EventPattern.
@@ -217,6 +252,8 @@ func keyName(key []byte) string {
 			return "ref"
 		case "args":
 			return "args"
+		case "idem":
+			return "idem"
 		}
 		return ""
 	}

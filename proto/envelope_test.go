@@ -106,6 +106,13 @@ func TestDecodeEnvelopeValid(t *testing.T) {
 			want: proto.Envelope{Event: "e", Ref: ref64Astral}},
 		{name: "ref 64 escaped code points", in: `{"event":"e","ref":"` + strings.Repeat(`\u00e9`, 64) + `"}`,
 			want: proto.Envelope{Event: "e", Ref: ref64Runes}},
+		// Idempotency keys: absent, null, a UUID, 64 characters.
+		{name: "idem uuid", in: `{"event":"e","idem":"0f8fad5b-d9cb-469f-a165-70867728950e"}`,
+			want: proto.Envelope{Event: "e", Idem: "0f8fad5b-d9cb-469f-a165-70867728950e"}},
+		{name: "idem null is absent", in: `{"event":"e","idem":null}`, want: proto.Envelope{Event: "e"}},
+		{name: "idem 64 base64url", in: `{"idem":"` + strings.Repeat("aZ0_-.", 10) + `abcd","event":"e"}`,
+			want: proto.Envelope{Event: "e", Idem: strings.Repeat("aZ0_-.", 10) + "abcd"}},
+
 		{name: "ref 64 surrogate pairs", in: `{"event":"e","ref":"` + strings.Repeat(`\ud83d\ude00`, 64) + `"}`,
 			want: proto.Envelope{Event: "e", Ref: ref64Astral}},
 	}
@@ -116,6 +123,9 @@ func TestDecodeEnvelopeValid(t *testing.T) {
 			got, err := proto.DecodeEnvelope(in)
 			if err != nil {
 				t.Fatalf("DecodeEnvelope(%.80q) error: %v", tt.in, err)
+			}
+			if got.Idem != tt.want.Idem {
+				t.Errorf("Idem = %q, want %q", got.Idem, tt.want.Idem)
 			}
 			if got.Event != tt.want.Event {
 				t.Errorf("Event = %q, want %q", got.Event, tt.want.Event)
@@ -226,6 +236,17 @@ func TestDecodeEnvelopeErrors(t *testing.T) {
 		{name: "ref 65 two-byte code points", in: `{"event":"e","ref":"` + strings.Repeat("é", 65) + `"}`, field: inRef},
 		{name: "ref 65 escaped code points", in: `{"event":"e","ref":"` + strings.Repeat(`\u00e9`, 65) + `"}`, field: inRef},
 		{name: "duplicate ref good then bad", in: `{"event":"e","ref":"ok","ref":2}`, field: inRef},
+
+		// idem malformed: the handler must not run without the key it was
+		// sent with; a valid ref is echoed.
+		{name: "idem number", in: `{"event":"e","idem":1,"ref":"r1"}`, field: "idem", ref: "r1"},
+		{name: "idem empty", in: `{"event":"e","idem":""}`, field: "idem"},
+		{name: "idem 65 characters", in: `{"event":"e","idem":"` + strings.Repeat("k", 65) + `"}`, field: "idem"},
+		{name: "idem colon", in: `{"event":"e","idem":"a:b"}`, field: "idem"},
+		{name: "idem space", in: `{"event":"e","idem":"a b"}`, field: "idem"},
+		{name: "idem escaped letter", in: `{"event":"e","idem":"\u0061"}`, field: "idem"},
+		{name: "idem non-ASCII", in: `{"event":"e","idem":"é"}`, field: "idem"},
+		{name: "idem with event missing", in: `{"idem":"k"}`, field: inEvent},
 
 		// A valid ref next to a bad event is returned so the error can echo it.
 		{name: "ref with event missing", in: `{"ref":"r1"}`, field: inEvent, ref: "r1"},

@@ -31,6 +31,10 @@ var envelopeSeeds = []string{
 	`{"Event":"e","event":"a b"}`,
 	"{\"event\":\"e\",\"ref\":\"\xff\"}",
 	`{"event":"e",}`,
+	`{"event":"e","idem":"0f8fad5b-d9cb-469f-a165-70867728950e","ref":"1"}`,
+	`{"event":"e","idem":"a:b"}`,
+	`{"event":"e","idem":"\u0061","idem":null}`,
+	`{"idem":7,"event":"e"}`,
 }
 
 func FuzzDecodeEnvelope(f *testing.F) {
@@ -93,6 +97,9 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		} else if string([]rune(env.Ref)) != want.Ref {
 			t.Fatalf("DecodeEnvelope(%q).Ref = %q, oracle %q", data, env.Ref, want.Ref)
 		}
+		if err == nil && env.Idem != want.Idem {
+			t.Fatalf("DecodeEnvelope(%q).Idem = %q, oracle %q", data, env.Idem, want.Idem)
+		}
 		if !bytes.Equal(env.Args, want.Args) || (env.Args == nil) != (want.Args == nil) {
 			t.Fatalf("DecodeEnvelope(%q).Args = %q, oracle %q", data, env.Args, want.Args)
 		}
@@ -115,7 +122,7 @@ func FuzzDecodeEnvelope(f *testing.F) {
 // oracleEnvelope decodes data with encoding/json and applies the envelope
 // rules of docs/protocol.md section 2. It returns the envelope DecodeEnvelope must
 // return, and on failure the word the error must be about: "JSON",
-// "object", "event", "ref", or "ref|event" when both are bad.
+// "object", "event", "ref", "idem", or "ref|event" when both are bad.
 func oracleEnvelope(data []byte) (proto.Envelope, string) {
 	var env proto.Envelope
 	if !json.Valid(data) {
@@ -137,6 +144,17 @@ func oracleEnvelope(data []byte) (proto.Envelope, string) {
 		}
 	}
 
+	idemBad := false
+	if raw, ok := m["idem"]; ok && string(raw) != "null" {
+		// The key's characters need no escape, and an escaped one is refused.
+		var idem string
+		if err := json.Unmarshal(raw, &idem); err != nil || string(raw) != `"`+idem+`"` || !proto.ValidIdem(idem) {
+			idemBad = true
+		} else {
+			env.Idem = idem
+		}
+	}
+
 	eventBad := true
 	var event string
 	if raw, ok := m["event"]; ok && string(raw) != "null" {
@@ -149,6 +167,8 @@ func oracleEnvelope(data []byte) (proto.Envelope, string) {
 		return env, "ref|event"
 	case refBad:
 		return env, "ref"
+	case idemBad:
+		return env, "idem"
 	case eventBad:
 		return env, "event"
 	}

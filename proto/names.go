@@ -123,6 +123,19 @@ func UserRoomsKey(user string) string { return userPrefix(user) + ":r" }
 // ids).
 func RoomMembersKey(room string) string { return "sb:r:" + room + ":m" }
 
+// UserIdemKey returns the key of the record of user's emit with
+// idempotency key idem (ValidIdem): "sb:{<tag>}:i:<idem>:u:<user>", in
+// user's partition. It starts apart from user's other keys ("...:u:"),
+// and idem holds no ':', so no user and key name another user's key.
+func UserIdemKey(user, idem string) string {
+	return partitionPrefix(PartitionOf(user)) + "i:" + idem + ":u:" + user
+}
+
+// IdemHeader is the NATS request header that carries an envelope's
+// idempotency key from the gateway to handlers-svc (docs/protocol.md
+// section 3).
+const IdemHeader = "Switchboard-Idem"
+
 // IdempotencyKey returns the Redis key that holds the dispatch API's
 // record of an Idempotency-Key (docs/protocol.md section 7):
 // "sb:idem:<key>". It is one key in no partition: on a Redis Cluster it

@@ -214,3 +214,46 @@ func TestUserChannelBesideTheStreamKeys(t *testing.T) {
 		t.Errorf("UserChannel(alice) = %q collides", ch)
 	}
 }
+
+// TestUserIdemKey: an emit's record lies in its user's partition, and no
+// user and key, however chosen, name another user's key of any kind: a
+// user id may hold ':' and "i:", a key holds neither.
+func TestUserIdemKey(t *testing.T) {
+	k := proto.UserIdemKey("alice", "k1")
+	if want := "sb:{" + proto.PartitionTag(proto.PartitionOf("alice")) + "}:i:k1:u:alice"; k != want {
+		t.Errorf("UserIdemKey(alice, k1) = %q, want %q", k, want)
+	}
+	if proto.Slot(k) != proto.Slot(proto.UserStreamKey("alice")) {
+		t.Errorf("UserIdemKey(alice, k1) is not in alice's slot")
+	}
+	users := []string{"alice", "alice:i:k1", "a", "a:u:b", "b", "x:i:s", "x", "k1:u:alice", "i"}
+	idems := []string{"k1", "s", "m", "r", "c", "u", "i", "b", "alice"}
+	seen := map[string]string{}
+	for _, u := range users {
+		for _, name := range []string{proto.UserStreamKey(u), proto.UserMetaKey(u), proto.UserRoomsKey(u), proto.UserChannel(u)} {
+			seen[name] = "user key of " + u
+		}
+	}
+	for _, u := range users {
+		for _, i := range idems {
+			k := proto.UserIdemKey(u, i)
+			if other, ok := seen[k]; ok {
+				t.Errorf("UserIdemKey(%q, %q) = %q is also the %s", u, i, k, other)
+			}
+			seen[k] = "idem key of " + u + " " + i
+		}
+	}
+}
+
+func TestValidIdem(t *testing.T) {
+	for _, s := range []string{"a", "0f8fad5b-d9cb-469f-a165-70867728950e", "AZaz09_.-", strings.Repeat("x", 64)} {
+		if !proto.ValidIdem(s) {
+			t.Errorf("ValidIdem(%q) = false", s)
+		}
+	}
+	for _, s := range []string{"", strings.Repeat("x", 65), "a:b", "a b", "a/b", "é", "a\x00", "{t}", "a\"", "a\\b"} {
+		if proto.ValidIdem(s) {
+			t.Errorf("ValidIdem(%q) = true", s)
+		}
+	}
+}

@@ -300,11 +300,12 @@ func (f *Forwarder) request(c Socket, env *proto.Envelope) (json.RawMessage, *pr
 	defer cancel()
 	// The deadline travels with the request: handlers-svc does not start
 	// one the client was already told timed out.
-	msg, err := f.nc.RequestMsgWithContext(ctx, &nats.Msg{
-		Subject: proto.Subject(env.Event),
-		Header:  nats.Header{proto.DeadlineHeader: []string{proto.FormatDeadline(deadline)}},
-		Data:    body,
-	})
+	header := nats.Header{proto.DeadlineHeader: []string{proto.FormatDeadline(deadline)}}
+	if env.Idem != "" {
+		// handlers-svc runs the handler at most once per user and key.
+		header[proto.IdemHeader] = []string{env.Idem}
+	}
+	msg, err := f.nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: proto.Subject(env.Event), Header: header, Data: body})
 	switch {
 	case err == nil:
 	case conn.Err() != nil:

@@ -212,6 +212,36 @@ func TestAckCarriesRefAndRequestCarriesIdentity(t *testing.T) {
 	}
 }
 
+// TestIdemTravelsAsHeader: an envelope's idempotency key reaches
+// handlers-svc in proto.IdemHeader; without one the request has none,
+// and a bad one is answered bad_request by the gateway (the handler
+// would have answered ok).
+func TestIdemTravelsAsHeader(t *testing.T) {
+	n := testkit.StartNATS(t)
+	reqs := make(chan *nats.Msg, 10)
+	respond(t, n, func(m *nats.Msg) {
+		reqs <- m
+		_ = m.Respond([]byte(`{"ok":true}`))
+	})
+	g := startGateway(t, natsConn(t, n), forward.Config{Timeout: wait})
+	cl, _ := g.dial(t, "alice")
+
+	cl.SendRaw(websocket.TextMessage, []byte(`{"event":"sendMessage","args":1,"ref":"r1","idem":"0f8fad5b-d9cb"}`))
+	cl.ExpectRef(wait, "r1")
+	if m := <-reqs; m.Header.Get(proto.IdemHeader) != "0f8fad5b-d9cb" {
+		t.Errorf("%s = %q, want the envelope's idem", proto.IdemHeader, m.Header.Get(proto.IdemHeader))
+	}
+	cl.SendRaw(websocket.TextMessage, []byte(`{"event":"sendMessage","args":1,"ref":"r2"}`))
+	cl.ExpectRef(wait, "r2")
+	if m := <-reqs; len(m.Header.Values(proto.IdemHeader)) != 0 {
+		t.Errorf("request without idem carries %s %q", proto.IdemHeader, m.Header.Values(proto.IdemHeader))
+	}
+	cl.SendRaw(websocket.TextMessage, []byte(`{"event":"sendMessage","args":1,"ref":"r3","idem":"a:b"}`))
+	if e := expectError(t, cl, "r3", proto.CodeBadRequest); !strings.Contains(e.Message, "idem") {
+		t.Errorf("error %q does not name idem", e.Message)
+	}
+}
+
 func TestNoAckWithoutRef(t *testing.T) {
 	n := testkit.StartNATS(t)
 	got := make(chan struct{}, 10)

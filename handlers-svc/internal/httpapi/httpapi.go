@@ -21,12 +21,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/handlers-svc/internal/idem"
 	"github.com/switchboard/switchboard/handlers-svc/internal/late"
 	"github.com/switchboard/switchboard/internal/logevery"
 	"github.com/switchboard/switchboard/proto"
@@ -71,7 +71,7 @@ type API struct {
 	busy     *logevery.Log // refusals for MaxInFlight, logged once a minute at most
 	// idem keeps the records of idempotency keys (Idempotent); nil: the
 	// Idempotency-Key header is refused.
-	idem    redis.UniversalClient
+	idem    *idem.Store
 	replays atomic.Uint64 // answers replayed from an idempotency record
 	lates   lateRecords   // outcomes of dispatches answered 504, recorded once known
 }
@@ -177,12 +177,12 @@ func (a *API) refuseReserved(w http.ResponseWriter, r *http.Request, m dispatch.
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set(ReplayedHeader, "true")
 		_, _ = w.Write(replay)
-	case errors.Is(err, errPending):
+	case errors.Is(err, idem.ErrPending):
 		a.log.Debug("dispatch refused: its idempotency key is pending", zap.String("event", m.Event),
 			zap.String("remote", r.RemoteAddr))
 		writeError(w, http.StatusConflict, proto.CodeTimeout,
 			"a dispatch with this Idempotency-Key is in progress, or its outcome is unknown (it may or may not have been delivered): nothing was done")
-	case errors.Is(err, errOtherBody):
+	case errors.Is(err, idem.ErrOther):
 		writeError(w, http.StatusUnprocessableEntity, proto.CodeBadRequest,
 			"this Idempotency-Key was used with another body: nothing was done")
 	default:

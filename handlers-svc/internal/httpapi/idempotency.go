@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -14,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/handlers-svc/internal/idem"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -39,50 +39,12 @@ const IdempotencyTTL = 5 * time.Minute
 // ended).
 const finishTimeout = 2 * time.Second
 
-// Values of an idempotency record, "<state>:<body hash>:<rest>":
-// "p:<hash>:<token>" while its dispatch runs or when its outcome is
-// unknown, token being the reserving request's own; "d:<hash>:<answer>"
-// once it succeeded, answer being the 200 body.
-const (
-	statePending = "p:"
-	stateDone    = "d:"
-)
-
-// reserveScript sets KEYS[1] to ARGV[1] for ARGV[2] ms unless it exists,
-// and returns its value if it does, false if it was set: SET NX and, when
-// that fails, GET, in one atomic round trip (SET's GET option needs Redis
-// 7).
-var reserveScript = redis.NewScript(`
-local v = redis.call('GET', KEYS[1])
-if v then return v end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return false
-`)
-
-// storeScript replaces the reservation ARGV[1] of KEYS[1] by the answer
-// ARGV[2], for ARGV[3] ms; releaseScript deletes the reservation ARGV[1].
-// Either does nothing to a key that holds something else (a reservation
-// that expired and was taken again).
-var (
-	storeScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-	redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-	return 1
-end
-return 0
-`)
-	releaseScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`)
-)
-
 // Idempotent makes a honour the Idempotency-Key header, keeping its
 // records in rdb (handlers-svc's client, a Redis Cluster one included)
 // for IdempotencyTTL. It returns a; call it before serving. Without it a
 // request with the header is refused (400).
 func (a *API) Idempotent(rdb redis.UniversalClient) *API {
-	a.idem = rdb
+	a.idem = idem.New(rdb, IdempotencyTTL)
 	return a
 }
 
@@ -120,48 +82,19 @@ func idempotencyKey(r *http.Request) (string, error) {
 
 // reservation is a request's hold on an idempotency key while its
 // dispatch runs.
-type reservation struct {
-	key   string // the Redis key
-	value string // the pending record, token included
-	hash  string
-}
-
-// errPending and errOtherBody are what reserve found under the
-// key instead of reserving it.
-var (
-	errPending   = errors.New("idempotency key pending")
-	errOtherBody = errors.New("idempotency key used with another body")
-)
+type reservation = idem.Reservation
 
 // reserve holds key for a dispatch of body. It returns the reservation;
-// or the answer recorded under key, to replay; or errPending or
-// errOtherBody for a key held by another dispatch; or an unavailable
+// or the answer recorded under key, to replay; or idem.ErrPending or
+// idem.ErrOther for a key held by another dispatch; or an unavailable
 // error (nothing was dispatched).
 func (a *API) reserve(ctx context.Context, key string, body []byte) (*reservation, []byte, error) {
 	sum := sha256.Sum256(body)
-	var token [16]byte
-	_, _ = rand.Read(token[:])
-	res := &reservation{key: proto.IdempotencyKey(key), hash: hex.EncodeToString(sum[:])}
-	res.value = statePending + res.hash + ":" + hex.EncodeToString(token[:])
-	v, err := reserveScript.Run(ctx, a.idem, []string{res.key}, res.value, IdempotencyTTL.Milliseconds()).Text()
-	switch {
-	case errors.Is(err, redis.Nil):
-		return res, nil, nil
-	case err != nil:
-		// The reservation may have been taken and its answer lost: undo it,
-		// or a retry would find it pending though nothing was dispatched.
-		a.release(context.Background(), res)
+	res, answer, err := a.idem.Reserve(ctx, proto.IdempotencyKey(key), hex.EncodeToString(sum[:]))
+	if err != nil && !errors.Is(err, idem.ErrPending) && !errors.Is(err, idem.ErrOther) {
 		return nil, nil, &event.Error{Code: proto.CodeUnavailable, Message: "dispatch unavailable", Err: err}
 	}
-	state, rest := v[:min(len(v), 2)], v[min(len(v), 2):]
-	hash, rest, _ := strings.Cut(rest, ":")
-	if hash != res.hash {
-		return nil, nil, errOtherBody
-	}
-	if state == stateDone {
-		return nil, []byte(rest), nil
-	}
-	return nil, nil, errPending
+	return res, answer, err
 }
 
 // finish records the outcome of res's dispatch: the answer of a success,
@@ -175,11 +108,10 @@ func (a *API) finish(ctx context.Context, res *reservation, answer []byte, err e
 	if err == nil {
 		ctx, cancel := context.WithTimeout(ctx, finishTimeout)
 		defer cancel()
-		if serr := storeScript.Run(ctx, a.idem, []string{res.key}, res.value, stateDone+res.hash+":"+string(answer),
-			IdempotencyTTL.Milliseconds()).Err(); serr != nil {
+		if serr := a.idem.Record(ctx, res, answer); serr != nil {
 			// Left pending: a retry gets 409, not a second delivery.
 			a.log.Warn("idempotency record not stored: retries with its key get 409 until it expires",
-				zap.String("key", res.key), zap.Error(serr))
+				zap.String("key", res.Key), zap.Error(serr))
 		}
 		return
 	}
@@ -203,8 +135,8 @@ func nothingDelivered(err error) bool {
 func (a *API) release(ctx context.Context, res *reservation) {
 	ctx, cancel := context.WithTimeout(ctx, finishTimeout)
 	defer cancel()
-	if err := releaseScript.Run(ctx, a.idem, []string{res.key}, res.value).Err(); err != nil {
+	if err := a.idem.Release(ctx, res); err != nil {
 		a.log.Warn("idempotency reservation not released: retries with its key get 409 until it expires",
-			zap.String("key", res.key), zap.Error(err))
+			zap.String("key", res.Key), zap.Error(err))
 	}
 }

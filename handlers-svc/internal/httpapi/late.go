@@ -61,10 +61,10 @@ func (a *API) settle(ctx context.Context, res *reservation, r late.Report) {
 	switch r.Outcome {
 	case late.Done:
 		a.finish(ctx, res, answerBody(dispatch.Positions{Users: r.Users, Broadcast: r.Broadcast}), nil)
-		a.log.Debug("outcome of a dispatch answered 504 recorded: delivered", zap.String("key", res.key))
+		a.log.Debug("outcome of a dispatch answered 504 recorded: delivered", zap.String("key", res.Key))
 	case late.NotRun:
 		a.release(ctx, res)
-		a.log.Debug("outcome of a dispatch answered 504 recorded: not delivered, key freed", zap.String("key", res.key))
+		a.log.Debug("outcome of a dispatch answered 504 recorded: not delivered, key freed", zap.String("key", res.Key))
 	}
 }
 
@@ -103,7 +103,7 @@ func (l *lateRecords) record(a *API, res *reservation, r late.Report) {
 	default:
 		l.mu.Unlock()
 		a.log.Warn("outcome of a dispatch answered 504 not recorded: too many at once; retries with its key get 409 until it expires",
-			zap.String("key", res.key))
+			zap.String("key", res.Key))
 		return
 	}
 	l.wg.Add(1)

@@ -200,7 +200,7 @@ func TestTimedOutDispatchOutcomeReplayed(t *testing.T) {
 // was delivered: a retry is safe), so a retry with it is dispatched (once).
 func TestTimedOutDispatchNotRunFreesKey(t *testing.T) {
 	srv, records := testkit.StartRedis(t), testkit.StartRedis(t)
-	url, d, g, a := lateServer(t, srv, records, 300*time.Millisecond)
+	url, d, g, _ := lateServer(t, srv, records, 300*time.Millisecond)
 	bg, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -215,7 +215,9 @@ func TestTimedOutDispatchNotRunFreesKey(t *testing.T) {
 		!strings.Contains(r.body, "nothing was delivered") {
 		t.Fatalf("keyed dispatch queued past its deadline: %+v, want 503 unavailable, nothing delivered", r)
 	}
-	if n, err := a.idem.Exists(bg, proto.IdempotencyKey("order-8")).Result(); err != nil || n != 0 {
+	rc := redis.NewClient(&redis.Options{Addr: records.Addr()})
+	defer rc.Close()
+	if n, err := rc.Exists(bg, proto.IdempotencyKey("order-8")).Result(); err != nil || n != 0 {
 		t.Fatalf("after the 503 of a dispatch never sent, its key's record exists (%d, %v), want it freed", n, err)
 	}
 	g.release <- struct{}{}
