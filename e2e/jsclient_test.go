@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -226,4 +227,97 @@ func runNode(t *testing.T, node string, args []string, env ...string) {
 	if err != nil {
 		t.Fatalf("node --test: %v", err)
 	}
+}
+
+// TestClientJSRetry runs retry.test.mjs: a Node client with retry sends
+// numbered messages to another user while the worker holding its socket is
+// killed (SIGKILL) three times; every emit resolves and every message
+// reaches the recipient, and the sender's own stream, exactly once. The same
+// run without retry must see emits fail: the kills are known to hit emits
+// in flight, which retry then saves. The rate limits are off so the stream
+// can be steady.
+func TestClientJSRetry(t *testing.T) {
+	node := needTool(t, "node (Debian package nodejs)", "node", "nodejs")
+	args := append(nodeTestArgs(t, node), "../gateway/internal/web/jstest/retry.test.mjs")
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2,
+		Env: []string{"GATEWAY_DEV=1", "GATEWAY_RATE_LIMIT=0", "GATEWAY_USER_RATE_LIMIT=0"}})
+	env := []string{"SB_URL=" + s.URL(), "SB_HTTP=http://" + s.Addr, "SB_CONTROL=" + startWorkerControl(t, s)}
+	for _, retry := range []string{"1", "0"} {
+		t.Run("retry="+retry, func(t *testing.T) {
+			runNode(t, node, args, append(env, "SB_RETRY="+retry)...)
+		})
+	}
+}
+
+// startWorkerControl serves, on a loopback address it returns
+// (SB_CONTROL), what a JavaScript test cannot do to s's gateway workers,
+// until the test ends. Each request answers once it is done:
+//
+//	POST /stop?worker=N  stops worker N (SIGSTOP): it reads nothing more
+//	POST /kill?worker=N  kills worker N (SIGKILL), stopped or not, and
+//	                     waits until the supervisor's new worker N is
+//	                     ready (504 after 30 s)
+func startWorkerControl(t *testing.T, s *testkit.Stack) string {
+	t.Helper()
+	pid := func(w http.ResponseWriter, r *http.Request) (int, bool) {
+		n, err := strconv.Atoi(r.URL.Query().Get("worker"))
+		p, ok := s.WorkerPids()[n]
+		if err != nil || !ok {
+			http.Error(w, fmt.Sprintf("no worker %q in %v", r.URL.Query().Get("worker"), s.WorkerPids()), http.StatusBadRequest)
+			return 0, false
+		}
+		return p, true
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /stop", func(w http.ResponseWriter, r *http.Request) {
+		if p, ok := pid(w, r); ok {
+			if err := syscall.Kill(p, syscall.SIGSTOP); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+			}
+		}
+	})
+	mux.HandleFunc("POST /kill", func(w http.ResponseWriter, r *http.Request) {
+		victim, ok := pid(w, r)
+		if !ok {
+			return
+		}
+		if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		n, _ := strconv.Atoi(r.URL.Query().Get("worker"))
+		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+		defer cancel()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if p := s.WorkerPids()[n]; p != 0 && p != victim && allReady(ctx, s) {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				http.Error(w, fmt.Sprintf("worker %d not back: %v", n, s.WorkerPids()), http.StatusGatewayTimeout)
+				return
+			case <-tick.C:
+			}
+		}
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// allReady reports whether s's gateway says every worker is ready: its
+// admin address's /readyz answers 200.
+func allReady(ctx context.Context, s *testkit.Stack) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.MetricsAddr+"/readyz", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
