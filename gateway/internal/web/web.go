@@ -1,7 +1,7 @@
 // Package web serves the gateway's browser assets, embedded in the binary:
-// the JavaScript client at /client.js on every worker, and in dev mode the
-// demo chat page at /. The assets are plain files under assets/, with no
-// build step; client.d.ts beside client.js types the client for TypeScript.
+// the JavaScript client at /client.js and its TypeScript declarations at
+// /client.d.ts on every worker, and in dev mode the demo chat page at /.
+// The assets are plain files under assets/, with no build step.
 package web
 
 import (
@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-//go:embed assets/client.js assets/index.html assets/demo.css assets/demo.js
+//go:embed assets/client.js assets/client.d.ts assets/index.html assets/demo.css assets/demo.js
 var assets embed.FS
 
 // asset is one embedded file, ready to serve.
@@ -23,6 +23,7 @@ type asset struct {
 	contentType string
 	etag        string
 	cache       string
+	types       string // the URL of its TypeScript declarations, if any
 }
 
 func load(name, contentType, cache string) asset {
@@ -44,6 +45,11 @@ func (a asset) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", a.cache)
 	h.Set("ETag", a.etag)
 	h.Set("X-Content-Type-Options", "nosniff")
+	if a.types != "" {
+		// Deno, given the header, types the module without a comment
+		// in the app.
+		h.Set("X-TypeScript-Types", a.types)
+	}
 	http.ServeContent(rw, r, "", time.Time{}, bytes.NewReader(a.body))
 }
 
@@ -55,10 +61,14 @@ const (
 	demoCache   = "no-cache"
 )
 
-// Register adds the asset routes to mux: GET /client.js always, and the demo
-// page (GET / and its /demo/ files) only when dev is true.
+// Register adds the asset routes to mux: GET /client.js and /client.d.ts
+// always, and the demo page (GET / and its /demo/ files) only when dev is
+// true.
 func Register(mux *http.ServeMux, dev bool) {
-	mux.Handle("GET /client.js", load("client.js", "text/javascript; charset=utf-8", clientCache))
+	client := load("client.js", "text/javascript; charset=utf-8", clientCache)
+	client.types = "/client.d.ts"
+	mux.Handle("GET /client.js", client)
+	mux.Handle("GET /client.d.ts", load("client.d.ts", "application/typescript; charset=utf-8", clientCache))
 	if !dev {
 		return
 	}

@@ -39,21 +39,34 @@ func get(t *testing.T, url string, header http.Header) (*http.Response, string) 
 	return resp, string(body)
 }
 
-// TestClientJS serves the very file in the repository, as JavaScript, with
+// TestClientJS serves the very files in the repository, the client as
+// JavaScript that names its types and its declarations as TypeScript, with
 // a cache policy and an ETag that revalidates to 304.
 func TestClientJS(t *testing.T) {
-	want, err := os.ReadFile("assets/client.js")
+	for _, tc := range []struct{ path, contentType, types string }{
+		{"/client.js", "text/javascript; charset=utf-8", "/client.d.ts"},
+		{"/client.d.ts", "application/typescript; charset=utf-8", ""},
+	} {
+		t.Run(tc.path, func(t *testing.T) { testClientFile(t, tc.path, tc.contentType, tc.types) })
+	}
+}
+
+func testClientFile(t *testing.T, path, contentType, types string) {
+	want, err := os.ReadFile("assets" + path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, dev := range []bool{false, true} {
 		srv := serve(t, dev)
-		resp, body := get(t, srv.URL+"/client.js", nil)
+		resp, body := get(t, srv.URL+path, nil)
 		if resp.StatusCode != http.StatusOK || body != string(want) {
-			t.Fatalf("dev=%v: GET /client.js = %d, %d bytes; want 200 and the %d bytes of assets/client.js", dev, resp.StatusCode, len(body), len(want))
+			t.Fatalf("dev=%v: GET %s = %d, %d bytes; want 200 and the %d bytes of assets%s", dev, path, resp.StatusCode, len(body), len(want), path)
 		}
-		if ct := resp.Header.Get("Content-Type"); ct != "text/javascript; charset=utf-8" {
-			t.Errorf("Content-Type %q", ct)
+		if ct := resp.Header.Get("Content-Type"); ct != contentType {
+			t.Errorf("Content-Type %q, want %q", ct, contentType)
+		}
+		if got := resp.Header.Get("X-TypeScript-Types"); got != types {
+			t.Errorf("X-TypeScript-Types %q, want %q", got, types)
 		}
 		// Module scripts load in CORS mode: a page elsewhere needs this to import it.
 		if acao := resp.Header.Get("Access-Control-Allow-Origin"); acao != "*" {
@@ -66,7 +79,7 @@ func TestClientJS(t *testing.T) {
 		if etag == "" {
 			t.Fatal("no ETag")
 		}
-		resp, body = get(t, srv.URL+"/client.js", http.Header{"If-None-Match": {etag}})
+		resp, body = get(t, srv.URL+path, http.Header{"If-None-Match": {etag}})
 		if resp.StatusCode != http.StatusNotModified || body != "" {
 			t.Errorf("revalidation with the ETag: %d %q, want 304 and no body", resp.StatusCode, body)
 		}
@@ -91,7 +104,7 @@ func TestDemoOnlyInDevMode(t *testing.T) {
 			t.Errorf("non-dev GET %s: %d, want 404", path, resp.StatusCode)
 		}
 	}
-	for _, path := range []string{"/index.html", "/demo/", "/demo/../client.js.map", "/assets/client.js", "/client.d.ts"} {
+	for _, path := range []string{"/index.html", "/demo/", "/demo/../client.js.map", "/assets/client.js", "/client.ts", "/demo.js"} {
 		if resp, _ := get(t, dev.URL+path, nil); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("dev GET %s: %d, want 404", path, resp.StatusCode)
 		}

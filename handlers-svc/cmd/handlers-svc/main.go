@@ -37,6 +37,7 @@ import (
 	"github.com/switchboard/switchboard/handlers-svc/handlers"
 	"github.com/switchboard/switchboard/handlers-svc/internal/config"
 	"github.com/switchboard/switchboard/handlers-svc/internal/httpapi"
+	"github.com/switchboard/switchboard/handlers-svc/internal/idem"
 	"github.com/switchboard/switchboard/handlers-svc/internal/metrics"
 	"github.com/switchboard/switchboard/handlers-svc/internal/modecheck"
 	"github.com/switchboard/switchboard/handlers-svc/internal/natserve"
@@ -213,6 +214,8 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		Timeout:         cfg.Timeout,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Expired:         reg.Expired,
+		Idem:            idem.New(rdb, natserve.IdemTTL),
+		Replayed:        reg.Replayed,
 	})
 
 	health := newHealth(nc, srv.Ready())

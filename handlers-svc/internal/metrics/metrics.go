@@ -23,6 +23,7 @@ type Metrics struct {
 	requests *middleware.Metrics
 	families prometheus.Gatherers // what the handler families registered
 	expired  prometheus.Counter
+	replayed prometheus.Counter
 }
 
 // New returns a registry whose event label takes the registered event
@@ -35,7 +36,11 @@ func New(events []string) *Metrics {
 		Namespace: namespace, Name: "requests_expired_total",
 		Help: "Requests dropped unrun because the gateway's deadline (Switchboard-Deadline) had passed: their clients were told timeout.",
 	})
-	m.reg.MustRegister(m.expired)
+	m.replayed = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "requests_replayed_total",
+		Help: "Requests with an idempotency key (idem) answered from the record of an earlier one with the same key, the handler not run again: emits a client sent again after losing its socket.",
+	})
+	m.reg.MustRegister(m.expired, m.replayed)
 	return m
 }
 
@@ -45,6 +50,9 @@ func (m *Metrics) Include(g prometheus.Gatherer) { m.families = append(m.familie
 
 // Expired counts a request dropped unrun because its deadline had passed.
 func (m *Metrics) Expired(string) { m.expired.Inc() }
+
+// Replayed counts a request answered from its idempotency record.
+func (m *Metrics) Replayed(string) { m.replayed.Inc() }
 
 // Watch registers gauges read at scrape time: whether NATS is connected,
 // whether Redis answers (the caller's record, sending no command), and

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/handlers-svc/internal/idem"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -62,6 +63,14 @@ type Config struct {
 	// Expired, when set, is told of each request dropped unrun because
 	// the gateway's deadline (proto.DeadlineHeader) had passed.
 	Expired func(event string)
+	// Idem keeps the records of requests that carry an idempotency key
+	// (proto.IdemHeader): the handler runs at most once per user and key
+	// while the record lasts, and a repeat gets the first one's answer.
+	// Nil: such requests are refused (bad_request).
+	Idem *idem.Store
+	// Replayed, when set, is told of each request answered from the
+	// record of an earlier one with the same key, its handler not run.
+	Replayed func(event string)
 }
 
 func (c Config) withDefaults() Config {
@@ -114,6 +123,7 @@ type job struct {
 	m        *nats.Msg
 	r        *event.Request
 	deadline time.Time // the gateway's; zero when the request named none
+	idem     string    // the idempotency key; "" without one
 }
 
 // New returns a Server that serves requests arriving on nc with h. The caller
@@ -254,6 +264,12 @@ func (s *Server) serve(base context.Context, m *nats.Msg) {
 		s.respond(m, r, &proto.Error{Code: proto.CodeBadRequest, Message: "request event does not match its subject"})
 		return
 	}
+	idemKey, ierr := s.idemKey(m)
+	if ierr != nil {
+		cancel()
+		s.respond(m, r, ierr)
+		return
+	}
 
 	select {
 	case s.slots <- struct{}{}:
@@ -269,7 +285,7 @@ func (s *Server) serve(base context.Context, m *nats.Msg) {
 			return
 		}
 	}
-	j := job{ctx: ctx, cancel: cancel, m: m, r: r}
+	j := job{ctx: ctx, cancel: cancel, m: m, r: r, idem: idemKey}
 	if hasDeadline {
 		j.deadline = deadline
 	}
@@ -311,9 +327,22 @@ func (s *Server) run(j job) {
 		s.drop(j.m, j.deadline)
 		return
 	}
+	var res *idem.Reservation
+	if j.idem != "" {
+		var replay []byte
+		var err error
+		if res, replay, err = s.cfg.Idem.Wait(j.ctx, proto.UserIdemKey(j.r.User, j.idem), requestHash(j.r)); res == nil {
+			s.answerRepeat(j, replay, err)
+			return
+		}
+	}
 	err := s.call(j.ctx, j.r)
 	s.logFailure(j.r, err)
-	s.respond(j.m, j.r, event.WireError(err))
+	body := s.reply(j.r, event.WireError(err))
+	s.send(j.m, j.r, body)
+	if res != nil {
+		s.settle(j, res, body, err)
+	}
 }
 
 // drop counts and logs a request not run because the gateway's deadline
@@ -389,14 +418,20 @@ func isAnswer(err error) bool {
 var errResultTooLarge = &proto.Error{Code: proto.CodeHandlerError, Message: "handler failed: its result is too large"}
 
 // respond sends the reply for werr (nil for success, with r's result when
-// the handler set one), if the message asked for one. A result over
-// proto.MaxResult, or too large for a NATS message, is answered
-// handler_error, and logged: the gateway would otherwise wait for a reply
-// that never comes, or queue an ack too big for the client's socket.
+// the handler set one), if the message asked for one.
 func (s *Server) respond(m *nats.Msg, r *event.Request, werr *proto.Error) {
 	if m.Reply == "" {
 		return
 	}
+	s.send(m, r, s.reply(r, werr))
+}
+
+// reply returns the body of the reply for werr (nil for success, with r's
+// result when the handler set one). A result over proto.MaxResult, or too
+// large for a NATS message, is answered handler_error, and logged: the
+// gateway would otherwise wait for a reply that never comes, or queue an
+// ack too big for the client's socket.
+func (s *Server) reply(r *event.Request, werr *proto.Error) []byte {
 	var body []byte
 	if werr == nil && r != nil && r.Result() != nil {
 		if n := len(r.Result()); n > proto.MaxResult {
@@ -417,6 +452,14 @@ func (s *Server) respond(m *nats.Msg, r *event.Request, werr *proto.Error) {
 	}
 	if body == nil {
 		body = proto.AppendReply(make([]byte, 0, 64), werr)
+	}
+	return body
+}
+
+// send sends body as the reply to m, if m asked for one.
+func (s *Server) send(m *nats.Msg, r *event.Request, body []byte) {
+	if m.Reply == "" {
+		return
 	}
 	if err := m.Respond(body); err != nil {
 		fields := []zap.Field{zap.String("subject", m.Subject), zap.Error(err)}
