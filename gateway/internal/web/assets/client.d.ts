@@ -190,7 +190,7 @@ export interface ConnectOptions {
   renewMargin?: number;
   /**
    * Extension: retry emits safely. Every emit carries a fresh idempotency key ("idem": 16 random bytes, base64url),
-   * the same for its whole life, and handlers-svc runs its handler at most once per key (5 minutes). An emit whose
+   * the same for its whole life, and handlers-svc runs its handler at most once per key (for 2 minutes: docs/protocol.md section 2, "Idempotent emits"). An emit whose
    * socket is lost before its answer does not reject with "disconnected": it is sent again on the next socket once
    * that is open (after its "connected"); nor does an "unavailable" answer end it: it is sent again after a short
    * back-off (100 ms, doubling up to 2 s). Either way until an answer, or ackTimeout from the emit ("timeout"). Every
