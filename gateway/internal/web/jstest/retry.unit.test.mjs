@@ -382,3 +382,43 @@ test("without retry: a lost socket rejects with disconnected, an unavailable ans
   s2.greet();
   assert.deepEqual(s2.sent, []);
 });
+
+test("retry: an unavailable answer during a renewal's switch lets it go on, and the emit goes on the new socket once", async (t) => {
+  const MIN = 60_000;
+  t.mock.timers.enable({ apis: ["setTimeout", "Date"], now: 1_800_000_000_000 });
+  t.mock.method(performance, "now", () => Date.now());
+  // flush lets getToken's promise settle: setImmediate is not faked.
+  const flush = async () => {
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  };
+  let tokens = 0;
+  const getToken = async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const part = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+    return `${part({ alg: "HS256" })}.${part({ sub: "alice", iat: now, exp: now + 600, n: ++tokens })}.c2ln`;
+  };
+  const fake = fakeSockets();
+  const sb = client(t, fake, { getToken });
+  await flush();
+  const [s1] = fake.made;
+  s1.greet();
+  // A 10-minute token is renewed 60 s before its exp; the emit is in
+  // flight then, so the switch waits for its answer.
+  t.mock.timers.tick(9 * MIN - 1_000);
+  const e = track(sb.emit("sendMessage", { to: "bob", text: "x" }));
+  t.mock.timers.tick(1_000);
+  await flush();
+  assert.equal(tokens, 2, "no renewal");
+  assert.equal(s1.closed, false, "the switch did not wait for the emit in flight");
+  s1.error("1", "unavailable");
+  await flush();
+  assert.equal(s1.closed, true, "the switch still waited for an emit that goes again later");
+  const s2 = fake.made[1];
+  s2.greet();
+  assert.equal(s2.sent.length, 0, "sent before its back-off ended");
+  t.mock.timers.tick(100); // the first back-off is 50 to 100 ms
+  assert.deepEqual(s2.raw, s1.raw);
+  s2.ack("1", "ok");
+  assert.equal((await e.result).value, "ok");
+  assert.equal(s2.sent.length, 1);
+});
