@@ -195,7 +195,10 @@ class Client {
         clearTimeout(p.again);
         let msg = `not connected within ${limit} ms`;
         if (p.sent) msg = `no answer to ${event} within ${limit} ms`;
-        else if (p.sends > 0) msg = `no answer to ${event} within ${limit} ms (sent ${p.sends} times)`;
+        else if (p.sends > 0) {
+          const unavailable = p.unavailable > 0 ? `, answered unavailable ${p.unavailable} times` : "";
+          msg = `no answer to ${event} within ${limit} ms (sent ${p.sends} times${unavailable})`;
+        }
         reject(clientError("timeout", msg));
         this.#switchOver(); // a renewal waiting for this answer waits no more
         if (!p.sent || p.ws !== this.#ws) return;
