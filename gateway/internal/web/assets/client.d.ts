@@ -195,7 +195,7 @@ export interface ConnectOptions {
    * that is open (after its "connected"); nor does an "unavailable" answer end it: it is sent again after a short
    * back-off (100 ms, doubling up to 2 s). Either way until an answer, or ackTimeout from the emit ("timeout"). Every
    * other answer settles it as without retry; close() and a 4003 reject it at once. Needs crypto.getRandomValues.
-   * false: no idem on the wire, and nothing is sent twice. Default false.
+   * false: no idem on the wire, and nothing is sent twice. Default false. A v1 gateway ignores idem and runs a repeat again.
    */
   retry?: boolean;
 }
