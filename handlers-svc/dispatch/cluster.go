@@ -132,9 +132,36 @@ func (d *Dispatcher) publisherOf(ctx context.Context, part int) *publisher {
 	if p, ok := d.masters.Load(addr); ok {
 		return p.(*publisher)
 	}
+	// A master not seen before: the layout changed (a failover, a node
+	// replaced), so the publishers of addresses that are no longer
+	// masters go, or they would pile up over a long life.
+	d.pruneMasters(ctx, cc)
 	p := newPublisher(d.pub.rdb)
 	got, _ := d.masters.LoadOrStore(addr, &p)
 	return got.(*publisher)
+}
+
+// pruneMasters drops from d.masters the publishers of addresses that are
+// not masters of cc now. A call in flight on one finishes unharmed; a
+// master that comes back gets a new publisher. It sends no command: the
+// layout is go-redis's own.
+func (d *Dispatcher) pruneMasters(ctx context.Context, cc *redis.ClusterClient) {
+	var mu sync.Mutex
+	live := map[string]bool{}
+	if err := cc.ForEachMaster(ctx, func(_ context.Context, m *redis.Client) error {
+		mu.Lock()
+		live[m.Options().Addr] = true
+		mu.Unlock()
+		return nil
+	}); err != nil {
+		return
+	}
+	d.masters.Range(func(addr, _ any) bool {
+		if !live[addr.(string)] {
+			d.masters.Delete(addr)
+		}
+		return true
+	})
 }
 
 // publishParts runs the partitions' script calls (keys[i] and args[i] for
