@@ -80,6 +80,13 @@ function showError(el, msg) {
   el.hidden = !msg;
 }
 
+// sendFailure words a failed emit: a timeout may still have been sent
+// (its handler may have run), any other failure was not.
+function sendFailure(err) {
+  if (err.code === "timeout") return `Maybe not sent (timeout): ${err.message}`;
+  return `Not sent (${err.code}): ${err.message}`;
+}
+
 // notice shows what the page knows about messages it may have missed, until
 // the next notice or a click; kind "ok" or "warn", or none to hide it.
 function notice(kind, text = "") {
@@ -270,7 +277,7 @@ $("send-form").addEventListener("submit", async (ev) => {
     document.querySelector(`#messages li.sent[data-msg-id="${id}"]`)?.classList.add("acked");
     $("text").value = "";
   } catch (err) {
-    showError($("send-error"), `Not sent (${err.code}): ${err.message}`);
+    showError($("send-error"), sendFailure(err));
   } finally {
     button.disabled = false;
     $("text").focus();
@@ -305,7 +312,7 @@ $("room-send-form").addEventListener("submit", async (ev) => {
     await sb.emit("sendToRoom", { room, text });
     $("room-text").value = "";
   } catch (err) {
-    showError($("room-error"), `Not sent (${err.code}): ${err.message}`);
+    showError($("room-error"), sendFailure(err));
   } finally {
     button.disabled = false;
     $("room-text").focus();
