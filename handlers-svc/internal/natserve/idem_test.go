@@ -255,3 +255,31 @@ func TestIdemRefusals(t *testing.T) {
 		t.Errorf("without a Store: %s, want bad_request: not served", r)
 	}
 }
+
+// TestIdemRateLimitedNotReplayed: rate_limited says the handler did
+// nothing and the client may send it again later; the repeat with the
+// key, sent after waiting, runs the handler instead of getting
+// rate_limited again for as long as the record lasts.
+func TestIdemRateLimitedNotReplayed(t *testing.T) {
+	ns := testkit.StartNATS(t)
+	store, _ := idemStore(t)
+	var runs atomic.Int32
+	h := event.HandlerFunc(func(_ context.Context, r *event.Request) error {
+		if runs.Add(1) == 1 {
+			return event.NewError(proto.CodeRateLimited, "too many messages to this recipient")
+		}
+		return r.Respond("sent")
+	})
+	serve(t, ns, h, zap.NewNop(), natserve.Config{Idem: store})
+	nc := connect(t, ns)
+
+	if e := proto.DecodeReply([]byte(keyed(t, nc, "alice", "send", `1`, "k"))); e == nil || e.Code != proto.CodeRateLimited {
+		t.Fatalf("first: %v, want rate_limited", e)
+	}
+	if r := keyed(t, nc, "alice", "send", `1`, "k"); r != `{"ok":true,"result":"sent"}` {
+		t.Errorf("repeat after rate_limited got %s, want a run of the handler", r)
+	}
+	if n := runs.Load(); n != 2 {
+		t.Errorf("handler ran %d times, want 2", n)
+	}
+}
