@@ -91,10 +91,12 @@ func (s *Server) answerRepeat(j job, replay []byte, err error) {
 
 // settle records under res the answer body of j's handler, which
 // returned err, for repeats to get: any answer, but one that says the
-// handler did not run (unavailable), which frees the key so that a repeat
-// runs it, and one whose outcome is unknown (timeout, or the request's
-// time ran out), which keeps the key reserved until it expires, so that a
-// repeat cannot run the handler a second time.
+// handler did nothing and may be sent again (unavailable, rate_limited),
+// which frees the key so that a repeat runs it (a recorded rate_limited
+// would refuse the repeat of a client that waited as told, for as long as
+// the record lasts), and one whose outcome is unknown (timeout, or the
+// request's time ran out), which keeps the key reserved until it expires,
+// so that a repeat cannot run the handler a second time.
 func (s *Server) settle(j job, res *idem.Reservation, body []byte, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
@@ -106,7 +108,7 @@ func (s *Server) settle(j job, res *idem.Reservation, body []byte, err error) {
 		case code == proto.CodeTimeout || j.ctx.Err() != nil:
 			s.log.Debug("outcome unknown: idempotency key kept until it expires", fields(err)...)
 			return
-		case code == proto.CodeUnavailable:
+		case code == proto.CodeUnavailable || code == proto.CodeRateLimited:
 			if rerr := s.cfg.Idem.Release(ctx, res); rerr != nil {
 				s.log.Warn("idempotency key not freed: repeats get timeout until it expires", fields(rerr)...)
 			}
