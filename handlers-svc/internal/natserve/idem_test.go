@@ -283,3 +283,35 @@ func TestIdemRateLimitedNotReplayed(t *testing.T) {
 		t.Errorf("handler ran %d times, want 2", n)
 	}
 }
+
+// TestIdemUnknownOutcomeRefusedAtOnce: once the first request's outcome
+// is known to be unknown (its handler answered timeout), a repeat is
+// refused with one Redis command, at once: it does not hold a handler
+// slot and poll Redis until its own deadline for an answer that cannot
+// come.
+func TestIdemUnknownOutcomeRefusedAtOnce(t *testing.T) {
+	ns := testkit.StartNATS(t)
+	store, _, cmds := countedStore(t)
+	var runs atomic.Int32
+	h := event.HandlerFunc(func(context.Context, *event.Request) error {
+		runs.Add(1)
+		return &event.Error{Code: proto.CodeTimeout, Message: "dispatch outcome unknown: Redis did not answer, it may have been delivered"}
+	})
+	serve(t, ns, h, zap.NewNop(), natserve.Config{Idem: store, Timeout: 3 * time.Second})
+	nc := connect(t, ns)
+
+	if r := keyed(t, nc, "alice", "send", `1`, "k"); !strings.Contains(r, "outcome unknown") {
+		t.Fatalf("first reply %s, want its timeout", r)
+	}
+	before := cmds.Load()
+	r := keyed(t, nc, "alice", "send", `1`, "k")
+	if e := proto.DecodeReply([]byte(r)); e == nil || e.Code != proto.CodeTimeout || !strings.Contains(e.Message, "outcome is unknown") {
+		t.Errorf("repeat got %s, want timeout: outcome unknown", r)
+	}
+	if n := cmds.Load() - before; n != 1 {
+		t.Errorf("the repeat sent %d Redis commands, want 1 (it waited for an answer that cannot come)", n)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Errorf("handler ran %d times, want 1", n)
+	}
+}
