@@ -8,8 +8,11 @@
 // A record is one Redis string, "<state>:<hash>:<rest>": "p:<hash>:<token>"
 // while its request runs or when its outcome is unknown, token being the
 // reserving request's own, so that only it can record or free it;
-// "d:<hash>:<answer>" once answered. hash names the request (its body),
-// so that a key used for another request is told apart.
+// "d:<hash>:<answer>" once answered; "u:<hash>:" once its request gave up
+// with its outcome unknown (Abandon), so that a repeat is refused at once
+// rather than waiting for an answer that cannot come. hash names the
+// request (its body), so that a key used for another request is told
+// apart.
 package idem
 
 import (
@@ -17,6 +20,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -30,11 +34,16 @@ var (
 	ErrPending = errors.New("idempotency key pending")
 	// ErrOther: the key was used for another request (another hash).
 	ErrOther = errors.New("idempotency key used for another request")
+	// ErrUnknown: the request that reserved the key gave up with its
+	// outcome unknown (Abandon); it is an ErrPending that Wait does not
+	// wait for.
+	ErrUnknown = fmt.Errorf("%w: outcome unknown", ErrPending)
 )
 
 const (
 	statePending = "p:"
 	stateDone    = "d:"
+	stateUnknown = "u:"
 )
 
 // reserveScript sets KEYS[1] to ARGV[1] for ARGV[2] ms unless it exists,
@@ -65,6 +74,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `)
 )
+
+// abandonScript replaces the reservation ARGV[1] of KEYS[1] by ARGV[2]
+// for the time the reservation had left (KEEPTTL needs Redis 6).
+var abandonScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+return 1
+`)
 
 // releaseTimeout bounds the release of a reservation whose answer from
 // Redis was lost.
@@ -126,12 +145,13 @@ func (s *Store) Reserve(ctx context.Context, key, hash string) (*Reservation, []
 // Wait is Reserve, but a key found pending is tried again, at intervals
 // doubling from 10 ms to 200 ms, until it is answered or freed (then
 // reserved) or ctx ends, when it returns ErrPending. A repeat that comes
-// while the first request still runs gets its answer so.
+// while the first request still runs gets its answer so. A key whose
+// request gave up (Abandon) is not waited for: ErrUnknown at once.
 func (s *Store) Wait(ctx context.Context, key, hash string) (*Reservation, []byte, error) {
 	wait := firstWait
 	for {
 		res, answer, err := s.Reserve(ctx, key, hash)
-		if !errors.Is(err, ErrPending) {
+		if !errors.Is(err, ErrPending) || errors.Is(err, ErrUnknown) {
 			return res, answer, err
 		}
 		t := time.NewTimer(wait)
@@ -153,8 +173,11 @@ func parse(v, hash string) ([]byte, error) {
 	if h != hash {
 		return nil, ErrOther
 	}
-	if state == stateDone {
+	switch state {
+	case stateDone:
 		return []byte(rest), nil
+	case stateUnknown:
+		return nil, ErrUnknown
 	}
 	return nil, ErrPending
 }
@@ -164,6 +187,13 @@ func parse(v, hash string) ([]byte, error) {
 func (s *Store) Record(ctx context.Context, res *Reservation, answer []byte) error {
 	return storeScript.Run(ctx, s.rdb, []string{res.Key}, res.value, stateDone+res.hash+":"+string(answer),
 		s.ttl.Milliseconds()).Err()
+}
+
+// Abandon marks res's reservation as given up with its outcome unknown,
+// if it still holds the key: the key stays taken for the time it had
+// left, and a repeat (Reserve, Wait) gets ErrUnknown at once.
+func (s *Store) Abandon(ctx context.Context, res *Reservation) error {
+	return abandonScript.Run(ctx, s.rdb, []string{res.Key}, res.value, stateUnknown+res.hash+":").Err()
 }
 
 // Release deletes res's reservation, if it still holds the key.

@@ -89,14 +89,22 @@ func (s *Server) answerRepeat(j job, replay []byte, err error) {
 	s.respond(j.m, j.r, werr)
 }
 
+// outcomeUnknown reports whether j's handler, which returned err, may or
+// may not have had its effects: it answered timeout, or failed once the
+// request's time ran out.
+func outcomeUnknown(j job, err error) bool {
+	return err != nil && (event.WireError(err).Code == proto.CodeTimeout || j.ctx.Err() != nil)
+}
+
 // settle records under res the answer body of j's handler, which
 // returned err, for repeats to get: any answer, but one that says the
 // handler did nothing and may be sent again (unavailable, rate_limited),
 // which frees the key so that a repeat runs it (a recorded rate_limited
 // would refuse the repeat of a client that waited as told, for as long as
-// the record lasts), and one whose outcome is unknown (timeout, or the
-// request's time ran out), which keeps the key reserved until it expires,
-// so that a repeat cannot run the handler a second time.
+// the record lasts), and one whose outcome is unknown (outcomeUnknown),
+// which keeps the key taken until it expires, so that a repeat cannot run
+// the handler a second time, marked so that a repeat is refused at once
+// instead of holding a handler slot until its deadline.
 func (s *Server) settle(j job, res *idem.Reservation, body []byte, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
@@ -105,7 +113,11 @@ func (s *Server) settle(j job, res *idem.Reservation, body []byte, err error) {
 	}
 	if err != nil {
 		switch code := event.WireError(err).Code; {
-		case code == proto.CodeTimeout || j.ctx.Err() != nil:
+		case outcomeUnknown(j, err):
+			if aerr := s.cfg.Idem.Abandon(ctx, res); aerr != nil {
+				s.log.Warn("idempotency key not marked unknown: repeats wait for their deadline until it expires", fields(aerr)...)
+				return
+			}
 			s.log.Debug("outcome unknown: idempotency key kept until it expires", fields(err)...)
 			return
 		case code == proto.CodeUnavailable || code == proto.CodeRateLimited:
