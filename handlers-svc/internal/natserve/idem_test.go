@@ -315,3 +315,85 @@ func TestIdemUnknownOutcomeRefusedAtOnce(t *testing.T) {
 		t.Errorf("handler ran %d times, want 1", n)
 	}
 }
+
+// TestIdemPanicRecorded: a handler that panicked may have had some of
+// its effects, so its handler_error is recorded and replayed; the
+// handler does not run a second time.
+func TestIdemPanicRecorded(t *testing.T) {
+	ns := testkit.StartNATS(t)
+	store, _ := idemStore(t)
+	var runs atomic.Int32
+	h := event.HandlerFunc(func(context.Context, *event.Request) error {
+		runs.Add(1)
+		panic("half way")
+	})
+	serve(t, ns, h, zap.NewNop(), natserve.Config{Idem: store})
+	nc := connect(t, ns)
+
+	first := keyed(t, nc, "alice", "send", `1`, "k")
+	if e := proto.DecodeReply([]byte(first)); e == nil || e.Code != proto.CodeHandlerError {
+		t.Fatalf("first: %s, want handler_error", first)
+	}
+	if again := keyed(t, nc, "alice", "send", `1`, "k"); again != first {
+		t.Errorf("repeat got %s, want the first answer %s", again, first)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Errorf("handler ran %d times, want 1", n)
+	}
+}
+
+// TestIdemCluster: on a Redis Cluster each record is in its user's
+// partition (the slot of the user's stream), and the scripts, one key
+// each, run there: users of every partition get their first answer
+// replayed, and one's outcome unknown is refused at once.
+func TestIdemCluster(t *testing.T) {
+	ns := testkit.StartNATS(t)
+	c := testkit.StartRedisCluster(t, 3)
+	rdb := c.Client(&redis.ClusterOptions{MaxRetries: -1})
+	store := idem.New(rdb, natserve.IdemTTL)
+	var runs atomic.Int32
+	h := event.HandlerFunc(func(_ context.Context, r *event.Request) error {
+		runs.Add(1)
+		if r.Event == "lost" {
+			return event.NewError(proto.CodeTimeout, "dispatch outcome unknown")
+		}
+		return r.Respond(r.User)
+	})
+	serve(t, ns, h, zap.NewNop(), natserve.Config{Idem: store})
+	nc := connect(t, ns)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	users := map[int]string{}
+	for i := 0; len(users) < proto.Partitions; i++ {
+		u := "u" + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + strings.Repeat("y", i/26)
+		if _, ok := users[proto.PartitionOf(u)]; !ok {
+			users[proto.PartitionOf(u)] = u
+		}
+	}
+	for _, u := range users {
+		want := `{"ok":true,"result":"` + u + `"}`
+		for range 2 {
+			if r := keyed(t, nc, u, "send", `1`, "k"); r != want {
+				t.Fatalf("%s: %s, want %s", u, r, want)
+			}
+		}
+		key, stream := proto.UserIdemKey(u, "k"), proto.UserStreamKey(u)
+		ks, err1 := rdb.ClusterKeySlot(ctx, key).Result()
+		ss, err2 := rdb.ClusterKeySlot(ctx, stream).Result()
+		if err1 != nil || err2 != nil || ks != ss {
+			t.Errorf("%s: record's slot %d (%v), stream's %d (%v): not in the user's partition", u, ks, err1, ss, err2)
+		}
+		if n, err := rdb.Exists(ctx, key).Result(); err != nil || n != 1 {
+			t.Errorf("%s: record %s exists %d (%v)", u, key, n, err)
+		}
+	}
+	if n := int(runs.Load()); n != len(users) {
+		t.Errorf("handler ran %d times for %d users, want once each", n, len(users))
+	}
+	u := users[3]
+	keyed(t, nc, u, "lost", `1`, "k2")
+	if e := proto.DecodeReply([]byte(keyed(t, nc, u, "lost", `1`, "k2"))); e == nil || !strings.Contains(e.Message, "outcome is unknown") {
+		t.Errorf("repeat of an unknown outcome on a cluster: %v, want refused", e)
+	}
+}
