@@ -101,26 +101,29 @@ func outcomeUnknown(j job, err error) bool {
 // handler did nothing and may be sent again (unavailable, rate_limited),
 // which frees the key so that a repeat runs it (a recorded rate_limited
 // would refuse the repeat of a client that waited as told, for as long as
-// the record lasts), and one whose outcome is unknown (outcomeUnknown),
-// which keeps the key taken until it expires, so that a repeat cannot run
-// the handler a second time, marked so that a repeat is refused at once
-// instead of holding a handler slot until its deadline.
-func (s *Server) settle(j job, res *idem.Reservation, body []byte, err error) {
+// the record lasts), and one whose outcome is unknown (outcomeUnknown,
+// which the caller found once, as the answer was chosen: the request's
+// time may run out since), which keeps the key taken until it expires,
+// so that a repeat cannot run the handler a second time, marked so that a
+// repeat is refused at once instead of holding a handler slot until its
+// deadline.
+func (s *Server) settle(j job, res *idem.Reservation, body []byte, err error, unknown bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
 	fields := func(e error) []zap.Field {
 		return []zap.Field{zap.String("event", j.r.Event), zap.String("user", j.r.User), zap.String("conn", j.r.Conn), zap.Error(e)}
 	}
-	if err != nil {
-		switch code := event.WireError(err).Code; {
-		case outcomeUnknown(j, err):
-			if aerr := s.cfg.Idem.Abandon(ctx, res); aerr != nil {
-				s.log.Warn("idempotency key not marked unknown: repeats wait for their deadline until it expires", fields(aerr)...)
-				return
-			}
-			s.log.Debug("outcome unknown: idempotency key kept until it expires", fields(err)...)
+	if unknown {
+		if aerr := s.cfg.Idem.Abandon(ctx, res); aerr != nil {
+			s.log.Warn("idempotency key not marked unknown: repeats wait for their deadline until it expires", fields(aerr)...)
 			return
-		case code == proto.CodeUnavailable || code == proto.CodeRateLimited:
+		}
+		s.log.Debug("outcome unknown: idempotency key kept until it expires", fields(err)...)
+		return
+	}
+	if err != nil {
+		switch code := event.WireError(err).Code; code {
+		case proto.CodeUnavailable, proto.CodeRateLimited:
 			if rerr := s.cfg.Idem.Release(ctx, res); rerr != nil {
 				s.log.Warn("idempotency key not freed: repeats get timeout until it expires", fields(rerr)...)
 			}
