@@ -7,7 +7,9 @@
 //
 // A record is one Redis string, "<state>:<hash>:<rest>": "p:<hash>:<token>"
 // while its request runs or when its outcome is unknown, token being the
-// reserving request's own, so that only it can record or free it;
+// reserving request's own, so that only it can record or free it, and
+// ending in ".<deadline>", the reserving request's deadline in Unix ms (0
+// for none), past which (and SettleGrace) a repeat stops waiting for it;
 // "d:<hash>:<answer>" once answered; "u:<hash>:" once its request gave up
 // with its outcome unknown (Abandon), so that a repeat is refused at once
 // rather than waiting for an answer that cannot come. hash names the
@@ -21,6 +23,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -89,6 +92,12 @@ return 1
 // Redis was lost.
 const releaseTimeout = 2 * time.Second
 
+// SettleGrace is how long past its deadline the holder of a key may still
+// settle it (record, free or abandon: one command, natserve's bounded by
+// 2 s): Wait does not wait for a holder past that, which went away (its
+// process killed) without settling it.
+const SettleGrace = 3 * time.Second
+
 // Wait's intervals between tries of a pending key: from the first to the
 // last, doubling.
 const (
@@ -118,14 +127,20 @@ type Reservation struct {
 	hash  string
 }
 
-// Reserve holds key for the request named by hash (no ':' in it). It
-// returns the reservation; or the answer recorded under key, to replay;
-// or ErrPending or ErrOther for a key held for another request; or
-// Redis's error, after which nothing is held.
+// Reserve holds key for the request named by hash (no ':' in it), whose
+// deadline is ctx's: a repeat waits for its answer (Wait) until then and
+// SettleGrace. It returns the reservation; or the answer recorded under
+// key, to replay; or ErrPending, ErrUnknown or ErrOther for a key held
+// for another request; or Redis's error, after which nothing is held.
 func (s *Store) Reserve(ctx context.Context, key, hash string) (*Reservation, []byte, error) {
 	var token [16]byte
 	_, _ = rand.Read(token[:])
-	res := &Reservation{Key: key, hash: hash, value: statePending + hash + ":" + hex.EncodeToString(token[:])}
+	var deadline int64
+	if d, ok := ctx.Deadline(); ok {
+		deadline = d.UnixMilli()
+	}
+	res := &Reservation{Key: key, hash: hash,
+		value: statePending + hash + ":" + hex.EncodeToString(token[:]) + "." + strconv.FormatInt(deadline, 10)}
 	v, err := reserveScript.Run(ctx, s.rdb, []string{key}, res.value, s.ttl.Milliseconds()).Text()
 	switch {
 	case errors.Is(err, redis.Nil):
@@ -138,7 +153,7 @@ func (s *Store) Reserve(ctx context.Context, key, hash string) (*Reservation, []
 		cancel()
 		return nil, nil, err
 	}
-	answer, err := parse(v, hash)
+	answer, err := parse(v, hash, time.Now())
 	return nil, answer, err
 }
 
@@ -146,7 +161,8 @@ func (s *Store) Reserve(ctx context.Context, key, hash string) (*Reservation, []
 // doubling from 10 ms to 200 ms, until it is answered or freed (then
 // reserved) or ctx ends, when it returns ErrPending. A repeat that comes
 // while the first request still runs gets its answer so. A key whose
-// request gave up (Abandon) is not waited for: ErrUnknown at once.
+// request gave up (Abandon), or whose request's deadline and SettleGrace
+// have passed (it went away unsettled), is not waited for: ErrUnknown.
 func (s *Store) Wait(ctx context.Context, key, hash string) (*Reservation, []byte, error) {
 	wait := firstWait
 	for {
@@ -165,9 +181,10 @@ func (s *Store) Wait(ctx context.Context, key, hash string) (*Reservation, []byt
 	}
 }
 
-// parse returns the answer of record v for the request hash, or ErrOther
-// or ErrPending.
-func parse(v, hash string) ([]byte, error) {
+// parse returns the answer of record v for the request hash, or ErrOther,
+// ErrUnknown (given up, or its holder's deadline and SettleGrace passed
+// by now) or ErrPending.
+func parse(v, hash string, now time.Time) ([]byte, error) {
 	state, rest := v[:min(len(v), 2)], v[min(len(v), 2):]
 	h, rest, _ := strings.Cut(rest, ":")
 	if h != hash {
@@ -178,6 +195,11 @@ func parse(v, hash string) ([]byte, error) {
 		return []byte(rest), nil
 	case stateUnknown:
 		return nil, ErrUnknown
+	}
+	if _, d, ok := strings.Cut(rest, "."); ok {
+		if ms, err := strconv.ParseInt(d, 10, 64); err == nil && ms > 0 && now.After(time.UnixMilli(ms).Add(SettleGrace)) {
+			return nil, ErrUnknown
+		}
 	}
 	return nil, ErrPending
 }

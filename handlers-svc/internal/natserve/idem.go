@@ -21,7 +21,9 @@ import (
 const IdemTTL = 2 * time.Minute
 
 // settleTimeout bounds the command that records a request's answer under
-// its key, run once the handler is done (its context may have ended).
+// its key, run once the handler is done (its context may have ended). It
+// is below idem.SettleGrace, past which (after the request's deadline) a
+// repeat no longer waits for that answer.
 const settleTimeout = 2 * time.Second
 
 // Answers to a request whose key is held by another.
