@@ -7,9 +7,14 @@
 //
 // A record is one Redis string, "<state>:<hash>:<rest>": "p:<hash>:<token>"
 // while its request runs or when its outcome is unknown, token being the
-// reserving request's own, so that only it can record or free it;
-// "d:<hash>:<answer>" once answered. hash names the request (its body),
-// so that a key used for another request is told apart.
+// reserving request's own, so that only it can record or free it, and
+// ending in ".<deadline>", the reserving request's deadline in Unix ms (0
+// for none), past which (and SettleGrace) a repeat stops waiting for it;
+// "d:<hash>:<answer>" once answered; "u:<hash>:" once its request gave up
+// with its outcome unknown (Abandon), so that a repeat is refused at once
+// rather than waiting for an answer that cannot come. hash names the
+// request (its body), so that a key used for another request is told
+// apart.
 package idem
 
 import (
@@ -17,6 +22,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,11 +37,16 @@ var (
 	ErrPending = errors.New("idempotency key pending")
 	// ErrOther: the key was used for another request (another hash).
 	ErrOther = errors.New("idempotency key used for another request")
+	// ErrUnknown: the request that reserved the key gave up with its
+	// outcome unknown (Abandon); it is an ErrPending that Wait does not
+	// wait for.
+	ErrUnknown = fmt.Errorf("%w: outcome unknown", ErrPending)
 )
 
 const (
 	statePending = "p:"
 	stateDone    = "d:"
+	stateUnknown = "u:"
 )
 
 // reserveScript sets KEYS[1] to ARGV[1] for ARGV[2] ms unless it exists,
@@ -66,9 +78,25 @@ return 0
 `)
 )
 
+// abandonScript replaces the reservation ARGV[1] of KEYS[1] by ARGV[2]
+// for the time the reservation had left (KEEPTTL needs Redis 6).
+var abandonScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+return 1
+`)
+
 // releaseTimeout bounds the release of a reservation whose answer from
 // Redis was lost.
 const releaseTimeout = 2 * time.Second
+
+// SettleGrace is how long past its deadline the holder of a key may still
+// settle it (record, free or abandon: one command, natserve's bounded by
+// 2 s): Wait does not wait for a holder past that, which went away (its
+// process killed) without settling it.
+const SettleGrace = 3 * time.Second
 
 // Wait's intervals between tries of a pending key: from the first to the
 // last, doubling.
@@ -99,14 +127,20 @@ type Reservation struct {
 	hash  string
 }
 
-// Reserve holds key for the request named by hash (no ':' in it). It
-// returns the reservation; or the answer recorded under key, to replay;
-// or ErrPending or ErrOther for a key held for another request; or
-// Redis's error, after which nothing is held.
+// Reserve holds key for the request named by hash (no ':' in it), whose
+// deadline is ctx's: a repeat waits for its answer (Wait) until then and
+// SettleGrace. It returns the reservation; or the answer recorded under
+// key, to replay; or ErrPending, ErrUnknown or ErrOther for a key held
+// for another request; or Redis's error, after which nothing is held.
 func (s *Store) Reserve(ctx context.Context, key, hash string) (*Reservation, []byte, error) {
 	var token [16]byte
 	_, _ = rand.Read(token[:])
-	res := &Reservation{Key: key, hash: hash, value: statePending + hash + ":" + hex.EncodeToString(token[:])}
+	var deadline int64
+	if d, ok := ctx.Deadline(); ok {
+		deadline = d.UnixMilli()
+	}
+	res := &Reservation{Key: key, hash: hash,
+		value: statePending + hash + ":" + hex.EncodeToString(token[:]) + "." + strconv.FormatInt(deadline, 10)}
 	v, err := reserveScript.Run(ctx, s.rdb, []string{key}, res.value, s.ttl.Milliseconds()).Text()
 	switch {
 	case errors.Is(err, redis.Nil):
@@ -119,19 +153,21 @@ func (s *Store) Reserve(ctx context.Context, key, hash string) (*Reservation, []
 		cancel()
 		return nil, nil, err
 	}
-	answer, err := parse(v, hash)
+	answer, err := parse(v, hash, time.Now())
 	return nil, answer, err
 }
 
 // Wait is Reserve, but a key found pending is tried again, at intervals
 // doubling from 10 ms to 200 ms, until it is answered or freed (then
 // reserved) or ctx ends, when it returns ErrPending. A repeat that comes
-// while the first request still runs gets its answer so.
+// while the first request still runs gets its answer so. A key whose
+// request gave up (Abandon), or whose request's deadline and SettleGrace
+// have passed (it went away unsettled), is not waited for: ErrUnknown.
 func (s *Store) Wait(ctx context.Context, key, hash string) (*Reservation, []byte, error) {
 	wait := firstWait
 	for {
 		res, answer, err := s.Reserve(ctx, key, hash)
-		if !errors.Is(err, ErrPending) {
+		if !errors.Is(err, ErrPending) || errors.Is(err, ErrUnknown) {
 			return res, answer, err
 		}
 		t := time.NewTimer(wait)
@@ -145,16 +181,25 @@ func (s *Store) Wait(ctx context.Context, key, hash string) (*Reservation, []byt
 	}
 }
 
-// parse returns the answer of record v for the request hash, or ErrOther
-// or ErrPending.
-func parse(v, hash string) ([]byte, error) {
+// parse returns the answer of record v for the request hash, or ErrOther,
+// ErrUnknown (given up, or its holder's deadline and SettleGrace passed
+// by now) or ErrPending.
+func parse(v, hash string, now time.Time) ([]byte, error) {
 	state, rest := v[:min(len(v), 2)], v[min(len(v), 2):]
 	h, rest, _ := strings.Cut(rest, ":")
 	if h != hash {
 		return nil, ErrOther
 	}
-	if state == stateDone {
+	switch state {
+	case stateDone:
 		return []byte(rest), nil
+	case stateUnknown:
+		return nil, ErrUnknown
+	}
+	if _, d, ok := strings.Cut(rest, "."); ok {
+		if ms, err := strconv.ParseInt(d, 10, 64); err == nil && ms > 0 && now.After(time.UnixMilli(ms).Add(SettleGrace)) {
+			return nil, ErrUnknown
+		}
 	}
 	return nil, ErrPending
 }
@@ -164,6 +209,13 @@ func parse(v, hash string) ([]byte, error) {
 func (s *Store) Record(ctx context.Context, res *Reservation, answer []byte) error {
 	return storeScript.Run(ctx, s.rdb, []string{res.Key}, res.value, stateDone+res.hash+":"+string(answer),
 		s.ttl.Milliseconds()).Err()
+}
+
+// Abandon marks res's reservation as given up with its outcome unknown,
+// if it still holds the key: the key stays taken for the time it had
+// left, and a repeat (Reserve, Wait) gets ErrUnknown at once.
+func (s *Store) Abandon(ctx context.Context, res *Reservation) error {
+	return abandonScript.Run(ctx, s.rdb, []string{res.Key}, res.value, stateUnknown+res.hash+":").Err()
 }
 
 // Release deletes res's reservation, if it still holds the key.

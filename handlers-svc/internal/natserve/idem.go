@@ -21,7 +21,9 @@ import (
 const IdemTTL = 2 * time.Minute
 
 // settleTimeout bounds the command that records a request's answer under
-// its key, run once the handler is done (its context may have ended).
+// its key, run once the handler is done (its context may have ended). It
+// is below idem.SettleGrace, past which (after the request's deadline) a
+// repeat no longer waits for that answer.
 const settleTimeout = 2 * time.Second
 
 // Answers to a request whose key is held by another.
@@ -89,24 +91,41 @@ func (s *Server) answerRepeat(j job, replay []byte, err error) {
 	s.respond(j.m, j.r, werr)
 }
 
+// outcomeUnknown reports whether j's handler, which returned err, may or
+// may not have had its effects: it answered timeout, or failed once the
+// request's time ran out.
+func outcomeUnknown(j job, err error) bool {
+	return err != nil && (event.WireError(err).Code == proto.CodeTimeout || j.ctx.Err() != nil)
+}
+
 // settle records under res the answer body of j's handler, which
 // returned err, for repeats to get: any answer, but one that says the
-// handler did not run (unavailable), which frees the key so that a repeat
-// runs it, and one whose outcome is unknown (timeout, or the request's
-// time ran out), which keeps the key reserved until it expires, so that a
-// repeat cannot run the handler a second time.
-func (s *Server) settle(j job, res *idem.Reservation, body []byte, err error) {
+// handler did nothing and may be sent again (unavailable, rate_limited),
+// which frees the key so that a repeat runs it (a recorded rate_limited
+// would refuse the repeat of a client that waited as told, for as long as
+// the record lasts), and one whose outcome is unknown (outcomeUnknown,
+// which the caller found once, as the answer was chosen: the request's
+// time may run out since), which keeps the key taken until it expires,
+// so that a repeat cannot run the handler a second time, marked so that a
+// repeat is refused at once instead of holding a handler slot until its
+// deadline.
+func (s *Server) settle(j job, res *idem.Reservation, body []byte, err error, unknown bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
 	fields := func(e error) []zap.Field {
 		return []zap.Field{zap.String("event", j.r.Event), zap.String("user", j.r.User), zap.String("conn", j.r.Conn), zap.Error(e)}
 	}
-	if err != nil {
-		switch code := event.WireError(err).Code; {
-		case code == proto.CodeTimeout || j.ctx.Err() != nil:
-			s.log.Debug("outcome unknown: idempotency key kept until it expires", fields(err)...)
+	if unknown {
+		if aerr := s.cfg.Idem.Abandon(ctx, res); aerr != nil {
+			s.log.Warn("idempotency key not marked unknown: repeats wait for their deadline until it expires", fields(aerr)...)
 			return
-		case code == proto.CodeUnavailable:
+		}
+		s.log.Debug("outcome unknown: idempotency key kept until it expires", fields(err)...)
+		return
+	}
+	if err != nil {
+		switch code := event.WireError(err).Code; code {
+		case proto.CodeUnavailable, proto.CodeRateLimited:
 			if rerr := s.cfg.Idem.Release(ctx, res); rerr != nil {
 				s.log.Warn("idempotency key not freed: repeats get timeout until it expires", fields(rerr)...)
 			}

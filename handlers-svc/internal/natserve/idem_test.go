@@ -255,3 +255,145 @@ func TestIdemRefusals(t *testing.T) {
 		t.Errorf("without a Store: %s, want bad_request: not served", r)
 	}
 }
+
+// TestIdemRateLimitedNotReplayed: rate_limited says the handler did
+// nothing and the client may send it again later; the repeat with the
+// key, sent after waiting, runs the handler instead of getting
+// rate_limited again for as long as the record lasts.
+func TestIdemRateLimitedNotReplayed(t *testing.T) {
+	ns := testkit.StartNATS(t)
+	store, _ := idemStore(t)
+	var runs atomic.Int32
+	h := event.HandlerFunc(func(_ context.Context, r *event.Request) error {
+		if runs.Add(1) == 1 {
+			return event.NewError(proto.CodeRateLimited, "too many messages to this recipient")
+		}
+		return r.Respond("sent")
+	})
+	serve(t, ns, h, zap.NewNop(), natserve.Config{Idem: store})
+	nc := connect(t, ns)
+
+	if e := proto.DecodeReply([]byte(keyed(t, nc, "alice", "send", `1`, "k"))); e == nil || e.Code != proto.CodeRateLimited {
+		t.Fatalf("first: %v, want rate_limited", e)
+	}
+	if r := keyed(t, nc, "alice", "send", `1`, "k"); r != `{"ok":true,"result":"sent"}` {
+		t.Errorf("repeat after rate_limited got %s, want a run of the handler", r)
+	}
+	if n := runs.Load(); n != 2 {
+		t.Errorf("handler ran %d times, want 2", n)
+	}
+}
+
+// TestIdemUnknownOutcomeRefusedAtOnce: once the first request's outcome
+// is known to be unknown (its handler answered timeout), a repeat is
+// refused with one Redis command, at once: it does not hold a handler
+// slot and poll Redis until its own deadline for an answer that cannot
+// come.
+func TestIdemUnknownOutcomeRefusedAtOnce(t *testing.T) {
+	ns := testkit.StartNATS(t)
+	store, _, cmds := countedStore(t)
+	var runs atomic.Int32
+	h := event.HandlerFunc(func(context.Context, *event.Request) error {
+		runs.Add(1)
+		return &event.Error{Code: proto.CodeTimeout, Message: "dispatch outcome unknown: Redis did not answer, it may have been delivered"}
+	})
+	serve(t, ns, h, zap.NewNop(), natserve.Config{Idem: store, Timeout: 3 * time.Second})
+	nc := connect(t, ns)
+
+	if r := keyed(t, nc, "alice", "send", `1`, "k"); !strings.Contains(r, "outcome unknown") {
+		t.Fatalf("first reply %s, want its timeout", r)
+	}
+	before := cmds.Load()
+	r := keyed(t, nc, "alice", "send", `1`, "k")
+	if e := proto.DecodeReply([]byte(r)); e == nil || e.Code != proto.CodeTimeout || !strings.Contains(e.Message, "outcome is unknown") {
+		t.Errorf("repeat got %s, want timeout: outcome unknown", r)
+	}
+	if n := cmds.Load() - before; n != 1 {
+		t.Errorf("the repeat sent %d Redis commands, want 1 (it waited for an answer that cannot come)", n)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Errorf("handler ran %d times, want 1", n)
+	}
+}
+
+// TestIdemPanicRecorded: a handler that panicked may have had some of
+// its effects, so its handler_error is recorded and replayed; the
+// handler does not run a second time.
+func TestIdemPanicRecorded(t *testing.T) {
+	ns := testkit.StartNATS(t)
+	store, _ := idemStore(t)
+	var runs atomic.Int32
+	h := event.HandlerFunc(func(context.Context, *event.Request) error {
+		runs.Add(1)
+		panic("half way")
+	})
+	serve(t, ns, h, zap.NewNop(), natserve.Config{Idem: store})
+	nc := connect(t, ns)
+
+	first := keyed(t, nc, "alice", "send", `1`, "k")
+	if e := proto.DecodeReply([]byte(first)); e == nil || e.Code != proto.CodeHandlerError {
+		t.Fatalf("first: %s, want handler_error", first)
+	}
+	if again := keyed(t, nc, "alice", "send", `1`, "k"); again != first {
+		t.Errorf("repeat got %s, want the first answer %s", again, first)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Errorf("handler ran %d times, want 1", n)
+	}
+}
+
+// TestIdemCluster: on a Redis Cluster each record is in its user's
+// partition (the slot of the user's stream), and the scripts, one key
+// each, run there: users of every partition get their first answer
+// replayed, and one's outcome unknown is refused at once.
+func TestIdemCluster(t *testing.T) {
+	ns := testkit.StartNATS(t)
+	c := testkit.StartRedisCluster(t, 3)
+	rdb := c.Client(&redis.ClusterOptions{MaxRetries: -1})
+	store := idem.New(rdb, natserve.IdemTTL)
+	var runs atomic.Int32
+	h := event.HandlerFunc(func(_ context.Context, r *event.Request) error {
+		runs.Add(1)
+		if r.Event == "lost" {
+			return event.NewError(proto.CodeTimeout, "dispatch outcome unknown")
+		}
+		return r.Respond(r.User)
+	})
+	serve(t, ns, h, zap.NewNop(), natserve.Config{Idem: store})
+	nc := connect(t, ns)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	users := map[int]string{}
+	for i := 0; len(users) < proto.Partitions; i++ {
+		u := "u" + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + strings.Repeat("y", i/26)
+		if _, ok := users[proto.PartitionOf(u)]; !ok {
+			users[proto.PartitionOf(u)] = u
+		}
+	}
+	for _, u := range users {
+		want := `{"ok":true,"result":"` + u + `"}`
+		for range 2 {
+			if r := keyed(t, nc, u, "send", `1`, "k"); r != want {
+				t.Fatalf("%s: %s, want %s", u, r, want)
+			}
+		}
+		key, stream := proto.UserIdemKey(u, "k"), proto.UserStreamKey(u)
+		ks, err1 := rdb.ClusterKeySlot(ctx, key).Result()
+		ss, err2 := rdb.ClusterKeySlot(ctx, stream).Result()
+		if err1 != nil || err2 != nil || ks != ss {
+			t.Errorf("%s: record's slot %d (%v), stream's %d (%v): not in the user's partition", u, ks, err1, ss, err2)
+		}
+		if n, err := rdb.Exists(ctx, key).Result(); err != nil || n != 1 {
+			t.Errorf("%s: record %s exists %d (%v)", u, key, n, err)
+		}
+	}
+	if n := int(runs.Load()); n != len(users) {
+		t.Errorf("handler ran %d times for %d users, want once each", n, len(users))
+	}
+	u := users[3]
+	keyed(t, nc, u, "lost", `1`, "k2")
+	if e := proto.DecodeReply([]byte(keyed(t, nc, u, "lost", `1`, "k2"))); e == nil || !strings.Contains(e.Message, "outcome is unknown") {
+		t.Errorf("repeat of an unknown outcome on a cluster: %v, want refused", e)
+	}
+}

@@ -339,9 +339,17 @@ func (s *Server) run(j job) {
 	err := s.call(j.ctx, j.r)
 	s.logFailure(j.r, err)
 	body := s.reply(j.r, event.WireError(err))
-	s.send(j.m, j.r, body)
-	if res != nil {
-		s.settle(j, res, body, err)
+	switch unknown := res != nil && outcomeUnknown(j, err); {
+	case res == nil:
+		s.send(j.m, j.r, body)
+	case unknown:
+		// Marked before the answer goes: a repeat the client sends on it
+		// finds the key given up, and is refused at once.
+		s.settle(j, res, body, err, true)
+		s.send(j.m, j.r, body)
+	default:
+		s.send(j.m, j.r, body)
+		s.settle(j, res, body, err, false)
 	}
 }
 
