@@ -337,6 +337,11 @@ func (s *Server) run(j job) {
 		}
 	}
 	err := s.call(j.ctx, j.r)
+	if err != nil && errors.Is(err, context.Canceled) && errors.Is(j.ctx.Err(), context.Canceled) {
+		// Cancelled at the shutdown deadline, mid-way: it may have had
+		// some of its effects, which unavailable would deny.
+		err = &event.Error{Code: proto.CodeTimeout, Message: msgStopped, Err: err}
+	}
 	s.logFailure(j.r, err)
 	body := s.reply(j.r, event.WireError(err))
 	switch unknown := res != nil && outcomeUnknown(j, err); {
@@ -420,6 +425,10 @@ func isAnswer(err error) bool {
 	_, ok := errors.AsType[*proto.Error](err)
 	return ok
 }
+
+// msgStopped answers a request whose handler handlers-svc cancelled when
+// it stopped (its shutdown deadline) before the handler returned.
+const msgStopped = "handlers-svc stopped before the handler finished; it may have run"
 
 // errResultTooLarge answers a request whose handler returned a result the
 // client could not be sent.

@@ -348,6 +348,31 @@ func TestShutdownTimeout(t *testing.T) {
 	}
 }
 
+// TestCancelledAtShutdownMayHaveRun: a handler cancelled at the shutdown
+// deadline stopped mid-way, so its client is told timeout (it may have
+// run), not unavailable, which says a retry is safe; with an idem, its
+// key is kept as unknown.
+func TestCancelledAtShutdownMayHaveRun(t *testing.T) {
+	ns := testkit.StartNATS(t)
+	started := make(chan struct{}, 1)
+	h := event.HandlerFunc(func(ctx context.Context, r *event.Request) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	r := serve(t, ns, h, zap.NewNop(), natserve.Config{Timeout: 20 * time.Second, ShutdownTimeout: 300 * time.Millisecond})
+	nc := connect(t, ns)
+	reply := async(t, nc, "cut")
+	<-started
+	if err := r.stop(t); err == nil {
+		t.Fatal("Run returned nil with a handler cut at its deadline")
+	}
+	e := <-reply
+	if e == nil || e.Code != proto.CodeTimeout || !contains(e.Message, "may have run") {
+		t.Fatalf("reply %+v, want timeout: it may have run", e)
+	}
+}
+
 func TestOverloaded(t *testing.T) {
 	ns := testkit.StartNATS(t)
 	g := newGate()
