@@ -164,7 +164,10 @@ func (h *Rooms) Leave(ctx context.Context, r *event.Request, in RoomArgs) (RoomR
 	}
 	n, _, err := h.rooms.Leave(ctx, in.Room, r.User)
 	if err != nil {
-		return RoomResult{}, err
+		// Not the store's unavailable: that says nothing was sent, and
+		// room_left was.
+		return RoomResult{}, &event.Error{Code: proto.CodeHandlerError, Err: err,
+			Message: "room_left was sent, but the room still counts you as a member: send leaveRoom again"}
 	}
 	return RoomResult{Room: in.Room, Members: n}, nil
 }

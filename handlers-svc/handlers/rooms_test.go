@@ -176,3 +176,34 @@ type failingDispatch struct {
 
 func (f *failingDispatch) ToUsers(context.Context, []string, string, any) error { return f.err }
 func (f *failingDispatch) ToRooms(context.Context, []string, string, any) error { return f.err }
+
+// leaveFails is a Recorder whose rooms' Leave fails.
+type leaveFails struct{ *eventtest.Recorder }
+
+func (leaveFails) Leave(context.Context, string, string) (int, bool, error) {
+	return 0, false, event.Unavailable("rooms unavailable")
+}
+
+// TestLeaveFailingAfterTellingIsNoUnavailable: a leave whose room_left
+// went out but whose store step failed is not answered unavailable,
+// which says nothing was sent and makes a client (or its retry with an
+// idem) send room_left to every member again without a word.
+func TestLeaveFailingAfterTellingIsNoUnavailable(t *testing.T) {
+	rec := eventtest.NewRecorder()
+	mux := roomsMux(t, rec)
+	if _, err := serve(mux, "joinRoom", "alice", map[string]string{"room": "general"}); err != nil {
+		t.Fatal(err)
+	}
+	broken := event.NewMux()
+	if err := handlers.RegisterRooms(context.Background(), broken, handlers.Deps{Dispatcher: rec, Rooms: leaveFails{rec}}); err != nil {
+		t.Fatal(err)
+	}
+	rec.Reset()
+	_, err := serve(broken, "leaveRoom", "alice", map[string]string{"room": "general"})
+	if len(rec.Dispatches()) != 1 || rec.Dispatches()[0].Event != "room_left" {
+		t.Fatalf("dispatched %+v, want room_left", rec.Dispatches())
+	}
+	if we := event.WireError(err); we == nil || we.Code != proto.CodeHandlerError || !strings.Contains(we.Message, "room_left was sent") {
+		t.Fatalf("leave answered %v, want handler_error saying room_left was sent", we)
+	}
+}
