@@ -146,7 +146,10 @@ func validConn(conn string) bool {
 // (WRONGTYPE on a stream key something else overwrote, say) one with code
 // handler_error: either may have been delivered, to some targets for
 // handler_error, so a retry may deliver it twice. A context that ends
-// first is the context's error.
+// first is the context's error (errors.Is), and may have been delivered
+// too: a call already written to Redis runs all the same. Its code, as
+// event.WireError reads it, is timeout, but for a call canceled before
+// it was written, which is unavailable.
 func (d *Dispatcher) Dispatch(ctx context.Context, m Message) (Positions, error) {
 	// The dispatch API's (package late): when ctx ends first, the outcome
 	// once it is known.
