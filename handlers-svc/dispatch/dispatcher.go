@@ -252,7 +252,7 @@ func (d *Dispatcher) outageFields(bits uint32) []zap.Field {
 
 // ToUsers publishes the event for every device of each of users. Many
 // users are recorded and published in several messages (of at most
-// maxUnitUsers users each), all in one script call: all or none. users
+// 128 users each), all in one script call: all or none. users
 // are bounded as a Message's are: at most MaxUsers ids a token may carry
 // (Check), else a bad_request *event.Error and nothing is published.
 func (d *Dispatcher) ToUsers(ctx context.Context, users []string, name string, args any) error {
