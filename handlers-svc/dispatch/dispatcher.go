@@ -252,7 +252,7 @@ func (d *Dispatcher) outageFields(bits uint32) []zap.Field {
 
 // ToUsers publishes the event for every device of each of users. Many
 // users are recorded and published in several messages (of at most
-// maxUnitUsers users each), all in one script call: all or none. users
+// 128 users each), all in one script call: all or none. users
 // are bounded as a Message's are: at most MaxUsers ids a token may carry
 // (Check), else a bad_request *event.Error and nothing is published.
 func (d *Dispatcher) ToUsers(ctx context.Context, users []string, name string, args any) error {
@@ -638,12 +638,25 @@ func (d *Dispatcher) hear(event string, unheard int) {
 // code unavailable wrapping the cause (nothing was published), or with
 // code timeout when Redis may have run the call but did not answer
 // (maybeSentError), unless ctx itself ended, which is returned as the
-// context's error (so a handler that ran out of time reports timeout).
+// context's error (so a handler that ran out of time reports timeout);
+// but a call canceled after it was, or may have been, written is a
+// timeout *event.Error wrapping context.Canceled, since it may still run.
 func publishError(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
+		if errors.Is(ctxErr, context.Canceled) && outcomeOf(err) != late.NotRun {
+			// A bare context.Canceled reads as unavailable (event.WireError),
+			// which says nothing was delivered and a retry is safe; but a
+			// call canceled once written may still run: timeout, as a
+			// deadline's, still context.Canceled to errors.Is.
+			return &event.Error{
+				Code:    proto.CodeTimeout,
+				Message: "dispatch canceled while in flight: it may have been delivered",
+				Err:     fmt.Errorf("publish %s: %w", proto.Channel, ctxErr),
+			}
+		}
 		return fmt.Errorf("publish %s: %w", proto.Channel, ctxErr)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {

@@ -10,6 +10,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard/switchboard/handlers-svc/dispatch"
+	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/proto"
 )
 
 // A REST backend tells bob, on every device, that a post changed: recorded
@@ -55,5 +57,37 @@ func ExampleDispatcher_CheckFanout() {
 		log.Printf("fan-out not checked, Redis unreachable: %v", err)
 	default:
 		log.Printf("%d gateway workers, all per_user", workers.PerUser)
+	}
+}
+
+// A billing service tells a customer, on every device, that an invoice was
+// paid, and decides from the error whether sending again is safe: only
+// unavailable says nothing was delivered. timeout and handler_error (and
+// a context that ended while the call was in flight, which reads as
+// timeout) may have been delivered, so a retry may deliver twice: a
+// client that must not see it twice gets it once through POST
+// /v1/dispatch with an Idempotency-Key instead.
+func ExampleDispatcher_Dispatch_retry() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379", MaxRetries: -1, ContextTimeoutEnabled: true, OnConnect: dispatch.OnConnect})
+	defer rdb.Close()
+	d := dispatch.New(rdb, dispatch.Options{})
+	m := dispatch.Message{Event: "invoice_paid", Args: json.RawMessage(`{"invoice":"in_1"}`), Users: []string{"cus_42"}}
+	for attempt := 1; ; attempt++ {
+		pos, err := d.Dispatch(ctx, m)
+		switch code := event.WireError(err); {
+		case err == nil:
+			log.Printf("recorded for cus_42 at %s", pos.Users["cus_42"])
+			return
+		case code.Code == proto.CodeUnavailable && ctx.Err() == nil && attempt < 3:
+			time.Sleep(100 * time.Millisecond) // nothing was delivered: safe to send again
+		case code.Code == proto.CodeBadRequest:
+			log.Printf("fix the message: %s", code.Message) // never delivered; the same message fails again
+			return
+		default:
+			log.Printf("invoice_paid may or may not have been delivered (%s): %v", code.Code, err)
+			return
+		}
 	}
 }

@@ -43,8 +43,9 @@ const (
 // every member of each of Rooms, to each of Conns, or, with Broadcast, to
 // every socket (the other targets then add nothing). A socket named both
 // in Conns and through its user gets the event once, through its user,
-// however many messages the dispatch is published as. It is the body of
-// POST /v1/dispatch.
+// however many messages the dispatch is published as. Args is JSON of at
+// most proto.MaxDispatchArgs bytes (64 KiB): send a large document as a
+// link or an id the client fetches. It is the body of POST /v1/dispatch.
 type Message struct {
 	Event     string          `json:"event"`
 	Args      json.RawMessage `json:"args,omitempty"`
@@ -65,7 +66,8 @@ type Positions struct {
 
 // Check reports what is wrong with m as a bad_request *event.Error naming
 // the field, or nil: a valid event name that is not one of the gateway's
-// own, args that are JSON, user ids a token may carry (1 to MaxUserLen
+// own, args that are JSON of at most proto.MaxDispatchArgs bytes, user
+// ids a token may carry (1 to MaxUserLen
 // bytes of printable UTF-8), connection ids of 1 to MaxConnLen bytes of
 // printable ASCII, valid room names, a target, and no
 // more targets than MaxUsers, MaxConns and MaxRooms.
@@ -75,6 +77,8 @@ func (m *Message) Check() error {
 		return event.BadRequest("event must match %s", proto.EventPattern)
 	case proto.Reserved(m.Event):
 		return event.BadRequest("event %s is the gateway's own", m.Event)
+	case len(m.Args) > proto.MaxDispatchArgs:
+		return event.BadRequest("args is %d bytes, more than the %d allowed", len(m.Args), proto.MaxDispatchArgs)
 	case len(m.Args) > 0 && !proto.ValidJSON(m.Args):
 		return event.BadRequest("args is not valid JSON")
 	case len(m.Users) == 0 && len(m.Conns) == 0 && len(m.Rooms) == 0 && !m.Broadcast:
@@ -146,7 +150,10 @@ func validConn(conn string) bool {
 // (WRONGTYPE on a stream key something else overwrote, say) one with code
 // handler_error: either may have been delivered, to some targets for
 // handler_error, so a retry may deliver it twice. A context that ends
-// first is the context's error.
+// first is the context's error (errors.Is), and may have been delivered
+// too: a call already written to Redis runs all the same. Its code, as
+// event.WireError reads it, is timeout, but for a call canceled before
+// it was written, which is unavailable.
 func (d *Dispatcher) Dispatch(ctx context.Context, m Message) (Positions, error) {
 	// The dispatch API's (package late): when ctx ends first, the outcome
 	// once it is known.

@@ -269,3 +269,20 @@ func TestUserIDsWithBraces(t *testing.T) {
 		}
 	}
 }
+
+// TestMessageCheckArgsSize: Check refuses args over proto.MaxDispatchArgs,
+// as Dispatch does, naming the field: a backend that checks its Messages
+// when it queues them (Check, as the docs tell) learned of a 100 KB
+// invoice only when Dispatch refused it later. Args at the limit pass.
+func TestMessageCheckArgsSize(t *testing.T) {
+	args := func(n int) json.RawMessage { return json.RawMessage(`"` + strings.Repeat("x", n-2) + `"`) }
+	big := dispatch.Message{Event: "invoice_paid", Args: args(proto.MaxDispatchArgs + 1), Users: []string{"bob"}}
+	err := big.Check()
+	if w := event.WireError(err); err == nil || w.Code != proto.CodeBadRequest || !strings.HasPrefix(w.Message, "args is") {
+		t.Fatalf("Check of %d bytes of args: %v, want bad_request naming args", len(big.Args), err)
+	}
+	atLimit := dispatch.Message{Event: "invoice_paid", Args: args(proto.MaxDispatchArgs), Users: []string{"bob"}}
+	if err := atLimit.Check(); err != nil {
+		t.Fatalf("Check of %d bytes of args: %v, want nil", len(atLimit.Args), err)
+	}
+}
