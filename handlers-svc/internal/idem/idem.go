@@ -147,10 +147,15 @@ func (s *Store) Reserve(ctx context.Context, key, hash string) (*Reservation, []
 		return res, nil, nil
 	case err != nil:
 		// The reservation may have been taken and its answer lost: undo
-		// it, or a repeat would find it pending though nothing ran.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
-		_ = s.Release(rctx, res)
-		cancel()
+		// it, or a repeat would find it pending though nothing ran. On a
+		// goroutine, bounded by releaseTimeout: the caller's answer
+		// (unavailable) does not wait for it, on a Redis that just failed
+		// to answer within the caller's whole deadline.
+		go func() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+			defer cancel()
+			_ = s.Release(rctx, res)
+		}()
 		return nil, nil, err
 	}
 	answer, err := parse(v, hash, time.Now())
