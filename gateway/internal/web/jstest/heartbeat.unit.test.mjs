@@ -324,3 +324,15 @@ test("a process frozen past ackTimeout and the heartbeat watch reads what arrive
   // And a socket that is really dead is still found so after the wake.
   await assert.rejects(within(sb.emit("sendMessage", { text: "again" }), "the second emit"), { code: "disconnected" });
 });
+
+test("a process frozen past connectTimeout during the handshake reads the greeting that arrived meanwhile: no needless second attempt", async (t) => {
+  const fake = fakeSockets();
+  const sb = client(t, fake, { connectTimeout: 500, minReconnectDelay: 1 });
+  const states = [];
+  sb.onState((s, info) => states.push([s, info.reason]));
+  const s1 = await fake.socket(1);
+  await afterFreeze(2_000, () => s1.greet());
+  assert.equal(s1.closed, false, "the attempt was given up though its greeting waited to be read");
+  assert.deepEqual(states, [["connecting", undefined], ["open", undefined]]);
+  assert.equal(fake.made.length, 1);
+});
