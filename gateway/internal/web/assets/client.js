@@ -45,7 +45,8 @@ const RESEND_MAX = 2_000;
 // tab), and the frames that reached the socket then may still be unread
 // (Node runs the timers that came due before it reads its sockets). Such a
 // timer looks again WAKE_READ ms later, once they have been read, before
-// it rejects an emit as unanswered or takes a socket for dead.
+// it rejects an emit as unanswered, takes a socket for dead or gives up an
+// attempt whose greeting may be among them.
 const SLEPT = 1_000;
 const WAKE_READ = 100;
 
@@ -315,9 +316,15 @@ class Client {
     // not stall the client.
     const limit = this.#opts.connectTimeout;
     clearTimeout(this.#connectTimer);
-    this.#connectTimer = setTimeout(() => {
+    let due = monotonic() + limit;
+    const expire = () => {
       this.#connectTimer = null;
       if (stale()) return;
+      if (monotonic() - due >= SLEPT) {
+        due = Infinity; // once: the second look judges
+        this.#connectTimer = setTimeout(expire, WAKE_READ);
+        return;
+      }
       const why = `not connected within ${limit} ms`;
       if (this.#abandon) {
         this.#abandon(why);
@@ -325,7 +332,8 @@ class Client {
         this.#gen++; // getToken may still settle: ignore it
         this.#retry(why);
       }
-    }, limit);
+    };
+    this.#connectTimer = setTimeout(expire, limit);
     let token = given ? given.token : this.#opts.token;
     let got = given?.got ?? null; // when the token came from getToken: {wall, mono}
     if (!given && typeof this.#opts.getToken === "function") {
