@@ -40,6 +40,16 @@ const HEARTBEAT = "$ping";
 const RESEND_MIN = 100;
 const RESEND_MAX = 2_000;
 
+// SLEPT and WAKE_READ (ms): a timer that fires SLEPT ms or more after it
+// was due found the process stopped meanwhile (a phone asleep, a frozen
+// tab), and the frames that reached the socket then may still be unread
+// (Node runs the timers that came due before it reads its sockets). Such a
+// timer looks again WAKE_READ ms later, once they have been read, before
+// it rejects an emit as unanswered, takes a socket for dead or gives up an
+// attempt whose greeting may be among them.
+const SLEPT = 1_000;
+const WAKE_READ = 100;
+
 // monotonic is a clock that only moves forward (milliseconds): the
 // heartbeat watch must not be fooled by a wall clock set back.
 const monotonic = () => globalThis.performance?.now?.() ?? Date.now();
@@ -190,7 +200,13 @@ class Client {
     return new Promise((resolve, reject) => {
       const p = { ref, resolve, reject, data, idem: env.idem, sent: false, ws: null, timer: null, sentAt: 0, sends: 0, unavailable: 0, again: null };
       const limit = this.#opts.ackTimeout;
-      p.timer = setTimeout(() => {
+      let due = monotonic() + limit;
+      const expire = () => {
+        if (monotonic() - due >= SLEPT) {
+          due = Infinity; // once: the second look judges
+          p.timer = setTimeout(expire, WAKE_READ);
+          return;
+        }
         this.#pending.delete(ref);
         clearTimeout(p.again);
         let msg = `not connected within ${limit} ms`;
@@ -220,7 +236,8 @@ class Client {
         p.timer = setTimeout(() => {
           if (this.#unanswered.delete(ref) && p.ws === this.#ws) this.#abandon?.(`no answer to ${event} within ${limit} ms of sending it`, p.sentAt);
         }, left);
-      }, limit);
+      };
+      p.timer = setTimeout(expire, limit);
       this.#pending.set(ref, p);
       if (this.#state === "open") this.#send(p);
     });
@@ -299,9 +316,15 @@ class Client {
     // not stall the client.
     const limit = this.#opts.connectTimeout;
     clearTimeout(this.#connectTimer);
-    this.#connectTimer = setTimeout(() => {
+    let due = monotonic() + limit;
+    const expire = () => {
       this.#connectTimer = null;
       if (stale()) return;
+      if (monotonic() - due >= SLEPT) {
+        due = Infinity; // once: the second look judges
+        this.#connectTimer = setTimeout(expire, WAKE_READ);
+        return;
+      }
       const why = `not connected within ${limit} ms`;
       if (this.#abandon) {
         this.#abandon(why);
@@ -309,7 +332,8 @@ class Client {
         this.#gen++; // getToken may still settle: ignore it
         this.#retry(why);
       }
-    }, limit);
+    };
+    this.#connectTimer = setTimeout(expire, limit);
     let token = given ? given.token : this.#opts.token;
     let got = given?.got ?? null; // when the token came from getToken: {wall, mono}
     if (!given && typeof this.#opts.getToken === "function") {
@@ -373,11 +397,20 @@ class Client {
           // for longer, and the grace, is dead though the browser may not
           // see it for minutes (a NAT that forgot it, a network switched).
           const quiet = Math.min(args.heartbeat + this.#opts.heartbeatGrace, MAX_TIMER);
+          let due = monotonic() + quiet;
           const watch = () => {
             if (this.#ws !== ws) return;
-            const left = heardAt + quiet - monotonic();
-            if (left > 0) this.#watch = setTimeout(watch, left);
-            else this.#abandon?.(`no frame from the gateway for ${quiet} ms`);
+            const now = monotonic();
+            if (now - due >= SLEPT) {
+              due = Infinity; // once: the second look judges
+              this.#watch = setTimeout(watch, WAKE_READ);
+              return;
+            }
+            const left = heardAt + quiet - now;
+            if (left > 0) {
+              due = now + left;
+              this.#watch = setTimeout(watch, left);
+            } else this.#abandon?.(`no frame from the gateway for ${quiet} ms`);
           };
           this.#watch = setTimeout(watch, quiet);
         }

@@ -279,3 +279,60 @@ test("ackTimeout: an unanswered emit on a socket that other frames keep arriving
   assert.equal(s1.closed, true);
   await fake.socket(2);
 });
+
+// freeze stops the whole process for ms, as a sleeping phone stops an app:
+// no timer, no socket event runs meanwhile.
+function freeze(ms) {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+// afterFreeze freezes the process for ms in a check-phase callback and
+// has deliver run as the socket's data would if it arrived during the
+// freeze but is read after the timers that came due meanwhile: Node runs
+// those timers first, and a browser may too.
+function afterFreeze(ms, deliver) {
+  return new Promise((resolve) => {
+    setImmediate(() => {
+      freeze(ms);
+      setImmediate(() => {
+        deliver();
+        resolve();
+      });
+    });
+  });
+}
+
+test("a process frozen past ackTimeout and the heartbeat watch reads what arrived meanwhile before it judges: no false timeout, no needless reconnect", async (t) => {
+  const fake = fakeSockets();
+  const sb = client(t, fake, { heartbeatGrace: 200, ackTimeout: 500, minReconnectDelay: 1 });
+  const s1 = await fake.socket(1);
+  s1.greet({ heartbeat: 100 });
+  const states = [];
+  sb.onState((s, info) => states.push([s, info.reason])); // from "open"
+  const sending = sb.emit("sendMessage", { text: "hi" });
+  assert.equal(s1.sent.length, 1);
+  // Asleep 2 s: the answer and a heartbeat arrived while the process was
+  // stopped, and wait in the socket.
+  await afterFreeze(2_000, () => {
+    s1.frame({ event: "$ping", id: "alice" });
+    s1.ack(s1.sent[0].ref, { msg_id: "m1" });
+  });
+  assert.deepEqual(await within(sending, "the emit's answer"), { msg_id: "m1" });
+  assert.equal(s1.closed, false, "the socket was taken for dead though its frames waited to be read");
+  assert.equal(fake.made.length, 1);
+  assert.deepEqual(states, [["open", undefined]], "state changes across the sleep");
+  // And a socket that is really dead is still found so after the wake.
+  await assert.rejects(within(sb.emit("sendMessage", { text: "again" }), "the second emit"), { code: "disconnected" });
+});
+
+test("a process frozen past connectTimeout during the handshake reads the greeting that arrived meanwhile: no needless second attempt", async (t) => {
+  const fake = fakeSockets();
+  const sb = client(t, fake, { connectTimeout: 500, minReconnectDelay: 1 });
+  const states = [];
+  sb.onState((s, info) => states.push([s, info.reason]));
+  const s1 = await fake.socket(1);
+  await afterFreeze(2_000, () => s1.greet());
+  assert.equal(s1.closed, false, "the attempt was given up though its greeting waited to be read");
+  assert.deepEqual(states, [["connecting", undefined], ["open", undefined]]);
+  assert.equal(fake.made.length, 1);
+});
