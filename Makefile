@@ -8,7 +8,7 @@ MODULES := proto internal gateway handlers-svc bench e2e
 CROSS_PLATFORMS ?= darwin/arm64 darwin/amd64
 FUZZTIME ?= 100000x
 
-.PHONY: all build run test vet cross unit e2e-per-user e2e-cluster fuzz soak bench bench-quick bench-scale bench-fanout bench-go bench-script deps token clean
+.PHONY: all build run test vet cross unit e2e-per-user e2e-cluster fuzz mobile soak bench bench-quick bench-scale bench-fanout bench-go bench-script deps token clean
 
 all: build
 
@@ -40,7 +40,7 @@ cross:
 # package at a time, so that they do not starve each other on a small box.
 unit:
 	@for m in $(MODULES); do p=""; [ $$m = e2e ] && p="-p 1"; \
-		echo "go test -race $$p ./$$m/..."; (cd $$m && go test -race $$p -count=1 -timeout 20m ./...) || exit 1; done
+		echo "go test -race $$p ./$$m/..."; (cd $$m && go test -race $$p -count=1 -timeout 30m ./...) || exit 1; done
 
 # The end-to-end checks of delivery, rooms and recovery once more with
 # FANOUT_MODE=per_user on both services (testkit reads E2E_FANOUT_MODE);
@@ -86,6 +86,12 @@ fuzz:
 # bench/results/runs.csv. make test runs the same tests, short.
 SOAK_EVENTS ?= 1000000
 SOAK_RATE ?= 600
+# The JavaScript client on a flaky phone network (e2e/mobile_test.go) with
+# 500 flaps; make test runs it with 40.
+mobile:
+	@bash .ci/deps.sh test
+	cd e2e && SB_FLAPS=500 go test -race -count=1 -timeout 20m -run 'TestClientJSMobile$$' -v .
+
 soak:
 	@bash .ci/deps.sh run
 	cd e2e && SOAK_EVENTS=$(SOAK_EVENTS) SOAK_RATE=$(SOAK_RATE) \

@@ -46,7 +46,12 @@ func TestClientJSMobile(t *testing.T) {
 		Env:         []string{"GATEWAY_RATE_LIMIT=0", "GATEWAY_USER_RATE_LIMIT=0", "GATEWAY_PING_INTERVAL=1s", window},
 		HandlersEnv: []string{window}})
 	proxy := startMobileProxy(t, s.Addr)
-	env := []string{"SB_URL=ws://" + proxy.addr + "/socket", "SB_DIRECT_URL=" + s.URL(), "SB_SECRET=" + s.Secret,
+	// 40 flaps in make test; make mobile runs 500.
+	flaps := os.Getenv("SB_FLAPS")
+	if flaps == "" {
+		flaps = "40"
+	}
+	env := []string{"SB_FLAPS=" + flaps, "SB_URL=ws://" + proxy.addr + "/socket", "SB_DIRECT_URL=" + s.URL(), "SB_SECRET=" + s.Secret,
 		"SB_CONTROL=" + startMobileControl(t, s, proxy), "SB_WINDOW_MS=" + strconv.Itoa(int(mobileWindow.Milliseconds()))}
 	runNode(t, node, args, env...)
 }
