@@ -46,9 +46,14 @@ function log(...what) {
   if (process.env.MOBILE_LOG) appendFileSync(process.env.MOBILE_LOG, `${new Date().toISOString()} ${what.join(" ")}\n`);
 }
 
+// control asks the test's control server for what. A freeze stops this
+// process before it has read the answer, so its wait must outlast the
+// freeze: on waking, Node runs the overdue timers before it reads sockets,
+// and a shorter one aborted an answer that had arrived.
 async function control(what) {
   log("control", what);
-  const res = await fetch(`${CONTROL}/${what}`, { method: "POST", signal: AbortSignal.timeout(30_000) });
+  const frozen = Number(new URLSearchParams(what.split("?")[1] ?? "").get("ms") ?? 0);
+  const res = await fetch(`${CONTROL}/${what}`, { method: "POST", signal: AbortSignal.timeout(30_000 + frozen) });
   assert.equal(res.status, 200, `control ${what}: ${await res.text()}`);
 }
 
