@@ -7,7 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { connect } from "../assets/client.js";
-import { GATEWAY_URL as URL_, NEVER, WAIT, client, fakeSockets, jwt, within } from "./fake.mjs";
+import { GATEWAY_URL as URL_, NEVER, client, fakeSockets, jwt, within } from "./fake.mjs";
 
 // memoryStorage is a sessionStorage stand-in over a Map.
 function memoryStorage() {
