@@ -7,72 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { connect } from "../assets/client.js";
-
-const URL_ = "ws://gw.test/socket";
-const WAIT = 5_000;
-// NEVER is a back-off so long that only an at-once reconnect makes a
-// second socket while a test runs.
-const NEVER = 2 ** 31 - 1;
-
-// within rejects when p has not settled after ms, naming what was awaited.
-function within(p, what, ms = WAIT) {
-  let timer;
-  const late = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}
-
-// fakeSockets returns a WebSocket class whose sockets the test drives, the
-// sockets made so far, and socket(n): a promise of the nth socket (from 1).
-function fakeSockets() {
-  const made = [];
-  const waiting = new Map(); // n -> resolve
-  class FakeSocket {
-    constructor(url) {
-      this.url = new URL(url);
-      this.sent = [];
-      this.onmessage = this.onclose = this.onerror = null;
-      made.push(this);
-      waiting.get(made.length)?.(this);
-    }
-
-    send(data) {
-      this.sent.push(JSON.parse(data));
-    }
-
-    close() {}
-
-    // The gateway's side.
-    frame(f) {
-      this.onmessage?.({ data: JSON.stringify(f) });
-    }
-
-    greet(user, args = {}) {
-      this.frame({ event: "connected", id: user, args: { conn: `conn-${made.indexOf(this) + 1}`, worker: 0, ...args } });
-    }
-
-    drop(code, reason = "") {
-      this.onclose?.({ code, reason });
-    }
-
-    // params returns the query parameters the client connected with, but
-    // heartbeat, which the heartbeat tests look at in url.
-    get params() {
-      const p = Object.fromEntries(this.url.searchParams);
-      delete p.heartbeat;
-      return p;
-    }
-  }
-  const socket = (n) => (made[n - 1] ? Promise.resolve(made[n - 1]) : new Promise((r) => waiting.set(n, r)));
-  return { WebSocket: FakeSocket, made, socket: (n) => within(socket(n), `socket ${n}`) };
-}
-
-// jwt returns an unsigned token naming sub: the client reads the claim only.
-function jwt(sub, extra = {}) {
-  const part = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
-  return `${part({ alg: "HS256", typ: "JWT" })}.${part({ sub, exp: 2e9, ...extra })}.c2ln`;
-}
+import { GATEWAY_URL as URL_, NEVER, client, fakeSockets, jwt, within } from "./fake.mjs";
 
 // memoryStorage is a sessionStorage stand-in over a Map.
 function memoryStorage() {
@@ -83,13 +18,6 @@ function memoryStorage() {
     setItem: (k, v) => void items.set(k, String(v)),
     removeItem: (k) => void items.delete(k),
   };
-}
-
-// client connects with the fake sockets and closes at the test's end.
-function client(t, opts) {
-  const sb = connect({ url: URL_, fetch: async () => ({ status: 503 }), ...opts });
-  t.after(() => sb.close());
-  return sb;
 }
 
 // states records every state onState reports, as [state, info].

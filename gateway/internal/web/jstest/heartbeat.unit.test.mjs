@@ -7,73 +7,16 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { connect } from "../assets/client.js";
-
-const WAIT = 5_000;
-
-// within rejects when p has not settled after ms, naming what was awaited.
-function within(p, what, ms = WAIT) {
-  let timer;
-  const late = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}
+import { client as fakeClient, fakeSockets as allFakeSockets, jwt, within } from "./fake.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// fakeSockets returns a WebSocket class whose sockets the test drives, and
-// socket(n): a promise of the nth socket (from 1).
-function fakeSockets() {
-  const made = [];
-  const waiting = new Map(); // n -> resolve
-  class FakeSocket {
-    constructor(url) {
-      this.url = new URL(url);
-      this.sent = [];
-      this.bytes = []; // the UTF-8 length of each envelope sent
-      this.closed = false;
-      this.onmessage = this.onclose = this.onerror = null;
-      made.push(this);
-      waiting.get(made.length)?.(this);
-    }
+// fakeSockets is the shared fake whose greeting carries a position, as the
+// gateway's does.
+const fakeSockets = () => allFakeSockets({ greeting: { pos: "e1.1-1" } });
 
-    send(data) {
-      this.sent.push(JSON.parse(data));
-      this.bytes.push(new TextEncoder().encode(data).length);
-    }
-
-    close() {
-      this.closed = true;
-    }
-
-    frame(f) {
-      this.onmessage?.({ data: JSON.stringify(f) });
-    }
-
-    greet(args = {}) {
-      this.frame({ event: "connected", id: "alice", args: { conn: `conn-${made.indexOf(this) + 1}`, worker: 0, pos: "e1.1-1", ...args } });
-    }
-
-    ack(ref, args) {
-      this.frame({ event: "ack", id: "alice", ref, args });
-    }
-  }
-  const socket = (n) => (made[n - 1] ? Promise.resolve(made[n - 1]) : new Promise((r) => waiting.set(n, r)));
-  return { WebSocket: FakeSocket, made, socket: (n) => within(socket(n), `socket ${n}`) };
-}
-
-// jwt returns an unsigned token naming sub: the client reads the claim only.
-function jwt(sub) {
-  const part = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
-  return `${part({ alg: "HS256", typ: "JWT" })}.${part({ sub, exp: 2e9 })}.c2ln`;
-}
-
-// client connects with the fake sockets and closes at the test's end.
-function client(t, fake, opts = {}) {
-  const sb = connect({ url: "ws://gw.test/socket", token: jwt("alice"), WebSocket: fake.WebSocket, fetch: async () => ({ status: 503 }), ...opts });
-  t.after(() => sb.close());
-  return sb;
-}
+// client connects alice with the fake sockets and closes at the test's end.
+const client = (t, fake, opts = {}) => fakeClient(t, { token: jwt("alice"), WebSocket: fake.WebSocket, ...opts });
 
 // utf8 returns the length of s in UTF-8 bytes.
 const utf8 = (s) => new TextEncoder().encode(s).length;

@@ -9,6 +9,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { connect } from "../assets/client.js";
+import { client as fakeClient, fakeSockets, timers, token } from "./fake.mjs";
 
 // SERVER is the gateway's (and the token issuer's) clock at the start of
 // each test, in ms; the client's clock is SERVER + skew.
@@ -21,62 +22,9 @@ const flush = async () => {
   for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
 };
 
-// fakeSockets returns a WebSocket class whose sockets the test drives; each
-// new socket is greeted at once when autoGreet is set, as if the gateway
-// answered immediately, with the positions the client resumed from.
-function fakeSockets({ autoGreet = false } = {}) {
-  const made = [];
-  class FakeSocket {
-    constructor(url) {
-      this.url = new URL(url);
-      this.sent = [];
-      this.closedWith = null; // [code, reason] of the client's close()
-      this.onmessage = this.onclose = this.onerror = null;
-      made.push(this);
-      if (autoGreet) queueMicrotask(() => this.greet({ pos: this.url.searchParams.get("resume") ?? "e1.1-1" }));
-    }
-
-    send(data) {
-      this.sent.push(JSON.parse(data));
-    }
-
-    close(code, reason) {
-      this.closedWith ??= [code, reason];
-    }
-
-    frame(f) {
-      this.onmessage?.({ data: JSON.stringify(f) });
-    }
-
-    greet(args = {}) {
-      this.frame({ event: "connected", id: "alice", args: { conn: `conn-${made.indexOf(this) + 1}`, worker: 0, ...args } });
-    }
-
-    ack(ref, args) {
-      this.frame({ event: "ack", id: "alice", ref, args });
-    }
-
-    event(pos) {
-      this.frame({ event: "message", id: "alice", args: { n: pos }, pos });
-    }
-
-    drop(code, reason = "") {
-      this.onclose?.({ code, reason });
-    }
-
-    get token() {
-      return this.url.searchParams.get("token");
-    }
-  }
-  return { WebSocket: FakeSocket, made };
-}
-
 // jwt returns an unsigned token of alice with these claims (seconds): the
 // client reads them only.
-function jwt(claims) {
-  const part = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
-  return `${part({ alg: "HS256", typ: "JWT" })}.${part({ sub: "alice", ...claims })}.c2ln`;
-}
+const jwt = (claims) => token({ sub: "alice", ...claims });
 
 // claims reads a token's payload.
 const claims = (tok) => JSON.parse(Buffer.from(tok.split(".")[1], "base64url").toString());
@@ -103,11 +51,9 @@ function fakeClock(t, skew = 0) {
   t.mock.method(performance, "now", () => Date.now());
 }
 
-function client(t, opts) {
-  const sb = connect({ url: "ws://gw.test/socket", fetch: async () => ({ status: 503 }), heartbeat: false, ...opts });
-  t.after(() => sb.close());
-  return sb;
-}
+// client connects with the fake sockets, without a heartbeat watch, and
+// closes at the test's end.
+const client = (t, opts) => fakeClient(t, { heartbeat: false, ...opts });
 
 // received records the events that reach the app, by position.
 function received(sb) {
@@ -382,9 +328,6 @@ test("renewal: the options are checked", (t) => {
     }
   }
 });
-
-// timers counts the timers that keep this process alive.
-const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
 
 test("renewal: close() while a renewal's getToken is pending leaves no timer behind", async () => {
   // Real timers: the test looks at the process's own.

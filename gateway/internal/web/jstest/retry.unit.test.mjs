@@ -7,102 +7,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { connect } from "../assets/client.js";
+import { NEVER, client as fakeClient, fakeSockets, jwt, timers } from "./fake.mjs";
 
-const WAIT = 5_000;
-// NEVER is a back-off so long that only an at-once reconnect makes a
-// second socket while a test runs.
-const NEVER = 2 ** 31 - 1;
 // IDEM is what the client's keys look like: 16 bytes in base64url.
 const IDEM = /^[A-Za-z0-9_-]{22}$/;
 
-// within rejects when p has not settled after ms, naming what was awaited.
-function within(p, what, ms = WAIT) {
-  let timer;
-  const late = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}
-
-// fakeSockets returns a WebSocket class whose sockets the test drives, the
-// sockets made so far, and socket(n): a promise of the nth socket (from 1).
-function fakeSockets() {
-  const made = [];
-  const waiting = new Map(); // n -> resolve
-  class FakeSocket {
-    constructor(url) {
-      this.url = new URL(url);
-      this.raw = []; // the envelopes as sent
-      this.sent = []; // the same, parsed
-      this.closed = false;
-      this.onmessage = this.onclose = this.onerror = null;
-      this.waiters = []; // [n, resolve]: until n envelopes have been sent
-      made.push(this);
-      waiting.get(made.length)?.(this);
-    }
-
-    send(data) {
-      this.raw.push(data);
-      this.sent.push(JSON.parse(data));
-      this.waiters = this.waiters.filter(([n, resolve]) => (this.sent.length >= n ? void resolve() : true));
-    }
-
-    close() {
-      this.closed = true;
-    }
-
-    // sends resolves once n envelopes have been sent on this socket.
-    sends(n) {
-      const p = this.sent.length >= n ? Promise.resolve() : new Promise((r) => this.waiters.push([n, r]));
-      return within(p, `envelope ${n} on the socket`);
-    }
-
-    // The gateway's side.
-    frame(f) {
-      this.onmessage?.({ data: JSON.stringify(f) });
-    }
-
-    greet() {
-      this.frame({ event: "connected", id: "alice", args: { conn: `conn-${made.indexOf(this) + 1}`, worker: 0 } });
-    }
-
-    ack(ref, args) {
-      this.frame({ event: "ack", id: "alice", ref, args });
-    }
-
-    error(ref, code, message = code) {
-      this.frame({ event: "error", id: "alice", ref, args: { code, message } });
-    }
-
-    drop(code, reason = "") {
-      this.onclose?.({ code, reason });
-    }
-  }
-  const socket = (n) => (made[n - 1] ? Promise.resolve(made[n - 1]) : new Promise((r) => waiting.set(n, r)));
-  return { WebSocket: FakeSocket, made, socket: (n) => within(socket(n), `socket ${n}`) };
-}
-
-// jwt returns an unsigned token naming sub: the client reads the claim only.
-function jwt(sub) {
-  const part = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
-  return `${part({ alg: "HS256", typ: "JWT" })}.${part({ sub, exp: 2e9 })}.c2ln`;
-}
-
-// client connects with the fake sockets, retrying emits, and closes at the
-// test's end.
-function client(t, fake, opts = {}) {
-  const sb = connect({
-    url: "ws://gw.test/socket",
-    token: jwt("alice"),
-    WebSocket: fake.WebSocket,
-    fetch: async () => ({ status: 503 }),
-    heartbeat: false,
-    retry: true,
-    ...opts,
-  });
-  t.after(() => sb.close());
-  return sb;
-}
+// client connects alice with the fake sockets, retrying emits, and closes
+// at the test's end.
+const client = (t, fake, opts = {}) =>
+  fakeClient(t, { token: jwt("alice"), WebSocket: fake.WebSocket, heartbeat: false, retry: true, ...opts });
 
 // track returns a view of emit promise p: settled says whether it has
 // resolved or rejected yet; result awaits {value} or {error}.
@@ -114,10 +27,6 @@ function track(p) {
   );
   return view;
 }
-
-// timers counts Node's pending timers: a client that settled every emit
-// and closed keeps none.
-const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
 
 // answers records the frames of the given events that reach on() listeners.
 function answers(sb, ...events) {
