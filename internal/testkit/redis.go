@@ -112,6 +112,7 @@ func (r *Redis) start() error {
 	}
 	run.cmd.Args = append(run.cmd.Args, r.extra...)
 	run.cmd.Stdout, run.cmd.Stderr = &run.out, &run.out
+	run.cmd.SysProcAttr = dieWithTest(&syscall.SysProcAttr{})
 	if err := run.cmd.Start(); err != nil {
 		r.t.Fatalf("start redis-server: %v", err)
 	}
