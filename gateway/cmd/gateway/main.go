@@ -15,7 +15,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -138,7 +137,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		defer agg.Close()
 	}
 	env := append(cfg.Environ(), config.MetricsDirEnv+"="+dir)
-	env = append(env, workerRuntimeEnv(cfg.Workers, os.Getenv)...)
+	env = append(env, workerRuntimeEnv(cfg.Workers, config.Cores(), os.Getenv)...)
 	sup := supervisor.New(supervisor.Config{
 		Addr:        cfg.Addr,
 		Workers:     cfg.Workers,
@@ -155,24 +154,21 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	return sup.Run(ctx)
 }
 
-// workerRuntimeEnv tunes the Go runtime of each worker, unless the operator
-// set these variables:
+// workerRuntimeEnv tunes the Go runtime of each worker:
 //
-//   - GOMAXPROCS is the cores divided among the workers (at least 1): the
-//     workers already use every core between them, and each running as many
-//     threads as there are cores only added scheduler spinning and thread
-//     hand-offs on a busy machine.
+//   - GOMAXPROCS is the gateway's cores (config.Cores: the operator's
+//     GOMAXPROCS counts for the whole gateway) divided among the workers,
+//     at least 1: the workers already use every core between them, and
+//     each running as many threads as there are cores only added scheduler
+//     spinning and thread hand-offs on a busy machine.
 //   - GOGC is 50 while the worker is quiet and 100 while it is busy
 //     (gctune): most of a worker's heap is long-lived socket state, which
 //     the default of 100 lets the heap double on top of, in resident memory
 //     per idle socket, while under load 50 made the collector run twice as
 //     often, which showed in the latency tail. The worker starts at 50 and
 //     tunes itself (SWITCHBOARD_GC_TUNE); an operator's GOGC turns that off.
-func workerRuntimeEnv(workers int, getenv func(string) string) []string {
-	var env []string
-	if getenv("GOMAXPROCS") == "" {
-		env = append(env, "GOMAXPROCS="+strconv.Itoa(max(1, runtime.NumCPU()/max(workers, 1))))
-	}
+func workerRuntimeEnv(workers, cores int, getenv func(string) string) []string {
+	env := []string{"GOMAXPROCS=" + strconv.Itoa(max(1, cores/max(workers, 1)))}
 	// Always set, so that a value inherited from the supervisor's own
 	// environment cannot tune against the operator's GOGC.
 	if getenv("GOGC") == "" {

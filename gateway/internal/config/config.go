@@ -119,7 +119,7 @@ const (
 func Default() Config {
 	return Config{
 		Addr:                ":7999",
-		Workers:             min(runtime.NumCPU(), MaxWorkers),
+		Workers:             min(Cores(), MaxWorkers),
 		NATSURL:             "nats://127.0.0.1:4222",
 		RedisURL:            "redis://127.0.0.1:6379/0",
 		MaxFrame:            65536,
@@ -385,6 +385,15 @@ func (c *Config) settings(origins, devNets *string) []setting {
 // two agree). A smaller queue would close its socket for the gateway's
 // own frames.
 const MinSendQueue = 4
+
+// Cores is the number of CPU cores this process may use, the default
+// number of workers: the Go runtime's GOMAXPROCS, which is the host's
+// logical CPUs (within the process's CPU affinity), fewer in a container
+// with a CPU limit (rounded up, at least 2: Go's default since 1.25), or
+// the operator's GOMAXPROCS. Counting the host's CPUs instead started 64
+// workers in a pod limited to 2 CPUs on a 64-core node, each with its own
+// connections, throttled together.
+func Cores() int { return runtime.GOMAXPROCS(0) }
 
 // MaxWorkers is the most GATEWAY_WORKERS: above the logical CPUs of a
 // two-socket server (a few hundred), so one worker per core fits where a

@@ -32,7 +32,7 @@ func TestDefaultIsTheContract(t *testing.T) {
 	}{
 		{"Addr", c.Addr, ":7999"},
 		{"MetricsAddr", c.MetricsAddr, "127.0.0.1:7998"},
-		{"Workers", c.Workers, min(runtime.NumCPU(), config.MaxWorkers)},
+		{"Workers", c.Workers, min(runtime.GOMAXPROCS(0), config.MaxWorkers)},
 		{"JWTSecret", c.JWTSecret, ""},
 		{"JWTAudience", c.JWTAudience, ""},
 		{"NATSURL", c.NATSURL, "nats://127.0.0.1:4222"},
