@@ -99,6 +99,10 @@ await bob.until(() => bob.has("message", (a) => a.msg_id === sent.msg_id).length
 await alice2.until(() => alice2.has("message_sent", (a) => a.msg_id === sent.msg_id).length === 1, "message_sent on alice's other device");
 // An error instead of an ack: callback({ error }) in Socket.IO.
 await assert.rejects(alice1.sb.emit("sendMessage", { to: "bob" }), { code: "bad_request" });
+// No ack callback: emit returns a promise, and a callback throws, unsent.
+assert.throws(() => alice1.sb.emit("sendMessage", { to: "bob", text: "hi" }, () => {}), TypeError);
+// Event names match ^[A-Za-z][A-Za-z0-9_-]{0,63}$: Socket.IO's "chat message" does not.
+await assert.rejects(alice1.sb.emit("chat message", "hi"), { code: "bad_request" });
 step("sendMessage: ack carries msg_id; bob got message, alice's other device message_sent");
 
 // Read receipts.
