@@ -24,9 +24,12 @@ import (
 )
 
 func main() {
-	log, _ := zap.NewProduction()
+	log, err := zap.NewProduction() // JSON lines on stderr
+	if err != nil {
+		panic(err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	err := run(ctx, log)
+	err = run(ctx, log)
 	stop()
 	if err != nil {
 		log.Error("chatsvc failed", zap.Error(err))
