@@ -17,7 +17,11 @@ import (
 )
 
 func main() {
-	opt, err := redis.ParseURL(os.Getenv("REDIS_URL"))
+	url := os.Getenv("REDIS_URL")
+	if url == "" {
+		url = "redis://127.0.0.1:6379/0"
+	}
+	opt, err := redis.ParseURL(url)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
