@@ -220,7 +220,8 @@ export interface Client {
    * "unavailable" answer sends it again instead of rejecting it (see ConnectOptions.retry).
    * When it was sent and neither its answer nor any other frame came within ackTimeout of sending it, the socket is
    * taken for dead: closed, and the client reconnects (an emit that waited for the connection still rejects ackTimeout
-   * after it was made).
+   * after it was made). It takes no callback: called with a function as args, or with more arguments (Socket.IO's ack
+   * callback), it throws a TypeError and sends nothing.
    *
    *   const { msg_id, ts } = await sb.emit<SendMessageResult>("sendMessage", { to: "bob", text: "hi" });
    */

@@ -175,9 +175,14 @@ class Client {
    * socket closed after sending and before the answer, "closed" once closed
    * for good. With retry, it carries an idempotency key (idem), and neither
    * a lost socket nor an "unavailable" answer ends it: it is sent again,
-   * the same envelope, until an answer or ackTimeout.
+   * the same envelope, until an answer or ackTimeout. It takes no callback:
+   * a function as args, or any argument after args (Socket.IO's ack
+   * callback, its several args), throws a TypeError, and nothing is sent.
    */
-  emit(event, args) {
+  emit(event, args, ...extra) {
+    if (extra.length > 0 || typeof args === "function") {
+      throw new TypeError("switchboard: emit(event, args) returns a promise of the handler's result: await it (or .then) instead of passing a callback, and send one args value");
+    }
     if (this.#closed) return Promise.reject(clientError("closed", "the client is closed"));
     const ref = String(++this.#nextRef);
     const env = { event, ref };

@@ -690,3 +690,27 @@ test("listeners: unsubscribing leaves nothing behind, also for event names used 
   s1.frame({ event: "typing-5", id: "alice", args: { n: 1 } });
   assert.deepEqual(got, [1]);
 });
+
+test("emit takes no callback: a Socket.IO-style ack callback throws, unsent, instead of never being called", async (t) => {
+  // socket.emit("sendMessage", args, (res) => ...) is how a Socket.IO app
+  // asks for an ack; ported as is, the callback was dropped without a word
+  // and the emit sent, so the app waited for an answer that never came.
+  const { WebSocket, socket } = fakeSockets();
+  const sb = client(t, { token: jwt("alice"), WebSocket });
+  const s1 = await socket(1);
+  s1.greet("alice");
+  const ack = () => {};
+  for (const [what, call] of [
+    ["a callback after args", () => sb.emit("sendMessage", { to: "bob", text: "hi" }, ack)],
+    ["a callback as args", () => sb.emit("sendMessage", ack)],
+    ["args spread over several arguments", () => sb.emit("sendMessage", "bob", "hi")],
+  ]) {
+    assert.throws(call, (err) => err instanceof TypeError && /emit\(event, args\) returns a promise/.test(err.message), what);
+  }
+  assert.deepEqual(s1.sent, [], "an emit that threw was sent");
+  // The promise form is untouched.
+  const sent = sb.emit("sendMessage", { to: "bob", text: "hi" });
+  await within(s1.sends(1), "the envelope");
+  s1.frame({ event: "ack", id: "alice", ref: s1.sent[0].ref, args: { msg_id: "m1" } });
+  assert.deepEqual(await within(sent, "the ack"), { msg_id: "m1" });
+});
