@@ -55,26 +55,52 @@ type Claims struct {
 	// IssuedAt is iat, zero when the token has none: a revocation refuses
 	// a token without one.
 	IssuedAt time.Time
+	// Previous is true when the token was signed with the previous secret
+	// (WithPreviousSecret), not the current one: a client the auth service
+	// has not yet given a token of the new secret.
+	Previous bool
 }
 
-// Verifier checks HS256 tokens against one secret. It is safe for
-// concurrent use.
+// Verifier checks HS256 tokens against the current secret and, during a
+// rotation, the previous one. It is safe for concurrent use.
 type Verifier struct {
 	secret   []byte
+	previous []byte // nil: none
 	audience string
 	parser   *jwt.Parser
 }
 
+// Option tunes a Verifier.
+type Option func(*Verifier)
+
+// WithPreviousSecret has the Verifier also accept tokens signed with
+// previous, the secret being rotated out (docs/operations.md, "Rotating
+// the JWT secret"). It is tried only for a token whose signature the
+// current secret does not verify, so a token of the current secret costs
+// one HMAC, as without it. An empty previous, or one equal to the current
+// secret, adds nothing.
+func WithPreviousSecret(previous string) Option {
+	return func(v *Verifier) {
+		if previous != "" && previous != string(v.secret) {
+			v.previous = []byte(previous)
+		}
+	}
+}
+
 // NewVerifier returns a Verifier for secret; when audience is not empty,
 // tokens must carry it in "aud".
-func NewVerifier(secret, audience string) *Verifier {
+func NewVerifier(secret, audience string, opts ...Option) *Verifier {
 	// The algorithm is pinned in the key function rather than with
 	// jwt.WithValidMethods, which reports a wrong alg as a bad signature.
-	opts := []jwt.ParserOption{jwt.WithLeeway(Leeway)}
+	popts := []jwt.ParserOption{jwt.WithLeeway(Leeway)}
 	if audience != "" {
-		opts = append(opts, jwt.WithAudience(audience))
+		popts = append(popts, jwt.WithAudience(audience))
 	}
-	return &Verifier{secret: []byte(secret), audience: audience, parser: jwt.NewParser(opts...)}
+	v := &Verifier{secret: []byte(secret), audience: audience, parser: jwt.NewParser(popts...)}
+	for _, o := range opts {
+		o(v)
+	}
+	return v
 }
 
 // Verify checks token and returns its claims: the user id (sub), which is
@@ -89,6 +115,14 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	}
 	var claims jwt.RegisteredClaims
 	_, err := v.parser.ParseWithClaims(token, &claims, v.key)
+	previous := false
+	if v.previous != nil && errors.Is(err, jwt.ErrTokenSignatureInvalid) {
+		// Not the current secret's signature: perhaps the previous
+		// secret's. The claims are checked only once a signature
+		// verified, so they are read again, from a token that passed.
+		claims, previous = jwt.RegisteredClaims{}, true
+		_, err = v.parser.ParseWithClaims(token, &claims, v.previousKey)
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrAlgorithm):
@@ -118,7 +152,7 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	if claims.ExpiresAt == nil {
 		return Claims{}, ErrNoExpiry
 	}
-	c := Claims{User: claims.Subject, Expires: claims.ExpiresAt.Time}
+	c := Claims{User: claims.Subject, Expires: claims.ExpiresAt.Time, Previous: previous}
 	if claims.IssuedAt != nil {
 		c.IssuedAt = claims.IssuedAt.Time
 	}
@@ -131,11 +165,19 @@ func ValidUser(user string) bool { return proto.ValidUser(user) }
 
 // key returns the secret for HS256 tokens and refuses every other alg,
 // "none" included.
-func (v *Verifier) key(t *jwt.Token) (any, error) {
+func (v *Verifier) key(t *jwt.Token) (any, error) { return hs256(t, v.secret) }
+
+// previousKey is key with the previous secret.
+func (v *Verifier) previousKey(t *jwt.Token) (any, error) { return hs256(t, v.previous) }
+
+// hs256 returns secret for an HS256 token and refuses every other alg.
+// The token's "kid", if any, is not read: a Verifier has at most two
+// secrets, tried in order.
+func hs256(t *jwt.Token, secret []byte) (any, error) {
 	if t.Method != jwt.SigningMethodHS256 {
 		return nil, ErrAlgorithm
 	}
-	return v.secret, nil
+	return secret, nil
 }
 
 // FromRequest returns the token of an upgrade request: the Authorization

@@ -446,3 +446,58 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// TestVerifyPreviousSecret: during a rotation a Verifier given the previous
+// secret accepts the tokens of both, tells which verified a token (the
+// current first), refuses a third secret's, and applies every other check
+// to a previous secret's token as to a current one's; without the option
+// the previous secret's tokens are refused.
+func TestVerifyPreviousSecret(t *testing.T) {
+	const previous = "previous-secret-of-at-least-32-bytes"
+	claims := func(mod func(*jwt.RegisteredClaims)) jwt.RegisteredClaims {
+		c := jwt.RegisteredClaims{Subject: "alice", Audience: jwt.ClaimStrings{"sb"}, ExpiresAt: at(time.Hour)}
+		if mod != nil {
+			mod(&c)
+		}
+		return c
+	}
+	rotating := auth.NewVerifier(secret, "sb", auth.WithPreviousSecret(previous))
+	tests := []struct {
+		name         string
+		v            *auth.Verifier
+		token        string
+		wantPrevious bool
+		wantErr      *auth.Error
+	}{
+		{name: "current", v: rotating, token: sign(t, secret, claims(nil))},
+		{name: "previous", v: rotating, token: sign(t, previous, claims(nil)), wantPrevious: true},
+		{name: "a third secret", v: rotating, token: sign(t, "a-third-secret-of-at-least-32-bytes", claims(nil)), wantErr: auth.ErrBadSignature},
+		{name: "previous, expired", v: rotating,
+			token: sign(t, previous, claims(func(c *jwt.RegisteredClaims) { c.ExpiresAt = at(-time.Hour) })), wantErr: auth.ErrExpired},
+		{name: "previous, another audience", v: rotating,
+			token: sign(t, previous, claims(func(c *jwt.RegisteredClaims) { c.Audience = jwt.ClaimStrings{"other"} })), wantErr: auth.ErrAudience},
+		{name: "previous, no exp", v: rotating,
+			token: sign(t, previous, claims(func(c *jwt.RegisteredClaims) { c.ExpiresAt = nil })), wantErr: auth.ErrNoExpiry},
+		{name: "previous, alg none", v: rotating,
+			token:   craft(t, map[string]any{"alg": "none", "typ": "JWT"}, map[string]any{"sub": "alice", "aud": "sb", "exp": time.Now().Add(time.Hour).Unix()}, previous, true),
+			wantErr: auth.ErrAlgorithm},
+		{name: "previous, without the option", v: auth.NewVerifier(secret, "sb"), token: sign(t, previous, claims(nil)), wantErr: auth.ErrBadSignature},
+		// The previous secret equal to the current one, or empty, adds nothing.
+		{name: "previous equal to current", v: auth.NewVerifier(secret, "sb", auth.WithPreviousSecret(secret)), token: sign(t, secret, claims(nil))},
+		{name: "empty previous", v: auth.NewVerifier(secret, "sb", auth.WithPreviousSecret("")), token: sign(t, "", claims(nil)), wantErr: auth.ErrBadSignature},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := tt.v.Verify(tt.token)
+			if tt.wantErr != nil {
+				if err != tt.wantErr {
+					t.Fatalf("Verify = %+v, %v; want %q", c, err, tt.wantErr.Message)
+				}
+				return
+			}
+			if err != nil || c.User != "alice" || c.Previous != tt.wantPrevious {
+				t.Fatalf("Verify = %+v, %v; want alice with Previous %v", c, err, tt.wantPrevious)
+			}
+		})
+	}
+}
