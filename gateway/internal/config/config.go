@@ -85,6 +85,13 @@ type Config struct {
 	IPUpgradeBurst int            // GATEWAY_IP_UPGRADE_BURST: requests for /socket one address may make at once
 	NATSCreds      string         // NATS_CREDS: a NATS credentials file (user JWT and NKey seed); "" = none
 
+	// JWTPreviousSecret is GATEWAY_JWT_PREVIOUS_SECRET: during a rotation,
+	// the secret being replaced, still accepted to verify tokens (never
+	// to sign them); "" = none. Load reads it from JWTPreviousSecretFile
+	// (GATEWAY_JWT_PREVIOUS_SECRET_FILE) when that is set.
+	JWTPreviousSecret     string
+	JWTPreviousSecretFile string
+
 	// Set by the supervisor in each worker's environment; not settings, so
 	// neither flags nor in Environ.
 	WorkerIndex int    // SWITCHBOARD_WORKER_INDEX: this process is worker N; -1 = the supervisor
@@ -173,7 +180,8 @@ func Default() Config {
 
 // Load returns Default overridden by the environment (through getenv) and
 // then by flags in args, with the secret read from GATEWAY_JWT_SECRET_FILE
-// when that is set (or the dev secret in dev mode when neither is),
+// when that is set (or the dev secret in dev mode when neither is), and the
+// previous secret from GATEWAY_JWT_PREVIOUS_SECRET_FILE likewise,
 // validated. Each setting's flag is its environment name in lower case with
 // dashes: GATEWAY_ADDR is -gateway-addr.
 func Load(args []string, getenv func(string) string) (Config, error) {
@@ -187,26 +195,53 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	return c, c.Validate()
 }
 
-// resolveSecret reads the secret file, if one is set, into JWTSecret, and
+// secretSetting is a secret given either in its variable or in a file
+// named by a second one: the current JWT secret and the previous one.
+type secretSetting struct {
+	env, fileEnv string
+	value        *string // the secret, where resolveSecret puts a file's
+	file         string  // the file's path; "" = none
+}
+
+// secrets lists the JWT secrets that may be given as files.
+func (c *Config) secrets() []secretSetting {
+	return []secretSetting{
+		{"GATEWAY_JWT_SECRET", "GATEWAY_JWT_SECRET_FILE", &c.JWTSecret, c.JWTSecretFile},
+		{"GATEWAY_JWT_PREVIOUS_SECRET", "GATEWAY_JWT_PREVIOUS_SECRET_FILE", &c.JWTPreviousSecret, c.JWTPreviousSecretFile},
+	}
+}
+
+// resolveSecret reads each secret file that is set into its secret, and
 // gives dev mode its secret when none is set.
 func (c *Config) resolveSecret() error {
-	if c.JWTSecretFile != "" {
-		if c.JWTSecret != "" {
-			return errors.New("GATEWAY_JWT_SECRET and GATEWAY_JWT_SECRET_FILE are both set: set one")
-		}
-		b, err := os.ReadFile(c.JWTSecretFile)
-		if err != nil {
-			return fmt.Errorf("GATEWAY_JWT_SECRET_FILE: %w", err)
-		}
-		// A file written by echo or an editor ends with a line break that
-		// is no part of the secret.
-		c.JWTSecret = strings.TrimRight(string(b), "\r\n")
-		if c.JWTSecret == "" {
-			return fmt.Errorf("GATEWAY_JWT_SECRET_FILE: %s is empty", c.JWTSecretFile)
+	for _, s := range c.secrets() {
+		if err := s.read(); err != nil {
+			return err
 		}
 	}
 	if c.JWTSecret == "" && c.Dev {
 		c.JWTSecret = DevSecret
+	}
+	return nil
+}
+
+// read reads the secret's file, when one is set, into its value.
+func (s secretSetting) read() error {
+	if s.file == "" {
+		return nil
+	}
+	if *s.value != "" {
+		return fmt.Errorf("%s and %s are both set: set one", s.env, s.fileEnv)
+	}
+	b, err := os.ReadFile(s.file)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.fileEnv, err)
+	}
+	// A file written by echo or an editor ends with a line break that
+	// is no part of the secret.
+	*s.value = strings.TrimRight(string(b), "\r\n")
+	if *s.value == "" {
+		return fmt.Errorf("%s: %s is empty", s.fileEnv, s.file)
 	}
 	return nil
 }
@@ -300,7 +335,8 @@ func list(s string) []string {
 // so a secret given as a flag does not show on every worker's command line.
 // A secret read from GATEWAY_JWT_SECRET_FILE is not among them: the workers
 // read the file themselves, and GATEWAY_JWT_SECRET is handed on empty
-// (unset), so the secret is in no process's environment.
+// (unset), so the secret is in no process's environment; the same goes for
+// GATEWAY_JWT_PREVIOUS_SECRET_FILE.
 func (c Config) Environ() []string {
 	origins := strings.Join(c.AllowedOrigins, ",")
 	nets := make([]string, len(c.DevTokenNets))
@@ -308,10 +344,14 @@ func (c Config) Environ() []string {
 		nets[i] = n.String()
 	}
 	devNets := strings.Join(nets, ",")
+	fromFile := map[string]bool{}
+	for _, s := range c.secrets() {
+		fromFile[s.env] = s.file != ""
+	}
 	vars := c.settings(&origins, &devNets)
 	env := make([]string, 0, len(vars))
 	for _, v := range vars {
-		if v.env == "GATEWAY_JWT_SECRET" && c.JWTSecretFile != "" {
+		if fromFile[v.env] {
 			env = append(env, v.env+"=")
 			continue
 		}
@@ -334,6 +374,8 @@ func (c *Config) settings(origins, devNets *string) []setting {
 		{"GATEWAY_WORKERS", (*intValue)(&c.Workers)},
 		{"GATEWAY_JWT_SECRET", (*stringValue)(&c.JWTSecret)},
 		{"GATEWAY_JWT_SECRET_FILE", (*stringValue)(&c.JWTSecretFile)},
+		{"GATEWAY_JWT_PREVIOUS_SECRET", (*stringValue)(&c.JWTPreviousSecret)},
+		{"GATEWAY_JWT_PREVIOUS_SECRET_FILE", (*stringValue)(&c.JWTPreviousSecretFile)},
 		{"GATEWAY_JWT_AUDIENCE", (*stringValue)(&c.JWTAudience)},
 		{"NATS_URL", (*stringValue)(&c.NATSURL)},
 		{"REDIS_URL", (*stringValue)(&c.RedisURL)},
@@ -572,10 +614,6 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// validateSecret checks the JWT secret against the mode: dev mode takes
-// the public dev secret only, so /dev/token can never mint tokens that a
-// production gateway with the same configuration would accept; outside
-// dev mode the dev secret and short secrets are refused.
 // isOrigin reports whether o can equal a browser's Origin header: *, null
 // (what a sandboxed or file:// page sends), or scheme://host[:port] alone.
 // An entry with a path (a copied address's final "/"), user info, a query
@@ -589,19 +627,39 @@ func isOrigin(o string) bool {
 		u.Path == "" && u.RawQuery == "" && !u.ForceQuery && u.Fragment == "" && !strings.HasSuffix(o, "#")
 }
 
+// validateSecret checks the JWT secrets against the mode: dev mode takes
+// the public dev secret only, and no previous secret, so /dev/token can
+// never mint tokens that a production gateway with the same configuration
+// would accept; outside dev mode the dev secret and short secrets are
+// refused, as the previous secret as the current one.
 func (c Config) validateSecret() error {
 	switch {
 	case c.Dev && c.JWTSecret != DevSecret:
 		return errors.New("GATEWAY_DEV=1 accepts no secret but the public dev secret, since /dev/token mints tokens for anyone: " +
 			"unset GATEWAY_JWT_SECRET and GATEWAY_JWT_SECRET_FILE, or turn dev mode off")
+	case c.Dev && c.JWTPreviousSecret != "":
+		return errors.New("GATEWAY_DEV=1 accepts no secret but the public dev secret, since /dev/token mints tokens for anyone: " +
+			"unset GATEWAY_JWT_PREVIOUS_SECRET and GATEWAY_JWT_PREVIOUS_SECRET_FILE, or turn dev mode off")
 	case c.Dev:
 		return nil
 	case c.JWTSecret == "":
 		return errors.New("GATEWAY_JWT_SECRET (or GATEWAY_JWT_SECRET_FILE) is required (or set GATEWAY_DEV=1 for the dev secret)")
-	case c.JWTSecret == DevSecret:
-		return errors.New("GATEWAY_JWT_SECRET is the public dev secret, which is refused outside dev mode: set a secret of your own")
-	case len(c.JWTSecret) < MinSecretLen:
-		return fmt.Errorf("GATEWAY_JWT_SECRET must be at least %d bytes, got %d: e.g. openssl rand -base64 48", MinSecretLen, len(c.JWTSecret))
+	}
+	err := checkSecret("GATEWAY_JWT_SECRET", c.JWTSecret)
+	if c.JWTPreviousSecret != "" {
+		err = errors.Join(err, checkSecret("GATEWAY_JWT_PREVIOUS_SECRET", c.JWTPreviousSecret))
+	}
+	return err
+}
+
+// checkSecret refuses, outside dev mode, the public dev secret and a secret
+// shorter than MinSecretLen, naming env; it never shows the secret.
+func checkSecret(env, secret string) error {
+	switch {
+	case secret == DevSecret:
+		return fmt.Errorf("%s is the public dev secret, which is refused outside dev mode: set a secret of your own", env)
+	case len(secret) < MinSecretLen:
+		return fmt.Errorf("%s must be at least %d bytes, got %d: e.g. openssl rand -base64 48", env, MinSecretLen, len(secret))
 	}
 	return nil
 }

@@ -1,11 +1,13 @@
 package config_test
 
 import (
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -657,5 +659,90 @@ func TestWorkerEnvironment(t *testing.T) {
 			!strings.Contains(err.Error(), bad.env) {
 			t.Errorf("%s=%q: err %v, want one naming it", bad.env, bad.value, err)
 		}
+	}
+}
+
+// previousSecret is a second secret of the length production requires.
+const previousSecret = "fedcba9876543210fedcba9876543210"
+
+// TestPreviousSecret: GATEWAY_JWT_PREVIOUS_SECRET, or its _FILE, is read
+// as the current secret is (a file's final line break dropped, both set an
+// error), handed to the workers as the file rather than the secret, and
+// held to the same rules: 32 bytes at least, not the dev secret, and none
+// at all in dev mode. The refusals never show it.
+func TestPreviousSecret(t *testing.T) {
+	c, err := config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_JWT_PREVIOUS_SECRET": previousSecret}))
+	if err != nil || c.JWTSecret != goodSecret || c.JWTPreviousSecret != previousSecret {
+		t.Fatalf("Load = %q, %q, %v; want both secrets", c.JWTSecret, c.JWTPreviousSecret, err)
+	}
+	c, err = config.Load([]string{"-gateway-jwt-previous-secret=" + previousSecret}, env(map[string]string{"GATEWAY_JWT_SECRET": goodSecret}))
+	if err != nil || c.JWTPreviousSecret != previousSecret {
+		t.Fatalf("flag: JWTPreviousSecret %q, %v", c.JWTPreviousSecret, err)
+	}
+	c, err = config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET": goodSecret}))
+	if err != nil || c.JWTPreviousSecret != "" {
+		t.Fatalf("unset: JWTPreviousSecret %q, %v; want none", c.JWTPreviousSecret, err)
+	}
+
+	dir := t.TempDir()
+	path := filepath.Join(dir, "previous")
+	if err := os.WriteFile(path, []byte(previousSecret+"\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_JWT_PREVIOUS_SECRET_FILE": path}))
+	if err != nil || c.JWTPreviousSecret != previousSecret {
+		t.Fatalf("file: JWTPreviousSecret %q, %v; want the file's content without its line break", c.JWTPreviousSecret, err)
+	}
+	back := map[string]string{}
+	for _, kv := range c.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		back[k] = v
+		if strings.Contains(v, previousSecret) {
+			t.Errorf("Environ hands the workers the previous secret: %s", k)
+		}
+	}
+	again, err := config.Load(nil, env(back))
+	if err != nil || again.JWTPreviousSecret != previousSecret || again.JWTSecret != goodSecret {
+		t.Fatalf("a worker loading Environ: %q, %q, %v", again.JWTSecret, again.JWTPreviousSecret, err)
+	}
+	// Given in the environment, it goes to the workers as the current
+	// secret does.
+	c, err = config.Load(nil, env(map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_JWT_PREVIOUS_SECRET": previousSecret}))
+	if err != nil || !slices.Contains(c.Environ(), "GATEWAY_JWT_PREVIOUS_SECRET="+previousSecret) {
+		t.Fatalf("Environ without a file: %v, %v", c.Environ(), err)
+	}
+
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string // in the error
+	}{
+		{"too short", map[string]string{"GATEWAY_JWT_PREVIOUS_SECRET": previousSecret[:31]}, "GATEWAY_JWT_PREVIOUS_SECRET must be at least 32 bytes"},
+		{"the dev secret", map[string]string{"GATEWAY_JWT_PREVIOUS_SECRET": config.DevSecret}, "GATEWAY_JWT_PREVIOUS_SECRET is the public dev secret"},
+		{"both variable and file", map[string]string{"GATEWAY_JWT_PREVIOUS_SECRET": previousSecret, "GATEWAY_JWT_PREVIOUS_SECRET_FILE": path},
+			"GATEWAY_JWT_PREVIOUS_SECRET and GATEWAY_JWT_PREVIOUS_SECRET_FILE are both set"},
+		{"missing file", map[string]string{"GATEWAY_JWT_PREVIOUS_SECRET_FILE": filepath.Join(dir, "nope")}, "GATEWAY_JWT_PREVIOUS_SECRET_FILE"},
+		{"empty file", map[string]string{"GATEWAY_JWT_PREVIOUS_SECRET_FILE": empty}, "is empty"},
+		{"dev mode", map[string]string{"GATEWAY_DEV": "1", "GATEWAY_JWT_SECRET": "", "GATEWAY_JWT_PREVIOUS_SECRET": previousSecret}, "GATEWAY_DEV"},
+		{"dev mode, the dev secret", map[string]string{"GATEWAY_DEV": "1", "GATEWAY_JWT_SECRET": "", "GATEWAY_JWT_PREVIOUS_SECRET": config.DevSecret}, "GATEWAY_DEV"},
+		{"dev mode, a file", map[string]string{"GATEWAY_DEV": "1", "GATEWAY_JWT_SECRET": "", "GATEWAY_JWT_PREVIOUS_SECRET_FILE": path}, "GATEWAY_DEV"},
+		{"without a current secret", map[string]string{"GATEWAY_JWT_SECRET": "", "GATEWAY_JWT_PREVIOUS_SECRET": previousSecret}, "GATEWAY_JWT_SECRET (or GATEWAY_JWT_SECRET_FILE) is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := map[string]string{"GATEWAY_JWT_SECRET": goodSecret}
+			maps.Copy(e, tt.env)
+			_, err := config.Load(nil, env(e))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Load = %v, want an error with %q", err, tt.want)
+			}
+			if p := e["GATEWAY_JWT_PREVIOUS_SECRET"]; len(p) > 1 && strings.Contains(err.Error(), p) {
+				t.Errorf("the error shows the previous secret: %v", err)
+			}
+		})
 	}
 }
