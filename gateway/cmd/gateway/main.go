@@ -119,6 +119,13 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if cfg.Dev {
 		log.Warn("dev mode: GET /dev/token mints tokens for clients on this machine, any Origin is allowed, and the JWT secret is the public dev secret")
 	}
+	if cfg.JWTPreviousSecret != "" {
+		// Never the secret, nor a digest of it: that it is set, and where
+		// from, is what the operator checks.
+		log.Info("previous JWT secret set: tokens of either secret are accepted, new ones are signed with GATEWAY_JWT_SECRET; "+
+			"unset GATEWAY_JWT_PREVIOUS_SECRET once switchboard_gateway_auth_previous_secret_total has stopped growing for the longest token lifetime",
+			zap.Bool("previous_secret_from_file", cfg.JWTPreviousSecretFile != ""))
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return err

@@ -2,8 +2,10 @@ package main
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
+	"github.com/switchboard/switchboard/gateway/internal/auth"
 	"github.com/switchboard/switchboard/gateway/internal/config"
 )
 
@@ -57,5 +59,27 @@ func TestHealthAddr(t *testing.T) {
 				t.Fatalf("healthAddr = %q, %v; want %q", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestTokenSignsWithTheCurrentSecret: during a rotation "gateway token"
+// signs with GATEWAY_JWT_SECRET, never the previous secret, which the
+// gateway accepts only to verify.
+func TestTokenSignsWithTheCurrentSecret(t *testing.T) {
+	const current, previous = "current-secret-of-at-least-32-bytes", "previous-secret-of-at-least-32-bytes"
+	t.Setenv("GATEWAY_DEV", "")
+	t.Setenv("GATEWAY_JWT_SECRET", current)
+	t.Setenv("GATEWAY_JWT_PREVIOUS_SECRET", previous)
+	var out strings.Builder
+	if err := mintToken([]string{"alice"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	tok := strings.TrimSpace(out.String())
+	c, err := auth.NewVerifier(current, "").Verify(tok)
+	if err != nil || c.User != "alice" {
+		t.Fatalf("the current secret: Verify = %+v, %v; want alice", c, err)
+	}
+	if _, err := auth.NewVerifier(previous, "").Verify(tok); err != auth.ErrBadSignature {
+		t.Fatalf("the previous secret: Verify error %v, want %v", err, auth.ErrBadSignature)
 	}
 }

@@ -33,8 +33,12 @@ import (
 
 // Config is what admission checks a request against.
 type Config struct {
-	JWTSecret   string // HS256 secret of the tokens
-	JWTAudience string // required "aud" when set
+	JWTSecret string // HS256 secret of the tokens
+	// JWTPreviousSecret is, during a rotation, the secret being replaced,
+	// whose tokens are still accepted (counted by
+	// Recorder.PreviousSecret); "" = none.
+	JWTPreviousSecret string
+	JWTAudience       string // required "aud" when set
 	// AllowedOrigins lists the origins allowed to open a socket; nil means
 	// the gateway's own host only (any in dev mode), and "*" any.
 	AllowedOrigins  []string
@@ -60,10 +64,11 @@ type Config struct {
 	Starting func() string
 }
 
-// Recorder counts refused upgrades, by reason: one of the metrics.Refused
-// constants.
+// Recorder counts refused upgrades, by reason (one of the metrics.Refused
+// constants), and upgrades whose token the previous secret verified.
 type Recorder interface {
 	UpgradeRefused(reason string)
+	PreviousSecret()
 }
 
 // Admission is the door of one worker's /socket.
@@ -93,7 +98,8 @@ func (a *Admission) Probe() {
 // New returns an Admission that refuses every socket until Open; the caps
 // of cfg are checked against places.
 func New(cfg Config, places Places, rec Recorder, log *zap.Logger) *Admission {
-	a := &Admission{cfg: cfg, verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTAudience), places: places, rec: rec, log: log,
+	verifier := auth.NewVerifier(cfg.JWTSecret, cfg.JWTAudience, auth.WithPreviousSecret(cfg.JWTPreviousSecret))
+	a := &Admission{cfg: cfg, verifier: verifier, places: places, rec: rec, log: log,
 		ipRate: newIPRate(cfg.IPUpgradeRate, cfg.IPUpgradeBurst)}
 	a.upgrader = websocket.Upgrader{
 		// ReadBufferSize 0: ws.Upgrade gives every socket a small read
@@ -161,6 +167,11 @@ func (a *Admission) Admit(rw http.ResponseWriter, r *http.Request) (up ws.Upgrad
 	tok, err := auth.FromRequest(r)
 	if err == nil {
 		claims, err = a.verifier.Verify(tok)
+	}
+	if err == nil && claims.Previous && upgrade {
+		// Counted whatever follows: the operator asks whether tokens of
+		// the previous secret are still in use, not whether they got in.
+		a.rec.PreviousSecret()
 	}
 	user = claims.User
 	revoked := err == nil && a.cfg.Revoked != nil && a.cfg.Revoked(user, claims.IssuedAt)

@@ -36,11 +36,19 @@ const (
 type nopRecorder struct{}
 
 func (nopRecorder) UpgradeRefused(string) {}
+func (nopRecorder) PreviousSecret()       {}
 
 // refusedCounts is a Recorder that counts refusals by reason.
 type refusedCounts struct {
-	mu sync.Mutex
-	n  map[string]int
+	mu       sync.Mutex
+	n        map[string]int
+	previous int // PreviousSecret calls
+}
+
+func (r *refusedCounts) PreviousSecret() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.previous++
 }
 
 func (r *refusedCounts) UpgradeRefused(reason string) {
@@ -140,7 +148,13 @@ func startDoor(t *testing.T, cfg Config) *door {
 // (101 when admitted) and the error code of a refusal's body.
 func (d *door) dial(t *testing.T, user string) (int, proto.Code) {
 	t.Helper()
-	tok, err := auth.Mint(secret, user, time.Hour)
+	return d.dialSigned(t, secret, user)
+}
+
+// dialSigned is dial with a token signed with key.
+func (d *door) dialSigned(t *testing.T, key, user string) (int, proto.Code) {
+	t.Helper()
+	tok, err := auth.Mint(key, user, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,4 +359,43 @@ func TestRevokedRefusalLogsTheUser(t *testing.T) {
 	if got := entries[1].ContextMap(); got["user"] != nil {
 		t.Errorf("a token that does not verify is logged with user %v, want none", got["user"])
 	}
+}
+
+// TestPreviousSecret: with a previous secret configured, a token of either
+// secret is admitted, and only the previous secret's are counted for the
+// operator (PreviousSecret); they are revoked as any other, and counted
+// still, as a token of the previous secret in use. A third secret's token
+// is refused.
+func TestPreviousSecret(t *testing.T) {
+	const previous = "admission-test-previous-secret"
+	d := startDoor(t, Config{JWTPreviousSecret: previous, Revoked: func(user string, _ time.Time) bool { return user == "mallory" }})
+	d.a.Open()
+	previousCount := func() int {
+		d.rec.mu.Lock()
+		defer d.rec.mu.Unlock()
+		return d.rec.previous
+	}
+	if status, code := d.dialSigned(t, secret, "alice"); status != http.StatusSwitchingProtocols || previousCount() != 0 {
+		t.Fatalf("current secret: %d %s, counted %d; want admitted, 0", status, code, previousCount())
+	}
+	if status, code := d.dialSigned(t, previous, "bob"); status != http.StatusSwitchingProtocols || previousCount() != 1 {
+		t.Fatalf("previous secret: %d %s, counted %d; want admitted, 1", status, code, previousCount())
+	}
+	if status, code := d.dialSigned(t, previous, "mallory"); status != http.StatusUnauthorized || code != proto.CodeUnauthorized ||
+		d.rec.get(metrics.RefusedRevoked) != 1 || previousCount() != 2 {
+		t.Fatalf("previous secret, revoked: %d %s, revoked %d, counted %d; want 401, 1, 2", status, code, d.rec.get(metrics.RefusedRevoked), previousCount())
+	}
+	if status, code := d.dialSigned(t, "another-secret", "eve"); status != http.StatusUnauthorized || code != proto.CodeUnauthorized ||
+		d.rec.get(metrics.RefusedUnauthorized) != 1 || previousCount() != 2 {
+		t.Fatalf("a third secret: %d %s, counted %d; want 401 unauthorized, 2", status, code, previousCount())
+	}
+	// A plain GET (the client's probe) is not counted, as it is not
+	// counted among the refusals.
+	tok, _ := auth.Mint(previous, "bob", time.Hour)
+	d.a.Admit(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/socket?token="+tok, nil))
+	if previousCount() != 2 {
+		t.Errorf("a plain GET was counted: %d, want 2", previousCount())
+	}
+	d.leave(t)
+	d.leave(t)
 }

@@ -163,6 +163,7 @@ type Worker struct {
 	closed     map[string]prometheus.Counter
 	slowCloses prometheus.Counter
 	refused    map[string]prometheus.Counter
+	previous   prometheus.Counter
 	dispatches prometheus.Counter
 	unrouted   prometheus.Counter
 	discarded  prometheus.Counter
@@ -213,6 +214,8 @@ func NewWorker() *Worker {
 	for _, r := range refusedReasons {
 		m.refused[r] = refused.WithLabelValues(r)
 	}
+	m.previous = f.counter("auth_previous_secret_total",
+		"WebSocket upgrades whose token was signed with GATEWAY_JWT_PREVIOUS_SECRET, the secret being rotated out: once it stops growing, no client holds such a token any more.")
 	m.dispatches = f.counter("dispatches_total", "Dispatches received from the Redis channel.")
 	m.unrouted = f.counter("dispatches_unrouted_total", "Dispatches received from Redis that had no local recipient on this worker: the cost of shared fan-out (in per_user mode, mostly dispatches to users whose last socket here closed within the linger).")
 	m.discarded = f.counter("frames_discarded_total", "Frames queued to sockets (counted in deliveries_total) and dropped unsent when the socket was closed as a slow consumer or its write failed; recoverable events among them are recovered when the client resumes.")
@@ -384,6 +387,10 @@ func (m *Worker) UpgradeRefused(reason string) {
 		c.Inc()
 	}
 }
+
+// PreviousSecret counts an upgrade whose token the previous JWT secret
+// verified.
+func (m *Worker) PreviousSecret() { m.previous.Inc() }
 
 // Delivered counts one dispatch from Redis, the frames it queued to local
 // sockets and those it could not queue; one that reached no local socket

@@ -113,7 +113,7 @@ func New(cfg config.Config, index int, log *zap.Logger, opts ...Option) *Worker 
 	w.waiting.Store(waitNATS | waitRedis)
 	w.revoked = revoke.New(nil, cfg.RevokeTTL, log.Named("revoke")) // its client is set once connected
 	w.adm = admission.New(admission.Config{
-		JWTSecret: cfg.JWTSecret, JWTAudience: cfg.JWTAudience,
+		JWTSecret: cfg.JWTSecret, JWTPreviousSecret: cfg.JWTPreviousSecret, JWTAudience: cfg.JWTAudience,
 		AllowedOrigins: cfg.AllowedOrigins, Dev: cfg.Dev,
 		MaxConns: cfg.MaxConns, MaxConnsPerUser: cfg.MaxConnsPerUser,
 		IPUpgradeRate: cfg.IPUpgradeRate, IPUpgradeBurst: cfg.IPUpgradeBurst,
