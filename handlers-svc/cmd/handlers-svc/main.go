@@ -148,6 +148,8 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		zap.Duration("history_window", cfg.HistoryWindow),
 		zap.String("fanout_mode", string(cfg.Fanout())),
 		zap.Bool("dispatch_api", cfg.APIKey != ""),
+		// Whether a previous key is accepted, never the key.
+		zap.Bool("dispatch_api_previous_key", cfg.APIKeyPrevious != ""),
 		zap.Duration("shutdown_timeout", cfg.ShutdownTimeout))
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -223,8 +225,9 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	health.mux.Handle("GET /metrics", reg.Handler())
 	var api *httpapi.API
 	if cfg.APIKey != "" {
-		api = httpapi.New(d, cfg.APIKey, log).Idempotent(rdb)
+		api = httpapi.New(d, cfg.APIKey, log).Idempotent(rdb).AcceptPrevious(cfg.APIKeyPrevious)
 		reg.CountReplays(api.Replays)
+		reg.CountPreviousKey(api.PreviousKeyUses)
 		api.Register(health.mux)
 	}
 	httpSrv := httpserver.New(health, log.Named("http"))

@@ -30,7 +30,10 @@ type Config struct {
 	HistoryWindow   time.Duration // HISTORY_WINDOW: how long events are kept for recovery; 0 = off
 	RevokeTTL       time.Duration // HANDLERS_REVOKE_TTL: how long a revocation is kept in Redis; the longest token lifetime
 	APIKey          string        // HANDLERS_API_KEY: the dispatch API's bearer key; "" = no API (404)
-	FanoutMode      string        // FANOUT_MODE: shared (default) or per_user; see Fanout
+	// APIKeyPrevious is HANDLERS_API_KEY_PREVIOUS: during a rotation, the
+	// key being replaced, still accepted beside APIKey; "" = none.
+	APIKeyPrevious string
+	FanoutMode     string // FANOUT_MODE: shared (default) or per_user; see Fanout
 }
 
 // MinAPIKeyLen is the shortest HANDLERS_API_KEY accepted: a key short
@@ -79,6 +82,7 @@ func (c *Config) settings() []setting {
 		{env: "HANDLERS_REVOKE_TTL", usage: "how long a token revocation (POST /v1/disconnect with revoke) is kept in Redis: the longest lifetime of your tokens (set GATEWAY_REVOKE_TTL the same)", dur: &c.RevokeTTL},
 		{env: "FANOUT_MODE", usage: "how dispatches reach the gateway workers: shared (one channel) or per_user (a channel per user); set the same on the gateway", str: &c.FanoutMode},
 		{env: "HANDLERS_API_KEY", usage: "bearer key of the dispatch API, POST /v1/dispatch on HANDLERS_ADDR; unset = no API", str: &c.APIKey},
+		{env: "HANDLERS_API_KEY_PREVIOUS", usage: "while rotating HANDLERS_API_KEY, the key being replaced, still accepted beside it; unset once no caller uses it", str: &c.APIKeyPrevious},
 	}
 }
 
@@ -167,14 +171,32 @@ func (c Config) Validate() error {
 	if _, err := proto.ParseFanoutMode(c.FanoutMode); err != nil {
 		errs = append(errs, fmt.Errorf("FANOUT_MODE: %w", err))
 	}
-	if c.APIKey != "" && len(c.APIKey) < MinAPIKeyLen {
-		errs = append(errs, fmt.Errorf("HANDLERS_API_KEY: must be at least %d bytes, got %d", MinAPIKeyLen, len(c.APIKey)))
+	if c.APIKey != "" {
+		errs = append(errs, checkAPIKey("HANDLERS_API_KEY", c.APIKey))
+	}
+	if c.APIKeyPrevious != "" {
+		errs = append(errs, checkAPIKey("HANDLERS_API_KEY_PREVIOUS", c.APIKeyPrevious))
+		if c.APIKey == "" {
+			// The API is off without a key: a previous key alone would
+			// open nothing, and say nothing of it.
+			errs = append(errs, errors.New("HANDLERS_API_KEY_PREVIOUS is set without HANDLERS_API_KEY: set the new key too, or unset both to turn the dispatch API off"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkAPIKey refuses a key of the dispatch API, named env, that is too
+// short or that no caller can send; it never shows the key.
+func checkAPIKey(env, key string) error {
+	var errs []error
+	if len(key) < MinAPIKeyLen {
+		errs = append(errs, fmt.Errorf("%s: must be at least %d bytes, got %d", env, MinAPIKeyLen, len(key)))
 	}
 	// The API trims the bearer token it is sent, and no header carries a
 	// control character: such a key would be refused to every caller,
 	// with nothing said at start-up (a newline left by a secrets file).
-	if strings.TrimSpace(c.APIKey) != c.APIKey || strings.ContainsFunc(c.APIKey, unicode.IsControl) {
-		errs = append(errs, errors.New("HANDLERS_API_KEY: has white space at an end or a control character (a newline from a file?), which no caller can send"))
+	if strings.TrimSpace(key) != key || strings.ContainsFunc(key, unicode.IsControl) {
+		errs = append(errs, fmt.Errorf("%s: has white space at an end or a control character (a newline from a file?), which no caller can send", env))
 	}
 	return errors.Join(errs...)
 }

@@ -130,6 +130,12 @@ func TestValidate(t *testing.T) {
 		{"api key with a leading space", func(c *config.Config) { c.APIKey = " 0123456789abcdef" }, "HANDLERS_API_KEY"},
 		{"api key with a control character", func(c *config.Config) { c.APIKey = "0123456789\x00abcdef" }, "HANDLERS_API_KEY"},
 		{"unknown fan-out mode", func(c *config.Config) { c.FanoutMode = "per-user" }, "FANOUT_MODE"},
+		// The previous key of a rotation is held to the same rules, and
+		// means nothing without a current one.
+		{"previous api key too short", func(c *config.Config) { c.APIKey, c.APIKeyPrevious = key, "short" }, "HANDLERS_API_KEY_PREVIOUS: must be at least 16"},
+		{"previous api key with a trailing newline", func(c *config.Config) { c.APIKey, c.APIKeyPrevious = key, previousKey+"\n" }, "HANDLERS_API_KEY_PREVIOUS: has white space"},
+		{"previous api key with a control character", func(c *config.Config) { c.APIKey, c.APIKeyPrevious = key, "\x7f"+previousKey }, "HANDLERS_API_KEY_PREVIOUS: has white space"},
+		{"previous api key without a key", func(c *config.Config) { c.APIKeyPrevious = previousKey }, "HANDLERS_API_KEY_PREVIOUS is set without HANDLERS_API_KEY"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -162,5 +168,27 @@ func TestValidate(t *testing.T) {
 func TestFlagName(t *testing.T) {
 	if got := config.FlagName("HANDLERS_SHUTDOWN_TIMEOUT"); got != "handlers-shutdown-timeout" {
 		t.Fatalf("FlagName = %q", got)
+	}
+}
+
+// Keys of the dispatch API long enough for Validate.
+const (
+	key         = "new-dispatch-key-0123456789"
+	previousKey = "old-dispatch-key-0123456789"
+)
+
+// TestAPIKeyPrevious: HANDLERS_API_KEY_PREVIOUS is read from the
+// environment or its flag, beside HANDLERS_API_KEY, and valid with it.
+func TestAPIKeyPrevious(t *testing.T) {
+	c, err := config.Load(nil, env(map[string]string{"HANDLERS_API_KEY": key, "HANDLERS_API_KEY_PREVIOUS": previousKey}), io.Discard)
+	if err != nil || c.APIKey != key || c.APIKeyPrevious != previousKey {
+		t.Fatalf("Load = %q, %q, %v; want both keys", c.APIKey, c.APIKeyPrevious, err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	c, err = config.Load([]string{"-handlers-api-key-previous=" + previousKey}, env(nil), io.Discard)
+	if err != nil || c.APIKeyPrevious != previousKey {
+		t.Fatalf("flag: %q, %v", c.APIKeyPrevious, err)
 	}
 }

@@ -62,10 +62,15 @@ type Dispatcher interface {
 
 // API serves POST /v1/dispatch for callers that present the key.
 type API struct {
-	d       Dispatcher
-	key     [sha256.Size]byte // compared in constant time, whatever the lengths
-	log     *zap.Logger
-	timeout time.Duration
+	d   Dispatcher
+	key [sha256.Size]byte // compared in constant time, whatever the lengths
+	// previous is the key being rotated out (AcceptPrevious), compared
+	// likewise; hasPrevious is 1 when there is one, else 0.
+	previous     [sha256.Size]byte
+	hasPrevious  int
+	previousUses atomic.Uint64 // requests let in by the previous key
+	log          *zap.Logger
+	timeout      time.Duration
 	// inFlight holds a token per dispatch running, MaxInFlight at most.
 	inFlight chan struct{}
 	busy     *logevery.Log // refusals for MaxInFlight, logged once a minute at most
@@ -89,6 +94,21 @@ func New(d Dispatcher, key string, log *zap.Logger) *API {
 	a.lates.init()
 	return a
 }
+
+// AcceptPrevious has the API also let in callers presenting previous, the
+// key being rotated out (docs/operations.md, "Rotating the dispatch API
+// key"), and returns a; an empty previous adds nothing. Call it before
+// the API serves.
+func (a *API) AcceptPrevious(previous string) *API {
+	if previous != "" {
+		a.previous, a.hasPrevious = sha256.Sum256([]byte(previous)), 1
+	}
+	return a
+}
+
+// PreviousKeyUses returns how many requests the previous key let in: once
+// it stops growing, no caller uses that key any more.
+func (a *API) PreviousKeyUses() uint64 { return a.previousUses.Load() }
 
 // Register serves the API on mux at Path and DisconnectPath: POST, and
 // 405 with the error body for any other method.
@@ -245,15 +265,23 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 // errBusy is logged for a dispatch refused beyond MaxInFlight.
 var errBusy = errors.New("MaxInFlight dispatches in flight")
 
-// authorized reports whether r carries the key as a bearer token. The
-// scheme's name is case-insensitive (RFC 9110 section 11.1).
+// authorized reports whether r carries the key, or the previous key, as a
+// bearer token. The scheme's name is case-insensitive (RFC 9110 section
+// 11.1). Both keys are compared, in constant time, whichever matches, so
+// the time taken tells neither which one nor whether there is a previous
+// key.
 func (a *API) authorized(r *http.Request) bool {
 	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return false
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	return subtle.ConstantTimeCompare(sum[:], a.key[:]) == 1
+	current := subtle.ConstantTimeCompare(sum[:], a.key[:])
+	previous := subtle.ConstantTimeCompare(sum[:], a.previous[:]) & a.hasPrevious
+	if current == 0 && previous == 1 {
+		a.previousUses.Add(1)
+	}
+	return current|previous == 1
 }
 
 // decode reads a Message from body; its errors are bad_request, naming

@@ -26,14 +26,23 @@ const key = "test-key-0123456789"
 // server serves the API on a real Redis; it returns its URL and the Redis.
 func server(t *testing.T) (string, *testkit.Redis, *redis.Client) {
 	t.Helper()
+	url, srv, rdb, _ := serverWith(t, "")
+	return url, srv, rdb
+}
+
+// serverWith is server with previous as the API's previous key ("" =
+// none); it also returns the API.
+func serverWith(t *testing.T, previous string) (string, *testkit.Redis, *redis.Client, *httpapi.API) {
+	t.Helper()
 	srv := testkit.StartRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
 	mux := http.NewServeMux()
-	httpapi.New(dispatch.New(rdb, dispatch.Options{Window: time.Minute}), key, zap.NewNop()).Register(mux)
+	api := httpapi.New(dispatch.New(rdb, dispatch.Options{Window: time.Minute}), key, zap.NewNop()).AcceptPrevious(previous)
+	api.Register(mux)
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
-	return hs.URL + httpapi.Path, srv, rdb
+	return hs.URL + httpapi.Path, srv, rdb, api
 }
 
 func post(t *testing.T, url, auth, body string) (int, string) {
@@ -157,5 +166,41 @@ func TestDispatchAPIRedisDown(t *testing.T) {
 	status, body := post(t, url, "Bearer "+key, `{"event":"e","users":["bob"]}`)
 	if status != http.StatusServiceUnavailable || !strings.Contains(body, `"code":"unavailable"`) {
 		t.Fatalf("got %d %s, want 503 unavailable", status, body)
+	}
+}
+
+// TestDispatchAPIPreviousKey: while the key is rotated, the previous key
+// is taken beside the current one, on both endpoints, and only its uses
+// are counted; any other key is refused. Without AcceptPrevious the
+// previous key is refused like any other.
+func TestDispatchAPIPreviousKey(t *testing.T) {
+	const previous = "previous-key-0123456789"
+	url, _, _, api := serverWith(t, previous)
+	disconnect := strings.TrimSuffix(url, httpapi.Path) + httpapi.DisconnectPath
+	ok := `{"event":"e","users":["bob"]}`
+	for _, tt := range []struct {
+		name, url, key, body string
+		status               int
+		uses                 uint64 // PreviousKeyUses after it
+	}{
+		{"current key", url, key, ok, http.StatusOK, 0},
+		{"previous key", url, previous, ok, http.StatusOK, 1},
+		{"previous key, disconnect", disconnect, previous, `{"users":["bob"]}`, http.StatusOK, 2},
+		{"another key", url, previous + "x", ok, http.StatusUnauthorized, 2},
+		{"a prefix of the previous key", url, previous[:len(previous)-1], ok, http.StatusUnauthorized, 2},
+		{"current key again", url, key, ok, http.StatusOK, 2},
+	} {
+		status, body := post(t, tt.url, "Bearer "+tt.key, tt.body)
+		if status != tt.status || api.PreviousKeyUses() != tt.uses {
+			t.Fatalf("%s: %d %s, %d uses of the previous key; want %d, %d", tt.name, status, body, api.PreviousKeyUses(), tt.status, tt.uses)
+		}
+	}
+
+	url, _, _, api = serverWith(t, "")
+	if status, body := post(t, url, "Bearer "+previous, ok); status != http.StatusUnauthorized || api.PreviousKeyUses() != 0 {
+		t.Fatalf("no previous key: %d %s, want 401", status, body)
+	}
+	if status, _ := post(t, url, "Bearer "+key, ok); status != http.StatusOK {
+		t.Fatalf("current key: %d, want 200", status)
 	}
 }

@@ -90,6 +90,15 @@ func (m *Metrics) CountReplays(replays func() uint64) {
 	}, func() float64 { return float64(replays()) }))
 }
 
+// CountPreviousKey registers a counter read at scrape time from uses: the
+// dispatch API's requests let in by HANDLERS_API_KEY_PREVIOUS.
+func (m *Metrics) CountPreviousKey(uses func() uint64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: namespace, Name: "dispatch_api_previous_key_total",
+		Help: "Dispatch API requests let in by HANDLERS_API_KEY_PREVIOUS, the key being rotated out: once it stops growing, no caller uses that key any more.",
+	}, func() float64 { return float64(uses()) }))
+}
+
 // CountSharedWorkers registers a gauge read at scrape time from shared:
 // the gateway workers found in shared mode while this instance publishes
 // per user (0 in shared mode, where every worker reads everything).
