@@ -427,10 +427,27 @@ func FuzzVerify(f *testing.F) {
 		}
 		f.Add(tok)
 	}
+	// A token of the other secret, for the rotating Verifier's second try.
+	if old, err := auth.Mint("not-"+secret, "bob", time.Hour); err == nil {
+		f.Add(old)
+	}
 	v := auth.NewVerifier(secret, "")
 	other := auth.NewVerifier("not-"+secret, "")
+	// rotating accepts what either accepts, the same claims, and says
+	// when the previous secret was the one.
+	rotating := auth.NewVerifier(secret, "", auth.WithPreviousSecret("not-"+secret))
 	f.Fuzz(func(t *testing.T, tok string) {
 		claims, err := v.Verify(tok)
+		rc, rerr := rotating.Verify(tok)
+		oc, oerr := other.Verify(tok)
+		switch {
+		case err == nil && (rerr != nil || rc != claims):
+			t.Fatalf("Verify(%q): the current secret's %+v, the rotating Verifier's %+v, %v", tok, claims, rc, rerr)
+		case err != nil && oerr == nil && (rerr != nil || !rc.Previous || rc.User != oc.User || rc.Expires != oc.Expires):
+			t.Fatalf("Verify(%q): the previous secret's %+v, the rotating Verifier's %+v, %v", tok, oc, rc, rerr)
+		case err != nil && oerr != nil && rerr == nil:
+			t.Fatalf("Verify(%q): neither secret accepts it, the rotating Verifier does: %+v", tok, rc)
+		}
 		if err != nil {
 			var ae *auth.Error
 			if !errors.As(err, &ae) || claims != (auth.Claims{}) {
@@ -441,7 +458,7 @@ func FuzzVerify(f *testing.F) {
 		if len(tok) > auth.MaxTokenLen || !auth.ValidUser(claims.User) || claims.Expires.IsZero() {
 			t.Fatalf("Verify(%q) accepted %+v: too long, a bad user or no expiry", tok, claims)
 		}
-		if _, err := other.Verify(tok); err == nil {
+		if oerr == nil {
 			t.Fatalf("Verify(%q) accepted it under two secrets", tok)
 		}
 	})
