@@ -648,6 +648,11 @@ func (c Config) validateSecret() error {
 	err := checkSecret("GATEWAY_JWT_SECRET", c.JWTSecret)
 	if c.JWTPreviousSecret != "" {
 		err = errors.Join(err, checkSecret("GATEWAY_JWT_PREVIOUS_SECRET", c.JWTPreviousSecret))
+		if c.JWTPreviousSecret == c.JWTSecret {
+			// A rotation half done: the new secret was set as the previous
+			// one, or the current one was never changed.
+			err = errors.Join(err, errors.New("GATEWAY_JWT_PREVIOUS_SECRET is the same as GATEWAY_JWT_SECRET: set the new secret as GATEWAY_JWT_SECRET and the one it replaces as the previous"))
+		}
 	}
 	return err
 }

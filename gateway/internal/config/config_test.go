@@ -730,6 +730,7 @@ func TestPreviousSecret(t *testing.T) {
 		{"dev mode", map[string]string{"GATEWAY_DEV": "1", "GATEWAY_JWT_SECRET": "", "GATEWAY_JWT_PREVIOUS_SECRET": previousSecret}, "GATEWAY_DEV"},
 		{"dev mode, the dev secret", map[string]string{"GATEWAY_DEV": "1", "GATEWAY_JWT_SECRET": "", "GATEWAY_JWT_PREVIOUS_SECRET": config.DevSecret}, "GATEWAY_DEV"},
 		{"dev mode, a file", map[string]string{"GATEWAY_DEV": "1", "GATEWAY_JWT_SECRET": "", "GATEWAY_JWT_PREVIOUS_SECRET_FILE": path}, "GATEWAY_DEV"},
+		{"the same as the current one", map[string]string{"GATEWAY_JWT_PREVIOUS_SECRET": goodSecret}, "GATEWAY_JWT_PREVIOUS_SECRET is the same as GATEWAY_JWT_SECRET"},
 		{"without a current secret", map[string]string{"GATEWAY_JWT_SECRET": "", "GATEWAY_JWT_PREVIOUS_SECRET": previousSecret}, "GATEWAY_JWT_SECRET (or GATEWAY_JWT_SECRET_FILE) is required"},
 	}
 	for _, tt := range tests {

@@ -180,6 +180,8 @@ func (c Config) Validate() error {
 			// The API is off without a key: a previous key alone would
 			// open nothing, and say nothing of it.
 			errs = append(errs, errors.New("HANDLERS_API_KEY_PREVIOUS is set without HANDLERS_API_KEY: set the new key too, or unset both to turn the dispatch API off"))
+		} else if c.APIKeyPrevious == c.APIKey {
+			errs = append(errs, errors.New("HANDLERS_API_KEY_PREVIOUS is the same as HANDLERS_API_KEY: set the new key as HANDLERS_API_KEY and the one it replaces as the previous"))
 		}
 	}
 	return errors.Join(errs...)

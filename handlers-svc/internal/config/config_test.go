@@ -135,6 +135,7 @@ func TestValidate(t *testing.T) {
 		{"previous api key too short", func(c *config.Config) { c.APIKey, c.APIKeyPrevious = key, "short" }, "HANDLERS_API_KEY_PREVIOUS: must be at least 16"},
 		{"previous api key with a trailing newline", func(c *config.Config) { c.APIKey, c.APIKeyPrevious = key, previousKey+"\n" }, "HANDLERS_API_KEY_PREVIOUS: has white space"},
 		{"previous api key with a control character", func(c *config.Config) { c.APIKey, c.APIKeyPrevious = key, "\x7f"+previousKey }, "HANDLERS_API_KEY_PREVIOUS: has white space"},
+		{"previous api key the same as the key", func(c *config.Config) { c.APIKey, c.APIKeyPrevious = key, key }, "HANDLERS_API_KEY_PREVIOUS is the same as HANDLERS_API_KEY"},
 		{"previous api key without a key", func(c *config.Config) { c.APIKeyPrevious = previousKey }, "HANDLERS_API_KEY_PREVIOUS is set without HANDLERS_API_KEY"},
 	}
 	for _, tt := range tests {
