@@ -4,6 +4,7 @@
 package auth
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -43,10 +44,23 @@ var (
 	ErrNoExpiry     = &Error{"token has no exp claim: tokens must expire"}
 	ErrAudience     = &Error{"token audience is not accepted"}
 	ErrMalformed    = &Error{"token is malformed"}
+	ErrSubjectType  = &Error{"token sub must be a string: a numeric user id must be sent as a JSON string"}
 	ErrTooLong      = &Error{"token is longer than 4096 bytes"}
 	ErrRevoked      = &Error{"token revoked: get a new token"}
 	ErrTokenParam   = &Error{"the token query parameter could not be read: it holds a bad %-escape or a ';'"}
 )
+
+// malformed is the refusal of a token that could not be read: ErrMalformed,
+// or ErrSubjectType when sub is not a JSON string, the commonest mistake of
+// a token issuer (a numeric user id), which "malformed" does not explain.
+// Nothing of the token is shown.
+func malformed(err error) error {
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &typ) && typ.Field == "sub" {
+		return ErrSubjectType
+	}
+	return ErrMalformed
+}
 
 // Claims is what a verified token tells the gateway.
 type Claims struct {
@@ -139,7 +153,7 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 		v.audience != "" && errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
 		return Claims{}, ErrAudience
 	default:
-		return Claims{}, ErrMalformed
+		return Claims{}, malformed(err)
 	}
 	if claims.Subject == "" {
 		return Claims{}, ErrNoSubject

@@ -147,7 +147,7 @@ func TestVerify(t *testing.T) {
 		}, wantErr: auth.ErrMalformed},
 		{name: "sub not a string", token: func(t *testing.T) string {
 			return craft(t, map[string]any{"alg": "HS256", "typ": "JWT"}, map[string]any{"sub": 42}, secret, true)
-		}, wantErr: auth.ErrMalformed},
+		}, wantErr: auth.ErrSubjectType},
 
 		// Tokens that never expire, and user ids that are no ids.
 		{name: "no exp", token: func(t *testing.T) string {
@@ -514,6 +514,33 @@ func TestVerifyPreviousSecret(t *testing.T) {
 			}
 			if err != nil || c.User != "alice" || c.Previous != tt.wantPrevious {
 				t.Fatalf("Verify = %+v, %v; want alice with Previous %v", c, err, tt.wantPrevious)
+			}
+		})
+	}
+}
+
+// TestWrongClaimTypesNamed: a token whose registered claim has the wrong
+// JSON type is refused with a message naming the claim, not only
+// "malformed": a numeric user id as sub is the commonest mistake of an
+// auth service (the Socket.IO migration trial met it).
+func TestWrongClaimTypesNamed(t *testing.T) {
+	exp := time.Now().Add(time.Hour).Unix()
+	tests := []struct {
+		name   string
+		claims map[string]any
+		want   string
+	}{
+		{"numeric sub", map[string]any{"sub": 42, "exp": exp}, "token sub must be a string"},
+		{"list as sub", map[string]any{"sub": []string{"alice"}, "exp": exp}, "token sub must be a string"},
+		{"other claims as they were", map[string]any{"sub": "alice", "exp": exp, "jti": 7}, auth.ErrMalformed.Message},
+	}
+	v := auth.NewVerifier(secret, "")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok := craft(t, map[string]any{"alg": "HS256", "typ": "JWT"}, tt.claims, secret, true)
+			_, err := v.Verify(tok)
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Fatalf("Verify = %v, want %q", err, tt.want)
 			}
 		})
 	}
