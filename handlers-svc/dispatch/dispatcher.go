@@ -637,16 +637,21 @@ func (d *Dispatcher) hear(event string, unheard int) {
 // publishError turns a failure to reach Redis into an *event.Error with
 // code unavailable wrapping the cause (nothing was published), or with
 // code timeout when Redis may have run the call but did not answer
-// (maybeSentError), unless ctx itself ended, which is returned as the
-// context's error (so a handler that ran out of time reports timeout);
-// but a call canceled after it was, or may have been, written is a
-// timeout *event.Error wrapping context.Canceled, since it may still run.
+// (maybeSentError), unless ctx itself ended: a call never written (or
+// refused before it ran) is then notSent's error, wrapping ErrNotSent
+// and the context's; one that was, or may have been, written is the
+// context's error (so a handler that ran out of time reports timeout),
+// or, canceled, a timeout *event.Error wrapping context.Canceled, since
+// it may still run.
 func publishError(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
-		if errors.Is(ctxErr, context.Canceled) && outcomeOf(err) != late.NotRun {
+		if outcomeOf(err) == late.NotRun {
+			return notSent(ctxErr)
+		}
+		if errors.Is(ctxErr, context.Canceled) {
 			// A bare context.Canceled reads as unavailable (event.WireError),
 			// which says nothing was delivered and a retry is safe; but a
 			// call canceled once written may still run: timeout, as a
@@ -687,6 +692,25 @@ func publishError(ctx context.Context, err error) error {
 		Code:    proto.CodeUnavailable,
 		Message: "dispatch unavailable",
 		Err:     fmt.Errorf("publish %s: %w", proto.Channel, err),
+	}
+}
+
+// ErrNotSent is wrapped by the error of a dispatch whose context ended
+// before it was written to Redis (while it waited in the publish queue,
+// say, or read its rooms' members): nothing was delivered, so a retry is
+// safe. The error also wraps the context's (errors.Is finds
+// context.DeadlineExceeded or context.Canceled) and is an *event.Error
+// with code unavailable. A dispatch whose context ends once it was
+// written never wraps it: Redis may run it all the same (timeout).
+var ErrNotSent = errors.New("dispatch not sent")
+
+// notSent returns the error of a dispatch not sent because its context
+// ended with ctxErr (ErrNotSent).
+func notSent(ctxErr error) error {
+	return &event.Error{
+		Code:    proto.CodeUnavailable,
+		Message: "dispatch not sent: its context ended before it reached Redis; nothing was delivered, so a retry is safe",
+		Err:     fmt.Errorf("publish %s: %w: %w", proto.Channel, ErrNotSent, ctxErr),
 	}
 }
 

@@ -150,10 +150,13 @@ func validConn(conn string) bool {
 // (WRONGTYPE on a stream key something else overwrote, say) one with code
 // handler_error: either may have been delivered, to some targets for
 // handler_error, so a retry may deliver it twice. A context that ends
-// first is the context's error (errors.Is), and may have been delivered
-// too: a call already written to Redis runs all the same. Its code, as
-// event.WireError reads it, is timeout, but for a call canceled before
-// it was written, which is unavailable.
+// first gives an error that wraps the context's (errors.Is): one that
+// ended before the call was written to Redis (queued behind other
+// callers' pipeline, or reading the rooms' members) also wraps
+// ErrNotSent, with code unavailable: nothing was delivered, so a retry
+// is safe; one that ended once it was written may have been delivered (a
+// call already written to Redis runs all the same), and its code, as
+// event.WireError reads it, is timeout.
 func (d *Dispatcher) Dispatch(ctx context.Context, m Message) (Positions, error) {
 	// The dispatch API's (package late): when ctx ends first, the outcome
 	// once it is known.
