@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/handlers-svc/internal/idem"
 	"github.com/switchboard/switchboard/proto"
@@ -121,9 +122,13 @@ func (a *API) finish(ctx context.Context, res *reservation, answer []byte, err e
 }
 
 // nothingDelivered reports whether err, a dispatch's, says for sure that
-// nothing was delivered. A context's error (the caller gone, the time
-// out) is no such word, even where WireError calls it unavailable.
+// nothing was delivered: dispatch.ErrNotSent, bad_request, unavailable.
+// A bare context's error (the caller gone, the time out) is no such
+// word, even where WireError calls it unavailable.
 func nothingDelivered(err error) bool {
+	if errors.Is(err, dispatch.ErrNotSent) {
+		return true
+	}
 	e, ok := errors.AsType[*event.Error](err)
 	if !ok {
 		return false
