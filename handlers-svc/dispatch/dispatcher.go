@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/handlers-svc/internal/idem"
 	"github.com/switchboard/switchboard/handlers-svc/internal/late"
 	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/proto"
@@ -49,6 +50,9 @@ type Dispatcher struct {
 	// per partition, whose masters fail apart, and one for the room keys;
 	// on one Redis, bit 0 stands for all of it.
 	down atomic.Uint32
+
+	// idem keeps the records of idempotency keys (Message.IdempotencyKey).
+	idem *idem.Store
 
 	unheard atomic.Uint64 // publishes on the shared channel no subscriber received
 	deaf    atomic.Bool   // the last publish reached no subscriber
@@ -174,7 +178,7 @@ func New(rdb redis.UniversalClient, opts Options) *Dispatcher {
 		opts.Window = 0
 	}
 	return &Dispatcher{pub: newPublisher(rdb), record: opts.Window > 0, window: opts.Window, ttl: opts.MetaTTL,
-		perUser: opts.PerUser, cluster: streams.IsCluster(rdb), revokeTTL: opts.RevokeTTL}
+		perUser: opts.PerUser, cluster: streams.IsCluster(rdb), revokeTTL: opts.RevokeTTL, idem: idem.New(rdb, IdempotencyTTL)}
 }
 
 // LogOutages makes d log when Redis stops taking its dispatches and when it

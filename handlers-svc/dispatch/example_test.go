@@ -91,3 +91,35 @@ func ExampleDispatcher_Dispatch_retry() {
 		}
 	}
 }
+
+// A billing service tells a customer that an invoice was paid at most
+// once, however often it retries: the invoice's id is the idempotency
+// key. A retry after a timeout returns the first call's positions
+// (Replayed) if that one was delivered, and dispatches if it surely was
+// not; a POST /v1/dispatch with the same Idempotency-Key is the same
+// dispatch.
+func ExampleDispatcher_Dispatch_idempotencyKey() {
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379", MaxRetries: -1, ContextTimeoutEnabled: true, OnConnect: dispatch.OnConnect})
+	defer rdb.Close()
+	d := dispatch.New(rdb, dispatch.Options{})
+	m := dispatch.Message{Event: "invoice_paid", Args: json.RawMessage(`{"invoice":"in_1"}`), Users: []string{"cus_42"},
+		IdempotencyKey: "invoice_paid/in_1"}
+	for attempt := 1; attempt <= 3; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		pos, err := d.Dispatch(actx, m)
+		cancel()
+		switch {
+		case err == nil:
+			log.Printf("recorded for cus_42 at %s (replayed: %t)", pos.Users["cus_42"], pos.Replayed)
+			return
+		case errors.Is(err, dispatch.ErrKeyUnknown):
+			log.Printf("invoice_paid may or may not have been delivered; the key stays taken for %s", dispatch.IdempotencyTTL)
+			return
+		case errors.Is(err, dispatch.ErrKeyReused), event.WireError(err).Code == proto.CodeBadRequest:
+			log.Printf("fix the message: %v", err)
+			return
+		}
+		// Anything else is safe to retry with the key: at most once.
+	}
+}
