@@ -148,7 +148,10 @@ var (
 // New returns a Dispatcher that publishes with rdb. The caller owns rdb and
 // closes it after the last dispatch. rdb should not retry commands
 // (MaxRetries -1): a publish repeated after a lost reply is delivered twice;
-// and it should have OnConnect as its OnConnect hook.
+// it should have ContextTimeoutEnabled set (below), and OnConnect as its
+// OnConnect hook. New takes rdb whatever its options: NewChecked refuses
+// one that misses any of these (CheckClient), and a service should build
+// its Dispatcher with it.
 // rdb is a single-server client (or a failover one), or a Redis Cluster
 // client (*redis.ClusterClient): there a dispatch to users of several
 // partitions is recorded and published by one script call per partition,

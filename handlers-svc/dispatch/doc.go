@@ -9,7 +9,7 @@
 // other backends, as the dispatch API does over HTTP (section 7).
 //
 //	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", MaxRetries: -1, ContextTimeoutEnabled: true, OnConnect: dispatch.OnConnect})
-//	d := dispatch.New(rdb, dispatch.Options{Window: 2 * time.Minute})
+//	d, err := dispatch.NewChecked(rdb, dispatch.Options{Window: 2 * time.Minute}) // refuses a client that retries, say
 //	pos, err := d.Dispatch(ctx, dispatch.Message{Event: "post_updated", Users: []string{"bob"}, Args: args})
 //
 // Disconnect closes sockets instead: every socket of some users, or some

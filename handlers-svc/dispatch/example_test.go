@@ -27,7 +27,10 @@ func ExampleDispatcher_Dispatch() {
 func notify(ctx context.Context) error {
 	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379", MaxRetries: -1, ContextTimeoutEnabled: true, OnConnect: dispatch.OnConnect})
 	defer rdb.Close()
-	d := dispatch.New(rdb, dispatch.Options{Window: 2 * time.Minute}) // HISTORY_WINDOW, as on the gateway
+	d, err := dispatch.NewChecked(rdb, dispatch.Options{Window: 2 * time.Minute}) // HISTORY_WINDOW, as on the gateway
+	if err != nil {
+		return err // a client or options to fix: ErrClientOptions names the option
+	}
 	pos, err := d.Dispatch(ctx, dispatch.Message{
 		Event: "post_updated",
 		Args:  json.RawMessage(`{"post":"p42"}`),
