@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/handlers-svc/internal/idem"
+	"github.com/switchboard/switchboard/handlers-svc/internal/late"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -148,8 +149,42 @@ func (d *Dispatcher) dispatchOnce(ctx context.Context, m Message) (Positions, er
 		return none, &event.Error{Code: proto.CodeUnavailable, Message: "dispatch unavailable",
 			Err: fmt.Errorf("idempotency key: %w", err)}
 	}
-	pos, err := d.dispatch(ctx, m)
+	// A call whose ctx ends while it is in flight learns its outcome when
+	// the round trip that carries it is over (package late): it waits for
+	// that, up to settleTimeout, so that the key records it rather than
+	// stay unknown.
+	outcome := make(chan late.Report, 1) // the func is called once at most: it never blocks
+	pos, err := d.dispatch(late.With(ctx, func(r late.Report) { outcome <- r }), m)
+	if err != nil && contextError(err) {
+		pos, err = awaitOutcome(ctx, outcome, pos, err)
+	}
 	d.settle(ctx, res, pos, err)
+	return pos, err
+}
+
+// awaitOutcome returns the result of a dispatch whose context, ctx,
+// ended first, returning pos and err, from its outcome once told on
+// outcome, within settleTimeout: its positions if it was delivered,
+// notSent's error if it surely did not run, else err.
+func awaitOutcome(ctx context.Context, outcome <-chan late.Report, pos Positions, err error) (Positions, error) {
+	t := time.NewTimer(settleTimeout)
+	defer t.Stop()
+	select {
+	case r := <-outcome:
+		switch r.Outcome {
+		case late.Done:
+			users := r.Users
+			if users == nil {
+				users = map[string]string{}
+			}
+			return Positions{Users: users, Broadcast: r.Broadcast}, nil
+		case late.NotRun:
+			if !errors.Is(err, ErrNotSent) {
+				err = notSent(ctx.Err())
+			}
+		}
+	case <-t.C:
+	}
 	return pos, err
 }
 

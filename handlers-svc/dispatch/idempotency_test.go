@@ -1,10 +1,12 @@
 package dispatch
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"maps"
+	"runtime"
 	"testing"
 	"time"
 
@@ -155,7 +157,40 @@ func TestIdempotencyKeyOutcome(t *testing.T) {
 		t.Fatalf("carol's stream holds %d events, want 1", n)
 	}
 
-	// lead writes the next pipeline, and the keyed call rides in it.
+	// A keyed call canceled in flight waits (a bounded while) for the
+	// round trip carrying it: delivered, it returns its positions, which
+	// the key records; held past that while, its outcome is unknown.
+	pos, err := inFlightCanceled(t, d, g, Message{Event: "e", Users: []string{"dave"}, IdempotencyKey: "k-late"}, false)
+	if err != nil || pos.Users["dave"] == "" {
+		t.Fatalf("canceled in flight, then delivered: %+v, %v; want its positions", pos, err)
+	}
+	again, err := d.Dispatch(ctx, Message{Event: "e", Users: []string{"dave"}, IdempotencyKey: "k-late"})
+	if err != nil || !again.Replayed || again.Users["dave"] != pos.Users["dave"] {
+		t.Fatalf("retry after a late delivery: %+v, %v; want %v replayed", again, err, pos.Users)
+	}
+
+	unknownMsg := Message{Event: "e", Users: []string{"frank"}, IdempotencyKey: "k-unknown"}
+	if _, err := inFlightCanceled(t, d, g, unknownMsg, true); event.WireError(err).Code != proto.CodeTimeout || errors.Is(err, ErrNotSent) {
+		t.Fatalf("canceled in flight, held: %v, want timeout", err)
+	}
+	_, err = d.Dispatch(ctx, unknownMsg)
+	if !errors.Is(err, ErrKeyUnknown) || event.WireError(err).Code != proto.CodeTimeout {
+		t.Fatalf("retry after an unknown outcome: %v, want ErrKeyUnknown (timeout)", err)
+	}
+	for user, want := range map[string]int64{"dave": 1, "frank": 1} {
+		if n := streamLen(t, srv, user); n != want {
+			t.Fatalf("%s's stream holds %d events, want %d: delivered once, not again", user, n, want)
+		}
+	}
+}
+
+// inFlightCanceled dispatches m in the pipeline of another call, which
+// it lets go once m's caller has canceled it and waits for its outcome;
+// hold keeps it until Dispatch has returned (out of time to wait).
+func inFlightCanceled(t *testing.T, d *Dispatcher, g *gate, m Message, hold bool) (Positions, error) {
+	t.Helper()
+	ctx := context.Background()
+	lead := make(chan error, 1)
 	go func() { lead <- d.Broadcast(ctx, "lead", nil) }()
 	g.next(t)
 	leadDone := make(chan error, 1)
@@ -164,33 +199,38 @@ func TestIdempotencyKeyOutcome(t *testing.T) {
 		leadDone <- err
 	}()
 	awaitQueued(t, &d.pub, 1)
-	inFlight, cancelInFlight := context.WithCancel(ctx)
-	defer cancelInFlight()
-	unknownMsg := Message{Event: "e", Users: []string{"dave"}, IdempotencyKey: "k-unknown"}
-	done := make(chan error, 1)
+	inFlight, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		pos Positions
+		err error
+	}
+	done := make(chan result, 1)
 	go func() {
-		_, err := d.Dispatch(inFlight, unknownMsg)
-		done <- err
+		pos, err := d.Dispatch(inFlight, m)
+		done <- result{pos, err}
 	}()
 	awaitQueued(t, &d.pub, 2)
 	g.release <- struct{}{}
 	if err := <-lead; err != nil {
 		t.Fatal(err)
 	}
-	g.next(t) // the pipeline carrying the keyed call is written, held
-	cancelInFlight()
-	if err := <-done; event.WireError(err).Code != proto.CodeTimeout || errors.Is(err, ErrNotSent) {
-		t.Fatalf("canceled in flight: %v, want timeout", err)
+	g.next(t) // the pipeline carrying m is written, held
+	cancel()
+	var r result
+	if hold {
+		r = <-done
+		g.release <- struct{}{}
+	} else {
+		testkit.Eventually(t, 10*time.Second, "the canceled call awaits its outcome", func() bool {
+			buf := make([]byte, 1<<20)
+			return bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("dispatch.awaitOutcome("))
+		})
+		g.release <- struct{}{}
+		r = <-done
 	}
-	g.release <- struct{}{}
 	if err := <-leadDone; err != nil {
 		t.Fatal(err)
 	}
-	_, err := d.Dispatch(ctx, unknownMsg)
-	if !errors.Is(err, ErrKeyUnknown) || event.WireError(err).Code != proto.CodeTimeout {
-		t.Fatalf("retry after an unknown outcome: %v, want ErrKeyUnknown (timeout)", err)
-	}
-	if n := streamLen(t, srv, "dave"); n != 1 {
-		t.Fatalf("dave's stream holds %d events, want 1: delivered once, not again", n)
-	}
+	return r.pos, r.err
 }

@@ -178,10 +178,13 @@ func validConn(conn string) bool {
 // the first still runs waits for its outcome until its own ctx ends,
 // then returns an error wrapping ErrKeyPending (code timeout, nothing
 // done). A first call that surely delivered nothing (NotDelivered) frees
-// the key, so that a retry dispatches; one whose outcome is unknown
-// (timeout, handler_error, its context ended in flight) leaves the key
-// taken until it expires, and a retry gets ErrKeyUnknown at once rather
-// than a second delivery. The key with another message is refused with
+// the key, so that a retry dispatches. A keyed call whose ctx ends while
+// it is in flight waits, up to 2 s more, for Redis's answer to the round
+// trip that carries it, so that the key records the outcome: delivered,
+// it returns its positions and no error; not run, an ErrNotSent error.
+// One whose outcome stays unknown (timeout, handler_error, that answer
+// not come) leaves the key taken until it expires, and a retry gets
+// ErrKeyUnknown at once rather than a second delivery. The key with another message is refused with
 // ErrKeyReused (bad_request). Redis failing while the key is taken is
 // unavailable, nothing dispatched.
 func (d *Dispatcher) Dispatch(ctx context.Context, m Message) (Positions, error) {
