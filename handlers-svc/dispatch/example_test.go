@@ -68,8 +68,8 @@ func ExampleDispatcher_CheckFanout() {
 // unavailable says nothing was delivered. timeout and handler_error (and
 // a context that ended while the call was in flight, which reads as
 // timeout) may have been delivered, so a retry may deliver twice: a
-// client that must not see it twice gets it once through POST
-// /v1/dispatch with an Idempotency-Key instead.
+// client that must not see it twice gets it once with
+// Message.IdempotencyKey instead (ExampleDispatcher_Dispatch_idempotencyKey).
 func ExampleDispatcher_Dispatch_retry() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
