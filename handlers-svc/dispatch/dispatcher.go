@@ -702,25 +702,6 @@ func publishError(ctx context.Context, err error) error {
 	}
 }
 
-// ErrNotSent is wrapped by the error of a dispatch whose context ended
-// before it was written to Redis (while it waited in the publish queue,
-// say, or read its rooms' members): nothing was delivered, so a retry is
-// safe. The error also wraps the context's (errors.Is finds
-// context.DeadlineExceeded or context.Canceled) and is an *event.Error
-// with code unavailable. A dispatch whose context ends once it was
-// written never wraps it: Redis may run it all the same (timeout).
-var ErrNotSent = errors.New("dispatch not sent")
-
-// notSent returns the error of a dispatch not sent because its context
-// ended with ctxErr (ErrNotSent).
-func notSent(ctxErr error) error {
-	return &event.Error{
-		Code:    proto.CodeUnavailable,
-		Message: "dispatch not sent: its context ended before it reached Redis; nothing was delivered, so a retry is safe",
-		Err:     fmt.Errorf("publish %s: %w: %w", proto.Channel, ErrNotSent, ctxErr),
-	}
-}
-
 // failedInScript reports whether err is an error Redis raised while it
 // ran the publish script, as its text says ("@user_script:<line>"), such
 // as WRONGTYPE on a stream key something else overwrote, rather than a

@@ -43,7 +43,9 @@
 //
 // # Concurrency
 //
-// A Dispatcher is safe for concurrent use and starts no goroutines. The
+// A Dispatcher is safe for concurrent use and starts no goroutines (but
+// one, bounded by 2 s, that frees the key of a keyed Dispatch whose
+// reservation Redis took without answering). The
 // publishes of concurrent callers are written together: while one go-redis
 // pipeline is in flight, the calls that arrive queue, and the next pipeline
 // carries all of them (one write, one read of the replies), written by the

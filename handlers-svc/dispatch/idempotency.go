@@ -216,17 +216,3 @@ func (d *Dispatcher) settle(ctx context.Context, res *idem.Reservation, pos Posi
 			zap.String("key", res.Key), zap.Error(serr))
 	}
 }
-
-// NotDelivered reports whether err, a Dispatch's, says for sure that
-// nothing was delivered, so that sending the message again is safe:
-// ErrNotSent, or an *event.Error with code bad_request (the same message
-// fails again) or unavailable. A bare context's error says no such thing
-// (it may have been written before the context ended), nor does any
-// other error (timeout, handler_error).
-func NotDelivered(err error) bool {
-	if errors.Is(err, ErrNotSent) {
-		return true
-	}
-	e, ok := errors.AsType[*event.Error](err)
-	return ok && (e.Code == proto.CodeBadRequest || e.Code == proto.CodeUnavailable)
-}
