@@ -260,11 +260,17 @@ func (d *Dispatcher) clusterResult(ctx context.Context, groups []streams.CallGro
 		if reached && unsentError(first) {
 			// unavailable says nothing was delivered, and a retry is
 			// safe: here it would deliver again what the partitions that
-			// were reached published.
+			// were reached published. Nor is it ErrNotSent, though the
+			// call that failed first was not sent: only the context's
+			// error is kept of it.
+			cause := first
+			if errors.Is(first, ErrNotSent) {
+				cause = fmt.Errorf("publish %s: %w", proto.Channel, ctx.Err())
+			}
 			return nil, &event.Error{
 				Code:    proto.CodeTimeout,
 				Message: "dispatch partly delivered: some of Redis could not be reached, some recorded and published it",
-				Err:     first,
+				Err:     cause,
 			}
 		}
 		return nil, first

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/handlers-svc/internal/idem"
 	"github.com/switchboard/switchboard/handlers-svc/internal/late"
 	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/proto"
@@ -49,6 +50,9 @@ type Dispatcher struct {
 	// per partition, whose masters fail apart, and one for the room keys;
 	// on one Redis, bit 0 stands for all of it.
 	down atomic.Uint32
+
+	// idem keeps the records of idempotency keys (Message.IdempotencyKey).
+	idem *idem.Store
 
 	unheard atomic.Uint64 // publishes on the shared channel no subscriber received
 	deaf    atomic.Bool   // the last publish reached no subscriber
@@ -144,7 +148,10 @@ var (
 // New returns a Dispatcher that publishes with rdb. The caller owns rdb and
 // closes it after the last dispatch. rdb should not retry commands
 // (MaxRetries -1): a publish repeated after a lost reply is delivered twice;
-// and it should have OnConnect as its OnConnect hook.
+// it should have ContextTimeoutEnabled set (below), and OnConnect as its
+// OnConnect hook. New takes rdb whatever its options: NewChecked refuses
+// one that misses any of these (CheckClient), and a service should build
+// its Dispatcher with it.
 // rdb is a single-server client (or a failover one), or a Redis Cluster
 // client (*redis.ClusterClient): there a dispatch to users of several
 // partitions is recorded and published by one script call per partition,
@@ -174,7 +181,7 @@ func New(rdb redis.UniversalClient, opts Options) *Dispatcher {
 		opts.Window = 0
 	}
 	return &Dispatcher{pub: newPublisher(rdb), record: opts.Window > 0, window: opts.Window, ttl: opts.MetaTTL,
-		perUser: opts.PerUser, cluster: streams.IsCluster(rdb), revokeTTL: opts.RevokeTTL}
+		perUser: opts.PerUser, cluster: streams.IsCluster(rdb), revokeTTL: opts.RevokeTTL, idem: idem.New(rdb, IdempotencyTTL)}
 }
 
 // LogOutages makes d log when Redis stops taking its dispatches and when it
@@ -637,16 +644,21 @@ func (d *Dispatcher) hear(event string, unheard int) {
 // publishError turns a failure to reach Redis into an *event.Error with
 // code unavailable wrapping the cause (nothing was published), or with
 // code timeout when Redis may have run the call but did not answer
-// (maybeSentError), unless ctx itself ended, which is returned as the
-// context's error (so a handler that ran out of time reports timeout);
-// but a call canceled after it was, or may have been, written is a
-// timeout *event.Error wrapping context.Canceled, since it may still run.
+// (maybeSentError), unless ctx itself ended: a call never written (or
+// refused before it ran) is then notSent's error, wrapping ErrNotSent
+// and the context's; one that was, or may have been, written is the
+// context's error (so a handler that ran out of time reports timeout),
+// or, canceled, a timeout *event.Error wrapping context.Canceled, since
+// it may still run.
 func publishError(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
-		if errors.Is(ctxErr, context.Canceled) && outcomeOf(err) != late.NotRun {
+		if outcomeOf(err) == late.NotRun {
+			return notSent(ctxErr)
+		}
+		if errors.Is(ctxErr, context.Canceled) {
 			// A bare context.Canceled reads as unavailable (event.WireError),
 			// which says nothing was delivered and a retry is safe; but a
 			// call canceled once written may still run: timeout, as a

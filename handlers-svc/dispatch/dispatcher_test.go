@@ -228,8 +228,12 @@ func TestContextEnded(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want the context's error", err)
 	}
-	if w := event.WireError(err); w.Code != proto.CodeTimeout {
-		t.Fatalf("code %s, want timeout", w.Code)
+	// Never written: not sent, and a retry is safe.
+	if !errors.Is(err, dispatch.ErrNotSent) {
+		t.Fatalf("got %v, want ErrNotSent", err)
+	}
+	if w := event.WireError(err); w.Code != proto.CodeUnavailable {
+		t.Fatalf("code %s, want unavailable", w.Code)
 	}
 }
 

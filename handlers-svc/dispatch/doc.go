@@ -9,7 +9,7 @@
 // other backends, as the dispatch API does over HTTP (section 7).
 //
 //	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", MaxRetries: -1, ContextTimeoutEnabled: true, OnConnect: dispatch.OnConnect})
-//	d := dispatch.New(rdb, dispatch.Options{Window: 2 * time.Minute})
+//	d, err := dispatch.NewChecked(rdb, dispatch.Options{Window: 2 * time.Minute}) // refuses a client that retries, say
 //	pos, err := d.Dispatch(ctx, dispatch.Message{Event: "post_updated", Users: []string{"bob"}, Args: args})
 //
 // Disconnect closes sockets instead: every socket of some users, or some
@@ -43,7 +43,9 @@
 //
 // # Concurrency
 //
-// A Dispatcher is safe for concurrent use and starts no goroutines. The
+// A Dispatcher is safe for concurrent use and starts no goroutines (but
+// one, bounded by 2 s, that frees the key of a keyed Dispatch whose
+// reservation Redis took without answering). The
 // publishes of concurrent callers are written together: while one go-redis
 // pipeline is in flight, the calls that arrive queue, and the next pipeline
 // carries all of them (one write, one read of the replies), written by the

@@ -27,7 +27,10 @@ func ExampleDispatcher_Dispatch() {
 func notify(ctx context.Context) error {
 	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379", MaxRetries: -1, ContextTimeoutEnabled: true, OnConnect: dispatch.OnConnect})
 	defer rdb.Close()
-	d := dispatch.New(rdb, dispatch.Options{Window: 2 * time.Minute}) // HISTORY_WINDOW, as on the gateway
+	d, err := dispatch.NewChecked(rdb, dispatch.Options{Window: 2 * time.Minute}) // HISTORY_WINDOW, as on the gateway
+	if err != nil {
+		return err // a client or options to fix: ErrClientOptions names the option
+	}
 	pos, err := d.Dispatch(ctx, dispatch.Message{
 		Event: "post_updated",
 		Args:  json.RawMessage(`{"post":"p42"}`),
@@ -65,8 +68,8 @@ func ExampleDispatcher_CheckFanout() {
 // unavailable says nothing was delivered. timeout and handler_error (and
 // a context that ended while the call was in flight, which reads as
 // timeout) may have been delivered, so a retry may deliver twice: a
-// client that must not see it twice gets it once through POST
-// /v1/dispatch with an Idempotency-Key instead.
+// client that must not see it twice gets it once with
+// Message.IdempotencyKey instead (ExampleDispatcher_Dispatch_idempotencyKey).
 func ExampleDispatcher_Dispatch_retry() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -89,5 +92,37 @@ func ExampleDispatcher_Dispatch_retry() {
 			log.Printf("invoice_paid may or may not have been delivered (%s): %v", code.Code, err)
 			return
 		}
+	}
+}
+
+// A billing service tells a customer that an invoice was paid at most
+// once, however often it retries: the invoice's id is the idempotency
+// key. A retry after a timeout returns the first call's positions
+// (Replayed) if that one was delivered, and dispatches if it surely was
+// not; a POST /v1/dispatch with the same Idempotency-Key is the same
+// dispatch.
+func ExampleDispatcher_Dispatch_idempotencyKey() {
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379", MaxRetries: -1, ContextTimeoutEnabled: true, OnConnect: dispatch.OnConnect})
+	defer rdb.Close()
+	d := dispatch.New(rdb, dispatch.Options{})
+	m := dispatch.Message{Event: "invoice_paid", Args: json.RawMessage(`{"invoice":"in_1"}`), Users: []string{"cus_42"},
+		IdempotencyKey: "invoice_paid/in_1"}
+	for attempt := 1; attempt <= 3; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		pos, err := d.Dispatch(actx, m)
+		cancel()
+		switch {
+		case err == nil:
+			log.Printf("recorded for cus_42 at %s (replayed: %t)", pos.Users["cus_42"], pos.Replayed)
+			return
+		case errors.Is(err, dispatch.ErrKeyUnknown):
+			log.Printf("invoice_paid may or may not have been delivered; the key stays taken for %s", dispatch.IdempotencyTTL)
+			return
+		case errors.Is(err, dispatch.ErrKeyReused), event.WireError(err).Code == proto.CodeBadRequest:
+			log.Printf("fix the message: %v", err)
+			return
+		}
+		// Anything else is safe to retry with the key: at most once.
 	}
 }

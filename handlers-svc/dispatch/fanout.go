@@ -48,6 +48,14 @@ func CountWorkers(ctx context.Context, rdb redis.UniversalClient) (Workers, erro
 // code unavailable. handlers-svc runs the same check every 10 s in
 // per_user mode (docs/operations.md, "Fan-out modes"); a backend calls it
 // at start-up, and as often as it likes after.
+//
+// No gateway worker at all is no error (Workers{}, nil): backends and
+// gateways start in no set order, so none yet is normal at start-up,
+// and with none there is no mode to mismatch (dispatches meanwhile reach
+// no socket, and Dispatcher.Unheard counts them). A backend that must
+// not start before the gateways checks Shared+PerUser itself; one that
+// starts first calls CheckFanout again later, as handlers-svc does, to
+// catch a shared worker that comes after it.
 func (d *Dispatcher) CheckFanout(ctx context.Context) (Workers, error) {
 	w, err := CountWorkers(ctx, d.pub.rdb)
 	if err != nil {

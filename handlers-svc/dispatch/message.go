@@ -46,22 +46,30 @@ const (
 // however many messages the dispatch is published as. Args is JSON of at
 // most proto.MaxDispatchArgs bytes (64 KiB): send a large document as a
 // link or an id the client fetches. It is the body of POST /v1/dispatch.
+//
+// IdempotencyKey, if not "", makes Dispatch deliver the message at most
+// once per key: see Dispatch. It is the dispatch API's Idempotency-Key
+// header, not part of the body.
 type Message struct {
-	Event     string          `json:"event"`
-	Args      json.RawMessage `json:"args,omitempty"`
-	Users     []string        `json:"users,omitempty"`
-	Conns     []string        `json:"conns,omitempty"`
-	Rooms     []string        `json:"rooms,omitempty"`
-	Broadcast bool            `json:"broadcast,omitempty"`
+	Event          string          `json:"event"`
+	Args           json.RawMessage `json:"args,omitempty"`
+	Users          []string        `json:"users,omitempty"`
+	Conns          []string        `json:"conns,omitempty"`
+	Rooms          []string        `json:"rooms,omitempty"`
+	Broadcast      bool            `json:"broadcast,omitempty"`
+	IdempotencyKey string          `json:"-"`
 }
 
 // Positions are where a dispatch was recorded (docs/protocol.md section 6):
 // the position of its entry in each target user's stream, and in the
 // broadcast stream for a broadcast. With recovery off, or for connections
-// only, there are none.
+// only, there are none. Replayed says they are those of an earlier
+// dispatch with the same idempotency key (Message.IdempotencyKey), and
+// nothing was dispatched this time.
 type Positions struct {
 	Users     map[string]string `json:"pos"`
 	Broadcast string            `json:"bpos,omitempty"`
+	Replayed  bool              `json:"-"`
 }
 
 // Check reports what is wrong with m as a bad_request *event.Error naming
@@ -150,11 +158,44 @@ func validConn(conn string) bool {
 // (WRONGTYPE on a stream key something else overwrote, say) one with code
 // handler_error: either may have been delivered, to some targets for
 // handler_error, so a retry may deliver it twice. A context that ends
-// first is the context's error (errors.Is), and may have been delivered
-// too: a call already written to Redis runs all the same. Its code, as
-// event.WireError reads it, is timeout, but for a call canceled before
-// it was written, which is unavailable.
+// first gives an error that wraps the context's (errors.Is): one that
+// ended before the call was written to Redis (queued behind other
+// callers' pipeline, or reading the rooms' members) also wraps
+// ErrNotSent, with code unavailable: nothing was delivered, so a retry
+// is safe; one that ended once it was written may have been delivered (a
+// call already written to Redis runs all the same), and its code, as
+// event.WireError reads it, is timeout. NotDelivered tells the errors
+// after which sending again is safe.
+//
+// With m.IdempotencyKey (1 to MaxIdempotencyKey bytes of visible ASCII,
+// else bad_request), m is delivered at most once per key, across retries,
+// processes and the dispatch API (an Idempotency-Key header with the same
+// key is the same dispatch): the key is remembered for IdempotencyTTL,
+// under the dispatch API's Redis record (docs/protocol.md section 7).
+// The first call takes it and dispatches; its positions are recorded,
+// and a later call with the key and the same message returns them, with
+// Positions.Replayed set, dispatching nothing. A call that comes while
+// the first still runs waits for its outcome until its own ctx ends,
+// then returns an error wrapping ErrKeyPending (code timeout, nothing
+// done). A first call that surely delivered nothing (NotDelivered) frees
+// the key, so that a retry dispatches. A keyed call whose ctx ends while
+// it is in flight waits, up to 2 s more, for Redis's answer to the round
+// trip that carries it, so that the key records the outcome: delivered,
+// it returns its positions and no error; not run, an ErrNotSent error.
+// One whose outcome stays unknown (timeout, handler_error, that answer
+// not come) leaves the key taken until it expires, and a retry gets
+// ErrKeyUnknown at once rather than a second delivery. The key with another message is refused with
+// ErrKeyReused (bad_request). Redis failing while the key is taken is
+// unavailable, nothing dispatched.
 func (d *Dispatcher) Dispatch(ctx context.Context, m Message) (Positions, error) {
+	if m.IdempotencyKey != "" {
+		return d.dispatchOnce(ctx, m)
+	}
+	return d.dispatch(ctx, m)
+}
+
+// dispatch is Dispatch without an idempotency key.
+func (d *Dispatcher) dispatch(ctx context.Context, m Message) (Positions, error) {
 	// The dispatch API's (package late): when ctx ends first, the outcome
 	// once it is known.
 	report := late.From(ctx)

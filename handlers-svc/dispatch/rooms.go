@@ -164,7 +164,11 @@ func (d *Dispatcher) roomMembers(ctx context.Context, rooms []string) ([]string,
 		}
 	}
 	if len(rooms) == 1 {
-		return d.Members(ctx, rooms[0])
+		users, err := d.Members(ctx, rooms[0])
+		if err != nil && ctx.Err() != nil {
+			return nil, notSent(ctx.Err()) // a read: nothing was published
+		}
+		return users, err
 	}
 	cmds := make([]*redis.StringSliceCmd, len(rooms))
 	_, err := d.pub.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -174,6 +178,9 @@ func (d *Dispatcher) roomMembers(ctx context.Context, rooms []string) ([]string,
 		return nil
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, notSent(ctx.Err()) // a read: nothing was published
+		}
 		return nil, d.storeError(ctx, "members of rooms", err)
 	}
 	d.roomsOK()

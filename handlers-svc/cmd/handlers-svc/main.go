@@ -179,7 +179,14 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 
 	mux := event.NewMux()
 	evLog := log.Named("event")
-	d := dispatch.New(rdb, dispatchOptions(cfg)).LogOutages(log.Named("redis"))
+	d, err := dispatch.NewChecked(rdb, dispatchOptions(cfg))
+	if err != nil {
+		nc.Close()
+		_ = rdb.Close()
+		_ = ln.Close()
+		return err
+	}
+	d.LogOutages(log.Named("redis"))
 	// Each family takes what it needs; what it opens it closes by onStop,
 	// run once no handler runs any more.
 	var stops []func()

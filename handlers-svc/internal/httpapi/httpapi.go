@@ -12,7 +12,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -154,7 +153,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var outcome *lateOutcome
 	if idemKey != "" {
 		var replay []byte
-		if res, replay, err = a.reserve(ctx, idemKey, body); res == nil {
+		if res, replay, err = a.reserve(ctx, idemKey, &m); res == nil {
 			a.refuseReserved(w, r, m, replay, err)
 			return
 		}
@@ -312,7 +311,7 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, m dispatch.Message,
 		a.log.Debug("dispatched", zap.String("event", m.Event), zap.Int("users", len(m.Users)),
 			zap.Int("conns", len(m.Conns)), zap.Int("rooms", len(m.Rooms)), zap.Bool("broadcast", m.Broadcast),
 			zap.Int("recorded", len(pos.Users)))
-		body := answerBody(pos)
+		body := pos.JSON()
 		if res != nil {
 			// Before the answer, so that a retry once it is read finds it.
 			a.finish(context.Background(), res, body, nil)
@@ -349,18 +348,6 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, m dispatch.Message,
 			zap.String("remote", r.RemoteAddr), zap.Error(err))
 	}
 	writeError(w, status, werr.Code, werr.Message)
-}
-
-// answerBody returns the 200 body of a dispatch recorded at pos.
-func answerBody(pos dispatch.Positions) []byte {
-	if pos.Users == nil {
-		pos.Users = map[string]string{}
-	}
-	body, err := json.Marshal(pos)
-	if err != nil { // positions and user ids are strings: it cannot fail
-		panic(err)
-	}
-	return append(body, '\n')
 }
 
 // failure returns the status, the wire error and the log level of a

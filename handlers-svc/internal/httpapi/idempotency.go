@@ -2,8 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"net/http"
 	"strings"
@@ -12,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/handlers-svc/internal/idem"
 	"github.com/switchboard/switchboard/proto"
@@ -27,12 +26,13 @@ const IdempotencyHeader = "Idempotency-Key"
 // an earlier dispatch with the same key.
 const ReplayedHeader = "Idempotent-Replayed"
 
-// MaxIdempotencyKey is the longest idempotency key, in bytes.
-const MaxIdempotencyKey = 64
+// MaxIdempotencyKey is the longest idempotency key, in bytes: package
+// dispatch's, whose Message.IdempotencyKey is the same key.
+const MaxIdempotencyKey = dispatch.MaxIdempotencyKey
 
 // IdempotencyTTL is how long a key is remembered from its first use: its
-// dispatch's answer, or that its outcome is unknown.
-const IdempotencyTTL = 5 * time.Minute
+// dispatch's answer, or that its outcome is unknown (dispatch's).
+const IdempotencyTTL = dispatch.IdempotencyTTL
 
 // finishTimeout bounds the command that records a dispatch's outcome
 // under its key, run once the dispatch is over (its own context may have
@@ -69,13 +69,8 @@ func idempotencyKey(r *http.Request) (string, error) {
 	if len(k) >= 2 && k[0] == '"' && k[len(k)-1] == '"' {
 		k = k[1 : len(k)-1]
 	}
-	if k == "" || len(k) > MaxIdempotencyKey {
+	if !dispatch.ValidIdempotencyKey(k) {
 		return "", event.BadRequest("%s must be 1 to %d bytes of visible ASCII", IdempotencyHeader, MaxIdempotencyKey)
-	}
-	for i := 0; i < len(k); i++ {
-		if c := k[i]; c <= ' ' || c > '~' || c == '"' || c == '\\' {
-			return "", event.BadRequest("%s must be 1 to %d bytes of visible ASCII", IdempotencyHeader, MaxIdempotencyKey)
-		}
 	}
 	return k, nil
 }
@@ -84,13 +79,14 @@ func idempotencyKey(r *http.Request) (string, error) {
 // dispatch runs.
 type reservation = idem.Reservation
 
-// reserve holds key for a dispatch of body. It returns the reservation;
-// or the answer recorded under key, to replay; or idem.ErrPending or
+// reserve holds key for a dispatch of m, named as a Go caller's
+// Message.IdempotencyKey names it (Message.IdempotencyHash), so that
+// either may repeat the other's. It returns the reservation; or the
+// answer recorded under key, to replay; or idem.ErrPending or
 // idem.ErrOther for a key held by another dispatch; or an unavailable
 // error (nothing was dispatched).
-func (a *API) reserve(ctx context.Context, key string, body []byte) (*reservation, []byte, error) {
-	sum := sha256.Sum256(body)
-	res, answer, err := a.idem.Reserve(ctx, proto.IdempotencyKey(key), hex.EncodeToString(sum[:]))
+func (a *API) reserve(ctx context.Context, key string, m *dispatch.Message) (*reservation, []byte, error) {
+	res, answer, err := a.idem.Reserve(ctx, proto.IdempotencyKey(key), m.IdempotencyHash())
 	if err != nil && !errors.Is(err, idem.ErrPending) && !errors.Is(err, idem.ErrOther) {
 		return nil, nil, &event.Error{Code: proto.CodeUnavailable, Message: "dispatch unavailable", Err: err}
 	}
@@ -115,20 +111,9 @@ func (a *API) finish(ctx context.Context, res *reservation, answer []byte, err e
 		}
 		return
 	}
-	if nothingDelivered(err) {
+	if dispatch.NotDelivered(err) {
 		a.release(ctx, res)
 	}
-}
-
-// nothingDelivered reports whether err, a dispatch's, says for sure that
-// nothing was delivered. A context's error (the caller gone, the time
-// out) is no such word, even where WireError calls it unavailable.
-func nothingDelivered(err error) bool {
-	e, ok := errors.AsType[*event.Error](err)
-	if !ok {
-		return false
-	}
-	return e.Code == proto.CodeBadRequest || e.Code == proto.CodeUnavailable
 }
 
 // release deletes res's reservation, if it still holds it.

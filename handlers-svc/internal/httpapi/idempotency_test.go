@@ -416,3 +416,40 @@ func TestIdempotentCluster(t *testing.T) {
 		t.Fatalf("%s's stream holds %d events after the retry, want still 3", bob, n)
 	}
 }
+
+// TestIdempotencyKeySharedWithGo: an Idempotency-Key and a Go caller's
+// dispatch.Message.IdempotencyKey are one key: a Go Dispatch repeating
+// a POST with its key and message gets the POST's positions, replayed,
+// and a POST repeating a Go Dispatch (its body spaced otherwise) gets
+// the Go call's 200, replayed; each delivered once.
+func TestIdempotencyKeySharedWithGo(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = rdb.Close() })
+	url, _ := idemServer(t, rdb, rdb, nil)
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute})
+	ctx := context.Background()
+
+	first := postIdem(t, url, `{"event":"e","args":{"n":1},"users":["bob"]}`, "shared-1")
+	if first.status != http.StatusOK {
+		t.Fatalf("POST: %+v", first)
+	}
+	pos, err := d.Dispatch(ctx, dispatch.Message{Event: "e", Args: json.RawMessage(`{"n":1}`), Users: []string{"bob"}, IdempotencyKey: "shared-1"})
+	if err != nil || !pos.Replayed || strings.TrimSpace(string(pos.JSON())) != first.body {
+		t.Fatalf("Go repeat of a POST: %+v, %v; want the POST's %s, replayed", pos, err, first.body)
+	}
+
+	pos, err = d.Dispatch(ctx, dispatch.Message{Event: "e", Args: json.RawMessage(`{"n":2}`), Users: []string{"carol"}, IdempotencyKey: "shared-2"})
+	if err != nil || pos.Replayed {
+		t.Fatalf("Go first: %+v, %v", pos, err)
+	}
+	again := postIdem(t, url, "{ \"users\": [\"carol\"],\n \"event\": \"e\", \"args\": { \"n\": 2 } }", "shared-2")
+	if again.status != http.StatusOK || again.replayed != "true" || again.body != strings.TrimSpace(string(pos.JSON())) {
+		t.Fatalf("POST repeat of a Go call: %+v, want 200 %s replayed", again, pos.JSON())
+	}
+	for _, user := range []string{"bob", "carol"} {
+		if n := xlen(t, rdb, user); n != 1 {
+			t.Fatalf("%s's stream holds %d events, want 1", user, n)
+		}
+	}
+}

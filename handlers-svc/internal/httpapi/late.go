@@ -60,7 +60,7 @@ func (l *lateOutcome) dispatchReturned() (late.Report, bool) {
 func (a *API) settle(ctx context.Context, res *reservation, r late.Report) {
 	switch r.Outcome {
 	case late.Done:
-		a.finish(ctx, res, answerBody(dispatch.Positions{Users: r.Users, Broadcast: r.Broadcast}), nil)
+		a.finish(ctx, res, dispatch.Positions{Users: r.Users, Broadcast: r.Broadcast}.JSON(), nil)
 		a.log.Debug("outcome of a dispatch answered 504 recorded: delivered", zap.String("key", res.Key))
 	case late.NotRun:
 		a.release(ctx, res)

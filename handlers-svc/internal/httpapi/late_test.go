@@ -249,7 +249,7 @@ func TestLateRecordsBounded(t *testing.T) {
 	a := New(nil, "late-key-0123456789", zap.NewNop()).Idempotent(idem)
 	ctx := context.Background()
 	reserved := func(k string) *reservation {
-		res, _, err := a.reserve(ctx, k, []byte(`{}`))
+		res, _, err := a.reserve(ctx, k, &dispatch.Message{Event: "e", Broadcast: true})
 		if res == nil {
 			t.Fatalf("reserve %s: %v", k, err)
 		}

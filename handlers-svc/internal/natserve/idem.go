@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/handlers-svc/internal/idem"
 	"github.com/switchboard/switchboard/proto"
@@ -93,9 +94,13 @@ func (s *Server) answerRepeat(j job, replay []byte, err error) {
 
 // outcomeUnknown reports whether j's handler, which returned err, may or
 // may not have had its effects: it answered timeout, or failed once the
-// request's time ran out.
+// request's time ran out, but for a dispatch that says it was never sent
+// (dispatch.ErrNotSent, unavailable: its key is freed).
 func outcomeUnknown(j job, err error) bool {
-	return err != nil && (event.WireError(err).Code == proto.CodeTimeout || j.ctx.Err() != nil)
+	if err == nil || errors.Is(err, dispatch.ErrNotSent) {
+		return false
+	}
+	return event.WireError(err).Code == proto.CodeTimeout || j.ctx.Err() != nil
 }
 
 // settle records under res the answer body of j's handler, which
