@@ -884,7 +884,8 @@ func TestKubernetesProbesOnRealBinaries(t *testing.T) {
 	rd := testkit.StartRedis(t)
 	values := map[string]string{ // the Secrets' keys, as the test runs them
 		"nats-url": n.URL(), "redis-url": rd.URL(), "jwt-secret": testkit.Secret,
-		"api-key": "kubernetes-test-api-key-32-bytes",
+		"api-key": "kubernetes-test-api-key-32-bytes", "api-key-previous": "kubernetes-test-previous-api-key",
+		"jwt-previous-secret": "kubernetes-test-previous-secret-of-32-bytes", // optional keys, present: mid-rotation
 	}
 	type running struct {
 		binary string
