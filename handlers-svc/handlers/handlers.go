@@ -75,6 +75,13 @@ func Families() []Family {
 
 // Register registers every family of Families on mux.
 func Register(ctx context.Context, mux *event.Mux, deps Deps) error {
+	return RegisterFamilies(ctx, mux, deps, Families()...)
+}
+
+// RegisterFamilies registers families on mux, in order, each with deps,
+// filled as Register fills them: one Senders for all of them. It is how
+// package service registers the families a team's main gives it.
+func RegisterFamilies(ctx context.Context, mux *event.Mux, deps Deps, families ...Family) error {
 	if deps.Log == nil {
 		deps.Log = zap.NewNop()
 	}
@@ -95,7 +102,7 @@ func Register(ctx context.Context, mux *event.Mux, deps Deps) error {
 		deps.Senders = lim
 	}
 	var errs []error
-	for i, f := range Families() {
+	for i, f := range families {
 		if err := f(ctx, mux, deps); err != nil {
 			errs = append(errs, fmt.Errorf("handler family %d: %w", i, err))
 		}

@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/switchboard/switchboard/handlers-svc/dispatch"
+	"github.com/switchboard/switchboard/handlers-svc/handlers"
 	"github.com/switchboard/switchboard/handlers-svc/internal/config"
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
@@ -38,6 +39,12 @@ type app struct {
 
 func startApp(t *testing.T, natsPort, redisPort int, tune ...func(*config.Config)) *app {
 	t.Helper()
+	return startFamilies(t, handlers.Families(), natsPort, redisPort, tune...)
+}
+
+// startFamilies is startApp serving families.
+func startFamilies(t *testing.T, families []handlers.Family, natsPort, redisPort int, tune ...func(*config.Config)) *app {
+	t.Helper()
 	cfg := config.Default()
 	for _, fn := range tune {
 		fn(&cfg)
@@ -54,7 +61,7 @@ func startApp(t *testing.T, natsPort, redisPort int, tune ...func(*config.Config
 	a := &app{base: "http://" + cfg.Addr, logs: logs, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
-		a.err = realMain(ctx, cfg, zap.New(core))
+		a.err = realMain(ctx, cfg, zap.New(core), families)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -238,7 +245,7 @@ func TestWaitRefusesRedisDatabaseItLacks(t *testing.T) {
 	cfg.RedisURL = "redis://" + rd.Addr() + "/99"
 	cfg.Addr = "127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
 	done := make(chan error, 1)
-	go func() { done <- realMain(context.Background(), cfg, zap.NewNop()) }()
+	go func() { done <- realMain(context.Background(), cfg, zap.NewNop(), handlers.Families()) }()
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "REDIS_URL: database 99") {

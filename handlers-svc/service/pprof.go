@@ -1,6 +1,6 @@
 //go:build pprof
 
-package main
+package service
 
 // Built with -tags pprof, handlers-svc serves net/http/pprof on
 // HANDLERS_PPROF_ADDR (say 127.0.0.1:27989), for profiling under load

@@ -1,17 +1,24 @@
-// Command handlers-svc serves switchboard events: it takes requests from
-// every gateway over a NATS queue subscription, runs the registered handlers
-// and dispatches their events through Redis (docs/protocol.md sections 3 to 5).
+// Package service runs handlers-svc: everything its command does around
+// the handlers, for a backend team's own build with its own families.
+// A team's main, in its own module, is one line:
+//
+//	func main() { service.Main(append(handlers.Families(), myapp.RegisterReactions)...) }
+//
+// The service takes requests from every gateway over a NATS queue
+// subscription, runs the handlers its families register and dispatches
+// their events through Redis (docs/protocol.md sections 3 to 5), with
+// idempotent retries, the handler bound and HANDLERS_TIMEOUT.
 //
 // It reads its configuration from the environment and flags (see
 // internal/config), logs JSON lines to stderr, serves GET /healthz,
-// GET /readyz and GET /metrics (Prometheus) on HANDLERS_ADDR, and, with
-// HANDLERS_API_KEY set, the dispatch API POST /v1/dispatch and POST
-// /v1/disconnect (docs/protocol.md section 7) there too, and stops
-// cleanly on SIGTERM or SIGINT: it drains the NATS subscription, lets
-// running handlers finish, closes its connections and exits 0.
-// "handlers-svc health [-ready]" checks a running instance's /healthz (or
-// /readyz), for container health checks.
-package main
+// GET /readyz and GET /metrics (Prometheus, the families' collectors
+// included) on HANDLERS_ADDR, and, with HANDLERS_API_KEY set, the dispatch
+// API POST /v1/dispatch and POST /v1/disconnect (docs/protocol.md section
+// 7) there too, and stops cleanly on SIGTERM or SIGINT: it drains the NATS
+// subscription, lets running handlers finish, closes its connections and
+// exits 0. "<command> health [-ready]" checks a running instance's
+// /healthz (or /readyz), for container health checks.
+package service
 
 import (
 	"bytes"
@@ -72,7 +79,14 @@ const (
 	httpWriteTimeout = httpReadTimeout + httpapi.DefaultTimeout + 15*time.Second
 )
 
-func main() {
+// Main runs the service with families, the handler families it serves
+// (handlers.Families() for the built-in ones), until SIGTERM or SIGINT,
+// and exits the process: 0 after a clean stop, 2 when it refuses its
+// configuration (a JSON line on stderr says why), 1 when it fails. Its
+// first argument "health" checks a running instance instead (see
+// healthcheck.Run). Every instance in the queue group must serve the same
+// families: a request goes to any one of them.
+func Main(families ...handlers.Family) {
 	if len(os.Args) > 1 && os.Args[1] == "health" {
 		err := healthcheck.Run(context.Background(), "handlers-svc", os.Args[2:], os.Stdout, healthAddr)
 		switch {
@@ -124,7 +138,7 @@ func main() {
 		logging.Refuse("handlers-svc", fmt.Errorf("configuration: %w", err))
 		os.Exit(2)
 	}
-	err = realMain(ctx, cfg, log)
+	err = realMain(ctx, cfg, log, families)
 	stop()
 	if err != nil {
 		log.Error("handlers-svc failed", zap.Error(err))
@@ -135,11 +149,12 @@ func main() {
 	_ = log.Sync()
 }
 
-// realMain runs handlers-svc until ctx is done, then shuts down in order:
-// mark not ready, drain the NATS subscription and wait for running handlers,
-// close NATS, close Redis, stop the health server. It returns nil after a
+// realMain runs handlers-svc, serving families, until ctx is done, then
+// shuts down in order: mark not ready, drain the NATS subscription and wait
+// for running handlers, close NATS, run the families' stops, close Redis,
+// stop the health server. It returns nil after a
 // clean shutdown, also when ctx ends while still waiting for NATS or Redis.
-func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
+func realMain(ctx context.Context, cfg config.Config, log *zap.Logger, families []handlers.Family) error {
 	log.Info("starting",
 		zap.String("nats_url", redact.URL(cfg.NATSURL)),
 		zap.String("redis_url", redact.URL(cfg.RedisURL)),
@@ -197,11 +212,11 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		stops = nil
 	}
 	familyMetrics := prometheus.NewRegistry()
-	err = handlers.Register(ctx, mux, handlers.Deps{
+	err = handlers.RegisterFamilies(ctx, mux, handlers.Deps{
 		Dispatcher: d, Rooms: d, Redis: rdb, Log: log.Named("handlers"),
 		Metrics: familyMetrics, Getenv: os.Getenv,
 		OnStop: func(fn func()) { stops = append(stops, fn) },
-	})
+	}, families...)
 	if err != nil {
 		runStops()
 		nc.Close()
