@@ -9,8 +9,8 @@
 // their events through Redis (docs/protocol.md sections 3 to 5), with
 // idempotent retries, the handler bound and HANDLERS_TIMEOUT.
 //
-// It reads its configuration from the environment and flags (see
-// internal/config), logs JSON lines to stderr, serves GET /healthz,
+// It reads its configuration from the environment and flags, as listed in
+// docs/operations.md (the families read their own settings), logs JSON lines to stderr, serves GET /healthz,
 // GET /readyz and GET /metrics (Prometheus, the families' collectors
 // included) on HANDLERS_ADDR, and, with HANDLERS_API_KEY set, the dispatch
 // API POST /v1/dispatch and POST /v1/disconnect (docs/protocol.md section
@@ -83,8 +83,8 @@ const (
 // (handlers.Families() for the built-in ones), until SIGTERM or SIGINT,
 // and exits the process: 0 after a clean stop, 2 when it refuses its
 // configuration (a JSON line on stderr says why), 1 when it fails. Its
-// first argument "health" checks a running instance instead (see
-// healthcheck.Run). Every instance in the queue group must serve the same
+// first argument "health" checks a running instance instead, as
+// "handlers-svc health [-ready]" does. Every instance in the queue group must serve the same
 // families: a request goes to any one of them.
 func Main(families ...handlers.Family) {
 	if len(os.Args) > 1 && os.Args[1] == "health" {
