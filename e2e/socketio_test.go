@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/switchboard/switchboard/internal/testkit"
 )
@@ -19,8 +18,8 @@ const socketIOExample = "docs/examples/socketio"
 
 // TestSocketIOGuide runs docs/examples/socketio as a team that migrates
 // from Socket.IO would: its handler service (chatsvc, a module outside
-// handlers-svc that imports it through replace lines, serving every event
-// in handlers-svc's place), its notification job and its Node client,
+// handlers-svc that imports it through replace lines and runs it with its
+// own family, package service, in handlers-svc's place), its notification job and its Node client,
 // against a real 2-worker gateway, NATS and Redis. The client checks every
 // feature of the app (acks, rooms without the sender's socket, member
 // lists, typing, read receipts, presence, a push from another backend, a
@@ -73,16 +72,9 @@ func TestSocketIOGuide(t *testing.T) {
 		}
 	}
 
-	// chatsvc takes handlers-svc's place: both in one queue group would
-	// answer each other's events unknown_event.
-	s := testkit.StartStack(t, testkit.StackOptions{})
-	s.StopHandlers()
-	chat := testkit.StartProc(t, "chatsvc", filepath.Join(bin, "chatsvc"), []string{
-		"NATS_URL=" + s.NATSURL(), "REDIS_URL=" + s.RedisURL(), "PRESENCE_TTL=3s",
-	})
-	testkit.Eventually(t, 20*time.Second, "chatsvc serves", func() bool {
-		return strings.Contains(chat.Logs(), `"msg":"chatsvc serving"`)
-	})
+	// chatsvc takes handlers-svc's place (both in one queue group would
+	// answer each other's events unknown_event), with its settings.
+	s := testkit.StartStack(t, testkit.StackOptions{HandlersBin: filepath.Join(bin, "chatsvc"), HandlersEnv: []string{"PRESENCE_TTL=3s"}})
 	runNode(t, node, append(flags, filepath.Join(app, "client/chat.mjs")),
 		"GW="+s.Addr, "GATEWAY_JWT_SECRET="+s.Secret, "REDIS_URL="+s.RedisURL(),
 		"NOTIFY="+filepath.Join(bin, "notify"))

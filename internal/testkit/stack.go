@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -30,6 +31,9 @@ type StackOptions struct {
 	Workers     int      // gateway workers (default 2)
 	Env         []string // extra gateway environment, KEY=VALUE (NATS_URL and REDIS_URL here win over the stack's)
 	HandlersEnv []string // extra handlers-svc environment, likewise
+	// HandlersBin, when set, is run in handlers-svc's place: a team's own
+	// build of it (package service), with the same environment.
+	HandlersBin string
 	// NATS and Redis, when set, are the servers to use (started with
 	// credentials, say); by default the stack starts its own.
 	NATS  *NATS
@@ -142,7 +146,7 @@ func StartStack(t testing.TB, opts StackOptions) *Stack {
 		Workers:      opts.Workers,
 		Secret:       Secret,
 		gatewayBin:   gw,
-		handlersBin:  hs,
+		handlersBin:  cmp.Or(opts.HandlersBin, hs),
 		opts:         opts,
 	}
 	s.RedisCluster = opts.RedisCluster

@@ -19,7 +19,7 @@ import (
 type Chat struct {
 	d     event.Dispatcher
 	rooms event.Rooms
-	rdb   *redis.Client
+	rdb   redis.UniversalClient
 	log   *zap.Logger
 }
 
