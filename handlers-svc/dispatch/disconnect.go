@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"fmt"
+	"github.com/switchboard/switchboard/handlers-svc/internal/late"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -89,13 +90,18 @@ func (d *Dispatcher) Disconnect(ctx context.Context, m Disconnect) (workers int,
 		}
 		if err := revokeScript.Run(ctx, d.pub.rdb, []string{proto.RevokedKey}, args...).Err(); err != nil {
 			if !unsent(err) {
+				late.Mark(ctx)
 				err = &maybeSentError{err: err}
 			}
 			return 0, publishError(ctx, fmt.Errorf("disconnect: revoke: %w", err))
 		}
+		late.Mark(ctx) // the revocation holds, whatever comes of the publish
 	}
 	body := proto.AppendDisconnect(nil, &msg)
 	n, err := d.pub.rdb.Publish(ctx, proto.Channel, body).Result()
+	if err == nil || !unsent(err) {
+		late.Mark(ctx)
+	}
 	if err != nil {
 		if !unsent(err) {
 			err = &maybeSentError{err: err}

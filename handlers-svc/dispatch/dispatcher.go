@@ -525,12 +525,23 @@ func (d *Dispatcher) publish(ctx context.Context, units ...*streams.Unit) ([]str
 // publishLate returns, maybe later on the goroutine of the flush that
 // carried it, so after must not block. It gets late.Unknown, or nothing,
 // when the outcome cannot be known.
-func (d *Dispatcher) publishLate(ctx context.Context, after func([]string, late.Outcome), units ...*streams.Unit) ([]string, error) {
+func (d *Dispatcher) publishLate(ctx context.Context, after func([]string, late.Outcome), units ...*streams.Unit) (pos []string, err error) {
+	defer func() { markEffects(ctx, err) }()
 	if d.cluster {
 		return d.publishCluster(ctx, units, after) // observes each partition
 	}
 	keys, args := streams.PublishCall(units, d.window, d.ttl)
 	return d.publishCall(ctx, &d.pub, keys, args, sharedUnit(units), 1, after)
+}
+
+// markEffects tells the request's late.Effects, if ctx carries one, that
+// a publish whose result is err may have been delivered: any but one
+// that surely did not run (its error wraps ErrNotSent, or is a refusal or
+// a failure to connect, outcomeOf's NotRun).
+func markEffects(ctx context.Context, err error) {
+	if err == nil || (!errors.Is(err, ErrNotSent) && outcomeOf(err) != late.NotRun) {
+		late.Mark(ctx)
+	}
 }
 
 // publishCall runs one call of the publish script with keys and args

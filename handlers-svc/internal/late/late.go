@@ -9,7 +9,10 @@
 // callee calls if it is there.
 package late
 
-import "context"
+import (
+	"context"
+	"sync/atomic"
+)
 
 // Outcome is how a dispatch ended.
 type Outcome uint8
@@ -52,3 +55,33 @@ func From(ctx context.Context) Func {
 	f, _ := ctx.Value(key{}).(Func)
 	return f
 }
+
+// Effects is what one request's dispatches may have done: whether any of
+// them was, or may have been, delivered. natserve tracks it for each
+// request it serves (Track), and package dispatch marks it (Mark) after
+// every publish but one that surely did not run, so that a handler that
+// delivered one event and then failed another with "unavailable" (nothing
+// sent, retry safe, true of that dispatch alone) is not answered as
+// though it had done nothing: a client that sent it again would get the
+// first event twice.
+type Effects struct{ maybe atomic.Bool }
+
+type effectsKey struct{}
+
+// Track returns ctx carrying a new Effects, and the Effects.
+func Track(ctx context.Context) (context.Context, *Effects) {
+	e := &Effects{}
+	return context.WithValue(ctx, effectsKey{}, e), e
+}
+
+// Mark records, in the Effects ctx carries if any, that a dispatch may
+// have been delivered.
+func Mark(ctx context.Context) {
+	if e, _ := ctx.Value(effectsKey{}).(*Effects); e != nil {
+		e.maybe.Store(true)
+	}
+}
+
+// Maybe reports whether any dispatch of the request may have been
+// delivered.
+func (e *Effects) Maybe() bool { return e.maybe.Load() }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/switchboard/switchboard/handlers-svc/internal/late"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -336,15 +337,25 @@ func (s *Server) run(j job) {
 			return
 		}
 	}
-	err := s.call(j.ctx, j.r)
+	ctx, effects := late.Track(j.ctx)
+	err := s.call(ctx, j.r)
 	if err != nil && errors.Is(err, context.Canceled) && errors.Is(j.ctx.Err(), context.Canceled) {
 		// Cancelled at the shutdown deadline, mid-way: it may have had
 		// some of its effects, which unavailable would deny.
 		err = &event.Error{Code: proto.CodeTimeout, Message: msgStopped, Err: err}
 	}
+	if err != nil && effects.Maybe() && event.WireError(err).Code == proto.CodeUnavailable {
+		// A dispatch of this request failed unsent, but an earlier one
+		// may have been delivered: unavailable, "nothing was done, send
+		// it again", is true of that dispatch, not of the request.
+		err = &event.Error{Code: proto.CodeTimeout, Message: msgPartly, Err: err}
+	}
 	s.logFailure(j.r, err)
 	body := s.reply(j.r, event.WireError(err))
-	switch unknown := res != nil && outcomeUnknown(j, err); {
+	// A rate_limited after an earlier dispatch went out does not free the
+	// key either: the repeat would send that one again.
+	partly := effects.Maybe() && event.WireError(err) != nil && event.WireError(err).Code == proto.CodeRateLimited
+	switch unknown := res != nil && (outcomeUnknown(j, err) || partly); {
 	case res == nil:
 		s.send(j.m, j.r, body)
 	case unknown:
@@ -429,6 +440,11 @@ func isAnswer(err error) bool {
 // msgStopped answers a request whose handler handlers-svc cancelled when
 // it stopped (its shutdown deadline) before the handler returned.
 const msgStopped = "handlers-svc stopped before the handler finished; it may have run"
+
+// msgPartly answers a request whose handler failed with unavailable (a
+// dispatch not sent) after an earlier dispatch of it may have been
+// delivered.
+const msgPartly = "the handler failed after some of its events may have been delivered"
 
 // errResultTooLarge answers a request whose handler returned a result the
 // client could not be sent.
