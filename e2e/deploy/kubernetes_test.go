@@ -141,6 +141,7 @@ type container struct {
 	VolumeMounts []struct {
 		Name      string `yaml:"name"`
 		MountPath string `yaml:"mountPath"`
+		SubPath   string `yaml:"subPath"`
 	} `yaml:"volumeMounts"`
 }
 
@@ -611,9 +612,9 @@ func TestKubernetesWiring(t *testing.T) {
 				}
 			}
 		}
-		mounts := map[string]string{} // mount path -> volume
+		mounts := map[string]mount{} // mount path -> volume
 		for _, m := range c.VolumeMounts {
-			mounts[m.MountPath] = m.Name
+			mounts[m.MountPath] = mount{m.Name, m.SubPath}
 		}
 		for _, v := range pod.Spec.Volumes {
 			if v.Secret == nil {
@@ -648,7 +649,7 @@ func TestKubernetesWiring(t *testing.T) {
 			if tmp == "" {
 				tmp = "/tmp"
 			}
-			vol := mounts[tmp]
+			vol := mounts[tmp].vol
 			if !slices.ContainsFunc(pod.Spec.Volumes, func(v volume) bool {
 				return v.Name == vol && v.EmptyDir != nil
 			}) {
@@ -756,32 +757,45 @@ func TestKubernetesWiring(t *testing.T) {
 	}
 }
 
+// mount is a volume mounted in a container: the volume, and the item of
+// it mounted alone (subPath), if so.
+type mount struct{ vol, sub string }
+
 // secretFile returns the Secret key behind path, a file in a container:
-// the secret volume mounted at its directory, and the item at its name.
-func secretFile(volumes []volume, mounts map[string]string, path string) (key string, err error) {
+// an item of a secret volume mounted at path alone (subPath), so that the
+// file stays the one of the container's start, as its environment does.
+// A whole volume mounted at its directory is refused: the kubelet
+// rewrites it in a running pod when the Secret changes, and a worker the
+// supervisor restarts would then read another secret than its siblings.
+func secretFile(volumes []volume, mounts map[string]mount, path string) (key string, err error) {
 	if path == "" {
 		return "", errors.New("not set")
 	}
-	dir, file := filepath.Split(path)
-	vol, ok := mounts[filepath.Clean(dir)]
+	m, ok := mounts[path]
 	if !ok {
-		return "", fmt.Errorf("%s: no volume is mounted at %s", path, dir)
+		if _, whole := mounts[filepath.Clean(filepath.Dir(path))]; whole {
+			return "", fmt.Errorf("%s: its directory is a whole Secret volume, which changes in a running pod: mount the item alone, with subPath", path)
+		}
+		return "", fmt.Errorf("%s: no volume is mounted there (mount the Secret item with subPath)", path)
+	}
+	if m.sub == "" {
+		return "", fmt.Errorf("%s: a volume without subPath is mounted there", path)
 	}
 	for _, v := range volumes {
-		if v.Name != vol || v.Secret == nil {
+		if v.Name != m.vol || v.Secret == nil {
 			continue
 		}
 		if len(v.Secret.Items) == 0 {
-			return file, nil
+			return m.sub, nil
 		}
 		for _, it := range v.Secret.Items {
-			if it.Path == file {
+			if it.Path == m.sub {
 				return it.Key, nil
 			}
 		}
-		return "", fmt.Errorf("%s: Secret volume %s has no item at %s", path, vol, file)
+		return "", fmt.Errorf("%s: Secret volume %s has no item at %s", path, m.vol, m.sub)
 	}
-	return "", fmt.Errorf("%s: volume %s at %s is no Secret", path, vol, dir)
+	return "", fmt.Errorf("%s: volume %s is no Secret", path, m.vol)
 }
 
 // TestKubernetesGOMAXPROCS: the gateway's GOMAXPROCS is its CPU limit, a
@@ -904,9 +918,9 @@ func TestKubernetesProbesOnRealBinaries(t *testing.T) {
 				}
 			}
 		}
-		mounts := map[string]string{}
+		mounts := map[string]mount{}
 		for _, m := range c.VolumeMounts {
-			mounts[m.MountPath] = m.Name
+			mounts[m.MountPath] = mount{m.Name, m.SubPath}
 		}
 		for _, e := range c.Env {
 			v := e.Value
