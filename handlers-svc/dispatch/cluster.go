@@ -35,7 +35,7 @@ import (
 // once), split by partition and then at most maxUnitUsers per unit; the
 // first unit also carries msg.Conns, and every user it does not name as
 // its SkipUsers, as on one Redis (userUnits).
-func (d *Dispatcher) clusterUserUnits(units []*streams.Unit, msg *proto.Dispatch, users []string, args any) ([]*streams.Unit, error) {
+func (d *Dispatcher) clusterUserUnits(units []*streams.Unit, msg *proto.Dispatch, users []string, args any, record bool) ([]*streams.Unit, error) {
 	first := true
 	for _, part := range streams.SplitUsers(&proto.Dispatch{Event: msg.Event, Users: users}) {
 		for start := 0; start < len(part.Users); start += maxUnitUsers {
@@ -44,7 +44,7 @@ func (d *Dispatcher) clusterUserUnits(units []*streams.Unit, msg *proto.Dispatch
 				chunk.Conns = msg.Conns
 				chunk.SkipUsers = usersBut(users, chunk.Users)
 			}
-			u, err := d.encode(chunk, args)
+			u, err := d.encode(chunk, args, record)
 			if err != nil {
 				return nil, err
 			}

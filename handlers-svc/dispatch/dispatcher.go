@@ -266,16 +266,17 @@ func (d *Dispatcher) ToUsers(ctx context.Context, users []string, name string, a
 	if err := checkUsers(name, users); err != nil {
 		return err
 	}
-	return d.toUsers(ctx, users, name, args)
+	return d.toUsers(ctx, users, name, args, d.record)
 }
 
 // toUsers is ToUsers without the bounds of users: for the members of
-// rooms, each of at most proto.MaxRoomMembers admitted by Join.
-func (d *Dispatcher) toUsers(ctx context.Context, users []string, name string, args any) error {
+// rooms, each of at most proto.MaxRoomMembers admitted by Join. record
+// false publishes it transient (Transient).
+func (d *Dispatcher) toUsers(ctx context.Context, users []string, name string, args any, record bool) error {
 	if len(users) == 0 {
 		return checkOnly(name, args)
 	}
-	units, err := d.userUnits(&proto.Dispatch{Event: name, Users: users}, args)
+	units, err := d.userUnits(&proto.Dispatch{Event: name, Users: users}, args, record)
 	if err != nil {
 		return err
 	}
@@ -293,7 +294,7 @@ func (d *Dispatcher) ToConns(ctx context.Context, conns []string, name string, a
 	if len(conns) == 0 {
 		return checkOnly(name, args)
 	}
-	u, err := d.encode(&proto.Dispatch{Event: name, Conns: conns}, args)
+	u, err := d.encode(&proto.Dispatch{Event: name, Conns: conns}, args, false)
 	if err != nil {
 		return err
 	}
@@ -303,7 +304,12 @@ func (d *Dispatcher) ToConns(ctx context.Context, conns []string, name string, a
 
 // Broadcast publishes the event for every socket of every gateway worker.
 func (d *Dispatcher) Broadcast(ctx context.Context, name string, args any) error {
-	u, err := d.encode(&proto.Dispatch{Event: name, Broadcast: true}, args)
+	return d.broadcast(ctx, name, args, d.record)
+}
+
+// broadcast is Broadcast, transient with record false.
+func (d *Dispatcher) broadcast(ctx context.Context, name string, args any, record bool) error {
+	u, err := d.encode(&proto.Dispatch{Event: name, Broadcast: true}, args, record)
 	if err != nil {
 		return err
 	}
@@ -320,22 +326,25 @@ func (d *Dispatcher) Broadcast(ctx context.Context, name string, args any) error
 // order, and a batch that fails in one partition may be published in the
 // others.
 func (d *Dispatcher) Batch(ctx context.Context, fn func(event.Dispatcher) error) error {
-	b := batch{d: d}
+	b := batch{d: d, units: new([]*streams.Unit), record: d.record}
 	if err := fn(&b); err != nil {
 		return err
 	}
-	if len(b.units) == 0 {
+	if len(*b.units) == 0 {
 		return nil
 	}
-	_, err := d.publish(ctx, b.units...)
+	_, err := d.publish(ctx, *b.units...)
 	return err
 }
 
 // batch collects encoded dispatches for Batch. It is used by one handler
 // call at a time, so it needs no lock.
 type batch struct {
-	d     *Dispatcher
-	units []*streams.Unit
+	d *Dispatcher
+	// units is shared with the batch's transient view (Transient).
+	units *[]*streams.Unit
+	// record: its dispatches to users and broadcasts are recorded.
+	record bool
 }
 
 func (b *batch) ToUsers(ctx context.Context, users []string, name string, args any) error {
@@ -349,11 +358,11 @@ func (b *batch) toUsers(_ context.Context, users []string, name string, args any
 	if len(users) == 0 {
 		return checkOnly(name, args)
 	}
-	units, err := b.d.userUnits(&proto.Dispatch{Event: name, Users: users}, args)
+	units, err := b.d.userUnits(&proto.Dispatch{Event: name, Users: users}, args, b.record)
 	if err != nil {
 		return err
 	}
-	b.units = append(b.units, units...)
+	*b.units = append(*b.units, units...)
 	return nil
 }
 
@@ -364,19 +373,19 @@ func (b *batch) ToConns(_ context.Context, conns []string, name string, args any
 	if len(conns) == 0 {
 		return checkOnly(name, args)
 	}
-	return b.add(&proto.Dispatch{Event: name, Conns: conns}, args)
+	return b.add(&proto.Dispatch{Event: name, Conns: conns}, args, false)
 }
 
 func (b *batch) Broadcast(_ context.Context, name string, args any) error {
-	return b.add(&proto.Dispatch{Event: name, Broadcast: true}, args)
+	return b.add(&proto.Dispatch{Event: name, Broadcast: true}, args, b.record)
 }
 
-func (b *batch) add(msg *proto.Dispatch, args any) error {
-	u, err := b.d.encode(msg, args)
+func (b *batch) add(msg *proto.Dispatch, args any, record bool) error {
+	u, err := b.d.encode(msg, args, record)
 	if err != nil {
 		return err
 	}
-	b.units = append(b.units, u)
+	*b.units = append(*b.units, u)
 	return nil
 }
 
@@ -452,8 +461,9 @@ func checkName(name string) error {
 // publish script call. A user named twice is recorded once. Its errors are
 // programming errors, not outages, but for args over
 // proto.MaxDispatchArgs: bad_request, the answer to the request that asked
-// for them.
-func (d *Dispatcher) encode(msg *proto.Dispatch, args any) (*streams.Unit, error) {
+// for them. record false publishes it transient: in no stream, without
+// positions (a dispatch to connections only is transient whatever it is).
+func (d *Dispatcher) encode(msg *proto.Dispatch, args any, record bool) (*streams.Unit, error) {
 	if err := checkName(msg.Event); err != nil {
 		return nil, err
 	}
@@ -467,13 +477,13 @@ func (d *Dispatcher) encode(msg *proto.Dispatch, args any) (*streams.Unit, error
 	msg.Args = raw
 	msg.Users = uniq(msg.Users)
 	if d.perUser && len(msg.Users) > 0 && len(msg.Conns) == 0 && !msg.Broadcast {
-		u := streams.NewPerUserUnit(msg, d.record)
+		u := streams.NewPerUserUnit(msg, record)
 		if d.cluster {
 			u.Shard()
 		}
 		return u, nil
 	}
-	return streams.NewUnit(msg, d.record), nil
+	return streams.NewUnit(msg, record), nil
 }
 
 // uniq returns users without repeats, in order; it copies only when there

@@ -24,6 +24,11 @@
 // every dispatch is then transient, as in v1. Other windows lie within
 // HISTORY_WINDOW's bounds; New panics on Options that fail Options.Check.
 //
+// One dispatch is transient, whatever the window, with Message.Transient
+// or through Transient (event.Transient for handlers): published to the
+// sockets connected now, without positions, and in no stream, for typing
+// indicators, cursors and presence pings, which a resume must not replay.
+//
 // Options.PerUser must match the gateways' FANOUT_MODE: a per-user
 // Dispatcher's dispatches to users never reach a gateway worker left in
 // shared mode, and no publish shows it. CheckFanout counts the workers of

@@ -47,6 +47,15 @@ const (
 // most proto.MaxDispatchArgs bytes (64 KiB): send a large document as a
 // link or an id the client fetches. It is the body of POST /v1/dispatch.
 //
+// Transient publishes the message without recording it (docs/protocol.md
+// section 6): the sockets connected when it is sent get it, without a
+// position; a device that is away, or resumes, never does, and Dispatch
+// returns no positions. It is for events that are stale as soon as they
+// are missed (typing indicators, cursors, presence pings: Socket.IO's
+// "volatile"), which would otherwise cost a stream entry per user and be
+// replayed on resume. A dispatch to connections only is transient
+// whatever it says, and with recording off (NoHistory) every dispatch is.
+//
 // IdempotencyKey, if not "", makes Dispatch deliver the message at most
 // once per key: see Dispatch. It is the dispatch API's Idempotency-Key
 // header, not part of the body.
@@ -57,13 +66,14 @@ type Message struct {
 	Conns          []string        `json:"conns,omitempty"`
 	Rooms          []string        `json:"rooms,omitempty"`
 	Broadcast      bool            `json:"broadcast,omitempty"`
+	Transient      bool            `json:"transient,omitempty"`
 	IdempotencyKey string          `json:"-"`
 }
 
 // Positions are where a dispatch was recorded (docs/protocol.md section 6):
 // the position of its entry in each target user's stream, and in the
-// broadcast stream for a broadcast. With recovery off, or for connections
-// only, there are none. Replayed says they are those of an earlier
+// broadcast stream for a broadcast. With recovery off, for a Transient
+// message, or for connections only, there are none. Replayed says they are those of an earlier
 // dispatch with the same idempotency key (Message.IdempotencyKey), and
 // nothing was dispatched this time.
 type Positions struct {
@@ -203,6 +213,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, m Message) (Positions, error)
 	if err := m.Check(); err != nil {
 		return pos, err
 	}
+	record := d.record && !m.Transient
 	var args any = m.Args
 	if len(m.Args) == 0 {
 		args = nil
@@ -210,7 +221,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, m Message) (Positions, error)
 	var units []*streams.Unit
 	var users []string // each once, in the order the script records them
 	if m.Broadcast {
-		u, err := d.encode(&proto.Dispatch{Event: m.Event, Broadcast: true}, args)
+		u, err := d.encode(&proto.Dispatch{Event: m.Event, Broadcast: true}, args, record)
 		if err != nil {
 			return pos, err
 		}
@@ -234,10 +245,10 @@ func (d *Dispatcher) dispatch(ctx context.Context, m Message) (Positions, error)
 		var err error
 		switch {
 		case len(users) > 0:
-			units, err = d.userUnits(&proto.Dispatch{Event: m.Event, Users: users, Conns: m.Conns}, args)
+			units, err = d.userUnits(&proto.Dispatch{Event: m.Event, Users: users, Conns: m.Conns}, args, record)
 		case len(m.Conns) > 0:
 			var u *streams.Unit
-			u, err = d.encode(&proto.Dispatch{Event: m.Event, Conns: m.Conns}, args)
+			u, err = d.encode(&proto.Dispatch{Event: m.Event, Conns: m.Conns}, args, false)
 			units = []*streams.Unit{u}
 		}
 		if err != nil {
@@ -253,7 +264,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, m Message) (Positions, error)
 		after = func(got []string, o late.Outcome) {
 			r := late.Report{Outcome: o}
 			if o == late.Done {
-				p := d.positions(broadcast, users, got)
+				p := d.positions(record, broadcast, users, got)
 				r.Users, r.Broadcast = p.Users, p.Broadcast
 			}
 			report(r)
@@ -263,18 +274,18 @@ func (d *Dispatcher) dispatch(ctx context.Context, m Message) (Positions, error)
 	if err != nil {
 		return pos, err
 	}
-	return d.positions(m.Broadcast, users, got), nil
+	return d.positions(record, m.Broadcast, users, got), nil
 }
 
 // positions returns the Positions of a dispatch (a broadcast, or to
 // users, each once in the order the script recorded them) from got, what
-// its script call returned.
-func (d *Dispatcher) positions(broadcast bool, users, got []string) Positions {
+// its script call returned; none when it was not recorded.
+func (d *Dispatcher) positions(record, broadcast bool, users, got []string) Positions {
 	pos := Positions{Users: map[string]string{}}
 	// The script returns the positions in target order: each recorded
 	// unit's users, or the broadcast stream's one.
 	switch {
-	case !d.record:
+	case !record:
 	case broadcast:
 		if len(got) == 1 {
 			pos.Broadcast = got[0]
@@ -291,12 +302,13 @@ func (d *Dispatcher) positions(broadcast bool, users, got []string) Positions {
 // at most maxUnitUsers per unit; the first unit also carries msg.Conns,
 // and then, if there are more units, the users of those as its SkipUsers:
 // a socket named in msg.Conns whose user another unit names gets the
-// event once, through its user (docs/protocol.md section 4).
-func (d *Dispatcher) userUnits(msg *proto.Dispatch, args any) ([]*streams.Unit, error) {
+// event once, through its user (docs/protocol.md section 4). With record
+// false the units are transient: in no stream, without positions.
+func (d *Dispatcher) userUnits(msg *proto.Dispatch, args any, record bool) ([]*streams.Unit, error) {
 	users := uniq(msg.Users)
 	units := make([]*streams.Unit, 0, (len(users)+maxUnitUsers-1)/maxUnitUsers)
 	if d.cluster {
-		return d.clusterUserUnits(units, msg, users, args)
+		return d.clusterUserUnits(units, msg, users, args, record)
 	}
 	for start := 0; start < len(users); start += maxUnitUsers {
 		part := &proto.Dispatch{Event: msg.Event, Users: users[start:min(start+maxUnitUsers, len(users))]}
@@ -304,7 +316,7 @@ func (d *Dispatcher) userUnits(msg *proto.Dispatch, args any) ([]*streams.Unit, 
 			part.Conns = msg.Conns
 			part.SkipUsers = users[len(part.Users):] // users is each user once
 		}
-		u, err := d.encode(part, args)
+		u, err := d.encode(part, args, record)
 		if err != nil {
 			return nil, err
 		}

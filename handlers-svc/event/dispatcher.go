@@ -84,3 +84,36 @@ func Atomically(ctx context.Context, d Dispatcher, fn func(d Dispatcher) error) 
 	}
 	return fn(d)
 }
+
+// TransientDispatcher is implemented by a Dispatcher that can dispatch
+// without recording: the Redis dispatcher, its batches, and
+// eventtest.Recorder.
+type TransientDispatcher interface {
+	// Transient returns a Dispatcher whose dispatches to users, to rooms
+	// (when it is also a Rooms) and broadcasts are transient.
+	Transient() Dispatcher
+}
+
+// Transient returns a Dispatcher whose dispatches to users and rooms, and
+// broadcasts, are transient (Socket.IO's "volatile"): delivered to the
+// sockets connected when they are sent, without a position, and never
+// recorded, so a device that is away, or drops and resumes, does not get
+// them later (docs/protocol.md section 6). Use it for events that are
+// stale as soon as they are missed, such as typing indicators, cursors
+// and presence pings; recording them would cost a stream entry per user,
+// and replay a "typing…" long over to a device that resumes:
+//
+//	return event.Transient(c.d).ToUsers(ctx, []string{in.To}, "typing", typing)
+//
+// Dispatches to connections are transient anyway. The result of the Redis
+// dispatcher and of eventtest.Recorder is also a Rooms (its ToRooms is
+// transient, membership unchanged) and a Batcher; inside Atomically,
+// Transient of fn's d puts transient dispatches in the batch. When d is
+// not a TransientDispatcher, Transient returns d itself: its dispatches
+// are then delivered as d delivers them, recorded if it records.
+func Transient(d Dispatcher) Dispatcher {
+	if t, ok := d.(TransientDispatcher); ok {
+		return t.Transient()
+	}
+	return d
+}

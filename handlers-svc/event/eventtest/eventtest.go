@@ -35,17 +35,23 @@ import (
 // Its rooms live in memory, with the real store's rules (room names, at
 // most proto.MaxRoomMembers members); ToRooms records one dispatch to the
 // rooms' members, sorted, which is what the real dispatcher delivers.
+//
+// Its Transient view (event.Transient) records dispatches as transient:
+// Dispatches returns them with the others, in order, and
+// TransientDispatches returns them alone.
 type Recorder struct {
 	mu         sync.Mutex
 	dispatches []proto.Dispatch
+	transient  []bool // by index of dispatches: made through the Transient view
 	err        error
 	rooms      *roomSet // shared with the Recorders of Batch
 }
 
 var (
-	_ event.Dispatcher = (*Recorder)(nil)
-	_ event.Batcher    = (*Recorder)(nil)
-	_ event.Rooms      = (*Recorder)(nil)
+	_ event.Dispatcher          = (*Recorder)(nil)
+	_ event.Batcher             = (*Recorder)(nil)
+	_ event.Rooms               = (*Recorder)(nil)
+	_ event.TransientDispatcher = (*Recorder)(nil)
 )
 
 // NewRecorder returns an empty Recorder.
@@ -58,13 +64,13 @@ func (rec *Recorder) ToUsers(ctx context.Context, users []string, name string, a
 	if err := bounds(dispatch.Message{Event: name, Users: users}); err != nil {
 		return err
 	}
-	return rec.toUsers(ctx, users, name, args)
+	return rec.toUsers(ctx, users, name, args, false)
 }
 
 // toUsers is ToUsers without the bounds: for rooms' members, which the
 // real dispatcher does not count against dispatch.MaxUsers.
-func (rec *Recorder) toUsers(ctx context.Context, users []string, name string, args any) error {
-	return rec.record(ctx, proto.Dispatch{Event: name, Users: slices.Clone(users)}, args, len(users) == 0)
+func (rec *Recorder) toUsers(ctx context.Context, users []string, name string, args any, transient bool) error {
+	return rec.record(ctx, proto.Dispatch{Event: name, Users: slices.Clone(users)}, args, len(users) == 0, transient)
 }
 
 // ToConns records a dispatch to conns. Like the real dispatcher, it
@@ -74,7 +80,7 @@ func (rec *Recorder) ToConns(ctx context.Context, conns []string, name string, a
 	if err := bounds(dispatch.Message{Event: name, Conns: conns}); err != nil {
 		return err
 	}
-	return rec.record(ctx, proto.Dispatch{Event: name, Conns: slices.Clone(conns)}, args, len(conns) == 0)
+	return rec.record(ctx, proto.Dispatch{Event: name, Conns: slices.Clone(conns)}, args, len(conns) == 0, false)
 }
 
 // bounds returns the real dispatcher's refusal of m's targets, or nil; an
@@ -89,10 +95,10 @@ func bounds(m dispatch.Message) error {
 
 // Broadcast records a dispatch to every socket.
 func (rec *Recorder) Broadcast(ctx context.Context, name string, args any) error {
-	return rec.record(ctx, proto.Dispatch{Event: name, Broadcast: true}, args, false)
+	return rec.record(ctx, proto.Dispatch{Event: name, Broadcast: true}, args, false, false)
 }
 
-func (rec *Recorder) record(ctx context.Context, d proto.Dispatch, args any, empty bool) error {
+func (rec *Recorder) record(ctx context.Context, d proto.Dispatch, args any, empty, transient bool) error {
 	if !proto.ValidEventName(d.Event) {
 		return fmt.Errorf("dispatch: invalid event name %q", d.Event)
 	}
@@ -119,6 +125,7 @@ func (rec *Recorder) record(ctx context.Context, d proto.Dispatch, args any, emp
 	}
 	d.Args = slices.Clone(raw)
 	rec.dispatches = append(rec.dispatches, d)
+	rec.transient = append(rec.transient, transient)
 	return nil
 }
 
@@ -136,6 +143,7 @@ func (rec *Recorder) Batch(ctx context.Context, fn func(event.Dispatcher) error)
 		return rec.err
 	}
 	rec.dispatches = append(rec.dispatches, b.dispatches...)
+	rec.transient = append(rec.transient, b.transient...)
 	return nil
 }
 
@@ -146,11 +154,28 @@ func (rec *Recorder) Dispatches() []proto.Dispatch {
 	return slices.Clone(rec.dispatches)
 }
 
+// TransientDispatches returns a copy of the dispatches recorded so far
+// through the Recorder's transient view (event.Transient), in order:
+// those the real dispatcher would publish without recording them.
+// Dispatches returns them too, among the others.
+func (rec *Recorder) TransientDispatches() []proto.Dispatch {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var out []proto.Dispatch
+	for i, d := range rec.dispatches {
+		if rec.transient[i] {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // Reset forgets the recorded dispatches.
 func (rec *Recorder) Reset() {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	rec.dispatches = nil
+	rec.transient = nil
 }
 
 // FailWith makes every later dispatch and room operation (Join, Leave,

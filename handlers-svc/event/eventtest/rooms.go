@@ -107,6 +107,10 @@ func (rec *Recorder) Members(ctx context.Context, room string) ([]string, error)
 // ToRooms records one dispatch to the members of rooms, sorted, each once;
 // nothing when the rooms have none.
 func (rec *Recorder) ToRooms(ctx context.Context, rooms []string, name string, args any) error {
+	return rec.toRooms(ctx, rooms, name, args, false)
+}
+
+func (rec *Recorder) toRooms(ctx context.Context, rooms []string, name string, args any, transient bool) error {
 	if err := bounds(dispatch.Message{Event: name, Rooms: rooms}); err != nil {
 		return err
 	}
@@ -120,5 +124,5 @@ func (rec *Recorder) ToRooms(ctx context.Context, rooms []string, name string, a
 			seen[u] = struct{}{}
 		}
 	}
-	return rec.toUsers(ctx, slices.Sorted(maps.Keys(seen)), name, args)
+	return rec.toUsers(ctx, slices.Sorted(maps.Keys(seen)), name, args, transient)
 }

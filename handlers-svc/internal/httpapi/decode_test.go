@@ -19,6 +19,7 @@ func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
 		`{"event":"e","args":{"a":1},"users":["bob"]}`,
 		`{"event":"e","rooms":["general"],"conns":["c1"],"broadcast":false}`,
+		`{"event":"typing","users":["bob"],"transient":true}`, `{"event":"e","broadcast":true,"transient":1}`,
 		`{"event":"e","users":"bob"}`, `{"event":5}`, `[1]`, `null`, `{"args":null}`, `{`, ``,
 	} {
 		f.Add([]byte(s))

@@ -310,7 +310,7 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, m dispatch.Message,
 	if err == nil {
 		a.log.Debug("dispatched", zap.String("event", m.Event), zap.Int("users", len(m.Users)),
 			zap.Int("conns", len(m.Conns)), zap.Int("rooms", len(m.Rooms)), zap.Bool("broadcast", m.Broadcast),
-			zap.Int("recorded", len(pos.Users)))
+			zap.Bool("transient", m.Transient), zap.Int("recorded", len(pos.Users)))
 		body := pos.JSON()
 		if res != nil {
 			// Before the answer, so that a retry once it is read finds it.

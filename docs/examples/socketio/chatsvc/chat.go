@@ -87,20 +87,22 @@ type TypingArgs struct {
 	Room string `json:"room,omitempty"`
 }
 
-// Typing tells the peer (or the room) that r.User types. Switchboard has
-// no volatile emit to a user: the event is recorded and replayed like
-// any other, so it carries its time and clients drop stale ones.
+// Typing tells the peer (or the room) that r.User types, transient
+// (socket.volatile): the sockets connected now get it, and a device
+// that resumes never gets it replayed. It carries its time, so that a
+// client can still drop one that comes late.
 func (c *Chat) Typing(ctx context.Context, r *event.Request, in TypingArgs) (event.NoResult, error) {
 	args := map[string]any{"from": r.User, "room": in.Room, "ts": time.Now().UnixMilli()}
+	volatile := event.Transient(c.d)
 	switch {
 	case in.Room != "":
 		members, err := c.member(ctx, in.Room, r.User)
 		if err != nil {
 			return event.NoResult{}, err
 		}
-		return event.NoResult{}, c.d.ToUsers(ctx, members, "typing", args)
+		return event.NoResult{}, volatile.ToUsers(ctx, members, "typing", args)
 	case dispatch.ValidUser(in.To):
-		return event.NoResult{}, c.d.ToUsers(ctx, []string{in.To}, "typing", args)
+		return event.NoResult{}, volatile.ToUsers(ctx, []string{in.To}, "typing", args)
 	}
 	return event.NoResult{}, event.BadRequest("args.to or args.room is required")
 }

@@ -62,8 +62,8 @@ function device(user, url = `ws://${GW}/socket`) {
       // client drops its own copy by the id it gave it (cid), which, unlike
       // the connection id, still matches after a reconnect.
       if (args && args.cid && d.mine.has(args.cid)) return;
-      // typing is recorded like every event to a user, and replayed on a
-      // resume: a stale one is dropped (socket.volatile had not sent it).
+      // typing is sent transient (socket.volatile), never replayed on a
+      // resume; one that comes late is dropped all the same.
       if (event === "typing" && Date.now() - args.ts > 5000) return;
       d.got.push({ event, args, pos: frame.pos });
       d.check();
