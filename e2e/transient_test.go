@@ -73,4 +73,12 @@ func TestDispatchAPITransient(t *testing.T) {
 			t.Fatalf("the resumed socket got %s %s at %q: a transient event was replayed", f.Event, f.Args, f.Pos)
 		}
 	}
+	// The body says transient: no worker took the missing positions for
+	// a publisher that records nothing (which counts, logs and alerts).
+	if n := s.Metrics().Sum("switchboard_gateway_dispatches_unrecorded_total"); n != 0 {
+		t.Errorf("dispatches_unrecorded_total %v after transient dispatches, want 0", n)
+	}
+	if n := testkit.CountLogs(s.Gateway.Logs(), "a dispatch came without a position", nil); n != 0 {
+		t.Errorf("%d workers logged a dispatch without a position, want none", n)
+	}
 }

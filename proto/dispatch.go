@@ -21,12 +21,16 @@ import (
 // broadcast stream (BPos). A dispatch without positions, as a v1 publisher
 // writes, is delivered as transient.
 type Dispatch struct {
-	Event     string            `json:"event"`
-	Args      json.RawMessage   `json:"args"`
-	Users     []string          `json:"users"`
-	Conns     []string          `json:"conns"`
-	SkipUsers []string          `json:"skip_users,omitempty"`
-	Broadcast bool              `json:"broadcast"`
+	Event     string          `json:"event"`
+	Args      json.RawMessage `json:"args"`
+	Users     []string        `json:"users"`
+	Conns     []string        `json:"conns"`
+	SkipUsers []string        `json:"skip_users,omitempty"`
+	Broadcast bool            `json:"broadcast"`
+	// Transient marks a dispatch its publisher chose not to record
+	// (docs/protocol.md section 4): a worker that recovers does not take
+	// its missing positions for a publisher that records nothing.
+	Transient bool              `json:"transient,omitempty"`
 	Pos       map[string]string `json:"pos,omitempty"`
 	BPos      string            `json:"bpos,omitempty"`
 }
@@ -98,8 +102,14 @@ func AppendDispatchHead(dst []byte, d *Dispatch) []byte {
 	} else {
 		dst = append(dst, `,"broadcast":false`...)
 	}
+	if d.Transient {
+		dst = append(dst, TransientField...)
+	}
 	return dst
 }
+
+// TransientField follows "broadcast" in the body of a transient dispatch.
+const TransientField = `,"transient":true`
 
 func appendStrings(dst []byte, ss []string) []byte {
 	dst = append(dst, '[')
@@ -210,6 +220,9 @@ func decodeCanonicalDispatch(data []byte) (d Dispatch, ok bool) {
 		d.Broadcast = true
 	default:
 		return d, false
+	}
+	if r, found := bytes.CutPrefix(rest, []byte(TransientField)); found {
+		rest, d.Transient = r, true
 	}
 	if r, found := bytes.CutPrefix(rest, []byte(`,"pos":`)); found {
 		if d.Pos, rest, ok = cutPlainStringMap(r); !ok {

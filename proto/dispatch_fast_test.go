@@ -19,6 +19,8 @@ func FuzzDispatchFastPath(f *testing.F) {
 		{Event: "announce", Args: json.RawMessage(`1`), Broadcast: true, BPos: "eb.7-7"},
 		{Event: "message", Args: json.RawMessage(`{}`), Users: []string{"a"}, Conns: []string{"c1", "c2"}, SkipUsers: []string{"b", "c"},
 			Pos: map[string]string{"a": "e1.5-2"}},
+		{Event: "typing", Args: json.RawMessage(`{}`), Users: []string{"a"}, Transient: true},
+		{Event: "cursor", Broadcast: true, Transient: true},
 	} {
 		f.Add(AppendDispatch(nil, &d))
 	}
@@ -28,6 +30,8 @@ func FuzzDispatchFastPath(f *testing.F) {
 	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":[],"broadcast":false,"pos":{},"bpos":"b.1-1"}`))
 	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":["c"],"skip_users":[],"broadcast":false}`))
 	f.Add([]byte(`{"event":"e","args":1,"users":[],"conns":["c"],"skip_users":["b","b"],"broadcast":false,"skip_users":["d"]}`))
+	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":[],"broadcast":false,"transient":true,"transient":false}`))
+	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":[],"broadcast":false,"transient":false}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fast, ok := decodeCanonicalDispatch(data)
 		if !ok {

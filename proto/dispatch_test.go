@@ -21,6 +21,8 @@ func TestAppendDispatch(t *testing.T) {
 		{Event: "e", Args: json.RawMessage(`null`), Users: []string{}, Conns: []string{}},
 		{Event: "e", Args: json.RawMessage(`[1]`), Users: []string{`we"ird\`, "\u2028", "é😀", ""}, Conns: []string{"<&>"}},
 		{Event: "e", Args: json.RawMessage(`{}`), Users: []string{"a"}, Conns: []string{"c1"}, SkipUsers: []string{"b", `c"`}},
+		{Event: "typing", Args: json.RawMessage(`{}`), Users: []string{"a"}, Transient: true},
+		{Event: "cursor", Broadcast: true, Transient: true},
 	}
 	for _, d := range ds {
 		out := appendTo(t, func(dst []byte) []byte { return proto.AppendDispatch(dst, &d) })
@@ -45,7 +47,7 @@ func TestAppendDispatch(t *testing.T) {
 		}
 		if got.Event != d.Event || !bytes.Equal(got.Args, wantArgs) || (got.Args == nil) != (wantArgs == nil) ||
 			!slices.Equal(got.Users, d.Users) || !slices.Equal(got.Conns, d.Conns) || !slices.Equal(got.SkipUsers, d.SkipUsers) ||
-			got.Broadcast != d.Broadcast {
+			got.Broadcast != d.Broadcast || got.Transient != d.Transient {
 			t.Errorf("DecodeDispatch(AppendDispatch(%+v)) = %+v", d, got)
 		}
 	}

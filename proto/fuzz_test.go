@@ -183,6 +183,7 @@ func FuzzDecodeDispatch(f *testing.F) {
 		`{"event":"e","conns":["c1","c1"],"users":null}`,
 		`{"event":"message","args":{"text":"hi"},"users":["alice"],"conns":["c1"],"skip_users":["bob","carol"],"broadcast":false,"pos":{"alice":"e1.5-1"}}`,
 		`{"event":"e","skip_users":null,"conns":["c1"]}`,
+		`{"event":"typing","args":{},"users":["a"],"conns":[],"broadcast":false,"transient":true}`,
 		`{"event":"e","conns":["c1"],"skip_users":["b\u0022"],"users":["a"]}`,
 		`{"EVENT":"e","Users":["u"]}`,
 		`{"event":"a b"}`,
@@ -222,7 +223,7 @@ func FuzzDecodeDispatch(f *testing.F) {
 		}
 		if d2.Event != d.Event || !bytes.Equal(d2.Args, d.Args) || (d2.Args == nil) != (d.Args == nil) ||
 			!slices.Equal(d2.Users, d.Users) || !slices.Equal(d2.Conns, d.Conns) || !slices.Equal(d2.SkipUsers, d.SkipUsers) ||
-			d2.Broadcast != d.Broadcast {
+			d2.Broadcast != d.Broadcast || d2.Transient != d.Transient {
 			t.Fatalf("round trip of %q: %+v became %+v", data, d, d2)
 		}
 	})

@@ -475,6 +475,10 @@ func (d *Dispatcher) encode(msg *proto.Dispatch, args any, record bool) (*stream
 		return nil, event.BadRequest("dispatch %s: its args are %d bytes, more than the %d allowed", msg.Event, len(raw), proto.MaxDispatchArgs)
 	}
 	msg.Args = raw
+	// Not recorded though this dispatcher records: transient by choice,
+	// which the body says, so that no worker takes it for a publisher
+	// that records nothing (docs/protocol.md section 4).
+	msg.Transient = d.record && !record
 	msg.Users = uniq(msg.Users)
 	if d.perUser && len(msg.Users) > 0 && len(msg.Conns) == 0 && !msg.Broadcast {
 		u := streams.NewPerUserUnit(msg, record)

@@ -149,11 +149,15 @@ const perUserTail = `],"conns":[],"broadcast":false`
 // d must be valid and name each user once, and at least one. With record
 // false the messages are transient.
 func NewPerUserUnit(d *proto.Dispatch, record bool) *Unit {
-	one := proto.Dispatch{Event: d.Event, Args: d.Args}
+	one := proto.Dispatch{Event: d.Event, Args: d.Args, Transient: d.Transient}
 	head := proto.AppendDispatchHead(make([]byte, 0, 128+len(d.Args)), &one)
 	// head ends with the empty user list and the tail; the script puts
 	// each user id in between.
-	head = head[:len(head)-len(perUserTail)]
+	tail := perUserTail
+	if d.Transient {
+		tail += proto.TransientField
+	}
+	head = head[:len(head)-len(tail)]
 	u := &Unit{part: usersPartition(d.Users)}
 	n, kind := len(d.Users), kindPerUserTx
 	if record {
@@ -168,7 +172,7 @@ func NewPerUserUnit(d *proto.Dispatch, record bool) *Unit {
 		args = nullArgs
 	}
 	u.args = make([]any, 0, 6+2*n)
-	u.args = append(u.args, perUserTail, head, d.Event, args, n, kind)
+	u.args = append(u.args, tail, head, d.Event, args, n, kind)
 	for _, user := range d.Users {
 		u.args = append(u.args, proto.AppendString(make([]byte, 0, len(user)+2), user), proto.UserChannel(user))
 	}

@@ -531,7 +531,7 @@ func (s *Subscriber) deliver(payload string) {
 		s.log.Warn("dropping a dispatch that names one of the gateway's own events", zap.String("event", d.Event))
 		return
 	}
-	if s.recorded && unrecorded(&d) {
+	if s.recorded && !d.Transient && unrecorded(&d) {
 		s.unrecorded.Add(1)
 		if s.unrecLogged.CompareAndSwap(false, true) {
 			s.log.Warn("a dispatch came without a position: its publisher runs HISTORY_WINDOW=0 (or an earlier release) while this gateway recovers; "+
