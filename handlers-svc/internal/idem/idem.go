@@ -94,9 +94,11 @@ const releaseTimeout = 2 * time.Second
 
 // SettleGrace is how long past its deadline the holder of a key may still
 // settle it (record, free or abandon: one command, natserve's bounded by
-// 2 s): Wait does not wait for a holder past that, which went away (its
-// process killed) without settling it.
-const SettleGrace = 3 * time.Second
+// 2 s; a Go caller of dispatch may first wait up to 2 s for the outcome of
+// a dispatch in flight, then settle within 2 s): Wait does not wait for a
+// holder past that, which went away (its process killed) without
+// settling it.
+const SettleGrace = 5 * time.Second
 
 // Wait's intervals between tries of a pending key: from the first to the
 // last, doubling.
@@ -141,7 +143,12 @@ func (s *Store) Reserve(ctx context.Context, key, hash string) (*Reservation, []
 	}
 	res := &Reservation{Key: key, hash: hash,
 		value: statePending + hash + ":" + hex.EncodeToString(token[:]) + "." + strconv.FormatInt(deadline, 10)}
-	v, err := reserveScript.Run(ctx, s.rdb, []string{key}, res.value, s.ttl.Milliseconds()).Text()
+	return s.take(ctx, res)
+}
+
+// take runs the reservation script for res: Reserve's results.
+func (s *Store) take(ctx context.Context, res *Reservation) (*Reservation, []byte, error) {
+	v, err := reserveScript.Run(ctx, s.rdb, []string{res.Key}, res.value, s.ttl.Milliseconds()).Text()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return res, nil, nil
@@ -158,7 +165,13 @@ func (s *Store) Reserve(ctx context.Context, key, hash string) (*Reservation, []
 		}()
 		return nil, nil, err
 	}
-	answer, err := parse(v, hash, time.Now())
+	if v == res.value {
+		// Our own reservation, read back: a client that sent the script
+		// again after losing its reply (a cluster client retries on a
+		// moved slot or a timeout) finds the key it took.
+		return res, nil, nil
+	}
+	answer, err := parse(v, res.hash, time.Now())
 	return nil, answer, err
 }
 
