@@ -548,13 +548,16 @@ func sameSettings(a, b *call) bool {
 
 // splitMerged returns c's share of the reply of the script call that
 // carried it (mergeCalls).
+//
+// A reply it cannot read came from a script that ran: its errors say the
+// call may have been delivered (maybeSentError), never that it was not.
 func splitMerged(c *call) ([]string, int, error) {
 	pos, unheard, err := streams.SplitResult(c.cmd.Val())
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, &maybeSentError{err: err}
 	}
 	if c.first+c.n > len(pos) {
-		return nil, 0, fmt.Errorf("publish script: %d positions in the reply, want at least %d", len(pos), c.first+c.n)
+		return nil, 0, &maybeSentError{err: fmt.Errorf("publish script: %d positions in the reply, want at least %d", len(pos), c.first+c.n)}
 	}
 	if !c.counts {
 		unheard = uncounted
