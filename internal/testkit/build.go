@@ -1,12 +1,10 @@
 package testkit
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -47,8 +45,11 @@ func (b *builds) get(t testing.TB, race bool) (gateway, handlers string) {
 	t.Helper()
 	b.once.Do(func() {
 		sweepBinaries(os.TempDir(), time.Now())
-		b.dir, b.err = os.MkdirTemp("", fmt.Sprintf("%s%d-", binPrefix, os.Getpid()))
+		b.dir, b.err = os.MkdirTemp("", binPrefix)
 		if b.err != nil {
+			return
+		}
+		if b.err = lockDir(b.dir); b.err != nil {
 			return
 		}
 		goBin, err := exec.LookPath("go")
@@ -79,36 +80,59 @@ func (b *builds) get(t testing.TB, race bool) (gateway, handlers string) {
 	return b.gw, b.hs
 }
 
-// binPrefix begins the name of a directory of built binaries, followed by
-// the pid of the test process that built them. A test process cannot
-// remove its directory when it ends (a package has no hook for that, and
-// one killed runs none), so each sweeps those of processes that are gone:
-// before, every test process left its ~50 MB in the temporary directory,
-// 18 GB of them on a shared box, until a build failed for want of space.
+// binPrefix begins the name of a directory of built binaries. A test
+// process cannot remove its directory when it ends (a package has no hook
+// for that, and one killed runs none), so it holds a lock on the
+// directory's lockFile for as long as it lives, and each one sweeps the
+// directories whose lock it can take: their process is gone, whatever its
+// PID namespace. Before, every test process left its ~50 MB in the
+// temporary directory, 18 GB of them on a shared box, until a build failed
+// for want of space.
 const binPrefix = "switchboard-bin-p"
 
-// oldBinAge is the age past which a directory of the earlier naming,
-// which names no process, is taken as abandoned: longer than any test
-// process runs.
+// lockFile is the file of a directory of binaries that its process keeps
+// locked (flock) while it lives.
+const lockFile = ".lock"
+
+// oldBinAge is the age past which a directory with no lock to take (of the
+// earlier naming, or one whose process has not locked it yet) is taken as
+// abandoned: longer than any test process runs.
 const oldBinAge = 3 * time.Hour
 
-// sweepBinaries removes the directories of binaries in tmp whose process
-// is gone, and those of the earlier naming older than oldBinAge. Errors
-// are ignored: a directory left is only space.
+// held keeps the lock of this process's directories: never closed.
+var held []*os.File
+
+// lockDir locks dir's lockFile for the life of this process.
+func lockDir(dir string) error {
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return err
+	}
+	held = append(held, f)
+	return nil
+}
+
+// sweepBinaries removes the directories of binaries in tmp whose lock it
+// can take (their process is gone), and those without a lock older than
+// oldBinAge. Errors are ignored: a directory left is only space.
 func sweepBinaries(tmp string, now time.Time) {
 	entries, err := os.ReadDir(tmp)
 	if err != nil {
 		return
 	}
 	for _, e := range entries {
-		name := e.Name()
-		if !e.IsDir() || !strings.HasPrefix(name, "switchboard-bin-") {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "switchboard-bin-") {
 			continue
 		}
-		path := filepath.Join(tmp, name)
-		if rest, ok := strings.CutPrefix(name, binPrefix); ok {
-			pid, _, _ := strings.Cut(rest, "-")
-			if n, err := strconv.Atoi(pid); err == nil && n > 0 && !processAlive(n) {
+		path := filepath.Join(tmp, e.Name())
+		if f, err := os.OpenFile(filepath.Join(path, lockFile), os.O_RDWR, 0); err == nil {
+			free := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil
+			f.Close() // and with it the lock just taken
+			if free {
 				_ = os.RemoveAll(path)
 			}
 			continue
@@ -117,10 +141,4 @@ func sweepBinaries(tmp string, now time.Time) {
 			_ = os.RemoveAll(path)
 		}
 	}
-}
-
-// processAlive reports whether a process pid exists (a zombie included).
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }

@@ -1,7 +1,6 @@
 package testkit
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,35 +8,53 @@ import (
 	"time"
 )
 
-// TestSweepBinaries: the directories of binaries of processes that are
-// gone are removed, those of live ones kept, and of the earlier naming
-// only the old ones go; other directories are not touched.
+// TestSweepBinaries: the directories of binaries whose lock is free (their
+// process is gone) are removed, one locked by a live process is kept, and
+// of those without a lock only the old ones go; other directories are not
+// touched.
 func TestSweepBinaries(t *testing.T) {
 	tmp := t.TempDir()
-	dead := exec.Command("true")
-	if err := dead.Run(); err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now()
-	dirs := map[string]bool{ // name: kept
-		fmt.Sprintf("%s%d-123", binPrefix, os.Getpid()):      true,
-		fmt.Sprintf("%s%d-456", binPrefix, dead.Process.Pid): false,
-		"switchboard-bin-987654":                             true,  // earlier naming, new
-		"switchboard-bin-111111":                             false, // earlier naming, old
-		"switchboard-other":                                  true,
-		fmt.Sprintf("%sx-1", binPrefix):                      true, // no pid
-	}
-	for name := range dirs {
-		if err := os.Mkdir(filepath.Join(tmp, name), 0o700); err != nil {
+	mk := func(name string) string {
+		dir := filepath.Join(tmp, name)
+		if err := os.Mkdir(dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
+		return dir
 	}
-	old := now.Add(-oldBinAge - time.Minute)
-	if err := os.Chtimes(filepath.Join(tmp, "switchboard-bin-111111"), old, old); err != nil {
+	// A live process holds the lock: another one, so that its lock is
+	// another open file description than any this process opens.
+	live := mk(binPrefix + "live")
+	holder := exec.Command("flock", filepath.Join(live, lockFile), "sleep", "60")
+	if err := holder.Start(); err != nil {
+		t.Skipf("flock(1): %v", err)
+	}
+	t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
+	Eventually(t, 10*time.Second, "flock(1) holds the lock", func() bool {
+		_, err := os.Stat(filepath.Join(live, lockFile))
+		return err == nil
+	})
+	mine := mk(binPrefix + "mine")
+	if err := lockDir(mine); err != nil {
 		t.Fatal(err)
 	}
+	gone := mk(binPrefix + "gone")
+	if err := os.WriteFile(filepath.Join(gone, lockFile), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mk("switchboard-bin-987654") // earlier naming, new
+	old := mk("switchboard-bin-111111")
+	oldTime := now.Add(-oldBinAge - time.Minute)
+	if err := os.Chtimes(old, oldTime, oldTime); err != nil {
+		t.Fatal(err)
+	}
+	mk("switchboard-other")
+
 	sweepBinaries(tmp, now)
-	for name, kept := range dirs {
+	for name, kept := range map[string]bool{
+		binPrefix + "live": true, binPrefix + "mine": true, binPrefix + "gone": false,
+		"switchboard-bin-987654": true, "switchboard-bin-111111": false, "switchboard-other": true,
+	} {
 		_, err := os.Stat(filepath.Join(tmp, name))
 		if got := err == nil; got != kept {
 			t.Errorf("%s: kept %v, want %v", name, got, kept)
