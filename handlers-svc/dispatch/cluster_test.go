@@ -47,36 +47,7 @@ func TestClusterDispatch(t *testing.T) {
 			users := spreadUsers(200)
 			// One sharded subscription per partition, or the shared channel.
 			got := make(chan *redis.Message, 1000)
-			var subs []*redis.PubSub
-			if perUser {
-				byPart := map[int][]string{}
-				for _, u := range users {
-					byPart[proto.PartitionOf(u)] = append(byPart[proto.PartitionOf(u)], proto.UserChannel(u))
-				}
-				for _, chans := range byPart {
-					ps := rdb.SSubscribe(ctx, chans...)
-					for range chans {
-						if _, err := ps.Receive(ctx); err != nil {
-							t.Fatal(err)
-						}
-					}
-					subs = append(subs, ps)
-				}
-			} else {
-				ps := rdb.Subscribe(ctx, proto.Channel)
-				if _, err := ps.Receive(ctx); err != nil {
-					t.Fatal(err)
-				}
-				subs = append(subs, ps)
-			}
-			for _, ps := range subs {
-				defer ps.Close()
-				go func() {
-					for m := range ps.Channel() {
-						got <- m
-					}
-				}()
-			}
+			subscribeDispatches(t, ctx, rdb, users, perUser, got)
 
 			d := dispatch.New(rdb, dispatch.Options{Window: time.Minute, PerUser: perUser})
 			room := fmt.Sprintf("lobby-%v", perUser)
@@ -484,5 +455,47 @@ func TestClusterPartlyDeliveredIsNotUnavailable(t *testing.T) {
 	// A dispatch to the gone master's users only is still unavailable.
 	if w := event.WireError(d.ToUsers(ctx, []string{"alice"}, "message", nil)); w == nil || w.Code != proto.CodeUnavailable {
 		t.Errorf("to alice only: %v, want unavailable", w)
+	}
+}
+
+// subscribeDispatches subscribes to where a cluster dispatch to users is
+// published (per_user: a sharded subscription per partition of users'
+// channels; else the shared channel) and sends each message to got until
+// the test ends; with perUser it fails when users are of fewer than two
+// partitions.
+func subscribeDispatches(t *testing.T, ctx context.Context, rdb *redis.ClusterClient, users []string, perUser bool, got chan<- *redis.Message) {
+	t.Helper()
+	var subs []*redis.PubSub
+	if perUser {
+		byPart := map[int][]string{}
+		for _, u := range users {
+			byPart[proto.PartitionOf(u)] = append(byPart[proto.PartitionOf(u)], proto.UserChannel(u))
+		}
+		if len(byPart) < 2 {
+			t.Fatalf("users of %d partitions, want several", len(byPart))
+		}
+		for _, chans := range byPart {
+			ps := rdb.SSubscribe(ctx, chans...)
+			for range chans {
+				if _, err := ps.Receive(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			subs = append(subs, ps)
+		}
+	} else {
+		ps := rdb.Subscribe(ctx, proto.Channel)
+		if _, err := ps.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+		subs = append(subs, ps)
+	}
+	for _, ps := range subs {
+		t.Cleanup(func() { _ = ps.Close() })
+		go func() {
+			for m := range ps.Channel() {
+				got <- m
+			}
+		}()
 	}
 }

@@ -177,39 +177,7 @@ func TestClusterTransient(t *testing.T) {
 				users[i] = fmt.Sprintf("typist-%v-%d", perUser, i) // streams of their own per subtest
 			}
 			got := make(chan *redis.Message, 100)
-			var subs []*redis.PubSub
-			if perUser {
-				byPart := map[int][]string{}
-				for _, u := range users {
-					byPart[proto.PartitionOf(u)] = append(byPart[proto.PartitionOf(u)], proto.UserChannel(u))
-				}
-				if len(byPart) < 2 {
-					t.Fatalf("users of %d partitions, want several", len(byPart))
-				}
-				for _, chans := range byPart {
-					ps := rdb.SSubscribe(ctx, chans...)
-					for range chans {
-						if _, err := ps.Receive(ctx); err != nil {
-							t.Fatal(err)
-						}
-					}
-					subs = append(subs, ps)
-				}
-			} else {
-				ps := rdb.Subscribe(ctx, proto.Channel)
-				if _, err := ps.Receive(ctx); err != nil {
-					t.Fatal(err)
-				}
-				subs = append(subs, ps)
-			}
-			for _, ps := range subs {
-				defer ps.Close()
-				go func() {
-					for m := range ps.Channel() {
-						got <- m
-					}
-				}()
-			}
+			subscribeDispatches(t, ctx, rdb, users, perUser, got)
 
 			d := dispatch.New(rdb, dispatch.Options{Window: time.Minute, PerUser: perUser})
 			pos, err := d.Dispatch(ctx, dispatch.Message{Event: "typing", Users: users, Transient: true})
