@@ -827,13 +827,19 @@ func TestKubernetesGOMAXPROCS(t *testing.T) {
 	}
 }
 
+// handlersHTTPShutdown is how long handlers-svc's HTTP server may take to
+// finish its requests once the NATS drain is over (httpShutdownTimeout in
+// handlers-svc/service): a dispatch API call, 5 s, its record, 2 s, and a
+// margin.
+const handlersHTTPShutdown = 8 * time.Second
+
 // TestKubernetesGracePeriod: the kubelet sends SIGKILL
 // terminationGracePeriodSeconds after it starts the preStop hook. That
 // must outlast the hook and the drain the manifest's settings give: the
 // gateway's GATEWAY_SHUTDOWN_TIMEOUT, the 5 s its supervisor waits for a
 // worker past it (gateway/cmd/gateway/main.go, StopTimeout) and the 5 s
 // it then waits for a worker it killed (supervisor's killWait);
-// handlers-svc's HANDLERS_SHUTDOWN_TIMEOUT and the 2 s its HTTP server
+// handlers-svc's HANDLERS_SHUTDOWN_TIMEOUT and the 8 s its HTTP server
 // gets after (httpShutdownTimeout).
 func TestKubernetesGracePeriod(t *testing.T) {
 	k := loadKube(t)
@@ -843,7 +849,7 @@ func TestKubernetesGracePeriod(t *testing.T) {
 			return k.settingOf(t, c, gw, "GATEWAY_SHUTDOWN_TIMEOUT") + 5*time.Second + 5*time.Second
 		},
 		"handlers-svc": func(c container) time.Duration {
-			return k.settingOf(t, c, hs, "HANDLERS_SHUTDOWN_TIMEOUT") + 2*time.Second
+			return k.settingOf(t, c, hs, "HANDLERS_SHUTDOWN_TIMEOUT") + handlersHTTPShutdown
 		},
 	} {
 		d, c := k.container(t, binary)
