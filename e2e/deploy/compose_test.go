@@ -597,11 +597,14 @@ func composeEnv(s service) []string {
 // service promises (docs/operations.md: sockets told 1001 and requests
 // answered within GATEWAY_SHUTDOWN_TIMEOUT; handlers-svc drains within
 // HANDLERS_SHUTDOWN_TIMEOUT), with the 5 s the gateway's supervisor gives
-// its workers past theirs, or the stop compose calls graceful is a kill.
+// its workers past theirs, or the time handlers-svc's HTTP server then
+// takes to finish its dispatch API calls, or the stop compose calls
+// graceful is a kill.
 func TestComposeStopGrace(t *testing.T) {
 	c := loadCompose(t)
 	gw, hs := testkit.Binaries(t)
 	setting := map[string]string{"gateway": "GATEWAY_SHUTDOWN_TIMEOUT", "handlers-svc": "HANDLERS_SHUTDOWN_TIMEOUT"}
+	after := map[string]time.Duration{"gateway": 5 * time.Second, "handlers-svc": handlersHTTPShutdown}
 	bins := map[string]string{"gateway": gw, "handlers-svc": hs}
 	for name, s := range c.Services {
 		kind := c.kind(s)
@@ -624,8 +627,8 @@ func TestComposeStopGrace(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: stop_grace_period %q: %v", name, s.StopGracePeriod, err)
 		}
-		if want := stop + 5*time.Second; grace < want {
-			t.Errorf("%s: stop_grace_period %s, want %s or more (%s=%s, plus 5 s): compose would kill it mid-drain", name, grace, want, env, stop)
+		if want := stop + after[kind]; grace < want {
+			t.Errorf("%s: stop_grace_period %s, want %s or more (%s=%s, plus %s): compose would kill it mid-drain", name, grace, want, env, stop, after[kind])
 		}
 	}
 }

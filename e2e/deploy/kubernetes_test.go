@@ -38,6 +38,11 @@ var kubeDeployments = map[string]struct{ deployment, container string }{
 	"handlers-svc": {"switchboard-handlers-svc", "handlers-svc"},
 }
 
+// secretFileEnv is each binary's secret given as a file, which the
+// manifests mount from a Secret rather than put in the environment (its
+// variable, the _FILE suffix cut, must then be unset).
+var secretFileEnv = map[string]string{"gateway": "GATEWAY_JWT_SECRET_FILE", "handlers-svc": "HANDLERS_API_KEY_FILE"}
+
 // goRuntimeEnv are variables the Go runtime reads, not the services'
 // configuration.
 var goRuntimeEnv = []string{"GOMAXPROCS", "GOMEMLIMIT", "GOGC", "GODEBUG"}
@@ -627,13 +632,13 @@ func TestKubernetesWiring(t *testing.T) {
 				referenced[v.Secret.SecretName][it.Key] = true
 			}
 		}
-		if binary == "gateway" {
-			if _, err := secretFile(pod.Spec.Volumes, mounts, k.literal(c, "GATEWAY_JWT_SECRET_FILE")); err != nil {
-				t.Errorf("gateway: GATEWAY_JWT_SECRET_FILE: %v", err)
-			}
-			if _, ok := c.env("GATEWAY_JWT_SECRET"); ok {
-				t.Error("gateway: GATEWAY_JWT_SECRET in the environment: mount the secret as a file (GATEWAY_JWT_SECRET_FILE)")
-			}
+		fileEnv := secretFileEnv[binary]
+		if _, err := secretFile(pod.Spec.Volumes, mounts, k.literal(c, fileEnv)); err != nil {
+			t.Errorf("%s: %s: %v", binary, fileEnv, err)
+		}
+		env := strings.TrimSuffix(fileEnv, "_FILE")
+		if _, ok := c.env(env); ok {
+			t.Errorf("%s: %s in the environment: mount the secret as a file (%s)", binary, env, fileEnv)
 		}
 		// Non-root, read-only; the gateway's metrics sockets need a
 		// writable $TMPDIR.
@@ -822,13 +827,19 @@ func TestKubernetesGOMAXPROCS(t *testing.T) {
 	}
 }
 
+// handlersHTTPShutdown is how long handlers-svc's HTTP server may take to
+// finish its requests once the NATS drain is over (httpShutdownTimeout in
+// handlers-svc/service): a dispatch API call, 5 s, its record, 2 s, and a
+// margin.
+const handlersHTTPShutdown = 8 * time.Second
+
 // TestKubernetesGracePeriod: the kubelet sends SIGKILL
 // terminationGracePeriodSeconds after it starts the preStop hook. That
 // must outlast the hook and the drain the manifest's settings give: the
 // gateway's GATEWAY_SHUTDOWN_TIMEOUT, the 5 s its supervisor waits for a
 // worker past it (gateway/cmd/gateway/main.go, StopTimeout) and the 5 s
 // it then waits for a worker it killed (supervisor's killWait);
-// handlers-svc's HANDLERS_SHUTDOWN_TIMEOUT and the 2 s its HTTP server
+// handlers-svc's HANDLERS_SHUTDOWN_TIMEOUT and the 8 s its HTTP server
 // gets after (httpShutdownTimeout).
 func TestKubernetesGracePeriod(t *testing.T) {
 	k := loadKube(t)
@@ -838,7 +849,7 @@ func TestKubernetesGracePeriod(t *testing.T) {
 			return k.settingOf(t, c, gw, "GATEWAY_SHUTDOWN_TIMEOUT") + 5*time.Second + 5*time.Second
 		},
 		"handlers-svc": func(c container) time.Duration {
-			return k.settingOf(t, c, hs, "HANDLERS_SHUTDOWN_TIMEOUT") + 2*time.Second
+			return k.settingOf(t, c, hs, "HANDLERS_SHUTDOWN_TIMEOUT") + handlersHTTPShutdown
 		},
 	} {
 		d, c := k.container(t, binary)
@@ -875,8 +886,12 @@ func TestKubernetesExampleSecretsRefused(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err == nil {
 		t.Errorf("the gateway accepts the example's jwt-secret:\n%s", out)
 	}
+	file = filepath.Join(t.TempDir(), "api-key")
+	if err := os.WriteFile(file, []byte(k.secrets["switchboard-handlers-svc"].StringData["api-key"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cmd = exec.Command(hs)
-	cmd.Env = []string{"HANDLERS_ADDR=127.0.0.1:0", "HANDLERS_API_KEY=" + k.secrets["switchboard-handlers-svc"].StringData["api-key"]}
+	cmd.Env = []string{"HANDLERS_ADDR=127.0.0.1:0", "HANDLERS_API_KEY_FILE=" + file}
 	out, err := cmd.CombinedOutput()
 	if code := cmd.ProcessState.ExitCode(); err == nil || code != 2 {
 		t.Errorf("handlers-svc with the example's api-key: exit %d, want 2 (refused):\n%s", code, out)
@@ -939,7 +954,7 @@ func TestKubernetesProbesOnRealBinaries(t *testing.T) {
 				v = strconv.Itoa(int(math.Ceil(cores)))
 			case e.ValueFrom != nil:
 				t.Fatalf("%s: %s from %+v, which this test does not run", binary, e.Name, *e.ValueFrom)
-			case e.Name == "GATEWAY_JWT_SECRET_FILE":
+			case e.Name == secretFileEnv[binary]:
 				key, err := secretFile(d.Spec.Template.Spec.Volumes, mounts, v)
 				if err != nil {
 					t.Fatal(err)
@@ -991,6 +1006,16 @@ func TestKubernetesProbesOnRealBinaries(t *testing.T) {
 		if s, err := testkit.ReadMetrics(metrics); err != nil || len(s.Match(series)) == 0 {
 			t.Errorf("%s: scraping %s: %v, or no %s", r.binary, metrics, err, series)
 		}
+		if r.binary == "handlers-svc" {
+			// The key mounted as a file is the dispatch API's: an empty
+			// body with it is refused as a body (400), not as a caller.
+			api := url(r, "http", "/v1/dispatch")
+			for key, want := range map[string]int{values["api-key"]: 400, "not-the-kubernetes-api-key": 401} {
+				if code := postStatus(t, api, key); code != want {
+					t.Errorf("handlers-svc: POST %s with key %q: %d, want %d", api, key, code, want)
+				}
+			}
+		}
 		if r.binary == "gateway" {
 			cores, _ := cpuCores(r.c.Resources.Limits["cpu"])
 			if body := readyBody(t, ready); len(body.Workers) != int(math.Ceil(cores)) {
@@ -1015,6 +1040,23 @@ func (k kube) deploymentOf(t *testing.T, binary string) deployment {
 	t.Helper()
 	dep, _ := k.container(t, binary)
 	return dep
+}
+
+// postStatus is the status url answers an empty POST with key as its
+// bearer token.
+func postStatus(t *testing.T, url, key string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // readyBody is the readiness body url answers.

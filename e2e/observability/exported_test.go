@@ -151,7 +151,10 @@ func (ex exported) checkMatcher(metric string, m matcher) error {
 func TestQueriesUseExportedMetrics(t *testing.T) {
 	uses := append(loadDashboard(t).uses(), loadRules(t).uses()...)
 
-	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2})
+	// The dispatch API on, so that its series (the previous key's uses
+	// among them) are exported.
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2,
+		HandlersEnv: []string{"HANDLERS_API_KEY=observability-test-key-0123456789"}})
 	alice, bob := s.DialOn("alice", 0), s.DialOn("bob", 1)
 	alice.Send("sendMessage", map[string]any{"to": "bob", "text": "hi"}, "m1")
 	if f := alice.ExpectRef(wait, "m1"); f.Event != proto.EventAck {

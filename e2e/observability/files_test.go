@@ -293,3 +293,37 @@ func TestDashboardNamesExistingAlerts(t *testing.T) {
 		t.Errorf("no panel description names an alert")
 	}
 }
+
+// watched are counters that must be drawn on a panel and read by an
+// alert: the uses of a secret being rotated out, which say when to finish
+// a rotation (docs/operations.md, "Rotating the JWT secret" and "Rotating
+// the dispatch API key"); a previous secret forgotten stays good.
+var watched = []string{
+	"switchboard_gateway_auth_previous_secret_total",
+	"switchboard_handlers_dispatch_api_previous_key_total",
+}
+
+// TestWatchedMetricsHavePanelsAndAlerts: each of watched is read by a
+// dashboard panel and by an alert rule.
+func TestWatchedMetricsHavePanelsAndAlerts(t *testing.T) {
+	for _, f := range []struct {
+		name string
+		uses []use
+	}{{dashboardFile, loadDashboard(t).uses()}, {alertsFile, loadRules(t).uses()}} {
+		read := map[string]bool{}
+		for _, u := range f.uses {
+			q, err := parseQuery(u.expr)
+			if err != nil {
+				continue // TestDashboardIsWellFormed and TestAlertRulesAreWellFormed report it
+			}
+			for _, m := range q.metrics() {
+				read[m] = true
+			}
+		}
+		for _, m := range watched {
+			if !read[m] {
+				t.Errorf("%s: no query reads %s", f.name, m)
+			}
+		}
+	}
+}

@@ -58,8 +58,11 @@ import (
 	"github.com/switchboard/switchboard/proto"
 )
 
-// httpShutdownTimeout bounds the health server's shutdown, the last step.
-const httpShutdownTimeout = 2 * time.Second
+// httpShutdownTimeout bounds the health server's shutdown: the wait for
+// the requests it has taken to finish, a dispatch API call the longest
+// (httpapi.DefaultTimeout, then up to 2 s to record its outcome under its
+// idempotency key), with a margin to write the answer.
+const httpShutdownTimeout = httpapi.DefaultTimeout + 3*time.Second
 
 // Bounds of one request on HANDLERS_ADDR, beyond package httpserver's
 // (which bounds only the headers): without them a client that sends a
@@ -307,24 +310,28 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger, families 
 
 	// The ordered shutdown list. Not ready (also when start-up failed); the
 	// subscription is drained and its replies flushed, so NATS can go; the
-	// handlers have finished, so what the families opened can go, then
-	// Redis; the health server (and the dispatch API, answering 503 once
-	// Redis is gone) goes last.
+	// handlers have finished, so what the families opened can go. The
+	// health server stops taking requests and finishes those it has: a
+	// dispatch API call is served to its end, its idempotency key recorded
+	// or freed, where one cut off by the API or Redis closing under it was
+	// refused, or left its key reserved for IdempotencyTTL. A caller's
+	// retry finds the listener closed and goes to another instance. Then
+	// the API, whose late records of 504s' outcomes use rdb, and Redis.
 	health.stopping.Store(true)
 	nc.Close()
 	runStops()
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpShutdownTimeout)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("stop health server: requests still running lose the dispatch API and Redis", zap.Error(err))
+	}
+	<-httpDone
 	if api != nil {
-		api.Close() // its late records of 504s' outcomes use rdb
+		api.Close()
 	}
 	if err := rdb.Close(); err != nil {
 		log.Warn("close redis", zap.Error(err))
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpShutdownTimeout)
-	defer cancel()
-	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
-		log.Warn("stop health server", zap.Error(err))
-	}
-	<-httpDone
 	if !errors.Is(httpErr, http.ErrServerClosed) {
 		runErr = errors.Join(runErr, fmt.Errorf("health server: %w", httpErr))
 	}

@@ -29,11 +29,18 @@ type Config struct {
 	ShutdownTimeout time.Duration // HANDLERS_SHUTDOWN_TIMEOUT: drain and wait on SIGTERM
 	HistoryWindow   time.Duration // HISTORY_WINDOW: how long events are kept for recovery; 0 = off
 	RevokeTTL       time.Duration // HANDLERS_REVOKE_TTL: how long a revocation is kept in Redis; the longest token lifetime
-	APIKey          string        // HANDLERS_API_KEY: the dispatch API's bearer key; "" = no API (404)
+	APIKey          string        // HANDLERS_API_KEY: the dispatch API's bearer key; "" = no API (404); Load reads it from APIKeyFile when that is set
 	// APIKeyPrevious is HANDLERS_API_KEY_PREVIOUS: during a rotation, the
-	// key being replaced, still accepted beside APIKey; "" = none.
+	// key being replaced, still accepted beside APIKey; "" = none. Load
+	// reads it from APIKeyPreviousFile when that is set.
 	APIKeyPrevious string
 	FanoutMode     string // FANOUT_MODE: shared (default) or per_user; see Fanout
+	// APIKeyFile is HANDLERS_API_KEY_FILE: a file holding the key, instead
+	// of HANDLERS_API_KEY (a Kubernetes or compose secret); "" = none.
+	APIKeyFile string
+	// APIKeyPreviousFile is HANDLERS_API_KEY_PREVIOUS_FILE: a file holding
+	// the previous key, instead of HANDLERS_API_KEY_PREVIOUS; "" = none.
+	APIKeyPreviousFile string
 }
 
 // MinAPIKeyLen is the shortest HANDLERS_API_KEY accepted: a key short
@@ -83,6 +90,8 @@ func (c *Config) settings() []setting {
 		{env: "FANOUT_MODE", usage: "how dispatches reach the gateway workers: shared (one channel) or per_user (a channel per user); set the same on the gateway", str: &c.FanoutMode},
 		{env: "HANDLERS_API_KEY", usage: "bearer key of the dispatch API, POST /v1/dispatch on HANDLERS_ADDR; unset = no API", str: &c.APIKey},
 		{env: "HANDLERS_API_KEY_PREVIOUS", usage: "while rotating HANDLERS_API_KEY, the key being replaced, still accepted beside it; unset once no caller uses it", str: &c.APIKeyPrevious},
+		{env: "HANDLERS_API_KEY_FILE", usage: "a file holding HANDLERS_API_KEY (its final line break is dropped), instead of the variable", str: &c.APIKeyFile},
+		{env: "HANDLERS_API_KEY_PREVIOUS_FILE", usage: "a file holding HANDLERS_API_KEY_PREVIOUS (its final line break is dropped), instead of the variable", str: &c.APIKeyPreviousFile},
 	}
 }
 
@@ -99,10 +108,27 @@ func FlagName(env string) string {
 }
 
 // Load returns the defaults overridden by the environment (read through
-// getenv; an empty value counts as unset) and then by the flags in args. It
-// does not validate. Usage and flag errors are written to output; -h yields
-// flag.ErrHelp.
+// getenv; an empty value counts as unset) and then by the flags in args,
+// with each dispatch API key read from its file (HANDLERS_API_KEY_FILE,
+// HANDLERS_API_KEY_PREVIOUS_FILE) when that is set. It does not validate.
+// Usage and flag errors are written to output; -h yields flag.ErrHelp.
 func Load(args []string, getenv func(string) string, output io.Writer) (Config, error) {
+	c, err := Parse(args, getenv, output)
+	if err != nil {
+		return Config{}, err
+	}
+	for _, k := range c.keyFiles() {
+		if err := k.read(); err != nil {
+			return Config{}, err
+		}
+	}
+	return c, nil
+}
+
+// Parse is Load without reading the key files, for a command that needs
+// only some settings (the address "handlers-svc health" dials) and must
+// work where a key's file cannot be read.
+func Parse(args []string, getenv func(string) string, output io.Writer) (Config, error) {
 	c := Default()
 	fs := flag.NewFlagSet("handlers-svc", flag.ContinueOnError)
 	fs.SetOutput(output)
@@ -134,6 +160,45 @@ func Load(args []string, getenv func(string) string, output io.Writer) (Config, 
 		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	return c, nil
+}
+
+// keyFile is a key of the dispatch API given either in its variable or in
+// a file named by a second one.
+type keyFile struct {
+	env, fileEnv string
+	value        *string // the key, where read puts the file's
+	file         string  // the file's path; "" = none
+}
+
+// keyFiles lists the keys of the dispatch API that may be given as files.
+func (c *Config) keyFiles() []keyFile {
+	return []keyFile{
+		{"HANDLERS_API_KEY", "HANDLERS_API_KEY_FILE", &c.APIKey, c.APIKeyFile},
+		{"HANDLERS_API_KEY_PREVIOUS", "HANDLERS_API_KEY_PREVIOUS_FILE", &c.APIKeyPrevious, c.APIKeyPreviousFile},
+	}
+}
+
+// read reads the key's file, when one is set, into its value; it never
+// shows the key.
+func (k keyFile) read() error {
+	if k.file == "" {
+		return nil
+	}
+	if *k.value != "" {
+		return fmt.Errorf("%s and %s are both set: set one", k.env, k.fileEnv)
+	}
+	b, err := os.ReadFile(k.file)
+	if err != nil {
+		return fmt.Errorf("%s: %w", k.fileEnv, err)
+	}
+	// A file written by echo or an editor ends with a line break that is
+	// no part of the key; any other white space is left for Validate to
+	// refuse, as in the variable.
+	*k.value = strings.TrimRight(string(b), "\r\n")
+	if *k.value == "" {
+		return fmt.Errorf("%s: %s is empty", k.fileEnv, k.file)
+	}
+	return nil
 }
 
 // Validate reports every invalid value, naming its environment variable.
@@ -179,7 +244,7 @@ func (c Config) Validate() error {
 		if c.APIKey == "" {
 			// The API is off without a key: a previous key alone would
 			// open nothing, and say nothing of it.
-			errs = append(errs, errors.New("HANDLERS_API_KEY_PREVIOUS is set without HANDLERS_API_KEY: set the new key too, or unset both to turn the dispatch API off"))
+			errs = append(errs, errors.New("HANDLERS_API_KEY_PREVIOUS is set without HANDLERS_API_KEY (or HANDLERS_API_KEY_FILE): set the new key too, or unset both to turn the dispatch API off"))
 		} else if c.APIKeyPrevious == c.APIKey {
 			errs = append(errs, errors.New("HANDLERS_API_KEY_PREVIOUS is the same as HANDLERS_API_KEY: set the new key as HANDLERS_API_KEY and the one it replaces as the previous"))
 		}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -191,5 +193,77 @@ func TestAPIKeyPrevious(t *testing.T) {
 	c, err = config.Load([]string{"-handlers-api-key-previous=" + previousKey}, env(nil), io.Discard)
 	if err != nil || c.APIKeyPrevious != previousKey {
 		t.Fatalf("flag: %q, %v", c.APIKeyPrevious, err)
+	}
+}
+
+// TestAPIKeyFile: HANDLERS_API_KEY_FILE and HANDLERS_API_KEY_PREVIOUS_FILE
+// are read (without their final line break, which echo and editors add)
+// into the keys they stand for, from the environment or their flags, and
+// the keys read are held to Validate's rules.
+func TestAPIKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	keyPath := write("key", key+"\n")
+	previousPath := write("previous", previousKey+"\r\n")
+
+	c, err := config.Load(nil, env(map[string]string{"HANDLERS_API_KEY_FILE": keyPath, "HANDLERS_API_KEY_PREVIOUS_FILE": previousPath}), io.Discard)
+	if err != nil || c.APIKey != key || c.APIKeyPrevious != previousKey {
+		t.Fatalf("Load = %q, %q, %v; want both keys from their files", c.APIKey, c.APIKeyPrevious, err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	c, err = config.Load([]string{"-handlers-api-key-file", keyPath}, env(map[string]string{"HANDLERS_API_KEY_PREVIOUS": previousKey}), io.Discard)
+	if err != nil || c.APIKey != key || c.APIKeyPrevious != previousKey {
+		t.Fatalf("flag: %q, %q, %v", c.APIKey, c.APIKeyPrevious, err)
+	}
+	// Parse, for "handlers-svc health", reads no file: one it cannot read
+	// does not fail a probe.
+	c, err = config.Parse(nil, env(map[string]string{"HANDLERS_API_KEY_FILE": filepath.Join(dir, "nope")}), io.Discard)
+	if err != nil || c.APIKey != "" {
+		t.Fatalf("Parse = %q, %v; want no key and no error", c.APIKey, err)
+	}
+	// A space inside the file is kept, and refused as in the variable.
+	c, err = config.Load(nil, env(map[string]string{"HANDLERS_API_KEY_FILE": write("spaced", key+" \n")}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "HANDLERS_API_KEY: has white space") {
+		t.Fatalf("Validate of a key with a trailing space = %v", err)
+	}
+
+	empty := write("empty", "\n")
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+	}{
+		{"key and its file", map[string]string{"HANDLERS_API_KEY": key, "HANDLERS_API_KEY_FILE": keyPath},
+			"HANDLERS_API_KEY and HANDLERS_API_KEY_FILE are both set"},
+		{"previous key and its file", map[string]string{"HANDLERS_API_KEY": key, "HANDLERS_API_KEY_PREVIOUS": previousKey, "HANDLERS_API_KEY_PREVIOUS_FILE": previousPath},
+			"HANDLERS_API_KEY_PREVIOUS and HANDLERS_API_KEY_PREVIOUS_FILE are both set"},
+		{"missing key file", map[string]string{"HANDLERS_API_KEY_FILE": filepath.Join(dir, "nope")}, "HANDLERS_API_KEY_FILE: open"},
+		{"missing previous key file", map[string]string{"HANDLERS_API_KEY": key, "HANDLERS_API_KEY_PREVIOUS_FILE": filepath.Join(dir, "nope")}, "HANDLERS_API_KEY_PREVIOUS_FILE: open"},
+		{"key file is a directory", map[string]string{"HANDLERS_API_KEY_FILE": dir}, "HANDLERS_API_KEY_FILE"},
+		{"empty key file", map[string]string{"HANDLERS_API_KEY_FILE": empty}, "HANDLERS_API_KEY_FILE: " + empty + " is empty"},
+		{"empty previous key file", map[string]string{"HANDLERS_API_KEY": key, "HANDLERS_API_KEY_PREVIOUS_FILE": empty}, "HANDLERS_API_KEY_PREVIOUS_FILE: " + empty + " is empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Load(nil, env(tt.env), io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Load = %v, want an error naming %q", err, tt.wantErr)
+			}
+			if strings.Contains(err.Error(), key) || strings.Contains(err.Error(), previousKey) {
+				t.Fatalf("the error shows a key: %v", err)
+			}
+		})
 	}
 }
