@@ -33,6 +33,13 @@ func UserStreamKey(user string) string { return userPrefix(user) + ":s" }
 // UserMetaKey returns the key of the meta hash of user's stream.
 func UserMetaKey(user string) string { return userPrefix(user) + ":m" }
 
+// UserPresenceKey returns the key of user's presence (docs/protocol.md
+// section 7): "sb:{<tag>}:u:<user>:p", a sorted set in the user's
+// partition, beside its stream, whose members are the ids of the user's
+// open sockets and whose scores are the Unix times in ms their leases
+// expire. Gateway workers write it; handlers-svc reads it.
+func UserPresenceKey(user string) string { return userPrefix(user) + ":p" }
+
 // userPrefix returns "sb:{<tag>}:u:<user>", the start of user's keys and
 // channel.
 func userPrefix(user string) string {

@@ -230,7 +230,7 @@ func TestUserIdemKey(t *testing.T) {
 	idems := []string{"k1", "s", "m", "r", "c", "u", "i", "b", "alice"}
 	seen := map[string]string{}
 	for _, u := range users {
-		for _, name := range []string{proto.UserStreamKey(u), proto.UserMetaKey(u), proto.UserRoomsKey(u), proto.UserChannel(u)} {
+		for _, name := range []string{proto.UserStreamKey(u), proto.UserMetaKey(u), proto.UserRoomsKey(u), proto.UserPresenceKey(u), proto.UserChannel(u)} {
 			seen[name] = "user key of " + u
 		}
 	}

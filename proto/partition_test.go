@@ -71,7 +71,7 @@ func TestUserKeysShareASlot(t *testing.T) {
 		p := proto.PartitionOf(u)
 		counts[p]++
 		slot := proto.Slot(proto.RunKey(p))
-		for _, k := range []string{proto.UserStreamKey(u), proto.UserMetaKey(u), proto.UserChannel(u)} {
+		for _, k := range []string{proto.UserStreamKey(u), proto.UserMetaKey(u), proto.UserPresenceKey(u), proto.UserChannel(u)} {
 			if proto.Slot(k) != slot {
 				t.Fatalf("%q is in slot %d, the run key of partition %d in %d", k, proto.Slot(k), p, slot)
 			}

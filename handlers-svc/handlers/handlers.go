@@ -43,6 +43,9 @@ type Deps struct {
 	Dispatcher event.Dispatcher
 	// Rooms keeps room membership and dispatches to rooms.
 	Rooms event.Rooms
+	// Presence tells which users have sockets open, on how many devices
+	// (package presence); nil in unit tests that do not set it.
+	Presence event.Presence
 	// Redis is the service's Redis client, for a family that keeps state
 	// there; nil in unit tests.
 	Redis redis.UniversalClient

@@ -29,7 +29,7 @@ func greetFamily(stopped chan<- error) handlers.Family {
 	return func(_ context.Context, mux *event.Mux, deps handlers.Deps) error {
 		var missing []string
 		for name, ok := range map[string]bool{
-			"Dispatcher": deps.Dispatcher != nil, "Rooms": deps.Rooms != nil, "Redis": deps.Redis != nil,
+			"Dispatcher": deps.Dispatcher != nil, "Rooms": deps.Rooms != nil, "Presence": deps.Presence != nil, "Redis": deps.Redis != nil,
 			"Log": deps.Log != nil, "Metrics": deps.Metrics != nil, "Getenv": deps.Getenv != nil,
 			"OnStop": deps.OnStop != nil, "Senders": deps.Senders != nil,
 		} {

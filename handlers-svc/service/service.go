@@ -48,6 +48,7 @@ import (
 	"github.com/switchboard/switchboard/handlers-svc/internal/metrics"
 	"github.com/switchboard/switchboard/handlers-svc/internal/modecheck"
 	"github.com/switchboard/switchboard/handlers-svc/internal/natserve"
+	"github.com/switchboard/switchboard/handlers-svc/presence"
 	"github.com/switchboard/switchboard/internal/healthcheck"
 	"github.com/switchboard/switchboard/internal/httpserver"
 	"github.com/switchboard/switchboard/internal/logging"
@@ -215,8 +216,9 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger, families 
 		stops = nil
 	}
 	familyMetrics := prometheus.NewRegistry()
+	online := presence.New(rdb) // for handlers and GET /v1/presence
 	err = handlers.RegisterFamilies(ctx, mux, handlers.Deps{
-		Dispatcher: d, Rooms: d, Redis: rdb, Log: log.Named("handlers"),
+		Dispatcher: d, Rooms: d, Presence: online, Redis: rdb, Log: log.Named("handlers"),
 		Metrics: familyMetrics, Getenv: os.Getenv,
 		OnStop: func(fn func()) { stops = append(stops, fn) },
 	}, families...)
@@ -250,7 +252,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger, families 
 	health.mux.Handle("GET /metrics", reg.Handler())
 	var api *httpapi.API
 	if cfg.APIKey != "" {
-		api = httpapi.New(d, cfg.APIKey, log).Idempotent(rdb).AcceptPrevious(cfg.APIKeyPrevious)
+		api = httpapi.New(d, cfg.APIKey, log).Idempotent(rdb).AcceptPrevious(cfg.APIKeyPrevious).WithPresence(online)
 		reg.CountReplays(api.Replays)
 		reg.CountPreviousKey(api.PreviousKeyUses)
 		api.Register(health.mux)

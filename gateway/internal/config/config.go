@@ -75,6 +75,7 @@ type Config struct {
 	FanoutMode          string        // FANOUT_MODE: shared or per_user (Fanout returns it parsed)
 	FanoutLinger        time.Duration // GATEWAY_FANOUT_LINGER: per_user, how long a user's channel outlives the user's last local socket
 	RevokeTTL           time.Duration // GATEWAY_REVOKE_TTL: how long a token revocation is honoured; the longest token lifetime
+	PresenceTTL         time.Duration // GATEWAY_PRESENCE_TTL: the lease of a socket's presence in Redis, refreshed every third of it; 0 = no presence
 
 	// Security settings (docs/security.md).
 	JWTSecretFile  string         // GATEWAY_JWT_SECRET_FILE: a file holding the secret, instead of GATEWAY_JWT_SECRET
@@ -157,6 +158,7 @@ func Default() Config {
 		FanoutMode:          string(proto.FanoutShared),
 		FanoutLinger:        5 * time.Second,
 		RevokeTTL:           24 * time.Hour,
+		PresenceTTL:         30 * time.Second,
 		// Next to the client port, and away from 9090 (Prometheus itself)
 		// and the 9100-9999 range its exporters have allocated. Loopback
 		// only: the admin port has no authentication, so exposing it is a
@@ -410,6 +412,7 @@ func (c *Config) settings(origins, devNets *string) []setting {
 		{"FANOUT_MODE", (*stringValue)(&c.FanoutMode)},
 		{"GATEWAY_FANOUT_LINGER", (*durationValue)(&c.FanoutLinger)},
 		{"GATEWAY_REVOKE_TTL", (*durationValue)(&c.RevokeTTL)},
+		{"GATEWAY_PRESENCE_TTL", (*durationValue)(&c.PresenceTTL)},
 		{"GATEWAY_DEV_TOKEN_NETS", (*stringValue)(devNets)},
 		{"GATEWAY_METRICS_CACHE", (*durationValue)(&c.MetricsCache)},
 		{"GATEWAY_IP_PENDING", (*intValue)(&c.IPPending)},
@@ -460,6 +463,15 @@ const MinSendQueueBytes = max(proto.MaxEventFrame+proto.MaxResyncFrame+proto.Max
 // MaxFanoutLinger is the longest GATEWAY_FANOUT_LINGER: a channel kept
 // longer only brings dispatches no local socket wants.
 const MaxFanoutLinger = 10 * time.Minute
+
+// Bounds of GATEWAY_PRESENCE_TTL when presence is on. Below 3 s a lease,
+// refreshed every third of it, would lapse after one slow round trip to
+// Redis (presence.MinTTL); above 10 min a dead worker's sockets would
+// count as online for that long.
+const (
+	MinPresenceTTL = 3 * time.Second
+	MaxPresenceTTL = 10 * time.Minute
+)
 
 // Bounds of GATEWAY_PING_INTERVAL. A socket is closed after 60 s without
 // a sign of life, so the gateway pings at least twice in that time; below
@@ -610,6 +622,9 @@ func (c Config) Validate() error {
 	}
 	if c.FanoutLinger < 0 || c.FanoutLinger > MaxFanoutLinger {
 		errs = append(errs, fmt.Errorf("GATEWAY_FANOUT_LINGER must be from 0 to %s, got %s", MaxFanoutLinger, c.FanoutLinger))
+	}
+	if c.PresenceTTL != 0 && (c.PresenceTTL < MinPresenceTTL || c.PresenceTTL > MaxPresenceTTL) {
+		errs = append(errs, fmt.Errorf("GATEWAY_PRESENCE_TTL must be 0 (presence off) or from %s to %s, got %s", MinPresenceTTL, MaxPresenceTTL, c.PresenceTTL))
 	}
 	return errors.Join(errs...)
 }

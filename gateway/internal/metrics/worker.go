@@ -176,6 +176,8 @@ type Worker struct {
 
 	// pendingClosed counts connections closed by admission.PendingCap.
 	pendingClosed prometheus.Counter
+	// presenceFailed counts presence lease writes that failed.
+	presenceFailed prometheus.Counter
 
 	envelopes *prometheus.CounterVec
 	// rtt has no event label: a histogram is 15 series, times MaxEvents
@@ -238,6 +240,8 @@ func NewWorker() *Worker {
 	}
 	m.pendingClosed = f.counter("pending_connections_closed_total",
 		"Connections closed before they sent a request's headers because their address had more than GATEWAY_IP_PENDING such connections (slowloris).")
+	m.presenceFailed = f.counter("presence_write_failures_total",
+		"Presence lease commands (ZADD, ZREM) that failed to reach Redis; the next refresh, every third of GATEWAY_PRESENCE_TTL, writes every lease again, and a removal that failed leaves a lease that expires within the TTL.")
 	m.envelopes = f.counterVec("envelopes_received_total",
 		"Client envelopes, by event and result (ok or the error code sent). Events not yet confirmed by a handler count as _other, frames that are not envelopes as _invalid.",
 		"event", "result")
@@ -427,6 +431,10 @@ func (m *Worker) Shed(reason string) {
 // PendingClosed counts a connection closed while it had not sent its
 // request headers, to make room under GATEWAY_IP_PENDING.
 func (m *Worker) PendingClosed() { m.pendingClosed.Inc() }
+
+// PresenceWriteFailed counts n presence lease commands that failed
+// (presence.Recorder).
+func (m *Worker) PresenceWriteFailed(n int) { m.presenceFailed.Add(float64(n)) }
 
 // RateLimited counts a frame refused by the socket's rate limit.
 func (m *Worker) RateLimited() { m.limited.Inc() }

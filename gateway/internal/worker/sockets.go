@@ -36,6 +36,7 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	// dispatched after the read is missed (docs/protocol.md section 6).
 	s := w.res.NewSocket(c)
 	w.hub.AddReserved(s) // in the place admission reserved for it
+	w.presenceOpened(c)
 	w.pings.add(c)
 	w.metrics.ConnOpened()
 	q := socketParams(r.URL.RawQuery)
@@ -131,6 +132,7 @@ func (w *Worker) readSocket(s *resume.Socket, c *ws.Conn, fs *forward.Session) {
 //go:noinline
 func (w *Worker) socketClosed(s *resume.Socket, c *ws.Conn) {
 	w.hub.Remove(s)
+	w.presenceClosed(c)
 	w.sub.Release(c.User()) // its Acquire, in serveSocket
 	s.Closed()
 	w.pings.remove(c)
@@ -140,6 +142,31 @@ func (w *Worker) socketClosed(s *resume.Socket, c *ws.Conn) {
 		zap.Int("code", code), zap.String("reason", reason), zap.String("close", why),
 		zap.Duration("duration", time.Since(c.Opened())))
 	w.adm.Leave() // last: shutdown waits for this
+}
+
+// presenceRemoveWait bounds how long an ended socket waits for the removal
+// of its presence lease to be written: with Redis slow or down the close
+// goes on, and the lease expires within GATEWAY_PRESENCE_TTL.
+const presenceRemoveWait = time.Second
+
+// presenceOpened records the presence lease of c, which has just become
+// deliverable; the write is queued, never waited for.
+func (w *Worker) presenceOpened(c *ws.Conn) {
+	if w.leases != nil {
+		w.leases.Opened(c.User(), c.ID())
+	}
+}
+
+// presenceClosed removes the presence lease of c, which has left the hub,
+// and returns once the removal is written (or presenceRemoveWait has
+// passed): whatever announces the close after it finds c offline.
+func (w *Worker) presenceClosed(c *ws.Conn) {
+	if w.leases == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), presenceRemoveWait)
+	w.leases.Closed(ctx, c.User(), c.ID())
+	cancel()
 }
 
 // disconnect closes the local sockets a backend's disconnect names

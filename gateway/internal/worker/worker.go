@@ -1,6 +1,6 @@
 // Package worker wires one gateway worker process: its listener, the
 // admission of sockets, the hub of local sockets, the forwarder to NATS, the
-// Redis fan-out and the pinger. Run serves until its context ends, then
+// Redis fan-out, the pinger and the presence leases. Run serves until its context ends, then
 // shuts down in order: stop accepting, close each socket with 1001 once
 // its own handler requests in flight are answered (one with none at once),
 // close what is left at the deadline, close NATS and Redis.
@@ -29,6 +29,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/forward"
 	"github.com/switchboard/switchboard/gateway/internal/hub"
 	"github.com/switchboard/switchboard/gateway/internal/metrics"
+	"github.com/switchboard/switchboard/gateway/internal/presence"
 	"github.com/switchboard/switchboard/gateway/internal/ratelimit"
 	"github.com/switchboard/switchboard/gateway/internal/resume"
 	"github.com/switchboard/switchboard/gateway/internal/revoke"
@@ -60,6 +61,9 @@ type Worker struct {
 	fwd *forward.Forwarder
 	sub *fanout.Subscriber
 	res *resume.Resumer
+	// leases records the presence of the local sockets in Redis; nil
+	// when GATEWAY_PRESENCE_TTL is 0.
+	leases *presence.Leases
 
 	wrapDelivery func(fanout.Deliverer) fanout.Deliverer // nil = none; see WithDelivery
 
@@ -210,9 +214,18 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 	})
 	w.metrics.Watch(w.hub.Len, w.nc.IsConnected, w.sub.Live)
 	w.metrics.WatchFanout(w.sub)
+	if w.cfg.PresenceTTL > 0 {
+		w.leases = presence.New(w.rdb, w.cfg.PresenceTTL, w.index, w.metrics, w.log.Named("presence"))
+	}
 
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	if w.leases != nil {
+		// Stopped with the others, once shutdown has closed the sockets:
+		// it removes the leases of any still open.
+		wg.Add(1)
+		go func() { defer wg.Done(); w.leases.Run(bg) }()
+	}
 	wg.Add(5)
 	go func() { defer wg.Done(); w.revoked.Run(bg) }()
 	go func() { defer wg.Done(); w.res.Run(bg, w.hub.Snapshot) }()

@@ -1,8 +1,8 @@
 // Package eventtest provides utilities for testing event handlers without
 // NATS or Redis, as net/http/httptest does for HTTP handlers: a Recorder that
 // implements event.Dispatcher and event.Rooms and records every dispatch,
-// NewRequest to build a request, and Result to read what the handler
-// answered.
+// Presence, an event.Presence held in memory, NewRequest to build a
+// request, and Result to read what the handler answered.
 //
 // A Recorder is safe for concurrent use, so it can record the dispatches of
 // handlers that run in parallel.

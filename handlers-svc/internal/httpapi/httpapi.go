@@ -78,6 +78,9 @@ type API struct {
 	idem    *idem.Store
 	replays atomic.Uint64 // answers replayed from an idempotency record
 	lates   lateRecords   // outcomes of dispatches answered 504, recorded once known
+	// presence counts the users' sockets (WithPresence); nil: GET
+	// /v1/presence is not served.
+	presence Counter
 }
 
 // New returns the API, dispatching through d for callers whose
@@ -110,10 +113,14 @@ func (a *API) AcceptPrevious(previous string) *API {
 func (a *API) PreviousKeyUses() uint64 { return a.previousUses.Load() }
 
 // Register serves the API on mux at Path and DisconnectPath: POST, and
-// 405 with the error body for any other method.
+// 405 with the error body for any other method; and at PresencePath, GET,
+// when WithPresence gave it a Counter.
 func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle(Path, a)
 	mux.Handle(DisconnectPath, disconnectHandler{a})
+	if a.presence != nil {
+		mux.Handle(PresencePath, presenceHandler{a})
+	}
 }
 
 // ServeHTTP answers one dispatch: 200 {"pos":{...}} (and "bpos" for a
@@ -212,10 +219,15 @@ func (a *API) refuseReserved(w http.ResponseWriter, r *http.Request, m dispatch.
 // allowed answers a request that is not a POST carrying the key, 405 or
 // 401, and reports whether r may go on.
 func (a *API) allowed(w http.ResponseWriter, r *http.Request) bool {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
+	return a.allowedMethod(w, r, http.MethodPost)
+}
+
+// allowedMethod is allowed for a request that must use method.
+func (a *API) allowedMethod(w http.ResponseWriter, r *http.Request, method string) bool {
+	if r.Method != method {
+		w.Header().Set("Allow", method)
 		w.Header().Set("Connection", "close") // the body is not read (see below)
-		writeError(w, http.StatusMethodNotAllowed, proto.CodeBadRequest, "use POST")
+		writeError(w, http.StatusMethodNotAllowed, proto.CodeBadRequest, "use "+method)
 		return false
 	}
 	if !a.authorized(r) {

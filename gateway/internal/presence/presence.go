@@ -1,0 +1,288 @@
+// Package presence records, in Redis, which users have sockets open on a
+// gateway worker (docs/protocol.md section 7, an extension): for each
+// local socket a lease, a member of its user's sorted set
+// (proto.UserPresenceKey) whose score is the Unix time in ms it expires.
+// handlers-svc counts the unexpired leases.
+//
+// Leases holds the worker's local sockets by user and owns every write: one
+// goroutine (Run) writes the leases of sockets opened and the removals of
+// sockets closed in pipelined batches, and every TTL/3 writes the leases
+// of all local sockets again (a refresh), each user's key with a PEXPIRE of
+// the TTL, so the key of a user with no live lease vanishes. No socket has
+// a goroutine or a timer of its own. The sockets of a worker that dies
+// without removing them expire by themselves within the TTL.
+//
+// Opened never blocks on Redis: it queues the write. Closed waits, within
+// its context, until the removal is written, so whatever announces the
+// close afterwards finds the lease gone. A write that fails is counted and
+// logged (at most once per logEvery) and left to the next refresh, which
+// writes every lease again; a removal that fails leaves a lease that
+// expires within the TTL. Since one goroutine writes in order, a refresh
+// never writes back the lease of a socket whose removal was queued before
+// it, and a removal queued during a refresh is written after it.
+package presence
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/switchboard/switchboard/internal/logevery"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// MinTTL is the shortest lease: below it a refresh, every TTL/3, would
+// have less than a second to reach Redis before leases lapse.
+const MinTTL = 3 * time.Second
+
+// Bounds of the writes.
+const (
+	// batchCmds is the most commands in one pipeline: a refresh of many
+	// sockets is written in several, each a bounded round trip.
+	batchCmds = 512
+	// writeTimeout bounds one pipeline's round trip.
+	writeTimeout = 2 * time.Second
+	// logEvery is how often, at most, failed writes are logged.
+	logEvery = 30 * time.Second
+)
+
+// Recorder counts failed writes; the worker's metrics implement it.
+type Recorder interface {
+	// PresenceWriteFailed counts n lease commands (ZADD, ZREM) that
+	// failed.
+	PresenceWriteFailed(n int)
+}
+
+// Leases is one worker's socket leases. It is safe for concurrent use.
+// The zero value is not usable; call New.
+type Leases struct {
+	rdb    redis.UniversalClient
+	ttl    time.Duration
+	worker int
+	rec    Recorder
+	failed *logevery.Log
+	now    func() time.Time
+
+	mu      sync.Mutex
+	local   map[string]map[string]struct{} // user -> ids of its open local sockets
+	pending []op                           // writes not yet taken by Run, in order
+	written chan struct{}                  // closed once the writes now pending are written (or failed)
+
+	kick    chan struct{} // capacity 1: writes are pending
+	stopped chan struct{} // closed when Run returns
+}
+
+// op is one queued write: a socket's lease, or its removal.
+type op struct {
+	user, conn string
+	add        bool
+}
+
+// New returns Leases of ttl (at least MinTTL) written to rdb by worker
+// number worker (a log field), failures counted by rec.
+func New(rdb redis.UniversalClient, ttl time.Duration, worker int, rec Recorder, log *zap.Logger) *Leases {
+	if ttl < MinTTL {
+		panic("presence: TTL below MinTTL")
+	}
+	return &Leases{
+		rdb: rdb, ttl: ttl, worker: worker, rec: rec, now: time.Now,
+		failed:  logevery.New(log, "presence not recorded in redis, retried at the next refresh", logEvery),
+		local:   make(map[string]map[string]struct{}),
+		written: make(chan struct{}),
+		kick:    make(chan struct{}, 1),
+		stopped: make(chan struct{}),
+	}
+}
+
+// Opened records the lease of socket conn of user, which has just become
+// deliverable. It queues the write and returns at once.
+func (l *Leases) Opened(user, conn string) {
+	l.mu.Lock()
+	conns := l.local[user]
+	if conns == nil {
+		conns = make(map[string]struct{}, 1)
+		l.local[user] = conns
+	}
+	conns[conn] = struct{}{}
+	l.pending = append(l.pending, op{user: user, conn: conn, add: true})
+	l.mu.Unlock()
+	l.wake()
+}
+
+// Closed removes the lease of socket conn of user, which has ended, and
+// waits until the removal is written, ctx ends or Run has returned.
+func (l *Leases) Closed(ctx context.Context, user, conn string) {
+	l.mu.Lock()
+	if conns := l.local[user]; conns != nil {
+		delete(conns, conn)
+		if len(conns) == 0 {
+			delete(l.local, user)
+		}
+	}
+	l.pending = append(l.pending, op{user: user, conn: conn})
+	written := l.written
+	l.mu.Unlock()
+	l.wake()
+	select {
+	case <-written:
+	case <-ctx.Done():
+	case <-l.stopped:
+	}
+}
+
+// Len returns the number of local sockets holding a lease.
+func (l *Leases) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, conns := range l.local {
+		n += len(conns)
+	}
+	return n
+}
+
+func (l *Leases) wake() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run writes the queued leases and removals, and refreshes every lease
+// every TTL/3, until ctx ends; then it writes what is queued and removes
+// the leases of the sockets still open, which end with the worker, each
+// within writeTimeout.
+func (l *Leases) Run(ctx context.Context) {
+	defer close(l.stopped)
+	t := time.NewTicker(l.ttl / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			l.flush()
+			l.removeAll()
+			return
+		case <-l.kick:
+			l.flush()
+		case <-t.C:
+			l.flush()
+			l.refresh()
+		}
+	}
+}
+
+// flush writes the pending writes, in order, and wakes the Closed calls
+// waiting for them.
+func (l *Leases) flush() {
+	l.mu.Lock()
+	ops, written := l.pending, l.written
+	l.pending, l.written = nil, make(chan struct{})
+	l.mu.Unlock()
+	defer close(written)
+	exp := l.expiry()
+	for len(ops) > 0 {
+		n := min(len(ops), batchCmds/2) // at most 2 commands each
+		l.exec(func(p redis.Pipeliner) []op {
+			for _, o := range ops[:n] {
+				key := proto.UserPresenceKey(o.user)
+				if o.add {
+					p.ZAdd(context.Background(), key, redis.Z{Score: exp, Member: o.conn})
+					p.PExpire(context.Background(), key, l.ttl)
+				} else {
+					p.ZRem(context.Background(), key, o.conn)
+				}
+			}
+			return ops[:n]
+		})
+		ops = ops[n:]
+	}
+}
+
+// refresh writes the leases of every local socket again, and removes the
+// expired leases of other workers' sockets from the same keys.
+func (l *Leases) refresh() {
+	type user struct {
+		name  string
+		conns []any
+	}
+	l.mu.Lock()
+	users := make([]user, 0, len(l.local))
+	for name, conns := range l.local {
+		u := user{name: name, conns: make([]any, 0, len(conns))}
+		for c := range conns {
+			u.conns = append(u.conns, c)
+		}
+		users = append(users, u)
+	}
+	l.mu.Unlock()
+	now := l.now()
+	exp := float64(now.Add(l.ttl).UnixMilli())
+	stale := "(" + strconv.FormatInt(now.UnixMilli(), 10)
+	for len(users) > 0 {
+		n := min(len(users), batchCmds/3) // 3 commands each
+		batch := users[:n]
+		l.exec(func(p redis.Pipeliner) []op {
+			ops := make([]op, 0, len(batch))
+			for _, u := range batch {
+				key := proto.UserPresenceKey(u.name)
+				members := make([]redis.Z, len(u.conns))
+				for i, c := range u.conns {
+					members[i] = redis.Z{Score: exp, Member: c}
+				}
+				p.ZAdd(context.Background(), key, members...)
+				p.ZRemRangeByScore(context.Background(), key, "-inf", stale)
+				p.PExpire(context.Background(), key, l.ttl)
+				ops = append(ops, op{user: u.name, conn: u.conns[0].(string), add: true})
+			}
+			return ops
+		})
+		users = users[n:]
+	}
+}
+
+// removeAll removes the leases of the sockets still open.
+func (l *Leases) removeAll() {
+	l.mu.Lock()
+	for user, conns := range l.local {
+		for c := range conns {
+			l.pending = append(l.pending, op{user: user, conn: c})
+		}
+	}
+	l.local = make(map[string]map[string]struct{})
+	l.mu.Unlock()
+	l.flush()
+}
+
+// exec runs the commands fill queues on one pipeline, within
+// writeTimeout, and counts and logs those that failed; fill returns the
+// ops they write, for the log's fields.
+func (l *Leases) exec(fill func(redis.Pipeliner) []op) {
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	p := l.rdb.Pipeline()
+	ops := fill(p)
+	cmds, err := p.Exec(ctx)
+	if err == nil {
+		return
+	}
+	failed := 0
+	for _, c := range cmds {
+		if c.Err() != nil {
+			failed++
+		}
+	}
+	if failed == 0 { // the pipeline failed as a whole
+		failed = len(cmds)
+	}
+	l.rec.PresenceWriteFailed(failed)
+	first := ops[0]
+	l.failed.Failed(err, zap.String("user", first.user), zap.String("conn", first.conn),
+		zap.Int("worker", l.worker), zap.Int("failed_commands", failed))
+}
+
+// expiry returns the score of a lease written now.
+func (l *Leases) expiry() float64 { return float64(l.now().Add(l.ttl).UnixMilli()) }

@@ -1,0 +1,281 @@
+package presence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/switchboard/switchboard/internal/testkit"
+	"github.com/switchboard/switchboard/proto"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// counter is a Recorder.
+type counter struct{ n atomic.Int64 }
+
+func (c *counter) PresenceWriteFailed(n int) { c.n.Add(int64(n)) }
+
+// run starts l.Run until the test ends (or stop is called) and returns stop.
+func run(t *testing.T, l *Leases) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); l.Run(ctx) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// lease returns the expiry (Unix ms) of conn's lease in user's key, and
+// whether there is one.
+func lease(t *testing.T, rdb redis.UniversalClient, user, conn string) (int64, bool) {
+	t.Helper()
+	score, err := rdb.ZScore(context.Background(), proto.UserPresenceKey(user), conn).Result()
+	if errors.Is(err, redis.Nil) {
+		return 0, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int64(score), true
+}
+
+func client(t *testing.T, r *testkit.Redis) *redis.Client {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+// TestOpenedAndClosed: a socket's lease is written once it is opened,
+// expiring a TTL from then, in a key that expires with it; it is gone
+// from Redis by the time Closed returns, and the key with it.
+func TestOpenedAndClosed(t *testing.T) {
+	r := testkit.StartRedis(t)
+	rdb := client(t, r)
+	ttl := 30 * time.Second
+	l := New(rdb, ttl, 0, &counter{}, zap.NewNop())
+	run(t, l)
+	before := time.Now()
+	l.Opened("alice", "c1")
+	l.Opened("alice", "c2")
+	testkit.Eventually(t, 5*time.Second, "both leases are written", func() bool {
+		_, ok1 := lease(t, rdb, "alice", "c1")
+		_, ok2 := lease(t, rdb, "alice", "c2")
+		return ok1 && ok2
+	})
+	exp, _ := lease(t, rdb, "alice", "c1")
+	if lo, hi := before.Add(ttl).UnixMilli(), time.Now().Add(ttl).UnixMilli(); exp < lo || exp > hi {
+		t.Errorf("lease expires at %d, want within [%d, %d]", exp, lo, hi)
+	}
+	if pttl := rdb.PTTL(context.Background(), proto.UserPresenceKey("alice")).Val(); pttl <= 0 || pttl > ttl {
+		t.Errorf("key's PTTL = %s, want within (0, %s]", pttl, ttl)
+	}
+	if n := l.Len(); n != 2 {
+		t.Errorf("Len = %d, want 2", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	l.Closed(ctx, "alice", "c1")
+	if _, ok := lease(t, rdb, "alice", "c1"); ok {
+		t.Error("c1's lease is still in Redis after Closed returned")
+	}
+	if _, ok := lease(t, rdb, "alice", "c2"); !ok {
+		t.Error("c2's lease went with c1's")
+	}
+	l.Closed(ctx, "alice", "c2")
+	if n := rdb.Exists(context.Background(), proto.UserPresenceKey("alice")).Val(); n != 0 {
+		t.Error("alice's key outlives her last lease")
+	}
+	if n := l.Len(); n != 0 {
+		t.Errorf("Len = %d after both closed, want 0", n)
+	}
+}
+
+// TestRefreshAndDeadWorker: a live worker's refresh moves its leases'
+// expiry on; a worker that dies without removing its leases (its Redis
+// client is gone when it stops) leaves leases that lapse within the TTL:
+// the key of a user it alone served vanishes, and the stale member of a
+// user another worker also serves is removed by that worker's refresh.
+func TestRefreshAndDeadWorker(t *testing.T) {
+	r := testkit.StartRedis(t)
+	rdb := client(t, r)
+	ttl := MinTTL
+	live := New(rdb, ttl, 0, &counter{}, zap.NewNop())
+	run(t, live)
+	deadRDB := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	dead := New(deadRDB, ttl, 1, &counter{}, zap.NewNop())
+	stopDead := run(t, dead)
+
+	live.Opened("bob", "live-1")
+	dead.Opened("bob", "dead-1")
+	dead.Opened("carol", "dead-2")
+	testkit.Eventually(t, 5*time.Second, "the three leases are written", func() bool {
+		_, a := lease(t, rdb, "bob", "live-1")
+		_, b := lease(t, rdb, "bob", "dead-1")
+		_, c := lease(t, rdb, "carol", "dead-2")
+		return a && b && c
+	})
+	first, _ := lease(t, rdb, "bob", "live-1")
+	testkit.Eventually(t, ttl, "the live lease is refreshed", func() bool {
+		exp, ok := lease(t, rdb, "bob", "live-1")
+		return ok && exp > first
+	})
+
+	// The dead worker's client goes first, so its stop removes nothing.
+	_ = deadRDB.Close()
+	stopDead()
+	if _, ok := lease(t, rdb, "carol", "dead-2"); !ok {
+		t.Fatal("the dead worker removed its leases; the test kills nothing")
+	}
+	testkit.Eventually(t, 2*ttl, "carol's key expires", func() bool {
+		return rdb.Exists(context.Background(), proto.UserPresenceKey("carol")).Val() == 0
+	})
+	testkit.Eventually(t, 2*ttl, "bob's stale lease is removed by the live worker's refresh", func() bool {
+		_, ok := lease(t, rdb, "bob", "dead-1")
+		return !ok
+	})
+	if _, ok := lease(t, rdb, "bob", "live-1"); !ok {
+		t.Error("bob's live lease lapsed")
+	}
+}
+
+// TestRedisDownRefreshRepairs: a lease that cannot be written while Redis
+// is down is counted and logged with the user, conn and worker, and the
+// socket's close is not held longer than its context; the refresh after
+// Redis is back writes it.
+func TestRedisDownRefreshRepairs(t *testing.T) {
+	r := testkit.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	core, logs := observer.New(zap.WarnLevel)
+	failed := &counter{}
+	l := New(rdb, MinTTL, 3, failed, zap.New(core))
+	run(t, l)
+	r.Stop()
+	l.Opened("dave", "c1")
+	testkit.Eventually(t, 5*time.Second, "the failed write is counted", func() bool { return failed.n.Load() > 0 })
+	entries := logs.FilterMessage("presence not recorded in redis, retried at the next refresh").All()
+	if len(entries) == 0 {
+		t.Fatal("the failure is not logged")
+	}
+	if f := entries[0].ContextMap(); f["user"] != "dave" || f["conn"] != "c1" || f["worker"] != int64(3) {
+		t.Errorf("log fields %v, want user dave, conn c1, worker 3", f)
+	}
+	r.Start()
+	check := client(t, r)
+	testkit.Eventually(t, 2*MinTTL, "the refresh writes the lease", func() bool {
+		_, ok := lease(t, check, "dave", "c1")
+		return ok
+	})
+}
+
+// TestStopRemovesLeases: a worker that stops (a graceful shutdown)
+// removes the leases of the sockets it still holds.
+func TestStopRemovesLeases(t *testing.T) {
+	r := testkit.StartRedis(t)
+	rdb := client(t, r)
+	l := New(rdb, 30*time.Second, 0, &counter{}, zap.NewNop())
+	stop := run(t, l)
+	l.Opened("erin", "c1")
+	testkit.Eventually(t, 5*time.Second, "the lease is written", func() bool {
+		_, ok := lease(t, rdb, "erin", "c1")
+		return ok
+	})
+	stop()
+	if _, ok := lease(t, rdb, "erin", "c1"); ok {
+		t.Error("the lease outlives its worker's graceful stop")
+	}
+	// Closed after Run has returned does not wait.
+	l.Closed(context.Background(), "erin", "c1")
+}
+
+// TestManySockets: more sockets than one pipeline holds are all leased,
+// refreshed and removed.
+func TestManySockets(t *testing.T) {
+	r := testkit.StartRedis(t)
+	rdb := client(t, r)
+	l := New(rdb, MinTTL, 0, &counter{}, zap.NewNop())
+	run(t, l)
+	const users = 700 // > batchCmds/2 and batchCmds/3
+	for i := range users {
+		l.Opened("u"+strconv.Itoa(i), "c"+strconv.Itoa(i))
+	}
+	testkit.Eventually(t, 5*time.Second, "every lease is written", func() bool {
+		_, ok := lease(t, rdb, "u"+strconv.Itoa(users-1), "c"+strconv.Itoa(users-1))
+		return ok
+	})
+	first, _ := lease(t, rdb, "u0", "c0")
+	last, _ := lease(t, rdb, "u"+strconv.Itoa(users-1), "c"+strconv.Itoa(users-1))
+	testkit.Eventually(t, MinTTL, "the first and last leases are refreshed", func() bool {
+		a, _ := lease(t, rdb, "u0", "c0")
+		b, _ := lease(t, rdb, "u"+strconv.Itoa(users-1), "c"+strconv.Itoa(users-1))
+		return a > first && b > last
+	})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := range users {
+		wg.Add(1)
+		go func() { defer wg.Done(); l.Closed(ctx, "u"+strconv.Itoa(i), "c"+strconv.Itoa(i)) }()
+	}
+	wg.Wait()
+	keys, err := rdb.Keys(ctx, "sb:*:p").Result()
+	if err != nil || len(keys) != 0 {
+		t.Errorf("%d presence keys left (%v), want none", len(keys), err)
+	}
+}
+
+// TestCluster: on a Redis Cluster each user's lease is written to the
+// node that holds the user's stream, in its slot.
+func TestCluster(t *testing.T) {
+	c := testkit.StartRedisCluster(t, 3)
+	rdb := c.Client(nil)
+	l := New(rdb, 30*time.Second, 0, &counter{}, zap.NewNop())
+	run(t, l)
+	users := make([]string, 0, proto.Partitions)
+	seen := map[int]bool{}
+	for i := 0; len(users) < proto.Partitions; i++ {
+		u := fmt.Sprintf("user-%d", i)
+		if p := proto.PartitionOf(u); !seen[p] {
+			seen[p] = true
+			users = append(users, u)
+			l.Opened(u, "conn-"+u)
+		}
+	}
+	ctx := context.Background()
+	for _, u := range users {
+		testkit.Eventually(t, 5*time.Second, u+"'s lease is written", func() bool {
+			_, ok := lease(t, rdb, u, "conn-"+u)
+			return ok
+		})
+		key, stream := proto.UserPresenceKey(u), proto.UserStreamKey(u)
+		if slot := rdb.ClusterKeySlot(ctx, key).Val(); slot != int64(proto.Slot(stream)) {
+			t.Errorf("%s is in slot %d, %s in %d", key, slot, stream, proto.Slot(stream))
+		}
+		node := redis.NewClient(&redis.Options{Addr: c.NodeOf(stream).Addr()})
+		n := node.Exists(ctx, key).Val()
+		_ = node.Close()
+		if n != 1 {
+			t.Errorf("%s is not on the node of %s", key, stream)
+		}
+	}
+	for _, u := range users {
+		l.Closed(ctx, u, "conn-"+u)
+		if _, ok := lease(t, rdb, u, "conn-"+u); ok {
+			t.Errorf("%s's lease outlives Closed", u)
+		}
+	}
+}
