@@ -75,6 +75,7 @@ type Config struct {
 	FanoutMode          string        // FANOUT_MODE: shared or per_user (Fanout returns it parsed)
 	FanoutLinger        time.Duration // GATEWAY_FANOUT_LINGER: per_user, how long a user's channel outlives the user's last local socket
 	RevokeTTL           time.Duration // GATEWAY_REVOKE_TTL: how long a token revocation is honoured; the longest token lifetime
+	LifecycleHooks      bool          // GATEWAY_LIFECYCLE_HOOKS: publish each socket's connect and disconnect on NATS (docs/protocol.md section 3)
 
 	// Security settings (docs/security.md).
 	JWTSecretFile  string         // GATEWAY_JWT_SECRET_FILE: a file holding the secret, instead of GATEWAY_JWT_SECRET
@@ -157,6 +158,7 @@ func Default() Config {
 		FanoutMode:          string(proto.FanoutShared),
 		FanoutLinger:        5 * time.Second,
 		RevokeTTL:           24 * time.Hour,
+		LifecycleHooks:      true,
 		// Next to the client port, and away from 9090 (Prometheus itself)
 		// and the 9100-9999 range its exporters have allocated. Loopback
 		// only: the admin port has no authentication, so exposing it is a
@@ -410,6 +412,7 @@ func (c *Config) settings(origins, devNets *string) []setting {
 		{"FANOUT_MODE", (*stringValue)(&c.FanoutMode)},
 		{"GATEWAY_FANOUT_LINGER", (*durationValue)(&c.FanoutLinger)},
 		{"GATEWAY_REVOKE_TTL", (*durationValue)(&c.RevokeTTL)},
+		{"GATEWAY_LIFECYCLE_HOOKS", (*onOffValue)(&c.LifecycleHooks)},
 		{"GATEWAY_DEV_TOKEN_NETS", (*stringValue)(devNets)},
 		{"GATEWAY_METRICS_CACHE", (*durationValue)(&c.MetricsCache)},
 		{"GATEWAY_IP_PENDING", (*intValue)(&c.IPPending)},
@@ -741,6 +744,29 @@ func (v *boolValue) Set(s string) error {
 }
 func (v *boolValue) String() string   { return strconv.FormatBool(bool(*v)) }
 func (v *boolValue) IsBoolFlag() bool { return true }
+
+// onOffValue is a boolean that also takes "on" and "off", for a setting
+// that is on by default.
+type onOffValue bool
+
+func (v *onOffValue) Set(s string) error {
+	switch s {
+	case "on":
+		*v = true
+		return nil
+	case "off":
+		*v = false
+		return nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("want on or off (1 or 0, true or false)")
+	}
+	*v = onOffValue(b)
+	return nil
+}
+func (v *onOffValue) String() string   { return strconv.FormatBool(bool(*v)) }
+func (v *onOffValue) IsBoolFlag() bool { return true }
 
 type durationValue time.Duration
 

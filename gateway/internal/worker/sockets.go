@@ -62,13 +62,16 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		c.Close(proto.CloseTryAgainLater, "recovery store unavailable, reconnect")
 	}
+	// Registered and sent connected: a dispatch to c from the hook
+	// reaches it. A socket refused above is never announced.
+	announced := err == nil && w.life.connected(c, q.resume != "" || q.bresume != "")
 	if w.adm.Closed() { // shutdown began during the upgrade and may not have seen c
 		c.Close(proto.CloseGoingAway, proto.ReasonShuttingDown)
 	}
 	w.log.Info("socket opened", zap.String("user", user), zap.String("conn", c.ID()))
 	// Reading goes on in its own goroutine so this handler returns and
 	// net/http releases its per-request state.
-	go w.readSocket(s, c, w.fwd.Session(c))
+	go w.readSocket(s, c, w.fwd.Session(c), announced)
 }
 
 // unreadable is what resumeParams makes of a parameter it cannot decode:
@@ -116,20 +119,22 @@ func resumeParams(rawQuery string, q url.Values, err error) (resume, bresume str
 	return resume, bresume
 }
 
-// readSocket runs the read loop of c, which hands frames to its session.
-func (w *Worker) readSocket(s *resume.Socket, c *ws.Conn, fs *forward.Session) {
+// readSocket runs the read loop of c, which hands frames to its session;
+// announced says whether c's connect was published.
+func (w *Worker) readSocket(s *resume.Socket, c *ws.Conn, fs *forward.Session, announced bool) {
 	c.ReadLoop(w.frameHandler(fs), w.cfg.MaxFrame)
 	fs.Close()
-	w.socketClosed(s, c)
+	w.socketClosed(s, c, announced)
 }
 
 // socketClosed releases and logs an ended socket: out of the hub, its
-// place under the caps is free. It is not part of
+// place under the caps is free, and its disconnect published when its
+// connect was (announced). It is not part of
 // readSocket, whose stack frame every idle socket keeps, because its log
 // fields would make that frame several times larger.
 //
 //go:noinline
-func (w *Worker) socketClosed(s *resume.Socket, c *ws.Conn) {
+func (w *Worker) socketClosed(s *resume.Socket, c *ws.Conn, announced bool) {
 	w.hub.Remove(s)
 	w.sub.Release(c.User()) // its Acquire, in serveSocket
 	s.Closed()
@@ -139,7 +144,8 @@ func (w *Worker) socketClosed(s *resume.Socket, c *ws.Conn) {
 	w.log.Info("socket closed", zap.String("user", c.User()), zap.String("conn", c.ID()),
 		zap.Int("code", code), zap.String("reason", reason), zap.String("close", why),
 		zap.Duration("duration", time.Since(c.Opened())))
-	w.adm.Leave() // last: shutdown waits for this
+	w.life.disconnected(c, announced, code, why) // before Leave: a drain publishes every disconnect before NATS closes
+	w.adm.Leave()                                // last: shutdown waits for this
 }
 
 // disconnect closes the local sockets a backend's disconnect names

@@ -54,6 +54,7 @@ type Worker struct {
 	wsLog   *zap.Logger // shared by every socket
 	metrics *metrics.Worker
 	revoked *revoke.List // tokens revoked by a backend's disconnect
+	life    *lifecycle   // publishes each socket's connect and disconnect
 
 	nc  *nats.Conn
 	rdb redis.UniversalClient
@@ -111,6 +112,7 @@ func New(cfg config.Config, index int, log *zap.Logger, opts ...Option) *Worker 
 		},
 	}
 	w.waiting.Store(waitNATS | waitRedis)
+	w.life = newLifecycle(w)
 	w.revoked = revoke.New(nil, cfg.RevokeTTL, log.Named("revoke")) // its client is set once connected
 	w.adm = admission.New(admission.Config{
 		JWTSecret: cfg.JWTSecret, JWTPreviousSecret: cfg.JWTPreviousSecret, JWTAudience: cfg.JWTAudience,
