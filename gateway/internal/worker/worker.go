@@ -3,10 +3,12 @@
 // Redis fan-out and the pinger. Run serves until its context ends, then
 // shuts down in order: stop accepting, close each socket with 1001 once
 // its own handler requests in flight are answered (one with none at once),
-// close what is left at the deadline, close NATS and Redis.
+// close what is left at the deadline, flush the sockets' disconnects to
+// NATS, close NATS and Redis.
 //
 // Files by job: worker.go builds and runs the parts, routes.go the HTTP
-// routes, sockets.go the life of one socket, pinger.go the pings,
+// routes, sockets.go the life of one socket, lifecycle.go the connect and
+// disconnect messages for handlers-svc's hooks, pinger.go the pings,
 // shutdown.go the ordered stop.
 package worker
 
