@@ -144,8 +144,9 @@ func (w *Worker) socketClosed(s *resume.Socket, c *ws.Conn, announced bool) {
 	w.log.Info("socket closed", zap.String("user", c.User()), zap.String("conn", c.ID()),
 		zap.Int("code", code), zap.String("reason", reason), zap.String("close", why),
 		zap.Duration("duration", time.Since(c.Opened())))
-	w.life.disconnected(c, announced, code, why) // before Leave: a drain publishes every disconnect before NATS closes
-	w.adm.Leave()                                // last: shutdown waits for this
+	// Before Leave: a drain publishes every disconnect before NATS closes.
+	w.life.disconnected(c, announced, code, why)
+	w.adm.Leave() // last: shutdown waits for this
 }
 
 // disconnect closes the local sockets a backend's disconnect names
