@@ -174,3 +174,29 @@ func TestLifecycleOff(t *testing.T) {
 		t.Errorf("connects published %s, want 0", s)
 	}
 }
+
+// TestLifecycleNATSDown: while NATS is down a socket still connects and
+// closes as ever; its connect and disconnect are refused by nats.go at
+// once (no reconnect buffer) and counted as publish errors.
+func TestLifecycleNATSDown(t *testing.T) {
+	n := testkit.StartNATS(t)
+	rd := testkit.StartRedis(t)
+	cfg := testConfig()
+	cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
+	r := startWorker(t, cfg, 0)
+	n.Stop()
+	testkit.Eventually(t, wait, "the worker has seen NATS go", func() bool {
+		return metric(r.w, "switchboard_gateway_nats_connected") == "0"
+	})
+	c := testkit.Dial(t, "ws://"+r.addr+"/socket", token(t, "alice", time.Hour))
+	c.CloseNormally()
+	testkit.Eventually(t, wait, "the socket is closed", func() bool { return r.w.hub.Len() == 0 })
+	for _, typ := range []string{"connect", "disconnect"} {
+		if s := metric(r.w, `switchboard_gateway_lifecycle_publish_errors_total{type="`+typ+`"}`); s != "1" {
+			t.Errorf("%s publish errors %s, want 1", typ, s)
+		}
+		if s := metric(r.w, `switchboard_gateway_lifecycle_published_total{type="`+typ+`"}`); s != "0" {
+			t.Errorf("%s published %s, want 0", typ, s)
+		}
+	}
+}
