@@ -79,8 +79,9 @@ func TestNATSTokenLeakAttack(t *testing.T) {
 // own: chat works. Then the attacks: a client without credentials is
 // refused by both; with handlers-svc's password one cannot publish a
 // forged request on handlers.> (a message to carol "from" mallory), which
-// no handler runs; with the gateway's one cannot take the requests of
-// handlers.>; and no password is in any log line.
+// no handler runs, nor a lifecycle message; with the gateway's one cannot
+// take the requests of handlers.>; the gateway is refused none of its
+// publishes (its lifecycle messages); and no password is in any log line.
 func TestBrokerCredentialsAttack(t *testing.T) {
 	const (
 		gwPass, hsPass = "gw-Pass-1", "hs-Pass-2"
@@ -144,6 +145,11 @@ func TestBrokerCredentialsAttack(t *testing.T) {
 	if f, ok := carol.TryExpect(time.Second, func(f proto.Frame) bool { return f.Event == "message" }); ok {
 		t.Errorf("a forged request ran: carol got %+v", f)
 	}
+	// Nor a lifecycle message (a connect of a socket that is not there).
+	_ = hsConn.Publish(proto.LifecycleConnect, proto.AppendLifecycle(nil, &proto.Lifecycle{
+		Type: proto.LifecycleTypeConnect, User: "mallory", Conn: "x", At: time.Now().UnixMilli()}))
+	_ = hsConn.Flush()
+	expectViolation(t, violations, "publish on "+proto.LifecycleConnect+" as handlers")
 
 	// With the gateway's password: the requests cannot be taken.
 	gwConn, err := nats.Connect(natsURL("gateway", gwPass), onErr)
@@ -159,6 +165,12 @@ func TestBrokerCredentialsAttack(t *testing.T) {
 	a.Send("sendMessage", map[string]any{"to": "bob", "text": "again"}, "r2")
 	if f := a.ExpectRef(wait, "r2"); f.Event != proto.EventAck {
 		t.Fatalf("reply %+v, want an ack", f)
+	}
+
+	// The gateways' own publishes, the lifecycle messages of the sockets
+	// above among them, are all allowed.
+	if logs := s.Gateway.Logs(); strings.Contains(strings.ToLower(logs), "permissions violation") {
+		t.Errorf("the gateway was refused a publish under docs/deploy/nats.conf:\n%s", logs)
 	}
 
 	noSecretsLogged(t, []string{gwPass, hsPass, redisPass, redisAdmin}, s.Gateway, s.Handlers)

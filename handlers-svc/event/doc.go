@@ -10,7 +10,9 @@
 // never reaches a client. Typed adapts a function of typed args to a typed
 // result, decoding and checking the args first. A handler reaches clients
 // through a Dispatcher, which delivers events to users, connections or
-// everyone, and Rooms, user-level groups kept in Redis.
+// everyone, and Rooms, user-level groups kept in Redis. Lifecycle hooks
+// (Mux.OnConnect, Mux.OnDisconnect) are told of each socket that connects
+// or disconnects, at most once.
 //
 // A handler is written and tested without NATS or Redis:
 //
@@ -36,14 +38,16 @@
 //
 // # Concurrency
 //
-// A Mux is configured at start-up: Handle, HandleFunc and Use must all be
-// called before the Mux serves its first request. They panic on a programming
-// error (an invalid event name, a nil handler, a duplicate registration)
+// A Mux is configured at start-up: Handle, HandleFunc, Use, OnConnect and
+// OnDisconnect must all be called before the Mux serves its first request.
+// They panic on a programming error (an invalid event name, a nil handler,
+// a duplicate registration)
 // because such a mistake must stop the service from starting. Once serving,
 // ServeEvent is safe for concurrent use.
 //
-// The transport calls ServeEvent concurrently, one goroutine per request, so
-// every Handler and Dispatcher must be safe for concurrent use. The context
+// The transport calls ServeEvent, and the hooks, concurrently, one
+// goroutine per request or socket, so every Handler, ConnHook and
+// Dispatcher must be safe for concurrent use. The context
 // passed to a handler carries the request's deadline (the gateway's handler
 // timeout); a handler must return once it is done, and anything it starts
 // must not outlive it unless it has its own owner. A Request and its Args

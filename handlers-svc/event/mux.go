@@ -12,7 +12,9 @@ import (
 // Mux routes a request to the Handler registered for its event name. A Mux is
 // itself a Handler; a request for an event without a handler gets an error
 // with code unknown_event. Middleware added with Use wraps every request,
-// including those for unknown events.
+// including those for unknown events. It also holds the lifecycle hooks,
+// told of each socket that connects or disconnects (OnConnect,
+// OnDisconnect); middleware does not wrap them.
 //
 // The zero Mux is not usable; create one with NewMux.
 type Mux struct {
@@ -20,6 +22,8 @@ type Mux struct {
 	handlers map[string]Handler
 	mws      []Middleware
 	chain    Handler // mws applied around route; rebuilt by Use
+
+	onConnect, onDisconnect []ConnHook // lifecycle hooks (conn.go)
 }
 
 // NewMux returns an empty Mux.

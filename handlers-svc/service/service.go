@@ -245,6 +245,11 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger, families 
 		Expired:         reg.Expired,
 		Idem:            idem.New(rdb, natserve.IdemTTL),
 		Replayed:        reg.Replayed,
+		// The families' hooks: without any, the lifecycle subjects are
+		// not subscribed.
+		OnConnect:    mux.ConnectHooks(),
+		OnDisconnect: mux.DisconnectHooks(),
+		Hooked:       reg.Hooked,
 	})
 
 	health := newHealth(nc, srv.Ready())

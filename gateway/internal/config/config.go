@@ -76,6 +76,7 @@ type Config struct {
 	FanoutLinger        time.Duration // GATEWAY_FANOUT_LINGER: per_user, how long a user's channel outlives the user's last local socket
 	RevokeTTL           time.Duration // GATEWAY_REVOKE_TTL: how long a token revocation is honoured; the longest token lifetime
 	PresenceTTL         time.Duration // GATEWAY_PRESENCE_TTL: the lease of a socket's presence in Redis, refreshed every third of it; 0 = no presence
+	LifecycleHooks      bool          // GATEWAY_LIFECYCLE_HOOKS: publish each socket's connect and disconnect on NATS (docs/protocol.md section 3)
 
 	// Security settings (docs/security.md).
 	JWTSecretFile  string         // GATEWAY_JWT_SECRET_FILE: a file holding the secret, instead of GATEWAY_JWT_SECRET
@@ -159,6 +160,7 @@ func Default() Config {
 		FanoutLinger:        5 * time.Second,
 		RevokeTTL:           24 * time.Hour,
 		PresenceTTL:         30 * time.Second,
+		LifecycleHooks:      true,
 		// Next to the client port, and away from 9090 (Prometheus itself)
 		// and the 9100-9999 range its exporters have allocated. Loopback
 		// only: the admin port has no authentication, so exposing it is a
@@ -413,6 +415,7 @@ func (c *Config) settings(origins, devNets *string) []setting {
 		{"GATEWAY_FANOUT_LINGER", (*durationValue)(&c.FanoutLinger)},
 		{"GATEWAY_REVOKE_TTL", (*durationValue)(&c.RevokeTTL)},
 		{"GATEWAY_PRESENCE_TTL", (*durationValue)(&c.PresenceTTL)},
+		{"GATEWAY_LIFECYCLE_HOOKS", (*onOffValue)(&c.LifecycleHooks)},
 		{"GATEWAY_DEV_TOKEN_NETS", (*stringValue)(devNets)},
 		{"GATEWAY_METRICS_CACHE", (*durationValue)(&c.MetricsCache)},
 		{"GATEWAY_IP_PENDING", (*intValue)(&c.IPPending)},
@@ -756,6 +759,29 @@ func (v *boolValue) Set(s string) error {
 }
 func (v *boolValue) String() string   { return strconv.FormatBool(bool(*v)) }
 func (v *boolValue) IsBoolFlag() bool { return true }
+
+// onOffValue is a boolean that also takes "on" and "off", for a setting
+// that is on by default.
+type onOffValue bool
+
+func (v *onOffValue) Set(s string) error {
+	switch s {
+	case "on":
+		*v = true
+		return nil
+	case "off":
+		*v = false
+		return nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("want on or off (1 or 0, true or false)")
+	}
+	*v = onOffValue(b)
+	return nil
+}
+func (v *onOffValue) String() string   { return strconv.FormatBool(bool(*v)) }
+func (v *onOffValue) IsBoolFlag() bool { return true }
 
 type durationValue time.Duration
 

@@ -56,6 +56,7 @@ func TestDefaultIsTheContract(t *testing.T) {
 		{"PingBurst", c.PingBurst, 10.0},
 		{"PingInterval", c.PingInterval, 25 * time.Second},
 		{"WorkerHangTimeout", c.WorkerHangTimeout, 10 * time.Second},
+		{"LifecycleHooks", c.LifecycleHooks, true},
 		// The documented minimums of GATEWAY_SEND_QUEUE and _BYTES.
 		{"MinSendQueue", config.MinSendQueue, 4},
 		{"MinSendQueueBytes", config.MinSendQueueBytes, 70785},
@@ -124,6 +125,10 @@ func TestEnvOverrides(t *testing.T) {
 		{"GATEWAY_PING_BURST", "3", func(c config.Config) any { return c.PingBurst }, 3.0},
 		{"GATEWAY_PING_INTERVAL", "500ms", func(c config.Config) any { return c.PingInterval }, 500 * time.Millisecond},
 		{"GATEWAY_PING_INTERVAL", "30s", func(c config.Config) any { return c.PingInterval }, 30 * time.Second},
+		{"GATEWAY_LIFECYCLE_HOOKS", "off", func(c config.Config) any { return c.LifecycleHooks }, false},
+		{"GATEWAY_LIFECYCLE_HOOKS", "false", func(c config.Config) any { return c.LifecycleHooks }, false},
+		{"GATEWAY_LIFECYCLE_HOOKS", "0", func(c config.Config) any { return c.LifecycleHooks }, false},
+		{"GATEWAY_LIFECYCLE_HOOKS", "on", func(c config.Config) any { return c.LifecycleHooks }, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env+"="+tt.value, func(t *testing.T) {
@@ -455,6 +460,7 @@ func TestUnparsableValueSaysWhatIsWanted(t *testing.T) {
 		{"GATEWAY_WORKER_INFLIGHT_BYTES", "64MiB", nil, `GATEWAY_WORKER_INFLIGHT_BYTES="64MiB": want a whole number`},
 		{"GATEWAY_RATE_LIMIT", "fast", nil, `GATEWAY_RATE_LIMIT="fast": want a number`},
 		{"GATEWAY_DEV", "yes", nil, `GATEWAY_DEV="yes": want 1 or 0 (true or false)`},
+		{"GATEWAY_LIFECYCLE_HOOKS", "no", nil, `GATEWAY_LIFECYCLE_HOOKS="no": want on or off (1 or 0, true or false)`},
 		{"GATEWAY_HANDLER_TIMEOUT", "5", nil, `GATEWAY_HANDLER_TIMEOUT="5": want a duration such as 5s`},
 		{"", "", []string{"-gateway-workers=abc"}, `invalid value "abc" for flag -gateway-workers: want a whole number`},
 	}

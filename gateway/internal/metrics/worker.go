@@ -192,7 +192,8 @@ type Worker struct {
 	invalid *eventSeries
 	other   *eventSeries
 
-	rec recovery
+	rec  recovery
+	life lifecycle
 }
 
 // NewWorker returns a worker registry with the Go and process collectors
@@ -255,6 +256,7 @@ func NewWorker() *Worker {
 	m.invalid = m.series(EventInvalid)
 	m.other = m.series(EventOther)
 	m.rec = newRecovery(f)
+	m.life = newLifecycle(f)
 	return m
 }
 

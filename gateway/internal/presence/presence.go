@@ -99,8 +99,10 @@ func New(rdb redis.UniversalClient, ttl time.Duration, worker int, rec Recorder,
 }
 
 // Opened records the lease of socket conn of user, which has just become
-// deliverable. It queues the write and returns at once.
-func (l *Leases) Opened(user, conn string) {
+// deliverable. It queues the write and returns at once, with a channel
+// closed once the write has been tried: what announces the socket waits
+// on it, so that whoever hears of the socket finds its lease.
+func (l *Leases) Opened(user, conn string) <-chan struct{} {
 	l.mu.Lock()
 	conns := l.local[user]
 	if conns == nil {
@@ -109,8 +111,10 @@ func (l *Leases) Opened(user, conn string) {
 	}
 	conns[conn] = struct{}{}
 	l.pending = append(l.pending, op{user: user, conn: conn, add: true})
+	written := l.written
 	l.mu.Unlock()
 	l.wake()
+	return written
 }
 
 // Closed removes the lease of socket conn of user, which has ended, and

@@ -70,13 +70,18 @@ func TestOpenedAndClosed(t *testing.T) {
 	l := New(rdb, ttl, 0, &counter{}, zap.NewNop())
 	run(t, l)
 	before := time.Now()
-	l.Opened("alice", "c1")
-	l.Opened("alice", "c2")
-	testkit.Eventually(t, 5*time.Second, "both leases are written", func() bool {
-		_, ok1 := lease(t, rdb, "alice", "c1")
-		_, ok2 := lease(t, rdb, "alice", "c2")
-		return ok1 && ok2
-	})
+	// Opened's channel closes once the lease is written: the worker
+	// announces the socket to the hooks only then.
+	for _, c := range []string{"c1", "c2"} {
+		select {
+		case <-l.Opened("alice", c):
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Opened(%s)'s channel was not closed", c)
+		}
+		if _, ok := lease(t, rdb, "alice", c); !ok {
+			t.Fatalf("%s's lease is not in Redis when Opened's channel is closed", c)
+		}
+	}
 	exp, _ := lease(t, rdb, "alice", "c1")
 	if lo, hi := before.Add(ttl).UnixMilli(), time.Now().Add(ttl).UnixMilli(); exp < lo || exp > hi {
 		t.Errorf("lease expires at %d, want within [%d, %d]", exp, lo, hi)

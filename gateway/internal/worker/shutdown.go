@@ -11,11 +11,16 @@ import (
 	"github.com/switchboard/switchboard/proto"
 )
 
+// lifecycleFlushMin is the least time given to the final flush of the
+// lifecycle messages when the shutdown deadline leaves less.
+const lifecycleFlushMin = time.Second
+
 // shutdown stops accepting and closes each socket with 1001 once its own
 // handler requests in flight have been answered (the forwarder does, so a
 // socket with none goes at once and its client reconnects elsewhere rather
 // than wait for the slowest handler of the worker); at the deadline it
-// closes whatever is left, and waits for the sockets to end.
+// closes whatever is left, waits for the sockets to end, and flushes their
+// disconnects (lifecycle) to NATS.
 func (w *Worker) shutdown(srv *http.Server) {
 	deadline := time.Now().Add(w.cfg.ShutdownTimeout)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -30,5 +35,8 @@ func (w *Worker) shutdown(srv *http.Server) {
 	if w.adm.Wait(ctx) != nil {
 		w.log.Warn("sockets still open at the shutdown deadline", zap.Int("sockets", w.hub.Len()))
 	}
+	// Each closed socket published its disconnect; NATS takes them before
+	// Run closes it.
+	w.life.flush(max(time.Until(deadline), lifecycleFlushMin))
 	w.log.Info("worker stopped")
 }

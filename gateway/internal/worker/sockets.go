@@ -36,7 +36,7 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	// dispatched after the read is missed (docs/protocol.md section 6).
 	s := w.res.NewSocket(c)
 	w.hub.AddReserved(s) // in the place admission reserved for it
-	w.presenceOpened(c)
+	leased := w.presenceOpened(c)
 	w.pings.add(c)
 	w.metrics.ConnOpened()
 	q := socketParams(r.URL.RawQuery)
@@ -63,13 +63,22 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		c.Close(proto.CloseTryAgainLater, "recovery store unavailable, reconnect")
 	}
+	// Registered and sent connected: a dispatch to c from the hook
+	// reaches it; and its presence lease written, so a hook that counts
+	// the user's sockets counts it. A socket refused above is never
+	// announced.
+	announced := false
+	if err == nil {
+		w.awaitLease(leased)
+		announced = w.life.connected(c, q.resume != "" || q.bresume != "")
+	}
 	if w.adm.Closed() { // shutdown began during the upgrade and may not have seen c
 		c.Close(proto.CloseGoingAway, proto.ReasonShuttingDown)
 	}
 	w.log.Info("socket opened", zap.String("user", user), zap.String("conn", c.ID()))
 	// Reading goes on in its own goroutine so this handler returns and
 	// net/http releases its per-request state.
-	go w.readSocket(s, c, w.fwd.Session(c))
+	go w.readSocket(s, c, w.fwd.Session(c), announced)
 }
 
 // unreadable is what resumeParams makes of a parameter it cannot decode:
@@ -117,20 +126,22 @@ func resumeParams(rawQuery string, q url.Values, err error) (resume, bresume str
 	return resume, bresume
 }
 
-// readSocket runs the read loop of c, which hands frames to its session.
-func (w *Worker) readSocket(s *resume.Socket, c *ws.Conn, fs *forward.Session) {
+// readSocket runs the read loop of c, which hands frames to its session;
+// announced says whether c's connect was published.
+func (w *Worker) readSocket(s *resume.Socket, c *ws.Conn, fs *forward.Session, announced bool) {
 	c.ReadLoop(w.frameHandler(fs), w.cfg.MaxFrame)
 	fs.Close()
-	w.socketClosed(s, c)
+	w.socketClosed(s, c, announced)
 }
 
 // socketClosed releases and logs an ended socket: out of the hub, its
-// place under the caps is free. It is not part of
+// place under the caps is free, and its disconnect published when its
+// connect was (announced). It is not part of
 // readSocket, whose stack frame every idle socket keeps, because its log
 // fields would make that frame several times larger.
 //
 //go:noinline
-func (w *Worker) socketClosed(s *resume.Socket, c *ws.Conn) {
+func (w *Worker) socketClosed(s *resume.Socket, c *ws.Conn, announced bool) {
 	w.hub.Remove(s)
 	w.presenceClosed(c)
 	w.sub.Release(c.User()) // its Acquire, in serveSocket
@@ -141,6 +152,8 @@ func (w *Worker) socketClosed(s *resume.Socket, c *ws.Conn) {
 	w.log.Info("socket closed", zap.String("user", c.User()), zap.String("conn", c.ID()),
 		zap.Int("code", code), zap.String("reason", reason), zap.String("close", why),
 		zap.Duration("duration", time.Since(c.Opened())))
+	// Before Leave: a drain publishes every disconnect before NATS closes.
+	w.life.disconnected(c, announced, code, why)
 	w.adm.Leave() // last: shutdown waits for this
 }
 
@@ -150,10 +163,28 @@ func (w *Worker) socketClosed(s *resume.Socket, c *ws.Conn) {
 const presenceRemoveWait = time.Second
 
 // presenceOpened records the presence lease of c, which has just become
-// deliverable; the write is queued, never waited for.
-func (w *Worker) presenceOpened(c *ws.Conn) {
-	if w.leases != nil {
-		w.leases.Opened(c.User(), c.ID())
+// deliverable; the write is queued, and the channel returned is closed
+// once it has been tried (nil with presence off).
+func (w *Worker) presenceOpened(c *ws.Conn) <-chan struct{} {
+	if w.leases == nil {
+		return nil
+	}
+	return w.leases.Opened(c.User(), c.ID())
+}
+
+// awaitLease waits, before a socket's connect is published, for its
+// presence lease to be written (leased, from presenceOpened), at most
+// presenceRemoveWait: with Redis slow or down the connect goes out
+// anyway. Nothing waits with presence or the hooks off.
+func (w *Worker) awaitLease(leased <-chan struct{}) {
+	if leased == nil || !w.life.on() {
+		return
+	}
+	t := time.NewTimer(presenceRemoveWait)
+	defer t.Stop()
+	select {
+	case <-leased:
+	case <-t.C:
 	}
 }
 

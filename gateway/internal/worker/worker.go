@@ -3,10 +3,12 @@
 // Redis fan-out, the pinger and the presence leases. Run serves until its context ends, then
 // shuts down in order: stop accepting, close each socket with 1001 once
 // its own handler requests in flight are answered (one with none at once),
-// close what is left at the deadline, close NATS and Redis.
+// close what is left at the deadline, flush the sockets' disconnects to
+// NATS, close NATS and Redis.
 //
 // Files by job: worker.go builds and runs the parts, routes.go the HTTP
-// routes, sockets.go the life of one socket, pinger.go the pings,
+// routes, sockets.go the life of one socket, lifecycle.go the connect and
+// disconnect messages for handlers-svc's hooks, pinger.go the pings,
 // shutdown.go the ordered stop.
 package worker
 
@@ -55,6 +57,7 @@ type Worker struct {
 	wsLog   *zap.Logger // shared by every socket
 	metrics *metrics.Worker
 	revoked *revoke.List // tokens revoked by a backend's disconnect
+	life    *lifecycle   // publishes each socket's connect and disconnect
 
 	nc  *nats.Conn
 	rdb redis.UniversalClient
@@ -115,6 +118,7 @@ func New(cfg config.Config, index int, log *zap.Logger, opts ...Option) *Worker 
 		},
 	}
 	w.waiting.Store(waitNATS | waitRedis)
+	w.life = newLifecycle(w)
 	w.revoked = revoke.New(nil, cfg.RevokeTTL, log.Named("revoke")) // its client is set once connected
 	w.adm = admission.New(admission.Config{
 		JWTSecret: cfg.JWTSecret, JWTPreviousSecret: cfg.JWTPreviousSecret, JWTAudience: cfg.JWTAudience,

@@ -24,6 +24,7 @@ type Metrics struct {
 	families prometheus.Gatherers // what the handler families registered
 	expired  prometheus.Counter
 	replayed prometheus.Counter
+	hooks    *prometheus.CounterVec
 }
 
 // New returns a registry whose event label takes the registered event
@@ -40,9 +41,22 @@ func New(events []string) *Metrics {
 		Namespace: namespace, Name: "requests_replayed_total",
 		Help: "Requests with an idempotency key (idem) answered from the record of an earlier one with the same key, the handler not run again: emits a client sent again after losing its socket.",
 	})
-	m.reg.MustRegister(m.expired, m.replayed)
+	m.hooks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "lifecycle_hooks_total",
+		Help: "Lifecycle hooks run (a socket's connect or disconnect), by type and result: ok, error, panic, or overloaded (no handler slot within HANDLERS_TIMEOUT: the message's hooks not run).",
+	}, []string{"type", "result"})
+	for _, typ := range []string{"connect", "disconnect"} {
+		for _, r := range []string{"ok", "error", "panic", "overloaded"} {
+			m.hooks.WithLabelValues(typ, r)
+		}
+	}
+	m.reg.MustRegister(m.expired, m.replayed, m.hooks)
 	return m
 }
+
+// Hooked counts a lifecycle hook of type typ (connect or disconnect)
+// with its result (natserve.HookOK and the others).
+func (m *Metrics) Hooked(typ, result string) { m.hooks.WithLabelValues(typ, result).Inc() }
 
 // Include serves what g gathers on /metrics too: the handler families'
 // own collectors, registered at start-up.

@@ -31,7 +31,16 @@
 // through Config.Expired, logged once a second at most): its client was
 // told timeout. The handler's context ends by that deadline too.
 //
-// Shutdown: when Run's context is done, Run drains the subscription (interest
+// Lifecycle hooks (hooks.go): with Config.OnConnect or OnDisconnect set,
+// Run also subscribes to proto.LifecycleConnect or LifecycleDisconnect, in
+// the same queue group, so one instance takes each message. A message
+// runs its hooks in turn on a worker under one handler slot, within
+// Config.Timeout, as a request does; one that gets no slot in that time
+// is dropped unrun (a lifecycle message is at most once anyway). A hook's
+// error or panic is logged and told to Config.Hooked; no reply is sent.
+// Without hooks nothing subscribes to those subjects.
+//
+// Shutdown: when Run's context is done, Run drains the subscriptions (interest
 // is removed at once, so new requests go to other instances, and messages
 // already queued are still served), waits for every running handler, flushes
 // the replies and returns. All of that is bounded by Config.ShutdownTimeout;

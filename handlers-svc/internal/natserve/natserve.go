@@ -72,6 +72,16 @@ type Config struct {
 	// Replayed, when set, is told of each request answered from the
 	// record of an earlier one with the same key, its handler not run.
 	Replayed func(event string)
+	// OnConnect and OnDisconnect are the lifecycle hooks
+	// (event.Mux.ConnectHooks, DisconnectHooks): the Server subscribes to
+	// proto.LifecycleConnect only when OnConnect has some, and likewise
+	// for disconnects (hooks.go).
+	OnConnect, OnDisconnect []event.ConnHook
+	// Hooked, when set, is told of each hook's outcome: the message's
+	// type (proto.LifecycleTypeConnect or Disconnect) and HookOK,
+	// HookError, HookPanic or HookOverloaded (once for the message, no
+	// hook run).
+	Hooked func(typ, result string)
 }
 
 func (c Config) withDefaults() Config {
@@ -125,6 +135,7 @@ type job struct {
 	r        *event.Request
 	deadline time.Time // the gateway's; zero when the request named none
 	idem     string    // the idempotency key; "" without one
+	hook     *hookJob  // set for a lifecycle message instead of m and r (hooks.go)
 }
 
 // New returns a Server that serves requests arriving on nc with h. The caller
@@ -164,21 +175,23 @@ func (s *Server) Run(ctx context.Context) error {
 	var stopWorkers sync.Once
 	defer stopWorkers.Do(func() { close(s.quit) })
 
-	sub, err := s.nc.QueueSubscribe(proto.SubjectAll, proto.QueueGroup, func(m *nats.Msg) {
-		s.serve(base, m)
-	})
+	subs, err := s.subscribe(base)
 	if err != nil {
-		return fmt.Errorf("subscribe %s: %w", proto.SubjectAll, err)
+		for _, sub := range subs {
+			_ = sub.Unsubscribe()
+		}
+		return err
 	}
-	if err := sub.SetPendingLimits(s.cfg.PendingMsgs, s.cfg.PendingBytes); err != nil {
-		return fmt.Errorf("subscribe %s: pending limits: %w", proto.SubjectAll, err)
+	closed := make([]<-chan nats.SubStatus, len(subs))
+	for i, sub := range subs {
+		closed[i] = sub.StatusChanged(nats.SubscriptionClosed)
 	}
-	closed := sub.StatusChanged(nats.SubscriptionClosed)
 	if err := s.nc.Flush(); err != nil {
 		// The subscription is kept and sent again on reconnect.
 		s.log.Warn("flush subscription", zap.Error(err))
 	}
-	s.log.Info("serving", zap.String("subject", proto.SubjectAll), zap.String("queue", proto.QueueGroup))
+	s.log.Info("serving", zap.String("subject", proto.SubjectAll), zap.String("queue", proto.QueueGroup),
+		zap.Int("connect_hooks", len(s.cfg.OnConnect)), zap.Int("disconnect_hooks", len(s.cfg.OnDisconnect)))
 	close(s.ready)
 
 	<-ctx.Done()
@@ -193,20 +206,28 @@ func (s *Server) Run(ctx context.Context) error {
 		// the deadline, then fail. The gateways answered the requests in
 		// flight unavailable when NATS went; the handlers running finish.
 		s.log.Warn("nats is down at shutdown: nothing to drain")
-		_ = sub.Unsubscribe()
-	} else {
-		if err := sub.Drain(); err != nil {
-			s.log.Warn("drain subscription", zap.Error(err))
+		for _, sub := range subs {
 			_ = sub.Unsubscribe()
 		}
-		select {
-		case <-closed:
-		case <-timer.C:
-			// Stop taking messages; a delivery callback may still be waiting
-			// for a slot until its request's deadline.
-			_ = sub.Unsubscribe()
-			cancelHandlers()
-			return fmt.Errorf("natserve: drain did not finish within %s", s.cfg.ShutdownTimeout)
+	} else {
+		for _, sub := range subs {
+			if err := sub.Drain(); err != nil {
+				s.log.Warn("drain subscription", zap.String("subject", sub.Subject), zap.Error(err))
+				_ = sub.Unsubscribe()
+			}
+		}
+		for _, c := range closed {
+			select {
+			case <-c:
+			case <-timer.C:
+				// Stop taking messages; a delivery callback may still be waiting
+				// for a slot until its request's deadline.
+				for _, sub := range subs {
+					_ = sub.Unsubscribe()
+				}
+				cancelHandlers()
+				return fmt.Errorf("natserve: drain did not finish within %s", s.cfg.ShutdownTimeout)
+			}
 		}
 	}
 
@@ -324,6 +345,10 @@ func (s *Server) work(j job) {
 func (s *Server) run(j job) {
 	defer func() { <-s.slots }()
 	defer j.cancel()
+	if j.hook != nil {
+		s.runHooks(j.ctx, j.hook)
+		return
+	}
 	if !j.deadline.IsZero() && !time.Now().Before(j.deadline) {
 		s.drop(j.m, j.deadline)
 		return

@@ -1,0 +1,45 @@
+package metrics
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Types of a lifecycle message, the values of the type label of
+// switchboard_gateway_lifecycle_published_total and
+// switchboard_gateway_lifecycle_publish_errors_total (proto.Lifecycle).
+var lifecycleTypes = [...]string{"connect", "disconnect"}
+
+// lifecycle are the instruments of the lifecycle hooks (docs/protocol.md
+// section 3).
+type lifecycle struct {
+	published map[string]prometheus.Counter
+	failed    map[string]prometheus.Counter
+}
+
+func newLifecycle(f factory) lifecycle {
+	l := lifecycle{
+		published: make(map[string]prometheus.Counter, len(lifecycleTypes)),
+		failed:    make(map[string]prometheus.Counter, len(lifecycleTypes)),
+	}
+	published := f.counterVec("lifecycle_published_total",
+		"Lifecycle messages (a socket's connect or disconnect) handed to NATS, by type; at most once: one handed over may still be lost with the connection.",
+		"type")
+	failed := f.counterVec("lifecycle_publish_errors_total",
+		"Lifecycle messages NATS refused (connection closed, or down with no buffer), by type: the hook was not told.",
+		"type")
+	for _, t := range lifecycleTypes {
+		l.published[t] = published.WithLabelValues(t)
+		l.failed[t] = failed.WithLabelValues(t)
+	}
+	return l
+}
+
+// LifecyclePublished counts a lifecycle message of type typ handed to
+// NATS, or refused by it when err is not nil.
+func (m *Worker) LifecyclePublished(typ string, err error) {
+	c := m.life.published
+	if err != nil {
+		c = m.life.failed
+	}
+	if n, ok := c[typ]; ok {
+		n.Inc()
+	}
+}
