@@ -23,7 +23,9 @@ func TestRecorderExcept(t *testing.T) {
 	steps := []func() error{
 		func() error { return event.ExceptSender(rec, r).ToUsers(ctx, []string{"bob"}, "a", nil) },
 		func() error { return rec.ToUsers(ctx, []string{"bob"}, "b", nil) },
-		func() error { return event.ExceptSender(rec, r).(event.Rooms).ToRooms(ctx, []string{"lobby"}, "c", nil) },
+		func() error {
+			return event.ExceptSender(rec, r).(event.Rooms).ToRooms(ctx, []string{"lobby"}, "c", nil)
+		},
 		func() error { return event.Transient(event.ExceptSender(rec, r)).Broadcast(ctx, "d", nil) },
 		func() error {
 			return event.Atomically(ctx, rec, func(b event.Dispatcher) error {
