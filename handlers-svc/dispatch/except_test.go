@@ -155,3 +155,57 @@ func TestExceptBounds(t *testing.T) {
 		t.Errorf("Except view with a bad id: %v, want bad_request", err)
 	}
 }
+
+// TestClusterExcept: on a 3-master Redis Cluster, in both modes, a
+// dispatch to users of every partition that leaves a connection out says
+// so in every message of every partition, and every user's entry keeps
+// the list.
+func TestClusterExcept(t *testing.T) {
+	c := testkit.StartRedisCluster(t, 3)
+	for _, perUser := range []bool{false, true} {
+		t.Run(fmt.Sprintf("per_user=%v", perUser), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			rdb := c.Client(&redis.ClusterOptions{OnConnect: streams.OnConnect, MaxRetries: -1})
+			users := spreadUsers(40)
+			got := make(chan *redis.Message, 100)
+			subscribeDispatches(t, ctx, rdb, users, perUser, got)
+			d := dispatch.New(rdb, dispatch.Options{Window: time.Minute, PerUser: perUser})
+			pos, err := d.Dispatch(ctx, dispatch.Message{Event: "m", Users: users, ExceptConns: []string{"c1"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := 0
+			for seen < len(users) {
+				var m *redis.Message
+				select {
+				case m = <-got:
+				case <-ctx.Done():
+					t.Fatalf("%d of %d users got it", seen, len(users))
+				}
+				dd, err := proto.DecodeDispatch([]byte(m.Payload))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(dd.Except, []string{"c1"}) {
+					t.Fatalf("a message leaving out %q: %s", dd.Except, m.Payload)
+				}
+				seen += len(dd.Users)
+			}
+			qs := queries(users)
+			for i, u := range users {
+				p := mustPos(t, pos.Users[u])
+				qs[i].From, qs[i].After = proto.Pos{Epoch: p.Epoch, MS: p.MS, Off: p.Off - 1}, true
+			}
+			res, err := streams.Read(ctx, rdb, qs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, u := range users {
+				if len(res[i].Entries) != 1 || !slices.Equal(res[i].Entries[0].Except, []string{"c1"}) {
+					t.Fatalf("%s's entry: %+v", u, res[i].Entries)
+				}
+			}
+		})
+	}
+}
