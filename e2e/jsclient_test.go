@@ -191,7 +191,7 @@ func TestClientJSUnit(t *testing.T) {
 	runNode(t, node, []string{"--test", "--test-reporter=spec",
 		"../gateway/internal/web/jstest/client.unit.test.mjs", "../gateway/internal/web/jstest/heartbeat.unit.test.mjs",
 		"../gateway/internal/web/jstest/renew.unit.test.mjs", "../gateway/internal/web/jstest/retry.unit.test.mjs",
-		"../gateway/internal/web/jstest/types.unit.test.mjs"})
+		"../gateway/internal/web/jstest/types.unit.test.mjs", "../gateway/internal/web/jstest/prev.unit.test.mjs"})
 }
 
 // TestClientTypes compiles gateway/internal/web/jstest/types.check.mts, a

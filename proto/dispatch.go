@@ -30,9 +30,15 @@ type Dispatch struct {
 	// Transient marks a dispatch its publisher chose not to record
 	// (docs/protocol.md section 4): a worker that recovers does not take
 	// its missing positions for a publisher that records nothing.
-	Transient bool              `json:"transient,omitempty"`
-	Pos       map[string]string `json:"pos,omitempty"`
-	BPos      string            `json:"bpos,omitempty"`
+	Transient bool `json:"transient,omitempty"`
+	// Except names connections that get nothing of the dispatch, though
+	// they are among its targets (docs/protocol.md section 4, an
+	// extension): "everyone but the sender". A recorded dispatch keeps
+	// the list in its stream entries (ExceptField), so that neither a
+	// replay nor a gap filled sends it to them.
+	Except []string          `json:"except,omitempty"`
+	Pos    map[string]string `json:"pos,omitempty"`
+	BPos   string            `json:"bpos,omitempty"`
 }
 
 // String returns d's JSON body (AppendDispatch), so that a dispatch
@@ -41,7 +47,7 @@ type Dispatch struct {
 func (d Dispatch) String() string { return string(AppendDispatch(nil, &d)) }
 
 // AppendDispatch appends the JSON body of d to dst. Nil lists are encoded as
-// empty arrays (but SkipUsers, omitted when empty) and absent (nil or
+// empty arrays (but SkipUsers and Except, omitted when empty) and absent (nil or
 // zero-length) args as null; positions are written last, in the order of
 // Users, as the publish script splices them.
 func AppendDispatch(dst []byte, d *Dispatch) []byte {
@@ -105,8 +111,16 @@ func AppendDispatchHead(dst []byte, d *Dispatch) []byte {
 	if d.Transient {
 		dst = append(dst, TransientField...)
 	}
+	if len(d.Except) > 0 {
+		dst = append(dst, ExceptField...)
+		dst = appendStrings(dst, d.Except)
+	}
 	return dst
 }
+
+// ExceptField follows "broadcast" (and "transient") in the body of a
+// dispatch that leaves connections out (Dispatch.Except), before the list.
+const ExceptField = `,"except":`
 
 // TransientField follows "broadcast" in the body of a transient dispatch.
 const TransientField = `,"transient":true`
@@ -223,6 +237,11 @@ func decodeCanonicalDispatch(data []byte) (d Dispatch, ok bool) {
 	}
 	if r, found := bytes.CutPrefix(rest, []byte(TransientField)); found {
 		rest, d.Transient = r, true
+	}
+	if r, found := bytes.CutPrefix(rest, []byte(ExceptField)); found {
+		if d.Except, rest, ok = cutPlainStrings(r); !ok {
+			return d, false
+		}
 	}
 	if r, found := bytes.CutPrefix(rest, []byte(`,"pos":`)); found {
 		if d.Pos, rest, ok = cutPlainStringMap(r); !ok {

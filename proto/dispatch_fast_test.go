@@ -21,6 +21,9 @@ func FuzzDispatchFastPath(f *testing.F) {
 			Pos: map[string]string{"a": "e1.5-2"}},
 		{Event: "typing", Args: json.RawMessage(`{}`), Users: []string{"a"}, Transient: true},
 		{Event: "cursor", Broadcast: true, Transient: true},
+		{Event: "message", Args: json.RawMessage(`{}`), Users: []string{"a", "b"}, Except: []string{"c1"}, Pos: map[string]string{"a": "e1.5-3"}},
+		{Event: "typing", Users: []string{"a"}, Transient: true, Except: []string{"c1", "c2"}},
+		{Event: "announce", Broadcast: true, Except: []string{"c1"}, BPos: "eb.7-8"},
 	} {
 		f.Add(AppendDispatch(nil, &d))
 	}
@@ -32,6 +35,10 @@ func FuzzDispatchFastPath(f *testing.F) {
 	f.Add([]byte(`{"event":"e","args":1,"users":[],"conns":["c"],"skip_users":["b","b"],"broadcast":false,"skip_users":["d"]}`))
 	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":[],"broadcast":false,"transient":true,"transient":false}`))
 	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":[],"broadcast":false,"transient":false}`))
+	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":[],"broadcast":false,"except":[]}`))
+	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":[],"broadcast":false,"except":["c"],"except":null}`))
+	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":[],"broadcast":false,"except":["c\u0022"]}`))
+	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":[],"broadcast":false,"except":"c"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fast, ok := decodeCanonicalDispatch(data)
 		if !ok {
@@ -51,6 +58,21 @@ func TestDispatchFastPathTakesCanonicalForm(t *testing.T) {
 	d := Dispatch{Event: "message", Args: json.RawMessage(`{"text":"hi"}`), Users: []string{"u1", "u2"}}
 	if _, ok := decodeCanonicalDispatch(AppendDispatch(nil, &d)); !ok {
 		t.Fatal("canonical dispatch not taken by the fast path")
+	}
+}
+
+func TestDispatchFastPathTakesExcept(t *testing.T) {
+	d := Dispatch{Event: "message", Args: json.RawMessage(`{}`), Users: []string{"u1"}, Transient: true, Except: []string{"c1", "c2"}}
+	got, ok := decodeCanonicalDispatch(AppendDispatch(nil, &d))
+	if !ok {
+		t.Fatal("canonical dispatch with except not taken by the fast path")
+	}
+	if !reflect.DeepEqual(got.Except, d.Except) || !got.Transient {
+		t.Fatalf("fast path read %+v, want except %v and transient", got, d.Except)
+	}
+	v1 := Dispatch{Event: "message", Args: json.RawMessage(`{}`), Users: []string{"u1"}}
+	if body := string(AppendDispatch(nil, &v1)); body != `{"event":"message","args":{},"users":["u1"],"conns":[],"broadcast":false}` {
+		t.Fatalf("a dispatch without except is written %s, not as v1 wrote it", body)
 	}
 }
 

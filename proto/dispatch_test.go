@@ -23,6 +23,7 @@ func TestAppendDispatch(t *testing.T) {
 		{Event: "e", Args: json.RawMessage(`{}`), Users: []string{"a"}, Conns: []string{"c1"}, SkipUsers: []string{"b", `c"`}},
 		{Event: "typing", Args: json.RawMessage(`{}`), Users: []string{"a"}, Transient: true},
 		{Event: "cursor", Broadcast: true, Transient: true},
+		{Event: "message", Args: json.RawMessage(`{}`), Users: []string{"a"}, Except: []string{"c1", `c"2`}},
 	}
 	for _, d := range ds {
 		out := appendTo(t, func(dst []byte) []byte { return proto.AppendDispatch(dst, &d) })
@@ -47,7 +48,7 @@ func TestAppendDispatch(t *testing.T) {
 		}
 		if got.Event != d.Event || !bytes.Equal(got.Args, wantArgs) || (got.Args == nil) != (wantArgs == nil) ||
 			!slices.Equal(got.Users, d.Users) || !slices.Equal(got.Conns, d.Conns) || !slices.Equal(got.SkipUsers, d.SkipUsers) ||
-			got.Broadcast != d.Broadcast || got.Transient != d.Transient {
+			got.Broadcast != d.Broadcast || got.Transient != d.Transient || !slices.Equal(got.Except, d.Except) {
 			t.Errorf("DecodeDispatch(AppendDispatch(%+v)) = %+v", d, got)
 		}
 	}

@@ -184,6 +184,8 @@ func FuzzDecodeDispatch(f *testing.F) {
 		`{"event":"message","args":{"text":"hi"},"users":["alice"],"conns":["c1"],"skip_users":["bob","carol"],"broadcast":false,"pos":{"alice":"e1.5-1"}}`,
 		`{"event":"e","skip_users":null,"conns":["c1"]}`,
 		`{"event":"typing","args":{},"users":["a"],"conns":[],"broadcast":false,"transient":true}`,
+		`{"event":"message","args":{},"users":["a"],"conns":[],"broadcast":false,"except":["c1","c2"],"pos":{"a":"e1.5-1"}}`,
+		`{"event":"e","except":null,"users":["a"]}`,
 		`{"event":"e","conns":["c1"],"skip_users":["b\u0022"],"users":["a"]}`,
 		`{"EVENT":"e","Users":["u"]}`,
 		`{"event":"a b"}`,
@@ -223,7 +225,7 @@ func FuzzDecodeDispatch(f *testing.F) {
 		}
 		if d2.Event != d.Event || !bytes.Equal(d2.Args, d.Args) || (d2.Args == nil) != (d.Args == nil) ||
 			!slices.Equal(d2.Users, d.Users) || !slices.Equal(d2.Conns, d.Conns) || !slices.Equal(d2.SkipUsers, d.SkipUsers) ||
-			d2.Broadcast != d.Broadcast || d2.Transient != d.Transient {
+			d2.Broadcast != d.Broadcast || d2.Transient != d.Transient || !slices.Equal(d2.Except, d.Except) {
 			t.Fatalf("round trip of %q: %+v became %+v", data, d, d2)
 		}
 	})

@@ -39,7 +39,7 @@ func (d *Dispatcher) clusterUserUnits(units []*streams.Unit, msg *proto.Dispatch
 	first := true
 	for _, part := range streams.SplitUsers(&proto.Dispatch{Event: msg.Event, Users: users}) {
 		for start := 0; start < len(part.Users); start += maxUnitUsers {
-			chunk := &proto.Dispatch{Event: msg.Event, Users: part.Users[start:min(start+maxUnitUsers, len(part.Users))]}
+			chunk := &proto.Dispatch{Event: msg.Event, Users: part.Users[start:min(start+maxUnitUsers, len(part.Users))], Except: msg.Except}
 			if first && len(msg.Conns) > 0 {
 				chunk.Conns = msg.Conns
 				chunk.SkipUsers = usersBut(users, chunk.Users)

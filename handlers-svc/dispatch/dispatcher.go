@@ -266,17 +266,18 @@ func (d *Dispatcher) ToUsers(ctx context.Context, users []string, name string, a
 	if err := checkUsers(name, users); err != nil {
 		return err
 	}
-	return d.toUsers(ctx, users, name, args, d.record)
+	return d.toUsers(ctx, users, name, args, d.record, nil)
 }
 
 // toUsers is ToUsers without the bounds of users: for the members of
 // rooms, each of at most proto.MaxRoomMembers admitted by Join. record
-// false publishes it transient (Transient).
-func (d *Dispatcher) toUsers(ctx context.Context, users []string, name string, args any, record bool) error {
+// false publishes it transient (Transient); except are the connections
+// it leaves out (Except).
+func (d *Dispatcher) toUsers(ctx context.Context, users []string, name string, args any, record bool, except []string) error {
 	if len(users) == 0 {
 		return checkOnly(name, args)
 	}
-	units, err := d.userUnits(&proto.Dispatch{Event: name, Users: users}, args, record)
+	units, err := d.userUnits(&proto.Dispatch{Event: name, Users: users, Except: except}, args, record)
 	if err != nil {
 		return err
 	}
@@ -288,13 +289,18 @@ func (d *Dispatcher) toUsers(ctx context.Context, users []string, name string, a
 // connection ids of the gateway's form (Check), else a bad_request
 // *event.Error and nothing is published.
 func (d *Dispatcher) ToConns(ctx context.Context, conns []string, name string, args any) error {
+	return d.toConns(ctx, conns, name, args, nil)
+}
+
+// toConns is ToConns leaving out the connections except (Except).
+func (d *Dispatcher) toConns(ctx context.Context, conns []string, name string, args any, except []string) error {
 	if err := checkConns(name, conns); err != nil {
 		return err
 	}
 	if len(conns) == 0 {
 		return checkOnly(name, args)
 	}
-	u, err := d.encode(&proto.Dispatch{Event: name, Conns: conns}, args, false)
+	u, err := d.encode(&proto.Dispatch{Event: name, Conns: conns, Except: except}, args, false)
 	if err != nil {
 		return err
 	}
@@ -304,12 +310,13 @@ func (d *Dispatcher) ToConns(ctx context.Context, conns []string, name string, a
 
 // Broadcast publishes the event for every socket of every gateway worker.
 func (d *Dispatcher) Broadcast(ctx context.Context, name string, args any) error {
-	return d.broadcast(ctx, name, args, d.record)
+	return d.broadcast(ctx, name, args, d.record, nil)
 }
 
-// broadcast is Broadcast, transient with record false.
-func (d *Dispatcher) broadcast(ctx context.Context, name string, args any, record bool) error {
-	u, err := d.encode(&proto.Dispatch{Event: name, Broadcast: true}, args, record)
+// broadcast is Broadcast, transient with record false, leaving out the
+// connections except (Except).
+func (d *Dispatcher) broadcast(ctx context.Context, name string, args any, record bool, except []string) error {
+	u, err := d.encode(&proto.Dispatch{Event: name, Broadcast: true, Except: except}, args, record)
 	if err != nil {
 		return err
 	}
@@ -345,6 +352,8 @@ type batch struct {
 	units *[]*streams.Unit
 	// record: its dispatches to users and broadcasts are recorded.
 	record bool
+	// except: the connections its dispatches leave out (Except).
+	except []string
 }
 
 func (b *batch) ToUsers(ctx context.Context, users []string, name string, args any) error {
@@ -358,7 +367,10 @@ func (b *batch) toUsers(_ context.Context, users []string, name string, args any
 	if len(users) == 0 {
 		return checkOnly(name, args)
 	}
-	units, err := b.d.userUnits(&proto.Dispatch{Event: name, Users: users}, args, b.record)
+	if err := checkExceptOf(name, b.except); err != nil {
+		return err
+	}
+	units, err := b.d.userUnits(&proto.Dispatch{Event: name, Users: users, Except: b.except}, args, b.record)
 	if err != nil {
 		return err
 	}
@@ -381,6 +393,10 @@ func (b *batch) Broadcast(_ context.Context, name string, args any) error {
 }
 
 func (b *batch) add(msg *proto.Dispatch, args any, record bool) error {
+	if err := checkExceptOf(msg.Event, b.except); err != nil {
+		return err
+	}
+	msg.Except = b.except
 	u, err := b.d.encode(msg, args, record)
 	if err != nil {
 		return err

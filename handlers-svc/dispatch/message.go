@@ -56,6 +56,16 @@ const (
 // replayed on resume. A dispatch to connections only is transient
 // whatever it says, and with recording off (NoHistory) every dispatch is.
 //
+// ExceptConns names connections that get nothing of the message though
+// they are among its targets (docs/protocol.md sections 4 and 7, an
+// extension): "everyone but the sender", as Socket.IO's
+// socket.broadcast.emit and socket.to(room).emit. Its other targets get
+// it as usual, and a recorded message is recorded for every target user,
+// with the list, so that the other devices of those users get it on
+// resume while a resume that names one of those connections as its
+// previous one (docs/protocol.md section 6) does not. Connection ids are
+// checked as Conns' are, at most MaxConns of them.
+//
 // IdempotencyKey, if not "", makes Dispatch deliver the message at most
 // once per key: see Dispatch. It is the dispatch API's Idempotency-Key
 // header, not part of the body.
@@ -67,6 +77,7 @@ type Message struct {
 	Rooms          []string        `json:"rooms,omitempty"`
 	Broadcast      bool            `json:"broadcast,omitempty"`
 	Transient      bool            `json:"transient,omitempty"`
+	ExceptConns    []string        `json:"except_conns,omitempty"`
 	IdempotencyKey string          `json:"-"`
 }
 
@@ -107,6 +118,11 @@ func (m *Message) Check() error {
 		return event.BadRequest("conns names %d connections, more than %d", len(m.Conns), MaxConns)
 	case len(m.Rooms) > MaxRooms:
 		return event.BadRequest("rooms names %d rooms, more than %d", len(m.Rooms), MaxRooms)
+	case len(m.ExceptConns) > MaxConns:
+		return event.BadRequest("except_conns names %d connections, more than %d", len(m.ExceptConns), MaxConns)
+	}
+	if err := checkExcept(m.ExceptConns); err != nil {
+		return err
 	}
 	if err := checkIDs(m.Users, m.Conns); err != nil {
 		return err
@@ -131,6 +147,17 @@ func checkIDs(users, conns []string) error {
 	for i, c := range conns {
 		if !validConn(c) {
 			return event.BadRequest("conns[%d] must be a connection id of 1 to %d bytes of printable ASCII", i, MaxConnLen)
+		}
+	}
+	return nil
+}
+
+// checkExcept returns a bad_request *event.Error naming the first of
+// except that is no connection id of the gateway's form, or nil.
+func checkExcept(except []string) error {
+	for i, c := range except {
+		if !validConn(c) {
+			return event.BadRequest("except_conns[%d] must be a connection id of 1 to %d bytes of printable ASCII", i, MaxConnLen)
 		}
 	}
 	return nil
@@ -221,7 +248,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, m Message) (Positions, error)
 	var units []*streams.Unit
 	var users []string // each once, in the order the script records them
 	if m.Broadcast {
-		u, err := d.encode(&proto.Dispatch{Event: m.Event, Broadcast: true}, args, record)
+		u, err := d.encode(&proto.Dispatch{Event: m.Event, Broadcast: true, Except: m.ExceptConns}, args, record)
 		if err != nil {
 			return pos, err
 		}
@@ -245,10 +272,10 @@ func (d *Dispatcher) dispatch(ctx context.Context, m Message) (Positions, error)
 		var err error
 		switch {
 		case len(users) > 0:
-			units, err = d.userUnits(&proto.Dispatch{Event: m.Event, Users: users, Conns: m.Conns}, args, record)
+			units, err = d.userUnits(&proto.Dispatch{Event: m.Event, Users: users, Conns: m.Conns, Except: m.ExceptConns}, args, record)
 		case len(m.Conns) > 0:
 			var u *streams.Unit
-			u, err = d.encode(&proto.Dispatch{Event: m.Event, Conns: m.Conns}, args, false)
+			u, err = d.encode(&proto.Dispatch{Event: m.Event, Conns: m.Conns, Except: m.ExceptConns}, args, false)
 			units = []*streams.Unit{u}
 		}
 		if err != nil {
@@ -311,7 +338,7 @@ func (d *Dispatcher) userUnits(msg *proto.Dispatch, args any, record bool) ([]*s
 		return d.clusterUserUnits(units, msg, users, args, record)
 	}
 	for start := 0; start < len(users); start += maxUnitUsers {
-		part := &proto.Dispatch{Event: msg.Event, Users: users[start:min(start+maxUnitUsers, len(users))]}
+		part := &proto.Dispatch{Event: msg.Event, Users: users[start:min(start+maxUnitUsers, len(users))], Except: msg.Except}
 		if start == 0 && len(msg.Conns) > 0 {
 			part.Conns = msg.Conns
 			part.SkipUsers = users[len(part.Users):] // users is each user once

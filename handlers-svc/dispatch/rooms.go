@@ -152,7 +152,7 @@ func (d *Dispatcher) ToRooms(ctx context.Context, rooms []string, name string, a
 	if err != nil {
 		return err
 	}
-	return d.toUsers(ctx, users, name, args, d.record)
+	return d.toUsers(ctx, users, name, args, d.record, nil)
 }
 
 // roomMembers returns the members of rooms, sorted, each once, read in

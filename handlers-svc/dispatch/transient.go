@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"slices"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
 )
@@ -17,8 +18,12 @@ import (
 var (
 	_ event.TransientDispatcher = (*Dispatcher)(nil)
 	_ event.TransientDispatcher = (*batch)(nil)
-	_ event.Rooms               = (*transient)(nil)
-	_ event.Batcher             = (*transient)(nil)
+	_ event.ExceptDispatcher    = (*Dispatcher)(nil)
+	_ event.ExceptDispatcher    = (*batch)(nil)
+	_ event.Rooms               = (*view)(nil)
+	_ event.Batcher             = (*view)(nil)
+	_ event.TransientDispatcher = (*view)(nil)
+	_ event.ExceptDispatcher    = (*view)(nil)
 )
 
 // Transient returns d's transient view (event.Transient): a Dispatcher
@@ -27,63 +32,121 @@ var (
 // a position, and a device that is away or resumes never does. Its
 // dispatches to connections, its rooms' membership and its bounds are
 // d's.
-func (d *Dispatcher) Transient() event.Dispatcher { return &transient{d: d} }
+func (d *Dispatcher) Transient() event.Dispatcher { return &view{d: d} }
 
-// transient is a Dispatcher's transient view.
-type transient struct{ d *Dispatcher }
+// Except returns d's view that leaves conns out (event.Except): its
+// dispatches are d's, recorded as d records them, but the sockets of
+// conns get nothing of them, live or on a resume that names them as its
+// previous connections (docs/protocol.md sections 4 and 6). conns are
+// checked at each dispatch as a Message's ExceptConns are: at most
+// MaxConns connection ids of the gateway's form, else bad_request.
+func (d *Dispatcher) Except(conns ...string) event.Dispatcher {
+	return &view{d: d, record: d.record, except: slices.Clone(conns)}
+}
 
-func (t *transient) ToUsers(ctx context.Context, users []string, name string, args any) error {
+// view is a Dispatcher's transient view (record false), one that leaves
+// connections out (except), or both.
+type view struct {
+	d      *Dispatcher
+	record bool
+	except []string
+}
+
+// check refuses v's except list as Message.Check refuses ExceptConns.
+func (v *view) check(name string) error { return checkExceptOf(name, v.except) }
+
+// checkExceptOf refuses the except list of a dispatch of event name made
+// through an Except view as Message.Check refuses ExceptConns.
+func checkExceptOf(name string, except []string) error {
+	if len(except) > MaxConns {
+		return event.BadRequest("dispatch %s: it leaves out %d connections, more than %d", name, len(except), MaxConns)
+	}
+	return checkExcept(except)
+}
+
+func (v *view) ToUsers(ctx context.Context, users []string, name string, args any) error {
 	if err := checkUsers(name, users); err != nil {
 		return err
 	}
-	return t.d.toUsers(ctx, users, name, args, false)
+	if err := v.check(name); err != nil {
+		return err
+	}
+	return v.d.toUsers(ctx, users, name, args, v.record, v.except)
 }
 
-func (t *transient) ToConns(ctx context.Context, conns []string, name string, args any) error {
-	return t.d.ToConns(ctx, conns, name, args)
+func (v *view) ToConns(ctx context.Context, conns []string, name string, args any) error {
+	if err := v.check(name); err != nil {
+		return err
+	}
+	return v.d.toConns(ctx, conns, name, args, v.except)
 }
 
-func (t *transient) Broadcast(ctx context.Context, name string, args any) error {
-	return t.d.broadcast(ctx, name, args, false)
+func (v *view) Broadcast(ctx context.Context, name string, args any) error {
+	if err := v.check(name); err != nil {
+		return err
+	}
+	return v.d.broadcast(ctx, name, args, v.record, v.except)
 }
 
-func (t *transient) Join(ctx context.Context, room, user string) (int, bool, error) {
-	return t.d.Join(ctx, room, user)
+func (v *view) Join(ctx context.Context, room, user string) (int, bool, error) {
+	return v.d.Join(ctx, room, user)
 }
 
-func (t *transient) Leave(ctx context.Context, room, user string) (int, bool, error) {
-	return t.d.Leave(ctx, room, user)
+func (v *view) Leave(ctx context.Context, room, user string) (int, bool, error) {
+	return v.d.Leave(ctx, room, user)
 }
 
-func (t *transient) Members(ctx context.Context, room string) ([]string, error) {
-	return t.d.Members(ctx, room)
+func (v *view) Members(ctx context.Context, room string) ([]string, error) {
+	return v.d.Members(ctx, room)
 }
 
-// ToRooms publishes the event, transient, for every member of each of
-// rooms, once per user.
-func (t *transient) ToRooms(ctx context.Context, rooms []string, name string, args any) error {
+// ToRooms publishes the event for every member of each of rooms, once per
+// user, as the view publishes to users.
+func (v *view) ToRooms(ctx context.Context, rooms []string, name string, args any) error {
 	if err := checkRooms(name, rooms); err != nil {
 		return err
 	}
-	users, err := t.d.roomMembers(ctx, rooms)
+	if err := v.check(name); err != nil {
+		return err
+	}
+	users, err := v.d.roomMembers(ctx, rooms)
 	if err != nil {
 		return err
 	}
-	return t.d.toUsers(ctx, users, name, args, false)
+	return v.d.toUsers(ctx, users, name, args, v.record, v.except)
 }
 
-// Batch is the Dispatcher's Batch, with fn given the batch's transient
-// view: its dispatches are transient, and event.Transient of it gives
-// the same view.
-func (t *transient) Batch(ctx context.Context, fn func(event.Dispatcher) error) error {
-	return t.d.Batch(ctx, func(b event.Dispatcher) error { return fn(b.(*batch).Transient()) })
+// Batch is the Dispatcher's Batch, with fn given the batch's view of the
+// same kind: its dispatches are transient or leave connections out as
+// v's, and event.Transient or event.Except of it gives the batch's view.
+func (v *view) Batch(ctx context.Context, fn func(event.Dispatcher) error) error {
+	return v.d.Batch(ctx, func(b event.Dispatcher) error {
+		bb := b.(*batch)
+		return fn(&batch{d: bb.d, units: bb.units, record: v.record, except: v.except})
+	})
 }
 
-// Transient returns itself.
-func (t *transient) Transient() event.Dispatcher { return t }
+// Transient returns v's transient view: v itself if it is one.
+func (v *view) Transient() event.Dispatcher {
+	if !v.record {
+		return v
+	}
+	return &view{d: v.d, except: v.except}
+}
+
+// Except returns v's view that leaves conns out too.
+func (v *view) Except(conns ...string) event.Dispatcher {
+	return &view{d: v.d, record: v.record, except: append(slices.Clone(v.except), conns...)}
+}
 
 // Transient returns the batch's transient view: its dispatches join the
 // batch, in order, but are not recorded.
 func (b *batch) Transient() event.Dispatcher {
-	return &batch{d: b.d, units: b.units, record: false}
+	return &batch{d: b.d, units: b.units, record: false, except: b.except}
+}
+
+// Except returns the batch's view that leaves conns out: its dispatches
+// join the batch, in order, and their sockets get nothing of them.
+func (b *batch) Except(conns ...string) event.Dispatcher {
+	return &batch{d: b.d, units: b.units, record: b.record, except: append(slices.Clone(b.except), conns...)}
 }

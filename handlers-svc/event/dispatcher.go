@@ -117,3 +117,44 @@ func Transient(d Dispatcher) Dispatcher {
 	}
 	return d
 }
+
+// ExceptDispatcher is implemented by a Dispatcher that can leave
+// connections out of its dispatches: the Redis dispatcher, its views and
+// batches, and eventtest.Recorder.
+type ExceptDispatcher interface {
+	// Except returns a Dispatcher whose dispatches reach none of conns.
+	Except(conns ...string) Dispatcher
+}
+
+// Except returns a Dispatcher whose dispatches leave out the sockets of
+// conns, though they are among the targets (docs/protocol.md section 4,
+// an extension): their users' other devices, and every other target, get
+// them as usual, recorded as d records them. The sockets of conns get
+// nothing, live, in a gap filled, or on a resume whose client names one
+// of them as a previous connection of its session (as client.js does).
+// conns are connection ids of the gateway's form, at most
+// dispatch.MaxConns, else the dispatch is refused with bad_request.
+// Except composes with Transient, and inside Atomically, Except of fn's d
+// puts the dispatches in the batch. When d is not an ExceptDispatcher,
+// Except returns d itself: its dispatches then reach conns too.
+func Except(d Dispatcher, conns ...string) Dispatcher {
+	if e, ok := d.(ExceptDispatcher); ok && len(conns) > 0 {
+		return e.Except(conns...)
+	}
+	return d
+}
+
+// ExceptSender returns Except(d, r.Conn): a Dispatcher whose dispatches
+// reach everyone they name but the connection r came on, Socket.IO's
+// socket.broadcast.emit and socket.to(room).emit:
+//
+//	return event.ExceptSender(c.d, r).ToRooms(ctx, []string{in.Room}, "message", msg)
+//
+// The sender's other devices get it. A request without a connection (one
+// not from a socket) leaves nothing out.
+func ExceptSender(d Dispatcher, r *Request) Dispatcher {
+	if r == nil || r.Conn == "" {
+		return d
+	}
+	return Except(d, r.Conn)
+}

@@ -93,14 +93,31 @@ func NewUnit(d *proto.Dispatch, record bool) *Unit {
 	if args == nil {
 		args = nullArgs
 	}
-	u.args = make([]any, 0, 6+n)
-	u.args = append(u.args, proto.Channel, head, d.Event, args, n, kind)
+	u.args = make([]any, 0, 7+n)
+	u.args = append(u.args, proto.Channel, head, d.Event, args, n, kind, exceptArg(d.Except))
 	if kind == kindUsers {
 		for _, user := range d.Users[:n] {
 			u.args = append(u.args, proto.AppendString(make([]byte, 0, len(user)+2), user))
 		}
 	}
 	return u
+}
+
+// exceptArg returns the script's except value of a dispatch leaving out
+// the connections except (proto.Dispatch.Except): their JSON array, as
+// the body writes it and the stream entries keep it, or "" for none.
+func exceptArg(except []string) []byte {
+	if len(except) == 0 {
+		return []byte{}
+	}
+	out := []byte{'['}
+	for i, c := range except {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = proto.AppendString(out, c)
+	}
+	return append(out, ']')
 }
 
 // Event returns the name of the unit's event.
@@ -149,13 +166,16 @@ const perUserTail = `],"conns":[],"broadcast":false`
 // d must be valid and name each user once, and at least one. With record
 // false the messages are transient.
 func NewPerUserUnit(d *proto.Dispatch, record bool) *Unit {
-	one := proto.Dispatch{Event: d.Event, Args: d.Args, Transient: d.Transient}
+	one := proto.Dispatch{Event: d.Event, Args: d.Args, Transient: d.Transient, Except: d.Except}
 	head := proto.AppendDispatchHead(make([]byte, 0, 128+len(d.Args)), &one)
 	// head ends with the empty user list and the tail; the script puts
 	// each user id in between.
 	tail := perUserTail
 	if d.Transient {
 		tail += proto.TransientField
+	}
+	if len(d.Except) > 0 {
+		tail += proto.ExceptField + string(exceptArg(d.Except))
 	}
 	head = head[:len(head)-len(tail)]
 	u := &Unit{part: usersPartition(d.Users)}
@@ -171,8 +191,8 @@ func NewPerUserUnit(d *proto.Dispatch, record bool) *Unit {
 	if args == nil {
 		args = nullArgs
 	}
-	u.args = make([]any, 0, 6+2*n)
-	u.args = append(u.args, tail, head, d.Event, args, n, kind)
+	u.args = make([]any, 0, 7+2*n)
+	u.args = append(u.args, tail, head, d.Event, args, n, kind, exceptArg(d.Except))
 	for _, user := range d.Users {
 		u.args = append(u.args, proto.AppendString(make([]byte, 0, len(user)+2), user), proto.UserChannel(user))
 	}

@@ -11,13 +11,15 @@
 -- ARGV[4]     D, the number of dispatches
 -- ARGV[5]     '1' to check the run against the server's own run id (on a
 --             Redis Cluster), '' to trust the run key
--- then per dispatch, 6 values:
+-- then per dispatch, 7 values:
 --   channel, head (its JSON body without the closing brace), event, args,
 --   N (the targets it records: 0 = transient, 1 for the broadcast stream),
---   kind ('u' users, 'b' broadcast)
+--   kind ('u' users, 'b' broadcast),
+--   except (the connections it leaves out, a JSON array, stored in each
+--   entry as field 'x'; '' for none: the entry has no 'x')
 --   and for kind 'u', N more: each user id as a JSON string (the pos key)
 -- or, for a dispatch to users published on each user's own channel
--- (FANOUT_MODE=per_user), the same 6 values where
+-- (FANOUT_MODE=per_user), the same 7 values where
 --   channel is the body's tail after the user id, head its start up to the
 --   user id, N the number of users, kind 'p' (recorded) or 't' (transient),
 --   and N pairs follow: each user id as a JSON string, and its channel.
@@ -64,7 +66,7 @@ local out = {}
 
 -- record appends one event to the stream at KEYS[k] (meta at KEYS[k+1]),
 -- moves k to the next target and returns the event's position.
-local function record(ev, args)
+local function record(ev, args, except)
   local sk, mk = KEYS[k], KEYS[k + 1]
   local m = redis.call('HMGET', mk, 'e', 's', 't', 'r', 'x')
   local ep, s, ms, x = m[1], tonumber(m[2]), tonumber(m[3]), tonumber(m[5])
@@ -82,7 +84,11 @@ local function record(ev, args)
   local ss, mss = string.format('%d', s), nowstr
   if now > ms then ms = now else mss = string.format('%d', ms) end
   local id = mss .. '-' .. ss
-  redis.call('XADD', sk, 'MINID', '~', minid, id, 'e', ev, 'a', args)
+  if except == '' then
+    redis.call('XADD', sk, 'MINID', '~', minid, id, 'e', ev, 'a', args)
+  else
+    redis.call('XADD', sk, 'MINID', '~', minid, id, 'e', ev, 'a', args, 'x', except)
+  end
   if not x or s == 1 or now - x >= expireEvery or now < x then
     -- The stream's TTL, set at x, is window + expireEvery: it outlives
     -- every event written within expireEvery of x by a window, so the
@@ -102,8 +108,8 @@ end
 local unheard = 0
 for _ = 1, tonumber(ARGV[4]) do
   local channel, head, ev, args = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  local n, kind = tonumber(ARGV[a + 4]), ARGV[a + 5]
-  a = a + 6
+  local n, kind, except = tonumber(ARGV[a + 4]), ARGV[a + 5], ARGV[a + 6]
+  a = a + 7
   local sharded = kind == 'P' or kind == 'T'
   if sharded then kind = string.lower(kind) end
   if kind == 'p' or kind == 't' then
@@ -114,7 +120,7 @@ for _ = 1, tonumber(ARGV[4]) do
       a = a + 2
       local body = head .. uid .. channel
       if kind == 'p' then
-        body = body .. ',"pos":{' .. uid .. ':"' .. record(ev, args) .. '"}}'
+        body = body .. ',"pos":{' .. uid .. ':"' .. record(ev, args, except) .. '"}}'
       else
         body = body .. '}'
       end
@@ -123,7 +129,7 @@ for _ = 1, tonumber(ARGV[4]) do
   else
     local pos = {}
     for j = 1, n do
-      local p = record(ev, args)
+      local p = record(ev, args, except)
       if kind == 'b' then
         pos[1] = p
       else

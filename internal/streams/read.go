@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	_ "embed"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -91,11 +92,14 @@ type Result struct {
 	Entries []Entry
 }
 
-// Entry is one recorded event.
+// Entry is one recorded event. Except lists the connections its dispatch
+// left out (proto.Dispatch.Except), which neither a replay nor a gap
+// filled sends it to; nil for none.
 type Entry struct {
-	Pos   proto.Pos
-	Event string
-	Args  []byte
+	Pos    proto.Pos
+	Event  string
+	Args   []byte
+	Except []string
 }
 
 // Read runs queries in one pipeline and returns their results in order.
@@ -187,6 +191,10 @@ func parseEntry(epoch string, x any) (Entry, error) {
 			e.Event = value
 		case "a":
 			e.Args = []byte(value)
+		case "x":
+			// Written by the publish script from a checked list; one
+			// that does not read leaves no connection out.
+			_ = json.Unmarshal([]byte(value), &e.Except)
 		}
 	}
 	if !proto.ValidEventName(e.Event) {

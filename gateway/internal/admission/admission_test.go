@@ -112,6 +112,7 @@ type sock struct{ id, user string }
 func (s *sock) ID() string                          { return s.id }
 func (s *sock) User() string                        { return s.user }
 func (s *sock) Offer(bool, *proto.Pos, []byte) bool { return true }
+func (s *sock) Skip(bool, *proto.Pos)               {}
 
 // door is a real HTTP server whose every request goes through Admit, with
 // a hub for the places; an admitted socket's connection is closed at once,

@@ -20,6 +20,7 @@ type sink struct {
 func (s *sink) ID() string                          { return s.id }
 func (s *sink) User() string                        { return s.user }
 func (s *sink) Offer(bool, *proto.Pos, []byte) bool { s.n++; return true }
+func (s *sink) Skip(bool, *proto.Pos)               {}
 
 // BenchmarkDeliverDispatch is what a worker does with each message from
 // Redis: decode the dispatch, look up the target users among 10,000 local

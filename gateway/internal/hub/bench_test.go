@@ -18,6 +18,7 @@ type sink struct {
 func (s *sink) ID() string                          { return s.id }
 func (s *sink) User() string                        { return s.user }
 func (s *sink) Offer(bool, *proto.Pos, []byte) bool { s.n++; return true }
+func (s *sink) Skip(bool, *proto.Pos)               {}
 
 // benchHub returns a hub of users users with devices sockets each.
 func benchHub(users, devices int) *hub.Hub[*sink] {

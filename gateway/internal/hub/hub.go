@@ -26,6 +26,11 @@ type Conn interface {
 	// user's, or nil for a transient event. frame may be shared by
 	// sockets and must not be modified.
 	Offer(broadcast bool, pos *proto.Pos, frame []byte) bool
+	// Skip tells the socket of an event it is left out of
+	// (proto.Dispatch.Except) without blocking: it sends nothing, but a
+	// recoverable event (pos not nil) moves its place in the stream, so
+	// that the event is no gap to fill.
+	Skip(broadcast bool, pos *proto.Pos)
 }
 
 // Hub indexes local sockets. The zero value is not usable; call New.
@@ -246,11 +251,17 @@ func (h *Hub[C]) Deliver(d *proto.Dispatch) int {
 // shared by that user's sockets. A socket named several times (as a user's
 // and as a connection) gets it once; so does one named as a connection
 // whose user is in d.SkipUsers, which another message of the dispatch
-// reaches (docs/protocol.md section 4).
+// reaches (docs/protocol.md section 4). A socket named in d.Except gets
+// nothing (Conn.Skip) and is counted in neither.
 func (h *Hub[C]) DeliverCounted(d *proto.Dispatch) (n, dropped int) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
+	except := userSet{list: d.Except} // conn ids, looked up as users are
 	offer := func(c C, broadcast bool, pos *proto.Pos, frame []byte) {
+		if len(d.Except) > 0 && except.has(c.ID()) {
+			c.Skip(broadcast, pos)
+			return
+		}
 		if c.Offer(broadcast, pos, frame) {
 			n++
 		} else {

@@ -21,6 +21,7 @@ type conn struct {
 	mu     sync.Mutex
 	frames [][]byte
 	offers []offer
+	skips  []offer // Skip's, in order
 }
 
 type offer struct {
@@ -44,6 +45,17 @@ func (c *conn) Offer(broadcast bool, pos *proto.Pos, data []byte) bool {
 	c.frames = append(c.frames, data)
 	c.offers = append(c.offers, offer{broadcast, p})
 	return true
+}
+
+func (c *conn) Skip(broadcast bool, pos *proto.Pos) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var p *proto.Pos
+	if pos != nil {
+		cp := *pos
+		p = &cp
+	}
+	c.skips = append(c.skips, offer{broadcast, p})
 }
 
 func (c *conn) received() [][]byte {
@@ -499,5 +511,52 @@ func TestMatching(t *testing.T) {
 		if got := ids(h.Matching(tc.users, tc.conns)); !slices.Equal(got, tc.want) {
 			t.Errorf("Matching(%q, %q) = %q, want %q", tc.users, tc.conns, got, tc.want)
 		}
+	}
+}
+
+// TestDeliverExcept: a socket a dispatch leaves out (Except) is offered
+// nothing of it and told to skip it, with its position, as a user's
+// device, through a broadcast or as a connection named; the user's other
+// devices and the other targets get it; the count leaves it out.
+func TestDeliverExcept(t *testing.T) {
+	h := hub.New[*conn](hub.WithPositions())
+	a1, a2, b := &conn{id: "a1", user: "alice"}, &conn{id: "a2", user: "alice"}, &conn{id: "b", user: "bob"}
+	h.Add(a1)
+	h.Add(a2)
+	h.Add(b)
+	if n := h.Deliver(&proto.Dispatch{Event: "m", Users: []string{"alice", "bob"}, Except: []string{"a1"},
+		Pos: map[string]string{"alice": "ea.5-1", "bob": "eb.5-7"}}); n != 2 {
+		t.Fatalf("queued for %d sockets, want 2 (a2, b)", n)
+	}
+	if n := h.Deliver(&proto.Dispatch{Event: "n", Broadcast: true, BPos: "bb.6-3", Except: []string{"a1", "b"}}); n != 1 {
+		t.Fatalf("broadcast queued for %d sockets, want 1 (a2)", n)
+	}
+	if n := h.Deliver(&proto.Dispatch{Event: "p", Conns: []string{"a1", "a2"}, Except: []string{"a1"}}); n != 1 {
+		t.Fatalf("to connections queued for %d sockets, want 1 (a2)", n)
+	}
+	if got := len(a1.received()); got != 0 {
+		t.Fatalf("a1, left out, got %d frames", got)
+	}
+	if got := len(a2.received()); got != 3 {
+		t.Fatalf("a2 got %d frames, want 3", got)
+	}
+	if got := len(b.received()); got != 1 {
+		t.Fatalf("b got %d frames, want 1 (m)", got)
+	}
+	want := []string{"ea.5-1", "bb.6-3", ""}
+	if len(a1.skips) != len(want) {
+		t.Fatalf("a1 told to skip %d events, want %d", len(a1.skips), len(want))
+	}
+	for i, w := range want {
+		got := ""
+		if p := a1.skips[i].pos; p != nil {
+			got = p.String()
+		}
+		if got != w || a1.skips[i].broadcast != (i == 1) {
+			t.Errorf("a1 skip %d at %q (broadcast %v), want %q", i, got, a1.skips[i].broadcast, w)
+		}
+	}
+	if len(b.skips) != 1 || b.skips[0].pos == nil || b.skips[0].pos.String() != "bb.6-3" {
+		t.Errorf("b's skips: %+v, want the broadcast's", b.skips)
 	}
 }

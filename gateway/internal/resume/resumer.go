@@ -200,7 +200,21 @@ func (r *Resumer) Connect(ctx context.Context, s *Socket, head proto.Connected, 
 	if resumed {
 		n := 0
 		if recovered {
+			// What is sent: the entries read that left this socket or
+			// a previous one of its client out are not (Socket.Skip).
+			// Those of a replay read in parts, past the first part,
+			// are not known yet, and counted.
 			n = missed
+			for st := streams.UserStream; st <= streams.BroadcastStream; st++ {
+				if asked[st] == "" {
+					continue
+				}
+				for i := range res[st].Entries {
+					if s.leftOut(&res[st].Entries[i]) {
+						n--
+					}
+				}
+			}
 		}
 		c.Recovered, c.Missed = &recovered, &n
 		r.rec.Resumed(outcome)

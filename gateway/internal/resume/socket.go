@@ -1,6 +1,7 @@
 package resume
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/switchboard/switchboard/internal/streams"
@@ -59,6 +60,10 @@ type Socket struct {
 	// socket still short of them reads again.
 	swept    [2]proto.Pos
 	sweptSet bool
+	// prev are the ids of the connections this socket's client had before
+	// it in its session (Previous): an entry whose dispatch left one of
+	// them out, or this socket's own, is not sent from a stream.
+	prev []string
 }
 
 // cursor is a socket's place in one stream: the position of the last
@@ -83,6 +88,9 @@ type heldFrame struct {
 	pos    proto.Pos
 	stream streams.Stream
 	posed  bool // recoverable: pos and stream are set
+	// skip: the socket is left out of the event (Skip); its place moves
+	// past it, and nothing is sent. frame is nil.
+	skip bool
 }
 
 // ID returns the connection id.
@@ -134,6 +142,75 @@ func (s *Socket) Offer(broadcast bool, pos *proto.Pos, frame []byte) bool {
 	s.hold(heldFrame{frame: frame, pos: *pos, stream: stream, posed: true})
 	s.r.schedule(s)
 	return true
+}
+
+// Skip tells the socket of an event whose dispatch leaves it out
+// (proto.Dispatch.Except): nothing is sent, but a recoverable one moves
+// the socket's place in its stream as if it had been sent, so it is
+// neither a gap to fill (which would send it from the stream) nor, for a
+// gap it ends, a cause to resync. A transient one is simply not sent. Skip
+// never blocks.
+func (s *Socket) Skip(broadcast bool, pos *proto.Pos) {
+	if pos == nil {
+		return
+	}
+	stream := streams.UserStream
+	if broadcast {
+		stream = streams.BroadcastStream
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || !s.r.enabled {
+		return
+	}
+	f := heldFrame{pos: *pos, stream: stream, posed: true, skip: true}
+	if s.holding {
+		s.hold(f)
+		return
+	}
+	c := &s.cur[stream]
+	if pos.Epoch == c.pos.Epoch {
+		switch {
+		case pos.Off <= c.pos.Off:
+			return
+		case pos.Off == c.pos.Off+1:
+			c.pos = *pos
+			return
+		}
+	}
+	// A gap before it: filled from the stream, whose entry of this event
+	// names the socket and is not sent (leftOut).
+	c.stale = true
+	s.holding = true
+	s.hold(f)
+	s.r.schedule(s)
+}
+
+// Previous tells the socket the ids of the connections its client had
+// before it in its session, which it named when it resumed: an entry of
+// its streams whose dispatch left one of them out is not sent to it (the
+// client had it left out then), on the resume's replay nor after. Call it
+// before Connect.
+func (s *Socket) Previous(ids []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.prev = ids
+}
+
+// leftOut reports whether e's dispatch left this socket out: its except
+// list names the socket's connection or one of its previous ones. s.mu is
+// held.
+func (s *Socket) leftOut(e *streams.Entry) bool {
+	if len(e.Except) == 0 {
+		return false
+	}
+	id := s.conn.ID()
+	for _, x := range e.Except {
+		if x == id || slices.Contains(s.prev, x) {
+			return true
+		}
+	}
+	return false
 }
 
 func derefPos(p *proto.Pos) proto.Pos {
@@ -367,8 +444,18 @@ func (s *Socket) resync(st streams.Stream, top proto.Pos, reason string) {
 func (s *Socket) sendEntries(st streams.Stream, entries []streams.Entry, b *budget) (filled uint32) {
 	c := &s.cur[st]
 	replayed := 0
-	for _, e := range entries {
-		f := entryFrame(st, s.conn.User(), e)
+	for i := range entries {
+		e := &entries[i]
+		if s.leftOut(e) {
+			// Left out: the place moves past it, nothing is sent, and
+			// it is neither replayed nor a gap filled.
+			c.pos = e.Pos
+			if c.replaying > 0 {
+				c.replaying--
+			}
+			continue
+		}
+		f := entryFrame(st, s.conn.User(), *e)
 		if !b.take(len(f)) {
 			break
 		}
@@ -445,7 +532,13 @@ func (s *Socket) release(confirmed [2]bool, b *budget) bool {
 		c := &s.cur[f.stream]
 		if !c.stale && f.pos.Epoch == c.pos.Epoch {
 			if f.pos.Off <= c.pos.Off {
-				s.r.rec.Duplicate()
+				if !f.skip {
+					s.r.rec.Duplicate()
+				}
+				continue
+			}
+			if f.pos.Off == c.pos.Off+1 && f.skip {
+				c.pos = f.pos
 				continue
 			}
 			if f.pos.Off == c.pos.Off+1 {
@@ -461,7 +554,9 @@ func (s *Socket) release(confirmed [2]bool, b *budget) bool {
 		if !c.stale && f.pos.Epoch != c.pos.Epoch && confirmed[f.stream] && i < early {
 			// Older than the epoch the stream is in: a message delayed
 			// past a reset of the store.
-			s.r.rec.Duplicate()
+			if !f.skip {
+				s.r.rec.Duplicate()
+			}
 			continue
 		}
 		c.stale = true

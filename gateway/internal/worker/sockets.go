@@ -50,6 +50,7 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	// read arrives live, and whatever before is in the read.
 	err := w.sub.Acquire(ctx, user)
 	if err == nil {
+		s.Previous(q.prev)
 		err = w.res.Connect(ctx, s, head, q.resume, q.bresume)
 	}
 	cancel()
@@ -89,6 +90,9 @@ const unreadable = "unreadable"
 type params struct {
 	resume, bresume string // the wire positions to resume after; "" for none
 	heartbeat       bool   // heartbeat=1: heartbeat frames (docs/protocol.md section 2)
+	// prev: the client's previous connections of its session (proto.QueryPrev);
+	// nil when it named none, or a malformed list.
+	prev []string
 }
 
 // socketParams returns the parameters of a request's query (the first of
@@ -99,7 +103,7 @@ type params struct {
 // of leaving recovered out as if the client had not asked.
 func socketParams(rawQuery string) params {
 	q, err := url.ParseQuery(rawQuery)
-	p := params{heartbeat: q.Get(proto.QueryHeartbeat) == "1"}
+	p := params{heartbeat: q.Get(proto.QueryHeartbeat) == "1", prev: proto.ParsePrev(q.Get(proto.QueryPrev))}
 	p.resume, p.bresume = resumeParams(rawQuery, q, err)
 	return p
 }

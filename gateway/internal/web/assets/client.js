@@ -770,7 +770,8 @@ class Cursor {
   #user = null; // the user of the last "connected": the positions are this user's
   #key = null; // where #user's positions are stored
   #at = {}; // "pos" and "bpos" -> the last position processed
-  #sent = null; // {user, at}: the positions the current socket resumed from
+  #sent = null; // {user, at, conns}: the positions the current socket resumed from, and the prev it named
+  #conns = []; // the conn ids of #user's sockets of this session, oldest first, at most MAX_PREV
 
   constructor(storage) {
     this.#storage = storage;
@@ -784,9 +785,15 @@ class Cursor {
   resume(user, url) {
     this.#sent = null;
     if (user === null) return {};
-    const at = user === this.#user ? this.#at : this.#load(storageKey(url, user));
-    this.#sent = { user, at };
-    return { resume: at.pos, bresume: at.bpos };
+    const mine = user === this.#user;
+    const at = mine ? this.#at : this.#load(storageKey(url, user));
+    const conns = mine ? this.#conns : this.#loadConns(storageKey(url, user));
+    this.#sent = { user, at, conns };
+    // prev (an extension, docs/protocol.md section 6): an event sent to
+    // "everyone but" one of these connections is not replayed. The
+    // position stays before such an event when it was the last one, so
+    // the ids go with every resume, not only the next.
+    return { resume: at.pos, bresume: at.bpos, prev: conns.length ? conns.join(",") : undefined };
   }
 
   /**
@@ -799,6 +806,10 @@ class Cursor {
    */
   start(user, url, args) {
     const had = args.recovered === true && this.#sent?.user === user ? this.#sent.at : {};
+    // The connections of this user's session, the last MAX_PREV, this one
+    // last; another user's start none.
+    const conns = this.#sent?.user === user ? this.#sent.conns : user === this.#user ? this.#conns : [];
+    this.#conns = isConn(args.conn) ? [...conns.filter((c) => c !== args.conn), args.conn].slice(-MAX_PREV) : conns;
     this.#user = user;
     this.#key = user === null ? null : storageKey(url, user);
     this.#at = {};
@@ -843,14 +854,40 @@ class Cursor {
     try {
       if (Object.keys(this.#at).length) this.#storage.setItem(this.#key, JSON.stringify(this.#at));
       else this.#storage.removeItem(this.#key);
+      // Under a key of their own, so the positions' stay as they were.
+      if (this.#conns.length) this.#storage.setItem(this.#key + PREV_SUFFIX, this.#conns.join(","));
+      else this.#storage.removeItem(this.#key + PREV_SUFFIX);
     } catch {
       // Full or forbidden: the client still resumes, only not after a reload.
+    }
+  }
+
+  // #loadConns reads the stored conn ids of a session; none when unreadable.
+  #loadConns(key) {
+    if (!this.#storage) return [];
+    try {
+      const ids = (this.#storage.getItem(key + PREV_SUFFIX) ?? "").split(",").filter(isConn);
+      return ids.slice(-MAX_PREV);
+    } catch {
+      return [];
     }
   }
 }
 
 // WAKE_EVENTS are the browser's events that end a back-off wait.
 const WAKE_EVENTS = ["online", "pageshow", "visibilitychange"];
+
+// MAX_PREV is the most conn ids a resume names in prev (the gateway's bound).
+const MAX_PREV = 8;
+
+// PREV_SUFFIX ends the storage key of a session's conn ids, after its positions' key.
+const PREV_SUFFIX = " prev";
+
+// isConn reports whether c can be a conn id the gateway takes in prev: 1 to
+// 64 characters of printable ASCII, no comma.
+function isConn(c) {
+  return typeof c === "string" && /^[!-+\--~]{1,64}$/.test(c);
+}
 
 // STREAMS names the position of each stream, in frames and connected's args.
 const STREAMS = ["pos", "bpos"];

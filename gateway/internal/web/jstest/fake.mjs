@@ -92,10 +92,11 @@ export function fakeSockets({ user = "alice", greeting = {}, autoGreet = false }
     }
 
     // params returns the query parameters the client connected with, but
-    // heartbeat, which the heartbeat tests look at in url.
+    // heartbeat and prev, which the heartbeat and prev tests look at in url.
     get params() {
       const p = Object.fromEntries(this.url.searchParams);
       delete p.heartbeat;
+      delete p.prev;
       return p;
     }
 

@@ -1,0 +1,83 @@
+// Unit tests of client.js's prev parameter (docs/protocol.md section 6, an
+// extension): a resume names the conn ids of the session's earlier
+// sockets, the last 8, so that an event sent to "everyone but" one of
+// them is not replayed to it. No gateway, no network.
+// Run by e2e/jsclient_test.go (TestClientJSUnit), or by hand:
+//   node --test gateway/internal/web/jstest/prev.unit.test.mjs
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { GATEWAY_URL as URL_, client, fakeSockets, jwt } from "./fake.mjs";
+
+const prevKey = (user, url = URL_) => `switchboard ${url} ${user} prev`;
+
+function memoryStorage() {
+  const items = new Map();
+  return {
+    items,
+    getItem: (k) => (items.has(k) ? items.get(k) : null),
+    setItem: (k, v) => void items.set(k, String(v)),
+    removeItem: (k) => void items.delete(k),
+  };
+}
+
+test("prev: each resume names the session's earlier connections, the last 8, oldest first", async (t) => {
+  const fake = fakeSockets();
+  client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, minReconnectDelay: 1 });
+  const s1 = await fake.socket(1);
+  assert.equal(s1.url.searchParams.has("prev"), false, "nothing before the first connection");
+  s1.greet("alice", { pos: "e1.1-1", conn: "w0-1" });
+  s1.drop(1006);
+  const s2 = await fake.socket(2);
+  assert.equal(s2.url.searchParams.get("prev"), "w0-1");
+  // A socket lost before its greeting adds nothing.
+  s2.drop(1006);
+  let s = await fake.socket(3);
+  assert.equal(s.url.searchParams.get("prev"), "w0-1");
+  for (let i = 2; i <= 10; i++) {
+    s.greet("alice", { pos: "e1.1-1", conn: `w1-${i}`, recovered: true, missed: 0 });
+    s.drop(1006);
+    s = await fake.socket(fake.made.length + 1);
+  }
+  const want = Array.from({ length: 8 }, (_, i) => `w1-${i + 3}`).join(",");
+  assert.equal(s.url.searchParams.get("prev"), want, "the last 8");
+  // A conn id the gateway would not take is not kept.
+  s.greet("alice", { pos: "e1.1-1", conn: "bad id", recovered: true, missed: 0 });
+  s.drop(1006);
+  assert.equal((await fake.socket(fake.made.length + 1)).url.searchParams.get("prev"), want);
+});
+
+test("prev: another user's session starts none", async (t) => {
+  const fake = fakeSockets();
+  const tokens = [jwt("alice"), jwt("bob")];
+  let n = 0;
+  client(t, { getToken: async () => tokens[Math.min(n++, 1)], WebSocket: fake.WebSocket, minReconnectDelay: 1 });
+  const s1 = await fake.socket(1);
+  s1.greet("alice", { pos: "e1.1-1", conn: "w0-1" });
+  s1.drop(1006);
+  const s2 = await fake.socket(2);
+  assert.equal(s2.url.searchParams.has("prev"), false, "bob's resume names none of alice's connections");
+  s2.greet("bob", { pos: "e2.1-1", conn: "w0-2" });
+  s2.drop(1006);
+  assert.equal((await fake.socket(3)).url.searchParams.get("prev"), "w0-2");
+});
+
+test("prev: with storage, a reloaded page names the connections before the reload", async (t) => {
+  const storage = memoryStorage();
+  {
+    const fake = fakeSockets();
+    const before = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, storage });
+    (await fake.socket(1)).greet("alice", { pos: "e1.1-3", conn: "w0-7" });
+    before.close();
+  }
+  assert.equal(storage.getItem(prevKey("alice")), "w0-7");
+  const fake = fakeSockets();
+  client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, storage });
+  const s1 = await fake.socket(1);
+  assert.equal(s1.url.searchParams.get("prev"), "w0-7");
+  assert.equal(s1.url.searchParams.get("resume"), "e1.1-3");
+  // Unreadable ids in storage are dropped.
+  storage.setItem(prevKey("carol"), "ok-1,bad id,,ok-2");
+  const fc = fakeSockets();
+  client(t, { token: jwt("carol"), WebSocket: fc.WebSocket, storage });
+  assert.equal((await fc.socket(1)).url.searchParams.get("prev"), "ok-1,ok-2");
+});
