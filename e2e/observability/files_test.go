@@ -297,10 +297,14 @@ func TestDashboardNamesExistingAlerts(t *testing.T) {
 // watched are counters that must be drawn on a panel and read by an
 // alert: the uses of a secret being rotated out, which say when to finish
 // a rotation (docs/operations.md, "Rotating the JWT secret" and "Rotating
-// the dispatch API key"); a previous secret forgotten stays good.
+// the dispatch API key"); a previous secret forgotten stays good. And
+// failures that no request sees: presence leases Redis did not take, and
+// lifecycle hooks that failed or were dropped, told at most once.
 var watched = []string{
 	"switchboard_gateway_auth_previous_secret_total",
 	"switchboard_handlers_dispatch_api_previous_key_total",
+	"switchboard_gateway_presence_write_failures_total",
+	"switchboard_handlers_lifecycle_hooks_total",
 }
 
 // TestWatchedMetricsHavePanelsAndAlerts: each of watched is read by a
