@@ -51,8 +51,10 @@ unit:
 # unit has run them, and everything else, in the default shared mode. The
 # recovery suite, where there is one, runs whole.
 E2E_PER_USER_RUN := Delivery|SendMessage|PostUpdated|DispatchAPI|Rooms|Recover|Resume|RedisDownAndBack|Revoke
-# The cluster set-up also runs the per_user tests that set the mode themselves.
-E2E_CLUSTER_RUN := $(E2E_PER_USER_RUN)|PerUser|Disconnect
+# The cluster set-up also runs the per_user tests that set the mode
+# themselves, presence (its keys in each user's slot) and the lifecycle
+# hooks (over a NATS cluster).
+E2E_CLUSTER_RUN := $(E2E_PER_USER_RUN)|PerUser|Disconnect|Presence|LifecycleHooks
 e2e-per-user:
 	@echo "E2E_FANOUT_MODE=per_user go test -race -run '$(E2E_PER_USER_RUN)' ./e2e/"
 	@cd e2e && E2E_FANOUT_MODE=per_user go test -race -count=1 -timeout 10m -run '$(E2E_PER_USER_RUN)' .
