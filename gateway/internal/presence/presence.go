@@ -153,9 +153,9 @@ func (l *Leases) wake() {
 }
 
 // Run writes the queued leases and removals, and refreshes every lease
-// every TTL/3, until ctx ends; then it writes what is queued and removes
-// the leases of the sockets still open, which end with the worker, each
-// within writeTimeout.
+// every TTL/3, until ctx ends; then it writes the removals queued and
+// removes the leases of the sockets still open, which end with the worker
+// (removeAll): with Redis down or hung, within the time of one batch.
 func (l *Leases) Run(ctx context.Context) {
 	defer close(l.stopped)
 	t := time.NewTicker(l.ttl / 3)
@@ -163,7 +163,6 @@ func (l *Leases) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			l.flush()
 			l.removeAll()
 			return
 		case <-l.kick:
@@ -183,10 +182,20 @@ func (l *Leases) flush() {
 	l.pending, l.written = nil, make(chan struct{})
 	l.mu.Unlock()
 	defer close(written)
+	l.write(ops)
+}
+
+// write writes ops in order, in batches. A batch that fails as a whole
+// (Redis down, or hung until the client's timeout) ends the writes: the
+// rest would each wait as long, holding every other write and the
+// worker's stop. The ops not written are counted as failed; the next
+// refresh writes the leases, and the leases not removed expire within the
+// TTL.
+func (l *Leases) write(ops []op) {
 	exp := l.expiry()
 	for len(ops) > 0 {
 		n := min(len(ops), batchCmds/2) // at most 2 commands each
-		l.exec(func(p redis.Pipeliner) []op {
+		ok := l.exec(func(p redis.Pipeliner) []op {
 			for _, o := range ops[:n] {
 				key := proto.UserPresenceKey(o.user)
 				if o.add {
@@ -199,7 +208,24 @@ func (l *Leases) flush() {
 			return ops[:n]
 		})
 		ops = ops[n:]
+		if !ok {
+			skipped := 0
+			for _, o := range ops {
+				skipped += 1 + btoi(o.add)
+			}
+			if skipped > 0 {
+				l.rec.PresenceWriteFailed(skipped)
+			}
+			return
+		}
 	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // refresh writes the leases of every local socket again, and removes the
@@ -225,7 +251,7 @@ func (l *Leases) refresh() {
 	for len(users) > 0 {
 		n := min(len(users), batchCmds/3) // 3 commands each
 		batch := users[:n]
-		l.exec(func(p redis.Pipeliner) []op {
+		ok := l.exec(func(p redis.Pipeliner) []op {
 			ops := make([]op, 0, len(batch))
 			for _, u := range batch {
 				key := proto.UserPresenceKey(u.name)
@@ -241,33 +267,50 @@ func (l *Leases) refresh() {
 			return ops
 		})
 		users = users[n:]
+		if !ok && len(users) > 0 { // as in write
+			l.rec.PresenceWriteFailed(3 * len(users))
+			return
+		}
 	}
 }
 
-// removeAll removes the leases of the sockets still open.
+// removeAll removes, as the worker stops, the leases of the sockets still
+// open and of those whose removal is pending, in one pass: with Redis hung
+// the stop waits for one batch, not one per batch. Pending leases are not
+// written: their sockets end with the worker.
 func (l *Leases) removeAll() {
 	l.mu.Lock()
+	ops, written := l.pending, l.written
+	l.pending, l.written = nil, make(chan struct{})
+	removals := ops[:0]
+	for _, o := range ops {
+		if !o.add {
+			removals = append(removals, o)
+		}
+	}
 	for user, conns := range l.local {
 		for c := range conns {
-			l.pending = append(l.pending, op{user: user, conn: c})
+			removals = append(removals, op{user: user, conn: c})
 		}
 	}
 	l.local = make(map[string]map[string]struct{})
 	l.mu.Unlock()
-	l.flush()
+	defer close(written)
+	l.write(removals)
 }
 
 // exec runs the commands fill queues on one pipeline, within
 // writeTimeout, and counts and logs those that failed; fill returns the
-// ops they write, for the log's fields.
-func (l *Leases) exec(fill func(redis.Pipeliner) []op) {
+// ops they write, for the log's fields. It reports false if the pipeline
+// failed as a whole: every command failed, or its time ran out.
+func (l *Leases) exec(fill func(redis.Pipeliner) []op) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
 	p := l.rdb.Pipeline()
 	ops := fill(p)
 	cmds, err := p.Exec(ctx)
 	if err == nil {
-		return
+		return true
 	}
 	failed := 0
 	for _, c := range cmds {
@@ -275,6 +318,7 @@ func (l *Leases) exec(fill func(redis.Pipeliner) []op) {
 			failed++
 		}
 	}
+	whole := failed == 0 || failed == len(cmds) || ctx.Err() != nil
 	if failed == 0 { // the pipeline failed as a whole
 		failed = len(cmds)
 	}
@@ -282,6 +326,7 @@ func (l *Leases) exec(fill func(redis.Pipeliner) []op) {
 	first := ops[0]
 	l.failed.Failed(err, zap.String("user", first.user), zap.String("conn", first.conn),
 		zap.Int("worker", l.worker), zap.Int("failed_commands", failed))
+	return !whole
 }
 
 // expiry returns the score of a lease written now.

@@ -279,3 +279,71 @@ func TestCluster(t *testing.T) {
 		}
 	}
 }
+
+// TestStopWithRedisHung: with Redis hung (it takes commands and answers
+// none), a worker's stop is not held for a round trip per batch of the
+// removals it owes: the first that times out ends the writes, and the
+// leases left expire within the TTL. The client is the gateway's, with
+// go-redis's defaults.
+func TestStopWithRedisHung(t *testing.T) {
+	r := testkit.StartRedis(t)
+	rdb := client(t, r)
+	failed := &counter{}
+	l := New(rdb, 30*time.Second, 0, failed, zap.NewNop())
+	stop := run(t, l)
+	const socks = 6 * batchCmds // a dozen batches of removals
+	for i := range socks {
+		l.Opened("u"+strconv.Itoa(i), "c"+strconv.Itoa(i))
+	}
+	last := strconv.Itoa(socks - 1)
+	testkit.Eventually(t, 10*time.Second, "every lease is written", func() bool {
+		_, ok := lease(t, rdb, "u"+last, "c"+last)
+		return ok
+	})
+	r.Pause(t)
+	defer r.Continue()
+	start := time.Now()
+	stop()
+	// One batch that times out: writing every batch took a minute.
+	if took, most := time.Since(start), 2*hungBatch; took > most {
+		t.Errorf("stop with Redis hung took %s, want at most %s", took.Round(time.Millisecond), most)
+	}
+	if failed.n.Load() < socks {
+		t.Errorf("%d failed commands counted, want the %d removals never written", failed.n.Load(), socks)
+	}
+}
+
+// hungBatch is about how long one pipeline to a hung Redis takes with
+// the gateway's client (go-redis's defaults: a 3 s read timeout that
+// outlasts writeTimeout, then a retry), measured at 5 s.
+const hungBatch = 6 * time.Second
+
+// TestRefreshWithRedisHungEnds: a refresh that meets a hung Redis ends at
+// its first batch that fails, rather than waiting out a timeout for each
+// batch of every local socket's lease (and holding the removals queued
+// meanwhile, whose queue grows as long): a stop that comes during it
+// waits for one more batch at most.
+func TestRefreshWithRedisHungEnds(t *testing.T) {
+	r := testkit.StartRedis(t)
+	rdb := client(t, r)
+	failed := &counter{}
+	l := New(rdb, MinTTL, 0, failed, zap.NewNop())
+	stop := run(t, l)
+	const socks = 12 * batchCmds / 3 // a dozen batches of refresh
+	for i := range socks {
+		l.Opened("u"+strconv.Itoa(i), "c"+strconv.Itoa(i))
+	}
+	last := strconv.Itoa(socks - 1)
+	testkit.Eventually(t, 10*time.Second, "every lease is written", func() bool {
+		_, ok := lease(t, rdb, "u"+last, "c"+last)
+		return ok
+	})
+	r.Pause(t)
+	defer r.Continue()
+	testkit.Eventually(t, MinTTL+2*hungBatch, "a refresh fails", func() bool { return failed.n.Load() > 0 })
+	start := time.Now()
+	stop()
+	if took, most := time.Since(start), 2*hungBatch; took > most {
+		t.Errorf("stop during a refresh with Redis hung took %s, want at most %s", took.Round(time.Millisecond), most)
+	}
+}
