@@ -347,3 +347,40 @@ func TestRefreshWithRedisHungEnds(t *testing.T) {
 		t.Errorf("stop during a refresh with Redis hung took %s, want at most %s", took.Round(time.Millisecond), most)
 	}
 }
+
+// TestFailedRemovalRetried: a removal that never reaches Redis (the path
+// to it stalls, then its connections are cut) is written again at the
+// next refresh once Redis is reachable: the closed socket stops counting
+// then, not when its lease expires a TTL after its last write.
+func TestFailedRemovalRetried(t *testing.T) {
+	r := testkit.StartRedis(t)
+	check := client(t, r)
+	proxy := testkit.StartProxy(t, r.Addr())
+	rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	failed := &counter{}
+	ttl := 30 * time.Second
+	l := New(rdb, ttl, 0, failed, zap.NewNop())
+	run(t, l)
+	l.Opened("frank", "c1")
+	testkit.Eventually(t, 5*time.Second, "the lease is written", func() bool {
+		_, ok := lease(t, check, "frank", "c1")
+		return ok
+	})
+	exp, _ := lease(t, check, "frank", "c1")
+
+	proxy.Freeze()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	l.Closed(ctx, "frank", "c1")
+	cancel()
+	testkit.Eventually(t, 3*hungBatch, "the removal fails", func() bool { return failed.n.Load() > 0 })
+	proxy.Cut() // what it held is lost
+	proxy.Thaw()
+	if _, ok := lease(t, check, "frank", "c1"); !ok {
+		t.Fatal("the removal reached Redis; the test fails nothing")
+	}
+	testkit.Eventually(t, time.Until(time.UnixMilli(exp))-time.Second, "the removal is retried before the lease expires", func() bool {
+		_, ok := lease(t, check, "frank", "c1")
+		return !ok
+	})
+}
