@@ -66,7 +66,6 @@ type Recorder interface {
 type Leases struct {
 	rdb    redis.UniversalClient
 	ttl    time.Duration
-	worker int
 	rec    Recorder
 	failed *logevery.Log
 	now    func() time.Time
@@ -98,14 +97,14 @@ type op struct {
 	add        bool
 }
 
-// New returns Leases of ttl (at least MinTTL) written to rdb by worker
-// number worker (a log field), failures counted by rec.
-func New(rdb redis.UniversalClient, ttl time.Duration, worker int, rec Recorder, log *zap.Logger) *Leases {
+// New returns Leases of ttl (at least MinTTL) written to rdb, failures
+// counted by rec and logged to log, which carries the worker's field.
+func New(rdb redis.UniversalClient, ttl time.Duration, rec Recorder, log *zap.Logger) *Leases {
 	if ttl < MinTTL {
 		panic("presence: TTL below MinTTL")
 	}
 	return &Leases{
-		rdb: rdb, ttl: ttl, worker: worker, rec: rec, now: time.Now,
+		rdb: rdb, ttl: ttl, rec: rec, now: time.Now,
 		failed:  logevery.New(log, "presence not recorded in redis, retried at the next refresh", logEvery),
 		local:   make(map[string]map[string]struct{}),
 		written: make(chan struct{}),
@@ -388,7 +387,7 @@ func (l *Leases) exec(fill func(redis.Pipeliner) []op) (failed, whole bool) {
 	l.rec.PresenceWriteFailed(n)
 	first := ops[0]
 	l.failed.Failed(err, zap.String("user", first.user), zap.String("conn", first.conn),
-		zap.Int("worker", l.worker), zap.Int("failed_commands", n))
+		zap.Int("failed_commands", n))
 	return true, whole
 }
 

@@ -1,10 +1,12 @@
 package presence
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/switchboard/switchboard/internal/testkit"
@@ -67,7 +70,7 @@ func TestOpenedAndClosed(t *testing.T) {
 	r := testkit.StartRedis(t)
 	rdb := client(t, r)
 	ttl := 30 * time.Second
-	l := New(rdb, ttl, 0, &counter{}, zap.NewNop())
+	l := New(rdb, ttl, &counter{}, zap.NewNop())
 	run(t, l)
 	before := time.Now()
 	l.Opened("alice", "c1")
@@ -114,10 +117,10 @@ func TestRefreshAndDeadWorker(t *testing.T) {
 	r := testkit.StartRedis(t)
 	rdb := client(t, r)
 	ttl := MinTTL
-	live := New(rdb, ttl, 0, &counter{}, zap.NewNop())
+	live := New(rdb, ttl, &counter{}, zap.NewNop())
 	run(t, live)
 	deadRDB := redis.NewClient(&redis.Options{Addr: r.Addr()})
-	dead := New(deadRDB, ttl, 1, &counter{}, zap.NewNop())
+	dead := New(deadRDB, ttl, &counter{}, zap.NewNop())
 	stopDead := run(t, dead)
 
 	live.Opened("bob", "live-1")
@@ -163,7 +166,7 @@ func TestRedisDownRefreshRepairs(t *testing.T) {
 	t.Cleanup(func() { _ = rdb.Close() })
 	core, logs := observer.New(zap.WarnLevel)
 	failed := &counter{}
-	l := New(rdb, MinTTL, 3, failed, zap.New(core))
+	l := New(rdb, MinTTL, failed, zap.New(core).With(zap.Int("worker", 3)))
 	run(t, l)
 	r.Stop()
 	l.Opened("dave", "c1")
@@ -188,7 +191,7 @@ func TestRedisDownRefreshRepairs(t *testing.T) {
 func TestStopRemovesLeases(t *testing.T) {
 	r := testkit.StartRedis(t)
 	rdb := client(t, r)
-	l := New(rdb, 30*time.Second, 0, &counter{}, zap.NewNop())
+	l := New(rdb, 30*time.Second, &counter{}, zap.NewNop())
 	stop := run(t, l)
 	l.Opened("erin", "c1")
 	testkit.Eventually(t, 5*time.Second, "the lease is written", func() bool {
@@ -208,7 +211,7 @@ func TestStopRemovesLeases(t *testing.T) {
 func TestManySockets(t *testing.T) {
 	r := testkit.StartRedis(t)
 	rdb := client(t, r)
-	l := New(rdb, MinTTL, 0, &counter{}, zap.NewNop())
+	l := New(rdb, MinTTL, &counter{}, zap.NewNop())
 	run(t, l)
 	const users = 700 // > batchCmds/2 and batchCmds/3
 	for i := range users {
@@ -243,7 +246,7 @@ func TestManySockets(t *testing.T) {
 func TestCluster(t *testing.T) {
 	c := testkit.StartRedisCluster(t, 3)
 	rdb := c.Client(nil)
-	l := New(rdb, 30*time.Second, 0, &counter{}, zap.NewNop())
+	l := New(rdb, 30*time.Second, &counter{}, zap.NewNop())
 	run(t, l)
 	users := make([]string, 0, proto.Partitions)
 	seen := map[int]bool{}
@@ -289,7 +292,7 @@ func TestStopWithRedisHung(t *testing.T) {
 	r := testkit.StartRedis(t)
 	rdb := client(t, r)
 	failed := &counter{}
-	l := New(rdb, 30*time.Second, 0, failed, zap.NewNop())
+	l := New(rdb, 30*time.Second, failed, zap.NewNop())
 	stop := run(t, l)
 	const socks = 6 * batchCmds // a dozen batches of removals
 	for i := range socks {
@@ -327,7 +330,7 @@ func TestRefreshWithRedisHungEnds(t *testing.T) {
 	r := testkit.StartRedis(t)
 	rdb := client(t, r)
 	failed := &counter{}
-	l := New(rdb, MinTTL, 0, failed, zap.NewNop())
+	l := New(rdb, MinTTL, failed, zap.NewNop())
 	stop := run(t, l)
 	const socks = 12 * batchCmds / 3 // a dozen batches of refresh
 	for i := range socks {
@@ -360,7 +363,7 @@ func TestFailedRemovalRetried(t *testing.T) {
 	t.Cleanup(func() { _ = rdb.Close() })
 	failed := &counter{}
 	ttl := 30 * time.Second
-	l := New(rdb, ttl, 0, failed, zap.NewNop())
+	l := New(rdb, ttl, failed, zap.NewNop())
 	run(t, l)
 	l.Opened("frank", "c1")
 	testkit.Eventually(t, 5*time.Second, "the lease is written", func() bool {
@@ -383,4 +386,55 @@ func TestFailedRemovalRetried(t *testing.T) {
 		_, ok := lease(t, check, "frank", "c1")
 		return !ok
 	})
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's writes and the
+// test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestFailureLogOneWorkerField: the gateway's worker logger already
+// carries the worker field (cmd/gateway), so the failure's JSON line has
+// it once: a duplicate key is refused or overwritten by log pipelines.
+func TestFailureLogOneWorkerField(t *testing.T) {
+	r := testkit.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	var out syncBuffer
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	log := zap.New(zapcore.NewCore(enc, zapcore.AddSync(&out), zap.InfoLevel)).With(zap.Int("worker", 3))
+	failed := &counter{}
+	l := New(rdb, MinTTL, failed, log)
+	run(t, l)
+	r.Stop()
+	l.Opened("gina", "c1")
+	testkit.Eventually(t, 5*time.Second, "the failure is logged", func() bool {
+		return strings.Contains(out.String(), "presence not recorded")
+	})
+	line := out.String()
+	if n := strings.Count(line, `"worker":`); n != 1 {
+		t.Errorf("the failure's line has the worker field %d times, want once: %s", n, line)
+	}
+	if !strings.Contains(line, `"user":"gina"`) || !strings.Contains(line, `"conn":"c1"`) {
+		t.Errorf("the failure's line lacks user or conn: %s", line)
+	}
+}
+
+// newLeases is New of MinTTL for worker 3.
+func newLeases(rdb redis.UniversalClient, rec Recorder, log *zap.Logger) *Leases {
+	return New(rdb, MinTTL, rec, log)
 }
