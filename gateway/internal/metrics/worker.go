@@ -242,7 +242,7 @@ func NewWorker() *Worker {
 	m.pendingClosed = f.counter("pending_connections_closed_total",
 		"Connections closed before they sent a request's headers because their address had more than GATEWAY_IP_PENDING such connections (slowloris).")
 	m.presenceFailed = f.counter("presence_write_failures_total",
-		"Presence lease commands (ZADD, ZREM) that failed to reach Redis; the next refresh, every third of GATEWAY_PRESENCE_TTL, writes every lease again, and a removal that failed leaves a lease that expires within the TTL.")
+		"Presence lease commands (ZADD, ZREM) that failed to reach Redis; the next refresh, every third of GATEWAY_PRESENCE_TTL, writes every lease again and every removal that failed, until its lease expires within the TTL; the writes a batch that failed as a whole left undone count too.")
 	m.envelopes = f.counterVec("envelopes_received_total",
 		"Client envelopes, by event and result (ok or the error code sent). Events not yet confirmed by a handler count as _other, frames that are not envelopes as _invalid.",
 		"event", "result")

@@ -16,8 +16,12 @@
 // its context, until the removal is written, so whatever announces the
 // close afterwards finds the lease gone. A write that fails is counted and
 // logged (at most once per logEvery) and left to the next refresh, which
-// writes every lease again; a removal that fails leaves a lease that
-// expires within the TTL. Since one goroutine writes in order, a refresh
+// writes every lease again and every removal that failed whose lease has
+// not expired yet (a lease not removed otherwise counts until it expires,
+// within the TTL). A batch that fails as a whole (Redis down or hung) ends
+// the writes of its pass, whose other writes are counted as failed and
+// left likewise, so a hung Redis holds the writer, and the worker's stop,
+// for one batch, not one per batch. Since one goroutine writes in order, a refresh
 // never writes back the lease of a socket whose removal was queued before
 // it, and a removal queued during a refresh is written after it.
 package presence
@@ -62,7 +66,6 @@ type Recorder interface {
 type Leases struct {
 	rdb    redis.UniversalClient
 	ttl    time.Duration
-	worker int
 	rec    Recorder
 	failed *logevery.Log
 	now    func() time.Time
@@ -74,6 +77,18 @@ type Leases struct {
 
 	kick    chan struct{} // capacity 1: writes are pending
 	stopped chan struct{} // closed when Run returns
+
+	// unremoved are the removals that failed, retried at each refresh
+	// until written or until the lease they remove has expired anyway:
+	// at most the sockets closed in one TTL. Run's goroutine alone uses it.
+	unremoved []retry
+}
+
+// retry is a removal that failed, and when the lease it removes expires
+// at the latest.
+type retry struct {
+	op
+	until time.Time
 }
 
 // op is one queued write: a socket's lease, or its removal.
@@ -82,14 +97,14 @@ type op struct {
 	add        bool
 }
 
-// New returns Leases of ttl (at least MinTTL) written to rdb by worker
-// number worker (a log field), failures counted by rec.
-func New(rdb redis.UniversalClient, ttl time.Duration, worker int, rec Recorder, log *zap.Logger) *Leases {
+// New returns Leases of ttl (at least MinTTL) written to rdb, failures
+// counted by rec and logged to log, which carries the worker's field.
+func New(rdb redis.UniversalClient, ttl time.Duration, rec Recorder, log *zap.Logger) *Leases {
 	if ttl < MinTTL {
 		panic("presence: TTL below MinTTL")
 	}
 	return &Leases{
-		rdb: rdb, ttl: ttl, worker: worker, rec: rec, now: time.Now,
+		rdb: rdb, ttl: ttl, rec: rec, now: time.Now,
 		failed:  logevery.New(log, "presence not recorded in redis, retried at the next refresh", logEvery),
 		local:   make(map[string]map[string]struct{}),
 		written: make(chan struct{}),
@@ -157,9 +172,9 @@ func (l *Leases) wake() {
 }
 
 // Run writes the queued leases and removals, and refreshes every lease
-// every TTL/3, until ctx ends; then it writes what is queued and removes
-// the leases of the sockets still open, which end with the worker, each
-// within writeTimeout.
+// every TTL/3, until ctx ends; then it writes the removals queued and
+// removes the leases of the sockets still open, which end with the worker
+// (removeAll): with Redis down or hung, within the time of one batch.
 func (l *Leases) Run(ctx context.Context) {
 	defer close(l.stopped)
 	t := time.NewTicker(l.ttl / 3)
@@ -167,14 +182,17 @@ func (l *Leases) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			l.flush()
 			l.removeAll()
 			return
 		case <-l.kick:
 			l.flush()
 		case <-t.C:
+			if ctx.Err() != nil {
+				continue // select picks at random among the ready cases: stop first
+			}
 			l.flush()
-			l.refresh()
+			l.retryRemovals()
+			l.refresh(ctx)
 		}
 	}
 }
@@ -187,10 +205,20 @@ func (l *Leases) flush() {
 	l.pending, l.written = nil, make(chan struct{})
 	l.mu.Unlock()
 	defer close(written)
+	l.write(ops)
+}
+
+// write writes ops in order, in batches. A batch that fails as a whole
+// (Redis down, or hung until the client's timeout) ends the writes: the
+// rest would each wait as long, holding every other write and the
+// worker's stop. The ops not written are counted as failed; the next
+// refresh writes the leases, and the leases not removed expire within the
+// TTL.
+func (l *Leases) write(ops []op) {
 	exp := l.expiry()
 	for len(ops) > 0 {
 		n := min(len(ops), batchCmds/2) // at most 2 commands each
-		l.exec(func(p redis.Pipeliner) []op {
+		failed, whole := l.exec(func(p redis.Pipeliner) []op {
 			for _, o := range ops[:n] {
 				key := proto.UserPresenceKey(o.user)
 				if o.add {
@@ -202,13 +230,65 @@ func (l *Leases) flush() {
 			}
 			return ops[:n]
 		})
+		if failed {
+			l.keepRemovals(ops[:n])
+		}
 		ops = ops[n:]
+		if whole {
+			skipped := 0
+			for _, o := range ops {
+				skipped += 1 + btoi(o.add)
+			}
+			if skipped > 0 {
+				l.rec.PresenceWriteFailed(skipped)
+			}
+			l.keepRemovals(ops)
+			return
+		}
 	}
 }
 
+// keepRemovals keeps the removals among ops, which may not have been
+// written, to retry (retryRemovals). A removal written twice is harmless:
+// connection ids are never reused.
+func (l *Leases) keepRemovals(ops []op) {
+	until := l.now().Add(l.ttl) // no lease of theirs expires later
+	for _, o := range ops {
+		if !o.add {
+			l.unremoved = append(l.unremoved, retry{op: o, until: until})
+		}
+	}
+}
+
+// retryRemovals writes again the removals that failed whose leases have
+// not expired yet: once Redis is back, a closed socket stops counting
+// within TTL/3 rather than when its lease expires.
+func (l *Leases) retryRemovals() {
+	if len(l.unremoved) == 0 {
+		return
+	}
+	now := l.now()
+	ops := make([]op, 0, len(l.unremoved))
+	for _, r := range l.unremoved {
+		if now.Before(r.until) {
+			ops = append(ops, r.op)
+		}
+	}
+	l.unremoved = nil
+	l.write(ops)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // refresh writes the leases of every local socket again, and removes the
-// expired leases of other workers' sockets from the same keys.
-func (l *Leases) refresh() {
+// expired leases of other workers' sockets from the same keys. It ends
+// early when ctx does: the stop removes the leases.
+func (l *Leases) refresh(ctx context.Context) {
 	type user struct {
 		name  string
 		conns []any
@@ -226,10 +306,10 @@ func (l *Leases) refresh() {
 	now := l.now()
 	exp := float64(now.Add(l.ttl).UnixMilli())
 	stale := "(" + strconv.FormatInt(now.UnixMilli(), 10)
-	for len(users) > 0 {
+	for len(users) > 0 && ctx.Err() == nil {
 		n := min(len(users), batchCmds/3) // 3 commands each
 		batch := users[:n]
-		l.exec(func(p redis.Pipeliner) []op {
+		_, whole := l.exec(func(p redis.Pipeliner) []op {
 			ops := make([]op, 0, len(batch))
 			for _, u := range batch {
 				key := proto.UserPresenceKey(u.name)
@@ -245,47 +325,74 @@ func (l *Leases) refresh() {
 			return ops
 		})
 		users = users[n:]
+		if whole && len(users) > 0 { // as in write
+			l.rec.PresenceWriteFailed(3 * len(users))
+			return
+		}
 	}
 }
 
-// removeAll removes the leases of the sockets still open.
+// removeAll removes, as the worker stops, the leases of the sockets still
+// open and of those whose removal is pending, in one pass: with Redis hung
+// the stop waits for one batch, not one per batch. Pending leases are not
+// written: their sockets end with the worker.
 func (l *Leases) removeAll() {
 	l.mu.Lock()
+	ops, written := l.pending, l.written
+	l.pending, l.written = nil, make(chan struct{})
+	removals := ops[:0]
+	for _, o := range ops {
+		if !o.add {
+			removals = append(removals, o)
+		}
+	}
 	for user, conns := range l.local {
 		for c := range conns {
-			l.pending = append(l.pending, op{user: user, conn: c})
+			removals = append(removals, op{user: user, conn: c})
 		}
 	}
 	l.local = make(map[string]map[string]struct{})
 	l.mu.Unlock()
-	l.flush()
+	now := l.now()
+	for _, r := range l.unremoved {
+		if now.Before(r.until) {
+			removals = append(removals, r.op)
+		}
+	}
+	l.unremoved = nil
+	defer close(written)
+	l.write(removals)
 }
 
 // exec runs the commands fill queues on one pipeline, within
 // writeTimeout, and counts and logs those that failed; fill returns the
-// ops they write, for the log's fields.
-func (l *Leases) exec(fill func(redis.Pipeliner) []op) {
+// ops they write, for the log's fields. It reports whether any command
+// failed, and whether the pipeline failed as a whole: every command
+// failed, or its time ran out.
+func (l *Leases) exec(fill func(redis.Pipeliner) []op) (failed, whole bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
 	p := l.rdb.Pipeline()
 	ops := fill(p)
 	cmds, err := p.Exec(ctx)
 	if err == nil {
-		return
+		return false, false
 	}
-	failed := 0
+	n := 0
 	for _, c := range cmds {
 		if c.Err() != nil {
-			failed++
+			n++
 		}
 	}
-	if failed == 0 { // the pipeline failed as a whole
-		failed = len(cmds)
+	whole = n == 0 || n == len(cmds) || ctx.Err() != nil
+	if n == 0 { // the pipeline failed as a whole
+		n = len(cmds)
 	}
-	l.rec.PresenceWriteFailed(failed)
+	l.rec.PresenceWriteFailed(n)
 	first := ops[0]
 	l.failed.Failed(err, zap.String("user", first.user), zap.String("conn", first.conn),
-		zap.Int("worker", l.worker), zap.Int("failed_commands", failed))
+		zap.Int("failed_commands", n))
+	return true, whole
 }
 
 // expiry returns the score of a lease written now.

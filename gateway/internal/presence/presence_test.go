@@ -1,10 +1,12 @@
 package presence
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/switchboard/switchboard/internal/testkit"
@@ -67,7 +70,7 @@ func TestOpenedAndClosed(t *testing.T) {
 	r := testkit.StartRedis(t)
 	rdb := client(t, r)
 	ttl := 30 * time.Second
-	l := New(rdb, ttl, 0, &counter{}, zap.NewNop())
+	l := New(rdb, ttl, &counter{}, zap.NewNop())
 	run(t, l)
 	before := time.Now()
 	// Opened's channel closes once the lease is written: the worker
@@ -119,10 +122,10 @@ func TestRefreshAndDeadWorker(t *testing.T) {
 	r := testkit.StartRedis(t)
 	rdb := client(t, r)
 	ttl := MinTTL
-	live := New(rdb, ttl, 0, &counter{}, zap.NewNop())
+	live := New(rdb, ttl, &counter{}, zap.NewNop())
 	run(t, live)
 	deadRDB := redis.NewClient(&redis.Options{Addr: r.Addr()})
-	dead := New(deadRDB, ttl, 1, &counter{}, zap.NewNop())
+	dead := New(deadRDB, ttl, &counter{}, zap.NewNop())
 	stopDead := run(t, dead)
 
 	live.Opened("bob", "live-1")
@@ -168,7 +171,7 @@ func TestRedisDownRefreshRepairs(t *testing.T) {
 	t.Cleanup(func() { _ = rdb.Close() })
 	core, logs := observer.New(zap.WarnLevel)
 	failed := &counter{}
-	l := New(rdb, MinTTL, 3, failed, zap.New(core))
+	l := New(rdb, MinTTL, failed, zap.New(core).With(zap.Int("worker", 3)))
 	run(t, l)
 	r.Stop()
 	l.Opened("dave", "c1")
@@ -193,7 +196,7 @@ func TestRedisDownRefreshRepairs(t *testing.T) {
 func TestStopRemovesLeases(t *testing.T) {
 	r := testkit.StartRedis(t)
 	rdb := client(t, r)
-	l := New(rdb, 30*time.Second, 0, &counter{}, zap.NewNop())
+	l := New(rdb, 30*time.Second, &counter{}, zap.NewNop())
 	stop := run(t, l)
 	l.Opened("erin", "c1")
 	testkit.Eventually(t, 5*time.Second, "the lease is written", func() bool {
@@ -213,7 +216,7 @@ func TestStopRemovesLeases(t *testing.T) {
 func TestManySockets(t *testing.T) {
 	r := testkit.StartRedis(t)
 	rdb := client(t, r)
-	l := New(rdb, MinTTL, 0, &counter{}, zap.NewNop())
+	l := New(rdb, MinTTL, &counter{}, zap.NewNop())
 	run(t, l)
 	const users = 700 // > batchCmds/2 and batchCmds/3
 	for i := range users {
@@ -248,7 +251,7 @@ func TestManySockets(t *testing.T) {
 func TestCluster(t *testing.T) {
 	c := testkit.StartRedisCluster(t, 3)
 	rdb := c.Client(nil)
-	l := New(rdb, 30*time.Second, 0, &counter{}, zap.NewNop())
+	l := New(rdb, 30*time.Second, &counter{}, zap.NewNop())
 	run(t, l)
 	users := make([]string, 0, proto.Partitions)
 	seen := map[int]bool{}
@@ -283,4 +286,160 @@ func TestCluster(t *testing.T) {
 			t.Errorf("%s's lease outlives Closed", u)
 		}
 	}
+}
+
+// TestStopWithRedisHung: with Redis hung (it takes commands and answers
+// none), a worker's stop is not held for a round trip per batch of the
+// removals it owes: the first that times out ends the writes, and the
+// leases left expire within the TTL. The client is the gateway's, with
+// go-redis's defaults.
+func TestStopWithRedisHung(t *testing.T) {
+	r := testkit.StartRedis(t)
+	rdb := client(t, r)
+	failed := &counter{}
+	l := New(rdb, 30*time.Second, failed, zap.NewNop())
+	stop := run(t, l)
+	const socks = 6 * batchCmds // a dozen batches of removals
+	for i := range socks {
+		l.Opened("u"+strconv.Itoa(i), "c"+strconv.Itoa(i))
+	}
+	last := strconv.Itoa(socks - 1)
+	testkit.Eventually(t, 10*time.Second, "every lease is written", func() bool {
+		_, ok := lease(t, rdb, "u"+last, "c"+last)
+		return ok
+	})
+	r.Pause(t)
+	defer r.Continue()
+	start := time.Now()
+	stop()
+	// One batch that times out: writing every batch took a minute.
+	if took, most := time.Since(start), 2*hungBatch; took > most {
+		t.Errorf("stop with Redis hung took %s, want at most %s", took.Round(time.Millisecond), most)
+	}
+	if failed.n.Load() < socks {
+		t.Errorf("%d failed commands counted, want the %d removals never written", failed.n.Load(), socks)
+	}
+}
+
+// hungBatch is about how long one pipeline to a hung Redis takes with
+// the gateway's client (go-redis's defaults: a 3 s read timeout that
+// outlasts writeTimeout, then a retry), measured at 5 s.
+const hungBatch = 6 * time.Second
+
+// TestRefreshWithRedisHungEnds: a refresh that meets a hung Redis ends at
+// its first batch that fails, rather than waiting out a timeout for each
+// batch of every local socket's lease (and holding the removals queued
+// meanwhile, whose queue grows as long): a stop that comes during it
+// waits for one more batch at most.
+func TestRefreshWithRedisHungEnds(t *testing.T) {
+	r := testkit.StartRedis(t)
+	rdb := client(t, r)
+	failed := &counter{}
+	l := New(rdb, MinTTL, failed, zap.NewNop())
+	stop := run(t, l)
+	const socks = 12 * batchCmds / 3 // a dozen batches of refresh
+	for i := range socks {
+		l.Opened("u"+strconv.Itoa(i), "c"+strconv.Itoa(i))
+	}
+	last := strconv.Itoa(socks - 1)
+	testkit.Eventually(t, 10*time.Second, "every lease is written", func() bool {
+		_, ok := lease(t, rdb, "u"+last, "c"+last)
+		return ok
+	})
+	r.Pause(t)
+	defer r.Continue()
+	testkit.Eventually(t, MinTTL+2*hungBatch, "a refresh fails", func() bool { return failed.n.Load() > 0 })
+	start := time.Now()
+	stop()
+	if took, most := time.Since(start), 2*hungBatch; took > most {
+		t.Errorf("stop during a refresh with Redis hung took %s, want at most %s", took.Round(time.Millisecond), most)
+	}
+}
+
+// TestFailedRemovalRetried: a removal that never reaches Redis (the path
+// to it stalls, then its connections are cut) is written again at the
+// next refresh once Redis is reachable: the closed socket stops counting
+// then, not when its lease expires a TTL after its last write.
+func TestFailedRemovalRetried(t *testing.T) {
+	r := testkit.StartRedis(t)
+	check := client(t, r)
+	proxy := testkit.StartProxy(t, r.Addr())
+	rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	failed := &counter{}
+	ttl := 30 * time.Second
+	l := New(rdb, ttl, failed, zap.NewNop())
+	run(t, l)
+	l.Opened("frank", "c1")
+	testkit.Eventually(t, 5*time.Second, "the lease is written", func() bool {
+		_, ok := lease(t, check, "frank", "c1")
+		return ok
+	})
+	exp, _ := lease(t, check, "frank", "c1")
+
+	proxy.Freeze()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	l.Closed(ctx, "frank", "c1")
+	cancel()
+	testkit.Eventually(t, 3*hungBatch, "the removal fails", func() bool { return failed.n.Load() > 0 })
+	proxy.Cut() // what it held is lost
+	proxy.Thaw()
+	if _, ok := lease(t, check, "frank", "c1"); !ok {
+		t.Fatal("the removal reached Redis; the test fails nothing")
+	}
+	testkit.Eventually(t, time.Until(time.UnixMilli(exp))-time.Second, "the removal is retried before the lease expires", func() bool {
+		_, ok := lease(t, check, "frank", "c1")
+		return !ok
+	})
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's writes and the
+// test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestFailureLogOneWorkerField: the gateway's worker logger already
+// carries the worker field (cmd/gateway), so the failure's JSON line has
+// it once: a duplicate key is refused or overwritten by log pipelines.
+func TestFailureLogOneWorkerField(t *testing.T) {
+	r := testkit.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	var out syncBuffer
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	log := zap.New(zapcore.NewCore(enc, zapcore.AddSync(&out), zap.InfoLevel)).With(zap.Int("worker", 3))
+	failed := &counter{}
+	l := New(rdb, MinTTL, failed, log)
+	run(t, l)
+	r.Stop()
+	l.Opened("gina", "c1")
+	testkit.Eventually(t, 5*time.Second, "the failure is logged", func() bool {
+		return strings.Contains(out.String(), "presence not recorded")
+	})
+	line := out.String()
+	if n := strings.Count(line, `"worker":`); n != 1 {
+		t.Errorf("the failure's line has the worker field %d times, want once: %s", n, line)
+	}
+	if !strings.Contains(line, `"user":"gina"`) || !strings.Contains(line, `"conn":"c1"`) {
+		t.Errorf("the failure's line lacks user or conn: %s", line)
+	}
+}
+
+// newLeases is New of MinTTL for worker 3.
+func newLeases(rdb redis.UniversalClient, rec Recorder, log *zap.Logger) *Leases {
+	return New(rdb, MinTTL, rec, log)
 }

@@ -219,7 +219,7 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 	w.metrics.Watch(w.hub.Len, w.nc.IsConnected, w.sub.Live)
 	w.metrics.WatchFanout(w.sub)
 	if w.cfg.PresenceTTL > 0 {
-		w.leases = presence.New(w.rdb, w.cfg.PresenceTTL, w.index, w.metrics, w.log.Named("presence"))
+		w.leases = presence.New(w.rdb, w.cfg.PresenceTTL, w.metrics, w.log.Named("presence"))
 	}
 
 	bg, stopBG := context.WithCancel(context.Background())

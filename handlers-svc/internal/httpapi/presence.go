@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -42,7 +43,8 @@ type presenceBody struct {
 
 // ServeHTTP answers GET /v1/presence?user=a&user=b: 200
 // {"users":{"a":2,"b":0}}, each user's open sockets; 400 bad_request for
-// no user, an empty one or more than MaxPresenceUsers; and the failures of
+// no user, one that is no user id a token may carry (dispatch.ValidUser)
+// or more than MaxPresenceUsers; and the failures of
 // a dispatch (401, 405, 503, 504).
 func (h presenceHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a := h.a
@@ -59,9 +61,13 @@ func (h presenceHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("at most %d users per request, got %d", MaxPresenceUsers, len(users)))
 		return
 	}
-	for _, u := range users {
-		if u == "" {
-			writeError(w, http.StatusBadRequest, proto.CodeBadRequest, "a user must not be empty")
+	for i, u := range users {
+		// As a dispatch's users (dispatch.Message.Check): no socket is of
+		// another id, and one that is not UTF-8 would come back in the
+		// answer as another key.
+		if !dispatch.ValidUser(u) {
+			writeError(w, http.StatusBadRequest, proto.CodeBadRequest,
+				fmt.Sprintf("user[%d] must be a user id of 1 to %d bytes of printable UTF-8", i, dispatch.MaxUserLen))
 			return
 		}
 	}

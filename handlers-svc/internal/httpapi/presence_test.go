@@ -81,7 +81,13 @@ func TestPresenceAPI(t *testing.T) {
 		{"?user=a", "", http.StatusUnauthorized, proto.CodeUnauthorized, "Authorization"},
 		{"?user=a", "Bearer wrong", http.StatusUnauthorized, proto.CodeUnauthorized, "Authorization"},
 		{"", "Bearer " + key, http.StatusBadRequest, proto.CodeBadRequest, "at least one user"},
-		{"?user=", "Bearer " + key, http.StatusBadRequest, proto.CodeBadRequest, "must not be empty"},
+		{"?user=", "Bearer " + key, http.StatusBadRequest, proto.CodeBadRequest, "user[0] must be a user id"},
+		// As the dispatch API: no socket is ever of a user id a token may
+		// not carry, so asking for one is the caller's mistake.
+		{"?user=a&user=" + strings.Repeat("x", proto.MaxUserLen+1), "Bearer " + key, http.StatusBadRequest, proto.CodeBadRequest, "user[1] must be a user id of 1 to 256 bytes"},
+		{"?user=a%00b", "Bearer " + key, http.StatusBadRequest, proto.CodeBadRequest, "user[0] must be a user id"},
+		{"?user=%E2%80%AEevil", "Bearer " + key, http.StatusBadRequest, proto.CodeBadRequest, "printable UTF-8"},
+		{"?user=%FF", "Bearer " + key, http.StatusBadRequest, proto.CodeBadRequest, "printable UTF-8"},
 		{"?" + hundred.Encode(), "Bearer " + key, http.StatusBadRequest, proto.CodeBadRequest, "at most 100 users"},
 	} {
 		status, _, body := get(t, base+tc.query, tc.auth)
