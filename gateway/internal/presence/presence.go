@@ -287,48 +287,66 @@ func btoi(b bool) int {
 
 // refresh writes the leases of every local socket again, and removes the
 // expired leases of other workers' sockets from the same keys. It ends
-// early when ctx does: the stop removes the leases.
+// early when ctx does: the stop removes the leases. The writes queued
+// meanwhile go out between its batches, not after the whole pass (which
+// takes hundreds of round trips with tens of thousands of users): a
+// close waits for its removal at most presenceRemoveWait, and then its
+// disconnect would be announced while the lease still counted. Each
+// batch reads its users' sockets when it is written, so a socket closed
+// during the pass is not leased again.
 func (l *Leases) refresh(ctx context.Context) {
-	type user struct {
-		name  string
-		conns []any
-	}
 	l.mu.Lock()
-	users := make([]user, 0, len(l.local))
-	for name, conns := range l.local {
-		u := user{name: name, conns: make([]any, 0, len(conns))}
-		for c := range conns {
-			u.conns = append(u.conns, c)
-		}
-		users = append(users, u)
+	names := make([]string, 0, len(l.local))
+	for name := range l.local {
+		names = append(names, name)
 	}
 	l.mu.Unlock()
 	now := l.now()
 	exp := float64(now.Add(l.ttl).UnixMilli())
 	stale := "(" + strconv.FormatInt(now.UnixMilli(), 10)
-	for len(users) > 0 && ctx.Err() == nil {
-		n := min(len(users), batchCmds/3) // 3 commands each
-		batch := users[:n]
-		_, whole := l.exec(func(p redis.Pipeliner) []op {
-			ops := make([]op, 0, len(batch))
-			for _, u := range batch {
-				key := proto.UserPresenceKey(u.name)
-				members := make([]redis.Z, len(u.conns))
-				for i, c := range u.conns {
-					members[i] = redis.Z{Score: exp, Member: c}
-				}
-				p.ZAdd(context.Background(), key, members...)
-				p.ZRemRangeByScore(context.Background(), key, "-inf", stale)
-				p.PExpire(context.Background(), key, l.ttl)
-				ops = append(ops, op{user: u.name, conn: u.conns[0].(string), add: true})
+	for len(names) > 0 && ctx.Err() == nil {
+		n := min(len(names), batchCmds/3) // 3 commands each
+		batch := names[:n]
+		names = names[n:]
+		type user struct {
+			name    string
+			members []redis.Z
+		}
+		users := make([]user, 0, len(batch))
+		l.mu.Lock()
+		for _, name := range batch {
+			conns := l.local[name]
+			if len(conns) == 0 {
+				continue // closed since the pass began
 			}
-			return ops
-		})
-		users = users[n:]
-		if whole && len(users) > 0 { // as in write
-			l.rec.PresenceWriteFailed(3 * len(users))
+			u := user{name: name, members: make([]redis.Z, 0, len(conns))}
+			for c := range conns {
+				u.members = append(u.members, redis.Z{Score: exp, Member: c})
+			}
+			users = append(users, u)
+		}
+		l.mu.Unlock()
+		whole := false
+		if len(users) > 0 {
+			_, whole = l.exec(func(p redis.Pipeliner) []op {
+				ops := make([]op, 0, len(users))
+				for _, u := range users {
+					key := proto.UserPresenceKey(u.name)
+					p.ZAdd(context.Background(), key, u.members...)
+					p.ZRemRangeByScore(context.Background(), key, "-inf", stale)
+					p.PExpire(context.Background(), key, l.ttl)
+					ops = append(ops, op{user: u.name, conn: u.members[0].Member.(string), add: true})
+				}
+				return ops
+			})
+		}
+		if whole && len(names) > 0 { // as in write
+			l.rec.PresenceWriteFailed(3 * len(names))
 			return
 		}
+		// After the batch: a removal queued while it was read is written
+		// after the lease it read.
+		l.flush()
 	}
 }
 

@@ -443,3 +443,71 @@ func TestFailureLogOneWorkerField(t *testing.T) {
 func newLeases(rdb redis.UniversalClient, rec Recorder, log *zap.Logger) *Leases {
 	return New(rdb, MinTTL, rec, log)
 }
+
+// slowPipelines is a go-redis hook that holds each pipeline for delay
+// before sending it, and counts the refresh pipelines (those with a
+// ZREMRANGEBYSCORE) sent: a real Redis behind a slow path.
+type slowPipelines struct {
+	delay     time.Duration
+	refreshes atomic.Int64
+}
+
+func (h *slowPipelines) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *slowPipelines) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return next
+}
+func (h *slowPipelines) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		time.Sleep(h.delay) // the slow path being simulated, not a wait for a condition
+		err := next(ctx, cmds)
+		for _, c := range cmds {
+			if c.Name() == "zremrangebyscore" {
+				h.refreshes.Add(1)
+				break
+			}
+		}
+		return err
+	}
+}
+
+// TestCloseDuringLongRefresh: a refresh of many users takes many round
+// trips; a socket closed during it has its removal written between two
+// of its batches, not after the whole pass (by then the close had given
+// up waiting, and its disconnect was announced while its lease still
+// counted), and the pass does not lease it again.
+func TestCloseDuringLongRefresh(t *testing.T) {
+	r := testkit.StartRedis(t)
+	rdb := client(t, r)
+	slow := &slowPipelines{delay: 20 * time.Millisecond}
+	rdb.AddHook(slow)
+	l := New(rdb, MinTTL, &counter{}, zap.NewNop())
+	run(t, l)
+	const users = 3000 // 18 refresh batches of 170 users
+	batches := int64((users + batchCmds/3 - 1) / (batchCmds / 3))
+	var last <-chan struct{}
+	for i := range users {
+		last = l.Opened("u"+strconv.Itoa(i), "c"+strconv.Itoa(i))
+	}
+	select {
+	case <-last:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the leases were not written")
+	}
+	testkit.Eventually(t, 10*time.Second, "a refresh pass begins", func() bool { return slow.refreshes.Load() > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l.Closed(ctx, "u7", "c7")
+	if ctx.Err() != nil {
+		t.Fatal("Closed did not return")
+	}
+	if got := slow.refreshes.Load(); got >= batches {
+		t.Errorf("the removal was written after all %d refresh batches (%d sent): the close waited for the whole pass", batches, got)
+	}
+	if _, ok := lease(t, rdb, "u7", "c7"); ok {
+		t.Error("c7's lease is in Redis when Closed returns")
+	}
+	testkit.Eventually(t, 10*time.Second, "the pass ends", func() bool { return slow.refreshes.Load() >= batches })
+	if _, ok := lease(t, rdb, "u7", "c7"); ok {
+		t.Error("the refresh leased the closed c7 again")
+	}
+}
