@@ -3,6 +3,7 @@ package streams_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -58,5 +59,31 @@ func TestClusterPublishRecordsExcept(t *testing.T) {
 		if len(r.Entries) != 1 || !slices.Equal(r.Entries[0].Except, except) {
 			t.Errorf("%s: entries %+v, want one leaving out %q", users[i], r.Entries, except)
 		}
+	}
+}
+
+// TestExceptUnreadable: an entry whose field x is not a JSON array of
+// strings leaves no connection out, rather than those of its strings that
+// decoded before the bad value (encoding/json keeps them).
+func TestExceptUnreadable(t *testing.T) {
+	ctx := context.Background()
+	rdb := client(t)
+	first := publish(t, rdb, "bob")[0]
+	// A second entry, with an x that does not read, as the script would
+	// number it.
+	id := fmt.Sprintf("%d-2", first.MS)
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: proto.UserStreamKey("bob"), ID: id,
+		Values: []any{"e", "message", "a", "{}", "x", `["c1",1]`}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(ctx, proto.UserMetaKey("bob"), "s", 2).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := read(t, rdb, streams.Query{Stream: streams.UserStream, User: "bob", From: first, After: true, Max: 10})
+	if len(r.Entries) != 1 || r.Entries[0].Pos.Off != 2 {
+		t.Fatalf("entries %+v, want the one at offset 2", r.Entries)
+	}
+	if got := r.Entries[0].Except; got != nil {
+		t.Fatalf("an unreadable x leaves out %q, want none", got)
 	}
 }
