@@ -30,7 +30,8 @@ func runKey(cluster bool, p int) string {
 // SplitUsers returns d split by its users' partitions, for a Redis
 // Cluster: d itself when its users are all in one partition (or it names
 // none), otherwise one dispatch per partition, in the order of each
-// partition's first user, users in their order; the first also carries
+// partition's first user, users in their order, each with d's Except and
+// Transient; the first also carries
 // d's connections and broadcast flag, and, with connections, the users of
 // the other parts added to d's SkipUsers, so that a socket named in both
 // ways gets the event through its user only. Each part is recorded and
@@ -51,7 +52,7 @@ func SplitUsers(d *proto.Dispatch) []*proto.Dispatch {
 	}
 	out := make([]*proto.Dispatch, len(order))
 	for i, p := range order {
-		part := &proto.Dispatch{Event: d.Event, Args: d.Args, Users: byPart[p]}
+		part := &proto.Dispatch{Event: d.Event, Args: d.Args, Users: byPart[p], Transient: d.Transient, Except: d.Except}
 		if i == 0 {
 			part.Conns, part.Broadcast, part.SkipUsers = d.Conns, d.Broadcast, d.SkipUsers
 		}

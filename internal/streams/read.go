@@ -194,7 +194,9 @@ func parseEntry(epoch string, x any) (Entry, error) {
 		case "x":
 			// Written by the publish script from a checked list; one
 			// that does not read leaves no connection out.
-			_ = json.Unmarshal([]byte(value), &e.Except)
+			if json.Unmarshal([]byte(value), &e.Except) != nil {
+				e.Except = nil // not the strings that read before the error
+			}
 		}
 	}
 	if !proto.ValidEventName(e.Event) {

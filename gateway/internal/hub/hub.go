@@ -33,6 +33,16 @@ type Conn interface {
 	Skip(broadcast bool, pos *proto.Pos)
 }
 
+// Resumed is implemented by a Conn whose client named, when it resumed,
+// the connections it had before it (resume.Socket): a dispatch that
+// leaves one of them out leaves this one out too (Conn.Skip), live as in
+// a replay or a gap filled from the stream, so that whether the client
+// gets an event does not depend on which way it came.
+type Resumed interface {
+	// PrevConns returns the ids of those connections; nil for none.
+	PrevConns() []string
+}
+
 // Hub indexes local sockets. The zero value is not usable; call New.
 type Hub[C Conn] struct {
 	mu sync.RWMutex
@@ -252,13 +262,14 @@ func (h *Hub[C]) Deliver(d *proto.Dispatch) int {
 // and as a connection) gets it once; so does one named as a connection
 // whose user is in d.SkipUsers, which another message of the dispatch
 // reaches (docs/protocol.md section 4). A socket named in d.Except gets
-// nothing (Conn.Skip) and is counted in neither.
+// nothing (Conn.Skip) and is counted in neither; so does one whose
+// client named one of them as a previous connection (Resumed).
 func (h *Hub[C]) DeliverCounted(d *proto.Dispatch) (n, dropped int) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	except := userSet{list: d.Except} // conn ids, looked up as users are
 	offer := func(c C, broadcast bool, pos *proto.Pos, frame []byte) {
-		if len(d.Except) > 0 && except.has(c.ID()) {
+		if len(d.Except) > 0 && leftOut(c, &except) {
 			c.Skip(broadcast, pos)
 			return
 		}
@@ -335,6 +346,22 @@ func (h *Hub[C]) DeliverCounted(d *proto.Dispatch) (n, dropped int) {
 type userSet struct {
 	list []string
 	set  map[string]struct{}
+}
+
+// leftOut reports whether except names c's connection or, for a Resumed
+// c, one of its previous ones.
+func leftOut[C Conn](c C, except *userSet) bool {
+	if except.has(c.ID()) {
+		return true
+	}
+	if r, ok := any(c).(Resumed); ok {
+		for _, id := range r.PrevConns() {
+			if except.has(id) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // userSetScan is the longest list userSet scans.

@@ -560,3 +560,36 @@ func TestDeliverExcept(t *testing.T) {
 		t.Errorf("b's skips: %+v, want the broadcast's", b.skips)
 	}
 }
+
+// resumedConn is a conn whose client named previous connections.
+type resumedConn struct {
+	*conn
+	prev []string
+}
+
+func (c resumedConn) PrevConns() []string { return c.prev }
+
+// TestDeliverExceptPrevious: a socket whose client named a connection
+// left out of a dispatch as a previous one (hub.Resumed) is left out too,
+// as a user's device and through a broadcast; one that named others gets
+// the event.
+func TestDeliverExceptPrevious(t *testing.T) {
+	h := hub.New[hub.Conn](hub.WithPositions())
+	a := resumedConn{&conn{id: "a2", user: "alice"}, []string{"x", "a1"}}
+	b := resumedConn{&conn{id: "b2", user: "bob"}, []string{"b1"}}
+	h.Add(a)
+	h.Add(b)
+	if n := h.Deliver(&proto.Dispatch{Event: "m", Users: []string{"alice", "bob"}, Except: []string{"a1"},
+		Pos: map[string]string{"alice": "ea.5-1", "bob": "eb.5-7"}}); n != 1 {
+		t.Fatalf("queued for %d sockets, want 1 (b2)", n)
+	}
+	if n := h.Deliver(&proto.Dispatch{Event: "n", Broadcast: true, BPos: "bb.6-3", Except: []string{"a1"}}); n != 1 {
+		t.Fatalf("broadcast queued for %d sockets, want 1 (b2)", n)
+	}
+	if got := len(a.received()); got != 0 {
+		t.Fatalf("a2, whose previous connection a1 is left out, got %d frames", got)
+	}
+	if len(a.skips) != 2 || len(b.skips) != 0 || len(b.received()) != 2 {
+		t.Fatalf("a2 skipped %d, b2 skipped %d and got %d; want 2, 0, 2", len(a.skips), len(b.skips), len(b.received()))
+	}
+}

@@ -187,14 +187,24 @@ func (s *Socket) Skip(broadcast bool, pos *proto.Pos) {
 }
 
 // Previous tells the socket the ids of the connections its client had
-// before it in its session, which it named when it resumed: an entry of
-// its streams whose dispatch left one of them out is not sent to it (the
-// client had it left out then), on the resume's replay nor after. Call it
-// before Connect.
+// before it in its session, which it named when it resumed: an event
+// whose dispatch left one of them out is not sent to it (the client had it
+// left out then), on the resume's replay nor after, from its streams
+// (leftOut) nor live (PrevConns: the hub skips it). Call it before the
+// socket is registered in the hub.
 func (s *Socket) Previous(ids []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.prev = ids
+}
+
+// PrevConns returns the ids Previous gave (hub.Resumed): the hub leaves
+// the socket out of a live dispatch that leaves one of them out, as
+// leftOut does for an entry of its streams.
+func (s *Socket) PrevConns() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.prev
 }
 
 // leftOut reports whether e's dispatch left this socket out: its except

@@ -35,11 +35,14 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	// the writer run. So "connected" is the first frame, and nothing
 	// dispatched after the read is missed (docs/protocol.md section 6).
 	s := w.res.NewSocket(c)
+	q := socketParams(r.URL.RawQuery)
+	// Its client's previous connections before it is registered: the hub
+	// leaves it out of what leaves them out from the first dispatch on.
+	s.Previous(q.prev)
 	w.hub.AddReserved(s) // in the place admission reserved for it
 	leased := w.presenceOpened(c)
 	w.pings.add(c)
 	w.metrics.ConnOpened()
-	q := socketParams(r.URL.RawQuery)
 	head := proto.Connected{Worker: w.index, MaxFrame: w.cfg.MaxFrame}
 	if q.heartbeat {
 		head.Heartbeat = w.cfg.PingInterval.Milliseconds()
@@ -50,7 +53,6 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	// read arrives live, and whatever before is in the read.
 	err := w.sub.Acquire(ctx, user)
 	if err == nil {
-		s.Previous(q.prev)
 		err = w.res.Connect(ctx, s, head, q.resume, q.bresume)
 	}
 	cancel()
