@@ -21,10 +21,10 @@ const socketIOExample = "docs/examples/socketio"
 // handlers-svc that imports it through replace lines and runs it with its
 // own family, package service, in handlers-svc's place), its notification job and its Node client,
 // against a real 2-worker gateway, NATS and Redis. The client checks every
-// feature of the app (acks, rooms without the sender's socket, member
-// lists, typing, read receipts, presence, a push from another backend, a
-// reconnect that loses nothing) and exits non-zero on the first that
-// fails. Every code block of docs/socketio.md that is not Socket.IO's must
+// feature of the app (acks, rooms without the sender's socket, live or
+// resumed, member lists, typing, read receipts, presence announced by
+// connect and disconnect hooks, a push from another backend, a reconnect
+// that loses nothing) and exits non-zero on the first that fails. Every code block of docs/socketio.md that is not Socket.IO's must
 // be cut from the example's files, so the guide shows only what runs here.
 func TestSocketIOGuide(t *testing.T) {
 	if testing.Short() {
@@ -74,7 +74,7 @@ func TestSocketIOGuide(t *testing.T) {
 
 	// chatsvc takes handlers-svc's place (both in one queue group would
 	// answer each other's events unknown_event), with its settings.
-	s := testkit.StartStack(t, testkit.StackOptions{HandlersBin: filepath.Join(bin, "chatsvc"), HandlersEnv: []string{"PRESENCE_TTL=3s"}})
+	s := testkit.StartStack(t, testkit.StackOptions{HandlersBin: filepath.Join(bin, "chatsvc")})
 	runNode(t, node, append(flags, filepath.Join(app, "client/chat.mjs")),
 		"GW="+s.Addr, "GATEWAY_JWT_SECRET="+s.Secret, "REDIS_URL="+s.RedisURL(),
 		"NOTIFY="+filepath.Join(bin, "notify"))

@@ -6,7 +6,6 @@ require (
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/switchboard/switchboard/handlers-svc v0.0.0
 	github.com/switchboard/switchboard/proto v0.0.0
-	go.uber.org/zap v1.28.0
 )
 
 require (
@@ -25,6 +24,7 @@ require (
 	github.com/switchboard/switchboard/internal v0.0.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
 	go.uber.org/multierr v1.10.0 // indirect
+	go.uber.org/zap v1.28.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/time v0.16.0 // indirect

@@ -2,13 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
-	"os"
-	"strconv"
+	"slices"
 	"time"
-
-	"github.com/redis/go-redis/v9"
-	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
@@ -17,27 +12,27 @@ import (
 
 // Chat is the app's own family of handlers.
 type Chat struct {
-	d     event.Dispatcher
-	rooms event.Rooms
-	rdb   redis.UniversalClient
-	log   *zap.Logger
+	d      event.Dispatcher
+	rooms  event.Rooms
+	online event.Presence
 }
 
-// Register registers the app's events on mux.
+// Register registers the app's events and its connect and disconnect
+// hooks on mux.
 func (c *Chat) Register(mux *event.Mux) {
 	mux.Handle("roomSay", event.Typed(c.RoomSay))
 	mux.Handle("members", event.Typed(c.Members))
 	mux.Handle("typing", event.Typed(c.Typing))
 	mux.Handle("read", event.Typed(c.Read))
-	mux.Handle("presencePing", event.Typed(c.PresencePing))
 	mux.Handle("whoIsOnline", event.Typed(c.WhoIsOnline))
+	mux.OnConnect(c.Connected)
+	mux.OnDisconnect(c.Disconnected)
 }
 
 // RoomArgs names a room.
 type RoomArgs struct {
 	Room string `json:"room"`
 	Text string `json:"text,omitempty"`
-	CID  string `json:"cid,omitempty"` // the sender's own id of a room message
 }
 
 // Validate checks the room name.
@@ -49,18 +44,20 @@ func (a *RoomArgs) Validate() error {
 }
 
 // RoomSay is socket.to(room).emit("room_say", ...): every device of every
-// member gets it, with the id the sender gave it (cid), by which the
-// sending client (and only it) drops its own copy.
+// member gets it but the socket that sent it, the sender's other devices
+// included. It is recorded for every member, so a device that was away
+// gets it when it resumes; the sending socket does not, when it resumes
+// naming its earlier connections (prev), as client.js does.
 func (c *Chat) RoomSay(ctx context.Context, r *event.Request, in RoomArgs) (map[string]any, error) {
-	if in.Text == "" || len(in.CID) > 64 {
-		return nil, event.BadRequest("args.text is required, args.cid at most 64 bytes")
+	if in.Text == "" {
+		return nil, event.BadRequest("args.text is required")
 	}
 	members, err := c.member(ctx, in.Room, r.User)
 	if err != nil {
 		return nil, err
 	}
-	msg := map[string]any{"room": in.Room, "from": r.User, "cid": in.CID, "text": in.Text, "ts": time.Now().UnixMilli()}
-	return map[string]any{"members": len(members)}, c.d.ToUsers(ctx, members, "room_say", msg)
+	msg := map[string]any{"room": in.Room, "from": r.User, "text": in.Text, "ts": time.Now().UnixMilli()}
+	return map[string]any{"members": len(members)}, event.ExceptSender(c.d, r).ToUsers(ctx, members, "room_say", msg)
 }
 
 // Members is io.in(room).fetchSockets(), at the level of users.
@@ -121,74 +118,56 @@ func (c *Chat) Read(ctx context.Context, r *event.Request, in ReadArgs) (event.N
 	return event.NoResult{}, c.d.ToUsers(ctx, []string{in.To}, "read_receipt", map[string]any{"by": r.User, "msg_id": in.MsgID})
 }
 
-// presenceKey is a sorted set of online users, scored by their last ping.
-const presenceKey = "chat:online"
-
-// presenceTTL is how long a user stays online after its last ping
-// (PRESENCE_TTL, 30 s by default; clients ping at a third of it).
-func presenceTTL() time.Duration {
-	if d, err := time.ParseDuration(os.Getenv("PRESENCE_TTL")); err == nil && d > 0 {
-		return d
-	}
-	return 30 * time.Second
+// Connected is io.on("connection") for presence: the gateway wrote the
+// socket's lease before it told of the connect, so a count of 1 is the
+// user's first socket, and the others hear that the user came online.
+// A count above 1 is another device of a user already online: nothing to
+// say. The broadcast carries the connect's time (at), by which a client
+// keeps the latest state of each user: hooks may run out of order.
+func (c *Chat) Connected(ctx context.Context, conn event.Conn) error {
+	return c.announce(ctx, conn, 1, true)
 }
 
-// PresencePing marks r.User online; the first ping after being offline
-// broadcasts presence {user, online: true}.
-func (c *Chat) PresencePing(ctx context.Context, r *event.Request, _ event.NoResult) (event.NoResult, error) {
-	added, err := c.rdb.ZAdd(ctx, presenceKey, redis.Z{Score: float64(time.Now().UnixMilli()), Member: r.User}).Result()
+// Disconnected is socket.on("disconnect") for presence: the gateway
+// removed the socket's lease before it told of the disconnect, so a
+// count of 0 is the user's last socket gone.
+func (c *Chat) Disconnected(ctx context.Context, conn event.Conn) error {
+	return c.announce(ctx, conn, 0, false)
+}
+
+// announce broadcasts presence {user, online, at} when conn's user has
+// sockets open: the state, not a toggle, so that two hooks that find
+// the same count say the same thing.
+func (c *Chat) announce(ctx context.Context, conn event.Conn, sockets int, online bool) error {
+	n, err := c.online.Count(ctx, conn.User)
 	if err != nil {
-		return event.NoResult{}, event.Unavailable("presence unavailable")
+		return err
 	}
-	if added == 1 {
-		return event.NoResult{}, c.d.Broadcast(ctx, "presence", map[string]any{"user": r.User, "online": true})
+	if n[conn.User] != sockets {
+		return nil
 	}
-	return event.NoResult{}, nil
+	return c.d.Broadcast(ctx, "presence", map[string]any{"user": conn.User, "online": online, "at": conn.At.UnixMilli()})
 }
 
-// WhoIsOnline answers which of the users asked about are online.
+// maxWho bounds the users one whoIsOnline asks about.
+const maxWho = 100
+
+// WhoIsOnline answers which of the users asked about have a socket open
+// now, on any worker: what a client asks when it opens, before the
+// presence broadcasts keep it current.
 func (c *Chat) WhoIsOnline(ctx context.Context, _ *event.Request, in struct {
 	Users []string `json:"users"`
 }) (map[string]bool, error) {
-	out := make(map[string]bool, len(in.Users))
-	if len(in.Users) == 0 {
-		return out, nil
+	if len(in.Users) > maxWho || slices.ContainsFunc(in.Users, func(u string) bool { return !dispatch.ValidUser(u) }) {
+		return nil, event.BadRequest("args.users must be at most %d user ids", maxWho)
 	}
-	scores, err := c.rdb.ZMScore(ctx, presenceKey, in.Users...).Result()
+	n, err := c.online.Count(ctx, in.Users...)
 	if err != nil {
-		return nil, event.Unavailable("presence unavailable")
+		return nil, err
 	}
-	for i, u := range in.Users {
-		out[u] = scores[i] != 0
+	out := make(map[string]bool, len(in.Users))
+	for _, u := range in.Users {
+		out[u] = n[u] > 0
 	}
 	return out, nil
-}
-
-// sweepPresence broadcasts presence {online: false} for users whose last
-// ping is older than presenceTTL; ZREM makes one instance the announcer.
-func (c *Chat) sweepPresence(ctx context.Context) {
-	ttl := presenceTTL()
-	t := time.NewTicker(ttl / 4)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		cut := strconv.FormatInt(time.Now().Add(-ttl).UnixMilli(), 10)
-		stale, err := c.rdb.ZRangeByScore(ctx, presenceKey, &redis.ZRangeBy{Min: "-inf", Max: cut}).Result()
-		if err != nil {
-			continue
-		}
-		for _, u := range stale {
-			n, err := c.rdb.ZRem(ctx, presenceKey, u).Result()
-			if err != nil || n == 0 {
-				continue
-			}
-			if err := c.d.Broadcast(ctx, "presence", map[string]any{"user": u, "online": false}); err != nil && !errors.Is(err, context.Canceled) {
-				c.log.Warn("presence offline", zap.String("user", u), zap.Error(err))
-			}
-		}
-	}
 }

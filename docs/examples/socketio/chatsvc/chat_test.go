@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"maps"
+	"slices"
 	"testing"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
@@ -10,8 +12,8 @@ import (
 )
 
 // TestRoomSay checks, without NATS or Redis, that a room message goes to
-// every member, the sender included, with the sender's cid, and that a
-// non-member is refused.
+// every member, the sender included (her other devices), leaving out the
+// connection it came on, and that a non-member is refused.
 func TestRoomSay(t *testing.T) {
 	ctx := context.Background()
 	rec := eventtest.NewRecorder()
@@ -22,21 +24,94 @@ func TestRoomSay(t *testing.T) {
 	}
 	say := event.Typed((&Chat{d: rec, rooms: rec}).RoomSay)
 
-	r := eventtest.NewRequest("roomSay", "alice", map[string]any{"room": "general", "text": "hi", "cid": "c1"})
+	r := eventtest.NewRequest("roomSay", "alice", map[string]any{"room": "general", "text": "hi"})
 	if err := say.ServeEvent(ctx, r); err != nil {
 		t.Fatal(err)
 	}
 	d := rec.Dispatches()
-	if len(d) != 1 || d[0].Event != "room_say" || len(d[0].Users) != 2 {
+	if len(d) != 1 || d[0].Event != "room_say" || !slices.Equal(d[0].Users, []string{"alice", "bob"}) {
 		t.Fatalf("dispatched %+v, want one room_say to alice and bob", d)
 	}
-	var got struct{ From, CID, Text string }
-	if err := json.Unmarshal(d[0].Args, &got); err != nil || got.From != "alice" || got.CID != "c1" || got.Text != "hi" {
+	if !slices.Equal(d[0].Except, []string{r.Conn}) {
+		t.Fatalf("left out %q, want the sender's connection %q", d[0].Except, r.Conn)
+	}
+	var got struct{ From, Text string }
+	if err := json.Unmarshal(d[0].Args, &got); err != nil || got.From != "alice" || got.Text != "hi" {
 		t.Fatalf("args %s, %v", d[0].Args, err)
 	}
 
 	r = eventtest.NewRequest("roomSay", "mallory", map[string]any{"room": "general", "text": "hi"})
 	if w := event.WireError(say.ServeEvent(ctx, r)); w == nil || w.Code != "forbidden" {
 		t.Fatalf("non-member: got %v, want forbidden", w)
+	}
+}
+
+// TestPresenceHooks checks that a connect is announced online only when
+// it is the user's one socket, and a disconnect offline only when none is
+// left, each as a broadcast with the socket's time.
+func TestPresenceHooks(t *testing.T) {
+	ctx := context.Background()
+	conn := eventtest.NewConn("alice")
+	gone := eventtest.NewDisconnect("alice", 1000, "client")
+	for _, tc := range []struct {
+		name   string
+		online eventtest.Presence // what the leases say when the hook counts
+		hook   func(context.Context, *event.Mux, event.Conn) error
+		c      event.Conn
+		want   string // the presence broadcast's online, or "" for none
+	}{
+		{"first socket", eventtest.Presence{"alice": {conn.Conn}}, eventtest.Connect, conn, "true"},
+		{"second device", eventtest.Presence{"alice": {conn.Conn, "alice-2"}}, eventtest.Connect, conn, ""},
+		{"last socket closed", eventtest.Presence{}, eventtest.Disconnect, gone, "false"},
+		{"another device left", eventtest.Presence{"alice": {"alice-2"}}, eventtest.Disconnect, gone, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := eventtest.NewRecorder()
+			mux := event.NewMux()
+			(&Chat{d: rec, rooms: rec, online: tc.online}).Register(mux)
+			if err := tc.hook(ctx, mux, tc.c); err != nil {
+				t.Fatal(err)
+			}
+			d := rec.Dispatches()
+			if tc.want == "" {
+				if len(d) != 0 {
+					t.Fatalf("dispatched %+v, want nothing", d)
+				}
+				return
+			}
+			if len(d) != 1 || d[0].Event != "presence" || !d[0].Broadcast {
+				t.Fatalf("dispatched %+v, want one presence broadcast", d)
+			}
+			var got struct {
+				User   string
+				Online json.RawMessage
+				At     int64
+			}
+			if err := json.Unmarshal(d[0].Args, &got); err != nil || got.User != "alice" || string(got.Online) != tc.want || got.At != tc.c.At.UnixMilli() {
+				t.Fatalf("args %s, %v; want alice online %s at %d", d[0].Args, err, tc.want, tc.c.At.UnixMilli())
+			}
+		})
+	}
+}
+
+// TestWhoIsOnline checks the answer from the presence leases, and that a
+// list that is not user ids is refused.
+func TestWhoIsOnline(t *testing.T) {
+	ctx := context.Background()
+	who := event.Typed((&Chat{online: eventtest.Presence{"alice": {"a1", "a2"}, "carol": {"c1"}}}).WhoIsOnline)
+	r := eventtest.NewRequest("whoIsOnline", "bob", map[string]any{"users": []string{"alice", "carol", "dave"}})
+	if err := who.ServeEvent(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]bool
+	if err := json.Unmarshal(r.Result(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]bool{"alice": true, "carol": true, "dave": false}; !maps.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	r = eventtest.NewRequest("whoIsOnline", "bob", map[string]any{"users": []string{"alice", ""}})
+	if w := event.WireError(who.ServeEvent(ctx, r)); w == nil || w.Code != "bad_request" {
+		t.Fatalf("an empty user id: got %v, want bad_request", w)
 	}
 }

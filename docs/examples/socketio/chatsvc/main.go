@@ -1,13 +1,13 @@
 // Command chatsvc is the chat app's handlers-svc: the built-in families
 // (sendMessage, rooms) plus the app's own (room messages that skip the
-// sender's socket, member lists, typing, read receipts, presence), served
-// to switchboard's gateways by package service, with everything
-// handlers-svc does around a handler. It takes handlers-svc's place.
+// sender's socket, member lists, typing, read receipts, presence from
+// connect and disconnect hooks), served to switchboard's gateways by
+// package service, with everything handlers-svc does around a handler.
+// It takes handlers-svc's place.
 package main
 
 import (
 	"context"
-	"sync"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/handlers-svc/handlers"
@@ -20,14 +20,10 @@ func main() {
 	service.Main(append(handlers.Families(), registerChat)...)
 }
 
-// registerChat is the app's family: its events on mux, and the presence
-// sweep, which runs until the service stops.
-func registerChat(ctx context.Context, mux *event.Mux, deps handlers.Deps) error {
-	app := &Chat{d: deps.Dispatcher, rooms: deps.Rooms, rdb: deps.Redis, log: deps.Log.Named("chat")}
+// registerChat is the app's family: its events and its connect and
+// disconnect hooks on mux.
+func registerChat(_ context.Context, mux *event.Mux, deps handlers.Deps) error {
+	app := &Chat{d: deps.Dispatcher, rooms: deps.Rooms, online: deps.Presence}
 	app.Register(mux)
-	sweepCtx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { app.sweepPresence(sweepCtx) })
-	deps.OnStop(func() { stop(); wg.Wait() })
 	return nil
 }

@@ -5,8 +5,7 @@
 //   curl -so client.js http://$GW/client.js
 //   GW=127.0.0.1:7999 GATEWAY_JWT_SECRET=... REDIS_URL=redis://... NOTIFY=../notify/notify node chat.mjs
 //
-// (Node 20 needs --experimental-websocket.) chatsvc must run with
-// PRESENCE_TTL=3s for the last check to end in time.
+// (Node 20 needs --experimental-websocket.)
 import { connect } from "./client.js";
 import { createHmac } from "node:crypto";
 import { createServer, connect as tcpConnect } from "node:net";
@@ -44,7 +43,7 @@ const viaProxy = `ws://127.0.0.1:${proxy.address().port}/socket`;
 
 // A device: a client plus everything it received, and a way to await an event.
 function device(user, url = `ws://${GW}/socket`) {
-  const d = { user, got: [], conn: null, states: [], waiters: [], mine: new Set() };
+  const d = { user, got: [], conn: null, states: [], waiters: [], online: {} };
   d.check = () => {
     d.waiters = d.waiters.filter((w) => !(w.pred() && (w.resolve(), true)));
   };
@@ -58,14 +57,13 @@ function device(user, url = `ws://${GW}/socket`) {
   });
   d.listen = (event) =>
     d.sb.on(event, (args, frame) => {
-      // socket.to(room).emit skipped the sender's socket; here the sending
-      // client drops its own copy by the id it gave it (cid), which, unlike
-      // the connection id, still matches after a reconnect.
-      if (args && args.cid && d.mine.has(args.cid)) return;
       // typing is sent transient (socket.volatile), never replayed on a
       // resume; one that comes late is dropped all the same.
       if (event === "typing" && Date.now() - args.ts > 5000) return;
       d.got.push({ event, args, pos: frame.pos });
+      // Who is online: the latest state of each user by its time, since
+      // the hooks that announce them may run out of order.
+      if (event === "presence" && !(d.online[args.user]?.at > args.at)) d.online[args.user] = args;
       d.check();
     });
   d.until = (pred, what, ms = 8000) =>
@@ -74,12 +72,8 @@ function device(user, url = `ws://${GW}/socket`) {
       d.waiters.push({ pred, resolve: () => (clearTimeout(t), resolve()) });
       d.check();
     });
-  // say is socket.to(room).emit("room_say", text): the others get it.
-  d.say = (room, text) => {
-    const cid = crypto.randomUUID();
-    d.mine.add(cid);
-    return d.sb.emit("roomSay", { room, text, cid });
-  };
+  // say is socket.to(room).emit("room_say", text): all but this socket get it.
+  d.say = (room, text) => d.sb.emit("roomSay", { room, text });
   d.has = (event, pred = () => true) => d.got.filter((g) => g.event === event && pred(g.args));
   d.open = () => d.until(() => d.states.at(-1)?.s === "open", "open");
   for (const e of ["message", "message_sent", "read_receipt", "room_joined", "room_left", "room_say", "typing", "presence", "notification"]) d.listen(e);
@@ -87,10 +81,20 @@ function device(user, url = `ws://${GW}/socket`) {
 }
 
 const step = (s) => console.log(`ok  ${s}`);
-const alice1 = device("alice"), alice2 = device("alice"), bob = device("bob", viaProxy), carol = device("carol");
+// One at a time, so that each connect hook has counted before the next
+// device opens: two sockets of a user that open at once may both count 2,
+// and then neither announces the user.
+const bob = device("bob", viaProxy);
+await bob.open();
+const carol = device("carol");
+await carol.open();
+const alice1 = device("alice");
+await alice1.open();
+await bob.until(() => bob.online.carol?.online === true && bob.online.alice?.online === true, "carol and alice online");
+const alice2 = device("alice");
+await alice2.open();
 const all = [alice1, alice2, bob, carol];
-await Promise.all(all.map((d) => d.open()));
-step(`connected: ${all.map((d) => `${d.user}@w${d.states.at(-1).worker}`).join(" ")}`);
+step(`connected: ${all.map((d) => `${d.user}@w${d.states.at(-1).worker}`).join(" ")}; bob heard carol and alice come online`);
 
 // 1:1 with an ack: socket.emit("sendMessage", {...}, (res) => ...)
 const sent = await alice1.sb.emit("sendMessage", { to: "bob", text: "hi bob" });
@@ -121,7 +125,11 @@ for (const d of [alice1, bob, carol]) await d.sb.emit("joinRoom", { room: "gener
 const said = await alice1.say("general", "hello room");
 assert.equal(said.members, 3);
 for (const d of [alice2, bob, carol]) await d.until(() => d.has("room_say", (a) => a.text === "hello room").length === 1, "room_say");
-assert.equal(alice1.has("room_say").length, 0, "the sending socket must not get its own room_say");
+// Events to a user reach each of its sockets in order: once alice1 has
+// bob's later room_say, it would have had hers before it.
+await bob.say("general", "hi alice");
+await alice1.until(() => alice1.has("room_say", (a) => a.text === "hi alice").length === 1, "bob's room_say");
+assert.equal(alice1.has("room_say", (a) => a.text === "hello room").length, 0, "the sending socket must not get its own room_say");
 step("roomSay: alice's other device, bob and carol got it; the sending socket did not");
 assert.deepEqual(await carol.sb.emit("members", { room: "general" }), ["alice", "bob", "carol"]);
 step("members: [alice bob carol]");
@@ -136,11 +144,13 @@ alice1.sb.emit("typing", { to: "bob" }).catch(() => {});
 await bob.until(() => bob.has("typing", (a) => a.from === "alice").length >= 1, "typing");
 step("typing: bob saw alice typing");
 
-// Presence: ping; others learn who came online and, after the TTL, who left.
-await Promise.all(all.map((d) => d.sb.emit("presencePing")));
+// Presence: who is online now, from the gateway's leases. dave's socket
+// (retry, above) is closed: once bob heard it, he is not counted.
+await bob.until(() => bob.online.dave?.online === false, "dave offline");
 assert.deepEqual(await bob.sb.emit("whoIsOnline", { users: ["alice", "carol", "dave"] }), { alice: true, carol: true, dave: false });
-await bob.until(() => bob.has("presence", (a) => a.user === "carol" && a.online).length >= 1, "carol online");
-step("presence: whoIsOnline and presence{online:true}");
+// alice's second device found her online already: it announced nothing.
+assert.equal(bob.has("presence", (a) => a.user === "alice" && a.online).length, 1, "alice announced online once");
+step("presence: whoIsOnline; alice's second device announced nothing");
 
 // A notification pushed by another backend (io.to(userId).emit from a job).
 const notify = (u) => execFileSync(process.env.NOTIFY, [u]).toString().trim();
@@ -149,10 +159,16 @@ await bob.until(() => bob.has("notification").length === 1, "notification");
 step("notification from another backend reached bob");
 
 // Reconnection must not lose messages: cut bob's network, send while he is away, bring it back.
+// Just before, bob says something to the room: his socket does not get it,
+// live or when it resumes (client.js names its earlier connection, prev).
+await bob.say("general", "bob before the cut");
+await Promise.all([alice1, alice2].map((d) => d.until(() => d.has("room_say", (a) => a.text === "bob before the cut").length === 1, "bob's room_say")));
 const before = bob.has("message").length;
 up = false;
 for (const [c, g] of pipes) { c.destroy(); g.destroy(); }
 await bob.until(() => bob.states.at(-1).s === "connecting", "bob connecting");
+// His disconnect was his last socket: the others hear he went offline.
+await alice1.until(() => alice1.online.bob?.online === false, "bob offline");
 const away = [];
 for (let i = 0; i < 5; i++) away.push((await alice1.sb.emit("sendMessage", { to: "bob", text: `while away ${i}` })).msg_id);
 notify("bob");
@@ -163,14 +179,16 @@ assert.equal(resumed.recovered, true, "bob must resume with recovered:true");
 await bob.until(() => bob.has("message").length === before + 5 && bob.has("notification").length === 2, "the missed events");
 assert.deepEqual(bob.has("message").slice(before).map((g) => g.args.msg_id), away, "in order, once each");
 assert.equal(bob.reloads, undefined, "nothing to reload");
-step(`reconnect: recovered:${resumed.recovered} missed:${resumed.missed}; 5 messages and a notification, in order, once`);
+// The replay is in order: his room_say, before the messages, was skipped.
+assert.equal(bob.has("room_say", (a) => a.text === "bob before the cut").length, 0, "bob's resumed socket must not be replayed his own room_say");
+await alice1.until(() => alice1.online.bob?.online === true, "bob online again");
+step(`reconnect: recovered:${resumed.recovered} missed:${resumed.missed}; 5 messages and a notification, in order, once; not his own room_say; offline, then online`);
 
-// Presence offline: carol closes; after the TTL the others hear it.
+// Presence offline: carol closes her only socket; the others hear it at once.
 carol.sb.close();
-const pinger = setInterval(() => [alice1, bob].forEach((d) => d.sb.emit("presencePing").catch(() => {})), 1000);
-await bob.until(() => bob.has("presence", (a) => a.user === "carol" && !a.online).length === 1, "carol offline", 15000);
-clearInterval(pinger);
-step("presence: carol went offline after the TTL");
+await bob.until(() => bob.online.carol?.online === false, "carol offline");
+assert.deepEqual(await bob.sb.emit("whoIsOnline", { users: ["carol"] }), { carol: false });
+step("presence: carol went offline when she closed");
 
 for (const d of all) d.sb.close();
 proxy.close();
