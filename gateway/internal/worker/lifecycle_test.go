@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -197,6 +199,90 @@ func TestLifecycleNATSDown(t *testing.T) {
 		}
 		if s := metric(r.w, `switchboard_gateway_lifecycle_published_total{type="`+typ+`"}`); s != "0" {
 			t.Errorf("%s published %s, want 0", typ, s)
+		}
+	}
+}
+
+// wedged reports whether nc's lock stays held for a while: a writer is
+// stuck in a write to a server that reads nothing (nats.go writes under
+// the connection's lock). The probe left blocked ends once the proxy
+// thaws.
+func wedged(nc *nats.Conn) bool {
+	done := make(chan struct{})
+	go func() { nc.IsConnected(); close(done) }()
+	select {
+	case <-done:
+		return false
+	case <-time.After(300 * time.Millisecond):
+		return true
+	}
+}
+
+// TestLifecycleNATSStalled: NATS that stops reading (a frozen network
+// path: the TCP connection stays up, nothing is acknowledged) wedges
+// nats.go, whose Publish writes to the socket under the connection's lock
+// once its 32 KB buffer is full, for up to its FlusherTimeout (a minute).
+// A socket must still connect (its connected frame) and close (its place
+// given back) as ever: the lifecycle messages are not published on the
+// socket's path. Thawed, the messages flow again.
+func TestLifecycleNATSStalled(t *testing.T) {
+	n := testkit.StartNATS(t)
+	rd := testkit.StartRedis(t)
+	got := lifecycleMessages(t, n.URL())
+	px := testkit.StartProxy(t, fmt.Sprintf("127.0.0.1:%d", n.Port))
+	cfg := testConfig()
+	cfg.NATSURL, cfg.RedisURL = "nats://"+px.Addr(), rd.URL()
+	r := startWorker(t, cfg, 0)
+	url := "ws://" + r.addr + "/socket"
+	a := testkit.Dial(t, url, token(t, "alice", time.Hour))
+	nextLifecycle(t, got, "alice's connect")
+
+	// Freeze the path and fill the kernel's buffers through the worker's
+	// own connection, as the forwarder's requests would, until nats.go
+	// blocks in a write.
+	px.Freeze()
+	var stop atomic.Bool
+	filled := make(chan struct{})
+	go func() {
+		defer close(filled)
+		junk := make([]byte, 64<<10)
+		for !stop.Load() {
+			if r.w.nc.Publish("test.fill", junk) != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { stop.Store(true); px.Thaw(); <-filled })
+	testkit.Eventually(t, wait, "nats.go is stuck writing to the frozen path", func() bool { return wedged(r.w.nc) })
+
+	// A new socket connects, and sockets close and give their place back.
+	start := time.Now()
+	b, _, err := testkit.TryDial(t, url, token(t, "bob", time.Hour))
+	if err != nil {
+		t.Fatalf("bob's upgrade with NATS stalled: %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("bob's connected took %s with NATS stalled", took)
+	}
+	a.CloseNormally()
+	b.CloseNormally()
+	// Each socket's close ends (admission.Leave, which a drain waits
+	// for) without waiting for NATS.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := r.w.adm.Wait(ctx); err != nil {
+		t.Errorf("the sockets' closes did not end with NATS stalled: %v", err)
+	}
+
+	// Thawed, a later socket's connect is published again.
+	stop.Store(true)
+	px.Thaw()
+	<-filled
+	c := testkit.Dial(t, url, token(t, "carol", time.Hour))
+	for {
+		l := nextLifecycle(t, got, "carol's connect after the thaw")
+		if l.Conn == c.Conn && l.Type == proto.LifecycleTypeConnect {
+			break
 		}
 	}
 }
