@@ -178,27 +178,51 @@ func TestLifecycleOff(t *testing.T) {
 }
 
 // TestLifecycleNATSDown: while NATS is down a socket still connects and
-// closes as ever; its connect and disconnect are refused by nats.go at
-// once (no reconnect buffer) and counted as publish errors.
+// closes as ever; its connect is refused by nats.go at once (no reconnect
+// buffer) and counted as a publish error. A socket whose connect was
+// refused is never announced, so its disconnect is not published either,
+// even once NATS is back: a hook is told of no disconnect without its
+// connect.
 func TestLifecycleNATSDown(t *testing.T) {
 	n := testkit.StartNATS(t)
 	rd := testkit.StartRedis(t)
 	cfg := testConfig()
 	cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
 	r := startWorker(t, cfg, 0)
+	url := "ws://" + r.addr + "/socket"
 	n.Stop()
 	testkit.Eventually(t, wait, "the worker has seen NATS go", func() bool {
 		return metric(r.w, "switchboard_gateway_nats_connected") == "0"
 	})
-	c := testkit.Dial(t, "ws://"+r.addr+"/socket", token(t, "alice", time.Hour))
-	c.CloseNormally()
-	testkit.Eventually(t, wait, "the socket is closed", func() bool { return r.w.hub.Len() == 0 })
-	for _, typ := range []string{"connect", "disconnect"} {
-		if s := metric(r.w, `switchboard_gateway_lifecycle_publish_errors_total{type="`+typ+`"}`); s != "1" {
-			t.Errorf("%s publish errors %s, want 1", typ, s)
+	a := testkit.Dial(t, url, token(t, "alice", time.Hour))
+	testkit.Eventually(t, wait, "alice's connect refused", func() bool {
+		return metric(r.w, `switchboard_gateway_lifecycle_publish_errors_total{type="connect"}`) == "1"
+	})
+
+	// NATS comes back; alice closes, then bob connects and closes. The
+	// worker publishes in order, on one connection: had alice's
+	// disconnect been published, it would come before bob's connect.
+	n.Start()
+	testkit.Eventually(t, wait, "the worker has reconnected", func() bool {
+		return metric(r.w, "switchboard_gateway_nats_connected") == "1"
+	})
+	got := lifecycleMessages(t, n.URL())
+	a.CloseNormally()
+	testkit.Eventually(t, wait, "alice's socket is closed", func() bool { return r.w.hub.Len() == 0 })
+	b := testkit.Dial(t, url, token(t, "bob", time.Hour))
+	b.CloseNormally()
+	for _, typ := range []string{proto.LifecycleTypeConnect, proto.LifecycleTypeDisconnect} {
+		l := nextLifecycle(t, got, "bob's "+typ)
+		if l.Conn != b.Conn || l.Type != typ {
+			t.Errorf("got %+v, want bob's %s (alice's connect %s was never published)", *l, typ, a.Conn)
 		}
-		if s := metric(r.w, `switchboard_gateway_lifecycle_published_total{type="`+typ+`"}`); s != "0" {
-			t.Errorf("%s published %s, want 0", typ, s)
+	}
+	for typ, want := range map[string][2]string{"connect": {"1", "1"}, "disconnect": {"1", "0"}} {
+		if s := metric(r.w, `switchboard_gateway_lifecycle_published_total{type="`+typ+`"}`); s != want[0] {
+			t.Errorf("%s published %s, want %s", typ, s, want[0])
+		}
+		if s := metric(r.w, `switchboard_gateway_lifecycle_publish_errors_total{type="`+typ+`"}`); s != want[1] {
+			t.Errorf("%s publish errors %s, want %s", typ, s, want[1])
 		}
 	}
 }
