@@ -3,8 +3,10 @@ package worker
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/gateway/internal/ws"
@@ -40,6 +42,10 @@ type lifecycle struct {
 	w      *Worker
 	failed *logevery.Log
 	queue  chan lifecycleItem
+	// stopped is set once run has returned: what is queued then (a
+	// socket still closing after a drain's deadline) is counted failed,
+	// as nats.go refused it on the closed connection before.
+	stopped atomic.Bool
 }
 
 // lifecycleItem is one queued message, or, with flushed set, a marker
@@ -95,6 +101,10 @@ func (l *lifecycle) disconnected(c *ws.Conn, announced *bool, code int, why stri
 
 // enqueue hands it to run, or counts it failed when the queue is full.
 func (l *lifecycle) enqueue(it lifecycleItem) {
+	if l.stopped.Load() {
+		l.counted(it.m, nats.ErrConnectionClosed)
+		return
+	}
 	select {
 	case l.queue <- it:
 	default:
@@ -102,28 +112,46 @@ func (l *lifecycle) enqueue(it lifecycleItem) {
 	}
 }
 
-// run publishes what is queued, in order, until ctx ends.
+// run publishes what is queued, in order, until ctx ends (after the
+// drain's flush); what is left then is counted failed.
 func (l *lifecycle) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			l.stopped.Store(true)
+			for {
+				select {
+				case it := <-l.queue:
+					l.publish(it, nats.ErrConnectionClosed)
+				default:
+					return
+				}
+			}
 		case it := <-l.queue:
-			if it.flushed != nil {
-				close(it.flushed)
-				continue
-			}
-			if it.m.Type == proto.LifecycleTypeDisconnect && !*it.announced {
-				continue // its connect was refused or dropped: the hook never heard of it
-			}
-			subject, _ := proto.LifecycleSubject(it.m.Type)
-			err := l.w.nc.Publish(subject, proto.AppendLifecycle(make([]byte, 0, 160), it.m))
-			if it.m.Type == proto.LifecycleTypeConnect {
-				*it.announced = err == nil
-			}
-			l.counted(it.m, err)
+			l.publish(it, nil)
 		}
 	}
+}
+
+// publish hands it to NATS, or counts it failed with refused when that
+// is set.
+func (l *lifecycle) publish(it lifecycleItem, refused error) {
+	if it.flushed != nil {
+		close(it.flushed)
+		return
+	}
+	if it.m.Type == proto.LifecycleTypeDisconnect && !*it.announced {
+		return // its connect was refused or dropped: the hook never heard of it
+	}
+	err := refused
+	if err == nil {
+		subject, _ := proto.LifecycleSubject(it.m.Type)
+		err = l.w.nc.Publish(subject, proto.AppendLifecycle(make([]byte, 0, 160), it.m))
+	}
+	if it.m.Type == proto.LifecycleTypeConnect {
+		*it.announced = err == nil
+	}
+	l.counted(it.m, err)
 }
 
 func (l *lifecycle) counted(m *proto.Lifecycle, err error) {

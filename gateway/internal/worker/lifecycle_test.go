@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/gateway/internal/auth"
 	"github.com/switchboard/switchboard/internal/testkit"
@@ -308,5 +309,26 @@ func TestLifecycleNATSStalled(t *testing.T) {
 		if l.Conn == c.Conn && l.Type == proto.LifecycleTypeConnect {
 			break
 		}
+	}
+}
+
+// TestLifecycleAfterStop: once the publisher has stopped (Run is ending,
+// after the drain's flush), a message still queued, and one a socket
+// closing late queues, is counted as a publish error, not left uncounted.
+func TestLifecycleAfterStop(t *testing.T) {
+	w := New(testConfig(), 0, zap.NewNop())
+	announced := true
+	w.life.enqueue(lifecycleItem{announced: &announced, m: &proto.Lifecycle{Type: proto.LifecycleTypeDisconnect, User: "a", Conn: "c1"}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for !w.life.stopped.Load() {
+		w.life.run(ctx) // may publish the queued message first, to no NATS, and go on
+	}
+	w.life.enqueue(lifecycleItem{announced: &announced, m: &proto.Lifecycle{Type: proto.LifecycleTypeDisconnect, User: "a", Conn: "c2"}})
+	if s := metric(w, `switchboard_gateway_lifecycle_publish_errors_total{type="disconnect"}`); s != "2" {
+		t.Errorf("disconnect publish errors %s, want 2", s)
+	}
+	if n := len(w.life.queue); n != 0 {
+		t.Errorf("%d messages left queued", n)
 	}
 }
