@@ -244,3 +244,30 @@ func TestHooksLeaveRequestsSlots(t *testing.T) {
 		t.Errorf("hooks held %d of %d slots at once, want at most %d", n, slots, slots/2)
 	}
 }
+
+// TestHooksAfterNATSReconnect: after NATS restarts, the lifecycle
+// subscriptions are in place again (nats.go sends them anew on
+// reconnect): a connect published then still runs the hook.
+func TestHooksAfterNATSReconnect(t *testing.T) {
+	ns := testkit.StartNATS(t)
+	var s seen
+	r := serve(t, ns, event.NewMux(), zap.NewNop(), natserve.Config{OnConnect: []event.ConnHook{s.hook}})
+	ns.Stop()
+	ns.Start()
+	nc := connect(t, ns)
+	// Once the server has the Server's subscription again, a request
+	// for the subject finds a responder (taken, never answered).
+	testkit.Eventually(t, 10*time.Second, "the lifecycle subscription is back", func() bool {
+		_, err := nc.Request(proto.LifecycleConnect, nil, 200*time.Millisecond)
+		return errors.Is(err, nats.ErrTimeout)
+	})
+	publishLifecycle(t, nc, proto.Lifecycle{Type: proto.LifecycleTypeConnect, User: "alice", Conn: "after", At: 1})
+	testkit.Eventually(t, 10*time.Second, "the hook ran after the reconnect", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.conns["after"]) == 1
+	})
+	if err := r.stop(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
