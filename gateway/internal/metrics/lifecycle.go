@@ -23,7 +23,7 @@ func newLifecycle(f factory) lifecycle {
 		"Lifecycle messages (a socket's connect or disconnect) handed to NATS, by type; at most once: one handed over may still be lost with the connection.",
 		"type")
 	failed := f.counterVec("lifecycle_publish_errors_total",
-		"Lifecycle messages NATS refused (connection closed, or down with no buffer), by type: the hook was not told.",
+		"Lifecycle messages not published, by type: NATS refused them (connection closed, or down with no buffer), or the worker's queue of them was full (NATS stalled); the hook was not told.",
 		"type")
 	for _, t := range lifecycleTypes {
 		l.published[t] = published.WithLabelValues(t)

@@ -1,8 +1,12 @@
 package worker
 
 import (
+	"context"
+	"errors"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/gateway/internal/ws"
@@ -14,68 +18,177 @@ import (
 // logged: during a NATS outage every socket that opens or closes fails one.
 const lifecycleLogEvery = 30 * time.Second
 
+// lifecycleQueue is how many lifecycle messages wait for the publisher at
+// most: a worker's whole drain, or a mass reconnect, with room to spare
+// while NATS takes them at its usual pace; beyond, NATS is stalled and
+// they are dropped.
+const lifecycleQueue = 16384
+
+// errLifecycleQueueFull is the publish error of a message dropped because
+// the queue was full: NATS has stopped taking what the worker writes.
+var errLifecycleQueueFull = errors.New("lifecycle queue full: nats is not taking messages")
+
 // lifecycle publishes the connect and disconnect of each socket on NATS
-// (docs/protocol.md section 3) for handlers-svc's hooks, fire and forget:
-// nats.go buffers a publish and returns, and refuses it at once while
-// NATS is down (the worker keeps no reconnect buffer), so neither a slow
-// nor an absent NATS holds a socket up. A message is sent at most once.
+// (docs/protocol.md section 3) for handlers-svc's hooks, fire and forget.
+// A socket only queues its message (never waiting): one goroutine (run)
+// publishes them in order. nats.go's Publish may block: once its 32 KB
+// buffer is full it writes to the connection under its lock, and to a
+// NATS that has stopped reading (a stalled path) for up to its flusher
+// timeout, a minute; so no socket publishes itself. While NATS is down
+// the publish is refused at once (the worker keeps no reconnect buffer);
+// while it is stalled the queue fills and what does not fit is dropped.
+// A message is sent at most once.
 type lifecycle struct {
 	w      *Worker
 	failed *logevery.Log
+	queue  chan lifecycleItem
+	// stopped is set once run has returned: what is queued then (a
+	// socket still closing after a drain's deadline) is counted failed,
+	// as nats.go refused it on the closed connection before.
+	stopped atomic.Bool
+}
+
+// lifecycleItem is one queued message, or, with flushed set, a marker
+// that run closes once everything queued before it was handed to NATS.
+type lifecycleItem struct {
+	m *proto.Lifecycle
+	// announced is the socket's: run sets it once the socket's connect
+	// was handed to NATS, and publishes its disconnect only then. Only
+	// run touches it.
+	announced *bool
+	flushed   chan struct{}
 }
 
 func newLifecycle(w *Worker) *lifecycle {
-	return &lifecycle{w: w, failed: logevery.New(w.log.Named("lifecycle"), "lifecycle message not published", lifecycleLogEvery)}
+	return &lifecycle{
+		w:      w,
+		failed: logevery.New(w.log.Named("lifecycle"), "lifecycle message not published", lifecycleLogEvery),
+		queue:  make(chan lifecycleItem, lifecycleQueue),
+	}
 }
 
 // on reports whether connects and disconnects are published.
 func (l *lifecycle) on() bool { return l.w.cfg.LifecycleHooks }
 
-// connected publishes the connect of c, which resumed when its client
-// asked to resume, and reports whether it did; a disconnect is published
-// only for a socket whose connect was (socketClosed).
-func (l *lifecycle) connected(c *ws.Conn, resumed bool) bool {
-	if !l.w.cfg.LifecycleHooks {
-		return false
+// connected queues the connect of c, which resumed when its client asked
+// to resume, and returns what socketClosed hands to disconnected (nil
+// with the hooks off): the disconnect is published only for a socket
+// whose connect was.
+func (l *lifecycle) connected(c *ws.Conn, resumed bool) *bool {
+	if !l.on() {
+		return nil
 	}
-	l.publish(&proto.Lifecycle{
+	announced := new(bool)
+	l.enqueue(lifecycleItem{announced: announced, m: &proto.Lifecycle{
 		Type: proto.LifecycleTypeConnect, User: c.User(), Conn: c.ID(), Worker: l.w.index,
 		At: time.Now().UnixMilli(), Resumed: resumed,
-	})
-	return true
+	}})
+	return announced
 }
 
-// disconnected publishes the disconnect of c, closed with code and why,
-// the bounded close reason the worker counts it under
-// (metrics.CloseReason), if its connect was published (announced).
-func (l *lifecycle) disconnected(c *ws.Conn, announced bool, code int, why string) {
-	if !announced {
+// disconnected queues the disconnect of c, closed with code and why, the
+// bounded close reason the worker counts it under (metrics.CloseReason);
+// announced is what connected returned, nil for a socket never announced.
+func (l *lifecycle) disconnected(c *ws.Conn, announced *bool, code int, why string) {
+	if announced == nil {
 		return
 	}
-	l.publish(&proto.Lifecycle{
+	l.enqueue(lifecycleItem{announced: announced, m: &proto.Lifecycle{
 		Type: proto.LifecycleTypeDisconnect, User: c.User(), Conn: c.ID(), Worker: l.w.index,
 		At: time.Now().UnixMilli(), Code: code, Reason: why,
-	})
+	}})
 }
 
-// flush waits until NATS has taken what was published, within timeout:
-// at the end of a drain, so the disconnects of the sockets it closed are
-// not lost with the connection. Nothing is waited for with the hooks off
-// or NATS down.
-func (l *lifecycle) flush(timeout time.Duration) {
-	if !l.w.cfg.LifecycleHooks || !l.w.nc.IsConnected() {
+// enqueue hands it to run, or counts it failed when the queue is full.
+func (l *lifecycle) enqueue(it lifecycleItem) {
+	if l.stopped.Load() {
+		l.counted(it.m, nats.ErrConnectionClosed)
 		return
 	}
-	if err := l.w.nc.FlushTimeout(timeout); err != nil {
-		l.w.log.Warn("lifecycle messages may be lost: nats flush failed", zap.Error(err))
+	select {
+	case l.queue <- it:
+	default:
+		l.counted(it.m, errLifecycleQueueFull)
 	}
 }
 
-func (l *lifecycle) publish(m *proto.Lifecycle) {
-	subject, _ := proto.LifecycleSubject(m.Type)
-	err := l.w.nc.Publish(subject, proto.AppendLifecycle(make([]byte, 0, 160), m))
+// run publishes what is queued, in order, until ctx ends (after the
+// drain's flush); what is left then is counted failed.
+func (l *lifecycle) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			l.stopped.Store(true)
+			for {
+				select {
+				case it := <-l.queue:
+					l.publish(it, nats.ErrConnectionClosed)
+				default:
+					return
+				}
+			}
+		case it := <-l.queue:
+			l.publish(it, nil)
+		}
+	}
+}
+
+// publish hands it to NATS, or counts it failed with refused when that
+// is set.
+func (l *lifecycle) publish(it lifecycleItem, refused error) {
+	if it.flushed != nil {
+		close(it.flushed)
+		return
+	}
+	if it.m.Type == proto.LifecycleTypeDisconnect && !*it.announced {
+		return // its connect was refused or dropped: the hook never heard of it
+	}
+	err := refused
+	if err == nil {
+		subject, _ := proto.LifecycleSubject(it.m.Type)
+		err = l.w.nc.Publish(subject, proto.AppendLifecycle(make([]byte, 0, 160), it.m))
+	}
+	if it.m.Type == proto.LifecycleTypeConnect {
+		*it.announced = err == nil
+	}
+	l.counted(it.m, err)
+}
+
+func (l *lifecycle) counted(m *proto.Lifecycle, err error) {
 	l.w.metrics.LifecyclePublished(m.Type, err)
 	if err != nil {
 		l.failed.Failed(err, zap.String("type", m.Type), zap.String("user", m.User), zap.String("conn", m.Conn))
+	}
+}
+
+// flush waits until run has handed NATS what was queued and NATS has
+// taken it, within timeout: at the end of a drain, so the disconnects of
+// the sockets it closed are not lost with the connection. Nothing is
+// waited for with the hooks off, and NATS is not waited for while down.
+func (l *lifecycle) flush(timeout time.Duration) {
+	if !l.on() {
+		return
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	deadline := time.Now().Add(timeout)
+	flushed := make(chan struct{})
+	select {
+	case l.queue <- lifecycleItem{flushed: flushed}:
+	case <-t.C:
+		l.w.log.Warn("lifecycle messages may be lost: the queue is full and nats not taking them")
+		return
+	}
+	select {
+	case <-flushed:
+	case <-t.C:
+		l.w.log.Warn("lifecycle messages may be lost: nats did not take them in time", zap.Int("queued", len(l.queue)))
+		return
+	}
+	if !l.w.nc.IsConnected() {
+		return
+	}
+	if err := l.w.nc.FlushTimeout(time.Until(deadline)); err != nil {
+		l.w.log.Warn("lifecycle messages may be lost: nats flush failed", zap.Error(err))
 	}
 }

@@ -2,10 +2,13 @@ package worker
 
 import (
 	"context"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/gateway/internal/auth"
 	"github.com/switchboard/switchboard/internal/testkit"
@@ -176,27 +179,156 @@ func TestLifecycleOff(t *testing.T) {
 }
 
 // TestLifecycleNATSDown: while NATS is down a socket still connects and
-// closes as ever; its connect and disconnect are refused by nats.go at
-// once (no reconnect buffer) and counted as publish errors.
+// closes as ever; its connect is refused by nats.go at once (no reconnect
+// buffer) and counted as a publish error. A socket whose connect was
+// refused is never announced, so its disconnect is not published either,
+// even once NATS is back: a hook is told of no disconnect without its
+// connect.
 func TestLifecycleNATSDown(t *testing.T) {
 	n := testkit.StartNATS(t)
 	rd := testkit.StartRedis(t)
 	cfg := testConfig()
 	cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
 	r := startWorker(t, cfg, 0)
+	url := "ws://" + r.addr + "/socket"
 	n.Stop()
 	testkit.Eventually(t, wait, "the worker has seen NATS go", func() bool {
 		return metric(r.w, "switchboard_gateway_nats_connected") == "0"
 	})
-	c := testkit.Dial(t, "ws://"+r.addr+"/socket", token(t, "alice", time.Hour))
-	c.CloseNormally()
-	testkit.Eventually(t, wait, "the socket is closed", func() bool { return r.w.hub.Len() == 0 })
-	for _, typ := range []string{"connect", "disconnect"} {
-		if s := metric(r.w, `switchboard_gateway_lifecycle_publish_errors_total{type="`+typ+`"}`); s != "1" {
-			t.Errorf("%s publish errors %s, want 1", typ, s)
+	a := testkit.Dial(t, url, token(t, "alice", time.Hour))
+	testkit.Eventually(t, wait, "alice's connect refused", func() bool {
+		return metric(r.w, `switchboard_gateway_lifecycle_publish_errors_total{type="connect"}`) == "1"
+	})
+
+	// NATS comes back; alice closes, then bob connects and closes. The
+	// worker publishes in order, on one connection: had alice's
+	// disconnect been published, it would come before bob's connect.
+	n.Start()
+	testkit.Eventually(t, wait, "the worker has reconnected", func() bool {
+		return metric(r.w, "switchboard_gateway_nats_connected") == "1"
+	})
+	got := lifecycleMessages(t, n.URL())
+	a.CloseNormally()
+	testkit.Eventually(t, wait, "alice's socket is closed", func() bool { return r.w.hub.Len() == 0 })
+	b := testkit.Dial(t, url, token(t, "bob", time.Hour))
+	b.CloseNormally()
+	for _, typ := range []string{proto.LifecycleTypeConnect, proto.LifecycleTypeDisconnect} {
+		l := nextLifecycle(t, got, "bob's "+typ)
+		if l.Conn != b.Conn || l.Type != typ {
+			t.Errorf("got %+v, want bob's %s (alice's connect %s was never published)", *l, typ, a.Conn)
 		}
-		if s := metric(r.w, `switchboard_gateway_lifecycle_published_total{type="`+typ+`"}`); s != "0" {
-			t.Errorf("%s published %s, want 0", typ, s)
+	}
+	for typ, want := range map[string][2]string{"connect": {"1", "1"}, "disconnect": {"1", "0"}} {
+		if s := metric(r.w, `switchboard_gateway_lifecycle_published_total{type="`+typ+`"}`); s != want[0] {
+			t.Errorf("%s published %s, want %s", typ, s, want[0])
 		}
+		if s := metric(r.w, `switchboard_gateway_lifecycle_publish_errors_total{type="`+typ+`"}`); s != want[1] {
+			t.Errorf("%s publish errors %s, want %s", typ, s, want[1])
+		}
+	}
+}
+
+// wedged reports whether nc's lock stays held for a while: a writer is
+// stuck in a write to a server that reads nothing (nats.go writes under
+// the connection's lock). The probe left blocked ends once the proxy
+// thaws.
+func wedged(nc *nats.Conn) bool {
+	done := make(chan struct{})
+	go func() { nc.IsConnected(); close(done) }()
+	select {
+	case <-done:
+		return false
+	case <-time.After(300 * time.Millisecond):
+		return true
+	}
+}
+
+// TestLifecycleNATSStalled: NATS that stops reading (a frozen network
+// path: the TCP connection stays up, nothing is acknowledged) wedges
+// nats.go, whose Publish writes to the socket under the connection's lock
+// once its 32 KB buffer is full, for up to its FlusherTimeout (a minute).
+// A socket must still connect (its connected frame) and close (its place
+// given back) as ever: the lifecycle messages are not published on the
+// socket's path. Thawed, the messages flow again.
+func TestLifecycleNATSStalled(t *testing.T) {
+	n := testkit.StartNATS(t)
+	rd := testkit.StartRedis(t)
+	got := lifecycleMessages(t, n.URL())
+	px := testkit.StartProxy(t, fmt.Sprintf("127.0.0.1:%d", n.Port))
+	cfg := testConfig()
+	cfg.NATSURL, cfg.RedisURL = "nats://"+px.Addr(), rd.URL()
+	r := startWorker(t, cfg, 0)
+	url := "ws://" + r.addr + "/socket"
+	a := testkit.Dial(t, url, token(t, "alice", time.Hour))
+	nextLifecycle(t, got, "alice's connect")
+
+	// Freeze the path and fill the kernel's buffers through the worker's
+	// own connection, as the forwarder's requests would, until nats.go
+	// blocks in a write.
+	px.Freeze()
+	var stop atomic.Bool
+	filled := make(chan struct{})
+	go func() {
+		defer close(filled)
+		junk := make([]byte, 64<<10)
+		for !stop.Load() {
+			if r.w.nc.Publish("test.fill", junk) != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { stop.Store(true); px.Thaw(); <-filled })
+	testkit.Eventually(t, wait, "nats.go is stuck writing to the frozen path", func() bool { return wedged(r.w.nc) })
+
+	// A new socket connects, and sockets close and give their place back.
+	start := time.Now()
+	b, _, err := testkit.TryDial(t, url, token(t, "bob", time.Hour))
+	if err != nil {
+		t.Fatalf("bob's upgrade with NATS stalled: %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("bob's connected took %s with NATS stalled", took)
+	}
+	a.CloseNormally()
+	b.CloseNormally()
+	// Each socket's close ends (admission.Leave, which a drain waits
+	// for) without waiting for NATS.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := r.w.adm.Wait(ctx); err != nil {
+		t.Errorf("the sockets' closes did not end with NATS stalled: %v", err)
+	}
+
+	// Thawed, a later socket's connect is published again.
+	stop.Store(true)
+	px.Thaw()
+	<-filled
+	c := testkit.Dial(t, url, token(t, "carol", time.Hour))
+	for {
+		l := nextLifecycle(t, got, "carol's connect after the thaw")
+		if l.Conn == c.Conn && l.Type == proto.LifecycleTypeConnect {
+			break
+		}
+	}
+}
+
+// TestLifecycleAfterStop: once the publisher has stopped (Run is ending,
+// after the drain's flush), a message still queued, and one a socket
+// closing late queues, is counted as a publish error, not left uncounted.
+func TestLifecycleAfterStop(t *testing.T) {
+	w := New(testConfig(), 0, zap.NewNop())
+	announced := true
+	w.life.enqueue(lifecycleItem{announced: &announced, m: &proto.Lifecycle{Type: proto.LifecycleTypeDisconnect, User: "a", Conn: "c1"}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for !w.life.stopped.Load() {
+		w.life.run(ctx) // may publish the queued message first, to no NATS, and go on
+	}
+	w.life.enqueue(lifecycleItem{announced: &announced, m: &proto.Lifecycle{Type: proto.LifecycleTypeDisconnect, User: "a", Conn: "c2"}})
+	if s := metric(w, `switchboard_gateway_lifecycle_publish_errors_total{type="disconnect"}`); s != "2" {
+		t.Errorf("disconnect publish errors %s, want 2", s)
+	}
+	if n := len(w.life.queue); n != 0 {
+		t.Errorf("%d messages left queued", n)
 	}
 }

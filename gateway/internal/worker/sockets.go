@@ -70,7 +70,7 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	// reaches it; and its presence lease written, so a hook that counts
 	// the user's sockets counts it. A socket refused above is never
 	// announced.
-	announced := false
+	var announced *bool
 	if err == nil {
 		w.awaitLease(leased)
 		announced = w.life.connected(c, q.resume != "" || q.bresume != "")
@@ -133,21 +133,21 @@ func resumeParams(rawQuery string, q url.Values, err error) (resume, bresume str
 }
 
 // readSocket runs the read loop of c, which hands frames to its session;
-// announced says whether c's connect was published.
-func (w *Worker) readSocket(s *resume.Socket, c *ws.Conn, fs *forward.Session, announced bool) {
+// announced is what queuing c's connect returned (nil when it was not).
+func (w *Worker) readSocket(s *resume.Socket, c *ws.Conn, fs *forward.Session, announced *bool) {
 	c.ReadLoop(w.frameHandler(fs), w.cfg.MaxFrame)
 	fs.Close()
 	w.socketClosed(s, c, announced)
 }
 
 // socketClosed releases and logs an ended socket: out of the hub, its
-// place under the caps is free, and its disconnect published when its
-// connect was (announced). It is not part of
+// place under the caps is free, and its disconnect queued when its
+// connect was (announced; published only if the connect was). It is not part of
 // readSocket, whose stack frame every idle socket keeps, because its log
 // fields would make that frame several times larger.
 //
 //go:noinline
-func (w *Worker) socketClosed(s *resume.Socket, c *ws.Conn, announced bool) {
+func (w *Worker) socketClosed(s *resume.Socket, c *ws.Conn, announced *bool) {
 	w.hub.Remove(s)
 	w.presenceClosed(c)
 	w.sub.Release(c.User()) // its Acquire, in serveSocket
@@ -158,7 +158,8 @@ func (w *Worker) socketClosed(s *resume.Socket, c *ws.Conn, announced bool) {
 	w.log.Info("socket closed", zap.String("user", c.User()), zap.String("conn", c.ID()),
 		zap.Int("code", code), zap.String("reason", reason), zap.String("close", why),
 		zap.Duration("duration", time.Since(c.Opened())))
-	// Before Leave: a drain publishes every disconnect before NATS closes.
+	// Before Leave: a drain queues every disconnect before it flushes
+	// them (shutdown). Queued, never published here: NATS may be stalled.
 	w.life.disconnected(c, announced, code, why)
 	w.adm.Leave() // last: shutdown waits for this
 }

@@ -230,6 +230,11 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); w.leases.Run(bg) }()
 	}
+	if w.life.on() {
+		// Stopped once shutdown has flushed the sockets' disconnects.
+		wg.Add(1)
+		go func() { defer wg.Done(); w.life.run(bg) }()
+	}
 	wg.Add(5)
 	go func() { defer wg.Done(); w.revoked.Run(bg) }()
 	go func() { defer wg.Done(); w.res.Run(bg, w.hub.Snapshot) }()

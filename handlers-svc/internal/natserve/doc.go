@@ -35,7 +35,8 @@
 // Run also subscribes to proto.LifecycleConnect or LifecycleDisconnect, in
 // the same queue group, so one instance takes each message. A message
 // runs its hooks in turn on a worker under one handler slot, within
-// Config.Timeout, as a request does; one that gets no slot in that time
+// Config.Timeout, as a request does, hooks in at most half of
+// Config.MaxConcurrent; one that gets no slot in that time
 // is dropped unrun (a lifecycle message is at most once anyway). A hook's
 // error or panic is logged and told to Config.Hooked; no reply is sent.
 // Without hooks nothing subscribes to those subjects.

@@ -63,11 +63,18 @@ func (s *Server) subscribe(base context.Context) ([]*nats.Subscription, error) {
 	return subs, nil
 }
 
+// hookSlots is how many lifecycle messages' hooks may run at once with
+// maxConcurrent handler slots: half of them, so that a reconnect storm
+// (a drain's disconnects, then as many connects) of slow hooks leaves
+// the clients' requests the other half; at least 1.
+func hookSlots(maxConcurrent int) int { return max(1, maxConcurrent/2) }
+
 // serveHooks takes one lifecycle message of type typ on its
 // subscription's delivery goroutine and hands its hooks to a worker under
 // a handler slot, as serve does a request: they share Config.MaxConcurrent
-// and run within Config.Timeout. A message that gets no slot in that time
-// is dropped unrun: a lifecycle message is at most once anyway.
+// and run within Config.Timeout, hooks in at most half the slots
+// (hookSlots). A message that gets no slot in that time is dropped unrun:
+// a lifecycle message is at most once anyway.
 func (s *Server) serveHooks(base context.Context, m *nats.Msg, typ string, hooks []event.ConnHook) {
 	l, err := proto.DecodeLifecycle(m.Data)
 	if err != nil || l.Type != typ {
@@ -79,19 +86,14 @@ func (s *Server) serveHooks(base context.Context, m *nats.Msg, typ string, hooks
 		Resumed: l.Resumed, Code: l.Code, Reason: l.Reason,
 	}
 	ctx, cancel := context.WithTimeout(base, s.cfg.Timeout)
-	select {
-	case s.slots <- struct{}{}:
-	default:
-		select {
-		case s.slots <- struct{}{}:
-		case <-ctx.Done():
-			cancel()
-			s.log.Warn("overloaded: no handler slot for a lifecycle hook in time, not run",
-				zap.String("event", typ), zap.String("user", c.User), zap.String("conn", c.Conn),
-				zap.Int("max_concurrent", s.cfg.MaxConcurrent))
-			s.hooked(typ, HookOverloaded)
-			return
-		}
+	if !acquire(ctx, s.hookSlots) {
+		s.overloaded(cancel, typ, c)
+		return
+	}
+	if !acquire(ctx, s.slots) {
+		<-s.hookSlots
+		s.overloaded(cancel, typ, c)
+		return
 	}
 	j := job{ctx: ctx, cancel: cancel, hook: &hookJob{typ: typ, conn: c, hooks: hooks}}
 	select {
@@ -100,6 +102,32 @@ func (s *Server) serveHooks(base context.Context, m *nats.Msg, typ string, hooks
 		s.workers.Add(1)
 		go s.work(j)
 	}
+}
+
+// acquire takes one of slots, waiting until ctx ends; it reports whether
+// it took one.
+func acquire(ctx context.Context, slots chan struct{}) bool {
+	select {
+	case slots <- struct{}{}:
+		return true
+	default:
+	}
+	select {
+	case slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// overloaded drops a lifecycle message of type typ about c that got no
+// slot in time, and ends its context with cancel.
+func (s *Server) overloaded(cancel context.CancelFunc, typ string, c event.Conn) {
+	cancel()
+	s.log.Warn("overloaded: no handler slot for a lifecycle hook in time, not run",
+		zap.String("event", typ), zap.String("user", c.User), zap.String("conn", c.Conn),
+		zap.Int("max_concurrent", s.cfg.MaxConcurrent), zap.Int("hook_slots", cap(s.hookSlots)))
+	s.hooked(typ, HookOverloaded)
 }
 
 // runHooks runs each hook of j in turn, each told its outcome, logged

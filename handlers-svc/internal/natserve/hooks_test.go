@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -193,5 +194,80 @@ func TestNoHooksNoSubscription(t *testing.T) {
 	}
 	if responders(proto.LifecycleDisconnect) {
 		t.Errorf("with no disconnect hook, %s is subscribed", proto.LifecycleDisconnect)
+	}
+}
+
+// TestHooksLeaveRequestsSlots: a reconnect storm's hooks (a drain's
+// disconnects, then the connects) that are slow, here stuck on a
+// dependency until their timeout, take at most half the handler slots:
+// a client's request is still served at once, not answered overloaded.
+func TestHooksLeaveRequestsSlots(t *testing.T) {
+	ns := testkit.StartNATS(t)
+	const slots = 4
+	release := make(chan struct{})
+	var running, most atomic.Int32
+	stuck := func(ctx context.Context, _ event.Conn) error {
+		n := running.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		defer running.Add(-1)
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	mux := event.NewMux()
+	mux.HandleFunc("ping", func(context.Context, *event.Request) error { return nil })
+	cfg := natserve.Config{
+		MaxConcurrent: slots, Timeout: 5 * time.Second,
+		OnConnect: []event.ConnHook{stuck}, OnDisconnect: []event.ConnHook{stuck},
+	}
+	serve(t, ns, mux, zap.NewNop(), cfg)
+	defer close(release)
+	nc := connect(t, ns)
+	for i := range 20 {
+		conn := fmt.Sprintf("c-%d", i)
+		publishLifecycle(t, nc, proto.Lifecycle{Type: proto.LifecycleTypeDisconnect, User: "alice", Conn: conn, At: 1, Code: 1001, Reason: "shutdown"})
+		publishLifecycle(t, nc, proto.Lifecycle{Type: proto.LifecycleTypeConnect, User: "alice", Conn: conn, At: 2})
+	}
+	testkit.Eventually(t, 10*time.Second, "the hooks hold their share of the slots", func() bool { return running.Load() >= slots/2 })
+	start := time.Now()
+	if werr := request(t, nc, "ping", proto.Request{Event: "ping", User: "u", Conn: "c"}); werr != nil {
+		t.Errorf("a request during the storm: %+v", *werr)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("a request during the storm took %s", took)
+	}
+	if n := most.Load(); n > slots/2 {
+		t.Errorf("hooks held %d of %d slots at once, want at most %d", n, slots, slots/2)
+	}
+}
+
+// TestHooksAfterNATSReconnect: after NATS restarts, the lifecycle
+// subscriptions are in place again (nats.go sends them anew on
+// reconnect): a connect published then still runs the hook.
+func TestHooksAfterNATSReconnect(t *testing.T) {
+	ns := testkit.StartNATS(t)
+	var s seen
+	r := serve(t, ns, event.NewMux(), zap.NewNop(), natserve.Config{OnConnect: []event.ConnHook{s.hook}})
+	ns.Stop()
+	ns.Start()
+	nc := connect(t, ns)
+	// Once the server has the Server's subscription again, a request
+	// for the subject finds a responder (taken, never answered).
+	testkit.Eventually(t, 10*time.Second, "the lifecycle subscription is back", func() bool {
+		_, err := nc.Request(proto.LifecycleConnect, nil, 200*time.Millisecond)
+		return errors.Is(err, nats.ErrTimeout)
+	})
+	publishLifecycle(t, nc, proto.Lifecycle{Type: proto.LifecycleTypeConnect, User: "alice", Conn: "after", At: 1})
+	testkit.Eventually(t, 10*time.Second, "the hook ran after the reconnect", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.conns["after"]) == 1
+	})
+	if err := r.stop(t); err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }

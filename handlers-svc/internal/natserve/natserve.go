@@ -105,13 +105,16 @@ func (c Config) withDefaults() Config {
 
 // Server serves NATS requests with an event.Handler.
 type Server struct {
-	nc      *nats.Conn
-	h       event.Handler
-	log     *zap.Logger
-	cfg     Config
-	slots   chan struct{} // a handler holds one while it runs
-	ready   chan struct{} // closed once subscribed
-	started atomic.Bool
+	nc    *nats.Conn
+	h     event.Handler
+	log   *zap.Logger
+	cfg   Config
+	slots chan struct{} // a handler holds one while it runs
+	// hookSlots bounds the lifecycle hooks running to half of slots
+	// (hooks.go): a hook holds one and one of slots.
+	hookSlots chan struct{}
+	ready     chan struct{} // closed once subscribed
+	started   atomic.Bool
 
 	// Workers run the requests. jobs is unbuffered: a send succeeds only
 	// when an idle worker takes the request at once, otherwise a new worker
@@ -143,14 +146,15 @@ type job struct {
 func New(nc *nats.Conn, h event.Handler, log *zap.Logger, cfg Config) *Server {
 	cfg = cfg.withDefaults()
 	return &Server{
-		nc:    nc,
-		h:     h,
-		log:   log.Named("natserve"),
-		cfg:   cfg,
-		slots: make(chan struct{}, cfg.MaxConcurrent),
-		ready: make(chan struct{}),
-		jobs:  make(chan job),
-		quit:  make(chan struct{}),
+		nc:        nc,
+		h:         h,
+		log:       log.Named("natserve"),
+		cfg:       cfg,
+		slots:     make(chan struct{}, cfg.MaxConcurrent),
+		hookSlots: make(chan struct{}, hookSlots(cfg.MaxConcurrent)),
+		ready:     make(chan struct{}),
+		jobs:      make(chan job),
+		quit:      make(chan struct{}),
 	}
 }
 
@@ -347,6 +351,7 @@ func (s *Server) run(j job) {
 	defer j.cancel()
 	if j.hook != nil {
 		s.runHooks(j.ctx, j.hook)
+		<-s.hookSlots // before its slot: all slots back means all hooks done
 		return
 	}
 	if !j.deadline.IsZero() && !time.Now().Before(j.deadline) {
