@@ -56,7 +56,15 @@ type lifecycleItem struct {
 	// was handed to NATS, and publishes its disconnect only then. Only
 	// run touches it.
 	announced *bool
-	flushed   chan struct{}
+	// leased, for a connect with presence on, is closed once the
+	// socket's presence lease is written: run publishes the connect only
+	// then, or at leaseBy, so a hook that counts the user's sockets finds
+	// this one, and a stalled Redis holds the connects at most
+	// presenceRemoveWait past their queuing (the socket itself waits for
+	// nothing).
+	leased  <-chan struct{}
+	leaseBy time.Time
+	flushed chan struct{}
 }
 
 func newLifecycle(w *Worker) *lifecycle {
@@ -71,15 +79,16 @@ func newLifecycle(w *Worker) *lifecycle {
 func (l *lifecycle) on() bool { return l.w.cfg.LifecycleHooks }
 
 // connected queues the connect of c, which resumed when its client asked
-// to resume, and returns what socketClosed hands to disconnected (nil
-// with the hooks off): the disconnect is published only for a socket
-// whose connect was.
-func (l *lifecycle) connected(c *ws.Conn, resumed bool) *bool {
+// to resume, to be published once its presence lease is written (leased,
+// nil with presence off), and returns what socketClosed hands to
+// disconnected (nil with the hooks off): the disconnect is published
+// only for a socket whose connect was.
+func (l *lifecycle) connected(c *ws.Conn, resumed bool, leased <-chan struct{}) *bool {
 	if !l.on() {
 		return nil
 	}
 	announced := new(bool)
-	l.enqueue(lifecycleItem{announced: announced, m: &proto.Lifecycle{
+	l.enqueue(lifecycleItem{announced: announced, leased: leased, leaseBy: time.Now().Add(presenceRemoveWait), m: &proto.Lifecycle{
 		Type: proto.LifecycleTypeConnect, User: c.User(), Conn: c.ID(), Worker: l.w.index,
 		At: time.Now().UnixMilli(), Resumed: resumed,
 	}})
@@ -144,6 +153,9 @@ func (l *lifecycle) publish(it lifecycleItem, refused error) {
 		return // its connect was refused or dropped: the hook never heard of it
 	}
 	err := refused
+	if err == nil && it.leased != nil {
+		awaitLease(it.leased, it.leaseBy)
+	}
 	if err == nil {
 		subject, _ := proto.LifecycleSubject(it.m.Type)
 		err = l.w.nc.Publish(subject, proto.AppendLifecycle(make([]byte, 0, 160), it.m))
@@ -190,5 +202,27 @@ func (l *lifecycle) flush(timeout time.Duration) {
 	}
 	if err := l.w.nc.FlushTimeout(time.Until(deadline)); err != nil {
 		l.w.log.Warn("lifecycle messages may be lost: nats flush failed", zap.Error(err))
+	}
+}
+
+// awaitLease waits until leased is closed or by has passed. The connects
+// are queued in the order their leases were, and each waits only until
+// its own deadline, so a stalled Redis delays them all by at most
+// presenceRemoveWait, not that much each.
+func awaitLease(leased <-chan struct{}, by time.Time) {
+	select {
+	case <-leased:
+		return
+	default:
+	}
+	d := time.Until(by)
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-leased:
+	case <-t.C:
 	}
 }

@@ -67,13 +67,12 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 		c.Close(proto.CloseTryAgainLater, "recovery store unavailable, reconnect")
 	}
 	// Registered and sent connected: a dispatch to c from the hook
-	// reaches it; and its presence lease written, so a hook that counts
-	// the user's sockets counts it. A socket refused above is never
-	// announced.
+	// reaches it. The connect goes out once c's presence lease is
+	// written (leased), so a hook that counts the user's sockets counts
+	// it; c waits for neither. A socket refused above is never announced.
 	var announced *bool
 	if err == nil {
-		w.awaitLease(leased)
-		announced = w.life.connected(c, q.resume != "" || q.bresume != "")
+		announced = w.life.connected(c, q.resume != "" || q.bresume != "", leased)
 	}
 	if w.adm.Closed() { // shutdown began during the upgrade and may not have seen c
 		c.Close(proto.CloseGoingAway, proto.ReasonShuttingDown)
@@ -179,21 +178,6 @@ func (w *Worker) presenceOpened(c *ws.Conn) <-chan struct{} {
 	return w.leases.Opened(c.User(), c.ID())
 }
 
-// awaitLease waits, before a socket's connect is published, for its
-// presence lease to be written (leased, from presenceOpened), at most
-// presenceRemoveWait: with Redis slow or down the connect goes out
-// anyway. Nothing waits with presence or the hooks off.
-func (w *Worker) awaitLease(leased <-chan struct{}) {
-	if leased == nil || !w.life.on() {
-		return
-	}
-	t := time.NewTimer(presenceRemoveWait)
-	defer t.Stop()
-	select {
-	case <-leased:
-	case <-t.C:
-	}
-}
 
 // presenceClosed removes the presence lease of c, which has left the hub,
 // and returns once the removal is written (or presenceRemoveWait has
