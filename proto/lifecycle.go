@@ -41,6 +41,13 @@ type Lifecycle struct {
 	Resumed bool   `json:"resumed,omitempty"`
 	Code    int    `json:"code,omitempty"`
 	Reason  string `json:"reason,omitempty"`
+	// Sockets, with presence on, is the user's sockets with an unexpired
+	// presence lease right after this socket's lease was written (a
+	// connect: at least 1) or removed (a disconnect), counted by Redis in
+	// the same step: of two sockets of one user opened at once, exactly
+	// one is told 1; of two closed at once, exactly one 0. Absent when
+	// not known (presence off, or Redis did not answer in time).
+	Sockets *int `json:"sockets,omitempty"`
 }
 
 // MaxLifecycleReason is the longest Reason DecodeLifecycle accepts, in
@@ -76,8 +83,9 @@ var errLifecycle = errors.New("bad lifecycle message")
 // a valid user (ValidUser), a connection id of 1 to maxLifecycleConn
 // printable ASCII bytes,
 // a worker and time not below 0, a close code and reason on a
-// disconnect only (the reason at most MaxLifecycleReason bytes), and
-// resumed on a connect only. Unknown fields are ignored, so a later
+// disconnect only (the reason at most MaxLifecycleReason bytes),
+// resumed on a connect only, and sockets, when present, not below 0 (1 on
+// a connect). Unknown fields are ignored, so a later
 // gateway may add some.
 func DecodeLifecycle(data []byte) (*Lifecycle, error) {
 	var l Lifecycle
@@ -99,6 +107,8 @@ func DecodeLifecycle(data []byte) (*Lifecycle, error) {
 		return nil, fmt.Errorf("%w: a disconnect with resumed", errLifecycle)
 	case l.Code < 0 || l.Code > 4999 || len(l.Reason) > MaxLifecycleReason:
 		return nil, fmt.Errorf("%w: code or reason", errLifecycle)
+	case l.Sockets != nil && (*l.Sockets < 0 || l.Type == LifecycleTypeConnect && *l.Sockets < 1):
+		return nil, fmt.Errorf("%w: sockets %d", errLifecycle, *l.Sockets)
 	}
 	return &l, nil
 }

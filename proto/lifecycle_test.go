@@ -14,6 +14,8 @@ func TestLifecycleRoundTrip(t *testing.T) {
 		{Type: proto.LifecycleTypeConnect, User: "bob é", Conn: "c-2", At: 1, Resumed: true},
 		{Type: proto.LifecycleTypeDisconnect, User: "alice", Conn: "c-3", Worker: 1, At: 5, Code: proto.CloseTokenExpired, Reason: "token_expired"},
 		{Type: proto.LifecycleTypeDisconnect, User: "alice", Conn: "c-4", Code: 1000, Reason: "client"},
+		{Type: proto.LifecycleTypeConnect, User: "alice", Conn: "c-5", Sockets: sockets(1)},
+		{Type: proto.LifecycleTypeDisconnect, User: "alice", Conn: "c-5", Code: 1000, Reason: "client", Sockets: sockets(0)},
 	}
 	for _, want := range tests {
 		body := proto.AppendLifecycle(nil, &want)
@@ -55,6 +57,9 @@ func TestDecodeLifecycleRefuses(t *testing.T) {
 		"negative at":         `{"type":"connect","user":"a","conn":"c","at":-1}`,
 		"connect with code":   `{"type":"connect","user":"a","conn":"c","at":1,"code":1000}`,
 		"disconnect resumed":  `{"type":"disconnect","user":"a","conn":"c","at":1,"resumed":true}`,
+		"connect of none":     `{"type":"connect","user":"a","conn":"c","at":1,"sockets":0}`,
+		"sockets below 0":     `{"type":"disconnect","user":"a","conn":"c","at":1,"sockets":-1}`,
+		"sockets not a count": `{"type":"disconnect","user":"a","conn":"c","at":1,"sockets":"0"}`,
 		"code out of range":   `{"type":"disconnect","user":"a","conn":"c","at":1,"code":70000}`,
 		"long reason":         `{"type":"disconnect","user":"a","conn":"c","at":1,"reason":"` + strings.Repeat("r", 65) + `"}`,
 		"at not a number":     `{"type":"connect","user":"a","conn":"c","at":"1"}`,
@@ -75,6 +80,8 @@ func FuzzDecodeLifecycle(f *testing.F) {
 		`{"type":"connect","user":"alice","conn":"c-1","worker":3,"at":1,"resumed":true}`,
 		`{"type":"disconnect","user":"alice","conn":"c-1","worker":0,"at":2,"code":4001,"reason":"token_expired"}`,
 		`{"type":"disconnect","user":"a","conn":"c","at":2,"extra":[1,{"x":null}]}`,
+		`{"type":"connect","user":"a","conn":"c","at":2,"sockets":2}`,
+		`{"type":"disconnect","user":"a","conn":"c","at":2,"code":1000,"reason":"client","sockets":0}`,
 		`{"type":"connect","user":"\u00e9","conn":"c","at":1e3}`,
 		`null`,
 	} {
@@ -94,3 +101,6 @@ func FuzzDecodeLifecycle(f *testing.F) {
 		}
 	})
 }
+
+// sockets returns &n, a Lifecycle's Sockets.
+func sockets(n int) *int { return &n }

@@ -25,6 +25,14 @@ type Conn struct {
 	// "token_expired", "disconnected", ...; docs/protocol.md section 3).
 	Code   int
 	Reason string
+	// Sockets is the user's sockets counted by presence right after this
+	// one's lease was written (a connect: 1 means the user just came
+	// online) or removed (a disconnect: 0 means the user just went
+	// offline), in one step in Redis, so of sockets that open or close at
+	// once exactly one is told 1, or 0. It is -1 when not known: presence
+	// off on the gateway (GATEWAY_PRESENCE_TTL=0), Redis slow or down, or
+	// a gateway older than the count; ask Presence.Count then.
+	Sockets int
 }
 
 // ConnHook is told of a socket that connected or disconnected. Its error is

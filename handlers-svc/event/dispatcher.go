@@ -148,7 +148,7 @@ func Except(d Dispatcher, conns ...string) Dispatcher {
 // reach everyone they name but the connection r came on, Socket.IO's
 // socket.broadcast.emit and socket.to(room).emit:
 //
-//	return event.ExceptSender(c.d, r).ToRooms(ctx, []string{in.Room}, "message", msg)
+//	return event.ExceptSender(c.d, r).ToUsers(ctx, members, "room_say", msg)
 //
 // The sender's other devices get it. A request without a connection (one
 // not from a socket) leaves nothing out.

@@ -91,11 +91,50 @@ type retry struct {
 	until time.Time
 }
 
-// op is one queued write: a socket's lease, or its removal.
+// op is one queued write: a socket's lease, or its removal; count, for
+// the writes of Opened and Closed, takes the user's count after it.
 type op struct {
 	user, conn string
 	add        bool
+	count      *Count
 }
+
+// Count is the number of a user's sockets with an unexpired lease right
+// after one socket's lease was written or removed, counted by Redis in
+// the same step (a script), so that of two sockets of one user opened at
+// once exactly one finds 1, and of two closed at once exactly one finds
+// 0. It is known once Done is closed and the write succeeded.
+type Count struct {
+	done <-chan struct{} // the batch's written channel
+	n    int
+	ok   bool // set by Run's goroutine before done is closed
+}
+
+// Done is closed once the write has been tried.
+func (c *Count) Done() <-chan struct{} { return c.done }
+
+// Sockets returns the count, and false while the write has not been
+// tried, or when it failed.
+func (c *Count) Sockets() (int, bool) {
+	select {
+	case <-c.done:
+		return c.n, c.ok
+	default:
+		return 0, false
+	}
+}
+
+// Scripts of a socket's lease and its removal: each returns the user's
+// unexpired leases after it (KEYS[1] the user's key; ARGV the socket,
+// then the time now in Unix ms; for a lease, its expiry and the key's
+// TTL in ms). Numbers go as decimal strings.
+const (
+	addScript = `redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[2], '+inf')`
+	removeScript = `redis.call('ZREM', KEYS[1], ARGV[1])
+return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[2], '+inf')`
+)
 
 // New returns Leases of ttl (at least MinTTL) written to rdb, failures
 // counted by rec and logged to log, which carries the worker's field.
@@ -114,10 +153,11 @@ func New(rdb redis.UniversalClient, ttl time.Duration, rec Recorder, log *zap.Lo
 }
 
 // Opened records the lease of socket conn of user, which has just become
-// deliverable. It queues the write and returns at once, with a channel
-// closed once the write has been tried: what announces the socket waits
-// on it, so that whoever hears of the socket finds its lease.
-func (l *Leases) Opened(user, conn string) <-chan struct{} {
+// deliverable. It queues the write and returns at once, with the user's
+// Count after it, done once the write has been tried: what announces the
+// socket waits on it, so that whoever hears of the socket finds its
+// lease.
+func (l *Leases) Opened(user, conn string) *Count {
 	l.mu.Lock()
 	conns := l.local[user]
 	if conns == nil {
@@ -125,16 +165,18 @@ func (l *Leases) Opened(user, conn string) <-chan struct{} {
 		l.local[user] = conns
 	}
 	conns[conn] = struct{}{}
-	l.pending = append(l.pending, op{user: user, conn: conn, add: true})
-	written := l.written
+	c := &Count{done: l.written}
+	l.pending = append(l.pending, op{user: user, conn: conn, add: true, count: c})
 	l.mu.Unlock()
 	l.wake()
-	return written
+	return c
 }
 
 // Closed removes the lease of socket conn of user, which has ended, and
-// waits until the removal is written, ctx ends or Run has returned.
-func (l *Leases) Closed(ctx context.Context, user, conn string) {
+// waits until the removal is written, ctx ends or Run has returned. It
+// returns the user's Count after the removal, and false when it is not
+// known (not written in time, or failed).
+func (l *Leases) Closed(ctx context.Context, user, conn string) (int, bool) {
 	l.mu.Lock()
 	if conns := l.local[user]; conns != nil {
 		delete(conns, conn)
@@ -142,15 +184,16 @@ func (l *Leases) Closed(ctx context.Context, user, conn string) {
 			delete(l.local, user)
 		}
 	}
-	l.pending = append(l.pending, op{user: user, conn: conn})
-	written := l.written
+	c := &Count{done: l.written}
+	l.pending = append(l.pending, op{user: user, conn: conn, count: c})
 	l.mu.Unlock()
 	l.wake()
 	select {
-	case <-written:
+	case <-c.done:
 	case <-ctx.Done():
 	case <-l.stopped:
 	}
+	return c.Sockets()
 }
 
 // Len returns the number of local sockets holding a lease.
@@ -215,21 +258,42 @@ func (l *Leases) flush() {
 // refresh writes the leases, and the leases not removed expire within the
 // TTL.
 func (l *Leases) write(ops []op) {
-	exp := l.expiry()
+	now := l.now()
+	exp := float64(now.Add(l.ttl).UnixMilli())
+	nowMS := strconv.FormatInt(now.UnixMilli(), 10)
+	expMS := strconv.FormatInt(now.Add(l.ttl).UnixMilli(), 10)
+	ttlMS := strconv.FormatInt(l.ttl.Milliseconds(), 10)
+	counted := make([]*redis.Cmd, 0, batchCmds/2)
 	for len(ops) > 0 {
 		n := min(len(ops), batchCmds/2) // at most 2 commands each
+		counted = counted[:0]
 		failed, whole := l.exec(func(p redis.Pipeliner) []op {
 			for _, o := range ops[:n] {
 				key := proto.UserPresenceKey(o.user)
-				if o.add {
+				switch {
+				case o.count != nil && o.add:
+					counted = append(counted, p.Eval(context.Background(), addScript, []string{key}, o.conn, nowMS, expMS, ttlMS))
+				case o.count != nil:
+					counted = append(counted, p.Eval(context.Background(), removeScript, []string{key}, o.conn, nowMS))
+				case o.add:
 					p.ZAdd(context.Background(), key, redis.Z{Score: exp, Member: o.conn})
 					p.PExpire(context.Background(), key, l.ttl)
-				} else {
+				default:
 					p.ZRem(context.Background(), key, o.conn)
 				}
 			}
 			return ops[:n]
 		})
+		i := 0
+		for _, o := range ops[:n] {
+			if o.count == nil {
+				continue
+			}
+			if v, err := counted[i].Int(); err == nil {
+				o.count.n, o.count.ok = v, true
+			}
+			i++
+		}
 		if failed {
 			l.keepRemovals(ops[:n])
 		}
@@ -255,6 +319,7 @@ func (l *Leases) keepRemovals(ops []op) {
 	until := l.now().Add(l.ttl) // no lease of theirs expires later
 	for _, o := range ops {
 		if !o.add {
+			o.count = nil // its Closed has its answer: not known
 			l.unremoved = append(l.unremoved, retry{op: o, until: until})
 		}
 	}

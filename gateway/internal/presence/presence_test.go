@@ -75,14 +75,18 @@ func TestOpenedAndClosed(t *testing.T) {
 	before := time.Now()
 	// Opened's channel closes once the lease is written: the worker
 	// announces the socket to the hooks only then.
-	for _, c := range []string{"c1", "c2"} {
+	for i, c := range []string{"c1", "c2"} {
+		count := l.Opened("alice", c)
 		select {
-		case <-l.Opened("alice", c):
+		case <-count.Done():
 		case <-time.After(5 * time.Second):
-			t.Fatalf("Opened(%s)'s channel was not closed", c)
+			t.Fatalf("Opened(%s)'s count was not done", c)
 		}
 		if _, ok := lease(t, rdb, "alice", c); !ok {
-			t.Fatalf("%s's lease is not in Redis when Opened's channel is closed", c)
+			t.Fatalf("%s's lease is not in Redis when Opened's count is done", c)
+		}
+		if n, ok := count.Sockets(); !ok || n != i+1 {
+			t.Errorf("Opened(%s): alice's sockets = %d, %t; want %d", c, n, ok, i+1)
 		}
 	}
 	exp, _ := lease(t, rdb, "alice", "c1")
@@ -97,14 +101,18 @@ func TestOpenedAndClosed(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	l.Closed(ctx, "alice", "c1")
+	if n, ok := l.Closed(ctx, "alice", "c1"); !ok || n != 1 {
+		t.Errorf("Closed(c1): alice's sockets = %d, %t; want 1", n, ok)
+	}
 	if _, ok := lease(t, rdb, "alice", "c1"); ok {
 		t.Error("c1's lease is still in Redis after Closed returned")
 	}
 	if _, ok := lease(t, rdb, "alice", "c2"); !ok {
 		t.Error("c2's lease went with c1's")
 	}
-	l.Closed(ctx, "alice", "c2")
+	if n, ok := l.Closed(ctx, "alice", "c2"); !ok || n != 0 {
+		t.Errorf("Closed(c2): alice's sockets = %d, %t; want 0", n, ok)
+	}
 	if n := rdb.Exists(context.Background(), proto.UserPresenceKey("alice")).Val(); n != 0 {
 		t.Error("alice's key outlives her last lease")
 	}
@@ -484,12 +492,12 @@ func TestCloseDuringLongRefresh(t *testing.T) {
 	run(t, l)
 	const users = 3000 // 18 refresh batches of 170 users
 	batches := int64((users + batchCmds/3 - 1) / (batchCmds / 3))
-	var last <-chan struct{}
+	var last *Count
 	for i := range users {
 		last = l.Opened("u"+strconv.Itoa(i), "c"+strconv.Itoa(i))
 	}
 	select {
-	case <-last:
+	case <-last.Done():
 	case <-time.After(20 * time.Second):
 		t.Fatal("the leases were not written")
 	}
@@ -509,5 +517,71 @@ func TestCloseDuringLongRefresh(t *testing.T) {
 	testkit.Eventually(t, 10*time.Second, "the pass ends", func() bool { return slow.refreshes.Load() >= batches })
 	if _, ok := lease(t, rdb, "u7", "c7"); ok {
 		t.Error("the refresh leased the closed c7 again")
+	}
+}
+
+// TestCountsAtOnce: sockets of one user opened and closed at once on two
+// workers; the counts come from Redis in the step that writes each
+// lease, so exactly one opening finds 1 (the user came online) and
+// exactly one closing finds 0 (went offline), as a connect or disconnect
+// hook is told.
+func TestCountsAtOnce(t *testing.T) {
+	r := testkit.StartRedis(t)
+	workers := []*Leases{
+		New(client(t, r), 30*time.Second, &counter{}, zap.NewNop()),
+		New(client(t, r), 30*time.Second, &counter{}, zap.NewNop()),
+	}
+	for _, l := range workers {
+		run(t, l)
+	}
+	const sockets = 40
+	for round := range 3 {
+		user := "zoe" + strconv.Itoa(round)
+		counts := make([]*Count, sockets)
+		var wg sync.WaitGroup
+		for i := range sockets {
+			wg.Go(func() { counts[i] = workers[i%2].Opened(user, "c"+strconv.Itoa(i)) })
+		}
+		wg.Wait()
+		seen := map[int]int{}
+		for i, c := range counts {
+			select {
+			case <-c.Done():
+			case <-time.After(5 * time.Second):
+				t.Fatalf("socket %d's count not done", i)
+			}
+			n, ok := c.Sockets()
+			if !ok {
+				t.Fatalf("socket %d's count not known", i)
+			}
+			seen[n]++
+		}
+		for n := 1; n <= sockets; n++ {
+			if seen[n] != 1 {
+				t.Fatalf("round %d: opening counts %v: want each of 1..%d once", round, seen, sockets)
+			}
+		}
+		left := make([]int, sockets)
+		for i := range sockets {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				n, ok := workers[i%2].Closed(ctx, user, "c"+strconv.Itoa(i))
+				if !ok {
+					n = -1
+				}
+				left[i] = n
+			})
+		}
+		wg.Wait()
+		seen = map[int]int{}
+		for _, n := range left {
+			seen[n]++
+		}
+		for n := range sockets {
+			if seen[n] != 1 {
+				t.Fatalf("round %d: closing counts %v: want each of 0..%d once", round, seen, sockets-1)
+			}
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"github.com/switchboard/switchboard/gateway/internal/presence"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/internal/logevery"
 	"github.com/switchboard/switchboard/proto"
@@ -62,7 +63,7 @@ type lifecycleItem struct {
 	// this one, and a stalled Redis holds the connects at most
 	// presenceRemoveWait past their queuing (the socket itself waits for
 	// nothing).
-	leased  <-chan struct{}
+	leased  *presence.Count
 	leaseBy time.Time
 	flushed chan struct{}
 }
@@ -80,10 +81,10 @@ func (l *lifecycle) on() bool { return l.w.cfg.LifecycleHooks }
 
 // connected queues the connect of c, which resumed when its client asked
 // to resume, to be published once its presence lease is written (leased,
-// nil with presence off), and returns what socketClosed hands to
+// nil with presence off) with the user's sockets then, and returns what socketClosed hands to
 // disconnected (nil with the hooks off): the disconnect is published
 // only for a socket whose connect was.
-func (l *lifecycle) connected(c *ws.Conn, resumed bool, leased <-chan struct{}) *bool {
+func (l *lifecycle) connected(c *ws.Conn, resumed bool, leased *presence.Count) *bool {
 	if !l.on() {
 		return nil
 	}
@@ -96,15 +97,16 @@ func (l *lifecycle) connected(c *ws.Conn, resumed bool, leased <-chan struct{}) 
 }
 
 // disconnected queues the disconnect of c, closed with code and why, the
-// bounded close reason the worker counts it under (metrics.CloseReason);
+// bounded close reason the worker counts it under (metrics.CloseReason),
+// and the user's sockets left with a presence lease (nil: not known);
 // announced is what connected returned, nil for a socket never announced.
-func (l *lifecycle) disconnected(c *ws.Conn, announced *bool, code int, why string) {
+func (l *lifecycle) disconnected(c *ws.Conn, announced *bool, code int, why string, left *int) {
 	if announced == nil {
 		return
 	}
 	l.enqueue(lifecycleItem{announced: announced, m: &proto.Lifecycle{
 		Type: proto.LifecycleTypeDisconnect, User: c.User(), Conn: c.ID(), Worker: l.w.index,
-		At: time.Now().UnixMilli(), Code: code, Reason: why,
+		At: time.Now().UnixMilli(), Code: code, Reason: why, Sockets: left,
 	}})
 }
 
@@ -154,7 +156,10 @@ func (l *lifecycle) publish(it lifecycleItem, refused error) {
 	}
 	err := refused
 	if err == nil && it.leased != nil {
-		awaitLease(it.leased, it.leaseBy)
+		awaitLease(it.leased.Done(), it.leaseBy)
+		if n, ok := it.leased.Sockets(); ok {
+			it.m.Sockets = &n
+		}
 	}
 	if err == nil {
 		subject, _ := proto.LifecycleSubject(it.m.Type)

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -68,9 +69,25 @@ func checkLifecycle(t *testing.T, l *proto.Lifecycle, want proto.Lifecycle, from
 		t.Errorf("%s of %s at %d, want between %d and now", l.Type, l.Conn, l.At, from.UnixMilli())
 	}
 	want.At = l.At
-	if *l != want {
-		t.Errorf("lifecycle message %+v, want %+v", *l, want)
+	got := *l
+	if (got.Sockets == nil) != (want.Sockets == nil) || got.Sockets != nil && *got.Sockets != *want.Sockets {
+		t.Errorf("%s of %s: sockets %s, want %s", l.Type, l.Conn, sockets(got.Sockets), sockets(want.Sockets))
 	}
+	got.Sockets, want.Sockets = nil, nil
+	if got != want {
+		t.Errorf("lifecycle message %+v, want %+v", got, want)
+	}
+}
+
+// count returns &n, a Lifecycle's Sockets.
+func count(n int) *int { return &n }
+
+// sockets formats a Lifecycle's Sockets.
+func sockets(n *int) string {
+	if n == nil {
+		return "absent"
+	}
+	return strconv.Itoa(*n)
 }
 
 // TestLifecycleMessages: a socket's connect is published once it is
@@ -93,21 +110,21 @@ func TestLifecycleMessages(t *testing.T) {
 	start := time.Now()
 	a := testkit.Dial(t, url, token(t, "alice", time.Hour))
 	checkLifecycle(t, nextLifecycle(t, got, "alice's connect"), proto.Lifecycle{
-		Type: proto.LifecycleTypeConnect, User: "alice", Conn: a.Conn, Worker: 2}, start)
+		Type: proto.LifecycleTypeConnect, User: "alice", Conn: a.Conn, Worker: 2, Sockets: count(1)}, start)
 	a.CloseNormally()
 	checkLifecycle(t, nextLifecycle(t, got, "alice's disconnect"), proto.Lifecycle{
 		Type: proto.LifecycleTypeDisconnect, User: "alice", Conn: a.Conn, Worker: 2,
-		Code: 1000, Reason: "client"}, start)
+		Code: 1000, Reason: "client", Sockets: count(0)}, start)
 
 	// A resumed socket is a new connect; its token expires: issued as
 	// expired, it is let in within the leeway and closed at its end.
 	start = time.Now()
 	b := testkit.Dial(t, url+"?resume=0-0", token(t, "bob", 2*time.Second-auth.Leeway))
 	checkLifecycle(t, nextLifecycle(t, got, "bob's connect"), proto.Lifecycle{
-		Type: proto.LifecycleTypeConnect, User: "bob", Conn: b.Conn, Worker: 2, Resumed: true}, start)
+		Type: proto.LifecycleTypeConnect, User: "bob", Conn: b.Conn, Worker: 2, Resumed: true, Sockets: count(1)}, start)
 	checkLifecycle(t, nextLifecycle(t, got, "bob's disconnect at expiry"), proto.Lifecycle{
 		Type: proto.LifecycleTypeDisconnect, User: "bob", Conn: b.Conn, Worker: 2,
-		Code: proto.CloseTokenExpired, Reason: "token_expired"}, start)
+		Code: proto.CloseTokenExpired, Reason: "token_expired", Sockets: count(0)}, start)
 
 	// A backend revokes carol's tokens.
 	start = time.Now()
@@ -119,7 +136,7 @@ func TestLifecycleMessages(t *testing.T) {
 	}
 	checkLifecycle(t, nextLifecycle(t, got, "carol's disconnect at the revoke"), proto.Lifecycle{
 		Type: proto.LifecycleTypeDisconnect, User: "carol", Conn: c.Conn, Worker: 2,
-		Code: proto.CloseDisconnected, Reason: "disconnected"}, start)
+		Code: proto.CloseDisconnected, Reason: "disconnected", Sockets: count(0)}, start)
 
 	// A drain: every socket's disconnect is out before Run returns.
 	conns := map[string]bool{}

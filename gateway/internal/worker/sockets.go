@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard/switchboard/gateway/internal/fanout"
 	"github.com/switchboard/switchboard/gateway/internal/forward"
+	"github.com/switchboard/switchboard/gateway/internal/presence"
 	"github.com/switchboard/switchboard/gateway/internal/resume"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/proto"
@@ -148,7 +149,7 @@ func (w *Worker) readSocket(s *resume.Socket, c *ws.Conn, fs *forward.Session, a
 //go:noinline
 func (w *Worker) socketClosed(s *resume.Socket, c *ws.Conn, announced *bool) {
 	w.hub.Remove(s)
-	w.presenceClosed(c)
+	left := w.presenceClosed(c)
 	w.sub.Release(c.User()) // its Acquire, in serveSocket
 	s.Closed()
 	w.pings.remove(c)
@@ -159,7 +160,7 @@ func (w *Worker) socketClosed(s *resume.Socket, c *ws.Conn, announced *bool) {
 		zap.Duration("duration", time.Since(c.Opened())))
 	// Before Leave: a drain queues every disconnect before it flushes
 	// them (shutdown). Queued, never published here: NATS may be stalled.
-	w.life.disconnected(c, announced, code, why)
+	w.life.disconnected(c, announced, code, why, left)
 	w.adm.Leave() // last: shutdown waits for this
 }
 
@@ -169,26 +170,30 @@ func (w *Worker) socketClosed(s *resume.Socket, c *ws.Conn, announced *bool) {
 const presenceRemoveWait = time.Second
 
 // presenceOpened records the presence lease of c, which has just become
-// deliverable; the write is queued, and the channel returned is closed
-// once it has been tried (nil with presence off).
-func (w *Worker) presenceOpened(c *ws.Conn) <-chan struct{} {
+// deliverable; the write is queued, and the Count returned is done once
+// it has been tried (nil with presence off).
+func (w *Worker) presenceOpened(c *ws.Conn) *presence.Count {
 	if w.leases == nil {
 		return nil
 	}
 	return w.leases.Opened(c.User(), c.ID())
 }
 
-
 // presenceClosed removes the presence lease of c, which has left the hub,
 // and returns once the removal is written (or presenceRemoveWait has
-// passed): whatever announces the close after it finds c offline.
-func (w *Worker) presenceClosed(c *ws.Conn) {
+// passed): whatever announces the close after it finds c offline. It
+// returns the user's sockets left with a lease, nil when not known
+// (presence off, or the removal not written in time).
+func (w *Worker) presenceClosed(c *ws.Conn) *int {
 	if w.leases == nil {
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), presenceRemoveWait)
-	w.leases.Closed(ctx, c.User(), c.ID())
-	cancel()
+	defer cancel()
+	if n, ok := w.leases.Closed(ctx, c.User(), c.ID()); ok {
+		return &n
+	}
+	return nil
 }
 
 // disconnect closes the local sockets a backend's disconnect names

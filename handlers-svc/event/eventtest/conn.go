@@ -10,18 +10,19 @@ import (
 
 // NewConn returns the socket of user a connect hook is told of: on the
 // connection NewRequest gives user (so Dispatcher.ToConns of c.Conn
-// passes the Recorder's checks), on worker 0, now. Change the returned
-// fields to test other cases.
+// passes the Recorder's checks), on worker 0, now, the user's only
+// socket (Sockets 1). Change the returned fields to test other cases.
 func NewConn(user string) event.Conn {
-	return event.Conn{User: user, Conn: connOf(user), At: time.Now().Truncate(time.Millisecond)}
+	return event.Conn{User: user, Conn: connOf(user), At: time.Now().Truncate(time.Millisecond), Sockets: 1}
 }
 
 // NewDisconnect returns the socket of user a disconnect hook is told of,
 // as NewConn, closed with code and reason: such as 1000 and "client", or
-// proto.CloseGoingAway and "shutdown".
+// proto.CloseGoingAway and "shutdown"; it was the user's last socket
+// (Sockets 0).
 func NewDisconnect(user string, code int, reason string) event.Conn {
 	c := NewConn(user)
-	c.Code, c.Reason = code, reason
+	c.Code, c.Reason, c.Sockets = code, reason, 0
 	return c
 }
 

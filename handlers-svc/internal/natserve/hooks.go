@@ -83,7 +83,10 @@ func (s *Server) serveHooks(base context.Context, m *nats.Msg, typ string, hooks
 	}
 	c := event.Conn{
 		User: l.User, Conn: l.Conn, Worker: l.Worker, At: time.UnixMilli(l.At),
-		Resumed: l.Resumed, Code: l.Code, Reason: l.Reason,
+		Resumed: l.Resumed, Code: l.Code, Reason: l.Reason, Sockets: -1,
+	}
+	if l.Sockets != nil {
+		c.Sockets = *l.Sockets
 	}
 	ctx, cancel := context.WithTimeout(base, s.cfg.Timeout)
 	if !acquire(ctx, s.hookSlots) {

@@ -69,7 +69,14 @@ func TestHookOncePerQueueGroup(t *testing.T) {
 	at := time.Now().UnixMilli()
 	for i := range n {
 		conn := fmt.Sprintf("c-%d", i)
-		publishLifecycle(t, nc, proto.Lifecycle{Type: proto.LifecycleTypeConnect, User: "alice", Conn: conn, Worker: 1, At: at, Resumed: i%2 == 0})
+		// Half the connects carry the user's sockets, as from a gateway
+		// with presence; the other half do not (-1 to the hook).
+		var sockets *int
+		if i%2 == 0 {
+			sockets = new(int)
+			*sockets = i + 1
+		}
+		publishLifecycle(t, nc, proto.Lifecycle{Type: proto.LifecycleTypeConnect, User: "alice", Conn: conn, Worker: 1, At: at, Resumed: i%2 == 0, Sockets: sockets})
 		publishLifecycle(t, nc, proto.Lifecycle{Type: proto.LifecycleTypeDisconnect, User: "alice", Conn: conn, Worker: 1, At: at + 1, Code: 1000, Reason: "client"})
 	}
 	if err := nc.Flush(); err != nil {
@@ -97,6 +104,13 @@ func TestHookOncePerQueueGroup(t *testing.T) {
 			}
 			if connect := c.Code == 0; connect && c.Resumed != (i%2 == 0) || !connect && (c.Reason != "client" || c.Resumed) {
 				t.Errorf("%s: told %+v", conn, c)
+			}
+			want := -1
+			if c.Code == 0 && i%2 == 0 {
+				want = i + 1
+			}
+			if c.Sockets != want {
+				t.Errorf("%s: told sockets %d, want %d", conn, c.Sockets, want)
 			}
 		}
 	}
