@@ -118,32 +118,38 @@ func (c *Chat) Read(ctx context.Context, r *event.Request, in ReadArgs) (event.N
 	return event.NoResult{}, c.d.ToUsers(ctx, []string{in.To}, "read_receipt", map[string]any{"by": r.User, "msg_id": in.MsgID})
 }
 
-// Connected is io.on("connection") for presence: the gateway wrote the
-// socket's lease before it told of the connect, so a count of 1 is the
-// user's first socket, and the others hear that the user came online.
-// A count above 1 is another device of a user already online: nothing to
-// say. The broadcast carries the connect's time (at), by which a client
-// keeps the latest state of each user: hooks may run out of order.
+// Connected is io.on("connection") for presence: the gateway counted the
+// user's sockets in the step that wrote this one's lease (conn.Sockets),
+// so a count of 1 is the user's first socket, told to one connect only,
+// and the others hear that the user came online. A count above 1 is
+// another device of a user already online: nothing to say. The
+// broadcast carries the connect's time (at), by which a client keeps the
+// latest state of each user: hooks may run out of order.
 func (c *Chat) Connected(ctx context.Context, conn event.Conn) error {
 	return c.announce(ctx, conn, 1, true)
 }
 
-// Disconnected is socket.on("disconnect") for presence: the gateway
-// removed the socket's lease before it told of the disconnect, so a
-// count of 0 is the user's last socket gone.
+// Disconnected is socket.on("disconnect") for presence: a count of 0,
+// taken as the gateway removed the socket's lease, is the user's last
+// socket gone.
 func (c *Chat) Disconnected(ctx context.Context, conn event.Conn) error {
 	return c.announce(ctx, conn, 0, false)
 }
 
 // announce broadcasts presence {user, online, at} when conn's user has
-// sockets open: the state, not a toggle, so that two hooks that find
-// the same count say the same thing.
+// sockets open. When the gateway could not count (Redis slow: Sockets
+// is -1) it asks the leases, which two hooks may find alike: so it says
+// the state, not a toggle, and saying it twice is harmless.
 func (c *Chat) announce(ctx context.Context, conn event.Conn, sockets int, online bool) error {
-	n, err := c.online.Count(ctx, conn.User)
-	if err != nil {
-		return err
+	n := conn.Sockets
+	if n < 0 {
+		counts, err := c.online.Count(ctx, conn.User)
+		if err != nil {
+			return err
+		}
+		n = counts[conn.User]
 	}
-	if n[conn.User] != sockets {
+	if n != sockets {
 		return nil
 	}
 	return c.d.Broadcast(ctx, "presence", map[string]any{"user": conn.User, "online": online, "at": conn.At.UnixMilli()})

@@ -51,19 +51,30 @@ func TestRoomSay(t *testing.T) {
 // left, each as a broadcast with the socket's time.
 func TestPresenceHooks(t *testing.T) {
 	ctx := context.Background()
-	conn := eventtest.NewConn("alice")
-	gone := eventtest.NewDisconnect("alice", 1000, "client")
+	conn := eventtest.NewConn("alice") // Sockets 1: her first
+	second := conn
+	second.Sockets = 2
+	gone := eventtest.NewDisconnect("alice", 1000, "client") // Sockets 0: her last
+	left := gone
+	left.Sockets = 1
+	// Not counted by the gateway (-1): the hook asks the leases.
+	uncounted, uncountedGone := conn, gone
+	uncounted.Sockets, uncountedGone.Sockets = -1, -1
 	for _, tc := range []struct {
 		name   string
-		online eventtest.Presence // what the leases say when the hook counts
+		online eventtest.Presence // what the leases say if the hook asks
 		hook   func(context.Context, *event.Mux, event.Conn) error
 		c      event.Conn
 		want   string // the presence broadcast's online, or "" for none
 	}{
-		{"first socket", eventtest.Presence{"alice": {conn.Conn}}, eventtest.Connect, conn, "true"},
-		{"second device", eventtest.Presence{"alice": {conn.Conn, "alice-2"}}, eventtest.Connect, conn, ""},
-		{"last socket closed", eventtest.Presence{}, eventtest.Disconnect, gone, "false"},
-		{"another device left", eventtest.Presence{"alice": {"alice-2"}}, eventtest.Disconnect, gone, ""},
+		{"first socket", nil, eventtest.Connect, conn, "true"},
+		{"second device", nil, eventtest.Connect, second, ""},
+		{"last socket closed", nil, eventtest.Disconnect, gone, "false"},
+		{"another device left", nil, eventtest.Disconnect, left, ""},
+		{"first socket, not counted", eventtest.Presence{"alice": {conn.Conn}}, eventtest.Connect, uncounted, "true"},
+		{"second device, not counted", eventtest.Presence{"alice": {conn.Conn, "alice-2"}}, eventtest.Connect, uncounted, ""},
+		{"last socket closed, not counted", eventtest.Presence{}, eventtest.Disconnect, uncountedGone, "false"},
+		{"another device left, not counted", eventtest.Presence{"alice": {"alice-2"}}, eventtest.Disconnect, uncountedGone, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := eventtest.NewRecorder()
