@@ -133,6 +133,31 @@ func AppendHeartbeat(dst []byte, user string) []byte {
 	return AppendEvent(dst, EventHeartbeat, user, nil)
 }
 
+// AppendHeartbeatAt appends the heartbeat frame of a socket whose place in
+// its streams moved past events it was left out of (Dispatch.Except) since
+// the last frame that told it its place: AppendHeartbeat's frame plus pos
+// and bpos, each left out when empty,
+// {"event":"$ping","id":user,"pos":pos,"bpos":bpos}. They are positions
+// the gateway wrote itself, so they need no escaping.
+func AppendHeartbeatAt(dst []byte, user string, pos, bpos []byte) []byte {
+	dst = AppendHeartbeat(dst, user)
+	dst = dst[:len(dst)-1]
+	for _, f := range [...]struct {
+		key string
+		pos []byte
+	}{{KeyPos, pos}, {KeyBPos, bpos}} {
+		if len(f.pos) == 0 {
+			continue
+		}
+		dst = append(dst, ',', '"')
+		dst = append(dst, f.key...)
+		dst = append(dst, '"', ':', '"')
+		dst = append(dst, f.pos...)
+		dst = append(dst, '"')
+	}
+	return append(dst, '}')
+}
+
 // AppendResync appends a "resync" frame.
 func AppendResync(dst []byte, user string, r *Resync) []byte {
 	dst = append(dst, `{"event":"resync","id":`...)

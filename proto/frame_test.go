@@ -398,6 +398,35 @@ func TestAppendHeartbeat(t *testing.T) {
 	}
 }
 
+// TestAppendHeartbeatAt: a heartbeat that carries positions has each one
+// given, and no other, under the keys of an event's position, and decodes
+// as a Frame; with none it is the plain heartbeat.
+func TestAppendHeartbeatAt(t *testing.T) {
+	cases := []struct {
+		pos, bpos string
+		want      string
+	}{
+		{"e1.17-4", "", `{"event":"$ping","id":"al\"ice","pos":"e1.17-4"}`},
+		{"", "b.5-2", `{"event":"$ping","id":"al\"ice","bpos":"b.5-2"}`},
+		{"e1.17-4", "b.5-2", `{"event":"$ping","id":"al\"ice","pos":"e1.17-4","bpos":"b.5-2"}`},
+		{"", "", `{"event":"$ping","id":"al\"ice"}`},
+	}
+	for _, c := range cases {
+		out := proto.AppendHeartbeatAt([]byte("x"), "al\"ice", []byte(c.pos), []byte(c.bpos))
+		if string(out) != "x"+c.want {
+			t.Errorf("AppendHeartbeatAt(%q, %q) = %s, want x%s", c.pos, c.bpos, out, c.want)
+			continue
+		}
+		var f proto.Frame
+		if err := json.Unmarshal(out[1:], &f); err != nil {
+			t.Fatalf("%s: %v", out[1:], err)
+		}
+		if f.Event != proto.EventHeartbeat || f.ID != "al\"ice" || f.Pos != c.pos || f.BPos != c.bpos || f.Args != nil {
+			t.Errorf("%s decodes as %+v", out[1:], f)
+		}
+	}
+}
+
 func TestAppendResync(t *testing.T) {
 	for _, r := range []proto.Resync{
 		{Pos: "e2.9-0", Reason: "stream lost"},

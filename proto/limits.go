@@ -47,5 +47,7 @@ const MaxResyncFrame = len(`{"event":"resync","id":"","args":{"pos":"","bpos":""
 	maxEscape*MaxUserLen + 2*MaxPosLen + MaxResyncReason
 
 // MaxHeartbeatFrame is the most bytes of a heartbeat frame
-// (AppendHeartbeat), for a user id of MaxUserLen escaped bytes.
-const MaxHeartbeatFrame = len(`{"event":"","id":""}`) + len(EventHeartbeat) + maxEscape*MaxUserLen
+// (AppendHeartbeat, AppendHeartbeatAt), for a user id of MaxUserLen
+// escaped bytes and both positions of MaxPosLen bytes.
+const MaxHeartbeatFrame = len(`{"event":"","id":"","pos":"","bpos":""}`) + len(EventHeartbeat) +
+	maxEscape*MaxUserLen + 2*MaxPosLen

@@ -77,7 +77,7 @@ func TestMaxResyncAndHeartbeatFrames(t *testing.T) {
 	if !json.Valid(r) || len(r) != MaxResyncFrame {
 		t.Errorf("the longest resync is %d bytes (valid JSON: %v), MaxResyncFrame says %d", len(r), json.Valid(r), MaxResyncFrame)
 	}
-	h := AppendHeartbeat(nil, user)
+	h := AppendHeartbeatAt(nil, user, []byte(pos), []byte(pos))
 	if !json.Valid(h) || len(h) != MaxHeartbeatFrame {
 		t.Errorf("the longest heartbeat is %d bytes (valid JSON: %v), MaxHeartbeatFrame says %d", len(h), json.Valid(h), MaxHeartbeatFrame)
 	}

@@ -43,6 +43,9 @@ func TestParseFrame(t *testing.T) {
 		{`{"event":"news","id":"u43","bpos":"b.1-1","pos":"e.2-2"}`, parsed{kind: kindOther, pos: []byte("e.2-2")}},
 		{`{"event":"connected","id":"u42","args":{"conn":"c1","worker":1,"pos":"e.1-1","recovered":true,"missed":0}}`, parsed{kind: kindOther}},
 		{`{"event":"message","pos":7}`, parsed{kind: Message}},
+		// A heartbeat that tells a socket left out of events its place.
+		{`{"event":"$ping","id":"u43","pos":"e1.1764072000124-43"}`, parsed{kind: kindOther, pos: []byte("e1.1764072000124-43")}},
+		{`{"event":"$ping","id":"u43","bpos":"b.1-1"}`, parsed{kind: kindOther}},
 		// Any order, spacing and escapes; the last of repeated keys.
 		{" {\"args\" : {\"text\":\"r1s2t3\", \"x\":[1,{\"a\":null},-2.5e3]} ,\n\"event\":\"mess\\u0061ge\" } ",
 			parsed{kind: Message, run: 1, seq: 2, at: 3, valid: true}},
@@ -134,6 +137,8 @@ func FuzzParseFrame(f *testing.F) {
 	f.Add(proto.AppendError(nil, "u42", "", false, proto.NewError("bad_request", "x")))
 	f.Add(proto.AppendConnected(nil, "u42", "c1", 1))
 	f.Add(proto.AppendEventAt(nil, "message", "u43", msg, proto.KeyPos, []byte("e1.1764072000124-42")))
+	f.Add(proto.AppendHeartbeat(nil, "u43"))
+	f.Add(proto.AppendHeartbeatAt(nil, "u43", []byte("e1.1764072000124-43"), []byte("b.1-1")))
 	f.Add([]byte(` {"args":{"text":"r1s2t3","x":[1,{"a":null},-2.5e3,true,false]},"event":"mess\u0061ge"}`))
 	f.Add([]byte(`{"event":"ack","ref":"1.1","ref":"2.2","args":{"code":"\u00e9\n"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {

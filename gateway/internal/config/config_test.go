@@ -59,7 +59,7 @@ func TestDefaultIsTheContract(t *testing.T) {
 		{"LifecycleHooks", c.LifecycleHooks, true},
 		// The documented minimums of GATEWAY_SEND_QUEUE and _BYTES.
 		{"MinSendQueue", config.MinSendQueue, 4},
-		{"MinSendQueueBytes", config.MinSendQueueBytes, 70785},
+		{"MinSendQueueBytes", config.MinSendQueueBytes, 71060},
 	}
 	for _, ch := range checks {
 		if !reflect.DeepEqual(ch.got, ch.want) {

@@ -50,35 +50,3 @@ func TestPreviousLeftOutLive(t *testing.T) {
 		t.Fatalf("resyncs %v, %d gaps healed: want none", r, f.rec.healedN())
 	}
 }
-
-// TestResumeBeforeSkippedAfterWindow reproduces a finding that is not
-// fixed: a device left out of the last event of its stream (its own
-// message, sent with event.ExceptSender) is never sent anything that
-// moves its position past that event. Once the stream's entries expire
-// (HISTORY_WINDOW, plus at most 10 s, with nothing newer published for
-// the user), its next resume, naming the connection in prev, is
-// recovered:false ("missed events expired") although it missed nothing:
-// the gateway cannot tell an expired entry it was left out of from one it
-// lost. Without except the device would have had the event, and be at the
-// top, which always recovers.
-func TestResumeBeforeSkippedAfterWindow(t *testing.T) {
-	t.Skip("known, not fixed: a skipped last event leaves the client's position behind; see the review report")
-	f := newFixture(t, resume.DefaultConfig())
-	last := f.publish(t, "bob", "e1")
-	f.publishExcept(t, "bob", "e2", "old") // bob's own message, from "old"
-	// The window passes: the stream's TTL ends it, the meta stays.
-	if err := f.rdb.Del(context.Background(), proto.UserStreamKey("bob")).Err(); err != nil {
-		t.Fatal(err)
-	}
-	c := &conn{id: "new", user: "bob"}
-	s := f.res.NewSocket(c)
-	s.Previous([]string{"old"})
-	if err := f.res.Connect(context.Background(), s, proto.Connected{}, last.String(), ""); err != nil {
-		t.Fatal(err)
-	}
-	var args proto.Connected
-	_ = json.Unmarshal(c.got()[0].Args, &args)
-	if args.Recovered == nil || !*args.Recovered {
-		t.Fatalf("connected %+v (%s): not recovered, though the device missed nothing it was sent", args, f.rec.lastResume())
-	}
-}

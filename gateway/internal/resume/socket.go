@@ -73,12 +73,17 @@ type cursor struct {
 	pos   proto.Pos
 	stale bool
 	known bool // pos is a position of the stream (false before connect)
+	// skipped: pos moved past events the socket was left out of (Skip,
+	// leftOut) since the last frame that told the client its place in
+	// the stream; its next heartbeat carries pos (Beat). In the padding
+	// too.
+	skipped bool
 	// replaying is how many events of the resume's replay are still to be
 	// sent, the next ones of the stream: they are the resume's
 	// (Recorder.Resumed), not a gap filled. filled counts the events of a
 	// gap sent so far, while it is filled in parts: Recorder.Healed is
 	// told once, when the gap is closed. (32 bits each, in the padding
-	// after known: every socket has two cursors.)
+	// after known and skipped: every socket has two cursors.)
 	replaying, filled uint32
 }
 
@@ -132,7 +137,7 @@ func (s *Socket) Offer(broadcast bool, pos *proto.Pos, frame []byte) bool {
 			s.r.rec.Duplicate()
 			return false
 		case pos.Off == c.pos.Off+1:
-			c.pos = *pos
+			c.pos, c.skipped = *pos, false
 			return s.conn.Send(frame)
 		}
 	}
@@ -174,7 +179,7 @@ func (s *Socket) Skip(broadcast bool, pos *proto.Pos) {
 		case pos.Off <= c.pos.Off:
 			return
 		case pos.Off == c.pos.Off+1:
-			c.pos = *pos
+			c.pos, c.skipped = *pos, true
 			return
 		}
 	}
@@ -205,6 +210,39 @@ func (s *Socket) PrevConns() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.prev
+}
+
+// Beat queues the socket's heartbeat frame (docs/protocol.md section 2):
+// plain, the frame its user's sockets share, unless events the socket was
+// left out of (Skip, leftOut) moved its place in a stream since the last
+// frame that told the client its place there; then a frame of its own
+// with that place (pos, bpos: those that moved so), so the client's
+// position moves past them, and a resume after they expired recovers.
+// The place is read and the frame queued under the socket's lock, as every
+// frame that carries a position is: every frame up to the place is queued
+// before the heartbeat, and none after it. Beat never blocks; it reports
+// whether the frame was queued.
+func (s *Socket) Beat(plain []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, b := &s.cur[streams.UserStream], &s.cur[streams.BroadcastStream]
+	if s.closed || (!u.skipped && !b.skipped) {
+		return s.conn.Send(plain)
+	}
+	var posBuf, bposBuf [proto.MaxPosLen]byte
+	var pos, bpos []byte
+	if u.skipped {
+		pos = u.pos.Append(posBuf[:0])
+	}
+	if b.skipped {
+		bpos = b.pos.Append(bposBuf[:0])
+	}
+	size := len(`{"event":"","id":"","pos":"","bpos":""}`) + len(proto.EventHeartbeat) + len(s.conn.User()) + len(pos) + len(bpos) + 8
+	if !s.conn.Send(proto.AppendHeartbeatAt(make([]byte, 0, size), s.conn.User(), pos, bpos)) {
+		return false
+	}
+	u.skipped, b.skipped = false, false
+	return true
 }
 
 // leftOut reports whether e's dispatch left this socket out: its except
@@ -459,7 +497,7 @@ func (s *Socket) sendEntries(st streams.Stream, entries []streams.Entry, b *budg
 		if s.leftOut(e) {
 			// Left out: the place moves past it, nothing is sent, and
 			// it is neither replayed nor a gap filled.
-			c.pos = e.Pos
+			c.pos, c.skipped = e.Pos, true
 			if c.replaying > 0 {
 				c.replaying--
 			}
@@ -473,7 +511,7 @@ func (s *Socket) sendEntries(st streams.Stream, entries []streams.Entry, b *budg
 			s.gone()
 			break
 		}
-		c.pos = e.Pos
+		c.pos, c.skipped = e.Pos, false
 		if c.replaying > 0 {
 			c.replaying--
 			replayed++
@@ -548,7 +586,7 @@ func (s *Socket) release(confirmed [2]bool, b *budget) bool {
 				continue
 			}
 			if f.pos.Off == c.pos.Off+1 && f.skip {
-				c.pos = f.pos
+				c.pos, c.skipped = f.pos, true
 				continue
 			}
 			if f.pos.Off == c.pos.Off+1 {
@@ -556,7 +594,7 @@ func (s *Socket) release(confirmed [2]bool, b *budget) bool {
 					s.paced = true
 					return keep(held[i:])
 				}
-				c.pos = f.pos
+				c.pos, c.skipped = f.pos, false
 				s.conn.Send(f.frame)
 				continue
 			}

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -72,5 +74,53 @@ func TestHeartbeat(t *testing.T) {
 	// it was pinged twice, and sent no frame.
 	if got := quiet.Frames(); len(got) != 0 {
 		t.Errorf("a socket without heartbeat=1 got %v", got)
+	}
+}
+
+// TestHeartbeatCarriesSkippedPosition: of two sockets of a user that
+// asked for heartbeats, the one a dispatch leaves out (except) gets, with
+// its next heartbeat, the position of the event it was left out of, the
+// last of its stream; the other gets the event and plain heartbeats; and
+// the one left out gets plain heartbeats after that one.
+func TestHeartbeatCarriesSkippedPosition(t *testing.T) {
+	rd := testkit.StartRedis(t)
+	cfg := testConfig()
+	cfg.NATSURL, cfg.RedisURL = testkit.StartNATS(t).URL(), rd.URL()
+	cfg.PingInterval = 200 * time.Millisecond
+	r := startWorker(t, cfg, 0)
+	url := "ws://" + r.addr + "/socket?heartbeat=1"
+	left := testkit.Dial(t, url, token(t, "alice", time.Hour))
+	other := testkit.Dial(t, url, token(t, "alice", time.Hour))
+	isBeat := func(f proto.Frame) bool { return f.Event == proto.EventHeartbeat }
+	// A heartbeat each first: both are past connect, and left's is plain.
+	if f := left.Expect(wait, "a heartbeat", isBeat); f.Pos != "" || f.BPos != "" {
+		t.Fatalf("heartbeat %+v before any skip, want the plain frame", f)
+	}
+	other.Expect(wait, "a heartbeat", isBeat)
+
+	p, _, err := streams.Publish(context.Background(), publisher(t, rd.URL()), time.Minute,
+		&proto.Dispatch{Event: "message", Args: json.RawMessage(`{}`), Users: []string{"alice"}, Except: []string{left.Conn}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := other.ExpectEvent(wait, "message"); f.Pos != p[0] {
+		t.Fatalf("the device not left out got %+v, want the event at %s", f, p[0])
+	}
+	f := left.Expect(wait, "a heartbeat with the skipped event's position", func(f proto.Frame) bool { return isBeat(f) && f.Pos != "" })
+	if f.Pos != p[0] || f.BPos != "" || f.ID != "alice" || f.Args != nil {
+		t.Fatalf("heartbeat %+v, want {event:$ping, id:alice, pos:%s}", f, p[0])
+	}
+	if f := left.Expect(wait, "the next heartbeat", isBeat); f.Pos != "" || f.BPos != "" {
+		t.Fatalf("heartbeat %+v after the one that told the position, want the plain frame", f)
+	}
+	for range 2 { // a round of pings, with two heartbeats
+		if f := other.Expect(wait, "a heartbeat", isBeat); f.Pos != "" || f.BPos != "" {
+			t.Fatalf("the device not left out got heartbeat %+v, want the plain frame", f)
+		}
+	}
+	for _, f := range left.Frames() {
+		if f.Event == "message" {
+			t.Fatalf("the device left out got %+v", f)
+		}
 	}
 }

@@ -41,7 +41,7 @@ type fakeSocket struct {
 
 func (s *fakeSocket) ID() string { return s.id }
 func (s *fakeSocket) Ping()      { s.pings++ }
-func (s *fakeSocket) Send(data []byte) bool {
+func (s *fakeSocket) Beat(data []byte) bool {
 	s.sent = append(s.sent, string(data))
 	return true
 }
@@ -105,9 +105,9 @@ func TestPingerHeartbeats(t *testing.T) {
 	p.add(beat)
 	p.add(quiet)
 	frame := proto.AppendHeartbeat(nil, "alice")
-	p.heartbeat(beat, frame)
+	p.heartbeat(beat, beat, frame)
 	never := &fakeSocket{id: ids.Next()}
-	p.heartbeat(never, frame) // never added (or removed already): ignored
+	p.heartbeat(never, never, frame) // never added (or removed already): ignored
 
 	round := func() {
 		for s := range uint32(pingSlots) {

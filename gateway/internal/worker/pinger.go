@@ -35,8 +35,19 @@ type pingee interface {
 	// Close starts closing the socket with code and reason, without
 	// blocking; closing a closed socket does nothing.
 	Close(code int, reason string)
-	// Send queues a text frame without blocking.
-	Send(data []byte) bool
+}
+
+// beater queues a socket's heartbeat frame (a *resume.Socket: Beat).
+type beater interface {
+	// Beat queues plain, or a heartbeat of the socket's own that carries
+	// its positions, without blocking.
+	Beat(plain []byte) bool
+}
+
+// beat is how a socket that asked for heartbeats is sent one.
+type beat struct {
+	to    beater
+	frame []byte // the plain frame, shared by the user's sockets
 }
 
 // pinger pings every socket once per ping interval (GATEWAY_PING_INTERVAL,
@@ -59,7 +70,9 @@ type pingee interface {
 // interval, so skipping the busy ones would leave up to two intervals
 // between two frames, and the client would have to wait that long to
 // take its socket for dead. It is queued with the ping, so both usually
-// go out in one write.
+// go out in one write. It is the socket's (beater) to queue: the plain
+// frame, or one that carries the socket's positions when events it was
+// left out of moved them (resume.Socket.Beat).
 type pinger[C pingee] struct {
 	slots    [pingSlots]pingList[C]
 	expiring expiring[C]
@@ -69,7 +82,7 @@ type pinger[C pingee] struct {
 type pingList[C pingee] struct {
 	mu    sync.Mutex
 	conns map[C]struct{}
-	beats map[C][]byte // the sockets of conns that asked for heartbeats, with their frame
+	beats map[C]beat // the sockets of conns that asked for heartbeats
 }
 
 // add puts c in the list of its slot.
@@ -84,10 +97,11 @@ func (p *pinger[C]) add(c C) {
 	p.expiring.watch(c, time.Now())
 }
 
-// heartbeat has every later ping of c, added before, come with frame, its
-// heartbeat frame (built once, shared by the ticks; not modified after).
-// Call it once c's first frame is queued, which must come first.
-func (p *pinger[C]) heartbeat(c C, frame []byte) {
+// heartbeat has every later ping of c, added before, come with a
+// heartbeat frame that to queues: frame, its plain one (built once, shared
+// by the ticks; not modified after), or one of its own. Call it once c's
+// first frame is queued, which must come first.
+func (p *pinger[C]) heartbeat(c C, to beater, frame []byte) {
 	l := &p.slots[pingSlot(c.ID())]
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -95,9 +109,9 @@ func (p *pinger[C]) heartbeat(c C, frame []byte) {
 		return // removed already
 	}
 	if l.beats == nil {
-		l.beats = make(map[C][]byte)
+		l.beats = make(map[C]beat)
 	}
-	l.beats[c] = frame
+	l.beats[c] = beat{to: to, frame: frame}
 }
 
 // remove takes c out of the list of its slot. (If it was about to expire,
@@ -129,8 +143,8 @@ func (p *pinger[C]) tick(slot uint32, now time.Time) {
 		c.Ping()
 		p.expiring.watch(c, now)
 	}
-	for c, frame := range l.beats {
-		c.Send(frame)
+	for _, b := range l.beats {
+		b.to.Beat(b.frame)
 	}
 }
 

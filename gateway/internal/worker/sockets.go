@@ -60,7 +60,7 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil && q.heartbeat:
 		// After connected, which must be the socket's first frame.
-		w.pings.heartbeat(c, proto.AppendHeartbeat(nil, user))
+		w.pings.heartbeat(c, s, proto.AppendHeartbeat(nil, user))
 	case errors.Is(err, fanout.ErrLagging):
 		// Its client comes back with the same positions and loses nothing.
 		c.Close(proto.CloseTryAgainLater, "gateway overloaded, reconnect later")

@@ -171,7 +171,9 @@ export interface ConnectOptions {
   /**
    * Extension: ask the gateway for heartbeat frames (?heartbeat=1). When it announces an interval in "connected",
    * a socket that receives no frame for that interval plus heartbeatGrace is taken for dead: closed, and the
-   * client reconnects and resumes (emits sent on it reject with "disconnected"). Default true.
+   * client reconnects and resumes (emits sent on it reject with "disconnected"). A heartbeat that carries the
+   * socket's position past events it was left out of (except_conns) moves the client's on, so a resume after
+   * those expired recovers. Default true.
    */
   heartbeat?: boolean;
   /** Extension: milliseconds of silence past the gateway's heartbeat interval before the socket is taken for dead. Default 10000. */

@@ -389,7 +389,15 @@ class Client {
       if (this.#ws !== ws) return;
       heardAt = monotonic();
       const frame = parseFrame(ev.data);
-      if (!frame || frame.event === HEARTBEAT) return;
+      if (!frame) return;
+      if (frame.event === HEARTBEAT) {
+        // Never handed to the app. It may carry the socket's positions,
+        // when events this socket was left out of (except_conns) moved
+        // them past the last frame that did: the client moves on with
+        // them, so a resume after those events expired recovers.
+        if (greeted) this.#cursor.skipTo(frame);
+        return;
+      }
       if (frame.event === "connected" && !greeted) {
         greeted = true;
         greetedAt = Date.now();
@@ -791,8 +799,9 @@ class Cursor {
     this.#sent = { user, at, conns };
     // prev (an extension, docs/protocol.md section 6): an event sent to
     // "everyone but" one of these connections is not replayed. The
-    // position stays before such an event when it was the last one, so
-    // the ids go with every resume, not only the next.
+    // position stays before such an event when it was the last one until
+    // a heartbeat carries it past (skipTo), which a socket that dropped
+    // first never got, so the ids go with every resume, not only the next.
     return { resume: at.pos, bresume: at.bpos, prev: conns.length ? conns.join(",") : undefined };
   }
 
@@ -834,6 +843,23 @@ class Cursor {
     for (const k of STREAMS) {
       if (!isPos(src?.[k])) continue;
       this.#at[k] = src[k];
+      moved = true;
+    }
+    if (moved) this.#save();
+  }
+
+  /**
+   * skipTo moves to the positions a heartbeat carries (docs/protocol.md
+   * section 2): where the gateway has the socket after events it was left
+   * out of, every frame before which has arrived. Only forward in the
+   * epoch of the position processed: never back, never into another epoch,
+   * never to one that does not parse.
+   */
+  skipTo(frame) {
+    let moved = false;
+    for (const k of STREAMS) {
+      if (!isPos(frame[k]) || !after(frame[k], this.#at[k])) continue;
+      this.#at[k] = frame[k];
       moved = true;
     }
     if (moved) this.#save();
@@ -912,6 +938,14 @@ function notAfter(p, last) {
   const a = parsePos(p);
   const b = parsePos(last);
   return a !== null && b !== null && a.epoch === b.epoch && a.off <= b.off;
+}
+
+// after reports whether position p is in the same epoch as last, after
+// it; false when either does not parse.
+function after(p, last) {
+  const a = parsePos(p);
+  const b = parsePos(last);
+  return a !== null && b !== null && a.epoch === b.epoch && a.off > b.off;
 }
 
 // storageKey names the stored positions of user at url (a URL has no spaces).

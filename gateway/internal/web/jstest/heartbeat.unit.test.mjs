@@ -279,3 +279,72 @@ test("a process frozen past connectTimeout during the handshake reads the greeti
   assert.deepEqual(states, [["connecting", undefined], ["open", undefined]]);
   assert.equal(fake.made.length, 1);
 });
+
+test("heartbeat positions: the client moves to a heartbeat's pos or bpos only forward in its epoch, stores it, and resumes from it", async (t) => {
+  const fake = fakeSockets();
+  const items = new Map();
+  const storage = {
+    getItem: (k) => (items.has(k) ? items.get(k) : null),
+    setItem: (k, v) => void items.set(k, String(v)),
+    removeItem: (k) => void items.delete(k),
+  };
+  const stored = () => JSON.parse(storage.getItem("switchboard ws://gw.test/socket alice"));
+  const sb = client(t, fake, { storage, minReconnectDelay: 1 });
+  const pings = [];
+  sb.on("$ping", () => pings.push(1));
+  const s1 = await fake.socket(1);
+  s1.greet({ heartbeat: 60_000, pos: "e1.1-5", bpos: "b1.1-7" });
+  const beat = (f) => s1.frame({ event: "$ping", id: "alice", ...f });
+
+  // Ahead in the same epoch (the socket was left out of events): taken,
+  // each stream on its own, and stored.
+  beat({ pos: "e1.2-6" });
+  assert.deepEqual(stored(), { pos: "e1.2-6", bpos: "b1.1-7" });
+  beat({ bpos: "b1.3-9" });
+  beat({ pos: "e1.4-8", bpos: "b1.4-10" });
+  assert.deepEqual(stored(), { pos: "e1.4-8", bpos: "b1.4-10" });
+  // Never back, never the same place again, never into another epoch,
+  // never a position that does not parse or is not a string.
+  for (const f of [
+    { pos: "e1.1-7" },
+    { pos: "e1.4-8" },
+    { pos: "e2.9-99" },
+    { bpos: "b2.9-99" },
+    { pos: "e1.9-x" },
+    { pos: "e1-99" },
+    { pos: 99 },
+    { pos: "e1.9-" + "9".repeat(30) },
+    { pos: null, bpos: {} },
+  ]) {
+    beat(f);
+    assert.deepEqual(stored(), { pos: "e1.4-8", bpos: "b1.4-10" }, `moved by heartbeat ${JSON.stringify(f)}`);
+  }
+  // An event after it still counts, from there.
+  s1.event("e1.5-9");
+  assert.deepEqual(stored(), { pos: "e1.5-9", bpos: "b1.4-10" });
+  beat({ pos: "e1.6-10" });
+  assert.deepEqual(pings, [], "a heartbeat reached an app listener");
+
+  // The next socket resumes from where the heartbeats left the client.
+  s1.drop(1006);
+  const s2 = await fake.socket(2);
+  assert.equal(s2.params.resume, "e1.6-10");
+  assert.equal(s2.params.bresume, "b1.4-10");
+});
+
+test("heartbeat positions: a heartbeat before the socket's connected moves nothing", async (t) => {
+  const fake = fakeSockets();
+  client(t, fake, { minReconnectDelay: 1 });
+  const s1 = await fake.socket(1);
+  s1.greet({ pos: "e1.1-1" });
+  s1.drop(1006);
+  // Not greeted yet: the positions are still the last socket's, and the
+  // frame is no word of the new one's.
+  const s2 = await fake.socket(2);
+  assert.equal(s2.params.resume, "e1.1-1");
+  s2.frame({ event: "$ping", id: "alice", pos: "e1.9-9" });
+  s2.greet({ pos: "e1.1-1", recovered: true, missed: 0 });
+  s2.drop(1006);
+  const s3 = await fake.socket(3);
+  assert.equal(s3.params.resume, "e1.1-1");
+});
