@@ -17,7 +17,9 @@ import (
 )
 
 // lifecycleMessages subscribes to both lifecycle subjects on url and
-// returns what arrives, decoded.
+// returns what arrives, decoded, in the order published: one
+// subscription for both (nats.go delivers each subscription's messages
+// on its own goroutine, so two would race each other).
 func lifecycleMessages(t *testing.T, url string) <-chan *proto.Lifecycle {
 	t.Helper()
 	nc, err := nats.Connect(url)
@@ -26,21 +28,19 @@ func lifecycleMessages(t *testing.T, url string) <-chan *proto.Lifecycle {
 	}
 	t.Cleanup(nc.Close)
 	got := make(chan *proto.Lifecycle, 64)
-	for _, subject := range []string{proto.LifecycleConnect, proto.LifecycleDisconnect} {
-		_, err := nc.Subscribe(subject, func(m *nats.Msg) {
-			l, err := proto.DecodeLifecycle(m.Data)
-			if err != nil {
-				t.Errorf("%s: %s: %v", m.Subject, m.Data, err)
-				return
-			}
-			if want, _ := proto.LifecycleSubject(l.Type); want != m.Subject {
-				t.Errorf("a %s message on %s", l.Type, m.Subject)
-			}
-			got <- l
-		})
+	_, err = nc.Subscribe("switchboard.lifecycle.*", func(m *nats.Msg) {
+		l, err := proto.DecodeLifecycle(m.Data)
 		if err != nil {
-			t.Fatal(err)
+			t.Errorf("%s: %s: %v", m.Subject, m.Data, err)
+			return
 		}
+		if want, _ := proto.LifecycleSubject(l.Type); want != m.Subject {
+			t.Errorf("a %s message on %s", l.Type, m.Subject)
+		}
+		got <- l
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
