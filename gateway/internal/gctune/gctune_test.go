@@ -9,43 +9,70 @@ import (
 	"go.uber.org/zap"
 )
 
+// TestTuner: busy and quiet by the allocation rate over the last
+// QuietIntervals intervals, with the band between the rates keeping the
+// state.
 func TestTuner(t *testing.T) {
 	const mb = 1 << 20
-	type step struct {
-		allocated   uint64
-		d           time.Duration
-		busy, moved bool
-	}
-	steps := []step{
-		{0, time.Second, false, false},
-		{BusyRate - 1, time.Second, false, false},   // just under: still quiet
-		{BusyRate / 2, time.Second / 2, true, true}, // a rate, not a count
-		{10 * mb, time.Second, true, false},
-	}
-	// Quiet only after QuietIntervals calm intervals in a row; one busy
-	// interval among them starts the count again, and one between the
-	// rates changes nothing.
-	for range QuietIntervals - 1 {
-		steps = append(steps, step{0, time.Second, true, false})
-	}
-	steps = append(steps, step{3 * mb, time.Second, true, false})
-	for range QuietIntervals - 1 {
-		steps = append(steps, step{QuietRate - 1, time.Second, true, false})
-	}
-	steps = append(steps, step{(QuietRate + BusyRate) / 2, time.Second, true, false})
-	for range QuietIntervals - 1 {
-		steps = append(steps, step{0, time.Second, true, false})
-	}
-	steps = append(steps, step{0, time.Second, false, true},
-		step{QuietRate, time.Second, false, false}, // between the rates: stays quiet
-		step{BusyRate, time.Second, true, true})
-
 	var tu Tuner
-	for i, s := range steps {
-		busy, moved := tu.Observe(s.allocated, s.d)
-		if busy != s.busy || moved != s.moved {
-			t.Fatalf("step %d (%d bytes in %s): busy %v, changed %v; want %v, %v", i, s.allocated, s.d, busy, moved, s.busy, s.moved)
+	observe := func(what string, allocated uint64, d time.Duration) (busy, changed bool) {
+		t.Helper()
+		return tu.Observe(allocated, d)
+	}
+	// Idle, with a burst of 8 MB every 10 intervals (the presence refresh
+	// of 5,000 users every 10 s): 0.8 MB/s over the window, quiet.
+	for i := range 100 {
+		n := uint64(0)
+		if i%10 == 9 {
+			n = 8 * mb
 		}
+		if busy, _ := observe("burst", n, time.Second); busy {
+			t.Fatalf("interval %d: busy on a burst of 8 MB every 10 intervals", i)
+		}
+	}
+	// Traffic: 10 MB/s is busy within two intervals.
+	busyAt := -1
+	for i := range 3 {
+		if busy, changed := observe("traffic", 10*mb, time.Second); busy && changed {
+			busyAt = i
+		}
+	}
+	if busyAt < 0 || busyAt > 1 {
+		t.Fatalf("10 MB/s turned busy at interval %d, want within 2", busyAt)
+	}
+	// Between the rates, busy stays busy.
+	for i := range 3 * QuietIntervals {
+		if busy, _ := observe("between", (QuietRate+BusyRate)/2, time.Second); !busy {
+			t.Fatalf("interval %d at 1.5 MB/s: turned quiet while busy", i)
+		}
+	}
+	// Traffic stops: quiet once the window's rate is below QuietRate,
+	// within QuietIntervals intervals, and not at the first.
+	quietAt := -1
+	for i := range QuietIntervals {
+		if busy, changed := observe("calm", 0, time.Second); !busy && changed {
+			quietAt = i
+			break
+		}
+	}
+	if quietAt < 1 {
+		t.Fatalf("turned quiet at interval %d of calm, want within %d and not at once", quietAt, QuietIntervals)
+	}
+	// Between the rates, quiet stays quiet.
+	for i := range 3 * QuietIntervals {
+		if busy, _ := observe("between", (QuietRate+BusyRate)/2, time.Second); busy {
+			t.Fatalf("interval %d at 1.5 MB/s: turned busy while quiet", i)
+		}
+	}
+	// A rate, not a count: BusyRate/2 bytes in half a second, in a
+	// window of them, is busy.
+	var fresh Tuner
+	busy := false
+	for range QuietIntervals {
+		busy, _ = fresh.Observe(BusyRate/2, time.Second/2)
+	}
+	if !busy {
+		t.Fatal("BusyRate/2 bytes per half second is not busy")
 	}
 }
 
