@@ -110,12 +110,17 @@ func nodeTestArgs(t *testing.T, node string) []string {
 // TestClientJSRenew runs renew.test.mjs: the JavaScript client with tokens
 // that live 2 s, against a real stack, through a stream of emits longer
 // than the gateway takes to close a socket whose token expired (exp plus
-// the 30 s leeway). The rate limits are off so the stream can be steady.
+// the leeway, GATEWAY_JWT_LEEWAY 3 s here rather than the default 30 s,
+// so the stream lasts 10 s, not 37). The rate limits are off so the
+// stream can be steady.
 func TestClientJSRenew(t *testing.T) {
 	node := needTool(t, "node (Debian package nodejs)", "node", "nodejs")
 	args := nodeTestArgs(t, node)
-	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_RATE_LIMIT=0", "GATEWAY_USER_RATE_LIMIT=0"}})
-	runNode(t, node, append(args, "../gateway/internal/web/jstest/renew.test.mjs"), "SB_URL="+s.URL(), "SB_SECRET="+s.Secret)
+	const leeway = 3
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 2, Env: []string{"GATEWAY_RATE_LIMIT=0", "GATEWAY_USER_RATE_LIMIT=0",
+		"GATEWAY_JWT_LEEWAY=" + strconv.Itoa(leeway) + "s"}})
+	runNode(t, node, append(args, "../gateway/internal/web/jstest/renew.test.mjs"), "SB_URL="+s.URL(), "SB_SECRET="+s.Secret,
+		"SB_LEEWAY="+strconv.Itoa(leeway))
 }
 
 // startControl serves what the JavaScript tests cannot do through a

@@ -38,7 +38,8 @@ type Config struct {
 	// whose tokens are still accepted (counted by
 	// Recorder.PreviousSecret); "" = none.
 	JWTPreviousSecret string
-	JWTAudience       string // required "aud" when set
+	JWTAudience       string        // required "aud" when set
+	JWTLeeway         time.Duration // the clock skew allowed on exp and nbf
 	// AllowedOrigins lists the origins allowed to open a socket; nil means
 	// the gateway's own host only (any in dev mode), and "*" any.
 	AllowedOrigins  []string
@@ -98,7 +99,7 @@ func (a *Admission) Probe() {
 // New returns an Admission that refuses every socket until Open; the caps
 // of cfg are checked against places.
 func New(cfg Config, places Places, rec Recorder, log *zap.Logger) *Admission {
-	verifier := auth.NewVerifier(cfg.JWTSecret, cfg.JWTAudience, auth.WithPreviousSecret(cfg.JWTPreviousSecret))
+	verifier := auth.NewVerifier(cfg.JWTSecret, cfg.JWTAudience, auth.WithPreviousSecret(cfg.JWTPreviousSecret), auth.WithLeeway(cfg.JWTLeeway))
 	a := &Admission{cfg: cfg, verifier: verifier, places: places, rec: rec, log: log,
 		ipRate: newIPRate(cfg.IPUpgradeRate, cfg.IPUpgradeBurst)}
 	a.upgrader = websocket.Upgrader{
@@ -241,7 +242,7 @@ func (a *Admission) Admit(rw http.ResponseWriter, r *http.Request) (up ws.Upgrad
 	// The socket lasts as long as its token would still be accepted: a
 	// token within the leeway of its exp was let in, and closing it at
 	// exp would only have the client come back with the same token.
-	up.Expires = claims.Expires.Add(auth.Leeway)
+	up.Expires = claims.Expires.Add(a.verifier.Leeway())
 	return up, user, true
 }
 

@@ -16,7 +16,8 @@ import (
 	"github.com/switchboard/switchboard/proto"
 )
 
-// Leeway is the clock skew allowed on exp and nbf.
+// Leeway is the clock skew allowed on exp and nbf by default (the
+// contract's 30 s); WithLeeway sets another.
 const Leeway = 30 * time.Second
 
 // MaxTokenLen is the longest token Verify parses: a longer one is refused
@@ -65,7 +66,7 @@ func malformed(err error) error {
 // Claims is what a verified token tells the gateway.
 type Claims struct {
 	User    string    // sub
-	Expires time.Time // exp; a socket may stay open until Expires plus Leeway
+	Expires time.Time // exp; a socket may stay open until Expires plus the Verifier's Leeway
 	// IssuedAt is iat, zero when the token has none: a revocation refuses
 	// a token without one.
 	IssuedAt time.Time
@@ -81,6 +82,7 @@ type Verifier struct {
 	secret   []byte
 	previous []byte // nil: none
 	audience string
+	leeway   time.Duration
 	parser   *jwt.Parser
 }
 
@@ -101,21 +103,32 @@ func WithPreviousSecret(previous string) Option {
 	}
 }
 
+// WithLeeway sets the clock skew allowed on exp and nbf (Leeway by
+// default); a negative leeway counts as 0.
+func WithLeeway(d time.Duration) Option {
+	return func(v *Verifier) { v.leeway = max(d, 0) }
+}
+
 // NewVerifier returns a Verifier for secret; when audience is not empty,
 // tokens must carry it in "aud".
 func NewVerifier(secret, audience string, opts ...Option) *Verifier {
 	// The algorithm is pinned in the key function rather than with
 	// jwt.WithValidMethods, which reports a wrong alg as a bad signature.
-	popts := []jwt.ParserOption{jwt.WithLeeway(Leeway)}
-	if audience != "" {
-		popts = append(popts, jwt.WithAudience(audience))
-	}
-	v := &Verifier{secret: []byte(secret), audience: audience, parser: jwt.NewParser(popts...)}
+	v := &Verifier{secret: []byte(secret), audience: audience, leeway: Leeway}
 	for _, o := range opts {
 		o(v)
 	}
+	popts := []jwt.ParserOption{jwt.WithLeeway(v.leeway)}
+	if audience != "" {
+		popts = append(popts, jwt.WithAudience(audience))
+	}
+	v.parser = jwt.NewParser(popts...)
 	return v
 }
+
+// Leeway returns the clock skew allowed on exp and nbf: a socket lasts
+// until its token's exp plus this.
+func (v *Verifier) Leeway() time.Duration { return v.leeway }
 
 // Verify checks token and returns its claims: the user id (sub), which is
 // 1..MaxUserLen bytes of printable UTF-8, and the expiry (exp), which every

@@ -545,3 +545,37 @@ func TestWrongClaimTypesNamed(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyLeeway: GATEWAY_JWT_LEEWAY sets the skew allowed on exp and
+// nbf both ways, and the default is the contract's 30 s.
+func TestVerifyLeeway(t *testing.T) {
+	expired := sign(t, secret, jwt.RegisteredClaims{Subject: "alice", ExpiresAt: at(-10 * time.Second)})
+	early := sign(t, secret, jwt.RegisteredClaims{Subject: "alice", ExpiresAt: at(time.Hour), NotBefore: at(10 * time.Second)})
+	tests := []struct {
+		name    string
+		v       *auth.Verifier
+		token   string
+		wantErr *auth.Error
+	}{
+		{"exp 10 s ago, default leeway", auth.NewVerifier(secret, ""), expired, nil},
+		{"exp 10 s ago, 2 s leeway", auth.NewVerifier(secret, "", auth.WithLeeway(2*time.Second)), expired, auth.ErrExpired},
+		{"exp 10 s ago, 0 leeway", auth.NewVerifier(secret, "", auth.WithLeeway(0)), expired, auth.ErrExpired},
+		{"exp 10 s ago, 1 min leeway", auth.NewVerifier(secret, "", auth.WithLeeway(time.Minute)), expired, nil},
+		{"nbf in 10 s, default leeway", auth.NewVerifier(secret, ""), early, nil},
+		{"nbf in 10 s, 2 s leeway", auth.NewVerifier(secret, "", auth.WithLeeway(2*time.Second)), early, auth.ErrNotYetValid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.v.Verify(tt.token)
+			if tt.wantErr == nil && err != nil || tt.wantErr != nil && err != tt.wantErr {
+				t.Fatalf("Verify: %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+	if d := auth.NewVerifier(secret, "").Leeway(); d != 30*time.Second {
+		t.Errorf("default Leeway() = %s, want the contract's 30s", d)
+	}
+	if d := auth.NewVerifier(secret, "", auth.WithLeeway(-time.Second)).Leeway(); d != 0 {
+		t.Errorf("Leeway() after WithLeeway(-1s) = %s, want 0", d)
+	}
+}

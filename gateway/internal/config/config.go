@@ -42,6 +42,7 @@ type Config struct {
 	Workers             int           // GATEWAY_WORKERS: worker processes
 	JWTSecret           string        // GATEWAY_JWT_SECRET: HS256 secret (Load reads it from JWTSecretFile when that is set)
 	JWTAudience         string        // GATEWAY_JWT_AUDIENCE: required "aud" when set
+	JWTLeeway           time.Duration // GATEWAY_JWT_LEEWAY: the clock skew allowed on exp and nbf
 	NATSURL             string        // NATS_URL
 	RedisURL            string        // REDIS_URL
 	MaxFrame            int64         // GATEWAY_MAX_FRAME: max client message in bytes
@@ -146,6 +147,7 @@ func Default() Config {
 		PingRate:            2,
 		PingBurst:           10,
 		PingInterval:        25 * time.Second,
+		JWTLeeway:           30 * time.Second,
 		UserRateLimit:       50,
 		UserRateBurst:       100,
 		UserRateWait:        time.Second,
@@ -381,6 +383,7 @@ func (c *Config) settings(origins, devNets *string) []setting {
 		{"GATEWAY_JWT_PREVIOUS_SECRET", (*stringValue)(&c.JWTPreviousSecret)},
 		{"GATEWAY_JWT_PREVIOUS_SECRET_FILE", (*stringValue)(&c.JWTPreviousSecretFile)},
 		{"GATEWAY_JWT_AUDIENCE", (*stringValue)(&c.JWTAudience)},
+		{"GATEWAY_JWT_LEEWAY", (*durationValue)(&c.JWTLeeway)},
 		{"NATS_URL", (*stringValue)(&c.NATSURL)},
 		{"REDIS_URL", (*stringValue)(&c.RedisURL)},
 		{"GATEWAY_MAX_FRAME", (*int64Value)(&c.MaxFrame)},
@@ -476,6 +479,11 @@ const (
 	MaxPresenceTTL = 10 * time.Minute
 )
 
+// MaxJWTLeeway is the longest GATEWAY_JWT_LEEWAY: a token is a bearer
+// credential, and clocks farther apart than this need fixing, not
+// tolerating.
+const MaxJWTLeeway = 5 * time.Minute
+
 // Bounds of GATEWAY_PING_INTERVAL. A socket is closed after 60 s without
 // a sign of life, so the gateway pings at least twice in that time; below
 // 100 ms the pinger's ticks (a hundredth of the interval) would cost more
@@ -537,6 +545,9 @@ func (c Config) Validate() error {
 	if c.JWTAudience != strings.TrimSpace(c.JWTAudience) {
 		// No token's "aud" would match, so every client would get 401.
 		errs = append(errs, fmt.Errorf("GATEWAY_JWT_AUDIENCE must not start or end with white space, got %q", c.JWTAudience))
+	}
+	if c.JWTLeeway < 0 || c.JWTLeeway > MaxJWTLeeway {
+		errs = append(errs, fmt.Errorf("GATEWAY_JWT_LEEWAY must be from 0 to %s, got %s", MaxJWTLeeway, c.JWTLeeway))
 	}
 	if c.HandlerTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("GATEWAY_HANDLER_TIMEOUT must be positive, got %s", c.HandlerTimeout))

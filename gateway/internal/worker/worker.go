@@ -121,7 +121,7 @@ func New(cfg config.Config, index int, log *zap.Logger, opts ...Option) *Worker 
 	w.life = newLifecycle(w)
 	w.revoked = revoke.New(nil, cfg.RevokeTTL, log.Named("revoke")) // its client is set once connected
 	w.adm = admission.New(admission.Config{
-		JWTSecret: cfg.JWTSecret, JWTPreviousSecret: cfg.JWTPreviousSecret, JWTAudience: cfg.JWTAudience,
+		JWTSecret: cfg.JWTSecret, JWTPreviousSecret: cfg.JWTPreviousSecret, JWTAudience: cfg.JWTAudience, JWTLeeway: cfg.JWTLeeway,
 		AllowedOrigins: cfg.AllowedOrigins, Dev: cfg.Dev,
 		MaxConns: cfg.MaxConns, MaxConnsPerUser: cfg.MaxConnsPerUser,
 		IPUpgradeRate: cfg.IPUpgradeRate, IPUpgradeBurst: cfg.IPUpgradeBurst,
