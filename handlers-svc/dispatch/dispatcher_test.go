@@ -541,3 +541,37 @@ func redisCPU(tb testing.TB, rdb *redis.Client) time.Duration {
 	}
 	return time.Duration(total * float64(time.Second))
 }
+
+// lobby starts a Redis and returns, within 10 s: a subscriber, ready, of
+// the broadcast channel and of bob's and alice's channels; a client; and
+// a dispatcher of a minute's window, per user or not, with alice in the
+// room "lobby".
+func lobby(t *testing.T, perUser bool) (context.Context, *redis.PubSub, *redis.Client, *dispatch.Dispatcher) {
+	t.Helper()
+	srv := testkit.StartRedis(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	ps := newClient(t, srv.Addr()).Subscribe(ctx, proto.Channel, proto.UserChannel("bob"), proto.UserChannel("alice"))
+	t.Cleanup(func() { _ = ps.Close() })
+	for range 3 {
+		if _, err := ps.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rdb := newClient(t, srv.Addr())
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute, PerUser: perUser})
+	if _, _, err := d.Join(ctx, "lobby", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, ps, rdb, d
+}
+
+// runSteps runs steps in order, failing the test at the first error.
+func runSteps(t *testing.T, steps []func() error) {
+	t.Helper()
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+}

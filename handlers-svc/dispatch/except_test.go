@@ -25,21 +25,7 @@ import (
 func TestExcept(t *testing.T) {
 	for _, perUser := range []bool{false, true} {
 		t.Run(fmt.Sprintf("per_user=%v", perUser), func(t *testing.T) {
-			srv := testkit.StartRedis(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			ps := newClient(t, srv.Addr()).Subscribe(ctx, proto.Channel, proto.UserChannel("bob"), proto.UserChannel("alice"))
-			t.Cleanup(func() { _ = ps.Close() })
-			for range 3 {
-				if _, err := ps.Receive(ctx); err != nil {
-					t.Fatal(err)
-				}
-			}
-			rdb := newClient(t, srv.Addr())
-			d := dispatch.New(rdb, dispatch.Options{Window: time.Minute, PerUser: perUser})
-			if _, _, err := d.Join(ctx, "lobby", "alice"); err != nil {
-				t.Fatal(err)
-			}
+			ctx, ps, rdb, d := lobby(t, perUser)
 			sender := &event.Request{Conn: "c-alice-1", User: "alice"}
 			steps := []func() error{
 				func() error {
@@ -61,11 +47,7 @@ func TestExcept(t *testing.T) {
 				func() error { return event.ExceptSender(d, sender).Broadcast(ctx, "x6", nil) },
 				func() error { return d.ToUsers(ctx, []string{"bob"}, "r7", nil) },
 			}
-			for i, step := range steps {
-				if err := step(); err != nil {
-					t.Fatalf("step %d: %v", i, err)
-				}
-			}
+			runSteps(t, steps)
 			want := []string{"x1", "x2", "x3", "x4", "t5", "x6", "r7"}
 			if perUser {
 				want = []string{"x1", "x1", "x2", "x3", "x4", "t5", "x6", "r7"}

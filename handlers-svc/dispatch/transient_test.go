@@ -25,21 +25,7 @@ import (
 func TestTransient(t *testing.T) {
 	for _, perUser := range []bool{false, true} {
 		t.Run(fmt.Sprintf("per_user=%v", perUser), func(t *testing.T) {
-			srv := testkit.StartRedis(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			ps := newClient(t, srv.Addr()).Subscribe(ctx, proto.Channel, proto.UserChannel("bob"), proto.UserChannel("alice"))
-			t.Cleanup(func() { _ = ps.Close() })
-			for range 3 {
-				if _, err := ps.Receive(ctx); err != nil {
-					t.Fatal(err)
-				}
-			}
-			rdb := newClient(t, srv.Addr())
-			d := dispatch.New(rdb, dispatch.Options{Window: time.Minute, PerUser: perUser})
-			if _, _, err := d.Join(ctx, "lobby", "alice"); err != nil {
-				t.Fatal(err)
-			}
+			ctx, ps, rdb, d := lobby(t, perUser)
 			td := event.Transient(d)
 			steps := []func() error{
 				func() error { return d.ToUsers(ctx, []string{"bob"}, "r1", nil) },
@@ -76,11 +62,7 @@ func TestTransient(t *testing.T) {
 					return err
 				},
 			}
-			for i, step := range steps {
-				if err := step(); err != nil {
-					t.Fatalf("step %d: %v", i, err)
-				}
-			}
+			runSteps(t, steps)
 
 			// Published in call order; t1 is one message in shared mode,
 			// one per user in per-user mode.
