@@ -177,6 +177,18 @@ func (l *Leases) Opened(user, conn string) *Count {
 // returns the user's Count after the removal, and false when it is not
 // known (not written in time, or failed).
 func (l *Leases) Closed(ctx context.Context, user, conn string) (int, bool) {
+	c := l.closing(user, conn)
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+	case <-l.stopped:
+	}
+	return c.Sockets()
+}
+
+// closing queues the removal of the lease of socket conn of user, and
+// returns the user's Count after it.
+func (l *Leases) closing(user, conn string) *Count {
 	l.mu.Lock()
 	if conns := l.local[user]; conns != nil {
 		delete(conns, conn)
@@ -188,12 +200,7 @@ func (l *Leases) Closed(ctx context.Context, user, conn string) (int, bool) {
 	l.pending = append(l.pending, op{user: user, conn: conn, count: c})
 	l.mu.Unlock()
 	l.wake()
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-	case <-l.stopped:
-	}
-	return c.Sockets()
+	return c
 }
 
 // Len returns the number of local sockets holding a lease.

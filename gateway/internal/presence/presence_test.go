@@ -56,7 +56,7 @@ func lease(t *testing.T, rdb redis.UniversalClient, user, conn string) (int64, b
 	return int64(score), true
 }
 
-func client(t *testing.T, r *testkit.Redis) *redis.Client {
+func client(t testing.TB, r *testkit.Redis) *redis.Client {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
