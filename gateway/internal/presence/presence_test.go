@@ -226,7 +226,7 @@ func TestManySockets(t *testing.T) {
 	rdb := client(t, r)
 	l := New(rdb, MinTTL, &counter{}, zap.NewNop())
 	run(t, l)
-	const users = 700 // > batchCmds/2 and batchCmds/3
+	const users = 700 // > batchOps and batchUsers
 	for i := range users {
 		l.Opened("u"+strconv.Itoa(i), "c"+strconv.Itoa(i))
 	}
@@ -345,7 +345,7 @@ func TestRefreshWithRedisHungEnds(t *testing.T) {
 	failed := &counter{}
 	l := New(rdb, MinTTL, failed, zap.NewNop())
 	stop := run(t, l)
-	const socks = 12 * batchCmds / 3 // a dozen batches of refresh
+	const socks = 12 * batchUsers // a dozen batches of refresh
 	for i := range socks {
 		l.Opened("u"+strconv.Itoa(i), "c"+strconv.Itoa(i))
 	}
@@ -453,8 +453,8 @@ func newLeases(rdb redis.UniversalClient, rec Recorder, log *zap.Logger) *Leases
 }
 
 // slowPipelines is a go-redis hook that holds each pipeline for delay
-// before sending it, and counts the refresh pipelines (those with a
-// ZREMRANGEBYSCORE) sent: a real Redis behind a slow path.
+// before sending it, and counts the refresh pipelines (those with the
+// refresh script) sent: a real Redis behind a slow path.
 type slowPipelines struct {
 	delay     time.Duration
 	refreshes atomic.Int64
@@ -469,7 +469,7 @@ func (h *slowPipelines) ProcessPipelineHook(next redis.ProcessPipelineHook) redi
 		time.Sleep(h.delay) // the slow path being simulated, not a wait for a condition
 		err := next(ctx, cmds)
 		for _, c := range cmds {
-			if c.Name() == "zremrangebyscore" {
+			if args := c.Args(); len(args) > 1 && c.Name() == "evalsha" && args[1] == refreshSHA {
 				h.refreshes.Add(1)
 				break
 			}
@@ -491,7 +491,7 @@ func TestCloseDuringLongRefresh(t *testing.T) {
 	l := New(rdb, MinTTL, &counter{}, zap.NewNop())
 	run(t, l)
 	const users = 3000 // 18 refresh batches of 170 users
-	batches := int64((users + batchCmds/3 - 1) / (batchCmds / 3))
+	batches := int64((users + batchUsers - 1) / (batchUsers))
 	var last *Count
 	for i := range users {
 		last = l.Opened("u"+strconv.Itoa(i), "c"+strconv.Itoa(i))

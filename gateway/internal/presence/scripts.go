@@ -1,0 +1,137 @@
+package presence
+
+import (
+	"context"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+)
+
+// Scripts of a socket's lease and its removal: each returns the user's
+// unexpired leases after it (KEYS[1] the user's key; ARGV the socket,
+// then the time now in Unix ms; for a lease, its expiry and the key's
+// TTL in ms). And the refresh of the leases of users of one partition
+// (one slot on a Redis Cluster), which also removes the expired leases
+// of other workers' sockets: KEYS the users' keys; ARGV the leases'
+// expiry, '(' and the time now in Unix ms, the keys' TTL in ms, then for
+// each key the number of its sockets and their ids. Numbers go as
+// decimal strings. They go by EVALSHA (the text once per Redis, not per
+// call); a Redis that lost them (restarted, SCRIPT FLUSH, a new master)
+// answers NOSCRIPT, having run nothing, and gets them again (exec).
+var (
+	addScript = redis.NewScript(`redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[2], '+inf')`)
+	removeScript = redis.NewScript(`redis.call('ZREM', KEYS[1], ARGV[1])
+return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[2], '+inf')`)
+	refreshScript = redis.NewScript(`local at = 4
+for k = 1, #KEYS do
+	local n = tonumber(ARGV[at])
+	for i = at + 1, at + n do
+		redis.call('ZADD', KEYS[k], ARGV[1], ARGV[i])
+	end
+	at = at + n + 1
+	redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', ARGV[2])
+	redis.call('PEXPIRE', KEYS[k], ARGV[3])
+end
+return #KEYS`)
+	scripts = [...]*redis.Script{addScript, removeScript, refreshScript}
+)
+
+// The first arguments of a script's command, boxed once.
+var (
+	evalshaArg any = "evalsha"
+	addSHA     any = addScript.Hash()
+	removeSHA  any = removeScript.Hash()
+	refreshSHA any = refreshScript.Hash()
+)
+
+// scriptKeyPos is the position of KEYS[1] in an EVALSHA's arguments.
+const scriptKeyPos = 3
+
+// exec runs the commands of l.batch on one pipeline, within writeTimeout,
+// and counts and logs those that failed, by the leases they write. It
+// reports whether any command failed, and whether the pipeline failed as
+// a whole: every command failed, or its time ran out. Scripts Redis did
+// not have, refused with NOSCRIPT and run not at all, are sent again once
+// loaded (after the batch's other commands, which write other sockets'
+// leases); on a Redis Cluster the scripts are loaded on every master.
+func (l *Leases) exec() (failed, whole bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	p := l.rdb.Pipeline()
+	for _, q := range l.batch {
+		_ = p.Process(ctx, q.cmd)
+	}
+	_, err := p.Exec(ctx)
+	if err != nil && l.reload(ctx) {
+		err = nil
+		for _, q := range l.batch {
+			if err = q.cmd.Err(); err != nil {
+				break
+			}
+		}
+	}
+	if err == nil {
+		return false, false
+	}
+	n, leases, first := 0, 0, -1
+	for i, q := range l.batch {
+		if q.cmd.Err() != nil {
+			n++
+			leases += q.leases
+			if first < 0 {
+				first = i
+			}
+		}
+	}
+	whole = n == 0 || n == len(l.batch) || ctx.Err() != nil
+	if n == 0 { // the pipeline failed as a whole
+		first = 0
+		for _, q := range l.batch {
+			leases += q.leases
+		}
+	}
+	l.rec.PresenceWriteFailed(leases)
+	o := l.batch[first].op
+	conn, _ := o.conn.(string)
+	l.failed.Failed(err, zap.String("user", o.user), zap.String("conn", conn), zap.Int("failed_leases", leases))
+	return true, whole
+}
+
+// reload loads the scripts again when a command of l.batch was refused
+// with NOSCRIPT, and sends those commands again, in order. It reports
+// whether it did.
+func (l *Leases) reload(ctx context.Context) bool {
+	again := l.again[:0]
+	defer func() {
+		clear(again)
+		l.again = again[:0]
+	}()
+	for _, q := range l.batch {
+		if isNoScript(q.cmd.Err()) {
+			again = append(again, q.cmd)
+		}
+	}
+	if len(again) == 0 {
+		return false
+	}
+	for _, s := range scripts {
+		if err := s.Load(ctx, l.rdb).Err(); err != nil {
+			return false // the commands keep their NOSCRIPT error
+		}
+	}
+	p := l.rdb.Pipeline()
+	for _, c := range again {
+		_ = p.Process(ctx, c)
+	}
+	_, _ = p.Exec(ctx) // each command carries its own result
+	return true
+}
+
+// isNoScript reports whether err is Redis's answer to a script it does not
+// have.
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
