@@ -52,7 +52,8 @@ const (
 	// each, of 2 or 3 commands.
 	batchOps = batchCmds / 2
 	// batchUsers is the most users in one pipeline of a refresh: 3
-	// commands each, in a script per partition.
+	// commands each. (A script for the users of a partition made less
+	// garbage, but cost Redis a quarter more CPU per user.)
 	batchUsers = batchCmds / 3
 	// writeTimeout bounds one pipeline's round trip.
 	writeTimeout = 2 * time.Second
@@ -101,22 +102,12 @@ type Leases struct {
 
 	// Run's goroutine alone uses these, kept from batch to batch and
 	// from pass to pass, so a refresh makes little garbage: the users of
-	// a pass, the arguments of a batch's scripts by partition, its
-	// commands, and those of them to send again once Redis has its
-	// scripts back.
-	names  []string
-	groups [proto.Partitions]group
-	batch  []queued
-	again  []redis.Cmder
-}
-
-// group is the arguments of a refresh script being built: the users of
-// one batch in one partition.
-type group struct {
-	keys   []any // the users' keys
-	ids    []any // for each user, the number of its sockets and their ids
-	first  op    // the first user's first socket, for the log
-	leases int
+	// a pass, the arguments of a batch's commands, its commands, and
+	// those of them to send again once Redis has its scripts back.
+	names []string
+	args  []any
+	batch []queued
+	again []redis.Cmder
 }
 
 // retry is a removal that failed, and when the lease it removes expires
@@ -136,11 +127,14 @@ type op struct {
 }
 
 // queued is a command of a batch: what it writes (for a refresh, the
-// user's first socket), for its count and the log, and how many leases.
+// user's first socket), for its count and the log, and how many leases;
+// or, part, a further command of the same write (a refresh's
+// ZREMRANGEBYSCORE and PEXPIRE of the user's key).
 type queued struct {
 	cmd    *redis.Cmd
 	op     op
 	leases int
+	part   bool
 }
 
 // Count is the number of a user's sockets with an unexpired lease right
@@ -194,7 +188,7 @@ func (l *Leases) Opened(user, conn string) *Count {
 	l.mu.Lock()
 	s := l.local[user]
 	if s == nil {
-		s = &sockets{key: proto.UserPresenceKey(user), part: proto.PartitionOf(user)}
+		s = &sockets{key: proto.UserPresenceKey(user)}
 		l.local[user] = s
 	}
 	id, added := s.add(conn)
@@ -326,9 +320,9 @@ func (l *Leases) write(ops []op) {
 			var args []any
 			switch {
 			case o.add:
-				args = []any{evalshaArg, addSHA, 1, o.key, o.conn, nowArg, expArg, l.ttlArg}
+				args = []any{"evalsha", addSHA, 1, o.key, o.conn, nowArg, expArg, l.ttlArg}
 			case o.count != nil:
-				args = []any{evalshaArg, removeSHA, 1, o.key, o.conn, nowArg}
+				args = []any{"evalsha", removeSHA, 1, o.key, o.conn, nowArg}
 			default: // a removal retried, or at the stop: no one waits for its count
 				args = []any{"zrem", o.key, o.conn}
 			}
@@ -400,8 +394,7 @@ func (l *Leases) retryRemovals() {
 }
 
 // refresh writes the leases of every local socket again, and removes the
-// expired leases of other workers' sockets from the same keys, a script
-// per partition of each batch of users. It ends early when ctx does: the stop removes the leases. The
+// expired leases of other workers' sockets from the same keys. It ends early when ctx does: the stop removes the leases. The
 // writes queued meanwhile go out between its batches, not after the whole
 // pass (which takes hundreds of round trips with tens of thousands of
 // users): a close waits for its removal at most presenceRemoveWait, and
@@ -425,44 +418,38 @@ func (l *Leases) refresh(ctx context.Context) {
 		n := min(len(rest), batchUsers)
 		batch := rest[:n]
 		rest = rest[n:]
+		// The batch's commands take their arguments from one array, kept
+		// for the next batches: a command is done with them once the
+		// batch is written.
+		args := l.args[:0]
+		queue := func(q queued, n int) {
+			q.cmd = redis.NewCmd(context.Background(), args[len(args)-n:len(args):len(args)]...)
+			l.batch = append(l.batch, q)
+		}
 		l.mu.Lock()
 		for _, name := range batch {
 			s := l.local[name]
 			if s == nil {
 				continue // closed since the pass began
 			}
-			g := &l.groups[s.part]
-			if len(g.keys) == 0 {
-				g.first = op{user: name, key: s.key, conn: s.conns[0], add: true}
+			args = append(args, "zadd", s.key)
+			for _, c := range s.conns {
+				args = append(args, expArg, c)
 			}
-			g.keys = append(g.keys, s.key)
-			g.ids = append(g.ids, len(s.conns))
-			g.ids = append(g.ids, s.conns...)
-			g.leases += len(s.conns)
+			queue(queued{op: op{user: name, key: s.key, conn: s.conns[0], add: true}, leases: len(s.conns)}, 2+2*len(s.conns))
+			args = append(args, "zremrangebyscore", s.key, "-inf", staleArg)
+			queue(queued{part: true}, 4)
+			args = append(args, "pexpire", s.key, l.ttlArg)
+			queue(queued{part: true}, 3)
 		}
 		l.mu.Unlock()
-		for i := range l.groups {
-			g := &l.groups[i]
-			if len(g.keys) == 0 {
-				continue
-			}
-			args := make([]any, 0, 6+len(g.keys)+len(g.ids))
-			args = append(args, evalshaArg, refreshSHA, len(g.keys))
-			args = append(args, g.keys...)
-			args = append(args, expArg, staleArg, l.ttlArg)
-			args = append(args, g.ids...)
-			cmd := redis.NewCmd(context.Background(), args...)
-			cmd.SetFirstKeyPos(scriptKeyPos)
-			l.batch = append(l.batch, queued{cmd: cmd, op: g.first, leases: g.leases})
-			clear(g.keys)
-			clear(g.ids)
-			*g = group{keys: g.keys[:0], ids: g.ids[:0]}
-		}
 		whole := false
 		if len(l.batch) > 0 {
 			_, whole = l.exec()
 		}
 		l.endBatch()
+		clear(args)
+		l.args = args[:0]
 		if whole && len(rest) > 0 { // as in write
 			l.mu.Lock()
 			skipped := 0

@@ -453,8 +453,8 @@ func newLeases(rdb redis.UniversalClient, rec Recorder, log *zap.Logger) *Leases
 }
 
 // slowPipelines is a go-redis hook that holds each pipeline for delay
-// before sending it, and counts the refresh pipelines (those with the
-// refresh script) sent: a real Redis behind a slow path.
+// before sending it, and counts the refresh pipelines (those with a
+// ZREMRANGEBYSCORE) sent: a real Redis behind a slow path.
 type slowPipelines struct {
 	delay     time.Duration
 	refreshes atomic.Int64
@@ -469,7 +469,7 @@ func (h *slowPipelines) ProcessPipelineHook(next redis.ProcessPipelineHook) redi
 		time.Sleep(h.delay) // the slow path being simulated, not a wait for a condition
 		err := next(ctx, cmds)
 		for _, c := range cmds {
-			if args := c.Args(); len(args) > 1 && c.Name() == "evalsha" && args[1] == refreshSHA {
+			if c.Name() == "zremrangebyscore" {
 				h.refreshes.Add(1)
 				break
 			}

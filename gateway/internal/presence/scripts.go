@@ -11,41 +11,21 @@ import (
 // Scripts of a socket's lease and its removal: each returns the user's
 // unexpired leases after it (KEYS[1] the user's key; ARGV the socket,
 // then the time now in Unix ms; for a lease, its expiry and the key's
-// TTL in ms). And the refresh of the leases of users of one partition
-// (one slot on a Redis Cluster), which also removes the expired leases
-// of other workers' sockets: KEYS the users' keys; ARGV the leases'
-// expiry, '(' and the time now in Unix ms, the keys' TTL in ms, then for
-// each key the number of its sockets and their ids. Numbers go as
-// decimal strings. They go by EVALSHA (the text once per Redis, not per
-// call); a Redis that lost them (restarted, SCRIPT FLUSH, a new master)
-// answers NOSCRIPT, having run nothing, and gets them again (exec).
+// TTL in ms). Numbers go as decimal strings. They go by EVALSHA (the
+// text once per Redis, not per call); a Redis that lost them (restarted,
+// SCRIPT FLUSH, a new master) answers NOSCRIPT, having run nothing, and
+// gets them again (exec).
 var (
 	addScript = redis.NewScript(`redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[2], '+inf')`)
 	removeScript = redis.NewScript(`redis.call('ZREM', KEYS[1], ARGV[1])
 return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[2], '+inf')`)
-	refreshScript = redis.NewScript(`local at = 4
-for k = 1, #KEYS do
-	local n = tonumber(ARGV[at])
-	for i = at + 1, at + n do
-		redis.call('ZADD', KEYS[k], ARGV[1], ARGV[i])
-	end
-	at = at + n + 1
-	redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', ARGV[2])
-	redis.call('PEXPIRE', KEYS[k], ARGV[3])
-end
-return #KEYS`)
-	scripts = [...]*redis.Script{addScript, removeScript, refreshScript}
+	scripts = [...]*redis.Script{addScript, removeScript}
 )
 
-// The first arguments of a script's command, boxed once.
-var (
-	evalshaArg any = "evalsha"
-	addSHA     any = addScript.Hash()
-	removeSHA  any = removeScript.Hash()
-	refreshSHA any = refreshScript.Hash()
-)
+// The scripts' hashes, boxed once as their commands take them.
+var addSHA, removeSHA any = addScript.Hash(), removeScript.Hash()
 
 // scriptKeyPos is the position of KEYS[1] in an EVALSHA's arguments.
 const scriptKeyPos = 3
@@ -76,11 +56,18 @@ func (l *Leases) exec() (failed, whole bool) {
 	if err == nil {
 		return false, false
 	}
-	n, leases, first := 0, 0, -1
+	// A write is a command and the commands after it that are part of
+	// it; its leases count once, if any of them failed.
+	n, leases, first, w, counted := 0, 0, -1, 0, false
 	for i, q := range l.batch {
+		if !q.part {
+			w, counted = q.leases, false
+		}
 		if q.cmd.Err() != nil {
 			n++
-			leases += q.leases
+			if !counted {
+				leases, counted = leases+w, true
+			}
 			if first < 0 {
 				first = i
 			}
@@ -90,10 +77,15 @@ func (l *Leases) exec() (failed, whole bool) {
 	if n == 0 { // the pipeline failed as a whole
 		first = 0
 		for _, q := range l.batch {
-			leases += q.leases
+			if !q.part {
+				leases += q.leases
+			}
 		}
 	}
 	l.rec.PresenceWriteFailed(leases)
+	for first > 0 && l.batch[first].part {
+		first-- // the write's first command has its op
+	}
 	o := l.batch[first].op
 	conn, _ := o.conn.(string)
 	l.failed.Failed(err, zap.String("user", o.user), zap.String("conn", conn), zap.Int("failed_leases", leases))

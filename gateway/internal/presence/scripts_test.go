@@ -121,9 +121,9 @@ func TestUserWithManySockets(t *testing.T) {
 	}
 }
 
-// TestClusterRefresh: on a Redis Cluster the refresh, a script for the
-// users of one partition (one slot), writes every lease again, also after
-// the masters lost the scripts.
+// TestClusterRefresh: on a Redis Cluster the refresh writes the leases
+// of users in every partition again, users with two sockets among them,
+// also after the masters lost the scripts; no write fails.
 func TestClusterRefresh(t *testing.T) {
 	c := testkit.StartRedisCluster(t, 3)
 	rdb := c.Client(nil)

@@ -4,7 +4,6 @@ package presence
 // kept boxed as the commands take them, so a refresh boxes nothing.
 type sockets struct {
 	key   any   // proto.UserPresenceKey, a string
-	part  int   // proto.PartitionOf the user
 	conns []any // ids of its open local sockets, strings
 	// index holds each conn's position in conns, once there are more
 	// than indexFrom.
