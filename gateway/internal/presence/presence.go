@@ -394,13 +394,14 @@ func (l *Leases) retryRemovals() {
 }
 
 // refresh writes the leases of every local socket again, and removes the
-// expired leases of other workers' sockets from the same keys. It ends early when ctx does: the stop removes the leases. The
-// writes queued meanwhile go out between its batches, not after the whole
-// pass (which takes hundreds of round trips with tens of thousands of
-// users): a close waits for its removal at most presenceRemoveWait, and
-// then its disconnect would be announced while the lease still counted.
-// Each batch reads its users' sockets when it is written, so a socket
-// closed during the pass is not leased again.
+// expired leases of other workers' sockets from the same keys. It ends
+// early when ctx does: the stop removes the leases. The writes queued
+// meanwhile go out between its batches, not after the whole pass (which
+// takes hundreds of round trips with tens of thousands of users): a
+// close waits for its removal at most presenceRemoveWait, and then its
+// disconnect would be announced while the lease still counted. Each
+// batch reads its users' sockets when it is written, so a socket closed
+// during the pass is not leased again.
 func (l *Leases) refresh(ctx context.Context) {
 	l.mu.Lock()
 	names := l.names[:0]
