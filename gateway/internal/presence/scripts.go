@@ -93,17 +93,33 @@ func (l *Leases) exec() (failed, whole bool) {
 }
 
 // reload loads the scripts again when a command of l.batch was refused
-// with NOSCRIPT, and sends those commands again, in order. It reports
-// whether it did.
+// with NOSCRIPT, and sends those commands again, in order. A removal of
+// the batch that ran although the lease before it was refused (Redis got
+// the removal's script between the two: another worker loading them) is
+// sent again after that lease, or the lease would outlive its socket's
+// close until it expired; the first run removed nothing, so its count is
+// as if only the second ran. It reports whether it did.
 func (l *Leases) reload(ctx context.Context) bool {
 	again := l.again[:0]
 	defer func() {
 		clear(again)
 		l.again = again[:0]
 	}()
+	var refused map[any]struct{} // the sockets whose lease was refused
 	for _, q := range l.batch {
-		if isNoScript(q.cmd.Err()) {
+		switch err := q.cmd.Err(); {
+		case isNoScript(err):
 			again = append(again, q.cmd)
+			if q.op.add && !q.part {
+				if refused == nil {
+					refused = make(map[any]struct{})
+				}
+				refused[q.op.conn] = struct{}{}
+			}
+		case err == nil && !q.op.add && !q.part && refused != nil:
+			if _, ok := refused[q.op.conn]; ok {
+				again = append(again, q.cmd)
+			}
 		}
 	}
 	if len(again) == 0 {

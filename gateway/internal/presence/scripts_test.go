@@ -175,3 +175,46 @@ func TestClusterRefresh(t *testing.T) {
 		t.Errorf("%d failed writes counted, want none", n)
 	}
 }
+
+// TestScriptsHalfLoaded: a socket opened and closed in one batch while
+// Redis has the removal's script but not the lease's (another worker
+// loading them after a SCRIPT FLUSH or a failover, between the two): the
+// removal runs and the lease is refused with NOSCRIPT; sent again once
+// loaded, the lease must not outlive the removal queued after it.
+func TestScriptsHalfLoaded(t *testing.T) {
+	r := testkit.StartRedis(t)
+	rdb := client(t, r)
+	failed := &counter{}
+	l := New(rdb, MinTTL, failed, zap.NewNop())
+	ctx := context.Background()
+	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := removeScript.Load(ctx, rdb).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Queued before Run starts, so that one batch writes both.
+	opened := l.Opened("kim", "c1")
+	l.Opened("kim", "c2")
+	closed := l.closing("kim", "c1")
+	run(t, l)
+	for _, c := range []*Count{opened, closed} {
+		select {
+		case <-c.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("the batch is not written")
+		}
+	}
+	if _, ok := lease(t, rdb, "kim", "c1"); ok {
+		t.Error("c1's lease was written back after its removal")
+	}
+	if _, ok := lease(t, rdb, "kim", "c2"); !ok {
+		t.Error("c2 has no lease")
+	}
+	if n, ok := closed.Sockets(); ok && n != 1 {
+		t.Errorf("c1's close counted %d sockets, want 1 (or not known)", n)
+	}
+	if n := failed.n.Load(); n != 0 {
+		t.Errorf("%d failed writes counted, want none", n)
+	}
+}
