@@ -123,7 +123,9 @@ func TestUserWithManySockets(t *testing.T) {
 
 // TestClusterRefresh: on a Redis Cluster the refresh writes the leases
 // of users in every partition again, users with two sockets among them,
-// also after the masters lost the scripts; no write fails.
+// also after the masters lost the scripts, and the leases and removals
+// of sockets, by the scripts the masters lost, are written and counted
+// right; no write fails.
 func TestClusterRefresh(t *testing.T) {
 	c := testkit.StartRedisCluster(t, 3)
 	rdb := c.Client(nil)
@@ -169,6 +171,42 @@ func TestClusterRefresh(t *testing.T) {
 	for i, u := range users {
 		if _, ok := lease(t, rdb, u, "b-"+u); ok != (i%3 == 0) {
 			t.Errorf("%s's second socket leased: %t", u, ok)
+		}
+	}
+	// The scripts of a socket's lease and removal, which every master has
+	// lost, are loaded again on each, in the partitions of one pipeline.
+	counted := func(c *Count, what string, want int) {
+		t.Helper()
+		select {
+		case <-c.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: count not done", what)
+		}
+		if n, ok := c.Sockets(); !ok || n != want {
+			t.Errorf("%s: %d sockets, %t; want %d", what, n, ok, want)
+		}
+	}
+	if err := rdb.ScriptFlush(ctx).Err(); err != nil { // every master, go-redis's ClusterClient
+		t.Fatal(err)
+	}
+	opened := make([]*Count, len(users))
+	for i, u := range users {
+		opened[i] = l.Opened(u, "c-"+u)
+	}
+	for i, u := range users {
+		counted(opened[i], "Opened(c-"+u+")", 2+btoi(i%3 == 0))
+	}
+	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	closed := make([]*Count, len(users))
+	for i, u := range users {
+		closed[i] = l.closing(u, "c-"+u)
+	}
+	for i, u := range users {
+		counted(closed[i], "Closed(c-"+u+")", 1+btoi(i%3 == 0))
+		if _, ok := lease(t, rdb, u, "c-"+u); ok {
+			t.Errorf("c-%s still leased once closed", u)
 		}
 	}
 	if n := failed.n.Load(); n != 0 {
@@ -217,4 +255,11 @@ func TestScriptsHalfLoaded(t *testing.T) {
 	if n := failed.n.Load(); n != 0 {
 		t.Errorf("%d failed writes counted, want none", n)
 	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
