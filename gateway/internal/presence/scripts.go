@@ -36,7 +36,9 @@ const scriptKeyPos = 3
 // a whole: every command failed, or its time ran out. Scripts Redis did
 // not have, refused with NOSCRIPT and run not at all, are sent again once
 // loaded (after the batch's other commands, which write other sockets'
-// leases); on a Redis Cluster the scripts are loaded on every master.
+// leases); on a Redis Cluster the scripts are loaded on every node,
+// replicas too (go-redis's ForEachShard): a node that does not answer
+// fails the reload, and the commands keep their NOSCRIPT.
 func (l *Leases) exec() (failed, whole bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()

@@ -173,7 +173,7 @@ func TestClusterRefresh(t *testing.T) {
 			t.Errorf("%s's second socket leased: %t", u, ok)
 		}
 	}
-	// The scripts of a socket's lease and removal, which every master has
+	// The scripts of a socket's lease and removal, which every node has
 	// lost, are loaded again on each, in the partitions of one pipeline.
 	counted := func(c *Count, what string, want int) {
 		t.Helper()
@@ -186,7 +186,7 @@ func TestClusterRefresh(t *testing.T) {
 			t.Errorf("%s: %d sockets, %t; want %d", what, n, ok, want)
 		}
 	}
-	if err := rdb.ScriptFlush(ctx).Err(); err != nil { // every master, go-redis's ClusterClient
+	if err := rdb.ScriptFlush(ctx).Err(); err != nil { // every node, go-redis's ClusterClient
 		t.Fatal(err)
 	}
 	opened := make([]*Count, len(users))
