@@ -242,7 +242,7 @@ func NewWorker() *Worker {
 	m.pendingClosed = f.counter("pending_connections_closed_total",
 		"Connections closed before they sent a request's headers because their address had more than GATEWAY_IP_PENDING such connections (slowloris).")
 	m.presenceFailed = f.counter("presence_write_failures_total",
-		"Presence lease commands (ZADD, ZREM) that failed to reach Redis; the next refresh, every third of GATEWAY_PRESENCE_TTL, writes every lease again and every removal that failed, until its lease expires within the TTL; the writes a batch that failed as a whole left undone count too.")
+		"Presence leases whose write to Redis failed (refused, or not answered within 2 s), one per socket: its lease written at its connect or at a refresh (every third of GATEWAY_PRESENCE_TTL), or removed at its close; the writes a batch that failed as a whole left undone count too. The next refresh writes every lease again and every removal that failed, until its lease expires within the TTL.")
 	m.envelopes = f.counterVec("envelopes_received_total",
 		"Client envelopes, by event and result (ok or the error code sent). Events not yet confirmed by a handler count as _other, frames that are not envelopes as _invalid.",
 		"event", "result")
@@ -303,6 +303,15 @@ func (m *Worker) Watch(open func() int, natsConnected, redisSubscribed func() bo
 	f.gaugeFunc("nats_connected", "1 while the worker's NATS connection is up.", func() float64 { return bit(natsConnected()) })
 	f.gaugeFunc("redis_subscribed", "1 while the worker's Redis subscription to the dispatch channel is live.",
 		func() float64 { return bit(redisSubscribed()) })
+}
+
+// WatchPresence registers the gauge of the presence leases the worker
+// holds, read at scrape time from leases (presence.Leases.Len). Call it
+// once, with presence on.
+func (m *Worker) WatchPresence(leases func() int) {
+	factory{m.reg}.gaugeFunc("presence_leases",
+		"Sockets of this worker whose presence lease it holds in Redis (written, or queued to be) and refreshes every third of GATEWAY_PRESENCE_TTL, until they close; with presence on.",
+		func() float64 { return float64(leases()) })
 }
 
 // Fanout is what WatchFanout reads from the Redis fan-out at scrape time.
@@ -434,8 +443,8 @@ func (m *Worker) Shed(reason string) {
 // request headers, to make room under GATEWAY_IP_PENDING.
 func (m *Worker) PendingClosed() { m.pendingClosed.Inc() }
 
-// PresenceWriteFailed counts n presence lease commands that failed
-// (presence.Recorder).
+// PresenceWriteFailed counts n presence leases whose write or removal
+// failed (presence.Recorder).
 func (m *Worker) PresenceWriteFailed(n int) { m.presenceFailed.Add(float64(n)) }
 
 // RateLimited counts a frame refused by the socket's rate limit.

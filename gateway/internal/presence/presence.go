@@ -45,19 +45,33 @@ const MinTTL = 3 * time.Second
 
 // Bounds of the writes.
 const (
-	// batchCmds is the most commands in one pipeline: a refresh of many
-	// sockets is written in several, each a bounded round trip.
+	// batchCmds bounds the Redis commands one pipeline runs: a refresh of
+	// many sockets is written in several, each a bounded round trip.
 	batchCmds = 512
+	// batchOps is the most leases or removals in one pipeline: a script
+	// each, of 2 or 3 commands.
+	batchOps = batchCmds / 2
+	// batchUsers is the most users in one pipeline of a refresh: 3
+	// commands each. (A script for the users of a partition made less
+	// garbage, but cost Redis a quarter more CPU per user.)
+	batchUsers = batchCmds / 3
 	// writeTimeout bounds one pipeline's round trip.
 	writeTimeout = 2 * time.Second
 	// logEvery is how often, at most, failed writes are logged.
 	logEvery = 30 * time.Second
+	// indexFrom is the most sockets of a user looked up by a scan of its
+	// list, beyond which they are indexed (GATEWAY_MAX_CONNS_PER_USER may
+	// be 0, unlimited).
+	indexFrom = 16
+	// keepPending is the largest queue of writes whose array is kept for
+	// the next writes: one of a connect storm is let go.
+	keepPending = 4 * batchOps
 )
 
 // Recorder counts failed writes; the worker's metrics implement it.
 type Recorder interface {
-	// PresenceWriteFailed counts n lease commands (ZADD, ZREM) that
-	// failed.
+	// PresenceWriteFailed counts n leases whose write (at a socket's
+	// open, or a refresh) or removal (at its close) failed.
 	PresenceWriteFailed(n int)
 }
 
@@ -66,14 +80,17 @@ type Recorder interface {
 type Leases struct {
 	rdb    redis.UniversalClient
 	ttl    time.Duration
+	ttlArg any // ttl in ms, as the scripts take it
 	rec    Recorder
 	failed *logevery.Log
 	now    func() time.Time
 
 	mu      sync.Mutex
-	local   map[string]map[string]struct{} // user -> ids of its open local sockets
-	pending []op                           // writes not yet taken by Run, in order
-	written chan struct{}                  // closed once the writes now pending are written (or failed)
+	local   map[string]*sockets // user -> its open local sockets
+	n       int                 // sockets in local
+	pending []op                // writes not yet taken by Run, in order
+	spare   []op                // the array of writes taken and written, for the next ones
+	written chan struct{}       // closed once the writes now pending are written (or failed)
 
 	kick    chan struct{} // capacity 1: writes are pending
 	stopped chan struct{} // closed when Run returns
@@ -82,6 +99,15 @@ type Leases struct {
 	// until written or until the lease they remove has expired anyway:
 	// at most the sockets closed in one TTL. Run's goroutine alone uses it.
 	unremoved []retry
+
+	// Run's goroutine alone uses these, kept from batch to batch and
+	// from pass to pass, so a refresh makes little garbage: the users of
+	// a pass, the arguments of a batch's commands, its commands, and
+	// those of them to send again once Redis has its scripts back.
+	names []string
+	args  []any
+	batch []queued
+	again []redis.Cmder
 }
 
 // retry is a removal that failed, and when the lease it removes expires
@@ -94,9 +120,21 @@ type retry struct {
 // op is one queued write: a socket's lease, or its removal; count, for
 // the writes of Opened and Closed, takes the user's count after it.
 type op struct {
-	user, conn string
-	add        bool
-	count      *Count
+	user      string // for the log
+	key, conn any    // the user's key and the socket's id, strings
+	add       bool
+	count     *Count
+}
+
+// queued is a command of a batch: what it writes (for a refresh, the
+// user's first socket), for its count and the log, and how many leases;
+// or, part, a further command of the same write (a refresh's
+// ZREMRANGEBYSCORE and PEXPIRE of the user's key).
+type queued struct {
+	cmd    *redis.Cmd
+	op     op
+	leases int
+	part   bool
 }
 
 // Count is the number of a user's sockets with an unexpired lease right
@@ -124,18 +162,6 @@ func (c *Count) Sockets() (int, bool) {
 	}
 }
 
-// Scripts of a socket's lease and its removal: each returns the user's
-// unexpired leases after it (KEYS[1] the user's key; ARGV the socket,
-// then the time now in Unix ms; for a lease, its expiry and the key's
-// TTL in ms). Numbers go as decimal strings.
-const (
-	addScript = `redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[2], '+inf')`
-	removeScript = `redis.call('ZREM', KEYS[1], ARGV[1])
-return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[2], '+inf')`
-)
-
 // New returns Leases of ttl (at least MinTTL) written to rdb, failures
 // counted by rec and logged to log, which carries the worker's field.
 func New(rdb redis.UniversalClient, ttl time.Duration, rec Recorder, log *zap.Logger) *Leases {
@@ -144,8 +170,9 @@ func New(rdb redis.UniversalClient, ttl time.Duration, rec Recorder, log *zap.Lo
 	}
 	return &Leases{
 		rdb: rdb, ttl: ttl, rec: rec, now: time.Now,
+		ttlArg:  strconv.FormatInt(ttl.Milliseconds(), 10),
 		failed:  logevery.New(log, "presence not recorded in redis, retried at the next refresh", logEvery),
-		local:   make(map[string]map[string]struct{}),
+		local:   make(map[string]*sockets),
 		written: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 		stopped: make(chan struct{}),
@@ -159,14 +186,17 @@ func New(rdb redis.UniversalClient, ttl time.Duration, rec Recorder, log *zap.Lo
 // lease.
 func (l *Leases) Opened(user, conn string) *Count {
 	l.mu.Lock()
-	conns := l.local[user]
-	if conns == nil {
-		conns = make(map[string]struct{}, 1)
-		l.local[user] = conns
+	s := l.local[user]
+	if s == nil {
+		s = &sockets{key: proto.UserPresenceKey(user)}
+		l.local[user] = s
 	}
-	conns[conn] = struct{}{}
+	id, added := s.add(conn)
+	if added {
+		l.n++
+	}
 	c := &Count{done: l.written}
-	l.pending = append(l.pending, op{user: user, conn: conn, add: true, count: c})
+	l.pending = append(l.pending, op{user: user, key: s.key, conn: id, add: true, count: c})
 	l.mu.Unlock()
 	l.wake()
 	return c
@@ -177,17 +207,7 @@ func (l *Leases) Opened(user, conn string) *Count {
 // returns the user's Count after the removal, and false when it is not
 // known (not written in time, or failed).
 func (l *Leases) Closed(ctx context.Context, user, conn string) (int, bool) {
-	l.mu.Lock()
-	if conns := l.local[user]; conns != nil {
-		delete(conns, conn)
-		if len(conns) == 0 {
-			delete(l.local, user)
-		}
-	}
-	c := &Count{done: l.written}
-	l.pending = append(l.pending, op{user: user, conn: conn, count: c})
-	l.mu.Unlock()
-	l.wake()
+	c := l.closing(user, conn)
 	select {
 	case <-c.done:
 	case <-ctx.Done():
@@ -196,15 +216,38 @@ func (l *Leases) Closed(ctx context.Context, user, conn string) (int, bool) {
 	return c.Sockets()
 }
 
+// closing queues the removal of the lease of socket conn of user, and
+// returns the user's Count after it.
+func (l *Leases) closing(user, conn string) *Count {
+	l.mu.Lock()
+	var key, id any
+	if s := l.local[user]; s != nil {
+		key, id = s.key, s.remove(conn)
+		if id != nil {
+			l.n--
+		}
+		if len(s.conns) == 0 {
+			delete(l.local, user)
+		}
+	}
+	if key == nil {
+		key = proto.UserPresenceKey(user)
+	}
+	if id == nil {
+		id = conn
+	}
+	c := &Count{done: l.written}
+	l.pending = append(l.pending, op{user: user, key: key, conn: id, count: c})
+	l.mu.Unlock()
+	l.wake()
+	return c
+}
+
 // Len returns the number of local sockets holding a lease.
 func (l *Leases) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := 0
-	for _, conns := range l.local {
-		n += len(conns)
-	}
-	return n
+	return l.n
 }
 
 func (l *Leases) wake() {
@@ -241,14 +284,25 @@ func (l *Leases) Run(ctx context.Context) {
 }
 
 // flush writes the pending writes, in order, and wakes the Closed calls
-// waiting for them.
+// waiting for them. With none pending it does nothing: no Count waits on
+// the written channel of an empty queue.
 func (l *Leases) flush() {
 	l.mu.Lock()
+	if len(l.pending) == 0 {
+		l.mu.Unlock()
+		return
+	}
 	ops, written := l.pending, l.written
-	l.pending, l.written = nil, make(chan struct{})
+	l.pending, l.spare, l.written = l.spare, nil, make(chan struct{})
 	l.mu.Unlock()
-	defer close(written)
 	l.write(ops)
+	close(written)
+	if cap(ops) <= keepPending {
+		clear(ops) // let the Counts go
+		l.mu.Lock()
+		l.spare = ops[:0]
+		l.mu.Unlock()
+	}
 }
 
 // write writes ops in order, in batches. A batch that fails as a whole
@@ -259,57 +313,53 @@ func (l *Leases) flush() {
 // TTL.
 func (l *Leases) write(ops []op) {
 	now := l.now()
-	exp := float64(now.Add(l.ttl).UnixMilli())
-	nowMS := strconv.FormatInt(now.UnixMilli(), 10)
-	expMS := strconv.FormatInt(now.Add(l.ttl).UnixMilli(), 10)
-	ttlMS := strconv.FormatInt(l.ttl.Milliseconds(), 10)
-	counted := make([]*redis.Cmd, 0, batchCmds/2)
+	var nowArg, expArg any = strconv.FormatInt(now.UnixMilli(), 10), strconv.FormatInt(now.Add(l.ttl).UnixMilli(), 10)
 	for len(ops) > 0 {
-		n := min(len(ops), batchCmds/2) // at most 2 commands each
-		counted = counted[:0]
-		failed, whole := l.exec(func(p redis.Pipeliner) []op {
-			for _, o := range ops[:n] {
-				key := proto.UserPresenceKey(o.user)
-				switch {
-				case o.count != nil && o.add:
-					counted = append(counted, p.Eval(context.Background(), addScript, []string{key}, o.conn, nowMS, expMS, ttlMS))
-				case o.count != nil:
-					counted = append(counted, p.Eval(context.Background(), removeScript, []string{key}, o.conn, nowMS))
-				case o.add:
-					p.ZAdd(context.Background(), key, redis.Z{Score: exp, Member: o.conn})
-					p.PExpire(context.Background(), key, l.ttl)
-				default:
-					p.ZRem(context.Background(), key, o.conn)
-				}
-			}
-			return ops[:n]
-		})
-		i := 0
+		n := min(len(ops), batchOps)
 		for _, o := range ops[:n] {
-			if o.count == nil {
+			var args []any
+			switch {
+			case o.add:
+				args = []any{"evalsha", addSHA, 1, o.key, o.conn, nowArg, expArg, l.ttlArg}
+			case o.count != nil:
+				args = []any{"evalsha", removeSHA, 1, o.key, o.conn, nowArg}
+			default: // a removal retried, or at the stop: no one waits for its count
+				args = []any{"zrem", o.key, o.conn}
+			}
+			cmd := redis.NewCmd(context.Background(), args...)
+			if o.add || o.count != nil {
+				cmd.SetFirstKeyPos(scriptKeyPos)
+			}
+			l.batch = append(l.batch, queued{cmd: cmd, op: o, leases: 1})
+		}
+		failed, whole := l.exec()
+		for _, q := range l.batch {
+			if q.op.count == nil {
 				continue
 			}
-			if v, err := counted[i].Int(); err == nil {
-				o.count.n, o.count.ok = v, true
+			if v, err := q.cmd.Int(); err == nil {
+				q.op.count.n, q.op.count.ok = v, true
 			}
-			i++
 		}
+		l.endBatch()
 		if failed {
 			l.keepRemovals(ops[:n])
 		}
 		ops = ops[n:]
 		if whole {
-			skipped := 0
-			for _, o := range ops {
-				skipped += 1 + btoi(o.add)
-			}
-			if skipped > 0 {
-				l.rec.PresenceWriteFailed(skipped)
+			if len(ops) > 0 {
+				l.rec.PresenceWriteFailed(len(ops))
 			}
 			l.keepRemovals(ops)
 			return
 		}
 	}
+}
+
+// endBatch lets the commands of the batch written go.
+func (l *Leases) endBatch() {
+	clear(l.batch)
+	l.batch = l.batch[:0]
 }
 
 // keepRemovals keeps the removals among ops, which may not have been
@@ -343,13 +393,6 @@ func (l *Leases) retryRemovals() {
 	l.write(ops)
 }
 
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // refresh writes the leases of every local socket again, and removes the
 // expired leases of other workers' sockets from the same keys. It ends
 // early when ctx does: the stop removes the leases. The writes queued
@@ -361,52 +404,65 @@ func btoi(b bool) int {
 // during the pass is not leased again.
 func (l *Leases) refresh(ctx context.Context) {
 	l.mu.Lock()
-	names := make([]string, 0, len(l.local))
+	names := l.names[:0]
 	for name := range l.local {
 		names = append(names, name)
 	}
 	l.mu.Unlock()
+	defer func() {
+		clear(names[:cap(names)])
+		l.names = names[:0]
+	}()
 	now := l.now()
-	exp := float64(now.Add(l.ttl).UnixMilli())
-	stale := "(" + strconv.FormatInt(now.UnixMilli(), 10)
-	for len(names) > 0 && ctx.Err() == nil {
-		n := min(len(names), batchCmds/3) // 3 commands each
-		batch := names[:n]
-		names = names[n:]
-		type user struct {
-			name    string
-			members []redis.Z
+	var expArg, staleArg any = strconv.FormatInt(now.Add(l.ttl).UnixMilli(), 10), "(" + strconv.FormatInt(now.UnixMilli(), 10)
+	for rest := names; len(rest) > 0 && ctx.Err() == nil; {
+		n := min(len(rest), batchUsers)
+		batch := rest[:n]
+		rest = rest[n:]
+		// The batch's commands take their arguments from one array, kept
+		// for the next batches: a command is done with them once the
+		// batch is written.
+		args := l.args[:0]
+		queue := func(q queued, n int) {
+			q.cmd = redis.NewCmd(context.Background(), args[len(args)-n:len(args):len(args)]...)
+			l.batch = append(l.batch, q)
 		}
-		users := make([]user, 0, len(batch))
 		l.mu.Lock()
 		for _, name := range batch {
-			conns := l.local[name]
-			if len(conns) == 0 {
+			s := l.local[name]
+			if s == nil {
 				continue // closed since the pass began
 			}
-			u := user{name: name, members: make([]redis.Z, 0, len(conns))}
-			for c := range conns {
-				u.members = append(u.members, redis.Z{Score: exp, Member: c})
+			args = append(args, "zadd", s.key)
+			for _, c := range s.conns {
+				args = append(args, expArg, c)
 			}
-			users = append(users, u)
+			queue(queued{op: op{user: name, key: s.key, conn: s.conns[0], add: true}, leases: len(s.conns)}, 2+2*len(s.conns))
+			args = append(args, "zremrangebyscore", s.key, "-inf", staleArg)
+			queue(queued{part: true}, 4)
+			args = append(args, "pexpire", s.key, l.ttlArg)
+			queue(queued{part: true}, 3)
 		}
 		l.mu.Unlock()
 		whole := false
-		if len(users) > 0 {
-			_, whole = l.exec(func(p redis.Pipeliner) []op {
-				ops := make([]op, 0, len(users))
-				for _, u := range users {
-					key := proto.UserPresenceKey(u.name)
-					p.ZAdd(context.Background(), key, u.members...)
-					p.ZRemRangeByScore(context.Background(), key, "-inf", stale)
-					p.PExpire(context.Background(), key, l.ttl)
-					ops = append(ops, op{user: u.name, conn: u.members[0].Member.(string), add: true})
-				}
-				return ops
-			})
+		if len(l.batch) > 0 {
+			_, whole = l.exec()
 		}
-		if whole && len(names) > 0 { // as in write
-			l.rec.PresenceWriteFailed(3 * len(names))
+		l.endBatch()
+		clear(args)
+		l.args = args[:0]
+		if whole && len(rest) > 0 { // as in write
+			l.mu.Lock()
+			skipped := 0
+			for _, name := range rest {
+				if s := l.local[name]; s != nil {
+					skipped += len(s.conns)
+				}
+			}
+			l.mu.Unlock()
+			if skipped > 0 {
+				l.rec.PresenceWriteFailed(skipped)
+			}
 			return
 		}
 		// After the batch: a removal queued while it was read is written
@@ -429,12 +485,12 @@ func (l *Leases) removeAll() {
 			removals = append(removals, o)
 		}
 	}
-	for user, conns := range l.local {
-		for c := range conns {
-			removals = append(removals, op{user: user, conn: c})
+	for user, s := range l.local {
+		for _, c := range s.conns {
+			removals = append(removals, op{user: user, key: s.key, conn: c})
 		}
 	}
-	l.local = make(map[string]map[string]struct{})
+	l.local, l.n = make(map[string]*sockets), 0
 	l.mu.Unlock()
 	now := l.now()
 	for _, r := range l.unremoved {
@@ -446,37 +502,3 @@ func (l *Leases) removeAll() {
 	defer close(written)
 	l.write(removals)
 }
-
-// exec runs the commands fill queues on one pipeline, within
-// writeTimeout, and counts and logs those that failed; fill returns the
-// ops they write, for the log's fields. It reports whether any command
-// failed, and whether the pipeline failed as a whole: every command
-// failed, or its time ran out.
-func (l *Leases) exec(fill func(redis.Pipeliner) []op) (failed, whole bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-	defer cancel()
-	p := l.rdb.Pipeline()
-	ops := fill(p)
-	cmds, err := p.Exec(ctx)
-	if err == nil {
-		return false, false
-	}
-	n := 0
-	for _, c := range cmds {
-		if c.Err() != nil {
-			n++
-		}
-	}
-	whole = n == 0 || n == len(cmds) || ctx.Err() != nil
-	if n == 0 { // the pipeline failed as a whole
-		n = len(cmds)
-	}
-	l.rec.PresenceWriteFailed(n)
-	first := ops[0]
-	l.failed.Failed(err, zap.String("user", first.user), zap.String("conn", first.conn),
-		zap.Int("failed_commands", n))
-	return true, whole
-}
-
-// expiry returns the score of a lease written now.
-func (l *Leases) expiry() float64 { return float64(l.now().Add(l.ttl).UnixMilli()) }

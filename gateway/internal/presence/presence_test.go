@@ -56,7 +56,7 @@ func lease(t *testing.T, rdb redis.UniversalClient, user, conn string) (int64, b
 	return int64(score), true
 }
 
-func client(t *testing.T, r *testkit.Redis) *redis.Client {
+func client(t testing.TB, r *testkit.Redis) *redis.Client {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
@@ -226,7 +226,7 @@ func TestManySockets(t *testing.T) {
 	rdb := client(t, r)
 	l := New(rdb, MinTTL, &counter{}, zap.NewNop())
 	run(t, l)
-	const users = 700 // > batchCmds/2 and batchCmds/3
+	const users = 700 // > batchOps and batchUsers
 	for i := range users {
 		l.Opened("u"+strconv.Itoa(i), "c"+strconv.Itoa(i))
 	}
@@ -345,7 +345,7 @@ func TestRefreshWithRedisHungEnds(t *testing.T) {
 	failed := &counter{}
 	l := New(rdb, MinTTL, failed, zap.NewNop())
 	stop := run(t, l)
-	const socks = 12 * batchCmds / 3 // a dozen batches of refresh
+	const socks = 12 * batchUsers // a dozen batches of refresh
 	for i := range socks {
 		l.Opened("u"+strconv.Itoa(i), "c"+strconv.Itoa(i))
 	}
@@ -491,7 +491,7 @@ func TestCloseDuringLongRefresh(t *testing.T) {
 	l := New(rdb, MinTTL, &counter{}, zap.NewNop())
 	run(t, l)
 	const users = 3000 // 18 refresh batches of 170 users
-	batches := int64((users + batchCmds/3 - 1) / (batchCmds / 3))
+	batches := int64((users + batchUsers - 1) / (batchUsers))
 	var last *Count
 	for i := range users {
 		last = l.Opened("u"+strconv.Itoa(i), "c"+strconv.Itoa(i))

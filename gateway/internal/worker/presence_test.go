@@ -41,6 +41,9 @@ func TestPresenceLeases(t *testing.T) {
 	testkit.Eventually(t, wait, "both of alice's sockets hold a lease", func() bool {
 		return leased("alice", a.Conn) && leased("alice", b.Conn)
 	})
+	if v := gaugeValue(t, r.w, "switchboard_gateway_presence_leases"); v != 2 {
+		t.Errorf("presence_leases = %v with two sockets leased, want 2", v)
+	}
 
 	a.CloseNormally()
 	testkit.Eventually(t, wait, "the worker logs a's close", func() bool {
@@ -57,6 +60,9 @@ func TestPresenceLeases(t *testing.T) {
 	if !leased("alice", b.Conn) {
 		t.Error("b's lease went with a's")
 	}
+	if v := gaugeValue(t, r.w, "switchboard_gateway_presence_leases"); v != 1 {
+		t.Errorf("presence_leases = %v once a closed, want 1", v)
+	}
 
 	// Presence off: a worker on another Redis writes no key.
 	rdOff := testkit.StartRedis(t)
@@ -71,4 +77,38 @@ func TestPresenceLeases(t *testing.T) {
 	if n := off.Exists(ctx, proto.UserPresenceKey("carol")).Val(); n != 0 {
 		t.Error("a worker with presence off wrote carol's presence")
 	}
+	if hasMetric(t, r2.w, "switchboard_gateway_presence_leases") {
+		t.Error("a worker with presence off exports presence_leases")
+	}
+}
+
+// gaugeValue reads a gauge of the worker's registry.
+func gaugeValue(t *testing.T, w *Worker, name string) float64 {
+	t.Helper()
+	fams, err := w.metrics.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == name && len(f.Metric) == 1 {
+			return f.Metric[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no gauge %s", name)
+	return 0
+}
+
+// hasMetric reports whether the worker's registry has name.
+func hasMetric(t *testing.T, w *Worker, name string) bool {
+	t.Helper()
+	fams, err := w.metrics.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == name {
+			return true
+		}
+	}
+	return false
 }

@@ -220,6 +220,7 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 	w.metrics.WatchFanout(w.sub)
 	if w.cfg.PresenceTTL > 0 {
 		w.leases = presence.New(w.rdb, w.cfg.PresenceTTL, w.metrics, w.log.Named("presence"))
+		w.metrics.WatchPresence(w.leases.Len)
 	}
 
 	bg, stopBG := context.WithCancel(context.Background())
