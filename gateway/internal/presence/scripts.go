@@ -14,31 +14,36 @@ import (
 // TTL in ms). Numbers go as decimal strings. They go by EVALSHA (the
 // text once per Redis, not per call); a Redis that lost them (restarted,
 // SCRIPT FLUSH, a new master) answers NOSCRIPT, having run nothing, and
-// gets them again (exec).
-var (
-	addScript = redis.NewScript(`redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+// gets them again by EVAL (reload).
+const (
+	addSource = `redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[2], '+inf')`)
-	removeScript = redis.NewScript(`redis.call('ZREM', KEYS[1], ARGV[1])
-return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[2], '+inf')`)
-	scripts = [...]*redis.Script{addScript, removeScript}
+return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[2], '+inf')`
+	removeSource = `redis.call('ZREM', KEYS[1], ARGV[1])
+return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[2], '+inf')`
+)
+
+var (
+	addScript    = redis.NewScript(addSource)
+	removeScript = redis.NewScript(removeSource)
+	// sources maps a script's hash to its text, for the EVAL of a
+	// command refused with NOSCRIPT.
+	sources = map[string]string{addScript.Hash(): addSource, removeScript.Hash(): removeSource}
 )
 
 // The scripts' hashes, boxed once as their commands take them.
 var addSHA, removeSHA any = addScript.Hash(), removeScript.Hash()
 
-// scriptKeyPos is the position of KEYS[1] in an EVALSHA's arguments.
+// scriptKeyPos is the position of KEYS[1] in an EVALSHA's (and an EVAL's) arguments.
 const scriptKeyPos = 3
 
 // exec runs the commands of l.batch on one pipeline, within writeTimeout,
 // and counts and logs those that failed, by the leases they write. It
 // reports whether any command failed, and whether the pipeline failed as
 // a whole: every command failed, or its time ran out. Scripts Redis did
-// not have, refused with NOSCRIPT and run not at all, are sent again once
-// loaded (after the batch's other commands, which write other sockets'
-// leases); on a Redis Cluster the scripts are loaded on every node,
-// replicas too (go-redis's ForEachShard): a node that does not answer
-// fails the reload, and the commands keep their NOSCRIPT.
+// not have, refused with NOSCRIPT and run not at all, are sent again by
+// EVAL (reload), after the batch's other commands, which write other
+// sockets' leases.
 func (l *Leases) exec() (failed, whole bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
@@ -100,7 +105,11 @@ func (l *Leases) exec() (failed, whole bool) {
 // the removal's script between the two: another worker loading them) is
 // sent again after that lease, or the lease would outlive its socket's
 // close until it expired; the first run removed nothing, so its count is
-// as if only the second ran. It reports whether it did.
+// as if only the second ran. They go again by EVAL, with the script's
+// text, which also gives the script to the node that lacked it: only that
+// one, on a Redis Cluster, so a node that does not answer (a master that
+// just failed) holds up no other's writes, as loading the scripts on
+// every node would. It reports whether it sent any.
 func (l *Leases) reload(ctx context.Context) bool {
 	again := l.again[:0]
 	defer func() {
@@ -127,16 +136,29 @@ func (l *Leases) reload(ctx context.Context) bool {
 	if len(again) == 0 {
 		return false
 	}
-	for _, s := range scripts {
-		if err := s.Load(ctx, l.rdb).Err(); err != nil {
-			return false // the commands keep their NOSCRIPT error
+	evals := make([]*redis.Cmd, len(again)) // nil: c goes again as it is
+	p := l.rdb.Pipeline()
+	for i, c := range again {
+		args := c.Args() // "evalsha", hash, 1, key, ARGV...
+		if sha, ok := args[1].(string); ok && args[0] == "evalsha" && sources[sha] != "" {
+			eval := make([]any, len(args))
+			copy(eval, args)
+			eval[0], eval[1] = "eval", sources[sha]
+			evals[i] = redis.NewCmd(ctx, eval...)
+			evals[i].SetFirstKeyPos(scriptKeyPos)
+			_ = p.Process(ctx, evals[i])
+		} else {
+			_ = p.Process(ctx, c)
 		}
 	}
-	p := l.rdb.Pipeline()
-	for _, c := range again {
-		_ = p.Process(ctx, c)
-	}
 	_, _ = p.Exec(ctx) // each command carries its own result
+	for i, c := range again {
+		if e := evals[i]; e != nil {
+			c := c.(*redis.Cmd) // an EVALSHA's
+			c.SetVal(e.Val())
+			c.SetErr(e.Err())
+		}
+	}
 	return true
 }
 
