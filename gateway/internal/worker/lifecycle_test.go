@@ -263,7 +263,7 @@ func wedged(nc *nats.Conn) bool {
 // TestLifecycleNATSStalled: NATS that stops reading (a frozen network
 // path: the TCP connection stays up, nothing is acknowledged) wedges
 // nats.go, whose Publish writes to the socket under the connection's lock
-// once its 32 KB buffer is full, for up to its FlusherTimeout (a minute).
+// once its 32 KB buffer is full, for up to natsconn.FlusherTimeout at a time.
 // A socket must still connect (its connected frame) and close (its place
 // given back) as ever: the lifecycle messages are not published on the
 // socket's path. Thawed, the messages flow again.
