@@ -64,11 +64,12 @@ func connectNATS(url, creds string, link *natsconn.State, log *zap.Logger) (*nat
 		// the 5 s promise after NATS is back, not after the default 2 s wait.
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.IgnoreAuthErrorAbort(),
-		// Each state handler keeps link first, in the order nats.go saw
-		// the changes; nats.go calls the ConnectHandler when Connect
-		// connects at once too.
+		// Each state handler keeps link first, in the order nats.go
+		// queued them; nats.go calls the ConnectHandler when Connect
+		// connects at once too, possibly after a disconnect that followed
+		// (natsconn.State.Up).
 		nats.ConnectHandler(func(nc *nats.Conn) {
-			link.Up()
+			link.Up(nc)
 			if !connected.Swap(true) {
 				log.Info("connected", server(nc))
 			}
@@ -85,7 +86,7 @@ func connectNATS(url, creds string, link *natsconn.State, log *zap.Logger) (*nat
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			link.Up()
+			link.Up(nc)
 			refused.Reset()
 			log.Info("reconnected", server(nc))
 		}),

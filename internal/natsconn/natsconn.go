@@ -68,21 +68,32 @@ func StallOptions() []nats.Option {
 // (up to FlusherTimeout, again and again). The zero State is not
 // connected.
 //
-// nats.go calls the handlers one at a time, in the order of the changes,
-// the ConnectHandler included when nats.Connect connects at once; so the
-// state follows the connection's, a moment behind. The services' own
-// handlers call Up from their ConnectHandler and ReconnectHandler, and
-// Down from their DisconnectErrHandler and ClosedHandler, every one of
-// them: a handler replaced later (nc.SetDisconnectErrHandler) must call
-// it too.
+// nats.go calls the handlers one at a time, from one goroutine, in the
+// order it queued them; so the state follows the connection's, a moment
+// behind. The services' own handlers call Up from their ConnectHandler and
+// ReconnectHandler, and Down from their DisconnectErrHandler and
+// ClosedHandler, every one of them: a handler replaced later
+// (nc.SetDisconnectErrHandler) must call it too.
 type State struct{ up atomic.Bool }
 
 // Connected reports whether the connection was up at its last change.
 // Safe from any goroutine; never blocks.
 func (s *State) Connected() bool { return s.up.Load() }
 
-// Up records that the connection is connected.
-func (s *State) Up() { s.up.Store(true) }
+// Up records that nc is connected, unless it no longer is. The check is
+// needed for the ConnectHandler of a nats.Connect that connects at once:
+// nats.go (v1.55.0, Connect) queues that handler only after releasing
+// nc's lock, by when the connection may already have failed and queued
+// its DisconnectErrHandler first; trusted blindly, the handler would leave
+// the state up for as long as NATS stays away. Whenever nc connects
+// again, its handler is queued after the change and calls Up anew. It
+// takes nc's lock, as handlers may: they run on nats.go's callback
+// goroutine, never on a request's or a probe's path.
+func (s *State) Up(nc *nats.Conn) {
+	if nc.IsConnected() {
+		s.up.Store(true)
+	}
+}
 
 // Down records that the connection is not connected.
 func (s *State) Down() { s.up.Store(false) }

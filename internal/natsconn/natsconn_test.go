@@ -25,8 +25,8 @@ func connect(t *testing.T, url string, st *State) *nats.Conn {
 	opts := append(StallOptions(),
 		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
 		nats.ReconnectBufSize(-1),
-		nats.ConnectHandler(func(*nats.Conn) { st.Up() }),
-		nats.ReconnectHandler(func(*nats.Conn) { st.Up() }),
+		nats.ConnectHandler(st.Up),
+		nats.ReconnectHandler(st.Up),
 		nats.DisconnectErrHandler(func(*nats.Conn, error) { st.Down() }),
 		nats.ClosedHandler(func(*nats.Conn) { st.Down() }),
 		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}),
@@ -126,5 +126,30 @@ func TestStallMovesToNextServer(t *testing.T) {
 	})
 	if !roundTrip(nc) {
 		t.Fatal("no answer through the other server while the first is frozen")
+	}
+}
+
+// TestUpOnlyWhileConnected: a ConnectHandler that runs after the
+// connection has already been lost, as nats.Connect can queue it, leaves
+// the state down; one that runs while connected puts it up.
+func TestUpOnlyWhileConnected(t *testing.T) {
+	n := testkit.StartNATS(t)
+	var st State
+	nc := connect(t, n.URL(), &st)
+	testkit.Eventually(t, 5*time.Second, "connected", st.Connected)
+
+	n.Stop()
+	testkit.Eventually(t, 5*time.Second, "down with NATS gone", func() bool { return !st.Connected() })
+	st.Up(nc) // the late ConnectHandler
+	if st.Connected() {
+		t.Fatal("state up while nc is reconnecting")
+	}
+
+	n.Start()
+	testkit.Eventually(t, detectBound, "up again once NATS is back", st.Connected)
+	st.Down()
+	st.Up(nc)
+	if !st.Connected() {
+		t.Fatal("state down while nc is connected")
 	}
 }

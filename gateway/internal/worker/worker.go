@@ -304,15 +304,16 @@ func (w *Worker) connect(ctx context.Context) error {
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.ReconnectBufSize(-1), // fail requests at once while disconnected
 		nats.IgnoreAuthErrorAbort(),
-		// Each handler keeps w.link, in the order nats.go saw the changes.
+		// Each handler keeps w.link, in the order nats.go queued them
+		// (natsconn.State.Up says why it looks at nc).
 		// With several servers in NATS_URL, which one: as handlers-svc logs it.
 		nats.ConnectHandler(func(nc *nats.Conn) {
-			w.link.Up()
+			w.link.Up(nc)
 			connected.Store(true)
 			log.Info("nats connected", zap.String("server", redact.URL(nc.ConnectedUrl())))
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			w.link.Up()
+			w.link.Up(nc)
 			connected.Store(true)
 			refused.Reset()
 			log.Info("nats reconnected", zap.String("server", redact.URL(nc.ConnectedUrl())))
