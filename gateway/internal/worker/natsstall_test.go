@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,21 +62,8 @@ func TestNATSStalledWhileWriting(t *testing.T) {
 	// Freeze the path and fill the kernel's buffers through the worker's
 	// own connection, as a burst of envelopes would, until nats.go blocks
 	// in a write.
-	px.Freeze()
 	frozen := time.Now()
-	var stop atomic.Bool
-	filled := make(chan struct{})
-	go func() {
-		defer close(filled)
-		junk := make([]byte, 64<<10)
-		for !stop.Load() {
-			if r.w.nc.Publish("test.fill", junk) != nil {
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() { stop.Store(true); px.Thaw(); <-filled })
-	testkit.Eventually(t, wait, "nats.go is stuck writing to the frozen path", func() bool { return wedged(r.w.nc) })
+	release := jam(t, r.w.nc, px)
 
 	ready := []string{"http://" + r.addr + "/readyz", admin.URL + "/readyz"}
 	testkit.Eventually(t, stallNoticed, "/readyz says NATS is not connected", func() bool {
@@ -99,9 +85,7 @@ func TestNATSStalledWhileWriting(t *testing.T) {
 		t.Errorf("unavailable took %s, the handler timeout's %s: the worker waited for NATS", took, cfg.HandlerTimeout)
 	}
 
-	stop.Store(true)
-	<-filled
-	px.Thaw()
+	release()
 	testkit.Eventually(t, wait, "ready again once thawed", func() bool {
 		for _, u := range ready {
 			if status(u) != http.StatusOK {
