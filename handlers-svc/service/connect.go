@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchboard/switchboard/internal/backoff"
 	"github.com/switchboard/switchboard/internal/logevery"
+	"github.com/switchboard/switchboard/internal/natsconn"
 	"github.com/switchboard/switchboard/internal/redact"
 	"github.com/switchboard/switchboard/internal/redisconn"
 )
@@ -45,20 +46,30 @@ const waitLogEvery = 30 * time.Second
 // a credentials file (JWT and NKey) in creds, when not empty. The server's
 // URL is logged through redact.URL: nats.go's ConnectedUrlRedacted masks a
 // password only, and a token (nats://TOKEN@host) is a user name to it.
-func connectNATS(url, creds string, log *zap.Logger) (*nats.Conn, error) {
+//
+// A stalled link (nothing passes, nothing is closed) is noticed within 2
+// to 3 s and the connection made anew (natsconn.StallOptions). link
+// follows the connection's state through its handlers, for what must not
+// wait for nc's lock: /readyz and the metrics.
+func connectNATS(url, creds string, link *natsconn.State, log *zap.Logger) (*nats.Conn, error) {
 	var connected atomic.Bool
 	waiting := logevery.New(log, "waiting for NATS", waitLogEvery)
 	refused := logevery.New(log, "nats refuses the credentials, retrying", waitLogEvery)
 	server := func(nc *nats.Conn) zap.Field { return zap.String("server", redact.URL(nc.ConnectedUrl())) }
-	opts := []nats.Option{
+	opts := append(natsconn.StallOptions(),
 		nats.Name("handlers-svc"),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
 		// Retry quickly (nats.go adds jitter): service resumes well within
 		// the 5 s promise after NATS is back, not after the default 2 s wait.
-		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectWait(250*time.Millisecond),
 		nats.IgnoreAuthErrorAbort(),
+		// Each state handler keeps link first, in the order nats.go
+		// queued them; nats.go calls the ConnectHandler when Connect
+		// connects at once too, possibly after a disconnect that followed
+		// (natsconn.State.Up).
 		nats.ConnectHandler(func(nc *nats.Conn) {
+			link.Up(nc)
 			if !connected.Swap(true) {
 				log.Info("connected", server(nc))
 			}
@@ -69,15 +80,18 @@ func connectNATS(url, creds string, log *zap.Logger) (*nats.Conn, error) {
 			}
 		}),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			link.Down()
 			if connected.Load() && !nc.IsClosed() {
 				log.Warn("disconnected", zap.Error(err))
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			link.Up(nc)
 			refused.Reset()
 			log.Info("reconnected", server(nc))
 		}),
 		nats.ClosedHandler(func(*nats.Conn) {
+			link.Down()
 			log.Info("connection closed")
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
@@ -93,7 +107,7 @@ func connectNATS(url, creds string, log *zap.Logger) (*nats.Conn, error) {
 			}
 			log.Error("async error", fields...)
 		}),
-	}
+	)
 	if creds != "" {
 		opts = append(opts, nats.UserCredentials(creds))
 	}

@@ -5,8 +5,7 @@ import (
 	"net/http"
 	"sync/atomic"
 
-	"github.com/nats-io/nats.go"
-
+	"github.com/switchboard/switchboard/internal/natsconn"
 	"github.com/switchboard/switchboard/internal/readiness"
 )
 
@@ -17,15 +16,15 @@ import (
 // /readyz and the /metrics scrape read: neither sends a command of its
 // own, so no caller of them adds load to Redis, and all three agree.
 type health struct {
-	nc       *nats.Conn
+	link     *natsconn.State // NATS's state: never waits for nc's lock, which a stalled write holds
 	serving  <-chan struct{} // closed once the NATS subscription exists
 	stopping atomic.Bool
 	redisOK  atomic.Bool // Redis answered the last probe
 	mux      *http.ServeMux
 }
 
-func newHealth(nc *nats.Conn, serving <-chan struct{}) *health {
-	h := &health{nc: nc, serving: serving, mux: http.NewServeMux()}
+func newHealth(link *natsconn.State, serving <-chan struct{}) *health {
+	h := &health{link: link, serving: serving, mux: http.NewServeMux()}
 	h.mux.HandleFunc("GET /healthz", h.healthz)
 	h.mux.HandleFunc("GET /readyz", h.readyz)
 	return h
@@ -50,7 +49,7 @@ func (h *health) notReady() []string {
 	if h.stopping.Load() {
 		reasons = append(reasons, "shutting down")
 	}
-	if !h.nc.IsConnected() {
+	if !h.link.Connected() {
 		reasons = append(reasons, "nats not connected")
 	}
 	if !h.redisOK.Load() {

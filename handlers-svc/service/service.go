@@ -52,6 +52,7 @@ import (
 	"github.com/switchboard/switchboard/internal/healthcheck"
 	"github.com/switchboard/switchboard/internal/httpserver"
 	"github.com/switchboard/switchboard/internal/logging"
+	"github.com/switchboard/switchboard/internal/natsconn"
 	"github.com/switchboard/switchboard/internal/redact"
 	"github.com/switchboard/switchboard/internal/redisconn"
 	"github.com/switchboard/switchboard/internal/redislog"
@@ -175,7 +176,8 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger, families 
 	if err != nil {
 		return fmt.Errorf("HANDLERS_ADDR %s: %w", cfg.Addr, err)
 	}
-	nc, err := connectNATS(cfg.NATSURL, cfg.NATSCreds, log.Named("nats"))
+	var link natsconn.State // nc's state, for /readyz and the metrics
+	nc, err := connectNATS(cfg.NATSURL, cfg.NATSCreds, &link, log.Named("nats"))
 	if err != nil {
 		_ = ln.Close()
 		return err
@@ -252,8 +254,8 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger, families 
 		Hooked:       reg.Hooked,
 	})
 
-	health := newHealth(nc, srv.Ready())
-	reg.Watch(nc.IsConnected, health.redisOK.Load, func() bool { return len(health.notReady()) == 0 })
+	health := newHealth(&link, srv.Ready())
+	reg.Watch(link.Connected, health.redisOK.Load, func() bool { return len(health.notReady()) == 0 })
 	health.mux.Handle("GET /metrics", reg.Handler())
 	var api *httpapi.API
 	if cfg.APIKey != "" {

@@ -202,7 +202,7 @@ func (l *lifecycle) flush(timeout time.Duration) {
 		l.w.log.Warn("lifecycle messages may be lost: nats did not take them in time", zap.Int("queued", len(l.queue)))
 		return
 	}
-	if !l.w.nc.IsConnected() {
+	if !l.w.link.Connected() {
 		return
 	}
 	if err := l.w.nc.FlushTimeout(time.Until(deadline)); err != nil {

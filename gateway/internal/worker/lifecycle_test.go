@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -245,6 +246,31 @@ func TestLifecycleNATSDown(t *testing.T) {
 	}
 }
 
+// jam freezes px, the path to nc's server, and publishes 64 KB messages
+// through nc until one fails, so that the kernel's buffers fill and
+// nats.go blocks in a write while holding nc's lock: it returns once that
+// is so (wedged). release stops the publishing, thaws px and waits for the
+// publisher; the test's end calls it too, and a second call does nothing.
+func jam(t *testing.T, nc *nats.Conn, px *testkit.Proxy) (release func()) {
+	t.Helper()
+	px.Freeze()
+	var stop atomic.Bool
+	filled := make(chan struct{})
+	go func() {
+		defer close(filled)
+		junk := make([]byte, 64<<10)
+		for !stop.Load() {
+			if nc.Publish("test.fill", junk) != nil {
+				return
+			}
+		}
+	}()
+	release = sync.OnceFunc(func() { stop.Store(true); px.Thaw(); <-filled })
+	t.Cleanup(release)
+	testkit.Eventually(t, wait, "nats.go is stuck writing to the frozen path", func() bool { return wedged(nc) })
+	return release
+}
+
 // wedged reports whether nc's lock stays held for a while: a writer is
 // stuck in a write to a server that reads nothing (nats.go writes under
 // the connection's lock). The probe left blocked ends once the proxy
@@ -263,7 +289,7 @@ func wedged(nc *nats.Conn) bool {
 // TestLifecycleNATSStalled: NATS that stops reading (a frozen network
 // path: the TCP connection stays up, nothing is acknowledged) wedges
 // nats.go, whose Publish writes to the socket under the connection's lock
-// once its 32 KB buffer is full, for up to its FlusherTimeout (a minute).
+// once its 32 KB buffer is full, for up to natsconn.FlusherTimeout at a time.
 // A socket must still connect (its connected frame) and close (its place
 // given back) as ever: the lifecycle messages are not published on the
 // socket's path. Thawed, the messages flow again.
@@ -282,20 +308,7 @@ func TestLifecycleNATSStalled(t *testing.T) {
 	// Freeze the path and fill the kernel's buffers through the worker's
 	// own connection, as the forwarder's requests would, until nats.go
 	// blocks in a write.
-	px.Freeze()
-	var stop atomic.Bool
-	filled := make(chan struct{})
-	go func() {
-		defer close(filled)
-		junk := make([]byte, 64<<10)
-		for !stop.Load() {
-			if r.w.nc.Publish("test.fill", junk) != nil {
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() { stop.Store(true); px.Thaw(); <-filled })
-	testkit.Eventually(t, wait, "nats.go is stuck writing to the frozen path", func() bool { return wedged(r.w.nc) })
+	release := jam(t, r.w.nc, px)
 
 	// A new socket connects, and sockets close and give their place back.
 	start := time.Now()
@@ -317,9 +330,7 @@ func TestLifecycleNATSStalled(t *testing.T) {
 	}
 
 	// Thawed, a later socket's connect is published again.
-	stop.Store(true)
-	px.Thaw()
-	<-filled
+	release()
 	c := testkit.Dial(t, url, token(t, "carol", time.Hour))
 	for {
 		l := nextLifecycle(t, got, "carol's connect after the thaw")

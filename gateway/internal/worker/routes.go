@@ -113,7 +113,7 @@ func (w *Worker) serveReady(rw http.ResponseWriter, _ *http.Request) {
 	if w.adm.Closed() {
 		reasons = append(reasons, "shutting down")
 	}
-	if !w.nc.IsConnected() {
+	if !w.link.Connected() { // never waits for nc's lock, which a stalled write holds
 		reasons = append(reasons, "nats not connected")
 	}
 	if !w.sub.Live() {

@@ -38,6 +38,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/internal/httpserver"
 	"github.com/switchboard/switchboard/internal/logevery"
+	"github.com/switchboard/switchboard/internal/natsconn"
 	"github.com/switchboard/switchboard/internal/redact"
 	"github.com/switchboard/switchboard/internal/redisconn"
 	"github.com/switchboard/switchboard/internal/streams"
@@ -69,6 +70,11 @@ type Worker struct {
 	leases *presence.Leases
 
 	wrapDelivery func(fanout.Deliverer) fanout.Deliverer // nil = none; see WithDelivery
+
+	// link is nc's state as its handlers last reported it: what
+	// /readyz, the metrics and the forwarder read, never waiting for nc's
+	// lock, which a write blocked on a stalled link holds.
+	link natsconn.State
 
 	// waiting is what waitDeps last saw down at start-up (waitNATS,
 	// waitRedis, waitRevoked), for /readyz until the worker serves: NATS
@@ -191,7 +197,7 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 		subOpts = append(subOpts, fanout.PerUser(w.cfg.FanoutLinger))
 	}
 	w.sub = fanout.New(w.rdb, deliver, w.cfg.FanoutQueue, w.log.Named("fanout"), subOpts...)
-	w.fwd = forward.New(w.nc, forward.Config{
+	w.fwd = forward.New(natsRequester{w.nc, &w.link}, forward.Config{
 		Timeout:     w.cfg.HandlerTimeout,
 		MaxInFlight: w.cfg.MaxInFlight,
 		Rate: ratelimit.Policy{
@@ -210,13 +216,16 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 		Recorder:   w.metrics,
 	}, w.log.Named("forward"))
 	natsLog := w.log.Named("nats")
+	// Replaces connect's handler, which recorded the state only: the
+	// forwarder exists now.
 	w.nc.SetDisconnectErrHandler(func(_ *nats.Conn, err error) {
+		w.link.Down()
 		w.fwd.Disconnected()
 		if err != nil { // nil when the worker closes the connection itself
 			natsLog.Error("nats disconnected", zap.Error(err))
 		}
 	})
-	w.metrics.Watch(w.hub.Len, w.nc.IsConnected, w.sub.Live)
+	w.metrics.Watch(w.hub.Len, w.link.Connected, w.sub.Live)
 	w.metrics.WatchFanout(w.sub)
 	if w.cfg.PresenceTTL > 0 {
 		w.leases = presence.New(w.rdb, w.cfg.PresenceTTL, w.metrics, w.log.Named("presence"))
@@ -287,19 +296,25 @@ func (w *Worker) connect(ctx context.Context) error {
 	var connected atomic.Bool
 	waiting := logevery.New(log, "nats not reachable yet, retrying in the background", natsLogEvery)
 	refused := logevery.New(log, "nats refuses the credentials, retrying", natsLogEvery)
-	natsOpts := []nats.Option{
+	// A stalled link (no RST, nothing passes) is noticed within 2 to 3 s
+	// and the connection made anew: natsconn.StallOptions says how.
+	natsOpts := append(natsconn.StallOptions(),
 		nats.Name("switchboard-gateway"),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectWait(250*time.Millisecond),
 		nats.ReconnectBufSize(-1), // fail requests at once while disconnected
 		nats.IgnoreAuthErrorAbort(),
+		// Each handler keeps w.link, in the order nats.go queued them
+		// (natsconn.State.Up says why it looks at nc).
 		// With several servers in NATS_URL, which one: as handlers-svc logs it.
 		nats.ConnectHandler(func(nc *nats.Conn) {
+			w.link.Up(nc)
 			connected.Store(true)
 			log.Info("nats connected", zap.String("server", redact.URL(nc.ConnectedUrl())))
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			w.link.Up(nc)
 			connected.Store(true)
 			refused.Reset()
 			log.Info("nats reconnected", zap.String("server", redact.URL(nc.ConnectedUrl())))
@@ -323,7 +338,10 @@ func (w *Worker) connect(ctx context.Context) error {
 			}
 			log.Error("nats async error", fields...)
 		}),
-	}
+		// Until Run replaces it, once the forwarder exists.
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { w.link.Down() }),
+		nats.ClosedHandler(func(*nats.Conn) { w.link.Down() }),
+	)
 	// User and password, a token, or TLS come in NATS_URL (nats://u:p@h,
 	// tls://h); a credentials file (JWT and NKey) in NATS_CREDS.
 	if w.cfg.NATSCreds != "" {
@@ -355,7 +373,7 @@ func (w *Worker) waitDeps(ctx context.Context) bool {
 	start, logged := time.Now(), time.Now()
 	for {
 		// The revoked tokens are loaded once before any socket is let in.
-		natsUp, subscribed, loaded := w.nc.IsConnected(), w.sub.Live(), w.revoked.Loaded()
+		natsUp, subscribed, loaded := w.link.Connected(), w.sub.Live(), w.revoked.Loaded()
 		redisUp := subscribed && loaded
 		var down uint32
 		if !natsUp {
@@ -396,6 +414,17 @@ const (
 	heldBytes     = 1 << 20
 	resumeReaders = 16
 )
+
+// natsRequester is nc as the forwarder uses it: whether it is connected
+// comes from the worker's link state, not from nc.IsConnected, which would
+// hold each envelope for as long as a write blocked on a stalled link
+// holds nc's lock.
+type natsRequester struct {
+	*nats.Conn
+	link *natsconn.State
+}
+
+func (r natsRequester) IsConnected() bool { return r.link.Connected() }
 
 // countedHub delivers dispatches to the hub and counts them.
 type countedHub struct {

@@ -1,0 +1,99 @@
+// Package natsconn holds what both services need of their NATS connection
+// beyond nats.go's defaults: the options that notice a stalled link
+// within seconds (StallOptions), and the connection's state as its
+// handlers last reported it (State), which can be read without waiting for
+// the connection's lock.
+//
+// Why both are needed. A link to NATS that freezes (packets black-holed,
+// no RST: a dead middlebox, a partitioned host) closes nothing, so nats.go
+// notices it only by its own pings or a failed write, and by default it
+// pings every 2 minutes and gives a blocked write a minute. Meanwhile
+// nats.go writes to the socket while holding the connection's lock (the
+// flusher, a Publish whose buffer is full, each ping), so once the kernel's
+// send buffer is full every call that takes that lock, nc.IsConnected
+// included, waits for the write: /readyz and /metrics hung instead of
+// turning red.
+package natsconn
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// The settings StallOptions applies, with why each.
+const (
+	// PingInterval is how often the client pings the server. A ping
+	// costs a few bytes each way per connection (one per gateway worker
+	// and handlers-svc instance), nothing next to the requests.
+	PingInterval = time.Second
+	// MaxPingsOut is how many pings may go unanswered: the link is
+	// declared stale at the timer's tick after that, 2 to 3 s after the
+	// last answer. Any reply resets the count, so a server merely slow to
+	// answer (its PONG queued behind our own requests) gets 2 s before the
+	// connection is given up; one that has answered nothing for 2 s is not
+	// serving requests anyway.
+	MaxPingsOut = 2
+	// FlusherTimeout bounds each write to the socket (nats.go sets it as
+	// the write deadline). The pings cannot catch a link whose kernel
+	// buffer is full: the ping timer waits for the connection's lock,
+	// which the blocked writer holds. 2 s is far above what a healthy
+	// link takes to accept one write (nats.go's 32 KB buffer, or one
+	// large message), and bounds how long the lock is held.
+	FlusherTimeout = 2 * time.Second
+)
+
+// StallOptions returns the nats.go options that have a stalled link
+// noticed within about 3 s and the connection made anew: to the next
+// server of the URL when it lists several, else to the same once it
+// answers again (RetryOnFailedConnect and MaxReconnects(-1), which the
+// services set, keep it trying). A write that times out reconnects at
+// once (ReconnectOnFlusherError) instead of waiting for the pings, which
+// the blocked writer would keep from running; what it held is lost, as
+// with any lost connection.
+func StallOptions() []nats.Option {
+	return []nats.Option{
+		nats.PingInterval(PingInterval),
+		nats.MaxPingsOutstanding(MaxPingsOut),
+		nats.FlusherTimeout(FlusherTimeout),
+		nats.ReconnectOnFlusherError(),
+	}
+}
+
+// State is whether a NATS connection is connected, as its handlers last
+// reported it: read it wherever a wait would matter (readiness, metrics,
+// a request's path) instead of nc.IsConnected, which takes the
+// connection's lock and so waits, during a stall, for a blocked write
+// (up to FlusherTimeout, again and again). The zero State is not
+// connected.
+//
+// nats.go calls the handlers one at a time, from one goroutine, in the
+// order it queued them; so the state follows the connection's, a moment
+// behind. The services' own handlers call Up from their ConnectHandler and
+// ReconnectHandler, and Down from their DisconnectErrHandler and
+// ClosedHandler, every one of them: a handler replaced later
+// (nc.SetDisconnectErrHandler) must call it too.
+type State struct{ up atomic.Bool }
+
+// Connected reports whether the connection was up at its last change.
+// Safe from any goroutine; never blocks.
+func (s *State) Connected() bool { return s.up.Load() }
+
+// Up records that nc is connected, unless it no longer is. The check is
+// needed for the ConnectHandler of a nats.Connect that connects at once:
+// nats.go (v1.55.0, Connect) queues that handler only after releasing
+// nc's lock, by when the connection may already have failed and queued
+// its DisconnectErrHandler first; trusted blindly, the handler would leave
+// the state up for as long as NATS stays away. Whenever nc connects
+// again, its handler is queued after the change and calls Up anew. It
+// takes nc's lock, as handlers may: they run on nats.go's callback
+// goroutine, never on a request's or a probe's path.
+func (s *State) Up(nc *nats.Conn) {
+	if nc.IsConnected() {
+		s.up.Store(true)
+	}
+}
+
+// Down records that the connection is not connected.
+func (s *State) Down() { s.up.Store(false) }

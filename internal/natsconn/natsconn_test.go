@@ -1,0 +1,155 @@
+package natsconn
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
+
+	"github.com/switchboard/switchboard/internal/testkit"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// detectBound is how long a stall may go unnoticed in these tests: the
+// settings aim at 2 to 3 s, with margin for a loaded machine.
+const detectBound = 6 * time.Second
+
+// connect connects to url with StallOptions, keeping st as the services
+// do, and closes the connection when the test ends.
+func connect(t *testing.T, url string, st *State) *nats.Conn {
+	t.Helper()
+	opts := append(StallOptions(),
+		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
+		nats.ReconnectBufSize(-1),
+		nats.ConnectHandler(st.Up),
+		nats.ReconnectHandler(st.Up),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { st.Down() }),
+		nats.ClosedHandler(func(*nats.Conn) { st.Down() }),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}),
+	)
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// echo answers every request on subject "echo" with its data, on a
+// connection of its own straight to the server.
+func echo(t *testing.T, url string) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if _, err := nc.Subscribe("echo", func(m *nats.Msg) { _ = m.Respond(m.Data) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// roundTrip reports whether a request through nc is answered.
+func roundTrip(nc *nats.Conn) bool {
+	m, err := nc.Request("echo", []byte("ping"), 500*time.Millisecond)
+	return err == nil && string(m.Data) == "ping"
+}
+
+// TestStallNoticed: a link that freezes (the TCP connection stays open,
+// no byte passes either way) is noticed within seconds and the state goes
+// down, both when it is idle (caught by the pings) and when the client is
+// writing (its writer blocks on a full kernel buffer while holding the
+// connection's lock, which keeps the ping timer from running: caught by
+// the write deadline). Thawed, the connection is made again and requests
+// are answered.
+func TestStallNoticed(t *testing.T) {
+	for _, writing := range []bool{false, true} {
+		t.Run(fmt.Sprintf("writing=%t", writing), func(t *testing.T) {
+			n := testkit.StartNATS(t)
+			echo(t, n.URL())
+			px := testkit.StartProxy(t, fmt.Sprintf("127.0.0.1:%d", n.Port))
+			var st State
+			nc := connect(t, "nats://"+px.Addr(), &st)
+			testkit.Eventually(t, 5*time.Second, "connected", st.Connected)
+			if !roundTrip(nc) {
+				t.Fatal("no answer before the stall")
+			}
+
+			px.Freeze()
+			frozen := time.Now()
+			var stop atomic.Bool
+			filled := make(chan struct{})
+			go func() {
+				defer close(filled)
+				junk := make([]byte, 64<<10)
+				for writing && !stop.Load() {
+					_ = nc.Publish("junk", junk) // fails at once while reconnecting
+				}
+			}()
+			testkit.Eventually(t, detectBound, "the stall is noticed", func() bool { return !st.Connected() })
+			t.Logf("stall noticed after %s", time.Since(frozen))
+			stop.Store(true)
+			<-filled
+
+			px.Thaw()
+			testkit.Eventually(t, detectBound, "connected again", st.Connected)
+			testkit.Eventually(t, detectBound, "requests are answered again", func() bool { return roundTrip(nc) })
+		})
+	}
+}
+
+// TestStallMovesToNextServer: with two servers listed, a connection whose
+// link to one freezes moves to the other while the first stays frozen.
+func TestStallMovesToNextServer(t *testing.T) {
+	n := testkit.StartNATS(t)
+	echo(t, n.URL())
+	target := fmt.Sprintf("127.0.0.1:%d", n.Port)
+	pxs := []*testkit.Proxy{testkit.StartProxy(t, target), testkit.StartProxy(t, target)}
+	var st State
+	nc := connect(t, "nats://"+pxs[0].Addr()+",nats://"+pxs[1].Addr(), &st)
+	testkit.Eventually(t, 5*time.Second, "connected", st.Connected)
+	// Freeze the link in use: nats.go shuffles the servers it is given.
+	on, other := pxs[0], pxs[1]
+	if nc.ConnectedAddr() == other.Addr() {
+		on, other = other, on
+	}
+	on.Freeze()
+	testkit.Eventually(t, detectBound, "connected to the other server", func() bool {
+		return st.Connected() && nc.ConnectedAddr() == other.Addr()
+	})
+	if !roundTrip(nc) {
+		t.Fatal("no answer through the other server while the first is frozen")
+	}
+}
+
+// TestUpOnlyWhileConnected: a ConnectHandler that runs after the
+// connection has already been lost, as nats.Connect can queue it, leaves
+// the state down; one that runs while connected puts it up.
+func TestUpOnlyWhileConnected(t *testing.T) {
+	n := testkit.StartNATS(t)
+	var st State
+	nc := connect(t, n.URL(), &st)
+	testkit.Eventually(t, 5*time.Second, "connected", st.Connected)
+
+	n.Stop()
+	testkit.Eventually(t, 5*time.Second, "down with NATS gone", func() bool { return !st.Connected() })
+	st.Up(nc) // the late ConnectHandler
+	if st.Connected() {
+		t.Fatal("state up while nc is reconnecting")
+	}
+
+	n.Start()
+	testkit.Eventually(t, detectBound, "up again once NATS is back", st.Connected)
+	st.Down()
+	st.Up(nc)
+	if !st.Connected() {
+		t.Fatal("state down while nc is connected")
+	}
+}
