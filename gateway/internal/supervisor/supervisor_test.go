@@ -616,18 +616,35 @@ func TestExecStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+	orphans, err := orphanFile([]announced.Orphan{{Conn: "c", User: "u", Lost: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orphans.Close()
 	tests := []struct {
 		name     string
 		script   string
+		in       Inherit
 		signal   os.Signal // sent after the start, if not nil
 		wantExit int       // exit code, or -1 for killed by signal
 	}{
-		{"index and fd 3", `test "$` + WorkerEnv + `" = 2 && test -S /proc/self/fd/` + strconv.Itoa(ListenerFD) + ` && exit 7`, nil, 7},
-		{"SIGTERM stops it", `exec sleep 30`, syscall.SIGTERM, -1},
+		{"index and fd 3", `test "$` + WorkerEnv + `" = 2 && test -S /proc/self/fd/` + strconv.Itoa(ListenerFD) +
+			` && test -z "$` + AnnounceEnv + `" && test -z "$` + OrphansEnv + `" && exit 7`, Inherit{}, nil, 7},
+		// Without the watchdog, the next descriptors are the announce
+		// pipe's and the orphans'.
+		{"announce pipe and orphans", `test "$` + AnnounceEnv + `" = 4 && test -p /proc/self/fd/4 && test "$` + OrphansEnv + `" = 5 && test -f /proc/self/fd/5 && exit 7`,
+			Inherit{Announce: pw, Orphans: orphans}, nil, 7},
+		{"SIGTERM stops it", `exec sleep 30`, Inherit{}, syscall.SIGTERM, -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := ExecStart("/bin/sh", []string{"-c", tt.script}, nil)(2, f, Inherit{})
+			p, err := ExecStart("/bin/sh", []string{"-c", tt.script}, nil)(2, f, tt.in)
 			if err != nil {
 				t.Fatal(err)
 			}

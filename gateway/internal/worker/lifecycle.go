@@ -27,8 +27,9 @@ const lifecycleLogEvery = 30 * time.Second
 // they are dropped.
 const lifecycleQueue = LifecycleQueue
 
-// LifecycleQueue is how many lifecycle messages a worker queues at most
-// (lifecycleQueue): sockets closed whose disconnect is not yet published.
+// LifecycleQueue is lifecycleQueue, for the supervisor's bound on the
+// sockets it keeps per worker: open ones plus those closed whose
+// disconnect is not yet published.
 const LifecycleQueue = 16384
 
 // lifecycleBatch is the most messages the publisher takes at once: what
@@ -73,9 +74,10 @@ type lifecycle struct {
 	// with their connects announced: run announces their disconnects
 	// once serving is closed, lifecycleBatch at a time.
 	orphans []announced.Orphan
-	serving chan struct{}
-	// inBatch holds, while run handles a batch, the sockets whose connect
-	// it publishes in it.
+	serving chan struct{} // closed by serve
+	// inBatch holds, while run handles a batch, the sockets whose
+	// disconnect is in it and whose connect was not announced before it:
+	// if the batch publishes the connect, its record is left out.
 	inBatch map[*bool]struct{}
 }
 
@@ -253,6 +255,7 @@ func (l *lifecycle) handle(batch []lifecycleItem, refused error) {
 		for _, it := range batch {
 			l.publish(it, refused)
 		}
+		clear(batch)
 		return
 	}
 	if refused == nil {
@@ -278,6 +281,7 @@ func (l *lifecycle) handle(batch []lifecycleItem, refused error) {
 	}
 	clear(l.inBatch)
 	l.record()
+	clear(batch) // run reuses its array: let the messages go
 }
 
 // record writes to the supervisor what rec holds, as far as the pipe
