@@ -19,7 +19,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // pipe returns a Writer on a new pipe, keeping at most maxPending bytes,
 // and the read end.
-func pipe(t *testing.T, maxPending int) (*Writer, *os.File) {
+func pipe(t testing.TB, maxPending int) (*Writer, *os.File) {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
