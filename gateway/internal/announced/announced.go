@@ -31,6 +31,10 @@ const maxUserLen = 256
 // allows (512), so any record can be written atomically.
 const maxRecord = 1 + 1 + MaxConnLen + 2 + maxUserLen
 
+// maxSpare is how many written chunks a Writer keeps for reuse: a
+// batch's worth.
+const maxSpare = 8
+
 // DefaultMaxPending is a Writer's bound on records waiting for the pipe,
 // in bytes: some 25,000 connects.
 const DefaultMaxPending = 1 << 20
@@ -43,6 +47,7 @@ type Writer struct {
 	f   *os.File
 
 	chunks  [][]byte // records not yet written, each chunk at most pipeBuf bytes of whole records
+	spare   [][]byte // chunks written, for reuse
 	pending int      // bytes in chunks
 	max     int
 	lost    bool // records were dropped: a reset is owed before any other
@@ -108,6 +113,11 @@ func (w *Writer) record(n int) []byte {
 		w.chunks = w.chunks[:k-1]
 		return c
 	}
+	if k := len(w.spare); k > 0 {
+		c := w.spare[k-1]
+		w.spare = w.spare[:k-1]
+		return c
+	}
 	return make([]byte, 0, pipeBuf)
 }
 
@@ -139,9 +149,12 @@ func (w *Writer) Flush() error {
 		w.chunks[0] = nil
 		w.chunks = w.chunks[1:]
 		w.pending -= len(c)
+		if len(w.spare) < maxSpare {
+			w.spare = append(w.spare, c[:0])
+		}
 	}
 	if len(w.chunks) == 0 {
-		w.chunks = nil
+		w.chunks = w.chunks[:0:0]
 	}
 	return nil
 }

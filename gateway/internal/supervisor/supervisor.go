@@ -415,6 +415,7 @@ func (s *Supervisor) startWith(log *zap.Logger, index int, ln *net.TCPListener, 
 		}
 		defer w.Close()
 		closeOnFail = append(closeOnFail, r)
+		growPipe(w)
 		st.ann, in.Announce = r, w
 		if len(orphans) > 0 {
 			of, err := orphanFile(orphans)
