@@ -52,6 +52,7 @@ type Writer struct {
 	max     int
 	lost    bool // records were dropped: a reset is owed before any other
 	dead    bool // the pipe failed (the supervisor is gone): nothing more is written
+	wait    bool // write waits for a full pipe, until the write deadline (FlushWithin)
 }
 
 // NewWriter returns a Writer on fd, the write end of the pipe, which it
@@ -161,6 +162,26 @@ func (w *Writer) Flush() error {
 
 var errPipeGone = errors.New("announce pipe closed")
 
+// FlushWithin is Flush, but waits up to d for a full pipe to take the
+// records: for a disconnect, which must reach the supervisor before it is
+// published, or a worker killed after publishing it would have it
+// announced again by its replacement. It returns with records still
+// pending (Pending) when the pipe took them not within d.
+func (w *Writer) FlushWithin(d time.Duration) error {
+	if err := w.Flush(); err != nil || !w.Pending() {
+		return err
+	}
+	if err := w.f.SetWriteDeadline(time.Now().Add(d)); err != nil {
+		return nil // not pollable: it cannot be waited for
+	}
+	w.wait = true
+	defer func() {
+		w.wait = false
+		_ = w.f.SetWriteDeadline(time.Time{})
+	}()
+	return w.Flush()
+}
+
 // write writes c whole, in one write, or not at all (the pipe is full):
 // a write of at most PIPE_BUF bytes to a pipe is atomic.
 func (w *Writer) write(c []byte) (bool, error) {
@@ -168,14 +189,15 @@ func (w *Writer) write(c []byte) (bool, error) {
 	var werr error
 	if err := w.raw.Write(func(fd uintptr) bool {
 		n, werr = syscall.Write(int(fd), c)
-		return true // never wait for the pipe
+		// Wait for the pipe only in FlushWithin, until its deadline.
+		return !(w.wait && errors.Is(werr, syscall.EAGAIN))
 	}); err != nil {
 		werr = err
 	}
 	switch {
 	case werr == nil && n == len(c):
 		return true, nil
-	case errors.Is(werr, syscall.EAGAIN) || errors.Is(werr, syscall.EINTR):
+	case errors.Is(werr, syscall.EAGAIN) || errors.Is(werr, syscall.EINTR) || errors.Is(werr, os.ErrDeadlineExceeded):
 		return false, nil
 	case werr == nil:
 		werr = io.ErrShortWrite // cannot be, for a pipe; the stream is broken

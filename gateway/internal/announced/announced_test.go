@@ -258,3 +258,51 @@ func FuzzReadOrphans(f *testing.F) {
 		}
 	})
 }
+
+// TestFlushWithinWaitsForDisconnect: with the pipe full, a disconnect is
+// in the pipe when FlushWithin returns as soon as a reader makes room (a
+// plain Flush leaves it pending), and without a reader FlushWithin gives
+// up at its bound with it still pending, the pipe never failed.
+func TestFlushWithinWaitsForDisconnect(t *testing.T) {
+	rec, r := pipe(t, DefaultMaxPending)
+	fill := func() {
+		for i := 0; !rec.Pending(); i++ {
+			rec.Connect("c"+strconv.Itoa(i), "user")
+			if err := rec.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fill()
+	rec.Disconnect("c0")
+	start := time.Now()
+	if err := rec.FlushWithin(300 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Errorf("FlushWithin gave up after %s with nobody reading, want about its bound", d)
+	}
+	if !rec.Pending() {
+		t.Fatal("a full pipe without reader took the disconnect")
+	}
+
+	s := NewSet(1 << 20)
+	done := make(chan struct{})
+	go func() { defer close(done); Read(r, s) }()
+	if err := rec.FlushWithin(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Pending() {
+		t.Fatal("FlushWithin returned with records pending while the reader drains the pipe")
+	}
+	_ = rec.Close()
+	<-done
+	for _, o := range s.Take(time.Now()) {
+		if o.Conn == "c0" {
+			t.Fatal("c0's disconnect, flushed, is not in the set's reading")
+		}
+	}
+	if s.Len() != 0 {
+		t.Errorf("Len after Take = %d", s.Len())
+	}
+}

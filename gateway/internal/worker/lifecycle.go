@@ -42,6 +42,19 @@ const lifecycleBatch = 256
 // the supervisor's pipe did not take (it was full).
 const announceRetry = 100 * time.Millisecond
 
+// announceWait is how long the publisher waits, at most, for a full pipe
+// to take the records of a batch's disconnects before it publishes them:
+// a disconnect published before its record reached the supervisor would
+// be announced again by the replacement of a worker killed then. Past
+// it, the supervisor is taken for stalled: the disconnects are published
+// without waiting until the pipe takes everything again (a kill in that
+// window may announce some twice).
+const announceWait = time.Second
+
+// errAnnounceStalled is logged when the supervisor's pipe stays full past
+// announceWait.
+var errAnnounceStalled = errors.New("announce pipe full: the supervisor is not reading; a worker killed now may have some disconnects announced twice")
+
 // errLifecycleQueueFull is the publish error of a message dropped because
 // the queue was full: NATS has stopped taking what the worker writes.
 var errLifecycleQueueFull = errors.New("lifecycle queue full: nats is not taking messages")
@@ -79,6 +92,10 @@ type lifecycle struct {
 	// disconnect is in it and whose connect was not announced before it:
 	// if the batch publishes the connect, its record is left out.
 	inBatch map[*bool]struct{}
+	// stalled is set when the pipe did not take a batch's disconnects
+	// within announceWait, until it takes every record again: run does
+	// not wait for it meanwhile.
+	stalled bool
 }
 
 // lifecycleItem is one queued message, or, with flushed set, a marker
@@ -259,12 +276,18 @@ func (l *lifecycle) handle(batch []lifecycleItem, refused error) {
 		return
 	}
 	if refused == nil {
+		recorded := false
 		for _, it := range batch {
 			if it.m != nil && it.m.Type == proto.LifecycleTypeDisconnect && *it.announced {
 				l.rec.Disconnect(it.m.Conn)
+				recorded = true
 			}
 		}
-		l.record()
+		if recorded {
+			l.recordDisconnects()
+		} else {
+			l.record()
+		}
 	}
 	for _, it := range batch {
 		if it.m != nil && it.m.Type == proto.LifecycleTypeDisconnect && !*it.announced {
@@ -292,6 +315,26 @@ func (l *lifecycle) record() {
 	}
 	if err := l.rec.Flush(); err != nil {
 		l.failed.Failed(err)
+	}
+	if !l.rec.Pending() {
+		l.stalled = false
+	}
+}
+
+// recordDisconnects writes to the supervisor what rec holds, disconnects
+// about to be published among it, waiting up to announceWait for a full
+// pipe unless the supervisor is stalled.
+func (l *lifecycle) recordDisconnects() {
+	if l.stalled {
+		l.record()
+		return
+	}
+	if err := l.rec.FlushWithin(announceWait); err != nil {
+		l.failed.Failed(err)
+	}
+	if l.rec.Pending() {
+		l.stalled = true
+		l.failed.Failed(errAnnounceStalled)
 	}
 }
 
