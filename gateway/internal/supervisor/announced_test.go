@@ -181,3 +181,25 @@ func TestAnnouncedStopHandsNothing(t *testing.T) {
 	default:
 	}
 }
+
+// TestAnnouncedPipeNotEndedHandsNothing: a dead worker whose announce
+// pipe does not end (a process it started holds the write end) may have
+// records left unread, disconnects it published among them: its set is
+// dropped after announceReadWait rather than handed on.
+func TestAnnouncedPipeNotEndedHandsNothing(t *testing.T) {
+	defer func(d time.Duration) { announceReadWait = d }(announceReadWait)
+	announceReadWait = 100 * time.Millisecond
+	st := newStarter()
+	startSup(t, Config{Workers: 1, MinBackoff: time.Millisecond, Announced: 10}, st)
+	p := st.next(t)
+	record(t, p, 0, 3, func(int) bool { return false })
+	held, err := syscall.Dup(p.announceFD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(held)
+	p.exit(errors.New("signal: killed"))
+	if next := st.next(t); next.orphans != nil {
+		t.Errorf("with the pipe still open elsewhere the next worker got %d orphans, want none", len(next.orphans))
+	}
+}

@@ -485,13 +485,26 @@ func (s *Supervisor) orphaned(log *zap.Logger, p Process, st started, stopped bo
 	}
 	noticed := time.Now()
 	t := time.NewTimer(announceReadWait)
+	ended := true
 	select {
 	case <-st.read:
 	case <-t.C:
+		ended = false
 	}
 	t.Stop()
 	_ = st.ann.Close() // ends the read, should a grandchild hold the write end
 	<-st.read
+	if !ended {
+		// Records may be left unread in the pipe, disconnects among them
+		// already published: handing the set on could announce those
+		// twice, so it is dropped.
+		st.announced.Take(noticed)
+		if !stopped && exit != nil {
+			log.Error("the announce pipe of a dead worker did not end: the disconnects of its sockets are not announced",
+				zap.Int("pid", p.Pid()), zap.Duration("waited", announceReadWait))
+		}
+		return nil
+	}
 	if d := st.announced.Dropped(); d > 0 {
 		log.Warn("the worker had more sockets announced than the supervisor keeps: their disconnects are not handed on",
 			zap.Int("pid", p.Pid()), zap.Int("dropped", d), zap.Int("max", s.cfg.Announced))

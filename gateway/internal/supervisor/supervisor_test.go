@@ -44,8 +44,9 @@ type proc struct {
 	// rec writes to the announce pipe it inherited, when it did (closed
 	// as it exits, as a dying process's descriptors are); orphans are
 	// those it was handed.
-	rec     *announced.Writer
-	orphans []announced.Orphan
+	rec        *announced.Writer
+	announceFD int // rec's descriptor
+	orphans    []announced.Orphan
 
 	mu      sync.Mutex
 	signals []os.Signal
@@ -123,6 +124,7 @@ func (s *starter) start(index int, ln *os.File, in Inherit) (Process, error) {
 			return nil, err
 		}
 		// Room for any test's records while the supervisor reads.
+		p.announceFD = fd
 		if p.rec, err = announced.NewWriter(fd, 64<<20); err != nil {
 			return nil, err
 		}
