@@ -234,6 +234,7 @@ func (s *Supervisor) keep(ctx context.Context, index int, ln *net.TCPListener) {
 		}
 		started := time.Now()
 		log.Info("worker started", zap.Int("pid", p.Pid()), zap.Int("orphans", len(orphans)))
+		orphans = nil // its set holds them now, for as long as the worker lives
 		stopped, err := s.supervise(ctx, log, index, p, st.beats)
 		orphans = s.orphaned(log, p, st, stopped, err)
 		if stopped || ctx.Err() != nil {
