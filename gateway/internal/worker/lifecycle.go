@@ -275,24 +275,26 @@ func (l *lifecycle) handle(batch []lifecycleItem, refused error) {
 		clear(batch)
 		return
 	}
-	if refused == nil {
-		recorded := false
-		for _, it := range batch {
-			if it.m != nil && it.m.Type == proto.LifecycleTypeDisconnect && *it.announced {
-				l.rec.Disconnect(it.m.Conn)
-				recorded = true
-			}
+	recorded := false
+	for _, it := range batch {
+		if it.m == nil || it.m.Type != proto.LifecycleTypeDisconnect {
+			continue
 		}
-		if recorded {
-			l.recordDisconnects()
-		} else {
-			l.record()
+		switch {
+		case !*it.announced:
+			// Its connect, if in this batch, is not recorded. Noted
+			// before any publish: once its connect is published, its
+			// announced no longer tells.
+			l.inBatch[it.announced] = struct{}{}
+		case refused == nil:
+			l.rec.Disconnect(it.m.Conn)
+			recorded = true
 		}
 	}
+	if recorded {
+		l.recordDisconnects()
+	}
 	for _, it := range batch {
-		if it.m != nil && it.m.Type == proto.LifecycleTypeDisconnect && !*it.announced {
-			l.inBatch[it.announced] = struct{}{} // its connect, if in this batch, is not recorded
-		}
 		l.publish(it, refused)
 	}
 	for _, it := range batch {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
@@ -132,4 +133,45 @@ func TestLifecycleOrphans(t *testing.T) {
 		t.Errorf("after the drain the set holds %v, want nothing: carol's disconnect was recorded", left)
 	}
 	_ = c
+}
+
+// TestLifecycleBatchConnectAndDisconnect: a batch holding both a
+// socket's connect and its disconnect publishes both and records
+// neither, so the supervisor's set holds nothing of it (were the connect
+// recorded alone, a kill would have the replacement announce a second
+// disconnect); another socket's connect in the batch is recorded.
+func TestLifecycleBatchConnectAndDisconnect(t *testing.T) {
+	n := testkit.StartNATS(t)
+	rec, set, read := announcePipe(t, nil)
+	cfg := testConfig()
+	cfg.LifecycleHooks = true
+	w := New(cfg, 0, zap.NewNop(), WithAnnounced(rec, nil))
+	nc, err := nats.Connect(n.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	w.nc = nc
+	got := lifecycleMessages(t, n.URL())
+	item := func(typ, conn string, announced *bool) lifecycleItem {
+		return lifecycleItem{announced: announced, m: &proto.Lifecycle{Type: typ, User: "u", Conn: conn}}
+	}
+	brief, kept := new(bool), new(bool)
+	w.life.handle([]lifecycleItem{
+		item(proto.LifecycleTypeConnect, "brief", brief),
+		item(proto.LifecycleTypeConnect, "kept", kept),
+		item(proto.LifecycleTypeDisconnect, "brief", brief),
+	}, nil)
+	for range 3 {
+		nextLifecycle(t, got, "the first batch's messages")
+	}
+	if !*brief || !*kept {
+		t.Fatalf("connects announced: brief %v, kept %v; want both", *brief, *kept)
+	}
+	_ = rec.Close()
+	<-read
+	left := set.Take(time.Now())
+	if len(left) != 1 || left[0].Conn != "kept" {
+		t.Errorf("the set holds %v, want kept's socket alone", left)
+	}
 }
