@@ -19,7 +19,8 @@ import (
 // hookService is a team's handlers-svc with lifecycle hooks (package
 // service with one family more): on connect it dispatches "welcome" to
 // the new connection; on disconnect it records the connection, its
-// close code and reason in a Redis list the test reads.
+// close code, reason and the user's sockets left (-1: not known) in a
+// Redis list the test reads.
 const hookService = `package main
 
 import (
@@ -39,7 +40,7 @@ func registerHooks(_ context.Context, mux *event.Mux, deps handlers.Deps) error 
 			map[string]any{"user": c.User, "worker": c.Worker, "resumed": c.Resumed})
 	})
 	mux.OnDisconnect(func(ctx context.Context, c event.Conn) error {
-		return deps.Redis.RPush(ctx, "e2e:disconnects", c.Conn+" "+strconv.Itoa(c.Code)+" "+c.Reason).Err()
+		return deps.Redis.RPush(ctx, "e2e:disconnects", c.Conn+" "+strconv.Itoa(c.Code)+" "+c.Reason+" "+strconv.Itoa(c.Sockets)).Err()
 	})
 	return nil
 }
@@ -148,7 +149,7 @@ func TestLifecycleHooks(t *testing.T) {
 			return false
 		}
 		for _, c := range clients {
-			if !slices.Contains(recorded, c.Conn+" 1001 shutdown") {
+			if !slices.ContainsFunc(recorded, func(r string) bool { return strings.HasPrefix(r, c.Conn+" 1001 shutdown ") }) {
 				return false
 			}
 		}

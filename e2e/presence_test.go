@@ -45,13 +45,22 @@ func presence(t *testing.T, s *testkit.Stack, users ...string) map[string]int {
 
 // TestPresence: GET /v1/presence counts a user's sockets on every worker
 // of the real gateway: 2 with one on each, 1 once one closes; and when a
-// worker is killed with SIGKILL, which removes nothing, its sockets stop
-// counting within GATEWAY_PRESENCE_TTL, those of a user it alone served
-// included.
+// worker is killed with SIGKILL, which removes nothing itself, its
+// sockets stop counting, those of a user it alone served included: with
+// the lifecycle hooks off, within GATEWAY_PRESENCE_TTL, as their leases
+// lapse; with them on, at once, as the worker started in its place
+// removes them before it announces their disconnects.
 func TestPresence(t *testing.T) {
+	for _, hooks := range []string{"off", "on"} {
+		t.Run("hooks "+hooks, func(t *testing.T) { testPresence(t, hooks == "on") })
+	}
+}
+
+func testPresence(t *testing.T, hooks bool) {
+	onOff := map[bool]string{false: "off", true: "on"}[hooks]
 	s := testkit.StartStack(t, testkit.StackOptions{
 		Workers:     2,
-		Env:         []string{"GATEWAY_PRESENCE_TTL=" + presenceTTL.String()},
+		Env:         []string{"GATEWAY_PRESENCE_TTL=" + presenceTTL.String(), "GATEWAY_LIFECYCLE_HOOKS=" + onOff},
 		HandlersEnv: []string{"HANDLERS_API_KEY=" + apiKey},
 	})
 	a0, _ := s.DialOn("alice", 0), s.DialOn("alice", 1)
@@ -84,8 +93,14 @@ func TestPresence(t *testing.T) {
 		got := presence(t, s, "alice", "carol")
 		return got != nil && got["alice"] == 1 && got["carol"] == 0
 	})
-	if lapsed := time.Since(killed); lapsed < presenceTTL/3 {
+	lapsed := time.Since(killed)
+	switch {
+	case !hooks && lapsed < presenceTTL/3:
 		t.Errorf("the killed worker's leases lapsed %s after the kill, before any lease could expire: removed by something else?", lapsed)
+	case hooks && lapsed >= 2*presenceTTL/3:
+		// The last refresh was at most TTL/3 before the kill, so no lease
+		// could lapse sooner: a removal, with room for a slow restart.
+		t.Errorf("the killed worker's leases went %s after the kill: lapsed, not removed by its replacement", lapsed)
 	}
-	t.Logf("worker 1's leases lapsed %s after its SIGKILL", time.Since(killed).Round(time.Millisecond))
+	t.Logf("with the hooks %s, worker 1's leases stopped counting %s after its SIGKILL", onOff, lapsed.Round(time.Millisecond))
 }

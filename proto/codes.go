@@ -48,8 +48,12 @@ func (c Code) Valid() bool {
 
 // WebSocket close codes the gateway uses (RFC 6455 section 7.4.1).
 const (
-	CloseNormal        = 1000 // the client or server closed normally
-	CloseGoingAway     = 1001 // the gateway is shutting down
+	CloseNormal    = 1000 // the client or server closed normally
+	CloseGoingAway = 1001 // the gateway is shutting down
+	// CloseAbnormal is never sent (RFC 6455: the connection ended without
+	// a close frame); the disconnect of a socket whose worker died is
+	// announced with it (docs/protocol.md section 3).
+	CloseAbnormal      = 1006
 	CloseInvalidData   = 1007 // a text frame held invalid UTF-8
 	ClosePolicy        = 1008 // slow consumer or persistent rate-limit abuse
 	CloseMessageTooBig = 1009 // a message larger than the max frame size

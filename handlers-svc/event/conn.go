@@ -22,7 +22,9 @@ type Conn struct {
 	// Code and Reason are a disconnect's: the WebSocket close code, and
 	// why the worker counts it closed, one of a short set of labels
 	// ("client", "lost", "ping_timeout", "slow_consumer", "shutdown",
-	// "token_expired", "disconnected", ...; docs/protocol.md section 3).
+	// "token_expired", "disconnected", ...; "worker_lost", code 1006,
+	// when its gateway worker died and the one started in its place
+	// tells of it; docs/protocol.md section 3).
 	Code   int
 	Reason string
 	// Sockets is the user's sockets counted by presence right after this

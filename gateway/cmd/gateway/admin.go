@@ -40,6 +40,12 @@ func serveAdmin(addr string, agg *metrics.Aggregator, sup *supervisor.Supervisor
 	}, func() float64 { return float64(sup.Hangs()) })); err != nil {
 		return nil, err
 	}
+	if err := agg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "switchboard_gateway_worker_orphans_total",
+		Help: "Sockets of workers that died (killed or crashed) with their connects announced to the lifecycle hooks and not their disconnects, handed to the replacement worker to announce (reason worker_lost).",
+	}, func() float64 { return float64(sup.Orphans()) })); err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("GATEWAY_METRICS_ADDR %s: %w", addr, err)

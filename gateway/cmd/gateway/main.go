@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/switchboard/switchboard/gateway/internal/announced"
 	"github.com/switchboard/switchboard/gateway/internal/auth"
 	"github.com/switchboard/switchboard/gateway/internal/config"
 	"github.com/switchboard/switchboard/gateway/internal/gctune"
@@ -150,6 +151,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		Workers:     cfg.Workers,
 		StopTimeout: cfg.ShutdownTimeout + 5*time.Second,
 		HangTimeout: cfg.WorkerHangTimeout,
+		Announced:   announcedMax(cfg),
 	}, supervisor.ExecStart(exe, nil, env), log.Named("supervisor"))
 	if agg != nil {
 		stop, err := serveAdmin(cfg.MetricsAddr, agg, sup, log.Named("metrics"))
@@ -159,6 +161,22 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		defer stop()
 	}
 	return sup.Run(ctx)
+}
+
+// announcedMax is how many sockets of each worker, announced to the
+// lifecycle hooks and not disconnected, the supervisor keeps to hand to a
+// replacement should the worker die (supervisor.Config.Announced): a
+// worker's cap of sockets and its queue of lifecycle messages, or a
+// million without a cap; 0 with the hooks off.
+func announcedMax(cfg config.Config) int {
+	switch {
+	case !cfg.LifecycleHooks:
+		return 0
+	case cfg.MaxConns > 0:
+		return cfg.MaxConns + worker.LifecycleQueue
+	default:
+		return 1 << 20
+	}
 }
 
 // workerRuntimeEnv tunes the Go runtime of each worker:
@@ -202,7 +220,16 @@ func runWorker(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if cfg.GCTune {
 		go gctune.Run(ctx, time.Second, log.Named("gc"))
 	}
-	w := worker.New(cfg, cfg.WorkerIndex, log)
+	var opts []worker.Option
+	if cfg.AnnounceFD > 0 {
+		opt, err := announcedFiles(cfg, log)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		opts = append(opts, opt)
+	}
+	w := worker.New(cfg, cfg.WorkerIndex, log, opts...)
 	if cfg.WatchdogBeat > 0 {
 		// First thing, before waiting for NATS and Redis: a worker that
 		// waits is not hung. And on until the worker returns, not only
@@ -225,6 +252,32 @@ func runWorker(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		defer stop()
 	}
 	return w.Run(ctx, ln)
+}
+
+// announcedFiles opens the worker's announce pipe and reads the orphans
+// its supervisor handed it, if any (package announced): at most as many
+// as the supervisor keeps. An orphans file it cannot read whole is logged
+// and what was read of it announced.
+func announcedFiles(cfg config.Config, log *zap.Logger) (worker.Option, error) {
+	rec, err := announced.NewWriter(cfg.AnnounceFD, announced.DefaultMaxPending)
+	if err != nil {
+		return nil, err
+	}
+	var orphans []announced.Orphan
+	if cfg.OrphansFD > 0 {
+		f := os.NewFile(uintptr(cfg.OrphansFD), "orphans")
+		if f == nil {
+			_ = rec.Close()
+			return nil, fmt.Errorf("orphans fd %d: not a file", cfg.OrphansFD)
+		}
+		orphans, err = announced.ReadOrphans(f, max(announcedMax(cfg), 1))
+		_ = f.Close()
+		if err != nil {
+			log.Error("the dead worker's sockets were not all read: the disconnects of the rest are not announced",
+				zap.Int("orphans", len(orphans)), zap.Error(err))
+		}
+	}
+	return worker.WithAnnounced(rec, orphans), nil
 }
 
 // tokenUsage is the synopsis of "gateway token".

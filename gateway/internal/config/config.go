@@ -103,6 +103,10 @@ type Config struct {
 	// WatchdogBeat is SWITCHBOARD_WATCHDOG_BEAT: how often the worker
 	// writes a heartbeat to the supervisor's watchdog; 0 = never.
 	WatchdogBeat time.Duration
+	// AnnounceFD and OrphansFD are a worker's descriptors of its announce
+	// pipe and of its predecessor's orphans (AnnounceFDEnv,
+	// OrphansFDEnv); 0 when it has none.
+	AnnounceFD, OrphansFD int
 
 	// Faults are the end-to-end tests' fault injections, read from the
 	// environment only; empty unless the gateway is built with -tags
@@ -123,6 +127,12 @@ const (
 	// WatchdogBeatEnv tells a worker how often to write a heartbeat to the
 	// supervisor's watchdog; empty when the watchdog is off.
 	WatchdogBeatEnv = "SWITCHBOARD_WATCHDOG_BEAT"
+	// AnnounceFDEnv names the descriptor a worker records its announced
+	// sockets on for the supervisor (package announced); empty when not.
+	AnnounceFDEnv = "SWITCHBOARD_ANNOUNCE_FD"
+	// OrphansFDEnv names the descriptor a worker reads its dead
+	// predecessor's announced sockets from; empty when there are none.
+	OrphansFDEnv = "SWITCHBOARD_ORPHANS_FD"
 )
 
 // Default returns the configuration with every default of the contract.
@@ -319,6 +329,18 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("%s=%q: want a positive duration", WatchdogBeatEnv, s)
 		}
 		c.WatchdogBeat = d
+	}
+	for _, x := range []struct {
+		env string
+		fd  *int
+	}{{AnnounceFDEnv, &c.AnnounceFD}, {OrphansFDEnv, &c.OrphansFD}} {
+		if s := getenv(x.env); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 3 {
+				return c, fmt.Errorf("%s=%q: want a file descriptor", x.env, s)
+			}
+			*x.fd = n
+		}
 	}
 	c.Faults = loadFaults(getenv)
 	return c, nil

@@ -12,6 +12,7 @@ var lifecycleTypes = [...]string{"connect", "disconnect"}
 type lifecycle struct {
 	published map[string]prometheus.Counter
 	failed    map[string]prometheus.Counter
+	lost      prometheus.Counter
 }
 
 func newLifecycle(f factory) lifecycle {
@@ -25,6 +26,8 @@ func newLifecycle(f factory) lifecycle {
 	failed := f.counterVec("lifecycle_publish_errors_total",
 		"Lifecycle messages not published, by type: NATS refused them (connection closed, or down with no buffer), or the worker's queue of them was full (NATS stalled); the hook was not told.",
 		"type")
+	l.lost = f.counter("lifecycle_lost_disconnects_total",
+		"Disconnects a worker published, as its predecessor's replacement, for the sockets of that worker, which died (killed or crashed) with their connects announced; reason worker_lost, code 1006. Counted in switchboard_gateway_lifecycle_published_total{type=\"disconnect\"} too.")
 	for _, t := range lifecycleTypes {
 		l.published[t] = published.WithLabelValues(t)
 		l.failed[t] = failed.WithLabelValues(t)
@@ -43,3 +46,7 @@ func (m *Worker) LifecyclePublished(typ string, err error) {
 		n.Inc()
 	}
 }
+
+// LifecycleLost counts a disconnect published for a socket of the dead
+// worker this one replaced.
+func (m *Worker) LifecycleLost() { m.life.lost.Inc() }

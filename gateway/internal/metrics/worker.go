@@ -82,6 +82,12 @@ const (
 	ReasonOther              = "other"
 )
 
+// ReasonWorkerLost is the reason of the disconnect a worker announces for
+// each socket of the dead worker it replaces (docs/protocol.md section
+// 3); not a label of switchboard_gateway_connections_closed_total, since
+// the dead worker counted none of those closes.
+const ReasonWorkerLost = "worker_lost"
+
 var closeReasons = [...]string{
 	ReasonClient, ReasonLost, ReasonPingTimeout, ReasonSlowConsumer, ReasonRateLimited, ReasonTooBig,
 	ReasonInvalidUTF8, ReasonShutdown, ReasonWriteFailed, ReasonInternalError, ReasonTokenExpired,

@@ -243,6 +243,11 @@ func (l *Leases) closing(user, conn string) *Count {
 	return c
 }
 
+// Forget removes the lease of socket conn of user, a socket of another
+// worker, which died with it (not one of l's): it queues the removal and
+// returns at once, with the user's Count after it, as Opened does.
+func (l *Leases) Forget(user, conn string) *Count { return l.closing(user, conn) }
+
 // Len returns the number of local sockets holding a lease.
 func (l *Leases) Len() int {
 	l.mu.Lock()

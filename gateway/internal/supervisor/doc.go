@@ -20,6 +20,16 @@
 // One goroutine per watched worker reads its pipe; it ends when the worker
 // has exited.
 //
+// With Config.Announced set (the lifecycle hooks on), each worker also
+// records, on a pipe of its own (AnnounceEnv), the sockets whose connect
+// it announced and, before it announces it, each disconnect (package
+// announced); one goroutine per worker reads it into a bounded set, until
+// the worker has exited. A worker that exits other than by a drain
+// (killed, crashed, a non-zero status) leaves its set to the worker
+// started in its slot, in an unlinked file (OrphansEnv), which announces
+// their disconnects; a clean exit, or one during the supervisor's stop,
+// leaves nothing.
+//
 // Processes are started through a StartFunc, so the restart logic is tested
 // without forking.
 package supervisor

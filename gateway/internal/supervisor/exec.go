@@ -19,15 +19,25 @@ const ListenerFD = 3
 // HeartbeatFD; empty when the watchdog is off.
 const HeartbeatEnv = config.WatchdogBeatEnv
 
+// AnnounceEnv names the file descriptor a worker records its announced
+// sockets on (package announced); empty when it does not.
+const AnnounceEnv = config.AnnounceFDEnv
+
+// OrphansEnv names the file descriptor a worker reads its dead
+// predecessor's orphans from (announced.ReadOrphans); empty when none.
+const OrphansEnv = config.OrphansFDEnv
+
 // ExecStart returns a StartFunc that runs the executable at path with args as
 // a worker, inheriting stdout, stderr and the environment, plus env
 // (KEY=value, which win over inherited ones). With the watchdog on, the
 // worker inherits its heartbeat pipe as HeartbeatFD and finds the period
-// in HeartbeatEnv. On Linux the worker is sent
-// SIGTERM if the supervisor dies; elsewhere the worker watches for that
-// itself (StopWithParent).
+// in HeartbeatEnv; the announce pipe and the orphans, when handed over,
+// are inherited likewise, at the descriptors AnnounceEnv and OrphansEnv
+// name. On Linux the worker is sent SIGTERM if the supervisor dies;
+// elsewhere the worker watches for that itself (StopWithParent).
 func ExecStart(path string, args, env []string) StartFunc {
-	return func(index int, ln *os.File, hb Heartbeat) (Process, error) {
+	return func(index int, ln *os.File, in Inherit) (Process, error) {
+		hb := in.Heartbeat
 		cmd := exec.Command(path, args...)
 		cmd.Env = append(append(os.Environ(), env...), WorkerEnv+"="+strconv.Itoa(index))
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
@@ -40,6 +50,18 @@ func ExecStart(path string, args, env []string) StartFunc {
 			beat += hb.Every.String()
 		}
 		cmd.Env = append(cmd.Env, beat)
+		// Likewise always set: a descriptor's number, or empty.
+		for _, x := range []struct {
+			env string
+			f   *os.File
+		}{{AnnounceEnv, in.Announce}, {OrphansEnv, in.Orphans}} {
+			v := ""
+			if x.f != nil {
+				v = strconv.Itoa(ListenerFD + len(cmd.ExtraFiles))
+				cmd.ExtraFiles = append(cmd.ExtraFiles, x.f)
+			}
+			cmd.Env = append(cmd.Env, x.env+"="+v)
+		}
 		setDeathSignal(cmd)
 		if err := cmd.Start(); err != nil {
 			return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/switchboard/switchboard/gateway/internal/announced"
 	"github.com/switchboard/switchboard/internal/backoff"
 )
 
@@ -24,10 +26,23 @@ type Process interface {
 	Wait() error
 }
 
-// StartFunc starts worker index with its listener and, when the watchdog
-// is on, its heartbeat pipe, which the process must inherit; the caller
-// closes its own copies of ln and hb.File after StartFunc returns.
-type StartFunc func(index int, ln *os.File, hb Heartbeat) (Process, error)
+// StartFunc starts worker index with its listener and the files of
+// Inherit, which the process must inherit; the caller closes its own
+// copies of ln and of those files after StartFunc returns.
+type StartFunc func(index int, ln *os.File, in Inherit) (Process, error)
+
+// Inherit is what a worker inherits besides its listener; a nil File is
+// not handed over.
+type Inherit struct {
+	// Heartbeat is the watchdog's pipe (HeartbeatFD), when it is on.
+	Heartbeat Heartbeat
+	// Announce is the write end of the pipe the worker records its
+	// announced sockets on (AnnounceEnv), when Config.Announced is set.
+	Announce *os.File
+	// Orphans is the hand-off of the announced sockets of the worker's
+	// predecessor, which died (OrphansEnv), when there are any.
+	Orphans *os.File
+}
 
 // Config tunes a Supervisor; zero fields take the defaults noted.
 type Config struct {
@@ -54,6 +69,13 @@ type Config struct {
 	// crashed. Workers beat every tenth of HangTimeout, or every second
 	// when that is shorter.
 	HangTimeout time.Duration
+	// Announced, when positive, has each worker record the sockets whose
+	// connect the lifecycle hooks were told (package announced), and is
+	// the most the supervisor keeps per worker. When a worker exits other
+	// than by a drain (killed, crashed, or with a non-zero status), those
+	// not yet disconnected are handed to the worker started in its place,
+	// which announces their disconnects. Set it when the hooks are on.
+	Announced int
 }
 
 // Supervisor keeps Config.Workers worker processes running.
@@ -66,6 +88,7 @@ type Supervisor struct {
 	addr     string // resolved, with the real port
 	restarts int
 	hangs    int
+	orphans  int
 	watched  map[int]*watched // by worker index, while the watchdog watches it
 }
 
@@ -109,6 +132,14 @@ func (s *Supervisor) Hangs() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.hangs
+}
+
+// Orphans returns how many sockets of dead workers, announced and not
+// disconnected, the supervisor has handed to their replacements.
+func (s *Supervisor) Orphans() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.orphans
 }
 
 // Hung returns the workers, by index, that have been silent for
@@ -178,6 +209,9 @@ func (s *Supervisor) keep(ctx context.Context, index int, ln *net.TCPListener) {
 	log := s.log.With(zap.Int("worker", index))
 	bo := backoff.Backoff{Min: s.cfg.MinBackoff, Max: s.cfg.MaxBackoff}
 	crashes := 0
+	// The announced sockets of the worker that died last, not yet
+	// disconnected, for the next to announce.
+	var orphans []announced.Orphan
 	for {
 		if ln == nil {
 			var err error
@@ -189,19 +223,26 @@ func (s *Supervisor) keep(ctx context.Context, index int, ln *net.TCPListener) {
 				continue
 			}
 		}
-		p, beats, err := s.startWith(index, ln)
+		p, st, err := s.startWith(log, index, ln, orphans)
 		ln = nil // the worker owns the socket now; a restart binds a new one
 		if err != nil {
 			log.Error("cannot start worker", zap.Error(err))
 			if !bo.Wait(ctx) {
 				return
 			}
-			continue
+			continue // with the orphans still to hand over
 		}
 		started := time.Now()
-		log.Info("worker started", zap.Int("pid", p.Pid()))
-		stopped, err := s.supervise(ctx, log, index, p, beats)
+		log.Info("worker started", zap.Int("pid", p.Pid()), zap.Int("orphans", len(orphans)))
+		orphans = nil // its set holds them now, for as long as the worker lives
+		stopped, err := s.supervise(ctx, log, index, p, st.beats)
+		orphans = s.orphaned(log, p, st, stopped, err)
 		if stopped || ctx.Err() != nil {
+			if len(orphans) > 0 {
+				// No worker comes after it to tell the hooks.
+				log.Warn("gateway stopping: the disconnects of a dead worker's sockets are not announced",
+					zap.Int("pid", p.Pid()), zap.Int("orphans", len(orphans)))
+			}
 			return
 		}
 		if time.Since(started) >= s.cfg.StableAfter {
@@ -319,35 +360,166 @@ func (s *Supervisor) supervise(ctx context.Context, log *zap.Logger, index int, 
 	}
 }
 
+// started is what startWith hands supervise and orphaned of a started
+// worker besides its process.
+type started struct {
+	// beats is the read end of its heartbeat pipe; nil with the watchdog
+	// off.
+	beats *os.File
+	// announced holds its sockets announced and not disconnected, read
+	// from its announce pipe, ann, until read is closed; nil when not
+	// tracked.
+	announced *announced.Set
+	ann       *os.File
+	read      chan struct{}
+}
+
 // startWith hands ln to a new worker and closes the supervisor's copy, so
 // the socket's life is the worker's: when it dies, its queue is dropped and
 // the other workers' sockets take the new connections. With the watchdog
 // on, it also hands the worker the write end of a new heartbeat pipe and
-// returns the read end.
-func (s *Supervisor) startWith(index int, ln *net.TCPListener) (Process, *os.File, error) {
+// returns the read end. With Config.Announced set, it hands the worker
+// the write end of a new announce pipe, which a goroutine reads into a
+// set that starts with orphans, and orphans themselves in a file.
+func (s *Supervisor) startWith(log *zap.Logger, index int, ln *net.TCPListener, orphans []announced.Orphan) (Process, started, error) {
 	defer ln.Close()
+	var st started
+	var in Inherit
 	f, err := ln.File()
 	if err != nil {
-		return nil, nil, fmt.Errorf("listener file: %w", err)
+		return nil, st, fmt.Errorf("listener file: %w", err)
 	}
 	defer f.Close()
-	if s.cfg.HangTimeout <= 0 {
-		p, err := s.start(index, f, Heartbeat{})
-		return p, nil, err
-	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return nil, nil, fmt.Errorf("heartbeat pipe: %w", err)
-	}
-	// Only the worker keeps the write end, so that the read ends when it
+	// Only the worker keeps the write ends, so that the reads end when it
 	// exits.
-	defer w.Close()
-	p, err := s.start(index, f, Heartbeat{File: w, Every: beatEvery(s.cfg.HangTimeout)})
-	if err != nil {
-		_ = r.Close()
-		return nil, nil, err
+	var closeOnFail []*os.File
+	fail := func(err error) (Process, started, error) {
+		for _, f := range closeOnFail {
+			_ = f.Close()
+		}
+		return nil, started{}, err
 	}
-	return p, r, nil
+	if s.cfg.HangTimeout > 0 {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(fmt.Errorf("heartbeat pipe: %w", err))
+		}
+		defer w.Close()
+		closeOnFail = append(closeOnFail, r)
+		st.beats = r
+		in.Heartbeat = Heartbeat{File: w, Every: beatEvery(s.cfg.HangTimeout)}
+	}
+	if s.cfg.Announced > 0 {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(fmt.Errorf("announce pipe: %w", err))
+		}
+		defer w.Close()
+		closeOnFail = append(closeOnFail, r)
+		growPipe(w)
+		st.ann, in.Announce = r, w
+		if len(orphans) > 0 {
+			of, err := orphanFile(orphans)
+			if err != nil {
+				// The worker starts all the same: those disconnects are
+				// lost, as they were before the supervisor kept them.
+				log.Error("cannot hand a dead worker's sockets to its replacement", zap.Int("orphans", len(orphans)), zap.Error(err))
+			} else {
+				defer of.Close()
+				in.Orphans = of
+			}
+		}
+	}
+	p, err := s.start(index, f, in)
+	if err != nil {
+		return fail(err)
+	}
+	if st.ann != nil {
+		st.announced = announced.NewSet(s.cfg.Announced)
+		if in.Orphans != nil {
+			// Before the first read: the replacement's record of each
+			// disconnect it announces removes one.
+			st.announced.Add(orphans)
+		}
+		st.read = make(chan struct{})
+		go func() {
+			defer close(st.read)
+			announced.Read(st.ann, st.announced)
+		}()
+	}
+	return p, st, nil
+}
+
+// orphanFile writes orphans to a new temporary file, removed at once
+// (the worker inherits it open), and returns it at its start.
+func orphanFile(orphans []announced.Orphan) (*os.File, error) {
+	f, err := os.CreateTemp("", "switchboard-orphans-")
+	if err != nil {
+		return nil, fmt.Errorf("orphans file: %w", err)
+	}
+	_ = os.Remove(f.Name()) // nothing is left behind, whoever dies
+	if err := announced.WriteOrphans(f, orphans); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("orphans file: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("orphans file: %w", err)
+	}
+	return f, nil
+}
+
+// announceReadWait bounds how long the supervisor reads what a worker
+// that has exited left in its announce pipe: the pipe ends at once
+// unless a process the worker started holds its write end.
+var announceReadWait = 2 * time.Second
+
+// orphaned returns the sockets of worker p, which has exited, whose
+// connect was announced and whose disconnect was not: none when they are
+// not tracked, when the supervisor stopped it (stopped), or when it
+// exited with status 0 (exit nil), a drain that announced what it could.
+// Otherwise, killed or crashed, they are the orphans its replacement
+// announces.
+func (s *Supervisor) orphaned(log *zap.Logger, p Process, st started, stopped bool, exit error) []announced.Orphan {
+	if st.announced == nil {
+		return nil
+	}
+	noticed := time.Now()
+	t := time.NewTimer(announceReadWait)
+	ended := true
+	select {
+	case <-st.read:
+	case <-t.C:
+		ended = false
+	}
+	t.Stop()
+	_ = st.ann.Close() // ends the read, should a grandchild hold the write end
+	<-st.read
+	if !ended {
+		// Records may be left unread in the pipe, disconnects among them
+		// already published: handing the set on could announce those
+		// twice, so it is dropped.
+		st.announced.Take(noticed)
+		if !stopped && exit != nil {
+			log.Error("the announce pipe of a dead worker did not end: the disconnects of its sockets are not announced",
+				zap.Int("pid", p.Pid()), zap.Duration("waited", announceReadWait))
+		}
+		return nil
+	}
+	if d := st.announced.Dropped(); d > 0 {
+		log.Warn("the worker had more sockets announced than the supervisor keeps: their disconnects are not handed on",
+			zap.Int("pid", p.Pid()), zap.Int("dropped", d), zap.Int("max", s.cfg.Announced))
+	}
+	orphans := st.announced.Take(noticed)
+	if stopped || exit == nil || len(orphans) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	s.orphans += len(orphans)
+	s.mu.Unlock()
+	log.Warn("worker died with sockets announced: their disconnects go to its replacement",
+		zap.Int("pid", p.Pid()), zap.Int("orphans", len(orphans)))
+	return orphans
 }
 
 func errOrExit(err error) error {

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/switchboard/switchboard/gateway/internal/announced"
 	"github.com/switchboard/switchboard/internal/testkit"
 )
 
@@ -39,6 +40,13 @@ type proc struct {
 	ignoreTerm bool // SIGTERM does not stop it
 	ignoreKill bool // nor SIGKILL (a process stuck in the kernel)
 	holdTerm   bool // SIGTERM is recorded but the exit waits for exit()
+
+	// rec writes to the announce pipe it inherited, when it did (closed
+	// as it exits, as a dying process's descriptors are); orphans are
+	// those it was handed.
+	rec        *announced.Writer
+	announceFD int // rec's descriptor
+	orphans    []announced.Orphan
 
 	mu      sync.Mutex
 	signals []os.Signal
@@ -73,6 +81,9 @@ func (p *proc) Wait() error {
 
 func (p *proc) exit(err error) {
 	p.once.Do(func() {
+		if p.rec != nil {
+			_ = p.rec.Close()
+		}
 		p.err = err
 		close(p.exited)
 	})
@@ -97,13 +108,32 @@ type starter struct {
 
 func newStarter() *starter { return &starter{nextPid: 1000, started: make(chan *proc, 1000)} }
 
-func (s *starter) start(index int, ln *os.File, _ Heartbeat) (Process, error) {
+func (s *starter) start(index int, ln *os.File, in Inherit) (Process, error) {
 	s.mu.Lock()
 	s.nextPid++
 	p := &proc{pid: s.nextPid, index: index, started: time.Now(), gotSig: make(chan os.Signal, 16), exited: make(chan struct{})}
 	s.mu.Unlock()
 	if ln == nil {
 		return nil, errors.New("no listener")
+	}
+	// What a real worker inherits: its own copy of the announce pipe's
+	// write end, and the orphans.
+	if in.Announce != nil {
+		fd, err := syscall.Dup(int(in.Announce.Fd()))
+		if err != nil {
+			return nil, err
+		}
+		// Room for any test's records while the supervisor reads.
+		p.announceFD = fd
+		if p.rec, err = announced.NewWriter(fd, 64<<20); err != nil {
+			return nil, err
+		}
+	}
+	if in.Orphans != nil {
+		var err error
+		if p.orphans, err = announced.ReadOrphans(in.Orphans, 1<<30); err != nil {
+			return nil, err
+		}
 	}
 	// The listener must still be usable here: the real worker inherits it.
 	fl, err := net.FileListener(ln)
@@ -588,18 +618,35 @@ func TestExecStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	defer pw.Close()
+	orphans, err := orphanFile([]announced.Orphan{{Conn: "c", User: "u", Lost: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orphans.Close()
 	tests := []struct {
 		name     string
 		script   string
+		in       Inherit
 		signal   os.Signal // sent after the start, if not nil
 		wantExit int       // exit code, or -1 for killed by signal
 	}{
-		{"index and fd 3", `test "$` + WorkerEnv + `" = 2 && test -S /proc/self/fd/` + strconv.Itoa(ListenerFD) + ` && exit 7`, nil, 7},
-		{"SIGTERM stops it", `exec sleep 30`, syscall.SIGTERM, -1},
+		{"index and fd 3", `test "$` + WorkerEnv + `" = 2 && test -S /proc/self/fd/` + strconv.Itoa(ListenerFD) +
+			` && test -z "$` + AnnounceEnv + `" && test -z "$` + OrphansEnv + `" && exit 7`, Inherit{}, nil, 7},
+		// Without the watchdog, the next descriptors are the announce
+		// pipe's and the orphans'.
+		{"announce pipe and orphans", `test "$` + AnnounceEnv + `" = 4 && test -p /proc/self/fd/4 && test "$` + OrphansEnv + `" = 5 && test -f /proc/self/fd/5 && exit 7`,
+			Inherit{Announce: pw, Orphans: orphans}, nil, 7},
+		{"SIGTERM stops it", `exec sleep 30`, Inherit{}, syscall.SIGTERM, -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := ExecStart("/bin/sh", []string{"-c", tt.script}, nil)(2, f, Heartbeat{})
+			p, err := ExecStart("/bin/sh", []string{"-c", tt.script}, nil)(2, f, tt.in)
 			if err != nil {
 				t.Fatal(err)
 			}

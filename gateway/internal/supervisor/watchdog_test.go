@@ -124,7 +124,7 @@ func startReal(t *testing.T, cfg Config, mode string, log *zap.Logger) (*Supervi
 	t.Helper()
 	starts := make(chan startedProc, 100)
 	execStart := ExecStart(os.Args[0], []string{"-test.run=^$"}, []string{helperEnv + "=" + mode})
-	start := func(index int, ln *os.File, hb Heartbeat) (Process, error) {
+	start := func(index int, ln *os.File, hb Inherit) (Process, error) {
 		p, err := execStart(index, ln, hb)
 		if err == nil {
 			starts <- startedProc{index, p.Pid()}
@@ -421,7 +421,7 @@ func TestWatchdogDuringShutdown(t *testing.T) {
 	starts := make(chan startedProc, 10)
 	dir := t.TempDir()
 	execStart := ExecStart(os.Args[0], []string{"-test.run=^$"}, []string{helperEnv + "=hang-on-term:" + dir})
-	start := func(index int, ln *os.File, hb Heartbeat) (Process, error) {
+	start := func(index int, ln *os.File, hb Inherit) (Process, error) {
 		p, err := execStart(index, ln, hb)
 		if err == nil {
 			starts <- startedProc{index, p.Pid()}

@@ -9,6 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"github.com/switchboard/switchboard/gateway/internal/announced"
+	"github.com/switchboard/switchboard/gateway/internal/metrics"
 	"github.com/switchboard/switchboard/gateway/internal/presence"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/internal/logevery"
@@ -23,7 +25,35 @@ const lifecycleLogEvery = 30 * time.Second
 // most: a worker's whole drain, or a mass reconnect, with room to spare
 // while NATS takes them at its usual pace; beyond, NATS is stalled and
 // they are dropped.
-const lifecycleQueue = 16384
+const lifecycleQueue = LifecycleQueue
+
+// LifecycleQueue is lifecycleQueue, for the supervisor's bound on the
+// sockets it keeps per worker: open ones plus those closed whose
+// disconnect is not yet published.
+const LifecycleQueue = 16384
+
+// lifecycleBatch is the most messages the publisher takes at once: what
+// it records for the supervisor (package announced) is written once per
+// batch, and a dead predecessor's orphans are announced this many at a
+// time, between the live sockets' messages.
+const lifecycleBatch = 256
+
+// announceRetry is how soon the publisher tries again to write records
+// the supervisor's pipe did not take (it was full).
+const announceRetry = 100 * time.Millisecond
+
+// announceWait is how long the publisher waits, at most, for a full pipe
+// to take the records of a batch's disconnects before it publishes them:
+// a disconnect published before its record reached the supervisor would
+// be announced again by the replacement of a worker killed then. Past
+// it, the supervisor is taken for stalled: the disconnects are published
+// without waiting until the pipe takes everything again (a kill in that
+// window may announce some twice).
+const announceWait = time.Second
+
+// errAnnounceStalled is logged when the supervisor's pipe stays full past
+// announceWait.
+var errAnnounceStalled = errors.New("announce pipe full: the supervisor is not reading; a worker killed now may have some disconnects announced twice")
 
 // errLifecycleQueueFull is the publish error of a message dropped because
 // the queue was full: NATS has stopped taking what the worker writes.
@@ -47,6 +77,25 @@ type lifecycle struct {
 	// socket still closing after a drain's deadline) is counted failed,
 	// as nats.go refused it on the closed connection before.
 	stopped atomic.Bool
+
+	// rec, when not nil, records for the supervisor the sockets whose
+	// connect was published and, before it is, each disconnect, so that
+	// should the worker die the supervisor hands the sockets still
+	// announced to its replacement (package announced). Only run uses it.
+	rec *announced.Writer
+	// orphans are the sockets of the worker this one replaces, which died
+	// with their connects announced: run announces their disconnects
+	// once serving is closed, lifecycleBatch at a time.
+	orphans []announced.Orphan
+	serving chan struct{} // closed by serve
+	// inBatch holds, while run handles a batch, the sockets whose
+	// disconnect is in it and whose connect was not announced before it:
+	// if the batch publishes the connect, its record is left out.
+	inBatch map[*bool]struct{}
+	// stalled is set when the pipe did not take a batch's disconnects
+	// within announceWait, until it takes every record again: run does
+	// not wait for it meanwhile.
+	stalled bool
 }
 
 // lifecycleItem is one queued message, or, with flushed set, a marker
@@ -66,15 +115,23 @@ type lifecycleItem struct {
 	leased  *presence.Count
 	leaseBy time.Time
 	flushed chan struct{}
+	// lost marks the disconnect of an orphan: a socket of the dead
+	// worker this one replaces.
+	lost bool
 }
 
 func newLifecycle(w *Worker) *lifecycle {
 	return &lifecycle{
-		w:      w,
-		failed: logevery.New(w.log.Named("lifecycle"), "lifecycle message not published", lifecycleLogEvery),
-		queue:  make(chan lifecycleItem, lifecycleQueue),
+		w:       w,
+		failed:  logevery.New(w.log.Named("lifecycle"), "lifecycle message not published", lifecycleLogEvery),
+		queue:   make(chan lifecycleItem, lifecycleQueue),
+		serving: make(chan struct{}),
+		inBatch: make(map[*bool]struct{}),
 	}
 }
+
+// serve has run announce the orphans: NATS is up and the worker serves.
+func (l *lifecycle) serve() { close(l.serving) }
 
 // on reports whether connects and disconnects are published.
 func (l *lifecycle) on() bool { return l.w.cfg.LifecycleHooks }
@@ -123,24 +180,163 @@ func (l *lifecycle) enqueue(it lifecycleItem) {
 	}
 }
 
-// run publishes what is queued, in order, until ctx ends (after the
-// drain's flush); what is left then is counted failed.
+// run publishes what is queued, in order, in batches of up to
+// lifecycleBatch, and the orphans' disconnects once the worker serves,
+// until ctx ends (after the drain's flush); what is left then is counted
+// failed.
 func (l *lifecycle) run(ctx context.Context) {
+	batch := make([]lifecycleItem, 0, lifecycleBatch)
 	for {
+		var lost <-chan struct{}
+		if len(l.orphans) > 0 {
+			lost = l.serving
+		}
+		var retry <-chan time.Time
+		var t *time.Timer
+		if l.rec != nil && l.rec.Pending() {
+			t = time.NewTimer(announceRetry)
+			retry = t.C
+		}
 		select {
 		case <-ctx.Done():
 			l.stopped.Store(true)
 			for {
-				select {
-				case it := <-l.queue:
-					l.publish(it, nats.ErrConnectionClosed)
-				default:
+				batch = l.take(batch[:0])
+				if len(batch) == 0 {
+					l.record()
 					return
 				}
+				l.handle(batch, nats.ErrConnectionClosed)
 			}
 		case it := <-l.queue:
-			l.publish(it, nil)
+			l.handle(l.take(append(batch[:0], it)), nil)
+		case <-lost:
+			l.handle(l.lostBatch(batch[:0]), nil)
+		case <-retry:
+			l.record()
 		}
+		if t != nil {
+			t.Stop()
+		}
+	}
+}
+
+// take appends to batch what is queued, up to lifecycleBatch.
+func (l *lifecycle) take(batch []lifecycleItem) []lifecycleItem {
+	for len(batch) < lifecycleBatch {
+		select {
+		case it := <-l.queue:
+			batch = append(batch, it)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// lostBatch appends to batch the disconnects of up to lifecycleBatch
+// orphans, code 1006 and reason worker_lost, at when their worker's death
+// was noticed; with presence on, their leases' removals are queued first,
+// in one write, and each disconnect waits for its own as a connect does.
+func (l *lifecycle) lostBatch(batch []lifecycleItem) []lifecycleItem {
+	n := min(len(l.orphans), lifecycleBatch)
+	by := time.Now().Add(presenceRemoveWait)
+	for _, o := range l.orphans[:n] {
+		var removed *presence.Count
+		if l.w.leases != nil {
+			removed = l.w.leases.Forget(o.User, o.Conn)
+		}
+		announced := true
+		batch = append(batch, lifecycleItem{announced: &announced, leased: removed, leaseBy: by, lost: true, m: &proto.Lifecycle{
+			Type: proto.LifecycleTypeDisconnect, User: o.User, Conn: o.Conn, Worker: l.w.index,
+			At: o.Lost, Code: proto.CloseAbnormal, Reason: metrics.ReasonWorkerLost,
+		}})
+	}
+	clear(l.orphans[:n]) // for the collector
+	l.orphans = l.orphans[n:]
+	if len(l.orphans) == 0 {
+		l.orphans = nil
+	}
+	return batch
+}
+
+// handle publishes batch, in order, or counts it failed with refused when
+// that is set, and records it for the supervisor: each disconnect of a
+// socket announced before the batch ahead of publishing it, so that a
+// worker killed at any point never has its replacement announce one
+// again (at the cost of losing one published, should the kill fall
+// between the record and the publish); each connect once published,
+// unless the batch published its disconnect too.
+func (l *lifecycle) handle(batch []lifecycleItem, refused error) {
+	if l.rec == nil {
+		for _, it := range batch {
+			l.publish(it, refused)
+		}
+		clear(batch)
+		return
+	}
+	recorded := false
+	for _, it := range batch {
+		if it.m == nil || it.m.Type != proto.LifecycleTypeDisconnect {
+			continue
+		}
+		switch {
+		case !*it.announced:
+			// Its connect, if in this batch, is not recorded. Noted
+			// before any publish: once its connect is published, its
+			// announced no longer tells.
+			l.inBatch[it.announced] = struct{}{}
+		case refused == nil:
+			l.rec.Disconnect(it.m.Conn)
+			recorded = true
+		}
+	}
+	if recorded {
+		l.recordDisconnects()
+	}
+	for _, it := range batch {
+		l.publish(it, refused)
+	}
+	for _, it := range batch {
+		if it.m != nil && it.m.Type == proto.LifecycleTypeConnect && *it.announced {
+			if _, closed := l.inBatch[it.announced]; !closed {
+				l.rec.Connect(it.m.Conn, it.m.User)
+			}
+		}
+	}
+	clear(l.inBatch)
+	l.record()
+	clear(batch) // run reuses its array: let the messages go
+}
+
+// record writes to the supervisor what rec holds, as far as the pipe
+// takes it.
+func (l *lifecycle) record() {
+	if l.rec == nil {
+		return
+	}
+	if err := l.rec.Flush(); err != nil {
+		l.failed.Failed(err)
+	}
+	if !l.rec.Pending() {
+		l.stalled = false
+	}
+}
+
+// recordDisconnects writes to the supervisor what rec holds, disconnects
+// about to be published among it, waiting up to announceWait for a full
+// pipe unless the supervisor is stalled.
+func (l *lifecycle) recordDisconnects() {
+	if l.stalled {
+		l.record()
+		return
+	}
+	if err := l.rec.FlushWithin(announceWait); err != nil {
+		l.failed.Failed(err)
+	}
+	if l.rec.Pending() {
+		l.stalled = true
+		l.failed.Failed(errAnnounceStalled)
 	}
 }
 
@@ -167,6 +363,9 @@ func (l *lifecycle) publish(it lifecycleItem, refused error) {
 	}
 	if it.m.Type == proto.LifecycleTypeConnect {
 		*it.announced = err == nil
+	}
+	if it.lost && err == nil {
+		l.w.metrics.LifecycleLost()
 	}
 	l.counted(it.m, err)
 }

@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/gateway/internal/admission"
+	"github.com/switchboard/switchboard/gateway/internal/announced"
 	"github.com/switchboard/switchboard/gateway/internal/config"
 	"github.com/switchboard/switchboard/gateway/internal/connid"
 	"github.com/switchboard/switchboard/gateway/internal/fanout"
@@ -99,6 +100,19 @@ type Option func(*Worker)
 // before they reach the sockets.
 func WithDelivery(wrap func(next fanout.Deliverer) fanout.Deliverer) Option {
 	return func(w *Worker) { w.wrapDelivery = wrap }
+}
+
+// WithAnnounced has the worker record, through rec, the sockets whose
+// connect the lifecycle hooks were told, for the supervisor (package
+// announced), and announce the disconnects of orphans, the sockets of
+// the dead worker it replaces, once it serves. It takes effect with the
+// hooks on; the worker closes rec when Run returns.
+func WithAnnounced(rec *announced.Writer, orphans []announced.Orphan) Option {
+	return func(w *Worker) {
+		if w.life.on() {
+			w.life.rec, w.life.orphans = rec, orphans
+		}
+	}
 }
 
 // New returns a Worker with the given 0-based index.
@@ -244,6 +258,12 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 		// Stopped once shutdown has flushed the sockets' disconnects.
 		wg.Add(1)
 		go func() { defer wg.Done(); w.life.run(bg) }()
+		if w.life.rec != nil {
+			defer w.life.rec.Close()
+		}
+		if n := len(w.life.orphans); n > 0 {
+			w.log.Info("announcing the disconnects of the sockets of the worker this one replaces, once serving", zap.Int("orphans", n))
+		}
 	}
 	wg.Add(5)
 	go func() { defer wg.Done(); w.revoked.Run(bg) }()
@@ -258,6 +278,7 @@ func (w *Worker) Run(ctx context.Context, ln net.Listener) error {
 		defer wg.Done()
 		if w.waitDeps(bg) {
 			w.adm.Open()
+			w.life.serve()
 		}
 	}()
 	srv := httpserver.New(w.routes(), w.log.Named("http"))
