@@ -102,24 +102,26 @@ const settle = (ms) => new Promise((r) => setTimeout(r, ms));
 test("emit resolves with the handler's result on the ack; events reach the listeners of every device", { timeout: 60_000 }, async (t) => {
   const alice = uniqueUser("alice");
   const bob = uniqueUser("bob");
-  const a = connect({ url: URL_, token: await token(alice) });
+  // Bob is connected first: a socket that connects fresh (no resume
+  // position) starts at the streams' tops, so a message sent before it
+  // was registered would not reach it.
   const b = connect({ url: URL_, token: await token(bob) });
-  t.after(() => { a.close(); b.close(); });
-
-  const bobOpen = within(next(b, "connected"), "connected for bob");
+  t.after(() => b.close());
   const got = next(b, "message");
+  const { args: connected } = await within(next(b, "connected"), "connected for bob");
+  assert.equal(typeof connected.conn, "string");
+  assert.ok(Number.isInteger(connected.worker), `worker ${connected.worker}`);
+
+  const a = connect({ url: URL_, token: await token(alice) });
+  t.after(() => a.close());
   const sent = next(a, "message_sent");
-  // emit before the socket is open: it waits for the connection.
+  // emit before alice's socket is open: it waits for the connection.
   // emit resolves with the handler's result: sendMessage's {msg_id, ts}.
   const before = Date.now();
   const result = await within(a.emit("sendMessage", { to: bob, text: "hi bob ✓" }), "ack");
   assert.deepEqual(Object.keys(result).sort(), ["msg_id", "ts"]);
   assert.match(result.msg_id, /^[0-9a-f]{32}$/);
   assert.ok(Number.isInteger(result.ts) && result.ts >= before - 5_000 && result.ts <= Date.now() + 5_000, `ts ${result.ts}`);
-
-  const { args: connected } = await bobOpen;
-  assert.equal(typeof connected.conn, "string");
-  assert.ok(Number.isInteger(connected.worker), `worker ${connected.worker}`);
 
   const m = await within(got, "message at bob");
   assert.equal(m.frame.id, bob);
