@@ -150,12 +150,14 @@ func TestRoomsAcrossWorkers(t *testing.T) {
 	})
 	s.WaitReady()
 	devices["bob"][0] = s.DialOn("bob", dead.Worker)
-	for _, u := range []string{"alice", "carol"} { // their devices on the killed worker too
-		for i, c := range devices[u] {
-			if closed, _ := c.Closed(); closed {
-				devices[u][i] = s.DialOn(u, c.Worker)
-			}
-		}
+	// alice's and carol's devices on the killed worker (device i of each
+	// user is on worker i) are gone too: each is awaited closed and
+	// replaced. Replacing only those whose reader had already seen the
+	// close would keep a dead socket that is expected to get the next
+	// message.
+	for _, u := range []string{"alice", "carol"} {
+		_ = devices[u][dead.Worker].WaitClosed(wait) // fails the test if it stays open
+		devices[u][dead.Worker] = s.DialOn(u, dead.Worker)
 	}
 	devices["alice"][1].Send("sendToRoom", map[string]string{"room": "team.eng", "text": "still here?"}, "r2")
 	var res2 sentResult
