@@ -1,0 +1,144 @@
+//go:build linux
+
+package rawconn
+
+import (
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+)
+
+// conn is a TCP or Unix socket read with read(2) and written with
+// sendto(2) by syscall.RawSyscall, inside its RawConn's Read and Write:
+// under the descriptor's read or write lock, and waiting in the netpoller
+// (deadlines included) when the call says EAGAIN.
+type conn struct {
+	net.Conn
+	rc  syscall.RawConn
+	net string // for errors: "tcp", "unix"
+
+	rmu   sync.Mutex // the read state below, for one Read at a time
+	rp    []byte
+	rn    int
+	rerr  syscall.Errno
+	readF func(fd uintptr) bool
+
+	wmu    sync.Mutex // the write state below, for one Write at a time
+	wp     []byte
+	wn     int
+	werr   syscall.Errno
+	writeF func(fd uintptr) bool
+}
+
+func wrap(c net.Conn) net.Conn {
+	var kind string
+	switch c.(type) {
+	case *net.TCPConn:
+		kind = "tcp"
+	case *net.UnixConn:
+		kind = "unix"
+	default:
+		return c
+	}
+	rc, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return c
+	}
+	w := &conn{Conn: c, rc: rc, net: kind}
+	w.readF, w.writeF = w.read, w.write
+	return w
+}
+
+// SyscallConn is the wrapped connection's, for those that look beneath a
+// net.Conn (go-redis checks a pooled connection's health through it).
+func (c *conn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
+
+// NetConn returns the wrapped connection.
+func (c *conn) NetConn() net.Conn { return c.Conn }
+
+func (c *conn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.rmu.Lock()
+	c.rp, c.rn, c.rerr = p, 0, 0
+	err := c.rc.Read(c.readF)
+	n, errno := c.rn, c.rerr
+	c.rp = nil
+	c.rmu.Unlock()
+	switch {
+	case err != nil:
+		return 0, c.opError("read", err)
+	case errno != 0:
+		return 0, c.opError("read", os.NewSyscallError("read", errno))
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// read is the RawConn.Read callback: false asks it to wait for
+// readability.
+func (c *conn) read(fd uintptr) bool {
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(c.rp))), uintptr(len(c.rp)))
+		switch e {
+		case 0:
+			c.rn = int(n)
+			return true
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.rerr = e
+			return true
+		}
+	}
+}
+
+func (c *conn) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.wmu.Lock()
+	c.wp, c.wn, c.werr = p, 0, 0
+	err := c.rc.Write(c.writeF)
+	n, errno := c.wn, c.werr
+	c.wp = nil
+	c.wmu.Unlock()
+	switch {
+	case err != nil:
+		return n, c.opError("write", err)
+	case errno != 0:
+		return n, c.opError("write", os.NewSyscallError("write", errno))
+	}
+	return n, nil
+}
+
+// write is the RawConn.Write callback: it sends what the socket takes of
+// c.wp, and false asks RawConn.Write to wait for room. MSG_NOSIGNAL makes
+// a write to a reset connection EPIPE instead of a SIGPIPE.
+func (c *conn) write(fd uintptr) bool {
+	for c.wn < len(c.wp) {
+		rest := c.wp[c.wn:]
+		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(rest))), uintptr(len(rest)), syscall.MSG_NOSIGNAL, 0, 0)
+		switch e {
+		case 0:
+			c.wn += int(n)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.werr = e
+			return true
+		}
+	}
+	return true
+}
+
+func (c *conn) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: c.net, Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
