@@ -56,7 +56,7 @@ func connectNATS(url, creds string, link *natsconn.State, log *zap.Logger) (*nat
 	waiting := logevery.New(log, "waiting for NATS", waitLogEvery)
 	refused := logevery.New(log, "nats refuses the credentials, retrying", waitLogEvery)
 	server := func(nc *nats.Conn) zap.Field { return zap.String("server", redact.URL(nc.ConnectedUrl())) }
-	opts := append(natsconn.StallOptions(),
+	opts := append(natsconn.Options(),
 		nats.Name("handlers-svc"),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),

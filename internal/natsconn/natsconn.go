@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/switchboard/switchboard/internal/rawconn"
 )
 
 // The settings StallOptions applies, with why each.
@@ -59,6 +61,14 @@ func StallOptions() []nats.Option {
 		nats.FlusherTimeout(FlusherTimeout),
 		nats.ReconnectOnFlusherError(),
 	}
+}
+
+// Options returns StallOptions and a dialer whose connections are read
+// and written by raw system calls (package rawconn says why), within
+// nats.go's default connect timeout. TLS, when the URL asks for it, goes
+// on top as before.
+func Options() []nats.Option {
+	return append(StallOptions(), nats.SetCustomDialer(rawconn.Dialer{Timeout: nats.GetDefaultOptions().Timeout}))
 }
 
 // State is whether a NATS connection is connected, as its handlers last

@@ -8,9 +8,13 @@ package redisconn
 
 import (
 	"context"
+	"net"
 	"net/url"
+	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard/switchboard/internal/rawconn"
 )
 
 // IsCluster reports whether s names a Redis Cluster: a URL with at least
@@ -47,6 +51,9 @@ func New(s string, t Tuning) (redis.UniversalClient, error) {
 		}
 		o.ContextTimeoutEnabled = t.ContextTimeoutEnabled
 		o.OnConnect = t.OnConnect
+		if o.TLSConfig == nil {
+			o.Dialer = dialer(o.DialTimeout)
+		}
 		return redis.NewClusterClient(o), nil
 	}
 	o, err := redis.ParseURL(s)
@@ -58,7 +65,25 @@ func New(s string, t Tuning) (redis.UniversalClient, error) {
 	}
 	o.ContextTimeoutEnabled = t.ContextTimeoutEnabled
 	o.OnConnect = t.OnConnect
+	if o.TLSConfig == nil {
+		o.Dialer = dialer(o.DialTimeout)
+	}
 	return redis.NewClient(o), nil
+}
+
+// dialer is go-redis's own dialer for a connection without TLS (its
+// timeout, its keep-alive policy), whose connections are read and written
+// by raw system calls: package rawconn says why. A rediss:// URL keeps
+// go-redis's dialer, which puts TLS on the connection it dials.
+func dialer(timeout time.Duration) func(context.Context, string, string) (net.Conn, error) {
+	if timeout == 0 {
+		timeout = 5 * time.Second // go-redis's default DialTimeout
+	}
+	d := rawconn.Dialer{
+		Timeout:   timeout,
+		KeepAlive: net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 5 * time.Second, Count: 3},
+	}
+	return d.DialContext
 }
 
 // Addrs returns the servers rdb was given: its one address, or every

@@ -319,7 +319,7 @@ func (w *Worker) connect(ctx context.Context) error {
 	refused := logevery.New(log, "nats refuses the credentials, retrying", natsLogEvery)
 	// A stalled link (no RST, nothing passes) is noticed within 2 to 3 s
 	// and the connection made anew: natsconn.StallOptions says how.
-	natsOpts := append(natsconn.StallOptions(),
+	natsOpts := append(natsconn.Options(),
 		nats.Name("switchboard-gateway"),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/switchboard/switchboard/internal/rawconn"
 )
 
 // ReadBufferSize is the read buffer of every socket upgraded by Upgrade.
@@ -76,7 +78,9 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		// ended; it must see that data to do so.
 		return nc, brw, err
 	}
-	h.m = &meter{net: nc}
+	// The meter reads by raw system calls (package rawconn says why);
+	// gorilla's writes go through nc, as before.
+	h.m = &meter{net: rawconn.Wrap(nc)}
 	h.br = bufio.NewReaderSize(nc, ReadBufferSize)
 	return nc, bufio.NewReadWriter(h.br, brw.Writer), nil
 }
