@@ -139,6 +139,13 @@ func (c *conn) write(fd uintptr) bool {
 	return true
 }
 
+// opError is err as net.Conn's Read and Write report it. RawConn's Read
+// and Write put their own *net.OpError ("raw-read", "raw-write") around
+// the poller's error (os.ErrDeadlineExceeded, net.ErrClosed); net.Conn has
+// that error directly in its *net.OpError, so it is taken out.
 func (c *conn) opError(op string, err error) error {
+	if oe, ok := err.(*net.OpError); ok {
+		err = oe.Err
+	}
 	return &net.OpError{Op: op, Net: c.net, Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }

@@ -258,3 +258,38 @@ func BenchmarkPingPong(b *testing.B) {
 		})
 	}
 }
+
+// TestErrorsAsNetConns: a deadline passed and a closed connection give
+// the errors net.Conn's own Read and Write give, to the letter: those
+// that check them (errors.Is, a net.Error's Timeout, a log) see no
+// difference.
+func TestErrorsAsNetConns(t *testing.T) {
+	c, _ := pair(t)
+	wantRaw(t, c)
+	plain := c
+	if u, ok := c.(interface{ NetConn() net.Conn }); ok {
+		plain = u.NetConn()
+	}
+	same := func(what string, raw, want error) {
+		t.Helper()
+		if raw == nil || want == nil || raw.Error() != want.Error() {
+			t.Errorf("%s: %v, net.Conn's %v", what, raw, want)
+		}
+		for _, target := range []error{os.ErrDeadlineExceeded, net.ErrClosed} {
+			if errors.Is(raw, target) != errors.Is(want, target) {
+				t.Errorf("%s: errors.Is(%v) differs", what, target)
+			}
+		}
+	}
+	read := func(c net.Conn) error { _, err := c.Read(make([]byte, 8)); return err }
+	write := func(c net.Conn) error { _, err := c.Write([]byte("x")); return err }
+
+	if err := c.SetDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	same("read past the deadline", read(c), read(plain))
+	same("write past the deadline", write(c), write(plain))
+	c.Close()
+	same("read when closed", read(c), read(plain))
+	same("write when closed", write(c), write(plain))
+}
