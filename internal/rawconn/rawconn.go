@@ -16,7 +16,7 @@
 // same deadlines, net.Conn's errors (*net.OpError around
 // os.ErrDeadlineExceeded, net.ErrClosed or the system call's error;
 // io.EOF at the end). On other systems, and for connections that are not
-// TCP or Unix sockets, it returns the connection as it is.
+// TCP or Unix stream sockets, it returns the connection as it is.
 package rawconn
 
 import (

@@ -11,7 +11,7 @@ import (
 	"unsafe"
 )
 
-// conn is a TCP or Unix socket read with read(2) and written with
+// conn is a TCP or Unix stream socket read with read(2) and written with
 // sendto(2) by syscall.RawSyscall, inside its RawConn's Read and Write:
 // under the descriptor's read or write lock, and waiting in the netpoller
 // (deadlines included) when the call says EAGAIN.
@@ -30,6 +30,7 @@ type conn struct {
 	wp     []byte
 	wn     int
 	werr   syscall.Errno
+	wnone  bool // sendto took nothing and said nothing: the write ends
 	writeF func(fd uintptr) bool
 }
 
@@ -45,6 +46,11 @@ func wrap(c net.Conn) net.Conn {
 	}
 	rc, err := c.(syscall.Conn).SyscallConn()
 	if err != nil {
+		return c
+	}
+	if kind == "unix" && !isStream(rc) {
+		// A datagram socket's empty datagram is no end, as Read would
+		// take it: net.Conn's own Read knows the difference.
 		return c
 	}
 	w := &conn{Conn: c, rc: rc, net: kind}
@@ -104,9 +110,9 @@ func (c *conn) Write(p []byte) (int, error) {
 		return 0, nil
 	}
 	c.wmu.Lock()
-	c.wp, c.wn, c.werr = p, 0, 0
+	c.wp, c.wn, c.werr, c.wnone = p, 0, 0, false
 	err := c.rc.Write(c.writeF)
-	n, errno := c.wn, c.werr
+	n, errno, none := c.wn, c.werr, c.wnone
 	c.wp = nil
 	c.wmu.Unlock()
 	switch {
@@ -114,6 +120,8 @@ func (c *conn) Write(p []byte) (int, error) {
 		return n, c.opError("write", err)
 	case errno != 0:
 		return n, c.opError("write", os.NewSyscallError("write", errno))
+	case none:
+		return n, c.opError("write", io.ErrUnexpectedEOF) // as net.Conn's Write
 	}
 	return n, nil
 }
@@ -127,6 +135,12 @@ func (c *conn) write(fd uintptr) bool {
 		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(rest))), uintptr(len(rest)), syscall.MSG_NOSIGNAL, 0, 0)
 		switch e {
 		case 0:
+			if n == 0 {
+				// Never for a stream socket; were it to happen, trying
+				// again would spin, holding the thread and its P.
+				c.wnone = true
+				return true
+			}
 			c.wn += int(n)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
@@ -148,4 +162,15 @@ func (c *conn) opError(op string, err error) error {
 		err = oe.Err
 	}
 	return &net.OpError{Op: op, Net: c.net, Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
+
+// isStream reports whether rc's socket is SOCK_STREAM.
+func isStream(rc syscall.RawConn) bool {
+	typ, err := -1, error(nil)
+	if cerr := rc.Control(func(fd uintptr) {
+		typ, err = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TYPE)
+	}); cerr != nil || err != nil {
+		return false
+	}
+	return typ == syscall.SOCK_STREAM
 }

@@ -293,3 +293,52 @@ func TestErrorsAsNetConns(t *testing.T) {
 	same("read when closed", read(c), read(plain))
 	same("write when closed", write(c), write(plain))
 }
+
+// TestUnix: a Unix stream socket is wrapped and moves bytes both ways; a
+// Unix datagram socket, whose empty datagram is no end, is left as it is.
+func TestUnix(t *testing.T) {
+	path := t.TempDir() + "/s"
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		p, _ := ln.Accept()
+		accepted <- p
+	}()
+	c, err := Dialer{Timeout: 5 * time.Second}.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p := <-accepted
+	if p == nil {
+		t.Fatal("accept failed")
+	}
+	defer p.Close()
+	wantRaw(t, c)
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 4)
+	if _, err := io.ReadFull(p, b); err != nil || string(b) != "ping" {
+		t.Fatalf("peer read %q, %v", b, err)
+	}
+	if _, err := p.Write([]byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, b); err != nil || string(b) != "pong" {
+		t.Fatalf("read %q, %v", b, err)
+	}
+
+	gram, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: t.TempDir() + "/g", Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gram.Close()
+	if Wrap(gram) != net.Conn(gram) {
+		t.Fatal("a unixgram socket was wrapped")
+	}
+}
