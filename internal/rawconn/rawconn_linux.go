@@ -8,13 +8,12 @@ import (
 	"os"
 	"sync"
 	"syscall"
-	"unsafe"
 )
 
 // conn is a TCP or Unix stream socket read with read(2) and written with
-// sendto(2) by syscall.RawSyscall, inside its RawConn's Read and Write:
-// under the descriptor's read or write lock, and waiting in the netpoller
-// (deadlines included) when the call says EAGAIN.
+// sendto(2) by syscall.RawSyscall (sysRead, sysSend), inside its RawConn's
+// Read and Write: under the descriptor's read or write lock, and waiting
+// in the netpoller (deadlines included) when the call says EAGAIN.
 type conn struct {
 	net.Conn
 	rc  syscall.RawConn
@@ -90,10 +89,10 @@ func (c *conn) Read(p []byte) (int, error) {
 // readability.
 func (c *conn) read(fd uintptr) bool {
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(c.rp))), uintptr(len(c.rp)))
+		n, e := sysRead(fd, c.rp)
 		switch e {
 		case 0:
-			c.rn = int(n)
+			c.rn = n
 			return true
 		case syscall.EINTR:
 		case syscall.EAGAIN:
@@ -131,8 +130,7 @@ func (c *conn) Write(p []byte) (int, error) {
 // a write to a reset connection EPIPE instead of a SIGPIPE.
 func (c *conn) write(fd uintptr) bool {
 	for c.wn < len(c.wp) {
-		rest := c.wp[c.wn:]
-		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(rest))), uintptr(len(rest)), syscall.MSG_NOSIGNAL, 0, 0)
+		n, e := sysSend(fd, c.wp[c.wn:])
 		switch e {
 		case 0:
 			if n == 0 {
@@ -141,7 +139,7 @@ func (c *conn) write(fd uintptr) bool {
 				c.wnone = true
 				return true
 			}
-			c.wn += int(n)
+			c.wn += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return false

@@ -342,3 +342,30 @@ func TestUnix(t *testing.T) {
 		t.Fatal("a unixgram socket was wrapped")
 	}
 }
+
+// TestRaceDetectorSeesTheBytes: with -race, a goroutine that sets x and
+// then writes to a socket happens before one that reads those bytes and
+// then reads x, as with net.Conns, both ways round. Raw system calls hid
+// the write and the read from the detector, which reported a race on x.
+// (Without -race this test checks nothing the others do not.)
+func TestRaceDetectorSeesTheBytes(t *testing.T) {
+	for _, rawWrites := range []bool{true, false} {
+		c, p := pair(t)
+		wantRaw(t, c)
+		writer, reader := c, p
+		if !rawWrites {
+			writer, reader = p, c
+		}
+		var x int
+		go func() {
+			x = 1
+			_, _ = writer.Write([]byte{1})
+		}()
+		if _, err := io.ReadFull(reader, make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+		if x != 1 {
+			t.Fatalf("x = %d after the write it came before", x)
+		}
+	}
+}
