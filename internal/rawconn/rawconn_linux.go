@@ -126,8 +126,7 @@ func (c *conn) Write(p []byte) (int, error) {
 }
 
 // write is the RawConn.Write callback: it sends what the socket takes of
-// c.wp, and false asks RawConn.Write to wait for room. MSG_NOSIGNAL makes
-// a write to a reset connection EPIPE instead of a SIGPIPE.
+// c.wp, and false asks RawConn.Write to wait for room.
 func (c *conn) write(fd uintptr) bool {
 	for c.wn < len(c.wp) {
 		n, e := sysSend(fd, c.wp[c.wn:])
