@@ -369,3 +369,26 @@ func TestRaceDetectorSeesTheBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestDeadlineSetWhileWaiting: a deadline set from another goroutine
+// ends a Read or a Write already waiting in the netpoller, as gorilla's
+// close and go-redis's per-command deadlines expect; Close ends a waiting
+// Write as it does a Read.
+func TestDeadlineSetWhileWaiting(t *testing.T) {
+	c, _ := pair(t)
+	read := make(chan error, 1)
+	go func() { _, err := c.Read(make([]byte, 8)); read <- err }()
+	write := make(chan error, 1)
+	go func() { _, err := c.Write(make([]byte, 64<<20)); write <- err }() // more than the buffers hold: it waits
+	// Whether or not the calls have started waiting, the deadlines end them.
+	if err := c.SetReadDeadline(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-read; !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read: %v, want a timeout", err)
+	}
+	c.Close()
+	if err := <-write; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("write waiting when closed: %v, want net.ErrClosed", err)
+	}
+}
