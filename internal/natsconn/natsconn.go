@@ -66,7 +66,10 @@ func StallOptions() []nats.Option {
 // Options returns StallOptions and a dialer whose connections are read
 // and written by raw system calls (package rawconn says why), within
 // nats.go's default connect timeout. TLS, when the URL asks for it, goes
-// on top as before.
+// on top as before. One difference from nats.go's own dialer: that one
+// splits the timeout among the addresses a server's host name resolves
+// to, this one gives each address the whole of it, so an attempt on a
+// name with n unreachable addresses takes up to n times as long.
 func Options() []nats.Option {
 	return append(StallOptions(), nats.SetCustomDialer(rawconn.Dialer{Timeout: nats.GetDefaultOptions().Timeout}))
 }

@@ -18,11 +18,12 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // settings aim at 2 to 3 s, with margin for a loaded machine.
 const detectBound = 6 * time.Second
 
-// connect connects to url with StallOptions, keeping st as the services
-// do, and closes the connection when the test ends.
-func connect(t *testing.T, url string, st *State) *nats.Conn {
+// connect connects to url with Options (rawconn's dialer and
+// StallOptions), keeping st as the services do, and closes the connection
+// when the test ends.
+func connect(t *testing.T, url string, st *State, more ...nats.Option) *nats.Conn {
 	t.Helper()
-	opts := append(StallOptions(),
+	opts := append(Options(),
 		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
 		nats.ReconnectBufSize(-1),
 		nats.ConnectHandler(st.Up),
@@ -31,7 +32,7 @@ func connect(t *testing.T, url string, st *State) *nats.Conn {
 		nats.ClosedHandler(func(*nats.Conn) { st.Down() }),
 		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}),
 	)
-	nc, err := nats.Connect(url, opts...)
+	nc, err := nats.Connect(url, append(opts, more...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

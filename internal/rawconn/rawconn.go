@@ -16,7 +16,10 @@
 // same deadlines, net.Conn's errors (*net.OpError around
 // os.ErrDeadlineExceeded, net.ErrClosed or the system call's error;
 // io.EOF at the end). On other systems, and for connections that are not
-// TCP or Unix sockets, it returns the connection as it is.
+// TCP or Unix stream sockets, it returns the connection as it is. Built
+// with the race detector, a Conn reads and writes by syscall.Read and
+// syscall.Write instead, as net.Conn does, which are what tell the
+// detector of the bytes a system call moves (sys_linux_race.go).
 package rawconn
 
 import (

@@ -8,13 +8,12 @@ import (
 	"os"
 	"sync"
 	"syscall"
-	"unsafe"
 )
 
-// conn is a TCP or Unix socket read with read(2) and written with
-// sendto(2) by syscall.RawSyscall, inside its RawConn's Read and Write:
-// under the descriptor's read or write lock, and waiting in the netpoller
-// (deadlines included) when the call says EAGAIN.
+// conn is a TCP or Unix stream socket read with read(2) and written with
+// sendto(2) by syscall.RawSyscall (sysRead, sysSend), inside its RawConn's
+// Read and Write: under the descriptor's read or write lock, and waiting
+// in the netpoller (deadlines included) when the call says EAGAIN.
 type conn struct {
 	net.Conn
 	rc  syscall.RawConn
@@ -30,6 +29,7 @@ type conn struct {
 	wp     []byte
 	wn     int
 	werr   syscall.Errno
+	wnone  bool // sendto took nothing and said nothing: the write ends
 	writeF func(fd uintptr) bool
 }
 
@@ -45,6 +45,11 @@ func wrap(c net.Conn) net.Conn {
 	}
 	rc, err := c.(syscall.Conn).SyscallConn()
 	if err != nil {
+		return c
+	}
+	if kind == "unix" && !isStream(rc) {
+		// A datagram socket's empty datagram is no end, as Read would
+		// take it: net.Conn's own Read knows the difference.
 		return c
 	}
 	w := &conn{Conn: c, rc: rc, net: kind}
@@ -84,10 +89,10 @@ func (c *conn) Read(p []byte) (int, error) {
 // readability.
 func (c *conn) read(fd uintptr) bool {
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(c.rp))), uintptr(len(c.rp)))
+		n, e := sysRead(fd, c.rp)
 		switch e {
 		case 0:
-			c.rn = int(n)
+			c.rn = n
 			return true
 		case syscall.EINTR:
 		case syscall.EAGAIN:
@@ -104,9 +109,9 @@ func (c *conn) Write(p []byte) (int, error) {
 		return 0, nil
 	}
 	c.wmu.Lock()
-	c.wp, c.wn, c.werr = p, 0, 0
+	c.wp, c.wn, c.werr, c.wnone = p, 0, 0, false
 	err := c.rc.Write(c.writeF)
-	n, errno := c.wn, c.werr
+	n, errno, none := c.wn, c.werr, c.wnone
 	c.wp = nil
 	c.wmu.Unlock()
 	switch {
@@ -114,20 +119,26 @@ func (c *conn) Write(p []byte) (int, error) {
 		return n, c.opError("write", err)
 	case errno != 0:
 		return n, c.opError("write", os.NewSyscallError("write", errno))
+	case none:
+		return n, c.opError("write", io.ErrUnexpectedEOF) // as net.Conn's Write
 	}
 	return n, nil
 }
 
 // write is the RawConn.Write callback: it sends what the socket takes of
-// c.wp, and false asks RawConn.Write to wait for room. MSG_NOSIGNAL makes
-// a write to a reset connection EPIPE instead of a SIGPIPE.
+// c.wp, and false asks RawConn.Write to wait for room.
 func (c *conn) write(fd uintptr) bool {
 	for c.wn < len(c.wp) {
-		rest := c.wp[c.wn:]
-		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(rest))), uintptr(len(rest)), syscall.MSG_NOSIGNAL, 0, 0)
+		n, e := sysSend(fd, c.wp[c.wn:])
 		switch e {
 		case 0:
-			c.wn += int(n)
+			if n == 0 {
+				// Never for a stream socket; were it to happen, trying
+				// again would spin, holding the thread and its P.
+				c.wnone = true
+				return true
+			}
+			c.wn += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return false
@@ -139,6 +150,24 @@ func (c *conn) write(fd uintptr) bool {
 	return true
 }
 
+// opError is err as net.Conn's Read and Write report it. RawConn's Read
+// and Write put their own *net.OpError ("raw-read", "raw-write") around
+// the poller's error (os.ErrDeadlineExceeded, net.ErrClosed); net.Conn has
+// that error directly in its *net.OpError, so it is taken out.
 func (c *conn) opError(op string, err error) error {
+	if oe, ok := err.(*net.OpError); ok {
+		err = oe.Err
+	}
 	return &net.OpError{Op: op, Net: c.net, Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
+
+// isStream reports whether rc's socket is SOCK_STREAM.
+func isStream(rc syscall.RawConn) bool {
+	typ, err := -1, error(nil)
+	if cerr := rc.Control(func(fd uintptr) {
+		typ, err = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TYPE)
+	}); cerr != nil || err != nil {
+		return false
+	}
+	return typ == syscall.SOCK_STREAM
 }

@@ -258,3 +258,137 @@ func BenchmarkPingPong(b *testing.B) {
 		})
 	}
 }
+
+// TestErrorsAsNetConns: a deadline passed and a closed connection give
+// the errors net.Conn's own Read and Write give, to the letter: those
+// that check them (errors.Is, a net.Error's Timeout, a log) see no
+// difference.
+func TestErrorsAsNetConns(t *testing.T) {
+	c, _ := pair(t)
+	wantRaw(t, c)
+	plain := c
+	if u, ok := c.(interface{ NetConn() net.Conn }); ok {
+		plain = u.NetConn()
+	}
+	same := func(what string, raw, want error) {
+		t.Helper()
+		if raw == nil || want == nil || raw.Error() != want.Error() {
+			t.Errorf("%s: %v, net.Conn's %v", what, raw, want)
+		}
+		for _, target := range []error{os.ErrDeadlineExceeded, net.ErrClosed} {
+			if errors.Is(raw, target) != errors.Is(want, target) {
+				t.Errorf("%s: errors.Is(%v) differs", what, target)
+			}
+		}
+	}
+	read := func(c net.Conn) error { _, err := c.Read(make([]byte, 8)); return err }
+	write := func(c net.Conn) error { _, err := c.Write([]byte("x")); return err }
+
+	if err := c.SetDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	same("read past the deadline", read(c), read(plain))
+	same("write past the deadline", write(c), write(plain))
+	c.Close()
+	same("read when closed", read(c), read(plain))
+	same("write when closed", write(c), write(plain))
+}
+
+// TestUnix: a Unix stream socket is wrapped and moves bytes both ways; a
+// Unix datagram socket, whose empty datagram is no end, is left as it is.
+func TestUnix(t *testing.T) {
+	path := t.TempDir() + "/s"
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		p, _ := ln.Accept()
+		accepted <- p
+	}()
+	c, err := Dialer{Timeout: 5 * time.Second}.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p := <-accepted
+	if p == nil {
+		t.Fatal("accept failed")
+	}
+	defer p.Close()
+	wantRaw(t, c)
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 4)
+	if _, err := io.ReadFull(p, b); err != nil || string(b) != "ping" {
+		t.Fatalf("peer read %q, %v", b, err)
+	}
+	if _, err := p.Write([]byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, b); err != nil || string(b) != "pong" {
+		t.Fatalf("read %q, %v", b, err)
+	}
+
+	gram, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: t.TempDir() + "/g", Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gram.Close()
+	if Wrap(gram) != net.Conn(gram) {
+		t.Fatal("a unixgram socket was wrapped")
+	}
+}
+
+// TestRaceDetectorSeesTheBytes: with -race, a goroutine that sets x and
+// then writes to a socket happens before one that reads those bytes and
+// then reads x, as with net.Conns, both ways round. Raw system calls hid
+// the write and the read from the detector, which reported a race on x.
+// (Without -race this test checks nothing the others do not.)
+func TestRaceDetectorSeesTheBytes(t *testing.T) {
+	for _, rawWrites := range []bool{true, false} {
+		c, p := pair(t)
+		wantRaw(t, c)
+		writer, reader := c, p
+		if !rawWrites {
+			writer, reader = p, c
+		}
+		var x int
+		go func() {
+			x = 1
+			_, _ = writer.Write([]byte{1})
+		}()
+		if _, err := io.ReadFull(reader, make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+		if x != 1 {
+			t.Fatalf("x = %d after the write it came before", x)
+		}
+	}
+}
+
+// TestDeadlineSetWhileWaiting: a deadline set from another goroutine
+// ends a Read or a Write already waiting in the netpoller, as gorilla's
+// close and go-redis's per-command deadlines expect; Close ends a waiting
+// Write as it does a Read.
+func TestDeadlineSetWhileWaiting(t *testing.T) {
+	c, _ := pair(t)
+	read := make(chan error, 1)
+	go func() { _, err := c.Read(make([]byte, 8)); read <- err }()
+	write := make(chan error, 1)
+	go func() { _, err := c.Write(make([]byte, 64<<20)); write <- err }() // more than the buffers hold: it waits
+	// Whether or not the calls have started waiting, the deadlines end them.
+	if err := c.SetReadDeadline(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-read; !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read: %v, want a timeout", err)
+	}
+	c.Close()
+	if err := <-write; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("write waiting when closed: %v, want net.ErrClosed", err)
+	}
+}

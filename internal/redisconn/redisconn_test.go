@@ -57,6 +57,7 @@ func TestNew(t *testing.T) {
 	if err := one.Ping(ctx).Err(); err != nil || connects.Load() == 0 {
 		t.Fatalf("ping %v, %d connects", err, connects.Load())
 	}
+	wantRawDialer(t, c.Options().Dialer, "tcp", srv.Addr())
 
 	cl := testkit.StartRedisCluster(t, 3)
 	many, err := redisconn.New(cl.URL(), tune)
@@ -71,6 +72,7 @@ func TestNew(t *testing.T) {
 	if got := redisconn.Addrs(many); !slices.Equal(got, cl.Addrs()) {
 		t.Fatalf("Addrs = %q, want %q", got, cl.Addrs())
 	}
+	wantRawDialer(t, cc.Options().Dialer, "tcp", cl.Addrs()[0])
 	var masters atomic.Int32
 	if err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
 		masters.Add(1)

@@ -73,6 +73,28 @@ func StartRedisOn(t testing.TB, port int) *Redis {
 	return r
 }
 
+// StartRedisUnix is StartRedis with the server listening on a Unix
+// socket as well, which UnixURL names.
+func StartRedisUnix(t testing.TB) *Redis {
+	t.Helper()
+	var lastErr error
+	for range redisAttempts {
+		r := newRedis(t, RestartablePort(t))
+		r.extra = []string{"--unixsocket", r.unixPath(), "--unixsocketperm", "700"}
+		if lastErr = r.start(); lastErr == nil {
+			return r
+		}
+	}
+	t.Fatalf("redis-server did not start: %v", lastErr)
+	return nil
+}
+
+// UnixURL returns the unix:// URL, database 0, of a server started by
+// StartRedisUnix.
+func (r *Redis) UnixURL() string { return "unix://" + r.unixPath() + "?db=0" }
+
+func (r *Redis) unixPath() string { return r.dir + "/redis.sock" }
+
 func newRedis(t testing.TB, port int) *Redis {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
