@@ -171,3 +171,11 @@ func isStream(rc syscall.RawConn) bool {
 	}
 	return typ == syscall.SOCK_STREAM
 }
+
+// Send sends what it can of p on the non-blocking socket fd, as one
+// sendto(2) the scheduler is not told of, for code that writes inside its
+// own RawConn.Write (the gateway's frame writer). A race build sends by
+// syscall.Write instead, so the race detector sees the bytes (sysSend).
+// It returns what was sent and the call's error number: EAGAIN when the
+// socket takes nothing now.
+func Send(fd uintptr, p []byte) (int, syscall.Errno) { return sysSend(fd, p) }

@@ -13,7 +13,7 @@ func sysRead(fd uintptr, p []byte) (int, syscall.Errno) {
 	return int(n), e
 }
 
-// sysSend is sendto(2) of p on fd, not told to the scheduler.
+// sysSend is sendto(2) of p on fd, not told to the scheduler (Send).
 // MSG_NOSIGNAL makes a send to a reset connection EPIPE instead of a
 // SIGPIPE.
 func sysSend(fd uintptr, p []byte) (int, syscall.Errno) {

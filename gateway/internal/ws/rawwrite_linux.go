@@ -4,24 +4,26 @@ package ws
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/switchboard/switchboard/internal/rawconn"
 )
 
 // rawWriter sends a buffer on a non-blocking socket with raw send(2)
-// calls. A send to a loopback or LAN peer returns within microseconds
+// calls (rawconn.Send; a race build's are syscall.Write, so the race
+// detector sees what they read). A send to a loopback or LAN peer returns within microseconds
 // (the fd is non-blocking: a full socket answers EAGAIN, and RawConn.Write
 // then waits in the netpoller), so the scheduler need not be told of it;
 // told, as net.Conn.Write does, sysmon hands the worker's only P to another
 // thread whenever a send passes 20 µs, a futex wake-up and a thread switch
-// for nothing. MSG_NOSIGNAL makes a write to a reset connection EPIPE
-// instead of a SIGPIPE.
+// for nothing.
 type rawWriter struct {
 	p      []byte
 	err    error
@@ -44,9 +46,13 @@ var rawWriters = sync.Pool{New: func() any {
 func (w *rawWriter) sendAll(fd uintptr) bool {
 	w.called = true
 	for len(w.p) > 0 {
-		n, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(w.p))), uintptr(len(w.p)), unix.MSG_NOSIGNAL, 0, 0)
+		n, e := rawconn.Send(fd, w.p)
 		switch e {
 		case 0:
+			if n == 0 { // nothing taken and no error: never loop on it
+				w.err = io.ErrUnexpectedEOF
+				return true
+			}
 			w.p = w.p[n:]
 		case unix.EINTR:
 		case unix.EAGAIN:
