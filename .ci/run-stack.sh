@@ -99,7 +99,10 @@ fi
 if port_open "$NATS_PORT"; then
   echo "run: using the NATS already on port $NATS_PORT" >&2
 else
-  start nats-server nats-server -a 127.0.0.1 -p "$NATS_PORT"
+  # docs/deploy/nats.conf's pings (a frozen handlers-svc is dropped in
+  # about 15 s), without its users.
+  printf 'ping_interval: "5s"\nping_max: 2\n' >"$data/nats.conf"
+  start nats-server nats-server -c "$data/nats.conf" -a 127.0.0.1 -p "$NATS_PORT"
   wait_for "nats" port_open "$NATS_PORT"
 fi
 
