@@ -92,9 +92,14 @@ func rawConn(c net.Conn) syscall.RawConn {
 
 // Dialer dials TCP connections and wraps them (Wrap). Its Dial has the
 // signature of nats.go's CustomDialer, DialContext that of go-redis's
-// Options.Dialer.
+// Options.Dialer. It dials with a net.Dialer, so a host name's addresses
+// are tried as net.Dialer tries them: one after the other, sharing
+// Timeout (each gets its part of the time left, at least 2 s, or all that
+// is left when less), with an IPv4 attempt 300 ms after an IPv6 one when
+// the name has both.
 type Dialer struct {
-	// Timeout bounds a dial, as net.Dialer's does; zero: none.
+	// Timeout bounds a dial, all of a name's addresses together, as
+	// net.Dialer's does; zero: none but the context's.
 	Timeout time.Duration
 	// KeepAlive is the TCP keep-alive policy, as net.Dialer's
 	// KeepAliveConfig; the zero value is net.Dialer's default.
