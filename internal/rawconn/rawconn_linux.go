@@ -85,6 +85,12 @@ var readOps = sync.Pool{New: func() any {
 // readRaw is Read by read(2) inside RawConn.Read.
 func (r *Reader) readRaw(p []byte) (int, error) {
 	if len(p) == 0 {
+		// net.Conn's reads nothing either, but says net.ErrClosed on a
+		// closed connection (and ignores the deadline): Control fails
+		// the same way, without a system call.
+		if err := r.rc.Control(nop); err != nil {
+			return 0, opError("read", r.kind, r.c, err)
+		}
 		return 0, nil
 	}
 	op := readOps.Get().(*readOp)
@@ -125,6 +131,12 @@ func (op *readOp) read(fd uintptr) bool {
 
 func (c *conn) Write(p []byte) (int, error) {
 	if len(p) == 0 {
+		// net.Conn's sends nothing either, but says net.ErrClosed on a
+		// closed connection and os.ErrDeadlineExceeded past the
+		// deadline: RawConn.Write checks both before it calls done.
+		if err := c.r.rc.Write(done); err != nil {
+			return 0, opError("write", c.r.kind, c.Conn, err)
+		}
 		return 0, nil
 	}
 	c.wmu.Lock()
@@ -184,6 +196,12 @@ func opError(op string, kind uint8, c net.Conn, err error) error {
 	}
 	return &net.OpError{Op: op, Net: netw, Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
+
+// nop and done are callbacks of an empty Read and Write (RawConn's
+// Control and Write), package-level so that passing them allocates
+// nothing.
+func nop(uintptr)       {}
+func done(uintptr) bool { return true }
 
 // isStream reports whether rc's socket is SOCK_STREAM.
 func isStream(rc syscall.RawConn) bool {
