@@ -72,9 +72,10 @@ func StallOptions() []nats.Option {
 // timeout divided by their number, but a custom dialer each address with
 // the whole of the dialer's Timeout (nats.go's createConn). So an attempt
 // on a name with n unreachable addresses takes up to n times as long.
-// (rawconn.Dialer, given the name, would share the timeout among them as
-// net.Dialer does; nats.go never gives it one.) An IP address, or a name
-// with one address, is dialed the same either way.
+// (rawconn.Dialer, given the name, shares the timeout among them as
+// net.Dialer does; nats.go gives it the name only when its own lookup
+// found nothing, or with SkipHostLookup.) An IP address, or a name with
+// one address, is dialed the same either way.
 func Options() []nats.Option {
 	return append(StallOptions(), nats.SetCustomDialer(rawconn.Dialer{Timeout: nats.GetDefaultOptions().Timeout}))
 }
