@@ -106,3 +106,29 @@ func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	roots.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, roots
 }
+
+// TestRefusedServerSkipped: given servers of which the first refuses
+// connections, Options' dialer reports the refusal at once and nats.go
+// connects to the next, well within the dialer's timeout.
+func TestRefusedServerSkipped(t *testing.T) {
+	n := testkit.StartNATS(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := ln.Addr().String()
+	ln.Close()
+	good := fmt.Sprintf("nats://127.0.0.1:%d", n.Port)
+	start := time.Now()
+	nc, err := nats.Connect("nats://"+refused+","+good, append(Options(), nats.DontRandomize())...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if got := nc.ConnectedUrl(); got != good {
+		t.Fatalf("connected to %s, want %s", got, good)
+	}
+	if took, timeout := time.Since(start), nats.GetDefaultOptions().Timeout; took >= timeout {
+		t.Fatalf("connecting took %v, the dialer's whole timeout (%v): the refusal was not seen", took, timeout)
+	}
+}

@@ -66,10 +66,16 @@ func StallOptions() []nats.Option {
 // Options returns StallOptions and a dialer whose connections are read
 // and written by raw system calls (package rawconn says why), within
 // nats.go's default connect timeout. TLS, when the URL asks for it, goes
-// on top as before. One difference from nats.go's own dialer: that one
-// splits the timeout among the addresses a server's host name resolves
-// to, this one gives each address the whole of it, so an attempt on a
-// name with n unreachable addresses takes up to n times as long.
+// on top as before. One difference from nats.go's own dialer, which
+// comes from nats.go: it resolves a server's host name itself and dials
+// the addresses one by one, in random order, giving its own dialer the
+// timeout divided by their number, but a custom dialer each address with
+// the whole of the dialer's Timeout (nats.go's createConn). So an attempt
+// on a name with n unreachable addresses takes up to n times as long.
+// (rawconn.Dialer, given the name, shares the timeout among them as
+// net.Dialer does; nats.go gives it the name only when its own lookup
+// found nothing, or with SkipHostLookup.) An IP address, or a name with
+// one address, is dialed the same either way.
 func Options() []nats.Option {
 	return append(StallOptions(), nats.SetCustomDialer(rawconn.Dialer{Timeout: nats.GetDefaultOptions().Timeout}))
 }

@@ -209,13 +209,49 @@ func TestOtherConnsAsTheyAre(t *testing.T) {
 	}
 }
 
+// TestZeroLength: an empty Read or Write does what net.Conn's does: on an
+// open connection nothing; past a deadline, a Write says so (it checks
+// the deadline, a Read does not); on a closed connection, both say
+// net.ErrClosed, as a Reader's Read does.
 func TestZeroLength(t *testing.T) {
 	c, _ := pair(t)
-	if n, err := c.Read(nil); n != 0 || err != nil {
-		t.Fatalf("Read(nil) = %d, %v", n, err)
+	wantRaw(t, c)
+	plain := c
+	if u, ok := c.(interface{ NetConn() net.Conn }); ok {
+		plain = u.NetConn()
 	}
-	if n, err := c.Write(nil); n != 0 || err != nil {
-		t.Fatalf("Write(nil) = %d, %v", n, err)
+	r := NewReader(plain)
+	type result struct {
+		n   int
+		err string
+	}
+	res := func(n int, err error) result {
+		if err == nil {
+			return result{n, ""}
+		}
+		return result{n, err.Error()}
+	}
+	check := func(when string) {
+		t.Helper()
+		if got, want := res(c.Read(nil)), res(plain.Read(nil)); got != want {
+			t.Errorf("Read(nil) %s = %v, net.Conn's %v", when, got, want)
+		}
+		if got, want := res(r.Read(nil)), res(plain.Read(nil)); got != want {
+			t.Errorf("a Reader's Read(nil) %s = %v, net.Conn's %v", when, got, want)
+		}
+		if got, want := res(c.Write(nil)), res(plain.Write(nil)); got != want {
+			t.Errorf("Write(nil) %s = %v, net.Conn's %v", when, got, want)
+		}
+	}
+	check("when open")
+	if err := c.SetDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	check("past the deadline")
+	c.Close()
+	check("when closed")
+	if _, err := r.Read(nil); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("a Reader's Read(nil) when closed: %v, want net.ErrClosed", err)
 	}
 }
 

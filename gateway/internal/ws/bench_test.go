@@ -1,7 +1,9 @@
 package ws_test
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -137,4 +139,66 @@ func BenchmarkRead(b *testing.B) {
 			<-h.got
 		}
 	}
+}
+
+// BenchmarkUpgrade is what upgrading one client socket allocates: Upgrade
+// (gorilla's handshake, the read buffer, the meter) and NewConn, on a real
+// loopback socket handed over as net/http's Hijack hands it. The socket's
+// accept and net/http's own buffers are made with the timer stopped, so
+// the figures are the gateway's per socket, which an idle socket keeps for
+// life.
+func BenchmarkUpgrade(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Set("Connection", "Upgrade")
+	r.Header.Set("Upgrade", "websocket")
+	r.Header.Set("Sec-WebSocket-Version", "13")
+	r.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	u := &websocket.Upgrader{}
+	limits := &ws.Limits{QueueLen: 256, QueueBytes: 1 << 20}
+	log := zap.NewNop()
+	b.ReportAllocs()
+	b.StopTimer()
+	for range b.N {
+		cl, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		nc, err := ln.Accept()
+		if err != nil {
+			b.Fatal(err)
+		}
+		w := &hijackable{h: http.Header{}, nc: nc, brw: bufio.NewReadWriter(bufio.NewReaderSize(nc, 4096), bufio.NewWriterSize(nc, 4096))}
+		b.StartTimer()
+		up, err := ws.Upgrade(u, w, r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := ws.NewConn(up, "c1", "u1", limits, log)
+		b.StopTimer()
+		if c.User() != "u1" {
+			b.Fatal("no conn")
+		}
+		_ = nc.Close()
+		_ = cl.Close()
+	}
+}
+
+// hijackable is the http.ResponseWriter of a request on the socket nc, as
+// net/http hands it to a handler: Upgrade takes it over by Hijack.
+type hijackable struct {
+	h   http.Header
+	nc  net.Conn
+	brw *bufio.ReadWriter
+}
+
+func (w *hijackable) Header() http.Header         { return w.h }
+func (w *hijackable) Write(p []byte) (int, error) { return len(p), nil }
+func (w *hijackable) WriteHeader(int)             {}
+func (w *hijackable) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return w.nc, w.brw, nil
 }

@@ -144,11 +144,9 @@ func NewConn(u Upgraded, id, user string, limits *Limits, log *zap.Logger) *Conn
 	if u.m != nil {
 		u.m.c = c
 		c.meter = u.m
-	}
-	if sc, ok := u.WS.NetConn().(syscall.Conn); ok && u.br != nil {
-		if rc, err := sc.SyscallConn(); err == nil {
-			c.rc = rc
-		}
+		// The socket's RawConn, which the meter reads through: asking
+		// the socket for another would allocate one more per socket.
+		c.rc = u.m.net.RawConn()
 	}
 	return c
 }

@@ -1,5 +1,10 @@
 package ws
 
+import (
+	"net"
+	"syscall"
+)
+
 // ClientFrame lets the external tests write raw client frames.
 var ClientFrame = clientFrame
 
@@ -11,3 +16,9 @@ func MeterSource(c *Conn) any {
 	}
 	return c.meter.net
 }
+
+// RawConn is the RawConn c waits for data on; nil: none.
+func RawConn(c *Conn) syscall.RawConn { return c.rc }
+
+// NetConn is c's network socket.
+func NetConn(c *Conn) net.Conn { return c.ws.NetConn() }

@@ -80,7 +80,7 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	// The meter reads by raw system calls (package rawconn says why);
 	// gorilla's writes go through nc, as before.
-	h.m = &meter{net: rawconn.Wrap(nc)}
+	h.m = &meter{net: rawconn.NewReader(nc)}
 	h.br = bufio.NewReaderSize(nc, ReadBufferSize)
 	return nc, bufio.NewReadWriter(h.br, brw.Writer), nil
 }
