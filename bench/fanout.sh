@@ -15,6 +15,9 @@
 # handlers-svc's dispatch API to a room of 1,000 members and broadcasts to
 # every socket, latency from the scheduled send to every socket's arrival.
 #
+# Before the first stack, loadgen -mode calibrate times the host; the
+# report's header and every row carry its figures.
+#
 # Writes bench/results/fanout.md and adds its rows (scenario fanout, stack =
 # the mode) to bench/results/runs.csv; BENCH_RECORD=0 leaves both alone.
 set -euo pipefail
@@ -79,6 +82,7 @@ open_work bench-fanout
 jsonl="$work/results.jsonl"
 raw="$work/raw.jsonl"
 : >"$jsonl" >"$raw" >"$work/failures.txt"
+calibrate # before any stack loads the machine
 
 # stop_stack I: stops stack I's servers, the gateway first, so that the
 # next mode has the machine to itself.
@@ -124,6 +128,7 @@ report="$work/report.md"
   echo "- scenario fanout, commit ${commit:-unknown}${BENCH_LABEL:+; $BENCH_LABEL}; \`make bench-fanout\`"
   echo "- stack: gateway with $WORKERS workers, handlers-svc, NATS and Redis, and the load generator, all on this machine; LOG_LEVEL=$LOG_LEVEL; each FANOUT_MODE on a stack of its own, one after the other"
   echo "- load average (1, 5, 15 min) at the start: $load_start; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- $calib_note"
   echo "- scenario: U=$USERS users in pairs, D=$DEVICES socket(s) each, spread over the workers by SO_REUSEPORT; open-loop sendMessage at R/s, each 2 dispatches (message to the partner, message_sent to the sender) and 2*D deliveries; latency from the scheduled send time to each delivery; $DURATION measured after $WARMUP warm-up"
   echo "- 1→N: the first $ROOM_MEMBERS users join room $(printf %s bench-1n) (joinRoom, set-up), then POST /v1/dispatch on handlers-svc with \"rooms\":[room] at $ROOM_RATES dispatches/s, then with \"broadcast\":true at $BCAST_RATES/s, each phase $ONEN_DURATION after $ONEN_WARMUP warm-up, 8 requests in flight at most; latency from each dispatch's scheduled time to its arrival at every socket"
   echo "- a dispatch is one publish, as Redis counts them (INFO commandstats publish + spublish; the gateway's subscription probes, a few a second, are among them); Redis out bytes per dispatch is INFO stats total_net_output_bytes over the window ÷ dispatches (everything Redis wrote: pub/sub messages to the workers, and the replies to handlers-svc's publish scripts); workers reading each dispatch is the workers' switchboard_gateway_dispatches_total ÷ dispatches; the unrouted share is switchboard_gateway_dispatches_unrouted_total ÷ dispatches_total, summed over the workers; (W-D)/W is what shared mode should show when a user's D sockets are on D different workers"
@@ -137,6 +142,7 @@ report="$work/report.md"
   echo "<details><summary>raw JSON lines</summary>"
   echo
   echo '```'
+  [[ -s $work/calib.jsonl ]] && cat "$work/calib.jsonl"
   cat "$raw"
   echo '```'
   echo "</details>"
@@ -149,7 +155,7 @@ fi
 if [[ $record != 0 ]]; then
   go build -o bin/benchplot ./bench/cmd/benchplot
   ./bin/benchplot record -csv "$runs_csv" -run "$stamp-fanout" -date "$started" -commit "$commit" \
-    -scenario fanout -label "${BENCH_LABEL:-}" -workers "$WORKERS" "$jsonl"
+    -scenario fanout -label "${BENCH_LABEL:-}" -workers "$WORKERS" "${CALIB[@]}" "$jsonl"
   echo "bench-fanout: added this run to $runs_csv" >&2
 fi
 cat "$report"

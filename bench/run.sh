@@ -9,6 +9,11 @@
 # alone, with as many workers and load generator processes as the file limit
 # per process requires.
 #
+# Before anything else, loadgen -mode calibrate times the host (a CPU
+# workload, loopback TCP): the report's header and every row of the run in
+# runs.csv carry its figures, so that runs of different days, on different
+# hosts, can be told apart.
+#
 # After the load runs comes the resume scenario (loadgen -mode resume: devices
 # drop, miss events, resume; its rows go to runs.csv as scenario "resume").
 #
@@ -165,6 +170,7 @@ jsonl="$work/results.jsonl"
 resume_jsonl="$work/resume.jsonl"
 search_jsonl="$work/search.jsonl"
 : >"$jsonl" >"$resume_jsonl" # the report reads both, whichever phases ran
+calibrate # before the Go benchmarks and the stacks load the machine
 
 
 echo "bench: Go micro benchmarks" >&2
@@ -270,6 +276,7 @@ report="$work/report.md"
   echo "- scenario $scenario, commit ${commit:-unknown}${BENCH_LABEL:+; $BENCH_LABEL}"
   echo "- stack: gateway with $WORKERS workers, handlers-svc, NATS and Redis, and the load generator, all on this machine; LOG_LEVEL=$LOG_LEVEL"
   echo "- load average (1, 5, 15 min) at the start: $load_start; at the end, the runs' own load included: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- $calib_note"
   if [[ $scale == 1 ]]; then
     budget=$((nofile - 3000))
     echo "- file limit: RLIMIT_NOFILE is $nofile per process (hard $(ulimit -Hn), not raisable here; fs.nr_open $(cat /proc/sys/fs/nr_open)), so one process holds at most ~$((nofile - 1000)) sockets: for $idle_conns the gateway ran $WORKERS workers (ceil($idle_conns / ($nofile - 3,000 headroom for NATS, Redis, metrics and the SO_REUSEPORT imbalance))), each capped at ${SCALE_ENV[*]#GATEWAY_MAX_CONNS=} sockets (GATEWAY_MAX_CONNS, a no-op where that setting does not exist), and loadgen held the sockets in several processes (see below) and summed their reports"
@@ -300,6 +307,7 @@ report="$work/report.md"
   echo "<details><summary>raw JSON lines</summary>"
   echo
   echo '```'
+  [[ -s $work/calib.jsonl ]] && cat "$work/calib.jsonl"
   cat "$jsonl"
   [[ -s $resume_jsonl ]] && cat "$resume_jsonl"
   [[ -s $search_jsonl ]] && cat "$search_jsonl"
@@ -314,10 +322,10 @@ fi
 if [[ $record != 0 ]]; then
   go build -o bin/benchplot ./bench/cmd/benchplot
   ./bin/benchplot record -csv "$runs_csv" -run "$stamp-$scenario" -date "$started" -commit "$commit" \
-    -scenario "$scenario" -label "${BENCH_LABEL:-}" -workers "$WORKERS" "$jsonl"
+    -scenario "$scenario" -label "${BENCH_LABEL:-}" -workers "$WORKERS" "${CALIB[@]}" "$jsonl"
   if grep -q '"mode":"resume"' "$resume_jsonl" 2>/dev/null && grep -qv '"unsupported":true' "$resume_jsonl"; then
     ./bin/benchplot record -csv "$runs_csv" -run "$stamp-resume" -date "$started" -commit "$commit" \
-      -scenario resume -label "${BENCH_LABEL:-}" -workers "$WORKERS" "$resume_jsonl"
+      -scenario resume -label "${BENCH_LABEL:-}" -workers "$WORKERS" "${CALIB[@]}" "$resume_jsonl"
   fi
   echo "bench: added this run to $runs_csv" >&2
   # The chart shows the latest make bench (scenario load), earlier ones faint.

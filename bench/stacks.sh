@@ -52,6 +52,27 @@ close_work() {
   exit "$rc"
 }
 
+# calibrate: times this host before any stack starts (loadgen -mode
+# calibrate: a CPU workload, a loopback round trip and a loopback write,
+# ~3 s) into $work/calib.jsonl; sets calib_note, the report header's line,
+# and CALIB, benchplot record's flag that puts the figures on every row.
+# A failed calibration is said in the report, not fatal.
+calibrate() {
+  local f="$work/calib.jsonl" line cpu what rtt wr
+  CALIB=()
+  calib_note="host calibration: failed (see the run's output)"
+  echo "$BENCH_NAME: host calibration" >&2
+  ./bin/loadgen -mode calibrate -json "$f" || return 0
+  line="$(grep -m1 '"mode":"calibrate"' "$f")" || return 0
+  what="$(sed -n 's/.*"cpu_workload":"\([^"]*\)".*/\1/p' <<<"$line")"
+  cpu="$(sed -n 's/.*"cpu_ns":\([0-9.]*\).*/\1/p' <<<"$line")"
+  rtt="$(sed -n 's/.*"rtt_us":\([0-9.]*\).*/\1/p' <<<"$line")"
+  wr="$(sed -n 's/.*"write_ns":\([0-9.]*\).*/\1/p' <<<"$line")"
+  [[ -n $cpu && -n $rtt && -n $wr ]] || return 0
+  calib_note="host calibration (loadgen -mode calibrate, at the start, before any stack): $cpu ns per $what on one thread, $rtt µs per 64 B round trip over loopback TCP between two threads, $wr ns per 64 B loopback write"
+  CALIB=(-calib "$f")
+}
+
 ST_NAME=() # candidate, baseline, recovery-off
 ST_REF=()  # the commit each was built from (short hash, -dirty for a changed tree)
 ST_BIN=()  # the directory of its gateway and handlers-svc

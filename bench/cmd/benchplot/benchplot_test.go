@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -222,5 +223,120 @@ func TestParseResultsFanout(t *testing.T) {
 	}
 	if r := rows[1]; r["redis_out_bytes_per_dispatch"] != "" || r["unrouted_share"] != "" {
 		t.Errorf("a run without fan-out figures has them: %v", r)
+	}
+}
+
+// calibLine is loadgen -mode calibrate's line.
+const calibLine = `{"mode":"calibrate","cpu_workload":"encoding/json Marshal+Unmarshal of a dispatch","cpu_ns":2456.7,"rtt_us":21.456,"write_ns":1834.4,"reps":5,"took_s":3.1}`
+
+func TestReadCalibration(t *testing.T) {
+	// The last calibrate line wins; progress and result lines are skipped.
+	in := "loadgen: progress\n" + strings.Replace(calibLine, "2456.7", "9999", 1) + "\n" +
+		`{"mode":"load","rate":1000}` + "\n" + calibLine + "\n"
+	c, err := ReadCalibration(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c != (Calibration{CPUNs: 2456.7, RTTUs: 21.456, WriteNs: 1834.4}) {
+		t.Errorf("read %+v", c)
+	}
+	for name, bad := range map[string]string{
+		"none":           `{"mode":"load","rate":1000}`,
+		"empty":          "",
+		"figure missing": `{"mode":"calibrate","cpu_ns":2456.7,"rtt_us":21.4}`,
+		"not JSON":       `{"mode":"calibrate",`,
+	} {
+		if c, err := ReadCalibration(strings.NewReader(bad)); err == nil {
+			t.Errorf("%s: read %+v, no error", name, c)
+		}
+	}
+}
+
+// TestRecordWithCalibration: record -calib puts the run's calibration on
+// every row it adds, whatever the row's mode; a run recorded without it
+// leaves those cells empty.
+func TestRecordWithCalibration(t *testing.T) {
+	dir := t.TempDir()
+	results, calib := filepath.Join(dir, "results.jsonl"), filepath.Join(dir, "calib.jsonl")
+	csvPath := filepath.Join(dir, "runs.csv")
+	if err := os.WriteFile(results, []byte(jsonl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(calib, []byte(calibLine+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	if err := run([]string{"record", "-csv", csvPath, "-run", "c1", "-date", "2026-12-05 10:00", "-calib", calib, results}, &stderr); err != nil {
+		t.Fatalf("record -calib: %v %s", err, stderr.String())
+	}
+	if err := run([]string{"record", "-csv", csvPath, "-run", "c0", "-date", "2026-12-05 11:00", results}, &stderr); err != nil {
+		t.Fatalf("record: %v %s", err, stderr.String())
+	}
+	f, err := os.Open(csvPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := ReadRows(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 8 {
+		t.Fatalf("%d rows, want 8", len(rows))
+	}
+	for _, r := range rows {
+		want := [3]string{"2457", "21.46", "1834"}
+		if r["run"] == "c0" {
+			want = [3]string{}
+		}
+		if got := [3]string{r["calib_cpu_ns"], r["calib_rtt_us"], r["calib_write_ns"]}; got != want {
+			t.Errorf("run %s, %s row: calibration %q, want %q", r["run"], r["mode"], got, want)
+		}
+	}
+	// A -calib file without a calibration is refused, and nothing added.
+	if err := run([]string{"record", "-csv", csvPath, "-run", "c2", "-date", "2026-12-05 12:00", "-calib", results, results}, &stderr); err == nil {
+		t.Error("record with a -calib file of no calibration succeeded")
+	}
+	data, _ := os.ReadFile(csvPath)
+	if strings.Contains(string(data), "c2,") {
+		t.Error("rows added despite the bad -calib file")
+	}
+}
+
+// TestAppendAddsTheCalibrationColumns: a runs.csv whose header ends at
+// host_steal, as it did before the calibration, is rewritten with the
+// calib_* columns, its rows' cells empty, the new rows' filled.
+func TestAppendAddsTheCalibrationColumns(t *testing.T) {
+	i := slices.Index(Columns, "host_steal")
+	if i < 0 || Columns[i+1] != "calib_cpu_ns" {
+		t.Fatalf("the calibration columns do not follow host_steal: %v", Columns)
+	}
+	path := filepath.Join(t.TempDir(), "runs.csv")
+	old := strings.Join(Columns[:i+1], ",") + "\n" + "r0,2026-12-04 21:55,fff6f93,load,,load,2,1000,2,4000" + strings.Repeat(",", i-9) + "\n"
+	if err := os.WriteFile(path, []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := ParseResults(strings.NewReader(jsonl), Meta{Run: "r1", Date: "2026-12-05 10:00", Scenario: "load",
+		Calib: Calibration{CPUNs: 2456.7, RTTUs: 21.456, WriteNs: 1834.4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Append(path, rows); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, _, _ := strings.Cut(string(data), "\n"); first != strings.Join(Columns, ",") {
+		t.Fatalf("header not rewritten: %s", first)
+	}
+	got, err := ReadRows(strings.NewReader(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 5 || got[0]["run"] != "r0" || got[0]["rate"] != "4000" || got[0]["calib_rtt_us"] != "" ||
+		got[1]["run"] != "r1" || got[1]["calib_rtt_us"] != "21.46" || got[4]["calib_cpu_ns"] != "2457" {
+		t.Fatalf("rows after the rewrite: %v", got)
 	}
 }

@@ -6,7 +6,8 @@
 // record reads the JSON lines the load generator writes (loadgen -json) and
 // appends one row per idle test, load run and saturation verdict to the CSV
 // file of all runs (bench/results/runs.csv), with the run's name, date,
-// commit and scenario. draw reads that file and writes the chart of p99
+// commit and scenario, and the host calibration taken at its start (-calib:
+// the file of loadgen -mode calibrate's line). draw reads that file and writes the chart of p99
 // against the offered rate of the latest run of a scenario, the runs before
 // it faint (docs/p99.svg). Both use the standard library only.
 package main
@@ -55,11 +56,23 @@ func record(args []string, stderr io.Writer) error {
 	fs.StringVar(&m.Scenario, "scenario", "load", "the scenario: load, quick, scale, overload, ...")
 	fs.StringVar(&m.Label, "label", "", "a note on the run, such as the settings it changed")
 	fs.IntVar(&m.Workers, "workers", 0, "gateway workers")
+	calib := fs.String("calib", "", "the JSON line of loadgen -mode calibrate taken at the run's start, in this file: on every row")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if m.Run == "" || m.Date == "" || fs.NArg() != 1 {
 		return errors.New("usage: benchplot record -run NAME -date DATE [flags] RESULTS.jsonl")
+	}
+	if *calib != "" {
+		f, err := os.Open(*calib)
+		if err != nil {
+			return err
+		}
+		m.Calib, err = ReadCalibration(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", *calib, err)
+		}
 	}
 	f, err := os.Open(fs.Arg(0))
 	if err != nil {

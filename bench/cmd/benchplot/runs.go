@@ -48,6 +48,14 @@ var Columns = []string{
 	// (host_busy). A run with more than a few percent stolen measured the
 	// host's contention as much as the stack.
 	"host_busy", "host_steal",
+	// Added when the same code was found 4x slower on another day's host:
+	// the host calibration taken at the start of the run, before any
+	// stack (loadgen -mode calibrate), the same on every row of the run:
+	// ns per JSON Marshal+Unmarshal of a dispatch on one thread, µs per
+	// 64-byte round trip between two threads over loopback TCP, and ns per
+	// 64-byte loopback write. Compare them before comparing runs of
+	// different days.
+	"calib_cpu_ns", "calib_rtt_us", "calib_write_ns",
 }
 
 // Row is one line of runs.csv, by column name; an absent column is empty.
@@ -66,10 +74,55 @@ func (r Row) Float(col string) (float64, bool) {
 
 // Meta is what a run's rows share: how the run is named and where it
 // came from. Run identifies the run; Date is its UTC time, "2006-01-02
-// 15:04".
+// 15:04"; Calib is the host calibration taken at its start, if any.
 type Meta struct {
 	Run, Date, Commit, Scenario, Label string
 	Workers                            int
+	Calib                              Calibration
+}
+
+// Calibration is the part of loadgen's calibrate line runs.csv keeps; a
+// zero figure was not measured.
+type Calibration struct {
+	CPUNs   float64 `json:"cpu_ns"`
+	RTTUs   float64 `json:"rtt_us"`
+	WriteNs float64 `json:"write_ns"`
+}
+
+// ReadCalibration returns the last calibrate line (loadgen -mode
+// calibrate) of r's JSON lines; other lines are skipped. It is an error
+// when r has none, or when one of its figures is not a positive number.
+func ReadCalibration(r io.Reader) (Calibration, error) {
+	var c Calibration
+	found := false
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 || line[0] != '{' {
+			continue
+		}
+		var l struct {
+			Mode string `json:"mode"`
+			Calibration
+		}
+		if err := json.Unmarshal(line, &l); err != nil {
+			return c, fmt.Errorf("line %d: %w", n, err)
+		}
+		if l.Mode != "calibrate" {
+			continue
+		}
+		if !(l.CPUNs > 0 && l.RTTUs > 0 && l.WriteNs > 0) {
+			return c, fmt.Errorf("line %d: a calibration with a figure missing: %s", n, line)
+		}
+		c, found = l.Calibration, true
+	}
+	if err := sc.Err(); err != nil {
+		return c, err
+	}
+	if !found {
+		return c, errors.New("no calibrate line")
+	}
+	return c, nil
 }
 
 // latency is the loadgen's latency summary, in milliseconds.
@@ -178,6 +231,9 @@ func (res *result) row(m Meta) Row {
 	}
 	if m.Workers > 0 {
 		row["workers"] = itoa(m.Workers)
+	}
+	if c := m.Calib; c != (Calibration{}) {
+		row["calib_cpu_ns"], row["calib_rtt_us"], row["calib_write_ns"] = num(c.CPUNs, 0), num(c.RTTUs, 2), num(c.WriteNs, 0)
 	}
 	if res.Stack != "" {
 		row["stack"] = res.Stack

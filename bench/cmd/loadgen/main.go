@@ -6,6 +6,7 @@
 //	loadgen -mode load -users 1000 -devices 2 -rates 1000,4000,8000 -search
 //	loadgen -mode idle -users 50000 -procs 6             # 100,000 sockets held by 6 processes
 //	loadgen table results.jsonl                            # JSON lines -> Markdown tables
+//	loadgen -mode calibrate                                # how fast this host is, before a run
 //
 // It raises its own RLIMIT_NOFILE as far as the hard limit allows; an idle
 // test that needs more descriptors than that runs in several processes
@@ -57,7 +58,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 	var (
 		url      = fs.String("url", "ws://127.0.0.1:7999/socket", "gateway WebSocket URL (127.0.0.1 only)")
 		secret   = fs.String("secret", envOr("GATEWAY_JWT_SECRET", devSecret), "JWT secret")
-		mode     = fs.String("mode", "load", "idle (open U*D sockets and hold them), load, or resume (devices drop, miss events, resume)")
+		mode     = fs.String("mode", "load", "idle (open U*D sockets and hold them), load, resume (devices drop, miss events, resume), fan1n, or calibrate (time a CPU workload and loopback TCP on this host, no gateway)")
 		users    = fs.Int("users", 1000, "U: users, in pairs")
 		devices  = fs.Int("devices", 2, "D: sockets per user")
 		rates    = fs.String("rates", "1000", "R: total sends/s, comma-separated for several runs on the same sockets")
@@ -118,6 +119,14 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		defer stop()
+	}
+	if *mode == "calibrate" {
+		// Before anything else: no sockets to the gateway, no file limit.
+		c, err := loadgen.Calibrate(ctx, loadgen.CalibrateOptions{})
+		if err != nil {
+			return fmt.Errorf("calibrate: %w", err)
+		}
+		return appendLine(stdout, *jsonOut, c.JSON())
 	}
 	if !strings.HasPrefix(*url, "ws://127.0.0.1:") && !strings.HasPrefix(*url, "ws://localhost:") {
 		return errors.New("-url must be on 127.0.0.1: load goes to this machine only")
@@ -233,7 +242,7 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 		})
 	case "load":
 	default:
-		return fmt.Errorf("-mode must be idle, load, resume or fan1n, got %q", *mode)
+		return fmt.Errorf("-mode must be idle, load, resume, fan1n or calibrate, got %q", *mode)
 	}
 
 	connect := func() error {
@@ -320,7 +329,12 @@ func realMain(ctx context.Context, args []string, stdout io.Writer) error {
 // jsonOut when set.
 func emitLine(stdout io.Writer, jsonOut string, r loadgen.Result) error {
 	r.WriteTable(stdout)
-	line := r.JSON()
+	return appendLine(stdout, jsonOut, r.JSON())
+}
+
+// appendLine writes a JSON line to stdout, and appends it to jsonOut when
+// set.
+func appendLine(stdout io.Writer, jsonOut, line string) error {
 	fmt.Fprintln(stdout, line)
 	if jsonOut == "" {
 		return nil
@@ -409,7 +423,8 @@ func table(files []string, stdout io.Writer) error {
 }
 
 // readLines reads loadgen's JSON lines: results, and saturation verdicts.
-// Lines that are not JSON objects are skipped.
+// Lines that are not JSON objects are skipped, and so is a calibration,
+// which describes the host, not a phase (the report's header has it).
 func readLines(r io.Reader) ([]loadgen.Result, []loadgen.Saturation, error) {
 	var results []loadgen.Result
 	var sats []loadgen.Saturation
@@ -423,6 +438,9 @@ func readLines(r io.Reader) ([]loadgen.Result, []loadgen.Saturation, error) {
 		var probe struct{ Mode string }
 		if err := json.Unmarshal(line, &probe); err != nil {
 			return results, sats, err
+		}
+		if probe.Mode == "calibrate" {
+			continue
 		}
 		if probe.Mode == "saturation" {
 			var sat loadgen.Saturation

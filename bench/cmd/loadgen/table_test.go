@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -48,5 +49,28 @@ func TestTableOneStackOrTwo(t *testing.T) {
 	}
 	if err := table([]string{filepath.Join(dir, "missing")}, &strings.Builder{}); err == nil {
 		t.Error("a missing file: no error")
+	}
+}
+
+// TestTableSkipsCalibration: a calibration line (loadgen -mode calibrate)
+// describes the host, not a phase, and adds nothing to the tables.
+func TestTableSkipsCalibration(t *testing.T) {
+	load := `{"mode":"load","users":10,"devices":2,"rate":100,"latency":{"p50_ms":0.5,"p99_ms":2},"pass":true}` + "\n"
+	calib := `{"mode":"calibrate","cpu_workload":"encoding/json Marshal+Unmarshal of a dispatch","cpu_ns":2500.5,"rtt_us":21.5,"write_ns":1800,"reps":5}` + "\n"
+	dir := t.TempDir()
+	var outs []string
+	for i, in := range []string{load, calib + load} {
+		path := filepath.Join(dir, "in"+strconv.Itoa(i)+".jsonl")
+		if err := os.WriteFile(path, []byte(in), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		if err := table([]string{path}, &out); err != nil {
+			t.Fatal(err)
+		}
+		outs = append(outs, out.String())
+	}
+	if outs[0] != outs[1] {
+		t.Errorf("with a calibration line:\n%s\nwithout:\n%s", outs[1], outs[0])
 	}
 }
