@@ -262,6 +262,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger, families 
 		api = httpapi.New(d, cfg.APIKey, log).Idempotent(rdb).AcceptPrevious(cfg.APIKeyPrevious).WithPresence(online)
 		reg.CountReplays(api.Replays)
 		reg.CountPreviousKey(api.PreviousKeyUses)
+		reg.WatchAPIInFlight(api.InFlight)
 		api.Register(health.mux)
 	}
 	httpSrv := httpserver.New(health, log.Named("http"))

@@ -47,6 +47,13 @@ func TestShutdownFinishesDispatchAPIRequests(t *testing.T) {
 	if _, err := io.WriteString(c, head+body[:len(body)/2]); err != nil {
 		t.Fatal(err)
 	}
+	// In the handler, reading its body. Until then a stop drops it: net/http
+	// closes a connection whose request it reads once Shutdown has begun,
+	// and one it has not accepted yet goes with the listener.
+	testkit.Eventually(t, 20*time.Second, "the request in the dispatch API's handler", func() bool {
+		v, _ := value(a.scrape(t), "switchboard_handlers_dispatch_api_in_flight", nil)
+		return v == 1
+	})
 
 	a.cancel() // as SIGTERM does
 	// The listener closes once the HTTP server stops taking requests:

@@ -242,6 +242,11 @@ func (a *API) allowedMethod(w http.ResponseWriter, r *http.Request, method strin
 	return true
 }
 
+// InFlight returns how many calls hold one of the MaxInFlight places now:
+// those past their checks of the key and the Idempotency-Key header,
+// reading their body or dispatching.
+func (a *API) InFlight() int { return len(a.inFlight) }
+
 // slot takes one of the MaxInFlight places, which the caller gives back
 // with release, or answers 503 at once and reports false.
 func (a *API) slot(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {

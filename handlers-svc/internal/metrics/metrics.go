@@ -104,6 +104,16 @@ func (m *Metrics) CountReplays(replays func() uint64) {
 	}, func() float64 { return float64(replays()) }))
 }
 
+// WatchAPIInFlight registers a gauge read at scrape time from inFlight:
+// the dispatch API's calls running, each holding one of its
+// httpapi.MaxInFlight places (beyond them a call is refused 503).
+func (m *Metrics) WatchAPIInFlight(inFlight func() int) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "dispatch_api_in_flight",
+		Help: "Dispatch API calls running now, body read included; at 256 the next is refused 503 (busy).",
+	}, func() float64 { return float64(inFlight()) }))
+}
+
 // CountPreviousKey registers a counter read at scrape time from uses: the
 // dispatch API's requests let in by HANDLERS_API_KEY_PREVIOUS.
 func (m *Metrics) CountPreviousKey(uses func() uint64) {
