@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# `make profile-fanout`: where the CPU of one 1→N delivery goes on this
+# machine, process by process, the kernel's share apart from the process's
+# own code. It runs bench/fanout.sh's 1→N scenario alone (FANOUT_MODE=shared,
+# a room of 1,000 members at PROFILE_ROOM_RATE dispatches/s, then broadcasts
+# to 10,000 sockets at PROFILE_BROADCAST_RATE/s, nothing recorded in
+# bench/results by fanout.sh) and records `perf record -a` for
+# PROFILE_SECONDS inside each phase's measured window. For each phase it
+# prints CPU µs per delivery for every process, split into kernel and user
+# time, and the ceiling that the kernel's part alone puts on deliveries/s:
+# the machine's cores ÷ the kernel µs per delivery. Writes
+# bench/results/profile-1n.md (PROFILE_OUT) unless BENCH_RECORD=0.
+#
+# Needs perf (Debian: apt-get install linux-perf) and root or
+# kernel.perf_event_paranoid ≤ 0.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PATH="$PATH:/usr/sbin:/usr/local/go/bin"
+
+if ! command -v perf >/dev/null || ! perf stat -a -e cpu-clock -- true >/dev/null 2>&1; then
+  echo "profile-1n: needs perf that may sample the whole machine (apt-get install linux-perf; run as root)" >&2
+  exit 1
+fi
+secs="${PROFILE_SECONDS:-10}"
+room_rate="${PROFILE_ROOM_RATE:-5}"
+bcast_rate="${PROFILE_BROADCAST_RATE:-5}"
+# The measured window must outlast the recording: 2 s of warm-up, then
+# the recording starts 1 s into the measured window.
+dur="$((secs + 4))s"
+out="${PROFILE_OUT:-bench/results/profile-1n.md}"
+[[ ${BENCH_RECORD:-1} == 0 ]] && out=""
+work="$(mktemp -d /tmp/profile-1n.XXXXXX)"
+log="$work/bench.log"
+: >"$log"
+echo "profile-1n: working in $work" >&2
+
+BENCH_RECORD=0 BENCH_OUT="$work/fanout.md" BENCH_FANOUT_MODES=shared BENCH_RATES=500 BENCH_DURATION=3s \
+  BENCH_SEARCH=0 BENCH_ROOM_RATES="$room_rate" BENCH_BROADCAST_RATES="$bcast_rate" BENCH_1N_DURATION="$dur" \
+  bash bench/fanout.sh >"$log" 2>&1 &
+bench=$!
+trap 'kill "$bench" 2>/dev/null || true' EXIT
+
+# record PATTERN FILE: waits for the phase's start line, then records.
+record() {
+  until grep -q "$1" "$log"; do
+    if ! kill -0 "$bench" 2>/dev/null; then
+      echo "profile-1n: the fan-out run ended before the phase \"$1\"; its output:" >&2
+      tail -20 "$log" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+  sleep 3
+  perf record -a -o "$2" -- sleep "$secs" >/dev/null 2>&1
+}
+record 'loadgen: 1→N: .* broadcast false' "$work/room.data"
+record 'loadgen: 1→N: .* broadcast true' "$work/broadcast.data"
+wait "$bench"
+trap - EXIT
+
+# phase TARGET FILE: the table of one phase. Deliveries in the recording are
+# the phase's measured deliveries/s times the recording's length.
+phase() {
+  local rate ms cpus
+  rate="$(grep '^{"mode":"fan1n"' "$log" | grep "\"target\":\"$1\"" | tail -1 |
+    sed -n 's/.*"deliveries_per_s":\([0-9.e+]*\).*/\1/p')"
+  ms="$(perf report -i "$2" --stdio --header-only 2>/dev/null | sed -n 's/^# sample duration : *\([0-9.]*\) ms/\1/p')"
+  cpus="$(perf report -i "$2" --stdio --header-only 2>/dev/null | sed -n 's/^# nrcpus online : *//p')"
+  perf report -i "$2" --no-children --sort comm,dso -g none --stdio -q 2>/dev/null |
+    awk -v rate="$rate" -v ms="$ms" -v cpus="$cpus" -v target="$1" '
+      NF >= 3 && $1 ~ /%$/ {
+        share = substr($1, 1, length($1) - 1) / 100
+        comm = $2
+        if (comm == "swapper") comm = "(idle)"
+        else if (comm !~ /^(gateway|handlers-svc|nats-server|redis-server|loadgen)$/) comm = "(other)"
+        side = ($3 == "[kernel.kallsyms]") ? "k" : "u"
+        cpu[comm, side] += share * cpus * ms / 1000
+        seen[comm] = 1
+      }
+      END {
+        n = rate * ms / 1000
+        printf "**%s**, %.0f deliveries/s, %.1f s recorded on %d cores (%.0f deliveries):\n\n", target, rate, ms / 1000, cpus, n
+        print "| process | kernel µs / delivery | user µs / delivery | all |"
+        print "| --- | ---: | ---: | ---: |"
+        split("gateway loadgen redis-server handlers-svc nats-server (other)", order, " ")
+        for (i = 1; i <= 6; i++) {
+          c = order[i]
+          if (!(c in seen)) continue
+          k = cpu[c, "k"] * 1e6 / n; u = cpu[c, "u"] * 1e6 / n
+          printf "| %s | %.1f | %.1f | %.1f |\n", c, k, u, k + u
+          kt += k; ut += u
+        }
+        printf "| all | %.1f | %.1f | %.1f |\n\n", kt, ut, kt + ut
+        printf "The cores were idle %.0f%% of the recording. ", 100 * cpu["(idle)", "k"] / (cpus * ms / 1000)
+        printf "The kernel alone, at %.1f µs per delivery, lets %d cores carry at most %.0f deliveries/s; all the CPU, at %.1f µs, %.0f.\n\n", kt, cpus, cpus * 1e6 / kt, kt + ut, cpus * 1e6 / (kt + ut)
+      }'
+}
+
+report="$work/report.md"
+{
+  echo "# switchboard 1→N profile, $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo
+  echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(uname -sr); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "- \`make profile-fanout\`: bench/fanout.sh's 1→N scenario, FANOUT_MODE=shared, 8 workers, 10,000 sockets; a room of 1,000 members at $room_rate dispatches/s, then broadcasts at $bcast_rate/s; \`perf record -a\` for ${secs} s inside each phase's measured window"
+  echo "- CPU per delivery = a process's share of the samples × cores × seconds recorded ÷ deliveries in the recording; the kernel column is the time in the kernel on the process's behalf (for the gateway nearly all of it is sendto(2) to the client sockets, and loopback charges the receiving side's TCP work to the sender)"
+  grep -m1 '^- host calibration' "$work/fanout.md" 2>/dev/null || true
+  echo
+  phase room "$work/room.data"
+  phase broadcast "$work/broadcast.data"
+  echo "The run's own 1→N rows (latency is from each dispatch's scheduled time to each socket's arrival):"
+  echo
+  sed -n '/^| FANOUT_MODE | target/,/^$/p' "$work/fanout.md"
+} >"$report"
+cat "$report"
+if [[ -n $out ]]; then
+  cp "$report" "$out"
+  echo "profile-1n: wrote $out" >&2
+fi
