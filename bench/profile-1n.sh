@@ -2,13 +2,16 @@
 # `make profile-fanout`: where the CPU of one 1→N delivery goes on this
 # machine, process by process, the kernel's share apart from the process's
 # own code. It runs bench/fanout.sh's 1→N scenario alone (FANOUT_MODE=shared,
-# a room of 1,000 members at PROFILE_ROOM_RATE dispatches/s, then broadcasts
-# to 10,000 sockets at PROFILE_BROADCAST_RATE/s, nothing recorded in
-# bench/results by fanout.sh) and records `perf record -a` for
-# PROFILE_SECONDS inside each phase's measured window. For each phase it
+# a room of 1,000 members at PROFILE_ROOM_RATE (20) dispatches/s, then
+# broadcasts to 10,000 sockets at PROFILE_BROADCAST_RATE (12)/s, nothing
+# recorded in bench/results by fanout.sh) and records `perf record -a` for
+# PROFILE_SECONDS (10) inside each phase's measured window, and `perf stat`
+# counts of the gateway's and the load generator's reads and writes (system
+# calls per delivery: frames that share a call cost less). For each phase it
 # prints CPU µs per delivery for every process, split into kernel and user
 # time, and the ceiling that the kernel's part alone puts on deliveries/s:
-# the machine's cores ÷ the kernel µs per delivery. Writes
+# the machine's cores ÷ the kernel µs per delivery, and how long one
+# dispatch's deliveries keep every core busy at those costs. Writes
 # bench/results/profile-1n.md (PROFILE_OUT) unless BENCH_RECORD=0.
 #
 # Needs perf (Debian: apt-get install linux-perf) and root or
@@ -22,8 +25,8 @@ if ! command -v perf >/dev/null || ! perf stat -a -e cpu-clock -- true >/dev/nul
   exit 1
 fi
 secs="${PROFILE_SECONDS:-10}"
-room_rate="${PROFILE_ROOM_RATE:-5}"
-bcast_rate="${PROFILE_BROADCAST_RATE:-5}"
+room_rate="${PROFILE_ROOM_RATE:-20}"
+bcast_rate="${PROFILE_BROADCAST_RATE:-12}"
 # The measured window must outlast the recording: 2 s of warm-up, then
 # the recording starts 1 s into the measured window.
 dur="$((secs + 4))s"
@@ -51,23 +54,47 @@ record() {
     sleep 0.2
   done
   sleep 3
+  # Beside the samples, the system calls that move the frames, counted
+  # for the gateway's processes and the load generator's apart.
+  local who pids stats=()
+  for who in gateway loadgen; do
+    pids="$(pgrep -d, -f "bin/$who( |$)" || true)"
+    [[ -n $pids ]] && perf stat -x, -o "$2.$who.calls" -p "$pids" \
+      -e syscalls:sys_enter_sendto,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_read,syscalls:sys_enter_recvfrom \
+      -- sleep "$secs" >/dev/null 2>&1 &
+    [[ -n $pids ]] && stats+=($!)
+  done
   perf record -a -o "$2" -- sleep "$secs" >/dev/null 2>&1
+  ((${#stats[@]} == 0)) || wait "${stats[@]}" || true
 }
 record 'loadgen: 1→N: .* broadcast false' "$work/room.data"
 record 'loadgen: 1→N: .* broadcast true' "$work/broadcast.data"
 wait "$bench"
 trap - EXIT
 
+# syscalls FILE: the counts perf stat wrote beside FILE, as
+# "process,call,count;..." (calls counted zero times left out).
+syscalls() {
+  local who
+  for who in gateway loadgen; do
+    [[ -f $1.$who.calls ]] || continue
+    awk -F, -v who="$who" '$1 ~ /^[0-9]+$/ && $1 > 0 {
+      sub(/^syscalls:sys_enter_/, "", $3); printf "%s,%s,%s;", who, $3, $1 }' "$1.$who.calls"
+  done | sed 's/;$//'
+}
+
 # phase TARGET FILE: the table of one phase. Deliveries in the recording are
 # the phase's measured deliveries/s times the recording's length.
 phase() {
-  local rate ms cpus
-  rate="$(grep '^{"mode":"fan1n"' "$log" | grep "\"target\":\"$1\"" | tail -1 |
-    sed -n 's/.*"deliveries_per_s":\([0-9.e+]*\).*/\1/p')"
+  local line rate recipients ms cpus
+  line="$(grep '^{"mode":"fan1n"' "$log" | grep "\"target\":\"$1\"" | tail -1)"
+  rate="$(sed -n 's/.*"deliveries_per_s":\([0-9.e+]*\).*/\1/p' <<<"$line")"
+  recipients="$(sed -n 's/.*"recipients":\([0-9]*\).*/\1/p' <<<"$line")"
   ms="$(perf report -i "$2" --stdio --header-only 2>/dev/null | sed -n 's/^# sample duration : *\([0-9.]*\) ms/\1/p')"
   cpus="$(perf report -i "$2" --stdio --header-only 2>/dev/null | sed -n 's/^# nrcpus online : *//p')"
   perf report -i "$2" --no-children --sort comm,dso -g none --stdio -q 2>/dev/null |
-    awk -v rate="$rate" -v ms="$ms" -v cpus="$cpus" -v target="$1" '
+    awk -v rate="$rate" -v ms="$ms" -v cpus="$cpus" -v target="$1" -v recipients="${recipients:-0}" -v callstr="$(syscalls "$2")" '
+      BEGIN { ncalls = split(callstr, calls, ";") }
       NF >= 3 && $1 ~ /%$/ {
         share = substr($1, 1, length($1) - 1) / 100
         comm = $2
@@ -91,8 +118,16 @@ phase() {
           kt += k; ut += u
         }
         printf "| all | %.1f | %.1f | %.1f |\n\n", kt, ut, kt + ut
+        shown = 0
+        for (i = 1; i <= ncalls; i++) {
+          split(calls[i], f, ",")
+          if (f[3] / n < 0.005) continue
+          printf "%s%s: %.2f %s calls per delivery", (shown++ ? "; " : "System calls: "), f[1], f[3] / n, f[2]
+        }
+        if (shown) print ".\n"
         printf "The cores were idle %.0f%% of the recording. ", 100 * cpu["(idle)", "k"] / (cpus * ms / 1000)
-        printf "The kernel alone, at %.1f µs per delivery, lets %d cores carry at most %.0f deliveries/s; all the CPU, at %.1f µs, %.0f.\n\n", kt, cpus, cpus * 1e6 / kt, kt + ut, cpus * 1e6 / (kt + ut)
+        printf "The kernel alone, at %.1f µs per delivery, lets %d cores carry at most %.0f deliveries/s; all the CPU, at %.1f µs, %.0f. ", kt, cpus, cpus * 1e6 / kt, kt + ut, cpus * 1e6 / (kt + ut)
+        printf "At these costs one dispatch to %d sockets keeps all %d cores busy for %.1f ms in the kernel alone, %.1f ms in all.\n\n", recipients, cpus, recipients * kt / cpus / 1000, recipients * (kt + ut) / cpus / 1000
       }'
 }
 
