@@ -16,7 +16,7 @@ FUZZTIME ?= 100000x
 # 54 s in one CI run went to one). A failure is still reported, less shrunk.
 FUZZMINIMIZETIME ?= 2s
 
-.PHONY: all build run test vet cross unit e2e-per-user e2e-cluster fuzz mobile soak bench bench-quick bench-scale bench-fanout profile-fanout bench-go bench-script deps token clean
+.PHONY: all build run test vet cross unit e2e-per-user e2e-cluster fuzz mobile soak bench bench-quick bench-scale bench-fanout profile-fanout profile-load bench-go bench-script deps token clean
 
 all: build
 
@@ -142,15 +142,16 @@ bench-fanout:
 	@bash .ci/deps.sh run
 	@bash bench/fanout.sh
 
-# Where a 1→N delivery's CPU goes: the 1→N scenario of bench-fanout under
-# perf record -a, CPU µs per delivery per process, kernel apart from user,
-# and the ceiling the kernel's share alone puts on deliveries/s. Writes
-# bench/results/profile-1n.md; about 3 minutes. Needs perf (installed if
-# missing) and root.
-profile-fanout:
+# Where a delivery's CPU goes, under perf record -a: CPU µs per delivery
+# per process, kernel apart from user, system calls per delivery, and the
+# ceiling the kernel's share alone puts on deliveries/s. profile-fanout:
+# bench-fanout's 1→N phases (bench/results/profile-fanout.md); profile-load:
+# the load scenario at R = 1,000 and 4,000 (bench/results/profile-load.md).
+# A few minutes each. Need perf (installed if missing) and root.
+profile-fanout profile-load:
 	@bash .ci/deps.sh run
 	@command -v perf >/dev/null || bash .ci/deps.sh run linux-perf
-	@bash bench/profile-1n.sh
+	@bash bench/profile.sh $(@:profile-%=%)
 
 # Instructions Redis runs per recorded event in the publish script, by
 # callgrind (deterministic on a noisy box); SCRIPT_BASELINE=<ref> compares
