@@ -13,9 +13,12 @@
 #           PROFILE_RATES (1000,4000) sends/s
 #
 # Each phase is recorded by `perf record -a` for PROFILE_SECONDS (10)
-# inside its measured window, and the gateway's and the load generator's
-# reads and writes are counted by `perf stat` (system calls per delivery:
-# frames that share a call cost less). For each phase it prints CPU µs per
+# inside its measured window, and then, for PROFILE_CALL_SECONDS (3), the
+# reads and writes of the bench's gateway and load generator processes are
+# counted by `perf stat` (system calls per delivery: frames that share a
+# call cost less). The machine should be quiet: the samples are grouped by
+# process name, so another stack's processes would count as this one's
+# (the report says when any ran). For each phase it prints CPU µs per
 # delivery (the same number as ms per 1,000 deliveries) for every process,
 # split into kernel and user time, the ceiling that the kernel's part
 # alone puts on deliveries/s (the machine's cores ÷ the kernel µs per
@@ -44,12 +47,17 @@ if ! command -v perf >/dev/null || ! perf stat -a -e cpu-clock -- true >/dev/nul
   exit 1
 fi
 secs="${PROFILE_SECONDS:-10}"
+callsecs="${PROFILE_CALL_SECONDS:-3}"
 room_rate="${PROFILE_ROOM_RATE:-20}"
 bcast_rate="${PROFILE_BROADCAST_RATE:-12}"
 rates="${PROFILE_RATES:-1000,4000}"
-# The measured window must outlast the recording: 2 s of warm-up, then
-# the recording starts 1 s into the measured window.
-dur="$((secs + 4))s"
+if [[ $room_rate == *,* || $bcast_rate == *,* ]]; then
+  echo "$me: PROFILE_ROOM_RATE and PROFILE_BROADCAST_RATE take one rate each" >&2
+  exit 2
+fi
+# The measured window must outlast the recordings: 2 s of warm-up, then
+# the samples from 1 s into the measured window, then the system calls.
+dur="$((secs + callsecs + 3))s"
 out="${PROFILE_OUT:-bench/results/$me.md}"
 [[ ${BENCH_RECORD:-1} == 0 ]] && out=""
 work="$(mktemp -d "/tmp/$me.XXXXXX")"
@@ -58,41 +66,72 @@ bench_report="$work/bench.md"
 : >"$log"
 echo "$me: working in $work" >&2
 
+# The bench runs in a process group of its own, so that a failure here
+# stops its whole stack at once.
 if [[ $scenario == fanout ]]; then
   BENCH_RECORD=0 BENCH_OUT="$bench_report" BENCH_FANOUT_MODES=shared BENCH_RATES=500 BENCH_DURATION=3s \
     BENCH_SEARCH=0 BENCH_ROOM_RATES="$room_rate" BENCH_BROADCAST_RATES="$bcast_rate" BENCH_1N_DURATION="$dur" \
-    bash bench/fanout.sh >"$log" 2>&1 &
+    setsid bash bench/fanout.sh >"$log" 2>&1 &
 else
   BENCH_RECORD=0 BENCH_OUT="$bench_report" BENCH_RATES="$rates" BENCH_DURATION="$dur" BENCH_WARMUP=2s \
     BENCH_SEARCH=0 BENCH_IDLE_USERS=0 BENCH_GO=0 BENCH_RESUME=0 \
-    bash bench/run.sh >"$log" 2>&1 &
+    setsid bash bench/run.sh >"$log" 2>&1 &
 fi
 bench=$!
-trap 'kill "$bench" 2>/dev/null || true' EXIT
+trap 'kill -TERM -- -"$bench" 2>/dev/null || true' EXIT
 
-# record PATTERN FILE: waits for the phase's start line, then records.
+# descendants PID: the processes below PID, at any depth.
+descendants() {
+  local p
+  for p in $(pgrep -P "$1" || true); do
+    echo "$p"
+    descendants "$p"
+  done
+}
+
+# ours NAME: the pids, comma-separated, of the bench's processes named NAME.
+ours() {
+  local p
+  for p in $(descendants "$bench"); do
+    if [[ "$(cat "/proc/$p/comm" 2>/dev/null)" == "$1" ]]; then echo "$p"; fi
+  done | paste -sd,
+}
+
+# record PATTERN FILE: waits for the phase's start line, records the
+# whole machine's samples into FILE, then counts the system calls of the
+# bench's gateway and load generator processes (into FILE.<name>.calls),
+# in a window of their own: the tracepoints slow every system call while
+# they count.
 record() {
+  local deadline=$((SECONDS + 900))
   until grep -q "$1" "$log"; do
-    if ! kill -0 "$bench" 2>/dev/null; then
-      echo "$me: the bench ended before the phase \"$1\"; its output:" >&2
+    if ! kill -0 "$bench" 2>/dev/null || ((SECONDS > deadline)); then
+      echo "$me: no phase \"$1\" in the bench's output; its end:" >&2
       tail -20 "$log" >&2
       exit 1
     fi
     sleep 0.2
   done
   sleep 3
-  # Beside the samples, the system calls that move the frames, counted
-  # for the gateway's processes and the load generator's apart.
+  if ! perf record -a -o "$2" -- sleep "$secs" >/dev/null 2>"$2.err"; then
+    echo "$me: perf record failed:" >&2
+    cat "$2.err" >&2
+    exit 1
+  fi
   local who pids stats=()
   for who in gateway loadgen; do
-    pids="$(pgrep -d, -f "bin/$who( |$)" || true)"
-    [[ -n $pids ]] && perf stat -x, -o "$2.$who.calls" -p "$pids" \
+    pids="$(ours "$who")"
+    [[ -n $pids ]] || continue
+    perf stat -x, -o "$2.$who.calls" -p "$pids" \
       -e syscalls:sys_enter_sendto,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_read,syscalls:sys_enter_recvfrom \
-      -- sleep "$secs" >/dev/null 2>&1 &
-    [[ -n $pids ]] && stats+=($!)
+      -- sleep "$callsecs" >/dev/null 2>"$2.$who.err" &
+    stats+=($!)
   done
-  perf record -a -o "$2" -- sleep "$secs" >/dev/null 2>&1
-  ((${#stats[@]} == 0)) || wait "${stats[@]}" || true
+  ((${#stats[@]} == 0)) || wait "${stats[@]}" || echo "$me: perf stat failed: $(cat "$2".*.err)" >&2
+  # Another stack's processes would be in the samples under the same names.
+  local foreign
+  foreign="$(pgrep -x 'gateway|loadgen|handlers-svc|nats-server|redis-server' | grep -vxF -f <(descendants "$bench") | paste -sd' ' || true)"
+  [[ -z $foreign ]] || echo "- note: processes of another stack ran beside this one (pids $foreign): their samples count as this one's" >>"$work/notes.md"
 }
 if [[ $scenario == fanout ]]; then
   record 'loadgen: 1→N: .* broadcast false' "$work/room.data"
@@ -102,7 +141,7 @@ else
     record "loadgen: R=$r: " "$work/R$r.data"
   done
 fi
-wait "$bench"
+wait "$bench" || echo "$me: the bench exited with $?; see $log" >&2
 trap - EXIT
 
 # syscalls FILE: the counts perf stat wrote beside FILE, as
@@ -133,12 +172,13 @@ phase() {
   ms="$(perf report -i "$2" --stdio --header-only 2>/dev/null | sed -n 's/^# sample duration : *\([0-9.]*\) ms/\1/p')"
   cpus="$(perf report -i "$2" --stdio --header-only 2>/dev/null | sed -n 's/^# nrcpus online : *//p')"
   perf report -i "$2" --no-children --sort comm,dso -g none --stdio -q 2>/dev/null |
-    awk -v rate="$rate" -v ms="$ms" -v cpus="$cpus" -v label="$1" -v recipients="${recipients:-0}" -v callstr="$(syscalls "$2")" '
+    awk -v rate="$rate" -v ms="$ms" -v cpus="$cpus" -v label="$1" -v recipients="${recipients:-0}" -v callstr="$(syscalls "$2")" -v callsecs="$callsecs" '
       BEGIN { ncalls = split(callstr, calls, ";") }
       NF >= 3 && $1 ~ /%$/ {
         share = substr($1, 1, length($1) - 1) / 100
         comm = $2
         if (comm == "swapper") comm = "(idle)"
+        else if (comm ~ /^ksoftirqd/) comm = "ksoftirqd"
         else if (comm !~ /^(gateway|handlers-svc|nats-server|redis-server|loadgen)$/) comm = "(other)"
         side = ($3 == "[kernel.kallsyms]") ? "k" : "u"
         cpu[comm, side] += share * cpus * ms / 1000
@@ -146,11 +186,15 @@ phase() {
       }
       END {
         n = rate * ms / 1000
+        if (n <= 0) {
+          printf "**%s**: no deliveries measured\n\n", label
+          exit
+        }
         printf "**%s**, %.0f deliveries/s, %.1f s recorded on %d cores (%.0f deliveries):\n\n", label, rate, ms / 1000, cpus, n
         print "| process | kernel µs / delivery | user µs / delivery | all |"
         print "| --- | ---: | ---: | ---: |"
-        split("gateway loadgen redis-server handlers-svc nats-server (other)", order, " ")
-        for (i = 1; i <= 6; i++) {
+        split("gateway loadgen redis-server handlers-svc nats-server ksoftirqd (other)", order, " ")
+        for (i = 1; i <= 7; i++) {
           c = order[i]
           if (!(c in seen)) continue
           k = cpu[c, "k"] * 1e6 / n; u = cpu[c, "u"] * 1e6 / n
@@ -161,8 +205,9 @@ phase() {
         shown = 0
         for (i = 1; i <= ncalls; i++) {
           split(calls[i], f, ",")
-          if (f[3] / n < 0.005) continue
-          printf "%s%s: %.2f %s calls per delivery", (shown++ ? "; " : "System calls: "), f[1], f[3] / n, f[2]
+          nc = rate * callsecs
+          if (f[3] / nc < 0.005) continue
+          printf "%s%s: %.2f %s calls per delivery", (shown++ ? "; " : "System calls (counted over " callsecs " s after the samples): "), f[1], f[3] / nc, f[2]
         }
         if (shown) print ".\n"
         printf "The cores were idle %.0f%% of the recording. ", 100 * cpu["(idle)", "k"] / (cpus * ms / 1000)
@@ -183,12 +228,13 @@ report="$work/report.md"
   echo
   echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(uname -sr); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   if [[ $scenario == fanout ]]; then
-    echo "- \`make profile-fanout\`: bench/fanout.sh's 1→N scenario, FANOUT_MODE=shared, 8 workers, 10,000 sockets; a room of 1,000 members at $room_rate dispatches/s, then broadcasts at $bcast_rate/s; \`perf record -a\` for ${secs} s inside each phase's measured window"
+    echo "- \`make profile-fanout\`: bench/fanout.sh's 1→N scenario, FANOUT_MODE=shared, 8 workers, 10,000 sockets; a room of 1,000 members at $room_rate dispatches/s, then broadcasts at $bcast_rate/s; \`perf record -a\` for ${secs} s inside each phase's measured window, then the gateway's and the load generator's system calls counted for ${callsecs} s (the tracepoints slow every call, so never during the samples)"
   else
-    echo "- \`make profile-load\`: bench/run.sh's load scenario on this tree's stack alone (2 workers, 1,000 users x 2 devices, sendMessage, 4 deliveries per send, recovery on) at $rates sends/s; \`perf record -a\` for ${secs} s inside each rate's measured window"
+    echo "- \`make profile-load\`: bench/run.sh's load scenario on this tree's stack alone (2 workers, 1,000 users x 2 devices, sendMessage, 4 deliveries per send, recovery on) at $rates sends/s; \`perf record -a\` for ${secs} s inside each rate's measured window, then the gateway's and the load generator's system calls counted for ${callsecs} s"
   fi
-  echo "- CPU per delivery = a process's share of the samples × cores × seconds recorded ÷ deliveries in the recording (µs per delivery is ms per 1,000 deliveries); the kernel column is the time in the kernel on the process's behalf (for the gateway most of it is sendto(2) to the client sockets, and loopback charges the receiving side's TCP work to the sender)"
+  echo "- CPU per delivery = a process's share of the samples × cores × seconds recorded ÷ deliveries in the recording (µs per delivery is ms per 1,000 deliveries); the kernel column is the time in the kernel on the process's behalf (for the gateway mostly sendto(2) to the client sockets; loopback charges the receiving side's TCP work to the sender, or to ksoftirqd when it runs late)"
   grep -m1 '^- host calibration' "$bench_report" 2>/dev/null || true
+  cat "$work/notes.md" 2>/dev/null || true
   echo
   if [[ $scenario == fanout ]]; then
     phase room "$work/room.data" '^\{"mode":"fan1n".*"target":"room"'
