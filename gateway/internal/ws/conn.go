@@ -109,7 +109,7 @@ type Conn struct {
 	closedBy    Closer        // who closed it first
 	peerClosed  bool          // the close frame to write echoes the client's
 	drained     func()        // WhenDrained's: called when the writer next takes the queue
-	closeSent   atomic.Bool   // gorilla wrote a close frame itself: write nothing more
+	closeSent   atomic.Bool   // a close frame is written or being written (gate): write nothing more
 	closed      chan struct{} // closed when closing is set
 	done        chan struct{} // closed when the reader and writer are gone
 	writerDone  chan struct{} // closed by the last writer after the close frame
@@ -140,6 +140,9 @@ func NewConn(u Upgraded, id, user string, limits *Limits, log *zap.Logger) *Conn
 	}
 	if !u.Expires.IsZero() {
 		c.exp = uint32(min(max(u.Expires.Unix(), 1), math.MaxUint32))
+	}
+	if u.g != nil {
+		u.g.sent = &c.closeSent
 	}
 	if u.m != nil {
 		u.m.c = c
@@ -373,7 +376,7 @@ func (c *Conn) writeLoop() {
 			continue // gorilla closed the socket: nothing may follow its close frame
 		}
 
-		if err := c.writeBatch(batch); err != nil {
+		if err := c.writeBatch(batch); err != nil && !errors.Is(err, errCloseSent) {
 			c.failWrite(err)
 			return
 		}
@@ -416,22 +419,32 @@ func (c *Conn) writeBatch(batch []item) error {
 			batchPool.Put(bp)
 		}
 	}()
-	nc := c.ws.NetConn()
+	nc := c.netConn()
+	// write writes p and then q, unless a close frame has gone out or is
+	// going out: raw, the check and the write are under the socket's write
+	// lock, which gorilla's writes take too (see gate).
+	write := func(p, q []byte) error {
+		if rawWrites && c.rc != nil {
+			// A write the socket takes at once needs no deadline; only
+			// one that has to wait gets WriteWait.
+			return writeFrames(c.rc, nc, p, q, &c.closeSent)
+		}
+		if c.closeSent.Load() {
+			return errCloseSent
+		}
+		if err := nc.SetWriteDeadline(time.Now().Add(WriteWait)); err != nil {
+			return err
+		}
+		bufs := net.Buffers{p, q}
+		_, err := bufs.WriteTo(nc)
+		return err
+	}
 	flush := func() error {
 		if len(buf) == 0 {
 			return nil
 		}
 		defer func() { buf = buf[:0] }()
-		if rawWrites && c.rc != nil {
-			// A write the socket takes at once needs no deadline; only
-			// one that has to wait gets WriteWait.
-			return writeFrames(c.rc, nc, buf)
-		}
-		if err := nc.SetWriteDeadline(time.Now().Add(WriteWait)); err != nil {
-			return err
-		}
-		_, err := nc.Write(buf)
-		return err
+		return write(buf, nil)
 	}
 	for _, it := range batch {
 		if c.closeSent.Load() {
@@ -451,12 +464,9 @@ func (c *Conn) writeBatch(batch []item) error {
 				return err
 			}
 			if len(it.data)+10 > maxBatchBytes {
-				// Too big to copy: header and payload in one writev.
-				if err := nc.SetWriteDeadline(time.Now().Add(WriteWait)); err != nil {
-					return err
-				}
-				bufs := net.Buffers{appendFrameHeader(buf, opText, len(it.data)), it.data}
-				if _, err := bufs.WriteTo(nc); err != nil {
+				// Too big to copy: the header, then the payload, under
+				// one hold of the socket's write lock.
+				if err := write(appendFrameHeader(buf, opText, len(it.data)), it.data); err != nil {
 					return err
 				}
 				continue
@@ -466,6 +476,19 @@ func (c *Conn) writeBatch(batch []item) error {
 		buf = append(buf, it.data...)
 	}
 	return flush()
+}
+
+// errCloseSent is a write not made because a close frame went out (or
+// was going out) first: nothing may follow it (RFC 6455 section 5.5.1).
+var errCloseSent = errors.New("ws: close frame sent")
+
+// netConn returns the socket WS reads and writes, under the gate.
+func (c *Conn) netConn() net.Conn {
+	nc := c.ws.NetConn()
+	if g, ok := nc.(*gate); ok {
+		return g.Conn
+	}
+	return nc
 }
 
 // appendFrameHeader appends the header of an unmasked, unfragmented server
@@ -499,7 +522,11 @@ func (c *Conn) writeClose(code int, reason string) {
 		reason = "" // an echo carries the client's code only
 	}
 	c.mu.Unlock()
-	if !c.closeSent.Load() {
+	// 1006 (the connection ended under gorilla: a client that shut down
+	// its side, a reset) and 1015 name what happened to a connection, and
+	// RFC 6455 section 7.4.1 forbids them in a close frame: a browser
+	// fails the connection on one. The socket then ends without a frame.
+	if !c.closeSent.Load() && code != websocket.CloseAbnormalClosure && code != websocket.CloseTLSHandshake {
 		msg := websocket.FormatCloseMessage(code, reason)
 		_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(WriteWait))
 	}
@@ -515,7 +542,6 @@ func (c *Conn) writeClose(code int, reason string) {
 // closed and the writer has finished; call it once.
 func (c *Conn) ReadLoop(h FrameHandler, maxFrame int64) {
 	defer c.finish()
-	go c.writeLoop() // releases the frames held since NewConn
 	c.ws.SetReadLimit(maxFrame)
 	_ = c.ws.SetReadDeadline(time.Now().Add(PongWait))
 	c.ws.SetPongHandler(func(string) error {
@@ -524,6 +550,11 @@ func (c *Conn) ReadLoop(h FrameHandler, maxFrame int64) {
 	})
 	c.ws.SetPingHandler(c.pong)
 	c.ws.SetCloseHandler(c.peerClose)
+	// Only now the writer: a socket closed before ReadLoop (a shutdown, a
+	// refused resume) has its close frame written at once, and writeClose
+	// sets the read deadline to CloseGrace, which the PongWait above must
+	// not replace.
+	go c.writeLoop() // releases the frames held since NewConn
 	for {
 		c.awaitData()
 		if err := c.readFrame(h); err != nil {

@@ -81,7 +81,7 @@ func startServerSendBuf(t *testing.T, limits ws.Limits, maxFrame int64, h ws.Fra
 		if err != nil {
 			return
 		}
-		if tc, ok := u.WS.NetConn().(*net.TCPConn); ok && sendBuf > 0 {
+		if tc, ok := ws.UpgradedNetConn(u).(*net.TCPConn); ok && sendBuf > 0 {
 			_ = tc.SetWriteBuffer(sendBuf)
 		}
 		mu.Lock()

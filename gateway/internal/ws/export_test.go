@@ -20,5 +20,13 @@ func MeterSource(c *Conn) any {
 // RawConn is the RawConn c waits for data on; nil: none.
 func RawConn(c *Conn) syscall.RawConn { return c.rc }
 
-// NetConn is c's network socket.
-func NetConn(c *Conn) net.Conn { return c.ws.NetConn() }
+// NetConn is c's network socket (under the gate).
+func NetConn(c *Conn) net.Conn { return c.netConn() }
+
+// UpgradedNetConn is u's network socket (under the gate), before NewConn.
+func UpgradedNetConn(u Upgraded) net.Conn {
+	if u.g != nil {
+		return u.g.Conn
+	}
+	return u.WS.NetConn()
+}

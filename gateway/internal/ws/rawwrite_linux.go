@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,7 +26,8 @@ import (
 // thread whenever a send passes 20 µs, a futex wake-up and a thread switch
 // for nothing.
 type rawWriter struct {
-	p      []byte
+	p, q   []byte       // what is left to send: p, then q
+	stop   *atomic.Bool // set: a close frame went out first; send nothing
 	err    error
 	nc     net.Conn
 	called bool                  // send ran: RawConn.Write did not refuse at once
@@ -44,8 +46,19 @@ var rawWriters = sync.Pool{New: func() any {
 // for room: a write the socket takes at once, nearly every one, costs no
 // deadline update.
 func (w *rawWriter) sendAll(fd uintptr) bool {
+	if !w.called && w.stop.Load() {
+		// Under the write lock, before the first byte: gorilla's close
+		// frame is out, or waits for this lock (gate), and nothing may
+		// follow it. Once a batch has begun it is sent whole.
+		w.called = true
+		w.err = errCloseSent
+		return true
+	}
 	w.called = true
-	for len(w.p) > 0 {
+	for len(w.p) > 0 || len(w.q) > 0 {
+		if len(w.p) == 0 {
+			w.p, w.q = w.q, nil
+		}
 		n, e := rawconn.Send(fd, w.p)
 		switch e {
 		case 0:
@@ -76,20 +89,24 @@ func (w *rawWriter) sendAll(fd uintptr) bool {
 
 const rawWrites = true
 
-// writeFrames writes all of p to nc, whose raw connection is rc, within
-// one RawConn.Write: under the socket's write lock from the first byte to
-// the last, so that a control frame gorilla writes from the read loop (the
-// close of a frame over the limit, of a protocol error) lands between two
-// batches, never inside a frame. (Sending what fits without the lock and
-// then the rest under it let such a close in between.)
+// writeFrames writes all of p and then q to nc, whose raw connection is
+// rc, within one RawConn.Write: under the socket's write lock from the
+// first byte to the last, so that a control frame gorilla writes from the
+// read loop (the close of a frame over the limit, of a protocol error)
+// lands between two batches, never inside a frame. (Sending what fits
+// without the lock and then the rest under it let such a close in
+// between.) When stop is set as the lock is taken, it writes nothing and
+// returns errCloseSent: gorilla marks it before it writes (gate), so a
+// batch never follows its close frame.
+//
 //
 // A deadline set for an earlier wait stays set, and once it has passed,
 // RawConn.Write refuses before sending anything: the write is then tried
 // again with a fresh deadline. Clearing the deadline after each wait
 // instead could clear the one gorilla sets for its own close.
-func writeFrames(rc syscall.RawConn, nc net.Conn, p []byte) error {
+func writeFrames(rc syscall.RawConn, nc net.Conn, p, q []byte, stop *atomic.Bool) error {
 	w := rawWriters.Get().(*rawWriter)
-	w.p, w.err, w.nc, w.called, w.armed = p, nil, nc, false, false
+	w.p, w.q, w.stop, w.err, w.nc, w.called, w.armed = p, q, stop, nil, nc, false, false
 	err := rc.Write(w.send)
 	if err != nil && !w.called && errors.Is(err, os.ErrDeadlineExceeded) {
 		if err = nc.SetWriteDeadline(time.Now().Add(WriteWait)); err == nil {
@@ -100,7 +117,7 @@ func writeFrames(rc syscall.RawConn, nc net.Conn, p []byte) error {
 	if err == nil {
 		err = w.err
 	}
-	w.p, w.err, w.nc = nil, nil, nil
+	w.p, w.q, w.stop, w.err, w.nc = nil, nil, nil, nil, nil
 	rawWriters.Put(w)
 	return err
 }

@@ -5,11 +5,14 @@ package ws
 import (
 	"errors"
 	"net"
+	"sync/atomic"
 	"syscall"
 )
 
 // writeFrames is not used where raw sends are not implemented: Conn writes
 // through net.Conn there (see Conn.writeBatch).
-func writeFrames(syscall.RawConn, net.Conn, []byte) error { return errors.ErrUnsupported }
+func writeFrames(syscall.RawConn, net.Conn, []byte, []byte, *atomic.Bool) error {
+	return errors.ErrUnsupported
+}
 
 const rawWrites = false

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -26,6 +27,9 @@ type Upgraded struct {
 	// closes it (Conn.Expires); zero: never. Whole seconds after the Unix
 	// epoch: the Conn keeps it in 32 bits.
 	Expires time.Time
+	// g is the connection WS writes through, which tells the Conn when
+	// gorilla writes a close frame of its own (see gate); nil with br.
+	g *gate
 	// br is the buffer WS reads the network through, so that a Conn can
 	// tell whether a frame is already buffered before it waits for the
 	// network; nil when unknown (a socket upgraded by gorilla alone).
@@ -55,7 +59,7 @@ func Upgrade(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request) (Upg
 	// is buffered yet (it refuses a client that sent data early), so the
 	// meter can take its place.
 	hw.br.Reset(hw.m)
-	return Upgraded{WS: wsc, br: hw.br, m: hw.m}, nil
+	return Upgraded{WS: wsc, g: hw.g, br: hw.br, m: hw.m}, nil
 }
 
 // hijacker hands gorilla a fresh read buffer of ReadBufferSize instead of
@@ -63,6 +67,7 @@ func Upgrade(u *websocket.Upgrader, w http.ResponseWriter, r *http.Request) (Upg
 // both.
 type hijacker struct {
 	http.ResponseWriter
+	g  *gate
 	br *bufio.Reader
 	m  *meter
 }
@@ -79,8 +84,31 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nc, brw, err
 	}
 	// The meter reads by raw system calls (package rawconn says why);
-	// gorilla's writes go through nc, as before.
+	// gorilla's writes go through the gate.
 	h.m = &meter{net: rawconn.NewReader(nc)}
 	h.br = bufio.NewReaderSize(nc, ReadBufferSize)
-	return nc, bufio.NewReadWriter(h.br, brw.Writer), nil
+	h.g = &gate{Conn: nc}
+	return h.g, bufio.NewReadWriter(h.br, brw.Writer), nil
+}
+
+// gate is the connection gorilla writes through. Once the socket is a
+// Conn, gorilla writes only close frames: the Conn's own (writeClose),
+// and the 1009 or 1002 it sends from the read loop when a client's frame
+// is over the limit or breaks the protocol. Write marks the Conn's
+// closeSent before it writes, and the Conn's writer checks closeSent
+// under the socket's write lock before each batch (writeFrames), so no
+// data frame can follow gorilla's close frame on the wire: learning of
+// that close only from the read error, as before, let a batch checked
+// earlier go out after it. The Conn writes its batches to the socket
+// itself, never through the gate.
+type gate struct {
+	net.Conn
+	sent *atomic.Bool // the Conn's closeSent; nil until NewConn (the handshake's response is no close)
+}
+
+func (g *gate) Write(p []byte) (int, error) {
+	if g.sent != nil {
+		g.sent.Store(true)
+	}
+	return g.Conn.Write(p)
 }

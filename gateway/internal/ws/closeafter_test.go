@@ -1,0 +1,191 @@
+package ws_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/gateway/internal/ws"
+)
+
+// TestNoDataFrameAfterTooBigClose: while the writer streams frames to a
+// client that reads as fast as it can, the client sends the header of a
+// frame over the read limit, so gorilla writes its 1009 close frame from
+// the read loop. RFC 6455 section 5.5.1 (and the writer's own comment:
+// "closeSent stops the writer") say nothing may follow that close frame on
+// the wire. The writer learns of gorilla's close only when readFailed sets
+// closeSent, after gorilla's write returned: a batch it checked before
+// that, and flushes after gorilla's write, lands behind the close frame.
+func TestNoDataFrameAfterTooBigClose(t *testing.T) {
+	const (
+		maxFrame = 1024
+		size     = 30000 // one item, one closeSent check, then a long copy
+		rounds   = 300
+	)
+	payload := bytes.Repeat([]byte{'x'}, size)
+	s := startServer(t, ws.Limits{QueueLen: 1 << 16, QueueBytes: 1 << 30}, maxFrame)
+	for r := range rounds {
+		cl, c := s.dial(t, nil)
+		nc := cl.NetConn() // nothing was sent before the dial returned: gorilla buffered nothing
+		fed := make(chan struct{})
+		go func() {
+			defer close(fed)
+			for {
+				if _, b := c.Queued(); b > 8*size {
+					runtime.Gosched()
+					continue
+				}
+				if !c.Send(payload) {
+					return
+				}
+			}
+		}()
+		// Read raw server frames; after 64 KiB, send a too-big header.
+		var got []byte
+		buf := make([]byte, 1<<16)
+		sent := false
+		_ = nc.SetReadDeadline(time.Now().Add(wait))
+		for {
+			n, err := nc.Read(buf)
+			got = append(got, buf[:n]...)
+			if !sent && len(got) > 1<<16 {
+				sent = true
+				go func() { _, _ = nc.Write([]byte{0x81, 0x80 | 126, 2000 >> 8, 2000 & 0xff, 1, 2, 3, 4}) }()
+			}
+			if err != nil { // EOF or a reset once the server closed; the deadline if it never did
+				break
+			}
+		}
+		<-fed
+		after, closeAt, err := framesAfterClose(got, size)
+		if err != nil {
+			t.Fatalf("round %d: %v", r, err)
+		}
+		if closeAt < 0 {
+			t.Fatalf("round %d: no close frame in %d bytes", r, len(got))
+		}
+		if after > 0 {
+			t.Fatalf("round %d: %d data frame(s) after the 1009 close frame (at byte %d of %d)", r, after, closeAt, len(got))
+		}
+		_ = cl.Close()
+		<-c.Done()
+	}
+}
+
+// framesAfterClose parses unmasked server frames in b, data frames of size
+// bytes and a 1009 close, and returns how many frames follow the first
+// close frame, and where that close frame starts (-1: none).
+func framesAfterClose(b []byte, size int) (after, closeAt int, err error) {
+	closeAt = -1
+	for i := 0; i+2 <= len(b); {
+		op, n, h := b[i]&0x0f, int(b[i+1]&0x7f), 2
+		switch n {
+		case 126:
+			if i+4 > len(b) {
+				return after, closeAt, nil
+			}
+			n, h = int(binary.BigEndian.Uint16(b[i+2:])), 4
+		case 127:
+			if i+10 > len(b) {
+				return after, closeAt, nil
+			}
+			n, h = int(binary.BigEndian.Uint64(b[i+2:])), 10
+		}
+		switch {
+		case closeAt >= 0:
+			after++
+		case op == 0x8:
+			closeAt = i
+			if n < 2 || i+4 > len(b) || binary.BigEndian.Uint16(b[i+2:]) != 1009 {
+				return after, closeAt, fmt.Errorf("the close frame at byte %d is not 1009", i)
+			}
+		case op != 0x1 || n != size:
+			return after, closeAt, fmt.Errorf("byte %d: a frame (opcode %#x, %d bytes) that is none of those sent", i, op, n)
+		}
+		i += h + n
+	}
+	return after, closeAt, nil
+}
+
+// TestHalfCloseGetsNo1006OnTheWire: a client that shuts down its sending
+// side (TCP FIN, no close frame) while the writer is busy makes gorilla
+// report 1006 (a CloseError); readFailed records it with markClosing, and
+// the writer, still running, ends with writeClose(1006). RFC 6455 section
+// 7.4.1: 1006 "MUST NOT be set as a status code in a Close control frame
+// by an endpoint"; a browser fails the connection on receiving it. The
+// client here still reads, so it sees the frame.
+func TestHalfCloseGetsNo1006OnTheWire(t *testing.T) {
+	const size = 30000
+	payload := bytes.Repeat([]byte{'x'}, size)
+	s := startServer(t, ws.Limits{QueueLen: 1 << 16, QueueBytes: 1 << 30}, 1024)
+	for r := range 50 {
+		cl, c := s.dial(t, nil)
+		nc := cl.NetConn()
+		fed := make(chan struct{})
+		go func() {
+			defer close(fed)
+			for {
+				if _, b := c.Queued(); b > 8*size {
+					runtime.Gosched()
+					continue
+				}
+				if !c.Send(payload) {
+					return
+				}
+			}
+		}()
+		var got []byte
+		buf := make([]byte, 1<<16)
+		sent := false
+		_ = nc.SetReadDeadline(time.Now().Add(wait))
+		for {
+			n, err := nc.Read(buf)
+			got = append(got, buf[:n]...)
+			if !sent && len(got) > 1<<16 {
+				sent = true
+				_ = nc.(*net.TCPConn).CloseWrite()
+			}
+			if err != nil {
+				break
+			}
+		}
+		<-fed
+		if code := closeCode(got); code == 1006 {
+			t.Fatalf("round %d: the server sent a close frame with code 1006", r)
+		}
+		_ = cl.Close()
+		<-c.Done()
+	}
+}
+
+// closeCode returns the code of the first close frame among the unmasked
+// server frames in b, 0 when there is none, 1005 when it has no code.
+func closeCode(b []byte) int {
+	for i := 0; i+2 <= len(b); {
+		op, n, h := b[i]&0x0f, int(b[i+1]&0x7f), 2
+		switch n {
+		case 126:
+			if i+4 > len(b) {
+				return 0
+			}
+			n, h = int(binary.BigEndian.Uint16(b[i+2:])), 4
+		case 127:
+			if i+10 > len(b) {
+				return 0
+			}
+			n, h = int(binary.BigEndian.Uint64(b[i+2:])), 10
+		}
+		if op == 0x8 {
+			if n < 2 || i+h+2 > len(b) {
+				return 1005
+			}
+			return int(binary.BigEndian.Uint16(b[i+h:]))
+		}
+		i += h + n
+	}
+	return 0
+}
