@@ -99,7 +99,6 @@ const rawWrites = true
 // returns errCloseSent: gorilla marks it before it writes (gate), so a
 // batch never follows its close frame.
 //
-//
 // A deadline set for an earlier wait stays set, and once it has passed,
 // RawConn.Write refuses before sending anything: the write is then tried
 // again with a fresh deadline. Clearing the deadline after each wait

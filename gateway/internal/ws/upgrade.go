@@ -112,3 +112,24 @@ func (g *gate) Write(p []byte) (int, error) {
 	}
 	return g.Conn.Write(p)
 }
+
+// SetWriteDeadline is gorilla's, before each close frame once the socket
+// is a Conn. The socket has one write deadline, and gorilla's (a second
+// from now for the 1009 and 1002 it sends from the read loop) would cut
+// short the WriteWait of a batch the writer is in the middle of sending,
+// which its close frame waits behind: the socket would end with the
+// batch cut off and no close frame at all. The deadline set is never
+// sooner than WriteWait from now, for the batch and for the close.
+func (g *gate) SetWriteDeadline(t time.Time) error {
+	if g.sent != nil && !t.IsZero() {
+		t = later(t, time.Now().Add(WriteWait))
+	}
+	return g.Conn.SetWriteDeadline(t)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
