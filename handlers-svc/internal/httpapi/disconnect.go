@@ -5,12 +5,10 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/handlers-svc/dispatch"
-	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -61,21 +59,9 @@ func (h disconnectHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(`{"workers":` + strconv.Itoa(n) + "}\n"))
 }
 
-// decodeDisconnect reads a Disconnect from body; its errors are
-// bad_request naming the field, as decode's.
+// decodeDisconnect reads a Disconnect from body (decodeBody).
 func decodeDisconnect(body []byte) (dispatch.Disconnect, error) {
-	var m dispatch.Disconnect
-	if len(body) == 0 {
-		return m, event.BadRequest("body must be a JSON object")
-	}
-	r := event.Request{Args: body}
-	if err := r.Decode(&m); err != nil {
-		if e, ok := errors.AsType[*event.Error](err); ok {
-			return m, event.BadRequest("%s", "body"+strings.TrimPrefix(e.Message, "args"))
-		}
-		return m, err
-	}
-	return m, nil
+	return decodeBody[dispatch.Disconnect](body)
 }
 
 // disconnectFailed answers and logs a disconnect that failed.

@@ -50,6 +50,8 @@ func TestDisconnectAPI(t *testing.T) {
 		{"Bearer wrong", `{"users":["alice"]}`, http.StatusUnauthorized, proto.CodeUnauthorized, "Authorization"},
 		{"Bearer " + key, ``, http.StatusBadRequest, proto.CodeBadRequest, "JSON object"},
 		{"Bearer " + key, `{}`, http.StatusBadRequest, proto.CodeBadRequest, "no target"},
+		// Keys match exactly: "Users" is an unknown field, not users.
+		{"Bearer " + key, `{"Users":["alice"],"Reconnect":true}`, http.StatusBadRequest, proto.CodeBadRequest, "no target"},
 		{"Bearer " + key, `{"users":[""]}`, http.StatusBadRequest, proto.CodeBadRequest, "users[0]"},
 		{"Bearer " + key, `{"users":["a\u0007"]}`, http.StatusBadRequest, proto.CodeBadRequest, "users[0]"},
 		{"Bearer " + key, `{"conns":["has space"]}`, http.StatusBadRequest, proto.CodeBadRequest, "conns[0]"},

@@ -300,25 +300,13 @@ func (a *API) authorized(r *http.Request) bool {
 	return current|previous == 1
 }
 
-// decode reads a Message from body; its errors are bad_request, naming
-// the field as "body.users must be an array of strings".
+// decode reads a Message from body (decodeBody).
 func decode(body []byte) (dispatch.Message, error) {
-	var m dispatch.Message
-	if len(body) == 0 {
-		return m, event.BadRequest("body must be a JSON object")
-	}
-	// Request.Decode names the field for a person; here it is the body's.
-	r := event.Request{Args: body}
-	if err := r.Decode(&m); err != nil {
-		if e, ok := errors.AsType[*event.Error](err); ok {
-			return m, event.BadRequest("%s", "body"+strings.TrimPrefix(e.Message, "args"))
-		}
-		return m, err
-	}
-	if string(m.Args) == "null" {
+	m, err := decodeBody[dispatch.Message](body)
+	if err == nil && string(m.Args) == "null" {
 		m.Args = nil
 	}
-	return m, nil
+	return m, err
 }
 
 // answer writes the response for a dispatch's outcome and logs it; with
