@@ -191,7 +191,12 @@ func (r *Resumer) Connect(ctx context.Context, s *Socket, head proto.Connected, 
 	defer s.mu.Unlock()
 	for st := streams.UserStream; st <= streams.BroadcastStream; st++ {
 		start := res[st].Top
-		if recovered && asked[st] != "" {
+		if recovered && asked[st] != "" && from[st].Off != start.Off {
+			// Below the top: the read's entries, each with its own
+			// position, take the cursor on from here. At the top, the
+			// top's own position: a client's with the right offset but
+			// another time would have a later gap read from the wrong
+			// place in the stream.
 			start = from[st]
 		}
 		s.cur[st] = cursor{pos: start, known: true}
