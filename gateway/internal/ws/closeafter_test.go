@@ -35,36 +35,7 @@ func noDataAfterTooBigClose(t *testing.T, size, rounds int) {
 	for r := range rounds {
 		cl, c := s.dial(t, nil)
 		nc := cl.NetConn() // nothing was sent before the dial returned: gorilla buffered nothing
-		fed := make(chan struct{})
-		go func() {
-			defer close(fed)
-			for {
-				if _, b := c.Queued(); b > 8*size {
-					runtime.Gosched()
-					continue
-				}
-				if !c.Send(payload) {
-					return
-				}
-			}
-		}()
-		// Read raw server frames; after 64 KiB, send a too-big header.
-		var got []byte
-		buf := make([]byte, 1<<16)
-		sent := false
-		_ = nc.SetReadDeadline(time.Now().Add(wait))
-		for {
-			n, err := nc.Read(buf)
-			got = append(got, buf[:n]...)
-			if !sent && len(got) > 1<<16 {
-				sent = true
-				go func() { _, _ = nc.Write(tooBigHeader) }()
-			}
-			if err != nil { // EOF or a reset once the server closed; the deadline if it never did
-				break
-			}
-		}
-		<-fed
+		got := streamThen(t, c, nc, payload, func() { go func() { _, _ = nc.Write(tooBigHeader) }() })
 		after, closeAt, err := framesAfterClose(got, size)
 		if err != nil {
 			t.Fatalf("round %d: %v", r, err)
@@ -80,6 +51,44 @@ func noDataAfterTooBigClose(t *testing.T, size, rounds int) {
 		_ = cl.Close()
 		<-c.Done()
 	}
+}
+
+// streamThen keeps c's queue fed with payload while it reads the raw
+// server frames from the client's end nc, calls then once 64 KiB have
+// arrived, and returns every byte read until the server closed (or the
+// test's wait passed).
+func streamThen(t *testing.T, c *ws.Conn, nc net.Conn, payload []byte, then func()) []byte {
+	t.Helper()
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		for {
+			if _, b := c.Queued(); b > 8*len(payload) {
+				runtime.Gosched()
+				continue
+			}
+			if !c.Send(payload) {
+				return
+			}
+		}
+	}()
+	var got []byte
+	buf := make([]byte, 1<<16)
+	done := false
+	_ = nc.SetReadDeadline(time.Now().Add(wait))
+	for {
+		n, err := nc.Read(buf)
+		got = append(got, buf[:n]...)
+		if !done && len(got) > 1<<16 {
+			done = true
+			then()
+		}
+		if err != nil { // EOF or a reset once the server closed; the deadline if it never did
+			break
+		}
+	}
+	<-fed
+	return got
 }
 
 // tooBigHeader is a client's masked text frame header announcing 2,000
@@ -135,35 +144,7 @@ func TestHalfCloseGetsNo1006OnTheWire(t *testing.T) {
 	for r := range 50 {
 		cl, c := s.dial(t, nil)
 		nc := cl.NetConn()
-		fed := make(chan struct{})
-		go func() {
-			defer close(fed)
-			for {
-				if _, b := c.Queued(); b > 8*size {
-					runtime.Gosched()
-					continue
-				}
-				if !c.Send(payload) {
-					return
-				}
-			}
-		}()
-		var got []byte
-		buf := make([]byte, 1<<16)
-		sent := false
-		_ = nc.SetReadDeadline(time.Now().Add(wait))
-		for {
-			n, err := nc.Read(buf)
-			got = append(got, buf[:n]...)
-			if !sent && len(got) > 1<<16 {
-				sent = true
-				_ = nc.(*net.TCPConn).CloseWrite()
-			}
-			if err != nil {
-				break
-			}
-		}
-		<-fed
+		got := streamThen(t, c, nc, payload, func() { _ = nc.(*net.TCPConn).CloseWrite() })
 		if code := closeCode(got); code == 1006 {
 			t.Fatalf("round %d: the server sent a close frame with code 1006", r)
 		}
