@@ -137,7 +137,7 @@ export interface ConnectOptions {
   /** ws:// or wss:// URL of the gateway's /socket; http(s) and, in a browser, relative URLs work too. */
   url: string;
   /** A JWT; sent as ?token=. The client reads its sub (unchecked) only to resume that user's streams alone. */
-  token?: string;
+  token?: string | null;
   /**
    * Called before every connection attempt for a fresh token; wins over token. Needed for tokens that expire (close 4001).
    * It returns the JWT itself (not /dev/token's JSON: a value that is no string closes the client); one that throws is retried.
@@ -151,23 +151,23 @@ export interface ConnectOptions {
    * tab). Without it they live as long as the client. Give each storage one
    * client per user and url.
    */
-  storage?: StorageLike;
+  storage?: StorageLike | null;
   /** Milliseconds an emit waits for its ack, the wait for a connection included. Default 10000. */
-  ackTimeout?: number;
+  ackTimeout?: number | null;
   /** A WebSocket constructor, where globalThis.WebSocket is missing: Node's, or the ws package's. */
   WebSocket?: new (url: string) => SocketLike;
   /** Extension: the back-off's first ceiling in ms; attempt n waits a random time up to min(max, min * 2^(n-1)). Default 1000. */
-  minReconnectDelay?: number;
+  minReconnectDelay?: number | null;
   /** Extension: the back-off's cap in ms. Default 30000. */
-  maxReconnectDelay?: number;
+  maxReconnectDelay?: number | null;
   /** Extension: ms a connection must stay open before the back-off starts over from the first delay. Default 10000. */
-  stableAfter?: number;
+  stableAfter?: number | null;
   /** Extension: the fetch used to probe a refused upgrade for 401 or 403. Default globalThis.fetch. */
   fetch?: typeof fetch;
   /** Extension: milliseconds the probe may take. Default 5000. */
-  probeTimeout?: number;
+  probeTimeout?: number | null;
   /** Extension: milliseconds getToken and the handshake up to the "connected" frame may take before the attempt is given up and retried. Default 10000. */
-  connectTimeout?: number;
+  connectTimeout?: number | null;
   /**
    * Extension: ask the gateway for heartbeat frames (?heartbeat=1). When it announces an interval in "connected",
    * a socket that receives no frame for that interval plus heartbeatGrace is taken for dead: closed, and the
@@ -177,7 +177,7 @@ export interface ConnectOptions {
    */
   heartbeat?: boolean;
   /** Extension: milliseconds of silence past the gateway's heartbeat interval before the socket is taken for dead. Default 10000. */
-  heartbeatGrace?: number;
+  heartbeatGrace?: number | null;
   /**
    * Extension: with getToken, renew the token before it expires, read from its exp (and iat), unchecked: getToken is
    * called renewMargin ms (or a tenth of what is left, whichever is less) before exp; new emits wait while those in
@@ -189,7 +189,7 @@ export interface ConnectOptions {
    */
   renew?: boolean;
   /** Extension: milliseconds before the token's exp that renew fetches a new one, at most; it covers clock skew and a slow getToken. Default 60000. */
-  renewMargin?: number;
+  renewMargin?: number | null;
   /**
    * Extension: retry emits safely. Every emit carries a fresh idempotency key ("idem": 16 random bytes, base64url),
    * the same for its whole life, and handlers-svc runs its handler at most once per key (for 2 minutes: docs/protocol.md section 2, "Idempotent emits"). An emit whose
@@ -238,7 +238,7 @@ export interface Client {
  * WebSocket constructor refuses, resuming its streams every time: an event already handed
  * to the app (same epoch, offset not after the last one) is dropped.
  * With getToken, the token is renewed before it expires (see renew).
- * A close 4001 (token expired) or 1008 slow consumer is retried at once,
- * every other close after the back-off.
+ * A close 4001 (token expired), 4002 (a backend asked it to reconnect) or
+ * 1008 slow consumer is retried at once, every other close after the back-off.
  */
 export function connect(opts: ConnectOptions): Client;

@@ -112,6 +112,17 @@ export async function app(): Promise<void> {
   connect({ url: "/socket", retry: 3 });
   // @ts-expect-error: a storage needs getItem, setItem and removeItem
   connect({ url: "/socket", storage: { getItem: () => null } });
+  // null means the default, as the docs say: a page reads sessionStorage
+  // in a try and passes null where it throws.
+  let storage: Storage | null;
+  try {
+    storage = window.sessionStorage;
+  } catch {
+    storage = null;
+  }
+  connect({ url: "/socket", getToken: async () => "jwt", storage });
+  connect({ url: "/socket", token: null, storage: null, ackTimeout: null, minReconnectDelay: null, maxReconnectDelay: null });
+  connect({ url: "/socket", stableAfter: null, probeTimeout: null, connectTimeout: null, heartbeatGrace: null, renewMargin: null });
   // @ts-expect-error: getToken returns the token, not the object /dev/token answers
   connect({ url: "/socket", getToken: async () => ({ token: "jwt" }) });
   // @ts-expect-error: no such option
