@@ -77,6 +77,7 @@ class Client {
   #timer = null; // pending reconnect
   #wake = null; // listener for the browser's "online", "pageshow" and "visibilitychange"
   #offline = null; // listener for the browser's "offline"
+  #shown = null; // listener for the browser's "pagehide" and "pageshow", for the cursor
   #nextRef = 0;
   #pending = new Map(); // ref -> {ref, resolve, reject, timer, data, idem, sent, ws (sent on), sentAt, sends, unavailable, again (timer)}
   #unanswered = new Map(); // ref -> the same, rejected (timeout) before it had been on its socket ackTimeout ms
@@ -137,6 +138,9 @@ class Client {
       this.#offline = () => this.#abandon?.("the browser went offline");
       for (const name of WAKE_EVENTS) globalThis.addEventListener(name, this.#wake);
       globalThis.addEventListener("offline", this.#offline);
+      // The page's conn ids are held while it is shown (Cursor.hold).
+      this.#shown = (ev) => (ev?.type === "pagehide" ? this.#cursor.release() : this.#cursor.hold());
+      for (const name of PAGE_EVENTS) globalThis.addEventListener(name, this.#shown);
     }
     this.#open();
   }
@@ -266,6 +270,7 @@ class Client {
     }
     this.#failPending(() => true, "closed", "the client is closed");
     this.#forgetUnanswered();
+    this.#cursor.release(); // a client made next on this page may name them
     this.#setState("closed", { reason: "closed by the client" });
   }
 
@@ -305,7 +310,8 @@ class Client {
     if (this.#closed && this.#wake) {
       for (const name of WAKE_EVENTS) globalThis.removeEventListener?.(name, this.#wake);
       globalThis.removeEventListener?.("offline", this.#offline);
-      this.#wake = this.#offline = null;
+      for (const name of PAGE_EVENTS) globalThis.removeEventListener?.(name, this.#shown);
+      this.#wake = this.#offline = this.#shown = null;
     }
   }
 
@@ -780,9 +786,36 @@ class Cursor {
   #at = {}; // "pos" and "bpos" -> the last position processed
   #sent = null; // {user, at, conns}: the positions the current socket resumed from, and the prev it named
   #conns = []; // the conn ids of #user's sockets of this session, oldest first, at most MAX_PREV
+  #holds; // whether the runtime says when the page goes away ("pagehide"): a browser's window
+  #live = true; // the page is shown, and this cursor in use: its stored conn ids are held
 
   constructor(storage) {
     this.#storage = storage;
+    this.#holds = storage !== null && typeof globalThis.addEventListener === "function" && "onpagehide" in globalThis;
+  }
+
+  // A browser copies a tab's sessionStorage into a tab duplicated from it
+  // and into a window it opens: the copy would resume naming the first
+  // tab's connections, live ones, as its own (prev), and so be left out of
+  // what is sent to everyone but them. So, in a browser, the stored ids
+  // carry a mark while the page that stored them is shown, taken off when
+  // it goes away ("pagehide": a reload, a navigation, a close) and put back
+  // if it comes back from the back/forward cache ("pageshow"); a page
+  // finds the ids it loads free, or held by a page still open and not its
+  // own. A page that ended without "pagehide" (a crash) leaves the mark:
+  // the next one resumes without prev, which costs at most a replay of
+  // events sent to everyone but the lost page's sockets.
+
+  /** hold marks the stored conn ids as in use by this page again. */
+  hold() {
+    this.#live = true;
+    this.#save();
+  }
+
+  /** release frees the stored conn ids for whatever page loads them next. */
+  release() {
+    this.#live = false;
+    this.#unmark(this.#key);
   }
 
   /**
@@ -820,7 +853,9 @@ class Cursor {
     const conns = this.#sent?.user === user ? this.#sent.conns : user === this.#user ? this.#conns : [];
     this.#conns = isConn(args.conn) ? [...conns.filter((c) => c !== args.conn), args.conn].slice(-MAX_PREV) : conns;
     this.#user = user;
-    this.#key = user === null ? null : storageKey(url, user);
+    const key = user === null ? null : storageKey(url, user);
+    if (key !== this.#key) this.#unmark(this.#key); // another user's, or another URL's: not in use
+    this.#key = key;
     this.#at = {};
     for (const k of STREAMS) {
       if (isPos(args[k])) this.#at[k] = notAfter(args[k], had[k]) ? had[k] : args[k];
@@ -883,8 +918,20 @@ class Cursor {
       // Under a key of their own, so the positions' stay as they were.
       if (this.#conns.length) this.#storage.setItem(this.#key + PREV_SUFFIX, this.#conns.join(","));
       else this.#storage.removeItem(this.#key + PREV_SUFFIX);
+      if (this.#holds && this.#live && this.#conns.length) this.#storage.setItem(this.#key + HELD_SUFFIX, "1");
+      else this.#storage.removeItem(this.#key + HELD_SUFFIX);
     } catch {
       // Full or forbidden: the client still resumes, only not after a reload.
+    }
+  }
+
+  // #unmark takes the mark of a page in use off the conn ids stored at key.
+  #unmark(key) {
+    if (!this.#holds || key === null) return;
+    try {
+      this.#storage.removeItem(key + HELD_SUFFIX);
+    } catch {
+      // Forbidden: the next page resumes without prev.
     }
   }
 
@@ -892,6 +939,8 @@ class Cursor {
   #loadConns(key) {
     if (!this.#storage) return [];
     try {
+      // Held: another page, still open, stored them (see hold).
+      if (this.#holds && this.#storage.getItem(key + HELD_SUFFIX) !== null) return [];
       const ids = (this.#storage.getItem(key + PREV_SUFFIX) ?? "").split(",").filter(isConn);
       return ids.slice(-MAX_PREV);
     } catch {
@@ -908,6 +957,13 @@ const MAX_PREV = 8;
 
 // PREV_SUFFIX ends the storage key of a session's conn ids, after its positions' key.
 const PREV_SUFFIX = " prev";
+
+// HELD_SUFFIX ends the storage key present while the page that stored a
+// session's conn ids is shown (Cursor.hold).
+const HELD_SUFFIX = " prev held";
+
+// PAGE_EVENTS are the browser's events that say a page went away or came back.
+const PAGE_EVENTS = ["pagehide", "pageshow"];
 
 // isConn reports whether c can be a conn id the gateway takes in prev: 1 to
 // 64 characters of printable ASCII, no comma.

@@ -362,10 +362,11 @@ test("500 flaps: each a new socket that resumes; no timer or listener left behin
   assert.deepEqual([...counts(rec.inbox)].filter(([, n]) => n > 1), [], "messages at the phone twice");
   assert.ok(timers() <= baseTimers + 2, `timers grew from ${baseTimers} to ${timers()}`);
   assert.equal(JSON.stringify([...listening]), baseListeners, "window listeners");
-  // The peer's client listens on: closed, the phone's takes its own away.
+  // The peer's client listens on: closed, the phone's takes its own away,
+  // half of each count (the two clients listen alike).
   const had = new Map(listening);
   rec.phone.close();
-  assert.deepEqual([...listening].filter(([name, n]) => n !== had.get(name) - 1), [], "window listeners after close");
+  assert.deepEqual([...listening].filter(([name, n]) => n !== had.get(name) / 2), [], "window listeners after close");
 });
 
 test("offline for 20 s: the client backs off and costs little CPU; shown again, it connects at once", { timeout: 120_000 }, async (t) => {

@@ -81,3 +81,79 @@ test("prev: with storage, a reloaded page names the connections before the reloa
   client(t, { token: jwt("carol"), WebSocket: fc.WebSocket, storage });
   assert.equal((await fc.socket(1)).url.searchParams.get("prev"), "ok-1,ok-2");
 });
+
+// inBrowser makes the rest of test t look like a browser's window to the
+// client: "onpagehide" in globalThis and the window's events; it returns
+// fire(name).
+function inBrowser(t) {
+  const target = new EventTarget();
+  globalThis.addEventListener = target.addEventListener.bind(target);
+  globalThis.removeEventListener = target.removeEventListener.bind(target);
+  globalThis.onpagehide = null;
+  t.after(() => {
+    delete globalThis.addEventListener;
+    delete globalThis.removeEventListener;
+    delete globalThis.onpagehide;
+  });
+  return (name) => target.dispatchEvent(new Event(name));
+}
+
+// copyOf returns a storage holding what storage holds, as a browser's
+// "Duplicate tab" or window.open gives the new tab.
+function copyOf(storage) {
+  const copy = memoryStorage();
+  for (const [k, v] of storage.items) copy.items.set(k, v);
+  return copy;
+}
+
+test("prev: in a browser, a copy of a shown page's storage resumes without that page's connections", async (t) => {
+  const fire = inBrowser(t);
+  const storage = memoryStorage();
+  const fake = fakeSockets();
+  const first = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, storage });
+  (await fake.socket(1)).greet("alice", { pos: "e1.1-3", conn: "w0-7" });
+  assert.equal(storage.getItem(prevKey("alice")), "w0-7");
+
+  // A tab duplicated from it while it is shown.
+  const dup = fakeSockets();
+  client(t, { token: jwt("alice"), WebSocket: dup.WebSocket, storage: copyOf(storage) });
+  const d1 = await dup.socket(1);
+  assert.equal(d1.url.searchParams.has("prev"), false, "the copy names the first tab's live connection");
+  assert.equal(d1.url.searchParams.get("resume"), "e1.1-3", "the copy still resumes from the positions");
+  // Its own connections it names, as any page.
+  d1.greet("alice", { pos: "e1.1-3", conn: "w1-8", recovered: true, missed: 0 });
+  d1.drop(1006);
+  assert.equal((await dup.socket(2)).url.searchParams.get("prev"), "w1-8");
+
+  // The first page is reloaded: it goes away ("pagehide"); an event that
+  // reaches it after that does not mark its ids held again.
+  fire("pagehide");
+  (await fake.socket(1)).event("e1.1-4");
+  assert.equal(storage.getItem(prevKey("alice")), "w0-7");
+  first.close();
+  const again = fakeSockets();
+  client(t, { token: jwt("alice"), WebSocket: again.WebSocket, storage });
+  const a1 = await again.socket(1);
+  assert.equal(a1.url.searchParams.get("prev"), "w0-7", "the reloaded page names the connection before the reload");
+  assert.equal(a1.url.searchParams.get("resume"), "e1.1-4");
+});
+
+test("prev: in a browser, a page back from the back/forward cache holds its ids again; a closed client frees them", async (t) => {
+  const fire = inBrowser(t);
+  const storage = memoryStorage();
+  const fake = fakeSockets();
+  const sb = client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, storage });
+  (await fake.socket(1)).greet("alice", { pos: "e1.1-3", conn: "w0-7" });
+  fire("pagehide");
+  fire("pageshow");
+  {
+    const dup = fakeSockets();
+    client(t, { token: jwt("alice"), WebSocket: dup.WebSocket, storage: copyOf(storage) }).close();
+    assert.equal((await dup.socket(1)).url.searchParams.has("prev"), false, "a copy made after the page came back");
+  }
+  // A client the app closes lets the next one on the page go on.
+  sb.close();
+  const next = fakeSockets();
+  client(t, { token: jwt("alice"), WebSocket: next.WebSocket, storage });
+  assert.equal((await next.socket(1)).url.searchParams.get("prev"), "w0-7");
+});
