@@ -140,14 +140,14 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	if len(token) > MaxTokenLen {
 		return Claims{}, ErrTooLong
 	}
-	var claims jwt.RegisteredClaims
+	var claims registered
 	_, err := v.parser.ParseWithClaims(token, &claims, v.key)
 	previous := false
 	if v.previous != nil && errors.Is(err, jwt.ErrTokenSignatureInvalid) {
 		// Not the current secret's signature: perhaps the previous
 		// secret's. The claims are checked only once a signature
 		// verified, so they are read again, from a token that passed.
-		claims, previous = jwt.RegisteredClaims{}, true
+		claims, previous = registered{}, true
 		_, err = v.parser.ParseWithClaims(token, &claims, v.previousKey)
 	}
 	switch {

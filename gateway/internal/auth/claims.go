@@ -1,0 +1,56 @@
+package auth
+
+import (
+	"encoding/json"
+	"errors"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// registered is the registered claims of a token, each read under its
+// exact name. RFC 7519's claim names are case-sensitive, as JSON's member
+// names are; encoding/json's any-case matching would take a custom "SUB",
+// "Exp" or "AUD" claim for "sub", "exp" or "aud" (and a later one over
+// the real claim), so that the gateway read another user, expiry or
+// audience than the issuer and every other verifier of the token.
+type registered struct{ jwt.RegisteredClaims }
+
+// UnmarshalJSON reads the payload's registered claims by their exact
+// names; other members are ignored. Of a name given twice, the last
+// counts, as with encoding/json.
+func (c *registered) UnmarshalJSON(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	r := &c.RegisteredClaims
+	for name, raw := range m {
+		var dst any
+		switch name {
+		case "iss":
+			dst = &r.Issuer
+		case "sub":
+			dst = &r.Subject
+		case "aud":
+			dst = &r.Audience
+		case "exp":
+			dst = &r.ExpiresAt
+		case "nbf":
+			dst = &r.NotBefore
+		case "iat":
+			dst = &r.IssuedAt
+		case "jti":
+			dst = &r.ID
+		default:
+			continue
+		}
+		if err := json.Unmarshal(raw, dst); err != nil {
+			var typ *json.UnmarshalTypeError
+			if errors.As(err, &typ) {
+				typ.Field = name // which claim, for the refusal's message (malformed)
+			}
+			return err
+		}
+	}
+	return nil
+}
