@@ -74,4 +74,5 @@ const (
 	ReasonSlowConsumer = "slow consumer: outgoing queue full"
 	ReasonRateLimited  = "rate limit exceeded"
 	ReasonTokenExpired = "token expired" // with CloseTokenExpired
+	ReasonRevoked      = "token revoked" // with CloseDisconnected, for a revoke whose disconnect the socket's worker missed
 )

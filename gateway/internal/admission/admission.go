@@ -243,6 +243,7 @@ func (a *Admission) Admit(rw http.ResponseWriter, r *http.Request) (up ws.Upgrad
 	// token within the leeway of its exp was let in, and closing it at
 	// exp would only have the client come back with the same token.
 	up.Expires = claims.Expires.Add(a.verifier.Leeway())
+	up.IssuedAt = claims.IssuedAt // for the revoked check once the socket is registered
 	return up, user, true
 }
 

@@ -2,6 +2,7 @@ package resume
 
 import (
 	"testing"
+	"time"
 
 	"github.com/switchboard/switchboard/gateway/internal/config"
 )
@@ -11,6 +12,7 @@ type idle struct{}
 
 func (idle) ID() string              { return "c1" }
 func (idle) User() string            { return "u" }
+func (idle) IssuedAt() time.Time     { return time.Time{} }
 func (idle) Send([]byte) bool        { return true }
 func (idle) Close(int, string)       {}
 func (idle) Queued() (int, int)      { return 0, 0 }

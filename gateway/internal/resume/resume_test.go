@@ -68,6 +68,7 @@ func (c *conn) Close(code int, _ string) {
 	defer c.mu.Unlock()
 	c.closed = code
 }
+func (c *conn) IssuedAt() time.Time { return time.Time{} }
 func (c *conn) Queued() (int, int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -3,6 +3,7 @@ package resume
 import (
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/switchboard/switchboard/internal/streams"
 	"github.com/switchboard/switchboard/proto"
@@ -12,6 +13,9 @@ import (
 type Conn interface {
 	ID() string
 	User() string
+	// IssuedAt returns when the socket's token was issued; zero when
+	// unknown.
+	IssuedAt() time.Time
 	// Send queues a frame without blocking; it reports false when the
 	// socket is closing or its queue overflowed (it is then closed).
 	Send(frame []byte) bool
@@ -103,6 +107,10 @@ func (s *Socket) ID() string { return s.conn.ID() }
 
 // User returns the socket's user.
 func (s *Socket) User() string { return s.conn.User() }
+
+// IssuedAt returns when the token of the socket's connection was issued;
+// zero when unknown.
+func (s *Socket) IssuedAt() time.Time { return s.conn.IssuedAt() }
 
 // Close closes the socket's connection with code and reason.
 func (s *Socket) Close(code int, reason string) { s.conn.Close(code, reason) }

@@ -43,6 +43,7 @@ type List struct {
 
 	load   chan struct{} // a load is asked for; capacity 1
 	loaded atomic.Bool   // a load has succeeded
+	missed func(users []string)
 }
 
 // New returns a List that loads from rdb (which may be set later, with
@@ -51,6 +52,12 @@ type List struct {
 func New(rdb redis.UniversalClient, ttl time.Duration, log *zap.Logger) *List {
 	return &List{rdb: rdb, ttl: ttl, log: log, now: time.Now, before: make(map[string]int64), load: make(chan struct{}, 1)}
 }
+
+// OnMissed sets fn, which Load calls (holding no lock of l) with the users
+// whose entry the hash added or moved later: revokes l had not been told
+// of by Revoke, published while the worker was not subscribed, whose
+// disconnect message it never got. Set it before Run.
+func (l *List) OnMissed(fn func(users []string)) { l.missed = fn }
 
 // SetClient sets the client Load reads with, for a List made before the
 // worker connected to Redis; call it before Run.
@@ -82,11 +89,14 @@ func (l *List) Revoke(users []string, before int64) {
 	l.prune()
 }
 
-// set records one entry; l.mu is held.
-func (l *List) set(user string, before int64) {
+// set records one entry, and reports whether it added it or moved it
+// later; l.mu is held.
+func (l *List) set(user string, before int64) bool {
 	if old, ok := l.before[user]; !ok || old < before {
 		l.before[user] = before
+		return true
 	}
+	return false
 }
 
 // prune drops the entries past the TTL; l.mu is held. It walks the map:
@@ -151,22 +161,28 @@ func (l *List) Run(ctx context.Context) {
 // Load reads the hash once and merges it in: entries are only added or
 // moved later, never removed but by the TTL, so a revoke received while
 // the read was under way is kept. A field whose value is no number is
-// skipped.
+// skipped. The users whose entry within the TTL it added or moved later
+// go to the OnMissed function.
 func (l *List) Load(ctx context.Context) error {
 	all, err := l.rdb.HGetAll(ctx, proto.RevokedKey).Result()
 	if err != nil {
 		return err
 	}
+	var missed []string
 	l.mu.Lock()
+	oldest := l.now().UnixMilli() - l.ttl.Milliseconds()
 	for u, v := range all {
-		if b, err := strconv.ParseInt(v, 10, 64); err == nil {
-			l.set(u, b)
+		if b, err := strconv.ParseInt(v, 10, 64); err == nil && l.set(u, b) && b >= oldest {
+			missed = append(missed, u)
 		}
 	}
 	l.prune()
 	n := len(l.before)
 	l.mu.Unlock()
 	l.loaded.Store(true)
-	l.log.Debug("revoked tokens loaded", zap.Int("fields", len(all)), zap.Int("users", n))
+	l.log.Debug("revoked tokens loaded", zap.Int("fields", len(all)), zap.Int("users", n), zap.Int("new", len(missed)))
+	if len(missed) > 0 && l.missed != nil {
+		l.missed(missed)
+	}
 	return nil
 }

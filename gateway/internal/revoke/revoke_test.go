@@ -2,6 +2,7 @@ package revoke
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -91,6 +92,8 @@ func TestLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := New(rdb, time.Hour, zap.NewNop())
+	var missed [][]string
+	l.OnMissed(func(users []string) { missed = append(missed, slices.Sorted(slices.Values(users))) })
 	l.Revoke([]string{"carol"}, now+60*1000) // received from a message, later than the hash
 	l.Revoke([]string{"bob"}, now)           // received while the load was under way
 	if l.Loaded() {
@@ -112,6 +115,13 @@ func TestLoad(t *testing.T) {
 	}
 	if l.Len() != 3 {
 		t.Errorf("Len = %d, want 3 (alice, bob, carol)", l.Len())
+	}
+	// Only alice's revoke was news: no message told of it.
+	if len(missed) != 1 || !slices.Equal(missed[0], []string{"alice"}) {
+		t.Errorf("OnMissed got %q, want [[alice]] once", missed)
+	}
+	if err := l.Load(ctx); err != nil || len(missed) != 1 {
+		t.Errorf("a second load of the same hash: %v, OnMissed calls %q", err, missed)
 	}
 }
 

@@ -41,6 +41,11 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	// leaves it out of what leaves them out from the first dispatch on.
 	s.Previous(q.prev)
 	w.hub.AddReserved(s) // in the place admission reserved for it
+	// A revoke handled since admission checked the token (disconnect)
+	// may have looked for the user's sockets before this one was in the
+	// hub. It records the revoke before it looks, so one of the two sees
+	// the other: the socket is closed before it is sent anything.
+	revoked := w.revoked.Revoked(user, c.IssuedAt())
 	leased := w.presenceOpened(c)
 	w.pings.add(c)
 	w.metrics.ConnOpened()
@@ -52,12 +57,18 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	// In per-user mode the user's channel is subscribed (confirmed by
 	// Redis) before the streams are read: whatever is published after the
 	// read arrives live, and whatever before is in the read.
-	err := w.sub.Acquire(ctx, user)
+	err := errRevoked
+	if !revoked {
+		err = w.sub.Acquire(ctx, user)
+	}
 	if err == nil {
 		err = w.res.Connect(ctx, s, head, q.resume, q.bresume)
 	}
 	cancel()
 	switch {
+	case err == errRevoked:
+		w.log.Info("socket closed: its token was revoked while it was admitted", zap.String("user", user), zap.String("conn", c.ID()))
+		c.Close(proto.CloseDisconnected, proto.ReasonRevoked)
 	case err == nil && q.heartbeat:
 		// After connected, which must be the socket's first frame.
 		w.pings.heartbeat(c, s, proto.AppendHeartbeat(nil, user))
@@ -83,6 +94,9 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	// net/http releases its per-request state.
 	go w.readSocket(s, c, w.fwd.Session(c), announced)
 }
+
+// errRevoked: the socket's token was revoked while it was admitted.
+var errRevoked = errors.New("token revoked")
 
 // unreadable is what resumeParams makes of a parameter it cannot decode:
 // no position parses as it.
@@ -201,6 +215,21 @@ func (w *Worker) presenceClosed(c *ws.Conn) *int {
 // for. It runs on the fan-out's deliverer, in order with the dispatches,
 // so the events dispatched before it are queued ahead of the close; Close
 // does not block.
+// closeRevoked closes the sockets of users whose tokens are revoked now,
+// with 4003: for revokes the worker learned of from sb:revoked only
+// (revoke.List.OnMissed), whose disconnect was published while it was
+// not subscribed. A socket on a token issued after the revoke stays.
+func (w *Worker) closeRevoked(users []string) {
+	for _, s := range w.hub.Matching(users, nil) {
+		if !w.revoked.Revoked(s.User(), s.IssuedAt()) {
+			continue
+		}
+		w.log.Info("socket closed: its token was revoked while the worker was not subscribed",
+			zap.String("user", s.User()), zap.String("conn", s.ID()))
+		s.Close(proto.CloseDisconnected, proto.ReasonRevoked)
+	}
+}
+
 func (w *Worker) disconnect(d *proto.Disconnect) {
 	code, reason := d.CloseCode()
 	// Revoked first: a socket closed below that reconnects here at once

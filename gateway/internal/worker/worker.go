@@ -140,6 +140,7 @@ func New(cfg config.Config, index int, log *zap.Logger, opts ...Option) *Worker 
 	w.waiting.Store(waitNATS | waitRedis)
 	w.life = newLifecycle(w)
 	w.revoked = revoke.New(nil, cfg.RevokeTTL, log.Named("revoke")) // its client is set once connected
+	w.revoked.OnMissed(w.closeRevoked)
 	w.adm = admission.New(admission.Config{
 		JWTSecret: cfg.JWTSecret, JWTPreviousSecret: cfg.JWTPreviousSecret, JWTAudience: cfg.JWTAudience, JWTLeeway: cfg.JWTLeeway,
 		AllowedOrigins: cfg.AllowedOrigins, Dev: cfg.Dev,

@@ -110,6 +110,7 @@ type Conn struct {
 	peerClosed  bool          // the close frame to write echoes the client's
 	drained     func()        // WhenDrained's: called when the writer next takes the queue
 	closeSent   atomic.Bool   // a close frame is written or being written (gate): write nothing more
+	iat         uint32        // Upgraded.IssuedAt in Unix seconds, 0 = unknown; in closeSent's padding, so free
 	closed      chan struct{} // closed when closing is set
 	done        chan struct{} // closed when the reader and writer are gone
 	writerDone  chan struct{} // closed by the last writer after the close frame
@@ -141,6 +142,9 @@ func NewConn(u Upgraded, id, user string, limits *Limits, log *zap.Logger) *Conn
 	if !u.Expires.IsZero() {
 		c.exp = uint32(min(max(u.Expires.Unix(), 1), math.MaxUint32))
 	}
+	if !u.IssuedAt.IsZero() {
+		c.iat = uint32(min(max(u.IssuedAt.Unix(), 1), math.MaxUint32))
+	}
 	if u.g != nil {
 		u.g.sent = &c.closeSent
 	}
@@ -159,6 +163,15 @@ func (c *Conn) ID() string { return c.id }
 
 // User returns the verified user id of the socket.
 func (c *Conn) User() string { return c.user }
+
+// IssuedAt returns when the socket's token was issued (Upgraded.IssuedAt,
+// to the second); the zero time when the token did not say.
+func (c *Conn) IssuedAt() time.Time {
+	if c.iat == 0 {
+		return time.Time{}
+	}
+	return time.Unix(int64(c.iat), 0)
+}
 
 // Expires returns when the socket's authorization ends (Upgraded.Expires,
 // to the second); the zero time when it never does.

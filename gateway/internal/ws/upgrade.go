@@ -27,6 +27,9 @@ type Upgraded struct {
 	// closes it (Conn.Expires); zero: never. Whole seconds after the Unix
 	// epoch: the Conn keeps it in 32 bits.
 	Expires time.Time
+	// IssuedAt is when its token was issued (iat), to the second; zero:
+	// the token did not say (Conn.IssuedAt).
+	IssuedAt time.Time
 	// g is the connection WS writes through, which tells the Conn when
 	// gorilla writes a close frame of its own (see gate); nil with br.
 	g *gate

@@ -1,0 +1,190 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+
+	"github.com/switchboard/switchboard/gateway/internal/admission"
+	"github.com/switchboard/switchboard/internal/testkit"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// withRevokedCheck rebuilds the worker's admission as New does, with its
+// Revoked check wrapped by wrap: a test's way to act at the moment an
+// upgrade has passed the check, before the socket is in the hub.
+func withRevokedCheck(wrap func(next func(string, time.Time) bool) func(string, time.Time) bool) Option {
+	return func(w *Worker) {
+		cfg := w.cfg
+		w.adm = admission.New(admission.Config{
+			JWTSecret: cfg.JWTSecret, JWTPreviousSecret: cfg.JWTPreviousSecret, JWTAudience: cfg.JWTAudience, JWTLeeway: cfg.JWTLeeway,
+			AllowedOrigins: cfg.AllowedOrigins, Dev: cfg.Dev,
+			MaxConns: cfg.MaxConns, MaxConnsPerUser: cfg.MaxConnsPerUser,
+			IPUpgradeRate: cfg.IPUpgradeRate, IPUpgradeBurst: cfg.IPUpgradeBurst,
+			Starting: w.startingReason, Revoked: wrap(w.revoked.Revoked),
+		}, w.hub, w.metrics, w.log)
+	}
+}
+
+// TestRevokeDuringUpgradeClosesTheSocket: a socket whose upgrade passed
+// the revoked check (admission.Admit) just before a backend's disconnect
+// with revoke reached the worker, and that is registered in the hub
+// (serveSocket's AddReserved) just after the worker closed the user's
+// sockets (Worker.disconnect), is closed with 4003 before it is sent
+// anything. Nothing orders the two (the check runs on the upgrade's
+// goroutine, the disconnect on the fan-out's, and between the check and
+// AddReserved lie the handshake's write and the socket's setup); before
+// the fix the socket lived on with its revoked token until the token's
+// exp. The wrapper only pins that interleaving down.
+func TestRevokeDuringUpgradeClosesTheSocket(t *testing.T) {
+	n := testkit.StartNATS(t)
+	rd := testkit.StartRedis(t)
+	pub := publisher(t, rd.URL())
+
+	cfg := testConfig()
+	cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
+	leaked := token(t, "alice", time.Hour)
+
+	var armed atomic.Bool
+	var first *testkit.Client // alice's socket open before the revoke
+	revokeNow := func() {
+		body, err := json.Marshal(proto.Disconnect{
+			Control: proto.ControlDisconnect, Users: []string{"alice"}, Reason: "leaked token",
+			RevokeBefore: time.Now().UnixMilli(),
+		})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		// As handlers-svc's dispatch.Disconnect: recorded, then published.
+		ctx := context.Background()
+		if err := pub.HSet(ctx, proto.RevokedKey, "alice", time.Now().UnixMilli()).Err(); err != nil {
+			t.Error(err)
+			return
+		}
+		if err := pub.Publish(ctx, proto.Channel, body).Err(); err != nil {
+			t.Error(err)
+			return
+		}
+		// The worker has handled the disconnect once it closed the
+		// socket alice already had.
+		if code := testkit.CloseCode(first.WaitClosed(wait)); code != proto.CloseDisconnected {
+			t.Errorf("first socket closed with %d, want %d", code, proto.CloseDisconnected)
+		}
+	}
+	wrap := func(next func(string, time.Time) bool) func(string, time.Time) bool {
+		return func(user string, iat time.Time) bool {
+			revoked := next(user, iat)
+			if user == "alice" && armed.CompareAndSwap(true, false) {
+				// This upgrade passed the check; the revoke lands now,
+				// before the socket is in the hub.
+				revokeNow()
+			}
+			return revoked
+		}
+	}
+	r := startWorkerWith(t, cfg, 0, zap.NewNop(), withRevokedCheck(wrap))
+	url := "ws://" + r.addr + "/socket"
+
+	first = testkit.Dial(t, url, leaked)
+	armed.Store(true)
+	// The upgrade the revoke overtakes: it is let in, but closed with
+	// 4003 before it is sent anything, connected included.
+	late, _, err := websocket.DefaultDialer.Dial(url, http.Header{"Authorization": {"Bearer " + leaked}})
+	if err != nil {
+		t.Fatalf("the upgrade admitted during the revoke: %v", err)
+	}
+	defer late.Close()
+	_ = late.SetReadDeadline(time.Now().Add(wait))
+	if _, data, err := late.ReadMessage(); testkit.CloseCode(err) != proto.CloseDisconnected {
+		t.Fatalf("socket of alice admitted while her tokens were being revoked: read %q, %v; want a close with %d "+
+			"before any frame: it would hold a revoked token until exp", data, err, proto.CloseDisconnected)
+	}
+	if armed.Load() {
+		t.Fatal("the revoke did not land during the second upgrade")
+	}
+
+	// The revocation holds for new upgrades: the same token is refused.
+	if _, resp, err := testkit.TryDial(t, url, leaked); err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.Fatalf("a new upgrade with the revoked token: err %v, HTTP %d; want 401", err, status)
+	}
+}
+
+// TestRevokeMissedWhileUnsubscribedClosesSockets: a worker that was not
+// subscribed when a revoke was published (a Redis failover, a network
+// blip between it and Redis while handlers-svc still reached Redis)
+// learns of it from sb:revoked when it subscribes again, and then closes
+// the user's sockets it holds on a revoked token, not only refuses new
+// upgrades (before the fix such a socket stayed open until exp: the
+// disconnect message is not recorded anywhere). The missed publish is
+// modelled by recording the revoke in sb:revoked as handlers-svc does
+// first, without publishing it, then cutting the worker's subscription
+// (CLIENT KILL TYPE pubsub) so that it subscribes and loads again.
+func TestRevokeMissedWhileUnsubscribedClosesSockets(t *testing.T) {
+	n := testkit.StartNATS(t)
+	rd := testkit.StartRedis(t)
+	pub := publisher(t, rd.URL())
+
+	cfg := testConfig()
+	cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
+	r := startWorker(t, cfg, 0)
+	url := "ws://" + r.addr + "/socket"
+	// A token issued before the revoke, and one after it, which stays.
+	leaked := issuedAt(t, "alice", time.Now().Add(-10*time.Second))
+	a := testkit.Dial(t, url, leaked)
+	fresh := testkit.Dial(t, url, token(t, "alice", time.Hour))
+
+	ctx := context.Background()
+	if err := pub.HSet(ctx, proto.RevokedKey, "alice", time.Now().Add(-3*time.Second).UnixMilli()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	// The worker has subscribed again and loaded sb:revoked once the
+	// token is refused.
+	testkit.Eventually(t, wait, "the worker refuses alice's revoked token", func() bool {
+		c, resp, err := testkit.TryDial(t, url, leaked)
+		if err == nil {
+			c.Close()
+			return false
+		}
+		return resp != nil && resp.StatusCode == http.StatusUnauthorized
+	})
+
+	if code := testkit.CloseCode(a.WaitClosed(wait)); code != proto.CloseDisconnected {
+		t.Fatalf("socket %s of alice, on a token issued before the revoke, closed with %d after the worker loaded it; want %d",
+			a.Conn, code, proto.CloseDisconnected)
+	}
+	// The worker loaded the hash before it closed a: fresh was looked at.
+	fresh.Send("ping", nil, "p1")
+	if f := fresh.ExpectRef(wait, "p1"); f.Event == "" {
+		t.Fatal("alice's socket on a token issued after the revoke: no answer")
+	}
+	if closed, err := fresh.Closed(); closed {
+		t.Fatalf("alice's socket on a token issued after the revoke was closed: %v", err)
+	}
+}
+
+// issuedAt returns a token of user issued at iat, valid for an hour.
+func issuedAt(t *testing.T, user string, iat time.Time) string {
+	t.Helper()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+		Subject: user, IssuedAt: jwt.NewNumericDate(iat), ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour)),
+	}).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
