@@ -57,9 +57,11 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	// In per-user mode the user's channel is subscribed (confirmed by
 	// Redis) before the streams are read: whatever is published after the
 	// read arrives live, and whatever before is in the read.
-	err := errRevoked
-	if !revoked {
-		err = w.sub.Acquire(ctx, user)
+	// Acquired whatever the revoked check said: socketClosed releases
+	// every socket's hold, and would otherwise take another socket's.
+	err := w.sub.Acquire(ctx, user)
+	if err == nil && revoked {
+		err = errRevoked
 	}
 	if err == nil {
 		err = w.res.Connect(ctx, s, head, q.resume, q.bresume)
