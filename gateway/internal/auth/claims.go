@@ -17,37 +17,30 @@ type registered struct{ jwt.RegisteredClaims }
 
 // UnmarshalJSON reads the payload's registered claims by their exact
 // names; other members are ignored. Of a name given twice, the last
-// counts, as with encoding/json.
+// counts, as with encoding/json. The claims are read in one fixed order,
+// sub first, so that a token with several bad claims is always refused
+// for the same one.
 func (c *registered) UnmarshalJSON(b []byte) error {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(b, &m); err != nil {
 		return err
 	}
 	r := &c.RegisteredClaims
-	for name, raw := range m {
-		var dst any
-		switch name {
-		case "iss":
-			dst = &r.Issuer
-		case "sub":
-			dst = &r.Subject
-		case "aud":
-			dst = &r.Audience
-		case "exp":
-			dst = &r.ExpiresAt
-		case "nbf":
-			dst = &r.NotBefore
-		case "iat":
-			dst = &r.IssuedAt
-		case "jti":
-			dst = &r.ID
-		default:
+	for _, claim := range [...]struct {
+		name string
+		dst  any
+	}{
+		{"sub", &r.Subject}, {"exp", &r.ExpiresAt}, {"nbf", &r.NotBefore}, {"iat", &r.IssuedAt},
+		{"aud", &r.Audience}, {"iss", &r.Issuer}, {"jti", &r.ID},
+	} {
+		raw, ok := m[claim.name]
+		if !ok {
 			continue
 		}
-		if err := json.Unmarshal(raw, dst); err != nil {
+		if err := json.Unmarshal(raw, claim.dst); err != nil {
 			var typ *json.UnmarshalTypeError
 			if errors.As(err, &typ) {
-				typ.Field = name // which claim, for the refusal's message (malformed)
+				typ.Field = claim.name // which claim, for the refusal's message (malformed)
 			}
 			return err
 		}
