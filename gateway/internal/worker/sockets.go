@@ -212,11 +212,6 @@ func (w *Worker) presenceClosed(c *ws.Conn) *int {
 	return nil
 }
 
-// disconnect closes the local sockets a backend's disconnect names
-// (docs/protocol.md section 7), each with the code and reason it asks
-// for. It runs on the fan-out's deliverer, in order with the dispatches,
-// so the events dispatched before it are queued ahead of the close; Close
-// does not block.
 // closeRevoked closes the sockets of users whose tokens are revoked now,
 // with 4003: for revokes the worker learned of from sb:revoked only
 // (revoke.List.OnMissed), whose disconnect was published while it was
@@ -232,6 +227,11 @@ func (w *Worker) closeRevoked(users []string) {
 	}
 }
 
+// disconnect closes the local sockets a backend's disconnect names
+// (docs/protocol.md section 7), each with the code and reason it asks
+// for. It runs on the fan-out's deliverer, in order with the dispatches,
+// so the events dispatched before it are queued ahead of the close; Close
+// does not block.
 func (w *Worker) disconnect(d *proto.Disconnect) {
 	code, reason := d.CloseCode()
 	// Revoked first: a socket closed below that reconnects here at once

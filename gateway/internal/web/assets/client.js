@@ -270,7 +270,6 @@ class Client {
     }
     this.#failPending(() => true, "closed", "the client is closed");
     this.#forgetUnanswered();
-    this.#cursor.release(); // a client made next on this page may name them
     this.#setState("closed", { reason: "closed by the client" });
   }
 
@@ -307,6 +306,10 @@ class Client {
     }
     clearTimeout(this.#switching?.timer);
     this.#switching = null;
+    // Closed for good (close(), or by the gateway): the page's ids are
+    // free for a client made next on it, and for the page after a reload,
+    // which this client no longer hears go.
+    if (this.#closed) this.#cursor.release();
     if (this.#closed && this.#wake) {
       for (const name of WAKE_EVENTS) globalThis.removeEventListener?.(name, this.#wake);
       globalThis.removeEventListener?.("offline", this.#offline);
@@ -800,11 +803,13 @@ class Cursor {
   // what is sent to everyone but them. So, in a browser, the stored ids
   // carry a mark while the page that stored them is shown, taken off when
   // it goes away ("pagehide": a reload, a navigation, a close) and put back
-  // if it comes back from the back/forward cache ("pageshow"); a page
-  // finds the ids it loads free, or held by a page still open and not its
-  // own. A page that ended without "pagehide" (a crash) leaves the mark:
-  // the next one resumes without prev, which costs at most a replay of
-  // events sent to everyone but the lost page's sockets.
+  // if it comes back from the back/forward cache ("pageshow"), and also
+  // when the client closes for good; a page finds the ids it loads free,
+  // or held by a page still open and not its own. A page the browser
+  // discarded (document.wasDiscarded in the page that replaces it) went
+  // without "pagehide": its mark is taken as freed. A page that crashed
+  // leaves the mark: the next one resumes without prev, which costs at
+  // most a replay of events sent to everyone but the lost page's sockets.
 
   /** hold marks the stored conn ids as in use by this page again. */
   hold() {
@@ -939,8 +944,11 @@ class Cursor {
   #loadConns(key) {
     if (!this.#storage) return [];
     try {
-      // Held: another page, still open, stored them (see hold).
-      if (this.#holds && this.#storage.getItem(key + HELD_SUFFIX) !== null) return [];
+      // Held: another page, still open, stored them (see hold); unless
+      // this page replaces one the browser discarded to save memory
+      // (Chrome), which went without "pagehide" and whose ids they are.
+      const held = this.#holds && this.#storage.getItem(key + HELD_SUFFIX) !== null;
+      if (held && globalThis.document?.wasDiscarded !== true) return [];
       const ids = (this.#storage.getItem(key + PREV_SUFFIX) ?? "").split(",").filter(isConn);
       return ids.slice(-MAX_PREV);
     } catch {

@@ -157,3 +157,64 @@ test("prev: in a browser, a page back from the back/forward cache holds its ids 
   client(t, { token: jwt("alice"), WebSocket: next.WebSocket, storage });
   assert.equal((await next.socket(1)).url.searchParams.get("prev"), "w0-7");
 });
+
+// A client closed for good by the gateway (a backend's disconnect, 4003;
+// a refused token) ends as close() does, but without close()'s release:
+// its page's ids stay held, and with the page's listeners gone, a
+// "pagehide" no longer frees them. Before the held mark, the next client
+// on the page and the page after a reload named them, as they should: the
+// page is the same device, its old connections are its own.
+test("prev: in a browser, a client closed for good by the gateway (4003) frees its ids for the next client on the page", async (t) => {
+  inBrowser(t);
+  const storage = memoryStorage();
+  const fake = fakeSockets();
+  client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, storage });
+  const s1 = await fake.socket(1);
+  s1.greet("alice", { pos: "e1.1-3", conn: "w0-7" });
+  s1.drop(4003, "signed out by the app");
+  // The app signs the user in again: a new client on the same page.
+  const next = fakeSockets();
+  client(t, { token: jwt("alice"), WebSocket: next.WebSocket, storage });
+  const n1 = await next.socket(1);
+  assert.equal(n1.url.searchParams.get("resume"), "e1.1-3");
+  assert.equal(n1.url.searchParams.get("prev"), "w0-7", "the page's own connection, held by its closed client");
+});
+
+test("prev: in a browser, a page whose client the gateway closed for good (4003) names its ids after a reload", async (t) => {
+  const fire = inBrowser(t);
+  const storage = memoryStorage();
+  const fake = fakeSockets();
+  client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, storage });
+  const s1 = await fake.socket(1);
+  s1.greet("alice", { pos: "e1.1-3", conn: "w0-7" });
+  s1.drop(4003, "signed out by the app");
+  // The user reloads the page.
+  fire("pagehide");
+  const again = fakeSockets();
+  client(t, { token: jwt("alice"), WebSocket: again.WebSocket, storage });
+  const a1 = await again.socket(1);
+  assert.equal(a1.url.searchParams.get("resume"), "e1.1-3");
+  assert.equal(a1.url.searchParams.get("prev"), "w0-7", "the reloaded page's own connection, held since before the reload");
+});
+
+// A browser that discards a tab to save memory (Chrome's Memory Saver,
+// Chrome on Android with the tab in the background) ends its page
+// without "pagehide", keeping its sessionStorage, and reloads it when the
+// user comes back, with document.wasDiscarded true. The held mark is then
+// the discarded page's: the page that replaces it is the same tab, whose
+// connections they were, and named them before the held mark.
+test("prev: in a browser, a discarded tab, reloaded, names the connections of the page it replaced", async (t) => {
+  inBrowser(t);
+  const storage = memoryStorage();
+  const fake = fakeSockets();
+  client(t, { token: jwt("alice"), WebSocket: fake.WebSocket, storage });
+  (await fake.socket(1)).greet("alice", { pos: "e1.1-3", conn: "w0-7" });
+  // Discarded: no "pagehide", no close(); the page is gone. Reloaded:
+  globalThis.document = { wasDiscarded: true, visibilityState: "visible" };
+  t.after(() => delete globalThis.document);
+  const again = fakeSockets();
+  client(t, { token: jwt("alice"), WebSocket: again.WebSocket, storage });
+  const a1 = await again.socket(1);
+  assert.equal(a1.url.searchParams.get("resume"), "e1.1-3");
+  assert.equal(a1.url.searchParams.get("prev"), "w0-7", "the discarded page's connection, this tab's own");
+});
