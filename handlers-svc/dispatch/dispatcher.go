@@ -333,23 +333,51 @@ func (d *Dispatcher) broadcast(ctx context.Context, name string, args any, recor
 // order, and a batch that fails in one partition may be published in the
 // others.
 func (d *Dispatcher) Batch(ctx context.Context, fn func(event.Dispatcher) error) error {
-	b := batch{d: d, units: new([]*streams.Unit), record: d.record}
-	if err := fn(&b); err != nil {
+	b := batch{d: d, units: new(collected), record: d.record}
+	err := fn(&b)
+	units := b.units.close()
+	if err != nil || len(units) == 0 {
 		return err
 	}
-	if len(*b.units) == 0 {
-		return nil
-	}
-	_, err := d.publish(ctx, *b.units...)
+	_, err = d.publish(ctx, units...)
 	return err
 }
 
-// batch collects encoded dispatches for Batch. It is used by one handler
-// call at a time, so it needs no lock.
+// collected is what a batch and its views (Transient, Except) have
+// collected. A handler may dispatch from several goroutines, as with any
+// Dispatcher: the list is locked.
+type collected struct {
+	mu     sync.Mutex
+	units  []*streams.Unit
+	closed bool // Batch has taken them: fn returned
+}
+
+// add appends units, or refuses them once Batch has taken the list: a
+// dispatch made after fn returned would be published by no one.
+func (c *collected) add(name string, units ...*streams.Unit) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return fmt.Errorf("dispatch %s: its batch has ended (the function given to Batch returned): nothing is published", name)
+	}
+	c.units = append(c.units, units...)
+	return nil
+}
+
+// close ends the collection and returns what it holds.
+func (c *collected) close() []*streams.Unit {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	return c.units
+}
+
+// batch collects encoded dispatches for Batch; it is safe for concurrent
+// use, as every Dispatcher is.
 type batch struct {
 	d *Dispatcher
-	// units is shared with the batch's transient view (Transient).
-	units *[]*streams.Unit
+	// units is shared with the batch's views (Transient, Except).
+	units *collected
 	// record: its dispatches to users and broadcasts are recorded.
 	record bool
 	// except: the connections its dispatches leave out (Except).
@@ -374,8 +402,7 @@ func (b *batch) toUsers(_ context.Context, users []string, name string, args any
 	if err != nil {
 		return err
 	}
-	*b.units = append(*b.units, units...)
-	return nil
+	return b.units.add(name, units...)
 }
 
 func (b *batch) ToConns(_ context.Context, conns []string, name string, args any) error {
@@ -401,8 +428,7 @@ func (b *batch) add(msg *proto.Dispatch, args any, record bool) error {
 	if err != nil {
 		return err
 	}
-	*b.units = append(*b.units, u)
-	return nil
+	return b.units.add(msg.Event, u)
 }
 
 // checkUsers refuses, with a bad_request *event.Error, more than MaxUsers

@@ -110,23 +110,33 @@ func (h *Rooms) Limit(lim *limit.Sender) *Rooms {
 // with room_joined. A room with proto.MaxRoomMembers members refuses a new
 // one with bad_request.
 func (h *Rooms) Join(ctx context.Context, r *event.Request, in RoomArgs) (RoomResult, error) {
+	// room_joined reaches every member: a join counts them as sendToRoom
+	// does, or leaving and joining a big room again and again would
+	// reach its members without bound. Counted before the join, so that
+	// rate_limited leaves nothing to undo: an undo could remove a join
+	// another device of the user made meanwhile, and was acked for.
+	members, err := h.rooms.Members(ctx, in.Room)
+	if err != nil {
+		return RoomResult{}, err
+	}
+	if !slices.Contains(members, r.User) {
+		if err := h.lim.Recipients(ctx, r.User, len(members)+1); err != nil {
+			return RoomResult{}, err
+		}
+	}
 	n, joined, err := h.rooms.Join(ctx, in.Room, r.User)
 	if err != nil {
 		return RoomResult{}, err
 	}
 	if joined {
-		// room_joined reaches every member: a join counts them as
-		// sendToRoom does, or leaving and joining a big room again and
-		// again would reach its members without bound.
-		err := h.lim.Recipients(ctx, r.User, n)
-		if err == nil {
-			err = h.rooms.ToRooms(ctx, []string{in.Room}, EventRoomJoined, RoomMember{Room: in.Room, User: r.User})
-		}
+		err := h.rooms.ToRooms(ctx, []string{in.Room}, EventRoomJoined, RoomMember{Room: in.Room, User: r.User})
 		if err != nil {
 			// No member heard of it: undo the join, so that unavailable
-			// or rate_limited means nothing happened and a retry is safe;
-			// even when the request's time is up, but not for longer
-			// than undoTimeout.
+			// means nothing happened and a retry is safe; even when the
+			// request's time is up, but not for longer than undoTimeout.
+			// (A join of another device of the user that lands between
+			// the two and is acked is undone too: only when Redis fails
+			// the dispatch and not the join.)
 			undo, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
 			_, _, _ = h.rooms.Leave(undo, in.Room, r.User)
 			cancel()
@@ -147,16 +157,23 @@ func (h *Rooms) Leave(ctx context.Context, r *event.Request, in RoomArgs) (RoomR
 	if !slices.Contains(members, r.User) {
 		// No one to tell; the store still forgets the room among the
 		// user's rooms, where a join that failed half way may have left it.
-		n, _, err := h.rooms.Leave(ctx, in.Room, r.User)
+		n, left, err := h.rooms.Leave(ctx, in.Room, r.User)
 		if err != nil {
 			return RoomResult{}, err
+		}
+		if left {
+			// A join of another device landed since the read, told
+			// the members: they are told of the leave too.
+			return h.leftAfter(ctx, r, in.Room, n)
 		}
 		return RoomResult{Room: in.Room, Members: n}, nil
 	}
 	// The members now are the remaining ones and the leaver: told first,
 	// so a failure (rate_limited included: room_left reaches them all, as
-	// room_joined did) leaves everything as it was.
-	if err := h.lim.Recipients(ctx, r.User, len(members)); err != nil {
+	// room_joined did) leaves everything as it was. At most a burst is
+	// counted: a member of a room bigger than the burst must be able to
+	// leave it.
+	if err := h.lim.Recipients(ctx, r.User, min(len(members), h.lim.RecipientsBurst())); err != nil {
 		return RoomResult{}, err
 	}
 	if err := h.d.ToUsers(ctx, members, EventRoomLeft, RoomMember{Room: in.Room, User: r.User}); err != nil {
@@ -170,6 +187,23 @@ func (h *Rooms) Leave(ctx context.Context, r *event.Request, in RoomArgs) (RoomR
 			Message: "room_left was sent, but the room still counts you as a member: send leaveRoom again"}
 	}
 	return RoomResult{Room: in.Room, Members: n}, nil
+}
+
+// leftAfter tells the members of room and the user of r, who left it
+// with n members remaining, with room_left, after the fact.
+func (h *Rooms) leftAfter(ctx context.Context, r *event.Request, room string, n int) (RoomResult, error) {
+	members, err := h.rooms.Members(ctx, room)
+	if err == nil {
+		err = h.lim.Recipients(ctx, r.User, min(len(members)+1, h.lim.RecipientsBurst()))
+	}
+	if err == nil {
+		err = h.d.ToUsers(ctx, append(members, r.User), EventRoomLeft, RoomMember{Room: room, User: r.User})
+	}
+	if err != nil {
+		return RoomResult{}, &event.Error{Code: proto.CodeHandlerError, Err: err,
+			Message: "you have left the room, but room_left could not be sent to its members"}
+	}
+	return RoomResult{Room: room, Members: n}, nil
 }
 
 // Send serves sendToRoom: a member's text goes as room_message to every

@@ -107,6 +107,17 @@ func (s *Sender) ToRoom(ctx context.Context, from, room string, n int) error {
 		"too much sent to this room: slow down")
 }
 
+// RecipientsBurst returns the most recipients one charge may take (0: no
+// bound), for a dispatch that must go out however many it reaches, such
+// as a room's room_left: charged at most this, it waits for the whole
+// allowance instead of being refused for good.
+func (s *Sender) RecipientsBurst() int {
+	if s == nil || s.reachable.Rate <= 0 {
+		return 0
+	}
+	return s.reachable.Burst
+}
+
 // Recipients takes k recipients of from's allowance, or returns a
 // rate_limited *event.Error when they are over it.
 func (s *Sender) Recipients(ctx context.Context, from string, k int) error {

@@ -45,6 +45,7 @@ type Recorder struct {
 	transient  []bool // by index of dispatches: made through the Transient view
 	err        error
 	rooms      *roomSet // shared with the Recorders of Batch
+	ended      bool     // a Batch's Recorder whose fn has returned: it refuses dispatches, as the real batch does
 }
 
 var (
@@ -120,6 +121,9 @@ func (rec *Recorder) record(ctx context.Context, d proto.Dispatch, args any, emp
 	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
+	if rec.ended {
+		return fmt.Errorf("dispatch %s: its batch has ended (the function given to Batch returned): nothing is published", d.Event)
+	}
 	if rec.err != nil {
 		return rec.err
 	}
@@ -133,8 +137,12 @@ func (rec *Recorder) record(ctx context.Context, d proto.Dispatch, args any, emp
 // or none of them: when fn fails, or FailWith set an error, which it
 // returns.
 func (rec *Recorder) Batch(ctx context.Context, fn func(event.Dispatcher) error) error {
-	b := Recorder{rooms: rec.roomSet()}
-	if err := fn(&b); err != nil {
+	b := &Recorder{rooms: rec.roomSet()}
+	err := fn(b)
+	b.mu.Lock()
+	b.ended = true
+	b.mu.Unlock()
+	if err != nil {
 		return err
 	}
 	rec.mu.Lock()

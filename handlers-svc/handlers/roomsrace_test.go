@@ -1,0 +1,231 @@
+package handlers_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard/switchboard/handlers-svc/dispatch"
+	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/handlers-svc/event/eventtest"
+	"github.com/switchboard/switchboard/handlers-svc/handlers"
+	"github.com/switchboard/switchboard/handlers-svc/limit"
+	"github.com/switchboard/switchboard/internal/testkit"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// TestLeaveRoomBiggerThanRecipientsBurst: leaveRoom charges the room's
+// members against the leaver's HANDLERS_RECIPIENTS_* bound, and
+// limit.Sender refuses outright any charge above the burst. Where an
+// operator set the burst below proto.MaxRoomMembers (here 100, as
+// operations.md allows), a member of a room that had grown past the burst
+// could never leave it: every leaveRoom was rate_limited, however long
+// the client waited. A leave now counts at most a burst.
+func TestLeaveRoomBiggerThanRecipientsBurst(t *testing.T) {
+	rec := eventtest.NewRecorder()
+	mux := limitedRoomsMux(t, rec, limit.Config{RecipientsPerSecond: 100, RecipientsBurst: 100})
+	ctx := context.Background()
+	if _, _, err := rec.Join(ctx, "big", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 150 {
+		if _, _, err := rec.Join(ctx, "big", fmt.Sprint("u", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// alice has never sent anything: her allowance is whole.
+	_, err := serve(mux, "leaveRoom", "alice", map[string]string{"room": "big"})
+	members, _ := rec.Members(ctx, "big")
+	if err != nil || slices.Contains(members, "alice") {
+		t.Fatalf("alice's first leaveRoom of a room of %d with a recipients burst of 100: %v (still a member: %v); "+
+			"a charge over the burst is refused for good, so she can never leave",
+			len(members), event.WireError(err), slices.Contains(members, "alice"))
+	}
+}
+
+// beforeKey is a go-redis hook that runs do once, before the first command
+// naming key reaches Redis: it puts another request at an exact point of
+// one in flight, on the real Redis.
+type beforeKey struct {
+	key   string
+	fired atomic.Bool
+	do    func()
+}
+
+func (h *beforeKey) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *beforeKey) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (h *beforeKey) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if slices.Contains(cmd.Args(), any(h.key)) && h.fired.CompareAndSwap(false, true) {
+			h.do()
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// TestJoinUndoDropsAConcurrentAckedJoin: alice joins "general" from two
+// devices at once (an app that joins its rooms on connect), and device
+// A's join is rate_limited. Device B's join runs while A's is at its
+// limiter. Whatever each is answered, the room must agree: B acked means
+// alice is a member, both refused means she is not. Before the fix, A's
+// join added her, B's found her a member and was acked, then A's limiter
+// refused and its undo removed her: B's acked join was lost. Now the
+// limiter is charged before the join, so a refusal leaves nothing to
+// undo. Real Redis for membership, the limiter and the dispatches; the
+// hook only places B's request at the point where it can land.
+func TestJoinUndoDropsAConcurrentAckedJoin(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := context.Background()
+	d := dispatch.New(rdb, dispatch.Options{Window: dispatch.NoHistory})
+	// A burst of 2 and no in-process share: every charge is counted in Redis.
+	lim := limit.New(rdb, limit.Config{RecipientsPerSecond: 1, RecipientsBurst: 2})
+	mux := event.NewMux()
+	if err := handlers.RegisterRooms(ctx, mux, handlers.Deps{Dispatcher: d, Rooms: d, Senders: lim}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := d.Join(ctx, "general", "carol"); err != nil {
+		t.Fatal(err)
+	}
+	// alice has just reached two users elsewhere (a post's mentions, say).
+	if err := lim.Recipients(ctx, "alice", 2); err != nil {
+		t.Fatal(err)
+	}
+
+	var bErr error
+	var bRes handlers.RoomResult
+	// The limiter's counter of alice, with redis_rate's prefix.
+	hook := &beforeKey{key: "rate:sb:limit:recipients:alice", do: func() {
+		// Device B's join, while A's is between its SADD and its limiter.
+		r := eventtest.NewRequest("joinRoom", "alice", map[string]string{"room": "general"})
+		r.Conn = "alice-b"
+		bErr = mux.ServeEvent(ctx, r)
+		bRes, _ = eventtest.Result[handlers.RoomResult](r)
+	}}
+	rdb.AddHook(hook)
+
+	r := eventtest.NewRequest("joinRoom", "alice", map[string]string{"room": "general"})
+	r.Conn = "alice-a"
+	aErr := mux.ServeEvent(ctx, r)
+	if !hook.fired.Load() {
+		t.Fatal("device B's join did not run during A's")
+	}
+	if w := event.WireError(aErr); w == nil || w.Code != proto.CodeRateLimited {
+		t.Fatalf("device A's join: %v, want rate_limited (the setup)", aErr)
+	}
+	members, err := d.Members(ctx, "general")
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch member := slices.Contains(members, "alice"); {
+	case bErr == nil && !member:
+		t.Fatalf("device B was acked joined (%+v), but alice is no member: %v (A's undo removed her)", bRes, members)
+	case bErr != nil && member:
+		t.Fatalf("both joins were refused (B: %v), but alice is a member: %v", bErr, members)
+	}
+}
+
+// beforeScript is a go-redis hook that runs do once, before the first
+// script call (EVALSHA or EVAL) naming key reaches Redis.
+type beforeScript struct {
+	key   string
+	fired atomic.Bool
+	do    func()
+}
+
+func (h *beforeScript) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *beforeScript) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (h *beforeScript) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if (cmd.Name() == "evalsha" || cmd.Name() == "eval") && slices.Contains(cmd.Args(), any(h.key)) &&
+			h.fired.CompareAndSwap(false, true) {
+			h.do()
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// TestLeaveOfNonMemberRemovesAConcurrentJoin (fixed: room_left is sent): alice, not in "general", sends leaveRoom from device A and
+// joinRoom from device B at about the same time. A's leave reads the
+// members, finds she is none, and takes the "no one to tell" path, which
+// is meant to tidy her own list of rooms; but it calls Rooms.Leave, which
+// also removes her from the room's members. B's join ran in between: she
+// was added, every member was sent room_joined, and B was acked. A's
+// leave then removes her, answers success, and sends no room_left. So a
+// member is removed without the room_left the protocol promises
+// (section 5: room_left whenever a member leaves): carol saw her join and
+// never her leave, and B's acked join is undone without a word.
+func TestLeaveOfNonMemberRemovesAConcurrentJoin(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := context.Background()
+	d := dispatch.New(rdb, dispatch.Options{Window: dispatch.NoHistory})
+	mux := event.NewMux()
+	if err := handlers.RegisterRooms(ctx, mux, handlers.Deps{Dispatcher: d, Rooms: d}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := d.Join(ctx, "general", "carol"); err != nil {
+		t.Fatal(err)
+	}
+	sub := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = sub.Close() })
+	ps := sub.Subscribe(ctx, proto.Channel)
+	t.Cleanup(func() { _ = ps.Close() })
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	var bErr error
+	hook := &beforeScript{key: proto.RoomMembersKey("general"), do: func() {
+		// Device B's join, after A's leave read the members and before
+		// it runs its leave script.
+		r := eventtest.NewRequest("joinRoom", "alice", map[string]string{"room": "general"})
+		r.Conn = "alice-b"
+		bErr = mux.ServeEvent(ctx, r)
+	}}
+	r := eventtest.NewRequest("leaveRoom", "alice", map[string]string{"room": "general"})
+	r.Conn = "alice-a"
+	// A's leave first reads the members (SMEMBERS); its first script on
+	// the room's key is the leave.
+	rdb.AddHook(hook)
+	aErr := mux.ServeEvent(ctx, r)
+	if !hook.fired.Load() || bErr != nil || aErr != nil {
+		t.Fatalf("setup: B's join ran during A's leave: %v, B: %v, A: %v", hook.fired.Load(), bErr, aErr)
+	}
+	if err := d.Broadcast(ctx, "marker", nil); err != nil {
+		t.Fatal(err)
+	}
+	var events []string
+	for {
+		m, err := ps.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got proto.Dispatch
+		if err := json.Unmarshal([]byte(m.Payload), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Event == "marker" {
+			break
+		}
+		events = append(events, got.Event)
+	}
+	members, err := d.Members(ctx, "general")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(members, "alice") && !slices.Contains(events, handlers.EventRoomLeft) {
+		t.Fatalf("alice was sent %v and is no member now (%v): removed from the room with no room_left", events, members)
+	}
+}
