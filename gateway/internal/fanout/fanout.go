@@ -85,9 +85,10 @@ type Subscriber struct {
 	low         int // and off at this one
 	backlog     atomic.Int64
 	lagging     atomic.Bool
-	lagMu       sync.Mutex // orders the reader turning lagging on and the deliverer turning it off
-	lagSince    time.Time  // when lagging last turned on; under lagMu
-	lagLog      lagLog     // under lagMu
+	byteWaits   atomic.Int32 // readers waiting at the bytes bound (enqueue): lagging while any does
+	lagMu       sync.Mutex   // orders the reader turning lagging on and the deliverer turning it off
+	lagSince    time.Time    // when lagging last turned on; under lagMu
+	lagLog      lagLog       // under lagMu
 
 	line         // the shared channel's connection
 	resubs       atomic.Uint64
@@ -349,7 +350,7 @@ func (s *Subscriber) receive(ctx context.Context, ps *redis.PubSub, bo *backoff.
 				s.probeSeen(m.Payload)
 				continue
 			}
-			s.enqueue(ctx, m.Payload) // false only when ctx is done, which ends the loop
+			s.enqueue(ctx, &s.line, m.Payload) // false only when ctx is done, which ends the loop
 		}
 	}
 }
@@ -384,24 +385,46 @@ func (s *Subscriber) subscribed(bo *backoff.Backoff, down *bool) {
 	*down = false
 }
 
-// enqueue queues one message for the deliverer, waiting while the queue is
-// full; it reports false if ctx ended first.
-func (s *Subscriber) enqueue(ctx context.Context, payload string) bool {
+// enqueue queues one message that l's reader read for the deliverer,
+// waiting while the queue is full; it reports false if ctx ended first.
+// While it waits, l's prober does not take l's silence for a stall: the
+// reader reads nothing, probes included, because the worker is behind,
+// not the link, and what Redis holds for it meanwhile is what its
+// output buffer is sized for.
+func (s *Subscriber) enqueue(ctx context.Context, l *line, payload string) bool {
 	// Counted before it is queued, so the deliverer never sees the
 	// backlog below zero.
 	if n := s.backlog.Add(1); n >= int64(s.high) && !s.lagging.Load() {
 		s.setLagging(true, n)
 	}
-	if s.bytes.Acquire(ctx, s.weight(payload)) != nil {
-		return false
+	w := s.weight(payload)
+	if !s.bytes.TryAcquire(w) {
+		// Held at the bytes bound: lagging too, though the messages
+		// may be few (large dispatches).
+		l.wait()
+		s.byteWaits.Add(1)
+		s.setLagging(true, s.backlog.Load())
+		err := s.bytes.Acquire(ctx, w)
+		s.byteWaits.Add(-1)
+		if err != nil {
+			l.waiting.Store(false)
+			return false
+		}
 	}
 	s.queuedBytes.Add(int64(len(payload)))
 	select {
 	case s.queue <- payload:
-		return true
-	case <-ctx.Done():
-		return false
+	default:
+		l.wait()
+		select {
+		case s.queue <- payload:
+		case <-ctx.Done():
+			l.waiting.Store(false)
+			return false
+		}
 	}
+	l.waiting.Store(false)
+	return true
 }
 
 // weight is what a message counts against the bytes bound; one larger
@@ -437,7 +460,8 @@ func (s *Subscriber) setLagging(on bool, backlog int64) {
 	// Re-check under the lock against the current backlog, so a change
 	// that crossed the other mark meanwhile is not undone.
 	n := s.backlog.Load()
-	if (on && n < int64(s.high)) || (!on && n > int64(s.low)) {
+	held := s.byteWaits.Load() > 0 // a reader waits at the bytes bound
+	if (on && n < int64(s.high) && !held) || (!on && (n > int64(s.low) || held)) {
 		return
 	}
 	s.lagging.Store(on)
@@ -445,7 +469,7 @@ func (s *Subscriber) setLagging(on bool, backlog int64) {
 	// backlog between the check above and the store, it saw lagging off
 	// and will not turn it off, so it must not stay on. (A missed turn on
 	// is redone by the next message the reader queues.)
-	if on && s.backlog.Load() <= int64(s.low) {
+	if on && !held && s.backlog.Load() <= int64(s.low) {
 		s.lagging.Store(false)
 		return
 	}

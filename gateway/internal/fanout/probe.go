@@ -64,6 +64,8 @@ type prober struct {
 // (shards.go), probed on a sharded channel in its slot.
 type line struct {
 	live         atomic.Bool
+	waiting      atomic.Bool // its reader waits for room in the queue (enqueue)
+	waited       atomic.Bool // it has since the prober last looked
 	probe        prober
 	probeChannel string
 	sharded      bool   // probes with SPUBLISH
@@ -77,6 +79,12 @@ func probeChannelName(prefix string) string {
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // never fails, per crypto/rand
 	return prefix + "probe:" + hex.EncodeToString(b[:])
+}
+
+// wait records that l's reader waits for room in the queue.
+func (l *line) wait() {
+	l.waiting.Store(true)
+	l.waited.Store(true)
 }
 
 // probeSeen records a probe the subscription delivered.
@@ -133,7 +141,7 @@ func (s *Subscriber) probeLoop(ctx context.Context, l *line) {
 			continue
 		}
 		now := time.Now()
-		if n := l.probe.seen.Load(); n != seen || heard.IsZero() {
+		if n := l.probe.seen.Load(); n != seen || heard.IsZero() || l.waiting.Load() || l.waited.Swap(false) {
 			seen, heard = n, now
 		}
 		if silent := now.Sub(heard); silent > l.probe.every+l.probe.within {

@@ -137,7 +137,7 @@ func (s *Subscriber) receiveShard(ctx context.Context, sh *shard, ps *redis.PubS
 				sh.probeSeen(m.Payload)
 				continue
 			}
-			s.enqueue(ctx, m.Payload)
+			s.enqueue(ctx, &sh.line, m.Payload)
 		}
 	}
 }
