@@ -119,7 +119,9 @@ func (h *Rooms) Join(ctx context.Context, r *event.Request, in RoomArgs) (RoomRe
 	if err != nil {
 		return RoomResult{}, err
 	}
-	if !slices.Contains(members, r.User) {
+	// Not for a full room: the join is refused (bad_request) and reaches
+	// no one.
+	if !slices.Contains(members, r.User) && len(members) < proto.MaxRoomMembers {
 		if err := h.lim.Recipients(ctx, r.User, len(members)+1); err != nil {
 			return RoomResult{}, err
 		}
@@ -141,6 +143,16 @@ func (h *Rooms) Join(ctx context.Context, r *event.Request, in RoomArgs) (RoomRe
 			_, _, _ = h.rooms.Leave(undo, in.Room, r.User)
 			cancel()
 			return RoomResult{}, err
+		}
+		// A leave of another device of the user may have removed this
+		// join before room_joined went out, and told room_left first
+		// (leftAfter): the members' last word must be room_left.
+		if now, err := h.rooms.Members(ctx, in.Room); err == nil && !slices.Contains(now, r.User) {
+			if err := h.d.ToUsers(ctx, append(now, r.User), EventRoomLeft, RoomMember{Room: in.Room, User: r.User}); err != nil {
+				return RoomResult{}, &event.Error{Code: proto.CodeHandlerError, Err: err,
+					Message: "a leave of another of your devices undid the join, and room_left could not be sent"}
+			}
+			return RoomResult{Room: in.Room, Members: len(now)}, nil
 		}
 	}
 	return RoomResult{Room: in.Room, Members: n}, nil
@@ -190,12 +202,11 @@ func (h *Rooms) Leave(ctx context.Context, r *event.Request, in RoomArgs) (RoomR
 }
 
 // leftAfter tells the members of room and the user of r, who left it
-// with n members remaining, with room_left, after the fact.
+// with n members remaining, with room_left, after the fact. Not counted
+// against the sender's bound: the leave is done, and a refusal would
+// leave it untold for good.
 func (h *Rooms) leftAfter(ctx context.Context, r *event.Request, room string, n int) (RoomResult, error) {
 	members, err := h.rooms.Members(ctx, room)
-	if err == nil {
-		err = h.lim.Recipients(ctx, r.User, min(len(members)+1, h.lim.RecipientsBurst()))
-	}
 	if err == nil {
 		err = h.d.ToUsers(ctx, append(members, r.User), EventRoomLeft, RoomMember{Room: room, User: r.User})
 	}

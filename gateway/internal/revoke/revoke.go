@@ -40,6 +40,9 @@ type List struct {
 
 	mu     sync.RWMutex
 	before map[string]int64 // user -> Unix ms before which (and in whose second) its tokens are refused
+	// again: user -> the moment of its latest revoke received by message
+	// that asked its clients to reconnect (4002), when that is before's
+	again map[string]int64
 
 	load   chan struct{} // a load is asked for; capacity 1
 	loaded atomic.Bool   // a load has succeeded
@@ -50,7 +53,7 @@ type List struct {
 // SetClient) and forgets an entry ttl after
 // its moment.
 func New(rdb redis.UniversalClient, ttl time.Duration, log *zap.Logger) *List {
-	return &List{rdb: rdb, ttl: ttl, log: log, now: time.Now, before: make(map[string]int64), load: make(chan struct{}, 1)}
+	return &List{rdb: rdb, ttl: ttl, log: log, now: time.Now, before: make(map[string]int64), again: make(map[string]int64), load: make(chan struct{}, 1)}
 }
 
 // OnMissed sets fn, which Load calls (holding no lock of l) with the users
@@ -78,15 +81,29 @@ func (l *List) Revoked(user string, iat time.Time) bool {
 }
 
 // Revoke records that the tokens of users are revoked before the Unix ms
-// before, keeping a later moment already recorded; it prunes the entries
-// past the TTL.
-func (l *List) Revoke(users []string, before int64) {
+// before, keeping a later moment already recorded, and whether the
+// disconnect that said so asked the clients to reconnect; it prunes the
+// entries past the TTL.
+func (l *List) Revoke(users []string, before int64, reconnect bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, u := range users {
 		l.set(u, before)
+		if reconnect && l.before[u] == before {
+			l.again[u] = before
+		}
 	}
 	l.prune()
+}
+
+// Reconnect reports whether the latest revoke of user's tokens asked its
+// clients to reconnect (a disconnect with reconnect, 4002), as far as the
+// worker was told by message: sb:revoked does not say.
+func (l *List) Reconnect(user string) bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	at, ok := l.again[user]
+	return ok && at == l.before[user]
 }
 
 // set records one entry, and reports whether it added it or moved it
@@ -106,6 +123,11 @@ func (l *List) prune() {
 	for u, b := range l.before {
 		if b < oldest {
 			delete(l.before, u)
+		}
+	}
+	for u, b := range l.again {
+		if b < oldest || b != l.before[u] {
+			delete(l.again, u)
 		}
 	}
 }

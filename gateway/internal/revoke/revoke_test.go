@@ -24,7 +24,7 @@ func TestRevokedIAT(t *testing.T) {
 	l := New(nil, time.Hour, zap.NewNop())
 	at := time.Now()
 	before := at.Truncate(time.Second).UnixMilli() + 400 // 400ms into its second
-	l.Revoke([]string{"alice"}, before)
+	l.Revoke([]string{"alice"}, before, false)
 	sec := time.UnixMilli(before).Truncate(time.Second)
 	for _, c := range []struct {
 		name string
@@ -45,8 +45,8 @@ func TestRevokedIAT(t *testing.T) {
 		t.Error("bob, never revoked, is")
 	}
 	// A later revoke moves the moment; an earlier one does not.
-	l.Revoke([]string{"alice"}, before+5000)
-	l.Revoke([]string{"alice"}, before-5000)
+	l.Revoke([]string{"alice"}, before+5000, false)
+	l.Revoke([]string{"alice"}, before-5000, false)
 	if !l.Revoked("alice", sec.Add(5*time.Second)) {
 		t.Error("the later revoke was not kept")
 	}
@@ -58,8 +58,8 @@ func TestRevokedPastTTL(t *testing.T) {
 	now := time.Now()
 	l := New(nil, time.Hour, zap.NewNop())
 	l.now = func() time.Time { return now }
-	l.Revoke([]string{"old"}, now.Add(-2*time.Hour).UnixMilli())
-	l.Revoke([]string{"young"}, now.Add(-59*time.Minute).UnixMilli())
+	l.Revoke([]string{"old"}, now.Add(-2*time.Hour).UnixMilli(), false)
+	l.Revoke([]string{"young"}, now.Add(-59*time.Minute).UnixMilli(), false)
 	if l.Revoked("old", time.Time{}) {
 		t.Error("an entry past the TTL refuses")
 	}
@@ -73,7 +73,7 @@ func TestRevokedPastTTL(t *testing.T) {
 	if l.Revoked("young", time.Time{}) {
 		t.Error("young refuses past the TTL")
 	}
-	l.Revoke([]string{"new"}, now.UnixMilli())
+	l.Revoke([]string{"new"}, now.UnixMilli(), false)
 	if l.Len() != 1 {
 		t.Errorf("Len = %d, want 1 (new)", l.Len())
 	}
@@ -94,8 +94,8 @@ func TestLoad(t *testing.T) {
 	l := New(rdb, time.Hour, zap.NewNop())
 	var missed [][]string
 	l.OnMissed(func(users []string) { missed = append(missed, slices.Sorted(slices.Values(users))) })
-	l.Revoke([]string{"carol"}, now+60*1000) // received from a message, later than the hash
-	l.Revoke([]string{"bob"}, now)           // received while the load was under way
+	l.Revoke([]string{"carol"}, now+60*1000, false) // received from a message, later than the hash
+	l.Revoke([]string{"bob"}, now, false)           // received while the load was under way
 	if l.Loaded() {
 		t.Fatal("Loaded before any load")
 	}
@@ -184,5 +184,25 @@ func TestRunRetriesWithBackoff(t *testing.T) {
 	testkit.Eventually(t, 10*time.Second, "bob is loaded", func() bool { return l.Revoked("bob", time.Time{}) })
 	if got := len(failed()); got != n {
 		t.Errorf("%d failures logged after the successful load, want none", got-n)
+	}
+}
+
+// TestReconnect: Reconnect says whether the latest revoke of a user, as
+// received by message, asked its clients to reconnect; a later revoke
+// that did not ask ends it, an earlier one changes nothing.
+func TestReconnect(t *testing.T) {
+	l := New(nil, time.Hour, zap.NewNop())
+	now := time.Now().UnixMilli()
+	if l.Reconnect("alice") {
+		t.Fatal("Reconnect of a user never revoked")
+	}
+	l.Revoke([]string{"alice"}, now, true)
+	l.Revoke([]string{"alice"}, now-1000, false) // older: kept out
+	if !l.Reconnect("alice") {
+		t.Fatal("the latest revoke asked to reconnect, Reconnect = false")
+	}
+	l.Revoke([]string{"alice"}, now+1000, false)
+	if l.Reconnect("alice") {
+		t.Fatal("a later revoke without reconnect, Reconnect = true")
 	}
 }

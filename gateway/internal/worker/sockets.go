@@ -69,8 +69,15 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	cancel()
 	switch {
 	case err == errRevoked:
-		w.log.Info("socket closed: its token was revoked while it was admitted", zap.String("user", user), zap.String("conn", c.ID()))
-		c.Close(proto.CloseDisconnected, proto.ReasonRevoked)
+		// As the disconnect closed the user's other sockets: 4002 when it
+		// asked the clients to come back (with a fresh token).
+		code := proto.CloseDisconnected
+		if w.revoked.Reconnect(user) {
+			code = proto.CloseReconnect
+		}
+		w.log.Info("socket closed: its token was revoked while it was admitted", zap.String("user", user), zap.String("conn", c.ID()),
+			zap.Int("code", code))
+		c.Close(code, proto.ReasonRevoked)
 	case err == nil && q.heartbeat:
 		// After connected, which must be the socket's first frame.
 		w.pings.heartbeat(c, s, proto.AppendHeartbeat(nil, user))
@@ -237,7 +244,7 @@ func (w *Worker) disconnect(d *proto.Disconnect) {
 	// Revoked first: a socket closed below that reconnects here at once
 	// is refused.
 	if d.RevokeBefore > 0 && len(d.Users) > 0 {
-		w.revoked.Revoke(d.Users, d.RevokeBefore)
+		w.revoked.Revoke(d.Users, d.RevokeBefore, d.Reconnect)
 		w.log.Info("tokens revoked by a backend", zap.Strings("users", d.Users), zap.Int64("revoke_before_ms", d.RevokeBefore))
 	}
 	for _, s := range w.hub.Matching(d.Users, d.Conns) {

@@ -122,7 +122,7 @@ func (rec *Recorder) record(ctx context.Context, d proto.Dispatch, args any, emp
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	if rec.ended {
-		return fmt.Errorf("dispatch %s: its batch has ended (the function given to Batch returned): nothing is published", d.Event)
+		return endedError(d.Event)
 	}
 	if rec.err != nil {
 		return rec.err
@@ -141,6 +141,7 @@ func (rec *Recorder) Batch(ctx context.Context, fn func(event.Dispatcher) error)
 	err := fn(b)
 	b.mu.Lock()
 	b.ended = true
+	dispatches, transient := b.dispatches, b.transient
 	b.mu.Unlock()
 	if err != nil {
 		return err
@@ -150,9 +151,18 @@ func (rec *Recorder) Batch(ctx context.Context, fn func(event.Dispatcher) error)
 	if rec.err != nil {
 		return rec.err
 	}
-	rec.dispatches = append(rec.dispatches, b.dispatches...)
-	rec.transient = append(rec.transient, b.transient...)
+	rec.dispatches = append(rec.dispatches, dispatches...)
+	rec.transient = append(rec.transient, transient...)
 	return nil
+}
+
+// endedError refuses a dispatch through a batch after the function given
+// to Batch returned, as the real batch does.
+func endedError(name string) error {
+	if name != "" {
+		name = " " + name
+	}
+	return fmt.Errorf("dispatch%s: its batch has ended (the function given to Batch returned): nothing is published", name)
 }
 
 // Dispatches returns a copy of the dispatches recorded so far, in order.

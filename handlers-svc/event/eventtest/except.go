@@ -57,6 +57,13 @@ func (x *except) do(fn func(d event.Dispatcher) error) error {
 	}
 	x.rec.mu.Lock()
 	defer x.rec.mu.Unlock()
+	if x.rec.ended {
+		name := ""
+		if len(b.dispatches) > 0 {
+			name = b.dispatches[0].Event
+		}
+		return endedError(name)
+	}
 	if x.rec.err != nil {
 		return x.rec.err
 	}
