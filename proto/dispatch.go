@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"slices"
-	"strconv"
 	"unicode/utf8"
 )
 
@@ -36,9 +35,18 @@ type Dispatch struct {
 	// extension): "everyone but the sender". A recorded dispatch keeps
 	// the list in its stream entries (ExceptField), so that neither a
 	// replay nor a gap filled sends it to them.
-	Except []string          `json:"except,omitempty"`
-	Pos    map[string]string `json:"pos,omitempty"`
-	BPos   string            `json:"bpos,omitempty"`
+	Except []string `json:"except,omitempty"`
+	// Pos is what a publisher sets: the positions by user id.
+	// DecodeDispatch leaves it nil and keeps the positions it read by
+	// the index of their user instead (UserPos, HasPos), so that a worker
+	// reads only those of the users it holds (dispatchpos.go).
+	Pos  map[string]string `json:"pos,omitempty"`
+	BPos string            `json:"bpos,omitempty"`
+
+	// userPos is what DecodeDispatch read of "pos": userPos[i] is the
+	// position of Users[i], "" for none; nil when it gives none of them
+	// one.
+	userPos []string
 }
 
 // String returns d's JSON body (AppendDispatch), so that a dispatch
@@ -49,10 +57,13 @@ func (d Dispatch) String() string { return string(AppendDispatch(nil, &d)) }
 // AppendDispatch appends the JSON body of d to dst. Nil lists are encoded as
 // empty arrays (but SkipUsers and Except, omitted when empty) and absent (nil or
 // zero-length) args as null; positions are written last, in the order of
-// Users, as the publish script splices them.
+// Users, as the publish script splices them: those of Pos, or when it is
+// empty those DecodeDispatch read.
 func AppendDispatch(dst []byte, d *Dispatch) []byte {
 	dst = AppendDispatchHead(dst, d)
-	if len(d.Pos) > 0 {
+	if len(d.Pos) == 0 && d.HasPos() {
+		dst = appendUserPos(dst, d)
+	} else if len(d.Pos) > 0 {
 		dst = append(dst, `,"pos":{`...)
 		n := 0
 		pair := func(u, p string) {
@@ -143,7 +154,9 @@ func appendStrings(dst []byte, ss []string) []byte {
 // Every gateway worker decodes every dispatch, so the exact form
 // AppendDispatch writes is read by a direct scan; anything else (other key
 // order, spacing, escapes, null lists) goes through encoding/json, with the
-// same result.
+// same result. Either way every position is checked, those of users this
+// worker holds no socket of too, so that all workers refuse the same
+// bodies; the positions are kept by user index (UserPos), not in Pos.
 func DecodeDispatch(data []byte) (Dispatch, error) {
 	d, ok := decodeCanonicalDispatch(data)
 	if !ok {
@@ -158,19 +171,6 @@ func DecodeDispatch(data []byte) (Dispatch, error) {
 	return d, nil
 }
 
-// checkPositions refuses a dispatch whose positions are not positions.
-func checkPositions(d *Dispatch) error {
-	for user, p := range d.Pos {
-		if _, ok := ParsePos(p); !ok {
-			return &Error{Code: CodeBadRequest, Message: "dispatch position of " + strconv.Quote(user) + " is not a position"}
-		}
-	}
-	if _, ok := ParsePos(d.BPos); d.BPos != "" && !ok {
-		return &Error{Code: CodeBadRequest, Message: "dispatch bpos is not a position"}
-	}
-	return nil
-}
-
 func decodeDispatchJSON(data []byte) (Dispatch, error) {
 	var d Dispatch
 	if err := json.Unmarshal(data, &d); err != nil {
@@ -181,6 +181,9 @@ func decodeDispatchJSON(data []byte) (Dispatch, error) {
 	}
 	if string(d.Args) == "null" {
 		d.Args = nil
+	}
+	if err := indexPositions(&d); err != nil {
+		return Dispatch{}, err
 	}
 	return d, nil
 }
@@ -244,7 +247,7 @@ func decodeCanonicalDispatch(data []byte) (d Dispatch, ok bool) {
 		}
 	}
 	if r, found := bytes.CutPrefix(rest, []byte(`,"pos":`)); found {
-		if d.Pos, rest, ok = cutPlainStringMap(r); !ok {
+		if d.userPos, rest, ok = cutUserPositions(r, d.Users); !ok {
 			return d, false
 		}
 	}
@@ -254,39 +257,6 @@ func decodeCanonicalDispatch(data []byte) (d Dispatch, ok bool) {
 		}
 	}
 	return d, string(rest) == "}"
-}
-
-// cutPlainStringMap reads an object of strings without escapes or spaces
-// at the start of data, as encoding/json would into a map: a key given
-// twice keeps its last value, and {} gives an empty, non-nil map.
-func cutPlainStringMap(data []byte) (map[string]string, []byte, bool) {
-	if len(data) < 2 || data[0] != '{' {
-		return nil, nil, false
-	}
-	if data[1] == '}' {
-		return map[string]string{}, data[2:], true
-	}
-	out := make(map[string]string, 1+bytes.Count(data[:valueEnd(data, 0)], []byte(`","`))/2)
-	rest := data[1:]
-	for {
-		k, r, ok := cutPlainString(rest)
-		if !ok || len(r) == 0 || r[0] != ':' {
-			return nil, nil, false
-		}
-		v, r, ok := cutPlainString(r[1:])
-		if !ok || len(r) == 0 {
-			return nil, nil, false
-		}
-		out[k] = v
-		switch r[0] {
-		case ',':
-			rest = r[1:]
-		case '}':
-			return out, r[1:], true
-		default:
-			return nil, nil, false
-		}
-	}
 }
 
 // cutPlainString reads a string without escapes at the start of data.

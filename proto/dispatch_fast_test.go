@@ -39,19 +39,53 @@ func FuzzDispatchFastPath(f *testing.F) {
 	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":[],"broadcast":false,"except":["c"],"except":null}`))
 	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":[],"broadcast":false,"except":["c\u0022"]}`))
 	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":[],"broadcast":false,"except":"c"}`))
+	f.Add([]byte(`{"event":"e","args":1,"users":["a","b"],"conns":[],"broadcast":false,"pos":{"a":"x.1-1","b":"nope"}}`))
+	f.Add([]byte(`{"event":"e","args":1,"users":["a","b"],"conns":[],"broadcast":false,"pos":{"b":"x.1-1","a":"x.1-2"}}`))
+	f.Add([]byte(`{"event":"e","args":1,"users":["a","b"],"conns":[],"broadcast":false,"pos":{"a":"x.1-1"}}`))
+	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":[],"broadcast":false,"pos":{"a":"x.1-1","c":"x.1-2"}}`))
+	f.Add([]byte(`{"event":"e","args":1,"users":[],"conns":[],"broadcast":false,"pos":{"c":"x.1-2"}}`))
+	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":[],"broadcast":false,"pos":{"a":""}}`))
+	f.Add([]byte(`{"event":"e","args":1,"users":["a"],"conns":[],"broadcast":false,"pos":{"a":"x.1-\u0031"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fast, ok := decodeCanonicalDispatch(data)
 		if !ok {
 			return
 		}
+		fastErr := checkPositions(&fast)
 		slow, err := decodeDispatchJSON(data)
-		if err != nil {
-			t.Fatalf("fast path accepted %q, encoding/json: %v", data, err)
+		if err == nil {
+			err = checkPositions(&slow)
 		}
-		if !reflect.DeepEqual(fast, slow) {
+		if (fastErr == nil) != (err == nil) {
+			t.Fatalf("%q: fast path %v, encoding/json %v", data, fastErr, err)
+		}
+		if err != nil {
+			return
+		}
+		if !reflect.DeepEqual(byLastMention(fast), byLastMention(slow)) {
 			t.Fatalf("%q:\nfast %#v\njson %#v", data, fast, slow)
 		}
 	})
+}
+
+// byLastMention returns d with each user's positions those of the user's
+// last mention in Users: what UserPos gives a reader that asks for the
+// last index (the hub), and all that encoding/json's map keeps.
+func byLastMention(d Dispatch) Dispatch {
+	if d.userPos == nil {
+		return d
+	}
+	pos := make([]string, len(d.Users))
+	for i, u := range d.Users {
+		for j := len(d.Users) - 1; j >= i; j-- {
+			if d.Users[j] == u {
+				pos[i] = d.userPos[j]
+				break
+			}
+		}
+	}
+	d.userPos = pos
+	return d
 }
 
 func TestDispatchFastPathTakesCanonicalForm(t *testing.T) {
@@ -80,12 +114,15 @@ func TestDispatchFastPathTakesPositions(t *testing.T) {
 	d := Dispatch{Event: "message", Args: json.RawMessage(`{"text":"hi"}`), Users: []string{"u1", "u2"}, Conns: []string{},
 		Pos: map[string]string{"u1": "e.1-1", "u2": "f.1-3"}}
 	got, ok := decodeCanonicalDispatch(AppendDispatch(nil, &d))
+	d.Pos, d.userPos = nil, []string{"e.1-1", "f.1-3"} // as decoded: by user index
 	if !ok || !reflect.DeepEqual(got, d) {
 		t.Fatalf("fast path: %+v, %v", got, ok)
 	}
 	s := Dispatch{Event: "message", Args: json.RawMessage(`1`), Users: []string{"u1"}, Conns: []string{"c1"}, SkipUsers: []string{"u2", "u3"},
 		Pos: map[string]string{"u1": "e.1-1"}}
-	if got, ok := decodeCanonicalDispatch(AppendDispatch(nil, &s)); !ok || !reflect.DeepEqual(got, s) {
+	got, ok = decodeCanonicalDispatch(AppendDispatch(nil, &s))
+	s.Pos, s.userPos = nil, []string{"e.1-1"}
+	if !ok || !reflect.DeepEqual(got, s) {
 		t.Fatalf("fast path with skip_users: %+v, %v", got, ok)
 	}
 	b := Dispatch{Event: "all", Args: json.RawMessage(`1`), Broadcast: true, BPos: "b.2-2"}

@@ -162,13 +162,15 @@ func TestAppendDispatchPositions(t *testing.T) {
 		t.Fatalf("AppendDispatchHead = %s", head)
 	}
 	got, err := proto.DecodeDispatch(out)
-	if err != nil || got.Pos["bob"] != "e1.9-7" || got.Pos["alice"] != "e2.9-1" || len(got.Pos) != 2 {
+	// Decoded positions are read by user index, and written back as they came.
+	if err != nil || got.Pos != nil || !got.HasPos() || got.UserPos(0) != "e1.9-7" || got.UserPos(1) != "e2.9-1" ||
+		string(proto.AppendDispatch(nil, &got)) != want {
 		t.Fatalf("DecodeDispatch = %+v, %v", got, err)
 	}
 	// Other spellings go through encoding/json with the same result.
 	spaced := `{ "pos" : {"alice":"e2.9-1", "bob":"e1.9-7"}, "event":"message","args":{"a":1},"users":["bob","alice"]}`
 	got2, err := proto.DecodeDispatch([]byte(spaced))
-	if err != nil || got2.Pos["bob"] != "e1.9-7" || got2.Pos["alice"] != "e2.9-1" {
+	if err != nil || got2.Pos != nil || got2.UserPos(0) != "e1.9-7" || got2.UserPos(1) != "e2.9-1" {
 		t.Fatalf("DecodeDispatch(spaced) = %+v, %v", got2, err)
 	}
 	b := proto.Dispatch{Event: "news", Args: json.RawMessage(`"x"`), Broadcast: true, BPos: "b1.3-3"}
@@ -177,7 +179,7 @@ func TestAppendDispatchPositions(t *testing.T) {
 	}
 	// A v1 body (no positions) still decodes, with none.
 	v1, err := proto.DecodeDispatch([]byte(`{"event":"e","args":null,"users":["a"],"conns":[],"broadcast":false}`))
-	if err != nil || v1.Pos != nil || v1.BPos != "" {
+	if err != nil || v1.Pos != nil || v1.HasPos() || v1.UserPos(0) != "" || v1.BPos != "" {
 		t.Fatalf("v1 body: %+v, %v", v1, err)
 	}
 	if _, err := proto.DecodeDispatch([]byte(`{"event":"e","users":["a"],"pos":{"a":1}}`)); err == nil {
@@ -190,6 +192,12 @@ func TestDecodeDispatchRefusesBadPositions(t *testing.T) {
 		`{"event":"e","args":null,"users":["a"],"conns":[],"broadcast":false,"pos":{"a":"not a position"}}`,
 		`{"event":"e","args":null,"users":[],"conns":[],"broadcast":true,"bpos":"E.1-1"}`,
 		`{"pos":{"a":"x.01-1"},"event":"e","users":["a"]}`,
+		// Every position is checked, not only those of users a worker holds:
+		// a body is refused by all workers or by none.
+		`{"event":"e","args":null,"users":["a","b","c"],"conns":[],"broadcast":false,"pos":{"a":"x.1-1","b":"x.1-01","c":"x.1-3"}}`,
+		`{"event":"e","args":null,"users":["a"],"conns":[],"broadcast":false,"pos":{"a":"x.1-1","z":"x.18446744073709551616-1"}}`,
+		`{"event":"e","args":null,"users":[],"conns":["c"],"broadcast":false,"pos":{"z":""}}`,
+		`{"event":"e","args":null,"users":["a"],"conns":[],"broadcast":false,"pos":{"a":""}}`,
 	} {
 		if _, err := proto.DecodeDispatch([]byte(body)); err == nil {
 			t.Errorf("DecodeDispatch(%s) accepted it", body)

@@ -187,6 +187,9 @@ func FuzzDecodeDispatch(f *testing.F) {
 		`{"event":"message","args":{},"users":["a"],"conns":[],"broadcast":false,"except":["c1","c2"],"pos":{"a":"e1.5-1"}}`,
 		`{"event":"e","except":null,"users":["a"]}`,
 		`{"event":"e","conns":["c1"],"skip_users":["b\u0022"],"users":["a"]}`,
+		`{"event":"e","args":1,"users":["a","b"],"conns":[],"broadcast":false,"pos":{"a":"x.1-1","b":"y.2-2"}}`,
+		`{"event":"e","args":1,"users":["a","a"],"conns":[],"broadcast":false,"pos":{"a":"x.1-1","a":"y.2-2"}}`,
+		`{"event":"e","users":["a"],"pos":{"b":"x.1-1"}}`,
 		`{"EVENT":"e","Users":["u"]}`,
 		`{"event":"a b"}`,
 		`{"event":"e","users":[1]}`,
@@ -225,8 +228,14 @@ func FuzzDecodeDispatch(f *testing.F) {
 		}
 		if d2.Event != d.Event || !bytes.Equal(d2.Args, d.Args) || (d2.Args == nil) != (d.Args == nil) ||
 			!slices.Equal(d2.Users, d.Users) || !slices.Equal(d2.Conns, d.Conns) || !slices.Equal(d2.SkipUsers, d.SkipUsers) ||
-			d2.Broadcast != d.Broadcast || d2.Transient != d.Transient || !slices.Equal(d2.Except, d.Except) {
+			d2.Broadcast != d.Broadcast || d2.Transient != d.Transient || !slices.Equal(d2.Except, d.Except) ||
+			d2.HasPos() != d.HasPos() || d2.BPos != d.BPos {
 			t.Fatalf("round trip of %q: %+v became %+v", data, d, d2)
+		}
+		for i := range d.Users {
+			if p := d.UserPos(i); p != d2.UserPos(i) || (p != "" && !proto.ValidPos(p)) {
+				t.Fatalf("round trip of %q: position %d %q became %q", data, i, p, d2.UserPos(i))
+			}
 		}
 	})
 }

@@ -72,6 +72,38 @@ func ParsePos(s string) (p Pos, ok bool) {
 	return Pos{Epoch: epoch, MS: ms, Off: off}, true
 }
 
+// ValidPos reports whether ParsePos would decode s, without decoding it:
+// a worker checks the position of every target of a dispatch and decodes
+// only those of the users it holds.
+func ValidPos(s string) bool {
+	if len(s) == 0 || len(s) > MaxPosLen {
+		return false
+	}
+	epoch, id, found := strings.Cut(s, ".")
+	if !found || !ValidEpoch(epoch) {
+		return false
+	}
+	ms, seq, found := strings.Cut(id, "-")
+	return found && validDecimal(ms) && validDecimal(seq)
+}
+
+// maxUint64 is the largest canonical decimal parseDecimal takes.
+const maxUint64 = "18446744073709551615"
+
+// validDecimal reports whether parseDecimal would take s.
+func validDecimal(s string) bool {
+	if len(s) == 0 || len(s) > len(maxUint64) || (len(s) > 1 && s[0] == '0') {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	// Digits of one length compare as their numbers do.
+	return len(s) < len(maxUint64) || s <= maxUint64
+}
+
 // ParseStreamID decodes a Redis Stream ID "<ms>-<seq>" of decimal numbers
 // without signs or leading zeros (except "0" itself).
 func ParseStreamID(id string) (ms, seq uint64, ok bool) {

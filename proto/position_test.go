@@ -58,11 +58,14 @@ func TestPosID(t *testing.T) {
 }
 
 func FuzzParsePos(f *testing.F) {
-	for _, s := range []string{"abc.1-2", "z.0-0", "e.01-1", "", ".", "a.b-c", "a.18446744073709551616-1"} {
+	for _, s := range []string{"abc.1-2", "z.0-0", "e.01-1", "", ".", "a.b-c", "a.18446744073709551616-1", "a.18446744073709551615-0", "a.99999999999999999999-0", "a.1-0.", "a.-1", "a.1-"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		p, ok := proto.ParsePos(s)
+		if proto.ValidPos(s) != ok {
+			t.Fatalf("ValidPos(%q) = %v, ParsePos ok = %v", s, !ok, ok)
+		}
 		if !ok {
 			if p != (proto.Pos{}) {
 				t.Fatalf("ParsePos(%q) failed but returned %+v", s, p)

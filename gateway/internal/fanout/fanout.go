@@ -573,7 +573,7 @@ func unrecorded(d *proto.Dispatch) bool {
 	if d.Broadcast {
 		return d.BPos == ""
 	}
-	return len(d.Users) > 0 && len(d.Pos) == 0
+	return len(d.Users) > 0 && !d.HasPos()
 }
 
 // disconnect hands payload to onDisconnect if it is a disconnect, and

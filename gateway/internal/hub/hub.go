@@ -293,7 +293,10 @@ func (h *Hub[C]) DeliverCounted(d *proto.Dispatch) (n, dropped int) {
 	if len(d.Users) > 1 || (len(d.Users) > 0 && len(d.Conns) > 0) {
 		seen = make(map[string]struct{}, len(d.Users))
 	}
-	for _, user := range d.Users {
+	// Users are taken last first: a user named twice gets the position of
+	// its last mention, as a body's "pos" object read into a map gives it
+	// (proto.Dispatch.UserPos).
+	for i, user := range slices.Backward(d.Users) {
 		byConn := h.users[user]
 		if len(byConn) == 0 {
 			continue
@@ -304,7 +307,7 @@ func (h *Hub[C]) DeliverCounted(d *proto.Dispatch) (n, dropped int) {
 			}
 			seen[user] = struct{}{}
 		}
-		pos, ok := h.position(d.Pos[user])
+		pos, ok := h.userPosition(d, i)
 		frame := h.frame(d, user, proto.KeyPos, pos, ok)
 		for _, c := range byConn {
 			offer(c, false, posOrNil(&pos, ok), frame)
@@ -388,6 +391,16 @@ func (h *Hub[C]) position(s string) (proto.Pos, bool) {
 		return proto.Pos{}, false
 	}
 	return proto.ParsePos(s)
+}
+
+// userPosition is the position of the event of d to d.Users[i], when the
+// hub delivers positions and d has one: the only positions of a dispatch
+// a worker decodes are those of the users it holds.
+func (h *Hub[C]) userPosition(d *proto.Dispatch, i int) (proto.Pos, bool) {
+	if !h.positions {
+		return proto.Pos{}, false
+	}
+	return h.position(d.UserPos(i))
 }
 
 func posOrNil(p *proto.Pos, ok bool) *proto.Pos {

@@ -456,6 +456,40 @@ func TestDeliverPositions(t *testing.T) {
 	}
 }
 
+// TestDeliverDecodedPositions: a dispatch as a worker decodes it, in the
+// publisher's form (read by a direct scan) and in another (encoding/json),
+// gives each local user its own position, and a user the body names twice
+// with two positions gets one frame, at the last, as encoding/json's map
+// would give it.
+func TestDeliverDecodedPositions(t *testing.T) {
+	for _, body := range []string{
+		`{"event":"m","args":1,"users":["alice","zed","bob","alice"],"conns":[],"broadcast":false,` +
+			`"pos":{"alice":"ea.5-1","zed":"ez.5-1","bob":"eb.5-7","alice":"ea.5-2"}}`,
+		`{"pos":{"bob":"eb.5-7","alice":"ea.5-1","zed":"ez.5-1","alice":"ea.5-2"},` +
+			`"event":"m","args":1,"users":["alice","zed","bob","alice"]}`,
+	} {
+		d, err := proto.DecodeDispatch([]byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := hub.New[*conn](hub.WithPositions())
+		a1, a2, b := &conn{id: "a1", user: "alice"}, &conn{id: "a2", user: "alice"}, &conn{id: "b", user: "bob"}
+		h.Add(a1)
+		h.Add(a2)
+		h.Add(b)
+		if n := h.Deliver(&d); n != 3 {
+			t.Fatalf("%s: queued for %d sockets, want 3", body, n)
+		}
+		for c, want := range map[*conn]string{a1: "ea.5-2", a2: "ea.5-2", b: "eb.5-7"} {
+			var f struct{ Pos string }
+			if len(c.offers) != 1 || json.Unmarshal(c.received()[0], &f) != nil || f.Pos != want ||
+				c.offers[0].pos == nil || c.offers[0].pos.String() != want {
+				t.Errorf("%s: %s got %q, want one frame at %s", body, c.id, c.received(), want)
+			}
+		}
+	}
+}
+
 // TestDeliverSplitDispatchOnce: a dispatch published as two messages, the
 // first naming bob and the connections a (alice's) and c (carol's), with
 // alice in its skip_users, the second naming alice: a gets the event once,

@@ -1,0 +1,142 @@
+package proto
+
+import (
+	"strconv"
+	"strings"
+)
+
+// The positions of a decoded dispatch. In FANOUT_MODE=shared every worker
+// decodes every body, one of up to 128 users (a 1,000-member room is eight
+// of them) or more from another publisher, while it holds sockets of a few
+// of those users. So DecodeDispatch does not build a map of all of them: it
+// keeps each position as a piece of one copy of the body from its "pos"
+// object on, by the index of its user, and checks each without decoding it
+// (ValidPos).
+// A worker then decodes only the positions of the users it holds, as it
+// delivers to them (UserPos). A body with any position that is not one is
+// still refused whole, by every worker alike (docs/protocol.md section 4).
+
+// HasPos reports whether d carries positions for users: a non-empty Pos,
+// or, in a body DecodeDispatch read, a position for one of Users (that of
+// a user not in Users is checked, then dropped: no socket gets it).
+func (d *Dispatch) HasPos() bool { return len(d.Pos) > 0 || d.userPos != nil }
+
+// UserPos returns the position d gives d.Users[i], "" for none, as a
+// string of its own (holding it holds nothing else of the body). A body
+// that names a user more than once may give it a position at each
+// mention; the user's position is then that of its last mention, as in
+// encoding/json's map, and a reader that wants it asks for the user's last
+// index (the hub delivers in reverse order of Users for that). UserPos
+// reads Pos when it is set.
+func (d *Dispatch) UserPos(i int) string {
+	if len(d.Pos) > 0 {
+		return d.Pos[d.Users[i]]
+	}
+	if d.userPos == nil {
+		return ""
+	}
+	return strings.Clone(d.userPos[i])
+}
+
+// appendUserPos appends the "pos" member of a decoded d: its users'
+// positions in the order of Users.
+func appendUserPos(dst []byte, d *Dispatch) []byte {
+	dst = append(dst, `,"pos":{`...)
+	n := 0
+	for i, p := range d.userPos {
+		if p == "" {
+			continue
+		}
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		n++
+		dst = AppendString(dst, d.Users[i])
+		dst = append(dst, ':')
+		dst = AppendString(dst, p)
+	}
+	return append(dst, '}')
+}
+
+// indexPositions moves the positions encoding/json read into d.Pos to
+// d.userPos, checking first every one of them, those of no user in Users
+// included.
+func indexPositions(d *Dispatch) error {
+	if len(d.Pos) == 0 {
+		d.Pos = nil
+		return nil
+	}
+	for user, p := range d.Pos {
+		if !ValidPos(p) {
+			return badPosition(user)
+		}
+	}
+	pos := make([]string, len(d.Users))
+	for i, u := range d.Users {
+		pos[i] = d.Pos[u]
+		if pos[i] != "" {
+			d.userPos = pos
+		}
+	}
+	d.Pos = nil
+	return nil
+}
+
+// checkPositions refuses a decoded dispatch whose positions are not
+// positions.
+func checkPositions(d *Dispatch) error {
+	for i, p := range d.userPos {
+		if p != "" && !ValidPos(p) {
+			return badPosition(d.Users[i])
+		}
+	}
+	if d.BPos != "" && !ValidPos(d.BPos) {
+		return &Error{Code: CodeBadRequest, Message: "dispatch bpos is not a position"}
+	}
+	return nil
+}
+
+func badPosition(user string) error {
+	return &Error{Code: CodeBadRequest, Message: "dispatch position of " + strconv.Quote(user) + " is not a position"}
+}
+
+// cutUserPositions reads the "pos" object at the start of data if it is
+// as the publish script (and AppendDispatch) writes it: strings without
+// escapes or spaces, one keyed by each of users, in their order; ok is
+// false otherwise, and then encoding/json decides. {} gives none (nil).
+// data must be valid JSON from its start on.
+func cutUserPositions(data []byte, users []string) (pos []string, rest []byte, ok bool) {
+	if len(data) < 2 || data[0] != '{' {
+		return nil, nil, false
+	}
+	if data[1] == '}' {
+		return nil, data[2:], true
+	}
+	if len(users) == 0 {
+		return nil, nil, false
+	}
+	// One copy, of the rest of the body (the object is last but for a
+	// bpos, never beside it), so the object is scanned once; the
+	// positions are pieces of it.
+	obj := string(data[1:])
+	pos = make([]string, len(users))
+	for i, user := range users {
+		// "<user>":"<position>" then , or the closing brace.
+		if len(obj) < len(user)+5 || obj[0] != '"' || obj[1:1+len(user)] != user || obj[1+len(user)] != '"' ||
+			obj[2+len(user)] != ':' || obj[3+len(user)] != '"' {
+			return nil, nil, false
+		}
+		obj = obj[4+len(user):]
+		// An empty position is none: encoding/json's path refuses it.
+		q := strings.IndexByte(obj, '"')
+		if q <= 0 || strings.IndexByte(obj[:q], '\\') >= 0 || q+1 >= len(obj) {
+			return nil, nil, false
+		}
+		pos[i], obj = obj[:q], obj[q+1:]
+		if last := i == len(users)-1; (!last && obj[0] != ',') || (last && obj[0] != '}') {
+			return nil, nil, false
+		}
+		obj = obj[1:]
+	}
+	return pos, data[len(data)-len(obj):], true
+}
