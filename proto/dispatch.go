@@ -156,14 +156,16 @@ func appendStrings(dst []byte, ss []string) []byte {
 // order, spacing, escapes, null lists) goes through encoding/json, with the
 // same result. Either way every position is checked, those of users this
 // worker holds no socket of too, so that all workers refuse the same
-// bodies; the positions are kept by user index (UserPos), not in Pos.
+// bodies; the positions are kept by user index (UserPos), not in Pos. The
+// scan refuses nothing itself: a body it reads with a bad position (or
+// one that a later mention of its user replaces) is left to encoding/json.
 func DecodeDispatch(data []byte) (Dispatch, error) {
-	d, ok := decodeCanonicalDispatch(data)
-	if !ok {
-		var err error
-		if d, err = decodeDispatchJSON(data); err != nil {
-			return Dispatch{}, err
-		}
+	if d, ok := decodeCanonicalDispatch(data); ok && checkPositions(&d) == nil {
+		return d, nil
+	}
+	d, err := decodeDispatchJSON(data)
+	if err != nil {
+		return Dispatch{}, err
 	}
 	if err := checkPositions(&d); err != nil {
 		return Dispatch{}, err

@@ -187,6 +187,19 @@ func TestAppendDispatchPositions(t *testing.T) {
 	}
 }
 
+// TestDecodeDispatchLastMentionPosition: a body that names a user twice
+// is read as encoding/json reads it into a map, the last position taking
+// the place of the first, which is then not checked either.
+func TestDecodeDispatchLastMentionPosition(t *testing.T) {
+	d, err := proto.DecodeDispatch([]byte(`{"event":"e","args":0,"users":["a","a"],"conns":[],"broadcast":false,"pos":{"a":"0","a":"e.1-2"}}`))
+	if err != nil || d.UserPos(1) != "e.1-2" {
+		t.Fatalf("DecodeDispatch = %+v, %v", d, err)
+	}
+	if _, err := proto.DecodeDispatch([]byte(`{"event":"e","args":0,"users":["a","a"],"conns":[],"broadcast":false,"pos":{"a":"e.1-2","a":"0"}}`)); err == nil {
+		t.Fatal("a bad last position was accepted")
+	}
+}
+
 func TestDecodeDispatchRefusesBadPositions(t *testing.T) {
 	for _, body := range []string{
 		`{"event":"e","args":null,"users":["a"],"conns":[],"broadcast":false,"pos":{"a":"not a position"}}`,
