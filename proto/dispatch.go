@@ -36,16 +36,15 @@ type Dispatch struct {
 	// the list in its stream entries (ExceptField), so that neither a
 	// replay nor a gap filled sends it to them.
 	Except []string `json:"except,omitempty"`
-	// Pos is what a publisher sets: the positions by user id.
-	// DecodeDispatch leaves it nil and keeps the positions it read by
-	// the index of their user instead (UserPos, HasPos), so that a worker
-	// reads only those of the users it holds (dispatchpos.go).
+	// Pos holds the positions by user id. DecodeDispatchLazy leaves it
+	// nil and keeps them by the index of their user instead (UserPos,
+	// HasPos).
 	Pos  map[string]string `json:"pos,omitempty"`
 	BPos string            `json:"bpos,omitempty"`
 
-	// userPos is what DecodeDispatch read of "pos": userPos[i] is the
-	// position of Users[i], "" for none; nil when it gives none of them
-	// one.
+	// userPos is what DecodeDispatchLazy read of "pos": userPos[i] is
+	// the position of Users[i], "" for none; nil when the body has no
+	// "pos", empty when it is {}.
 	userPos []string
 }
 
@@ -58,7 +57,7 @@ func (d Dispatch) String() string { return string(AppendDispatch(nil, &d)) }
 // empty arrays (but SkipUsers and Except, omitted when empty) and absent (nil or
 // zero-length) args as null; positions are written last, in the order of
 // Users, as the publish script splices them: those of Pos, or when it is
-// empty those DecodeDispatch read.
+// empty those DecodeDispatchLazy read.
 func AppendDispatch(dst []byte, d *Dispatch) []byte {
 	dst = AppendDispatchHead(dst, d)
 	if len(d.Pos) == 0 && d.HasPos() {
@@ -148,18 +147,30 @@ func appendStrings(dst []byte, ss []string) []byte {
 }
 
 // DecodeDispatch parses a dispatch message and checks it: the event must match
-// EventPattern, and args, when present, be valid JSON; args of null are
-// returned as nil.
+// EventPattern, args, when present, be valid JSON, and every position a
+// position; args of null are returned as nil. The positions are returned in
+// Pos. A gateway worker, which needs only those of the users it holds,
+// reads with DecodeDispatchLazy instead.
 //
 // Every gateway worker decodes every dispatch, so the exact form
 // AppendDispatch writes is read by a direct scan; anything else (other key
 // order, spacing, escapes, null lists) goes through encoding/json, with the
-// same result. Either way every position is checked, those of users this
-// worker holds no socket of too, so that all workers refuse the same
-// bodies; the positions are kept by user index (UserPos), not in Pos. The
-// scan refuses nothing itself: a body it reads with a bad position (or
-// one that a later mention of its user replaces) is left to encoding/json.
+// same result. The scan refuses nothing itself: a body it reads with a bad
+// position (or one that a later mention of its user replaces) is left to
+// encoding/json.
 func DecodeDispatch(data []byte) (Dispatch, error) {
+	if d, ok := decodeCanonicalDispatch(data); ok && checkPositions(&d) == nil {
+		return byUser(d), nil
+	}
+	return decodeDispatchJSON(data)
+}
+
+// DecodeDispatchLazy is DecodeDispatch for a worker that delivers the
+// dispatch: it refuses the same bodies, every position checked, but
+// leaves Pos nil and keeps the positions by user index (UserPos, HasPos),
+// so that only those of the users the worker holds are decoded
+// (dispatchpos.go).
+func DecodeDispatchLazy(data []byte) (Dispatch, error) {
 	if d, ok := decodeCanonicalDispatch(data); ok && checkPositions(&d) == nil {
 		return d, nil
 	}
@@ -167,12 +178,11 @@ func DecodeDispatch(data []byte) (Dispatch, error) {
 	if err != nil {
 		return Dispatch{}, err
 	}
-	if err := checkPositions(&d); err != nil {
-		return Dispatch{}, err
-	}
-	return d, nil
+	return byIndex(d), nil
 }
 
+// decodeDispatchJSON reads data with encoding/json and checks it, every
+// position in Pos included.
 func decodeDispatchJSON(data []byte) (Dispatch, error) {
 	var d Dispatch
 	if err := json.Unmarshal(data, &d); err != nil {
@@ -184,8 +194,13 @@ func decodeDispatchJSON(data []byte) (Dispatch, error) {
 	if string(d.Args) == "null" {
 		d.Args = nil
 	}
-	if err := indexPositions(&d); err != nil {
-		return Dispatch{}, err
+	for user, p := range d.Pos {
+		if !ValidPos(p) {
+			return Dispatch{}, badPosition(user)
+		}
+	}
+	if d.BPos != "" && !ValidPos(d.BPos) {
+		return Dispatch{}, badBPos()
 	}
 	return d, nil
 }

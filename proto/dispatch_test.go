@@ -162,16 +162,25 @@ func TestAppendDispatchPositions(t *testing.T) {
 		t.Fatalf("AppendDispatchHead = %s", head)
 	}
 	got, err := proto.DecodeDispatch(out)
-	// Decoded positions are read by user index, and written back as they came.
-	if err != nil || got.Pos != nil || !got.HasPos() || got.UserPos(0) != "e1.9-7" || got.UserPos(1) != "e2.9-1" ||
-		string(proto.AppendDispatch(nil, &got)) != want {
+	if err != nil || got.Pos["bob"] != "e1.9-7" || got.Pos["alice"] != "e2.9-1" || len(got.Pos) != 2 {
 		t.Fatalf("DecodeDispatch = %+v, %v", got, err)
+	}
+	// DecodeDispatchLazy keeps them by user index, and they are written
+	// back as they came.
+	lazy, err := proto.DecodeDispatchLazy(out)
+	if err != nil || lazy.Pos != nil || !lazy.HasPos() || lazy.UserPos(0) != "e1.9-7" || lazy.UserPos(1) != "e2.9-1" ||
+		string(proto.AppendDispatch(nil, &lazy)) != want {
+		t.Fatalf("DecodeDispatchLazy = %+v, %v", lazy, err)
 	}
 	// Other spellings go through encoding/json with the same result.
 	spaced := `{ "pos" : {"alice":"e2.9-1", "bob":"e1.9-7"}, "event":"message","args":{"a":1},"users":["bob","alice"]}`
 	got2, err := proto.DecodeDispatch([]byte(spaced))
-	if err != nil || got2.Pos != nil || got2.UserPos(0) != "e1.9-7" || got2.UserPos(1) != "e2.9-1" {
+	if err != nil || got2.Pos["bob"] != "e1.9-7" || got2.Pos["alice"] != "e2.9-1" {
 		t.Fatalf("DecodeDispatch(spaced) = %+v, %v", got2, err)
+	}
+	lazy2, err := proto.DecodeDispatchLazy([]byte(spaced))
+	if err != nil || lazy2.Pos != nil || lazy2.UserPos(0) != "e1.9-7" || lazy2.UserPos(1) != "e2.9-1" {
+		t.Fatalf("DecodeDispatchLazy(spaced) = %+v, %v", lazy2, err)
 	}
 	b := proto.Dispatch{Event: "news", Args: json.RawMessage(`"x"`), Broadcast: true, BPos: "b1.3-3"}
 	if got := proto.AppendDispatch(nil, &b); !strings.HasSuffix(string(got), `"broadcast":true,"bpos":"b1.3-3"}`) {
@@ -179,8 +188,17 @@ func TestAppendDispatchPositions(t *testing.T) {
 	}
 	// A v1 body (no positions) still decodes, with none.
 	v1, err := proto.DecodeDispatch([]byte(`{"event":"e","args":null,"users":["a"],"conns":[],"broadcast":false}`))
-	if err != nil || v1.Pos != nil || v1.HasPos() || v1.UserPos(0) != "" || v1.BPos != "" {
+	if err != nil || v1.Pos != nil || v1.BPos != "" {
 		t.Fatalf("v1 body: %+v, %v", v1, err)
+	}
+	for _, body := range []string{
+		`{"event":"e","args":null,"users":["a"],"conns":[],"broadcast":false}`,
+		`{"event":"e","args":null,"users":["a"],"conns":[],"broadcast":false,"pos":{}}`,
+		`{"event":"e","users":["a"],"pos":{}}`,
+	} {
+		if d, err := proto.DecodeDispatchLazy([]byte(body)); err != nil || d.HasPos() || d.UserPos(0) != "" {
+			t.Fatalf("DecodeDispatchLazy(%s) = %+v, %v, want no positions", body, d, err)
+		}
 	}
 	if _, err := proto.DecodeDispatch([]byte(`{"event":"e","users":["a"],"pos":{"a":1}}`)); err == nil {
 		t.Fatal("a position that is not a string was accepted")
@@ -191,12 +209,19 @@ func TestAppendDispatchPositions(t *testing.T) {
 // is read as encoding/json reads it into a map, the last position taking
 // the place of the first, which is then not checked either.
 func TestDecodeDispatchLastMentionPosition(t *testing.T) {
-	d, err := proto.DecodeDispatch([]byte(`{"event":"e","args":0,"users":["a","a"],"conns":[],"broadcast":false,"pos":{"a":"0","a":"e.1-2"}}`))
-	if err != nil || d.UserPos(1) != "e.1-2" {
+	body := []byte(`{"event":"e","args":0,"users":["a","a"],"conns":[],"broadcast":false,"pos":{"a":"0","a":"e.1-2"}}`)
+	if d, err := proto.DecodeDispatch(body); err != nil || d.Pos["a"] != "e.1-2" {
 		t.Fatalf("DecodeDispatch = %+v, %v", d, err)
 	}
-	if _, err := proto.DecodeDispatch([]byte(`{"event":"e","args":0,"users":["a","a"],"conns":[],"broadcast":false,"pos":{"a":"e.1-2","a":"0"}}`)); err == nil {
-		t.Fatal("a bad last position was accepted")
+	if d, err := proto.DecodeDispatchLazy(body); err != nil || d.UserPos(1) != "e.1-2" {
+		t.Fatalf("DecodeDispatchLazy = %+v, %v", d, err)
+	}
+	bad := []byte(`{"event":"e","args":0,"users":["a","a"],"conns":[],"broadcast":false,"pos":{"a":"e.1-2","a":"0"}}`)
+	if _, err := proto.DecodeDispatch(bad); err == nil {
+		t.Fatal("DecodeDispatch accepted a bad last position")
+	}
+	if _, err := proto.DecodeDispatchLazy(bad); err == nil {
+		t.Fatal("DecodeDispatchLazy accepted a bad last position")
 	}
 }
 
@@ -212,6 +237,9 @@ func TestDecodeDispatchRefusesBadPositions(t *testing.T) {
 		`{"event":"e","args":null,"users":[],"conns":["c"],"broadcast":false,"pos":{"z":""}}`,
 		`{"event":"e","args":null,"users":["a"],"conns":[],"broadcast":false,"pos":{"a":""}}`,
 	} {
+		if _, err := proto.DecodeDispatchLazy([]byte(body)); err == nil {
+			t.Errorf("DecodeDispatchLazy(%s) accepted it", body)
+		}
 		if _, err := proto.DecodeDispatch([]byte(body)); err == nil {
 			t.Errorf("DecodeDispatch(%s) accepted it", body)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -201,6 +202,7 @@ func FuzzDecodeDispatch(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, err := proto.DecodeDispatch(data)
+		checkLazyDispatch(t, data, d, err)
 		if err != nil {
 			var pe *proto.Error
 			if !errors.As(err, &pe) || pe.Code != proto.CodeBadRequest || pe.Message == "" {
@@ -229,15 +231,50 @@ func FuzzDecodeDispatch(f *testing.F) {
 		if d2.Event != d.Event || !bytes.Equal(d2.Args, d.Args) || (d2.Args == nil) != (d.Args == nil) ||
 			!slices.Equal(d2.Users, d.Users) || !slices.Equal(d2.Conns, d.Conns) || !slices.Equal(d2.SkipUsers, d.SkipUsers) ||
 			d2.Broadcast != d.Broadcast || d2.Transient != d.Transient || !slices.Equal(d2.Except, d.Except) ||
-			d2.HasPos() != d.HasPos() || d2.BPos != d.BPos {
+			!maps.Equal(d2.Pos, d.Pos) || d2.BPos != d.BPos {
 			t.Fatalf("round trip of %q: %+v became %+v", data, d, d2)
 		}
-		for i := range d.Users {
-			if p := d.UserPos(i); p != d2.UserPos(i) || (p != "" && !proto.ValidPos(p)) {
-				t.Fatalf("round trip of %q: position %d %q became %q", data, i, p, d2.UserPos(i))
+	})
+}
+
+// checkLazyDispatch checks that DecodeDispatchLazy refuses what
+// DecodeDispatch refused (d, err) and reads the rest alike, each user's
+// position at its last mention the one in d.Pos, and writes it back
+// as it read it.
+func checkLazyDispatch(t *testing.T, data []byte, d proto.Dispatch, err error) {
+	t.Helper()
+	lazy, lerr := proto.DecodeDispatchLazy(data)
+	if (err == nil) != (lerr == nil) {
+		t.Fatalf("%q: DecodeDispatch %v, DecodeDispatchLazy %v", data, err, lerr)
+	}
+	if err != nil {
+		return
+	}
+	if lazy.Pos != nil || lazy.HasPos() != (len(d.Pos) > 0 && len(d.Users) > 0) {
+		t.Fatalf("%q: DecodeDispatchLazy Pos %v, HasPos %v; DecodeDispatch Pos %v", data, lazy.Pos, lazy.HasPos(), d.Pos)
+	}
+	if string(proto.AppendDispatchHead(nil, &lazy)) != string(proto.AppendDispatchHead(nil, &d)) || lazy.BPos != d.BPos {
+		t.Fatalf("%q: DecodeDispatchLazy %+v, DecodeDispatch %+v", data, lazy, d)
+	}
+	for i, u := range d.Users {
+		last := i
+		for j := i + 1; j < len(d.Users); j++ {
+			if d.Users[j] == u {
+				last = j
 			}
 		}
-	})
+		if got := lazy.UserPos(last); got != d.Pos[u] || got != d.UserPos(i) {
+			t.Fatalf("%q: DecodeDispatchLazy gives %s %q, DecodeDispatch %q", data, u, got, d.Pos[u])
+		}
+	}
+	if lazy.HasPos() {
+		again, err := proto.DecodeDispatchLazy(proto.AppendDispatch(nil, &lazy))
+		for i := range lazy.Users {
+			if err != nil || again.UserPos(i) != lazy.UserPos(i) {
+				t.Fatalf("%q: DecodeDispatchLazy read back %+v, %v, from %+v", data, again, err, lazy)
+			}
+		}
+	}
 }
 
 func FuzzDecodeReply(f *testing.F) {

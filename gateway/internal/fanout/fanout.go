@@ -538,7 +538,9 @@ func (s *Subscriber) deliver(payload string) {
 	if control && s.disconnect(payload) {
 		return
 	}
-	d, err := proto.DecodeDispatch([]byte(payload))
+	// Lazily: of the positions of the dispatch's users, only those of the
+	// users this worker holds are decoded (the others are checked).
+	d, err := proto.DecodeDispatchLazy([]byte(payload))
 	if err != nil {
 		// Perhaps a disconnect in another JSON form than AppendDisconnect's.
 		if s.onDisconnect != nil && !control && s.disconnect(payload) {

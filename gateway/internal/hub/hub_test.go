@@ -456,11 +456,12 @@ func TestDeliverPositions(t *testing.T) {
 	}
 }
 
-// TestDeliverDecodedPositions: a dispatch as a worker decodes it, in the
-// publisher's form (read by a direct scan) and in another (encoding/json),
-// gives each local user its own position, and a user the body names twice
-// with two positions gets one frame, at the last, as encoding/json's map
-// would give it.
+// TestDeliverDecodedPositions: a dispatch as a worker decodes it
+// (proto.DecodeDispatchLazy), in the publisher's form (read by a direct
+// scan) and in another (encoding/json), or as DecodeDispatch does, gives
+// each local user its own position, and a user the body names twice with
+// two positions gets one frame, at the last, as encoding/json's map gives
+// it.
 func TestDeliverDecodedPositions(t *testing.T) {
 	for _, body := range []string{
 		`{"event":"m","args":1,"users":["alice","zed","bob","alice"],"conns":[],"broadcast":false,` +
@@ -468,24 +469,33 @@ func TestDeliverDecodedPositions(t *testing.T) {
 		`{"pos":{"bob":"eb.5-7","alice":"ea.5-1","zed":"ez.5-1","alice":"ea.5-2"},` +
 			`"event":"m","args":1,"users":["alice","zed","bob","alice"]}`,
 	} {
-		d, err := proto.DecodeDispatch([]byte(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := hub.New[*conn](hub.WithPositions())
-		a1, a2, b := &conn{id: "a1", user: "alice"}, &conn{id: "a2", user: "alice"}, &conn{id: "b", user: "bob"}
-		h.Add(a1)
-		h.Add(a2)
-		h.Add(b)
-		if n := h.Deliver(&d); n != 3 {
-			t.Fatalf("%s: queued for %d sockets, want 3", body, n)
-		}
-		for c, want := range map[*conn]string{a1: "ea.5-2", a2: "ea.5-2", b: "eb.5-7"} {
-			var f struct{ Pos string }
-			if len(c.offers) != 1 || json.Unmarshal(c.received()[0], &f) != nil || f.Pos != want ||
-				c.offers[0].pos == nil || c.offers[0].pos.String() != want {
-				t.Errorf("%s: %s got %q, want one frame at %s", body, c.id, c.received(), want)
+		for _, decode := range []func([]byte) (proto.Dispatch, error){proto.DecodeDispatchLazy, proto.DecodeDispatch} {
+			d, err := decode([]byte(body))
+			if err != nil {
+				t.Fatal(err)
 			}
+			deliverDecodedPositions(t, body, &d)
+		}
+	}
+}
+
+// deliverDecodedPositions delivers d, of body, to alice's two sockets and
+// bob's, and checks each got one frame at its user's position.
+func deliverDecodedPositions(t *testing.T, body string, d *proto.Dispatch) {
+	t.Helper()
+	h := hub.New[*conn](hub.WithPositions())
+	a1, a2, b := &conn{id: "a1", user: "alice"}, &conn{id: "a2", user: "alice"}, &conn{id: "b", user: "bob"}
+	h.Add(a1)
+	h.Add(a2)
+	h.Add(b)
+	if n := h.Deliver(d); n != 3 {
+		t.Fatalf("%s: queued for %d sockets, want 3", body, n)
+	}
+	for c, want := range map[*conn]string{a1: "ea.5-2", a2: "ea.5-2", b: "eb.5-7"} {
+		var f struct{ Pos string }
+		if len(c.offers) != 1 || json.Unmarshal(c.received()[0], &f) != nil || f.Pos != want ||
+			c.offers[0].pos == nil || c.offers[0].pos.String() != want {
+			t.Errorf("%s: %s got %q, want one frame at %s", body, c.id, c.received(), want)
 		}
 	}
 }
