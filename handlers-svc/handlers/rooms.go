@@ -115,15 +115,17 @@ func (h *Rooms) Join(ctx context.Context, r *event.Request, in RoomArgs) (RoomRe
 	// reach its members without bound. Counted before the join, so that
 	// rate_limited leaves nothing to undo: an undo could remove a join
 	// another device of the user made meanwhile, and was acked for.
-	members, err := h.rooms.Members(ctx, in.Room)
-	if err != nil {
-		return RoomResult{}, err
-	}
-	// Not for a full room: the join is refused (bad_request) and reaches
-	// no one.
-	if !slices.Contains(members, r.User) && len(members) < proto.MaxRoomMembers {
-		if err := h.lim.Recipients(ctx, r.User, len(members)+1); err != nil {
+	// (Read only when there is a bound to count against.) Not for a full
+	// room: the join is refused (bad_request) and reaches no one.
+	if h.lim.RecipientsBurst() > 0 {
+		members, err := h.rooms.Members(ctx, in.Room)
+		if err != nil {
 			return RoomResult{}, err
+		}
+		if !slices.Contains(members, r.User) && len(members) < proto.MaxRoomMembers {
+			if err := h.lim.Recipients(ctx, r.User, len(members)+1); err != nil {
+				return RoomResult{}, err
+			}
 		}
 	}
 	n, joined, err := h.rooms.Join(ctx, in.Room, r.User)
