@@ -152,10 +152,28 @@ func DecodeReply(data []byte) *Error {
 	return e
 }
 
+// MaxErrorMessage is the longest error message DecodeResult passes on, in
+// bytes: a longer one is cut, at a character, as a result is bounded by
+// MaxResult, so that no responder can make an error frame that fills a
+// socket's send queue.
+const MaxErrorMessage = 1024
+
+// maxErrorCode is the longest error code DecodeResult takes: the codes
+// are short words; a longer one makes the reply malformed.
+const maxErrorCode = 64
+
+// malformedReply answers a reply that is not one.
+func malformedReply() *Error {
+	return &Error{Code: CodeHandlerError, Message: "handler sent a malformed reply"}
+}
+
 // DecodeResult parses a reply body like DecodeReply and also returns the
 // result of a success: nil when the reply carries none (or "result" is
 // null, which is no result either). The result is a slice of data in the
-// form AppendResult writes, else a copy.
+// form AppendResult writes, else a copy. A result that is not UTF-8
+// makes the reply malformed (its ack goes out as a text frame, which a
+// client must fail the connection for), and an error message is cut to
+// MaxErrorMessage bytes.
 func DecodeResult(data []byte) (json.RawMessage, *Error) {
 	if bytes.Equal(data, replyOK) {
 		return nil, nil
@@ -163,23 +181,41 @@ func DecodeResult(data []byte) (json.RawMessage, *Error) {
 	if rest, ok := bytes.CutPrefix(data, replyResult); ok && len(rest) > 1 && rest[len(rest)-1] == '}' {
 		// The exact form AppendResult writes: one valid value, then "}".
 		v := rest[:len(rest)-1]
-		if end := valueEnd(v, 0); end == len(v) && ValidJSON(v) && !isNull(v) {
+		if end := valueEnd(v, 0); end == len(v) && ValidJSON(v) && !isNull(v) && utf8.Valid(v) {
 			return v, nil
 		}
 	}
 	var r Reply
 	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, &Error{Code: CodeHandlerError, Message: "handler sent a malformed reply"}
+		return nil, malformedReply()
 	}
 	switch {
 	case r.Error != nil && r.Error.Code != "":
+		if len(r.Error.Code) > maxErrorCode {
+			return nil, malformedReply()
+		}
+		if len(r.Error.Message) > MaxErrorMessage {
+			r.Error.Message = cutUTF8(r.Error.Message, MaxErrorMessage)
+		}
 		return nil, r.Error
 	case r.OK:
 		if isNull(r.Result) {
 			r.Result = nil
 		}
+		if !utf8.Valid(r.Result) {
+			return nil, malformedReply()
+		}
 		return r.Result, nil
 	default:
-		return nil, &Error{Code: CodeHandlerError, Message: "handler sent a malformed reply"}
+		return nil, malformedReply()
 	}
+}
+
+// cutUTF8 returns the longest prefix of s, valid UTF-8 as s is, of at
+// most n bytes.
+func cutUTF8(s string, n int) string {
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/switchboard/switchboard/proto"
 )
@@ -234,5 +235,28 @@ func TestError(t *testing.T) {
 	}
 	if got, want := string(mustMarshal(t, e)), `{"code":"timeout","message":"handler did not answer"}`; got != want {
 		t.Errorf("json.Marshal(Error) = %s, want %s", got, want)
+	}
+}
+
+// TestDecodeResultBounds: a result that is not UTF-8 makes the reply
+// malformed, in both the exact form and any other; an error message over
+// proto.MaxErrorMessage is cut at a character; an overlong code is malformed.
+func TestDecodeResultBounds(t *testing.T) {
+	for _, body := range []string{
+		"{\"ok\":true,\"result\":\"\xff\"}",
+		"{\"ok\": true, \"result\": [\"a\xc3\"]}",
+	} {
+		if _, e := proto.DecodeResult([]byte(body)); e == nil || e.Code != proto.CodeHandlerError {
+			t.Errorf("proto.DecodeResult(%q) = %v, want handler_error (a result that is not UTF-8)", body, e)
+		}
+	}
+	long := strings.Repeat("é", proto.MaxErrorMessage) // 2 bytes each
+	_, e := proto.DecodeResult([]byte(`{"error":{"code":"bad_request","message":"` + long + `"}}`))
+	if e == nil || e.Code != proto.CodeBadRequest || len(e.Message) > proto.MaxErrorMessage || !utf8.ValidString(e.Message) ||
+		!strings.HasPrefix(long, e.Message) || len(e.Message) < proto.MaxErrorMessage-1 {
+		t.Errorf("a %d-byte message: %q (%d bytes), want its first %d bytes at most, whole characters", len(long), e, len(e.Message), proto.MaxErrorMessage)
+	}
+	if _, e := proto.DecodeResult([]byte(`{"error":{"code":"` + strings.Repeat("x", 65) + `","message":"m"}}`)); e == nil || e.Code != proto.CodeHandlerError {
+		t.Errorf("a 65-byte code: %v, want handler_error", e)
 	}
 }
