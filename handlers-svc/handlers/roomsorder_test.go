@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"sync/atomic"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -67,30 +66,6 @@ func TestRefusedJoinChargesNothing(t *testing.T) {
 	}
 	if n := reached(rec); n != 0 {
 		t.Fatalf("refused joins dispatched to %d users", n)
-	}
-}
-
-// beforeNthSMembers is a go-redis hook that runs do once, before the nth
-// SMEMBERS of key reaches Redis.
-type beforeNthSMembers struct {
-	key   string
-	n     int32
-	seen  atomic.Int32
-	fired atomic.Bool
-	do    func()
-}
-
-func (h *beforeNthSMembers) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *beforeNthSMembers) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-func (h *beforeNthSMembers) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if cmd.Name() == "smembers" && slices.Contains(cmd.Args(), any(h.key)) &&
-			h.seen.Add(1) == h.n && h.fired.CompareAndSwap(false, true) {
-			h.do()
-		}
-		return next(ctx, cmd)
 	}
 }
 
@@ -166,7 +141,7 @@ func TestLeaveOfNonMemberDuringJoinTellsLeftLast(t *testing.T) {
 	var bErr error
 	// A's join reads the members first (the limiter's read), then
 	// ToRooms reads them again for room_joined: B runs before the second.
-	hook := &beforeNthSMembers{key: proto.RoomMembersKey("general"), n: 2, do: func() {
+	hook := &beforeCmd{key: proto.RoomMembersKey("general"), names: []string{"smembers"}, nth: 2, do: func() {
 		r := eventtest.NewRequest("leaveRoom", "alice", map[string]string{"room": "general"})
 		r.Conn = "alice-b"
 		bErr = mux.ServeEvent(ctx, r)
@@ -222,7 +197,7 @@ func TestLeaveOfNonMemberRemovingAJoinIsNotRateLimitedIntoSilence(t *testing.T) 
 	carolHeard := roomEvents(t, srv.Addr(), d, "carol")
 
 	var bErr error
-	hook := &beforeScript{key: proto.RoomMembersKey("general"), do: func() {
+	hook := &beforeCmd{key: proto.RoomMembersKey("general"), names: scripts, do: func() {
 		r := eventtest.NewRequest("joinRoom", "alice", map[string]string{"room": "general"})
 		r.Conn = "alice-b"
 		bErr = mux.ServeEvent(ctx, r)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/switchboard/switchboard/gateway/internal/admission"
@@ -37,13 +38,25 @@ func withRevokedCheck(wrap func(next func(string, time.Time) bool) func(string, 
 // the revoked check (admission.Admit) just before a backend's disconnect
 // with revoke reached the worker, and that is registered in the hub
 // (serveSocket's AddReserved) just after the worker closed the user's
-// sockets (Worker.disconnect), is closed with 4003 before it is sent
-// anything. Nothing orders the two (the check runs on the upgrade's
-// goroutine, the disconnect on the fan-out's, and between the check and
-// AddReserved lie the handshake's write and the socket's setup); before
-// the fix the socket lived on with its revoked token until the token's
-// exp. The wrapper only pins that interleaving down.
+// sockets (Worker.disconnect), is closed before it is sent anything, with
+// the code the others got: 4003, or 4002 when the disconnect asked to
+// reconnect (4003 stops the JavaScript client for good). Nothing orders
+// the two (the check runs on the upgrade's goroutine, the disconnect on
+// the fan-out's, and between the check and AddReserved lie the
+// handshake's write and the socket's setup); before the fix the socket
+// lived on with its revoked token until the token's exp. The wrapper only
+// pins that interleaving down.
 func TestRevokeDuringUpgradeClosesTheSocket(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		reconnect bool
+		code      int
+	}{{"disconnect", false, proto.CloseDisconnected}, {"reconnect", true, proto.CloseReconnect}} {
+		t.Run(c.name, func(t *testing.T) { testRevokeDuringUpgrade(t, c.reconnect, c.code) })
+	}
+}
+
+func testRevokeDuringUpgrade(t *testing.T, reconnect bool, code int) {
 	n := testkit.StartNATS(t)
 	rd := testkit.StartRedis(t)
 	pub := publisher(t, rd.URL())
@@ -54,38 +67,17 @@ func TestRevokeDuringUpgradeClosesTheSocket(t *testing.T) {
 
 	var armed atomic.Bool
 	var first *testkit.Client // alice's socket open before the revoke
-	revokeNow := func() {
-		body, err := json.Marshal(proto.Disconnect{
-			Control: proto.ControlDisconnect, Users: []string{"alice"}, Reason: "leaked token",
-			RevokeBefore: time.Now().UnixMilli(),
-		})
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		// As handlers-svc's dispatch.Disconnect: recorded, then published.
-		ctx := context.Background()
-		if err := pub.HSet(ctx, proto.RevokedKey, "alice", time.Now().UnixMilli()).Err(); err != nil {
-			t.Error(err)
-			return
-		}
-		if err := pub.Publish(ctx, proto.Channel, body).Err(); err != nil {
-			t.Error(err)
-			return
-		}
-		// The worker has handled the disconnect once it closed the
-		// socket alice already had.
-		if code := testkit.CloseCode(first.WaitClosed(wait)); code != proto.CloseDisconnected {
-			t.Errorf("first socket closed with %d, want %d", code, proto.CloseDisconnected)
-		}
-	}
 	wrap := func(next func(string, time.Time) bool) func(string, time.Time) bool {
 		return func(user string, iat time.Time) bool {
 			revoked := next(user, iat)
 			if user == "alice" && armed.CompareAndSwap(true, false) {
 				// This upgrade passed the check; the revoke lands now,
-				// before the socket is in the hub.
-				revokeNow()
+				// before the socket is in the hub. The worker has
+				// handled it once it closed the socket alice had.
+				publishRevoke(t, pub, "alice", time.Now(), reconnect)
+				if got := testkit.CloseCode(first.WaitClosed(wait)); got != code {
+					t.Errorf("first socket closed with %d, want %d", got, code)
+				}
 			}
 			return revoked
 		}
@@ -95,17 +87,17 @@ func TestRevokeDuringUpgradeClosesTheSocket(t *testing.T) {
 
 	first = testkit.Dial(t, url, leaked)
 	armed.Store(true)
-	// The upgrade the revoke overtakes: it is let in, but closed with
-	// 4003 before it is sent anything, connected included.
+	// The upgrade the revoke overtakes: it is let in, but closed before
+	// it is sent anything, connected included.
 	late, _, err := websocket.DefaultDialer.Dial(url, http.Header{"Authorization": {"Bearer " + leaked}})
 	if err != nil {
 		t.Fatalf("the upgrade admitted during the revoke: %v", err)
 	}
 	defer late.Close()
 	_ = late.SetReadDeadline(time.Now().Add(wait))
-	if _, data, err := late.ReadMessage(); testkit.CloseCode(err) != proto.CloseDisconnected {
+	if _, data, err := late.ReadMessage(); testkit.CloseCode(err) != code {
 		t.Fatalf("socket of alice admitted while her tokens were being revoked: read %q, %v; want a close with %d "+
-			"before any frame: it would hold a revoked token until exp", data, err, proto.CloseDisconnected)
+			"before any frame, as her other sockets got", data, err, code)
 	}
 	if armed.Load() {
 		t.Fatal("the revoke did not land during the second upgrade")
@@ -118,6 +110,29 @@ func TestRevokeDuringUpgradeClosesTheSocket(t *testing.T) {
 			status = resp.StatusCode
 		}
 		t.Fatalf("a new upgrade with the revoked token: err %v, HTTP %d; want 401", err, status)
+	}
+}
+
+// publishRevoke revokes user's tokens issued before at, as handlers-svc's
+// dispatch.Disconnect does: recorded in sb:revoked, then published,
+// asking the clients to reconnect or not; a failure is reported with
+// t.Error (it may run on the worker's goroutine).
+func publishRevoke(t *testing.T, pub *redis.Client, user string, at time.Time, reconnect bool) {
+	body, err := json.Marshal(proto.Disconnect{
+		Control: proto.ControlDisconnect, Users: []string{user}, Reason: "leaked token", Reconnect: reconnect,
+		RevokeBefore: at.UnixMilli(),
+	})
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	ctx := context.Background()
+	if err := pub.HSet(ctx, proto.RevokedKey, user, at.UnixMilli()).Err(); err != nil {
+		t.Error(err)
+		return
+	}
+	if err := pub.Publish(ctx, proto.Channel, body).Err(); err != nil {
+		t.Error(err)
 	}
 }
 

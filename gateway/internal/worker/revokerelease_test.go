@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -47,17 +46,7 @@ func TestRevokedDuringUpgradeKeepsTheUsersChannel(t *testing.T) {
 		return func(user string, iat time.Time) bool {
 			revoked := next(user, iat)
 			if user == "alice" && armed.CompareAndSwap(true, false) {
-				body, _ := json.Marshal(proto.Disconnect{
-					Control: proto.ControlDisconnect, Users: []string{"alice"}, Reason: "leaked token",
-					RevokeBefore: revokeBefore.UnixMilli(),
-				})
-				ctx := context.Background()
-				if err := pub.HSet(ctx, proto.RevokedKey, "alice", revokeBefore.UnixMilli()).Err(); err != nil {
-					t.Error(err)
-				}
-				if err := pub.Publish(ctx, proto.Channel, body).Err(); err != nil {
-					t.Error(err)
-				}
+				publishRevoke(t, pub, "alice", revokeBefore, false)
 				if code := testkit.CloseCode(old.WaitClosed(wait)); code != proto.CloseDisconnected {
 					t.Errorf("old socket closed with %d, want %d", code, proto.CloseDisconnected)
 				}
