@@ -47,6 +47,33 @@ func TestLeaveRoomBiggerThanRecipientsBurst(t *testing.T) {
 	}
 }
 
+// roomsOnRedis returns the rooms handlers served by mux on a real Redis
+// (at addr, through rdb, which the test may hook) with d as dispatcher and
+// store, carol a member of "general", and, with burst > 0, lim bounding
+// the recipients at burst and 1 a second, with no in-process share (nil
+// and no bound with 0).
+func roomsOnRedis(t *testing.T, burst int) (addr string, rdb *redis.Client, d *dispatch.Dispatcher, mux *event.Mux, lim *limit.Sender) {
+	t.Helper()
+	srv := testkit.StartRedis(t)
+	rdb = redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := context.Background()
+	d = dispatch.New(rdb, dispatch.Options{Window: dispatch.NoHistory})
+	deps := handlers.Deps{Dispatcher: d, Rooms: d}
+	if burst > 0 {
+		lim = limit.New(rdb, limit.Config{RecipientsPerSecond: 1, RecipientsBurst: burst})
+		deps.Senders = lim
+	}
+	mux = event.NewMux()
+	if err := handlers.RegisterRooms(ctx, mux, deps); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := d.Join(ctx, "general", "carol"); err != nil {
+		t.Fatal(err)
+	}
+	return srv.Addr(), rdb, d, mux, lim
+}
+
 // beforeCmd is a go-redis hook that runs do once, before the nth command
 // (the first when nth is 0) naming key, of one of names (any command when
 // none), reaches Redis: it puts another request at an exact point of one
@@ -88,20 +115,9 @@ var scripts = []string{"evalsha", "eval"}
 // undo. Real Redis for membership, the limiter and the dispatches; the
 // hook only places B's request at the point where it can land.
 func TestJoinUndoDropsAConcurrentAckedJoin(t *testing.T) {
-	srv := testkit.StartRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
-	t.Cleanup(func() { _ = rdb.Close() })
 	ctx := context.Background()
-	d := dispatch.New(rdb, dispatch.Options{Window: dispatch.NoHistory})
 	// A burst of 2 and no in-process share: every charge is counted in Redis.
-	lim := limit.New(rdb, limit.Config{RecipientsPerSecond: 1, RecipientsBurst: 2})
-	mux := event.NewMux()
-	if err := handlers.RegisterRooms(ctx, mux, handlers.Deps{Dispatcher: d, Rooms: d, Senders: lim}); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := d.Join(ctx, "general", "carol"); err != nil {
-		t.Fatal(err)
-	}
+	_, rdb, d, mux, lim := roomsOnRedis(t, 2)
 	// alice has just reached two users elsewhere (a post's mentions, say).
 	if err := lim.Recipients(ctx, "alice", 2); err != nil {
 		t.Fatal(err)
@@ -150,19 +166,9 @@ func TestJoinUndoDropsAConcurrentAckedJoin(t *testing.T) {
 // section 5 promises whenever a member leaves: carol saw her join and
 // never her leave. Now room_left is sent for it.
 func TestLeaveOfNonMemberRemovesAConcurrentJoin(t *testing.T) {
-	srv := testkit.StartRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
-	t.Cleanup(func() { _ = rdb.Close() })
 	ctx := context.Background()
-	d := dispatch.New(rdb, dispatch.Options{Window: dispatch.NoHistory})
-	mux := event.NewMux()
-	if err := handlers.RegisterRooms(ctx, mux, handlers.Deps{Dispatcher: d, Rooms: d}); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := d.Join(ctx, "general", "carol"); err != nil {
-		t.Fatal(err)
-	}
-	carolHeard := roomEvents(t, srv.Addr(), d, "carol")
+	addr, rdb, d, mux, _ := roomsOnRedis(t, 0)
+	carolHeard := roomEvents(t, addr, d, "carol")
 
 	var bErr error
 	hook := &beforeCmd{key: proto.RoomMembersKey("general"), names: scripts, do: func() {
