@@ -44,6 +44,16 @@ type Disconnect struct {
 // (GATEWAY_REVOKE_TTL). One hash, so one slot on a Redis Cluster.
 const RevokedKey = "sb:revoked"
 
+// RevokedReconnectKey is the Redis hash beside RevokedKey, in its hash
+// slot: user id -> the moment (RevokedKey's value) of that user's latest
+// revoke whose disconnect asked the clients to reconnect. A worker that
+// missed the disconnect message closes the user's sockets on revoked
+// tokens with CloseReconnect when this field equals the user's
+// RevokedKey field, else with CloseDisconnected. Handlers-svc writes both
+// in one script; a field that no longer equals its RevokedKey field is
+// stale and ignored.
+const RevokedReconnectKey = "{sb:revoked}:reconnect"
+
 // MaxCloseReason is the most bytes of a WebSocket close reason: a control
 // frame's payload is at most 125 bytes, two of which are the code
 // (RFC 6455 section 5.5).

@@ -83,12 +83,16 @@ func (d *Dispatcher) Disconnect(ctx context.Context, m Disconnect) (workers int,
 		// Recorded before it is published: a worker that subscribes
 		// after the publish, or misses it, loads it from the hash.
 		msg.RevokeBefore = time.Now().UnixMilli()
-		args := make([]any, 0, 2+len(msg.Users))
-		args = append(args, msg.RevokeBefore, d.revokeTTL.Milliseconds())
+		again := 0
+		if msg.Reconnect {
+			again = 1
+		}
+		args := make([]any, 0, 3+len(msg.Users))
+		args = append(args, msg.RevokeBefore, d.revokeTTL.Milliseconds(), again)
 		for _, u := range msg.Users {
 			args = append(args, u)
 		}
-		if err := revokeScript.Run(ctx, d.pub.rdb, []string{proto.RevokedKey}, args...).Err(); err != nil {
+		if err := revokeScript.Run(ctx, d.pub.rdb, []string{proto.RevokedKey, proto.RevokedReconnectKey}, args...).Err(); err != nil {
 			if !unsent(err) {
 				late.Mark(ctx)
 				err = &maybeSentError{err: err}
@@ -111,22 +115,39 @@ func (d *Dispatcher) Disconnect(ctx context.Context, m Disconnect) (workers int,
 	return int(n), nil
 }
 
-// revokeScript records a revocation: ARGV[1] is the moment (Unix ms),
-// ARGV[2] the TTL (ms), the rest the users. Each user's field keeps the
-// later of its value and the moment; the fields older than the TTL are
-// deleted (each call walks the hash: revocations are rare), and the hash
-// expires a TTL after the last call, when every field would be stale.
+// revokeScript records a revocation in KEYS[1] (proto.RevokedKey) and
+// whether it asked the clients to reconnect in KEYS[2]
+// (proto.RevokedReconnectKey, in the same slot): ARGV[1] is the moment
+// (Unix ms), ARGV[2] the TTL (ms), ARGV[3] 1 to reconnect, the rest the
+// users. Each user's field keeps the later of its value and the moment;
+// when the moment wins, the user's reconnect mark is set to it or
+// deleted. The fields older than the TTL, and the marks that no longer
+// match their user's moment, are deleted (each call walks the hashes:
+// revocations are rare), and both hashes expire a TTL after the last call,
+// when every field would be stale.
 var revokeScript = redis.NewScript(`
-local now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now, ttl, again = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1'
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
 	local v = tonumber(all[i+1])
 	if v == nil or v < now - ttl then redis.call('HDEL', KEYS[1], all[i]) end
 end
-for i = 3, #ARGV do
+for i = 4, #ARGV do
 	local old = tonumber(redis.call('HGET', KEYS[1], ARGV[i]))
-	if old == nil or old < now then redis.call('HSET', KEYS[1], ARGV[i], ARGV[1]) end
+	if old == nil or old < now then
+		redis.call('HSET', KEYS[1], ARGV[i], ARGV[1])
+		if again then
+			redis.call('HSET', KEYS[2], ARGV[i], ARGV[1])
+		else
+			redis.call('HDEL', KEYS[2], ARGV[i])
+		end
+	end
+end
+local marks = redis.call('HGETALL', KEYS[2])
+for i = 1, #marks, 2 do
+	if redis.call('HGET', KEYS[1], marks[i]) ~= marks[i+1] then redis.call('HDEL', KEYS[2], marks[i]) end
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ttl) end
 return 0
 `)

@@ -197,3 +197,71 @@ func TestDisconnectRevokeNeedsUsers(t *testing.T) {
 		t.Fatal("a negative RevokeTTL passed Check")
 	}
 }
+
+// TestDisconnectRevokeRecordsReconnect: a revoke that asks the clients to
+// reconnect records its moment in proto.RevokedReconnectKey too, so a
+// worker that misses the message closes with 4002, not 4003; a later
+// revoke without reconnect removes the mark; a revoke that loses to a
+// later moment already recorded leaves both hashes alone. Both hashes
+// expire with the TTL.
+func TestDisconnectRevokeRecordsReconnect(t *testing.T) {
+	srv := testkit.StartRedis(t)
+	rdb := newClient(t, srv.Addr())
+	ttl := time.Hour
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute, RevokeTTL: ttl})
+	ctx := context.Background()
+	later := time.Now().UnixMilli() + 10*60*1000
+	if err := rdb.HSet(ctx, proto.RevokedKey, "carol", later).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Disconnect(ctx, dispatch.Disconnect{Users: []string{"alice", "bob", "carol"}, Revoke: true, Reconnect: true}); err != nil {
+		t.Fatal(err)
+	}
+	revoked, err := rdb.HGetAll(ctx, proto.RevokedKey).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := rdb.HGetAll(ctx, proto.RevokedReconnectKey).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"alice": revoked["alice"], "bob": revoked["bob"]} // carol's later revoke stands
+	if revoked["alice"] == "" || !maps.Equal(again, want) {
+		t.Fatalf("%s = %v after a revoke asking to reconnect (revoked %v); want %v", proto.RevokedReconnectKey, again, revoked, want)
+	}
+	if pttl, err := rdb.PTTL(ctx, proto.RevokedReconnectKey).Result(); err != nil || pttl <= ttl-time.Minute || pttl > ttl {
+		t.Errorf("PTTL %s = %s, %v; want about %s", proto.RevokedReconnectKey, pttl, err, ttl)
+	}
+
+	// A later revoke of bob that does not ask to reconnect ends his mark.
+	testkit.Eventually(t, 5*time.Second, "the clock moves a millisecond", func() bool {
+		return strconv.FormatInt(time.Now().UnixMilli(), 10) > revoked["bob"]
+	})
+	if _, err := d.Disconnect(ctx, dispatch.Disconnect{Users: []string{"bob"}, Revoke: true}); err != nil {
+		t.Fatal(err)
+	}
+	if again, err = rdb.HGetAll(ctx, proto.RevokedReconnectKey).Result(); err != nil || !maps.Equal(again, map[string]string{"alice": revoked["alice"]}) {
+		t.Fatalf("%s = %v, %v after bob's revoke without reconnect; want alice's mark only", proto.RevokedReconnectKey, again, err)
+	}
+}
+
+// TestRevokedKeysShareASlot: the two revoke hashes are written by one
+// script, so on a Redis Cluster they must be in one hash slot.
+func TestRevokedKeysShareASlot(t *testing.T) {
+	c := testkit.StartRedisCluster(t, 3)
+	rdb := c.Client(&redis.ClusterOptions{})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := context.Background()
+	a, err := rdb.ClusterKeySlot(ctx, proto.RevokedKey).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := rdb.ClusterKeySlot(ctx, proto.RevokedReconnectKey).Result()
+	if err != nil || a != b {
+		t.Fatalf("slot of %s = %d, of %s = %d (%v): want one slot", proto.RevokedKey, a, proto.RevokedReconnectKey, b, err)
+	}
+	d := dispatch.New(rdb, dispatch.Options{PerUser: true})
+	if _, err := d.Disconnect(ctx, dispatch.Disconnect{Users: []string{"alice"}, Revoke: true, Reconnect: true}); err != nil {
+		t.Fatalf("a revoke asking to reconnect on a cluster: %v", err)
+	}
+}

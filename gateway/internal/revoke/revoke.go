@@ -97,8 +97,8 @@ func (l *List) Revoke(users []string, before int64, reconnect bool) {
 }
 
 // Reconnect reports whether the latest revoke of user's tokens asked its
-// clients to reconnect (a disconnect with reconnect, 4002), as far as the
-// worker was told by message: sb:revoked does not say.
+// clients to reconnect (a disconnect with reconnect, 4002), as the worker
+// was told by message or loaded from proto.RevokedReconnectKey.
 func (l *List) Reconnect(user string) bool {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -190,12 +190,25 @@ func (l *List) Load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Read after the moments: a mark newer than its moment read here is
+	// no match and is ignored; the message, or the next load, brings it.
+	marks, err := l.rdb.HGetAll(ctx, proto.RevokedReconnectKey).Result()
+	if err != nil {
+		return err
+	}
 	var missed []string
 	l.mu.Lock()
 	oldest := l.now().UnixMilli() - l.ttl.Milliseconds()
 	for u, v := range all {
-		if b, err := strconv.ParseInt(v, 10, 64); err == nil && l.set(u, b) && b >= oldest {
+		b, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			continue
+		}
+		if l.set(u, b) && b >= oldest {
 			missed = append(missed, u)
+		}
+		if m, ok := marks[u]; ok && m == v && l.before[u] == b {
+			l.again[u] = b
 		}
 	}
 	l.prune()

@@ -203,3 +203,44 @@ func issuedAt(t *testing.T, user string, iat time.Time) string {
 	}
 	return tok
 }
+
+// TestRevokeMissedWithReconnectCloses4002: a missed revoke whose
+// disconnect asked the clients to reconnect (4002: get a fresh token and
+// come back) closes the worker's sockets on revoked tokens with 4002 too,
+// not with 4003, which tells a client to stop for good. Handlers-svc
+// records that ask in proto.RevokedReconnectKey beside sb:revoked; before
+// it did, a worker that missed the message could only close with 4003,
+// logging the user out on that device.
+func TestRevokeMissedWithReconnectCloses4002(t *testing.T) {
+	n := testkit.StartNATS(t)
+	rd := testkit.StartRedis(t)
+	pub := publisher(t, rd.URL())
+
+	cfg := testConfig()
+	cfg.NATSURL, cfg.RedisURL = n.URL(), rd.URL()
+	r := startWorker(t, cfg, 0)
+	url := "ws://" + r.addr + "/socket"
+	a := testkit.Dial(t, url, issuedAt(t, "alice", time.Now().Add(-10*time.Second)))
+	b := testkit.Dial(t, url, issuedAt(t, "bob", time.Now().Add(-10*time.Second)))
+
+	// As handlers-svc records a revoke of alice asking to reconnect, and
+	// one of bob that does not: carol's stale reconnect mark (an older
+	// revoke) does not make bob's 4002.
+	ctx := context.Background()
+	at := time.Now().Add(-3 * time.Second).UnixMilli()
+	if err := pub.HSet(ctx, proto.RevokedKey, "alice", at, "bob", at).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.HSet(ctx, proto.RevokedReconnectKey, "alice", at, "bob", at-5000).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if code := testkit.CloseCode(a.WaitClosed(wait)); code != proto.CloseReconnect {
+		t.Errorf("alice's socket, revoked by a disconnect asking to reconnect, closed with %d; want %d", code, proto.CloseReconnect)
+	}
+	if code := testkit.CloseCode(b.WaitClosed(wait)); code != proto.CloseDisconnected {
+		t.Errorf("bob's socket, whose latest revoke did not ask to reconnect, closed with %d; want %d", code, proto.CloseDisconnected)
+	}
+}

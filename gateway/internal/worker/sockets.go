@@ -71,10 +71,7 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 	case err == errRevoked:
 		// As the disconnect closed the user's other sockets: 4002 when it
 		// asked the clients to come back (with a fresh token).
-		code := proto.CloseDisconnected
-		if w.revoked.Reconnect(user) {
-			code = proto.CloseReconnect
-		}
+		code := w.revokedCode(user)
 		w.log.Info("socket closed: its token was revoked while it was admitted", zap.String("user", user), zap.String("conn", c.ID()),
 			zap.Int("code", code))
 		c.Close(code, proto.ReasonRevoked)
@@ -219,8 +216,8 @@ func (w *Worker) presenceClosed(c *ws.Conn) *int {
 	return nil
 }
 
-// closeRevoked closes the sockets of users whose tokens are revoked now,
-// with 4003: for revokes the worker learned of from sb:revoked only
+// closeRevoked closes the sockets of users whose tokens are revoked now:
+// for revokes the worker learned of from sb:revoked only
 // (revoke.List.OnMissed), whose disconnect was published while it was
 // not subscribed. A socket on a token issued after the revoke stays.
 func (w *Worker) closeRevoked(users []string) {
@@ -228,10 +225,21 @@ func (w *Worker) closeRevoked(users []string) {
 		if !w.revoked.Revoked(s.User(), s.IssuedAt()) {
 			continue
 		}
+		code := w.revokedCode(s.User())
 		w.log.Info("socket closed: its token was revoked while the worker was not subscribed",
-			zap.String("user", s.User()), zap.String("conn", s.ID()))
-		s.Close(proto.CloseDisconnected, proto.ReasonRevoked)
+			zap.String("user", s.User()), zap.String("conn", s.ID()), zap.Int("code", code))
+		s.Close(code, proto.ReasonRevoked)
 	}
+}
+
+// revokedCode is the close code of a socket on a revoked token of user,
+// as the revoke's disconnect closed the user's other sockets: 4002 when
+// it asked the clients to come back (with a fresh token), else 4003.
+func (w *Worker) revokedCode(user string) int {
+	if w.revoked.Reconnect(user) {
+		return proto.CloseReconnect
+	}
+	return proto.CloseDisconnected
 }
 
 // disconnect closes the local sockets a backend's disconnect names
