@@ -416,7 +416,9 @@ func (s *Server) drop(m *nats.Msg, deadline time.Time) {
 		return
 	}
 	s.expired.Add(-n)
-	s.log.Warn("requests dropped unrun: the gateway's deadline had passed (handlers-svc is behind)",
+	// The deadline is the gateway's clock: a late that stays near one
+	// value whatever the load is this clock running ahead of the gateway's.
+	s.log.Warn("requests dropped unrun: the gateway's deadline had passed (handlers-svc is behind, or its clock is ahead of the gateway's)",
 		zap.Int64("dropped", n), zap.String("event", event), zap.Duration("late", time.Since(deadline)))
 }
 
