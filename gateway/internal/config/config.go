@@ -302,6 +302,13 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	if fs.NArg() > 0 {
+		// The flag package stops at the first word that is not a flag:
+		// dropped, it would take every flag after it along, and a boolean
+		// given its value as a word ("-gateway-dev false") would mean the
+		// opposite of what it says.
+		return c, fmt.Errorf("unexpected arguments %q: a flag's value goes after = for on/off settings (-gateway-dev=false), and the subcommands are token and health", fs.Args())
+	}
 	fs.Visit(func(f *flag.Flag) { addrSet = addrSet || f.Name == FlagName("GATEWAY_ADDR") })
 	if c.Dev && !addrSet {
 		c.Addr = DevAddr
@@ -492,6 +499,12 @@ const MinSendQueueBytes = max(proto.MaxEventFrame+proto.MaxResyncFrame+proto.Max
 // longer only brings dispatches no local socket wants.
 const MaxFanoutLinger = 10 * time.Minute
 
+// MaxFanoutQueue bounds GATEWAY_FANOUT_QUEUE, so that a typo with extra
+// zeros is refused rather than a worker that cannot make its queue (16
+// bytes a slot, made at start) and is restarted for ever: 64 times the
+// default, 32 MiB of slots.
+const MaxFanoutQueue = 1 << 21
+
 // Bounds of GATEWAY_PRESENCE_TTL when presence is on. Below 3 s a lease,
 // refreshed every third of it, would lapse after one slow round trip to
 // Redis (presence.MinTTL); above 10 min a dead worker's sockets would
@@ -591,8 +604,8 @@ func (c Config) Validate() error {
 	if c.FanoutQueueBytes < 64<<10 {
 		errs = append(errs, fmt.Errorf("GATEWAY_FANOUT_QUEUE_BYTES must be at least 65536, got %d", c.FanoutQueueBytes))
 	}
-	if c.FanoutQueue < 64 {
-		errs = append(errs, fmt.Errorf("GATEWAY_FANOUT_QUEUE must be at least 64, got %d", c.FanoutQueue))
+	if c.FanoutQueue < 64 || c.FanoutQueue > MaxFanoutQueue {
+		errs = append(errs, fmt.Errorf("GATEWAY_FANOUT_QUEUE must be from 64 to %d, got %d", MaxFanoutQueue, c.FanoutQueue))
 	}
 	if !(c.RateLimit >= 0) || math.IsInf(c.RateLimit, 0) || c.RateCloseAfter < 0 ||
 		(c.RateLimit > 0 && (!(c.RateBurst >= 1) || math.IsInf(c.RateBurst, 0))) { // !(x >= n) also refuses NaN
