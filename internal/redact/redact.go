@@ -35,6 +35,13 @@ func one(s string) string {
 	if err != nil || u.Opaque != "" {
 		return Invalid
 	}
+	if at := MisplacedAt(s); at >= 0 {
+		// A credential that was not percent-encoded and holds a "/" or
+		// "?" ends the authority early, and url.Parse puts the rest of
+		// it in the path or the query: everything from the authority's
+		// start to the last "@" is taken for user info.
+		return one(u.Scheme + "://" + Mask + "@" + s[at+1:])
+	}
 	if u.User != nil {
 		u.User = url.User(Mask)
 	}
@@ -76,4 +83,21 @@ func secretName(name string) bool {
 		}
 	}
 	return false
+}
+
+// MisplacedAt returns the index in s of the last "@" that follows the
+// end of s's authority (the first "/", "?" or "#" after "scheme://"), or
+// -1 when there is none: a URL with one is taken to carry user info that
+// was not percent-encoded ("nats://AbC/s3cr3t@host"), and server URLs
+// have no other use for an "@" there.
+func MisplacedAt(s string) int {
+	_, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return -1
+	}
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 || !strings.Contains(rest[end:], "@") {
+		return -1
+	}
+	return len(s) - len(rest) + strings.LastIndex(rest, "@")
 }

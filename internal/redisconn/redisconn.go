@@ -76,8 +76,13 @@ func New(s string, t Tuning) (redis.UniversalClient, error) {
 // by raw system calls: package rawconn says why. A rediss:// URL keeps
 // go-redis's dialer, which puts TLS on the connection it dials.
 func dialer(timeout time.Duration) func(context.Context, string, string) (net.Conn, error) {
-	if timeout == 0 {
+	switch {
+	case timeout == 0:
 		timeout = 5 * time.Second // go-redis's default DialTimeout
+	case timeout < 0:
+		// go-redis's "no timeout" (dial_timeout=0 or -1 in a URL): a
+		// negative net.Dialer timeout would fail every dial at once.
+		timeout = 0
 	}
 	d := rawconn.Dialer{
 		Timeout:   timeout,

@@ -29,15 +29,43 @@ func NATS(s string) error {
 	if strings.TrimSpace(s) == "" {
 		return fmt.Errorf("must not be empty: want a URL such as %s, or a comma-separated list of URLs", NATSExample)
 	}
+	ws, other := false, false
 	for p := range strings.SplitSeq(s, ",") {
-		if err := natsServer(strings.TrimSpace(p)); err != nil {
+		p = strings.TrimSpace(p)
+		if err := natsServer(p); err != nil {
 			return err
 		}
+		if strings.HasPrefix(p, "ws://") || strings.HasPrefix(p, "wss://") {
+			ws = true
+		} else {
+			other = true
+		}
+	}
+	if ws && other {
+		// nats.go refuses such a list at every connect.
+		return fmt.Errorf("%q mixes ws:// or wss:// servers with nats:// or tls:// ones, which nats.go cannot dial: list one kind", redact.URL(s))
 	}
 	return nil
 }
 
+// misplacedCredential refuses s when an "@" follows the end of its
+// authority: a credential that was not percent-encoded and holds a "/"
+// or "?" there. Parsed as it is, the credential's start is the host and
+// its rest the path or the query, so the service would dial the wrong
+// host (nats.go ignores a nats:// URL's path) or quote the credential in
+// an error. The error shows nothing of s.
+func misplacedCredential(s, example string) error {
+	if redact.MisplacedAt(s) < 0 {
+		return nil
+	}
+	return fmt.Errorf("a URL has an @ after its host's end (a user name, password or token with a / or ? in it?): "+
+		"percent-encode them in the user info (/ as %%2F, ? as %%3F, @ as %%40), as in %s", example)
+}
+
 func natsServer(s string) error {
+	if err := misplacedCredential(s, "nats://user:p%2Fss@127.0.0.1:4222"); err != nil {
+		return err
+	}
 	// url.Parse's error quotes the URL whole, credentials included, so it
 	// is not passed on.
 	u, err := url.Parse(s)
@@ -85,6 +113,9 @@ func Redis(s string) error {
 	if strings.TrimSpace(s) == "" {
 		return fmt.Errorf("must not be empty: want a URL such as %s", RedisExample)
 	}
+	if err := misplacedCredential(s, "redis://default:p%2Fss@127.0.0.1:6379/0"); err != nil {
+		return err
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		// go-redis would return this error, which quotes the URL whole.
@@ -93,14 +124,33 @@ func Redis(s string) error {
 	if u.Query().Has("addr") {
 		return redisCluster(s, u)
 	}
-	if _, err := redis.ParseURL(s); err != nil {
+	opt, err := redis.ParseURL(s)
+	if err != nil {
 		// Once the URL parses, go-redis's errors name the scheme, path or
 		// option it rejects, never the user info.
 		return fmt.Errorf("%q: %s: want a URL such as %s",
 			redact.URL(s), strings.TrimPrefix(err.Error(), "redis: "), RedisExample)
 	}
+	if err := checkDB(u, opt.DB); err != nil {
+		return fmt.Errorf("%q: %w: want a URL such as %s", redact.URL(s), err, RedisExample)
+	}
 	if err := checkPort(u.Port()); err != nil {
 		return fmt.Errorf("%q: %w: want a URL such as %s", redact.URL(s), err, RedisExample)
+	}
+	return nil
+}
+
+// checkDB refuses a database go-redis would not select as named: a
+// negative one (go-redis selects only one above 0, so it runs on 0), or a
+// db parameter beside a database in the path that it overrides.
+func checkDB(u *url.URL, db int) error {
+	if db < 0 {
+		return fmt.Errorf("database %d is negative", db)
+	}
+	if u.Query().Has("db") {
+		if p := strings.Trim(u.Path, "/"); p != "" && p != strconv.Itoa(db) {
+			return fmt.Errorf("the path names database %s and the db parameter %d: name it once", p, db)
+		}
 	}
 	return nil
 }
@@ -126,9 +176,10 @@ func redisCluster(s string, u *url.URL) error {
 	ports := []string{u.Port()}
 	for _, addr := range u.Query()["addr"] {
 		_, port, err := net.SplitHostPort(addr)
-		if err != nil {
-			return fmt.Errorf("%q: addr %q is not host:port: want a Redis Cluster URL such as %s",
-				redact.URL(s), addr, RedisClusterExample)
+		if err != nil || strings.Contains(addr, "@") {
+			// Not quoted: it may hold a credential.
+			return fmt.Errorf("%q: an addr is not host:port (credentials go in the URL's user info, once for every node): want a Redis Cluster URL such as %s",
+				redact.URL(s), RedisClusterExample)
 		}
 		ports = append(ports, port)
 	}
