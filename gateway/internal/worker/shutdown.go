@@ -27,7 +27,18 @@ func (w *Worker) shutdown(srv *http.Server) {
 	defer cancel()
 	w.log.Info("worker shutting down", zap.Int("sockets", w.hub.Len()))
 	w.adm.Close()
-	_ = srv.Shutdown(ctx) // stops accepting; sockets are hijacked, so not waited for
+	// Shutdown closes the listeners at once, then waits for the plain
+	// HTTP requests (sockets are hijacked, so not waited for). Not
+	// waited for here: a request whose client sends its body slowly, or
+	// nothing, would hold every socket's 1001 up to the read timeout.
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if srv.Shutdown(ctx) != nil {
+			_ = srv.Close() // the deadline: cut what is left
+		}
+	}()
+	defer func() { <-served }()
 	if err := w.fwd.Shutdown(ctx); err != nil {
 		w.log.Warn("handler requests still in flight at the deadline", zap.Error(err))
 	}
