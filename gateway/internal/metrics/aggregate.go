@@ -157,7 +157,9 @@ func (a *Aggregator) gatherCached(ctx context.Context) ([]*dto.MetricFamily, err
 		return a.cached, nil
 	}
 	fams, err := a.GatherContext(ctx)
-	if err != nil {
+	if err != nil || ctx.Err() != nil {
+		// A read cut short by its scraper leaving is missing workers
+		// that answer: not one to serve the next scrapes.
 		return fams, err
 	}
 	a.cached, a.cachedAt = fams, time.Now()

@@ -9,9 +9,8 @@ import (
 	"time"
 )
 
-// TestAbandonedScrapeIsNotCached shows a finding of the admin review
-// (failing until fixed): Aggregator.gatherCached reads the workers within
-// the context of the scrape that found the cache stale, and caches what
+// TestAbandonedScrapeIsNotCached: Aggregator.gatherCached reads the workers within
+// the context of the scrape that found the cache stale, and cached what
 // it got for CacheFor even when that context ended (the scraper hung up
 // or timed out): every worker is then missing, worker_up 0, and the
 // scrapes that waited for that read or come within CacheFor (1 s by
