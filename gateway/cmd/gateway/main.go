@@ -37,7 +37,20 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:])
+	hurry := make(chan struct{})
+	go func() {
+		// After the first signal a second one stops the supervisor's
+		// workers at once (SIGKILL), as handlers-svc stops at once: a
+		// person pressing Ctrl-C again does not wait out the drain. A
+		// worker keeps ignoring it: in a terminal it gets the Ctrl-C and
+		// then the supervisor's SIGTERM, one stop.
+		<-ctx.Done()
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
+		<-again
+		close(hurry)
+	}()
+	code := run(ctx, hurry, os.Args[1:])
 	stop()
 	os.Exit(code)
 }
@@ -47,7 +60,7 @@ func main() {
 // went wrong in plain text. Otherwise every line on stderr is JSON, down
 // to why the gateway refuses to start (a missing secret, a bad setting or
 // flag).
-func run(ctx context.Context, args []string) int {
+func run(ctx context.Context, hurry <-chan struct{}, args []string) int {
 	if len(args) > 0 && (args[0] == "token" || args[0] == "health") {
 		var err error
 		if args[0] == "token" {
@@ -94,7 +107,7 @@ func run(ctx context.Context, args []string) int {
 			return 1
 		}
 	}
-	if err := realMain(ctx, cfg, log); err != nil {
+	if err := realMain(ctx, hurry, cfg, log); err != nil {
 		log.Error("gateway failed", zap.Error(err))
 		return 1
 	}
@@ -107,8 +120,9 @@ func run(ctx context.Context, args []string) int {
 const redisCheckLimit = 2 * time.Second
 
 // realMain runs this process as configured, a worker or the supervisor,
-// until ctx is done.
-func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
+// until ctx is done; a supervisor stopping kills its workers when hurry
+// is closed.
+func realMain(ctx context.Context, hurry <-chan struct{}, cfg config.Config, log *zap.Logger) error {
 	if cfg.WorkerIndex >= 0 {
 		wlog := log.With(zap.Int("worker", cfg.WorkerIndex), zap.Int("pid", os.Getpid()))
 		// go-redis logs through a process-wide logger (dial failures of its
@@ -150,6 +164,7 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		Addr:        cfg.Addr,
 		Workers:     cfg.Workers,
 		StopTimeout: cfg.ShutdownTimeout + 5*time.Second,
+		Hurry:       hurry,
 		HangTimeout: cfg.WorkerHangTimeout,
 		Announced:   announcedMax(cfg),
 	}, supervisor.ExecStart(exe, nil, env), log.Named("supervisor"))

@@ -13,10 +13,9 @@ import (
 	"github.com/switchboard/switchboard/internal/testkit"
 )
 
-// TestSecondSignalStopsAtOnce shows a finding of the admin review
-// (failing until fixed): main's signal.NotifyContext stays registered
-// until run returns, so once the gateway is stopping every further SIGINT
-// or SIGTERM is swallowed, and a person pressing Ctrl-C again waits out
+// TestSecondSignalStopsAtOnce: main's signal.NotifyContext stayed
+// registered until run returned, so once the gateway was stopping every
+// further SIGINT or SIGTERM was swallowed, and a person pressing Ctrl-C again waits out
 // the whole stop (GATEWAY_SHUTDOWN_TIMEOUT + 5 s, then up to 5 s more
 // after SIGKILL). handlers-svc stops at once on a second signal
 // (service.Main: "After the first signal, a second one stops the process
@@ -55,6 +54,10 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("the gateway exited %s after a second signal, want at once", took.Round(time.Second))
 	}
+	// Its stopped worker was killed, not left behind.
+	testkit.Eventually(t, 10*time.Second, "the worker is gone", func() bool {
+		return syscall.Kill(worker, 0) != nil
+	})
 }
 
 // pending reports whether pid has sig pending (its own or its process's).

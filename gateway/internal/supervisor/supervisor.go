@@ -52,6 +52,9 @@ type Config struct {
 	// before it is killed. With the watchdog on, one that stops beating
 	// while it stops is killed sooner, at HangTimeout.
 	StopTimeout time.Duration
+	// Hurry, when closed while the workers stop, kills them (SIGKILL)
+	// instead of waiting out StopTimeout: a person's second Ctrl-C.
+	Hurry <-chan struct{}
 	// MinBackoff and MaxBackoff bound the restart delay (100ms, 30s); it
 	// doubles with each crash and resets once a worker has run StableAfter
 	// (30s).
@@ -312,6 +315,22 @@ func (s *Supervisor) supervise(ctx context.Context, log *zap.Logger, index int, 
 	killed := false
 	done := ctx.Done()
 	var stopTimeout <-chan time.Time // set once ctx is done and SIGTERM sent
+	var hurry <-chan struct{}        // likewise, Config.Hurry
+	kill := func(why string) (bool, error) {
+		log.Error(why, zap.Int("pid", p.Pid()))
+		_ = p.Signal(syscall.SIGKILL)
+		t := time.NewTimer(killWait)
+		defer t.Stop()
+		select {
+		case <-exited:
+		case <-t.C:
+			// Stuck in the kernel (uninterruptible sleep): waiting on
+			// would hold the gateway's shutdown for as long, so it is
+			// left to exit by itself, or to the host.
+			log.Error("worker did not exit after SIGKILL, leaving it", zap.Int("pid", p.Pid()), zap.Duration("waited", killWait))
+		}
+		return true, nil
+	}
 	for {
 		select {
 		case err := <-exited:
@@ -325,21 +344,11 @@ func (s *Supervisor) supervise(ctx context.Context, log *zap.Logger, index int, 
 			_ = p.Signal(syscall.SIGTERM)
 			t := time.NewTimer(s.cfg.StopTimeout)
 			defer t.Stop()
-			stopTimeout = t.C
+			stopTimeout, hurry = t.C, s.cfg.Hurry
 		case <-stopTimeout:
-			log.Error("worker did not stop in time, killing it", zap.Int("pid", p.Pid()))
-			_ = p.Signal(syscall.SIGKILL)
-			t := time.NewTimer(killWait)
-			defer t.Stop()
-			select {
-			case <-exited:
-			case <-t.C:
-				// Stuck in the kernel (uninterruptible sleep): waiting on
-				// would hold the gateway's shutdown for as long, so it is
-				// left to exit by itself, or to the host.
-				log.Error("worker did not exit after SIGKILL, leaving it", zap.Int("pid", p.Pid()), zap.Duration("waited", killWait))
-			}
-			return true, nil
+			return kill("worker did not stop in time, killing it")
+		case <-hurry:
+			return kill("told to stop at once while the worker stopped, killing it")
 		case <-check:
 			s.mu.Lock()
 			silent := time.Since(w.last)
