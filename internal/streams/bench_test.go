@@ -21,12 +21,14 @@ var sendMessageArgs = json.RawMessage(`{"from":"u42","to":"u43","text":"` + stri
 
 // BenchmarkPublish is the Redis side of one recorded dispatch to one user:
 // the publish script's round trip (no subscribers), with sendMessage's
-// payload.
+// payload. redis-µs/op is the script's time in Redis per call, from INFO
+// commandstats: Redis's own CPU, which the round trip hides.
 func BenchmarkPublish(b *testing.B) {
 	rdb := client(b)
 	ctx := context.Background()
 	args := sendMessageArgs
 	i := 0
+	before := scriptUsec(b, rdb)
 	for b.Loop() {
 		d := &proto.Dispatch{Event: "message", Args: args, Users: []string{"u" + strconv.Itoa(i%1000)}}
 		if _, _, err := streams.Publish(ctx, rdb, 2*time.Minute, d); err != nil {
@@ -34,6 +36,34 @@ func BenchmarkPublish(b *testing.B) {
 		}
 		i++
 	}
+	b.ReportMetric(float64(scriptUsec(b, rdb)-before)/float64(i), "redis-µs/op")
+}
+
+// scriptUsec returns the microseconds Redis has spent in scripts (EVAL,
+// EVALSHA), from INFO commandstats.
+func scriptUsec(tb testing.TB, rdb *redis.Client) int64 {
+	tb.Helper()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var usec int64
+	for line := range strings.Lines(info) {
+		name, stats, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || (name != "cmdstat_eval" && name != "cmdstat_evalsha") {
+			continue
+		}
+		for f := range strings.SplitSeq(stats, ",") {
+			if v, ok := strings.CutPrefix(f, "usec="); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					tb.Fatal(err)
+				}
+				usec += n
+			}
+		}
+	}
+	return usec
 }
 
 // BenchmarkStreamMemory measures what the streams cost in Redis memory per

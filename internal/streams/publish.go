@@ -228,18 +228,22 @@ func PartitionCall(p int, units []*Unit, window, metaTTL time.Duration) (keys []
 }
 
 // liveRun is the scripts' flag to check the run key against the server's
-// own run id (INFO server, about 5 µs a call). On a Redis Cluster it is
-// needed: go-redis keeps connections to every node, opened while it may
-// have been a replica (CLUSTER SLOTS asks any node), and reuses them once
-// the node is a master after a failover, so OnConnect cannot be relied on
-// to have recorded the current run. On one Redis, every connection to the
-// server that writes was made to it as it runs now, and the run key is
-// enough.
+// own run. On a Redis Cluster, "1": the run id and the replication id
+// (INFO server and replication, about 15 µs a call): go-redis keeps
+// connections to every node, opened while it may have been a replica
+// (CLUSTER SLOTS asks any node), or before it restarted and served its
+// slots, and reuses them, so OnConnect cannot be relied on to have
+// recorded the current run. On one Redis, "r": the replication id only
+// (INFO replication, about 5 µs), which a promotion changes: a restart
+// drops every connection and OnConnect records the new run, but a
+// connection made while the server was a replica (a REDIS_URL host that
+// moves to it), or one idle through its time as a replica (a failback),
+// outlives its promotion.
 func liveRun(cluster bool) string {
 	if cluster {
 		return "1"
 	}
-	return ""
+	return "r"
 }
 
 func publishCall(p int, cluster bool, units []*Unit, window, metaTTL time.Duration) (keys []string, args []any) {

@@ -9,8 +9,9 @@
 -- ARGV[2]     meta TTL, s
 -- ARGV[3]     a fresh random epoch seed ([0-9a-z]): new epochs are seed..index
 -- ARGV[4]     D, the number of dispatches
--- ARGV[5]     '1' to check the run against the server's own run id (on a
---             Redis Cluster), '' to trust the run key
+-- ARGV[5]     '1' to check the run against the server's own run id and
+--             replication id (on a Redis Cluster), 'r' against its
+--             replication id only (on one Redis)
 -- then per dispatch, 7 values:
 --   channel, head (its JSON body without the closing brace), event, args,
 --   N (the targets it records: 0 = transient, 1 for the broadcast stream),
@@ -31,10 +32,22 @@
 -- SplitResult). A PUBLISH on a user's channel that no one hears is not
 -- counted: the user is offline, which is normal.
 local run = redis.call('GET', KEYS[1])
-if ARGV[5] == '1' or not run then
+local check = ARGV[5]
+if check == 'r' and run then
+  -- One Redis: a restart drops every connection, and OnConnect records
+  -- the new run on the next one; a promotion (a failover, a failback)
+  -- keeps connections made while the server was a replica, or idle
+  -- through its time as one, but changes its replication id, the run's
+  -- second half. A mismatch is checked in full below.
+  local half = string.sub(run, 17)
+  if half == '' or not string.find(redis.call('INFO', 'replication'), 'master_replid:' .. half, 1, true) then check = '1' end
+end
+if check == '1' or not run then
   -- On a cluster, a client's connection may date from before its node
-  -- became a master (a failover), so the run its OnConnect recorded is
-  -- not to be trusted; and with no run recorded (a new or flushed store)
+  -- became a master (a failover), or from before it restarted with its
+  -- replication id loaded from disk while OnConnect could not write
+  -- (it served no slot yet), so the run its OnConnect recorded is not to
+  -- be trusted; and with no run recorded (a new or flushed store)
   -- the server's own is the one OnConnect will record, so that a
   -- connection opened later does not change it again. The run as
   -- streams.Run makes it: 16 characters of the run id (new at every

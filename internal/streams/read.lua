@@ -11,8 +11,9 @@
 -- ARGV[4] the most entries the reader may take
 -- ARGV[5] a fresh random epoch ([0-9a-z])
 -- ARGV[6] the meta's TTL, s
--- ARGV[7] '1' to check the run against the server's own run id (on a
---         Redis Cluster: see publish.lua), '' to trust the run key
+-- ARGV[7] '1' to check the run against the server's own run id and
+--         replication id (on a Redis Cluster), 'r' against its replication
+--         id only (on one Redis): see publish.lua
 -- ARGV[8] the most entries to return ('0' = no bound)
 -- ARGV[9] the most bytes to return, each entry counted as the lengths of
 --         its field values plus ARGV[10]; the first entry always ('0' =
@@ -22,9 +23,16 @@
 -- and it is 1 to ARGV[4] entries behind the top: the first after it, as
 -- many as ARGV[8] and ARGV[9] let through.
 local run = redis.call('GET', KEYS[1])
-if ARGV[7] == '1' or not run then
-  -- As in publish.lua: the server's own run, on a cluster always, and
-  -- whenever none is recorded.
+local check = ARGV[7]
+if check == 'r' and run then
+  -- As in publish.lua: on one Redis a promotion changes the replication
+  -- id, the run's second half.
+  local half = string.sub(run, 17)
+  if half == '' or not string.find(redis.call('INFO', 'replication'), 'master_replid:' .. half, 1, true) then check = '1' end
+end
+if check == '1' or not run then
+  -- As in publish.lua: the server's own run, on a cluster always, on one
+  -- Redis after a promotion, and whenever none is recorded.
   local id = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
   local repl = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
   local live = id and repl and (string.sub(id, 1, 16) .. string.sub(repl, 1, 16))
