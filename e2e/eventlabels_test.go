@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/gorilla/websocket"
@@ -11,35 +12,43 @@ import (
 	"github.com/switchboard/switchboard/proto"
 )
 
-// TestInventedEventNamesDoNotBecomeLabels shows a finding of the admin
-// review (failing until fixed): gateway/internal/metrics says an event name
-// becomes a label of switchboard_gateway_envelopes_received_total only once
-// handlers-svc answers it with something other than unknown_event, "so
-// clients cannot grow the set by inventing names". But handlers-svc answers
-// some requests before it looks the event up: an idem already used for
-// another request gets bad_request ("idem was used for another request")
-// whatever the event. So a client that sends invented names with a reused
-// idem has each confirmed, and can take the worker's MaxEvents (128)
-// label slots, after which the real events count as _other.
+// TestInventedEventNamesDoNotBecomeLabels: gateway/internal/metrics
+// makes an event name a label of switchboard_gateway_envelopes_received_total
+// only once handlers-svc answers it with something other than
+// unknown_event, so that clients cannot grow the set by inventing names.
+// But handlers-svc answered a request whose idem was already used by
+// another request bad_request ("idem was used for another request")
+// before it looked the event up, whatever the event: a client sending
+// invented names with a reused idem had each confirmed, and could take
+// the worker's MaxEvents (128) label slots, after which the real events
+// counted as _other. An event with no handler now reserves no key and is
+// answered unknown_event; a known event reusing the key is still refused.
 func TestInventedEventNamesDoNotBecomeLabels(t *testing.T) {
 	s := testkit.StartStack(t, testkit.StackOptions{Workers: 1})
 	c := s.DialOn("mallory", 0)
-	send := func(event, ref string) proto.Frame {
+	send := func(event, ref string, args map[string]any) proto.Frame {
 		t.Helper()
-		frame, _ := json.Marshal(map[string]any{"event": event, "ref": ref, "idem": "reused-key", "args": map[string]any{}})
+		frame, _ := json.Marshal(map[string]any{"event": event, "ref": ref, "idem": "reused-key", "args": args})
 		c.SendRaw(websocket.TextMessage, frame)
 		return c.ExpectRef(wait, ref)
 	}
-	send("inventedFirst", "r0") // unknown_event: the key is now taken by this request
+	// A real request takes the key.
+	if f := send("sendMessage", "r0", map[string]any{"to": "mallory", "text": "hi"}); f.Event != proto.EventAck {
+		t.Fatalf("sendMessage answered %s %s, want an ack", f.Event, f.Args)
+	}
 	const invented = 5
 	for i := range invented {
-		f := send(fmt.Sprintf("invented%d", i), fmt.Sprintf("r%d", i+1))
-		if f.Event != proto.EventError {
-			t.Fatalf("invented%d answered %s %s, want an error", i, f.Event, f.Args)
+		f := send(fmt.Sprintf("invented%d", i), fmt.Sprintf("r%d", i+1), map[string]any{})
+		if f.Event != proto.EventError || !strings.Contains(string(f.Args), string(proto.CodeUnknownEvent)) {
+			t.Fatalf("invented%d answered %s %s, want unknown_event", i, f.Event, f.Args)
 		}
 	}
+	if f := send("joinRoom", "r-known", map[string]any{"room": "lobby"}); f.Event != proto.EventError ||
+		!strings.Contains(string(f.Args), "idem was used for another request") {
+		t.Errorf("a known event reusing the key answered %s %s, want bad_request for the key", f.Event, f.Args)
+	}
 	m := awaitMetrics(t, s, "the invented envelopes are counted", func(m testkit.Samples) bool {
-		return m.Sum("switchboard_gateway_envelopes_received_total") >= invented+1
+		return m.Sum("switchboard_gateway_envelopes_received_total") >= invented+2
 	})
 	for i := range invented {
 		name := fmt.Sprintf("invented%d", i)

@@ -296,6 +296,14 @@ func (s *Server) serve(base context.Context, m *nats.Msg) {
 		s.respond(m, r, ierr)
 		return
 	}
+	if k, ok := s.h.(interface{ Has(string) bool }); ok && idemKey != "" && !k.Has(r.Event) {
+		// An event with no handler reserves no key: its answer,
+		// unknown_event, is the same every time, and a key it took would
+		// answer the client's next request with that key bad_request
+		// whatever its event, an answer from which the gateway takes the
+		// event for one with a handler (a label of its metrics).
+		idemKey = ""
+	}
 
 	select {
 	case s.slots <- struct{}{}:
