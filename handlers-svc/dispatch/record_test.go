@@ -202,8 +202,9 @@ func TestNewEpochWhenTheStoreLostData(t *testing.T) {
 		t.Fatalf("the old epoch's entries are still there: %q", got)
 	}
 
-	// Another run: as after an AOF reload on a restarted server.
-	r.rdb.Set(ctx, proto.RunKey(proto.BroadcastPartition), "another-run", 0)
+	// Written on another run: as after an AOF reload on a restarted
+	// server, whose run the scripts read from the server itself.
+	r.rdb.HSet(ctx, proto.UserMetaKey("bob"), "r", "another-run")
 	p4 := send()
 	if p4.Epoch == p3.Epoch || p4.Off != 1 {
 		t.Fatalf("after a new run: %+v, want offset 1 of a new epoch", p4)
@@ -212,11 +213,12 @@ func TestNewEpochWhenTheStoreLostData(t *testing.T) {
 		t.Fatalf("the next event %+v, want offset 2 of %s", p5, p4.Epoch)
 	}
 
-	// No run recorded at all (a flushed store): a new one is marked.
+	// No run recorded (the key lost alone): the server's own is marked
+	// again, the one bob's stream was written on, which goes on.
 	r.rdb.Del(ctx, proto.RunKey(proto.BroadcastPartition))
 	p6 := send()
-	if p6.Epoch == p4.Epoch || p6.Off != 1 || r.rdb.Get(ctx, proto.RunKey(proto.BroadcastPartition)).Val() == "" {
-		t.Fatalf("with no run recorded: %+v", p6)
+	if p6.Epoch != p4.Epoch || p6.Off != 3 || r.rdb.Get(ctx, proto.RunKey(proto.BroadcastPartition)).Val() == "" {
+		t.Fatalf("with no run recorded: %+v, want offset 3 of %s and the run marked again", p6, p4.Epoch)
 	}
 }
 
