@@ -31,11 +31,11 @@ func NATS(s string) error {
 	}
 	ws, other := false, false
 	for p := range strings.SplitSeq(s, ",") {
-		p = strings.TrimSpace(p)
-		if err := natsServer(p); err != nil {
+		scheme, err := natsServer(strings.TrimSpace(p))
+		if err != nil {
 			return err
 		}
-		if strings.HasPrefix(p, "ws://") || strings.HasPrefix(p, "wss://") {
+		if scheme == "ws" || scheme == "wss" {
 			ws = true
 		} else {
 			other = true
@@ -62,28 +62,30 @@ func misplacedCredential(s, example string) error {
 		"percent-encode them in the user info (/ as %%2F, ? as %%3F, @ as %%40), as in %s", example)
 }
 
-func natsServer(s string) error {
+// natsServer checks one server's URL, s, and returns its scheme (in lower
+// case, as url.Parse leaves it).
+func natsServer(s string) (scheme string, err error) {
 	if err := misplacedCredential(s, "nats://user:p%2Fss@127.0.0.1:4222"); err != nil {
-		return err
+		return "", err
 	}
 	// url.Parse's error quotes the URL whole, credentials included, so it
 	// is not passed on.
 	u, err := url.Parse(s)
 	if err != nil {
-		return fmt.Errorf("a server is not a URL: want one such as %s", NATSExample)
+		return "", fmt.Errorf("a server is not a URL: want one such as %s", NATSExample)
 	}
 	switch u.Scheme {
 	case "nats", "tls", "ws", "wss":
 	default:
-		return fmt.Errorf("%q: the scheme must be nats, tls, ws or wss, as in %s", redact.URL(s), NATSExample)
+		return "", fmt.Errorf("%q: the scheme must be nats, tls, ws or wss, as in %s", redact.URL(s), NATSExample)
 	}
 	if u.Host == "" {
-		return fmt.Errorf("%q has no host: want a URL such as %s", redact.URL(s), NATSExample)
+		return "", fmt.Errorf("%q has no host: want a URL such as %s", redact.URL(s), NATSExample)
 	}
 	if err := checkPort(u.Port()); err != nil {
-		return fmt.Errorf("%q: %w, as in %s", redact.URL(s), err, NATSExample)
+		return "", fmt.Errorf("%q: %w, as in %s", redact.URL(s), err, NATSExample)
 	}
-	return nil
+	return u.Scheme, nil
 }
 
 // checkPort refuses a port outside 1 to 65535: such a URL parses, and
@@ -147,7 +149,7 @@ func checkDB(u *url.URL, db int) error {
 	if db < 0 {
 		return fmt.Errorf("database %d is negative", db)
 	}
-	if u.Query().Has("db") {
+	if u.Query().Has("db") && u.Scheme != "unix" { // a unix URL's path is the socket's
 		if p := strings.Trim(u.Path, "/"); p != "" && p != strconv.Itoa(db) {
 			return fmt.Errorf("the path names database %s and the db parameter %d: name it once", p, db)
 		}
