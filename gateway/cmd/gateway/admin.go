@@ -46,12 +46,7 @@ func serveAdmin(addr string, agg *metrics.Aggregator, sup *supervisor.Supervisor
 	}, func() float64 { return float64(sup.Orphans()) })); err != nil {
 		return nil, err
 	}
-	// Shared with SO_REUSEPORT, as the client port is: a second gateway
-	// on this host with the same address (the default's, 127.0.0.1:7998)
-	// joins rather than refuses to start, which a hand-over on one host
-	// needs (start the new one, then stop the old); until the old one
-	// stops, either answers.
-	ln, err := supervisor.ListenShared(addr)
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("GATEWAY_METRICS_ADDR %s: %w", addr, err)
 	}

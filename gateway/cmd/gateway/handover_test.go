@@ -10,12 +10,14 @@ import (
 	"github.com/switchboard/switchboard/internal/testkit"
 )
 
-// TestHandOverOnOneHost: docs/operations.md ("Workers") says a second gateway started on the same GATEWAY_ADDR joins
+// TestHandOverOnOneHost shows a finding of the admin review (failing
+// until fixed, in the code or in the docs): docs/operations.md
+// ("Workers") says a second gateway started on the same GATEWAY_ADDR joins
 // the first "with no error", which makes a hand-over on one host (start
 // the new one, then stop the old). With the same admin address, the
-// default 127.0.0.1:7998 for both, the second refused to start instead:
-// serveAdmin bound GATEWAY_METRICS_ADDR without SO_REUSEPORT, before any
-// worker started, and exited 1 on "address already in use".
+// default 127.0.0.1:7998 for both, the second refuses to start instead:
+// serveAdmin binds GATEWAY_METRICS_ADDR without SO_REUSEPORT, before any
+// worker starts, and exits 1 on "address already in use".
 func TestHandOverOnOneHost(t *testing.T) {
 	bin := cmdtest.Build(t, ".")
 	env := []string{

@@ -544,17 +544,6 @@ func errOrExit(err error) error {
 // spreading connections evenly, so one worker may take most of them:
 // enough to develop on, not to measure.
 func listen(addr string) (*net.TCPListener, error) {
-	ln, err := ListenShared(addr)
-	if err != nil {
-		return nil, fmt.Errorf("GATEWAY_ADDR %s: %w", addr, err)
-	}
-	return ln, nil
-}
-
-// ListenShared binds addr with SO_REUSEPORT: another process of the same
-// user may bind it too (a second gateway, handing over on one host), and
-// each gets its share of the connections.
-func ListenShared(addr string) (*net.TCPListener, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		if err := c.Control(func(fd uintptr) {
@@ -566,7 +555,7 @@ func ListenShared(addr string) (*net.TCPListener, error) {
 	}}
 	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("GATEWAY_ADDR %s: %w", addr, err)
 	}
 	return ln.(*net.TCPListener), nil
 }
