@@ -108,7 +108,9 @@ const setRun = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then redis.call('SET', 
 // Run returns the run of a Redis server as the scripts record it, from its
 // INFO server and INFO replication answers (together, in any order): the
 // first 16 characters of its run id, which changes whenever the server
-// starts, then the first 16 of its replication id, which changes whenever
+// starts, then the first 16 of its replication id, which changes (also
+// when a master with no backlog gets a replica, which is taken for a new
+// run all the same: docs/operations.md) whenever
 // the server is promoted from replica to master, also when it had been the
 // master before (a failback after a failover, which keeps the run id): a
 // stream written on one master is never continued by a server that has
