@@ -143,6 +143,13 @@ func UserIdemKey(user, idem string) string {
 // section 3).
 const IdemHeader = "Switchboard-Idem"
 
+// UnrunHeader, set to "1" on a reply, says that handlers-svc answered the
+// request without running anything for its event (no handler slot, an
+// idempotency key used by another request, a request it could not read):
+// the reply says nothing of whether the event has a handler, so the
+// gateway does not take the event name for one (a label of its metrics).
+const UnrunHeader = "Switchboard-Unrun"
+
 // IdempotencyKey returns the Redis key that holds the dispatch API's
 // record of an Idempotency-Key (docs/protocol.md section 7):
 // "sb:idem:<key>". It is one key in no partition: on a Redis Cluster it

@@ -88,14 +88,6 @@ func (m *Mux) Events() []string {
 	return names
 }
 
-// Has reports whether a handler is registered for the event name.
-func (m *Mux) Has(name string) bool {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	_, ok := m.handlers[name]
-	return ok
-}
-
 // ServeEvent runs the middleware chain and the handler registered for
 // r.Event.
 func (m *Mux) ServeEvent(ctx context.Context, r *Request) error {

@@ -63,7 +63,7 @@ type Recorder interface {
 	// valid envelope; code is "" on success, else the error code sent to
 	// the client; rtt is the round trip when the handler replied, else 0.
 	// It must not keep event, which may alias the frame.
-	Envelope(event string, code proto.Code, rtt time.Duration)
+	Envelope(event string, code proto.Code, rtt time.Duration, handled bool)
 	// Shed reports one envelope refused unforwarded because the worker was
 	// overloaded, for reason ShedFanout or ShedInFlight; Envelope reports
 	// it too, as unavailable.
@@ -81,7 +81,7 @@ const (
 
 type nopRecorder struct{}
 
-func (nopRecorder) Envelope(string, proto.Code, time.Duration) {}
+func (nopRecorder) Envelope(string, proto.Code, time.Duration, bool) {}
 func (nopRecorder) Shed(string)                                {}
 
 // Config is the forwarder's settings, fixed at New.
@@ -164,7 +164,7 @@ func New(nc Requester, cfg Config, log *zap.Logger) *Forwarder {
 // shed refuses env of s as overload, for reason.
 func (f *Forwarder) shed(s *Session, env *proto.Envelope, reason string) {
 	f.rec.Shed(reason)
-	f.rec.Envelope(env.Event, errOverloaded.Code, 0)
+	f.rec.Envelope(env.Event, errOverloaded.Code, 0, false)
 	s.sendError(env.Ref, env.HasRef, errOverloaded)
 }
 
@@ -193,7 +193,7 @@ func (f *Forwarder) envelope(s *Session, data []byte) {
 		if !errors.As(err, &pe) {
 			pe = proto.NewError(proto.CodeBadRequest, "invalid frame")
 		}
-		f.rec.Envelope("", pe.Code, 0)
+		f.rec.Envelope("", pe.Code, 0, false)
 		s.sendError(env.Ref, env.HasRef, pe)
 		return
 	}
@@ -224,7 +224,7 @@ func (f *Forwarder) envelope(s *Session, data []byte) {
 		f.pending.Add(-1)
 		f.bytes.Add(-size)
 		s.releaseSlot()
-		f.rec.Envelope(env.Event, errShutdown.Code, 0)
+		f.rec.Envelope(env.Event, errShutdown.Code, 0, false)
 		s.sendError(env.Ref, env.HasRef, errShutdown)
 		return
 	}
@@ -250,7 +250,7 @@ func (f *Forwarder) envelope(s *Session, data []byte) {
 }
 
 func (f *Forwarder) forward(s *Session, env *proto.Envelope) {
-	result, perr, rtt := f.request(s.sock, env)
+	result, perr, rtt, handled := f.request(s.sock, env)
 	if perr == nil && len(result) > proto.MaxResult {
 		// handlers-svc refuses such a result itself; one from another
 		// responder would be queued whole, and could close the socket
@@ -261,7 +261,7 @@ func (f *Forwarder) forward(s *Session, env *proto.Envelope) {
 		}
 		perr = errResultTooLarge
 	}
-	f.rec.Envelope(env.Event, errCode(perr), rtt)
+	f.rec.Envelope(env.Event, errCode(perr), rtt, handled)
 	if perr != nil {
 		s.sendError(env.Ref, env.HasRef, perr)
 		return
@@ -272,9 +272,10 @@ func (f *Forwarder) forward(s *Session, env *proto.Envelope) {
 }
 
 // request sends env to its handler and returns the handler's result (nil
-// when none) or the error for the client, and the round trip when a reply
-// came.
-func (f *Forwarder) request(c Socket, env *proto.Envelope) (json.RawMessage, *proto.Error, time.Duration) {
+// when none) or the error for the client, the round trip when a reply
+// came, and whether the reply came from a run of the event's handler (not
+// marked proto.UnrunHeader).
+func (f *Forwarder) request(c Socket, env *proto.Envelope) (result json.RawMessage, perr *proto.Error, rtt time.Duration, handled bool) {
 	// Counted out before the reply is queued, so a client that has its
 	// reply knows its request no longer counts against the limit.
 	defer f.bytes.Add(-int64(len(env.Args)))
@@ -288,7 +289,7 @@ func (f *Forwarder) request(c Socket, env *proto.Envelope) (json.RawMessage, *pr
 	}
 	if !f.nc.IsConnected() {
 		log(zap.DebugLevel, "nats not connected")
-		return nil, errUnavailable, 0
+		return nil, errUnavailable, 0, false
 	}
 	body := proto.AppendRequest(make([]byte, 0, 128+len(env.Args)), &proto.Request{
 		Event: env.Event, Args: env.Args, User: c.User(), Conn: c.ID(), Ref: env.Ref,
@@ -310,19 +311,19 @@ func (f *Forwarder) request(c Socket, env *proto.Envelope) (json.RawMessage, *pr
 	case err == nil:
 	case conn.Err() != nil:
 		log(zap.WarnLevel, "nats connection lost during the request")
-		return nil, errLostInFlight, 0
+		return nil, errLostInFlight, 0, false
 	case errors.Is(err, nats.ErrNoResponders):
 		log(zap.WarnLevel, "no handlers-svc responds")
-		return nil, errUnavailable, 0
+		return nil, errUnavailable, 0, false
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		log(zap.WarnLevel, "handler timed out", zap.Duration("timeout", f.timeout))
-		return nil, errTimeout, 0
+		return nil, errTimeout, 0, false
 	default:
 		log(zap.WarnLevel, "handler request failed", zap.Error(err))
-		return nil, errUnavailable, 0
+		return nil, errUnavailable, 0, false
 	}
-	result, perr := proto.DecodeResult(msg.Data)
-	return result, perr, max(time.Since(sent), time.Nanosecond)
+	result, perr = proto.DecodeResult(msg.Data)
+	return result, perr, max(time.Since(sent), time.Nanosecond), msg.Header.Get(proto.UnrunHeader) == ""
 }
 
 func errCode(e *proto.Error) proto.Code {

@@ -51,7 +51,7 @@ type shedCounts struct {
 	n  map[string]int
 }
 
-func (s *shedCounts) Envelope(string, proto.Code, time.Duration) {}
+func (s *shedCounts) Envelope(string, proto.Code, time.Duration, bool) {}
 func (s *shedCounts) Shed(reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -103,7 +103,7 @@ func (s *Session) HandleFrame(data []byte, binary bool) {
 		return
 	}
 	if binary {
-		s.f.rec.Envelope("", proto.CodeBadRequest, 0)
+		s.f.rec.Envelope("", proto.CodeBadRequest, 0, false)
 		s.sendError("", false, errBinary)
 		return
 	}
@@ -151,7 +151,7 @@ func (s *Session) refuse(data []byte, binary bool, verdict ratelimit.Verdict, e 
 	if !binary {
 		event, ref, hasRef = proto.Peek(data)
 	}
-	s.f.rec.Envelope(event, proto.CodeRateLimited, 0)
+	s.f.rec.Envelope(event, proto.CodeRateLimited, 0, false)
 	if verdict == ratelimit.Abusive {
 		s.sock.Close(proto.ClosePolicy, proto.ReasonRateLimited)
 		return

@@ -24,7 +24,7 @@ type refusals struct {
 	got []string
 }
 
-func (r *refusals) Envelope(event string, code proto.Code, _ time.Duration) {
+func (r *refusals) Envelope(event string, code proto.Code, _ time.Duration, _ bool) {
 	if code == "" {
 		return
 	}

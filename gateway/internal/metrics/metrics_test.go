@@ -68,13 +68,13 @@ func envelopes(t *testing.T, m *Worker, event, result string) float64 {
 // names past MaxEvents, count as _other; broken frames as _invalid.
 func TestEnvelopeLabels(t *testing.T) {
 	m := NewWorker()
-	m.Envelope("typo", proto.CodeUnknownEvent, time.Millisecond)
-	m.Envelope("sendMessage", proto.CodeUnavailable, 0) // no reply: not confirmed
-	m.Envelope("sendMessage", "", time.Millisecond)     // confirmed
-	m.Envelope("sendMessage", "", time.Millisecond)
-	m.Envelope("sendMessage", proto.CodeTimeout, 0)
-	m.Envelope("sendMessage", "custom_code", time.Millisecond)
-	m.Envelope("", proto.CodeBadRequest, 0)
+	m.Envelope("typo", proto.CodeUnknownEvent, time.Millisecond, true)
+	m.Envelope("sendMessage", proto.CodeUnavailable, 0, false) // no reply: not confirmed
+	m.Envelope("sendMessage", "", time.Millisecond, true)     // confirmed
+	m.Envelope("sendMessage", "", time.Millisecond, true)
+	m.Envelope("sendMessage", proto.CodeTimeout, 0, false)
+	m.Envelope("sendMessage", "custom_code", time.Millisecond, true)
+	m.Envelope("", proto.CodeBadRequest, 0, false)
 
 	checks := []struct {
 		event, result string
@@ -104,7 +104,7 @@ func TestEnvelopeLabels(t *testing.T) {
 	}
 
 	for i := range MaxEvents + 10 {
-		m.Envelope(fmt.Sprintf("ev%d", i), "", time.Millisecond)
+		m.Envelope(fmt.Sprintf("ev%d", i), "", time.Millisecond, true)
 	}
 	n := len(*m.events.Load())
 	if n != MaxEvents {
@@ -123,11 +123,11 @@ func TestEnvelopeLabels(t *testing.T) {
 // delivery costs no allocation.
 func TestHotPathDoesNotAllocate(t *testing.T) {
 	m := NewWorker()
-	m.Envelope("sendMessage", "", time.Millisecond)
+	m.Envelope("sendMessage", "", time.Millisecond, true)
 	if a := testing.AllocsPerRun(1000, func() {
-		m.Envelope("sendMessage", "", time.Millisecond)
-		m.Envelope("sendMessage", proto.CodeBadRequest, time.Millisecond)
-		m.Envelope("never", proto.CodeUnavailable, 0)
+		m.Envelope("sendMessage", "", time.Millisecond, true)
+		m.Envelope("sendMessage", proto.CodeBadRequest, time.Millisecond, true)
+		m.Envelope("never", proto.CodeUnavailable, 0, false)
 		m.Delivered(3, 1)
 		m.ConnOpened()
 		m.ConnClosed(ws.ByClient, 1000, "closed by client")
@@ -176,7 +176,7 @@ func TestAggregatorMergesWorkers(t *testing.T) {
 	w0.Watch(func() int { return 1 }, func() bool { return true }, func() bool { return true })
 	w1.Watch(func() int { return 2 }, func() bool { return true }, func() bool { return false })
 	w0.ConnOpened()
-	w1.Envelope("sendMessage", "", time.Millisecond)
+	w1.Envelope("sendMessage", "", time.Millisecond, true)
 	serveWorker(t, dir, 0, w0)
 	serveWorker(t, dir, 1, w1)
 
@@ -275,11 +275,11 @@ func TestAggregatorFollowsContext(t *testing.T) {
 // the forwarder does.
 func BenchmarkEnvelope(b *testing.B) {
 	m := NewWorker()
-	m.Envelope("sendMessage", "", time.Millisecond)
+	m.Envelope("sendMessage", "", time.Millisecond, true)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			m.Envelope("sendMessage", "", time.Millisecond)
+			m.Envelope("sendMessage", "", time.Millisecond, true)
 		}
 	})
 }

@@ -30,10 +30,12 @@ const (
 )
 
 // MaxEvents caps the distinct event names one worker labels series with.
-// A name becomes a label only once handlers-svc has answered it with
-// something other than unknown_event or unavailable (which handlers-svc
-// answers, overloaded, before it looks the event up), so clients cannot
-// grow the set by inventing names; the cap holds even if handlers do.
+// A name becomes a label only once a run of its handler in handlers-svc
+// has answered it with something other than unknown_event or unavailable
+// (a reply handlers-svc gave before running anything, such as to an
+// idempotency key another request used, is marked proto.UnrunHeader), so
+// clients cannot grow the set by inventing names; the cap holds even if
+// handlers do.
 const MaxEvents = 128
 
 // Results of an envelope: "ok", or the wire error code sent to the client.
@@ -465,11 +467,12 @@ func (m *Worker) PingIgnored() { m.pingsIgn.Inc() }
 // the socket's read loop (rate limit, binary frame) answered it: event is
 // "" when the frame was not a valid envelope; code is "" when it succeeded, else the error
 // code sent to the client; rtt, when positive, is the round trip of the
-// handler's reply. A reply other than unknown_event and unavailable
-// confirms that the event has a handler, and from then on the event is
-// its own label value.
-func (m *Worker) Envelope(event string, code proto.Code, rtt time.Duration) {
-	s := m.lookup(event, rtt > 0 && code != proto.CodeUnknownEvent && code != proto.CodeUnavailable)
+// handler's reply; handled says that reply came from a run of the event's
+// handler. Such a reply other than unknown_event and unavailable confirms
+// that the event has a handler, and from then on the event is its own
+// label value.
+func (m *Worker) Envelope(event string, code proto.Code, rtt time.Duration, handled bool) {
+	s := m.lookup(event, handled && code != proto.CodeUnknownEvent && code != proto.CodeUnavailable)
 	s.results[resultIndex(code)].Inc()
 	if rtt > 0 {
 		m.rtt.Observe(rtt.Seconds())

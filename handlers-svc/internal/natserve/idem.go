@@ -89,7 +89,7 @@ func (s *Server) answerRepeat(j job, replay []byte, err error) {
 			zap.String("event", j.r.Event), zap.String("user", j.r.User), zap.String("conn", j.r.Conn), zap.Error(err))
 		werr = errIdemStore
 	}
-	s.respond(j.m, j.r, werr)
+	s.respondUnrun(j.m, j.r, werr) // the key's other request, or none, ran
 }
 
 // outcomeUnknown reports whether j's handler, which returned err, may or

@@ -278,7 +278,7 @@ func (s *Server) serve(base context.Context, m *nats.Msg) {
 	if err != nil {
 		cancel()
 		s.log.Debug("bad request", zap.String("subject", m.Subject), zap.Error(err))
-		s.respond(m, nil, event.WireError(err))
+		s.respondUnrun(m, nil, event.WireError(err))
 		return
 	}
 	r := &event.Request{Event: req.Event, User: req.User, Conn: req.Conn, Ref: req.Ref, Args: req.Args}
@@ -287,22 +287,14 @@ func (s *Server) serve(base context.Context, m *nats.Msg) {
 	}
 	if name, ok := proto.EventFromSubject(m.Subject); !ok || name != req.Event {
 		cancel()
-		s.respond(m, r, &proto.Error{Code: proto.CodeBadRequest, Message: "request event does not match its subject"})
+		s.respondUnrun(m, r, &proto.Error{Code: proto.CodeBadRequest, Message: "request event does not match its subject"})
 		return
 	}
 	idemKey, ierr := s.idemKey(m)
 	if ierr != nil {
 		cancel()
-		s.respond(m, r, ierr)
+		s.respondUnrun(m, r, ierr)
 		return
-	}
-	if k, ok := s.h.(interface{ Has(string) bool }); ok && idemKey != "" && !k.Has(r.Event) {
-		// An event with no handler reserves no key: its answer,
-		// unknown_event, is the same every time, and a key it took would
-		// answer the client's next request with that key bad_request
-		// whatever its event, an answer from which the gateway takes the
-		// event for one with a handler (a label of its metrics).
-		idemKey = ""
 	}
 
 	select {
@@ -315,7 +307,7 @@ func (s *Server) serve(base context.Context, m *nats.Msg) {
 			s.log.Warn("overloaded: no handler slot before the request deadline",
 				zap.String("event", r.Event), zap.String("user", r.User), zap.String("conn", r.Conn),
 				zap.Int("max_concurrent", s.cfg.MaxConcurrent))
-			s.respond(m, r, &proto.Error{Code: proto.CodeUnavailable, Message: "handlers-svc is overloaded"})
+			s.respondUnrun(m, r, &proto.Error{Code: proto.CodeUnavailable, Message: "handlers-svc is overloaded"})
 			return
 		}
 	}
@@ -490,13 +482,16 @@ const msgPartly = "the handler failed after some of its events may have been del
 // client could not be sent.
 var errResultTooLarge = &proto.Error{Code: proto.CodeHandlerError, Message: "handler failed: its result is too large"}
 
-// respond sends the reply for werr (nil for success, with r's result when
-// the handler set one), if the message asked for one.
-func (s *Server) respond(m *nats.Msg, r *event.Request, werr *proto.Error) {
+// respondUnrun answers m with werr, a request answered before anything
+// ran for its event, marked so (proto.UnrunHeader).
+func (s *Server) respondUnrun(m *nats.Msg, r *event.Request, werr *proto.Error) {
 	if m.Reply == "" {
 		return
 	}
-	s.send(m, r, s.reply(r, werr))
+	reply := &nats.Msg{Data: s.reply(r, werr), Header: nats.Header{proto.UnrunHeader: []string{"1"}}}
+	if err := m.RespondMsg(reply); err != nil {
+		s.log.Warn("reply failed", zap.String("subject", m.Subject), zap.Error(err))
+	}
 }
 
 // reply returns the body of the reply for werr (nil for success, with r's
