@@ -3,6 +3,7 @@ package proto
 import (
 	"encoding/binary"
 	"math/bits"
+	"unicode/utf8"
 )
 
 // maxJSONDepth is encoding/json's limit on nesting (maxNestingDepth in its
@@ -20,14 +21,28 @@ const maxJSONDepth = 10000
 // It exists because json.Valid runs a function pointer per byte and showed
 // up in the gateway's and handlers-svc's CPU profiles on every client frame,
 // dispatch and request. ValidJSON never allocates.
-func ValidJSON(data []byte) bool {
+func ValidJSON(data []byte) bool { return validDepth(data, maxJSONDepth) }
+
+// MaxArgsDepth is the most levels of nesting of a dispatch's args: one
+// less than ValidJSON takes, for the dispatch that carries them one level
+// down, which every gateway decodes.
+const MaxArgsDepth = maxJSONDepth - 1
+
+// ValidArgs reports whether data can be a dispatch's args, which every
+// gateway can deliver: valid JSON (ValidJSON) nested at most MaxArgsDepth
+// levels, and UTF-8, since a socket's text frame may carry nothing else
+// (RFC 6455 section 8.1: a client fails the connection on such a frame).
+func ValidArgs(data []byte) bool { return utf8.Valid(data) && validDepth(data, MaxArgsDepth) }
+
+// validDepth is ValidJSON with at most max levels of nesting.
+func validDepth(data []byte, max int) bool {
 	// Nesting up to 256 levels (every real frame) is tracked in a few words;
 	// deeper input is scanned again with room for the whole limit, so
 	// only such input pays for zeroing that room.
 	var kinds [4]uint64
-	ok, deep := validJSON(data, kinds[:])
+	ok, deep := validJSON(data, kinds[:], max)
 	if deep {
-		return validJSONDeep(data)
+		return validJSONDeep(data, max)
 	}
 	return ok
 }
@@ -37,9 +52,9 @@ func ValidJSON(data []byte) bool {
 // part of ValidJSON's frame.
 //
 //go:noinline
-func validJSONDeep(data []byte) bool {
+func validJSONDeep(data []byte, max int) bool {
 	var kinds [(maxJSONDepth + 63) / 64]uint64
-	ok, _ := validJSON(data, kinds[:])
+	ok, _ := validJSON(data, kinds[:], max)
 	return ok
 }
 
@@ -61,7 +76,7 @@ const (
 // (key), or a value has just ended (end); pop closes a container. Each
 // place takes the next byte that is not whitespace (nextToken), which on
 // compact input is the next byte.
-func validJSON(data []byte, kinds []uint64) (ok, deep bool) {
+func validJSON(data []byte, kinds []uint64, maxDepth int) (ok, deep bool) {
 	var (
 		i, depth int
 		c        byte
@@ -79,7 +94,7 @@ value:
 			return false, false
 		}
 	case '{', '[':
-		if depth == maxJSONDepth {
+		if depth == maxDepth {
 			return false, false
 		}
 		if depth == len(kinds)*64 {

@@ -110,6 +110,8 @@ func (m *Message) Check() error {
 		return event.BadRequest("args is %d bytes, more than the %d allowed", len(m.Args), proto.MaxDispatchArgs)
 	case len(m.Args) > 0 && !proto.ValidJSON(m.Args):
 		return event.BadRequest("args is not valid JSON")
+	case len(m.Args) > 0 && event.CheckArgs(m.Args) != nil:
+		return event.CheckArgs(m.Args)
 	case len(m.Users) == 0 && len(m.Conns) == 0 && len(m.Rooms) == 0 && !m.Broadcast:
 		return event.BadRequest("no target: give users, conns, rooms or broadcast")
 	case len(m.Users) > MaxUsers:

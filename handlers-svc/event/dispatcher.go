@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/switchboard/switchboard/proto"
 )
@@ -36,7 +37,8 @@ type Dispatcher interface {
 // does: nil stays nil (sent as null), a json.RawMessage is passed through
 // after checking that it is valid JSON, and anything else goes through
 // json.Marshal. A value that cannot be marshalled is a programming error and
-// yields a plain error.
+// yields a plain error. JSON that no gateway could deliver (CheckArgs) is a
+// bad_request.
 func EncodeArgs(args any) (json.RawMessage, error) {
 	switch a := args.(type) {
 	case nil:
@@ -48,13 +50,29 @@ func EncodeArgs(args any) (json.RawMessage, error) {
 		if !proto.ValidJSON(a) {
 			return nil, fmt.Errorf("encode args: invalid json.RawMessage")
 		}
-		return a, nil
+		return a, CheckArgs(a)
 	}
 	b, err := json.Marshal(args)
 	if err != nil {
 		return nil, fmt.Errorf("encode args: %w", err)
 	}
-	return b, nil
+	// A json.RawMessage field keeps its bytes through json.Marshal, UTF-8
+	// or not.
+	return b, CheckArgs(b)
+}
+
+// CheckArgs returns a bad_request *Error when args, valid JSON, are JSON
+// no gateway can deliver (proto.ValidArgs): not UTF-8, which no socket's
+// text frame may carry, or nested deeper than proto.MaxArgsDepth.
+func CheckArgs(args json.RawMessage) error {
+	switch {
+	case proto.ValidArgs(args):
+		return nil
+	case !utf8.Valid(args):
+		return BadRequest("args are not UTF-8: no socket can be sent them")
+	default:
+		return BadRequest("args are nested deeper than %d levels", proto.MaxArgsDepth)
+	}
 }
 
 // Batcher is implemented by a Dispatcher that can deliver several
