@@ -40,7 +40,20 @@ type Dispatcher interface {
 // yields a plain error. JSON that no gateway could deliver (CheckArgs) is a
 // bad_request.
 func EncodeArgs(args any) (json.RawMessage, error) {
-	switch a := args.(type) {
+	b, err := encodeJSON(args)
+	if err != nil || b == nil {
+		return b, err
+	}
+	// A json.RawMessage, also as a field, keeps its bytes through
+	// json.Marshal, UTF-8 or not.
+	return b, CheckArgs(b)
+}
+
+// encodeJSON is EncodeArgs without CheckArgs: Request.Respond's, whose
+// result the transport checks (one no client can be sent is
+// handler_error, the handler's fault, not the client's).
+func encodeJSON(v any) (json.RawMessage, error) {
+	switch a := v.(type) {
 	case nil:
 		return nil, nil
 	case json.RawMessage:
@@ -50,15 +63,13 @@ func EncodeArgs(args any) (json.RawMessage, error) {
 		if !proto.ValidJSON(a) {
 			return nil, fmt.Errorf("encode args: invalid json.RawMessage")
 		}
-		return a, CheckArgs(a)
+		return a, nil
 	}
-	b, err := json.Marshal(args)
+	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode args: %w", err)
 	}
-	// A json.RawMessage field keeps its bytes through json.Marshal, UTF-8
-	// or not.
-	return b, CheckArgs(b)
+	return b, nil
 }
 
 // CheckArgs returns a bad_request *Error when args, valid JSON, are JSON

@@ -35,14 +35,16 @@ type Request struct {
 
 // Respond sets the result of the request: what the reply to the gateway
 // carries, and the client's ack with it, as its "args" (docs/protocol.md
-// sections 2 and 3). v is marshalled at once, as EncodeArgs does: nil, or
-// a value that marshals to null, is no result (a plain ack), and a
-// json.RawMessage is used as it is. A later call replaces the result;
+// sections 2 and 3). v is marshalled at once, as EncodeArgs does (but for
+// its check of what a socket can carry: a result that is not UTF-8 is
+// answered handler_error by the transport): nil, or a value that marshals
+// to null, is no result (a plain ack), and a json.RawMessage is used as
+// it is. A later call replaces the result;
 // when the handler returns an error, no result is sent. A value that
 // cannot be marshalled is a programming error and yields a plain
 // (handler_error) error.
 func (r *Request) Respond(v any) error {
-	raw, err := EncodeArgs(v)
+	raw, err := encodeJSON(v)
 	if err != nil {
 		return err
 	}

@@ -82,7 +82,7 @@ const (
 type nopRecorder struct{}
 
 func (nopRecorder) Envelope(string, proto.Code, time.Duration, bool) {}
-func (nopRecorder) Shed(string)                                {}
+func (nopRecorder) Shed(string)                                      {}
 
 // Config is the forwarder's settings, fixed at New.
 type Config struct {

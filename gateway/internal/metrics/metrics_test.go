@@ -70,7 +70,7 @@ func TestEnvelopeLabels(t *testing.T) {
 	m := NewWorker()
 	m.Envelope("typo", proto.CodeUnknownEvent, time.Millisecond, true)
 	m.Envelope("sendMessage", proto.CodeUnavailable, 0, false) // no reply: not confirmed
-	m.Envelope("sendMessage", "", time.Millisecond, true)     // confirmed
+	m.Envelope("sendMessage", "", time.Millisecond, true)      // confirmed
 	m.Envelope("sendMessage", "", time.Millisecond, true)
 	m.Envelope("sendMessage", proto.CodeTimeout, 0, false)
 	m.Envelope("sendMessage", "custom_code", time.Millisecond, true)
