@@ -191,6 +191,11 @@ func decodeDispatchJSON(data []byte) (Dispatch, error) {
 	if !ValidEventName(d.Event) {
 		return Dispatch{}, &Error{Code: CodeBadRequest, Message: "dispatch event must match " + EventPattern}
 	}
+	if !utf8.Valid(d.Args) {
+		// encoding/json keeps a RawMessage's bytes as they are; a socket's
+		// text frame may carry only UTF-8 (a client fails it, 1007).
+		return Dispatch{}, &Error{Code: CodeBadRequest, Message: "dispatch args are not UTF-8"}
+	}
 	if string(d.Args) == "null" {
 		d.Args = nil
 	}
