@@ -25,7 +25,14 @@ const Invalid = "(invalid url)"
 func URL(s string) string {
 	parts := strings.Split(s, ",")
 	for i, p := range parts {
-		parts[i] = one(strings.TrimSpace(p))
+		p = strings.TrimSpace(p)
+		if p != "" && !strings.Contains(p, "://") {
+			// Not a server of a list but, likely, the rest of a
+			// credential with a comma in it: where it started cannot be
+			// told, so nothing of the list is shown.
+			return Invalid
+		}
+		parts[i] = one(p)
 	}
 	return strings.Join(parts, ",")
 }
@@ -66,6 +73,10 @@ func query(raw string) string {
 			pairs[i] = Mask
 		case hasValue && secretName(name):
 			pairs[i] = k + "=" + Mask
+		case strings.Contains(kv, "@"):
+			// A user info in a value (a cluster node's addr), or a
+			// credential that ended the authority early.
+			pairs[i] = Mask + kv[strings.LastIndex(kv, "@"):]
 		}
 	}
 	return strings.Join(pairs, "&")
@@ -85,19 +96,38 @@ func secretName(name string) bool {
 	return false
 }
 
-// MisplacedAt returns the index in s of the last "@" that follows the
-// end of s's authority (the first "/", "?" or "#" after "scheme://"), or
-// -1 when there is none: a URL with one is taken to carry user info that
-// was not percent-encoded ("nats://AbC/s3cr3t@host"), and server URLs
-// have no other use for an "@" there.
+// MisplacedAt returns the index in s of its last "@" when an "@" follows
+// the end of s's authority (the first "/", "?" or "#" after "scheme://")
+// where a server URL has no use for one: in the path (but a unix socket's,
+// which is a file name), the fragment, or a query parameter with no "="
+// before it. It returns -1 when there is none. Such a URL is taken to
+// carry user info that was not percent-encoded ("nats://AbC/s3cr3t@host",
+// "nats://AbC?s3cr3t@host"). An "@" in a parameter's value
+// ("client_name=app@prod") is not.
 func MisplacedAt(s string) int {
-	_, rest, ok := strings.Cut(s, "://")
+	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
 		return -1
 	}
 	end := strings.IndexAny(rest, "/?#")
-	if end < 0 || !strings.Contains(rest[end:], "@") {
+	if end < 0 {
 		return -1
 	}
-	return len(s) - len(rest) + strings.LastIndex(rest, "@")
+	after := rest[end:]
+	path, query, _ := strings.Cut(after, "?")
+	if i := strings.IndexByte(path, '#'); i >= 0 {
+		path, query = path[:i], path[i:] // a fragment, no query
+	}
+	query, fragment, _ := strings.Cut(query, "#")
+	misplaced := strings.Contains(fragment, "@") || (!strings.EqualFold(scheme, "unix") && strings.Contains(path, "@"))
+	for pair := range strings.SplitSeq(query, "&") {
+		at := strings.IndexByte(pair, '@')
+		if at >= 0 && !strings.Contains(pair[:at], "=") {
+			misplaced = true
+		}
+	}
+	if !misplaced {
+		return -1
+	}
+	return strings.LastIndex(s, "@")
 }

@@ -28,7 +28,7 @@ func TestURL(t *testing.T) {
 		{"fragment", "nats://h:4222#s3cr3t", "nats://h:4222#xxxxx"},
 		{"unparsable", "nats://u:s3cr3t%zz@h:4222", redact.Invalid},
 		{"no scheme", "user:s3cr3t@h:4222", redact.Invalid},
-		{"one bad part of a list", "nats://h1:4222,::s3cr3t", "nats://h1:4222," + redact.Invalid},
+		{"one bad part of a list", "nats://h1:4222,::s3cr3t", redact.Invalid}, // where a credential with a comma began cannot be told
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

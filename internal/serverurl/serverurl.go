@@ -171,6 +171,13 @@ func redisCluster(s string, u *url.URL) error {
 		return fmt.Errorf("%q names a Redis Cluster (addr parameters), which has database 0 only, not %q: want a URL such as %s",
 			redact.URL(s), p, RedisClusterExample)
 	}
+	for _, addr := range u.Query()["addr"] {
+		if strings.Contains(addr, "@") {
+			// Checked before go-redis reads it: its error quotes the addr.
+			return fmt.Errorf("%q: an addr names a user or password: credentials go in the URL's user info, once for every node, as in %s",
+				redact.URL(s), RedisClusterExample)
+		}
+	}
 	if _, err := redis.ParseClusterURL(s); err != nil {
 		return fmt.Errorf("%q: %s: want a Redis Cluster URL such as %s",
 			redact.URL(s), strings.TrimPrefix(err.Error(), "redis: "), RedisClusterExample)
@@ -178,8 +185,7 @@ func redisCluster(s string, u *url.URL) error {
 	ports := []string{u.Port()}
 	for _, addr := range u.Query()["addr"] {
 		_, port, err := net.SplitHostPort(addr)
-		if err != nil || strings.Contains(addr, "@") {
-			// Not quoted: it may hold a credential.
+		if err != nil {
 			return fmt.Errorf("%q: an addr is not host:port (credentials go in the URL's user info, once for every node): want a Redis Cluster URL such as %s",
 				redact.URL(s), RedisClusterExample)
 		}
