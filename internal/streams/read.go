@@ -100,6 +100,12 @@ type Entry struct {
 	Event  string
 	Args   []byte
 	Except []string
+	// Undeliverable: Args are not JSON a socket can be sent
+	// (proto.ValidArgs: not UTF-8, which a client fails a text frame for,
+	// or not valid JSON), as a publisher that does not check may record
+	// them. A reader skips such an entry as one its socket is left out
+	// of: its place moves past it and nothing is sent.
+	Undeliverable bool
 }
 
 // Read runs queries in one pipeline and returns their results in order.
@@ -202,6 +208,7 @@ func parseEntry(epoch string, x any) (Entry, error) {
 	if !proto.ValidEventName(e.Event) {
 		return Entry{}, fmt.Errorf("read script: entry %s has no valid event", id)
 	}
+	e.Undeliverable = len(e.Args) > 0 && !proto.ValidArgs(e.Args)
 	return e, nil
 }
 

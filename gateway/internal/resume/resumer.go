@@ -215,7 +215,7 @@ func (r *Resumer) Connect(ctx context.Context, s *Socket, head proto.Connected, 
 					continue
 				}
 				for i := range res[st].Entries {
-					if s.leftOut(&res[st].Entries[i]) {
+					if e := &res[st].Entries[i]; s.leftOut(e) || e.Undeliverable {
 						n--
 					}
 				}

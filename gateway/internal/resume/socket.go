@@ -502,9 +502,10 @@ func (s *Socket) sendEntries(st streams.Stream, entries []streams.Entry, b *budg
 	replayed := 0
 	for i := range entries {
 		e := &entries[i]
-		if s.leftOut(e) {
-			// Left out: the place moves past it, nothing is sent, and
-			// it is neither replayed nor a gap filled.
+		if s.leftOut(e) || e.Undeliverable {
+			// Left out (or no socket can be sent it): the place moves
+			// past it, nothing is sent, and it is neither replayed nor a
+			// gap filled.
 			c.pos, c.skipped = e.Pos, true
 			if c.replaying > 0 {
 				c.replaying--
