@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
@@ -228,6 +229,9 @@ func Result[T any](r *event.Request) (T, error) {
 	}
 	if len(raw) > proto.MaxResult {
 		return v, fmt.Errorf("eventtest: the result is %d bytes, more than proto.MaxResult (%d): the client would get handler_error", len(raw), proto.MaxResult)
+	}
+	if !utf8.Valid(raw) {
+		return v, errors.New("eventtest: the result is not UTF-8: the client would get handler_error")
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return v, fmt.Errorf("eventtest: decode result %s: %w", raw, err)
