@@ -97,15 +97,14 @@ func secretName(name string) bool {
 }
 
 // MisplacedAt returns the index in s of its last "@" when an "@" follows
-// the end of s's authority (the first "/", "?" or "#" after "scheme://")
-// where a server URL has no use for one, or -1 when there is none. Such a
-// URL is taken to carry user info that was not percent-encoded
-// ("nats://AbC/s3cr3t@host", "nats://AbC?a=s3cr3t@host"): url.Parse would
-// take the credential's head for the host and put its tail in the path,
-// query or fragment. An "@" has a use only in a Redis URL: in the value
-// of client_name (client_name=app@prod), and in a unix socket's path
-// ("unix:///run/redis@main/redis.sock", when the authority is empty or a
-// user info, as a unix URL's is).
+// the end of s's authority (the first "/", "?" or "#" after "scheme://"),
+// or -1 when there is none. Such a URL is taken to carry user info that
+// was not percent-encoded ("nats://AbC/s3cr3t@host",
+// "nats://AbC?a=s3cr3t@host"): url.Parse would take the credential's head
+// for the host and put its tail in the path, query or fragment. An "@"
+// there is written %40; the one exception is a unix socket's path in a
+// URL with no user info ("unix:///run/redis@main/redis.sock"), where a
+// credential cannot be.
 func MisplacedAt(s string) int {
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
@@ -115,35 +114,14 @@ func MisplacedAt(s string) int {
 	if end < 0 || !strings.Contains(rest[end:], "@") {
 		return -1
 	}
-	authority, after := rest[:end], rest[end:]
-	after, fragment, _ := strings.Cut(after, "#")
-	path, query, _ := strings.Cut(after, "?")
-	misplaced := strings.Contains(fragment, "@")
-	switch strings.ToLower(scheme) {
-	case "unix":
-		odd := authority != "" && !strings.Contains(authority, "@")
-		misplaced = misplaced || (odd && strings.Contains(path, "@")) || queryAt(query)
-	case "redis", "rediss":
-		misplaced = misplaced || strings.Contains(path, "@") || queryAt(query)
-	default:
-		misplaced = misplaced || strings.Contains(after, "@")
-	}
-	if !misplaced {
-		return -1
+	if strings.EqualFold(scheme, "unix") && end == 0 {
+		// No authority: an "@" in the path is the socket's; one in
+		// the query or fragment is misplaced all the same.
+		after, _, _ := strings.Cut(rest, "?")
+		after, _, _ = strings.Cut(after, "#")
+		if !strings.Contains(rest[len(after):], "@") {
+			return -1
+		}
 	}
 	return strings.LastIndex(s, "@")
-}
-
-// queryAt reports whether a Redis URL's raw query has an "@" anywhere but
-// in the value of client_name.
-func queryAt(query string) bool {
-	for pair := range strings.SplitSeq(query, "&") {
-		if !strings.Contains(pair, "@") {
-			continue
-		}
-		if k, _, ok := strings.Cut(pair, "="); !ok || k != "client_name" || strings.Contains(k, "@") {
-			return true
-		}
-	}
-	return false
 }

@@ -37,9 +37,9 @@ var secretPlaces = []struct {
 	{"nats://n1:4222, nats://SECRET@n2:4222", serverurl.NATS},
 	{"redis://default:SECRET@redis.internal:6379/0", serverurl.Redis},
 	{"redis://:SECRET@redis.internal:6379/0", serverurl.Redis},
-	{"rediss://SECRET:pw@redis.internal:6379/0?client_name=app@prod", serverurl.Redis},
+	{"rediss://SECRET:pw@redis.internal:6379/0?client_name=app%40prod", serverurl.Redis},
 	{"unix://:SECRET@/run/redis/redis.sock?db=2", serverurl.Redis},
-	{"unix://default:SECRET@/run/redis@main/redis.sock", serverurl.Redis},
+	{"unix://default:SECRET@/run/redis%40main/redis.sock", serverurl.Redis},
 	{"redis://default:SECRET@r1:6379?addr=r2:6379&addr=r3:6379", serverurl.Redis},
 }
 

@@ -102,9 +102,11 @@ type Entry struct {
 	Except []string
 	// Undeliverable: Args are not JSON a socket can be sent
 	// (proto.ValidArgs: not UTF-8, which a client fails a text frame for,
-	// or not valid JSON), as a publisher that does not check may record
-	// them. A reader skips such an entry as one its socket is left out
-	// of: its place moves past it and nothing is sent.
+	// or not valid JSON), or Event is one of the gateway's own
+	// (proto.Reserved: a second connected, a forged resync), as a
+	// publisher that does not check may record them, and as the live path
+	// drops them. A reader skips such an entry as one its socket is left
+	// out of: its place moves past it and nothing is sent.
 	Undeliverable bool
 }
 
@@ -208,7 +210,7 @@ func parseEntry(epoch string, x any) (Entry, error) {
 	if !proto.ValidEventName(e.Event) {
 		return Entry{}, fmt.Errorf("read script: entry %s has no valid event", id)
 	}
-	e.Undeliverable = len(e.Args) > 0 && !proto.ValidArgs(e.Args)
+	e.Undeliverable = proto.Reserved(e.Event) || (len(e.Args) > 0 && !proto.ValidArgs(e.Args))
 	return e, nil
 }
 
