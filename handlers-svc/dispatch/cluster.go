@@ -245,16 +245,25 @@ func (d *Dispatcher) publishParts(ctx context.Context, groups []streams.CallGrou
 // another call ran or may have. The outcome of each partition's call is
 // observed apart.
 func (d *Dispatcher) clusterResult(ctx context.Context, groups []streams.CallGroup, units []*streams.Unit, all [][]string, errs []error) ([]string, error) {
-	var first error
-	reached := false // a partition's call ran, or may have
+	var first, firstRaw error
+	reached := false   // a partition's call ran, or may have
+	delivered := false // a partition's call may have delivered some of it
 	for gi, g := range groups {
 		err := d.observe(ctx, errs[gi], d.outageBit(g.Partition))
 		if err != nil && first == nil {
-			first = err
+			first, firstRaw = err, errs[gi]
 		}
 		if !unsentError(err) {
 			reached = true
 		}
+		if outcomeOf(errs[gi]) != late.NotRun {
+			delivered = true
+		}
+	}
+	if u, ok := errors.AsType[*unitError](firstRaw); ok && !u.delivered && delivered && !unsentError(first) {
+		// Nothing of the failed call was written, but another partition
+		// ran its part, or may have: not NotDelivered.
+		return nil, publishError(ctx, &unitError{err: u.err, failed: u.failed, delivered: true})
 	}
 	if first != nil {
 		if reached && unsentError(first) {

@@ -639,6 +639,9 @@ func outcomeOf(err error) late.Outcome {
 	if _, ok := errors.AsType[redis.Error](err); ok && !failedInScript(err) {
 		return late.NotRun // refused before it ran
 	}
+	if e, ok := errors.AsType[*unitError](err); ok && !e.delivered {
+		return late.NotRun // failed in the script before it wrote any of it
+	}
 	if unsent(err) {
 		return late.NotRun
 	}
@@ -753,6 +756,16 @@ func publishError(ctx context.Context, err error) error {
 			Err:     fmt.Errorf("publish %s: %w", proto.Channel, err),
 		}
 	}
+	if e, ok := errors.AsType[*unitError](err); ok && !e.delivered {
+		// Not unavailable, which says Redis could not be reached, though
+		// nothing was delivered (NotDelivered): Redis ran the script, and
+		// a retry fails the same way until the key is mended.
+		return &event.Error{
+			Code:    proto.CodeHandlerError,
+			Message: "dispatch failed inside Redis before any of it was recorded or delivered",
+			Err:     fmt.Errorf("publish %s: %w", proto.Channel, err),
+		}
+	}
 	if failedInScript(err) {
 		// Not unavailable either: the writes before the failing line
 		// stand (docs/protocol.md section 7, 500).
@@ -770,12 +783,16 @@ func publishError(ctx context.Context, err error) error {
 }
 
 // failedInScript reports whether err is an error Redis raised while it
-// ran the publish script, as its text says ("@user_script:<line>"), such
-// as WRONGTYPE on a stream key something else overwrote, rather than a
-// refusal before it ran (OOM, NOSCRIPT, READONLY, a cluster's MOVED): Redis
-// does not undo a script's writes, so the events recorded before that
-// line stand, and the gateways heal them into their sockets.
+// ran the publish script, as its text says ("@user_script:<line>"), or
+// while it ran one of the call's units (unitError), such as WRONGTYPE on
+// a stream key something else overwrote, rather than a refusal before it
+// ran (OOM, NOSCRIPT, READONLY, a cluster's MOVED): Redis does not undo a
+// script's writes, so the events recorded before that line stand, and the
+// gateways heal them into their sockets.
 func failedInScript(err error) bool {
+	if _, ok := errors.AsType[*unitError](err); ok {
+		return true
+	}
 	re, ok := errors.AsType[redis.Error](err)
 	return ok && strings.Contains(re.Error(), "@user_script")
 }

@@ -30,11 +30,17 @@ func notSent(ctxErr error) error {
 // NotDelivered reports whether err, a Dispatch's, says for sure that
 // nothing was delivered, so that sending the message again is safe:
 // ErrNotSent, or an *event.Error with code bad_request (the same message
-// fails again) or unavailable. A bare context's error says no such thing
-// (it may have been written before the context ended), nor does any
-// other error (timeout, handler_error).
+// fails again) or unavailable, or a handler_error from Redis failing the
+// publish script before it recorded or published any of the dispatch
+// (WRONGTYPE on the meta key of its one user, say: the same message fails
+// again until the key is mended). A bare context's error says no such
+// thing (it may have been written before the context ended), nor does
+// any other error (timeout, another handler_error).
 func NotDelivered(err error) bool {
 	if errors.Is(err, ErrNotSent) {
+		return true
+	}
+	if u, ok := errors.AsType[*unitError](err); ok && !u.delivered {
 		return true
 	}
 	e, ok := errors.AsType[*event.Error](err)

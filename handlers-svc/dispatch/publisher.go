@@ -82,11 +82,13 @@ type call struct {
 	unheard int // publishes of the call no subscriber received; uncounted when another call counted them
 	// cmd is the script call that carries the call in the pipeline being
 	// flushed, maybe with other calls (mergeCalls); the call's positions
-	// are the n of its reply from first on, and the first call it carries
-	// counts all of its unheard publishes.
-	cmd      *redis.StringSliceCmd
-	first, n int
-	counts   bool
+	// are the n of its reply from first on, its units the units of the
+	// script call's from unit on, and the first call it carries counts
+	// all of its unheard publishes.
+	cmd         *redis.StringSliceCmd
+	first, n    int
+	unit, units int
+	counts      bool
 	// wake gets one message per call, none once it is abandoned: nil once
 	// err is set, or the batch whose lead the caller is handed (the call
 	// is its first element).
@@ -476,7 +478,11 @@ const (
 // saves is the script's fixed cost in Redis (the call itself, reading the
 // run key and the time), which under load is a third of a small call's.
 // A merged call that Redis refuses fails every call it carries, as one
-// pipeline that cannot reach Redis fails every call it carries.
+// pipeline that cannot reach Redis fails every call it carries; but the
+// script runs each unit apart, so an error Redis raises while it runs
+// one (WRONGTYPE on a key something else overwrote) fails only the call
+// that unit is of (splitMerged, unitError), and the calls before and
+// after it in the merged call are as if it had not been there.
 func mergeCalls(ctx context.Context, cmds []redis.Cmder, calls []*call) []redis.Cmder {
 	for i := 0; i < len(calls); {
 		j, nk, na := i+1, len(calls[i].keys), len(calls[i].args)
@@ -507,10 +513,12 @@ func mergeCalls(ctx context.Context, cmds []redis.Cmder, calls []*call) []redis.
 			cmdArgs = append(cmdArgs, c.args[streams.CallHeader:]...)
 		}
 		cmd := redis.NewStringSliceCmd(ctx, cmdArgs...)
-		first := 0
+		first, unit := 0, 0
 		for k, c := range calls[i:j] {
 			c.cmd, c.first, c.n, c.counts = cmd, first, (len(c.keys)-1)/2, k == 0
+			c.unit, c.units = unit, c.args[streams.CallUnits].(int)
 			first += c.n
+			unit += c.units
 		}
 		cmds = append(cmds, noRetry{cmd})
 		i = j
@@ -551,10 +559,30 @@ func sameSettings(a, b *call) bool {
 //
 // A reply it cannot read came from a script that ran: its errors say the
 // call may have been delivered (maybeSentError), never that it was not.
+// When Redis failed one of c's units while the script ran it, c's error
+// is a *unitError; the failures of other calls' units are not c's.
 func splitMerged(c *call) ([]string, int, error) {
-	pos, unheard, err := streams.SplitResult(c.cmd.Val())
+	r, err := streams.ParseResult(c.cmd.Val())
 	if err != nil {
 		return nil, 0, &maybeSentError{err: err}
+	}
+	pos, unheard := r.Pos, r.Unheard
+	var failed *unitError
+	for i := range r.Failed {
+		f := &r.Failed[i]
+		if f.Unit < c.unit || f.Unit >= c.unit+c.units {
+			continue
+		}
+		if failed == nil {
+			failed = &unitError{err: f}
+		}
+		failed.failed++
+		failed.delivered = failed.delivered || f.Wrote
+	}
+	if failed != nil {
+		// The call's other units ran: they were delivered.
+		failed.delivered = failed.delivered || failed.failed < c.units
+		return nil, 0, failed
 	}
 	if c.first+c.n > len(pos) {
 		return nil, 0, &maybeSentError{err: fmt.Errorf("publish script: %d positions in the reply, want at least %d", len(pos), c.first+c.n)}
@@ -599,6 +627,30 @@ func (e *maybeSentError) Error() string {
 }
 
 func (e *maybeSentError) Unwrap() error { return e.err }
+
+// unitError is the error of a call one or more of whose units Redis
+// failed while the publish script ran them (streams.UnitError): an error
+// it raised in the script, such as WRONGTYPE on a stream or meta key that
+// something else overwrote. Redis kept what the script wrote before it,
+// and the script ran the call's other units, and the other calls merged
+// with it (mergeCalls), all the same.
+type unitError struct {
+	err    *streams.UnitError // the call's first failed unit
+	failed int                // the call's units that failed
+	// delivered says some of the call may have been delivered: one of
+	// its units ran, or a failed one had written before it failed.
+	// Without it, nothing of the call was recorded or published.
+	delivered bool
+}
+
+func (e *unitError) Error() string {
+	if e.failed > 1 {
+		return fmt.Sprintf("%v (and %d more of the call's units)", e.err, e.failed-1)
+	}
+	return e.err.Error()
+}
+
+func (e *unitError) Unwrap() error { return e.err }
 
 // notSentError is the error of a call never written to Redis because its
 // context ended first: the context's error, which it wraps and reads as.

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -213,8 +214,10 @@ const (
 
 // PublishCall returns the keys and arguments of one publish script call
 // on one Redis that records and publishes units, in order, all or none,
-// keeping events for window and metas for metaTTL. On one Redis every
-// stream goes by one run key, partition proto.BroadcastPartition's.
+// keeping events for window and metas for metaTTL: but for a unit that
+// Redis fails while the script runs it, which fails alone (UnitError). On
+// one Redis every stream goes by one run key, partition
+// proto.BroadcastPartition's.
 func PublishCall(units []*Unit, window, metaTTL time.Duration) (keys []string, args []any) {
 	return publishCall(proto.BroadcastPartition, false, units, window, metaTTL)
 }
@@ -267,7 +270,8 @@ func publishCall(p int, cluster bool, units []*Unit, window, metaTTL time.Durati
 // assigned, in target order, and how many of the dispatches' publishes no
 // subscriber received: the simple form of what handlers-svc's dispatcher
 // does with pipelines, for tools and tests. On one Redis it is one call of
-// the script, all or none; on a Redis Cluster (rdb a *redis.ClusterClient)
+// the script, all or none (but for a unit Redis fails, its error a
+// *UnitError, which fails alone); on a Redis Cluster (rdb a *redis.ClusterClient)
 // one call per partition (SplitUsers, Group), one after the other. The
 // dispatches must be valid, each naming a user once.
 func Publish(ctx context.Context, rdb redis.Scripter, window time.Duration, ds ...*proto.Dispatch) (pos []string, unheard int, err error) {
@@ -316,14 +320,87 @@ func Publish(ctx context.Context, rdb redis.Scripter, window time.Duration, ds .
 // assigned, in target order, and the number of its PUBLISHes that no
 // subscriber received: with one shared channel, dispatches that reached
 // no gateway worker, so no socket, however many the users have (only the
-// streams keep them, for a resume).
+// streams keep them, for a resume). When a unit failed (ParseResult), its
+// error is the first failed unit's *UnitError: the other units of the
+// call ran all the same.
 func SplitResult(res []string) (pos []string, unheard int, err error) {
+	r, err := ParseResult(res)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(r.Failed) > 0 {
+		return nil, 0, &r.Failed[0]
+	}
+	return r.Pos, r.Unheard, nil
+}
+
+// PublishResult is the publish script's reply (ParseResult).
+type PublishResult struct {
+	// Pos holds the positions assigned, in target order; each target of
+	// a unit that failed has "" (a position is never empty).
+	Pos []string
+	// Unheard is the number of PUBLISHes on a shared channel that no
+	// subscriber received (SplitResult).
+	Unheard int
+	// Failed holds the units Redis failed while the script ran them, in
+	// order.
+	Failed []UnitError
+}
+
+// UnitError is an error Redis raised while the publish script ran one of
+// its call's units (WRONGTYPE on a user's stream or meta key that
+// something else overwrote, say). The script runs each unit apart: the
+// units before and after it in the call ran as if it had not been there,
+// and Redis kept what the failed unit wrote before the error.
+type UnitError struct {
+	// Unit is the unit's index in its call, from 0.
+	Unit int
+	// Wrote says the unit had appended to a stream or published before
+	// it failed: some of it may have been delivered. Without it, nothing
+	// of the unit was recorded or published.
+	Wrote bool
+	// Err is Redis's error.
+	Err string
+}
+
+func (e *UnitError) Error() string {
+	what := "after it recorded or published some of it"
+	if !e.Wrote {
+		what = "before it recorded or published any of it"
+	}
+	return fmt.Sprintf("publish script: unit %d failed inside Redis %s: %s", e.Unit, what, e.Err)
+}
+
+// ParseResult reads the publish script's reply: the positions assigned,
+// in target order ("" for each target of a unit that failed), then for
+// each unit that failed "!", its index in the call from 1, "w" when it had
+// written or "-", a space and Redis's error, then the count of unheard
+// PUBLISHes. A reply without failed units is what SplitResult always
+// read.
+func ParseResult(res []string) (PublishResult, error) {
 	if len(res) == 0 {
-		return nil, 0, fmt.Errorf("publish script: an empty reply")
+		return PublishResult{}, fmt.Errorf("publish script: an empty reply")
 	}
 	n, err := strconv.Atoi(res[len(res)-1])
 	if err != nil {
-		return nil, 0, fmt.Errorf("publish script: the reply's last element %q is not a count: %w", res[len(res)-1], err)
+		return PublishResult{}, fmt.Errorf("publish script: the reply's last element %q is not a count: %w", res[len(res)-1], err)
 	}
-	return res[:len(res)-1], n, nil
+	res = res[:len(res)-1]
+	end := len(res)
+	for end > 0 && strings.HasPrefix(res[end-1], "!") {
+		end--
+	}
+	r := PublishResult{Pos: res[:end:end], Unheard: n}
+	for _, f := range res[end:] {
+		num, rest, ok := strings.Cut(f[1:], " ")
+		if !ok || len(num) < 2 || (num[len(num)-1] != 'w' && num[len(num)-1] != '-') {
+			return PublishResult{}, fmt.Errorf("publish script: the reply's failed unit %q is not readable", f)
+		}
+		i, err := strconv.Atoi(num[:len(num)-1])
+		if err != nil || i < 1 {
+			return PublishResult{}, fmt.Errorf("publish script: the reply's failed unit %q is not readable", f)
+		}
+		r.Failed = append(r.Failed, UnitError{Unit: i - 1, Wrote: num[len(num)-1] == 'w', Err: rest})
+	}
+	return r, nil
 }

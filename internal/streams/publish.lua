@@ -74,8 +74,11 @@ local metattl = tonumber(ARGV[2])
 local minid = string.format('%d-0', now - window)
 local nowstr = string.format('%d', now)
 local expireEvery = 10000 -- ms between settings of a stream's TTLs
-local k, a = 2, 6
+local k = 2
 local out = {}
+-- Whether the unit running has appended to a stream or published yet:
+-- if it fails after, some of it may have been delivered.
+local wrote = false
 
 -- record appends one event to the stream at KEYS[k] (meta at KEYS[k+1]),
 -- moves k to the next target and returns the event's position.
@@ -102,6 +105,7 @@ local function record(ev, args, except)
   else
     redis.call('XADD', sk, 'MINID', '~', minid, id, 'e', ev, 'a', args, 'x', except)
   end
+  wrote = true
   if not x or s == 1 or now - x >= expireEvery or now < x then
     -- The stream's TTL, set at x, is window + expireEvery: it outlives
     -- every event written within expireEvery of x by a window, so the
@@ -119,9 +123,11 @@ local function record(ev, args, except)
 end
 
 local unheard = 0
-for _ = 1, tonumber(ARGV[4]) do
-  local channel, head, ev, args = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  local n, kind, except = tonumber(ARGV[a + 4]), ARGV[a + 5], ARGV[a + 6]
+
+-- publish records and publishes the unit whose values start at ARGV[a],
+-- of n targets and kind kind, its keys at KEYS[k].
+local function publish(a, n, kind)
+  local channel, head, ev, args, except = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 6]
   a = a + 7
   local sharded = kind == 'P' or kind == 'T'
   if sharded then kind = string.lower(kind) end
@@ -138,6 +144,7 @@ for _ = 1, tonumber(ARGV[4]) do
         body = body .. '}'
       end
       redis.call(sharded and 'SPUBLISH' or 'PUBLISH', uch, body)
+      wrote = true
     end
   else
     local pos = {}
@@ -163,5 +170,39 @@ for _ = 1, tonumber(ARGV[4]) do
     end
   end
 end
+
+-- Each unit runs under pcall: an error Redis raises in one (WRONGTYPE on
+-- a key something else overwrote) fails that unit alone, not the units
+-- after it, which handlers-svc may have merged in from other callers.
+-- Where each unit's keys and values start is worked out from its kind and
+-- N before it runs, so that a unit failing half way does not shift the
+-- next. A failed unit's targets get '' for positions (positions are never
+-- empty), and the reply gets, after every position and before the count,
+-- one element per failed unit: '!', its index (from 1), 'w' if it had
+-- appended to a stream or published before it failed (so it may have been
+-- delivered in part) or '-' if not, a space and Redis's error.
+local failed = {}
+local a = 6
+for i = 1, tonumber(ARGV[4]) do
+  local n, kind = tonumber(ARGV[a + 4]), ARGV[a + 5]
+  local targets, values = n, 7 + n -- 'u': N keyed targets, N user ids
+  if kind == 'b' then
+    values = 7
+  elseif kind == 'p' or kind == 'P' then
+    values = 7 + 2 * n
+  elseif kind == 't' or kind == 'T' then
+    targets, values = 0, 7 + 2 * n
+  end
+  local o, nextk = #out, k + 2 * targets
+  wrote = false
+  local ok, err = pcall(publish, a, n, kind)
+  if not ok then
+    for j = o + 1, o + targets do out[j] = '' end
+    if type(err) == 'table' then err = err.err end -- as some Redis versions raise it
+    failed[#failed + 1] = '!' .. i .. (wrote and 'w ' or '- ') .. tostring(err)
+  end
+  k, a = nextk, a + values
+end
+for _, f in ipairs(failed) do out[#out + 1] = f end
 out[#out + 1] = tostring(unheard)
 return out
