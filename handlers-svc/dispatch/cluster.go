@@ -246,15 +246,11 @@ func (d *Dispatcher) publishParts(ctx context.Context, groups []streams.CallGrou
 // observed apart.
 func (d *Dispatcher) clusterResult(ctx context.Context, groups []streams.CallGroup, units []*streams.Unit, all [][]string, errs []error) ([]string, error) {
 	var first, firstRaw error
-	reached := false   // a partition's call ran, or may have
 	delivered := false // a partition's call may have delivered some of it
 	for gi, g := range groups {
 		err := d.observe(ctx, errs[gi], d.outageBit(g.Partition))
 		if err != nil && first == nil {
 			first, firstRaw = err, errs[gi]
-		}
-		if !unsentError(err) {
-			reached = true
 		}
 		if outcomeOf(errs[gi]) != late.NotRun {
 			delivered = true
@@ -266,7 +262,7 @@ func (d *Dispatcher) clusterResult(ctx context.Context, groups []streams.CallGro
 		return nil, publishError(ctx, &unitError{err: u.err, failed: u.failed, delivered: true})
 	}
 	if first != nil {
-		if reached && unsentError(first) {
+		if delivered && unsentError(first) {
 			// unavailable says nothing was delivered, and a retry is
 			// safe: here it would deliver again what the partitions that
 			// were reached published. Nor is it ErrNotSent, though the

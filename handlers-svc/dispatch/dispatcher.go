@@ -600,6 +600,14 @@ func markEffects(ctx context.Context, err error) {
 	}
 }
 
+// counted reports whether a call that ended with err has its unheard
+// publishes counted: it succeeded, or the script ran and failed some of
+// its units (*unitError).
+func counted(err error) bool {
+	_, unit := errors.AsType[*unitError](err)
+	return err == nil || unit
+}
+
 // publishCall runs one call of the publish script with keys and args
 // through pub, as publishLate does; it counts the publishes of shared, if not nil, that
 // no subscriber received, and observes the outcome for the parts of
@@ -609,14 +617,14 @@ func (d *Dispatcher) publishCall(ctx context.Context, pub *publisher, keys []str
 	var onLate func([]string, int, error)
 	if after != nil {
 		onLate = func(pos []string, unheard int, err error) {
-			if err == nil {
+			if counted(err) {
 				d.hearCall(shared, unheard)
 			}
 			after(pos, outcomeOf(err))
 		}
 	}
 	pos, unheard, err := pub.publishLate(ctx, keys, args, onLate)
-	if err == nil {
+	if counted(err) {
 		d.hearCall(shared, unheard)
 	}
 	perr := d.observe(ctx, err, bits)

@@ -248,7 +248,7 @@ func (p *publisher) done(c *call) ([]string, int, error) {
 	*c = call{wake: c.wake}
 	callPool.Put(c)
 	if err != nil {
-		return nil, 0, err
+		return nil, unheard, err // counted for a *unitError (splitMerged), else 0
 	}
 	return pos, unheard, nil
 }
@@ -579,16 +579,18 @@ func splitMerged(c *call) ([]string, int, error) {
 		failed.failed++
 		failed.delivered = failed.delivered || f.Wrote
 	}
+	if !c.counts {
+		unheard = uncounted
+	}
 	if failed != nil {
-		// The call's other units ran: they were delivered.
+		// The call's other units ran: they were delivered. The unheard
+		// publishes are still counted, for the calls merged behind this
+		// one too.
 		failed.delivered = failed.delivered || failed.failed < c.units
-		return nil, 0, failed
+		return nil, unheard, failed
 	}
 	if c.first+c.n > len(pos) {
 		return nil, 0, &maybeSentError{err: fmt.Errorf("publish script: %d positions in the reply, want at least %d", len(pos), c.first+c.n)}
-	}
-	if !c.counts {
-		unheard = uncounted
 	}
 	return pos[c.first : c.first+c.n : c.first+c.n], unheard, nil
 }
