@@ -51,7 +51,9 @@ func FuzzURL(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		got := redact.URL(s)
-		if strings.Count(got, ",") != strings.Count(s, ",") {
+		// The list keeps its length, but is Invalid whole when a part has
+		// no scheme (the rest of a credential with a comma, maybe).
+		if got != redact.Invalid && strings.Count(got, ",") != strings.Count(s, ",") {
 			t.Fatalf("URL(%q) = %q: the list has another length", s, got)
 		}
 		// What is left carries no credential: every part is Invalid or a
