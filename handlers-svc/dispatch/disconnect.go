@@ -2,13 +2,14 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"github.com/switchboard/switchboard/handlers-svc/internal/late"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
+	"github.com/switchboard/switchboard/handlers-svc/internal/late"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -70,10 +71,13 @@ func (m *Disconnect) Check() error {
 // subscribed through the node that took it, a lower bound); 0 means no
 // worker listened, and then no socket was closed.
 //
-// A failure to reach Redis is an *event.Error with code unavailable
-// (nothing was published); a reply lost after the command was sent is one
-// with code timeout (it may have been); a context that ends first, the
-// context's error. A disconnect is safe to repeat.
+// A failure to reach Redis, or Redis's refusal (out of memory, a
+// read-only replica), is an *event.Error with code unavailable (nothing
+// was recorded or published); a reply lost after the command was sent is
+// one with code timeout (it may have been); a revoke that Redis failed
+// while it ran, one with code handler_error (some users may be revoked);
+// a context that ends first, the context's error. A disconnect is safe
+// to repeat.
 func (d *Dispatcher) Disconnect(ctx context.Context, m Disconnect) (workers int, err error) {
 	if err := m.Check(); err != nil {
 		return 0, err
@@ -93,7 +97,15 @@ func (d *Dispatcher) Disconnect(ctx context.Context, m Disconnect) (workers int,
 			args = append(args, u)
 		}
 		if err := revokeScript.Run(ctx, d.pub.rdb, []string{proto.RevokedKey, proto.RevokedReconnectKey}, args...).Err(); err != nil {
-			if !unsent(err) {
+			if failedInScript(err) {
+				late.Mark(ctx)
+				return 0, &event.Error{
+					Code:    proto.CodeHandlerError,
+					Message: "revoke failed inside Redis: some of its users may have been revoked",
+					Err:     fmt.Errorf("disconnect: revoke: %w", err),
+				}
+			}
+			if !unsent(err) && !refused(err) {
 				late.Mark(ctx)
 				err = &maybeSentError{err: err}
 			}
@@ -103,11 +115,11 @@ func (d *Dispatcher) Disconnect(ctx context.Context, m Disconnect) (workers int,
 	}
 	body := proto.AppendDisconnect(nil, &msg)
 	n, err := d.pub.rdb.Publish(ctx, proto.Channel, body).Result()
-	if err == nil || !unsent(err) {
+	if err == nil || !unsent(err) && !refused(err) {
 		late.Mark(ctx)
 	}
 	if err != nil {
-		if !unsent(err) {
+		if !unsent(err) && !refused(err) {
 			err = &maybeSentError{err: err}
 		}
 		return 0, publishError(ctx, fmt.Errorf("disconnect: %w", err))
@@ -125,7 +137,11 @@ func (d *Dispatcher) Disconnect(ctx context.Context, m Disconnect) (workers int,
 // match their user's moment, are deleted (each call walks the hashes:
 // revocations are rare), and both hashes expire a TTL after the last call,
 // when every field would be stale.
-var revokeScript = redis.NewScript(`
+//
+// It is flagged (#!lua, a script that writes), so Redis refuses it whole,
+// before it runs, when it could not write (out of memory with noeviction,
+// a read-only replica): refused, not "may have run".
+var revokeScript = redis.NewScript(`#!lua
 local now, ttl, again = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1'
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
@@ -151,3 +167,11 @@ redis.call('PEXPIRE', KEYS[1], ttl)
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ttl) end
 return 0
 `)
+
+// refused reports whether err is Redis's refusal of a command before it
+// ran (an error reply not raised inside a script: OOM, READONLY,
+// MASTERDOWN, LOADING): nothing was written or published.
+func refused(err error) bool {
+	_, ok := errors.AsType[redis.Error](err)
+	return ok && !failedInScript(err)
+}
