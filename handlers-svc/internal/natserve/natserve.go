@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
@@ -482,6 +483,10 @@ const msgPartly = "the handler failed after some of its events may have been del
 // client could not be sent.
 var errResultTooLarge = &proto.Error{Code: proto.CodeHandlerError, Message: "handler failed: its result is too large"}
 
+// errResultNotUTF8 answers a request whose handler returned a result
+// that is not UTF-8.
+var errResultNotUTF8 = &proto.Error{Code: proto.CodeHandlerError, Message: "handler failed: its result is not UTF-8"}
+
 // respondUnrun answers m with werr, a request answered before anything
 // ran for its event, marked so (proto.UnrunHeader).
 func (s *Server) respondUnrun(m *nats.Msg, r *event.Request, werr *proto.Error) {
@@ -495,8 +500,8 @@ func (s *Server) respondUnrun(m *nats.Msg, r *event.Request, werr *proto.Error) 
 }
 
 // reply returns the body of the reply for werr (nil for success, with r's
-// result when the handler set one). A result over proto.MaxResult, or too
-// large for a NATS message, is answered handler_error, and logged: the
+// result when the handler set one). A result over proto.MaxResult, too
+// large for a NATS message, or not UTF-8, is answered handler_error, and logged: the
 // gateway would otherwise wait for a reply that never comes, or queue an
 // ack too big for the client's socket.
 func (s *Server) reply(r *event.Request, werr *proto.Error) []byte {
@@ -507,6 +512,13 @@ func (s *Server) reply(r *event.Request, werr *proto.Error) []byte {
 				zap.String("event", r.Event), zap.String("user", r.User), zap.String("conn", r.Conn),
 				zap.Int("bytes", n), zap.Int("max", proto.MaxResult))
 			werr = errResultTooLarge
+		} else if !utf8.Valid(r.Result()) {
+			// A json.RawMessage of bytes from a source that is not UTF-8:
+			// no socket may be sent it in a text frame.
+			s.log.Error("handler result not UTF-8",
+				zap.String("event", r.Event), zap.String("user", r.User), zap.String("conn", r.Conn),
+				zap.Int("bytes", n))
+			werr = errResultNotUTF8
 		} else {
 			body = proto.AppendResult(make([]byte, 0, 32+n), r.Result())
 			if limit := s.nc.MaxPayload(); limit > 0 && int64(len(body)) > limit {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -55,5 +56,38 @@ func TestUndeliverableResultIsTheHandlersFault(t *testing.T) {
 		if ev == "latin1" && (perr == nil || perr.Code != proto.CodeHandlerError) {
 			t.Errorf("%s: %v, want handler_error", ev, perr)
 		}
+	}
+}
+
+// TestResultNotUTF8IsLogged: a result that is not UTF-8 (a json.RawMessage
+// of bytes read from a Latin-1 source) cannot be sent to a socket. It is
+// answered handler_error by handlers-svc itself, in a reply that is
+// valid UTF-8, and logged at error level with the event, as a result too
+// large is; before, the bytes went out, the gateway answered the client
+// "malformed reply", and handlers-svc counted the request ok and logged
+// nothing, so the team whose handler it was had nothing to go on.
+func TestResultNotUTF8IsLogged(t *testing.T) {
+	ns := testkit.StartNATS(t)
+	core, logs := observer.New(zapcore.DebugLevel)
+	mux := event.NewMux()
+	mux.HandleFunc("latin1", func(_ context.Context, r *event.Request) error {
+		return r.Respond(json.RawMessage("{\"name\":\"caf\xe9\"}"))
+	})
+	serve(t, ns, mux, zap.New(core), natserve.Config{Timeout: 5 * time.Second})
+	nc := connect(t, ns)
+
+	msg, err := nc.Request(proto.Subject("latin1"), proto.AppendRequest(nil, &proto.Request{Event: "latin1", User: "alice", Conn: "c1"}), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !utf8.Valid(msg.Data) {
+		t.Errorf("reply %q is not UTF-8: the handler's bytes went out", msg.Data)
+	}
+	if perr := proto.DecodeReply(msg.Data); perr == nil || perr.Code != proto.CodeHandlerError {
+		t.Fatalf("reply %q: %v, want handler_error", msg.Data, perr)
+	}
+	found := logs.FilterLevelExact(zapcore.ErrorLevel).FilterField(zap.String("event", "latin1")).Len()
+	if found == 0 {
+		t.Errorf("nothing logged at error level for event latin1; logs: %v", logs.All())
 	}
 }
