@@ -132,29 +132,41 @@ func Parse(args []string, getenv func(string) string, output io.Writer) (Config,
 	c := Default()
 	fs := flag.NewFlagSet("handlers-svc", flag.ContinueOnError)
 	fs.SetOutput(output)
-	for _, s := range c.settings() {
+	// The flags are registered with the built-in defaults, which the
+	// usage (-h) prints: the environment's values may be secrets (the API
+	// keys, the passwords in the server URLs). They are applied after the
+	// flags are parsed, to the settings no flag set: a flag wins.
+	settings := c.settings()
+	for _, s := range settings {
 		name := FlagName(s.env)
 		usage := s.usage + " (env " + s.env + ")"
-		v := getenv(s.env)
 		switch {
 		case s.str != nil:
-			if v != "" {
-				*s.str = v
-			}
 			fs.StringVar(s.str, name, *s.str, usage)
 		case s.dur != nil:
-			if v != "" {
-				d, err := time.ParseDuration(v)
-				if err != nil {
-					return Config{}, fmt.Errorf("%s: %q is not a duration such as 5s", s.env, v)
-				}
-				*s.dur = d
-			}
 			fs.DurationVar(s.dur, name, *s.dur, usage)
 		}
 	}
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
+	}
+	byFlag := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { byFlag[f.Name] = true })
+	for _, s := range settings {
+		v := getenv(s.env)
+		if v == "" || byFlag[FlagName(s.env)] {
+			continue
+		}
+		switch {
+		case s.str != nil:
+			*s.str = v
+		case s.dur != nil:
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return Config{}, fmt.Errorf("%s: %q is not a duration such as 5s", s.env, v)
+			}
+			*s.dur = d
+		}
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
