@@ -642,7 +642,7 @@ func (c Config) Validate() error {
 			c.MaxConns, c.MaxConnsPerUser))
 	}
 	if c.NATSCreds != "" {
-		if _, err := os.Stat(c.NATSCreds); err != nil {
+		if err := serverurl.NATSCreds(c.NATSCreds); err != nil {
 			errs = append(errs, fmt.Errorf("NATS_CREDS: %w", err))
 		}
 	}

@@ -220,7 +220,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("NATS_URL: %w", err))
 	}
 	if c.NATSCreds != "" {
-		if _, err := os.Stat(c.NATSCreds); err != nil {
+		if err := serverurl.NATSCreds(c.NATSCreds); err != nil {
 			errs = append(errs, fmt.Errorf("NATS_CREDS: %w", err))
 		}
 	}
