@@ -102,7 +102,11 @@ func connectNATS(url, creds string, link *natsconn.State, log *zap.Logger) (*nat
 				return
 			}
 			fields := []zap.Field{zap.Error(err)}
-			if sub != nil {
+			if subject, ok := link.Refused(err); ok {
+				// Not ready until the next connect subscribes anew
+				// (/readyz names the subject).
+				fields = append(fields, zap.String("subject", subject))
+			} else if sub != nil {
 				fields = append(fields, zap.String("subject", sub.Subject))
 			}
 			log.Error("async error", fields...)

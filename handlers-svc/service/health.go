@@ -52,6 +52,9 @@ func (h *health) notReady() []string {
 	if !h.link.Connected() {
 		reasons = append(reasons, "nats not connected")
 	}
+	for _, subject := range h.link.RefusedSubjects() {
+		reasons = append(reasons, "nats refuses the subscription to "+subject)
+	}
 	if !h.redisOK.Load() {
 		reasons = append(reasons, "redis not answering")
 	}

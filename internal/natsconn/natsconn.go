@@ -16,6 +16,10 @@
 package natsconn
 
 import (
+	"errors"
+	"regexp"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -93,7 +97,12 @@ func Options() []nats.Option {
 // ReconnectHandler, and Down from their DisconnectErrHandler and
 // ClosedHandler, every one of them: a handler replaced later
 // (nc.SetDisconnectErrHandler) must call it too.
-type State struct{ up atomic.Bool }
+type State struct {
+	up atomic.Bool
+
+	mu      sync.Mutex
+	refused []string // subjects NATS refused a subscription to since the last (re)connect
+}
 
 // Connected reports whether the connection was up at its last change.
 // Safe from any goroutine; never blocks.
@@ -112,6 +121,49 @@ func (s *State) Up(nc *nats.Conn) {
 	if nc.IsConnected() {
 		s.up.Store(true)
 	}
+	// nats.go subscribes anew on every (re)connect, and queues the
+	// handler before it reads the server's answer: a refusal that stands
+	// comes again, after.
+	s.mu.Lock()
+	s.refused = nil
+	s.mu.Unlock()
+}
+
+// refusedRe finds the subject of a subscription in NATS's permissions
+// violation (Permissions Violation for Subscription to "handlers.>"
+// using queue ...).
+var refusedRe = regexp.MustCompile(`Subscription to "(\S+)"`)
+
+// Refused records the subscription err says NATS refused, an error given
+// to the connection's ErrorHandler, and returns its subject; ok is false
+// for any other error. NATS takes the connection, and the SUB, and then
+// answers a SUB the user's permissions leave out with an error of its
+// own, after the fact: Subscribe has returned nil long before. Such a
+// subscription receives nothing until the next connect, when nats.go
+// sends it again.
+func (s *State) Refused(err error) (subject string, ok bool) {
+	if !errors.Is(err, nats.ErrPermissionViolation) {
+		return "", false
+	}
+	m := refusedRe.FindStringSubmatch(err.Error())
+	if m == nil {
+		return "", false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !slices.Contains(s.refused, m[1]) {
+		s.refused = append(s.refused, m[1])
+	}
+	return m[1], true
+}
+
+// RefusedSubjects returns the subjects of the subscriptions NATS refused
+// since the connection was last made (Refused): none when it took them
+// all.
+func (s *State) RefusedSubjects() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.refused)
 }
 
 // Down records that the connection is not connected.

@@ -1,7 +1,9 @@
 package natsconn
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -152,5 +154,29 @@ func TestUpOnlyWhileConnected(t *testing.T) {
 	st.Up(nc)
 	if !st.Connected() {
 		t.Fatal("state down while nc is connected")
+	}
+}
+
+// TestRefused: a permissions violation for a subscription is recorded by
+// its subject, once, and nothing else is.
+func TestRefused(t *testing.T) {
+	var s State
+	for _, err := range []error{
+		errors.New(`nats: Permissions Violation for Subscription to "handlers.>"`), // not nats.ErrPermissionViolation
+		fmt.Errorf("%w: Permissions Violation for Publish to \"x\"", nats.ErrPermissionViolation),
+		nats.ErrMaxSubscriptionsExceeded,
+	} {
+		if subject, ok := s.Refused(err); ok {
+			t.Errorf("Refused(%v) = %q, true", err, subject)
+		}
+	}
+	for range 2 {
+		err := fmt.Errorf("%w: Permissions Violation for Subscription to \"handlers.>\" using queue \"handlers-svc\"", nats.ErrPermissionViolation)
+		if subject, ok := s.Refused(err); !ok || subject != "handlers.>" {
+			t.Errorf("Refused(%v) = %q, %v", err, subject, ok)
+		}
+	}
+	if got := s.RefusedSubjects(); !slices.Equal(got, []string{"handlers.>"}) {
+		t.Errorf("RefusedSubjects() = %q", got)
 	}
 }
