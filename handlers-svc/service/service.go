@@ -329,7 +329,14 @@ func realMain(ctx context.Context, cfg config.Config, log *zap.Logger, families 
 	// the API, whose late records of 504s' outcomes use rdb, and Redis.
 	health.stopping.Store(true)
 	nc.Close()
-	runStops()
+	if errors.Is(runErr, natserve.ErrHandlersRunning) {
+		// A family's stop would close what they still use (its OnStop
+		// promises "once no handler runs any more"); the process exit
+		// takes it all.
+		log.Error("families' stops skipped: handlers still run after their cancel", zap.Error(runErr))
+	} else {
+		runStops()
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpShutdownTimeout)
 	defer cancel()
 	if err := httpSrv.Shutdown(shutdownCtx); err != nil {

@@ -231,7 +231,7 @@ func (s *Server) Run(ctx context.Context) error {
 					_ = sub.Unsubscribe()
 				}
 				cancelHandlers()
-				return fmt.Errorf("natserve: drain did not finish within %s", s.cfg.ShutdownTimeout)
+				return s.afterCancel(fmt.Errorf("natserve: drain did not finish within %s", s.cfg.ShutdownTimeout), 0)
 			}
 		}
 	}
@@ -243,7 +243,7 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-timer.C:
 			cancelHandlers()
 			running := cap(s.slots) - taken
-			return fmt.Errorf("natserve: %d handlers still running after %s", running, s.cfg.ShutdownTimeout)
+			return s.afterCancel(fmt.Errorf("natserve: %d handlers still running after %s", running, s.cfg.ShutdownTimeout), taken)
 		}
 	}
 	stopWorkers.Do(func() { close(s.quit) })
@@ -258,6 +258,31 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.log.Info("drained")
 	return nil
+}
+
+// CancelGrace is how long Run waits, at the end of ShutdownTimeout, for
+// the handlers it has cancelled to return.
+const CancelGrace = 2 * time.Second
+
+// ErrHandlersRunning is in Run's error when handlers still ran
+// CancelGrace after their context was cancelled: whatever they use must
+// not be closed under them.
+var ErrHandlersRunning = errors.New("handlers still running after their cancel")
+
+// afterCancel waits up to CancelGrace for the handlers, just cancelled, to
+// give back their slots (taken of them are taken back already), and
+// returns err, with ErrHandlersRunning when some did not.
+func (s *Server) afterCancel(err error, taken int) error {
+	grace := time.NewTimer(CancelGrace)
+	defer grace.Stop()
+	for ; taken < cap(s.slots); taken++ {
+		select {
+		case s.slots <- struct{}{}:
+		case <-grace.C:
+			return fmt.Errorf("%w: %w (%d of them)", err, ErrHandlersRunning, cap(s.slots)-taken)
+		}
+	}
+	return err
 }
 
 // serve handles one message on the subscription's delivery goroutine.
