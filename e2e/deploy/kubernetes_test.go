@@ -827,11 +827,12 @@ func TestKubernetesGOMAXPROCS(t *testing.T) {
 	}
 }
 
-// handlersHTTPShutdown is how long handlers-svc's HTTP server may take to
-// finish its requests once the NATS drain is over (httpShutdownTimeout in
-// handlers-svc/service): a dispatch API call, 5 s, its record, 2 s, and a
-// margin.
-const handlersHTTPShutdown = 8 * time.Second
+// handlersHTTPShutdown is how long handlers-svc may take past its
+// HANDLERS_SHUTDOWN_TIMEOUT: 2 s for the handlers it cancelled then to
+// return (natserve.CancelGrace), then its HTTP server's time to finish
+// its requests (httpShutdownTimeout in handlers-svc/service): a dispatch
+// API call, 5 s, its record, 2 s, and a margin.
+const handlersHTTPShutdown = 2*time.Second + 8*time.Second
 
 // TestKubernetesGracePeriod: the kubelet sends SIGKILL
 // terminationGracePeriodSeconds after it starts the preStop hook. That
