@@ -171,6 +171,10 @@ func TestValidRoomName(t *testing.T) {
 	if got := proto.RoomMembersKey("general"); got != "sb:r:general:m" {
 		t.Errorf("RoomMembersKey = %q", got)
 	}
+	// One script reads and writes both on a Redis Cluster.
+	if proto.Slot(proto.RoomJoinsKey("general")) != proto.Slot(proto.RoomMembersKey("general")) {
+		t.Errorf("RoomJoinsKey(general) = %q is not in the slot of RoomMembersKey", proto.RoomJoinsKey("general"))
+	}
 }
 
 // TestIdempotencyKey: the dispatch API's records are switchboard keys in

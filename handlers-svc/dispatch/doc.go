@@ -45,6 +45,8 @@
 // Rooms are user-level groups whose membership is a Redis set
 // (proto.RoomMembersKey): Join, Leave and Members manage it, and a dispatch
 // to rooms goes to their members' user streams, like any dispatch to users.
+// JoinUndoably and UndoJoin undo a join only while no other join was
+// answered for the membership (proto.RoomJoinsKey).
 //
 // # Concurrency
 //

@@ -16,10 +16,15 @@ import (
 var _ event.Rooms = (*Dispatcher)(nil)
 
 // joinScript adds a member unless the room is full, atomically.
-// KEYS[1] the room's members set; ARGV[1] the user; ARGV[2] the most
-// members. Returns {members after, 1 joined | 0 already a member | -1 full}.
+// KEYS[1] the room's members set; KEYS[2] its undoable joins
+// (proto.RoomJoinsKey); ARGV[1] the user; ARGV[2] the most members;
+// ARGV[3] the join's token, kept while the join may be undone ("" none).
+// A join that finds the user a member is answered as done, so the
+// membership is no longer any join's to undo. Returns {members after,
+// 1 joined | 0 already a member | -1 full}.
 var joinScript = redis.NewScript(`
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HDEL', KEYS[2], ARGV[1])
   return {redis.call('SCARD', KEYS[1]), 0}
 end
 local n = redis.call('SCARD', KEYS[1])
@@ -27,14 +32,31 @@ if n >= tonumber(ARGV[2]) then
   return {n, -1}
 end
 redis.call('SADD', KEYS[1], ARGV[1])
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+end
 return {n + 1, 1}
 `)
 
-// leaveScript removes a member. KEYS[1] the room's members set; ARGV[1]
-// the user. Returns {members after, 1 left | 0 was not a member}.
+// leaveScript removes a member. KEYS[1] the room's members set; KEYS[2]
+// its undoable joins; ARGV[1] the user. Returns {members after, 1 left |
+// 0 was not a member}.
 var leaveScript = redis.NewScript(`
 local r = redis.call('SREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
 return {redis.call('SCARD', KEYS[1]), r}
+`)
+
+// undoJoinScript removes a member whose join still holds its token.
+// KEYS and ARGV[1] as leaveScript's; ARGV[2] the join's token. Returns
+// 1 undone, 0 not a member, -1 a member another join was answered for.
+var undoJoinScript = redis.NewScript(`
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
+  return redis.call('SISMEMBER', KEYS[1], ARGV[1]) * -1
+end
+redis.call('SREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
 `)
 
 // Join makes user a member of room (a Redis set that lives as long as the
@@ -50,6 +72,13 @@ return {redis.call('SCARD', KEYS[1]), r}
 // user's place is taken first and given back when the room refuses them
 // or cannot be reached.
 func (d *Dispatcher) Join(ctx context.Context, room, user string) (int, bool, error) {
+	return d.JoinUndoably(ctx, room, user, "")
+}
+
+// JoinUndoably is Join that keeps token (when not "") with a new
+// membership, so that UndoJoin with the same token can undo it until a
+// join that finds user a member (answered as done), or a leave, ends it.
+func (d *Dispatcher) JoinUndoably(ctx context.Context, room, user, token string) (int, bool, error) {
 	if err := checkRoom(room, user); err != nil {
 		return 0, false, err
 	}
@@ -60,7 +89,7 @@ func (d *Dispatcher) Join(ctx context.Context, room, user string) (int, bool, er
 	if placed < 0 {
 		return 0, false, event.BadRequest("you are in %d rooms, the most there may be: leave one first", proto.MaxRoomsPerUser)
 	}
-	res, err := joinScript.Run(ctx, d.pub.rdb, []string{proto.RoomMembersKey(room)}, user, proto.MaxRoomMembers).Int64Slice()
+	res, err := joinScript.Run(ctx, d.pub.rdb, roomKeys(room), user, proto.MaxRoomMembers, token).Int64Slice()
 	if err == nil && res[1] == 1 {
 		// A leave of the room by the same user that ran between the two
 		// scripts gave the place back (Leave gives it back also when user
@@ -114,7 +143,7 @@ func (d *Dispatcher) Leave(ctx context.Context, room, user string) (int, bool, e
 	if user == "" {
 		return 0, false, event.BadRequest("a room member must be a non-empty user id")
 	}
-	res, err := leaveScript.Run(ctx, d.pub.rdb, []string{proto.RoomMembersKey(room)}, user).Int64Slice()
+	res, err := leaveScript.Run(ctx, d.pub.rdb, roomKeys(room), user).Int64Slice()
 	if err == nil {
 		// Also when user was no member: a place a failed join left taken
 		// is given back by leaving the room.
@@ -125,6 +154,33 @@ func (d *Dispatcher) Leave(ctx context.Context, room, user string) (int, bool, e
 	}
 	d.roomsOK()
 	return int(res[0]), res[1] == 1, nil
+}
+
+// UndoJoin removes user from room if the membership is still that of
+// the join JoinUndoably made with token: not when a join since found user
+// a member and was answered as done, nor when a leave (and maybe a new
+// join) came since. It reports whether user is a member after it, kept
+// for another join.
+func (d *Dispatcher) UndoJoin(ctx context.Context, room, user, token string) (kept bool, err error) {
+	if err := checkRoom(room, user); err != nil {
+		return false, err
+	}
+	r, err := undoJoinScript.Run(ctx, d.pub.rdb, roomKeys(room), user, token).Int64()
+	if err == nil && r == 1 {
+		// As Leave does: the user's place among their rooms goes back.
+		err = d.pub.rdb.SRem(ctx, proto.UserRoomsKey(user), room).Err()
+	}
+	if err != nil {
+		return false, d.storeError(ctx, "undo join of room "+room, err)
+	}
+	d.roomsOK()
+	return r < 0, nil
+}
+
+// roomKeys returns the keys of room's scripts: its members and its
+// undoable joins, in one slot.
+func roomKeys(room string) []string {
+	return []string{proto.RoomMembersKey(room), proto.RoomJoinsKey(room)}
 }
 
 // Members returns the members of room, sorted.

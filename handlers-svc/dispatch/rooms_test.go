@@ -69,6 +69,52 @@ func TestRooms(t *testing.T) {
 	}
 }
 
+// TestUndoJoin: UndoJoin removes a member whose join still holds its
+// token, with their place among their rooms, and no member that a join
+// since found a member (answered as done), nor one that left and joined
+// again; the hash of undoable joins goes with the room's last member.
+func TestUndoJoin(t *testing.T) {
+	r := newRecorder(t, time.Minute)
+	ctx := context.Background()
+	member := func() bool { return slices.Contains(r.rdb.SMembers(ctx, proto.RoomMembersKey("general")).Val(), "alice") }
+	if _, joined, err := r.d.JoinUndoably(ctx, "general", "alice", "t1"); err != nil || !joined {
+		t.Fatalf("join: %v %v", joined, err)
+	}
+	if kept, err := r.d.UndoJoin(ctx, "general", "alice", "t1"); err != nil || kept || member() {
+		t.Fatalf("undo of the join: kept %v, %v; a member: %v", kept, err, member())
+	}
+	if n := r.rdb.Exists(ctx, proto.UserRoomsKey("alice"), proto.RoomJoinsKey("general")).Val(); n != 0 {
+		t.Fatalf("%d of alice's rooms and the room's joins are kept after the undo", n)
+	}
+	if _, _, err := r.d.JoinUndoably(ctx, "general", "alice", "t2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, joined, err := r.d.Join(ctx, "general", "alice"); err != nil || joined {
+		t.Fatalf("second join: %v %v", joined, err)
+	}
+	if kept, err := r.d.UndoJoin(ctx, "general", "alice", "t2"); err != nil || !kept || !member() {
+		t.Fatalf("undo after a join that found alice a member: kept %v, %v; a member: %v", kept, err, member())
+	}
+	if _, _, err := r.d.Leave(ctx, "general", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.d.JoinUndoably(ctx, "general", "alice", "t3"); err != nil {
+		t.Fatal(err)
+	}
+	if kept, err := r.d.UndoJoin(ctx, "general", "alice", "t2"); err != nil || !kept || !member() {
+		t.Fatalf("undo of a join that a leave and a new join ended: kept %v, %v; a member: %v", kept, err, member())
+	}
+	if _, _, err := r.d.Leave(ctx, "general", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if kept, err := r.d.UndoJoin(ctx, "general", "alice", "t3"); err != nil || kept || member() {
+		t.Fatalf("undo after a leave: kept %v, %v; a member: %v", kept, err, member())
+	}
+	if n := r.rdb.Exists(ctx, proto.RoomMembersKey("general"), proto.RoomJoinsKey("general")).Val(); n != 0 {
+		t.Fatalf("%d of the room's keys are kept with no member", n)
+	}
+}
+
 // TestRoomFull: the 1,001st member is refused, atomically, however many
 // join at once; a member joining again is not.
 func TestRoomFull(t *testing.T) {

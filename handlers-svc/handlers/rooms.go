@@ -128,23 +128,24 @@ func (h *Rooms) Join(ctx context.Context, r *event.Request, in RoomArgs) (RoomRe
 			}
 		}
 	}
-	n, joined, err := h.rooms.Join(ctx, in.Room, r.User)
+	undoable, _ := h.rooms.(undoableRooms)
+	token := ""
+	var n int
+	var joined bool
+	var err error
+	if undoable != nil {
+		token = newMsgID()
+		n, joined, err = undoable.JoinUndoably(ctx, in.Room, r.User, token)
+	} else {
+		n, joined, err = h.rooms.Join(ctx, in.Room, r.User)
+	}
 	if err != nil {
 		return RoomResult{}, err
 	}
 	if joined {
 		err := h.rooms.ToRooms(ctx, []string{in.Room}, EventRoomJoined, RoomMember{Room: in.Room, User: r.User})
 		if err != nil {
-			// No member heard of it: undo the join, so that unavailable
-			// means nothing happened and a retry is safe; even when the
-			// request's time is up, but not for longer than undoTimeout.
-			// (A join of another device of the user that lands between
-			// the two and is acked is undone too: only when Redis fails
-			// the dispatch and not the join.)
-			undo, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
-			_, _, _ = h.rooms.Leave(undo, in.Room, r.User)
-			cancel()
-			return RoomResult{}, err
+			return RoomResult{}, h.undoJoin(ctx, undoable, in.Room, r.User, token, err)
 		}
 		// A leave of another device of the user may have removed this
 		// join before room_joined went out, and told room_left first
@@ -158,6 +159,38 @@ func (h *Rooms) Join(ctx context.Context, r *event.Request, in RoomArgs) (RoomRe
 		}
 	}
 	return RoomResult{Room: in.Room, Members: n}, nil
+}
+
+// undoableRooms is a store whose joins can be undone without removing a
+// membership that another join, answered as done, found meanwhile
+// (package dispatch's): a join of another device of the user that lands
+// between a join and its undo is acked "already a member", and must
+// stand.
+type undoableRooms interface {
+	JoinUndoably(ctx context.Context, room, user, token string) (members int, joined bool, err error)
+	UndoJoin(ctx context.Context, room, user, token string) (kept bool, err error)
+}
+
+// undoJoin undoes the join of user to room whose room_joined failed with
+// err, and returns the request's error. No member heard of it: undone,
+// unavailable means nothing happened and a retry is safe; even when the
+// request's time is up, but not for longer than undoTimeout. A join of
+// another device that found the user a member since was answered as
+// done: the membership stands, and so the client is not told it was
+// undone. (A store that is not undoableRooms undoes it whatever came
+// between.)
+func (h *Rooms) undoJoin(ctx context.Context, undoable undoableRooms, room, user, token string, err error) error {
+	undo, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+	defer cancel()
+	if undoable == nil {
+		_, _, _ = h.rooms.Leave(undo, room, user)
+		return err
+	}
+	if kept, uerr := undoable.UndoJoin(undo, room, user, token); uerr != nil || !kept {
+		return err
+	}
+	return &event.Error{Code: proto.CodeHandlerError, Err: err,
+		Message: "another of your devices joined the room meanwhile, so you are a member, but room_joined could not be sent to its members"}
 }
 
 // Leave serves leaveRoom: when the sender is a member, it tells every

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -194,5 +195,70 @@ func TestLeaveOfNonMemberRemovesAConcurrentJoin(t *testing.T) {
 	}
 	if !slices.Contains(members, "alice") && !slices.Contains(events, handlers.EventRoomLeft+" alice") {
 		t.Fatalf("carol heard %v and alice is no member now (%v): removed from the room with no room_left", events, members)
+	}
+}
+
+// TestJoinUndoKeepsAConcurrentAckedJoin: alice joins "general" from
+// device A, and Redis fails A's room_joined (out of memory: the dispatch
+// is refused, and nothing is delivered) but not A's join. Device B's join
+// lands between the two: it finds alice a member already and is acked,
+// as joinRoom is when already a member. A's join is then undone, so that
+// unavailable means nothing happened; before the fix the undo removed
+// alice, and B's acked join was lost. Now the undo removes only a
+// membership no other join was answered for: alice stays, and A is not
+// told unavailable, which would say nothing was done. Real Redis for
+// membership and the dispatches; the hook only places B's join, and the
+// out-of-memory setting, just before A's room_joined.
+func TestJoinUndoKeepsAConcurrentAckedJoin(t *testing.T) {
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: testkit.StartRedis(t).Addr(), MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	// Recording on: the publish script is refused whole when Redis is out
+	// of memory, while removing a member is still allowed.
+	d := dispatch.New(rdb, dispatch.Options{Window: time.Minute})
+	mux := event.NewMux()
+	if err := handlers.RegisterRooms(ctx, mux, handlers.Deps{Dispatcher: d, Rooms: d}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := d.Join(ctx, "general", "carol"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.ConfigSet(context.Background(), "maxmemory", "0").Err() })
+
+	var bErr error
+	var bRes handlers.RoomResult
+	// With no recipients bound, A's first read of the members is
+	// room_joined's (ToRooms' SMEMBERS), after its join script.
+	hook := &beforeCmd{key: proto.RoomMembersKey("general"), names: []string{"smembers"}, do: func() {
+		r := eventtest.NewRequest("joinRoom", "alice", map[string]string{"room": "general"})
+		r.Conn = "alice-b"
+		bErr = mux.ServeEvent(ctx, r)
+		bRes, _ = eventtest.Result[handlers.RoomResult](r)
+		// 1 byte: whatever Redis holds is over it, so A's room_joined
+		// is refused.
+		if err := rdb.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+			t.Error(err)
+		}
+	}}
+	rdb.AddHook(hook)
+	r := eventtest.NewRequest("joinRoom", "alice", map[string]string{"room": "general"})
+	r.Conn = "alice-a"
+	aErr := mux.ServeEvent(ctx, r)
+	if !hook.fired.Load() || bErr != nil || aErr == nil {
+		t.Fatalf("setup: B's join ran during A's: %v, and was acked: %v; A's room_joined failed: %v", hook.fired.Load(), bErr, aErr)
+	}
+	members, err := d.Members(ctx, "general")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(members, "alice") {
+		t.Fatalf("device B was acked joined (%+v), but alice is no member: %v (A's undo removed her; A got %v)",
+			bRes, members, event.WireError(aErr))
+	}
+	if w := event.WireError(aErr); w.Code == proto.CodeUnavailable {
+		t.Fatalf("A got %+v, which says nothing was done, but alice is a member", w)
 	}
 }

@@ -89,6 +89,9 @@ type Subscriber struct {
 	lagMu       sync.Mutex   // orders the reader turning lagging on and the deliverer turning it off
 	lagSince    time.Time    // when lagging last turned on; under lagMu
 	lagLog      lagLog       // under lagMu
+	// lagged is closed when lagging turns on, and made anew when it turns
+	// off, so that Acquire's wait for a confirmation ends then; under lagMu.
+	lagged chan struct{}
 
 	line         // the shared channel's connection
 	resubs       atomic.Uint64
@@ -130,6 +133,7 @@ func New(rdb redis.UniversalClient, to Deliverer, queue int, log *zap.Logger, op
 		high:     max(queue/8, 1),
 		low:      queue / 64,
 		done:     make(chan struct{}),
+		lagged:   make(chan struct{}),
 	}
 	s.probe = prober{every: ProbeEvery, within: ProbeWithin, rdb: rdb}
 	s.probeChannel = probeChannelName("sb:")
@@ -475,6 +479,7 @@ func (s *Subscriber) setLagging(on bool, backlog int64) {
 	}
 	now := time.Now()
 	if on {
+		close(s.lagged)
 		s.lagSince = now
 		if s.lagLog.enter(now) {
 			s.log.Warn("fan-out lagging behind the dispatch channel; refusing new envelopes until it catches up",
@@ -484,10 +489,19 @@ func (s *Subscriber) setLagging(on bool, backlog int64) {
 		}
 		return
 	}
+	s.lagged = make(chan struct{})
 	if s.lagLog.logged {
 		s.log.Info("fan-out caught up; accepting envelopes again",
 			zap.Int64("backlog", n), zap.Duration("lagged", now.Sub(s.lagSince)))
 	}
+}
+
+// laggedCh returns whether the fan-out is lagging and the channel closed
+// when it next turns lagging (closed already when it is).
+func (s *Subscriber) laggedCh() (bool, <-chan struct{}) {
+	s.lagMu.Lock()
+	defer s.lagMu.Unlock()
+	return s.lagging.Load(), s.lagged
 }
 
 // lagLogEvery is the least time between two logged lagging episodes. Under

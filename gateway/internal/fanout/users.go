@@ -86,9 +86,10 @@ type userSubs struct {
 // Acquire makes sure this worker receives the dispatches of user's channel
 // (per-user mode; in shared mode it returns nil at once): it returns once
 // Redis confirmed the subscription, so a stream read after it misses
-// nothing, or ctx's error if ctx ended first (Redis unreachable). Every
-// Acquire, whatever it returned, is matched by one Release when the socket
-// it was for ends.
+// nothing; ErrLagging while the fan-out is lagging, or once it starts to
+// before the confirmation; or ctx's error if ctx ended first (Redis
+// unreachable). Every Acquire, whatever it returned, is matched by one
+// Release when the socket it was for ends.
 func (s *Subscriber) Acquire(ctx context.Context, user string) error {
 	u := s.usersOf(user)
 	if u == nil {
@@ -114,15 +115,24 @@ func (s *Subscriber) Acquire(ctx context.Context, user string) error {
 	if live {
 		return nil
 	}
-	if s.Lagging() {
-		// Redis's confirmation would wait behind the backlog, perhaps
-		// until ctx ends: the socket is told at once to come back later
-		// (1013), as its sends would be refused now anyway.
+	// Redis's confirmation would wait behind the backlog, perhaps until
+	// ctx ends: while lagging, and once lagging starts during the wait,
+	// the socket is told at once to come back later (1013), as its sends
+	// would be refused now anyway.
+	lagging, lagged := s.laggedCh()
+	if lagging {
 		return ErrLagging
 	}
 	select {
 	case <-ready:
 		return nil
+	case <-lagged:
+		select {
+		case <-ready: // confirmed as well: nothing to refuse
+			return nil
+		default:
+			return ErrLagging
+		}
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.done:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -431,4 +432,67 @@ func TestAcquireRefusedWhileLagging(t *testing.T) {
 	}
 	testkit.Eventually(t, wait, "not lagging", func() bool { return !s.sub.Lagging() })
 	acquire(t, s, "bob")
+}
+
+// TestAcquireEndsWhenLaggingStarts: Acquire of a new user found the
+// fan-out not lagging and waits for Redis's confirmation, which comes
+// after 40 dispatches published just before it; the reader queues 16,
+// turns Lagging on and waits for the deliverer (held here), with the
+// confirmation still unread. Before the fix Acquire went on waiting for
+// it until its context ended (the socket's 5 s deadline in the worker,
+// which then closes the socket as "recovery store unavailable"), where a
+// socket that had come a moment earlier was told ErrLagging at once
+// (1013, come back later). Now the wait ends when Lagging turns on.
+func TestAcquireEndsWhenLaggingStarts(t *testing.T) {
+	r := testkit.StartRedis(t)
+	proxy := testkit.StartProxy(t, r.Addr())
+	sub := redis.NewClient(&redis.Options{Addr: proxy.Addr()})
+	t.Cleanup(func() { _ = sub.Close() })
+	pub := client(t, r)
+	g := newGated()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &running{sub: fanout.New(sub, g, 16, zap.NewNop(), fanout.PerUser(time.Minute)), cancel: cancel, done: make(chan error, 1)}
+	go func() { s.done <- s.sub.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		close(g.step)
+		<-s.done
+	})
+	waitLive(t, s, true)
+
+	// Frozen, the path holds the dispatches, and bob's SUBSCRIBE behind
+	// them: Redis confirms it only after it has sent them all.
+	proxy.Freeze()
+	for i := range 40 {
+		publish(t, pub, fmt.Sprintf(`{"event":"e%d","broadcast":true}`, i))
+	}
+	actx, acancel := context.WithTimeout(context.Background(), wait)
+	defer acancel()
+	acquired := make(chan error, 1)
+	start := time.Now()
+	go func() { acquired <- s.sub.Acquire(actx, "bob") }()
+	t.Cleanup(func() { s.sub.Release("bob") })
+	testkit.Eventually(t, wait, "Acquire(bob) waiting for Redis's confirmation", func() bool {
+		return waitingInAcquire()
+	})
+	if s.sub.Lagging() {
+		t.Fatal("setup: lagging before the path thawed")
+	}
+	proxy.Thaw()
+	testkit.Eventually(t, wait, "lagging", s.sub.Lagging)
+	if err := <-acquired; !errors.Is(err, fanout.ErrLagging) {
+		t.Fatalf("Acquire(bob), waiting when the fan-out started lagging: %v after %s, want ErrLagging at once",
+			err, time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// waitingInAcquire reports whether a goroutine waits in Acquire's select.
+func waitingInAcquire() bool {
+	buf := make([]byte, 1<<20)
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "[select") && strings.Contains(g, "fanout.(*Subscriber).Acquire(") {
+			return true
+		}
+	}
+	return false
 }
