@@ -382,8 +382,9 @@ func ParseResult(res []string) (PublishResult, error) {
 		return PublishResult{}, fmt.Errorf("publish script: an empty reply")
 	}
 	n, err := strconv.Atoi(res[len(res)-1])
-	if err != nil {
-		return PublishResult{}, fmt.Errorf("publish script: the reply's last element %q is not a count: %w", res[len(res)-1], err)
+	if err != nil || n < 0 {
+		// A negative count would wrap the dispatcher's unsigned counter.
+		return PublishResult{}, fmt.Errorf("publish script: the reply's last element %q is not a count", res[len(res)-1])
 	}
 	res = res[:len(res)-1]
 	end := len(res)

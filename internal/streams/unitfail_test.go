@@ -149,7 +149,7 @@ func TestParseResult(t *testing.T) {
 	if r, err := streams.ParseResult([]string{"a.1-1", "0"}); err != nil || len(r.Pos) != 1 || r.Failed != nil {
 		t.Errorf("ParseResult without failures = %+v, %v", r, err)
 	}
-	for _, bad := range [][]string{{"!x", "0"}, {"!1 e", "0"}, {"!0w e", "0"}, {"!w e", "0"}, {"!1w", "0"}} {
+	for _, bad := range [][]string{{"!x", "0"}, {"!1 e", "0"}, {"!0w e", "0"}, {"!w e", "0"}, {"!1w", "0"}, {"a.1-1", "-3"}} {
 		if _, err := streams.ParseResult(bad); err == nil {
 			t.Errorf("ParseResult(%q): no error", bad)
 		}
