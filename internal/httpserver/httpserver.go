@@ -10,6 +10,8 @@
 package httpserver
 
 import (
+	"fmt"
+	"net"
 	"net/http"
 	"time"
 
@@ -46,4 +48,19 @@ func New(h http.Handler, log *zap.Logger) *http.Server {
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          zap.NewStdLog(log),
 	}
+}
+
+// CheckAddr checks a listen address, host:port, as net.Listen takes it:
+// the port a number from 0 to 65535 or a service name the system knows
+// (http). A port that would fail only at listen time is refused with the
+// configuration, where the error names the setting.
+func CheckAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("%q: the port must be a number from 0 to 65535", addr)
+	}
+	return nil
 }

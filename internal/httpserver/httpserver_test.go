@@ -115,3 +115,18 @@ func TestBounds(t *testing.T) {
 		t.Errorf("New = %+v, want the package's bounds and an error log", srv)
 	}
 }
+
+// TestCheckAddr: the addresses net.Listen takes pass; a port that is not
+// one is refused before any listen.
+func TestCheckAddr(t *testing.T) {
+	for _, ok := range []string{"127.0.0.1:8081", ":0", "[::1]:65535", "localhost:http"} {
+		if err := CheckAddr(ok); err != nil {
+			t.Errorf("CheckAddr(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"127.0.0.1", "127.0.0.1:abc", "127.0.0.1:99999", "127.0.0.1:-1"} {
+		if err := CheckAddr(bad); err == nil {
+			t.Errorf("CheckAddr(%q): no error", bad)
+		}
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/internal/logging"
+	"github.com/switchboard/switchboard/internal/httpserver"
 	"github.com/switchboard/switchboard/internal/serverurl"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -561,11 +561,11 @@ func (c Config) Validate() error {
 	if err := serverurl.Redis(c.RedisURL); err != nil {
 		errs = append(errs, fmt.Errorf("REDIS_URL: %w", err))
 	}
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+	if err := httpserver.CheckAddr(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("GATEWAY_ADDR: %w", err))
 	}
 	if c.MetricsAddr != "" {
-		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+		if err := httpserver.CheckAddr(c.MetricsAddr); err != nil {
 			errs = append(errs, fmt.Errorf("GATEWAY_METRICS_ADDR: %w (or off for none)", err))
 		}
 	}

@@ -436,6 +436,7 @@ func TestLoadErrors(t *testing.T) {
 		// Refused at start, naming the setting, rather than failing to
 		// listen later with only the address in the message.
 		{"addr without a port", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_ADDR": "7999"}, nil, "GATEWAY_ADDR"},
+		{"addr with a port that is none", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_ADDR": "127.0.0.1:abc"}, nil, "GATEWAY_ADDR"},
 		{"metrics addr without a port", map[string]string{"GATEWAY_JWT_SECRET": goodSecret, "GATEWAY_METRICS_ADDR": "localhost"}, nil, "GATEWAY_METRICS_ADDR"},
 	}
 	for _, tt := range tests {

@@ -7,13 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strings"
 	"time"
 	"unicode"
 
 	"github.com/switchboard/switchboard/internal/logging"
+	"github.com/switchboard/switchboard/internal/httpserver"
 	"github.com/switchboard/switchboard/internal/serverurl"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -227,7 +227,7 @@ func (c Config) Validate() error {
 	if err := serverurl.Redis(c.RedisURL); err != nil {
 		errs = append(errs, fmt.Errorf("REDIS_URL: %w", err))
 	}
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+	if err := httpserver.CheckAddr(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("HANDLERS_ADDR: %w", err))
 	}
 	if _, err := logging.ParseLevel(c.LogLevel); err != nil {

@@ -112,6 +112,7 @@ func TestValidate(t *testing.T) {
 		{"nats no host", func(c *config.Config) { c.NATSURL = "nats://" }, "NATS_URL"},
 		{"redis", func(c *config.Config) { c.RedisURL = "mysql://x" }, "REDIS_URL"},
 		{"addr", func(c *config.Config) { c.Addr = "8081" }, "HANDLERS_ADDR"},
+		{"addr with a port that is none", func(c *config.Config) { c.Addr = "127.0.0.1:99999" }, "HANDLERS_ADDR"},
 		{"log level", func(c *config.Config) { c.LogLevel = "loud" }, "LOG_LEVEL"},
 		// The gateway's rules: zap would take these, the configuration does not.
 		{"upper-case log level", func(c *config.Config) { c.LogLevel = "INFO" }, "LOG_LEVEL"},
