@@ -50,8 +50,10 @@ type Limits struct {
 	QueueLen   int // frames
 	QueueBytes int // bytes
 	// Discarded, when set, is told how many queued frames a close drops
-	// unsent (a slow consumer's queue, or after a failed write). It is
-	// called with the socket's lock held, so it must be cheap.
+	// unsent (a slow consumer's queue, or after a failed write), and how
+	// many the writer had taken and drops because gorilla's close frame
+	// (1009, 1002) went out first. It is called with the socket's lock
+	// held, or on its writer, so it must be cheap.
 	Discarded func(frames int)
 	// PingRate and PingBurst are each socket's allowance of answered
 	// pings: PingBurst at once, refilled at PingRate a second; 0 = every
@@ -325,23 +327,31 @@ func (c *Conn) markClosing(by Closer, code int, reason string, drop bool) bool {
 // discard drops the queued frames, telling Limits.Discarded how many were
 // data frames. c.mu must be held.
 func (c *Conn) discard() {
-	if n := c.dataQueued(); n > 0 && c.limits.Discarded != nil {
-		c.limits.Discarded(n)
-	}
+	c.discarded(c.dataQueued())
 	c.queue, c.queuedBytes = nil, 0
 	c.drained = nil
 }
 
 // dataQueued counts the data frames in the queue (pings and pongs are
 // not events). c.mu must be held.
-func (c *Conn) dataQueued() int {
+func (c *Conn) dataQueued() int { return dataFrames(c.queue) }
+
+// dataFrames counts the data frames of items.
+func dataFrames(items []item) int {
 	n := 0
-	for _, it := range c.queue {
+	for _, it := range items {
 		if !it.ping && !it.pong {
 			n++
 		}
 	}
 	return n
+}
+
+// discarded tells Limits.Discarded of n data frames dropped unsent.
+func (c *Conn) discarded(n int) {
+	if n > 0 && c.limits.Discarded != nil {
+		c.limits.Discarded(n)
+	}
 }
 
 // CloseCode returns the code and reason the socket was closed with, or 0
@@ -385,11 +395,15 @@ func (c *Conn) writeLoop() {
 			drained()
 		}
 		if c.closeSent.Load() {
+			// gorilla closed the socket: nothing may follow its close frame.
+			c.discarded(dataFrames(batch))
 			clear(batch)
-			continue // gorilla closed the socket: nothing may follow its close frame
+			continue
 		}
 
-		if err := c.writeBatch(batch); err != nil && !errors.Is(err, errCloseSent) {
+		unsent, err := c.writeBatch(batch)
+		c.discarded(unsent)
+		if err != nil && !errors.Is(err, errCloseSent) {
 			c.failWrite(err)
 			return
 		}
@@ -422,8 +436,10 @@ const (
 var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // writeBatch writes the frames of batch, in order, in as few writes as it
-// can, with one WriteWait deadline per write.
-func (c *Conn) writeBatch(batch []item) error {
+// can, with one WriteWait deadline per write. It stops at a close frame
+// gorilla sent (closeSent) and returns how many data frames of batch it
+// did not write for that.
+func (c *Conn) writeBatch(batch []item) (unsent int, err error) {
 	bp := batchPool.Get().(*[]byte)
 	buf := (*bp)[:0]
 	defer func() {
@@ -452,16 +468,28 @@ func (c *Conn) writeBatch(batch []item) error {
 		_, err := bufs.WriteTo(nc)
 		return err
 	}
+	out, inBuf := 0, 0 // data frames written, and in buf
 	flush := func() error {
 		if len(buf) == 0 {
 			return nil
 		}
 		defer func() { buf = buf[:0] }()
-		return write(buf, nil)
+		if err := write(buf, nil); err != nil {
+			return err
+		}
+		out, inBuf = out+inBuf, 0
+		return nil
+	}
+	// closed: what is not out stays unsent, as a close frame went first.
+	closed := func(err error) (int, error) {
+		if err == nil || errors.Is(err, errCloseSent) {
+			return dataFrames(batch) - out, err
+		}
+		return 0, err
 	}
 	for _, it := range batch {
 		if c.closeSent.Load() {
-			return nil
+			return closed(nil)
 		}
 		if it.ping {
 			buf = append(buf, opPing, 0)
@@ -474,21 +502,26 @@ func (c *Conn) writeBatch(batch []item) error {
 		}
 		if len(buf)+len(it.data)+10 > maxBatchBytes {
 			if err := flush(); err != nil {
-				return err
+				return closed(err)
 			}
 			if len(it.data)+10 > maxBatchBytes {
 				// Too big to copy: the header, then the payload, under
 				// one hold of the socket's write lock.
 				if err := write(appendFrameHeader(buf, opText, len(it.data)), it.data); err != nil {
-					return err
+					return closed(err)
 				}
+				out++
 				continue
 			}
 		}
 		buf = appendFrameHeader(buf, opText, len(it.data))
 		buf = append(buf, it.data...)
+		inBuf++
 	}
-	return flush()
+	if err := flush(); err != nil {
+		return closed(err)
+	}
+	return 0, nil
 }
 
 // errCloseSent is a write not made because a close frame went out (or
