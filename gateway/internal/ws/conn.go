@@ -32,6 +32,9 @@ const (
 	CloseGrace = 2 * time.Second
 )
 
+// pongWait is PongWait, which the package's tests shorten.
+var pongWait = PongWait
+
 // FrameHandler is what the read loop hands every data frame of the client
 // to, text (valid UTF-8) or binary; what the frame means, and what to
 // answer, is the handler's business. It runs on the read loop, so the next
@@ -589,7 +592,7 @@ func (c *Conn) writeClose(code int, reason string) {
 func (c *Conn) ReadLoop(h FrameHandler, maxFrame int64) {
 	defer c.finish()
 	c.ws.SetReadLimit(maxFrame)
-	_ = c.ws.SetReadDeadline(time.Now().Add(PongWait))
+	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
 	c.ws.SetPongHandler(func(string) error {
 		c.extendReadDeadline()
 		return nil
@@ -745,7 +748,7 @@ func (c *Conn) extendReadDeadline() bool {
 	if c.closing {
 		return false
 	}
-	_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(PongWait))
+	_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(pongWait))
 	return true
 }
 
