@@ -660,8 +660,10 @@ var framePool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 //
 //go:noinline
 func (c *Conn) frame(h FrameHandler, mt int, data []byte) {
-	if !c.extendReadDeadline() {
+	select {
+	case <-c.closed:
 		return // closing: drain until the peer's close frame or the grace deadline
+	default:
 	}
 	binary := mt == websocket.BinaryMessage
 	if !binary && !utf8.Valid(data) {
@@ -669,6 +671,11 @@ func (c *Conn) frame(h FrameHandler, mt int, data []byte) {
 		return
 	}
 	c.handle(h, data, binary)
+	// The read deadline runs from here, not from the frame's arrival: h
+	// may wait (the forwarder's read loop for a request slot, up to a
+	// handler timeout), and nothing is read meanwhile, though the client
+	// may be answering every ping. That wait is not the client's silence.
+	c.extendReadDeadline()
 }
 
 // awaitData returns once the socket has a message to read, or something
