@@ -143,12 +143,20 @@ func framesAfterClose(b []byte, size int) (before, after, closeAt int, err error
 // frames_discarded metric: they were counted as delivered). The writer
 // dropped them uncounted, so the metric said fewer than were lost.
 func TestTooBigCloseCountsDroppedFrames(t *testing.T) {
-	const size, maxFrame = 30000, 1024
+	for _, tc := range []struct{ size, rounds int }{{30000, 40}, {100000, 20}} {
+		t.Run(fmt.Sprintf("frames of %d bytes", tc.size), func(t *testing.T) {
+			tooBigCloseCountsDropped(t, tc.size, tc.rounds)
+		})
+	}
+}
+
+func tooBigCloseCountsDropped(t *testing.T, size, rounds int) {
+	const maxFrame = 1024
 	payload := bytes.Repeat([]byte{'x'}, size)
 	var discarded atomic.Int64
 	s := startServer(t, ws.Limits{QueueLen: 1 << 16, QueueBytes: 1 << 30,
 		Discarded: func(n int) { discarded.Add(int64(n)) }}, maxFrame)
-	for r := range 40 {
+	for r := range rounds {
 		discarded.Store(0)
 		cl, c := s.dial(t, nil)
 		nc := cl.NetConn()

@@ -471,28 +471,17 @@ func (c *Conn) writeBatch(batch []item) (unsent int, err error) {
 		_, err := bufs.WriteTo(nc)
 		return err
 	}
-	out, inBuf := 0, 0 // data frames written, and in buf
 	flush := func() error {
 		if len(buf) == 0 {
 			return nil
 		}
 		defer func() { buf = buf[:0] }()
-		if err := write(buf, nil); err != nil {
-			return err
-		}
-		out, inBuf = out+inBuf, 0
-		return nil
+		return write(buf, nil)
 	}
-	// closed: what is not out stays unsent, as a close frame went first.
-	closed := func(err error) (int, error) {
-		if err == nil || errors.Is(err, errCloseSent) {
-			return dataFrames(batch) - out, err
-		}
-		return 0, err
-	}
-	for _, it := range batch {
+	out := 0 // the items of batch before it are written
+	for i, it := range batch {
 		if c.closeSent.Load() {
-			return closed(nil)
+			return dataFrames(batch[out:]), nil // buf's too go no further
 		}
 		if it.ping {
 			buf = append(buf, opPing, 0)
@@ -505,26 +494,36 @@ func (c *Conn) writeBatch(batch []item) (unsent int, err error) {
 		}
 		if len(buf)+len(it.data)+10 > maxBatchBytes {
 			if err := flush(); err != nil {
-				return closed(err)
+				return unsentAt(batch[out:], err)
 			}
+			out = i
 			if len(it.data)+10 > maxBatchBytes {
 				// Too big to copy: the header, then the payload, under
 				// one hold of the socket's write lock.
 				if err := write(appendFrameHeader(buf, opText, len(it.data)), it.data); err != nil {
-					return closed(err)
+					return unsentAt(batch[out:], err)
 				}
-				out++
+				out = i + 1
 				continue
 			}
 		}
 		buf = appendFrameHeader(buf, opText, len(it.data))
 		buf = append(buf, it.data...)
-		inBuf++
 	}
 	if err := flush(); err != nil {
-		return closed(err)
+		return unsentAt(batch[out:], err)
 	}
 	return 0, nil
+}
+
+// unsentAt is writeBatch's answer to a write that failed with err, rest
+// the items not written: their data frames count as unsent when a close
+// frame went first; another error fails the socket (failWrite).
+func unsentAt(rest []item, err error) (int, error) {
+	if errors.Is(err, errCloseSent) {
+		return dataFrames(rest), err
+	}
+	return 0, err
 }
 
 // errCloseSent is a write not made because a close frame went out (or
