@@ -15,7 +15,9 @@ import (
 // after the top's) is no position of ours: recovered false, counted as an
 // invalid position, not as events expired. A genuine position whose
 // entries the window trimmed still reads "expired".
-func TestResumeBelowTopWithWrongTimeIsInvalid(t *testing.T) { onBoth(t, testResumeBelowTopWithWrongTime) }
+func TestResumeBelowTopWithWrongTimeIsInvalid(t *testing.T) {
+	onBoth(t, testResumeBelowTopWithWrongTime)
+}
 
 func testResumeBelowTopWithWrongTime(t *testing.T, newFixture func(*testing.T, resume.Config) *fixture) {
 	f := newFixture(t, resume.DefaultConfig())
