@@ -87,9 +87,15 @@ type Query struct {
 // to Max entries behind the top; they are the first after From, all of
 // them unless Count or Bytes cut them short. The caller checks they are
 // contiguous from From (a stream trimmed by time lacks the oldest).
+//
+// Oldest is the offset of the stream's oldest entry, read when entries
+// were to be read and the first is not the one after From's offset (0
+// otherwise, or when the stream has none): at most that offset plus one,
+// the stream holds what follows From, so From's time is not its entry's.
 type Result struct {
 	Top     proto.Pos
 	Entries []Entry
+	Oldest  uint64
 }
 
 // Entry is one recorded event. Except lists the connections its dispatch
@@ -155,10 +161,11 @@ func execRead(ctx context.Context, rdb redis.UniversalClient, qs []Query) ([]*re
 }
 
 // parseResult reads the script's answer: {epoch, top offset, top time,
-// entries}, entries as XRANGE gives them: {id, {field, value, ...}}.
+// entries, oldest ID}, entries as XRANGE gives them: {id, {field, value,
+// ...}}.
 func parseResult(v any) (Result, error) {
 	a, ok := v.([]any)
-	if !ok || len(a) != 4 {
+	if !ok || len(a) != 5 {
 		return Result{}, fmt.Errorf("read script: unexpected answer %T", v)
 	}
 	epoch, _ := a[0].(string)
@@ -175,6 +182,13 @@ func parseResult(v any) (Result, error) {
 			return Result{}, err
 		}
 		res.Entries = append(res.Entries, e)
+	}
+	if id, _ := a[4].(string); id != "" {
+		_, off, ok := proto.ParseStreamID(id)
+		if !ok {
+			return Result{}, fmt.Errorf("read script: bad oldest id %q", id)
+		}
+		res.Oldest = off
 	}
 	return res, nil
 }

@@ -18,10 +18,13 @@
 -- ARGV[9] the most bytes to return, each entry counted as the lengths of
 --         its field values plus ARGV[10]; the first entry always ('0' =
 --         no bound)
--- Returns {epoch, top offset, time of the top entry in ms, entries}:
--- entries are XRANGE's, read only when the reader's epoch is the stream's
--- and it is 1 to ARGV[4] entries behind the top: the first after it, as
--- many as ARGV[8] and ARGV[9] let through.
+-- Returns {epoch, top offset, time of the top entry in ms, entries,
+-- oldest}: entries are XRANGE's, read only when the reader's epoch is the
+-- stream's and it is 1 to ARGV[4] entries behind the top: the first after
+-- it, as many as ARGV[8] and ARGV[9] let through. oldest is the ID of the
+-- stream's oldest entry when entries were to be read and the first is not
+-- the one after the reader's offset ('' otherwise, or for no entry): a
+-- stream trimmed past it, or a reader's ID whose time is not its entry's.
 local run = redis.call('GET', KEYS[1])
 local check = ARGV[7]
 if check == 'r' and run then
@@ -58,7 +61,7 @@ if not ep or not s or not t or m[4] ~= run then
   redis.call('HSET', KEYS[3], 'e', ep, 's', s, 't', t, 'r', run)
 end
 redis.call('EXPIRE', KEYS[3], ARGV[6])
-local entries = {}
+local entries, oldest = {}, ''
 if ARGV[1] == ep and ARGV[2] ~= '' then
   local behind = tonumber(s) - tonumber(ARGV[3])
   if behind > 0 and behind <= tonumber(ARGV[4]) then
@@ -93,6 +96,13 @@ if ARGV[1] == ep and ARGV[2] ~= '' then
         from = '(' .. got[#got][1]
       end
     end
+    local nxt = '-' .. string.format('%d', tonumber(ARGV[3]) + 1)
+    if #entries == 0 or string.sub(entries[1][1], -#nxt) ~= nxt then
+      local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+      if #head > 0 then
+        oldest = head[1][1]
+      end
+    end
   end
 end
-return {ep, s, t, entries}
+return {ep, s, t, entries, oldest}

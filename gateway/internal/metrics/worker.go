@@ -433,8 +433,9 @@ func (m *Worker) Delivered(sent, dropped int) {
 }
 
 // Discarded counts frames queued to a socket (and counted as delivered)
-// that were dropped when it was closed, as a slow consumer or after a
-// failed write.
+// that were dropped when it was closed, as a slow consumer, after a
+// failed write, or behind gorilla's close of a frame over the limit or a
+// protocol error.
 func (m *Worker) Discarded(frames int) { m.discarded.Add(float64(frames)) }
 
 // SubscriptionRestored records how long the Redis subscription was down.

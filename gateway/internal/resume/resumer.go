@@ -268,6 +268,12 @@ func recoverable(from proto.Pos, valid bool, res streams.Result, max int) string
 	case res.Top.Off-from.Off > uint64(max):
 		return OutcomeTooMany
 	case !continues(res.Entries, from.Off, res.Top.Off):
+		// A time is never later than the top's, and the read finds what
+		// follows the position's entry while the stream holds it: this
+		// is no position of ours, not one whose events expired.
+		if from.MS > res.Top.MS || (res.Oldest != 0 && res.Oldest <= from.Off+1) {
+			return OutcomeInvalid
+		}
 		return OutcomeExpired
 	}
 	return OutcomeRecovered

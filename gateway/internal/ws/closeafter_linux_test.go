@@ -52,7 +52,7 @@ func TestTooBigCloseWhileWriterStalled(t *testing.T) {
 	}
 	<-c.Done()
 	code, reason := c.CloseCode()
-	after, closeAt, err := framesAfterClose(got, size)
+	_, after, closeAt, err := framesAfterClose(got, size)
 	if err != nil {
 		t.Fatal(err)
 	}

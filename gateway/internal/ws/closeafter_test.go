@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,8 +36,8 @@ func noDataAfterTooBigClose(t *testing.T, size, rounds int) {
 	for r := range rounds {
 		cl, c := s.dial(t, nil)
 		nc := cl.NetConn() // nothing was sent before the dial returned: gorilla buffered nothing
-		got := streamThen(t, c, nc, payload, func() { go func() { _, _ = nc.Write(tooBigHeader) }() })
-		after, closeAt, err := framesAfterClose(got, size)
+		got, _ := streamThen(t, c, nc, payload, func() { go func() { _, _ = nc.Write(tooBigHeader) }() })
+		_, after, closeAt, err := framesAfterClose(got, size)
 		if err != nil {
 			t.Fatalf("round %d: %v", r, err)
 		}
@@ -56,10 +57,11 @@ func noDataAfterTooBigClose(t *testing.T, size, rounds int) {
 // streamThen keeps c's queue fed with payload while it reads the raw
 // server frames from the client's end nc, calls then once 64 KiB have
 // arrived, and returns every byte read until the server closed (or the
-// test's wait passed).
-func streamThen(t *testing.T, c *ws.Conn, nc net.Conn, payload []byte, then func()) []byte {
+// test's wait passed), and how many frames c.Send took.
+func streamThen(t *testing.T, c *ws.Conn, nc net.Conn, payload []byte, then func()) ([]byte, int) {
 	t.Helper()
 	fed := make(chan struct{})
+	accepted := 0
 	go func() {
 		defer close(fed)
 		for {
@@ -70,6 +72,7 @@ func streamThen(t *testing.T, c *ws.Conn, nc net.Conn, payload []byte, then func
 			if !c.Send(payload) {
 				return
 			}
+			accepted++
 		}
 	}()
 	var got []byte
@@ -88,7 +91,7 @@ func streamThen(t *testing.T, c *ws.Conn, nc net.Conn, payload []byte, then func
 		}
 	}
 	<-fed
-	return got
+	return got, accepted
 }
 
 // tooBigHeader is a client's masked text frame header announcing 2,000
@@ -96,21 +99,22 @@ func streamThen(t *testing.T, c *ws.Conn, nc net.Conn, payload []byte, then func
 var tooBigHeader = []byte{0x81, 0x80 | 126, 2000 >> 8, 2000 & 0xff, 1, 2, 3, 4}
 
 // framesAfterClose parses unmasked server frames in b, data frames of size
-// bytes and a 1009 close, and returns how many frames follow the first
-// close frame, and where that close frame starts (-1: none).
-func framesAfterClose(b []byte, size int) (after, closeAt int, err error) {
+// bytes and a 1009 close, and returns how many whole data frames precede
+// the first close frame, how many frames follow it, and where it starts
+// (-1: none).
+func framesAfterClose(b []byte, size int) (before, after, closeAt int, err error) {
 	closeAt = -1
 	for i := 0; i+2 <= len(b); {
 		op, n, h := b[i]&0x0f, int(b[i+1]&0x7f), 2
 		switch n {
 		case 126:
 			if i+4 > len(b) {
-				return after, closeAt, nil
+				return before, after, closeAt, nil
 			}
 			n, h = int(binary.BigEndian.Uint16(b[i+2:])), 4
 		case 127:
 			if i+10 > len(b) {
-				return after, closeAt, nil
+				return before, after, closeAt, nil
 			}
 			n, h = int(binary.BigEndian.Uint64(b[i+2:])), 10
 		}
@@ -120,14 +124,54 @@ func framesAfterClose(b []byte, size int) (after, closeAt int, err error) {
 		case op == 0x8:
 			closeAt = i
 			if n < 2 || i+4 > len(b) || binary.BigEndian.Uint16(b[i+2:]) != 1009 {
-				return after, closeAt, fmt.Errorf("the close frame at byte %d is not 1009", i)
+				return before, after, closeAt, fmt.Errorf("the close frame at byte %d is not 1009", i)
 			}
 		case op != 0x1 || n != size:
-			return after, closeAt, fmt.Errorf("byte %d: a frame (opcode %#x, %d bytes) that is none of those sent", i, op, n)
+			return before, after, closeAt, fmt.Errorf("byte %d: a frame (opcode %#x, %d bytes) that is none of those sent", i, op, n)
+		case i+h+n <= len(b):
+			before++
 		}
 		i += h + n
 	}
-	return after, closeAt, nil
+	return before, after, closeAt, nil
+}
+
+// TestTooBigCloseCountsDroppedFrames: the frames the writer had taken
+// from the queue when gorilla's 1009 went out, which may not follow it,
+// are told to Limits.Discarded as the queue's are: every frame Send took
+// is either on the wire before the close frame or counted discarded (the
+// frames_discarded metric: they were counted as delivered). The writer
+// dropped them uncounted, so the metric said fewer than were lost.
+func TestTooBigCloseCountsDroppedFrames(t *testing.T) {
+	for _, tc := range []struct{ size, rounds int }{{30000, 40}, {100000, 20}} {
+		t.Run(fmt.Sprintf("frames of %d bytes", tc.size), func(t *testing.T) {
+			tooBigCloseCountsDropped(t, tc.size, tc.rounds)
+		})
+	}
+}
+
+func tooBigCloseCountsDropped(t *testing.T, size, rounds int) {
+	const maxFrame = 1024
+	payload := bytes.Repeat([]byte{'x'}, size)
+	var discarded atomic.Int64
+	s := startServer(t, ws.Limits{QueueLen: 1 << 16, QueueBytes: 1 << 30,
+		Discarded: func(n int) { discarded.Add(int64(n)) }}, maxFrame)
+	for r := range rounds {
+		discarded.Store(0)
+		cl, c := s.dial(t, nil)
+		nc := cl.NetConn()
+		got, accepted := streamThen(t, c, nc, payload, func() { go func() { _, _ = nc.Write(tooBigHeader) }() })
+		<-c.Done()
+		written, after, closeAt, err := framesAfterClose(got, size)
+		if err != nil || closeAt < 0 || after > 0 {
+			t.Fatalf("round %d: close at %d, %d frames after it, %v", r, closeAt, after, err)
+		}
+		if n := discarded.Load(); int(n)+written != accepted {
+			t.Fatalf("round %d: Send took %d frames, %d went out before the close frame, %d counted discarded (want %d)",
+				r, accepted, written, n, accepted-written)
+		}
+		_ = cl.Close()
+	}
 }
 
 // TestHalfCloseGetsNo1006OnTheWire: a client that shuts down its sending
@@ -144,7 +188,7 @@ func TestHalfCloseGetsNo1006OnTheWire(t *testing.T) {
 	for r := range 50 {
 		cl, c := s.dial(t, nil)
 		nc := cl.NetConn()
-		got := streamThen(t, c, nc, payload, func() { _ = nc.(*net.TCPConn).CloseWrite() })
+		got, _ := streamThen(t, c, nc, payload, func() { _ = nc.(*net.TCPConn).CloseWrite() })
 		if code := closeCode(got); code == 1006 {
 			t.Fatalf("round %d: the server sent a close frame with code 1006", r)
 		}

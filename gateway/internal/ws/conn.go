@@ -32,6 +32,9 @@ const (
 	CloseGrace = 2 * time.Second
 )
 
+// pongWait is PongWait, which the package's tests shorten.
+var pongWait = PongWait
+
 // FrameHandler is what the read loop hands every data frame of the client
 // to, text (valid UTF-8) or binary; what the frame means, and what to
 // answer, is the handler's business. It runs on the read loop, so the next
@@ -50,8 +53,10 @@ type Limits struct {
 	QueueLen   int // frames
 	QueueBytes int // bytes
 	// Discarded, when set, is told how many queued frames a close drops
-	// unsent (a slow consumer's queue, or after a failed write). It is
-	// called with the socket's lock held, so it must be cheap.
+	// unsent (a slow consumer's queue, or after a failed write), and how
+	// many the writer had taken and drops because gorilla's close frame
+	// (1009, 1002) went out first. It is called with the socket's lock
+	// held, or on its writer, so it must be cheap.
 	Discarded func(frames int)
 	// PingRate and PingBurst are each socket's allowance of answered
 	// pings: PingBurst at once, refilled at PingRate a second; 0 = every
@@ -325,23 +330,31 @@ func (c *Conn) markClosing(by Closer, code int, reason string, drop bool) bool {
 // discard drops the queued frames, telling Limits.Discarded how many were
 // data frames. c.mu must be held.
 func (c *Conn) discard() {
-	if n := c.dataQueued(); n > 0 && c.limits.Discarded != nil {
-		c.limits.Discarded(n)
-	}
+	c.discarded(c.dataQueued())
 	c.queue, c.queuedBytes = nil, 0
 	c.drained = nil
 }
 
 // dataQueued counts the data frames in the queue (pings and pongs are
 // not events). c.mu must be held.
-func (c *Conn) dataQueued() int {
+func (c *Conn) dataQueued() int { return dataFrames(c.queue) }
+
+// dataFrames counts the data frames of items.
+func dataFrames(items []item) int {
 	n := 0
-	for _, it := range c.queue {
+	for _, it := range items {
 		if !it.ping && !it.pong {
 			n++
 		}
 	}
 	return n
+}
+
+// discarded tells Limits.Discarded of n data frames dropped unsent.
+func (c *Conn) discarded(n int) {
+	if n > 0 && c.limits.Discarded != nil {
+		c.limits.Discarded(n)
+	}
 }
 
 // CloseCode returns the code and reason the socket was closed with, or 0
@@ -385,11 +398,15 @@ func (c *Conn) writeLoop() {
 			drained()
 		}
 		if c.closeSent.Load() {
+			// gorilla closed the socket: nothing may follow its close frame.
+			c.discarded(dataFrames(batch))
 			clear(batch)
-			continue // gorilla closed the socket: nothing may follow its close frame
+			continue
 		}
 
-		if err := c.writeBatch(batch); err != nil && !errors.Is(err, errCloseSent) {
+		unsent, err := c.writeBatch(batch)
+		c.discarded(unsent)
+		if err != nil && !errors.Is(err, errCloseSent) {
 			c.failWrite(err)
 			return
 		}
@@ -422,8 +439,10 @@ const (
 var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // writeBatch writes the frames of batch, in order, in as few writes as it
-// can, with one WriteWait deadline per write.
-func (c *Conn) writeBatch(batch []item) error {
+// can, with one WriteWait deadline per write. It stops at a close frame
+// gorilla sent (closeSent) and returns how many data frames of batch it
+// did not write for that.
+func (c *Conn) writeBatch(batch []item) (unsent int, err error) {
 	bp := batchPool.Get().(*[]byte)
 	buf := (*bp)[:0]
 	defer func() {
@@ -459,9 +478,10 @@ func (c *Conn) writeBatch(batch []item) error {
 		defer func() { buf = buf[:0] }()
 		return write(buf, nil)
 	}
-	for _, it := range batch {
+	out := 0 // the items of batch before it are written
+	for i, it := range batch {
 		if c.closeSent.Load() {
-			return nil
+			return dataFrames(batch[out:]), nil // buf's too go no further
 		}
 		if it.ping {
 			buf = append(buf, opPing, 0)
@@ -474,21 +494,36 @@ func (c *Conn) writeBatch(batch []item) error {
 		}
 		if len(buf)+len(it.data)+10 > maxBatchBytes {
 			if err := flush(); err != nil {
-				return err
+				return unsentAt(batch[out:], err)
 			}
+			out = i
 			if len(it.data)+10 > maxBatchBytes {
 				// Too big to copy: the header, then the payload, under
 				// one hold of the socket's write lock.
 				if err := write(appendFrameHeader(buf, opText, len(it.data)), it.data); err != nil {
-					return err
+					return unsentAt(batch[out:], err)
 				}
+				out = i + 1
 				continue
 			}
 		}
 		buf = appendFrameHeader(buf, opText, len(it.data))
 		buf = append(buf, it.data...)
 	}
-	return flush()
+	if err := flush(); err != nil {
+		return unsentAt(batch[out:], err)
+	}
+	return 0, nil
+}
+
+// unsentAt is writeBatch's answer to a write that failed with err, rest
+// the items not written: their data frames count as unsent when a close
+// frame went first; another error fails the socket (failWrite).
+func unsentAt(rest []item, err error) (int, error) {
+	if errors.Is(err, errCloseSent) {
+		return dataFrames(rest), err
+	}
+	return 0, err
 }
 
 // errCloseSent is a write not made because a close frame went out (or
@@ -556,7 +591,7 @@ func (c *Conn) writeClose(code int, reason string) {
 func (c *Conn) ReadLoop(h FrameHandler, maxFrame int64) {
 	defer c.finish()
 	c.ws.SetReadLimit(maxFrame)
-	_ = c.ws.SetReadDeadline(time.Now().Add(PongWait))
+	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
 	c.ws.SetPongHandler(func(string) error {
 		c.extendReadDeadline()
 		return nil
@@ -624,8 +659,10 @@ var framePool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 //
 //go:noinline
 func (c *Conn) frame(h FrameHandler, mt int, data []byte) {
-	if !c.extendReadDeadline() {
+	select {
+	case <-c.closed:
 		return // closing: drain until the peer's close frame or the grace deadline
+	default:
 	}
 	binary := mt == websocket.BinaryMessage
 	if !binary && !utf8.Valid(data) {
@@ -633,6 +670,11 @@ func (c *Conn) frame(h FrameHandler, mt int, data []byte) {
 		return
 	}
 	c.handle(h, data, binary)
+	// The read deadline runs from here, not from the frame's arrival: h
+	// may wait (the forwarder's read loop for a request slot, up to a
+	// handler timeout), and nothing is read meanwhile, though the client
+	// may be answering every ping. That wait is not the client's silence.
+	c.extendReadDeadline()
 }
 
 // awaitData returns once the socket has a message to read, or something
@@ -712,7 +754,7 @@ func (c *Conn) extendReadDeadline() bool {
 	if c.closing {
 		return false
 	}
-	_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(PongWait))
+	_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(pongWait))
 	return true
 }
 

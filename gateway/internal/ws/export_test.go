@@ -3,7 +3,16 @@ package ws
 import (
 	"net"
 	"syscall"
+	"testing"
+	"time"
 )
+
+// SetPongWait makes the read deadline d instead of PongWait until the
+// test ends; call it before the test's sockets are made.
+func SetPongWait(t *testing.T, d time.Duration) {
+	t.Cleanup(func() { pongWait = PongWait })
+	pongWait = d
+}
 
 // ClientFrame lets the external tests write raw client frames.
 var ClientFrame = clientFrame
