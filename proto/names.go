@@ -130,12 +130,13 @@ func UserRoomsKey(user string) string { return userPrefix(user) + ":r" }
 // ids).
 func RoomMembersKey(room string) string { return "sb:r:" + room + ":m" }
 
-// RoomJoinsKey returns the key of the Redis hash of room's joins whose
-// room_joined may still be undone (user id -> the join's token):
-// "{sb:r:<room>:m}:j", whose hash tag is the whole of RoomMembersKey (a
-// room name holds no braces), so on a Redis Cluster the two share a slot
-// and one script reads and writes both.
-func RoomJoinsKey(room string) string { return "{" + RoomMembersKey(room) + "}:j" }
+// RoomJoinKey returns the key of user's join of room while its
+// room_joined may still be undone (the join's token, with a TTL):
+// "{sb:r:<room>:m}:j:<user>", whose hash tag is the whole of
+// RoomMembersKey (a room name holds no braces, and the tag is the first
+// braces), so on a Redis Cluster the two share a slot and one script
+// reads and writes both.
+func RoomJoinKey(room, user string) string { return "{" + RoomMembersKey(room) + "}:j:" + user }
 
 // UserIdemKey returns the key of the record of user's emit with
 // idempotency key idem (ValidIdem): "sb:{<tag>}:i:<idem>:u:<user>", in

@@ -172,8 +172,10 @@ func TestValidRoomName(t *testing.T) {
 		t.Errorf("RoomMembersKey = %q", got)
 	}
 	// One script reads and writes both on a Redis Cluster.
-	if proto.Slot(proto.RoomJoinsKey("general")) != proto.Slot(proto.RoomMembersKey("general")) {
-		t.Errorf("RoomJoinsKey(general) = %q is not in the slot of RoomMembersKey", proto.RoomJoinsKey("general"))
+	for _, user := range []string{"alice", "{x}", "a}b{c"} {
+		if k := proto.RoomJoinKey("general", user); proto.Slot(k) != proto.Slot(proto.RoomMembersKey("general")) {
+			t.Errorf("RoomJoinKey(general, %s) = %q is not in the slot of RoomMembersKey", user, k)
+		}
 	}
 }
 

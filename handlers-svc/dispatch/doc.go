@@ -46,7 +46,7 @@
 // (proto.RoomMembersKey): Join, Leave and Members manage it, and a dispatch
 // to rooms goes to their members' user streams, like any dispatch to users.
 // JoinUndoably and UndoJoin undo a join only while no other join was
-// answered for the membership (proto.RoomJoinsKey).
+// answered for the membership (proto.RoomJoinKey, kept a minute).
 //
 // # Concurrency
 //

@@ -16,15 +16,15 @@ import (
 var _ event.Rooms = (*Dispatcher)(nil)
 
 // joinScript adds a member unless the room is full, atomically.
-// KEYS[1] the room's members set; KEYS[2] its undoable joins
-// (proto.RoomJoinsKey); ARGV[1] the user; ARGV[2] the most members;
-// ARGV[3] the join's token, kept while the join may be undone ("" none).
-// A join that finds the user a member is answered as done, so the
-// membership is no longer any join's to undo. Returns {members after,
-// 1 joined | 0 already a member | -1 full}.
+// KEYS[1] the room's members set; KEYS[2] the user's undoable join
+// (proto.RoomJoinKey); ARGV[1] the user; ARGV[2] the most members;
+// ARGV[3] the join's token, kept while the join may be undone ("" none);
+// ARGV[4] how long it is kept (ms). A join that finds the user a member
+// is answered as done, so the membership is no longer any join's to
+// undo. Returns {members after, 1 joined | 0 already a member | -1 full}.
 var joinScript = redis.NewScript(`
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
-  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('DEL', KEYS[2])
   return {redis.call('SCARD', KEYS[1]), 0}
 end
 local n = redis.call('SCARD', KEYS[1])
@@ -33,31 +33,39 @@ if n >= tonumber(ARGV[2]) then
 end
 redis.call('SADD', KEYS[1], ARGV[1])
 if ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
 end
 return {n + 1, 1}
 `)
 
 // leaveScript removes a member. KEYS[1] the room's members set; KEYS[2]
-// its undoable joins; ARGV[1] the user. Returns {members after, 1 left |
-// 0 was not a member}.
+// the user's undoable join; ARGV[1] the user. Returns {members after, 1
+// left | 0 was not a member}.
 var leaveScript = redis.NewScript(`
 local r = redis.call('SREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[2])
 return {redis.call('SCARD', KEYS[1]), r}
 `)
 
 // undoJoinScript removes a member whose join still holds its token.
 // KEYS and ARGV[1] as leaveScript's; ARGV[2] the join's token. Returns
-// 1 undone, 0 not a member, -1 a member another join was answered for.
+// 1 undone, 0 not a member, -1 a member another join was answered for
+// (or whose token outlived joinUndoTTL: kept, the safe side).
 var undoJoinScript = redis.NewScript(`
-if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then
   return redis.call('SISMEMBER', KEYS[1], ARGV[1]) * -1
 end
 redis.call('SREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[2])
 return 1
 `)
+
+// joinUndoTTL is how long a join's token is kept for its undo: well past
+// the room_joined dispatch the undo follows (its deadline is the
+// request's, seconds), and short enough that the tokens of joins that
+// went well, and those an older release's leave left behind in a rolling
+// deploy, go by themselves.
+const joinUndoTTL = time.Minute
 
 // Join makes user a member of room (a Redis set that lives as long as the
 // room has members). It reports the members after it and whether user was
@@ -89,7 +97,7 @@ func (d *Dispatcher) JoinUndoably(ctx context.Context, room, user, token string)
 	if placed < 0 {
 		return 0, false, event.BadRequest("you are in %d rooms, the most there may be: leave one first", proto.MaxRoomsPerUser)
 	}
-	res, err := joinScript.Run(ctx, d.pub.rdb, roomKeys(room), user, proto.MaxRoomMembers, token).Int64Slice()
+	res, err := joinScript.Run(ctx, d.pub.rdb, roomKeys(room, user), user, proto.MaxRoomMembers, token, joinUndoTTL.Milliseconds()).Int64Slice()
 	if err == nil && res[1] == 1 {
 		// A leave of the room by the same user that ran between the two
 		// scripts gave the place back (Leave gives it back also when user
@@ -143,7 +151,7 @@ func (d *Dispatcher) Leave(ctx context.Context, room, user string) (int, bool, e
 	if user == "" {
 		return 0, false, event.BadRequest("a room member must be a non-empty user id")
 	}
-	res, err := leaveScript.Run(ctx, d.pub.rdb, roomKeys(room), user).Int64Slice()
+	res, err := leaveScript.Run(ctx, d.pub.rdb, roomKeys(room, user), user).Int64Slice()
 	if err == nil {
 		// Also when user was no member: a place a failed join left taken
 		// is given back by leaving the room.
@@ -165,7 +173,7 @@ func (d *Dispatcher) UndoJoin(ctx context.Context, room, user, token string) (ke
 	if err := checkRoom(room, user); err != nil {
 		return false, err
 	}
-	r, err := undoJoinScript.Run(ctx, d.pub.rdb, roomKeys(room), user, token).Int64()
+	r, err := undoJoinScript.Run(ctx, d.pub.rdb, roomKeys(room, user), user, token).Int64()
 	if err == nil && r == 1 {
 		// As Leave does: the user's place among their rooms goes back.
 		err = d.pub.rdb.SRem(ctx, proto.UserRoomsKey(user), room).Err()
@@ -177,10 +185,10 @@ func (d *Dispatcher) UndoJoin(ctx context.Context, room, user, token string) (ke
 	return r < 0, nil
 }
 
-// roomKeys returns the keys of room's scripts: its members and its
-// undoable joins, in one slot.
-func roomKeys(room string) []string {
-	return []string{proto.RoomMembersKey(room), proto.RoomJoinsKey(room)}
+// roomKeys returns the keys of room's scripts for user: its members and
+// user's undoable join, in one slot.
+func roomKeys(room, user string) []string {
+	return []string{proto.RoomMembersKey(room), proto.RoomJoinKey(room, user)}
 }
 
 // Members returns the members of room, sorted.

@@ -76,14 +76,16 @@ func TestRooms(t *testing.T) {
 func TestUndoJoin(t *testing.T) {
 	r := newRecorder(t, time.Minute)
 	ctx := context.Background()
-	member := func() bool { return slices.Contains(r.rdb.SMembers(ctx, proto.RoomMembersKey("general")).Val(), "alice") }
+	member := func() bool {
+		return slices.Contains(r.rdb.SMembers(ctx, proto.RoomMembersKey("general")).Val(), "alice")
+	}
 	if _, joined, err := r.d.JoinUndoably(ctx, "general", "alice", "t1"); err != nil || !joined {
 		t.Fatalf("join: %v %v", joined, err)
 	}
 	if kept, err := r.d.UndoJoin(ctx, "general", "alice", "t1"); err != nil || kept || member() {
 		t.Fatalf("undo of the join: kept %v, %v; a member: %v", kept, err, member())
 	}
-	if n := r.rdb.Exists(ctx, proto.UserRoomsKey("alice"), proto.RoomJoinsKey("general")).Val(); n != 0 {
+	if n := r.rdb.Exists(ctx, proto.UserRoomsKey("alice"), proto.RoomJoinKey("general", "alice")).Val(); n != 0 {
 		t.Fatalf("%d of alice's rooms and the room's joins are kept after the undo", n)
 	}
 	if _, _, err := r.d.JoinUndoably(ctx, "general", "alice", "t2"); err != nil {
@@ -110,7 +112,7 @@ func TestUndoJoin(t *testing.T) {
 	if kept, err := r.d.UndoJoin(ctx, "general", "alice", "t3"); err != nil || kept || member() {
 		t.Fatalf("undo after a leave: kept %v, %v; a member: %v", kept, err, member())
 	}
-	if n := r.rdb.Exists(ctx, proto.RoomMembersKey("general"), proto.RoomJoinsKey("general")).Val(); n != 0 {
+	if n := r.rdb.Exists(ctx, proto.RoomMembersKey("general"), proto.RoomJoinKey("general", "alice")).Val(); n != 0 {
 		t.Fatalf("%d of the room's keys are kept with no member", n)
 	}
 }

@@ -12,8 +12,8 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/httpserver"
+	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/serverurl"
 	"github.com/switchboard/switchboard/proto"
 )
