@@ -273,7 +273,13 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	}
 	s.backlog.Store(0)
 	s.queuedBytes.Store(0)
-	s.lagging.Store(false)
+	s.lagMu.Lock()
+	if s.lagging.Swap(false) {
+		// As a turn off does: a closed lagged with lagging off would read
+		// as lagging to Acquire's wait.
+		s.lagged = make(chan struct{})
+	}
+	s.lagMu.Unlock()
 	return err
 }
 
