@@ -53,6 +53,10 @@ func (h *health) notReady() []string {
 		reasons = append(reasons, "nats not connected")
 	}
 	for _, subject := range h.link.RefusedSubjects() {
+		if subject == natsconn.OverLimit {
+			reasons = append(reasons, "nats refuses a subscription over its max_subscriptions")
+			continue
+		}
 		reasons = append(reasons, "nats refuses the subscription to "+subject)
 	}
 	if !h.redisOK.Load() {

@@ -141,21 +141,33 @@ var refusedRe = regexp.MustCompile(`Subscription to "(\S+)"`)
 // own, after the fact: Subscribe has returned nil long before. Such a
 // subscription receives nothing until the next connect, when nats.go
 // sends it again.
+//
+// A refusal for the server's (or the account's) limit of subscriptions
+// names no subject: it is recorded as OverLimit.
 func (s *State) Refused(err error) (subject string, ok bool) {
-	if !errors.Is(err, nats.ErrPermissionViolation) {
-		return "", false
-	}
-	m := refusedRe.FindStringSubmatch(err.Error())
-	if m == nil {
+	switch {
+	case errors.Is(err, nats.ErrMaxSubscriptionsExceeded):
+		subject = OverLimit
+	case errors.Is(err, nats.ErrPermissionViolation):
+		m := refusedRe.FindStringSubmatch(err.Error())
+		if m == nil {
+			return "", false
+		}
+		subject = m[1]
+	default:
 		return "", false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !slices.Contains(s.refused, m[1]) {
-		s.refused = append(s.refused, m[1])
+	if !slices.Contains(s.refused, subject) {
+		s.refused = append(s.refused, subject)
 	}
-	return m[1], true
+	return subject, true
 }
+
+// OverLimit stands for the subject of a subscription NATS refused as over
+// its max_subscriptions (Refused).
+const OverLimit = "(one over NATS's max_subscriptions)"
 
 // RefusedSubjects returns the subjects of the subscriptions NATS refused
 // since the connection was last made (Refused): none when it took them

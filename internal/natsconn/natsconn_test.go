@@ -158,13 +158,14 @@ func TestUpOnlyWhileConnected(t *testing.T) {
 }
 
 // TestRefused: a permissions violation for a subscription is recorded by
-// its subject, once, and nothing else is.
+// its subject, once, a refusal over the limit as OverLimit, and nothing
+// else is.
 func TestRefused(t *testing.T) {
 	var s State
 	for _, err := range []error{
 		errors.New(`nats: Permissions Violation for Subscription to "handlers.>"`), // not nats.ErrPermissionViolation
 		fmt.Errorf("%w: Permissions Violation for Publish to \"x\"", nats.ErrPermissionViolation),
-		nats.ErrMaxSubscriptionsExceeded,
+		nats.ErrSlowConsumer,
 	} {
 		if subject, ok := s.Refused(err); ok {
 			t.Errorf("Refused(%v) = %q, true", err, subject)
@@ -176,7 +177,10 @@ func TestRefused(t *testing.T) {
 			t.Errorf("Refused(%v) = %q, %v", err, subject, ok)
 		}
 	}
-	if got := s.RefusedSubjects(); !slices.Equal(got, []string{"handlers.>"}) {
+	if subject, ok := s.Refused(nats.ErrMaxSubscriptionsExceeded); !ok || subject != OverLimit {
+		t.Errorf("Refused(%v) = %q, %v", nats.ErrMaxSubscriptionsExceeded, subject, ok)
+	}
+	if got := s.RefusedSubjects(); !slices.Equal(got, []string{"handlers.>", OverLimit}) {
 		t.Errorf("RefusedSubjects() = %q", got)
 	}
 }
