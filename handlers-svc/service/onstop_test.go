@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/handlers-svc/handlers"
+	"github.com/switchboard/switchboard/handlers-svc/internal/config"
 	"github.com/switchboard/switchboard/handlers-svc/internal/natserve"
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
@@ -60,7 +62,10 @@ func TestOnStopWaitsForHandlers(t *testing.T) {
 				deps.OnStop(func() { stopRanWhileRunning <- running.Load() })
 				return nil
 			}
-			a := startFamilies(t, append(handlers.Families(), slow), ns.Port, rs.Port)
+			// A handler timeout past the shutdown's, so that the shutdown's
+			// cancel is the one that ends the handler.
+			a := startFamilies(t, append(handlers.Families(), slow), ns.Port, rs.Port,
+				func(c *config.Config) { c.Timeout = 30 * time.Second })
 			a.await(t, "/readyz", http.StatusOK, "")
 
 			nc, err := nats.Connect(ns.URL())
@@ -79,6 +84,9 @@ func TestOnStopWaitsForHandlers(t *testing.T) {
 			}
 			err = a.stop(t) // ShutdownTimeout 5 s: the handler outlives it
 			t.Logf("realMain: %v", err)
+			if err == nil || errors.Is(err, natserve.ErrHandlersRunning) != !tc.wantStop {
+				t.Errorf("realMain = %v, want the shutdown timeout's error, wrapping ErrHandlersRunning only if the handler outlived the grace", err)
+			}
 			select {
 			case n := <-stopRanWhileRunning:
 				if n != 0 {

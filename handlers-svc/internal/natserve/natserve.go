@@ -282,7 +282,7 @@ func (s *Server) afterCancel(err error, taken int) error {
 			return fmt.Errorf("%w: %w (%d of them)", err, ErrHandlersRunning, cap(s.slots)-taken)
 		}
 	}
-	return err
+	return fmt.Errorf("%w; cancelled, they returned", err)
 }
 
 // serve handles one message on the subscription's delivery goroutine.
