@@ -166,3 +166,26 @@ func FuzzSocketParams(f *testing.F) {
 	}
 	f.Fuzz(checkSocketParams)
 }
+
+// TestFirstResumeParameterUnreadable: socketParams documents the first of
+// each parameter, and a resume that does not decode as unreadable (so
+// connected says recovered false, docs/protocol.md section 6). When a
+// later pair of the same name decodes, that later one is what it returns
+// now: an empty one leaves recovered out as if the client had not asked,
+// and a position is resumed from though the resume the client sent first
+// is malformed. (auth's tokenParam, reading the same query, refuses a
+// first token parameter that does not decode whatever follows it.)
+// FuzzSocketParams found the first case (testdata/fuzz/FuzzSocketParams).
+func TestFirstResumeParameterUnreadable(t *testing.T) {
+	for _, tt := range []struct{ query, resume, bresume string }{
+		{"resume=%ZZ&resume=", unreadable, ""},
+		{"bresume=%&bresume", "", unreadable},
+		{"resume=%ZZ&resume=k3x9.1700000000000-42", unreadable, ""},
+		{"bresume=b0.1-1;x&bresume=b0.1-1", "", unreadable},
+	} {
+		p := socketParams(tt.query)
+		if p.resume != tt.resume || p.bresume != tt.bresume {
+			t.Errorf("socketParams(%q): resume %q bresume %q, want %q and %q", tt.query, p.resume, p.bresume, tt.resume, tt.bresume)
+		}
+	}
+}
