@@ -82,12 +82,13 @@ e2e-cluster:
 # envelopes, dispatches, NATS requests and replies, JWTs, handler args, the
 # client pings and pongs the gateway reads off the socket itself, the
 # gateway's WebSocket stream and frames as the load generator reads them,
-# the redaction of the server URLs the services log, the dispatch API's
+# the query of a client's upgrade request (resume positions, prev), the
+# redaction of the server URLs the services log, the dispatch API's
 # request bodies, the stream entries and script replies read back from
 # Redis, the idempotency records kept there, the announced sockets a
 # worker reads from its predecessor, and the settings the supervisor
 # hands its workers.
-FUZZ_DIRS := proto internal/redact internal/streams gateway/internal/auth gateway/internal/ws gateway/internal/announced gateway/internal/config bench/loadgen handlers-svc/event handlers-svc/internal/httpapi handlers-svc/internal/idem
+FUZZ_DIRS := proto internal/redact internal/streams gateway/internal/auth gateway/internal/ws gateway/internal/announced gateway/internal/config gateway/internal/worker bench/loadgen handlers-svc/event handlers-svc/internal/httpapi handlers-svc/internal/idem
 fuzz:
 	@for d in $(FUZZ_DIRS); do \
 		for f in $$(cd $$d && go test -list '^Fuzz' . | grep '^Fuzz'); do \

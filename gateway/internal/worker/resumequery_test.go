@@ -49,3 +49,23 @@ func TestUnreadableResumeIsNotRecovered(t *testing.T) {
 		})
 	}
 }
+
+// TestFirstUnreadableResumeIsNotRecovered: a client whose first resume
+// parameter does not decode asked for a resume, whatever later pairs of
+// the same name say: connected carries recovered false, as for the single
+// unreadable resume above (socketParams reads the first of each).
+func TestFirstUnreadableResumeIsNotRecovered(t *testing.T) {
+	cfg := testConfig()
+	cfg.NATSURL, cfg.RedisURL = testkit.StartNATS(t).URL(), testkit.StartRedis(t).URL()
+	r := startWorker(t, cfg, 0)
+	tok := token(t, "alice", time.Hour)
+	for _, query := range []string{"?resume=%ZZ&resume=", "?bresume=%&bresume"} {
+		t.Run(query, func(t *testing.T) {
+			c := testkit.Dial(t, "ws://"+r.addr+"/socket"+query, tok)
+			defer c.Close()
+			if got := c.Connected.Recovered; got == nil || *got {
+				t.Fatalf("connected %+v after a first resume that does not decode (%q); want recovered false", c.Connected, query)
+			}
+		})
+	}
+}

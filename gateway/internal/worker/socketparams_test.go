@@ -1,0 +1,191 @@
+package worker
+
+import (
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/switchboard/switchboard/proto"
+)
+
+// firstParam is an independent reading of what socketParams documents for
+// a resume parameter: the first pair of the query named name, as
+// url.ParseQuery reads names (split on '&', the name %-decoded). asked is
+// false when no pair names it; readable is false when that first pair does
+// not decode (a bad %-escape, or a ';' net/url refuses), and then the
+// client asked for a resume the query cannot decode (docs/protocol.md
+// section 6: recovered false). A pair holding a ';' counts as naming name
+// when one of its ';'-separated parts does, as socketParams documents.
+func firstParam(rawQuery, name string) (value string, asked, readable bool) {
+	for _, pair := range strings.Split(rawQuery, "&") {
+		if strings.Contains(pair, ";") {
+			for _, part := range strings.Split(pair, ";") {
+				if paramName(part) == name {
+					return "", true, false
+				}
+			}
+			continue
+		}
+		if pair == "" || paramName(pair) != name {
+			continue
+		}
+		_, v, _ := strings.Cut(pair, "=")
+		value, err := url.QueryUnescape(v)
+		return value, true, err == nil
+	}
+	return "", false, false
+}
+
+// paramName is the name of a query pair: %-decoded where it decodes.
+func paramName(pair string) string {
+	k, _, _ := strings.Cut(pair, "=")
+	if name, err := url.QueryUnescape(k); err == nil {
+		return name
+	}
+	return k
+}
+
+// checkSocketParams holds socketParams(rawQuery) to its documentation and
+// to the contract (PROTOCOL.md sections 2 and 6, docs/protocol.md).
+func checkSocketParams(t *testing.T, rawQuery string) {
+	t.Helper()
+	p := socketParams(rawQuery)
+	q, err := url.ParseQuery(rawQuery)
+
+	// Where net/url reads the query, socketParams reads what it does.
+	if err == nil {
+		if p.resume != q.Get("resume") || p.bresume != q.Get("bresume") {
+			t.Fatalf("socketParams(%q): resume %q bresume %q; url.ParseQuery reads %q and %q",
+				rawQuery, p.resume, p.bresume, q.Get("resume"), q.Get("bresume"))
+		}
+		if p.heartbeat != (q.Get(proto.QueryHeartbeat) == "1") {
+			t.Fatalf("socketParams(%q): heartbeat %v; url.ParseQuery reads %q", rawQuery, p.heartbeat, q.Get(proto.QueryHeartbeat))
+		}
+		if want := proto.ParsePrev(q.Get(proto.QueryPrev)); !slices.Equal(p.prev, want) {
+			t.Fatalf("socketParams(%q): prev %q; url.ParseQuery reads %q", rawQuery, p.prev, want)
+		}
+	}
+
+	for _, r := range []struct{ name, got string }{{"resume", p.resume}, {"bresume", p.bresume}} {
+		value, asked, readable := firstParam(rawQuery, r.name)
+		switch {
+		case !asked && r.got != "":
+			// A resume the client never named would have connected say
+			// recovered (false) to a client that did not ask.
+			t.Fatalf("socketParams(%q): %s %q, but no pair names %s", rawQuery, r.name, r.got, r.name)
+		case asked && readable && r.got != value:
+			// The first of each: a later pair never wins over it.
+			t.Fatalf("socketParams(%q): %s %q; its first %s parameter is %q", rawQuery, r.name, r.got, r.name, value)
+		case asked && !readable && r.got == "":
+			// Asked for, so connected must say recovered (false).
+			t.Fatalf("socketParams(%q): %s \"\", but its first %s parameter does not decode: the client asked for a resume", rawQuery, r.name, r.name)
+		case asked && !readable && r.got != unreadable:
+			// Whatever a later pair says, the resume the client asked
+			// for first is malformed: never a position to recover from.
+			t.Fatalf("socketParams(%q): %s %q, but its first %s parameter does not decode", rawQuery, r.name, r.got, r.name)
+		}
+		// A position it returns is one the client sent, so it is no longer
+		// than the query; and any it accepts, ParsePos decodes whole.
+		if r.got != unreadable && len(r.got) > len(rawQuery) {
+			t.Fatalf("socketParams(%q): %s of %d bytes, from a query of %d", rawQuery, r.name, len(r.got), len(rawQuery))
+		}
+		if pos, ok := proto.ParsePos(r.got); ok && pos.String() != r.got {
+			t.Fatalf("socketParams(%q): %s %q decodes as %q", rawQuery, r.name, r.got, pos.String())
+		}
+	}
+	if _, ok := proto.ParsePos(unreadable); ok {
+		t.Fatalf("unreadable (%q) parses as a position", unreadable)
+	}
+
+	// prev: at most MaxPrev ids of 1 to MaxPrevConn bytes of printable
+	// ASCII, or nil (docs/protocol.md section 6); only from a prev the
+	// client sent.
+	if len(p.prev) > proto.MaxPrev {
+		t.Fatalf("socketParams(%q): %d prev ids, more than %d", rawQuery, len(p.prev), proto.MaxPrev)
+	}
+	for _, id := range p.prev {
+		if id == "" || len(id) > proto.MaxPrevConn {
+			t.Fatalf("socketParams(%q): prev id %q of %d bytes", rawQuery, id, len(id))
+		}
+		for i := 0; i < len(id); i++ {
+			if id[i] <= ' ' || id[i] > '~' {
+				t.Fatalf("socketParams(%q): prev id %q holds byte %#x", rawQuery, id, id[i])
+			}
+		}
+	}
+	if p.prev != nil && !strings.Contains(rawQuery, "=") {
+		t.Fatalf("socketParams(%q): prev %q from a query without a value", rawQuery, p.prev)
+	}
+	if p.heartbeat && !strings.Contains(rawQuery, "=") {
+		t.Fatalf("socketParams(%q): heartbeat from a query without a value", rawQuery)
+	}
+}
+
+// FuzzSocketParams: the query of a client's upgrade request, which the
+// gateway reads after admission (which read the token from it) and before
+// anything else: it never panics, agrees with net/url where net/url reads
+// the query, and never drops or invents a resume (see checkSocketParams).
+func FuzzSocketParams(f *testing.F) {
+	pos, bpos := "k3x9.1700000000000-42", "b0.1700000000001-7"
+	for _, q := range []string{
+		"",
+		"token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln",
+		"token=a.b.c&resume=" + pos,
+		"resume=" + pos + "&bresume=" + bpos + "&prev=c1,c2&heartbeat=1",
+		"bresume=" + bpos,
+		"resume=k3x9%2E1700000000000-42",
+		"resume=" + pos + "+",
+		"resume=garbage&bresume=0.0-0",
+		"resume=&bresume=",
+		"resume",
+		"&&resume=&",
+		"resume=%ZZ",
+		"bresume=a.1-%Z1",
+		"resume=a.1-1;bresume=x",
+		"x=1&bresume=a.1-1;",
+		"%72esume=%ZZ",
+		"re%73ume=a.1-1",
+		"resume%=a.1-1",
+		"resume=a.1-1&x=%ZZ",
+		"x=%ZZ&heartbeat=1&prev=c1",
+		"heartbeat=1;x",
+		"heartbeat=01&prev=%ZZ",
+		"prev=c1,c2,c3,c4,c5,c6,c7,c8",
+		"prev=c1,c2,c3,c4,c5,c6,c7,c8,c9",
+		"prev=c1,,c2",
+		"prev=c%20d",
+		"resume=a." + strings.Repeat("9", 125),
+		"resume=%E2%82%AC.1-1",
+		"resume=a.1-1#frag",
+		"token=%ZZ&resume=" + pos,
+		"token=a;b&bresume=" + bpos,
+		"t%6Fken=a&b%72esume=" + bpos,
+	} {
+		f.Add(q)
+	}
+	f.Fuzz(checkSocketParams)
+}
+
+// TestFirstResumeParameterUnreadable: socketParams documents the first of
+// each parameter, and a resume that does not decode as unreadable (so
+// connected says recovered false, docs/protocol.md section 6). When a
+// later pair of the same name decodes, that later one is what it returns
+// now: an empty one leaves recovered out as if the client had not asked,
+// and a position is resumed from though the resume the client sent first
+// is malformed. (auth's tokenParam, reading the same query, refuses a
+// first token parameter that does not decode whatever follows it.)
+// FuzzSocketParams found the first case (testdata/fuzz/FuzzSocketParams).
+func TestFirstResumeParameterUnreadable(t *testing.T) {
+	for _, tt := range []struct{ query, resume, bresume string }{
+		{"resume=%ZZ&resume=", unreadable, ""},
+		{"bresume=%&bresume", "", unreadable},
+		{"resume=%ZZ&resume=k3x9.1700000000000-42", unreadable, ""},
+		{"bresume=b0.1-1;x&bresume=b0.1-1", "", unreadable},
+	} {
+		p := socketParams(tt.query)
+		if p.resume != tt.resume || p.bresume != tt.bresume {
+			t.Errorf("socketParams(%q): resume %q bresume %q, want %q and %q", tt.query, p.resume, p.bresume, tt.resume, tt.bresume)
+		}
+	}
+}
