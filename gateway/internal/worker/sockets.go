@@ -131,22 +131,34 @@ func socketParams(rawQuery string) params {
 }
 
 // resumeParams returns the resume and bresume parameters of q, parsed
-// from rawQuery with err (see socketParams).
+// from rawQuery with err (see socketParams). When net/url dropped pairs,
+// the first pair of each name in rawQuery decides, as for the token: its
+// value, or unreadable when it does not decode (a bad escape, or a ';' in
+// its part of the query); a later pair of the name never stands in for it.
 func resumeParams(rawQuery string, q url.Values, err error) (resume, bresume string) {
-	resume, bresume = q.Get("resume"), q.Get("bresume")
 	if err == nil {
-		return resume, bresume
+		return q.Get("resume"), q.Get("bresume")
 	}
-	for _, pair := range strings.FieldsFunc(rawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
-		key, _, _ := strings.Cut(pair, "=")
-		if k, err := url.QueryUnescape(key); err == nil {
-			key = k
-		}
-		switch {
-		case key == "resume" && !q.Has("resume"):
-			resume = unreadable
-		case key == "bresume" && !q.Has("bresume"):
-			bresume = unreadable
+	var seenResume, seenBresume bool
+	for _, part := range strings.Split(rawQuery, "&") {
+		pairs := strings.Split(part, ";")
+		for _, pair := range pairs {
+			key, value, _ := strings.Cut(pair, "=")
+			if k, err := url.QueryUnescape(key); err == nil {
+				key = k
+			}
+			if (key != "resume" || seenResume) && (key != "bresume" || seenBresume) {
+				continue
+			}
+			v := unreadable
+			if u, err := url.QueryUnescape(value); err == nil && len(pairs) == 1 {
+				v = u
+			}
+			if key == "resume" {
+				seenResume, resume = true, v
+			} else {
+				seenBresume, bresume = true, v
+			}
 		}
 	}
 	return resume, bresume
