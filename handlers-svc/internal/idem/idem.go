@@ -204,12 +204,17 @@ func (s *Store) Wait(ctx context.Context, key, hash string) (*Reservation, []byt
 // by now) or ErrPending.
 func parse(v, hash string, now time.Time) ([]byte, error) {
 	state, rest := v[:min(len(v), 2)], v[min(len(v), 2):]
-	h, rest, _ := strings.Cut(rest, ":")
+	h, rest, sep := strings.Cut(rest, ":")
 	if h != hash {
 		return nil, ErrOther
 	}
 	switch state {
 	case stateDone:
+		if !sep || rest == "" {
+			// Not what Record writes (a reply is never empty): nothing
+			// to replay, and the outcome is not known.
+			return nil, ErrUnknown
+		}
 		return []byte(rest), nil
 	case stateUnknown:
 		return nil, ErrUnknown

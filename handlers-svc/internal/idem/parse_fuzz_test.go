@@ -53,10 +53,10 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("parse(%q, %q): %v; a record of another request: %v", v, hash, err, other)
 		}
 		if err == nil {
-			// An answer: the record is that answer, recorded for hash (or
-			// the record "d:<hash>" alone, read as an empty answer, which
-			// the Store never writes).
-			if v != stateDone+hash+":"+string(got) && (v != stateDone+hash || len(got) != 0) {
+			// An answer: the record is that answer, recorded for hash,
+			// never an empty one (a reply never is: "d:<hash>" alone or
+			// with an empty answer reads as an unknown outcome).
+			if v != stateDone+hash+":"+string(got) || len(got) == 0 {
 				t.Fatalf("parse(%q, %q) replays %q", v, hash, got)
 			}
 		} else if got != nil {
@@ -67,7 +67,7 @@ func FuzzParse(f *testing.F) {
 		}
 
 		// The records the Store writes (Record, Abandon, Reserve).
-		if got, err := parse(stateDone+hash+":"+string(answer), hash, now); err != nil || !bytes.Equal(got, answer) {
+		if got, err := parse(stateDone+hash+":"+string(answer), hash, now); len(answer) > 0 && (err != nil || !bytes.Equal(got, answer)) {
 			t.Fatalf("answer %q reads back as %q, %v", answer, got, err)
 		}
 		if got, err := parse(stateUnknown+hash+":", hash, now); got != nil || err != ErrUnknown {
