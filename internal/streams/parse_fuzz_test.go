@@ -39,6 +39,8 @@ func FuzzParseReadResult(f *testing.F) {
 		{"k3", "1", "1", "1-1", "", `{}`, "", 8},               // no event: refused
 		{"k3", "1", "1", "1-1", "message", "", `[1]`, 4 | 16},  // no args, an except that does not read
 		{"k3", "1", "1", "1-1", "message", `[` + strings.Repeat("[", 300) + strings.Repeat("]", 300) + `]`, "null", 32},
+		{"k3x9q2", "7", "1700000000001", "1700000000001-6", "message", `{}`, "", 64},  // with the oldest entry's id
+		{"k3x9q2", "7", "1700000000001", "1700000000001-6", "message", `{}`, "", 128}, // an oldest id that does not read: refused
 	} {
 		f.Add(s.epoch, s.top, s.ms, s.id, s.event, s.args, s.except, s.shape)
 	}
@@ -68,7 +70,17 @@ func FuzzParseReadResult(f *testing.F) {
 		if shape&16 != 0 {
 			entries = append(entries, []any{id})
 		}
-		res, err := parseResult([]any{epoch, num(top, 1), num(ms, 1), entries})
+		// The oldest entry's id, which the script adds when the entries
+		// read do not follow the reader's offset: none, the entry's (bit
+		// 64), or one that does not read (bit 128).
+		oldest := ""
+		if shape&64 != 0 {
+			oldest = id
+		}
+		if shape&128 != 0 {
+			oldest = "1-x"
+		}
+		res, err := parseResult([]any{epoch, num(top, 1), num(ms, 1), entries, oldest})
 
 		event, args = str(e), str(a)
 		except = ""
@@ -76,7 +88,7 @@ func FuzzParseReadResult(f *testing.F) {
 			except = str(x)
 		}
 		wellFormed := proto.ValidEpoch(epoch) && isUint(top) && isUint(ms) && validID(id) && shape&16 == 0 &&
-			proto.ValidEventName(event)
+			shape&128 == 0 && proto.ValidEventName(event)
 		if wellFormed && err != nil {
 			t.Fatalf("refused a well-formed answer: %v", err)
 		}
@@ -88,6 +100,9 @@ func FuzzParseReadResult(f *testing.F) {
 		}
 		if p, ok := proto.ParsePos(res.Top.String()); len(res.Top.String()) <= proto.MaxPosLen && (!ok || p != res.Top) {
 			t.Fatalf("top %+v does not read back from %q", res.Top, res.Top.String())
+		}
+		if _, off, _ := proto.ParseStreamID(oldest); res.Oldest != off {
+			t.Fatalf("oldest %q read as %d", oldest, res.Oldest)
 		}
 		if want := 1 + int(shape>>5&1); len(res.Entries) != want {
 			t.Fatalf("%d entries, want %d", len(res.Entries), want)
