@@ -32,8 +32,11 @@ const (
 	CloseGrace = 2 * time.Second
 )
 
-// pongWait is PongWait, which the package's tests shorten.
-var pongWait = PongWait
+// pongWait is PongWait (nanoseconds), which the package's tests shorten
+// (SetPongWait) while sockets of earlier tests may still read it.
+var pongWait atomic.Int64
+
+func init() { pongWait.Store(int64(PongWait)) }
 
 // FrameHandler is what the read loop hands every data frame of the client
 // to, text (valid UTF-8) or binary; what the frame means, and what to
@@ -591,7 +594,7 @@ func (c *Conn) writeClose(code int, reason string) {
 func (c *Conn) ReadLoop(h FrameHandler, maxFrame int64) {
 	defer c.finish()
 	c.ws.SetReadLimit(maxFrame)
-	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+	_ = c.ws.SetReadDeadline(time.Now().Add(time.Duration(pongWait.Load())))
 	c.ws.SetPongHandler(func(string) error {
 		c.extendReadDeadline()
 		return nil
@@ -754,7 +757,7 @@ func (c *Conn) extendReadDeadline() bool {
 	if c.closing {
 		return false
 	}
-	_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(pongWait))
+	_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(time.Duration(pongWait.Load())))
 	return true
 }
 

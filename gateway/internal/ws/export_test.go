@@ -10,8 +10,8 @@ import (
 // SetPongWait makes the read deadline d instead of PongWait until the
 // test ends; call it before the test's sockets are made.
 func SetPongWait(t *testing.T, d time.Duration) {
-	t.Cleanup(func() { pongWait = PongWait })
-	pongWait = d
+	t.Cleanup(func() { pongWait.Store(int64(PongWait)) })
+	pongWait.Store(int64(d))
 }
 
 // ClientFrame lets the external tests write raw client frames.
