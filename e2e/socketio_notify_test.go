@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -95,5 +97,34 @@ func TestSocketIONotifyDeliversOnce(t *testing.T) {
 	}
 	if got != 1 {
 		t.Fatalf("bob got %d notifications of inv-42 from two runs of its job, want 1: notify dispatches without an IdempotencyKey", got)
+	}
+}
+
+// TestSocketIONotifyKeepsHistoryWindow runs the example's notify job in a
+// deployment whose HISTORY_WINDOW is an hour, set for the job as for the
+// services, while bob is away: docs/socketio.md promises that "a user who
+// is offline for less than HISTORY_WINDOW gets it on reconnect", so bob's
+// stream must keep the notification for about an hour. Every writer of a
+// stream trims it (MINID) and sets its TTL to its own window
+// (dispatch.Options.Window; docs/handlers.md "From Go": "Window is the
+// gateway's HISTORY_WINDOW"), and notify hard-codes 2 minutes: the stream
+// expires in 2m10s, and a device of bob's that comes back after 3 minutes
+// resumes with recovered:false, the notification lost.
+func TestSocketIONotifyKeepsHistoryWindow(t *testing.T) {
+	testkit.SkipOnRedisCluster(t, "notify reads REDIS_URL with redis.ParseURL (TestSocketIONotifyRedisCluster)")
+	notify := buildSocketIONotify(t)
+	window := []string{"HISTORY_WINDOW=1h"}
+	s := testkit.StartStack(t, testkit.StackOptions{Env: window, HandlersEnv: window})
+	if out, err := runNotify(t, notify, append(window, "REDIS_URL="+s.RedisURL()), "bob"); err != nil {
+		t.Fatalf("the job: %v\n%s", err, out)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: s.Redis.Addr()})
+	defer rdb.Close()
+	d, err := rdb.PTTL(context.Background(), proto.UserStreamKey("bob")).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d < 59*time.Minute {
+		t.Fatalf("bob's stream, which holds the notification, expires in %s with HISTORY_WINDOW=1h: notify records with a window of its own (2m), not HISTORY_WINDOW", d.Round(time.Second))
 	}
 }
