@@ -128,3 +128,24 @@ func TestSocketIONotifyKeepsHistoryWindow(t *testing.T) {
 		t.Fatalf("bob's stream, which holds the notification, expires in %s with HISTORY_WINDOW=1h: notify records with a window of its own (2m), not HISTORY_WINDOW", d.Round(time.Second))
 	}
 }
+
+// TestSocketIONotifyRedisCluster runs the example's notify job against a
+// Redis Cluster named as REDIS_URL names one (docs/protocol.md section 1:
+// a URL with addr parameters), as the services take it: it must dispatch.
+// notify parses REDIS_URL with redis.ParseURL, which refuses the addr
+// parameters ("redis: unexpected option: addr"), so in such a deployment
+// the job never runs (and TestSocketIOGuide fails under
+// E2E_REDIS=cluster).
+func TestSocketIONotifyRedisCluster(t *testing.T) {
+	notify := buildSocketIONotify(t)
+	c := testkit.StartRedisCluster(t, 3)
+	out, err := runNotify(t, notify, []string{"REDIS_URL=" + c.URL()}, "bob")
+	if err != nil {
+		t.Fatalf("the job with REDIS_URL=%s: %v\n%s", c.URL(), err, out)
+	}
+	rdb := c.Client(nil)
+	n, err := rdb.XLen(context.Background(), proto.UserStreamKey("bob")).Result()
+	if err != nil || n != 1 {
+		t.Fatalf("bob's stream holds %d events (%v), want the notification", n, err)
+	}
+}
