@@ -223,16 +223,20 @@ if [[ $RATES != 0 ]]; then
         curl -fs -o "$PPROF_DIR/allocs-load-handlers.pprof" "http://127.0.0.1:$HS_PPROF_PORT/debug/pprof/allocs" || true) &
       wait) &
   fi
-  load_args=(-mode load -users "$USERS" -devices "$DEVICES" -duration "$DURATION" -warmup "$WARMUP" -drain "${BENCH_DRAIN:-5s}")
+  load_args=(-mode load -users "$USERS" -devices "$DEVICES" -workers "$WORKERS" -duration "$DURATION" -warmup "$WARMUP" -drain "${BENCH_DRAIN:-5s}")
   if ((nstacks == 1)); then
     lg_for 0
     "${LG[@]}" "${load_args[@]}" -rates "$RATES" "${SEARCH[@]}" ${BENCH_LOADGEN_ARGS:-}
   else
-    # A/B: at each rate every stack in turn, AB_RUNS times over, so a drift
-    # of the shared machine falls on all of them alike.
+    # A/B: at each rate every stack in turn, AB_RUNS times over, the order
+    # reversed every other round (A/B, B/A, ...), so a steady drift of the
+    # shared machine falls on all of them alike rather than always one slot
+    # later on the same stack.
     for r in ${RATES//,/ }; do
       for ((n = 0; n < AB_RUNS; n++)); do
-        for ((i = 0; i < nstacks; i++)); do
+        for ((k = 0; k < nstacks; k++)); do
+          i=$k
+          if ((n % 2 == 1)); then i=$((nstacks - 1 - k)); fi
           echo "bench: R=$r, stack ${ST_NAME[i]}, run $((n + 1)) of $AB_RUNS" >&2
           lg_for "$i"
           "${LG[@]}" "${load_args[@]}" -rates "$r" ${BENCH_LOADGEN_ARGS:-}
@@ -257,7 +261,7 @@ if [[ $RESUME == 1 ]] && ((RESUME_USERS > 0)); then
   for ((i = 0; i < nstacks; i++)); do
     echo "bench: resume, U=$RESUME_USERS D=$DEVICES, $RESUME_MISSED missed each, $RESUME_ROUNDS rounds, stack ${ST_NAME[i]}" >&2
     lg_for "$i" "$resume_jsonl"
-    "${LG[@]}" -mode resume -users "$RESUME_USERS" -devices "$DEVICES" -missed "$RESUME_MISSED" \
+    "${LG[@]}" -mode resume -users "$RESUME_USERS" -devices "$DEVICES" -workers "$WORKERS" -missed "$RESUME_MISSED" \
       -rounds "$RESUME_ROUNDS" -resume-rate "$RESUME_RATE"
   done
 fi

@@ -196,7 +196,7 @@ func Compare(w io.Writer, results []Result, sats []Saturation) {
 			for _, r := range runs[s] {
 				miss += r.Missing
 				dup += r.Duplicates
-				errs += r.ErrorFrames + r.SendErrors + r.ClientOverflow + r.ConnsLost
+				errs += r.Errors()
 			}
 			line += fmt.Sprintf(" %d / %d / %d |", miss, dup, errs)
 		}

@@ -498,8 +498,10 @@ func (g *Generator) schedule(rs *runState, rng *rand.Rand, seq int) {
 	g.frame = appendClientFrame(g.frame[:0], opText, g.payload, rand.Uint32())
 	switch s.write(g.frame, true) {
 	case overflowed:
+		rs.tracker.Unsent(seq)
 		g.overflow.Add(1)
 	case failed:
+		rs.tracker.Unsent(seq)
 		g.sendErrors.Add(1)
 	}
 }

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"math"
 	"math/bits"
 	"sync/atomic"
 	"time"
@@ -72,7 +73,9 @@ func (h *Histogram) Quantile(q float64) time.Duration {
 	if n == 0 {
 		return 0
 	}
-	rank := uint64(q*float64(n) + 0.5)
+	// The smallest rank with at least q of the durations at or below it
+	// (less a hair, for q*n that float64 leaves just above a whole number).
+	rank := uint64(math.Ceil(q*float64(n) - 1e-9))
 	rank = min(max(rank, 1), n)
 	var seen uint64
 	for i := range h.counts {

@@ -7,6 +7,12 @@ import "time"
 type ProcStat struct {
 	RSS int64         // resident bytes
 	CPU time.Duration // user + system time
+	// ReapedCPU is the user + system time of the process's children that
+	// ended and that it waited for (Linux's cutime and cstime; 0 where
+	// ps(1) is read): a gateway worker that exits mid-run (a crash, the
+	// watchdog's kill) takes its time out of the live processes' sum and
+	// into its supervisor's.
+	ReapedCPU time.Duration
 }
 
 // Group is a named set of processes, measured together: the gateway is its
@@ -34,7 +40,9 @@ func (g Group) Pids() []int {
 }
 
 // Sample sums RSS and CPU over the group's processes; a process that ended
-// meanwhile is skipped.
+// meanwhile is skipped. A group with children (the gateway, its workers)
+// also counts the time of the children its process has reaped, so that a
+// worker that ended between two samples keeps its time in the second.
 func (g Group) Sample() ProcStat {
 	var sum ProcStat
 	for _, pid := range g.Pids() {
@@ -44,6 +52,11 @@ func (g Group) Sample() ProcStat {
 		}
 		sum.RSS += st.RSS
 		sum.CPU += st.CPU
+	}
+	if g.Pid > 0 && (g.WithKids || g.KidsOnly) {
+		if st, err := ReadProc(g.Pid); err == nil {
+			sum.CPU += st.ReapedCPU
+		}
 	}
 	return sum
 }

@@ -27,18 +27,29 @@ func ReadProc(pid int) (ProcStat, error) {
 		return st, fmt.Errorf("/proc/%d/stat: no command name", pid)
 	}
 	f := strings.Fields(string(stat[i+1:]))
-	// f[0] is field 3 (state): utime is field 14, stime 15.
-	if len(f) < 13 {
+	// f[0] is field 3 (state): utime is field 14, stime 15, cutime 16 and
+	// cstime 17.
+	if len(f) < 15 {
 		return st, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
 	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return st, fmt.Errorf("/proc/%d/stat: bad times", pid)
+	var t [4]int64
+	for i := range t {
+		v, err := strconv.ParseInt(f[11+i], 10, 64)
+		if err != nil {
+			return st, fmt.Errorf("/proc/%d/stat: bad times", pid)
+		}
+		t[i] = v
 	}
-	st.CPU = time.Duration(ut+stime) * clockTick
-	st.RSS, err = readRSS(pid)
-	return st, err
+	st.CPU = time.Duration(t[0]+t[1]) * clockTick
+	st.ReapedCPU = time.Duration(t[2]+t[3]) * clockTick
+	// A process that has exited and is not yet reaped has no VmRSS: its
+	// CPU time still counts, its memory is gone.
+	if rss, err := readRSS(pid); err == nil {
+		st.RSS = rss
+	} else if !strings.HasPrefix(string(bytes.TrimSpace(stat[i+1:])), "Z") {
+		return st, err
+	}
+	return st, nil
 }
 
 // readRSS reads VmRSS from /proc/<pid>/status.

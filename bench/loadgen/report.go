@@ -252,7 +252,7 @@ func Markdown(w io.Writer, results []Result) {
 		fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
 		for _, r := range load {
 			l := r.Latency
-			errs := r.ErrorFrames + r.SendErrors + r.ClientOverflow + r.ConnsLost
+			errs := r.Errors()
 			fmt.Fprintf(w, "| %s | %dx%d | %.0f | %.0f | %.0f | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %.1f ms | %d | %d | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %s | %s |\n",
 				stackName(r), r.Users, r.Devices, r.Rate, r.SendsPerSec, r.DeliveriesPerSec, l.P50, l.P90, l.P99, l.P999, l.Max,
 				r.Missing, r.Duplicates, errs, r.CPUPer1k[ProcWorkers], r.CPUPer1k[ProcSupervisor], r.CPUPer1k[ProcHandlers],
@@ -279,4 +279,13 @@ func yes(b bool) string {
 		return "yes"
 	}
 	return "**no**"
+}
+
+// Errors is what went wrong in a load run beyond missing and duplicated
+// deliveries, as the reports' errors columns count it: error frames,
+// sends that failed or that the load generator dropped (its queue full),
+// sockets lost, misrouted and unknown frames, and sends answered with no
+// ack.
+func (r Result) Errors() int64 {
+	return r.ErrorFrames + r.SendErrors + r.ClientOverflow + r.ConnsLost + r.Misrouted + r.Unknown + r.MissingAcks
 }

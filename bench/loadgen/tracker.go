@@ -53,6 +53,14 @@ func (t *Tracker) Sent(seq int, user, dev int) {
 	atomic.StoreInt32(&t.sender[seq], int32(user))
 }
 
+// Unsent takes back Sent for send seq, which the load generator dropped
+// (its socket's queue full) or failed to write: the gateway never saw it,
+// so none of its frames is missing; it is counted as client overflow or a
+// send error instead.
+func (t *Tracker) Unsent(seq int) {
+	atomic.StoreInt32(&t.sender[seq], -1)
+}
+
 // Kind is the kind of a frame that answers a send.
 type Kind int
 

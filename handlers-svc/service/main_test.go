@@ -46,13 +46,13 @@ func startApp(t *testing.T, natsPort, redisPort int, tune ...func(*config.Config
 func startFamilies(t *testing.T, families []handlers.Family, natsPort, redisPort int, tune ...func(*config.Config)) *app {
 	t.Helper()
 	cfg := config.Default()
-	for _, fn := range tune {
-		fn(&cfg)
-	}
 	cfg.NATSURL = "nats://127.0.0.1:" + strconv.Itoa(natsPort)
 	cfg.RedisURL = fmt.Sprintf("redis://127.0.0.1:%d/0", redisPort)
 	cfg.Addr = "127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
 	cfg.ShutdownTimeout = 5 * time.Second
+	for _, fn := range tune {
+		fn(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,6 @@
 package service
 
 import (
-	"context"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -10,9 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/switchboard/switchboard/handlers-svc/handlers"
 	"github.com/switchboard/switchboard/handlers-svc/internal/config"
@@ -20,30 +15,25 @@ import (
 	"github.com/switchboard/switchboard/proto"
 )
 
-// startWithNATSURL is startFamilies with the built-in families and NATS_URL
-// as given (credentials in it), not a plain URL of a port.
-func startWithNATSURL(t *testing.T, natsURL string, redisPort int) *app {
+// readyzOnceRefused waits until a has subscribed, as far as natserve
+// knows, NATS has refused a subscription (an "async error" whose error
+// refused matches) and Redis has been probed, and returns /readyz then.
+func readyzOnceRefused(t *testing.T, a *app, refused func(msg string) bool) (int, map[string]any) {
 	t.Helper()
-	cfg := config.Default()
-	cfg.NATSURL = natsURL
-	cfg.RedisURL = fmt.Sprintf("redis://127.0.0.1:%d/0", redisPort)
-	cfg.Addr = "127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
-	cfg.ShutdownTimeout = 5 * time.Second
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	core, logs := observer.New(zapcore.DebugLevel)
-	ctx, cancel := context.WithCancel(context.Background())
-	a := &app{base: "http://" + cfg.Addr, logs: logs, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(a.done)
-		a.err = realMain(ctx, cfg, zap.New(core), handlers.Families())
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-a.done
+	awaitLog(t, a, "serving")
+	testkit.Eventually(t, 10*time.Second, "NATS refuses the subscription", func() bool {
+		for _, e := range a.logs.FilterMessage("async error").All() {
+			if msg, _ := e.ContextMap()["error"].(string); refused(msg) {
+				return true
+			}
+		}
+		return false
 	})
-	return a
+	testkit.Eventually(t, 10*time.Second, "Redis probed", func() bool {
+		code, body := a.get("/readyz")
+		return code == http.StatusOK || (code == http.StatusServiceUnavailable && !hasReason(body, "redis not answering"))
+	})
+	return a.get("/readyz")
 }
 
 // TestReadyzWhenNATSRefusesTheSubscription: NATS takes handlers-svc's
@@ -65,22 +55,13 @@ func TestReadyzWhenNATSRefusesTheSubscription(t *testing.T) {
 		}}
 	})
 	rs := testkit.StartRedis(t)
-	a := startWithNATSURL(t, "nats://handlers:pw@127.0.0.1:"+strconv.Itoa(ns.Port), rs.Port)
-
-	awaitLog(t, a, "serving") // natserve has subscribed, as far as it knows
-	testkit.Eventually(t, 10*time.Second, "NATS refuses the subscription", func() bool {
-		for _, e := range a.logs.FilterMessage("async error").All() {
-			if msg, _ := e.ContextMap()["error"].(string); strings.Contains(msg, "Permissions Violation for Subscription to \""+proto.SubjectAll) {
-				return true
-			}
-		}
-		return false
+	a := startFamilies(t, handlers.Families(), 0, rs.Port, func(c *config.Config) {
+		c.NATSURL = "nats://handlers:pw@127.0.0.1:" + strconv.Itoa(ns.Port)
 	})
-	testkit.Eventually(t, 10*time.Second, "Redis probed", func() bool {
-		code, body := a.get("/readyz")
-		return code == http.StatusOK || (code == http.StatusServiceUnavailable && !hasReason(body, "redis not answering"))
+	code, body := readyzOnceRefused(t, a, func(msg string) bool {
+		return strings.Contains(msg, "Permissions Violation for Subscription to \""+proto.SubjectAll)
 	})
-	if code, body := a.get("/readyz"); code == http.StatusOK {
+	if code == http.StatusOK {
 		t.Fatalf("/readyz = %d %v while NATS refuses the subscription to %s: want 503, the instance serves nothing",
 			code, body, proto.SubjectAll)
 	}

@@ -160,6 +160,10 @@ type result struct {
 	CPUTotal          float64            `json:"cpu_s_per_1k_total"`
 	RedisUsedMemory   int64              `json:"redis_used_memory_bytes"`
 	SendErrors        int64              `json:"send_errors"`
+	ClientOverflow    int64              `json:"client_overflow"`
+	Misrouted         int64              `json:"misrouted"`
+	MissingAcks       int64              `json:"missing_acks"`
+	Unknown           int64              `json:"unknown"`
 	Resume            *resumeStats       `json:"resume"`
 	Fanout            *fanoutStats       `json:"fanout"`
 	Target            string             `json:"target"`
@@ -256,7 +260,11 @@ func (res *result) row(m Meta) Row {
 		row["max_ms"] = num(res.Latency.Max, 3)
 		row["missing"] = i64(res.Missing)
 		row["duplicates"] = i64(res.Duplicates)
-		row["errors"] = i64(res.ErrorFrames)
+		// As the report's errors column, less the sockets lost, which
+		// have a column of their own: error frames, sends failed or
+		// dropped by the load generator, misrouted and unknown frames,
+		// sends answered with no ack.
+		row["errors"] = i64(res.ErrorFrames + res.SendErrors + res.ClientOverflow + res.Misrouted + res.Unknown + res.MissingAcks)
 		row["conns_lost"] = i64(res.ConnsLost)
 		for col, proc := range map[string]string{
 			"cpu_gateway": "gateway", "cpu_handlers": "handlers-svc", "cpu_nats": "nats-server", "cpu_redis": "redis-server",
