@@ -7,7 +7,7 @@ import (
 
 	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
-	"github.com/switchboard/switchboard/proto"
+	"github.com/switchboard/switchboard/handlers-svc/handlers"
 )
 
 // Chat is the app's own family of handlers.
@@ -29,39 +29,24 @@ func (c *Chat) Register(mux *event.Mux) {
 	mux.OnDisconnect(c.Disconnected)
 }
 
-// RoomArgs names a room.
-type RoomArgs struct {
-	Room string `json:"room"`
-	Text string `json:"text,omitempty"`
-}
-
-// Validate checks the room name.
-func (a *RoomArgs) Validate() error {
-	if !proto.ValidRoomName(a.Room) {
-		return event.BadRequest("args.room must match %s", proto.RoomPattern)
-	}
-	return nil
-}
-
 // RoomSay is socket.to(room).emit("room_say", ...): every device of every
 // member gets it but the socket that sent it, the sender's other devices
 // included. It is recorded for every member, so a device that was away
 // gets it when it resumes; the sending socket does not, when it resumes
-// naming its earlier connections (prev), as client.js does.
-func (c *Chat) RoomSay(ctx context.Context, r *event.Request, in RoomArgs) (map[string]any, error) {
-	if in.Text == "" {
-		return nil, event.BadRequest("args.text is required")
-	}
+// naming its earlier connections (prev), as client.js does. Its args are
+// sendToRoom's, whose Validate bounds the text as sendMessage's (1 to
+// handlers.MaxTextLen characters): each member's stream records it.
+func (c *Chat) RoomSay(ctx context.Context, r *event.Request, in handlers.RoomTextArgs) (map[string]any, error) {
 	members, err := c.member(ctx, in.Room, r.User)
 	if err != nil {
 		return nil, err
 	}
-	msg := map[string]any{"room": in.Room, "from": r.User, "text": in.Text, "ts": time.Now().UnixMilli()}
+	msg := map[string]any{"room": in.Room, "from": r.User, "text": *in.Text, "ts": time.Now().UnixMilli()}
 	return map[string]any{"members": len(members)}, event.ExceptSender(c.d, r).ToUsers(ctx, members, "room_say", msg)
 }
 
 // Members is io.in(room).fetchSockets(), at the level of users.
-func (c *Chat) Members(ctx context.Context, r *event.Request, in RoomArgs) ([]string, error) {
+func (c *Chat) Members(ctx context.Context, r *event.Request, in handlers.RoomArgs) ([]string, error) {
 	return c.member(ctx, in.Room, r.User)
 }
 
