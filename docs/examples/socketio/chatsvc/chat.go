@@ -95,11 +95,21 @@ type ReadArgs struct {
 	MsgID string `json:"msg_id"`
 }
 
+// Validate checks what JSON cannot; event.Typed calls it. msg_id is
+// bounded as handlers.md's react bounds one (sendMessage's are 32 hex
+// digits): it is recorded in the stream of the user it goes to.
+func (a *ReadArgs) Validate() error {
+	switch {
+	case !dispatch.ValidUser(a.To):
+		return event.BadRequest("args.to must be a user id")
+	case a.MsgID == "" || len(a.MsgID) > 64:
+		return event.BadRequest("args.msg_id must be 1 to 64 bytes")
+	}
+	return nil
+}
+
 // Read tells the sender of a message, on all its devices, that r.User read it.
 func (c *Chat) Read(ctx context.Context, r *event.Request, in ReadArgs) (event.NoResult, error) {
-	if !dispatch.ValidUser(in.To) || in.MsgID == "" {
-		return event.NoResult{}, event.BadRequest("args.to and args.msg_id are required")
-	}
 	return event.NoResult{}, c.d.ToUsers(ctx, []string{in.To}, "read_receipt", map[string]any{"by": r.User, "msg_id": in.MsgID})
 }
 
