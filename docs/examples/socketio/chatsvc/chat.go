@@ -69,7 +69,8 @@ type TypingArgs struct {
 	Room string `json:"room,omitempty"`
 }
 
-// Typing tells the peer (or the room) that r.User types, transient
+// Typing tells the peer (or the room's other members: not the typist,
+// on any of her devices) that r.User types, transient
 // (socket.volatile): the sockets connected now get it, and a device
 // that resumes never gets it replayed. It carries its time, so that a
 // client can still drop one that comes late.
@@ -82,7 +83,8 @@ func (c *Chat) Typing(ctx context.Context, r *event.Request, in TypingArgs) (eve
 		if err != nil {
 			return event.NoResult{}, err
 		}
-		return event.NoResult{}, volatile.ToUsers(ctx, members, "typing", args)
+		others := slices.DeleteFunc(slices.Clone(members), func(m string) bool { return m == r.User })
+		return event.NoResult{}, volatile.ToUsers(ctx, others, "typing", args)
 	case dispatch.ValidUser(in.To):
 		return event.NoResult{}, volatile.ToUsers(ctx, []string{in.To}, "typing", args)
 	}
