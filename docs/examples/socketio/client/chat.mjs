@@ -153,8 +153,9 @@ assert.equal(bob.has("presence", (a) => a.user === "alice" && a.online).length, 
 step("presence: whoIsOnline; alice's second device announced nothing");
 
 // A notification pushed by another backend (io.to(userId).emit from a job).
-const notify = (u) => execFileSync(process.env.NOTIFY, [u]).toString().trim();
-notify("bob");
+const notify = (u, id) => execFileSync(process.env.NOTIFY, [u, id]).toString().trim();
+notify("bob", "inv-42");
+notify("bob", "inv-42"); // the job run again: bob is told once
 await bob.until(() => bob.has("notification").length === 1, "notification");
 step("notification from another backend reached bob");
 
@@ -171,7 +172,7 @@ await bob.until(() => bob.states.at(-1).s === "connecting", "bob connecting");
 await alice1.until(() => alice1.online.bob?.online === false, "bob offline");
 const away = [];
 for (let i = 0; i < 5; i++) away.push((await alice1.sb.emit("sendMessage", { to: "bob", text: `while away ${i}` })).msg_id);
-notify("bob");
+notify("bob", "inv-43");
 up = true;
 await bob.open();
 const resumed = bob.states.at(-1);
