@@ -48,13 +48,17 @@ function device(user, url = `ws://${GW}/socket`) {
     d.waiters = d.waiters.filter((w) => !(w.pred() && (w.resolve(), true)));
   };
   d.sb = connect({ url, getToken: () => token(user), minReconnectDelay: 100, maxReconnectDelay: 500 });
+  // The app reloads its state from its backend (here it counts reloads).
+  d.reload = () => { d.reloads = (d.reloads ?? 0) + 1; d.check(); };
   d.sb.onState((s, info) => {
     d.states.push({ s, ...info });
     if (s === "open") d.conn = info.conn;
     // socket.recovered === false: events may be missing; the app reloads its state.
-    if (s === "open" && info.recovered === false) d.reloads = (d.reloads ?? 0) + 1;
+    if (s === "open" && info.recovered === false) d.reload();
     d.check();
   });
+  // So on resync: the open socket's missed events could not be replayed.
+  d.sb.on("resync", d.reload);
   d.listen = (event) =>
     d.sb.on(event, (args, frame) => {
       // typing is sent transient (socket.volatile), never replayed on a
@@ -81,9 +85,10 @@ function device(user, url = `ws://${GW}/socket`) {
 }
 
 const step = (s) => console.log(`ok  ${s}`);
-// One at a time, so that each connect hook has counted before the next
-// device opens: two sockets of a user that open at once may both count 2,
-// and then neither announces the user.
+// bob first, so that he is open to hear carol and alice come online.
+// (The gateway counts a user's sockets as it writes each one's lease: of
+// two that open at once, exactly one counts 1 and announces the user, so
+// alice's devices could open together too.)
 const bob = device("bob", viaProxy);
 await bob.open();
 const carol = device("carol");
