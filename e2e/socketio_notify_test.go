@@ -68,10 +68,9 @@ func runNotify(t *testing.T, bin string, env []string, args ...string) (string, 
 // job, or a retry after the job's exit 1 on a `timeout`, which may have
 // been delivered): bob must be told once. docs/handlers.md ("Retrying
 // from Go") says to give such a dispatch an IdempotencyKey, one per event
-// meant to be delivered once; notify gives none. The second argument is
-// the notification's id, which notify ignores today and would key on.
+// meant to be delivered once: notify keys it by its second argument, the
+// notification's id (it gave none once).
 func TestSocketIONotifyDeliversOnce(t *testing.T) {
-	testkit.SkipOnRedisCluster(t, "notify reads REDIS_URL with redis.ParseURL (TestSocketIONotifyRedisCluster)")
 	notify := buildSocketIONotify(t)
 	s := testkit.StartStack(t, testkit.StackOptions{})
 	bob := s.Dial("bob")
@@ -107,18 +106,22 @@ func TestSocketIONotifyDeliversOnce(t *testing.T) {
 // stream must keep the notification for about an hour. Every writer of a
 // stream trims it (MINID) and sets its TTL to its own window
 // (dispatch.Options.Window; docs/handlers.md "From Go": "Window is the
-// gateway's HISTORY_WINDOW"), and notify hard-codes 2 minutes: the stream
-// expires in 2m10s, and a device of bob's that comes back after 3 minutes
-// resumes with recovered:false, the notification lost.
+// gateway's HISTORY_WINDOW"). notify once hard-coded 2 minutes: the
+// stream expired in 2m10s, and a device of bob's that came back after 3
+// minutes resumed with recovered:false, the notification lost.
 func TestSocketIONotifyKeepsHistoryWindow(t *testing.T) {
-	testkit.SkipOnRedisCluster(t, "notify reads REDIS_URL with redis.ParseURL (TestSocketIONotifyRedisCluster)")
 	notify := buildSocketIONotify(t)
 	window := []string{"HISTORY_WINDOW=1h"}
 	s := testkit.StartStack(t, testkit.StackOptions{Env: window, HandlersEnv: window})
 	if out, err := runNotify(t, notify, append(window, "REDIS_URL="+s.RedisURL()), "bob"); err != nil {
 		t.Fatalf("the job: %v\n%s", err, out)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: s.Redis.Addr()})
+	var rdb redis.UniversalClient
+	if s.RedisCluster != nil {
+		rdb = s.RedisCluster.Client(&redis.ClusterOptions{})
+	} else {
+		rdb = redis.NewClient(&redis.Options{Addr: s.Redis.Addr()})
+	}
 	defer rdb.Close()
 	d, err := rdb.PTTL(context.Background(), proto.UserStreamKey("bob")).Result()
 	if err != nil {
@@ -132,9 +135,9 @@ func TestSocketIONotifyKeepsHistoryWindow(t *testing.T) {
 // TestSocketIONotifyRedisCluster runs the example's notify job against a
 // Redis Cluster named as REDIS_URL names one (docs/protocol.md section 1:
 // a URL with addr parameters), as the services take it: it must dispatch.
-// notify parses REDIS_URL with redis.ParseURL, which refuses the addr
-// parameters ("redis: unexpected option: addr"), so in such a deployment
-// the job never runs (and TestSocketIOGuide fails under
+// notify once parsed REDIS_URL with redis.ParseURL, which refuses the
+// addr parameters ("redis: unexpected option: addr"), so in such a
+// deployment the job never ran (and TestSocketIOGuide failed under
 // E2E_REDIS=cluster).
 func TestSocketIONotifyRedisCluster(t *testing.T) {
 	notify := buildSocketIONotify(t)
