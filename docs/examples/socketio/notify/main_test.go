@@ -38,3 +38,16 @@ func TestNoUserIsAUsageError(t *testing.T) {
 		t.Fatalf("the job without a user exited %d:\n%s\nwant exit code 2 with a usage line, no panic", exit.ExitCode(), out)
 	}
 }
+
+// TestRedisDownIsNotDelivered checks that the job that cannot reach
+// Redis exits 3, which tells its scheduler that nothing was delivered and
+// running it again is safe, not 1 (outcome unknown) or 2 (usage).
+func TestRedisDownIsNotDelivered(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "NOTIFY_TEST_MAIN=1", "NOTIFY_TEST_ARGS=bob inv-42", "REDIS_URL=redis://127.0.0.1:1/0")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+		t.Fatalf("the job with Redis down: %v, want exit code 3\n%s", err, out)
+	}
+}
