@@ -7,7 +7,7 @@ import (
 
 	"github.com/switchboard/switchboard/handlers-svc/dispatch"
 	"github.com/switchboard/switchboard/handlers-svc/event"
-	"github.com/switchboard/switchboard/proto"
+	"github.com/switchboard/switchboard/handlers-svc/handlers"
 )
 
 // Chat is the app's own family of handlers.
@@ -29,39 +29,24 @@ func (c *Chat) Register(mux *event.Mux) {
 	mux.OnDisconnect(c.Disconnected)
 }
 
-// RoomArgs names a room.
-type RoomArgs struct {
-	Room string `json:"room"`
-	Text string `json:"text,omitempty"`
-}
-
-// Validate checks the room name.
-func (a *RoomArgs) Validate() error {
-	if !proto.ValidRoomName(a.Room) {
-		return event.BadRequest("args.room must match %s", proto.RoomPattern)
-	}
-	return nil
-}
-
 // RoomSay is socket.to(room).emit("room_say", ...): every device of every
 // member gets it but the socket that sent it, the sender's other devices
 // included. It is recorded for every member, so a device that was away
 // gets it when it resumes; the sending socket does not, when it resumes
-// naming its earlier connections (prev), as client.js does.
-func (c *Chat) RoomSay(ctx context.Context, r *event.Request, in RoomArgs) (map[string]any, error) {
-	if in.Text == "" {
-		return nil, event.BadRequest("args.text is required")
-	}
+// naming its earlier connections (prev), as client.js does. Its args are
+// sendToRoom's, whose Validate bounds the text as sendMessage's (1 to
+// handlers.MaxTextLen characters): each member's stream records it.
+func (c *Chat) RoomSay(ctx context.Context, r *event.Request, in handlers.RoomTextArgs) (map[string]any, error) {
 	members, err := c.member(ctx, in.Room, r.User)
 	if err != nil {
 		return nil, err
 	}
-	msg := map[string]any{"room": in.Room, "from": r.User, "text": in.Text, "ts": time.Now().UnixMilli()}
+	msg := map[string]any{"room": in.Room, "from": r.User, "text": *in.Text, "ts": time.Now().UnixMilli()}
 	return map[string]any{"members": len(members)}, event.ExceptSender(c.d, r).ToUsers(ctx, members, "room_say", msg)
 }
 
 // Members is io.in(room).fetchSockets(), at the level of users.
-func (c *Chat) Members(ctx context.Context, r *event.Request, in RoomArgs) ([]string, error) {
+func (c *Chat) Members(ctx context.Context, r *event.Request, in handlers.RoomArgs) ([]string, error) {
 	return c.member(ctx, in.Room, r.User)
 }
 
@@ -84,7 +69,8 @@ type TypingArgs struct {
 	Room string `json:"room,omitempty"`
 }
 
-// Typing tells the peer (or the room) that r.User types, transient
+// Typing tells the peer (or the room's other members: not the typist,
+// on any of her devices) that r.User types, transient
 // (socket.volatile): the sockets connected now get it, and a device
 // that resumes never gets it replayed. It carries its time, so that a
 // client can still drop one that comes late.
@@ -97,7 +83,8 @@ func (c *Chat) Typing(ctx context.Context, r *event.Request, in TypingArgs) (eve
 		if err != nil {
 			return event.NoResult{}, err
 		}
-		return event.NoResult{}, volatile.ToUsers(ctx, members, "typing", args)
+		others := slices.DeleteFunc(slices.Clone(members), func(m string) bool { return m == r.User })
+		return event.NoResult{}, volatile.ToUsers(ctx, others, "typing", args)
 	case dispatch.ValidUser(in.To):
 		return event.NoResult{}, volatile.ToUsers(ctx, []string{in.To}, "typing", args)
 	}
@@ -110,11 +97,21 @@ type ReadArgs struct {
 	MsgID string `json:"msg_id"`
 }
 
+// Validate checks what JSON cannot; event.Typed calls it. msg_id is
+// bounded as handlers.md's react bounds one (sendMessage's are 32 hex
+// digits): it is recorded in the stream of the user it goes to.
+func (a *ReadArgs) Validate() error {
+	switch {
+	case !dispatch.ValidUser(a.To):
+		return event.BadRequest("args.to must be a user id")
+	case a.MsgID == "" || len(a.MsgID) > 64:
+		return event.BadRequest("args.msg_id must be 1 to 64 bytes")
+	}
+	return nil
+}
+
 // Read tells the sender of a message, on all its devices, that r.User read it.
 func (c *Chat) Read(ctx context.Context, r *event.Request, in ReadArgs) (event.NoResult, error) {
-	if !dispatch.ValidUser(in.To) || in.MsgID == "" {
-		return event.NoResult{}, event.BadRequest("args.to and args.msg_id are required")
-	}
 	return event.NoResult{}, c.d.ToUsers(ctx, []string{in.To}, "read_receipt", map[string]any{"by": r.User, "msg_id": in.MsgID})
 }
 
