@@ -289,14 +289,7 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	fs.SetOutput(io.Discard)
 	var origins, devNets string
 	vars := c.settings(&origins, &devNets)
-	addrSet := false
 	for _, v := range vars {
-		if s := getenv(v.env); s != "" {
-			if err := v.value.Set(s); err != nil {
-				return c, fmt.Errorf("%s=%q: %w", v.env, s, err)
-			}
-			addrSet = addrSet || v.env == "GATEWAY_ADDR"
-		}
 		fs.Var(v.value, FlagName(v.env), "same as $"+v.env)
 	}
 	if err := fs.Parse(args); err != nil {
@@ -309,7 +302,21 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 		// opposite of what it says.
 		return c, fmt.Errorf("unexpected arguments %q: a flag's value goes after = for on/off settings (-gateway-dev=false), and the subcommands are token and health", fs.Args())
 	}
-	fs.Visit(func(f *flag.Flag) { addrSet = addrSet || f.Name == FlagName("GATEWAY_ADDR") })
+	// The environment goes to the settings no flag set: a flag wins,
+	// also over a variable whose value would not parse.
+	byFlag := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { byFlag[f.Name] = true })
+	addrSet := byFlag[FlagName("GATEWAY_ADDR")]
+	for _, v := range vars {
+		s := getenv(v.env)
+		if s == "" || byFlag[FlagName(v.env)] {
+			continue
+		}
+		if err := v.value.Set(s); err != nil {
+			return c, fmt.Errorf("%s=%q: %w", v.env, s, err)
+		}
+		addrSet = addrSet || v.env == "GATEWAY_ADDR"
+	}
 	if c.Dev && !addrSet {
 		c.Addr = DevAddr
 	}

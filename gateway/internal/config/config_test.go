@@ -157,7 +157,7 @@ func TestFlagsOverrideEnv(t *testing.T) {
 		"NATS_URL":                "nats://env:4222",
 		"REDIS_URL":               "redis://env:6379/0",
 		"GATEWAY_MAX_FRAME":       "2048",
-		"GATEWAY_HANDLER_TIMEOUT": "1s",
+		"GATEWAY_HANDLER_TIMEOUT": "soon", // malformed, but the flag wins
 		"GATEWAY_ALLOWED_ORIGINS": "https://env.example",
 		"LOG_LEVEL":               "warn",
 	})

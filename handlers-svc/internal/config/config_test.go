@@ -268,3 +268,15 @@ func TestAPIKeyFile(t *testing.T) {
 		})
 	}
 }
+
+// TestFlagWinsOverAMalformedVariable: a flag wins over its variable, also
+// over one whose value would not parse (docs/operations.md).
+func TestFlagWinsOverAMalformedVariable(t *testing.T) {
+	c, err := config.Load([]string{"-handlers-timeout=3s"}, env(map[string]string{"HANDLERS_TIMEOUT": "soon"}), io.Discard)
+	if err != nil || c.Timeout != 3*time.Second {
+		t.Fatalf("Load = %v timeout, %v; want 3s from the flag", c.Timeout, err)
+	}
+	if _, err := config.Load(nil, env(map[string]string{"HANDLERS_TIMEOUT": "soon"}), io.Discard); err == nil || !strings.Contains(err.Error(), "HANDLERS_TIMEOUT") {
+		t.Fatalf("Load without the flag = %v, want an error naming HANDLERS_TIMEOUT", err)
+	}
+}
