@@ -16,8 +16,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/httpserver"
+	"github.com/switchboard/switchboard/internal/logging"
 	"github.com/switchboard/switchboard/internal/serverurl"
 	"github.com/switchboard/switchboard/proto"
 )
