@@ -34,6 +34,7 @@ run: build
 test: deps vet cross unit e2e-per-user e2e-cluster fuzz
 
 vet:
+	@unformatted="$$(gofmt -l $(MODULES) docs/examples)"; if [ -n "$$unformatted" ]; then echo "not gofmt'd:"; echo "$$unformatted"; exit 1; fi
 	@for m in $(MODULES); do echo "go vet ./$$m/..."; (cd $$m && go vet ./...) || exit 1; done
 
 # GOOS=darwin go vet and go build of every module: Linux-only code sits
