@@ -41,6 +41,10 @@ type PendingCap struct {
 	mu     sync.Mutex
 	byConn map[net.Conn]*list.Element // of pending, in byIP's list of the address
 	byIP   map[netip.Addr]*list.List  // oldest first
+	// timers close, once its oldest connection has waited pendingMinAge,
+	// what an address still has over its cap: a burst that then stops
+	// opening connections is brought back under it all the same.
+	timers map[netip.Addr]*time.Timer
 }
 
 // pending is one connection waiting for request headers.
@@ -54,7 +58,8 @@ type pending struct {
 // none, ConnState does nothing); onEvict, when set, is called for each
 // connection it closes.
 func NewPendingCap(max int, onEvict func()) *PendingCap {
-	return &PendingCap{max: max, onEvict: onEvict, byConn: map[net.Conn]*list.Element{}, byIP: map[netip.Addr]*list.List{}}
+	return &PendingCap{max: max, onEvict: onEvict, byConn: map[net.Conn]*list.Element{}, byIP: map[netip.Addr]*list.List{},
+		timers: map[netip.Addr]*time.Timer{}}
 }
 
 // ConnState follows c through the http.Server's states. net/http sets
@@ -85,17 +90,46 @@ func (p *PendingCap) add(c net.Conn, now time.Time) {
 			p.byIP[ip] = l
 		}
 		p.byConn[c] = l.PushBack(&pending{c: c, ip: ip, since: now})
-		for l.Len() > p.max {
-			oldest := l.Front().Value.(*pending)
-			if now.Sub(oldest.since) < pendingMinAge {
-				break
-			}
-			p.drop(l.Front())
-			evict = append(evict, oldest.c)
-		}
+		evict = p.trim(ip, l, now)
 	}
 	p.mu.Unlock()
-	for _, old := range evict {
+	p.evict(evict)
+}
+
+// trim drops the oldest waiting connections of ip (list l) beyond the cap
+// that have waited pendingMinAge, and returns them to be closed; when l
+// is still over the cap, it arms ip's timer for when its oldest will have
+// waited that long. p.mu must be held.
+func (p *PendingCap) trim(ip netip.Addr, l *list.List, now time.Time) (evict []net.Conn) {
+	for l.Len() > p.max {
+		oldest := l.Front().Value.(*pending)
+		if wait := pendingMinAge - now.Sub(oldest.since); wait > 0 {
+			if p.timers[ip] == nil {
+				p.timers[ip] = time.AfterFunc(wait, func() { p.expire(ip) })
+			}
+			break
+		}
+		p.drop(l.Front())
+		evict = append(evict, oldest.c)
+	}
+	return evict
+}
+
+// expire is ip's timer: it closes what ip has over the cap by now.
+func (p *PendingCap) expire(ip netip.Addr) {
+	var evict []net.Conn
+	p.mu.Lock()
+	delete(p.timers, ip)
+	if l := p.byIP[ip]; l != nil {
+		evict = p.trim(ip, l, time.Now())
+	}
+	p.mu.Unlock()
+	p.evict(evict)
+}
+
+// evict closes conns, and counts them.
+func (p *PendingCap) evict(conns []net.Conn) {
+	for _, old := range conns {
 		_ = old.Close() // its ConnState becomes StateClosed, and remove finds nothing
 		if p.onEvict != nil {
 			p.onEvict()
