@@ -320,7 +320,9 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	if c.Dev && !addrSet {
 		c.Addr = DevAddr
 	}
-	c.AllowedOrigins = list(origins)
+	for _, o := range list(origins) {
+		c.AllowedOrigins = append(c.AllowedOrigins, withoutDefaultPort(o))
+	}
 	for _, n := range list(devNets) {
 		p, err := netip.ParsePrefix(n)
 		if err != nil {
@@ -577,6 +579,10 @@ func (c Config) Validate() error {
 		}
 	}
 	for _, o := range c.AllowedOrigins {
+		if isOrigin(o) && !isASCII(o) {
+			errs = append(errs, fmt.Errorf("GATEWAY_ALLOWED_ORIGINS: %q: write the host in its ASCII form (xn--...), which is what browsers send in Origin", o))
+			continue
+		}
 		if !isOrigin(o) {
 			errs = append(errs, fmt.Errorf("GATEWAY_ALLOWED_ORIGINS: %q is not an origin such as https://app.example:8443 (a scheme and a host, no path, not even a final /), which no browser's Origin equals, or *", o))
 		}
@@ -689,6 +695,30 @@ func (c Config) Validate() error {
 // (what a sandboxed or file:// page sends), or scheme://host[:port] alone.
 // An entry with a path (a copied address's final "/"), user info, a query
 // or no scheme is refused at start: it would refuse every browser.
+// withoutDefaultPort returns origin o without its scheme's default port
+// (https://app.example:443 is https://app.example), as browsers write an
+// Origin: compared letter for letter, the entry would match none.
+func withoutDefaultPort(o string) string {
+	u, err := url.Parse(o)
+	if err != nil || u.Port() == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return o
+	}
+	if scheme := strings.ToLower(u.Scheme); scheme == "https" && u.Port() == "443" || scheme == "http" && u.Port() == "80" {
+		return strings.TrimSuffix(o, ":"+u.Port())
+	}
+	return o
+}
+
+// isASCII reports whether s is ASCII.
+func isASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 func isOrigin(o string) bool {
 	if o == "*" || o == "null" {
 		return true
