@@ -42,6 +42,11 @@ func TestSecondSignalStopsAtOnce(t *testing.T) {
 	if err := syscall.Kill(worker, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// Stopped before the supervisor passes SIGTERM on: a worker not yet
+	// scheduled to stop would take SIGTERM (15) first, as the kernel hands
+	// a thread its pending signals lowest first, and none would be left
+	// pending.
+	testkit.Eventually(t, 10*time.Second, "the worker is stopped", func() bool { return stopped(worker) })
 	p.Signal(syscall.SIGTERM)
 	// The supervisor has handled the first signal once it has passed
 	// SIGTERM on to the worker, which holds it pending while stopped.
@@ -77,4 +82,15 @@ func pending(pid int, sig syscall.Signal) bool {
 		}
 	}
 	return false
+}
+
+// stopped reports whether pid is stopped by a signal (state T in
+// /proc/<pid>/stat).
+func stopped(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i >= 0 && strings.HasPrefix(strings.TrimSpace(string(b[i+1:])), "T")
 }
