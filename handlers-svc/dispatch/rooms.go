@@ -60,11 +60,11 @@ redis.call('DEL', KEYS[2])
 return 1
 `)
 
-// joinUndoTTL is how long a join's token is kept for its undo: well past
-// the room_joined dispatch the undo follows (its deadline is the
-// request's, seconds), and short enough that the tokens of joins that
-// went well, and those an older release's leave left behind in a rolling
-// deploy, go by themselves.
+// joinUndoTTL is how long a join's token is kept for its undo, beyond
+// the deadline of the request that made it when it has one: well past
+// the room_joined dispatch the undo follows, and short enough that the
+// tokens of joins that went well, and those an older release's leave
+// left behind in a rolling deploy, go by themselves.
 const joinUndoTTL = time.Minute
 
 // Join makes user a member of room (a Redis set that lives as long as the
@@ -97,7 +97,13 @@ func (d *Dispatcher) JoinUndoably(ctx context.Context, room, user, token string)
 	if placed < 0 {
 		return 0, false, event.BadRequest("you are in %d rooms, the most there may be: leave one first", proto.MaxRoomsPerUser)
 	}
-	res, err := joinScript.Run(ctx, d.pub.rdb, roomKeys(room, user), user, proto.MaxRoomMembers, token, joinUndoTTL.Milliseconds()).Int64Slice()
+	// Kept a minute, or past the deadline of the request that may undo it
+	// (its room_joined fails at the latest then), when that is later.
+	ttl := joinUndoTTL
+	if dl, ok := ctx.Deadline(); ok {
+		ttl = max(ttl, time.Until(dl)+joinUndoTTL)
+	}
+	res, err := joinScript.Run(ctx, d.pub.rdb, roomKeys(room, user), user, proto.MaxRoomMembers, token, ttl.Milliseconds()).Int64Slice()
 	if err == nil && res[1] == 1 {
 		// A leave of the room by the same user that ran between the two
 		// scripts gave the place back (Leave gives it back also when user
