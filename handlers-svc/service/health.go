@@ -52,13 +52,7 @@ func (h *health) notReady() []string {
 	if !h.link.Connected() {
 		reasons = append(reasons, "nats not connected")
 	}
-	for _, subject := range h.link.RefusedSubjects() {
-		if subject == natsconn.OverLimit {
-			reasons = append(reasons, "nats refuses a subscription over its max_subscriptions")
-			continue
-		}
-		reasons = append(reasons, "nats refuses the subscription to "+subject)
-	}
+	reasons = append(reasons, h.link.RefusalReasons()...)
 	if !h.redisOK.Load() {
 		reasons = append(reasons, "redis not answering")
 	}

@@ -165,6 +165,20 @@ func (s *State) Refused(err error) (subject string, ok bool) {
 	return subject, true
 }
 
+// RefusalReasons returns, for a readiness check, a reason for each
+// subscription NATS refused since the connection was last made.
+func (s *State) RefusalReasons() []string {
+	var reasons []string
+	for _, subject := range s.RefusedSubjects() {
+		if subject == OverLimit {
+			reasons = append(reasons, "nats refuses a subscription over its max_subscriptions")
+			continue
+		}
+		reasons = append(reasons, "nats refuses the subscription to "+subject)
+	}
+	return reasons
+}
+
 // OverLimit stands for the subject of a subscription NATS refused as over
 // its max_subscriptions (Refused).
 const OverLimit = "(one over NATS's max_subscriptions)"

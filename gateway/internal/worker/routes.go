@@ -116,6 +116,9 @@ func (w *Worker) serveReady(rw http.ResponseWriter, _ *http.Request) {
 	if !w.link.Connected() { // never waits for nc's lock, which a stalled write holds
 		reasons = append(reasons, "nats not connected")
 	}
+	// The reply inbox, which NATS refuses after the fact to a user whose
+	// subscribe permission leaves it out: every request then times out.
+	reasons = append(reasons, w.link.RefusalReasons()...)
 	if !w.sub.Live() {
 		reasons = append(reasons, "redis subscription not live")
 	}

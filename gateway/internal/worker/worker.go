@@ -355,7 +355,11 @@ func (w *Worker) connect(ctx context.Context) error {
 				return
 			}
 			fields := []zap.Field{zap.Error(err)}
-			if sub != nil {
+			if subject, ok := w.link.Refused(err); ok {
+				// Not ready until the next connect subscribes anew
+				// (/readyz names the subject).
+				fields = append(fields, zap.String("subject", subject))
+			} else if sub != nil {
 				fields = append(fields, zap.String("subject", sub.Subject))
 			}
 			log.Error("nats async error", fields...)
