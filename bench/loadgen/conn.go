@@ -60,6 +60,9 @@ type sock struct {
 	wmu      sync.Mutex
 	pending  []byte // frames the socket has not taken yet, in order
 	npending int    // sends among them
+	// refs are the sends among them that a tracker counts, taken back
+	// (Tracker.Unsent) if the flusher fails to write them.
+	refs []sentRef
 	waiting  int    // sends not yet taken: npending and those the flusher is writing
 	flushing bool   // a flusher goroutine writes pending
 }
@@ -335,10 +338,22 @@ const (
 	failed                        // the socket failed
 )
 
+// sentRef names a send a tracker counts: send seq of t.
+type sentRef struct {
+	t   *Tracker
+	seq int
+}
+
 // write writes one frame without blocking: straight to the socket when
 // nothing waits for it, else after what does. send tells a scenario send
 // (which counts against sendQueue) from a control frame.
 func (s *sock) write(frame []byte, send bool) writeResult {
+	return s.writeSend(frame, send, sentRef{})
+}
+
+// writeSend is write of a send that ref.t (when not nil) counts: queued,
+// and then failed by the flusher, it is taken back from ref.t.
+func (s *sock) writeSend(frame []byte, send bool, ref sentRef) writeResult {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.flushing {
@@ -349,6 +364,9 @@ func (s *sock) write(frame []byte, send bool) writeResult {
 		if send {
 			s.npending++
 			s.waiting++
+			if ref.t != nil {
+				s.refs = append(s.refs, ref)
+			}
 		}
 		return queued
 	}
@@ -363,8 +381,12 @@ func (s *sock) write(frame []byte, send bool) writeResult {
 	// anything else, whenever the socket takes it.
 	s.pending = append(s.pending[:0], frame[n:]...)
 	s.npending, s.waiting = 0, 0
+	s.refs = s.refs[:0]
 	if send {
 		s.npending, s.waiting = 1, 1
+		if ref.t != nil {
+			s.refs = append(s.refs, ref)
+		}
 	}
 	s.flushing = true
 	s.g.flushStarted()
@@ -398,10 +420,12 @@ func (s *sock) writeNow(b []byte) (int, error) {
 }
 
 // flush writes pending until it is empty, blocking up to writeWait per
-// write. Sends in a write that fails are counted as send errors.
+// write. Sends in a write that fails are counted as send errors, and taken
+// back from their trackers.
 func (s *sock) flush() {
 	defer s.g.flushEnded()
 	var buf []byte
+	var spare []sentRef
 	for {
 		s.wmu.Lock()
 		if len(s.pending) == 0 {
@@ -413,14 +437,17 @@ func (s *sock) flush() {
 			s.wmu.Unlock()
 			return
 		}
-		out, sends := s.pending, s.npending
-		s.pending, s.npending = buf[:0], 0
+		out, sends, refs := s.pending, s.npending, s.refs
+		s.pending, s.npending, s.refs = buf[:0], 0, spare[:0]
 		s.wmu.Unlock()
 		_ = s.nc.SetWriteDeadline(time.Now().Add(writeWait))
 		if _, err := s.nc.Write(out); err != nil {
 			s.g.sendErrors.Add(int64(sends))
+			for _, r := range refs {
+				r.t.Unsent(r.seq)
+			}
 		}
-		buf = out
+		buf, spare = out, refs
 		s.wmu.Lock()
 		s.waiting -= sends
 		s.wmu.Unlock()

@@ -496,7 +496,7 @@ func (g *Generator) schedule(rs *runState, rng *rand.Rand, seq int) {
 	rs.tracker.Sent(seq, user, dev)
 	g.payload = appendSend(g.payload[:0], rs.id, seq, Partner(user), rs.schedAt(seq).UnixNano())
 	g.frame = appendClientFrame(g.frame[:0], opText, g.payload, rand.Uint32())
-	switch s.write(g.frame, true) {
+	switch s.writeSend(g.frame, true, sentRef{rs.tracker, seq}) {
 	case overflowed:
 		rs.tracker.Unsent(seq)
 		g.overflow.Add(1)

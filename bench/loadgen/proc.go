@@ -44,6 +44,31 @@ func (g Group) Pids() []int {
 // also counts the time of the children its process has reaped, so that a
 // worker that ended between two samples keeps its time in the second.
 func (g Group) Sample() ProcStat {
+	if g.Pid <= 0 || !g.WithKids && !g.KidsOnly {
+		return g.sum()
+	}
+	// A child reaped while the children are read would count both as a
+	// child and in the reaped time, or in neither: the reaped time is read
+	// before and after, and the children again when it moved.
+	for try := 0; ; try++ {
+		before, err := ReadProc(g.Pid)
+		if err != nil {
+			return g.sum()
+		}
+		sum := g.sum()
+		after, err := ReadProc(g.Pid)
+		if err == nil && (after.ReapedCPU == before.ReapedCPU || try == 2) {
+			sum.CPU += after.ReapedCPU
+			return sum
+		}
+		if err != nil {
+			return sum
+		}
+	}
+}
+
+// sum sums RSS and CPU over the group's live processes.
+func (g Group) sum() ProcStat {
 	var sum ProcStat
 	for _, pid := range g.Pids() {
 		st, err := ReadProc(pid)
@@ -52,11 +77,6 @@ func (g Group) Sample() ProcStat {
 		}
 		sum.RSS += st.RSS
 		sum.CPU += st.CPU
-	}
-	if g.Pid > 0 && (g.WithKids || g.KidsOnly) {
-		if st, err := ReadProc(g.Pid); err == nil {
-			sum.CPU += st.ReapedCPU
-		}
 	}
 	return sum
 }
