@@ -46,7 +46,8 @@
 // (proto.RoomMembersKey): Join, Leave and Members manage it, and a dispatch
 // to rooms goes to their members' user streams, like any dispatch to users.
 // JoinUndoably and UndoJoin undo a join only while no other join was
-// answered for the membership (proto.RoomJoinKey, kept a minute).
+// answered for the membership (proto.RoomJoinKey, kept a minute past the
+// request's deadline).
 //
 // # Concurrency
 //

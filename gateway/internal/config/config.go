@@ -579,7 +579,7 @@ func (c Config) Validate() error {
 		}
 	}
 	for _, o := range c.AllowedOrigins {
-		if isOrigin(o) && !isASCII(o) {
+		if isOrigin(o) && !asciiHost(o) {
 			errs = append(errs, fmt.Errorf("GATEWAY_ALLOWED_ORIGINS: %q: write the host in its ASCII form (xn--...), which is what browsers send in Origin", o))
 			continue
 		}
@@ -691,22 +691,33 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// isOrigin reports whether o can equal a browser's Origin header: *, null
-// (what a sandboxed or file:// page sends), or scheme://host[:port] alone.
-// An entry with a path (a copied address's final "/"), user info, a query
-// or no scheme is refused at start: it would refuse every browser.
 // withoutDefaultPort returns origin o without its scheme's default port
-// (https://app.example:443 is https://app.example), as browsers write an
-// Origin: compared letter for letter, the entry would match none.
+// (https://app.example:443, or :0443, is https://app.example), as
+// browsers write an Origin: compared letter for letter, the entry would
+// match none.
 func withoutDefaultPort(o string) string {
 	u, err := url.Parse(o)
 	if err != nil || u.Port() == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return o
 	}
-	if scheme := strings.ToLower(u.Scheme); scheme == "https" && u.Port() == "443" || scheme == "http" && u.Port() == "80" {
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		return o
+	}
+	if scheme := strings.ToLower(u.Scheme); scheme == "https" && port == 443 || scheme == "http" && port == 80 {
 		return strings.TrimSuffix(o, ":"+u.Port())
 	}
 	return o
+}
+
+// asciiHost reports whether origin o's host, as browsers read it
+// (percent-decoded), is ASCII: an Origin carries the xn-- form.
+func asciiHost(o string) bool {
+	u, err := url.Parse(o)
+	if err != nil {
+		return isASCII(o)
+	}
+	return isASCII(u.Host) && isASCII(o)
 }
 
 // isASCII reports whether s is ASCII.
@@ -719,6 +730,10 @@ func isASCII(s string) bool {
 	return true
 }
 
+// isOrigin reports whether o can equal a browser's Origin header: *, null
+// (what a sandboxed or file:// page sends), or scheme://host[:port] alone.
+// An entry with a path (a copied address's final "/"), user info, a query
+// or no scheme is refused at start: it would refuse every browser.
 func isOrigin(o string) bool {
 	if o == "*" || o == "null" {
 		return true
