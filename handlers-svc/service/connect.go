@@ -94,7 +94,7 @@ func connectNATS(url, creds string, link *natsconn.State, log *zap.Logger) (*nat
 			link.Down()
 			log.Info("connection closed")
 		}),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
 			// nats.go reports each refusal of the credentials here,
 			// every attempt (250 ms).
 			if sub == nil && authError(err) {
@@ -103,8 +103,10 @@ func connectNATS(url, creds string, link *natsconn.State, log *zap.Logger) (*nat
 			}
 			fields := []zap.Field{zap.Error(err)}
 			if subject, ok := link.Refused(err); ok {
-				// Not ready until the next connect subscribes anew
-				// (/readyz names the subject).
+				// Not ready until a connect subscribes anew (/readyz
+				// names the subject): one is made in a few seconds, in
+				// case a reload of NATS mended the permission.
+				link.RetryRefused(nc)
 				fields = append(fields, zap.String("subject", subject))
 			} else if sub != nil {
 				fields = append(fields, zap.String("subject", sub.Subject))

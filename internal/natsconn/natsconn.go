@@ -101,7 +101,36 @@ type State struct {
 	up atomic.Bool
 
 	mu      sync.Mutex
-	refused []string // subjects NATS refused a subscription to since the last (re)connect
+	refused []string    // subjects NATS refused a subscription to since the last (re)connect
+	retry   *time.Timer // RetryRefused's, while armed
+}
+
+// RetryRefusedAfter is how long RetryRefused waits before it makes the
+// connection anew while a refusal stands.
+var RetryRefusedAfter = 5 * time.Second
+
+// RetryRefused makes nc's connection anew RetryRefusedAfter from now if a
+// subscription is still refused then (Refused), and again after each
+// connect NATS refuses one on. NATS keeps no subscription it refused, and
+// a permission mended by a configuration reload keeps the connection, so
+// without a new one the subscription would stay dead until a restart;
+// nats.go sends every subscription again on a reconnect. Call it after a
+// Refused that returned ok.
+func (s *State) RetryRefused(nc *nats.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.retry != nil {
+		return
+	}
+	s.retry = time.AfterFunc(RetryRefusedAfter, func() {
+		s.mu.Lock()
+		s.retry = nil
+		still := len(s.refused) > 0
+		s.mu.Unlock()
+		if still {
+			_ = nc.ForceReconnect()
+		}
+	})
 }
 
 // Connected reports whether the connection was up at its last change.

@@ -349,15 +349,17 @@ func (w *Worker) connect(ctx context.Context) error {
 		// Without a handler of its own nats.go prints async errors as plain
 		// text on stderr, among the JSON lines; a refusal of the
 		// credentials comes here on every attempt.
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
 			if sub == nil && (errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked)) {
 				refused.Failed(err)
 				return
 			}
 			fields := []zap.Field{zap.Error(err)}
 			if subject, ok := w.link.Refused(err); ok {
-				// Not ready until the next connect subscribes anew
-				// (/readyz names the subject).
+				// Not ready until a connect subscribes anew (/readyz
+				// names the subject): one is made in a few seconds, in
+				// case a reload of NATS mended the permission.
+				w.link.RetryRefused(nc)
 				fields = append(fields, zap.String("subject", subject))
 			} else if sub != nil {
 				fields = append(fields, zap.String("subject", sub.Subject))
