@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard/switchboard/internal/logevery"
 	"github.com/switchboard/switchboard/internal/natsconn"
 	"github.com/switchboard/switchboard/internal/redact"
+	"github.com/switchboard/switchboard/proto"
 	"github.com/switchboard/switchboard/internal/redisconn"
 )
 
@@ -104,9 +105,15 @@ func connectNATS(url, creds string, link *natsconn.State, log *zap.Logger) (*nat
 			fields := []zap.Field{zap.Error(err)}
 			if subject, ok := link.Refused(err); ok {
 				// Not ready until a connect subscribes anew (/readyz
-				// names the subject): one is made in a few seconds, in
-				// case a reload of NATS mended the permission.
-				link.RetryRefused(nc)
+				// names the subject). With the requests' subscription
+				// refused the instance serves nothing, so a connection is
+				// made anew in a few seconds, in case a reload of NATS
+				// mended the permission; with only a hook's (or one over
+				// the limit, which a new connection may lose the requests'
+				// to), a new connection would cost the requests in flight.
+				if subject == proto.SubjectAll {
+					link.RetryRefused(nc)
+				}
 				fields = append(fields, zap.String("subject", subject))
 			} else if sub != nil {
 				fields = append(fields, zap.String("subject", sub.Subject))
