@@ -691,23 +691,38 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// withoutDefaultPort returns origin o without its scheme's default port
-// (https://app.example:443, or :0443, is https://app.example), as
-// browsers write an Origin: compared letter for letter, the entry would
-// match none.
+// withoutDefaultPort returns origin o with its port as browsers write an
+// Origin's: none for the scheme's default (https://app.example:443, or
+// :0443, is https://app.example) or an empty one, else the number without
+// leading zeros (:08443 is :8443). Compared letter for letter, the entry
+// would match no browser. A port that is no port is left for the check
+// to refuse.
 func withoutDefaultPort(o string) string {
 	u, err := url.Parse(o)
-	if err != nil || u.Port() == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+	if err != nil || !strings.Contains(u.Host, ":") || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return o
+	}
+	host := u.Hostname()
+	if strings.Contains(host, "%") {
+		return o // an IPv6 zone: left as written
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if u.Port() == "" {
+		if strings.HasSuffix(u.Host, ":") {
+			return u.Scheme + "://" + host
+		}
 		return o
 	}
 	port, err := strconv.Atoi(u.Port())
-	if err != nil {
+	if err != nil || port < 1 || port > 65535 {
 		return o
 	}
 	if scheme := strings.ToLower(u.Scheme); scheme == "https" && port == 443 || scheme == "http" && port == 80 {
-		return strings.TrimSuffix(o, ":"+u.Port())
+		return u.Scheme + "://" + host
 	}
-	return o
+	return u.Scheme + "://" + host + ":" + strconv.Itoa(port)
 }
 
 // asciiHost reports whether origin o's host, as browsers read it
@@ -739,8 +754,17 @@ func isOrigin(o string) bool {
 		return true
 	}
 	u, err := url.Parse(o)
-	return err == nil && u.Scheme != "" && u.Host != "" && u.Opaque == "" && u.User == nil &&
+	if err != nil || u.Port() != "" && !validPort(u.Port()) {
+		return false
+	}
+	return u.Scheme != "" && u.Host != "" && u.Opaque == "" && u.User == nil &&
 		u.Path == "" && u.RawQuery == "" && !u.ForceQuery && u.Fragment == "" && !strings.HasSuffix(o, "#")
+}
+
+// validPort reports whether p is a TCP port number, 1 to 65535.
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535 && p[0] != '+'
 }
 
 // validateSecret checks the JWT secrets against the mode: dev mode takes
