@@ -15,8 +15,8 @@ import (
 	"github.com/switchboard/switchboard/internal/logevery"
 	"github.com/switchboard/switchboard/internal/natsconn"
 	"github.com/switchboard/switchboard/internal/redact"
-	"github.com/switchboard/switchboard/proto"
 	"github.com/switchboard/switchboard/internal/redisconn"
+	"github.com/switchboard/switchboard/proto"
 )
 
 // Start-up retry of Redis: the first wait, doubled after each failure up to
