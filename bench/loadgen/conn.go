@@ -62,9 +62,9 @@ type sock struct {
 	npending int    // sends among them
 	// refs are the sends among them that a tracker counts, taken back
 	// (Tracker.Unsent) if the flusher fails to write them.
-	refs []sentRef
-	waiting  int    // sends not yet taken: npending and those the flusher is writing
-	flushing bool   // a flusher goroutine writes pending
+	refs     []sentRef
+	waiting  int  // sends not yet taken: npending and those the flusher is writing
+	flushing bool // a flusher goroutine writes pending
 }
 
 // sendQueue is how many sends may wait for a socket that does not take
