@@ -171,7 +171,7 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	if claims.Subject == "" {
 		return Claims{}, ErrNoSubject
 	}
-	if !ValidUser(claims.Subject) {
+	if claims.subReplaced || !ValidUser(claims.Subject) {
 		return Claims{}, ErrSubject
 	}
 	// A token that never expires can never be revoked: a leaked one would

@@ -3,6 +3,8 @@ package auth
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -13,7 +15,13 @@ import (
 // "Exp" or "AUD" claim for "sub", "exp" or "aud" (and a later one over
 // the real claim), so that the gateway read another user, expiry or
 // audience than the issuer and every other verifier of the token.
-type registered struct{ jwt.RegisteredClaims }
+type registered struct {
+	jwt.RegisteredClaims
+	// subReplaced is set when sub held bytes that are not UTF-8 or an
+	// escaped lone surrogate: encoding/json decodes each as U+FFFD, so
+	// distinct subs of the issuer ("Zo\xe9", "Zo\xeb") would be one user.
+	subReplaced bool
+}
 
 // UnmarshalJSON reads the payload's registered claims by their exact
 // names; other members are ignored. Of a name given twice, the last
@@ -37,6 +45,9 @@ func (c *registered) UnmarshalJSON(b []byte) error {
 		if !ok {
 			continue
 		}
+		if claim.name == "sub" {
+			c.subReplaced = replaced(raw)
+		}
 		if err := json.Unmarshal(raw, claim.dst); err != nil {
 			var typ *json.UnmarshalTypeError
 			if errors.As(err, &typ) {
@@ -46,4 +57,48 @@ func (c *registered) UnmarshalJSON(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// replaced reports whether decoding the JSON string raw replaces something
+// with U+FFFD, as encoding/json does with bytes that are not UTF-8 and with
+// an escaped surrogate that is not half of a pair.
+func replaced(raw []byte) bool {
+	if !utf8.Valid(raw) {
+		return true
+	}
+	high := false // the last escape was a high surrogate, awaiting its low half
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' || i+1 >= len(raw) {
+			if high {
+				return true
+			}
+			continue
+		}
+		i++
+		if raw[i] != 'u' || i+4 >= len(raw) {
+			if high {
+				return true
+			}
+			continue
+		}
+		r, err := strconv.ParseUint(string(raw[i+1:i+5]), 16, 16)
+		i += 4
+		switch {
+		case err != nil:
+			return true
+		case r >= 0xD800 && r < 0xDC00:
+			if high {
+				return true
+			}
+			high = true
+		case r >= 0xDC00 && r < 0xE000:
+			if !high {
+				return true
+			}
+			high = false
+		case high:
+			return true
+		}
+	}
+	return high
 }
