@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -133,6 +134,11 @@ func realMain(ctx context.Context, hurry <-chan struct{}, cfg config.Config, log
 	}
 	if cfg.Dev {
 		log.Warn("dev mode: GET /dev/token mints tokens for clients on this machine, any Origin is allowed, and the JWT secret is the public dev secret")
+		if !loopbackOnly(cfg.Addr) {
+			// The contract's default, :7999, holds in dev mode too.
+			log.Warn("dev mode is reachable from other machines: anyone who reaches it can sign a token for any user with the public dev secret; GATEWAY_ADDR=127.0.0.1:7999 keeps it on this machine",
+				zap.String("addr", cfg.Addr))
+		}
 	}
 	if cfg.JWTPreviousSecret != "" {
 		// Never the secret, nor a digest of it: that it is set, and where
@@ -342,3 +348,17 @@ func (h helpText) Error() string { return string(h) }
 
 // Is makes errors.Is(h, flag.ErrHelp) true.
 func (h helpText) Is(target error) bool { return target == flag.ErrHelp }
+
+// loopbackOnly reports whether addr (host:port) listens on a loopback
+// address only: not on every interface (no host) nor on another one.
+func loopbackOnly(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}

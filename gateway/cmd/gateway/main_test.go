@@ -83,3 +83,16 @@ func TestTokenSignsWithTheCurrentSecret(t *testing.T) {
 		t.Fatalf("the previous secret: Verify error %v, want %v", err, auth.ErrBadSignature)
 	}
 }
+
+// TestLoopbackOnly: dev mode warns unless its address is loopback only.
+func TestLoopbackOnly(t *testing.T) {
+	for addr, want := range map[string]bool{
+		":7999": false, "0.0.0.0:7999": false, "[::]:7999": false, "192.168.1.4:7999": false,
+		"127.0.0.1:7999": true, "127.0.0.2:7999": true, "[::1]:7999": true, "localhost:7999": true,
+		"nonsense": false,
+	} {
+		if got := loopbackOnly(addr); got != want {
+			t.Errorf("loopbackOnly(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}

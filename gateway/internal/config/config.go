@@ -32,10 +32,6 @@ const DevSecret = "switchboard-dev-secret-do-not-use-in-production"
 // shorter secret can be guessed offline from any one token.
 const MinSecretLen = 32
 
-// DevAddr is the client address in dev mode when GATEWAY_ADDR is not set:
-// loopback only, since dev mode hands out tokens for any user.
-const DevAddr = "127.0.0.1:7999"
-
 // Config is everything one gateway process (supervisor or worker) needs.
 type Config struct {
 	Addr                string        // GATEWAY_ADDR: client WebSocket + HTTP address
@@ -306,7 +302,6 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 	// also over a variable whose value would not parse.
 	byFlag := make(map[string]bool)
 	fs.Visit(func(f *flag.Flag) { byFlag[f.Name] = true })
-	addrSet := byFlag[FlagName("GATEWAY_ADDR")]
 	for _, v := range vars {
 		s := getenv(v.env)
 		if s == "" || byFlag[FlagName(v.env)] {
@@ -315,10 +310,6 @@ func Parse(args []string, getenv func(string) string) (Config, error) {
 		if err := v.value.Set(s); err != nil {
 			return c, fmt.Errorf("%s=%q: %w", v.env, s, err)
 		}
-		addrSet = addrSet || v.env == "GATEWAY_ADDR"
-	}
-	if c.Dev && !addrSet {
-		c.Addr = DevAddr
 	}
 	for _, o := range list(origins) {
 		c.AllowedOrigins = append(c.AllowedOrigins, withoutDefaultPort(o))

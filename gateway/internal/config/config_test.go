@@ -253,9 +253,9 @@ func TestDevMode(t *testing.T) {
 		args     []string
 		wantAddr string
 	}{
-		{"dev without secret gets DevSecret", map[string]string{"GATEWAY_DEV": "1"}, nil, config.DevAddr},
-		{"dev flag without secret gets DevSecret", nil, []string{"-gateway-dev"}, config.DevAddr},
-		{"dev with the dev secret set", map[string]string{"GATEWAY_DEV": "1", "GATEWAY_JWT_SECRET": config.DevSecret}, nil, config.DevAddr},
+		{"dev without secret gets DevSecret", map[string]string{"GATEWAY_DEV": "1"}, nil, ":7999"},
+		{"dev flag without secret gets DevSecret", nil, []string{"-gateway-dev"}, ":7999"},
+		{"dev with the dev secret set", map[string]string{"GATEWAY_DEV": "1", "GATEWAY_JWT_SECRET": config.DevSecret}, nil, ":7999"},
 		{"dev keeps an address from the environment", map[string]string{"GATEWAY_DEV": "1", "GATEWAY_ADDR": ":7999"}, nil, ":7999"},
 		{"dev keeps an address from a flag", nil, []string{"-gateway-dev", "-gateway-addr=0.0.0.0:8000"}, "0.0.0.0:8000"},
 	}

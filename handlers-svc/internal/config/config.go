@@ -52,9 +52,10 @@ func Default() Config {
 	return Config{
 		NATSURL:  "nats://127.0.0.1:4222",
 		RedisURL: "redis://127.0.0.1:6379/0",
-		// Loopback only: /metrics and /readyz have no authentication, so
-		// exposing them is a decision (compose makes it, inside its network).
-		Addr:     "127.0.0.1:8081",
+		// The contract's default (PROTOCOL.md section 1). Only /healthz,
+		// /readyz and /metrics answer without a key; the dispatch API
+		// needs HANDLERS_API_KEY and does not exist without one.
+		Addr:     ":8081",
 		LogLevel: "info",
 		// Below the gateway's 5s GATEWAY_HANDLER_TIMEOUT, with margin: a
 		// handler gives up before the gateway answers the client "timeout",

@@ -67,7 +67,7 @@ func TestLoad(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	c := config.Default()
 	want := config.Config{
-		NATSURL: "nats://127.0.0.1:4222", RedisURL: "redis://127.0.0.1:6379/0", Addr: "127.0.0.1:8081",
+		NATSURL: "nats://127.0.0.1:4222", RedisURL: "redis://127.0.0.1:6379/0", Addr: ":8081",
 		LogLevel: "info", Timeout: 4 * time.Second, ShutdownTimeout: 10 * time.Second, HistoryWindow: 120 * time.Second, RevokeTTL: 24 * time.Hour,
 		FanoutMode: "shared",
 	}
