@@ -1,0 +1,115 @@
+package streams_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard/switchboard/internal/streams"
+	"github.com/switchboard/switchboard/internal/testkit"
+	"github.com/switchboard/switchboard/proto"
+)
+
+// twoPartitionUsers returns a user of partition 0 and one of another
+// partition on another master of c.
+func twoPartitionUsers(t *testing.T, c *testkit.RedisCluster) (first, second string) {
+	t.Helper()
+	for i := 0; first == ""; i++ {
+		if u := fmt.Sprintf("first-%d", i); proto.PartitionOf(u) == 0 {
+			first = u
+		}
+	}
+	node := c.NodeOf(proto.UserStreamKey(first)).Addr()
+	for i := 0; second == ""; i++ {
+		if u := fmt.Sprintf("second-%d", i); c.NodeOf(proto.UserStreamKey(u)).Addr() != node {
+			second = u
+		}
+	}
+	return first, second
+}
+
+// TestClusterPublishUnitErrorNamesTheDispatch (review, failing): on one
+// Redis, Publish's *UnitError names the dispatch that failed (its Unit is
+// the dispatch's index: one unit each). On a Redis Cluster Publish makes
+// one call per partition and returns the failing call's UnitError as it
+// is, Unit being the index in that partition's call: with ds = [to
+// first (ran), to second (failed)], the error says unit 0 failed, that is
+// the dispatch to first, which was delivered, and says nothing of the
+// one that failed. The known carried note ("cluster streams.Publish
+// reports only the first unit's error") understates it: the one error it
+// reports names the wrong dispatch.
+func TestClusterPublishUnitErrorNamesTheDispatch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := testkit.StartRedisCluster(t, 3)
+	rdb := c.Client(&redis.ClusterOptions{OnConnect: streams.OnConnect, MaxRetries: -1})
+	first, second := twoPartitionUsers(t, c)
+	if err := rdb.Set(ctx, proto.UserMetaKey(second), "not a hash", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	args := json.RawMessage(`{}`)
+	_, _, err := streams.Publish(ctx, rdb, time.Minute,
+		&proto.Dispatch{Event: "e", Args: args, Users: []string{first}},
+		&proto.Dispatch{Event: "e", Args: args, Users: []string{second}})
+	if n := rdb.XLen(ctx, proto.UserStreamKey(first)).Val(); n != 1 {
+		t.Fatalf("%s's stream holds %d events, want the 1 its partition's call recorded", first, n)
+	}
+	ue, ok := errors.AsType[*streams.UnitError](err)
+	if !ok {
+		t.Fatalf("Publish: %v, want a *UnitError", err)
+	}
+	if ue.Unit != 1 {
+		t.Errorf("Publish: %v: names unit %d, the dispatch to %s, which was delivered; want 1, the dispatch to %s that failed", err, ue.Unit, first, second)
+	}
+}
+
+// TestClusterPublishPartlyDeliveredIsTold (review, failing): on a Redis
+// Cluster, Publish runs one call per partition, one after the other, and
+// returns at the first that fails, with Redis's error as it is and no
+// positions. A later partition refused (OOM: nothing ran there) after an
+// earlier one recorded and published its part gives the very error that
+// the same refusal gives when nothing at all was delivered: the caller
+// (the e2e recovery harness and load tools use Publish) cannot tell a
+// dispatch partly delivered, and gets no positions for the part that
+// was. The error should say that some of it was recorded (or the
+// positions of what was should come back).
+func TestClusterPublishPartlyDeliveredIsTold(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := testkit.StartRedisCluster(t, 3)
+	rdb := c.Client(&redis.ClusterOptions{OnConnect: streams.OnConnect, MaxRetries: -1})
+	first, second := twoPartitionUsers(t, c)
+	args := json.RawMessage(`{}`)
+	if _, _, err := streams.Publish(ctx, rdb, time.Minute, &proto.Dispatch{Event: "warm", Args: args, Users: []string{first, second}}); err != nil {
+		t.Fatal(err)
+	}
+	node := redis.NewClient(&redis.Options{Addr: c.NodeOf(proto.UserStreamKey(second)).Addr()})
+	defer node.Close()
+	if err := node.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := node.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	defer node.ConfigSet(context.Background(), "maxmemory", "0")
+
+	// Nothing delivered: the refused partition alone.
+	_, _, none := streams.Publish(ctx, rdb, time.Minute, &proto.Dispatch{Event: "e", Args: args, Users: []string{second}})
+	// Partly delivered: first's partition (0) runs first, then second's
+	// is refused.
+	pos, _, partly := streams.Publish(ctx, rdb, time.Minute, &proto.Dispatch{Event: "e", Args: args, Users: []string{first, second}})
+	if n := rdb.XLen(ctx, proto.UserStreamKey(first)).Val(); n != 2 {
+		t.Fatalf("%s's stream holds %d events, want 2 (warm-up, and the partly delivered one)", first, n)
+	}
+	if none == nil || partly == nil {
+		t.Fatalf("errors %v, %v: want both to fail", none, partly)
+	}
+	if none.Error() == partly.Error() && len(pos) == 0 {
+		t.Errorf("nothing delivered and partly delivered give the same error %q and no positions: the caller cannot tell that %s got it", partly, first)
+	}
+}
