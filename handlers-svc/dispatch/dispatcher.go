@@ -631,6 +631,9 @@ func (d *Dispatcher) publishCall(ctx context.Context, pub *publisher, keys []str
 	if _, inFlight := errors.AsType[*inFlightError](err); after != nil && !inFlight && contextError(perr) {
 		after(nil, outcomeOf(err)) // known already, though ctx ended
 	}
+	if u, ok := errors.AsType[*unitError](err); ok && u.ran {
+		perr = partlyDelivered(perr) // pos holds the positions of the units that ran
+	}
 	return pos, perr
 }
 

@@ -300,15 +300,16 @@ func (d *Dispatcher) dispatch(ctx context.Context, m Message) (Positions, error)
 		}
 	}
 	got, err := d.publishLate(ctx, after, units...)
-	if err != nil {
-		return pos, err
-	}
-	return d.positions(record, m.Broadcast, users, got), nil
+	// A dispatch that failed has positions only when it was partly
+	// delivered (ErrPartlyDelivered): those of the users who have it.
+	return d.positions(record, m.Broadcast, users, got), err
 }
 
 // positions returns the Positions of a dispatch (a broadcast, or to
 // users, each once in the order the script recorded them) from got, what
-// its script call returned; none when it was not recorded.
+// its script call returned; none when it was not recorded. A target
+// whose position is "" (its part failed: splitMerged, inTargetOrder) has
+// none.
 func (d *Dispatcher) positions(record, broadcast bool, users, got []string) Positions {
 	pos := Positions{Users: map[string]string{}}
 	// The script returns the positions in target order: each recorded
@@ -321,7 +322,9 @@ func (d *Dispatcher) positions(record, broadcast bool, users, got []string) Posi
 		}
 	case len(got) == len(users):
 		for i, user := range users {
-			pos.Users[user] = got[i]
+			if got[i] != "" {
+				pos.Users[user] = got[i]
+			}
 		}
 	}
 	return pos
