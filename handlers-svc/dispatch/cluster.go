@@ -23,10 +23,14 @@ import (
 // one publish are sent as one script call per partition, the calls to
 // one master in one pipeline, the masters' pipelines at the same time
 // (publishParts): each master has a publisher of its own, so that a
-// stalled master holds up only the dispatches to its partitions. Each call is all or none; a dispatch is no longer all
-// or none across partitions, but every socket gets its user's part or
-// not, as the positions it carries say, and a part that failed fails the
-// dispatch (unavailable), as on one Redis. The shared channel's PUBLISH
+// stalled master holds up only the dispatches to its partitions. Each
+// call is all or none (but for a unit Redis fails while it runs it, as
+// on one Redis); a dispatch is no longer all or none across partitions,
+// but every socket gets its user's part or not, as the positions it
+// carries say. A part that failed fails the dispatch: unavailable when
+// no other part ran or may have, else timeout or handler_error, and when
+// another part surely ran the error wraps ErrPartlyDelivered and comes
+// with the positions of the parts that ran (clusterResult). The shared channel's PUBLISH
 // reaches every node's subscribers, and its count of receivers only the
 // node's own, so publishes no gateway worker heard are not counted
 // (Unheard) on a cluster.

@@ -68,7 +68,8 @@ const (
 )
 
 // call is one caller's publish: one call of the publish script, which
-// records and publishes one dispatch or several, all or none.
+// records and publishes one dispatch or several, all or none but for a
+// unit Redis fails while the script runs it (unitError).
 type call struct {
 	ctx   context.Context
 	keys  []string
@@ -101,7 +102,8 @@ type call struct {
 var callPool = sync.Pool{New: func() any { return &call{wake: make(chan []*call, 1)} }}
 
 // publish runs the publish script with keys and args (scriptCall): it
-// records and publishes its dispatches in order, all or none. It returns
+// records and publishes its dispatches in order, all or none but for a
+// unit Redis fails while the script runs it (unitError). It returns
 // the positions the script assigned, in target order, and how many of its
 // publishes no subscriber received, or go-redis's error, or ctx's error
 // when ctx ended first. A call whose ctx
