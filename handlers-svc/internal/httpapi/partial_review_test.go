@@ -81,5 +81,12 @@ func TestClusterPartlyDeliveredAnswerSaysSo(t *testing.T) {
 		if !strings.Contains(reply.Error.Message, "partly delivered") {
 			t.Errorf("%s: 504 message %q: want it to say the dispatch was partly delivered (docs/protocol.md section 4), not that Redis did not answer", tt.name, reply.Error.Message)
 		}
+		var got dispatch.Positions
+		if err := json.Unmarshal([]byte(a.body), &got); err != nil {
+			t.Fatalf("%s: body %s: %v", tt.name, a.body, err)
+		}
+		if p, ok := got.Users[bob]; !ok || p == "" || len(got.Users) != 1 {
+			t.Errorf("%s: 504 body %s: want \"pos\" to name %s, who has it, and only him (not alice, who does not)", tt.name, a.body, bob)
+		}
 	}
 }
