@@ -112,4 +112,39 @@ func TestClusterPublishPartlyDeliveredIsTold(t *testing.T) {
 	if none.Error() == partly.Error() && len(pos) == 0 {
 		t.Errorf("nothing delivered and partly delivered give the same error %q and no positions: the caller cannot tell that %s got it", partly, first)
 	}
+	if errors.Is(none, streams.ErrPartlyPublished) || !errors.Is(partly, streams.ErrPartlyPublished) {
+		t.Errorf("errors %v, %v: want only the second to wrap ErrPartlyPublished", none, partly)
+	}
+	if len(pos) != 2 || pos[0] == "" || pos[1] != "" {
+		t.Errorf("partly delivered: positions %q, want %s's (it has it) and \"\" for %s", pos, first, second)
+	}
+}
+
+// TestClusterPublishTriesEveryPartition: a partition whose call fails
+// does not stop the calls of the partitions after it, as handlers-svc's
+// dispatcher sends them all: with the failing dispatch first, the one
+// after it is still recorded, and the error says so.
+func TestClusterPublishTriesEveryPartition(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := testkit.StartRedisCluster(t, 3)
+	rdb := c.Client(&redis.ClusterOptions{OnConnect: streams.OnConnect, MaxRetries: -1})
+	first, second := twoPartitionUsers(t, c)
+	if err := rdb.Set(ctx, proto.UserMetaKey(second), "not a hash", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	args := json.RawMessage(`{}`)
+	pos, _, err := streams.Publish(ctx, rdb, time.Minute,
+		&proto.Dispatch{Event: "e", Args: args, Users: []string{second}},
+		&proto.Dispatch{Event: "e", Args: args, Users: []string{first}})
+	if n := rdb.XLen(ctx, proto.UserStreamKey(first)).Val(); n != 1 {
+		t.Fatalf("%s's stream holds %d events, want 1: its partition's call comes after the failed one, and must still run", first, n)
+	}
+	ue, ok := errors.AsType[*streams.UnitError](err)
+	if !ok || ue.Unit != 0 || !errors.Is(err, streams.ErrPartlyPublished) {
+		t.Fatalf("Publish: %v, want dispatch 0's *UnitError, wrapping ErrPartlyPublished", err)
+	}
+	if len(pos) != 2 || pos[0] != "" || pos[1] == "" {
+		t.Errorf("positions %q: want \"\" for %s and one for %s", pos, second, first)
+	}
 }
