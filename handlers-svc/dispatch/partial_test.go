@@ -43,7 +43,7 @@ func startPartlyFull(t *testing.T, ctx context.Context) *partlyFull {
 		}
 	}
 	for i := 0; p.key == ""; i++ {
-		if k := fmt.Sprintf("review-%d", i); c.NodeOf(proto.IdempotencyKey(k)).Addr() != full.Addr() {
+		if k := fmt.Sprintf("partly-%d", i); c.NodeOf(proto.IdempotencyKey(k)).Addr() != full.Addr() {
 			p.key = k
 		}
 	}
@@ -102,17 +102,13 @@ func (p *partlyFull) lastPos(t *testing.T, ctx context.Context, user string) str
 	return ep + "." + xs[0].ID
 }
 
-// TestClusterPartlyDeliveredTellsWhoGotIt (review, failing): on a Redis
-// Cluster a dispatch to users of two masters, one of which refuses it
-// (OOM), is recorded and published for the other master's users and
-// fails with timeout "partly delivered", as documented. But the caller is
-// told nothing of who got it: Dispatch returns no positions at all, though
-// clusterResult holds the positions of every partition whose call ran
-// (all[gi]) and drops them for the first error. The caller cannot finish
-// the delivery to the users who did not get it without sending it again
-// to those who did (an idempotency key does not help: the next test), and
-// docs/protocol.md's "look at the users' streams" has no API behind it.
-// The positions of the users that have it (and only theirs) should come
+// TestClusterPartlyDeliveredTellsWhoGotIt: on a Redis Cluster a dispatch
+// to users of two masters, one of which refuses it (OOM), is recorded and
+// published for the other master's users and fails with timeout "partly
+// delivered". Found by review: the caller was told nothing of who got it
+// (clusterResult dropped the positions of the partitions that ran), so it
+// could not finish the delivery without sending it again to those who
+// had it. The positions of the users that have it, and only theirs, come
 // with the error.
 func TestClusterPartlyDeliveredTellsWhoGotIt(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -175,15 +171,13 @@ func TestClusterPartlyDeliveredCompletedWithNewKey(t *testing.T) {
 	}
 }
 
-// TestPartlyRecordedTellsWhoGotIt (review, failing): the same loss on one
-// Redis. A dispatch to more than 128 users is several units of one
-// script call; when Redis fails a later unit (WRONGTYPE on a meta key
-// something else overwrote), the units before it ran, and the dispatch
-// fails with handler_error ("some of its events may have been recorded
-// and delivered"), as documented. The script's reply holds the positions
-// of the units that ran, but splitMerged drops them for the error, so the
-// caller learns neither who got it nor, with an idempotency key (marked
-// unknown), any way to reach the others without a second delivery.
+// TestPartlyRecordedTellsWhoGotIt: the same on one Redis. A dispatch to
+// more than 128 users is several units of one script call; when Redis
+// fails a later unit (WRONGTYPE on a meta key something else overwrote),
+// the units before it ran, and the dispatch fails with handler_error
+// ("some of its events may have been recorded and delivered"). Found by
+// review: splitMerged dropped the reply's positions of the units that
+// ran; they come with the error.
 func TestPartlyRecordedTellsWhoGotIt(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

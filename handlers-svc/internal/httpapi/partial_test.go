@@ -16,20 +16,15 @@ import (
 	"github.com/switchboard/switchboard/proto"
 )
 
-// TestClusterPartlyDeliveredAnswerSaysSo (review, failing): on a Redis
-// Cluster, a dispatch one master refuses at once (OOM: Redis answered,
-// nothing ran there) while another recorded and published it is
-// "dispatch partly delivered" in package dispatch, and docs/protocol.md
-// section 4 says it fails with timeout ("dispatch partly delivered"),
-// the API answering 504. The 504 is right, but its body replaces that
-// message with "dispatch timed out or got no answer from Redis: it may or
-// may not have been delivered": neither happened (Redis answered every
-// call at once, and it surely was delivered to some users). With an
-// Idempotency-Key it adds that the retry's 409 lasts "until the outcome
-// is known (or, if it never is, until the key expires)", without saying
-// that a partly delivered dispatch is of the second kind: its key stays
-// reserved until it expires. The caller, told that Redis may simply have
-// been slow, waits for an outcome that will not come.
+// TestClusterPartlyDeliveredAnswerSaysSo: on a Redis Cluster, a dispatch
+// one master refuses at once (OOM: Redis answered, nothing ran there)
+// while another recorded and published it is answered 504 timeout, as
+// docs/protocol.md section 4 says. Found by review: its message said
+// "dispatch timed out or got no answer from Redis: it may or may not have
+// been delivered", though Redis answered every call at once and some
+// users surely had it, and with an Idempotency-Key it promised an outcome
+// that never comes. The message says the dispatch was partly delivered,
+// and the body names in "pos" the users who have it.
 func TestClusterPartlyDeliveredAnswerSaysSo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -33,16 +33,13 @@ func twoPartitionUsers(t *testing.T, c *testkit.RedisCluster) (first, second str
 	return first, second
 }
 
-// TestClusterPublishUnitErrorNamesTheDispatch (review, failing): on one
-// Redis, Publish's *UnitError names the dispatch that failed (its Unit is
-// the dispatch's index: one unit each). On a Redis Cluster Publish makes
-// one call per partition and returns the failing call's UnitError as it
-// is, Unit being the index in that partition's call: with ds = [to
-// first (ran), to second (failed)], the error says unit 0 failed, that is
-// the dispatch to first, which was delivered, and says nothing of the
-// one that failed. The known carried note ("cluster streams.Publish
-// reports only the first unit's error") understates it: the one error it
-// reports names the wrong dispatch.
+// TestClusterPublishUnitErrorNamesTheDispatch: on one Redis, Publish's
+// *UnitError names the dispatch that failed (its Unit is the dispatch's
+// index: one unit each). Found by review: on a Redis Cluster Publish
+// makes one call per partition and returned the failing call's UnitError
+// as it was, Unit being the index in that partition's call: with ds = [to
+// first (ran), to second (failed)], the error named the dispatch to
+// first, which was delivered. Unit is the index in ds.
 func TestClusterPublishUnitErrorNamesTheDispatch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -68,16 +65,13 @@ func TestClusterPublishUnitErrorNamesTheDispatch(t *testing.T) {
 	}
 }
 
-// TestClusterPublishPartlyDeliveredIsTold (review, failing): on a Redis
-// Cluster, Publish runs one call per partition, one after the other, and
-// returns at the first that fails, with Redis's error as it is and no
-// positions. A later partition refused (OOM: nothing ran there) after an
-// earlier one recorded and published its part gives the very error that
-// the same refusal gives when nothing at all was delivered: the caller
-// (the e2e recovery harness and load tools use Publish) cannot tell a
-// dispatch partly delivered, and gets no positions for the part that
-// was. The error should say that some of it was recorded (or the
-// positions of what was should come back).
+// TestClusterPublishPartlyDeliveredIsTold: on a Redis Cluster, Publish
+// runs one call per partition, one after the other. Found by review: a
+// later partition refused (OOM: nothing ran there) after an earlier one
+// recorded and published its part gave the very error the same refusal
+// gives when nothing at all was delivered, and no positions. The error
+// wraps ErrPartlyPublished and the positions of the part that ran come
+// with it.
 func TestClusterPublishPartlyDeliveredIsTold(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
