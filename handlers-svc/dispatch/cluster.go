@@ -23,10 +23,14 @@ import (
 // one publish are sent as one script call per partition, the calls to
 // one master in one pipeline, the masters' pipelines at the same time
 // (publishParts): each master has a publisher of its own, so that a
-// stalled master holds up only the dispatches to its partitions. Each call is all or none; a dispatch is no longer all
-// or none across partitions, but every socket gets its user's part or
-// not, as the positions it carries say, and a part that failed fails the
-// dispatch (unavailable), as on one Redis. The shared channel's PUBLISH
+// stalled master holds up only the dispatches to its partitions. Each
+// call is all or none (but for a unit Redis fails while it runs it, as
+// on one Redis); a dispatch is no longer all or none across partitions,
+// but every socket gets its user's part or not, as the positions it
+// carries say. A part that failed fails the dispatch: unavailable when
+// no other part ran or may have, else timeout or handler_error, and when
+// another part surely ran the error wraps ErrPartlyDelivered and comes
+// with the positions of the parts that ran (clusterResult). The shared channel's PUBLISH
 // reaches every node's subscribers, and its count of receivers only the
 // node's own, so publishes no gateway worker heard are not counted
 // (Unheard) on a cluster.
@@ -244,9 +248,16 @@ func (d *Dispatcher) publishParts(ctx context.Context, groups []streams.CallGrou
 // first error (publishError), but timeout rather than unavailable when
 // another call ran or may have. The outcome of each partition's call is
 // observed apart.
+//
+// A dispatch some partition's call ran (all of it, or some of its units)
+// while another's failed is partly delivered: the error wraps
+// ErrPartlyDelivered, and the positions of the partitions that ran come
+// with it, in target order, "" for each target of a partition (or unit)
+// that did not run or whose outcome is unknown.
 func (d *Dispatcher) clusterResult(ctx context.Context, groups []streams.CallGroup, units []*streams.Unit, all [][]string, errs []error) ([]string, error) {
 	var first, firstRaw error
 	delivered := false // a partition's call may have delivered some of it
+	ran := false       // a partition's call surely delivered some of it
 	for gi, g := range groups {
 		err := d.observe(ctx, errs[gi], d.outageBit(g.Partition))
 		if err != nil && first == nil {
@@ -255,43 +266,65 @@ func (d *Dispatcher) clusterResult(ctx context.Context, groups []streams.CallGro
 		if outcomeOf(errs[gi]) != late.NotRun {
 			delivered = true
 		}
+		if u, ok := errors.AsType[*unitError](errs[gi]); errs[gi] == nil || (ok && u.ran) {
+			ran = true
+		}
+	}
+	if first == nil {
+		return inTargetOrder(units, groups, all), nil
+	}
+	var pos []string
+	if ran {
+		pos = inTargetOrder(units, groups, all) // a failed call's are none, or "" (splitMerged)
+		first = partlyDelivered(first)
 	}
 	if u, ok := errors.AsType[*unitError](firstRaw); ok && !u.delivered && delivered && !unsentError(first) {
 		// Nothing of the failed call was written, but another partition
 		// ran its part, or may have: not NotDelivered.
-		return nil, publishError(ctx, &unitError{err: u.err, failed: u.failed, delivered: true})
-	}
-	if first != nil {
-		if delivered && unsentError(first) {
-			// unavailable says nothing was delivered, and a retry is
-			// safe: here it would deliver again what the partitions that
-			// were reached published. Nor is it ErrNotSent, though the
-			// call that failed first was not sent: only the context's
-			// error is kept of it.
-			cause := first
-			if errors.Is(first, ErrNotSent) {
-				cause = fmt.Errorf("publish %s: %w", proto.Channel, ctx.Err())
-			}
-			return nil, &event.Error{
-				Code:    proto.CodeTimeout,
-				Message: "dispatch partly delivered: some of Redis could not be reached, some recorded and published it",
-				Err:     cause,
-			}
+		err := publishError(ctx, &unitError{err: u.err, failed: u.failed, delivered: true})
+		if ran {
+			err = partlyDelivered(err)
 		}
-		return nil, first
+		return pos, err
 	}
-	return inTargetOrder(units, groups, all), nil
+	if delivered && unsentError(first) {
+		// unavailable says nothing was delivered, and a retry is
+		// safe: here it would deliver again what the partitions that
+		// were reached published. Nor is it ErrNotSent, though the
+		// call that failed first was not sent: only the context's
+		// error is kept of it.
+		cause := first
+		if errors.Is(first, ErrNotSent) {
+			cause = fmt.Errorf("publish %s: %w", proto.Channel, ctx.Err())
+		}
+		msg := "dispatch partly delivered: some of Redis refused it or could not be reached, some recorded and published it"
+		if !ran {
+			msg = "dispatch partly delivered: some of Redis refused it or could not be reached, some may have recorded and published it"
+		}
+		var err error = &event.Error{Code: proto.CodeTimeout, Message: msg, Err: cause}
+		if ran {
+			err = partlyDelivered(err)
+		}
+		return pos, err
+	}
+	return pos, first
 }
 
 // inTargetOrder returns the positions the partitions' calls returned
-// (all, one slice per group) in the order of units' targets.
+// (all, one slice per group) in the order of units' targets; a call that
+// returned fewer than its units' targets (none, when it failed) has ""
+// for each target it lacks, so that every target keeps its place.
 func inTargetOrder(units []*streams.Unit, groups []streams.CallGroup, all [][]string) []string {
 	got := make([][]string, len(units))
 	for gi, g := range groups {
 		pos := all[gi]
 		for _, i := range g.Index {
-			k := min(units[i].Targets(), len(pos))
-			got[i], pos = pos[:k], pos[k:]
+			k := units[i].Targets()
+			n := min(k, len(pos))
+			got[i], pos = pos[:n:n], pos[n:]
+			for range k - n {
+				got[i] = append(got[i], "")
+			}
 		}
 	}
 	var out []string

@@ -155,7 +155,8 @@ var (
 // rdb is a single-server client (or a failover one), or a Redis Cluster
 // client (*redis.ClusterClient): there a dispatch to users of several
 // partitions is recorded and published by one script call per partition,
-// each all or none (docs/operations.md, "Redis Cluster"), and per-user
+// so it may be delivered in some partitions and fail in others
+// (ErrPartlyDelivered; docs/operations.md, "Redis Cluster"), and per-user
 // mode publishes with SPUBLISH. With ContextTimeoutEnabled set on rdb, a
 // round trip to Redis ends by the last deadline of the dispatches it
 // carries; without it, only by rdb's own timeouts.
@@ -259,9 +260,16 @@ func (d *Dispatcher) outageFields(bits uint32) []zap.Field {
 
 // ToUsers publishes the event for every device of each of users. Many
 // users are recorded and published in several messages (of at most
-// 128 users each), all in one script call: all or none. users
-// are bounded as a Message's are: at most MaxUsers ids a token may carry
-// (Check), else a bad_request *event.Error and nothing is published.
+// 128 users each), in one script call on one Redis, one per partition on
+// a Redis Cluster. It is not all or none: on a cluster one partition's
+// call may run while another's fails, and on either Redis may fail one
+// message while the script runs it (WRONGTYPE on a key something else
+// overwrote) and run the others. Such an error wraps ErrPartlyDelivered;
+// ToUsers returns no positions, so a caller that must finish a partial
+// delivery without repeating it uses Dispatch, whose error comes with the
+// positions of who got it. users are bounded as a Message's are: at most
+// MaxUsers ids a token may carry (Check), else a bad_request
+// *event.Error and nothing is published.
 func (d *Dispatcher) ToUsers(ctx context.Context, users []string, name string, args any) error {
 	if err := checkUsers(name, users); err != nil {
 		return err
@@ -326,7 +334,9 @@ func (d *Dispatcher) broadcast(ctx context.Context, name string, args any, recor
 
 // Batch runs fn with a Dispatcher that collects its dispatches, then
 // records and publishes them in one script call: every gateway worker gets
-// all of them, in order, or none is published. The call may share a
+// them in order; a failure to reach Redis publishes none of them, but a
+// dispatch Redis fails while the script runs it fails alone, the others
+// published (ErrPartlyDelivered). The call may share a
 // pipeline with other callers' publishes; nothing comes between its own.
 // On a Redis Cluster that holds per partition only (one script call
 // each): users of different partitions may get their events in either
@@ -630,6 +640,9 @@ func (d *Dispatcher) publishCall(ctx context.Context, pub *publisher, keys []str
 	perr := d.observe(ctx, err, bits)
 	if _, inFlight := errors.AsType[*inFlightError](err); after != nil && !inFlight && contextError(perr) {
 		after(nil, outcomeOf(err)) // known already, though ctx ended
+	}
+	if u, ok := errors.AsType[*unitError](err); ok && u.ran {
+		perr = partlyDelivered(perr) // pos holds the positions of the units that ran
 	}
 	return pos, perr
 }

@@ -43,7 +43,10 @@ var (
 	// outcome unknown (it may or may not have been delivered: a timeout,
 	// a cluster partly reached, its context ended in flight), and the
 	// key stays taken until it expires: look at the users' streams, or
-	// accept the risk with a new key. It wraps ErrKeyPending.
+	// accept the risk with a new key. A partly delivered dispatch
+	// (ErrPartlyDelivered) returned the positions of who got it: send
+	// the message to the others with a new key (see Dispatch). It wraps
+	// ErrKeyPending.
 	ErrKeyUnknown = idem.ErrUnknown
 	// ErrKeyReused: the key was used for another message. The error is a
 	// bad_request *event.Error, as the dispatch API's 422.

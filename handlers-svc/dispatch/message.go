@@ -189,14 +189,25 @@ func validConn(conn string) bool {
 }
 
 // Dispatch checks m (Check's errors are bad_request), reads the members of
-// its rooms, and records and publishes it in one script call: every target
-// gets it, or none does. It returns where it was recorded. A failure to
-// reach Redis is an *event.Error with code unavailable (nothing was
-// delivered: a retry is safe); a call Redis took but did not answer is one
-// with code timeout, and an error Redis raised while it ran the script
-// (WRONGTYPE on a stream key something else overwrote, say) one with code
-// handler_error: either may have been delivered, to some targets for
-// handler_error, so a retry may deliver it twice. A context that ends
+// its rooms, and records and publishes it: in one script call on one
+// Redis, one per partition of its users on a Redis Cluster. It returns
+// where it was recorded. A failure to reach Redis is an *event.Error with
+// code unavailable (nothing was delivered: a retry is safe); a call Redis
+// took but did not answer is one with code timeout, and an error Redis
+// raised while it ran the script (WRONGTYPE on a stream key something
+// else overwrote, say) one with code handler_error: either may have been
+// delivered, to some targets for handler_error, so a retry may deliver it
+// twice.
+//
+// It is not all or none. The script runs each message of at most 128
+// users apart, so Redis may fail one and run the others (handler_error);
+// on a Redis Cluster one partition's call may run while another master
+// refuses it, cannot be reached or does not answer (timeout, never
+// unavailable). Such a dispatch, partly delivered, returns with its error
+// (which wraps ErrPartlyDelivered) the Positions of exactly the users
+// that have it, and the broadcast position if that part ran; a user
+// without one did not get it or, where Redis did not answer, may have. A
+// context that ends
 // first gives an error that wraps the context's (errors.Is): one that
 // ended before the call was written to Redis (queued behind other
 // callers' pipeline, or reading the rooms' members) also wraps
@@ -223,7 +234,15 @@ func validConn(conn string) bool {
 // it returns its positions and no error; not run, an ErrNotSent error.
 // One whose outcome stays unknown (timeout, handler_error, that answer
 // not come) leaves the key taken until it expires, and a retry gets
-// ErrKeyUnknown at once rather than a second delivery. The key with another message is refused with
+// ErrKeyUnknown at once rather than a second delivery; so does one
+// partly delivered, whose key cannot record that it reached some users
+// only. To finish such a delivery, dispatch the message to the users
+// the returned Positions do not name (as Users, a room's members
+// included: the rooms may have changed), under a new key derived from
+// the first: the users it names got it once, the others get it once
+// (but a user whose part Redis did not answer may get it twice). A
+// transient or unrecorded dispatch has no positions, so it cannot be
+// finished this way. The key with another message is refused with
 // ErrKeyReused (bad_request). Redis failing while the key is taken is
 // unavailable, nothing dispatched.
 func (d *Dispatcher) Dispatch(ctx context.Context, m Message) (Positions, error) {
@@ -300,15 +319,16 @@ func (d *Dispatcher) dispatch(ctx context.Context, m Message) (Positions, error)
 		}
 	}
 	got, err := d.publishLate(ctx, after, units...)
-	if err != nil {
-		return pos, err
-	}
-	return d.positions(record, m.Broadcast, users, got), nil
+	// A dispatch that failed has positions only when it was partly
+	// delivered (ErrPartlyDelivered): those of the users who have it.
+	return d.positions(record, m.Broadcast, users, got), err
 }
 
 // positions returns the Positions of a dispatch (a broadcast, or to
 // users, each once in the order the script recorded them) from got, what
-// its script call returned; none when it was not recorded.
+// its script call returned; none when it was not recorded. A target
+// whose position is "" (its part failed: splitMerged, inTargetOrder) has
+// none.
 func (d *Dispatcher) positions(record, broadcast bool, users, got []string) Positions {
 	pos := Positions{Users: map[string]string{}}
 	// The script returns the positions in target order: each recorded
@@ -321,7 +341,9 @@ func (d *Dispatcher) positions(record, broadcast bool, users, got []string) Posi
 		}
 	case len(got) == len(users):
 		for i, user := range users {
-			pos.Users[user] = got[i]
+			if got[i] != "" {
+				pos.Users[user] = got[i]
+			}
 		}
 	}
 	return pos

@@ -17,6 +17,31 @@ import (
 // written never wraps it: Redis may run it all the same (timeout).
 var ErrNotSent = errors.New("dispatch not sent")
 
+// ErrPartlyDelivered is wrapped by the error of a dispatch that was
+// delivered to some of its targets for sure and failed for others: on a
+// Redis Cluster, the call of one partition ran and another's failed; on
+// one Redis, Redis failed some of its messages (units of at most 128
+// users) while the script ran and the others ran. Its code stays what
+// the failure's is, timeout or handler_error (never unavailable, which
+// says nothing was delivered), and Dispatch returns with it the
+// Positions of the users who have it (and the broadcast position, if
+// that part ran): a user without a position did not get it, or, when
+// Redis did not answer for that user's part (timeout), may have. To
+// finish the delivery, send the message to the users without a position
+// only (see Dispatch on idempotency keys). It is never wrapped by an
+// error after which nothing was delivered (NotDelivered).
+var ErrPartlyDelivered = errors.New("dispatch partly delivered")
+
+// partlyDelivered returns err, the error of a dispatch some of which
+// surely ran, wrapping ErrPartlyDelivered; its code (event.WireError)
+// and the errors it wraps are err's.
+func partlyDelivered(err error) error {
+	if err == nil || errors.Is(err, ErrPartlyDelivered) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrPartlyDelivered, err)
+}
+
 // notSent returns the error of a dispatch not sent because its context
 // ended with ctxErr (ErrNotSent).
 func notSent(ctxErr error) error {
@@ -37,6 +62,9 @@ func notSent(ctxErr error) error {
 // thing (it may have been written before the context ended), nor does
 // any other error (timeout, another handler_error).
 func NotDelivered(err error) bool {
+	if errors.Is(err, ErrPartlyDelivered) {
+		return false
+	}
 	if errors.Is(err, ErrNotSent) {
 		return true
 	}

@@ -68,7 +68,8 @@ const (
 )
 
 // call is one caller's publish: one call of the publish script, which
-// records and publishes one dispatch or several, all or none.
+// records and publishes one dispatch or several, all or none but for a
+// unit Redis fails while the script runs it (unitError).
 type call struct {
 	ctx   context.Context
 	keys  []string
@@ -101,7 +102,8 @@ type call struct {
 var callPool = sync.Pool{New: func() any { return &call{wake: make(chan []*call, 1)} }}
 
 // publish runs the publish script with keys and args (scriptCall): it
-// records and publishes its dispatches in order, all or none. It returns
+// records and publishes its dispatches in order, all or none but for a
+// unit Redis fails while the script runs it (unitError). It returns
 // the positions the script assigned, in target order, and how many of its
 // publishes no subscriber received, or go-redis's error, or ctx's error
 // when ctx ended first. A call whose ctx
@@ -248,6 +250,11 @@ func (p *publisher) done(c *call) ([]string, int, error) {
 	*c = call{wake: c.wake}
 	callPool.Put(c)
 	if err != nil {
+		if _, unit := errors.AsType[*unitError](err); unit {
+			// The call's units that ran have their positions; those of
+			// its failed units are "" (splitMerged).
+			return pos, unheard, err
+		}
 		return nil, unheard, err // counted for a *unitError (splitMerged), else 0
 	}
 	return pos, unheard, nil
@@ -560,7 +567,10 @@ func sameSettings(a, b *call) bool {
 // A reply it cannot read came from a script that ran: its errors say the
 // call may have been delivered (maybeSentError), never that it was not.
 // When Redis failed one of c's units while the script ran it, c's error
-// is a *unitError; the failures of other calls' units are not c's.
+// is a *unitError, and its positions come with it: those of the units
+// that ran, "" for each target of a unit that failed (the script's
+// reply), so that the caller knows who got it. The failures of other
+// calls' units are not c's.
 func splitMerged(c *call) ([]string, int, error) {
 	r, err := streams.ParseResult(c.cmd.Val())
 	if err != nil {
@@ -582,17 +592,22 @@ func splitMerged(c *call) ([]string, int, error) {
 	if !c.counts {
 		unheard = uncounted
 	}
+	if c.first+c.n > len(pos) {
+		if failed != nil {
+			return nil, unheard, failed // ran, whatever the reply says of its positions
+		}
+		return nil, 0, &maybeSentError{err: fmt.Errorf("publish script: %d positions in the reply, want at least %d", len(pos), c.first+c.n)}
+	}
+	mine := pos[c.first : c.first+c.n : c.first+c.n]
 	if failed != nil {
 		// The call's other units ran: they were delivered. The unheard
 		// publishes are still counted, for the calls merged behind this
 		// one too.
-		failed.delivered = failed.delivered || failed.failed < c.units
-		return nil, unheard, failed
+		failed.ran = failed.failed < c.units
+		failed.delivered = failed.delivered || failed.ran
+		return mine, unheard, failed
 	}
-	if c.first+c.n > len(pos) {
-		return nil, 0, &maybeSentError{err: fmt.Errorf("publish script: %d positions in the reply, want at least %d", len(pos), c.first+c.n)}
-	}
-	return pos[c.first : c.first+c.n : c.first+c.n], unheard, nil
+	return mine, unheard, nil
 }
 
 // uncounted is the unheard of a call merged into a script call whose first
@@ -643,6 +658,9 @@ type unitError struct {
 	// its units ran, or a failed one had written before it failed.
 	// Without it, nothing of the call was recorded or published.
 	delivered bool
+	// ran says some of the call's units ran without failing: the
+	// call was delivered in part for sure (ErrPartlyDelivered).
+	ran bool
 }
 
 func (e *unitError) Error() string {

@@ -3,6 +3,7 @@ package streams
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -270,10 +271,20 @@ func publishCall(p int, cluster bool, units []*Unit, window, metaTTL time.Durati
 // assigned, in target order, and how many of the dispatches' publishes no
 // subscriber received: the simple form of what handlers-svc's dispatcher
 // does with pipelines, for tools and tests. On one Redis it is one call of
-// the script, all or none (but for a unit Redis fails, its error a
-// *UnitError, which fails alone); on a Redis Cluster (rdb a *redis.ClusterClient)
-// one call per partition (SplitUsers, Group), one after the other. The
-// dispatches must be valid, each naming a user once.
+// the script, all or none (but for a unit Redis fails, which fails
+// alone); on a Redis Cluster (rdb a *redis.ClusterClient) one call per
+// partition (SplitUsers, Group), one after the other, each tried whatever
+// the others' outcome. The dispatches must be valid, each naming a user
+// once.
+//
+// The error is the first failure: a *UnitError (errors.As) whose Unit is
+// the index in ds of the dispatch Redis failed while the script ran it,
+// or Redis's error for a call it refused or did not answer. When other
+// dispatches, or other partitions of the same dispatch, were recorded
+// and published all the same, the error wraps ErrPartlyPublished and
+// pos comes with it, "" for each target that did not get it (or, where
+// Redis did not answer, may have); without ErrPartlyPublished nothing of
+// ds was delivered, unless Redis did not answer.
 func Publish(ctx context.Context, rdb redis.Scripter, window time.Duration, ds ...*proto.Dispatch) (pos []string, unheard int, err error) {
 	if !IsCluster(rdb) {
 		units := make([]*Unit, len(ds))
@@ -285,36 +296,78 @@ func Publish(ctx context.Context, rdb redis.Scripter, window time.Duration, ds .
 		if err != nil {
 			return nil, 0, err
 		}
-		return SplitResult(res)
+		r, err := ParseResult(res)
+		switch {
+		case err != nil:
+			return nil, 0, err
+		case len(r.Failed) == 0:
+			return r.Pos, r.Unheard, nil
+		case len(r.Failed) < len(units): // the others ran
+			return r.Pos, r.Unheard, fmt.Errorf("%w: %w", ErrPartlyPublished, &r.Failed[0])
+		}
+		return nil, 0, &r.Failed[0] // a unit's index in the call is its dispatch's
 	}
 	var units []*Unit
-	for _, d := range ds {
+	var of []int // of[i] is the index in ds of units[i]'s dispatch
+	for di, d := range ds {
 		for _, part := range SplitUsers(d) {
 			units = append(units, NewUnit(part, window > 0))
+			of = append(of, di)
 		}
 	}
 	got := make([][]string, len(units))
+	var first error
+	ran := false // a call ran some of its units
 	for _, g := range Group(units) {
 		keys, args := PartitionCall(g.Partition, g.Units, window, MetaTTL)
 		res, err := PublishScript.Run(ctx, rdb, keys, args...).StringSlice()
-		if err != nil {
-			return nil, 0, err
+		var r PublishResult
+		if err == nil {
+			r, err = ParseResult(res)
 		}
-		p, n, err := SplitResult(res)
 		if err != nil {
-			return nil, 0, err
+			if first == nil {
+				first = err
+			}
+			continue // the next partitions are tried all the same
 		}
-		unheard += n
+		unheard += r.Unheard
+		p := r.Pos
 		for _, i := range g.Index {
-			k := units[i].Targets()
+			k := min(units[i].Targets(), len(p))
 			got[i], p = p[:k], p[k:]
 		}
+		if len(r.Failed) < len(g.Units) {
+			ran = true
+		}
+		if len(r.Failed) > 0 && first == nil {
+			ue := r.Failed[0]
+			if ue.Unit < len(g.Index) {
+				ue.Unit = of[g.Index[ue.Unit]] // the dispatch's index, not the unit's in this call
+			}
+			first = &ue
+		}
 	}
-	for _, p := range got {
+	if first != nil && !ran {
+		return nil, 0, first
+	}
+	for i, p := range got {
 		pos = append(pos, p...)
+		for range units[i].Targets() - len(p) {
+			pos = append(pos, "") // its call failed
+		}
+	}
+	if first != nil {
+		return pos, unheard, fmt.Errorf("%w: %w", ErrPartlyPublished, first)
 	}
 	return pos, unheard, nil
 }
+
+// ErrPartlyPublished is wrapped by Publish's error when some of its
+// dispatches, or some partitions of one, were recorded and published and
+// others failed: the positions it returns with the error are those of
+// the targets that got it, "" for the others.
+var ErrPartlyPublished = errors.New("partly published: some of the dispatches, or of their partitions, were recorded and published")
 
 // SplitResult splits the publish script's reply into the positions it
 // assigned, in target order, and the number of its PUBLISHes that no
@@ -353,7 +406,8 @@ type PublishResult struct {
 // units before and after it in the call ran as if it had not been there,
 // and Redis kept what the failed unit wrote before the error.
 type UnitError struct {
-	// Unit is the unit's index in its call, from 0.
+	// Unit is the unit's index in its call, from 0; in Publish's error,
+	// the index of the dispatch among those it was given.
 	Unit int
 	// Wrote says the unit had appended to a stream or published before
 	// it failed: some of it may have been delivered. Without it, nothing

@@ -339,7 +339,28 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, m dispatch.Message,
 		return
 	}
 	status, werr, lvl := failure(err)
-	if werr.Code == proto.CodeTimeout {
+	// Delivered to some of its targets for sure: the body names them
+	// ("pos", "bpos"), and the key stays reserved until it expires.
+	partly := errors.Is(err, dispatch.ErrPartlyDelivered)
+	switch {
+	case partly:
+		if !strings.HasPrefix(werr.Message, "dispatch partly delivered") {
+			werr.Message = "dispatch partly delivered (" + werr.Message + ")"
+		}
+		werr.Message += `: the users in "pos" (the broadcast, with "bpos") have it; the others did not get it, ` +
+			"or, where Redis did not answer, may have"
+		if res != nil {
+			werr.Message += "; its outcome stays unknown, so a retry with its Idempotency-Key is answered 409, " +
+				"not dispatched again, until the key expires: send it to the others with a new key"
+		}
+	case werr.Code == proto.CodeTimeout && strings.HasPrefix(werr.Message, "dispatch partly delivered"):
+		// On a Redis Cluster, refused by some masters while others may
+		// have run it: kept, as it says what happened.
+		if res != nil {
+			werr.Message += "; its outcome stays unknown, so a retry with its Idempotency-Key is answered 409, " +
+				"not dispatched again, until the key expires"
+		}
+	case werr.Code == proto.CodeTimeout:
 		// Out of time, or Redis took it and did not answer.
 		werr.Message = "dispatch timed out or got no answer from Redis: it may or may not have been delivered"
 		if res != nil {
@@ -350,7 +371,11 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, m dispatch.Message,
 	}
 	if ce := a.log.Check(lvl, "dispatch refused"); ce != nil {
 		ce.Write(zap.String("event", m.Event), zap.Int("status", status), zap.String("code", string(werr.Code)),
-			zap.String("remote", r.RemoteAddr), zap.Error(err))
+			zap.String("remote", r.RemoteAddr), zap.Int("recorded", len(pos.Users)), zap.Error(err))
+	}
+	if partly {
+		writeErrorPos(w, status, werr.Code, werr.Message, pos)
+		return
 	}
 	writeError(w, status, werr.Code, werr.Message)
 }
@@ -378,4 +403,16 @@ func writeError(w http.ResponseWriter, status int, code proto.Code, message stri
 	w.WriteHeader(status)
 	body := proto.AppendReply(nil, &proto.Error{Code: code, Message: message})
 	_, _ = w.Write(append(body, '\n'))
+}
+
+// writeErrorPos writes the error body of a partly delivered dispatch:
+// writeError's, and the positions of the targets that have it as a 200
+// carries them, {"error":{...},"pos":{...},"bpos":"..."}.
+func writeErrorPos(w http.ResponseWriter, status int, code proto.Code, message string, pos dispatch.Positions) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	body := proto.AppendReply(nil, &proto.Error{Code: code, Message: message})
+	body = append(body[:len(body)-1], ',')
+	_, _ = w.Write(append(body, pos.JSON()[1:]...)) // {"pos":...}\n without its brace
 }
