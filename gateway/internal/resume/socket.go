@@ -478,11 +478,18 @@ func (s *Socket) healed(c *cursor) {
 }
 
 // resync tells the client that the socket carries on from top of st,
-// without the events before it that it missed. s.mu is held.
+// without the events before it that it missed; a broadcast stream's
+// resync also says where the socket is in the user stream. s.mu is held.
 func (s *Socket) resync(st streams.Stream, top proto.Pos, reason string) {
 	r := proto.Resync{Reason: reason}
 	if st == streams.BroadcastStream {
 		r.BPos = top.String()
+		// The contract's resync carries pos: the socket's place in the
+		// user stream, unmoved, so a client that reads only pos carries on
+		// from where it is in the user stream, and never from bpos.
+		if u := &s.cur[streams.UserStream]; u.known {
+			r.Pos = u.pos.String()
+		}
 	} else {
 		r.Pos = top.String()
 	}
