@@ -261,3 +261,26 @@ func TestSubscribeRepliesAtStart(t *testing.T) {
 		t.Fatalf("%d messages published, want the request and its answer: SubscribeReplies published", got)
 	}
 }
+
+// TestSubscribeRepliesBeforeNATS: a worker starts while NATS is still
+// away (RetryOnFailedConnect): SubscribeReplies makes the inbox all the
+// same, nats.go sends it once NATS is reached, and requests are answered
+// on it.
+func TestSubscribeRepliesBeforeNATS(t *testing.T) {
+	n := testkit.StartNATS(t)
+	n.Stop()
+	var st State
+	nc := connect(t, n.URL(), &st)
+	if err := SubscribeReplies(nc); err != nil {
+		t.Fatalf("SubscribeReplies while NATS is away: %v", err)
+	}
+	n.Start()
+	echo(t, n.URL())
+	testkit.Eventually(t, detectBound, "connected once NATS is up", st.Connected)
+	if !roundTrip(nc) {
+		t.Fatal("a request is not answered once NATS is reached")
+	}
+	if got := nc.NumSubscriptions(); got != 1 {
+		t.Fatalf("%d subscriptions, want the one reply inbox", got)
+	}
+}
