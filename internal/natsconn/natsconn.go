@@ -17,6 +17,7 @@ package natsconn
 
 import (
 	"errors"
+	"fmt"
 	"regexp"
 	"slices"
 	"sync"
@@ -223,3 +224,33 @@ func (s *State) RefusedSubjects() []string {
 
 // Down records that the connection is not connected.
 func (s *State) Down() { s.up.Store(false) }
+
+// SubscribeReplies subscribes nc's reply inbox now, "<inbox prefix>.<id>.*"
+// on which every Request's answer comes, instead of at its first Request,
+// where nats.go makes it (createNewRequestAndSend, v1.55.0). NATS refuses
+// such a subscription after the fact to a user whose subscribe permission
+// leaves it out (Refused); made at start, the refusal is known, and
+// readiness red, before any request has been lost to it. It is kept on
+// every reconnect, as nats.go's subscriptions are.
+//
+// nats.go has no call for it but a Request, which subscribes the inbox
+// first and then publishes: given no subject, the publish is refused
+// before anything is written (ErrBadSubject) and the inbox stays,
+// reused by every Request after. (The answer nats.go waits for is one
+// entry of its reply table, never freed.) Any other error is returned:
+// the inbox is then subscribed at the first Request, as before.
+func SubscribeReplies(nc *nats.Conn) error {
+	before := nc.NumSubscriptions()
+	_, err := nc.Request("", nil, time.Second)
+	if !errors.Is(err, nats.ErrBadSubject) {
+		if err == nil {
+			err = errors.New("a request without a subject was sent")
+		}
+		return fmt.Errorf("subscribe the reply inbox: %w", err)
+	}
+	if nc.NumSubscriptions() == before {
+		// A nats.go that checks the subject before it subscribes.
+		return errors.New("subscribe the reply inbox: nats.go made no subscription")
+	}
+	return nil
+}

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 
@@ -182,5 +184,103 @@ func TestRefused(t *testing.T) {
 	}
 	if got := s.RefusedSubjects(); !slices.Equal(got, []string{"handlers.>", OverLimit}) {
 		t.Errorf("RefusedSubjects() = %q", got)
+	}
+}
+
+// TestSubscribeRepliesAtStart: SubscribeReplies makes the reply inbox
+// that nats.go would make at the first Request, and sends nothing. NATS
+// refuses it to a user whose subscribe permission leaves it out, and the
+// refusal is recorded before any request; a user who may have it gets
+// the requests' answers on it, with no second subscription.
+func TestSubscribeRepliesAtStart(t *testing.T) {
+	n := testkit.StartNATSWith(t, func(o *server.Options) {
+		o.Users = []*server.User{
+			{Username: "narrow", Password: "pw", Permissions: &server.Permissions{
+				Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.elsewhere.>"}},
+			}},
+			{Username: "full", Password: "pw"},
+		}
+	})
+	url := func(user string) string { return fmt.Sprintf("nats://%s:pw@127.0.0.1:%d", user, n.Port) }
+	echo(t, url("full"))
+	var seen atomic.Int64 // every message anyone publishes
+	watch, err := nats.Connect(url("full"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(watch.Close)
+	if _, err := watch.Subscribe(">", func(*nats.Msg) { seen.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := watch.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("refused", func(t *testing.T) {
+		var st State
+		nc := connect(t, url("narrow"), &st, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { st.Refused(err) }))
+		testkit.Eventually(t, 5*time.Second, "connected", st.Connected)
+		if err := SubscribeReplies(nc); err != nil {
+			t.Fatal(err)
+		}
+		testkit.Eventually(t, 5*time.Second, "NATS's refusal of the reply inbox is recorded, with no request made", func() bool {
+			got := st.RefusedSubjects()
+			return len(got) == 1 && strings.HasPrefix(got[0], nats.InboxPrefix) && strings.HasSuffix(got[0], ".*")
+		})
+	})
+
+	t.Run("allowed", func(t *testing.T) {
+		var st State
+		nc := connect(t, url("full"), &st)
+		testkit.Eventually(t, 5*time.Second, "connected", st.Connected)
+		if err := SubscribeReplies(nc); err != nil {
+			t.Fatal(err)
+		}
+		if got := nc.NumSubscriptions(); got != 1 {
+			t.Fatalf("%d subscriptions after SubscribeReplies, want the reply inbox", got)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if !roundTrip(nc) {
+			t.Fatal("a request after SubscribeReplies is not answered")
+		}
+		if got := nc.NumSubscriptions(); got != 1 {
+			t.Fatalf("%d subscriptions after a request, want 1: the request made an inbox of its own", got)
+		}
+		if got := st.RefusedSubjects(); len(got) > 0 {
+			t.Fatalf("refused %q", got)
+		}
+	})
+
+	// Only the round trip's request and answer went out.
+	if err := watch.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := seen.Load(); got != 2 {
+		t.Fatalf("%d messages published, want the request and its answer: SubscribeReplies published", got)
+	}
+}
+
+// TestSubscribeRepliesBeforeNATS: a worker starts while NATS is still
+// away (RetryOnFailedConnect): SubscribeReplies makes the inbox all the
+// same, nats.go sends it once NATS is reached, and requests are answered
+// on it.
+func TestSubscribeRepliesBeforeNATS(t *testing.T) {
+	n := testkit.StartNATS(t)
+	n.Stop()
+	var st State
+	nc := connect(t, n.URL(), &st)
+	if err := SubscribeReplies(nc); err != nil {
+		t.Fatalf("SubscribeReplies while NATS is away: %v", err)
+	}
+	n.Start()
+	echo(t, n.URL())
+	testkit.Eventually(t, detectBound, "connected once NATS is up", st.Connected)
+	if !roundTrip(nc) {
+		t.Fatal("a request is not answered once NATS is reached")
+	}
+	if got := nc.NumSubscriptions(); got != 1 {
+		t.Fatalf("%d subscriptions, want the one reply inbox", got)
 	}
 }

@@ -43,6 +43,10 @@ type StackOptions struct {
 	RedisCluster *RedisCluster
 	// Plain runs binaries built without the race detector (PlainBinaries).
 	Plain bool
+	// Unready has StartGateway wait only until the gateway's admin
+	// address answers /readyz, ready or not: for a gateway the test
+	// expects never to be ready.
+	Unready bool
 }
 
 // Stack is a whole switchboard: real Redis, real NATS, handlers-svc and a
@@ -120,7 +124,8 @@ func (s *Stack) NATSURL() string {
 	return s.NATS.URL()
 }
 
-// StartStack starts everything and waits until every worker is ready.
+// StartStack starts everything and waits until every worker is ready
+// (StackOptions.Unready: until the gateway answers).
 func StartStack(t testing.TB, opts StackOptions) *Stack {
 	t.Helper()
 	if opts.Workers == 0 {
@@ -196,7 +201,7 @@ func (s *Stack) StopHandlers() {
 }
 
 // StartGateway starts the gateway supervisor and waits until every worker
-// answers /readyz with 200.
+// answers /readyz with 200 (with Unready, until it answers at all).
 func (s *Stack) StartGateway() {
 	s.t.Helper()
 	env := append([]string{
@@ -208,6 +213,12 @@ func (s *Stack) StartGateway() {
 		"GATEWAY_METRICS_CACHE=0s",
 	}, s.opts.Env...)
 	s.Gateway = StartProc(s.t, "gateway", s.gatewayBin, env)
+	if s.opts.Unready {
+		Eventually(s.t, 30*time.Second, "the gateway's admin address answers", func() bool {
+			return httpStatus("http://"+s.MetricsAddr+"/readyz") != 0
+		})
+		return
+	}
 	s.WaitReady()
 }
 

@@ -3,11 +3,15 @@ package worker
 import (
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"go.uber.org/zap"
 
+	"github.com/switchboard/switchboard/internal/readiness"
 	"github.com/switchboard/switchboard/internal/testkit"
 	"github.com/switchboard/switchboard/proto"
 )
@@ -28,6 +32,9 @@ import (
 // have the worker retry it (nc.ForceReconnect after a backoff, which
 // sends the SUBs anew and clears the refusal when NATS takes them), so a
 // mended permission is picked up within seconds.
+//
+// The worker subscribes its inbox as it starts, so /readyz is 503 naming
+// the refusal before any request, not only after the first has timed out.
 func TestInboxRefusalMendedByReload(t *testing.T) {
 	port := testkit.RestartablePort(t)
 	users := func(gatewayPerms *server.Permissions) []*server.User {
@@ -55,17 +62,27 @@ func TestInboxRefusalMendedByReload(t *testing.T) {
 	cfg.NATSURL, cfg.RedisURL = url("gateway", "gw-pw"), rd.URL()
 	cfg.HandlerTimeout = time.Second
 	cfg.ShutdownTimeout = 2 * time.Second
-	r := startWorker(t, cfg, 0)
+	r := launchWorker(t, cfg, 0, zap.NewNop())
 	ready := "http://" + r.addr + "/readyz"
+	testkit.Eventually(t, wait, "the worker's /readyz is 503 naming its refused inbox, before any request", func() bool {
+		resp, err := plain.Get(ready)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return slices.ContainsFunc(readiness.Read(resp).Reasons, func(r string) bool {
+			return strings.HasPrefix(r, "nats refuses the subscription to _INBOX.")
+		})
+	})
 
 	c := testkit.Dial(t, "ws://"+r.addr+"/socket", token(t, "alice", time.Hour))
 	c.Send("sendMessage", map[string]any{"to": "bob", "text": "hi"}, "r1")
 	if f := c.ExpectRef(wait, "r1"); f.Event != proto.EventError {
 		t.Fatalf("reply %s %s while NATS refuses the inbox, want an error (timeout)", f.Event, f.Args)
 	}
-	testkit.Eventually(t, wait, "the worker's /readyz is 503 while NATS refuses its inbox", func() bool {
-		return status(ready) == http.StatusServiceUnavailable
-	})
+	if code := status(ready); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz %d after the request, want 503 while NATS refuses the inbox", code)
+	}
 
 	// The permission mended by a reload: the connection stays.
 	clients := ns.NumClients()

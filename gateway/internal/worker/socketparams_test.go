@@ -10,13 +10,15 @@ import (
 )
 
 // firstParam is an independent reading of what socketParams documents for
-// a resume parameter: the first pair of the query named name, as
+// each parameter: the first pair of the query named name, as
 // url.ParseQuery reads names (split on '&', the name %-decoded). asked is
 // false when no pair names it; readable is false when that first pair does
-// not decode (a bad %-escape, or a ';' net/url refuses), and then the
-// client asked for a resume the query cannot decode (docs/protocol.md
-// section 6: recovered false). A pair holding a ';' counts as naming name
-// when one of its ';'-separated parts does, as socketParams documents.
+// not decode (a bad %-escape, or a ';' net/url refuses): for a resume, the
+// client then asked for a resume the query cannot decode (docs/protocol.md
+// section 6: recovered false); a heartbeat is then not asked for, and a
+// prev names nothing (section 2, section 6). A pair holding a ';' counts as
+// naming name when one of its ';'-separated parts does, as socketParams
+// documents.
 func firstParam(rawQuery, name string) (value string, asked, readable bool) {
 	for _, pair := range strings.Split(rawQuery, "&") {
 		if strings.Contains(pair, ";") {
@@ -94,6 +96,17 @@ func checkSocketParams(t *testing.T, rawQuery string) {
 			t.Fatalf("socketParams(%q): %s %q decodes as %q", rawQuery, r.name, r.got, pos.String())
 		}
 	}
+	// heartbeat and prev: the first pair decides likewise; one that does
+	// not decode asks for nothing, whatever a later pair says.
+	if value, asked, readable := firstParam(rawQuery, proto.QueryHeartbeat); p.heartbeat != (asked && readable && value == "1") {
+		t.Fatalf("socketParams(%q): heartbeat %v; its first heartbeat parameter is %q (named %v, decodes %v)",
+			rawQuery, p.heartbeat, value, asked, readable)
+	}
+	if value, asked, readable := firstParam(rawQuery, proto.QueryPrev); asked && !readable && p.prev != nil ||
+		asked && readable && !slices.Equal(p.prev, proto.ParsePrev(value)) || !asked && p.prev != nil {
+		t.Fatalf("socketParams(%q): prev %q; its first prev parameter is %q (named %v, decodes %v)",
+			rawQuery, p.prev, value, asked, readable)
+	}
 	if _, ok := proto.ParsePos(unreadable); ok {
 		t.Fatalf("unreadable (%q) parses as a position", unreadable)
 	}
@@ -161,6 +174,10 @@ func FuzzSocketParams(f *testing.F) {
 		"token=%ZZ&resume=" + pos,
 		"token=a;b&bresume=" + bpos,
 		"t%6Fken=a&b%72esume=" + bpos,
+		"heartbeat=%ZZ&heartbeat=1",
+		"heartbeat=1;x&heartbeat=1",
+		"prev=%ZZ&prev=c1",
+		"prev=c1;x&prev=c2&x=%ZZ",
 	} {
 		f.Add(q)
 	}
@@ -186,6 +203,32 @@ func TestFirstResumeParameterUnreadable(t *testing.T) {
 		p := socketParams(tt.query)
 		if p.resume != tt.resume || p.bresume != tt.bresume {
 			t.Errorf("socketParams(%q): resume %q bresume %q, want %q and %q", tt.query, p.resume, p.bresume, tt.resume, tt.bresume)
+		}
+	}
+}
+
+// TestFirstHeartbeatAndPrevDecide: heartbeat and prev are read as resume
+// is (TestFirstResumeParameterUnreadable): the first pair of each name
+// decides, and one that does not decode (a bad escape, a ';') asks for
+// nothing, no heartbeats and no previous connections. They took q.Get,
+// which, once net/url had dropped that first pair, was a later pair of
+// the same name: the query the client sent first was not what decided.
+func TestFirstHeartbeatAndPrevDecide(t *testing.T) {
+	for _, tt := range []struct {
+		query     string
+		heartbeat bool
+		prev      []string
+	}{
+		{"heartbeat=%ZZ&heartbeat=1", false, nil},
+		{"heartbeat=1;x&heartbeat=1", false, nil},
+		{"x=%ZZ&heartbeat=1&heartbeat=0", true, nil},
+		{"prev=%ZZ&prev=c1", false, nil},
+		{"prev=c1;x&prev=c2", false, nil},
+		{"x=%ZZ&prev=c1&prev=c2", false, []string{"c1"}},
+	} {
+		p := socketParams(tt.query)
+		if p.heartbeat != tt.heartbeat || !slices.Equal(p.prev, tt.prev) {
+			t.Errorf("socketParams(%q): heartbeat %v prev %q, want %v and %q", tt.query, p.heartbeat, p.prev, tt.heartbeat, tt.prev)
 		}
 	}
 }

@@ -104,7 +104,7 @@ func (w *Worker) serveSocket(rw http.ResponseWriter, r *http.Request) {
 // errRevoked: the socket's token was revoked while it was admitted.
 var errRevoked = errors.New("token revoked")
 
-// unreadable is what resumeParams makes of a parameter it cannot decode:
+// unreadable is what socketParams makes of a resume parameter it cannot decode:
 // no position parses as it.
 const unreadable = "unreadable"
 
@@ -117,29 +117,43 @@ type params struct {
 	prev []string
 }
 
-// socketParams returns the parameters of a request's query (the first of
-// each). A resume pair that net/url drops, for
-// a bad escape or a ';', may still be a resume the client asked for: such
-// a resume or bresume is returned as unreadable, a malformed position, so
-// that connected says recovered false (docs/protocol.md section 6) instead
-// of leaving recovered out as if the client had not asked.
+// socketParams returns the parameters of a request's query, the first pair
+// of each name deciding. Where net/url reads the whole query, that is what
+// it reads. Where it drops pairs, for a bad escape or a ';', the first
+// pair of a name in the query still decides, as auth reads the token: a
+// later pair of the name never stands in for one that does not decode
+// (firstPair). Such a resume or bresume is returned as unreadable, a
+// malformed position, so that connected says recovered false
+// (docs/protocol.md section 6) instead of leaving recovered out as if the
+// client had not asked; such a heartbeat asks for none, and such a prev
+// names no connection, as a malformed list does.
 func socketParams(rawQuery string) params {
 	q, err := url.ParseQuery(rawQuery)
-	p := params{heartbeat: q.Get(proto.QueryHeartbeat) == "1", prev: proto.ParsePrev(q.Get(proto.QueryPrev))}
-	p.resume, p.bresume = resumeParams(rawQuery, q, err)
+	if err == nil {
+		return params{
+			resume: q.Get("resume"), bresume: q.Get("bresume"),
+			heartbeat: q.Get(proto.QueryHeartbeat) == "1",
+			prev:      proto.ParsePrev(q.Get(proto.QueryPrev)),
+		}
+	}
+	var p params
+	p.resume = orUnreadable(firstPair(rawQuery, "resume"))
+	p.bresume = orUnreadable(firstPair(rawQuery, "bresume"))
+	if v, ok := firstPair(rawQuery, proto.QueryHeartbeat); ok {
+		p.heartbeat = v == "1"
+	}
+	if v, ok := firstPair(rawQuery, proto.QueryPrev); ok {
+		p.prev = proto.ParsePrev(v)
+	}
 	return p
 }
 
-// resumeParams returns the resume and bresume parameters of q, parsed
-// from rawQuery with err (see socketParams). When net/url dropped pairs,
-// the first pair of each name in rawQuery decides, as for the token: its
-// value, or unreadable when it does not decode (a bad escape, or a ';' in
-// its part of the query); a later pair of the name never stands in for it.
-func resumeParams(rawQuery string, q url.Values, err error) (resume, bresume string) {
-	if err == nil {
-		return q.Get("resume"), q.Get("bresume")
-	}
-	var seenResume, seenBresume bool
+// firstPair returns the value of the first pair of rawQuery named name,
+// with ok, or "" and ok when none is: pairs split on '&' and then on ';',
+// a name %-decoded where it decodes, as net/url reads names. ok is false
+// when that first pair does not decode: a bad %-escape in its value, or a
+// ';' in its part of the query, which net/url refuses.
+func firstPair(rawQuery, name string) (value string, ok bool) {
 	for _, part := range strings.Split(rawQuery, "&") {
 		pairs := strings.Split(part, ";")
 		for _, pair := range pairs {
@@ -147,21 +161,26 @@ func resumeParams(rawQuery string, q url.Values, err error) (resume, bresume str
 			if k, err := url.QueryUnescape(key); err == nil {
 				key = k
 			}
-			if (key != "resume" || seenResume) && (key != "bresume" || seenBresume) {
+			if key != name {
 				continue
 			}
-			v := unreadable
-			if u, err := url.QueryUnescape(value); err == nil && len(pairs) == 1 {
-				v = u
+			v, err := url.QueryUnescape(value)
+			if err != nil || len(pairs) > 1 {
+				return "", false
 			}
-			if key == "resume" {
-				seenResume, resume = true, v
-			} else {
-				seenBresume, bresume = true, v
-			}
+			return v, true
 		}
 	}
-	return resume, bresume
+	return "", true
+}
+
+// orUnreadable is a resume position from firstPair: its value, or
+// unreadable when it did not decode.
+func orUnreadable(value string, ok bool) string {
+	if !ok {
+		return unreadable
+	}
+	return value
 }
 
 // readSocket runs the read loop of c, which hands frames to its session;

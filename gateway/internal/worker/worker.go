@@ -379,6 +379,13 @@ func (w *Worker) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The reply inbox now, not at the first request: NATS's refusal of it
+	// (a subscribe permission that leaves out _INBOX.>) then has /readyz
+	// 503 before a request is lost to it. Made while NATS is still
+	// away, it is sent once NATS is reached.
+	if err := natsconn.SubscribeReplies(w.nc); err != nil {
+		log.Warn("the reply inbox will be subscribed at the first request", zap.Error(err))
+	}
 	// The recovery streams are tied to the run of the Redis server that
 	// holds them: every new connection records it first. REDIS_URL may
 	// name a Redis Cluster.

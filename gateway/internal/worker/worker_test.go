@@ -68,6 +68,17 @@ func startWorker(t *testing.T, cfg config.Config, index int) *running {
 // startWorkerWith is startWorker with the worker's logger and options.
 func startWorkerWith(t *testing.T, cfg config.Config, index int, log *zap.Logger, opts ...Option) *running {
 	t.Helper()
+	r := launchWorker(t, cfg, index, log, opts...)
+	testkit.Eventually(t, wait, "the worker is ready", func() bool {
+		return status("http://"+r.addr+"/readyz") == http.StatusOK
+	})
+	return r
+}
+
+// launchWorker is startWorkerWith without the wait for the worker to be
+// ready: for a worker the test expects not to be.
+func launchWorker(t *testing.T, cfg config.Config, index int, log *zap.Logger, opts ...Option) *running {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -82,9 +93,6 @@ func startWorkerWith(t *testing.T, cfg config.Config, index int, log *zap.Logger
 		case <-time.After(cfg.ShutdownTimeout + wait):
 			t.Error("Run did not return after its context was cancelled")
 		}
-	})
-	testkit.Eventually(t, wait, "the worker is ready", func() bool {
-		return status("http://"+r.addr+"/readyz") == http.StatusOK
 	})
 	return r
 }

@@ -58,8 +58,10 @@ type Limits struct {
 	// Discarded, when set, is told how many queued frames a close drops
 	// unsent (a slow consumer's queue, or after a failed write), and how
 	// many the writer had taken and drops because gorilla's close frame
-	// (1009, 1002) went out first. It is called with the socket's lock
-	// held, or on its writer, so it must be cheap.
+	// (1009, 1002) went out first or because their write failed (its
+	// deadline passed, the peer reset the connection; a frame cut off
+	// counts as dropped). It is called with the socket's lock held, or
+	// on its writer, so it must be cheap.
 	Discarded func(frames int)
 	// PingRate and PingBurst are each socket's allowance of answered
 	// pings: PingBurst at once, refilled at PingRate a second; 0 = every
@@ -408,11 +410,11 @@ func (c *Conn) writeLoop() {
 		}
 
 		unsent, err := c.writeBatch(batch)
-		c.discarded(unsent)
 		if err != nil && !errors.Is(err, errCloseSent) {
-			c.failWrite(err)
+			c.failWrite(err, unsent)
 			return
 		}
+		c.discarded(unsent)
 		clear(batch) // the frames may be large: do not keep them
 		if cap(batch) > keptBatchCap {
 			batch = nil // a burst's buffer is not kept by an idle socket
@@ -443,8 +445,8 @@ var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &
 
 // writeBatch writes the frames of batch, in order, in as few writes as it
 // can, with one WriteWait deadline per write. It stops at a close frame
-// gorilla sent (closeSent) and returns how many data frames of batch it
-// did not write for that.
+// gorilla sent (closeSent), or at a write that fails (err), and returns
+// how many data frames of batch did not go out whole for that.
 func (c *Conn) writeBatch(batch []item) (unsent int, err error) {
 	bp := batchPool.Get().(*[]byte)
 	buf := (*bp)[:0]
@@ -458,25 +460,26 @@ func (c *Conn) writeBatch(batch []item) (unsent int, err error) {
 	// write writes p and then q, unless a close frame has gone out or is
 	// going out: raw, the check and the write are under the socket's write
 	// lock, which gorilla's writes take too (see gate).
-	write := func(p, q []byte) error {
+	// It returns how many bytes it wrote.
+	write := func(p, q []byte) (int, error) {
 		if rawWrites && c.rc != nil {
 			// A write the socket takes at once needs no deadline; only
 			// one that has to wait gets WriteWait.
 			return writeFrames(c.rc, nc, p, q, &c.closeSent)
 		}
 		if c.closeSent.Load() {
-			return errCloseSent
+			return 0, errCloseSent
 		}
 		if err := nc.SetWriteDeadline(time.Now().Add(WriteWait)); err != nil {
-			return err
+			return 0, err
 		}
 		bufs := net.Buffers{p, q}
-		_, err := bufs.WriteTo(nc)
-		return err
+		n, err := bufs.WriteTo(nc)
+		return int(n), err
 	}
-	flush := func() error {
+	flush := func() (int, error) {
 		if len(buf) == 0 {
-			return nil
+			return 0, nil
 		}
 		defer func() { buf = buf[:0] }()
 		return write(buf, nil)
@@ -496,15 +499,15 @@ func (c *Conn) writeBatch(batch []item) (unsent int, err error) {
 			continue
 		}
 		if len(buf)+len(it.data)+10 > maxBatchBytes {
-			if err := flush(); err != nil {
-				return unsentAt(batch[out:], err)
+			if n, err := flush(); err != nil {
+				return unsentAt(batch[out:], n, err)
 			}
 			out = i
 			if len(it.data)+10 > maxBatchBytes {
 				// Too big to copy: the header, then the payload, under
 				// one hold of the socket's write lock.
-				if err := write(appendFrameHeader(buf, opText, len(it.data)), it.data); err != nil {
-					return unsentAt(batch[out:], err)
+				if n, err := write(appendFrameHeader(buf, opText, len(it.data)), it.data); err != nil {
+					return unsentAt(batch[out:], n, err)
 				}
 				out = i + 1
 				continue
@@ -513,20 +516,45 @@ func (c *Conn) writeBatch(batch []item) (unsent int, err error) {
 		buf = appendFrameHeader(buf, opText, len(it.data))
 		buf = append(buf, it.data...)
 	}
-	if err := flush(); err != nil {
-		return unsentAt(batch[out:], err)
+	if n, err := flush(); err != nil {
+		return unsentAt(batch[out:], n, err)
 	}
 	return 0, nil
 }
 
-// unsentAt is writeBatch's answer to a write that failed with err, rest
-// the items not written: their data frames count as unsent when a close
-// frame went first; another error fails the socket (failWrite).
-func unsentAt(rest []item, err error) (int, error) {
-	if errors.Is(err, errCloseSent) {
-		return dataFrames(rest), err
+// unsentAt is writeBatch's answer to a write that failed with err after
+// it had written n bytes, rest the items from the first of that write on:
+// how many data frames of rest did not go out whole. That is all of them
+// when a close frame went first (nothing was written); when the write
+// itself failed (its deadline, a connection reset) the socket fails
+// (failWrite), and the frames cut off or never reached are as lost as
+// those still queued. It runs only on a failed write, so the hot path
+// pays nothing for the frames' sizes.
+func unsentAt(rest []item, n int, err error) (int, error) {
+	for i, it := range rest {
+		size := 2 // a ping
+		if !it.ping {
+			size = frameHeaderLen(len(it.data)) + len(it.data)
+		}
+		if n < size {
+			return dataFrames(rest[i:]), err
+		}
+		n -= size
 	}
 	return 0, err
+}
+
+// frameHeaderLen is the length of appendFrameHeader's header for n bytes
+// of payload.
+func frameHeaderLen(n int) int {
+	switch {
+	case n <= 125:
+		return 2
+	case n <= 0xffff:
+		return 4
+	default:
+		return 10
+	}
 }
 
 // errCloseSent is a write not made because a close frame went out (or
@@ -555,14 +583,21 @@ func appendFrameHeader(dst []byte, op byte, n int) []byte {
 	}
 }
 
-// failWrite ends a socket whose write failed: nothing more can be sent.
-func (c *Conn) failWrite(err error) {
+// failWrite ends a socket whose write failed with err: nothing more can be
+// sent. unsent data frames of the writer's batch did not go out whole;
+// they and those still queued are told to Limits.Discarded, and the log
+// line says how many were dropped, and why (err: the write deadline, a
+// broken pipe, a reset).
+func (c *Conn) failWrite(err error, unsent int) {
+	c.discarded(unsent)
 	c.mu.Lock()
+	queued := c.dataQueued()
 	if !c.markClosing(ByGateway, websocket.CloseAbnormalClosure, "write failed", true) {
 		c.discard() // closing already, with frames still queued behind the failed write
 	}
 	c.mu.Unlock()
-	c.log.Debug("write failed", zap.String("user", c.user), zap.String("conn", c.id), zap.Error(err))
+	c.log.Debug("write failed", zap.String("user", c.user), zap.String("conn", c.id),
+		zap.Int("dropped", unsent+queued), zap.Error(err))
 	_ = c.ws.NetConn().Close() // unblocks the reader
 	close(c.writerDone)
 }

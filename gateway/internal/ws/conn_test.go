@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/proto"
@@ -69,6 +71,12 @@ func startServerWith(t *testing.T, limits ws.Limits, maxFrame int64, h ws.FrameH
 // the writer's sends often find it full.
 func startServerSendBuf(t *testing.T, limits ws.Limits, maxFrame int64, h ws.FrameHandler, sendBuf int) *server {
 	t.Helper()
+	return startServerLog(t, limits, maxFrame, h, sendBuf, zap.NewNop())
+}
+
+// startServerLog is startServerSendBuf with the sockets logging to log.
+func startServerLog(t *testing.T, limits ws.Limits, maxFrame int64, h ws.FrameHandler, sendBuf int, log *zap.Logger) *server {
+	t.Helper()
 	s := &server{conns: make(chan *ws.Conn, 256), rec: &recorder{frames: make(chan frame, 1024)}}
 	if h == nil {
 		h = s.rec
@@ -88,7 +96,7 @@ func startServerSendBuf(t *testing.T, limits ws.Limits, maxFrame int64, h ws.Fra
 		n++
 		id := fmt.Sprintf("c%d", n)
 		mu.Unlock()
-		c := ws.NewConn(u, id, "alice", &limits, zap.NewNop())
+		c := ws.NewConn(u, id, "alice", &limits, log)
 		s.conns <- c
 		c.ReadLoop(h, maxFrame)
 	}))
@@ -590,7 +598,12 @@ func TestClientCloses(t *testing.T) {
 // TestSlowConsumer sends large frames at a steady pace: a client that reads
 // keeps up and gets them all, while one that never reads fills its TCP
 // buffers, then its queue, and is dropped with 1008 instead of being waited
-// for; its socket ends within the write deadline.
+// for; its socket ends within the write deadline. Every frame Send took
+// from the latter either reached its TCP buffers whole or is told to
+// Limits.Discarded (frames_discarded: they were counted as delivered):
+// those of the batch whose write's deadline passed too, which were
+// dropped uncounted, so the metric said fewer than were lost; the write's
+// log line says how many were dropped, and why.
 func TestSlowConsumer(t *testing.T) {
 	limits := ws.Limits{QueueLen: 8, QueueBytes: 256 << 10}
 	frame := bytes.Repeat([]byte("z"), 32<<10)
@@ -631,8 +644,9 @@ func TestSlowConsumer(t *testing.T) {
 		var discarded atomic.Int64
 		limits := limits
 		limits.Discarded = func(n int) { discarded.Add(int64(n)) }
-		s := startServer(t, limits, 65536)
-		_, c := s.dial(t, &websocket.Dialer{ReadBufferSize: 1024})
+		core, logs := observer.New(zap.DebugLevel)
+		s := startServerLog(t, limits, 65536, nil, 0, zap.New(core))
+		cl, c := s.dial(t, &websocket.Dialer{ReadBufferSize: 1024})
 		tick := time.NewTicker(pace)
 		defer tick.Stop()
 		deadline := time.Now().Add(30 * time.Second)
@@ -659,11 +673,41 @@ func TestSlowConsumer(t *testing.T) {
 		if c.Send([]byte(`{}`)) {
 			t.Error("Send after the overflow reported true")
 		}
+		atOverflow := discarded.Load()
 		start := time.Now()
 		waitDone(t, c, ws.WriteWait+ws.CloseGrace+wait)
 		t.Logf("socket ended %s after the overflow", time.Since(start))
 		if code, reason := c.CloseCode(); code != proto.ClosePolicy || reason != proto.ReasonSlowConsumer {
 			t.Errorf("CloseCode after the end = %d %q, want %d %q", code, reason, proto.ClosePolicy, proto.ReasonSlowConsumer)
+		}
+
+		// What the server's kernel took still arrives, then its FIN:
+		// gorilla has buffered none of it (nothing was read).
+		nc := cl.NetConn()
+		_ = nc.SetReadDeadline(time.Now().Add(wait))
+		got, err := io.ReadAll(nc)
+		if err != nil {
+			t.Fatalf("reading what the server wrote: %v", err)
+		}
+		written, _, closeAt, err := framesAfterClose(got, len(frame))
+		if err != nil || closeAt >= 0 {
+			t.Fatalf("the server wrote a close frame at byte %d after a failed write, or other frames: %v", closeAt, err)
+		}
+		n := discarded.Load()
+		t.Logf("%d frames sent, %d arrived whole, %d counted discarded (%d of them at the overflow)", sent, written, n, atOverflow)
+		if int(n)+written != sent {
+			t.Errorf("Send took %d frames, %d arrived whole and %d were counted discarded (want %d)", sent, written, n, sent-written)
+		}
+		failed := logs.FilterMessage("write failed").All()
+		if len(failed) != 1 {
+			t.Fatalf("%d \"write failed\" log lines, want 1", len(failed))
+		}
+		fields := failed[0].ContextMap()
+		if d, _ := fields["dropped"].(int64); d != n-atOverflow {
+			t.Errorf("the write's log line says %v frames dropped, want %d", fields["dropped"], n-atOverflow)
+		}
+		if why, _ := fields["error"].(string); !strings.Contains(why, "timeout") {
+			t.Errorf("the write's log line gives %q as why, want its deadline (a timeout)", why)
 		}
 	})
 }

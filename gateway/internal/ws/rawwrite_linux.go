@@ -103,7 +103,10 @@ const rawWrites = true
 // RawConn.Write refuses before sending anything: the write is then tried
 // again with a fresh deadline. Clearing the deadline after each wait
 // instead could clear the one gorilla sets for its own close.
-func writeFrames(rc syscall.RawConn, nc net.Conn, p, q []byte, stop *atomic.Bool) error {
+//
+// It returns how many bytes of p and q it sent, all of them unless it
+// fails.
+func writeFrames(rc syscall.RawConn, nc net.Conn, p, q []byte, stop *atomic.Bool) (int, error) {
 	w := rawWriters.Get().(*rawWriter)
 	w.p, w.q, w.stop, w.err, w.nc, w.called, w.armed = p, q, stop, nil, nc, false, false
 	err := rc.Write(w.send)
@@ -116,7 +119,8 @@ func writeFrames(rc syscall.RawConn, nc net.Conn, p, q []byte, stop *atomic.Bool
 	if err == nil {
 		err = w.err
 	}
+	sent := len(p) + len(q) - len(w.p) - len(w.q)
 	w.p, w.q, w.stop, w.err, w.nc = nil, nil, nil, nil, nil
 	rawWriters.Put(w)
-	return err
+	return sent, err
 }

@@ -11,8 +11,8 @@ import (
 
 // writeFrames is not used where raw sends are not implemented: Conn writes
 // through net.Conn there (see Conn.writeBatch).
-func writeFrames(syscall.RawConn, net.Conn, []byte, []byte, *atomic.Bool) error {
-	return errors.ErrUnsupported
+func writeFrames(syscall.RawConn, net.Conn, []byte, []byte, *atomic.Bool) (int, error) {
+	return 0, errors.ErrUnsupported
 }
 
 const rawWrites = false
