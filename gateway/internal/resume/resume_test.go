@@ -463,7 +463,8 @@ func TestHeldOverrunReadsAgain(t *testing.T) {
 }
 
 // TestRecoveryOff: with recovery off, connected has no positions and every
-// frame goes as it comes.
+// frame goes as it comes; a resume is answered recovered false, missed 0
+// (PROTOCOL.md section 2: with a resume connected carries both).
 func TestRecoveryOff(t *testing.T) {
 	cfg := resume.DefaultConfig()
 	cfg.Enabled = false
@@ -478,8 +479,8 @@ func TestRecoveryOff(t *testing.T) {
 	s.Offer(false, &p, eventFrame("bob", "live", p))
 	var args proto.Connected
 	_ = json.Unmarshal(c.got()[0].Args, &args)
-	if args.Pos != "" || args.Recovered != nil {
-		t.Fatalf("connected %+v with recovery off", args)
+	if args.Pos != "" || args.Recovered == nil || *args.Recovered || args.Missed == nil || *args.Missed != 0 {
+		t.Fatalf("connected %+v with recovery off, after a resume: want no pos, recovered false, missed 0", args)
 	}
 	if got := len(c.got()); got != 3 {
 		t.Fatalf("%d frames, want connected and both events", got)

@@ -135,6 +135,11 @@ func (r *Resumer) Connect(ctx context.Context, s *Socket, head proto.Connected, 
 	c := head
 	c.Conn = s.conn.ID()
 	if !r.enabled {
+		if resume != "" || bresume != "" {
+			// Recovery is off (HISTORY_WINDOW=0): nothing is recovered,
+			// and connected says so, as it answers every resume.
+			c.Recovered, c.Missed = new(false), new(0)
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.conn.Send(proto.AppendConnectedFrame(nil, s.conn.User(), &c))

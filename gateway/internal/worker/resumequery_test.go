@@ -25,7 +25,9 @@ func TestUnreadableResumeIsNotRecovered(t *testing.T) {
 		asked       bool // connected must carry recovered (false)
 	}{
 		{"no resume", "", false},
-		{"empty resume", "?resume=", false},
+		{"empty resume", "?resume=", true},
+		{"empty bresume", "?bresume=", true},
+		{"bare resume", "?resume", true},
 		{"other parameter unreadable", "?x=%ZZ", false},
 		{"malformed position", "?resume=garbage", true},
 		{"bad escape in resume", "?resume=%ZZ", true},

@@ -57,8 +57,15 @@ func checkSocketParams(t *testing.T, rawQuery string) {
 
 	// Where net/url reads the query, socketParams reads what it does.
 	if err == nil {
-		if p.resume != q.Get("resume") || p.bresume != q.Get("bresume") {
-			t.Fatalf("socketParams(%q): resume %q bresume %q; url.ParseQuery reads %q and %q",
+		// An empty resume or bresume is there, and malformed: unreadable.
+		want := func(name string) string {
+			if v := q.Get(name); v != "" || !q.Has(name) {
+				return v
+			}
+			return unreadable
+		}
+		if p.resume != want("resume") || p.bresume != want("bresume") {
+			t.Fatalf("socketParams(%q): resume %q bresume %q; url.ParseQuery reads %q and %q (an empty one is unreadable)",
 				rawQuery, p.resume, p.bresume, q.Get("resume"), q.Get("bresume"))
 		}
 		if p.heartbeat != (q.Get(proto.QueryHeartbeat) == "1") {
@@ -76,7 +83,11 @@ func checkSocketParams(t *testing.T, rawQuery string) {
 			// A resume the client never named would have connected say
 			// recovered (false) to a client that did not ask.
 			t.Fatalf("socketParams(%q): %s %q, but no pair names %s", rawQuery, r.name, r.got, r.name)
-		case asked && readable && r.got != value:
+		case asked && readable && value == "" && r.got != unreadable:
+			// Named but empty: a malformed position, so connected says
+			// recovered (false) to a client that asked.
+			t.Fatalf("socketParams(%q): %s %q; its first %s parameter is empty: the client asked for a resume", rawQuery, r.name, r.got, r.name)
+		case asked && readable && value != "" && r.got != value:
 			// The first of each: a later pair never wins over it.
 			t.Fatalf("socketParams(%q): %s %q; its first %s parameter is %q", rawQuery, r.name, r.got, r.name, value)
 		case asked && !readable && r.got == "":

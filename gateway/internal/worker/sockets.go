@@ -131,14 +131,14 @@ func socketParams(rawQuery string) params {
 	q, err := url.ParseQuery(rawQuery)
 	if err == nil {
 		return params{
-			resume: q.Get("resume"), bresume: q.Get("bresume"),
+			resume: asked(q.Get("resume"), q.Has("resume")), bresume: asked(q.Get("bresume"), q.Has("bresume")),
 			heartbeat: q.Get(proto.QueryHeartbeat) == "1",
 			prev:      proto.ParsePrev(q.Get(proto.QueryPrev)),
 		}
 	}
 	var p params
-	p.resume = orUnreadable(firstPair(rawQuery, "resume"))
-	p.bresume = orUnreadable(firstPair(rawQuery, "bresume"))
+	p.resume = orUnreadable(pair(rawQuery, "resume"))
+	p.bresume = orUnreadable(pair(rawQuery, "bresume"))
 	if v, ok := firstPair(rawQuery, proto.QueryHeartbeat); ok {
 		p.heartbeat = v == "1"
 	}
@@ -154,10 +154,17 @@ func socketParams(rawQuery string) params {
 // when that first pair does not decode: a bad %-escape in its value, or a
 // ';' in its part of the query, which net/url refuses.
 func firstPair(rawQuery, name string) (value string, ok bool) {
+	value, _, ok = pair(rawQuery, name)
+	return value, ok
+}
+
+// pair is firstPair that also reports whether the query has a pair named
+// name (found).
+func pair(rawQuery, name string) (value string, found, ok bool) {
 	for _, part := range strings.Split(rawQuery, "&") {
 		pairs := strings.Split(part, ";")
-		for _, pair := range pairs {
-			key, value, _ := strings.Cut(pair, "=")
+		for _, kv := range pairs {
+			key, value, _ := strings.Cut(kv, "=")
 			if k, err := url.QueryUnescape(key); err == nil {
 				key = k
 			}
@@ -166,21 +173,32 @@ func firstPair(rawQuery, name string) (value string, ok bool) {
 			}
 			v, err := url.QueryUnescape(value)
 			if err != nil || len(pairs) > 1 {
-				return "", false
+				return "", true, false
 			}
-			return v, true
+			return v, true, true
 		}
 	}
-	return "", true
+	return "", false, true
 }
 
-// orUnreadable is a resume position from firstPair: its value, or
-// unreadable when it did not decode.
-func orUnreadable(value string, ok bool) string {
-	if !ok {
+// asked is a resume position net/url read: its value, or unreadable when
+// the parameter is there but empty, a malformed position: the client asked
+// to resume, so connected answers recovered false (PROTOCOL.md section 6),
+// never as if it had not asked.
+func asked(value string, present bool) string {
+	if present && value == "" {
 		return unreadable
 	}
 	return value
+}
+
+// orUnreadable is a resume position from pair: its value, or unreadable
+// when it did not decode or is empty (asked).
+func orUnreadable(value string, found, ok bool) string {
+	if !ok {
+		return unreadable
+	}
+	return asked(value, found)
 }
 
 // readSocket runs the read loop of c, which hands frames to its session;
