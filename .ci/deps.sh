@@ -44,12 +44,27 @@ node_ok() {
   return 1
 }
 
+# apt_install PKG...: up to three tries, each with a fresh package index,
+# so that one failed fetch of the index or of a package does not fail CI;
+# a package that does not exist fails all three. apt waits up to 5 minutes
+# for another apt or dpkg to let go of its lock rather than fail at once.
+apt_install() {
+  local sudo="" try
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  local apt=($sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300)
+  for try in 1 2 3; do
+    if "${apt[@]}" update -qq && "${apt[@]}" install -y -qq --no-install-recommends "$@" >/dev/null; then
+      return 0
+    fi
+    echo "deps: apt-get failed (try $try of 3)" >&2
+    ((try == 3)) || sleep $((try * 5))
+  done
+  return 1
+}
+
 if ((${#need[@]})); then
   echo "deps: installing ${need[*]}" >&2
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  apt_install "${need[@]}"
 fi
 if [ "$mode" = test ]; then
   node_ok

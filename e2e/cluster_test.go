@@ -137,10 +137,15 @@ func failoverUnderLoad(t *testing.T, s, h *testkit.Stack) {
 		// the ones in flight stay on the wire.
 		mu.Lock()
 		killedAt, inFlightAtKill = time.Now(), len(pending)
+		subs := s.NATS.Subscriptions()
 		h.Handlers.Kill()
 		mu.Unlock()
+		// Dropped once the server has let go of the connection and of its
+		// subscriptions too: it forgets the connection first, and until
+		// the subscriptions follow, a request can still be routed to the
+		// dead instance's queue subscription.
 		for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
-			if s.NATS.Clients() == clients-1 {
+			if s.NATS.Clients() == clients-1 && s.NATS.Subscriptions() < subs {
 				mu.Lock()
 				droppedAt = time.Now()
 				mu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,7 +57,17 @@ func Run(t testing.TB, bin string, env []string, args ...string) Result {
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// Past RunLimit the whole group goes: a gateway that serves has
+	// workers, which hold the output pipes (so Wait would wait for them)
+	// and would outlive the test. WaitDelay bounds the wait for pipes that
+	// a child still holds after the process itself exited.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 	err := cmd.Run()
+	if cmd.Process != nil { // started
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // nothing it started outlives the test
+	}
 	r := Result{Stdout: stdout.String(), Stderr: stderr.String()}
 	if ctx.Err() != nil {
 		t.Fatalf("%s %v did not exit within %s; stderr:\n%s", bin, args, RunLimit, r.Stderr)

@@ -102,13 +102,21 @@ const oldBinAge = 3 * time.Hour
 // held keeps the lock of this process's directories: never closed.
 var held []*os.File
 
-// lockDir locks dir's lockFile for the life of this process.
+// lockDir locks dir's lockFile for the life of this process. The file is
+// locked under another name and then renamed into place (the lock goes
+// with the file): created as lockFile and locked after, another process's
+// sweep could open it in between, take the lock, and remove the directory
+// this process was about to build into.
 func lockDir(dir string) error {
-	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.CreateTemp(dir, lockFile+"-new-")
 	if err != nil {
 		return err
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return err
+	}
+	if err := os.Rename(f.Name(), filepath.Join(dir, lockFile)); err != nil {
 		f.Close()
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -30,13 +31,19 @@ func TestSweepBinaries(t *testing.T) {
 		t.Skipf("flock(1): %v", err)
 	}
 	t.Cleanup(func() { _ = holder.Process.Kill(); _ = holder.Wait() })
-	Eventually(t, 10*time.Second, "flock(1) holds the lock", func() bool {
-		_, err := os.Stat(filepath.Join(live, lockFile))
-		return err == nil
-	})
+	// flock(1) creates the file and then locks it: wait for the lock, not
+	// the file, or the sweep below can come between the two and take it.
+	Eventually(t, 10*time.Second, "flock(1) holds the lock", func() bool { return locked(filepath.Join(live, lockFile)) })
 	mine := mk(binPrefix + "mine")
 	if err := lockDir(mine); err != nil {
 		t.Fatal(err)
+	}
+	// lockDir's file is in place already locked, and alone.
+	if !locked(filepath.Join(mine, lockFile)) {
+		t.Fatalf("%s is not locked after lockDir", lockFile)
+	}
+	if entries, _ := os.ReadDir(mine); len(entries) != 1 {
+		t.Fatalf("lockDir left %d files, want %s alone", len(entries), lockFile)
 	}
 	gone := mk(binPrefix + "gone")
 	if err := os.WriteFile(filepath.Join(gone, lockFile), nil, 0o600); err != nil {
@@ -60,4 +67,14 @@ func TestSweepBinaries(t *testing.T) {
 			t.Errorf("%s: kept %v, want %v", name, got, kept)
 		}
 	}
+}
+
+// locked reports whether another open file description holds path's flock.
+func locked(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == syscall.EWOULDBLOCK
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -97,9 +98,16 @@ func (s Sample) String() string {
 	return b.String()
 }
 
+// metricsHTTP reads metrics pages. A read is one attempt whose failure
+// fails the test, not a poll, so it waits longer than the readiness
+// probes' 2 s: past the gateway supervisor's own bound on a worker's
+// registry (metrics.ScrapeTimeout, 3 s), which a busy worker on a loaded
+// box can approach while the supervisor still answers in full.
+var metricsHTTP = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
 // ReadMetrics fetches and parses a Prometheus text page.
 func ReadMetrics(url string) (Samples, error) {
-	resp, err := plainHTTP.Get(url)
+	resp, err := metricsHTTP.Get(url)
 	if err != nil {
 		return nil, err
 	}

@@ -74,6 +74,17 @@ func (n *NATS) Clients() int {
 	return n.srv.NumClients()
 }
 
+// Subscriptions returns how many subscriptions the server's accounts hold
+// now. A client that goes away leaves Clients first and its subscriptions
+// a moment later: a test that must know the server routes nothing more to
+// it waits for both.
+func (n *NATS) Subscriptions() int {
+	if n.srv == nil {
+		return 0
+	}
+	return int(n.srv.NumSubscriptions())
+}
+
 // StartNATSCluster starts size NATS servers routed into one cluster, each
 // on a client port and a cluster port of its own that it keeps across Stop
 // and Start, and waits until every server has a route to every other. They

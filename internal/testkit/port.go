@@ -14,7 +14,12 @@ import (
 // so no outgoing connection on the machine can take one between this check
 // and the server's bind (or while a test has its server stopped), and a port
 // is never handed out twice in one test process: two servers of one stack
-// once drew the same port from bind(":0"), which had just freed it.
+// once drew the same port from bind(":0"), which had just freed it. Nor is
+// it handed out by another test process on the machine until t ends
+// (reservePort): go test runs two packages at once, and a port one of
+// them had drawn for a server not started yet, or stopped a while, or for
+// an address that must stay unanswered (a service that is down), passed
+// the other's bind check, so the other's server could take it.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	low := ephemeralLow()
@@ -22,7 +27,7 @@ func FreePort(t testing.TB) int {
 	if low-floor >= 1000 {
 		for range 200 {
 			p := floor + rand.IntN(low-floor)
-			if claim(p) && bindable(p) {
+			if claim(p) && reserve(t, p) && bindable(p) {
 				return p
 			}
 		}
@@ -34,12 +39,23 @@ func FreePort(t testing.TB) int {
 		}
 		p := ln.Addr().(*net.TCPAddr).Port
 		_ = ln.Close()
-		if claim(p) {
+		if claim(p) && reserve(t, p) {
 			return p
 		}
 	}
 	t.Fatal("free port: none found")
 	return 0
+}
+
+// reserve reserves p from other test processes until t ends, and reports
+// whether it could: false if another process holds it. Released after
+// t's other cleanups have stopped its servers (cleanups run last first).
+func reserve(t testing.TB, p int) bool {
+	r, ok := reservePort(p)
+	if ok {
+		t.Cleanup(func() { _ = r.Close() })
+	}
+	return ok
 }
 
 // RestartablePort returns a port for a server a test stops and starts again

@@ -26,7 +26,9 @@ func TestServersDieWithTheTestBinary(t *testing.T) {
 		select {} // until killed
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestServersDieWithTheTestBinary$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "TESTKIT_ORPHAN_CHILD=1")
+	// The child dies without its cleanups: its temporary directories go
+	// in one of this test's, removed by this test's.
+	cmd.Env = append(os.Environ(), "TESTKIT_ORPHAN_CHILD=1", "TMPDIR="+t.TempDir())
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

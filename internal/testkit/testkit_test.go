@@ -172,6 +172,33 @@ func TestNATS(t *testing.T) {
 	}
 }
 
+// TestNATSSubscriptions: Subscriptions counts a client's subscriptions
+// while it is connected, and no longer once it has gone.
+func TestNATSSubscriptions(t *testing.T) {
+	n := testkit.StartNATS(t)
+	base := n.Subscriptions()
+	nc, err := nats.Connect(n.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for _, subj := range []string{"a", "b"} {
+		if _, err := nc.QueueSubscribeSync(subj, "q"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Subscriptions(); got != base+2 {
+		t.Fatalf("%d subscriptions with the client's 2, want %d", got, base+2)
+	}
+	nc.Close()
+	testkit.Eventually(t, 10*time.Second, "the closed client's subscriptions are gone", func() bool {
+		return n.Subscriptions() == base && n.Clients() == 0
+	})
+}
+
 // TestFreePort: a port is never handed out twice in one process, and is
 // free to bind.
 func TestFreePort(t *testing.T) {
