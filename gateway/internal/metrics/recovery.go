@@ -4,7 +4,7 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // Outcomes of a resume, the values of the outcome label of
 // switchboard_gateway_resumes_total (resume.Outcome*).
-var resumeOutcomes = [...]string{"recovered", "store_lost", "expired", "too_many", "invalid_position"}
+var resumeOutcomes = [...]string{"recovered", "store_lost", "expired", "too_many", "invalid_position", "recovery_off"}
 
 // Reasons of a resync frame, the values of the reason label of
 // switchboard_gateway_resyncs_total (resume.Reason*).
@@ -27,7 +27,7 @@ func newRecovery(f factory) recovery {
 		resyncs: make(map[string]prometheus.Counter, len(resyncReasons)),
 	}
 	resumes := f.counterVec("resumes_total",
-		"Sockets that connected with a resume position, by outcome: recovered (every missed event replayed) or why not (store_lost, expired, too_many, invalid_position).",
+		"Sockets that connected with a resume position, by outcome: recovered (every missed event replayed) or why not (store_lost, expired, too_many, invalid_position, recovery_off).",
 		"outcome")
 	for _, o := range resumeOutcomes {
 		r.resumes[o] = resumes.WithLabelValues(o)

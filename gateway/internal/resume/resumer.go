@@ -23,7 +23,6 @@ const (
 	ReasonExpired   = "missed events expired"          // past the history window
 	ReasonTooMany   = "too many missed events"         // over GATEWAY_MAX_REPLAY
 	ReasonInvalid   = "unknown position"               // not a position, or ahead of the stream
-	reasonOff       = "recovery is off on the gateway" // HISTORY_WINDOW=0
 )
 
 // Outcomes of a resume, for Recorder.Resumed.
@@ -33,6 +32,7 @@ const (
 	OutcomeExpired   = "expired"
 	OutcomeTooMany   = "too_many"
 	OutcomeInvalid   = "invalid_position"
+	OutcomeOff       = "recovery_off" // HISTORY_WINDOW=0: nothing is kept
 )
 
 // Recorder counts what the resumer does, for metrics. It is called with
@@ -139,6 +139,7 @@ func (r *Resumer) Connect(ctx context.Context, s *Socket, head proto.Connected, 
 			// Recovery is off (HISTORY_WINDOW=0): nothing is recovered,
 			// and connected says so, as it answers every resume.
 			c.Recovered, c.Missed = new(false), new(0)
+			r.rec.Resumed(OutcomeOff)
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
