@@ -19,10 +19,10 @@ import (
 
 // Reasons of a resync frame, and of a resume that did not recover.
 const (
-	ReasonStoreLost = "store lost events"              // another epoch: Redis lost data
-	ReasonExpired   = "missed events expired"          // past the history window
-	ReasonTooMany   = "too many missed events"         // over GATEWAY_MAX_REPLAY
-	ReasonInvalid   = "unknown position"               // not a position, or ahead of the stream
+	ReasonStoreLost = "store lost events"      // another epoch: Redis lost data
+	ReasonExpired   = "missed events expired"  // past the history window
+	ReasonTooMany   = "too many missed events" // over GATEWAY_MAX_REPLAY
+	ReasonInvalid   = "unknown position"       // not a position, or ahead of the stream
 )
 
 // Outcomes of a resume, for Recorder.Resumed.
