@@ -7,12 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/switchboard/switchboard/gateway/internal/query"
 	"github.com/switchboard/switchboard/proto"
 )
 
@@ -222,29 +222,13 @@ func FromRequest(r *http.Request) (string, error) {
 }
 
 // tokenParam returns the value of the first "token" parameter of the raw
-// query, as url.ParseQuery reads it: pairs split on '&', a pair whose key
-// does not decode (or holds a ';') skipped as ParseQuery skips it.
-func tokenParam(query string) (string, error) {
-	for query != "" {
-		var pair string
-		pair, query, _ = strings.Cut(query, "&")
-		k, v, _ := strings.Cut(pair, "=")
-		if strings.Contains(k, ";") {
-			continue
-		}
-		if key, err := url.QueryUnescape(k); err != nil || key != "token" {
-			continue
-		}
-		if strings.Contains(v, ";") {
-			return "", ErrTokenParam
-		}
-		tok, err := url.QueryUnescape(v)
-		if err != nil {
-			return "", ErrTokenParam
-		}
-		return tok, nil
+// query, read as every parameter of the upgrade is (query.First).
+func tokenParam(rawQuery string) (string, error) {
+	tok, _, ok := query.First(rawQuery, "token")
+	if !ok {
+		return "", ErrTokenParam
 	}
-	return "", nil
+	return tok, nil
 }
 
 // ErrNoTTL is Mint's refusal of a token that would never expire.

@@ -10,42 +10,31 @@ import (
 )
 
 // firstParam is an independent reading of what socketParams documents for
-// each parameter: the first pair of the query named name, as
-// url.ParseQuery reads names (split on '&', the name %-decoded). asked is
-// false when no pair names it; readable is false when that first pair does
-// not decode (a bad %-escape, or a ';' net/url refuses): for a resume, the
-// client then asked for a resume the query cannot decode (docs/protocol.md
-// section 6: recovered false); a heartbeat is then not asked for, and a
-// prev names nothing (section 2, section 6). A pair holding a ';' counts as
-// naming name when one of its ';'-separated parts does, as socketParams
-// documents.
+// each parameter: the first pair of the query named name, as auth reads
+// the token (query.First): pairs split on '&', the name before the first
+// '=', %-decoded; a name that does not decode or holds a ';' names no
+// parameter. asked is false when no pair names it; readable is false when
+// that first pair's value does not decode (a bad %-escape, or a ';'
+// net/url refuses): for a resume, the client then asked for a resume the
+// query cannot decode (docs/protocol.md section 6: recovered false); a
+// heartbeat is then not asked for, and a prev names nothing (section 2,
+// section 6).
 func firstParam(rawQuery, name string) (value string, asked, readable bool) {
 	for _, pair := range strings.Split(rawQuery, "&") {
-		if strings.Contains(pair, ";") {
-			for _, part := range strings.Split(pair, ";") {
-				if paramName(part) == name {
-					return "", true, false
-				}
-			}
+		kv := strings.SplitN(pair, "=", 2)
+		if pair == "" || strings.Contains(kv[0], ";") {
 			continue
 		}
-		if pair == "" || paramName(pair) != name {
+		if k, err := url.QueryUnescape(kv[0]); err != nil || k != name {
 			continue
 		}
-		_, v, _ := strings.Cut(pair, "=")
-		value, err := url.QueryUnescape(v)
-		return value, true, err == nil
+		if len(kv) == 1 {
+			return "", true, true
+		}
+		value, err := url.QueryUnescape(kv[1])
+		return value, true, err == nil && !strings.Contains(kv[1], ";")
 	}
 	return "", false, false
-}
-
-// paramName is the name of a query pair: %-decoded where it decodes.
-func paramName(pair string) string {
-	k, _, _ := strings.Cut(pair, "=")
-	if name, err := url.QueryUnescape(k); err == nil {
-		return name
-	}
-	return k
 }
 
 // checkSocketParams holds socketParams(rawQuery) to its documentation and

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -13,6 +12,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/internal/fanout"
 	"github.com/switchboard/switchboard/gateway/internal/forward"
 	"github.com/switchboard/switchboard/gateway/internal/presence"
+	"github.com/switchboard/switchboard/gateway/internal/query"
 	"github.com/switchboard/switchboard/gateway/internal/resume"
 	"github.com/switchboard/switchboard/gateway/internal/ws"
 	"github.com/switchboard/switchboard/proto"
@@ -122,7 +122,7 @@ type params struct {
 // it reads. Where it drops pairs, for a bad escape or a ';', the first
 // pair of a name in the query still decides, as auth reads the token: a
 // later pair of the name never stands in for one that does not decode
-// (firstPair). Such a resume or bresume is returned as unreadable, a
+// (query.First). Such a resume or bresume is returned as unreadable, a
 // malformed position, so that connected says recovered false
 // (docs/protocol.md section 6) instead of leaving recovered out as if the
 // client had not asked; such a heartbeat asks for none, and such a prev
@@ -137,48 +137,15 @@ func socketParams(rawQuery string) params {
 		}
 	}
 	var p params
-	p.resume = orUnreadable(pair(rawQuery, "resume"))
-	p.bresume = orUnreadable(pair(rawQuery, "bresume"))
-	if v, ok := firstPair(rawQuery, proto.QueryHeartbeat); ok {
+	p.resume = orUnreadable(query.First(rawQuery, "resume"))
+	p.bresume = orUnreadable(query.First(rawQuery, "bresume"))
+	if v, _, ok := query.First(rawQuery, proto.QueryHeartbeat); ok {
 		p.heartbeat = v == "1"
 	}
-	if v, ok := firstPair(rawQuery, proto.QueryPrev); ok {
+	if v, _, ok := query.First(rawQuery, proto.QueryPrev); ok {
 		p.prev = proto.ParsePrev(v)
 	}
 	return p
-}
-
-// firstPair returns the value of the first pair of rawQuery named name,
-// with ok, or "" and ok when none is: pairs split on '&' and then on ';',
-// a name %-decoded where it decodes, as net/url reads names. ok is false
-// when that first pair does not decode: a bad %-escape in its value, or a
-// ';' in its part of the query, which net/url refuses.
-func firstPair(rawQuery, name string) (value string, ok bool) {
-	value, _, ok = pair(rawQuery, name)
-	return value, ok
-}
-
-// pair is firstPair that also reports whether the query has a pair named
-// name (found).
-func pair(rawQuery, name string) (value string, found, ok bool) {
-	for _, part := range strings.Split(rawQuery, "&") {
-		pairs := strings.Split(part, ";")
-		for _, kv := range pairs {
-			key, value, _ := strings.Cut(kv, "=")
-			if k, err := url.QueryUnescape(key); err == nil {
-				key = k
-			}
-			if key != name {
-				continue
-			}
-			v, err := url.QueryUnescape(value)
-			if err != nil || len(pairs) > 1 {
-				return "", true, false
-			}
-			return v, true, true
-		}
-	}
-	return "", false, true
 }
 
 // asked is a resume position net/url read: its value, or unreadable when
@@ -192,7 +159,7 @@ func asked(value string, present bool) string {
 	return value
 }
 
-// orUnreadable is a resume position from pair: its value, or unreadable
+// orUnreadable is a resume position from query.First: its value, or unreadable
 // when it did not decode or is empty (asked).
 func orUnreadable(value string, found, ok bool) string {
 	if !ok {
