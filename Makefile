@@ -89,7 +89,7 @@ e2e-cluster:
 # Redis, the idempotency records kept there, the announced sockets a
 # worker reads from its predecessor, and the settings the supervisor
 # hands its workers.
-FUZZ_DIRS := proto internal/redact internal/streams gateway/internal/auth gateway/internal/ws gateway/internal/announced gateway/internal/config gateway/internal/worker bench/loadgen handlers-svc/event handlers-svc/internal/httpapi handlers-svc/internal/idem
+FUZZ_DIRS := proto internal/redact internal/streams gateway/internal/auth gateway/internal/ws gateway/internal/announced gateway/internal/config gateway/internal/worker gateway/internal/query bench/loadgen handlers-svc/event handlers-svc/internal/httpapi handlers-svc/internal/idem
 fuzz:
 	@for d in $(FUZZ_DIRS); do \
 		for f in $$(cd $$d && go test -list '^Fuzz' . | grep '^Fuzz'); do \
