@@ -230,7 +230,7 @@ func NewWorker() *Worker {
 		"WebSocket upgrades whose token was signed with GATEWAY_JWT_PREVIOUS_SECRET, the secret being rotated out: once it stops growing, no client holds such a token any more.")
 	m.dispatches = f.counter("dispatches_total", "Dispatches received from the Redis channel.")
 	m.unrouted = f.counter("dispatches_unrouted_total", "Dispatches received from Redis that had no local recipient on this worker: the cost of shared fan-out (in per_user mode, mostly dispatches to users whose last socket here closed within the linger).")
-	m.discarded = f.counter("frames_discarded_total", "Frames queued to sockets (counted in deliveries_total) and dropped unsent when the socket was closed: as a slow consumer, when a write failed (frames cut off included), or behind the close of a frame over the limit or a protocol error; recoverable events among them are recovered when the client resumes.")
+	m.discarded = f.counter("frames_discarded_total", "Frames of any kind queued to sockets (live events, counted in deliveries_total, replayed events, replies, connected, resync and heartbeat frames) and dropped unsent when the socket was closed: as a slow consumer, when a write failed (frames cut off included), or behind the close of a frame over the limit or a protocol error; recoverable events among them are recovered when the client resumes.")
 	m.restored = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: namespace, Name: "redis_subscription_down_seconds",
 		Help:    "How long the Redis subscription was down (lost or stalled) before it was re-established and the gap filled from the streams.",
