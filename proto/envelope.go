@@ -44,6 +44,7 @@ var (
 	errEventName    = &Error{Code: CodeBadRequest, Message: "event must match " + EventPattern}
 	errRefType      = &Error{Code: CodeBadRequest, Message: "ref must be a string"}
 	errRefLen       = &Error{Code: CodeBadRequest, Message: "ref must be at most 64 characters"}
+	errRefUTF8      = &Error{Code: CodeBadRequest, Message: "ref is not valid UTF-8: it holds an escaped surrogate that is not half of a pair"}
 	errIdem         = &Error{Code: CodeBadRequest, Message: "idem must be a string of 1 to 64 of A-Z a-z 0-9 _ . -"}
 )
 
@@ -93,6 +94,14 @@ func DecodeEnvelope(data []byte) (Envelope, error) {
 	if ref != nil && !isNull(ref) {
 		if ref[0] != '"' {
 			return env, errRefType
+		}
+		// Only a ref with an escape can hold a lone surrogate (raw bytes
+		// that are not UTF-8 never reach the gateway's decoder: such a frame
+		// is closed with 1007), so a plain one costs nothing more. Decoded,
+		// it would be U+FFFD, and the answer would carry a ref the client
+		// never sent.
+		if bytes.IndexByte(ref, '\\') >= 0 && JSONStringReplaced(ref) {
+			return env, errRefUTF8
 		}
 		s := decodeString(ref)
 		if utf8.RuneCountInString(s) > MaxRefLen {

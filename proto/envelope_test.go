@@ -320,6 +320,7 @@ func TestDecodeEnvelopeBadRefAndBadEvent(t *testing.T) {
 		`{"ref":"` + strings.Repeat("r", 65) + `"}`,
 		`{"event":"","ref":["r"]}`,
 		`{"ref":"` + strings.Repeat("é", 65) + `","event":"a b"}`,
+		`{"ref":"\ud800","event":"a b"}`,
 	} {
 		got, err := proto.DecodeEnvelope([]byte(in))
 		if err == nil {
@@ -331,6 +332,40 @@ func TestDecodeEnvelopeBadRefAndBadEvent(t *testing.T) {
 		}
 		if got.Ref != "" || got.Event != "" {
 			t.Errorf("DecodeEnvelope(%.80q) = %+v, want no event and no ref", in, got)
+		}
+	}
+}
+
+// TestDecodeEnvelopeRefLoneSurrogate: a ref escaping a surrogate that is
+// not half of a pair (what JSON.stringify writes for such a JavaScript
+// string) decodes to U+FFFD in encoding/json, a ref the client never sent:
+// the envelope is refused, not run and answered under another ref. A
+// pair, and U+FFFD written as such, are refs like any other.
+func TestDecodeEnvelopeRefLoneSurrogate(t *testing.T) {
+	for _, ref := range []string{`\ud800`, `\udfff`, `a\udbffb`, `\ude00\ud83d`, `\ud83d\ude00\ud83d`} {
+		in := `{"event":"sendMessage","args":{"text":"hi"},"ref":"` + ref + `"}`
+		got, err := proto.DecodeEnvelope([]byte(in))
+		if err == nil {
+			t.Errorf("DecodeEnvelope(%s) = %+v, want an error", in, got)
+			continue
+		}
+		if pe := wireError(t, err); pe.Code != proto.CodeBadRequest || !strings.Contains(pe.Message, "ref is not valid UTF-8") {
+			t.Errorf("DecodeEnvelope(%s) error = %v, want bad_request about the ref", in, err)
+		}
+		if got.HasRef || got.Ref != "" || got.Event != "" {
+			t.Errorf("DecodeEnvelope(%s) = %+v, want no ref and no event", in, got)
+		}
+	}
+	for ref, want := range map[string]string{
+		`\ud83d\ude00`: "\U0001F600",
+		`\ufffd`:       "\uFFFD",
+		"\uFFFD":       "\uFFFD",
+		`a\\ud800`:     `a\ud800`,
+	} {
+		in := `{"event":"sendMessage","ref":"` + ref + `"}`
+		got, err := proto.DecodeEnvelope([]byte(in))
+		if err != nil || !got.HasRef || got.Ref != want {
+			t.Errorf("DecodeEnvelope(%s) = %+v, %v; want ref %q", in, got, err, want)
 		}
 	}
 }

@@ -36,6 +36,8 @@ var envelopeSeeds = []string{
 	`{"event":"e","idem":"a:b"}`,
 	`{"event":"e","idem":"\u0061","idem":null}`,
 	`{"idem":7,"event":"e"}`,
+	`{"event":"e","ref":"\ud800"}`,
+	`{"event":"e","ref":"\ud83d\ude00\ufffd"}`,
 }
 
 func FuzzDecodeEnvelope(f *testing.F) {
@@ -140,6 +142,8 @@ func oracleEnvelope(data []byte) (proto.Envelope, string) {
 		var ref string
 		if err := json.Unmarshal(raw, &ref); err != nil || utf8.RuneCountInString(ref) > proto.MaxRefLen {
 			refBad = true
+		} else if bytes.IndexByte(raw, '\\') >= 0 && (!utf8.Valid(raw) || strings.Count(ref, "\uFFFD") != writtenFFFD(raw)) {
+			refBad = true // a lone surrogate escape, which decodes to U+FFFD
 		} else {
 			env.Ref = ref
 		}
