@@ -179,8 +179,17 @@ func TestDecodeEnvelopeErrors(t *testing.T) {
 		{name: "invalid UTF-8 outside strings", in: "\xff{\"event\":\"e\"}", field: inJSON},
 		{name: "NaN", in: `{"event":"e","args":NaN}`, field: inJSON},
 		{name: "leading zero", in: `{"event":"e","args":01}`, field: inJSON},
-		{name: "nesting beyond 10000", in: `{"event":"e","args":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}`, field: inJSON},
 		{name: "unclosed deep nesting", in: strings.Repeat("[", 5000), field: inJSON},
+		{name: "nesting beyond 10000, broken", in: `{"event":"e","ref":"r","args":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10000) + `}`, field: inJSON},
+
+		// Valid JSON but for its depth: said so, with the ref.
+		{name: "args nested beyond 9999", in: `{"event":"e","args":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `,"ref":"r"}`,
+			field: "args are nested deeper than 9999 levels", ref: "r"},
+		{name: "other field nested beyond 9999", in: `{"event":"e","ref":"r","x":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}`,
+			field: "frame is nested deeper than 10000 levels", ref: "r"},
+		{name: "deep args, bad ref", in: `{"event":"e","args":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `,"ref":1}`,
+			field: "ref"},
+		{name: "deep array", in: strings.Repeat("[", 10001) + strings.Repeat("]", 10001), field: inObject},
 
 		// Valid JSON, not an object.
 		{name: "array", in: `[{"event":"e"}]`, field: inObject},
@@ -390,9 +399,15 @@ func TestDecodeEnvelopeDeepNesting(t *testing.T) {
 			}
 			if err == nil {
 				t.Errorf("depth %d %q: no error for input encoding/json rejects", depth, open)
+				continue
 			}
 			if depth <= 5000 {
 				t.Errorf("depth %d %q: encoding/json rejected a shallow document", depth, open)
+			}
+			// It is JSON, only deeper than the gateway reads: the answer
+			// says so and carries the ref.
+			if pe := wireError(t, err); !strings.Contains(pe.Message, "args are nested deeper than 9999 levels") || !got.HasRef || got.Ref != "r" {
+				t.Errorf("depth %d %q: %+v, %v; want the depth named, with ref r", depth, open, got, err)
 			}
 		}
 	}
