@@ -61,6 +61,69 @@ func TestBadFramesGetErrorsAndSocketStaysUsable(t *testing.T) {
 	}
 }
 
+// TestRefLoneSurrogateRefused: a ref escaping a lone surrogate ("\ud800",
+// what JSON.stringify writes for such a JavaScript string) would decode to
+// U+FFFD, a ref the client never sent, so that the client could never
+// match the answer. The envelope is refused bad_request without a ref,
+// and not run (docs/protocol.md section 2).
+func TestRefLoneSurrogateRefused(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 1})
+	c := s.Dial("alice")
+	c.SendRaw(websocket.TextMessage, []byte(`{"event":"sendMessage","args":{"text":"surrogate ref"},"ref":"\ud800"}`))
+	f := c.Expect(wait, "an ack or error", func(f proto.Frame) bool {
+		return f.Event == proto.EventAck || f.Event == proto.EventError
+	})
+	var e proto.Error
+	_ = json.Unmarshal(f.Args, &e)
+	if f.Event != proto.EventError || e.Code != proto.CodeBadRequest || !strings.Contains(e.Message, "ref") || f.Ref != "" {
+		t.Fatalf("answer %+v (%+v) to a ref \\ud800: want bad_request about the ref, without a ref", f, e)
+	}
+	// Not run: a later envelope's message_sent arrives, the refused one's
+	// never does.
+	c.Send("sendMessage", map[string]any{"text": "after"}, "after")
+	if f := c.ExpectRef(wait, "after"); f.Event != proto.EventAck {
+		t.Fatalf("after the refusal: %+v, want ack", f)
+	}
+	c.Expect(wait, "message_sent of after", func(f proto.Frame) bool {
+		return f.Event == "message_sent" && strings.Contains(string(f.Args), `"text":"after"`)
+	})
+	for _, f := range c.Frames() {
+		if strings.Contains(string(f.Args), "surrogate ref") {
+			t.Fatalf("the refused envelope ran: %+v", f)
+		}
+	}
+}
+
+// TestDeepArgsNamedWithRef: args nested deeper than the gateway reads
+// (docs/protocol.md section 2: 9,999 levels) are JSON all the same: the
+// answer names the limit and carries the envelope's ref, and no handler
+// runs (an unknown event would otherwise get unknown_event).
+func TestDeepArgsNamedWithRef(t *testing.T) {
+	s := testkit.StartStack(t, testkit.StackOptions{Workers: 1})
+	c := s.Dial("alice")
+	const depth = 10001
+	env := `{"event":"noSuchHandler","args":` + strings.Repeat("[", depth) + strings.Repeat("]", depth) + `,"ref":"deep"}`
+	if len(env) > 65536 {
+		t.Fatal("the envelope is over the default max frame")
+	}
+	c.SendRaw(websocket.TextMessage, []byte(env))
+	f := c.ExpectRef(wait, "deep")
+	var e proto.Error
+	_ = json.Unmarshal(f.Args, &e)
+	if f.Event != proto.EventError || e.Code != proto.CodeBadRequest || e.Message != "args are nested deeper than 9999 levels" {
+		t.Fatalf("answer %+v (%+v) to args %d levels deep: want bad_request naming the depth", f, e, depth)
+	}
+	// At the limit the envelope goes to its handler.
+	ok := `{"event":"noSuchHandler","args":` + strings.Repeat("[", 9999) + strings.Repeat("]", 9999) + `,"ref":"limit"}`
+	c.SendRaw(websocket.TextMessage, []byte(ok))
+	f = c.ExpectRef(wait, "limit")
+	e = proto.Error{}
+	_ = json.Unmarshal(f.Args, &e)
+	if e.Code != proto.CodeUnknownEvent {
+		t.Fatalf("answer %+v (%+v) to args 9999 levels deep: want unknown_event", f, e)
+	}
+}
+
 // TestOversizedFrameCloses1009: one byte over the max frame closes with 1009;
 // exactly the max is answered normally.
 func TestOversizedFrameCloses1009(t *testing.T) {

@@ -26,6 +26,21 @@ func BenchmarkDecodeEnvelope(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodeEnvelopeEscapedRef is an envelope whose ref holds
+// escapes (an accented letter and an emoji as a surrogate pair, as
+// JSON.stringify may write them): the path that decodes the ref.
+func BenchmarkDecodeEnvelopeEscapedRef(b *testing.B) {
+	data := []byte(`{"event":"sendMessage","args":{"to":"bob","text":"hi"},"ref":"caf\u00e9-\ud83d\ude00-42"}`)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		env, err := proto.DecodeEnvelope(data)
+		if err != nil || env.Ref != "café-\U0001F600-42" {
+			b.Fatalf("DecodeEnvelope = %+v, %v", env, err)
+		}
+	}
+}
+
 func BenchmarkDecodeEnvelopeLargeArgs(b *testing.B) {
 	args, err := json.Marshal(map[string]any{
 		"to":       "bob",

@@ -2,8 +2,10 @@ package proto
 
 // Code is a wire error code: what a client sees in an error frame's args
 // and in the body of a refused upgrade, and what a NATS reply carries
-// (docs/protocol.md sections 2 and 3). The set is closed: clients may switch on it,
-// and Codes lists it. A Code is encoded in JSON as a plain string.
+// (docs/protocol.md sections 2 and 3). Codes lists the ones switchboard
+// itself uses, which clients may switch on; a handler may fail with a code
+// of its own, which the gateway passes through, so the wire's set is not
+// closed. A Code is encoded in JSON as a plain string.
 type Code string
 
 // Error codes of error frames and NATS replies (docs/protocol.md sections 2 and 3).
@@ -26,7 +28,7 @@ const (
 	CodeTooManyConnections Code = "too_many_connections"
 )
 
-// codes is the closed set, in the order of the contract's tables.
+// codes is switchboard's own set, in the order of the contract's tables.
 var codes = [...]Code{
 	CodeBadRequest, CodeUnknownEvent, CodeUnavailable, CodeTimeout, CodeHandlerError, CodeRateLimited,
 	CodeForbidden, CodeUnauthorized, CodeForbiddenOrigin, CodeTooManyConnections,

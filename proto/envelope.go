@@ -3,6 +3,7 @@ package proto
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"unicode/utf8"
 )
 
@@ -44,7 +45,10 @@ var (
 	errEventName    = &Error{Code: CodeBadRequest, Message: "event must match " + EventPattern}
 	errRefType      = &Error{Code: CodeBadRequest, Message: "ref must be a string"}
 	errRefLen       = &Error{Code: CodeBadRequest, Message: "ref must be at most 64 characters"}
+	errRefUTF8      = &Error{Code: CodeBadRequest, Message: "ref is not valid UTF-8: it holds an escaped surrogate that is not half of a pair"}
 	errIdem         = &Error{Code: CodeBadRequest, Message: "idem must be a string of 1 to 64 of A-Z a-z 0-9 _ . -"}
+	errArgsDepth    = &Error{Code: CodeBadRequest, Message: fmt.Sprintf("args are nested deeper than %d levels", MaxArgsDepth)}
+	errFrameDepth   = &Error{Code: CodeBadRequest, Message: fmt.Sprintf("frame is nested deeper than %d levels", maxJSONDepth)}
 )
 
 // DecodeEnvelope parses and validates one client frame. On failure it returns
@@ -53,10 +57,20 @@ var (
 // the error frame can echo it (HasRef). Unknown fields are ignored; when a key repeats,
 // the last value wins, as with encoding/json. Keys match exactly (unlike
 // encoding/json, "Event" is not "event"). The returned Args aliases data.
+//
+// A frame nested deeper than encoding/json takes (args deeper than
+// MaxArgsDepth) is refused saying so, with its ref, rather than as "not
+// valid JSON": it is JSON, only more than the gateway reads.
 func DecodeEnvelope(data []byte) (Envelope, error) {
 	var env Envelope
+	deep := false
 	if !ValidJSON(data) {
-		return env, errNotJSON
+		// Too deep takes at least maxJSONDepth+1 brackets open and closed;
+		// shorter garbage is not scanned twice.
+		if len(data) <= 2*maxJSONDepth || !validUnbounded(data) {
+			return env, errNotJSON
+		}
+		deep = true
 	}
 	i := skipSpace(data, 0)
 	if data[i] != '{' {
@@ -94,11 +108,27 @@ func DecodeEnvelope(data []byte) (Envelope, error) {
 		if ref[0] != '"' {
 			return env, errRefType
 		}
+		// Only a ref with an escape can hold a lone surrogate (raw bytes
+		// that are not UTF-8 never reach the gateway's decoder: such a frame
+		// is closed with 1007), so a plain one costs nothing more. Decoded,
+		// it would be U+FFFD, and the answer would carry a ref the client
+		// never sent.
+		if bytes.IndexByte(ref, '\\') >= 0 && JSONStringReplaced(ref) {
+			return env, errRefUTF8
+		}
 		s := decodeString(ref)
 		if utf8.RuneCountInString(s) > MaxRefLen {
 			return env, errRefLen
 		}
 		env.Ref, env.HasRef = s, true
+	}
+	if deep {
+		args := env.Args
+		env.Args = nil
+		if args != nil && !validDepth(args, MaxArgsDepth) {
+			return env, errArgsDepth
+		}
+		return env, errFrameDepth
 	}
 	if idem != nil && !isNull(idem) {
 		// The allowed characters need no escape: an escaped key is refused.

@@ -179,8 +179,17 @@ func TestDecodeEnvelopeErrors(t *testing.T) {
 		{name: "invalid UTF-8 outside strings", in: "\xff{\"event\":\"e\"}", field: inJSON},
 		{name: "NaN", in: `{"event":"e","args":NaN}`, field: inJSON},
 		{name: "leading zero", in: `{"event":"e","args":01}`, field: inJSON},
-		{name: "nesting beyond 10000", in: `{"event":"e","args":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}`, field: inJSON},
 		{name: "unclosed deep nesting", in: strings.Repeat("[", 5000), field: inJSON},
+		{name: "nesting beyond 10000, broken", in: `{"event":"e","ref":"r","args":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10000) + `}`, field: inJSON},
+
+		// Valid JSON but for its depth: said so, with the ref.
+		{name: "args nested beyond 9999", in: `{"event":"e","args":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `,"ref":"r"}`,
+			field: "args are nested deeper than 9999 levels", ref: "r"},
+		{name: "other field nested beyond 9999", in: `{"event":"e","ref":"r","x":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}`,
+			field: "frame is nested deeper than 10000 levels", ref: "r"},
+		{name: "deep args, bad ref", in: `{"event":"e","args":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `,"ref":1}`,
+			field: "ref"},
+		{name: "deep array", in: strings.Repeat("[", 10001) + strings.Repeat("]", 10001), field: inObject},
 
 		// Valid JSON, not an object.
 		{name: "array", in: `[{"event":"e"}]`, field: inObject},
@@ -320,6 +329,7 @@ func TestDecodeEnvelopeBadRefAndBadEvent(t *testing.T) {
 		`{"ref":"` + strings.Repeat("r", 65) + `"}`,
 		`{"event":"","ref":["r"]}`,
 		`{"ref":"` + strings.Repeat("é", 65) + `","event":"a b"}`,
+		`{"ref":"\ud800","event":"a b"}`,
 	} {
 		got, err := proto.DecodeEnvelope([]byte(in))
 		if err == nil {
@@ -331,6 +341,40 @@ func TestDecodeEnvelopeBadRefAndBadEvent(t *testing.T) {
 		}
 		if got.Ref != "" || got.Event != "" {
 			t.Errorf("DecodeEnvelope(%.80q) = %+v, want no event and no ref", in, got)
+		}
+	}
+}
+
+// TestDecodeEnvelopeRefLoneSurrogate: a ref escaping a surrogate that is
+// not half of a pair (what JSON.stringify writes for such a JavaScript
+// string) decodes to U+FFFD in encoding/json, a ref the client never sent:
+// the envelope is refused, not run and answered under another ref. A
+// pair, and U+FFFD written as such, are refs like any other.
+func TestDecodeEnvelopeRefLoneSurrogate(t *testing.T) {
+	for _, ref := range []string{`\ud800`, `\udfff`, `a\udbffb`, `\ude00\ud83d`, `\ud83d\ude00\ud83d`} {
+		in := `{"event":"sendMessage","args":{"text":"hi"},"ref":"` + ref + `"}`
+		got, err := proto.DecodeEnvelope([]byte(in))
+		if err == nil {
+			t.Errorf("DecodeEnvelope(%s) = %+v, want an error", in, got)
+			continue
+		}
+		if pe := wireError(t, err); pe.Code != proto.CodeBadRequest || !strings.Contains(pe.Message, "ref is not valid UTF-8") {
+			t.Errorf("DecodeEnvelope(%s) error = %v, want bad_request about the ref", in, err)
+		}
+		if got.HasRef || got.Ref != "" || got.Event != "" {
+			t.Errorf("DecodeEnvelope(%s) = %+v, want no ref and no event", in, got)
+		}
+	}
+	for ref, want := range map[string]string{
+		`\ud83d\ude00`: "\U0001F600",
+		`\ufffd`:       "\uFFFD",
+		"\uFFFD":       "\uFFFD",
+		`a\\ud800`:     `a\ud800`,
+	} {
+		in := `{"event":"sendMessage","ref":"` + ref + `"}`
+		got, err := proto.DecodeEnvelope([]byte(in))
+		if err != nil || !got.HasRef || got.Ref != want {
+			t.Errorf("DecodeEnvelope(%s) = %+v, %v; want ref %q", in, got, err, want)
 		}
 	}
 }
@@ -355,9 +399,15 @@ func TestDecodeEnvelopeDeepNesting(t *testing.T) {
 			}
 			if err == nil {
 				t.Errorf("depth %d %q: no error for input encoding/json rejects", depth, open)
+				continue
 			}
 			if depth <= 5000 {
 				t.Errorf("depth %d %q: encoding/json rejected a shallow document", depth, open)
+			}
+			// It is JSON, only deeper than the gateway reads: the answer
+			// says so and carries the ref.
+			if pe := wireError(t, err); !strings.Contains(pe.Message, "args are nested deeper than 9999 levels") || !got.HasRef || got.Ref != "r" {
+				t.Errorf("depth %d %q: %+v, %v; want the depth named, with ref r", depth, open, got, err)
 			}
 		}
 	}

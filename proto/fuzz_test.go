@@ -36,6 +36,10 @@ var envelopeSeeds = []string{
 	`{"event":"e","idem":"a:b"}`,
 	`{"event":"e","idem":"\u0061","idem":null}`,
 	`{"idem":7,"event":"e"}`,
+	`{"event":"e","ref":"\ud800"}`,
+	`{"event":"e","ref":"\ud83d\ude00\ufffd"}`,
+	`{"event":"e","ref":"r","args":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}`,
+	`{"event":"e","ref":"r","x":` + strings.Repeat(`{"a":`, 10000) + `1` + strings.Repeat("}", 10000) + `}`,
 }
 
 func FuzzDecodeEnvelope(f *testing.F) {
@@ -74,6 +78,14 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		// matches keys exactly (after unescaping) and keeps the last of
 		// duplicate keys, exactly as DecodeEnvelope promises.
 		want, wantErr := oracleEnvelope(data)
+		if wantErr == "deep" {
+			// Nested deeper than encoding/json reads, so it cannot tell
+			// what else is right or wrong; DecodeEnvelope must refuse it.
+			if err == nil {
+				t.Fatalf("DecodeEnvelope(%.200q) = %+v; it nests deeper than %d levels", data, env, proto.MaxArgsDepth+1)
+			}
+			return
+		}
 		if (err != nil) != (wantErr != "") {
 			t.Fatalf("DecodeEnvelope(%q) = %+v, %v; oracle says error %q", data, env, err, wantErr)
 		}
@@ -127,6 +139,9 @@ func FuzzDecodeEnvelope(f *testing.F) {
 func oracleEnvelope(data []byte) (proto.Envelope, string) {
 	var env proto.Envelope
 	if !json.Valid(data) {
+		if nesting(data) > proto.MaxArgsDepth+1 {
+			return env, "deep"
+		}
 		return env, "JSON"
 	}
 	var m map[string]json.RawMessage
@@ -140,6 +155,8 @@ func oracleEnvelope(data []byte) (proto.Envelope, string) {
 		var ref string
 		if err := json.Unmarshal(raw, &ref); err != nil || utf8.RuneCountInString(ref) > proto.MaxRefLen {
 			refBad = true
+		} else if bytes.IndexByte(raw, '\\') >= 0 && (!utf8.Valid(raw) || strings.Count(ref, "\uFFFD") != writtenFFFD(raw)) {
+			refBad = true // a lone surrogate escape, which decodes to U+FFFD
 		} else {
 			env.Ref = ref
 		}
@@ -175,6 +192,27 @@ func oracleEnvelope(data []byte) (proto.Envelope, string) {
 	}
 	env.Event = event
 	return env, ""
+}
+
+// nesting returns the most arrays and objects data opens one inside
+// another, outside strings, whether or not it is valid JSON.
+func nesting(data []byte) int {
+	depth, most, inString := 0, 0, false
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '[' || c == '{':
+			depth++
+			most = max(most, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return most
 }
 
 func FuzzDecodeDispatch(f *testing.F) {

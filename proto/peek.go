@@ -15,8 +15,9 @@ import (
 // skipping other values by their brackets and quotes without checking
 // them. event is "" unless it is a plain string matching EventPattern;
 // hasRef is false unless "ref" is a string of at most MaxRefLen
-// characters, and both are empty when the frame is not an object as far as
-// Peek reads. It never panics, and on every valid envelope it agrees with
+// characters without a lone surrogate escape (as DecodeEnvelope), and
+// both are empty when the frame is not an object as far as Peek reads.
+// It never panics, and on every valid envelope it agrees with
 // DecodeEnvelope's Event, Ref and HasRef.
 func Peek(data []byte) (event, ref string, hasRef bool) {
 	i := skipSpace(data, 0)
@@ -72,7 +73,7 @@ func Peek(data []byte) (event, ref string, hasRef bool) {
 		return event, "", false // none, null, or not a string
 	}
 	s, ok := peekString(val)
-	if !ok || utf8.RuneCountInString(s) > MaxRefLen {
+	if !ok || utf8.RuneCountInString(s) > MaxRefLen || (bytes.IndexByte(val, '\\') >= 0 && JSONStringReplaced(val)) {
 		return event, "", false
 	}
 	return event, s, true

@@ -44,6 +44,8 @@ func TestPeekRef(t *testing.T) {
 		{``, "", false},
 		{`{"ref":"a\\"}`, `a\`, true},
 		{`{"ref":"a\\\"b"}`, `a\"b`, true},
+		{`{"ref":"\ud800"}`, "", false}, // refused by DecodeEnvelope
+		{`{"ref":"\ud83d\ude00"}`, "\U0001F600", true},
 	} {
 		_, ref, ok := proto.Peek([]byte(tt.in))
 		if ok != tt.want || ref != tt.ref {

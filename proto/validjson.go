@@ -23,9 +23,9 @@ const maxJSONDepth = 10000
 // dispatch and request. ValidJSON never allocates.
 func ValidJSON(data []byte) bool { return validDepth(data, maxJSONDepth) }
 
-// MaxArgsDepth is the most levels of nesting of a dispatch's args: one
-// less than ValidJSON takes, for the dispatch that carries them one level
-// down, which every gateway decodes.
+// MaxArgsDepth is the most levels of nesting of args, a client
+// envelope's or a dispatch's: one less than ValidJSON takes, for the
+// object that carries them one level down.
 const MaxArgsDepth = maxJSONDepth - 1
 
 // ValidArgs reports whether data can be a dispatch's args, which every
@@ -44,6 +44,16 @@ func validDepth(data []byte, max int) bool {
 	if deep {
 		return validJSONDeep(data, max)
 	}
+	return ok
+}
+
+// validUnbounded reports whether data is valid JSON but for the limit on
+// nesting, which ValidJSON keeps: it tells a frame refused for its depth
+// alone from one that is not JSON at all. It allocates room for as many
+// levels as data has bytes, so it is for input ValidJSON refused.
+func validUnbounded(data []byte) bool {
+	kinds := make([]uint64, len(data)/64+1)
+	ok, _ := validJSON(data, kinds, len(data)+1)
 	return ok
 }
 

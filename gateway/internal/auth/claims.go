@@ -3,10 +3,10 @@ package auth
 import (
 	"encoding/json"
 	"errors"
-	"strconv"
-	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/switchboard/switchboard/proto"
 )
 
 // registered is the registered claims of a token, each read under its
@@ -46,7 +46,7 @@ func (c *registered) UnmarshalJSON(b []byte) error {
 			continue
 		}
 		if claim.name == "sub" {
-			c.subReplaced = replaced(raw)
+			c.subReplaced = proto.JSONStringReplaced(raw)
 		}
 		if err := json.Unmarshal(raw, claim.dst); err != nil {
 			var typ *json.UnmarshalTypeError
@@ -57,48 +57,4 @@ func (c *registered) UnmarshalJSON(b []byte) error {
 		}
 	}
 	return nil
-}
-
-// replaced reports whether decoding the JSON string raw replaces something
-// with U+FFFD, as encoding/json does with bytes that are not UTF-8 and with
-// an escaped surrogate that is not half of a pair.
-func replaced(raw []byte) bool {
-	if !utf8.Valid(raw) {
-		return true
-	}
-	high := false // the last escape was a high surrogate, awaiting its low half
-	for i := 0; i < len(raw); i++ {
-		if raw[i] != '\\' || i+1 >= len(raw) {
-			if high {
-				return true
-			}
-			continue
-		}
-		i++
-		if raw[i] != 'u' || i+4 >= len(raw) {
-			if high {
-				return true
-			}
-			continue
-		}
-		r, err := strconv.ParseUint(string(raw[i+1:i+5]), 16, 16)
-		i += 4
-		switch {
-		case err != nil:
-			return true
-		case r >= 0xD800 && r < 0xDC00:
-			if high {
-				return true
-			}
-			high = true
-		case r >= 0xDC00 && r < 0xE000:
-			if !high {
-				return true
-			}
-			high = false
-		case high:
-			return true
-		}
-	}
-	return high
 }
