@@ -3,6 +3,7 @@ package dispatch
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/proto"
@@ -39,8 +40,23 @@ func partlyDelivered(err error) error {
 	if err == nil || errors.Is(err, ErrPartlyDelivered) {
 		return err
 	}
-	return fmt.Errorf("%w: %w", ErrPartlyDelivered, err)
+	return &partlyError{err: err}
 }
+
+// partlyError is partlyDelivered's error: err, wrapping
+// ErrPartlyDelivered too. Its text says "dispatch partly delivered"
+// once: err's own message may say it already (clusterResult's).
+type partlyError struct{ err error }
+
+func (e *partlyError) Error() string {
+	s := e.err.Error()
+	if strings.Contains(s, ErrPartlyDelivered.Error()) {
+		return s
+	}
+	return ErrPartlyDelivered.Error() + ": " + s
+}
+
+func (e *partlyError) Unwrap() []error { return []error{ErrPartlyDelivered, e.err} }
 
 // notSent returns the error of a dispatch not sent because its context
 // ended with ctxErr (ErrNotSent).

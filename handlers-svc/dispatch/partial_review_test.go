@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,6 +42,9 @@ func TestClusterPartlyDeliveredMarksEffects(t *testing.T) {
 	}
 	if !effects.Maybe() {
 		t.Errorf("partly delivered (%v): the request's late.Effects says none of its dispatches may have gone out, though bob has it", err)
+	}
+	if n := strings.Count(err.Error(), "partly delivered"); n != 1 {
+		t.Errorf("the error's text says partly delivered %d times, want once: %v", n, err)
 	}
 
 	// The same through a handler's ToUsers, which natserve tracks.
