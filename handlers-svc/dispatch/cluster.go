@@ -276,7 +276,6 @@ func (d *Dispatcher) clusterResult(ctx context.Context, groups []streams.CallGro
 	var pos []string
 	if ran {
 		pos = inTargetOrder(units, groups, all) // a failed call's are none, or "" (splitMerged)
-		first = partlyDelivered(first)
 	}
 	if u, ok := errors.AsType[*unitError](firstRaw); ok && !u.delivered && delivered && !unsentError(first) {
 		// Nothing of the failed call was written, but another partition
@@ -306,6 +305,9 @@ func (d *Dispatcher) clusterResult(ctx context.Context, groups []streams.CallGro
 			err = partlyDelivered(err)
 		}
 		return pos, err
+	}
+	if ran {
+		return pos, partlyDelivered(first)
 	}
 	return pos, first
 }

@@ -650,9 +650,21 @@ func (d *Dispatcher) publishCall(ctx context.Context, pub *publisher, keys []str
 // outcomeOf returns the outcome of a publish whose result is err: done,
 // not run (never written, or refused by Redis, which runs no part of a
 // call it refuses, or no connection to be had), or unknown.
+//
+// A dispatch to several partitions of a Redis Cluster some of which ran,
+// or may have, is unknown whatever the call that failed says: its error
+// wraps ErrPartlyDelivered, or is a timeout *event.Error (clusterResult),
+// though its cause may be one master's refusal (a redis.Error, OOM say)
+// that alone would read as not run.
 func outcomeOf(err error) late.Outcome {
 	if err == nil {
 		return late.Done
+	}
+	if errors.Is(err, ErrPartlyDelivered) {
+		return late.Unknown
+	}
+	if e, ok := errors.AsType[*event.Error](err); ok && e.Code == proto.CodeTimeout {
+		return late.Unknown // timeout says it may have been delivered
 	}
 	if _, ok := errors.AsType[*notSentError](err); ok {
 		return late.NotRun

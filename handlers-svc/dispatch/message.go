@@ -200,7 +200,8 @@ func validConn(conn string) bool {
 // twice.
 //
 // It is not all or none. The script runs each message of at most 128
-// users apart, so Redis may fail one and run the others (handler_error);
+// users apart, so Redis may fail one and run the others, or fail one after
+// it recorded it for some of its users, who have it (handler_error);
 // on a Redis Cluster one partition's call may run while another master
 // refuses it, cannot be reached or does not answer (timeout, never
 // unavailable). Such a dispatch, partly delivered, returns with its error

@@ -3,6 +3,7 @@ package dispatch
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/switchboard/switchboard/handlers-svc/event"
 	"github.com/switchboard/switchboard/proto"
@@ -21,9 +22,12 @@ var ErrNotSent = errors.New("dispatch not sent")
 // delivered to some of its targets for sure and failed for others: on a
 // Redis Cluster, the call of one partition ran and another's failed; on
 // one Redis, Redis failed some of its messages (units of at most 128
-// users) while the script ran and the others ran. Its code stays what
-// the failure's is, timeout or handler_error (never unavailable, which
-// says nothing was delivered), and Dispatch returns with it the
+// users) while the script ran and the others ran, or failed one after it
+// had recorded it for some of its users (who have it: a gap filled at
+// their next event, or a resume, gives it to their sockets). Its code
+// stays what the failure's is, timeout or handler_error (never
+// unavailable, which says nothing was delivered), and Dispatch returns
+// with it the
 // Positions of the users who have it (and the broadcast position, if
 // that part ran): a user without a position did not get it, or, when
 // Redis did not answer for that user's part (timeout), may have. To
@@ -39,8 +43,23 @@ func partlyDelivered(err error) error {
 	if err == nil || errors.Is(err, ErrPartlyDelivered) {
 		return err
 	}
-	return fmt.Errorf("%w: %w", ErrPartlyDelivered, err)
+	return &partlyError{err: err}
 }
+
+// partlyError is partlyDelivered's error: err, wrapping
+// ErrPartlyDelivered too. Its text says "dispatch partly delivered"
+// once: err's own message may say it already (clusterResult's).
+type partlyError struct{ err error }
+
+func (e *partlyError) Error() string {
+	s := e.err.Error()
+	if strings.Contains(s, ErrPartlyDelivered.Error()) {
+		return s
+	}
+	return ErrPartlyDelivered.Error() + ": " + s
+}
+
+func (e *partlyError) Unwrap() []error { return []error{ErrPartlyDelivered, e.err} }
 
 // notSent returns the error of a dispatch not sent because its context
 // ended with ctxErr (ErrNotSent).

@@ -568,9 +568,10 @@ func sameSettings(a, b *call) bool {
 // call may have been delivered (maybeSentError), never that it was not.
 // When Redis failed one of c's units while the script ran it, c's error
 // is a *unitError, and its positions come with it: those of the units
-// that ran, "" for each target of a unit that failed (the script's
-// reply), so that the caller knows who got it. The failures of other
-// calls' units are not c's.
+// that ran and of the users a failed unit had recorded before it failed,
+// "" for each other target of a unit that failed (the script's reply),
+// so that the caller knows who got it. The failures of other calls'
+// units are not c's.
 func splitMerged(c *call) ([]string, int, error) {
 	r, err := streams.ParseResult(c.cmd.Val())
 	if err != nil {
@@ -600,10 +601,11 @@ func splitMerged(c *call) ([]string, int, error) {
 	}
 	mine := pos[c.first : c.first+c.n : c.first+c.n]
 	if failed != nil {
-		// The call's other units ran: they were delivered. The unheard
-		// publishes are still counted, for the calls merged behind this
-		// one too.
-		failed.ran = failed.failed < c.units
+		// The call's other units ran: they were delivered; so was a
+		// failed unit to the users it recorded before it failed (a
+		// position). The unheard publishes are still counted, for the
+		// calls merged behind this one too.
+		failed.ran = failed.failed < c.units || slices.ContainsFunc(mine, func(p string) bool { return p != "" })
 		failed.delivered = failed.delivered || failed.ran
 		return mine, unheard, failed
 	}
@@ -658,7 +660,8 @@ type unitError struct {
 	// its units ran, or a failed one had written before it failed.
 	// Without it, nothing of the call was recorded or published.
 	delivered bool
-	// ran says some of the call's units ran without failing: the
+	// ran says some of the call's units ran without failing, or a
+	// failed one had recorded some of its users (their positions): the
 	// call was delivered in part for sure (ErrPartlyDelivered).
 	ran bool
 }

@@ -87,21 +87,35 @@ func CheckArgs(args json.RawMessage) error {
 }
 
 // Batcher is implemented by a Dispatcher that can deliver several
-// dispatches together: all of them, or none.
+// dispatches together, in order, in one step: none of them when the
+// delivery path cannot be reached, but not all or none in every case.
 type Batcher interface {
 	// Batch runs fn with a Dispatcher that collects dispatches; when fn
-	// returns nil they are delivered all together, or none is and an error
-	// (code unavailable) is returned. When fn fails nothing is delivered
-	// and its error is returned.
+	// returns nil they are delivered together, in order. An error with
+	// code unavailable says none of them was delivered (a retry is
+	// safe); any other says some may have been: timeout (the path took
+	// them and did not answer), or, with the Redis dispatcher, a batch
+	// partly delivered (its error wraps dispatch.ErrPartlyDelivered, code
+	// handler_error or timeout), since Redis may fail one dispatch of the
+	// batch while it runs the others, and on a Redis Cluster each
+	// partition's share is delivered apart. When fn fails nothing is
+	// delivered and its error is returned.
 	Batch(ctx context.Context, fn func(d Dispatcher) error) error
 }
 
 // Atomically runs fn so that the dispatches it makes through its Dispatcher
-// are delivered all together or not at all, when d supports it (it is a
-// Batcher, as the Redis dispatcher and eventtest.Recorder are); otherwise
-// fn's dispatches go out one by one through d. Use it when a client would
-// see a half-done action: sendMessage must not deliver "message" to the
-// recipient and fail to tell the sender's devices with "message_sent".
+// are delivered together, in order, in one step, when d supports it (it
+// is a Batcher, as the Redis dispatcher and eventtest.Recorder are);
+// otherwise fn's dispatches go out one by one through d. Use it when a
+// client would see a half-done action: sendMessage's "message" to the
+// recipient and "message_sent" to the sender's devices go out in one
+// step, so that an outage (unavailable), or fn failing half way,
+// delivers neither.
+// It is not all or none in every case (Batcher): Redis may fail one
+// dispatch of the batch while it runs the others, and on a Redis Cluster
+// the recipient's and the sender's partitions may fare differently; the
+// error is then never unavailable, but handler_error or timeout, which
+// tell the client it may have been delivered.
 //
 // Only dispatches made through fn's d are in the batch. The d of the Redis
 // dispatcher and of eventtest.Recorder is also a Rooms: a dispatch to rooms

@@ -109,8 +109,11 @@ func (c *Chat) SendMessage(ctx context.Context, r *event.Request) error {
 		TS:    time.Now().UnixMilli(),
 		MsgID: newMsgID(),
 	}
-	// Both events or neither: a recipient must never have a message whose
-	// sender was told it failed (and would send it again).
+	// Both events in one step: an outage delivers neither (unavailable,
+	// safe to send again). Redis failing one of them while it runs the
+	// other (or, on a cluster, one partition's master failing) is
+	// answered handler_error or timeout, never unavailable, so the sender
+	// is not told that nothing was sent.
 	err := event.Atomically(ctx, c.d, func(d event.Dispatcher) error {
 		if in.To != nil {
 			msg.To = *in.To
@@ -121,7 +124,7 @@ func (c *Chat) SendMessage(ctx context.Context, r *event.Request) error {
 		return d.ToUsers(ctx, []string{r.User}, EventMessageSent, msg)
 	})
 	if err != nil {
-		return err // already an unavailable *event.Error
+		return err // its code (event.WireError) says whether it may have been delivered
 	}
 	return r.Respond(Sent{MsgID: msg.MsgID, TS: msg.TS})
 }

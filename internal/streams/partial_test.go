@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,5 +141,31 @@ func TestClusterPublishTriesEveryPartition(t *testing.T) {
 	}
 	if len(pos) != 2 || pos[0] != "" || pos[1] == "" {
 		t.Errorf("positions %q: want \"\" for %s and one for %s", pos, second, first)
+	}
+}
+
+// TestPublishFailedAfterRecordingNamesWhoHasIt: on one Redis, a dispatch
+// whose one unit Redis fails after it recorded some of its users (alice,
+// before WRONGTYPE on bad's meta) is partly published: alice has it, so
+// Publish's error wraps ErrPartlyPublished and her position comes with
+// it, the event's in her stream; the users after bad get "".
+func TestPublishFailedAfterRecordingNamesWhoHasIt(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rdb := client(t)
+	if err := rdb.Set(ctx, proto.UserMetaKey("bad"), "not a hash", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	pos, _, err := streams.Publish(ctx, rdb, time.Minute,
+		&proto.Dispatch{Event: "e", Args: json.RawMessage(`{}`), Users: []string{"alice", "bad", "bob"}})
+	if ue, ok := errors.AsType[*streams.UnitError](err); !errors.Is(err, streams.ErrPartlyPublished) || !ok || !ue.Wrote {
+		t.Fatalf("Publish: %v, want partly published, a unit that wrote", err)
+	}
+	last, lerr := rdb.XRevRangeN(ctx, proto.UserStreamKey("alice"), "+", "-", 1).Result()
+	if lerr != nil || len(last) != 1 || len(pos) != 3 || !strings.HasSuffix(pos[0], "."+last[0].ID) || pos[1] != "" || pos[2] != "" {
+		t.Errorf("positions %q, alice's stream %v (%v): want alice's event's, then none", pos, last, lerr)
+	}
+	if n := rdb.XLen(ctx, proto.UserStreamKey("bob")).Val(); n != 0 {
+		t.Errorf("bob's stream holds %d events, want none: the unit failed before him", n)
 	}
 }

@@ -281,10 +281,13 @@ func publishCall(p int, cluster bool, units []*Unit, window, metaTTL time.Durati
 // the index in ds of the dispatch Redis failed while the script ran it,
 // or Redis's error for a call it refused or did not answer. When other
 // dispatches, or other partitions of the same dispatch, were recorded
-// and published all the same, the error wraps ErrPartlyPublished and
-// pos comes with it, "" for each target that did not get it (or, where
-// Redis did not answer, may have); without ErrPartlyPublished nothing of
-// ds was delivered, unless Redis did not answer.
+// and published all the same, or the failed dispatch had recorded some
+// of its users before it failed, the error wraps ErrPartlyPublished and
+// pos comes with it: the position of each target that has it, "" for
+// each that did not get it (or, where Redis did not answer, may have);
+// without ErrPartlyPublished nothing of ds was recorded, unless Redis did
+// not answer (a failed transient dispatch may have been published to
+// some of its users: UnitError.Wrote).
 func Publish(ctx context.Context, rdb redis.Scripter, window time.Duration, ds ...*proto.Dispatch) (pos []string, unheard int, err error) {
 	if !IsCluster(rdb) {
 		units := make([]*Unit, len(ds))
@@ -302,7 +305,7 @@ func Publish(ctx context.Context, rdb redis.Scripter, window time.Duration, ds .
 			return nil, 0, err
 		case len(r.Failed) == 0:
 			return r.Pos, r.Unheard, nil
-		case len(r.Failed) < len(units): // the others ran
+		case len(r.Failed) < len(units) || recorded(r.Pos): // the others ran, or a failed one recorded some
 			return r.Pos, r.Unheard, fmt.Errorf("%w: %w", ErrPartlyPublished, &r.Failed[0])
 		}
 		return nil, 0, &r.Failed[0] // a unit's index in the call is its dispatch's
@@ -337,7 +340,7 @@ func Publish(ctx context.Context, rdb redis.Scripter, window time.Duration, ds .
 			k := min(units[i].Targets(), len(p))
 			got[i], p = p[:k], p[k:]
 		}
-		if len(r.Failed) < len(g.Units) {
+		if len(r.Failed) < len(g.Units) || recorded(r.Pos) {
 			ran = true
 		}
 		if len(r.Failed) > 0 && first == nil {
@@ -365,9 +368,21 @@ func Publish(ctx context.Context, rdb redis.Scripter, window time.Duration, ds .
 
 // ErrPartlyPublished is wrapped by Publish's error when some of its
 // dispatches, or some partitions of one, were recorded and published and
-// others failed: the positions it returns with the error are those of
-// the targets that got it, "" for the others.
+// others failed (or failed after recording some of their users): the
+// positions it returns with the error are those of the targets that got
+// it, "" for the others.
 var ErrPartlyPublished = errors.New("partly published: some of the dispatches, or of their partitions, were recorded and published")
+
+// recorded reports whether pos, a reply's positions, holds any: some
+// target has the event.
+func recorded(pos []string) bool {
+	for _, p := range pos {
+		if p != "" {
+			return true
+		}
+	}
+	return false
+}
 
 // SplitResult splits the publish script's reply into the positions it
 // assigned, in target order, and the number of its PUBLISHes that no
@@ -390,7 +405,9 @@ func SplitResult(res []string) (pos []string, unheard int, err error) {
 // PublishResult is the publish script's reply (ParseResult).
 type PublishResult struct {
 	// Pos holds the positions assigned, in target order; each target of
-	// a unit that failed has "" (a position is never empty).
+	// a unit that failed has "" (a position is never empty), but for
+	// those the unit had recorded before it failed: they have the event,
+	// at that position.
 	Pos []string
 	// Unheard is the number of PUBLISHes on a shared channel that no
 	// subscriber received (SplitResult).
@@ -404,7 +421,8 @@ type PublishResult struct {
 // its call's units (WRONGTYPE on a user's stream or meta key that
 // something else overwrote, say). The script runs each unit apart: the
 // units before and after it in the call ran as if it had not been there,
-// and Redis kept what the failed unit wrote before the error.
+// and Redis kept what the failed unit wrote before the error: the users
+// it had recorded have their positions in the reply (PublishResult.Pos).
 type UnitError struct {
 	// Unit is the unit's index in its call, from 0; in Publish's error,
 	// the index of the dispatch among those it was given.
@@ -426,7 +444,7 @@ func (e *UnitError) Error() string {
 }
 
 // ParseResult reads the publish script's reply: the positions assigned,
-// in target order ("" for each target of a unit that failed), then for
+// in target order ("" for each target a failed unit did not record), then for
 // each unit that failed "!", its index in the call from 1, "w" when it had
 // written or "-", a space and Redis's error, then the count of unheard
 // PUBLISHes. A reply without failed units is what SplitResult always

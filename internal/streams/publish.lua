@@ -27,7 +27,8 @@
 --   Each user's body is head..id..tail, then its position for 'p'.
 --   Kinds 'P' and 'T' are 'p' and 't' published with SPUBLISH (sharded
 --   pub/sub, on a Redis Cluster: the channels are in the keys' slot).
--- Returns the positions assigned, in target order, then the number of
+-- Returns the positions assigned, in target order ('' for a target a
+-- failed unit did not record, below), then the number of
 -- PUBLISHes on a shared channel that no subscriber received (see
 -- SplitResult). A PUBLISH on a user's channel that no one hears is not
 -- counted: the user is offline, which is normal.
@@ -100,11 +101,15 @@ local function record(ev, args, except)
   local ss, mss = string.format('%d', s), nowstr
   if now > ms then ms = now else mss = string.format('%d', ms) end
   local id = mss .. '-' .. ss
+  local p = ep .. '.' .. id
   if except == '' then
     redis.call('XADD', sk, 'MINID', '~', minid, id, 'e', ev, 'a', args)
   else
     redis.call('XADD', sk, 'MINID', '~', minid, id, 'e', ev, 'a', args, 'x', except)
   end
+  -- In the stream: its position is returned even if the unit fails
+  -- after, since the user has the event (a gap filled, a resume).
+  out[#out + 1] = p
   wrote = true
   if not x or s == 1 or now - x >= expireEvery or now < x then
     -- The stream's TTL, set at x, is window + expireEvery: it outlives
@@ -117,8 +122,6 @@ local function record(ev, args, except)
     redis.call('HSET', mk, 's', ss, 't', mss)
   end
   k = k + 2
-  local p = ep .. '.' .. id
-  out[#out + 1] = p
   return p
 end
 
@@ -176,8 +179,11 @@ end
 -- after it, which handlers-svc may have merged in from other callers.
 -- Where each unit's keys and values start is worked out from its kind and
 -- N before it runs, so that a unit failing half way does not shift the
--- next. A failed unit's targets get '' for positions (positions are never
--- empty), and the reply gets, after every position and before the count,
+-- next. A failed unit's targets keep the positions of the events it had
+-- appended to their streams before it failed (those users have it: their
+-- sockets get it by a gap filled at their next event, or a resume, if
+-- it was not published), and get '' for the others (positions are never
+-- empty); the reply gets, after every position and before the count,
 -- one element per failed unit: '!', its index (from 1), 'w' if it had
 -- appended to a stream or published before it failed (so it may have been
 -- delivered in part) or '-' if not, a space and Redis's error.
@@ -197,7 +203,7 @@ for i = 1, tonumber(ARGV[4]) do
   wrote = false
   local ok, err = pcall(publish, a, n, kind)
   if not ok then
-    for j = o + 1, o + targets do out[j] = '' end
+    for j = #out + 1, o + targets do out[j] = '' end
     if type(err) == 'table' then err = err.err end -- as some Redis versions raise it
     failed[#failed + 1] = '!' .. i .. (wrote and 'w ' or '- ') .. tostring(err)
   end

@@ -21,8 +21,10 @@ import (
 // overwrote) fails that unit only. The units after it, of every kind, find
 // their keys and values where they are (a unit failing half way does not
 // shift them) and run as if it had not been there; the reply keeps one
-// position per target, "" for the failed units', and says which units
-// failed and whether they had written anything.
+// position per target, "" for the failed units' but for the users a
+// failed unit had recorded before it failed (carol, pa: they have the
+// event, at that position), and says which units failed and whether they
+// had written anything.
 func TestUnitFailsAlone(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -79,7 +81,7 @@ func TestUnitFailsAlone(t *testing.T) {
 	if len(r.Pos) != 11 {
 		t.Fatalf("%d positions %q, want 11 (one per target)", len(r.Pos), r.Pos)
 	}
-	for i, want := range []bool{true, false, false, false, false, false, false, false, true, true, true} {
+	for i, want := range []bool{true, false, false, true, false, true, false, false, true, true, true} {
 		if _, ok := proto.ParsePos(r.Pos[i]); ok != want || (!want && r.Pos[i] != "") {
 			t.Errorf("position %d %q, want a position %v (else \"\")", i, r.Pos[i], want)
 		}
@@ -99,6 +101,13 @@ func TestUnitFailsAlone(t *testing.T) {
 	for user, want := range map[string]int64{"alice": 1, "bob": 0, "carol": 2, "pa": 1, "pb": 0, "erin": 1, "frank": 1, "dave": 0, "pc": 0} {
 		if n := rdb.XLen(ctx, proto.UserStreamKey(user)).Val(); n != want {
 			t.Errorf("%s's stream holds %d events, want %d", user, n, want)
+		}
+	}
+	// A failed unit's recorded users' positions are their events'.
+	for user, p := range map[string]string{"carol": r.Pos[3], "pa": r.Pos[5]} {
+		last, err := rdb.XRevRangeN(ctx, proto.UserStreamKey(user), "+", "-", 1).Result()
+		if err != nil || len(last) != 1 || !strings.HasSuffix(p, "."+last[0].ID) {
+			t.Errorf("%s: position %q, its stream's last event %v (%v)", user, p, last, err)
 		}
 	}
 	if n := rdb.XLen(ctx, proto.BroadcastStreamKey).Val(); n != 1 {

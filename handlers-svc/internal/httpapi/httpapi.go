@@ -347,6 +347,19 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, m dispatch.Message,
 		if !strings.HasPrefix(werr.Message, "dispatch partly delivered") {
 			werr.Message = "dispatch partly delivered (" + werr.Message + ")"
 		}
+		if len(pos.Users) == 0 && pos.Broadcast == "" {
+			// Transient, or sent by a service that records nothing
+			// (HISTORY_WINDOW=0): no positions, so "pos" cannot name who
+			// got it. A recorded dispatch partly delivered names someone:
+			// the part that ran recorded its users (or the broadcast).
+			werr.Message += `: it was not recorded, so it has no positions, and "pos" cannot say which of its targets got it; ` +
+				"sending it again may deliver it twice to those that did"
+			if res != nil {
+				werr.Message += "; its outcome stays unknown, so a retry with its Idempotency-Key is answered 409, " +
+					"not dispatched again, until the key expires"
+			}
+			break
+		}
 		werr.Message += `: the users in "pos" (the broadcast, with "bpos") have it; the others did not get it, ` +
 			"or, where Redis did not answer, may have"
 		if res != nil {
