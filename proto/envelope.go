@@ -64,10 +64,10 @@ var (
 func DecodeEnvelope(data []byte) (Envelope, error) {
 	var env Envelope
 	deep := false
-	if !ValidJSON(data) {
-		// Too deep takes at least maxJSONDepth+1 brackets open and closed;
-		// shorter garbage is not scanned twice.
-		if len(data) <= 2*maxJSONDepth || !validUnbounded(data) {
+	if ok, atLimit := validAtDepth(data, maxJSONDepth); !ok {
+		// Scanned again only when the scan stopped at the limit of
+		// nesting: other garbage is refused at once.
+		if !atLimit || !validUnbounded(data) {
 			return env, errNotJSON
 		}
 		deep = true
@@ -271,23 +271,30 @@ func valueEnd(data []byte, i int) int {
 	}
 }
 
-// keyName returns a quoted key's text; it allocates only for escaped keys.
+// keyName returns the name of a quoted key if it is one of the
+// envelope's, else "". It never allocates, for escaped keys neither
+// (asciiKey).
 func keyName(key []byte) string {
-	inner := key[1 : len(key)-1]
-	if bytes.IndexByte(inner, '\\') < 0 {
-		switch string(inner) { // no allocation: compared, not converted
-		case "event":
-			return "event"
-		case "ref":
-			return "ref"
-		case "args":
-			return "args"
-		case "idem":
-			return "idem"
+	name := key[1 : len(key)-1]
+	if bytes.IndexByte(name, '\\') >= 0 {
+		var buf [8]byte
+		n, ok := asciiKey(key, &buf)
+		if !ok {
+			return ""
 		}
-		return ""
+		name = buf[:n]
 	}
-	return decodeString(key)
+	switch string(name) { // no allocation: compared, not converted
+	case "event":
+		return "event"
+	case "ref":
+		return "ref"
+	case "args":
+		return "args"
+	case "idem":
+		return "idem"
+	}
+	return ""
 }
 
 // decodeString returns the text of a valid quoted JSON string.

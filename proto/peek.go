@@ -91,17 +91,20 @@ func peekString(quoted []byte) (string, bool) {
 
 // peekKey returns "ref" or "event" when the quoted key spells one, else "".
 func peekKey(key []byte) string {
-	if bytes.IndexByte(key, '\\') < 0 {
-		switch string(key) {
-		case `"ref"`:
-			return "ref"
-		case `"event"`:
-			return "event"
+	name := key[1 : len(key)-1]
+	if bytes.IndexByte(name, '\\') >= 0 {
+		var buf [8]byte
+		n, ok := asciiKey(key, &buf)
+		if !ok {
+			return ""
 		}
-		return ""
+		name = buf[:n]
 	}
-	if s, ok := peekString(key); ok && (s == "ref" || s == "event") {
-		return s
+	switch string(name) { // no allocation: compared, not converted
+	case "ref":
+		return "ref"
+	case "event":
+		return "event"
 	}
 	return ""
 }

@@ -36,6 +36,14 @@ func ValidArgs(data []byte) bool { return utf8.Valid(data) && validDepth(data, M
 
 // validDepth is ValidJSON with at most max levels of nesting.
 func validDepth(data []byte, max int) bool {
+	ok, _ := validAtDepth(data, max)
+	return ok
+}
+
+// validAtDepth is validDepth that also reports, when data is refused,
+// whether the scan stopped at the limit of max levels (atLimit): only
+// then may data be valid JSON nested deeper (validUnbounded).
+func validAtDepth(data []byte, max int) (ok, atLimit bool) {
 	// Nesting up to 256 levels (every real frame) is tracked in a few words;
 	// deeper input is scanned again with room for the whole limit, so
 	// only such input pays for zeroing that room.
@@ -44,7 +52,7 @@ func validDepth(data []byte, max int) bool {
 	if deep {
 		return validJSONDeep(data, max)
 	}
-	return ok
+	return ok, false
 }
 
 // validUnbounded reports whether data is valid JSON but for the limit on
@@ -62,10 +70,9 @@ func validUnbounded(data []byte) bool {
 // part of ValidJSON's frame.
 //
 //go:noinline
-func validJSONDeep(data []byte, max int) bool {
+func validJSONDeep(data []byte, max int) (ok, atLimit bool) {
 	var kinds [(maxJSONDepth + 63) / 64]uint64
-	ok, _ := validJSON(data, kinds[:], max)
-	return ok
+	return validJSON(data, kinds[:], max)
 }
 
 // Kinds of container a scan is in.
@@ -75,10 +82,11 @@ const (
 	inArray         // in an array
 )
 
-// validJSON reports whether data is valid JSON; deep is true, and ok
-// meaningless, when the nesting went past what kinds can record (64 levels
-// a word). Bit d of kinds says whether the container at depth d+1 is an
-// array (1) or an object (0); the innermost one's kind is also kept in a
+// validJSON reports whether data is valid JSON. deep is true (and ok
+// false) when the scan stopped for the nesting: past maxDepth levels, or
+// past what kinds can record (64 levels a word), so that a caller can tell
+// those from other refusals (validAtDepth). Bit d of kinds says whether
+// the container at depth d+1 is an array (1) or an object (0); the innermost one's kind is also kept in a
 // variable, as it is needed after every value.
 //
 // The scan is a loop over a few places in the grammar, joined by goto: a
@@ -105,7 +113,7 @@ value:
 		}
 	case '{', '[':
 		if depth == maxDepth {
-			return false, false
+			return false, true
 		}
 		if depth == len(kinds)*64 {
 			return false, true
