@@ -52,7 +52,7 @@ func TestHostileFrames(t *testing.T) {
 		{name: "binary frame", mt: websocket.BinaryMessage, frame: `{"event":"sendMessage","ref":"x"}`, want: proto.CodeBadRequest},
 		{name: "binary garbage", mt: websocket.BinaryMessage, frame: "\x00\xff\xfe", want: proto.CodeBadRequest},
 		// Nesting.
-		{name: "deep nesting beyond the JSON decoder's limit", frame: `{"event":"sendMessage","ref":"n1","args":` + deep(20000, "[", "]") + `}`, want: proto.CodeBadRequest},
+		{name: "deep nesting beyond the JSON decoder's limit", frame: `{"event":"sendMessage","ref":"n1","args":` + deep(20000, "[", "]") + `}`, want: proto.CodeBadRequest, ref: "n1"},
 		{name: "deep nesting in args", frame: `{"event":"sendMessage","ref":"n2","args":{"text":` + deep(5000, "[", "]") + `}}`, want: proto.CodeBadRequest, ref: "n2"},
 		{name: "deep objects in args", frame: `{"event":"sendMessage","ref":"n3","args":` + strings.Repeat(`{"a":`, 3000) + "1" + strings.Repeat("}", 3000) + `}`, want: proto.CodeBadRequest, ref: "n3"},
 		// Huge numbers.
