@@ -91,20 +91,8 @@ func peekString(quoted []byte) (string, bool) {
 
 // peekKey returns "ref" or "event" when the quoted key spells one, else "".
 func peekKey(key []byte) string {
-	name := key[1 : len(key)-1]
-	if bytes.IndexByte(name, '\\') >= 0 {
-		var buf [8]byte
-		n, ok := asciiKey(key, &buf)
-		if !ok {
-			return ""
-		}
-		name = buf[:n]
-	}
-	switch string(name) { // no allocation: compared, not converted
-	case "ref":
-		return "ref"
-	case "event":
-		return "event"
+	if name := keyName(key); name == "ref" || name == "event" {
+		return name
 	}
 	return ""
 }
